@@ -1,0 +1,3 @@
+"""ospp: rehearse Office volume activation against a simulated licence store."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ospp.cli import main
+
+main()

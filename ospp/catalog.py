@@ -1,0 +1,113 @@
+"""The product catalog: Office volume products, their SKUs per channel, and their GVLKs.
+
+The catalog is package data (``ospp/data/catalog.json``) loaded once on first use. GVLKs and
+KMS-client SKU ids are the public values; MAK and KMS-host SKU ids are simulated.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class Channel(enum.StrEnum):
+    """How a licence is activated."""
+
+    KMS_CLIENT = "kms-client"  # volume licence activated by a KMS host (GVLK installed)
+    MAK = "mak"  # Multiple Activation Key, activated with the authority online or by phone
+    KMS_HOST = "kms-host"  # the licence a KMS host key (CSVLK) installs on the host itself
+
+
+APP_OFFICE_2010 = "59a52881-a989-479d-af46-f275c6370663"
+APP_OFFICE_2013_PLUS = "0ff1ce15-a989-479d-af46-f275c6370663"
+
+
+@dataclass(frozen=True)
+class Sku:
+    """One licence of a product: a product in one channel."""
+
+    product: Product
+    channel: Channel
+    sku_id: str
+    simulated: bool
+    license_name: str
+    license_description: str
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str  # short id such as ProPlus2021
+    index: int  # stable small number, encoded in simulated product keys
+    display_name: str
+    year: int
+    office_version: int  # 14, 15, 16, 19, 21, 24 as in "Office 16, ..."
+    application_id: str  # KMS application group
+    gvlk: str
+
+    def sku(self, channel: Channel) -> Sku:
+        return catalog().sku_of(self, channel)
+
+
+class Catalog:
+    def __init__(self, raw: dict[str, object]) -> None:
+        self.kms_threshold = int(raw["kms_threshold"])  # type: ignore[call-overload]
+        self.products: list[Product] = []
+        self._skus: dict[tuple[str, Channel], Sku] = {}
+        self._by_sku_id: dict[str, Sku] = {}
+        self._by_id: dict[str, Product] = {}
+        self._by_index: dict[int, Product] = {}
+        self._by_gvlk: dict[str, Product] = {}
+        for entry in raw["products"]:  # type: ignore[attr-defined]
+            product = Product(
+                id=entry["id"],
+                index=entry["index"],
+                display_name=entry["display_name"],
+                year=entry["year"],
+                office_version=entry["office_version"],
+                application_id=entry["application_id"],
+                gvlk=entry["gvlk"],
+            )
+            self.products.append(product)
+            self._by_id[product.id.lower()] = product
+            self._by_index[product.index] = product
+            self._by_gvlk[product.gvlk] = product
+            for name, chan in entry["channels"].items():
+                sku = Sku(
+                    product=product,
+                    channel=Channel(name),
+                    sku_id=chan["sku_id"],
+                    simulated=chan["simulated_sku_id"],
+                    license_name=chan["license_name"],
+                    license_description=chan["license_description"],
+                )
+                self._skus[(product.id, sku.channel)] = sku
+                self._by_sku_id[sku.sku_id.lower()] = sku
+
+    def product(self, product_id: str) -> Product | None:
+        """The product with this short id (case-insensitive), or None."""
+        return self._by_id.get(product_id.lower())
+
+    def by_index(self, index: int) -> Product | None:
+        return self._by_index.get(index)
+
+    def by_gvlk(self, key: str) -> Product | None:
+        return self._by_gvlk.get(key)
+
+    def sku_of(self, product: Product, channel: Channel) -> Sku:
+        return self._skus[(product.id, channel)]
+
+    def sku(self, sku_id: str) -> Sku | None:
+        return self._by_sku_id.get(sku_id.strip("{}").lower())
+
+    def gvlks(self) -> dict[str, Product]:
+        return dict(self._by_gvlk)
+
+
+@functools.cache
+def catalog() -> Catalog:
+    """The embedded catalog, parsed once per process."""
+    text = (Path(__file__).parent / "data" / "catalog.json").read_text(encoding="utf-8")
+    return Catalog(json.loads(text))

@@ -1,0 +1,253 @@
+"""Shared CLI machinery: the ospp.vbs slash syntax, --json, and the one place errors are caught.
+
+A command's function returns a :class:`Result` (text lines in ospp.vbs form plus the same facts
+as JSON) or raises :class:`~ospp.errors.OsppError`; :func:`run` prints either and sets the exit
+status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ospp.db import close_all
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+from ospp.errors import ExitStatus, OsppError, hex_code
+
+DASHES = "-" * 39
+PROCESSING = "---Processing" + "-" * 26
+EXITING = "---Exiting" + "-" * 29
+INTERNAL_ERROR = 70  # a bug in ospp; rerun with OSPP_DEBUG=1 for the traceback
+
+EXIT_STATUS_HELP = (
+    "Exit status: 0 success; 1 the licensing check said no (the licensing code is printed); "
+    "2 usage error; 3 the licence store or another local file cannot be used; 4 a server "
+    "(authority, KMS host, DNS) could not be reached; 70 internal error."
+)
+
+
+@dataclass
+class Result:
+    """What a command has to say: ospp.vbs-style lines and the JSON payload."""
+
+    lines: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    error: OsppError | None = None  # set when the command failed after printing something
+    banners: bool = True
+
+
+def error_lines(exc: OsppError) -> list[str]:
+    lines = [f"ERROR CODE: {hex_code(exc.code)}"]
+    if exc.description:
+        lines.append(f"ERROR DESCRIPTION: {exc.description}")
+    lines.append(f"ERROR DETAIL: {exc.message}")
+    if exc.hint:
+        lines.append(f"HINT: {exc.hint}")
+    return lines
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    click.echo(json.dumps(payload, indent=2, sort_keys=False))
+
+
+def emit(result: Result, as_json: bool, command: str) -> int:
+    status = result.error.exit_status if result.error else ExitStatus.OK
+    if as_json:
+        payload: dict[str, Any] = {"ok": result.error is None, "command": command}
+        payload.update(result.data)
+        if result.error is not None:
+            payload["error"] = result.error.to_json()
+        _print_json(payload)
+        return int(status)
+    lines = list(result.lines)
+    if result.error is not None:
+        lines += error_lines(result.error)
+    if not result.banners:
+        for line in lines:
+            click.echo(line)
+        return int(status)
+    click.echo(PROCESSING)
+    click.echo(DASHES)
+    for line in lines:
+        click.echo(line)
+    click.echo(DASHES)
+    click.echo(EXITING)
+    return int(status)
+
+
+def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
+    """Run ``body``, print its result or its error, and exit with the matching status."""
+    try:
+        result = body()
+    except OsppError as exc:
+        result = Result(error=exc)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # the one place foreign failures end up
+        if os.environ.get("OSPP_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"ospp: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("ospp: this is a bug; rerun with OSPP_DEBUG=1 to see where.", err=True)
+        sys.exit(INTERNAL_ERROR)
+    finally:
+        close_all()
+    code = emit(result, as_json, command)
+    if code:
+        sys.exit(code)
+
+
+def json_wanted(ctx: click.Context, as_json: bool) -> bool:
+    root = ctx.find_root()
+    return as_json or bool(root.params.get("as_json"))
+
+
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON instead of ospp.vbs text."
+)
+COMPUTER_ARGUMENT = click.argument("computer", required=False, metavar="[COMPUTERNAME]")
+
+
+# -- the ospp.vbs slash syntax -----------------------------------------------------------------
+
+
+class SlashCommand(click.Command):
+    """A command usable as ``/name[:value]``; ``slash_value`` says where the value goes.
+
+    None: the command takes no value; "argument": the first argument; "--opt": that option.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        slash_value: str | None = None,
+        value_required: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.slash_value = slash_value
+        self.value_required = value_required
+
+
+class SlashGroup(click.Group):
+    """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].lower() in ("/?", "/help", "-?", "/h"):
+            args = ["--help", *args[1:]]
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        first = args[0] if args else ""
+        if first.startswith("/") and len(first) > 1:
+            args = self._expand_slash(ctx, first, args[1:])
+        elif first and not first.startswith("-") and self.get_command(ctx, first.lower()) is None:
+            raise click.UsageError(f"unknown command {first!r}; run 'ospp /?' for the list", ctx)
+        return super().resolve_command(ctx, args)
+
+    def _expand_slash(self, ctx: click.Context, word: str, rest: list[str]) -> list[str]:
+        name, sep, value = word[1:].partition(":")
+        name = name.lower()
+        cmd = self.get_command(ctx, name)
+        if not isinstance(cmd, SlashCommand):
+            raise click.UsageError(f"unknown option '/{name}'; run 'ospp /?' for the list", ctx)
+        if cmd.slash_value is None:
+            if sep:
+                raise click.UsageError(f"/{name} takes no value, but ':{value}' was given", ctx)
+            return [name, *rest]
+        if not value:
+            if cmd.value_required:
+                raise click.UsageError(f"/{name} needs a value: /{name}:{value_metavar(cmd)}", ctx)
+            if sep:
+                raise click.UsageError(f"/{name}: the value after ':' is empty", ctx)
+            return [name, *rest]
+        if cmd.slash_value == "argument":
+            return [name, value, *rest]
+        return [name, cmd.slash_value, value, *rest]
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        if incomplete.startswith("/"):
+            items = []
+            for name in self.list_commands(ctx):
+                cmd = self.get_command(ctx, name)
+                if not isinstance(cmd, SlashCommand) or cmd.hidden:
+                    continue
+                word = f"/{name}" + (":" if cmd.slash_value and cmd.value_required else "")
+                if word.startswith(incomplete.lower()):
+                    items.append(CompletionItem(word, help=cmd.get_short_help_str()))
+            return items
+        return super().shell_complete(ctx, incomplete)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        verbs: list[tuple[str, str]] = []
+        others: list[tuple[str, str]] = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            if isinstance(cmd, SlashCommand):
+                verbs.append((slash_form(name, cmd), cmd.get_short_help_str(60)))
+            else:
+                others.append((name, cmd.get_short_help_str(60)))
+        if verbs:
+            with formatter.section("ospp.vbs options (also as 'ospp NAME VALUE')"):
+                formatter.write_dl(verbs)
+        if others:
+            with formatter.section("Commands"):
+                formatter.write_dl(others)
+
+
+def slash_form(name: str, cmd: SlashCommand) -> str:
+    if cmd.slash_value is None:
+        return f"/{name}"
+    metavar = value_metavar(cmd)
+    return f"/{name}:{metavar}" if cmd.value_required else f"/{name}[:{metavar}]"
+
+
+def value_metavar(cmd: click.Command) -> str:
+    slash_value = getattr(cmd, "slash_value", None)
+    for param in cmd.params:
+        if slash_value == "argument" and isinstance(param, click.Argument):
+            return param.metavar or (param.name or "VALUE").upper()
+        if isinstance(param, click.Option) and slash_value in param.opts:
+            return (param.metavar or param.name or "VALUE").upper()
+    return "VALUE"
+
+
+def verb(
+    name: str,
+    *,
+    slash_value: str | None = None,
+    value_required: bool = True,
+    params: Sequence[Callable[[Any], Any]] = (),
+) -> Callable[[Callable[..., Any]], SlashCommand]:
+    """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``."""
+
+    def deco(fn: Callable[..., Any]) -> SlashCommand:
+        f: Any = fn
+        f = JSON_OPTION(f)
+        f = COMPUTER_ARGUMENT(f)
+        for p in reversed(params):
+            f = p(f)
+        return click.command(
+            name,
+            cls=SlashCommand,
+            slash_value=slash_value,
+            value_required=value_required,
+            epilog=EXIT_STATUS_HELP,
+        )(f)
+
+    return deco

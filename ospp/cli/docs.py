@@ -1,0 +1,211 @@
+"""Generate the man page and the shell completion scripts from the click tree.
+
+``python -m ospp.cli.docs`` rewrites ``man/ospp.1`` and ``completions/``; a test fails when the
+committed files differ from what this produces.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from click.shell_completion import get_completion_class
+
+from ospp import __version__
+from ospp.cli.base import SlashCommand, slash_form
+
+MAN_DATE = "2026-11-28"  # bump with each release
+COMPLETION_FILES = {"bash": "ospp.bash", "zsh": "_ospp", "fish": "ospp.fish"}
+
+
+def _roff(text: str) -> str:
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    lines = []
+    for line in text.splitlines():
+        lines.append("\\&" + line if line.startswith((".", "'")) else line)
+    return "\n".join(lines)
+
+
+def _params(cmd: click.Command, skip: tuple[str, ...] = ()) -> list[str]:
+    out = []
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            if param.hidden or param.name in skip:
+                continue
+            names = ", ".join(param.opts + param.secondary_opts)
+            meta = "" if param.is_flag else f" {param.metavar or param.name or ''}".upper()
+            out += [".TP", f"\\fB{_roff(names)}\\fR{_roff(meta)}", _roff(param.help or "")]
+    return out
+
+
+def _usage(path: str, cmd: click.Command) -> str:
+    pieces = []
+    for param in cmd.params:
+        if isinstance(param, click.Argument):
+            meta = param.metavar or (param.name or "").upper()
+            pieces.append(meta if param.required or meta.startswith("[") else f"[{meta}]")
+    return " ".join([path, "[OPTIONS]", *pieces])
+
+
+def _command_sections(group: click.Group, ctx: click.Context, prefix: str) -> list[str]:
+    verbs: list[tuple[str, click.Command]] = []
+    others: list[tuple[str, click.Command]] = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None or cmd.hidden:
+            continue
+        (verbs if isinstance(cmd, SlashCommand) else others).append((name, cmd))
+    out: list[str] = []
+    if verbs:
+        out.append(".SH OSPP.VBS OPTIONS")
+        out.append(
+            "Each works as \\fB/name[:value]\\fR and as \\fBospp name [value]\\fR, "
+            "with an optional trailing COMPUTERNAME and \\fB\\-\\-json\\fR."
+        )
+        for name, cmd in verbs:
+            assert isinstance(cmd, SlashCommand)
+            modern = _roff(_usage(f"{prefix} {name}", cmd))
+            out += [
+                ".TP",
+                f"\\fB{_roff(slash_form(name, cmd))}\\fR",
+                _roff(cmd.help or ""),
+                ".RS",
+                f"Modern form: \\fB{modern}\\fR",
+            ]
+            out += _params(cmd, skip=("as_json",))
+            out.append(".RE")
+    if others:
+        out.append(".SH COMMANDS")
+        for name, cmd in others:
+            out += _describe(cmd, ctx, f"{prefix} {name}")
+    return out
+
+
+def _describe(cmd: click.Command, ctx: click.Context, path: str) -> list[str]:
+    out = [
+        ".SS " + _roff(path),
+        f"\\fB{_roff(_usage(path, cmd))}\\fR",
+        ".PP",
+        _roff((cmd.help or "").split("\f")[0].strip()),
+    ]
+    out += _params(cmd)
+    if isinstance(cmd, click.Group):
+        sub_ctx = click.Context(cmd, info_name=path.split()[-1], parent=ctx)
+        for name in cmd.list_commands(sub_ctx):
+            sub = cmd.get_command(sub_ctx, name)
+            if sub is not None and not sub.hidden:
+                out += _describe(sub, sub_ctx, f"{path} {name}")
+    return out
+
+
+HEAD = r""".TH OSPP 1 "{date}" "ospp {version}" "User Commands"
+.SH NAME
+ospp \- rehearse Office volume activation (MAK, KMS, phone) on a simulated licence store
+.SH SYNOPSIS
+.B ospp
+.BI / option [: value ]
+.RI [ COMPUTERNAME ]
+.br
+.B ospp
+.I command
+.RI [ value ]
+.RI [ COMPUTERNAME ]
+.RB [ \-\-json ]
+.br
+.B ospp
+.RB { center | kms }
+.I subcommand
+.RI [ options ]
+.SH DESCRIPTION
+.B ospp
+speaks the command language of Microsoft's ospp.vbs against a simulated licence store, so
+admins can script, test and rehearse Office volume activation on any machine. Its text output
+copies ospp.vbs; every command also prints JSON with \fB\-\-json\fR, exits with a meaningful
+status, and reports failures with the real licensing code (0xC004F074 and friends).
+It never touches real Microsoft licensing.
+.PP
+Option names are case\-insensitive. \fB/?\fR, \fB/help\fR and \fB\-\-help\fR print help.
+"""
+
+TAIL = r""".SH EXIT STATUS
+.TP
+.B 0
+Success.
+.TP
+.B 1
+The licensing check said no: an invalid key, a refused activation, a mismatched confirmation
+ID. The licensing code is printed (ERROR CODE) and in the JSON (error.code).
+.TP
+.B 2
+Usage error: an unknown option, a missing or malformed value.
+.TP
+.B 3
+The licence store (or another local state file) cannot be used: unreadable, damaged, from a
+newer ospp, or in a directory that cannot be written. The file is never overwritten.
+.TP
+.B 4
+A server (activation authority, KMS host, DNS server) could not be reached.
+.TP
+.B 70
+Internal error (a bug). Rerun with OSPP_DEBUG=1 for the traceback.
+.SH ENVIRONMENT
+.TP
+.B OSPP_HOME
+Directory of the client state: one licence store per simulated machine. Default: the
+platform's user data directory (platformdirs), for example ~/.local/share/ospp.
+.TP
+.B OSPP_CENTER_HOME
+Directory of the local activation authority. Default: the user data directory plus /center.
+.TP
+.B OSPP_NOW
+Simulated current time, ISO 8601 (2026\-06\-01T09:00:00Z); a time without a zone is UTC.
+Use it to rehearse day 26 of grace or day 181 of a KMS activation.
+.TP
+.B OSPP_DEBUG
+Print a traceback for internal errors.
+.SH FILES
+.TP
+.I $OSPP_HOME/machines/NAME/licenses.db
+The licence store of simulated machine NAME (localhost by default): SQLite, owner\-only.
+.SH EXAMPLES
+.nf
+ospp install\-product ProPlus2021
+ospp /dstatus
+ospp /inpkey:XQNVK\-8JYDB\-WJ9W3\-YJ8YR\-WFG99 PC01
+ospp dstatus PC01 \-\-json
+ospp /sethst:kms1.example.com:1688
+ospp /ddescr:0xC004F074
+OSPP_NOW=2026\-12\-31 ospp /dstatus
+.fi
+.SH SEE ALSO
+The README of ospp; Microsoft's documentation of ospp.vbs and slmgr.vbs.
+"""
+
+
+def manpage(cli: click.Group) -> str:
+    ctx = click.Context(cli, info_name="ospp")
+    body = [HEAD.replace("{version}", __version__).replace("{date}", MAN_DATE).rstrip("\n")]
+    body += _command_sections(cli, ctx, "ospp")
+    body.append(TAIL.rstrip("\n"))
+    return "\n".join(body) + "\n"
+
+
+def completion(cli: click.Group, shell: str) -> str:
+    cls = get_completion_class(shell)
+    assert cls is not None
+    return cls(cli, {}, "ospp", "_OSPP_COMPLETE").source()
+
+
+def write_all(root: Path) -> None:
+    from ospp.cli import cli
+
+    (root / "man").mkdir(exist_ok=True)
+    (root / "man" / "ospp.1").write_text(manpage(cli), encoding="utf-8")
+    (root / "completions").mkdir(exist_ok=True)
+    for shell, name in COMPLETION_FILES.items():
+        (root / "completions" / name).write_text(completion(cli, shell), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "."))

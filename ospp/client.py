@@ -1,0 +1,212 @@
+"""What the ospp.vbs commands do to a simulated machine. The CLI calls these and prints."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ospp.catalog import Product, Sku, catalog
+from ospp.clock import Clock, clock_from_env
+from ospp.errors import LicensingError, UsageError
+from ospp.paths import machine_name, ospp_home
+from ospp.status import LicenseStatus, evaluate
+from ospp.store import MAX_REARMS, MachineStore
+
+if TYPE_CHECKING:
+    from ospp.keys import ProductKey
+
+E_REARM_LIMIT = 0xC004D307
+E_SKU_NOT_FOUND = 0xC004F069
+E_KEY_NOT_FOUND = 0xC004F014
+_GUID = r"^\{?[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\}?$"
+
+
+def open_machine(
+    computer: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+    clock: Clock | None = None,
+) -> MachineStore:
+    """Open (creating on first use) the store of a simulated machine."""
+    name = machine_name(computer)
+    return MachineStore.open(ospp_home(environ), name, clock or clock_from_env(environ))
+
+
+def find_product(product_id: str) -> Product:
+    product = catalog().product(product_id)
+    if product is None:
+        known = ", ".join(p.id for p in catalog().products)
+        raise UsageError(f"no product {product_id!r} in the catalog", f"Known products: {known}.")
+    return product
+
+
+def install_product(store: MachineStore, product_id: str) -> list[Sku]:
+    """Simulate installing a volume product: its licences plus its pre-installed GVLK."""
+    from ospp import keys
+
+    product = find_product(product_id)
+    key = keys.parse(product.gvlk)
+    with store.db.write() as conn:
+        added = store.ensure_product(conn, product)
+        if not any(lic.product_key for lic in store.licenses(conn) if lic.sku.product is product):
+            store.install_key(conn, key)
+        store.bump(conn)
+    return added
+
+
+def install_key(store: MachineStore, raw: str) -> ProductKey:
+    from ospp import keys
+
+    key = keys.parse(raw)
+    with store.db.write() as conn:
+        store.install_key(conn, key)
+        store.bump(conn)
+    return key
+
+
+def uninstall_key(store: MachineStore, last5: str) -> list[Sku]:
+    with store.db.write() as conn:
+        removed = store.uninstall_key(conn, last5)
+        if not removed:
+            raise LicensingError(
+                E_KEY_NOT_FOUND,
+                f"no installed product key ends in {last5.upper()}",
+                "Run /dstatus to see the last 5 characters of each installed key.",
+            )
+        store.bump(conn)
+    return removed
+
+
+def statuses(store: MachineStore, include_unkeyed: bool = False) -> list[LicenseStatus]:
+    now = store.clock.now()
+    return [
+        evaluate(lic, now)
+        for lic in store.licenses()
+        if include_unkeyed or lic.product_key is not None
+    ]
+
+
+def rearm(store: MachineStore, sku_id: str | None = None) -> list[Sku]:
+    """Restart the grace period (of every licence not activated, or of one SKU)."""
+    if sku_id is not None and not re.match(_GUID, sku_id):
+        raise UsageError(f"SKU id {sku_id!r} is not a GUID", "Copy the SKU ID line of /dstatus.")
+    with store.db.write() as conn:
+        used = int(store.settings(conn)["rearms_used"])
+        if used >= MAX_REARMS:
+            raise LicensingError(
+                E_REARM_LIMIT,
+                f"this machine has been rearmed {used} times, the most allowed is {MAX_REARMS}",
+                "Activate the products instead (/act, or phone activation with /dinstid).",
+            )
+        now = store.clock.now()
+        targets = []
+        for lic in store.licenses(conn):
+            if sku_id is not None:
+                if lic.sku.sku_id == sku_id.strip("{}").lower():
+                    targets.append(lic.sku)
+            elif evaluate(lic, now).status != "LICENSED":
+                targets.append(lic.sku)
+        if sku_id is not None and not targets:
+            raise LicensingError(
+                E_SKU_NOT_FOUND,
+                f"no licence with SKU id {sku_id} is installed",
+                "Run /dstatusall to list the installed SKU ids.",
+            )
+        for sku in targets:
+            store.restart_grace(conn, sku)
+        store.set_setting(conn, "rearms_used", str(used + 1))
+        store.bump(conn)
+    return targets
+
+
+def cmid(store: MachineStore) -> str:
+    return store.settings()["cmid"]
+
+
+# -- KMS client settings (/sethst, /setprt, /remhst, /cachst, /skms-domain, /ckms-domain) ------
+
+
+@dataclass(frozen=True)
+class KmsSettings:
+    host: str | None
+    port: int
+    caching: bool
+    lookup_domain: str | None
+    actype: int
+    activation_interval: int
+    renewal_interval: int
+    discovered: str | None  # host:port last found through DNS and cached
+
+
+def kms_settings(values: Mapping[str, str]) -> KmsSettings:
+    return KmsSettings(
+        host=values["kms_host"] or None,
+        port=int(values["kms_port"]),
+        caching=values["kms_cache"] == "1",
+        lookup_domain=values["kms_domain"] or None,
+        actype=int(values["actype"]),
+        activation_interval=int(values["activation_interval"]),
+        renewal_interval=int(values["renewal_interval"]),
+        discovered=values["kms_cached_host"] or None,
+    )
+
+
+def _save(store: MachineStore, **values: str) -> None:
+    with store.db.write() as conn:
+        for name, value in values.items():
+            store.set_setting(conn, name, value)
+        store.bump(conn)
+
+
+def set_kms_host(store: MachineStore, text: str) -> None:
+    from ospp.endpoint import parse_host
+
+    current = kms_settings(store.settings())
+    endpoint = parse_host(text, current.port, "KMS host")
+    _save(store, kms_host=endpoint.host, kms_port=str(endpoint.port), kms_cached_host="")
+
+
+def set_kms_port(store: MachineStore, text: str) -> None:
+    from ospp.endpoint import parse_port
+
+    _save(store, kms_port=str(parse_port(text, "KMS port")))
+
+
+def remove_kms_host(store: MachineStore) -> None:
+    _save(store, kms_host="", kms_port="1688", kms_cached_host="")
+
+
+def set_kms_caching(store: MachineStore, text: str) -> None:
+    value = text.strip().upper()
+    if value not in ("TRUE", "FALSE"):
+        raise UsageError(f"/cachst takes TRUE or FALSE, not {text!r}")
+    _save(store, kms_cache="1" if value == "TRUE" else "0", kms_cached_host="")
+
+
+def set_kms_domain(store: MachineStore, text: str) -> None:
+    from ospp.endpoint import valid_host
+
+    domain = text.strip().rstrip(".").lower()
+    if not domain or not valid_host(domain) or ":" in domain:
+        raise UsageError(f"/skms-domain value {text!r} is not a DNS domain name")
+    _save(store, kms_domain=domain, kms_cached_host="")
+
+
+def clear_kms_domain(store: MachineStore) -> None:
+    _save(store, kms_domain="", kms_cached_host="")
+
+
+def set_actype(store: MachineStore, text: str) -> None:
+    if text not in ("0", "1", "2", "3"):
+        raise UsageError(
+            f"/actype takes 0 (all), 1 (Active Directory), 2 (KMS) or 3 (token), not {text!r}"
+        )
+    if text in ("1", "3"):
+        raise LicensingError(
+            0xC004F035 if text == "1" else 0xC004F056,
+            "Active Directory and token-based activation are not supported by ospp",
+            "Use /actype:0 (all) or /actype:2 (KMS).",
+        )
+    _save(store, actype=text)

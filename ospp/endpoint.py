@@ -1,0 +1,66 @@
+"""Host and port values as admins type them: name, IPv4, [IPv6], each with an optional :port."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from ospp.errors import UsageError
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_port(text: str, what: str = "port") -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"{what} {text!r} is not a TCP port", "Use a number from 1 to 65535.")
+    return int(text)
+
+
+def valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
+
+
+def parse_host(text: str, default_port: int | None, what: str = "host") -> Endpoint:
+    """Parse ``name``, ``1.2.3.4``, ``[::1]``, ``::1`` or any of them with ``:port``.
+
+    ``default_port`` is used when no port is given; None makes the port mandatory.
+    """
+    value = text.strip()
+    port_text: str | None = None
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise UsageError(f"{what} {text!r} is not valid", "Write IPv6 as [2001:db8::1]:1688.")
+        port_text = rest[1:] if rest else None
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    else:
+        host = value
+    if not valid_host(host) or ("." not in host and ":" not in host and host.isdigit()):
+        raise UsageError(
+            f"{what} {text!r} is not a host name, IPv4 address or [IPv6] address",
+            "Examples: kms1.example.com, 192.0.2.10, [2001:db8::10], kms1:1688.",
+        )
+    if port_text is not None:
+        port = parse_port(port_text, f"port of {what}")
+    elif default_port is None:
+        raise UsageError(f"{what} {text!r} has no port", "Write it as HOST:PORT.")
+    else:
+        port = default_port
+    return Endpoint(host, port)

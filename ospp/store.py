@@ -1,0 +1,277 @@
+"""A simulated machine's licence store: installed licences and keys, settings, history.
+
+One SQLite file per simulated machine, ``<OSPP_HOME>/machines/<name>/licenses.db``. Every
+mutation bumps ``generation`` inside its transaction, so scripts (and the concurrency test) can
+see that no update was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ospp.catalog import Channel, Product, Sku, catalog
+from ospp.clock import Clock, iso
+from ospp.db import Database
+from ospp.errors import E_INVALID_DATA, StoreError
+from ospp.keys import ProductKey
+from ospp.paths import machine_dir
+
+_SCHEMA = [
+    """
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE licenses (
+        sku_id TEXT PRIMARY KEY,
+        product_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        installed_at TEXT NOT NULL,
+        grace_start TEXT NOT NULL,
+        product_key TEXT,
+        key_installed_at TEXT,
+        activation TEXT
+    );
+    CREATE TABLE history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sku_id TEXT,
+        target TEXT,
+        code INTEGER NOT NULL,
+        detail TEXT NOT NULL
+    );
+    """,
+]
+
+MAX_REARMS = 5
+
+# Settings kept in ``meta`` with their defaults (ospp.vbs / REFERENCE 4).
+DEFAULTS: dict[str, str] = {
+    "kms_host": "",
+    "kms_port": "1688",
+    "kms_cache": "1",
+    "kms_domain": "",
+    "kms_cached_host": "",
+    "actype": "0",
+    "activation_interval": "120",
+    "renewal_interval": "10080",
+    "rearms_used": "0",
+    "generation": "0",
+}
+
+
+@dataclass(frozen=True)
+class License:
+    """One installed licence (a SKU) and, if any, its key and activation record."""
+
+    sku: Sku
+    installed_at: datetime
+    grace_start: datetime
+    product_key: str | None
+    key_installed_at: datetime | None
+    activation: dict[str, Any] | None
+
+    @property
+    def last5(self) -> str | None:
+        return self.product_key[-5:] if self.product_key else None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    kind: str  # "kms" or "acterr"
+    sku_id: str | None
+    target: str | None
+    code: int
+    detail: str
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class MachineStore:
+    """The licence store of one simulated machine. Construct with :meth:`open`."""
+
+    def __init__(self, db: Database, name: str, directory: Path, clock: Clock) -> None:
+        self.db = db
+        self.name = name
+        self.directory = directory
+        self.clock = clock
+
+    @classmethod
+    def open(cls, home: Path, name: str, clock: Clock) -> MachineStore:
+        directory = machine_dir(home, name)
+        db = Database(directory / "licenses.db", "licence", _SCHEMA)
+        store = cls(db, name, directory, clock)
+        with db.read() as conn:
+            known = conn.execute("SELECT 1 FROM meta WHERE name='cmid'").fetchone()
+        if known is None:
+            import uuid
+
+            with db.write() as conn:
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('cmid', ?)", (str(uuid.uuid4()),))
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (iso(clock.now()),)
+                )
+        return store
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def settings(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
+        def fetch(c: sqlite3.Connection) -> dict[str, str]:
+            values = dict(DEFAULTS)
+            values.update(dict(c.execute("SELECT name, value FROM meta").fetchall()))
+            return values
+
+        if conn is not None:
+            return fetch(conn)
+        with self.db.read() as c:
+            return fetch(c)
+
+    def licenses(self, conn: sqlite3.Connection | None = None) -> list[License]:
+        def fetch(c: sqlite3.Connection) -> list[License]:
+            rows = c.execute(
+                "SELECT sku_id, installed_at, grace_start, product_key, key_installed_at, "
+                "activation FROM licenses"
+            ).fetchall()
+            return [self._license(row) for row in rows]
+
+        if conn is not None:
+            found = fetch(conn)
+        else:
+            with self.db.read() as c:
+                found = fetch(c)
+        order = {p.id: i for i, p in enumerate(catalog().products)}
+        channels = list(Channel)
+        return sorted(
+            found, key=lambda lic: (order[lic.sku.product.id], channels.index(lic.sku.channel))
+        )
+
+    def _license(self, row: tuple[Any, ...]) -> License:
+        sku = catalog().sku(row[0])
+        if sku is None:
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the licence store {self.db.path} holds SKU {row[0]}, which is not in the catalog",
+                "It was written by another version of ospp; the file was left as it is.",
+            )
+        try:
+            activation = json.loads(row[5]) if row[5] else None
+            installed, grace = _dt(row[1]), _dt(row[2])
+            key_at = _dt(row[4])
+        except ValueError as exc:
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the licence store {self.db.path} has a damaged record for SKU {row[0]}: {exc}",
+                "Restore the file from a backup; it was left as it is.",
+            ) from exc
+        assert installed is not None and grace is not None
+        return License(sku, installed, grace, row[3], key_at, activation)
+
+    def history(self, kind: str) -> list[HistoryEntry]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT at, kind, sku_id, target, code, detail FROM history WHERE kind=? "
+                "ORDER BY id",
+                (kind,),
+            ).fetchall()
+        return [HistoryEntry(datetime.fromisoformat(r[0]), *r[1:]) for r in rows]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    @staticmethod
+    def bump(conn: sqlite3.Connection) -> int:
+        """Count one mutation (a read-modify-write, safe under BEGIN IMMEDIATE)."""
+        row = conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()
+        generation = int(row[0]) + 1 if row else 1
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
+        return generation
+
+    @staticmethod
+    def set_setting(conn: sqlite3.Connection, name: str, value: str) -> None:
+        if name not in DEFAULTS:
+            raise KeyError(name)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def ensure_product(self, conn: sqlite3.Connection, product: Product) -> list[Sku]:
+        """Install the licences of a volume product (all its channels); keep existing ones."""
+        now = iso(self.clock.now())
+        added = []
+        for channel in (Channel.KMS_CLIENT, Channel.MAK):
+            sku = product.sku(channel)
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO licenses (sku_id, product_id, channel, installed_at, "
+                "grace_start) VALUES (?, ?, ?, ?, ?)",
+                (sku.sku_id, product.id, channel.value, now, now),
+            )
+            if cur.rowcount:
+                added.append(sku)
+        return added
+
+    def install_key(self, conn: sqlite3.Connection, key: ProductKey) -> Sku:
+        """Install ``key``: it replaces whatever key the product had, in any channel."""
+        self.ensure_product(conn, key.product)
+        sku = key.product.sku(key.channel)
+        now = iso(self.clock.now())
+        if key.channel is Channel.KMS_HOST:
+            conn.execute(
+                "INSERT OR IGNORE INTO licenses (sku_id, product_id, channel, installed_at, "
+                "grace_start) VALUES (?, ?, ?, ?, ?)",
+                (sku.sku_id, key.product.id, key.channel.value, now, now),
+            )
+        conn.execute(
+            "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, activation=NULL "
+            "WHERE product_id=? AND sku_id<>?",
+            (key.product.id, sku.sku_id),
+        )
+        conn.execute(
+            "UPDATE licenses SET product_key=?, key_installed_at=?, activation=NULL WHERE sku_id=?",
+            (key.compact, now, sku.sku_id),
+        )
+        return sku
+
+    def uninstall_key(self, conn: sqlite3.Connection, last5: str) -> list[Sku]:
+        """Remove every installed key ending in ``last5``; returns the SKUs that lost one."""
+        skus = []
+        for lic in self.licenses(conn):
+            if lic.last5 and lic.last5 == last5.upper():
+                conn.execute(
+                    "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, "
+                    "activation=NULL WHERE sku_id=?",
+                    (lic.sku.sku_id,),
+                )
+                skus.append(lic.sku)
+        return skus
+
+    def set_activation(
+        self, conn: sqlite3.Connection, sku: Sku, activation: dict[str, Any] | None
+    ) -> None:
+        conn.execute(
+            "UPDATE licenses SET activation=? WHERE sku_id=?",
+            (json.dumps(activation, sort_keys=True) if activation else None, sku.sku_id),
+        )
+
+    def restart_grace(self, conn: sqlite3.Connection, sku: Sku) -> None:
+        conn.execute(
+            "UPDATE licenses SET grace_start=? WHERE sku_id=?",
+            (iso(self.clock.now()), sku.sku_id),
+        )
+
+    def record(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        code: int,
+        detail: str,
+        sku: Sku | None = None,
+        target: str | None = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO history (at, kind, sku_id, target, code, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (iso(self.clock.now()), kind, sku.sku_id if sku else None, target, code, detail),
+        )

@@ -1,0 +1,268 @@
+"""The ospp.vbs verbs, driven as users drive them: CliRunner and real subprocesses."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tests.conftest import GVLK_2016, GVLK_2021, PRODUCT, Ospp
+
+DASHES = "-" * 39
+
+
+def dump(ospp: Ospp) -> list[str]:
+    path = ospp.store_file()
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as conn:
+        return list(conn.iterdump())
+
+
+def test_banners_and_status_block_match_ospp_vbs(ospp: Ospp):
+    assert ospp("install-product", PRODUCT, env={"OSPP_NOW": "2026-01-01T00:00:00Z"}).code == 0
+    ran = ospp("/dstatus", env={"OSPP_NOW": "2026-01-01T00:01:00Z"})
+    assert ran.code == 0
+    lines = ran.out.splitlines()
+    assert lines[0] == "---Processing--------------------------" and len(lines[0]) == 39
+    assert lines[1] == DASHES
+    assert lines[-2] == DASHES and lines[-1] == "---Exiting-----------------------------"
+    assert len(lines[-1]) == 39
+    body = lines[2:]
+    keys = [line.split(":")[0] for line in body[:9]]
+    assert keys == [
+        "PRODUCT ID",
+        "SKU ID",
+        "LICENSE NAME",
+        "LICENSE DESCRIPTION",
+        "LICENSE STATUS",
+        "ERROR CODE",
+        "ERROR DESCRIPTION",
+        "REMAINING GRACE",
+        "Last 5 characters of installed product key",
+    ]
+    assert "SKU ID: fbdb3e18-a8ef-4fb3-9183-dffd60bd0984" in body
+    assert "LICENSE NAME: Office 21, Office21ProPlus2021VL_KMS_Client_AE edition" in body
+    assert "LICENSE DESCRIPTION: Office 21, VOLUME_KMSCLIENT channel" in body
+    assert "LICENSE STATUS:  ---OOB_GRACE---" in body
+    assert "ERROR CODE: 0x4004F00C" in body
+    assert "REMAINING GRACE: 29 days  (43199 minute(s) before expiring)" in body
+    assert "Last 5 characters of installed product key: 6F7TH" in body
+    assert "\tDNS auto-discovery: KMS name not available" in body
+    assert "\tActivation Interval: 120 minutes" in body
+    assert "\tRenewal Interval: 10080 minutes" in body
+    assert "\tKMS host caching: Enabled" in body
+    pid = body[0].removeprefix("PRODUCT ID: ")
+    assert [len(g) for g in pid.split("-")] == [5, 5, 5, 5] and pid.split("-")[3][:2] == "AA"
+
+
+def test_slash_and_modern_forms_agree_and_names_ignore_case(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    a = ospp("/DSTATUS").out
+    b = ospp("dstatus").out
+    c = ospp("/dStatus").out
+    assert a == b == c
+    data = ospp("dstatus", "--json").json()
+    assert data == ospp("--json", "/dstatus").json()
+    assert data["ok"] is True and data["products"][0]["product"] == PRODUCT
+
+
+def test_help_forms(ospp: Ospp):
+    for form in ("/?", "/help", "--help"):
+        ran = ospp(form)
+        assert ran.code == 0 and "/inpkey:KEY" in ran.out and "/dstatus" in ran.out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["/foo"], "/foo"),
+        (["/inpkey:"], "/inpkey needs a value"),
+        (["/inpkey"], "/inpkey needs a value"),
+        (["/dstatus:x"], "/dstatus takes no value"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_usage_errors_exit_2_and_name_the_option(ospp: Ospp, args, needle):
+    ran = ospp(*args)
+    assert ran.code == 2
+    assert needle in ran.err
+    assert "Traceback" not in ran.err + ran.out
+
+
+def test_inpkey_replaces_the_key_of_the_product_and_never_prints_it(ospp: Ospp):
+    ran = ospp("/inpkey:" + GVLK_2016.lower())
+    assert ran.code == 0 and "<Product key installation successful>" in ran.out
+    assert GVLK_2016 not in ran.out
+    status = ospp("/dstatus").out
+    assert "Last 5 characters of installed product key: WFG99" in status
+    assert GVLK_2016[:5] not in status and GVLK_2016 not in ospp("dstatus", "--json").out
+
+
+def test_unpkey(ospp: Ospp):
+    ospp("/inpkey:" + GVLK_2021)
+    missing = ospp("/unpkey:ZZZZZ")
+    assert missing.code == 1 and "<Product key not found>" in missing.out
+    assert "0xC004F014" in missing.out
+    ran = ospp("/unpkey:6f7th")
+    assert ran.code == 0
+    assert (
+        "Uninstalling product key for: Office 21, Office21ProPlus2021VL_KMS_Client_AE edition"
+        in ran.out
+    )
+    assert "<Product key uninstall successful>" in ran.out
+    assert "<No installed product keys detected>" in ospp("/dstatus").out
+    # dstatusall still lists the licences, now unlicensed
+    assert "---UNLICENSED---" in ospp("/dstatusall").out
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "licensing_code"),
+    [
+        (["/inpkey:XQNVK-8JYDB-WJ9W3-YJ8YR"], 1, "0xC004F050"),
+        (["/inpkey:XQNVK-8JYDB-WJ9W3-YJ8YR-WFG99-BBBBB"], 1, "0xC004F050"),
+        (["/inpkey:OQNVK-8JYDB-WJ9W3-YJ8YR-0FG99"], 1, "0xC004F050"),
+        (["/inpkey:XQNVK-8JYDB-WJ9W3-YJ8YR-WFG98"], 1, "0xC004F050"),
+        (["/inpkey:BCDFG-HJKMP-QRTVW-XY234-6789B"], 1, "0xC004F050"),
+        (["/unpkey:ABC"], 2, "0x80070057"),
+        (["/ddescr:C004F074"], 2, "0x80070057"),
+        (["/ddescr:0x12345678"], 1, "0x80070057"),
+        (["/sethst:bad host!"], 2, "0x80070057"),
+        (["/setprt:99999"], 2, "0x80070057"),
+        (["/cachst:maybe"], 2, "0x80070057"),
+        (["/rearm:not-a-guid"], 2, "0x80070057"),
+        (["/actype:1"], 1, "0xC004F035"),
+    ],
+)
+def test_bad_input_is_refused_with_its_code_and_changes_nothing(
+    ospp: Ospp, args, code, licensing_code
+):
+    ospp("install-product", PRODUCT)
+    before = dump(ospp)
+    ran = ospp(*args)
+    assert ran.code == code, ran.out
+    assert f"ERROR CODE: {licensing_code}" in ran.out
+    assert "ERROR DETAIL: " in ran.out
+    data = ospp(*args, "--json")
+    assert data.code == code and data.json()["error"]["code"] == licensing_code
+    assert dump(ospp) == before
+
+
+def test_ddescr_knows_every_reference_code(ospp: Ospp):
+    reference = [
+        "0xC004F050",
+        "0xC004F051",
+        "0xC004C003",
+        "0xC004C001",
+        "0xC004C008",
+        "0xC004C020",
+        "0xC004F074",
+        "0x8007232B",
+        "0x8007251D",
+        "0x8007232A",
+        "0xC004F038",
+        "0xC004F039",
+        "0xC004F041",
+        "0xC004F042",
+        "0xC004F06C",
+        "0xC004F056",
+        "0xC004F014",
+        "0xC004F009",
+        "0xC004F00F",
+        "0xC004F02C",
+        "0xC004F02F",
+        "0xC004F031",
+        "0xC004F04D",
+        "0xC004F025",
+        "0x4004F00C",
+        "0x4004F00D",
+        "0x4004F040",
+    ]
+    for code in reference:
+        ran = ospp(f"/ddescr:{code.lower()}")
+        assert ran.code == 0 and f"ERROR CODE: {code}" in ran.out
+        assert ospp("ddescr", code, "--json").json()["description"]
+
+
+def test_cmid_is_a_stable_guid_per_machine(ospp: Ospp):
+    first = ospp("/dcmid").out
+    assert "Client Machine ID (CMID): " in first
+    assert ospp("/dcmid").out == first
+    other = ospp("dcmid", "pc02", "--json").json()
+    assert other["cmid"] != ospp("dcmid", "--json").json()["cmid"]
+
+
+def test_time_travel_through_grace(ospp: Ospp):
+    ospp("install-product", PRODUCT, env={"OSPP_NOW": "2026-03-01"})
+    day26 = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-27"}).json()["products"][0]
+    assert day26["status"] == "OOB_GRACE" and day26["notifications"] is True
+    assert day26["remaining_grace_days"] == 4
+    day10 = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-11"}).json()["products"][0]
+    assert day10["notifications"] is False
+    day31 = ospp("/dstatus", env={"OSPP_NOW": "2026-04-01"})
+    assert "LICENSE STATUS:  ---NOTIFICATIONS---" in day31.out
+    assert "ERROR CODE: 0xC004F009" in day31.out
+
+
+def test_rearm_resets_grace_five_times_then_refuses(ospp: Ospp):
+    ospp("install-product", PRODUCT, env={"OSPP_NOW": "2026-03-01"})
+    for n in range(5):
+        ran = ospp("/rearm", env={"OSPP_NOW": f"2026-04-{n + 10}"})
+        assert ran.code == 0, ran.out
+    st = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-04-15"}).json()["products"][0]
+    assert st["status"] == "OOB_GRACE" and st["remaining_grace_days"] == 29
+    sixth = ospp("/rearm", env={"OSPP_NOW": "2026-04-16"})
+    assert sixth.code == 1 and "0xC004D307" in sixth.out
+
+
+def test_rearm_one_sku(ospp: Ospp):
+    ospp("install-product", PRODUCT, env={"OSPP_NOW": "2026-03-01"})
+    ospp("install-product", "VisioPro2021", env={"OSPP_NOW": "2026-03-01"})
+    sku = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
+    assert ospp(f"/rearm:{sku}", env={"OSPP_NOW": "2026-03-20"}).code == 0
+    products = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-20"}).json()["products"]
+    days = {p["product"]: p["remaining_grace_days"] for p in products}
+    assert days == {PRODUCT: 30, "VisioPro2021": 11}
+    unknown = ospp("/rearm:00000000-0000-0000-0000-000000000000")
+    assert unknown.code == 1 and "0xC004F069" in unknown.out
+
+
+def test_computer_name_selects_another_store(ospp: Ospp):
+    ospp("/inpkey:" + GVLK_2021, "PC01")
+    assert "6F7TH" in ospp("/dstatus", "pc01").out
+    assert "<No installed product keys detected>" in ospp("/dstatus").out
+    assert ospp.store_file("pc01").exists()
+    assert ospp("/dstatus", "bad/name").code == 2
+
+
+def test_kms_settings_show_in_the_status_block(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    assert ospp("/sethst:kms1.example.com").out.count("Successfully applied setting.") == 1
+    assert ospp("/setprt:1700").code == 0
+    assert ospp("/cachst:FALSE").code == 0
+    assert ospp("/skms-domain:corp.example.com").code == 0
+    out = ospp("/dstatus").out
+    assert "\tKMS machine registry override defined: kms1.example.com:1700" in out
+    assert "\tKMS host caching: Disabled" in out
+    assert "\tKMS Lookup Domain: corp.example.com" in out
+    assert ospp("/sethst:[2001:db8::7]:1688").code == 0
+    assert "override defined: [2001:db8::7]:1688" in ospp("/dstatus").out
+    assert ospp("/remhst").code == 0 and ospp("/ckms-domain").code == 0
+    out = ospp("/dstatus").out
+    assert "registry override" not in out and "Lookup Domain" not in out
+
+
+def test_real_subprocess_round_trip(ospp: Ospp):
+    ran = ospp.proc("/inpkey:" + GVLK_2021)
+    assert ran.code == 0, ran.err
+    ran = ospp.proc("/dstatus")
+    assert ran.code == 0 and "---OOB_GRACE---" in ran.out
+    bad = ospp.proc("/inpkey:NOPE")
+    assert bad.code == 1 and "0xC004F050" in bad.out and "Traceback" not in bad.err
+    assert ospp.proc("/nosuch").code == 2
+    assert ospp.proc("--version").out.startswith("ospp")
+
+
+def test_bad_ospp_now_is_a_usage_error(ospp: Ospp):
+    ran = ospp("/dstatus", env={"OSPP_NOW": "yesterday"})
+    assert ran.code == 2 and "OSPP_NOW" in ran.out

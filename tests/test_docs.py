@@ -1,0 +1,86 @@
+"""The man page and completions are generated from the CLI and must not drift from it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from ospp.cli import cli
+from ospp.cli.docs import COMPLETION_FILES, completion, manpage
+
+ROOT = Path(__file__).resolve().parent.parent
+REGENERATE = "run: python -m ospp.cli.docs ."
+
+
+def test_man_page_is_current():
+    assert (ROOT / "man" / "ospp.1").read_text() == manpage(cli), REGENERATE
+
+
+@pytest.mark.parametrize("shell", sorted(COMPLETION_FILES))
+def test_completion_scripts_are_current(shell):
+    assert (ROOT / "completions" / COMPLETION_FILES[shell]).read_text() == completion(cli, shell), (
+        REGENERATE
+    )
+
+
+@pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
+def test_man_page_lints_with_groff():
+    done = subprocess.run(
+        ["groff", "-man", "-ww", "-z", str(ROOT / "man" / "ospp.1")], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+@pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc is not installed")
+def test_man_page_lints_with_mandoc():
+    done = subprocess.run(
+        ["mandoc", "-Tlint", "-Wwarning", str(ROOT / "man" / "ospp.1")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _walk(group: click.Group, ctx: click.Context):
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None
+        yield name, cmd
+        if isinstance(cmd, click.Group):
+            yield from _walk(cmd, click.Context(cmd, info_name=name, parent=ctx))
+
+
+def test_every_command_has_help_json_and_a_man_entry():
+    ctx = click.Context(cli, info_name="ospp")
+    page = manpage(cli)
+    for name, cmd in _walk(cli, ctx):
+        assert cmd.help, f"{name} has no help"
+        assert name.replace("-", "\\-") in page, f"{name} is not in the man page"
+        if not isinstance(cmd, click.Group) and name != "demo":
+            assert any(p.name == "as_json" for p in cmd.params), f"{name} has no --json"
+
+
+def _complete(words: str) -> list[str]:
+    env = {
+        **os.environ,
+        "_OSPP_COMPLETE": "bash_complete",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ospp"], env=env, capture_output=True, text=True, timeout=30
+    )
+    return [line.split(",", 1)[1] for line in done.stdout.splitlines() if "," in line]
+
+
+def test_completion_offers_slash_forms_and_modern_names():
+    slash = _complete("ospp /dst")
+    assert "/dstatus" in slash and "/dstatusall" in slash
+    assert "/inpkey:" in _complete("ospp /inp")
+    assert "dstatus" in _complete("ospp dst")

@@ -1,0 +1,134 @@
+"""The licence store: atomic, concurrent, private, and never silently reset."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from ospp import client
+from ospp.clock import FixedClock, parse_time
+from tests.conftest import GVLK_2021, PRODUCT, Ospp
+
+
+def test_garbage_store_is_reported_and_kept(ospp: Ospp):
+    ospp("/dcmid")
+    path = ospp.store_file()
+    garbage = os.urandom(4096)
+    path.write_bytes(garbage)
+    for wal in path.parent.glob("licenses.db-*"):
+        wal.unlink()
+    for args in (["/dstatus"], ["/inpkey:" + GVLK_2021], ["dstatus", "--json"]):
+        ran = ospp(*args)
+        assert ran.code == 3
+        assert str(path) in ran.out and "0x8007000D" in ran.out
+    assert path.read_bytes() == garbage
+    assert ospp.proc("/dstatus").code == 3
+
+
+def test_foreign_sqlite_file_is_not_taken_over(ospp: Ospp):
+    path = ospp.store_file()
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE photos (id INTEGER)")
+    ran = ospp("/dstatus")
+    assert ran.code == 3 and "not an ospp store" in ran.out
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("photos",)]
+
+
+def test_store_from_a_newer_schema_is_refused(ospp: Ospp):
+    ospp("/inpkey:" + GVLK_2021)
+    path = ospp.store_file()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version=99")
+    ran = ospp("/dstatus")
+    assert ran.code == 3 and "schema version 99" in ran.out
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
+        assert conn.execute("SELECT count(*) FROM licenses").fetchone()[0] == 2
+
+
+def test_unusable_home_directory(ospp: Ospp, tmp_path: Path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    ran = ospp("/dstatus", env={"OSPP_HOME": str(blocker / "home")})
+    assert ran.code == 3 and "0x80070005" in ran.out and "not-a-dir" in ran.out
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() == 0, reason="root and Windows ignore directory modes"
+)
+def test_unwritable_home_directory(ospp: Ospp, tmp_path: Path):  # pragma: no cover - as root
+    home = tmp_path / "ro"
+    home.mkdir(mode=0o500)
+    ran = ospp("/dstatus", env={"OSPP_HOME": str(home)})
+    assert ran.code == 3 and "0x80070005" in ran.out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_store_files_are_private(ospp: Ospp):
+    ospp("/inpkey:" + GVLK_2021)
+    path = ospp.store_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def _mutate(home: str, worker: int, count: int) -> None:
+    env = {"OSPP_HOME": home}
+    clock = FixedClock(parse_time("2026-05-01"))
+    store = client.open_machine(None, env, clock)
+    products = ["ProPlus2021", "Standard2019", "VisioPro2024", "ProjectPro2016"]
+    for i in range(count):
+        match i % 3:
+            case 0:
+                client.set_kms_host(store, f"kms{worker}-{i}.example.com")
+            case 1:
+                client.set_kms_caching(store, "TRUE" if i % 2 else "FALSE")
+            case _:
+                client.install_product(store, products[(worker + i) % len(products)])
+
+
+def test_sixteen_processes_lose_no_update(tmp_path: Path):
+    home = str(tmp_path / "client")
+    store = client.open_machine(None, {"OSPP_HOME": home})
+    base = int(store.settings()["generation"])
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_mutate, args=(home, w, 50)) for w in range(16)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    assert int(store.settings()["generation"]) == base + 16 * 50
+    installed = {lic.sku.product.id for lic in store.licenses()}
+    assert installed == {"ProPlus2021", "Standard2019", "VisioPro2024", "ProjectPro2016"}
+
+
+def test_concurrent_cli_processes_keep_every_key(ospp: Ospp):
+    import subprocess
+
+    from ospp.catalog import catalog
+
+    gvlks = [p.gvlk for p in catalog().products[:8]]
+    env = {**os.environ, **ospp.env}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ospp", f"/inpkey:{k}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for k in gvlks
+    ]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    data = ospp("dstatus", "--json").json()
+    assert sorted(p["key_last5"] for p in data["products"]) == sorted(k[-5:] for k in gvlks)
+    assert PRODUCT  # the fixture's product is among the first eight
