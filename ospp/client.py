@@ -79,12 +79,18 @@ def uninstall_key(store: MachineStore, last5: str) -> list[Sku]:
     return removed
 
 
-def statuses(store: MachineStore, include_unkeyed: bool = False) -> list[LicenseStatus]:
+def statuses(
+    store: MachineStore, include_unkeyed: bool = False, environ: Mapping[str, str] = os.environ
+) -> list[LicenseStatus]:
     now = store.clock.now()
+    found = store.licenses()
+    check = None
+    if any(lic.activation for lic in found):
+        from ospp.activation import make_checker  # cryptography only when there is a signature
+
+        check = make_checker(store, environ)
     return [
-        evaluate(lic, now)
-        for lic in store.licenses()
-        if include_unkeyed or lic.product_key is not None
+        evaluate(lic, now, check) for lic in found if include_unkeyed or lic.product_key is not None
     ]
 
 

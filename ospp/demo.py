@@ -40,13 +40,37 @@ STEPS: list[Step] = [
         ["/rearm"],
         {"OSPP_NOW": "2026-03-31T10:00:00Z"},
     ),
-    ("Point the machine at a KMS host.", ["/sethst:kms1.corp.example:1688"], {}),
     ("Describe an error code.", ["/ddescr:0xC004F074"], {}),
+    (
+        "The activation authority mints a MAK with 2 activations.",
+        ["center", "issue-key", "--product", "Standard2021", "--limit", "2"],
+        {},
+    ),
+    ("Install the MAK and activate online, at once.", ["/inpkey:{MAK}", "--act"], {}),
+    (
+        "An isolated machine: install the MAK and read its installation ID.",
+        ["/inpkey:{MAK}", "PC-ISOLATED"],
+        {},
+    ),
+    ("", ["/dinstid", "PC-ISOLATED"], {}),
+    (
+        "The phone operator turns the installation ID into a confirmation ID.",
+        ["center", "confirm", "{IID}"],
+        {},
+    ),
+    (
+        "Type the confirmation ID: verified offline with the authority's public key.",
+        ["/actcid:{CID}", "PC-ISOLATED"],
+        {},
+    ),
+    ("", ["/dstatus", "PC-ISOLATED"], {}),
+    ("A third machine: the MAK has no activations left.", ["/inpkey:{MAK}", "--act", "PC-3"], {}),
+    ("What the authority has counted.", ["center", "keys"], {}),
 ]
 
 
 def run_demo(echo: Callable[[str], None], keep: Path | None = None) -> int:
-    """Run every step; returns 0 when each behaved as the demo expects."""
+    """Run every step; returns 1 when a step broke (usage, store or internal error)."""
     with tempfile.TemporaryDirectory(prefix="ospp-demo-") as tmp:
         home = keep or Path(tmp)
         env = {
@@ -56,9 +80,13 @@ def run_demo(echo: Callable[[str], None], keep: Path | None = None) -> int:
         }
         env.pop("OSPP_NOW", None)
         echo(f"# ospp demo: a throw-away home in {home}\n")
-        for explanation, args, extra in STEPS:
+        found: dict[str, str] = {}
+        broken = 0
+        for explanation, raw, extra in STEPS:
+            args = [a.format(**found) for a in raw]
             prefix = " ".join(f"{k}={v}" for k, v in extra.items())
-            echo(f"# {explanation}")
+            if explanation:
+                echo(f"# {explanation}")
             echo(f"$ {prefix + ' ' if prefix else ''}ospp {' '.join(args)}")
             done = subprocess.run(
                 [sys.executable, "-m", "ospp", *args],
@@ -71,5 +99,19 @@ def run_demo(echo: Callable[[str], None], keep: Path | None = None) -> int:
             if done.stderr:
                 echo(done.stderr.rstrip("\n"))
             echo(f"(exit status {done.returncode})\n")
+            _harvest(args, done.stdout, found)
+            broken += done.returncode not in (0, 1)  # 1 is a licensing "no", shown on purpose
         echo("# Done. Try it on your own store: ospp /?")
-    return 0
+    return 1 if broken else 0
+
+
+def _harvest(args: list[str], out: str, found: dict[str, str]) -> None:
+    """Carry values from one step into the next (the key, the IID, the CID)."""
+    if args[:2] == ["center", "issue-key"]:
+        found["MAK"] = out.strip()
+    elif args[0] == "/dinstid":
+        for line in out.splitlines():
+            if line.startswith("Installation ID for:"):
+                found["IID"] = line.rsplit(": ", 1)[1]
+    elif args[:2] == ["center", "confirm"]:
+        found["CID"] = out.strip()

@@ -20,9 +20,10 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def parse_port(text: str, what: str = "port") -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise UsageError(f"{what} {text!r} is not a TCP port", "Use a number from 1 to 65535.")
+def parse_port(text: str, what: str = "port", allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if not text.isdigit() or not low <= int(text) < 65536:
+        raise UsageError(f"{what} {text!r} is not a TCP port", f"Use a number from {low} to 65535.")
     return int(text)
 
 
@@ -36,7 +37,9 @@ def valid_host(host: str) -> bool:
     return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
 
 
-def parse_host(text: str, default_port: int | None, what: str = "host") -> Endpoint:
+def parse_host(
+    text: str, default_port: int | None, what: str = "host", listen: bool = False
+) -> Endpoint:
     """Parse ``name``, ``1.2.3.4``, ``[::1]``, ``::1`` or any of them with ``:port``.
 
     ``default_port`` is used when no port is given; None makes the port mandatory.
@@ -58,7 +61,7 @@ def parse_host(text: str, default_port: int | None, what: str = "host") -> Endpo
             "Examples: kms1.example.com, 192.0.2.10, [2001:db8::10], kms1:1688.",
         )
     if port_text is not None:
-        port = parse_port(port_text, f"port of {what}")
+        port = parse_port(port_text, f"port of {what}", allow_zero=listen)
     elif default_port is None:
         raise UsageError(f"{what} {text!r} has no port", "Write it as HOST:PORT.")
     else:

@@ -266,3 +266,12 @@ def test_real_subprocess_round_trip(ospp: Ospp):
 def test_bad_ospp_now_is_a_usage_error(ospp: Ospp):
     ran = ospp("/dstatus", env={"OSPP_NOW": "yesterday"})
     assert ran.code == 2 and "OSPP_NOW" in ran.out
+
+
+def test_demo_runs_end_to_end(ospp: Ospp):
+    ran = ospp.proc("demo", timeout=120)
+    assert ran.code == 0, ran.out + ran.err
+    assert "<Product activation successful>" in ran.out
+    assert "<Offline product activation successful>" in ran.out
+    assert "ERROR CODE: 0xC004C020" in ran.out
+    assert ran.out.rstrip().endswith("ospp /?")

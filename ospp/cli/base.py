@@ -42,6 +42,7 @@ class Result:
     data: dict[str, Any] = field(default_factory=dict)
     error: OsppError | None = None  # set when the command failed after printing something
     banners: bool = True
+    failed: OsppError | None = None  # a failure already shown in ``lines`` (sets exit status)
 
 
 def error_lines(exc: OsppError) -> list[str]:
@@ -59,12 +60,13 @@ def _print_json(payload: dict[str, Any]) -> None:
 
 
 def emit(result: Result, as_json: bool, command: str) -> int:
-    status = result.error.exit_status if result.error else ExitStatus.OK
+    problem = result.error or result.failed
+    status = problem.exit_status if problem else ExitStatus.OK
     if as_json:
-        payload: dict[str, Any] = {"ok": result.error is None, "command": command}
+        payload: dict[str, Any] = {"ok": problem is None, "command": command}
         payload.update(result.data)
-        if result.error is not None:
-            payload["error"] = result.error.to_json()
+        if problem is not None:
+            payload["error"] = problem.to_json()
         _print_json(payload)
         return int(status)
     lines = list(result.lines)

@@ -162,12 +162,26 @@ Directory of the local activation authority. Default: the user data directory pl
 Simulated current time, ISO 8601 (2026\-06\-01T09:00:00Z); a time without a zone is UTC.
 Use it to rehearse day 26 of grace or day 181 of a KMS activation.
 .TP
+.B OSPP_AUTHORITY
+HOST:PORT of a remote activation authority (ospp center serve). Unset: the local authority
+in OSPP_CENTER_HOME, which is then trusted. A remote one must be trusted first with
+\fBospp trust add FILE\fR.
+.TP
 .B OSPP_DEBUG
 Print a traceback for internal errors.
 .SH FILES
 .TP
 .I $OSPP_HOME/machines/NAME/licenses.db
 The licence store of simulated machine NAME (localhost by default): SQLite, owner\-only.
+.TP
+.I $OSPP_HOME/machines/NAME/hardware.json
+The simulated hardware of machine NAME (ospp hardware change).
+.TP
+.I $OSPP_HOME/trust/*.json
+Trusted activation authority public keys.
+.TP
+.I $OSPP_CENTER_HOME/center.db, authority\-*.pem, authority.pub.json
+The activation authority: its records, private keys (owner\-only) and public key file.
 .SH EXAMPLES
 .nf
 ospp install\-product ProPlus2021
@@ -176,6 +190,11 @@ ospp /inpkey:XQNVK\-8JYDB\-WJ9W3\-YJ8YR\-WFG99 PC01
 ospp dstatus PC01 \-\-json
 ospp /sethst:kms1.example.com:1688
 ospp /ddescr:0xC004F074
+ospp center issue\-key \-\-product ProPlus2021 \-\-limit 10
+ospp /inpkey:KEY \-\-act
+ospp /dinstid
+ospp center confirm IID
+ospp /actcid:CID
 OSPP_NOW=2026\-12\-31 ospp /dstatus
 .fi
 .SH SEE ALSO

@@ -20,9 +20,23 @@ def _machine_data(store: MachineStore) -> dict[str, object]:
     return {"machine": store.name}
 
 
-@verb("inpkey", slash_value="argument", params=[click.argument("key")])
+@verb(
+    "inpkey",
+    slash_value="argument",
+    params=[
+        click.argument("key"),
+        click.option(
+            "--act",
+            "activate",
+            is_flag=True,
+            help="Activate right away (online), like the setup wizard's checkbox.",
+        ),
+    ],
+)
 @click.pass_context
-def inpkey(ctx: click.Context, key: str, computer: str | None, as_json: bool) -> None:
+def inpkey(
+    ctx: click.Context, key: str, activate: bool, computer: str | None, as_json: bool
+) -> None:
     """Install a product key (replaces the key of that product)."""
 
     def body() -> Result:
@@ -31,9 +45,18 @@ def inpkey(ctx: click.Context, key: str, computer: str | None, as_json: bool) ->
         store = client.open_machine(computer)
         installed = client.install_key(store, key)
         sku = installed.product.sku(installed.channel)
+        lines = ["<Product key installation successful>"]
+        failed = None
+        acted: list[dict[str, object]] = []
+        if activate:
+            from ospp.cli.activate import activate_licences
+
+            lines.append("-" * 39)
+            failed = activate_licences(store, lines, acted)
         return Result(
-            ["<Product key installation successful>"],
+            lines,
             {
+                "activation": acted,
                 **_machine_data(store),
                 "product": installed.product.id,
                 "channel": installed.channel.value,
@@ -41,6 +64,7 @@ def inpkey(ctx: click.Context, key: str, computer: str | None, as_json: bool) ->
                 "license_name": sku.license_name,
                 "key_last5": installed.last5,
             },
+            failed=failed,
         )
 
     run("inpkey", json_wanted(ctx, as_json), body)

@@ -1,0 +1,399 @@
+"""``ospp center``: the activation authority's console and its online endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
+from ospp.clock import clock_from_env
+from ospp.endpoint import parse_host
+from ospp.errors import OsppError, UsageError
+from ospp.paths import center_home
+
+
+def _open() -> Any:
+    from ospp.authority import Authority
+
+    return Authority.open(center_home(), clock_from_env())
+
+
+def _record_json(r: Any) -> dict[str, Any]:
+    return {
+        "serial": r.serial,
+        "product": r.product_id,
+        "channel": r.channel,
+        "key_last5": r.last5,
+        "limit": r.limit,
+        "used": r.used,
+        "remaining": r.remaining,
+        "blocked": r.blocked,
+        "created_at": r.created_at,
+    }
+
+
+@click.group("center")
+def center() -> None:
+    """The activation authority: keys, online activation, the phone centre."""
+
+
+@center.command("init")
+@click.option("--name", help="A name for this authority (shown to clients).")
+@JSON_OPTION
+@click.pass_context
+def init(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Create the authority's key pair and store (done on first use otherwise)."""
+
+    def body() -> Result:
+        from ospp.authority import Authority
+
+        authority = Authority.open(center_home(), clock_from_env(), name)
+        pub = authority.home / "authority.pub.json"
+        return Result(
+            [
+                f"Authority {authority.public.name} ({authority.public.fingerprint})",
+                f"Public key file for clients: {pub}",
+            ],
+            {
+                "name": authority.public.name,
+                "fingerprint": authority.public.fingerprint,
+                "public_key_file": str(pub),
+            },
+            banners=False,
+        )
+
+    run("center init", json_wanted(ctx, as_json), body)
+
+
+@center.command("pubkey")
+@click.pass_context
+def pubkey(ctx: click.Context) -> None:
+    """Print the public key file clients install with 'ospp trust add FILE' (JSON)."""
+
+    def body() -> Result:
+        authority = _open()
+        text = json.dumps(authority.public.to_json(), indent=2)
+        return Result([text], authority.public.to_json(), banners=False)
+
+    run("center pubkey", False, body)
+
+
+@center.command("issue-key")
+@click.option("--product", required=True, help="Short product id, e.g. ProPlus2021.")
+@click.option("--channel", type=click.Choice(["mak", "kms-host"]), default="mak", show_default=True)
+@click.option("--limit", type=int, help="Activations allowed (MAK default 100, KMS host 6).")
+@JSON_OPTION
+@click.pass_context
+def issue_key(
+    ctx: click.Context, product: str, channel: str, limit: int | None, as_json: bool
+) -> None:
+    """Mint a new MAK or KMS host key and print it."""
+
+    def body() -> Result:
+        key = _open().issue_key(product, channel, limit)
+        return Result([key], {"key": key, "product": product, "channel": channel}, banners=False)
+
+    run("center issue-key", json_wanted(ctx, as_json), body)
+
+
+@center.command("keys")
+@JSON_OPTION
+@click.pass_context
+def keys_(ctx: click.Context, as_json: bool) -> None:
+    """List issued keys with used and remaining activations."""
+
+    def body() -> Result:
+        records = _open().key_records()
+        lines = [
+            f"{'KEY':<12}{'PRODUCT':<16}{'CHANNEL':<10}{'USED':>6}{'LIMIT':>7}{'LEFT':>6}  STATE"
+        ]
+        for r in records:
+            lines.append(
+                f"*****-{r.last5:<6}{r.product_id:<16}{r.channel:<10}{r.used:>6}"
+                f"{r.limit:>7}{r.remaining:>6}  {'blocked' if r.blocked else 'active'}"
+            )
+        return Result(lines, {"keys": [_record_json(r) for r in records]}, banners=False)
+
+    run("center keys", json_wanted(ctx, as_json), body)
+
+
+@center.command("block")
+@click.argument("key")
+@JSON_OPTION
+@click.pass_context
+def block(ctx: click.Context, key: str, as_json: bool) -> None:
+    """Block a key: further activations get 0xC004C003."""
+
+    def body() -> Result:
+        r = _open().block(key)
+        return Result([f"Blocked *****-{r.last5}"], _record_json(r), banners=False)
+
+    run("center block", json_wanted(ctx, as_json), body)
+
+
+@center.command("extend")
+@click.argument("key")
+@click.option("--by", type=int, required=True, help="How many activations to add.")
+@JSON_OPTION
+@click.pass_context
+def extend(ctx: click.Context, key: str, by: int, as_json: bool) -> None:
+    """Grant a MAK more activations."""
+
+    def body() -> Result:
+        r = _open().extend(key, by)
+        return Result(
+            [f"*****-{r.last5}: limit {r.limit}, {r.remaining} left"],
+            _record_json(r),
+            banners=False,
+        )
+
+    run("center extend", json_wanted(ctx, as_json), body)
+
+
+@center.command("confirm")
+@click.argument("iid", nargs=-1, required=True)
+@JSON_OPTION
+@click.pass_context
+def confirm(ctx: click.Context, iid: tuple[str, ...], as_json: bool) -> None:
+    """The phone operator's tool: turn an installation ID into a confirmation ID."""
+
+    def body() -> Result:
+        from ospp.phone import format_groups
+
+        cid = _open().confirm(" ".join(iid))
+        return Result(
+            [format_groups(cid, 6)],
+            {"cid": cid, "groups": format_groups(cid, 6).split("-")},
+            banners=False,
+        )
+
+    run("center confirm", json_wanted(ctx, as_json), body)
+
+
+@center.command("confirm-batch")
+@click.argument("infile", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("outfile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default=None,
+    help="Output format (default: from OUTFILE's extension).",
+)
+@JSON_OPTION
+@click.pass_context
+def confirm_batch(
+    ctx: click.Context, infile: Path, outfile: Path, fmt: str | None, as_json: bool
+) -> None:
+    """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE."""
+
+    def body() -> Result:
+        try:
+            lines = infile.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read {infile}: {exc.strerror}") from exc
+        authority = _open()
+        rows: list[dict[str, Any]] = []
+        for number, line in enumerate(lines, 1):
+            iid = line.split("#")[0].strip().split(",")[-1].strip()
+            if not iid:
+                continue
+            try:
+                rows.append(
+                    {"line": number, "iid": iid, "cid": authority.confirm(iid), "error": None}
+                )
+            except OsppError as exc:
+                rows.append(
+                    {
+                        "line": number,
+                        "iid": iid,
+                        "cid": None,
+                        "error": f"0x{exc.code:08X} {exc.message}",
+                    }
+                )
+        kind = fmt or ("json" if outfile.suffix.lower() == ".json" else "csv")
+        if kind == "json":
+            text = json.dumps(rows, indent=2) + "\n"
+        else:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=["line", "iid", "cid", "error"])
+            writer.writeheader()
+            writer.writerows(rows)
+            text = buf.getvalue()
+        tmp = outfile.with_name(outfile.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, outfile)
+        ok = sum(1 for r in rows if r["cid"])
+        return Result(
+            [f"{ok} of {len(rows)} installation IDs confirmed; written to {outfile}"],
+            {"confirmed": ok, "total": len(rows), "outfile": str(outfile)},
+            banners=False,
+        )
+
+    run("center confirm-batch", json_wanted(ctx, as_json), body)
+
+
+@center.command("serve")
+@click.option(
+    "--listen",
+    default="127.0.0.1:1689",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to listen on; port 0 picks a free port (printed).",
+)
+def serve(listen: str) -> None:
+    """Serve online activation and the phone centre over the ospp protocol."""
+
+    def body() -> Result:
+        endpoint = parse_host(listen, 1689, "--listen", listen=True)
+        asyncio.run(_serve(endpoint.host, endpoint.port))
+        return Result([], banners=False)
+
+    run("center serve", False, body)
+
+
+async def _serve(host: str, port: int) -> None:
+    from ospp import wire
+
+    authority = _open()
+
+    async def handle(request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "activate":
+            return {"v": wire.VERSION, "ok": True, **authority.activate(request)}
+        if op == "confirm":
+            return {"v": wire.VERSION, "ok": True, "cid": authority.confirm(str(request["iid"]))}
+        return wire.error_response(0x80070057, f"unknown op {op!r}")
+
+    server = await wire.start(handle, host, port)
+    bound = server.sockets[0].getsockname()
+    click.echo(
+        f"ospp authority {authority.public.fingerprint} listening on "
+        f"{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}",
+        err=True,
+    )
+    click.echo(f"LISTENING {bound[1]}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+@click.group("trust")
+def trust() -> None:
+    """Trust anchors: which activation authorities this client believes."""
+
+
+@trust.command("add")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@JSON_OPTION
+@click.pass_context
+def trust_add(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Trust the authority whose public key file is FILE ('ospp center pubkey')."""
+
+    def body() -> Result:
+        from ospp.activation import add_anchor
+        from ospp.paths import ospp_home
+
+        bundle = add_anchor(ospp_home(), file)
+        return Result(
+            [f"Trusted authority {bundle.name} ({bundle.fingerprint})"],
+            {"name": bundle.name, "fingerprint": bundle.fingerprint},
+            banners=False,
+        )
+
+    run("trust add", json_wanted(ctx, as_json), body)
+
+
+@trust.command("list")
+@JSON_OPTION
+@click.pass_context
+def trust_list(ctx: click.Context, as_json: bool) -> None:
+    """List the trusted authorities."""
+
+    def body() -> Result:
+        from ospp.activation import anchors
+        from ospp.paths import ospp_home
+
+        found = anchors(ospp_home(), os.environ)
+        lines = [f"{fp}  {b.name}" for fp, b in found.items()] or ["<No trusted authority>"]
+        return Result(
+            lines,
+            {"anchors": [{"fingerprint": fp, "name": b.name} for fp, b in found.items()]},
+            banners=False,
+        )
+
+    run("trust list", json_wanted(ctx, as_json), body)
+
+
+@click.group("hardware")
+def hardware_group() -> None:
+    """The simulated hardware of a machine (for the tolerance model)."""
+
+
+@hardware_group.command("show")
+@click.argument("computer", required=False, metavar="[COMPUTERNAME]")
+@JSON_OPTION
+@click.pass_context
+def hardware_show(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+    """Show the hardware profile and hash."""
+
+    def body() -> Result:
+        from ospp import client, hardware
+
+        store = client.open_machine(computer)
+        hw = hardware.load(store.directory)
+        lines = [f"{k:<16}{v}" for k, v in hw.components.items()]
+        lines.append(f"{'hash':<16}{hw.hash():010x}")
+        return Result(
+            lines,
+            {
+                "machine": store.name,
+                "components": hw.components,
+                "dockable": hw.dockable,
+                "hash": f"{hw.hash():010x}",
+            },
+            banners=False,
+        )
+
+    run("hardware show", json_wanted(ctx, as_json), body)
+
+
+@hardware_group.command("change")
+@click.argument("components", nargs=-1, required=True)
+@click.option("--machine", "computer", metavar="COMPUTERNAME", help="The simulated machine.")
+@JSON_OPTION
+@click.pass_context
+def hardware_change(
+    ctx: click.Context, components: tuple[str, ...], computer: str | None, as_json: bool
+) -> None:
+    """Replace components (e.g. nic_mac disk): a new motherboard is most of them."""
+
+    def body() -> Result:
+        from ospp import client, hardware
+
+        store = client.open_machine(computer)
+        hw = hardware.change(store.directory, list(components), store.clock.now())
+        return Result(
+            [f"Changed: {', '.join(components)}; hash now {hw.hash():010x}"],
+            {"machine": store.name, "hash": f"{hw.hash():010x}"},
+            banners=False,
+        )
+
+    run("hardware change", json_wanted(ctx, as_json), body)
+
+
+COMMANDS = [center, trust, hardware_group]

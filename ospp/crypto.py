@@ -1,0 +1,129 @@
+"""Every use of ``cryptography.hazmat`` in ospp lives here.
+
+Two signature schemes, chosen for what they sign:
+- licences and protocol responses: Ed25519 (64-byte signatures, fast, nothing to tune);
+- phone confirmation IDs: DSA with a 1024-bit prime and a 160-bit subgroup, the shortest
+  standard signature ``cryptography`` offers (r and s are 160 bits each, 320 bits in all), so a
+  CID is 97 decimal digits of signature. Its security level is about 80 bits; see docs/PHONE.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+@dataclass(frozen=True)
+class PublicBundle:
+    """An authority's public keys: what a client installs as its trust anchor."""
+
+    name: str
+    ed25519: bytes  # raw 32-byte public key
+    dsa_pem: bytes  # SubjectPublicKeyInfo PEM
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over both public keys, first 16 hex digits: names the authority."""
+        return hashlib.sha256(self.ed25519 + self.dsa_pem).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "format": "ospp-authority-v1",
+            "name": self.name,
+            "ed25519": b64(self.ed25519),
+            "dsa": self.dsa_pem.decode("ascii"),
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> PublicBundle:
+        if data.get("format") != "ospp-authority-v1":
+            raise ValueError("not an ospp authority public key file (format ospp-authority-v1)")
+        bundle = cls(str(data["name"]), unb64(data["ed25519"]), data["dsa"].encode("ascii"))
+        ed25519.Ed25519PublicKey.from_public_bytes(bundle.ed25519)  # 1. well-formed keys
+        key = serialization.load_pem_public_key(bundle.dsa_pem)
+        if not isinstance(key, dsa.DSAPublicKey):
+            raise ValueError("the dsa entry is not a DSA public key")
+        if data.get("fingerprint") not in (None, bundle.fingerprint):  # 2. consistent name
+            raise ValueError("the fingerprint does not match the keys")
+        return bundle
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Check an Ed25519 signature made by this authority's licence key."""
+        try:
+            ed25519.Ed25519PublicKey.from_public_bytes(self.ed25519).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def dsa_q(self) -> int:
+        key = serialization.load_pem_public_key(self.dsa_pem)
+        assert isinstance(key, dsa.DSAPublicKey)
+        return key.parameters().parameter_numbers().q
+
+    def verify_cid(self, message: bytes, r: int, s: int) -> bool:
+        """Check a DSA signature (r, s) over ``message`` made by the phone centre."""
+        key = serialization.load_pem_public_key(self.dsa_pem)
+        assert isinstance(key, dsa.DSAPublicKey)
+        try:
+            key.verify(encode_dss_signature(r, s), message, hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+class AuthorityKeys:
+    """The authority's private keys. Only the authority process ever loads these."""
+
+    def __init__(self, name: str, ed_pem: bytes, dsa_pem: bytes, secret: bytes) -> None:
+        ed = serialization.load_pem_private_key(ed_pem, password=None)
+        ds = serialization.load_pem_private_key(dsa_pem, password=None)
+        if not isinstance(ed, ed25519.Ed25519PrivateKey) or not isinstance(ds, dsa.DSAPrivateKey):
+            raise ValueError("authority key files hold the wrong kind of key")
+        self.name = name
+        self._ed = ed
+        self._dsa = ds
+        self.secret = secret
+        self.public = PublicBundle(
+            name,
+            ed.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            ),
+            ds.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+
+    @staticmethod
+    def generate() -> tuple[bytes, bytes]:
+        """New private keys as PEM: (Ed25519, DSA-1024/160)."""
+        pem = serialization.Encoding.PEM
+        fmt = serialization.PrivateFormat.PKCS8
+        none = serialization.NoEncryption()
+        ed = ed25519.Ed25519PrivateKey.generate().private_bytes(pem, fmt, none)
+        ds = dsa.generate_private_key(key_size=1024).private_bytes(pem, fmt, none)
+        return ed, ds
+
+    def sign(self, message: bytes) -> bytes:
+        return self._ed.sign(message)
+
+    def sign_cid(self, message: bytes) -> tuple[int, int]:
+        r, s = decode_dss_signature(self._dsa.sign(message, hashes.SHA256()))
+        return r, s

@@ -1,0 +1,136 @@
+"""The simulated hardware of a machine and the vote-based tolerance model.
+
+``<machine dir>/hardware.json`` lists ten components (edit it, or use ``ospp hardware
+change``). Each hashes to 4 bits of a 40-bit hardware hash. Comparing a stored hash with the
+current one, every matching component is a vote, the network adapter three; 7 of the 12 votes
+keep an activation (4 on a dockable machine). A larger change needs reactivation (0xC004F00F).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ospp.clock import iso
+from ospp.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
+
+COMPONENTS = (
+    "volume_serial",
+    "nic_mac",
+    "optical_drive",
+    "display_adapter",
+    "cpu_serial",
+    "disk",
+    "scsi_adapter",
+    "ide_controller",
+    "cpu_model",
+    "ram_size",
+)
+VOTES = {name: 3 if name == "nic_mac" else 1 for name in COMPONENTS}
+NEEDED, NEEDED_DOCKABLE = 7, 4
+
+
+@dataclass(frozen=True)
+class Hardware:
+    components: dict[str, str]
+    dockable: bool
+    changed_at: datetime | None  # when a component last changed (starts OOT grace)
+
+    def hash(self) -> int:
+        value = 0
+        for name in COMPONENTS:
+            value = value << 4 | _nibble(name, self.components[name])
+        return value
+
+
+def _nibble(name: str, value: str) -> int:
+    return hashlib.sha256(f"{name}={value}".encode()).digest()[0] & 0xF
+
+
+def votes(stored: int, current: int) -> int:
+    total = 0
+    for i, name in enumerate(reversed(COMPONENTS)):
+        if (stored >> 4 * i) & 0xF == (current >> 4 * i) & 0xF:
+            total += VOTES[name]
+    return total
+
+
+def within_tolerance(stored: int, current: int, dockable: bool) -> bool:
+    return votes(stored, current) >= (NEEDED_DOCKABLE if dockable else NEEDED)
+
+
+def _path(directory: Path) -> Path:
+    return directory / "hardware.json"
+
+
+def _fresh() -> dict[str, object]:
+    return {
+        "components": {name: secrets.token_hex(6) for name in COMPONENTS},
+        "dockable": False,
+        "changed_at": None,
+    }
+
+
+def _write(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except OSError as exc:
+        raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc.strerror}") from exc
+
+
+def load(directory: Path) -> Hardware:
+    """The machine's hardware profile, created (random components) on first use."""
+    path = _path(directory)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            _write(path, _fresh())
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        components = {name: str(data["components"][name]) for name in COMPONENTS}
+        changed = data.get("changed_at")
+        return Hardware(
+            components,
+            bool(data.get("dockable", False)),
+            datetime.fromisoformat(changed) if changed else None,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(
+            E_INVALID_DATA,
+            f"the hardware profile {path} cannot be read: {exc!r}",
+            f"It needs a 'components' object with {', '.join(COMPONENTS)}; it was left as it is.",
+        ) from exc
+
+
+def change(directory: Path, names: list[str], now: datetime) -> Hardware:
+    """Simulate replacing components (new random values)."""
+    current = load(directory)
+    unknown = [n for n in names if n not in COMPONENTS]
+    if unknown:
+        from ospp.errors import UsageError
+
+        raise UsageError(
+            f"unknown hardware component {unknown[0]!r}",
+            f"Components: {', '.join(COMPONENTS)}.",
+        )
+    components = dict(current.components)
+    for name in names:
+        # A replaced part must register as changed: skip values whose 4-bit hash collides.
+        old = _nibble(name, components[name])
+        while _nibble(name, value := secrets.token_hex(6)) == old:
+            pass
+        components[name] = value
+    data = {"components": components, "dockable": current.dockable, "changed_at": iso(now)}
+    _write(_path(directory), data)
+    return load(directory)

@@ -1,0 +1,168 @@
+"""Installation IDs (IID) and confirmation IDs (CID): the digits read over the phone.
+
+IID: 9 groups of 7 digits. Each group is 6 data digits and a Damm check digit, which catches
+every single mistyped digit and every swap of two adjacent digits in the group. The 54 data
+digits hold a 177-bit number:
+
+    version (3) | product (8) | channel (2) | key serial (32) | key security value (60)
+    | hardware hash (40) | machine tag (32, from the CMID)
+
+CID: 20 groups of 6 digits, again 5 data digits plus a Damm check digit. The 100 data digits
+hold the phone centre's DSA signature (r, s), 160 bits each, as r * 2**160 + s, over the IID.
+A client checks a CID with the centre's public key alone; it cannot make one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ospp.errors import LicensingError
+
+IID_GROUPS, IID_GROUP_DATA = 9, 6
+CID_GROUPS, CID_GROUP_DATA = 20, 5
+IID_VERSION = 1
+
+E_FORMAT = 0xC004F02C
+E_CID_LENGTH = 0xC004F02F
+E_MISMATCH = 0xC004F031
+E_CHECK_DIGIT = 0xC004F04D
+
+_DAMM = (
+    (0, 3, 1, 7, 5, 9, 8, 6, 4, 2),
+    (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
+    (4, 2, 0, 6, 8, 7, 1, 3, 5, 9),
+    (1, 7, 5, 0, 9, 8, 3, 4, 2, 6),
+    (6, 1, 2, 3, 0, 4, 5, 9, 7, 8),
+    (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
+    (5, 8, 6, 9, 7, 2, 0, 1, 3, 4),
+    (8, 9, 4, 5, 3, 6, 2, 0, 1, 7),
+    (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
+    (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
+)
+
+
+def damm(digits: str) -> int:
+    interim = 0
+    for d in digits:
+        interim = _DAMM[interim][ord(d) - 48]
+    return interim
+
+
+def _group(data: str, per_group: int) -> list[str]:
+    chunks = [data[i : i + per_group] for i in range(0, len(data), per_group)]
+    return [chunk + str(damm(chunk)) for chunk in chunks]
+
+
+def _digits(text: str, what: str) -> str:
+    compact = "".join(text.split()).replace("-", "")
+    if not compact.isdigit() or not compact.isascii():
+        bad = next((c for c in compact if not ("0" <= c <= "9")), "")
+        raise LicensingError(
+            E_FORMAT,
+            f"the {what} may hold only digits, spaces and dashes; found {bad!r}",
+        )
+    return compact
+
+
+def check_group(group: str, index: int, what: str, size: int) -> None:
+    """Raise 0xC004F04D naming group ``index`` (1-based) if its check digit is wrong."""
+    if len(group) != size or not group.isdigit():
+        raise LicensingError(
+            E_CID_LENGTH if what == "confirmation ID" else E_FORMAT,
+            f"group {index} of the {what} must be {size} digits, not {group!r}",
+        )
+    if damm(group) != 0:
+        raise LicensingError(
+            E_CHECK_DIGIT,
+            f"group {index} of the {what} is wrong (its check digit does not match)",
+            f"Read group {index} again, digit by digit.",
+        )
+
+
+def _split_checked(text: str, groups: int, per_group: int, what: str, length_code: int) -> str:
+    compact = _digits(text, what)
+    size = per_group + 1
+    if len(compact) != groups * size:
+        raise LicensingError(
+            length_code,
+            f"the {what} has {len(compact)} digits; it must have {groups * size} "
+            f"({groups} groups of {size})",
+        )
+    data = []
+    for i in range(groups):
+        group = compact[i * size : (i + 1) * size]
+        check_group(group, i + 1, what, size)
+        data.append(group[:per_group])
+    return "".join(data)
+
+
+@dataclass(frozen=True)
+class InstallationId:
+    product_index: int
+    channel_code: int
+    serial: int
+    security: int
+    hardware: int  # 40-bit hardware hash
+    machine_tag: int  # 32 bits from the CMID
+
+    def number(self) -> int:
+        n = IID_VERSION
+        for value, bits in (
+            (self.product_index, 8),
+            (self.channel_code, 2),
+            (self.serial, 32),
+            (self.security, 60),
+            (self.hardware, 40),
+            (self.machine_tag, 32),
+        ):
+            if not 0 <= value < 1 << bits:
+                raise ValueError("installation ID field out of range")
+            n = n << bits | value
+        return n
+
+    def data_digits(self) -> str:
+        return str(self.number()).zfill(IID_GROUPS * IID_GROUP_DATA)
+
+    def groups(self) -> list[str]:
+        return _group(self.data_digits(), IID_GROUP_DATA)
+
+    def text(self) -> str:
+        return "".join(self.groups())
+
+    def message(self) -> bytes:
+        """What the phone centre signs."""
+        return b"ospp-cid-v1:" + self.data_digits().encode("ascii")
+
+    @classmethod
+    def parse(cls, text: str) -> InstallationId:
+        data = _split_checked(text, IID_GROUPS, IID_GROUP_DATA, "installation ID", E_FORMAT)
+        n = int(data)
+        fields = []
+        for bits in (32, 40, 60, 32, 2, 8):
+            fields.append(n & ((1 << bits) - 1))
+            n >>= bits
+        if n != IID_VERSION:
+            raise LicensingError(E_FORMAT, f"installation ID version {n} is not known")
+        tag, hw, security, serial, channel, product = fields
+        return cls(product, channel, serial, security, hw, tag)
+
+
+def encode_cid(r: int, s: int) -> str:
+    if not (0 < r < 1 << 160 and 0 < s < 1 << 160):
+        raise ValueError("signature out of range")
+    data = str(r << 160 | s).zfill(CID_GROUPS * CID_GROUP_DATA)
+    return "".join(_group(data, CID_GROUP_DATA))
+
+
+def parse_cid(text: str) -> tuple[int, int]:
+    data = _split_checked(text, CID_GROUPS, CID_GROUP_DATA, "confirmation ID", E_CID_LENGTH)
+    n = int(data)
+    r, s = n >> 160, n & ((1 << 160) - 1)
+    if r >> 160 or not r or not s:
+        raise LicensingError(E_MISMATCH, "the confirmation ID does not hold a valid signature")
+    return r, s
+
+
+def format_groups(text: str, size: int) -> str:
+    """Digits as groups separated by dashes, for reading aloud."""
+    return "-".join(text[i : i + size] for i in range(0, len(text), size))

@@ -1,0 +1,278 @@
+"""The activation authority, online MAK activation, and phone (IID/CID) activation."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ospp import phone
+from ospp.errors import LicensingError
+from tests.conftest import Ospp
+
+
+def issue(ospp: Ospp, product: str = "ProPlus2021", limit: int = 3, channel: str = "mak") -> str:
+    ran = ospp(
+        "center",
+        "issue-key",
+        "--product",
+        product,
+        "--channel",
+        channel,
+        "--limit",
+        str(limit),
+        "--json",
+    )
+    assert ran.code == 0, ran.out
+    return str(ran.json()["key"])
+
+
+def iid_of(ospp: Ospp, machine: str | None = None) -> str:
+    args = ["dinstid", "--json"] + ([machine] if machine else [])
+    return str(ospp(*args).json()["products"][0]["installation_id"])
+
+
+def test_mak_online_activation_and_limit(ospp: Ospp):
+    key = issue(ospp, limit=2)
+    for machine in ("pc1", "pc2"):
+        assert ospp("/inpkey:" + key, machine).code == 0
+        ran = ospp("/act", machine)
+        assert ran.code == 0 and "<Product activation successful>" in ran.out, ran.out
+        st_ = ospp("dstatus", machine, "--json").json()["products"][0]
+        assert st_["status"] == "LICENSED" and st_["channel"] == "mak"
+        assert st_["license_description"].endswith("RETAIL(MAK) channel")
+    # the same machine on the same hardware reactivates without using another activation
+    assert ospp("/act", "pc1").code == 0
+    ospp("/inpkey:" + key, "pc3")
+    third = ospp("/act", "pc3")
+    assert third.code == 1 and "ERROR CODE: 0xC004C020" in third.out
+    hist = ospp("dhistoryacterr", "pc3", "--json").json()["entries"]
+    assert [e["code"] for e in hist] == ["0xC004C020"]
+    keys = ospp("center", "keys", "--json").json()["keys"]
+    assert keys[0]["used"] == 2 and keys[0]["remaining"] == 0
+    assert ospp("center", "extend", key, "--by", "1").code == 0
+    assert ospp("/act", "pc3").code == 0
+
+
+def test_blocked_and_forged_keys(ospp: Ospp):
+    key = issue(ospp)
+    assert ospp("center", "block", key).code == 0
+    ospp("/inpkey:" + key)
+    ran = ospp("/act")
+    assert ran.code == 1 and "0xC004C003" in ran.out
+    # a key with a valid checksum but a security value the authority never computed
+    from ospp import keys
+    from ospp.catalog import Channel, catalog
+
+    product = catalog().product("Standard2019")
+    assert product is not None
+    forged = keys.encode(product, Channel.MAK, 4242, 12345)
+    assert ospp("/inpkey:" + forged, "pc9").code == 0
+    ran = ospp("/act", "pc9")
+    assert ran.code == 1 and "0xC004C001" in ran.out
+
+
+def test_inpkey_can_activate_at_once(ospp: Ospp):
+    ran = ospp("inpkey", issue(ospp), "--act", "--json")
+    assert ran.code == 0 and ran.json()["activation"][0]["ok"] is True
+
+
+def test_tampered_licence_is_detected(ospp: Ospp):
+    ospp("inpkey", issue(ospp), "--act")
+    path = ospp.store_file()
+    with sqlite3.connect(path) as conn:
+        (blob,) = conn.execute(
+            "SELECT activation FROM licenses WHERE activation IS NOT NULL"
+        ).fetchone()
+        act = json.loads(blob)
+        act["licence"]["cmid"] = "00000000-0000-0000-0000-000000000000"
+        conn.execute(
+            "UPDATE licenses SET activation=? WHERE activation IS NOT NULL", (json.dumps(act),)
+        )
+    st_ = ospp("dstatus", "--json").json()["products"][0]
+    assert st_["status"] != "LICENSED" and st_["error_code"] == "0xC004E003"
+    assert "altered" in st_["detail"]
+    assert "ERROR CODE: 0xC004E003" in ospp("/dstatus").out
+
+
+def test_hardware_tolerance(ospp: Ospp):
+    ospp("inpkey", issue(ospp), "--act")
+    ospp("hardware", "change", "disk", "cpu_serial")  # 10 of 12 votes still match
+    assert ospp("dstatus", "--json").json()["products"][0]["status"] == "LICENSED"
+    ospp("hardware", "change", "nic_mac", "cpu_model", env={"OSPP_NOW": "2027-01-01"})
+    st_ = ospp("dstatus", "--json", env={"OSPP_NOW": "2027-01-02"}).json()["products"][0]
+    assert st_["status"] == "OOT_GRACE" and st_["error_code"] == "0xC004F00F"
+    assert st_["remaining_grace_days"] == 29
+    assert ospp("/act", env={"OSPP_NOW": "2027-01-02"}).code == 0
+    assert ospp("dstatus", "--json").json()["products"][0]["status"] == "LICENSED"
+
+
+def test_phone_activation_round_trip_subprocesses(ospp: Ospp):
+    key = issue(ospp)
+    assert ospp.proc("/inpkey:" + key).code == 0
+    iid = iid_of(ospp)
+    text = ospp.proc("/dinstid").out
+    assert "Installation ID for: Office 21, Office21ProPlus2021VL_MAK_AE edition: " + iid in text
+    cid = ospp.proc("center", "confirm", iid).out.strip()
+    assert len(cid.split("-")) == 20 and all(len(g) == 6 for g in cid.split("-"))
+    ran = ospp.proc("/actcid:" + cid.replace("-", " "), env={"OSPP_AUTHORITY": ""})
+    assert ran.code == 0 and "<Offline product activation successful>" in ran.out
+    assert ospp.proc("dstatus", "--json").json()["products"][0]["status"] == "LICENSED"
+
+
+def test_cid_errors(ospp: Ospp):
+    key = issue(ospp)
+    ospp("/inpkey:" + key)
+    ospp("/inpkey:" + key, "other")
+    cid = ospp("center", "confirm", iid_of(ospp), "--json").json()["cid"]
+    # another machine: same key, different machine and hardware
+    ran = ospp("/actcid:" + cid, "other")
+    assert ran.code == 1 and "0xC004F031" in ran.out
+    short = ospp("/actcid:" + cid[:-6])
+    assert short.code == 1 and "0xC004F02F" in short.out
+    typo = cid[:20] + str((int(cid[20]) + 1) % 10) + cid[21:]
+    bad = ospp("/actcid:" + typo)
+    assert bad.code == 1 and "0xC004F04D" in bad.out and "group 4" in bad.out
+    assert ospp("dstatus", "--json").json()["products"][0]["status"] == "OOB_GRACE"
+
+
+def test_confirm_names_the_wrong_group(ospp: Ospp):
+    ospp("/inpkey:" + issue(ospp))
+    iid = iid_of(ospp)
+    typo = iid[:21] + str((int(iid[21]) + 3) % 10) + iid[22:]
+    ran = ospp("center", "confirm", typo)
+    assert ran.code == 1 and "group 4 of the installation ID is wrong" in ran.out
+
+
+def test_interactive_cid_entry_rejects_a_bad_group_at_once(ospp: Ospp):
+    ospp("/inpkey:" + issue(ospp))
+    cid = ospp("center", "confirm", iid_of(ospp), "--json").json()["cid"]
+    groups = [cid[i : i + 6] for i in range(0, 120, 6)]
+    wrong = groups[2][:5] + str((int(groups[2][5]) + 1) % 10)
+    answers = [*groups[:2], wrong, *groups[2:]]
+    ran = ospp.proc("actcid", "--interactive", input="\n".join(answers) + "\n")
+    assert ran.code == 0, ran.out + ran.err
+    assert "group 3 of the confirmation ID is wrong" in ran.err
+    assert ran.err.count("Group 3 of 20") == 2
+
+
+def test_untrusted_authority_is_refused(ospp: Ospp, tmp_path: Path):
+    other = Ospp(tmp_path / "elsewhere")
+    key = issue(other)
+    cid_source = other
+    cid_source("/inpkey:" + key)
+    # our client trusts only its own (local) authority: a CID from another authority fails
+    ospp("/inpkey:" + key)
+    cid = other("center", "confirm", iid_of(other), "--json").json()["cid"]
+    assert ospp("/actcid:" + cid).code == 1
+    # and with a remote authority configured, an empty trust store is an error, not a pass
+    ran = ospp("/act", env={"OSPP_AUTHORITY": "127.0.0.1:9"})
+    assert ran.code == 1 and "0xC004E003" in ran.out and "trust" in ran.out
+
+
+@pytest.fixture
+def served(ospp: Ospp) -> Iterator[str]:
+    env = {**os.environ, **ospp.env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ospp", "center", "serve", "--listen", "127.0.0.1:0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("LISTENING "), proc.stderr.read() if proc.stderr else ""
+    yield f"127.0.0.1:{line.split()[1]}"
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+
+
+def test_remote_authority_race_for_the_last_activations(ospp: Ospp, served: str, tmp_path: Path):
+    key = issue(ospp, limit=3)
+    pub = tmp_path / "authority.pub.json"
+    pub.write_text(ospp("center", "pubkey").out)
+    clients = [Ospp(tmp_path / f"m{i}") for i in range(8)]
+    for c in clients:
+        assert c("trust", "add", str(pub)).code == 0
+        assert c("/inpkey:" + key).code == 0
+    results: list[int] = []
+
+    def go(c: Ospp) -> None:
+        results.append(c.proc("/act", env={"OSPP_AUTHORITY": served}).code)
+
+    threads = [threading.Thread(target=go, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(results) == [0, 0, 0, 1, 1, 1, 1, 1]
+
+
+def test_remote_authority_survives_malformed_frames(ospp: Ospp, served: str):
+    import socket
+    import struct
+
+    host, port = served.split(":")
+    for payload in (
+        b"\x00\x00\x00\x05hello",
+        b"\x00\x00\x00\x02{}",
+        b"\xff\xff\xff\xff",
+        struct.pack(">I", 9) + b'{"v":99}\n',
+        b"\x00\x00",
+    ):
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            s.recv(4096)
+    from ospp.endpoint import Endpoint
+    from ospp.wire import Connection
+
+    with Connection(Endpoint(host, int(port)), "authority") as conn:
+        answer = conn.call({"op": "nosuch"})
+    assert answer["ok"] is False and answer["code"] == 0x80070057
+
+
+def test_unreachable_authority_names_the_endpoint(ospp: Ospp, tmp_path: Path):
+    pub = tmp_path / "a.json"
+    pub.write_text(ospp("center", "pubkey").out)
+    ospp("trust", "add", str(pub))
+    ospp("/inpkey:" + issue(ospp))
+    ran = ospp("/act", env={"OSPP_AUTHORITY": "127.0.0.1:9"})
+    assert ran.code == 4 and "127.0.0.1:9" in ran.out
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.integers(1, 2**160 - 1), st.integers(1, 2**160 - 1), st.integers(0, 119), st.integers(1, 9)
+)
+def test_any_single_changed_cid_digit_is_rejected(r, s, pos, delta):
+    cid = phone.encode_cid(r, s)
+    assert phone.parse_cid(cid) == (r, s)
+    changed = cid[:pos] + str((int(cid[pos]) + delta) % 10) + cid[pos + 1 :]
+    with pytest.raises(LicensingError) as info:
+        phone.parse_cid(changed)
+    assert info.value.code == 0xC004F04D
+
+
+@given(
+    st.integers(0, 255),
+    st.integers(0, 3),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**60 - 1),
+    st.integers(0, 2**40 - 1),
+    st.integers(0, 2**32 - 1),
+)
+def test_iid_round_trip(product, channel, serial, security, hw, tag):
+    iid = phone.InstallationId(product, channel, serial, security, hw, tag)
+    assert len(iid.text()) == 63
+    assert phone.InstallationId.parse(iid.text()) == iid
