@@ -12,14 +12,16 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.catalog import Channel, Product, Sku, catalog
 from ospp.clock import Clock, iso
 from ospp.db import Database
 from ospp.errors import E_INVALID_DATA, StoreError
-from ospp.keys import ProductKey
 from ospp.paths import machine_dir
+
+if TYPE_CHECKING:
+    from ospp.keys import ProductKey
 
 _SCHEMA = [
     """

@@ -276,3 +276,23 @@ def test_iid_round_trip(product, channel, serial, security, hw, tag):
     iid = phone.InstallationId(product, channel, serial, security, hw, tag)
     assert len(iid.text()) == 63
     assert phone.InstallationId.parse(iid.text()) == iid
+
+
+def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
+    key = issue(ospp, limit=5)
+    iids = []
+    for machine in ("b1", "b2"):
+        ospp("/inpkey:" + key, machine)
+        iids.append(iid_of(ospp, machine))
+    src = tmp_path / "iids.txt"
+    src.write_text(f"# proxy batch\n{iids[0]}\nb2,{iids[1]}\n12345\n")
+    assert ospp("center", "confirm-batch", str(src), str(tmp_path / "out.csv")).code == 0
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert [bool(r["cid"]) for r in rows] == [True, True, False]
+    assert "0xC004F02C" in rows[2]["error"]
+    assert ospp("/actcid:" + rows[1]["cid"], "b2").code == 0
+    ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "out.json"), "--json")
+    assert ran.json()["confirmed"] == 2
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 3

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import csv
-import io
 import json
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +11,6 @@ import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
 from ospp.clock import clock_from_env
-from ospp.endpoint import parse_host
 from ospp.errors import OsppError, UsageError
 from ospp.paths import center_home
 
@@ -220,6 +214,9 @@ def confirm_batch(
                         "error": f"0x{exc.code:08X} {exc.message}",
                     }
                 )
+        import csv
+        import io
+
         kind = fmt or ("json" if outfile.suffix.lower() == ".json" else "csv")
         if kind == "json":
             text = json.dumps(rows, indent=2) + "\n"
@@ -254,6 +251,10 @@ def serve(listen: str) -> None:
     """Serve online activation and the phone centre over the ospp protocol."""
 
     def body() -> Result:
+        import asyncio
+
+        from ospp.endpoint import parse_host
+
         endpoint = parse_host(listen, 1689, "--listen", listen=True)
         asyncio.run(_serve(endpoint.host, endpoint.port))
         return Result([], banners=False)
@@ -262,6 +263,10 @@ def serve(listen: str) -> None:
 
 
 async def _serve(host: str, port: int) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
     from ospp import wire
 
     authority = _open()
