@@ -73,11 +73,6 @@ class PublicBundle:
             return False
         return True
 
-    def dsa_q(self) -> int:
-        key = serialization.load_pem_public_key(self.dsa_pem)
-        assert isinstance(key, dsa.DSAPublicKey)
-        return key.parameters().parameter_numbers().q
-
     def verify_cid(self, message: bytes, r: int, s: int) -> bool:
         """Check a DSA signature (r, s) over ``message`` made by the phone centre."""
         key = serialization.load_pem_public_key(self.dsa_pem)
