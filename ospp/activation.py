@@ -9,7 +9,6 @@ trusted only after ``ospp trust add FILE`` put its public key file in ``<OSPP_HO
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from ospp.clock import iso
 from ospp.crypto import PublicBundle, unb64
 from ospp.endpoint import Endpoint, parse_host
 from ospp.errors import E_INVALID_DATA, LicensingError, OsppError, StoreError, UsageError
-from ospp.paths import center_home
+from ospp.paths import center_home, write_atomic
 from ospp.phone import E_MISMATCH, InstallationId, parse_cid
 from ospp.status import E_HARDWARE, Problem
 from ospp.store import License, MachineStore
@@ -73,9 +72,7 @@ def add_anchor(home: Path, source: Path) -> PublicBundle:
     target = trust_dir(home)
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = target / f"{bundle.fingerprint}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(bundle.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(bundle.to_json(), indent=2) + "\n")
     return bundle
 
 

@@ -24,6 +24,7 @@ from ospp.clock import Clock, iso
 from ospp.crypto import AuthorityKeys, PublicBundle, b64
 from ospp.db import Database
 from ospp.errors import E_ACCESS_DENIED, E_INVALID_DATA, LicensingError, StoreError, UsageError
+from ospp.paths import write_atomic
 from ospp.phone import InstallationId, encode_cid
 
 E_SERVER_INVALID_KEY = 0xC004C001
@@ -152,9 +153,7 @@ class Authority:
         pub = home / "authority.pub.json"
         text = json.dumps(keys_.public.to_json(), indent=2) + "\n"
         if not pub.exists() or pub.read_text(encoding="utf-8") != text:
-            tmp = pub.with_suffix(".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, pub)
+            write_atomic(pub, text)
         return authority
 
     # -- keys ------------------------------------------------------------------------------

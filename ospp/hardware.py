@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from ospp.clock import iso
 from ospp.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
+from ospp.paths import write_atomic
 
 COMPONENTS = (
     "volume_serial",
@@ -78,14 +78,8 @@ def _fresh() -> dict[str, object]:
 
 
 def _write(path: Path, data: dict[str, object]) -> None:
-    tmp = path.with_suffix(".tmp")
     try:
-        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
+        write_atomic(path, json.dumps(data, indent=2), private=True)
     except OSError as exc:
         raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc.strerror}") from exc
 

@@ -47,3 +47,19 @@ def machine_name(raw: str | None) -> str:
 
 def machine_dir(home: Path, name: str) -> Path:
     return home / "machines" / name
+
+
+def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
+    """Replace ``path`` with ``text`` all at once: readers see the old file or the new one.
+
+    The text goes to a sibling temporary file, is flushed to disk, and is renamed over the
+    target (``os.replace`` is atomic on POSIX and Windows). ``private`` makes it owner-only.
+    Raises OSError; callers wrap it in the error their context calls for.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600 if private else 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -12,7 +12,7 @@ import click
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
 from ospp.clock import clock_from_env
 from ospp.errors import OsppError, UsageError
-from ospp.paths import center_home
+from ospp.paths import center_home, write_atomic
 
 
 def _open() -> Any:
@@ -226,9 +226,10 @@ def confirm_batch(
             writer.writeheader()
             writer.writerows(rows)
             text = buf.getvalue()
-        tmp = outfile.with_name(outfile.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, outfile)
+        try:
+            write_atomic(outfile, text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {outfile}: {exc.strerror}") from exc
         ok = sum(1 for r in rows if r["cid"])
         return Result(
             [f"{ok} of {len(rows)} installation IDs confirmed; written to {outfile}"],
