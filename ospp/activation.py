@@ -18,7 +18,7 @@ from typing import Any
 from ospp import hardware, keys
 from ospp.authority import Authority, canonical, machine_tag
 from ospp.catalog import Channel
-from ospp.clock import iso
+from ospp.clock import Clock, iso
 from ospp.crypto import PublicBundle, unb64
 from ospp.endpoint import Endpoint, parse_host
 from ospp.errors import E_INVALID_DATA, LicensingError, OsppError, StoreError, UsageError
@@ -91,11 +91,11 @@ def _require_anchors(found: dict[str, PublicBundle]) -> dict[str, PublicBundle]:
 
 
 def call_authority(
-    request: dict[str, Any], environ: Mapping[str, str], store: MachineStore
+    request: dict[str, Any], environ: Mapping[str, str], clock: Clock
 ) -> dict[str, Any]:
     endpoint = remote_authority(environ)
     if endpoint is None:
-        authority = Authority.open(center_home(environ), store.clock)
+        authority = Authority.open(center_home(environ), clock)
         try:
             if request["op"] == "activate":
                 return {"ok": True, **authority.activate(request)}
@@ -123,7 +123,7 @@ def _hardware_hex(store: MachineStore) -> tuple[str, hardware.Hardware]:
 
 
 def verify_licence(
-    lic_payload: dict[str, Any], signature: str, trusted: dict[str, PublicBundle]
+    lic_payload: dict[str, Any], signature: str, trusted: Mapping[str, PublicBundle]
 ) -> str | None:
     """Return why a signed licence is not acceptable, or None."""
     bundle = trusted.get(str(lic_payload.get("authority")))
@@ -185,8 +185,13 @@ def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Any:
         elif kind == "phone":
             why = _check_phone(store, lic, act, trusted)
             bound_hw = str(act.get("hardware", ""))
+        elif kind == "kms":
+            from ospp.kmsclient import verify_stored
+
+            why = verify_stored(act, lic, trusted)
+            return None if why is None else Problem(E_UNTRUSTED, why)
         else:
-            return None
+            return Problem(E_UNTRUSTED, f"unknown activation kind {kind!r}")
         if why is not None:
             return Problem(E_UNTRUSTED, why)
         try:
@@ -242,7 +247,7 @@ def activate_mak(store: MachineStore, lic: License, environ: Mapping[str, str]) 
             "client_time": iso(store.clock.now()),
         },
         environ,
-        store,
+        store.clock,
     )
     payload = response.get("licence")
     if not isinstance(payload, dict):

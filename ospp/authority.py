@@ -327,9 +327,12 @@ class Authority:
             raise UsageError(f"activation request lacks {exc.args[0]!r}") from exc
         key = keys.parse(key_text)
         self._genuine(key)
+        host_key = request.get("host_key")
+        if key.channel is Channel.KMS_HOST and not isinstance(host_key, str):
+            raise UsageError("a KMS host key is activated together with the host's public key")
         with self.db.write() as conn:
             self._count(conn, key, f"tag:{machine_tag(cmid):08x}", hardware, "online")
-        licence = {
+        licence: dict[str, Any] = {
             "format": "ospp-licence-v1",
             "kind": key.channel.value,
             "product": key.product.id,
@@ -342,6 +345,8 @@ class Authority:
             "issued_at": iso(self.clock.now()),
             "authority": self.public.fingerprint,
         }
+        if key.channel is Channel.KMS_HOST:
+            licence["host_key"] = host_key  # certifies the host's response-signing key
         return {"licence": licence, "signature": b64(self.keys.sign(canonical(licence)))}
 
     def confirm(self, iid_text: str) -> str:

@@ -122,3 +122,36 @@ class AuthorityKeys:
     def sign_cid(self, message: bytes) -> tuple[int, int]:
         r, s = decode_dss_signature(self._dsa.sign(message, hashes.SHA256()))
         return r, s
+
+
+def verify_ed25519(public_raw: bytes, message: bytes, signature: bytes) -> bool:
+    """Check an Ed25519 signature; a malformed key or signature is simply a failure."""
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+class HostKey:
+    """A KMS host's response-signing key; the authority certifies its public half."""
+
+    def __init__(self, pem: bytes) -> None:
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise ValueError("the host key file does not hold an Ed25519 private key")
+        self._key = key
+        self.public_raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    @staticmethod
+    def generate() -> bytes:
+        return ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)

@@ -1,4 +1,9 @@
-"""The guided demo: a tour of ospp on a throw-away home, run as real ``ospp`` processes."""
+"""The guided demo: a tour of ospp on a throw-away home, run as real ``ospp`` processes.
+
+Grace and rearm, a refused key, MAK activation online and by phone, then a KMS host on
+127.0.0.1 with five clients: the first four are below the threshold (0xC004F038) until the
+fifth asks, and the simulated licensing service activates them on its next retry.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,36 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# (explanation, arguments, environment overrides)
+# (explanation, arguments, environment overrides). "{NAME}" is filled from earlier output;
+# "@kms-serve" starts the KMS host in the background.
 Step = tuple[str, list[str], dict[str, str]]
+DAY1 = {"OSPP_NOW": "2026-03-01T09:00:00Z"}
+
+
+def _workstations(count: int) -> list[Step]:
+    steps: list[Step] = []
+    for n in range(1, count + 1):
+        steps += [
+            (
+                f"Workstation WS{n}: install Office, point it at the host, activate.",
+                ["install-product", "ProPlus2021", f"WS{n}"],
+                {},
+            ),
+            ("", ["/sethst:127.0.0.1:{PORT}", f"WS{n}"], {}),
+            ("", ["/act", f"WS{n}"], {}),
+        ]
+    return steps
+
 
 STEPS: list[Step] = [
     (
         "Install Office LTSC Professional Plus 2021 (volume edition): its licences and its KMS "
         "client key (GVLK). The 30-day grace starts now.",
         ["install-product", "ProPlus2021"],
-        {"OSPP_NOW": "2026-03-01T09:00:00Z"},
+        DAY1,
     ),
     ("Status, exactly as ospp.vbs prints it.", ["/dstatus"], {"OSPP_NOW": "2026-03-02T09:00:00Z"}),
     (
@@ -41,14 +65,19 @@ STEPS: list[Step] = [
         {"OSPP_NOW": "2026-03-31T10:00:00Z"},
     ),
     ("Describe an error code.", ["/ddescr:0xC004F074"], {}),
+    # -- MAK ------------------------------------------------------------------------------
     (
         "The activation authority mints a MAK with 2 activations.",
         ["center", "issue-key", "--product", "Standard2021", "--limit", "2"],
         {},
     ),
-    ("Install the MAK and activate online, at once.", ["/inpkey:{MAK}", "--act"], {}),
     (
-        "An isolated machine: install the MAK and read its installation ID.",
+        "Machine PC-MAK installs the MAK and activates online, at once.",
+        ["/inpkey:{MAK}", "--act", "PC-MAK"],
+        {},
+    ),
+    (
+        "An isolated machine installs the MAK and reads its installation ID.",
         ["/inpkey:{MAK}", "PC-ISOLATED"],
         {},
     ),
@@ -66,49 +95,109 @@ STEPS: list[Step] = [
     ("", ["/dstatus", "PC-ISOLATED"], {}),
     ("A third machine: the MAK has no activations left.", ["/inpkey:{MAK}", "--act", "PC-3"], {}),
     ("What the authority has counted.", ["center", "keys"], {}),
+    # -- KMS ------------------------------------------------------------------------------
+    (
+        "KMS: the authority mints a KMS host key; the host installs and activates it.",
+        ["center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host"],
+        {},
+    ),
+    ("", ["kms", "install-key", "{HOSTKEY}"], {}),
+    ("", ["kms", "activate"], {}),
+    ("Start the KMS host on 127.0.0.1 (a free port).", ["@kms-serve"], {}),
+    *_workstations(5),
+    (
+        "Three hours later the licensing service retries WS1-WS4: the count is 5 now.",
+        ["service", "WS1", "WS2", "WS3", "WS4"],
+        {"OSPP_NOW": "{LATER}"},
+    ),
+    ("", ["/dstatus", "WS1"], {}),
+    ("The host's view (slmgr /dlv style).", ["kms", "status"], {}),
+    ("", ["/dhistorykms", "WS1"], {}),
 ]
 
 
 def run_demo(echo: Callable[[str], None], keep: Path | None = None) -> int:
-    """Run every step; returns 1 when a step broke (usage, store or internal error)."""
+    """Run every step; returns 1 when a step broke (usage, store, network or internal error)."""
     with tempfile.TemporaryDirectory(prefix="ospp-demo-") as tmp:
         home = keep or Path(tmp)
         env = {
             **os.environ,
             "OSPP_HOME": str(home / "client"),
             "OSPP_CENTER_HOME": str(home / "center"),
+            "OSPP_KMS_HOME": str(home / "kms"),
         }
-        env.pop("OSPP_NOW", None)
-        echo(f"# ospp demo: a throw-away home in {home}\n")
-        found: dict[str, str] = {}
+        for name in ("OSPP_NOW", "OSPP_AUTHORITY", "OSPP_DNS"):
+            env.pop(name, None)
+        later = datetime.now(UTC) + timedelta(hours=3)
+        found: dict[str, str] = {"LATER": later.strftime("%Y-%m-%dT%H:%M:%SZ")}
         broken = 0
-        for explanation, raw, extra in STEPS:
-            args = [a.format(**found) for a in raw]
-            prefix = " ".join(f"{k}={v}" for k, v in extra.items())
-            if explanation:
-                echo(f"# {explanation}")
-            echo(f"$ {prefix + ' ' if prefix else ''}ospp {' '.join(args)}")
-            done = subprocess.run(
-                [sys.executable, "-m", "ospp", *args],
-                env={**env, **extra},
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            echo(done.stdout.rstrip("\n"))
-            if done.stderr:
-                echo(done.stderr.rstrip("\n"))
-            echo(f"(exit status {done.returncode})\n")
-            _harvest(args, done.stdout, found)
-            broken += done.returncode not in (0, 1)  # 1 is a licensing "no", shown on purpose
+        host: subprocess.Popen[str] | None = None
+        echo(f"# ospp demo: a throw-away home in {home}\n")
+        try:
+            for explanation, raw, extra in STEPS:
+                args = [a.format(**found) for a in raw]
+                extra = {k: v.format(**found) for k, v in extra.items()}
+                if explanation:
+                    echo(f"# {explanation}")
+                if args == ["@kms-serve"]:
+                    host = _start_host(env, home, found, echo)
+                    continue
+                prefix = " ".join(f"{k}={v}" for k, v in extra.items())
+                echo(f"$ {prefix + ' ' if prefix else ''}ospp {' '.join(args)}")
+                done = subprocess.run(
+                    [sys.executable, "-m", "ospp", *args],
+                    env={**env, **extra},
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                echo(done.stdout.rstrip("\n"))
+                if done.stderr:
+                    echo(done.stderr.rstrip("\n"))
+                echo(f"(exit status {done.returncode})\n")
+                _harvest(args, done.stdout, found)
+                broken += done.returncode not in (0, 1)  # 1 is a licensing "no", shown on purpose
+        finally:
+            if host is not None:
+                host.terminate()
+                host.wait(timeout=10)
         echo("# Done. Try it on your own store: ospp /?")
     return 1 if broken else 0
 
 
+def _start_host(
+    env: dict[str, str], home: Path, found: dict[str, str], echo: Callable[[str], None]
+) -> subprocess.Popen[str]:
+    log = home / "kms-requests.log"
+    echo(f"$ ospp kms serve --listen 127.0.0.1:0 --log {log} &")
+    host = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ospp",
+            "kms",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            str(log),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert host.stdout is not None
+    line = host.stdout.readline()
+    found["PORT"] = line.split()[1] if line.startswith("LISTENING") else "1688"
+    echo(line.rstrip("\n") + "\n")
+    return host
+
+
 def _harvest(args: list[str], out: str, found: dict[str, str]) -> None:
-    """Carry values from one step into the next (the key, the IID, the CID)."""
+    """Carry values from one step into the next (keys, the IID, the CID)."""
     if args[:2] == ["center", "issue-key"]:
-        found["MAK"] = out.strip()
+        found["HOSTKEY" if "kms-host" in args else "MAK"] = out.strip()
     elif args[0] == "/dinstid":
         for line in out.splitlines():
             if line.startswith("Installation ID for:"):

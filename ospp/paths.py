@@ -32,6 +32,12 @@ def center_home(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(value) if value else _data_dir() / "center"
 
 
+def kms_home(environ: Mapping[str, str] = os.environ) -> Path:
+    """A KMS host's home: ``OSPP_KMS_HOME`` or ``<data dir>/kms``."""
+    value = environ.get("OSPP_KMS_HOME")
+    return Path(value) if value else _data_dir() / "kms"
+
+
 def machine_name(raw: str | None) -> str:
     """Validate a simulated ComputerName; ``None``, ``.`` and ``localhost`` are this machine."""
     if raw is None or raw in (".", ""):

@@ -122,12 +122,15 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def _serve_connection(
-    handler: Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    handler: Handler,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    idle_timeout: float,
 ) -> None:
     try:
         while True:
             try:
-                header = await asyncio.wait_for(reader.readexactly(4), IDLE_TIMEOUT)
+                header = await asyncio.wait_for(reader.readexactly(4), idle_timeout)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
             (length,) = _HEADER.unpack(header)
@@ -153,10 +156,28 @@ async def _serve_connection(
         writer.close()
 
 
-async def start(handler: Handler, host: str, port: int) -> asyncio.Server:
-    """Listen on host:port (port 0 picks a free one); IPv6 literals work, [::1] included."""
+async def start(
+    handler: Handler, host: str, port: int, idle_timeout: float = IDLE_TIMEOUT
+) -> asyncio.Server:
+    """Listen on host:port (port 0 picks a free one); IPv6 literals work, [::1] included.
+
+    A host or address family this machine lacks (IPv6 on an IPv4-only machine) raises
+    NetworkError instead of crashing.
+    """
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _serve_connection(handler, reader, writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await _serve_connection(handler, reader, writer, idle_timeout)
 
-    return await asyncio.start_server(on_connect, host, port, limit=MAX_FRAME + 8)
+    try:
+        return await asyncio.start_server(
+            on_connect, host, port, limit=MAX_FRAME + 8, backlog=1024, reuse_address=True
+        )
+    except OSError as exc:
+        raise NetworkError(
+            E_NO_CONNECTION,
+            f"cannot listen on {Endpoint(host, port)}: {exc.strerror or exc}",
+            "Check that the address exists on this machine (IPv6 may be off) and the port is free.",
+        ) from exc

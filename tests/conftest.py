@@ -36,6 +36,7 @@ class Ospp:
         self.env = {
             "OSPP_HOME": str(home / "client"),
             "OSPP_CENTER_HOME": str(home / "center"),
+            "OSPP_KMS_HOME": str(home / "kms"),
         }
 
     def __call__(

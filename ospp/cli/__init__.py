@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ospp import __version__
-from ospp.cli import activate, center, extra, verbs
+from ospp.cli import activate, center, extra, kmshost, verbs
 from ospp.cli.base import EXIT_STATUS_HELP, SlashGroup
 
 HELP = f"""Rehearse Office volume activation on a simulated licence store.
@@ -29,7 +29,13 @@ def cli(as_json: bool) -> None:
     pass
 
 
-for _command in [*verbs.COMMANDS, *activate.COMMANDS, *extra.COMMANDS, *center.COMMANDS]:
+for _command in [
+    *verbs.COMMANDS,
+    *activate.COMMANDS,
+    *extra.COMMANDS,
+    *center.COMMANDS,
+    *kmshost.COMMANDS,
+]:
     cli.add_command(_command)
 
 

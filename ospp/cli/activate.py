@@ -37,6 +37,7 @@ def activate_licences(
     from ospp import activation
 
     first: OsppError | None = None
+    statuses = {st.license.sku.sku_id: st.status for st in client.statuses(store)}
     licences = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_HOST]
     if not licences:
         lines.append("<No installed product keys detected>")
@@ -46,21 +47,29 @@ def activate_licences(
         )
         lines += _product_lines(lic)
         try:
+            extra: dict[str, object] = {}
             if lic.sku.channel is Channel.MAK:
                 activation.activate_mak(store, lic, os.environ)
             else:
-                raise LicensingError(
-                    E_NO_KMS,
-                    "no KMS host could be contacted: none is set with /sethst and none was "
-                    "found through DNS",
-                    "Run /dhistorykms for the attempts; set a host with /sethst:HOST.",
-                )
+                from ospp import kmsclient
+
+                status = statuses.get(lic.sku.sku_id, "OOB_GRACE")
+                outcome = kmsclient.activate(store, lic, os.environ, status)
+                extra = {
+                    "kms_host": outcome.host,
+                    "count": outcome.count,
+                    "valid_until": iso(outcome.valid_until),
+                }
             lines.append("<Product activation successful>")
-            data.append({"sku_id": lic.sku.sku_id, "product": lic.sku.product.id, "ok": True})
+            data.append(
+                {"sku_id": lic.sku.sku_id, "product": lic.sku.product.id, "ok": True, **extra}
+            )
         except OsppError as exc:
-            kind = "kms" if lic.sku.channel is Channel.KMS_CLIENT else "acterr"
-            with store.db.write() as conn:
-                store.record(conn, kind, exc.code, exc.message, lic.sku)
+            if lic.sku.channel is Channel.MAK:  # KMS attempts are recorded by the KMS client
+                with store.db.write() as conn:
+                    store.record(conn, "acterr", exc.code, exc.message, lic.sku)
+            if exc.code == E_NO_KMS and exc.hint is None:
+                exc.hint = "Run /dhistorykms to see each attempt."
             lines += error_lines(exc)
             data.append(
                 {
@@ -219,12 +228,15 @@ def _history(ctx: click.Context, name: str, kind: str, computer: str | None, as_
             lines += [f"Time: {iso(e.at)}", f"SKU ID: {e.sku_id}"]
             if e.target:
                 lines.append(f"Target: {e.target}")
-            lines += [
-                f"ERROR CODE: {hex_code(e.code)}",
-                f"ERROR DESCRIPTION: {DESCRIPTIONS.get(e.code, '')}",
-                f"ERROR DETAIL: {e.detail}",
-                "-" * 39,
-            ]
+            if e.code:
+                lines += [
+                    f"ERROR CODE: {hex_code(e.code)}",
+                    f"ERROR DESCRIPTION: {DESCRIPTIONS.get(e.code, '')}",
+                    f"ERROR DETAIL: {e.detail}",
+                ]
+            else:
+                lines.append(f"RESULT: {e.detail}")
+            lines.append("-" * 39)
         if lines:
             lines.pop()
         else:

@@ -158,6 +158,9 @@ platform's user data directory (platformdirs), for example ~/.local/share/ospp.
 .B OSPP_CENTER_HOME
 Directory of the local activation authority. Default: the user data directory plus /center.
 .TP
+.B OSPP_KMS_HOME
+Directory of the KMS host run by \fBospp kms\fR. Default: the user data directory plus /kms.
+.TP
 .B OSPP_NOW
 Simulated current time, ISO 8601 (2026\-06\-01T09:00:00Z); a time without a zone is UTC.
 Use it to rehearse day 26 of grace or day 181 of a KMS activation.
@@ -182,6 +185,9 @@ Trusted activation authority public keys.
 .TP
 .I $OSPP_CENTER_HOME/center.db, authority\-*.pem, authority.pub.json
 The activation authority: its records, private keys (owner\-only) and public key file.
+.TP
+.I $OSPP_KMS_HOME/kms.db, host\-ed25519.pem
+The KMS host: its key, certificate, client counts and request statistics; its signing key.
 .SH EXAMPLES
 .nf
 ospp install\-product ProPlus2021
@@ -195,6 +201,10 @@ ospp /inpkey:KEY \-\-act
 ospp /dinstid
 ospp center confirm IID
 ospp /actcid:CID
+ospp kms install\-key HOSTKEY && ospp kms activate
+ospp kms serve \-\-listen 0.0.0.0:1688
+ospp /sethst:kms1.example.com && ospp /act
+OSPP_NOW=2027\-01\-10 ospp service \-\-all
 OSPP_NOW=2026\-12\-31 ospp /dstatus
 .fi
 .SH SEE ALSO

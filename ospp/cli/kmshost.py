@@ -1,0 +1,392 @@
+"""``ospp kms``: run a KMS host; ``ospp service``: what the client licensing service does."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
+from ospp.clock import clock_from_env, iso
+from ospp.errors import LicensingError
+from ospp.paths import kms_home
+
+
+def _host() -> Any:
+    from ospp.kms import KmsHost
+
+    return KmsHost.open(kms_home(), clock_from_env())
+
+
+@click.group("kms")
+def kms_group() -> None:
+    """A KMS host: install and activate its key, serve clients, show its counts."""
+
+
+@kms_group.command("install-key")
+@click.argument("key")
+@JSON_OPTION
+@click.pass_context
+def install_key(ctx: click.Context, key: str, as_json: bool) -> None:
+    """Install a KMS host key (from 'ospp center issue-key --channel kms-host')."""
+
+    def body() -> Result:
+        installed = _host().install_key(key)
+        return Result(
+            [
+                f"Installed KMS host key *****-{installed.last5} for {installed.product.id}",
+                "Activate it: ospp kms activate (online) or ospp kms dinstid / actcid (phone).",
+            ],
+            {"product": installed.product.id, "key_last5": installed.last5},
+            banners=False,
+        )
+
+    run("kms install-key", json_wanted(ctx, as_json), body)
+
+
+@kms_group.command("activate")
+@JSON_OPTION
+@click.pass_context
+def activate(ctx: click.Context, as_json: bool) -> None:
+    """Activate the host key online with the activation authority."""
+
+    def body() -> Result:
+        host = _host()
+        product = host.activate_online(os.environ)
+        epid = host.meta()["epid"]
+        return Result(
+            [f"<KMS host activated for {product.id}>", f"KMS host ePID: {epid}"],
+            {"product": product.id, "epid": epid},
+            banners=False,
+        )
+
+    run("kms activate", json_wanted(ctx, as_json), body)
+
+
+@kms_group.command("dinstid")
+@JSON_OPTION
+@click.pass_context
+def dinstid(ctx: click.Context, as_json: bool) -> None:
+    """Show the host key's installation ID, for phone activation."""
+
+    def body() -> Result:
+        iid = _host().installation_id()
+        return Result(
+            [f"Installation ID for the KMS host key: {iid.text()}"],
+            {"installation_id": iid.text(), "groups": iid.groups()},
+            banners=False,
+        )
+
+    run("kms dinstid", json_wanted(ctx, as_json), body)
+
+
+@kms_group.command("actcid")
+@click.argument("cid")
+@JSON_OPTION
+@click.pass_context
+def actcid(ctx: click.Context, cid: str, as_json: bool) -> None:
+    """Activate the host key with a confirmation ID from the phone centre."""
+
+    def body() -> Result:
+        host = _host()
+        product = host.apply_cid(cid, os.environ)
+        return Result(
+            [f"<KMS host activated by phone for {product.id}>"],
+            {"product": product.id, "epid": host.meta()["epid"]},
+            banners=False,
+        )
+
+    run("kms actcid", json_wanted(ctx, as_json), body)
+
+
+@kms_group.command("set")
+@click.option(
+    "--activation-interval",
+    type=int,
+    metavar="MINUTES",
+    help="How often unactivated clients retry (15-43200, default 120).",
+)
+@click.option(
+    "--renewal-interval",
+    type=int,
+    metavar="MINUTES",
+    help="How often activated clients renew (15-43200, default 10080).",
+)
+@JSON_OPTION
+@click.pass_context
+def set_(
+    ctx: click.Context, activation_interval: int | None, renewal_interval: int | None, as_json: bool
+) -> None:
+    """Change the intervals the host hands to its clients."""
+
+    def body() -> Result:
+        host = _host()
+        host.set_intervals(activation_interval, renewal_interval)
+        st = host.status()
+        return Result(
+            ["Successfully applied setting."],
+            {
+                "activation_interval": st["activation_interval"],
+                "renewal_interval": st["renewal_interval"],
+            },
+            banners=False,
+        )
+
+    run("kms set", json_wanted(ctx, as_json), body)
+
+
+@kms_group.command("status")
+@JSON_OPTION
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """The host's key, activation, counts and request statistics (like slmgr /dlv)."""
+
+    def body() -> Result:
+        st = _host().status()
+        lines = [
+            "Key Management Service is enabled on this machine"
+            if st["activated"]
+            else "Key Management Service host key is not activated"
+        ]
+        if st["key_last5"]:
+            lines.append(f"    Partial Product Key: {st['key_last5']}")
+        if st["epid"]:
+            lines.append(f"    KMS host ePID: {st['epid']}")
+        for app, count in sorted(st["current_count"].items()) or [("-", 0)]:
+            lines.append(
+                f"    Current count: {count}" + (f" (application {app})" if app != "-" else "")
+            )
+        lines += [
+            f"    Listening on Port: {st.get('port', 1688)}",
+            "    DNS publishing disabled",
+            "    KMS priority: Normal",
+            f"    Activation interval: {st['activation_interval']} minutes",
+            f"    Renewal interval: {st['renewal_interval']} minutes",
+            "",
+            "Key Management Service cumulative requests received from clients",
+            f"    Total requests received: {st['requests_total']}",
+            f"    Failed requests received: {st['requests_failed']}",
+        ]
+        for label, n in sorted(st["requests_by_status"].items()):
+            lines.append(f"    Requests with License Status {label.upper()}: {n}")
+        lines.append(f"    Stored client machines: {st['stored_clients']}")
+        return Result(lines, st, banners=False)
+
+    run("kms status", json_wanted(ctx, as_json), body)
+
+
+@kms_group.command("clients")
+@click.option("--limit", type=int, default=100, show_default=True)
+@JSON_OPTION
+@click.pass_context
+def clients(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Which client machines asked this host, most recent first."""
+
+    def body() -> Result:
+        rows = _host().clients(limit)
+        lines = [
+            f"{r['last_seen']}  {r['cmid']}  {r['workstation'] or '-':<16} "
+            f"{r['requests']:>5} request(s)"
+            for r in rows
+        ] or ["<No clients>"]
+        return Result(lines, {"clients": rows}, banners=False)
+
+    run("kms clients", json_wanted(ctx, as_json), body)
+
+
+@kms_group.command("serve")
+@click.option(
+    "--listen",
+    default="0.0.0.0:1688",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to listen on: IPv4, [IPv6] or a name; port 0 picks a free port.",
+)
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Close connections idle this long.",
+)
+@click.option(
+    "--log",
+    "log_to",
+    default="-",
+    show_default=True,
+    metavar="PATH|-|none",
+    help="Where the one-line JSON log of each request goes (- is stderr).",
+)
+def serve(listen: str, idle_timeout: float, log_to: str) -> None:
+    """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready."""
+
+    def body() -> Result:
+        import asyncio
+
+        from ospp.endpoint import parse_host
+
+        endpoint = parse_host(listen, 1688, "--listen", listen=True)
+        asyncio.run(_serve(endpoint.host, endpoint.port, idle_timeout, log_to))
+        return Result([], banners=False)
+
+    run("kms serve", False, body)
+
+
+def _open_log(target: str) -> Any:
+    if target == "none":
+        return None
+    if target == "-":
+        return sys.stderr
+    return Path(target).open("a", encoding="utf-8")
+
+
+async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
+    from ospp import wire
+
+    host = _host()
+    state = host.serving_state()
+    log = _open_log(log_to)
+    pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]], float]] = []
+    loop = asyncio.get_running_loop()
+
+    def flush() -> None:
+        batch = pending[:]
+        pending.clear()
+        try:
+            answers = host.process(state, [item[0] for item in batch])
+        except Exception as exc:  # a store failure: every request in the batch fails
+            for _, fut, _ in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        done = time.perf_counter()
+        for (message, fut, started), answer in zip(batch, answers, strict=True):
+            if log is not None:
+                log.write(
+                    json.dumps(
+                        {
+                            "ts": iso(host.clock.now()),
+                            "op": message.get("op"),
+                            "cmid": message.get("cmid"),
+                            "sku_id": message.get("sku_id"),
+                            "ok": answer["ok"],
+                            "code": answer.get("code", 0),
+                            "count": answer.get("count"),
+                            "ms": round((done - started) * 1000, 3),
+                        }
+                    )
+                    + "\n"
+                )
+            if not fut.done():
+                fut.set_result(answer)
+        if log is not None:
+            log.flush()
+
+    async def handle(message: dict[str, Any]) -> dict[str, Any]:
+        if message.get("op") != "kms-activate":
+            return wire.error_response(0x80070057, f"unknown op {message.get('op')!r}")
+        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if not pending:
+            loop.call_soon(flush)  # group commit: one transaction per loop iteration
+        pending.append((message, fut, time.perf_counter()))
+        return await fut
+
+    server = await wire.start(handle, host_name, port, idle_timeout)
+    bound = server.sockets[0].getsockname()
+    host.record_port(bound[1])
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    activated = "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
+    click.echo(f"ospp KMS host listening on {shown}:{bound[1]}, key {activated}", err=True)
+    click.echo(f"LISTENING {bound[1]}")
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+    if pending:
+        flush()
+    click.echo("ospp KMS host stopped", err=True)
+
+
+@click.command("service")
+@click.argument("computers", nargs=-1, metavar="[COMPUTERNAME]...")
+@click.option("--all", "all_machines", is_flag=True, help="Every simulated machine.")
+@JSON_OPTION
+@click.pass_context
+def service(
+    ctx: click.Context, computers: tuple[str, ...], all_machines: bool, as_json: bool
+) -> None:
+    """Do what the licensing service would do now (OSPP_NOW): retry unactivated KMS products
+    every activation interval and renew activated ones every renewal interval."""
+
+    def body() -> Result:
+        from ospp import client, kmsclient
+        from ospp.errors import OsppError
+        from ospp.paths import ospp_home
+
+        names: list[str | None] = list(computers) or [None]
+        if all_machines:
+            root = ospp_home() / "machines"
+            found = [p.name for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
+            names = list(found)
+        lines: list[str] = []
+        rows: list[dict[str, Any]] = []
+        first: OsppError | None = None
+        for name in names:
+            store = client.open_machine(name)
+            now = store.clock.now()
+            settings = store.settings()
+            history = store.history("kms")
+            for st in client.statuses(store):
+                lic = st.license
+                attempts = [h.at for h in history if h.sku_id == lic.sku.sku_id]
+                action = kmsclient.due(
+                    lic, st.status, now, settings, max(attempts) if attempts else None
+                )
+                row: dict[str, Any] = {
+                    "machine": store.name,
+                    "product": lic.sku.product.id,
+                    "status": st.status,
+                    "action": action,
+                }
+                if action is None:
+                    if lic.sku.channel.value == "kms-client":
+                        rows.append(row)
+                        lines.append(
+                            f"{store.name}: {lic.sku.product.id}: nothing due ({st.status})"
+                        )
+                    continue
+                try:
+                    outcome = kmsclient.activate(store, lic, os.environ, st.status)
+                    row.update(ok=True, host=outcome.host, count=outcome.count)
+                    lines.append(
+                        f"{store.name}: {lic.sku.product.id}: {action} succeeded at "
+                        f"{outcome.host} (count {outcome.count})"
+                    )
+                except OsppError as exc:
+                    row.update(ok=False, error=exc.to_json())
+                    lines.append(
+                        f"{store.name}: {lic.sku.product.id}: {action} failed: "
+                        f"0x{exc.code:08X} {exc.message}"
+                    )
+                    first = first or exc
+                rows.append(row)
+        if not names:
+            raise LicensingError(0xC004F014, "there are no simulated machines yet")
+        return Result(lines, {"actions": rows}, banners=False, failed=first)
+
+    run("service", json_wanted(ctx, as_json), body)
+
+
+COMMANDS = [kms_group, service]

@@ -1,0 +1,524 @@
+"""KMS: the rules host and client share, the host's durable state, and its request handling.
+
+Semantics (REFERENCE 4): threshold 5 for Office; the host counts unique CMIDs seen in the last
+30 days per application group, capped at twice the threshold; a renewing client refreshes its
+entry and is not counted twice. Activation validity is 180 days; clients retry every
+activation interval and renew every renewal interval (both 15-43200 minutes, set on the host
+and adopted by clients from its responses).
+
+Trust: every response is signed with the host's Ed25519 key, and carries the certificate the
+activation authority issued when the host's KMS host key was activated (online: a signed
+licence naming the host key; by phone: the IID/CID pair, whose machine tag is derived from
+the host key). Clients accept a response only if the certificate chains to an authority they
+trust, the signature verifies, and nonce, CMID and client time echo their request.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ospp.catalog import Channel, Product, catalog
+from ospp.clock import Clock, iso, parse_time
+from ospp.db import Database
+from ospp.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
+
+THRESHOLD = 5
+CAP = 2 * THRESHOLD
+WINDOW = timedelta(days=30)
+MAX_SKEW = timedelta(hours=4)
+VALIDITY = timedelta(days=180)
+INTERVAL_RANGE = (15, 43200)
+DEFAULT_ACTIVATION_INTERVAL = 120
+DEFAULT_RENEWAL_INTERVAL = 10080
+DEFAULT_PORT = 1688
+
+E_COUNT_LOW = 0xC004F038
+E_HOST_NOT_ACTIVATED = 0xC004F041
+E_CANNOT_USE = 0xC004F042
+E_SKEW = 0xC004F06C
+E_NO_KMS = 0xC004F074
+E_BAD_REQUEST = 0xC004F056
+
+_SCHEMA = [
+    """
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE clients (
+        app TEXT NOT NULL,
+        cmid TEXT NOT NULL,
+        sku_id TEXT NOT NULL,
+        workstation TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (app, cmid)
+    ) WITHOUT ROWID;
+    CREATE INDEX clients_recent ON clients (app, last_seen);
+    CREATE TABLE stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+]
+
+
+def covers(host: Product, client: Product) -> bool:
+    """A host key activates clients of its application group and of its year or older."""
+    return host.application_id == client.application_id and host.year >= client.year
+
+
+def canonical(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def host_tag_source(host_key_b64: str) -> str:
+    """What the machine tag of a KMS host's installation ID is derived from: its key."""
+    return f"kms-host:{host_key_b64}"
+
+
+def check_certificate(cert: Any, trusted: Mapping[str, Any]) -> tuple[Product, str]:
+    """Verify a host certificate; return (the host key's product, the host key, base64).
+
+    Raises LicensingError 0xC004F042 saying why the host cannot be used.
+    """
+    from ospp.activation import verify_licence
+    from ospp.authority import machine_tag
+    from ospp.phone import InstallationId, parse_cid
+
+    def refuse(why: str) -> LicensingError:
+        return LicensingError(E_CANNOT_USE, why)
+
+    if not isinstance(cert, dict):
+        raise refuse("the KMS host sent no certificate from an activation authority")
+    if cert.get("kind") == "online":
+        lic = cert.get("licence")
+        if not isinstance(lic, dict):
+            raise refuse("the KMS host's certificate holds no licence")
+        why = verify_licence(lic, str(cert.get("signature")), trusted)  # 1. chain, 2. signature
+        if why is not None:
+            raise refuse(f"the KMS host is not certified: {why}")
+        if lic.get("kind") != Channel.KMS_HOST.value or not isinstance(lic.get("host_key"), str):
+            raise refuse("the KMS host's certificate is not for a KMS host key")
+        product = catalog().product(str(lic.get("product")))
+        host_key = str(lic["host_key"])
+    elif cert.get("kind") == "phone":
+        host_key = str(cert.get("host_key"))
+        try:
+            iid = InstallationId.parse(str(cert.get("iid")))
+            r, s = parse_cid(str(cert.get("cid")))
+        except OsppError as exc:
+            raise refuse(f"the KMS host's phone certificate is damaged: {exc.message}") from exc
+        if iid.channel_code != 2 or iid.machine_tag != machine_tag(host_tag_source(host_key)):
+            raise refuse("the KMS host's phone certificate is for another key or host")
+        if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
+            raise refuse("the KMS host's confirmation ID is not from a trusted authority")
+        product = catalog().by_index(iid.product_index)
+    else:
+        raise refuse("the KMS host sent no certificate from an activation authority")
+    if product is None:
+        raise refuse("the KMS host's key names a product this client does not know")
+    return product, host_key
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated KMS activation request."""
+
+    app: str
+    sku_id: str
+    product: Product
+    cmid: str
+    client_time: datetime
+    nonce: str
+    status: str
+    workstation: str
+
+
+def parse_request(message: Mapping[str, Any]) -> Request:
+    def text(name: str, limit: int = 64) -> str:
+        value = message.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= limit:
+            raise LicensingError(E_BAD_REQUEST, f"request field {name!r} is missing or malformed")
+        return value
+
+    sku = catalog().sku(text("sku_id", 40))
+    if sku is None or sku.channel is not Channel.KMS_CLIENT:
+        raise LicensingError(E_CANNOT_USE, "the request names no KMS client product")
+    app = text("app_id", 40).lower()
+    if app != sku.product.application_id:
+        raise LicensingError(E_CANNOT_USE, "the application id does not match the product")
+    try:
+        client_time = parse_time(text("client_time"), "client_time")
+    except OsppError as exc:
+        raise LicensingError(E_BAD_REQUEST, exc.message) from exc
+    return Request(
+        app,
+        sku.sku_id,
+        sku.product,
+        text("cmid", 40).lower(),
+        client_time,
+        text("nonce"),
+        text("license_status", 32),
+        str(message.get("workstation", ""))[:64],
+    )
+
+
+def epid(product: Product, serial: int, activated: datetime) -> str:
+    """The host's extended product ID, in the real shape."""
+    return (
+        f"06401-{206 + product.index:05d}-{serial // 10**6 % 1000:03d}-"
+        f"{serial % 10**6:06d}-03-1033-17763.0000-"
+        f"{activated.timetuple().tm_yday:03d}{activated.year}"
+    )
+
+
+class KmsHost:
+    """A KMS host's durable state. Construct with :meth:`open`."""
+
+    def __init__(self, home: Path, db: Database, clock: Clock) -> None:
+        self.home = home
+        self.db = db
+        self.clock = clock
+        self._signer: Any = None
+
+    @classmethod
+    def open(cls, home: Path, clock: Clock) -> KmsHost:
+        db = Database(home / "kms.db", "KMS host", _SCHEMA, synchronous="NORMAL")
+        host = cls(home, db, clock)
+        with db.read() as conn:
+            known = conn.execute("SELECT 1 FROM meta WHERE name='host_id'").fetchone()
+        if known is None:
+            import uuid
+
+            with db.write() as conn:
+                for name, value in (
+                    ("host_id", str(uuid.uuid4())),
+                    ("hardware", secrets.token_hex(5)),
+                    ("activation_interval", str(DEFAULT_ACTIVATION_INTERVAL)),
+                    ("renewal_interval", str(DEFAULT_RENEWAL_INTERVAL)),
+                ):
+                    conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, value))
+        return host
+
+    # -- settings and identity -----------------------------------------------------------
+
+    def meta(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
+        if conn is not None:
+            return dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        with self.db.read() as c:
+            return dict(c.execute("SELECT name, value FROM meta").fetchall())
+
+    def _set(self, **values: str | None) -> None:
+        with self.db.write() as conn:
+            for name, value in values.items():
+                if value is None:
+                    conn.execute("DELETE FROM meta WHERE name=?", (name,))
+                else:
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def signer(self) -> Any:
+        """The host's Ed25519 key, created with the first installed host key."""
+        if self._signer is None:
+            from ospp.crypto import HostKey
+
+            path = self.home / "host-ed25519.pem"
+            if not path.exists():
+                from ospp.paths import write_atomic
+
+                try:
+                    write_atomic(path, HostKey.generate().decode("ascii"), private=True)
+                except OSError as exc:
+                    raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
+            self._signer = HostKey(path.read_bytes())
+        return self._signer
+
+    def host_key_b64(self) -> str:
+        from ospp.crypto import b64
+
+        return b64(self.signer().public_raw)
+
+    def install_key(self, text: str) -> Any:
+        from ospp import keys
+
+        key = keys.parse(text)
+        if key.channel is not Channel.KMS_HOST:
+            raise LicensingError(
+                0xC004F050,
+                f"the key ending {key.last5} is a {key.channel.value} key, not a KMS host key",
+                "Get one with: ospp center issue-key --product P --channel kms-host.",
+            )
+        self.signer()
+        self._set(key=key.compact, certificate=None, epid=None, activated_at=None)
+        return key
+
+    def installed_key(self) -> Any:
+        from ospp import keys
+
+        value = self.meta().get("key")
+        if not value:
+            raise LicensingError(
+                0xC004F014, "no KMS host key is installed", "Run: ospp kms install-key KEY"
+            )
+        return keys.parse(value)
+
+    def _certify(self, cert: dict[str, Any], environ: Mapping[str, str]) -> Product:
+        from ospp.activation import anchors
+        from ospp.paths import ospp_home
+
+        product, host_key = check_certificate(cert, anchors(ospp_home(environ), environ))
+        if host_key != self.host_key_b64():
+            raise LicensingError(E_CANNOT_USE, "the certificate names another host key")
+        now = self.clock.now()
+        key = self.installed_key()
+        self._set(
+            certificate=json.dumps(cert, sort_keys=True),
+            activated_at=iso(now),
+            epid=epid(product, key.serial, now),
+        )
+        return product
+
+    def activate_online(self, environ: Mapping[str, str]) -> Product:
+        from ospp.activation import call_authority
+
+        key = self.installed_key()
+        meta = self.meta()
+        nonce = secrets.token_hex(16)
+        request = {
+            "op": "activate",
+            "key": key.compact,
+            "sku_id": key.product.sku(key.channel).sku_id,
+            "cmid": meta["host_id"],
+            "hardware": meta["hardware"],
+            "nonce": nonce,
+            "client_time": iso(self.clock.now()),
+            "host_key": self.host_key_b64(),
+        }
+        response = call_authority(request, environ, self.clock)
+        licence = response.get("licence")
+        if not isinstance(licence, dict) or licence.get("nonce") != nonce:
+            raise LicensingError(E_CANNOT_USE, "the authority's answer does not match the request")
+        return self._certify(
+            {"kind": "online", "licence": licence, "signature": response.get("signature")},
+            environ,
+        )
+
+    def installation_id(self) -> Any:
+        from ospp.authority import machine_tag
+        from ospp.phone import InstallationId
+
+        key = self.installed_key()
+        return InstallationId(
+            key.product.index,
+            2,
+            key.serial,
+            key.security,
+            int(self.meta()["hardware"], 16),
+            machine_tag(host_tag_source(self.host_key_b64())),
+        )
+
+    def apply_cid(self, cid: str, environ: Mapping[str, str]) -> Product:
+        digits = "".join(cid.split()).replace("-", "")
+        cert = {
+            "kind": "phone",
+            "iid": self.installation_id().text(),
+            "cid": digits,
+            "host_key": self.host_key_b64(),
+        }
+        try:
+            return self._certify(cert, environ)
+        except LicensingError as exc:
+            if "confirmation ID" in exc.message or "damaged" in exc.message:
+                from ospp.phone import E_MISMATCH, parse_cid
+
+                parse_cid(cid)  # report length and check-digit errors with their own codes
+                raise LicensingError(E_MISMATCH, exc.message) from exc
+            raise
+
+    def set_intervals(self, activation: int | None, renewal: int | None) -> None:
+        low, high = INTERVAL_RANGE
+        for name, value in (("activation", activation), ("renewal", renewal)):
+            if value is not None and not low <= value <= high:
+                raise UsageError(f"the {name} interval must be {low}-{high} minutes, not {value}")
+        values = {}
+        if activation is not None:
+            values["activation_interval"] = str(activation)
+        if renewal is not None:
+            values["renewal_interval"] = str(renewal)
+        self._set(**values)
+
+    # -- serving -------------------------------------------------------------------------
+
+    def record_port(self, port: int) -> None:
+        self._set(port=str(port))
+
+    def serving_state(self) -> ServingState:
+        """What request handling needs, read once when serving starts."""
+        meta = self.meta()
+        cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
+        # The certificate was checked when it was installed (_certify); clients check it again.
+        product = self.installed_key().product if cert is not None else None
+        return ServingState(
+            certificate=cert,
+            product=product,
+            epid=meta.get("epid", ""),
+            activation_interval=int(meta["activation_interval"]),
+            renewal_interval=int(meta["renewal_interval"]),
+        )
+
+    def process(
+        self, state: ServingState, messages: list[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Handle a batch of requests in one transaction (group commit); sign the answers."""
+        now = self.clock.now()
+        now_s = int(now.timestamp())
+        since = now_s - int(WINDOW.total_seconds())
+        answers: list[dict[str, Any]] = []
+        counted: list[tuple[Request, int] | OsppError] = []
+        with self.db.write() as conn:
+            stats: dict[str, int] = {}
+            for message in messages:
+                try:
+                    req = parse_request(message)
+                    if state.certificate is None or state.product is None:
+                        raise LicensingError(
+                            E_HOST_NOT_ACTIVATED,
+                            "this KMS host's key is not activated with the activation authority",
+                        )
+                    if not covers(state.product, req.product):
+                        raise LicensingError(
+                            E_CANNOT_USE,
+                            f"this host's key ({state.product.id}) cannot activate "
+                            f"{req.product.id}",
+                        )
+                    if abs(req.client_time - now) > MAX_SKEW:
+                        raise LicensingError(
+                            E_SKEW,
+                            f"client time {iso(req.client_time)} and host time {iso(now)} are "
+                            "more than 4 hours apart",
+                        )
+                    conn.execute(
+                        "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, 1) "
+                        "ON CONFLICT (app, cmid) DO UPDATE SET last_seen=excluded.last_seen, "
+                        "sku_id=excluded.sku_id, workstation=excluded.workstation, "
+                        "requests=requests+1",
+                        (req.app, req.cmid, req.sku_id, req.workstation, now_s, now_s),
+                    )
+                    count = conn.execute(
+                        "SELECT count(*) FROM (SELECT 1 FROM clients WHERE app=? AND "
+                        "last_seen>=? LIMIT ?)",
+                        (req.app, since, CAP),
+                    ).fetchone()[0]
+                    counted.append((req, count))
+                    name = f"requests.{req.status.lower()}"
+                    stats[name] = stats.get(name, 0) + 1
+                except OsppError as exc:
+                    counted.append(exc)
+                    stats["failed"] = stats.get("failed", 0) + 1
+            stats["total"] = len(messages)
+            conn.executemany(
+                "INSERT INTO stats VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET value=value+excluded.value",
+                list(stats.items()),
+            )
+        signer = self.signer() if state.certificate else None
+        from ospp.crypto import b64
+
+        for item in counted:
+            if isinstance(item, OsppError):
+                answers.append({"v": 1, "ok": False, "code": item.code, "message": item.message})
+                continue
+            req, count = item
+            body = {
+                "op": "kms-activate",
+                "epid": state.epid,
+                "cmid": req.cmid,
+                "client_time": iso(req.client_time),
+                "nonce": req.nonce,
+                "sku_id": req.sku_id,
+                "count": count,
+                "activation_interval": state.activation_interval,
+                "renewal_interval": state.renewal_interval,
+                "host_time": iso(now),
+            }
+            assert signer is not None
+            answers.append(
+                {
+                    "v": 1,
+                    "ok": True,
+                    **body,
+                    "signature": b64(signer.sign(canonical(body))),
+                    "certificate": state.certificate,
+                }
+            )
+        return answers
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        now_s = int(self.clock.now().timestamp())
+        since = now_s - int(WINDOW.total_seconds())
+        with self.db.read() as conn:
+            meta = self.meta(conn)
+            stats = dict(conn.execute("SELECT name, value FROM stats").fetchall())
+            groups = {
+                app: count
+                for app, count in conn.execute(
+                    "SELECT app, min(count(*), ?) FROM clients WHERE last_seen>=? GROUP BY app",
+                    (CAP, since),
+                )
+            }
+            stored = conn.execute("SELECT count(*) FROM clients").fetchone()[0]
+        key_last5 = meta.get("key", "")[-5:] or None
+        return {
+            "key_last5": key_last5,
+            "activated": bool(meta.get("certificate")),
+            "activated_at": meta.get("activated_at"),
+            "epid": meta.get("epid"),
+            "current_count": groups,
+            "stored_clients": stored,
+            "port": int(meta.get("port", DEFAULT_PORT)),
+            "activation_interval": int(meta["activation_interval"]),
+            "renewal_interval": int(meta["renewal_interval"]),
+            "requests_total": stats.get("total", 0),
+            "requests_failed": stats.get("failed", 0),
+            "requests_by_status": {
+                k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("requests.")
+            },
+        }
+
+    def clients(self, limit: int = 1000) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT app, cmid, sku_id, workstation, first_seen, last_seen, requests "
+                "FROM clients ORDER BY last_seen DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        from datetime import UTC
+
+        def t(v: int) -> str:
+            return iso(datetime.fromtimestamp(v, UTC))
+
+        return [
+            {
+                "app_id": r[0],
+                "cmid": r[1],
+                "sku_id": r[2],
+                "workstation": r[3],
+                "first_seen": t(r[4]),
+                "last_seen": t(r[5]),
+                "requests": r[6],
+            }
+            for r in rows
+        ]
+
+
+@dataclass(frozen=True)
+class ServingState:
+    certificate: dict[str, Any] | None
+    product: Product | None
+    epid: str
+    activation_interval: int
+    renewal_interval: int

@@ -1,0 +1,246 @@
+"""KMS client activation: find a host, ask it, check what it says, keep the result."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ospp import kms
+from ospp.catalog import Channel
+from ospp.client import kms_settings
+from ospp.clock import iso
+from ospp.crypto import unb64, verify_ed25519
+from ospp.endpoint import Endpoint
+from ospp.errors import LicensingError, NetworkError, OsppError
+from ospp.store import License, MachineStore
+
+REQUEST_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    host: str
+    count: int
+    valid_until: datetime
+    renewed: bool
+
+
+def _verify(
+    response: dict[str, Any],
+    request: dict[str, Any],
+    lic: License,
+    trusted: Mapping[str, Any],
+    where: str,
+) -> tuple[Any, str]:
+    """Steps a client takes before believing a KMS host. Returns (host product, host key)."""
+    # 1. the host's certificate chains to an authority this client trusts
+    try:
+        product, host_key = kms.check_certificate(response.get("certificate"), trusted)
+    except LicensingError as exc:
+        raise LicensingError(
+            exc.code,
+            f"the KMS host at {where} cannot be used: {exc.message}",
+            "A KMS host must be activated with a trusted activation authority; "
+            "check /sethst or the DNS records.",
+        ) from exc
+    # 2. the response is signed by the certified host key
+    body = {k: v for k, v in response.items() if k not in ("v", "ok", "signature", "certificate")}
+    try:
+        ok = verify_ed25519(
+            unb64(host_key), kms.canonical(body), unb64(str(response.get("signature")))
+        )
+    except ValueError:
+        ok = False
+    if not ok:
+        raise LicensingError(
+            kms.E_CANNOT_USE, f"the KMS host at {where} sent a response its key did not sign"
+        )
+    # 3. it answers this request, not an earlier one (replay)
+    for name in ("nonce", "cmid", "client_time", "sku_id"):
+        if response.get(name) != request[name]:
+            raise LicensingError(
+                kms.E_CANNOT_USE,
+                f"the KMS host at {where} answered another request ({name} differs)",
+            )
+    # 4. its key may activate this product
+    if not kms.covers(product, lic.sku.product):
+        raise LicensingError(
+            kms.E_CANNOT_USE,
+            f"the KMS host at {where} holds a {product.id} key, which cannot "
+            f"activate {lic.sku.product.id}",
+        )
+    return product, host_key
+
+
+def verify_stored(act: dict[str, Any], lic: License, trusted: Mapping[str, Any]) -> str | None:
+    """Why a stored KMS activation is not valid, or None (used by every status read)."""
+    response = act.get("response")
+    if not isinstance(response, dict):
+        return "the stored KMS activation is damaged"
+    request = {n: response.get(n) for n in ("nonce", "cmid", "client_time", "sku_id")}
+    try:
+        _verify(response, request, lic, trusted, str(act.get("host")))
+    except LicensingError as exc:
+        return exc.message
+    valid = datetime.fromisoformat(str(response["client_time"]).replace("Z", "+00:00"))
+    if act.get("valid_until") != iso(valid + kms.VALIDITY):
+        return "the stored KMS activation was altered (validity does not match the signed time)"
+    return None
+
+
+def _hosts(store: MachineStore, environ: Mapping[str, str]) -> tuple[list[Endpoint], str]:
+    """Hosts to try in order, and how they were chosen."""
+    settings = kms_settings(store.settings())
+    if settings.host:
+        return [Endpoint(settings.host, settings.port)], "KMS machine registry override"
+    if settings.caching and settings.discovered:
+        from ospp.endpoint import parse_host
+
+        cached = parse_host(settings.discovered, kms.DEFAULT_PORT, "cached KMS host")
+        return [cached], "cached host"
+    from ospp import discovery
+
+    return discovery.find_hosts(store, environ), "DNS"
+
+
+def activate(store: MachineStore, lic: License, environ: Mapping[str, str], status: str) -> Outcome:
+    """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms."""
+    from ospp.activation import _require_anchors, anchors
+    from ospp.wire import Connection
+
+    settings = store.settings()
+    cmid = settings["cmid"]
+    try:
+        hosts, how = _hosts(store, environ)
+    except OsppError as exc:
+        _record(store, lic, exc.code, exc.message, None)
+        raise
+    tried: list[str] = []
+    last_error: OsppError | None = None
+    for endpoint in hosts:
+        where = str(endpoint)
+        request = {
+            "op": "kms-activate",
+            "app_id": lic.sku.product.application_id,
+            "sku_id": lic.sku.sku_id,
+            "cmid": cmid,
+            "nonce": secrets.token_hex(16),
+            "client_time": iso(store.clock.now()),
+            "license_status": status,
+            "workstation": store.name,
+            "required_count": kms.THRESHOLD,
+        }
+        try:
+            with Connection(endpoint, "KMS host", REQUEST_TIMEOUT) as conn:
+                response = conn.call(request)
+        except NetworkError as exc:
+            tried.append(f"{where} ({exc.message.split(': ', 1)[-1]})")
+            _record(store, lic, kms.E_NO_KMS, exc.message, where)
+            last_error = exc
+            _forget_cached(store, how)
+            continue
+        try:
+            if not response.get("ok"):
+                raise LicensingError(
+                    int(response.get("code", kms.E_NO_KMS)),
+                    f"the KMS host at {where} refused: {response.get('message')}",
+                )
+            trusted = _require_anchors(anchors(store.directory.parent.parent, environ))
+            _verify(response, request, lic, trusted, where)
+            # A genuine answer: take its intervals and remember the host, even below threshold.
+            _adopt(store, response, None if how == "KMS machine registry override" else where)
+            count = int(response["count"])
+            if count < kms.THRESHOLD:
+                raise LicensingError(
+                    kms.E_COUNT_LOW,
+                    f"the KMS host at {where} counts {count} machine(s); it activates from "
+                    f"{kms.THRESHOLD}",
+                    "The product stays in grace and retries every activation interval; run "
+                    "'ospp service' to do what the licensing service would.",
+                )
+        except OsppError as exc:
+            _record(store, lic, exc.code, exc.message, where)
+            raise
+        now_iso = str(response["client_time"])
+        valid_until = datetime.fromisoformat(now_iso.replace("Z", "+00:00")) + kms.VALIDITY
+        renewed = bool(lic.activation and lic.activation.get("kind") == "kms")
+        with store.db.write() as conn_:
+            store.set_activation(
+                conn_,
+                lic.sku,
+                {
+                    "kind": "kms",
+                    "host": where,
+                    "count": count,
+                    "activated_at": now_iso,
+                    "valid_until": iso(valid_until),
+                    "response": response,
+                },
+            )
+            store.record(
+                conn_,
+                "kms",
+                0,
+                f"{'renewed' if renewed else 'activated'}, count {count}",
+                lic.sku,
+                where,
+            )
+            store.bump(conn_)
+        return Outcome(where, count, valid_until, renewed)
+    raise NetworkError(
+        kms.E_NO_KMS,
+        "no KMS host could be contacted; tried " + "; ".join(tried)
+        if tried
+        else "no KMS host could be contacted",
+        "Run /dhistorykms for each attempt; check /sethst, the port, and the host.",
+    ) from last_error
+
+
+def _record(store: MachineStore, lic: License, code: int, detail: str, host: str | None) -> None:
+    with store.db.write() as conn:
+        store.record(conn, "kms", code, detail, lic.sku, host)
+
+
+def _adopt(store: MachineStore, response: dict[str, Any], discovered: str | None) -> None:
+    """Take the host's intervals (from a verified response) and cache a discovered host."""
+    low, high = kms.INTERVAL_RANGE
+    values = {
+        name: str(min(high, max(low, int(response[name]))))
+        for name in ("activation_interval", "renewal_interval")
+    }
+    if discovered and kms_settings(store.settings()).caching:
+        values["kms_cached_host"] = discovered
+    with store.db.write() as conn:
+        for name, value in values.items():
+            store.set_setting(conn, name, value)
+
+
+def _forget_cached(store: MachineStore, how: str) -> None:
+    if how == "cached host":
+        with store.db.write() as conn:
+            store.set_setting(conn, "kms_cached_host", "")
+
+
+def due(
+    lic: License,
+    status: str,
+    now: datetime,
+    settings: Mapping[str, str],
+    last_attempt: datetime | None,
+) -> str | None:
+    """What the licensing service would do for ``lic`` now: 'activate', 'renew' or None."""
+    if lic.sku.channel is not Channel.KMS_CLIENT or not lic.product_key:
+        return None
+    act = lic.activation or {}
+    if status == "LICENSED" and act.get("kind") == "kms":
+        renew_at = datetime.fromisoformat(
+            str(act["activated_at"]).replace("Z", "+00:00")
+        ) + timedelta(minutes=int(settings["renewal_interval"]))
+        return "renew" if now >= renew_at else None
+    if last_attempt is None:
+        return "activate"
+    retry_at = last_attempt + timedelta(minutes=int(settings["activation_interval"]))
+    return "activate" if now >= retry_at else None

@@ -1,0 +1,109 @@
+"""Helpers for tests that run a real KMS host on 127.0.0.1 (port 0) as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Ospp
+
+
+class Host:
+    """``ospp kms serve`` in its own process, sharing the test's homes."""
+
+    def __init__(
+        self,
+        ospp: Ospp,
+        listen: str = "127.0.0.1:0",
+        now: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.ospp = ospp
+        self.listen = listen
+        self.extra = extra
+        self.log = ospp.home / "kms-requests.log"
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.start(now)
+
+    def start(self, now: str | None = None) -> None:
+        env = {**os.environ, **self.ospp.env}
+        env.pop("OSPP_NOW", None)
+        if now:
+            env["OSPP_NOW"] = now
+        listen = self.listen if not self.port else self.listen.rsplit(":", 1)[0] + f":{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ospp",
+                "kms",
+                "serve",
+                "--listen",
+                listen,
+                "--log",
+                str(self.log),
+                *self.extra,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("LISTENING "):
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"KMS host did not start: {line!r} {err}")
+        self.port = int(line.split()[1])
+
+    @property
+    def address(self) -> str:
+        host = self.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=15)
+        self.proc = None
+        return code
+
+    def restart(self, now: str | None = None) -> None:
+        self.stop()
+        self.start(now)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def make_host(ospp: Ospp, product: str = "ProPlus2021", activate: bool = True) -> None:
+    """Issue a KMS host key from the test's authority, install it and (optionally) activate."""
+    key = ospp(
+        "center", "issue-key", "--product", product, "--channel", "kms-host", "--json"
+    ).json()["key"]
+    assert ospp("kms", "install-key", key).code == 0
+    if activate:
+        ran = ospp("kms", "activate")
+        assert ran.code == 0, ran.out
+
+
+def client(
+    ospp: Ospp, machine: str, host: Host, product: str = "ProPlus2021", now: str | None = None
+) -> None:
+    env = {"OSPP_NOW": now} if now else None
+    assert ospp("install-product", product, machine, env=env).code == 0
+    assert ospp(f"/sethst:{host.address}", machine).code == 0
+
+
+def kill_all(hosts: list[Host]) -> None:
+    for h in hosts:
+        if h.alive():
+            h.stop(signal.SIGKILL)
+
+
+def path_of(ospp: Ospp) -> Path:
+    return ospp.home / "kms" / "kms.db"

@@ -1,0 +1,502 @@
+"""KMS host and KMS clients: real hosts on 127.0.0.1 port 0, clients with their own stores."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ospp.endpoint import Endpoint
+from ospp.wire import Connection
+from tests.conftest import Ospp
+from tests.kmsutil import Host, client, make_host, path_of
+
+PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
+APP = "0ff1ce15-a989-479d-af46-f275c6370663"
+
+
+def at(days: float = 0, hours: float = 0, base: datetime | None = None) -> str:
+    t = (base or datetime.now(UTC)) + timedelta(days=days, hours=hours)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def host(ospp: Ospp) -> Iterator[Host]:
+    make_host(ospp)
+    h = Host(ospp)
+    yield h
+    if h.alive():
+        h.stop()
+
+
+def status_of(ospp: Ospp, machine: str, now: str | None = None) -> dict[str, Any]:
+    env = {"OSPP_NOW": now} if now else None
+    products: list[dict[str, Any]] = ospp("dstatus", machine, "--json", env=env).json()["products"]
+    return products[0]
+
+
+def raw_request(cmid: str | None = None, **over: Any) -> dict[str, Any]:
+    req = {
+        "op": "kms-activate",
+        "app_id": APP,
+        "sku_id": PROPLUS_2021_SKU,
+        "cmid": cmid or str(uuid.uuid4()),
+        "nonce": uuid.uuid4().hex,
+        "client_time": at(),
+        "license_status": "OOB_GRACE",
+        "workstation": "load",
+    }
+    req.update(over)
+    return req
+
+
+def test_threshold_four_wait_until_the_fifth_asks(ospp: Ospp, host: Host):
+    for n in range(1, 5):
+        client(ospp, f"ws{n}", host)
+        ran = ospp("/act", f"ws{n}")
+        assert ran.code == 1 and "ERROR CODE: 0xC004F038" in ran.out, ran.out
+        assert status_of(ospp, f"ws{n}")["status"] == "OOB_GRACE"
+    client(ospp, "ws5", host)
+    fifth = ospp("act", "ws5", "--json").json()
+    assert fifth["ok"] is True and fifth["products"][0]["count"] == 5
+    # too early: the service waits for the activation interval (120 minutes)
+    early = ospp("service", "ws1", "--json", env={"OSPP_NOW": at(hours=1)}).json()
+    assert early["actions"][0]["action"] is None
+    ran = ospp.proc("service", "--all", "--json", env={"OSPP_NOW": at(hours=2)})
+    actions = {a["machine"]: a for a in ran.json()["actions"]}
+    assert all(actions[f"ws{n}"]["ok"] for n in range(1, 5)), ran.out
+    for n in range(1, 6):
+        st = status_of(ospp, f"ws{n}")
+        assert st["status"] == "LICENSED" and st["error_code"] == "0x4004F040"
+    out = ospp("/dstatus", "ws1").out
+    assert "LICENSE STATUS:  ---LICENSED---" in out
+    assert "ERROR CODE: 0x4004F040 (for information purposes only as the status is licensed)" in out
+    assert f"\tKMS machine registry override defined: {host.address}" in out
+    hist = ospp("dhistorykms", "ws1", "--json").json()["entries"]
+    assert [e["code"] for e in hist] == ["0xC004F038", "0x00000000"]
+    assert all(e["target"] == host.address for e in hist)
+    cmid = ospp("dcmid", "ws1", "--json").json()["cmid"]
+    counted = {c["cmid"] for c in ospp("kms", "clients", "--json").json()["clients"]}
+    assert cmid in counted and len(counted) == 5
+    st = ospp("kms", "status", "--json").json()
+    assert st["current_count"][APP] == 5 and st["requests_failed"] == 0
+    assert st["requests_total"] == 9 and st["port"] == host.port
+
+
+def test_time_travel_renewal_and_expiry(ospp: Ospp, host: Host):
+    t0 = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    host.restart(now=at(base=t0))
+    for n in range(1, 6):
+        client(ospp, f"m{n}", host, now=at(base=t0))
+        ospp("/act", f"m{n}", env={"OSPP_NOW": at(base=t0)})
+    for m in ("m1", "m2"):  # count is 5 now
+        assert ospp("act", m, env={"OSPP_NOW": at(base=t0)}).code == 0
+    st = status_of(ospp, "m1", at(base=t0))
+    assert st["status"] == "LICENSED" and st["remaining_grace_days"] == 180
+    # day 3: nothing due; day 8: the service renews (renewal interval 7 days)
+    assert (
+        ospp("service", "m1", "--json", env={"OSPP_NOW": at(3, base=t0)}).json()["actions"][0][
+            "action"
+        ]
+        is None
+    )
+    host.restart(now=at(8, base=t0))
+    renewed = ospp("service", "m1", "--json", env={"OSPP_NOW": at(8, base=t0)}).json()
+    assert renewed["actions"][0]["action"] == "renew" and renewed["actions"][0]["ok"]
+    assert status_of(ospp, "m1", at(8 + 179, base=t0))["status"] == "LICENSED"
+    oot = status_of(ospp, "m1", at(8 + 181, base=t0))
+    assert oot["status"] == "OOT_GRACE" and oot["error_code"] == "0x4004F00D"
+    late = status_of(ospp, "m1", at(8 + 211, base=t0))
+    assert late["status"] == "NOTIFICATIONS" and late["error_code"] == "0xC004F009"
+    # m2 never renewed: its validity ran out 180 days after t0
+    assert status_of(ospp, "m2", at(181, base=t0))["status"] == "OOT_GRACE"
+
+
+def test_host_restart_keeps_counts_and_activations(ospp: Ospp, host: Host):
+    for n in range(1, 4):
+        client(ospp, f"r{n}", host)
+        ospp("/act", f"r{n}")
+    host.restart()
+    for n in range(4, 6):
+        client(ospp, f"r{n}", host)
+    ospp("/act", "r4")
+    assert ospp("act", "r5", "--json").json()["products"][0]["count"] == 5
+
+
+def test_unactivated_host_is_refused(ospp: Ospp):
+    make_host(ospp, activate=False)
+    h = Host(ospp)
+    try:
+        client(ospp, "u1", h)
+        ran = ospp("/act", "u1")
+        assert ran.code == 1 and "0xC004F041" in ran.out
+    finally:
+        h.stop()
+
+
+def test_product_the_host_key_cannot_activate(ospp: Ospp):
+    make_host(ospp, product="ProPlus2019")
+    h = Host(ospp)
+    try:
+        client(ospp, "p1", h, product="ProPlus2021")
+        ran = ospp("/act", "p1")
+        assert ran.code == 1 and "0xC004F042" in ran.out and "ProPlus2019" in ran.out
+        client(ospp, "p2", h, product="ProPlus2016")  # older products are covered
+        assert "0xC004F038" in ospp("/act", "p2").out
+    finally:
+        h.stop()
+
+
+def test_clock_skew_over_four_hours(ospp: Ospp, host: Host):
+    client(ospp, "s1", host)
+    ran = ospp("/act", "s1", env={"OSPP_NOW": at(hours=5)})
+    assert ran.code == 1 and "0xC004F06C" in ran.out
+
+
+def test_unreachable_host_gives_f074_with_the_history_hint(ospp: Ospp):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but never listening: connections are refused
+        ospp("install-product", "ProPlus2021", "x1")
+        ospp(f"/sethst:127.0.0.1:{port}", "x1")
+        ran = ospp("/act", "x1")
+    assert ran.code == 4 and "ERROR CODE: 0xC004F074" in ran.out
+    assert f"127.0.0.1:{port}" in ran.out and "/dhistorykms" in ran.out
+    hist = ospp("dhistorykms", "x1", "--json").json()["entries"]
+    assert hist[-1]["target"] == f"127.0.0.1:{port}" and hist[-1]["code"] == "0xC004F074"
+
+
+def test_client_adopts_the_hosts_intervals(ospp: Ospp, host: Host):
+    assert ospp("kms", "set", "--activation-interval", "30", "--renewal-interval", "60").code == 0
+    assert ospp("kms", "set", "--activation-interval", "14").code == 2
+    host.restart()
+    client(ospp, "i1", host)
+    ospp("/act", "i1")
+    out = ospp("/dstatus", "i1").out
+    assert "\tActivation Interval: 30 minutes" in out and "\tRenewal Interval: 60 minutes" in out
+
+
+def test_kms_host_activated_by_phone(ospp: Ospp):
+    key = ospp(
+        "center", "issue-key", "--product", "ProPlus2024", "--channel", "kms-host", "--json"
+    ).json()["key"]
+    ospp("kms", "install-key", key)
+    iid = ospp("kms", "dinstid", "--json").json()["installation_id"]
+    cid = ospp("center", "confirm", iid, "--json").json()["cid"]
+    assert ospp("kms", "actcid", cid[:-1] + str((int(cid[-1]) + 1) % 10)).code == 1
+    assert ospp("kms", "actcid", cid).code == 0
+    h = Host(ospp)
+    try:
+        for n in range(1, 6):
+            client(ospp, f"ph{n}", h)
+            ospp("/act", f"ph{n}")
+        assert status_of(ospp, "ph5")["status"] == "LICENSED"
+    finally:
+        h.stop()
+
+
+def test_tampered_kms_activation_is_detected(ospp: Ospp, host: Host):
+    for n in range(1, 6):
+        client(ospp, f"t{n}", host)
+        ospp("/act", f"t{n}")
+    path = ospp.store_file("t5")
+    with sqlite3.connect(path) as conn:
+        (blob,) = conn.execute(
+            "SELECT activation FROM licenses WHERE activation IS NOT NULL"
+        ).fetchone()
+        act = json.loads(blob)
+        act["valid_until"] = "2099-01-01T00:00:00Z"
+        conn.execute(
+            "UPDATE licenses SET activation=? WHERE activation IS NOT NULL", (json.dumps(act),)
+        )
+    st = status_of(ospp, "t5")
+    assert st["status"] != "LICENSED" and st["error_code"] == "0xC004E003"
+
+
+# -- rogue hosts -----------------------------------------------------------------------------
+
+
+class RogueHost:
+    """A server speaking our protocol without a certificate from a trusted authority."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.port = 0
+
+        async def main() -> None:
+            from ospp import wire
+
+            async def handle(msg: dict[str, Any]) -> dict[str, Any]:
+                return dict(self.answer(msg))
+
+            self.server = await wire.start(handle, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            await self.server.serve_forever()
+
+        self.thread = threading.Thread(target=lambda: self._run(main()), daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    def _run(self, coro: Any) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+
+
+def _rogue_answer(tmp: Path) -> Any:
+    """A well-formed response signed by a key whose 'certificate' comes from a foreign
+    authority (a real ospp authority the client does not trust)."""
+    from ospp.authority import Authority
+    from ospp.clock import SystemClock
+    from ospp.crypto import HostKey, b64
+    from ospp.kms import canonical
+
+    foreign = Authority.open(tmp / "foreign-center", SystemClock())
+    key = foreign.issue_key("ProPlus2024", "kms-host")
+    signer = HostKey(HostKey.generate())
+    cert = {"kind": "online", "signature": None, "licence": None}
+    granted = foreign.activate(
+        {
+            "key": key,
+            "cmid": str(uuid.uuid4()),
+            "hardware": "00" * 5,
+            "nonce": "n",
+            "host_key": b64(signer.public_raw),
+        }
+    )
+    cert = {"kind": "online", **granted}
+
+    def answer(msg: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "op": "kms-activate",
+            "epid": "x",
+            "cmid": msg["cmid"],
+            "client_time": msg["client_time"],
+            "nonce": msg["nonce"],
+            "sku_id": msg["sku_id"],
+            "count": 50,
+            "activation_interval": 120,
+            "renewal_interval": 10080,
+            "host_time": msg["client_time"],
+        }
+        return {
+            "v": 1,
+            "ok": True,
+            **body,
+            "signature": b64(signer.sign(canonical(body))),
+            "certificate": cert,
+        }
+
+    return answer
+
+
+def test_rogue_host_cannot_activate_our_clients(ospp: Ospp, tmp_path: Path):
+    assert ospp("center", "init").code == 0  # the client trusts its own authority only
+    rogue = RogueHost(_rogue_answer(tmp_path))
+    try:
+        ospp("install-product", "ProPlus2021", "v1")
+        ospp(f"/sethst:127.0.0.1:{rogue.port}", "v1")
+        ran = ospp("/act", "v1")
+        assert ran.code == 1 and "0xC004F042" in ran.out
+        assert f"127.0.0.1:{rogue.port}" in ran.out and "not trusted" in ran.out
+        assert status_of(ospp, "v1")["status"] == "OOB_GRACE"
+    finally:
+        rogue.close()
+    # an emulator that sends no certificate at all
+    bare = RogueHost(
+        lambda m: {
+            "v": 1,
+            "ok": True,
+            "count": 50,
+            **{k: m[k] for k in ("cmid", "nonce", "client_time", "sku_id")},
+        }
+    )
+    try:
+        ospp(f"/sethst:127.0.0.1:{bare.port}", "v1")
+        ran = ospp("/act", "v1")
+        assert ran.code == 1 and "no certificate" in ran.out
+    finally:
+        bare.close()
+
+
+def test_replayed_response_is_rejected(ospp: Ospp, host: Host):
+    # record a genuine, signed answer from the real host ...
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+        recorded = conn.call(raw_request())
+    assert recorded["ok"]
+    # ... and replay it to a client from a man in the middle
+    replay = RogueHost(lambda m: recorded)
+    try:
+        ospp("install-product", "ProPlus2021", "w1")
+        ospp(f"/sethst:127.0.0.1:{replay.port}", "w1")
+        ran = ospp("/act", "w1")
+        assert ran.code == 1 and "answered another request" in ran.out
+    finally:
+        replay.close()
+
+
+# -- robustness -------------------------------------------------------------------------------
+
+
+def test_fuzzed_frames_never_stop_the_host(ospp: Ospp, host: Host):
+    rng = random.Random(1688)
+    sent = 0
+    deadline = time.monotonic() + 60
+    while sent < 10_000 and time.monotonic() < deadline:
+        with socket.create_connection(("127.0.0.1", host.port), timeout=5) as s:
+            for _ in range(100):
+                kind = rng.randrange(5)
+                if kind == 0:  # random bytes
+                    body = rng.randbytes(rng.randrange(1, 200))
+                    frame = struct.pack(">I", len(body)) + body
+                elif kind == 1:  # wrong version
+                    frame = _frame({**raw_request(), "v": rng.choice([0, 2, "1", None])})
+                elif kind == 2:  # valid JSON, wrong fields
+                    req = raw_request()
+                    req[rng.choice(list(req))] = rng.choice([None, 7, "", "x" * 500, [1]])
+                    frame = _frame({**req, "v": 1})
+                elif kind == 3:  # truncated: header promises more than follows
+                    frame = struct.pack(">I", 500) + b'{"v":1'
+                else:  # oversized length prefix
+                    frame = struct.pack(">I", 10_000_000)
+                try:
+                    s.sendall(frame)
+                except OSError:
+                    break
+                sent += 1
+                if kind in (3, 4):
+                    break  # the host drops the connection after these
+            s.shutdown(socket.SHUT_WR)
+            try:
+                while s.recv(65536):
+                    pass
+            except OSError:
+                pass
+    assert sent >= 10_000
+    assert host.alive()
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+        assert conn.call(raw_request())["ok"] is True
+
+
+def _frame(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def test_idle_connections_do_not_block_others_and_time_out(ospp: Ospp):
+    make_host(ospp)
+    h = Host(ospp, extra=("--idle-timeout", "2"))
+    idle = []
+    try:
+        for _ in range(500):
+            idle.append(socket.create_connection(("127.0.0.1", h.port), timeout=5))
+        start = time.monotonic()
+        with Connection(Endpoint("127.0.0.1", h.port), "KMS host") as conn:
+            assert conn.call(raw_request())["ok"] is True
+        assert time.monotonic() - start < 2.0
+        time.sleep(3)
+        idle[0].settimeout(5)
+        assert idle[0].recv(1) == b""  # closed by the host after the idle timeout
+    finally:
+        for s in idle:
+            s.close()
+        h.stop()
+
+
+def test_sigterm_stops_cleanly(ospp: Ospp, host: Host):
+    assert host.stop(signal.SIGTERM) == 0
+
+
+def test_sigkill_under_load_loses_no_acknowledged_activation(ospp: Ospp, host: Host):
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                with Connection(Endpoint("127.0.0.1", host.port), "KMS host", 2) as conn:
+                    for _ in range(50):
+                        cmid = str(uuid.uuid4())
+                        if conn.call(raw_request(cmid)).get("ok"):
+                            acked.append(cmid)
+            except Exception:
+                return
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    host.stop(signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(acked) > 100
+    with sqlite3.connect(path_of(ospp)) as db:
+        stored = {row[0] for row in db.execute("SELECT cmid FROM clients")}
+    assert set(acked) <= stored
+    host.start()
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+        assert conn.call(raw_request())["ok"] is True
+
+
+def test_ipv6_loopback(ospp: Ospp):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    make_host(ospp)
+    h = Host(ospp, listen="[::1]:0")
+    try:
+        for n in range(1, 6):
+            ospp("install-product", "ProPlus2021", f"six{n}")
+            assert ospp(f"/sethst:[::1]:{h.port}", f"six{n}").code == 0
+            ospp("/act", f"six{n}")
+        assert status_of(ospp, "six5")["status"] == "LICENSED"
+    finally:
+        h.stop()
+
+
+def test_listening_on_a_missing_address_is_a_clear_error(ospp: Ospp):
+    ran = ospp.proc("kms", "serve", "--listen", "192.0.2.1:0", timeout=30)
+    assert ran.code == 4 and "cannot listen on 192.0.2.1:0" in ran.out
+    assert "Traceback" not in ran.err
+
+
+def test_many_requests_share_one_connection(ospp: Ospp, host: Host):
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+        answers = [conn.call(raw_request()) for _ in range(200)]
+    assert all(a["ok"] for a in answers)
+    assert answers[-1]["count"] == 10  # capped at twice the threshold
+
+
+def test_request_log_is_one_json_line_per_request(ospp: Ospp, host: Host):
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+        for _ in range(3):
+            conn.call(raw_request())
+        conn.call(raw_request(sku_id="nope"))
+    host.stop()
+    lines = [json.loads(x) for x in host.log.read_text().splitlines()]
+    assert len(lines) == 4 and [x["ok"] for x in lines] == [True, True, True, False]
+    assert lines[-1]["code"] == 0xC004F042
+    assert os.path.getsize(host.log) > 0
