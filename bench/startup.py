@@ -33,10 +33,10 @@ def main() -> None:
         env = {**os.environ, "OSPP_HOME": tmp}
         # Time what an installed ospp does: bytecode cached, as pip writes it at install.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        import ospp
+        import ospp as package
 
         subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", os.path.dirname(ospp.__file__)],
+            [sys.executable, "-m", "compileall", "-q", os.path.dirname(package.__file__)],
             env=env,
             check=True,
         )

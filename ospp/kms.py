@@ -132,6 +132,7 @@ class Request:
     product: Product
     cmid: str
     client_time: datetime
+    client_time_text: str  # echoed exactly as the client sent it
     nonce: str
     status: str
     workstation: str
@@ -151,7 +152,8 @@ def parse_request(message: Mapping[str, Any]) -> Request:
     if app != sku.product.application_id:
         raise LicensingError(E_CANNOT_USE, "the application id does not match the product")
     try:
-        client_time = parse_time(text("client_time"), "client_time")
+        client_text = text("client_time")
+        client_time = parse_time(client_text, "client_time")
     except OsppError as exc:
         raise LicensingError(E_BAD_REQUEST, exc.message) from exc
     return Request(
@@ -160,6 +162,7 @@ def parse_request(message: Mapping[str, Any]) -> Request:
         sku.product,
         text("cmid", 40).lower(),
         client_time,
+        client_text,
         text("nonce"),
         text("license_status", 32),
         str(message.get("workstation", ""))[:64],
@@ -183,6 +186,10 @@ class KmsHost:
         self.db = db
         self.clock = clock
         self._signer: Any = None
+        # Per application group: the time until which the count is known to stay at CAP.
+        # Entries only get newer while serving, so a full count lasts until the CAP-th most
+        # recent entry ages out of the window; until then no count query is needed.
+        self._full_until: dict[str, int] = {}
 
     @classmethod
     def open(cls, home: Path, clock: Clock) -> KmsHost:
@@ -362,6 +369,7 @@ class KmsHost:
         product = self.installed_key().product if cert is not None else None
         return ServingState(
             certificate=cert,
+            certificate_json=json.dumps(cert, separators=(",", ":")).encode() if cert else b"",
             product=product,
             epid=meta.get("epid", ""),
             activation_interval=int(meta["activation_interval"]),
@@ -370,12 +378,12 @@ class KmsHost:
 
     def process(
         self, state: ServingState, messages: list[Mapping[str, Any]]
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any] | bytes]:
         """Handle a batch of requests in one transaction (group commit); sign the answers."""
         now = self.clock.now()
         now_s = int(now.timestamp())
         since = now_s - int(WINDOW.total_seconds())
-        answers: list[dict[str, Any]] = []
+        answers: list[dict[str, Any] | bytes] = []
         counted: list[tuple[Request, int] | OsppError] = []
         with self.db.write() as conn:
             stats: dict[str, int] = {}
@@ -406,11 +414,7 @@ class KmsHost:
                         "requests=requests+1",
                         (req.app, req.cmid, req.sku_id, req.workstation, now_s, now_s),
                     )
-                    count = conn.execute(
-                        "SELECT count(*) FROM (SELECT 1 FROM clients WHERE app=? AND "
-                        "last_seen>=? LIMIT ?)",
-                        (req.app, since, CAP),
-                    ).fetchone()[0]
+                    count = self._count(conn, req.app, now_s, since)
                     counted.append((req, count))
                     name = f"requests.{req.status.lower()}"
                     stats[name] = stats.get(name, 0) + 1
@@ -435,7 +439,7 @@ class KmsHost:
                 "op": "kms-activate",
                 "epid": state.epid,
                 "cmid": req.cmid,
-                "client_time": iso(req.client_time),
+                "client_time": req.client_time_text,
                 "nonce": req.nonce,
                 "sku_id": req.sku_id,
                 "count": count,
@@ -444,16 +448,31 @@ class KmsHost:
                 "host_time": iso(now),
             }
             assert signer is not None
+            signed = canonical(body)
+            # The reply is the signed body plus the fixed fields, encoded once: the same bytes
+            # the client rebuilds and checks (sorted keys, compact separators).
             answers.append(
-                {
-                    "v": 1,
-                    "ok": True,
-                    **body,
-                    "signature": b64(signer.sign(canonical(body))),
-                    "certificate": state.certificate,
-                }
+                signed[:-1]
+                + b',"v":1,"ok":true,"signature":"'
+                + b64(signer.sign(signed)).encode("ascii")
+                + b'","certificate":'
+                + state.certificate_json
+                + b"}"
             )
         return answers
+
+    def _count(self, conn: sqlite3.Connection, app: str, now_s: int, since: int) -> int:
+        """Unique CMIDs of ``app`` seen since ``since``, at most CAP (index range scan)."""
+        if self._full_until.get(app, 0) > now_s:
+            return CAP
+        recent = conn.execute(
+            "SELECT last_seen FROM clients WHERE app=? AND last_seen>=? "
+            "ORDER BY last_seen DESC LIMIT ?",
+            (app, since, CAP),
+        ).fetchall()
+        if len(recent) == CAP:
+            self._full_until[app] = recent[-1][0] + int(WINDOW.total_seconds())
+        return len(recent)
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -518,6 +537,7 @@ class KmsHost:
 @dataclass(frozen=True)
 class ServingState:
     certificate: dict[str, Any] | None
+    certificate_json: bytes
     product: Product | None
     epid: str
     activation_interval: int

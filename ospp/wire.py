@@ -118,62 +118,148 @@ class Connection:
 
 # -- server --------------------------------------------------------------------------------------
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# A handler answers one request with a JSON object, or with the bytes of one already encoded.
+Reply = dict[str, Any] | bytes
+Handler = Callable[[dict[str, Any]], Awaitable[Reply]]
 
 
-async def _serve_connection(
-    handler: Handler,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    idle_timeout: float,
-) -> None:
-    try:
-        while True:
-            try:
-                header = await asyncio.wait_for(reader.readexactly(4), idle_timeout)
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                return
-            (length,) = _HEADER.unpack(header)
+def encode_reply(reply: Reply) -> bytes:
+    if isinstance(reply, bytes):
+        if len(reply) > MAX_FRAME:
+            raise FrameError(f"frame of {len(reply)} bytes exceeds {MAX_FRAME}")
+        return _HEADER.pack(len(reply)) + reply
+    return encode(reply)
+
+
+class Gauge:
+    """How many connections a server has open (read by handlers to tune batching)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+
+class _FrameProtocol(asyncio.Protocol):
+    """One connection: frames in, one request at a time, replies out in order.
+
+    A protocol rather than streams: no task per request and no timer per read, which is
+    most of the cost of a small request. One timer per connection enforces both the idle
+    timeout and the deadline for a frame's body to arrive.
+    """
+
+    def __init__(self, handler: Handler, idle_timeout: float, gauge: Gauge) -> None:
+        self.handler = handler
+        self.gauge = gauge
+        self.idle_timeout = idle_timeout
+        self.loop = asyncio.get_running_loop()
+        self.buffer = bytearray()
+        self.busy = False
+        self.closed = False
+        self.last = self.loop.time()
+        self.partial_since: float | None = None
+        self.transport: Any = None  # asyncio.Transport, or uvloop's (not a subclass)
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.gauge.open += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timer = self.loop.call_later(min(self.idle_timeout, REQUEST_TIMEOUT), self._check)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gauge.open -= 1
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        if self.partial_since is not None and now - self.partial_since >= REQUEST_TIMEOUT:
+            return self._close()
+        if not self.busy and now - self.last >= self.idle_timeout:
+            return self._close()
+        wait = self.idle_timeout - (now - self.last)
+        if self.partial_since is not None:
+            wait = min(wait, REQUEST_TIMEOUT - (now - self.partial_since))
+        self.timer = self.loop.call_later(max(0.05, wait), self._check)
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.last = self.loop.time()
+        self._pump()
+
+    def _send(self, reply: Reply) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(encode_reply(reply))
+
+    def _pump(self) -> None:
+        while not self.busy and not self.closed and len(self.buffer) >= 4:
+            (length,) = _HEADER.unpack_from(self.buffer)
             if length > MAX_FRAME:
-                writer.write(encode(error_response(E_BAD_FRAME, f"frame exceeds {MAX_FRAME}")))
-                await writer.drain()
+                self._send(error_response(E_BAD_FRAME, f"frame exceeds {MAX_FRAME} bytes"))
+                return self._close()
+            if len(self.buffer) < 4 + length:
+                self.partial_since = self.partial_since or self.loop.time()
                 return
+            body = bytes(self.buffer[4 : 4 + length])
+            del self.buffer[: 4 + length]
+            self.partial_since = None
             try:
-                body = await asyncio.wait_for(reader.readexactly(length), REQUEST_TIMEOUT)
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                return
-            try:
-                response = await handler(decode(body))
+                message = decode(body)
             except FrameError as exc:
-                response = error_response(E_BAD_FRAME, str(exc))
+                self._send(error_response(E_BAD_FRAME, str(exc)))
+                continue
+            self.busy = True
+            try:
+                pending = asyncio.ensure_future(self.handler(message))
             except OsppError as exc:
-                response = error_response(exc.code, exc.message)
-            writer.write(encode(response))
-            await writer.drain()
-    except ConnectionError:
-        return
-    finally:
-        writer.close()
+                self.busy = False
+                self._send(error_response(exc.code, exc.message))
+                continue
+            pending.add_done_callback(self._done)
+
+    def _done(self, pending: asyncio.Future[Reply]) -> None:
+        self.busy = False
+        self.last = self.loop.time()
+        try:
+            reply: Reply = pending.result()
+        except FrameError as exc:
+            reply = error_response(E_BAD_FRAME, str(exc))
+        except OsppError as exc:
+            reply = error_response(exc.code, exc.message)
+        except Exception as exc:  # the server stays up; the client learns it failed
+            reply = error_response(0x8000FFFF, f"internal error: {type(exc).__name__}")
+        self._send(reply)
+        self._pump()
 
 
 async def start(
-    handler: Handler, host: str, port: int, idle_timeout: float = IDLE_TIMEOUT
+    handler: Handler,
+    host: str,
+    port: int,
+    idle_timeout: float = IDLE_TIMEOUT,
+    gauge: Gauge | None = None,
 ) -> asyncio.Server:
     """Listen on host:port (port 0 picks a free one); IPv6 literals work, [::1] included.
 
     A host or address family this machine lacks (IPv6 on an IPv4-only machine) raises
     NetworkError instead of crashing.
     """
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await _serve_connection(handler, reader, writer, idle_timeout)
-
+    loop = asyncio.get_running_loop()
+    counter = gauge or Gauge()
     try:
-        return await asyncio.start_server(
-            on_connect, host, port, limit=MAX_FRAME + 8, backlog=1024, reuse_address=True
+        return await loop.create_server(
+            lambda: _FrameProtocol(handler, idle_timeout, counter),
+            host,
+            port,
+            backlog=1024,
+            reuse_address=True,
         )
     except OSError as exc:
         raise NetworkError(

@@ -1,0 +1,286 @@
+"""Load generator for the KMS host: throughput, latency and memory on loopback.
+
+    python bench/kms_load.py                       # the full table (about a minute)
+    python bench/kms_load.py --requests 4000 --concurrency 64 --mode new
+    python bench/kms_load.py --stored 1000000      # latency with 1,000,000 stored clients
+
+It starts a real ``ospp kms serve`` on 127.0.0.1 port 0 (activated host key, request log
+written to a file, durable counts, signed responses), then runs a bounded number of
+activation requests from ``--procs`` load processes, each an asyncio loop holding its share
+of the concurrent clients. ``--mode new`` opens a connection per activation; ``--mode
+persistent`` keeps one connection per client. Each request has a fresh CMID, so every one is
+an insert into the host's store. Reports requests/s, p50/p99 latency and the host's peak RSS.
+All traffic stays on 127.0.0.1 and every run stops after its request count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import sqlite3
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+APP = "0ff1ce15-a989-479d-af46-f275c6370663"
+SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"  # ProPlus2021 KMS client
+
+
+def frame(cmid: str) -> bytes:
+    body = json.dumps(
+        {
+            "v": 1,
+            "op": "kms-activate",
+            "app_id": APP,
+            "sku_id": SKU,
+            "cmid": cmid,
+            "nonce": uuid.uuid4().hex,
+            "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "license_status": "OOB_GRACE",
+            "workstation": "bench",
+        }
+    ).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = await loop.sock_recv(sock, n - len(data))
+        if not chunk:
+            raise ConnectionError("closed by the host")
+        data += chunk
+    return data
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def _client(port: int, count: int, mode: str, lat: list[float]) -> None:
+    """One simulated client: raw non-blocking sockets keep the load generator's own cost low."""
+    loop = asyncio.get_running_loop()
+    sock = None
+    for _ in range(count):
+        data = frame(str(uuid.uuid4()))
+        start = time.perf_counter()
+        if sock is None:
+            sock = await _connect(loop, port)
+        await loop.sock_sendall(sock, data)
+        (n,) = struct.unpack(">I", await _recv_exactly(loop, sock, 4))
+        body = await _recv_exactly(loop, sock, n)
+        if b'"ok":true' not in body:
+            raise RuntimeError(body[:200])
+        if mode == "new":
+            sock.close()
+            sock = None
+        lat.append(time.perf_counter() - start)
+    if sock is not None:
+        sock.close()
+
+
+def _worker(
+    port: int, clients: int, per_client: int, mode: str, out: multiprocessing.Queue[list[float]]
+) -> None:
+    lat: list[float] = []
+
+    async def main() -> None:
+        await asyncio.gather(*(_client(port, per_client, mode, lat) for _ in range(clients)))
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+    out.put(lat)
+
+
+def run_load(
+    port: int, concurrency: int, requests: int, mode: str, procs: int
+) -> tuple[float, list[float]]:
+    procs = max(1, min(procs, concurrency))
+    per_client = max(1, requests // concurrency)
+    out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
+    shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+    workers = [
+        multiprocessing.Process(target=_worker, args=(port, n, per_client, mode, out))
+        for n in shares
+    ]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    lat: list[float] = []
+    for _ in workers:
+        lat += out.get(timeout=600)
+    elapsed = time.perf_counter() - start
+    for w in workers:
+        w.join(timeout=60)
+    return len(lat) / elapsed, lat
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def prepare(home: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "OSPP_HOME": str(home / "c"),
+        "OSPP_CENTER_HOME": str(home / "a"),
+        "OSPP_KMS_HOME": str(home / "kms"),
+    }
+    env.pop("OSPP_NOW", None)
+
+    def ospp(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "ospp", *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host").strip()
+    ospp("kms", "install-key", key)
+    ospp("kms", "activate")
+    return env
+
+
+def prefill(home: Path, rows: int) -> None:
+    """Store ``rows`` clients seen long ago, as a host with a long history would have."""
+    db = sqlite3.connect(home / "kms" / "kms.db")
+    old = int(time.time()) - 90 * 86400
+    batch = 100_000
+    with db:
+        for start in range(0, rows, batch):
+            db.executemany(
+                "INSERT OR IGNORE INTO clients VALUES (?, ?, ?, 'old', ?, ?, 1)",
+                (
+                    (APP, str(uuid.UUID(int=i)), SKU, old, old)
+                    for i in range(start, min(rows, start + batch))
+                ),
+            )
+    db.close()
+
+
+def start_host(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[str], int]:
+    host = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ospp",
+            "kms",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            str(home / "requests.log"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert host.stdout is not None
+    return host, int(host.stdout.readline().split()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def table(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        env = prepare(home)
+        host, port = start_host(env, home)
+        print(f"{'mode':<11}{'clients':>8}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+        try:
+            for mode in args.mode:
+                for conc in args.concurrency:
+                    rate, lat = run_load(port, conc, args.requests, mode, args.procs)
+                    print(
+                        f"{mode:<11}{conc:>8}{len(lat):>10}{rate:>10.0f}"
+                        f"{statistics.median(lat) * 1000:>9.2f}{pct(lat, 0.99):>9.2f}",
+                        flush=True,
+                    )
+            print(f"host peak RSS: {peak_rss_mb(host.pid):.1f} MB")
+        finally:
+            host.terminate()
+            host.wait(timeout=30)
+
+
+def stored_latency(args: argparse.Namespace) -> None:
+    results = {}
+    for rows in (1000, args.stored):
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            env = prepare(home)
+            t = time.perf_counter()
+            prefill(home, rows)
+            fill = time.perf_counter() - t
+            host, port = start_host(env, home)
+            try:
+                run_load(port, 1, 200, "persistent", 1)  # warm up
+                _, lat = run_load(port, 1, args.requests, "persistent", 1)
+                results[rows] = lat
+                print(
+                    f"{rows:>9} stored clients (filled in {fill:.1f} s): "
+                    f"p50 {statistics.median(lat) * 1000:.3f} ms, p99 {pct(lat, 0.99):.3f} ms, "
+                    f"host peak RSS {peak_rss_mb(host.pid):.1f} MB",
+                    flush=True,
+                )
+            finally:
+                host.terminate()
+                host.wait(timeout=30)
+    small, big = (statistics.median(results[r]) for r in (1000, args.stored))
+    print(f"p50 ratio {args.stored} / 1000 stored clients: {big / small:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=4000, help="per run (bounded)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64, 256])
+    parser.add_argument(
+        "--mode", nargs="+", choices=["new", "persistent"], default=["new", "persistent"]
+    )
+    parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
+    parser.add_argument(
+        "--stored",
+        type=int,
+        default=0,
+        help="instead: compare latency at 1,000 and this many stored clients",
+    )
+    args = parser.parse_args()
+    if args.stored:
+        stored_latency(args)
+    else:
+        table(args)
+
+
+if __name__ == "__main__":
+    main()
