@@ -143,7 +143,8 @@ class KmsSettings:
     actype: int
     activation_interval: int
     renewal_interval: int
-    discovered: str | None  # host:port last found through DNS and cached
+    discovered: str | None  # host:port DNS named first at the last discovery
+    cached: str | None  # host:port that last answered, reused while host caching is on
 
 
 def kms_settings(values: Mapping[str, str]) -> KmsSettings:
@@ -155,7 +156,8 @@ def kms_settings(values: Mapping[str, str]) -> KmsSettings:
         actype=int(values["actype"]),
         activation_interval=int(values["activation_interval"]),
         renewal_interval=int(values["renewal_interval"]),
-        discovered=values["kms_cached_host"] or None,
+        discovered=values["kms_dns_host"] or None,
+        cached=values["kms_cached_host"] or None,
     )
 
 

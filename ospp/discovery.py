@@ -1,19 +1,210 @@
-"""KMS host discovery through DNS SRV records (``_vlmcs._tcp.<domain>``)."""
+"""KMS host discovery through DNS SRV records (``_vlmcs._tcp.<domain>``), as clients do it.
+
+Where to look: the ``/skms-domain`` domain alone when set; otherwise the resolver's domain and
+search list (resolv.conf ``domain``/``search``; the registry on Windows). ``OSPP_DNS=ADDR[:PORT]``
+sends the queries to one nameserver, ``OSPP_RESOLV_CONF=PATH`` reads another resolv.conf:
+tests and admins who are debugging need both.
+
+Order: RFC 2782, lowest priority first and weighted random within a priority, as dnspython's
+``processing_order()`` implements it. A target of "." means "no KMS here" and counts as no
+record. Each target's A and AAAA addresses are tried with the record's port.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from ospp.endpoint import Endpoint
+from ospp.endpoint import Endpoint, parse_host
 from ospp.errors import NetworkError
 from ospp.store import MachineStore
 
-E_DNS_NAME = 0x8007232B
+E_DNS_NAME = 0x8007232B  # no SRV record in any searched domain
+E_DNS_FAILURE = 0x8007232A  # server failure or timeout
+SERVICE = "_vlmcs._tcp"
+LIFETIME = 3.0
+
+
+@dataclass(frozen=True)
+class SrvRecord:
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+
+@dataclass
+class DomainResult:
+    domain: str
+    records: list[SrvRecord] = field(default_factory=list)  # in the order chosen
+    outcome: str = "found"  # found | nxdomain | no-answer | unavailable | servfail | timeout
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "name": f"{SERVICE}.{self.domain}",
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "records": [r.__dict__ for r in self.records],
+        }
+
+
+@dataclass
+class Search:
+    """What discovery looked at: the domains in order, each with what DNS said."""
+
+    nameservers: list[str]
+    source: str  # "skms-domain" or "search list"
+    domains: list[DomainResult]
+
+    def ordered(self) -> list[tuple[str, SrvRecord]]:
+        return [(d.domain, r) for d in self.domains for r in d.records]
+
+
+def resolver(environ: Mapping[str, str]) -> Any:
+    import dns.resolver
+
+    conf = environ.get("OSPP_RESOLV_CONF")
+    try:
+        res = dns.resolver.Resolver(filename=conf) if conf else dns.resolver.Resolver()
+    except (OSError, dns.resolver.NoResolverConfiguration):
+        res = dns.resolver.Resolver(configure=False)
+    server = environ.get("OSPP_DNS")
+    if server:
+        endpoint = parse_host(server, 53, "OSPP_DNS")
+        res.nameservers = [endpoint.host]
+        res.port = endpoint.port
+    res.lifetime = LIFETIME
+    res.timeout = LIFETIME / 2
+    return res
+
+
+def _nameservers(res: Any) -> list[str]:
+    return [f"{ns}:{res.port}" if res.port != 53 else str(ns) for ns in res.nameservers]
+
+
+def domains(lookup_domain: str | None, res: Any) -> tuple[list[str], str]:
+    if lookup_domain:
+        return [lookup_domain.rstrip(".")], "skms-domain"
+    names = [d.to_text(omit_final_dot=True) for d in (res.search or [])]
+    if res.domain is not None and len(res.domain.labels) > 1:
+        own = res.domain.to_text(omit_final_dot=True)
+        if own not in names:
+            names.insert(0, own)
+    return [n for n in names if n and n != "."], "search list"
+
+
+def lookup(res: Any, domain: str) -> DomainResult:
+    """One SRV query, its records in RFC 2782 processing order."""
+    import dns.exception
+    import dns.rdatatype
+    import dns.resolver
+
+    result = DomainResult(domain)
+    try:
+        answer = res.resolve(f"{SERVICE}.{domain}.", "SRV", search=False)
+    except dns.resolver.NXDOMAIN:
+        result.outcome, result.detail = "nxdomain", "the name does not exist (NXDOMAIN)"
+        return result
+    except dns.resolver.NoAnswer:
+        result.outcome, result.detail = "no-answer", "the name exists but has no SRV record"
+        return result
+    except dns.resolver.NoNameservers as exc:
+        result.outcome = "servfail"
+        result.detail = f"the nameserver failed to answer (SERVFAIL or refused): {exc}"
+        return result
+    except dns.exception.Timeout:
+        result.outcome, result.detail = "timeout", f"no answer within {LIFETIME:.0f} s"
+        return result
+    except dns.exception.DNSException as exc:
+        result.outcome, result.detail = "servfail", f"{type(exc).__name__}: {exc}"
+        return result
+    assert answer.rrset is not None
+    records = [
+        SrvRecord(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))
+        for r in answer.rrset.processing_order()
+        if r.rdtype == dns.rdatatype.SRV
+    ]
+    records = [r for r in records if r.target not in ("", ".")]
+    if not records:
+        result.outcome = "unavailable"
+        result.detail = 'the SRV target is ".": the service is declared not available here'
+    result.records = records
+    return result
+
+
+def search(store: MachineStore, environ: Mapping[str, str]) -> Search:
+    from ospp.client import kms_settings
+
+    res = resolver(environ)
+    settings = kms_settings(store.settings())
+    names, source = domains(settings.lookup_domain, res)
+    return Search(_nameservers(res), source, [lookup(res, d) for d in names])
+
+
+def addresses(res: Any, target: str, port: int) -> list[Endpoint]:
+    """The A and AAAA addresses of an SRV target (CNAMEs are followed)."""
+    import dns.exception
+    import dns.resolver
+
+    found: list[Endpoint] = []
+    for rdtype in ("A", "AAAA"):
+        try:
+            answer = res.resolve(target + ".", rdtype, search=False)
+        except dns.exception.DNSException:
+            continue
+        found += [Endpoint(r.address, port) for r in answer]
+    return found
+
+
+def failure(found: Search) -> NetworkError:
+    """The error for a search that yielded no host to try."""
+    tried = ", ".join(f"{SERVICE}.{d.domain}: {d.detail}" for d in found.domains) or "none"
+    servers = ", ".join(found.nameservers) or "no nameserver configured"
+    broken = [d for d in found.domains if d.outcome in ("servfail", "timeout")]
+    if broken and len(broken) == len(found.domains):
+        return NetworkError(
+            E_DNS_FAILURE,
+            f"the DNS server {servers} failed for every domain searched ({tried})",
+            "Check the nameserver (OSPP_DNS=ADDR[:PORT] points at another), or set a host "
+            "with /sethst.",
+        )
+    if not found.domains:
+        return NetworkError(
+            E_DNS_NAME,
+            "no domain to search for KMS SRV records: no /skms-domain, and the resolver has no "
+            "domain or search list",
+            "Set /skms-domain:FQDN or a host with /sethst:HOST.",
+        )
+    return NetworkError(
+        E_DNS_NAME,
+        f"no {SERVICE} SRV record in any domain searched ({found.source}; nameserver "
+        f"{servers}): {tried}",
+        "Publish the record (ospp kms dns-records prints it), set /skms-domain:FQDN, or set a "
+        "host with /sethst:HOST. 'ospp dnsdiag' shows each step.",
+    )
 
 
 def find_hosts(store: MachineStore, environ: Mapping[str, str]) -> list[Endpoint]:
-    raise NetworkError(
-        E_DNS_NAME,
-        "no KMS host is set with /sethst, and DNS discovery found no _vlmcs._tcp record",
-        "Set a host with /sethst:HOST[:PORT].",
-    )
+    """Every address to try, in order; raises 0x8007232B / 0x8007232A when there is none."""
+    found = search(store, environ)
+    res = resolver(environ)
+    hosts: list[Endpoint] = []
+    for _, record in found.ordered():
+        resolved = addresses(res, record.target, record.port)
+        hosts += resolved or [Endpoint(record.target, record.port)]  # let connect say why
+    if not hosts:
+        raise failure(found)
+    remember(store, found)
+    return hosts
+
+
+def remember(store: MachineStore, found: Search) -> None:
+    """Keep the first host DNS named, for the /dstatus line 'KMS machine name from DNS'."""
+    ordered = found.ordered()
+    if ordered:
+        _, first = ordered[0]
+        with store.db.write() as conn:
+            store.set_setting(conn, "kms_dns_host", f"{first.target}:{first.port}")

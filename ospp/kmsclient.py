@@ -96,10 +96,10 @@ def _hosts(store: MachineStore, environ: Mapping[str, str]) -> tuple[list[Endpoi
     settings = kms_settings(store.settings())
     if settings.host:
         return [Endpoint(settings.host, settings.port)], "KMS machine registry override"
-    if settings.caching and settings.discovered:
+    if settings.caching and settings.cached:
         from ospp.endpoint import parse_host
 
-        cached = parse_host(settings.discovered, kms.DEFAULT_PORT, "cached KMS host")
+        cached = parse_host(settings.cached, kms.DEFAULT_PORT, "cached KMS host")
         return [cached], "cached host"
     from ospp import discovery
 
@@ -190,6 +190,9 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
             )
             store.bump(conn_)
         return Outcome(where, count, valid_until, renewed)
+    if how == "cached host":
+        # The host that worked last time did not answer: forget it and discover again.
+        return activate(store, lic, environ, status)
     raise NetworkError(
         kms.E_NO_KMS,
         "no KMS host could be contacted; tried " + "; ".join(tried)

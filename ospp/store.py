@@ -57,6 +57,7 @@ DEFAULTS: dict[str, str] = {
     "kms_cache": "1",
     "kms_domain": "",
     "kms_cached_host": "",
+    "kms_dns_host": "",
     "actype": "0",
     "activation_interval": "120",
     "renewal_interval": "10080",

@@ -267,3 +267,37 @@ async def start(
             f"cannot listen on {Endpoint(host, port)}: {exc.strerror or exc}",
             "Check that the address exists on this machine (IPv6 may be off) and the port is free.",
         ) from exc
+
+
+async def serve_until_stopped(
+    handler: Handler,
+    host: str,
+    port: int,
+    ready: Callable[[asyncio.Server], None],
+    idle_timeout: float = IDLE_TIMEOUT,
+    gauge: Gauge | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT; ``ready`` runs once listening (it prints the port).
+
+    The signal handlers go in before the socket listens, so a supervisor that stops the server
+    as soon as it reports ready still gets a clean shutdown. (Windows has no signal handlers in
+    asyncio: there Ctrl+C raises KeyboardInterrupt instead.)
+    """
+    import contextlib
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    server = await start(handler, host, port, idle_timeout, gauge)
+    ready(server)
+    async with server:
+        await stop.wait()
+
+
+def bound_address(server: asyncio.Server) -> tuple[str, int]:
+    """What a server listens on, shown as admins write it ([v6]:port or v4:port)."""
+    host, port = server.sockets[0].getsockname()[:2]
+    return (f"[{host}]" if ":" in host else host), port

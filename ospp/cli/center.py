@@ -264,9 +264,6 @@ def serve(listen: str) -> None:
 
 
 async def _serve(host: str, port: int) -> None:
-    import asyncio
-    import contextlib
-    import signal
 
     from ospp import wire
 
@@ -280,22 +277,15 @@ async def _serve(host: str, port: int) -> None:
             return {"v": wire.VERSION, "ok": True, "cid": authority.confirm(str(request["iid"]))}
         return wire.error_response(0x80070057, f"unknown op {op!r}")
 
-    server = await wire.start(handle, host, port)
-    bound = server.sockets[0].getsockname()
-    click.echo(
-        f"ospp authority {authority.public.fingerprint} listening on "
-        f"{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}",
-        err=True,
-    )
-    click.echo(f"LISTENING {bound[1]}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    def ready(server: Any) -> None:
+        shown, bound = wire.bound_address(server)
+        click.echo(
+            f"ospp authority {authority.public.fingerprint} listening on {shown}:{bound}",
+            err=True,
+        )
+        click.echo(f"LISTENING {bound}")
+
+    await wire.serve_until_stopped(handle, host, port, ready)
 
 
 @click.group("trust")

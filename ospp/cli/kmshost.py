@@ -311,8 +311,6 @@ def _open_log(target: str) -> Any:
 
 async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) -> None:
     import asyncio
-    import contextlib
-    import signal
 
     from ospp import wire
 
@@ -356,19 +354,14 @@ async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) ->
         pending.append((message, fut, time.perf_counter()))
         return fut
 
-    server = await wire.start(handle, host_name, port, idle_timeout, gauge)
-    bound = server.sockets[0].getsockname()
-    host.record_port(bound[1])
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    activated = "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
-    click.echo(f"ospp KMS host listening on {shown}:{bound[1]}, key {activated}", err=True)
-    click.echo(f"LISTENING {bound[1]}")
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    def ready(server: Any) -> None:
+        shown, bound = wire.bound_address(server)
+        host.record_port(bound)
+        activated = "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
+        click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
+        click.echo(f"LISTENING {bound}")
+
+    await wire.serve_until_stopped(handle, host_name, port, ready, idle_timeout, gauge)
     if pending:
         flush()
     log.write_out()

@@ -70,6 +70,7 @@ def kms_json(kms: KmsSettings) -> dict[str, Any]:
         "port": kms.port,
         "lookup_domain": kms.lookup_domain,
         "discovered_host": kms.discovered,
+        "cached_host": kms.cached,
         "activation_interval_minutes": kms.activation_interval,
         "renewal_interval_minutes": kms.renewal_interval,
         "host_caching": kms.caching,
