@@ -361,6 +361,19 @@ class KmsHost:
     def record_port(self, port: int) -> None:
         self._set(port=str(port))
 
+    def publishing(self) -> Any:
+        from ospp.publish import Publishing
+
+        return Publishing.from_json(self.meta().get("dns"))
+
+    def set_publishing(self, pub: Any) -> None:
+        if pub.enabled:
+            pub.check()
+        self._set(dns=pub.to_json())
+
+    def record_publish(self, outcome: str) -> None:
+        self._set(dns_last=json.dumps({"at": iso(self.clock.now()), "result": outcome}))
+
     def serving_state(self) -> ServingState:
         """What request handling needs, read once when serving starts."""
         meta = self.meta()
@@ -499,6 +512,10 @@ class KmsHost:
             "current_count": groups,
             "stored_clients": stored,
             "port": int(meta.get("port", DEFAULT_PORT)),
+            "dns_publishing": json.loads(meta["dns"]).get("enabled", False)
+            if meta.get("dns")
+            else False,
+            "dns_last_publish": json.loads(meta["dns_last"]) if meta.get("dns_last") else None,
             "activation_interval": int(meta["activation_interval"]),
             "renewal_interval": int(meta["renewal_interval"]),
             "requests_total": stats.get("total", 0),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ospp import __version__
-from ospp.cli import activate, center, extra, kmshost, verbs
+from ospp.cli import activate, center, dnsdiag, extra, kmshost, verbs
 from ospp.cli.base import EXIT_STATUS_HELP, SlashGroup
 
 HELP = f"""Rehearse Office volume activation on a simulated licence store.
@@ -35,6 +35,7 @@ for _command in [
     *extra.COMMANDS,
     *center.COMMANDS,
     *kmshost.COMMANDS,
+    *dnsdiag.COMMANDS,
 ]:
     cli.add_command(_command)
 

@@ -170,6 +170,15 @@ HOST:PORT of a remote activation authority (ospp center serve). Unset: the local
 in OSPP_CENTER_HOME, which is then trusted. A remote one must be trusted first with
 \fBospp trust add FILE\fR.
 .TP
+.B OSPP_DNS
+ADDR[:PORT] of the nameserver KMS discovery asks (default: the resolver's configuration).
+.TP
+.B OSPP_RESOLV_CONF
+A resolv.conf to read instead of the system's (its nameserver, domain and search list).
+.TP
+.B OSPP_EVENT_LOOP
+asyncio to run the KMS host on asyncio's own event loop instead of uvloop.
+.TP
 .B OSPP_DEBUG
 Print a traceback for internal errors.
 .SH FILES
@@ -205,6 +214,8 @@ ospp kms install\-key HOSTKEY && ospp kms activate
 ospp kms serve \-\-listen 0.0.0.0:1688
 ospp /sethst:kms1.example.com && ospp /act
 OSPP_NOW=2027\-01\-10 ospp service \-\-all
+ospp kms dns set \-\-server 192.0.2.53 \-\-domain corp.example \-\-hostname kms1.corp.example \-\-tsig\-keyfile kms.key
+ospp /skms\-domain:corp.example && ospp dnsdiag
 OSPP_NOW=2026\-12\-31 ospp /dstatus
 .fi
 .SH SEE ALSO

@@ -163,7 +163,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             )
         lines += [
             f"    Listening on Port: {st.get('port', 1688)}",
-            "    DNS publishing disabled",
+            "    DNS publishing " + ("enabled" if st["dns_publishing"] else "disabled"),
             "    KMS priority: Normal",
             f"    Activation interval: {st['activation_interval']} minutes",
             f"    Renewal interval: {st['renewal_interval']} minutes",
@@ -175,6 +175,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         for label, n in sorted(st["requests_by_status"].items()):
             lines.append(f"    Requests with License Status {label.upper()}: {n}")
         lines.append(f"    Stored client machines: {st['stored_clients']}")
+        if st["dns_last_publish"]:
+            last = st["dns_last_publish"]
+            lines.append(f"    Last DNS publishing: {last['at']}: {last['result']}")
         return Result(lines, st, banners=False)
 
     run("kms status", json_wanted(ctx, as_json), body)
@@ -254,6 +257,32 @@ def _event_loop_runner() -> Any:
         else:
             return uvloop.run
     return asyncio.run
+
+
+async def _publish_forever(host: Any, pub: Any, port: int) -> None:
+    """Publish at start and every interval; a failure is logged and the host keeps serving."""
+    import asyncio
+
+    from ospp.errors import OsppError
+    from ospp.publish import publish
+
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            done = await loop.run_in_executor(None, publish, pub, port)
+            outcome = "; ".join(done)
+            event = {"event": "dns-publish", "ok": True, "result": outcome}
+        except OsppError as exc:
+            outcome = f"failed: 0x{exc.code:08X} {exc.message}"
+            event = {
+                "event": "dns-publish",
+                "ok": False,
+                "code": f"0x{exc.code:08X}",
+                "error": exc.message,
+            }
+        host.record_publish(outcome)
+        click.echo(json.dumps({"ts": iso(host.clock.now()), **event}), err=True)
+        await asyncio.sleep(pub.interval_hours * 3600)
 
 
 class _RequestLog:
@@ -341,6 +370,11 @@ async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) ->
 
     def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
         fut: asyncio.Future[wire.Reply] = loop.create_future()
+        if message.get("op") == "kms-ping":  # for 'ospp dnsdiag': is a KMS host listening?
+            fut.set_result(
+                {"v": 1, "ok": True, "epid": state.epid, "activated": state.certificate is not None}
+            )
+            return fut
         if message.get("op") != "kms-activate":
             fut.set_result(wire.error_response(0x80070057, f"unknown op {message.get('op')!r}"))
             return fut
@@ -360,8 +394,14 @@ async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) ->
         activated = "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
         click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
         click.echo(f"LISTENING {bound}")
+        pub = host.publishing()
+        if pub.enabled:
+            tasks.append(loop.create_task(_publish_forever(host, pub, bound)))
 
+    tasks: list[asyncio.Task[None]] = []
     await wire.serve_until_stopped(handle, host_name, port, ready, idle_timeout, gauge)
+    for task in tasks:
+        task.cancel()
     if pending:
         flush()
     log.write_out()
@@ -439,3 +479,157 @@ def service(
 
 
 COMMANDS = [kms_group, service]
+
+
+@kms_group.group("dns")
+def dns_group() -> None:
+    """Publishing the host's _vlmcs._tcp SRV record by DNS dynamic update (RFC 2136, TSIG)."""
+
+
+@dns_group.command("set")
+@click.option("--server", metavar="ADDR[:PORT]", help="DNS server that accepts the updates.")
+@click.option("--domain", help="Domain to publish in, e.g. corp.example.com.")
+@click.option("--hostname", help="The SRV target: this host's DNS name.")
+@click.option(
+    "--address",
+    "addresses",
+    multiple=True,
+    metavar="IP",
+    help="Also publish this A/AAAA address for --hostname (repeatable).",
+)
+@click.option("--ttl", type=int, help="Record TTL in seconds (default 3600).")
+@click.option("--priority", type=int, help="SRV priority in the own domain (default 0).")
+@click.option("--weight", type=int, help="SRV weight in the own domain (default 100).")
+@click.option(
+    "--extra",
+    multiple=True,
+    metavar="DOMAIN[,PRIORITY,WEIGHT]",
+    help="Also publish in this domain (repeatable).",
+)
+@click.option("--interval-hours", type=float, help="Re-publish interval (default 24).")
+@click.option(
+    "--tsig-keyfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="BIND key file (tsig-keygen output) that signs the updates.",
+)
+@JSON_OPTION
+@click.pass_context
+def dns_set(
+    ctx: click.Context,
+    server: str | None,
+    domain: str | None,
+    hostname: str | None,
+    addresses: tuple[str, ...],
+    ttl: int | None,
+    priority: int | None,
+    weight: int | None,
+    extra: tuple[str, ...],
+    interval_hours: float | None,
+    tsig_keyfile: Path | None,
+    as_json: bool,
+) -> None:
+    """Configure and enable DNS publishing (options not given keep their value)."""
+
+    def body() -> Result:
+        from ospp.publish import read_key_file
+
+        host = _host()
+        pub = host.publishing()
+        for name, value in (
+            ("server", server),
+            ("domain", domain),
+            ("hostname", hostname),
+            ("ttl", ttl),
+            ("priority", priority),
+            ("weight", weight),
+            ("interval_hours", interval_hours),
+        ):
+            if value is not None:
+                setattr(pub, name, value.rstrip(".") if isinstance(value, str) else value)
+        if addresses:
+            pub.addresses = list(addresses)
+        if extra:
+            pub.extra = list(extra)
+        if tsig_keyfile is not None:
+            pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = read_key_file(tsig_keyfile)
+        pub.enabled = True
+        host.set_publishing(pub)
+        return Result(
+            ["Successfully applied setting. DNS publishing enabled."], pub.shown(), banners=False
+        )
+
+    run("kms dns set", json_wanted(ctx, as_json), body)
+
+
+@dns_group.command("disable")
+@JSON_OPTION
+@click.pass_context
+def dns_disable(ctx: click.Context, as_json: bool) -> None:
+    """Stop publishing (like slmgr /cdns); the settings are kept."""
+
+    def body() -> Result:
+        host = _host()
+        pub = host.publishing()
+        pub.enabled = False
+        host.set_publishing(pub)
+        return Result(["DNS publishing disabled."], pub.shown(), banners=False)
+
+    run("kms dns disable", json_wanted(ctx, as_json), body)
+
+
+@dns_group.command("enable")
+@JSON_OPTION
+@click.pass_context
+def dns_enable(ctx: click.Context, as_json: bool) -> None:
+    """Publish again with the kept settings (like slmgr /sdns)."""
+
+    def body() -> Result:
+        host = _host()
+        pub = host.publishing()
+        pub.enabled = True
+        host.set_publishing(pub)
+        return Result(["DNS publishing enabled."], pub.shown(), banners=False)
+
+    run("kms dns enable", json_wanted(ctx, as_json), body)
+
+
+@dns_group.command("publish")
+@click.option("--port", type=int, help="Port to publish (default: the port the host serves).")
+@JSON_OPTION
+@click.pass_context
+def dns_publish(ctx: click.Context, port: int | None, as_json: bool) -> None:
+    """Publish now, once (the running host also publishes at start and every interval)."""
+
+    def body() -> Result:
+        from ospp.publish import publish
+
+        host = _host()
+        pub = host.publishing()
+        pub.check()
+        done = publish(pub, port or host.status()["port"])
+        host.record_publish("; ".join(done))
+        return Result(done, {"published": done}, banners=False)
+
+    run("kms dns publish", json_wanted(ctx, as_json), body)
+
+
+@dns_group.command("records")
+@click.option("--port", type=int, help="Port to publish (default: the port the host serves).")
+@JSON_OPTION
+@click.pass_context
+def dns_records(ctx: click.Context, port: int | None, as_json: bool) -> None:
+    """Print the zone-file lines, for admins who publish by hand."""
+
+    def body() -> Result:
+        from ospp.publish import zone_lines
+
+        host = _host()
+        pub = host.publishing()
+        if not pub.domain or not pub.hostname:
+            from ospp.errors import UsageError
+
+            raise UsageError("set --domain and --hostname first: ospp kms dns set ...")
+        lines = zone_lines(pub, port or host.status()["port"])
+        return Result(lines, {"records": lines}, banners=False)
+
+    run("kms dns records", json_wanted(ctx, as_json), body)

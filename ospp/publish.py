@@ -1,0 +1,216 @@
+"""DNS publishing by a KMS host: its ``_vlmcs._tcp`` SRV record (and, when asked, its A/AAAA
+records) by RFC 2136 dynamic update signed with TSIG, to a configured nameserver.
+
+A host publishes into its own zone and any extra domains (``domain[,priority,weight]``), at
+start and every ``interval_hours`` (24 by default), replacing only its own SRV record so other
+hosts' records stay. For admins who publish by hand, :func:`zone_lines` gives the records.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ospp.endpoint import parse_host, valid_host
+from ospp.errors import DESCRIPTIONS, NetworkError, UsageError
+
+SERVICE = "_vlmcs._tcp"
+E_DNS_FAILURE = 0x8007232A
+E_REFUSED = 0x8007232D
+E_NOTAUTH = 0x80072331
+E_BADSIG = 0x80072339
+DESCRIPTIONS.setdefault(E_REFUSED, "DNS server refused query.")
+DESCRIPTIONS.setdefault(E_NOTAUTH, "DNS server not authoritative for zone.")
+DESCRIPTIONS.setdefault(E_BADSIG, "The DNS signature failed to verify.")
+TIMEOUT = 5.0
+
+
+@dataclass
+class Publishing:
+    """What a KMS host publishes and where. Stored as JSON in the host's store."""
+
+    enabled: bool = False
+    server: str = ""  # nameserver ADDR[:PORT] that accepts the updates
+    domain: str = ""  # where the SRV record goes; the zone holding it is found by SOA
+    hostname: str = ""  # the SRV target
+    addresses: list[str] = field(default_factory=list)  # A/AAAA to publish for hostname
+    ttl: int = 3600
+    priority: int = 0
+    weight: int = 100
+    interval_hours: float = 24.0
+    extra: list[str] = field(default_factory=list)  # domain[,priority,weight]
+    tsig_name: str = ""
+    tsig_algorithm: str = "hmac-sha256"
+    tsig_secret: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Publishing:
+        return cls(**json.loads(text)) if text else cls()
+
+    def shown(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tsig_secret"] = "(set)" if self.tsig_secret else ""
+        return data
+
+    def targets(self) -> list[tuple[str, int, int]]:
+        """(domain, priority, weight) for the own zone and each extra domain."""
+        out = [(self.domain, self.priority, self.weight)] if self.domain else []
+        for item in self.extra:
+            domain, *rest = item.split(",")
+            prio = int(rest[0]) if len(rest) > 0 and rest[0] else self.priority
+            weight = int(rest[1]) if len(rest) > 1 and rest[1] else self.weight
+            out.append((domain.strip().rstrip("."), prio, weight))
+        return out
+
+    def check(self) -> None:
+        if not self.domain or not valid_host(self.domain):
+            raise UsageError(f"--domain {self.domain!r} is not a DNS domain name")
+        if not self.hostname or not valid_host(self.hostname):
+            raise UsageError(f"--hostname {self.hostname!r} is not a host name")
+        if not self.server:
+            raise UsageError("--server ADDR[:PORT] names the DNS server that takes the updates")
+        parse_host(self.server, 53, "--server")
+        for item in self.extra:
+            domain, *rest = item.split(",")
+            if (
+                not valid_host(domain.strip())
+                or len(rest) > 2
+                or not all(r.strip().isdigit() for r in rest if r.strip())
+            ):
+                raise UsageError(f"--extra {item!r} is not domain[,priority,weight]")
+        if not 1 <= self.ttl <= 604800:
+            raise UsageError(f"--ttl must be 1-604800 seconds, not {self.ttl}")
+        if not 0 < self.interval_hours <= 24 * 30:
+            raise UsageError("--interval-hours must be above 0 and at most 720")
+        if bool(self.tsig_name) != bool(self.tsig_secret):
+            raise UsageError("a TSIG key needs both a name and a secret")
+        if self.tsig_secret:
+            try:
+                base64.b64decode(self.tsig_secret, validate=True)
+            except binascii.Error:
+                raise UsageError("the TSIG secret is not base64") from None
+
+
+_KEY_FILE = re.compile(
+    r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{[^}]*algorithm\s+(?P<alg>[\w-]+)\s*;[^}]*'
+    r'secret\s+"(?P<secret>[^"]+)"\s*;',
+    re.S,
+)
+
+
+def read_key_file(path: Path) -> tuple[str, str, str]:
+    """(name, algorithm, secret) from a BIND key file as tsig-keygen writes it."""
+    try:
+        match = _KEY_FILE.search(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read the TSIG key file {path}: {exc.strerror}") from exc
+    if match is None:
+        raise UsageError(f"{path} holds no 'key NAME {{ algorithm ...; secret \"...\"; }};'")
+    return match["name"], match["alg"], match["secret"]
+
+
+def zone_lines(pub: Publishing, port: int) -> list[str]:
+    """The records, in zone-file form, for admins who publish by hand."""
+    lines = []
+    for domain, prio, weight in pub.targets():
+        lines.append(
+            f"{SERVICE}.{domain}. {pub.ttl} IN SRV {prio} {weight} {port} "
+            f"{pub.hostname.rstrip('.')}."
+        )
+    for address in pub.addresses:
+        kind = "AAAA" if ":" in address else "A"
+        lines.append(f"{pub.hostname.rstrip('.')}. {pub.ttl} IN {kind} {address}")
+    return lines
+
+
+def _fail(code: int, server: str, domain: str, why: str) -> NetworkError:
+    return NetworkError(
+        code,
+        f"the DNS server {server} did not take the update for {domain}: {why}",
+        "Check the zone's update-policy and the TSIG key (name, algorithm, secret); the host "
+        "keeps serving and retries at the next publishing interval.",
+    )
+
+
+def _zone_of(name: Any, host: str, port: int) -> Any:
+    """The zone that holds ``name`` on this server: the nearest enclosing name with an SOA."""
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rdatatype
+
+    candidate = name
+    while True:
+        query = dns.message.make_query(candidate, dns.rdatatype.SOA)
+        response = dns.query.tcp(query, host, port=port, timeout=TIMEOUT)
+        if any(r.rdtype == dns.rdatatype.SOA and r.name == candidate for r in response.answer):
+            return candidate
+        if candidate == dns.name.root:
+            return name
+        candidate = candidate.parent()
+
+
+def publish(pub: Publishing, port: int) -> list[str]:
+    """Send the updates now; returns one line per zone done. Raises NetworkError."""
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+    import dns.tsig
+    import dns.tsigkeyring
+    import dns.update
+
+    endpoint = parse_host(pub.server, 53, "DNS server")
+    keyring = None
+    if pub.tsig_name:
+        keyring = dns.tsigkeyring.from_text({pub.tsig_name: (pub.tsig_algorithm, pub.tsig_secret)})
+    target = dns.name.from_text(pub.hostname)
+    done = []
+    for domain, prio, weight in pub.targets():
+        owner = dns.name.from_text(f"{SERVICE}.{domain}")
+        try:
+            zone = _zone_of(dns.name.from_text(domain), endpoint.host, endpoint.port)
+            update = dns.update.UpdateMessage(zone, keyring=keyring)
+            query = dns.message.make_query(owner, dns.rdatatype.SRV)
+            existing = dns.query.tcp(query, endpoint.host, port=endpoint.port, timeout=TIMEOUT)
+            for rrset in existing.answer:
+                for rdata in rrset:
+                    if getattr(rdata, "target", None) == target:
+                        update.delete(owner, rdata)  # our earlier record, whatever it said
+            update.add(owner, pub.ttl, "SRV", f"{prio} {weight} {port} {target}")
+            if target.is_subdomain(zone) and pub.addresses:
+                for kind in ("A", "AAAA"):
+                    values = [a for a in pub.addresses if (":" in a) == (kind == "AAAA")]
+                    if values:
+                        update.replace(target, pub.ttl, kind, *values)
+            response = dns.query.tcp(update, endpoint.host, port=endpoint.port, timeout=TIMEOUT)
+        except dns.tsig.PeerError as exc:
+            raise _fail(E_BADSIG, str(endpoint), domain, f"TSIG error ({exc})") from exc
+        except (dns.exception.DNSException, OSError) as exc:
+            raise _fail(
+                E_DNS_FAILURE, str(endpoint), domain, f"{type(exc).__name__}: {exc}"
+            ) from exc
+        rcode = response.rcode()
+        if rcode == dns.rcode.REFUSED:
+            raise _fail(E_REFUSED, str(endpoint), domain, "REFUSED")
+        if rcode == dns.rcode.NOTAUTH:
+            raise _fail(
+                E_NOTAUTH,
+                str(endpoint),
+                domain,
+                "NOTAUTH (not authoritative, or bad TSIG signature)",
+            )
+        if rcode != dns.rcode.NOERROR:
+            raise _fail(E_DNS_FAILURE, str(endpoint), domain, dns.rcode.to_text(rcode))
+        done.append(f"published {SERVICE}.{domain}. SRV {prio} {weight} {port} {target}")
+    return done

@@ -1,0 +1,178 @@
+"""A real BIND 9 on 127.0.0.1 (a free high port) for the discovery and publishing tests, plus
+nameservers that misbehave on purpose (SERVFAIL, silence)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+KEY_NAME = "ospp-test-key"
+ZONE = "test.example"
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(port)
+    raise RuntimeError("no free port")
+
+
+class Bind:
+    """named with one dynamic zone (TSIG-signed updates only) and query logging."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        keygen = subprocess.run(
+            ["tsig-keygen", "-a", "hmac-sha256", KEY_NAME],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        self.keyfile = self.dir / "tsig.key"
+        self.keyfile.write_text(keygen)
+        self.secret = keygen.split('secret "')[1].split('"')[0]
+        (self.dir / f"{ZONE}.zone").write_text(
+            f"$TTL 60\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 60 60 600 60\n"
+            f"@ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n"
+        )
+        self.querylog = self.dir / "queries.log"
+        (self.dir / "named.conf").write_text(f"""
+include "{self.keyfile}";
+options {{
+    directory "{self.dir}";
+    listen-on port {self.port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    pid-file none;
+    querylog yes;
+    notify no;
+}};
+logging {{
+    channel q {{ file "{self.querylog}"; print-time no; }};
+    category queries {{ q; }};
+    category default {{ default_stderr; }};
+}};
+zone "{ZONE}" {{
+    type primary;
+    file "{ZONE}.zone";
+    update-policy {{ grant {KEY_NAME} zonesub ANY; }};
+}};
+""")
+        self.proc = subprocess.Popen(
+            [shutil.which("named") or "named", "-f", "-c", str(self.dir / "named.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._wait()
+
+    def _wait(self) -> None:
+        import dns.message
+        import dns.query
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"named exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            try:
+                q = dns.message.make_query(ZONE, "SOA")
+                if dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.5).answer:
+                    return
+            except Exception:
+                time.sleep(0.1)
+        raise RuntimeError("named did not come up")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def update(self, *changes: tuple[str, str, str, int, str], zone: str = ZONE) -> None:
+        """Apply ('add'|'delete', name, type, ttl, rdata) changes, signed with the test key."""
+        import dns.query
+        import dns.rcode
+        import dns.tsigkeyring
+        import dns.update
+
+        keyring = dns.tsigkeyring.from_text({KEY_NAME: ("hmac-sha256", self.secret)})
+        upd = dns.update.UpdateMessage(zone, keyring=keyring)
+        for op, name, rtype, ttl, rdata in changes:
+            if op == "add":
+                upd.add(name, ttl, rtype, rdata)
+            elif rdata:
+                upd.delete(name, rtype, rdata)
+            else:
+                upd.delete(name, rtype)
+        response = dns.query.tcp(upd, "127.0.0.1", port=self.port, timeout=5)
+        assert response.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(response.rcode())
+
+    def srv_queries(self, name: str) -> int:
+        if not self.querylog.exists():
+            return 0
+        text = self.querylog.read_text().lower()
+        return sum(1 for line in text.splitlines() if f"{name.lower()} in srv" in line)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class _ServfailHandler(socketserver.BaseRequestHandler):
+    """A nameserver that answers every query with SERVFAIL."""
+
+    def handle(self) -> None:
+        import dns.message
+        import dns.rcode
+
+        data, sock = self.request
+        query = dns.message.from_wire(data)
+        reply = dns.message.make_response(query)
+        reply.set_rcode(dns.rcode.SERVFAIL)
+        sock.sendto(reply.to_wire(), self.client_address)
+
+
+class ServfailServer:
+    def __init__(self) -> None:
+        self.server = socketserver.UDPServer(("127.0.0.1", 0), _ServfailHandler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SilentServer:
+    """A nameserver that never answers (UDP bound, TCP listening, nothing read)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(5)
+
+    def stop(self) -> None:
+        self.udp.close()
+        self.tcp.close()

@@ -1,0 +1,364 @@
+"""KMS discovery and publishing against a real BIND on 127.0.0.1 (started by these tests)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Ospp
+from tests.dnsutil import ZONE, Bind, ServfailServer, SilentServer
+from tests.kmsutil import Host, make_host
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("named") is None, reason="BIND (named) is not installed; .ci/run installs it"
+)
+
+
+@pytest.fixture(scope="module")
+def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bind]:
+    server = Bind(tmp_path_factory.mktemp("bind"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sub() -> str:
+    """A fresh domain inside the test zone for each test."""
+    return f"t{uuid.uuid4().hex[:10]}.{ZONE}"
+
+
+@pytest.fixture
+def host(ospp: Ospp) -> Iterator[Host]:
+    make_host(ospp)
+    h = Host(ospp)
+    yield h
+    if h.alive():
+        h.stop()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dns_env(bind: Bind, **extra: str) -> dict[str, str]:
+    return {"OSPP_DNS": bind.address, **extra}
+
+
+def test_publish_then_discover_round_trip(ospp: Ospp, bind: Bind, sub: str):
+    make_host(ospp)
+    ran = ospp(
+        "kms",
+        "dns",
+        "set",
+        "--server",
+        bind.address,
+        "--domain",
+        sub,
+        "--hostname",
+        f"kms1.{sub}",
+        "--address",
+        "127.0.0.1",
+        "--ttl",
+        "60",
+        "--tsig-keyfile",
+        str(bind.keyfile),
+    )
+    assert ran.code == 0, ran.out
+    h = Host(ospp)
+    try:
+        deadline = time.monotonic() + 10  # the host publishes as it starts
+        while "published" not in str(ospp("kms", "status", "--json").json()["dns_last_publish"]):
+            assert time.monotonic() < deadline, "the host did not publish"
+            time.sleep(0.1)
+        records = ospp("kms", "dns", "records").out
+        assert f"_vlmcs._tcp.{sub}. 60 IN SRV 0 100 {h.port} kms1.{sub}." in records
+        assert f"kms1.{sub}. 60 IN A 127.0.0.1" in records
+        env = dns_env(bind)
+        for n in range(1, 6):
+            ospp("install-product", "ProPlus2021", f"d{n}")
+            ospp(f"/skms-domain:{sub}", f"d{n}")
+            ospp("/act", f"d{n}", env=env)
+        assert ospp("/act", "d1", env=env).code == 0
+        out = ospp("/dstatus", "d1").out
+        assert "LICENSE STATUS:  ---LICENSED---" in out
+        assert f"\tKMS machine name from DNS: kms1.{sub}:{h.port}" in out
+        assert f"\tKMS Lookup Domain: {sub}" in out
+        assert "DNS publishing enabled" in ospp("kms", "status").out
+        diag = ospp("dnsdiag", "d1", "--json", env=env).json()
+        assert diag["answered"] == f"kms1.{sub}:{h.port}"
+        assert diag["domains"][0]["records"][0]["target"] == f"kms1.{sub}"
+    finally:
+        h.stop()
+
+
+def test_failover_when_the_priority_0_host_is_dead(ospp: Ospp, bind: Bind, sub: str, host: Host):
+    dead = closed_port()
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {dead} dead.{sub}."),
+        ("add", f"dead.{sub}.", "A", 60, "127.0.0.1"),
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"10 100 {host.port} live.{sub}."),
+        ("add", f"live.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    ospp("install-product", "ProPlus2021", "f1")
+    ospp(f"/skms-domain:{sub}", "f1")
+    ran = ospp("act", "f1", "--json", env=dns_env(bind))
+    assert ran.json()["products"][0]["error"]["code"] == "0xC004F038"  # the live host answered
+    targets = [e["target"] for e in ospp("dhistorykms", "f1", "--json").json()["entries"]]
+    assert targets == [f"127.0.0.1:{dead}", f"127.0.0.1:{host.port}"]
+
+
+def test_all_hosts_dead_lists_each_one(ospp: Ospp, bind: Bind, sub: str):
+    a, b = closed_port(), closed_port()
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {a} x.{sub}."),
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"5 100 {b} x.{sub}."),
+        ("add", f"x.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    ospp("install-product", "ProPlus2021", "z1")
+    ospp(f"/skms-domain:{sub}", "z1")
+    ran = ospp("/act", "z1", env=dns_env(bind))
+    assert ran.code == 4 and "ERROR CODE: 0xC004F074" in ran.out
+    assert f"127.0.0.1:{a}" in ran.out and f"127.0.0.1:{b}" in ran.out
+
+
+def test_weights_three_to_one(bind: Bind, sub: str):
+    from ospp import discovery
+
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 3 1688 heavy.{sub}."),
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 1 1688 light.{sub}."),
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"1 100 1688 backup.{sub}."),
+    )
+    res = discovery.resolver({"OSPP_DNS": bind.address})
+    choices = 2000
+    firsts = []
+    for _ in range(choices):  # one real DNS query per choice
+        records = discovery.lookup(res, sub).records
+        assert records[-1].target == f"backup.{sub}"  # priority before weight
+        firsts.append(records[0].target)
+    share = firsts.count(f"heavy.{sub}") / choices
+    # Expected 0.75; the standard deviation over 2,000 choices is about 0.0097, so 0.04 is a
+    # four-sigma tolerance.
+    assert abs(share - 0.75) < 0.04, share
+
+
+def test_nxdomain(ospp: Ospp, bind: Bind, sub: str):
+    ospp("install-product", "ProPlus2021", "n1")
+    ospp(f"/skms-domain:missing.{sub}", "n1")
+    ran = ospp("/act", "n1", env=dns_env(bind))
+    assert ran.code == 4 and "ERROR CODE: 0x8007232B" in ran.out
+    assert f"_vlmcs._tcp.missing.{sub}" in ran.out and "NXDOMAIN" in ran.out
+    diag = ospp("dnsdiag", "n1", "--json", env=dns_env(bind))
+    assert diag.code == 4
+    assert diag.json()["domains"][0]["outcome"] == "nxdomain"
+    assert "Publish the record" in diag.json()["domains"][0]["fix"]
+
+
+def test_servfail_names_the_nameserver(ospp: Ospp, sub: str):
+    bad = ServfailServer()
+    try:
+        ospp("install-product", "ProPlus2021", "sf")
+        ospp(f"/skms-domain:{sub}", "sf")
+        ran = ospp("/act", "sf", env={"OSPP_DNS": f"127.0.0.1:{bad.port}"})
+        assert ran.code == 4 and "ERROR CODE: 0x8007232A" in ran.out
+        assert f"127.0.0.1:{bad.port}" in ran.out
+    finally:
+        bad.stop()
+
+
+def test_unresponsive_nameserver(ospp: Ospp, sub: str):
+    silent = SilentServer()
+    try:
+        ospp("install-product", "ProPlus2021", "to")
+        ospp(f"/skms-domain:{sub}", "to")
+        start = time.monotonic()
+        ran = ospp("/act", "to", env={"OSPP_DNS": f"127.0.0.1:{silent.port}"})
+        assert time.monotonic() - start < 15
+        assert ran.code == 4 and "ERROR CODE: 0x8007232A" in ran.out
+        assert "no answer" in ran.out and f"127.0.0.1:{silent.port}" in ran.out
+    finally:
+        silent.stop()
+
+
+def test_target_dot_means_no_service(ospp: Ospp, bind: Bind, sub: str):
+    bind.update(("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, "0 0 0 ."))
+    ospp("install-product", "ProPlus2021", "dot")
+    ospp(f"/skms-domain:{sub}", "dot")
+    ran = ospp("/act", "dot", env=dns_env(bind))
+    assert ran.code == 4 and "ERROR CODE: 0x8007232B" in ran.out and '"."' in ran.out
+
+
+def test_cname_target(ospp: Ospp, bind: Bind, sub: str, host: Host):
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {host.port} alias.{sub}."),
+        ("add", f"alias.{sub}.", "CNAME", 60, f"real.{sub}."),
+        ("add", f"real.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    ospp("install-product", "ProPlus2021", "cn")
+    ospp(f"/skms-domain:{sub}", "cn")
+    ran = ospp("act", "cn", "--json", env=dns_env(bind))
+    assert ran.json()["products"][0]["error"]["code"] == "0xC004F038"  # reached the host
+
+
+def test_ipv6_target(ospp: Ospp, bind: Bind, sub: str):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    make_host(ospp)
+    h = Host(ospp, listen="[::1]:0")
+    try:
+        bind.update(
+            ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {h.port} v6.{sub}."),
+            ("add", f"v6.{sub}.", "AAAA", 60, "::1"),
+        )
+        ospp("install-product", "ProPlus2021", "v6")
+        ospp(f"/skms-domain:{sub}", "v6")
+        ran = ospp("act", "v6", "--json", env=dns_env(bind))
+        assert ran.json()["products"][0]["error"]["code"] == "0xC004F038"
+        assert (
+            ospp("dhistorykms", "v6", "--json").json()["entries"][0]["target"] == f"[::1]:{h.port}"
+        )
+    finally:
+        h.stop()
+
+
+def test_skms_domain_overrides_the_search_list(
+    ospp: Ospp, bind: Bind, sub: str, host: Host, tmp_path: Path
+):
+    bind.update(
+        ("add", f"_vlmcs._tcp.b.{sub}.", "SRV", 60, f"0 100 {host.port} k.{sub}."),
+        ("add", f"k.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"nameserver 127.0.0.1\nsearch a.{sub} b.{sub}\n")
+    env = dns_env(bind, OSPP_RESOLV_CONF=str(conf))
+    ospp("install-product", "ProPlus2021", "sl")
+    found = ospp("act", "sl", "--json", env=env).json()
+    assert found["products"][0]["error"]["code"] == "0xC004F038"  # found via the search list
+    diag = ospp("dnsdiag", "sl", "--json", env=env).json()
+    assert diag["source"] == "search list"
+    assert [d["domain"] for d in diag["domains"]] == [f"a.{sub}", f"b.{sub}"]
+    ospp(f"/skms-domain:a.{sub}", "sl")
+    ran = ospp("/act", "sl", env=env)
+    assert ran.code == 4 and "0x8007232B" in ran.out and f"b.{sub}" not in ran.out
+    ospp("/ckms-domain", "sl")
+    assert (
+        ospp("act", "sl", "--json", env=env).json()["products"][0]["error"]["code"] == "0xC004F038"
+    )
+
+
+def test_host_caching_skips_dns_until_the_host_fails(ospp: Ospp, bind: Bind, sub: str, host: Host):
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {host.port} c.{sub}."),
+        ("add", f"c.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    name = f"_vlmcs._tcp.{sub}"
+    env = dns_env(bind)
+    ospp("install-product", "ProPlus2021", "ca")
+    ospp(f"/skms-domain:{sub}", "ca")
+
+    def queries_after(*args: str) -> int:
+        before = bind.srv_queries(name)
+        ospp(*args, env=env)
+        time.sleep(0.3)  # let BIND write its query log
+        return bind.srv_queries(name) - before
+
+    assert queries_after("/act", "ca") == 1
+    assert queries_after("/act", "ca") == 0  # cached host, no DNS
+    assert queries_after("/act", "ca") == 0
+    ospp("/cachst:FALSE", "ca")
+    assert queries_after("/act", "ca") == 1  # discovery on every attempt
+    assert queries_after("/act", "ca") == 1
+    ospp("/cachst:TRUE", "ca")
+    assert queries_after("/act", "ca") == 1  # caching was reset: discover once more
+    host.stop()
+    assert queries_after("/act", "ca") == 1  # the cached host failed: discover again
+
+
+def test_refused_and_badly_signed_updates(ospp: Ospp, bind: Bind, sub: str, tmp_path: Path):
+    make_host(ospp)
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text(
+        bind.keyfile.read_text().replace(bind.secret, "c2VjcmV0IHRoYXQgaXMgd3Jvbmc=")
+    )
+    ospp(
+        "kms",
+        "dns",
+        "set",
+        "--server",
+        bind.address,
+        "--domain",
+        sub,
+        "--hostname",
+        f"kms.{sub}",
+        "--tsig-keyfile",
+        str(bad_key),
+    )
+    ran = ospp("kms", "dns", "publish", "--port", "1688")
+    assert ran.code == 4 and "did not take the update" in ran.out
+    assert "0x80072339" in ran.out or "0x80072331" in ran.out
+    # unsigned updates are refused
+    from ospp.clock import SystemClock
+    from ospp.kms import KmsHost
+
+    kms_host = KmsHost.open(ospp.home / "kms", SystemClock())
+    pub = kms_host.publishing()
+    pub.tsig_name = pub.tsig_secret = ""
+    kms_host.set_publishing(pub)
+    kms_host.db.close()
+    ran = ospp("kms", "dns", "publish", "--port", "1688")
+    assert ran.code == 4 and "REFUSED" in ran.out and "0x8007232D" in ran.out
+    # a host whose publishing fails keeps serving
+    ospp("kms", "dns", "set", "--tsig-keyfile", str(bad_key))
+    h = Host(ospp)
+    try:
+        time.sleep(1)
+        assert "failed" in str(ospp("kms", "status", "--json").json()["dns_last_publish"])
+        ospp("install-product", "ProPlus2021", "ok1")
+        ospp(f"/sethst:127.0.0.1:{h.port}", "ok1")
+        assert "0xC004F038" in ospp("/act", "ok1").out
+    finally:
+        h.stop()
+
+
+def test_extra_domains_with_priority_and_weight(ospp: Ospp, bind: Bind, sub: str):
+    make_host(ospp)
+    ospp(
+        "kms",
+        "dns",
+        "set",
+        "--server",
+        bind.address,
+        "--domain",
+        f"main.{sub}",
+        "--hostname",
+        f"kms.main.{sub}",
+        "--extra",
+        f"branch.{sub},5,20",
+        "--tsig-keyfile",
+        str(bind.keyfile),
+    )
+    assert ospp("kms", "dns", "publish", "--port", "1700").code == 0
+    from ospp import discovery
+
+    res = discovery.resolver({"OSPP_DNS": bind.address})
+    branch = discovery.lookup(res, f"branch.{sub}").records
+    assert [(r.priority, r.weight, r.port, r.target) for r in branch] == [
+        (5, 20, 1700, f"kms.main.{sub}")
+    ]
+    # publishing again replaces this host's own record instead of adding a second one
+    assert ospp("kms", "dns", "publish", "--port", "1701").code == 0
+    main = discovery.lookup(res, f"main.{sub}").records
+    assert [(r.port, r.target) for r in main] == [(1701, f"kms.main.{sub}")]
+    assert ospp("kms", "dns", "disable").code == 0
+    assert "DNS publishing disabled" in ospp("kms", "status").out
