@@ -214,7 +214,8 @@ ospp kms install\-key HOSTKEY && ospp kms activate
 ospp kms serve \-\-listen 0.0.0.0:1688
 ospp /sethst:kms1.example.com && ospp /act
 OSPP_NOW=2027\-01\-10 ospp service \-\-all
-ospp kms dns set \-\-server 192.0.2.53 \-\-domain corp.example \-\-hostname kms1.corp.example \-\-tsig\-keyfile kms.key
+ospp kms dns set \-\-server 192.0.2.53 \-\-domain corp.example
+ospp kms dns set \-\-hostname kms1.corp.example \-\-tsig\-keyfile kms.key
 ospp /skms\-domain:corp.example && ospp dnsdiag
 OSPP_NOW=2026\-12\-31 ospp /dstatus
 .fi
