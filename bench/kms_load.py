@@ -75,8 +75,9 @@ async def _client(port: int, count: int, mode: str, lat: list[float]) -> None:
     """One simulated client: raw non-blocking sockets keep the load generator's own cost low."""
     loop = asyncio.get_running_loop()
     sock = None
-    for _ in range(count):
-        data = frame(str(uuid.uuid4()))
+    frames = [frame(str(uuid.uuid4())) for _ in range(count)]  # built before the clock starts
+    await asyncio.sleep(0)
+    for data in frames:
         start = time.perf_counter()
         if sock is None:
             sock = await _connect(loop, port)

@@ -166,6 +166,9 @@ class Database:
         finally:
             self._conn.execute("COMMIT")
 
+    def execute_pragma(self, pragma: str) -> None:
+        self._conn.execute(f"PRAGMA {pragma}")
+
     def close(self) -> None:
         self._conn.close()
         _OPEN.discard(self)

@@ -15,6 +15,7 @@ trust, the signature verifies, and nonce, CMID and client time echo their reques
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -373,6 +374,31 @@ class KmsHost:
 
     def record_publish(self, outcome: str) -> None:
         self._set(dns_last=json.dumps({"at": iso(self.clock.now()), "result": outcome}))
+
+    def start_checkpointer(self, every: float = 1.0) -> Any:
+        """Move WAL checkpoints (and their fsync) off the serving thread.
+
+        The serving connection stops checkpointing on its own; a daemon thread with its own
+        connection runs a PASSIVE checkpoint every ``every`` seconds, which never blocks the
+        writer. Returns the threading.Event that stops it.
+        """
+        import threading
+
+        self.db.execute_pragma("wal_autocheckpoint=0")
+        stop = threading.Event()
+        path = self.db.path
+
+        def work() -> None:
+            conn = sqlite3.connect(path, timeout=5.0)
+            try:
+                while not stop.wait(every):
+                    with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+
+        threading.Thread(target=work, name="wal-checkpoint", daemon=True).start()
+        return stop
 
     def serving_state(self) -> ServingState:
         """What request handling needs, read once when serving starts."""

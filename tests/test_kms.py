@@ -500,3 +500,12 @@ def test_request_log_is_one_json_line_per_request(ospp: Ospp, host: Host):
     assert len(lines) == 4 and [x["ok"] for x in lines] == [True, True, True, False]
     assert lines[-1]["code"] == 0xC004F042
     assert os.path.getsize(host.log) > 0
+
+
+def test_a_renewing_client_is_counted_once(ospp: Ospp, host: Host):
+    cmid = str(uuid.uuid4())
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+        counts = [conn.call(raw_request(cmid))["count"] for _ in range(20)]
+        other = conn.call(raw_request())["count"]
+    assert counts == [1] * 20 and other == 2
+    assert ospp("kms", "status", "--json").json()["stored_clients"] == 2

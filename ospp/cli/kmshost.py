@@ -285,6 +285,30 @@ async def _publish_forever(host: Any, pub: Any, port: int) -> None:
         await asyncio.sleep(pub.interval_hours * 3600)
 
 
+class _BatchTimer:
+    """The one scheduled close of the current group-commit batch."""
+
+    def __init__(self) -> None:
+        self.handle: Any = None
+        self.soon = False
+
+    def close_later(self, loop: Any, flush: Any) -> None:
+        if self.handle is None:
+            self.handle = loop.call_later(GROUP_COMMIT_WINDOW, flush)
+
+    def close_soon(self, loop: Any, flush: Any) -> None:
+        if self.soon:
+            return
+        if self.handle is not None:
+            self.handle.cancel()
+        self.handle = loop.call_soon(flush)
+        self.soon = True
+
+    def reset(self) -> None:
+        self.handle = None
+        self.soon = False
+
+
 class _RequestLog:
     """One JSON line per request, written in batches a few times a second.
 
@@ -345,24 +369,30 @@ async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) ->
 
     host = _host()
     state = host.serving_state()
+    checkpointer = host.start_checkpointer()
     log = _RequestLog(_open_log(log_to))
     pending: list[tuple[dict[str, Any], asyncio.Future[wire.Reply], float]] = []
     loop = asyncio.get_running_loop()
     gauge = wire.Gauge()
 
+    batch = _BatchTimer()
+
     def flush() -> None:
-        batch = pending[:]
+        batch.reset()
+        items = pending[:]
         pending.clear()
+        if not items:
+            return
         try:
-            answers = host.process(state, [item[0] for item in batch])
+            answers = host.process(state, [item[0] for item in items])
         except Exception as exc:  # a store failure: every request in the batch fails
-            for _, fut, _ in batch:
+            for _, fut, _ in items:
                 if not fut.done():
                     fut.set_exception(exc)
             return
         done = time.perf_counter()
         now = iso(host.clock.now())
-        for (message, fut, started), answer in zip(batch, answers, strict=True):
+        for (message, fut, started), answer in zip(items, answers, strict=True):
             log.add(now, message, answer, done - started)
             if not fut.done():
                 fut.set_result(answer)
@@ -378,14 +408,13 @@ async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) ->
         if message.get("op") != "kms-activate":
             fut.set_result(wire.error_response(0x80070057, f"unknown op {message.get('op')!r}"))
             return fut
-        if not pending:
-            # Group commit: with other clients connected, requests arriving within
-            # GROUP_COMMIT_WINDOW share a transaction; a lone client is answered at once.
-            if gauge.open > 1:
-                loop.call_later(GROUP_COMMIT_WINDOW, flush)
-            else:
-                loop.call_soon(flush)
         pending.append((message, fut, time.perf_counter()))
+        # Group commit: requests share a transaction. The batch closes when every connected
+        # client is waiting in it (no more can come), or GROUP_COMMIT_WINDOW after it opened.
+        if len(pending) >= gauge.open:
+            batch.close_soon(loop, flush)
+        elif len(pending) == 1:
+            batch.close_later(loop, flush)
         return fut
 
     def ready(server: Any) -> None:
@@ -402,6 +431,7 @@ async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) ->
     await wire.serve_until_stopped(handle, host_name, port, ready, idle_timeout, gauge)
     for task in tasks:
         task.cancel()
+    checkpointer.set()
     if pending:
         flush()
     log.write_out()
