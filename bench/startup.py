@@ -28,6 +28,11 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument(
+        "--activated",
+        action="store_true",
+        help="time a store whose product is MAK-activated (status verifies its signature)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "OSPP_HOME": tmp}
@@ -43,11 +48,20 @@ def main() -> None:
         hello = os.path.join(tmp, "hello.py")
         with open(hello, "w") as f:
             f.write(HELLO)
+        env["OSPP_CENTER_HOME"] = os.path.join(tmp, "center")
+        if args.activated:
+            key = subprocess.run(
+                [sys.executable, "-m", "ospp", "center", "issue-key", "--product", "ProPlus2021"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            setup = ["inpkey", key, "--act"]
+        else:
+            setup = ["install-product", "ProPlus2021"]
         subprocess.run(
-            [sys.executable, "-m", "ospp", "install-product", "ProPlus2021"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            check=True,
+            [sys.executable, "-m", "ospp", *setup], env=env, stdout=subprocess.DEVNULL, check=True
         )
         ospp = [sys.executable, "-m", "ospp", "/dstatus"]
         base = [sys.executable, hello]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,10 @@ from ospp.clock import Clock, iso
 from ospp.crypto import PublicBundle, unb64
 from ospp.endpoint import Endpoint, parse_host
 from ospp.errors import E_INVALID_DATA, LicensingError, OsppError, StoreError, UsageError
+from ospp.integrity import seal
 from ospp.paths import center_home, write_atomic
 from ospp.phone import E_MISMATCH, InstallationId, parse_cid
-from ospp.status import E_HARDWARE, Problem
+from ospp.status import Problem
 from ospp.store import License, MachineStore
 
 E_UNTRUSTED = 0xC004E003  # licence evaluation failed: tampered or from an untrusted authority
@@ -45,13 +45,10 @@ def remote_authority(environ: Mapping[str, str]) -> Endpoint | None:
 
 def anchors(home: Path, environ: Mapping[str, str]) -> dict[str, PublicBundle]:
     """Trusted authority keys by fingerprint (may be empty: callers fail closed)."""
+    from ospp.integrity import anchor_files
+
     found: dict[str, PublicBundle] = {}
-    files = sorted(trust_dir(home).glob("*.json")) if trust_dir(home).is_dir() else []
-    if remote_authority(environ) is None:
-        files.insert(0, center_home(environ) / "authority.pub.json")
-    for path in files:
-        if not path.exists():
-            continue
+    for path in anchor_files(home, environ):
         try:
             bundle = PublicBundle.from_json(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -163,11 +160,12 @@ def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None
     )
 
 
-def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Any:
+def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Any:
+    """Verify stored activations cryptographically (integrity.make_checker's slow path)."""
+    from ospp.integrity import hardware_problem
+
     trusted = anchors(store.directory.parent.parent, environ)
-    hw_hex, hw = _hardware_hex(store)
     cmid = store.settings()["cmid"]
-    path = store.directory / "hardware.json"
 
     def check(lic: License) -> Problem | None:
         act = lic.activation or {}
@@ -181,34 +179,17 @@ def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Any:
                 or payload.get("key_last5") != lic.last5
             ):
                 why = "the licence was issued for another machine or key"
-            bound_hw = str(payload.get("hardware", ""))
         elif kind == "phone":
             why = _check_phone(store, lic, act, trusted)
-            bound_hw = str(act.get("hardware", ""))
         elif kind == "kms":
             from ospp.kmsclient import verify_stored
 
             why = verify_stored(act, lic, trusted)
-            return None if why is None else Problem(E_UNTRUSTED, why)
         else:
-            return Problem(E_UNTRUSTED, f"unknown activation kind {kind!r}")
+            why = f"unknown activation kind {kind!r}"
         if why is not None:
             return Problem(E_UNTRUSTED, why)
-        try:
-            ok = hardware.within_tolerance(int(bound_hw, 16), int(hw_hex, 16), hw.dockable)
-        except ValueError:
-            return Problem(E_UNTRUSTED, "the activation holds no valid hardware hash")
-        if not ok:
-            since = hw.changed_at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
-            votes = hardware.votes(int(bound_hw, 16), int(hw_hex, 16))
-            return Problem(
-                E_HARDWARE,
-                f"the hardware changed beyond tolerance ({votes} of 12 votes match, "
-                f"{hardware.NEEDED_DOCKABLE if hw.dockable else hardware.NEEDED} needed); "
-                "reactivate",
-                since=since,
-            )
-        return None
+        return hardware_problem(store, act)
 
     return check
 
@@ -262,17 +243,19 @@ def activate_mak(store: MachineStore, lic: License, environ: Mapping[str, str]) 
         why = "the licence answers another request (nonce, machine, hardware or SKU differ)"
     if why is not None:
         raise LicensingError(E_UNTRUSTED, f"the activation was refused by this client: {why}")
+    activation = seal(
+        store,
+        lic,
+        {
+            "kind": "mak",
+            "licence": payload,
+            "signature": response["signature"],
+            "activated_at": iso(store.clock.now()),
+        },
+        environ,
+    )
     with store.db.write() as conn:
-        store.set_activation(
-            conn,
-            lic.sku,
-            {
-                "kind": "mak",
-                "licence": payload,
-                "signature": response["signature"],
-                "activated_at": iso(store.clock.now()),
-            },
-        )
+        store.set_activation(conn, lic.sku, activation)
         store.bump(conn)
 
 
@@ -289,15 +272,17 @@ def apply_cid(store: MachineStore, lic: License, cid_text: str, environ: Mapping
             "installation ID, machine or key)",
             "Read the installation ID again with /dinstid and ask for a new confirmation ID.",
         )
+    activation = seal(
+        store,
+        lic,
+        {
+            "kind": "phone",
+            "cid": "".join(cid_text.split()).replace("-", ""),
+            "hardware": hw_hex,
+            "activated_at": iso(store.clock.now()),
+        },
+        environ,
+    )
     with store.db.write() as conn:
-        store.set_activation(
-            conn,
-            lic.sku,
-            {
-                "kind": "phone",
-                "cid": "".join(cid_text.split()).replace("-", ""),
-                "hardware": hw_hex,
-                "activated_at": iso(store.clock.now()),
-            },
-        )
+        store.set_activation(conn, lic.sku, activation)
         store.bump(conn)

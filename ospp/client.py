@@ -86,7 +86,7 @@ def statuses(
     found = store.licenses()
     check = None
     if any(lic.activation for lic in found):
-        from ospp.activation import make_checker  # cryptography only when there is a signature
+        from ospp.integrity import make_checker
 
         check = make_checker(store, environ)
     return [

@@ -15,6 +15,7 @@ from ospp.clock import iso
 from ospp.crypto import unb64, verify_ed25519
 from ospp.endpoint import Endpoint
 from ospp.errors import LicensingError, NetworkError, OsppError
+from ospp.integrity import seal
 from ospp.store import License, MachineStore
 
 REQUEST_TIMEOUT = 5.0
@@ -167,19 +168,21 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
         now_iso = str(response["client_time"])
         valid_until = datetime.fromisoformat(now_iso.replace("Z", "+00:00")) + kms.VALIDITY
         renewed = bool(lic.activation and lic.activation.get("kind") == "kms")
+        activation = seal(
+            store,
+            lic,
+            {
+                "kind": "kms",
+                "host": where,
+                "count": count,
+                "activated_at": now_iso,
+                "valid_until": iso(valid_until),
+                "response": response,
+            },
+            environ,
+        )
         with store.db.write() as conn_:
-            store.set_activation(
-                conn_,
-                lic.sku,
-                {
-                    "kind": "kms",
-                    "host": where,
-                    "count": count,
-                    "activated_at": now_iso,
-                    "valid_until": iso(valid_until),
-                    "response": response,
-                },
-            )
+            store.set_activation(conn_, lic.sku, activation)
             store.record(
                 conn_,
                 "kms",

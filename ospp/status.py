@@ -8,7 +8,7 @@ the hardware drifts beyond tolerance; then NOTIFICATIONS again.
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,7 +64,9 @@ class LicenseStatus:
         """A PRODUCT ID in the real shape (00339-10000-00000-AA718), stable per SKU and key."""
         lic = self.license
         seed = f"{lic.sku.sku_id}|{lic.product_key or ''}".encode()
-        n = int.from_bytes(hashlib.sha256(seed).digest()[:8], "big")
+        # Two CRC-32s make 64 stable bits; a display id needs no cryptographic hash, and
+        # hashlib (OpenSSL) would add milliseconds to every /dstatus.
+        n = zlib.crc32(seed) << 32 | zlib.crc32(seed[::-1])
         return (
             f"{n % 100000:05d}-{n // 10**5 % 100000:05d}-"
             f"{n // 10**10 % 100000:05d}-AA{n // 10**15 % 1000:03d}"

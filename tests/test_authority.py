@@ -296,3 +296,18 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
     ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "out.json"), "--json")
     assert ran.json()["confirmed"] == 2
     assert len(json.loads((tmp_path / "out.json").read_text())) == 3
+
+
+def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
+    ospp("inpkey", issue(ospp), "--act")
+    code = ("import sys; from ospp.cli import main; sys.argv=['ospp','dstatus','--json'];\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('CRYPTO', 'cryptography' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **ospp.env}, timeout=60)
+    assert '"status": "LICENSED"' in done.stdout and "CRYPTO False" in done.stdout
+    # the authority is no longer trusted: the seal no longer matches, the full check runs
+    (ospp.home / "center" / "authority.pub.json").unlink()
+    st = ospp("dstatus", "--json").json()["products"][0]
+    assert st["status"] != "LICENSED" and st["error_code"] == "0xC004E003"
+    assert "not trusted" in st["detail"]

@@ -85,3 +85,33 @@ def test_completion_offers_slash_forms_and_modern_names():
     assert "/dstatus" in slash and "/dstatusall" in slash
     assert "/inpkey:" in _complete("ospp /inp")
     assert "dstatus" in _complete("ospp dst")
+
+
+def test_lazy_command_table_matches_the_modules():
+    import importlib
+
+    from ospp.cli import MODULES
+
+    for module, names in MODULES.items():
+        defined = [c.name for c in importlib.import_module(module).COMMANDS]
+        assert sorted(defined) == sorted(names), module
+
+
+def test_dstatus_does_not_import_the_servers():
+    code = (
+        "import sys; from ospp.cli import main; sys.argv=['ospp','/dstatus'];\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "bad=[m for m in ('asyncio','cryptography','dns','ospp.cli.kmshost','ospp.kms')"
+        " if m in sys.modules]\nprint('LOADED', bad)"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as home:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OSPP_HOME": home},
+            timeout=60,
+        )
+    assert "LOADED []" in done.stdout, done.stdout + done.stderr

@@ -1,11 +1,16 @@
-"""The ``ospp`` command line: ospp.vbs verbs (``ospp /dstatus``) and modern commands."""
+"""The ``ospp`` command line: ospp.vbs verbs (``ospp /dstatus``) and modern commands.
+
+Command modules are imported only when one of their commands runs (or help lists them all),
+so ``ospp /dstatus`` does not pay for the KMS host, the authority or DNS diagnostics.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from ospp import __version__
-from ospp.cli import activate, center, dnsdiag, extra, kmshost, verbs
 from ospp.cli.base import EXIT_STATUS_HELP, SlashGroup
 
 HELP = f"""Rehearse Office volume activation on a simulated licence store.
@@ -17,9 +22,47 @@ COMPUTERNAME selects another simulated machine, each with its own store.
 {EXIT_STATUS_HELP}
 """
 
+# Which module defines each command (a test checks this against the modules' COMMANDS).
+MODULES: dict[str, tuple[str, ...]] = {
+    "ospp.cli.verbs": (
+        "inpkey",
+        "unpkey",
+        "dstatus",
+        "dstatusall",
+        "ddescr",
+        "dcmid",
+        "rearm",
+        "sethst",
+        "setprt",
+        "remhst",
+        "cachst",
+        "actype",
+        "skms-domain",
+        "ckms-domain",
+    ),
+    "ospp.cli.activate": ("act", "dinstid", "actcid", "dhistoryacterr", "dhistorykms"),
+    "ospp.cli.extra": ("products", "install-product", "demo"),
+    "ospp.cli.center": ("center", "trust", "hardware"),
+    "ospp.cli.kmshost": ("kms", "service"),
+    "ospp.cli.dnsdiag": ("dnsdiag",),
+}
+_MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
+
+
+class LazySlashGroup(SlashGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_MODULE_OF)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _MODULE_OF:
+            module = importlib.import_module(_MODULE_OF[cmd_name])
+            for command in module.COMMANDS:
+                self.add_command(command)
+        return self.commands.get(cmd_name)
+
 
 @click.group(
-    cls=SlashGroup,
+    cls=LazySlashGroup,
     help=HELP,
     context_settings={"token_normalize_func": str.lower, "help_option_names": ["--help", "-h"]},
 )
@@ -27,17 +70,6 @@ COMPUTERNAME selects another simulated machine, each with its own store.
 @click.version_option(__version__, prog_name="ospp")
 def cli(as_json: bool) -> None:
     pass
-
-
-for _command in [
-    *verbs.COMMANDS,
-    *activate.COMMANDS,
-    *extra.COMMANDS,
-    *center.COMMANDS,
-    *kmshost.COMMANDS,
-    *dnsdiag.COMMANDS,
-]:
-    cli.add_command(_command)
 
 
 def main() -> None:
