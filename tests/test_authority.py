@@ -300,11 +300,18 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
 
 def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
     ospp("inpkey", issue(ospp), "--act")
-    code = ("import sys; from ospp.cli import main; sys.argv=['ospp','dstatus','--json'];\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('CRYPTO', 'cryptography' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **ospp.env}, timeout=60)
+    code = (
+        "import sys; from ospp.cli import main; sys.argv=['ospp','dstatus','--json'];\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('CRYPTO', 'cryptography' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ospp.env},
+        timeout=60,
+    )
     assert '"status": "LICENSED"' in done.stdout and "CRYPTO False" in done.stdout
     # the authority is no longer trusted: the seal no longer matches, the full check runs
     (ospp.home / "center" / "authority.pub.json").unlink()
