@@ -186,25 +186,10 @@ def prefill(home: Path, rows: int) -> None:
 
 
 def start_host(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[str], int]:
-    host = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ospp",
-            "kms",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            str(home / "requests.log"),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert host.stdout is not None
-    return host, int(host.stdout.readline().split()[1])
+    from ospp.background import start_server
+
+    args = ["kms", "serve", "--listen", "127.0.0.1:0", "--log", str(home / "requests.log")]
+    return start_server(args, env, subprocess.DEVNULL)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -170,27 +170,13 @@ def _start_host(
 ) -> subprocess.Popen[str]:
     log = home / "kms-requests.log"
     echo(f"$ ospp kms serve --listen 127.0.0.1:0 --log {log} &")
-    host = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ospp",
-            "kms",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            str(log),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    from ospp.background import start_server
+
+    host, port = start_server(
+        ["kms", "serve", "--listen", "127.0.0.1:0", "--log", str(log)], env, subprocess.DEVNULL
     )
-    assert host.stdout is not None
-    line = host.stdout.readline()
-    found["PORT"] = line.split()[1] if line.startswith("LISTENING") else "1688"
-    echo(line.rstrip("\n") + "\n")
+    found["PORT"] = str(port)
+    echo(f"LISTENING {port}\n")
     return host
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from ospp.background import start_server
 from tests.conftest import Ospp
 
 
@@ -35,30 +35,8 @@ class Host:
         if now:
             env["OSPP_NOW"] = now
         listen = self.listen if not self.port else self.listen.rsplit(":", 1)[0] + f":{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ospp",
-                "kms",
-                "serve",
-                "--listen",
-                listen,
-                "--log",
-                str(self.log),
-                *self.extra,
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("LISTENING "):
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"KMS host did not start: {line!r} {err}")
-        self.port = int(line.split()[1])
+        args = ["kms", "serve", "--listen", listen, "--log", str(self.log), *self.extra]
+        self.proc, self.port = start_server(args, env, subprocess.PIPE)
 
     @property
     def address(self) -> str:

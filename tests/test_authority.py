@@ -182,17 +182,10 @@ def test_untrusted_authority_is_refused(ospp: Ospp, tmp_path: Path):
 @pytest.fixture
 def served(ospp: Ospp) -> Iterator[str]:
     env = {**os.environ, **ospp.env}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ospp", "center", "serve", "--listen", "127.0.0.1:0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("LISTENING "), proc.stderr.read() if proc.stderr else ""
-    yield f"127.0.0.1:{line.split()[1]}"
+    from ospp.background import start_server
+
+    proc, port = start_server(["center", "serve", "--listen", "127.0.0.1:0"], env, subprocess.PIPE)
+    yield f"127.0.0.1:{port}"
     proc.terminate()
     assert proc.wait(timeout=10) == 0
 
