@@ -37,7 +37,16 @@ class Ospp:
             "OSPP_HOME": str(home / "client"),
             "OSPP_CENTER_HOME": str(home / "center"),
             "OSPP_KMS_HOME": str(home / "kms"),
+            # Never the machine's own resolver: discovery in tests stays on loopback.
+            "OSPP_RESOLV_CONF": str(self._resolv_conf(home)),
         }
+
+    @staticmethod
+    def _resolv_conf(home: Path) -> Path:
+        home.mkdir(parents=True, exist_ok=True)
+        path = home / "resolv.conf"
+        path.write_text("nameserver 127.0.0.1\n")
+        return path
 
     def __call__(
         self, *args: str, env: dict[str, str] | None = None, input: str | None = None

@@ -127,7 +127,9 @@ def diagnose(computer: str | None) -> Result:
             "See the Fix lines above.",
         )
     )
-    return Result(lines, data, banners=False, failed=error)
+    from ospp.cli.base import error_lines
+
+    return Result([*lines, *error_lines(error)], data, banners=False, failed=error)
 
 
 @click.command("dnsdiag")
