@@ -509,3 +509,33 @@ def test_a_renewing_client_is_counted_once(ospp: Ospp, host: Host):
         other = conn.call(raw_request())["count"]
     assert counts == [1] * 20 and other == 2
     assert ospp("kms", "status", "--json").json()["stored_clients"] == 2
+
+
+def test_counts_are_kept_per_application_group(tmp_path: Path):
+    """Office 2010 and Office 2013+ are separate groups on one host (library level: a host
+    holds one key, so the two groups are served here under two serving states)."""
+    from ospp.catalog import Channel, catalog
+    from ospp.clock import SystemClock
+    from ospp.kms import KmsHost, ServingState
+
+    host = KmsHost.open(tmp_path / "kms", SystemClock())
+    cert: dict[str, Any] = {"kind": "test"}
+    product2010 = catalog().product("ProPlus2010")
+    product2024 = catalog().product("ProPlus2024")
+    assert product2010 is not None and product2024 is not None
+
+    def state(product: Any) -> ServingState:
+        return ServingState(cert, b"{}", product, "epid", 120, 10080)
+
+    def ask(product: Any) -> int:
+        sku = product.sku(Channel.KMS_CLIENT)
+        [answer] = host.process(
+            state(product), [raw_request(app_id=product.application_id, sku_id=sku.sku_id)]
+        )
+        assert isinstance(answer, bytes)
+        return int(json.loads(answer)["count"])
+
+    counts_new = [ask(product2024) for _ in range(6)]
+    assert counts_new == [1, 2, 3, 4, 5, 6]
+    assert ask(product2010) == 1
+    host.db.close()
