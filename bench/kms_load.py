@@ -102,12 +102,7 @@ def _worker(
     async def main() -> None:
         await asyncio.gather(*(_client(port, per_client, mode, lat) for _ in range(clients)))
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    asyncio.run(main())
     out.put(lat)
 
 

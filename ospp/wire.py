@@ -156,10 +156,11 @@ class _FrameProtocol(asyncio.Protocol):
         self.closed = False
         self.last = self.loop.time()
         self.partial_since: float | None = None
-        self.transport: Any = None  # asyncio.Transport, or uvloop's (not a subclass)
+        self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.gauge.open += 1
         sock = transport.get_extra_info("socket")

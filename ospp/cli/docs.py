@@ -176,9 +176,6 @@ ADDR[:PORT] of the nameserver KMS discovery asks (default: the resolver's config
 .B OSPP_RESOLV_CONF
 A resolv.conf to read instead of the system's (its nameserver, domain and search list).
 .TP
-.B OSPP_EVENT_LOOP
-asyncio to run the KMS host on asyncio's own event loop instead of uvloop.
-.TP
 .B OSPP_DEBUG
 Print a traceback for internal errors.
 .SH FILES

@@ -230,33 +230,18 @@ def serve(listen: str, idle_timeout: float, log_to: str) -> None:
     """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready."""
 
     def body() -> Result:
+        import asyncio
 
         from ospp.endpoint import parse_host
 
         endpoint = parse_host(listen, 1688, "--listen", listen=True)
-        runner = _event_loop_runner()
-        runner(_serve(endpoint.host, endpoint.port, idle_timeout, log_to))
+        asyncio.run(_serve(endpoint.host, endpoint.port, idle_timeout, log_to))
         return Result([], banners=False)
 
     run("kms serve", False, body)
 
 
 GROUP_COMMIT_WINDOW = 0.002  # seconds; the price in latency of fewer, larger transactions
-
-
-def _event_loop_runner() -> Any:
-    """uvloop where it is installed (Linux, macOS: about twice the connections per second),
-    else the standard asyncio loop (Windows, or OSPP_EVENT_LOOP=asyncio)."""
-    import asyncio
-
-    if os.environ.get("OSPP_EVENT_LOOP", "auto") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run
-    return asyncio.run
 
 
 async def _publish_forever(host: Any, pub: Any, port: int) -> None:
