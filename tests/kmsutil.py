@@ -58,6 +58,21 @@ class Host:
         return self.proc is not None and self.proc.poll() is None
 
 
+def ipv6_host(ospp: Ospp) -> Host:
+    """An activated host on [::1], or the test is skipped where the machine has no IPv6."""
+    import socket
+
+    import pytest
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    make_host(ospp)
+    return Host(ospp, listen="[::1]:0")
+
+
 def make_host(ospp: Ospp, product: str = "ProPlus2021", activate: bool = True) -> None:
     """Issue a KMS host key from the test's authority, install it and (optionally) activate."""
     key = ospp(

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Ospp
 from tests.dnsutil import ZONE, Bind, ServfailServer, SilentServer
-from tests.kmsutil import Host, make_host
+from tests.kmsutil import Host, ipv6_host, make_host
 
 pytestmark = pytest.mark.skipif(
     shutil.which("named") is None, reason="BIND (named) is not installed; .ci/run installs it"
@@ -209,13 +209,7 @@ def test_cname_target(ospp: Ospp, bind: Bind, sub: str, host: Host):
 
 
 def test_ipv6_target(ospp: Ospp, bind: Bind, sub: str):
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback here")
-    make_host(ospp)
-    h = Host(ospp, listen="[::1]:0")
+    h = ipv6_host(ospp)
     try:
         bind.update(
             ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {h.port} v6.{sub}."),

@@ -24,7 +24,7 @@ import pytest
 from ospp.endpoint import Endpoint
 from ospp.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import Host, client, make_host, path_of
+from tests.kmsutil import Host, client, ipv6_host, make_host, path_of
 
 PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
 APP = "0ff1ce15-a989-479d-af46-f275c6370663"
@@ -460,13 +460,7 @@ def test_sigkill_under_load_loses_no_acknowledged_activation(ospp: Ospp, host: H
 
 
 def test_ipv6_loopback(ospp: Ospp):
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback on this machine")
-    make_host(ospp)
-    h = Host(ospp, listen="[::1]:0")
+    h = ipv6_host(ospp)
     try:
         for n in range(1, 6):
             ospp("install-product", "ProPlus2021", f"six{n}")
