@@ -181,7 +181,7 @@ def prefill(home: Path, rows: int) -> None:
 
 
 def start_host(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[str], int]:
-    from ospp.background import start_server
+    from ospp.core.background import start_server
 
     args = ["kms", "serve", "--listen", "127.0.0.1:0", "--log", str(home / "requests.log")]
     return start_server(args, env, subprocess.DEVNULL)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from ospp.background import start_server
+from ospp.core.background import start_server
 from tests.conftest import Ospp
 
 

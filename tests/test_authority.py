@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ospp import phone
-from ospp.errors import LicensingError
+from ospp.core.errors import LicensingError
+from ospp.protocol import phone
 from tests.conftest import Ospp
 
 
@@ -70,8 +70,8 @@ def test_blocked_and_forged_keys(ospp: Ospp):
     ran = ospp("/act")
     assert ran.code == 1 and "0xC004C003" in ran.out
     # a key with a valid checksum but a security value the authority never computed
-    from ospp import keys
-    from ospp.catalog import Channel, catalog
+    from ospp.core.catalog import Channel, catalog
+    from ospp.protocol import keys
 
     product = catalog().product("Standard2019")
     assert product is not None
@@ -182,7 +182,7 @@ def test_untrusted_authority_is_refused(ospp: Ospp, tmp_path: Path):
 @pytest.fixture
 def served(ospp: Ospp) -> Iterator[str]:
     env = {**os.environ, **ospp.env}
-    from ospp.background import start_server
+    from ospp.core.background import start_server
 
     proc, port = start_server(["center", "serve", "--listen", "127.0.0.1:0"], env, subprocess.PIPE)
     yield f"127.0.0.1:{port}"
@@ -227,8 +227,8 @@ def test_remote_authority_survives_malformed_frames(ospp: Ospp, served: str):
             s.sendall(payload)
             s.shutdown(socket.SHUT_WR)
             s.recv(4096)
-    from ospp.endpoint import Endpoint
-    from ospp.wire import Connection
+    from ospp.core.endpoint import Endpoint
+    from ospp.protocol.wire import Connection
 
     with Connection(Endpoint(host, int(port)), "authority") as conn:
         answer = conn.call({"op": "nosuch"})

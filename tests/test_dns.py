@@ -130,7 +130,7 @@ def test_all_hosts_dead_lists_each_one(ospp: Ospp, bind: Bind, sub: str):
 
 
 def test_weights_three_to_one(bind: Bind, sub: str):
-    from ospp import discovery
+    from ospp.dns import discovery
 
     bind.update(
         ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 3 1688 heavy.{sub}."),
@@ -302,8 +302,8 @@ def test_refused_and_badly_signed_updates(ospp: Ospp, bind: Bind, sub: str, tmp_
     assert ran.code == 4 and "did not take the update" in ran.out
     assert "0x80072339" in ran.out or "0x80072331" in ran.out
     # unsigned updates are refused
-    from ospp.clock import SystemClock
-    from ospp.kms import KmsHost
+    from ospp.core.clock import SystemClock
+    from ospp.kmshost.state import KmsHost
 
     kms_host = KmsHost.open(ospp.home / "kms", SystemClock())
     pub = kms_host.publishing()
@@ -343,7 +343,7 @@ def test_extra_domains_with_priority_and_weight(ospp: Ospp, bind: Bind, sub: str
         str(bind.keyfile),
     )
     assert ospp("kms", "dns", "publish", "--port", "1700").code == 0
-    from ospp import discovery
+    from ospp.dns import discovery
 
     res = discovery.resolver({"OSPP_DNS": bind.address})
     branch = discovery.lookup(res, f"branch.{sub}").records

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ospp import keys
-from ospp.catalog import Channel, catalog
-from ospp.errors import LicensingError
+from ospp.core.catalog import Channel, catalog
+from ospp.core.errors import LicensingError
+from ospp.protocol import keys
 
 products = st.sampled_from(catalog().products)
 channels = st.sampled_from([Channel.MAK, Channel.KMS_HOST])

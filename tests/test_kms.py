@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from ospp.endpoint import Endpoint
-from ospp.wire import Connection
+from ospp.core.endpoint import Endpoint
+from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
 from tests.kmsutil import Host, client, ipv6_host, make_host, path_of
 
@@ -241,7 +241,7 @@ class RogueHost:
         self.port = 0
 
         async def main() -> None:
-            from ospp import wire
+            from ospp.protocol import wire
 
             async def handle(msg: dict[str, Any]) -> dict[str, Any]:
                 return dict(self.answer(msg))
@@ -266,10 +266,10 @@ class RogueHost:
 def _rogue_answer(tmp: Path) -> Any:
     """A well-formed response signed by a key whose 'certificate' comes from a foreign
     authority (a real ospp authority the client does not trust)."""
-    from ospp.authority import Authority
-    from ospp.clock import SystemClock
-    from ospp.crypto import HostKey, b64
-    from ospp.kms import canonical
+    from ospp.authority.state import Authority
+    from ospp.core.canonical import canonical
+    from ospp.core.clock import SystemClock
+    from ospp.protocol.crypto import HostKey, b64
 
     foreign = Authority.open(tmp / "foreign-center", SystemClock())
     key = foreign.issue_key("ProPlus2024", "kms-host")
@@ -508,9 +508,9 @@ def test_a_renewing_client_is_counted_once(ospp: Ospp, host: Host):
 def test_counts_are_kept_per_application_group(tmp_path: Path):
     """Office 2010 and Office 2013+ are separate groups on one host (library level: a host
     holds one key, so the two groups are served here under two serving states)."""
-    from ospp.catalog import Channel, catalog
-    from ospp.clock import SystemClock
-    from ospp.kms import KmsHost, ServingState
+    from ospp.core.catalog import Channel, catalog
+    from ospp.core.clock import SystemClock
+    from ospp.kmshost.state import KmsHost, ServingState
 
     host = KmsHost.open(tmp_path / "kms", SystemClock())
     cert: dict[str, Any] = {"kind": "test"}

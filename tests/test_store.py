@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ospp import client
-from ospp.clock import FixedClock, parse_time
+from ospp.core.clock import FixedClock, parse_time
+from ospp.machine import client
 from tests.conftest import GVLK_2021, PRODUCT, Ospp
 
 
@@ -114,7 +114,7 @@ def test_sixteen_processes_lose_no_update(tmp_path: Path):
 def test_concurrent_cli_processes_keep_every_key(ospp: Ospp):
     import subprocess
 
-    from ospp.catalog import catalog
+    from ospp.core.catalog import catalog
 
     gvlks = [p.gvlk for p in catalog().products[:8]]
     env = {**os.environ, **ospp.env}

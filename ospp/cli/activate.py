@@ -6,13 +6,13 @@ import os
 
 import click
 
-from ospp import client
-from ospp.catalog import Channel
 from ospp.cli.base import Result, error_lines, json_wanted, run, verb
-from ospp.clock import iso
-from ospp.errors import LicensingError, OsppError
-from ospp.phone import CID_GROUP_DATA, CID_GROUPS, check_group, format_groups
-from ospp.store import License, MachineStore
+from ospp.core.catalog import Channel
+from ospp.core.clock import iso
+from ospp.core.errors import LicensingError, OsppError
+from ospp.machine import client
+from ospp.machine.store import License, MachineStore
+from ospp.protocol.phone import CID_GROUP_DATA, CID_GROUPS, check_group, format_groups
 
 E_NO_KMS = 0xC004F074
 
@@ -34,7 +34,7 @@ def activate_licences(
     store: MachineStore, lines: list[str], data: list[dict[str, object]]
 ) -> OsppError | None:
     """Activate every keyed licence; returns the first failure (all are recorded)."""
-    from ospp import activation
+    from ospp.machine import activation
 
     first: OsppError | None = None
     statuses = {st.license.sku.sku_id: st.status for st in client.statuses(store)}
@@ -51,7 +51,7 @@ def activate_licences(
             if lic.sku.channel is Channel.MAK:
                 activation.activate_mak(store, lic, os.environ)
             else:
-                from ospp import kmsclient
+                from ospp.machine import kmsclient
 
                 status = statuses.get(lic.sku.sku_id, "OOB_GRACE")
                 outcome = kmsclient.activate(store, lic, os.environ, status)
@@ -107,7 +107,7 @@ def dinstid(ctx: click.Context, computer: str | None, as_json: bool) -> None:
     """Show the installation ID (IID) of each MAK / KMS host product, for phone activation."""
 
     def body() -> Result:
-        from ospp.activation import installation_id
+        from ospp.machine.activation import installation_id
 
         store = client.open_machine(computer)
         lines, rows = [], []
@@ -180,7 +180,7 @@ def actcid(
     """Activate offline with a confirmation ID (CID) from the phone centre."""
 
     def body() -> Result:
-        from ospp import activation
+        from ospp.machine import activation
 
         store = client.open_machine(computer)
         lic = _phone_target(store, sku)
@@ -219,7 +219,7 @@ def _ask_groups() -> str:
 
 def _history(ctx: click.Context, name: str, kind: str, computer: str | None, as_json: bool) -> None:
     def body() -> Result:
-        from ospp.errors import DESCRIPTIONS, hex_code
+        from ospp.core.errors import DESCRIPTIONS, hex_code
 
         store = client.open_machine(computer)
         entries = store.history(kind)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.db import close_all
+from ospp.core.db import close_all
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
-from ospp.errors import ExitStatus, OsppError, hex_code
+from ospp.core.errors import ExitStatus, OsppError, hex_code
 
 DASHES = "-" * 39
 PROCESSING = "---Processing" + "-" * 26

@@ -10,13 +10,13 @@ from typing import Any
 import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
-from ospp.clock import clock_from_env
-from ospp.errors import OsppError, UsageError
-from ospp.paths import center_home, write_atomic
+from ospp.core.clock import clock_from_env
+from ospp.core.errors import UsageError
+from ospp.core.paths import center_home, write_atomic
 
 
 def _open() -> Any:
-    from ospp.authority import Authority
+    from ospp.authority.state import Authority
 
     return Authority.open(center_home(), clock_from_env())
 
@@ -48,7 +48,7 @@ def init(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Create the authority's key pair and store (done on first use otherwise)."""
 
     def body() -> Result:
-        from ospp.authority import Authority
+        from ospp.authority.state import Authority
 
         authority = Authority.open(center_home(), clock_from_env(), name)
         pub = authority.home / "authority.pub.json"
@@ -161,7 +161,7 @@ def confirm(ctx: click.Context, iid: tuple[str, ...], as_json: bool) -> None:
     """The phone operator's tool: turn an installation ID into a confirmation ID."""
 
     def body() -> Result:
-        from ospp.phone import format_groups
+        from ospp.protocol.phone import format_groups
 
         cid = _open().confirm(" ".join(iid))
         return Result(
@@ -195,37 +195,11 @@ def confirm_batch(
             lines = infile.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise UsageError(f"cannot read {infile}: {exc.strerror}") from exc
-        authority = _open()
-        rows: list[dict[str, Any]] = []
-        for number, line in enumerate(lines, 1):
-            iid = line.split("#")[0].strip().split(",")[-1].strip()
-            if not iid:
-                continue
-            try:
-                rows.append(
-                    {"line": number, "iid": iid, "cid": authority.confirm(iid), "error": None}
-                )
-            except OsppError as exc:
-                rows.append(
-                    {
-                        "line": number,
-                        "iid": iid,
-                        "cid": None,
-                        "error": f"0x{exc.code:08X} {exc.message}",
-                    }
-                )
-        import csv
-        import io
+        from ospp.authority import batch
 
+        rows = batch.confirm_lines(_open(), lines)
         kind = fmt or ("json" if outfile.suffix.lower() == ".json" else "csv")
-        if kind == "json":
-            text = json.dumps(rows, indent=2) + "\n"
-        else:
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=["line", "iid", "cid", "error"])
-            writer.writeheader()
-            writer.writerows(rows)
-            text = buf.getvalue()
+        text = batch.render(rows, kind)
         try:
             write_atomic(outfile, text)
         except OSError as exc:
@@ -252,40 +226,23 @@ def serve(listen: str) -> None:
     """Serve online activation and the phone centre over the ospp protocol."""
 
     def body() -> Result:
-        import asyncio
-
-        from ospp.endpoint import parse_host
+        from ospp.authority.server import serve as serve_authority
+        from ospp.core.endpoint import parse_host
 
         endpoint = parse_host(listen, 1689, "--listen", listen=True)
-        asyncio.run(_serve(endpoint.host, endpoint.port))
+        authority = _open()
+
+        def ready(shown: str, bound: int) -> None:
+            click.echo(
+                f"ospp authority {authority.public.fingerprint} listening on {shown}:{bound}",
+                err=True,
+            )
+            click.echo(f"LISTENING {bound}")
+
+        serve_authority(authority, endpoint.host, endpoint.port, ready)
         return Result([], banners=False)
 
     run("center serve", False, body)
-
-
-async def _serve(host: str, port: int) -> None:
-
-    from ospp import wire
-
-    authority = _open()
-
-    async def handle(request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "activate":
-            return {"v": wire.VERSION, "ok": True, **authority.activate(request)}
-        if op == "confirm":
-            return {"v": wire.VERSION, "ok": True, "cid": authority.confirm(str(request["iid"]))}
-        return wire.error_response(0x80070057, f"unknown op {op!r}")
-
-    def ready(server: Any) -> None:
-        shown, bound = wire.bound_address(server)
-        click.echo(
-            f"ospp authority {authority.public.fingerprint} listening on {shown}:{bound}",
-            err=True,
-        )
-        click.echo(f"LISTENING {bound}")
-
-    await wire.serve_until_stopped(handle, host, port, ready)
 
 
 @click.group("trust")
@@ -301,8 +258,8 @@ def trust_add(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Trust the authority whose public key file is FILE ('ospp center pubkey')."""
 
     def body() -> Result:
-        from ospp.activation import add_anchor
-        from ospp.paths import ospp_home
+        from ospp.core.paths import ospp_home
+        from ospp.protocol.trust import add_anchor
 
         bundle = add_anchor(ospp_home(), file)
         return Result(
@@ -321,8 +278,8 @@ def trust_list(ctx: click.Context, as_json: bool) -> None:
     """List the trusted authorities."""
 
     def body() -> Result:
-        from ospp.activation import anchors
-        from ospp.paths import ospp_home
+        from ospp.core.paths import ospp_home
+        from ospp.protocol.trust import anchors
 
         found = anchors(ospp_home(), os.environ)
         lines = [f"{fp}  {b.name}" for fp, b in found.items()] or ["<No trusted authority>"]
@@ -348,7 +305,7 @@ def hardware_show(ctx: click.Context, computer: str | None, as_json: bool) -> No
     """Show the hardware profile and hash."""
 
     def body() -> Result:
-        from ospp import client, hardware
+        from ospp.machine import client, hardware
 
         store = client.open_machine(computer)
         hw = hardware.load(store.directory)
@@ -379,7 +336,7 @@ def hardware_change(
     """Replace components (e.g. nic_mac disk): a new motherboard is most of them."""
 
     def body() -> Result:
-        from ospp import client, hardware
+        from ospp.machine import client, hardware
 
         store = client.open_machine(computer)
         hw = hardware.change(store.directory, list(components), store.clock.now())

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ospp import client
-from ospp.catalog import Channel, catalog
 from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, json_wanted, run
+from ospp.core.catalog import Channel, catalog
+from ospp.machine import client
 
 
 @click.command("products")
@@ -71,7 +71,7 @@ def install_product(ctx: click.Context, product: str, computer: str | None, as_j
 )
 def demo(keep: Path | None) -> None:
     """Run a guided tour on a throw-away store: keys, status, grace, errors."""
-    from ospp.demo import run_demo
+    from ospp.cli.demo import run_demo
 
     raise SystemExit(run_demo(click.echo, keep))
 

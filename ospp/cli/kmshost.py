@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
-from ospp.clock import clock_from_env, iso
-from ospp.errors import LicensingError
-from ospp.paths import kms_home
+from ospp.core.clock import clock_from_env
+from ospp.core.errors import LicensingError, hex_code
+from ospp.core.paths import kms_home
 
 
 def _host() -> Any:
-    from ospp.kms import KmsHost
+    from ospp.kmshost.state import KmsHost
 
     return KmsHost.open(kms_home(), clock_from_env())
 
@@ -230,197 +228,36 @@ def serve(listen: str, idle_timeout: float, log_to: str) -> None:
     """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready."""
 
     def body() -> Result:
-        import asyncio
-
-        from ospp.endpoint import parse_host
+        from ospp.core.endpoint import parse_host
+        from ospp.kmshost import server
 
         endpoint = parse_host(listen, 1688, "--listen", listen=True)
-        asyncio.run(_serve(endpoint.host, endpoint.port, idle_timeout, log_to))
+        log = server.open_log(log_to)
+        host = _host()
+
+        def ready(shown: str, bound: int, state: Any) -> None:
+            activated = (
+                "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
+            )
+            click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
+            click.echo(f"LISTENING {bound}")
+
+        def event(record: dict[str, Any]) -> None:
+            click.echo(json.dumps(record), err=True)
+
+        server.serve(
+            host,
+            endpoint.host,
+            endpoint.port,
+            idle_timeout=idle_timeout,
+            log=log,
+            ready=ready,
+            events=event,
+        )
+        click.echo("ospp KMS host stopped", err=True)
         return Result([], banners=False)
 
     run("kms serve", False, body)
-
-
-GROUP_COMMIT_WINDOW = 0.002  # seconds; the price in latency of fewer, larger transactions
-
-
-async def _publish_forever(host: Any, pub: Any, port: int) -> None:
-    """Publish at start and every interval; a failure is logged and the host keeps serving."""
-    import asyncio
-
-    from ospp.errors import OsppError
-    from ospp.publish import publish
-
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            done = await loop.run_in_executor(None, publish, pub, port)
-            outcome = "; ".join(done)
-            event = {"event": "dns-publish", "ok": True, "result": outcome}
-        except OsppError as exc:
-            outcome = f"failed: 0x{exc.code:08X} {exc.message}"
-            event = {
-                "event": "dns-publish",
-                "ok": False,
-                "code": f"0x{exc.code:08X}",
-                "error": exc.message,
-            }
-        host.record_publish(outcome)
-        click.echo(json.dumps({"ts": iso(host.clock.now()), **event}), err=True)
-        await asyncio.sleep(pub.interval_hours * 3600)
-
-
-class _BatchTimer:
-    """The one scheduled close of the current group-commit batch."""
-
-    def __init__(self) -> None:
-        self.handle: Any = None
-        self.soon = False
-
-    def close_later(self, loop: Any, flush: Any) -> None:
-        if self.handle is None:
-            self.handle = loop.call_later(GROUP_COMMIT_WINDOW, flush)
-
-    def close_soon(self, loop: Any, flush: Any) -> None:
-        if self.soon:
-            return
-        if self.handle is not None:
-            self.handle.cancel()
-        self.handle = loop.call_soon(flush)
-        self.soon = True
-
-    def reset(self) -> None:
-        self.handle = None
-        self.soon = False
-
-
-class _RequestLog:
-    """One JSON line per request, written in batches a few times a second.
-
-    Writing every line as it happens cost a quarter of the host's throughput; the state that
-    matters (counts, activations) is committed to SQLite before any answer is sent.
-    """
-
-    PERIOD = 0.2
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.lines: list[str] = []
-        self.scheduled = False
-
-    def add(self, now: str, message: dict[str, Any], answer: Any, seconds: float) -> None:
-        if self.stream is None:
-            return
-        ok = isinstance(answer, bytes)
-        self.lines.append(
-            json.dumps(
-                {
-                    "ts": now,
-                    "op": message.get("op"),
-                    "cmid": message.get("cmid"),
-                    "sku_id": message.get("sku_id"),
-                    "ok": ok,
-                    "code": 0 if ok else answer.get("code"),
-                    "ms": round(seconds * 1000, 3),
-                }
-            )
-        )
-
-    def schedule(self, loop: Any) -> None:
-        if self.lines and not self.scheduled:
-            self.scheduled = True
-            loop.call_later(self.PERIOD, self.write_out)
-
-    def write_out(self) -> None:
-        self.scheduled = False
-        if self.stream is not None and self.lines:
-            self.stream.write("\n".join(self.lines) + "\n")
-            self.stream.flush()
-            self.lines.clear()
-
-
-def _open_log(target: str) -> Any:
-    if target == "none":
-        return None
-    if target == "-":
-        return sys.stderr
-    return Path(target).open("a", encoding="utf-8")
-
-
-async def _serve(host_name: str, port: int, idle_timeout: float, log_to: str) -> None:
-    import asyncio
-
-    from ospp import wire
-
-    host = _host()
-    state = host.serving_state()
-    checkpointer = host.start_checkpointer()
-    log = _RequestLog(_open_log(log_to))
-    pending: list[tuple[dict[str, Any], asyncio.Future[wire.Reply], float]] = []
-    loop = asyncio.get_running_loop()
-    gauge = wire.Gauge()
-
-    batch = _BatchTimer()
-
-    def flush() -> None:
-        batch.reset()
-        items = pending[:]
-        pending.clear()
-        if not items:
-            return
-        try:
-            answers = host.process(state, [item[0] for item in items])
-        except Exception as exc:  # a store failure: every request in the batch fails
-            for _, fut, _ in items:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        done = time.perf_counter()
-        now = iso(host.clock.now())
-        for (message, fut, started), answer in zip(items, answers, strict=True):
-            log.add(now, message, answer, done - started)
-            if not fut.done():
-                fut.set_result(answer)
-        log.schedule(loop)
-
-    def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
-        fut: asyncio.Future[wire.Reply] = loop.create_future()
-        if message.get("op") == "kms-ping":  # for 'ospp dnsdiag': is a KMS host listening?
-            fut.set_result(
-                {"v": 1, "ok": True, "epid": state.epid, "activated": state.certificate is not None}
-            )
-            return fut
-        if message.get("op") != "kms-activate":
-            fut.set_result(wire.error_response(0x80070057, f"unknown op {message.get('op')!r}"))
-            return fut
-        pending.append((message, fut, time.perf_counter()))
-        # Group commit: requests share a transaction. The batch closes when every connected
-        # client is waiting in it (no more can come), or GROUP_COMMIT_WINDOW after it opened.
-        if len(pending) >= gauge.open:
-            batch.close_soon(loop, flush)
-        elif len(pending) == 1:
-            batch.close_later(loop, flush)
-        return fut
-
-    def ready(server: Any) -> None:
-        shown, bound = wire.bound_address(server)
-        host.record_port(bound)
-        activated = "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
-        click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
-        click.echo(f"LISTENING {bound}")
-        pub = host.publishing()
-        if pub.enabled:
-            tasks.append(loop.create_task(_publish_forever(host, pub, bound)))
-
-    tasks: list[asyncio.Task[None]] = []
-    await wire.serve_until_stopped(handle, host_name, port, ready, idle_timeout, gauge)
-    for task in tasks:
-        task.cancel()
-    checkpointer.set()
-    if pending:
-        flush()
-    log.write_out()
-    click.echo("ospp KMS host stopped", err=True)
 
 
 @click.command("service")
@@ -435,59 +272,40 @@ def service(
     every activation interval and renew activated ones every renewal interval."""
 
     def body() -> Result:
-        from ospp import client, kmsclient
-        from ospp.errors import OsppError
-        from ospp.paths import ospp_home
+        from ospp.core.paths import ospp_home
+        from ospp.machine import service as licensing
 
         names: list[str | None] = list(computers) or [None]
         if all_machines:
-            root = ospp_home() / "machines"
-            found = [p.name for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
-            names = list(found)
-        lines: list[str] = []
-        rows: list[dict[str, Any]] = []
-        first: OsppError | None = None
-        for name in names:
-            store = client.open_machine(name)
-            now = store.clock.now()
-            settings = store.settings()
-            history = store.history("kms")
-            for st in client.statuses(store):
-                lic = st.license
-                attempts = [h.at for h in history if h.sku_id == lic.sku.sku_id]
-                action = kmsclient.due(
-                    lic, st.status, now, settings, max(attempts) if attempts else None
-                )
-                row: dict[str, Any] = {
-                    "machine": store.name,
-                    "product": lic.sku.product.id,
-                    "status": st.status,
-                    "action": action,
-                }
-                if action is None:
-                    if lic.sku.channel.value == "kms-client":
-                        rows.append(row)
-                        lines.append(
-                            f"{store.name}: {lic.sku.product.id}: nothing due ({st.status})"
-                        )
-                    continue
-                try:
-                    outcome = kmsclient.activate(store, lic, os.environ, st.status)
-                    row.update(ok=True, host=outcome.host, count=outcome.count)
-                    lines.append(
-                        f"{store.name}: {lic.sku.product.id}: {action} succeeded at "
-                        f"{outcome.host} (count {outcome.count})"
-                    )
-                except OsppError as exc:
-                    row.update(ok=False, error=exc.to_json())
-                    lines.append(
-                        f"{store.name}: {lic.sku.product.id}: {action} failed: "
-                        f"0x{exc.code:08X} {exc.message}"
-                    )
-                    first = first or exc
-                rows.append(row)
+            names = list(licensing.machine_names(ospp_home()))
         if not names:
             raise LicensingError(0xC004F014, "there are no simulated machines yet")
+        lines: list[str] = []
+        rows: list[dict[str, Any]] = []
+        first = None
+        for done in licensing.run(names, os.environ):
+            row: dict[str, Any] = {
+                "machine": done.machine,
+                "product": done.product,
+                "status": done.status,
+                "action": done.action,
+            }
+            where = f"{done.machine}: {done.product}"
+            if done.action is None:
+                lines.append(f"{where}: nothing due ({done.status})")
+            elif done.error is None:
+                row.update(ok=True, host=done.host, count=done.count)
+                lines.append(
+                    f"{where}: {done.action} succeeded at {done.host} (count {done.count})"
+                )
+            else:
+                row.update(ok=False, error=done.error.to_json())
+                lines.append(
+                    f"{where}: {done.action} failed: "
+                    f"{hex_code(done.error.code)} {done.error.message}"
+                )
+                first = first or done.error
+            rows.append(row)
         return Result(lines, {"actions": rows}, banners=False, failed=first)
 
     run("service", json_wanted(ctx, as_json), body)
@@ -546,7 +364,7 @@ def dns_set(
     """Configure and enable DNS publishing (options not given keep their value)."""
 
     def body() -> Result:
-        from ospp.publish import read_key_file
+        from ospp.dns.publish import read_key_file
 
         host = _host()
         pub = host.publishing()
@@ -616,7 +434,7 @@ def dns_publish(ctx: click.Context, port: int | None, as_json: bool) -> None:
     """Publish now, once (the running host also publishes at start and every interval)."""
 
     def body() -> Result:
-        from ospp.publish import publish
+        from ospp.dns.publish import publish
 
         host = _host()
         pub = host.publishing()
@@ -636,12 +454,12 @@ def dns_records(ctx: click.Context, port: int | None, as_json: bool) -> None:
     """Print the zone-file lines, for admins who publish by hand."""
 
     def body() -> Result:
-        from ospp.publish import zone_lines
+        from ospp.dns.publish import zone_lines
 
         host = _host()
         pub = host.publishing()
         if not pub.domain or not pub.hostname:
-            from ospp.errors import UsageError
+            from ospp.core.errors import UsageError
 
             raise UsageError("set --domain and --hostname first: ospp kms dns set ...")
         lines = zone_lines(pub, port or host.status()["port"])

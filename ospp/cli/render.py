@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ospp.catalog import Channel
 from ospp.cli.base import DASHES
-from ospp.client import KmsSettings
-from ospp.clock import iso
-from ospp.errors import DESCRIPTIONS, INFORMATIONAL, hex_code
-from ospp.status import LICENSED, LicenseStatus
+from ospp.core.catalog import Channel
+from ospp.core.clock import iso
+from ospp.core.errors import DESCRIPTIONS, INFORMATIONAL, hex_code
+from ospp.machine.status import LICENSED, LicenseStatus
+from ospp.machine.store import KmsSettings
 
 ACTYPE_NAMES = {0: "ALL", 1: "AD", 2: "KMS", 3: "TOKEN"}
 

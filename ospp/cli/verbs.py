@@ -6,12 +6,12 @@ import re
 
 import click
 
-from ospp import client
 from ospp.cli.base import Result, json_wanted, run, verb
 from ospp.cli.render import kms_json, status_json, status_lines
-from ospp.clock import iso
-from ospp.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
-from ospp.store import MAX_REARMS, MachineStore
+from ospp.core.clock import iso
+from ospp.core.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
+from ospp.machine import client
+from ospp.machine.store import MAX_REARMS, MachineStore
 
 _HEX = r"^0[xX][0-9a-fA-F]{1,8}$"
 
@@ -103,7 +103,7 @@ def _status(ctx: click.Context, name: str, computer: str | None, as_json: bool, 
     def body() -> Result:
         store = client.open_machine(computer)
         found = client.statuses(store, include_unkeyed=all_)
-        kms = client.kms_settings(store.settings())
+        kms = store.kms()
         if not found:
             return Result(
                 ["<No installed product keys detected>"], {**_machine_data(store), "products": []}
@@ -216,7 +216,7 @@ def _setting(
     def body() -> Result:
         store = client.open_machine(computer)
         change(store)  # type: ignore[operator]
-        kms = client.kms_settings(store.settings())
+        kms = store.kms()
         return Result(
             ["Successfully applied setting."], {**_machine_data(store), "kms": kms_json(kms)}
         )

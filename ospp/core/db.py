@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ospp.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
 
 APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
 

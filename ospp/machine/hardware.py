@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ospp.clock import iso
-from ospp.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
-from ospp.paths import write_atomic
+from ospp.core.clock import iso
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
+from ospp.core.paths import write_atomic
 
 COMPONENTS = (
     "volume_serial",
@@ -112,7 +112,7 @@ def change(directory: Path, names: list[str], now: datetime) -> Hardware:
     current = load(directory)
     unknown = [n for n in names if n not in COMPONENTS]
     if unknown:
-        from ospp.errors import UsageError
+        from ospp.core.errors import UsageError
 
         raise UsageError(
             f"unknown hardware component {unknown[0]!r}",

@@ -5,18 +5,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ospp.catalog import Product, Sku, catalog
-from ospp.clock import Clock, clock_from_env
-from ospp.errors import LicensingError, UsageError
-from ospp.paths import machine_name, ospp_home
-from ospp.status import LicenseStatus, evaluate
-from ospp.store import MAX_REARMS, MachineStore
+from ospp.core.catalog import Product, Sku, catalog
+from ospp.core.clock import Clock, clock_from_env
+from ospp.core.errors import LicensingError, UsageError
+from ospp.core.paths import machine_name, ospp_home
+from ospp.machine.status import LicenseStatus, evaluate
+from ospp.machine.store import MAX_REARMS, MachineStore
 
 if TYPE_CHECKING:
-    from ospp.keys import ProductKey
+    from ospp.protocol.keys import ProductKey
 
 E_REARM_LIMIT = 0xC004D307
 E_SKU_NOT_FOUND = 0xC004F069
@@ -44,7 +43,7 @@ def find_product(product_id: str) -> Product:
 
 def install_product(store: MachineStore, product_id: str) -> list[Sku]:
     """Simulate installing a volume product: its licences plus its pre-installed GVLK."""
-    from ospp import keys
+    from ospp.protocol import keys
 
     product = find_product(product_id)
     key = keys.parse(product.gvlk)
@@ -57,7 +56,7 @@ def install_product(store: MachineStore, product_id: str) -> list[Sku]:
 
 
 def install_key(store: MachineStore, raw: str) -> ProductKey:
-    from ospp import keys
+    from ospp.protocol import keys
 
     key = keys.parse(raw)
     with store.db.write() as conn:
@@ -86,7 +85,7 @@ def statuses(
     found = store.licenses()
     check = None
     if any(lic.activation for lic in found):
-        from ospp.integrity import make_checker
+        from ospp.machine.checks import make_checker
 
         check = make_checker(store, environ)
     return [
@@ -134,33 +133,6 @@ def cmid(store: MachineStore) -> str:
 # -- KMS client settings (/sethst, /setprt, /remhst, /cachst, /skms-domain, /ckms-domain) ------
 
 
-@dataclass(frozen=True)
-class KmsSettings:
-    host: str | None
-    port: int
-    caching: bool
-    lookup_domain: str | None
-    actype: int
-    activation_interval: int
-    renewal_interval: int
-    discovered: str | None  # host:port DNS named first at the last discovery
-    cached: str | None  # host:port that last answered, reused while host caching is on
-
-
-def kms_settings(values: Mapping[str, str]) -> KmsSettings:
-    return KmsSettings(
-        host=values["kms_host"] or None,
-        port=int(values["kms_port"]),
-        caching=values["kms_cache"] == "1",
-        lookup_domain=values["kms_domain"] or None,
-        actype=int(values["actype"]),
-        activation_interval=int(values["activation_interval"]),
-        renewal_interval=int(values["renewal_interval"]),
-        discovered=values["kms_dns_host"] or None,
-        cached=values["kms_cached_host"] or None,
-    )
-
-
 def _save(store: MachineStore, **values: str) -> None:
     with store.db.write() as conn:
         for name, value in values.items():
@@ -169,15 +141,15 @@ def _save(store: MachineStore, **values: str) -> None:
 
 
 def set_kms_host(store: MachineStore, text: str) -> None:
-    from ospp.endpoint import parse_host
+    from ospp.core.endpoint import parse_host
 
-    current = kms_settings(store.settings())
+    current = store.kms()
     endpoint = parse_host(text, current.port, "KMS host")
     _save(store, kms_host=endpoint.host, kms_port=str(endpoint.port), kms_cached_host="")
 
 
 def set_kms_port(store: MachineStore, text: str) -> None:
-    from ospp.endpoint import parse_port
+    from ospp.core.endpoint import parse_port
 
     _save(store, kms_port=str(parse_port(text, "KMS port")))
 
@@ -194,7 +166,7 @@ def set_kms_caching(store: MachineStore, text: str) -> None:
 
 
 def set_kms_domain(store: MachineStore, text: str) -> None:
-    from ospp.endpoint import valid_host
+    from ospp.core.endpoint import valid_host
 
     domain = text.strip().rstrip(".").lower()
     if not domain or not valid_host(domain) or ":" in domain:

@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ospp.endpoint import Endpoint, parse_host
-from ospp.errors import NetworkError
-from ospp.store import MachineStore
+from ospp.core.endpoint import Endpoint, parse_host
+from ospp.core.errors import NetworkError
 
 E_DNS_NAME = 0x8007232B  # no SRV record in any searched domain
 E_DNS_FAILURE = 0x8007232A  # server failure or timeout
@@ -135,12 +134,10 @@ def lookup(res: Any, domain: str) -> DomainResult:
     return result
 
 
-def search(store: MachineStore, environ: Mapping[str, str]) -> Search:
-    from ospp.client import kms_settings
-
+def search(lookup_domain: str | None, environ: Mapping[str, str]) -> Search:
+    """Query every domain to search (``lookup_domain`` alone when set, as /skms-domain)."""
     res = resolver(environ)
-    settings = kms_settings(store.settings())
-    names, source = domains(settings.lookup_domain, res)
+    names, source = domains(lookup_domain, res)
     return Search(_nameservers(res), source, [lookup(res, d) for d in names])
 
 
@@ -187,9 +184,14 @@ def failure(found: Search) -> NetworkError:
     )
 
 
-def find_hosts(store: MachineStore, environ: Mapping[str, str]) -> list[Endpoint]:
-    """Every address to try, in order; raises 0x8007232B / 0x8007232A when there is none."""
-    found = search(store, environ)
+def find_hosts(
+    lookup_domain: str | None, environ: Mapping[str, str]
+) -> tuple[list[Endpoint], Search]:
+    """Every address to try, in order, and the search that found them.
+
+    Raises 0x8007232B / 0x8007232A when there is none.
+    """
+    found = search(lookup_domain, environ)
     res = resolver(environ)
     hosts: list[Endpoint] = []
     for _, record in found.ordered():
@@ -197,14 +199,4 @@ def find_hosts(store: MachineStore, environ: Mapping[str, str]) -> list[Endpoint
         hosts += resolved or [Endpoint(record.target, record.port)]  # let connect say why
     if not hosts:
         raise failure(found)
-    remember(store, found)
-    return hosts
-
-
-def remember(store: MachineStore, found: Search) -> None:
-    """Keep the first host DNS named, for the /dstatus line 'KMS machine name from DNS'."""
-    ordered = found.ordered()
-    if ordered:
-        _, first = ordered[0]
-        with store.db.write() as conn:
-            store.set_setting(conn, "kms_dns_host", f"{first.target}:{first.port}")
+    return hosts, found

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ospp.catalog import Channel, Product, catalog
-from ospp.errors import LicensingError
+from ospp.core.catalog import Channel, Product, catalog
+from ospp.core.errors import LicensingError
 
 ALPHABET = "BCDFGHJKMPQRTVWXY2346789"
 _VALUE = {ch: i for i, ch in enumerate(ALPHABET)}

@@ -170,7 +170,7 @@ def _start_host(
 ) -> subprocess.Popen[str]:
     log = home / "kms-requests.log"
     echo(f"$ ospp kms serve --listen 127.0.0.1:0 --log {log} &")
-    from ospp.background import start_server
+    from ospp.core.background import start_server
 
     host, port = start_server(
         ["kms", "serve", "--listen", "127.0.0.1:0", "--log", str(log)], env, subprocess.DEVNULL

@@ -1,16 +1,10 @@
-"""KMS: the rules host and client share, the host's durable state, and its request handling.
+"""A KMS host's durable state: its key and certificate, the clients it counted, its
+statistics, and the handling of one group-commit batch of requests.
 
-Semantics (REFERENCE 4): threshold 5 for Office; the host counts unique CMIDs seen in the last
-30 days per application group, capped at twice the threshold; a renewing client refreshes its
-entry and is not counted twice. Activation validity is 180 days; clients retry every
-activation interval and renew every renewal interval (both 15-43200 minutes, set on the host
-and adopted by clients from its responses).
-
-Trust: every response is signed with the host's Ed25519 key, and carries the certificate the
-activation authority issued when the host's KMS host key was activated (online: a signed
-licence naming the host key; by phone: the IID/CID pair, whose machine tag is derived from
-the host key). Clients accept a response only if the certificate chains to an authority they
-trust, the signature verifies, and nonce, CMID and client time echo their request.
+The counts live in ``<OSPP_KMS_HOME>/kms.db``: unique CMIDs per application group, seen in the
+last 30 days, capped at twice the threshold; a renewing client refreshes its entry and is not
+counted twice. The rules themselves (threshold, window, certificate check) are in
+``ospp.protocol.kms``, shared with the client.
 """
 
 from __future__ import annotations
@@ -21,31 +15,35 @@ import secrets
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ospp.catalog import Channel, Product, catalog
-from ospp.clock import Clock, iso, parse_time
-from ospp.db import Database
-from ospp.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
+from ospp.core.canonical import canonical
+from ospp.core.catalog import Channel, Product, catalog
 
-THRESHOLD = 5
-CAP = 2 * THRESHOLD
-WINDOW = timedelta(days=30)
-MAX_SKEW = timedelta(hours=4)
-VALIDITY = timedelta(days=180)
-INTERVAL_RANGE = (15, 43200)
-DEFAULT_ACTIVATION_INTERVAL = 120
-DEFAULT_RENEWAL_INTERVAL = 10080
-DEFAULT_PORT = 1688
+if TYPE_CHECKING:
+    from ospp.protocol.phone import InstallationId
 
-E_COUNT_LOW = 0xC004F038
-E_HOST_NOT_ACTIVATED = 0xC004F041
-E_CANNOT_USE = 0xC004F042
-E_SKEW = 0xC004F06C
-E_NO_KMS = 0xC004F074
-E_BAD_REQUEST = 0xC004F056
+from ospp.core.clock import Clock, iso, parse_time
+from ospp.core.db import Database
+from ospp.core.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
+from ospp.protocol.kms import (
+    CAP,
+    DEFAULT_ACTIVATION_INTERVAL,
+    DEFAULT_PORT,
+    DEFAULT_RENEWAL_INTERVAL,
+    E_BAD_REQUEST,
+    E_CANNOT_USE,
+    E_HOST_NOT_ACTIVATED,
+    E_SKEW,
+    INTERVAL_RANGE,
+    MAX_SKEW,
+    WINDOW,
+    check_certificate,
+    covers,
+    host_tag_source,
+)
 
 _SCHEMA = [
     """
@@ -64,64 +62,6 @@ _SCHEMA = [
     CREATE TABLE stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
 ]
-
-
-def covers(host: Product, client: Product) -> bool:
-    """A host key activates clients of its application group and of its year or older."""
-    return host.application_id == client.application_id and host.year >= client.year
-
-
-def canonical(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def host_tag_source(host_key_b64: str) -> str:
-    """What the machine tag of a KMS host's installation ID is derived from: its key."""
-    return f"kms-host:{host_key_b64}"
-
-
-def check_certificate(cert: Any, trusted: Mapping[str, Any]) -> tuple[Product, str]:
-    """Verify a host certificate; return (the host key's product, the host key, base64).
-
-    Raises LicensingError 0xC004F042 saying why the host cannot be used.
-    """
-    from ospp.activation import verify_licence
-    from ospp.authority import machine_tag
-    from ospp.phone import InstallationId, parse_cid
-
-    def refuse(why: str) -> LicensingError:
-        return LicensingError(E_CANNOT_USE, why)
-
-    if not isinstance(cert, dict):
-        raise refuse("the KMS host sent no certificate from an activation authority")
-    if cert.get("kind") == "online":
-        lic = cert.get("licence")
-        if not isinstance(lic, dict):
-            raise refuse("the KMS host's certificate holds no licence")
-        why = verify_licence(lic, str(cert.get("signature")), trusted)  # 1. chain, 2. signature
-        if why is not None:
-            raise refuse(f"the KMS host is not certified: {why}")
-        if lic.get("kind") != Channel.KMS_HOST.value or not isinstance(lic.get("host_key"), str):
-            raise refuse("the KMS host's certificate is not for a KMS host key")
-        product = catalog().product(str(lic.get("product")))
-        host_key = str(lic["host_key"])
-    elif cert.get("kind") == "phone":
-        host_key = str(cert.get("host_key"))
-        try:
-            iid = InstallationId.parse(str(cert.get("iid")))
-            r, s = parse_cid(str(cert.get("cid")))
-        except OsppError as exc:
-            raise refuse(f"the KMS host's phone certificate is damaged: {exc.message}") from exc
-        if iid.channel_code != 2 or iid.machine_tag != machine_tag(host_tag_source(host_key)):
-            raise refuse("the KMS host's phone certificate is for another key or host")
-        if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
-            raise refuse("the KMS host's confirmation ID is not from a trusted authority")
-        product = catalog().by_index(iid.product_index)
-    else:
-        raise refuse("the KMS host sent no certificate from an activation authority")
-    if product is None:
-        raise refuse("the KMS host's key names a product this client does not know")
-    return product, host_key
 
 
 @dataclass(frozen=True)
@@ -233,11 +173,11 @@ class KmsHost:
     def signer(self) -> Any:
         """The host's Ed25519 key, created with the first installed host key."""
         if self._signer is None:
-            from ospp.crypto import HostKey
+            from ospp.protocol.crypto import HostKey
 
             path = self.home / "host-ed25519.pem"
             if not path.exists():
-                from ospp.paths import write_atomic
+                from ospp.core.paths import write_atomic
 
                 try:
                     write_atomic(path, HostKey.generate().decode("ascii"), private=True)
@@ -247,12 +187,12 @@ class KmsHost:
         return self._signer
 
     def host_key_b64(self) -> str:
-        from ospp.crypto import b64
+        from ospp.protocol.crypto import b64
 
         return b64(self.signer().public_raw)
 
     def install_key(self, text: str) -> Any:
-        from ospp import keys
+        from ospp.protocol import keys
 
         key = keys.parse(text)
         if key.channel is not Channel.KMS_HOST:
@@ -266,7 +206,7 @@ class KmsHost:
         return key
 
     def installed_key(self) -> Any:
-        from ospp import keys
+        from ospp.protocol import keys
 
         value = self.meta().get("key")
         if not value:
@@ -276,8 +216,8 @@ class KmsHost:
         return keys.parse(value)
 
     def _certify(self, cert: dict[str, Any], environ: Mapping[str, str]) -> Product:
-        from ospp.activation import anchors
-        from ospp.paths import ospp_home
+        from ospp.core.paths import ospp_home
+        from ospp.protocol.trust import anchors
 
         product, host_key = check_certificate(cert, anchors(ospp_home(environ), environ))
         if host_key != self.host_key_b64():
@@ -292,7 +232,7 @@ class KmsHost:
         return product
 
     def activate_online(self, environ: Mapping[str, str]) -> Product:
-        from ospp.activation import call_authority
+        from ospp.authority.port import call_authority
 
         key = self.installed_key()
         meta = self.meta()
@@ -316,9 +256,8 @@ class KmsHost:
             environ,
         )
 
-    def installation_id(self) -> Any:
-        from ospp.authority import machine_tag
-        from ospp.phone import InstallationId
+    def installation_id(self) -> InstallationId:
+        from ospp.protocol.phone import InstallationId, machine_tag
 
         key = self.installed_key()
         return InstallationId(
@@ -342,7 +281,7 @@ class KmsHost:
             return self._certify(cert, environ)
         except LicensingError as exc:
             if "confirmation ID" in exc.message or "damaged" in exc.message:
-                from ospp.phone import E_MISMATCH, parse_cid
+                from ospp.protocol.phone import E_MISMATCH, parse_cid
 
                 parse_cid(cid)  # report length and check-digit errors with their own codes
                 raise LicensingError(E_MISMATCH, exc.message) from exc
@@ -366,7 +305,7 @@ class KmsHost:
         self._set(port=str(port))
 
     def publishing(self) -> Any:
-        from ospp.publish import Publishing
+        from ospp.dns.publish import Publishing
 
         return Publishing.from_json(self.meta().get("dns"))
 
@@ -470,7 +409,7 @@ class KmsHost:
                 list(stats.items()),
             )
         signer = self.signer() if state.certificate else None
-        from ospp.crypto import b64
+        from ospp.protocol.crypto import b64
 
         for item in counted:
             if isinstance(item, OsppError):

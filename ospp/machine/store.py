@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ospp.catalog import Channel, Product, Sku, catalog
-from ospp.clock import Clock, iso
-from ospp.db import Database
-from ospp.errors import E_INVALID_DATA, StoreError
-from ospp.paths import machine_dir
+from ospp.core.catalog import Channel, Product, Sku, catalog
+from ospp.core.clock import Clock, iso
+from ospp.core.db import Database
+from ospp.core.errors import E_INVALID_DATA, StoreError
+from ospp.core.paths import machine_dir
 
 if TYPE_CHECKING:
-    from ospp.keys import ProductKey
+    from ospp.protocol.keys import ProductKey
 
 _SCHEMA = [
     """
@@ -105,6 +106,11 @@ class MachineStore:
         self.directory = directory
         self.clock = clock
 
+    @property
+    def home(self) -> Path:
+        """The home this machine belongs to (``OSPP_HOME``): trust anchors, seal key."""
+        return self.directory.parent.parent
+
     @classmethod
     def open(cls, home: Path, name: str, clock: Clock) -> MachineStore:
         directory = machine_dir(home, name)
@@ -123,6 +129,10 @@ class MachineStore:
         return store
 
     # -- reading -------------------------------------------------------------------------------
+
+    def kms(self) -> KmsSettings:
+        """The KMS client settings (/sethst, /cachst, /skms-domain, intervals)."""
+        return kms_settings(self.settings())
 
     def settings(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
         def fetch(c: sqlite3.Connection) -> dict[str, str]:
@@ -278,3 +288,30 @@ class MachineStore:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (iso(self.clock.now()), kind, sku.sku_id if sku else None, target, code, detail),
         )
+
+
+@dataclass(frozen=True)
+class KmsSettings:
+    host: str | None
+    port: int
+    caching: bool
+    lookup_domain: str | None
+    actype: int
+    activation_interval: int
+    renewal_interval: int
+    discovered: str | None  # host:port DNS named first at the last discovery
+    cached: str | None  # host:port that last answered, reused while host caching is on
+
+
+def kms_settings(values: Mapping[str, str]) -> KmsSettings:
+    return KmsSettings(
+        host=values["kms_host"] or None,
+        port=int(values["kms_port"]),
+        caching=values["kms_cache"] == "1",
+        lookup_domain=values["kms_domain"] or None,
+        actype=int(values["actype"]),
+        activation_interval=int(values["activation_interval"]),
+        renewal_interval=int(values["renewal_interval"]),
+        discovered=values["kms_dns_host"] or None,
+        cached=values["kms_cached_host"] or None,
+    )

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ospp import keys
-from ospp.catalog import Channel, catalog
-from ospp.clock import Clock, iso
-from ospp.crypto import AuthorityKeys, PublicBundle, b64
-from ospp.db import Database
-from ospp.errors import E_ACCESS_DENIED, E_INVALID_DATA, LicensingError, StoreError, UsageError
-from ospp.paths import write_atomic
-from ospp.phone import InstallationId, encode_cid
+from ospp.core.canonical import canonical
+from ospp.core.catalog import Channel, catalog
+from ospp.core.clock import Clock, iso
+from ospp.core.db import Database
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, LicensingError, StoreError, UsageError
+from ospp.core.paths import write_atomic
+from ospp.protocol import keys
+from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
+from ospp.protocol.phone import InstallationId, encode_cid, machine_tag
 
 E_SERVER_INVALID_KEY = 0xC004C001
 E_SERVER_BLOCKED = 0xC004C003
@@ -60,16 +61,6 @@ _SCHEMA = [
     );
     """,
 ]
-
-
-def canonical(payload: dict[str, Any]) -> bytes:
-    """The bytes that are signed: sorted keys, no spaces, UTF-8."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def machine_tag(cmid: str) -> int:
-    """32 bits naming a machine inside an installation ID."""
-    return int.from_bytes(hashlib.sha256(cmid.lower().encode()).digest()[:4], "big")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ospp.errors import UsageError
+from ospp.core.errors import UsageError
 
 APP = "ospp"
 LOCAL_MACHINE = "localhost"

@@ -5,18 +5,18 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from ospp import kms
-from ospp.catalog import Channel
-from ospp.client import kms_settings
-from ospp.clock import iso
-from ospp.crypto import unb64, verify_ed25519
-from ospp.endpoint import Endpoint
-from ospp.errors import LicensingError, NetworkError, OsppError
-from ospp.integrity import seal
-from ospp.store import License, MachineStore
+from ospp.core.canonical import canonical
+from ospp.core.clock import iso
+from ospp.core.endpoint import Endpoint, parse_host
+from ospp.core.errors import LicensingError, NetworkError, OsppError
+from ospp.machine.seal import seal
+from ospp.machine.store import License, MachineStore
+from ospp.protocol import kms
+from ospp.protocol.crypto import unb64, verify_ed25519
+from ospp.protocol.trust import Anchors, anchors, require_anchors
 
 REQUEST_TIMEOUT = 5.0
 
@@ -33,7 +33,7 @@ def _verify(
     response: dict[str, Any],
     request: dict[str, Any],
     lic: License,
-    trusted: Mapping[str, Any],
+    trusted: Anchors,
     where: str,
 ) -> tuple[Any, str]:
     """Steps a client takes before believing a KMS host. Returns (host product, host key)."""
@@ -50,9 +50,7 @@ def _verify(
     # 2. the response is signed by the certified host key
     body = {k: v for k, v in response.items() if k not in ("v", "ok", "signature", "certificate")}
     try:
-        ok = verify_ed25519(
-            unb64(host_key), kms.canonical(body), unb64(str(response.get("signature")))
-        )
+        ok = verify_ed25519(unb64(host_key), canonical(body), unb64(str(response.get("signature"))))
     except ValueError:
         ok = False
     if not ok:
@@ -76,7 +74,7 @@ def _verify(
     return product, host_key
 
 
-def verify_stored(act: dict[str, Any], lic: License, trusted: Mapping[str, Any]) -> str | None:
+def verify_stored(act: Mapping[str, Any], lic: License, trusted: Anchors) -> str | None:
     """Why a stored KMS activation is not valid, or None (used by every status read)."""
     response = act.get("response")
     if not isinstance(response, dict):
@@ -94,23 +92,31 @@ def verify_stored(act: dict[str, Any], lic: License, trusted: Mapping[str, Any])
 
 def _hosts(store: MachineStore, environ: Mapping[str, str]) -> tuple[list[Endpoint], str]:
     """Hosts to try in order, and how they were chosen."""
-    settings = kms_settings(store.settings())
+    settings = store.kms()
     if settings.host:
         return [Endpoint(settings.host, settings.port)], "KMS machine registry override"
     if settings.caching and settings.cached:
-        from ospp.endpoint import parse_host
-
         cached = parse_host(settings.cached, kms.DEFAULT_PORT, "cached KMS host")
         return [cached], "cached host"
-    from ospp import discovery
+    from ospp.dns import discovery
 
-    return discovery.find_hosts(store, environ), "DNS"
+    hosts, found = discovery.find_hosts(settings.lookup_domain, environ)
+    _remember_discovered(store, found)
+    return hosts, "DNS"
+
+
+def _remember_discovered(store: MachineStore, found: Any) -> None:
+    """Keep the first host DNS named, for the /dstatus line 'KMS machine name from DNS'."""
+    ordered = found.ordered()
+    if ordered:
+        _, first = ordered[0]
+        with store.db.write() as conn:
+            store.set_setting(conn, "kms_dns_host", f"{first.target}:{first.port}")
 
 
 def activate(store: MachineStore, lic: License, environ: Mapping[str, str], status: str) -> Outcome:
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms."""
-    from ospp.activation import _require_anchors, anchors
-    from ospp.wire import Connection
+    from ospp.protocol.wire import Connection
 
     settings = store.settings()
     cmid = settings["cmid"]
@@ -149,7 +155,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
                     int(response.get("code", kms.E_NO_KMS)),
                     f"the KMS host at {where} refused: {response.get('message')}",
                 )
-            trusted = _require_anchors(anchors(store.directory.parent.parent, environ))
+            trusted = require_anchors(anchors(store.home, environ))
             _verify(response, request, lic, trusted, where)
             # A genuine answer: take its intervals and remember the host, even below threshold.
             _adopt(store, response, None if how == "KMS machine registry override" else where)
@@ -217,7 +223,7 @@ def _adopt(store: MachineStore, response: dict[str, Any], discovered: str | None
         name: str(min(high, max(low, int(response[name]))))
         for name in ("activation_interval", "renewal_interval")
     }
-    if discovered and kms_settings(store.settings()).caching:
+    if discovered and store.kms().caching:
         values["kms_cached_host"] = discovered
     with store.db.write() as conn:
         for name, value in values.items():
@@ -228,25 +234,3 @@ def _forget_cached(store: MachineStore, how: str) -> None:
     if how == "cached host":
         with store.db.write() as conn:
             store.set_setting(conn, "kms_cached_host", "")
-
-
-def due(
-    lic: License,
-    status: str,
-    now: datetime,
-    settings: Mapping[str, str],
-    last_attempt: datetime | None,
-) -> str | None:
-    """What the licensing service would do for ``lic`` now: 'activate', 'renew' or None."""
-    if lic.sku.channel is not Channel.KMS_CLIENT or not lic.product_key:
-        return None
-    act = lic.activation or {}
-    if status == "LICENSED" and act.get("kind") == "kms":
-        renew_at = datetime.fromisoformat(
-            str(act["activated_at"]).replace("Z", "+00:00")
-        ) + timedelta(minutes=int(settings["renewal_interval"]))
-        return "renew" if now >= renew_at else None
-    if last_attempt is None:
-        return "activate"
-    retry_at = last_attempt + timedelta(minutes=int(settings["activation_interval"]))
-    return "activate" if now >= retry_at else None

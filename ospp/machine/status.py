@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ospp.catalog import Channel
-from ospp.store import License
+from ospp.core.catalog import Channel
+from ospp.machine.store import License
 
 GRACE = timedelta(days=30)
 NOTIFY_AFTER = timedelta(days=25)

@@ -14,9 +14,10 @@ A client checks a CID with the centre's public key alone; it cannot make one.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-from ospp.errors import LicensingError
+from ospp.core.errors import LicensingError
 
 IID_GROUPS, IID_GROUP_DATA = 9, 6
 CID_GROUPS, CID_GROUP_DATA = 20, 5
@@ -39,6 +40,11 @@ _DAMM = (
     (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
     (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
 )
+
+
+def machine_tag(source: str) -> int:
+    """32 bits naming a machine (from its CMID) or a KMS host (from its key) in an IID."""
+    return int.from_bytes(hashlib.sha256(source.lower().encode()).digest()[:4], "big")
 
 
 def damm(digits: str) -> int:

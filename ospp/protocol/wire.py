@@ -17,8 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ospp.endpoint import Endpoint
-from ospp.errors import NetworkError, OsppError
+from ospp.core.endpoint import Endpoint
+from ospp.core.errors import NetworkError, OsppError
 
 VERSION = 1
 MAX_FRAME = 64 * 1024

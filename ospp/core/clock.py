@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ospp.errors import UsageError
+from ospp.core.errors import UsageError
 
 
 class Clock(Protocol):

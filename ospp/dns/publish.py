@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ospp.endpoint import parse_host, valid_host
-from ospp.errors import DESCRIPTIONS, NetworkError, UsageError
+from ospp.core.endpoint import parse_host, valid_host
+from ospp.core.errors import DESCRIPTIONS, NetworkError, UsageError
 
 SERVICE = "_vlmcs._tcp"
 E_DNS_FAILURE = 0x8007232A

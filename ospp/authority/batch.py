@@ -1,0 +1,46 @@
+"""Proxy activation (as VAMT does it): many installation IDs in, one CID or error each out."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ospp.authority.state import Authority
+from ospp.core.errors import OsppError, hex_code
+
+FIELDS = ["line", "iid", "cid", "error"]
+
+
+def confirm_lines(authority: Authority, lines: Iterable[str]) -> list[dict[str, Any]]:
+    """One row per IID line (``#`` starts a comment; a CSV line's last field is the IID)."""
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        iid = line.split("#")[0].strip().split(",")[-1].strip()
+        if not iid:
+            continue
+        try:
+            rows.append({"line": number, "iid": iid, "cid": authority.confirm(iid), "error": None})
+        except OsppError as exc:
+            rows.append(
+                {
+                    "line": number,
+                    "iid": iid,
+                    "cid": None,
+                    "error": f"{hex_code(exc.code)} {exc.message}",
+                }
+            )
+    return rows
+
+
+def render(rows: list[dict[str, Any]], kind: str) -> str:
+    """The rows as ``json`` or ``csv`` text."""
+    if kind == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,56 @@
+"""How clients and KMS hosts reach the activation authority: in process, when it is the local
+authority of ``OSPP_CENTER_HOME``, or over the ospp protocol at ``OSPP_AUTHORITY``.
+
+Either way the caller gets the authority's answer as a dict and checks it itself: the port
+carries requests, it does not vouch for what comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ospp.core.clock import Clock
+from ospp.core.endpoint import Endpoint, parse_host
+from ospp.core.errors import LicensingError
+from ospp.core.paths import center_home
+from ospp.protocol.trust import E_UNTRUSTED
+
+AUTHORITY_PORT = 1689
+
+
+def remote_authority(environ: Mapping[str, str]) -> Endpoint | None:
+    """The ``OSPP_AUTHORITY`` endpoint, or None for the local authority."""
+    value = environ.get("OSPP_AUTHORITY")
+    return parse_host(value, AUTHORITY_PORT, "OSPP_AUTHORITY") if value else None
+
+
+def call_authority(
+    request: dict[str, Any], environ: Mapping[str, str], clock: Clock
+) -> dict[str, Any]:
+    """Send ``request`` (op ``activate`` or ``confirm``) and return the authority's answer.
+
+    A refusal raises LicensingError with the authority's code; an unreachable authority
+    raises NetworkError.
+    """
+    endpoint = remote_authority(environ)
+    if endpoint is None:
+        from ospp.authority.state import Authority
+
+        authority = Authority.open(center_home(environ), clock)
+        try:
+            if request["op"] == "activate":
+                return {"ok": True, **authority.activate(request)}
+            return {"ok": True, "cid": authority.confirm(request["iid"])}
+        finally:
+            authority.db.close()
+    from ospp.protocol.wire import Connection
+
+    with Connection(endpoint, "activation authority") as conn:
+        response = conn.call(request)
+    if not response.get("ok"):
+        raise LicensingError(
+            int(response.get("code", E_UNTRUSTED)),
+            f"the activation authority at {endpoint} refused: {response.get('message')}",
+        )
+    return response

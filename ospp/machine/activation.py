@@ -1,0 +1,133 @@
+"""Client-side activation: online MAK activation, phone (IID/CID) activation, and the checks
+that keep a stored activation honest (signature, binding to key and machine, hardware).
+
+Trust: a client accepts only what chains to a public key it trusts. The local authority (in
+``OSPP_CENTER_HOME``) is trusted when no remote authority is configured; any other authority is
+trusted only after ``ospp trust add FILE`` put its public key file in ``<OSPP_HOME>/trust/``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+from ospp.authority.port import call_authority
+from ospp.core.catalog import Channel
+from ospp.core.clock import iso
+from ospp.core.errors import LicensingError
+from ospp.machine import hardware
+from ospp.machine.seal import seal
+from ospp.machine.store import License, MachineStore
+from ospp.protocol import keys
+from ospp.protocol.phone import E_MISMATCH, InstallationId, machine_tag, parse_cid
+from ospp.protocol.trust import E_UNTRUSTED, anchors, require_anchors, verify_licence
+
+# -- the checks ---------------------------------------------------------------------------------
+
+
+def _hardware_hex(store: MachineStore) -> tuple[str, hardware.Hardware]:
+    hw = hardware.load(store.directory)
+    return f"{hw.hash():010x}", hw
+
+
+def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None) -> InstallationId:
+    if not lic.product_key:
+        raise LicensingError(0xC004F014, f"no product key is installed for {lic.sku.product.id}")
+    key = keys.parse(lic.product_key)
+    if key.channel is Channel.KMS_CLIENT:
+        raise LicensingError(
+            0xC004F056,
+            f"{lic.sku.product.id} has a KMS client key (GVLK); phone activation needs a MAK "
+            "or KMS host key",
+            "Install a MAK with /inpkey first.",
+        )
+    hw = hw_hex or _hardware_hex(store)[0]
+    return InstallationId(
+        key.product.index,
+        {Channel.MAK: 1, Channel.KMS_HOST: 2}[key.channel],
+        key.serial,
+        key.security,
+        int(hw, 16),
+        machine_tag(store.settings()["cmid"]),
+    )
+
+
+# -- the flows ----------------------------------------------------------------------------------
+
+
+def activate_mak(store: MachineStore, lic: License, environ: Mapping[str, str]) -> None:
+    """Online activation of one MAK licence; stores the verified licence or raises."""
+    assert lic.product_key is not None
+    trusted = require_anchors(anchors(store.home, environ))
+    hw_hex, _ = _hardware_hex(store)
+    cmid = store.settings()["cmid"]
+    nonce = secrets.token_hex(16)
+    response = call_authority(
+        {
+            "op": "activate",
+            "key": lic.product_key,
+            "sku_id": lic.sku.sku_id,
+            "cmid": cmid,
+            "hardware": hw_hex,
+            "nonce": nonce,
+            "client_time": iso(store.clock.now()),
+        },
+        environ,
+        store.clock,
+    )
+    payload = response.get("licence")
+    if not isinstance(payload, dict):
+        raise LicensingError(E_UNTRUSTED, "the authority's answer holds no licence")
+    why = verify_licence(payload, str(response.get("signature")), trusted)
+    if why is None and (
+        payload.get("nonce"),
+        payload.get("cmid"),
+        payload.get("hardware"),
+        payload.get("sku_id"),
+    ) != (nonce, cmid, hw_hex, lic.sku.sku_id):
+        why = "the licence answers another request (nonce, machine, hardware or SKU differ)"
+    if why is not None:
+        raise LicensingError(E_UNTRUSTED, f"the activation was refused by this client: {why}")
+    activation = seal(
+        store,
+        lic,
+        {
+            "kind": "mak",
+            "licence": payload,
+            "signature": response["signature"],
+            "activated_at": iso(store.clock.now()),
+        },
+        environ,
+    )
+    with store.db.write() as conn:
+        store.set_activation(conn, lic.sku, activation)
+        store.bump(conn)
+
+
+def apply_cid(store: MachineStore, lic: License, cid_text: str, environ: Mapping[str, str]) -> None:
+    """Offline activation: verify the CID with the trusted public key(s) alone, then store it."""
+    trusted = require_anchors(anchors(store.home, environ))
+    r, s = parse_cid(cid_text)
+    hw_hex, _ = _hardware_hex(store)
+    iid = installation_id(store, lic, hw_hex)
+    if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
+        raise LicensingError(
+            E_MISMATCH,
+            "the confirmation ID does not match this installation ID (it was made for another "
+            "installation ID, machine or key)",
+            "Read the installation ID again with /dinstid and ask for a new confirmation ID.",
+        )
+    activation = seal(
+        store,
+        lic,
+        {
+            "kind": "phone",
+            "cid": "".join(cid_text.split()).replace("-", ""),
+            "hardware": hw_hex,
+            "activated_at": iso(store.clock.now()),
+        },
+        environ,
+    )
+    with store.db.write() as conn:
+        store.set_activation(conn, lic.sku, activation)
+        store.bump(conn)

@@ -1,0 +1,129 @@
+"""The checks behind every status read: is each stored activation still good?
+
+Fast path: the seal (``ospp.machine.seal``) matches, so only the hardware is compared.
+Slow path, when it does not match (the activation or key was edited, the trust store changed,
+the store was copied from elsewhere): the signature is verified again against this machine's
+own CMID, SKU and key, and a failure shows 0xC004E003. So ``/dstatus`` loads
+``cryptography`` only for activations it has not verified yet.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ospp.machine import hardware
+from ospp.machine.seal import mac, seal_key
+from ospp.machine.status import E_HARDWARE, Checker, Problem
+from ospp.machine.store import License, MachineStore
+from ospp.protocol.trust import E_UNTRUSTED, Anchors, trusted_fingerprints
+
+
+def bound_hardware(activation: Mapping[str, Any]) -> str | None:
+    """The hardware hash an activation is bound to (KMS activations are bound to none)."""
+    kind = activation.get("kind")
+    if kind == "mak":
+        return str((activation.get("licence") or {}).get("hardware", ""))
+    if kind == "phone":
+        return str(activation.get("hardware", ""))
+    return None
+
+
+def hardware_problem(store: MachineStore, activation: Mapping[str, Any]) -> Problem | None:
+    bound = bound_hardware(activation)
+    if bound is None:
+        return None
+    hw = hardware.load(store.directory)
+    current = hw.hash()
+    try:
+        stored = int(bound, 16)
+    except ValueError:
+        return Problem(E_UNTRUSTED, "the activation holds no valid hardware hash")
+    if hardware.within_tolerance(stored, current, hw.dockable):
+        return None
+    path = store.directory / "hardware.json"
+    since = hw.changed_at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    needed = hardware.NEEDED_DOCKABLE if hw.dockable else hardware.NEEDED
+    return Problem(
+        E_HARDWARE,
+        f"the hardware changed beyond tolerance ({hardware.votes(stored, current)} of 12 votes "
+        f"match, {needed} needed); reactivate",
+        since=since,
+    )
+
+
+def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
+    """A checker that trusts a matching seal and verifies signatures otherwise."""
+    key = seal_key(store.home, create=False)
+    cmid = store.settings()["cmid"]
+    fingerprints = trusted_fingerprints(store.home, environ)
+    full: list[Checker] = []
+
+    def check(lic: License) -> Problem | None:
+        act = lic.activation or {}
+        given = act.get("seal")
+        if (
+            key is not None
+            and isinstance(given, str)
+            and hmac.compare_digest(
+                given, mac(key, lic.sku.sku_id, lic.product_key, cmid, fingerprints, act)
+            )
+        ):
+            return hardware_problem(store, act)
+        if not full:
+            full.append(full_checker(store, environ))  # loads cryptography
+        return full[0](lic)
+
+    return check
+
+
+def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
+    """Verify stored activations cryptographically, against this machine's own identity."""
+    from ospp.machine.kmsclient import verify_stored
+    from ospp.protocol.trust import anchors, verify_licence
+
+    trusted = anchors(store.home, environ)
+    cmid = store.settings()["cmid"]
+
+    def check(lic: License) -> Problem | None:
+        act = lic.activation or {}
+        kind = act.get("kind")
+        if kind == "mak":
+            payload = act.get("licence") or {}
+            why = verify_licence(payload, str(act.get("signature")), trusted)
+            if why is None and (
+                payload.get("cmid") != cmid
+                or payload.get("sku_id") != lic.sku.sku_id
+                or payload.get("key_last5") != lic.last5
+            ):
+                why = "the licence was issued for another machine or key"
+        elif kind == "phone":
+            why = _check_phone(store, lic, act, trusted)
+        elif kind == "kms":
+            why = verify_stored(act, lic, trusted)
+        else:
+            why = f"unknown activation kind {kind!r}"
+        if why is not None:
+            return Problem(E_UNTRUSTED, why)
+        return hardware_problem(store, act)
+
+    return check
+
+
+def _check_phone(
+    store: MachineStore, lic: License, act: Mapping[str, Any], trusted: Anchors
+) -> str | None:
+    from ospp.core.errors import OsppError
+    from ospp.machine.activation import installation_id
+    from ospp.protocol.phone import parse_cid
+
+    try:
+        iid = installation_id(store, lic, str(act.get("hardware")))
+        r, s = parse_cid(str(act.get("cid")))
+    except (OsppError, ValueError):
+        return "the stored phone activation is damaged"
+    if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
+        return "the confirmation ID does not verify for this key and machine"
+    return None

@@ -1,0 +1,68 @@
+"""Seals: a cheap way for status reads to re-check activations already verified.
+
+An activation is verified with the authority's (or the KMS host's) public key when it arrives.
+It is then sealed: an HMAC-SHA256 under a per-home key (``seal.key``, owner-only) over the
+activation, the SKU, the installed key, the CMID and the fingerprints of the trusted
+authorities. A status read checks the seal with the standard library alone
+(``ospp.machine.checks``); when it does not match, the full signature verification runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ospp.core.canonical import canonical
+from ospp.core.paths import write_atomic
+from ospp.machine.store import License, MachineStore
+from ospp.protocol.trust import trusted_fingerprints
+
+SEAL_FILE = "seal.key"
+
+
+def seal_key(home: Path, create: bool) -> bytes | None:
+    """The per-home seal key; created on first use when ``create``."""
+    path = home / SEAL_FILE
+    if not path.exists():
+        if not create:
+            return None
+        write_atomic(path, secrets.token_hex(32), private=True)
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def mac(
+    key: bytes,
+    lic_sku: str,
+    product_key: str | None,
+    cmid: str,
+    fingerprints: list[str],
+    activation: Mapping[str, Any],
+) -> str:
+    """The seal of ``activation`` for this SKU, key, machine and set of trust anchors."""
+    body = {k: v for k, v in activation.items() if k != "seal"}
+    message = canonical([lic_sku, product_key, cmid, fingerprints, body])
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def seal(
+    store: MachineStore, lic: License, activation: dict[str, Any], environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """``activation`` with its seal, for an activation that was just verified."""
+    key = seal_key(store.home, create=True)
+    assert key is not None
+    tag = mac(
+        key,
+        lic.sku.sku_id,
+        lic.product_key,
+        store.settings()["cmid"],
+        trusted_fingerprints(store.home, environ),
+        activation,
+    )
+    return {**activation, "seal": tag}

@@ -1,0 +1,91 @@
+"""The licensing service of a simulated machine: what it would do now, and doing it.
+
+Unactivated KMS products are retried every activation interval; activated ones renew every
+renewal interval (both adopted from the KMS host). ``ospp service`` runs one pass at the
+simulated time; :func:`run` yields one :class:`Action` per KMS licence it looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from ospp.core.catalog import Channel
+from ospp.core.errors import OsppError
+from ospp.machine.status import LICENSED
+from ospp.machine.store import License
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the service did (or found not due) for one licence of one machine."""
+
+    machine: str
+    product: str
+    status: str
+    action: str | None  # "activate", "renew" or None (nothing due)
+    host: str | None = None
+    count: int | None = None
+    error: OsppError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def due(
+    lic: License,
+    status: str,
+    now: datetime,
+    settings: Mapping[str, str],
+    last_attempt: datetime | None,
+) -> str | None:
+    """What the licensing service would do for ``lic`` now: 'activate', 'renew' or None."""
+    if lic.sku.channel is not Channel.KMS_CLIENT or not lic.product_key:
+        return None
+    act = lic.activation or {}
+    if status == LICENSED and act.get("kind") == "kms":
+        renew_at = datetime.fromisoformat(
+            str(act["activated_at"]).replace("Z", "+00:00")
+        ) + timedelta(minutes=int(settings["renewal_interval"]))
+        return "renew" if now >= renew_at else None
+    if last_attempt is None:
+        return "activate"
+    retry_at = last_attempt + timedelta(minutes=int(settings["activation_interval"]))
+    return "activate" if now >= retry_at else None
+
+
+def machine_names(home: Path) -> list[str]:
+    """Every simulated machine under ``home``, sorted."""
+    root = home / "machines"
+    return [p.name for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
+
+
+def run(names: Iterable[str | None], environ: Mapping[str, str]) -> Iterator[Action]:
+    """One pass of the licensing service over the named machines (None: this machine)."""
+    from ospp.machine import client, kmsclient
+
+    for name in names:
+        store = client.open_machine(name, environ)
+        now = store.clock.now()
+        settings = store.settings()
+        history = store.history("kms")
+        for st in client.statuses(store, environ=environ):
+            lic = st.license
+            attempts = [h.at for h in history if h.sku_id == lic.sku.sku_id]
+            action = due(lic, st.status, now, settings, max(attempts) if attempts else None)
+            base = Action(store.name, lic.sku.product.id, st.status, action)
+            if action is None:
+                if lic.sku.channel is Channel.KMS_CLIENT:
+                    yield base
+                continue
+            try:
+                outcome = kmsclient.activate(store, lic, environ, st.status)
+            except OsppError as exc:
+                yield Action(base.machine, base.product, base.status, action, error=exc)
+            else:
+                yield Action(
+                    base.machine, base.product, base.status, action, outcome.host, outcome.count
+                )

@@ -1,0 +1,120 @@
+"""Trust anchors: which activation authorities a client or a KMS host believes, and the check
+of a licence they signed.
+
+A client's anchors are ``<OSPP_HOME>/trust/*.json`` (installed with ``ospp trust add``) plus,
+when no remote authority is configured (``OSPP_AUTHORITY``), the local authority's public key
+file in ``OSPP_CENTER_HOME``. An empty set of anchors is an error, never a pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ospp.core.canonical import canonical
+from ospp.core.errors import E_INVALID_DATA, LicensingError, StoreError, UsageError
+from ospp.core.paths import center_home, write_atomic
+
+if TYPE_CHECKING:
+    from ospp.protocol.crypto import PublicBundle
+
+E_UNTRUSTED = 0xC004E003  # licence evaluation failed: tampered or from an untrusted authority
+
+Anchors = Mapping[str, "PublicBundle"]
+
+
+def trust_dir(home: Path) -> Path:
+    return home / "trust"
+
+
+def anchor_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
+    """The trust anchors' files: <home>/trust/*.json, plus the local authority's public key
+    file when no remote authority (OSPP_AUTHORITY) is configured."""
+    trust = trust_dir(home)
+    files = sorted(trust.glob("*.json")) if trust.is_dir() else []
+    if not environ.get("OSPP_AUTHORITY"):
+        files.insert(0, center_home(environ) / "authority.pub.json")
+    return [f for f in files if f.exists()]
+
+
+def trusted_fingerprints(home: Path, environ: Mapping[str, str]) -> list[str]:
+    """Fingerprints of the trust anchors, computed as crypto.PublicBundle does, without
+    loading ``cryptography`` (status reads use it to check seals)."""
+    found = set()
+    for path in anchor_files(home, environ):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = base64.b64decode(data["ed25519"], validate=True) + data["dsa"].encode("ascii")
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+            continue  # the full check reports an unreadable anchor
+        found.add(hashlib.sha256(raw).hexdigest()[:16])
+    return sorted(found)
+
+
+def anchors(home: Path, environ: Mapping[str, str]) -> dict[str, PublicBundle]:
+    """Trusted authority keys by fingerprint (may be empty: callers fail closed)."""
+    from ospp.protocol.crypto import PublicBundle
+
+    found: dict[str, PublicBundle] = {}
+    for path in anchor_files(home, environ):
+        try:
+            bundle = PublicBundle.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the trust anchor {path} cannot be read: {exc}",
+                "Remove it or install a good copy with 'ospp trust add FILE'.",
+            ) from exc
+        found[bundle.fingerprint] = bundle
+    return found
+
+
+def require_anchors(found: dict[str, PublicBundle]) -> dict[str, PublicBundle]:
+    """``found``, or LicensingError 0xC004E003 when it is empty (fail closed)."""
+    if not found:
+        raise LicensingError(
+            E_UNTRUSTED,
+            "no trusted activation authority: the trust store is empty",
+            "Install the authority's public key: ospp trust add authority.pub.json "
+            "(from 'ospp center pubkey' on the authority).",
+        )
+    return found
+
+
+def add_anchor(home: Path, source: Path) -> PublicBundle:
+    """Install the authority public key file ``source`` as a trust anchor of ``home``."""
+    from ospp.protocol.crypto import PublicBundle
+
+    try:
+        bundle = PublicBundle.from_json(json.loads(source.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{source} is not an authority public key file: {exc}") from exc
+    target = trust_dir(home)
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = target / f"{bundle.fingerprint}.json"
+    write_atomic(path, json.dumps(bundle.to_json(), indent=2) + "\n")
+    return bundle
+
+
+def verify_licence(lic_payload: Mapping[str, Any], signature: str, trusted: Anchors) -> str | None:
+    """Return why a signed licence is not acceptable, or None."""
+    from ospp.protocol.crypto import unb64
+
+    bundle = trusted.get(str(lic_payload.get("authority")))
+    if bundle is None:  # 1. issued by an authority we trust
+        return (
+            f"the licence was issued by authority {lic_payload.get('authority')}, which is "
+            "not trusted"
+        )
+    try:
+        sig = unb64(signature)
+    except ValueError:
+        return "the licence signature is not base64"
+    if not bundle.verify(canonical(lic_payload), sig):  # 2. signed by it, unchanged
+        return "the licence signature does not verify: the licence was altered"
+    return None
