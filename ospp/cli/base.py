@@ -7,6 +7,7 @@ status.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -111,6 +112,29 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
 def json_wanted(ctx: click.Context, as_json: bool) -> bool:
     root = ctx.find_root()
     return as_json or bool(root.params.get("as_json"))
+
+
+def reports(fn: Callable[..., Result]) -> Callable[..., None]:
+    """Make a function that returns a :class:`Result` into a click callback.
+
+    The callback takes the ``as_json`` flag (from ``--json`` on the command or on ``ospp``),
+    runs ``fn`` with the other parameters inside :func:`run`, prints and exits. The command's
+    name in the JSON envelope is its path without the program name (``kms status``). Put it
+    below the click decorators::
+
+        @kms_group.command("status")
+        @JSON_OPTION
+        @reports
+        def status() -> Result: ...
+    """
+
+    @functools.wraps(fn)
+    def callback(*args: Any, as_json: bool = False, **kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        command = " ".join(ctx.command_path.split()[1:]) or ctx.info_name or ""
+        run(command, json_wanted(ctx, as_json), lambda: fn(*args, **kwargs))
+
+    return callback
 
 
 JSON_OPTION = click.option(

@@ -6,7 +6,7 @@ import re
 
 import click
 
-from ospp.cli.base import Result, json_wanted, run, verb
+from ospp.cli.base import Result, json_wanted, reports, run, verb
 from ospp.cli.render import kms_json, status_json, status_lines
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
@@ -167,18 +167,12 @@ def ddescr(ctx: click.Context, code: str, computer: str | None, as_json: bool) -
 
 
 @verb("dcmid")
-@click.pass_context
-def dcmid(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def dcmid(computer: str | None) -> Result:
     """Show the KMS client machine ID (CMID) of the machine."""
-
-    def body() -> Result:
-        store = client.open_machine(computer)
-        value = client.cmid(store)
-        return Result(
-            [f"Client Machine ID (CMID): {value}"], {**_machine_data(store), "cmid": value}
-        )
-
-    run("dcmid", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    value = client.cmid(store)
+    return Result([f"Client Machine ID (CMID): {value}"], {**_machine_data(store), "cmid": value})
 
 
 @verb(
