@@ -186,17 +186,22 @@ def failure(found: Search) -> NetworkError:
 
 def find_hosts(
     lookup_domain: str | None, environ: Mapping[str, str]
-) -> tuple[list[Endpoint], Search]:
-    """Every address to try, in order, and the search that found them.
+) -> tuple[list[Endpoint], dict[str, str]]:
+    """Every address to try, in order, and for each (as ``str(endpoint)``) the SRV target
+    that named it (``target:port``, what /dstatus shows as the KMS machine name from DNS).
 
     Raises 0x8007232B / 0x8007232A when there is none.
     """
     found = search(lookup_domain, environ)
     res = resolver(environ)
     hosts: list[Endpoint] = []
+    names: dict[str, str] = {}
     for _, record in found.ordered():
         resolved = addresses(res, record.target, record.port)
-        hosts += resolved or [Endpoint(record.target, record.port)]  # let connect say why
+        resolved = resolved or [Endpoint(record.target, record.port)]  # let connect say why
+        for endpoint in resolved:
+            names.setdefault(str(endpoint), f"{record.target}:{record.port}")
+        hosts += resolved
     if not hosts:
         raise failure(found)
-    return hosts, found
+    return hosts, names

@@ -90,28 +90,20 @@ def verify_stored(act: Mapping[str, Any], lic: License, trusted: Anchors) -> str
     return None
 
 
-def _hosts(store: MachineStore, environ: Mapping[str, str]) -> tuple[list[Endpoint], str]:
-    """Hosts to try in order, and how they were chosen."""
+def _hosts(
+    store: MachineStore, environ: Mapping[str, str]
+) -> tuple[list[Endpoint], str, dict[str, str]]:
+    """Hosts to try in order, how they were chosen, and the DNS name of each (by address)."""
     settings = store.kms()
     if settings.host:
-        return [Endpoint(settings.host, settings.port)], "KMS machine registry override"
+        return [Endpoint(settings.host, settings.port)], "KMS machine registry override", {}
     if settings.caching and settings.cached:
         cached = parse_host(settings.cached, kms.DEFAULT_PORT, "cached KMS host")
-        return [cached], "cached host"
+        return [cached], "cached host", {}
     from ospp.dns import discovery
 
-    hosts, found = discovery.find_hosts(settings.lookup_domain, environ)
-    _remember_discovered(store, found)
-    return hosts, "DNS"
-
-
-def _remember_discovered(store: MachineStore, found: Any) -> None:
-    """Keep the first host DNS named, for the /dstatus line 'KMS machine name from DNS'."""
-    ordered = found.ordered()
-    if ordered:
-        _, first = ordered[0]
-        with store.db.write() as conn:
-            store.set_setting(conn, "kms_dns_host", f"{first.target}:{first.port}")
+    hosts, names = discovery.find_hosts(settings.lookup_domain, environ)
+    return hosts, "DNS", names
 
 
 def activate(store: MachineStore, lic: License, environ: Mapping[str, str], status: str) -> Outcome:
@@ -121,7 +113,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
     settings = store.settings()
     cmid = settings["cmid"]
     try:
-        hosts, how = _hosts(store, environ)
+        hosts, how, dns_names = _hosts(store, environ)
     except OsppError as exc:
         _record(store, lic, exc.code, exc.message, None)
         raise
@@ -158,7 +150,12 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
             trusted = require_anchors(anchors(store.home, environ))
             _verify(response, request, lic, trusted, where)
             # A genuine answer: take its intervals and remember the host, even below threshold.
-            _adopt(store, response, None if how == "KMS machine registry override" else where)
+            _adopt(
+                store,
+                response,
+                None if how == "KMS machine registry override" else where,
+                dns_names.get(where),
+            )
             count = int(response["count"])
             if count < kms.THRESHOLD:
                 raise LicensingError(
@@ -216,8 +213,12 @@ def _record(store: MachineStore, lic: License, code: int, detail: str, host: str
         store.record(conn, "kms", code, detail, lic.sku, host)
 
 
-def _adopt(store: MachineStore, response: dict[str, Any], discovered: str | None) -> None:
-    """Take the host's intervals (from a verified response) and cache a discovered host."""
+def _adopt(
+    store: MachineStore, response: dict[str, Any], discovered: str | None, dns_name: str | None
+) -> None:
+    """Take the host's intervals (from a verified response), cache a discovered host, and
+    remember the DNS name of the host that answered (DiscoveredKeyManagementServiceMachineName,
+    the /dstatus line 'KMS machine name from DNS')."""
     low, high = kms.INTERVAL_RANGE
     values = {
         name: str(min(high, max(low, int(response[name]))))
@@ -225,6 +226,8 @@ def _adopt(store: MachineStore, response: dict[str, Any], discovered: str | None
     }
     if discovered and store.kms().caching:
         values["kms_cached_host"] = discovered
+    if dns_name:
+        values["kms_dns_host"] = dns_name
     with store.db.write() as conn:
         for name, value in values.items():
             store.set_setting(conn, name, value)
