@@ -154,12 +154,15 @@ Internal error (a bug). Rerun with OSPP_DEBUG=1 for the traceback.
 .B OSPP_HOME
 Directory of the client state: one licence store per simulated machine. Default: the
 platform's user data directory (platformdirs), for example ~/.local/share/ospp.
+An empty value is an error (exit 2), as it is for the other directory variables.
 .TP
 .B OSPP_CENTER_HOME
-Directory of the local activation authority. Default: the user data directory plus /center.
+Directory of the local activation authority. Default: $OSPP_HOME/center when OSPP_HOME is
+set, else the user data directory plus /center.
 .TP
 .B OSPP_KMS_HOME
-Directory of the KMS host run by \fBospp kms\fR. Default: the user data directory plus /kms.
+Directory of the KMS host run by \fBospp kms\fR. Default: $OSPP_HOME/kms when OSPP_HOME is
+set, else the user data directory plus /kms.
 .TP
 .B OSPP_NOW
 Simulated current time, ISO 8601 (2026\-06\-01T09:00:00Z); a time without a zone is UTC.
