@@ -12,7 +12,7 @@ import click
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
-from ospp.core.paths import center_home, write_atomic
+from ospp.core.paths import center_home, read_user_file, write_atomic
 
 
 def _open() -> Any:
@@ -174,7 +174,7 @@ def confirm(ctx: click.Context, iid: tuple[str, ...], as_json: bool) -> None:
 
 
 @center.command("confirm-batch")
-@click.argument("infile", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("infile", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.argument("outfile", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--format",
@@ -191,10 +191,7 @@ def confirm_batch(
     """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE."""
 
     def body() -> Result:
-        try:
-            lines = infile.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise UsageError(f"cannot read {infile}: {exc.strerror}") from exc
+        lines = read_user_file(infile, "installation ID file").splitlines()
         from ospp.authority import batch
 
         rows = batch.confirm_lines(_open(), lines)
@@ -251,7 +248,7 @@ def trust() -> None:
 
 
 @trust.command("add")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @JSON_OPTION
 @click.pass_context
 def trust_add(ctx: click.Context, file: Path, as_json: bool) -> None:

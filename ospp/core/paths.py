@@ -75,6 +75,38 @@ def machine_dir(home: Path, name: str) -> Path:
     return home / "machines" / name
 
 
+USER_FILE_LIMIT = 1024 * 1024  # trust anchors, key files and batch files are all far smaller
+
+
+def read_user_file(path: Path, what: str, limit: int = USER_FILE_LIMIT) -> str:
+    """The text of a file a user named (``-`` is standard input), at most ``limit`` bytes.
+
+    A device that never ends (``/dev/zero``), a directory, a file too large or not UTF-8 is
+    refused with a UsageError naming it, instead of hanging or failing later.
+    """
+    import sys
+
+    try:
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+    except IsADirectoryError:
+        raise UsageError(f"the {what} {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise UsageError(
+            f"the {what} {path} is larger than {limit // 1024} KiB",
+            f"Give the {what} itself; ospp reads at most {limit} bytes of it.",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the {what} {path} is not UTF-8 text: {exc.reason}") from exc
+
+
 def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
     """Replace ``path`` with ``text`` all at once: readers see the old file or the new one.
 

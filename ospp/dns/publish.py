@@ -18,6 +18,7 @@ from typing import Any
 
 from ospp.core.endpoint import parse_host, valid_host
 from ospp.core.errors import DESCRIPTIONS, NetworkError, UsageError
+from ospp.core.paths import read_user_file
 
 SERVICE = "_vlmcs._tcp"
 E_DNS_FAILURE = 0x8007232A
@@ -108,10 +109,7 @@ _KEY_FILE = re.compile(
 
 def read_key_file(path: Path) -> tuple[str, str, str]:
     """(name, algorithm, secret) from a BIND key file as tsig-keygen writes it."""
-    try:
-        match = _KEY_FILE.search(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read the TSIG key file {path}: {exc.strerror}") from exc
+    match = _KEY_FILE.search(read_user_file(path, "TSIG key file"))
     if match is None:
         raise UsageError(f"{path} holds no 'key NAME {{ algorithm ...; secret \"...\"; }};'")
     return match["name"], match["alg"], match["secret"]
