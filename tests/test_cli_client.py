@@ -275,3 +275,24 @@ def test_demo_runs_end_to_end(ospp: Ospp):
     assert "<Offline product activation successful>" in ran.out
     assert "ERROR CODE: 0xC004C020" in ran.out
     assert ran.out.rstrip().endswith("ospp /?")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["/setprt:-1"], "KMS port '-1' is not a TCP port"),
+        (["/setprt:١٦٨٨"], "is not a TCP port"),  # ASCII digits only
+        (["/ddescr:-0x1"], "hexadecimal code starting with 0x"),
+        (["/sethst:999.1.1.1"], "is not a host name"),
+        (["kms", "serve", "--listen", "999.1.1.1:1688"], "is not a host name"),
+    ],
+)
+def test_slash_values_are_values_and_bad_ones_are_usage_errors(
+    ospp: Ospp, args: list[str], says: str
+) -> None:
+    ospp("install-product", PRODUCT)
+    before = dump(ospp)
+    ran = ospp(*args)
+    assert ran.code == 2
+    assert says in ran.out
+    assert dump(ospp) == before

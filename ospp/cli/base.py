@@ -198,9 +198,15 @@ class SlashGroup(click.Group):
             if sep:
                 raise click.UsageError(f"/{name}: the value after ':' is empty", ctx)
             return [name, *rest]
-        if cmd.slash_value == "argument":
-            return [name, value, *rest]
-        return [name, cmd.slash_value, value, *rest]
+        if cmd.slash_value != "argument":
+            return [name, f"{cmd.slash_value}={value}", *rest]
+        if value.startswith("-"):
+            # A value is never an option (/setprt:-1, /ddescr:-0x1): put it after '--', the
+            # options given with it before.
+            options = [word for word in rest if word.startswith("-")]
+            positional = [word for word in rest if not word.startswith("-")]
+            return [name, *options, "--", value, *positional]
+        return [name, value, *rest]
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         from click.shell_completion import CompletionItem
