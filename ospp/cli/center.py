@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,14 +14,17 @@ from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
 from ospp.core.paths import center_home, write_atomic
 
+if TYPE_CHECKING:
+    from ospp.authority.state import Authority, KeyRecord
 
-def _open() -> Any:
+
+def _open() -> Authority:
     from ospp.authority.state import Authority
 
     return Authority.open(center_home(), clock_from_env())
 
 
-def _record_json(r: Any) -> dict[str, Any]:
+def _record_json(r: KeyRecord) -> dict[str, Any]:
     return {
         "serial": r.serial,
         "product": r.product_id,

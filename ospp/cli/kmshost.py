@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,8 +14,11 @@ from ospp.core.clock import clock_from_env
 from ospp.core.errors import LicensingError, hex_code
 from ospp.core.paths import kms_home
 
+if TYPE_CHECKING:
+    from ospp.kmshost.state import KmsHost, ServingState
 
-def _host() -> Any:
+
+def _host() -> KmsHost:
     from ospp.kmshost.state import KmsHost
 
     return KmsHost.open(kms_home(), clock_from_env())
@@ -204,7 +207,7 @@ def serve(listen: str, idle_timeout: float, log_to: str) -> Result:
     log = server.open_log(log_to)
     host = _host()
 
-    def ready(shown: str, bound: int, state: Any) -> None:
+    def ready(shown: str, bound: int, state: ServingState) -> None:
         activated = "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
         click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
         click.echo(f"LISTENING {bound}")

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
 from ospp.core.clock import iso
@@ -17,6 +17,10 @@ from ospp.machine.store import License, MachineStore
 from ospp.protocol import kms
 from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors
+
+if TYPE_CHECKING:
+    from ospp.core.catalog import Product
+    from ospp.dns.discovery import Search
 
 REQUEST_TIMEOUT = 5.0
 
@@ -35,7 +39,7 @@ def _verify(
     lic: License,
     trusted: Anchors,
     where: str,
-) -> tuple[Any, str]:
+) -> tuple[Product, str]:
     """Steps a client takes before believing a KMS host. Returns (host product, host key)."""
     # 1. the host's certificate chains to an authority this client trusts
     try:
@@ -105,7 +109,7 @@ def _hosts(store: MachineStore, environ: Mapping[str, str]) -> tuple[list[Endpoi
     return hosts, "DNS"
 
 
-def _remember_discovered(store: MachineStore, found: Any) -> None:
+def _remember_discovered(store: MachineStore, found: Search) -> None:
     """Keep the first host DNS named, for the /dstatus line 'KMS machine name from DNS'."""
     ordered = found.ordered()
     if ordered:
