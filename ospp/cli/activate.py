@@ -6,7 +6,7 @@ import os
 
 import click
 
-from ospp.cli.base import Result, error_lines, json_wanted, run, verb
+from ospp.cli.base import Result, error_lines, reports, verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import LicensingError, OsppError
@@ -87,51 +87,43 @@ def activate_licences(
 
 
 @verb("act")
-@click.pass_context
-def act(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def act(computer: str | None) -> Result:
     """Activate every installed key: MAK online with the authority, GVLKs with KMS."""
-
-    def body() -> Result:
-        store = client.open_machine(computer)
-        lines: list[str] = []
-        data: list[dict[str, object]] = []
-        first = activate_licences(store, lines, data)
-        return Result(lines, {"machine": store.name, "products": data}, failed=first)
-
-    run("act", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    lines: list[str] = []
+    data: list[dict[str, object]] = []
+    first = activate_licences(store, lines, data)
+    return Result(lines, {"machine": store.name, "products": data}, failed=first)
 
 
 @verb("dinstid")
-@click.pass_context
-def dinstid(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def dinstid(computer: str | None) -> Result:
     """Show the installation ID (IID) of each MAK / KMS host product, for phone activation."""
+    from ospp.machine.activation import installation_id
 
-    def body() -> Result:
-        from ospp.machine.activation import installation_id
-
-        store = client.open_machine(computer)
-        lines, rows = [], []
-        for lic in _keyed(store):
-            if lic.sku.channel is Channel.KMS_CLIENT:
-                continue
-            iid = installation_id(store, lic)
-            groups = iid.groups()
-            lines.append(f"Installation ID for: {lic.sku.license_name}: {''.join(groups)}")
-            lines.append(f"\tRead aloud: {' '.join(groups)}")
-            rows.append(
-                {
-                    "sku_id": lic.sku.sku_id,
-                    "product": lic.sku.product.id,
-                    "license_name": lic.sku.license_name,
-                    "installation_id": "".join(groups),
-                    "groups": groups,
-                }
-            )
-        if not rows:
-            lines.append("<No installed product keys detected>")
-        return Result(lines, {"machine": store.name, "products": rows})
-
-    run("dinstid", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    lines, rows = [], []
+    for lic in _keyed(store):
+        if lic.sku.channel is Channel.KMS_CLIENT:
+            continue
+        iid = installation_id(store, lic)
+        groups = iid.groups()
+        lines.append(f"Installation ID for: {lic.sku.license_name}: {''.join(groups)}")
+        lines.append(f"\tRead aloud: {' '.join(groups)}")
+        rows.append(
+            {
+                "sku_id": lic.sku.sku_id,
+                "product": lic.sku.product.id,
+                "license_name": lic.sku.license_name,
+                "installation_id": "".join(groups),
+                "groups": groups,
+            }
+        )
+    if not rows:
+        lines.append("<No installed product keys detected>")
+    return Result(lines, {"machine": store.name, "products": rows})
 
 
 def _phone_target(store: MachineStore, sku: str | None) -> License:
@@ -168,32 +160,21 @@ def _phone_target(store: MachineStore, sku: str | None) -> License:
         ),
     ],
 )
-@click.pass_context
-def actcid(
-    ctx: click.Context,
-    cid: str | None,
-    sku: str | None,
-    interactive: bool,
-    computer: str | None,
-    as_json: bool,
-) -> None:
+@reports
+def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | None) -> Result:
     """Activate offline with a confirmation ID (CID) from the phone centre."""
+    from ospp.machine import activation
 
-    def body() -> Result:
-        from ospp.machine import activation
-
-        store = client.open_machine(computer)
-        lic = _phone_target(store, sku)
-        text = cid
-        if interactive or text is None:
-            text = _ask_groups()
-        activation.apply_cid(store, lic, text, os.environ)
-        return Result(
-            ["<Offline product activation successful>"],
-            {"machine": store.name, "sku_id": lic.sku.sku_id, "product": lic.sku.product.id},
-        )
-
-    run("actcid", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    lic = _phone_target(store, sku)
+    text = cid
+    if interactive or text is None:
+        text = _ask_groups()
+    activation.apply_cid(store, lic, text, os.environ)
+    return Result(
+        ["<Offline product activation successful>"],
+        {"machine": store.name, "sku_id": lic.sku.sku_id, "product": lic.sku.product.id},
+    )
 
 
 def _ask_groups() -> str:
@@ -217,63 +198,60 @@ def _ask_groups() -> str:
     return format_groups("".join(groups), size)
 
 
-def _history(ctx: click.Context, name: str, kind: str, computer: str | None, as_json: bool) -> None:
-    def body() -> Result:
-        from ospp.core.errors import DESCRIPTIONS, hex_code
+def _history(kind: str, computer: str | None) -> Result:
+    from ospp.core.errors import DESCRIPTIONS, hex_code
 
-        store = client.open_machine(computer)
-        entries = store.history(kind)
-        lines = []
-        for e in entries:
-            lines += [f"Time: {iso(e.at)}", f"SKU ID: {e.sku_id}"]
-            if e.target:
-                lines.append(f"Target: {e.target}")
-            if e.code:
-                lines += [
-                    f"ERROR CODE: {hex_code(e.code)}",
-                    f"ERROR DESCRIPTION: {DESCRIPTIONS.get(e.code, '')}",
-                    f"ERROR DETAIL: {e.detail}",
-                ]
-            else:
-                lines.append(f"RESULT: {e.detail}")
-            lines.append("-" * 39)
-        if lines:
-            lines.pop()
+    store = client.open_machine(computer)
+    entries = store.history(kind)
+    lines = []
+    for e in entries:
+        lines += [f"Time: {iso(e.at)}", f"SKU ID: {e.sku_id}"]
+        if e.target:
+            lines.append(f"Target: {e.target}")
+        if e.code:
+            lines += [
+                f"ERROR CODE: {hex_code(e.code)}",
+                f"ERROR DESCRIPTION: {DESCRIPTIONS.get(e.code, '')}",
+                f"ERROR DETAIL: {e.detail}",
+            ]
         else:
-            lines.append("<No history found>")
-        return Result(
-            lines,
-            {
-                "machine": store.name,
-                "entries": [
-                    {
-                        "at": iso(e.at),
-                        "sku_id": e.sku_id,
-                        "target": e.target,
-                        "code": hex_code(e.code),
-                        "code_int": e.code,
-                        "detail": e.detail,
-                    }
-                    for e in entries
-                ],
-            },
-        )
-
-    run(name, json_wanted(ctx, as_json), body)
+            lines.append(f"RESULT: {e.detail}")
+        lines.append("-" * 39)
+    if lines:
+        lines.pop()
+    else:
+        lines.append("<No history found>")
+    return Result(
+        lines,
+        {
+            "machine": store.name,
+            "entries": [
+                {
+                    "at": iso(e.at),
+                    "sku_id": e.sku_id,
+                    "target": e.target,
+                    "code": hex_code(e.code),
+                    "code_int": e.code,
+                    "detail": e.detail,
+                }
+                for e in entries
+            ],
+        },
+    )
 
 
 @verb("dhistoryacterr")
-@click.pass_context
-def dhistoryacterr(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def dhistoryacterr(computer: str | None) -> Result:
     """Show the history of failed MAK (online) activations."""
-    _history(ctx, "dhistoryacterr", "acterr", computer, as_json)
+    return _history("acterr", computer)
 
 
 @verb("dhistorykms")
-@click.pass_context
-def dhistorykms(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def dhistorykms(computer: str | None) -> Result:
     """Show the history of KMS client activation requests."""
-    _history(ctx, "dhistorykms", "kms", computer, as_json)
+    return _history("kms", computer)
 
 
 COMMANDS = [act, dinstid, actcid, dhistoryacterr, dhistorykms]

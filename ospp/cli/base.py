@@ -114,6 +114,25 @@ def json_wanted(ctx: click.Context, as_json: bool) -> bool:
     return as_json or bool(root.params.get("as_json"))
 
 
+def command_name(ctx: click.Context) -> str:
+    """The command's path without the program name (``kms install-key``), as JSON reports it."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.append(ctx.command.name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names)) or ctx.command.name or ""
+
+
+def _reporting(fn: Callable[..., Result], json_allowed: bool) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def callback(*args: Any, as_json: bool = False, **kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        wanted = json_allowed and json_wanted(ctx, as_json)
+        run(command_name(ctx), wanted, lambda: fn(*args, **kwargs))
+
+    return callback
+
+
 def reports(fn: Callable[..., Result]) -> Callable[..., None]:
     """Make a function that returns a :class:`Result` into a click callback.
 
@@ -127,14 +146,14 @@ def reports(fn: Callable[..., Result]) -> Callable[..., None]:
         @reports
         def status() -> Result: ...
     """
+    return _reporting(fn, json_allowed=True)
 
-    @functools.wraps(fn)
-    def callback(*args: Any, as_json: bool = False, **kwargs: Any) -> None:
-        ctx = click.get_current_context()
-        command = " ".join(ctx.command_path.split()[1:]) or ctx.info_name or ""
-        run(command, json_wanted(ctx, as_json), lambda: fn(*args, **kwargs))
 
-    return callback
+def reports_text(fn: Callable[..., Result]) -> Callable[..., None]:
+    """Like :func:`reports`, for commands whose output is never JSON (a server's log lines, a
+    file to save): ``ospp --json`` does not change what they print. Errors are still printed
+    and set the exit status the same way."""
+    return _reporting(fn, json_allowed=False)
 
 
 JSON_OPTION = click.option(

@@ -14,11 +14,14 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.endpoint import parse_host, valid_host
 from ospp.core.errors import DESCRIPTIONS, NetworkError, UsageError
 from ospp.core.paths import read_user_file
+
+if TYPE_CHECKING:
+    import dns.name
 
 SERVICE = "_vlmcs._tcp"
 E_DNS_FAILURE = 0x8007232A
@@ -138,7 +141,7 @@ def _fail(code: int, server: str, domain: str, why: str) -> NetworkError:
     )
 
 
-def _zone_of(name: Any, host: str, port: int) -> Any:
+def _zone_of(name: dns.name.Name, host: str, port: int) -> dns.name.Name:
     """The zone that holds ``name`` on this server: the nearest enclosing name with an SOA."""
     import dns.message
     import dns.name

@@ -23,6 +23,11 @@ from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, Product, catalog
 
 if TYPE_CHECKING:
+    import threading
+
+    from ospp.dns.publish import Publishing
+    from ospp.protocol.crypto import HostKey
+    from ospp.protocol.keys import ProductKey
     from ospp.protocol.phone import InstallationId
 
 from ospp.core.clock import Clock, iso, parse_time
@@ -126,7 +131,7 @@ class KmsHost:
         self.home = home
         self.db = db
         self.clock = clock
-        self._signer: Any = None
+        self._signer: HostKey | None = None
         # Per application group: the time until which the count is known to stay at CAP.
         # Entries only get newer while serving, so a full count lasts until the CAP-th most
         # recent entry ages out of the window; until then no count query is needed.
@@ -170,7 +175,7 @@ class KmsHost:
                 else:
                     conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
-    def signer(self) -> Any:
+    def signer(self) -> HostKey:
         """The host's Ed25519 key, created with the first installed host key."""
         if self._signer is None:
             from ospp.protocol.crypto import HostKey
@@ -191,7 +196,7 @@ class KmsHost:
 
         return b64(self.signer().public_raw)
 
-    def install_key(self, text: str) -> Any:
+    def install_key(self, text: str) -> ProductKey:
         from ospp.protocol import keys
 
         key = keys.parse(text)
@@ -205,7 +210,7 @@ class KmsHost:
         self._set(key=key.compact, certificate=None, epid=None, activated_at=None)
         return key
 
-    def installed_key(self) -> Any:
+    def installed_key(self) -> ProductKey:
         from ospp.protocol import keys
 
         value = self.meta().get("key")
@@ -304,12 +309,12 @@ class KmsHost:
     def record_port(self, port: int) -> None:
         self._set(port=str(port))
 
-    def publishing(self) -> Any:
+    def publishing(self) -> Publishing:
         from ospp.dns.publish import Publishing
 
         return Publishing.from_json(self.meta().get("dns"))
 
-    def set_publishing(self, pub: Any) -> None:
+    def set_publishing(self, pub: Publishing) -> None:
         if pub.enabled:
             pub.check()
         self._set(dns=pub.to_json())
@@ -317,7 +322,7 @@ class KmsHost:
     def record_publish(self, outcome: str) -> None:
         self._set(dns_last=json.dumps({"at": iso(self.clock.now()), "result": outcome}))
 
-    def start_checkpointer(self, every: float = 1.0) -> Any:
+    def start_checkpointer(self, every: float = 1.0) -> threading.Event:
         """Move WAL checkpoints (and their fsync) off the serving thread.
 
         The serving connection stops checkpointing on its own; a daemon thread with its own

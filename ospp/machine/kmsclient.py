@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
 from ospp.core.clock import iso
@@ -17,6 +17,9 @@ from ospp.machine.store import License, MachineStore
 from ospp.protocol import kms
 from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors
+
+if TYPE_CHECKING:
+    from ospp.core.catalog import Product
 
 REQUEST_TIMEOUT = 5.0
 
@@ -35,7 +38,7 @@ def _verify(
     lic: License,
     trusted: Anchors,
     where: str,
-) -> tuple[Any, str]:
+) -> tuple[Product, str]:
     """Steps a client takes before believing a KMS host. Returns (host product, host key)."""
     # 1. the host's certificate chains to an authority this client trusts
     try:
