@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
 from ospp.cli.base import Result, error_lines, reports, verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
-from ospp.core.errors import LicensingError, OsppError
+from ospp.core.errors import Cancelled, LicensingError, OsppError, UsageError
 from ospp.machine import client
 from ospp.machine.store import License, MachineStore
-from ospp.protocol.phone import CID_GROUP_DATA, CID_GROUPS, check_group, format_groups
+from ospp.protocol.phone import (
+    CID_GROUP_DATA,
+    CID_GROUPS,
+    check_group,
+    format_groups,
+    parse_cid,
+)
 
 E_NO_KMS = 0xC004F074
 
@@ -162,39 +169,58 @@ def _phone_target(store: MachineStore, sku: str | None) -> License:
 )
 @reports
 def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | None) -> Result:
-    """Activate offline with a confirmation ID (CID) from the phone centre."""
+    """Activate offline with a confirmation ID (CID) from the phone centre; with
+    --interactive, ask for it group by group (a lone argument is then the computer name)."""
     from ospp.machine import activation
 
+    if interactive and cid is not None:
+        if computer is not None:
+            raise UsageError(
+                "--interactive asks for the confirmation ID; give only the computer name",
+                "For example: ospp actcid --interactive PC01",
+            )
+        cid, computer = None, cid
+    if cid is not None:
+        parse_cid(cid)  # a malformed CID is reported as such, before anything else
     store = client.open_machine(computer)
     lic = _phone_target(store, sku)
-    text = cid
-    if interactive or text is None:
-        text = _ask_groups()
+    text = cid if cid is not None else _ask_groups()
     activation.apply_cid(store, lic, text, os.environ)
     return Result(
-        ["<Offline product activation successful>"],
+        [f"LICENSE NAME: {lic.sku.license_name}", "<Offline product activation successful>"],
         {"machine": store.name, "sku_id": lic.sku.sku_id, "product": lic.sku.product.id},
     )
 
 
+def _read_line(prompt: str) -> str:
+    """One line typed at the prompt; the end of input cancels (Ctrl+C raises as usual)."""
+    click.echo(f"{prompt}: ", nl=False, err=True)
+    line = sys.stdin.readline()
+    if not line:
+        click.echo("", err=True)
+        raise Cancelled(interrupted=False)
+    return line
+
+
 def _ask_groups() -> str:
-    groups = []
+    """The CID, asked group by group as the phone wizard does. A person may type one group,
+    several, or paste the whole CID: each group is checked as it comes, and only a wrong
+    group is asked for again."""
+    groups: list[str] = []
     size = CID_GROUP_DATA + 1
-    index = 1
-    while index <= CID_GROUPS:
-        typed = click.prompt(
-            f"Group {index} of {CID_GROUPS}", err=True, default="", show_default=False
-        )
-        typed = "".join(typed.split()).replace("-", "")
+    while len(groups) < CID_GROUPS:
+        index = len(groups) + 1
+        typed = "".join(_read_line(f"Group {index} of {CID_GROUPS}").split()).replace("-", "")
         if not typed:
             raise LicensingError(0xC004F02F, f"the confirmation ID stopped at group {index}")
-        try:
-            check_group(typed, index, "confirmation ID", size)
-        except LicensingError as exc:
-            click.echo(f"  {exc.message}; type it again.", err=True)
-            continue
-        groups.append(typed)
-        index += 1
+        chunks = [typed[i : i + size] for i in range(0, len(typed), size)]
+        for chunk in chunks[: CID_GROUPS - len(groups)]:
+            try:
+                check_group(chunk, len(groups) + 1, "confirmation ID", size)
+            except LicensingError as exc:
+                click.echo(f"  {exc.message}; type it again.", err=True)
+                break
+            groups.append(chunk)
     return format_groups("".join(groups), size)
 
 

@@ -21,7 +21,7 @@ from ospp.core.db import close_all
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
-from ospp.core.errors import ExitStatus, OsppError, hex_code
+from ospp.core.errors import Cancelled, ExitStatus, OsppError, hex_code
 
 DASHES = "-" * 39
 PROCESSING = "---Processing" + "-" * 26
@@ -93,7 +93,7 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
     except OsppError as exc:
         result = Result(error=exc)
     except KeyboardInterrupt:
-        sys.exit(130)
+        result = Result(error=Cancelled(interrupted=True))
     except Exception as exc:  # the one place foreign failures end up
         if os.environ.get("OSPP_DEBUG"):
             import traceback

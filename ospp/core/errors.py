@@ -18,6 +18,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # the command line was wrong (click's own status for usage errors)
     STORE = 3  # the licence store or another local file could not be used
     NETWORK = 4  # a server (authority, KMS host, DNS) could not be reached
+    INTERRUPTED = 130  # Ctrl+C (128 + SIGINT), as shells report it
 
 
 # Descriptions as the Software Licensing Service words them (ospp.vbs /ddescr prints these).
@@ -152,3 +153,16 @@ class UsageError(OsppError):
 
     def __init__(self, message: str, hint: str | None = None, code: int = E_INVALID_ARG) -> None:
         super().__init__(code, message, hint)
+
+
+E_CANCELLED = 0x800704C7
+DESCRIPTIONS[E_CANCELLED] = "The operation was canceled by the user."
+
+
+class Cancelled(OsppError):
+    """The person at the keyboard stopped (Ctrl+C, or the end of input); nothing was changed."""
+
+    def __init__(self, interrupted: bool) -> None:
+        how = "interrupted (Ctrl+C)" if interrupted else "input ended"
+        super().__init__(E_CANCELLED, f"cancelled: {how}; nothing was changed")
+        self.exit_status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.LICENSING
