@@ -62,8 +62,9 @@ def test_every_command_has_help_json_and_a_man_entry():
     for name, cmd in _walk(cli, ctx):
         assert cmd.help, f"{name} has no help"
         assert name.replace("-", "\\-") in page, f"{name} is not in the man page"
-        # demo prints a transcript, pubkey prints JSON always, serve runs a server
-        if not isinstance(cmd, click.Group) and name not in ("demo", "pubkey", "serve"):
+        # demo prints a transcript, pubkey prints JSON always, serve runs a server, help
+        # prints help
+        if not isinstance(cmd, click.Group) and name not in ("demo", "pubkey", "serve", "help"):
             assert any(p.name == "as_json" for p in cmd.params), f"{name} has no --json"
 
 

@@ -41,7 +41,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "ckms-domain",
     ),
     "ospp.cli.activate": ("act", "dinstid", "actcid", "dhistoryacterr", "dhistorykms"),
-    "ospp.cli.extra": ("products", "install-product", "demo"),
+    "ospp.cli.extra": ("products", "install-product", "demo", "help"),
     "ospp.cli.center": ("center", "trust", "hardware"),
     "ospp.cli.kmshost": ("kms", "service"),
     "ospp.cli.dnsdiag": ("dnsdiag",),

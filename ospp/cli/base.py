@@ -183,17 +183,41 @@ class SlashCommand(click.Command):
         self.value_required = value_required
 
 
+HELP_WORDS = ("/?", "/help", "-?", "/h")
+WHOLE = 10_000  # a command's summary is shown whole (its first sentence), never cut with "..."
+
+
+class Group(click.Group):
+    """A command group whose help lists each command's summary whole."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(WHOLE)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 class SlashGroup(click.Group):
     """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0].lower() in ("/?", "/help", "-?", "/h"):
+        if args and args[0].lower() in HELP_WORDS:
             args = ["--help", *args[1:]]
         return super().parse_args(ctx, args)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
+        # 'ospp /dstatus /?' asks for that command's help, as 'ospp /?' does for all
+        args = (
+            [args[0], *("--help" if w.lower() in HELP_WORDS else w for w in args[1:])]
+            if args
+            else args
+        )
         first = args[0] if args else ""
         if first.startswith("/") and len(first) > 1:
             args = self._expand_slash(ctx, first, args[1:])
@@ -250,9 +274,9 @@ class SlashGroup(click.Group):
             if cmd is None or cmd.hidden:
                 continue
             if isinstance(cmd, SlashCommand):
-                verbs.append((slash_form(name, cmd), cmd.get_short_help_str(60)))
+                verbs.append((slash_form(name, cmd), cmd.get_short_help_str(WHOLE)))
             else:
-                others.append((name, cmd.get_short_help_str(60)))
+                others.append((name, cmd.get_short_help_str(WHOLE)))
         if verbs:
             with formatter.section("ospp.vbs options (also as 'ospp NAME VALUE')"):
                 formatter.write_dl(verbs)

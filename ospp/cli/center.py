@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, reports, reports_text
+from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
@@ -38,7 +38,7 @@ def _record_json(r: KeyRecord) -> dict[str, Any]:
     }
 
 
-@click.group("center")
+@click.group("center", cls=Group)
 def center() -> None:
     """The activation authority: keys, online activation, the phone centre."""
 
@@ -204,7 +204,7 @@ def serve(listen: str) -> Result:
     return Result([], banners=False)
 
 
-@click.group("trust")
+@click.group("trust", cls=Group)
 def trust() -> None:
     """Trust anchors: which activation authorities this client believes."""
 
@@ -243,7 +243,7 @@ def trust_list() -> Result:
     )
 
 
-@click.group("hardware")
+@click.group("hardware", cls=Group)
 def hardware_group() -> None:
     """The simulated hardware of a machine (for the tolerance model)."""
 

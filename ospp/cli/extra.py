@@ -68,4 +68,26 @@ def demo(keep: Path | None) -> None:
     raise SystemExit(run_demo(click.echo, keep))
 
 
-COMMANDS = [products, install_product, demo]
+@click.command("help")
+@click.argument("words", nargs=-1, metavar="[COMMAND]...")
+@click.pass_context
+def help_(ctx: click.Context, words: tuple[str, ...]) -> None:
+    """Show the help of ospp, or of a command (ospp help kms serve, ospp help /dstatus)."""
+    root = ctx.find_root()
+    command: click.Command = root.command
+    current = root
+    path = [root.info_name or "ospp"]
+    for word in words:
+        name = word.lstrip("/").split(":")[0].lower()
+        found = (
+            command.get_command(current, name) if isinstance(command, click.Group) else None
+        )
+        if found is None:
+            raise click.UsageError(f"'{' '.join(path)}' has no command {word!r}", ctx)
+        path.append(name)
+        current = click.Context(found, info_name=name, parent=current)
+        command = found
+    click.echo(command.get_help(current))
+
+
+COMMANDS = [products, install_product, demo, help_]

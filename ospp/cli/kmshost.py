@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, reports, reports_text
+from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import LicensingError, hex_code
 from ospp.core.paths import kms_home
@@ -24,7 +24,7 @@ def _host() -> KmsHost:
     return KmsHost.open(kms_home(), clock_from_env())
 
 
-@click.group("kms")
+@click.group("kms", cls=Group)
 def kms_group() -> None:
     """A KMS host: install and activate its key, serve clients, show its counts."""
 
@@ -273,7 +273,7 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
 COMMANDS = [kms_group, service]
 
 
-@kms_group.group("dns")
+@kms_group.group("dns", cls=Group)
 def dns_group() -> None:
     """Publishing the host's _vlmcs._tcp SRV record by DNS dynamic update (RFC 2136, TSIG)."""
 
