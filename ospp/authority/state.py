@@ -22,16 +22,21 @@ from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database
-from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, LicensingError, StoreError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_INVALID_DATA,
+    E_MAK_LIMIT,
+    E_SERVER_BLOCKED,
+    E_SERVER_INVALID_KEY,
+    E_UNLOCK_LIMIT,
+    LicensingError,
+    StoreError,
+    UsageError,
+)
 from ospp.core.paths import write_atomic
 from ospp.protocol import keys
 from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
 from ospp.protocol.phone import InstallationId, encode_cid, machine_tag
-
-E_SERVER_INVALID_KEY = 0xC004C001
-E_SERVER_BLOCKED = 0xC004C003
-E_UNLOCK_LIMIT = 0xC004C008
-E_MAK_LIMIT = 0xC004C020
 
 KMS_HOST_MACHINES = 6  # one KMS host key activates up to 6 hosts...
 KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times

@@ -9,12 +9,10 @@ import click
 from ospp.cli.base import Result, error_lines, reports, verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
-from ospp.core.errors import LicensingError, OsppError
+from ospp.core.errors import E_CID_LENGTH, E_KEY_NOT_AVAILABLE, E_NO_KMS, LicensingError, OsppError
 from ospp.machine import client
 from ospp.machine.store import License, MachineStore
 from ospp.protocol.phone import CID_GROUP_DATA, CID_GROUPS, check_group, format_groups
-
-E_NO_KMS = 0xC004F074
 
 
 def _keyed(store: MachineStore) -> list[License]:
@@ -132,13 +130,13 @@ def _phone_target(store: MachineStore, sku: str | None) -> License:
         candidates = [lic for lic in candidates if lic.sku.sku_id == sku.strip("{}").lower()]
     if not candidates:
         raise LicensingError(
-            0xC004F014,
+            E_KEY_NOT_AVAILABLE,
             "no MAK or KMS host key is installed to activate",
             "Install a MAK with /inpkey first.",
         )
     if len(candidates) > 1:
         raise LicensingError(
-            0xC004F014,
+            E_KEY_NOT_AVAILABLE,
             "several products could take this CID",
             "Name one with --sku SKUID (see /dinstid).",
         )
@@ -187,7 +185,7 @@ def _ask_groups() -> str:
         )
         typed = "".join(typed.split()).replace("-", "")
         if not typed:
-            raise LicensingError(0xC004F02F, f"the confirmation ID stopped at group {index}")
+            raise LicensingError(E_CID_LENGTH, f"the confirmation ID stopped at group {index}")
         try:
             check_group(typed, index, "confirmation ID", size)
         except LicensingError as exc:

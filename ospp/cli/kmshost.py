@@ -11,7 +11,7 @@ import click
 
 from ospp.cli.base import JSON_OPTION, Result, reports, reports_text
 from ospp.core.clock import clock_from_env
-from ospp.core.errors import LicensingError, hex_code
+from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, hex_code
 from ospp.core.paths import kms_home
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     if all_machines:
         names = list(licensing.machine_names(ospp_home()))
     if not names:
-        raise LicensingError(0xC004F014, "there are no simulated machines yet")
+        raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     lines: list[str] = []
     rows: list[dict[str, Any]] = []
     first = None

@@ -32,16 +32,25 @@ if TYPE_CHECKING:
 
 from ospp.core.clock import Clock, iso, parse_time
 from ospp.core.db import Database
-from ospp.core.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_CANNOT_USE,
+    E_HOST_NOT_ACTIVATED,
+    E_INVALID_KEY,
+    E_KEY_NOT_AVAILABLE,
+    E_KMS_REFUSED,
+    E_MISMATCH,
+    E_SKEW,
+    LicensingError,
+    OsppError,
+    StoreError,
+    UsageError,
+)
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_RENEWAL_INTERVAL,
-    E_BAD_REQUEST,
-    E_CANNOT_USE,
-    E_HOST_NOT_ACTIVATED,
-    E_SKEW,
     INTERVAL_RANGE,
     MAX_SKEW,
     WINDOW,
@@ -88,7 +97,7 @@ def parse_request(message: Mapping[str, Any]) -> Request:
     def text(name: str, limit: int = 64) -> str:
         value = message.get(name)
         if not isinstance(value, str) or not 0 < len(value) <= limit:
-            raise LicensingError(E_BAD_REQUEST, f"request field {name!r} is missing or malformed")
+            raise LicensingError(E_KMS_REFUSED, f"request field {name!r} is missing or malformed")
         return value
 
     sku = catalog().sku(text("sku_id", 40))
@@ -101,7 +110,7 @@ def parse_request(message: Mapping[str, Any]) -> Request:
         client_text = text("client_time")
         client_time = parse_time(client_text, "client_time")
     except OsppError as exc:
-        raise LicensingError(E_BAD_REQUEST, exc.message) from exc
+        raise LicensingError(E_KMS_REFUSED, exc.message) from exc
     return Request(
         app,
         sku.sku_id,
@@ -202,7 +211,7 @@ class KmsHost:
         key = keys.parse(text)
         if key.channel is not Channel.KMS_HOST:
             raise LicensingError(
-                0xC004F050,
+                E_INVALID_KEY,
                 f"the key ending {key.last5} is a {key.channel.value} key, not a KMS host key",
                 "Get one with: ospp center issue-key --product P --channel kms-host.",
             )
@@ -216,7 +225,7 @@ class KmsHost:
         value = self.meta().get("key")
         if not value:
             raise LicensingError(
-                0xC004F014, "no KMS host key is installed", "Run: ospp kms install-key KEY"
+                E_KEY_NOT_AVAILABLE, "no KMS host key is installed", "Run: ospp kms install-key KEY"
             )
         return keys.parse(value)
 
@@ -286,7 +295,7 @@ class KmsHost:
             return self._certify(cert, environ)
         except LicensingError as exc:
             if "confirmation ID" in exc.message or "damaged" in exc.message:
-                from ospp.protocol.phone import E_MISMATCH, parse_cid
+                from ospp.protocol.phone import parse_cid
 
                 parse_cid(cid)  # report length and check-digit errors with their own codes
                 raise LicensingError(E_MISMATCH, exc.message) from exc

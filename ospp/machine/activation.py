@@ -14,13 +14,19 @@ from collections.abc import Mapping
 from ospp.authority.port import call_authority
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
-from ospp.core.errors import LicensingError
+from ospp.core.errors import (
+    E_KEY_NOT_AVAILABLE,
+    E_KMS_REFUSED,
+    E_MISMATCH,
+    E_UNTRUSTED,
+    LicensingError,
+)
 from ospp.machine import hardware
 from ospp.machine.seal import seal
 from ospp.machine.store import License, MachineStore
 from ospp.protocol import keys
-from ospp.protocol.phone import E_MISMATCH, InstallationId, machine_tag, parse_cid
-from ospp.protocol.trust import E_UNTRUSTED, anchors, require_anchors, verify_licence
+from ospp.protocol.phone import InstallationId, machine_tag, parse_cid
+from ospp.protocol.trust import anchors, require_anchors, verify_licence
 
 # -- the checks ---------------------------------------------------------------------------------
 
@@ -32,11 +38,13 @@ def _hardware_hex(store: MachineStore) -> tuple[str, hardware.Hardware]:
 
 def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None) -> InstallationId:
     if not lic.product_key:
-        raise LicensingError(0xC004F014, f"no product key is installed for {lic.sku.product.id}")
+        raise LicensingError(
+            E_KEY_NOT_AVAILABLE, f"no product key is installed for {lic.sku.product.id}"
+        )
     key = keys.parse(lic.product_key)
     if key.channel is Channel.KMS_CLIENT:
         raise LicensingError(
-            0xC004F056,
+            E_KMS_REFUSED,
             f"{lic.sku.product.id} has a KMS client key (GVLK); phone activation needs a MAK "
             "or KMS host key",
             "Install a MAK with /inpkey first.",

@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ospp.core.errors import E_HARDWARE, E_UNTRUSTED
 from ospp.machine import hardware
 from ospp.machine.seal import mac, seal_key
-from ospp.machine.status import E_HARDWARE, Checker, Problem
+from ospp.machine.status import Checker, Problem
 from ospp.machine.store import License, MachineStore
-from ospp.protocol.trust import E_UNTRUSTED, Anchors, trusted_fingerprints
+from ospp.protocol.trust import Anchors, trusted_fingerprints
 
 
 def bound_hardware(activation: Mapping[str, Any]) -> str | None:

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ospp.core.catalog import Channel
+from ospp.core.errors import (
+    E_GRACE_EXPIRED,
+    E_KEY_NOT_AVAILABLE,
+    I_KMS_LICENSED,
+    I_OOB,
+    I_OOT,
+)
 from ospp.machine.store import License
 
 GRACE = timedelta(days=30)
@@ -26,13 +33,6 @@ LICENSED = "LICENSED"
 OOB_GRACE = "OOB_GRACE"
 OOT_GRACE_LABEL = "OOT_GRACE"
 NOTIFICATIONS = "NOTIFICATIONS"
-
-E_KEY_NOT_AVAILABLE = 0xC004F014
-E_GRACE_EXPIRED = 0xC004F009
-E_HARDWARE = 0xC004F00F
-I_OOB = 0x4004F00C
-I_OOT = 0x4004F00D
-I_KMS_LICENSED = 0x4004F040
 
 
 @dataclass(frozen=True)

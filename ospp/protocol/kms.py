@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from ospp.core.catalog import Channel, Product, catalog
-from ospp.core.errors import LicensingError, OsppError
+from ospp.core.errors import E_CANNOT_USE, LicensingError, OsppError
 from ospp.protocol.trust import Anchors
 
 THRESHOLD = 5
@@ -30,13 +30,6 @@ INTERVAL_RANGE = (15, 43200)
 DEFAULT_ACTIVATION_INTERVAL = 120
 DEFAULT_RENEWAL_INTERVAL = 10080
 DEFAULT_PORT = 1688
-
-E_COUNT_LOW = 0xC004F038
-E_HOST_NOT_ACTIVATED = 0xC004F041
-E_CANNOT_USE = 0xC004F042
-E_SKEW = 0xC004F06C
-E_NO_KMS = 0xC004F074
-E_BAD_REQUEST = 0xC004F056
 
 
 def covers(host: Product, client: Product) -> bool:
