@@ -36,7 +36,7 @@ from ospp.core.errors import (
 from ospp.core.paths import write_atomic
 from ospp.protocol import keys
 from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
-from ospp.protocol.phone import InstallationId, encode_cid, machine_tag
+from ospp.protocol.phone import InstallationId, encode_cid, iid_channel, machine_tag
 
 KMS_HOST_MACHINES = 6  # one KMS host key activates up to 6 hosts...
 KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times
@@ -349,7 +349,7 @@ class Authority:
         """The phone centre: check an installation ID, count it, return the CID."""
         iid = InstallationId.parse(iid_text)
         product = catalog().by_index(iid.product_index)
-        channel = {1: Channel.MAK, 2: Channel.KMS_HOST}.get(iid.channel_code)
+        channel = iid_channel(iid.channel_code)
         if product is None or channel is None:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,

@@ -271,12 +271,12 @@ class KmsHost:
         )
 
     def installation_id(self) -> InstallationId:
-        from ospp.protocol.phone import InstallationId, machine_tag
+        from ospp.protocol.phone import IID_CHANNEL_KMS_HOST, InstallationId, machine_tag
 
         key = self.installed_key()
         return InstallationId(
             key.product.index,
-            2,
+            IID_CHANNEL_KMS_HOST,
             key.serial,
             key.security,
             int(self.meta()["hardware"], 16),

@@ -25,7 +25,7 @@ from ospp.machine import hardware
 from ospp.machine.seal import seal
 from ospp.machine.store import License, MachineStore
 from ospp.protocol import keys
-from ospp.protocol.phone import InstallationId, machine_tag, parse_cid
+from ospp.protocol.phone import IID_CHANNELS, InstallationId, machine_tag, parse_cid
 from ospp.protocol.trust import anchors, require_anchors, verify_licence
 
 # -- the checks ---------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None
     hw = hw_hex or _hardware_hex(store)[0]
     return InstallationId(
         key.product.index,
-        {Channel.MAK: 1, Channel.KMS_HOST: 2}[key.channel],
+        IID_CHANNELS[key.channel],
         key.serial,
         key.security,
         int(hw, 16),

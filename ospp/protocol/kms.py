@@ -47,7 +47,12 @@ def check_certificate(cert: object, trusted: Anchors) -> tuple[Product, str]:
 
     Raises LicensingError 0xC004F042 saying why the host cannot be used.
     """
-    from ospp.protocol.phone import InstallationId, machine_tag, parse_cid
+    from ospp.protocol.phone import (
+        IID_CHANNEL_KMS_HOST,
+        InstallationId,
+        machine_tag,
+        parse_cid,
+    )
     from ospp.protocol.trust import verify_licence
 
     def refuse(why: str) -> LicensingError:
@@ -74,7 +79,9 @@ def check_certificate(cert: object, trusted: Anchors) -> tuple[Product, str]:
             r, s = parse_cid(str(cert.get("cid")))
         except OsppError as exc:
             raise refuse(f"the KMS host's phone certificate is damaged: {exc.message}") from exc
-        if iid.channel_code != 2 or iid.machine_tag != machine_tag(host_tag_source(host_key)):
+        if iid.channel_code != IID_CHANNEL_KMS_HOST or iid.machine_tag != machine_tag(
+            host_tag_source(host_key)
+        ):
             raise refuse("the KMS host's phone certificate is for another key or host")
         if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
             raise refuse("the KMS host's confirmation ID is not from a trusted authority")

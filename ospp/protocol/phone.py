@@ -17,11 +17,22 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from ospp.core.catalog import Channel
 from ospp.core.errors import E_BAD_FORMAT, E_CHECK_DIGIT, E_CID_LENGTH, E_MISMATCH, LicensingError
 
 IID_GROUPS, IID_GROUP_DATA = 9, 6
 CID_GROUPS, CID_GROUP_DATA = 20, 5
 IID_VERSION = 1
+
+# The IID's channel field: which kind of key the installation ID carries.
+IID_CHANNEL_MAK = 1
+IID_CHANNEL_KMS_HOST = 2
+IID_CHANNELS = {Channel.MAK: IID_CHANNEL_MAK, Channel.KMS_HOST: IID_CHANNEL_KMS_HOST}
+
+
+def iid_channel(code: int) -> Channel | None:
+    """The channel an IID's channel field names, or None for a code no key has."""
+    return next((channel for channel, c in IID_CHANNELS.items() if c == code), None)
 
 
 _DAMM = (
