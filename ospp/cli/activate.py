@@ -11,15 +11,15 @@ from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import E_CID_LENGTH, E_KEY_NOT_AVAILABLE, E_NO_KMS, LicensingError, OsppError
 from ospp.machine import client
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.phone import CID_GROUP_DATA, CID_GROUPS, check_group, format_groups
 
 
-def _keyed(store: MachineStore) -> list[License]:
-    return [lic for lic in store.licenses() if lic.product_key]
+def _keyed(store: MachineStore) -> list[Licence]:
+    return [lic for lic in store.licences() if lic.product_key]
 
 
-def _product_lines(lic: License) -> list[str]:
+def _product_lines(lic: Licence) -> list[str]:
     return [
         f"SKU ID: {lic.sku.sku_id}",
         f"LICENSE NAME: {lic.sku.license_name}",
@@ -35,7 +35,7 @@ def activate_licences(
     from ospp.machine import activation
 
     first: OsppError | None = None
-    statuses = {st.license.sku.sku_id: st.status for st in client.statuses(store)}
+    statuses = {st.licence.sku.sku_id: st.status for st in client.statuses(store)}
     licences = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_HOST]
     if not licences:
         lines.append("<No installed product keys detected>")
@@ -124,7 +124,7 @@ def dinstid(computer: str | None) -> Result:
     return Result(lines, {"machine": store.name, "products": rows})
 
 
-def _phone_target(store: MachineStore, sku: str | None) -> License:
+def _phone_target(store: MachineStore, sku: str | None) -> Licence:
     candidates = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_CLIENT]
     if sku:
         candidates = [lic for lic in candidates if lic.sku.sku_id == sku.strip("{}").lower()]

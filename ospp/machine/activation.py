@@ -23,7 +23,7 @@ from ospp.core.errors import (
 )
 from ospp.machine import hardware
 from ospp.machine.seal import seal
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import keys
 from ospp.protocol.phone import IID_CHANNELS, InstallationId, machine_tag, parse_cid
 from ospp.protocol.trust import anchors, require_anchors, verify_licence
@@ -36,7 +36,7 @@ def _hardware_hex(store: MachineStore) -> tuple[str, hardware.Hardware]:
     return f"{hw.hash():010x}", hw
 
 
-def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None) -> InstallationId:
+def installation_id(store: MachineStore, lic: Licence, hw_hex: str | None = None) -> InstallationId:
     if not lic.product_key:
         raise LicensingError(
             E_KEY_NOT_AVAILABLE, f"no product key is installed for {lic.sku.product.id}"
@@ -63,7 +63,7 @@ def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None
 # -- the flows ----------------------------------------------------------------------------------
 
 
-def activate_mak(store: MachineStore, lic: License, environ: Mapping[str, str]) -> None:
+def activate_mak(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> None:
     """Online activation of one MAK licence; stores the verified licence or raises."""
     assert lic.product_key is not None
     trusted = require_anchors(anchors(store.home, environ))
@@ -112,7 +112,7 @@ def activate_mak(store: MachineStore, lic: License, environ: Mapping[str, str]) 
         store.bump(conn)
 
 
-def apply_cid(store: MachineStore, lic: License, cid_text: str, environ: Mapping[str, str]) -> None:
+def apply_cid(store: MachineStore, lic: Licence, cid_text: str, environ: Mapping[str, str]) -> None:
     """Offline activation: verify the CID with the trusted public key(s) alone, then store it."""
     trusted = require_anchors(anchors(store.home, environ))
     r, s = parse_cid(cid_text)

@@ -19,7 +19,7 @@ from ospp.core.errors import (
     UsageError,
 )
 from ospp.core.paths import machine_name, ospp_home
-from ospp.machine.status import LicenseStatus, evaluate
+from ospp.machine.status import LicenceStatus, evaluate
 from ospp.machine.store import MAX_REARMS, MachineStore
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def install_product(store: MachineStore, product_id: str) -> list[Sku]:
     key = keys.parse(product.gvlk)
     with store.db.write() as conn:
         added = store.ensure_product(conn, product)
-        if not any(lic.product_key for lic in store.licenses(conn) if lic.sku.product is product):
+        if not any(lic.product_key for lic in store.licences(conn) if lic.sku.product is product):
             store.install_key(conn, key)
         store.bump(conn)
     return added
@@ -85,9 +85,9 @@ def uninstall_key(store: MachineStore, last5: str) -> list[Sku]:
 
 def statuses(
     store: MachineStore, include_unkeyed: bool = False, environ: Mapping[str, str] = os.environ
-) -> list[LicenseStatus]:
+) -> list[LicenceStatus]:
     now = store.clock.now()
-    found = store.licenses()
+    found = store.licences()
     check = None
     if any(lic.activation for lic in found):
         from ospp.machine.checks import make_checker
@@ -112,7 +112,7 @@ def rearm(store: MachineStore, sku_id: str | None = None) -> list[Sku]:
             )
         now = store.clock.now()
         targets = []
-        for lic in store.licenses(conn):
+        for lic in store.licences(conn):
             if sku_id is not None:
                 if lic.sku.sku_id == sku_id.strip("{}").lower():
                     targets.append(lic.sku)

@@ -20,7 +20,7 @@ from ospp.core.errors import (
     OsppError,
 )
 from ospp.machine.seal import seal
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import kms
 from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors
@@ -43,7 +43,7 @@ class Outcome:
 def _verify(
     response: dict[str, Any],
     request: dict[str, Any],
-    lic: License,
+    lic: Licence,
     trusted: Anchors,
     where: str,
 ) -> tuple[Product, str]:
@@ -85,7 +85,7 @@ def _verify(
     return product, host_key
 
 
-def verify_stored(act: Mapping[str, Any], lic: License, trusted: Anchors) -> str | None:
+def verify_stored(act: Mapping[str, Any], lic: Licence, trusted: Anchors) -> str | None:
     """Why a stored KMS activation is not valid, or None (used by every status read)."""
     response = act.get("response")
     if not isinstance(response, dict):
@@ -125,7 +125,7 @@ def _remember_discovered(store: MachineStore, found: Search) -> None:
             store.set_setting(conn, "kms_dns_host", f"{first.target}:{first.port}")
 
 
-def activate(store: MachineStore, lic: License, environ: Mapping[str, str], status: str) -> Outcome:
+def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], status: str) -> Outcome:
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms."""
     from ospp.protocol.wire import Connection
 
@@ -222,7 +222,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
     ) from last_error
 
 
-def _record(store: MachineStore, lic: License, code: int, detail: str, host: str | None) -> None:
+def _record(store: MachineStore, lic: Licence, code: int, detail: str, host: str | None) -> None:
     with store.db.write() as conn:
         store.record(conn, "kms", code, detail, lic.sku, host)
 
