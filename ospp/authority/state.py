@@ -22,16 +22,21 @@ from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database
-from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, LicensingError, StoreError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_INVALID_DATA,
+    E_MAK_LIMIT,
+    E_SERVER_BLOCKED,
+    E_SERVER_INVALID_KEY,
+    E_UNLOCK_LIMIT,
+    LicensingError,
+    StoreError,
+    UsageError,
+)
 from ospp.core.paths import write_atomic
 from ospp.protocol import keys
 from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
-from ospp.protocol.phone import InstallationId, encode_cid, machine_tag
-
-E_SERVER_INVALID_KEY = 0xC004C001
-E_SERVER_BLOCKED = 0xC004C003
-E_UNLOCK_LIMIT = 0xC004C008
-E_MAK_LIMIT = 0xC004C020
+from ospp.protocol.phone import InstallationId, encode_cid, iid_channel, machine_tag
 
 KMS_HOST_MACHINES = 6  # one KMS host key activates up to 6 hosts...
 KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times
@@ -344,7 +349,7 @@ class Authority:
         """The phone centre: check an installation ID, count it, return the CID."""
         iid = InstallationId.parse(iid_text)
         product = catalog().by_index(iid.product_index)
-        channel = {1: Channel.MAK, 2: Channel.KMS_HOST}.get(iid.channel_code)
+        channel = iid_channel(iid.channel_code)
         if product is None or channel is None:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,

@@ -10,9 +10,17 @@ import click
 from ospp.cli.base import Result, error_lines, reports, verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
-from ospp.core.errors import Cancelled, LicensingError, OsppError, UsageError
+from ospp.core.errors import (
+    E_CID_LENGTH,
+    E_KEY_NOT_AVAILABLE,
+    E_NO_KMS,
+    Cancelled,
+    LicensingError,
+    OsppError,
+    UsageError,
+)
 from ospp.machine import client
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.phone import (
     CID_GROUP_DATA,
     CID_GROUPS,
@@ -21,14 +29,12 @@ from ospp.protocol.phone import (
     parse_cid,
 )
 
-E_NO_KMS = 0xC004F074
+
+def _keyed(store: MachineStore) -> list[Licence]:
+    return [lic for lic in store.licences() if lic.product_key]
 
 
-def _keyed(store: MachineStore) -> list[License]:
-    return [lic for lic in store.licenses() if lic.product_key]
-
-
-def _product_lines(lic: License) -> list[str]:
+def _product_lines(lic: Licence) -> list[str]:
     return [
         f"SKU ID: {lic.sku.sku_id}",
         f"LICENSE NAME: {lic.sku.license_name}",
@@ -44,7 +50,7 @@ def activate_licences(
     from ospp.machine import activation
 
     first: OsppError | None = None
-    statuses = {st.license.sku.sku_id: st.status for st in client.statuses(store)}
+    statuses = {st.licence.sku.sku_id: st.status for st in client.statuses(store)}
     licences = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_HOST]
     if not licences:
         lines.append("<No installed product keys detected>")
@@ -133,19 +139,19 @@ def dinstid(computer: str | None) -> Result:
     return Result(lines, {"machine": store.name, "products": rows})
 
 
-def _phone_target(store: MachineStore, sku: str | None) -> License:
+def _phone_target(store: MachineStore, sku: str | None) -> Licence:
     candidates = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_CLIENT]
     if sku:
         candidates = [lic for lic in candidates if lic.sku.sku_id == sku.strip("{}").lower()]
     if not candidates:
         raise LicensingError(
-            0xC004F014,
+            E_KEY_NOT_AVAILABLE,
             "no MAK or KMS host key is installed to activate",
             "Install a MAK with /inpkey first.",
         )
     if len(candidates) > 1:
         raise LicensingError(
-            0xC004F014,
+            E_KEY_NOT_AVAILABLE,
             "several products could take this CID",
             "Name one with --sku SKUID (see /dinstid).",
         )
@@ -212,7 +218,7 @@ def _ask_groups() -> str:
         index = len(groups) + 1
         typed = "".join(_read_line(f"Group {index} of {CID_GROUPS}").split()).replace("-", "")
         if not typed:
-            raise LicensingError(0xC004F02F, f"the confirmation ID stopped at group {index}")
+            raise LicensingError(E_CID_LENGTH, f"the confirmation ID stopped at group {index}")
         chunks = [typed[i : i + size] for i in range(0, len(typed), size)]
         for chunk in chunks[: CID_GROUPS - len(groups)]:
             try:

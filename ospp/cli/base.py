@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 from ospp.core.errors import Cancelled, ExitStatus, OsppError, hex_code
 
+Callback = Callable[..., None]  # a click command's function, as @reports makes it
+
 DASHES = "-" * 39
 PROCESSING = "---Processing" + "-" * 26
 EXITING = "---Exiting" + "-" * 29
@@ -123,7 +125,7 @@ def command_name(ctx: click.Context) -> str:
     return " ".join(reversed(names)) or ctx.command.name or ""
 
 
-def _reporting(fn: Callable[..., Result], json_allowed: bool) -> Callable[..., None]:
+def _reporting(fn: Callable[..., Result], json_allowed: bool) -> Callback:
     @functools.wraps(fn)
     def callback(*args: Any, as_json: bool = False, **kwargs: Any) -> None:
         ctx = click.get_current_context()
@@ -133,7 +135,7 @@ def _reporting(fn: Callable[..., Result], json_allowed: bool) -> Callable[..., N
     return callback
 
 
-def reports(fn: Callable[..., Result]) -> Callable[..., None]:
+def reports(fn: Callable[..., Result]) -> Callback:
     """Make a function that returns a :class:`Result` into a click callback.
 
     The callback takes the ``as_json`` flag (from ``--json`` on the command or on ``ospp``),
@@ -149,7 +151,7 @@ def reports(fn: Callable[..., Result]) -> Callable[..., None]:
     return _reporting(fn, json_allowed=True)
 
 
-def reports_text(fn: Callable[..., Result]) -> Callable[..., None]:
+def reports_text(fn: Callable[..., Result]) -> Callback:
     """Like :func:`reports`, for commands whose output is never JSON (a server's log lines, a
     file to save): ``ospp --json`` does not change what they print. Errors are still printed
     and set the exit status the same way."""
@@ -307,13 +309,12 @@ def verb(
     *,
     slash_value: str | None = None,
     value_required: bool = True,
-    params: Sequence[Callable[[Any], Any]] = (),
-) -> Callable[[Callable[..., Any]], SlashCommand]:
+    params: Sequence[Callable[[Callback], Callback]] = (),
+) -> Callable[[Callback], SlashCommand]:
     """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``."""
 
-    def deco(fn: Callable[..., Any]) -> SlashCommand:
-        f: Any = fn
-        f = JSON_OPTION(f)
+    def deco(fn: Callback) -> SlashCommand:
+        f = JSON_OPTION(fn)
         f = COMPUTER_ARGUMENT(f)
         for p in reversed(params):
             f = p(f)

@@ -79,9 +79,7 @@ def help_(ctx: click.Context, words: tuple[str, ...]) -> None:
     path = [root.info_name or "ospp"]
     for word in words:
         name = word.lstrip("/").split(":")[0].lower()
-        found = (
-            command.get_command(current, name) if isinstance(command, click.Group) else None
-        )
+        found = command.get_command(current, name) if isinstance(command, click.Group) else None
         if found is None:
             raise click.UsageError(f"'{' '.join(path)}' has no command {word!r}", ctx)
         path.append(name)

@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.endpoint import Endpoint, parse_host
-from ospp.core.errors import NetworkError
+from ospp.core.errors import E_DNS_FAILURE, E_DNS_NAME, NetworkError
 
 if TYPE_CHECKING:
     from dns.resolver import Resolver
 
-E_DNS_NAME = 0x8007232B  # no SRV record in any searched domain
-E_DNS_FAILURE = 0x8007232A  # server failure or timeout
 SERVICE = "_vlmcs._tcp"
 LIFETIME = 3.0
 

@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ospp.core.errors import E_HARDWARE, E_UNTRUSTED
 from ospp.machine import hardware
 from ospp.machine.seal import mac, seal_key
-from ospp.machine.status import E_HARDWARE, Checker, Problem
-from ospp.machine.store import License, MachineStore
-from ospp.protocol.trust import E_UNTRUSTED, Anchors, trusted_fingerprints
+from ospp.machine.status import Checker, Problem
+from ospp.machine.store import Licence, MachineStore
+from ospp.protocol.trust import Anchors, trusted_fingerprints
 
 
 def bound_hardware(activation: Mapping[str, Any]) -> str | None:
@@ -61,7 +62,7 @@ def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
     fingerprints = trusted_fingerprints(store.home, environ)
     full: list[Checker] = []
 
-    def check(lic: License) -> Problem | None:
+    def check(lic: Licence) -> Problem | None:
         act = lic.activation or {}
         given = act.get("seal")
         if (
@@ -87,7 +88,7 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
     trusted = anchors(store.home, environ)
     cmid = store.settings()["cmid"]
 
-    def check(lic: License) -> Problem | None:
+    def check(lic: Licence) -> Problem | None:
         act = lic.activation or {}
         kind = act.get("kind")
         if kind == "mak":
@@ -113,7 +114,7 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
 
 
 def _check_phone(
-    store: MachineStore, lic: License, act: Mapping[str, Any], trusted: Anchors
+    store: MachineStore, lic: Licence, act: Mapping[str, Any], trusted: Anchors
 ) -> str | None:
     from ospp.core.errors import OsppError
     from ospp.machine.activation import installation_id

@@ -11,9 +11,16 @@ from typing import TYPE_CHECKING, Any
 from ospp.core.canonical import canonical
 from ospp.core.clock import iso
 from ospp.core.endpoint import Endpoint, parse_host
-from ospp.core.errors import LicensingError, NetworkError, OsppError
+from ospp.core.errors import (
+    E_CANNOT_USE,
+    E_COUNT_LOW,
+    E_NO_KMS,
+    LicensingError,
+    NetworkError,
+    OsppError,
+)
 from ospp.machine.seal import seal
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import kms
 from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors
@@ -35,7 +42,7 @@ class Outcome:
 def _verify(
     response: dict[str, Any],
     request: dict[str, Any],
-    lic: License,
+    lic: Licence,
     trusted: Anchors,
     where: str,
 ) -> tuple[Product, str]:
@@ -58,26 +65,26 @@ def _verify(
         ok = False
     if not ok:
         raise LicensingError(
-            kms.E_CANNOT_USE, f"the KMS host at {where} sent a response its key did not sign"
+            E_CANNOT_USE, f"the KMS host at {where} sent a response its key did not sign"
         )
     # 3. it answers this request, not an earlier one (replay)
     for name in ("nonce", "cmid", "client_time", "sku_id"):
         if response.get(name) != request[name]:
             raise LicensingError(
-                kms.E_CANNOT_USE,
+                E_CANNOT_USE,
                 f"the KMS host at {where} answered another request ({name} differs)",
             )
     # 4. its key may activate this product
     if not kms.covers(product, lic.sku.product):
         raise LicensingError(
-            kms.E_CANNOT_USE,
+            E_CANNOT_USE,
             f"the KMS host at {where} holds a {product.id} key, which cannot "
             f"activate {lic.sku.product.id}",
         )
     return product, host_key
 
 
-def verify_stored(act: Mapping[str, Any], lic: License, trusted: Anchors) -> str | None:
+def verify_stored(act: Mapping[str, Any], lic: Licence, trusted: Anchors) -> str | None:
     """Why a stored KMS activation is not valid, or None (used by every status read)."""
     response = act.get("response")
     if not isinstance(response, dict):
@@ -109,7 +116,7 @@ def _hosts(
     return hosts, "DNS", names
 
 
-def activate(store: MachineStore, lic: License, environ: Mapping[str, str], status: str) -> Outcome:
+def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], status: str) -> Outcome:
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms."""
     from ospp.protocol.wire import Connection
 
@@ -140,14 +147,14 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
                 response = conn.call(request)
         except NetworkError as exc:
             tried.append(f"{where} ({exc.message.split(': ', 1)[-1]})")
-            _record(store, lic, kms.E_NO_KMS, exc.message, where)
+            _record(store, lic, E_NO_KMS, exc.message, where)
             last_error = exc
             _forget_cached(store, how)
             continue
         try:
             if not response.get("ok"):
                 raise LicensingError(
-                    int(response.get("code", kms.E_NO_KMS)),
+                    int(response.get("code", E_NO_KMS)),
                     f"the KMS host at {where} refused: {response.get('message')}",
                 )
             trusted = require_anchors(anchors(store.home, environ))
@@ -162,7 +169,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
             count = int(response["count"])
             if count < kms.THRESHOLD:
                 raise LicensingError(
-                    kms.E_COUNT_LOW,
+                    E_COUNT_LOW,
                     f"the KMS host at {where} counts {count} machine(s); it activates from "
                     f"{kms.THRESHOLD}",
                     "The product stays in grace and retries every activation interval; run "
@@ -203,7 +210,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
         # The host that worked last time did not answer: forget it and discover again.
         return activate(store, lic, environ, status)
     raise NetworkError(
-        kms.E_NO_KMS,
+        E_NO_KMS,
         "no KMS host could be contacted; tried " + "; ".join(tried)
         if tried
         else "no KMS host could be contacted",
@@ -211,7 +218,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
     ) from last_error
 
 
-def _record(store: MachineStore, lic: License, code: int, detail: str, host: str | None) -> None:
+def _record(store: MachineStore, lic: Licence, code: int, detail: str, host: str | None) -> None:
     with store.db.write() as conn:
         store.record(conn, "kms", code, detail, lic.sku, host)
 

@@ -68,7 +68,7 @@ DEFAULTS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class License:
+class Licence:
     """One installed licence (a SKU) and, if any, its key and activation record."""
 
     sku: Sku
@@ -145,13 +145,13 @@ class MachineStore:
         with self.db.read() as c:
             return fetch(c)
 
-    def licenses(self, conn: sqlite3.Connection | None = None) -> list[License]:
-        def fetch(c: sqlite3.Connection) -> list[License]:
+    def licences(self, conn: sqlite3.Connection | None = None) -> list[Licence]:
+        def fetch(c: sqlite3.Connection) -> list[Licence]:
             rows = c.execute(
                 "SELECT sku_id, installed_at, grace_start, product_key, key_installed_at, "
                 "activation FROM licenses"
             ).fetchall()
-            return [self._license(row) for row in rows]
+            return [self._licence(row) for row in rows]
 
         if conn is not None:
             found = fetch(conn)
@@ -164,7 +164,9 @@ class MachineStore:
             found, key=lambda lic: (order[lic.sku.product.id], channels.index(lic.sku.channel))
         )
 
-    def _license(self, row: tuple[Any, ...]) -> License:
+    licenses = licences  # the name of the table it reads; scripts written against it keep working
+
+    def _licence(self, row: tuple[Any, ...]) -> Licence:
         sku = catalog().sku(row[0])
         if sku is None:
             raise StoreError(
@@ -183,7 +185,7 @@ class MachineStore:
                 "Restore the file from a backup; it was left as it is.",
             ) from exc
         assert installed is not None and grace is not None
-        return License(sku, installed, grace, row[3], key_at, activation)
+        return Licence(sku, installed, grace, row[3], key_at, activation)
 
     def history(self, kind: str) -> list[HistoryEntry]:
         with self.db.read() as conn:
@@ -250,7 +252,7 @@ class MachineStore:
     def uninstall_key(self, conn: sqlite3.Connection, last5: str) -> list[Sku]:
         """Remove every installed key ending in ``last5``; returns the SKUs that lost one."""
         skus = []
-        for lic in self.licenses(conn):
+        for lic in self.licences(conn):
             if lic.last5 and lic.last5 == last5.upper():
                 conn.execute(
                     "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, "

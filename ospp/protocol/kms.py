@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from ospp.core.catalog import Channel, Product, catalog
-from ospp.core.errors import LicensingError, OsppError
+from ospp.core.errors import E_CANNOT_USE, LicensingError, OsppError
 from ospp.protocol.trust import Anchors
 
 THRESHOLD = 5
@@ -30,13 +30,6 @@ INTERVAL_RANGE = (15, 43200)
 DEFAULT_ACTIVATION_INTERVAL = 120
 DEFAULT_RENEWAL_INTERVAL = 10080
 DEFAULT_PORT = 1688
-
-E_COUNT_LOW = 0xC004F038
-E_HOST_NOT_ACTIVATED = 0xC004F041
-E_CANNOT_USE = 0xC004F042
-E_SKEW = 0xC004F06C
-E_NO_KMS = 0xC004F074
-E_BAD_REQUEST = 0xC004F056
 
 
 def covers(host: Product, client: Product) -> bool:
@@ -54,7 +47,12 @@ def check_certificate(cert: object, trusted: Anchors) -> tuple[Product, str]:
 
     Raises LicensingError 0xC004F042 saying why the host cannot be used.
     """
-    from ospp.protocol.phone import InstallationId, machine_tag, parse_cid
+    from ospp.protocol.phone import (
+        IID_CHANNEL_KMS_HOST,
+        InstallationId,
+        machine_tag,
+        parse_cid,
+    )
     from ospp.protocol.trust import verify_licence
 
     def refuse(why: str) -> LicensingError:
@@ -81,7 +79,9 @@ def check_certificate(cert: object, trusted: Anchors) -> tuple[Product, str]:
             r, s = parse_cid(str(cert.get("cid")))
         except OsppError as exc:
             raise refuse(f"the KMS host's phone certificate is damaged: {exc.message}") from exc
-        if iid.channel_code != 2 or iid.machine_tag != machine_tag(host_tag_source(host_key)):
+        if iid.channel_code != IID_CHANNEL_KMS_HOST or iid.machine_tag != machine_tag(
+            host_tag_source(host_key)
+        ):
             raise refuse("the KMS host's phone certificate is for another key or host")
         if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
             raise refuse("the KMS host's confirmation ID is not from a trusted authority")

@@ -17,16 +17,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ospp.core.errors import LicensingError
+from ospp.core.catalog import Channel
+from ospp.core.errors import E_BAD_FORMAT, E_CHECK_DIGIT, E_CID_LENGTH, E_MISMATCH, LicensingError
 
 IID_GROUPS, IID_GROUP_DATA = 9, 6
 CID_GROUPS, CID_GROUP_DATA = 20, 5
 IID_VERSION = 1
 
-E_FORMAT = 0xC004F02C
-E_CID_LENGTH = 0xC004F02F
-E_MISMATCH = 0xC004F031
-E_CHECK_DIGIT = 0xC004F04D
+# The IID's channel field: which kind of key the installation ID carries.
+IID_CHANNEL_MAK = 1
+IID_CHANNEL_KMS_HOST = 2
+IID_CHANNELS = {Channel.MAK: IID_CHANNEL_MAK, Channel.KMS_HOST: IID_CHANNEL_KMS_HOST}
+
+
+def iid_channel(code: int) -> Channel | None:
+    """The channel an IID's channel field names, or None for a code no key has."""
+    return next((channel for channel, c in IID_CHANNELS.items() if c == code), None)
+
 
 _DAMM = (
     (0, 3, 1, 7, 5, 9, 8, 6, 4, 2),
@@ -64,7 +71,7 @@ def _digits(text: str, what: str) -> str:
     if not compact.isdigit() or not compact.isascii():
         bad = next((c for c in compact if not ("0" <= c <= "9")), "")
         raise LicensingError(
-            E_FORMAT,
+            E_BAD_FORMAT,
             f"the {what} may hold only digits, spaces and dashes; found {bad!r}",
         )
     return compact
@@ -74,7 +81,7 @@ def check_group(group: str, index: int, what: str, size: int) -> None:
     """Raise 0xC004F04D naming group ``index`` (1-based) if its check digit is wrong."""
     if len(group) != size or not group.isdigit():
         raise LicensingError(
-            E_CID_LENGTH if what == "confirmation ID" else E_FORMAT,
+            E_CID_LENGTH if what == "confirmation ID" else E_BAD_FORMAT,
             f"group {index} of the {what} must be {size} digits, not {group!r}",
         )
     if damm(group) != 0:
@@ -141,14 +148,14 @@ class InstallationId:
 
     @classmethod
     def parse(cls, text: str) -> InstallationId:
-        data = _split_checked(text, IID_GROUPS, IID_GROUP_DATA, "installation ID", E_FORMAT)
+        data = _split_checked(text, IID_GROUPS, IID_GROUP_DATA, "installation ID", E_BAD_FORMAT)
         n = int(data)
         fields = []
         for bits in (32, 40, 60, 32, 2, 8):
             fields.append(n & ((1 << bits) - 1))
             n >>= bits
         if n != IID_VERSION:
-            raise LicensingError(E_FORMAT, f"installation ID version {n} is not known")
+            raise LicensingError(E_BAD_FORMAT, f"installation ID version {n} is not known")
         tag, hw, security, serial, channel, product = fields
         return cls(product, channel, serial, security, hw, tag)
 

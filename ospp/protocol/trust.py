@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
-from ospp.core.errors import E_INVALID_DATA, LicensingError, StoreError, UsageError
+from ospp.core.errors import E_INVALID_DATA, E_UNTRUSTED, LicensingError, StoreError, UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
 
 if TYPE_CHECKING:
     from ospp.protocol.crypto import PublicBundle
 
-E_UNTRUSTED = 0xC004E003  # licence evaluation failed: tampered or from an untrusted authority
 
 Anchors = Mapping[str, "PublicBundle"]
 
