@@ -102,7 +102,7 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
         elif kind == "phone":
             why = _check_phone(store, lic, act, trusted)
         elif kind == "kms":
-            why = verify_stored(act, lic, trusted)
+            why = verify_stored(act, lic, cmid, trusted)
         else:
             why = f"unknown activation kind {kind!r}"
         if why is not None:

@@ -74,19 +74,44 @@ def _verify(
     return product, host_key
 
 
-def verify_stored(act: Mapping[str, Any], lic: License, trusted: Anchors) -> str | None:
-    """Why a stored KMS activation is not valid, or None (used by every status read)."""
+def verify_stored(act: Mapping[str, Any], lic: License, cmid: str, trusted: Anchors) -> str | None:
+    """Why a stored KMS activation is not valid on this machine, or None (status reads).
+
+    The response is checked against what this machine knows, never against itself: this
+    machine's CMID, this licence's SKU, and the request the client stored when it asked (its
+    nonce and client time). A row copied from another machine or another licence fails here.
+    """
     response = act.get("response")
     if not isinstance(response, dict):
         return "the stored KMS activation is damaged"
-    request = {n: response.get(n) for n in ("nonce", "cmid", "client_time", "sku_id")}
+    asked = act.get("request")
+    if asked is None:
+        # Stored before requests were kept: nonce and client time can only be taken from the
+        # signed response; the CMID and SKU are still this machine's own.
+        asked = {n: response.get(n) for n in ("nonce", "client_time")}
+    if not isinstance(asked, Mapping):
+        return "the stored KMS activation is damaged"
+    request = {
+        "nonce": asked.get("nonce"),
+        "client_time": asked.get("client_time"),
+        "cmid": cmid,
+        "sku_id": lic.sku.sku_id,
+    }
     try:
         _verify(response, request, lic, trusted, str(act.get("host")))
     except LicensingError as exc:
+        if response.get("cmid") != cmid or response.get("sku_id") != lic.sku.sku_id:
+            return f"the KMS activation was issued for another machine or licence: {exc.message}"
         return exc.message
-    valid = datetime.fromisoformat(str(response["client_time"]).replace("Z", "+00:00"))
-    if act.get("valid_until") != iso(valid + kms.VALIDITY):
+    try:
+        valid = datetime.fromisoformat(str(response["client_time"]).replace("Z", "+00:00"))
+        until = iso(valid + kms.VALIDITY)
+    except (ValueError, OverflowError):
+        return "the stored KMS activation is damaged (its client time is not a time)"
+    if act.get("valid_until") != until:
         return "the stored KMS activation was altered (validity does not match the signed time)"
+    if act.get("count") != response.get("count"):
+        return "the stored KMS activation was altered (count does not match the signed one)"
     return None
 
 
@@ -183,6 +208,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
                 "count": count,
                 "activated_at": now_iso,
                 "valid_until": iso(valid_until),
+                "request": {n: request[n] for n in ("nonce", "client_time")},
                 "response": response,
             },
             environ,
