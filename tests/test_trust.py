@@ -111,3 +111,74 @@ def test_activation_stored_before_requests_were_kept_still_verifies(ospp: Ospp, 
     put_activation(ospp, "o-copy", "ProPlus2021", json.dumps(act))
     st = product_status(ospp, "o-copy", "ProPlus2021")
     assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+
+
+# -- the seal and --verify ---------------------------------------------------------------------
+
+
+def reseal(ospp: Ospp, machine: str, product_sku: str, act: dict[str, Any]) -> None:
+    """What any owner of the store can do: edit an activation and seal it again with the seal
+    key that sits next to the store."""
+    from ospp.core.paths import ospp_home
+    from ospp.machine.seal import mac, seal_key
+    from ospp.protocol.trust import trusted_fingerprints
+
+    home = ospp_home(ospp.env)
+    key = seal_key(home, create=False)
+    assert key is not None
+    with sqlite3.connect(ospp.store_file(machine)) as conn:
+        (cmid,) = conn.execute("SELECT value FROM meta WHERE name='cmid'").fetchone()
+        (product_key,) = conn.execute(
+            "SELECT product_key FROM licenses WHERE sku_id=?", (product_sku,)
+        ).fetchone()
+        body = {k: v for k, v in act.items() if k != "seal"}
+        body["seal"] = mac(
+            key, product_sku, product_key, cmid, trusted_fingerprints(home, ospp.env), body
+        )
+        conn.execute(
+            "UPDATE licenses SET activation=? WHERE sku_id=?",
+            (json.dumps(body, sort_keys=True), product_sku),
+        )
+
+
+def test_resealed_kms_activation_fools_dstatus_but_not_verify(ospp: Ospp, host: Host):
+    activate_five(ospp, host, "s")
+    sku = _sku("ProPlus2021")
+    act = json.loads(activation_row(ospp, "s1", "ProPlus2021"))
+    act["valid_until"] = "2099-01-01T00:00:00+00:00"
+    reseal(ospp, "s1", sku, act)
+    later = {"OSPP_NOW": "2030-06-01"}  # long after the genuine 180 days
+    # the attack works against the seal alone: this is the documented limit of the seal
+    fooled = ospp("dstatus", "s1", "--json", env=later).json()["products"][0]
+    assert fooled["status"] == "LICENSED"
+    for flags in (
+        ("dstatus", "s1", "--verify", "--json"),
+        ("dstatusall", "s1", "--verify", "--json"),
+    ):
+        ran = ospp(*flags, env=later)
+        st = next(p for p in ran.json()["products"] if p["sku_id"] == sku)
+        assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+    text = ospp("/dstatus", "s1", "--verify", env=later).out
+    assert UNTRUSTED in text and "---LICENSED---" not in text
+    # a genuine activation passes --verify
+    assert product_status(ospp, "s2", "ProPlus2021", "--verify")["status"] == "LICENSED"
+
+
+def test_resealed_mak_signature_is_caught_by_verify(ospp: Ospp):
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    assert ospp("/inpkey:" + key, "m1", "--act").code == 0
+    from ospp.core.catalog import Channel, catalog
+
+    product = catalog().product("ProPlus2021")
+    assert product is not None
+    sku = product.sku(Channel.MAK).sku_id
+    with sqlite3.connect(ospp.store_file("m1")) as conn:
+        (blob,) = conn.execute("SELECT activation FROM licenses WHERE sku_id=?", (sku,)).fetchone()
+    act = json.loads(blob)
+    act["licence"]["product"] = "ProPlus2024"  # any edit: the signature no longer matches
+    reseal(ospp, "m1", sku, act)
+    assert ospp("dstatus", "m1", "--json").json()["products"][0]["status"] == "LICENSED"
+    ran = ospp("dstatus", "m1", "--verify", "--json")
+    st = ran.json()["products"][0]
+    assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+    assert "altered" in st["detail"]

@@ -99,10 +99,12 @@ def unpkey(ctx: click.Context, last5: str, computer: str | None, as_json: bool) 
     run("unpkey", json_wanted(ctx, as_json), body)
 
 
-def _status(ctx: click.Context, name: str, computer: str | None, as_json: bool, all_: bool) -> None:
+def _status(
+    ctx: click.Context, name: str, computer: str | None, as_json: bool, all_: bool, verify: bool
+) -> None:
     def body() -> Result:
         store = client.open_machine(computer)
-        found = client.statuses(store, include_unkeyed=all_)
+        found = client.statuses(store, include_unkeyed=all_, verify=verify)
         kms = store.kms()
         if not found:
             return Result(
@@ -123,18 +125,26 @@ def _status(ctx: click.Context, name: str, computer: str | None, as_json: bool, 
     run(name, json_wanted(ctx, as_json), body)
 
 
-@verb("dstatus")
+VERIFY_OPTION = click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify every activation's signature again, even when its seal matches (slower; "
+    "catches an activation edited and re-sealed by whoever can write the store).",
+)
+
+
+@verb("dstatus", params=[VERIFY_OPTION])
 @click.pass_context
-def dstatus(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+def dstatus(ctx: click.Context, verify: bool, computer: str | None, as_json: bool) -> None:
     """Show licence information for products that have a key."""
-    _status(ctx, "dstatus", computer, as_json, all_=False)
+    _status(ctx, "dstatus", computer, as_json, all_=False, verify=verify)
 
 
-@verb("dstatusall")
+@verb("dstatusall", params=[VERIFY_OPTION])
 @click.pass_context
-def dstatusall(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+def dstatusall(ctx: click.Context, verify: bool, computer: str | None, as_json: bool) -> None:
     """Show licence information for every installed licence, keyed or not."""
-    _status(ctx, "dstatusall", computer, as_json, all_=True)
+    _status(ctx, "dstatusall", computer, as_json, all_=True, verify=verify)
 
 
 @verb("ddescr", slash_value="argument", params=[click.argument("code", metavar="0xCODE")])

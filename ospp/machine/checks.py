@@ -5,6 +5,10 @@ Slow path, when it does not match (the activation or key was edited, the trust s
 the store was copied from elsewhere): the signature is verified again against this machine's
 own CMID, SKU and key, and a failure shows 0xC004E003. So ``/dstatus`` loads
 ``cryptography`` only for activations it has not verified yet.
+
+The seal key sits beside the stores, so whoever can write a store can also re-seal an edited
+activation; ``/dstatus --verify`` uses :func:`full_checker` alone and is not fooled by that
+(docs/THREAT-MODEL.md).
 """
 
 from __future__ import annotations
