@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from tests.conftest import Ospp
 from tests.kmsutil import Host, client, make_host
@@ -182,3 +185,349 @@ def test_resealed_mak_signature_is_caught_by_verify(ospp: Ospp):
     st = ran.json()["products"][0]
     assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
     assert "altered" in st["detail"]
+
+
+# -- what a KMS host discloses -------------------------------------------------------------------
+
+
+def recovered_keys(blob: bytes) -> set[str]:
+    """Every product key that can be rebuilt from ``blob``: keys written out, installation
+    IDs (grouped or not, as 63 digits with check digits or as 54 data digits), and the
+    security value of a key combined with any serial found."""
+    import re
+
+    from ospp.core.catalog import Channel, catalog
+    from ospp.core.errors import OsppError
+    from ospp.protocol import keys, phone
+
+    text = blob.decode("utf-8", "replace")
+    found: set[str] = set()
+    for run in re.findall(r"[" + keys.ALPHABET + r"\-]{25,}", text.upper()):
+        compact = run.replace("-", "")
+        for i in range(len(compact) - 24):
+            try:
+                key = keys.parse(compact[i : i + 25])
+            except OsppError:
+                continue
+            if key.channel is not Channel.KMS_CLIENT:
+                found.add(key.text)
+    for run in re.findall(r"[0-9][0-9\- ]{52,}[0-9]", text):
+        digits = re.sub(r"[^0-9]", "", run)
+        candidates = []
+        for i in range(len(digits) - 62):
+            with contextlib.suppress(OsppError):
+                candidates.append(phone.InstallationId.parse(digits[i : i + 63]))
+        for i in range(len(digits) - 53):  # the 54 data digits, without check digits
+            n = int(digits[i : i + 54])
+            candidates.append(
+                phone.InstallationId(
+                    n >> 164 & 0xFF,
+                    n >> 162 & 3,
+                    n >> 130 & (2**32 - 1),
+                    n >> 72 & (2**60 - 1),
+                    0,
+                    0,
+                )
+            )
+        for iid in candidates:
+            product = catalog().by_index(iid.product_index)
+            channel = {1: Channel.MAK, 2: Channel.KMS_HOST}.get(iid.channel_code)
+            if product is not None and channel is not None:
+                found.add(keys.encode(product, channel, iid.serial, iid.security))
+    return found
+
+
+def frame_bytes(port: int, message: dict[str, Any]) -> bytes:
+    """The raw bytes a server sends back for ``message``."""
+    import socket
+    import struct
+
+    body = json.dumps(message).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(struct.pack(">I", len(body)) + body)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+            chunk = sock.recv(65536)
+            assert chunk, "the host closed the connection"
+            data += chunk
+    return data
+
+
+def phone_host(ospp: Ospp) -> str:
+    """Install a KMS host key and activate it by phone; return the key."""
+    key: str = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).json()["key"]
+    assert ospp("kms", "install-key", key).code == 0
+    iid = ospp("kms", "dinstid", "--json").json()["installation_id"]
+    cid = ospp("center", "confirm", iid, "--json").json()["cid"]
+    ran = ospp("kms", "actcid", cid)
+    assert ran.code == 0, ran.out
+    return key
+
+
+def test_nothing_a_phone_activated_host_sends_or_a_client_stores_rebuilds_its_key(ospp: Ospp):
+    key = phone_host(ospp)
+    from ospp.protocol import keys
+
+    security = keys.parse(key).security
+    # the test's recovery works: the installation ID the host reads out over the phone has it
+    assert key in recovered_keys(ospp("kms", "dinstid", "--json").out.encode())
+    h = Host(ospp)
+    try:
+        from tests.test_kms import raw_request
+
+        sent = [
+            frame_bytes(h.port, {"v": 1, **raw_request()}),
+            frame_bytes(h.port, {"v": 1, **raw_request(sku_id="nonsense")}),
+            frame_bytes(h.port, {"v": 1, "op": "kms-ping"}),
+        ]
+        assert b'"ok":true' in sent[0].replace(b" ", b"")
+        for n in range(1, 6):
+            client(ospp, f"p{n}", h)
+            ospp("/act", f"p{n}")
+        assert ospp("/act", "p1").code == 0
+        assert product_status(ospp, "p1", "ProPlus2021")["status"] == "LICENSED"
+    finally:
+        h.stop()
+    stored = b"".join(p.read_bytes() for p in ospp.store_file("p1").parent.iterdir())
+    assert b'"phone"' in stored  # the client did store the host's certificate
+    for blob in [*sent, stored]:
+        assert key not in recovered_keys(blob)
+        for form in (str(security), f"{security:x}", f"{security:015x}"):
+            assert form.encode() not in blob.lower()
+
+
+def legacy_certificate(ospp: Ospp, key_text: str, host_key_b64: str) -> dict[str, Any]:
+    """A format 1 phone certificate, as older ospp hosts stored and sent it: the whole IID
+    (security value included) and a CID over it from the test's own, trusted, authority."""
+    from pathlib import Path
+
+    from ospp.authority.state import Authority
+    from ospp.core.clock import SystemClock
+    from ospp.protocol import keys, phone
+    from ospp.protocol.kms import host_tag_source
+
+    key = keys.parse(key_text)
+    iid = phone.InstallationId(
+        key.product.index,
+        2,
+        key.serial,
+        key.security,
+        0x12345,
+        phone.machine_tag(host_tag_source(host_key_b64)),
+    )
+    authority = Authority.open(Path(ospp.env["OSPP_CENTER_HOME"]), SystemClock())
+    r, s = authority.keys.sign_cid(iid.message())
+    return {
+        "kind": "phone",
+        "iid": iid.text(),
+        "cid": phone.encode_cid(r, s),
+        "host_key": host_key_b64,
+    }
+
+
+def signed_answer(signer: Any, cert: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+    from ospp.core.canonical import canonical
+    from ospp.protocol.crypto import b64
+
+    body = {
+        "op": "kms-activate",
+        "epid": "x",
+        "cmid": msg["cmid"],
+        "client_time": msg["client_time"],
+        "nonce": msg["nonce"],
+        "sku_id": msg["sku_id"],
+        "count": 50,
+        "activation_interval": 120,
+        "renewal_interval": 10080,
+        "host_time": msg["client_time"],
+    }
+    return {
+        "v": 1,
+        "ok": True,
+        **body,
+        "signature": b64(signer.sign(canonical(body))),
+        "certificate": cert,
+    }
+
+
+def test_centre_refuses_an_old_style_kms_host_iid(ospp: Ospp):
+    from ospp.protocol import keys, phone
+
+    key = keys.parse(
+        ospp(
+            "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+        ).json()["key"]
+    )
+    old = phone.InstallationId(key.product.index, 2, key.serial, key.security, 1, 2)
+    ran = ospp("center", "confirm", old.text())
+    assert ran.code == 1 and "0xC004F02C" in ran.out and "older ospp" in ran.out
+    new = ospp(
+        "center",
+        "confirm",
+        phone.InstallationId.for_host(
+            key.product.index, key.serial, key.security, 2**72 - 1
+        ).text(),
+    )
+    assert new.code == 0, new.out
+
+
+def test_host_with_an_old_style_phone_certificate_must_be_activated_again(ospp: Ospp):
+    key = phone_host(ospp)
+    kms_db = ospp.home / "kms" / "kms.db"
+    with sqlite3.connect(kms_db) as conn:
+        cert = json.loads(
+            conn.execute("SELECT value FROM meta WHERE name='certificate'").fetchone()[0]
+        )
+        assert cert["format"] == 2 and "iid" not in cert
+        legacy = legacy_certificate(ospp, key, cert["host_key"])
+        conn.execute("UPDATE meta SET value=? WHERE name='certificate'", (json.dumps(legacy),))
+    status = ospp("kms", "status", "--json").json()
+    assert status["activated"] is False and status["certified"] == "phone-disclosing"
+    assert "activated again" in status["attention"]
+    assert "ATTENTION" in ospp("kms", "status").out
+    h = Host(ospp)
+    try:
+        from tests.test_kms import raw_request
+
+        sent = frame_bytes(h.port, {"v": 1, **raw_request()})
+        answer = json.loads(sent[4:])
+        assert answer["ok"] is False and answer["code"] == 0xC004F041
+        assert "new host key" in answer["message"]
+        assert key not in recovered_keys(sent)
+        client(ospp, "lg1", h)
+        ran = ospp("/act", "lg1")
+        assert ran.code == 1 and "0xC004F041" in ran.out
+    finally:
+        h.stop()
+
+
+def test_clients_refuse_old_style_phone_certificates_in_new_answers(ospp: Ospp):
+    from ospp.protocol.crypto import HostKey, b64
+    from tests.test_kms import RogueHost
+
+    key = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).json()["key"]
+    signer = HostKey(HostKey.generate())
+    cert = legacy_certificate(ospp, key, b64(signer.public_raw))
+    answers: list[dict[str, Any]] = []
+
+    def answer(msg: dict[str, Any]) -> dict[str, Any]:
+        answers.append(signed_answer(signer, cert, msg))
+        return answers[-1]
+
+    rogue = RogueHost(answer)
+    try:
+        ospp("install-product", "ProPlus2021", "lc1")
+        ospp(f"/sethst:127.0.0.1:{rogue.port}", "lc1")
+        ran = ospp("/act", "lc1")
+        assert ran.code == 1 and "0xC004F042" in ran.out and "old-style" in ran.out
+    finally:
+        rogue.close()
+    # An activation stored from such a host before this change still verifies on its machine
+    # (and only there), until it expires or the client renews with a re-activated host.
+    response = answers[-1]
+    from datetime import datetime, timedelta
+
+    from ospp.core.clock import iso
+
+    start = datetime.fromisoformat(response["client_time"].replace("Z", "+00:00"))
+    stored = {
+        "kind": "kms",
+        "host": f"127.0.0.1:{rogue.port}",
+        "count": 50,
+        "activated_at": response["client_time"],
+        "valid_until": iso(start + timedelta(days=180)),
+        "response": response,
+    }
+    put_activation(ospp, "lc1", "ProPlus2021", json.dumps(stored))
+    assert product_status(ospp, "lc1", "ProPlus2021")["status"] == "LICENSED"
+    ospp("install-product", "ProPlus2021", "lc2")
+    put_activation(ospp, "lc2", "ProPlus2021", json.dumps(stored))
+    assert product_status(ospp, "lc2", "ProPlus2021")["error_code"] == UNTRUSTED
+
+
+def test_phone_certificate_is_bound_to_the_hosts_signing_key(ospp: Ospp):
+    """A rogue that copies a genuine phone-activated host's certificate but signs with its own
+    key is refused: the CID covers the tag of the genuine key."""
+    from ospp.protocol.crypto import HostKey, b64
+    from tests.test_kms import RogueHost
+
+    phone_host(ospp)
+    with sqlite3.connect(ospp.home / "kms" / "kms.db") as conn:
+        genuine = json.loads(
+            conn.execute("SELECT value FROM meta WHERE name='certificate'").fetchone()[0]
+        )
+    signer = HostKey(HostKey.generate())
+    for cert in (genuine, {**genuine, "host_key": b64(signer.public_raw)}):
+        rogue = RogueHost(lambda m, c=cert: signed_answer(signer, c, m))
+        try:
+            ospp("install-product", "ProPlus2021", "bind")
+            ospp(f"/sethst:127.0.0.1:{rogue.port}", "bind")
+            ran = ospp("/act", "bind")
+            assert ran.code == 1 and "0xC004F042" in ran.out, ran.out
+        finally:
+            rogue.close()
+
+
+# -- sites that accept only online-certified hosts ------------------------------------------------
+
+
+def test_kms_policy_online_only(ospp: Ospp):
+    phone_host(ospp)
+    h = Host(ospp)
+    try:
+        for n in range(1, 6):
+            client(ospp, f"po{n}", h)
+            ospp("/act", f"po{n}")
+        assert ospp("/act", "po1").code == 0
+        assert ospp("/kms-policy:online-only", "po1").code == 0
+        # a stored activation from a phone-certified host no longer counts ...
+        st = product_status(ospp, "po1", "ProPlus2021")
+        assert st["status"] != "LICENSED" and st["error_code"] == "0xC004F042", st
+        assert "online" in st["detail"]
+        # ... nor does a new answer from it
+        ran = ospp("/act", "po1")
+        assert ran.code == 1 and "0xC004F042" in ran.out and "certified by phone" in ran.out
+        assert ospp("kms-policy", "ONLINE", "po1").code == 2
+        assert ospp("dstatus", "po1", "--json").json()["products"][0]["kms"]["host_policy"] == (
+            "online-only"
+        )
+        # other machines are not affected; 'any' restores the default
+        assert product_status(ospp, "po5", "ProPlus2021")["status"] == "LICENSED"
+        assert ospp("/kms-policy:any", "po1").code == 0
+        assert ospp("/act", "po1").code == 0
+        assert product_status(ospp, "po1", "ProPlus2021")["status"] == "LICENSED"
+        # an online-certified host is accepted under online-only
+        assert ospp("kms", "activate").code == 0
+        h.restart()
+        ospp(f"/sethst:{h.address}", "po1")
+        assert ospp("/kms-policy:online-only", "po1").code == 0
+        assert ospp("/act", "po1").code == 0
+        assert product_status(ospp, "po1", "ProPlus2021")["status"] == "LICENSED"
+    finally:
+        h.stop()
+
+
+@given(
+    hs.integers(0, 255),
+    hs.integers(0, 2**32 - 1),
+    hs.integers(0, 2**60 - 1),
+    hs.integers(0, 2**72 - 1),
+)
+def test_host_iid_round_trip_and_its_message_leaves_out_the_security_value(
+    product: int, serial: int, security: int, tag: int
+) -> None:
+    from ospp.protocol import phone
+
+    iid = phone.InstallationId.for_host(product, serial, security, tag)
+    assert len(iid.text()) == 63
+    back = phone.InstallationId.parse(iid.text())
+    assert back == iid and back.version == 2 and back.host_key_tag == tag
+    other = phone.InstallationId.for_host(product, serial, security ^ 1, tag)
+    assert iid.message() == other.message()  # the signed message does not depend on it
+    assert (
+        iid.message() != phone.InstallationId.for_host(product, serial, security, tag ^ 1).message()
+    )

@@ -277,6 +277,17 @@ def ckms_domain(ctx: click.Context, computer: str | None, as_json: bool) -> None
     _setting(ctx, "ckms-domain", computer, as_json, client.clear_kms_domain)
 
 
+@verb("kms-policy", slash_value="argument", params=[click.argument("policy", metavar="POLICY")])
+@reports
+def kms_policy(policy: str, computer: str | None) -> Result:
+    """Accept KMS hosts certified online or by phone (any, the default) or online only."""
+    store = client.open_machine(computer)
+    client.set_kms_policy(store, policy)
+    return Result(
+        ["Successfully applied setting."], {**_machine_data(store), "kms": kms_json(store.kms())}
+    )
+
+
 COMMANDS = [
     inpkey,
     unpkey,
@@ -292,4 +303,5 @@ COMMANDS = [
     actype,
     skms_domain,
     ckms_domain,
+    kms_policy,
 ]

@@ -38,11 +38,14 @@ from ospp.protocol.kms import (
     E_HOST_NOT_ACTIVATED,
     E_SKEW,
     INTERVAL_RANGE,
+    LEGACY_PHONE_CERTIFICATE,
     MAX_SKEW,
+    PHONE_CERTIFICATE_FORMAT,
+    REACTIVATE_HINT,
     WINDOW,
     check_certificate,
     covers,
-    host_tag_source,
+    is_legacy_phone,
 )
 
 _SCHEMA = [
@@ -257,23 +260,24 @@ class KmsHost:
         )
 
     def installation_id(self) -> InstallationId:
-        from ospp.protocol.phone import InstallationId, machine_tag
+        """The host key's IID (version 2): bound to the host's signing key by a 72-bit tag."""
+        from ospp.protocol.phone import InstallationId, host_key_tag
 
         key = self.installed_key()
-        return InstallationId(
-            key.product.index,
-            2,
-            key.serial,
-            key.security,
-            int(self.meta()["hardware"], 16),
-            machine_tag(host_tag_source(self.host_key_b64())),
+        return InstallationId.for_host(
+            key.product.index, key.serial, key.security, host_key_tag(self.signer().public_raw)
         )
 
     def apply_cid(self, cid: str, environ: Mapping[str, str]) -> Product:
         digits = "".join(cid.split()).replace("-", "")
+        key = self.installed_key()
+        # What clients receive: the CID and the public fields it signs. Never the IID, which
+        # holds the key's security value.
         cert = {
             "kind": "phone",
-            "iid": self.installation_id().text(),
+            "format": PHONE_CERTIFICATE_FORMAT,
+            "product_index": key.product.index,
+            "key_serial": key.serial,
             "cid": digits,
             "host_key": self.host_key_b64(),
         }
@@ -346,6 +350,10 @@ class KmsHost:
         """What request handling needs, read once when serving starts."""
         meta = self.meta()
         cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
+        not_activated = "this KMS host's key is not activated with the activation authority"
+        if is_legacy_phone(cert):
+            # Sending it would disclose the host key to every client: serve as not activated.
+            cert, not_activated = None, f"{LEGACY_PHONE_CERTIFICATE}. {REACTIVATE_HINT}"
         # The certificate was checked when it was installed (_certify); clients check it again.
         product = self.installed_key().product if cert is not None else None
         return ServingState(
@@ -355,6 +363,7 @@ class KmsHost:
             epid=meta.get("epid", ""),
             activation_interval=int(meta["activation_interval"]),
             renewal_interval=int(meta["renewal_interval"]),
+            not_activated=not_activated,
         )
 
     def process(
@@ -372,10 +381,7 @@ class KmsHost:
                 try:
                     req = parse_request(message)
                     if state.certificate is None or state.product is None:
-                        raise LicensingError(
-                            E_HOST_NOT_ACTIVATED,
-                            "this KMS host's key is not activated with the activation authority",
-                        )
+                        raise LicensingError(E_HOST_NOT_ACTIVATED, state.not_activated)
                     if not covers(state.product, req.product):
                         raise LicensingError(
                             E_CANNOT_USE,
@@ -472,9 +478,13 @@ class KmsHost:
             }
             stored = conn.execute("SELECT count(*) FROM clients").fetchone()[0]
         key_last5 = meta.get("key", "")[-5:] or None
+        cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
+        legacy = is_legacy_phone(cert)
         return {
             "key_last5": key_last5,
-            "activated": bool(meta.get("certificate")),
+            "activated": cert is not None and not legacy,
+            "certified": None if cert is None else "phone-disclosing" if legacy else cert["kind"],
+            "attention": f"{LEGACY_PHONE_CERTIFICATE}. {REACTIVATE_HINT}" if legacy else None,
             "activated_at": meta.get("activated_at"),
             "epid": meta.get("epid"),
             "current_count": groups,
@@ -527,3 +537,4 @@ class ServingState:
     epid: str
     activation_interval: int
     renewal_interval: int
+    not_activated: str = "this KMS host's key is not activated with the activation authority"

@@ -22,6 +22,7 @@ from ospp.machine import hardware
 from ospp.machine.seal import mac, seal_key
 from ospp.machine.status import E_HARDWARE, Checker, Problem
 from ospp.machine.store import License, MachineStore
+from ospp.protocol.kms import E_CANNOT_USE
 from ospp.protocol.trust import E_UNTRUSTED, Anchors, trusted_fingerprints
 
 
@@ -58,6 +59,22 @@ def hardware_problem(store: MachineStore, activation: Mapping[str, Any]) -> Prob
     )
 
 
+def policy_problem(store: MachineStore, activation: Mapping[str, Any]) -> Problem | None:
+    """0xC004F042 for a KMS activation from a phone-certified host on a machine that accepts
+    only online-certified hosts (/kms-policy:online-only)."""
+    if activation.get("kind") != "kms" or not store.kms().online_only:
+        return None
+    response = activation.get("response")
+    cert = response.get("certificate") if isinstance(response, Mapping) else None
+    if isinstance(cert, Mapping) and cert.get("kind") == "online":
+        return None
+    return Problem(
+        E_CANNOT_USE,
+        "the KMS host that activated this licence is certified by phone, and this machine "
+        "accepts only hosts certified online (/kms-policy:online-only)",
+    )
+
+
 def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
     """A checker that trusts a matching seal and verifies signatures otherwise."""
     key = seal_key(store.home, create=False)
@@ -67,6 +84,9 @@ def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
 
     def check(lic: License) -> Problem | None:
         act = lic.activation or {}
+        refused = policy_problem(store, act)
+        if refused is not None:
+            return refused
         given = act.get("seal")
         if (
             key is not None
@@ -111,7 +131,7 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
             why = f"unknown activation kind {kind!r}"
         if why is not None:
             return Problem(E_UNTRUSTED, why)
-        return hardware_problem(store, act)
+        return policy_problem(store, act) or hardware_problem(store, act)
 
     return check
 

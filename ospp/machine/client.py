@@ -184,6 +184,18 @@ def clear_kms_domain(store: MachineStore) -> None:
     _save(store, kms_domain="", kms_cached_host="")
 
 
+KMS_POLICIES = ("any", "online-only")
+
+
+def set_kms_policy(store: MachineStore, text: str) -> None:
+    """Which KMS hosts this machine believes: any certified host, or only hosts certified
+    online (not by phone, whose certificate binds the host key more weakly: docs/PHONE.md)."""
+    value = text.strip().lower()
+    if value not in KMS_POLICIES:
+        raise UsageError(f"/kms-policy takes any or online-only, not {text!r}")
+    _save(store, kms_policy=value)
+
+
 def set_actype(store: MachineStore, text: str) -> None:
     if text not in ("0", "1", "2", "3"):
         raise UsageError(

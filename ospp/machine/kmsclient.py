@@ -35,11 +35,18 @@ def _verify(
     lic: License,
     trusted: Anchors,
     where: str,
+    stored: bool = False,
 ) -> tuple[Any, str]:
-    """Steps a client takes before believing a KMS host. Returns (host product, host key)."""
+    """Steps a client takes before believing a KMS host. Returns (host product, host key).
+
+    ``stored``: checking an activation stored earlier, which may hold an old-style phone
+    certificate; a new answer never may.
+    """
     # 1. the host's certificate chains to an authority this client trusts
     try:
-        product, host_key = kms.check_certificate(response.get("certificate"), trusted)
+        product, host_key = kms.check_certificate(
+            response.get("certificate"), trusted, legacy_phone=stored
+        )
     except LicensingError as exc:
         raise LicensingError(
             exc.code,
@@ -98,7 +105,7 @@ def verify_stored(act: Mapping[str, Any], lic: License, cmid: str, trusted: Anch
         "sku_id": lic.sku.sku_id,
     }
     try:
-        _verify(response, request, lic, trusted, str(act.get("host")))
+        _verify(response, request, lic, trusted, str(act.get("host")), stored=True)
     except LicensingError as exc:
         if response.get("cmid") != cmid or response.get("sku_id") != lic.sku.sku_id:
             return f"the KMS activation was issued for another machine or licence: {exc.message}"
@@ -182,6 +189,16 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
                 )
             trusted = require_anchors(anchors(store.home, environ))
             _verify(response, request, lic, trusted, where)
+            if settings.get("kms_policy") == "online-only" and (
+                response["certificate"].get("kind") != "online"
+            ):
+                raise LicensingError(
+                    kms.E_CANNOT_USE,
+                    f"the KMS host at {where} is certified by phone, and this machine accepts "
+                    "only hosts certified online",
+                    "Activate the KMS host online (ospp kms activate), or allow phone-certified "
+                    "hosts with /kms-policy:any.",
+                )
             # A genuine answer: take its intervals and remember the host, even below threshold.
             _adopt(store, response, None if how == "KMS machine registry override" else where)
             count = int(response["count"])
