@@ -94,11 +94,31 @@ def test_copied_kms_activation_is_not_licensed(ospp: Ospp, host: Host):
     assert "LICENSE STATUS:  ---LICENSED---" not in out and UNTRUSTED in out
 
 
-def test_stored_request_must_match_the_signed_response(ospp: Ospp, host: Host):
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("request.nonce", "0" * 32),
+        ("request.client_time", "2026-01-01T00:00:00Z"),
+        ("request", "not a request"),
+        ("count", 10),
+        ("activated_at", "2099-01-01T00:00:00Z"),
+        ("response.sku_id", "b6512468-269d-4910-ad2d-a6a3d769fcf7"),
+    ],
+)
+def test_stored_kms_activation_fields_must_match_the_signed_response(
+    ospp: Ospp, host: Host, field: str, value: Any
+):
     activate_five(ospp, host, "r")
     act = json.loads(activation_row(ospp, "r1", "ProPlus2021"))
     assert act["request"]["nonce"] == act["response"]["nonce"]
-    act["request"]["nonce"] = "0" * 32
+    del act["seal"]  # edited by hand and not re-sealed: the full check runs
+    put_activation(ospp, "r1", "ProPlus2021", json.dumps(act))
+    assert product_status(ospp, "r1", "ProPlus2021")["status"] == "LICENSED"
+    *path, last = field.split(".")
+    target = act
+    for name in path:
+        target = target[name]
+    target[last] = value
     put_activation(ospp, "r1", "ProPlus2021", json.dumps(act))
     st = product_status(ospp, "r1", "ProPlus2021")
     assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st

@@ -119,6 +119,8 @@ def verify_stored(act: Mapping[str, Any], lic: License, cmid: str, trusted: Anch
         return "the stored KMS activation was altered (validity does not match the signed time)"
     if act.get("count") != response.get("count"):
         return "the stored KMS activation was altered (count does not match the signed one)"
+    if act.get("activated_at") != response.get("client_time"):
+        return "the stored KMS activation was altered (its time does not match the signed one)"
     return None
 
 
