@@ -21,8 +21,7 @@ from typing import Any
 from ospp.machine import hardware
 from ospp.machine.seal import mac, seal_key
 from ospp.machine.status import E_HARDWARE, Checker, Problem
-from ospp.machine.store import License, MachineStore
-from ospp.protocol.kms import E_CANNOT_USE
+from ospp.machine.store import License, MachineStore, kms_settings
 from ospp.protocol.trust import E_UNTRUSTED, Anchors, trusted_fingerprints
 
 
@@ -59,15 +58,17 @@ def hardware_problem(store: MachineStore, activation: Mapping[str, Any]) -> Prob
     )
 
 
-def policy_problem(store: MachineStore, activation: Mapping[str, Any]) -> Problem | None:
+def policy_problem(online_only: bool, activation: Mapping[str, Any]) -> Problem | None:
     """0xC004F042 for a KMS activation from a phone-certified host on a machine that accepts
     only online-certified hosts (/kms-policy:online-only)."""
-    if activation.get("kind") != "kms" or not store.kms().online_only:
+    if activation.get("kind") != "kms" or not online_only:
         return None
     response = activation.get("response")
     cert = response.get("certificate") if isinstance(response, Mapping) else None
     if isinstance(cert, Mapping) and cert.get("kind") == "online":
         return None
+    from ospp.protocol.kms import E_CANNOT_USE
+
     return Problem(
         E_CANNOT_USE,
         "the KMS host that activated this licence is certified by phone, and this machine "
@@ -78,13 +79,15 @@ def policy_problem(store: MachineStore, activation: Mapping[str, Any]) -> Proble
 def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
     """A checker that trusts a matching seal and verifies signatures otherwise."""
     key = seal_key(store.home, create=False)
-    cmid = store.settings()["cmid"]
+    settings = store.settings()
+    cmid = settings["cmid"]
+    online_only = kms_settings(settings).online_only
     fingerprints = trusted_fingerprints(store.home, environ)
     full: list[Checker] = []
 
     def check(lic: License) -> Problem | None:
         act = lic.activation or {}
-        refused = policy_problem(store, act)
+        refused = policy_problem(online_only, act)
         if refused is not None:
             return refused
         given = act.get("seal")
@@ -109,7 +112,9 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
     from ospp.protocol.trust import anchors, verify_licence
 
     trusted = anchors(store.home, environ)
-    cmid = store.settings()["cmid"]
+    settings = store.settings()
+    cmid = settings["cmid"]
+    online_only = kms_settings(settings).online_only
 
     def check(lic: License) -> Problem | None:
         act = lic.activation or {}
@@ -131,7 +136,7 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
             why = f"unknown activation kind {kind!r}"
         if why is not None:
             return Problem(E_UNTRUSTED, why)
-        return policy_problem(store, act) or hardware_problem(store, act)
+        return policy_problem(online_only, act) or hardware_problem(store, act)
 
     return check
 
