@@ -53,9 +53,9 @@ LEGACY_PHONE_CERTIFICATE = (
     "product key to every client; the host must be activated again, with a new host key"
 )
 REACTIVATE_HINT = (
-    "On the host: get a new KMS host key (ospp center issue-key --channel kms-host; block the "
-    "old one with ospp center block), ospp kms install-key NEW, then ospp kms activate, or "
-    "ospp kms dinstid and ospp kms actcid."
+    "On the host: get a new KMS host key from the authority (ospp center issue-key --channel "
+    "kms-host, and ospp center block OLDKEY), install it (ospp kms install-key NEWKEY), then "
+    "activate it (ospp kms activate, or ospp kms dinstid and ospp kms actcid)."
 )
 
 
@@ -123,7 +123,7 @@ def check_certificate(
         index, serial = cert.get("product_index"), cert.get("key_serial")
         try:
             if cert.get("format") != PHONE_CERTIFICATE_FORMAT:
-                raise ValueError(f"format {cert.get('format')!r} is not known")
+                raise ValueError(f"its format is not {PHONE_CERTIFICATE_FORMAT}")
             if not isinstance(named, str):
                 raise ValueError("it names no host key")
             host_key = named
