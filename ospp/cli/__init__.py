@@ -39,6 +39,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "actype",
         "skms-domain",
         "ckms-domain",
+        "kms-policy",
     ),
     "ospp.cli.activate": ("act", "dinstid", "actcid", "dhistoryacterr", "dhistorykms"),
     "ospp.cli.extra": ("products", "install-product", "demo", "help"),

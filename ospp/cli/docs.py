@@ -192,6 +192,11 @@ The simulated hardware of machine NAME (ospp hardware change).
 .I $OSPP_HOME/trust/*.json
 Trusted activation authority public keys.
 .TP
+.I $OSPP_HOME/seal.key
+The key sealing activations already verified, so status reads skip their signatures. Whoever
+can write the stores can read it and re\-seal an edited activation; /dstatus \-\-verify
+checks every signature regardless of the seals.
+.TP
 .I $OSPP_CENTER_HOME/center.db, authority\-*.pem, authority.pub.json
 The activation authority: its records, private keys (owner\-only) and public key file.
 .TP
@@ -218,9 +223,13 @@ ospp kms dns set \-\-server 192.0.2.53 \-\-domain corp.example
 ospp kms dns set \-\-hostname kms1.corp.example \-\-tsig\-keyfile kms.key
 ospp /skms\-domain:corp.example && ospp dnsdiag
 OSPP_NOW=2026\-12\-31 ospp /dstatus
+ospp /dstatus \-\-verify
+ospp /kms\-policy:online\-only
 .fi
 .SH SEE ALSO
-The README of ospp; Microsoft's documentation of ospp.vbs and slmgr.vbs.
+The README of ospp; docs/THREAT\-MODEL.md (what is authenticated, against whom, and what a
+store's owner can always do) and docs/PHONE.md; Microsoft's documentation of ospp.vbs and
+slmgr.vbs.
 """
 
 

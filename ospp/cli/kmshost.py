@@ -130,6 +130,8 @@ def status() -> Result:
     ]
     if st["key_last5"]:
         lines.append(f"    Partial Product Key: {st['key_last5']}")
+    if st["attention"]:
+        lines.append(f"    ATTENTION: {st['attention']}")
     if st["epid"]:
         lines.append(f"    KMS host ePID: {st['epid']}")
     for app, count in sorted(st["current_count"].items()) or [("-", 0)]:

@@ -74,6 +74,7 @@ def kms_json(kms: KmsSettings) -> dict[str, Any]:
         "activation_interval_minutes": kms.activation_interval,
         "renewal_interval_minutes": kms.renewal_interval,
         "host_caching": kms.caching,
+        "host_policy": "online-only" if kms.online_only else "any",
     }
 
 

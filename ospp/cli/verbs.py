@@ -89,9 +89,9 @@ def unpkey(last5: str, computer: str | None) -> Result:
     )
 
 
-def _status(computer: str | None, all_: bool) -> Result:
+def _status(computer: str | None, all_: bool, verify: bool) -> Result:
     store = client.open_machine(computer)
-    found = client.statuses(store, include_unkeyed=all_)
+    found = client.statuses(store, include_unkeyed=all_, verify=verify)
     kms = store.kms()
     if not found:
         return Result(
@@ -110,18 +110,26 @@ def _status(computer: str | None, all_: bool) -> Result:
     )
 
 
-@verb("dstatus")
+VERIFY_OPTION = click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify every activation's signature again, even when its seal matches (slower; "
+    "catches an activation edited and re-sealed by whoever can write the store).",
+)
+
+
+@verb("dstatus", params=[VERIFY_OPTION])
 @reports
-def dstatus(computer: str | None) -> Result:
+def dstatus(verify: bool, computer: str | None) -> Result:
     """Show licence information for products that have a key."""
-    return _status(computer, all_=False)
+    return _status(computer, all_=False, verify=verify)
 
 
-@verb("dstatusall")
+@verb("dstatusall", params=[VERIFY_OPTION])
 @reports
-def dstatusall(computer: str | None) -> Result:
+def dstatusall(verify: bool, computer: str | None) -> Result:
     """Show licence information for every installed licence, keyed or not."""
-    return _status(computer, all_=True)
+    return _status(computer, all_=True, verify=verify)
 
 
 @verb("ddescr", slash_value="argument", params=[click.argument("code", metavar="0xCODE")])
@@ -239,6 +247,17 @@ def ckms_domain(computer: str | None) -> Result:
     return _setting(computer, client.clear_kms_domain)
 
 
+@verb("kms-policy", slash_value="argument", params=[click.argument("policy", metavar="POLICY")])
+@reports
+def kms_policy(policy: str, computer: str | None) -> Result:
+    """Accept KMS hosts certified online or by phone (any, the default) or online only."""
+    store = client.open_machine(computer)
+    client.set_kms_policy(store, policy)
+    return Result(
+        ["Successfully applied setting."], {**_machine_data(store), "kms": kms_json(store.kms())}
+    )
+
+
 COMMANDS = [
     inpkey,
     unpkey,
@@ -254,4 +273,5 @@ COMMANDS = [
     actype,
     skms_domain,
     ckms_domain,
+    kms_policy,
 ]

@@ -28,7 +28,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.protocol.kms import INTERVAL_RANGE, check_certificate, host_tag_source
+from ospp.protocol.kms import INTERVAL_RANGE, PHONE_CERTIFICATE_FORMAT, check_certificate
 
 if TYPE_CHECKING:
     from ospp.protocol.crypto import HostKey
@@ -155,23 +155,24 @@ class HostIdentity:
         )
 
     def installation_id(self) -> InstallationId:
-        from ospp.protocol.phone import IID_CHANNEL_KMS_HOST, InstallationId, machine_tag
+        """The host key's IID (version 2): bound to the host's signing key by a 72-bit tag."""
+        from ospp.protocol.phone import InstallationId, host_key_tag
 
         key = self.installed_key()
-        return InstallationId(
-            key.product.index,
-            IID_CHANNEL_KMS_HOST,
-            key.serial,
-            key.security,
-            int(self.meta()["hardware"], 16),
-            machine_tag(host_tag_source(self.host_key_b64())),
+        return InstallationId.for_host(
+            key.product.index, key.serial, key.security, host_key_tag(self.signer().public_raw)
         )
 
     def apply_cid(self, cid: str, environ: Mapping[str, str]) -> Product:
         digits = "".join(cid.split()).replace("-", "")
+        key = self.installed_key()
+        # What clients receive: the CID and the public fields it signs. Never the IID, which
+        # holds the key's security value.
         cert = {
             "kind": "phone",
-            "iid": self.installation_id().text(),
+            "format": PHONE_CERTIFICATE_FORMAT,
+            "product_index": key.product.index,
+            "key_serial": key.serial,
             "cid": digits,
             "host_key": self.host_key_b64(),
         }

@@ -45,9 +45,12 @@ from ospp.protocol.kms import (
     DEFAULT_ACTIVATION_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_RENEWAL_INTERVAL,
+    LEGACY_PHONE_CERTIFICATE,
     MAX_SKEW,
+    REACTIVATE_HINT,
     WINDOW,
     covers,
+    is_legacy_phone,
 )
 
 _SCHEMA = [
@@ -199,6 +202,10 @@ class KmsHost(HostIdentity):
         """What request handling needs, read once when serving starts."""
         meta = self.meta()
         cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
+        not_activated = "this KMS host's key is not activated with the activation authority"
+        if is_legacy_phone(cert):
+            # Sending it would disclose the host key to every client: serve as not activated.
+            cert, not_activated = None, f"{LEGACY_PHONE_CERTIFICATE}. {REACTIVATE_HINT}"
         # The certificate was checked when it was installed (_certify); clients check it again.
         product = self.installed_key().product if cert is not None else None
         return ServingState(
@@ -208,6 +215,7 @@ class KmsHost(HostIdentity):
             epid=meta.get("epid", ""),
             activation_interval=int(meta["activation_interval"]),
             renewal_interval=int(meta["renewal_interval"]),
+            not_activated=not_activated,
         )
 
     def process(
@@ -225,10 +233,7 @@ class KmsHost(HostIdentity):
                 try:
                     req = parse_request(message)
                     if state.certificate is None or state.product is None:
-                        raise LicensingError(
-                            E_HOST_NOT_ACTIVATED,
-                            "this KMS host's key is not activated with the activation authority",
-                        )
+                        raise LicensingError(E_HOST_NOT_ACTIVATED, state.not_activated)
                     if not covers(state.product, req.product):
                         raise LicensingError(
                             E_CANNOT_USE,
@@ -325,9 +330,13 @@ class KmsHost(HostIdentity):
             }
             stored = conn.execute("SELECT count(*) FROM clients").fetchone()[0]
         key_last5 = meta.get("key", "")[-5:] or None
+        cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
+        legacy = is_legacy_phone(cert)
         return {
             "key_last5": key_last5,
-            "activated": bool(meta.get("certificate")),
+            "activated": cert is not None and not legacy,
+            "certified": None if cert is None else "phone-disclosing" if legacy else cert["kind"],
+            "attention": f"{LEGACY_PHONE_CERTIFICATE}. {REACTIVATE_HINT}" if legacy else None,
             "activated_at": meta.get("activated_at"),
             "epid": meta.get("epid"),
             "current_count": groups,
@@ -380,3 +389,4 @@ class ServingState:
     epid: str
     activation_interval: int
     renewal_interval: int
+    not_activated: str = "this KMS host's key is not activated with the activation authority"

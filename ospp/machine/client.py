@@ -84,15 +84,21 @@ def uninstall_key(store: MachineStore, last5: str) -> list[Sku]:
 
 
 def statuses(
-    store: MachineStore, include_unkeyed: bool = False, environ: Mapping[str, str] = os.environ
+    store: MachineStore,
+    include_unkeyed: bool = False,
+    environ: Mapping[str, str] = os.environ,
+    verify: bool = False,
 ) -> list[LicenceStatus]:
+    """The state of each licence. A stored activation whose seal matches is trusted as it was
+    verified when it arrived; ``verify`` checks every signature again regardless of the seal
+    (the seal key sits beside the store, so whoever can write the store can also re-seal it)."""
     now = store.clock.now()
     found = store.licences()
     check = None
     if any(lic.activation for lic in found):
-        from ospp.machine.checks import make_checker
+        from ospp.machine.checks import full_checker, make_checker
 
-        check = make_checker(store, environ)
+        check = full_checker(store, environ) if verify else make_checker(store, environ)
     return [
         evaluate(lic, now, check) for lic in found if include_unkeyed or lic.product_key is not None
     ]
@@ -181,6 +187,18 @@ def set_kms_domain(store: MachineStore, text: str) -> None:
 
 def clear_kms_domain(store: MachineStore) -> None:
     _save(store, kms_domain="", kms_cached_host="")
+
+
+KMS_POLICIES = ("any", "online-only")
+
+
+def set_kms_policy(store: MachineStore, text: str) -> None:
+    """Which KMS hosts this machine believes: any certified host, or only hosts certified
+    online (not by phone, whose certificate binds the host key more weakly: docs/PHONE.md)."""
+    value = text.strip().lower()
+    if value not in KMS_POLICIES:
+        raise UsageError(f"/kms-policy takes any or online-only, not {text!r}")
+    _save(store, kms_policy=value)
 
 
 def set_actype(store: MachineStore, text: str) -> None:

@@ -45,11 +45,18 @@ def _verify(
     lic: Licence,
     trusted: Anchors,
     where: str,
+    stored: bool = False,
 ) -> tuple[Product, str]:
-    """Steps a client takes before believing a KMS host. Returns (host product, host key)."""
+    """Steps a client takes before believing a KMS host. Returns (host product, host key).
+
+    ``stored``: checking an activation stored earlier, which may hold an old-style phone
+    certificate; a new answer never may.
+    """
     # 1. the host's certificate chains to an authority this client trusts
     try:
-        product, host_key = kms.check_certificate(response.get("certificate"), trusted)
+        product, host_key = kms.check_certificate(
+            response.get("certificate"), trusted, legacy_phone=stored
+        )
     except LicensingError as exc:
         raise LicensingError(
             exc.code,
@@ -84,19 +91,46 @@ def _verify(
     return product, host_key
 
 
-def verify_stored(act: Mapping[str, Any], lic: Licence, trusted: Anchors) -> str | None:
-    """Why a stored KMS activation is not valid, or None (used by every status read)."""
+def verify_stored(act: Mapping[str, Any], lic: Licence, cmid: str, trusted: Anchors) -> str | None:
+    """Why a stored KMS activation is not valid on this machine, or None (status reads).
+
+    The response is checked against what this machine knows, never against itself: this
+    machine's CMID, this licence's SKU, and the request the client stored when it asked (its
+    nonce and client time). A row copied from another machine or another licence fails here.
+    """
     response = act.get("response")
     if not isinstance(response, dict):
         return "the stored KMS activation is damaged"
-    request = {n: response.get(n) for n in ("nonce", "cmid", "client_time", "sku_id")}
+    asked = act.get("request")
+    if asked is None:
+        # Stored before requests were kept: nonce and client time can only be taken from the
+        # signed response; the CMID and SKU are still this machine's own.
+        asked = {n: response.get(n) for n in ("nonce", "client_time")}
+    if not isinstance(asked, Mapping):
+        return "the stored KMS activation is damaged"
+    request = {
+        "nonce": asked.get("nonce"),
+        "client_time": asked.get("client_time"),
+        "cmid": cmid,
+        "sku_id": lic.sku.sku_id,
+    }
     try:
-        _verify(response, request, lic, trusted, str(act.get("host")))
+        _verify(response, request, lic, trusted, str(act.get("host")), stored=True)
     except LicensingError as exc:
+        if response.get("cmid") != cmid or response.get("sku_id") != lic.sku.sku_id:
+            return f"the KMS activation was issued for another machine or licence: {exc.message}"
         return exc.message
-    valid = datetime.fromisoformat(str(response["client_time"]).replace("Z", "+00:00"))
-    if act.get("valid_until") != iso(valid + kms.VALIDITY):
+    try:
+        valid = datetime.fromisoformat(str(response["client_time"]).replace("Z", "+00:00"))
+        until = iso(valid + kms.VALIDITY)
+    except (ValueError, OverflowError):
+        return "the stored KMS activation is damaged (its client time is not a time)"
+    if act.get("valid_until") != until:
         return "the stored KMS activation was altered (validity does not match the signed time)"
+    if act.get("count") != response.get("count"):
+        return "the stored KMS activation was altered (count does not match the signed one)"
+    if act.get("activated_at") != response.get("client_time"):
+        return "the stored KMS activation was altered (its time does not match the signed one)"
     return None
 
 
@@ -159,6 +193,16 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], stat
                 )
             trusted = require_anchors(anchors(store.home, environ))
             _verify(response, request, lic, trusted, where)
+            if settings.get("kms_policy") == "online-only" and (
+                response["certificate"].get("kind") != "online"
+            ):
+                raise LicensingError(
+                    E_CANNOT_USE,
+                    f"the KMS host at {where} is certified by phone, and this machine accepts "
+                    "only hosts certified online",
+                    "Activate the KMS host online (ospp kms activate), or allow phone-certified "
+                    "hosts with /kms-policy:any.",
+                )
             # A genuine answer: take its intervals and remember the host, even below threshold.
             _adopt(
                 store,
@@ -190,6 +234,7 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], stat
                 "count": count,
                 "activated_at": now_iso,
                 "valid_until": iso(valid_until),
+                "request": {n: request[n] for n in ("nonce", "client_time")},
                 "response": response,
             },
             environ,

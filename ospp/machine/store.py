@@ -59,6 +59,7 @@ DEFAULTS: dict[str, str] = {
     "kms_domain": "",
     "kms_cached_host": "",
     "kms_dns_host": "",
+    "kms_policy": "any",  # which KMS host certificates to accept: any, online-only
     "actype": "0",
     "activation_interval": "120",
     "renewal_interval": "10080",
@@ -303,6 +304,7 @@ class KmsSettings:
     renewal_interval: int
     discovered: str | None  # host:port DNS named first at the last discovery
     cached: str | None  # host:port that last answered, reused while host caching is on
+    online_only: bool = False  # accept only hosts certified online (/kms-policy:online-only)
 
 
 def kms_settings(values: Mapping[str, str]) -> KmsSettings:
@@ -316,4 +318,5 @@ def kms_settings(values: Mapping[str, str]) -> KmsSettings:
         renewal_interval=int(values["renewal_interval"]),
         discovered=values["kms_dns_host"] or None,
         cached=values["kms_cached_host"] or None,
+        online_only=values.get("kms_policy") == "online-only",
     )
