@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ospp.core.clock import Clock
-from ospp.core.errors import LicensingError
+from ospp.core.errors import LicensingError, UsageError
 from ospp.kmshost.state import KmsHost
 from ospp.protocol.kms import E_HOST_NOT_ACTIVATED
 
@@ -94,6 +94,12 @@ def set_dns_publishing(host: KmsHost, enabled: bool) -> None:
     """/sdns, /cdns: publishing on or off; turning it on needs 'ospp kms dns set' first."""
     require_activated(host, "DNS publishing")
     pub = host.publishing()
+    if enabled and not pub.domain:
+        raise UsageError(
+            "DNS publishing has nothing to publish yet: no domain, host name or DNS server is "
+            "configured",
+            "Configure it once: ospp kms dns set --server ADDR --domain DOMAIN --hostname NAME",
+        )
     pub.enabled = enabled
     host.set_publishing(pub)
 
