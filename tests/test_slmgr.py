@@ -346,3 +346,59 @@ def test_slmgr_console_script(ospp: Ospp, tmp_path: Path):
     via_ospp = ospp.proc("slmgr", "/dli", "pc9", "--json").json()
     assert via_ospp["products"][0]["partial_product_key"] == "6F7TH"
     assert via_ospp["command"] == "slmgr dli"
+
+
+def test_slmgr_own_order_machine_name_first(ospp: Ospp):
+    ospp("install-product", "ProPlus2021", "pc02", env={"OSPP_NOW": at()})
+    first = ospp("slmgr", "PC02", "/dli", env={"OSPP_NOW": at()})
+    assert (
+        first.code == 0 and first.out == ospp("slmgr", "/dli", "pc02", env={"OSPP_NOW": at()}).out
+    )
+
+
+# -- MAK, phone, hardware -----------------------------------------------------------------------
+
+
+def _mak(ospp: Ospp) -> str:
+    key: str = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    return key
+
+
+def test_mak_phone_activation_and_hardware_out_of_tolerance(ospp: Ospp):
+    ospp("slmgr", "/ipk", _mak(ospp), env={"OSPP_NOW": at()})
+    xpr = ospp("slmgr", "/xpr", env={"OSPP_NOW": at()}).out.splitlines()
+    assert xpr == [
+        "Office 21, Office21ProPlus2021VL_MAK_AE edition:",
+        "    Initial grace period ends 3/31/2027 9:00:00 AM",
+    ]
+    dti = ospp("slmgr", "/dti", env={"OSPP_NOW": at()})
+    iid = dti.out.splitlines()[0].removeprefix("Installation ID: ")
+    assert iid == ospp("dinstid", "--json").json()["products"][0]["installation_id"]
+    cid = ospp("center", "confirm", iid).out.strip()
+    wrong = ospp("slmgr", "/atp", "1" * 48, env={"OSPP_NOW": at()})
+    assert wrong.code == 1 and wrong.out.startswith("Error: 0xC004F0")
+    ran = ospp("slmgr", "/atp", cid, env={"OSPP_NOW": at()})
+    sku = ospp("dstatus", "--json").json()["products"][0]["sku_id"]
+    assert ran.out == f"Confirmation ID for product {sku} deposited successfully.\n"
+    assert monitor(ospp("slmgr", "/dli", env={"OSPP_NOW": at(1)}).out) == ("Licensed", None)
+    xpr = ospp("slmgr", "/xpr", env={"OSPP_NOW": at(1)}).out.splitlines()
+    assert xpr[1] == "    The machine is permanently activated."
+
+    ospp(
+        "hardware", "change", "nic_mac", "cpu_model", "disk", "cpu_serial", env={"OSPP_NOW": at(2)}
+    )
+    out = ospp("slmgr", "/dli", env={"OSPP_NOW": at(3)}).out
+    assert monitor(out) == (
+        "Additional grace period (KMS license expired or hardware out of tolerance)",
+        29 * 1440,
+    )
+    assert dstatus(ospp, "localhost", at(3))["remaining_grace_minutes"] == 29 * 1440
+
+
+def test_error_text_from_outside_is_escaped():
+    from ospp.cli.slmgr_render import error_lines
+    from ospp.core.errors import LicensingError
+
+    lines = error_lines(LicensingError(0xC004F042, "the KMS host at x refused: \x1b[2J\x07hi"))
+    assert lines[1] == "Detail: the KMS host at x refused: \\x1b[2J\\x07hi"
+    assert all(ch.isprintable() for line in lines for ch in line)

@@ -77,6 +77,14 @@ class SlmgrGroup(click.Group):
     """A group that takes slmgr.vbs's ``/option`` and ``-option`` forms, and ``/?``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if (
+            len(args) > 1
+            and args[1].startswith(("/", "-"))
+            and not args[0].startswith(("/", "-"))
+            and self.get_command(ctx, args[0].lower()) is None
+        ):
+            # slmgr.vbs's own order, 'slmgr MACHINE /option ...': the name goes last here
+            args = [*args[1:], args[0]]
         if args and args[0].lower() in _HELP_WORDS:
             args = ["--help", *args[1:]]
         elif args and args[0].startswith("-") and not args[0].startswith("--"):

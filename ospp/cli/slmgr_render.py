@@ -86,7 +86,7 @@ def error_lines(exc: OsppError) -> list[str]:
         lines.append(f"Detail: {exc.message}")
     if exc.hint:
         lines.append(f"Hint: {exc.hint}")
-    return lines
+    return [shown(line) for line in lines]  # a message may quote a peer's answer
 
 
 # -- /dli, /dlv: a licence of a simulated machine --------------------------------------------
