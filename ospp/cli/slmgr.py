@@ -335,7 +335,8 @@ def main() -> None:
     slmgr(prog_name="slmgr")
 
 
-from ospp.cli import slmgr_kms  # noqa: E402  (registers the KMS options on the group)
+# Importing the KMS options registers them on the group.
+from ospp.cli.slmgr_kms import OPTIONS as KMS_OPTIONS  # noqa: E402
 
 COMMANDS = [slmgr]
-assert slmgr_kms.OPTIONS
+OPTIONS = [ipk, ato, dli, dlv, xpr, upk, cpky, dti, atp, rearm, *KMS_OPTIONS]

@@ -131,11 +131,6 @@ class Reading:
     def grace_days(self) -> int:
         return days_from_minutes(self.grace_minutes)
 
-    @property
-    def volume(self) -> bool:
-        """A KMS client licence (its description names VOLUME_KMSCLIENT)."""
-        return self.status.license.sku.channel is Channel.KMS_CLIENT
-
 
 def read(st: LicenseStatus) -> Reading:
     if st.license.product_key is None:
