@@ -402,3 +402,22 @@ def test_error_text_from_outside_is_escaped():
     lines = error_lines(LicensingError(0xC004F042, "the KMS host at x refused: \x1b[2J\x07hi"))
     assert lines[1] == "Detail: the KMS host at x refused: \\x1b[2J\\x07hi"
     assert all(ch.isprintable() for line in lines for ch in line)
+
+
+def test_client_block_names_the_host_dns_found_and_escapes_it():
+    from ospp.cli.slmgr_render import kms_client_lines
+    from ospp.machine.slmgr import KmsClientInfo
+    from ospp.machine.store import DEFAULTS, kms_settings
+
+    found = kms_settings({**DEFAULTS, "kms_dns_host": "kms1.corp.example:1688", "kms_cache": "0"})
+    info = KmsClientInfo("kms1.corp.example:1688", None, "06401-00206-\x1b]0;x\x07")
+    lines = kms_client_lines(found, "c0ffee00-0000-4000-8000-000000000000", info)
+    assert "    KMS machine name from DNS: kms1.corp.example:1688" in lines
+    assert "    KMS machine IP address: not available" in lines
+    assert "    KMS machine extended PID: 06401-00206-\\x1b]0;x\\x07" in lines
+    assert "    KMS host caching is disabled" in lines
+    fixed = kms_settings({**DEFAULTS, "kms_host": "::1", "kms_domain": "corp.example"})
+    lines = kms_client_lines(fixed, "c0ffee00-0000-4000-8000-000000000000", info)
+    assert "    Registered KMS SRV record lookup domain: corp.example" in lines
+    assert "    Registered KMS machine name: [::1]:1688" in lines
+    assert lines[-1].startswith("Warning: /skms setting overrides the /skms-domain setting.")

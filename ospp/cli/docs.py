@@ -112,7 +112,7 @@ def _slmgr_section(group: SlmgrGroup, ctx: click.Context, prefix: str) -> list[s
         out += [
             ".TP",
             f"\\fB{_roff(' '.join([f'/{name}', *pieces]))}\\fR",
-            _roff(inspect.cleandoc((cmd.help or "").split("\f")[0])),
+            _roff(" ".join(inspect.cleandoc((cmd.help or "").split("\f")[0]).split())),
         ]
     return out
 

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 @option("ipk", click.argument("key"), words_argument(COMPUTER_WORD))
 def ipk(key: str, words: tuple[str, ...]) -> Result:
-    """Install a product key (replaces the existing key of that product). A KMS host key
-    (CSVLK) is installed on this machine's KMS host."""
+    """Install a product key (replaces the product's key).
+
+    A KMS host key (CSVLK) goes to this machine's KMS host (OSPP_KMS_HOME)."""
     from ospp.core.catalog import Channel
     from ospp.core.paths import LOCAL_MACHINE, machine_name
     from ospp.machine import client
@@ -68,7 +69,7 @@ def ipk(key: str, words: tuple[str, ...]) -> Result:
 
 @option("ato", words_argument())
 def ato(words: tuple[str, ...]) -> Result:
-    """Activate the licence (MAK online, GVLK with KMS, or the KMS host key)."""
+    """Activate: a MAK online, a GVLK with KMS, a host key."""
     from ospp.machine import slmgr as sl
 
     act_id, computer = split_words(words)
@@ -172,20 +173,24 @@ def _host_view(host: KmsHost, verbose: bool) -> dict[str, Any]:
         "requests_failed": st["requests_failed"],
         "requests": settings.request_counts(st),
     }
-    if verbose and not st["activated"]:
-        view["installation_id"] = host.installation_id().text()
+    if verbose:
+        view["installation_id"] = "".join(host.installation_id().groups())
     return {**view, "kms_host": True}
 
 
 @option("dli", words_argument("[ActID|all] [COMPUTERNAME]"))
 def dli(words: tuple[str, ...]) -> Result:
-    """Display licence information (default: the current licence)."""
+    """Display licence information.
+
+    Default: the current licence; 'all' shows every installed licence."""
     return _display(words, verbose=False)
 
 
 @option("dlv", words_argument("[ActID|all] [COMPUTERNAME]"))
 def dlv(words: tuple[str, ...]) -> Result:
-    """Display detailed licence information (default: the current licence)."""
+    """Display detailed licence information.
+
+    Default: the current licence; 'all' shows every installed licence."""
     return _display(words, verbose=True)
 
 
@@ -231,7 +236,9 @@ def xpr(words: tuple[str, ...]) -> Result:
 
 @option("upk", words_argument())
 def upk(words: tuple[str, ...]) -> Result:
-    """Uninstall the product key of the licence (only that one)."""
+    """Uninstall the product key of one licence.
+
+    Only that licence's key: slmgr.vbs would remove the primary one."""
     from ospp.kmshost import settings
     from ospp.machine import slmgr as sl
 
@@ -257,7 +264,9 @@ def upk(words: tuple[str, ...]) -> Result:
 
 @option("cpky", words_argument(COMPUTER_WORD))
 def cpky(words: tuple[str, ...]) -> Result:
-    """Clear the product key from the registry (ospp keeps keys in the licence store only)."""
+    """Clear the product key from the registry.
+
+    ospp keeps keys in the licence store only, so nothing changes."""
     _, computer = split_words(words, act_id=False)
     store = open_machine(computer)
     return Result(["Product key from registry cleared successfully."], {"machine": store.name})
@@ -289,7 +298,7 @@ PHONE_NUMBERS = (
 
 @option("atp", click.argument("cid"), words_argument())
 def atp(cid: str, words: tuple[str, ...]) -> Result:
-    """Activate the licence with a Confirmation ID from the phone centre."""
+    """Activate with a Confirmation ID from the phone centre."""
     from ospp.machine import slmgr as sl
 
     act_id, computer = split_words(words)
@@ -309,7 +318,9 @@ def atp(cid: str, words: tuple[str, ...]) -> Result:
 
 @option("rearm", words_argument(COMPUTER_WORD))
 def rearm(words: tuple[str, ...]) -> Result:
-    """Reset the licensing status of the machine (grace back to 30 days, 5 times at most)."""
+    """Reset the licensing status: grace back to 30 days.
+
+    At most 5 times per machine."""
     from ospp.machine import client
     from ospp.machine.store import MAX_REARMS
 

@@ -51,7 +51,7 @@ def _client_setting(
 
 @option("skms", click.argument("host", metavar="NAME[:PORT]|:PORT"), words_argument())
 def skms(host: str, words: tuple[str, ...]) -> Result:
-    """Set the name and/or the port of the KMS host this machine uses ([IPv6]:port)."""
+    """Set the KMS host: NAME[:PORT], [IPv6]:PORT or :PORT."""
     from ospp.machine import slmgr as sl
 
     return _client_setting(
@@ -73,7 +73,9 @@ def ckms(words: tuple[str, ...]) -> Result:
 
 @option("skms-domain", click.argument("fqdn"), words_argument())
 def skms_domain(fqdn: str, words: tuple[str, ...]) -> Result:
-    """Look for KMS SRV records only in this DNS domain (no effect while /skms is set)."""
+    """Look for KMS SRV records only in this DNS domain.
+
+    No effect while /skms is set."""
     from ospp.machine import slmgr as sl
 
     return _client_setting(
@@ -85,7 +87,7 @@ def skms_domain(fqdn: str, words: tuple[str, ...]) -> Result:
 
 @option("ckms-domain", words_argument())
 def ckms_domain(words: tuple[str, ...]) -> Result:
-    """Clear the KMS lookup domain (DNS auto-discovery, or /skms when set)."""
+    """Clear the KMS lookup domain."""
     from ospp.machine import slmgr as sl
 
     return _client_setting(
@@ -125,7 +127,9 @@ def _no_act(words: tuple[str, ...]) -> tuple[str, ...]:
 
 @option("act-type", words_argument("[0|1|2|3] [ActID] [COMPUTERNAME]"))
 def act_type(words: tuple[str, ...]) -> Result:
-    """Set the volume activation type: 0 all (default), 2 KMS; 1 AD and 3 token are refused."""
+    """Set the activation type: 0 all (default), 2 KMS.
+
+    1 (AD) and 3 (token) are refused with their licensing codes."""
     from ospp.machine import slmgr as sl
 
     value = "0"
@@ -172,7 +176,7 @@ def _minutes(text: str, what: str) -> int:
 
 @option("sprt", click.argument("port"))
 def sprt(port: str) -> Result:
-    """Set the TCP port the KMS host uses to communicate with clients."""
+    """Set the TCP port of the KMS host."""
     from ospp.core.endpoint import parse_port
     from ospp.kmshost import settings
 
@@ -186,7 +190,9 @@ def sprt(port: str) -> Result:
 
 @option("sai", click.argument("minutes", metavar="MINUTES"))
 def sai(minutes: str) -> Result:
-    """Set how often unactivated clients retry the KMS host (15-43200 minutes, default 120)."""
+    """Set the activation interval (15-43200 minutes).
+
+    How often unactivated clients retry; default 120."""
     from ospp.kmshost import settings
 
     value = _minutes(minutes, "activation interval")
@@ -199,7 +205,9 @@ def sai(minutes: str) -> Result:
 
 @option("sri", click.argument("minutes", metavar="MINUTES"))
 def sri(minutes: str) -> Result:
-    """Set how often activated clients renew (15-43200 minutes, default 10080)."""
+    """Set the renewal interval (15-43200 minutes).
+
+    How often activated clients renew; default 10080."""
     from ospp.kmshost import settings
 
     value = _minutes(minutes, "renewal interval")
@@ -212,7 +220,9 @@ def sri(minutes: str) -> Result:
 
 @option("sdns")
 def sdns() -> Result:
-    """Enable DNS publishing by the KMS host (configure it first: ospp kms dns set)."""
+    """Enable DNS publishing by the KMS host.
+
+    Configure it first with 'ospp kms dns set'."""
     from ospp.kmshost import settings
 
     return _host_setting(
