@@ -421,3 +421,27 @@ def test_client_block_names_the_host_dns_found_and_escapes_it():
     assert "    Registered KMS SRV record lookup domain: corp.example" in lines
     assert "    Registered KMS machine name: [::1]:1688" in lines
     assert lines[-1].startswith("Warning: /skms setting overrides the /skms-domain setting.")
+
+
+def test_kms_client_settings_warn_as_slmgr_does(ospp: Ospp):
+    ospp("install-product", "ProPlus2021", env={"OSPP_NOW": at()})
+    assert ospp("slmgr", "/skms-domain", "corp.example").out.splitlines() == [
+        "Key Management Service lookup domain set to corp.example successfully."
+    ]
+    assert ospp("slmgr", "/skms", "kms1:1700").out.splitlines() == [
+        "Key Management Service machine name set to kms1:1700 successfully.",
+        "Warning: /skms setting overrides the /skms-domain setting. kms1:1700 will be used for "
+        "activation.",
+    ]
+    assert ospp("slmgr", "/ckms-domain").out.splitlines()[1] == (
+        "Warning: /skms setting is in effect. kms1:1700 will be used for activation."
+    )
+    ospp("slmgr", "/skms-domain", "corp.example")
+    assert ospp("slmgr", "/ckms").out.splitlines()[1] == (
+        "Warning: /skms-domain setting is in effect. corp.example will be used for DNS SRV "
+        "record lookup."
+    )
+    kms = ospp("dstatus", "--json").json()["products"][0]["kms"]
+    assert (kms["host_override"], kms["port"], kms["lookup_domain"]) == (None, 1688, "corp.example")
+    assert ospp("slmgr", "/skms", ":1700").code == 0
+    assert ospp("dstatus", "--json").json()["products"][0]["kms"]["port"] == 1700

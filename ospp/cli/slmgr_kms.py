@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 def _client_setting(
     words: tuple[str, ...], change: Callable[[MachineStore, str | None], None], line: str
 ) -> Result:
+    """Apply a KMS client setting; warn as slmgr.vbs does when /skms and /skms-domain meet."""
     from ospp.cli.render import kms_json
 
     act_id, computer = split_words(words)
@@ -46,6 +47,13 @@ def _client_setting(
             f"Warning: /skms setting overrides the /skms-domain setting. {fixed} will be used "
             "for activation."
         )
+    elif line.startswith("Key Management Service machine name cleared") and kms.lookup_domain:
+        lines.append(
+            f"Warning: /skms-domain setting is in effect. {kms.lookup_domain} will be used for "
+            "DNS SRV record lookup."
+        )
+    elif line.startswith("Key Management Service lookup domain cleared") and fixed:
+        lines.append(f"Warning: /skms setting is in effect. {fixed} will be used for activation.")
     return Result(lines, {"machine": store.name, "kms": kms_json(kms)})
 
 
