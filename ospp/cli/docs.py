@@ -6,6 +6,7 @@ committed files differ from what this produces.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from click.shell_completion import get_completion_class
 
 from ospp import __version__
 from ospp.cli.base import SlashCommand, slash_form
+from ospp.cli.slmgr_group import SlmgrGroup
 
 MAN_DATE = "2026-11-28"  # bump with each release
 COMPLETION_FILES = {"bash": "ospp.bash", "zsh": "_ospp", "fish": "ospp.fish"}
+SLMGR_COMPLETION_FILES = {"bash": "slmgr.bash", "zsh": "_slmgr", "fish": "slmgr.fish"}
 
 
 def _roff(text: str) -> str:
@@ -51,9 +54,13 @@ def _usage(path: str, cmd: click.Command) -> str:
 def _command_sections(group: click.Group, ctx: click.Context, prefix: str) -> list[str]:
     verbs: list[tuple[str, click.Command]] = []
     others: list[tuple[str, click.Command]] = []
+    slmgr_groups: list[tuple[str, SlmgrGroup]] = []
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
         if cmd is None or cmd.hidden:
+            continue
+        if isinstance(cmd, SlmgrGroup):
+            slmgr_groups.append((name, cmd))
             continue
         (verbs if isinstance(cmd, SlashCommand) else others).append((name, cmd))
     out: list[str] = []
@@ -79,6 +86,34 @@ def _command_sections(group: click.Group, ctx: click.Context, prefix: str) -> li
         out.append(".SH COMMANDS")
         for name, cmd in others:
             out += _describe(cmd, ctx, f"{prefix} {name}")
+    for name, cmd in slmgr_groups:
+        out += _slmgr_section(cmd, click.Context(cmd, info_name=name, parent=ctx), prefix)
+    return out
+
+
+def _slmgr_section(group: SlmgrGroup, ctx: click.Context, prefix: str) -> list[str]:
+    """slmgr.vbs's options, as 'ospp slmgr /option' and the 'slmgr' command take them."""
+    out = [
+        ".SH SLMGR.VBS OPTIONS",
+        f"\\fB{_roff(prefix)} slmgr /option\\fR [\\fIvalue\\fR ...] [\\fIActID\\fR] "
+        "[\\fICOMPUTERNAME\\fR] [\\fB\\-\\-json\\fR], or the \\fBslmgr\\fR command "
+        "installed with ospp, take slmgr.vbs's options with space\\-separated values, in any "
+        "case, with / or \\-. An ActID is the SKU id of a catalog licence; a word that is a "
+        "GUID is the ActID, any other the computer name. Without one an option acts on the "
+        "licence whose key was installed last, or on this machine's KMS host once a KMS host "
+        "key is installed. The formats are in docs/SLMGR.md. slmgr.vbs exits with the "
+        "HRESULT; these exit with the statuses below and print the HRESULT on the Error: line.",
+    ]
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            continue
+        pieces = [p.make_metavar(ctx) for p in cmd.params if isinstance(p, click.Argument)]
+        out += [
+            ".TP",
+            f"\\fB{_roff(' '.join([f'/{name}', *pieces]))}\\fR",
+            _roff(" ".join(inspect.cleandoc((cmd.help or "").split("\f")[0]).split())),
+        ]
     return out
 
 
@@ -241,10 +276,10 @@ def manpage(cli: click.Group) -> str:
     return "\n".join(body) + "\n"
 
 
-def completion(cli: click.Group, shell: str) -> str:
+def completion(cli: click.Group, shell: str, prog: str = "ospp") -> str:
     cls = get_completion_class(shell)
     assert cls is not None
-    return cls(cli, {}, "ospp", "_OSPP_COMPLETE").source()
+    return cls(cli, {}, prog, f"_{prog.upper()}_COMPLETE").source()
 
 
 def write_all(root: Path) -> None:
@@ -255,6 +290,11 @@ def write_all(root: Path) -> None:
     (root / "completions").mkdir(exist_ok=True)
     for shell, name in COMPLETION_FILES.items():
         (root / "completions" / name).write_text(completion(cli, shell), encoding="utf-8")
+    from ospp.cli.slmgr import COMMANDS as SLMGR
+
+    for shell, name in SLMGR_COMPLETION_FILES.items():
+        text = completion(SLMGR[0], shell, "slmgr")
+        (root / "completions" / name).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

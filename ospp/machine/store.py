@@ -263,6 +263,14 @@ class MachineStore:
                 skus.append(lic.sku)
         return skus
 
+    def clear_key(self, conn: sqlite3.Connection, sku: Sku) -> None:
+        """Remove the key (and so the activation) of one licence."""
+        conn.execute(
+            "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, activation=NULL "
+            "WHERE sku_id=?",
+            (sku.sku_id,),
+        )
+
     def set_activation(
         self, conn: sqlite3.Connection, sku: Sku, activation: dict[str, Any] | None
     ) -> None:
