@@ -122,12 +122,12 @@ def _display(words: tuple[str, ...], verbose: bool) -> Result:
         extra = None
         for st in sl.selected(store, which, os.environ):
             reading = sl.read(st)
-            info = sl.kms_client_info(st.license)
+            info = sl.kms_client_info(st.licence)
             if verbose:
                 extra = {
                     "rearms_left": MAX_REARMS - int(settings["rearms_used"]),
                     "now": store.clock.now(),
-                    "installation_id": _iid(store, st.license),
+                    "installation_id": _iid(store, st.licence),
                 }
             lines += licence_lines(reading, kms, settings["cmid"], info, extra)
             products.append(reading_json(reading, kms, settings["cmid"], info))

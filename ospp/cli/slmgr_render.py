@@ -12,7 +12,7 @@ from typing import Any
 
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
-from ospp.core.errors import DESCRIPTIONS, OsppError, hex_code
+from ospp.core.errors import DESCRIPTIONS, E_GRACE_EXPIRED, OsppError, hex_code
 from ospp.machine.slmgr import (
     LS_LICENSED,
     LS_NOTIFICATION,
@@ -23,7 +23,6 @@ from ospp.machine.slmgr import (
     Reading,
     days_from_minutes,
 )
-from ospp.machine.status import E_GRACE_EXPIRED
 from ospp.machine.store import KmsSettings
 
 INDENT = "    "
@@ -115,7 +114,7 @@ def licence_lines(
     verbose: dict[str, Any] | None,
 ) -> list[str]:
     """One licence as /dli (``verbose`` None) or /dlv prints it, blank line first."""
-    lic = reading.status.license
+    lic = reading.status.licence
     sku = lic.sku
     lines = ["", f"Name: {sku.license_name}", f"Description: {sku.license_description}"]
     if verbose is not None:
@@ -188,7 +187,7 @@ def reading_json(
     reading: Reading, kms: KmsSettings, cmid: str, info: KmsClientInfo
 ) -> dict[str, Any]:
     st = reading.status
-    lic = st.license
+    lic = st.licence
     kms_client = None
     if lic.sku.channel is Channel.KMS_CLIENT and reading.license_status == LS_LICENSED:
         kms_client = {

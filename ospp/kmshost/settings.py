@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ospp.core.clock import Clock
-from ospp.core.errors import LicensingError, UsageError
+from ospp.core.errors import E_HOST_NOT_ACTIVATED, LicensingError, UsageError
 from ospp.kmshost.state import KmsHost
-from ospp.protocol.kms import E_HOST_NOT_ACTIVATED
 
 PRIORITY_NORMAL = "normal"
 PRIORITY_LOW = "low"

@@ -21,21 +21,24 @@ from typing import Any
 
 from ospp.core.catalog import Channel
 from ospp.core.endpoint import parse_host
-from ospp.core.errors import LicensingError, OsppError
+from ospp.core.errors import (
+    E_GRACE_EXPIRED,
+    E_KEY_NOT_AVAILABLE,
+    E_NO_KMS,
+    E_SKU_NOT_FOUND,
+    LicensingError,
+    OsppError,
+)
 from ospp.machine import client
 from ospp.machine.status import (
-    E_GRACE_EXPIRED,
     LICENSED,
     NOTIFICATIONS,
     OOB_GRACE,
     OOT_GRACE_LABEL,
-    LicenseStatus,
+    LicenceStatus,
 )
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 
-E_KEY_NOT_FOUND = 0xC004F014
-E_SKU_NOT_FOUND = 0xC004F069
-E_NO_KMS = 0xC004F074
 _GUID = re.compile(r"^\{?[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\}?$")
 
 # slmgr.vbs's LicenseStatus values (SoftwareLicensingProduct.LicenseStatus).
@@ -65,7 +68,7 @@ def days_from_minutes(minutes: int) -> int:
 # -- which licence -----------------------------------------------------------------------------
 
 
-def primary(licences: list[License]) -> License | None:
+def primary(licences: list[Licence]) -> Licence | None:
     """The licence slmgr acts on without an Activation ID: the key installed last."""
     keyed = [(i, lic) for i, lic in enumerate(licences) if lic.product_key]
     if not keyed:
@@ -75,14 +78,14 @@ def primary(licences: list[License]) -> License | None:
     )[1]
 
 
-def target(store: MachineStore, act_id: str | None, need_key: bool = True) -> License:
+def target(store: MachineStore, act_id: str | None, need_key: bool = True) -> Licence:
     """The licence a command acts on: the one named by ``act_id``, else the primary one."""
     licences = store.licenses()
     if act_id is None:
         found = primary(licences)
         if found is None:
             raise LicensingError(
-                E_KEY_NOT_FOUND,
+                E_KEY_NOT_AVAILABLE,
                 f"no product key is installed on {store.name}",
                 "Install one with: slmgr /ipk KEY (or ospp install-product PRODUCT).",
             )
@@ -92,7 +95,7 @@ def target(store: MachineStore, act_id: str | None, need_key: bool = True) -> Li
         if lic.sku.sku_id == wanted:
             if need_key and not lic.product_key:
                 raise LicensingError(
-                    E_KEY_NOT_FOUND,
+                    E_KEY_NOT_AVAILABLE,
                     f"the licence {wanted} ({lic.sku.license_name}) has no product key",
                     "Install its key with: slmgr /ipk KEY",
                 )
@@ -106,13 +109,13 @@ def target(store: MachineStore, act_id: str | None, need_key: bool = True) -> Li
 
 def selected(
     store: MachineStore, which: str | None, environ: Mapping[str, str]
-) -> list[LicenseStatus]:
+) -> list[LicenceStatus]:
     """The licences /dli and /dlv show: ``all``, one Activation ID, or the primary one."""
     found = client.statuses(store, include_unkeyed=True, environ=environ)
     if which is not None and which.lower() == "all":
         return found
     lic = target(store, which, need_key=False)
-    return [st for st in found if st.license.sku.sku_id == lic.sku.sku_id]
+    return [st for st in found if st.licence.sku.sku_id == lic.sku.sku_id]
 
 
 # -- what slmgr reads ----------------------------------------------------------------------------
@@ -122,7 +125,7 @@ def selected(
 class Reading:
     """One licence as slmgr.vbs sees it."""
 
-    status: LicenseStatus
+    status: LicenceStatus
     license_status: int  # slmgr.vbs's LicenseStatus, LS_*
     grace_minutes: int  # GracePeriodRemaining: 0 for a permanent activation
     reason: int | None  # LicenseStatusReason, shown in Notification
@@ -132,8 +135,8 @@ class Reading:
         return days_from_minutes(self.grace_minutes)
 
 
-def read(st: LicenseStatus) -> Reading:
-    if st.license.product_key is None:
+def read(st: LicenceStatus) -> Reading:
+    if st.licence.product_key is None:
         return Reading(st, LS_UNLICENSED, 0, None)
     ls = _LS.get(st.status, LS_UNLICENSED)
     minutes = st.remaining_minutes or 0
@@ -150,7 +153,7 @@ class KmsClientInfo:
     epid: str | None  # the host's extended PID, as it signed it
 
 
-def kms_client_info(lic: License) -> KmsClientInfo:
+def kms_client_info(lic: Licence) -> KmsClientInfo:
     act: Mapping[str, Any] = lic.activation or {}
     if act.get("kind") != "kms":
         return KmsClientInfo(None, None, None)
@@ -169,7 +172,7 @@ def kms_client_info(lic: License) -> KmsClientInfo:
 # -- what slmgr does -----------------------------------------------------------------------------
 
 
-def activate(store: MachineStore, lic: License, environ: Mapping[str, str]) -> dict[str, Any]:
+def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> dict[str, Any]:
     """/ato on one licence, as /act does it for each: MAK online, GVLK with KMS."""
     from ospp.core.clock import iso
 
@@ -181,7 +184,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str]) -> d
             "name, then 'slmgr /ato'.",
         )
     status = next(
-        (st.status for st in client.statuses(store, environ=environ) if st.license == lic),
+        (st.status for st in client.statuses(store, environ=environ) if st.licence == lic),
         OOB_GRACE,
     )
     try:
@@ -207,20 +210,20 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str]) -> d
     }
 
 
-def uninstall(store: MachineStore, lic: License) -> None:
+def uninstall(store: MachineStore, lic: Licence) -> None:
     """/upk: remove the key of this licence only (slmgr.vbs would remove the primary key)."""
     with store.db.write() as conn:
         store.clear_key(conn, lic.sku)
         store.bump(conn)
 
 
-def installation_id(store: MachineStore, lic: License) -> str:
+def installation_id(store: MachineStore, lic: Licence) -> str:
     from ospp.machine.activation import installation_id as iid
 
     return "".join(iid(store, lic).groups())
 
 
-def deposit_cid(store: MachineStore, lic: License, cid: str, environ: Mapping[str, str]) -> None:
+def deposit_cid(store: MachineStore, lic: Licence, cid: str, environ: Mapping[str, str]) -> None:
     from ospp.machine.activation import apply_cid
 
     apply_cid(store, lic, cid, environ)
@@ -260,7 +263,7 @@ def set_activation_type(store: MachineStore, value: str, act_id: str | None) -> 
     client.set_actype(store, value)
 
 
-def _kms_client(store: MachineStore, act_id: str) -> License:
+def _kms_client(store: MachineStore, act_id: str) -> Licence:
     lic = target(store, act_id, need_key=False)
     if lic.sku.channel is not Channel.KMS_CLIENT:
         raise LicensingError(
