@@ -49,6 +49,7 @@ from ospp.protocol.phone import (
 KMS_HOST_MACHINES = 6  # one KMS host key activates up to 6 hosts...
 KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times
 DEFAULT_MAK_LIMIT = 100
+MAX_LIMIT = 1_000_000_000  # per key and per extension: far beyond any real MAK, well inside SQL
 
 _SCHEMA = [
     """
@@ -182,8 +183,8 @@ class Authority:
         if chan is Channel.KMS_HOST:
             limit = KMS_HOST_MACHINES if limit is None else limit
         limit = DEFAULT_MAK_LIMIT if limit is None else limit
-        if limit < 1:
-            raise UsageError(f"--limit must be at least 1, not {limit}")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise UsageError(f"--limit must be from 1 to {MAX_LIMIT}, not {limit}")
         with self.db.write() as conn:
             while True:
                 serial = secrets.randbelow(1 << 32)
@@ -251,8 +252,8 @@ class Authority:
         return self._record(key.serial)
 
     def extend(self, text: str, by: int) -> KeyRecord:
-        if by < 1:
-            raise UsageError(f"--by must be at least 1, not {by}")
+        if not 1 <= by <= MAX_LIMIT:
+            raise UsageError(f"--by must be from 1 to {MAX_LIMIT}, not {by}")
         key = self.find_key(text)
         with self.db.write() as conn:
             conn.execute(

@@ -62,6 +62,12 @@ def _print_json(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=False))
 
 
+def _encodable(line: str) -> str:
+    """``line`` with what cannot be encoded (argv bytes that were not UTF-8, which Python
+    hands over as lone surrogates) written as backslash escapes instead of failing."""
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def emit(result: Result, as_json: bool, command: str) -> int:
     problem = result.error or result.failed
     status = problem.exit_status if problem else ExitStatus.OK
@@ -72,9 +78,9 @@ def emit(result: Result, as_json: bool, command: str) -> int:
             payload["error"] = problem.to_json()
         _print_json(payload)
         return int(status)
-    lines = list(result.lines)
+    lines = [_encodable(line) for line in result.lines]
     if result.error is not None:
-        lines += error_lines(result.error)
+        lines += [_encodable(line) for line in error_lines(result.error)]
     if not result.banners:
         for line in lines:
             click.echo(line)

@@ -236,9 +236,13 @@ def trust_list() -> Result:
 
     found = anchors(ospp_home(), os.environ)
     lines = [f"{fp}  {b.name}" for fp, b in found.items()] or ["<No trusted authority>"]
+    lines += [f"UNREADABLE {why}" for why in found.unreadable]
     return Result(
         lines,
-        {"anchors": [{"fingerprint": fp, "name": b.name} for fp, b in found.items()]},
+        {
+            "anchors": [{"fingerprint": fp, "name": b.name} for fp, b in found.items()],
+            "unreadable": found.unreadable,
+        },
         banners=False,
     )
 

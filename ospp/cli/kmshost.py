@@ -159,7 +159,13 @@ def status() -> Result:
 
 
 @kms_group.command("clients")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(0, 1_000_000_000),
+    default=100,
+    show_default=True,
+    help="Show at most this many clients.",
+)
 @JSON_OPTION
 @reports
 def clients(limit: int) -> Result:
