@@ -142,7 +142,17 @@ class NetworkError(OsppError):
 E_ACCESS_DENIED = 0x80070005  # a store file or directory that cannot be read or written
 E_INVALID_DATA = 0x8007000D  # a store file that is not what ospp wrote (garbage, newer schema)
 E_INVALID_ARG = 0x80070057  # a value on the command line or in the environment is malformed
+E_DISK_FULL = 0x80070070  # a store or state file cannot be written: no space left on the disk
 DESCRIPTIONS[E_INVALID_ARG] = "The parameter is incorrect."
+DESCRIPTIONS[E_DISK_FULL] = "There is not enough space on the disk."
+
+
+def os_error_code(exc: BaseException) -> int:
+    """The licensing code for a failed file operation: disk full, else access denied."""
+    import errno
+
+    full = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return E_DISK_FULL if getattr(exc, "errno", None) in full else E_ACCESS_DENIED
 
 
 class UsageError(OsppError):
