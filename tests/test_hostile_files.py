@@ -10,13 +10,17 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from ospp.core.db import Database
+from ospp.core.errors import StoreError
+from ospp.core.paths import write_atomic
 from tests.conftest import GVLK_2016, GVLK_2021, Ospp
 
 
@@ -265,3 +269,60 @@ def test_a_full_disk_is_reported_as_such_and_changes_nothing(ospp: Ospp):
         assert "Access is denied" not in said and "no transaction" not in said, said
         after = json.loads((ospp.home / f"after-{free}.json").read_text())
         assert [p["key_last5"] for p in after["products"]] == [GVLK_2016[-5:]]
+
+
+# -- small state files: write_atomic ---------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_write_atomic_never_follows_a_planted_temporary_link(tmp_path: Path):
+    target = tmp_path / "seal.key"
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "seal.key.tmp").symlink_to(victim)
+    dangling = tmp_path / "nowhere"
+    (tmp_path / "other.json.tmp").symlink_to(dangling)
+    write_atomic(target, "secret", private=True)
+    write_atomic(tmp_path / "other.json", "{}")
+    assert victim.read_text() == "precious"
+    assert not dangling.exists()
+    assert target.read_text() == "secret" and not target.is_symlink()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "other.json").stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_write_atomic_refuses_a_symlinked_state_file(tmp_path: Path):
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("theirs")
+    link = tmp_path / "authority.pub.json"
+    link.symlink_to(elsewhere)
+    with pytest.raises(StoreError, match="symbolic link") as caught:
+        write_atomic(link, "ours")
+    assert caught.value.exit_status == 3
+    assert link.is_symlink() and elsewhere.read_text() == "theirs"
+
+
+def test_concurrent_write_atomic_never_mixes_or_fails(tmp_path: Path):
+    target = tmp_path / "state.json"
+    texts = [chr(ord("a") + i) * 200_000 for i in range(6)]
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+
+    def writer(text: str) -> None:
+        try:
+            for _ in range(25):
+                write_atomic(target, text)
+                seen.add(target.read_text()[:1])
+                assert len(set(target.read_text())) == 1
+        except BaseException as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[:3]
+    assert target.read_text() in texts
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
