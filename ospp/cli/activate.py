@@ -10,6 +10,7 @@ from ospp.cli.base import Result, error_lines, json_wanted, run, verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import LicensingError, OsppError
+from ospp.core.printable import printable
 from ospp.machine import client
 from ospp.machine.store import License, MachineStore
 from ospp.protocol.phone import CID_GROUP_DATA, CID_GROUPS, check_group, format_groups
@@ -210,7 +211,7 @@ def _ask_groups() -> str:
         try:
             check_group(typed, index, "confirmation ID", size)
         except LicensingError as exc:
-            click.echo(f"  {exc.message}; type it again.", err=True)
+            click.echo(printable(f"  {exc.message}; type it again."), err=True)
             continue
         groups.append(typed)
         index += 1

@@ -22,6 +22,7 @@ from ospp.core.db import close_all
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 from ospp.core.errors import ExitStatus, OsppError, hex_code
+from ospp.core.printable import printable
 
 DASHES = "-" * 39
 PROCESSING = "---Processing" + "-" * 26
@@ -73,6 +74,9 @@ def emit(result: Result, as_json: bool, command: str) -> int:
     lines = list(result.lines)
     if result.error is not None:
         lines += error_lines(result.error)
+    # Lines carry what peers and clients sent (a host's message, a CMID, a workstation name):
+    # no escape sequence reaches the terminal, and one line stays one line.
+    lines = [printable(line) for line in lines]
     if not result.banners:
         for line in lines:
             click.echo(line)
@@ -99,7 +103,7 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"ospp: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo(printable(f"ospp: internal error: {type(exc).__name__}: {exc}"), err=True)
         click.echo("ospp: this is a bug; rerun with OSPP_DEBUG=1 to see where.", err=True)
         sys.exit(INTERNAL_ERROR)
     finally:

@@ -76,7 +76,7 @@ def pubkey(ctx: click.Context) -> None:
     def body() -> Result:
         authority = _open()
         text = json.dumps(authority.public.to_json(), indent=2)
-        return Result([text], authority.public.to_json(), banners=False)
+        return Result(text.splitlines(), authority.public.to_json(), banners=False)
 
     run("center pubkey", False, body)
 
