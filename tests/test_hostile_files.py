@@ -326,3 +326,55 @@ def test_concurrent_write_atomic_never_mixes_or_fails(tmp_path: Path):
     assert not errors, errors[:3]
     assert target.read_text() in texts
     assert not [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
+
+
+@needs_mount
+def test_a_first_use_of_the_authority_that_fails_can_be_run_again(ospp: Ospp):
+    center = ospp.home / "center"
+    center.mkdir()
+    # Each round starts a fresh authority on a disk with a little less room, so the failure
+    # lands on each step of first use in turn: key files, store, public key file.
+    script = f"""
+        mount -t tmpfs -o size=1m tmpfs {center}
+        for free in 0 6 12 13 14 15 16 17 18 19 20 21 22 24 32; do
+            rm -rf {center}/* {center}/.[!.]* 2>/dev/null || true
+            dd if=/dev/zero of={center}/filler bs=4k 2>/dev/null || true
+            truncate -s -$((free * 4096)) {center}/filler
+            if $OSPP center init > {ospp.home}/first-$free.txt 2>&1; then
+                echo "first $free: ok"
+            else
+                echo "first $free: exit $?"
+            fi
+            rm -f {center}/filler
+            if $OSPP center init > {ospp.home}/again-$free.txt 2>&1; then
+                echo "again $free: ok"
+            else
+                echo "again $free: exit $?"
+            fi
+        done
+    """
+    done = _in_namespace(script, ospp.env)
+    lines = done.stdout.splitlines()
+    assert len(lines) == 30, (done.stdout, done.stderr)
+    failed = [
+        line.split()[1].rstrip(":") for line in lines if line.startswith("first") and "exit" in line
+    ]
+    assert failed, done.stdout
+    again = [line for line in lines if line.startswith("again")]
+    assert all(line.endswith(": ok") for line in again), done.stdout
+    for free in failed:
+        said = (ospp.home / f"first-{free}.txt").read_text()
+        assert f"first {free}: exit 3" in lines, said
+        assert "0x80070070" in said, said
+
+
+def test_authority_key_files_without_their_store_are_still_refused(ospp: Ospp):
+    assert ospp("center", "init").code == 0
+    center = ospp.home / "center"
+    keys = {p.name: p.read_bytes() for p in center.glob("authority-*.pem")}
+    assert len(keys) == 2 and not list(center.glob("*.pending"))
+    for p in center.glob("center.db*"):
+        p.unlink()  # the store is lost; the keys clients trust are not
+    ran = ospp("center", "init")
+    assert ran.code == 3 and "holds authority key files but no authority store" in ran.out
+    assert {p.name: p.read_bytes() for p in center.glob("authority-*.pem")} == keys
