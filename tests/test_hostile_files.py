@@ -133,6 +133,65 @@ def test_a_damaged_page_is_a_store_error_and_the_file_is_kept(
     assert path.read_bytes() == damaged
 
 
+def _edit(path: Path, *statements: str) -> bytes:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA writable_schema=ON")
+    for statement in statements:
+        conn.execute(statement)
+    conn.close()
+    for extra in path.parent.glob("licenses.db-*"):
+        extra.unlink()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("damage", "command"),
+    [
+        # a column renamed in the stored schema: SQL that is right for ospp fails
+        (
+            "UPDATE sqlite_master SET sql=replace(sql, 'activation', 'activatiom') "
+            "WHERE name='licenses'",
+            "/dstatus",
+        ),
+        ("UPDATE sqlite_master SET sql=replace(sql, 'detail', 'detial')", "/dhistorykms"),
+        # a value that is not UTF-8 text
+        ("UPDATE meta SET value=CAST(x'ff41fe' AS TEXT) WHERE name='cmid'", "/dcmid"),
+        ("UPDATE licenses SET installed_at=CAST(x'c3' AS TEXT)", "/dstatus"),
+    ],
+)
+def test_a_damaged_schema_or_value_is_a_store_error(ospp: Ospp, damage: str, command: str):
+    path = _store_with_licences(ospp)
+    ospp("/act")  # a line in the KMS history
+    damaged = _edit(path, damage)
+    ran = ospp(command)
+    assert ran.code == 3 and "0x8007000D" in ran.out, (ran.out, ran.err)
+    assert path.read_bytes() == damaged
+
+
+def test_random_damage_is_never_an_internal_error_and_refusals_write_nothing(ospp: Ospp):
+    import random
+
+    path = _store_with_licences(ospp)
+    ospp("/sethst:kms.example.com")
+    good = path.read_bytes()
+    rng = random.Random(20261128)
+    outcomes = set()
+    for _ in range(40):
+        data = bytearray(good)
+        for _ in range(rng.choice([1, 4, 32])):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path.write_bytes(bytes(data))
+        for extra in path.parent.glob("licenses.db-*"):
+            extra.unlink()
+        for args in (["/dstatus"], ["/dhistorykms"]):
+            ran = ospp(*args)
+            outcomes.add(ran.code)
+            assert ran.code in (0, 3), (args, ran.out, ran.err)
+            if ran.code == 3:
+                assert path.read_bytes() == bytes(data), args
+    assert outcomes == {0, 3}
+
+
 def test_a_dangling_store_symlink_is_refused_and_creates_nothing(ospp: Ospp, tmp_path: Path):
     path = ospp.store_file()
     path.parent.mkdir(parents=True)

@@ -40,6 +40,7 @@ _OPEN: set[Database] = set()
 # SQLite's primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF).
 _FULL = 13
 _DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+_ERROR = 1  # SQL error: a bug in ospp, or a schema that was damaged or edited by hand
 _IOERR = 10
 _CANTOPEN = 14
 _LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken as a full disk
@@ -70,6 +71,7 @@ class Database:
         self.path = path
         self.kind = kind
         self.schema_version = len(migrations)
+        self._migrations = list(migrations)
         self._refused = False  # found damaged after opening: close without a checkpoint
         self._read_only: str | None = None  # why this store can be read but not written
         self._ro: sqlite3.Connection | None = None
@@ -130,12 +132,30 @@ class Database:
     def _wrap(self, exc: sqlite3.Error) -> StoreError | None:
         """The StoreError for a failure of SQLite itself; None for a bug in our SQL."""
         code = _primary(exc)
-        if code in _DAMAGED:
+        if code in _DAMAGED or _undecodable(exc) or (code == _ERROR and self._schema_damaged()):
             self._refused = True
             return self._fail_unreadable(exc)
         if code == _FULL or code in _ACCESS:
             return self._fail_access(exc)
         return None
+
+    def _schema_damaged(self) -> bool:
+        """Whether the store's tables differ from what the migrations make: then an SQL
+        error ("no such column") comes from a damaged or hand-edited file, not from ospp."""
+        query = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        expected = sqlite3.connect(":memory:")
+        try:
+            for step in self._migrations[: self.schema_version]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        expected.execute(statement)
+            want = expected.execute(query).fetchall()
+        finally:
+            expected.close()
+        try:
+            return (self._ro or self._conn).execute(query).fetchall() != want
+        except (sqlite3.Error, UnicodeDecodeError):
+            return True
 
     def _reraise(self, exc: sqlite3.Error) -> NoReturn:
         wrapped = self._wrap(exc)
@@ -195,8 +215,10 @@ class Database:
         """Check, without writing, that the file is an ospp store we can read; its version."""
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            # Reading the table list parses the schema: a damaged one is found here, before
+            # anything can write.
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if version == 0:
-                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
                 if tables:
                     raise self._fail_unreadable(
                         ValueError("it is an SQLite database, but not an ospp store")
@@ -205,6 +227,8 @@ class Database:
             self._check_ours(conn)
         except sqlite3.DatabaseError as exc:
             raise self._wrap(exc) or self._fail_unreadable(exc) from exc
+        except UnicodeDecodeError as exc:  # SQLite's message quotes undecodable schema text
+            raise self._fail_unreadable(exc) from exc
         if version > self.schema_version:
             raise StoreError(
                 E_INVALID_DATA,
@@ -363,6 +387,11 @@ class Database:
                 seen.add(id(conn))
                 conn.close()
         _OPEN.discard(self)
+
+
+def _undecodable(exc: sqlite3.Error) -> bool:
+    """A text value that is not UTF-8: Python's sqlite3 says so without an SQLite code."""
+    return getattr(exc, "sqlite_errorcode", None) is None and "decode" in str(exc)
 
 
 def _end(conn: sqlite3.Connection) -> None:
