@@ -217,18 +217,23 @@ class Database:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             # Reading the table list parses the schema: a damaged one is found here, before
             # anything can write.
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if version == 0:
-                if tables:
-                    raise self._fail_unreadable(
-                        ValueError("it is an SQLite database, but not an ospp store")
-                    )
-                return 0
-            self._check_ours(conn)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            self._check(conn, version)
         except sqlite3.DatabaseError as exc:
             raise self._wrap(exc) or self._fail_unreadable(exc) from exc
         except UnicodeDecodeError as exc:  # SQLite's message quotes undecodable schema text
             raise self._fail_unreadable(exc) from exc
+        return version
+
+    def _check(self, conn: sqlite3.Connection, version: int) -> None:
+        """Refuse a file that is not an ospp store, or is one from a newer schema."""
+        if version == 0:
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise self._fail_unreadable(
+                    ValueError("it is an SQLite database, but not an ospp store")
+                )
+            return
+        self._check_ours(conn)
         if version > self.schema_version:
             raise StoreError(
                 E_INVALID_DATA,
@@ -236,7 +241,6 @@ class Database:
                 f"than this ospp understands ({self.schema_version})",
                 "Upgrade ospp to read it; the file was left as it is.",
             )
-        return version
 
     def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         self._refuse_links()
@@ -294,22 +298,9 @@ class Database:
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]  # settled under lock
+            self._check(conn, version)
             if version == 0:
-                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if tables:
-                    raise self._fail_unreadable(
-                        ValueError("it is an SQLite database, but not an ospp store")
-                    )
                 conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            else:
-                self._check_ours(conn)
-            if version > self.schema_version:
-                raise StoreError(
-                    E_INVALID_DATA,
-                    f"the {self.kind} store {self.path} has schema version {version}, newer "
-                    f"than this ospp understands ({self.schema_version})",
-                    "Upgrade ospp to read it; the file was left as it is.",
-                )
             for step in range(version, self.schema_version):
                 for statement in migrations[step].split(";"):
                     if statement.strip():
