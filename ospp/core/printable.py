@@ -26,16 +26,16 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def printable(text: str, keep: str = "") -> str:
-    """``text`` with control, format and separator characters escaped (those in ``keep`` and
-    the tab are kept). Newlines are escaped too unless kept: one value stays one line."""
+def printable(text: str) -> str:
+    """``text`` with control, format and separator characters escaped, the tab aside.
+    Newlines are escaped too: one value stays one line."""
     if not _SUSPECT.search(text):
         return text
     import unicodedata
 
     def fix(match: re.Match[str]) -> str:
         char = match.group()
-        if char in keep or unicodedata.category(char) not in _UNSAFE:
+        if unicodedata.category(char) not in _UNSAFE:
             return char
         return _escape(char)
 
