@@ -12,9 +12,8 @@ from typing import Any
 
 from ospp.core.clock import Clock
 from ospp.core.endpoint import Endpoint, parse_host
-from ospp.core.errors import LicensingError
+from ospp.core.errors import E_UNTRUSTED, LicensingError
 from ospp.core.paths import center_home
-from ospp.protocol.trust import E_UNTRUSTED
 
 AUTHORITY_PORT = 1689
 

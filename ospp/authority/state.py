@@ -23,7 +23,12 @@ from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database
 from ospp.core.errors import (
+    E_BAD_FORMAT,
     E_INVALID_DATA,
+    E_MAK_LIMIT,
+    E_SERVER_BLOCKED,
+    E_SERVER_INVALID_KEY,
+    E_UNLOCK_LIMIT,
     LicensingError,
     StoreError,
     UsageError,
@@ -32,12 +37,14 @@ from ospp.core.errors import (
 from ospp.core.paths import write_atomic
 from ospp.protocol import keys
 from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
-from ospp.protocol.phone import InstallationId, encode_cid, machine_tag
-
-E_SERVER_INVALID_KEY = 0xC004C001
-E_SERVER_BLOCKED = 0xC004C003
-E_UNLOCK_LIMIT = 0xC004C008
-E_MAK_LIMIT = 0xC004C020
+from ospp.protocol.phone import (
+    HOST_IID_VERSION,
+    IID_CHANNEL_KMS_HOST,
+    InstallationId,
+    encode_cid,
+    iid_channel,
+    machine_tag,
+)
 
 KMS_HOST_MACHINES = 6  # one KMS host key activates up to 6 hosts...
 KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times
@@ -334,13 +341,24 @@ class Authority:
         }
         if key.channel is Channel.KMS_HOST:
             licence["host_key"] = host_key  # certifies the host's response-signing key
+            # The host sends this licence to every client: nothing of the key itself beyond
+            # its serial (the last 5 characters carry 14 bits of its security value).
+            del licence["key_last5"]
         return {"licence": licence, "signature": b64(self.keys.sign(canonical(licence)))}
 
     def confirm(self, iid_text: str) -> str:
         """The phone centre: check an installation ID, count it, return the CID."""
         iid = InstallationId.parse(iid_text)
+        if iid.channel_code == IID_CHANNEL_KMS_HOST and iid.version != HOST_IID_VERSION:
+            raise LicensingError(
+                E_BAD_FORMAT,
+                "this installation ID comes from a KMS host of an older ospp: the certificate "
+                "made from it would disclose the host's product key to every client",
+                "Update ospp on the KMS host, then read its installation ID again "
+                "(ospp kms dinstid).",
+            )
         product = catalog().by_index(iid.product_index)
-        channel = {1: Channel.MAK, 2: Channel.KMS_HOST}.get(iid.channel_code)
+        channel = iid_channel(iid.channel_code)
         if product is None or channel is None:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,

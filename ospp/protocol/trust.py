@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
-from ospp.core.errors import E_INVALID_DATA, LicensingError, StoreError, UsageError
-from ospp.core.paths import center_home, write_atomic
+from ospp.core.errors import E_INVALID_DATA, E_UNTRUSTED, LicensingError, StoreError, UsageError
+from ospp.core.paths import center_home, read_user_file, write_atomic
 
 if TYPE_CHECKING:
     from ospp.protocol.crypto import PublicBundle
 
-E_UNTRUSTED = 0xC004E003  # licence evaluation failed: tampered or from an untrusted authority
 
 Anchors = Mapping[str, "PublicBundle"]
 
@@ -90,9 +89,10 @@ def add_anchor(home: Path, source: Path) -> PublicBundle:
     """Install the authority public key file ``source`` as a trust anchor of ``home``."""
     from ospp.protocol.crypto import PublicBundle
 
+    text = read_user_file(source, "authority public key file")
     try:
-        bundle = PublicBundle.from_json(json.loads(source.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        bundle = PublicBundle.from_json(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{source} is not an authority public key file: {exc}") from exc
     target = trust_dir(home)
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
