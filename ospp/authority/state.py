@@ -11,19 +11,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ospp.authority import keyfiles
 from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database
 from ospp.core.errors import (
-    E_ACCESS_DENIED,
     E_BAD_FORMAT,
     E_INVALID_DATA,
     E_MAK_LIMIT,
@@ -33,6 +32,7 @@ from ospp.core.errors import (
     LicensingError,
     StoreError,
     UsageError,
+    os_error_code,
 )
 from ospp.core.paths import write_atomic
 from ospp.protocol import keys
@@ -93,12 +93,6 @@ class KeyRecord:
         return max(0, self.limit - self.used)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
 class Authority:
     """The activation authority of one ``OSPP_CENTER_HOME``. Construct with :meth:`open`."""
 
@@ -120,20 +114,7 @@ class Authority:
         with db.write() as conn:  # the lock also serialises first-use key creation
             row = conn.execute("SELECT value FROM meta WHERE name='secret'").fetchone()
             if row is None:
-                if ed_path.exists() or dsa_path.exists():
-                    raise StoreError(
-                        E_INVALID_DATA,
-                        f"{home} holds authority key files but no authority store",
-                        "Restore center.db from a backup; nothing was changed.",
-                    )
-                ed_pem, dsa_pem = AuthorityKeys.generate()
-                try:
-                    _write_private(ed_path, ed_pem)
-                    _write_private(dsa_path, dsa_pem)
-                except OSError as exc:
-                    raise StoreError(
-                        E_ACCESS_DENIED, f"cannot write authority keys in {home}: {exc}"
-                    ) from exc
+                keyfiles.create(home, ed_path, dsa_path, *AuthorityKeys.generate())
                 secret = secrets.token_hex(32)
                 conn.execute("INSERT INTO meta VALUES ('secret', ?)", (secret,))
                 conn.execute(
@@ -141,6 +122,7 @@ class Authority:
                 )
                 conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (iso(clock.now()),))
             meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        keyfiles.settle(home)
         try:
             keys_ = AuthorityKeys(
                 meta["name"],
@@ -158,7 +140,15 @@ class Authority:
         pub = home / "authority.pub.json"
         text = json.dumps(keys_.public.to_json(), indent=2) + "\n"
         if not pub.exists() or pub.read_text(encoding="utf-8") != text:
-            write_atomic(pub, text)
+            try:
+                write_atomic(pub, text)
+            except OSError as exc:
+                raise StoreError(
+                    os_error_code(exc),
+                    f"cannot write the public key file {pub}: {exc.strerror or exc}",
+                    "Free some space or make the directory writable; the authority itself "
+                    "is complete, and the next command writes the file.",
+                ) from exc
         return authority
 
     # -- keys ------------------------------------------------------------------------------

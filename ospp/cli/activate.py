@@ -19,6 +19,7 @@ from ospp.core.errors import (
     OsppError,
     UsageError,
 )
+from ospp.core.printable import printable
 from ospp.machine import client
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.phone import (
@@ -224,7 +225,7 @@ def _ask_groups() -> str:
             try:
                 check_group(chunk, len(groups) + 1, "confirmation ID", size)
             except LicensingError as exc:
-                click.echo(f"  {exc.message}; type it again.", err=True)
+                click.echo(printable(f"  {exc.message}; type it again."), err=True)
                 break
             groups.append(chunk)
     return format_groups("".join(groups), size)

@@ -22,6 +22,7 @@ from ospp.core.db import close_all
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 from ospp.core.errors import Cancelled, ExitStatus, OsppError, hex_code
+from ospp.core.printable import printable
 
 Callback = Callable[..., None]  # a click command's function, as @reports makes it
 
@@ -62,12 +63,6 @@ def _print_json(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=False))
 
 
-def _encodable(line: str) -> str:
-    """``line`` with what cannot be encoded (argv bytes that were not UTF-8, which Python
-    hands over as lone surrogates) written as backslash escapes instead of failing."""
-    return line.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def emit(result: Result, as_json: bool, command: str) -> int:
     problem = result.error or result.failed
     status = problem.exit_status if problem else ExitStatus.OK
@@ -78,9 +73,12 @@ def emit(result: Result, as_json: bool, command: str) -> int:
             payload["error"] = problem.to_json()
         _print_json(payload)
         return int(status)
-    lines = [_encodable(line) for line in result.lines]
+    lines = list(result.lines)
     if result.error is not None:
-        lines += [_encodable(line) for line in error_lines(result.error)]
+        lines += error_lines(result.error)
+    # Lines carry what peers and clients sent (a host's message, a CMID, a workstation name):
+    # no escape sequence reaches the terminal, and one line stays one line.
+    lines = [printable(line) for line in lines]
     if not result.banners:
         for line in lines:
             click.echo(line)
@@ -107,7 +105,7 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"ospp: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo(printable(f"ospp: internal error: {type(exc).__name__}: {exc}"), err=True)
         click.echo("ospp: this is a bug; rerun with OSPP_DEBUG=1 to see where.", err=True)
         sys.exit(INTERNAL_ERROR)
     finally:

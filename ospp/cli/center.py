@@ -73,7 +73,7 @@ def pubkey() -> Result:
     """Print the public key file clients install with 'ospp trust add FILE' (JSON)."""
     authority = _open()
     text = json.dumps(authority.public.to_json(), indent=2)
-    return Result([text], authority.public.to_json(), banners=False)
+    return Result(text.splitlines(), authority.public.to_json(), banners=False)
 
 
 @center.command("issue-key")

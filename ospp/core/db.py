@@ -4,6 +4,14 @@ Every store (a machine's licence store, the authority's records, a KMS host's co
 SQLite file in WAL mode, written only inside ``BEGIN IMMEDIATE`` transactions so concurrent
 processes never lose an update. A file that is not ours, is damaged, or comes from a newer
 schema is reported and left exactly as it is: it is never recreated or overwritten.
+
+A store is first inspected through a read-only connection, so a file that is refused (or a
+foreign ``-wal`` beside it) is never written, not even by SQLite's checkpoint on close. That
+connection stays open while the read-write one is used; when a store turns out to be damaged
+later, the read-write connection is closed first, and SQLite skips its closing checkpoint
+because another connection still has the file open. A store that can be read but not written
+(a read-only directory or file system) still answers reads; writes say why they can't happen.
+Symbolic links in place of a store or its ``-wal``/``-shm`` files are refused.
 """
 
 from __future__ import annotations
@@ -13,8 +21,15 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_DISK_FULL,
+    E_INVALID_DATA,
+    StoreError,
+    os_error_code,
+)
 
 APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
 
@@ -22,11 +37,24 @@ APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
 # for the garbage collector: a connection left to it keeps its WAL files open.
 _OPEN: set[Database] = set()
 
+# SQLite's primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF).
+_FULL = 13
+_DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+_ERROR = 1  # SQL error: a bug in ospp, or a schema that was damaged or edited by hand
+_IOERR = 10
+_CANTOPEN = 14
+_LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken as a full disk
+_ACCESS = frozenset({3, 5, 6, 8, 10, _CANTOPEN, 23})  # PERM BUSY LOCKED READONLY IOERR AUTH
+
 
 def close_all() -> None:
     """Close every store this process opened (the CLI calls it when a command ends)."""
     for db in list(_OPEN):
         db.close()
+
+
+def _primary(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
 
 
 class Database:
@@ -43,10 +71,14 @@ class Database:
         self.path = path
         self.kind = kind
         self.schema_version = len(migrations)
+        self._migrations = list(migrations)
+        self._refused = False  # found damaged after opening: close without a checkpoint
+        self._read_only: str | None = None  # why this store can be read but not written
+        self._ro: sqlite3.Connection | None = None
         self._conn = self._connect(migrations, synchronous)
         _OPEN.add(self)
 
-    # -- opening -------------------------------------------------------------------------------
+    # -- errors --------------------------------------------------------------------------------
 
     def _fail_unreadable(self, exc: Exception) -> StoreError:
         return StoreError(
@@ -58,6 +90,15 @@ class Database:
 
     def _fail_access(self, exc: BaseException) -> StoreError:
         detail = getattr(exc, "strerror", None) or str(exc)
+        if os_error_code(exc) == E_DISK_FULL or (
+            isinstance(exc, sqlite3.Error) and self._out_of_space(exc)
+        ):
+            return StoreError(
+                E_DISK_FULL,
+                f"the {self.kind} store {self.path} cannot be written: the disk is full ({detail})",
+                f"Free some space on the disk holding {self.path.parent} and try again; "
+                "the change was not made.",
+            )
         return StoreError(
             E_ACCESS_DENIED,
             f"the {self.kind} store {self.path} cannot be opened for writing: {detail}",
@@ -65,16 +106,172 @@ class Database:
             "OSPP_HOME (OSPP_CENTER_HOME for the authority) somewhere else.",
         )
 
-    def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
+    def _out_of_space(self, exc: sqlite3.Error) -> bool:
+        """SQLite says SQLITE_FULL for its data, but only "disk I/O error" when the -shm index
+        or the -wal cannot grow: then a nearly empty disk is the likely cause."""
+        code = _primary(exc)
+        if code == _FULL:
+            return True
+        if code not in (_IOERR, _CANTOPEN):
+            return False
+        import shutil
+
+        try:
+            return shutil.disk_usage(self.path.parent).free < _LOW_SPACE
+        except OSError:
+            return False
+
+    def _fail_read_only(self) -> StoreError:
+        return StoreError(
+            E_ACCESS_DENIED,
+            f"the {self.kind} store {self.path} can be read but not changed: {self._read_only}",
+            f"Make {self.path.parent} and the files in it writable, or copy the store somewhere "
+            "writable and point OSPP_HOME (OSPP_CENTER_HOME for the authority) there.",
+        )
+
+    def _wrap(self, exc: sqlite3.Error) -> StoreError | None:
+        """The StoreError for a failure of SQLite itself; None for a bug in our SQL."""
+        code = _primary(exc)
+        if code in _DAMAGED or _undecodable(exc) or (code == _ERROR and self._schema_damaged()):
+            self._refused = True
+            return self._fail_unreadable(exc)
+        if code == _FULL or code in _ACCESS:
+            return self._fail_access(exc)
+        return None
+
+    def _schema_damaged(self) -> bool:
+        """Whether the store's tables differ from what the migrations make: then an SQL
+        error ("no such column") comes from a damaged or hand-edited file, not from ospp."""
+        query = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        expected = sqlite3.connect(":memory:")
+        try:
+            for step in self._migrations[: self.schema_version]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        expected.execute(statement)
+            want = expected.execute(query).fetchall()
+        finally:
+            expected.close()
+        try:
+            return (self._ro or self._conn).execute(query).fetchall() != want
+        except (sqlite3.Error, UnicodeDecodeError):
+            return True
+
+    def _reraise(self, exc: sqlite3.Error) -> NoReturn:
+        wrapped = self._wrap(exc)
+        if wrapped is None:
+            raise exc
+        raise wrapped from exc
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _refuse_links(self) -> None:
+        name = self.path.name
+        for path in (self.path, *(self.path.with_name(name + end) for end in ("-wal", "-shm"))):
+            if path.is_symlink():
+                raise StoreError(
+                    E_ACCESS_DENIED,
+                    f"{path} is a symbolic link (to {os.readlink(path)}); ospp does not follow "
+                    f"links in place of its {self.kind} store",
+                    "Replace the link with the file itself, or point OSPP_HOME "
+                    "(OSPP_CENTER_HOME, OSPP_KMS_HOME) at the directory that holds it. "
+                    "Nothing was changed.",
+                )
+
+    def _create(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
+            if not os.path.lexists(self.path):
                 # Create the file owner-only before SQLite opens it (the mode is advisory
                 # on Windows, where the per-user data dir is already private).
+                flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
                 with contextlib.suppress(FileExistsError):
-                    os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                    os.close(os.open(self.path, flags, 0o600))
         except OSError as exc:
             raise self._fail_access(exc) from exc
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that can never write the file, even when the directory is read-only."""
+        uri = self.path.absolute().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+            try:
+                conn.execute("PRAGMA user_version").fetchone()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if _primary(exc) != _CANTOPEN or os.access(self.path.parent, os.W_OK):
+                    raise
+            # A WAL store in a directory where the -shm index cannot be created: nobody can
+            # write it either, so reading it as immutable sees a settled file.
+            self._read_only = f"its directory {self.path.parent} cannot be written"
+            return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            if _primary(exc) in _DAMAGED:
+                raise self._fail_unreadable(exc) from exc
+            raise self._fail_access(exc) from exc
+
+    def _inspect(self, conn: sqlite3.Connection) -> int:
+        """Check, without writing, that the file is an ospp store we can read; its version."""
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            # Reading the table list parses the schema: a damaged one is found here, before
+            # anything can write.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            self._check(conn, version)
+        except sqlite3.DatabaseError as exc:
+            raise self._wrap(exc) or self._fail_unreadable(exc) from exc
+        except UnicodeDecodeError as exc:  # SQLite's message quotes undecodable schema text
+            raise self._fail_unreadable(exc) from exc
+        return version
+
+    def _check(self, conn: sqlite3.Connection, version: int) -> None:
+        """Refuse a file that is not an ospp store, or is one from a newer schema."""
+        if version == 0:
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise self._fail_unreadable(
+                    ValueError("it is an SQLite database, but not an ospp store")
+                )
+            return
+        self._check_ours(conn)
+        if version > self.schema_version:
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the {self.kind} store {self.path} has schema version {version}, newer "
+                f"than this ospp understands ({self.schema_version})",
+                "Upgrade ospp to read it; the file was left as it is.",
+            )
+
+    def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
+        self._refuse_links()
+        self._create()
+        self._ro = ro = self._open_read_only()
+        try:
+            version = self._inspect(ro)
+            if self._read_only is None:
+                try:
+                    return self._open_read_write(migrations, synchronous)
+                except StoreError as exc:
+                    if exc.code != E_ACCESS_DENIED or version != self.schema_version:
+                        raise
+                    self._read_only = self._why_not_writable(exc)
+            if version != self.schema_version:
+                raise self._fail_read_only()
+            return ro
+        except BaseException:
+            # Any read-write connection is already closed: closing this one writes nothing.
+            self._ro = None
+            ro.close()
+            raise
+
+    def _why_not_writable(self, exc: StoreError) -> str:
+        if not os.access(self.path.parent, os.W_OK):
+            return f"its directory {self.path.parent} cannot be written"
+        if not os.access(self.path, os.W_OK):
+            return "the file is read-only"
+        return exc.message
+
+    def _open_read_write(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
@@ -85,17 +282,12 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn, migrations)
         except StoreError:
-            conn.close()
+            self._refused = True
+            conn.close()  # the read-only connection is still open: no checkpoint on close
             raise
-        except sqlite3.OperationalError as exc:
-            conn.close()
-            text = str(exc).lower()
-            if "readonly" in text or "unable to open" in text or "disk i/o" in text:
-                raise self._fail_access(exc) from exc
-            raise self._fail_unreadable(exc) from exc
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise self._fail_unreadable(exc) from exc
+            raise self._wrap(exc) or self._fail_unreadable(exc) from exc
         return conn
 
     def _migrate(self, conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
@@ -106,22 +298,9 @@ class Database:
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]  # settled under lock
+            self._check(conn, version)
             if version == 0:
-                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if tables:
-                    raise self._fail_unreadable(
-                        ValueError("it is an SQLite database, but not an ospp store")
-                    )
                 conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            else:
-                self._check_ours(conn)
-            if version > self.schema_version:
-                raise StoreError(
-                    E_INVALID_DATA,
-                    f"the {self.kind} store {self.path} has schema version {version}, newer "
-                    f"than this ospp understands ({self.schema_version})",
-                    "Upgrade ospp to read it; the file was left as it is.",
-                )
             for step in range(version, self.schema_version):
                 for statement in migrations[step].split(";"):
                     if statement.strip():
@@ -129,7 +308,7 @@ class Database:
             conn.execute(f"PRAGMA user_version={self.schema_version}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _end(conn)
             raise
 
     def _check_ours(self, conn: sqlite3.Connection) -> None:
@@ -142,33 +321,76 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: taken with BEGIN IMMEDIATE, committed on success."""
+        if self._read_only is not None:
+            raise self._fail_read_only()
+        conn = self._conn
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise self._fail_access(exc) from exc
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._wrap(exc) or self._fail_access(exc) from exc
         try:
-            yield self._conn
+            yield conn
+        except sqlite3.Error as exc:
+            _end(conn)
+            self._reraise(exc)
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            _end(conn)
             raise
         try:
-            self._conn.execute("COMMIT")
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
-            raise self._fail_access(exc) from exc
+            _end(conn)
+            raise self._wrap(exc) or self._fail_access(exc) from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for reading."""
-        self._conn.execute("BEGIN")
+        conn = self._conn
         try:
-            yield self._conn
-        finally:
-            self._conn.execute("COMMIT")
+            conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            self._reraise(exc)
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            _end(conn)
+            self._reraise(exc)
+        except BaseException:
+            _end(conn)
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _end(conn)
+            self._reraise(exc)
 
     def execute_pragma(self, pragma: str) -> None:
         self._conn.execute(f"PRAGMA {pragma}")
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the store. A healthy one is checkpointed by the read-write connection, which
+        closes last; a refused one is closed while the read-only connection still holds the
+        file, so SQLite writes nothing into it."""
+        order = [self._ro, self._conn] if not self._refused else [self._conn, self._ro]
+        seen: set[int] = set()
+        for conn in order:
+            if conn is not None and id(conn) not in seen:
+                seen.add(id(conn))
+                conn.close()
         _OPEN.discard(self)
+
+
+def _undecodable(exc: sqlite3.Error) -> bool:
+    """A text value that is not UTF-8: Python's sqlite3 says so without an SQLite code."""
+    return getattr(exc, "sqlite_errorcode", None) is None and "decode" in str(exc)
+
+
+def _end(conn: sqlite3.Connection) -> None:
+    """Roll back what is left of a transaction, keeping the error that ended it.
+
+    SQLite rolls back by itself after some failures (a full disk, a failed COMMIT); a second
+    ROLLBACK would then fail with "no transaction is active" and hide the real error.
+    """
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

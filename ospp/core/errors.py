@@ -67,6 +67,7 @@ E_CHECK_DIGIT = 0xC004F04D
 E_ACCESS_DENIED = 0x80070005  # a store file or directory that cannot be read or written
 E_INVALID_DATA = 0x8007000D  # a store file that is not what ospp wrote (garbage, newer schema)
 E_INVALID_ARG = 0x80070057  # a value on the command line or in the environment is malformed
+E_DISK_FULL = 0x80070070  # a store or state file cannot be written: no space left on the disk
 E_NO_CONNECTION = 0x80072EFD  # a server could not be reached (WinINet's wording)
 E_UNEXPECTED = 0x8000FFFF  # a server failed on a request (a bug on its side)
 # information (bit 31 clear): printed as the status of a licence, not as a failure
@@ -129,6 +130,7 @@ DESCRIPTIONS: dict[int, str] = {
     E_ACCESS_DENIED: "Access is denied.",
     E_INVALID_DATA: "The data is invalid.",
     E_INVALID_ARG: "The parameter is incorrect.",
+    E_DISK_FULL: "There is not enough space on the disk.",
     E_NO_CONNECTION: "A connection with the server could not be established",
     E_UNEXPECTED: "Catastrophic failure",
     I_OOB: "The Software Licensing Service reported that the application is running "
@@ -146,6 +148,14 @@ INFORMATIONAL = frozenset(code for code in DESCRIPTIONS if not code & 0x80000000
 def hex_code(code: int) -> str:
     """Format a licensing code the way ospp.vbs prints it: ``0xC004F074``."""
     return f"0x{code:08X}"
+
+
+def os_error_code(exc: BaseException) -> int:
+    """The licensing code for a failed file operation: disk full, else access denied."""
+    import errno
+
+    full = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return E_DISK_FULL if getattr(exc, "errno", None) in full else E_ACCESS_DENIED
 
 
 def describe(code: int) -> str:

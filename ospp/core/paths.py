@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ospp.core.errors import UsageError
+from ospp.core.errors import E_ACCESS_DENIED, StoreError, UsageError
 
 APP = "ospp"
 LOCAL_MACHINE = "localhost"
@@ -110,14 +111,48 @@ def read_user_file(path: Path, what: str, limit: int = USER_FILE_LIMIT) -> str:
 def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
     """Replace ``path`` with ``text`` all at once: readers see the old file or the new one.
 
-    The text goes to a sibling temporary file, is flushed to disk, and is renamed over the
-    target (``os.replace`` is atomic on POSIX and Windows). ``private`` makes it owner-only.
-    Raises OSError; callers wrap it in the error their context calls for.
+    The text goes to a new temporary file in the same directory (a unique name, created
+    exclusively, so a planted link is never followed and concurrent writers never share it),
+    is flushed to disk, and is renamed over the target (``os.replace`` is atomic on POSIX and
+    Windows). ``private`` makes it owner-only. A symbolic link in place of ``path`` is refused
+    with a StoreError; other failures raise OSError, which callers wrap in the error their
+    context calls for.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    import tempfile
+
+    if path.is_symlink():
+        raise StoreError(
+            E_ACCESS_DENIED,
+            f"{path} is a symbolic link (to {os.readlink(path)}); ospp does not follow links "
+            "in place of its state files",
+            "Replace the link with the file itself. Nothing was changed.",
+        )
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if not private:
+                os.chmod(name, 0o644)  # mkstemp makes it owner-only
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; Windows has no directory handles)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)

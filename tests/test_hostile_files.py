@@ -1,0 +1,439 @@
+"""Hostile and unlucky state files: a store ospp refuses is never written.
+
+Stale or foreign ``-wal`` files, damaged pages, symbolic links, read-only directories and a full
+disk each get a clear error with the right exit status, and leave the files as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ospp.core.db import Database
+from ospp.core.errors import StoreError
+from ospp.core.paths import write_atomic
+from tests.conftest import GVLK_2016, GVLK_2021, Ospp
+
+
+def _store_with_licences(ospp: Ospp) -> Path:
+    assert ospp("/inpkey:" + GVLK_2021).code == 0
+    assert ospp("/inpkey:" + GVLK_2016).code == 0
+    path = ospp.store_file()
+    assert not path.with_name("licenses.db-wal").exists()  # closed cleanly: a whole backup
+    return path
+
+
+def _live_wal(make: object, tmp: Path) -> bytes:
+    """The -wal of a database that ``make(conn)`` changed and that was never checkpointed."""
+    db = tmp / "other.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    make(conn)  # type: ignore[operator]
+    wal = db.with_name("other.db-wal").read_bytes()
+    conn.close()
+    return wal
+
+
+def _foreign(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE photos (id INTEGER, data BLOB)")
+    conn.execute("INSERT INTO photos VALUES (1, zeroblob(20000))")
+
+
+def _newer_schema(backup: Path) -> object:
+    def make(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("ATTACH ? AS src", (str(backup),))
+        conn.execute("DETACH src")
+        conn.execute("PRAGMA user_version=99")
+
+    return make
+
+
+def _damaging(conn: sqlite3.Connection) -> None:
+    # Page 2 in the WAL is a page of an unrelated table: the store's tree no longer adds up.
+    conn.execute("CREATE TABLE junk (x)")
+    conn.execute("INSERT INTO junk VALUES (randomblob(3000))")
+
+
+@pytest.mark.parametrize("kind", ["foreign", "newer-schema", "damaging"])
+def test_restored_backup_with_a_stale_wal_is_refused_and_never_written(
+    ospp: Ospp, tmp_path: Path, kind: str
+):
+    path = _store_with_licences(ospp)
+    backup = path.read_bytes()
+    if kind == "newer-schema":
+        # The -wal a newer ospp left behind in the same store before it was restored.
+        copy = tmp_path / "other.db"
+        copy.write_bytes(backup)
+        wal = _live_wal(_newer_schema(copy), tmp_path)
+    else:
+        wal = _live_wal(_foreign if kind == "foreign" else _damaging, tmp_path)
+    (tmp_path / "other.db").unlink()
+    walfile = path.with_name("licenses.db-wal")
+    walfile.write_bytes(wal)
+
+    for args in (["/dstatus"], ["/inpkey:" + GVLK_2021], ["dstatus", "--json"], ["/dcmid"]):
+        ran = ospp(*args)
+        assert ran.code == 3, (args, ran.out)
+        assert "0x8007000D" in ran.out and str(path) in ran.out
+        assert path.read_bytes() == backup, f"{args} wrote into a store it refused"
+        assert walfile.read_bytes() == wal
+    assert ospp.proc("/dstatus").code == 3
+    assert path.read_bytes() == backup
+
+    # Moving the stale files aside gives back the restored store, licences and all.
+    for extra in path.parent.glob("licenses.db-*"):
+        extra.unlink()
+    data = ospp("dstatus", "--json").json()
+    assert len(data["products"]) == 2
+
+
+def _corrupt_page(path: Path, table: str) -> bytes:
+    with sqlite3.connect(path) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()
+    conn.close()
+    data = bytearray(path.read_bytes())
+    start = (root[0] - 1) * page_size
+    data[start : start + 64] = b"\xff" * 64  # an impossible b-tree page header
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("table", "commands"),
+    [
+        ("licenses", [["/dstatus"], ["dstatus", "--json"], ["/inpkey:" + GVLK_2021]]),
+        ("meta", [["/dcmid"], ["/dstatus"], ["/sethst:kms.example.com"]]),
+        ("history", [["/dhistorykms"], ["dhistorykms", "--json"]]),
+    ],
+)
+def test_a_damaged_page_is_a_store_error_and_the_file_is_kept(
+    ospp: Ospp, table: str, commands: list[list[str]]
+):
+    path = _store_with_licences(ospp)
+    damaged = _corrupt_page(path, table)
+    for args in commands:
+        ran = ospp(*args)
+        assert ran.code == 3, (args, ran.out, ran.err)
+        assert "0x8007000D" in ran.out and "malformed" in ran.out
+        assert path.read_bytes() == damaged
+    ran = ospp.proc(*commands[0])
+    assert ran.code == 3 and "internal error" not in ran.err
+    assert path.read_bytes() == damaged
+
+
+def _edit(path: Path, *statements: str) -> bytes:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA writable_schema=ON")
+    for statement in statements:
+        conn.execute(statement)
+    conn.close()
+    for extra in path.parent.glob("licenses.db-*"):
+        extra.unlink()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("damage", "command"),
+    [
+        # a column renamed in the stored schema: SQL that is right for ospp fails
+        (
+            "UPDATE sqlite_master SET sql=replace(sql, 'activation', 'activatiom') "
+            "WHERE name='licenses'",
+            "/dstatus",
+        ),
+        ("UPDATE sqlite_master SET sql=replace(sql, 'detail', 'detial')", "/dhistorykms"),
+        # a value that is not UTF-8 text
+        ("UPDATE meta SET value=CAST(x'ff41fe' AS TEXT) WHERE name='cmid'", "/dcmid"),
+        ("UPDATE licenses SET installed_at=CAST(x'c3' AS TEXT)", "/dstatus"),
+    ],
+)
+def test_a_damaged_schema_or_value_is_a_store_error(ospp: Ospp, damage: str, command: str):
+    path = _store_with_licences(ospp)
+    ospp("/act")  # a line in the KMS history
+    damaged = _edit(path, damage)
+    ran = ospp(command)
+    assert ran.code == 3 and "0x8007000D" in ran.out, (ran.out, ran.err)
+    assert path.read_bytes() == damaged
+
+
+def test_random_damage_is_never_an_internal_error_and_refusals_write_nothing(ospp: Ospp):
+    import random
+
+    path = _store_with_licences(ospp)
+    ospp("/sethst:kms.example.com")
+    good = path.read_bytes()
+    rng = random.Random(20261128)
+    outcomes = set()
+    for _ in range(40):
+        data = bytearray(good)
+        for _ in range(rng.choice([1, 4, 32])):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path.write_bytes(bytes(data))
+        for extra in path.parent.glob("licenses.db-*"):
+            extra.unlink()
+        for args in (["/dstatus"], ["/dhistorykms"]):
+            ran = ospp(*args)
+            outcomes.add(ran.code)
+            assert ran.code in (0, 3), (args, ran.out, ran.err)
+            if ran.code == 3:
+                assert path.read_bytes() == bytes(data), args
+    assert outcomes == {0, 3}
+
+
+def test_a_dangling_store_symlink_is_refused_and_creates_nothing(ospp: Ospp, tmp_path: Path):
+    path = ospp.store_file()
+    path.parent.mkdir(parents=True)
+    target = tmp_path / "elsewhere" / "planted.db"
+    target.parent.mkdir()
+    path.symlink_to(target)
+    for args in (["/dstatus"], ["/inpkey:" + GVLK_2021]):
+        ran = ospp(*args)
+        assert ran.code == 3 and "symbolic link" in ran.out, ran.out
+    assert not target.exists()
+    assert path.is_symlink()
+
+
+@pytest.mark.parametrize("name", ["licenses.db", "licenses.db-wal", "licenses.db-shm"])
+def test_a_symlinked_store_file_is_refused(ospp: Ospp, tmp_path: Path, name: str):
+    path = _store_with_licences(ospp)
+    before = path.read_bytes()
+    real = tmp_path / "real"
+    if name == "licenses.db":
+        shutil.move(path, real)
+    else:
+        real.write_bytes(b"")
+    (path.parent / name).symlink_to(real)
+    ran = ospp("/inpkey:" + GVLK_2021)
+    assert ran.code == 3 and "symbolic link" in ran.out and name in ran.out
+    assert (real if name == "licenses.db" else path).read_bytes() == before
+
+
+def test_a_failed_transaction_keeps_its_own_error(tmp_path: Path):
+    """SQLite sometimes rolls back by itself; the error that caused it must still show."""
+    db = Database(tmp_path / "t.db", "test", ["CREATE TABLE t (x INTEGER)"])
+    try:
+        with pytest.raises(ValueError, match="the real error"), db.write() as conn:
+            conn.execute("INSERT INTO t VALUES (1)")
+            conn.execute("ROLLBACK")  # as SQLite does after SQLITE_FULL or an I/O error
+            raise ValueError("the real error")
+        with pytest.raises(ValueError, match="the real error"), db.read() as conn:
+            conn.execute("COMMIT")
+            raise ValueError("the real error")
+        with db.read() as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    finally:
+        db.close()
+
+
+# -- real file systems: read-only and full (Linux, as root, in a private mount namespace) -----
+
+
+def _can_mount() -> bool:
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+needs_mount = pytest.mark.skipif(
+    not _can_mount(), reason="needs root and mount namespaces (unshare -m) on Linux"
+)
+
+
+def _in_namespace(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a shell script in a private mount namespace: its mounts vanish when it ends."""
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-euc", script],
+        env={**os.environ, **env, "OSPP": f"{sys.executable} -m ospp"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@needs_mount
+def test_a_read_only_store_can_be_read_and_says_why_it_cannot_be_written(ospp: Ospp):
+    path = _store_with_licences(ospp)
+    before = path.read_bytes()
+    status = ospp("dstatus", "--json").json()
+    home = ospp.home / "client"
+    script = f"""
+        mount --bind {home} {home}
+        mount -o remount,bind,ro {home}
+        $OSPP dstatus --json > {ospp.home}/status.json || echo "status exit $?" >&2
+        $OSPP /inpkey:{GVLK_2021} > {ospp.home}/inpkey.txt || echo "inpkey exit $?" >&2
+    """
+    done = _in_namespace(script, ospp.env)
+    assert "status exit" not in done.stderr, done.stderr
+    read = (ospp.home / "status.json").read_text()
+    assert [p["sku_id"] for p in json.loads(read)["products"]] == [
+        p["sku_id"] for p in status["products"]
+    ]
+    assert "inpkey exit 3" in done.stderr
+    said = (ospp.home / "inpkey.txt").read_text()
+    assert "0x80070005" in said and "can be read but not changed" in said, said
+    assert "cannot be written" in said
+    assert path.read_bytes() == before
+
+
+@needs_mount
+def test_a_full_disk_is_reported_as_such_and_changes_nothing(ospp: Ospp):
+    home = ospp.home / "client"
+    home.mkdir()
+    # Fill the disk a little more each round, so that some write of /inpkey meets a full
+    # disk wherever it happens (the WAL, its index, the commit).
+    script = f"""
+        mount -t tmpfs -o size=1m tmpfs {home}
+        $OSPP /inpkey:{GVLK_2016} > /dev/null
+        dd if=/dev/zero of={home}/filler bs=4k 2>/dev/null || true
+        for free in 1 2 3 4 5 6 8 10 12 16 24 32; do
+            rm -f {home}/filler
+            dd if=/dev/zero of={home}/filler bs=4k 2>/dev/null || true
+            truncate -s -$((free * 4096)) {home}/filler
+            if $OSPP /inpkey:{GVLK_2021} > {ospp.home}/out-$free.txt 2>&1; then
+                echo "free $free: ok"
+                break
+            else
+                echo "free $free: exit $?"
+                rm -f {home}/filler
+                $OSPP dstatus --json > {ospp.home}/after-$free.json
+                dd if=/dev/zero of={home}/filler bs=4k 2>/dev/null || true
+            fi
+        done
+    """
+    done = _in_namespace(script, ospp.env)
+    lines = done.stdout.splitlines()
+    failed = [line for line in lines if "exit" in line]
+    assert failed, (done.stdout, done.stderr)
+    for line in failed:
+        free = line.split()[1].rstrip(":")
+        assert line.endswith("exit 3"), line
+        said = (ospp.home / f"out-{free}.txt").read_text()
+        assert "0x80070070" in said and "There is not enough space on the disk." in said, said
+        assert "Access is denied" not in said and "no transaction" not in said, said
+        after = json.loads((ospp.home / f"after-{free}.json").read_text())
+        assert [p["key_last5"] for p in after["products"]] == [GVLK_2016[-5:]]
+
+
+# -- small state files: write_atomic ---------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_write_atomic_never_follows_a_planted_temporary_link(tmp_path: Path):
+    target = tmp_path / "seal.key"
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "seal.key.tmp").symlink_to(victim)
+    dangling = tmp_path / "nowhere"
+    (tmp_path / "other.json.tmp").symlink_to(dangling)
+    write_atomic(target, "secret", private=True)
+    write_atomic(tmp_path / "other.json", "{}")
+    assert victim.read_text() == "precious"
+    assert not dangling.exists()
+    assert target.read_text() == "secret" and not target.is_symlink()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "other.json").stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_write_atomic_refuses_a_symlinked_state_file(tmp_path: Path):
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("theirs")
+    link = tmp_path / "authority.pub.json"
+    link.symlink_to(elsewhere)
+    with pytest.raises(StoreError, match="symbolic link") as caught:
+        write_atomic(link, "ours")
+    assert caught.value.exit_status == 3
+    assert link.is_symlink() and elsewhere.read_text() == "theirs"
+
+
+def test_concurrent_write_atomic_never_mixes_or_fails(tmp_path: Path):
+    target = tmp_path / "state.json"
+    texts = [chr(ord("a") + i) * 200_000 for i in range(6)]
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+
+    def writer(text: str) -> None:
+        try:
+            for _ in range(25):
+                write_atomic(target, text)
+                seen.add(target.read_text()[:1])
+                assert len(set(target.read_text())) == 1
+        except BaseException as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[:3]
+    assert target.read_text() in texts
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
+
+
+@needs_mount
+def test_a_first_use_of_the_authority_that_fails_can_be_run_again(ospp: Ospp):
+    center = ospp.home / "center"
+    center.mkdir()
+    # Each round starts a fresh authority on a disk with a little less room, so the failure
+    # lands on each step of first use in turn: key files, store, public key file.
+    script = f"""
+        mount -t tmpfs -o size=1m tmpfs {center}
+        for free in 0 6 12 13 14 15 16 17 18 19 20 21 22 24 32; do
+            rm -rf {center}/* {center}/.[!.]* 2>/dev/null || true
+            dd if=/dev/zero of={center}/filler bs=4k 2>/dev/null || true
+            truncate -s -$((free * 4096)) {center}/filler
+            if $OSPP center init > {ospp.home}/first-$free.txt 2>&1; then
+                echo "first $free: ok"
+            else
+                echo "first $free: exit $?"
+            fi
+            rm -f {center}/filler
+            if $OSPP center init > {ospp.home}/again-$free.txt 2>&1; then
+                echo "again $free: ok"
+            else
+                echo "again $free: exit $?"
+            fi
+        done
+    """
+    done = _in_namespace(script, ospp.env)
+    lines = done.stdout.splitlines()
+    assert len(lines) == 30, (done.stdout, done.stderr)
+    failed = [
+        line.split()[1].rstrip(":") for line in lines if line.startswith("first") and "exit" in line
+    ]
+    assert failed, done.stdout
+    again = [line for line in lines if line.startswith("again")]
+    assert all(line.endswith(": ok") for line in again), done.stdout
+    for free in failed:
+        said = (ospp.home / f"first-{free}.txt").read_text()
+        assert f"first {free}: exit 3" in lines, said
+        assert "0x80070070" in said, said
+
+
+def test_authority_key_files_without_their_store_are_still_refused(ospp: Ospp):
+    assert ospp("center", "init").code == 0
+    center = ospp.home / "center"
+    keys = {p.name: p.read_bytes() for p in center.glob("authority-*.pem")}
+    assert len(keys) == 2 and not list(center.glob("*.pending"))
+    for p in center.glob("center.db*"):
+        p.unlink()  # the store is lost; the keys clients trust are not
+    ran = ospp("center", "init")
+    assert ran.code == 3 and "holds authority key files but no authority store" in ran.out
+    assert {p.name: p.read_bytes() for p in center.glob("authority-*.pem")} == keys
