@@ -45,6 +45,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "ospp.cli.center": ("center", "trust", "hardware"),
     "ospp.cli.kmshost": ("kms", "service"),
     "ospp.cli.dnsdiag": ("dnsdiag",),
+    "ospp.cli.clock": ("clock",),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 
