@@ -46,6 +46,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "ospp.cli.kmshost": ("kms", "service"),
     "ospp.cli.dnsdiag": ("dnsdiag",),
     "ospp.cli.clock": ("clock",),
+    "ospp.cli.fleet": ("fleet",),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +14,9 @@ from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import LicensingError, hex_code
 from ospp.core.paths import kms_home
+
+if TYPE_CHECKING:
+    from ospp.machine.kmsclient import Pool
 
 
 def _host() -> Any:
@@ -280,10 +284,16 @@ def service(
             names = list(licensing.machine_names(ospp_home()))
         if not names:
             raise LicensingError(0xC004F014, "there are no simulated machines yet")
+        from ospp.cli.fleet import progress, summary
+        from ospp.machine.fleetact import close, outcome
+
         lines: list[str] = []
         rows: list[dict[str, Any]] = []
         first = None
-        for done in licensing.run(names, os.environ):
+        counts: Counter[str] = Counter()
+        pool: Pool = {}  # one connection per KMS host for the whole pass
+        for done in progress(licensing.run(names, os.environ, pool), len(names), "service"):
+            counts[outcome(done)] += 1
             row: dict[str, Any] = {
                 "machine": done.machine,
                 "product": done.product,
@@ -306,7 +316,10 @@ def service(
                 )
                 first = first or done.error
             rows.append(row)
-        return Result(lines, {"actions": rows}, banners=False, failed=first)
+        close(pool)
+        if len(names) > 1:
+            lines.append(summary(counts))
+        return Result(lines, {"actions": rows, "summary": counts}, banners=False, failed=first)
 
     run("service", json_wanted(ctx, as_json), body)
 

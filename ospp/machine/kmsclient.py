@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
 from ospp.core.clock import iso
@@ -19,6 +19,12 @@ from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors
 
 REQUEST_TIMEOUT = 5.0
+
+if TYPE_CHECKING:
+    from ospp.protocol.wire import Connection
+
+# Open connections by host:port, shared by the activations of a fleet (one per host).
+Pool = dict[str, "Connection"]
 
 
 @dataclass(frozen=True)
@@ -114,10 +120,43 @@ def _remember_discovered(store: MachineStore, found: Any) -> None:
             store.set_setting(conn, "kms_dns_host", f"{first.target}:{first.port}")
 
 
-def activate(store: MachineStore, lic: License, environ: Mapping[str, str], status: str) -> Outcome:
-    """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms."""
+def _call(endpoint: Endpoint, request: dict[str, Any], pool: Pool | None) -> dict[str, Any]:
+    """Send one request: over a new connection, or over the pool's one to that host."""
     from ospp.protocol.wire import Connection
 
+    if pool is None:
+        with Connection(endpoint, "KMS host", REQUEST_TIMEOUT) as conn:
+            return conn.call(request)
+    where = str(endpoint)
+    kept = pool.pop(where) if where in pool else None
+    if kept is not None:
+        try:
+            response = kept.call(request)
+        except NetworkError:
+            kept.close()  # the host closed an idle connection: one fresh try below
+        else:
+            pool[where] = kept
+            return response
+    conn = Connection(endpoint, "KMS host", REQUEST_TIMEOUT)
+    try:
+        response = conn.call(request)
+    except NetworkError:
+        conn.close()
+        raise
+    pool[where] = conn
+    return response
+
+
+def activate(
+    store: MachineStore,
+    lic: License,
+    environ: Mapping[str, str],
+    status: str,
+    pool: Pool | None = None,
+) -> Outcome:
+    """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms.
+
+    With a ``pool``, connections are kept open and reused for the next activation."""
     settings = store.settings()
     cmid = settings["cmid"]
     try:
@@ -141,8 +180,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
             "required_count": kms.THRESHOLD,
         }
         try:
-            with Connection(endpoint, "KMS host", REQUEST_TIMEOUT) as conn:
-                response = conn.call(request)
+            response = _call(endpoint, request, pool)
         except NetworkError as exc:
             tried.append(f"{where} ({exc.message.split(': ', 1)[-1]})")
             _record(store, lic, kms.E_NO_KMS, exc.message, where)
@@ -201,7 +239,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
         return Outcome(where, count, valid_until, renewed)
     if how == "cached host":
         # The host that worked last time did not answer: forget it and discover again.
-        return activate(store, lic, environ, status)
+        return activate(store, lic, environ, status, pool)
     raise NetworkError(
         kms.E_NO_KMS,
         "no KMS host could be contacted; tried " + "; ".join(tried)
