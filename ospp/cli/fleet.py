@@ -173,7 +173,7 @@ def failure_result(counts: Counter[str], failed: list[Any], what: str) -> Result
     """Summary lines (first failures named) and the JSON; exit 1 when any failed."""
     lines = [
         f"{a.machine}: {a.product}: {a.action} failed: {hex_code(a.error.code)} {a.error.message}"
-        for a in failed[:MAX_SHOWN]
+        for a in sorted(failed, key=lambda a: a.machine)[:MAX_SHOWN]
     ]
     if len(failed) > MAX_SHOWN:
         lines.append(f"... and {len(failed) - MAX_SHOWN} more failures (--json lists them all)")
@@ -201,12 +201,12 @@ def act(glob: str | None) -> Result:
 
     home = ospp_home()
     total = len(fleet.require(home, glob))
-    pool: dict[str, Any] = {}
+    pools = fleetact.Pools()
     try:
-        done = fleetact.act(home, glob, os.environ, clock_from_env(), pool)
+        done = fleetact.act(home, glob, os.environ, clock_from_env(), pools)
         counts, failed = _failures(done, total, "activating")
     finally:
-        fleetact.close(pool)
+        pools.close()
     return failure_result(counts, failed, "activation")
 
 

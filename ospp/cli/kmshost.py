@@ -6,7 +6,7 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -14,9 +14,6 @@ from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import LicensingError, hex_code
 from ospp.core.paths import kms_home
-
-if TYPE_CHECKING:
-    from ospp.machine.kmsclient import Pool
 
 
 def _host() -> Any:
@@ -285,15 +282,16 @@ def service(
         if not names:
             raise LicensingError(0xC004F014, "there are no simulated machines yet")
         from ospp.cli.fleet import progress, summary
-        from ospp.machine.fleetact import close, outcome
+        from ospp.machine import fleetact
 
         lines: list[str] = []
         rows: list[dict[str, Any]] = []
         first = None
         counts: Counter[str] = Counter()
-        pool: Pool = {}  # one connection per KMS host for the whole pass
-        for done in progress(licensing.run(names, os.environ, pool), len(names), "service"):
-            counts[outcome(done)] += 1
+        pools = fleetact.Pools()  # worker threads, one connection per KMS host in each
+        done_all = fleetact.service(names, os.environ, pools)
+        for done in sorted(progress(done_all, len(names), "service"), key=lambda a: a.machine):
+            counts[fleetact.outcome(done)] += 1
             row: dict[str, Any] = {
                 "machine": done.machine,
                 "product": done.product,
@@ -316,7 +314,7 @@ def service(
                 )
                 first = first or done.error
             rows.append(row)
-        close(pool)
+        pools.close()
         if len(names) > 1:
             lines.append(summary(counts))
         return Result(lines, {"actions": rows, "summary": counts}, banners=False, failed=first)

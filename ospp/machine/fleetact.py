@@ -1,20 +1,22 @@
 """Activating a fleet: every keyed product of every selected machine, as /act would.
 
-KMS activations share one open connection per KMS host (a pool); MAK activations go to the
-activation authority. Each store is opened, used and closed before the next, so a fleet of any
-size holds one store open at a time.
+Machines are handled by a few worker threads (``fleet.parallel``); each keeps one open
+connection per KMS host. MAK activations go to the activation authority. Each store is opened,
+used and closed by one worker, so a fleet of any size holds a handful of stores open.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ospp.core.catalog import Channel
 from ospp.core.clock import Clock
 from ospp.core.errors import OsppError
+from ospp.core.paths import ospp_home
 from ospp.machine import client
-from ospp.machine.fleet import require
+from ospp.machine.fleet import parallel, require
 from ospp.machine.kmsclient import Pool
 from ospp.machine.service import Action
 from ospp.machine.store import MachineStore
@@ -29,22 +31,55 @@ def outcome(done: Action) -> str:
     return f"failed 0x{done.error.code:08X}"
 
 
-def close(pool: Pool) -> None:
-    for conn in pool.values():
-        conn.close()
-    pool.clear()
+class Pools:
+    """One connection pool per worker thread (one connection per KMS host in each)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[Pool] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Pool:
+        pool: Pool | None = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = {}
+            with self._lock:
+                self._all.append(pool)
+        return pool
+
+    def close(self) -> None:
+        with self._lock:
+            for pool in self._all:
+                for conn in pool.values():
+                    conn.close()
+                pool.clear()
+
+
+def prepare(home: Path) -> None:
+    """Create what every store shares before the threads start (the seal key)."""
+    from ospp.machine.seal import seal_key
+
+    seal_key(home, create=True)
 
 
 def act(
-    home: Path, glob: str | None, environ: Mapping[str, str], clock: Clock, pool: Pool
+    home: Path, glob: str | None, environ: Mapping[str, str], clock: Clock, pools: Pools
 ) -> Iterator[Action]:
     """Activate every keyed product on each machine matching ``glob``."""
-    for name in require(home, glob):
-        store = MachineStore.open(home, name, clock)
+    prepare(home)
+
+    def one(name: str) -> Iterator[Action]:
         try:
-            yield from _act_one(store, environ, pool)
+            store = MachineStore.open(home, name, clock)
+        except OsppError as exc:
+            yield Action(name, "", "", "activate", error=exc)
+            return
+        try:
+            yield from _act_one(store, environ, pools.get())
         finally:
             store.db.close()
+
+    yield from parallel(require(home, glob), one)
 
 
 def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Iterator[Action]:
@@ -69,3 +104,21 @@ def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Ite
                 with store.db.write() as conn:
                     store.record(conn, "acterr", exc.code, exc.message, lic.sku)
             yield Action(base.machine, base.product, base.status, "activate", error=exc)
+
+
+def service(names: list[str | None], environ: Mapping[str, str], pools: Pools) -> Iterator[Action]:
+    """``ospp service`` over many machines, in worker threads (results in any order)."""
+    from ospp.core.clock import clock_from_env
+    from ospp.machine.service import run_one
+
+    clock = clock_from_env(environ)
+    prepare(ospp_home(environ))
+
+    def one(name: str | None) -> Iterator[Action]:
+        store = client.open_machine(name, environ, clock)
+        try:
+            yield from run_one(store, environ, pools.get())
+        finally:
+            store.db.close()
+
+    yield from parallel(names, one)

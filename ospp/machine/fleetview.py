@@ -26,7 +26,6 @@ from urllib.parse import quote
 from ospp.core.clock import Clock
 from ospp.core.db import Database
 from ospp.core.errors import E_ACCESS_DENIED, StoreError
-from ospp.core.paths import machine_dir
 from ospp.machine.checks import bound_hardware, make_checker
 from ospp.machine.fleet import CSV_FIELDS, STORE_FILE, names
 from ospp.machine.seal import mac, seal_key
@@ -40,7 +39,7 @@ from ospp.machine.status import (
     LicenseStatus,
     evaluate,
 )
-from ospp.machine.store import _SCHEMA, License, MachineStore
+from ospp.machine.store import _SCHEMA, DEFAULTS, License, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 
 # The timeline splits the last 5 days of the initial grace off: the user is being notified.
@@ -62,7 +61,7 @@ class _Named:
     path: Path
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -70,24 +69,31 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+_META = (
+    "SELECT name, value FROM meta "
+    "UNION ALL SELECT ' version', user_version FROM pragma_user_version"
+)
+
+
 def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
     """An immutable read of a quiescent store, or None when that is not safe."""
-    path = machine_dir(home, name) / STORE_FILE
-    wal = path.with_name(STORE_FILE + "-wal")
+    directory = os.path.join(home, "machines", name)
+    path = os.path.join(directory, STORE_FILE)
+    wal = path + "-wal"
     before = _stamp(path)
     if before is None or os.path.exists(wal):
         return None
-    uri = "file:" + quote(path.as_posix()) + "?mode=ro&immutable=1"
+    uri = "file:" + quote(path.replace(os.sep, "/")) + "?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version != len(_SCHEMA):
+            meta = dict(conn.execute(_META).fetchall())
+            if meta.pop(" version", None) != len(_SCHEMA):
                 return None
             # The store code reads through ``conn``; the Database is needed only to name the
             # file in an error message.
-            store = MachineStore(cast(Database, _Named(path)), name, path.parent, clock)
-            settings = store.settings(conn)
+            where = Path(directory)
+            store = MachineStore(cast(Database, _Named(where / STORE_FILE)), name, where, clock)
             licenses = store.licenses(conn)
         finally:
             conn.close()
@@ -95,7 +101,7 @@ def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
         return None
     if _stamp(path) != before or os.path.exists(wal):
         return None
-    return Snapshot(name, settings, licenses)
+    return Snapshot(name, {**DEFAULTS, **meta}, licenses)
 
 
 def read_machine(home: Path, name: str, clock: Clock) -> Snapshot:

@@ -83,14 +83,12 @@ def run(
     for name in names:
         store = client.open_machine(name, environ, clock)
         try:
-            yield from _run_one(store, environ, pool)
+            yield from run_one(store, environ, pool)
         finally:
             store.db.close()
 
 
-def _run_one(
-    store: MachineStore, environ: Mapping[str, str], pool: Pool | None
-) -> Iterator[Action]:
+def run_one(store: MachineStore, environ: Mapping[str, str], pool: Pool | None) -> Iterator[Action]:
     from ospp.machine import client, kmsclient
 
     now = store.clock.now()
