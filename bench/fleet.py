@@ -22,7 +22,8 @@ from ospp.core.background import start_server
 
 
 def step(label: str, args: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:
-    """Run ``ospp ARGS``; print its wall time, its own peak RSS (Linux) and its summary."""
+    """Run ``ospp ARGS``; print its wall time, its own CPU time and peak RSS (Linux; not the
+    KMS host's) and its summary."""
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -33,7 +34,8 @@ def step(label: str, args: list[str], env: dict[str, str], ok: tuple[int, ...] =
             _, status, usage = os.wait4(proc.pid, 0)
             code = os.waitstatus_to_exitcode(status)
             proc.returncode = code
-            rss = f"{usage.ru_maxrss / 1024:6.1f} MB peak"
+            cpu = usage.ru_utime + usage.ru_stime
+            rss = f"{cpu:6.2f} s CPU {usage.ru_maxrss / 1024:6.1f} MB peak"
         else:
             code = proc.wait()
         wall = time.perf_counter() - start

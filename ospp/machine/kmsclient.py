@@ -187,6 +187,7 @@ def activate(
             last_error = exc
             _forget_cached(store, how)
             continue
+        adopted: dict[str, str] = {}
         try:
             if not response.get("ok"):
                 raise LicensingError(
@@ -195,8 +196,11 @@ def activate(
                 )
             trusted = require_anchors(anchors(store.home, environ))
             _verify(response, request, lic, trusted, where)
-            # A genuine answer: take its intervals and remember the host, even below threshold.
-            _adopt(store, response, None if how == "KMS machine registry override" else where)
+            # A genuine answer: take its intervals and remember the host, even below threshold
+            # (written with the outcome, in one transaction).
+            adopted = _adopted(
+                store, response, None if how == "KMS machine registry override" else where
+            )
             count = int(response["count"])
             if count < kms.THRESHOLD:
                 raise LicensingError(
@@ -207,7 +211,7 @@ def activate(
                     "'ospp service' to do what the licensing service would.",
                 )
         except OsppError as exc:
-            _record(store, lic, exc.code, exc.message, where)
+            _record(store, lic, exc.code, exc.message, where, adopted)
             raise
         now_iso = str(response["client_time"])
         valid_until = datetime.fromisoformat(now_iso.replace("Z", "+00:00")) + kms.VALIDITY
@@ -226,6 +230,8 @@ def activate(
             environ,
         )
         with store.db.write() as conn_:
+            for name, value in adopted.items():
+                store.set_setting(conn_, name, value)
             store.set_activation(conn_, lic.sku, activation)
             store.record(
                 conn_,
@@ -249,13 +255,24 @@ def activate(
     ) from last_error
 
 
-def _record(store: MachineStore, lic: License, code: int, detail: str, host: str | None) -> None:
+def _record(
+    store: MachineStore,
+    lic: License,
+    code: int,
+    detail: str,
+    host: str | None,
+    settings: Mapping[str, str] | None = None,
+) -> None:
     with store.db.write() as conn:
+        for name, value in (settings or {}).items():
+            store.set_setting(conn, name, value)
         store.record(conn, "kms", code, detail, lic.sku, host)
 
 
-def _adopt(store: MachineStore, response: dict[str, Any], discovered: str | None) -> None:
-    """Take the host's intervals (from a verified response) and cache a discovered host."""
+def _adopted(
+    store: MachineStore, response: dict[str, Any], discovered: str | None
+) -> dict[str, str]:
+    """The host's intervals (from a verified response) and a discovered host to cache."""
     low, high = kms.INTERVAL_RANGE
     values = {
         name: str(min(high, max(low, int(response[name]))))
@@ -263,9 +280,7 @@ def _adopt(store: MachineStore, response: dict[str, Any], discovered: str | None
     }
     if discovered and store.kms().caching:
         values["kms_cached_host"] = discovered
-    with store.db.write() as conn:
-        for name, value in values.items():
-            store.set_setting(conn, name, value)
+    return values
 
 
 def _forget_cached(store: MachineStore, how: str) -> None:
