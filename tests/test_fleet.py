@@ -188,3 +188,24 @@ def test_timeline_draws_one_series_per_state(ospp: Ospp, tmp_path: Path, fmt: st
     series = [g.get("data-state") for g in root.iter(f"{SVG}g") if g.get("class") == "series"]
     assert series == ran.json()["states"]
     assert len(set(series)) == 6
+
+
+def test_status_in_worker_processes_matches_and_reports_a_damaged_store(
+    ospp: Ospp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ospp.machine import fleetview
+
+    ospp("fleet", "create", "m", "30", "--product", "ProPlus2021")
+    serial = ospp("fleet", "status", "--csv").out
+    monkeypatch.setattr(fleetview, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(fleetview, "CHUNK", 4)
+    assert ospp("fleet", "status", "--csv").out == serial
+    assert len(serial.splitlines()) == 31
+    damaged = ospp.store_file("m07")
+    damaged.write_bytes(b"not a database at all" * 100)
+    ran = ospp("fleet", "status", "--json")
+    assert ran.code == 3, ran.out
+    rows = {r["machine"]: r for r in ran.json()["rows"]}
+    assert rows["m07"]["status"] == "ERROR" and rows["m07"]["error_code"] == "0x8007000D"
+    assert len(rows) == 30 and rows["m08"]["status"] == "OOB_GRACE"
+    assert damaged.read_bytes() == b"not a database at all" * 100

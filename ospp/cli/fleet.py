@@ -18,7 +18,7 @@ import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
 from ospp.core.clock import clock_from_env, iso, parse_duration, parse_time
-from ospp.core.errors import LicensingError, OsppError, UsageError, hex_code
+from ospp.core.errors import LicensingError, OsppError, StoreError, UsageError, hex_code
 from ospp.core.paths import ospp_home
 
 T = TypeVar("T")
@@ -127,6 +127,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     counts: Counter[str] = Counter()
     found: list[dict[str, Any]] = []
     clock = clock_from_env()
+    errors, first_error = 0, None
 
     class Echo:
         def write(self, text: str) -> None:
@@ -139,9 +140,11 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
         click.echo(_TABLE.format("MACHINE", "PRODUCT", "STATUS", "CODE", "KEY", "DAYS LEFT",
                                  "LAST ACTIVATION", "KMS HOST"))  # fmt: skip
     try:
-        for row in fleetview.rows(ospp_home(), glob, os.environ, clock, wanted):
-            values = row.to_json()
+        for values in fleetview.rows(ospp_home(), glob, os.environ, clock, wanted):
             counts[values["status"]] += 1
+            if values["status"] == "ERROR":
+                errors += 1
+                first_error = first_error or values
             if as_json:
                 found.append(values)
                 continue
@@ -154,7 +157,17 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return Result([], {}, banners=False)
     lines = [] if as_csv else [summary(counts)]
-    return Result(lines, {"rows": found, "summary": counts}, banners=False)
+    failed = None
+    if first_error is not None:  # damaged stores are listed as ERROR rows and reported
+        failed = StoreError(
+            int(first_error["error_code"], 16),
+            f"{errors} store(s) could not be read; the first, {first_error['machine']}: "
+            f"{first_error['message']}",
+            "Those stores were left as they are.",
+        )
+        if as_csv:
+            click.echo(f"ospp: {failed.message}", err=True)
+    return Result(lines, {"rows": found, "summary": counts}, banners=False, failed=failed)
 
 
 def _failures(done: Iterable[Any], length: int, label: str) -> tuple[Counter[str], list[Any]]:

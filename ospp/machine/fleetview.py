@@ -15,7 +15,8 @@ import csv
 import hmac
 import os
 import sqlite3
-from collections import Counter
+import sys
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
-from ospp.core.clock import Clock
+from ospp.core.clock import Clock, FixedClock
 from ospp.core.db import Database
-from ospp.core.errors import E_ACCESS_DENIED, StoreError
+from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
 from ospp.machine.checks import bound_hardware, make_checker
 from ospp.machine.fleet import CSV_FIELDS, STORE_FILE, names
 from ospp.machine.seal import mac, seal_key
@@ -187,27 +188,87 @@ def keyed(snap: Snapshot) -> list[License]:
     return [lic for lic in snap.licenses if lic.product_key and lic.sku.channel.value != "kms-host"]
 
 
-def rows(
+# Fleets at least this large are read by worker processes, CHUNK machines at a time: reading
+# a store is CPU work (SQLite opens the file and parses its schema, the seal is recomputed).
+PARALLEL_FROM = 2000
+CHUNK = 250
+PROCESSES = 2
+
+
+def _chunk_rows(
     home: Path,
-    glob: str | None,
+    chunk: list[str],
     environ: Mapping[str, str],
-    clock: Clock,
-    status: str | None = None,
-) -> Iterator[Row]:
-    """One row per machine and keyed product, streamed."""
-    now = clock.now()
+    now: datetime,
+    wanted: str | None,
+) -> list[dict[str, Any]]:
+    """The rows of some machines; a store that cannot be read gives an ERROR row."""
+    clock = FixedClock(now)
     checks = HomeChecks(home, environ)
-    wanted = status.upper() if status else None
-    for name in names(home, glob):
-        snap = read_machine(home, name, clock)
-        check = checks.checker(snap, clock)
+    out: list[dict[str, Any]] = []
+    for name in chunk:
+        try:
+            snap = read_machine(home, name, clock)
+            check = checks.checker(snap, clock)
+        except OsppError as exc:
+            if wanted in (None, "ERROR"):
+                out.append(error_row(name, exc))
+            continue
         for lic in keyed(snap):
             st = evaluate(lic, now, check)
             if wanted and st.status != wanted:
                 continue
             act = lic.activation or {}
             host = act.get("host") if act.get("kind") == "kms" else None
-            yield Row(name, st, act.get("activated_at") or act.get("at"), host)
+            out.append(Row(name, st, act.get("activated_at"), host).to_json())
+    return out
+
+
+def error_row(name: str, exc: OsppError) -> dict[str, Any]:
+    return {
+        "machine": name,
+        "product": None,
+        "status": "ERROR",
+        "error_code": f"0x{exc.code:08X}",
+        "key_last5": None,
+        "remaining_days": None,
+        "last_activation": None,
+        "kms_host": None,
+        "message": exc.message,
+    }
+
+
+def rows(
+    home: Path,
+    glob: str | None,
+    environ: Mapping[str, str],
+    clock: Clock,
+    status: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """One row (as JSON) per machine and keyed product, in machine order, streamed."""
+    now = clock.now()
+    wanted = status.upper() if status else None
+    found = names(home, glob)
+    chunks = [found[i : i + CHUNK] for i in range(0, len(found), CHUNK)]
+    if len(found) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        for chunk in chunks:
+            yield from _chunk_rows(home, chunk, environ, now, wanted)
+        return
+    import multiprocessing
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    # fork where it is safe and cheap (Linux; no threads run here); spawn elsewhere
+    method = "fork" if sys.platform.startswith("linux") else None
+    context = multiprocessing.get_context(method)
+    env = dict(environ)
+    with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context) as pool:
+        window: deque[Future[list[dict[str, Any]]]] = deque()
+        for chunk in chunks:
+            window.append(pool.submit(_chunk_rows, home, chunk, env, now, wanted))
+            if len(window) > 2 * PROCESSES:  # a few chunks ahead: memory stays flat
+                yield from window.popleft().result()
+        while window:
+            yield from window.popleft().result()
 
 
 def state_of(st: LicenseStatus) -> str:
