@@ -209,7 +209,7 @@ def failure_result(counts: Counter[str], failed: list[Any], what: str) -> Result
 @JSON_OPTION
 @reports
 def act(glob: str | None) -> Result:
-    """Activate every keyed product, one connection per KMS host; exit 1 if any failed."""
+    """Activate every keyed product (kept connections to each KMS host); exit 1 if any fail."""
     from ospp.machine import fleet, fleetact
 
     home = ospp_home()
@@ -303,7 +303,9 @@ def import_(file: Path) -> Result:
 @fleet_group.command("timeline")
 @click.option("--from", "start", metavar="TIME", help="First day (default: now).")
 @click.option("--to", "end", metavar="TIME", help="Last day (default: 210 days after --from).")
-@click.option("--step", default="1d", show_default=True, help="Between points: 1d, 12h, 7d...")
+@click.option(
+    "--step", default="1d", show_default=True, metavar="DURATION", help="Between points: 1d, 12h."
+)
 @click.option("--svg", "svg_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the chart as SVG.")  # fmt: skip
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
