@@ -42,6 +42,7 @@ def cmids(ospp: Ospp, names: set[str]) -> set[str]:
 def test_create_names_settings_and_refuses_existing(ospp: Ospp) -> None:
     ran = ospp("fleet", "create", "ws", "12", "--product", "ProPlus2021", "--sethst", "kms1:1700")
     assert ran.code == 0 and "Summary: 12 created" in ran.out, ran.out
+    assert ran.err == ""  # no progress bar when stderr is not a terminal
     assert machines(ospp) == [f"ws{n:02d}" for n in range(1, 13)]
     out = ospp("/dstatus", "ws07").out
     assert "KMS machine registry override defined: kms1:1700" in out
@@ -52,6 +53,12 @@ def test_create_names_settings_and_refuses_existing(ospp: Ospp) -> None:
     assert len(machines(ospp)) == 12  # nothing created
     bad = ospp("fleet", "create", "x", "3", "--product", "ProPlus2021", "--key", GVLK_2016)
     assert bad.code == 2 and "ProPlus2016" in bad.out
+    dom = ospp("fleet", "create", "d", "2", "--product", "ProPlus2021", "--skms-domain", "corp.ex")
+    assert dom.code == 0
+    assert "KMS Lookup Domain: corp.ex" in ospp("/dstatus", "d1").out
+    both = ("--sethst", "h:1", "--skms-domain", "corp.ex")
+    assert ospp("fleet", "create", "e", "2", "--product", "ProPlus2021", *both).code == 2
+    ospp("fleet", "remove", "d*")
     assert ospp("fleet", "create", "y", "0", "--product", "ProPlus2021").code == 2
     assert ospp("fleet", "create", "y", "3", "--product", "Nope").code == 2
     assert len(machines(ospp)) == 12
@@ -169,6 +176,7 @@ def test_concurrent_fleet_commands_on_overlapping_globs_lose_no_update(ospp: Osp
 def test_timeline_draws_one_series_per_state(ospp: Ospp, tmp_path: Path, fmt: str) -> None:
     ospp("fleet", "create", "ws", "5", "--product", "ProPlus2021", env={"OSPP_NOW": "2027-01-01"})
     ospp("fleet", "create", "nk", "2", "--product", "ProPlus2021", env={"OSPP_NOW": "2027-01-01"})
+    ospp("fleet", "create", "late", "1", "--product", "ProPlus2021", env={"OSPP_NOW": "2027-02-01"})
     out = tmp_path / ("t.svg" if fmt == "--svg" else "t.html")
     ran = ospp(
         "fleet", "timeline", "--from", "2027-01-01", "--to", "2027-02-10", "--step", "1d",
@@ -178,7 +186,8 @@ def test_timeline_draws_one_series_per_state(ospp: Ospp, tmp_path: Path, fmt: st
     points = ran.json()["points"]
     assert len(points) == 41
     by_day = {p["at"][:10]: p for p in points}
-    assert by_day["2027-01-01"]["OOB_GRACE"] == 7
+    assert by_day["2027-01-01"]["OOB_GRACE"] == 7  # 'late' is not installed yet
+    assert by_day["2027-02-01"]["OOB_GRACE"] == 1
     assert by_day["2027-01-27"]["OOB_GRACE_NOTIFYING"] == 7
     assert by_day["2027-02-05"]["NOTIFICATIONS"] == 7
     text = out.read_text()

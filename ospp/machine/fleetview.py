@@ -84,7 +84,10 @@ def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
     before = _stamp(path)
     if before is None or os.path.exists(wal):
         return None
-    uri = "file:" + quote(path.replace(os.sep, "/")) + "?mode=ro&immutable=1"
+    if os.name == "nt":  # file:///C:/... ; on POSIX the plain path is the cheaper form
+        uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro&immutable=1"
+    else:
+        uri = "file:" + quote(path) + "?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
@@ -299,7 +302,8 @@ def timeline(
         check = checks.checker(snap, clock)
         for lic in keyed(snap):
             for i, day in enumerate(days):
-                counts[i][state_of(evaluate(lic, day, check))] += 1
+                if day >= lic.installed_at:  # not counted before the product was installed
+                    counts[i][state_of(evaluate(lic, day, check))] += 1
     return list(zip(days, counts, strict=True))
 
 
