@@ -218,3 +218,23 @@ def test_status_in_worker_processes_matches_and_reports_a_damaged_store(
     assert rows["m07"]["status"] == "ERROR" and rows["m07"]["error_code"] == "0x8007000D"
     assert len(rows) == 30 and rows["m08"]["status"] == "OOB_GRACE"
     assert damaged.read_bytes() == b"not a database at all" * 100
+
+
+def test_parallel_yields_every_result_and_raises_the_first_failure() -> None:
+    from collections.abc import Iterator
+
+    from ospp.machine.workers import parallel
+
+    def double(n: int) -> Iterator[int]:
+        yield n
+        yield -n
+
+    assert sorted(parallel(range(500), double)) == sorted([*range(500), *(-n for n in range(500))])
+
+    def fail_at_7(n: int) -> Iterator[int]:
+        if n == 7:
+            raise ValueError("seven")
+        yield n
+
+    with pytest.raises(ValueError, match="seven"):
+        list(parallel(range(10_000), fail_at_7))

@@ -1,6 +1,6 @@
 """Activating a fleet: every keyed product of every selected machine, as /act would.
 
-Machines are handled by a few worker threads (``fleet.parallel``); each keeps one open
+Machines are handled by a few worker threads (``workers.parallel``); each keeps one open
 connection per KMS host. MAK activations go to the activation authority. Each store is opened,
 used and closed by one worker, so a fleet of any size holds a handful of stores open.
 """
@@ -16,10 +16,11 @@ from ospp.core.clock import Clock
 from ospp.core.errors import OsppError
 from ospp.core.paths import ospp_home
 from ospp.machine import client
-from ospp.machine.fleet import parallel, require
+from ospp.machine.fleet import require
 from ospp.machine.kmsclient import Pool
 from ospp.machine.service import Action
 from ospp.machine.store import MachineStore
+from ospp.machine.workers import parallel
 
 
 def outcome(done: Action) -> str:
