@@ -1,50 +1,128 @@
-"""Simulated time (OSPP_NOW): times ospp cannot work with are usage errors, not bugs."""
+"""The lab clock: one simulated time shared by clients and a running KMS host."""
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import pytest
 
-from ospp.core.clock import iso, parse_time
+from ospp.core.clock import LabClock, clock_from_env, lab_set, parse_duration
 from ospp.core.errors import UsageError
-from tests.conftest import GVLK_2021, Ospp
-
-UNWORKABLE = [
-    "9999-12-31T23:59:59Z",  # a year later overflows
-    "9999-12-31T23:59:59-01:00",  # overflows even when converted to UTC
-    "9999-01-01",
-    "0001-01-01T00:00:00+00:00",
-    "0999-06-01T00:00:00Z",  # years before 1000 do not survive the store's ISO form
-    "0100-01-01",
-    "1969-12-31T23:59:59Z",
-    "0001-01-01T00:00:00+05:00",  # underflows when converted to UTC
-    "1000-01-01",
-]
+from tests.conftest import Ospp
+from tests.kmsutil import Host, client, make_host
 
 
-@pytest.mark.parametrize("text", UNWORKABLE)
-def test_times_ospp_cannot_work_with_are_refused_up_front(text: str):
-    with pytest.raises(UsageError, match="OSPP_NOW"):
-        parse_time(text)
+def clock_path(ospp: Ospp) -> Path:
+    return Path(ospp.env["OSPP_HOME"]) / "clock.json"
 
 
-@pytest.mark.parametrize("text", UNWORKABLE[:6])
-def test_unworkable_ospp_now_exits_2_and_leaves_the_store(ospp: Ospp, text: str):
-    assert ospp("/inpkey:" + GVLK_2021).code == 0
-    before = ospp.store_file().read_bytes()
-    for args in (["/dstatus"], ["/rearm"], ["install-product", "VisioPro2024"], ["/act"]):
-        ran = ospp(*args, env={"OSPP_NOW": text})
-        assert ran.code == 2 and "OSPP_NOW" in ran.out, (args, ran.out, ran.err)
-    assert ospp.store_file().read_bytes() == before
-    assert ospp.proc("/dstatus", env={"OSPP_NOW": text}).code == 2
+def test_durations() -> None:
+    assert parse_duration("7d") == timedelta(days=7)
+    assert parse_duration("90m") == timedelta(minutes=90)
+    assert parse_duration("-2h") == timedelta(hours=-2)
+    assert parse_duration("180d") == timedelta(days=180)
+    for bad in ("-5x", "7", "d", "7 d", "1.5d", "", "7dd"):
+        with pytest.raises(UsageError):
+            parse_duration(bad)
 
 
-@pytest.mark.parametrize("text", ["1970-01-01T00:00:00Z", "9998-12-31T23:59:59Z"])
-def test_the_edges_of_the_range_work_and_round_trip(ospp: Ospp, text: str):
-    value = parse_time(text)
-    assert parse_time(iso(value)) == value
-    env = {"OSPP_NOW": text}
-    for args in (["/inpkey:" + GVLK_2021], ["/dstatus"], ["/rearm"], ["dstatus", "--json"]):
-        ran = ospp(*args, env=env)
-        assert ran.code == 0, (args, ran.out, ran.err)
-    later = ospp("/dstatus")  # the real clock, with the store written at the edge
-    assert later.code == 0 and "damaged" not in later.out
+def test_set_advance_freeze_run_reset(ospp: Ospp) -> None:
+    assert ospp("clock", "show", "--json").json()["source"] == "real time"
+    ran = ospp("clock", "set", "2027-03-01T09:00Z", "--json").json()
+    assert ran["source"] == "lab clock" and ran["now"].startswith("2027-03-01T09:0")
+    assert ospp("clock", "freeze").code == 0
+    frozen = ospp("clock", "show", "--json").json()
+    assert frozen["now"] == "2027-03-01T09:00:00Z" and frozen["lab_clock"]["frozen"] is True
+    assert ospp("clock", "advance", "7d").code == 0
+    assert ospp("clock", "advance", "-2h").code == 0
+    assert ospp("clock", "show", "--json").json()["now"] == "2027-03-08T07:00:00Z"
+    # every command sees it: a product installed now starts its grace at the lab time
+    ospp("install-product", "ProPlus2021", "pc1")
+    st = ospp("dstatus", "pc1", "--json").json()["products"][0]
+    assert st["remaining_grace_days"] == 30 or st["remaining_grace_days"] == 29
+    later = ospp("dstatus", "pc1", "--json", env={"OSPP_NOW": "+26d"}).json()["products"][0]
+    assert later["status"] == "OOB_GRACE" and later["remaining_grace_days"] in (3, 4)
+    # OSPP_NOW wins over the lab clock, and show says so
+    fixed = ospp("clock", "show", "--json", env={"OSPP_NOW": "2030-01-01"}).json()
+    assert fixed["source"] == "OSPP_NOW" and fixed["now"] == "2030-01-01T00:00:00Z"
+    offset = ospp("clock", "show", "--json", env={"OSPP_NOW": "+1d"}).json()
+    assert offset["now"] == "2027-03-09T07:00:00Z" and offset["source"] == "lab clock"
+    assert ospp("clock", "run").code == 0
+    assert ospp("clock", "show", "--json").json()["lab_clock"]["frozen"] is False
+    assert ospp("clock", "reset").code == 0
+    assert not clock_path(ospp).exists()
+    assert ospp("clock", "show", "--json").json()["lab_clock"] is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("advance", "-5x"),
+        ("advance", "7"),
+        ("set", "1969-12-31T23:59Z"),
+        ("set", "10000-01-01"),
+        ("set", "yesterday"),
+        ("advance", "3000000w"),
+    ],
+)
+def test_bad_input_exits_2_and_leaves_the_file(ospp: Ospp, args: tuple[str, ...]) -> None:
+    assert ospp("clock", "set", "2027-01-01").code == 0
+    before = clock_path(ospp).read_bytes()
+    ran = ospp("clock", *args)
+    assert ran.code == 2, ran.out
+    assert "ERROR DETAIL:" in ran.out and "HINT:" in ran.out
+    assert clock_path(ospp).read_bytes() == before
+
+
+def test_bad_ospp_now_offset_is_a_usage_error(ospp: Ospp) -> None:
+    ran = ospp("clock", "show", env={"OSPP_NOW": "+7x"})
+    assert ran.code == 2 and "OSPP_NOW offset" in ran.out
+
+
+def test_damaged_clock_file_is_reported_and_kept(ospp: Ospp) -> None:
+    clock_path(ospp).parent.mkdir(parents=True, exist_ok=True)
+    clock_path(ospp).write_text("{not json")
+    ran = ospp("/dstatus")
+    assert ran.code == 3 and "lab clock file" in ran.out
+    assert ospp("clock", "advance", "1d").code == 3
+    assert clock_path(ospp).read_text() == "{not json"
+
+
+def test_a_lab_clock_object_follows_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "clock.json"
+    clock = clock_from_env({"OSPP_CLOCK_FILE": str(path)})
+    assert isinstance(clock, LabClock)
+    assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
+    lab_set(path, datetime(2030, 6, 1, tzinfo=UTC))
+    assert abs(clock.now() - datetime(2030, 6, 1, tzinfo=UTC)) < timedelta(seconds=5)
+    lab_set(path, datetime(2031, 6, 1, tzinfo=UTC))
+    assert abs(clock.now() - datetime(2031, 6, 1, tzinfo=UTC)) < timedelta(seconds=5)
+    os.unlink(path)
+    assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_running_host_follows_the_lab_clock(ospp: Ospp) -> None:
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        for n in range(1, 6):
+            client(ospp, f"c{n}", host)
+            ospp("/act", f"c{n}")
+        for n in range(1, 5):
+            assert ospp("act", f"c{n}").code == 0
+        # a week later, on the shared clock; the host keeps running
+        assert ospp("clock", "advance", "7d").code == 0
+        ran = ospp.proc("service", "--all", "--json")
+        actions = ran.json()["actions"]
+        assert [a["action"] for a in actions] == ["renew"] * 5, ran.out
+        assert all(a["ok"] for a in actions), ran.out
+        for n in range(1, 6):
+            st = ospp("dstatus", f"c{n}", "--json").json()["products"][0]
+            assert st["status"] == "LICENSED" and st["remaining_grace_days"] in (179, 180)
+        # a client a further 7 days ahead of the host's (lab) time is refused for clock skew
+        skewed = ospp("act", "c1", "--json", env={"OSPP_NOW": "+7d"}).json()
+        assert skewed["ok"] is False and skewed["error"]["code"] == "0xC004F06C"
+    finally:
+        host.stop()

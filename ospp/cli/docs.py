@@ -201,7 +201,12 @@ set, else the user data directory plus /kms.
 .TP
 .B OSPP_NOW
 Simulated current time, ISO 8601 (2026\-06\-01T09:00:00Z); a time without a zone is UTC.
-Use it to rehearse day 26 of grace or day 181 of a KMS activation.
+Use it to rehearse day 26 of grace or day 181 of a KMS activation. It is fixed for the
+process and wins over the lab clock; an offset such as +7d or \-2h counts from the lab clock.
+.TP
+.B OSPP_CLOCK_FILE
+The lab clock (\fBospp clock\fR) that clients, KMS hosts and the authority share; running
+servers follow a change at their next request. Default: clock.json in OSPP_HOME.
 .TP
 .B OSPP_AUTHORITY
 HOST:PORT of a remote activation authority (ospp center serve). Unset: the local authority

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -250,10 +251,17 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
         names = list(licensing.machine_names(ospp_home()))
     if not names:
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
+    from ospp.cli.fleet import progress, summary
+    from ospp.machine import fleetact
+
     lines: list[str] = []
     rows: list[dict[str, Any]] = []
     first = None
-    for done in licensing.run(names, os.environ):
+    counts: Counter[str] = Counter()
+    pools = fleetact.Pools()  # worker threads, one connection per KMS host in each
+    done_all = fleetact.service(names, os.environ, pools)
+    for done in sorted(progress(done_all, len(names), "service"), key=lambda a: a.machine):
+        counts[fleetact.outcome(done)] += 1
         row: dict[str, Any] = {
             "machine": done.machine,
             "product": done.product,
@@ -273,7 +281,10 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
             )
             first = first or done.error
         rows.append(row)
-    return Result(lines, {"actions": rows}, banners=False, failed=first)
+    pools.close()
+    if len(names) > 1:
+        lines.append(summary(counts))
+    return Result(lines, {"actions": rows, "summary": counts}, banners=False, failed=first)
 
 
 kms_group.add_command(dns_group)

@@ -1,14 +1,37 @@
-"""Time, injectable: the system clock, or a simulated one from ``OSPP_NOW``."""
+"""Time, injectable: the system clock, the shared lab clock, or a fixed ``OSPP_NOW``.
+
+Precedence (``ospp clock show`` prints it): ``OSPP_NOW`` (fixed for the process, or an offset
+such as ``+7d`` from the lab clock), then the lab clock, then real time.
+
+The lab clock is one small JSON file (``OSPP_CLOCK_FILE``, default ``clock.json`` in
+``OSPP_HOME`` or the data directory) that every role on a machine reads: clients, KMS hosts
+and the authority see the same simulated time. It holds an instant and the real time it was
+set at, and runs forward at real speed from there unless frozen. A :class:`LabClock` stats the
+file on each read and parses it again only when it changed, so a running server follows
+``ospp clock advance`` at its next request without a restart and at the cost of one stat.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
-from ospp.core.errors import UsageError
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
+from ospp.core.paths import ospp_home, write_atomic
+
+CLOCK_FILE = "clock.json"
+# The times ospp works with: every date it computes (a year of renewals, grace, validity)
+# stays within datetime's range, and every time stored in ISO form reads back the same.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^([+-]?)(\d{1,7})([smhdw])$")
 
 
 class Clock(Protocol):
@@ -28,10 +51,17 @@ class FixedClock:
         return self.at
 
 
-# The times ospp works with: every date it computes (a year of renewals, grace, validity)
-# stays within datetime's range, and every time stored in ISO form reads back the same.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
+def _in_range(value: datetime, text: str, what: str) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise _out_of_range(text, what)
+    return value
+
+
+def _out_of_range(text: str, what: str) -> UsageError:
+    return UsageError(
+        f"{what}={text!r} is outside the times ospp works with ({iso(EARLIEST)} to {iso(LATEST)})",
+        "Use a time between those; ospp computes dates a year or more ahead of it.",
+    )
 
 
 def parse_time(text: str, what: str = "OSPP_NOW") -> datetime:
@@ -49,21 +79,187 @@ def parse_time(text: str, what: str = "OSPP_NOW") -> datetime:
         ) from None
     except OverflowError:  # the zone offset moves it outside the years datetime can hold
         raise _out_of_range(text, what) from None
-    if not EARLIEST <= value <= LATEST:
-        raise _out_of_range(text, what)
+    return _in_range(value, text, what)
+
+
+def parse_duration(text: str, what: str = "duration") -> timedelta:
+    """``7d``, ``3h``, ``90m``, ``30s``, ``2w``; a leading ``-`` goes back in time."""
+    found = _DURATION.match(text.strip())
+    if not found:
+        raise UsageError(
+            f"{what} {text!r} is not a duration",
+            "Use a whole number and one unit: s, m, h, d or w (7d, 3h, 90m, -2h).",
+        )
+    sign, amount, unit = found.groups()
+    seconds = int(amount) * _UNITS[unit]
+    return timedelta(seconds=-seconds if sign == "-" else seconds)
+
+
+def shifted(start: datetime, by: timedelta, what: str) -> datetime:
+    """``start + by``, refused (exit 2) when it leaves EARLIEST..LATEST."""
+    try:
+        value = start + by
+    except OverflowError:
+        value = None
+    if value is None or not EARLIEST <= value <= LATEST:
+        raise UsageError(
+            f"{what} would move to outside the times ospp simulates ({iso(start)} by {by})",
+            "Stay between 1970-01-01 and 9998-12-31.",
+        )
     return value
 
 
-def _out_of_range(text: str, what: str) -> UsageError:
-    return UsageError(
-        f"{what}={text!r} is outside the times ospp works with ({iso(EARLIEST)} to {iso(LATEST)})",
-        "Use a time between those; ospp computes dates a year or more ahead of it.",
-    )
+def clock_file(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where the lab clock lives: ``OSPP_CLOCK_FILE``, else in ``OSPP_HOME`` or the data dir."""
+    value = environ.get("OSPP_CLOCK_FILE")
+    if value:
+        return Path(value)
+    return ospp_home(environ) / CLOCK_FILE
+
+
+@dataclass(frozen=True)
+class LabState:
+    """What the clock file says: simulated ``at`` as of real time ``real``; frozen or running."""
+
+    at: datetime
+    real: datetime
+    frozen: bool
+
+    def now(self, real_now: datetime) -> datetime:
+        return self.at if self.frozen else self.at + (real_now - self.real)
+
+    def to_text(self) -> str:
+        return json.dumps(
+            {
+                "version": 1,
+                "at": self.at.isoformat(),
+                "set_at_real_time": self.real.isoformat(),
+                "frozen": self.frozen,
+            },
+            indent=2,
+        )
+
+
+def read_state(path: Path) -> LabState | None:
+    """The lab clock in ``path``; None when there is none. A damaged file is reported."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(
+            E_INVALID_DATA, f"the lab clock file {path} cannot be read: {exc.strerror or exc}"
+        ) from exc
+    try:
+        data = json.loads(text)
+        at = datetime.fromisoformat(data["at"]).astimezone(UTC)
+        real = datetime.fromisoformat(data["set_at_real_time"]).astimezone(UTC)
+        frozen = data["frozen"]
+        if not isinstance(frozen, bool) or data.get("version") != 1:
+            raise ValueError("unexpected version or 'frozen' value")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreError(
+            E_INVALID_DATA,
+            f"the lab clock file {path} is damaged: {exc}",
+            "It was left as it is. 'ospp clock reset' removes it (back to real time), or "
+            "'ospp clock set TIME' replaces it.",
+        ) from exc
+    return LabState(at, real, frozen)
+
+
+class LabClock:
+    """Time from the lab clock file (real time when there is none), plus a fixed offset.
+
+    The file is parsed again only when its size, mtime or inode change, so reading the time
+    costs one ``stat``.
+    """
+
+    def __init__(self, path: Path, offset: timedelta = timedelta(0)) -> None:
+        self.path = path
+        self.offset = offset
+        self._seen: tuple[int, int, int] | None = None
+        self._state: LabState | None = None
+
+    def state(self) -> LabState | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._seen, self._state = None, None
+            return None
+        except OSError:
+            return self._state
+        seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if seen != self._seen:
+            self._state = read_state(self.path)
+            self._seen = seen
+        return self._state
+
+    def now(self) -> datetime:
+        real = datetime.now(UTC)
+        state = self.state()
+        base = state.now(real) if state else real
+        return base + self.offset if self.offset else base
 
 
 def clock_from_env(environ: Mapping[str, str] = os.environ) -> Clock:
-    text = environ.get("OSPP_NOW")
-    return FixedClock(parse_time(text)) if text else SystemClock()
+    """``OSPP_NOW`` (a fixed time, or ``+7d``/``-2h`` from the lab clock), else the lab clock."""
+    text = environ.get("OSPP_NOW", "").strip()
+    if text and text[0] not in "+-":
+        return FixedClock(parse_time(text))
+    offset = parse_duration(text, "OSPP_NOW offset") if text else timedelta(0)
+    return LabClock(clock_file(environ), offset)
+
+
+# -- changing the lab clock ('ospp clock ...') ----------------------------------------------------
+
+
+def _write(path: Path, state: LabState) -> LabState:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, state.to_text() + "\n")
+    except OSError as exc:
+        raise StoreError(
+            E_ACCESS_DENIED,
+            f"the lab clock file {path} cannot be written: {exc.strerror or exc}",
+            "Check that its directory is writable, or set OSPP_CLOCK_FILE.",
+        ) from exc
+    return state
+
+
+def lab_set(path: Path, at: datetime) -> LabState:
+    """Set the lab clock to ``at`` (it keeps running or stays frozen as it was)."""
+    current = read_state(path)
+    return _write(path, LabState(at, datetime.now(UTC), bool(current and current.frozen)))
+
+
+def lab_advance(path: Path, by: timedelta) -> LabState:
+    """Move the lab clock by ``by`` (from real time when there is no lab clock yet)."""
+    current = read_state(path)
+    real = datetime.now(UTC)
+    start = current.now(real) if current else real
+    return _write(
+        path, LabState(shifted(start, by, "the lab clock"), real, bool(current and current.frozen))
+    )
+
+
+def lab_freeze(path: Path, frozen: bool) -> LabState:
+    """Stop the lab clock where it is (``frozen``), or let it run on at real speed."""
+    current = read_state(path)
+    real = datetime.now(UTC)
+    return _write(path, LabState(current.now(real) if current else real, real, frozen))
+
+
+def lab_reset(path: Path) -> bool:
+    """Remove the lab clock (back to real time); False when there was none."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(
+            E_ACCESS_DENIED, f"the lab clock file {path} cannot be removed: {exc.strerror or exc}"
+        ) from exc
+    return True
 
 
 def iso(value: datetime) -> str:

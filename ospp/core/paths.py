@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TextIO
 
 from ospp.core.errors import E_ACCESS_DENIED, StoreError, UsageError
 
@@ -111,15 +112,29 @@ def read_user_file(path: Path, what: str, limit: int = USER_FILE_LIMIT) -> str:
 def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
     """Replace ``path`` with ``text`` all at once: readers see the old file or the new one.
 
+    See :func:`atomic_writer`, which this uses.
+    """
+    with atomic_writer(path, private=private) as f:
+        f.write(text)
+
+
+@contextlib.contextmanager
+def atomic_writer(
+    path: Path, *, private: bool = False, newline: str | None = None
+) -> Iterator[TextIO]:
+    """A text file that replaces ``path`` all at once when the block ends without an error.
+
     The text goes to a new temporary file in the same directory (a unique name, created
     exclusively, so a planted link is never followed and concurrent writers never share it),
     is flushed to disk, and is renamed over the target (``os.replace`` is atomic on POSIX and
     Windows). ``private`` makes it owner-only. A symbolic link in place of ``path`` is refused
     with a StoreError; other failures raise OSError, which callers wrap in the error their
-    context calls for.
+    context calls for. On any failure the target is left as it was.
     """
     import tempfile
 
+    if not path.name or path.is_dir():
+        raise UsageError(f"{str(path)!r} is not a file name", "Name the file to write.")
     if path.is_symlink():
         raise StoreError(
             E_ACCESS_DENIED,
@@ -129,10 +144,10 @@ def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
         )
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
             if not private:
                 os.chmod(name, 0o644)  # mkstemp makes it owner-only
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(name, path)

@@ -27,8 +27,12 @@ from ospp.protocol.trust import Anchors, anchors, require_anchors
 
 if TYPE_CHECKING:
     from ospp.core.catalog import Product
+    from ospp.protocol.wire import Connection
 
 REQUEST_TIMEOUT = 5.0
+
+# Open connections by host:port, shared by the activations of a fleet (one per host).
+Pool = dict[str, "Connection"]
 
 
 @dataclass(frozen=True)
@@ -150,10 +154,43 @@ def _hosts(
     return hosts, "DNS", names
 
 
-def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], status: str) -> Outcome:
-    """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms."""
+def _call(endpoint: Endpoint, request: dict[str, Any], pool: Pool | None) -> dict[str, Any]:
+    """Send one request: over a new connection, or over the pool's one to that host."""
     from ospp.protocol.wire import Connection
 
+    if pool is None:
+        with Connection(endpoint, "KMS host", REQUEST_TIMEOUT) as conn:
+            return conn.call(request)
+    where = str(endpoint)
+    kept = pool.pop(where) if where in pool else None
+    if kept is not None:
+        try:
+            response = kept.call(request)
+        except NetworkError:
+            kept.close()  # the host closed an idle connection: one fresh try below
+        else:
+            pool[where] = kept
+            return response
+    conn = Connection(endpoint, "KMS host", REQUEST_TIMEOUT)
+    try:
+        response = conn.call(request)
+    except NetworkError:
+        conn.close()
+        raise
+    pool[where] = conn
+    return response
+
+
+def activate(
+    store: MachineStore,
+    lic: Licence,
+    environ: Mapping[str, str],
+    status: str,
+    pool: Pool | None = None,
+) -> Outcome:
+    """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms.
+
+    With a ``pool``, connections are kept open and reused for the next activation."""
     settings = store.settings()
     cmid = settings["cmid"]
     try:
@@ -177,14 +214,14 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], stat
             "required_count": kms.THRESHOLD,
         }
         try:
-            with Connection(endpoint, "KMS host", REQUEST_TIMEOUT) as conn:
-                response = conn.call(request)
+            response = _call(endpoint, request, pool)
         except NetworkError as exc:
             tried.append(f"{where} ({exc.message.split(': ', 1)[-1]})")
             _record(store, lic, E_NO_KMS, exc.message, where)
             last_error = exc
             _forget_cached(store, how)
             continue
+        adopted: dict[str, str] = {}
         try:
             if not response.get("ok"):
                 raise LicensingError(
@@ -203,8 +240,9 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], stat
                     "Activate the KMS host online (ospp kms activate), or allow phone-certified "
                     "hosts with /kms-policy:any.",
                 )
-            # A genuine answer: take its intervals and remember the host, even below threshold.
-            _adopt(
+            # A genuine answer: take its intervals and remember the host, even below threshold
+            # (written with the outcome, in one transaction).
+            adopted = _adopted(
                 store,
                 response,
                 None if how == "KMS machine registry override" else where,
@@ -220,7 +258,7 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], stat
                     "'ospp service' to do what the licensing service would.",
                 )
         except OsppError as exc:
-            _record(store, lic, exc.code, exc.message, where)
+            _record(store, lic, exc.code, exc.message, where, adopted)
             raise
         now_iso = str(response["client_time"])
         valid_until = datetime.fromisoformat(now_iso.replace("Z", "+00:00")) + kms.VALIDITY
@@ -240,6 +278,8 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], stat
             environ,
         )
         with store.db.write() as conn_:
+            for name, value in adopted.items():
+                store.set_setting(conn_, name, value)
             store.set_activation(conn_, lic.sku, activation)
             store.record(
                 conn_,
@@ -253,7 +293,7 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], stat
         return Outcome(where, count, valid_until, renewed)
     if how == "cached host":
         # The host that worked last time did not answer: forget it and discover again.
-        return activate(store, lic, environ, status)
+        return activate(store, lic, environ, status, pool)
     raise NetworkError(
         E_NO_KMS,
         "no KMS host could be contacted; tried " + "; ".join(tried)
@@ -263,17 +303,26 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], stat
     ) from last_error
 
 
-def _record(store: MachineStore, lic: Licence, code: int, detail: str, host: str | None) -> None:
+def _record(
+    store: MachineStore,
+    lic: Licence,
+    code: int,
+    detail: str,
+    host: str | None,
+    settings: Mapping[str, str] | None = None,
+) -> None:
     with store.db.write() as conn:
+        for name, value in (settings or {}).items():
+            store.set_setting(conn, name, value)
         store.record(conn, "kms", code, detail, lic.sku, host)
 
 
-def _adopt(
+def _adopted(
     store: MachineStore, response: dict[str, Any], discovered: str | None, dns_name: str | None
-) -> None:
-    """Take the host's intervals (from a verified response), cache a discovered host, and
-    remember the DNS name of the host that answered (DiscoveredKeyManagementServiceMachineName,
-    the /dstatus line 'KMS machine name from DNS')."""
+) -> dict[str, str]:
+    """The host's intervals (from a verified response), a discovered host to cache, and the DNS
+    name of the host that answered (DiscoveredKeyManagementServiceMachineName, the /dstatus
+    line 'KMS machine name from DNS')."""
     low, high = kms.INTERVAL_RANGE
     values = {
         name: str(min(high, max(low, int(response[name]))))
@@ -283,9 +332,7 @@ def _adopt(
         values["kms_cached_host"] = discovered
     if dns_name:
         values["kms_dns_host"] = dns_name
-    with store.db.write() as conn:
-        for name, value in values.items():
-            store.set_setting(conn, name, value)
+    return values
 
 
 def _forget_cached(store: MachineStore, how: str) -> None:

@@ -11,11 +11,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ospp.core.catalog import Channel
 from ospp.core.errors import OsppError
 from ospp.machine.status import LICENSED
-from ospp.machine.store import Licence
+from ospp.machine.store import Licence, MachineStore
+
+if TYPE_CHECKING:
+    from ospp.machine.kmsclient import Pool
 
 
 @dataclass(frozen=True)
@@ -63,29 +67,47 @@ def machine_names(home: Path) -> list[str]:
     return [p.name for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
 
 
-def run(names: Iterable[str | None], environ: Mapping[str, str]) -> Iterator[Action]:
-    """One pass of the licensing service over the named machines (None: this machine)."""
+def run(
+    names: Iterable[str | None],
+    environ: Mapping[str, str],
+    pool: Pool | None = None,
+) -> Iterator[Action]:
+    """One pass of the licensing service over the named machines (None: this machine).
+
+    Each store is closed before the next opens; a ``pool`` keeps one connection per KMS host.
+    """
+    from ospp.core.clock import clock_from_env
+    from ospp.machine import client
+
+    clock = clock_from_env(environ)
+    for name in names:
+        store = client.open_machine(name, environ, clock)
+        try:
+            yield from run_one(store, environ, pool)
+        finally:
+            store.db.close()
+
+
+def run_one(store: MachineStore, environ: Mapping[str, str], pool: Pool | None) -> Iterator[Action]:
     from ospp.machine import client, kmsclient
 
-    for name in names:
-        store = client.open_machine(name, environ)
-        now = store.clock.now()
-        settings = store.settings()
-        history = store.history("kms")
-        for st in client.statuses(store, environ=environ):
-            lic = st.licence
-            attempts = [h.at for h in history if h.sku_id == lic.sku.sku_id]
-            action = due(lic, st.status, now, settings, max(attempts) if attempts else None)
-            base = Action(store.name, lic.sku.product.id, st.status, action)
-            if action is None:
-                if lic.sku.channel is Channel.KMS_CLIENT:
-                    yield base
-                continue
-            try:
-                outcome = kmsclient.activate(store, lic, environ, st.status)
-            except OsppError as exc:
-                yield Action(base.machine, base.product, base.status, action, error=exc)
-            else:
-                yield Action(
-                    base.machine, base.product, base.status, action, outcome.host, outcome.count
-                )
+    now = store.clock.now()
+    settings = store.settings()
+    history = store.history("kms")
+    for st in client.statuses(store, environ=environ):
+        lic = st.licence
+        attempts = [h.at for h in history if h.sku_id == lic.sku.sku_id]
+        action = due(lic, st.status, now, settings, max(attempts) if attempts else None)
+        base = Action(store.name, lic.sku.product.id, st.status, action)
+        if action is None:
+            if lic.sku.channel is Channel.KMS_CLIENT:
+                yield base
+            continue
+        try:
+            outcome = kmsclient.activate(store, lic, environ, st.status, pool)
+        except OsppError as exc:
+            yield Action(base.machine, base.product, base.status, action, error=exc)
+        else:
+            yield Action(
+                base.machine, base.product, base.status, action, outcome.host, outcome.count
+            )

@@ -1,0 +1,362 @@
+"""``ospp fleet``: many simulated machines at once, in the manner of VAMT.
+
+Long operations show a progress bar on stderr when it is a terminal (nothing when piped or
+with --json) and end with counts by outcome. Text and CSV rows are printed as they are read.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
+from ospp.core.clock import clock_from_env, iso, parse_duration, parse_time
+from ospp.core.errors import LicensingError, OsppError, StoreError, UsageError, hex_code
+from ospp.core.paths import ospp_home
+
+T = TypeVar("T")
+MAX_SHOWN = 20  # failures listed in text output; --json lists them all
+
+MACHINES_OPTION = click.option(
+    "--machines", "glob", metavar="GLOB", help="Only machines whose name matches (ws*, lab-0?)."
+)
+
+
+def quiet() -> bool:
+    ctx = click.get_current_context()
+    return json_wanted(ctx, bool(ctx.params.get("as_json")))
+
+
+def progress(items: Iterable[T], length: int, label: str) -> Iterator[T]:
+    """``items``, with a progress bar on stderr when it is a terminal and not --json."""
+    if quiet() or not sys.stderr.isatty():
+        yield from items
+        return
+    with click.progressbar(items, length=length, label=label, file=sys.stderr) as bar:
+        yield from bar
+
+
+def summary(counts: Counter[str]) -> str:
+    parts = [f"{n} {what}" for what, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    return "Summary: " + (", ".join(parts) if parts else "nothing done")
+
+
+@click.group("fleet")
+def fleet_group() -> None:
+    """Many simulated machines at once (VAMT style): create, key, activate, report, plot."""
+
+
+@fleet_group.command("create")
+@click.argument("prefix")
+@click.argument("count", type=int)
+@click.option("--product", required=True, metavar="ID", help="Product to install (ospp products).")
+@click.option("--sethst", metavar="HOST[:PORT]", help="KMS host every machine uses (/sethst).")
+@click.option("--skms-domain", metavar="FQDN", help="Domain for KMS discovery (/skms-domain).")
+@click.option("--key", help="Product key to install instead of the product's GVLK.")
+@JSON_OPTION
+@reports
+def create(
+    prefix: str,
+    count: int,
+    product: str,
+    sethst: str | None,
+    skms_domain: str | None,
+    key: str | None,
+) -> Result:
+    """Create COUNT machines PREFIX1..PREFIXn (zero-padded) with a product installed."""
+    from ospp.machine import fleet
+
+    if sethst and skms_domain:
+        raise UsageError("--sethst and --skms-domain exclude each other", "Give one of them.")
+    spec = fleet.Spec.one(product, sethst, skms_domain, key)
+    fleet.check_spec(spec)
+    names = fleet.create_names(prefix, count)
+    home = ospp_home()
+    taken = set(names) & set(fleet.names(home, f"{prefix.lower()}*"))
+    if taken:
+        raise UsageError(
+            f"{len(taken)} of these machines exist already, e.g. {min(taken)}",
+            "Nothing was created. Use another prefix, or 'ospp fleet remove' them first.",
+        )
+    clock = clock_from_env()
+    templates = fleet.Templates(clock)
+    counts: Counter[str] = Counter()
+    try:
+        made = fleet.create(home, [(n, spec) for n in names], clock, templates)
+        for done in progress(made, count, "creating"):
+            counts[done.outcome] += 1
+    finally:
+        templates.close()
+    lines = [f"{names[0]} .. {names[-1]}: {product}", summary(counts)]
+    failed = None
+    if counts["exists"]:
+        failed = LicensingError(
+            0xC004F014, f"{counts['exists']} machine(s) were created meanwhile by another command"
+        )
+    data = {"first": names[0], "last": names[-1], "product": product, "summary": counts}
+    return Result(lines, data, banners=False, failed=failed)
+
+
+HEADER = ("machine", "product", "status", "error_code", "key_last5", "remaining_days",
+          "last_activation", "kms_host")  # fmt: skip
+_TABLE = "{:<16} {:<15} {:<19} {:<10} {:<5} {:>9}  {:<20} {}"
+
+
+@fleet_group.command("status")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row instead of a table.")
+@click.option("--status", "wanted", metavar="NAME", help="Only rows in this state (LICENSED...).")
+@MACHINES_OPTION
+@JSON_OPTION
+@reports
+def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
+    """One row per machine and product: status, code, key, days left, last activation, host."""
+    import csv
+
+    from ospp.machine import fleetview
+
+    as_json = quiet()
+    if as_csv and as_json:
+        raise UsageError("--csv and --json exclude each other")
+    counts: Counter[str] = Counter()
+    found: list[dict[str, Any]] = []
+    clock = clock_from_env()
+    errors, first_error = 0, None
+
+    class Echo:
+        def write(self, text: str) -> None:
+            click.echo(text, nl=False)
+
+    writer = csv.writer(Echo(), lineterminator="\n")
+    if as_csv:
+        writer.writerow(HEADER)
+    elif not as_json:
+        click.echo(_TABLE.format("MACHINE", "PRODUCT", "STATUS", "CODE", "KEY", "DAYS LEFT",
+                                 "LAST ACTIVATION", "KMS HOST"))  # fmt: skip
+    try:
+        for values in fleetview.rows(ospp_home(), glob, os.environ, clock, wanted):
+            counts[values["status"]] += 1
+            if values["status"] == "ERROR":
+                errors += 1
+                first_error = first_error or values
+            if as_json:
+                found.append(values)
+                continue
+            cells = ["" if values[h] is None else str(values[h]) for h in HEADER]
+            if as_csv:
+                writer.writerow(cells)
+            else:
+                click.echo(_TABLE.format(*cells))
+    except BrokenPipeError:  # the reader stopped early (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return Result([], {}, banners=False)
+    lines = [] if as_csv else [summary(counts)]
+    failed = None
+    if first_error is not None:  # damaged stores are listed as ERROR rows and reported
+        failed = StoreError(
+            int(first_error["error_code"], 16),
+            f"{errors} store(s) could not be read; the first, {first_error['machine']}: "
+            f"{first_error['message']}",
+            "Those stores were left as they are.",
+        )
+        if as_csv:
+            click.echo(f"ospp: {failed.message}", err=True)
+    return Result(lines, {"rows": found, "summary": counts}, banners=False, failed=failed)
+
+
+def _failures(done: Iterable[Any], length: int, label: str) -> tuple[Counter[str], list[Any]]:
+    from ospp.machine.fleetact import outcome
+
+    counts: Counter[str] = Counter()
+    failed = []
+    for action in progress(done, length, label):
+        counts[outcome(action)] += 1
+        if action.error is not None:
+            failed.append(action)
+    return counts, failed
+
+
+def failure_result(counts: Counter[str], failed: list[Any], what: str) -> Result:
+    """Summary lines (first failures named) and the JSON; exit 1 when any failed."""
+    lines = [
+        f"{a.machine}: {a.product}: {a.action} failed: {hex_code(a.error.code)} {a.error.message}"
+        for a in sorted(failed, key=lambda a: a.machine)[:MAX_SHOWN]
+    ]
+    if len(failed) > MAX_SHOWN:
+        lines.append(f"... and {len(failed) - MAX_SHOWN} more failures (--json lists them all)")
+    lines.append(summary(counts))
+    problem = None
+    if failed:
+        first = failed[0].error
+        problem = LicensingError(
+            first.code, f"{len(failed)} {what}(s) failed; the first: {first.message}", first.hint
+        )
+    rows = [
+        {"machine": a.machine, "product": a.product, "action": a.action, "error": a.error.to_json()}
+        for a in failed
+    ]
+    return Result(lines, {"summary": counts, "failures": rows}, banners=False, failed=problem)
+
+
+@fleet_group.command("act")
+@MACHINES_OPTION
+@JSON_OPTION
+@reports
+def act(glob: str | None) -> Result:
+    """Activate every keyed product (kept connections to each KMS host); exit 1 if any fail."""
+    from ospp.machine import fleet, fleetact
+
+    home = ospp_home()
+    total = len(fleet.require(home, glob))
+    pools = fleetact.Pools()
+    try:
+        done = fleetact.act(home, glob, os.environ, clock_from_env(), pools)
+        counts, failed = _failures(done, total, "activating")
+    finally:
+        pools.close()
+    return failure_result(counts, failed, "activation")
+
+
+@fleet_group.command("inpkey")
+@click.argument("key")
+@click.option("--machines", "glob", required=True, metavar="GLOB", help="Machines to key.")
+@JSON_OPTION
+@reports
+def inpkey(key: str, glob: str) -> Result:
+    """Install KEY on every machine matching GLOB (and no other)."""
+    from ospp.machine import fleet
+
+    home = ospp_home()
+    total = len(fleet.require(home, glob))
+    done = fleet.install_key(home, glob, key, os.environ, clock_from_env())
+    return _counted(done, total, "installing")
+
+
+def _counted(done: Iterable[Any], total: int, label: str) -> Result:
+    counts: Counter[str] = Counter()
+    first: OsppError | None = None
+    lines: list[str] = []
+    for d in progress(done, total, label):
+        counts[d.outcome] += 1
+        if d.error is not None:
+            first = first or d.error
+            if len(lines) < MAX_SHOWN:
+                lines.append(f"{d.machine}: {hex_code(d.error.code)} {d.error.message}")
+    lines.append(summary(counts))
+    return Result(lines, {"summary": counts}, banners=False, failed=first)
+
+
+@fleet_group.command("remove")
+@click.argument("glob")
+@JSON_OPTION
+@reports
+def remove(glob: str) -> Result:
+    """Delete every machine whose name matches GLOB (and no other)."""
+    from ospp.machine import fleet
+
+    home = ospp_home()
+    total = len(fleet.require(home, glob))
+    return _counted(fleet.remove(home, glob), total, "removing")
+
+
+@fleet_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@MACHINES_OPTION
+@JSON_OPTION
+@reports
+def export(file: Path, glob: str | None) -> Result:
+    """Write machine, product, key, KMS host to FILE.csv (owner-only: it holds full keys)."""
+    from ospp.machine import fleetview
+
+    n = sum(1 for _ in fleetview.export(ospp_home(), glob, file, clock_from_env()))
+    return Result([f"Exported {n} machine(s) to {file}"], {"machines": n, "file": str(file)},
+                  banners=False)  # fmt: skip
+
+
+@fleet_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@JSON_OPTION
+@reports
+def import_(file: Path) -> Result:
+    """Create the machines listed in FILE.csv; all or nothing (a bad row names its line)."""
+    from ospp.machine import fleet
+
+    home = ospp_home()
+    total = fleet.check_import(home, file)
+    clock = clock_from_env()
+    templates = fleet.Templates(clock)
+    counts: Counter[str] = Counter()
+    try:
+        for done in progress(fleet.import_rows(home, file, clock, templates), total, "importing"):
+            counts[done.outcome] += 1
+    finally:
+        templates.close()
+    return Result([summary(counts)], {"summary": counts}, banners=False)
+
+
+@fleet_group.command("timeline")
+@click.option("--from", "start", metavar="TIME", help="First day (default: now).")
+@click.option("--to", "end", metavar="TIME", help="Last day (default: 210 days after --from).")
+@click.option(
+    "--step", default="1d", show_default=True, metavar="DURATION", help="Between points: 1d, 12h."
+)
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the chart as SVG.")  # fmt: skip
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the chart and the counts as an HTML page.")  # fmt: skip
+@MACHINES_OPTION
+@JSON_OPTION
+@reports
+def timeline(
+    start: str | None,
+    end: str | None,
+    step: str,
+    svg_file: Path | None,
+    html_file: Path | None,
+    glob: str | None,
+) -> Result:
+    """Machines in each licence state on each simulated day, as stored now (no renewals)."""
+    from ospp.cli import fleetplot
+    from ospp.core.paths import write_atomic
+    from ospp.machine import fleetview
+
+    clock = clock_from_env()
+    first = parse_time(start, "--from") if start else clock.now()
+    last = parse_time(end, "--to") if end else first + timedelta(days=210)
+    by = parse_duration(step, "--step")
+    if by <= timedelta(0) or last < first or (last - first) / by > 10_000:
+        raise UsageError(
+            "--from, --to and --step must give 1 to 10,000 points forward in time",
+            "For example: --from 2027-01-01 --to 2027-07-30 --step 1d.",
+        )
+    points = fleetview.timeline(ospp_home(), glob, first, last, by, os.environ, clock)
+    states = fleetview.STATES
+    table = ["day         " + " ".join(f"{s:>19}" for s in states)]
+    for day, counts in points:
+        table.append(f"{day:%Y-%m-%d}  " + " ".join(f"{counts.get(s, 0):>19}" for s in states))
+    title = f"Licence states of {glob or 'all machines'}, {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    written = []
+    try:
+        picture = fleetplot.svg(points, states, title)
+        if svg_file:
+            write_atomic(svg_file, picture)
+            written.append(f"Wrote {svg_file}")
+        if html_file:
+            write_atomic(html_file, fleetplot.html(picture, title, table))
+            written.append(f"Wrote {html_file}")
+    except OSError as exc:
+        raise UsageError(f"the chart cannot be written: {exc.strerror or exc}") from exc
+    data = {
+        "states": list(states),
+        "points": [{"at": iso(day), **{s: c.get(s, 0) for s in states}} for day, c in points],
+    }
+    return Result(table + written, data, banners=False)
+
+
+COMMANDS = [fleet_group]

@@ -1,0 +1,355 @@
+"""A fleet of simulated machines, as VAMT manages real ones: create, select, key, remove,
+export and import.
+
+Machines are selected by a glob over their names (``ws*``); nothing outside it is touched.
+Creating many machines takes a fast path: one template store is built with the ordinary store
+code (product, KMS settings, key), then each machine gets a copy with its own CMID, written to
+a temporary file and linked into place, so a machine appears whole or not at all and an
+existing one is never overwritten. Everything streams: memory does not grow with the fleet.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import os
+import shutil
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ospp.core.clock import Clock, iso
+from ospp.core.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
+from ospp.core.paths import machine_dir, machine_name
+from ospp.machine import client
+from ospp.machine.store import MachineStore
+from ospp.machine.workers import parallel
+
+MAX_COUNT = 100_000
+CSV_FIELDS = ("machine", "product", "key", "kms_host")
+STORE_FILE = "licenses.db"
+
+
+def names(home: Path, glob: str | None = None) -> list[str]:
+    """Machine names under ``home`` matching ``glob`` (case-insensitive), sorted."""
+    root = home / "machines"
+    pattern = glob.lower() if glob else None
+    try:
+        entries = [e.name for e in os.scandir(root) if e.is_dir()]
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in entries if pattern is None or fnmatch.fnmatchcase(n, pattern))
+
+
+def require(home: Path, glob: str | None) -> list[str]:
+    found = names(home, glob)
+    if not found:
+        raise LicensingError(
+            0xC004F014,
+            f"no simulated machine matches {glob!r}" if glob else "there are no simulated machines",
+            "Create some with 'ospp fleet create PREFIX COUNT --product ID'.",
+        )
+    return found
+
+
+# -- what a new machine holds -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What each machine gets: products (each with its key, or None for the GVLK), and
+    optionally a KMS host or lookup domain."""
+
+    products: tuple[tuple[str, str | None], ...]
+    kms_host: str | None = None
+    kms_domain: str | None = None
+
+    @classmethod
+    def one(
+        cls, product: str, kms_host: str | None, kms_domain: str | None, key: str | None
+    ) -> Spec:
+        return cls(((product, key),), kms_host, kms_domain)
+
+
+def check_spec(spec: Spec) -> None:
+    """Validate a spec before anything is created (raises the error the single verb would)."""
+    from ospp.core.endpoint import parse_host, valid_host
+    from ospp.protocol import keys
+
+    if spec.kms_host:
+        parse_host(spec.kms_host, 1688, "KMS host")
+    if spec.kms_domain is not None and (
+        not valid_host(spec.kms_domain.strip().rstrip(".")) or ":" in spec.kms_domain
+    ):
+        raise UsageError(f"--skms-domain value {spec.kms_domain!r} is not a DNS domain name")
+    for product_id, key in spec.products:
+        product = client.find_product(product_id)
+        if key:
+            parsed = keys.parse(key)
+            if parsed.product is not product:
+                raise UsageError(
+                    f"the key *****-{parsed.last5} is for {parsed.product.id}, not {product.id}",
+                    "Give a key of the product the machines get, or leave the key out.",
+                )
+
+
+class Templates:
+    """Template stores by spec, built once with the ordinary store code in a scratch home."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._scratch = Path(tempfile.mkdtemp(prefix="ospp-fleet-"))
+        self._built: dict[Spec, bytes] = {}
+
+    def get(self, spec: Spec) -> bytes:
+        found = self._built.get(spec)
+        if found is None:
+            found = self._build(spec)
+            if len(self._built) > 64:
+                self._built.clear()
+            self._built[spec] = found
+        return found
+
+    def _build(self, spec: Spec) -> bytes:
+        name = f"t{len(self._built)}-{uuid.uuid4().hex[:8]}"
+        store = MachineStore.open(self._scratch, name, self.clock)
+        try:
+            for product, key in spec.products:
+                client.install_product(store, product)
+                if key:
+                    client.install_key(store, key)
+            if spec.kms_host:
+                client.set_kms_host(store, spec.kms_host)
+            if spec.kms_domain:
+                client.set_kms_domain(store, spec.kms_domain)
+        finally:
+            store.db.close()
+        data = bytearray((machine_dir(self._scratch, name) / STORE_FILE).read_bytes())
+        data[18:20] = b"\x01\x01"  # rollback-journal header, so sqlite3 can deserialize it
+        return bytes(data)
+
+    def close(self) -> None:
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _copy(template: bytes, created_at: str) -> bytes:
+    """The template with a fresh CMID (and creation time), as WAL-mode file bytes."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.deserialize(template)
+        mem.execute("UPDATE meta SET value=? WHERE name='cmid'", (str(uuid.uuid4()),))
+        mem.execute("UPDATE meta SET value=? WHERE name='created_at'", (created_at,))
+        mem.commit()
+        data = bytearray(mem.serialize())
+    finally:
+        mem.close()
+    data[18:20] = b"\x02\x02"  # WAL mode, as every ospp store is opened
+    return bytes(data)
+
+
+def place(home: Path, name: str, data: bytes) -> bool:
+    """Write a new machine's store whole; False (nothing written) when it already exists."""
+    directory = machine_dir(home, name)
+    target = directory / STORE_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if target.exists():
+            return False
+        tmp = directory / f"{STORE_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new"
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            if hasattr(os, "link") and os.name != "nt":
+                os.link(tmp, target)  # fails if the target exists: never overwrites
+                os.unlink(tmp)
+            else:
+                os.rename(tmp, target)  # on Windows, rename refuses an existing target
+        except FileExistsError:
+            os.unlink(tmp)
+            return False
+    except OSError as exc:
+        raise StoreError(
+            E_ACCESS_DENIED,
+            f"the store of machine {name} cannot be written in {directory}: {exc.strerror or exc}",
+            "Check that OSPP_HOME is writable.",
+        ) from exc
+    return True
+
+
+@dataclass(frozen=True)
+class Created:
+    machine: str
+    outcome: str  # "created" or "exists"
+
+
+def create_names(prefix: str, count: int) -> list[str]:
+    if not 1 <= count <= MAX_COUNT:
+        raise UsageError(
+            f"COUNT must be between 1 and {MAX_COUNT}, not {count}", "Create a fleet in parts."
+        )
+    width = len(str(count))
+    made = [f"{prefix}{n:0{width}d}" for n in range(1, count + 1)]
+    machine_name(made[-1])  # the longest name: raises when the prefix is not usable
+    return [machine_name(n) for n in made]
+
+
+def create(
+    home: Path, targets: list[tuple[str, Spec]], clock: Clock, templates: Templates
+) -> Iterator[Created]:
+    """Create each (name, spec); one that already exists is reported, never overwritten."""
+    created_at = iso(clock.now())
+    data = {spec: templates.get(spec) for spec in {spec for _, spec in targets}}
+
+    def one(target: tuple[str, Spec]) -> Iterator[Created]:
+        name, spec = target
+        ok = place(home, name, _copy(data[spec], created_at))
+        yield Created(name, "created" if ok else "exists")
+
+    yield from parallel(targets, one)
+
+
+# -- keys and removal --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Done:
+    machine: str
+    outcome: str  # "installed", "removed", or "failed"
+    error: OsppError | None = None
+
+
+def install_key(
+    home: Path, glob: str, key: str, environ: Mapping[str, str], clock: Clock
+) -> Iterator[Done]:
+    """Install ``key`` on every machine matching ``glob`` (validated once, up front)."""
+    from ospp.protocol import keys
+
+    parsed = keys.parse(key)
+
+    def one(name: str) -> Iterator[Done]:
+        try:
+            store = MachineStore.open(home, name, clock)
+        except OsppError as exc:
+            yield Done(name, "failed", exc)
+            return
+        try:
+            with store.db.write() as conn:
+                store.install_key(conn, parsed)
+                store.bump(conn)
+            yield Done(name, "installed")
+        except OsppError as exc:
+            yield Done(name, "failed", exc)
+        finally:
+            store.db.close()
+
+    yield from parallel(require(home, glob), one)
+
+
+def remove(home: Path, glob: str) -> Iterator[Done]:
+    """Delete every machine matching ``glob``."""
+    for name in require(home, glob):
+        try:
+            shutil.rmtree(machine_dir(home, name))
+        except FileNotFoundError:
+            continue  # removed meanwhile by someone else
+        except OSError as exc:
+            yield Done(name, "failed", StoreError(E_ACCESS_DENIED, f"{name}: {exc}"))
+        else:
+            yield Done(name, "removed")
+
+
+# -- export and import -------------------------------------------------------------------------
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    try:
+        f = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    with f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None or [h.strip().lower() for h in header[:4]] != list(CSV_FIELDS):
+            raise UsageError(
+                f"{path} line 1: expected the header {','.join(CSV_FIELDS)}",
+                "Use a file written by 'ospp fleet export'.",
+            )
+        for row in rows:
+            if any(cell.strip() for cell in row):
+                yield rows.line_num, row
+
+
+def read_csv(path: Path) -> Iterator[tuple[int, str, Spec]]:
+    """Machines of an export file as (first line, machine, spec): a machine's rows are
+    consecutive (one per product). The first bad row raises, naming its line."""
+    current: tuple[int, str, Spec] | None = None
+    for line, row in _rows(path):
+        try:
+            if len(row) != 4:
+                raise UsageError(f"expected 4 fields, found {len(row)}")
+            if not row[0].strip():
+                raise UsageError("the machine name is empty")
+            name = machine_name(row[0])
+            product = (row[1].strip(), row[2].strip() or None)
+            host = row[3].strip() or None
+            if current is not None and current[1] == name:
+                spec = current[2]
+                if host != spec.kms_host:
+                    raise UsageError(f"machine {name} has two KMS hosts")
+                spec = Spec((*spec.products, product), spec.kms_host)
+                check_spec(spec)
+                current = (current[0], name, spec)
+                continue
+            spec = Spec((product,), host)
+            check_spec(spec)
+        except OsppError as exc:
+            raise UsageError(
+                f"{path} line {line}: {exc.message}",
+                "Nothing was imported; fix the row and import again.",
+            ) from exc
+        if current is not None:
+            yield current
+        current = (line, name, spec)
+    if current is not None:
+        yield current
+
+
+def check_import(home: Path, path: Path) -> int:
+    """Validate a whole file first: every row, no machine twice, none that exists already."""
+    seen: set[str] = set()
+    for line, name, _ in read_csv(path):
+        if name in seen:
+            raise UsageError(
+                f"{path} line {line}: machine {name} appears twice",
+                "Nothing was imported; a machine's rows must be consecutive.",
+            )
+        if (machine_dir(home, name) / STORE_FILE).exists():
+            raise UsageError(
+                f"{path} line {line}: machine {name} already exists",
+                "Nothing was imported; remove it first ('ospp fleet remove') or leave it out.",
+            )
+        seen.add(name)
+    return len(seen)
+
+
+def import_rows(home: Path, path: Path, clock: Clock, templates: Templates) -> Iterator[Created]:
+    """Create the machines of a checked file; if one appeared meanwhile, undo them all."""
+    made: list[str] = []
+    created_at = iso(clock.now())
+    for line, name, spec in read_csv(path):
+        if not place(home, name, _copy(templates.get(spec), created_at)):
+            for undo in made:
+                shutil.rmtree(machine_dir(home, undo), ignore_errors=True)
+            raise UsageError(
+                f"{path} line {line}: machine {name} was created by someone else meanwhile",
+                "Nothing was imported.",
+            )
+        made.append(name)
+        yield Created(name, "created")

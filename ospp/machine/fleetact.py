@@ -1,0 +1,125 @@
+"""Activating a fleet: every keyed product of every selected machine, as /act would.
+
+Machines are handled by a few worker threads (``workers.parallel``); each keeps one open
+connection per KMS host. MAK activations go to the activation authority. Each store is opened,
+used and closed by one worker, so a fleet of any size holds a handful of stores open.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from ospp.core.catalog import Channel
+from ospp.core.clock import Clock
+from ospp.core.errors import OsppError
+from ospp.core.paths import ospp_home
+from ospp.machine import client
+from ospp.machine.fleet import require
+from ospp.machine.kmsclient import Pool
+from ospp.machine.service import Action
+from ospp.machine.store import MachineStore
+from ospp.machine.workers import parallel
+
+
+def outcome(done: Action) -> str:
+    """The name an action is counted under in a summary."""
+    if done.action is None:
+        return "nothing due"
+    if done.error is None:
+        return {"activate": "activated", "renew": "renewed"}.get(done.action, done.action)
+    return f"failed 0x{done.error.code:08X}"
+
+
+class Pools:
+    """One connection pool per worker thread (one connection per KMS host in each)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[Pool] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Pool:
+        pool: Pool | None = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = {}
+            with self._lock:
+                self._all.append(pool)
+        return pool
+
+    def close(self) -> None:
+        with self._lock:
+            for pool in self._all:
+                for conn in pool.values():
+                    conn.close()
+                pool.clear()
+
+
+def prepare(home: Path) -> None:
+    """Create what every store shares before the threads start (the seal key)."""
+    from ospp.machine.seal import seal_key
+
+    seal_key(home, create=True)
+
+
+def act(
+    home: Path, glob: str | None, environ: Mapping[str, str], clock: Clock, pools: Pools
+) -> Iterator[Action]:
+    """Activate every keyed product on each machine matching ``glob``."""
+    prepare(home)
+
+    def one(name: str) -> Iterator[Action]:
+        try:
+            store = MachineStore.open(home, name, clock)
+        except OsppError as exc:
+            yield Action(name, "", "", "activate", error=exc)
+            return
+        try:
+            yield from _act_one(store, environ, pools.get())
+        finally:
+            store.db.close()
+
+    yield from parallel(require(home, glob), one)
+
+
+def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Iterator[Action]:
+    from ospp.machine import activation, kmsclient
+
+    for st in client.statuses(store, environ=environ):
+        lic = st.licence
+        if lic.sku.channel is Channel.KMS_HOST:
+            continue
+        base = Action(store.name, lic.sku.product.id, st.status, "activate")
+        try:
+            if lic.sku.channel is Channel.MAK:
+                activation.activate_mak(store, lic, environ)
+                yield Action(base.machine, base.product, base.status, "activate", "authority")
+            else:
+                done = kmsclient.activate(store, lic, environ, st.status, pool)
+                yield Action(
+                    base.machine, base.product, base.status, "activate", done.host, done.count
+                )
+        except OsppError as exc:
+            if lic.sku.channel is Channel.MAK:  # KMS attempts are recorded by the KMS client
+                with store.db.write() as conn:
+                    store.record(conn, "acterr", exc.code, exc.message, lic.sku)
+            yield Action(base.machine, base.product, base.status, "activate", error=exc)
+
+
+def service(names: list[str | None], environ: Mapping[str, str], pools: Pools) -> Iterator[Action]:
+    """``ospp service`` over many machines, in worker threads (results in any order)."""
+    from ospp.core.clock import clock_from_env
+    from ospp.machine.service import run_one
+
+    clock = clock_from_env(environ)
+    prepare(ospp_home(environ))
+
+    def one(name: str | None) -> Iterator[Action]:
+        store = client.open_machine(name, environ, clock)
+        try:
+            yield from run_one(store, environ, pools.get())
+        finally:
+            store.db.close()
+
+    yield from parallel(names, one)

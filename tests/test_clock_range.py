@@ -1,0 +1,50 @@
+"""Simulated time (OSPP_NOW): times ospp cannot work with are usage errors, not bugs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ospp.core.clock import iso, parse_time
+from ospp.core.errors import UsageError
+from tests.conftest import GVLK_2021, Ospp
+
+UNWORKABLE = [
+    "9999-12-31T23:59:59Z",  # a year later overflows
+    "9999-12-31T23:59:59-01:00",  # overflows even when converted to UTC
+    "9999-01-01",
+    "0001-01-01T00:00:00+00:00",
+    "0999-06-01T00:00:00Z",  # years before 1000 do not survive the store's ISO form
+    "0100-01-01",
+    "1969-12-31T23:59:59Z",
+    "0001-01-01T00:00:00+05:00",  # underflows when converted to UTC
+    "1000-01-01",
+]
+
+
+@pytest.mark.parametrize("text", UNWORKABLE)
+def test_times_ospp_cannot_work_with_are_refused_up_front(text: str):
+    with pytest.raises(UsageError, match="OSPP_NOW"):
+        parse_time(text)
+
+
+@pytest.mark.parametrize("text", UNWORKABLE[:6])
+def test_unworkable_ospp_now_exits_2_and_leaves_the_store(ospp: Ospp, text: str):
+    assert ospp("/inpkey:" + GVLK_2021).code == 0
+    before = ospp.store_file().read_bytes()
+    for args in (["/dstatus"], ["/rearm"], ["install-product", "VisioPro2024"], ["/act"]):
+        ran = ospp(*args, env={"OSPP_NOW": text})
+        assert ran.code == 2 and "OSPP_NOW" in ran.out, (args, ran.out, ran.err)
+    assert ospp.store_file().read_bytes() == before
+    assert ospp.proc("/dstatus", env={"OSPP_NOW": text}).code == 2
+
+
+@pytest.mark.parametrize("text", ["1970-01-01T00:00:00Z", "9998-12-31T23:59:59Z"])
+def test_the_edges_of_the_range_work_and_round_trip(ospp: Ospp, text: str):
+    value = parse_time(text)
+    assert parse_time(iso(value)) == value
+    env = {"OSPP_NOW": text}
+    for args in (["/inpkey:" + GVLK_2021], ["/dstatus"], ["/rearm"], ["dstatus", "--json"]):
+        ran = ospp(*args, env=env)
+        assert ran.code == 0, (args, ran.out, ran.err)
+    later = ospp("/dstatus")  # the real clock, with the store written at the edge
+    assert later.code == 0 and "damaged" not in later.out

@@ -1,0 +1,240 @@
+"""Fleet commands: real stores, a real KMS host on 127.0.0.1, real subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fnmatch
+import io
+import os
+import sqlite3
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GVLK_2016, Ospp
+from tests.kmsutil import Host, make_host
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def machines(ospp: Ospp) -> list[str]:
+    root = Path(ospp.env["OSPP_HOME"]) / "machines"
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+def licensed(ospp: Ospp, glob: str = "*") -> set[str]:
+    rows = ospp("fleet", "status", "--json", "--machines", glob).json()["rows"]
+    return {r["machine"] for r in rows if r["status"] == "LICENSED"}
+
+
+def counted_cmids(ospp: Ospp) -> set[str]:
+    return {c["cmid"] for c in ospp("kms", "clients", "--json").json()["clients"]}
+
+
+def cmids(ospp: Ospp, names: set[str]) -> set[str]:
+    return {ospp("dcmid", n, "--json").json()["cmid"] for n in names}
+
+
+def test_create_names_settings_and_refuses_existing(ospp: Ospp) -> None:
+    ran = ospp("fleet", "create", "ws", "12", "--product", "ProPlus2021", "--sethst", "kms1:1700")
+    assert ran.code == 0 and "Summary: 12 created" in ran.out, ran.out
+    assert ran.err == ""  # no progress bar when stderr is not a terminal
+    assert machines(ospp) == [f"ws{n:02d}" for n in range(1, 13)]
+    out = ospp("/dstatus", "ws07").out
+    assert "KMS machine registry override defined: kms1:1700" in out
+    assert "Last 5 characters of installed product key: 6F7TH" in out
+    assert len({ospp("dcmid", f"ws{n:02d}", "--json").json()["cmid"] for n in (1, 2, 3)}) == 3
+    again = ospp("fleet", "create", "ws", "20", "--product", "ProPlus2021")
+    assert again.code == 2 and "exist already" in again.out
+    assert len(machines(ospp)) == 12  # nothing created
+    bad = ospp("fleet", "create", "x", "3", "--product", "ProPlus2021", "--key", GVLK_2016)
+    assert bad.code == 2 and "ProPlus2016" in bad.out
+    dom = ospp("fleet", "create", "d", "2", "--product", "ProPlus2021", "--skms-domain", "corp.ex")
+    assert dom.code == 0
+    assert "KMS Lookup Domain: corp.ex" in ospp("/dstatus", "d1").out
+    both = ("--sethst", "h:1", "--skms-domain", "corp.ex")
+    assert ospp("fleet", "create", "e", "2", "--product", "ProPlus2021", *both).code == 2
+    ospp("fleet", "remove", "d*")
+    assert ospp("fleet", "create", "y", "0", "--product", "ProPlus2021").code == 2
+    assert ospp("fleet", "create", "y", "3", "--product", "Nope").code == 2
+    assert len(machines(ospp)) == 12
+
+
+def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> None:
+    ospp("fleet", "create", "a", "3", "--product", "ProPlus2021")
+    ospp("fleet", "create", "b", "2", "--product", "ProPlus2019")
+    ran = ospp("fleet", "status", "--csv")
+    rows = list(csv.DictReader(io.StringIO(ran.out)))
+    assert [r["machine"] for r in rows] == ["a1", "a2", "a3", "b1", "b2"]
+    assert rows[0]["status"] == "OOB_GRACE" and rows[0]["error_code"] == "0x4004F00C"
+    assert rows[0]["key_last5"] == "6F7TH" and rows[0]["remaining_days"] in ("29", "30")
+    assert ospp("fleet", "inpkey", GVLK_2016, "--machines", "b*").code == 0
+    keys = {r["machine"]: r for r in ospp("fleet", "status", "--json").json()["rows"]}
+    assert keys["b1"]["key_last5"] == "WFG99" and keys["b1"]["product"] == "ProPlus2016"
+    assert keys["a1"]["key_last5"] == "6F7TH"
+    only = ospp("fleet", "status", "--json", "--machines", "a?", "--status", "oob_grace").json()
+    assert {r["machine"] for r in only["rows"]} == {"a1", "a2", "a3"}
+    assert ospp("fleet", "status", "--status", "LICENSED", "--json").json()["rows"] == []
+    assert ospp("fleet", "remove", "b*").code == 0
+    assert machines(ospp) == ["a1", "a2", "a3"]
+    assert ospp("fleet", "remove", "zz*").code == 1
+
+
+def test_export_import_round_trip_and_all_or_nothing(ospp: Ospp, tmp_path: Path) -> None:
+    ospp("fleet", "create", "pc", "3", "--product", "ProPlus2021", "--sethst", "10.0.0.5:1688")
+    ospp("fleet", "inpkey", GVLK_2016, "--machines", "pc3")
+    out = tmp_path / "fleet.csv"
+    assert ospp("fleet", "export", str(out)).code == 0
+    exported = out.read_text()
+    assert exported.splitlines()[0] == "machine,product,key,kms_host"
+    ospp("fleet", "remove", "pc*")
+    assert ospp("fleet", "import", str(out)).code == 0
+    out2 = tmp_path / "again.csv"
+    ospp("fleet", "export", str(out2))
+    assert out2.read_text() == exported
+    ospp("fleet", "remove", "pc*")
+    bad = tmp_path / "bad.csv"
+    lines = exported.splitlines()
+    bad.write_text("\n".join([*lines[:3], "pc9,ProPlus2021,NOT-A-KEY,", *lines[3:]]) + "\n")
+    ran = ospp("fleet", "import", str(bad))
+    assert ran.code == 2 and "line 4" in ran.out, ran.out
+    assert machines(ospp) == []
+    dup = tmp_path / "dup.csv"
+    dup.write_text(exported + lines[1] + "\n")
+    ran = ospp("fleet", "import", str(dup))
+    assert ran.code == 2 and f"line {len(lines) + 1}" in ran.out and "twice" in ran.out
+    assert machines(ospp) == []
+
+
+def test_act_and_renewal_counts_match_the_host(ospp: Ospp) -> None:
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        ospp("fleet", "create", "ws", "12", "--product", "ProPlus2021", "--sethst", host.address)
+        first = ospp.proc("fleet", "act", "--json")
+        # the first four are below the threshold of 5; the rest activate
+        assert first.code == 1, first.out
+        summary = first.json()["summary"]
+        assert summary == {"activated": 8, "failed 0xC004F038": 4}
+        got = licensed(ospp)
+        assert len(got) == 8 and cmids(ospp, got) <= counted_cmids(ospp)
+        # the host now counts 10 or more: acting again activates (or re-activates) all 12
+        again = ospp.proc("fleet", "act", "--machines", "ws*")
+        assert again.code == 0 and "Summary: 12 activated" in again.out, again.out
+        assert licensed(ospp) == {f"ws{n:02d}" for n in range(1, 13)}
+        assert counted_cmids(ospp) == cmids(ospp, licensed(ospp))
+        # a week later the service renews them all, over one connection
+        ospp("clock", "advance", "7d")
+        ran = ospp.proc("service", "--all", "--json")
+        assert ran.code == 0, ran.out
+        assert ran.json()["summary"] == {"renewed": 12}
+        assert counted_cmids(ospp) == cmids(ospp, licensed(ospp))
+        assert len(licensed(ospp)) == 12
+    finally:
+        host.stop()
+
+
+def test_act_without_a_host_fails_with_exit_1(ospp: Ospp) -> None:
+    ospp("fleet", "create", "n", "3", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
+    ran = ospp("fleet", "act", "--json")
+    assert ran.code == 1 and ran.json()["summary"] == {"failed 0xC004F074": 3}
+
+
+def test_concurrent_fleet_commands_on_overlapping_globs_lose_no_update(ospp: Ospp) -> None:
+    ospp("fleet", "create", "c", "20", "--product", "ProPlus2021")
+    names = [f"c{n:02d}" for n in range(1, 21)]
+
+    def generation(name: str) -> int:
+        with contextlib.closing(sqlite3.connect(ospp.store_file(name))) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()
+        return int(row[0])
+
+    before = {n: generation(n) for n in names}
+    globs = ["c*", "c0*", "c1*", "c*", "c?[13579]", "c*", "c0*", "c2*"]
+    env = {**os.environ, **ospp.env}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ospp", "fleet", "inpkey", GVLK_2016, "--machines", g],
+            env=env,
+            stdout=subprocess.PIPE,
+        )
+        for g in globs
+    ]
+    for p in procs:
+        p.communicate(timeout=120)
+        assert p.returncode == 0
+    for name in names:
+        hits = sum(fnmatch.fnmatchcase(name, g) for g in globs)
+        assert generation(name) - before[name] == hits, name
+
+
+@pytest.mark.parametrize("fmt", ["--svg", "--html"])
+def test_timeline_draws_one_series_per_state(ospp: Ospp, tmp_path: Path, fmt: str) -> None:
+    ospp("fleet", "create", "ws", "5", "--product", "ProPlus2021", env={"OSPP_NOW": "2027-01-01"})
+    ospp("fleet", "create", "nk", "2", "--product", "ProPlus2021", env={"OSPP_NOW": "2027-01-01"})
+    ospp("fleet", "create", "late", "1", "--product", "ProPlus2021", env={"OSPP_NOW": "2027-02-01"})
+    out = tmp_path / ("t.svg" if fmt == "--svg" else "t.html")
+    ran = ospp(
+        "fleet", "timeline", "--from", "2027-01-01", "--to", "2027-02-10", "--step", "1d",
+        fmt, str(out), "--json",
+    )  # fmt: skip
+    assert ran.code == 0, ran.out
+    points = ran.json()["points"]
+    assert len(points) == 41
+    by_day = {p["at"][:10]: p for p in points}
+    assert by_day["2027-01-01"]["OOB_GRACE"] == 7  # 'late' is not installed yet
+    assert by_day["2027-02-01"]["OOB_GRACE"] == 1
+    assert by_day["2027-01-27"]["OOB_GRACE_NOTIFYING"] == 7
+    assert by_day["2027-02-05"]["NOTIFICATIONS"] == 7
+    text = out.read_text()
+    if fmt == "--html":
+        text = text[text.index("<svg") : text.index("</svg>") + 6]
+    root = ET.fromstring(text)
+    series = [g.get("data-state") for g in root.iter(f"{SVG}g") if g.get("class") == "series"]
+    assert series == ran.json()["states"]
+    assert len(set(series)) == 6
+
+
+def test_status_in_worker_processes_matches_and_reports_a_damaged_store(
+    ospp: Ospp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ospp.machine import fleetview
+
+    ospp("fleet", "create", "m", "30", "--product", "ProPlus2021")
+    serial = ospp("fleet", "status", "--csv").out
+    monkeypatch.setattr(fleetview, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(fleetview, "CHUNK", 4)
+    assert ospp("fleet", "status", "--csv").out == serial
+    assert len(serial.splitlines()) == 31
+    damaged = ospp.store_file("m07")
+    damaged.write_bytes(b"not a database at all" * 100)
+    ran = ospp("fleet", "status", "--json")
+    assert ran.code == 3, ran.out
+    rows = {r["machine"]: r for r in ran.json()["rows"]}
+    assert rows["m07"]["status"] == "ERROR" and rows["m07"]["error_code"] == "0x8007000D"
+    assert len(rows) == 30 and rows["m08"]["status"] == "OOB_GRACE"
+    assert damaged.read_bytes() == b"not a database at all" * 100
+
+
+def test_parallel_yields_every_result_and_raises_the_first_failure() -> None:
+    from collections.abc import Iterator
+
+    from ospp.machine.workers import parallel
+
+    def double(n: int) -> Iterator[int]:
+        yield n
+        yield -n
+
+    assert sorted(parallel(range(500), double)) == sorted([*range(500), *(-n for n in range(500))])
+
+    def fail_at_7(n: int) -> Iterator[int]:
+        if n == 7:
+            raise ValueError("seven")
+        yield n
+
+    with pytest.raises(ValueError, match="seven"):
+        list(parallel(range(10_000), fail_at_7))
