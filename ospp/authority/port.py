@@ -37,13 +37,13 @@ def call_authority(
     if endpoint is None:
         from ospp.authority.state import Authority
 
-        authority = Authority.open(center_home(environ), clock)
+        authority = Authority.open(center_home(environ), clock, environ=environ)
         try:
             if request["op"] == "activate":
                 return {"ok": True, **authority.activate(request)}
             return {"ok": True, "cid": authority.confirm(request["iid"])}
         finally:
-            authority.db.close()
+            authority.close()
     from ospp.protocol.wire import Connection
 
     with Connection(endpoint, "activation authority") as conn:
