@@ -181,6 +181,7 @@ class PgStore:
         self.where = str(target)
         _driver()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self.migrated_from = SCHEMA_VERSION
         self._prepare(upgrade)
 
     # -- connections and errors ----------------------------------------------------------------
@@ -312,7 +313,7 @@ class PgStore:
     def _prepare(self, upgrade: bool) -> None:
         def step(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK,))
-            found = self._version(conn)
+            found = self.migrated_from = self._version(conn)
             if found > SCHEMA_VERSION:
                 raise self._newer(found)
             if found == SCHEMA_VERSION:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ospp.core.clock import Clock
 from ospp.core.endpoint import Endpoint, parse_host
-from ospp.core.errors import LicensingError
+from ospp.core.errors import LicensingError, NetworkError
 from ospp.core.paths import center_home
 from ospp.protocol.trust import E_UNTRUSTED
 
@@ -44,11 +44,17 @@ def call_authority(
             return {"ok": True, "cid": authority.confirm(request["iid"])}
         finally:
             authority.close()
-    from ospp.protocol.wire import Connection
+    from ospp.protocol.wire import E_NO_CONNECTION, Connection
 
     with Connection(endpoint, "activation authority") as conn:
         response = conn.call(request)
     if not response.get("ok"):
+        if response.get("code") == E_NO_CONNECTION:  # the node is up, its database is not
+            raise NetworkError(
+                E_NO_CONNECTION,
+                f"the activation authority at {endpoint} is unavailable: {response.get('message')}",
+                "Try again later, or another node of the authority.",
+            )
         raise LicensingError(
             int(response.get("code", E_UNTRUSTED)),
             f"the activation authority at {endpoint} refused: {response.get('message')}",

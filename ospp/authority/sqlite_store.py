@@ -106,12 +106,27 @@ class _Count:
         )
 
 
+def _version_on_disk(path: Path) -> int:
+    """The schema version of ``path`` before opening it (read-only, nothing replayed)."""
+    if not path.is_file():
+        return 0
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except (sqlite3.Error, ValueError):
+        return 0  # opening it properly reports what is wrong
+
+
 class SqliteStore:
     """The :class:`~ospp.authority.storage.Store` of one ``center.db``."""
 
     backend = "sqlite"
 
     def __init__(self, path: Path) -> None:
+        self.migrated_from = _version_on_disk(path)
         self.db = Database(path, "authority", _SCHEMA)
         self.where = str(path)
 

@@ -74,6 +74,7 @@ class Store(Protocol):
 
     backend: str  # "sqlite" or "postgresql"
     where: str  # shown in messages: a path, or the database without its password
+    migrated_from: int  # the schema version found when the store was opened
 
     def setup(self) -> AbstractContextManager[MetaTx]:
         """A transaction that serialises first-use set-up across processes and nodes."""

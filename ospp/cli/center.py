@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
+from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports, run
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
 from ospp.core.paths import center_home, write_atomic
@@ -42,17 +42,24 @@ def center() -> None:
 
 @center.command("init")
 @click.option("--name", help="A name for this authority (shown to clients).")
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="Keep the records in this PostgreSQL database (postgresql://user@host:port/db), "
+    "shared by several 'ospp center serve' nodes; remembered in OSPP_CENTER_HOME.",
+)
 @JSON_OPTION
 @click.pass_context
-def init(ctx: click.Context, name: str | None, as_json: bool) -> None:
+def init(ctx: click.Context, name: str | None, db_url: str | None, as_json: bool) -> None:
     """Create the authority's key pair and store (done on first use otherwise)."""
 
     def body() -> Result:
         from ospp.authority.state import Authority
 
-        authority = Authority.open(center_home(), clock_from_env(), name)
+        authority = Authority.open(center_home(), clock_from_env(), name, db_url=db_url)
         pub = authority.home / "authority.pub.json"
-        return Result(
+        result = Result(
             [
                 f"Authority {authority.public.name} ({authority.public.fingerprint})",
                 f"Public key file for clients: {pub}",
@@ -64,8 +71,31 @@ def init(ctx: click.Context, name: str | None, as_json: bool) -> None:
             },
             banners=False,
         )
+        if db_url:
+            from ospp.authority.backend import remember_url
+
+            remember_url(authority.home, db_url)
+            result.lines.append(f"Records: {authority.store.where}")
+            result.data["database"] = authority.store.where
+        return result
 
     run("center init", json_wanted(ctx, as_json), body)
+
+
+@center.command("migrate")
+@JSON_OPTION
+@reports
+def migrate() -> Result:
+    """Upgrade the authority's store to this ospp's schema (once, on one node)."""
+    from ospp.authority.backend import migrate as migrate_store
+
+    store, before, after = migrate_store(center_home(), os.environ)
+    state = "current" if before == after else f"upgraded from {before}"
+    return Result(
+        [f"Authority store {store.where}: schema version {after} ({state})"],
+        {"backend": store.backend, "store": store.where, "from": before, "to": after},
+        banners=False,
+    )
 
 
 @center.command("pubkey")
