@@ -90,10 +90,13 @@ def ospp(tmp_path: Path) -> Ospp:
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[pgcluster.Cluster]:
-    """PostgreSQL for the tests: OSPP_TEST_PG_URL, or a throwaway cluster; else a skip."""
+    """PostgreSQL for the tests: OSPP_TEST_PG_URL, or a throwaway cluster; else a skip (a
+    failure when OSPP_TEST_PG_REQUIRED is set, as in CI)."""
     try:
         cluster = pgcluster.start()
     except pgcluster.Unavailable as exc:
+        if os.environ.get("OSPP_TEST_PG_REQUIRED"):  # CI: a missing server is a failure
+            pytest.fail(f"PostgreSQL unavailable: {exc}")
         pytest.skip(f"PostgreSQL unavailable: {exc}")
     try:
         yield cluster

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 URL_ENV = "OSPP_TEST_PG_URL"
+TMP_ENV = "OSPP_TEST_PG_TMP"  # where the throwaway cluster's directory goes (CI cleans it up)
 
 
 class Unavailable(Exception):
@@ -131,7 +132,7 @@ def start() -> Cluster:
             owner = pwd.getpwnam(user)
         except (ImportError, KeyError) as exc:
             raise Unavailable("running as root, and there is no 'postgres' user") from exc
-    base = Path(tempfile.mkdtemp(prefix="ospp-pg-"))
+    base = Path(tempfile.mkdtemp(prefix="ospp-pg-", dir=os.environ.get(TMP_ENV) or None))
     datadir = base / "data"
     password = secrets.token_hex(12)
     pwfile = base / "pw"
