@@ -372,3 +372,40 @@ def test_a_burst_over_the_protocol_never_overshoots(pg_ospp: Ospp, pg_url: str, 
     counts = pg_query(pg_url, "SELECT serial, count(*) FROM activations GROUP BY serial")
     assert sorted(n for _, n in counts) == [2] * 30
     assert sum(ok for ok, _ in results) == 60
+
+
+def test_kms_host_key_limits_on_either_store(center: Ospp):
+    """A KMS host key: 6 hosts by default, each activating at most 10 times (both stores)."""
+    from ospp.authority.state import Authority
+    from ospp.core.clock import clock_from_env
+    from ospp.core.errors import LicensingError
+
+    authority = Authority.open(
+        Path(center.env["OSPP_CENTER_HOME"]), clock_from_env({}), environ=center.env
+    )
+    try:
+        key = authority.issue_key("ProPlus2024", "kms-host", 2)
+
+        def host(cmid: str) -> dict[str, Any]:
+            request = {"key": key, "cmid": cmid, "hardware": "01", "nonce": "n", "host_key": "k"}
+            return authority.activate(request)
+
+        first, second = str(uuid.uuid4()), str(uuid.uuid4())
+        for _ in range(10):
+            assert host(first)["licence"]["kind"] == "kms-host"
+        with pytest.raises(LicensingError) as too_often:
+            host(first)
+        assert too_often.value.code == 0xC004C008 and "10 times" in too_often.value.message
+        host(second)
+        with pytest.raises(LicensingError) as third:
+            host(str(uuid.uuid4()))
+        assert third.value.code == 0xC004C008 and "already activated 2 hosts" in str(third.value)
+        assert [(r.used, r.limit) for r in authority.key_records()] == [(2, 2)]
+    finally:
+        authority.close()
+
+
+def test_a_new_node_without_the_key_files_is_told_what_is_missing(pg_ospp: Ospp, tmp_path: Path):
+    assert pg_ospp("center", "init").code == 0
+    bare = pg_ospp("center", "keys", env={"OSPP_CENTER_HOME": str(tmp_path / "newnode")})
+    assert bare.code == 3 and "authority key files" in bare.out and "newnode" in bare.out
