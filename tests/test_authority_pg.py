@@ -409,3 +409,33 @@ def test_a_new_node_without_the_key_files_is_told_what_is_missing(pg_ospp: Ospp,
     assert pg_ospp("center", "init").code == 0
     bare = pg_ospp("center", "keys", env={"OSPP_CENTER_HOME": str(tmp_path / "newnode")})
     assert bare.code == 3 and "authority key files" in bare.out and "newnode" in bare.out
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://ospp:s3cret@db.example:5433/auth", "postgresql://ospp@db.example:5433/auth"),
+        ("postgres://ospp@db.example/auth", "postgresql://ospp@db.example:5432/auth"),
+        (
+            "postgresql://ospp:s3cret@db1:5432,db2:5432/auth?target_session_attrs=read-write",
+            "postgresql://ospp@db1:5432,db2:5432/auth",
+        ),
+        ("postgresql://ospp:s3cret@[::1]:5433/auth", "postgresql://ospp@[::1]:5433/auth"),
+    ],
+)
+def test_urls_are_shown_without_their_password(url: str, shown: str):
+    from ospp.authority.storage import parse_url
+
+    target = parse_url(url)
+    assert str(target) == shown and "s3cret" not in target.named
+    assert target.password in (None, "s3cret")
+
+
+@pytest.mark.parametrize("url", ["mysql://root:s3cret@db/x", "postgresql://h:port/x", "/srv/db"])
+def test_urls_that_are_not_postgresql_are_refused(url: str):
+    from ospp.authority.storage import parse_url
+    from ospp.core.errors import StoreError
+
+    with pytest.raises(StoreError) as info:
+        parse_url(url)
+    assert info.value.exit_status == 3 and "s3cret" not in info.value.message

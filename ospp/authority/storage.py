@@ -129,38 +129,51 @@ class PgTarget:
     """The parts of a PostgreSQL URL that may be shown: never the password."""
 
     user: str
-    host: str
-    port: int
+    address: str  # host:port, libpq's host1:port1,host2:port2 for failover, "" for the default
     database: str
     password: str | None
 
     def __str__(self) -> str:
         user = f"{self.user}@" if self.user else ""
-        return f"postgresql://{user}{self.host}:{self.port}/{self.database}"
+        return f"postgresql://{user}{self.address}/{self.database}"
 
     @property
     def named(self) -> str:
-        return f"database {self.database!r} on {self.host}:{self.port}"
+        return f"database {self.database!r} on {self.address or 'the local server'}"
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def parse_url(url: str) -> PgTarget:
     """Check that ``url`` is a postgresql:// URL and split out what may be shown of it."""
     try:
-        parts = urlsplit(url)
-        port = parts.port or 5432
-    except ValueError:
-        parts, port = None, 0
-    if parts is None or parts.scheme not in ("postgresql", "postgres") or not port:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. an unbalanced [ in the host
+        parts = urlsplit("invalid:")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    addresses: list[str] = []
+    for host in hosts.split(",") if hosts else []:
+        name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+        if not name:
+            name, port = host, ""
+        if port and not port.isdigit():
+            addresses = []
+            break
+        addresses.append(f"{name}:{port or 5432}")
+    if parts.scheme not in ("postgresql", "postgres") or (hosts and not addresses):
         raise StoreError(
             E_INVALID_DATA,
             f"the authority database setting ({DB_ENV} or {URL_FILE}) is not a "
             "postgresql://user@host:port/database URL",
             f"Unset {DB_ENV} to use SQLite in OSPP_CENTER_HOME, or give a postgresql:// URL.",
         )
+    database = unquote(parts.path.lstrip("/")) or unquote(user) or "postgres"
     return PgTarget(
-        unquote(parts.username or ""),
-        parts.hostname or "localhost",
-        port,
-        unquote(parts.path.lstrip("/")) or unquote(parts.username or "") or "postgres",
-        unquote(parts.password) if parts.password else None,
+        _printable(unquote(user)),
+        _printable(",".join(addresses)),
+        _printable(database),
+        unquote(password) if colon and password else None,
     )
