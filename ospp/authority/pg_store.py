@@ -118,6 +118,7 @@ class _Count:
         self.conn = conn
         self.serial = serial
         self.state: tuple[int, bool] | None = state
+        self._used: int | None = None
 
     def key(self) -> tuple[int, bool] | None:
         return self.state
@@ -130,13 +131,20 @@ class _Count:
         return {str(r[0]): int(str(r[1])) for r in rows}
 
     def seen(self, machine: str, hardware: str) -> bool:
+        # One round trip answers both questions a MAK asks (the key's row is already locked,
+        # and this is a new statement, so it sees every activation committed before the lock).
         row = self.conn.execute(
-            "SELECT 1 FROM activations WHERE serial=%s AND machine=%s AND hardware=%s",
-            (self.serial, machine, hardware),
+            "SELECT count(*), coalesce(bool_or(machine=%s AND hardware=%s), FALSE) "
+            "FROM activations WHERE serial=%s",
+            (machine, hardware, self.serial),
         ).fetchone()
-        return row is not None
+        assert row is not None  # an aggregate always returns a row
+        self._used = int(str(row[0]))
+        return bool(row[1])
 
     def used(self) -> int:
+        if self._used is not None:
+            return self._used
         row = self.conn.execute(
             "SELECT count(*) FROM activations WHERE serial=%s", (self.serial,)
         ).fetchone()
@@ -235,9 +243,15 @@ class PgStore:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _run(self, fn: Callable[[psycopg.Connection[tuple[object, ...]]], T]) -> T:
+    def _run(
+        self, fn: Callable[[psycopg.Connection[tuple[object, ...]]], T], pipeline: bool = False
+    ) -> T:
         """Run ``fn`` in one transaction: retried after serialization failures and deadlocks,
-        and once on a fresh connection when a connection kept from before has gone stale."""
+        and once on a fresh connection when a connection kept from before has gone stale.
+
+        ``pipeline`` sends statements whose results ``fn`` does not read together with the
+        next one (BEGIN with the first query, the last write with COMMIT): fewer round trips.
+        """
         import psycopg
         from psycopg import errors
 
@@ -247,7 +261,7 @@ class PgStore:
             reused = self._conn is not None
             conn = self._connection()
             try:
-                with conn.transaction():
+                with conn.pipeline() if pipeline else contextlib.nullcontext(), conn.transaction():
                     return fn(conn)
             except (errors.SerializationFailure, errors.DeadlockDetected) as exc:
                 conflicts += 1
@@ -418,7 +432,7 @@ class PgStore:
                 return body(_Missing())
             return body(_Count(conn, serial, (int(str(row[0])), bool(row[1]))))
 
-        return self._run(counted)
+        return self._run(counted, pipeline=True)
 
     def close(self) -> None:
         self._drop()
