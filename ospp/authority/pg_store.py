@@ -5,9 +5,9 @@ transaction that first takes the key's row with ``SELECT … FOR UPDATE``, so ac
 key queue behind each other on every node while other keys go on in parallel. A serialization
 failure or deadlock is retried a bounded number of times. There is no lock in the application.
 
-The connection is opened lazily and dropped when it breaks; the next request opens a new one,
-so a restarted database is picked up without restarting the node. While the database cannot be
-reached, requests fail with 0x80072EFD (NetworkError, exit 4).
+Each thread has its own connection, opened lazily and dropped when it breaks; the next request
+opens a new one, so a restarted database is picked up without restarting the node. While the
+database cannot be reached, requests fail with 0x80072EFD (NetworkError, exit 4).
 
 Schema versions are kept in ``ospp_schema``. An empty database gets the current schema on first
 use; an older one is upgraded only by ``ospp center migrate``; a newer one is refused.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
@@ -182,13 +183,15 @@ class PgStore:
     """The :class:`~ospp.authority.storage.Store` of one PostgreSQL database."""
 
     backend = "postgresql"
+    threads = 8  # a node runs up to this many requests at once, each on its own connection
 
     def __init__(self, url: str, target: PgTarget, *, upgrade: bool = False) -> None:
         self.url = url
         self.target = target
         self.where = str(target)
         _driver()
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._local = threading.local()  # one connection per thread that uses the store
+        self._opened: list[psycopg.Connection[tuple[object, ...]]] = []
         self.migrated_from = SCHEMA_VERSION
         self._prepare(upgrade)
 
@@ -219,7 +222,7 @@ class PgStore:
         )
 
     def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
-        conn = self._conn
+        conn = self._conn()
         if conn is not None and not conn.closed and not conn.broken:
             return conn
         self._drop()
@@ -234,12 +237,19 @@ class PgStore:
             )
         except psycopg.Error as exc:
             raise self._unavailable(exc) from None
-        self._conn = conn
+        self._local.conn = conn
+        self._opened.append(conn)
+        return conn
+
+    def _conn(self) -> psycopg.Connection[tuple[object, ...]] | None:
+        conn: psycopg.Connection[tuple[object, ...]] | None = getattr(self._local, "conn", None)
         return conn
 
     def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._local.conn = self._conn(), None
         if conn is not None:
+            with contextlib.suppress(ValueError):
+                self._opened.remove(conn)
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -258,7 +268,7 @@ class PgStore:
         conflicts = 0
         stale_retry = True
         while True:
-            reused = self._conn is not None
+            reused = self._conn() is not None
             conn = self._connection()
             try:
                 with conn.pipeline() if pipeline else contextlib.nullcontext(), conn.transaction():
@@ -435,4 +445,9 @@ class PgStore:
         return self._run(counted, pipeline=True)
 
     def close(self) -> None:
-        self._drop()
+        """Close every connection this store opened, in any thread."""
+        for conn in list(self._opened):
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._opened.clear()
+        self._local = threading.local()

@@ -124,6 +124,7 @@ class SqliteStore:
     """The :class:`~ospp.authority.storage.Store` of one ``center.db``."""
 
     backend = "sqlite"
+    threads = 1  # one connection, used by one thread; writers queue in SQLite anyway
 
     def __init__(self, path: Path) -> None:
         self.migrated_from = _version_on_disk(path)

@@ -75,6 +75,7 @@ class Store(Protocol):
     backend: str  # "sqlite" or "postgresql"
     where: str  # shown in messages: a path, or the database without its password
     migrated_from: int  # the schema version found when the store was opened
+    threads: int  # how many threads may use the store at once (each gets its own connection)
 
     def setup(self) -> AbstractContextManager[MetaTx]:
         """A transaction that serialises first-use set-up across processes and nodes."""
