@@ -217,8 +217,8 @@ class PgStore:
         return NetworkError(
             E_NO_CONNECTION,
             f"the authority {self.target.named} is unavailable: {detail}",
-            "Check that PostgreSQL is running and reachable; the authority reconnects by "
-            "itself once it is back.",
+            "Check that PostgreSQL is running and reachable at that address; a running "
+            "'ospp center serve' reconnects by itself once it is back.",
         )
 
     def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
