@@ -439,3 +439,58 @@ def test_urls_that_are_not_postgresql_are_refused(url: str):
     with pytest.raises(StoreError) as info:
         parse_url(url)
     assert info.value.exit_status == 3 and "s3cret" not in info.value.message
+
+
+def test_serialization_failures_are_retried_a_bounded_number_of_times(pg_url: str, tmp_path: Path):
+    """The database's own serialization_failure (SQLSTATE 40001), raised for real by the server."""
+    from ospp.authority.backend import open_store
+    from ospp.authority.pg_store import RETRIES, PgStore
+    from ospp.core.errors import NetworkError
+
+    store = open_store(tmp_path, {}, url=pg_url)
+    assert isinstance(store, PgStore)
+    conflict = (
+        b"DO $$ BEGIN RAISE EXCEPTION 'simulated conflict' "
+        b"USING ERRCODE = 'serialization_failure'; END $$"
+    )
+    attempts: list[int] = []
+
+    def flaky(conn: Any) -> str:
+        attempts.append(1)
+        conn.execute(b"INSERT INTO meta VALUES ('attempt-' || random()::text, 'x')")
+        if len(attempts) < 3:
+            conn.execute(conflict)
+        return "done"
+
+    def always(conn: Any) -> None:
+        attempts.append(1)
+        conn.execute(conflict)
+
+    try:
+        assert store._run(flaky) == "done" and len(attempts) == 3
+        # the two failed attempts were rolled back: one row written
+        assert pg_query(pg_url, "SELECT count(*) FROM meta WHERE name LIKE 'attempt-%'") == [(1,)]
+        attempts.clear()
+        with pytest.raises(NetworkError) as info:
+            store._run(always)
+        assert len(attempts) == RETRIES and info.value.code == E_NO_CONNECTION
+        assert "too busy" in info.value.message
+    finally:
+        store.close()
+
+
+def test_a_missing_postgresql_driver_is_explained(pg_ospp: Ospp):
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from ospp.cli import main; sys.argv = ['ospp', 'center', 'keys']\n"
+        "main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **pg_ospp.env},
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "pip install 'ospp[postgres]'" in done.stdout
