@@ -1,3 +1,5 @@
+"""``python -m ospp``: the same as the ``ospp`` command."""
+
 from ospp.cli import main
 
 main()

@@ -275,3 +275,50 @@ def test_demo_runs_end_to_end(ospp: Ospp):
     assert "<Offline product activation successful>" in ran.out
     assert "ERROR CODE: 0xC004C020" in ran.out
     assert ran.out.rstrip().endswith("ospp /?")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["/setprt:-1"], "KMS port '-1' is not a TCP port"),
+        (["/setprt:١٦٨٨"], "is not a TCP port"),  # ASCII digits only
+        (["/ddescr:-0x1"], "hexadecimal code starting with 0x"),
+        (["/sethst:999.1.1.1"], "is not a host name"),
+        (["kms", "serve", "--listen", "999.1.1.1:1688"], "is not a host name"),
+    ],
+)
+def test_slash_values_are_values_and_bad_ones_are_usage_errors(
+    ospp: Ospp, args: list[str], says: str
+) -> None:
+    ospp("install-product", PRODUCT)
+    before = dump(ospp)
+    ran = ospp(*args)
+    assert ran.code == 2
+    assert says in ran.out
+    assert dump(ospp) == before
+
+
+def test_help_shows_every_summary_whole(ospp: Ospp) -> None:
+    for args in (["/?"], ["kms", "/?"], ["center", "--help"], ["help", "kms", "dns"]):
+        ran = ospp(*args)
+        assert ran.code == 0
+        body = ran.out.split("Commands:", 1)[-1] if "Commands" in ran.out else ran.out
+        assert "..." not in body.split("Usage:")[-1].split("\n", 1)[1], args
+    assert "(1 AD and 3 token are not supported)" in " ".join(ospp("/?").out.split())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["/dstatus", "/?"], ["dstatus", "/?"], ["help", "/dstatus"], ["help", "dstatus"]],
+)
+def test_help_of_one_command(ospp: Ospp, args: list[str]) -> None:
+    ran = ospp(*args)
+    assert ran.code == 0
+    assert ran.out.startswith("Usage: ospp dstatus [OPTIONS] [COMPUTERNAME]")
+    assert not ospp.store_file().exists()  # asking for help runs nothing
+
+
+def test_help_of_a_nested_command_and_of_none(ospp: Ospp) -> None:
+    assert ospp("help", "kms", "serve").out.startswith("Usage: ospp kms serve")
+    ran = ospp("help", "kms", "nope")
+    assert ran.code == 2 and "'ospp kms' has no command 'nope'" in ran.err

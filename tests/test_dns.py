@@ -113,6 +113,10 @@ def test_failover_when_the_priority_0_host_is_dead(ospp: Ospp, bind: Bind, sub: 
     assert ran.json()["products"][0]["error"]["code"] == "0xC004F038"  # the live host answered
     targets = [e["target"] for e in ospp("dhistorykms", "f1", "--json").json()["entries"]]
     assert targets == [f"127.0.0.1:{dead}", f"127.0.0.1:{host.port}"]
+    # /dstatus names the host that answered, not the first record (as ospp.vbs does)
+    assert f"\tKMS machine name from DNS: live.{sub}:{host.port}" in ospp("/dstatus", "f1").out
+    shown = ospp("dstatus", "f1", "--json").json()["products"][0]["kms"]["discovered_host"]
+    assert shown == f"live.{sub}:{host.port}"
 
 
 def test_all_hosts_dead_lists_each_one(ospp: Ospp, bind: Bind, sub: str):

@@ -12,7 +12,7 @@ import click
 import pytest
 
 from ospp.cli import cli
-from ospp.cli.docs import COMPLETION_FILES, completion, manpage
+from ospp.cli.docs import COMPLETION_FILES, SLMGR_COMPLETION_FILES, completion, manpage
 
 ROOT = Path(__file__).resolve().parent.parent
 REGENERATE = "run: python -m ospp.cli.docs ."
@@ -27,6 +27,36 @@ def test_completion_scripts_are_current(shell):
     assert (ROOT / "completions" / COMPLETION_FILES[shell]).read_text() == completion(cli, shell), (
         REGENERATE
     )
+
+
+@pytest.mark.parametrize("shell", sorted(SLMGR_COMPLETION_FILES))
+def test_slmgr_completion_scripts_are_current(shell):
+    from ospp.cli.slmgr import COMMANDS
+
+    path = ROOT / "completions" / SLMGR_COMPLETION_FILES[shell]
+    assert path.read_text() == completion(COMMANDS[0], shell, "slmgr"), REGENERATE
+
+
+def test_man_page_has_the_slmgr_options():
+    page = manpage(cli)
+    assert ".SH SLMGR.VBS OPTIONS" in page
+    for option in ("/ipk KEY [COMPUTERNAME]", "/dli [ActID|all] [COMPUTERNAME]", "/sai MINUTES"):
+        assert f"\\fB{option}\\fR" in page
+
+
+def test_slmgr_completion_offers_slash_options():
+    env = {
+        **os.environ,
+        "_SLMGR_COMPLETE": "bash_complete",
+        "COMP_WORDS": "slmgr /dl",
+        "COMP_CWORD": "1",
+    }
+    code = "from ospp.cli.slmgr import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    offered = [line.split(",", 1)[1] for line in done.stdout.splitlines() if "," in line]
+    assert offered == ["/dli", "/dlv"], done.stdout + done.stderr
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
@@ -62,8 +92,9 @@ def test_every_command_has_help_json_and_a_man_entry():
     for name, cmd in _walk(cli, ctx):
         assert cmd.help, f"{name} has no help"
         assert name.replace("-", "\\-") in page, f"{name} is not in the man page"
-        # demo prints a transcript, pubkey prints JSON always, serve runs a server
-        if not isinstance(cmd, click.Group) and name not in ("demo", "pubkey", "serve"):
+        # demo prints a transcript, pubkey prints JSON always, serve runs a server, help
+        # prints help
+        if not isinstance(cmd, click.Group) and name not in ("demo", "pubkey", "serve", "help"):
             assert any(p.name == "as_json" for p in cmd.params), f"{name} has no --json"
 
 

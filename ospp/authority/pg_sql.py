@@ -22,7 +22,7 @@ MIGRATIONS = [
         product_id TEXT NOT NULL,
         channel TEXT NOT NULL,
         last5 TEXT NOT NULL,
-        activation_limit INTEGER NOT NULL,
+        activation_limit BIGINT NOT NULL,
         blocked BOOLEAN NOT NULL DEFAULT FALSE,
         created_at TEXT NOT NULL
     );

@@ -29,6 +29,7 @@ from ospp.authority.storage import DB_ENV, KeyRecord, PgTarget
 from ospp.core.errors import (
     E_ACCESS_DENIED,
     E_INVALID_DATA,
+    E_NO_CONNECTION,
     NetworkError,
     OsppError,
     StoreError,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-E_NO_CONNECTION = 0x80072EFD  # as ospp.protocol.wire: the server cannot be reached
 SETUP_LOCK = 0x4F535050  # pg_advisory_xact_lock key for first use and migrations
 RETRIES = 8  # serialization failures / deadlocks retried at most this often
 CONNECT_TIMEOUT = 5

@@ -12,9 +12,8 @@ from typing import Any
 
 from ospp.core.clock import Clock
 from ospp.core.endpoint import Endpoint, parse_host
-from ospp.core.errors import LicensingError, NetworkError
+from ospp.core.errors import E_NO_CONNECTION, E_UNTRUSTED, LicensingError, NetworkError
 from ospp.core.paths import center_home
-from ospp.protocol.trust import E_UNTRUSTED
 
 AUTHORITY_PORT = 1689
 
@@ -44,7 +43,7 @@ def call_authority(
             return {"ok": True, "cid": authority.confirm(request["iid"])}
         finally:
             authority.close()
-    from ospp.protocol.wire import E_NO_CONNECTION, Connection
+    from ospp.protocol.wire import Connection
 
     with Connection(endpoint, "activation authority") as conn:
         response = conn.call(request)

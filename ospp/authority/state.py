@@ -24,20 +24,34 @@ from ospp.authority.storage import CountTx, KeyRecord, Store
 from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
-from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, LicensingError, StoreError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_BAD_FORMAT,
+    E_INVALID_DATA,
+    E_MAK_LIMIT,
+    E_SERVER_BLOCKED,
+    E_SERVER_INVALID_KEY,
+    E_UNLOCK_LIMIT,
+    LicensingError,
+    StoreError,
+    UsageError,
+)
 from ospp.core.paths import write_atomic
 from ospp.protocol import keys
 from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
-from ospp.protocol.phone import InstallationId, encode_cid, machine_tag
-
-E_SERVER_INVALID_KEY = 0xC004C001
-E_SERVER_BLOCKED = 0xC004C003
-E_UNLOCK_LIMIT = 0xC004C008
-E_MAK_LIMIT = 0xC004C020
+from ospp.protocol.phone import (
+    HOST_IID_VERSION,
+    IID_CHANNEL_KMS_HOST,
+    InstallationId,
+    encode_cid,
+    iid_channel,
+    machine_tag,
+)
 
 KMS_HOST_MACHINES = 6  # one KMS host key activates up to 6 hosts...
 KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times
 DEFAULT_MAK_LIMIT = 100
+MAX_LIMIT = 1_000_000_000  # per key and per extension: far beyond any real MAK, well inside SQL
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -151,8 +165,8 @@ class Authority:
         if chan is Channel.KMS_HOST:
             limit = KMS_HOST_MACHINES if limit is None else limit
         limit = DEFAULT_MAK_LIMIT if limit is None else limit
-        if limit < 1:
-            raise UsageError(f"--limit must be at least 1, not {limit}")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise UsageError(f"--limit must be from 1 to {MAX_LIMIT}, not {limit}")
         while True:
             serial = secrets.randbelow(1 << 32)
             text = keys.encode(
@@ -202,8 +216,8 @@ class Authority:
         return self._record(key.serial)
 
     def extend(self, text: str, by: int) -> KeyRecord:
-        if by < 1:
-            raise UsageError(f"--by must be at least 1, not {by}")
+        if not 1 <= by <= MAX_LIMIT:
+            raise UsageError(f"--by must be from 1 to {MAX_LIMIT}, not {by}")
         key = self.find_key(text)
         self.store.extend(key.serial, by)
         return self._record(key.serial)
@@ -282,13 +296,24 @@ class Authority:
         }
         if key.channel is Channel.KMS_HOST:
             licence["host_key"] = host_key  # certifies the host's response-signing key
+            # The host sends this licence to every client: nothing of the key itself beyond
+            # its serial (the last 5 characters carry 14 bits of its security value).
+            del licence["key_last5"]
         return {"licence": licence, "signature": b64(self.keys.sign(canonical(licence)))}
 
     def confirm(self, iid_text: str) -> str:
         """The phone centre: check an installation ID, count it, return the CID."""
         iid = InstallationId.parse(iid_text)
+        if iid.channel_code == IID_CHANNEL_KMS_HOST and iid.version != HOST_IID_VERSION:
+            raise LicensingError(
+                E_BAD_FORMAT,
+                "this installation ID comes from a KMS host of an older ospp: the certificate "
+                "made from it would disclose the host's product key to every client",
+                "Update ospp on the KMS host, then read its installation ID again "
+                "(ospp kms dinstid).",
+            )
         product = catalog().by_index(iid.product_index)
-        channel = {1: Channel.MAK, 2: Channel.KMS_HOST}.get(iid.channel_code)
+        channel = iid_channel(iid.channel_code)
         if product is None or channel is None:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,

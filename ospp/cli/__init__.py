@@ -39,12 +39,14 @@ MODULES: dict[str, tuple[str, ...]] = {
         "actype",
         "skms-domain",
         "ckms-domain",
+        "kms-policy",
     ),
     "ospp.cli.activate": ("act", "dinstid", "actcid", "dhistoryacterr", "dhistorykms"),
-    "ospp.cli.extra": ("products", "install-product", "demo"),
+    "ospp.cli.extra": ("products", "install-product", "demo", "help"),
     "ospp.cli.center": ("center", "trust", "hardware"),
     "ospp.cli.kmshost": ("kms", "service"),
     "ospp.cli.dnsdiag": ("dnsdiag",),
+    "ospp.cli.slmgr": ("slmgr",),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 

@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
-from ospp.cli.base import Result, error_lines, json_wanted, run, verb
+from ospp.cli.base import Result, error_lines, reports, verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
-from ospp.core.errors import LicensingError, OsppError
+from ospp.core.errors import (
+    E_CID_LENGTH,
+    E_KEY_NOT_AVAILABLE,
+    E_NO_KMS,
+    Cancelled,
+    LicensingError,
+    OsppError,
+    UsageError,
+)
 from ospp.machine import client
-from ospp.machine.store import License, MachineStore
-from ospp.protocol.phone import CID_GROUP_DATA, CID_GROUPS, check_group, format_groups
+from ospp.machine.store import Licence, MachineStore
+from ospp.protocol.phone import (
+    CID_GROUP_DATA,
+    CID_GROUPS,
+    check_group,
+    format_groups,
+    parse_cid,
+)
 
-E_NO_KMS = 0xC004F074
+
+def _keyed(store: MachineStore) -> list[Licence]:
+    return [lic for lic in store.licences() if lic.product_key]
 
 
-def _keyed(store: MachineStore) -> list[License]:
-    return [lic for lic in store.licenses() if lic.product_key]
-
-
-def _product_lines(lic: License) -> list[str]:
+def _product_lines(lic: Licence) -> list[str]:
     return [
         f"SKU ID: {lic.sku.sku_id}",
         f"LICENSE NAME: {lic.sku.license_name}",
@@ -37,7 +50,7 @@ def activate_licences(
     from ospp.machine import activation
 
     first: OsppError | None = None
-    statuses = {st.license.sku.sku_id: st.status for st in client.statuses(store)}
+    statuses = {st.licence.sku.sku_id: st.status for st in client.statuses(store)}
     licences = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_HOST]
     if not licences:
         lines.append("<No installed product keys detected>")
@@ -87,66 +100,58 @@ def activate_licences(
 
 
 @verb("act")
-@click.pass_context
-def act(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def act(computer: str | None) -> Result:
     """Activate every installed key: MAK online with the authority, GVLKs with KMS."""
-
-    def body() -> Result:
-        store = client.open_machine(computer)
-        lines: list[str] = []
-        data: list[dict[str, object]] = []
-        first = activate_licences(store, lines, data)
-        return Result(lines, {"machine": store.name, "products": data}, failed=first)
-
-    run("act", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    lines: list[str] = []
+    data: list[dict[str, object]] = []
+    first = activate_licences(store, lines, data)
+    return Result(lines, {"machine": store.name, "products": data}, failed=first)
 
 
 @verb("dinstid")
-@click.pass_context
-def dinstid(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def dinstid(computer: str | None) -> Result:
     """Show the installation ID (IID) of each MAK / KMS host product, for phone activation."""
+    from ospp.machine.activation import installation_id
 
-    def body() -> Result:
-        from ospp.machine.activation import installation_id
-
-        store = client.open_machine(computer)
-        lines, rows = [], []
-        for lic in _keyed(store):
-            if lic.sku.channel is Channel.KMS_CLIENT:
-                continue
-            iid = installation_id(store, lic)
-            groups = iid.groups()
-            lines.append(f"Installation ID for: {lic.sku.license_name}: {''.join(groups)}")
-            lines.append(f"\tRead aloud: {' '.join(groups)}")
-            rows.append(
-                {
-                    "sku_id": lic.sku.sku_id,
-                    "product": lic.sku.product.id,
-                    "license_name": lic.sku.license_name,
-                    "installation_id": "".join(groups),
-                    "groups": groups,
-                }
-            )
-        if not rows:
-            lines.append("<No installed product keys detected>")
-        return Result(lines, {"machine": store.name, "products": rows})
-
-    run("dinstid", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    lines, rows = [], []
+    for lic in _keyed(store):
+        if lic.sku.channel is Channel.KMS_CLIENT:
+            continue
+        iid = installation_id(store, lic)
+        groups = iid.groups()
+        lines.append(f"Installation ID for: {lic.sku.license_name}: {''.join(groups)}")
+        lines.append(f"\tRead aloud: {' '.join(groups)}")
+        rows.append(
+            {
+                "sku_id": lic.sku.sku_id,
+                "product": lic.sku.product.id,
+                "license_name": lic.sku.license_name,
+                "installation_id": "".join(groups),
+                "groups": groups,
+            }
+        )
+    if not rows:
+        lines.append("<No installed product keys detected>")
+    return Result(lines, {"machine": store.name, "products": rows})
 
 
-def _phone_target(store: MachineStore, sku: str | None) -> License:
+def _phone_target(store: MachineStore, sku: str | None) -> Licence:
     candidates = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_CLIENT]
     if sku:
         candidates = [lic for lic in candidates if lic.sku.sku_id == sku.strip("{}").lower()]
     if not candidates:
         raise LicensingError(
-            0xC004F014,
+            E_KEY_NOT_AVAILABLE,
             "no MAK or KMS host key is installed to activate",
             "Install a MAK with /inpkey first.",
         )
     if len(candidates) > 1:
         raise LicensingError(
-            0xC004F014,
+            E_KEY_NOT_AVAILABLE,
             "several products could take this CID",
             "Name one with --sku SKUID (see /dinstid).",
         )
@@ -168,112 +173,117 @@ def _phone_target(store: MachineStore, sku: str | None) -> License:
         ),
     ],
 )
-@click.pass_context
-def actcid(
-    ctx: click.Context,
-    cid: str | None,
-    sku: str | None,
-    interactive: bool,
-    computer: str | None,
-    as_json: bool,
-) -> None:
-    """Activate offline with a confirmation ID (CID) from the phone centre."""
+@reports
+def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | None) -> Result:
+    """Activate offline with a confirmation ID (CID) from the phone centre; with
+    --interactive, ask for it group by group (a lone argument is then the computer name)."""
+    from ospp.machine import activation
 
-    def body() -> Result:
-        from ospp.machine import activation
+    if interactive and cid is not None:
+        if computer is not None:
+            raise UsageError(
+                "--interactive asks for the confirmation ID; give only the computer name",
+                "For example: ospp actcid --interactive PC01",
+            )
+        cid, computer = None, cid
+    if cid is not None:
+        parse_cid(cid)  # a malformed CID is reported as such, before anything else
+    store = client.open_machine(computer)
+    lic = _phone_target(store, sku)
+    text = cid if cid is not None else _ask_groups()
+    activation.apply_cid(store, lic, text, os.environ)
+    return Result(
+        [f"LICENSE NAME: {lic.sku.license_name}", "<Offline product activation successful>"],
+        {"machine": store.name, "sku_id": lic.sku.sku_id, "product": lic.sku.product.id},
+    )
 
-        store = client.open_machine(computer)
-        lic = _phone_target(store, sku)
-        text = cid
-        if interactive or text is None:
-            text = _ask_groups()
-        activation.apply_cid(store, lic, text, os.environ)
-        return Result(
-            ["<Offline product activation successful>"],
-            {"machine": store.name, "sku_id": lic.sku.sku_id, "product": lic.sku.product.id},
-        )
 
-    run("actcid", json_wanted(ctx, as_json), body)
+def _read_line(prompt: str) -> str:
+    """One line typed at the prompt; the end of input cancels (Ctrl+C raises as usual)."""
+    click.echo(f"{prompt}: ", nl=False, err=True)
+    line = sys.stdin.readline()
+    if not line:
+        click.echo("", err=True)
+        raise Cancelled(interrupted=False)
+    return line
 
 
 def _ask_groups() -> str:
-    groups = []
+    """The CID, asked group by group as the phone wizard does. A person may type one group,
+    several, or paste the whole CID: each group is checked as it comes, and only a wrong
+    group is asked for again."""
+    groups: list[str] = []
     size = CID_GROUP_DATA + 1
-    index = 1
-    while index <= CID_GROUPS:
-        typed = click.prompt(
-            f"Group {index} of {CID_GROUPS}", err=True, default="", show_default=False
-        )
-        typed = "".join(typed.split()).replace("-", "")
+    while len(groups) < CID_GROUPS:
+        index = len(groups) + 1
+        typed = "".join(_read_line(f"Group {index} of {CID_GROUPS}").split()).replace("-", "")
         if not typed:
-            raise LicensingError(0xC004F02F, f"the confirmation ID stopped at group {index}")
-        try:
-            check_group(typed, index, "confirmation ID", size)
-        except LicensingError as exc:
-            click.echo(f"  {exc.message}; type it again.", err=True)
-            continue
-        groups.append(typed)
-        index += 1
+            raise LicensingError(E_CID_LENGTH, f"the confirmation ID stopped at group {index}")
+        chunks = [typed[i : i + size] for i in range(0, len(typed), size)]
+        for chunk in chunks[: CID_GROUPS - len(groups)]:
+            try:
+                check_group(chunk, len(groups) + 1, "confirmation ID", size)
+            except LicensingError as exc:
+                click.echo(f"  {exc.message}; type it again.", err=True)
+                break
+            groups.append(chunk)
     return format_groups("".join(groups), size)
 
 
-def _history(ctx: click.Context, name: str, kind: str, computer: str | None, as_json: bool) -> None:
-    def body() -> Result:
-        from ospp.core.errors import DESCRIPTIONS, hex_code
+def _history(kind: str, computer: str | None) -> Result:
+    from ospp.core.errors import DESCRIPTIONS, hex_code
 
-        store = client.open_machine(computer)
-        entries = store.history(kind)
-        lines = []
-        for e in entries:
-            lines += [f"Time: {iso(e.at)}", f"SKU ID: {e.sku_id}"]
-            if e.target:
-                lines.append(f"Target: {e.target}")
-            if e.code:
-                lines += [
-                    f"ERROR CODE: {hex_code(e.code)}",
-                    f"ERROR DESCRIPTION: {DESCRIPTIONS.get(e.code, '')}",
-                    f"ERROR DETAIL: {e.detail}",
-                ]
-            else:
-                lines.append(f"RESULT: {e.detail}")
-            lines.append("-" * 39)
-        if lines:
-            lines.pop()
+    store = client.open_machine(computer)
+    entries = store.history(kind)
+    lines = []
+    for e in entries:
+        lines += [f"Time: {iso(e.at)}", f"SKU ID: {e.sku_id}"]
+        if e.target:
+            lines.append(f"Target: {e.target}")
+        if e.code:
+            lines += [
+                f"ERROR CODE: {hex_code(e.code)}",
+                f"ERROR DESCRIPTION: {DESCRIPTIONS.get(e.code, '')}",
+                f"ERROR DETAIL: {e.detail}",
+            ]
         else:
-            lines.append("<No history found>")
-        return Result(
-            lines,
-            {
-                "machine": store.name,
-                "entries": [
-                    {
-                        "at": iso(e.at),
-                        "sku_id": e.sku_id,
-                        "target": e.target,
-                        "code": hex_code(e.code),
-                        "code_int": e.code,
-                        "detail": e.detail,
-                    }
-                    for e in entries
-                ],
-            },
-        )
-
-    run(name, json_wanted(ctx, as_json), body)
+            lines.append(f"RESULT: {e.detail}")
+        lines.append("-" * 39)
+    if lines:
+        lines.pop()
+    else:
+        lines.append("<No history found>")
+    return Result(
+        lines,
+        {
+            "machine": store.name,
+            "entries": [
+                {
+                    "at": iso(e.at),
+                    "sku_id": e.sku_id,
+                    "target": e.target,
+                    "code": hex_code(e.code),
+                    "code_int": e.code,
+                    "detail": e.detail,
+                }
+                for e in entries
+            ],
+        },
+    )
 
 
 @verb("dhistoryacterr")
-@click.pass_context
-def dhistoryacterr(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def dhistoryacterr(computer: str | None) -> Result:
     """Show the history of failed MAK (online) activations."""
-    _history(ctx, "dhistoryacterr", "acterr", computer, as_json)
+    return _history("acterr", computer)
 
 
 @verb("dhistorykms")
-@click.pass_context
-def dhistorykms(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def dhistorykms(computer: str | None) -> Result:
     """Show the history of KMS client activation requests."""
-    _history(ctx, "dhistorykms", "kms", computer, as_json)
+    return _history("kms", computer)
 
 
 COMMANDS = [act, dinstid, actcid, dhistoryacterr, dhistorykms]

@@ -21,7 +21,9 @@ from ospp.core.db import close_all
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
-from ospp.core.errors import ExitStatus, OsppError, hex_code
+from ospp.core.errors import Cancelled, ExitStatus, OsppError, hex_code
+
+Callback = Callable[..., None]  # a click command's function, as @reports makes it
 
 DASHES = "-" * 39
 PROCESSING = "---Processing" + "-" * 26
@@ -60,6 +62,12 @@ def _print_json(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=False))
 
 
+def _encodable(line: str) -> str:
+    """``line`` with what cannot be encoded (argv bytes that were not UTF-8, which Python
+    hands over as lone surrogates) written as backslash escapes instead of failing."""
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def emit(result: Result, as_json: bool, command: str) -> int:
     problem = result.error or result.failed
     status = problem.exit_status if problem else ExitStatus.OK
@@ -70,9 +78,9 @@ def emit(result: Result, as_json: bool, command: str) -> int:
             payload["error"] = problem.to_json()
         _print_json(payload)
         return int(status)
-    lines = list(result.lines)
+    lines = [_encodable(line) for line in result.lines]
     if result.error is not None:
-        lines += error_lines(result.error)
+        lines += [_encodable(line) for line in error_lines(result.error)]
     if not result.banners:
         for line in lines:
             click.echo(line)
@@ -93,7 +101,7 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
     except OsppError as exc:
         result = Result(error=exc)
     except KeyboardInterrupt:
-        sys.exit(130)
+        result = Result(error=Cancelled(interrupted=True))
     except Exception as exc:  # the one place foreign failures end up
         if os.environ.get("OSPP_DEBUG"):
             import traceback
@@ -114,7 +122,26 @@ def json_wanted(ctx: click.Context, as_json: bool) -> bool:
     return as_json or bool(root.params.get("as_json"))
 
 
-def reports(fn: Callable[..., Result]) -> Callable[..., None]:
+def command_name(ctx: click.Context) -> str:
+    """The command's path without the program name (``kms install-key``), as JSON reports it."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.append(ctx.command.name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names)) or ctx.command.name or ""
+
+
+def _reporting(fn: Callable[..., Result], json_allowed: bool) -> Callback:
+    @functools.wraps(fn)
+    def callback(*args: Any, as_json: bool = False, **kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        wanted = json_allowed and json_wanted(ctx, as_json)
+        run(command_name(ctx), wanted, lambda: fn(*args, **kwargs))
+
+    return callback
+
+
+def reports(fn: Callable[..., Result]) -> Callback:
     """Make a function that returns a :class:`Result` into a click callback.
 
     The callback takes the ``as_json`` flag (from ``--json`` on the command or on ``ospp``),
@@ -127,14 +154,14 @@ def reports(fn: Callable[..., Result]) -> Callable[..., None]:
         @reports
         def status() -> Result: ...
     """
+    return _reporting(fn, json_allowed=True)
 
-    @functools.wraps(fn)
-    def callback(*args: Any, as_json: bool = False, **kwargs: Any) -> None:
-        ctx = click.get_current_context()
-        command = " ".join(ctx.command_path.split()[1:]) or ctx.info_name or ""
-        run(command, json_wanted(ctx, as_json), lambda: fn(*args, **kwargs))
 
-    return callback
+def reports_text(fn: Callable[..., Result]) -> Callback:
+    """Like :func:`reports`, for commands whose output is never JSON (a server's log lines, a
+    file to save): ``ospp --json`` does not change what they print. Errors are still printed
+    and set the exit status the same way."""
+    return _reporting(fn, json_allowed=False)
 
 
 JSON_OPTION = click.option(
@@ -164,17 +191,41 @@ class SlashCommand(click.Command):
         self.value_required = value_required
 
 
+HELP_WORDS = ("/?", "/help", "-?", "/h")
+WHOLE = 10_000  # a command's summary is shown whole (its first sentence), never cut with "..."
+
+
+class Group(click.Group):
+    """A command group whose help lists each command's summary whole."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(WHOLE)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 class SlashGroup(click.Group):
     """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0].lower() in ("/?", "/help", "-?", "/h"):
+        if args and args[0].lower() in HELP_WORDS:
             args = ["--help", *args[1:]]
         return super().parse_args(ctx, args)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
+        # 'ospp /dstatus /?' asks for that command's help, as 'ospp /?' does for all
+        args = (
+            [args[0], *("--help" if w.lower() in HELP_WORDS else w for w in args[1:])]
+            if args
+            else args
+        )
         first = args[0] if args else ""
         if first.startswith("/") and len(first) > 1:
             args = self._expand_slash(ctx, first, args[1:])
@@ -198,9 +249,15 @@ class SlashGroup(click.Group):
             if sep:
                 raise click.UsageError(f"/{name}: the value after ':' is empty", ctx)
             return [name, *rest]
-        if cmd.slash_value == "argument":
-            return [name, value, *rest]
-        return [name, cmd.slash_value, value, *rest]
+        if cmd.slash_value != "argument":
+            return [name, f"{cmd.slash_value}={value}", *rest]
+        if value.startswith("-"):
+            # A value is never an option (/setprt:-1, /ddescr:-0x1): put it after '--', the
+            # options given with it before.
+            options = [word for word in rest if word.startswith("-")]
+            positional = [word for word in rest if not word.startswith("-")]
+            return [name, *options, "--", value, *positional]
+        return [name, value, *rest]
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         from click.shell_completion import CompletionItem
@@ -225,9 +282,9 @@ class SlashGroup(click.Group):
             if cmd is None or cmd.hidden:
                 continue
             if isinstance(cmd, SlashCommand):
-                verbs.append((slash_form(name, cmd), cmd.get_short_help_str(60)))
+                verbs.append((slash_form(name, cmd), cmd.get_short_help_str(WHOLE)))
             else:
-                others.append((name, cmd.get_short_help_str(60)))
+                others.append((name, cmd.get_short_help_str(WHOLE)))
         if verbs:
             with formatter.section("ospp.vbs options (also as 'ospp NAME VALUE')"):
                 formatter.write_dl(verbs)
@@ -258,13 +315,12 @@ def verb(
     *,
     slash_value: str | None = None,
     value_required: bool = True,
-    params: Sequence[Callable[[Any], Any]] = (),
-) -> Callable[[Callable[..., Any]], SlashCommand]:
+    params: Sequence[Callable[[Callback], Callback]] = (),
+) -> Callable[[Callback], SlashCommand]:
     """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``."""
 
-    def deco(fn: Callable[..., Any]) -> SlashCommand:
-        f: Any = fn
-        f = JSON_OPTION(f)
+    def deco(fn: Callback) -> SlashCommand:
+        f = JSON_OPTION(fn)
         f = COMPUTER_ARGUMENT(f)
         for p in reversed(params):
             f = p(f)

@@ -5,23 +5,27 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports, run
+from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
-from ospp.core.paths import center_home, write_atomic
+from ospp.core.paths import center_home, read_user_file, write_atomic
+
+if TYPE_CHECKING:
+    from ospp.authority.state import Authority
+    from ospp.authority.storage import KeyRecord
 
 
-def _open() -> Any:
+def _open() -> Authority:
     from ospp.authority.state import Authority
 
     return Authority.open(center_home(), clock_from_env())
 
 
-def _record_json(r: Any) -> dict[str, Any]:
+def _record_json(r: KeyRecord) -> dict[str, Any]:
     return {
         "serial": r.serial,
         "product": r.product_id,
@@ -35,7 +39,7 @@ def _record_json(r: Any) -> dict[str, Any]:
     }
 
 
-@click.group("center")
+@click.group("center", cls=Group)
 def center() -> None:
     """The activation authority: keys, online activation, the phone centre."""
 
@@ -50,36 +54,32 @@ def center() -> None:
     "shared by several 'ospp center serve' nodes; remembered in OSPP_CENTER_HOME.",
 )
 @JSON_OPTION
-@click.pass_context
-def init(ctx: click.Context, name: str | None, db_url: str | None, as_json: bool) -> None:
+@reports
+def init(name: str | None, db_url: str | None) -> Result:
     """Create the authority's key pair and store (done on first use otherwise)."""
+    from ospp.authority.state import Authority
 
-    def body() -> Result:
-        from ospp.authority.state import Authority
+    authority = Authority.open(center_home(), clock_from_env(), name, db_url=db_url)
+    pub = authority.home / "authority.pub.json"
+    result = Result(
+        [
+            f"Authority {authority.public.name} ({authority.public.fingerprint})",
+            f"Public key file for clients: {pub}",
+        ],
+        {
+            "name": authority.public.name,
+            "fingerprint": authority.public.fingerprint,
+            "public_key_file": str(pub),
+        },
+        banners=False,
+    )
+    if db_url:
+        from ospp.authority.backend import remember_url
 
-        authority = Authority.open(center_home(), clock_from_env(), name, db_url=db_url)
-        pub = authority.home / "authority.pub.json"
-        result = Result(
-            [
-                f"Authority {authority.public.name} ({authority.public.fingerprint})",
-                f"Public key file for clients: {pub}",
-            ],
-            {
-                "name": authority.public.name,
-                "fingerprint": authority.public.fingerprint,
-                "public_key_file": str(pub),
-            },
-            banners=False,
-        )
-        if db_url:
-            from ospp.authority.backend import remember_url
-
-            remember_url(authority.home, db_url)
-            result.lines.append(f"Records: {authority.store.where}")
-            result.data["database"] = authority.store.where
-        return result
-
-    run("center init", json_wanted(ctx, as_json), body)
+        remember_url(authority.home, db_url)
+        result.lines.append(f"Records: {authority.store.where}")
+        result.data["database"] = authority.store.where
+    return result
 
 
 @center.command("migrate")
@@ -99,16 +99,12 @@ def migrate() -> Result:
 
 
 @center.command("pubkey")
-@click.pass_context
-def pubkey(ctx: click.Context) -> None:
+@reports_text
+def pubkey() -> Result:
     """Print the public key file clients install with 'ospp trust add FILE' (JSON)."""
-
-    def body() -> Result:
-        authority = _open()
-        text = json.dumps(authority.public.to_json(), indent=2)
-        return Result([text], authority.public.to_json(), banners=False)
-
-    run("center pubkey", False, body)
+    authority = _open()
+    text = json.dumps(authority.public.to_json(), indent=2)
+    return Result([text], authority.public.to_json(), banners=False)
 
 
 @center.command("issue-key")
@@ -116,95 +112,71 @@ def pubkey(ctx: click.Context) -> None:
 @click.option("--channel", type=click.Choice(["mak", "kms-host"]), default="mak", show_default=True)
 @click.option("--limit", type=int, help="Activations allowed (MAK default 100, KMS host 6).")
 @JSON_OPTION
-@click.pass_context
-def issue_key(
-    ctx: click.Context, product: str, channel: str, limit: int | None, as_json: bool
-) -> None:
+@reports
+def issue_key(product: str, channel: str, limit: int | None) -> Result:
     """Mint a new MAK or KMS host key and print it."""
-
-    def body() -> Result:
-        key = _open().issue_key(product, channel, limit)
-        return Result([key], {"key": key, "product": product, "channel": channel}, banners=False)
-
-    run("center issue-key", json_wanted(ctx, as_json), body)
+    key = _open().issue_key(product, channel, limit)
+    return Result([key], {"key": key, "product": product, "channel": channel}, banners=False)
 
 
 @center.command("keys")
 @JSON_OPTION
-@click.pass_context
-def keys_(ctx: click.Context, as_json: bool) -> None:
+@reports
+def keys_() -> Result:
     """List issued keys with used and remaining activations."""
-
-    def body() -> Result:
-        records = _open().key_records()
-        lines = [
-            f"{'KEY':<12}{'PRODUCT':<16}{'CHANNEL':<10}{'USED':>6}{'LIMIT':>7}{'LEFT':>6}  STATE"
-        ]
-        for r in records:
-            lines.append(
-                f"*****-{r.last5:<6}{r.product_id:<16}{r.channel:<10}{r.used:>6}"
-                f"{r.limit:>7}{r.remaining:>6}  {'blocked' if r.blocked else 'active'}"
-            )
-        return Result(lines, {"keys": [_record_json(r) for r in records]}, banners=False)
-
-    run("center keys", json_wanted(ctx, as_json), body)
+    records = _open().key_records()
+    lines = [f"{'KEY':<12}{'PRODUCT':<16}{'CHANNEL':<10}{'USED':>6}{'LIMIT':>7}{'LEFT':>6}  STATE"]
+    for r in records:
+        lines.append(
+            f"*****-{r.last5:<6}{r.product_id:<16}{r.channel:<10}{r.used:>6}"
+            f"{r.limit:>7}{r.remaining:>6}  {'blocked' if r.blocked else 'active'}"
+        )
+    return Result(lines, {"keys": [_record_json(r) for r in records]}, banners=False)
 
 
 @center.command("block")
 @click.argument("key")
 @JSON_OPTION
-@click.pass_context
-def block(ctx: click.Context, key: str, as_json: bool) -> None:
+@reports
+def block(key: str) -> Result:
     """Block a key: further activations get 0xC004C003."""
-
-    def body() -> Result:
-        r = _open().block(key)
-        return Result([f"Blocked *****-{r.last5}"], _record_json(r), banners=False)
-
-    run("center block", json_wanted(ctx, as_json), body)
+    r = _open().block(key)
+    return Result([f"Blocked *****-{r.last5}"], _record_json(r), banners=False)
 
 
 @center.command("extend")
 @click.argument("key")
 @click.option("--by", type=int, required=True, help="How many activations to add.")
 @JSON_OPTION
-@click.pass_context
-def extend(ctx: click.Context, key: str, by: int, as_json: bool) -> None:
+@reports
+def extend(key: str, by: int) -> Result:
     """Grant a MAK more activations."""
-
-    def body() -> Result:
-        r = _open().extend(key, by)
-        return Result(
-            [f"*****-{r.last5}: limit {r.limit}, {r.remaining} left"],
-            _record_json(r),
-            banners=False,
-        )
-
-    run("center extend", json_wanted(ctx, as_json), body)
+    r = _open().extend(key, by)
+    return Result(
+        [f"*****-{r.last5}: limit {r.limit}, {r.remaining} left"],
+        _record_json(r),
+        banners=False,
+    )
 
 
 @center.command("confirm")
 @click.argument("iid", nargs=-1, required=True)
 @JSON_OPTION
-@click.pass_context
-def confirm(ctx: click.Context, iid: tuple[str, ...], as_json: bool) -> None:
+@reports
+def confirm(iid: tuple[str, ...]) -> Result:
     """The phone operator's tool: turn an installation ID into a confirmation ID."""
+    from ospp.protocol.phone import format_groups
 
-    def body() -> Result:
-        from ospp.protocol.phone import format_groups
-
-        cid = _open().confirm(" ".join(iid))
-        return Result(
-            [format_groups(cid, 6)],
-            {"cid": cid, "groups": format_groups(cid, 6).split("-")},
-            banners=False,
-        )
-
-    run("center confirm", json_wanted(ctx, as_json), body)
+    cid = _open().confirm(" ".join(iid))
+    return Result(
+        [format_groups(cid, 6)],
+        {"cid": cid, "groups": format_groups(cid, 6).split("-")},
+        banners=False,
+    )
 
 
 @center.command("confirm-batch")
-@click.argument("infile", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("infile", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.argument("outfile", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--format",
@@ -214,34 +186,25 @@ def confirm(ctx: click.Context, iid: tuple[str, ...], as_json: bool) -> None:
     help="Output format (default: from OUTFILE's extension).",
 )
 @JSON_OPTION
-@click.pass_context
-def confirm_batch(
-    ctx: click.Context, infile: Path, outfile: Path, fmt: str | None, as_json: bool
-) -> None:
+@reports
+def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
     """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE."""
+    lines = read_user_file(infile, "installation ID file").splitlines()
+    from ospp.authority import batch
 
-    def body() -> Result:
-        try:
-            lines = infile.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise UsageError(f"cannot read {infile}: {exc.strerror}") from exc
-        from ospp.authority import batch
-
-        rows = batch.confirm_lines(_open(), lines)
-        kind = fmt or ("json" if outfile.suffix.lower() == ".json" else "csv")
-        text = batch.render(rows, kind)
-        try:
-            write_atomic(outfile, text)
-        except OSError as exc:
-            raise UsageError(f"cannot write {outfile}: {exc.strerror}") from exc
-        ok = sum(1 for r in rows if r["cid"])
-        return Result(
-            [f"{ok} of {len(rows)} installation IDs confirmed; written to {outfile}"],
-            {"confirmed": ok, "total": len(rows), "outfile": str(outfile)},
-            banners=False,
-        )
-
-    run("center confirm-batch", json_wanted(ctx, as_json), body)
+    rows = batch.confirm_lines(_open(), lines)
+    kind = fmt or ("json" if outfile.suffix.lower() == ".json" else "csv")
+    text = batch.render(rows, kind)
+    try:
+        write_atomic(outfile, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {outfile}: {exc.strerror}") from exc
+    ok = sum(1 for r in rows if r["cid"])
+    return Result(
+        [f"{ok} of {len(rows)} installation IDs confirmed; written to {outfile}"],
+        {"confirmed": ok, "total": len(rows), "outfile": str(outfile)},
+        banners=False,
+    )
 
 
 @center.command("serve")
@@ -252,77 +215,70 @@ def confirm_batch(
     metavar="HOST:PORT",
     help="Address to listen on; port 0 picks a free port (printed).",
 )
-def serve(listen: str) -> None:
+@reports_text
+def serve(listen: str) -> Result:
     """Serve online activation and the phone centre over the ospp protocol."""
+    from ospp.authority.server import serve as serve_authority
+    from ospp.core.endpoint import parse_host
 
-    def body() -> Result:
-        from ospp.authority.server import serve as serve_authority
-        from ospp.core.endpoint import parse_host
+    endpoint = parse_host(listen, 1689, "--listen", listen=True)
+    authority = _open()
 
-        endpoint = parse_host(listen, 1689, "--listen", listen=True)
-        authority = _open()
+    def ready(shown: str, bound: int) -> None:
+        click.echo(
+            f"ospp authority {authority.public.fingerprint} listening on {shown}:{bound}",
+            err=True,
+        )
+        click.echo(f"LISTENING {bound}")
 
-        def ready(shown: str, bound: int) -> None:
-            click.echo(
-                f"ospp authority {authority.public.fingerprint} listening on {shown}:{bound}",
-                err=True,
-            )
-            click.echo(f"LISTENING {bound}")
-
-        serve_authority(authority, endpoint.host, endpoint.port, ready)
-        return Result([], banners=False)
-
-    run("center serve", False, body)
+    serve_authority(authority, endpoint.host, endpoint.port, ready)
+    return Result([], banners=False)
 
 
-@click.group("trust")
+@click.group("trust", cls=Group)
 def trust() -> None:
     """Trust anchors: which activation authorities this client believes."""
 
 
 @trust.command("add")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @JSON_OPTION
-@click.pass_context
-def trust_add(ctx: click.Context, file: Path, as_json: bool) -> None:
+@reports
+def trust_add(file: Path) -> Result:
     """Trust the authority whose public key file is FILE ('ospp center pubkey')."""
+    from ospp.core.paths import ospp_home
+    from ospp.protocol.trust import add_anchor
 
-    def body() -> Result:
-        from ospp.core.paths import ospp_home
-        from ospp.protocol.trust import add_anchor
-
-        bundle = add_anchor(ospp_home(), file)
-        return Result(
-            [f"Trusted authority {bundle.name} ({bundle.fingerprint})"],
-            {"name": bundle.name, "fingerprint": bundle.fingerprint},
-            banners=False,
-        )
-
-    run("trust add", json_wanted(ctx, as_json), body)
+    bundle = add_anchor(ospp_home(), file)
+    return Result(
+        [f"Trusted authority {bundle.name} ({bundle.fingerprint})"],
+        {"name": bundle.name, "fingerprint": bundle.fingerprint},
+        banners=False,
+    )
 
 
 @trust.command("list")
 @JSON_OPTION
-@click.pass_context
-def trust_list(ctx: click.Context, as_json: bool) -> None:
+@reports
+def trust_list() -> Result:
     """List the trusted authorities."""
+    from ospp.core.paths import ospp_home
+    from ospp.protocol.trust import anchors
 
-    def body() -> Result:
-        from ospp.core.paths import ospp_home
-        from ospp.protocol.trust import anchors
-
-        found = anchors(ospp_home(), os.environ)
-        lines = [f"{fp}  {b.name}" for fp, b in found.items()] or ["<No trusted authority>"]
-        return Result(
-            lines,
-            {"anchors": [{"fingerprint": fp, "name": b.name} for fp, b in found.items()]},
-            banners=False,
-        )
-
-    run("trust list", json_wanted(ctx, as_json), body)
+    found = anchors(ospp_home(), os.environ)
+    lines = [f"{fp}  {b.name}" for fp, b in found.items()] or ["<No trusted authority>"]
+    lines += [f"UNREADABLE {why}" for why in found.unreadable]
+    return Result(
+        lines,
+        {
+            "anchors": [{"fingerprint": fp, "name": b.name} for fp, b in found.items()],
+            "unreadable": found.unreadable,
+        },
+        banners=False,
+    )
 
 
-@click.group("hardware")
+@click.group("hardware", cls=Group)
 def hardware_group() -> None:
     """The simulated hardware of a machine (for the tolerance model)."""
 
@@ -330,53 +286,43 @@ def hardware_group() -> None:
 @hardware_group.command("show")
 @click.argument("computer", required=False, metavar="[COMPUTERNAME]")
 @JSON_OPTION
-@click.pass_context
-def hardware_show(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def hardware_show(computer: str | None) -> Result:
     """Show the hardware profile and hash."""
+    from ospp.machine import client, hardware
 
-    def body() -> Result:
-        from ospp.machine import client, hardware
-
-        store = client.open_machine(computer)
-        hw = hardware.load(store.directory)
-        lines = [f"{k:<16}{v}" for k, v in hw.components.items()]
-        lines.append(f"{'hash':<16}{hw.hash():010x}")
-        return Result(
-            lines,
-            {
-                "machine": store.name,
-                "components": hw.components,
-                "dockable": hw.dockable,
-                "hash": f"{hw.hash():010x}",
-            },
-            banners=False,
-        )
-
-    run("hardware show", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    hw = hardware.load(store.directory)
+    lines = [f"{k:<16}{v}" for k, v in hw.components.items()]
+    lines.append(f"{'hash':<16}{hw.hash():010x}")
+    return Result(
+        lines,
+        {
+            "machine": store.name,
+            "components": hw.components,
+            "dockable": hw.dockable,
+            "hash": f"{hw.hash():010x}",
+        },
+        banners=False,
+    )
 
 
 @hardware_group.command("change")
 @click.argument("components", nargs=-1, required=True)
 @click.option("--machine", "computer", metavar="COMPUTERNAME", help="The simulated machine.")
 @JSON_OPTION
-@click.pass_context
-def hardware_change(
-    ctx: click.Context, components: tuple[str, ...], computer: str | None, as_json: bool
-) -> None:
+@reports
+def hardware_change(components: tuple[str, ...], computer: str | None) -> Result:
     """Replace components (e.g. nic_mac disk): a new motherboard is most of them."""
+    from ospp.machine import client, hardware
 
-    def body() -> Result:
-        from ospp.machine import client, hardware
-
-        store = client.open_machine(computer)
-        hw = hardware.change(store.directory, list(components), store.clock.now())
-        return Result(
-            [f"Changed: {', '.join(components)}; hash now {hw.hash():010x}"],
-            {"machine": store.name, "hash": f"{hw.hash():010x}"},
-            banners=False,
-        )
-
-    run("hardware change", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    hw = hardware.change(store.directory, list(components), store.clock.now())
+    return Result(
+        [f"Changed: {', '.join(components)}; hash now {hw.hash():010x}"],
+        {"machine": store.name, "hash": f"{hw.hash():010x}"},
+        banners=False,
+    )
 
 
 COMMANDS = [center, trust, hardware_group]

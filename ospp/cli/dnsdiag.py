@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, error_lines, json_wanted, run
+from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, error_lines, reports
 
 
 def _lines(data: dict[str, Any], override: str | None) -> list[str]:
@@ -66,11 +66,11 @@ def _diagnose(computer: str | None) -> Result:
 @click.command("dnsdiag")
 @COMPUTER_ARGUMENT
 @JSON_OPTION
-@click.pass_context
-def dnsdiag(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def dnsdiag(computer: str | None) -> Result:
     """Explain KMS discovery: domains searched, SRV records, order, which host answered,
     and a fix for each failure."""
-    run("dnsdiag", json_wanted(ctx, as_json), lambda: _diagnose(computer))
+    return _diagnose(computer)
 
 
 COMMANDS = [dnsdiag]

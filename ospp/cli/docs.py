@@ -6,6 +6,7 @@ committed files differ from what this produces.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from click.shell_completion import get_completion_class
 
 from ospp import __version__
 from ospp.cli.base import SlashCommand, slash_form
+from ospp.cli.slmgr_group import SlmgrGroup
 
 MAN_DATE = "2026-11-28"  # bump with each release
 COMPLETION_FILES = {"bash": "ospp.bash", "zsh": "_ospp", "fish": "ospp.fish"}
+SLMGR_COMPLETION_FILES = {"bash": "slmgr.bash", "zsh": "_slmgr", "fish": "slmgr.fish"}
 
 
 def _roff(text: str) -> str:
@@ -51,9 +54,13 @@ def _usage(path: str, cmd: click.Command) -> str:
 def _command_sections(group: click.Group, ctx: click.Context, prefix: str) -> list[str]:
     verbs: list[tuple[str, click.Command]] = []
     others: list[tuple[str, click.Command]] = []
+    slmgr_groups: list[tuple[str, SlmgrGroup]] = []
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
         if cmd is None or cmd.hidden:
+            continue
+        if isinstance(cmd, SlmgrGroup):
+            slmgr_groups.append((name, cmd))
             continue
         (verbs if isinstance(cmd, SlashCommand) else others).append((name, cmd))
     out: list[str] = []
@@ -79,6 +86,34 @@ def _command_sections(group: click.Group, ctx: click.Context, prefix: str) -> li
         out.append(".SH COMMANDS")
         for name, cmd in others:
             out += _describe(cmd, ctx, f"{prefix} {name}")
+    for name, cmd in slmgr_groups:
+        out += _slmgr_section(cmd, click.Context(cmd, info_name=name, parent=ctx), prefix)
+    return out
+
+
+def _slmgr_section(group: SlmgrGroup, ctx: click.Context, prefix: str) -> list[str]:
+    """slmgr.vbs's options, as 'ospp slmgr /option' and the 'slmgr' command take them."""
+    out = [
+        ".SH SLMGR.VBS OPTIONS",
+        f"\\fB{_roff(prefix)} slmgr /option\\fR [\\fIvalue\\fR ...] [\\fIActID\\fR] "
+        "[\\fICOMPUTERNAME\\fR] [\\fB\\-\\-json\\fR], or the \\fBslmgr\\fR command "
+        "installed with ospp, take slmgr.vbs's options with space\\-separated values, in any "
+        "case, with / or \\-. An ActID is the SKU id of a catalog licence; a word that is a "
+        "GUID is the ActID, any other the computer name. Without one an option acts on the "
+        "licence whose key was installed last, or on this machine's KMS host once a KMS host "
+        "key is installed. The formats are in docs/SLMGR.md. slmgr.vbs exits with the "
+        "HRESULT; these exit with the statuses below and print the HRESULT on the Error: line.",
+    ]
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            continue
+        pieces = [p.make_metavar(ctx) for p in cmd.params if isinstance(p, click.Argument)]
+        out += [
+            ".TP",
+            f"\\fB{_roff(' '.join([f'/{name}', *pieces]))}\\fR",
+            _roff(" ".join(inspect.cleandoc((cmd.help or "").split("\f")[0]).split())),
+        ]
     return out
 
 
@@ -154,12 +189,15 @@ Internal error (a bug). Rerun with OSPP_DEBUG=1 for the traceback.
 .B OSPP_HOME
 Directory of the client state: one licence store per simulated machine. Default: the
 platform's user data directory (platformdirs), for example ~/.local/share/ospp.
+An empty value is an error (exit 2), as it is for the other directory variables.
 .TP
 .B OSPP_CENTER_HOME
-Directory of the local activation authority. Default: the user data directory plus /center.
+Directory of the local activation authority. Default: $OSPP_HOME/center when OSPP_HOME is
+set, else the user data directory plus /center.
 .TP
 .B OSPP_KMS_HOME
-Directory of the KMS host run by \fBospp kms\fR. Default: the user data directory plus /kms.
+Directory of the KMS host run by \fBospp kms\fR. Default: $OSPP_HOME/kms when OSPP_HOME is
+set, else the user data directory plus /kms.
 .TP
 .B OSPP_NOW
 Simulated current time, ISO 8601 (2026\-06\-01T09:00:00Z); a time without a zone is UTC.
@@ -189,6 +227,11 @@ The simulated hardware of machine NAME (ospp hardware change).
 .I $OSPP_HOME/trust/*.json
 Trusted activation authority public keys.
 .TP
+.I $OSPP_HOME/seal.key
+The key sealing activations already verified, so status reads skip their signatures. Whoever
+can write the stores can read it and re\-seal an edited activation; /dstatus \-\-verify
+checks every signature regardless of the seals.
+.TP
 .I $OSPP_CENTER_HOME/center.db, authority\-*.pem, authority.pub.json
 The activation authority: its records, private keys (owner\-only) and public key file.
 .TP
@@ -215,9 +258,13 @@ ospp kms dns set \-\-server 192.0.2.53 \-\-domain corp.example
 ospp kms dns set \-\-hostname kms1.corp.example \-\-tsig\-keyfile kms.key
 ospp /skms\-domain:corp.example && ospp dnsdiag
 OSPP_NOW=2026\-12\-31 ospp /dstatus
+ospp /dstatus \-\-verify
+ospp /kms\-policy:online\-only
 .fi
 .SH SEE ALSO
-The README of ospp; Microsoft's documentation of ospp.vbs and slmgr.vbs.
+The README of ospp; docs/THREAT\-MODEL.md (what is authenticated, against whom, and what a
+store's owner can always do) and docs/PHONE.md; Microsoft's documentation of ospp.vbs and
+slmgr.vbs.
 """
 
 
@@ -229,10 +276,10 @@ def manpage(cli: click.Group) -> str:
     return "\n".join(body) + "\n"
 
 
-def completion(cli: click.Group, shell: str) -> str:
+def completion(cli: click.Group, shell: str, prog: str = "ospp") -> str:
     cls = get_completion_class(shell)
     assert cls is not None
-    return cls(cli, {}, "ospp", "_OSPP_COMPLETE").source()
+    return cls(cli, {}, prog, f"_{prog.upper()}_COMPLETE").source()
 
 
 def write_all(root: Path) -> None:
@@ -243,6 +290,11 @@ def write_all(root: Path) -> None:
     (root / "completions").mkdir(exist_ok=True)
     for shell, name in COMPLETION_FILES.items():
         (root / "completions" / name).write_text(completion(cli, shell), encoding="utf-8")
+    from ospp.cli.slmgr import COMMANDS as SLMGR
+
+    for shell, name in SLMGR_COMPLETION_FILES.items():
+        text = completion(SLMGR[0], shell, "slmgr")
+        (root / "completions" / name).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -6,61 +6,53 @@ from pathlib import Path
 
 import click
 
-from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, json_wanted, run
+from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, reports
 from ospp.core.catalog import Channel, catalog
 from ospp.machine import client
 
 
 @click.command("products")
 @JSON_OPTION
-@click.pass_context
-def products(ctx: click.Context, as_json: bool) -> None:
+@reports
+def products() -> Result:
     """List the product catalog: short ids, GVLKs and SKU ids."""
-
-    def body() -> Result:
-        rows = []
-        lines = []
-        for p in catalog().products:
-            kms = p.sku(Channel.KMS_CLIENT)
-            rows.append(
-                {
-                    "id": p.id,
-                    "name": p.display_name,
-                    "gvlk": p.gvlk,
-                    "application_id": p.application_id,
-                    "skus": {c.value: p.sku(c).sku_id for c in Channel},
-                }
-            )
-            lines.append(f"{p.id:<15} {p.gvlk}  {kms.sku_id}  {p.display_name}")
-        return Result(lines, {"products": rows}, banners=False)
-
-    run("products", json_wanted(ctx, as_json), body)
+    rows = []
+    lines = []
+    for p in catalog().products:
+        kms = p.sku(Channel.KMS_CLIENT)
+        rows.append(
+            {
+                "id": p.id,
+                "name": p.display_name,
+                "gvlk": p.gvlk,
+                "application_id": p.application_id,
+                "skus": {c.value: p.sku(c).sku_id for c in Channel},
+            }
+        )
+        lines.append(f"{p.id:<15} {p.gvlk}  {kms.sku_id}  {p.display_name}")
+    return Result(lines, {"products": rows}, banners=False)
 
 
 @click.command("install-product")
 @click.argument("product")
 @COMPUTER_ARGUMENT
 @JSON_OPTION
-@click.pass_context
-def install_product(ctx: click.Context, product: str, computer: str | None, as_json: bool) -> None:
+@reports
+def install_product(product: str, computer: str | None) -> Result:
     """Simulate installing a volume product: its licences and its GVLK; grace starts now."""
-
-    def body() -> Result:
-        store = client.open_machine(computer)
-        added = client.install_product(store, product)
-        found = client.find_product(product)
-        line = (
-            f"<{found.display_name} installed: {len(added)} licence(s), KMS client key "
-            f"{found.gvlk[-5:]}>"
-            if added
-            else f"<{found.display_name} was already installed>"
-        )
-        return Result(
-            [line],
-            {"machine": store.name, "product": found.id, "installed": [s.sku_id for s in added]},
-        )
-
-    run("install-product", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    added = client.install_product(store, product)
+    found = client.find_product(product)
+    line = (
+        f"<{found.display_name} installed: {len(added)} licence(s), KMS client key "
+        f"{found.gvlk[-5:]}>"
+        if added
+        else f"<{found.display_name} was already installed>"
+    )
+    return Result(
+        [line],
+        {"machine": store.name, "product": found.id, "installed": [s.sku_id for s in added]},
+    )
 
 
 @click.command("demo")
@@ -76,4 +68,24 @@ def demo(keep: Path | None) -> None:
     raise SystemExit(run_demo(click.echo, keep))
 
 
-COMMANDS = [products, install_product, demo]
+@click.command("help")
+@click.argument("words", nargs=-1, metavar="[COMMAND]...")
+@click.pass_context
+def help_(ctx: click.Context, words: tuple[str, ...]) -> None:
+    """Show the help of ospp, or of a command (ospp help kms serve, ospp help /dstatus)."""
+    root = ctx.find_root()
+    command: click.Command = root.command
+    current = root
+    path = [root.info_name or "ospp"]
+    for word in words:
+        name = word.lstrip("/").split(":")[0].lower()
+        found = command.get_command(current, name) if isinstance(command, click.Group) else None
+        if found is None:
+            raise click.UsageError(f"'{' '.join(path)}' has no command {word!r}", ctx)
+        path.append(name)
+        current = click.Context(found, info_name=name, parent=current)
+        command = found
+    click.echo(command.get_help(current))
+
+
+COMMANDS = [products, install_product, demo, help_]

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
-from ospp.core.clock import clock_from_env
-from ospp.core.errors import LicensingError, hex_code
-from ospp.core.paths import kms_home
+from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
+from ospp.cli.kmsdns import dns_group
+from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, hex_code
+
+if TYPE_CHECKING:
+    from ospp.kmshost.state import KmsHost, ServingState
 
 
-def _host() -> Any:
+def _host() -> KmsHost:
     from ospp.kmshost.state import KmsHost
 
-    return KmsHost.open(kms_home(), clock_from_env())
+    return KmsHost.from_env()
 
 
-@click.group("kms")
+@click.group("kms", cls=Group)
 def kms_group() -> None:
     """A KMS host: install and activate its key, serve clients, show its counts."""
 
@@ -29,77 +30,61 @@ def kms_group() -> None:
 @kms_group.command("install-key")
 @click.argument("key")
 @JSON_OPTION
-@click.pass_context
-def install_key(ctx: click.Context, key: str, as_json: bool) -> None:
+@reports
+def install_key(key: str) -> Result:
     """Install a KMS host key (from 'ospp center issue-key --channel kms-host')."""
-
-    def body() -> Result:
-        installed = _host().install_key(key)
-        return Result(
-            [
-                f"Installed KMS host key *****-{installed.last5} for {installed.product.id}",
-                "Activate it: ospp kms activate (online) or ospp kms dinstid / actcid (phone).",
-            ],
-            {"product": installed.product.id, "key_last5": installed.last5},
-            banners=False,
-        )
-
-    run("kms install-key", json_wanted(ctx, as_json), body)
+    installed = _host().install_key(key)
+    return Result(
+        [
+            f"Installed KMS host key *****-{installed.last5} for {installed.product.id}",
+            "Activate it: ospp kms activate (online) or ospp kms dinstid / actcid (phone).",
+        ],
+        {"product": installed.product.id, "key_last5": installed.last5},
+        banners=False,
+    )
 
 
 @kms_group.command("activate")
 @JSON_OPTION
-@click.pass_context
-def activate(ctx: click.Context, as_json: bool) -> None:
+@reports
+def activate() -> Result:
     """Activate the host key online with the activation authority."""
-
-    def body() -> Result:
-        host = _host()
-        product = host.activate_online(os.environ)
-        epid = host.meta()["epid"]
-        return Result(
-            [f"<KMS host activated for {product.id}>", f"KMS host ePID: {epid}"],
-            {"product": product.id, "epid": epid},
-            banners=False,
-        )
-
-    run("kms activate", json_wanted(ctx, as_json), body)
+    host = _host()
+    product = host.activate_online(os.environ)
+    epid = host.meta()["epid"]
+    return Result(
+        [f"<KMS host activated for {product.id}>", f"KMS host ePID: {epid}"],
+        {"product": product.id, "epid": epid},
+        banners=False,
+    )
 
 
 @kms_group.command("dinstid")
 @JSON_OPTION
-@click.pass_context
-def dinstid(ctx: click.Context, as_json: bool) -> None:
+@reports
+def dinstid() -> Result:
     """Show the host key's installation ID, for phone activation."""
-
-    def body() -> Result:
-        iid = _host().installation_id()
-        return Result(
-            [f"Installation ID for the KMS host key: {iid.text()}"],
-            {"installation_id": iid.text(), "groups": iid.groups()},
-            banners=False,
-        )
-
-    run("kms dinstid", json_wanted(ctx, as_json), body)
+    iid = _host().installation_id()
+    return Result(
+        [f"Installation ID for the KMS host key: {iid.text()}"],
+        {"installation_id": iid.text(), "groups": iid.groups()},
+        banners=False,
+    )
 
 
 @kms_group.command("actcid")
 @click.argument("cid")
 @JSON_OPTION
-@click.pass_context
-def actcid(ctx: click.Context, cid: str, as_json: bool) -> None:
+@reports
+def actcid(cid: str) -> Result:
     """Activate the host key with a confirmation ID from the phone centre."""
-
-    def body() -> Result:
-        host = _host()
-        product = host.apply_cid(cid, os.environ)
-        return Result(
-            [f"<KMS host activated by phone for {product.id}>"],
-            {"product": product.id, "epid": host.meta()["epid"]},
-            banners=False,
-        )
-
-    run("kms actcid", json_wanted(ctx, as_json), body)
+    host = _host()
+    product = host.apply_cid(cid, os.environ)
+    return Result(
+        [f"<KMS host activated by phone for {product.id}>"],
+        {"product": product.id, "epid": host.meta()["epid"]},
+        banners=False,
+    )
 
 
 @kms_group.command("set")
@@ -116,88 +101,82 @@ def actcid(ctx: click.Context, cid: str, as_json: bool) -> None:
     help="How often activated clients renew (15-43200, default 10080).",
 )
 @JSON_OPTION
-@click.pass_context
-def set_(
-    ctx: click.Context, activation_interval: int | None, renewal_interval: int | None, as_json: bool
-) -> None:
+@reports
+def set_(activation_interval: int | None, renewal_interval: int | None) -> Result:
     """Change the intervals the host hands to its clients."""
-
-    def body() -> Result:
-        host = _host()
-        host.set_intervals(activation_interval, renewal_interval)
-        st = host.status()
-        return Result(
-            ["Successfully applied setting."],
-            {
-                "activation_interval": st["activation_interval"],
-                "renewal_interval": st["renewal_interval"],
-            },
-            banners=False,
-        )
-
-    run("kms set", json_wanted(ctx, as_json), body)
+    host = _host()
+    host.set_intervals(activation_interval, renewal_interval)
+    st = host.status()
+    return Result(
+        ["Successfully applied setting."],
+        {
+            "activation_interval": st["activation_interval"],
+            "renewal_interval": st["renewal_interval"],
+        },
+        banners=False,
+    )
 
 
 @kms_group.command("status")
 @JSON_OPTION
-@click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+@reports
+def status() -> Result:
     """The host's key, activation, counts and request statistics (like slmgr /dlv)."""
-
-    def body() -> Result:
-        st = _host().status()
-        lines = [
-            "Key Management Service is enabled on this machine"
-            if st["activated"]
-            else "Key Management Service host key is not activated"
-        ]
-        if st["key_last5"]:
-            lines.append(f"    Partial Product Key: {st['key_last5']}")
-        if st["epid"]:
-            lines.append(f"    KMS host ePID: {st['epid']}")
-        for app, count in sorted(st["current_count"].items()) or [("-", 0)]:
-            lines.append(
-                f"    Current count: {count}" + (f" (application {app})" if app != "-" else "")
-            )
-        lines += [
-            f"    Listening on Port: {st.get('port', 1688)}",
-            "    DNS publishing " + ("enabled" if st["dns_publishing"] else "disabled"),
-            "    KMS priority: Normal",
-            f"    Activation interval: {st['activation_interval']} minutes",
-            f"    Renewal interval: {st['renewal_interval']} minutes",
-            "",
-            "Key Management Service cumulative requests received from clients",
-            f"    Total requests received: {st['requests_total']}",
-            f"    Failed requests received: {st['requests_failed']}",
-        ]
-        for label, n in sorted(st["requests_by_status"].items()):
-            lines.append(f"    Requests with License Status {label.upper()}: {n}")
-        lines.append(f"    Stored client machines: {st['stored_clients']}")
-        if st["dns_last_publish"]:
-            last = st["dns_last_publish"]
-            lines.append(f"    Last DNS publishing: {last['at']}: {last['result']}")
-        return Result(lines, st, banners=False)
-
-    run("kms status", json_wanted(ctx, as_json), body)
+    st = _host().status()
+    lines = [
+        "Key Management Service is enabled on this machine"
+        if st["activated"]
+        else "Key Management Service host key is not activated"
+    ]
+    if st["key_last5"]:
+        lines.append(f"    Partial Product Key: {st['key_last5']}")
+    if st["attention"]:
+        lines.append(f"    ATTENTION: {st['attention']}")
+    if st["epid"]:
+        lines.append(f"    KMS host ePID: {st['epid']}")
+    for app, count in sorted(st["current_count"].items()) or [("-", 0)]:
+        lines.append(
+            f"    Current count: {count}" + (f" (application {app})" if app != "-" else "")
+        )
+    lines += [
+        f"    Listening on Port: {st.get('port', 1688)}",
+        "    DNS publishing " + ("enabled" if st["dns_publishing"] else "disabled"),
+        "    KMS priority: Normal",
+        f"    Activation interval: {st['activation_interval']} minutes",
+        f"    Renewal interval: {st['renewal_interval']} minutes",
+        "",
+        "Key Management Service cumulative requests received from clients",
+        f"    Total requests received: {st['requests_total']}",
+        f"    Failed requests received: {st['requests_failed']}",
+    ]
+    for label, n in sorted(st["requests_by_status"].items()):
+        lines.append(f"    Requests with License Status {label.upper()}: {n}")
+    lines.append(f"    Stored client machines: {st['stored_clients']}")
+    if st["dns_last_publish"]:
+        last = st["dns_last_publish"]
+        lines.append(f"    Last DNS publishing: {last['at']}: {last['result']}")
+    return Result(lines, st, banners=False)
 
 
 @kms_group.command("clients")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(0, 1_000_000_000),
+    default=100,
+    show_default=True,
+    help="Show at most this many clients.",
+)
 @JSON_OPTION
-@click.pass_context
-def clients(ctx: click.Context, limit: int, as_json: bool) -> None:
+@reports
+def clients(limit: int) -> Result:
     """Which client machines asked this host, most recent first."""
-
-    def body() -> Result:
-        rows = _host().clients(limit)
-        lines = [
-            f"{r['last_seen']}  {r['cmid']}  {r['workstation'] or '-':<16} "
-            f"{r['requests']:>5} request(s)"
-            for r in rows
-        ] or ["<No clients>"]
-        return Result(lines, {"clients": rows}, banners=False)
-
-    run("kms clients", json_wanted(ctx, as_json), body)
+    rows = _host().clients(limit)
+    lines = [
+        f"{r['last_seen']}  {r['cmid']}  {r['workstation'] or '-':<16} "
+        f"{r['requests']:>5} request(s)"
+        for r in rows
+    ] or ["<No clients>"]
+    return Result(lines, {"clients": rows}, banners=False)
 
 
 @kms_group.command("serve")
@@ -224,245 +203,79 @@ def clients(ctx: click.Context, limit: int, as_json: bool) -> None:
     metavar="PATH|-|none",
     help="Where the one-line JSON log of each request goes (- is stderr).",
 )
-def serve(listen: str, idle_timeout: float, log_to: str) -> None:
+@reports_text
+def serve(listen: str, idle_timeout: float, log_to: str) -> Result:
     """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready."""
+    from ospp.core.endpoint import parse_host
+    from ospp.kmshost import server
 
-    def body() -> Result:
-        from ospp.core.endpoint import parse_host
-        from ospp.kmshost import server
+    endpoint = parse_host(listen, 1688, "--listen", listen=True)
+    log = server.open_log(log_to)
+    host = _host()
 
-        endpoint = parse_host(listen, 1688, "--listen", listen=True)
-        log = server.open_log(log_to)
-        host = _host()
+    def ready(shown: str, bound: int, state: ServingState) -> None:
+        activated = "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
+        click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
+        click.echo(f"LISTENING {bound}")
 
-        def ready(shown: str, bound: int, state: Any) -> None:
-            activated = (
-                "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
-            )
-            click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
-            click.echo(f"LISTENING {bound}")
+    def event(record: dict[str, Any]) -> None:
+        click.echo(json.dumps(record), err=True)
 
-        def event(record: dict[str, Any]) -> None:
-            click.echo(json.dumps(record), err=True)
-
-        server.serve(
-            host,
-            endpoint.host,
-            endpoint.port,
-            idle_timeout=idle_timeout,
-            log=log,
-            ready=ready,
-            events=event,
-        )
-        click.echo("ospp KMS host stopped", err=True)
-        return Result([], banners=False)
-
-    run("kms serve", False, body)
+    server.serve(
+        host,
+        endpoint.host,
+        endpoint.port,
+        idle_timeout=idle_timeout,
+        log=log,
+        ready=ready,
+        events=event,
+    )
+    click.echo("ospp KMS host stopped", err=True)
+    return Result([], banners=False)
 
 
 @click.command("service")
 @click.argument("computers", nargs=-1, metavar="[COMPUTERNAME]...")
 @click.option("--all", "all_machines", is_flag=True, help="Every simulated machine.")
 @JSON_OPTION
-@click.pass_context
-def service(
-    ctx: click.Context, computers: tuple[str, ...], all_machines: bool, as_json: bool
-) -> None:
+@reports
+def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     """Do what the licensing service would do now (OSPP_NOW): retry unactivated KMS products
     every activation interval and renew activated ones every renewal interval."""
+    from ospp.core.paths import ospp_home
+    from ospp.machine import service as licensing
 
-    def body() -> Result:
-        from ospp.core.paths import ospp_home
-        from ospp.machine import service as licensing
+    names: list[str | None] = list(computers) or [None]
+    if all_machines:
+        names = list(licensing.machine_names(ospp_home()))
+    if not names:
+        raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
+    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    first = None
+    for done in licensing.run(names, os.environ):
+        row: dict[str, Any] = {
+            "machine": done.machine,
+            "product": done.product,
+            "status": done.status,
+            "action": done.action,
+        }
+        where = f"{done.machine}: {done.product}"
+        if done.action is None:
+            lines.append(f"{where}: nothing due ({done.status})")
+        elif done.error is None:
+            row.update(ok=True, host=done.host, count=done.count)
+            lines.append(f"{where}: {done.action} succeeded at {done.host} (count {done.count})")
+        else:
+            row.update(ok=False, error=done.error.to_json())
+            lines.append(
+                f"{where}: {done.action} failed: {hex_code(done.error.code)} {done.error.message}"
+            )
+            first = first or done.error
+        rows.append(row)
+    return Result(lines, {"actions": rows}, banners=False, failed=first)
 
-        names: list[str | None] = list(computers) or [None]
-        if all_machines:
-            names = list(licensing.machine_names(ospp_home()))
-        if not names:
-            raise LicensingError(0xC004F014, "there are no simulated machines yet")
-        lines: list[str] = []
-        rows: list[dict[str, Any]] = []
-        first = None
-        for done in licensing.run(names, os.environ):
-            row: dict[str, Any] = {
-                "machine": done.machine,
-                "product": done.product,
-                "status": done.status,
-                "action": done.action,
-            }
-            where = f"{done.machine}: {done.product}"
-            if done.action is None:
-                lines.append(f"{where}: nothing due ({done.status})")
-            elif done.error is None:
-                row.update(ok=True, host=done.host, count=done.count)
-                lines.append(
-                    f"{where}: {done.action} succeeded at {done.host} (count {done.count})"
-                )
-            else:
-                row.update(ok=False, error=done.error.to_json())
-                lines.append(
-                    f"{where}: {done.action} failed: "
-                    f"{hex_code(done.error.code)} {done.error.message}"
-                )
-                first = first or done.error
-            rows.append(row)
-        return Result(lines, {"actions": rows}, banners=False, failed=first)
 
-    run("service", json_wanted(ctx, as_json), body)
-
+kms_group.add_command(dns_group)
 
 COMMANDS = [kms_group, service]
-
-
-@kms_group.group("dns")
-def dns_group() -> None:
-    """Publishing the host's _vlmcs._tcp SRV record by DNS dynamic update (RFC 2136, TSIG)."""
-
-
-@dns_group.command("set")
-@click.option("--server", metavar="ADDR[:PORT]", help="DNS server that accepts the updates.")
-@click.option("--domain", help="Domain to publish in, e.g. corp.example.com.")
-@click.option("--hostname", help="The SRV target: this host's DNS name.")
-@click.option(
-    "--address",
-    "addresses",
-    multiple=True,
-    metavar="IP",
-    help="Also publish this A/AAAA address for --hostname (repeatable).",
-)
-@click.option("--ttl", type=int, help="Record TTL in seconds (default 3600).")
-@click.option("--priority", type=int, help="SRV priority in the own domain (default 0).")
-@click.option("--weight", type=int, help="SRV weight in the own domain (default 100).")
-@click.option(
-    "--extra",
-    multiple=True,
-    metavar="DOMAIN[,PRIORITY,WEIGHT]",
-    help="Also publish in this domain (repeatable).",
-)
-@click.option("--interval-hours", type=float, help="Re-publish interval (default 24).")
-@click.option(
-    "--tsig-keyfile",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="BIND key file (tsig-keygen output) that signs the updates.",
-)
-@JSON_OPTION
-@click.pass_context
-def dns_set(
-    ctx: click.Context,
-    server: str | None,
-    domain: str | None,
-    hostname: str | None,
-    addresses: tuple[str, ...],
-    ttl: int | None,
-    priority: int | None,
-    weight: int | None,
-    extra: tuple[str, ...],
-    interval_hours: float | None,
-    tsig_keyfile: Path | None,
-    as_json: bool,
-) -> None:
-    """Configure and enable DNS publishing (options not given keep their value)."""
-
-    def body() -> Result:
-        from ospp.dns.publish import read_key_file
-
-        host = _host()
-        pub = host.publishing()
-        for name, value in (
-            ("server", server),
-            ("domain", domain),
-            ("hostname", hostname),
-            ("ttl", ttl),
-            ("priority", priority),
-            ("weight", weight),
-            ("interval_hours", interval_hours),
-        ):
-            if value is not None:
-                setattr(pub, name, value.rstrip(".") if isinstance(value, str) else value)
-        if addresses:
-            pub.addresses = list(addresses)
-        if extra:
-            pub.extra = list(extra)
-        if tsig_keyfile is not None:
-            pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = read_key_file(tsig_keyfile)
-        pub.enabled = True
-        host.set_publishing(pub)
-        return Result(
-            ["Successfully applied setting. DNS publishing enabled."], pub.shown(), banners=False
-        )
-
-    run("kms dns set", json_wanted(ctx, as_json), body)
-
-
-@dns_group.command("disable")
-@JSON_OPTION
-@click.pass_context
-def dns_disable(ctx: click.Context, as_json: bool) -> None:
-    """Stop publishing (like slmgr /cdns); the settings are kept."""
-
-    def body() -> Result:
-        host = _host()
-        pub = host.publishing()
-        pub.enabled = False
-        host.set_publishing(pub)
-        return Result(["DNS publishing disabled."], pub.shown(), banners=False)
-
-    run("kms dns disable", json_wanted(ctx, as_json), body)
-
-
-@dns_group.command("enable")
-@JSON_OPTION
-@click.pass_context
-def dns_enable(ctx: click.Context, as_json: bool) -> None:
-    """Publish again with the kept settings (like slmgr /sdns)."""
-
-    def body() -> Result:
-        host = _host()
-        pub = host.publishing()
-        pub.enabled = True
-        host.set_publishing(pub)
-        return Result(["DNS publishing enabled."], pub.shown(), banners=False)
-
-    run("kms dns enable", json_wanted(ctx, as_json), body)
-
-
-@dns_group.command("publish")
-@click.option("--port", type=int, help="Port to publish (default: the port the host serves).")
-@JSON_OPTION
-@click.pass_context
-def dns_publish(ctx: click.Context, port: int | None, as_json: bool) -> None:
-    """Publish now, once (the running host also publishes at start and every interval)."""
-
-    def body() -> Result:
-        from ospp.dns.publish import publish
-
-        host = _host()
-        pub = host.publishing()
-        pub.check()
-        done = publish(pub, port or host.status()["port"])
-        host.record_publish("; ".join(done))
-        return Result(done, {"published": done}, banners=False)
-
-    run("kms dns publish", json_wanted(ctx, as_json), body)
-
-
-@dns_group.command("records")
-@click.option("--port", type=int, help="Port to publish (default: the port the host serves).")
-@JSON_OPTION
-@click.pass_context
-def dns_records(ctx: click.Context, port: int | None, as_json: bool) -> None:
-    """Print the zone-file lines, for admins who publish by hand."""
-
-    def body() -> Result:
-        from ospp.dns.publish import zone_lines
-
-        host = _host()
-        pub = host.publishing()
-        if not pub.domain or not pub.hostname:
-            from ospp.core.errors import UsageError
-
-            raise UsageError("set --domain and --hostname first: ospp kms dns set ...")
-        lines = zone_lines(pub, port or host.status()["port"])
-        return Result(lines, {"records": lines}, banners=False)
-
-    run("kms dns records", json_wanted(ctx, as_json), body)

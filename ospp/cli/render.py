@@ -8,7 +8,7 @@ from ospp.cli.base import DASHES
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, INFORMATIONAL, hex_code
-from ospp.machine.status import LICENSED, LicenseStatus
+from ospp.machine.status import LICENSED, LicenceStatus
 from ospp.machine.store import KmsSettings
 
 ACTYPE_NAMES = {0: "ALL", 1: "AD", 2: "KMS", 3: "TOKEN"}
@@ -31,8 +31,8 @@ def kms_lines(kms: KmsSettings) -> list[str]:
     return lines
 
 
-def status_lines(st: LicenseStatus, kms: KmsSettings) -> list[str]:
-    sku = st.license.sku
+def status_lines(st: LicenceStatus, kms: KmsSettings) -> list[str]:
+    sku = st.licence.sku
     lines = [
         f"PRODUCT ID: {st.product_id}",
         f"SKU ID: {sku.sku_id}",
@@ -55,9 +55,9 @@ def status_lines(st: LicenseStatus, kms: KmsSettings) -> list[str]:
             f"REMAINING GRACE: {st.remaining_days} days  "
             f"({st.remaining_minutes} minute(s) before expiring)"
         )
-    if st.license.last5:
-        lines.append(f"Last 5 characters of installed product key: {st.license.last5}")
-    if sku.channel is Channel.KMS_CLIENT and st.license.product_key:
+    if st.licence.last5:
+        lines.append(f"Last 5 characters of installed product key: {st.licence.last5}")
+    if sku.channel is Channel.KMS_CLIENT and st.licence.product_key:
         lines += kms_lines(kms)
     lines.append(DASHES)
     return lines
@@ -74,11 +74,12 @@ def kms_json(kms: KmsSettings) -> dict[str, Any]:
         "activation_interval_minutes": kms.activation_interval,
         "renewal_interval_minutes": kms.renewal_interval,
         "host_caching": kms.caching,
+        "host_policy": "online-only" if kms.online_only else "any",
     }
 
 
-def status_json(st: LicenseStatus, kms: KmsSettings) -> dict[str, Any]:
-    lic = st.license
+def status_json(st: LicenceStatus, kms: KmsSettings) -> dict[str, Any]:
+    lic = st.licence
     sku = lic.sku
     activation = lic.activation or {}
     return {

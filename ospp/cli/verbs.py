@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import click
 
-from ospp.cli.base import Result, json_wanted, reports, run, verb
+from ospp.cli.base import Result, reports, verb
 from ospp.cli.render import kms_json, status_json, status_lines
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
@@ -33,137 +34,127 @@ def _machine_data(store: MachineStore) -> dict[str, object]:
         ),
     ],
 )
-@click.pass_context
-def inpkey(
-    ctx: click.Context, key: str, activate: bool, computer: str | None, as_json: bool
-) -> None:
+@reports
+def inpkey(key: str, activate: bool, computer: str | None) -> Result:
     """Install a product key (replaces the key of that product)."""
+    if not key.strip():
+        raise UsageError("/inpkey needs a product key: /inpkey:XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
+    store = client.open_machine(computer)
+    installed = client.install_key(store, key)
+    sku = installed.product.sku(installed.channel)
+    lines = ["<Product key installation successful>"]
+    failed = None
+    acted: list[dict[str, object]] = []
+    if activate:
+        from ospp.cli.activate import activate_licences
 
-    def body() -> Result:
-        if not key.strip():
-            raise UsageError("/inpkey needs a product key: /inpkey:XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
-        store = client.open_machine(computer)
-        installed = client.install_key(store, key)
-        sku = installed.product.sku(installed.channel)
-        lines = ["<Product key installation successful>"]
-        failed = None
-        acted: list[dict[str, object]] = []
-        if activate:
-            from ospp.cli.activate import activate_licences
-
-            lines.append("-" * 39)
-            failed = activate_licences(store, lines, acted)
-        return Result(
-            lines,
-            {
-                "activation": acted,
-                **_machine_data(store),
-                "product": installed.product.id,
-                "channel": installed.channel.value,
-                "sku_id": sku.sku_id,
-                "license_name": sku.license_name,
-                "key_last5": installed.last5,
-            },
-            failed=failed,
-        )
-
-    run("inpkey", json_wanted(ctx, as_json), body)
+        lines.append("-" * 39)
+        failed = activate_licences(store, lines, acted)
+    return Result(
+        lines,
+        {
+            "activation": acted,
+            **_machine_data(store),
+            "product": installed.product.id,
+            "channel": installed.channel.value,
+            "sku_id": sku.sku_id,
+            "license_name": sku.license_name,
+            "key_last5": installed.last5,
+        },
+        failed=failed,
+    )
 
 
 @verb("unpkey", slash_value="argument", params=[click.argument("last5", metavar="XXXXX")])
-@click.pass_context
-def unpkey(ctx: click.Context, last5: str, computer: str | None, as_json: bool) -> None:
+@reports
+def unpkey(last5: str, computer: str | None) -> Result:
     """Uninstall the key whose last 5 characters are given."""
-
-    def body() -> Result:
-        if len(last5) != 5:
-            raise UsageError(
-                f"/unpkey takes exactly the last 5 characters of a key, not {len(last5)} "
-                f"({last5!r})",
-                "Run /dstatus to see 'Last 5 characters of installed product key'.",
-            )
-        store = client.open_machine(computer)
-        try:
-            removed = client.uninstall_key(store, last5)
-        except LicensingError as exc:
-            return Result(["<Product key not found>"], _machine_data(store), error=exc)
-        lines = []
-        for sku in removed:
-            lines += [f"Uninstalling product key for: {sku.license_name}"]
-        lines.append("<Product key uninstall successful>")
-        return Result(
-            lines,
-            {**_machine_data(store), "uninstalled": [s.sku_id for s in removed]},
+    if len(last5) != 5:
+        raise UsageError(
+            f"/unpkey takes exactly the last 5 characters of a key, not {len(last5)} ({last5!r})",
+            "Run /dstatus to see 'Last 5 characters of installed product key'.",
         )
+    store = client.open_machine(computer)
+    try:
+        removed = client.uninstall_key(store, last5)
+    except LicensingError as exc:
+        return Result(["<Product key not found>"], _machine_data(store), error=exc)
+    lines = []
+    for sku in removed:
+        lines += [f"Uninstalling product key for: {sku.license_name}"]
+    lines.append("<Product key uninstall successful>")
+    return Result(
+        lines,
+        {**_machine_data(store), "uninstalled": [s.sku_id for s in removed]},
+    )
 
-    run("unpkey", json_wanted(ctx, as_json), body)
 
-
-def _status(ctx: click.Context, name: str, computer: str | None, as_json: bool, all_: bool) -> None:
-    def body() -> Result:
-        store = client.open_machine(computer)
-        found = client.statuses(store, include_unkeyed=all_)
-        kms = store.kms()
-        if not found:
-            return Result(
-                ["<No installed product keys detected>"], {**_machine_data(store), "products": []}
-            )
-        lines: list[str] = []
-        for st in found:
-            lines += status_lines(st, kms)
+def _status(computer: str | None, all_: bool, verify: bool) -> Result:
+    store = client.open_machine(computer)
+    found = client.statuses(store, include_unkeyed=all_, verify=verify)
+    kms = store.kms()
+    if not found:
         return Result(
-            lines[:-1],  # the closing dashes come with the exit banner
-            {
-                **_machine_data(store),
-                "now": iso(store.clock.now()),
-                "products": [status_json(st, kms) for st in found],
-            },
+            ["<No installed product keys detected>"], {**_machine_data(store), "products": []}
         )
+    lines: list[str] = []
+    for st in found:
+        lines += status_lines(st, kms)
+    return Result(
+        lines[:-1],  # the closing dashes come with the exit banner
+        {
+            **_machine_data(store),
+            "now": iso(store.clock.now()),
+            "products": [status_json(st, kms) for st in found],
+        },
+    )
 
-    run(name, json_wanted(ctx, as_json), body)
+
+VERIFY_OPTION = click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify every activation's signature again, even when its seal matches (slower; "
+    "catches an activation edited and re-sealed by whoever can write the store).",
+)
 
 
-@verb("dstatus")
-@click.pass_context
-def dstatus(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@verb("dstatus", params=[VERIFY_OPTION])
+@reports
+def dstatus(verify: bool, computer: str | None) -> Result:
     """Show licence information for products that have a key."""
-    _status(ctx, "dstatus", computer, as_json, all_=False)
+    return _status(computer, all_=False, verify=verify)
 
 
-@verb("dstatusall")
-@click.pass_context
-def dstatusall(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@verb("dstatusall", params=[VERIFY_OPTION])
+@reports
+def dstatusall(verify: bool, computer: str | None) -> Result:
     """Show licence information for every installed licence, keyed or not."""
-    _status(ctx, "dstatusall", computer, as_json, all_=True)
+    return _status(computer, all_=True, verify=verify)
 
 
 @verb("ddescr", slash_value="argument", params=[click.argument("code", metavar="0xCODE")])
-@click.pass_context
-def ddescr(ctx: click.Context, code: str, computer: str | None, as_json: bool) -> None:
+@reports
+def ddescr(code: str, computer: str | None) -> Result:
     """Print the description of a licensing error code (must start with 0x)."""
-
-    def body() -> Result:
-        if not re.match(_HEX, code):
-            raise UsageError(
-                f"/ddescr takes a hexadecimal code starting with 0x, not {code!r}",
-                f"For example /ddescr:0x{code.upper()}"
-                if code and not code.startswith("0")
-                else "For example /ddescr:0xC004F074",
-            )
-        value = int(code, 16)
-        if value not in DESCRIPTIONS:
-            raise LicensingError(
-                E_INVALID_ARG,
-                f"no description is known for {hex_code(value)}",
-                "ospp knows the codes of the Software Licensing Service that it can report; "
-                "see the man page, section ERROR CODES.",
-            )
-        return Result(
-            [f"ERROR CODE: {hex_code(value)}", f"ERROR DESCRIPTION: {DESCRIPTIONS[value]}"],
-            {"code": hex_code(value), "code_int": value, "description": DESCRIPTIONS[value]},
+    if not re.match(_HEX, code):
+        raise UsageError(
+            f"/ddescr takes a hexadecimal code starting with 0x, not {code!r}",
+            f"For example /ddescr:0x{code.upper()}"
+            if code and not code.startswith("0")
+            else "For example /ddescr:0xC004F074",
         )
-
-    run("ddescr", json_wanted(ctx, as_json), body)
+    value = int(code, 16)
+    if value not in DESCRIPTIONS:
+        raise LicensingError(
+            E_INVALID_ARG,
+            f"no description is known for {hex_code(value)}",
+            "ospp knows the codes of the Software Licensing Service that it can report; "
+            "see the man page, section ERROR CODES.",
+        )
+    return Result(
+        [f"ERROR CODE: {hex_code(value)}", f"ERROR DESCRIPTION: {DESCRIPTIONS[value]}"],
+        {"code": hex_code(value), "code_int": value, "description": DESCRIPTIONS[value]},
+    )
 
 
 @verb("dcmid")
@@ -181,90 +172,90 @@ def dcmid(computer: str | None) -> Result:
     value_required=False,
     params=[click.option("--sku", "sku", metavar="SKUID", help="Rearm only this SKU.")],
 )
-@click.pass_context
-def rearm(ctx: click.Context, sku: str | None, computer: str | None, as_json: bool) -> None:
+@reports
+def rearm(sku: str | None, computer: str | None) -> Result:
     """Reset the grace period to 30 days (at most 5 times)."""
-
-    def body() -> Result:
-        store = client.open_machine(computer)
-        skus = client.rearm(store, sku)
-        used = int(store.settings()["rearms_used"])
-        return Result(
-            ["<Product reset successful>" if skus else "<No licences needed a rearm>"],
-            {
-                **_machine_data(store),
-                "rearmed": [s.sku_id for s in skus],
-                "rearms_left": MAX_REARMS - used,
-            },
-        )
-
-    run("rearm", json_wanted(ctx, as_json), body)
+    store = client.open_machine(computer)
+    skus = client.rearm(store, sku)
+    used = int(store.settings()["rearms_used"])
+    return Result(
+        ["<Product reset successful>" if skus else "<No licences needed a rearm>"],
+        {
+            **_machine_data(store),
+            "rearmed": [s.sku_id for s in skus],
+            "rearms_left": MAX_REARMS - used,
+        },
+    )
 
 
 # -- KMS client settings ------------------------------------------------------------------------
 
 
-def _setting(
-    ctx: click.Context, name: str, computer: str | None, as_json: bool, change: object
-) -> None:
-    def body() -> Result:
-        store = client.open_machine(computer)
-        change(store)  # type: ignore[operator]
-        kms = store.kms()
-        return Result(
-            ["Successfully applied setting."], {**_machine_data(store), "kms": kms_json(kms)}
-        )
-
-    run(name, json_wanted(ctx, as_json), body)
+def _setting(computer: str | None, change: Callable[[MachineStore], object]) -> Result:
+    store = client.open_machine(computer)
+    change(store)
+    kms = store.kms()
+    return Result(["Successfully applied setting."], {**_machine_data(store), "kms": kms_json(kms)})
 
 
 @verb("sethst", slash_value="argument", params=[click.argument("host")])
-@click.pass_context
-def sethst(ctx: click.Context, host: str, computer: str | None, as_json: bool) -> None:
+@reports
+def sethst(host: str, computer: str | None) -> Result:
     """Set the KMS host: name, IPv4, [IPv6], optionally with :port."""
-    _setting(ctx, "sethst", computer, as_json, lambda s: client.set_kms_host(s, host))
+    return _setting(computer, lambda s: client.set_kms_host(s, host))
 
 
 @verb("setprt", slash_value="argument", params=[click.argument("port")])
-@click.pass_context
-def setprt(ctx: click.Context, port: str, computer: str | None, as_json: bool) -> None:
+@reports
+def setprt(port: str, computer: str | None) -> Result:
     """Set the KMS port (default 1688)."""
-    _setting(ctx, "setprt", computer, as_json, lambda s: client.set_kms_port(s, port))
+    return _setting(computer, lambda s: client.set_kms_port(s, port))
 
 
 @verb("remhst")
-@click.pass_context
-def remhst(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def remhst(computer: str | None) -> Result:
     """Remove the KMS host setting; the port goes back to 1688."""
-    _setting(ctx, "remhst", computer, as_json, client.remove_kms_host)
+    return _setting(computer, client.remove_kms_host)
 
 
 @verb("cachst", slash_value="argument", params=[click.argument("value", metavar="TRUE|FALSE")])
-@click.pass_context
-def cachst(ctx: click.Context, value: str, computer: str | None, as_json: bool) -> None:
+@reports
+def cachst(value: str, computer: str | None) -> Result:
     """Allow (TRUE) or deny (FALSE) KMS host caching."""
-    _setting(ctx, "cachst", computer, as_json, lambda s: client.set_kms_caching(s, value))
+    return _setting(computer, lambda s: client.set_kms_caching(s, value))
 
 
 @verb("actype", slash_value="argument", params=[click.argument("value", metavar="0-3")])
-@click.pass_context
-def actype(ctx: click.Context, value: str, computer: str | None, as_json: bool) -> None:
+@reports
+def actype(value: str, computer: str | None) -> Result:
     """Set the volume activation type: 0 all, 2 KMS (1 AD and 3 token are not supported)."""
-    _setting(ctx, "actype", computer, as_json, lambda s: client.set_actype(s, value))
+    return _setting(computer, lambda s: client.set_actype(s, value))
 
 
 @verb("skms-domain", slash_value="argument", params=[click.argument("fqdn")])
-@click.pass_context
-def skms_domain(ctx: click.Context, fqdn: str, computer: str | None, as_json: bool) -> None:
+@reports
+def skms_domain(fqdn: str, computer: str | None) -> Result:
     """Look for KMS SRV records only in this DNS domain."""
-    _setting(ctx, "skms-domain", computer, as_json, lambda s: client.set_kms_domain(s, fqdn))
+    return _setting(computer, lambda s: client.set_kms_domain(s, fqdn))
 
 
 @verb("ckms-domain")
-@click.pass_context
-def ckms_domain(ctx: click.Context, computer: str | None, as_json: bool) -> None:
+@reports
+def ckms_domain(computer: str | None) -> Result:
     """Clear the KMS lookup domain."""
-    _setting(ctx, "ckms-domain", computer, as_json, client.clear_kms_domain)
+    return _setting(computer, client.clear_kms_domain)
+
+
+@verb("kms-policy", slash_value="argument", params=[click.argument("policy", metavar="POLICY")])
+@reports
+def kms_policy(policy: str, computer: str | None) -> Result:
+    """Accept KMS hosts certified online or by phone (any, the default) or online only."""
+    store = client.open_machine(computer)
+    client.set_kms_policy(store, policy)
+    return Result(
+        ["Successfully applied setting."], {**_machine_data(store), "kms": kms_json(store.kms())}
+    )
 
 
 COMMANDS = [
@@ -282,4 +273,5 @@ COMMANDS = [
     actype,
     skms_domain,
     ckms_domain,
+    kms_policy,
 ]

@@ -22,7 +22,7 @@ class Endpoint:
 
 def parse_port(text: str, what: str = "port", allow_zero: bool = False) -> int:
     low = 0 if allow_zero else 1
-    if not text.isdigit() or not low <= int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) < 65536:
         raise UsageError(f"{what} {text!r} is not a TCP port", f"Use a number from {low} to 65535.")
     return int(text)
 
@@ -34,7 +34,10 @@ def valid_host(host: str) -> bool:
     except ValueError:
         pass
     name = host[:-1] if host.endswith(".") else host
-    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
+    labels = name.split(".")
+    if all(label.isdigit() for label in labels):
+        return False  # 999.1.1.1 is a bad IPv4 address, not a host name (RFC 1123 2.1)
+    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in labels)
 
 
 def parse_host(

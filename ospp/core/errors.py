@@ -18,65 +18,125 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # the command line was wrong (click's own status for usage errors)
     STORE = 3  # the licence store or another local file could not be used
     NETWORK = 4  # a server (authority, KMS host, DNS) could not be reached
+    INTERRUPTED = 130  # Ctrl+C (128 + SIGINT), as shells report it
 
 
-# Descriptions as the Software Licensing Service words them (ospp.vbs /ddescr prints these).
+# -- the licensing codes -------------------------------------------------------------------
+# Every code ospp can print or send is named here, once; DESCRIPTIONS holds its wording
+# (ospp.vbs /ddescr prints it). Codes are HRESULTs: 0xC004... from the Software Licensing
+# Service, 0x8007xxxx a Win32 error (0x80072xxx DNS), 0x80072EFD WinINet, 0x4004... information.
+
+# product keys
+E_INVALID_KEY = 0xC004F050  # the key does not decode, or is for another channel
+E_KEY_BLOCKED = 0xC004F051
+E_KEY_NOT_AVAILABLE = 0xC004F014  # no (suitable) key is installed
+E_SKU_NOT_FOUND = 0xC004F069
+E_NOT_VOLUME = 0xC004F035  # Active Directory activation (/actype:1)
+# the activation authority
+E_SERVER_INVALID_KEY = 0xC004C001
+E_SERVER_BLOCKED = 0xC004C003
+E_UNLOCK_LIMIT = 0xC004C008
+E_MAK_LIMIT = 0xC004C020
+# KMS
+E_NO_KMS = 0xC004F074  # no KMS host could be reached or none answered usefully
+E_COUNT_LOW = 0xC004F038
+E_KMS_DISABLED = 0xC004F039
+E_HOST_NOT_ACTIVATED = 0xC004F041
+E_CANNOT_USE = 0xC004F042  # the host's certificate or answer cannot be believed
+E_SKEW = 0xC004F06C
+E_KMS_REFUSED = 0xC004F056  # a malformed request; a product KMS cannot activate this way
+# DNS (Win32 DNS errors as HRESULTs)
+E_DNS_NAME = 0x8007232B  # no SRV record in any searched domain
+E_DNS_NO_RECORDS = 0x8007251D
+E_DNS_FAILURE = 0x8007232A  # server failure or timeout
+E_DNS_REFUSED = 0x8007232D  # a dynamic update was refused
+E_DNS_NOT_AUTH = 0x80072331  # the server is not authoritative (or the TSIG key is unknown)
+E_DNS_BAD_KEY = 0x80072339  # the TSIG exchange failed
+# status, grace and hardware
+E_GRACE_EXPIRED = 0xC004F009
+E_HARDWARE = 0xC004F00F
+E_REARM_LIMIT = 0xC004D307
+E_UNTRUSTED = 0xC004E003  # licence evaluation failed: tampered or from an untrusted authority
+E_NEEDS_ADMIN = 0xC004F025
+# phone activation and offline data
+E_BAD_FORMAT = 0xC004F02C  # offline data (an IID, a frame on the wire) is malformed
+E_CID_LENGTH = 0xC004F02F
+E_MISMATCH = 0xC004F031
+E_CHECK_DIGIT = 0xC004F04D
+# local files, arguments and the network
+E_ACCESS_DENIED = 0x80070005  # a store file or directory that cannot be read or written
+E_INVALID_DATA = 0x8007000D  # a store file that is not what ospp wrote (garbage, newer schema)
+E_INVALID_ARG = 0x80070057  # a value on the command line or in the environment is malformed
+E_NO_CONNECTION = 0x80072EFD  # a server could not be reached (WinINet's wording)
+E_UNEXPECTED = 0x8000FFFF  # a server failed on a request (a bug on its side)
+# information (bit 31 clear): printed as the status of a licence, not as a failure
+I_OOB = 0x4004F00C
+I_OOT = 0x4004F00D
+I_KMS_LICENSED = 0x4004F040
+
 DESCRIPTIONS: dict[int, str] = {
-    0xC004F050: "The Software Licensing Service reported that the product key is invalid.",
-    0xC004F051: "The Software Licensing Service reported that the product key is blocked.",
-    0xC004C003: "The activation server determined the specified product key is blocked.",
-    0xC004C001: "The activation server determined the specified product key is invalid.",
-    0xC004C008: "The activation server reported that the product key has exceeded its unlock "
-    "limit.",
-    0xC004C020: "The activation server reported that the Multiple Activation Key has exceeded "
+    E_INVALID_KEY: "The Software Licensing Service reported that the product key is invalid.",
+    E_KEY_BLOCKED: "The Software Licensing Service reported that the product key is blocked.",
+    E_SERVER_BLOCKED: "The activation server determined the specified product key is blocked.",
+    E_SERVER_INVALID_KEY: "The activation server determined the specified product key is invalid.",
+    E_UNLOCK_LIMIT: "The activation server reported that the product key has exceeded its "
+    "unlock limit.",
+    E_MAK_LIMIT: "The activation server reported that the Multiple Activation Key has exceeded "
     "its limit.",
-    0xC004F074: "The Software Licensing Service reported that the computer could not be "
+    E_NO_KMS: "The Software Licensing Service reported that the computer could not be "
     "activated. No Key Management Service (KMS) could be contacted. Please see the "
     "Application Event Log for additional information.",
-    0x8007232B: "DNS name does not exist.",
-    0x8007251D: "No records found for DNS query.",
-    0x8007232A: "DNS server failure.",
-    0xC004F038: "The Software Licensing Service reported that the computer could not be "
+    E_DNS_NAME: "DNS name does not exist.",
+    E_DNS_NO_RECORDS: "No records found for DNS query.",
+    E_DNS_FAILURE: "DNS server failure.",
+    E_DNS_REFUSED: "DNS operation refused.",
+    E_DNS_NOT_AUTH: "DNS server not authoritative for zone.",
+    E_DNS_BAD_KEY: "DNS bad key.",
+    E_COUNT_LOW: "The Software Licensing Service reported that the computer could not be "
     "activated. The count reported by your Key Management Service (KMS) is insufficient. "
     "Please contact your system administrator.",
-    0xC004F039: "The Software Licensing Service reported that the computer could not be "
+    E_KMS_DISABLED: "The Software Licensing Service reported that the computer could not be "
     "activated. The Key Management Service (KMS) is not enabled.",
-    0xC004F041: "The Software Licensing Service determined that the Key Management Service "
-    "(KMS) is not activated. KMS needs to be activated.",
-    0xC004F042: "The Software Licensing Service determined that the specified Key Management "
+    E_HOST_NOT_ACTIVATED: "The Software Licensing Service determined that the Key Management "
+    "Service (KMS) is not activated. KMS needs to be activated.",
+    E_CANNOT_USE: "The Software Licensing Service determined that the specified Key Management "
     "Service (KMS) cannot be used.",
-    0xC004F06C: "The Software Licensing Service reported that the request timestamp is invalid.",
-    0xC004F056: "The Software Licensing Service reported that the product could not be "
+    E_SKEW: "The Software Licensing Service reported that the request timestamp is invalid.",
+    E_KMS_REFUSED: "The Software Licensing Service reported that the product could not be "
     "activated using the Key Management Service (KMS).",
-    0xC004F014: "The Software Licensing Service reported that the product key is not available.",
-    0xC004F009: "The Software Licensing Service reported that the grace period expired.",
-    0xC004F00F: "The Software Licensing Service reported that the hardware ID binding is beyond "
+    E_KEY_NOT_AVAILABLE: "The Software Licensing Service reported that the product key is not "
+    "available.",
+    E_GRACE_EXPIRED: "The Software Licensing Service reported that the grace period expired.",
+    E_HARDWARE: "The Software Licensing Service reported that the hardware ID binding is beyond "
     "level of tolerance.",
-    0xC004F02C: "The Software Licensing Service reported that the format for the offline "
+    E_BAD_FORMAT: "The Software Licensing Service reported that the format for the offline "
     "activation data is incorrect.",
-    0xC004F02F: "The Software Licensing Service reported that the length of the offline "
+    E_CID_LENGTH: "The Software Licensing Service reported that the length of the offline "
     "confirmation ID is incorrect.",
-    0xC004F031: "The Software Licensing Service reported that the specified installation ID "
+    E_MISMATCH: "The Software Licensing Service reported that the specified installation ID "
     "and confirmation ID do not match.",
-    0xC004F04D: "The Software Licensing Service reported that the installation ID or the "
+    E_CHECK_DIGIT: "The Software Licensing Service reported that the installation ID or the "
     "confirmation ID is invalid.",
-    0xC004F025: "The Software Licensing Service reported that the action requires "
+    E_NEEDS_ADMIN: "The Software Licensing Service reported that the action requires "
     "administrator privilege.",
-    0xC004D307: "The maximum allowed number of re-arms has been exceeded. You must re-install "
+    E_REARM_LIMIT: "The maximum allowed number of re-arms has been exceeded. You must re-install "
     "the OS before trying to re-arm again.",
-    0xC004E003: "The Software Licensing Service reported that license evaluation failed.",
-    0xC004F035: "The Software Licensing Service reported that the computer could not be "
+    E_UNTRUSTED: "The Software Licensing Service reported that license evaluation failed.",
+    E_NOT_VOLUME: "The Software Licensing Service reported that the computer could not be "
     "activated with a Volume license product key.",
-    0xC004F069: "The Software Licensing Service reported that the computer could not be "
+    E_SKU_NOT_FOUND: "The Software Licensing Service reported that the computer could not be "
     "activated. The product SKU is not found.",
-    0x80070005: "Access is denied.",
-    0x8007000D: "The data is invalid.",
-    0x4004F00C: "The Software Licensing Service reported that the application is running "
+    E_ACCESS_DENIED: "Access is denied.",
+    E_INVALID_DATA: "The data is invalid.",
+    E_INVALID_ARG: "The parameter is incorrect.",
+    E_NO_CONNECTION: "A connection with the server could not be established",
+    E_UNEXPECTED: "Catastrophic failure",
+    I_OOB: "The Software Licensing Service reported that the application is running "
     "within the valid grace period.",
-    0x4004F00D: "The Software Licensing Service reported that the application is running "
+    I_OOT: "The Software Licensing Service reported that the application is running "
     "within the valid out of tolerance grace period.",
-    0x4004F040: "The Software Licensing Service reported that the product was activated but the "
-    "owner should verify the Product Use Rights.",
+    I_KMS_LICENSED: "The Software Licensing Service reported that the product was activated "
+    "but the owner should verify the Product Use Rights.",
 }
 
 # Codes that are information, not failure (bit 31 clear).
@@ -139,12 +199,6 @@ class NetworkError(OsppError):
     exit_status = ExitStatus.NETWORK
 
 
-E_ACCESS_DENIED = 0x80070005  # a store file or directory that cannot be read or written
-E_INVALID_DATA = 0x8007000D  # a store file that is not what ospp wrote (garbage, newer schema)
-E_INVALID_ARG = 0x80070057  # a value on the command line or in the environment is malformed
-DESCRIPTIONS[E_INVALID_ARG] = "The parameter is incorrect."
-
-
 class UsageError(OsppError):
     """A command-line value (or an environment variable) is malformed."""
 
@@ -152,3 +206,16 @@ class UsageError(OsppError):
 
     def __init__(self, message: str, hint: str | None = None, code: int = E_INVALID_ARG) -> None:
         super().__init__(code, message, hint)
+
+
+E_CANCELLED = 0x800704C7
+DESCRIPTIONS[E_CANCELLED] = "The operation was canceled by the user."
+
+
+class Cancelled(OsppError):
+    """The person at the keyboard stopped (Ctrl+C, or the end of input); nothing was changed."""
+
+    def __init__(self, interrupted: bool) -> None:
+        how = "interrupted (Ctrl+C)" if interrupted else "input ended"
+        super().__init__(E_CANCELLED, f"cancelled: {how}; nothing was changed")
+        self.exit_status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.LICENSING

@@ -20,22 +20,42 @@ def _data_dir() -> Path:
     return Path(platformdirs.user_data_path(APP, appauthor=False))
 
 
+def _env_dir(environ: Mapping[str, str], name: str) -> Path | None:
+    """The directory an environment variable names; an empty value is an error, never a
+    silent fall-back to the real per-user store."""
+    value = environ.get(name)
+    if value is None:
+        return None
+    if not value.strip():
+        raise UsageError(
+            f"{name} is set but empty",
+            f"Set {name} to a directory, or unset it to use the default.",
+        )
+    return Path(value)
+
+
 def ospp_home(environ: Mapping[str, str] = os.environ) -> Path:
     """The client's home: ``OSPP_HOME`` or the platformdirs user data dir."""
-    value = environ.get("OSPP_HOME")
-    return Path(value) if value else _data_dir()
+    return _env_dir(environ, "OSPP_HOME") or _data_dir()
+
+
+def _role_home(environ: Mapping[str, str], name: str, sub: str) -> Path:
+    explicit = _env_dir(environ, name)
+    if explicit is not None:
+        return explicit
+    home = _env_dir(environ, "OSPP_HOME")  # a sandboxed rehearsal keeps every role inside
+    return (home or _data_dir()) / sub
 
 
 def center_home(environ: Mapping[str, str] = os.environ) -> Path:
-    """The activation authority's home: ``OSPP_CENTER_HOME`` or ``<data dir>/center``."""
-    value = environ.get("OSPP_CENTER_HOME")
-    return Path(value) if value else _data_dir() / "center"
+    """The activation authority's home: ``OSPP_CENTER_HOME``, else ``$OSPP_HOME/center``,
+    else ``<data dir>/center``."""
+    return _role_home(environ, "OSPP_CENTER_HOME", "center")
 
 
 def kms_home(environ: Mapping[str, str] = os.environ) -> Path:
-    """A KMS host's home: ``OSPP_KMS_HOME`` or ``<data dir>/kms``."""
-    value = environ.get("OSPP_KMS_HOME")
-    return Path(value) if value else _data_dir() / "kms"
+    """A KMS host's home: ``OSPP_KMS_HOME``, else ``$OSPP_HOME/kms``, else ``<data dir>/kms``."""
+    return _role_home(environ, "OSPP_KMS_HOME", "kms")
 
 
 def machine_name(raw: str | None) -> str:
@@ -53,6 +73,38 @@ def machine_name(raw: str | None) -> str:
 
 def machine_dir(home: Path, name: str) -> Path:
     return home / "machines" / name
+
+
+USER_FILE_LIMIT = 1024 * 1024  # trust anchors, key files and batch files are all far smaller
+
+
+def read_user_file(path: Path, what: str, limit: int = USER_FILE_LIMIT) -> str:
+    """The text of a file a user named (``-`` is standard input), at most ``limit`` bytes.
+
+    A device that never ends (``/dev/zero``), a directory, a file too large or not UTF-8 is
+    refused with a UsageError naming it, instead of hanging or failing later.
+    """
+    import sys
+
+    try:
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+    except IsADirectoryError:
+        raise UsageError(f"the {what} {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise UsageError(
+            f"the {what} {path} is larger than {limit // 1024} KiB",
+            f"Give the {what} itself; ospp reads at most {limit} bytes of it.",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the {what} {path} is not UTF-8 text: {exc.reason}") from exc
 
 
 def write_atomic(path: Path, text: str, *, private: bool = False) -> None:

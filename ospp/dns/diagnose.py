@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ospp.core.errors import NetworkError, OsppError
+from ospp.core.errors import E_NO_KMS, NetworkError, OsppError
 from ospp.dns import discovery
-from ospp.protocol.kms import E_NO_KMS
 
 FIXES = {
     "nxdomain": "Publish the record: on the host 'ospp kms dns set ...' (dynamic update), or "

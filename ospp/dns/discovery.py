@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.endpoint import Endpoint, parse_host
-from ospp.core.errors import NetworkError
+from ospp.core.errors import E_DNS_FAILURE, E_DNS_NAME, NetworkError
 
-E_DNS_NAME = 0x8007232B  # no SRV record in any searched domain
-E_DNS_FAILURE = 0x8007232A  # server failure or timeout
+if TYPE_CHECKING:
+    from dns.resolver import Resolver
+
 SERVICE = "_vlmcs._tcp"
 LIFETIME = 3.0
 
@@ -62,7 +63,7 @@ class Search:
         return [(d.domain, r) for d in self.domains for r in d.records]
 
 
-def resolver(environ: Mapping[str, str]) -> Any:
+def resolver(environ: Mapping[str, str]) -> Resolver:
     import dns.resolver
 
     conf = environ.get("OSPP_RESOLV_CONF")
@@ -80,11 +81,11 @@ def resolver(environ: Mapping[str, str]) -> Any:
     return res
 
 
-def _nameservers(res: Any) -> list[str]:
+def _nameservers(res: Resolver) -> list[str]:
     return [f"{ns}:{res.port}" if res.port != 53 else str(ns) for ns in res.nameservers]
 
 
-def domains(lookup_domain: str | None, res: Any) -> tuple[list[str], str]:
+def domains(lookup_domain: str | None, res: Resolver) -> tuple[list[str], str]:
     if lookup_domain:
         return [lookup_domain.rstrip(".")], "skms-domain"
     names = [d.to_text(omit_final_dot=True) for d in (res.search or [])]
@@ -95,7 +96,7 @@ def domains(lookup_domain: str | None, res: Any) -> tuple[list[str], str]:
     return [n for n in names if n and n != "."], "search list"
 
 
-def lookup(res: Any, domain: str) -> DomainResult:
+def lookup(res: Resolver, domain: str) -> DomainResult:
     """One SRV query, its records in RFC 2782 processing order."""
     import dns.exception
     import dns.rdatatype
@@ -120,11 +121,13 @@ def lookup(res: Any, domain: str) -> DomainResult:
     except dns.exception.DNSException as exc:
         result.outcome, result.detail = "servfail", f"{type(exc).__name__}: {exc}"
         return result
+    from dns.rdtypes.IN.SRV import SRV
+
     assert answer.rrset is not None
     records = [
         SrvRecord(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))
         for r in answer.rrset.processing_order()
-        if r.rdtype == dns.rdatatype.SRV
+        if isinstance(r, SRV)
     ]
     records = [r for r in records if r.target not in ("", ".")]
     if not records:
@@ -141,7 +144,7 @@ def search(lookup_domain: str | None, environ: Mapping[str, str]) -> Search:
     return Search(_nameservers(res), source, [lookup(res, d) for d in names])
 
 
-def addresses(res: Any, target: str, port: int) -> list[Endpoint]:
+def addresses(res: Resolver, target: str, port: int) -> list[Endpoint]:
     """The A and AAAA addresses of an SRV target (CNAMEs are followed)."""
     import dns.exception
     import dns.resolver
@@ -186,17 +189,22 @@ def failure(found: Search) -> NetworkError:
 
 def find_hosts(
     lookup_domain: str | None, environ: Mapping[str, str]
-) -> tuple[list[Endpoint], Search]:
-    """Every address to try, in order, and the search that found them.
+) -> tuple[list[Endpoint], dict[str, str]]:
+    """Every address to try, in order, and for each (as ``str(endpoint)``) the SRV target
+    that named it (``target:port``, what /dstatus shows as the KMS machine name from DNS).
 
     Raises 0x8007232B / 0x8007232A when there is none.
     """
     found = search(lookup_domain, environ)
     res = resolver(environ)
     hosts: list[Endpoint] = []
+    names: dict[str, str] = {}
     for _, record in found.ordered():
         resolved = addresses(res, record.target, record.port)
-        hosts += resolved or [Endpoint(record.target, record.port)]  # let connect say why
+        resolved = resolved or [Endpoint(record.target, record.port)]  # let connect say why
+        for endpoint in resolved:
+            names.setdefault(str(endpoint), f"{record.target}:{record.port}")
+        hosts += resolved
     if not hosts:
         raise failure(found)
-    return hosts, found
+    return hosts, names

@@ -14,19 +14,23 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.endpoint import parse_host, valid_host
-from ospp.core.errors import DESCRIPTIONS, NetworkError, UsageError
+from ospp.core.errors import (
+    E_DNS_BAD_KEY,
+    E_DNS_FAILURE,
+    E_DNS_NOT_AUTH,
+    E_DNS_REFUSED,
+    NetworkError,
+    UsageError,
+)
+from ospp.core.paths import read_user_file
+
+if TYPE_CHECKING:
+    import dns.name
 
 SERVICE = "_vlmcs._tcp"
-E_DNS_FAILURE = 0x8007232A
-E_REFUSED = 0x8007232D
-E_NOTAUTH = 0x80072331
-E_BADSIG = 0x80072339
-DESCRIPTIONS.setdefault(E_REFUSED, "DNS server refused query.")
-DESCRIPTIONS.setdefault(E_NOTAUTH, "DNS server not authoritative for zone.")
-DESCRIPTIONS.setdefault(E_BADSIG, "The DNS signature failed to verify.")
 TIMEOUT = 5.0
 
 
@@ -108,10 +112,7 @@ _KEY_FILE = re.compile(
 
 def read_key_file(path: Path) -> tuple[str, str, str]:
     """(name, algorithm, secret) from a BIND key file as tsig-keygen writes it."""
-    try:
-        match = _KEY_FILE.search(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read the TSIG key file {path}: {exc.strerror}") from exc
+    match = _KEY_FILE.search(read_user_file(path, "TSIG key file"))
     if match is None:
         raise UsageError(f"{path} holds no 'key NAME {{ algorithm ...; secret \"...\"; }};'")
     return match["name"], match["alg"], match["secret"]
@@ -140,7 +141,7 @@ def _fail(code: int, server: str, domain: str, why: str) -> NetworkError:
     )
 
 
-def _zone_of(name: Any, host: str, port: int) -> Any:
+def _zone_of(name: dns.name.Name, host: str, port: int) -> dns.name.Name:
     """The zone that holds ``name`` on this server: the nearest enclosing name with an SOA."""
     import dns.message
     import dns.name
@@ -195,17 +196,17 @@ def publish(pub: Publishing, port: int) -> list[str]:
                         update.replace(target, pub.ttl, kind, *values)
             response = dns.query.tcp(update, endpoint.host, port=endpoint.port, timeout=TIMEOUT)
         except dns.tsig.PeerError as exc:
-            raise _fail(E_BADSIG, str(endpoint), domain, f"TSIG error ({exc})") from exc
+            raise _fail(E_DNS_BAD_KEY, str(endpoint), domain, f"TSIG error ({exc})") from exc
         except (dns.exception.DNSException, OSError) as exc:
             raise _fail(
                 E_DNS_FAILURE, str(endpoint), domain, f"{type(exc).__name__}: {exc}"
             ) from exc
         rcode = response.rcode()
         if rcode == dns.rcode.REFUSED:
-            raise _fail(E_REFUSED, str(endpoint), domain, "REFUSED")
+            raise _fail(E_DNS_REFUSED, str(endpoint), domain, "REFUSED")
         if rcode == dns.rcode.NOTAUTH:
             raise _fail(
-                E_NOTAUTH,
+                E_DNS_NOT_AUTH,
                 str(endpoint),
                 domain,
                 "NOTAUTH (not authoritative, or bad TSIG signature)",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ospp.core.clock import iso
-from ospp.core.errors import E_INVALID_ARG, OsppError, StoreError, hex_code
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_ARG, OsppError, StoreError, hex_code
 from ospp.dns.publish import Publishing, publish
 from ospp.kmshost.state import KmsHost, ServingState
 from ospp.protocol import wire
@@ -107,7 +107,7 @@ def open_log(target: str) -> TextIO | None:
         return Path(target).open("a", encoding="utf-8")
     except OSError as exc:
         raise StoreError(
-            0x80070005 if isinstance(exc, PermissionError) else 0x80070057,
+            E_ACCESS_DENIED if isinstance(exc, PermissionError) else E_INVALID_ARG,
             f"cannot open the request log {target}: {exc.strerror or exc}",
             "Give a writable file path, '-' for stderr, or 'none'.",
         ) from exc

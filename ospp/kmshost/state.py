@@ -1,5 +1,6 @@
-"""A KMS host's durable state: its key and certificate, the clients it counted, its
-statistics, and the handling of one group-commit batch of requests.
+"""A KMS host's durable state: the clients it counted, its statistics and settings, and the
+handling of one group-commit batch of requests. Its key and certificate are kept by
+:class:`~ospp.kmshost.identity.HostIdentity`, which :class:`KmsHost` extends.
 
 The counts live in ``<OSPP_KMS_HOME>/kms.db``: unique CMIDs per application group, seen in the
 last 30 days, capped at twice the threshold; a renewing client refreshes its entry and is not
@@ -23,26 +24,33 @@ from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, Product, catalog
 
 if TYPE_CHECKING:
-    from ospp.protocol.phone import InstallationId
+    import threading
 
-from ospp.core.clock import Clock, iso, parse_time
+    from ospp.dns.publish import Publishing
+
+from ospp.core.clock import Clock, clock_from_env, iso, parse_time
 from ospp.core.db import Database
-from ospp.core.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
+from ospp.core.errors import (
+    E_CANNOT_USE,
+    E_HOST_NOT_ACTIVATED,
+    E_KMS_REFUSED,
+    E_SKEW,
+    LicensingError,
+    OsppError,
+)
+from ospp.core.paths import kms_home
+from ospp.kmshost.identity import HostIdentity
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_RENEWAL_INTERVAL,
-    E_BAD_REQUEST,
-    E_CANNOT_USE,
-    E_HOST_NOT_ACTIVATED,
-    E_SKEW,
-    INTERVAL_RANGE,
+    LEGACY_PHONE_CERTIFICATE,
     MAX_SKEW,
+    REACTIVATE_HINT,
     WINDOW,
-    check_certificate,
     covers,
-    host_tag_source,
+    is_legacy_phone,
 )
 
 _SCHEMA = [
@@ -83,7 +91,7 @@ def parse_request(message: Mapping[str, Any]) -> Request:
     def text(name: str, limit: int = 64) -> str:
         value = message.get(name)
         if not isinstance(value, str) or not 0 < len(value) <= limit:
-            raise LicensingError(E_BAD_REQUEST, f"request field {name!r} is missing or malformed")
+            raise LicensingError(E_KMS_REFUSED, f"request field {name!r} is missing or malformed")
         return value
 
     sku = catalog().sku(text("sku_id", 40))
@@ -96,7 +104,7 @@ def parse_request(message: Mapping[str, Any]) -> Request:
         client_text = text("client_time")
         client_time = parse_time(client_text, "client_time")
     except OsppError as exc:
-        raise LicensingError(E_BAD_REQUEST, exc.message) from exc
+        raise LicensingError(E_KMS_REFUSED, exc.message) from exc
     return Request(
         app,
         sku.sku_id,
@@ -110,27 +118,20 @@ def parse_request(message: Mapping[str, Any]) -> Request:
     )
 
 
-def epid(product: Product, serial: int, activated: datetime) -> str:
-    """The host's extended product ID, in the real shape."""
-    return (
-        f"06401-{206 + product.index:05d}-{serial // 10**6 % 1000:03d}-"
-        f"{serial % 10**6:06d}-03-1033-17763.0000-"
-        f"{activated.timetuple().tm_yday:03d}{activated.year}"
-    )
-
-
-class KmsHost:
+class KmsHost(HostIdentity):
     """A KMS host's durable state. Construct with :meth:`open`."""
 
     def __init__(self, home: Path, db: Database, clock: Clock) -> None:
-        self.home = home
-        self.db = db
-        self.clock = clock
-        self._signer: Any = None
+        super().__init__(home, db, clock)
         # Per application group: the time until which the count is known to stay at CAP.
         # Entries only get newer while serving, so a full count lasts until the CAP-th most
         # recent entry ages out of the window; until then no count query is needed.
         self._full_until: dict[str, int] = {}
+
+    @classmethod
+    def from_env(cls) -> KmsHost:
+        """The KMS host this environment names (``OSPP_KMS_HOME``, ``OSPP_NOW``)."""
+        return cls.open(kms_home(), clock_from_env())
 
     @classmethod
     def open(cls, home: Path, clock: Clock) -> KmsHost:
@@ -154,162 +155,17 @@ class KmsHost:
                     conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, value))
         return host
 
-    # -- settings and identity -----------------------------------------------------------
-
-    def meta(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
-        if conn is not None:
-            return dict(conn.execute("SELECT name, value FROM meta").fetchall())
-        with self.db.read() as c:
-            return dict(c.execute("SELECT name, value FROM meta").fetchall())
-
-    def _set(self, **values: str | None) -> None:
-        with self.db.write() as conn:
-            for name, value in values.items():
-                if value is None:
-                    conn.execute("DELETE FROM meta WHERE name=?", (name,))
-                else:
-                    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
-
-    def signer(self) -> Any:
-        """The host's Ed25519 key, created with the first installed host key."""
-        if self._signer is None:
-            from ospp.protocol.crypto import HostKey
-
-            path = self.home / "host-ed25519.pem"
-            if not path.exists():
-                from ospp.core.paths import write_atomic
-
-                try:
-                    write_atomic(path, HostKey.generate().decode("ascii"), private=True)
-                except OSError as exc:
-                    raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
-            self._signer = HostKey(path.read_bytes())
-        return self._signer
-
-    def host_key_b64(self) -> str:
-        from ospp.protocol.crypto import b64
-
-        return b64(self.signer().public_raw)
-
-    def install_key(self, text: str) -> Any:
-        from ospp.protocol import keys
-
-        key = keys.parse(text)
-        if key.channel is not Channel.KMS_HOST:
-            raise LicensingError(
-                0xC004F050,
-                f"the key ending {key.last5} is a {key.channel.value} key, not a KMS host key",
-                "Get one with: ospp center issue-key --product P --channel kms-host.",
-            )
-        self.signer()
-        self._set(key=key.compact, certificate=None, epid=None, activated_at=None)
-        return key
-
-    def installed_key(self) -> Any:
-        from ospp.protocol import keys
-
-        value = self.meta().get("key")
-        if not value:
-            raise LicensingError(
-                0xC004F014, "no KMS host key is installed", "Run: ospp kms install-key KEY"
-            )
-        return keys.parse(value)
-
-    def _certify(self, cert: dict[str, Any], environ: Mapping[str, str]) -> Product:
-        from ospp.core.paths import ospp_home
-        from ospp.protocol.trust import anchors
-
-        product, host_key = check_certificate(cert, anchors(ospp_home(environ), environ))
-        if host_key != self.host_key_b64():
-            raise LicensingError(E_CANNOT_USE, "the certificate names another host key")
-        now = self.clock.now()
-        key = self.installed_key()
-        self._set(
-            certificate=json.dumps(cert, sort_keys=True),
-            activated_at=iso(now),
-            epid=epid(product, key.serial, now),
-        )
-        return product
-
-    def activate_online(self, environ: Mapping[str, str]) -> Product:
-        from ospp.authority.port import call_authority
-
-        key = self.installed_key()
-        meta = self.meta()
-        nonce = secrets.token_hex(16)
-        request = {
-            "op": "activate",
-            "key": key.compact,
-            "sku_id": key.product.sku(key.channel).sku_id,
-            "cmid": meta["host_id"],
-            "hardware": meta["hardware"],
-            "nonce": nonce,
-            "client_time": iso(self.clock.now()),
-            "host_key": self.host_key_b64(),
-        }
-        response = call_authority(request, environ, self.clock)
-        licence = response.get("licence")
-        if not isinstance(licence, dict) or licence.get("nonce") != nonce:
-            raise LicensingError(E_CANNOT_USE, "the authority's answer does not match the request")
-        return self._certify(
-            {"kind": "online", "licence": licence, "signature": response.get("signature")},
-            environ,
-        )
-
-    def installation_id(self) -> InstallationId:
-        from ospp.protocol.phone import InstallationId, machine_tag
-
-        key = self.installed_key()
-        return InstallationId(
-            key.product.index,
-            2,
-            key.serial,
-            key.security,
-            int(self.meta()["hardware"], 16),
-            machine_tag(host_tag_source(self.host_key_b64())),
-        )
-
-    def apply_cid(self, cid: str, environ: Mapping[str, str]) -> Product:
-        digits = "".join(cid.split()).replace("-", "")
-        cert = {
-            "kind": "phone",
-            "iid": self.installation_id().text(),
-            "cid": digits,
-            "host_key": self.host_key_b64(),
-        }
-        try:
-            return self._certify(cert, environ)
-        except LicensingError as exc:
-            if "confirmation ID" in exc.message or "damaged" in exc.message:
-                from ospp.protocol.phone import E_MISMATCH, parse_cid
-
-                parse_cid(cid)  # report length and check-digit errors with their own codes
-                raise LicensingError(E_MISMATCH, exc.message) from exc
-            raise
-
-    def set_intervals(self, activation: int | None, renewal: int | None) -> None:
-        low, high = INTERVAL_RANGE
-        for name, value in (("activation", activation), ("renewal", renewal)):
-            if value is not None and not low <= value <= high:
-                raise UsageError(f"the {name} interval must be {low}-{high} minutes, not {value}")
-        values = {}
-        if activation is not None:
-            values["activation_interval"] = str(activation)
-        if renewal is not None:
-            values["renewal_interval"] = str(renewal)
-        self._set(**values)
-
     # -- serving -------------------------------------------------------------------------
 
     def record_port(self, port: int) -> None:
         self._set(port=str(port))
 
-    def publishing(self) -> Any:
+    def publishing(self) -> Publishing:
         from ospp.dns.publish import Publishing
 
         return Publishing.from_json(self.meta().get("dns"))
 
-    def set_publishing(self, pub: Any) -> None:
+    def set_publishing(self, pub: Publishing) -> None:
         if pub.enabled:
             pub.check()
         self._set(dns=pub.to_json())
@@ -317,7 +173,7 @@ class KmsHost:
     def record_publish(self, outcome: str) -> None:
         self._set(dns_last=json.dumps({"at": iso(self.clock.now()), "result": outcome}))
 
-    def start_checkpointer(self, every: float = 1.0) -> Any:
+    def start_checkpointer(self, every: float = 1.0) -> threading.Event:
         """Move WAL checkpoints (and their fsync) off the serving thread.
 
         The serving connection stops checkpointing on its own; a daemon thread with its own
@@ -346,6 +202,10 @@ class KmsHost:
         """What request handling needs, read once when serving starts."""
         meta = self.meta()
         cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
+        not_activated = "this KMS host's key is not activated with the activation authority"
+        if is_legacy_phone(cert):
+            # Sending it would disclose the host key to every client: serve as not activated.
+            cert, not_activated = None, f"{LEGACY_PHONE_CERTIFICATE}. {REACTIVATE_HINT}"
         # The certificate was checked when it was installed (_certify); clients check it again.
         product = self.installed_key().product if cert is not None else None
         return ServingState(
@@ -355,6 +215,7 @@ class KmsHost:
             epid=meta.get("epid", ""),
             activation_interval=int(meta["activation_interval"]),
             renewal_interval=int(meta["renewal_interval"]),
+            not_activated=not_activated,
         )
 
     def process(
@@ -372,10 +233,7 @@ class KmsHost:
                 try:
                     req = parse_request(message)
                     if state.certificate is None or state.product is None:
-                        raise LicensingError(
-                            E_HOST_NOT_ACTIVATED,
-                            "this KMS host's key is not activated with the activation authority",
-                        )
+                        raise LicensingError(E_HOST_NOT_ACTIVATED, state.not_activated)
                     if not covers(state.product, req.product):
                         raise LicensingError(
                             E_CANNOT_USE,
@@ -472,9 +330,13 @@ class KmsHost:
             }
             stored = conn.execute("SELECT count(*) FROM clients").fetchone()[0]
         key_last5 = meta.get("key", "")[-5:] or None
+        cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
+        legacy = is_legacy_phone(cert)
         return {
             "key_last5": key_last5,
-            "activated": bool(meta.get("certificate")),
+            "activated": cert is not None and not legacy,
+            "certified": None if cert is None else "phone-disclosing" if legacy else cert["kind"],
+            "attention": f"{LEGACY_PHONE_CERTIFICATE}. {REACTIVATE_HINT}" if legacy else None,
             "activated_at": meta.get("activated_at"),
             "epid": meta.get("epid"),
             "current_count": groups,
@@ -527,3 +389,4 @@ class ServingState:
     epid: str
     activation_interval: int
     renewal_interval: int
+    not_activated: str = "this KMS host's key is not activated with the activation authority"

@@ -14,13 +14,19 @@ from collections.abc import Mapping
 from ospp.authority.port import call_authority
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
-from ospp.core.errors import LicensingError
+from ospp.core.errors import (
+    E_KEY_NOT_AVAILABLE,
+    E_KMS_REFUSED,
+    E_MISMATCH,
+    E_UNTRUSTED,
+    LicensingError,
+)
 from ospp.machine import hardware
 from ospp.machine.seal import seal
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import keys
-from ospp.protocol.phone import E_MISMATCH, InstallationId, machine_tag, parse_cid
-from ospp.protocol.trust import E_UNTRUSTED, anchors, require_anchors, verify_licence
+from ospp.protocol.phone import IID_CHANNELS, InstallationId, machine_tag, parse_cid
+from ospp.protocol.trust import anchors, require_anchors, verify_licence
 
 # -- the checks ---------------------------------------------------------------------------------
 
@@ -30,13 +36,15 @@ def _hardware_hex(store: MachineStore) -> tuple[str, hardware.Hardware]:
     return f"{hw.hash():010x}", hw
 
 
-def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None) -> InstallationId:
+def installation_id(store: MachineStore, lic: Licence, hw_hex: str | None = None) -> InstallationId:
     if not lic.product_key:
-        raise LicensingError(0xC004F014, f"no product key is installed for {lic.sku.product.id}")
+        raise LicensingError(
+            E_KEY_NOT_AVAILABLE, f"no product key is installed for {lic.sku.product.id}"
+        )
     key = keys.parse(lic.product_key)
     if key.channel is Channel.KMS_CLIENT:
         raise LicensingError(
-            0xC004F056,
+            E_KMS_REFUSED,
             f"{lic.sku.product.id} has a KMS client key (GVLK); phone activation needs a MAK "
             "or KMS host key",
             "Install a MAK with /inpkey first.",
@@ -44,7 +52,7 @@ def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None
     hw = hw_hex or _hardware_hex(store)[0]
     return InstallationId(
         key.product.index,
-        {Channel.MAK: 1, Channel.KMS_HOST: 2}[key.channel],
+        IID_CHANNELS[key.channel],
         key.serial,
         key.security,
         int(hw, 16),
@@ -55,7 +63,7 @@ def installation_id(store: MachineStore, lic: License, hw_hex: str | None = None
 # -- the flows ----------------------------------------------------------------------------------
 
 
-def activate_mak(store: MachineStore, lic: License, environ: Mapping[str, str]) -> None:
+def activate_mak(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> None:
     """Online activation of one MAK licence; stores the verified licence or raises."""
     assert lic.product_key is not None
     trusted = require_anchors(anchors(store.home, environ))
@@ -104,7 +112,7 @@ def activate_mak(store: MachineStore, lic: License, environ: Mapping[str, str]) 
         store.bump(conn)
 
 
-def apply_cid(store: MachineStore, lic: License, cid_text: str, environ: Mapping[str, str]) -> None:
+def apply_cid(store: MachineStore, lic: Licence, cid_text: str, environ: Mapping[str, str]) -> None:
     """Offline activation: verify the CID with the trusted public key(s) alone, then store it."""
     trusted = require_anchors(anchors(store.home, environ))
     r, s = parse_cid(cid_text)

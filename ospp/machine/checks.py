@@ -5,6 +5,10 @@ Slow path, when it does not match (the activation or key was edited, the trust s
 the store was copied from elsewhere): the signature is verified again against this machine's
 own CMID, SKU and key, and a failure shows 0xC004E003. So ``/dstatus`` loads
 ``cryptography`` only for activations it has not verified yet.
+
+The seal key sits beside the stores, so whoever can write a store can also re-seal an edited
+activation; ``/dstatus --verify`` uses :func:`full_checker` alone and is not fooled by that
+(docs/THREAT-MODEL.md).
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ospp.core.errors import E_HARDWARE, E_UNTRUSTED
 from ospp.machine import hardware
 from ospp.machine.seal import mac, seal_key
-from ospp.machine.status import E_HARDWARE, Checker, Problem
-from ospp.machine.store import License, MachineStore
-from ospp.protocol.trust import E_UNTRUSTED, Anchors, trusted_fingerprints
+from ospp.machine.status import Checker, Problem
+from ospp.machine.store import Licence, MachineStore, kms_settings
+from ospp.protocol.trust import Anchors, trusted_fingerprints
 
 
 def bound_hardware(activation: Mapping[str, Any]) -> str | None:
@@ -54,15 +59,38 @@ def hardware_problem(store: MachineStore, activation: Mapping[str, Any]) -> Prob
     )
 
 
+def policy_problem(online_only: bool, activation: Mapping[str, Any]) -> Problem | None:
+    """0xC004F042 for a KMS activation from a phone-certified host on a machine that accepts
+    only online-certified hosts (/kms-policy:online-only)."""
+    if activation.get("kind") != "kms" or not online_only:
+        return None
+    response = activation.get("response")
+    cert = response.get("certificate") if isinstance(response, Mapping) else None
+    if isinstance(cert, Mapping) and cert.get("kind") == "online":
+        return None
+    from ospp.core.errors import E_CANNOT_USE
+
+    return Problem(
+        E_CANNOT_USE,
+        "the KMS host that activated this licence is certified by phone, and this machine "
+        "accepts only hosts certified online (/kms-policy:online-only)",
+    )
+
+
 def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
     """A checker that trusts a matching seal and verifies signatures otherwise."""
     key = seal_key(store.home, create=False)
-    cmid = store.settings()["cmid"]
+    settings = store.settings()
+    cmid = settings["cmid"]
+    online_only = kms_settings(settings).online_only
     fingerprints = trusted_fingerprints(store.home, environ)
     full: list[Checker] = []
 
-    def check(lic: License) -> Problem | None:
+    def check(lic: Licence) -> Problem | None:
         act = lic.activation or {}
+        refused = policy_problem(online_only, act)
+        if refused is not None:
+            return refused
         given = act.get("seal")
         if (
             key is not None
@@ -85,9 +113,11 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
     from ospp.protocol.trust import anchors, verify_licence
 
     trusted = anchors(store.home, environ)
-    cmid = store.settings()["cmid"]
+    settings = store.settings()
+    cmid = settings["cmid"]
+    online_only = kms_settings(settings).online_only
 
-    def check(lic: License) -> Problem | None:
+    def check(lic: Licence) -> Problem | None:
         act = lic.activation or {}
         kind = act.get("kind")
         if kind == "mak":
@@ -102,18 +132,18 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
         elif kind == "phone":
             why = _check_phone(store, lic, act, trusted)
         elif kind == "kms":
-            why = verify_stored(act, lic, trusted)
+            why = verify_stored(act, lic, cmid, trusted)
         else:
             why = f"unknown activation kind {kind!r}"
         if why is not None:
             return Problem(E_UNTRUSTED, why)
-        return hardware_problem(store, act)
+        return policy_problem(online_only, act) or hardware_problem(store, act)
 
     return check
 
 
 def _check_phone(
-    store: MachineStore, lic: License, act: Mapping[str, Any], trusted: Anchors
+    store: MachineStore, lic: Licence, act: Mapping[str, Any], trusted: Anchors
 ) -> str | None:
     from ospp.core.errors import OsppError
     from ospp.machine.activation import installation_id

@@ -9,17 +9,22 @@ from typing import TYPE_CHECKING
 
 from ospp.core.catalog import Product, Sku, catalog
 from ospp.core.clock import Clock, clock_from_env
-from ospp.core.errors import LicensingError, UsageError
+from ospp.core.errors import (
+    E_KEY_NOT_AVAILABLE,
+    E_KMS_REFUSED,
+    E_NOT_VOLUME,
+    E_REARM_LIMIT,
+    E_SKU_NOT_FOUND,
+    LicensingError,
+    UsageError,
+)
 from ospp.core.paths import machine_name, ospp_home
-from ospp.machine.status import LicenseStatus, evaluate
+from ospp.machine.status import LicenceStatus, evaluate
 from ospp.machine.store import MAX_REARMS, MachineStore
 
 if TYPE_CHECKING:
     from ospp.protocol.keys import ProductKey
 
-E_REARM_LIMIT = 0xC004D307
-E_SKU_NOT_FOUND = 0xC004F069
-E_KEY_NOT_FOUND = 0xC004F014
 _GUID = r"^\{?[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\}?$"
 
 
@@ -49,7 +54,7 @@ def install_product(store: MachineStore, product_id: str) -> list[Sku]:
     key = keys.parse(product.gvlk)
     with store.db.write() as conn:
         added = store.ensure_product(conn, product)
-        if not any(lic.product_key for lic in store.licenses(conn) if lic.sku.product is product):
+        if not any(lic.product_key for lic in store.licences(conn) if lic.sku.product is product):
             store.install_key(conn, key)
         store.bump(conn)
     return added
@@ -70,7 +75,7 @@ def uninstall_key(store: MachineStore, last5: str) -> list[Sku]:
         removed = store.uninstall_key(conn, last5)
         if not removed:
             raise LicensingError(
-                E_KEY_NOT_FOUND,
+                E_KEY_NOT_AVAILABLE,
                 f"no installed product key ends in {last5.upper()}",
                 "Run /dstatus to see the last 5 characters of each installed key.",
             )
@@ -79,15 +84,21 @@ def uninstall_key(store: MachineStore, last5: str) -> list[Sku]:
 
 
 def statuses(
-    store: MachineStore, include_unkeyed: bool = False, environ: Mapping[str, str] = os.environ
-) -> list[LicenseStatus]:
+    store: MachineStore,
+    include_unkeyed: bool = False,
+    environ: Mapping[str, str] = os.environ,
+    verify: bool = False,
+) -> list[LicenceStatus]:
+    """The state of each licence. A stored activation whose seal matches is trusted as it was
+    verified when it arrived; ``verify`` checks every signature again regardless of the seal
+    (the seal key sits beside the store, so whoever can write the store can also re-seal it)."""
     now = store.clock.now()
-    found = store.licenses()
+    found = store.licences()
     check = None
     if any(lic.activation for lic in found):
-        from ospp.machine.checks import make_checker
+        from ospp.machine.checks import full_checker, make_checker
 
-        check = make_checker(store, environ)
+        check = full_checker(store, environ) if verify else make_checker(store, environ)
     return [
         evaluate(lic, now, check) for lic in found if include_unkeyed or lic.product_key is not None
     ]
@@ -107,7 +118,7 @@ def rearm(store: MachineStore, sku_id: str | None = None) -> list[Sku]:
             )
         now = store.clock.now()
         targets = []
-        for lic in store.licenses(conn):
+        for lic in store.licences(conn):
             if sku_id is not None:
                 if lic.sku.sku_id == sku_id.strip("{}").lower():
                     targets.append(lic.sku)
@@ -178,6 +189,18 @@ def clear_kms_domain(store: MachineStore) -> None:
     _save(store, kms_domain="", kms_cached_host="")
 
 
+KMS_POLICIES = ("any", "online-only")
+
+
+def set_kms_policy(store: MachineStore, text: str) -> None:
+    """Which KMS hosts this machine believes: any certified host, or only hosts certified
+    online (not by phone, whose certificate binds the host key more weakly: docs/PHONE.md)."""
+    value = text.strip().lower()
+    if value not in KMS_POLICIES:
+        raise UsageError(f"/kms-policy takes any or online-only, not {text!r}")
+    _save(store, kms_policy=value)
+
+
 def set_actype(store: MachineStore, text: str) -> None:
     if text not in ("0", "1", "2", "3"):
         raise UsageError(
@@ -185,7 +208,7 @@ def set_actype(store: MachineStore, text: str) -> None:
         )
     if text in ("1", "3"):
         raise LicensingError(
-            0xC004F035 if text == "1" else 0xC004F056,
+            E_NOT_VOLUME if text == "1" else E_KMS_REFUSED,
             "Active Directory and token-based activation are not supported by ospp",
             "Use /actype:0 (all) or /actype:2 (KMS).",
         )

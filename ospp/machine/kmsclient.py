@@ -6,17 +6,27 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
 from ospp.core.clock import iso
 from ospp.core.endpoint import Endpoint, parse_host
-from ospp.core.errors import LicensingError, NetworkError, OsppError
+from ospp.core.errors import (
+    E_CANNOT_USE,
+    E_COUNT_LOW,
+    E_NO_KMS,
+    LicensingError,
+    NetworkError,
+    OsppError,
+)
 from ospp.machine.seal import seal
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import kms
 from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors
+
+if TYPE_CHECKING:
+    from ospp.core.catalog import Product
 
 REQUEST_TIMEOUT = 5.0
 
@@ -32,14 +42,21 @@ class Outcome:
 def _verify(
     response: dict[str, Any],
     request: dict[str, Any],
-    lic: License,
+    lic: Licence,
     trusted: Anchors,
     where: str,
-) -> tuple[Any, str]:
-    """Steps a client takes before believing a KMS host. Returns (host product, host key)."""
+    stored: bool = False,
+) -> tuple[Product, str]:
+    """Steps a client takes before believing a KMS host. Returns (host product, host key).
+
+    ``stored``: checking an activation stored earlier, which may hold an old-style phone
+    certificate; a new answer never may.
+    """
     # 1. the host's certificate chains to an authority this client trusts
     try:
-        product, host_key = kms.check_certificate(response.get("certificate"), trusted)
+        product, host_key = kms.check_certificate(
+            response.get("certificate"), trusted, legacy_phone=stored
+        )
     except LicensingError as exc:
         raise LicensingError(
             exc.code,
@@ -55,73 +72,92 @@ def _verify(
         ok = False
     if not ok:
         raise LicensingError(
-            kms.E_CANNOT_USE, f"the KMS host at {where} sent a response its key did not sign"
+            E_CANNOT_USE, f"the KMS host at {where} sent a response its key did not sign"
         )
     # 3. it answers this request, not an earlier one (replay)
     for name in ("nonce", "cmid", "client_time", "sku_id"):
         if response.get(name) != request[name]:
             raise LicensingError(
-                kms.E_CANNOT_USE,
+                E_CANNOT_USE,
                 f"the KMS host at {where} answered another request ({name} differs)",
             )
     # 4. its key may activate this product
     if not kms.covers(product, lic.sku.product):
         raise LicensingError(
-            kms.E_CANNOT_USE,
+            E_CANNOT_USE,
             f"the KMS host at {where} holds a {product.id} key, which cannot "
             f"activate {lic.sku.product.id}",
         )
     return product, host_key
 
 
-def verify_stored(act: Mapping[str, Any], lic: License, trusted: Anchors) -> str | None:
-    """Why a stored KMS activation is not valid, or None (used by every status read)."""
+def verify_stored(act: Mapping[str, Any], lic: Licence, cmid: str, trusted: Anchors) -> str | None:
+    """Why a stored KMS activation is not valid on this machine, or None (status reads).
+
+    The response is checked against what this machine knows, never against itself: this
+    machine's CMID, this licence's SKU, and the request the client stored when it asked (its
+    nonce and client time). A row copied from another machine or another licence fails here.
+    """
     response = act.get("response")
     if not isinstance(response, dict):
         return "the stored KMS activation is damaged"
-    request = {n: response.get(n) for n in ("nonce", "cmid", "client_time", "sku_id")}
+    asked = act.get("request")
+    if asked is None:
+        # Stored before requests were kept: nonce and client time can only be taken from the
+        # signed response; the CMID and SKU are still this machine's own.
+        asked = {n: response.get(n) for n in ("nonce", "client_time")}
+    if not isinstance(asked, Mapping):
+        return "the stored KMS activation is damaged"
+    request = {
+        "nonce": asked.get("nonce"),
+        "client_time": asked.get("client_time"),
+        "cmid": cmid,
+        "sku_id": lic.sku.sku_id,
+    }
     try:
-        _verify(response, request, lic, trusted, str(act.get("host")))
+        _verify(response, request, lic, trusted, str(act.get("host")), stored=True)
     except LicensingError as exc:
+        if response.get("cmid") != cmid or response.get("sku_id") != lic.sku.sku_id:
+            return f"the KMS activation was issued for another machine or licence: {exc.message}"
         return exc.message
-    valid = datetime.fromisoformat(str(response["client_time"]).replace("Z", "+00:00"))
-    if act.get("valid_until") != iso(valid + kms.VALIDITY):
+    try:
+        valid = datetime.fromisoformat(str(response["client_time"]).replace("Z", "+00:00"))
+        until = iso(valid + kms.VALIDITY)
+    except (ValueError, OverflowError):
+        return "the stored KMS activation is damaged (its client time is not a time)"
+    if act.get("valid_until") != until:
         return "the stored KMS activation was altered (validity does not match the signed time)"
+    if act.get("count") != response.get("count"):
+        return "the stored KMS activation was altered (count does not match the signed one)"
+    if act.get("activated_at") != response.get("client_time"):
+        return "the stored KMS activation was altered (its time does not match the signed one)"
     return None
 
 
-def _hosts(store: MachineStore, environ: Mapping[str, str]) -> tuple[list[Endpoint], str]:
-    """Hosts to try in order, and how they were chosen."""
+def _hosts(
+    store: MachineStore, environ: Mapping[str, str]
+) -> tuple[list[Endpoint], str, dict[str, str]]:
+    """Hosts to try in order, how they were chosen, and the DNS name of each (by address)."""
     settings = store.kms()
     if settings.host:
-        return [Endpoint(settings.host, settings.port)], "KMS machine registry override"
+        return [Endpoint(settings.host, settings.port)], "KMS machine registry override", {}
     if settings.caching and settings.cached:
         cached = parse_host(settings.cached, kms.DEFAULT_PORT, "cached KMS host")
-        return [cached], "cached host"
+        return [cached], "cached host", {}
     from ospp.dns import discovery
 
-    hosts, found = discovery.find_hosts(settings.lookup_domain, environ)
-    _remember_discovered(store, found)
-    return hosts, "DNS"
+    hosts, names = discovery.find_hosts(settings.lookup_domain, environ)
+    return hosts, "DNS", names
 
 
-def _remember_discovered(store: MachineStore, found: Any) -> None:
-    """Keep the first host DNS named, for the /dstatus line 'KMS machine name from DNS'."""
-    ordered = found.ordered()
-    if ordered:
-        _, first = ordered[0]
-        with store.db.write() as conn:
-            store.set_setting(conn, "kms_dns_host", f"{first.target}:{first.port}")
-
-
-def activate(store: MachineStore, lic: License, environ: Mapping[str, str], status: str) -> Outcome:
+def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str], status: str) -> Outcome:
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms."""
     from ospp.protocol.wire import Connection
 
     settings = store.settings()
     cmid = settings["cmid"]
     try:
-        hosts, how = _hosts(store, environ)
+        hosts, how, dns_names = _hosts(store, environ)
     except OsppError as exc:
         _record(store, lic, exc.code, exc.message, None)
         raise
@@ -145,24 +181,39 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
                 response = conn.call(request)
         except NetworkError as exc:
             tried.append(f"{where} ({exc.message.split(': ', 1)[-1]})")
-            _record(store, lic, kms.E_NO_KMS, exc.message, where)
+            _record(store, lic, E_NO_KMS, exc.message, where)
             last_error = exc
             _forget_cached(store, how)
             continue
         try:
             if not response.get("ok"):
                 raise LicensingError(
-                    int(response.get("code", kms.E_NO_KMS)),
+                    int(response.get("code", E_NO_KMS)),
                     f"the KMS host at {where} refused: {response.get('message')}",
                 )
             trusted = require_anchors(anchors(store.home, environ))
             _verify(response, request, lic, trusted, where)
+            if settings.get("kms_policy") == "online-only" and (
+                response["certificate"].get("kind") != "online"
+            ):
+                raise LicensingError(
+                    E_CANNOT_USE,
+                    f"the KMS host at {where} is certified by phone, and this machine accepts "
+                    "only hosts certified online",
+                    "Activate the KMS host online (ospp kms activate), or allow phone-certified "
+                    "hosts with /kms-policy:any.",
+                )
             # A genuine answer: take its intervals and remember the host, even below threshold.
-            _adopt(store, response, None if how == "KMS machine registry override" else where)
+            _adopt(
+                store,
+                response,
+                None if how == "KMS machine registry override" else where,
+                dns_names.get(where),
+            )
             count = int(response["count"])
             if count < kms.THRESHOLD:
                 raise LicensingError(
-                    kms.E_COUNT_LOW,
+                    E_COUNT_LOW,
                     f"the KMS host at {where} counts {count} machine(s); it activates from "
                     f"{kms.THRESHOLD}",
                     "The product stays in grace and retries every activation interval; run "
@@ -183,6 +234,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
                 "count": count,
                 "activated_at": now_iso,
                 "valid_until": iso(valid_until),
+                "request": {n: request[n] for n in ("nonce", "client_time")},
                 "response": response,
             },
             environ,
@@ -203,7 +255,7 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
         # The host that worked last time did not answer: forget it and discover again.
         return activate(store, lic, environ, status)
     raise NetworkError(
-        kms.E_NO_KMS,
+        E_NO_KMS,
         "no KMS host could be contacted; tried " + "; ".join(tried)
         if tried
         else "no KMS host could be contacted",
@@ -211,13 +263,17 @@ def activate(store: MachineStore, lic: License, environ: Mapping[str, str], stat
     ) from last_error
 
 
-def _record(store: MachineStore, lic: License, code: int, detail: str, host: str | None) -> None:
+def _record(store: MachineStore, lic: Licence, code: int, detail: str, host: str | None) -> None:
     with store.db.write() as conn:
         store.record(conn, "kms", code, detail, lic.sku, host)
 
 
-def _adopt(store: MachineStore, response: dict[str, Any], discovered: str | None) -> None:
-    """Take the host's intervals (from a verified response) and cache a discovered host."""
+def _adopt(
+    store: MachineStore, response: dict[str, Any], discovered: str | None, dns_name: str | None
+) -> None:
+    """Take the host's intervals (from a verified response), cache a discovered host, and
+    remember the DNS name of the host that answered (DiscoveredKeyManagementServiceMachineName,
+    the /dstatus line 'KMS machine name from DNS')."""
     low, high = kms.INTERVAL_RANGE
     values = {
         name: str(min(high, max(low, int(response[name]))))
@@ -225,6 +281,8 @@ def _adopt(store: MachineStore, response: dict[str, Any], discovered: str | None
     }
     if discovered and store.kms().caching:
         values["kms_cached_host"] = discovered
+    if dns_name:
+        values["kms_dns_host"] = dns_name
     with store.db.write() as conn:
         for name, value in values.items():
             store.set_setting(conn, name, value)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ospp.core.canonical import canonical
 from ospp.core.paths import write_atomic
-from ospp.machine.store import License, MachineStore
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 
 SEAL_FILE = "seal.key"
@@ -52,7 +52,7 @@ def mac(
 
 
 def seal(
-    store: MachineStore, lic: License, activation: dict[str, Any], environ: Mapping[str, str]
+    store: MachineStore, lic: Licence, activation: dict[str, Any], environ: Mapping[str, str]
 ) -> dict[str, Any]:
     """``activation`` with its seal, for an activation that was just verified."""
     key = seal_key(store.home, create=True)

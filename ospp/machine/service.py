@@ -15,7 +15,7 @@ from pathlib import Path
 from ospp.core.catalog import Channel
 from ospp.core.errors import OsppError
 from ospp.machine.status import LICENSED
-from ospp.machine.store import License
+from ospp.machine.store import Licence
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Action:
 
 
 def due(
-    lic: License,
+    lic: Licence,
     status: str,
     now: datetime,
     settings: Mapping[str, str],
@@ -73,7 +73,7 @@ def run(names: Iterable[str | None], environ: Mapping[str, str]) -> Iterator[Act
         settings = store.settings()
         history = store.history("kms")
         for st in client.statuses(store, environ=environ):
-            lic = st.license
+            lic = st.licence
             attempts = [h.at for h in history if h.sku_id == lic.sku.sku_id]
             action = due(lic, st.status, now, settings, max(attempts) if attempts else None)
             base = Action(store.name, lic.sku.product.id, st.status, action)

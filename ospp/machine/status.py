@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ospp.core.catalog import Channel
-from ospp.machine.store import License
+from ospp.core.errors import (
+    E_GRACE_EXPIRED,
+    E_KEY_NOT_AVAILABLE,
+    I_KMS_LICENSED,
+    I_OOB,
+    I_OOT,
+)
+from ospp.machine.store import Licence
 
 GRACE = timedelta(days=30)
 NOTIFY_AFTER = timedelta(days=25)
@@ -26,13 +33,6 @@ LICENSED = "LICENSED"
 OOB_GRACE = "OOB_GRACE"
 OOT_GRACE_LABEL = "OOT_GRACE"
 NOTIFICATIONS = "NOTIFICATIONS"
-
-E_KEY_NOT_AVAILABLE = 0xC004F014
-E_GRACE_EXPIRED = 0xC004F009
-E_HARDWARE = 0xC004F00F
-I_OOB = 0x4004F00C
-I_OOT = 0x4004F00D
-I_KMS_LICENSED = 0x4004F040
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,12 @@ class Problem:
 
 # Checks a stored activation; returns None when it holds. Supplied by the caller so that
 # reading status needs no cryptography unless there is a signature to check.
-Checker = Callable[[License], Problem | None]
+Checker = Callable[[Licence], Problem | None]
 
 
 @dataclass(frozen=True)
-class LicenseStatus:
-    license: License
+class LicenceStatus:
+    licence: Licence
     status: str
     code: int | None  # the ERROR CODE line (None: no line)
     expires_at: datetime | None  # end of grace or of activation validity
@@ -62,7 +62,7 @@ class LicenseStatus:
     @property
     def product_id(self) -> str:
         """A PRODUCT ID in the real shape (00339-10000-00000-AA718), stable per SKU and key."""
-        lic = self.license
+        lic = self.licence
         seed = f"{lic.sku.sku_id}|{lic.product_key or ''}".encode()
         # Two CRC-32s make 64 stable bits; a display id needs no cryptographic hash, and
         # hashlib (OpenSSL) would add milliseconds to every /dstatus.
@@ -81,11 +81,11 @@ def _minutes(until: datetime, now: datetime) -> int:
     return max(0, int((until - now).total_seconds() // 60))
 
 
-def _grace(lic: License, now: datetime, problem: Problem | None) -> LicenseStatus:
+def _grace(lic: Licence, now: datetime, problem: Problem | None) -> LicenceStatus:
     end = lic.grace_start + GRACE
     detail = problem.detail if problem else None
     if now < end:
-        return LicenseStatus(
+        return LicenceStatus(
             lic,
             OOB_GRACE,
             problem.code if problem else I_OOB,
@@ -94,7 +94,7 @@ def _grace(lic: License, now: datetime, problem: Problem | None) -> LicenseStatu
             now >= lic.grace_start + NOTIFY_AFTER,
             detail,
         )
-    return LicenseStatus(
+    return LicenceStatus(
         lic,
         NOTIFICATIONS,
         problem.code if problem else E_GRACE_EXPIRED,
@@ -105,10 +105,10 @@ def _grace(lic: License, now: datetime, problem: Problem | None) -> LicenseStatu
     )
 
 
-def evaluate(lic: License, now: datetime, check: Checker | None = None) -> LicenseStatus:
+def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> LicenceStatus:
     """The state of ``lic`` at ``now``."""
     if lic.product_key is None:
-        return LicenseStatus(lic, UNLICENSED, E_KEY_NOT_AVAILABLE, None, None, False, None)
+        return LicenceStatus(lic, UNLICENSED, E_KEY_NOT_AVAILABLE, None, None, False, None)
     act = lic.activation
     if not act:
         return _grace(lic, now, None)
@@ -119,12 +119,12 @@ def evaluate(lic: License, now: datetime, check: Checker | None = None) -> Licen
     if lic.sku.channel is Channel.KMS_CLIENT:
         valid_until = datetime.fromisoformat(act["valid_until"])
         if now < valid_until:
-            return LicenseStatus(
+            return LicenceStatus(
                 lic, LICENSED, I_KMS_LICENSED, valid_until, _minutes(valid_until, now), False, None
             )
         oot_end = valid_until + OOT_GRACE
         if now < oot_end:
-            return LicenseStatus(
+            return LicenceStatus(
                 lic,
                 OOT_GRACE_LABEL,
                 I_OOT,
@@ -133,13 +133,13 @@ def evaluate(lic: License, now: datetime, check: Checker | None = None) -> Licen
                 False,
                 "the KMS activation expired without renewal",
             )
-        return LicenseStatus(
+        return LicenceStatus(
             lic, NOTIFICATIONS, E_GRACE_EXPIRED, oot_end, 0, True, "the KMS activation expired"
         )
     if problem is not None and problem.since is not None:
         oot_end = problem.since + OOT_GRACE
         if now < oot_end:
-            return LicenseStatus(
+            return LicenceStatus(
                 lic,
                 OOT_GRACE_LABEL,
                 problem.code,
@@ -148,5 +148,5 @@ def evaluate(lic: License, now: datetime, check: Checker | None = None) -> Licen
                 False,
                 problem.detail,
             )
-        return LicenseStatus(lic, NOTIFICATIONS, problem.code, oot_end, 0, True, problem.detail)
-    return LicenseStatus(lic, LICENSED, None, None, None, False, None)
+        return LicenceStatus(lic, NOTIFICATIONS, problem.code, oot_end, 0, True, problem.detail)
+    return LicenceStatus(lic, LICENSED, None, None, None, False, None)

@@ -59,6 +59,7 @@ DEFAULTS: dict[str, str] = {
     "kms_domain": "",
     "kms_cached_host": "",
     "kms_dns_host": "",
+    "kms_policy": "any",  # which KMS host certificates to accept: any, online-only
     "actype": "0",
     "activation_interval": "120",
     "renewal_interval": "10080",
@@ -68,7 +69,7 @@ DEFAULTS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class License:
+class Licence:
     """One installed licence (a SKU) and, if any, its key and activation record."""
 
     sku: Sku
@@ -145,13 +146,13 @@ class MachineStore:
         with self.db.read() as c:
             return fetch(c)
 
-    def licenses(self, conn: sqlite3.Connection | None = None) -> list[License]:
-        def fetch(c: sqlite3.Connection) -> list[License]:
+    def licences(self, conn: sqlite3.Connection | None = None) -> list[Licence]:
+        def fetch(c: sqlite3.Connection) -> list[Licence]:
             rows = c.execute(
                 "SELECT sku_id, installed_at, grace_start, product_key, key_installed_at, "
                 "activation FROM licenses"
             ).fetchall()
-            return [self._license(row) for row in rows]
+            return [self._licence(row) for row in rows]
 
         if conn is not None:
             found = fetch(conn)
@@ -164,7 +165,9 @@ class MachineStore:
             found, key=lambda lic: (order[lic.sku.product.id], channels.index(lic.sku.channel))
         )
 
-    def _license(self, row: tuple[Any, ...]) -> License:
+    licenses = licences  # the name of the table it reads; scripts written against it keep working
+
+    def _licence(self, row: tuple[Any, ...]) -> Licence:
         sku = catalog().sku(row[0])
         if sku is None:
             raise StoreError(
@@ -183,7 +186,7 @@ class MachineStore:
                 "Restore the file from a backup; it was left as it is.",
             ) from exc
         assert installed is not None and grace is not None
-        return License(sku, installed, grace, row[3], key_at, activation)
+        return Licence(sku, installed, grace, row[3], key_at, activation)
 
     def history(self, kind: str) -> list[HistoryEntry]:
         with self.db.read() as conn:
@@ -250,7 +253,7 @@ class MachineStore:
     def uninstall_key(self, conn: sqlite3.Connection, last5: str) -> list[Sku]:
         """Remove every installed key ending in ``last5``; returns the SKUs that lost one."""
         skus = []
-        for lic in self.licenses(conn):
+        for lic in self.licences(conn):
             if lic.last5 and lic.last5 == last5.upper():
                 conn.execute(
                     "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, "
@@ -259,6 +262,14 @@ class MachineStore:
                 )
                 skus.append(lic.sku)
         return skus
+
+    def clear_key(self, conn: sqlite3.Connection, sku: Sku) -> None:
+        """Remove the key (and so the activation) of one licence."""
+        conn.execute(
+            "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, activation=NULL "
+            "WHERE sku_id=?",
+            (sku.sku_id,),
+        )
 
     def set_activation(
         self, conn: sqlite3.Connection, sku: Sku, activation: dict[str, Any] | None
@@ -301,6 +312,7 @@ class KmsSettings:
     renewal_interval: int
     discovered: str | None  # host:port DNS named first at the last discovery
     cached: str | None  # host:port that last answered, reused while host caching is on
+    online_only: bool = False  # accept only hosts certified online (/kms-policy:online-only)
 
 
 def kms_settings(values: Mapping[str, str]) -> KmsSettings:
@@ -314,4 +326,5 @@ def kms_settings(values: Mapping[str, str]) -> KmsSettings:
         renewal_interval=int(values["renewal_interval"]),
         discovered=values["kms_dns_host"] or None,
         cached=values["kms_cached_host"] or None,
+        online_only=values.get("kms_policy") == "online-only",
     )

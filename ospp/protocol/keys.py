@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ospp.core.catalog import Channel, Product, catalog
-from ospp.core.errors import LicensingError
+from ospp.core.errors import E_INVALID_KEY, LicensingError
 
 ALPHABET = "BCDFGHJKMPQRTVWXY2346789"
 _VALUE = {ch: i for i, ch in enumerate(ALPHABET)}
@@ -31,8 +31,6 @@ SERIAL_BITS = 32
 SECURITY_BITS = 60
 _CHANNEL_CODES = {Channel.MAK: 1, Channel.KMS_HOST: 2}
 _CODE_CHANNELS = {code: chan for chan, code in _CHANNEL_CODES.items()}
-
-E_INVALID_KEY = 0xC004F050
 
 
 @dataclass(frozen=True)

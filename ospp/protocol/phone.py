@@ -7,6 +7,11 @@ digits hold a 177-bit number:
     version (3) | product (8) | channel (2) | key serial (32) | key security value (60)
     | hardware hash (40) | machine tag (32, from the CMID)
 
+A KMS host's IID is version 2: its last 72 bits are a tag of the host's response-signing key
+(:func:`host_key_tag`) instead of a hardware hash and machine tag. For it the centre signs
+:func:`host_certificate_message`, which leaves out the key's security value, so the host can
+hand its certificate to every client without disclosing its key.
+
 CID: 20 groups of 6 digits, again 5 data digits plus a Damm check digit. The 100 data digits
 hold the phone centre's DSA signature (r, s), 160 bits each, as r * 2**160 + s, over the IID.
 A client checks a CID with the centre's public key alone; it cannot make one.
@@ -17,16 +22,25 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ospp.core.errors import LicensingError
+from ospp.core.catalog import Channel
+from ospp.core.errors import E_BAD_FORMAT, E_CHECK_DIGIT, E_CID_LENGTH, E_MISMATCH, LicensingError
 
 IID_GROUPS, IID_GROUP_DATA = 9, 6
 CID_GROUPS, CID_GROUP_DATA = 20, 5
-IID_VERSION = 1
+IID_VERSION = 1  # MAK keys
+HOST_IID_VERSION = 2  # KMS host keys: hardware and machine tag hold the 72-bit host key tag
+HOST_TAG_BITS = 72
 
-E_FORMAT = 0xC004F02C
-E_CID_LENGTH = 0xC004F02F
-E_MISMATCH = 0xC004F031
-E_CHECK_DIGIT = 0xC004F04D
+# The IID's channel field: which kind of key the installation ID carries.
+IID_CHANNEL_MAK = 1
+IID_CHANNEL_KMS_HOST = 2
+IID_CHANNELS = {Channel.MAK: IID_CHANNEL_MAK, Channel.KMS_HOST: IID_CHANNEL_KMS_HOST}
+
+
+def iid_channel(code: int) -> Channel | None:
+    """The channel an IID's channel field names, or None for a code no key has."""
+    return next((channel for channel, c in IID_CHANNELS.items() if c == code), None)
+
 
 _DAMM = (
     (0, 3, 1, 7, 5, 9, 8, 6, 4, 2),
@@ -47,6 +61,19 @@ def machine_tag(source: str) -> int:
     return int.from_bytes(hashlib.sha256(source.lower().encode()).digest()[:4], "big")
 
 
+def host_key_tag(public_raw: bytes) -> int:
+    """72 bits of SHA-256 over a KMS host's raw Ed25519 public key: what binds a phone
+    certificate to the key that signs the host's answers."""
+    digest = hashlib.sha256(b"ospp-kms-host-key:" + public_raw).digest()
+    return int.from_bytes(digest[: HOST_TAG_BITS // 8], "big")
+
+
+def host_certificate_message(product_index: int, serial: int, key_tag: int) -> bytes:
+    """What the phone centre signs for a KMS host key: the public fields of its IID (product,
+    channel, key serial, host key tag), never the key's security value."""
+    return f"ospp-cid-kms-host-v2:{product_index}:2:{serial}:{key_tag:018x}".encode("ascii")
+
+
 def damm(digits: str) -> int:
     interim = 0
     for d in digits:
@@ -64,7 +91,7 @@ def _digits(text: str, what: str) -> str:
     if not compact.isdigit() or not compact.isascii():
         bad = next((c for c in compact if not ("0" <= c <= "9")), "")
         raise LicensingError(
-            E_FORMAT,
+            E_BAD_FORMAT,
             f"the {what} may hold only digits, spaces and dashes; found {bad!r}",
         )
     return compact
@@ -74,7 +101,7 @@ def check_group(group: str, index: int, what: str, size: int) -> None:
     """Raise 0xC004F04D naming group ``index`` (1-based) if its check digit is wrong."""
     if len(group) != size or not group.isdigit():
         raise LicensingError(
-            E_CID_LENGTH if what == "confirmation ID" else E_FORMAT,
+            E_CID_LENGTH if what == "confirmation ID" else E_BAD_FORMAT,
             f"group {index} of the {what} must be {size} digits, not {group!r}",
         )
     if damm(group) != 0:
@@ -108,11 +135,31 @@ class InstallationId:
     channel_code: int
     serial: int
     security: int
-    hardware: int  # 40-bit hardware hash
-    machine_tag: int  # 32 bits from the CMID
+    hardware: int  # 40-bit hardware hash (version 2: the high 40 bits of the host key tag)
+    machine_tag: int  # 32 bits from the CMID (version 2: the low 32 bits of the host key tag)
+    version: int = IID_VERSION
+
+    @classmethod
+    def for_host(
+        cls, product_index: int, serial: int, security: int, key_tag: int
+    ) -> InstallationId:
+        """The IID of a KMS host key, bound to the host's signing key by ``key_tag``."""
+        return cls(
+            product_index,
+            IID_CHANNEL_KMS_HOST,
+            serial,
+            security,
+            key_tag >> 32,  # 40 bits where a machine's IID holds its hardware hash
+            key_tag & ((1 << 32) - 1),  # 32 bits where it holds its machine tag
+            HOST_IID_VERSION,
+        )
+
+    @property
+    def host_key_tag(self) -> int:
+        return self.hardware << 32 | self.machine_tag
 
     def number(self) -> int:
-        n = IID_VERSION
+        n = self.version
         for value, bits in (
             (self.product_index, 8),
             (self.channel_code, 2),
@@ -137,20 +184,26 @@ class InstallationId:
 
     def message(self) -> bytes:
         """What the phone centre signs."""
+        if self.version == HOST_IID_VERSION:
+            return host_certificate_message(self.product_index, self.serial, self.host_key_tag)
         return b"ospp-cid-v1:" + self.data_digits().encode("ascii")
 
     @classmethod
     def parse(cls, text: str) -> InstallationId:
-        data = _split_checked(text, IID_GROUPS, IID_GROUP_DATA, "installation ID", E_FORMAT)
+        data = _split_checked(text, IID_GROUPS, IID_GROUP_DATA, "installation ID", E_BAD_FORMAT)
         n = int(data)
         fields = []
         for bits in (32, 40, 60, 32, 2, 8):
             fields.append(n & ((1 << bits) - 1))
             n >>= bits
-        if n != IID_VERSION:
-            raise LicensingError(E_FORMAT, f"installation ID version {n} is not known")
         tag, hw, security, serial, channel, product = fields
-        return cls(product, channel, serial, security, hw, tag)
+        if n not in (IID_VERSION, HOST_IID_VERSION):
+            raise LicensingError(E_BAD_FORMAT, f"installation ID version {n} is not known")
+        if n == HOST_IID_VERSION and channel != IID_CHANNEL_KMS_HOST:
+            raise LicensingError(
+                E_BAD_FORMAT, "a version 2 installation ID is for KMS host keys only"
+            )
+        return cls(product, channel, serial, security, hw, tag, n)
 
 
 def encode_cid(r: int, s: int) -> str:

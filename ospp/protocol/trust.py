@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
-from ospp.core.errors import E_INVALID_DATA, LicensingError, StoreError, UsageError
-from ospp.core.paths import center_home, write_atomic
+from ospp.core.errors import E_UNTRUSTED, LicensingError, OsppError, UsageError
+from ospp.core.paths import center_home, read_user_file, write_atomic
 
 if TYPE_CHECKING:
     from ospp.protocol.crypto import PublicBundle
 
-E_UNTRUSTED = 0xC004E003  # licence evaluation failed: tampered or from an untrusted authority
 
 Anchors = Mapping[str, "PublicBundle"]
 
@@ -56,32 +55,47 @@ def trusted_fingerprints(home: Path, environ: Mapping[str, str]) -> list[str]:
     return sorted(found)
 
 
-def anchors(home: Path, environ: Mapping[str, str]) -> dict[str, PublicBundle]:
+class AnchorSet(dict[str, "PublicBundle"]):
+    """Trusted authority keys by fingerprint, and the anchor files that could not be read.
+
+    One bad file (garbage, ``[]``, a truncated copy) must not break activations that the
+    other anchors can verify: it is left out and named in ``unreadable``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unreadable: list[str] = []
+
+
+def anchors(home: Path, environ: Mapping[str, str]) -> AnchorSet:
     """Trusted authority keys by fingerprint (may be empty: callers fail closed)."""
     from ospp.protocol.crypto import PublicBundle
 
-    found: dict[str, PublicBundle] = {}
+    found = AnchorSet()
     for path in anchor_files(home, environ):
         try:
-            bundle = PublicBundle.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreError(
-                E_INVALID_DATA,
-                f"the trust anchor {path} cannot be read: {exc}",
-                "Remove it or install a good copy with 'ospp trust add FILE'.",
-            ) from exc
+            data = json.loads(read_user_file(path, "trust anchor"))
+            if not isinstance(data, dict):
+                raise ValueError("it holds no authority public key (not a JSON object)")
+            bundle = PublicBundle.from_json(data)
+        except (OsppError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            why = exc.message if isinstance(exc, OsppError) else str(exc)
+            found.unreadable.append(f"{path}: {why}")
+            continue
         found[bundle.fingerprint] = bundle
     return found
 
 
-def require_anchors(found: dict[str, PublicBundle]) -> dict[str, PublicBundle]:
+def require_anchors(found: AnchorSet) -> AnchorSet:
     """``found``, or LicensingError 0xC004E003 when it is empty (fail closed)."""
     if not found:
+        bad = "; unreadable: " + "; ".join(found.unreadable) if found.unreadable else ""
         raise LicensingError(
             E_UNTRUSTED,
-            "no trusted activation authority: the trust store is empty",
+            "no trusted activation authority: the trust store is empty" + bad,
             "Install the authority's public key: ospp trust add authority.pub.json "
-            "(from 'ospp center pubkey' on the authority).",
+            "(from 'ospp center pubkey' on the authority)"
+            + (", and remove or replace the unreadable files." if bad else "."),
         )
     return found
 
@@ -90,9 +104,10 @@ def add_anchor(home: Path, source: Path) -> PublicBundle:
     """Install the authority public key file ``source`` as a trust anchor of ``home``."""
     from ospp.protocol.crypto import PublicBundle
 
+    text = read_user_file(source, "authority public key file")
     try:
-        bundle = PublicBundle.from_json(json.loads(source.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        bundle = PublicBundle.from_json(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{source} is not an authority public key file: {exc}") from exc
     target = trust_dir(home)
     target.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -18,14 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ospp.core.endpoint import Endpoint
-from ospp.core.errors import NetworkError, OsppError
+from ospp.core.errors import E_BAD_FORMAT as E_BAD_FRAME
+from ospp.core.errors import E_NO_CONNECTION, E_UNEXPECTED, NetworkError, OsppError
 
 VERSION = 1
 MAX_FRAME = 64 * 1024
 IDLE_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 10.0
-E_NO_CONNECTION = 0x80072EFD
-E_BAD_FRAME = 0xC004F02C
 
 _HEADER = struct.Struct(">I")
 
@@ -235,7 +234,7 @@ class _FrameProtocol(asyncio.Protocol):
         except OsppError as exc:
             reply = error_response(exc.code, exc.message)
         except Exception as exc:  # the server stays up; the client learns it failed
-            reply = error_response(0x8000FFFF, f"internal error: {type(exc).__name__}")
+            reply = error_response(E_UNEXPECTED, f"internal error: {type(exc).__name__}")
         self._send(reply)
         self._pump()
 

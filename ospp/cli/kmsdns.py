@@ -1,0 +1,151 @@
+"""``ospp kms dns``: configure, run and print the KMS host's DNS publishing (its SRV record)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ospp.cli.base import JSON_OPTION, Group, Result, reports
+
+if TYPE_CHECKING:
+    from ospp.kmshost.state import KmsHost
+
+
+def _host() -> KmsHost:
+    from ospp.kmshost.state import KmsHost
+
+    return KmsHost.from_env()
+
+
+@click.group("dns", cls=Group)
+def dns_group() -> None:
+    """Publishing the host's _vlmcs._tcp SRV record by DNS dynamic update (RFC 2136, TSIG)."""
+
+
+@dns_group.command("set")
+@click.option("--server", metavar="ADDR[:PORT]", help="DNS server that accepts the updates.")
+@click.option("--domain", help="Domain to publish in, e.g. corp.example.com.")
+@click.option("--hostname", help="The SRV target: this host's DNS name.")
+@click.option(
+    "--address",
+    "addresses",
+    multiple=True,
+    metavar="IP",
+    help="Also publish this A/AAAA address for --hostname (repeatable).",
+)
+@click.option("--ttl", type=int, help="Record TTL in seconds (default 3600).")
+@click.option("--priority", type=int, help="SRV priority in the own domain (default 0).")
+@click.option("--weight", type=int, help="SRV weight in the own domain (default 100).")
+@click.option(
+    "--extra",
+    multiple=True,
+    metavar="DOMAIN[,PRIORITY,WEIGHT]",
+    help="Also publish in this domain (repeatable).",
+)
+@click.option("--interval-hours", type=float, help="Re-publish interval (default 24).")
+@click.option(
+    "--tsig-keyfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="BIND key file (tsig-keygen output) that signs the updates.",
+)
+@JSON_OPTION
+@reports
+def dns_set(
+    server: str | None,
+    domain: str | None,
+    hostname: str | None,
+    addresses: tuple[str, ...],
+    ttl: int | None,
+    priority: int | None,
+    weight: int | None,
+    extra: tuple[str, ...],
+    interval_hours: float | None,
+    tsig_keyfile: Path | None,
+) -> Result:
+    """Configure and enable DNS publishing (options not given keep their value)."""
+    from ospp.dns.publish import read_key_file
+
+    host = _host()
+    pub = host.publishing()
+    for name, value in (
+        ("server", server),
+        ("domain", domain),
+        ("hostname", hostname),
+        ("ttl", ttl),
+        ("priority", priority),
+        ("weight", weight),
+        ("interval_hours", interval_hours),
+    ):
+        if value is not None:
+            setattr(pub, name, value.rstrip(".") if isinstance(value, str) else value)
+    if addresses:
+        pub.addresses = list(addresses)
+    if extra:
+        pub.extra = list(extra)
+    if tsig_keyfile is not None:
+        pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = read_key_file(tsig_keyfile)
+    pub.enabled = True
+    host.set_publishing(pub)
+    return Result(
+        ["Successfully applied setting. DNS publishing enabled."], pub.shown(), banners=False
+    )
+
+
+@dns_group.command("disable")
+@JSON_OPTION
+@reports
+def dns_disable() -> Result:
+    """Stop publishing (like slmgr /cdns); the settings are kept."""
+    host = _host()
+    pub = host.publishing()
+    pub.enabled = False
+    host.set_publishing(pub)
+    return Result(["DNS publishing disabled."], pub.shown(), banners=False)
+
+
+@dns_group.command("enable")
+@JSON_OPTION
+@reports
+def dns_enable() -> Result:
+    """Publish again with the kept settings (like slmgr /sdns)."""
+    host = _host()
+    pub = host.publishing()
+    pub.enabled = True
+    host.set_publishing(pub)
+    return Result(["DNS publishing enabled."], pub.shown(), banners=False)
+
+
+@dns_group.command("publish")
+@click.option("--port", type=int, help="Port to publish (default: the port the host serves).")
+@JSON_OPTION
+@reports
+def dns_publish(port: int | None) -> Result:
+    """Publish now, once (the running host also publishes at start and every interval)."""
+    from ospp.dns.publish import publish
+
+    host = _host()
+    pub = host.publishing()
+    pub.check()
+    done = publish(pub, port or host.status()["port"])
+    host.record_publish("; ".join(done))
+    return Result(done, {"published": done}, banners=False)
+
+
+@dns_group.command("records")
+@click.option("--port", type=int, help="Port to publish (default: the port the host serves).")
+@JSON_OPTION
+@reports
+def dns_records(port: int | None) -> Result:
+    """Print the zone-file lines, for admins who publish by hand."""
+    from ospp.dns.publish import zone_lines
+
+    host = _host()
+    pub = host.publishing()
+    if not pub.domain or not pub.hostname:
+        from ospp.core.errors import UsageError
+
+        raise UsageError("set --domain and --hostname first: ospp kms dns set ...")
+    lines = zone_lines(pub, port or host.status()["port"])
+    return Result(lines, {"records": lines}, banners=False)

@@ -1,0 +1,353 @@
+"""``ospp slmgr /OPTION ...`` and the ``slmgr`` command: slmgr.vbs's global and advanced
+options (/ipk, /ato, /dli, /dlv, /xpr, /upk, /cpky, /dti, /atp, /rearm) on the simulated
+machines and the KMS host. The KMS options are in ``slmgr_kms``; the syntax in ``slmgr_group``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ospp.cli.base import Result
+from ospp.cli.slmgr_group import (
+    COMPUTER_WORD,
+    host_sku,
+    local_host,
+    open_host,
+    open_machine,
+    option,
+    slmgr,
+    split_words,
+    words_argument,
+)
+from ospp.cli.slmgr_render import error_lines
+from ospp.core.errors import OsppError, UsageError
+
+if TYPE_CHECKING:
+    from ospp.kmshost.state import KmsHost
+    from ospp.machine.store import MachineStore
+
+
+# -- global options ------------------------------------------------------------------------------
+
+
+@option("ipk", click.argument("key"), words_argument(COMPUTER_WORD))
+def ipk(key: str, words: tuple[str, ...]) -> Result:
+    """Install a product key (replaces the product's key).
+
+    A KMS host key (CSVLK) goes to this machine's KMS host (OSPP_KMS_HOME)."""
+    from ospp.core.catalog import Channel
+    from ospp.core.paths import LOCAL_MACHINE, machine_name
+    from ospp.machine import client
+    from ospp.protocol import keys
+
+    _, computer = split_words(words, act_id=False)
+    parsed = keys.parse(key)
+    masked = f"*****-*****-*****-*****-{parsed.last5}"
+    data: dict[str, Any] = {
+        "product": parsed.product.id,
+        "channel": parsed.channel.value,
+        "activation_id": parsed.product.sku(parsed.channel).sku_id,
+        "key_last5": parsed.last5,
+    }
+    if parsed.channel is Channel.KMS_HOST:
+        if machine_name(computer) != LOCAL_MACHINE:
+            raise UsageError(
+                f"a KMS host key goes to this machine's KMS host, not to {computer!r}",
+                "Run 'slmgr /ipk KEY' without a computer name (the host is OSPP_KMS_HOME).",
+            )
+        open_host().install_key(key)
+        data["kms_host"] = True
+    else:
+        store = open_machine(computer)
+        client.install_key(store, key)
+        data["machine"] = store.name
+    return Result([f"Installed product key {masked} successfully."], data)
+
+
+@option("ato", words_argument())
+def ato(words: tuple[str, ...]) -> Result:
+    """Activate: a MAK online, a GVLK with KMS, a host key."""
+    from ospp.machine import slmgr as sl
+
+    act_id, computer = split_words(words)
+    host = local_host(computer, act_id)
+    if host is not None:
+        key = host.installed_key()
+        sku = key.product.sku(key.channel)
+        lines = [f"Activating {sku.license_name} ({sku.sku_id}) ..."]
+        try:
+            host.activate_online(os.environ)
+        except OsppError as exc:
+            return Result(lines + error_lines(exc), {"activation_id": sku.sku_id}, failed=exc)
+        return Result(
+            [*lines, "Product activated successfully."],
+            {"activation_id": sku.sku_id, "kms_host": True, "epid": host.meta().get("epid")},
+        )
+    store = open_machine(computer)
+    lic = sl.target(store, act_id)
+    lines = [f"Activating {lic.sku.license_name} ({lic.sku.sku_id}) ..."]
+    data: dict[str, Any] = {"machine": store.name, "activation_id": lic.sku.sku_id}
+    try:
+        data.update(sl.activate(store, lic, os.environ))
+    except OsppError as exc:
+        return Result(lines + error_lines(exc), data, failed=exc)
+    return Result([*lines, "Product activated successfully."], data)
+
+
+def _display(words: tuple[str, ...], verbose: bool) -> Result:
+    from ospp.cli.slmgr_render import host_lines, licence_lines, reading_json
+    from ospp.machine import slmgr as sl
+    from ospp.machine.store import MAX_REARMS
+
+    which, computer = split_words(words, all_ok=True)
+    lines: list[str] = []
+    products: list[dict[str, Any]] = []
+    host = local_host(computer, which)
+    if verbose:
+        from ospp import __version__
+
+        lines.append(f"Software licensing service version: ospp {__version__}")
+    if host is not None:
+        view = _host_view(host, verbose)
+        lines += host_lines(view, verbose)
+        products.append(view)
+    everything = which is not None and which.lower() == "all"
+    store = open_machine(computer)
+    if host is None or everything:
+        settings = store.settings()
+        kms = store.kms()
+        extra = None
+        for st in sl.selected(store, which, os.environ):
+            reading = sl.read(st)
+            info = sl.kms_client_info(st.licence)
+            if verbose:
+                extra = {
+                    "rearms_left": MAX_REARMS - int(settings["rearms_used"]),
+                    "now": store.clock.now(),
+                    "installation_id": _iid(store, st.licence),
+                }
+            lines += licence_lines(reading, kms, settings["cmid"], info, extra)
+            products.append(reading_json(reading, kms, settings["cmid"], info))
+    return Result(lines, {"machine": store.name, "products": products})
+
+
+def _iid(store: MachineStore, lic: Any) -> str | None:
+    from ospp.core.catalog import Channel
+    from ospp.machine import slmgr as sl
+
+    if not lic.product_key or lic.sku.channel is Channel.KMS_CLIENT:
+        return None
+    try:
+        return sl.installation_id(store, lic)
+    except OsppError:
+        return None
+
+
+def _host_view(host: KmsHost, verbose: bool) -> dict[str, Any]:
+    from ospp.kmshost import settings
+
+    st = host.status()
+    key = host.installed_key()
+    sku = key.product.sku(key.channel)
+    view: dict[str, Any] = {
+        "activation_id": sku.sku_id,
+        "product": key.product.id,
+        "name": sku.license_name,
+        "description": sku.license_description,
+        "application_id": key.product.application_id,
+        "partial_product_key": key.last5,
+        "license_status": 1 if st["activated"] else 0,
+        "license_status_text": "Licensed" if st["activated"] else "Unlicensed",
+        "activated": st["activated"],
+        "epid": st["epid"],
+        "current_count": settings.current_count(host, st),
+        "port": st["port"],
+        "dns_publishing": st["dns_publishing"],
+        "priority": settings.priority(host),
+        "activation_interval": st["activation_interval"],
+        "renewal_interval": st["renewal_interval"],
+        "requests_total": st["requests_total"],
+        "requests_failed": st["requests_failed"],
+        "requests": settings.request_counts(st),
+    }
+    if verbose:
+        view["installation_id"] = "".join(host.installation_id().groups())
+    return {**view, "kms_host": True}
+
+
+@option("dli", words_argument("[ActID|all] [COMPUTERNAME]"))
+def dli(words: tuple[str, ...]) -> Result:
+    """Display licence information.
+
+    Default: the current licence; 'all' shows every installed licence."""
+    return _display(words, verbose=False)
+
+
+@option("dlv", words_argument("[ActID|all] [COMPUTERNAME]"))
+def dlv(words: tuple[str, ...]) -> Result:
+    """Display detailed licence information.
+
+    Default: the current licence; 'all' shows every installed licence."""
+    return _display(words, verbose=True)
+
+
+@option("xpr", words_argument())
+def xpr(words: tuple[str, ...]) -> Result:
+    """Expiration date of the current licence state."""
+    from ospp.cli.slmgr_render import expiration_line
+    from ospp.core.clock import iso
+    from ospp.machine import slmgr as sl
+
+    act_id, computer = split_words(words)
+    host = local_host(computer, act_id)
+    if host is not None:
+        key = host.installed_key()
+        sku = key.product.sku(key.channel)
+        activated = bool(host.meta().get("certificate"))
+        text = "The machine is permanently activated." if activated else "Unlicensed"
+        return Result(
+            [f"{sku.license_name}:", f"    {text}"],
+            {"products": [{"activation_id": sku.sku_id, "text": text, "expires_at": None}]},
+        )
+    store = open_machine(computer)
+    lic = sl.target(store, act_id)
+    (st,) = [s for s in sl.selected(store, lic.sku.sku_id, os.environ)]
+    reading = sl.read(st)
+    text = expiration_line(reading)
+    ends = st.expires_at if reading.license_status in (1, 2, 3) and reading.grace_minutes else None
+    return Result(
+        [f"{lic.sku.license_name}:", f"    {text}"],
+        {
+            "machine": store.name,
+            "products": [
+                {
+                    "activation_id": lic.sku.sku_id,
+                    "license_status": reading.license_status,
+                    "text": text,
+                    "expires_at": iso(ends) if ends else None,
+                }
+            ],
+        },
+    )
+
+
+@option("upk", words_argument())
+def upk(words: tuple[str, ...]) -> Result:
+    """Uninstall the product key of one licence.
+
+    Only that licence's key: slmgr.vbs would remove the primary one."""
+    from ospp.kmshost import settings
+    from ospp.machine import slmgr as sl
+
+    act_id, computer = split_words(words)
+    host = local_host(computer, act_id)
+    if host is not None:
+        sku_id = settings.host_sku_id(host)
+        settings.uninstall_key(host)
+        return Result(
+            ["Uninstalled product key successfully."], {"activation_id": sku_id, "kms_host": True}
+        )
+    store = open_machine(computer)
+    lic = sl.target(store, act_id)
+    sl.uninstall(store, lic)
+    return Result(
+        ["Uninstalled product key successfully."],
+        {"machine": store.name, "activation_id": lic.sku.sku_id},
+    )
+
+
+# -- advanced options ------------------------------------------------------------------------
+
+
+@option("cpky", words_argument(COMPUTER_WORD))
+def cpky(words: tuple[str, ...]) -> Result:
+    """Clear the product key from the registry.
+
+    ospp keeps keys in the licence store only, so nothing changes."""
+    _, computer = split_words(words, act_id=False)
+    store = open_machine(computer)
+    return Result(["Product key from registry cleared successfully."], {"machine": store.name})
+
+
+@option("dti", words_argument())
+def dti(words: tuple[str, ...]) -> Result:
+    """Display the Installation ID for offline (phone) activation."""
+    from ospp.machine import slmgr as sl
+
+    act_id, computer = split_words(words)
+    host = local_host(computer, act_id)
+    if host is not None:
+        iid = "".join(host.installation_id().groups())
+        data: dict[str, Any] = {"activation_id": host_sku(host), "kms_host": True}
+    else:
+        store = open_machine(computer)
+        lic = sl.target(store, act_id)
+        iid = sl.installation_id(store, lic)
+        data = {"machine": store.name, "activation_id": lic.sku.sku_id}
+    return Result([f"Installation ID: {iid}", "", PHONE_NUMBERS], {**data, "installation_id": iid})
+
+
+PHONE_NUMBERS = (
+    "Product activation telephone numbers: this is a simulation; get the confirmation ID "
+    "from the activation authority with 'ospp center confirm IID'."
+)
+
+
+@option("atp", click.argument("cid"), words_argument())
+def atp(cid: str, words: tuple[str, ...]) -> Result:
+    """Activate with a Confirmation ID from the phone centre."""
+    from ospp.machine import slmgr as sl
+
+    act_id, computer = split_words(words)
+    host = local_host(computer, act_id)
+    if host is not None:
+        host.apply_cid(cid, os.environ)
+        sku_id = host_sku(host)
+        data: dict[str, Any] = {"activation_id": sku_id, "kms_host": True}
+    else:
+        store = open_machine(computer)
+        lic = sl.target(store, act_id)
+        sl.deposit_cid(store, lic, cid, os.environ)
+        sku_id = lic.sku.sku_id
+        data = {"machine": store.name, "activation_id": sku_id}
+    return Result([f"Confirmation ID for product {sku_id} deposited successfully."], data)
+
+
+@option("rearm", words_argument(COMPUTER_WORD))
+def rearm(words: tuple[str, ...]) -> Result:
+    """Reset the licensing status: grace back to 30 days.
+
+    At most 5 times per machine."""
+    from ospp.machine import client
+    from ospp.machine.store import MAX_REARMS
+
+    _, computer = split_words(words, act_id=False)
+    store = open_machine(computer)
+    skus = client.rearm(store)
+    used = int(store.settings()["rearms_used"])
+    return Result(
+        [
+            "Command completed successfully.",
+            "Please restart the system for the changes to take effect.",
+        ],
+        {
+            "machine": store.name,
+            "rearmed": [s.sku_id for s in skus],
+            "rearms_left": MAX_REARMS - used,
+        },
+    )
+
+
+def main() -> None:
+    """The ``slmgr`` console script."""
+    slmgr(prog_name="slmgr")
+
+
+# Importing the KMS options registers them on the group.
+from ospp.cli.slmgr_kms import OPTIONS as KMS_OPTIONS  # noqa: E402
+
+COMMANDS = [slmgr]
+OPTIONS = [ipk, ato, dli, dlv, xpr, upk, cpky, dti, atp, rearm, *KMS_OPTIONS]

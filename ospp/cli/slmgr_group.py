@@ -1,0 +1,228 @@
+"""The ``slmgr`` command group and its slash syntax, shared by the slmgr option modules.
+
+slmgr.vbs takes space-separated values (``slmgr /ipk KEY``, ``/skms host:port``, ``/sai 60``)
+and option names in any case, with ``/`` or ``-``. A trailing COMPUTERNAME selects another
+simulated machine, as with ospp. An Activation ID is a GUID, so a word that is one is taken
+as the Activation ID and any other word as the computer name.
+
+On this machine (no computer name), the KMS host in OSPP_KMS_HOME is a licence too: once a
+host key (CSVLK) is installed it is the primary licence, as on a Windows KMS host, so /ato,
+/dli, /dlv, /xpr, /dti, /atp and /upk act on it (or on it when named by its Activation ID).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ospp.cli.base import EXIT_STATUS_HELP, JSON_OPTION, Result, reports
+from ospp.cli.slmgr_render import error_lines
+from ospp.core.errors import OsppError, UsageError
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+    from ospp.kmshost.state import KmsHost
+    from ospp.machine.store import MachineStore
+
+EXIT_HELP = (
+    EXIT_STATUS_HELP + " slmgr.vbs itself exits with the HRESULT; here the HRESULT is on the "
+    "'Error:' line and in the JSON (error.code)."
+)
+HELP = f"""slmgr.vbs's options on the simulated machines and the KMS host.
+
+Options work as in slmgr.vbs: slmgr /ipk KEY, slmgr /dli, slmgr /skms host:port, slmgr /sai 60
+(names in any case, with / or -). A trailing COMPUTERNAME selects another simulated machine.
+Activation IDs are the SKU ids of the catalog (ospp products); without one a command acts on
+the licence whose key was installed last, or on this machine's KMS host once it has a key.
+
+{EXIT_HELP}
+"""
+COMPUTER_WORD = "[COMPUTERNAME]"
+ACT_WORDS = "[ActID] [COMPUTERNAME]"
+_HELP_WORDS = ("/?", "/help", "-?", "/h", "-help")
+# slmgr.vbs's order: global, advanced, KMS client, KMS host options.
+ORDER = (
+    "ipk",
+    "ato",
+    "dli",
+    "dlv",
+    "xpr",
+    "cpky",
+    "rearm",
+    "upk",
+    "dti",
+    "atp",
+    "skms",
+    "ckms",
+    "skms-domain",
+    "ckms-domain",
+    "skhc",
+    "ckhc",
+    "act-type",
+    "sprt",
+    "sai",
+    "sri",
+    "sdns",
+    "cdns",
+    "spri",
+    "cpri",
+)
+
+
+class SlmgrGroup(click.Group):
+    """A group that takes slmgr.vbs's ``/option`` and ``-option`` forms, and ``/?``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if (
+            len(args) > 1
+            and args[1].startswith(("/", "-"))
+            and not args[0].startswith(("/", "-"))
+            and self.get_command(ctx, args[0].lower()) is None
+        ):
+            # slmgr.vbs's own order, 'slmgr MACHINE /option ...': the name goes last here
+            args = [*args[1:], args[0]]
+        if args and args[0].lower() in _HELP_WORDS:
+            args = ["--help", *args[1:]]
+        elif args and args[0].startswith("-") and not args[0].startswith("--"):
+            name = args[0][1:].lower()
+            if self.get_command(ctx, name) is not None:
+                args = [name, *args[1:]]
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        first = args[0] if args else ""
+        name = first[1:] if first.startswith("/") and len(first) > 1 else first
+        if name and self.get_command(ctx, name.lower()) is None:
+            raise click.UsageError(
+                f"Unrecognized option: {first}; run 'slmgr /?' for the list", ctx
+            )
+        return super().resolve_command(ctx, [name.lower(), *args[1:]] if name else args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        if incomplete.startswith("/"):
+            return [
+                CompletionItem(f"/{name}", help=cmd.get_short_help_str())
+                for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None
+                and f"/{name}".startswith(incomplete.lower())
+            ]
+        return super().shell_complete(ctx, incomplete)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        known = [name for name in ORDER if name in self.commands]
+        return known + sorted(set(self.commands) - set(known))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None:
+                pieces = [p.make_metavar(ctx) for p in cmd.params if isinstance(p, click.Argument)]
+                rows.append((" ".join([f"/{name}", *pieces]), cmd.get_short_help_str(60)))
+        with formatter.section("slmgr.vbs options"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    "slmgr",
+    cls=SlmgrGroup,
+    help=HELP,
+    context_settings={"token_normalize_func": str.lower, "help_option_names": ["--help", "-h"]},
+)
+def slmgr() -> None:
+    pass
+
+
+def option(
+    name: str, *params: Callable[[Any], Any]
+) -> Callable[[Callable[..., Result]], click.Command]:
+    """Declare an slmgr option whose body returns a Result; errors print as slmgr's."""
+
+    def deco(fn: Callable[..., Result]) -> click.Command:
+        @functools.wraps(fn)
+        def body(*args: Any, **kwargs: Any) -> Result:
+            try:
+                result = fn(*args, **kwargs)
+            except OsppError as exc:
+                result = Result(error_lines(exc), failed=exc)
+            result.banners = False
+            return result
+
+        f: Any = reports(body)
+        f = JSON_OPTION(f)
+        for param in reversed(params):
+            f = param(f)
+        return slmgr.command(name, epilog=EXIT_HELP)(f)
+
+    return deco
+
+
+def words_argument(metavar: str = ACT_WORDS) -> Callable[[Any], Any]:
+    return click.argument("words", nargs=-1, metavar=metavar)
+
+
+def split_words(
+    words: tuple[str, ...], *, act_id: bool = True, all_ok: bool = False
+) -> tuple[str | None, str | None]:
+    """(Activation ID, computer name) from the optional words after an option."""
+    from ospp.machine.slmgr import is_activation_id
+
+    rest = list(words)
+    act = None
+    if act_id and rest and (is_activation_id(rest[0]) or (all_ok and rest[0].lower() == "all")):
+        act = rest.pop(0)
+    computer = rest.pop(0) if rest else None
+    if rest:
+        expected = "[ActID] [COMPUTERNAME]" if act_id else "[COMPUTERNAME]"
+        raise UsageError(
+            f"unexpected {rest[0]!r} after {' '.join(words[: len(words) - len(rest)])!r}; "
+            f"this option takes {expected}",
+            "An Activation ID is a GUID (slmgr /dlv all lists them).",
+        )
+    return act, computer
+
+
+def open_machine(computer: str | None) -> MachineStore:
+    from ospp.machine import client
+
+    return client.open_machine(computer)
+
+
+def local_host(computer: str | None, act_id: str | None) -> KmsHost | None:
+    """This machine's KMS host, when the command is for it (see the module docstring)."""
+    from ospp.core.clock import clock_from_env
+    from ospp.core.paths import LOCAL_MACHINE, kms_home, machine_name
+    from ospp.kmshost import settings
+
+    if act_id is not None and act_id.lower() == "all":
+        act_id = None
+    if machine_name(computer) != LOCAL_MACHINE:
+        return None
+    host = settings.existing(kms_home(), clock_from_env())
+    if host is None:
+        return None
+    if act_id is None or act_id.strip("{}").lower() == settings.host_sku_id(host):
+        return host
+    return None
+
+
+def open_host() -> KmsHost:
+    from ospp.core.clock import clock_from_env
+    from ospp.core.paths import kms_home
+    from ospp.kmshost.state import KmsHost
+
+    return KmsHost.open(kms_home(), clock_from_env())
+
+
+def host_sku(host: KmsHost) -> str:
+    from ospp.kmshost import settings
+
+    return settings.host_sku_id(host)

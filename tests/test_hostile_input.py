@@ -1,0 +1,124 @@
+"""Every command, driven with hostile values: none may reach exit 70 ("a bug in ospp").
+
+Each parameter of each command gets, one at a time, a huge number, a negative one, an empty
+string, a directory where a file is expected, text that is not UTF-8 (as Python receives
+undecodable argv bytes) and terminal control characters; the other parameters get plausible
+values. Whatever the command says, it must say it as an error with an exit status of 1-4 (or
+succeed), never as an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from ospp.cli import cli
+from tests.conftest import PRODUCT, Ospp
+
+HOSTILE = [
+    "9" * 40,  # overflows SQLite's 64-bit integers and datetime arithmetic
+    "-1",
+    "",
+    "\udcff\udcfe",  # non-UTF-8 bytes on the command line, as Python decodes them
+    "\x1b[2J\x9b31m",
+    "0x" + "F" * 30,
+]
+# Commands that keep running when they succeed; their hostile runs are covered elsewhere.
+LONG_RUNNING = {"kms serve", "center serve", "demo", "center phone", "wizard"}
+
+
+def _leaves(
+    group: click.Group, ctx: click.Context, prefix: str = ""
+) -> Iterator[tuple[str, click.Command]]:
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            continue
+        path = f"{prefix}{name}"
+        if isinstance(cmd, click.Group):
+            yield from _leaves(cmd, click.Context(cmd, info_name=name, parent=ctx), path + " ")
+        else:
+            yield path, cmd
+
+
+def _plausible(param: click.Parameter, tmp: Path) -> str:
+    name = (param.name or "").lower()
+    if isinstance(param.type, click.Choice):
+        return str(param.type.choices[0])
+    if isinstance(param.type, click.types.IntParamType | click.types.FloatParamType):
+        return "5"
+    if isinstance(param.type, click.Path):
+        return str(tmp / "some-file.txt")
+    if "product" in name:
+        return PRODUCT
+    if "key" in name:
+        return "FXYTK-NJJ8C-GB6DW-3DYQT-6F7TH"
+    if "computer" in name or "machine" in name:
+        return "localhost"
+    return "x"
+
+
+def _cases(tmp: Path) -> Iterator[tuple[str, list[str]]]:
+    ctx = click.Context(cli, info_name="ospp")
+    for path, cmd in _leaves(cli, ctx):
+        if path in LONG_RUNNING:
+            continue
+        params = [p for p in cmd.params if p.name not in ("as_json", "help")]
+        for target in params:
+            for value in [*HOSTILE, str(tmp)]:
+                args: list[str] = path.split()
+                for p in params:
+                    if isinstance(p, click.Option) and p.is_flag:
+                        continue
+                    if p is not target and not p.required:
+                        continue
+                    given = value if p is target else _plausible(p, tmp)
+                    if isinstance(p, click.Option):
+                        args += [p.opts[0], given]
+                    else:
+                        args.append(given)
+                yield path, args
+
+
+def test_no_hostile_value_reaches_an_internal_error(ospp: Ospp, tmp_path: Path) -> None:
+    ospp("install-product", PRODUCT)
+    runner = CliRunner()
+    env = {**ospp.env, "OSPP_DNS": "127.0.0.1:9"}
+    bugs: list[str] = []
+    count = 0
+    for _path, args in _cases(tmp_path):
+        count += 1
+        result = runner.invoke(cli, args, env=env, prog_name="ospp", input="")
+        crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+        if result.exit_code == 70 or crashed:
+            bugs.append(f"{args!r}: exit {result.exit_code} {result.exception!r}")
+    assert count > 200  # the walk found the commands and their parameters
+    assert bugs == [], "\n".join(bugs)
+
+
+@pytest.mark.parametrize("value", ["/", "/nonexistent/dir/x.log"])
+def test_a_request_log_that_cannot_be_opened_is_a_clear_error(ospp: Ospp, value: str) -> None:
+    ran = ospp.proc("kms", "serve", "--listen", "127.0.0.1:0", "--log", value, timeout=30)
+    assert ran.code in (2, 3), ran.err
+    assert "request log" in ran.out and "Traceback" not in ran.err
+
+
+def test_a_bad_trust_file_does_not_break_the_others(ospp: Ospp) -> None:
+    trust = Path(ospp.env["OSPP_HOME"]) / "trust"
+    trust.mkdir(parents=True)
+    (trust / "broken.json").write_text("[]")
+    ospp("install-product", PRODUCT)
+    key = ospp("center", "issue-key", "--product", PRODUCT).out.strip()
+    ran = ospp("/inpkey:" + key, "--act", "--json")
+    assert ran.code == 0, ran.out
+    listed = ospp("trust", "list", "--json").json()
+    assert len(listed["anchors"]) == 1 and "broken.json" in listed["unreadable"][0]
+    # with only the broken file, activation fails closed and names it
+    ran = ospp("/act", "--json", env={"OSPP_AUTHORITY": "127.0.0.1:9"})
+    assert ran.code == 1 and "broken.json" in ran.json()["error"]["message"]
+    assert os.path.exists(trust / "broken.json")  # reported, never removed

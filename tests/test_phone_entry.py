@@ -1,0 +1,92 @@
+"""Typing a confirmation ID by hand: pasting, re-typing a wrong group, cancelling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from tests.conftest import PRODUCT, Ospp
+from tests.test_authority import iid_of, issue
+
+
+def _dump(ospp: Ospp, machine: str = "localhost") -> list[str]:
+    with sqlite3.connect(ospp.store_file(machine)) as conn:
+        return list(conn.iterdump())
+
+
+def _cid(ospp: Ospp, machine: str | None = None) -> str:
+    args = [machine] if machine else []
+    ospp("install-product", PRODUCT, *args)
+    ospp("/inpkey:" + issue(ospp), *args)
+    return str(ospp("center", "confirm", iid_of(ospp, machine), "--json").json()["cid"])
+
+
+def test_a_pasted_cid_or_several_groups_at_one_prompt_are_split(ospp: Ospp) -> None:
+    cid = _cid(ospp)
+    groups = [cid[i : i + 6] for i in range(0, 120, 6)]
+    # three groups on the first line, with a wrong fourth group in a paste of the rest
+    wrong = groups[5][:5] + str((int(groups[5][5]) + 1) % 10)
+    answers = [" ".join(groups[:3]), "-".join([*groups[3:5], wrong]), "".join(groups[5:])]
+    ran = ospp.proc("actcid", "--interactive", input="\n".join(answers) + "\n")
+    assert ran.code == 0, ran.out + ran.err
+    assert "group 6 of the confirmation ID is wrong" in ran.err
+    # asked for groups 1, 4 and (again) 6 only: the good groups of each paste were kept
+    asked = [p.split(" of ")[0] for p in ran.err.split("Group ")[1:]]
+    assert asked == ["1", "4", "6"]
+    lines = ran.out.splitlines()
+    success = lines.index("<Offline product activation successful>")
+    assert lines[success - 1].startswith("LICENSE NAME: Office 21, ")
+
+
+def test_interactive_takes_a_lone_argument_as_the_computer_name(ospp: Ospp) -> None:
+    cid = _cid(ospp, "ph1")
+    ran = ospp.proc("actcid", "--interactive", "PH1", input=cid + "\n")
+    assert ran.code == 0, ran.out + ran.err
+    assert ospp("dstatus", "ph1", "--json").json()["products"][0]["status"] == "LICENSED"
+
+
+def test_end_of_input_cancels_and_changes_nothing(ospp: Ospp) -> None:
+    cid = _cid(ospp)
+    before = _dump(ospp)
+    ran = ospp.proc("actcid", "--interactive", "--json", input=cid[:18] + "\n")
+    assert ran.code == 1
+    assert "cancelled" in ran.json()["error"]["message"] and "Traceback" not in ran.err
+    assert _dump(ospp) == before
+
+
+def test_ctrl_c_cancels_with_status_130_and_changes_nothing(ospp: Ospp) -> None:
+    cid = _cid(ospp)
+    before = _dump(ospp)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ospp", "actcid", "--interactive"],
+        env={**os.environ, **ospp.env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write(cid[:12] + "\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 20
+    seen = ""
+    while "Group 3 of 20" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert "cancelled" in out and "Traceback" not in err
+    assert _dump(ospp) == before
+
+
+def test_a_malformed_cid_is_reported_before_the_choice_of_product(ospp: Ospp) -> None:
+    ospp("install-product", PRODUCT)
+    ospp("install-product", "ProPlus2019")
+    ospp("/inpkey:" + issue(ospp))
+    ospp("/inpkey:" + issue(ospp, product="ProPlus2019"))
+    ran = ospp("/actcid:hello", "--json")
+    assert ran.code == 1 and ran.json()["error"]["code"] == "0xC004F02C"

@@ -1,0 +1,447 @@
+"""slmgr.vbs's options on the simulated machines and the KMS host (docs/SLMGR.md)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import GVLK_2016, GVLK_2021, Ospp
+from tests.kmsutil import Host, client, make_host
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+PROPLUS_2016_SKU = "d450596f-894d-49e0-966a-fd39ed4c4c64"
+PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
+APP = "0ff1ce15-a989-479d-af46-f275c6370663"
+
+
+def at(days: float = 0, hours: float = 0) -> str:
+    return (T0 + timedelta(days=days, hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def monitor(out: str) -> tuple[str | None, int | None]:
+    """What a monitoring plugin reads from /dli: split lines on whitespace, take the
+    'License Status' and the number before ' minute'."""
+    status = minutes = None
+    for line in out.splitlines():
+        words = line.split()
+        if words[:2] == ["License", "Status:"]:
+            status = " ".join(words[2:])
+        if " minute" in line and minutes is None:  # the first one, as plugins do
+            minutes = int(line.split(" minute")[0].split()[-1])
+    return status, minutes
+
+
+def dstatus(ospp: Ospp, machine: str, now: str) -> dict[str, Any]:
+    products: list[dict[str, Any]] = ospp(
+        "dstatus", machine, "--json", env={"OSPP_NOW": now}
+    ).json()["products"]
+    return products[0]
+
+
+def reference(name: str) -> list[str]:
+    """A block of docs/SLMGR.md marked ```slmgr.vbs NAME: what slmgr.vbs prints."""
+    text = (ROOT / "docs" / "SLMGR.md").read_text()
+    match = re.search(rf"```slmgr\.vbs {re.escape(name)}\n(.*?)```", text, re.S)
+    assert match, name
+    return match.group(1).rstrip("\n").split("\n")
+
+
+def labels(lines: list[str]) -> list[str]:
+    """The fixed part of each line, up to its value (after ':', a number, enabled/disabled)."""
+    return [re.split(r":|\d| (?:en|dis)abled\b", line, maxsplit=1)[0].rstrip() for line in lines]
+
+
+@pytest.fixture
+def host(ospp: Ospp) -> Iterator[Host]:
+    make_host(ospp)
+    h = Host(ospp, now=at())
+    yield h
+    if h.alive():
+        h.stop()
+
+
+# -- what monitoring reads -----------------------------------------------------------------------
+
+
+def test_monitoring_plugin_reads_grace_kms_oot_and_notification(ospp: Ospp, host: Host):
+    for n in range(1, 6):  # five machines: the fifth reaches the threshold
+        client(ospp, f"ws{n}", host, now=at())
+        ospp("slmgr", "/ato", f"ws{n}", env={"OSPP_NOW": at()})
+    assert ospp("slmgr", "/ato", "ws1", env={"OSPP_NOW": at()}).code == 0
+    ospp("install-product", "ProPlus2021", "idle", env={"OSPP_NOW": at()})
+
+    expected = [
+        ("idle", 0, "Initial grace period", 43200),
+        ("idle", 20, "Initial grace period", 14400),
+        ("idle", 26, "Initial grace period", 5760),  # ospp.vbs notifies from day 25
+        ("idle", 31, "Notification", None),
+        ("ws1", 0, "Licensed", 259200),
+        ("ws1", 100, "Licensed", 115200),
+        (
+            "ws1",
+            181,
+            "Additional grace period (KMS license expired or hardware out of tolerance)",
+            41760,
+        ),
+        ("ws1", 211, "Notification", None),
+    ]
+    for machine, day, status, minutes in expected:
+        ran = ospp("slmgr", "/dli", machine, env={"OSPP_NOW": at(day)})
+        assert ran.code == 0, ran.out
+        assert monitor(ran.out) == (status, minutes), (machine, day, ran.out)
+        # ... and agrees with the simulated state
+        st = dstatus(ospp, machine, at(day))
+        assert st["remaining_grace_minutes"] in (minutes, 0 if minutes is None else -1)
+        days = re.search(r"\((\d+) day\(s\)\)", ran.out)
+        if minutes is not None:
+            assert days and int(days.group(1)) == -(-minutes // 1440)
+            assert st["remaining_grace_days"] == minutes // 1440
+    late = ospp("slmgr", "/dli", "idle", env={"OSPP_NOW": at(31)}).out
+    assert "Notification Reason: 0xC004F009 (grace time expired)." in late.splitlines()
+
+
+def test_days_round_up_as_slmgr_does(ospp: Ospp):
+    ospp("install-product", "ProPlus2021", env={"OSPP_NOW": at()})
+    out = ospp("slmgr", "/dli", env={"OSPP_NOW": at(29, hours=23.5)}).out
+    assert "Time remaining: 30 minute(s) (1 day(s))" in out.splitlines()
+
+
+# -- the formats of docs/SLMGR.md ----------------------------------------------------------------
+
+
+def test_dli_in_grace_matches_the_reference(ospp: Ospp):
+    assert ospp("slmgr", "/ipk", GVLK_2016, env={"OSPP_NOW": at()}).code == 0
+    ran = ospp("slmgr", "/dli", env={"OSPP_NOW": at()})
+    assert ran.out.rstrip("\n").split("\n") == reference("dli-grace")
+
+
+def test_dlv_client_block_after_kms_activation(ospp: Ospp, host: Host):
+    for n in range(1, 6):
+        client(ospp, f"ws{n}", host, product="ProPlus2016", now=at())
+        ospp("slmgr", "/ato", f"ws{n}", env={"OSPP_NOW": at()})
+    ran = ospp("slmgr", "/dli", "ws5", env={"OSPP_NOW": at()})
+    lines = ran.out.rstrip("\n").split("\n")
+    assert labels(lines) == labels(reference("dli-kms"))
+    cmid = ospp("dcmid", "ws5", "--json").json()["cmid"]
+    epid = ospp("kms", "status", "--json").json()["epid"]
+    assert f"    Client Machine ID (CMID): {cmid}" in lines
+    assert f"    Registered KMS machine name: {host.address}" in lines
+    assert "    KMS machine IP address: 127.0.0.1" in lines
+    assert f"    KMS machine extended PID: {epid}" in lines
+    assert "    KMS host caching is enabled" in lines
+    verbose = ospp("slmgr", "/dlv", "ws5", env={"OSPP_NOW": at()}).out.splitlines()
+    assert f"Activation ID: {PROPLUS_2016_SKU}" in verbose
+    assert "Product Key Channel: Volume:GVLK" in verbose
+    assert "Remaining SKU rearm count: 5" in verbose
+    data = ospp("slmgr", "/dli", "ws5", "--json", env={"OSPP_NOW": at()}).json()
+    (product,) = data["products"]
+    assert product["license_status"] == 1 and product["grace_minutes"] == 259200
+    assert product["kms_client"]["kms_machine_extended_pid"] == epid
+    xpr = ospp("slmgr", "/xpr", "ws5", env={"OSPP_NOW": at()}).out.splitlines()
+    assert labels(xpr) == labels(reference("xpr-kms"))
+    assert xpr[1] == "    Volume activation will expire 8/28/2027 9:00:00 AM"
+
+
+def test_dlv_on_the_host_after_25_clients_shows_the_counts_of_kms_status(ospp: Ospp, host: Host):
+    for n in range(25):
+        client(ospp, f"c{n}", host, now=at())
+        ospp("slmgr", "/ato", f"c{n}", env={"OSPP_NOW": at()})
+    ran = ospp("slmgr", "/dlv", env={"OSPP_NOW": at()})
+    assert ran.code == 0, ran.out
+    lines = ran.out.rstrip("\n").split("\n")
+    st = ospp("kms", "status", "--json").json()
+
+    def value(label: str) -> int:
+        (line,) = [x for x in lines if x.strip().startswith(label)]
+        return int(line.rsplit(":", 1)[1])
+
+    assert value("Current count:") == st["current_count"][APP] == 10
+    assert value("Total requests received:") == st["requests_total"] == 25
+    assert value("Failed requests received:") == st["requests_failed"] == 0
+    by_status = st["requests_by_status"]
+    assert value("Requests with License Status Initial grace period:") == by_status["oob_grace"]
+    assert value("Requests with License Status Licensed:") == by_status.get("licensed", 0)
+    assert "    Listening on Port: " + str(host.port) in lines
+    dli = ospp("slmgr", "/dli", env={"OSPP_NOW": at()}).out.rstrip("\n").split("\n")
+    assert labels(dli) == labels(reference("dli-host"))
+
+
+# -- an ospp.vbs command and its slmgr twin leave the same state ---------------------------------
+
+_VOLATILE = {"installed_at", "grace_started_at", "expires_at", "activated_at", "now"}
+
+
+def _state(ospp: Ospp, now: str) -> Any:
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in _VOLATILE}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(ospp("dstatusall", "--json", env={"OSPP_NOW": now}).json())
+
+
+def test_ospp_vbs_commands_and_their_slmgr_twins_leave_the_same_state(tmp_path: Path):
+    vbs, sl = Ospp(tmp_path / "vbs"), Ospp(tmp_path / "slmgr")
+    sl.env["OSPP_CENTER_HOME"] = vbs.env["OSPP_CENTER_HOME"]  # one authority, one MAK
+    mak = vbs("center", "issue-key", "--product", "ProPlus2021", "--limit", "5", "--json")
+    key = mak.json()["key"]
+    twins: list[tuple[list[str], list[str]]] = [
+        ([f"/inpkey:{GVLK_2016}"], ["slmgr", "/ipk", GVLK_2016]),
+        (["/sethst:kms1.example.com:1700"], ["slmgr", "/skms", "kms1.example.com:1700"]),
+        (["/cachst:FALSE"], ["slmgr", "/ckhc"]),
+        (["/skms-domain:Corp.Example"], ["slmgr", "/skms-domain", "Corp.Example"]),
+        (["/actype:2"], ["slmgr", "/act-type", "2"]),
+        (["/rearm"], ["slmgr", "/rearm"]),
+        (["/remhst"], ["slmgr", "/ckms"]),
+        (["/ckms-domain"], ["slmgr", "/ckms-domain"]),
+        (["/cachst:TRUE"], ["slmgr", "/skhc"]),
+        (["/unpkey:WFG99"], ["slmgr", "/upk"]),
+        ([f"/inpkey:{key}"], ["slmgr", "/ipk", key]),
+        (["/act"], ["slmgr", "/ato"]),
+    ]
+    for day, (ospp_vbs, slmgr) in enumerate(twins):
+        now = at(day)
+        a, b = vbs(*ospp_vbs, env={"OSPP_NOW": now}), sl(*slmgr, env={"OSPP_NOW": now})
+        assert (a.code, b.code) == (0, 0), (ospp_vbs, a.out, b.out)
+        assert _state(vbs, now) == _state(sl, now), (ospp_vbs, slmgr)
+    final = _state(sl, at(len(twins)))
+    mak_licence = next(p for p in final["products"] if p["channel"] == "mak")
+    assert mak_licence["status"] == "LICENSED" and mak_licence["activation_type"] == "mak"
+
+
+# -- bad input, errors, exit statuses -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "status"),
+    [
+        (["/ipk", "XQNVK-8JYDB-WJ9W3-YJ8YR-WFG98"], "0xC004F050", 1),
+        (["/ipk", "short"], "0xC004F050", 1),
+        (["/upk", "11111111-2222-3333-4444-555555555555"], "0xC004F069", 1),
+        (["/ato", "11111111-2222-3333-4444-555555555555"], "0xC004F069", 1),
+        (["/act-type", "1"], "0xC004F035", 1),
+        (["/act-type", "7"], "0x80070057", 2),
+        (["/skms", "bad host!"], "0x80070057", 2),
+        (["/skms-domain", "not a domain"], "0x80070057", 2),
+        (["/dli", "11111111-2222-3333-4444-555555555555"], "0xC004F069", 1),
+        (["/sai", "60"], "0xC004F041", 1),  # no KMS host here
+        (["/sprt", "1700"], "0xC004F041", 1),
+        (["/cpri"], "0xC004F041", 1),
+    ],
+)
+def test_bad_input_is_refused_with_its_code_and_changes_nothing(
+    ospp: Ospp, args: list[str], code: str, status: int
+):
+    ospp("install-product", "ProPlus2021", env={"OSPP_NOW": at()})
+    before = _state(ospp, at())
+    ran = ospp("slmgr", *args, env={"OSPP_NOW": at()})
+    assert ran.code == status
+    assert ran.out.startswith(f"Error: {code} "), ran.out
+    assert "Detail: " in ran.out
+    data = ospp("slmgr", *args, "--json", env={"OSPP_NOW": at()}).json()
+    assert data["ok"] is False and data["error"]["code"] == code
+    assert _state(ospp, at()) == before
+    assert not (ospp.home / "kms" / "kms.db").exists()
+
+
+def test_unknown_option_and_extra_words_are_usage_errors(ospp: Ospp):
+    ran = ospp("slmgr", "/bogus")
+    assert ran.code == 2 and "Unrecognized option: /bogus" in ran.err
+    assert ospp("slmgr", "/dli", "pc1", "pc2").code == 2
+    assert ospp("slmgr", "/sai").code == 2
+
+
+# -- the KMS host ------------------------------------------------------------------------------
+
+
+def test_host_key_install_activate_and_settings(ospp: Ospp):
+    key = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).json()["key"]
+    assert ospp("slmgr", "/ipk", key).out == (
+        f"Installed product key *****-*****-*****-*****-{key[-5:]} successfully.\n"
+    )
+    assert ospp("kms", "status", "--json").json()["key_last5"] == key[-5:]
+    assert "License Status: Unlicensed" in ospp("slmgr", "/dli").out
+    refused = ospp("slmgr", "/sai", "60")
+    assert refused.code == 1 and "0xC004F041" in refused.out
+    ran = ospp("slmgr", "/ato")
+    assert ran.code == 0 and ran.out.splitlines()[-1] == "Product activated successfully."
+    assert ospp("kms", "status", "--json").json()["activated"] is True
+
+    for args, line in [
+        (["/sprt", "1700"], "KMS port set to 1700 successfully."),
+        (["/sai", "60"], "Volume activation interval set to 60 minutes successfully."),
+        (["/sri", "1440"], "Volume renewal interval set to 1440 minutes successfully."),
+        (["/cpri"], "KMS priority set to Low"),
+        (["/cdns"], "DNS publishing disabled"),
+    ]:
+        done = ospp("slmgr", *args)
+        assert done.code == 0 and done.out.splitlines() == [
+            line,
+            "Warning: a KMS reboot is needed for this setting to take effect.",
+        ]
+    st = ospp("kms", "status", "--json").json()
+    assert (st["port"], st["activation_interval"], st["renewal_interval"]) == (1700, 60, 1440)
+    dlv = ospp("slmgr", "/dlv").out.splitlines()
+    for line in (
+        "    Listening on Port: 1700",
+        "    DNS publishing disabled",
+        "    KMS priority: Low",
+        "    Activation interval: 60 minutes",
+        "    Renewal interval: 1440 minutes",
+        "Product Key Channel: Volume:CSVLK",
+    ):
+        assert line in dlv
+    assert ospp("slmgr", "/spri").out.startswith("KMS priority set to Normal\n")
+    assert "    KMS priority: Normal" in ospp("slmgr", "/dli").out.splitlines()
+    for bad, status in ((["/sai", "5"], 2), (["/sprt", "70000"], 2), (["/sdns"], 2)):
+        assert ospp("slmgr", *bad).code == status
+    assert ospp("kms", "status", "--json").json() == st
+    xpr = ospp("slmgr", "/xpr").out.splitlines()
+    assert xpr[1] == "    The machine is permanently activated."
+
+
+# -- syntax ------------------------------------------------------------------------------------
+
+
+def test_names_ignore_case_and_take_slash_or_dash(ospp: Ospp):
+    ospp("install-product", "ProPlus2021", "PC01", env={"OSPP_NOW": at()})
+    outs = {
+        ospp("slmgr", form, "PC01", env={"OSPP_NOW": at()}).out for form in ("/dli", "/DLI", "-dli")
+    }
+    assert len(outs) == 1 and "Partial Product Key: 6F7TH" in outs.pop()
+    every = ospp("slmgr", "/dli", "ALL", "pc01", env={"OSPP_NOW": at()}).out
+    assert every.count("Name: ") == 2 and "This license is not in use." in every
+    one = ospp("slmgr", "/dli", PROPLUS_2021_SKU.upper(), "pc01", env={"OSPP_NOW": at()}).out
+    assert one.count("Name: ") == 1 and "6F7TH" in one
+    assert "/dli" in ospp("slmgr", "/?").out
+
+
+def test_slmgr_console_script(ospp: Ospp, tmp_path: Path):
+    script = shutil.which("slmgr", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the slmgr console script is not installed in this environment")
+    done = subprocess.run(
+        [script, "/ipk", GVLK_2021, "PC9"],
+        env={**os.environ, **ospp.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Installed product key *****-*****-*****-*****-6F7TH successfully.\n"
+    via_ospp = ospp.proc("slmgr", "/dli", "pc9", "--json").json()
+    assert via_ospp["products"][0]["partial_product_key"] == "6F7TH"
+    assert via_ospp["command"] == "slmgr dli"
+
+
+def test_slmgr_own_order_machine_name_first(ospp: Ospp):
+    ospp("install-product", "ProPlus2021", "pc02", env={"OSPP_NOW": at()})
+    first = ospp("slmgr", "PC02", "/dli", env={"OSPP_NOW": at()})
+    assert (
+        first.code == 0 and first.out == ospp("slmgr", "/dli", "pc02", env={"OSPP_NOW": at()}).out
+    )
+
+
+# -- MAK, phone, hardware -----------------------------------------------------------------------
+
+
+def _mak(ospp: Ospp) -> str:
+    key: str = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    return key
+
+
+def test_mak_phone_activation_and_hardware_out_of_tolerance(ospp: Ospp):
+    ospp("slmgr", "/ipk", _mak(ospp), env={"OSPP_NOW": at()})
+    xpr = ospp("slmgr", "/xpr", env={"OSPP_NOW": at()}).out.splitlines()
+    assert xpr == [
+        "Office 21, Office21ProPlus2021VL_MAK_AE edition:",
+        "    Initial grace period ends 3/31/2027 9:00:00 AM",
+    ]
+    dti = ospp("slmgr", "/dti", env={"OSPP_NOW": at()})
+    iid = dti.out.splitlines()[0].removeprefix("Installation ID: ")
+    assert iid == ospp("dinstid", "--json").json()["products"][0]["installation_id"]
+    cid = ospp("center", "confirm", iid).out.strip()
+    wrong = ospp("slmgr", "/atp", "1" * 48, env={"OSPP_NOW": at()})
+    assert wrong.code == 1 and wrong.out.startswith("Error: 0xC004F0")
+    ran = ospp("slmgr", "/atp", cid, env={"OSPP_NOW": at()})
+    sku = ospp("dstatus", "--json").json()["products"][0]["sku_id"]
+    assert ran.out == f"Confirmation ID for product {sku} deposited successfully.\n"
+    assert monitor(ospp("slmgr", "/dli", env={"OSPP_NOW": at(1)}).out) == ("Licensed", None)
+    xpr = ospp("slmgr", "/xpr", env={"OSPP_NOW": at(1)}).out.splitlines()
+    assert xpr[1] == "    The machine is permanently activated."
+
+    ospp(
+        "hardware", "change", "nic_mac", "cpu_model", "disk", "cpu_serial", env={"OSPP_NOW": at(2)}
+    )
+    out = ospp("slmgr", "/dli", env={"OSPP_NOW": at(3)}).out
+    assert monitor(out) == (
+        "Additional grace period (KMS license expired or hardware out of tolerance)",
+        29 * 1440,
+    )
+    assert dstatus(ospp, "localhost", at(3))["remaining_grace_minutes"] == 29 * 1440
+
+
+def test_error_text_from_outside_is_escaped():
+    from ospp.cli.slmgr_render import error_lines
+    from ospp.core.errors import LicensingError
+
+    lines = error_lines(LicensingError(0xC004F042, "the KMS host at x refused: \x1b[2J\x07hi"))
+    assert lines[1] == "Detail: the KMS host at x refused: \\x1b[2J\\x07hi"
+    assert all(ch.isprintable() for line in lines for ch in line)
+
+
+def test_client_block_names_the_host_dns_found_and_escapes_it():
+    from ospp.cli.slmgr_render import kms_client_lines
+    from ospp.machine.slmgr import KmsClientInfo
+    from ospp.machine.store import DEFAULTS, kms_settings
+
+    found = kms_settings({**DEFAULTS, "kms_dns_host": "kms1.corp.example:1688", "kms_cache": "0"})
+    info = KmsClientInfo("kms1.corp.example:1688", None, "06401-00206-\x1b]0;x\x07")
+    lines = kms_client_lines(found, "c0ffee00-0000-4000-8000-000000000000", info)
+    assert "    KMS machine name from DNS: kms1.corp.example:1688" in lines
+    assert "    KMS machine IP address: not available" in lines
+    assert "    KMS machine extended PID: 06401-00206-\\x1b]0;x\\x07" in lines
+    assert "    KMS host caching is disabled" in lines
+    fixed = kms_settings({**DEFAULTS, "kms_host": "::1", "kms_domain": "corp.example"})
+    lines = kms_client_lines(fixed, "c0ffee00-0000-4000-8000-000000000000", info)
+    assert "    Registered KMS SRV record lookup domain: corp.example" in lines
+    assert "    Registered KMS machine name: [::1]:1688" in lines
+    assert lines[-1].startswith("Warning: /skms setting overrides the /skms-domain setting.")
+
+
+def test_kms_client_settings_warn_as_slmgr_does(ospp: Ospp):
+    ospp("install-product", "ProPlus2021", env={"OSPP_NOW": at()})
+    assert ospp("slmgr", "/skms-domain", "corp.example").out.splitlines() == [
+        "Key Management Service lookup domain set to corp.example successfully."
+    ]
+    assert ospp("slmgr", "/skms", "kms1:1700").out.splitlines() == [
+        "Key Management Service machine name set to kms1:1700 successfully.",
+        "Warning: /skms setting overrides the /skms-domain setting. kms1:1700 will be used for "
+        "activation.",
+    ]
+    assert ospp("slmgr", "/ckms-domain").out.splitlines()[1] == (
+        "Warning: /skms setting is in effect. kms1:1700 will be used for activation."
+    )
+    ospp("slmgr", "/skms-domain", "corp.example")
+    assert ospp("slmgr", "/ckms").out.splitlines()[1] == (
+        "Warning: /skms-domain setting is in effect. corp.example will be used for DNS SRV "
+        "record lookup."
+    )
+    kms = ospp("dstatus", "--json").json()["products"][0]["kms"]
+    assert (kms["host_override"], kms["port"], kms["lookup_domain"]) == (None, 1688, "corp.example")
+    assert ospp("slmgr", "/skms", ":1700").code == 0
+    assert ospp("dstatus", "--json").json()["products"][0]["kms"]["port"] == 1700

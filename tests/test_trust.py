@@ -1,0 +1,553 @@
+"""Trust promises under attack: copied and re-sealed activations, what a KMS host discloses."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
+
+from tests.conftest import Ospp
+from tests.kmsutil import Host, client, make_host
+
+UNTRUSTED = "0xC004E003"
+
+
+@pytest.fixture
+def host(ospp: Ospp) -> Iterator[Host]:
+    make_host(ospp)
+    h = Host(ospp)
+    yield h
+    if h.alive():
+        h.stop()
+
+
+def activate_five(ospp: Ospp, host: Host, prefix: str) -> None:
+    """Five clients of ``host``: the fifth reaches the threshold, the others retry."""
+    for n in range(1, 6):
+        client(ospp, f"{prefix}{n}", host)
+        ospp("/act", f"{prefix}{n}")
+    for n in range(1, 6):
+        assert ospp("/act", f"{prefix}{n}").code == 0
+
+
+def product_status(ospp: Ospp, machine: str, product: str, *flags: str) -> dict[str, Any]:
+    ran = ospp("dstatus", machine, "--json", *flags)
+    found: list[dict[str, Any]] = ran.json()["products"]
+    return next(p for p in found if p["product"] == product)
+
+
+def activation_row(ospp: Ospp, machine: str, product: str) -> str:
+    with sqlite3.connect(ospp.store_file(machine)) as conn:
+        for sku_id, blob in conn.execute("SELECT sku_id, activation FROM licenses"):
+            if blob and sku_id == _sku(product):
+                return str(blob)
+    raise AssertionError(f"{machine} has no activation of {product}")
+
+
+def put_activation(ospp: Ospp, machine: str, product: str, blob: str) -> None:
+    with sqlite3.connect(ospp.store_file(machine)) as conn:
+        done = conn.execute(
+            "UPDATE licenses SET activation=? WHERE sku_id=?", (blob, _sku(product))
+        ).rowcount
+    assert done == 1
+
+
+def _sku(product: str) -> str:
+    from ospp.core.catalog import Channel, catalog
+
+    found = catalog().product(product)
+    assert found is not None
+    return found.sku(Channel.KMS_CLIENT).sku_id
+
+
+# -- a stored KMS activation is bound to this machine and this licence ---------------------------
+
+
+def test_copied_kms_activation_is_not_licensed(ospp: Ospp, host: Host):
+    activate_five(ospp, host, "c")
+    assert product_status(ospp, "c5", "ProPlus2021")["status"] == "LICENSED"
+    row = activation_row(ospp, "c5", "ProPlus2021")
+
+    # 1. into another machine's store, same product
+    client(ospp, "stranger", host)
+    put_activation(ospp, "stranger", "ProPlus2021", row)
+    st = product_status(ospp, "stranger", "ProPlus2021")
+    assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+    assert "another machine" in st["detail"] or "cmid" in st["detail"], st
+
+    # 2. into another product's row of the same machine (a product the host also covers)
+    assert ospp("install-product", "ProPlus2019", "c5").code == 0
+    put_activation(ospp, "c5", "ProPlus2019", row)
+    st = product_status(ospp, "c5", "ProPlus2019")
+    assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+    # the genuine row is untouched and still good
+    assert product_status(ospp, "c5", "ProPlus2021")["status"] == "LICENSED"
+
+    # 3. the text output says the same
+    out = ospp("/dstatus", "stranger").out
+    assert "LICENSE STATUS:  ---LICENSED---" not in out and UNTRUSTED in out
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("request.nonce", "0" * 32),
+        ("request.client_time", "2026-01-01T00:00:00Z"),
+        ("request", "not a request"),
+        ("count", 10),
+        ("activated_at", "2099-01-01T00:00:00Z"),
+        ("response.sku_id", "b6512468-269d-4910-ad2d-a6a3d769fcf7"),
+    ],
+)
+def test_stored_kms_activation_fields_must_match_the_signed_response(
+    ospp: Ospp, host: Host, field: str, value: Any
+):
+    activate_five(ospp, host, "r")
+    act = json.loads(activation_row(ospp, "r1", "ProPlus2021"))
+    assert act["request"]["nonce"] == act["response"]["nonce"]
+    del act["seal"]  # edited by hand and not re-sealed: the full check runs
+    put_activation(ospp, "r1", "ProPlus2021", json.dumps(act))
+    assert product_status(ospp, "r1", "ProPlus2021")["status"] == "LICENSED"
+    *path, last = field.split(".")
+    target = act
+    for name in path:
+        target = target[name]
+    target[last] = value
+    put_activation(ospp, "r1", "ProPlus2021", json.dumps(act))
+    st = product_status(ospp, "r1", "ProPlus2021")
+    assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+
+
+def test_activation_stored_before_requests_were_kept_still_verifies(ospp: Ospp, host: Host):
+    activate_five(ospp, host, "o")
+    act = json.loads(activation_row(ospp, "o2", "ProPlus2021"))
+    del act["request"], act["seal"]  # as an older ospp stored it, not yet sealed here
+    put_activation(ospp, "o2", "ProPlus2021", json.dumps(act))
+    assert product_status(ospp, "o2", "ProPlus2021")["status"] == "LICENSED"
+    client(ospp, "o-copy", host)
+    put_activation(ospp, "o-copy", "ProPlus2021", json.dumps(act))
+    st = product_status(ospp, "o-copy", "ProPlus2021")
+    assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+
+
+# -- the seal and --verify ---------------------------------------------------------------------
+
+
+def reseal(ospp: Ospp, machine: str, product_sku: str, act: dict[str, Any]) -> None:
+    """What any owner of the store can do: edit an activation and seal it again with the seal
+    key that sits next to the store."""
+    from ospp.core.paths import ospp_home
+    from ospp.machine.seal import mac, seal_key
+    from ospp.protocol.trust import trusted_fingerprints
+
+    home = ospp_home(ospp.env)
+    key = seal_key(home, create=False)
+    assert key is not None
+    with sqlite3.connect(ospp.store_file(machine)) as conn:
+        (cmid,) = conn.execute("SELECT value FROM meta WHERE name='cmid'").fetchone()
+        (product_key,) = conn.execute(
+            "SELECT product_key FROM licenses WHERE sku_id=?", (product_sku,)
+        ).fetchone()
+        body = {k: v for k, v in act.items() if k != "seal"}
+        body["seal"] = mac(
+            key, product_sku, product_key, cmid, trusted_fingerprints(home, ospp.env), body
+        )
+        conn.execute(
+            "UPDATE licenses SET activation=? WHERE sku_id=?",
+            (json.dumps(body, sort_keys=True), product_sku),
+        )
+
+
+def test_resealed_kms_activation_fools_dstatus_but_not_verify(ospp: Ospp, host: Host):
+    activate_five(ospp, host, "s")
+    sku = _sku("ProPlus2021")
+    act = json.loads(activation_row(ospp, "s1", "ProPlus2021"))
+    act["valid_until"] = "2099-01-01T00:00:00+00:00"
+    reseal(ospp, "s1", sku, act)
+    later = {"OSPP_NOW": "2030-06-01"}  # long after the genuine 180 days
+    # the attack works against the seal alone: this is the documented limit of the seal
+    fooled = ospp("dstatus", "s1", "--json", env=later).json()["products"][0]
+    assert fooled["status"] == "LICENSED"
+    for flags in (
+        ("dstatus", "s1", "--verify", "--json"),
+        ("dstatusall", "s1", "--verify", "--json"),
+    ):
+        ran = ospp(*flags, env=later)
+        st = next(p for p in ran.json()["products"] if p["sku_id"] == sku)
+        assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+    text = ospp("/dstatus", "s1", "--verify", env=later).out
+    assert UNTRUSTED in text and "---LICENSED---" not in text
+    # a genuine activation passes --verify
+    assert product_status(ospp, "s2", "ProPlus2021", "--verify")["status"] == "LICENSED"
+
+
+def test_resealed_mak_signature_is_caught_by_verify(ospp: Ospp):
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    assert ospp("/inpkey:" + key, "m1", "--act").code == 0
+    from ospp.core.catalog import Channel, catalog
+
+    product = catalog().product("ProPlus2021")
+    assert product is not None
+    sku = product.sku(Channel.MAK).sku_id
+    with sqlite3.connect(ospp.store_file("m1")) as conn:
+        (blob,) = conn.execute("SELECT activation FROM licenses WHERE sku_id=?", (sku,)).fetchone()
+    act = json.loads(blob)
+    act["licence"]["product"] = "ProPlus2024"  # any edit: the signature no longer matches
+    reseal(ospp, "m1", sku, act)
+    assert ospp("dstatus", "m1", "--json").json()["products"][0]["status"] == "LICENSED"
+    ran = ospp("dstatus", "m1", "--verify", "--json")
+    st = ran.json()["products"][0]
+    assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+    assert "altered" in st["detail"]
+
+
+# -- what a KMS host discloses -------------------------------------------------------------------
+
+
+def recovered_keys(blob: bytes) -> set[str]:
+    """Every product key that can be rebuilt from ``blob``: keys written out, installation
+    IDs (grouped or not, as 63 digits with check digits or as 54 data digits), and the
+    security value of a key combined with any serial found."""
+    import re
+
+    from ospp.core.catalog import Channel, catalog
+    from ospp.core.errors import OsppError
+    from ospp.protocol import keys, phone
+
+    text = blob.decode("utf-8", "replace")
+    found: set[str] = set()
+    for run in re.findall(r"[" + keys.ALPHABET + r"\-]{25,}", text.upper()):
+        compact = run.replace("-", "")
+        for i in range(len(compact) - 24):
+            try:
+                key = keys.parse(compact[i : i + 25])
+            except OsppError:
+                continue
+            if key.channel is not Channel.KMS_CLIENT:
+                found.add(key.text)
+    for run in re.findall(r"[0-9][0-9\- ]{52,}[0-9]", text):
+        digits = re.sub(r"[^0-9]", "", run)
+        candidates = []
+        for i in range(len(digits) - 62):
+            with contextlib.suppress(OsppError):
+                candidates.append(phone.InstallationId.parse(digits[i : i + 63]))
+        for i in range(len(digits) - 53):  # the 54 data digits, without check digits
+            n = int(digits[i : i + 54])
+            candidates.append(
+                phone.InstallationId(
+                    n >> 164 & 0xFF,
+                    n >> 162 & 3,
+                    n >> 130 & (2**32 - 1),
+                    n >> 72 & (2**60 - 1),
+                    0,
+                    0,
+                )
+            )
+        for iid in candidates:
+            product = catalog().by_index(iid.product_index)
+            channel = {1: Channel.MAK, 2: Channel.KMS_HOST}.get(iid.channel_code)
+            if product is not None and channel is not None:
+                found.add(keys.encode(product, channel, iid.serial, iid.security))
+    return found
+
+
+def frame_bytes(port: int, message: dict[str, Any]) -> bytes:
+    """The raw bytes a server sends back for ``message``."""
+    import socket
+    import struct
+
+    body = json.dumps(message).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(struct.pack(">I", len(body)) + body)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+            chunk = sock.recv(65536)
+            assert chunk, "the host closed the connection"
+            data += chunk
+    return data
+
+
+def phone_host(ospp: Ospp) -> str:
+    """Install a KMS host key and activate it by phone; return the key."""
+    key: str = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).json()["key"]
+    assert ospp("kms", "install-key", key).code == 0
+    iid = ospp("kms", "dinstid", "--json").json()["installation_id"]
+    cid = ospp("center", "confirm", iid, "--json").json()["cid"]
+    ran = ospp("kms", "actcid", cid)
+    assert ran.code == 0, ran.out
+    return key
+
+
+def test_nothing_a_phone_activated_host_sends_or_a_client_stores_rebuilds_its_key(ospp: Ospp):
+    key = phone_host(ospp)
+    from ospp.protocol import keys
+
+    security = keys.parse(key).security
+    # the test's recovery works: the installation ID the host reads out over the phone has it
+    assert key in recovered_keys(ospp("kms", "dinstid", "--json").out.encode())
+    h = Host(ospp)
+    try:
+        from tests.test_kms import raw_request
+
+        sent = [
+            frame_bytes(h.port, {"v": 1, **raw_request()}),
+            frame_bytes(h.port, {"v": 1, **raw_request(sku_id="nonsense")}),
+            frame_bytes(h.port, {"v": 1, "op": "kms-ping"}),
+        ]
+        assert b'"ok":true' in sent[0].replace(b" ", b"")
+        for n in range(1, 6):
+            client(ospp, f"p{n}", h)
+            ospp("/act", f"p{n}")
+        assert ospp("/act", "p1").code == 0
+        assert product_status(ospp, "p1", "ProPlus2021")["status"] == "LICENSED"
+    finally:
+        h.stop()
+    stored = b"".join(p.read_bytes() for p in ospp.store_file("p1").parent.iterdir())
+    assert b'"phone"' in stored  # the client did store the host's certificate
+    for blob in [*sent, stored]:
+        assert key not in recovered_keys(blob)
+        for form in (str(security), f"{security:x}", f"{security:015x}"):
+            assert form.encode() not in blob.lower()
+
+
+def legacy_certificate(ospp: Ospp, key_text: str, host_key_b64: str) -> dict[str, Any]:
+    """A format 1 phone certificate, as older ospp hosts stored and sent it: the whole IID
+    (security value included) and a CID over it from the test's own, trusted, authority."""
+    from pathlib import Path
+
+    from ospp.authority.state import Authority
+    from ospp.core.clock import SystemClock
+    from ospp.protocol import keys, phone
+    from ospp.protocol.kms import host_tag_source
+
+    key = keys.parse(key_text)
+    iid = phone.InstallationId(
+        key.product.index,
+        2,
+        key.serial,
+        key.security,
+        0x12345,
+        phone.machine_tag(host_tag_source(host_key_b64)),
+    )
+    authority = Authority.open(Path(ospp.env["OSPP_CENTER_HOME"]), SystemClock())
+    r, s = authority.keys.sign_cid(iid.message())
+    return {
+        "kind": "phone",
+        "iid": iid.text(),
+        "cid": phone.encode_cid(r, s),
+        "host_key": host_key_b64,
+    }
+
+
+def signed_answer(signer: Any, cert: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+    from ospp.core.canonical import canonical
+    from ospp.protocol.crypto import b64
+
+    body = {
+        "op": "kms-activate",
+        "epid": "x",
+        "cmid": msg["cmid"],
+        "client_time": msg["client_time"],
+        "nonce": msg["nonce"],
+        "sku_id": msg["sku_id"],
+        "count": 50,
+        "activation_interval": 120,
+        "renewal_interval": 10080,
+        "host_time": msg["client_time"],
+    }
+    return {
+        "v": 1,
+        "ok": True,
+        **body,
+        "signature": b64(signer.sign(canonical(body))),
+        "certificate": cert,
+    }
+
+
+def test_centre_refuses_an_old_style_kms_host_iid(ospp: Ospp):
+    from ospp.protocol import keys, phone
+
+    key = keys.parse(
+        ospp(
+            "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+        ).json()["key"]
+    )
+    old = phone.InstallationId(key.product.index, 2, key.serial, key.security, 1, 2)
+    ran = ospp("center", "confirm", old.text())
+    assert ran.code == 1 and "0xC004F02C" in ran.out and "older ospp" in ran.out
+    new = ospp(
+        "center",
+        "confirm",
+        phone.InstallationId.for_host(
+            key.product.index, key.serial, key.security, 2**72 - 1
+        ).text(),
+    )
+    assert new.code == 0, new.out
+
+
+def test_host_with_an_old_style_phone_certificate_must_be_activated_again(ospp: Ospp):
+    key = phone_host(ospp)
+    kms_db = ospp.home / "kms" / "kms.db"
+    with sqlite3.connect(kms_db) as conn:
+        cert = json.loads(
+            conn.execute("SELECT value FROM meta WHERE name='certificate'").fetchone()[0]
+        )
+        assert cert["format"] == 2 and "iid" not in cert
+        legacy = legacy_certificate(ospp, key, cert["host_key"])
+        conn.execute("UPDATE meta SET value=? WHERE name='certificate'", (json.dumps(legacy),))
+    status = ospp("kms", "status", "--json").json()
+    assert status["activated"] is False and status["certified"] == "phone-disclosing"
+    assert "activated again" in status["attention"]
+    assert "ATTENTION" in ospp("kms", "status").out
+    h = Host(ospp)
+    try:
+        from tests.test_kms import raw_request
+
+        sent = frame_bytes(h.port, {"v": 1, **raw_request()})
+        answer = json.loads(sent[4:])
+        assert answer["ok"] is False and answer["code"] == 0xC004F041
+        assert "new host key" in answer["message"]
+        assert key not in recovered_keys(sent)
+        client(ospp, "lg1", h)
+        ran = ospp("/act", "lg1")
+        assert ran.code == 1 and "0xC004F041" in ran.out
+    finally:
+        h.stop()
+
+
+def test_clients_refuse_old_style_phone_certificates_in_new_answers(ospp: Ospp):
+    from ospp.protocol.crypto import HostKey, b64
+    from tests.test_kms import RogueHost
+
+    key = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).json()["key"]
+    signer = HostKey(HostKey.generate())
+    cert = legacy_certificate(ospp, key, b64(signer.public_raw))
+    answers: list[dict[str, Any]] = []
+
+    def answer(msg: dict[str, Any]) -> dict[str, Any]:
+        answers.append(signed_answer(signer, cert, msg))
+        return answers[-1]
+
+    rogue = RogueHost(answer)
+    try:
+        ospp("install-product", "ProPlus2021", "lc1")
+        ospp(f"/sethst:127.0.0.1:{rogue.port}", "lc1")
+        ran = ospp("/act", "lc1")
+        assert ran.code == 1 and "0xC004F042" in ran.out and "old-style" in ran.out
+    finally:
+        rogue.close()
+    # An activation stored from such a host before this change still verifies on its machine
+    # (and only there), until it expires or the client renews with a re-activated host.
+    response = answers[-1]
+    from datetime import datetime, timedelta
+
+    from ospp.core.clock import iso
+
+    start = datetime.fromisoformat(response["client_time"].replace("Z", "+00:00"))
+    stored = {
+        "kind": "kms",
+        "host": f"127.0.0.1:{rogue.port}",
+        "count": 50,
+        "activated_at": response["client_time"],
+        "valid_until": iso(start + timedelta(days=180)),
+        "response": response,
+    }
+    put_activation(ospp, "lc1", "ProPlus2021", json.dumps(stored))
+    assert product_status(ospp, "lc1", "ProPlus2021")["status"] == "LICENSED"
+    ospp("install-product", "ProPlus2021", "lc2")
+    put_activation(ospp, "lc2", "ProPlus2021", json.dumps(stored))
+    assert product_status(ospp, "lc2", "ProPlus2021")["error_code"] == UNTRUSTED
+
+
+def test_phone_certificate_is_bound_to_the_hosts_signing_key(ospp: Ospp):
+    """A rogue that copies a genuine phone-activated host's certificate but signs with its own
+    key is refused: the CID covers the tag of the genuine key."""
+    from ospp.protocol.crypto import HostKey, b64
+    from tests.test_kms import RogueHost
+
+    phone_host(ospp)
+    with sqlite3.connect(ospp.home / "kms" / "kms.db") as conn:
+        genuine = json.loads(
+            conn.execute("SELECT value FROM meta WHERE name='certificate'").fetchone()[0]
+        )
+    signer = HostKey(HostKey.generate())
+    for cert in (genuine, {**genuine, "host_key": b64(signer.public_raw)}):
+        rogue = RogueHost(lambda m, c=cert: signed_answer(signer, c, m))
+        try:
+            ospp("install-product", "ProPlus2021", "bind")
+            ospp(f"/sethst:127.0.0.1:{rogue.port}", "bind")
+            ran = ospp("/act", "bind")
+            assert ran.code == 1 and "0xC004F042" in ran.out, ran.out
+        finally:
+            rogue.close()
+
+
+# -- sites that accept only online-certified hosts ------------------------------------------------
+
+
+def test_kms_policy_online_only(ospp: Ospp):
+    phone_host(ospp)
+    h = Host(ospp)
+    try:
+        for n in range(1, 6):
+            client(ospp, f"po{n}", h)
+            ospp("/act", f"po{n}")
+        assert ospp("/act", "po1").code == 0
+        assert ospp("/kms-policy:online-only", "po1").code == 0
+        # a stored activation from a phone-certified host no longer counts ...
+        st = product_status(ospp, "po1", "ProPlus2021")
+        assert st["status"] != "LICENSED" and st["error_code"] == "0xC004F042", st
+        assert "online" in st["detail"]
+        # ... nor does a new answer from it
+        ran = ospp("/act", "po1")
+        assert ran.code == 1 and "0xC004F042" in ran.out and "certified by phone" in ran.out
+        assert ospp("kms-policy", "ONLINE", "po1").code == 2
+        assert ospp("dstatus", "po1", "--json").json()["products"][0]["kms"]["host_policy"] == (
+            "online-only"
+        )
+        # other machines are not affected; 'any' restores the default
+        assert product_status(ospp, "po5", "ProPlus2021")["status"] == "LICENSED"
+        assert ospp("/kms-policy:any", "po1").code == 0
+        assert ospp("/act", "po1").code == 0
+        assert product_status(ospp, "po1", "ProPlus2021")["status"] == "LICENSED"
+        # an online-certified host is accepted under online-only
+        assert ospp("kms", "activate").code == 0
+        h.restart()
+        ospp(f"/sethst:{h.address}", "po1")
+        assert ospp("/kms-policy:online-only", "po1").code == 0
+        assert ospp("/act", "po1").code == 0
+        assert product_status(ospp, "po1", "ProPlus2021")["status"] == "LICENSED"
+    finally:
+        h.stop()
+
+
+@given(
+    hs.integers(0, 255),
+    hs.integers(0, 2**32 - 1),
+    hs.integers(0, 2**60 - 1),
+    hs.integers(0, 2**72 - 1),
+)
+def test_host_iid_round_trip_and_its_message_leaves_out_the_security_value(
+    product: int, serial: int, security: int, tag: int
+) -> None:
+    from ospp.protocol import phone
+
+    iid = phone.InstallationId.for_host(product, serial, security, tag)
+    assert len(iid.text()) == 63
+    back = phone.InstallationId.parse(iid.text())
+    assert back == iid and back.version == 2 and back.host_key_tag == tag
+    other = phone.InstallationId.for_host(product, serial, security ^ 1, tag)
+    assert iid.message() == other.message()  # the signed message does not depend on it
+    assert (
+        iid.message() != phone.InstallationId.for_host(product, serial, security, tag ^ 1).message()
+    )
