@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from ospp.cli import cli
+from tests import pgcluster
 
 PRODUCT = "ProPlus2021"
 GVLK_2021 = "FXYTK-NJJ8C-GB6DW-3DYQT-6F7TH"
@@ -37,6 +39,7 @@ class Ospp:
             "OSPP_HOME": str(home / "client"),
             "OSPP_CENTER_HOME": str(home / "center"),
             "OSPP_KMS_HOME": str(home / "kms"),
+            "OSPP_CENTER_DB": "",  # SQLite unless a test asks for PostgreSQL
             # Never the machine's own resolver: discovery in tests stays on loopback.
             "OSPP_RESOLV_CONF": str(self._resolv_conf(home)),
         }
@@ -83,3 +86,38 @@ class Ospp:
 @pytest.fixture
 def ospp(tmp_path: Path) -> Ospp:
     return Ospp(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pgcluster.Cluster]:
+    """PostgreSQL for the tests: OSPP_TEST_PG_URL, or a throwaway cluster; else a skip (a
+    failure when OSPP_TEST_PG_REQUIRED is set, as in CI)."""
+    try:
+        cluster = pgcluster.start()
+    except pgcluster.Unavailable as exc:
+        if os.environ.get("OSPP_TEST_PG_REQUIRED"):  # CI: a missing server is a failure
+            pytest.fail(f"PostgreSQL unavailable: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: pgcluster.Cluster) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    url = pg_cluster.create_database()
+    try:
+        yield url
+    finally:
+        pg_cluster.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def center(request: pytest.FixtureRequest, tmp_path: Path) -> Ospp:
+    """An isolated home whose authority keeps its records in SQLite, then in PostgreSQL."""
+    ospp = Ospp(tmp_path)
+    if request.param == "postgresql":
+        ospp.env["OSPP_CENTER_DB"] = request.getfixturevalue("pg_url")
+    return ospp

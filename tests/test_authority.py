@@ -20,6 +20,12 @@ from ospp.protocol import phone
 from tests.conftest import Ospp
 
 
+@pytest.fixture
+def ospp(center: Ospp) -> Ospp:
+    """Every test here runs against both stores of the authority (see conftest.center)."""
+    return center
+
+
 def issue(ospp: Ospp, product: str = "ProPlus2021", limit: int = 3, channel: str = "mak") -> str:
     ran = ospp(
         "center",

@@ -1,9 +1,11 @@
 """The activation authority: issues MAK and KMS host keys, activates them online, and runs the
 phone centre that turns installation IDs into confirmation IDs.
 
-State lives in ``<OSPP_CENTER_HOME>/center.db`` (keys, activations) beside the private keys
-(``authority-ed25519.pem``, ``authority-dsa.pem``, owner-only) and the public key file
-``authority.pub.json`` that clients install as their trust anchor.
+State (keys, activations) lives in a :class:`~ospp.authority.storage.Store`: by default
+``<OSPP_CENTER_HOME>/center.db``, or the PostgreSQL database named by ``OSPP_CENTER_DB``. The
+private keys (``authority-ed25519.pem``, ``authority-dsa.pem``, owner-only) and the public key
+file ``authority.pub.json`` that clients install as their trust anchor are files in
+``OSPP_CENTER_HOME``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
-import sqlite3
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ospp.authority import keyfiles
+from ospp.authority.backend import open_store
+from ospp.authority.storage import CountTx, KeyRecord, Store
 from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
-from ospp.core.db import Database
 from ospp.core.errors import (
     E_BAD_FORMAT,
     E_INVALID_DATA,
@@ -51,54 +54,13 @@ KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times
 DEFAULT_MAK_LIMIT = 100
 MAX_LIMIT = 1_000_000_000  # per key and per extension: far beyond any real MAK, well inside SQL
 
-_SCHEMA = [
-    """
-    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE keys (
-        serial INTEGER PRIMARY KEY,
-        product_id TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        last5 TEXT NOT NULL,
-        activation_limit INTEGER NOT NULL,
-        blocked INTEGER NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE activations (
-        serial INTEGER NOT NULL REFERENCES keys(serial),
-        machine TEXT NOT NULL,
-        hardware TEXT NOT NULL,
-        first_at TEXT NOT NULL,
-        last_at TEXT NOT NULL,
-        times INTEGER NOT NULL,
-        via TEXT NOT NULL,
-        PRIMARY KEY (serial, machine, hardware)
-    );
-    """,
-]
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    serial: int
-    product_id: str
-    channel: str
-    last5: str
-    limit: int
-    blocked: bool
-    used: int  # MAK: machines activated; KMS host: hosts activated
-    created_at: str
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.limit - self.used)
-
 
 class Authority:
     """The activation authority of one ``OSPP_CENTER_HOME``. Construct with :meth:`open`."""
 
-    def __init__(self, home: Path, db: Database, keys_: AuthorityKeys, clock: Clock) -> None:
+    def __init__(self, home: Path, store: Store, keys_: AuthorityKeys, clock: Clock) -> None:
         self.home = home
-        self.db = db
+        self.store = store
         self.keys = keys_
         self.clock = clock
 
@@ -106,22 +68,43 @@ class Authority:
     def public(self) -> PublicBundle:
         return self.keys.public
 
+    def close(self) -> None:
+        self.store.close()
+
     @classmethod
-    def open(cls, home: Path, clock: Clock, name: str | None = None) -> Authority:
-        """Open the authority, creating its key pair and store on first use."""
-        db = Database(home / "center.db", "authority", _SCHEMA)
+    def open(
+        cls,
+        home: Path,
+        clock: Clock,
+        name: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        db_url: str | None = None,
+    ) -> Authority:
+        """Open the authority, creating its key pair and store on first use.
+
+        The store is ``OSPP_CENTER_DB`` (or ``db_url``) when that names a PostgreSQL
+        database, else ``center.db`` in ``home``.
+        """
+        store = open_store(home, os.environ if environ is None else environ, url=db_url)
+        try:
+            return cls._open(home, clock, name, store)
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def _open(cls, home: Path, clock: Clock, name: str | None, store: Store) -> Authority:
         ed_path, dsa_path = home / "authority-ed25519.pem", home / "authority-dsa.pem"
-        with db.write() as conn:  # the lock also serialises first-use key creation
-            row = conn.execute("SELECT value FROM meta WHERE name='secret'").fetchone()
+        with store.setup() as conn:  # the lock also serialises first-use key creation
+            row = conn.get("secret")
             if row is None:
                 keyfiles.create(home, ed_path, dsa_path, *AuthorityKeys.generate())
                 secret = secrets.token_hex(32)
-                conn.execute("INSERT INTO meta VALUES ('secret', ?)", (secret,))
-                conn.execute(
-                    "INSERT INTO meta VALUES ('name', ?)", (name or f"ospp-authority@{home.name}",)
-                )
-                conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (iso(clock.now()),))
-            meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+                conn.put("secret", secret)
+                conn.put("name", name or f"ospp-authority@{home.name}")
+                conn.put("created_at", iso(clock.now()))
+            meta = conn.all()
         keyfiles.settle(home)
         try:
             keys_ = AuthorityKeys(
@@ -136,7 +119,7 @@ class Authority:
                 f"the authority key files in {home} cannot be loaded: {exc}",
                 "Restore them from a backup; nothing was changed.",
             ) from exc
-        authority = cls(home, db, keys_, clock)
+        authority = cls(home, store, keys_, clock)
         pub = home / "authority.pub.json"
         text = json.dumps(keys_.public.to_json(), indent=2) + "\n"
         if not pub.exists() or pub.read_text(encoding="utf-8") != text:
@@ -175,31 +158,17 @@ class Authority:
         limit = DEFAULT_MAK_LIMIT if limit is None else limit
         if not 1 <= limit <= MAX_LIMIT:
             raise UsageError(f"--limit must be from 1 to {MAX_LIMIT}, not {limit}")
-        with self.db.write() as conn:
-            while True:
-                serial = secrets.randbelow(1 << 32)
-                if not conn.execute("SELECT 1 FROM keys WHERE serial=?", (serial,)).fetchone():
-                    break
+        while True:
+            serial = secrets.randbelow(1 << 32)
             text = keys.encode(
                 product, chan, serial, self.security_value(product.index, chan, serial)
             )
-            conn.execute(
-                "INSERT INTO keys (serial, product_id, channel, last5, activation_limit, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (serial, product.id, chan.value, text[-5:], limit, iso(self.clock.now())),
-            )
-        return text
+            created = iso(self.clock.now())
+            if self.store.add_key(serial, product.id, chan.value, text[-5:], limit, created):
+                return text
 
     def key_records(self) -> list[KeyRecord]:
-        with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT k.serial, k.product_id, k.channel, k.last5, k.activation_limit, "
-                "k.blocked, count(DISTINCT a.machine || '/' || "
-                "CASE k.channel WHEN 'kms-host' THEN '' ELSE a.hardware END), k.created_at "
-                "FROM keys k LEFT JOIN activations a ON a.serial = k.serial "
-                "GROUP BY k.serial ORDER BY k.created_at, k.serial"
-            ).fetchall()
-        return [KeyRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
+        return self.store.key_records()
 
     def _genuine(self, key: keys.ProductKey) -> None:
         """Step 1 of every activation: is this a key this authority minted?"""
@@ -217,39 +186,31 @@ class Authority:
                 f"the key ending {key.last5} was not issued by this activation authority",
             )
 
-    def _record_for(self, conn: sqlite3.Connection, key: keys.ProductKey) -> tuple[int, bool]:
-        row = conn.execute(
-            "SELECT activation_limit, blocked FROM keys WHERE serial=?", (key.serial,)
-        ).fetchone()
+    @staticmethod
+    def _known(key: keys.ProductKey, row: tuple[int, bool] | None) -> tuple[int, bool]:
         if row is None:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
                 f"the key ending {key.last5} is not in this authority's records",
             )
-        return int(row[0]), bool(row[1])
+        return row
 
     def find_key(self, text: str) -> keys.ProductKey:
         key = keys.parse(text)
         self._genuine(key)
-        with self.db.read() as conn:
-            self._record_for(conn, key)
+        self._known(key, self.store.key_state(key.serial))
         return key
 
     def block(self, text: str) -> KeyRecord:
         key = self.find_key(text)
-        with self.db.write() as conn:
-            conn.execute("UPDATE keys SET blocked=1 WHERE serial=?", (key.serial,))
+        self.store.block(key.serial)
         return self._record(key.serial)
 
     def extend(self, text: str, by: int) -> KeyRecord:
         if not 1 <= by <= MAX_LIMIT:
             raise UsageError(f"--by must be from 1 to {MAX_LIMIT}, not {by}")
         key = self.find_key(text)
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE keys SET activation_limit = activation_limit + ? WHERE serial=?",
-                (by, key.serial),
-            )
+        self.store.extend(key.serial, by)
         return self._record(key.serial)
 
     def _record(self, serial: int) -> KeyRecord:
@@ -258,10 +219,11 @@ class Authority:
     # -- activation ------------------------------------------------------------------------
 
     def _count(
-        self, conn: sqlite3.Connection, key: keys.ProductKey, machine: str, hardware: str, via: str
+        self, conn: CountTx, key: keys.ProductKey, machine: str, hardware: str, via: str
     ) -> None:
-        """Check the key's limits and record one activation, in the caller's transaction."""
-        limit, blocked = self._record_for(conn, key)
+        """Check the key's limits and record one activation, in the store's transaction that
+        holds this key exclusively (on every node)."""
+        limit, blocked = self._known(key, conn.key())
         if blocked:
             raise LicensingError(
                 E_SERVER_BLOCKED,
@@ -270,13 +232,7 @@ class Authority:
             )
         now = iso(self.clock.now())
         if key.channel is Channel.KMS_HOST:
-            hosts = {
-                r[0]: r[1]
-                for r in conn.execute(
-                    "SELECT machine, sum(times) FROM activations WHERE serial=? GROUP BY machine",
-                    (key.serial,),
-                )
-            }
+            hosts = conn.hosts()
             if machine not in hosts and len(hosts) >= limit:
                 raise LicensingError(
                     E_UNLOCK_LIMIT,
@@ -290,26 +246,15 @@ class Authority:
                     f"{hosts[machine]} times (limit {1 + KMS_HOST_REACTIVATIONS})",
                 )
         else:
-            seen = conn.execute(
-                "SELECT 1 FROM activations WHERE serial=? AND machine=? AND hardware=?",
-                (key.serial, machine, hardware),
-            ).fetchone()
-            if not seen:
-                used = conn.execute(
-                    "SELECT count(*) FROM activations WHERE serial=?", (key.serial,)
-                ).fetchone()[0]
+            if not conn.seen(machine, hardware):
+                used = conn.used()
                 if used >= limit:
                     raise LicensingError(
                         E_MAK_LIMIT,
                         f"the MAK ending {key.last5} has used all {limit} of its activations",
                         "Ask the authority for more: ospp center extend KEY --by N.",
                     )
-        conn.execute(
-            "INSERT INTO activations VALUES (?, ?, ?, ?, ?, 1, ?) "
-            "ON CONFLICT (serial, machine, hardware) DO UPDATE SET last_at=excluded.last_at, "
-            "times=times+1",
-            (key.serial, machine, hardware, now, now, via),
-        )
+        conn.record(machine, hardware, now, via)
 
     def activate(self, request: dict[str, Any]) -> dict[str, Any]:
         """Online activation: check the key, count it, return a signed licence."""
@@ -325,8 +270,8 @@ class Authority:
         host_key = request.get("host_key")
         if key.channel is Channel.KMS_HOST and not isinstance(host_key, str):
             raise UsageError("a KMS host key is activated together with the host's public key")
-        with self.db.write() as conn:
-            self._count(conn, key, f"tag:{machine_tag(cmid):08x}", hardware, "online")
+        tag = f"tag:{machine_tag(cmid):08x}"
+        self.store.count(key.serial, lambda tx: self._count(tx, key, tag, hardware, "online"))
         licence: dict[str, Any] = {
             "format": "ospp-licence-v1",
             "kind": key.channel.value,
@@ -373,7 +318,7 @@ class Authority:
             iid.security,
         )
         self._genuine(key)
-        with self.db.write() as conn:
-            self._count(conn, key, f"tag:{iid.machine_tag:08x}", f"{iid.hardware:010x}", "phone")
+        tag, hw = f"tag:{iid.machine_tag:08x}", f"{iid.hardware:010x}"
+        self.store.count(key.serial, lambda tx: self._count(tx, key, tag, hw, "phone"))
         r, s = self.keys.sign_cid(iid.message())
         return encode_cid(r, s)

@@ -15,7 +15,8 @@ from ospp.core.errors import UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
 
 if TYPE_CHECKING:
-    from ospp.authority.state import Authority, KeyRecord
+    from ospp.authority.state import Authority
+    from ospp.authority.storage import KeyRecord
 
 
 def _open() -> Authority:
@@ -45,15 +46,22 @@ def center() -> None:
 
 @center.command("init")
 @click.option("--name", help="A name for this authority (shown to clients).")
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="Keep the records in this PostgreSQL database (postgresql://user@host:port/db), "
+    "shared by several 'ospp center serve' nodes; remembered in OSPP_CENTER_HOME.",
+)
 @JSON_OPTION
 @reports
-def init(name: str | None) -> Result:
+def init(name: str | None, db_url: str | None) -> Result:
     """Create the authority's key pair and store (done on first use otherwise)."""
     from ospp.authority.state import Authority
 
-    authority = Authority.open(center_home(), clock_from_env(), name)
+    authority = Authority.open(center_home(), clock_from_env(), name, db_url=db_url)
     pub = authority.home / "authority.pub.json"
-    return Result(
+    result = Result(
         [
             f"Authority {authority.public.name} ({authority.public.fingerprint})",
             f"Public key file for clients: {pub}",
@@ -63,6 +71,29 @@ def init(name: str | None) -> Result:
             "fingerprint": authority.public.fingerprint,
             "public_key_file": str(pub),
         },
+        banners=False,
+    )
+    if db_url:
+        from ospp.authority.backend import remember_url
+
+        remember_url(authority.home, db_url)
+        result.lines.append(f"Records: {authority.store.where}")
+        result.data["database"] = authority.store.where
+    return result
+
+
+@center.command("migrate")
+@JSON_OPTION
+@reports
+def migrate() -> Result:
+    """Upgrade the authority's store to this ospp's schema (once, on one node)."""
+    from ospp.authority.backend import migrate as migrate_store
+
+    store, before, after = migrate_store(center_home(), os.environ)
+    state = "current" if before == after else f"upgraded from {before}"
+    return Result(
+        [f"Authority store {store.where}: schema version {after} ({state})"],
+        {"backend": store.backend, "store": store.where, "from": before, "to": after},
         banners=False,
     )
 

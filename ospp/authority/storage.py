@@ -1,0 +1,180 @@
+"""The authority's storage interface: everything about it that changes (the keys issued, their
+limits and blocks, the activation records and the authority's meta data) behind one protocol.
+
+Two implementations: SQLite in ``<OSPP_CENTER_HOME>/center.db`` (the default, one node) and
+PostgreSQL (``OSPP_CENTER_DB=postgresql://user@host:port/db``, several nodes sharing one
+database). Which one is used is settled here; the PostgreSQL driver is imported only when a
+PostgreSQL URL is configured. The signing keys are files in ``OSPP_CENTER_HOME`` either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
+
+DB_ENV = "OSPP_CENTER_DB"
+URL_FILE = "database.url"  # in OSPP_CENTER_HOME, written by 'ospp center init --db URL'
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    serial: int
+    product_id: str
+    channel: str
+    last5: str
+    limit: int
+    blocked: bool
+    used: int  # MAK: machines activated; KMS host: hosts activated
+    created_at: str
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+class MetaTx(Protocol):
+    """The authority's meta data (name, key secret, creation time) inside the set-up lock."""
+
+    def get(self, name: str) -> str | None: ...
+
+    def put(self, name: str, value: str) -> None: ...
+
+    def all(self) -> dict[str, str]: ...
+
+
+class CountTx(Protocol):
+    """One key's activation records, inside a transaction that holds that key exclusively."""
+
+    def key(self) -> tuple[int, bool] | None:
+        """(limit, blocked), or None when the key is not in the records."""
+
+    def hosts(self) -> dict[str, int]:
+        """KMS host keys: activations so far per machine."""
+
+    def seen(self, machine: str, hardware: str) -> bool:
+        """Has this machine on this hardware activated the key before?"""
+
+    def used(self) -> int:
+        """MAK: how many (machine, hardware) pairs have activated the key."""
+
+    def record(self, machine: str, hardware: str, now: str, via: str) -> None:
+        """Record one activation (a repeat bumps the pair's count)."""
+
+
+class Store(Protocol):
+    """Where an authority keeps its mutable state."""
+
+    backend: str  # "sqlite" or "postgresql"
+    where: str  # shown in messages: a path, or the database without its password
+    migrated_from: int  # the schema version found when the store was opened
+    threads: int  # how many threads may use the store at once (each gets its own connection)
+
+    def setup(self) -> AbstractContextManager[MetaTx]:
+        """A transaction that serialises first-use set-up across processes and nodes."""
+
+    def add_key(
+        self, serial: int, product_id: str, channel: str, last5: str, limit: int, created_at: str
+    ) -> bool:
+        """Insert a key; False (nothing written) when the serial is taken."""
+
+    def key_state(self, serial: int) -> tuple[int, bool] | None: ...
+
+    def key_records(self) -> list[KeyRecord]: ...
+
+    def block(self, serial: int) -> None: ...
+
+    def extend(self, serial: int, by: int) -> None: ...
+
+    def count(self, serial: int, body: Callable[[CountTx], T]) -> T:
+        """Run ``body`` in one transaction holding ``serial`` exclusively, commit if it returns.
+
+        An exception from ``body`` rolls everything back. PostgreSQL runs it again (a bounded
+        number of times) after a serialization failure, so ``body`` must only touch ``tx``.
+        """
+
+    def schema(self) -> tuple[int, int]:
+        """(schema version found, schema version this ospp writes)."""
+
+    def close(self) -> None: ...
+
+
+def database_url(home: Path, environ: Mapping[str, str]) -> str | None:
+    """The PostgreSQL URL configured for ``home``: ``OSPP_CENTER_DB``, else the URL file."""
+    value = environ.get(DB_ENV, "").strip()
+    if value:
+        return value
+    path = home / URL_FILE
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(
+            E_ACCESS_DENIED,
+            f"the authority's database setting {path} cannot be read: {exc}",
+            f"Fix or remove the file, or set {DB_ENV}.",
+        ) from exc
+    return text or None
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """The parts of a PostgreSQL URL that may be shown: never the password."""
+
+    user: str
+    address: str  # host:port, libpq's host1:port1,host2:port2 for failover, "" for the default
+    database: str
+    password: str | None
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        return f"postgresql://{user}{self.address}/{self.database}"
+
+    @property
+    def named(self) -> str:
+        return f"database {self.database!r} on {self.address or 'the local server'}"
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def parse_url(url: str) -> PgTarget:
+    """Check that ``url`` is a postgresql:// URL and split out what may be shown of it."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. an unbalanced [ in the host
+        parts = urlsplit("invalid:")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    addresses: list[str] = []
+    for host in hosts.split(",") if hosts else []:
+        name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+        if not name:
+            name, port = host, ""
+        if port and not port.isdigit():
+            addresses = []
+            break
+        addresses.append(f"{name}:{port or 5432}")
+    if parts.scheme not in ("postgresql", "postgres") or (hosts and not addresses):
+        raise StoreError(
+            E_INVALID_DATA,
+            f"the authority database setting ({DB_ENV} or {URL_FILE}) is not a "
+            "postgresql://user@host:port/database URL",
+            f"Unset {DB_ENV} to use SQLite in OSPP_CENTER_HOME, or give a postgresql:// URL.",
+        )
+    database = unquote(parts.path.lstrip("/")) or unquote(user) or "postgres"
+    return PgTarget(
+        _printable(unquote(user)),
+        _printable(",".join(addresses)),
+        _printable(database),
+        unquote(password) if colon and password else None,
+    )
