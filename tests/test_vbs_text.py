@@ -1,0 +1,146 @@
+"""The ospp.vbs text where scripts parse it: separators, status lines, event history, rearm."""
+
+from __future__ import annotations
+
+import socket
+
+from tests.conftest import GVLK_2021, PRODUCT, Ospp
+
+DASHES = "-" * 39
+EXITING = "---Exiting-----------------------------"
+
+
+def ending(out: str) -> list[str]:
+    return out.splitlines()[-3:]
+
+
+def body(out: str) -> list[str]:
+    return out.splitlines()[2:]
+
+
+def issue_mak(ospp: Ospp, limit: int = 3) -> str:
+    ran = ospp("center", "issue-key", "--product", PRODUCT, "--limit", str(limit), "--json")
+    assert ran.code == 0, ran.out
+    return str(ran.json()["key"])
+
+
+def test_block_outputs_end_with_two_separators_before_exiting(ospp: Ospp):
+    # ospp.vbs closes every block with dashes and then prints the exit banner's own dashes
+    nothing = ospp("/dstatus")
+    assert body(nothing.out)[0] == "<No installed product keys detected>"
+    assert ending(nothing.out) == [DASHES, DASHES, EXITING]
+    assert ending(ospp("/act").out) == [DASHES, DASHES, EXITING]
+    assert ending(ospp("/dinstid").out) == [DASHES, DASHES, EXITING]
+    ospp("install-product", PRODUCT)
+    for verb in ("/dstatus", "/dstatusall"):
+        out = ospp(verb).out
+        assert ending(out) == [DASHES, DASHES, EXITING], verb
+        # the blocks between stay separated by exactly one line of dashes
+        assert DASHES + "\n" + DASHES + "\n" + EXITING in out
+        assert out.count(DASHES + "\n" + DASHES) == 1
+    # a single message keeps one separator, as ospp.vbs's quitExit after it
+    setting = ospp("/cachst:TRUE").out.splitlines()
+    assert setting[-3:] == ["Successfully applied setting.", DASHES, EXITING]
+
+
+def test_act_with_nothing_to_activate_exits_0_and_json_says_none(ospp: Ospp):
+    ran = ospp("/act")
+    assert ran.code == 0
+    assert body(ran.out) == ["<No installed product keys detected>", DASHES, DASHES, EXITING]
+    data = ospp("act", "--json").json()
+    assert data["ok"] is True and data["activated"] == 0 and data["products"] == []
+
+
+def test_act_json_counts_what_was_activated(ospp: Ospp):
+    key = issue_mak(ospp)
+    ospp("/inpkey:" + key)
+    data = ospp("act", "--json").json()
+    assert data["activated"] == 1
+
+
+def test_remaining_grace_line_is_left_out_when_none_remains(ospp: Ospp):
+    ospp("install-product", PRODUCT, env={"OSPP_NOW": "2026-01-01T00:00:00Z"})
+    during = ospp("/dstatus", env={"OSPP_NOW": "2026-01-02T00:00:00Z"}).out
+    assert "REMAINING GRACE: 29 days  (41760 minute(s) before expiring)" in during
+    after = ospp("/dstatus", env={"OSPP_NOW": "2026-03-01T00:00:00Z"}).out
+    assert "---NOTIFICATIONS---" in after
+    assert "REMAINING GRACE" not in after
+
+
+def test_kms_lookup_domain_comes_after_host_caching(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    ospp("/skms-domain:corp.example.com")
+    lines = ospp("/dstatus").out.splitlines()
+    caching = lines.index("\tKMS host caching: Enabled")
+    assert lines[caching + 1] == "\tKMS Lookup Domain: corp.example.com"
+
+
+def test_dstatusall_prints_no_product_id_for_a_licence_without_a_key(ospp: Ospp):
+    ospp("/inpkey:" + GVLK_2021)
+    ospp("/unpkey:6F7TH")
+    out = ospp("/dstatusall").out
+    assert "---UNLICENSED---" in out and "PRODUCT ID" not in out
+    ospp("/inpkey:" + GVLK_2021)
+    assert ospp("/dstatusall").out.count("PRODUCT ID: ") == 1
+
+
+def test_dhistorykms_uses_the_event_log_layout(ospp: Ospp):
+    empty = ospp("/dhistorykms")
+    assert empty.code == 0
+    assert body(empty.out) == [
+        "Searching for KMS activation events on machine: localhost",
+        "Event ID: 12288",
+        "",
+        DASHES,
+        "No KMS activation events found on machine: localhost",
+        DASHES,
+        DASHES,
+        EXITING,
+    ]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        ospp("install-product", PRODUCT, "x1")
+        ospp(f"/sethst:127.0.0.1:{port}", "x1")
+        assert ospp("/act", "x1", env={"OSPP_NOW": "2026-02-03T04:05:06Z"}).code == 4
+    lines = body(ospp("/dhistorykms", "x1").out)
+    assert lines[:3] == [
+        "Searching for KMS activation events on machine: x1",
+        "Event ID: 12288",
+        "",
+    ]
+    assert lines[3] == "Coordinated Universal Time Written: 2026-02-03T04:05:06Z"
+    assert lines[4] == f"ERROR/HOST: 0xC004F074, 127.0.0.1:{port}"
+    assert lines[5].startswith("ERROR DESCRIPTION: ") and "Key Management" in lines[5]
+    assert lines[6].startswith("ERROR DETAIL: ")  # ospp's own detail comes after
+    assert lines[7] == "SKU ID: fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
+    assert lines[-3:] == [DASHES, DASHES, EXITING]
+    assert ospp("dhistorykms", "x1", "--json").json()["event_id"] == 12288
+
+
+def test_dhistoryacterr_uses_the_event_log_layout(ospp: Ospp):
+    empty = body(ospp("/dhistoryacterr").out)
+    assert empty[:5] == [
+        "Searching for Internet activation failure events on machine: localhost",
+        "Event ID: 8200",
+        "",
+        DASHES,
+        "No failure events found on machine: localhost",
+    ]
+    key = issue_mak(ospp)
+    assert ospp("center", "block", key).code == 0
+    ospp("/inpkey:" + key)
+    assert ospp("/act", env={"OSPP_NOW": "2026-02-03T04:05:06Z"}).code == 1
+    lines = body(ospp("/dhistoryacterr").out)
+    assert lines[3] == "Coordinated Universal Time Written: 2026-02-03T04:05:06Z"
+    assert lines[4] == "MESSAGE: License acquisition failure details. hr=0xC004C003"
+    assert lines[5].startswith("ERROR DESCRIPTION: ") and len(lines[5]) > 20
+    assert lines[6].startswith("ERROR DETAIL: ")
+    assert lines[-3:] == [DASHES, DASHES, EXITING]
+
+
+def test_rearm_prints_what_office_rearm_prints(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    ran = ospp("/rearm")
+    assert ran.code == 0
+    assert body(ran.out) == ["Microsoft Office rearm successful.", DASHES, EXITING]
