@@ -144,3 +144,62 @@ def test_rearm_prints_what_office_rearm_prints(ospp: Ospp):
     ran = ospp("/rearm")
     assert ran.code == 0
     assert body(ran.out) == ["Microsoft Office rearm successful.", DASHES, EXITING]
+
+
+def test_hardware_change_takes_a_trailing_computer_name(ospp: Ospp):
+    before = ospp("hardware", "show", "pc7", "--json").json()["hash"]
+    ran = ospp("hardware", "change", "disk", "PC7", "--json")
+    assert ran.code == 0, ran.out
+    assert ran.json()["machine"] == "pc7" and ran.json()["hash"] != before
+    assert ospp("hardware", "show", "pc7", "--json").json()["hash"] == ran.json()["hash"]
+    # the old spelling still works, hidden from help
+    assert ospp("hardware", "change", "nic_mac", "--machine", "pc7").code == 0
+    both = ospp("hardware", "change", "disk", "pc7", "--machine", "pc8")
+    assert both.code == 2 and "two computer names" in both.out
+    lone = ospp("hardware", "change", "motherboard")
+    assert lone.code == 2 and "unknown hardware component 'motherboard'" in lone.out
+    assert not ospp.store_file("motherboard").exists()
+    helptext = ospp("hardware", "change", "--help").out
+    assert "motherboard" not in helptext and "--machine" not in helptext
+    assert "COMPUTERNAME" in helptext and "ram_size" in helptext
+
+
+def test_kms_clients_limit_refuses_negative_and_0_means_all(ospp: Ospp):
+    bad = ospp("kms", "clients", "--limit", "-1")
+    assert bad.code == 2 and "-1" in bad.err
+    assert ospp("kms", "clients", "--limit", "0", "--json").code == 0
+    assert "0 shows them all" in " ".join(ospp("kms", "clients", "--help").out.split())
+
+
+def test_click_usage_errors_are_one_json_object_with_json(ospp: Ospp):
+    for args, command in [
+        (["/foo", "--json"], ""),
+        (["--json", "/inpkey"], ""),
+        (["dstatus", "--bogus", "--json"], "dstatus"),
+        (["kms", "clients", "--limit", "-1", "--json"], "kms clients"),
+    ]:
+        ran = ospp(*args)
+        assert ran.code == 2 and ran.err == "", args
+        data = ran.json()  # the whole of stdout is one JSON object
+        assert data["ok"] is False and data["command"] == command
+        assert data["error"]["code"] == "0x80070057" and data["error"]["exit_status"] == 2
+        assert set(data["error"]) == set(ospp("/ddescr:0x1", "--json").json()["error"])
+    # without --json click's usage text is unchanged
+    plain = ospp("dstatus", "--bogus")
+    assert plain.code == 2 and "No such option" in plain.err and plain.out == ""
+
+
+def test_internal_errors_are_json_with_json(ospp: Ospp, monkeypatch):
+    from ospp.machine import client
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(client, "open_machine", broken)
+    ran = ospp("/dstatus", "--json")
+    assert ran.code == 70
+    data = ran.json()
+    assert data["ok"] is False and data["command"] == "dstatus"
+    assert data["error"]["exit_status"] == 70 and "simulated bug" in data["error"]["message"]
+    plain = ospp("/dstatus")
+    assert plain.code == 70 and "internal error" in plain.err and plain.out == ""

@@ -159,12 +159,18 @@ def status() -> Result:
 
 
 @kms_group.command("clients")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0, max=2**31 - 1),
+    default=100,
+    show_default=True,
+    help="Show at most this many clients, most recent first; 0 shows them all.",
+)
 @JSON_OPTION
 @reports
 def clients(limit: int) -> Result:
     """Which client machines asked this host, most recent first."""
-    rows = _host().clients(limit)
+    rows = _host().clients(limit or None)
     lines = [
         f"{r['last_seen']}  {r['cmid']}  {r['workstation'] or '-':<16} "
         f"{r['requests']:>5} request(s)"
