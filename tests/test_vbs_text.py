@@ -203,3 +203,96 @@ def test_internal_errors_are_json_with_json(ospp: Ospp, monkeypatch):
     assert data["error"]["exit_status"] == 70 and "simulated bug" in data["error"]["message"]
     plain = ospp("/dstatus")
     assert plain.code == 70 and "internal error" in plain.err and plain.out == ""
+
+
+def test_userops_deny_standard_users_by_default_and_puserops_allows_them(ospp: Ospp):
+    alice = {"OSPP_USER": "alice"}
+    ospp("install-product", PRODUCT)
+    before = ospp("dstatus", "--json").json()
+    assert before["user_operations"] == "denied"
+    for args in (
+        ["/inpkey:" + GVLK_2021],
+        ["/unpkey:6F7TH"],
+        ["/act"],
+        ["/rearm"],
+        ["/sethst:kms1.example.com"],
+        ["/cachst:FALSE"],
+        ["/puserops"],
+        ["/osppsvcrestart"],
+    ):
+        ran = ospp(*args, env=alice)
+        assert ran.code == 1 and "ERROR CODE: 0xC004F025" in ran.out, args
+        assert "alice" in ran.out
+    # nothing changed, and reading is still allowed
+    assert ospp("dstatus", "--json", env=alice).json()["products"] == before["products"]
+    assert ospp("/puserops").out.splitlines()[2] == "Successfully applied setting."
+    assert ospp("dstatus", "--json").json()["user_operations"] == "allowed"
+    assert ospp("/sethst:kms1.example.com", env=alice).code == 0
+    assert ospp("/unpkey:6F7TH", env=alice).code == 0
+    # changing the policy itself, and the service, stay with administrators
+    assert "0xC004F025" in ospp("/duserops", env=alice).out
+    assert ospp("/duserops", env={"OSPP_USER": "Administrator"}).code == 0
+    assert ospp("/inpkey:" + GVLK_2021, env=alice).code == 1
+    empty = ospp("/cachst:TRUE", env={"OSPP_USER": ""})
+    assert empty.code == 2 and "OSPP_USER" in empty.out
+
+
+def test_osppsvcauto_and_osppsvcrestart_act_on_the_simulated_service(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    assert ospp("dstatus", "--json").json()["service"]["start_mode"] == "manual"
+    first = ospp("/osppsvcauto")
+    assert first.code == 0
+    assert body(first.out)[0] == (
+        "Successfully set service startup to automatic:Office Software Protection Platform"
+    )
+    again = body(ospp("/osppsvcauto").out)[0]
+    assert (
+        again
+        == "Service startup type already set to automatic: Office Software Protection Platform"
+    )
+    assert "stopped" in ospp("service").out
+    now = {"OSPP_NOW": "2026-05-06T07:08:09Z"}
+    ran = ospp("/osppsvcrestart", env=now)
+    assert body(ran.out)[0] == "Successfully restarted: Office Software Protection Platform"
+    state = ospp("service", "--json", env=now).json()["services"][0]
+    assert state == {
+        "machine": "localhost",
+        "name": "Office Software Protection Platform",
+        "start_mode": "auto",
+        "state": "running",
+        "started_at": "2026-05-06T07:08:09Z",
+    }
+    text = ospp("service", env=now).out
+    assert "running since 2026-05-06T07:08:09Z, startup type auto" in text
+
+
+def test_version_prints_the_script_and_ospp_versions(ospp: Ospp):
+    from ospp import __version__
+
+    ran = ospp("/version")
+    assert ran.code == 0
+    assert body(ran.out)[:2] == [
+        "Version Info: 2013 1.0 (RTM)",
+        f"ospp Version Info: {__version__}",
+    ]
+    assert ospp("version", "--json").json()["ospp_version"] == __version__
+
+
+def test_token_options_are_refused_and_change_nothing(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    before = ospp.store_file().read_bytes()
+    for args in (
+        ["/dtokils"],
+        ["/rtokil:{11111111-2222-3333-4444-555555555555}"],
+        ["/stokflag"],
+        ["/ctokflag"],
+        ["/dtokcerts"],
+        ["/tokact:0123abcd:1234"],
+        ["/tokact"],
+    ):
+        ran = ospp(*args)
+        assert ran.code == 2, args
+        assert "token-based activation is not supported" in ran.out
+        assert "ERROR CODE: 0x" in ran.out
+    assert ospp.store_file().read_bytes() == before
+    assert ospp("/tokact:x", "--json").json()["error"]["exit_status"] == 2

@@ -102,6 +102,7 @@ def activate_licences(
 def act(computer: str | None) -> Result:
     """Activate every installed key: MAK online with the authority, GVLKs with KMS."""
     store = client.open_machine(computer)
+    client.check_operation(store)
     lines: list[str] = []
     data: list[dict[str, object]] = []
     first = activate_licences(store, lines, data)
@@ -192,6 +193,7 @@ def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | 
     if cid is not None:
         parse_cid(cid)  # a malformed CID is reported as such, before anything else
     store = client.open_machine(computer)
+    client.check_operation(store)
     lic = _phone_target(store, sku)
     text = cid if cid is not None else _ask_groups()
     activation.apply_cid(store, lic, text, os.environ)

@@ -243,6 +243,7 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     """Do what the licensing service would do now (OSPP_NOW): retry unactivated KMS products
     every activation interval and renew activated ones every renewal interval."""
     from ospp.core.paths import ospp_home
+    from ospp.machine import client
     from ospp.machine import service as licensing
 
     names: list[str | None] = list(computers) or [None]
@@ -251,6 +252,16 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     if not names:
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     lines: list[str] = []
+    services: list[dict[str, Any]] = []
+    for name in names:  # /osppsvcauto and /osppsvcrestart set it; the pass runs regardless
+        store = client.open_machine(name)
+        state = {"machine": store.name, **client.service_state(store)}
+        services.append(state)
+        since = f" since {state['started_at']}" if state["started_at"] else ""
+        lines.append(
+            f"{store.name}: {state['name']}: {state['state']}{since}, "
+            f"startup type {state['start_mode']}"
+        )
     rows: list[dict[str, Any]] = []
     first = None
     for done in licensing.run(names, os.environ):
@@ -273,7 +284,7 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
             )
             first = first or done.error
         rows.append(row)
-    return Result(lines, {"actions": rows}, banners=False, failed=first)
+    return Result(lines, {"services": services, "actions": rows}, banners=False, failed=first)
 
 
 kms_group.add_command(dns_group)

@@ -93,18 +93,21 @@ def _status(computer: str | None, all_: bool, verify: bool) -> Result:
     store = client.open_machine(computer)
     found = client.statuses(store, include_unkeyed=all_, verify=verify)
     kms = store.kms()
+    # ospp.vbs shows neither in /dstatus; JSON carries them for scripts
+    machine = {
+        **_machine_data(store),
+        "user_operations": "allowed" if client.user_operations_allowed(store) else "denied",
+        "service": client.service_state(store),
+    }
     if not found:
-        return Result(
-            ["<No installed product keys detected>", DASHES],
-            {**_machine_data(store), "products": []},
-        )
+        return Result(["<No installed product keys detected>", DASHES], {**machine, "products": []})
     lines: list[str] = []
     for st in found:
         lines += status_lines(st, kms)
     return Result(
         lines,  # each block keeps its closing dashes; the exit banner adds its own
         {
-            **_machine_data(store),
+            **machine,
             "now": iso(store.clock.now()),
             "products": [status_json(st, kms) for st in found],
         },
