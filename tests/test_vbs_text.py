@@ -296,3 +296,36 @@ def test_token_options_are_refused_and_change_nothing(ospp: Ospp):
         assert "ERROR CODE: 0x" in ran.out
     assert ospp.store_file().read_bytes() == before
     assert ospp("/tokact:x", "--json").json()["error"]["exit_status"] == 2
+
+
+def test_mak_reactivation_within_tolerance_uses_no_activation(ospp: Ospp):
+    # Decision: a computer the MAK already activated, reactivating on hardware within the
+    # tolerance of what it had (7 of 12 votes), is the same computer: no activation is used.
+    key = issue_mak(ospp, limit=1)
+    assert ospp("/inpkey:" + key, "pc1").code == 0
+    assert ospp("/act", "pc1").code == 0
+    assert ospp("hardware", "change", "disk", "cpu_serial", "pc1").code == 0  # 10 of 12 votes
+    again = ospp("/act", "pc1")
+    assert again.code == 0, again.out
+    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 1
+    # the reactivation moved the baseline: 8 of 12 votes against it, 6 against the first
+    assert ospp("hardware", "change", "nic_mac", "cpu_model", "pc1").code == 0
+    assert ospp("dstatus", "pc1", "--json").json()["products"][0]["status"] == "LICENSED"
+    assert ospp("/act", "pc1").code == 0
+    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 1
+    # another computer still needs an activation of its own, and there is none left
+    ospp("/inpkey:" + key, "pc2")
+    assert "0xC004C020" in ospp("/act", "pc2").out
+
+
+def test_mak_reactivation_beyond_tolerance_uses_an_activation(ospp: Ospp):
+    key = issue_mak(ospp, limit=1)
+    ospp("/inpkey:" + key, "pc1")
+    assert ospp("/act", "pc1").code == 0
+    # 6 of 12 votes: a different computer as far as the licence is concerned
+    ospp("hardware", "change", "nic_mac", "disk", "cpu_serial", "cpu_model", "pc1")
+    beyond = ospp("/act", "pc1")
+    assert beyond.code == 1 and "0xC004C020" in beyond.out
+    assert ospp("center", "extend", key, "--by", "1").code == 0
+    assert ospp("/act", "pc1").code == 0
+    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 2

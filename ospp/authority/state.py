@@ -35,7 +35,7 @@ from ospp.core.errors import (
     UsageError,
 )
 from ospp.core.paths import write_atomic
-from ospp.protocol import keys
+from ospp.protocol import keys, tolerance
 from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
 from ospp.protocol.phone import (
     HOST_IID_VERSION,
@@ -74,6 +74,13 @@ _SCHEMA = [
     );
     """,
 ]
+
+
+def _within(recorded: str, current: str) -> bool:
+    try:
+        return tolerance.within_tolerance(int(recorded, 16), int(current, 16))
+    except ValueError:  # not a hash (a record or request from elsewhere)
+        return False
 
 
 @dataclass(frozen=True)
@@ -303,6 +310,8 @@ class Authority:
                 "SELECT 1 FROM activations WHERE serial=? AND machine=? AND hardware=?",
                 (key.serial, machine, hardware),
             ).fetchone()
+            if not seen and self._same_computer(conn, key, machine, hardware, now):
+                return
             if not seen:
                 used = conn.execute(
                     "SELECT count(*) FROM activations WHERE serial=?", (key.serial,)
@@ -319,6 +328,27 @@ class Authority:
             "times=times+1",
             (key.serial, machine, hardware, now, now, via),
         )
+
+    @staticmethod
+    def _same_computer(
+        conn: sqlite3.Connection, key: keys.ProductKey, machine: str, hardware: str, now: str
+    ) -> bool:
+        """A MAK reactivation on hardware within tolerance (the client's own rule, 7 of 12
+        votes) of what this computer had is the same computer: no activation is used, and the
+        record moves to the new hash (reactivation resets the baseline). See README."""
+        rows = conn.execute(
+            "SELECT hardware FROM activations WHERE serial=? AND machine=?", (key.serial, machine)
+        ).fetchall()
+        for (recorded,) in rows:
+            if not _within(recorded, hardware):
+                continue
+            conn.execute(
+                "UPDATE activations SET hardware=?, last_at=?, times=times+1 "
+                "WHERE serial=? AND machine=? AND hardware=?",
+                (hardware, now, key.serial, machine, recorded),
+            )
+            return True
+        return False
 
     def activate(self, request: dict[str, Any]) -> dict[str, Any]:
         """Online activation: check the key, count it, return a signed licence."""
