@@ -33,7 +33,7 @@ def puserops(computer: str | None) -> Result:
 @verb("duserops")
 @reports
 def duserops(computer: str | None) -> Result:
-    """Deny standard users those operations (the default)."""
+    """Allow only administrators to change licensing (the default)."""
     return _user_ops(computer, allow=False)
 
 
