@@ -104,6 +104,20 @@ class Count:
             (self.serial, machine, hardware, now, now, via),
         )
 
+    def hardware_of(self, machine: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT hardware FROM activations WHERE serial=%s AND machine=%s",
+            (self.serial, machine),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def move(self, machine: str, old: str, new: str, now: str) -> None:
+        self.conn.execute(
+            "UPDATE activations SET hardware=%s, last_at=%s, times=activations.times+1 "
+            "WHERE serial=%s AND machine=%s AND hardware=%s",
+            (new, now, self.serial, machine, old),
+        )
+
 
 class Missing:
     """The CountTx of a key that is not in the records: nothing to lock, nothing to count."""
@@ -121,4 +135,10 @@ class Missing:
         return 0
 
     def record(self, machine: str, hardware: str, now: str, via: str) -> None:
+        raise AssertionError("an unknown key is never counted")
+
+    def hardware_of(self, machine: str) -> list[str]:
+        return []
+
+    def move(self, machine: str, old: str, new: str, now: str) -> None:
         raise AssertionError("an unknown key is never counted")

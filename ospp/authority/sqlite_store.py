@@ -105,6 +105,19 @@ class _Count:
             (self.serial, machine, hardware, now, now, via),
         )
 
+    def hardware_of(self, machine: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT hardware FROM activations WHERE serial=? AND machine=?", (self.serial, machine)
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def move(self, machine: str, old: str, new: str, now: str) -> None:
+        self.conn.execute(
+            "UPDATE activations SET hardware=?, last_at=?, times=times+1 "
+            "WHERE serial=? AND machine=? AND hardware=?",
+            (new, now, self.serial, machine, old),
+        )
+
 
 def _version_on_disk(path: Path) -> int:
     """The schema version of ``path`` before opening it (read-only, nothing replayed)."""

@@ -38,7 +38,7 @@ from ospp.core.errors import (
     os_error_code,
 )
 from ospp.core.paths import write_atomic
-from ospp.protocol import keys
+from ospp.protocol import keys, tolerance
 from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
 from ospp.protocol.phone import (
     HOST_IID_VERSION,
@@ -53,6 +53,13 @@ KMS_HOST_MACHINES = 6  # one KMS host key activates up to 6 hosts...
 KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times
 DEFAULT_MAK_LIMIT = 100
 MAX_LIMIT = 1_000_000_000  # per key and per extension: far beyond any real MAK, well inside SQL
+
+
+def _within(recorded: str, current: str) -> bool:
+    try:
+        return tolerance.within_tolerance(int(recorded, 16), int(current, 16))
+    except ValueError:  # not a hash (a record or request from elsewhere)
+        return False
 
 
 class Authority:
@@ -246,7 +253,10 @@ class Authority:
                     f"{hosts[machine]} times (limit {1 + KMS_HOST_REACTIVATIONS})",
                 )
         else:
-            if not conn.seen(machine, hardware):
+            seen = conn.seen(machine, hardware)
+            if not seen and self._same_computer(conn, machine, hardware, now):
+                return
+            if not seen:
                 used = conn.used()
                 if used >= limit:
                     raise LicensingError(
@@ -255,6 +265,18 @@ class Authority:
                         "Ask the authority for more: ospp center extend KEY --by N.",
                     )
         conn.record(machine, hardware, now, via)
+
+    @staticmethod
+    @staticmethod
+    def _same_computer(conn: CountTx, machine: str, hardware: str, now: str) -> bool:
+        """A MAK reactivation on hardware within tolerance (the client's own rule, 7 of 12
+        votes) of what this computer had is the same computer: no activation is used, and the
+        record moves to the new hash (reactivation resets the baseline). See README."""
+        for recorded in conn.hardware_of(machine):
+            if _within(recorded, hardware):
+                conn.move(machine, recorded, hardware, now)
+                return True
+        return False
 
     def activate(self, request: dict[str, Any]) -> dict[str, Any]:
         """Online activation: check the key, count it, return a signed licence."""

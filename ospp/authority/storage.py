@@ -68,6 +68,13 @@ class CountTx(Protocol):
     def record(self, machine: str, hardware: str, now: str, via: str) -> None:
         """Record one activation (a repeat bumps the pair's count)."""
 
+    def hardware_of(self, machine: str) -> list[str]:
+        """The hardware hashes this machine has activated the key with."""
+
+    def move(self, machine: str, old: str, new: str, now: str) -> None:
+        """Move a machine's record from hardware ``old`` to ``new`` (a reactivation within
+        tolerance: the same computer, no new activation)."""
+
 
 class Store(Protocol):
     """Where an authority keeps its mutable state."""

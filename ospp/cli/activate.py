@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ospp.cli.base import Result, error_lines, reports, verb
+from ospp.cli.base import DASHES, Result, error_lines, reports, verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import (
@@ -21,7 +21,7 @@ from ospp.core.errors import (
 )
 from ospp.core.printable import printable
 from ospp.machine import client
-from ospp.machine.store import Licence, MachineStore
+from ospp.machine.store import HistoryEntry, Licence, MachineStore
 from ospp.protocol.phone import (
     CID_GROUP_DATA,
     CID_GROUPS,
@@ -54,7 +54,7 @@ def activate_licences(
     statuses = {st.licence.sku.sku_id: st.status for st in client.statuses(store)}
     licences = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_HOST]
     if not licences:
-        lines.append("<No installed product keys detected>")
+        lines += ["<No installed product keys detected>", DASHES]
     for lic in licences:
         lines.append(
             "Installed product key detected - attempting to activate the following product:"
@@ -94,9 +94,7 @@ def activate_licences(
                 }
             )
             first = first or exc
-        lines.append("-" * 39)
-    if lines and lines[-1] == "-" * 39:
-        lines.pop()
+        lines.append(DASHES)  # as ospp.vbs: every block closed, then the exit banner's own
     return first
 
 
@@ -105,10 +103,15 @@ def activate_licences(
 def act(computer: str | None) -> Result:
     """Activate every installed key: MAK online with the authority, GVLKs with KMS."""
     store = client.open_machine(computer)
+    client.check_operation(store)
     lines: list[str] = []
     data: list[dict[str, object]] = []
     first = activate_licences(store, lines, data)
-    return Result(lines, {"machine": store.name, "products": data}, failed=first)
+    # Nothing to activate exits 0, as ospp.vbs; "activated": 0 tells a script so.
+    activated = sum(1 for row in data if row["ok"])
+    return Result(
+        lines, {"machine": store.name, "activated": activated, "products": data}, failed=first
+    )
 
 
 @verb("dinstid")
@@ -126,6 +129,7 @@ def dinstid(computer: str | None) -> Result:
         groups = iid.groups()
         lines.append(f"Installation ID for: {lic.sku.license_name}: {''.join(groups)}")
         lines.append(f"\tRead aloud: {' '.join(groups)}")
+        lines.append(DASHES)
         rows.append(
             {
                 "sku_id": lic.sku.sku_id,
@@ -136,7 +140,7 @@ def dinstid(computer: str | None) -> Result:
             }
         )
     if not rows:
-        lines.append("<No installed product keys detected>")
+        lines += ["<No installed product keys detected>", DASHES]
     return Result(lines, {"machine": store.name, "products": rows})
 
 
@@ -190,11 +194,16 @@ def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | 
     if cid is not None:
         parse_cid(cid)  # a malformed CID is reported as such, before anything else
     store = client.open_machine(computer)
+    client.check_operation(store)
     lic = _phone_target(store, sku)
     text = cid if cid is not None else _ask_groups()
     activation.apply_cid(store, lic, text, os.environ)
     return Result(
-        [f"LICENSE NAME: {lic.sku.license_name}", "<Offline product activation successful>"],
+        [
+            f"LICENSE NAME: {lic.sku.license_name}",
+            "<Offline product activation successful>",
+            DASHES,
+        ],
         {"machine": store.name, "sku_id": lic.sku.sku_id, "product": lic.sku.product.id},
     )
 
@@ -231,33 +240,58 @@ def _ask_groups() -> str:
     return format_groups("".join(groups), size)
 
 
-def _history(kind: str, computer: str | None) -> Result:
+# The event-log layout of ospp.vbs: heading, event id, then one block per event.
+_EVENTS = {
+    # kind: (event id, heading, nothing found)
+    "kms": (
+        12288,
+        "Searching for KMS activation events on machine: ",
+        "No KMS activation events found on machine: ",
+    ),
+    "acterr": (
+        8200,
+        "Searching for Internet activation failure events on machine: ",
+        "No failure events found on machine: ",
+    ),
+}
+
+
+def _event_lines(kind: str, e: HistoryEntry) -> list[str]:
     from ospp.core.errors import DESCRIPTIONS, hex_code
+
+    code = hex_code(e.code)
+    lines = [f"Coordinated Universal Time Written: {iso(e.at)}"]
+    if kind == "kms":
+        # ospp.vbs prints the event's code and the host it tried as one ERROR/HOST line
+        lines.append(f"ERROR/HOST: {code}" + (f", {e.target}" if e.target else ""))
+        description = DESCRIPTIONS.get(e.code, "Not available.") if e.code else "N/A"
+    else:
+        lines.append(f"MESSAGE: License acquisition failure details. hr={code}")
+        description = DESCRIPTIONS.get(e.code, "Not available.")
+    lines.append(f"ERROR DESCRIPTION: {description}")
+    # ospp's own detail, after the lines ospp.vbs prints
+    lines.append(f"{'ERROR DETAIL' if e.code else 'RESULT'}: {e.detail}")
+    if e.sku_id:
+        lines.append(f"SKU ID: {e.sku_id}")
+    return [*lines, DASHES]
+
+
+def _history(kind: str, computer: str | None) -> Result:
+    from ospp.core.errors import hex_code
 
     store = client.open_machine(computer)
     entries = store.history(kind)
-    lines = []
+    event_id, heading, none_found = _EVENTS[kind]
+    lines = [f"{heading}{store.name}", f"Event ID: {event_id}", ""]
     for e in entries:
-        lines += [f"Time: {iso(e.at)}", f"SKU ID: {e.sku_id}"]
-        if e.target:
-            lines.append(f"Target: {e.target}")
-        if e.code:
-            lines += [
-                f"ERROR CODE: {hex_code(e.code)}",
-                f"ERROR DESCRIPTION: {DESCRIPTIONS.get(e.code, '')}",
-                f"ERROR DETAIL: {e.detail}",
-            ]
-        else:
-            lines.append(f"RESULT: {e.detail}")
-        lines.append("-" * 39)
-    if lines:
-        lines.pop()
-    else:
-        lines.append("<No history found>")
+        lines += _event_lines(kind, e)
+    if not entries:
+        lines += [DASHES, f"{none_found}{store.name}", DASHES]
     return Result(
         lines,
         {
             "machine": store.name,
+            "event_id": event_id,
             "entries": [
                 {
                     "at": iso(e.at),

@@ -21,7 +21,14 @@ from ospp.core.db import close_all
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
-from ospp.core.errors import Cancelled, ExitStatus, OsppError, hex_code
+from ospp.core.errors import (
+    Cancelled,
+    ExitStatus,
+    InternalError,
+    OsppError,
+    UsageError,
+    hex_code,
+)
 from ospp.core.printable import printable
 
 Callback = Callable[..., None]  # a click command's function, as @reports makes it
@@ -29,7 +36,7 @@ Callback = Callable[..., None]  # a click command's function, as @reports makes 
 DASHES = "-" * 39
 PROCESSING = "---Processing" + "-" * 26
 EXITING = "---Exiting" + "-" * 29
-INTERNAL_ERROR = 70  # a bug in ospp; rerun with OSPP_DEBUG=1 for the traceback
+INTERNAL_ERROR = int(ExitStatus.INTERNAL)  # a bug; rerun with OSPP_DEBUG=1 for the traceback
 
 EXIT_STATUS_HELP = (
     "Exit status: 0 success; 1 the licensing check said no (the licensing code is printed); "
@@ -105,14 +112,32 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(printable(f"ospp: internal error: {type(exc).__name__}: {exc}"), err=True)
-        click.echo("ospp: this is a bug; rerun with OSPP_DEBUG=1 to see where.", err=True)
-        sys.exit(INTERNAL_ERROR)
+        _internal_error(exc, as_json, command)
     finally:
         close_all()
     code = emit(result, as_json, command)
     if code:
         sys.exit(code)
+
+
+def _internal_error(exc: BaseException, as_json: bool, command: str) -> None:
+    """Report a bug (on stdout as the usual JSON error with --json) and exit 70."""
+    if as_json:
+        emit(Result(error=InternalError(f"{type(exc).__name__}: {exc}")), True, command)
+    else:
+        click.echo(printable(f"ospp: internal error: {type(exc).__name__}: {exc}"), err=True)
+        click.echo("ospp: this is a bug; rerun with OSPP_DEBUG=1 to see where.", err=True)
+    sys.exit(INTERNAL_ERROR)
+
+
+def json_in_argv(args: Sequence[str]) -> bool:
+    """Whether ``--json`` is anywhere on the command line (before a ``--``)."""
+    for word in args:
+        if word == "--":
+            return False
+        if word.lower() == "--json":
+            return True
+    return False
 
 
 def json_wanted(ctx: click.Context, as_json: bool) -> bool:
@@ -208,7 +233,40 @@ class Group(click.Group):
 
 
 class SlashGroup(click.Group):
-    """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does."""
+    """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does.
+
+    With ``--json`` anywhere on the command line, click's own usage errors (and any bug met
+    while parsing) are printed as the same JSON error object as every other error.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or not json_in_argv(argv):
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            command = _command_of(getattr(exc, "ctx", None))
+            error = UsageError(exc.format_message(), _usage_hint(exc))
+            if not isinstance(exc, click.UsageError):  # click's other errors exit 1
+                error.exit_status = ExitStatus.LICENSING
+            sys.exit(emit(Result(error=error), True, command))
+        except click.exceptions.Abort:
+            sys.exit(emit(Result(error=Cancelled(interrupted=True)), True, ""))
+        except Exception as exc:  # a bug met before a command ran
+            if os.environ.get("OSPP_DEBUG"):
+                import traceback
+
+                traceback.print_exc()
+            _internal_error(exc, True, "")
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0].lower() in HELP_WORDS:
@@ -289,6 +347,17 @@ class SlashGroup(click.Group):
         if others:
             with formatter.section("Commands"):
                 formatter.write_dl(others)
+
+
+def _command_of(ctx: click.Context | None) -> str:
+    return command_name(ctx) if ctx is not None and ctx.parent is not None else ""
+
+
+def _usage_hint(exc: click.ClickException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.parent is not None:
+        return f"Run '{ctx.command_path} --help' for its options."
+    return "Run 'ospp /?' for the list of commands."
 
 
 def slash_form(name: str, cmd: SlashCommand) -> str:

@@ -308,18 +308,44 @@ def hardware_show(computer: str | None) -> Result:
 
 
 @hardware_group.command("change")
-@click.argument("components", nargs=-1, required=True)
-@click.option("--machine", "computer", metavar="COMPUTERNAME", help="The simulated machine.")
+@click.argument("words", nargs=-1, required=True, metavar="COMPONENT... [COMPUTERNAME]")
+@click.option(
+    "--machine",
+    "machine",
+    metavar="COMPUTERNAME",
+    hidden=True,
+    deprecated=True,
+    help="Deprecated: give the computer name last, as with every other command.",
+)
 @JSON_OPTION
 @reports
-def hardware_change(components: tuple[str, ...], computer: str | None) -> Result:
-    """Replace components (e.g. nic_mac disk): a new motherboard is most of them."""
+def hardware_change(words: tuple[str, ...], machine: str | None) -> Result:
+    """Replace hardware components (e.g. nic_mac disk) of the machine named last (this one when
+    none is). Components: volume_serial, nic_mac (3 votes), optical_drive, display_adapter,
+    cpu_serial, disk, scsi_adapter, ide_controller, cpu_model, ram_size; 7 of the 12 votes
+    must still match (4 on a dockable machine) for an activation to hold."""
+    from ospp.core.errors import UsageError
     from ospp.machine import client, hardware
 
+    components = list(words)
+    computer = machine
+    if components and components[-1].lower() not in hardware.COMPONENTS:
+        if len(components) == 1:
+            raise UsageError(
+                f"unknown hardware component {components[0]!r}",
+                f"Components: {', '.join(hardware.COMPONENTS)}.",
+            )
+        if machine is not None:
+            raise UsageError(
+                f"two computer names: {components[-1]!r} and --machine {machine!r}",
+                "Give the computer name last: ospp hardware change disk PC01",
+            )
+        computer = components.pop()
     store = client.open_machine(computer)
-    hw = hardware.change(store.directory, list(components), store.clock.now())
+    names = [c.lower() for c in components]
+    hw = hardware.change(store.directory, names, store.clock.now())
     return Result(
-        [f"Changed: {', '.join(components)}; hash now {hw.hash():010x}"],
+        [f"Changed: {', '.join(names)}; hash now {hw.hash():010x}"],
         {"machine": store.name, "hash": f"{hw.hash():010x}"},
         banners=False,
     )

@@ -219,6 +219,14 @@ ADDR[:PORT] of the nameserver KMS discovery asks (default: the resolver's config
 .B OSPP_RESOLV_CONF
 A resolv.conf to read instead of the system's (its nameserver, domain and search list).
 .TP
+.B OSPP_USER
+Run as this standard (non\-administrator) user of the simulated machine.
+Unset, or Administrator, means an administrator; an empty value is an error
+(exit 2). A standard user may read everything, but installing keys,
+activating, rearming and changing settings get 0xC004F025 unless an
+administrator allowed them with /puserops. /puserops, /duserops,
+/osppsvcauto and /osppsvcrestart always need an administrator.
+.TP
 .B OSPP_DEBUG
 Print a traceback for internal errors.
 .SH FILES

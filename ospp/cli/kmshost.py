@@ -162,16 +162,16 @@ def status() -> Result:
 @kms_group.command("clients")
 @click.option(
     "--limit",
-    type=click.IntRange(0, 1_000_000_000),
+    type=click.IntRange(min=0, max=2**31 - 1),
     default=100,
     show_default=True,
-    help="Show at most this many clients.",
+    help="Show at most this many clients, most recent first; 0 shows them all.",
 )
 @JSON_OPTION
 @reports
 def clients(limit: int) -> Result:
     """Which client machines asked this host, most recent first."""
-    rows = _host().clients(limit)
+    rows = _host().clients(limit or None)
     lines = [
         f"{r['last_seen']}  {r['cmid']}  {r['workstation'] or '-':<16} "
         f"{r['requests']:>5} request(s)"
@@ -244,6 +244,7 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     """Do what the licensing service would do now (OSPP_NOW): retry unactivated KMS products
     every activation interval and renew activated ones every renewal interval."""
     from ospp.core.paths import ospp_home
+    from ospp.machine import client
     from ospp.machine import service as licensing
 
     names: list[str | None] = list(computers) or [None]
@@ -255,6 +256,16 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     from ospp.machine import fleetact
 
     lines: list[str] = []
+    services: list[dict[str, Any]] = []
+    for name in names:  # /osppsvcauto and /osppsvcrestart set it; the pass runs regardless
+        store = client.open_machine(name)
+        state = {"machine": store.name, **client.service_state(store)}
+        services.append(state)
+        since = f" since {state['started_at']}" if state["started_at"] else ""
+        lines.append(
+            f"{store.name}: {state['name']}: {state['state']}{since}, "
+            f"startup type {state['start_mode']}"
+        )
     rows: list[dict[str, Any]] = []
     first = None
     counts: Counter[str] = Counter()
@@ -284,7 +295,8 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     pools.close()
     if len(names) > 1:
         lines.append(summary(counts))
-    return Result(lines, {"actions": rows, "summary": counts}, banners=False, failed=first)
+    data = {"services": services, "actions": rows, "summary": counts}
+    return Result(lines, data, banners=False, failed=first)
 
 
 kms_group.add_command(dns_group)

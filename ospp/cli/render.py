@@ -20,21 +20,22 @@ def kms_lines(kms: KmsSettings) -> list[str]:
         lines.append(f"\tKMS machine name from DNS: {kms.discovered}")
     else:
         lines.append("\tDNS auto-discovery: KMS name not available")
-    if kms.lookup_domain:
-        lines.append(f"\tKMS Lookup Domain: {kms.lookup_domain}")
     if kms.host:
         host = f"[{kms.host}]" if ":" in kms.host else kms.host
         lines.append(f"\tKMS machine registry override defined: {host}:{kms.port}")
     lines.append(f"\tActivation Interval: {kms.activation_interval} minutes")
     lines.append(f"\tRenewal Interval: {kms.renewal_interval} minutes")
     lines.append(f"\tKMS host caching: {'Enabled' if kms.caching else 'Disabled'}")
+    if kms.lookup_domain:  # ospp.vbs prints it last, after the caching line
+        lines.append(f"\tKMS Lookup Domain: {kms.lookup_domain}")
     return lines
 
 
 def status_lines(st: LicenceStatus, kms: KmsSettings) -> list[str]:
     sku = st.licence.sku
-    lines = [
-        f"PRODUCT ID: {st.product_id}",
+    # A licence without a key has no product ID (ospp.vbs shows none for /dstatusall either).
+    lines = [f"PRODUCT ID: {st.product_id}"] if st.licence.product_key else []
+    lines += [
         f"SKU ID: {sku.sku_id}",
         f"LICENSE NAME: {sku.license_name}",
         f"LICENSE DESCRIPTION: {sku.license_description}",
@@ -50,7 +51,7 @@ def status_lines(st: LicenceStatus, kms: KmsSettings) -> list[str]:
         lines.append(f"ERROR DESCRIPTION: {DESCRIPTIONS.get(st.code, '')}")
     if st.detail and (st.code is None or st.code not in INFORMATIONAL):
         lines.append(f"ERROR DETAIL: {st.detail}")
-    if st.remaining_minutes is not None:
+    if st.remaining_minutes:  # ospp.vbs omits the line when no time remains
         lines.append(
             f"REMAINING GRACE: {st.remaining_days} days  "
             f"({st.remaining_minutes} minute(s) before expiring)"

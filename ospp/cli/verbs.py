@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from ospp.cli.base import Result, reports, verb
+from ospp.cli.base import DASHES, Result, reports, verb
 from ospp.cli.render import kms_json, status_json, status_lines
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
@@ -93,17 +93,21 @@ def _status(computer: str | None, all_: bool, verify: bool) -> Result:
     store = client.open_machine(computer)
     found = client.statuses(store, include_unkeyed=all_, verify=verify)
     kms = store.kms()
+    # ospp.vbs shows neither in /dstatus; JSON carries them for scripts
+    machine = {
+        **_machine_data(store),
+        "user_operations": "allowed" if client.user_operations_allowed(store) else "denied",
+        "service": client.service_state(store),
+    }
     if not found:
-        return Result(
-            ["<No installed product keys detected>"], {**_machine_data(store), "products": []}
-        )
+        return Result(["<No installed product keys detected>", DASHES], {**machine, "products": []})
     lines: list[str] = []
     for st in found:
         lines += status_lines(st, kms)
     return Result(
-        lines[:-1],  # the closing dashes come with the exit banner
+        lines,  # each block keeps its closing dashes; the exit banner adds its own
         {
-            **_machine_data(store),
+            **machine,
             "now": iso(store.clock.now()),
             "products": [status_json(st, kms) for st in found],
         },
@@ -179,7 +183,8 @@ def rearm(sku: str | None, computer: str | None) -> Result:
     skus = client.rearm(store, sku)
     used = int(store.settings()["rearms_used"])
     return Result(
-        ["<Product reset successful>" if skus else "<No licences needed a rearm>"],
+        # what OSPPREARM.EXE prints, which ospp.vbs passes on
+        ["Microsoft Office rearm successful." if skus else "<No licences needed a rearm>"],
         {
             **_machine_data(store),
             "rearmed": [s.sku_id for s in skus],

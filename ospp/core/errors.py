@@ -19,6 +19,7 @@ class ExitStatus(enum.IntEnum):
     STORE = 3  # the licence store or another local file could not be used
     NETWORK = 4  # a server (authority, KMS host, DNS) could not be reached
     INTERRUPTED = 130  # Ctrl+C (128 + SIGINT), as shells report it
+    INTERNAL = 70  # a bug in ospp (EX_SOFTWARE)
 
 
 # -- the licensing codes -------------------------------------------------------------------
@@ -229,3 +230,16 @@ class Cancelled(OsppError):
         how = "interrupted (Ctrl+C)" if interrupted else "input ended"
         super().__init__(E_CANCELLED, f"cancelled: {how}; nothing was changed")
         self.exit_status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.LICENSING
+
+
+class InternalError(OsppError):
+    """A bug in ospp, reported as an error (for --json) rather than as a traceback."""
+
+    exit_status = ExitStatus.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            E_UNEXPECTED,
+            f"internal error: {message}",
+            "This is a bug in ospp; rerun with OSPP_DEBUG=1 to see where.",
+        )

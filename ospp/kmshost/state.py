@@ -355,12 +355,13 @@ class KmsHost(HostIdentity):
             },
         }
 
-    def clients(self, limit: int = 1000) -> list[dict[str, Any]]:
+    def clients(self, limit: int | None = 1000) -> list[dict[str, Any]]:
+        """The most recent ``limit`` clients (all of them when None)."""
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT app, cmid, sku_id, workstation, first_seen, last_seen, requests "
                 "FROM clients ORDER BY last_seen DESC LIMIT ?",
-                (limit,),
+                (-1 if limit is None else limit,),  # SQLite: a negative LIMIT has no limit
             ).fetchall()
         from datetime import UTC
 

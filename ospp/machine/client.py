@@ -12,6 +12,7 @@ from ospp.core.clock import Clock, clock_from_env
 from ospp.core.errors import (
     E_KEY_NOT_AVAILABLE,
     E_KMS_REFUSED,
+    E_NEEDS_ADMIN,
     E_NOT_VOLUME,
     E_REARM_LIMIT,
     E_SKU_NOT_FOUND,
@@ -46,11 +47,100 @@ def find_product(product_id: str) -> Product:
     return product
 
 
+# -- who may change licensing (/puserops, /duserops and OSPP_USER) -----------------------------
+
+
+def current_user(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The standard (non-administrator) user OSPP_USER names; None for an administrator
+    (OSPP_USER unset, or set to Administrator)."""
+    if "OSPP_USER" not in environ:
+        return None
+    name = environ["OSPP_USER"].strip()
+    if not name:
+        raise UsageError(
+            "OSPP_USER is set but empty",
+            "Unset it to run as an administrator, or name a standard user: OSPP_USER=alice.",
+        )
+    return None if name.lower() == "administrator" else name
+
+
+def require_admin(what: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse ``what`` to a standard user, whatever /puserops allows."""
+    user = current_user(environ)
+    if user is not None:
+        raise LicensingError(
+            E_NEEDS_ADMIN,
+            f"{what} needs an administrator, and OSPP_USER={user!r} is a standard user",
+            "Run it as an administrator (unset OSPP_USER).",
+        )
+
+
+def check_operation(store: MachineStore, environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse a licensing change to a standard user unless this machine allows it."""
+    user = current_user(environ)
+    if user is None or store.settings()["user_operations"] == "1":
+        return
+    raise LicensingError(
+        E_NEEDS_ADMIN,
+        f"standard user {user!r} may not change the licensing of {store.name}: "
+        "non-administrators' operations are denied there",
+        "An administrator can allow them with /puserops, or run as one (unset OSPP_USER).",
+    )
+
+
+def set_user_operations(
+    store: MachineStore, allow: bool, environ: Mapping[str, str] = os.environ
+) -> None:
+    require_admin("/puserops" if allow else "/duserops", environ)
+    _save(store, check=False, user_operations="1" if allow else "0")
+
+
+def user_operations_allowed(store: MachineStore) -> bool:
+    return store.settings()["user_operations"] == "1"
+
+
+# -- the simulated licensing service (/osppsvcauto, /osppsvcrestart) ---------------------------
+
+SERVICE_NAME = "Office Software Protection Platform"
+
+
+def service_state(store: MachineStore) -> dict[str, object]:
+    settings = store.settings()
+    started = settings["osppsvc_started_at"]
+    return {
+        "name": SERVICE_NAME,
+        "start_mode": settings["osppsvc_start_mode"],
+        "state": "running" if started else "stopped",
+        "started_at": started or None,
+    }
+
+
+def set_service_auto(store: MachineStore, environ: Mapping[str, str] = os.environ) -> bool:
+    """Set the service to start automatically; False when it already did."""
+    require_admin("/osppsvcauto", environ)
+    if store.settings()["osppsvc_start_mode"] == "auto":
+        return False
+    _save(store, check=False, osppsvc_start_mode="auto")
+    return True
+
+
+def restart_service(store: MachineStore, environ: Mapping[str, str] = os.environ) -> None:
+    """Stop the service if it runs, and start it."""
+    from ospp.core.clock import iso
+
+    require_admin("/osppsvcrestart", environ)
+    _save(store, check=False, osppsvc_started_at=iso(store.clock.now()))
+
+
+# -- keys and licences -------------------------------------------------------------------------
+
+
 def install_product(store: MachineStore, product_id: str) -> list[Sku]:
     """Simulate installing a volume product: its licences plus its pre-installed GVLK."""
     from ospp.protocol import keys
 
     product = find_product(product_id)
+    check_operation(store)
     key = keys.parse(product.gvlk)
     with store.db.write() as conn:
         added = store.ensure_product(conn, product)
@@ -64,6 +154,7 @@ def install_key(store: MachineStore, raw: str) -> ProductKey:
     from ospp.protocol import keys
 
     key = keys.parse(raw)
+    check_operation(store)
     with store.db.write() as conn:
         store.install_key(conn, key)
         store.bump(conn)
@@ -71,6 +162,7 @@ def install_key(store: MachineStore, raw: str) -> ProductKey:
 
 
 def uninstall_key(store: MachineStore, last5: str) -> list[Sku]:
+    check_operation(store)
     with store.db.write() as conn:
         removed = store.uninstall_key(conn, last5)
         if not removed:
@@ -108,6 +200,7 @@ def rearm(store: MachineStore, sku_id: str | None = None) -> list[Sku]:
     """Restart the grace period (of every licence not activated, or of one SKU)."""
     if sku_id is not None and not re.match(_GUID, sku_id):
         raise UsageError(f"SKU id {sku_id!r} is not a GUID", "Copy the SKU ID line of /dstatus.")
+    check_operation(store)
     with store.db.write() as conn:
         used = int(store.settings(conn)["rearms_used"])
         if used >= MAX_REARMS:
@@ -144,7 +237,9 @@ def cmid(store: MachineStore) -> str:
 # -- KMS client settings (/sethst, /setprt, /remhst, /cachst, /skms-domain, /ckms-domain) ------
 
 
-def _save(store: MachineStore, **values: str) -> None:
+def _save(store: MachineStore, check: bool = True, **values: str) -> None:
+    if check:
+        check_operation(store)
     with store.db.write() as conn:
         for name, value in values.items():
             store.set_setting(conn, name, value)

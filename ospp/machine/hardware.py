@@ -1,4 +1,4 @@
-"""The simulated hardware of a machine and the vote-based tolerance model.
+"""The simulated hardware of a machine, judged by the vote-based tolerance model.
 
 ``<machine dir>/hardware.json`` lists ten components (edit it, or use ``ospp hardware
 change``). Each hashes to 4 bits of a 40-bit hardware hash. Comparing a stored hash with the
@@ -19,21 +19,28 @@ from pathlib import Path
 from ospp.core.clock import iso
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
 from ospp.core.paths import write_atomic
-
-COMPONENTS = (
-    "volume_serial",
-    "nic_mac",
-    "optical_drive",
-    "display_adapter",
-    "cpu_serial",
-    "disk",
-    "scsi_adapter",
-    "ide_controller",
-    "cpu_model",
-    "ram_size",
+from ospp.protocol.tolerance import (
+    COMPONENTS,
+    NEEDED,
+    NEEDED_DOCKABLE,
+    VOTES,
+    votes,
+    within_tolerance,
 )
-VOTES = {name: 3 if name == "nic_mac" else 1 for name in COMPONENTS}
-NEEDED, NEEDED_DOCKABLE = 7, 4
+
+# The vote rule is shared with the activation authority, so it lives in ospp.protocol;
+# it is re-exported here for the machine's other modules.
+__all__ = [
+    "COMPONENTS",
+    "NEEDED",
+    "NEEDED_DOCKABLE",
+    "VOTES",
+    "Hardware",
+    "change",
+    "load",
+    "votes",
+    "within_tolerance",
+]
 
 
 @dataclass(frozen=True)
@@ -51,18 +58,6 @@ class Hardware:
 
 def _nibble(name: str, value: str) -> int:
     return hashlib.sha256(f"{name}={value}".encode()).digest()[0] & 0xF
-
-
-def votes(stored: int, current: int) -> int:
-    total = 0
-    for i, name in enumerate(reversed(COMPONENTS)):
-        if (stored >> 4 * i) & 0xF == (current >> 4 * i) & 0xF:
-            total += VOTES[name]
-    return total
-
-
-def within_tolerance(stored: int, current: int, dockable: bool) -> bool:
-    return votes(stored, current) >= (NEEDED_DOCKABLE if dockable else NEEDED)
 
 
 def _path(directory: Path) -> Path:

@@ -64,6 +64,9 @@ DEFAULTS: dict[str, str] = {
     "activation_interval": "120",
     "renewal_interval": "10080",
     "rearms_used": "0",
+    "user_operations": "0",  # 1: standard users may change licensing (/puserops), 0: denied
+    "osppsvc_start_mode": "manual",  # the simulated licensing service: manual or auto
+    "osppsvc_started_at": "",  # when /osppsvcrestart last (re)started it; "" = never
     "generation": "0",
 }
 

@@ -1,0 +1,331 @@
+"""The ospp.vbs text where scripts parse it: separators, status lines, event history, rearm."""
+
+from __future__ import annotations
+
+import socket
+
+from tests.conftest import GVLK_2021, PRODUCT, Ospp
+
+DASHES = "-" * 39
+EXITING = "---Exiting-----------------------------"
+
+
+def ending(out: str) -> list[str]:
+    return out.splitlines()[-3:]
+
+
+def body(out: str) -> list[str]:
+    return out.splitlines()[2:]
+
+
+def issue_mak(ospp: Ospp, limit: int = 3) -> str:
+    ran = ospp("center", "issue-key", "--product", PRODUCT, "--limit", str(limit), "--json")
+    assert ran.code == 0, ran.out
+    return str(ran.json()["key"])
+
+
+def test_block_outputs_end_with_two_separators_before_exiting(ospp: Ospp):
+    # ospp.vbs closes every block with dashes and then prints the exit banner's own dashes
+    nothing = ospp("/dstatus")
+    assert body(nothing.out)[0] == "<No installed product keys detected>"
+    assert ending(nothing.out) == [DASHES, DASHES, EXITING]
+    assert ending(ospp("/act").out) == [DASHES, DASHES, EXITING]
+    assert ending(ospp("/dinstid").out) == [DASHES, DASHES, EXITING]
+    ospp("install-product", PRODUCT)
+    for verb in ("/dstatus", "/dstatusall"):
+        out = ospp(verb).out
+        assert ending(out) == [DASHES, DASHES, EXITING], verb
+        # the blocks between stay separated by exactly one line of dashes
+        assert DASHES + "\n" + DASHES + "\n" + EXITING in out
+        assert out.count(DASHES + "\n" + DASHES) == 1
+    # a single message keeps one separator, as ospp.vbs's quitExit after it
+    setting = ospp("/cachst:TRUE").out.splitlines()
+    assert setting[-3:] == ["Successfully applied setting.", DASHES, EXITING]
+
+
+def test_act_with_nothing_to_activate_exits_0_and_json_says_none(ospp: Ospp):
+    ran = ospp("/act")
+    assert ran.code == 0
+    assert body(ran.out) == ["<No installed product keys detected>", DASHES, DASHES, EXITING]
+    data = ospp("act", "--json").json()
+    assert data["ok"] is True and data["activated"] == 0 and data["products"] == []
+
+
+def test_act_json_counts_what_was_activated(ospp: Ospp):
+    key = issue_mak(ospp)
+    ospp("/inpkey:" + key)
+    data = ospp("act", "--json").json()
+    assert data["activated"] == 1
+
+
+def test_remaining_grace_line_is_left_out_when_none_remains(ospp: Ospp):
+    ospp("install-product", PRODUCT, env={"OSPP_NOW": "2026-01-01T00:00:00Z"})
+    during = ospp("/dstatus", env={"OSPP_NOW": "2026-01-02T00:00:00Z"}).out
+    assert "REMAINING GRACE: 29 days  (41760 minute(s) before expiring)" in during
+    after = ospp("/dstatus", env={"OSPP_NOW": "2026-03-01T00:00:00Z"}).out
+    assert "---NOTIFICATIONS---" in after
+    assert "REMAINING GRACE" not in after
+
+
+def test_kms_lookup_domain_comes_after_host_caching(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    ospp("/skms-domain:corp.example.com")
+    lines = ospp("/dstatus").out.splitlines()
+    caching = lines.index("\tKMS host caching: Enabled")
+    assert lines[caching + 1] == "\tKMS Lookup Domain: corp.example.com"
+
+
+def test_dstatusall_prints_no_product_id_for_a_licence_without_a_key(ospp: Ospp):
+    ospp("/inpkey:" + GVLK_2021)
+    ospp("/unpkey:6F7TH")
+    out = ospp("/dstatusall").out
+    assert "---UNLICENSED---" in out and "PRODUCT ID" not in out
+    ospp("/inpkey:" + GVLK_2021)
+    assert ospp("/dstatusall").out.count("PRODUCT ID: ") == 1
+
+
+def test_dhistorykms_uses_the_event_log_layout(ospp: Ospp):
+    empty = ospp("/dhistorykms")
+    assert empty.code == 0
+    assert body(empty.out) == [
+        "Searching for KMS activation events on machine: localhost",
+        "Event ID: 12288",
+        "",
+        DASHES,
+        "No KMS activation events found on machine: localhost",
+        DASHES,
+        DASHES,
+        EXITING,
+    ]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        ospp("install-product", PRODUCT, "x1")
+        ospp(f"/sethst:127.0.0.1:{port}", "x1")
+        assert ospp("/act", "x1", env={"OSPP_NOW": "2026-02-03T04:05:06Z"}).code == 4
+    lines = body(ospp("/dhistorykms", "x1").out)
+    assert lines[:3] == [
+        "Searching for KMS activation events on machine: x1",
+        "Event ID: 12288",
+        "",
+    ]
+    assert lines[3] == "Coordinated Universal Time Written: 2026-02-03T04:05:06Z"
+    assert lines[4] == f"ERROR/HOST: 0xC004F074, 127.0.0.1:{port}"
+    assert lines[5].startswith("ERROR DESCRIPTION: ") and "Key Management" in lines[5]
+    assert lines[6].startswith("ERROR DETAIL: ")  # ospp's own detail comes after
+    assert lines[7] == "SKU ID: fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
+    assert lines[-3:] == [DASHES, DASHES, EXITING]
+    assert ospp("dhistorykms", "x1", "--json").json()["event_id"] == 12288
+
+
+def test_dhistoryacterr_uses_the_event_log_layout(ospp: Ospp):
+    empty = body(ospp("/dhistoryacterr").out)
+    assert empty[:5] == [
+        "Searching for Internet activation failure events on machine: localhost",
+        "Event ID: 8200",
+        "",
+        DASHES,
+        "No failure events found on machine: localhost",
+    ]
+    key = issue_mak(ospp)
+    assert ospp("center", "block", key).code == 0
+    ospp("/inpkey:" + key)
+    assert ospp("/act", env={"OSPP_NOW": "2026-02-03T04:05:06Z"}).code == 1
+    lines = body(ospp("/dhistoryacterr").out)
+    assert lines[3] == "Coordinated Universal Time Written: 2026-02-03T04:05:06Z"
+    assert lines[4] == "MESSAGE: License acquisition failure details. hr=0xC004C003"
+    assert lines[5].startswith("ERROR DESCRIPTION: ") and len(lines[5]) > 20
+    assert lines[6].startswith("ERROR DETAIL: ")
+    assert lines[-3:] == [DASHES, DASHES, EXITING]
+
+
+def test_rearm_prints_what_office_rearm_prints(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    ran = ospp("/rearm")
+    assert ran.code == 0
+    assert body(ran.out) == ["Microsoft Office rearm successful.", DASHES, EXITING]
+
+
+def test_hardware_change_takes_a_trailing_computer_name(ospp: Ospp):
+    before = ospp("hardware", "show", "pc7", "--json").json()["hash"]
+    ran = ospp("hardware", "change", "disk", "PC7", "--json")
+    assert ran.code == 0, ran.out
+    assert ran.json()["machine"] == "pc7" and ran.json()["hash"] != before
+    assert ospp("hardware", "show", "pc7", "--json").json()["hash"] == ran.json()["hash"]
+    # the old spelling still works, hidden from help
+    assert ospp("hardware", "change", "nic_mac", "--machine", "pc7").code == 0
+    both = ospp("hardware", "change", "disk", "pc7", "--machine", "pc8")
+    assert both.code == 2 and "two computer names" in both.out
+    lone = ospp("hardware", "change", "motherboard")
+    assert lone.code == 2 and "unknown hardware component 'motherboard'" in lone.out
+    assert not ospp.store_file("motherboard").exists()
+    helptext = ospp("hardware", "change", "--help").out
+    assert "motherboard" not in helptext and "--machine" not in helptext
+    assert "COMPUTERNAME" in helptext and "ram_size" in helptext
+
+
+def test_kms_clients_limit_refuses_negative_and_0_means_all(ospp: Ospp):
+    bad = ospp("kms", "clients", "--limit", "-1")
+    assert bad.code == 2 and "-1" in bad.err
+    assert ospp("kms", "clients", "--limit", "0", "--json").code == 0
+    assert "0 shows them all" in " ".join(ospp("kms", "clients", "--help").out.split())
+
+
+def test_click_usage_errors_are_one_json_object_with_json(ospp: Ospp):
+    for args, command in [
+        (["/foo", "--json"], ""),
+        (["--json", "/inpkey"], ""),
+        (["dstatus", "--bogus", "--json"], "dstatus"),
+        (["kms", "clients", "--limit", "-1", "--json"], "kms clients"),
+    ]:
+        ran = ospp(*args)
+        assert ran.code == 2 and ran.err == "", args
+        data = ran.json()  # the whole of stdout is one JSON object
+        assert data["ok"] is False and data["command"] == command
+        assert data["error"]["code"] == "0x80070057" and data["error"]["exit_status"] == 2
+        assert set(data["error"]) == set(ospp("/ddescr:0x1", "--json").json()["error"])
+    # without --json click's usage text is unchanged
+    plain = ospp("dstatus", "--bogus")
+    assert plain.code == 2 and "No such option" in plain.err and plain.out == ""
+
+
+def test_internal_errors_are_json_with_json(ospp: Ospp, monkeypatch):
+    from ospp.machine import client
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(client, "open_machine", broken)
+    ran = ospp("/dstatus", "--json")
+    assert ran.code == 70
+    data = ran.json()
+    assert data["ok"] is False and data["command"] == "dstatus"
+    assert data["error"]["exit_status"] == 70 and "simulated bug" in data["error"]["message"]
+    plain = ospp("/dstatus")
+    assert plain.code == 70 and "internal error" in plain.err and plain.out == ""
+
+
+def test_userops_deny_standard_users_by_default_and_puserops_allows_them(ospp: Ospp):
+    alice = {"OSPP_USER": "alice"}
+    ospp("install-product", PRODUCT)
+    before = ospp("dstatus", "--json").json()
+    assert before["user_operations"] == "denied"
+    for args in (
+        ["/inpkey:" + GVLK_2021],
+        ["/unpkey:6F7TH"],
+        ["/act"],
+        ["/rearm"],
+        ["/sethst:kms1.example.com"],
+        ["/cachst:FALSE"],
+        ["/puserops"],
+        ["/osppsvcrestart"],
+    ):
+        ran = ospp(*args, env=alice)
+        assert ran.code == 1 and "ERROR CODE: 0xC004F025" in ran.out, args
+        assert "alice" in ran.out
+    # nothing changed, and reading is still allowed
+    assert ospp("dstatus", "--json", env=alice).json()["products"] == before["products"]
+    assert ospp("/puserops").out.splitlines()[2] == "Successfully applied setting."
+    assert ospp("dstatus", "--json").json()["user_operations"] == "allowed"
+    assert ospp("/sethst:kms1.example.com", env=alice).code == 0
+    assert ospp("/unpkey:6F7TH", env=alice).code == 0
+    # changing the policy itself, and the service, stay with administrators
+    assert "0xC004F025" in ospp("/duserops", env=alice).out
+    assert ospp("/duserops", env={"OSPP_USER": "Administrator"}).code == 0
+    assert ospp("/inpkey:" + GVLK_2021, env=alice).code == 1
+    empty = ospp("/cachst:TRUE", env={"OSPP_USER": ""})
+    assert empty.code == 2 and "OSPP_USER" in empty.out
+
+
+def test_osppsvcauto_and_osppsvcrestart_act_on_the_simulated_service(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    assert ospp("dstatus", "--json").json()["service"]["start_mode"] == "manual"
+    first = ospp("/osppsvcauto")
+    assert first.code == 0
+    assert body(first.out)[0] == (
+        "Successfully set service startup to automatic:Office Software Protection Platform"
+    )
+    again = body(ospp("/osppsvcauto").out)[0]
+    assert (
+        again
+        == "Service startup type already set to automatic: Office Software Protection Platform"
+    )
+    assert "stopped" in ospp("service").out
+    now = {"OSPP_NOW": "2026-05-06T07:08:09Z"}
+    ran = ospp("/osppsvcrestart", env=now)
+    assert body(ran.out)[0] == "Successfully restarted: Office Software Protection Platform"
+    state = ospp("service", "--json", env=now).json()["services"][0]
+    assert state == {
+        "machine": "localhost",
+        "name": "Office Software Protection Platform",
+        "start_mode": "auto",
+        "state": "running",
+        "started_at": "2026-05-06T07:08:09Z",
+    }
+    text = ospp("service", env=now).out
+    assert "running since 2026-05-06T07:08:09Z, startup type auto" in text
+
+
+def test_version_prints_the_script_and_ospp_versions(ospp: Ospp):
+    from ospp import __version__
+
+    ran = ospp("/version")
+    assert ran.code == 0
+    assert body(ran.out)[:2] == [
+        "Version Info: 2013 1.0 (RTM)",
+        f"ospp Version Info: {__version__}",
+    ]
+    assert ospp("version", "--json").json()["ospp_version"] == __version__
+
+
+def test_token_options_are_refused_and_change_nothing(ospp: Ospp):
+    ospp("install-product", PRODUCT)
+    before = ospp.store_file().read_bytes()
+    for args in (
+        ["/dtokils"],
+        ["/rtokil:{11111111-2222-3333-4444-555555555555}"],
+        ["/stokflag"],
+        ["/ctokflag"],
+        ["/dtokcerts"],
+        ["/tokact:0123abcd:1234"],
+        ["/tokact"],
+    ):
+        ran = ospp(*args)
+        assert ran.code == 2, args
+        assert "token-based activation is not supported" in ran.out
+        assert "ERROR CODE: 0x" in ran.out
+    assert ospp.store_file().read_bytes() == before
+    assert ospp("/tokact:x", "--json").json()["error"]["exit_status"] == 2
+
+
+def test_mak_reactivation_within_tolerance_uses_no_activation(ospp: Ospp):
+    # Decision: a computer the MAK already activated, reactivating on hardware within the
+    # tolerance of what it had (7 of 12 votes), is the same computer: no activation is used.
+    key = issue_mak(ospp, limit=1)
+    assert ospp("/inpkey:" + key, "pc1").code == 0
+    assert ospp("/act", "pc1").code == 0
+    assert ospp("hardware", "change", "disk", "cpu_serial", "pc1").code == 0  # 10 of 12 votes
+    again = ospp("/act", "pc1")
+    assert again.code == 0, again.out
+    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 1
+    # the reactivation moved the baseline: 8 of 12 votes against it, 6 against the first
+    assert ospp("hardware", "change", "nic_mac", "cpu_model", "pc1").code == 0
+    assert ospp("dstatus", "pc1", "--json").json()["products"][0]["status"] == "LICENSED"
+    assert ospp("/act", "pc1").code == 0
+    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 1
+    # another computer still needs an activation of its own, and there is none left
+    ospp("/inpkey:" + key, "pc2")
+    assert "0xC004C020" in ospp("/act", "pc2").out
+
+
+def test_mak_reactivation_beyond_tolerance_uses_an_activation(ospp: Ospp):
+    key = issue_mak(ospp, limit=1)
+    ospp("/inpkey:" + key, "pc1")
+    assert ospp("/act", "pc1").code == 0
+    # 6 of 12 votes: a different computer as far as the licence is concerned
+    ospp("hardware", "change", "nic_mac", "disk", "cpu_serial", "cpu_model", "pc1")
+    beyond = ospp("/act", "pc1")
+    assert beyond.code == 1 and "0xC004C020" in beyond.out
+    assert ospp("center", "extend", key, "--by", "1").code == 0
+    assert ospp("/act", "pc1").code == 0
+    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 2
