@@ -26,6 +26,7 @@ IDLE_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 10.0
 E_NO_CONNECTION = 0x80072EFD
 E_BAD_FRAME = 0xC004F02C
+E_INTERNAL = 0x8000FFFF
 
 _HEADER = struct.Struct(">I")
 
@@ -42,15 +43,46 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def decode(body: bytes) -> dict[str, Any]:
+    """One frame's body as a request or response object; FrameError says what is wrong.
+
+    JSON nested deeper than the parser's recursion limit, or a number with more digits than
+    Python converts (4,300), is refused like any other malformed frame.
+    """
     try:
         message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise FrameError(f"frame is not UTF-8 JSON: {exc}") from exc
+    except RecursionError:
+        raise FrameError("frame is not ospp JSON: nested too deeply") from None
+    except ValueError as exc:  # json.JSONDecodeError, or an integer too long to convert
+        if isinstance(exc, json.JSONDecodeError):
+            raise FrameError(f"frame is not UTF-8 JSON: {exc}") from exc
+        raise FrameError("frame is not ospp JSON: a number is too long") from None
     if not isinstance(message, dict):
         raise FrameError("frame is not a JSON object")
-    if message.get("v") != VERSION:
-        raise FrameError(f"protocol version {message.get('v')!r} is not {VERSION}")
+    version = message.get("v")
+    if type(version) is not int or version != VERSION:  # true == 1 in Python: not a version
+        raise FrameError(f"protocol version {_shown(version)} is not {VERSION}")
     return message
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """A peer's value for a message: repr (control characters escaped), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_refusal(response: dict[str, Any]) -> None:
+    """Raise FrameError unless a failure answer's ``code`` is a licensing code (1-0xFFFFFFFF).
+
+    A missing code is allowed (callers supply their default); anything else that is not an
+    unsigned 32-bit integer (a string, a list, a boolean, 10**30) is a protocol error.
+    """
+    if response.get("ok") is True or "code" not in response:
+        return
+    code = response["code"]
+    if type(code) is not int or not 0 < code <= 0xFFFFFFFF:
+        raise FrameError(f"error answer carries {_shown(code)}, not a licensing code")
 
 
 def error_response(code: int, message: str) -> dict[str, Any]:
@@ -98,6 +130,7 @@ class Connection:
             if length > MAX_FRAME:
                 raise FrameError(f"response frame of {length} bytes exceeds {MAX_FRAME}")
             response = decode(self._recv_exactly(length, deadline))
+            check_refusal(response)
         except (OSError, TimeoutError, FrameError) as exc:
             raise NetworkError(
                 E_NO_CONNECTION,
@@ -193,7 +226,14 @@ class _FrameProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.last = self.loop.time()
-        self._pump()
+        self._pump_safely()
+
+    def _pump_safely(self) -> None:
+        try:
+            self._pump()
+        except Exception as exc:  # a bug, not the peer's: answer it, no traceback per frame
+            self._send(error_response(E_INTERNAL, f"internal error: {type(exc).__name__}"))
+            self._close()
 
     def _send(self, reply: Reply) -> None:
         if self.transport is not None and not self.closed:
@@ -235,9 +275,9 @@ class _FrameProtocol(asyncio.Protocol):
         except OsppError as exc:
             reply = error_response(exc.code, exc.message)
         except Exception as exc:  # the server stays up; the client learns it failed
-            reply = error_response(0x8000FFFF, f"internal error: {type(exc).__name__}")
+            reply = error_response(E_INTERNAL, f"internal error: {type(exc).__name__}")
         self._send(reply)
-        self._pump()
+        self._pump_safely()
 
 
 async def start(
