@@ -25,7 +25,7 @@ async def _serve(
             return {"v": wire.VERSION, "ok": True, **authority.activate(request)}
         if op == "confirm":
             return {"v": wire.VERSION, "ok": True, "cid": authority.confirm(str(request["iid"]))}
-        return wire.error_response(E_INVALID_ARG, f"unknown op {op!r}")
+        return wire.error_response(E_INVALID_ARG, f"unknown op {wire.shown(op)}")
 
     def listening(server: asyncio.Server) -> None:
         shown, bound = wire.bound_address(server)

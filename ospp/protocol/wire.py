@@ -62,11 +62,11 @@ def decode(body: bytes) -> dict[str, Any]:
         raise FrameError("frame is not a JSON object")
     version = message.get("v")
     if type(version) is not int or version != VERSION:  # true == 1 in Python: not a version
-        raise FrameError(f"protocol version {_shown(version)} is not {VERSION}")
+        raise FrameError(f"protocol version {shown(version)} is not {VERSION}")
     return message
 
 
-def _shown(value: object, limit: int = 40) -> str:
+def shown(value: object, limit: int = 40) -> str:
     """A peer's value for a message: repr (control characters escaped), cut short."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -82,7 +82,7 @@ def check_refusal(response: dict[str, Any]) -> None:
         return
     code = response["code"]
     if type(code) is not int or not 0 < code <= 0xFFFFFFFF:
-        raise FrameError(f"error answer carries {_shown(code)}, not a licensing code")
+        raise FrameError(f"error answer carries {shown(code)}, not a licensing code")
 
 
 def error_response(code: int, message: str) -> dict[str, Any]:
@@ -237,7 +237,11 @@ class _FrameProtocol(asyncio.Protocol):
 
     def _send(self, reply: Reply) -> None:
         if self.transport is not None and not self.closed:
-            self.transport.write(encode_reply(reply))
+            try:
+                data = encode_reply(reply)
+            except FrameError as exc:  # an answer too large to send: say so instead
+                data = encode(error_response(E_INTERNAL, str(exc)))
+            self.transport.write(data)
 
     def _pump(self) -> None:
         while not self.busy and not self.closed and len(self.buffer) >= 4:
