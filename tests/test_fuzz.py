@@ -303,3 +303,76 @@ def test_a_request_that_fails_at_commit_fails_alone(tmp_path: Path):
         0,
     ]
     host.db.close()
+
+
+# -- activation authority ------------------------------------------------------------------
+
+# The codes the authority answers a bad request with (docs/PROTOCOL.md).
+AUTHORITY_REFUSALS = {
+    0x80070057,  # a field missing or malformed, or an unknown op
+    0xC004F02C,  # malformed frame, or an installation ID that is not one
+    0xC004F04D,  # an installation ID group whose check digit is wrong
+    0xC004F050,  # not a product key
+    0xC004C001,  # a key this authority did not issue
+    0xC004C003,  # a blocked key
+    0xC004C008,  # KMS host key unlock limit
+    0xC004C020,  # MAK limit
+}
+
+
+def test_authority_request_fuzz_never_fails_a_legitimate_activation(ospp: Ospp, tmp_path: Path):
+    mak = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--limit", "100000"
+    ).out.strip()
+    host_key = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).json()["key"]
+    assert ospp("/inpkey:" + mak).code == 0
+    iid = ospp("dinstid", "--json").json()["products"][0]["installation_id"]
+    env = {**os.environ, **ospp.env}
+    proc, port = start_server(["center", "serve", "--listen", "127.0.0.1:0"], env, subprocess.PIPE)
+    try:
+
+        def legit(n: int) -> dict[str, Any]:
+            if n == 0:
+                return {"v": 1, "op": "confirm", "iid": iid}
+            return {
+                "v": 1,
+                "op": "activate",
+                "key": mak,
+                "sku_id": "ospp-simulated-mak",
+                "cmid": str(uuid.uuid4()),
+                "hardware": uuid.uuid4().hex[:10],
+                "nonce": uuid.uuid4().hex,
+                "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+
+        activate = {**legit(1), "key": host_key, "host_key": "A" * 43 + "="}
+        bad = variants(
+            activate,
+            {
+                "key": [mak.lower(), mak.replace("-", " "), host_key[:-1] + "B", "X" * 25],
+                "client_time": DATES,
+                "hardware": ["zz", "0" * 11],
+            },
+        ) + variants(
+            {"v": 1, "op": "confirm", "iid": iid},
+            {"iid": [iid[:-1] + "0", iid + "1", "0" * 63, "9" * 63, "-".join([iid] * 3)]},
+        )
+        load = Load(port, legit, clients=4)
+        try:
+            answers = send_all(port, bad, connections=4)
+        finally:
+            load.finish()
+        assert not load.failures, load.failures[:5]
+        assert load.ok > 0
+        for req, answer in answers:
+            assert answer.get("v") == 1, answer
+            if answer["ok"] is not True:
+                assert answer["code"] in AUTHORITY_REFUSALS, (req, answer)
+                assert isinstance(answer["message"], str) and len(answer["message"]) < 400
+        with Connection(Endpoint("127.0.0.1", port), "authority") as conn:
+            assert conn.call(legit(1))["ok"] is True
+    finally:
+        said = server_stderr(proc)
+    assert "Traceback" not in said and "internal error" not in said
