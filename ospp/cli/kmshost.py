@@ -224,7 +224,15 @@ def clients(ctx: click.Context, limit: int, as_json: bool) -> None:
     metavar="PATH|-|none",
     help="Where the one-line JSON log of each request goes (- is stderr).",
 )
-def serve(listen: str, idle_timeout: float, log_to: str) -> None:
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Most connections open at once; a new client closes the longest-idle one "
+    "[default: the open-file limit less 96, at most 10000].",
+)
+def serve(listen: str, idle_timeout: float, log_to: str, max_connections: int | None) -> None:
     """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready."""
 
     def body() -> Result:
@@ -253,6 +261,7 @@ def serve(listen: str, idle_timeout: float, log_to: str) -> None:
             log=log,
             ready=ready,
             events=event,
+            max_connections=max_connections,
         )
         click.echo("ospp KMS host stopped", err=True)
         return Result([], banners=False)

@@ -161,13 +161,16 @@ def serve(
     log: TextIO | None,
     ready: Ready,
     events: EventSink,
+    max_connections: int | None = None,
 ) -> None:
     """Serve KMS clients until SIGTERM or Ctrl+C.
 
     ``ready(shown_host, port, state)`` runs once listening; ``events`` receives operational
-    events (DNS publishing) as dicts.
+    events (DNS publishing) as dicts. At ``max_connections`` open connections (by default
+    what RLIMIT_NOFILE allows, see wire.default_max_connections) a new client closes the
+    longest-idle one.
     """
-    asyncio.run(_serve(host, listen_host, port, idle_timeout, log, ready, events))
+    asyncio.run(_serve(host, listen_host, port, idle_timeout, log, ready, events, max_connections))
 
 
 async def _serve(
@@ -178,6 +181,7 @@ async def _serve(
     log_stream: TextIO | None,
     ready: Ready,
     events: EventSink,
+    max_connections: int | None,
 ) -> None:
     state = host.serving_state()
     checkpointer = host.start_checkpointer()
@@ -185,7 +189,7 @@ async def _serve(
     pending: list[tuple[dict[str, Any], Request | OsppError, asyncio.Future[wire.Reply], float]]
     pending = []
     loop = asyncio.get_running_loop()
-    gauge = wire.Gauge()
+    gauge = wire.Gauge(max_connections)
     batch = _BatchTimer()
     tasks: list[asyncio.Task[None]] = []
 

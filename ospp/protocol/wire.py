@@ -10,10 +10,15 @@ idle for IDLE_TIMEOUT seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
+import os
 import socket
 import struct
+import sys
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -164,11 +169,86 @@ def encode_reply(reply: Reply) -> bytes:
     return encode(reply)
 
 
-class Gauge:
-    """How many connections a server has open (read by handlers to tune batching)."""
+# Descriptors a server keeps for itself (its store and WAL, the log, DNS, threads) beyond the
+# connections it accepts (a KMS host uses 14).
+FD_RESERVE = 32
+# Connections asyncio accepts in one wake-up (its "backlog" argument). A connection is counted
+# against the cap two loop iterations after it is accepted and the one it displaces is closed
+# one later, so up to about four bursts overshoot the cap: the default cap leaves room for them.
+ACCEPT_BURST = 16
+LISTEN_BACKLOG = 1024
+MAX_CONNECTIONS_CEILING = 10_000
+NOTE_INTERVAL = 10.0  # seconds between two log lines about the same condition
+
+
+def default_max_connections() -> int:
+    """The connection cap when none is configured: RLIMIT_NOFILE less the reserve.
+
+    Where there is no such limit to read (Windows) it is 1,000; it is never above 10,000.
+    """
+    try:
+        import resource
+    except ImportError:
+        return 1000
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return 1000
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS_CEILING
+    return max(8, min(MAX_CONNECTIONS_CEILING, soft - FD_RESERVE - 4 * ACCEPT_BURST))
+
+
+class Notes:
+    """Operational log lines on stderr: one per condition per NOTE_INTERVAL, never a flood."""
 
     def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.skipped: dict[str, int] = {}
+
+    def note(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self.last.get(key, -NOTE_INTERVAL) < NOTE_INTERVAL:
+            self.skipped[key] = self.skipped.get(key, 0) + 1
+            return
+        skipped = self.skipped.pop(key, 0)
+        self.last[key] = now
+        more = f" ({skipped} more times since the last report)" if skipped else ""
+        print(f"ospp: {text}{more}", file=sys.stderr, flush=True)
+
+
+class Gauge:
+    """A server's connections: how many are open (read by handlers to tune batching), and the
+    cap on them, kept by closing the longest-idle connection to make room for a new one."""
+
+    def __init__(self, max_connections: int | None = None) -> None:
         self.open = 0
+        self.limit = max_connections or default_max_connections()
+        # Connections not yet closing, least recently active first.
+        self.live: OrderedDict[_FrameProtocol, None] = OrderedDict()
+        self.notes = Notes()
+
+    def admit(self, new: _FrameProtocol) -> None:
+        self.live[new] = None
+        if len(self.live) <= self.limit:
+            return
+        self.notes.note(
+            "cap",
+            f"{self.limit} connections open (the cap, --max-connections): closing the "
+            "longest-idle ones to admit new clients",
+        )
+        for conn in self.live:
+            if conn is not new and not conn.busy:
+                conn.close()  # removes it from self.live: stop iterating now
+                return
+        new.close()  # every other connection is mid-request
+
+    def shed(self) -> int:
+        """Close the longest-idle eighth of the connections (out of descriptors)."""
+        victims = [c for c in self.live if not c.busy][: max(1, len(self.live) // 8)]
+        for conn in victims:
+            conn.close()
+        return len(victims)
 
 
 class _FrameProtocol(asyncio.Protocol):
@@ -196,6 +276,9 @@ class _FrameProtocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.gauge.open += 1
+        self.gauge.admit(self)
+        if self.closed:
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -203,6 +286,7 @@ class _FrameProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gauge.open -= 1
+        self.gauge.live.pop(self, None)
         self.closed = True
         if self.timer is not None:
             self.timer.cancel()
@@ -210,22 +294,25 @@ class _FrameProtocol(asyncio.Protocol):
     def _check(self) -> None:
         now = self.loop.time()
         if self.partial_since is not None and now - self.partial_since >= REQUEST_TIMEOUT:
-            return self._close()
+            return self.close()
         if not self.busy and now - self.last >= self.idle_timeout:
-            return self._close()
+            return self.close()
         wait = self.idle_timeout - (now - self.last)
         if self.partial_since is not None:
             wait = min(wait, REQUEST_TIMEOUT - (now - self.partial_since))
         self.timer = self.loop.call_later(max(0.05, wait), self._check)
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True
+        self.gauge.live.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.last = self.loop.time()
+        if not self.closed:
+            self.gauge.live.move_to_end(self)
         self._pump_safely()
 
     def _pump_safely(self) -> None:
@@ -233,7 +320,7 @@ class _FrameProtocol(asyncio.Protocol):
             self._pump()
         except Exception as exc:  # a bug, not the peer's: answer it, no traceback per frame
             self._send(error_response(E_INTERNAL, f"internal error: {type(exc).__name__}"))
-            self._close()
+            self.close()
 
     def _send(self, reply: Reply) -> None:
         if self.transport is not None and not self.closed:
@@ -248,7 +335,7 @@ class _FrameProtocol(asyncio.Protocol):
             (length,) = _HEADER.unpack_from(self.buffer)
             if length > MAX_FRAME:
                 self._send(error_response(E_BAD_FRAME, f"frame exceeds {MAX_FRAME} bytes"))
-                return self._close()
+                return self.close()
             if len(self.buffer) < 4 + length:
                 self.partial_since = self.partial_since or self.loop.time()
                 return
@@ -298,12 +385,13 @@ async def start(
     """
     loop = asyncio.get_running_loop()
     counter = gauge or Gauge()
+    _quiet_accept_errors(loop, counter)
     try:
-        return await loop.create_server(
+        server = await loop.create_server(
             lambda: _FrameProtocol(handler, idle_timeout, counter),
             host,
             port,
-            backlog=1024,
+            backlog=ACCEPT_BURST,
             reuse_address=True,
         )
     except OSError as exc:
@@ -312,6 +400,34 @@ async def start(
             f"cannot listen on {Endpoint(host, port)}: {exc.strerror or exc}",
             "Check that the address exists on this machine (IPv6 may be off) and the port is free.",
         ) from exc
+    # asyncio accepts as many connections per wake-up as its backlog argument: keep that small
+    # (the cap's overshoot), and give the kernel's queue of waiting connections its full size.
+    for sock in server.sockets:
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as dup:
+            dup.listen(LISTEN_BACKLOG)
+    return server
+
+
+def _quiet_accept_errors(loop: asyncio.AbstractEventLoop, gauge: Gauge) -> None:
+    """Out of descriptors or memory on accept: shed idle connections and say so in one line
+    per interval (asyncio would log a traceback for every failed accept)."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and str(context.get("message", "")).startswith(
+            "socket.accept()"
+        ):
+            closed = gauge.shed()
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            gauge.notes.note(
+                f"accept-{name}",
+                f"cannot accept connections: {exc.strerror or exc} ({name}); closed {closed} "
+                "idle connection(s) and retrying",
+            )
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 async def serve_until_stopped(
@@ -328,7 +444,6 @@ async def serve_until_stopped(
     as soon as it reports ready still gets a clean shutdown. (Windows has no signal handlers in
     asyncio: there Ctrl+C raises KeyboardInterrupt instead.)
     """
-    import contextlib
     import signal
 
     stop = asyncio.Event()
