@@ -66,30 +66,18 @@ class RequestLog:
         self.lines: list[str] = []
         self.scheduled = False
 
-    def add(
-        self,
-        now: str,
-        message: Mapping[str, Any],
-        request: Request | OsppError,
-        answer: wire.Reply,
-        seconds: float,
-    ) -> None:
+    def add(self, now: str, message: Mapping[str, Any], answer: wire.Reply, seconds: float) -> None:
         if self.stream is None:
             return
         ok = isinstance(answer, bytes)
-        cmid: str | None
-        sku_id: str | None
-        if isinstance(request, Request):
-            cmid, sku_id = request.cmid, request.sku_id
-        else:  # as sent, when a string (escaped by json.dumps), cut short
-            cmid, sku_id = (_short(message.get(name)) for name in ("cmid", "sku_id"))
         self.lines.append(
             json.dumps(
                 {
                     "ts": now,
                     "op": "kms-activate",
-                    "cmid": cmid,
-                    "sku_id": sku_id,
+                    # as sent when a string (json.dumps escapes it), cut short; else null
+                    "cmid": _short(message.get("cmid")),
+                    "sku_id": _short(message.get("sku_id")),
                     "ok": ok,
                     "code": 0 if isinstance(answer, bytes) else answer.get("code"),
                     "ms": round(seconds * 1000, 3),
@@ -210,10 +198,10 @@ async def _serve(
             return
         done = time.perf_counter()
         now = iso(host.clock.now())
-        for (message, item, fut, started), answer in zip(items, answers, strict=True):
+        for (message, _, fut, started), answer in zip(items, answers, strict=True):
             if not fut.done():
                 fut.set_result(answer)
-            log.add(now, message, item, answer, done - started)
+            log.add(now, message, answer, done - started)
         log.schedule(loop)
 
     def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:

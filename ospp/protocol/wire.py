@@ -4,26 +4,32 @@ A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON,
 MAX_FRAME bytes. Every request carries ``"v": 1`` and an ``"op"``; every response carries
 ``"v": 1`` and ``"ok"``, and on failure ``"code"`` (the licensing code) and ``"message"``.
 A connection may carry any number of requests, answered in order; a server closes a connection
-idle for IDLE_TIMEOUT seconds.
+idle for IDLE_TIMEOUT seconds, and caps how many are open at once (``capacity``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import os
 import socket
 import struct
-import sys
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ospp.core.endpoint import Endpoint
 from ospp.core.errors import NetworkError, OsppError
+from ospp.protocol.capacity import (
+    ACCEPT_BURST,
+    LISTEN_BACKLOG,
+    Gauge,
+    default_max_connections,
+    quiet_accept_errors,
+)
+
+__all__ = ["Gauge", "default_max_connections"]
 
 VERSION = 1
 MAX_FRAME = 64 * 1024
@@ -169,88 +175,6 @@ def encode_reply(reply: Reply) -> bytes:
     return encode(reply)
 
 
-# Descriptors a server keeps for itself (its store and WAL, the log, DNS, threads) beyond the
-# connections it accepts (a KMS host uses 14).
-FD_RESERVE = 32
-# Connections asyncio accepts in one wake-up (its "backlog" argument). A connection is counted
-# against the cap two loop iterations after it is accepted and the one it displaces is closed
-# one later, so up to about four bursts overshoot the cap: the default cap leaves room for them.
-ACCEPT_BURST = 16
-LISTEN_BACKLOG = 1024
-MAX_CONNECTIONS_CEILING = 10_000
-NOTE_INTERVAL = 10.0  # seconds between two log lines about the same condition
-
-
-def default_max_connections() -> int:
-    """The connection cap when none is configured: RLIMIT_NOFILE less the reserve.
-
-    Where there is no such limit to read (Windows) it is 1,000; it is never above 10,000.
-    """
-    try:
-        import resource
-    except ImportError:
-        return 1000
-    try:
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    except (OSError, ValueError):
-        return 1000
-    if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS_CEILING
-    return max(8, min(MAX_CONNECTIONS_CEILING, soft - FD_RESERVE - 4 * ACCEPT_BURST))
-
-
-class Notes:
-    """Operational log lines on stderr: one per condition per NOTE_INTERVAL, never a flood."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-        self.skipped: dict[str, int] = {}
-
-    def note(self, key: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self.last.get(key, -NOTE_INTERVAL) < NOTE_INTERVAL:
-            self.skipped[key] = self.skipped.get(key, 0) + 1
-            return
-        skipped = self.skipped.pop(key, 0)
-        self.last[key] = now
-        more = f" ({skipped} more times since the last report)" if skipped else ""
-        print(f"ospp: {text}{more}", file=sys.stderr, flush=True)
-
-
-class Gauge:
-    """A server's connections: how many are open (read by handlers to tune batching), and the
-    cap on them, kept by closing the longest-idle connection to make room for a new one."""
-
-    def __init__(self, max_connections: int | None = None) -> None:
-        self.open = 0
-        self.limit = max_connections or default_max_connections()
-        # Connections not yet closing, least recently active first.
-        self.live: OrderedDict[_FrameProtocol, None] = OrderedDict()
-        self.notes = Notes()
-
-    def admit(self, new: _FrameProtocol) -> None:
-        self.live[new] = None
-        if len(self.live) <= self.limit:
-            return
-        self.notes.note(
-            "cap",
-            f"{self.limit} connections open (the cap, --max-connections): closing the "
-            "longest-idle ones to admit new clients",
-        )
-        for conn in self.live:
-            if conn is not new and not conn.busy:
-                conn.close()  # removes it from self.live: stop iterating now
-                return
-        new.close()  # every other connection is mid-request
-
-    def shed(self) -> int:
-        """Close the longest-idle eighth of the connections (out of descriptors)."""
-        victims = [c for c in self.live if not c.busy][: max(1, len(self.live) // 8)]
-        for conn in victims:
-            conn.close()
-        return len(victims)
-
-
 class _FrameProtocol(asyncio.Protocol):
     """One connection: frames in, one request at a time, replies out in order.
 
@@ -385,7 +309,7 @@ async def start(
     """
     loop = asyncio.get_running_loop()
     counter = gauge or Gauge()
-    _quiet_accept_errors(loop, counter)
+    quiet_accept_errors(loop, counter)
     try:
         server = await loop.create_server(
             lambda: _FrameProtocol(handler, idle_timeout, counter),
@@ -406,28 +330,6 @@ async def start(
         with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as dup:
             dup.listen(LISTEN_BACKLOG)
     return server
-
-
-def _quiet_accept_errors(loop: asyncio.AbstractEventLoop, gauge: Gauge) -> None:
-    """Out of descriptors or memory on accept: shed idle connections and say so in one line
-    per interval (asyncio would log a traceback for every failed accept)."""
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if isinstance(exc, OSError) and str(context.get("message", "")).startswith(
-            "socket.accept()"
-        ):
-            closed = gauge.shed()
-            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            gauge.notes.note(
-                f"accept-{name}",
-                f"cannot accept connections: {exc.strerror or exc} ({name}); closed {closed} "
-                "idle connection(s) and retrying",
-            )
-            return
-        loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
 
 
 async def serve_until_stopped(
