@@ -1,15 +1,46 @@
-"""``ospp center serve``: online activation and the phone centre over the ospp protocol."""
+"""``ospp center serve``: online activation and the phone centre over the ospp protocol.
+
+Every field of a request from the network is checked here, before the authority sees it
+(docs/PROTOCOL.md): a malformed one gets ``0x80070057`` naming the field.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ospp.authority.state import Authority
-from ospp.core.errors import E_INVALID_ARG
+from ospp.core.errors import E_INVALID_ARG, UsageError
 from ospp.protocol import wire
+
+# field: (required, longest). Every value is a string of printable characters (no control or
+# format characters, no lone surrogates).
+ACTIVATE_FIELDS = {
+    "key": (True, 64),
+    "sku_id": (False, 40),
+    "cmid": (True, 40),
+    "hardware": (True, 32),
+    "nonce": (True, 64),
+    "client_time": (False, 64),
+    "host_key": (False, 64),
+}
+CONFIRM_FIELDS = {"iid": (True, 128)}
+
+
+def checked(request: Mapping[str, Any], fields: Mapping[str, tuple[bool, int]]) -> dict[str, Any]:
+    """The request with its fields checked; raise UsageError (0x80070057) naming a bad one."""
+    for name, (required, longest) in fields.items():
+        if name not in request and not required:
+            continue
+        value = request.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= longest or not value.isprintable():
+            raise UsageError(
+                f"request field {name!r} is missing or malformed "
+                f"(expected 1-{longest} printable characters)"
+            )
+    return dict(request)
 
 
 def serve(authority: Authority, host: str, port: int, ready: Callable[[str, int], None]) -> None:
@@ -32,13 +63,14 @@ async def _serve(
     async def handle(request: dict[str, Any]) -> wire.Reply:
         op = request.get("op")
         if op == "activate":
-            licence = await run(lambda: authority.activate(request))
+            fields = checked(request, ACTIVATE_FIELDS)
+            licence = await run(lambda: authority.activate(fields))
             return {"v": wire.VERSION, "ok": True, **licence}
         if op == "confirm":
-            iid = str(request["iid"])
+            iid = checked(request, CONFIRM_FIELDS)["iid"]
             answer = await run(lambda: {"cid": authority.confirm(iid)})
             return {"v": wire.VERSION, "ok": True, **answer}
-        return wire.error_response(E_INVALID_ARG, f"unknown op {op!r}")
+        return wire.error_response(E_INVALID_ARG, f"unknown op {wire.shown(op)}")
 
     def listening(server: asyncio.Server) -> None:
         shown, bound = wire.bound_address(server)

@@ -204,8 +204,16 @@ def clients(limit: int) -> Result:
     metavar="PATH|-|none",
     help="Where the one-line JSON log of each request goes (- is stderr).",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Most connections open at once; a new client closes the longest-idle one "
+    "[default: the open-file limit less 96, at most 10000].",
+)
 @reports_text
-def serve(listen: str, idle_timeout: float, log_to: str) -> Result:
+def serve(listen: str, idle_timeout: float, log_to: str, max_connections: int | None) -> Result:
     """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready."""
     from ospp.core.endpoint import parse_host
     from ospp.kmshost import server
@@ -230,6 +238,7 @@ def serve(listen: str, idle_timeout: float, log_to: str) -> Result:
         log=log,
         ready=ready,
         events=event,
+        max_connections=max_connections,
     )
     click.echo("ospp KMS host stopped", err=True)
     return Result([], banners=False)

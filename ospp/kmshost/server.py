@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from ospp.core.clock import iso
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_ARG, OsppError, StoreError, hex_code
 from ospp.dns.publish import Publishing, publish
-from ospp.kmshost.state import KmsHost, ServingState
+from ospp.kmshost.state import KmsHost, Request, ServingState, parse_item
 from ospp.protocol import wire
 
 GROUP_COMMIT_WINDOW = 0.002  # seconds; the price in latency of fewer, larger transactions
@@ -74,9 +74,10 @@ class RequestLog:
             json.dumps(
                 {
                     "ts": now,
-                    "op": message.get("op"),
-                    "cmid": message.get("cmid"),
-                    "sku_id": message.get("sku_id"),
+                    "op": "kms-activate",
+                    # as sent when a string (json.dumps escapes it), cut short; else null
+                    "cmid": _short(message.get("cmid")),
+                    "sku_id": _short(message.get("sku_id")),
                     "ok": ok,
                     "code": 0 if isinstance(answer, bytes) else answer.get("code"),
                     "ms": round(seconds * 1000, 3),
@@ -95,6 +96,10 @@ class RequestLog:
             self.stream.write("\n".join(self.lines) + "\n")
             self.stream.flush()
             self.lines.clear()
+
+
+def _short(value: object) -> str | None:
+    return value[:64] if isinstance(value, str) else None
 
 
 def open_log(target: str) -> TextIO | None:
@@ -144,13 +149,16 @@ def serve(
     log: TextIO | None,
     ready: Ready,
     events: EventSink,
+    max_connections: int | None = None,
 ) -> None:
     """Serve KMS clients until SIGTERM or Ctrl+C.
 
     ``ready(shown_host, port, state)`` runs once listening; ``events`` receives operational
-    events (DNS publishing) as dicts.
+    events (DNS publishing) as dicts. At ``max_connections`` open connections (by default
+    what RLIMIT_NOFILE allows, see wire.default_max_connections) a new client closes the
+    longest-idle one.
     """
-    asyncio.run(_serve(host, listen_host, port, idle_timeout, log, ready, events))
+    asyncio.run(_serve(host, listen_host, port, idle_timeout, log, ready, events, max_connections))
 
 
 async def _serve(
@@ -161,13 +169,15 @@ async def _serve(
     log_stream: TextIO | None,
     ready: Ready,
     events: EventSink,
+    max_connections: int | None,
 ) -> None:
     state = host.serving_state()
     checkpointer = host.start_checkpointer()
     log = RequestLog(log_stream)
-    pending: list[tuple[dict[str, Any], asyncio.Future[wire.Reply], float]] = []
+    pending: list[tuple[dict[str, Any], Request | OsppError, asyncio.Future[wire.Reply], float]]
+    pending = []
     loop = asyncio.get_running_loop()
-    gauge = wire.Gauge()
+    gauge = wire.Gauge(max_connections)
     batch = _BatchTimer()
     tasks: list[asyncio.Task[None]] = []
 
@@ -178,18 +188,20 @@ async def _serve(
         if not items:
             return
         try:
-            answers = host.process(state, [item[0] for item in items])
-        except Exception as exc:  # a store failure: every request in the batch fails
-            for _, fut, _ in items:
+            # Each request fails alone (process redoes a failed batch one request at a time);
+            # this catches only a bug, which then fails the batch rather than the server.
+            answers = host.process(state, [item[1] for item in items])
+        except Exception as exc:
+            for _, _, fut, _ in items:
                 if not fut.done():
                     fut.set_exception(exc)
             return
         done = time.perf_counter()
         now = iso(host.clock.now())
-        for (message, fut, started), answer in zip(items, answers, strict=True):
-            log.add(now, message, answer, done - started)
+        for (message, _, fut, started), answer in zip(items, answers, strict=True):
             if not fut.done():
                 fut.set_result(answer)
+            log.add(now, message, answer, done - started)
         log.schedule(loop)
 
     def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
@@ -200,9 +212,11 @@ async def _serve(
             )
             return fut
         if message.get("op") != "kms-activate":
-            fut.set_result(wire.error_response(E_INVALID_ARG, f"unknown op {message.get('op')!r}"))
+            unknown = f"unknown op {wire.shown(message.get('op'))}"
+            fut.set_result(wire.error_response(E_INVALID_ARG, unknown))
             return fut
-        pending.append((message, fut, time.perf_counter()))
+        # Every field is checked here, before the request joins a batch.
+        pending.append((message, parse_item(message), fut, time.perf_counter()))
         # Group commit: requests share a transaction. The batch closes when every connected
         # client is waiting in it (no more can come), or GROUP_COMMIT_WINDOW after it opened.
         if len(pending) >= gauge.open:

@@ -14,7 +14,7 @@ import contextlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from ospp.core.errors import (
     E_HOST_NOT_ACTIVATED,
     E_KMS_REFUSED,
     E_SKEW,
+    E_UNEXPECTED,
     LicensingError,
     OsppError,
 )
@@ -87,11 +88,37 @@ class Request:
     workstation: str
 
 
+# The licence states a KMS client reports (those of the Software Licensing Service).
+LICENSE_STATUSES = frozenset(
+    {
+        "UNLICENSED",
+        "LICENSED",
+        "OOB_GRACE",
+        "OOT_GRACE",
+        "NON_GENUINE_GRACE",
+        "NOTIFICATIONS",
+        "EXTENDED_GRACE",
+    }
+)
+
+
+def _malformed(name: str) -> LicensingError:
+    return LicensingError(E_KMS_REFUSED, f"request field {name!r} is missing or malformed")
+
+
 def parse_request(message: Mapping[str, Any]) -> Request:
+    """Validate every field of a request, or raise LicensingError (never anything else).
+
+    Strings must be strings of printable characters (no control or format characters, no
+    lone surrogates, which SQLite cannot store) within their length; the client time must
+    be an ISO 8601 time that converts to UTC. A request that passes can be stored and
+    answered: nothing in it can fail the group-commit batch it joins.
+    """
+
     def text(name: str, limit: int = 64) -> str:
         value = message.get(name)
-        if not isinstance(value, str) or not 0 < len(value) <= limit:
-            raise LicensingError(E_KMS_REFUSED, f"request field {name!r} is missing or malformed")
+        if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+            raise _malformed(name)
         return value
 
     sku = catalog().sku(text("sku_id", 40))
@@ -100,11 +127,21 @@ def parse_request(message: Mapping[str, Any]) -> Request:
     app = text("app_id", 40).lower()
     if app != sku.product.application_id:
         raise LicensingError(E_CANNOT_USE, "the application id does not match the product")
+    client_text = text("client_time")
     try:
-        client_text = text("client_time")
         client_time = parse_time(client_text, "client_time")
     except OsppError as exc:
         raise LicensingError(E_KMS_REFUSED, exc.message) from exc
+    except (OverflowError, ValueError):  # in range as written, out of range in UTC
+        raise LicensingError(
+            E_KMS_REFUSED, "request field 'client_time' is outside the years 1-9999 in UTC"
+        ) from None
+    status = text("license_status", 32)
+    if status.upper() not in LICENSE_STATUSES:
+        raise _malformed("license_status")
+    workstation = message.get("workstation", "")
+    if not isinstance(workstation, str) or not workstation.isprintable():
+        raise _malformed("workstation")
     return Request(
         app,
         sku.sku_id,
@@ -113,9 +150,17 @@ def parse_request(message: Mapping[str, Any]) -> Request:
         client_time,
         client_text,
         text("nonce"),
-        text("license_status", 32),
-        str(message.get("workstation", ""))[:64],
+        status,
+        workstation[:64],
     )
+
+
+def parse_item(message: Mapping[str, Any]) -> Request | OsppError:
+    """A request, or the error that answers it (what a group-commit batch holds)."""
+    try:
+        return parse_request(message)
+    except OsppError as exc:
+        return exc
 
 
 class KmsHost(HostIdentity):
@@ -219,19 +264,52 @@ class KmsHost(HostIdentity):
         )
 
     def process(
-        self, state: ServingState, messages: list[Mapping[str, Any]]
+        self,
+        state: ServingState,
+        messages: Sequence[Mapping[str, Any] | Request | OsppError],
     ) -> list[dict[str, Any] | bytes]:
-        """Handle a batch of requests in one transaction (group commit); sign the answers."""
+        """Handle a batch of requests in one transaction (group commit); sign the answers.
+
+        Items are requests as received, or already parsed (:func:`parse_item`). If the batch
+        fails as a whole, each request is redone in its own transaction, so a request that
+        fails at commit fails alone and no request can make another fail.
+        """
+        items = [m if isinstance(m, Request | OsppError) else parse_item(m) for m in messages]
         now = self.clock.now()
+        full_until = dict(self._full_until)
+        try:
+            counted = self._commit(state, items, now)
+        except Exception:
+            self._full_until = full_until  # counts seen in the rolled-back batch
+            counted = []
+            for item in items:
+                try:
+                    counted += self._commit(state, [item], now)
+                except OsppError as exc:
+                    counted.append(exc)
+                except Exception as exc:
+                    counted.append(
+                        LicensingError(
+                            E_UNEXPECTED, f"the request could not be stored: {type(exc).__name__}"
+                        )
+                    )
+        return self._answers(state, counted, now)
+
+    def _commit(
+        self, state: ServingState, items: list[Request | OsppError], now: datetime
+    ) -> list[tuple[Request, int] | OsppError]:
+        """Count the requests of one batch in one transaction."""
         now_s = int(now.timestamp())
         since = now_s - int(WINDOW.total_seconds())
-        answers: list[dict[str, Any] | bytes] = []
         counted: list[tuple[Request, int] | OsppError] = []
         with self.db.write() as conn:
             stats: dict[str, int] = {}
-            for message in messages:
+            for req in items:
+                if isinstance(req, OsppError):  # refused when it arrived
+                    counted.append(req)
+                    stats["failed"] = stats.get("failed", 0) + 1
+                    continue
                 try:
-                    req = parse_request(message)
                     if state.certificate is None or state.product is None:
                         raise LicensingError(E_HOST_NOT_ACTIVATED, state.not_activated)
                     if not covers(state.product, req.product):
@@ -260,15 +338,25 @@ class KmsHost(HostIdentity):
                 except OsppError as exc:
                     counted.append(exc)
                     stats["failed"] = stats.get("failed", 0) + 1
-            stats["total"] = len(messages)
+            stats["total"] = len(items)
             conn.executemany(
                 "INSERT INTO stats VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
                 "SET value=value+excluded.value",
                 list(stats.items()),
             )
+        return counted
+
+    def _answers(
+        self,
+        state: ServingState,
+        counted: list[tuple[Request, int] | OsppError],
+        now: datetime,
+    ) -> list[dict[str, Any] | bytes]:
+        """The answers of a committed batch, in order: signed successes and refusals."""
         signer = self.signer() if state.certificate else None
         from ospp.protocol.crypto import b64
 
+        answers: list[dict[str, Any] | bytes] = []
         for item in counted:
             if isinstance(item, OsppError):
                 answers.append({"v": 1, "ok": False, "code": item.code, "message": item.message})

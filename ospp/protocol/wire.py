@@ -4,13 +4,15 @@ A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON,
 MAX_FRAME bytes. Every request carries ``"v": 1`` and an ``"op"``; every response carries
 ``"v": 1`` and ``"ok"``, and on failure ``"code"`` (the licensing code) and ``"message"``.
 A connection may carry any number of requests, answered in order; a server closes a connection
-idle for IDLE_TIMEOUT seconds.
+idle for IDLE_TIMEOUT seconds, and caps how many are open at once (``capacity``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import socket
 import struct
 import time
@@ -20,6 +22,15 @@ from typing import Any
 from ospp.core.endpoint import Endpoint
 from ospp.core.errors import E_BAD_FORMAT as E_BAD_FRAME
 from ospp.core.errors import E_NO_CONNECTION, E_UNEXPECTED, NetworkError, OsppError
+from ospp.protocol.capacity import (
+    ACCEPT_BURST,
+    LISTEN_BACKLOG,
+    Gauge,
+    default_max_connections,
+    quiet_accept_errors,
+)
+
+__all__ = ["Gauge", "default_max_connections"]
 
 VERSION = 1
 MAX_FRAME = 64 * 1024
@@ -41,15 +52,47 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def decode(body: bytes) -> dict[str, Any]:
+    """One frame's body as a request or response object; FrameError says what is wrong.
+
+    JSON nested deeper than the parser's recursion limit, or a number with more digits than
+    Python converts (4,300), is refused like any other malformed frame.
+    """
     try:
         message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise FrameError(f"frame is not UTF-8 JSON: {exc}") from exc
+    except RecursionError:
+        raise FrameError("frame is not ospp JSON: nested too deeply") from None
+    except ValueError as exc:  # json.JSONDecodeError, or an integer too long to convert
+        if isinstance(exc, json.JSONDecodeError):
+            raise FrameError(f"frame is not UTF-8 JSON: {exc}") from exc
+        raise FrameError("frame is not ospp JSON: a number is too long") from None
     if not isinstance(message, dict):
         raise FrameError("frame is not a JSON object")
-    if message.get("v") != VERSION:
-        raise FrameError(f"protocol version {message.get('v')!r} is not {VERSION}")
+    version = message.get("v")
+    if type(version) is not int or version != VERSION:  # true == 1 in Python: not a version
+        raise FrameError(f"protocol version {shown(version)} is not {VERSION}")
     return message
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A peer's value for a message: repr (control characters escaped), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_refusal(response: dict[str, Any]) -> None:
+    """Raise FrameError unless a failure answer's ``code`` is a licensing code (a nonzero
+    32-bit HRESULT).
+
+    A missing code is allowed (callers supply their default); anything else that is not an
+    unsigned 32-bit integer (a string, a list, a boolean, 10**30) is a protocol error.
+    """
+    if response.get("ok") is True or "code" not in response:
+        return
+    code = response["code"]
+    if type(code) is not int or not 0 < code < 1 << 32:
+        raise FrameError(f"error answer carries {shown(code)}, not a licensing code")
 
 
 def error_response(code: int, message: str) -> dict[str, Any]:
@@ -97,6 +140,7 @@ class Connection:
             if length > MAX_FRAME:
                 raise FrameError(f"response frame of {length} bytes exceeds {MAX_FRAME}")
             response = decode(self._recv_exactly(length, deadline))
+            check_refusal(response)
         except (OSError, TimeoutError, FrameError) as exc:
             raise NetworkError(
                 E_NO_CONNECTION,
@@ -130,13 +174,6 @@ def encode_reply(reply: Reply) -> bytes:
     return encode(reply)
 
 
-class Gauge:
-    """How many connections a server has open (read by handlers to tune batching)."""
-
-    def __init__(self) -> None:
-        self.open = 0
-
-
 class _FrameProtocol(asyncio.Protocol):
     """One connection: frames in, one request at a time, replies out in order.
 
@@ -162,6 +199,9 @@ class _FrameProtocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.gauge.open += 1
+        self.gauge.admit(self)
+        if self.closed:
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -169,6 +209,7 @@ class _FrameProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gauge.open -= 1
+        self.gauge.live.pop(self, None)
         self.closed = True
         if self.timer is not None:
             self.timer.cancel()
@@ -176,34 +217,48 @@ class _FrameProtocol(asyncio.Protocol):
     def _check(self) -> None:
         now = self.loop.time()
         if self.partial_since is not None and now - self.partial_since >= REQUEST_TIMEOUT:
-            return self._close()
+            return self.close()
         if not self.busy and now - self.last >= self.idle_timeout:
-            return self._close()
+            return self.close()
         wait = self.idle_timeout - (now - self.last)
         if self.partial_since is not None:
             wait = min(wait, REQUEST_TIMEOUT - (now - self.partial_since))
         self.timer = self.loop.call_later(max(0.05, wait), self._check)
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True
+        self.gauge.live.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.last = self.loop.time()
-        self._pump()
+        if not self.closed:
+            self.gauge.live.move_to_end(self)
+        self._pump_safely()
+
+    def _pump_safely(self) -> None:
+        try:
+            self._pump()
+        except Exception as exc:  # a bug, not the peer's: answer it, no traceback per frame
+            self._send(error_response(E_UNEXPECTED, f"internal error: {type(exc).__name__}"))
+            self.close()
 
     def _send(self, reply: Reply) -> None:
         if self.transport is not None and not self.closed:
-            self.transport.write(encode_reply(reply))
+            try:
+                data = encode_reply(reply)
+            except FrameError as exc:  # an answer too large to send: say so instead
+                data = encode(error_response(E_UNEXPECTED, str(exc)))
+            self.transport.write(data)
 
     def _pump(self) -> None:
         while not self.busy and not self.closed and len(self.buffer) >= 4:
             (length,) = _HEADER.unpack_from(self.buffer)
             if length > MAX_FRAME:
                 self._send(error_response(E_BAD_FRAME, f"frame exceeds {MAX_FRAME} bytes"))
-                return self._close()
+                return self.close()
             if len(self.buffer) < 4 + length:
                 self.partial_since = self.partial_since or self.loop.time()
                 return
@@ -236,7 +291,7 @@ class _FrameProtocol(asyncio.Protocol):
         except Exception as exc:  # the server stays up; the client learns it failed
             reply = error_response(E_UNEXPECTED, f"internal error: {type(exc).__name__}")
         self._send(reply)
-        self._pump()
+        self._pump_safely()
 
 
 async def start(
@@ -253,12 +308,13 @@ async def start(
     """
     loop = asyncio.get_running_loop()
     counter = gauge or Gauge()
+    quiet_accept_errors(loop, counter)
     try:
-        return await loop.create_server(
+        server = await loop.create_server(
             lambda: _FrameProtocol(handler, idle_timeout, counter),
             host,
             port,
-            backlog=1024,
+            backlog=ACCEPT_BURST,
             reuse_address=True,
         )
     except OSError as exc:
@@ -267,6 +323,12 @@ async def start(
             f"cannot listen on {Endpoint(host, port)}: {exc.strerror or exc}",
             "Check that the address exists on this machine (IPv6 may be off) and the port is free.",
         ) from exc
+    # asyncio accepts as many connections per wake-up as its backlog argument: keep that small
+    # (the cap's overshoot), and give the kernel's queue of waiting connections its full size.
+    for sock in server.sockets:
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as dup:
+            dup.listen(LISTEN_BACKLOG)
+    return server
 
 
 async def serve_until_stopped(
@@ -283,7 +345,6 @@ async def serve_until_stopped(
     as soon as it reports ready still gets a clean shutdown. (Windows has no signal handlers in
     asyncio: there Ctrl+C raises KeyboardInterrupt instead.)
     """
-    import contextlib
     import signal
 
     stop = asyncio.Event()

@@ -1,0 +1,212 @@
+"""The wire protocol under hostile frames: what a server answers, what a client accepts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ospp.core.errors import E_BAD_FORMAT
+from ospp.protocol import wire
+from tests.conftest import Ospp
+from tests.kmsutil import Host, make_host
+
+PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
+APP = "0ff1ce15-a989-479d-af46-f275c6370663"
+
+
+def request(**over: Any) -> dict[str, Any]:
+    req = {
+        "v": 1,
+        "op": "kms-activate",
+        "app_id": APP,
+        "sku_id": PROPLUS_2021_SKU,
+        "cmid": str(uuid.uuid4()),
+        "nonce": uuid.uuid4().hex,
+        "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "license_status": "OOB_GRACE",
+        "workstation": "wire",
+    }
+    req.update(over)
+    return req
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+def read_frame(s: socket.socket) -> dict[str, Any]:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = s.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError(f"closed after {len(data)} of {n} bytes")
+            data += chunk
+        return data
+
+    (length,) = struct.unpack(">I", exactly(4))
+    answer: dict[str, Any] = json.loads(exactly(length))
+    return answer
+
+
+@pytest.fixture
+def host(ospp: Ospp) -> Iterator[Host]:
+    make_host(ospp)
+    h = Host(ospp)
+    yield h
+    if h.alive():
+        h.stop()
+
+
+# -- frames the JSON parser refuses ---------------------------------------------------------
+
+
+HOSTILE_BODIES = {
+    "32,000 nested arrays (a full frame)": b"[" * 32_000 + b"]" * 32_000,
+    "nested objects": b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+    "nested inside a request": json.dumps(request())[:-1].encode()
+    + b',"x":'
+    + b"[" * 25_000
+    + b"]" * 25_000
+    + b"}",
+    "a 5,000-digit integer": b'{"v":1,"op":"kms-activate","n":' + b"9" * 5000 + b"}",
+    "a 5,000-digit version": b'{"v":' + b"1" * 5000 + b"}",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+def test_frames_json_cannot_parse_get_the_documented_answer(ospp: Ospp, host: Host, name: str):
+    with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+        s.sendall(frame(HOSTILE_BODIES[name]))
+        answer = read_frame(s)
+        assert (answer["v"], answer["ok"], answer["code"]) == (1, False, E_BAD_FORMAT)
+        assert "Traceback" not in answer["message"] and len(answer["message"]) < 200
+        # the connection stays usable: the next request on it is answered
+        s.sendall(frame(json.dumps(request()).encode()))
+        assert read_frame(s)["ok"] is True
+    assert "Traceback" not in stopped_stderr(host)
+
+
+def stopped_stderr(host: Host) -> str:
+    """Stop the host and return everything it wrote to stderr."""
+    proc = host.proc
+    assert proc is not None and proc.stderr is not None
+    host.stop()
+    return proc.stderr.read()
+
+
+def test_version_must_be_the_integer_one(ospp: Ospp, host: Host):
+    with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+        for version in (True, 1.0, "1", [1], None):
+            s.sendall(frame(json.dumps(request(v=version)).encode()))
+            answer = read_frame(s)
+            assert answer["ok"] is False and answer["code"] == E_BAD_FORMAT, version
+        s.sendall(frame(json.dumps(request()).encode()))
+        assert read_frame(s)["ok"] is True
+
+
+def test_decode_refuses_a_boolean_version():
+    with pytest.raises(wire.FrameError):
+        wire.decode(b'{"v":true,"op":"x"}')
+    assert wire.decode(b'{"v":1,"op":"x"}')["op"] == "x"
+
+
+# -- error answers a client must not believe ----------------------------------------------
+
+
+class FakePeer:
+    """A server that answers every frame with one fixed body (a peer, so it may be fake)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.sock.settimeout(30)
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                try:
+                    read_frame(conn)
+                    conn.sendall(frame(self.body))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+BAD_CODES = ['"zz"', "[1]", str(10**30), "-1", "0", "1.5", "true", '"0xC004F074"', "null"]
+
+
+@pytest.mark.parametrize("code", BAD_CODES)
+def test_kms_client_reports_an_error_answer_with_a_bad_code_as_a_protocol_error(
+    ospp: Ospp, code: str
+):
+    peer = FakePeer(b'{"v":1,"ok":false,"code":' + code.encode() + b',"message":"no"}')
+    try:
+        assert ospp("install-product", "ProPlus2021").code == 0
+        assert ospp(f"/sethst:127.0.0.1:{peer.port}").code == 0
+        ran = ospp("/act")
+    finally:
+        peer.close()
+    assert ran.code in (1, 4), ran.out + ran.err
+    assert "internal error" not in ran.err
+    assert "0xC004F074" in ran.out  # no KMS host could be used
+
+
+@pytest.mark.parametrize("code", BAD_CODES)
+def test_authority_client_reports_an_error_answer_with_a_bad_code_as_a_protocol_error(
+    ospp: Ospp, tmp_path: Path, code: str
+):
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    pub = tmp_path / "authority.pub.json"
+    pub.write_text(ospp("center", "pubkey").out)
+    assert ospp("trust", "add", str(pub)).code == 0
+    assert ospp("/inpkey:" + key.json()["key"]).code == 0
+    peer = FakePeer(b'{"v":1,"ok":false,"code":' + code.encode() + b',"message":"no"}')
+    try:
+        ran = ospp("/act", env={"OSPP_AUTHORITY": f"127.0.0.1:{peer.port}"})
+    finally:
+        peer.close()
+    assert ran.code in (1, 4), ran.out + ran.err
+    assert "internal error" not in ran.err
+
+
+def test_a_good_error_code_still_reaches_the_user(ospp: Ospp):
+    peer = FakePeer(b'{"v":1,"ok":false,"code":3221549121,"message":"not activated"}')
+    try:
+        assert ospp("install-product", "ProPlus2021").code == 0
+        assert ospp(f"/sethst:127.0.0.1:{peer.port}").code == 0
+        ran = ospp("/act")
+    finally:
+        peer.close()
+    assert ran.code == 1 and "0xC004F041" in ran.out
+
+
+def test_client_refuses_a_deeply_nested_answer(ospp: Ospp):
+    peer = FakePeer(b"[" * 50_000 + b"]" * 50_000)
+    try:
+        assert ospp("install-product", "ProPlus2021").code == 0
+        assert ospp(f"/sethst:127.0.0.1:{peer.port}").code == 0
+        ran = ospp("/act")
+    finally:
+        peer.close()
+    assert ran.code == 4 and "0xC004F074" in ran.out, ran.out + ran.err
