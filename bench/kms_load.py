@@ -171,7 +171,7 @@ def prefill(home: Path, rows: int) -> None:
     with db:
         for start in range(0, rows, batch):
             db.executemany(
-                "INSERT OR IGNORE INTO clients VALUES (?, ?, ?, 'old', ?, ?, 1)",
+                "INSERT OR IGNORE INTO clients VALUES (?, ?, ?, 'old', ?, ?, 1, 'licensed')",
                 (
                     (APP, str(uuid.UUID(int=i)), SKU, old, old)
                     for i in range(start, min(rows, start + batch))

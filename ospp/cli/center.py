@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
+from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
 from ospp.core.paths import center_home, write_atomic
@@ -222,24 +223,35 @@ def confirm_batch(
     metavar="HOST:PORT",
     help="Address to listen on; port 0 picks a free port (printed).",
 )
-def serve(listen: str) -> None:
-    """Serve online activation and the phone centre over the ospp protocol."""
+@HTTP_OPTION
+@LOG_LEVEL_OPTION
+@LOG_FORMAT_OPTION
+def serve(listen: str, http: str | None, log_level: str, log_format: str) -> None:
+    """Serve online activation and the phone centre over the ospp protocol; prints 'LISTENING
+    PORT' when ready (and 'HTTP HOST:PORT' after it with --http). Speaks sd_notify."""
 
     def body() -> Result:
+        from ospp.authority.operations import Operations
         from ospp.authority.server import serve as serve_authority
+        from ospp.core import logs
         from ospp.core.endpoint import parse_host
 
         endpoint = parse_host(listen, 1689, "--listen", listen=True)
+        http_at = parse_host(http, 8080, "--http", listen=True) if http else None
+        logs.setup(log_level, log_format)
         authority = _open()
+        ops = Operations(
+            authority.db.path,
+            f"{authority.public.name} ({authority.public.fingerprint})",
+            http_at,
+        )
 
         def ready(shown: str, bound: int) -> None:
-            click.echo(
-                f"ospp authority {authority.public.fingerprint} listening on {shown}:{bound}",
-                err=True,
-            )
             click.echo(f"LISTENING {bound}")
+            if ops.http_address:
+                click.echo(f"HTTP {ops.http_address}")
 
-        serve_authority(authority, endpoint.host, endpoint.port, ready)
+        serve_authority(authority, endpoint.host, endpoint.port, ready, ops)
         return Result([], banners=False)
 
     run("center serve", False, body)

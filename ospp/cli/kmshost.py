@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
+from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import LicensingError, hex_code
 from ospp.core.paths import kms_home
@@ -222,28 +223,42 @@ def clients(ctx: click.Context, limit: int, as_json: bool) -> None:
     default="-",
     show_default=True,
     metavar="PATH|-|none",
-    help="Where the one-line JSON log of each request goes (- is stderr).",
+    help="Where the one-line JSON log of each request goes (- is stderr). SIGHUP reopens it.",
 )
-def serve(listen: str, idle_timeout: float, log_to: str) -> None:
-    """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready."""
+@HTTP_OPTION
+@LOG_LEVEL_OPTION
+@LOG_FORMAT_OPTION
+def serve(
+    listen: str,
+    idle_timeout: float,
+    log_to: str,
+    http: str | None,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready (and
+    'HTTP HOST:PORT' after it with --http). Speaks sd_notify under systemd."""
 
     def body() -> Result:
+        from ospp.core import logs
         from ospp.core.endpoint import parse_host
         from ospp.kmshost import server
+        from ospp.kmshost.operations import Operations
 
         endpoint = parse_host(listen, 1688, "--listen", listen=True)
+        http_at = parse_host(http, 8080, "--http", listen=True) if http else None
+        logs.setup(log_level, log_format)
         log = server.open_log(log_to)
         host = _host()
+        ops = Operations(host, http_at)
 
         def ready(shown: str, bound: int, state: Any) -> None:
-            activated = (
-                "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
-            )
-            click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
             click.echo(f"LISTENING {bound}")
+            if ops.http_address:
+                click.echo(f"HTTP {ops.http_address}")
 
         def event(record: dict[str, Any]) -> None:
-            click.echo(json.dumps(record), err=True)
+            logging.getLogger("ospp.kms.dns").debug("dns publish", extra={"fields": record})
 
         server.serve(
             host,
@@ -253,8 +268,8 @@ def serve(listen: str, idle_timeout: float, log_to: str) -> None:
             log=log,
             ready=ready,
             events=event,
+            ops=ops,
         )
-        click.echo("ospp KMS host stopped", err=True)
         return Result([], banners=False)
 
     run("kms serve", False, body)

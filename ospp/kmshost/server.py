@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ospp.core.clock import iso
 from ospp.core.errors import E_INVALID_ARG, OsppError, StoreError, hex_code
@@ -22,7 +22,12 @@ from ospp.dns.publish import Publishing, publish
 from ospp.kmshost.state import KmsHost, ServingState
 from ospp.protocol import wire
 
+if TYPE_CHECKING:
+    from ospp.kmshost.operations import Operations
+
 GROUP_COMMIT_WINDOW = 0.002  # seconds; the price in latency of fewer, larger transactions
+PUBLISH_RETRY_FIRST = 60.0  # seconds before the first retry of a failed DNS publish
+PUBLISH_RETRY_MAX = 3600.0  # retries back off exponentially up to this (or the interval)
 
 Ready = Callable[[str, int, ServingState], None]
 EventSink = Callable[[dict[str, Any]], None]
@@ -96,6 +101,23 @@ class RequestLog:
             self.stream.flush()
             self.lines.clear()
 
+    def reopen(self) -> None:
+        """Write out, then reopen the log file by name (after logrotate moved it away).
+
+        The standard streams are left alone. If the file cannot be opened again the old
+        stream is kept and OSError is raised for the caller to log.
+        """
+        self.write_out()
+        stream = self.stream
+        if stream is None or stream in (sys.stderr, sys.stdout):
+            return
+        name = getattr(stream, "name", None)
+        if not isinstance(name, str):
+            return
+        fresh = Path(name).open("a", encoding="utf-8")  # noqa: SIM115 (kept open, like open_log)
+        self.stream = fresh
+        stream.close()
+
 
 def open_log(target: str) -> TextIO | None:
     """The request log's stream: ``none``, ``-`` (stderr) or a file opened for appending."""
@@ -113,15 +135,34 @@ def open_log(target: str) -> TextIO | None:
         ) from exc
 
 
+def publish_retry_delay(failures: int, interval: float) -> float:
+    """Seconds until the next publish after ``failures`` failures in a row (0: all is well)."""
+    if failures == 0:
+        return interval
+    return min(PUBLISH_RETRY_FIRST * 2.0 ** (failures - 1), PUBLISH_RETRY_MAX, interval)
+
+
 async def _publish_forever(host: KmsHost, pub: Publishing, port: int, events: EventSink) -> None:
-    """Publish at start and every interval; a failure is logged and the host keeps serving."""
+    """Publish at start and every interval; after a failure retry sooner, backing off.
+
+    The outcome is recorded in the store (``kms status``, the status page) and logged once per
+    condition: the first failure of a kind, then the recovery.
+    """
+    import logging
+
+    from ospp.core.logs import Once
+
+    once = Once(logging.getLogger("ospp.kms.dns"))
     loop = asyncio.get_running_loop()
+    failures = 0
     while True:
         event: dict[str, Any]
         try:
             done = await loop.run_in_executor(None, publish, pub, port)
             outcome = "; ".join(done)
             event = {"event": "dns-publish", "ok": True, "result": outcome}
+            failures = 0
+            once.ok("publish", "DNS publishing works again", result=outcome)
         except OsppError as exc:
             outcome = f"failed: {hex_code(exc.code)} {exc.message}"
             event = {
@@ -130,9 +171,14 @@ async def _publish_forever(host: KmsHost, pub: Publishing, port: int, events: Ev
                 "code": hex_code(exc.code),
                 "error": exc.message,
             }
+            failures += 1
+            once.fail("publish", f"DNS publishing failed: {hex_code(exc.code)} {exc.message}")
+        delay = publish_retry_delay(failures, pub.interval_hours * 3600)
+        if failures:
+            event["retry_in_s"] = delay
         host.record_publish(outcome)
         events({"ts": iso(host.clock.now()), **event})
-        await asyncio.sleep(pub.interval_hours * 3600)
+        await asyncio.sleep(delay)
 
 
 def serve(
@@ -144,13 +190,15 @@ def serve(
     log: TextIO | None,
     ready: Ready,
     events: EventSink,
+    ops: Operations | None = None,
 ) -> None:
     """Serve KMS clients until SIGTERM or Ctrl+C.
 
     ``ready(shown_host, port, state)`` runs once listening; ``events`` receives operational
-    events (DNS publishing) as dicts.
+    events (DNS publishing) as dicts. ``ops`` adds what a service needs (sd_notify, SIGHUP,
+    metrics, the status page): see :mod:`ospp.kmshost.operations`.
     """
-    asyncio.run(_serve(host, listen_host, port, idle_timeout, log, ready, events))
+    asyncio.run(_serve(host, listen_host, port, idle_timeout, log, ready, events, ops))
 
 
 async def _serve(
@@ -161,6 +209,7 @@ async def _serve(
     log_stream: TextIO | None,
     ready: Ready,
     events: EventSink,
+    ops: Operations | None = None,
 ) -> None:
     state = host.serving_state()
     checkpointer = host.start_checkpointer()
@@ -170,6 +219,9 @@ async def _serve(
     gauge = wire.Gauge()
     batch = _BatchTimer()
     tasks: list[asyncio.Task[None]] = []
+    if ops is not None:
+        await ops.open()
+        ops.reload.append(log.reopen)
 
     def flush() -> None:
         batch.reset()
@@ -180,6 +232,8 @@ async def _serve(
         try:
             answers = host.process(state, [item[0] for item in items])
         except Exception as exc:  # a store failure: every request in the batch fails
+            if ops is not None:
+                ops.store_failed(len(items), exc)
             for _, fut, _ in items:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -191,6 +245,8 @@ async def _serve(
             if not fut.done():
                 fut.set_result(answer)
         log.schedule(loop)
+        if ops is not None:
+            ops.observe(answers, [done - item[2] for item in items])
 
     def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
         fut: asyncio.Future[wire.Reply] = loop.create_future()
@@ -214,6 +270,8 @@ async def _serve(
     def listening(server: asyncio.Server) -> None:
         shown, bound = wire.bound_address(server)
         host.record_port(bound)
+        if ops is not None:
+            ops.ready(shown, bound, state.certificate is not None)
         ready(shown, bound, state)
         pub = host.publishing()
         if pub.enabled:
@@ -226,3 +284,5 @@ async def _serve(
     if pending:
         flush()
     log.write_out()
+    if ops is not None:
+        await ops.close()

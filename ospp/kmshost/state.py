@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 
 from ospp.core.clock import Clock, iso, parse_time
 from ospp.core.db import Database
-from ospp.core.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    LicensingError,
+    OsppError,
+    StoreError,
+    UsageError,
+    hex_code,
+)
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
@@ -60,6 +67,10 @@ _SCHEMA = [
     ) WITHOUT ROWID;
     CREATE INDEX clients_recent ON clients (app, last_seen);
     CREATE TABLE stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+    # The licence status each client last reported (for the status page's filter).
+    """
+    ALTER TABLE clients ADD COLUMN status TEXT NOT NULL DEFAULT '';
     """,
 ]
 
@@ -364,6 +375,7 @@ class KmsHost:
         now = self.clock.now()
         now_s = int(now.timestamp())
         since = now_s - int(WINDOW.total_seconds())
+        day = f"day.{now.date().isoformat()}"  # answered requests per UTC day, for the chart
         answers: list[dict[str, Any] | bytes] = []
         counted: list[tuple[Request, int] | OsppError] = []
         with self.db.write() as conn:
@@ -389,19 +401,30 @@ class KmsHost:
                             "more than 4 hours apart",
                         )
                     conn.execute(
-                        "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, 1) "
+                        "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, 1, ?) "
                         "ON CONFLICT (app, cmid) DO UPDATE SET last_seen=excluded.last_seen, "
                         "sku_id=excluded.sku_id, workstation=excluded.workstation, "
-                        "requests=requests+1",
-                        (req.app, req.cmid, req.sku_id, req.workstation, now_s, now_s),
+                        "requests=requests+1, status=excluded.status",
+                        (
+                            req.app,
+                            req.cmid,
+                            req.sku_id,
+                            req.workstation,
+                            now_s,
+                            now_s,
+                            req.status.lower(),
+                        ),
                     )
                     count = self._count(conn, req.app, now_s, since)
                     counted.append((req, count))
                     name = f"requests.{req.status.lower()}"
                     stats[name] = stats.get(name, 0) + 1
+                    stats[day] = stats.get(day, 0) + 1
                 except OsppError as exc:
                     counted.append(exc)
                     stats["failed"] = stats.get("failed", 0) + 1
+                    code = f"failed.{hex_code(exc.code)}"
+                    stats[code] = stats.get(code, 0) + 1
             stats["total"] = len(messages)
             conn.executemany(
                 "INSERT INTO stats VALUES (?, ?) ON CONFLICT (name) DO UPDATE "

@@ -1,0 +1,201 @@
+"""What running ``ospp center serve`` as a service adds: sd_notify, the operational log, and
+the optional HTTP side (``/`` a key table, ``/metrics``, ``/healthz``).
+
+The HTTP side reads the store through its own read-only connection, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import html
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ospp.core import httpd
+from ospp.core.endpoint import Endpoint
+from ospp.core.errors import hex_code
+from ospp.core.logs import Once, loop_exception_handler
+from ospp.core.notify import Notifier
+from ospp.core.promtext import CONTENT_TYPE, Page
+
+log = logging.getLogger("ospp.center")
+T = TypeVar("T")
+
+_KEYS = (
+    "SELECT k.serial, k.last5, k.product_id, k.channel, k.activation_limit, k.blocked, "
+    "count(DISTINCT a.machine || '/' || CASE k.channel WHEN 'kms-host' THEN '' "
+    "ELSE a.hardware END), coalesce(sum(a.times), 0) "
+    "FROM keys k LEFT JOIN activations a ON a.serial = k.serial "
+    "GROUP BY k.serial ORDER BY k.created_at, k.serial"
+)
+
+
+def read_keys(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Per key: last5, product, channel, limit, used, remaining, activations, blocked."""
+    return [
+        {
+            "serial": r[0],
+            "key": r[1],
+            "product": r[2],
+            "channel": r[3],
+            "limit": r[4],
+            "blocked": bool(r[5]),
+            "used": r[6],
+            "remaining": max(0, r[4] - r[6]),
+            "activations": r[7],
+        }
+        for r in conn.execute(_KEYS).fetchall()
+    ]
+
+
+def render_metrics(keys: list[dict[str, Any]], requests: Mapping[str, int]) -> str:
+    page = Page()
+    page.family(
+        "ospp_authority_requests_total",
+        "counter",
+        "Requests answered since the authority started, by result.",
+        [({"result": r}, n) for r, n in sorted(requests.items())],
+    )
+    page.family(
+        "ospp_authority_activations_total",
+        "counter",
+        "Activations the authority granted per key (including reactivations), ever.",
+        [
+            ({"key": k["key"], "product": k["product"], "channel": k["channel"]}, k["activations"])
+            for k in keys
+        ],
+    )
+    page.family(
+        "ospp_authority_mak_remaining",
+        "gauge",
+        "Activations a MAK has left.",
+        [
+            ({"key": k["key"], "product": k["product"]}, k["remaining"])
+            for k in keys
+            if k["channel"] == "mak"
+        ],
+    )
+    return page.text()
+
+
+def render_page(keys: list[dict[str, Any]], requests: Mapping[str, int], name: str) -> str:
+    e = html.escape
+    rows = (
+        "".join(
+            f"<tr class=key><td><code>*****-{e(k['key'])}</code></td><td>{e(k['product'])}</td>"
+            f"<td>{e(k['channel'])}</td><td class=n>{k['used']}</td><td class=n>{k['limit']}</td>"
+            f"<td class=n>{k['remaining']}</td><td>{'blocked' if k['blocked'] else 'active'}</td>"
+            "</tr>"
+            for k in keys
+        )
+        or "<tr><td colspan=7>No key issued yet.</td></tr>"
+    )
+    answered = ", ".join(f"{e(r)} {n}" for r, n in sorted(requests.items())) or "none"
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f"<title>ospp authority {e(name)}</title><style>body{{font:14px system-ui,sans-serif;"
+        "margin:1.5em}table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:"
+        "1px solid #ddd;text-align:left}.n{text-align:right}</style></head><body>"
+        f"<h1>ospp activation authority {e(name)}</h1>"
+        f"<p>Requests since start: {answered}.</p><table><tr><th>Key</th><th>Product</th>"
+        "<th>Channel</th><th class=n>Used</th><th class=n>Limit</th><th class=n>Left</th>"
+        f"<th>State</th></tr>{rows}</table>"
+        '<p><a href="/metrics">metrics</a> · <a href="/healthz">health</a></p></body></html>'
+    )
+
+
+class Operations:
+    """Hooks for the authority's serve loop: :meth:`open`, :meth:`ready`, :meth:`answered`,
+    :meth:`close`."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        name: str,
+        http: Endpoint | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.db_path = db_path
+        self.name = name
+        self.http = http
+        self.notifier = Notifier(environ)
+        self.once = Once(log)
+        self.requests: dict[str, int] = {"ok": 0, "failed": 0}
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="center-status")
+        self._conn: sqlite3.Connection | None = None
+        self.http_server: asyncio.Server | None = None
+        self.http_address: str | None = None
+
+    async def open(self) -> None:
+        asyncio.get_running_loop().set_exception_handler(loop_exception_handler(self.once))
+        if self.http is not None:
+            self.http_server = await httpd.start(self.app, self.http)
+            host, port = self.http_server.sockets[0].getsockname()[:2]
+            self.http_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def ready(self, shown: str, port: int) -> None:
+        fields: dict[str, Any] = {"listen": f"{shown}:{port}", "authority": self.name}
+        if self.http_address:
+            fields["http"] = f"http://{self.http_address}/"
+        log.info("activation authority listening", extra={"fields": fields})
+        self.notifier.ready(self._status())
+        if self.notifier.error:
+            log.warning(self.notifier.error)
+
+    def answered(self, reply: Mapping[str, Any]) -> None:
+        if reply.get("ok"):
+            self.requests["ok"] += 1
+        else:
+            self.requests["failed"] += 1
+            code = reply.get("code")
+            key = hex_code(code) if isinstance(code, int) else "failed"
+            self.requests[key] = self.requests.get(key, 0) + 1
+        self.notifier.status(self._status())
+
+    def _status(self) -> str:
+        return f"{self.requests['ok']} requests answered, {self.requests['failed']} refused"
+
+    async def close(self) -> None:
+        self.notifier.stopping()
+        log.info("activation authority stopping", extra={"fields": dict(self.requests)})
+        if self.http_server is not None:
+            self.http_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.http_server.wait_closed(), 2.0)
+        await self._in_thread(self._close_conn)
+        self.pool.shutdown(wait=False)
+
+    # -- the HTTP side ---------------------------------------------------------------------
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _keys(self) -> list[dict[str, Any]]:
+        if self._conn is None:
+            uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+        return read_keys(self._conn)
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+
+    async def app(self, request: httpd.Request) -> httpd.Response:
+        if request.path not in ("/", "/metrics", "/healthz"):
+            return httpd.text(404, "not found\n")
+        try:
+            keys = await self._in_thread(self._keys)
+        except sqlite3.Error as exc:
+            return httpd.text(503, f"the store does not answer: {exc}\n")
+        if request.path == "/healthz":
+            return httpd.text(200, "ok\n")
+        if request.path == "/metrics":
+            return httpd.Response(200, render_metrics(keys, self.requests).encode(), CONTENT_TYPE)
+        body = render_page(keys, self.requests, self.name)
+        return httpd.Response(200, body.encode(), "text/html; charset=utf-8")
