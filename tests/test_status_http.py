@@ -156,3 +156,44 @@ def test_authority_metrics_count_activations_and_mak_remaining(ospp: Ospp):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def test_kms_ping_is_a_signed_round_trip(ospp: Ospp, served, tmp_path):
+    host, _ = served
+    ran = ospp.proc("kms", "ping", f"127.0.0.1:{host.port}", "--json")
+    assert ran.code == 0, ran.out + ran.err
+    pong = ran.json()
+    assert pong["ok"] and pong["epid"] == ospp("kms", "status", "--json").json()["epid"]
+    assert pong["trusted"] is True and pong["product"] == "ProPlus2021"
+    # A machine that trusts no authority still checks the signature, and says what it checked.
+    stranger = {"OSPP_HOME": str(tmp_path / "s"), "OSPP_CENTER_HOME": str(tmp_path / "sc")}
+    other = ospp("kms", "ping", f"127.0.0.1:{host.port}", env=stranger)
+    assert other.code == 0 and "no trusted authority installed" in other.out
+    # Nothing listening: exit 4.
+    host.stop()
+    down = ospp("kms", "ping", f"127.0.0.1:{host.port}")
+    assert down.code == 4 and "0x80072EFD" in down.out
+
+
+def test_kms_ping_of_an_unactivated_host_exits_4(ospp: Ospp):
+    make_host(ospp, activate=False)
+    host = Host(ospp)
+    try:
+        ran = ospp("kms", "ping", f"127.0.0.1:{host.port}")
+        assert ran.code == 4 and "not activated" in ran.out
+    finally:
+        host.stop()
+
+
+def test_kms_ping_of_something_else_exits_4(ospp: Ospp):
+    """A server that answers the ospp protocol but signs nothing (the authority) fails."""
+    assert ospp("center", "init").code == 0
+    proc, port = start_server(
+        ["center", "serve", "--listen", "127.0.0.1:0"], {**os.environ, **ospp.env}, subprocess.PIPE
+    )
+    try:
+        ran = ospp("kms", "ping", f"127.0.0.1:{port}")
+        assert ran.code == 4, ran.out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
+from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports, run
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import LicensingError, hex_code
@@ -199,6 +199,40 @@ def clients(ctx: click.Context, limit: int, as_json: bool) -> None:
         return Result(lines, {"clients": rows}, banners=False)
 
     run("kms clients", json_wanted(ctx, as_json), body)
+
+
+@kms_group.command("ping")
+@click.argument("address", metavar="HOST[:PORT]")
+@JSON_OPTION
+@reports
+def ping(address: str) -> Result:
+    """One signed round trip to a KMS host (for health checks): exit 0 if a working, activated
+    host answered, 4 otherwise."""
+    from ospp.core.endpoint import parse_host
+    from ospp.machine.kmsping import ping as ping_host
+
+    pong = ping_host(parse_host(address, 1688, "HOST[:PORT]"), os.environ)
+    trust = (
+        f"certified for {pong.product} by a trusted authority"
+        if pong.trusted
+        else "signature checked against the host key its certificate names (no trusted "
+        "authority installed)"
+    )
+    return Result(
+        [
+            f"KMS host at {pong.endpoint} answered in {pong.seconds * 1000:.1f} ms",
+            f"    KMS host ePID: {pong.epid}",
+            f"    {trust}",
+        ],
+        {
+            "host": str(pong.endpoint),
+            "epid": pong.epid,
+            "product": pong.product,
+            "trusted": pong.trusted,
+            "ms": round(pong.seconds * 1000, 3),
+        },
+        banners=False,
+    )
 
 
 @kms_group.command("serve")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ospp.core.clock import iso
 from ospp.core.errors import E_INVALID_ARG, OsppError, StoreError, hex_code
 from ospp.dns.publish import Publishing, publish
+from ospp.kmshost.ping import ping_reply
 from ospp.kmshost.state import KmsHost, ServingState
 from ospp.protocol import wire
 
@@ -250,10 +251,8 @@ async def _serve(
 
     def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
         fut: asyncio.Future[wire.Reply] = loop.create_future()
-        if message.get("op") == "kms-ping":  # for 'ospp dnsdiag': is a KMS host listening?
-            fut.set_result(
-                {"v": 1, "ok": True, "epid": state.epid, "activated": state.certificate is not None}
-            )
+        if message.get("op") == "kms-ping":  # 'ospp dnsdiag', 'ospp kms ping': is a host there?
+            fut.set_result(ping_reply(host, state, message))
             return fut
         if message.get("op") != "kms-activate":
             fut.set_result(wire.error_response(E_INVALID_ARG, f"unknown op {message.get('op')!r}"))
