@@ -51,13 +51,11 @@ def _cards(summary: Mapping[str, Any]) -> str:
 
 
 def _counts(counts: Mapping[str, int]) -> str:
-    names = {p.application_id: p.display_name.split(" ")[0] for p in catalog().products}
     rows = []
     for app, count in sorted(counts.items()):
         ok = count >= THRESHOLD
         rows.append(
-            f'<tr class="count" data-app="{e(app)}"><td>{e(names.get(app, "?"))} '
-            f"<code>{e(app)}</code></td>"
+            f'<tr class="count" data-app="{e(app)}"><td><code>{e(app)}</code></td>'
             f'<td class="n current">{e(count)}</td><td class="n">{THRESHOLD}</td>'
             f'<td class="{"ok" if ok else "bad"}">'
             f"{'clients are activated' if ok else 'below the threshold'}</td></tr>"
@@ -65,7 +63,7 @@ def _counts(counts: Mapping[str, int]) -> str:
     if not rows:
         rows.append('<tr><td colspan="4">No client has asked in the last 30 days.</td></tr>')
     return (
-        "<table><tr><th>Application group</th><th class=n>Current count</th>"
+        "<table><tr><th>Application group ID</th><th class=n>Current count</th>"
         "<th class=n>Threshold</th><th>State</th></tr>" + "".join(rows) + "</table>"
     )
 
