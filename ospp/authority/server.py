@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def serve(
     authority: Authority,
-    host: str,
+    host: wire.Listen,
     port: int,
     ready: Callable[[str, int], None],
     ops: Operations | None = None,
@@ -30,7 +30,7 @@ def serve(
 
 async def _serve(
     authority: Authority,
-    host: str,
+    host: wire.Listen,
     port: int,
     ready: Callable[[str, int], None],
     ops: Operations | None = None,

@@ -218,15 +218,17 @@ def confirm_batch(
 @center.command("serve")
 @click.option(
     "--listen",
-    default="127.0.0.1:1689",
+    multiple=True,
+    default=("127.0.0.1:1689",),
     show_default=True,
     metavar="HOST:PORT",
-    help="Address to listen on; port 0 picks a free port (printed).",
+    help="Address to listen on; :PORT for every IPv4 and IPv6 address; port 0 picks a free "
+    "port (printed). Repeatable (one port for all).",
 )
 @HTTP_OPTION
 @LOG_LEVEL_OPTION
 @LOG_FORMAT_OPTION
-def serve(listen: str, http: str | None, log_level: str, log_format: str) -> None:
+def serve(listen: tuple[str, ...], http: str | None, log_level: str, log_format: str) -> None:
     """Serve online activation and the phone centre over the ospp protocol; prints 'LISTENING
     PORT' when ready (and 'HTTP HOST:PORT' after it with --http). Speaks sd_notify."""
 
@@ -234,9 +236,9 @@ def serve(listen: str, http: str | None, log_level: str, log_format: str) -> Non
         from ospp.authority.operations import Operations
         from ospp.authority.server import serve as serve_authority
         from ospp.core import logs
-        from ospp.core.endpoint import parse_host
+        from ospp.core.endpoint import listen_set, parse_host, parse_listen
 
-        endpoint = parse_host(listen, 1689, "--listen", listen=True)
+        hosts, port = listen_set([parse_listen(text, 1689) for text in listen])
         http_at = parse_host(http, 8080, "--http", listen=True) if http else None
         logs.setup(log_level, log_format)
         authority = _open()
@@ -251,7 +253,7 @@ def serve(listen: str, http: str | None, log_level: str, log_format: str) -> Non
             if ops.http_address:
                 click.echo(f"HTTP {ops.http_address}")
 
-        serve_authority(authority, endpoint.host, endpoint.port, ready, ops)
+        serve_authority(authority, hosts, port, ready, ops)
         return Result([], banners=False)
 
     run("center serve", False, body)

@@ -238,10 +238,12 @@ def ping(address: str) -> Result:
 @kms_group.command("serve")
 @click.option(
     "--listen",
-    default="0.0.0.0:1688",
+    multiple=True,
+    default=("0.0.0.0:1688",),
     show_default=True,
     metavar="HOST:PORT",
-    help="Address to listen on: IPv4, [IPv6] or a name; port 0 picks a free port.",
+    help="Address to listen on: IPv4, [IPv6] or a name; :PORT for every IPv4 and IPv6 address; "
+    "port 0 picks a free port. Repeatable (one port for all).",
 )
 @click.option(
     "--idle-timeout",
@@ -263,7 +265,7 @@ def ping(address: str) -> Result:
 @LOG_LEVEL_OPTION
 @LOG_FORMAT_OPTION
 def serve(
-    listen: str,
+    listen: tuple[str, ...],
     idle_timeout: float,
     log_to: str,
     http: str | None,
@@ -275,11 +277,11 @@ def serve(
 
     def body() -> Result:
         from ospp.core import logs
-        from ospp.core.endpoint import parse_host
+        from ospp.core.endpoint import listen_set, parse_host, parse_listen
         from ospp.kmshost import server
         from ospp.kmshost.operations import Operations
 
-        endpoint = parse_host(listen, 1688, "--listen", listen=True)
+        hosts, port = listen_set([parse_listen(text, 1688) for text in listen])
         http_at = parse_host(http, 8080, "--http", listen=True) if http else None
         logs.setup(log_level, log_format)
         log = server.open_log(log_to)
@@ -296,8 +298,8 @@ def serve(
 
         server.serve(
             host,
-            endpoint.host,
-            endpoint.port,
+            hosts,
+            port,
             idle_timeout=idle_timeout,
             log=log,
             ready=ready,

@@ -67,9 +67,9 @@ class Operations:
             host, port = self.http_server.sockets[0].getsockname()[:2]
             self.http_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def ready(self, shown: str, port: int, activated: bool) -> None:
+    def ready(self, shown: str, port: int, activated: bool, addresses: Sequence[str] = ()) -> None:
         """The KMS listener is up: say so once, to the log and to systemd."""
-        self.listening = f"{shown}:{port}"
+        self.listening = ", ".join(addresses) or f"{shown}:{port}"
         fields: dict[str, Any] = {"listen": self.listening, "activated": activated}
         if self.http_address:
             fields["http"] = f"http://{self.http_address}/"

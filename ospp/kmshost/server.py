@@ -184,7 +184,7 @@ async def _publish_forever(host: KmsHost, pub: Publishing, port: int, events: Ev
 
 def serve(
     host: KmsHost,
-    listen_host: str,
+    listen_host: wire.Listen,
     port: int,
     *,
     idle_timeout: float,
@@ -204,7 +204,7 @@ def serve(
 
 async def _serve(
     host: KmsHost,
-    listen_host: str,
+    listen_host: wire.Listen,
     port: int,
     idle_timeout: float,
     log_stream: TextIO | None,
@@ -270,7 +270,7 @@ async def _serve(
         shown, bound = wire.bound_address(server)
         host.record_port(bound)
         if ops is not None:
-            ops.ready(shown, bound, state.certificate is not None)
+            ops.ready(shown, bound, state.certificate is not None, wire.bound_addresses(server))
         ready(shown, bound, state)
         pub = host.publishing()
         if pub.enabled:
