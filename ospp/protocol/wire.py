@@ -249,7 +249,9 @@ def _hosts(host: Listen) -> str | list[str] | None:
     if isinstance(host, str):
         return host or None
     hosts = list(host)
-    return None if "" in hosts or not hosts else hosts
+    if "" in hosts or not hosts:
+        return None
+    return hosts[0] if len(hosts) == 1 else hosts
 
 
 def _free_port(hosts: list[str] | None) -> int:
@@ -281,8 +283,8 @@ async def start(
     hosts = _hosts(host)
     shared = port == 0 and not isinstance(hosts, str)
     for attempt in range(5):
-        chosen = _free_port(hosts) if shared and not isinstance(hosts, str) else port
         try:
+            chosen = _free_port(hosts) if shared and not isinstance(hosts, str) else port
             return await loop.create_server(
                 lambda: _FrameProtocol(handler, idle_timeout, counter),
                 hosts,
