@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,22 +184,60 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @kms_group.command("clients")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="At most this many clients, most recent first; 0 for all.",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (with a header line) instead.")
 @JSON_OPTION
 @click.pass_context
-def clients(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """Which client machines asked this host, most recent first."""
+def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None:
+    """Which client machines asked this host, most recent first (printed as they are read,
+    so --limit 0 lists a million clients in constant memory)."""
+    from ospp.cli import stream
+    from ospp.core.db import close_all
+    from ospp.kmshost.report import Reader
 
-    def body() -> Result:
-        rows = _host().clients(limit)
-        lines = [
-            f"{r['last_seen']}  {r['cmid']}  {r['workstation'] or '-':<16} "
-            f"{r['requests']:>5} request(s)"
-            for r in rows
-        ] or ["<No clients>"]
-        return Result(lines, {"clients": rows}, banners=False)
+    wanted_json = json_wanted(ctx, as_json)
+    try:
+        host = _host()
+        reader = Reader(host.db.path, host.clock)
+        rows = stream.started(reader.iter_clients(limit))
+    except Exception as exc:  # reported like any command's failure (run exits)
+        failure = exc
 
-    run("kms clients", json_wanted(ctx, as_json), body)
+        def fail() -> Result:
+            raise failure
+
+        run("kms clients", wanted_json and not as_csv, fail)
+        return
+    try:
+        _print_clients(rows, as_csv, wanted_json)
+    finally:
+        reader.close()
+        close_all()
+
+
+def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bool) -> None:
+    from ospp.cli import stream
+
+    if as_csv:
+        columns = ("last_seen", "cmid", "workstation", "sku_id", "app_id", "first_seen")
+        stream.csv_rows((*columns, "requests"), rows)
+    elif wanted_json:
+        stream.json_list("kms clients", "clients", rows)
+    else:
+        stream.text_lines(
+            rows,
+            lambda r: (
+                f"{r['last_seen']}  {r['cmid']}  "
+                f"{stream.printable(r['workstation']) or '-':<16} {r['requests']:>5} request(s)"
+            ),
+            "<No clients>",
+        )
 
 
 @kms_group.command("ping")

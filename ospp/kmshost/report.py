@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,6 +155,31 @@ class Reader:
                 }
             )
         return out, total
+
+    def iter_clients(self, limit: int = 0) -> Iterator[dict[str, Any]]:
+        """Every stored client (at most ``limit``; 0 for all), most recent first, read as the
+        caller consumes them: memory stays flat however many there are. The same fields as
+        :meth:`ospp.kmshost.state.KmsHost.clients`."""
+
+        def t(v: int) -> str:
+            return iso(datetime.fromtimestamp(v, UTC))
+
+        cursor = self.conn().execute(
+            "SELECT app, cmid, sku_id, workstation, first_seen, last_seen, requests "
+            "FROM clients ORDER BY last_seen DESC LIMIT ?",
+            (limit if limit > 0 else -1,),
+        )
+        while rows := cursor.fetchmany(1000):
+            for r in rows:
+                yield {
+                    "app_id": r[0],
+                    "cmid": r[1],
+                    "sku_id": r[2],
+                    "workstation": r[3],
+                    "first_seen": t(r[4]),
+                    "last_seen": t(r[5]),
+                    "requests": r[6],
+                }
 
     def statuses(self) -> list[str]:
         """The licence statuses clients reported, for the filter's choices."""
