@@ -189,13 +189,13 @@ def confirm(ctx: click.Context, iid: tuple[str, ...], as_json: bool) -> None:
 def confirm_batch(
     ctx: click.Context, infile: Path, outfile: Path, fmt: str | None, as_json: bool
 ) -> None:
-    """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE."""
+    """Proxy activation: one IID per line in INFILE ('-' for standard input); CIDs (or errors)
+    to OUTFILE."""
 
     def body() -> Result:
-        try:
-            lines = infile.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise UsageError(f"cannot read {infile}: {exc.strerror}") from exc
+        from ospp.cli.stream import read_input
+
+        lines = read_input(infile, "installation ID list")[0].splitlines()
         from ospp.authority import batch
 
         rows = batch.confirm_lines(_open(), lines)
@@ -269,13 +269,16 @@ def trust() -> None:
 @JSON_OPTION
 @click.pass_context
 def trust_add(ctx: click.Context, file: Path, as_json: bool) -> None:
-    """Trust the authority whose public key file is FILE ('ospp center pubkey')."""
+    """Trust the authority whose public key file is FILE ('ospp center pubkey'; '-' reads
+    standard input)."""
 
     def body() -> Result:
+        from ospp.cli.stream import read_input
         from ospp.core.paths import ospp_home
         from ospp.protocol.trust import add_anchor
 
-        bundle = add_anchor(ospp_home(), file)
+        text = read_input(file, "public key file")[0] if str(file) == "-" else None
+        bundle = add_anchor(ospp_home(), file, text)
         return Result(
             [f"Trusted authority {bundle.name} ({bundle.fingerprint})"],
             {"name": bundle.name, "fingerprint": bundle.fingerprint},

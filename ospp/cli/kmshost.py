@@ -433,7 +433,7 @@ def dns_group() -> None:
 @click.option(
     "--tsig-keyfile",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="BIND key file (tsig-keygen output) that signs the updates.",
+    help="BIND key file (tsig-keygen output) that signs the updates; '-' reads standard input.",
 )
 @JSON_OPTION
 @click.pass_context
@@ -474,7 +474,12 @@ def dns_set(
         if extra:
             pub.extra = list(extra)
         if tsig_keyfile is not None:
-            pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = read_key_file(tsig_keyfile)
+            from ospp.cli.stream import read_input
+
+            text = (
+                read_input(tsig_keyfile, "TSIG key file")[0] if str(tsig_keyfile) == "-" else None
+            )
+            pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = read_key_file(tsig_keyfile, text)
         pub.enabled = True
         host.set_publishing(pub)
         return Result(

@@ -10,7 +10,10 @@ import csv
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
+
+from ospp.core.errors import UsageError
 
 
 def printable(text: str) -> str:
@@ -85,3 +88,14 @@ def started(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from rows
 
     return chain()
+
+
+def read_input(path: Path, what: str = "file") -> tuple[str, str]:
+    """(text, name) of a file argument; ``-`` reads standard input."""
+    if str(path) == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"cannot read the {what} {path}: {detail}") from exc

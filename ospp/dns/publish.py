@@ -106,10 +106,11 @@ _KEY_FILE = re.compile(
 )
 
 
-def read_key_file(path: Path) -> tuple[str, str, str]:
-    """(name, algorithm, secret) from a BIND key file as tsig-keygen writes it."""
+def read_key_file(path: Path, text: str | None = None) -> tuple[str, str, str]:
+    """(name, algorithm, secret) from a BIND key file as tsig-keygen writes it (``text``: its
+    content, already read)."""
     try:
-        match = _KEY_FILE.search(path.read_text(encoding="utf-8"))
+        match = _KEY_FILE.search(path.read_text(encoding="utf-8") if text is None else text)
     except OSError as exc:
         raise UsageError(f"cannot read the TSIG key file {path}: {exc.strerror}") from exc
     if match is None:

@@ -86,12 +86,17 @@ def require_anchors(found: dict[str, PublicBundle]) -> dict[str, PublicBundle]:
     return found
 
 
-def add_anchor(home: Path, source: Path) -> PublicBundle:
-    """Install the authority public key file ``source`` as a trust anchor of ``home``."""
+def add_anchor(home: Path, source: Path, text: str | None = None) -> PublicBundle:
+    """Install the authority public key file ``source`` as a trust anchor of ``home``.
+
+    ``text``, when given, is the file's content (read from standard input, say); ``source``
+    then only names it in messages.
+    """
     from ospp.protocol.crypto import PublicBundle
 
     try:
-        bundle = PublicBundle.from_json(json.loads(source.read_text(encoding="utf-8")))
+        content = source.read_text(encoding="utf-8") if text is None else text
+        bundle = PublicBundle.from_json(json.loads(content))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{source} is not an authority public key file: {exc}") from exc
     target = trust_dir(home)
