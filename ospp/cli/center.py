@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ospp.cli import serving
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, run
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.core.clock import clock_from_env
@@ -240,7 +241,7 @@ def serve(listen: tuple[str, ...], http: str | None, log_level: str, log_format:
 
         hosts, port = listen_set([parse_listen(text, 1689) for text in listen])
         http_at = parse_host(http, 8080, "--http", listen=True) if http else None
-        logs.setup(log_level, log_format)
+        logs.setup(serving.log_level(log_level), log_format)
         authority = _open()
         ops = Operations(
             authority.db.path,

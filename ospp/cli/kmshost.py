@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports, run
+from ospp.cli import serving
+from ospp.cli.base import JSON_OPTION, Result, json_wanted, quiet, reports, run
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import LicensingError, hex_code
@@ -229,7 +230,7 @@ def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bo
         stream.csv_rows((*columns, "requests"), rows)
     elif wanted_json:
         stream.json_list("kms clients", "clients", rows)
-    else:
+    elif not quiet():
         stream.text_lines(
             rows,
             lambda r: (
@@ -322,7 +323,7 @@ def serve(
 
         hosts, port = listen_set([parse_listen(text, 1688) for text in listen])
         http_at = parse_host(http, 8080, "--http", listen=True) if http else None
-        logs.setup(log_level, log_format)
+        logs.setup(serving.log_level(log_level), log_format)
         log = server.open_log(log_to)
         host = _host()
         ops = Operations(host, http_at)

@@ -28,3 +28,13 @@ LOG_FORMAT_OPTION = click.option(
     help="Operational log format: human, json (one object per line), or auto (human on a "
     "terminal, json otherwise).",
 )
+
+
+def log_level(chosen: str) -> str:
+    """The operational log level: ``--log-level``, or warning under ``ospp --quiet``."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("log_level") is click.core.ParameterSource.DEFAULT and bool(
+        ctx.find_root().params.get("quiet")
+    ):
+        return "warning"
+    return chosen
