@@ -177,6 +177,7 @@ def prefill(home: Path, rows: int) -> None:
                     for i in range(start, min(rows, start + batch))
                 ),
             )
+        db.execute("INSERT OR REPLACE INTO stats SELECT 'clients', count(*) FROM clients")
     db.close()
 
 

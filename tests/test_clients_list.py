@@ -69,3 +69,22 @@ def test_text_output_escapes_control_characters_a_client_sent(ospp: Ospp):
         host.stop()
     out = ospp("kms", "clients").out
     assert "\x1b" not in out and "evil\\x1b[2J" in out
+
+
+def test_stored_clients_statistic_matches_the_rows_and_survives_an_upgrade(ospp: Ospp):
+    import sqlite3
+
+    from tests.kmsutil import path_of
+
+    served(ospp, 5)
+    db = path_of(ospp)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM clients").fetchone()[0] == 5
+    assert ospp("kms", "status", "--json").json()["stored_clients"] == 5
+    # A store from before the statistic existed (schema 2) gets it counted on upgrade.
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM stats WHERE name='clients'")
+    conn.execute("PRAGMA user_version=2")
+    conn.commit()
+    conn.close()
+    assert ospp("kms", "status", "--json").json()["stored_clients"] == 5

@@ -17,7 +17,8 @@ from typing import Any
 
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
-from ospp.protocol.kms import CAP, WINDOW
+from ospp.kmshost.state import current_counts
+from ospp.protocol.kms import WINDOW
 
 PAGE_SIZE = 50
 
@@ -61,19 +62,14 @@ class Reader:
         c.execute("BEGIN")
         try:
             activated = c.execute("SELECT 1 FROM meta WHERE name='certificate'").fetchone()
-            counts = dict(
-                c.execute(
-                    "SELECT app, min(count(*), ?) FROM clients WHERE last_seen>=? GROUP BY app",
-                    (CAP, since),
-                ).fetchall()
-            )
-            stored = c.execute("SELECT count(*) FROM clients").fetchone()[0]
+            counts = current_counts(c, since)
+            stored = c.execute("SELECT value FROM stats WHERE name='clients'").fetchone()
         finally:
             c.execute("COMMIT")
         return {
             "activated": activated is not None,
             "current_count": counts,
-            "stored_clients": stored,
+            "stored_clients": stored[0] if stored else 0,
         }
 
     def summary(self) -> dict[str, Any]:
