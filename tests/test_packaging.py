@@ -125,6 +125,8 @@ def test_fresh_venv_install_puts_man_page_and_completions_under_share(dists, tmp
     target = tmp_path / "venv"
     venv.create(target, with_pip=False)
     python = target / ("Scripts" if os.name == "nt" else "bin") / "python"
+    # Without PYTHONPATH: a source tree on it (an unpacked sdist) looks installed to pip.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [
             sys.executable,
@@ -141,6 +143,7 @@ def test_fresh_venv_install_puts_man_page_and_completions_under_share(dists, tmp
         capture_output=True,
         text=True,
         timeout=300,
+        env=clean,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     for installed, source in DATA_FILES.items():
