@@ -187,3 +187,84 @@ def test_units_pass_systemd_analyze_verify(unit: str, tmp_path: Path):
     assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
     for needed in ("Type=notify", "ProtectSystem=strict", "NoNewPrivileges=yes", "ExecReload="):
         assert needed in text
+
+
+def test_running_out_of_file_descriptors_is_logged_once_without_a_traceback(ospp: Ospp):
+    resource = pytest.importorskip("resource")
+    make_host(ospp)
+    env = {**os.environ, **ospp.env}
+
+    def few_fds() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ospp", "kms", "serve", "--listen", "127.0.0.1:0", "--log", "none"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=few_fds,
+    )
+    socks: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split()[1])
+        for _ in range(80):  # twice what the host may open: accept() fails again and again
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            socks.append(s)
+        time.sleep(2.5)  # asyncio retries accept() every second while out of descriptors
+        for s in socks:
+            s.close()
+        socks.clear()
+        time.sleep(1.5)
+        with Connection(Endpoint("127.0.0.1", port), "KMS host") as conn:  # still serving
+            assert conn.call(raw_request())["ok"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        err = proc.stderr.read() if proc.stderr else ""
+    finally:
+        for s in socks:
+            s.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err
+    records = [json.loads(line) for line in err.splitlines()]
+    accept = [r for r in records if "accept" in r["msg"]]
+    assert len(accept) == 1, err
+    assert accept[0]["level"] == "warning" and "Too many open files" in accept[0]["msg"]
+
+
+def test_log_formatters_never_print_tracebacks():
+    import logging
+
+    from ospp.core.logs import HumanFormatter, JsonFormatter, Once
+
+    try:
+        raise OSError(24, "Too many open files")
+    except OSError as exc:
+        record = logging.LogRecord("ospp", logging.ERROR, __file__, 1, "failed", None, (
+            type(exc), exc, exc.__traceback__))  # fmt: skip
+    for formatter in (JsonFormatter(), HumanFormatter()):
+        text = formatter.format(record)
+        assert "Traceback" not in text and "\n" not in text and "Too many open files" in text
+    logger = logging.getLogger("ospp.test.once")
+    seen: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger.addHandler(Catch())
+    logger.setLevel(logging.INFO)
+    once = Once(logger)
+    for _ in range(5):
+        once.fail("dns", "publishing failed: refused")
+    once.fail("dns", "publishing failed: timeout")  # a different condition is news
+    once.ok("dns", "publishing works again")
+    once.ok("dns", "publishing works again")
+    assert seen == [
+        "publishing failed: refused",
+        "publishing failed: timeout",
+        "publishing works again",
+    ]

@@ -197,3 +197,26 @@ def test_kms_ping_of_something_else_exits_4(ospp: Ospp):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def test_http_side_refuses_junk_and_a_stalled_browser_does_not_block_kms(ospp: Ospp, served):
+    import socket
+
+    host, base = served
+    hostport = base.removeprefix("http://")
+    http_host, http_port = hostport.rsplit(":", 1)
+    stalled = socket.create_connection((http_host, int(http_port)), timeout=5)
+    stalled.sendall(b"GET / HTTP/1.1\r\n")  # and never finishes the head
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            assert conn.call(raw_request())["ok"]
+        assert get(f"{base}/healthz")[0] == 200
+        for raw, status in (
+            (b"NONSENSE\r\n\r\n", b" 400 "),
+            (b"POST / HTTP/1.1\r\n\r\n", b" 405 "),
+        ):
+            with socket.create_connection((http_host, int(http_port)), timeout=5) as s:
+                s.sendall(raw)
+                assert status in s.recv(1024).split(b"\r\n")[0]
+    finally:
+        stalled.close()
