@@ -220,3 +220,28 @@ def test_http_side_refuses_junk_and_a_stalled_browser_does_not_block_kms(ospp: O
                 assert status in s.recv(1024).split(b"\r\n")[0]
     finally:
         stalled.close()
+
+
+def test_failed_dns_publish_is_on_the_page_and_logged_once(ospp: Ospp):
+    import time
+
+    make_host(ospp)
+    ran = ospp(
+        "kms", "dns", "set", "--server", "127.0.0.1:9", "--domain", "test.example",
+        "--hostname", "kms1.test.example",
+    )  # fmt: skip
+    assert ran.code == 0, ran.out
+    host = Host(ospp, extra=("--http", "127.0.0.1:0"))
+    try:
+        assert host.proc is not None and host.proc.stdout is not None
+        base = "http://" + host.proc.stdout.readline().split()[1]
+        deadline = time.monotonic() + 20
+        page = ""
+        while "Last DNS publishing" not in page and time.monotonic() < deadline:
+            time.sleep(0.3)
+            page = get(f"{base}/")[2]
+        assert "Last DNS publishing" in page and "failed: 0x" in page
+    finally:
+        host.stop()
+    warnings = [line for line in host.stderr_lines if "DNS publishing failed" in line]
+    assert len(warnings) == 1 and "Traceback" not in "\n".join(host.stderr_lines)
