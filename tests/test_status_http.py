@@ -151,6 +151,15 @@ def test_authority_metrics_count_activations_and_mak_remaining(ospp: Ospp):
         assert got[("ospp_authority_activations_total", labels)] == 1
         assert got[("ospp_authority_mak_remaining", (("key", last5), ("product", "ProPlus2021")))]
         assert got[("ospp_authority_requests_total", (("result", "ok"),))] == 1
+        blocked = ospp("center", "block", mak["key"])
+        assert blocked.code == 0
+        assert ospp("install-product", "ProPlus2021", "pc2").code == 0
+        assert ospp(f"/inpkey:{mak['key']}", "pc2").code == 0
+        assert ospp("/act", "pc2", env=remote).code == 1
+        got = samples(get(f"{base}/metrics")[2])
+        assert got[("ospp_authority_requests_total", (("result", "failed"),))] == 1
+        assert got[("ospp_authority_request_failures_total", (("code", "0xC004C003"),))] == 1
+        assert got[("ospp_authority_activations_total", labels)] == 1
         assert get(f"{base}/healthz")[0] == 200
         assert f"*****-{last5}" in get(f"{base}/")[2]
     finally:

@@ -53,13 +53,21 @@ def read_keys(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     ]
 
 
-def render_metrics(keys: list[dict[str, Any]], requests: Mapping[str, int]) -> str:
+def render_metrics(
+    keys: list[dict[str, Any]], requests: Mapping[str, int], codes: Mapping[str, int]
+) -> str:
     page = Page()
     page.family(
         "ospp_authority_requests_total",
         "counter",
         "Requests answered since the authority started, by result.",
         [({"result": r}, n) for r, n in sorted(requests.items())],
+    )
+    page.family(
+        "ospp_authority_request_failures_total",
+        "counter",
+        "Refused requests since the authority started, by licensing code.",
+        [({"code": c}, n) for c, n in sorted(codes.items())],
     )
     page.family(
         "ospp_authority_activations_total",
@@ -126,6 +134,7 @@ class Operations:
         self.notifier = Notifier(environ)
         self.once = Once(log)
         self.requests: dict[str, int] = {"ok": 0, "failed": 0}
+        self.codes: dict[str, int] = {}
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="center-status")
         self._conn: sqlite3.Connection | None = None
         self.http_server: asyncio.Server | None = None
@@ -153,8 +162,8 @@ class Operations:
         else:
             self.requests["failed"] += 1
             code = reply.get("code")
-            key = hex_code(code) if isinstance(code, int) else "failed"
-            self.requests[key] = self.requests.get(key, 0) + 1
+            key = hex_code(code) if isinstance(code, int) else "other"
+            self.codes[key] = self.codes.get(key, 0) + 1
         self.notifier.status(self._status())
 
     def _status(self) -> str:
@@ -196,6 +205,8 @@ class Operations:
         if request.path == "/healthz":
             return httpd.text(200, "ok\n")
         if request.path == "/metrics":
-            return httpd.Response(200, render_metrics(keys, self.requests).encode(), CONTENT_TYPE)
+            return httpd.Response(
+                200, render_metrics(keys, self.requests, self.codes).encode(), CONTENT_TYPE
+            )
         body = render_page(keys, self.requests, self.name)
         return httpd.Response(200, body.encode(), "text/html; charset=utf-8")
