@@ -100,6 +100,9 @@ def test_authority_tells_systemd_ready_and_stopping(ospp: Ospp, notify: NotifySo
     proc, _ = start_server(["center", "serve", "--listen", "127.0.0.1:0"], env, subprocess.PIPE)
     try:
         assert "0 requests answered" in notify.wait_for("READY", "1")["STATUS"]
+        proc.send_signal(signal.SIGHUP)  # systemctl reload: the authority keeps running
+        time.sleep(0.5)
+        assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         notify.wait_for("STOPPING", "1")

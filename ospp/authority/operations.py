@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import html
 import logging
+import signal
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -141,7 +142,13 @@ class Operations:
         self.http_address: str | None = None
 
     async def open(self) -> None:
-        asyncio.get_running_loop().set_exception_handler(loop_exception_handler(self.once))
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(loop_exception_handler(self.once))
+        # SIGHUP (systemctl reload) must not stop the authority: it has no log file to reopen.
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: log.info("SIGHUP: nothing to reopen (logs go to stderr)")
+            )
         if self.http is not None:
             self.http_server = await httpd.start(self.app, self.http)
             host, port = self.http_server.sockets[0].getsockname()[:2]
