@@ -170,14 +170,15 @@ class Operations:
             page=int(page_text) if page_text.isdigit() and 0 < len(page_text) < 8 else 1,
         )
 
-        def read() -> tuple[dict[str, Any], list[dict[str, Any]], int, list[str]]:
+        since_start = {"requests": self.metrics.requests, "failed": self.metrics.results["failed"]}
+
+        def build() -> bytes:  # reading and rendering both stay off the event loop
             summary = self.reader.summary()
             rows, total = self.reader.clients(wanted)
-            return summary, rows, total, self.reader.statuses()
+            statuses = self.reader.statuses()
+            html = statuspage.render(
+                summary, rows, total, wanted, statuses, since_start, self.listening
+            )
+            return html.encode("utf-8")
 
-        summary, rows, total, statuses = await self._in_thread(read)
-        since_start = {"requests": self.metrics.requests, "failed": self.metrics.results["failed"]}
-        body = statuspage.render(
-            summary, rows, total, wanted, statuses, since_start, self.listening
-        )
-        return httpd.Response(200, body.encode("utf-8"), "text/html; charset=utf-8")
+        return httpd.Response(200, await self._in_thread(build), "text/html; charset=utf-8")
