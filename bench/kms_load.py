@@ -3,6 +3,7 @@
     python bench/kms_load.py                       # the full table (about a minute)
     python bench/kms_load.py --requests 4000 --concurrency 64 --mode new
     python bench/kms_load.py --stored 1000000      # latency with 1,000,000 stored clients
+    python bench/kms_load.py --scrape 20           # while /, /metrics are fetched 20 times/s
 
 It starts a real ``ospp kms serve`` on 127.0.0.1 port 0 (activated host key, request log
 written to a file, durable counts, signed responses), then runs a bounded number of
@@ -171,20 +172,59 @@ def prefill(home: Path, rows: int) -> None:
     with db:
         for start in range(0, rows, batch):
             db.executemany(
-                "INSERT OR IGNORE INTO clients VALUES (?, ?, ?, 'old', ?, ?, 1)",
+                "INSERT OR IGNORE INTO clients VALUES (?, ?, ?, 'old', ?, ?, 1, 'licensed')",
                 (
                     (APP, str(uuid.UUID(int=i)), SKU, old, old)
                     for i in range(start, min(rows, start + batch))
                 ),
             )
+        db.execute("INSERT OR REPLACE INTO stats SELECT 'clients', count(*) FROM clients")
     db.close()
 
 
-def start_host(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[str], int]:
+def start_host(
+    env: dict[str, str], home: Path, http: bool = False
+) -> tuple[subprocess.Popen[str], int]:
     from ospp.core.background import start_server
 
     args = ["kms", "serve", "--listen", "127.0.0.1:0", "--log", str(home / "requests.log")]
+    if http:
+        args += ["--http", "127.0.0.1:0"]
     return start_server(args, env, subprocess.DEVNULL)
+
+
+class Scraper:
+    """Fetches the status page and /metrics, alternately, ``rate`` times a second."""
+
+    def __init__(self, base: str, rate: float) -> None:
+        import threading
+
+        self.base = base
+        self.rate = rate
+        self.times: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.work, daemon=True)
+        self.thread.start()
+
+    def work(self) -> None:
+        import urllib.request
+
+        paths = ["/", "/metrics"]
+        while not self.stop.wait(1 / self.rate):
+            t = time.perf_counter()
+            with urllib.request.urlopen(self.base + paths[len(self.times) % 2], timeout=10) as r:
+                r.read()
+            self.times.append(time.perf_counter() - t)
+
+    def finish(self) -> str:
+        self.stop.set()
+        self.thread.join(timeout=15)
+        if not self.times:
+            return "no scrapes"
+        return (
+            f"{len(self.times)} scrapes, p50 {statistics.median(self.times) * 1000:.1f} ms, "
+            f"p99 {pct(self.times, 0.99):.1f} ms"
+        )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -196,7 +236,11 @@ def table(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         env = prepare(home)
-        host, port = start_host(env, home)
+        host, port = start_host(env, home, http=args.scrape > 0)
+        scraper = None
+        if args.scrape > 0:
+            assert host.stdout is not None
+            scraper = Scraper("http://" + host.stdout.readline().split()[1], args.scrape)
         print(f"{'mode':<11}{'clients':>8}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
         try:
             for mode in args.mode:
@@ -208,6 +252,8 @@ def table(args: argparse.Namespace) -> None:
                         flush=True,
                     )
             print(f"host peak RSS: {peak_rss_mb(host.pid):.1f} MB")
+            if scraper is not None:
+                print(f"status page and /metrics meanwhile: {scraper.finish()}")
         finally:
             host.terminate()
             host.wait(timeout=30)
@@ -255,6 +301,12 @@ def main() -> None:
         type=int,
         default=0,
         help="instead: compare latency at 1,000 and this many stored clients",
+    )
+    parser.add_argument(
+        "--scrape",
+        type=float,
+        default=0,
+        help="serve --http and fetch / and /metrics this many times a second during the runs",
     )
     args = parser.parse_args()
     if args.stored:

@@ -26,6 +26,7 @@ class Host:
         self.extra = extra
         self.log = ospp.home / "kms-requests.log"
         self.proc: subprocess.Popen[str] | None = None
+        self.stderr_lines: list[str] = []
         self.port = 0
         self.start(now)
 
@@ -47,6 +48,9 @@ class Host:
         assert self.proc is not None
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=15)
+        if self.proc.stderr is not None:  # the operational log of the run that just ended
+            self.stderr_lines = self.proc.stderr.read().splitlines()
+            self.proc.stderr.close()
         self.proc = None
         return code
 

@@ -85,7 +85,10 @@ def _cases(tmp: Path) -> Iterator[tuple[str, list[str]]]:
                 yield path, args
 
 
-def test_no_hostile_value_reaches_an_internal_error(ospp: Ospp, tmp_path: Path) -> None:
+def test_no_hostile_value_reaches_an_internal_error(
+    ospp: Ospp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # commands that write a file name they are given write here
     ospp("install-product", PRODUCT)
     runner = CliRunner()
     env = {**ospp.env, "OSPP_DNS": "127.0.0.1:9"}

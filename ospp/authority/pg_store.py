@@ -291,7 +291,8 @@ class PgStore:
             rows = conn.execute(
                 "SELECT k.serial, k.product_id, k.channel, k.last5, k.activation_limit, "
                 "k.blocked, count(DISTINCT a.machine || '/' || "
-                "CASE k.channel WHEN 'kms-host' THEN '' ELSE a.hardware END), k.created_at "
+                "CASE k.channel WHEN 'kms-host' THEN '' ELSE a.hardware END), k.created_at, "
+                "coalesce(sum(a.times), 0) "
                 "FROM keys k LEFT JOIN activations a ON a.serial = k.serial "
                 "GROUP BY k.serial ORDER BY k.created_at, k.serial"
             ).fetchall()
@@ -305,6 +306,7 @@ class PgStore:
                     bool(r[5]),
                     int(str(r[6])),
                     str(r[7]),
+                    int(str(r[8])),
                 )
                 for r in rows
             ]

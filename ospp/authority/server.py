@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.authority.state import Authority
-from ospp.core.errors import E_INVALID_ARG, UsageError
+from ospp.core.errors import E_INVALID_ARG, OsppError, UsageError
 from ospp.protocol import wire
+
+if TYPE_CHECKING:
+    from ospp.authority.operations import Operations
 
 # field: (required, longest). Every value is a string of printable characters (no control or
 # format characters, no lone surrogates).
@@ -43,13 +46,26 @@ def checked(request: Mapping[str, Any], fields: Mapping[str, tuple[bool, int]]) 
     return dict(request)
 
 
-def serve(authority: Authority, host: str, port: int, ready: Callable[[str, int], None]) -> None:
-    """Serve until SIGTERM or Ctrl+C; ``ready(shown_host, port)`` runs once listening."""
-    asyncio.run(_serve(authority, host, port, ready))
+def serve(
+    authority: Authority,
+    host: wire.Listen,
+    port: int,
+    ready: Callable[[str, int], None],
+    ops: Operations | None = None,
+) -> None:
+    """Serve until SIGTERM or Ctrl+C; ``ready(shown_host, port)`` runs once listening.
+
+    ``ops`` adds sd_notify, the operational log and the HTTP status side.
+    """
+    asyncio.run(_serve(authority, host, port, ready, ops))
 
 
 async def _serve(
-    authority: Authority, host: str, port: int, ready: Callable[[str, int], None]
+    authority: Authority,
+    host: wire.Listen,
+    port: int,
+    ready: Callable[[str, int], None],
+    ops: Operations | None = None,
 ) -> None:
     # A store that takes several threads (PostgreSQL) runs requests side by side, each waiting
     # on the database in its own thread; SQLite's one connection is used by the loop alone.
@@ -60,7 +76,7 @@ async def _serve(
     async def run(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return fn() if pool is None else await loop.run_in_executor(pool, fn)
 
-    async def handle(request: dict[str, Any]) -> wire.Reply:
+    async def answer(request: dict[str, Any]) -> wire.Reply:
         op = request.get("op")
         if op == "activate":
             fields = checked(request, ACTIVATE_FIELDS)
@@ -68,16 +84,33 @@ async def _serve(
             return {"v": wire.VERSION, "ok": True, **licence}
         if op == "confirm":
             iid = checked(request, CONFIRM_FIELDS)["iid"]
-            answer = await run(lambda: {"cid": authority.confirm(iid)})
-            return {"v": wire.VERSION, "ok": True, **answer}
+            cid = await run(lambda: {"cid": authority.confirm(iid)})
+            return {"v": wire.VERSION, "ok": True, **cid}
         return wire.error_response(E_INVALID_ARG, f"unknown op {wire.shown(op)}")
+
+    async def handle(request: dict[str, Any]) -> wire.Reply:
+        if ops is None:
+            return await answer(request)
+        try:
+            reply = await answer(request)
+        except OsppError as exc:
+            ops.answered({"ok": False, "code": exc.code})
+            raise
+        ops.answered(reply if isinstance(reply, dict) else {"ok": True})
+        return reply
 
     def listening(server: asyncio.Server) -> None:
         shown, bound = wire.bound_address(server)
+        if ops is not None:
+            ops.ready(shown, bound)
         ready(shown, bound)
 
+    if ops is not None:
+        await ops.open()
     try:
         await wire.serve_until_stopped(handle, host, port, listening)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+    if ops is not None:
+        await ops.close()

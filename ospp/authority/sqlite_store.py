@@ -45,7 +45,8 @@ _SCHEMA = [
 KEY_RECORDS_SQL = (
     "SELECT k.serial, k.product_id, k.channel, k.last5, k.activation_limit, "
     "k.blocked, count(DISTINCT a.machine || '/' || "
-    "CASE k.channel WHEN 'kms-host' THEN '' ELSE a.hardware END), k.created_at "
+    "CASE k.channel WHEN 'kms-host' THEN '' ELSE a.hardware END), k.created_at, "
+    "coalesce(sum(a.times), 0) "
     "FROM keys k LEFT JOIN activations a ON a.serial = k.serial "
     "GROUP BY k.serial ORDER BY k.created_at, k.serial"
 )
@@ -169,7 +170,7 @@ class SqliteStore:
     def key_records(self) -> list[KeyRecord]:
         with self.db.read() as conn:
             rows = conn.execute(KEY_RECORDS_SQL).fetchall()
-        return [KeyRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
+        return [KeyRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8]) for r in rows]
 
     def block(self, serial: int) -> None:
         with self.db.write() as conn:

@@ -34,6 +34,7 @@ class KeyRecord:
     blocked: bool
     used: int  # MAK: machines activated; KMS host: hosts activated
     created_at: str
+    activations: int = 0  # every activation granted, reactivations included
 
     @property
     def remaining(self) -> int:

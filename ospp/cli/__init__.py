@@ -84,8 +84,15 @@ class LazySlashGroup(SlashGroup):
     context_settings={"token_normalize_func": str.lower, "help_option_names": ["--help", "-h"]},
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Print nothing when a command succeeds (the exit status says so; failures and --json "
+    "output are still printed); servers log only warnings and errors.",
+)
 @click.version_option(__version__, prog_name="ospp")
-def cli(as_json: bool) -> None:
+def cli(as_json: bool, quiet: bool) -> None:
     pass
 
 

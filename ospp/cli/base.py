@@ -70,9 +70,17 @@ def _print_json(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=False))
 
 
+def quiet() -> bool:
+    """``ospp --quiet``: print nothing on success (text output only)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and bool(ctx.find_root().params.get("quiet"))
+
+
 def emit(result: Result, as_json: bool, command: str) -> int:
     problem = result.error or result.failed
     status = problem.exit_status if problem else ExitStatus.OK
+    if problem is None and not as_json and quiet():
+        return int(status)
     if as_json:
         payload: dict[str, Any] = {"ok": problem is None, "command": command}
         payload.update(result.data)

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ospp.cli import serving
 from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
+from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
@@ -210,28 +212,43 @@ def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
 @center.command("serve")
 @click.option(
     "--listen",
-    default="127.0.0.1:1689",
+    multiple=True,
+    default=("127.0.0.1:1689",),
     show_default=True,
     metavar="HOST:PORT",
-    help="Address to listen on; port 0 picks a free port (printed).",
+    help="Address to listen on; :PORT for every IPv4 and IPv6 address; port 0 picks a free "
+    "port (printed). Repeatable (one port for all).",
 )
+@HTTP_OPTION
+@LOG_LEVEL_OPTION
+@LOG_FORMAT_OPTION
 @reports_text
-def serve(listen: str) -> Result:
-    """Serve online activation and the phone centre over the ospp protocol."""
+def serve(listen: tuple[str, ...], http: str | None, log_level: str, log_format: str) -> Result:
+    """Serve online activation and the phone centre over the ospp protocol; prints 'LISTENING
+    PORT' when ready (and 'HTTP HOST:PORT' after it with --http). Speaks sd_notify."""
+    from ospp.authority.backend import open_store
+    from ospp.authority.operations import Operations
     from ospp.authority.server import serve as serve_authority
-    from ospp.core.endpoint import parse_host
+    from ospp.core import logs
+    from ospp.core.endpoint import listen_set, parse_host, parse_listen
 
-    endpoint = parse_host(listen, 1689, "--listen", listen=True)
+    hosts, port = listen_set([parse_listen(text, 1689) for text in listen])
+    http_at = parse_host(http, 8080, "--http", listen=True) if http else None
+    logs.setup(serving.log_level(log_level), log_format)
     authority = _open()
+    home = center_home()
+    ops = Operations(
+        lambda: open_store(home, os.environ),
+        f"{authority.public.name} ({authority.public.fingerprint})",
+        http_at,
+    )
 
     def ready(shown: str, bound: int) -> None:
-        click.echo(
-            f"ospp authority {authority.public.fingerprint} listening on {shown}:{bound}",
-            err=True,
-        )
         click.echo(f"LISTENING {bound}")
+        if ops.http_address:
+            click.echo(f"HTTP {ops.http_address}")
 
-    serve_authority(authority, endpoint.host, endpoint.port, ready)
+    serve_authority(authority, hosts, port, ready, ops)
     return Result([], banners=False)
 
 

@@ -18,8 +18,9 @@ from ospp.cli.base import SlashCommand, slash_form
 from ospp.cli.slmgr_group import SlmgrGroup
 
 MAN_DATE = "2026-11-28"  # bump with each release
-COMPLETION_FILES = {"bash": "ospp.bash", "zsh": "_ospp", "fish": "ospp.fish"}
-SLMGR_COMPLETION_FILES = {"bash": "slmgr.bash", "zsh": "_slmgr", "fish": "slmgr.fish"}
+# Named as each shell looks them up, so the wheel installs them unchanged under share/.
+COMPLETION_FILES = {"bash": "bash/ospp", "zsh": "zsh/_ospp", "fish": "fish/ospp.fish"}
+SLMGR_COMPLETION_FILES = {"bash": "bash/slmgr", "zsh": "zsh/_slmgr", "fish": "fish/slmgr.fish"}
 
 
 def _roff(text: str) -> str:
@@ -300,8 +301,8 @@ def write_all(root: Path) -> None:
 
     (root / "man").mkdir(exist_ok=True)
     (root / "man" / "ospp.1").write_text(manpage(cli), encoding="utf-8")
-    (root / "completions").mkdir(exist_ok=True)
     for shell, name in COMPLETION_FILES.items():
+        (root / "completions" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "completions" / name).write_text(completion(cli, shell), encoding="utf-8")
     from ospp.cli.slmgr import COMMANDS as SLMGR
 

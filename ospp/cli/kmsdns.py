@@ -47,8 +47,8 @@ def dns_group() -> None:
 @click.option("--interval-hours", type=float, help="Re-publish interval (default 24).")
 @click.option(
     "--tsig-keyfile",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="BIND key file (tsig-keygen output) that signs the updates.",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="BIND key file (tsig-keygen output) that signs the updates; '-' reads standard input.",
 )
 @JSON_OPTION
 @reports

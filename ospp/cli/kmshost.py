@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
+from ospp.cli import serving
+from ospp.cli.base import JSON_OPTION, Group, Result, json_wanted, quiet, reports, reports_text, run
 from ospp.cli.kmsdns import dns_group
+from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, hex_code
 
 if TYPE_CHECKING:
@@ -167,26 +170,98 @@ def status() -> Result:
     show_default=True,
     help="Show at most this many clients, most recent first; 0 shows them all.",
 )
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (with a header line) instead.")
+@JSON_OPTION
+@click.pass_context
+def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None:
+    """Which client machines asked this host, most recent first (printed as they are read,
+    so --limit 0 lists a million clients in constant memory)."""
+    from ospp.cli import stream
+    from ospp.core.db import close_all
+    from ospp.kmshost.report import Reader
+
+    wanted_json = json_wanted(ctx, as_json)
+    try:
+        host = _host()
+        reader = Reader(host.db.path, host.clock)
+        rows = stream.started(reader.iter_clients(limit))
+    except Exception as exc:  # reported like any command's failure (run exits)
+        failure = exc
+
+        def fail() -> Result:
+            raise failure
+
+        run("kms clients", wanted_json and not as_csv, fail)
+        return
+    try:
+        _print_clients(rows, as_csv, wanted_json)
+    finally:
+        reader.close()
+        close_all()
+
+
+def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bool) -> None:
+    from ospp.cli import stream
+
+    if as_csv:
+        columns = ("last_seen", "cmid", "workstation", "sku_id", "app_id", "first_seen")
+        stream.csv_rows((*columns, "requests"), rows)
+    elif wanted_json:
+        stream.json_list("kms clients", "clients", rows)
+    elif not quiet():
+        stream.text_lines(
+            rows,
+            lambda r: (
+                f"{r['last_seen']}  {r['cmid']}  "
+                f"{stream.printable(r['workstation']) or '-':<16} {r['requests']:>5} request(s)"
+            ),
+            "<No clients>",
+        )
+
+
+@kms_group.command("ping")
+@click.argument("address", metavar="HOST[:PORT]")
 @JSON_OPTION
 @reports
-def clients(limit: int) -> Result:
-    """Which client machines asked this host, most recent first."""
-    rows = _host().clients(limit or None)
-    lines = [
-        f"{r['last_seen']}  {r['cmid']}  {r['workstation'] or '-':<16} "
-        f"{r['requests']:>5} request(s)"
-        for r in rows
-    ] or ["<No clients>"]
-    return Result(lines, {"clients": rows}, banners=False)
+def ping(address: str) -> Result:
+    """One signed round trip to a KMS host (for health checks): exit 0 if a working, activated
+    host answered, 4 otherwise."""
+    from ospp.core.endpoint import parse_host
+    from ospp.machine.kmsping import ping as ping_host
+
+    pong = ping_host(parse_host(address, 1688, "HOST[:PORT]"), os.environ)
+    trust = (
+        f"certified for {pong.product} by a trusted authority"
+        if pong.trusted
+        else "signature checked against the host key its certificate names (no trusted "
+        "authority installed)"
+    )
+    return Result(
+        [
+            f"KMS host at {pong.endpoint} answered in {pong.seconds * 1000:.1f} ms",
+            f"    KMS host ePID: {pong.epid}",
+            f"    {trust}",
+        ],
+        {
+            "host": str(pong.endpoint),
+            "epid": pong.epid,
+            "product": pong.product,
+            "trusted": pong.trusted,
+            "ms": round(pong.seconds * 1000, 3),
+        },
+        banners=False,
+    )
 
 
 @kms_group.command("serve")
 @click.option(
     "--listen",
-    default="0.0.0.0:1688",
+    multiple=True,
+    default=("0.0.0.0:1688",),
     show_default=True,
     metavar="HOST:PORT",
-    help="Address to listen on: IPv4, [IPv6] or a name; port 0 picks a free port.",
+    help="Address to listen on: IPv4, [IPv6] or a name; :PORT for every IPv4 and IPv6 address; "
+    "port 0 picks a free port. Repeatable (one port for all).",
 )
 @click.option(
     "--idle-timeout",
@@ -202,7 +277,7 @@ def clients(limit: int) -> Result:
     default="-",
     show_default=True,
     metavar="PATH|-|none",
-    help="Where the one-line JSON log of each request goes (- is stderr).",
+    help="Where the one-line JSON log of each request goes (- is stderr). SIGHUP reopens it.",
 )
 @click.option(
     "--max-connections",
@@ -212,35 +287,52 @@ def clients(limit: int) -> Result:
     help="Most connections open at once; a new client closes the longest-idle one "
     "[default: the open-file limit less 96, at most 10000].",
 )
+@HTTP_OPTION
+@LOG_LEVEL_OPTION
+@LOG_FORMAT_OPTION
 @reports_text
-def serve(listen: str, idle_timeout: float, log_to: str, max_connections: int | None) -> Result:
-    """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready."""
-    from ospp.core.endpoint import parse_host
+def serve(
+    listen: tuple[str, ...],
+    idle_timeout: float,
+    log_to: str,
+    max_connections: int | None,
+    http: str | None,
+    log_level: str,
+    log_format: str,
+) -> Result:
+    """Serve KMS clients until SIGTERM or Ctrl+C; prints 'LISTENING PORT' when ready (and
+    'HTTP HOST:PORT' after it with --http). Speaks sd_notify under systemd."""
+    from ospp.core import logs
+    from ospp.core.endpoint import listen_set, parse_host, parse_listen
     from ospp.kmshost import server
+    from ospp.kmshost.operations import Operations
 
-    endpoint = parse_host(listen, 1688, "--listen", listen=True)
+    hosts, port = listen_set([parse_listen(text, 1688) for text in listen])
+    http_at = parse_host(http, 8080, "--http", listen=True) if http else None
+    logs.setup(serving.log_level(log_level), log_format)
     log = server.open_log(log_to)
     host = _host()
+    ops = Operations(host, http_at)
 
     def ready(shown: str, bound: int, state: ServingState) -> None:
-        activated = "activated" if state.certificate else "NOT ACTIVATED (clients get 0xC004F041)"
-        click.echo(f"ospp KMS host listening on {shown}:{bound}, key {activated}", err=True)
         click.echo(f"LISTENING {bound}")
+        if ops.http_address:
+            click.echo(f"HTTP {ops.http_address}")
 
     def event(record: dict[str, Any]) -> None:
-        click.echo(json.dumps(record), err=True)
+        logging.getLogger("ospp.kms.dns").debug("dns publish", extra={"fields": record})
 
     server.serve(
         host,
-        endpoint.host,
-        endpoint.port,
+        hosts,
+        port,
         idle_timeout=idle_timeout,
         log=log,
         ready=ready,
         events=event,
         max_connections=max_connections,
+        ops=ops,
     )
-    click.echo("ospp KMS host stopped", err=True)
     return Result([], banners=False)
 
 

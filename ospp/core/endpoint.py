@@ -70,3 +70,26 @@ def parse_host(
     else:
         port = default_port
     return Endpoint(host, port)
+
+
+def parse_listen(text: str, default_port: int, what: str = "--listen") -> Endpoint:
+    """An address to listen on: as :func:`parse_host` (port 0 allowed), or ``:PORT`` / ``*:PORT``
+    for every address of both families (dual stack); the host is then ""."""
+    value = text.strip()
+    for prefix in (":", "*:"):
+        if value.startswith(prefix) and value[len(prefix) :].isdigit():
+            return Endpoint("", parse_port(value[len(prefix) :], f"port of {what}", True))
+    if value == "*":
+        return Endpoint("", default_port)
+    return parse_host(value, default_port, what, listen=True)
+
+
+def listen_set(endpoints: list[Endpoint], what: str = "--listen") -> tuple[list[str], int]:
+    """The hosts and the one port of several listen addresses (they must share the port)."""
+    ports = {e.port for e in endpoints}
+    if len(ports) != 1:
+        raise UsageError(
+            f"the {what} addresses use different ports ({', '.join(map(str, sorted(ports)))})",
+            "Give every address the same port; run a second server for a second port.",
+        )
+    return [e.host for e in endpoints], ports.pop()

@@ -14,15 +14,21 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ospp.core.clock import iso
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_ARG, OsppError, StoreError, hex_code
 from ospp.dns.publish import Publishing, publish
+from ospp.kmshost.ping import ping_reply
 from ospp.kmshost.state import KmsHost, Request, ServingState, parse_item
 from ospp.protocol import wire
 
+if TYPE_CHECKING:
+    from ospp.kmshost.operations import Operations
+
 GROUP_COMMIT_WINDOW = 0.002  # seconds; the price in latency of fewer, larger transactions
+PUBLISH_RETRY_FIRST = 60.0  # seconds before the first retry of a failed DNS publish
+PUBLISH_RETRY_MAX = 3600.0  # retries back off exponentially up to this (or the interval)
 
 Ready = Callable[[str, int, ServingState], None]
 EventSink = Callable[[dict[str, Any]], None]
@@ -97,6 +103,23 @@ class RequestLog:
             self.stream.flush()
             self.lines.clear()
 
+    def reopen(self) -> None:
+        """Write out, then reopen the log file by name (after logrotate moved it away).
+
+        The standard streams are left alone. If the file cannot be opened again the old
+        stream is kept and OSError is raised for the caller to log.
+        """
+        self.write_out()
+        stream = self.stream
+        if stream is None or stream in (sys.stderr, sys.stdout):
+            return
+        name = getattr(stream, "name", None)
+        if not isinstance(name, str):
+            return
+        fresh = Path(name).open("a", encoding="utf-8")  # noqa: SIM115 (kept open, like open_log)
+        self.stream = fresh
+        stream.close()
+
 
 def _short(value: object) -> str | None:
     return value[:64] if isinstance(value, str) else None
@@ -118,15 +141,34 @@ def open_log(target: str) -> TextIO | None:
         ) from exc
 
 
+def publish_retry_delay(failures: int, interval: float) -> float:
+    """Seconds until the next publish after ``failures`` failures in a row (0: all is well)."""
+    if failures == 0:
+        return interval
+    return min(PUBLISH_RETRY_FIRST * 2.0 ** (failures - 1), PUBLISH_RETRY_MAX, interval)
+
+
 async def _publish_forever(host: KmsHost, pub: Publishing, port: int, events: EventSink) -> None:
-    """Publish at start and every interval; a failure is logged and the host keeps serving."""
+    """Publish at start and every interval; after a failure retry sooner, backing off.
+
+    The outcome is recorded in the store (``kms status``, the status page) and logged once per
+    condition: the first failure of a kind, then the recovery.
+    """
+    import logging
+
+    from ospp.core.logs import Once
+
+    once = Once(logging.getLogger("ospp.kms.dns"))
     loop = asyncio.get_running_loop()
+    failures = 0
     while True:
         event: dict[str, Any]
         try:
             done = await loop.run_in_executor(None, publish, pub, port)
             outcome = "; ".join(done)
             event = {"event": "dns-publish", "ok": True, "result": outcome}
+            failures = 0
+            once.ok("publish", "DNS publishing works again", result=outcome)
         except OsppError as exc:
             outcome = f"failed: {hex_code(exc.code)} {exc.message}"
             event = {
@@ -135,14 +177,19 @@ async def _publish_forever(host: KmsHost, pub: Publishing, port: int, events: Ev
                 "code": hex_code(exc.code),
                 "error": exc.message,
             }
+            failures += 1
+            once.fail("publish", f"DNS publishing failed: {hex_code(exc.code)} {exc.message}")
+        delay = publish_retry_delay(failures, pub.interval_hours * 3600)
+        if failures:
+            event["retry_in_s"] = delay
         host.record_publish(outcome)
         events({"ts": iso(host.clock.now()), **event})
-        await asyncio.sleep(pub.interval_hours * 3600)
+        await asyncio.sleep(delay)
 
 
 def serve(
     host: KmsHost,
-    listen_host: str,
+    listen_host: wire.Listen,
     port: int,
     *,
     idle_timeout: float,
@@ -150,26 +197,31 @@ def serve(
     ready: Ready,
     events: EventSink,
     max_connections: int | None = None,
+    ops: Operations | None = None,
 ) -> None:
     """Serve KMS clients until SIGTERM or Ctrl+C.
 
     ``ready(shown_host, port, state)`` runs once listening; ``events`` receives operational
     events (DNS publishing) as dicts. At ``max_connections`` open connections (by default
     what RLIMIT_NOFILE allows, see wire.default_max_connections) a new client closes the
-    longest-idle one.
+    longest-idle one. ``ops`` adds what a service needs (sd_notify, SIGHUP, metrics, the
+    status page): see :mod:`ospp.kmshost.operations`.
     """
-    asyncio.run(_serve(host, listen_host, port, idle_timeout, log, ready, events, max_connections))
+    asyncio.run(
+        _serve(host, listen_host, port, idle_timeout, log, ready, events, max_connections, ops)
+    )
 
 
 async def _serve(
     host: KmsHost,
-    listen_host: str,
+    listen_host: wire.Listen,
     port: int,
     idle_timeout: float,
     log_stream: TextIO | None,
     ready: Ready,
     events: EventSink,
     max_connections: int | None,
+    ops: Operations | None = None,
 ) -> None:
     state = host.serving_state()
     checkpointer = host.start_checkpointer()
@@ -180,6 +232,9 @@ async def _serve(
     gauge = wire.Gauge(max_connections)
     batch = _BatchTimer()
     tasks: list[asyncio.Task[None]] = []
+    if ops is not None:
+        await ops.open()
+        ops.reload.append(log.reopen)
 
     def flush() -> None:
         batch.reset()
@@ -192,6 +247,8 @@ async def _serve(
             # this catches only a bug, which then fails the batch rather than the server.
             answers = host.process(state, [item[1] for item in items])
         except Exception as exc:
+            if ops is not None:
+                ops.store_failed(len(items), exc)
             for _, _, fut, _ in items:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -203,13 +260,13 @@ async def _serve(
                 fut.set_result(answer)
             log.add(now, message, answer, done - started)
         log.schedule(loop)
+        if ops is not None:
+            ops.observe(answers, [done - item[3] for item in items])
 
     def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
         fut: asyncio.Future[wire.Reply] = loop.create_future()
-        if message.get("op") == "kms-ping":  # for 'ospp dnsdiag': is a KMS host listening?
-            fut.set_result(
-                {"v": 1, "ok": True, "epid": state.epid, "activated": state.certificate is not None}
-            )
+        if message.get("op") == "kms-ping":  # 'ospp dnsdiag', 'ospp kms ping': is a host there?
+            fut.set_result(ping_reply(host, state, message))
             return fut
         if message.get("op") != "kms-activate":
             unknown = f"unknown op {wire.shown(message.get('op'))}"
@@ -228,6 +285,8 @@ async def _serve(
     def listening(server: asyncio.Server) -> None:
         shown, bound = wire.bound_address(server)
         host.record_port(bound)
+        if ops is not None:
+            ops.ready(shown, bound, state.certificate is not None, wire.bound_addresses(server))
         ready(shown, bound, state)
         pub = host.publishing()
         if pub.enabled:
@@ -240,3 +299,5 @@ async def _serve(
     if pending:
         flush()
     log.write_out()
+    if ops is not None:
+        await ops.close()

@@ -38,6 +38,7 @@ from ospp.core.errors import (
     E_UNEXPECTED,
     LicensingError,
     OsppError,
+    hex_code,
 )
 from ospp.core.paths import kms_home
 from ospp.kmshost.identity import HostIdentity
@@ -69,6 +70,15 @@ _SCHEMA = [
     ) WITHOUT ROWID;
     CREATE INDEX clients_recent ON clients (app, last_seen);
     CREATE TABLE stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+    # The licence status each client last reported (for the status page's filter).
+    """
+    ALTER TABLE clients ADD COLUMN status TEXT NOT NULL DEFAULT '';
+    """,
+    # How many clients are stored, kept as a statistic: counting a million rows takes longer
+    # than everything else 'kms status' does.
+    """
+    INSERT OR REPLACE INTO stats SELECT 'clients', count(*) FROM clients;
     """,
 ]
 
@@ -301,6 +311,7 @@ class KmsHost(HostIdentity):
         """Count the requests of one batch in one transaction."""
         now_s = int(now.timestamp())
         since = now_s - int(WINDOW.total_seconds())
+        day = f"day.{now.date().isoformat()}"  # answered requests per UTC day, for the chart
         counted: list[tuple[Request, int] | OsppError] = []
         with self.db.write() as conn:
             stats: dict[str, int] = {}
@@ -308,6 +319,8 @@ class KmsHost(HostIdentity):
                 if isinstance(req, OsppError):  # refused when it arrived
                     counted.append(req)
                     stats["failed"] = stats.get("failed", 0) + 1
+                    code = f"failed.{hex_code(req.code)}"
+                    stats[code] = stats.get(code, 0) + 1
                     continue
                 try:
                     if state.certificate is None or state.product is None:
@@ -324,20 +337,33 @@ class KmsHost(HostIdentity):
                             f"client time {iso(req.client_time)} and host time {iso(now)} are "
                             "more than 4 hours apart",
                         )
-                    conn.execute(
-                        "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, 1) "
+                    (seen,) = conn.execute(
+                        "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, 1, ?) "
                         "ON CONFLICT (app, cmid) DO UPDATE SET last_seen=excluded.last_seen, "
                         "sku_id=excluded.sku_id, workstation=excluded.workstation, "
-                        "requests=requests+1",
-                        (req.app, req.cmid, req.sku_id, req.workstation, now_s, now_s),
-                    )
+                        "requests=requests+1, status=excluded.status RETURNING requests",
+                        (
+                            req.app,
+                            req.cmid,
+                            req.sku_id,
+                            req.workstation,
+                            now_s,
+                            now_s,
+                            req.status.lower(),
+                        ),
+                    ).fetchone()
+                    if seen == 1:  # a new client
+                        stats["clients"] = stats.get("clients", 0) + 1
                     count = self._count(conn, req.app, now_s, since)
                     counted.append((req, count))
                     name = f"requests.{req.status.lower()}"
                     stats[name] = stats.get(name, 0) + 1
+                    stats[day] = stats.get(day, 0) + 1
                 except OsppError as exc:
                     counted.append(exc)
                     stats["failed"] = stats.get("failed", 0) + 1
+                    code = f"failed.{hex_code(exc.code)}"
+                    stats[code] = stats.get(code, 0) + 1
             stats["total"] = len(items)
             conn.executemany(
                 "INSERT INTO stats VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
@@ -409,14 +435,8 @@ class KmsHost(HostIdentity):
         with self.db.read() as conn:
             meta = self.meta(conn)
             stats = dict(conn.execute("SELECT name, value FROM stats").fetchall())
-            groups = {
-                app: count
-                for app, count in conn.execute(
-                    "SELECT app, min(count(*), ?) FROM clients WHERE last_seen>=? GROUP BY app",
-                    (CAP, since),
-                )
-            }
-            stored = conn.execute("SELECT count(*) FROM clients").fetchone()[0]
+            groups = current_counts(conn, since)
+            stored = stats.get("clients", 0)
         key_last5 = meta.get("key", "")[-5:] or None
         cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
         legacy = is_legacy_phone(cert)
@@ -468,6 +488,22 @@ class KmsHost(HostIdentity):
             }
             for r in rows
         ]
+
+
+def current_counts(conn: sqlite3.Connection, since: int) -> dict[str, int]:
+    """Per application group with clients seen since ``since``: how many, at most CAP.
+
+    One short index range per group of the catalog (never a scan of every stored client).
+    """
+    groups = {}
+    for app in sorted({p.application_id for p in catalog().products}):
+        (count,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM clients WHERE app=? AND last_seen>=? LIMIT ?)",
+            (app, since, CAP),
+        ).fetchone()
+        if count:
+            groups[app] = count
+    return groups
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import sys
+import logging
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -52,7 +52,8 @@ def default_max_connections() -> int:
 
 
 class Notes:
-    """Operational log lines on stderr: one per condition per NOTE_INTERVAL, never a flood."""
+    """Operational log lines (the ``ospp.net`` logger, which the servers send to stderr as
+    text or JSON lines): one per condition per NOTE_INTERVAL, never a flood."""
 
     def __init__(self) -> None:
         self.last: dict[str, float] = {}
@@ -66,7 +67,7 @@ class Notes:
         skipped = self.skipped.pop(key, 0)
         self.last[key] = now
         more = f" ({skipped} more times since the last report)" if skipped else ""
-        print(f"ospp: {text}{more}", file=sys.stderr, flush=True)
+        logging.getLogger("ospp.net").warning(f"{text}{more}")
 
 
 class Gauge:

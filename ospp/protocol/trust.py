@@ -100,8 +100,12 @@ def require_anchors(found: AnchorSet) -> AnchorSet:
     return found
 
 
-def add_anchor(home: Path, source: Path) -> PublicBundle:
-    """Install the authority public key file ``source`` as a trust anchor of ``home``."""
+def add_anchor(home: Path, source: Path, text: str | None = None) -> PublicBundle:
+    """Install the authority public key file ``source`` as a trust anchor of ``home``.
+
+    ``text``, when given, is the file's content (read from standard input, say); ``source``
+    then only names it in messages.
+    """
     from ospp.protocol.crypto import PublicBundle
 
     text = read_user_file(source, "authority public key file")

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ospp.core.endpoint import Endpoint
@@ -294,35 +295,73 @@ class _FrameProtocol(asyncio.Protocol):
         self._pump_safely()
 
 
+Listen = str | Sequence[str]  # one host, several (one port for all), or "" for every address
+
+
+def _hosts(host: Listen) -> str | list[str] | None:
+    """What asyncio takes: a host, a list of hosts, or None for all addresses (IPv4 and IPv6)."""
+    if isinstance(host, str):
+        return host or None
+    hosts = list(host)
+    if "" in hosts or not hosts:
+        return None
+    return hosts[0] if len(hosts) == 1 else hosts
+
+
+def _free_port(hosts: list[str] | None) -> int:
+    """A port free on the first address, for several sockets that must share one port."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        hosts[0] if hosts else None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.bind(address)
+        port: int = probe.getsockname()[1]
+        return port
+
+
 async def start(
     handler: Handler,
-    host: str,
+    host: Listen,
     port: int,
     idle_timeout: float = IDLE_TIMEOUT,
     gauge: Gauge | None = None,
 ) -> asyncio.Server:
     """Listen on host:port (port 0 picks a free one); IPv6 literals work, [::1] included.
 
-    A host or address family this machine lacks (IPv6 on an IPv4-only machine) raises
-    NetworkError instead of crashing.
+    ``host`` may be several addresses, or "" for every address of both families (dual
+    stack); they all share one port, port 0 included. A host or address family this machine
+    lacks (IPv6 on an IPv4-only machine) raises NetworkError instead of crashing.
     """
     loop = asyncio.get_running_loop()
     counter = gauge or Gauge()
     quiet_accept_errors(loop, counter)
-    try:
-        server = await loop.create_server(
-            lambda: _FrameProtocol(handler, idle_timeout, counter),
-            host,
-            port,
-            backlog=ACCEPT_BURST,
-            reuse_address=True,
-        )
-    except OSError as exc:
-        raise NetworkError(
-            E_NO_CONNECTION,
-            f"cannot listen on {Endpoint(host, port)}: {exc.strerror or exc}",
-            "Check that the address exists on this machine (IPv6 may be off) and the port is free.",
-        ) from exc
+    hosts = _hosts(host)
+    shared = port == 0 and not isinstance(hosts, str)
+    for attempt in range(5):
+        try:
+            chosen = _free_port(hosts) if shared and not isinstance(hosts, str) else port
+            server = await loop.create_server(
+                lambda: _FrameProtocol(handler, idle_timeout, counter),
+                hosts,
+                chosen,
+                backlog=ACCEPT_BURST,
+                reuse_address=True,
+            )
+            break
+        except OSError as exc:
+            if shared and attempt < 4 and exc.errno == errno.EADDRINUSE:
+                continue  # another process took the probed port meanwhile
+            where = ", ".join(
+                str(Endpoint(h or "*", port)) for h in ([host] if isinstance(host, str) else host)
+            )
+            raise NetworkError(
+                E_NO_CONNECTION,
+                f"cannot listen on {where}: {exc.strerror or exc}",
+                "Check that the address exists on this machine (IPv6 may be off) and the port "
+                "is free.",
+            ) from exc
+    else:
+        raise AssertionError("unreachable")
     # asyncio accepts as many connections per wake-up as its backlog argument: keep that small
     # (the cap's overshoot), and give the kernel's queue of waiting connections its full size.
     for sock in server.sockets:
@@ -333,7 +372,7 @@ async def start(
 
 async def serve_until_stopped(
     handler: Handler,
-    host: str,
+    host: Listen,
     port: int,
     ready: Callable[[asyncio.Server], None],
     idle_timeout: float = IDLE_TIMEOUT,
@@ -362,3 +401,12 @@ def bound_address(server: asyncio.Server) -> tuple[str, int]:
     """What a server listens on, shown as admins write it ([v6]:port or v4:port)."""
     host, port = server.sockets[0].getsockname()[:2]
     return (f"[{host}]" if ":" in host else host), port
+
+
+def bound_addresses(server: asyncio.Server) -> list[str]:
+    """Every address a server listens on, as admins write them."""
+    out = []
+    for sock in server.sockets:
+        host, port = sock.getsockname()[:2]
+        out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return out

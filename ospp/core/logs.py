@@ -1,0 +1,123 @@
+"""The servers' operational log: the ``logging`` module, one line per event.
+
+``setup`` configures the ``ospp`` logger: a human format on a terminal, JSON lines otherwise
+(journald, a file, a pipe) or when asked. Extra fields go in ``extra={"fields": {...}}``.
+Tracebacks never reach the log: an exception is shown as its type and message. :class:`Once`
+logs a recurring condition (an accept error, a failing DNS publish) when it starts and when it
+ends, not on every repetition. (The per-request log is a separate stream: ``--log``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+LOGGER = "ospp"
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("auto", "human", "json")
+
+
+def _summary(record: logging.LogRecord) -> str | None:
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    return dict(fields) if isinstance(fields, dict) else {}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (UTC), level, logger, msg, then the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line: dict[str, Any] = {
+            "ts": f"{ts}.{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        line.update(_fields(record))
+        error = _summary(record)
+        if error:
+            line["error"] = error
+        return json.dumps(line, default=str)
+
+
+class HumanFormatter(logging.Formatter):
+    """``HH:MM:SS LEVEL message key=value ...`` for a person at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [
+            time.strftime("%H:%M:%S", time.localtime(record.created)),
+            f"{record.levelname:<7}",
+            record.getMessage(),
+        ]
+        parts += [f"{k}={v}" for k, v in _fields(record).items()]
+        error = _summary(record)
+        if error:
+            parts.append(f"({error})")
+        return " ".join(parts)
+
+
+def setup(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> logging.Logger:
+    """Send the ``ospp`` logger's records to ``stream`` (stderr) at ``level`` and above."""
+    out = stream or sys.stderr
+    human = fmt == "human" or (fmt == "auto" and out.isatty())
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(HumanFormatter() if human else JsonFormatter())
+    logger = logging.getLogger(LOGGER)
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    return logger
+
+
+class Once:
+    """Log each condition once while it lasts: ``fail(key, ...)`` then ``ok(key, ...)``."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.active: dict[str, str] = {}
+
+    def fail(self, key: str, message: str, **fields: Any) -> bool:
+        """Log ``message`` as a warning unless the same condition is already reported."""
+        if self.active.get(key) == message:
+            return False
+        self.active[key] = message
+        self.logger.warning(message, extra={"fields": fields})
+        return True
+
+    def ok(self, key: str, message: str, **fields: Any) -> None:
+        """The condition ended: say so once (nothing if it was never reported)."""
+        if self.active.pop(key, None) is not None:
+            self.logger.info(message, extra={"fields": fields})
+
+
+def loop_exception_handler(
+    once: Once,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """An asyncio exception handler that logs each kind of error once, without a traceback.
+
+    It catches what asyncio reports outside any request: accept() failing when the process runs
+    out of file descriptors, a callback that raised.
+    """
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        message = str(context.get("message", "unexpected error in the event loop"))
+        detail = f"{message}: {type(exc).__name__}: {exc}" if exc is not None else message
+        key = f"loop:{message}:{type(exc).__name__}:{getattr(exc, 'errno', '')}"
+        once.fail(key, detail)
+
+    return handle

@@ -1,0 +1,34 @@
+"""The host's answer to ``kms-ping``: is a KMS host listening, and is its key activated?
+
+A ping without a nonce gets the plain answer ``ospp dnsdiag`` uses. A ping with a nonce (what
+``ospp kms ping`` sends) gets an answer signed by the host key, with the host's certificate, so
+the caller knows it reached a real, working host and not something that answers on its port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ospp.core.canonical import canonical
+from ospp.core.clock import iso
+from ospp.kmshost.state import KmsHost, ServingState
+
+
+def ping_reply(host: KmsHost, state: ServingState, message: Mapping[str, Any]) -> dict[str, Any]:
+    activated = state.certificate is not None
+    reply: dict[str, Any] = {"v": 1, "ok": True, "epid": state.epid, "activated": activated}
+    nonce = message.get("nonce")
+    if not activated or not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
+        return reply
+    from ospp.protocol.crypto import b64
+
+    body = {
+        "op": "kms-ping",
+        "nonce": nonce,
+        "epid": state.epid,
+        "activated": True,
+        "host_time": iso(host.clock.now()),
+    }
+    signature = b64(host.signer().sign(canonical(body)))
+    return {"v": 1, "ok": True, **body, "signature": signature, "certificate": state.certificate}

@@ -1,0 +1,190 @@
+"""Read-only views of a KMS host's store for its status page and ``/metrics``.
+
+A :class:`Reader` has its own SQLite connection, opened read-only, so the serving connection
+never waits for a page; the HTTP side calls it from a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ospp.core.catalog import Channel, catalog
+from ospp.core.clock import Clock, iso
+from ospp.kmshost.state import current_counts
+from ospp.protocol.kms import WINDOW
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class ClientQuery:
+    """A page of the clients seen in the last 30 days, newest first, optionally filtered."""
+
+    product: str = ""  # a product id (ProPlus2021); "" for all
+    status: str = ""  # a reported licence status (licensed, grace, ...); "" for all
+    page: int = 1
+
+
+class Reader:
+    """Queries a KMS host store through a read-only connection of its own."""
+
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self.path = path
+        self.clock = clock
+        self._conn: sqlite3.Connection | None = None
+
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _since(self) -> tuple[int, int]:
+        now_s = int(self.clock.now().timestamp())
+        return now_s, now_s - int(WINDOW.total_seconds())
+
+    def gauges(self) -> dict[str, Any]:
+        """What /metrics and /healthz need: activation, counts, stored clients."""
+        _, since = self._since()
+        c = self.conn()
+        c.execute("BEGIN")
+        try:
+            activated = c.execute("SELECT 1 FROM meta WHERE name='certificate'").fetchone()
+            counts = current_counts(c, since)
+            stored = c.execute("SELECT value FROM stats WHERE name='clients'").fetchone()
+        finally:
+            c.execute("COMMIT")
+        return {
+            "activated": activated is not None,
+            "current_count": counts,
+            "stored_clients": stored[0] if stored else 0,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Everything on the status page except the client list."""
+        now = self.clock.now()
+        c = self.conn()
+        c.execute("BEGIN")
+        try:
+            meta = dict(c.execute("SELECT name, value FROM meta").fetchall())
+            stats = dict(c.execute("SELECT name, value FROM stats").fetchall())
+        finally:
+            c.execute("COMMIT")
+        gauges = self.gauges()
+        days = []
+        for back in range(29, -1, -1):
+            day = (now - timedelta(days=back)).date().isoformat()
+            days.append((day, int(stats.get(f"day.{day}", 0))))
+        return {
+            "key_last5": meta.get("key", "")[-5:] or None,
+            "epid": meta.get("epid"),
+            "activated": gauges["activated"],
+            "activated_at": meta.get("activated_at"),
+            "current_count": gauges["current_count"],
+            "stored_clients": gauges["stored_clients"],
+            "requests_total": int(stats.get("total", 0)),
+            "requests_failed": int(stats.get("failed", 0)),
+            "requests_by_status": {
+                k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("requests.")
+            },
+            "failures_by_code": {
+                k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("failed.")
+            },
+            "per_day": days,
+            "dns_publishing": bool(meta.get("dns")) and json.loads(meta["dns"]).get("enabled"),
+            "dns_last_publish": json.loads(meta["dns_last"]) if meta.get("dns_last") else None,
+            "now": iso(now),
+        }
+
+    def clients(self, query: ClientQuery) -> tuple[list[dict[str, Any]], int]:
+        """One page of clients (newest first) and how many match in all."""
+        _, since = self._since()
+        # Naming every application group lets SQLite use the (app, last_seen) index: only the
+        # clients of the last 30 days are read, however many older ones are stored.
+        apps = sorted({p.application_id for p in catalog().products})
+        where = [f"app IN ({','.join('?' * len(apps))})", "last_seen>=?"]
+        args: list[Any] = [*apps, since]
+        if query.product:
+            product = catalog().product(query.product)
+            skus = []
+            if product is not None:
+                with contextlib.suppress(KeyError):
+                    skus.append(product.sku(Channel.KMS_CLIENT).sku_id)
+            where.append(f"sku_id IN ({','.join('?' * len(skus)) or 'NULL'})")
+            args += skus
+        if query.status:
+            where.append("status=?")
+            args.append(query.status)
+        sql_where = " AND ".join(where)
+        c = self.conn()
+        total = c.execute(f"SELECT count(*) FROM clients WHERE {sql_where}", args).fetchone()[0]
+        rows = c.execute(
+            "SELECT cmid, sku_id, workstation, first_seen, last_seen, requests, status "
+            f"FROM clients WHERE {sql_where} ORDER BY last_seen DESC, cmid LIMIT ? OFFSET ?",
+            [*args, PAGE_SIZE, (max(query.page, 1) - 1) * PAGE_SIZE],
+        ).fetchall()
+
+        def t(v: int) -> str:
+            return iso(datetime.fromtimestamp(v, UTC))
+
+        out = []
+        for cmid, sku_id, workstation, first, last, requests, status in rows:
+            sku = catalog().sku(sku_id)
+            out.append(
+                {
+                    "cmid": cmid,
+                    "product": sku.product.id if sku else sku_id,
+                    "workstation": workstation,
+                    "first_seen": t(first),
+                    "last_seen": t(last),
+                    "requests": requests,
+                    "status": status,
+                }
+            )
+        return out, total
+
+    def iter_clients(self, limit: int = 0) -> Iterator[dict[str, Any]]:
+        """Every stored client (at most ``limit``; 0 for all), most recent first, read as the
+        caller consumes them: memory stays flat however many there are. The same fields as
+        :meth:`ospp.kmshost.state.KmsHost.clients`."""
+
+        def t(v: int) -> str:
+            return iso(datetime.fromtimestamp(v, UTC))
+
+        cursor = self.conn().execute(
+            "SELECT app, cmid, sku_id, workstation, first_seen, last_seen, requests "
+            "FROM clients ORDER BY last_seen DESC LIMIT ?",
+            (limit if limit > 0 else -1,),
+        )
+        while rows := cursor.fetchmany(1000):
+            for r in rows:
+                yield {
+                    "app_id": r[0],
+                    "cmid": r[1],
+                    "sku_id": r[2],
+                    "workstation": r[3],
+                    "first_seen": t(r[4]),
+                    "last_seen": t(r[5]),
+                    "requests": r[6],
+                }
+
+    def statuses(self) -> list[str]:
+        """The licence statuses clients reported, for the filter's choices."""
+        rows = (
+            self.conn()
+            .execute("SELECT substr(name, 10) FROM stats WHERE name LIKE 'requests.%' ORDER BY 1")
+            .fetchall()
+        )
+        return [r[0] for r in rows]

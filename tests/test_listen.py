@@ -1,0 +1,60 @@
+"""Listening on several addresses, and on every address of both families (``:PORT``)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from ospp.core.endpoint import Endpoint, parse_listen
+from ospp.protocol.wire import Connection
+from tests.conftest import Ospp
+from tests.kmsutil import Host, make_host
+from tests.test_kms import raw_request
+
+
+def ipv6_or_skip() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+
+
+def answers(host: str, port: int) -> bool:
+    with Connection(Endpoint(host, port), "KMS host") as conn:
+        return bool(conn.call(raw_request())["ok"])
+
+
+def test_parse_listen_forms():
+    assert parse_listen(":1688", 1688) == Endpoint("", 1688)
+    assert parse_listen("*:0", 1688) == Endpoint("", 0)
+    assert parse_listen("[::1]:5", 1688) == Endpoint("::1", 5)
+    assert parse_listen("127.0.0.1", 1688) == Endpoint("127.0.0.1", 1688)
+
+
+def test_colon_port_listens_on_ipv4_and_ipv6(ospp: Ospp):
+    ipv6_or_skip()
+    make_host(ospp)
+    host = Host(ospp, listen=":0")
+    try:
+        assert answers("127.0.0.1", host.port)
+        assert answers("::1", host.port)
+    finally:
+        host.stop()
+
+
+def test_listen_is_repeatable_with_one_port(ospp: Ospp):
+    ipv6_or_skip()
+    make_host(ospp)
+    host = Host(ospp, listen="127.0.0.1:0", extra=("--listen", "[::1]:0"))
+    try:
+        assert answers("127.0.0.1", host.port) and answers("::1", host.port)
+    finally:
+        host.stop()
+    assert any("127.0.0.1:" in line and "[::1]:" in line for line in host.stderr_lines)
+
+
+def test_listen_addresses_with_different_ports_are_a_usage_error(ospp: Ospp):
+    ran = ospp("kms", "serve", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2")
+    assert ran.code == 2 and "different ports" in ran.out

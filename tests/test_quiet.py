@@ -1,0 +1,40 @@
+"""``ospp --quiet``: silent on success, failures still printed; servers log warnings only."""
+
+from __future__ import annotations
+
+from tests.conftest import Ospp
+from tests.kmsutil import Host, make_host
+
+
+def test_quiet_success_prints_nothing_and_failure_still_does(ospp: Ospp):
+    done = ospp("--quiet", "install-product", "ProPlus2021")
+    assert done.code == 0 and done.out == ""
+    assert ospp("-q", "/dstatus").out == ""
+    failed = ospp("--quiet", "/inpkey:AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+    assert failed.code != 0 and "ERROR CODE:" in failed.out
+    as_json = ospp("--quiet", "dstatus", "--json")
+    assert as_json.code == 0 and as_json.json()["ok"] is True
+
+
+def test_quiet_server_logs_only_warnings(ospp: Ospp):
+    make_host(ospp, activate=False)
+    # Host passes its extra arguments after 'kms serve'; --quiet belongs before the command.
+    host = Host(ospp)
+    host.stop()
+    loud = len(host.stderr_lines)
+    assert loud >= 2
+    quiet_host = QuietHost(ospp)
+    quiet_host.stop()
+    assert quiet_host.stderr_lines and all('"warning"' in x for x in quiet_host.stderr_lines)
+
+
+class QuietHost(Host):
+    def start(self, now: str | None = None) -> None:
+        import os
+        import subprocess
+
+        from ospp.core.background import start_server
+
+        env = {**os.environ, **self.ospp.env}
+        args = ["--quiet", "kms", "serve", "--listen", "127.0.0.1:0", "--log", str(self.log)]
+        self.proc, self.port = start_server(args, env, subprocess.PIPE)
