@@ -47,6 +47,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "ospp.cli.kmshost": ("kms", "service"),
     "ospp.cli.dnsdiag": ("dnsdiag",),
     "ospp.cli.slmgr": ("slmgr",),
+    "ospp.cli.wizard": ("wizard",),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 
