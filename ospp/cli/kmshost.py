@@ -231,9 +231,22 @@ def serve(listen: str, idle_timeout: float, log_to: str) -> Result:
 @click.command("service")
 @click.argument("computers", nargs=-1, metavar="[COMPUTERNAME]...")
 @click.option("--all", "all_machines", is_flag=True, help="Every simulated machine.")
+@click.option(
+    "--notify",
+    is_flag=True,
+    help="Only print what the user would be told on this simulated day (grace left, "
+    "notifications); activate nothing.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["sv", "en"]),
+    help="Language of the reminders (default: from LANGUAGE, LC_ALL, LC_MESSAGES or LANG).",
+)
 @JSON_OPTION
 @reports
-def service(computers: tuple[str, ...], all_machines: bool) -> Result:
+def service(
+    computers: tuple[str, ...], all_machines: bool, notify: bool, lang: str | None
+) -> Result:
     """Do what the licensing service would do now (OSPP_NOW): retry unactivated KMS products
     every activation interval and renew activated ones every renewal interval."""
     from ospp.core.paths import ospp_home
@@ -244,6 +257,8 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
         names = list(licensing.machine_names(ospp_home()))
     if not names:
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
+    if notify:
+        return _notify(names, lang)
     lines: list[str] = []
     rows: list[dict[str, Any]] = []
     first = None
@@ -267,7 +282,25 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
             )
             first = first or done.error
         rows.append(row)
-    return Result(lines, {"actions": rows}, banners=False, failed=first)
+    reminders = _notify(names, lang)
+    lines += reminders.lines
+    return Result(lines, {"actions": rows, **reminders.data}, banners=False, failed=first)
+
+
+def _notify(names: list[str | None], lang: str | None) -> Result:
+    """What each machine's user would be told now: reminders and notices, translated."""
+    from ospp.cli.reminders import lines as words
+    from ospp.machine import client
+    from ospp.machine.reminders import notices
+
+    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        store = client.open_machine(name, os.environ)
+        found = notices(client.statuses(store, environ=os.environ))
+        lines += [f"{store.name}: {line}" for line in words(found, lang)]
+        rows += [{"machine": store.name, **n.to_json()} for n in found]
+    return Result(lines, {"reminders": rows}, banners=False)
 
 
 kms_group.add_command(dns_group)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from ospp.cli.base import Result, reports, verb
+from ospp.cli.base import Result, json_wanted, reports, verb
 from ospp.cli.render import kms_json, status_json, status_lines
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
 from ospp.machine import client
 from ospp.machine.store import MAX_REARMS, MachineStore
+
+if TYPE_CHECKING:
+    from ospp.machine.status import LicenceStatus
 
 _HEX = r"^0[xX][0-9a-fA-F]{1,8}$"
 
@@ -100,14 +104,28 @@ def _status(computer: str | None, all_: bool, verify: bool) -> Result:
     lines: list[str] = []
     for st in found:
         lines += status_lines(st, kms)
-    return Result(
-        lines[:-1],  # the closing dashes come with the exit banner
-        {
-            **_machine_data(store),
-            "now": iso(store.clock.now()),
-            "products": [status_json(st, kms) for st in found],
-        },
-    )
+    data = {
+        **_machine_data(store),
+        "now": iso(store.clock.now()),
+        "products": [status_json(st, kms) for st in found],
+    }
+    _remind(found, data)
+    return Result(lines[:-1], data)  # the closing dashes come with the exit banner
+
+
+def _remind(found: list[LicenceStatus], data: dict[str, object]) -> None:
+    """A keyed product not yet activated: say so on stderr (text) or as ``reminders`` (JSON),
+    never in the ospp.vbs lines scripts parse."""
+    from ospp.machine.reminders import notices
+
+    pending = notices(found)
+    ctx = click.get_current_context()
+    if json_wanted(ctx, bool(ctx.params.get("as_json"))):
+        data["reminders"] = [n.to_json() for n in pending]
+    elif pending:
+        from ospp.cli.reminders import echo_to_stderr
+
+        echo_to_stderr(pending)
 
 
 VERIFY_OPTION = click.option(
