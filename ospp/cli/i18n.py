@@ -64,9 +64,7 @@ def parse_po(text: str) -> dict[str, str]:
             fuzzy = True
         elif line.startswith("msgid "):
             if msgstr:
-                keep = fuzzy
                 flush()
-                fuzzy = keep
             target = msgid
             msgid.append(ast.literal_eval(line[6:]))
         elif line.startswith("msgstr "):
@@ -92,7 +90,8 @@ def compile_mo(entries: Mapping[str, str]) -> bytes:
     for data in strs:
         str_offsets.append((len(data), start + len(blob)))
         blob += data + b"\0"
-    header = struct.pack("<7I", 0x950412DE, 0, len(keys), 28, 28 + 8 * len(keys), 0, 0)
+    magic = bytes.fromhex("de120495")  # the GNU .mo magic number, little-endian
+    header = magic + struct.pack("<6I", 0, len(keys), 28, 28 + 8 * len(keys), 0, 0)
     table = b"".join(struct.pack("<2I", *o) for o in offsets + str_offsets)
     return header + table + blob
 
@@ -124,3 +123,53 @@ class Text:
     def __call__(self, msgid: str, /, **values: object) -> str:
         text = self._t.gettext(msgid)
         return text.format(**values) if values else text
+
+
+# Modules whose ``_("...")`` calls are translated (the completeness test reads this list).
+TRANSLATED_MODULES = ("dialogue.py", "wizard.py", "phone_console.py", "reminders.py")
+
+
+def extract(paths: list[Path]) -> list[str]:
+    """Every literal message id passed to ``_(...)`` in ``paths``, in order of appearance."""
+    found: list[str] = []
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "_"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and node.args[0].value not in found
+            ):
+                found.append(node.args[0].value)
+    return found
+
+
+def message_ids() -> list[str]:
+    """All message ids: the dialogues' and the licensing codes' descriptions (/ddescr)."""
+    from ospp.core.errors import DESCRIPTIONS
+
+    here = Path(__file__).resolve().parent
+    ids = extract([here / name for name in TRANSLATED_MODULES])
+    return ids + [d for d in DESCRIPTIONS.values() if d not in ids]
+
+
+def write_template(path: Path) -> None:
+    """Write the ``.pot`` template (``python -m ospp.cli.i18n``)."""
+
+    def quote(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    out = ['msgid ""', 'msgstr ""', '"Content-Type: text/plain; charset=UTF-8\\n"', ""]
+    for mid in message_ids():
+        out += [f"msgid {quote(mid)}", 'msgstr ""', ""]
+    path.write_text("\n".join(out), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_template(Path(sys.argv[1]) if len(sys.argv) > 1 else LOCALE_DIR / f"{DOMAIN}.pot")

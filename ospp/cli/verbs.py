@@ -150,9 +150,21 @@ def dstatusall(verify: bool, computer: str | None) -> Result:
     return _status(computer, all_=True, verify=verify)
 
 
-@verb("ddescr", slash_value="argument", params=[click.argument("code", metavar="0xCODE")])
+@verb(
+    "ddescr",
+    slash_value="argument",
+    params=[
+        click.argument("code", metavar="0xCODE"),
+        click.option(
+            "--lang",
+            type=click.Choice(["sv", "en"]),
+            help="Print the description in this language. Without it the output is English, "
+            "as ospp.vbs prints it, whatever LANG says.",
+        ),
+    ],
+)
 @reports
-def ddescr(code: str, computer: str | None) -> Result:
+def ddescr(code: str, lang: str | None, computer: str | None) -> Result:
     """Print the description of a licensing error code (must start with 0x)."""
     if not re.match(_HEX, code):
         raise UsageError(
@@ -169,9 +181,14 @@ def ddescr(code: str, computer: str | None) -> Result:
             "ospp knows the codes of the Software Licensing Service that it can report; "
             "see the man page, section ERROR CODES.",
         )
+    description = DESCRIPTIONS[value]
+    if lang is not None:
+        from ospp.cli.i18n import Text
+
+        description = Text(lang)(description)
     return Result(
-        [f"ERROR CODE: {hex_code(value)}", f"ERROR DESCRIPTION: {DESCRIPTIONS[value]}"],
-        {"code": hex_code(value), "code_int": value, "description": DESCRIPTIONS[value]},
+        [f"ERROR CODE: {hex_code(value)}", f"ERROR DESCRIPTION: {description}"],
+        {"code": hex_code(value), "code_int": value, "description": description},
     )
 
 
