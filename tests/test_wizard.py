@@ -274,3 +274,12 @@ def test_no_product_installed_says_how(ospp: Ospp) -> None:
     error = ran.json()["error"]
     assert "No Office product is installed" in error["message"]
     assert "ospp install-product" in error["hint"]
+
+
+def test_a_servers_message_reaches_the_terminal_escaped() -> None:
+    from ospp.cli.i18n import Text
+    from ospp.cli.wizard import plain_words
+    from ospp.core.errors import LicensingError
+
+    said = plain_words(Text("en"), LicensingError(0xC004F074, "refused: \x1b[2Jgone\r"))
+    assert "\x1b" not in said and "\r" not in said and "\\x1b[2Jgone\\x0d" in said

@@ -23,6 +23,12 @@ LANG_OPTION = click.option(
 )
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes: a message that came from a server
+    never reaches the terminal raw."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
 class Dialogue:
     def __init__(self, text: Text, to_stderr: bool, stdin: TextIO | None = None) -> None:
         self._ = text
@@ -40,7 +46,9 @@ class Dialogue:
             self.say()
             raise Cancelled(interrupted=False)
         if not self.stdin.isatty():
-            click.echo(line.rstrip("\r\n"), err=self.err)  # a readable transcript of piped input
+            click.echo(
+                printable(line.rstrip("\r\n")), err=self.err
+            )  # a readable transcript of piped input
         return line.strip()
 
     def choose(self, prompt: str, count: int) -> int:

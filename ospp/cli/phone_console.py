@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
-from ospp.cli.dialogue import LANG_OPTION, Dialogue
+from ospp.cli.dialogue import LANG_OPTION, Dialogue, printable
 from ospp.cli.i18n import Text, choose
 from ospp.core.clock import clock_from_env, iso
 from ospp.core.errors import Cancelled, ExitStatus, LicensingError, hex_code
@@ -46,7 +46,13 @@ def phone(lang: str | None) -> Result:
         except LicensingError as exc:
             if exc.code in PHONE_WARNING_CODES:
                 d.say(_("It is no longer possible to activate this product by telephone."))
-            d.say(_("Refused ({code}): {message}", code=hex_code(exc.code), message=exc.message))
+            d.say(
+                _(
+                    "Refused ({code}): {message}",
+                    code=hex_code(exc.code),
+                    message=printable(exc.message),
+                )
+            )
             calllog.append(home, {**entry, "outcome": "refused", "code": hex_code(exc.code)})
             raise
         calllog.append(home, {**entry, "outcome": "confirmed", "confirmation_id": cid})

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
-from ospp.cli.dialogue import LANG_OPTION, Dialogue
+from ospp.cli.dialogue import LANG_OPTION, Dialogue, printable
 from ospp.cli.i18n import Text, choose
 from ospp.core.errors import (
     E_INVALID_KEY,
@@ -51,7 +51,7 @@ def plain_words(_: Text, exc: OsppError) -> str:
         return _("This product key is for a product that is not installed ({code}).", code=code)
     if exc.code == E_MISMATCH:
         return _("The confirmation ID does not match this installation ID ({code}).", code=code)
-    return _("Activation failed ({code}): {message}", code=code, message=exc.message)
+    return _("Activation failed ({code}): {message}", code=code, message=printable(exc.message))
 
 
 class Wizard:
