@@ -83,8 +83,8 @@ class Wizard:
                 plan = steps.plan_for_key(self.store, typed)
             except LicensingError as exc:
                 d.say("  " + plain_words(_, exc) + " " + _("Check the key and type it again."))
-                if exc.hint and exc.code == E_SKU_NOT_FOUND:
-                    d.say("  " + exc.hint)
+                if exc.hint:
+                    d.say("  " + printable(exc.hint))
                 continue
             d.say(_("Product: {name}", name=plan.licence.sku.license_name))
             return plan

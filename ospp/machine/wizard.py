@@ -78,20 +78,20 @@ def products(store: MachineStore) -> list[str]:
 
 
 def pending(store: MachineStore, environ: Mapping[str, str]) -> Plan | None:
-    """An installed MAK or KMS host key still waiting for activation, if any."""
+    """An installed MAK still waiting for activation, if any. (A KMS host key is activated
+    with ``ospp kms``, a KMS client key by a KMS host.)"""
     for st in client.statuses(store, environ=environ):
-        channel = st.licence.sku.channel
-        if channel is not Channel.KMS_CLIENT and st.status != LICENSED:
+        if st.licence.sku.channel is Channel.MAK and st.status != LICENSED:
             return Plan(st.licence)
     return None
 
 
 def activated(store: MachineStore, environ: Mapping[str, str]) -> list[Licence]:
-    """MAK or KMS host licences already activated."""
+    """MAK licences already activated."""
     return [
         st.licence
         for st in client.statuses(store, environ=environ)
-        if st.licence.sku.channel is not Channel.KMS_CLIENT and st.status == LICENSED
+        if st.licence.sku.channel is Channel.MAK and st.status == LICENSED
     ]
 
 
@@ -106,6 +106,7 @@ def plan_for_key(store: MachineStore, text: str) -> Plan:
             E_INVALID_KEY,
             f"the key ending {key.last5} is a {key.channel.value} key; the wizard activates a "
             "multiple activation key (MAK)",
+            "Type a MAK. A KMS client key is activated with /act, a KMS host key with ospp kms.",
         )
     sku = key.product.sku(key.channel)
     found = next((lic for lic in store.licences() if lic.sku.sku_id == sku.sku_id), None)
