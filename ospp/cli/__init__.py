@@ -62,6 +62,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "ospp.cli.slmgr": ("slmgr",),
     "ospp.cli.clock": ("clock",),
     "ospp.cli.fleet": ("fleet",),
+    "ospp.cli.wizard": ("wizard",),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 

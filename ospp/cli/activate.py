@@ -22,13 +22,7 @@ from ospp.core.errors import (
 from ospp.core.printable import printable
 from ospp.machine import client
 from ospp.machine.store import HistoryEntry, Licence, MachineStore
-from ospp.protocol.phone import (
-    CID_GROUP_DATA,
-    CID_GROUPS,
-    check_group,
-    format_groups,
-    parse_cid,
-)
+from ospp.protocol.phone import CID_GROUPS, cid_entry, parse_cid
 
 
 def _keyed(store: MachineStore) -> list[Licence]:
@@ -222,22 +216,16 @@ def _ask_groups() -> str:
     """The CID, asked group by group as the phone wizard does. A person may type one group,
     several, or paste the whole CID: each group is checked as it comes, and only a wrong
     group is asked for again."""
-    groups: list[str] = []
-    size = CID_GROUP_DATA + 1
-    while len(groups) < CID_GROUPS:
-        index = len(groups) + 1
-        typed = "".join(_read_line(f"Group {index} of {CID_GROUPS}").split()).replace("-", "")
-        if not typed:
+    entry = cid_entry()
+    while not entry.done:
+        index = entry.index
+        typed = _read_line(f"Group {index} of {CID_GROUPS}")
+        if not "".join(typed.split()).replace("-", ""):
             raise LicensingError(E_CID_LENGTH, f"the confirmation ID stopped at group {index}")
-        chunks = [typed[i : i + size] for i in range(0, len(typed), size)]
-        for chunk in chunks[: CID_GROUPS - len(groups)]:
-            try:
-                check_group(chunk, len(groups) + 1, "confirmation ID", size)
-            except LicensingError as exc:
-                click.echo(printable(f"  {exc.message}; type it again."), err=True)
-                break
-            groups.append(chunk)
-    return format_groups("".join(groups), size)
+        wrong = entry.feed(typed)
+        if wrong is not None:
+            click.echo(printable(f"  {wrong.message}; type it again."), err=True)
+    return entry.text()
 
 
 # The event-log layout of ospp.vbs: heading, event id, then one block per event.

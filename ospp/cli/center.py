@@ -369,3 +369,12 @@ def hardware_change(words: tuple[str, ...], machine: str | None) -> Result:
 
 
 COMMANDS = [center, trust, hardware_group]
+
+
+def _add_phone_console() -> None:
+    from ospp.cli.phone_console import phone
+
+    center.add_command(phone)
+
+
+_add_phone_console()

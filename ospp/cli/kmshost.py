@@ -339,9 +339,22 @@ def serve(
 @click.command("service")
 @click.argument("computers", nargs=-1, metavar="[COMPUTERNAME]...")
 @click.option("--all", "all_machines", is_flag=True, help="Every simulated machine.")
+@click.option(
+    "--notify",
+    is_flag=True,
+    help="Only print what the user would be told on this simulated day (grace left, "
+    "notifications); activate nothing.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["sv", "en"]),
+    help="Language of the reminders (default: from LANGUAGE, LC_ALL, LC_MESSAGES or LANG).",
+)
 @JSON_OPTION
 @reports
-def service(computers: tuple[str, ...], all_machines: bool) -> Result:
+def service(
+    computers: tuple[str, ...], all_machines: bool, notify: bool, lang: str | None
+) -> Result:
     """Do what the licensing service would do now (OSPP_NOW): retry unactivated KMS products
     every activation interval and renew activated ones every renewal interval."""
     from ospp.core.paths import ospp_home
@@ -353,6 +366,8 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
         names = list(licensing.machine_names(ospp_home()))
     if not names:
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
+    if notify:
+        return _notify(names, lang)
     from ospp.cli.fleet import progress, summary
     from ospp.machine import fleetact
 
@@ -361,6 +376,7 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     for name in names:  # /osppsvcauto and /osppsvcrestart set it; the pass runs regardless
         store = client.open_machine(name)
         state = {"machine": store.name, **client.service_state(store)}
+        store.db.close()
         services.append(state)
         since = f" since {state['started_at']}" if state["started_at"] else ""
         lines.append(
@@ -396,8 +412,32 @@ def service(computers: tuple[str, ...], all_machines: bool) -> Result:
     pools.close()
     if len(names) > 1:
         lines.append(summary(counts))
-    data = {"services": services, "actions": rows, "summary": counts}
+    data: dict[str, Any] = {"services": services, "actions": rows, "summary": counts}
+    if len(names) <= REMINDERS_UP_TO:
+        reminders = _notify(names, lang)
+        lines += reminders.lines
+        data.update(reminders.data)
     return Result(lines, data, banners=False, failed=first)
+
+
+REMINDERS_UP_TO = 100  # a fleet-sized pass reports counts; 'service --notify' tells each user
+
+
+def _notify(names: list[str | None], lang: str | None) -> Result:
+    """What each machine's user would be told now: reminders and notices, translated."""
+    from ospp.cli.reminders import lines as words
+    from ospp.machine import client
+    from ospp.machine.reminders import notices
+
+    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        store = client.open_machine(name, os.environ)
+        found = notices(client.statuses(store, environ=os.environ))
+        store.db.close()
+        lines += [f"{store.name}: {line}" for line in words(found, lang)]
+        rows += [{"machine": store.name, **n.to_json()} for n in found]
+    return Result(lines, {"reminders": rows}, banners=False)
 
 
 kms_group.add_command(dns_group)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from ospp.cli.base import DASHES, Result, reports, verb
+from ospp.cli.base import DASHES, Result, json_wanted, reports, verb
 from ospp.cli.render import kms_json, status_json, status_lines
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
 from ospp.machine import client
 from ospp.machine.store import MAX_REARMS, MachineStore
+
+if TYPE_CHECKING:
+    from ospp.machine.status import LicenceStatus
 
 _HEX = r"^0[xX][0-9a-fA-F]{1,8}$"
 
@@ -104,14 +108,28 @@ def _status(computer: str | None, all_: bool, verify: bool) -> Result:
     lines: list[str] = []
     for st in found:
         lines += status_lines(st, kms)
-    return Result(
-        lines,  # each block keeps its closing dashes; the exit banner adds its own
-        {
-            **machine,
-            "now": iso(store.clock.now()),
-            "products": [status_json(st, kms) for st in found],
-        },
-    )
+    data = {
+        **machine,
+        "now": iso(store.clock.now()),
+        "products": [status_json(st, kms) for st in found],
+    }
+    _remind(found, data)
+    return Result(lines, data)  # each block keeps its closing dashes; the banner adds its own
+
+
+def _remind(found: list[LicenceStatus], data: dict[str, object]) -> None:
+    """A keyed product not yet activated: say so on stderr (text) or as ``reminders`` (JSON),
+    never in the ospp.vbs lines scripts parse."""
+    from ospp.machine.reminders import notices
+
+    pending = notices(found)
+    ctx = click.get_current_context()
+    if json_wanted(ctx, bool(ctx.params.get("as_json"))):
+        data["reminders"] = [n.to_json() for n in pending]
+    elif pending:
+        from ospp.cli.reminders import echo_to_stderr
+
+        echo_to_stderr(pending)
 
 
 VERIFY_OPTION = click.option(
@@ -136,9 +154,21 @@ def dstatusall(verify: bool, computer: str | None) -> Result:
     return _status(computer, all_=True, verify=verify)
 
 
-@verb("ddescr", slash_value="argument", params=[click.argument("code", metavar="0xCODE")])
+@verb(
+    "ddescr",
+    slash_value="argument",
+    params=[
+        click.argument("code", metavar="0xCODE"),
+        click.option(
+            "--lang",
+            type=click.Choice(["sv", "en"]),
+            help="Print the description in this language. Without it the output is English, "
+            "as ospp.vbs prints it, whatever LANG says.",
+        ),
+    ],
+)
 @reports
-def ddescr(code: str, computer: str | None) -> Result:
+def ddescr(code: str, lang: str | None, computer: str | None) -> Result:
     """Print the description of a licensing error code (must start with 0x)."""
     if not re.match(_HEX, code):
         raise UsageError(
@@ -155,9 +185,14 @@ def ddescr(code: str, computer: str | None) -> Result:
             "ospp knows the codes of the Software Licensing Service that it can report; "
             "see the man page, section ERROR CODES.",
         )
+    description = DESCRIPTIONS[value]
+    if lang is not None:
+        from ospp.cli.i18n import Text
+
+        description = Text(lang)(description)
     return Result(
-        [f"ERROR CODE: {hex_code(value)}", f"ERROR DESCRIPTION: {DESCRIPTIONS[value]}"],
-        {"code": hex_code(value), "code_int": value, "description": DESCRIPTIONS[value]},
+        [f"ERROR CODE: {hex_code(value)}", f"ERROR DESCRIPTION: {description}"],
+        {"code": hex_code(value), "code_int": value, "description": description},
     )
 
 

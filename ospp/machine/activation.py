@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 from ospp.authority.port import call_authority
 from ospp.core.catalog import Channel
@@ -65,6 +66,18 @@ def installation_id(store: MachineStore, lic: Licence, hw_hex: str | None = None
 
 def activate_mak(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> None:
     """Online activation of one MAK licence; stores the verified licence or raises."""
+    _store(store, lic, mak_activation(store, lic, environ))
+
+
+def _store(store: MachineStore, lic: Licence, activation: dict[str, Any]) -> None:
+    with store.db.write() as conn:
+        store.set_activation(conn, lic.sku, activation)
+        store.bump(conn)
+
+
+def mak_activation(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Ask the authority to activate ``lic`` online; returns the verified, sealed activation
+    without storing it (``lic`` may carry a key not installed yet)."""
     assert lic.product_key is not None
     trusted = require_anchors(anchors(store.home, environ))
     hw_hex, _ = _hardware_hex(store)
@@ -96,7 +109,7 @@ def activate_mak(store: MachineStore, lic: Licence, environ: Mapping[str, str]) 
         why = "the licence answers another request (nonce, machine, hardware or SKU differ)"
     if why is not None:
         raise LicensingError(E_UNTRUSTED, f"the activation was refused by this client: {why}")
-    activation = seal(
+    return seal(
         store,
         lic,
         {
@@ -107,13 +120,17 @@ def activate_mak(store: MachineStore, lic: Licence, environ: Mapping[str, str]) 
         },
         environ,
     )
-    with store.db.write() as conn:
-        store.set_activation(conn, lic.sku, activation)
-        store.bump(conn)
 
 
 def apply_cid(store: MachineStore, lic: Licence, cid_text: str, environ: Mapping[str, str]) -> None:
     """Offline activation: verify the CID with the trusted public key(s) alone, then store it."""
+    _store(store, lic, cid_activation(store, lic, cid_text, environ))
+
+
+def cid_activation(
+    store: MachineStore, lic: Licence, cid_text: str, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Verify a CID for ``lic``; returns the sealed activation without storing it."""
     trusted = require_anchors(anchors(store.home, environ))
     r, s = parse_cid(cid_text)
     hw_hex, _ = _hardware_hex(store)
@@ -125,7 +142,7 @@ def apply_cid(store: MachineStore, lic: Licence, cid_text: str, environ: Mapping
             "installation ID, machine or key)",
             "Read the installation ID again with /dinstid and ask for a new confirmation ID.",
         )
-    activation = seal(
+    return seal(
         store,
         lic,
         {
@@ -136,6 +153,3 @@ def apply_cid(store: MachineStore, lic: Licence, cid_text: str, environ: Mapping
         },
         environ,
     )
-    with store.db.write() as conn:
-        store.set_activation(conn, lic.sku, activation)
-        store.bump(conn)

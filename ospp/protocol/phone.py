@@ -225,3 +225,58 @@ def parse_cid(text: str) -> tuple[int, int]:
 def format_groups(text: str, size: int) -> str:
     """Digits as groups separated by dashes, for reading aloud."""
     return "-".join(text[i : i + size] for i in range(0, len(text), size))
+
+
+class GroupEntry:
+    """Digits typed group by group, as a person reads them over the phone.
+
+    Each :meth:`feed` takes whatever was typed at one prompt: one group, several, or a whole
+    pasted ID (spaces and dashes ignored). Groups are checked as they come; good ones are kept,
+    and the first wrong one is reported (the rest of that line is dropped), so only a wrong
+    group is asked for again. Used by ``actcid --interactive``, the wizard and the operator's
+    console alike.
+    """
+
+    def __init__(self, groups: int, per_group: int, what: str) -> None:
+        self.total = groups
+        self.size = per_group + 1
+        self.what = what
+        self.groups: list[str] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.groups) >= self.total
+
+    @property
+    def index(self) -> int:
+        """The 1-based number of the group asked for next."""
+        return len(self.groups) + 1
+
+    def feed(self, typed: str) -> LicensingError | None:
+        """Take one line; returns the error for a wrong group (None if all were good)."""
+        compact = "".join(typed.split()).replace("-", "")
+        if not compact:
+            return LicensingError(
+                E_CID_LENGTH if self.what == "confirmation ID" else E_BAD_FORMAT,
+                f"group {self.index} of the {self.what} is empty",
+            )
+        chunks = [compact[i : i + self.size] for i in range(0, len(compact), self.size)]
+        for chunk in chunks[: self.total - len(self.groups)]:
+            try:
+                check_group(chunk, self.index, self.what, self.size)
+            except LicensingError as exc:
+                return exc
+            self.groups.append(chunk)
+        return None
+
+    def text(self) -> str:
+        """The groups so far, dash-separated."""
+        return "-".join(self.groups)
+
+
+def cid_entry() -> GroupEntry:
+    return GroupEntry(CID_GROUPS, CID_GROUP_DATA, "confirmation ID")
+
+
+def iid_entry() -> GroupEntry:
+    return GroupEntry(IID_GROUPS, IID_GROUP_DATA, "installation ID")

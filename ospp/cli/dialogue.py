@@ -1,0 +1,110 @@
+"""A question-and-answer dialogue on a terminal or on piped input, in the chosen language.
+
+Shared by ``ospp wizard`` and ``ospp center phone``. The dialogue goes to stdout, or to stderr
+when ``--json`` keeps stdout for the one JSON object. The end of input cancels; Ctrl+C raises
+KeyboardInterrupt as usual (the command says what was left unchanged and exits 130).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import click
+
+from ospp.cli.i18n import Text
+from ospp.core.errors import E_CHECK_DIGIT, Cancelled, OsppError, hex_code
+from ospp.protocol.phone import GroupEntry
+
+LANG_OPTION = click.option(
+    "--lang",
+    type=click.Choice(["sv", "en"]),
+    help="Language of the dialogue (default: from LANGUAGE, LC_ALL, LC_MESSAGES or LANG).",
+)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes: a message that came from a server
+    never reaches the terminal raw."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+class Dialogue:
+    def __init__(self, text: Text, to_stderr: bool, stdin: TextIO | None = None) -> None:
+        self._ = text
+        self.err = to_stderr
+        self.stdin = stdin or sys.stdin
+
+    def say(self, line: str = "") -> None:
+        click.echo(line, err=self.err)
+
+    def ask(self, prompt: str) -> str:
+        """One line typed after ``prompt``; the end of input cancels."""
+        click.echo(f"{prompt} ", nl=False, err=self.err)
+        line = self.stdin.readline()
+        if not line:
+            self.say()
+            raise Cancelled(interrupted=False)
+        if not self.stdin.isatty():
+            click.echo(
+                printable(line.rstrip("\r\n")), err=self.err
+            )  # a readable transcript of piped input
+        return line.strip()
+
+    def choose(self, prompt: str, count: int) -> int:
+        """A number from 1 to ``count``, asked until one is typed."""
+        _ = self._
+        while True:
+            typed = self.ask(prompt)
+            if typed.isdigit() and 1 <= int(typed) <= count:
+                return int(typed)
+            self.say(_("Type a number from 1 to {count}.", count=count))
+
+    def yes(self, prompt: str) -> bool:
+        _ = self._
+        yes_words = {"y", "yes", _("y"), _("yes")}
+        no_words = {"n", "no", _("n"), _("no")}
+        while True:
+            typed = self.ask(f"{prompt} [{_('y')}/{_('n')}]").lower()
+            if typed in yes_words:
+                return True
+            if typed in no_words:
+                return False
+            self.say(_("Answer {yes} or {no}.", yes=_("y"), no=_("n")))
+
+    def groups(self, entry: GroupEntry, label: str) -> str:
+        """Digits group by group; a line may hold one group, several or the whole ID. Only a
+        wrong group is asked for again."""
+        _ = self._
+        while not entry.done:
+            typed = self.ask(
+                _("{label}, group {n} of {total}:", label=label, n=entry.index, total=entry.total)
+            )
+            if not typed:
+                continue
+            wrong = entry.feed(typed)
+            if wrong is not None:
+                self.say(
+                    "  "
+                    + _(
+                        "Group {n} is wrong ({code}): {why}. Type it again.",
+                        n=entry.index,
+                        code=hex_code(wrong.code),
+                        why=self.problem(wrong, entry.size),
+                    )
+                )
+        return entry.text()
+
+    def problem(self, exc: OsppError, size: int) -> str:
+        """A short translated reason for a group-entry failure."""
+        _ = self._
+        if exc.code == E_CHECK_DIGIT:
+            return _("its check digit does not match")
+        return _("a group is {size} digits", size=size)
+
+    def cancelled(self, interrupted: bool) -> Cancelled:
+        """Say that nothing was changed, and return the error that ends the command."""
+        _ = self._
+        self.say()
+        self.say(_("Cancelled. Nothing was changed."))
+        return Cancelled(interrupted)

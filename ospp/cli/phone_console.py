@@ -1,0 +1,93 @@
+"""``ospp center phone``: the activation centre agent's console for one phone call.
+
+The agent types the caller's installation ID group by group as it is read out; each group's
+check digit is checked at once, so a misheard group is asked for again right away. The console
+then gets the confirmation ID from the authority and shows it group by group for reading back
+(Enter after each group), and logs the call.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
+from ospp.cli.dialogue import LANG_OPTION, Dialogue, printable
+from ospp.cli.i18n import Text, choose
+from ospp.core.clock import clock_from_env, iso
+from ospp.core.errors import Cancelled, ExitStatus, LicensingError, hex_code
+from ospp.core.paths import center_home
+from ospp.machine.wizard import PHONE_WARNING_CODES
+from ospp.protocol.phone import CID_GROUP_DATA, iid_entry
+
+
+@click.command("phone")
+@LANG_OPTION
+@JSON_OPTION
+@reports
+def phone(lang: str | None) -> Result:
+    """The agent's console: take a caller's installation ID, read back the confirmation ID."""
+    from ospp.authority import calllog
+    from ospp.authority.state import Authority
+
+    ctx = click.get_current_context()
+    _ = Text(choose(lang))
+    d = Dialogue(_, to_stderr=json_wanted(ctx, bool(ctx.params.get("as_json"))))
+    home = center_home()
+    clock = clock_from_env()
+    cid = ""
+    try:
+        d.say(_("Activation centre: telephone activation"))
+        d.say(_("Ask the caller to read the installation ID shown in the wizard, group by group."))
+        iid = d.groups(iid_entry(), _("Installation ID"))
+        authority = Authority.open(home, clock)
+        entry = {"at": iso(clock.now()), "installation_id": iid.replace("-", "")}
+        try:
+            cid = authority.confirm(iid)
+        except LicensingError as exc:
+            if exc.code in PHONE_WARNING_CODES:
+                d.say(_("It is no longer possible to activate this product by telephone."))
+            d.say(
+                _(
+                    "Refused ({code}): {message}",
+                    code=hex_code(exc.code),
+                    message=printable(exc.message),
+                )
+            )
+            calllog.append(home, {**entry, "outcome": "refused", "code": hex_code(exc.code)})
+            raise
+        calllog.append(home, {**entry, "outcome": "confirmed", "confirmation_id": cid})
+        size = CID_GROUP_DATA + 1
+        groups = [cid[i : i + size] for i in range(0, len(cid), size)]
+        d.say()
+        d.say(_("Read the confirmation ID to the caller, one group at a time."))
+        d.say(_("Press Enter after each group."))
+        for n, group in enumerate(groups, 1):
+            prompt = _(
+                "Group {n} of {total}: {group}",
+                n=n,
+                total=len(groups),
+                group=group,
+            )
+            try:
+                d.ask(f"  {prompt}")
+            except Cancelled:
+                d.say("  " + " ".join(groups[n:]))  # input ended: show the rest at once
+                break
+        d.say()
+        d.say(_("Call complete. Ask the caller to check that the wizard says 'Licensed product'."))
+    except (KeyboardInterrupt, Cancelled) as exc:
+        interrupted = not isinstance(exc, Cancelled) or exc.exit_status == ExitStatus.INTERRUPTED
+        if not cid:
+            raise d.cancelled(interrupted) from None
+        d.say()
+        d.say(_("Call ended early. The confirmation ID was issued and logged: {cid}", cid=cid))
+        raise Cancelled(interrupted) from None
+    return Result(
+        [],
+        {
+            "installation_id": entry["installation_id"],
+            "confirmation_id": cid,
+            "call_log": str(calllog.log_path(home)),
+        },
+        banners=False,
+    )
