@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
+from ospp.cli import complete
+from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Group, Result, reports, reports_text
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
@@ -77,7 +78,12 @@ def pubkey() -> Result:
 
 
 @center.command("issue-key")
-@click.option("--product", required=True, help="Short product id, e.g. ProPlus2021.")
+@click.option(
+    "--product",
+    required=True,
+    help="Short product id, e.g. ProPlus2021.",
+    shell_complete=complete.products,
+)
 @click.option("--channel", type=click.Choice(["mak", "kms-host"]), default="mak", show_default=True)
 @click.option("--limit", type=int, help="Activations allowed (MAK default 100, KMS host 6).")
 @JSON_OPTION
@@ -249,7 +255,7 @@ def hardware_group() -> None:
 
 
 @hardware_group.command("show")
-@click.argument("computer", required=False, metavar="[COMPUTERNAME]")
+@COMPUTER_ARGUMENT
 @JSON_OPTION
 @reports
 def hardware_show(computer: str | None) -> Result:

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import click
-from click.shell_completion import get_completion_class
 
 from ospp import __version__
 from ospp.cli.base import SlashCommand, slash_form
+from ospp.cli.shells import SHELLS
 from ospp.cli.slmgr_group import SlmgrGroup
 
 MAN_DATE = "2026-11-28"  # bump with each release
@@ -277,8 +277,7 @@ def manpage(cli: click.Group) -> str:
 
 
 def completion(cli: click.Group, shell: str, prog: str = "ospp") -> str:
-    cls = get_completion_class(shell)
-    assert cls is not None
+    cls = SHELLS[shell]
     return cls(cli, {}, prog, f"_{prog.upper()}_COMPLETE").source()
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ospp.cli import complete
 from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
 from ospp.cli.kmsdns import dns_group
 from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, hex_code
@@ -229,7 +230,9 @@ def serve(listen: str, idle_timeout: float, log_to: str) -> Result:
 
 
 @click.command("service")
-@click.argument("computers", nargs=-1, metavar="[COMPUTERNAME]...")
+@click.argument(
+    "computers", nargs=-1, metavar="[COMPUTERNAME]...", shell_complete=complete.machines
+)
 @click.option("--all", "all_machines", is_flag=True, help="Every simulated machine.")
 @JSON_OPTION
 @reports
