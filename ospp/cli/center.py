@@ -84,7 +84,14 @@ def pubkey() -> Result:
     help="Short product id, e.g. ProPlus2021.",
     shell_complete=complete.products,
 )
-@click.option("--channel", type=click.Choice(["mak", "kms-host"]), default="mak", show_default=True)
+@click.option(
+    "--channel",
+    type=click.Choice(["mak", "kms-host"]),
+    default="mak",
+    show_default=True,
+    help="mak: a Multiple Activation Key for clients; kms-host: a KMS host key (CSVLK) for "
+    "'ospp kms install-key'.",
+)
 @click.option("--limit", type=int, help="Activations allowed (MAK default 100, KMS host 6).")
 @JSON_OPTION
 @reports

@@ -160,7 +160,9 @@ def status() -> Result:
 
 
 @kms_group.command("clients")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--limit", type=int, default=100, show_default=True, help="List at most this many clients."
+)
 @JSON_OPTION
 @reports
 def clients(limit: int) -> Result:
