@@ -121,15 +121,16 @@ def test_descriptions_are_shown_whole(term: Terminal) -> None:
 
 
 def _bash_answer(
-    ospp: Ospp, line: str, wordbreaks: str, debug: bool = False
+    ospp: Ospp, line: str, wordbreaks: str, debug: bool = False, point: int | None = None
 ) -> tuple[list[str], str]:
-    """What ``ospp`` answers the bash script from completions/ for ``line``."""
+    """What ``ospp`` answers the bash script from completions/ for ``line``, the cursor at
+    ``point`` (bash counts characters in a UTF-8 locale) or at the end."""
     env = {
         **os.environ,
         **ospp.env,
         "_OSPP_COMPLETE": "bash_complete",
         "COMP_LINE": line,
-        "COMP_POINT": str(len(line.encode())),
+        "COMP_POINT": str(len(line) if point is None else point),
         "COMP_WORDBREAKS": wordbreaks,
         "COMP_WORDS": "unused",
         "COMP_CWORD": "0",
@@ -149,6 +150,13 @@ def test_bash_gets_the_part_it_replaces(ospp: Ospp) -> None:
     # bash-completion users often take ':' out: then the whole word is replaced
     assert _bash_answer(ospp, "ospp /cachst:T", " \t\n") == (["plain,/cachst:TRUE"], "")
     assert _bash_answer(ospp, "ospp /sethst:h:1", " \t\n:") == ([], "")
+    # the cursor inside the line
+    line = "ospp /cachst:F ünïcode"
+    assert _bash_answer(ospp, line, ":", point=len("ospp /cachst:F")) == (["plain,FALSE"], "")
+    # COMP_POINT counts characters, not bytes
+    for machine in ("pa1", "pb1"):
+        assert ospp("install-product", "ProPlus2021", machine).code == 0
+    assert _bash_answer(ospp, "ospp install-product ü pb", ":") == (["plain,pb1"], "")
 
 
 def test_a_failing_completion_offers_nothing_quietly(ospp: Ospp) -> None:

@@ -164,9 +164,8 @@ class Bash(_Quiet, BashComplete):
         line = os.environ.get("COMP_LINE")
         if line is None:  # a script from before COMP_LINE was sent
             return super().get_completion_args()
-        raw = os.fsencode(line)  # COMP_POINT counts bytes
-        point = int(os.environ.get("COMP_POINT") or len(raw))
-        before = os.fsdecode(raw[:point])
+        point = int(os.environ.get("COMP_POINT") or len(line))  # characters, in a UTF-8 locale
+        before = line[:point]
         words = split_arg_string(before)
         # a character typed now would start a new word: the cursor is after a word break
         if not words or len(split_arg_string(before + "x")) > len(words):
