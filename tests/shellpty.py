@@ -30,11 +30,11 @@ PROMPT = "READY> "
 TIMEOUT = 30.0  # seconds for one expected screen; every TAB starts a Python process
 
 
-def _setup(shell: str, home: Path) -> list[str]:
-    """The command starting ``shell`` interactively with only ospp's completion configured."""
-    script = (
-        ROOT / "completions" / {"bash": "ospp.bash", "zsh": "_ospp", "fish": "ospp.fish"}[shell]
-    )
+def _setup(shell: str, home: Path, prog: str) -> list[str]:
+    """The command starting ``shell`` interactively with only the completion of ``prog``
+    (ospp or slmgr) configured."""
+    name = {"bash": f"{prog}.bash", "zsh": f"_{prog}", "fish": f"{prog}.fish"}[shell]
+    script = ROOT / "completions" / name
     if shell == "bash":
         rc = home / "bashrc"
         rc.write_text(
@@ -69,7 +69,7 @@ def missing(shell: str) -> str | None:
 class Terminal:
     """One interactive shell in a pseudo-terminal, with the screen it draws."""
 
-    def __init__(self, shell: str, home: Path, env: dict[str, str]) -> None:
+    def __init__(self, shell: str, home: Path, env: dict[str, str], prog: str = "ospp") -> None:
         self.shell = shell
         home.mkdir(parents=True, exist_ok=True)
         bindir = str(Path(sys.executable).parent)
@@ -91,7 +91,7 @@ class Terminal:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, COLUMNS, 0, 0))
         self.fd = master
         self.proc = subprocess.Popen(
-            _setup(shell, home),
+            _setup(shell, home, prog),
             stdin=slave,
             stdout=slave,
             stderr=slave,

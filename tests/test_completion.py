@@ -120,6 +120,24 @@ def test_descriptions_are_shown_whole(term: Terminal) -> None:
     assert "Set the KMS host: name, IPv4, [IPv6], optionally with :port." in screen
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_slmgr_completes_its_options(shell: str, ospp: Ospp, tmp_path: Path) -> None:
+    reason = missing(shell)
+    if reason:
+        pytest.skip(reason)
+    term = Terminal(shell, tmp_path / "shell", ospp.env, prog="slmgr")
+    try:
+        screen = _listed(term, "slmgr /dl", ["/dli", "/dlv"])
+        if shell != "bash":
+            assert "Display detailed licence information." in screen
+        term.type("\x03")
+        term.wait_for(lambda _: term.line().rstrip().endswith(">"), "a fresh prompt")
+        term.complete("slmgr /ip")
+        assert term.line().endswith("slmgr /ipk @"), term.text
+    finally:
+        term.close()
+
+
 def _bash_answer(
     ospp: Ospp, line: str, wordbreaks: str, debug: bool = False, point: int | None = None
 ) -> tuple[list[str], str]:
