@@ -1,8 +1,10 @@
 function _ospp_completion;
-    set -l response (env _OSPP_COMPLETE=fish_complete COMP_WORDS=(commandline -cp) COMP_CWORD=(commandline -t) ospp);
+    set -l response (env _OSPP_COMPLETE=fish_complete COMP_WORDS=(commandline -cp) \
+COMP_CWORD=(commandline -t) ospp);
 
     for completion in $response;
-        set -l metadata (string split "," $completion);
+        # split at the first comma only: descriptions have commas too
+        set -l metadata (string split --max 1 "," -- $completion);
 
         if test $metadata[1] = "dir";
             __fish_complete_directories $metadata[2];

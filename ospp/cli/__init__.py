@@ -7,6 +7,7 @@ so ``ospp /dstatus`` does not pay for the KMS host, the authority or DNS diagnos
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
@@ -98,4 +99,8 @@ def cli(as_json: bool, quiet: bool) -> None:
 
 
 def main() -> None:
+    if "_OSPP_COMPLETE" in os.environ:  # the shell asks for completions (completions/)
+        from ospp.cli.shells import register
+
+        register()
     cli(prog_name="ospp")

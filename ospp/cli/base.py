@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ospp.cli import complete
 from ospp.core.db import close_all
 
 if TYPE_CHECKING:
@@ -198,7 +199,9 @@ def reports_text(fn: Callable[..., Result]) -> Callback:
 JSON_OPTION = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as JSON instead of ospp.vbs text."
 )
-COMPUTER_ARGUMENT = click.argument("computer", required=False, metavar="[COMPUTERNAME]")
+COMPUTER_ARGUMENT = click.argument(
+    "computer", required=False, metavar="[COMPUTERNAME]", shell_complete=complete.machines
+)
 
 
 # -- the ospp.vbs slash syntax -----------------------------------------------------------------
@@ -326,6 +329,8 @@ class SlashGroup(click.Group):
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         from click.shell_completion import CompletionItem
 
+        if incomplete.startswith("/") and ":" in incomplete:
+            return self._complete_value(ctx, incomplete)
         if incomplete.startswith("/"):
             items = []
             for name in self.list_commands(ctx):
@@ -334,9 +339,28 @@ class SlashGroup(click.Group):
                     continue
                 word = f"/{name}" + (":" if cmd.slash_value and cmd.value_required else "")
                 if word.startswith(incomplete.lower()):
-                    items.append(CompletionItem(word, help=cmd.get_short_help_str()))
+                    items.append(CompletionItem(word, help=cmd.get_short_help_str(WHOLE)))
             return items
         return super().shell_complete(ctx, incomplete)
+
+    def _complete_value(self, ctx: click.Context, word: str) -> list[CompletionItem]:
+        """Complete the value of ``/name:value`` as the command completes its value."""
+        from click.shell_completion import CompletionItem
+
+        head, _, value = word.partition(":")
+        cmd = self.get_command(ctx, head[1:].lower())
+        if not isinstance(cmd, SlashCommand) or cmd.slash_value is None:
+            return []
+        for param in cmd.params:
+            if (cmd.slash_value == "argument" and isinstance(param, click.Argument)) or (
+                isinstance(param, click.Option) and cmd.slash_value in param.opts
+            ):
+                sub = cmd.make_context(cmd.name, [], parent=ctx, resilient_parsing=True)
+                return [
+                    CompletionItem(f"{head}:{item.value}", type=item.type, help=item.help)
+                    for item in param.shell_complete(sub, value)
+                ]
+        return []
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         verbs: list[tuple[str, str]] = []

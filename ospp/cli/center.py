@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli import serving
-from ospp.cli.base import JSON_OPTION, Group, Result, reports, reports_text
+from ospp.cli import complete, serving
+from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Group, Result, reports, reports_text
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
@@ -110,8 +110,20 @@ def pubkey() -> Result:
 
 
 @center.command("issue-key")
-@click.option("--product", required=True, help="Short product id, e.g. ProPlus2021.")
-@click.option("--channel", type=click.Choice(["mak", "kms-host"]), default="mak", show_default=True)
+@click.option(
+    "--product",
+    required=True,
+    help="Short product id, e.g. ProPlus2021.",
+    shell_complete=complete.products,
+)
+@click.option(
+    "--channel",
+    type=click.Choice(["mak", "kms-host"]),
+    default="mak",
+    show_default=True,
+    help="mak: a Multiple Activation Key for clients; kms-host: a KMS host key (CSVLK) for "
+    "'ospp kms install-key'.",
+)
 @click.option("--limit", type=int, help="Activations allowed (MAK default 100, KMS host 6).")
 @JSON_OPTION
 @reports
@@ -301,7 +313,7 @@ def hardware_group() -> None:
 
 
 @hardware_group.command("show")
-@click.argument("computer", required=False, metavar="[COMPUTERNAME]")
+@COMPUTER_ARGUMENT
 @JSON_OPTION
 @reports
 def hardware_show(computer: str | None) -> Result:

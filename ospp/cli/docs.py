@@ -7,17 +7,21 @@ committed files differ from what this produces.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 import click
-from click.shell_completion import get_completion_class
 
 from ospp import __version__
 from ospp.cli.base import SlashCommand, slash_form
+from ospp.cli.shells import SHELLS
 from ospp.cli.slmgr_group import SlmgrGroup
+from ospp.core.errors import DESCRIPTIONS, hex_code
 
 MAN_DATE = "2026-11-28"  # bump with each release
+WIDTH = 80  # source lines of the page, as mandoc -Tlint wants them
 # Named as each shell looks them up, so the wheel installs them unchanged under share/.
 COMPLETION_FILES = {"bash": "bash/ospp", "zsh": "zsh/_ospp", "fish": "fish/ospp.fish"}
 SLMGR_COMPLETION_FILES = {"bash": "bash/slmgr", "zsh": "zsh/_slmgr", "fish": "fish/slmgr.fish"}
@@ -31,15 +35,42 @@ def _roff(text: str) -> str:
     return "\n".join(lines)
 
 
-def _params(cmd: click.Command, skip: tuple[str, ...] = ()) -> list[str]:
+def _prose(text: str, between: str = ".PP") -> list[str]:
+    """A docstring as roff: its paragraphs each on one line (wrapped later), ``between`` them."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text.split("\f")[0]).strip())
+    out: list[str] = []
+    for paragraph in paragraphs:
+        if out:
+            out.append(between)
+        out.append(_roff(" ".join(paragraph.split())))
+    return out
+
+
+def _option_help(param: click.Option) -> str:
+    text = param.help or ""
+    if param.show_default and param.default is not None and not param.is_flag:
+        text += f" Default: {param.default}."
+    return text.strip()
+
+
+def _params(
+    cmd: click.Command, skip: tuple[str, ...] = (), ctx: click.Context | None = None
+) -> list[str]:
+    """The options of ``cmd`` (with ``ctx``, also its help option) as tagged paragraphs."""
     out = []
-    for param in cmd.params:
+    for param in cmd.get_params(ctx) if ctx is not None else cmd.params:
         if isinstance(param, click.Option):
             if param.hidden or param.name in skip:
                 continue
             names = ", ".join(param.opts + param.secondary_opts)
-            meta = "" if param.is_flag else f" {param.metavar or param.name or ''}".upper()
-            out += [".TP", f"\\fB{_roff(names)}\\fR{_roff(meta)}", _roff(param.help or "")]
+            if param.is_flag:
+                meta = ""
+            elif isinstance(param.type, click.Choice):
+                meta = " {" + "|".join(str(c) for c in param.type.choices) + "}"
+            else:
+                meta = f" {param.metavar or param.name or ''}".upper()
+            out += [".TP", f"\\fB{_roff(names)}\\fR{_roff(meta)}"]
+            out += _prose(_option_help(param), ".IP")
     return out
 
 
@@ -77,7 +108,7 @@ def _command_sections(group: click.Group, ctx: click.Context, prefix: str) -> li
             out += [
                 ".TP",
                 f"\\fB{_roff(slash_form(name, cmd))}\\fR",
-                _roff(cmd.help or ""),
+                *_prose(cmd.help or "", ".IP"),
                 ".RS",
                 f"Modern form: \\fB{modern}\\fR",
             ]
@@ -123,7 +154,7 @@ def _describe(cmd: click.Command, ctx: click.Context, path: str) -> list[str]:
         ".SS " + _roff(path),
         f"\\fB{_roff(_usage(path, cmd))}\\fR",
         ".PP",
-        _roff((cmd.help or "").split("\f")[0].strip()),
+        *_prose(cmd.help or ""),
     ]
     out += _params(cmd)
     if isinstance(cmd, click.Group):
@@ -153,6 +184,9 @@ ospp \- rehearse Office volume activation (MAK, KMS, phone) on a simulated licen
 .RB { center | kms }
 .I subcommand
 .RI [ options ]
+.br
+.B ospp
+.RB { \-\-version | \-\-help }
 .SH DESCRIPTION
 .B ospp
 speaks the command language of Microsoft's ospp.vbs against a simulated licence store, so
@@ -164,7 +198,7 @@ It never touches real Microsoft licensing.
 Option names are case\-insensitive. \fB/?\fR, \fB/help\fR and \fB\-\-help\fR print help.
 """
 
-TAIL = r""".SH EXIT STATUS
+EXIT_STATUS = r""".SH EXIT STATUS
 .TP
 .B 0
 Success.
@@ -185,7 +219,16 @@ A server (activation authority, KMS host, DNS server) could not be reached.
 .TP
 .B 70
 Internal error (a bug). Rerun with OSPP_DEBUG=1 for the traceback.
-.SH ENVIRONMENT
+"""
+
+ERROR_CODES = r""".SH ERROR CODES
+Every licensing code ospp prints: after ERROR CODE in the text output, as error.code in the
+JSON. Each is an HRESULT as the Software Licensing Service would report it, with the
+description \fBospp /ddescr:\fR\fICODE\fR prints. Codes 0x4004xxxx are information (the
+status of a licence), not failures.
+"""
+
+TAIL = r""".SH ENVIRONMENT
 .TP
 .B OSPP_HOME
 Directory of the client state: one licence store per simulated machine. Default: the
@@ -199,6 +242,11 @@ set, else the user data directory plus /center.
 .B OSPP_KMS_HOME
 Directory of the KMS host run by \fBospp kms\fR. Default: $OSPP_HOME/kms when OSPP_HOME is
 set, else the user data directory plus /kms.
+.TP
+.B OSPP_CENTER_DB
+postgresql://USER@HOST:PORT/DB: keep the activation authority's records in
+PostgreSQL, shared by several \fBospp center serve\fR nodes. Unset: SQLite in
+OSPP_CENTER_HOME (\fBospp center init \-\-db URL\fR remembers a URL there).
 .TP
 .B OSPP_NOW
 Simulated current time, ISO 8601 (2026\-06\-01T09:00:00Z); a time without a zone is UTC.
@@ -282,17 +330,44 @@ slmgr.vbs.
 """
 
 
+def _error_codes() -> list[str]:
+    """The ERROR CODES section, from the code registry (what /ddescr prints)."""
+    out = [ERROR_CODES.rstrip("\n")]
+    for code in sorted(DESCRIPTIONS):
+        out += [".TP", f".B {hex_code(code)}", _roff(DESCRIPTIONS[code])]
+    return out
+
+
+def _wrap(lines: list[str]) -> list[str]:
+    """Fold text lines to WIDTH columns; requests, tags and .nf blocks stay as they are."""
+    out: list[str] = []
+    literal = False
+    for line in lines:
+        literal = (literal or line.startswith(".nf")) and not line.startswith(".fi")
+        if literal or line.startswith(".") or len(line) <= WIDTH:
+            out.append(line)
+            continue
+        if out and out[-1] == ".TP":
+            raise ValueError(f"a tag longer than {WIDTH} columns: {line}")
+        for piece in textwrap.wrap(line, WIDTH - 2, break_long_words=False, break_on_hyphens=False):
+            out.append("\\&" + piece if piece.startswith((".", "'")) else piece)
+    return out
+
+
 def manpage(cli: click.Group) -> str:
-    ctx = click.Context(cli, info_name="ospp")
+    ctx = click.Context(cli, info_name="ospp", **cli.context_settings)
     body = [HEAD.replace("{version}", __version__).replace("{date}", MAN_DATE).rstrip("\n")]
+    body += [".SH OPTIONS", "Options of \\fBospp\\fR itself, before the command:"]
+    body += _params(cli, ctx=ctx)
     body += _command_sections(cli, ctx, "ospp")
+    body.append(EXIT_STATUS.rstrip("\n"))
+    body += _error_codes()
     body.append(TAIL.rstrip("\n"))
-    return "\n".join(body) + "\n"
+    return "\n".join(_wrap("\n".join(body).split("\n"))) + "\n"
 
 
 def completion(cli: click.Group, shell: str, prog: str = "ospp") -> str:
-    cls = get_completion_class(shell)
-    assert cls is not None
+    cls = SHELLS[shell]
     return cls(cli, {}, prog, f"_{prog.upper()}_COMPLETE").source()
 
 

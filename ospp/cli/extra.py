@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ospp.cli import complete
 from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, reports
 from ospp.core.catalog import Channel, catalog
 from ospp.machine import client
@@ -34,7 +35,7 @@ def products() -> Result:
 
 
 @click.command("install-product")
-@click.argument("product")
+@click.argument("product", shell_complete=complete.products)
 @COMPUTER_ARGUMENT
 @JSON_OPTION
 @reports

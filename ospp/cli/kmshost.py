@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli import serving
+from ospp.cli import complete, serving
 from ospp.cli.base import JSON_OPTION, Group, Result, json_wanted, quiet, reports, reports_text, run
 from ospp.cli.kmsdns import dns_group
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
@@ -337,7 +337,9 @@ def serve(
 
 
 @click.command("service")
-@click.argument("computers", nargs=-1, metavar="[COMPUTERNAME]...")
+@click.argument(
+    "computers", nargs=-1, metavar="[COMPUTERNAME]...", shell_complete=complete.machines
+)
 @click.option("--all", "all_machines", is_flag=True, help="Every simulated machine.")
 @click.option(
     "--notify",

@@ -343,6 +343,10 @@ def rearm(words: tuple[str, ...]) -> Result:
 
 def main() -> None:
     """The ``slmgr`` console script."""
+    if "_SLMGR_COMPLETE" in os.environ:  # the shell asks for completions (completions/)
+        from ospp.cli.shells import register
+
+        register()
     slmgr(prog_name="slmgr")
 
 

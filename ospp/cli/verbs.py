@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ospp.cli import complete
 from ospp.cli.base import DASHES, Result, json_wanted, reports, verb
 from ospp.cli.render import kms_json, status_json, status_lines
 from ospp.core.clock import iso
@@ -259,14 +260,31 @@ def remhst(computer: str | None) -> Result:
     return _setting(computer, client.remove_kms_host)
 
 
-@verb("cachst", slash_value="argument", params=[click.argument("value", metavar="TRUE|FALSE")])
+CACHING_VALUES = complete.fixed(
+    ("TRUE", "Allow KMS host caching"), ("FALSE", "Deny KMS host caching")
+)
+ACTYPE_VALUES = complete.fixed(("0", "All activation types"), ("2", "KMS activation only"))
+POLICY_VALUES = complete.fixed(
+    ("any", "Hosts certified online or by phone"), ("online-only", "Hosts certified online only")
+)
+
+
+@verb(
+    "cachst",
+    slash_value="argument",
+    params=[click.argument("value", metavar="TRUE|FALSE", shell_complete=CACHING_VALUES)],
+)
 @reports
 def cachst(value: str, computer: str | None) -> Result:
     """Allow (TRUE) or deny (FALSE) KMS host caching."""
     return _setting(computer, lambda s: client.set_kms_caching(s, value))
 
 
-@verb("actype", slash_value="argument", params=[click.argument("value", metavar="0-3")])
+@verb(
+    "actype",
+    slash_value="argument",
+    params=[click.argument("value", metavar="0-3", shell_complete=ACTYPE_VALUES)],
+)
 @reports
 def actype(value: str, computer: str | None) -> Result:
     """Set the volume activation type: 0 all, 2 KMS (1 AD and 3 token are not supported)."""
@@ -287,7 +305,11 @@ def ckms_domain(computer: str | None) -> Result:
     return _setting(computer, client.clear_kms_domain)
 
 
-@verb("kms-policy", slash_value="argument", params=[click.argument("policy", metavar="POLICY")])
+@verb(
+    "kms-policy",
+    slash_value="argument",
+    params=[click.argument("policy", metavar="POLICY", shell_complete=POLICY_VALUES)],
+)
 @reports
 def kms_policy(policy: str, computer: str | None) -> Result:
     """Accept KMS hosts certified online or by phone (any, the default) or online only."""

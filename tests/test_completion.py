@@ -1,0 +1,184 @@
+"""TAB completion in real bash, zsh and fish: what the shell shows after a partial command.
+
+Each test starts the shell in a pseudo-terminal with the script from completions/ sourced and
+this environment's ``ospp`` on PATH, types, presses TAB and reads the terminal's screen.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Ospp
+from tests.shellpty import Terminal, missing
+
+SHELLS = ("bash", "zsh", "fish")
+# bash lists the candidates on the second TAB; zsh and fish on the first
+LIST_TABS = {"bash": 2, "zsh": 1, "fish": 1}
+
+
+@pytest.fixture(params=SHELLS)
+def term(request: pytest.FixtureRequest, ospp: Ospp, tmp_path: Path) -> Iterator[Terminal]:
+    shell: str = request.param
+    reason = missing(shell)
+    if reason:
+        pytest.skip(reason)
+    for machine in ("lab-7", "pc01"):
+        assert ospp("install-product", "ProPlus2021", machine).code == 0
+    (Path(ospp.env["OSPP_HOME"]) / "machines" / "ghost").mkdir()  # no licence store in it
+    terminal = Terminal(shell, tmp_path / "shell", ospp.env)
+    yield terminal
+    terminal.close()
+
+
+def _listed(term: Terminal, typed: str, shown: list[str]) -> str:
+    """Type ``typed``, ask for the list of candidates, and wait until each of ``shown`` is on
+    the screen as a word of its own. Give ``typed`` whole up to the candidates' common prefix:
+    bash lists on the second TAB only when the first completed nothing."""
+    term.type(typed + "\t" * LIST_TABS[term.shell])
+
+    def all_shown(text: str) -> bool:
+        # fish shows a long common prefix as '…'
+        tokens = text.split()
+        return all(
+            any(t == word or (t[:1] == "…" and word.endswith(t[1:])) for t in tokens)
+            for word in shown
+        )
+
+    return term.wait_for(all_shown, f"{shown} after {typed!r}")
+
+
+@pytest.mark.parametrize(
+    ("typed", "line"),
+    [
+        ("ospp /cachst:T", "ospp /cachst:TRUE @"),
+        ("ospp /CACHST:f", "ospp /CACHST:FALSE @"),
+        ("ospp /kms-policy:on", "ospp /kms-policy:online-only @"),
+        ("ospp /inp", "ospp /inpkey:@"),  # the value follows: no space
+        ("ospp /dstatus l", "ospp /dstatus lab-7 @"),
+        ("ospp /cachst:TRUE p", "ospp /cachst:TRUE pc01 @"),
+        ("ospp center issue-key --product VisioPro2016", "--product VisioPro2016 @"),
+        ("ospp /sethst:k", "ospp /sethst:k@"),  # a host name: nothing to offer
+        ("ospp /sethst:", "ospp /sethst:@"),
+    ],
+)
+def test_tab_completes_the_word(term: Terminal, typed: str, line: str) -> None:
+    screen = term.complete(typed)
+    assert term.line().endswith(line), screen
+    assert "Traceback" not in screen
+
+
+@pytest.mark.parametrize("word", ["/sethst:", "/cachst:", "/actype:", "/sethst:k", "/nope:x"])
+def test_no_traceback_over_the_prompt(term: Terminal, word: str) -> None:
+    screen = term.complete(f"ospp {word}", tabs=LIST_TABS[term.shell])
+    assert "Traceback" not in screen and "Error" not in screen, screen
+    assert term.line().endswith(f"ospp {word}@"), screen
+
+
+def test_fixed_values_of_cachst_and_actype(term: Terminal) -> None:
+    # bash replaces only what follows the ':' and lists just that part
+    full = term.shell != "bash"
+    screen = _listed(
+        term, "ospp /cachst:", ["/cachst:TRUE", "/cachst:FALSE"] if full else ["TRUE", "FALSE"]
+    )
+    if full:
+        assert "Allow KMS host caching" in screen and "Deny KMS host caching" in screen
+    term.type("\x03")  # a fresh prompt
+    term.wait_for(lambda _: term.line().rstrip().endswith(">"), "a fresh prompt")
+    screen = _listed(term, "ospp /actype:", ["/actype:0", "/actype:2"] if full else ["0", "2"])
+    assert not re.search(r"(?<!\S)(/actype:)?[13](?!\S)", screen), screen  # refused types
+    assert "Traceback" not in screen
+
+
+def test_product_ids(term: Terminal) -> None:
+    years = ("2024", "2021", "2019", "2016", "2013", "2010")
+    screen = _listed(term, "ospp install-product Standard20", [f"Standard{y}" for y in years])
+    assert "ProPlus2021" not in screen
+    if term.shell != "bash":
+        assert "Office LTSC Standard 2021" in screen
+    term.type("\x03")
+    term.wait_for(lambda _: term.line().rstrip().endswith(">"), "a fresh prompt")
+    _listed(term, "ospp center issue-key --product VisioPro20", [f"VisioPro{y}" for y in years])
+
+
+def test_machine_names(term: Terminal) -> None:
+    screen = _listed(term, "ospp /dstatus ", ["lab-7", "pc01"])
+    assert "ghost" not in screen  # a directory without a licence store is no machine
+
+
+def test_descriptions_are_shown_whole(term: Terminal) -> None:
+    if term.shell == "bash":
+        pytest.skip("bash shows no descriptions")
+    screen = _listed(term, "ospp /set", ["/sethst:", "/setprt:"])
+    # fish used to cut a description at its first comma
+    assert "Set the KMS host: name, IPv4, [IPv6], optionally with :port." in screen
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_slmgr_completes_its_options(shell: str, ospp: Ospp, tmp_path: Path) -> None:
+    reason = missing(shell)
+    if reason:
+        pytest.skip(reason)
+    term = Terminal(shell, tmp_path / "shell", ospp.env, prog="slmgr")
+    try:
+        screen = _listed(term, "slmgr /dl", ["/dli", "/dlv"])
+        if shell != "bash":
+            assert "Display detailed licence information." in screen
+        term.type("\x03")
+        term.wait_for(lambda _: term.line().rstrip().endswith(">"), "a fresh prompt")
+        term.complete("slmgr /ip")
+        assert term.line().endswith("slmgr /ipk @"), term.text
+    finally:
+        term.close()
+
+
+def _bash_answer(
+    ospp: Ospp, line: str, wordbreaks: str, debug: bool = False, point: int | None = None
+) -> tuple[list[str], str]:
+    """What ``ospp`` answers the bash script from completions/ for ``line``, the cursor at
+    ``point`` (bash counts characters in a UTF-8 locale) or at the end."""
+    env = {
+        **os.environ,
+        **ospp.env,
+        "_OSPP_COMPLETE": "bash_complete",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line) if point is None else point),
+        "COMP_WORDBREAKS": wordbreaks,
+        "COMP_WORDS": "unused",
+        "COMP_CWORD": "0",
+    }
+    env.pop("OSPP_DEBUG", None)
+    if debug:
+        env["OSPP_DEBUG"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "ospp"], env=env, capture_output=True, text=True, timeout=60
+    )
+    return [line for line in done.stdout.splitlines() if line], done.stderr
+
+
+def test_bash_gets_the_part_it_replaces(ospp: Ospp) -> None:
+    # bash's default COMP_WORDBREAKS has ':': it replaces only what follows the last one
+    assert _bash_answer(ospp, "ospp /cachst:T", " \t\n\"'><=;|&(:") == (["plain,TRUE"], "")
+    # bash-completion users often take ':' out: then the whole word is replaced
+    assert _bash_answer(ospp, "ospp /cachst:T", " \t\n") == (["plain,/cachst:TRUE"], "")
+    assert _bash_answer(ospp, "ospp /sethst:h:1", " \t\n:") == ([], "")
+    # the cursor inside the line
+    line = "ospp /cachst:F ünïcode"
+    assert _bash_answer(ospp, line, ":", point=len("ospp /cachst:F")) == (["plain,FALSE"], "")
+    # COMP_POINT counts characters, not bytes
+    for machine in ("pa1", "pb1"):
+        assert ospp("install-product", "ProPlus2021", machine).code == 0
+    assert _bash_answer(ospp, "ospp install-product ü pb", ":") == (["plain,pb1"], "")
+
+
+def test_a_failing_completion_offers_nothing_quietly(ospp: Ospp) -> None:
+    # 'nope' is no command: the completion cannot go on, and must not print over the prompt
+    assert _bash_answer(ospp, "ospp nope ", ":") == ([], "")
+    out, err = _bash_answer(ospp, "ospp nope ", ":", debug=True)
+    assert out == [] and "unknown command 'nope'" in err  # OSPP_DEBUG shows why
