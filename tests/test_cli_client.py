@@ -322,3 +322,11 @@ def test_help_of_a_nested_command_and_of_none(ospp: Ospp) -> None:
     assert ospp("help", "kms", "serve").out.startswith("Usage: ospp kms serve")
     ran = ospp("help", "kms", "nope")
     assert ran.code == 2 and "'ospp kms' has no command 'nope'" in ran.err
+
+
+def test_machines_lists_the_simulated_machines(ospp: Ospp) -> None:
+    assert ospp("machines", "--json").json()["machines"] == []
+    ospp("install-product", PRODUCT, "ws2")
+    ospp("install-product", PRODUCT, "ws1")
+    assert ospp("machines", "--json").json()["machines"] == ["ws1", "ws2"]
+    assert ospp("machines").out.split() == ["ws1", "ws2"]

@@ -56,7 +56,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "dtokcerts",
         "tokact",
     ),
-    "ospp.cli.extra": ("products", "install-product", "demo", "help"),
+    "ospp.cli.extra": ("products", "install-product", "machines", "demo", "help"),
     "ospp.cli.center": ("center", "trust", "hardware"),
     "ospp.cli.kmshost": ("kms", "service"),
     "ospp.cli.dnsdiag": ("dnsdiag",),

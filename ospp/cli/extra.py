@@ -56,6 +56,18 @@ def install_product(product: str, computer: str | None) -> Result:
     )
 
 
+@click.command("machines")
+@JSON_OPTION
+@reports
+def machines() -> Result:
+    """List the simulated machines (each one a store in OSPP_HOME), so scripts can check."""
+    from ospp.core.paths import ospp_home
+    from ospp.machine.service import machine_names
+
+    names = machine_names(ospp_home())
+    return Result(names or ["<No simulated machines>"], {"machines": names}, banners=False)
+
+
 @click.command("demo")
 @click.option(
     "--keep",
@@ -89,4 +101,4 @@ def help_(ctx: click.Context, words: tuple[str, ...]) -> None:
     click.echo(command.get_help(current))
 
 
-COMMANDS = [products, install_product, demo, help_]
+COMMANDS = [products, install_product, machines, demo, help_]
