@@ -39,3 +39,22 @@ def test_dns_set_reads_the_tsig_key_from_stdin(ospp: Ospp):
     )  # fmt: skip
     assert ran.code == 0, ran.out
     assert ran.json()["tsig_name"] == "kms-update"
+
+
+def test_fleet_import_reads_stdin(ospp: Ospp, tmp_path):
+    ospp("fleet", "create", "ws", "3", "--product", "ProPlus2021")
+    exported = tmp_path / "site.csv"
+    assert ospp("fleet", "export", str(exported)).code == 0
+    text = exported.read_text().replace("ws", "pc")
+    ran = ospp("fleet", "import", "-", "--json", input=text)
+    assert ran.code == 0, ran.out
+    assert ospp("machines", "--json").json()["machines"] == [
+        "pc1",
+        "pc2",
+        "pc3",
+        "ws1",
+        "ws2",
+        "ws3",
+    ]
+    again = ospp("fleet", "import", "-", input=text)  # all or nothing: they exist now
+    assert again.code == 2 and "line 2" in again.out

@@ -279,21 +279,28 @@ def export(file: Path, glob: str | None) -> Result:
                   banners=False)  # fmt: skip
 
 
+IMPORT_LIMIT = 64 * 1024 * 1024  # a fleet file from standard input: 10,000 machines is ~1 MB
+
+
 @fleet_group.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @JSON_OPTION
 @reports
 def import_(file: Path) -> Result:
-    """Create the machines listed in FILE.csv; all or nothing (a bad row names its line)."""
+    """Create the machines listed in FILE.csv ('-' reads standard input); all or nothing (a bad
+    row names its line)."""
+    from ospp.core.paths import read_user_file
     from ospp.machine import fleet
 
     home = ospp_home()
-    total = fleet.check_import(home, file)
+    text = read_user_file(file, "fleet file", IMPORT_LIMIT) if str(file) == "-" else None
+    total = fleet.check_import(home, file, text)
     clock = clock_from_env()
     templates = fleet.Templates(clock)
     counts: Counter[str] = Counter()
     try:
-        for done in progress(fleet.import_rows(home, file, clock, templates), total, "importing"):
+        rows = fleet.import_rows(home, file, clock, templates, text)
+        for done in progress(rows, total, "importing"):
             counts[done.outcome] += 1
     finally:
         templates.close()

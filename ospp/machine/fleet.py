@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import os
 import shutil
 import sqlite3
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from ospp.core.clock import Clock, iso
 from ospp.core.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
@@ -268,11 +270,17 @@ def remove(home: Path, glob: str) -> Iterator[Done]:
 # -- export and import -------------------------------------------------------------------------
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    try:
-        f = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str]]]:
+    """The non-empty rows of an export file (``text``: its content, already read from
+    standard input), after checking its header."""
+    f: TextIO
+    if text is not None:
+        f = io.StringIO(text, newline="")
+    else:
+        try:
+            f = path.open(newline="", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{path} cannot be read: {exc.strerror or exc}") from exc
     with f:
         rows = csv.reader(f)
         header = next(rows, None)
@@ -286,11 +294,11 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
                 yield rows.line_num, row
 
 
-def read_csv(path: Path) -> Iterator[tuple[int, str, Spec]]:
+def read_csv(path: Path, text: str | None = None) -> Iterator[tuple[int, str, Spec]]:
     """Machines of an export file as (first line, machine, spec): a machine's rows are
     consecutive (one per product). The first bad row raises, naming its line."""
     current: tuple[int, str, Spec] | None = None
-    for line, row in _rows(path):
+    for line, row in _rows(path, text):
         try:
             if len(row) != 4:
                 raise UsageError(f"expected 4 fields, found {len(row)}")
@@ -321,10 +329,10 @@ def read_csv(path: Path) -> Iterator[tuple[int, str, Spec]]:
         yield current
 
 
-def check_import(home: Path, path: Path) -> int:
+def check_import(home: Path, path: Path, text: str | None = None) -> int:
     """Validate a whole file first: every row, no machine twice, none that exists already."""
     seen: set[str] = set()
-    for line, name, _ in read_csv(path):
+    for line, name, _ in read_csv(path, text):
         if name in seen:
             raise UsageError(
                 f"{path} line {line}: machine {name} appears twice",
@@ -339,11 +347,13 @@ def check_import(home: Path, path: Path) -> int:
     return len(seen)
 
 
-def import_rows(home: Path, path: Path, clock: Clock, templates: Templates) -> Iterator[Created]:
+def import_rows(
+    home: Path, path: Path, clock: Clock, templates: Templates, text: str | None = None
+) -> Iterator[Created]:
     """Create the machines of a checked file; if one appeared meanwhile, undo them all."""
     made: list[str] = []
     created_at = iso(clock.now())
-    for line, name, spec in read_csv(path):
+    for line, name, spec in read_csv(path, text):
         if not place(home, name, _copy(templates.get(spec), created_at)):
             for undo in made:
                 shutil.rmtree(machine_dir(home, undo), ignore_errors=True)
