@@ -1,4 +1,4 @@
-"""A file argument of '-' reads standard input (confirm-batch, trust add, dns set)."""
+"""A file argument of '-' reads standard input: confirm-batch, trust add, dns set, import."""
 
 from __future__ import annotations
 
