@@ -463,32 +463,6 @@ class KmsHost(HostIdentity):
             },
         }
 
-    def clients(self, limit: int | None = 1000) -> list[dict[str, Any]]:
-        """The most recent ``limit`` clients (all of them when None)."""
-        with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT app, cmid, sku_id, workstation, first_seen, last_seen, requests "
-                "FROM clients ORDER BY last_seen DESC LIMIT ?",
-                (-1 if limit is None else limit,),  # SQLite: a negative LIMIT has no limit
-            ).fetchall()
-        from datetime import UTC
-
-        def t(v: int) -> str:
-            return iso(datetime.fromtimestamp(v, UTC))
-
-        return [
-            {
-                "app_id": r[0],
-                "cmid": r[1],
-                "sku_id": r[2],
-                "workstation": r[3],
-                "first_seen": t(r[4]),
-                "last_seen": t(r[5]),
-                "requests": r[6],
-            }
-            for r in rows
-        ]
-
 
 def current_counts(conn: sqlite3.Connection, since: int) -> dict[str, int]:
     """Per application group with clients seen since ``since``: how many, at most CAP.
