@@ -42,7 +42,7 @@ INTERNAL_ERROR = int(ExitStatus.INTERNAL)  # a bug; rerun with OSPP_DEBUG=1 for 
 EXIT_STATUS_HELP = (
     "Exit status: 0 success; 1 the licensing check said no (the licensing code is printed); "
     "2 usage error; 3 the licence store or another local file cannot be used; 4 a server "
-    "(authority, KMS host, DNS) could not be reached; 70 internal error."
+    "(authority, KMS host, DNS) could not be reached; 70 internal error; 130 cancelled (Ctrl+C)."
 )
 
 
