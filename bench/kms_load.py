@@ -4,14 +4,18 @@
     python bench/kms_load.py --requests 4000 --concurrency 64 --mode new
     python bench/kms_load.py --stored 1000000      # latency with 1,000,000 stored clients
     python bench/kms_load.py --scrape 20           # while /, /metrics are fetched 20 times/s
+    python bench/kms_load.py --out before.json     # also write the results as JSON
 
 It starts a real ``ospp kms serve`` on 127.0.0.1 port 0 (activated host key, request log
 written to a file, durable counts, signed responses), then runs a bounded number of
 activation requests from ``--procs`` load processes, each an asyncio loop holding its share
 of the concurrent clients. ``--mode new`` opens a connection per activation; ``--mode
 persistent`` keeps one connection per client. Each request has a fresh CMID, so every one is
-an insert into the host's store. Reports requests/s, p50/p99 latency and the host's peak RSS.
-All traffic stays on 127.0.0.1 and every run stops after its request count.
+an insert into the host's store. Reports requests/s, p50/p99 latency, the host's CPU time
+(user + system, from /proc) per acknowledged activation, and the host's peak RSS. After each
+run it checks, reading kms.db read-only, that the host stored exactly one new client per
+acknowledged activation. All traffic stays on 127.0.0.1 and every run stops after its request
+count (and each load process after --timeout seconds).
 """
 
 from __future__ import annotations
@@ -72,13 +76,15 @@ async def _connect(loop: asyncio.AbstractEventLoop, port: int) -> socket.socket:
     return sock
 
 
-async def _client(port: int, count: int, mode: str, lat: list[float]) -> None:
+async def _client(port: int, count: int, mode: str, lat: list[float], deadline: float) -> None:
     """One simulated client: raw non-blocking sockets keep the load generator's own cost low."""
     loop = asyncio.get_running_loop()
     sock = None
     frames = [frame(str(uuid.uuid4())) for _ in range(count)]  # built before the clock starts
     await asyncio.sleep(0)
     for data in frames:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the run took longer than --timeout")
         start = time.perf_counter()
         if sock is None:
             sock = await _connect(loop, port)
@@ -96,26 +102,34 @@ async def _client(port: int, count: int, mode: str, lat: list[float]) -> None:
 
 
 def _worker(
-    port: int, clients: int, per_client: int, mode: str, out: multiprocessing.Queue[list[float]]
+    port: int,
+    clients: int,
+    per_client: int,
+    mode: str,
+    timeout: float,
+    out: multiprocessing.Queue[list[float]],
 ) -> None:
     lat: list[float] = []
+    deadline = time.monotonic() + timeout
 
     async def main() -> None:
-        await asyncio.gather(*(_client(port, per_client, mode, lat) for _ in range(clients)))
+        await asyncio.gather(
+            *(_client(port, per_client, mode, lat, deadline) for _ in range(clients))
+        )
 
     asyncio.run(main())
     out.put(lat)
 
 
 def run_load(
-    port: int, concurrency: int, requests: int, mode: str, procs: int
+    port: int, concurrency: int, requests: int, mode: str, procs: int, timeout: float = 300
 ) -> tuple[float, list[float]]:
     procs = max(1, min(procs, concurrency))
     per_client = max(1, requests // concurrency)
     out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
     shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
     workers = [
-        multiprocessing.Process(target=_worker, args=(port, n, per_client, mode, out))
+        multiprocessing.Process(target=_worker, args=(port, n, per_client, mode, timeout, out))
         for n in shares
     ]
     start = time.perf_counter()
@@ -123,11 +137,79 @@ def run_load(
         w.start()
     lat: list[float] = []
     for _ in workers:
-        lat += out.get(timeout=600)
+        lat += out.get(timeout=timeout + 60)
     elapsed = time.perf_counter() - start
     for w in workers:
         w.join(timeout=60)
     return len(lat) / elapsed, lat
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc/PID/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    # The command name (field 2) may hold spaces: split after its closing parenthesis.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def stored_bench_clients(home: Path) -> int:
+    """How many clients the load generator's requests left in the host's store (read-only)."""
+    uri = (home / "kms" / "kms.db").resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=10)
+    try:
+        (n,) = db.execute("SELECT count(*) FROM clients WHERE workstation='bench'").fetchone()
+    finally:
+        db.close()
+    return int(n)
+
+
+class Row:
+    """One measured run: what the host spent on it and whether every answer was stored."""
+
+    def __init__(self, host_pid: int, home: Path) -> None:
+        self.pid = host_pid
+        self.home = home
+        self.stored_before = stored_bench_clients(home)
+        self.cpu_before = cpu_seconds(host_pid)
+
+    def finish(self, mode: str, clients: int, rate: float, lat: list[float]) -> dict[str, object]:
+        cpu = cpu_seconds(self.pid) - self.cpu_before
+        stored = stored_bench_clients(self.home) - self.stored_before
+        if stored != len(lat):
+            raise SystemExit(
+                f"host stored {stored} new clients for {len(lat)} acknowledged activations"
+            )
+        return {
+            "mode": mode,
+            "clients": clients,
+            "requests": len(lat),
+            "req_per_s": round(rate, 1),
+            "p50_ms": round(statistics.median(lat) * 1000, 3),
+            "p99_ms": round(pct(lat, 0.99), 3),
+            "host_cpu_ms_per_activation": round(cpu * 1000 / len(lat), 4),
+            "stored_matches_acknowledged": True,
+        }
+
+
+def write_out(path: str | None, kind: str, args: argparse.Namespace, data: object) -> None:
+    if path is None:
+        return
+    import platform
+
+    result = {
+        "kind": kind,
+        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "results": data,
+    }
+    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results written to {path}")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -241,19 +323,29 @@ def table(args: argparse.Namespace) -> None:
         if args.scrape > 0:
             assert host.stdout is not None
             scraper = Scraper("http://" + host.stdout.readline().split()[1], args.scrape)
-        print(f"{'mode':<11}{'clients':>8}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+        print(
+            f"{'mode':<11}{'clients':>8}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'host CPU ms/act':>17}"
+        )
+        rows = []
         try:
             for mode in args.mode:
                 for conc in args.concurrency:
-                    rate, lat = run_load(port, conc, args.requests, mode, args.procs)
+                    row = Row(host.pid, home)
+                    rate, lat = run_load(port, conc, args.requests, mode, args.procs, args.timeout)
+                    rows.append(row.finish(mode, conc, rate, lat))
                     print(
                         f"{mode:<11}{conc:>8}{len(lat):>10}{rate:>10.0f}"
-                        f"{statistics.median(lat) * 1000:>9.2f}{pct(lat, 0.99):>9.2f}",
+                        f"{statistics.median(lat) * 1000:>9.2f}{pct(lat, 0.99):>9.2f}"
+                        f"{rows[-1]['host_cpu_ms_per_activation']:>17.3f}",
                         flush=True,
                     )
-            print(f"host peak RSS: {peak_rss_mb(host.pid):.1f} MB")
+            rss = peak_rss_mb(host.pid)
+            print(f"host peak RSS: {rss:.1f} MB")
+            print("every run: stored clients = acknowledged activations")
             if scraper is not None:
                 print(f"status page and /metrics meanwhile: {scraper.finish()}")
+            write_out(args.out, "table", args, {"rows": rows, "host_peak_rss_mb": round(rss, 1)})
         finally:
             host.terminate()
             host.wait(timeout=30)
@@ -270,20 +362,35 @@ def stored_latency(args: argparse.Namespace) -> None:
             fill = time.perf_counter() - t
             host, port = start_host(env, home)
             try:
-                run_load(port, 1, 200, "persistent", 1)  # warm up
-                _, lat = run_load(port, 1, args.requests, "persistent", 1)
-                results[rows] = lat
+                run_load(port, 1, 200, "persistent", 1, args.timeout)  # warm up
+                row = Row(host.pid, home)
+                rate, lat = run_load(port, 1, args.requests, "persistent", 1, args.timeout)
+                result = row.finish("persistent", 1, rate, lat)
+                result["stored"] = rows
+                result["host_peak_rss_mb"] = round(peak_rss_mb(host.pid), 1)
+                results[rows] = result
                 print(
                     f"{rows:>9} stored clients (filled in {fill:.1f} s): "
-                    f"p50 {statistics.median(lat) * 1000:.3f} ms, p99 {pct(lat, 0.99):.3f} ms, "
-                    f"host peak RSS {peak_rss_mb(host.pid):.1f} MB",
+                    f"p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms, "
+                    f"host CPU {result['host_cpu_ms_per_activation']:.3f} ms/act, "
+                    f"host peak RSS {result['host_peak_rss_mb']:.1f} MB",
                     flush=True,
                 )
             finally:
                 host.terminate()
                 host.wait(timeout=30)
-    small, big = (statistics.median(results[r]) for r in (1000, args.stored))
-    print(f"p50 ratio {args.stored} / 1000 stored clients: {big / small:.2f}")
+    small, big = results[1000], results[args.stored]
+    ratios = {
+        "p50": float(big["p50_ms"]) / float(small["p50_ms"]),  # type: ignore[arg-type]
+        "cpu": float(big["host_cpu_ms_per_activation"])  # type: ignore[arg-type]
+        / float(small["host_cpu_ms_per_activation"]),  # type: ignore[arg-type]
+    }
+    print(
+        f"ratio {args.stored} / 1000 stored clients: p50 {ratios['p50']:.2f}, "
+        f"host CPU {ratios['cpu']:.2f}"
+    )
+    print("every run: stored clients = acknowledged activations")
+    write_out(args.out, "stored", args, {"runs": list(results.values()), "ratios": ratios})
 
 
 def main() -> None:
@@ -308,6 +415,10 @@ def main() -> None:
         default=0,
         help="serve --http and fetch / and /metrics this many times a second during the runs",
     )
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="seconds a run may take at most (bounded)"
+    )
+    parser.add_argument("--out", metavar="FILE", help="also write the results to FILE as JSON")
     args = parser.parse_args()
     if args.stored:
         stored_latency(args)

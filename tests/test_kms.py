@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
@@ -533,3 +535,76 @@ def test_counts_are_kept_per_application_group(tmp_path: Path):
     assert counts_new == [1, 2, 3, 4, 5, 6]
     assert ask(product2010) == 1
     host.db.close()
+
+
+_printable = st.text(
+    st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), max_size=64
+)
+
+
+@given(
+    cmid=_printable,
+    nonce=_printable,
+    client_time=_printable,
+    epid=st.text(max_size=80),
+    count=st.integers(0, 10**6),
+    intervals=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)),
+)
+def test_answer_built_from_parts_is_the_canonical_body(
+    cmid: str, nonce: str, client_time: str, epid: str, count: int, intervals: tuple[int, int]
+) -> None:
+    """The host builds each signed answer from pre-encoded parts; the bytes must be exactly
+    canonical() of the fields, which is what every client rebuilds and verifies."""
+    from ospp.core.canonical import canonical
+    from ospp.core.catalog import catalog
+    from ospp.kmshost.state import Request, ServingState, signed_answer
+
+    sku = catalog().sku(PROPLUS_2021_SKU)
+    assert sku is not None
+    now = datetime(2026, 6, 1, 9, 30, 5, 123456, tzinfo=UTC)
+    req = Request(APP, sku.sku_id, sku.product, cmid, now, client_time, nonce, "licensed", "")
+    state = ServingState(None, b"", None, epid, intervals[0], intervals[1])
+    middle = f',"epid":{json.dumps(epid)},"host_time":"2026-06-01T09:30:05Z","nonce":'
+    body = {
+        "op": "kms-activate",
+        "epid": epid,
+        "cmid": cmid,
+        "client_time": client_time,
+        "nonce": nonce,
+        "sku_id": sku.sku_id,
+        "count": count,
+        "activation_interval": intervals[0],
+        "renewal_interval": intervals[1],
+        "host_time": "2026-06-01T09:30:05Z",
+    }
+    assert signed_answer(state, req, count, middle) == canonical(body)
+
+
+@given(
+    cmid=st.one_of(st.none(), st.integers(), st.text(max_size=80)),
+    sku=st.one_of(st.none(), st.lists(st.integers(), max_size=2), st.text(max_size=80)),
+    code=st.one_of(st.none(), st.integers(0, 2**32)),
+    ok=st.booleans(),
+    seconds=st.floats(0, 100),
+)
+def test_request_log_line_is_the_json_it_always_was(
+    cmid: object, sku: object, code: int | None, ok: bool, seconds: float
+) -> None:
+    """The request log formats its lines directly: the text must stay what json.dumps wrote."""
+    import io
+
+    from ospp.kmshost.server import RequestLog
+
+    log = RequestLog(io.StringIO())
+    answer: bytes | dict[str, Any] = b"{}" if ok else {"v": 1, "ok": False, "code": code}
+    log.add("2026-06-01T09:30:05Z", {"cmid": cmid, "sku_id": sku}, answer, seconds)
+    expected = {
+        "ts": "2026-06-01T09:30:05Z",
+        "op": "kms-activate",
+        "cmid": cmid[:64] if isinstance(cmid, str) else None,
+        "sku_id": sku[:64] if isinstance(sku, str) else None,
+        "ok": ok,
+        "code": 0 if ok else code,
+        "ms": round(seconds * 1000, 3),
+    }
+    assert log.lines == [json.dumps(expected)]

@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping
+from json.encoder import encode_basestring_ascii as _js
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -73,22 +74,20 @@ class RequestLog:
         self.scheduled = False
 
     def add(self, now: str, message: Mapping[str, Any], answer: wire.Reply, seconds: float) -> None:
+        """Add one request's line: the text ``json.dumps`` gives for ``{"ts": now, "op":
+        "kms-activate", "cmid": ..., "sku_id": ..., "ok": ..., "code": ..., "ms": ...}``,
+        formatted directly (cmid and sku_id as sent when strings, escaped and cut short;
+        else null)."""
         if self.stream is None:
             return
-        ok = isinstance(answer, bytes)
+        if isinstance(answer, bytes):
+            result = 'true, "code": 0'
+        else:
+            result = f'false, "code": {json.dumps(answer.get("code"))}'
         self.lines.append(
-            json.dumps(
-                {
-                    "ts": now,
-                    "op": "kms-activate",
-                    # as sent when a string (json.dumps escapes it), cut short; else null
-                    "cmid": _short(message.get("cmid")),
-                    "sku_id": _short(message.get("sku_id")),
-                    "ok": ok,
-                    "code": 0 if isinstance(answer, bytes) else answer.get("code"),
-                    "ms": round(seconds * 1000, 3),
-                }
-            )
+            f'{{"ts": "{now}", "op": "kms-activate", "cmid": {_short(message.get("cmid"))}, '
+            f'"sku_id": {_short(message.get("sku_id"))}, "ok": {result}, '
+            f'"ms": {round(seconds * 1000, 3)!r}}}'
         )
 
     def schedule(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -121,8 +120,9 @@ class RequestLog:
         stream.close()
 
 
-def _short(value: object) -> str | None:
-    return value[:64] if isinstance(value, str) else None
+def _short(value: object) -> str:
+    """A peer's string as a JSON value, cut short; null for anything else."""
+    return _js(value[:64]) if isinstance(value, str) else "null"
 
 
 def open_log(target: str) -> TextIO | None:
@@ -242,10 +242,11 @@ async def _serve(
         pending.clear()
         if not items:
             return
+        batch_time = host.clock.now()  # one clock read per batch: answers and log lines
         try:
             # Each request fails alone (process redoes a failed batch one request at a time);
             # this catches only a bug, which then fails the batch rather than the server.
-            answers = host.process(state, [item[1] for item in items])
+            answers = host.process(state, [item[1] for item in items], batch_time)
         except Exception as exc:
             if ops is not None:
                 ops.store_failed(len(items), exc)
@@ -254,7 +255,7 @@ async def _serve(
                     fut.set_exception(exc)
             return
         done = time.perf_counter()
-        now = iso(host.clock.now())
+        now = iso(batch_time)
         for (message, _, fut, started), answer in zip(items, answers, strict=True):
             if not fut.done():
                 fut.set_result(answer)

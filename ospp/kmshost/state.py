@@ -10,6 +10,7 @@ counted twice. The rules themselves (threshold, window, certificate check) are i
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import json
 import secrets
@@ -17,10 +18,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _js
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, Product, catalog
 
 if TYPE_CHECKING:
@@ -277,15 +278,18 @@ class KmsHost(HostIdentity):
         self,
         state: ServingState,
         messages: Sequence[Mapping[str, Any] | Request | OsppError],
+        now: datetime | None = None,
     ) -> list[dict[str, Any] | bytes]:
         """Handle a batch of requests in one transaction (group commit); sign the answers.
 
         Items are requests as received, or already parsed (:func:`parse_item`). If the batch
         fails as a whole, each request is redone in its own transaction, so a request that
-        fails at commit fails alone and no request can make another fail.
+        fails at commit fails alone and no request can make another fail. ``now`` is the
+        batch's time (read from the host's clock when not given).
         """
         items = [m if isinstance(m, Request | OsppError) else parse_item(m) for m in messages]
-        now = self.clock.now()
+        if now is None:
+            now = self.clock.now()
         full_until = dict(self._full_until)
         try:
             counted = self._commit(state, items, now)
@@ -380,37 +384,24 @@ class KmsHost(HostIdentity):
     ) -> list[dict[str, Any] | bytes]:
         """The answers of a committed batch, in order: signed successes and refusals."""
         signer = self.signer() if state.certificate else None
-        from ospp.protocol.crypto import b64
-
+        # What every answer of the batch shares, encoded once per batch.
+        middle = f',"epid":{_js(state.epid)},"host_time":"{iso(now)}","nonce":'
+        tail = b'","certificate":' + state.certificate_json + b"}"
         answers: list[dict[str, Any] | bytes] = []
         for item in counted:
             if isinstance(item, OsppError):
                 answers.append({"v": 1, "ok": False, "code": item.code, "message": item.message})
                 continue
             req, count = item
-            body = {
-                "op": "kms-activate",
-                "epid": state.epid,
-                "cmid": req.cmid,
-                "client_time": req.client_time_text,
-                "nonce": req.nonce,
-                "sku_id": req.sku_id,
-                "count": count,
-                "activation_interval": state.activation_interval,
-                "renewal_interval": state.renewal_interval,
-                "host_time": iso(now),
-            }
             assert signer is not None
-            signed = canonical(body)
-            # The reply is the signed body plus the fixed fields, encoded once: the same bytes
-            # the client rebuilds and checks (sorted keys, compact separators).
+            signed = signed_answer(state, req, count, middle)
+            # The reply is the signed body plus the fixed fields: the same bytes the client
+            # rebuilds and checks (sorted keys, compact separators).
             answers.append(
                 signed[:-1]
                 + b',"v":1,"ok":true,"signature":"'
-                + b64(signer.sign(signed)).encode("ascii")
-                + b'","certificate":'
-                + state.certificate_json
-                + b"}"
+                + binascii.b2a_base64(signer.sign(signed), newline=False)
+                + tail
             )
         return answers
 
@@ -462,6 +453,22 @@ class KmsHost(HostIdentity):
                 k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("requests.")
             },
         }
+
+
+def signed_answer(state: ServingState, req: Request, count: int, middle: str) -> bytes:
+    """The signed body of a KMS answer: ``canonical()`` of its fields, built from parts.
+
+    The same bytes as ``canonical({"op": "kms-activate", "epid": ..., "host_time": ...})``
+    (sorted keys, compact separators, ASCII with JSON escapes), without building a dict and
+    sorting it per answer. ``middle`` holds the parts every answer of a batch shares (epid,
+    host time): see :meth:`KmsHost._answers`. tests/test_kms.py compares the two.
+    """
+    return (
+        f'{{"activation_interval":{state.activation_interval:d},'
+        f'"client_time":{_js(req.client_time_text)},"cmid":{_js(req.cmid)},"count":{count:d}'
+        f'{middle}{_js(req.nonce)},"op":"kms-activate",'
+        f'"renewal_interval":{state.renewal_interval:d},"sku_id":{_js(req.sku_id)}}}'
+    ).encode("ascii")
 
 
 def current_counts(conn: sqlite3.Connection, since: int) -> dict[str, int]:
