@@ -272,7 +272,8 @@ def test_a_request_that_fails_at_commit_fails_alone(tmp_path: Path):
     import dataclasses
 
     from ospp.core.clock import SystemClock
-    from ospp.kmshost.state import KmsHost, ServingState, parse_request
+    from ospp.kmshost.request import parse_request
+    from ospp.kmshost.state import KmsHost, ServingState
 
     host = KmsHost.open(tmp_path / "kms", SystemClock())
     host.signer()

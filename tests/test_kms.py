@@ -557,7 +557,8 @@ def test_answer_built_from_parts_is_the_canonical_body(
     canonical() of the fields, which is what every client rebuilds and verifies."""
     from ospp.core.canonical import canonical
     from ospp.core.catalog import catalog
-    from ospp.kmshost.state import Request, ServingState, signed_answer
+    from ospp.kmshost.request import Request
+    from ospp.kmshost.state import ServingState, signed_answer
 
     sku = catalog().sku(PROPLUS_2021_SKU)
     assert sku is not None

@@ -12,7 +12,8 @@ import os
 import click
 
 from ospp import __version__
-from ospp.cli.base import EXIT_STATUS_HELP, SlashGroup
+from ospp.cli.base import EXIT_STATUS_HELP
+from ospp.cli.slash import SlashGroup
 
 HELP = f"""Rehearse Office volume activation on a simulated licence store.
 

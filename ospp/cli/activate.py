@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from ospp.cli.base import DASHES, Result, error_lines, reports, verb
+from ospp.cli.base import DASHES, Result, error_lines, reports
+from ospp.cli.slash import verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import (

@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from ospp import __version__
-from ospp.cli.base import Result, reports, verb
+from ospp.cli.base import Result, reports
+from ospp.cli.slash import verb
 from ospp.core.errors import UsageError
 from ospp.machine import client
 

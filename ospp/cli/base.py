@@ -1,4 +1,4 @@
-"""Shared CLI machinery: the ospp.vbs slash syntax, --json, and the one place errors are caught.
+"""Shared CLI machinery: results, --json, the one place errors are caught, @reports.
 
 A command's function returns a :class:`Result` (text lines in ospp.vbs form plus the same facts
 as JSON) or raises :class:`~ospp.errors.OsppError`; :func:`run` prints either and sets the exit
@@ -21,13 +21,12 @@ from ospp.cli import complete
 from ospp.core.db import close_all
 
 if TYPE_CHECKING:
-    from click.shell_completion import CompletionItem
+    pass
 from ospp.core.errors import (
     Cancelled,
     ExitStatus,
     InternalError,
     OsppError,
-    UsageError,
     hex_code,
 )
 from ospp.core.printable import printable
@@ -121,7 +120,7 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
             import traceback
 
             traceback.print_exc()
-        _internal_error(exc, as_json, command)
+        internal_error(exc, as_json, command)
     finally:
         close_all()
     code = emit(result, as_json, command)
@@ -129,7 +128,7 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
         sys.exit(code)
 
 
-def _internal_error(exc: BaseException, as_json: bool, command: str) -> None:
+def internal_error(exc: BaseException, as_json: bool, command: str) -> None:
     """Report a bug (on stdout as the usual JSON error with --json) and exit 70."""
     if as_json:
         emit(Result(error=InternalError(f"{type(exc).__name__}: {exc}")), True, command)
@@ -205,230 +204,3 @@ COMPUTER_ARGUMENT = click.argument(
 
 
 # -- the ospp.vbs slash syntax -----------------------------------------------------------------
-
-
-class SlashCommand(click.Command):
-    """A command usable as ``/name[:value]``; ``slash_value`` says where the value goes.
-
-    None: the command takes no value; "argument": the first argument; "--opt": that option.
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        slash_value: str | None = None,
-        value_required: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.slash_value = slash_value
-        self.value_required = value_required
-
-
-HELP_WORDS = ("/?", "/help", "-?", "/h")
-WHOLE = 10_000  # a command's summary is shown whole (its first sentence), never cut with "..."
-
-
-class Group(click.Group):
-    """A command group whose help lists each command's summary whole."""
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            cmd = self.get_command(ctx, name)
-            if cmd is not None and not cmd.hidden:
-                rows.append((name, cmd.get_short_help_str(WHOLE)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
-
-class SlashGroup(click.Group):
-    """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does.
-
-    With ``--json`` anywhere on the command line, click's own usage errors (and any bug met
-    while parsing) are printed as the same JSON error object as every other error.
-    """
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        argv = list(sys.argv[1:] if args is None else args)
-        if not standalone_mode or not json_in_argv(argv):
-            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
-        try:
-            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.ClickException as exc:
-            command = _command_of(getattr(exc, "ctx", None))
-            error = UsageError(exc.format_message(), _usage_hint(exc))
-            if not isinstance(exc, click.UsageError):  # click's other errors exit 1
-                error.exit_status = ExitStatus.LICENSING
-            sys.exit(emit(Result(error=error), True, command))
-        except click.exceptions.Abort:
-            sys.exit(emit(Result(error=Cancelled(interrupted=True)), True, ""))
-        except Exception as exc:  # a bug met before a command ran
-            if os.environ.get("OSPP_DEBUG"):
-                import traceback
-
-                traceback.print_exc()
-            _internal_error(exc, True, "")
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0].lower() in HELP_WORDS:
-            args = ["--help", *args[1:]]
-        return super().parse_args(ctx, args)
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        # 'ospp /dstatus /?' asks for that command's help, as 'ospp /?' does for all
-        args = (
-            [args[0], *("--help" if w.lower() in HELP_WORDS else w for w in args[1:])]
-            if args
-            else args
-        )
-        first = args[0] if args else ""
-        if first.startswith("/") and len(first) > 1:
-            args = self._expand_slash(ctx, first, args[1:])
-        elif first and not first.startswith("-") and self.get_command(ctx, first.lower()) is None:
-            raise click.UsageError(f"unknown command {first!r}; run 'ospp /?' for the list", ctx)
-        return super().resolve_command(ctx, args)
-
-    def _expand_slash(self, ctx: click.Context, word: str, rest: list[str]) -> list[str]:
-        name, sep, value = word[1:].partition(":")
-        name = name.lower()
-        cmd = self.get_command(ctx, name)
-        if not isinstance(cmd, SlashCommand):
-            raise click.UsageError(f"unknown option '/{name}'; run 'ospp /?' for the list", ctx)
-        if cmd.slash_value is None:
-            if sep:
-                raise click.UsageError(f"/{name} takes no value, but ':{value}' was given", ctx)
-            return [name, *rest]
-        if not value:
-            if cmd.value_required:
-                raise click.UsageError(f"/{name} needs a value: /{name}:{value_metavar(cmd)}", ctx)
-            if sep:
-                raise click.UsageError(f"/{name}: the value after ':' is empty", ctx)
-            return [name, *rest]
-        if cmd.slash_value != "argument":
-            return [name, f"{cmd.slash_value}={value}", *rest]
-        if value.startswith("-"):
-            # A value is never an option (/setprt:-1, /ddescr:-0x1): put it after '--', the
-            # options given with it before.
-            options = [word for word in rest if word.startswith("-")]
-            positional = [word for word in rest if not word.startswith("-")]
-            return [name, *options, "--", value, *positional]
-        return [name, value, *rest]
-
-    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
-        from click.shell_completion import CompletionItem
-
-        if incomplete.startswith("/") and ":" in incomplete:
-            return self._complete_value(ctx, incomplete)
-        if incomplete.startswith("/"):
-            items = []
-            for name in self.list_commands(ctx):
-                cmd = self.get_command(ctx, name)
-                if not isinstance(cmd, SlashCommand) or cmd.hidden:
-                    continue
-                word = f"/{name}" + (":" if cmd.slash_value and cmd.value_required else "")
-                if word.startswith(incomplete.lower()):
-                    items.append(CompletionItem(word, help=cmd.get_short_help_str(WHOLE)))
-            return items
-        return super().shell_complete(ctx, incomplete)
-
-    def _complete_value(self, ctx: click.Context, word: str) -> list[CompletionItem]:
-        """Complete the value of ``/name:value`` as the command completes its value."""
-        from click.shell_completion import CompletionItem
-
-        head, _, value = word.partition(":")
-        cmd = self.get_command(ctx, head[1:].lower())
-        if not isinstance(cmd, SlashCommand) or cmd.slash_value is None:
-            return []
-        for param in cmd.params:
-            if (cmd.slash_value == "argument" and isinstance(param, click.Argument)) or (
-                isinstance(param, click.Option) and cmd.slash_value in param.opts
-            ):
-                sub = cmd.make_context(cmd.name, [], parent=ctx, resilient_parsing=True)
-                return [
-                    CompletionItem(f"{head}:{item.value}", type=item.type, help=item.help)
-                    for item in param.shell_complete(sub, value)
-                ]
-        return []
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        verbs: list[tuple[str, str]] = []
-        others: list[tuple[str, str]] = []
-        for name in self.list_commands(ctx):
-            cmd = self.get_command(ctx, name)
-            if cmd is None or cmd.hidden:
-                continue
-            if isinstance(cmd, SlashCommand):
-                verbs.append((slash_form(name, cmd), cmd.get_short_help_str(WHOLE)))
-            else:
-                others.append((name, cmd.get_short_help_str(WHOLE)))
-        if verbs:
-            with formatter.section("ospp.vbs options (also as 'ospp NAME VALUE')"):
-                formatter.write_dl(verbs)
-        if others:
-            with formatter.section("Commands"):
-                formatter.write_dl(others)
-
-
-def _command_of(ctx: click.Context | None) -> str:
-    return command_name(ctx) if ctx is not None and ctx.parent is not None else ""
-
-
-def _usage_hint(exc: click.ClickException) -> str:
-    ctx = getattr(exc, "ctx", None)
-    if ctx is not None and ctx.parent is not None:
-        return f"Run '{ctx.command_path} --help' for its options."
-    return "Run 'ospp /?' for the list of commands."
-
-
-def slash_form(name: str, cmd: SlashCommand) -> str:
-    if cmd.slash_value is None:
-        return f"/{name}"
-    metavar = value_metavar(cmd)
-    return f"/{name}:{metavar}" if cmd.value_required else f"/{name}[:{metavar}]"
-
-
-def value_metavar(cmd: click.Command) -> str:
-    slash_value = getattr(cmd, "slash_value", None)
-    for param in cmd.params:
-        if slash_value == "argument" and isinstance(param, click.Argument):
-            return param.metavar or (param.name or "VALUE").upper()
-        if isinstance(param, click.Option) and slash_value in param.opts:
-            return (param.metavar or param.name or "VALUE").upper()
-    return "VALUE"
-
-
-def verb(
-    name: str,
-    *,
-    slash_value: str | None = None,
-    value_required: bool = True,
-    params: Sequence[Callable[[Callback], Callback]] = (),
-) -> Callable[[Callback], SlashCommand]:
-    """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``."""
-
-    def deco(fn: Callback) -> SlashCommand:
-        f = JSON_OPTION(fn)
-        f = COMPUTER_ARGUMENT(f)
-        for p in reversed(params):
-            f = p(f)
-        return click.command(
-            name,
-            cls=SlashCommand,
-            slash_value=slash_value,
-            value_required=value_required,
-            epilog=EXIT_STATUS_HELP,
-        )(f)
-
-    return deco

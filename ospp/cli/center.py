@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ospp.cli import complete, serving
-from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Group, Result, reports, reports_text
+from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, reports, reports_text
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
+from ospp.cli.slash import Group
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic

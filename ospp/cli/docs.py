@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 
 from ospp import __version__
-from ospp.cli.base import SlashCommand, slash_form
 from ospp.cli.shells import SHELLS
+from ospp.cli.slash import SlashCommand, slash_form
 from ospp.cli.slmgr_group import SlmgrGroup
 from ospp.core.errors import DESCRIPTIONS, hex_code
 

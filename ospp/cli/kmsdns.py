@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Group, Result, reports
+from ospp.cli.base import JSON_OPTION, Result, reports
+from ospp.cli.slash import Group
 
 if TYPE_CHECKING:
     from ospp.kmshost.state import KmsHost

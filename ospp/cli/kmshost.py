@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ospp.cli import serving
-from ospp.cli.base import JSON_OPTION, Group, Result, json_wanted, quiet, reports, reports_text, run
+from ospp.cli.base import JSON_OPTION, Result, json_wanted, quiet, reports, reports_text, run
 from ospp.cli.kmsdns import dns_group
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
+from ospp.cli.slash import Group
 
 if TYPE_CHECKING:
     from ospp.kmshost.state import KmsHost, ServingState

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import click
 
 from ospp.cli import complete
-from ospp.cli.base import DASHES, Result, json_wanted, reports, verb
+from ospp.cli.base import DASHES, Result, json_wanted, reports
 from ospp.cli.render import kms_json, status_json, status_lines
+from ospp.cli.slash import verb
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
 from ospp.machine import client

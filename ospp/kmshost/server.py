@@ -21,7 +21,8 @@ from ospp.core.clock import iso
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_ARG, OsppError, StoreError, hex_code
 from ospp.dns.publish import Publishing, publish
 from ospp.kmshost.ping import ping_reply
-from ospp.kmshost.state import KmsHost, Request, ServingState, parse_item
+from ospp.kmshost.request import Request, parse_item
+from ospp.kmshost.state import KmsHost, ServingState
 from ospp.protocol import wire
 
 if TYPE_CHECKING:

@@ -22,19 +22,18 @@ from json.encoder import encode_basestring_ascii as _js
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ospp.core.catalog import Channel, Product, catalog
+from ospp.core.catalog import Product, catalog
 
 if TYPE_CHECKING:
     import threading
 
     from ospp.dns.publish import Publishing
 
-from ospp.core.clock import Clock, clock_from_env, iso, parse_time
+from ospp.core.clock import Clock, clock_from_env, iso
 from ospp.core.db import Database
 from ospp.core.errors import (
     E_CANNOT_USE,
     E_HOST_NOT_ACTIVATED,
-    E_KMS_REFUSED,
     E_SKEW,
     E_UNEXPECTED,
     LicensingError,
@@ -43,6 +42,7 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import kms_home
 from ospp.kmshost.identity import HostIdentity
+from ospp.kmshost.request import Request, parse_item
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
@@ -82,96 +82,6 @@ _SCHEMA = [
     INSERT OR REPLACE INTO stats SELECT 'clients', count(*) FROM clients;
     """,
 ]
-
-
-@dataclass(frozen=True)
-class Request:
-    """A validated KMS activation request."""
-
-    app: str
-    sku_id: str
-    product: Product
-    cmid: str
-    client_time: datetime
-    client_time_text: str  # echoed exactly as the client sent it
-    nonce: str
-    status: str
-    workstation: str
-
-
-# The licence states a KMS client reports (those of the Software Licensing Service).
-LICENSE_STATUSES = frozenset(
-    {
-        "UNLICENSED",
-        "LICENSED",
-        "OOB_GRACE",
-        "OOT_GRACE",
-        "NON_GENUINE_GRACE",
-        "NOTIFICATIONS",
-        "EXTENDED_GRACE",
-    }
-)
-
-
-def _malformed(name: str) -> LicensingError:
-    return LicensingError(E_KMS_REFUSED, f"request field {name!r} is missing or malformed")
-
-
-def parse_request(message: Mapping[str, Any]) -> Request:
-    """Validate every field of a request, or raise LicensingError (never anything else).
-
-    Strings must be strings of printable characters (no control or format characters, no
-    lone surrogates, which SQLite cannot store) within their length; the client time must
-    be an ISO 8601 time that converts to UTC. A request that passes can be stored and
-    answered: nothing in it can fail the group-commit batch it joins.
-    """
-
-    def text(name: str, limit: int = 64) -> str:
-        value = message.get(name)
-        if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
-            raise _malformed(name)
-        return value
-
-    sku = catalog().sku(text("sku_id", 40))
-    if sku is None or sku.channel is not Channel.KMS_CLIENT:
-        raise LicensingError(E_CANNOT_USE, "the request names no KMS client product")
-    app = text("app_id", 40).lower()
-    if app != sku.product.application_id:
-        raise LicensingError(E_CANNOT_USE, "the application id does not match the product")
-    client_text = text("client_time")
-    try:
-        client_time = parse_time(client_text, "client_time")
-    except OsppError as exc:
-        raise LicensingError(E_KMS_REFUSED, exc.message) from exc
-    except (OverflowError, ValueError):  # in range as written, out of range in UTC
-        raise LicensingError(
-            E_KMS_REFUSED, "request field 'client_time' is outside the years 1-9999 in UTC"
-        ) from None
-    status = text("license_status", 32)
-    if status.upper() not in LICENSE_STATUSES:
-        raise _malformed("license_status")
-    workstation = message.get("workstation", "")
-    if not isinstance(workstation, str) or not workstation.isprintable():
-        raise _malformed("workstation")
-    return Request(
-        app,
-        sku.sku_id,
-        sku.product,
-        text("cmid", 40).lower(),
-        client_time,
-        client_text,
-        text("nonce"),
-        status,
-        workstation[:64],
-    )
-
-
-def parse_item(message: Mapping[str, Any]) -> Request | OsppError:
-    """A request, or the error that answers it (what a group-commit batch holds)."""
-    try:
-        return parse_request(message)
-    except OsppError as exc:
-        return exc
 
 
 class KmsHost(HostIdentity):

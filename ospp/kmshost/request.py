@@ -1,0 +1,105 @@
+"""A KMS activation request as the host receives it: every field validated before the request
+joins a group-commit batch, so nothing in one request can fail another (docs/PROTOCOL.md
+lists the rules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ospp.core.catalog import Channel, Product, catalog
+from ospp.core.clock import parse_time
+from ospp.core.errors import E_CANNOT_USE, E_KMS_REFUSED, LicensingError, OsppError
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated KMS activation request."""
+
+    app: str
+    sku_id: str
+    product: Product
+    cmid: str
+    client_time: datetime
+    client_time_text: str  # echoed exactly as the client sent it
+    nonce: str
+    status: str
+    workstation: str
+
+
+# The licence states a KMS client reports (those of the Software Licensing Service).
+LICENSE_STATUSES = frozenset(
+    {
+        "UNLICENSED",
+        "LICENSED",
+        "OOB_GRACE",
+        "OOT_GRACE",
+        "NON_GENUINE_GRACE",
+        "NOTIFICATIONS",
+        "EXTENDED_GRACE",
+    }
+)
+
+
+def _malformed(name: str) -> LicensingError:
+    return LicensingError(E_KMS_REFUSED, f"request field {name!r} is missing or malformed")
+
+
+def parse_request(message: Mapping[str, Any]) -> Request:
+    """Validate every field of a request, or raise LicensingError (never anything else).
+
+    Strings must be strings of printable characters (no control or format characters, no
+    lone surrogates, which SQLite cannot store) within their length; the client time must
+    be an ISO 8601 time that converts to UTC. A request that passes can be stored and
+    answered: nothing in it can fail the group-commit batch it joins.
+    """
+
+    def text(name: str, limit: int = 64) -> str:
+        value = message.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+            raise _malformed(name)
+        return value
+
+    sku = catalog().sku(text("sku_id", 40))
+    if sku is None or sku.channel is not Channel.KMS_CLIENT:
+        raise LicensingError(E_CANNOT_USE, "the request names no KMS client product")
+    app = text("app_id", 40).lower()
+    if app != sku.product.application_id:
+        raise LicensingError(E_CANNOT_USE, "the application id does not match the product")
+    client_text = text("client_time")
+    try:
+        client_time = parse_time(client_text, "client_time")
+    except OsppError as exc:
+        raise LicensingError(E_KMS_REFUSED, exc.message) from exc
+    except (OverflowError, ValueError):  # in range as written, out of range in UTC
+        raise LicensingError(
+            E_KMS_REFUSED, "request field 'client_time' is outside the years 1-9999 in UTC"
+        ) from None
+    status = text("license_status", 32)
+    if status.upper() not in LICENSE_STATUSES:
+        raise _malformed("license_status")
+    workstation = message.get("workstation", "")
+    if not isinstance(workstation, str) or not workstation.isprintable():
+        raise _malformed("workstation")
+    return Request(
+        app,
+        sku.sku_id,
+        sku.product,
+        text("cmid", 40).lower(),
+        client_time,
+        client_text,
+        text("nonce"),
+        status,
+        workstation[:64],
+    )
+
+
+def parse_item(message: Mapping[str, Any]) -> Request | OsppError:
+    """A request, or the error that answers it (what a group-commit batch holds)."""
+    try:
+        return parse_request(message)
+    except OsppError as exc:
+        return exc
