@@ -54,7 +54,7 @@ def test_codes_are_defined_once_in_core_errors() -> None:
 
 def test_every_code_ospp_can_print_has_a_description(ospp: Ospp) -> None:
     codes = _printable_codes()
-    # the codes the issue found without a description, and codes from every package
+    # codes that once had no description, and codes from every package
     assert {0x80072EFD, 0x8007232D, 0x80072331, 0x80072339, 0x8000FFFF, 0xC004F074} <= codes
     for code in sorted(codes):
         text = f"0x{code:08X}"
