@@ -115,6 +115,8 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
         result = Result(error=exc)
     except KeyboardInterrupt:
         result = Result(error=Cancelled(interrupted=True))
+    except BrokenPipeError:  # the reader went away ('ospp fleet status | head'): not a bug;
+        raise  # click ends quietly with status 1, as for a pipe closed while printing
     except Exception as exc:  # the one place foreign failures end up
         if os.environ.get("OSPP_DEBUG"):
             import traceback
