@@ -317,3 +317,33 @@ def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
     st = ospp("dstatus", "--json").json()["products"][0]
     assert st["status"] != "LICENSED" and st["error_code"] == "0xC004E003"
     assert "not trusted" in st["detail"]
+
+
+def test_block_and_extend_take_a_key_id_or_the_last_five(ospp: Ospp):
+    first = issue(ospp, limit=3)
+    second = issue(ospp, limit=3)
+    listed = ospp("center", "keys", "--json").json()["keys"]
+    ids = {k["key_last5"]: k["serial"] for k in listed}
+    assert str(ids[first[-5:]]) in ospp("center", "keys").out  # the text shows the key id
+    ran = ospp("center", "extend", str(ids[first[-5:]]), "--by", "2", "--json")
+    assert ran.code == 0 and ran.json()["limit"] == 5
+    ran = ospp("center", "block", second[-5:].lower(), "--json")
+    assert (
+        ran.code == 0 and ran.json()["blocked"] is True and ran.json()["serial"] == ids[second[-5:]]
+    )
+    assert ospp("center", "block", "999", "--json").json()["error"]["code"] == "0xC004C001"
+    assert ospp("center", "extend", "ZZZZZ", "--by", "1").code == 1
+
+
+def test_an_ambiguous_last_five_is_refused(ospp: Ospp):
+    import sqlite3
+
+    if ospp.env.get("OSPP_CENTER_DB"):
+        pytest.skip("the records are edited in place, which is done on SQLite")
+    first, second = issue(ospp), issue(ospp)
+    # two keys whose last five characters agree, as a large authority will have
+    with sqlite3.connect(Path(ospp.env["OSPP_CENTER_HOME"]) / "center.db") as db:
+        db.execute("UPDATE keys SET last5=? WHERE last5=?", (first[-5:], second[-5:]))
+    ran = ospp("center", "block", first[-5:], "--json")
+    assert ran.code == 2 and "2 keys end in" in ran.json()["error"]["message"]
+    assert ospp("center", "keys", "--json").json()["keys"][0]["blocked"] is False

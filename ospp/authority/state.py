@@ -208,17 +208,47 @@ class Authority:
         self._known(key, self.store.key_state(key.serial))
         return key
 
+    def serial_of(self, text: str) -> int:
+        """The key that ``text`` names: the whole key, its key id (``center keys``), or its
+        last five characters when only one issued key ends so."""
+        value = text.strip()
+        if value.isascii() and value.isdigit():
+            serial = int(value)
+            if not any(r.serial == serial for r in self.key_records()):
+                raise LicensingError(
+                    E_SERVER_INVALID_KEY,
+                    f"no key with id {serial} is in this authority's records",
+                    "Run 'ospp center keys' for the ids.",
+                )
+            return serial
+        if len(value) == 5 and value.isalnum():
+            found = [r for r in self.key_records() if r.last5 == value.upper()]
+            if not found:
+                raise LicensingError(
+                    E_SERVER_INVALID_KEY,
+                    f"no key issued by this authority ends in {value.upper()}",
+                    "Run 'ospp center keys' for the keys and their ids.",
+                )
+            if len(found) > 1:
+                ids = ", ".join(str(r.serial) for r in found)
+                raise UsageError(
+                    f"{len(found)} keys end in {value.upper()} (key ids {ids})",
+                    "Name one by its key id, or give the whole key.",
+                )
+            return found[0].serial
+        return self.find_key(value).serial
+
     def block(self, text: str) -> KeyRecord:
-        key = self.find_key(text)
-        self.store.block(key.serial)
-        return self._record(key.serial)
+        serial = self.serial_of(text)
+        self.store.block(serial)
+        return self._record(serial)
 
     def extend(self, text: str, by: int) -> KeyRecord:
         if not 1 <= by <= MAX_LIMIT:
             raise UsageError(f"--by must be from 1 to {MAX_LIMIT}, not {by}")
-        key = self.find_key(text)
-        self.store.extend(key.serial, by)
-        return self._record(key.serial)
+        serial = self.serial_of(text)
+        self.store.extend(serial, by)
+        return self._record(serial)
 
     def _record(self, serial: int) -> KeyRecord:
         return next(r for r in self.key_records() if r.serial == serial)

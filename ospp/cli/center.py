@@ -140,32 +140,36 @@ def issue_key(product: str, channel: str, limit: int | None) -> Result:
 def keys_() -> Result:
     """List issued keys with used and remaining activations."""
     records = _open().key_records()
-    lines = [f"{'KEY':<12}{'PRODUCT':<16}{'CHANNEL':<10}{'USED':>6}{'LIMIT':>7}{'LEFT':>6}  STATE"]
+    lines = [
+        f"{'KEY ID':<12}{'KEY':<12}{'PRODUCT':<16}{'CHANNEL':<10}{'USED':>6}{'LIMIT':>7}"
+        f"{'LEFT':>6}  STATE"
+    ]
     for r in records:
         lines.append(
-            f"*****-{r.last5:<6}{r.product_id:<16}{r.channel:<10}{r.used:>6}"
+            f"{r.serial:<12}*****-{r.last5:<6}{r.product_id:<16}{r.channel:<10}{r.used:>6}"
             f"{r.limit:>7}{r.remaining:>6}  {'blocked' if r.blocked else 'active'}"
         )
     return Result(lines, {"keys": [_record_json(r) for r in records]}, banners=False)
 
 
 @center.command("block")
-@click.argument("key")
+@click.argument("key", metavar="KEY|KEYID|LAST5")
 @JSON_OPTION
 @reports
 def block(key: str) -> Result:
-    """Block a key: further activations get 0xC004C003."""
+    """Block a key (the whole key, its key id from 'center keys', or its last five characters
+    when unambiguous): further activations get 0xC004C003."""
     r = _open().block(key)
     return Result([f"Blocked *****-{r.last5}"], _record_json(r), banners=False)
 
 
 @center.command("extend")
-@click.argument("key")
+@click.argument("key", metavar="KEY|KEYID|LAST5")
 @click.option("--by", type=int, required=True, help="How many activations to add.")
 @JSON_OPTION
 @reports
 def extend(key: str, by: int) -> Result:
-    """Grant a MAK more activations."""
+    """Grant a MAK more activations (KEY as for 'center block')."""
     r = _open().extend(key, by)
     return Result(
         [f"*****-{r.last5}: limit {r.limit}, {r.remaining} left"],
