@@ -5,10 +5,33 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ospp.core.background import start_server
 from tests.conftest import Ospp
+
+PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
+APP = "0ff1ce15-a989-479d-af46-f275c6370663"
+
+
+def raw_request(cmid: str | None = None, **over: Any) -> dict[str, Any]:
+    """A KMS activation request as a client sends it, for ProPlus 2021 with a fresh CMID and
+    nonce (``Connection.call`` adds ``"v"``; pass ``v=1`` for raw frames)."""
+    req = {
+        "op": "kms-activate",
+        "app_id": APP,
+        "sku_id": PROPLUS_2021_SKU,
+        "cmid": cmid or str(uuid.uuid4()),
+        "nonce": uuid.uuid4().hex,
+        "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "license_status": "OOB_GRACE",
+        "workstation": "load",
+    }
+    req.update(over)
+    return req
 
 
 class Host:

@@ -16,8 +16,7 @@ import pytest
 from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import Host, make_host
-from tests.test_kms import raw_request
+from tests.kmsutil import Host, make_host, raw_request
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 

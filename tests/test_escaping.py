@@ -12,8 +12,8 @@ from ospp.core.endpoint import Endpoint
 from ospp.core.printable import printable
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import Host, make_host
-from tests.test_kms import RogueHost, raw_request
+from tests.kmsutil import Host, make_host, raw_request
+from tests.test_kms import RogueHost
 
 # One of each kind of trouble a terminal can be sent.
 HOSTILE = {

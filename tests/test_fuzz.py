@@ -26,10 +26,8 @@ from ospp.core.background import start_server
 from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import make_host
+from tests.kmsutil import APP, PROPLUS_2021_SKU, make_host, raw_request
 
-PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
-APP = "0ff1ce15-a989-479d-af46-f275c6370663"
 MISSING = object()
 
 # Values every field is tried with: wrong types, huge numbers, empty and huge strings, lone
@@ -88,20 +86,8 @@ DATES = [
 
 
 def kms_request(**over: Any) -> dict[str, Any]:
-    req = {
-        "v": 1,
-        "op": "kms-activate",
-        "app_id": APP,
-        "sku_id": PROPLUS_2021_SKU,
-        "cmid": str(uuid.uuid4()),
-        "nonce": uuid.uuid4().hex,
-        "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "license_status": "OOB_GRACE",
-        "workstation": "legit",
-        "required_count": 5,
-    }
-    req.update(over)
-    return req
+    """A legitimate request as a raw frame carries it."""
+    return raw_request(**{"v": 1, "workstation": "legit", "required_count": 5, **over})
 
 
 def variants(base: dict[str, Any], extra: dict[str, list[Any]]) -> list[dict[str, Any]]:

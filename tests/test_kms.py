@@ -26,10 +26,16 @@ from hypothesis import strategies as st
 from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import Host, client, ipv6_host, make_host, path_of
-
-PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
-APP = "0ff1ce15-a989-479d-af46-f275c6370663"
+from tests.kmsutil import (
+    APP,
+    PROPLUS_2021_SKU,
+    Host,
+    client,
+    ipv6_host,
+    make_host,
+    path_of,
+    raw_request,
+)
 
 
 def at(days: float = 0, hours: float = 0, base: datetime | None = None) -> str:
@@ -50,21 +56,6 @@ def status_of(ospp: Ospp, machine: str, now: str | None = None) -> dict[str, Any
     env = {"OSPP_NOW": now} if now else None
     products: list[dict[str, Any]] = ospp("dstatus", machine, "--json", env=env).json()["products"]
     return products[0]
-
-
-def raw_request(cmid: str | None = None, **over: Any) -> dict[str, Any]:
-    req = {
-        "op": "kms-activate",
-        "app_id": APP,
-        "sku_id": PROPLUS_2021_SKU,
-        "cmid": cmid or str(uuid.uuid4()),
-        "nonce": uuid.uuid4().hex,
-        "client_time": at(),
-        "license_status": "OOB_GRACE",
-        "workstation": "load",
-    }
-    req.update(over)
-    return req
 
 
 def test_threshold_four_wait_until_the_fifth_asks(ospp: Ospp, host: Host):

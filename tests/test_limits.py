@@ -7,8 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +15,13 @@ import pytest
 from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import make_host
+from tests.kmsutil import make_host, raw_request
 
 resource = pytest.importorskip("resource")  # POSIX only: Windows has no ulimit
 
-APP = "0ff1ce15-a989-479d-af46-f275c6370663"
-PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
-
 
 def kms_request() -> dict[str, Any]:
-    return {
-        "op": "kms-activate",
-        "app_id": APP,
-        "sku_id": PROPLUS_2021_SKU,
-        "cmid": str(uuid.uuid4()),
-        "nonce": uuid.uuid4().hex,
-        "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "license_status": "OOB_GRACE",
-        "workstation": "limits",
-    }
+    return raw_request(workstation="limits")
 
 
 def serve_with_nofile(

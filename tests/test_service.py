@@ -22,8 +22,7 @@ from ospp.core.endpoint import Endpoint
 from ospp.kmshost.server import PUBLISH_RETRY_MAX, publish_retry_delay
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import Host, make_host
-from tests.test_kms import raw_request
+from tests.kmsutil import Host, make_host, raw_request
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no AF_UNIX sockets")

@@ -17,8 +17,7 @@ from ospp.core.background import start_server
 from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import Host, make_host
-from tests.test_kms import APP, raw_request
+from tests.kmsutil import APP, Host, make_host, raw_request
 
 parser = pytest.importorskip("prometheus_client.parser")
 

@@ -295,7 +295,7 @@ def test_nothing_a_phone_activated_host_sends_or_a_client_stores_rebuilds_its_ke
     assert key in recovered_keys(ospp("kms", "dinstid", "--json").out.encode())
     h = Host(ospp)
     try:
-        from tests.test_kms import raw_request
+        from tests.kmsutil import raw_request
 
         sent = [
             frame_bytes(h.port, {"v": 1, **raw_request()}),
@@ -409,7 +409,7 @@ def test_host_with_an_old_style_phone_certificate_must_be_activated_again(ospp: 
     assert "ATTENTION" in ospp("kms", "status").out
     h = Host(ospp)
     try:
-        from tests.test_kms import raw_request
+        from tests.kmsutil import raw_request
 
         sent = frame_bytes(h.port, {"v": 1, **raw_request()})
         answer = json.loads(sent[4:])

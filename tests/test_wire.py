@@ -6,9 +6,7 @@ import json
 import socket
 import struct
 import threading
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +15,12 @@ import pytest
 from ospp.core.errors import E_BAD_FORMAT
 from ospp.protocol import wire
 from tests.conftest import Ospp
-from tests.kmsutil import Host, make_host
-
-PROPLUS_2021_SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
-APP = "0ff1ce15-a989-479d-af46-f275c6370663"
+from tests.kmsutil import Host, make_host, raw_request
 
 
 def request(**over: Any) -> dict[str, Any]:
-    req = {
-        "v": 1,
-        "op": "kms-activate",
-        "app_id": APP,
-        "sku_id": PROPLUS_2021_SKU,
-        "cmid": str(uuid.uuid4()),
-        "nonce": uuid.uuid4().hex,
-        "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "license_status": "OOB_GRACE",
-        "workstation": "wire",
-    }
-    req.update(over)
-    return req
+    """A legitimate request as a raw frame carries it."""
+    return raw_request(**{"v": 1, "workstation": "wire", **over})
 
 
 def frame(body: bytes) -> bytes:
