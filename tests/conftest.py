@@ -27,7 +27,13 @@ class Ran:
     err: str
 
     def json(self) -> Any:
+        """The whole JSON envelope (``ok``, ``command``, ``error``...)."""
         return json.loads(self.out)
+
+    def data(self) -> Any:
+        """What the command reports, without the envelope around it."""
+        payload = json.loads(self.out)
+        return payload["data"] if "schema" in payload else payload
 
 
 class Ospp:
