@@ -67,6 +67,13 @@ class Ospp:
             raise result.exception
         return Ran(result.exit_code, result.stdout, result.stderr)
 
+    def install(self, product: str = PRODUCT, *machines: str) -> None:
+        """Install ``product`` on each machine (this one when none is named): keys are
+        installed only for installed products, as on real Office."""
+        for machine in machines or ("",):
+            ran = self("install-product", product, *([machine] if machine else []))
+            assert ran.code == 0, ran.out
+
     def proc(
         self,
         *args: str,

@@ -49,6 +49,7 @@ def iid_of(ospp: Ospp, machine: str | None = None) -> str:
 
 def test_mak_online_activation_and_limit(ospp: Ospp):
     key = issue(ospp, limit=2)
+    ospp.install("ProPlus2021", "pc1", "pc2", "pc3")
     for machine in ("pc1", "pc2"):
         assert ospp("/inpkey:" + key, machine).code == 0
         ran = ospp("/act", machine)
@@ -72,6 +73,7 @@ def test_mak_online_activation_and_limit(ospp: Ospp):
 def test_blocked_and_forged_keys(ospp: Ospp):
     key = issue(ospp)
     assert ospp("center", "block", key).code == 0
+    ospp.install()
     ospp("/inpkey:" + key)
     ran = ospp("/act")
     assert ran.code == 1 and "0xC004C003" in ran.out
@@ -82,17 +84,20 @@ def test_blocked_and_forged_keys(ospp: Ospp):
     product = catalog().product("Standard2019")
     assert product is not None
     forged = keys.encode(product, Channel.MAK, 4242, 12345)
+    ospp.install("Standard2019", "pc9")
     assert ospp("/inpkey:" + forged, "pc9").code == 0
     ran = ospp("/act", "pc9")
     assert ran.code == 1 and "0xC004C001" in ran.out
 
 
 def test_inpkey_can_activate_at_once(ospp: Ospp):
+    ospp.install()
     ran = ospp("inpkey", issue(ospp), "--act", "--json")
     assert ran.code == 0 and ran.json()["activation"][0]["ok"] is True
 
 
 def test_tampered_licence_is_detected(ospp: Ospp):
+    ospp.install()
     ospp("inpkey", issue(ospp), "--act")
     path = ospp.store_file()
     with sqlite3.connect(path) as conn:
@@ -111,6 +116,7 @@ def test_tampered_licence_is_detected(ospp: Ospp):
 
 
 def test_hardware_tolerance(ospp: Ospp):
+    ospp.install()
     ospp("inpkey", issue(ospp), "--act")
     ospp("hardware", "change", "disk", "cpu_serial")  # 10 of 12 votes still match
     assert ospp("dstatus", "--json").json()["products"][0]["status"] == "LICENSED"
@@ -124,6 +130,7 @@ def test_hardware_tolerance(ospp: Ospp):
 
 def test_phone_activation_round_trip_subprocesses(ospp: Ospp):
     key = issue(ospp)
+    ospp.install()
     assert ospp.proc("/inpkey:" + key).code == 0
     iid = iid_of(ospp)
     text = ospp.proc("/dinstid").out
@@ -137,6 +144,7 @@ def test_phone_activation_round_trip_subprocesses(ospp: Ospp):
 
 def test_cid_errors(ospp: Ospp):
     key = issue(ospp)
+    ospp.install("ProPlus2021", "localhost", "other")
     ospp("/inpkey:" + key)
     ospp("/inpkey:" + key, "other")
     cid = ospp("center", "confirm", iid_of(ospp), "--json").json()["cid"]
@@ -152,6 +160,7 @@ def test_cid_errors(ospp: Ospp):
 
 
 def test_confirm_names_the_wrong_group(ospp: Ospp):
+    ospp.install()
     ospp("/inpkey:" + issue(ospp))
     iid = iid_of(ospp)
     typo = iid[:21] + str((int(iid[21]) + 3) % 10) + iid[22:]
@@ -160,6 +169,7 @@ def test_confirm_names_the_wrong_group(ospp: Ospp):
 
 
 def test_interactive_cid_entry_rejects_a_bad_group_at_once(ospp: Ospp):
+    ospp.install()
     ospp("/inpkey:" + issue(ospp))
     cid = ospp("center", "confirm", iid_of(ospp), "--json").json()["cid"]
     groups = [cid[i : i + 6] for i in range(0, 120, 6)]
@@ -175,6 +185,8 @@ def test_untrusted_authority_is_refused(ospp: Ospp, tmp_path: Path):
     other = Ospp(tmp_path / "elsewhere")
     key = issue(other)
     cid_source = other
+    other.install()
+    ospp.install()
     cid_source("/inpkey:" + key)
     # our client trusts only its own (local) authority: a CID from another authority fails
     ospp("/inpkey:" + key)
@@ -203,6 +215,7 @@ def test_remote_authority_race_for_the_last_activations(ospp: Ospp, served: str,
     clients = [Ospp(tmp_path / f"m{i}") for i in range(8)]
     for c in clients:
         assert c("trust", "add", str(pub)).code == 0
+        c.install()
         assert c("/inpkey:" + key).code == 0
     results: list[int] = []
 
@@ -245,6 +258,7 @@ def test_unreachable_authority_names_the_endpoint(ospp: Ospp, tmp_path: Path):
     pub = tmp_path / "a.json"
     pub.write_text(ospp("center", "pubkey").out)
     ospp("trust", "add", str(pub))
+    ospp.install()
     ospp("/inpkey:" + issue(ospp))
     ran = ospp("/act", env={"OSPP_AUTHORITY": "127.0.0.1:9"})
     assert ran.code == 4 and "127.0.0.1:9" in ran.out
@@ -281,6 +295,7 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
     key = issue(ospp, limit=5)
     iids = []
     for machine in ("b1", "b2"):
+        ospp.install("ProPlus2021", machine)
         ospp("/inpkey:" + key, machine)
         iids.append(iid_of(ospp, machine))
     src = tmp_path / "iids.txt"
@@ -298,6 +313,7 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
 
 
 def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
+    ospp.install()
     ospp("inpkey", issue(ospp), "--act")
     code = (
         "import sys; from ospp.cli import main; sys.argv=['ospp','dstatus','--json'];\n"

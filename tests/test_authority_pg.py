@@ -234,6 +234,7 @@ def test_two_nodes_count_one_mak_exactly(pg_ospp: Ospp, two_nodes: Nodes, tmp_pa
     clients = [Ospp(tmp_path / f"m{i}") for i in range(60)]
     for c in clients:
         assert c("trust", "add", str(pub)).code == 0
+        c.install()
         assert c("/inpkey:" + key).code == 0
 
     def act(i: int) -> tuple[int, int, str]:
@@ -306,6 +307,7 @@ def test_nodes_ride_out_a_database_restart(
     pub.write_text(pg_ospp("center", "pubkey").out)
     client = Ospp(tmp_path / "client")
     assert client("trust", "add", str(pub)).code == 0
+    client.install()
     assert client("/inpkey:" + key).code == 0
     acked: list[tuple[int, str, float]] = []
     codes: list[int] = []

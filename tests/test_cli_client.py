@@ -91,6 +91,7 @@ def test_usage_errors_exit_2_and_name_the_option(ospp: Ospp, args, needle):
 
 
 def test_inpkey_replaces_the_key_of_the_product_and_never_prints_it(ospp: Ospp):
+    ospp.install("ProPlus2016")
     ran = ospp("/inpkey:" + GVLK_2016.lower())
     assert ran.code == 0 and "<Product key installation successful>" in ran.out
     assert GVLK_2016 not in ran.out
@@ -100,6 +101,7 @@ def test_inpkey_replaces_the_key_of_the_product_and_never_prints_it(ospp: Ospp):
 
 
 def test_unpkey(ospp: Ospp):
+    ospp.install()
     ospp("/inpkey:" + GVLK_2021)
     missing = ospp("/unpkey:ZZZZZ")
     assert missing.code == 1 and "<Product key not found>" in missing.out
@@ -188,6 +190,7 @@ def test_cmid_is_a_stable_guid_per_machine(ospp: Ospp):
     first = ospp("/dcmid").out
     assert "Client Machine ID (CMID): " in first
     assert ospp("/dcmid").out == first
+    ospp.install(PRODUCT, "pc02")
     other = ospp("dcmid", "pc02", "--json").json()
     assert other["cmid"] != ospp("dcmid", "--json").json()["cmid"]
 
@@ -228,6 +231,7 @@ def test_rearm_one_sku(ospp: Ospp):
 
 
 def test_computer_name_selects_another_store(ospp: Ospp):
+    ospp.install(PRODUCT, "PC01")
     ospp("/inpkey:" + GVLK_2021, "PC01")
     assert "6F7TH" in ospp("/dstatus", "pc01").out
     assert "<No installed product keys detected>" in ospp("/dstatus").out
@@ -253,6 +257,7 @@ def test_kms_settings_show_in_the_status_block(ospp: Ospp):
 
 
 def test_real_subprocess_round_trip(ospp: Ospp):
+    assert ospp.proc("install-product", PRODUCT).code == 0
     ran = ospp.proc("/inpkey:" + GVLK_2021)
     assert ran.code == 0, ran.err
     ran = ospp.proc("/dstatus")
@@ -330,3 +335,68 @@ def test_machines_lists_the_simulated_machines(ospp: Ospp) -> None:
     ospp("install-product", PRODUCT, "ws1")
     assert ospp("machines", "--json").json()["machines"] == ["ws1", "ws2"]
     assert ospp("machines").out.split() == ["ws1", "ws2"]
+
+
+# -- a machine exists once a product is installed on it; a key needs its product ----------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["/dstatus", "NOPE"],
+        ["/dstatusall", "nope"],
+        ["/dcmid", "nope"],
+        ["/dinstid", "nope"],
+        ["/dhistorykms", "nope"],
+        ["/act", "nope"],
+        ["/rearm", "nope"],
+        ["/sethst:kms.example.com", "nope"],
+        ["/inpkey:" + GVLK_2021, "nope"],
+        ["hardware", "show", "nope"],
+        ["slmgr", "/dli", "nope"],
+    ],
+)
+def test_a_mistyped_computer_name_is_an_error_and_creates_nothing(ospp: Ospp, args: list[str]):
+    ospp.install(PRODUCT, "ws1")
+    ran = ospp(*args)
+    assert ran.code == 2, ran.out
+    assert "0x800706BA" in ran.out and "no simulated machine 'nope'" in ran.out
+    assert "ospp machines" in ran.out
+    assert ospp("machines", "--json").data()["machines"] == ["ws1"]
+    assert not ospp.store_file("nope").parent.exists()
+    failed = ospp(*args, "--json") if args[0] != "slmgr" else ospp(*args[:2], "--json", args[2])
+    assert failed.json()["ok"] is False and failed.json()["error"]["code"] == "0x800706BA"
+
+
+def test_this_machine_always_exists_and_install_product_creates_another(ospp: Ospp):
+    assert ospp("/dstatus").code == 0
+    assert ospp("/dstatus", "ws9").code == 2
+    ran = ospp("install-product", PRODUCT, "WS9")
+    assert ran.code == 0 and ospp.store_file("ws9").exists()
+    assert "6F7TH" in ospp("/dstatus", "ws9").out
+
+
+def test_inpkey_for_a_product_that_is_not_installed_is_refused(ospp: Ospp):
+    ospp.install(PRODUCT)
+    before = ospp.store_file().read_bytes()
+    ran = ospp("/inpkey:" + GVLK_2016)
+    assert ran.code == 1 and "ERROR CODE: 0xC004F069" in ran.out
+    assert "ProPlus2016 is not installed on localhost" in ran.out
+    assert "HINT: Install the product first: ospp install-product ProPlus2016" in ran.out
+    assert ospp.store_file().read_bytes() == before
+    assert ospp("install-product", "ProPlus2016").code == 0
+    assert ospp("/inpkey:" + GVLK_2016).code == 0
+
+
+def test_a_kms_host_key_on_a_client_is_refused_with_the_way_to_the_host(ospp: Ospp):
+    ospp.install(PRODUCT)
+    csvlk = ospp("center", "issue-key", "--product", PRODUCT, "--channel", "kms-host", "--json")
+    key = csvlk.data()["key"]
+    before = ospp.store_file().read_bytes()
+    ran = ospp("/inpkey:" + key, "--json")
+    assert ran.code == 1
+    error = ran.json()["error"]
+    assert error["code"] == "0xC004F069" and "KMS host key (CSVLK)" in error["message"]
+    assert "ospp kms install-key" in error["hint"]
+    assert ospp.store_file().read_bytes() == before
+    assert ospp("kms", "install-key", key).code == 0

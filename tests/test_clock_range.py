@@ -29,6 +29,7 @@ def test_times_ospp_cannot_work_with_are_refused_up_front(text: str):
 
 @pytest.mark.parametrize("text", UNWORKABLE[:6])
 def test_unworkable_ospp_now_exits_2_and_leaves_the_store(ospp: Ospp, text: str):
+    ospp.install()
     assert ospp("/inpkey:" + GVLK_2021).code == 0
     before = ospp.store_file().read_bytes()
     for args in (["/dstatus"], ["/rearm"], ["install-product", "VisioPro2024"], ["/act"]):
@@ -43,7 +44,13 @@ def test_the_edges_of_the_range_work_and_round_trip(ospp: Ospp, text: str):
     value = parse_time(text)
     assert parse_time(iso(value)) == value
     env = {"OSPP_NOW": text}
-    for args in (["/inpkey:" + GVLK_2021], ["/dstatus"], ["/rearm"], ["dstatus", "--json"]):
+    for args in (
+        ["install-product", "ProPlus2021"],
+        ["/inpkey:" + GVLK_2021],
+        ["/dstatus"],
+        ["/rearm"],
+        ["dstatus", "--json"],
+    ):
         ran = ospp(*args, env=env)
         assert ran.code == 0, (args, ran.out, ran.err)
     later = ospp("/dstatus")  # the real clock, with the store written at the edge

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GVLK_2016, Ospp
+from tests.conftest import GVLK_2016, GVLK_2021, Ospp
 from tests.kmsutil import Host, make_host
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -72,9 +72,13 @@ def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> No
     assert [r["machine"] for r in rows] == ["a1", "a2", "a3", "b1", "b2"]
     assert rows[0]["status"] == "OOB_GRACE" and rows[0]["error_code"] == "0x4004F00C"
     assert rows[0]["key_last5"] == "6F7TH" and rows[0]["remaining_days"] in ("29", "30")
-    assert ospp("fleet", "inpkey", GVLK_2016, "--machines", "b*").code == 0
-    keys = {r["machine"]: r for r in ospp("fleet", "status", "--json").json()["rows"]}
-    assert keys["b1"]["key_last5"] == "WFG99" and keys["b1"]["product"] == "ProPlus2016"
+    # a key needs its product: ProPlus2016 is installed nowhere, so no machine takes its key
+    refused = ospp("fleet", "inpkey", GVLK_2016, "--machines", "b*")
+    assert refused.code == 1 and refused.out.count("0xC004F069") == 2
+    mak = ospp("center", "issue-key", "--product", "ProPlus2019", "--json").data()["key"]
+    assert ospp("fleet", "inpkey", mak, "--machines", "b*").code == 0
+    keys = {r["machine"]: r for r in ospp("fleet", "status", "--json").data()["rows"]}
+    assert keys["b1"]["key_last5"] == mak[-5:] and keys["b1"]["product"] == "ProPlus2019"
     assert keys["a1"]["key_last5"] == "6F7TH"
     only = ospp("fleet", "status", "--json", "--machines", "a?", "--status", "oob_grace").json()
     assert {r["machine"] for r in only["rows"]} == {"a1", "a2", "a3"}
@@ -86,7 +90,7 @@ def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> No
 
 def test_export_import_round_trip_and_all_or_nothing(ospp: Ospp, tmp_path: Path) -> None:
     ospp("fleet", "create", "pc", "3", "--product", "ProPlus2021", "--sethst", "10.0.0.5:1688")
-    ospp("fleet", "inpkey", GVLK_2016, "--machines", "pc3")
+    ospp.install("ProPlus2016", "pc3")
     out = tmp_path / "fleet.csv"
     assert ospp("fleet", "export", str(out)).code == 0
     exported = out.read_text()
@@ -158,7 +162,7 @@ def test_concurrent_fleet_commands_on_overlapping_globs_lose_no_update(ospp: Osp
     env = {**os.environ, **ospp.env}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ospp", "fleet", "inpkey", GVLK_2016, "--machines", g],
+            [sys.executable, "-m", "ospp", "fleet", "inpkey", GVLK_2021, "--machines", g],
             env=env,
             stdout=subprocess.PIPE,
         )

@@ -314,6 +314,7 @@ def test_authority_request_fuzz_never_fails_a_legitimate_activation(ospp: Ospp, 
     host_key = ospp(
         "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
     ).json()["key"]
+    ospp.install()
     assert ospp("/inpkey:" + mak).code == 0
     iid = ospp("dinstid", "--json").json()["products"][0]["installation_id"]
     env = {**os.environ, **ospp.env}

@@ -25,6 +25,8 @@ from tests.conftest import GVLK_2016, GVLK_2021, Ospp
 
 
 def _store_with_licences(ospp: Ospp) -> Path:
+    ospp.install("ProPlus2021")
+    ospp.install("ProPlus2016")
     assert ospp("/inpkey:" + GVLK_2021).code == 0
     assert ospp("/inpkey:" + GVLK_2016).code == 0
     path = ospp.store_file()
@@ -295,17 +297,17 @@ def test_a_read_only_store_can_be_read_and_says_why_it_cannot_be_written(ospp: O
 def test_a_full_disk_is_reported_as_such_and_changes_nothing(ospp: Ospp):
     home = ospp.home / "client"
     home.mkdir()
-    # Fill the disk a little more each round, so that some write of /inpkey meets a full
-    # disk wherever it happens (the WAL, its index, the commit).
+    # Fill the disk a little more each round, so that some write of install-product meets a
+    # full disk wherever it happens (the WAL, its index, the commit).
     script = f"""
         mount -t tmpfs -o size=1m tmpfs {home}
-        $OSPP /inpkey:{GVLK_2016} > /dev/null
+        $OSPP install-product ProPlus2016 > /dev/null
         dd if=/dev/zero of={home}/filler bs=4k 2>/dev/null || true
         for free in 1 2 3 4 5 6 8 10 12 16 24 32; do
             rm -f {home}/filler
             dd if=/dev/zero of={home}/filler bs=4k 2>/dev/null || true
             truncate -s -$((free * 4096)) {home}/filler
-            if $OSPP /inpkey:{GVLK_2021} > {ospp.home}/out-$free.txt 2>&1; then
+            if $OSPP install-product ProPlus2021 > {ospp.home}/out-$free.txt 2>&1; then
                 echo "free $free: ok"
                 break
             else

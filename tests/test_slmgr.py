@@ -120,6 +120,7 @@ def test_days_round_up_as_slmgr_does(ospp: Ospp):
 
 
 def test_dli_in_grace_matches_the_reference(ospp: Ospp):
+    ospp("install-product", "ProPlus2016", env={"OSPP_NOW": at()})
     assert ospp("slmgr", "/ipk", GVLK_2016, env={"OSPP_NOW": at()}).code == 0
     ran = ospp("slmgr", "/dli", env={"OSPP_NOW": at()})
     assert ran.out.rstrip("\n").split("\n") == reference("dli-grace")
@@ -197,6 +198,8 @@ def test_ospp_vbs_commands_and_their_slmgr_twins_leave_the_same_state(tmp_path: 
     sl.env["OSPP_CENTER_HOME"] = vbs.env["OSPP_CENTER_HOME"]  # one authority, one MAK
     mak = vbs("center", "issue-key", "--product", "ProPlus2021", "--limit", "5", "--json")
     key = mak.json()["key"]
+    for side in (vbs, sl):
+        side("install-product", "ProPlus2016", env={"OSPP_NOW": at(0)})
     twins: list[tuple[list[str], list[str]]] = [
         ([f"/inpkey:{GVLK_2016}"], ["slmgr", "/ipk", GVLK_2016]),
         (["/sethst:kms1.example.com:1700"], ["slmgr", "/skms", "kms1.example.com:1700"]),
@@ -208,6 +211,8 @@ def test_ospp_vbs_commands_and_their_slmgr_twins_leave_the_same_state(tmp_path: 
         (["/ckms-domain"], ["slmgr", "/ckms-domain"]),
         (["/cachst:TRUE"], ["slmgr", "/skhc"]),
         (["/unpkey:WFG99"], ["slmgr", "/upk"]),
+        (["install-product", "ProPlus2021"], ["install-product", "ProPlus2021"]),
+        (["/unpkey:6F7TH"], ["slmgr", "/upk"]),
         ([f"/inpkey:{key}"], ["slmgr", "/ipk", key]),
         (["/act"], ["slmgr", "/ato"]),
     ]
@@ -334,6 +339,7 @@ def test_slmgr_console_script(ospp: Ospp, tmp_path: Path):
     script = shutil.which("slmgr", path=str(Path(sys.executable).parent))
     if script is None:
         pytest.skip("the slmgr console script is not installed in this environment")
+    ospp.install("ProPlus2021", "pc9")
     done = subprocess.run(
         [script, "/ipk", GVLK_2021, "PC9"],
         env={**os.environ, **ospp.env},
@@ -365,6 +371,7 @@ def _mak(ospp: Ospp) -> str:
 
 
 def test_mak_phone_activation_and_hardware_out_of_tolerance(ospp: Ospp):
+    ospp("install-product", "ProPlus2021", env={"OSPP_NOW": at()})
     ospp("slmgr", "/ipk", _mak(ospp), env={"OSPP_NOW": at()})
     xpr = ospp("slmgr", "/xpr", env={"OSPP_NOW": at()}).out.splitlines()
     assert xpr == [

@@ -22,6 +22,7 @@ def test_trust_add_reads_stdin(ospp: Ospp, tmp_path):
 def test_confirm_batch_reads_stdin(ospp: Ospp, tmp_path):
     from tests.test_authority import iid_of, issue
 
+    ospp.install("ProPlus2021", "b1")
     ospp("/inpkey:" + issue(ospp, limit=5), "b1")
     out = tmp_path / "cids.csv"
     ran = ospp("center", "confirm-batch", "-", str(out), input=f"{iid_of(ospp, 'b1')}\n12345\n")

@@ -43,6 +43,7 @@ def test_foreign_sqlite_file_is_not_taken_over(ospp: Ospp):
 
 
 def test_store_from_a_newer_schema_is_refused(ospp: Ospp):
+    ospp.install()
     ospp("/inpkey:" + GVLK_2021)
     path = ospp.store_file()
     with sqlite3.connect(path) as conn:
@@ -74,6 +75,7 @@ def test_unwritable_home_directory(ospp: Ospp, tmp_path: Path):  # pragma: no co
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
 def test_store_files_are_private(ospp: Ospp):
+    ospp.install()
     ospp("/inpkey:" + GVLK_2021)
     path = ospp.store_file()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -116,16 +118,17 @@ def test_concurrent_cli_processes_keep_every_key(ospp: Ospp):
 
     from ospp.core.catalog import catalog
 
-    gvlks = [p.gvlk for p in catalog().products[:8]]
+    products = catalog().products[:8]
+    gvlks = [p.gvlk for p in products]
     env = {**os.environ, **ospp.env}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ospp", f"/inpkey:{k}"],
+            [sys.executable, "-m", "ospp", "install-product", p.id],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        for k in gvlks
+        for p in products
     ]
     for p in procs:
         assert p.wait(timeout=60) == 0

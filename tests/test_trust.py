@@ -189,6 +189,7 @@ def test_resealed_kms_activation_fools_dstatus_but_not_verify(ospp: Ospp, host: 
 
 def test_resealed_mak_signature_is_caught_by_verify(ospp: Ospp):
     key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    ospp.install("ProPlus2021", "m1")
     assert ospp("/inpkey:" + key, "m1", "--act").code == 0
     from ospp.core.catalog import Channel, catalog
 

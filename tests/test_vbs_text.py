@@ -53,6 +53,7 @@ def test_act_with_nothing_to_activate_exits_0_and_json_says_none(ospp: Ospp):
 
 def test_act_json_counts_what_was_activated(ospp: Ospp):
     key = issue_mak(ospp)
+    ospp.install()
     ospp("/inpkey:" + key)
     data = ospp("act", "--json").json()
     assert data["activated"] == 1
@@ -76,6 +77,7 @@ def test_kms_lookup_domain_comes_after_host_caching(ospp: Ospp):
 
 
 def test_dstatusall_prints_no_product_id_for_a_licence_without_a_key(ospp: Ospp):
+    ospp.install()
     ospp("/inpkey:" + GVLK_2021)
     ospp("/unpkey:6F7TH")
     out = ospp("/dstatusall").out
@@ -129,6 +131,7 @@ def test_dhistoryacterr_uses_the_event_log_layout(ospp: Ospp):
     ]
     key = issue_mak(ospp)
     assert ospp("center", "block", key).code == 0
+    ospp.install()
     ospp("/inpkey:" + key)
     assert ospp("/act", env={"OSPP_NOW": "2026-02-03T04:05:06Z"}).code == 1
     lines = body(ospp("/dhistoryacterr").out)
@@ -147,6 +150,7 @@ def test_rearm_prints_what_office_rearm_prints(ospp: Ospp):
 
 
 def test_hardware_change_takes_a_trailing_computer_name(ospp: Ospp):
+    ospp.install(PRODUCT, "pc7")
     before = ospp("hardware", "show", "pc7", "--json").json()["hash"]
     ran = ospp("hardware", "change", "disk", "PC7", "--json")
     assert ran.code == 0, ran.out
@@ -302,6 +306,7 @@ def test_mak_reactivation_within_tolerance_uses_no_activation(ospp: Ospp):
     # Decision: a computer the MAK already activated, reactivating on hardware within the
     # tolerance of what it had (7 of 12 votes), is the same computer: no activation is used.
     key = issue_mak(ospp, limit=1)
+    ospp.install(PRODUCT, "pc1", "pc2")
     assert ospp("/inpkey:" + key, "pc1").code == 0
     assert ospp("/act", "pc1").code == 0
     assert ospp("hardware", "change", "disk", "cpu_serial", "pc1").code == 0  # 10 of 12 votes
@@ -320,6 +325,7 @@ def test_mak_reactivation_within_tolerance_uses_no_activation(ospp: Ospp):
 
 def test_mak_reactivation_beyond_tolerance_uses_an_activation(ospp: Ospp):
     key = issue_mak(ospp, limit=1)
+    ospp.install(PRODUCT, "pc1")
     ospp("/inpkey:" + key, "pc1")
     assert ospp("/act", "pc1").code == 0
     # 6 of 12 votes: a different computer as far as the licence is concerned

@@ -72,15 +72,22 @@ STEPS: list[Step] = [
         {},
     ),
     (
-        "Machine PC-MAK installs the MAK and activates online, at once.",
-        ["/inpkey:{MAK}", "--act", "PC-MAK"],
+        "A key needs its product: this machine has no Office Standard 2021, so it is refused.",
+        ["/inpkey:{MAK}"],
         {},
     ),
     (
-        "An isolated machine installs the MAK and reads its installation ID.",
-        ["/inpkey:{MAK}", "PC-ISOLATED"],
+        "Machine PC-MAK gets the product, installs the MAK and activates online.",
+        ["install-product", "Standard2021", "PC-MAK"],
         {},
     ),
+    ("", ["/inpkey:{MAK}", "--act", "PC-MAK"], {}),
+    (
+        "An isolated machine installs the MAK and reads its installation ID.",
+        ["install-product", "Standard2021", "PC-ISOLATED"],
+        {},
+    ),
+    ("", ["/inpkey:{MAK}", "PC-ISOLATED"], {}),
     ("", ["/dinstid", "PC-ISOLATED"], {}),
     (
         "The phone operator turns the installation ID into a confirmation ID.",
@@ -93,7 +100,12 @@ STEPS: list[Step] = [
         {},
     ),
     ("", ["/dstatus", "PC-ISOLATED"], {}),
-    ("A third machine: the MAK has no activations left.", ["/inpkey:{MAK}", "--act", "PC-3"], {}),
+    (
+        "A third machine: the MAK has no activations left.",
+        ["install-product", "Standard2021", "PC-3"],
+        {},
+    ),
+    ("", ["/inpkey:{MAK}", "--act", "PC-3"], {}),
     ("What the authority has counted.", ["center", "keys"], {}),
     # -- KMS ------------------------------------------------------------------------------
     (

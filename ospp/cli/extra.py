@@ -40,8 +40,10 @@ def products() -> Result:
 @JSON_OPTION
 @reports
 def install_product(product: str, computer: str | None) -> Result:
-    """Simulate installing a volume product: its licences and its GVLK; grace starts now."""
-    store = client.open_machine(computer)
+    """Install a volume product: its licences and its GVLK; grace starts now.
+
+    The only command that creates a simulated machine (COMPUTERNAME)."""
+    store = client.open_machine(computer, create=True)
     added = client.install_product(store, product)
     found = client.find_product(product)
     line = (

@@ -42,7 +42,7 @@ def _machine_data(store: MachineStore) -> dict[str, object]:
 )
 @reports
 def inpkey(key: str, activate: bool, computer: str | None) -> Result:
-    """Install a product key (replaces the key of that product)."""
+    """Install a product key for an installed product (replaces that product's key)."""
     if not key.strip():
         raise UsageError("/inpkey needs a product key: /inpkey:XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
     store = client.open_machine(computer)

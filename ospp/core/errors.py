@@ -65,6 +65,7 @@ E_CID_LENGTH = 0xC004F02F
 E_MISMATCH = 0xC004F031
 E_CHECK_DIGIT = 0xC004F04D
 # local files, arguments and the network
+E_NO_MACHINE = 0x800706BA  # what ospp.vbs reports for a computer it cannot reach
 E_ACCESS_DENIED = 0x80070005  # a store file or directory that cannot be read or written
 E_INVALID_DATA = 0x8007000D  # a store file that is not what ospp wrote (garbage, newer schema)
 E_INVALID_ARG = 0x80070057  # a value on the command line or in the environment is malformed
@@ -130,6 +131,7 @@ DESCRIPTIONS: dict[int, str] = {
     "activated. The product SKU is not found.",
     E_ACCESS_DENIED: "Access is denied.",
     E_INVALID_DATA: "The data is invalid.",
+    E_NO_MACHINE: "The RPC server is unavailable.",
     E_INVALID_ARG: "The parameter is incorrect.",
     E_DISK_FULL: "There is not enough space on the disk.",
     E_NO_CONNECTION: "A connection with the server could not be established",

@@ -13,15 +13,16 @@ from ospp.core.errors import (
     E_KEY_NOT_AVAILABLE,
     E_KMS_REFUSED,
     E_NEEDS_ADMIN,
+    E_NO_MACHINE,
     E_NOT_VOLUME,
     E_REARM_LIMIT,
     E_SKU_NOT_FOUND,
     LicensingError,
     UsageError,
 )
-from ospp.core.paths import machine_name, ospp_home
+from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, ospp_home
 from ospp.machine.status import LicenceStatus, evaluate
-from ospp.machine.store import MAX_REARMS, MachineStore
+from ospp.machine.store import MAX_REARMS, STORE_FILE, MachineStore
 
 if TYPE_CHECKING:
     from ospp.protocol.keys import ProductKey
@@ -33,10 +34,27 @@ def open_machine(
     computer: str | None = None,
     environ: Mapping[str, str] = os.environ,
     clock: Clock | None = None,
+    *,
+    create: bool = False,
 ) -> MachineStore:
-    """Open (creating on first use) the store of a simulated machine."""
+    """Open the store of a simulated machine.
+
+    This machine (``localhost``, the default) always exists. Another one exists once a product
+    has been installed on it (``create=True``: ``ospp install-product PRODUCT NAME``, ``ospp
+    fleet create``). A mistyped computer name is an error, as an unreachable computer is for
+    ospp.vbs, never a new machine.
+    """
     name = machine_name(computer)
-    return MachineStore.open(ospp_home(environ), name, clock or clock_from_env(environ))
+    home = ospp_home(environ)
+    exists = name == LOCAL_MACHINE or (machine_dir(home, name) / STORE_FILE).is_file()
+    if not create and not exists:
+        raise UsageError(
+            f"there is no simulated machine {name!r}",
+            "Run 'ospp machines' for the list; create one with "
+            f"'ospp install-product PRODUCT {name}'.",
+            code=E_NO_MACHINE,
+        )
+    return MachineStore.open(home, name, clock or clock_from_env(environ))
 
 
 def find_product(product_id: str) -> Product:
@@ -150,11 +168,36 @@ def install_product(store: MachineStore, product_id: str) -> list[Sku]:
     return added
 
 
+def check_key_fits(store: MachineStore, key: ProductKey) -> None:
+    """Refuse a key this machine has no licence for, as Office does (0xC004F069): the licences
+    come with the product, so its product must be installed; and a KMS host key (CSVLK) belongs
+    on a KMS host, which an Office client is not."""
+    from ospp.core.catalog import Channel
+
+    if key.channel is Channel.KMS_HOST:
+        raise LicensingError(
+            E_SKU_NOT_FOUND,
+            f"the key ending {key.last5} is a KMS host key (CSVLK); {store.name} is an Office "
+            "client and has no KMS host licence to install it on",
+            "Install it on the KMS host: ospp kms install-key KEY.",
+        )
+    if not any(lic.sku.product is key.product for lic in store.licences()):
+        where = "" if store.name == LOCAL_MACHINE else f" {store.name}"
+        raise LicensingError(
+            E_SKU_NOT_FOUND,
+            f"{key.product.id} is not installed on {store.name}, so it has no licence for a "
+            f"key of {key.product.id}",
+            f"Install the product first: ospp install-product {key.product.id}{where}",
+        )
+
+
 def install_key(store: MachineStore, raw: str) -> ProductKey:
+    """Install a key for a product installed on this machine."""
     from ospp.protocol import keys
 
     key = keys.parse(raw)
     check_operation(store)
+    check_key_fits(store, key)
     with store.db.write() as conn:
         store.install_key(conn, key)
         store.bump(conn)

@@ -27,12 +27,11 @@ from ospp.core.clock import Clock, iso
 from ospp.core.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
 from ospp.core.paths import machine_dir, machine_name
 from ospp.machine import client
-from ospp.machine.store import MachineStore
+from ospp.machine.store import STORE_FILE, MachineStore
 from ospp.machine.workers import parallel
 
 MAX_COUNT = 100_000
 CSV_FIELDS = ("machine", "product", "key", "kms_host")
-STORE_FILE = "licenses.db"
 
 
 def names(home: Path, glob: str | None = None) -> list[str]:
@@ -242,6 +241,7 @@ def install_key(
             yield Done(name, "failed", exc)
             return
         try:
+            client.check_key_fits(store, parsed)
             with store.db.write() as conn:
                 store.install_key(conn, parsed)
                 store.bump(conn)

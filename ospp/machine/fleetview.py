@@ -27,7 +27,7 @@ from ospp.core.clock import Clock, FixedClock
 from ospp.core.db import Database
 from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
 from ospp.machine.checks import bound_hardware, make_checker
-from ospp.machine.fleet import CSV_FIELDS, STORE_FILE, names
+from ospp.machine.fleet import CSV_FIELDS, names
 from ospp.machine.seal import mac, seal_key
 from ospp.machine.status import (
     LICENSED,
@@ -39,7 +39,7 @@ from ospp.machine.status import (
     LicenceStatus,
     evaluate,
 )
-from ospp.machine.store import _SCHEMA, DEFAULTS, Licence, MachineStore
+from ospp.machine.store import _SCHEMA, DEFAULTS, STORE_FILE, Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 
 # The timeline splits the last 5 days of the initial grace off: the user is being notified.

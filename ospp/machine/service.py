@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ospp.core.catalog import Channel
 from ospp.core.errors import OsppError
 from ospp.machine.status import LICENSED
-from ospp.machine.store import Licence, MachineStore
+from ospp.machine.store import STORE_FILE, Licence, MachineStore
 
 if TYPE_CHECKING:
     from ospp.machine.kmsclient import Pool
@@ -62,9 +62,11 @@ def due(
 
 
 def machine_names(home: Path) -> list[str]:
-    """Every simulated machine under ``home``, sorted."""
+    """Every simulated machine under ``home`` (a directory holding a store), sorted."""
     root = home / "machines"
-    return [p.name for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return [p.name for p in sorted(root.iterdir()) if (p / STORE_FILE).is_file()]
 
 
 def run(

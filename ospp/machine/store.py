@@ -50,6 +50,7 @@ _SCHEMA = [
 ]
 
 MAX_REARMS = 5
+STORE_FILE = "licenses.db"  # one per machine, under <OSPP_HOME>/machines/<name>/
 
 # Settings kept in ``meta`` with their defaults (ospp.vbs / REFERENCE 4).
 DEFAULTS: dict[str, str] = {
@@ -118,7 +119,7 @@ class MachineStore:
     @classmethod
     def open(cls, home: Path, name: str, clock: Clock) -> MachineStore:
         directory = machine_dir(home, name)
-        db = Database(directory / "licenses.db", "licence", _SCHEMA)
+        db = Database(directory / STORE_FILE, "licence", _SCHEMA)
         store = cls(db, name, directory, clock)
         with db.read() as conn:
             known = conn.execute("SELECT 1 FROM meta WHERE name='cmid'").fetchone()
