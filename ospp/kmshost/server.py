@@ -288,7 +288,7 @@ async def _serve(
         shown, bound = wire.bound_address(server)
         host.record_port(bound)
         if ops is not None:
-            ops.ready(shown, bound, state.certificate is not None, wire.bound_addresses(server))
+            ops.ready(shown, bound, state.activated, wire.bound_addresses(server))
         ready(shown, bound, state)
         pub = host.publishing()
         if pub.enabled:
