@@ -41,7 +41,7 @@ NOT_ACTIVATED = "this KMS host's key is not activated with the activation author
 # Moves a store from one host key (in meta) to the packs table; nothing is dropped unless it
 # was copied. Statements are separated by ';' and hold none inside (Database splits on it).
 MIGRATION = """
-    CREATE TABLE packs (
+    CREATE TABLE IF NOT EXISTS packs (
         key TEXT PRIMARY KEY,
         certificate TEXT,
         epid TEXT,
