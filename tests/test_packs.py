@@ -167,6 +167,8 @@ def test_an_unactivated_pack_refuses_only_its_group(ospp: Ospp):
         assert ran.code == 1 and "0xC004F041" in ran.out, ran.out
     finally:
         h.stop()
+    # the operational log says which pack waits for activation
+    assert any("KMS host key for ProPlus2021 is not activated" in x for x in h.stderr_lines)
 
 
 def test_a_store_with_one_host_key_from_before_packs_is_still_served(ospp: Ospp):
