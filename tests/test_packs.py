@@ -267,3 +267,22 @@ def test_ping_answers_for_an_activated_pack(ospp: Ospp):
         assert json.dumps(ran.data()["epid"]) in json.dumps(packs_by_product(ospp))
     finally:
         h.stop()
+
+
+def test_slmgr_names_a_pack_by_its_activation_id(ospp: Ospp):
+    from ospp.core.catalog import Channel, catalog
+
+    two_pack_host(ospp)
+    product2010 = catalog().product("ProPlus2010")
+    assert product2010 is not None
+    act2010 = product2010.sku(Channel.KMS_HOST).sku_id
+    shown = ospp("slmgr", "/dli", "all", "--json").data()["products"]
+    hosts = [p for p in shown if p.get("kms_host")]
+    assert [p["product"] for p in hosts] == ["ProPlus2021", "ProPlus2010"]
+    assert ospp("slmgr", "/dli", act2010, "--json").data()["products"][0]["current_count"] == 0
+    # /upk never removes a pack by default
+    ran = ospp("slmgr", "/upk")
+    assert ran.code == 2 and act2010 in ran.out
+    assert len(status(ospp)["packs"]) == 2
+    assert ospp("slmgr", "/upk", act2010).code == 0
+    assert [p["product"] for p in status(ospp)["packs"]] == ["ProPlus2021"]
