@@ -128,6 +128,9 @@ def test_a_key_of_the_same_group_replaces_its_pack(ospp: Ospp):
     text = ospp("kms", "install-key", issue(ospp, "Standard2019")).out
     assert f"It replaces the key *****-{newer['key_last5']} (ProPlus2021)" in text
     assert sorted(packs_by_product(ospp)) == ["ProPlus2010", "Standard2019"]
+    # a downgrade says what it costs
+    downgrade = ospp("kms", "install-key", issue(ospp, "ProPlus2016")).out
+    assert "clients of 2019 are refused" in downgrade
 
 
 def test_commands_on_one_pack_need_its_key_when_there_are_several(ospp: Ospp):

@@ -62,6 +62,11 @@ def install_key(key: str) -> Result:
             f"It replaces the key *****-{replaced.last5} ({replaced.product.id}) of the same "
             f"application group ({group_name(installed.product.application_id)})."
         )
+        if installed.product.year < replaced.product.year:
+            lines.append(
+                f"Note: this key activates clients up to {installed.product.year}; clients of "
+                f"{replaced.product.year} are refused (0xC004F042) until a newer key is installed."
+            )
     if len(packs) > 1:
         lines.append(
             f"This host now holds {len(packs)} licence packs: "
