@@ -258,13 +258,15 @@ def test_a_request_that_fails_at_commit_fails_alone(tmp_path: Path):
     import dataclasses
 
     from ospp.core.clock import SystemClock
+    from ospp.kmshost.packs import ServingPack
     from ospp.kmshost.request import parse_request
     from ospp.kmshost.state import KmsHost, ServingState
 
     host = KmsHost.open(tmp_path / "kms", SystemClock())
     host.signer()
     product = parse_request(kms_request()).product
-    state = ServingState({"kind": "test"}, b"{}", product, "epid", 120, 10080)
+    pack = ServingPack(product, {"kind": "test"}, b"{}", "epid")
+    state = ServingState((pack,), 120, 10080)
     good = [parse_request(kms_request()) for _ in range(5)]
     # a lone surrogate cannot be stored: parse_request refuses it, so build it by hand
     unstorable = dataclasses.replace(good[0], cmid="\udc80" + str(uuid.uuid4()))

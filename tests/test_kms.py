@@ -499,10 +499,11 @@ def test_a_renewing_client_is_counted_once(ospp: Ospp, host: Host):
 
 
 def test_counts_are_kept_per_application_group(tmp_path: Path):
-    """Office 2010 and Office 2013+ are separate groups on one host (library level: a host
-    holds one key, so the two groups are served here under two serving states)."""
+    """Office 2010 and Office 2013+ are separate groups on one host, each answered by the
+    licence pack of its group (library level; tests/test_packs.py runs the real host)."""
     from ospp.core.catalog import Channel, catalog
     from ospp.core.clock import SystemClock
+    from ospp.kmshost.packs import ServingPack
     from ospp.kmshost.state import KmsHost, ServingState
 
     host = KmsHost.open(tmp_path / "kms", SystemClock())
@@ -510,14 +511,19 @@ def test_counts_are_kept_per_application_group(tmp_path: Path):
     product2010 = catalog().product("ProPlus2010")
     product2024 = catalog().product("ProPlus2024")
     assert product2010 is not None and product2024 is not None
-
-    def state(product: Any) -> ServingState:
-        return ServingState(cert, b"{}", product, "epid", 120, 10080)
+    state = ServingState(
+        (
+            ServingPack(product2024, cert, b"{}", "epid-2024"),
+            ServingPack(product2010, cert, b"{}", "epid-2010"),
+        ),
+        120,
+        10080,
+    )
 
     def ask(product: Any) -> int:
         sku = product.sku(Channel.KMS_CLIENT)
         [answer] = host.process(
-            state(product), [raw_request(app_id=product.application_id, sku_id=sku.sku_id)]
+            state, [raw_request(app_id=product.application_id, sku_id=sku.sku_id)]
         )
         assert isinstance(answer, bytes)
         return int(json.loads(answer)["count"])
@@ -555,7 +561,7 @@ def test_answer_built_from_parts_is_the_canonical_body(
     assert sku is not None
     now = datetime(2026, 6, 1, 9, 30, 5, 123456, tzinfo=UTC)
     req = Request(APP, sku.sku_id, sku.product, cmid, now, client_time, nonce, "licensed", "")
-    state = ServingState(None, b"", None, epid, intervals[0], intervals[1])
+    state = ServingState((), intervals[0], intervals[1])
     middle = f',"epid":{json.dumps(epid)},"host_time":"2026-06-01T09:30:05Z","nonce":'
     body = {
         "op": "kms-activate",

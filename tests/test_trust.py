@@ -398,12 +398,10 @@ def test_host_with_an_old_style_phone_certificate_must_be_activated_again(ospp: 
     key = phone_host(ospp)
     kms_db = ospp.home / "kms" / "kms.db"
     with sqlite3.connect(kms_db) as conn:
-        cert = json.loads(
-            conn.execute("SELECT value FROM meta WHERE name='certificate'").fetchone()[0]
-        )
+        cert = json.loads(conn.execute("SELECT certificate FROM packs").fetchone()[0])
         assert cert["format"] == 2 and "iid" not in cert
         legacy = legacy_certificate(ospp, key, cert["host_key"])
-        conn.execute("UPDATE meta SET value=? WHERE name='certificate'", (json.dumps(legacy),))
+        conn.execute("UPDATE packs SET certificate=?", (json.dumps(legacy),))
     status = ospp("kms", "status", "--json").json()
     assert status["activated"] is False and status["certified"] == "phone-disclosing"
     assert "activated again" in status["attention"]
@@ -478,9 +476,7 @@ def test_phone_certificate_is_bound_to_the_hosts_signing_key(ospp: Ospp):
 
     phone_host(ospp)
     with sqlite3.connect(ospp.home / "kms" / "kms.db") as conn:
-        genuine = json.loads(
-            conn.execute("SELECT value FROM meta WHERE name='certificate'").fetchone()[0]
-        )
+        genuine = json.loads(conn.execute("SELECT certificate FROM packs").fetchone()[0])
     signer = HostKey(HostKey.generate())
     for cert in (genuine, {**genuine, "host_key": b64(signer.public_raw)}):
         rogue = RogueHost(lambda m, c=cert: signed_answer(signer, c, m))

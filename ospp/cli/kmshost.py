@@ -12,6 +12,7 @@ import click
 from ospp.cli import serving
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, quiet, reports, reports_text, run
 from ospp.cli.kmsdns import dns_group
+from ospp.cli.kmskeys import KEY_COMMANDS
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.cli.slash import Group
 
@@ -28,66 +29,6 @@ def _host() -> KmsHost:
 @click.group("kms", cls=Group)
 def kms_group() -> None:
     """A KMS host: install and activate its key, serve clients, show its counts."""
-
-
-@kms_group.command("install-key")
-@click.argument("key")
-@JSON_OPTION
-@reports
-def install_key(key: str) -> Result:
-    """Install a KMS host key (from 'ospp center issue-key --channel kms-host')."""
-    installed = _host().install_key(key)
-    return Result(
-        [
-            f"Installed KMS host key *****-{installed.last5} for {installed.product.id}",
-            "Activate it: ospp kms activate (online) or ospp kms dinstid / actcid (phone).",
-        ],
-        {"product": installed.product.id, "key_last5": installed.last5},
-        banners=False,
-    )
-
-
-@kms_group.command("activate")
-@JSON_OPTION
-@reports
-def activate() -> Result:
-    """Activate the host key online with the activation authority."""
-    host = _host()
-    product = host.activate_online(os.environ)
-    epid = host.meta()["epid"]
-    return Result(
-        [f"<KMS host activated for {product.id}>", f"KMS host ePID: {epid}"],
-        {"product": product.id, "epid": epid},
-        banners=False,
-    )
-
-
-@kms_group.command("dinstid")
-@JSON_OPTION
-@reports
-def dinstid() -> Result:
-    """Show the host key's installation ID, for phone activation."""
-    iid = _host().installation_id()
-    return Result(
-        [f"Installation ID for the KMS host key: {iid.text()}"],
-        {"installation_id": iid.text(), "groups": iid.groups()},
-        banners=False,
-    )
-
-
-@kms_group.command("actcid")
-@click.argument("cid")
-@JSON_OPTION
-@reports
-def actcid(cid: str) -> Result:
-    """Activate the host key with a confirmation ID from the phone centre."""
-    host = _host()
-    product = host.apply_cid(cid, os.environ)
-    return Result(
-        [f"<KMS host activated by phone for {product.id}>"],
-        {"product": product.id, "epid": host.meta()["epid"]},
-        banners=False,
-    )
 
 
 @kms_group.command("set")
@@ -131,16 +72,19 @@ def status() -> Result:
         if st["activated"]
         else "Key Management Service host key is not activated"
     ]
-    if st["key_last5"]:
-        lines.append(f"    Partial Product Key: {st['key_last5']}")
-    if st["attention"]:
-        lines.append(f"    ATTENTION: {st['attention']}")
-    if st["epid"]:
-        lines.append(f"    KMS host ePID: {st['epid']}")
-    for app, count in sorted(st["current_count"].items()) or [("-", 0)]:
-        lines.append(
-            f"    Current count: {count}" + (f" (application {app})" if app != "-" else "")
-        )
+    if len(st["packs"]) > 1:
+        lines += _pack_lines(st)
+    else:
+        if st["key_last5"]:
+            lines.append(f"    Partial Product Key: {st['key_last5']}")
+        if st["attention"]:
+            lines.append(f"    ATTENTION: {st['attention']}")
+        if st["epid"]:
+            lines.append(f"    KMS host ePID: {st['epid']}")
+        for app, count in sorted(st["current_count"].items()) or [("-", 0)]:
+            lines.append(
+                f"    Current count: {count}" + (f" (application {app})" if app != "-" else "")
+            )
     lines += [
         f"    Listening on Port: {st.get('port', 1688)}",
         "    DNS publishing " + ("enabled" if st["dns_publishing"] else "disabled"),
@@ -159,6 +103,29 @@ def status() -> Result:
         last = st["dns_last_publish"]
         lines.append(f"    Last DNS publishing: {last['at']}: {last['result']}")
     return Result(lines, st, banners=False)
+
+
+def _pack_lines(st: dict[str, Any]) -> list[str]:
+    """One block per licence pack, then the counts of groups no pack holds any more."""
+    lines = []
+    for pack in st["packs"]:
+        state = "activated" if pack["activated"] else "not activated"
+        lines += [
+            f"    Licence pack: {pack['product']} ({pack['group']}), {state}",
+            f"        Partial Product Key: {pack['key_last5']}",
+        ]
+        if pack["attention"]:
+            lines.append(f"        ATTENTION: {pack['attention']}")
+        if pack["epid"]:
+            lines.append(f"        KMS host ePID: {pack['epid']}")
+        lines.append(
+            f"        Current count: {pack['current_count']} (application {pack['application_id']})"
+        )
+    held = {pack["application_id"] for pack in st["packs"]}
+    for app, count in sorted(st["current_count"].items()):
+        if app not in held:
+            lines.append(f"    Current count: {count} (application {app}, no licence pack)")
+    return lines
 
 
 @kms_group.command("clients")
@@ -335,6 +302,8 @@ def serve(
     return Result([], banners=False)
 
 
+for command in KEY_COMMANDS:
+    kms_group.add_command(command)
 kms_group.add_command(dns_group)
 
 COMMANDS = [kms_group]

@@ -75,16 +75,18 @@ def ato(words: tuple[str, ...]) -> Result:
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
-        key = host.installed_key()
+        from ospp.kmshost import settings
+
+        key = settings.host_pack(host, act_id).key
         sku = key.product.sku(key.channel)
         lines = [f"Activating {sku.license_name} ({sku.sku_id}) ..."]
         try:
-            host.activate_online(os.environ)
+            host.activate_online(os.environ, key.last5)
         except OsppError as exc:
             return Result(lines + error_lines(exc), {"activation_id": sku.sku_id}, failed=exc)
         return Result(
             [*lines, "Product activated successfully."],
-            {"activation_id": sku.sku_id, "kms_host": True, "epid": host.meta().get("epid")},
+            {"activation_id": sku.sku_id, "kms_host": True, "epid": host.pack(key.last5).epid},
         )
     store = open_machine(computer)
     lic = sl.target(store, act_id)
@@ -111,9 +113,13 @@ def _display(words: tuple[str, ...], verbose: bool) -> Result:
 
         lines.append(f"Software licensing service version: ospp {__version__}")
     if host is not None:
-        view = _host_view(host, verbose)
-        lines += host_lines(view, verbose)
-        products.append(view)
+        from ospp.kmshost.settings import host_pack
+
+        everyone = which is not None and which.lower() == "all"
+        for pack in host.packs() if everyone else [host_pack(host, which)]:
+            view = _host_view(host, verbose, pack.sku_id)
+            lines += host_lines(view, verbose)
+            products.append(view)
     everything = which is not None and which.lower() == "all"
     store = open_machine(computer)
     if host is None or everything:
@@ -146,11 +152,12 @@ def _iid(store: MachineStore, lic: Any) -> str | None:
         return None
 
 
-def _host_view(host: KmsHost, verbose: bool) -> dict[str, Any]:
+def _host_view(host: KmsHost, verbose: bool, act_id: str) -> dict[str, Any]:
     from ospp.kmshost import settings
 
     st = host.status()
-    key = host.installed_key()
+    pack = settings.host_pack(host, act_id)
+    key = pack.key
     sku = key.product.sku(key.channel)
     view: dict[str, Any] = {
         "activation_id": sku.sku_id,
@@ -159,11 +166,11 @@ def _host_view(host: KmsHost, verbose: bool) -> dict[str, Any]:
         "description": sku.license_description,
         "application_id": key.product.application_id,
         "partial_product_key": key.last5,
-        "license_status": 1 if st["activated"] else 0,
-        "license_status_text": "Licensed" if st["activated"] else "Unlicensed",
-        "activated": st["activated"],
-        "epid": st["epid"],
-        "current_count": settings.current_count(host, st),
+        "license_status": 1 if pack.activated else 0,
+        "license_status_text": "Licensed" if pack.activated else "Unlicensed",
+        "activated": pack.activated,
+        "epid": pack.epid,
+        "current_count": settings.current_count(host, st, act_id),
         "port": st["port"],
         "dns_publishing": st["dns_publishing"],
         "priority": settings.priority(host),
@@ -174,7 +181,7 @@ def _host_view(host: KmsHost, verbose: bool) -> dict[str, Any]:
         "requests": settings.request_counts(st),
     }
     if verbose:
-        view["installation_id"] = "".join(host.installation_id().groups())
+        view["installation_id"] = "".join(host.installation_id(key.last5).groups())
     return {**view, "kms_host": True}
 
 
@@ -204,9 +211,11 @@ def xpr(words: tuple[str, ...]) -> Result:
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
-        key = host.installed_key()
-        sku = key.product.sku(key.channel)
-        activated = bool(host.meta().get("certificate"))
+        from ospp.kmshost import settings
+
+        pack = settings.host_pack(host, act_id)
+        sku = pack.key.product.sku(pack.key.channel)
+        activated = pack.certificate is not None
         text = "The machine is permanently activated." if activated else "Unlicensed"
         return Result(
             [f"{sku.license_name}:", f"    {text}"],
@@ -245,8 +254,7 @@ def upk(words: tuple[str, ...]) -> Result:
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
-        sku_id = settings.host_sku_id(host)
-        settings.uninstall_key(host)
+        sku_id = settings.uninstall_key(host, act_id).sku_id
         return Result(
             ["Uninstalled product key successfully."], {"activation_id": sku_id, "kms_host": True}
         )
@@ -280,8 +288,11 @@ def dti(words: tuple[str, ...]) -> Result:
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
-        iid = "".join(host.installation_id().groups())
-        data: dict[str, Any] = {"activation_id": host_sku(host), "kms_host": True}
+        sku_id = host_sku(host, act_id)
+        from ospp.kmshost import settings
+
+        iid = "".join(host.installation_id(settings.host_pack(host, act_id).last5).groups())
+        data: dict[str, Any] = {"activation_id": sku_id, "kms_host": True}
     else:
         store = open_machine(computer)
         lic = sl.target(store, act_id)
@@ -304,8 +315,10 @@ def atp(cid: str, words: tuple[str, ...]) -> Result:
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
-        host.apply_cid(cid, os.environ)
-        sku_id = host_sku(host)
+        from ospp.kmshost import settings
+
+        last5 = settings.host_pack(host, act_id).last5 if act_id else None
+        sku_id = host.apply_cid(cid, os.environ, last5).sku_id
         data: dict[str, Any] = {"activation_id": sku_id, "kms_host": True}
     else:
         store = open_machine(computer)

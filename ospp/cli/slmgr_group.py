@@ -209,7 +209,7 @@ def local_host(computer: str | None, act_id: str | None) -> KmsHost | None:
     host = settings.existing(kms_home(), clock_from_env())
     if host is None:
         return None
-    if act_id is None or act_id.strip("{}").lower() == settings.host_sku_id(host):
+    if act_id is None or act_id.strip("{}").lower() in settings.host_sku_ids(host):
         return host
     return None
 
@@ -222,7 +222,7 @@ def open_host() -> KmsHost:
     return KmsHost.open(kms_home(), clock_from_env())
 
 
-def host_sku(host: KmsHost) -> str:
+def host_sku(host: KmsHost, act_id: str | None = None) -> str:
     from ospp.kmshost import settings
 
-    return settings.host_sku_id(host)
+    return settings.host_sku_id(host, act_id)

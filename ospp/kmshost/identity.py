@@ -1,7 +1,8 @@
-"""A KMS host's identity: its host key, the Ed25519 key that signs its answers, its
-certificate from the activation authority (online or by phone) and its ePID.
+"""A KMS host's identity: its host keys (one licence pack per application group, see
+:mod:`ospp.kmshost.packs`), the Ed25519 key that signs its answers, and per pack the
+certificate from the activation authority (online or by phone) and the ePID.
 
-:class:`HostIdentity` keeps them in the ``meta`` table of ``kms.db``;
+:class:`HostIdentity` keeps them in ``kms.db`` (the ``packs`` and ``meta`` tables);
 :class:`~ospp.kmshost.state.KmsHost` adds the counts, serving and reporting.
 """
 
@@ -28,6 +29,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
+from ospp.kmshost.packs import Pack, choose, read_packs
 from ospp.protocol.kms import INTERVAL_RANGE, PHONE_CERTIFICATE_FORMAT, check_certificate
 
 if TYPE_CHECKING:
@@ -89,7 +91,25 @@ class HostIdentity:
 
         return b64(self.signer().public_raw)
 
+    # -- licence packs (ospp.kmshost.packs) ---------------------------------------------
+
+    def packs(self, conn: sqlite3.Connection | None = None) -> list[Pack]:
+        """Every licence pack, newest application group first."""
+        if conn is not None:
+            return read_packs(conn)
+        with self.db.read() as c:
+            return read_packs(c)
+
+    def pack(self, last5: str | None = None) -> Pack:
+        """The pack whose key ends ``last5``, or the only one (else a usage error)."""
+        return choose(self.packs(), last5)
+
     def install_key(self, text: str) -> ProductKey:
+        return self.add_key(text)[0]
+
+    def add_key(self, text: str) -> tuple[ProductKey, Pack | None]:
+        """Install a KMS host key: a new pack, or in place of the pack of its application
+        group (returned). The replaced pack's activation goes with it; the counts stay."""
         from ospp.protocol import keys
 
         key = keys.parse(text)
@@ -100,39 +120,62 @@ class HostIdentity:
                 "Get one with: ospp center issue-key --product P --channel kms-host.",
             )
         self.signer()
-        self._set(key=key.compact, certificate=None, epid=None, activated_at=None)
-        return key
-
-    def installed_key(self) -> ProductKey:
-        from ospp.protocol import keys
-
-        value = self.meta().get("key")
-        if not value:
-            raise LicensingError(
-                E_KEY_NOT_AVAILABLE, "no KMS host key is installed", "Run: ospp kms install-key KEY"
+        with self.db.write() as conn:
+            replaced = [p for p in read_packs(conn) if p.app == key.product.application_id]
+            for old in replaced:
+                conn.execute("DELETE FROM packs WHERE key=?", (old.key.compact,))
+            conn.execute(
+                "INSERT INTO packs (key, installed_at) VALUES (?, ?)",
+                (key.compact, iso(self.clock.now())),
             )
-        return keys.parse(value)
+        return key, replaced[0] if replaced else None
 
-    def _certify(self, cert: dict[str, Any], environ: Mapping[str, str]) -> Product:
+    def uninstall_key(self, last5: str | None = None) -> Pack:
+        """Remove one pack (its key, certificate and ePID); its clients' counts stay."""
+        with self.db.write() as conn:
+            pack = choose(read_packs(conn), last5)
+            conn.execute("DELETE FROM packs WHERE key=?", (pack.key.compact,))
+        return pack
+
+    def installed_key(self, last5: str | None = None) -> ProductKey:
+        return self.pack(last5).key
+
+    def _certify(self, cert: dict[str, Any], environ: Mapping[str, str], pack: Pack) -> Product:
         from ospp.core.paths import ospp_home
         from ospp.protocol.trust import anchors
 
         product, host_key = check_certificate(cert, anchors(ospp_home(environ), environ))
         if host_key != self.host_key_b64():
             raise LicensingError(E_CANNOT_USE, "the certificate names another host key")
+        if product != pack.product:
+            raise LicensingError(
+                E_CANNOT_USE,
+                f"the certificate is for {product.id}, not for the key *****-{pack.last5} "
+                f"({pack.product.id})",
+            )
         now = self.clock.now()
-        key = self.installed_key()
-        self._set(
-            certificate=json.dumps(cert, sort_keys=True),
-            activated_at=iso(now),
-            epid=epid(product, key.serial, now),
-        )
+        with self.db.write() as conn:
+            done = conn.execute(
+                "UPDATE packs SET certificate=?, activated_at=?, epid=? WHERE key=?",
+                (
+                    json.dumps(cert, sort_keys=True),
+                    iso(now),
+                    epid(product, pack.key.serial, now),
+                    pack.key.compact,
+                ),
+            ).rowcount
+        if done != 1:
+            raise LicensingError(
+                E_KEY_NOT_AVAILABLE,
+                f"the KMS host key *****-{pack.last5} was removed while it was being activated",
+            )
         return product
 
-    def activate_online(self, environ: Mapping[str, str]) -> Product:
+    def activate_online(self, environ: Mapping[str, str], last5: str | None = None) -> Product:
         from ospp.authority.port import call_authority
 
-        key = self.installed_key()
+        pack = self.pack(last5)
+        key = pack.key
         meta = self.meta()
         nonce = secrets.token_hex(16)
         request = {
@@ -152,20 +195,54 @@ class HostIdentity:
         return self._certify(
             {"kind": "online", "licence": licence, "signature": response.get("signature")},
             environ,
+            pack,
         )
 
-    def installation_id(self) -> InstallationId:
-        """The host key's IID (version 2): bound to the host's signing key by a 72-bit tag."""
+    def installation_id(self, last5: str | None = None) -> InstallationId:
+        """A host key's IID (version 2): bound to the host's signing key by a 72-bit tag."""
+        return self._iid(self.pack(last5))
+
+    def _iid(self, pack: Pack) -> InstallationId:
         from ospp.protocol.phone import InstallationId, host_key_tag
 
-        key = self.installed_key()
+        key = pack.key
         return InstallationId.for_host(
             key.product.index, key.serial, key.security, host_key_tag(self.signer().public_raw)
         )
 
-    def apply_cid(self, cid: str, environ: Mapping[str, str]) -> Product:
+    def apply_cid(self, cid: str, environ: Mapping[str, str], last5: str | None = None) -> Pack:
+        """Activate a pack by phone. Without ``last5`` on a host with several packs, the CID
+        picks its pack: it verifies for the IID of one key only. Returns the activated pack."""
+        packs = self.packs()
+        if last5 is not None or len(packs) <= 1:
+            candidates = [choose(packs, last5)]
+        else:
+            waiting = [p for p in packs if not p.activated]
+            candidates = waiting or packs
+        failure: LicensingError | None = None
+        for pack in candidates:
+            try:
+                self._apply_cid(cid, environ, pack)
+            except LicensingError as exc:
+                if exc.code != E_MISMATCH and len(candidates) > 1:
+                    raise
+                failure = exc
+                continue
+            return self.pack(pack.last5)
+        assert failure is not None
+        if len(candidates) > 1:
+            raise LicensingError(
+                E_MISMATCH,
+                "the confirmation ID is for none of this host's keys ("
+                + ", ".join(f"*****-{p.last5}" for p in candidates)
+                + f"): {failure.message}",
+                "Check the digits, or name the key: --key XXXXX.",
+            )
+        raise failure
+
+    def _apply_cid(self, cid: str, environ: Mapping[str, str], pack: Pack) -> Product:
         digits = "".join(cid.split()).replace("-", "")
-        key = self.installed_key()
+        key = pack.key
         # What clients receive: the CID and the public fields it signs. Never the IID, which
         # holds the key's security value.
         cert = {
@@ -177,7 +254,7 @@ class HostIdentity:
             "host_key": self.host_key_b64(),
         }
         try:
-            return self._certify(cert, environ)
+            return self._certify(cert, environ, pack)
         except LicensingError as exc:
             if "confirmation ID" in exc.message or "damaged" in exc.message:
                 from ospp.protocol.phone import parse_cid

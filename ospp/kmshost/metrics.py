@@ -91,8 +91,20 @@ def render(metrics: ServingMetrics, gauges: Mapping[str, Any]) -> str:
     page.family(
         "ospp_kms_host_activated",
         "gauge",
-        "1 if the host key is activated with the activation authority.",
+        "1 if a host key (of any licence pack) is activated with the activation authority.",
         [({}, 1 if gauges["activated"] else 0)],
+    )
+    page.family(
+        "ospp_kms_pack_activated",
+        "gauge",
+        "1 if this licence pack's KMS host key is activated, per application group.",
+        [
+            (
+                {"app": p["application_id"], "product": p["product"], "key_last5": p["key_last5"]},
+                1 if p["activated"] else 0,
+            )
+            for p in gauges.get("packs", [])
+        ],
     )
     page.family(
         "ospp_kms_start_time_seconds",

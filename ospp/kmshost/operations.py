@@ -67,8 +67,16 @@ class Operations:
             host, port = self.http_server.sockets[0].getsockname()[:2]
             self.http_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def ready(self, shown: str, port: int, activated: bool, addresses: Sequence[str] = ()) -> None:
-        """The KMS listener is up: say so once, to the log and to systemd."""
+    def ready(
+        self,
+        shown: str,
+        port: int,
+        activated: bool,
+        addresses: Sequence[str] = (),
+        waiting: Sequence[str] = (),
+    ) -> None:
+        """The KMS listener is up: say so once, to the log and to systemd. ``waiting``: the
+        products of licence packs not activated while another one is."""
         self.listening = ", ".join(addresses) or f"{shown}:{port}"
         fields: dict[str, Any] = {"listen": self.listening, "activated": activated}
         if self.http_address:
@@ -76,6 +84,11 @@ class Operations:
         log.info("KMS host listening", extra={"fields": fields})
         if not activated:
             log.warning("the host key is not activated: clients get 0xC004F041")
+        for product in waiting:
+            log.warning(
+                f"the KMS host key for {product} is not activated: clients of its application "
+                "group get 0xC004F041"
+            )
         self.notifier.ready(self._status_line(None))
         if self.notifier.error:
             log.warning(self.notifier.error)

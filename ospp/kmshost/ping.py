@@ -16,19 +16,21 @@ from ospp.kmshost.state import KmsHost, ServingState
 
 
 def ping_reply(host: KmsHost, state: ServingState, message: Mapping[str, Any]) -> dict[str, Any]:
-    activated = state.certificate is not None
-    reply: dict[str, Any] = {"v": 1, "ok": True, "epid": state.epid, "activated": activated}
+    """Answered for the newest activated licence pack (its ePID and certificate)."""
+    pack = state.first_activated
+    epid = pack.epid if pack is not None else state.packs[0].epid if state.packs else ""
+    reply: dict[str, Any] = {"v": 1, "ok": True, "epid": epid, "activated": pack is not None}
     nonce = message.get("nonce")
-    if not activated or not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
+    if pack is None or not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
         return reply
     from ospp.protocol.crypto import b64
 
     body = {
         "op": "kms-ping",
         "nonce": nonce,
-        "epid": state.epid,
+        "epid": pack.epid,
         "activated": True,
         "host_time": iso(host.clock.now()),
     }
     signature = b64(host.signer().sign(canonical(body)))
-    return {"v": 1, "ok": True, **body, "signature": signature, "certificate": state.certificate}
+    return {"v": 1, "ok": True, **body, "signature": signature, "certificate": pack.certificate}

@@ -17,6 +17,7 @@ from typing import Any
 
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
+from ospp.kmshost.packs import read_packs
 from ospp.kmshost.state import current_counts
 from ospp.protocol.kms import WINDOW
 
@@ -61,15 +62,19 @@ class Reader:
         c = self.conn()
         c.execute("BEGIN")
         try:
-            activated = c.execute("SELECT 1 FROM meta WHERE name='certificate'").fetchone()
+            activated = c.execute(
+                "SELECT 1 FROM packs WHERE certificate IS NOT NULL LIMIT 1"
+            ).fetchone()
             counts = current_counts(c, since)
             stored = c.execute("SELECT value FROM stats WHERE name='clients'").fetchone()
+            packs = read_packs(c)
         finally:
             c.execute("COMMIT")
         return {
             "activated": activated is not None,
             "current_count": counts,
             "stored_clients": stored[0] if stored else 0,
+            "packs": [p.status(counts.get(p.app, 0)) for p in packs],
         }
 
     def summary(self) -> dict[str, Any]:
@@ -83,15 +88,17 @@ class Reader:
         finally:
             c.execute("COMMIT")
         gauges = self.gauges()
+        first = gauges["packs"][0] if gauges["packs"] else {}
         days = []
         for back in range(29, -1, -1):
             day = (now - timedelta(days=back)).date().isoformat()
             days.append((day, int(stats.get(f"day.{day}", 0))))
         return {
-            "key_last5": meta.get("key", "")[-5:] or None,
-            "epid": meta.get("epid"),
+            "key_last5": first.get("key_last5"),
+            "epid": first.get("epid"),
             "activated": gauges["activated"],
-            "activated_at": meta.get("activated_at"),
+            "activated_at": first.get("activated_at"),
+            "packs": gauges["packs"],
             "current_count": gauges["current_count"],
             "stored_clients": gauges["stored_clients"],
             "requests_total": int(stats.get("total", 0)),

@@ -288,7 +288,14 @@ async def _serve(
         shown, bound = wire.bound_address(server)
         host.record_port(bound)
         if ops is not None:
-            ops.ready(shown, bound, state.certificate is not None, wire.bound_addresses(server))
+            waiting = [p.product.id for p in state.packs if p.certificate is None]
+            ops.ready(
+                shown,
+                bound,
+                state.activated,
+                wire.bound_addresses(server),
+                waiting if state.activated else [],
+            )
         ready(shown, bound, state)
         pub = host.publishing()
         if pub.enabled:

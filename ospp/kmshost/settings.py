@@ -13,6 +13,7 @@ from typing import Any
 
 from ospp.core.clock import Clock
 from ospp.core.errors import E_HOST_NOT_ACTIVATED, LicensingError, UsageError
+from ospp.kmshost.packs import Pack
 from ospp.kmshost.state import KmsHost
 
 PRIORITY_NORMAL = "normal"
@@ -34,7 +35,7 @@ def existing(home: Path, clock: Clock) -> KmsHost | None:
     if not (home / "kms.db").exists():
         return None
     host = KmsHost.open(home, clock)
-    return host if host.meta().get("key") else None
+    return host if host.packs() else None
 
 
 def kms_machine(home: Path, clock: Clock, setting: str) -> KmsHost:
@@ -51,17 +52,39 @@ def kms_machine(home: Path, clock: Clock, setting: str) -> KmsHost:
     return host
 
 
-def host_sku_id(host: KmsHost) -> str:
+def host_sku_id(host: KmsHost, act_id: str | None = None) -> str:
     """The Activation ID of the host's licence: its key's KMS host SKU."""
-    key = host.installed_key()
-    return str(key.product.sku(key.channel).sku_id)
+    return host_pack(host, act_id).sku_id
+
+
+def host_sku_ids(host: KmsHost) -> list[str]:
+    """The Activation IDs of every licence pack, newest application group first."""
+    return [p.sku_id for p in host.packs()]
+
+
+def host_pack(host: KmsHost, act_id: str | None = None) -> Pack:
+    """The licence pack an slmgr option acts on: the one whose Activation ID is ``act_id``,
+    else the first (the newest application group), as slmgr acts on the primary licence."""
+    packs = host.packs()
+    if not packs:
+        host.pack()  # raises: no KMS host key is installed
+    if act_id is None or act_id.lower() == "all":
+        return packs[0]
+    wanted = act_id.strip("{}").lower()
+    for pack in packs:
+        if pack.sku_id == wanted:
+            return pack
+    raise UsageError(
+        f"no licence pack of this KMS host has the Activation ID {act_id!r}",
+        "See them with: slmgr /dli all",
+    )
 
 
 def require_activated(host: KmsHost, setting: str) -> None:
     """Refuse (0xC004F041, nothing changed) unless the host key is installed and activated."""
-    meta = host.meta()
-    if not meta.get("certificate"):
-        state = "is not activated" if meta.get("key") else "is not installed"
+    packs = host.packs()
+    if not any(p.certificate is not None for p in packs):
+        state = "is not activated" if packs else "is not installed"
         raise LicensingError(
             E_HOST_NOT_ACTIVATED,
             f"the {setting} can only be set on a KMS machine that is also activated; this "
@@ -103,9 +126,20 @@ def set_dns_publishing(host: KmsHost, enabled: bool) -> None:
     host.set_publishing(pub)
 
 
-def uninstall_key(host: KmsHost) -> None:
-    """/upk on the host: forget its key, certificate and ePID (its counts stay)."""
-    host._set(key=None, certificate=None, epid=None, activated_at=None)
+def uninstall_key(host: KmsHost, act_id: str | None = None) -> Pack:
+    """/upk on the host: forget one pack's key, certificate and ePID (the counts stay).
+
+    On a host with several packs the Activation ID must say which (slmgr.vbs would remove
+    the primary one; here nothing is removed by default)."""
+    packs = host.packs()
+    if act_id is None and len(packs) > 1:
+        raise UsageError(
+            f"this KMS host holds {len(packs)} licence packs; say which key to uninstall",
+            "Give its Activation ID: slmgr /upk "
+            + " or ".join(p.sku_id for p in packs)
+            + " (or: ospp kms uninstall-key XXXXX).",
+        )
+    return host.uninstall_key(host_pack(host, act_id).last5)
 
 
 def request_counts(status: Mapping[str, Any]) -> dict[str, int]:
@@ -114,7 +148,7 @@ def request_counts(status: Mapping[str, Any]) -> dict[str, int]:
     return {name: int(by_status.get(reported, 0)) for reported, name in REQUEST_CATEGORIES}
 
 
-def current_count(host: KmsHost, status: Mapping[str, Any]) -> int:
+def current_count(host: KmsHost, status: Mapping[str, Any], act_id: str | None = None) -> int:
     """The count of the host key's application group (slmgr shows one count per licence)."""
-    app = host.installed_key().product.application_id
+    app = host_pack(host, act_id).app
     return int((status.get("current_count") or {}).get(app, 0))

@@ -22,8 +22,6 @@ from json.encoder import encode_basestring_ascii as _js
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ospp.core.catalog import Product, catalog
-
 if TYPE_CHECKING:
     import threading
 
@@ -32,8 +30,6 @@ if TYPE_CHECKING:
 from ospp.core.clock import Clock, clock_from_env, iso
 from ospp.core.db import Database
 from ospp.core.errors import (
-    E_CANNOT_USE,
-    E_HOST_NOT_ACTIVATED,
     E_SKEW,
     E_UNEXPECTED,
     LicensingError,
@@ -42,18 +38,16 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import kms_home
 from ospp.kmshost.identity import HostIdentity
+from ospp.kmshost.packs import MIGRATION as PACKS_MIGRATION
+from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, known_groups, pack_for
 from ospp.kmshost.request import Request, parse_item
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_RENEWAL_INTERVAL,
-    LEGACY_PHONE_CERTIFICATE,
     MAX_SKEW,
-    REACTIVATE_HINT,
     WINDOW,
-    covers,
-    is_legacy_phone,
 )
 
 _SCHEMA = [
@@ -81,6 +75,8 @@ _SCHEMA = [
     """
     INSERT OR REPLACE INTO stats SELECT 'clients', count(*) FROM clients;
     """,
+    # One licence pack per application group (the single host key moves into it).
+    PACKS_MIGRATION,
 ]
 
 
@@ -166,22 +162,13 @@ class KmsHost(HostIdentity):
 
     def serving_state(self) -> ServingState:
         """What request handling needs, read once when serving starts."""
-        meta = self.meta()
-        cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
-        not_activated = "this KMS host's key is not activated with the activation authority"
-        if is_legacy_phone(cert):
-            # Sending it would disclose the host key to every client: serve as not activated.
-            cert, not_activated = None, f"{LEGACY_PHONE_CERTIFICATE}. {REACTIVATE_HINT}"
-        # The certificate was checked when it was installed (_certify); clients check it again.
-        product = self.installed_key().product if cert is not None else None
+        with self.db.read() as conn:
+            meta = self.meta(conn)
+            packs = self.packs(conn)
         return ServingState(
-            certificate=cert,
-            certificate_json=json.dumps(cert, separators=(",", ":")).encode() if cert else b"",
-            product=product,
-            epid=meta.get("epid", ""),
+            packs=tuple(ServingPack.of(p) for p in packs),
             activation_interval=int(meta["activation_interval"]),
             renewal_interval=int(meta["renewal_interval"]),
-            not_activated=not_activated,
         )
 
     def process(
@@ -221,12 +208,12 @@ class KmsHost(HostIdentity):
 
     def _commit(
         self, state: ServingState, items: list[Request | OsppError], now: datetime
-    ) -> list[tuple[Request, int] | OsppError]:
+    ) -> list[Counted | OsppError]:
         """Count the requests of one batch in one transaction."""
         now_s = int(now.timestamp())
         since = now_s - int(WINDOW.total_seconds())
         day = f"day.{now.date().isoformat()}"  # answered requests per UTC day, for the chart
-        counted: list[tuple[Request, int] | OsppError] = []
+        counted: list[Counted | OsppError] = []
         with self.db.write() as conn:
             stats: dict[str, int] = {}
             for req in items:
@@ -237,14 +224,7 @@ class KmsHost(HostIdentity):
                     stats[code] = stats.get(code, 0) + 1
                     continue
                 try:
-                    if state.certificate is None or state.product is None:
-                        raise LicensingError(E_HOST_NOT_ACTIVATED, state.not_activated)
-                    if not covers(state.product, req.product):
-                        raise LicensingError(
-                            E_CANNOT_USE,
-                            f"this host's key ({state.product.id}) cannot activate "
-                            f"{req.product.id}",
-                        )
+                    pack = pack_for(state.packs, req.product)
                     if abs(req.client_time - now) > MAX_SKEW:
                         raise LicensingError(
                             E_SKEW,
@@ -269,7 +249,7 @@ class KmsHost(HostIdentity):
                     if seen == 1:  # a new client
                         stats["clients"] = stats.get("clients", 0) + 1
                     count = self._count(conn, req.app, now_s, since)
-                    counted.append((req, count))
+                    counted.append((req, count, pack))
                     name = f"requests.{req.status.lower()}"
                     stats[name] = stats.get(name, 0) + 1
                     stats[day] = stats.get(day, 0) + 1
@@ -289,28 +269,36 @@ class KmsHost(HostIdentity):
     def _answers(
         self,
         state: ServingState,
-        counted: list[tuple[Request, int] | OsppError],
+        counted: list[Counted | OsppError],
         now: datetime,
     ) -> list[dict[str, Any] | bytes]:
-        """The answers of a committed batch, in order: signed successes and refusals."""
-        signer = self.signer() if state.certificate else None
-        # What every answer of the batch shares, encoded once per batch.
-        middle = f',"epid":{_js(state.epid)},"host_time":"{iso(now)}","nonce":'
-        tail = b'","certificate":' + state.certificate_json + b"}"
+        """The answers of a committed batch, in order: signed successes and refusals.
+
+        Each success carries the certificate of the pack that counted it (every pack's
+        certificate names the one signing key)."""
+        # What every answer of a pack shares, encoded once per batch.
+        parts: dict[str, tuple[str, bytes]] = {}
         answers: list[dict[str, Any] | bytes] = []
         for item in counted:
             if isinstance(item, OsppError):
                 answers.append({"v": 1, "ok": False, "code": item.code, "message": item.message})
                 continue
-            req, count = item
-            assert signer is not None
+            req, count, pack = item
+            shared = parts.get(pack.product.application_id)
+            if shared is None:
+                shared = (
+                    f',"epid":{_js(pack.epid)},"host_time":"{iso(now)}","nonce":',
+                    b'","certificate":' + pack.certificate_json + b"}",
+                )
+                parts[pack.product.application_id] = shared
+            middle, tail = shared
             signed = signed_answer(state, req, count, middle)
             # The reply is the signed body plus the fixed fields: the same bytes the client
             # rebuilds and checks (sorted keys, compact separators).
             answers.append(
                 signed[:-1]
                 + b',"v":1,"ok":true,"signature":"'
-                + binascii.b2a_base64(signer.sign(signed), newline=False)
+                + binascii.b2a_base64(self.signer().sign(signed), newline=False)
                 + tail
             )
         return answers
@@ -338,16 +326,23 @@ class KmsHost(HostIdentity):
             stats = dict(conn.execute("SELECT name, value FROM stats").fetchall())
             groups = current_counts(conn, since)
             stored = stats.get("clients", 0)
-        key_last5 = meta.get("key", "")[-5:] or None
-        cert = json.loads(meta["certificate"]) if meta.get("certificate") else None
-        legacy = is_legacy_phone(cert)
+            packs = self.packs(conn)
+        listed = [p.status(groups.get(p.app, 0)) for p in packs]
+        first = listed[0] if listed else {}
+        attention = [
+            p["attention"] if len(listed) == 1 else f"*****-{p['key_last5']}: {p['attention']}"
+            for p in listed
+            if p["attention"]
+        ]
         return {
-            "key_last5": key_last5,
-            "activated": cert is not None and not legacy,
-            "certified": None if cert is None else "phone-disclosing" if legacy else cert["kind"],
-            "attention": f"{LEGACY_PHONE_CERTIFICATE}. {REACTIVATE_HINT}" if legacy else None,
-            "activated_at": meta.get("activated_at"),
-            "epid": meta.get("epid"),
+            # The first pack (the newest application group); "packs" lists every one.
+            "key_last5": first.get("key_last5"),
+            "activated": any(p["activated"] for p in listed),
+            "certified": first.get("certified"),
+            "attention": " ".join(attention) or None,
+            "activated_at": first.get("activated_at"),
+            "epid": first.get("epid"),
+            "packs": listed,
             "current_count": groups,
             "stored_clients": stored,
             "port": int(meta.get("port", DEFAULT_PORT)),
@@ -387,7 +382,7 @@ def current_counts(conn: sqlite3.Connection, since: int) -> dict[str, int]:
     One short index range per group of the catalog (never a scan of every stored client).
     """
     groups = {}
-    for app in sorted({p.application_id for p in catalog().products}):
+    for app in known_groups():
         (count,) = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM clients WHERE app=? AND last_seen>=? LIMIT ?)",
             (app, since, CAP),
@@ -397,12 +392,28 @@ def current_counts(conn: sqlite3.Connection, since: int) -> dict[str, int]:
     return groups
 
 
+# A counted request: the request, its group's count, and the pack that answers it.
+Counted = tuple[Request, int, ServingPack]
+
+
 @dataclass(frozen=True)
 class ServingState:
-    certificate: dict[str, Any] | None
-    certificate_json: bytes
-    product: Product | None
-    epid: str
+    """The licence packs (newest application group first) and the intervals clients get."""
+
+    packs: tuple[ServingPack, ...]
     activation_interval: int
     renewal_interval: int
-    not_activated: str = "this KMS host's key is not activated with the activation authority"
+
+    @property
+    def activated(self) -> bool:
+        """At least one pack can answer clients."""
+        return any(p.certificate is not None for p in self.packs)
+
+    @property
+    def first_activated(self) -> ServingPack | None:
+        """The pack that answers pings: the newest activated one."""
+        return next((p for p in self.packs if p.certificate is not None), None)
+
+    @property
+    def not_activated(self) -> str:
+        return self.packs[0].not_activated if self.packs else NOT_ACTIVATED

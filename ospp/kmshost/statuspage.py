@@ -39,7 +39,8 @@ def _cards(summary: Mapping[str, Any]) -> str:
         if summary["activated"]
         else '<b class="bad" id="activation">not activated (clients get 0xC004F041)</b>'
     )
-    key = f"*****-{summary['key_last5']}" if summary["key_last5"] else "none installed"
+    packs = summary.get("packs") or []
+    key = ", ".join(f"*****-{p['key_last5']}" for p in packs) or "none installed"
     return (
         '<div class="cards">'
         f'<div class="card">Host key<b id="host-key">{e(key)}</b></div>'
@@ -65,6 +66,32 @@ def _counts(counts: Mapping[str, int]) -> str:
     return (
         "<table><tr><th>Application group ID</th><th class=n>Current count</th>"
         "<th class=n>Threshold</th><th>State</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _packs(packs: Sequence[Mapping[str, Any]]) -> str:
+    """One row per licence pack: its key, group, activation and count."""
+    rows = []
+    for p in packs:
+        state = (
+            '<td class="ok">activated</td>'
+            if p["activated"]
+            else '<td class="bad">not activated (its clients get 0xC004F041)</td>'
+        )
+        rows.append(
+            f'<tr class="pack" data-app="{e(p["application_id"])}" '
+            f'data-key="{e(p["key_last5"])}"><td>{e(p["product"])}</td><td>{e(p["group"])}</td>'
+            f"<td><code>*****-{e(p['key_last5'])}</code></td>{state}"
+            f"<td><code>{e(p['epid'] or '-')}</code></td>"
+            f'<td class="n current">{e(p["current_count"])}</td></tr>'
+        )
+    if not rows:
+        rows.append('<tr><td colspan="6">No KMS host key is installed.</td></tr>')
+    return (
+        "<table id=packs><tr><th>Product</th><th>Application group</th><th>Host key</th>"
+        "<th>Activation</th><th>ePID</th><th class=n>Current count</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
@@ -195,6 +222,8 @@ def render(
         f"<h1>ospp KMS host <small>{e(listening)}</small></h1>"
         f"<p>As of {e(summary['now'])}. {dns_line}.</p>"
         + _cards(summary)
+        + "<h2>Licence packs</h2>"
+        + _packs(summary.get("packs") or [])
         + "<h2>Current count per application group</h2>"
         + _counts(summary["current_count"])
         + "<h2>Activation requests answered per day (last 30 days)</h2>"
