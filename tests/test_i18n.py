@@ -90,3 +90,22 @@ def test_ospp_vbs_output_stays_english_in_swedish(ospp: Ospp) -> None:
     assert "Multiple Activation Key" in described.out
     swedish = ospp.proc("/ddescr:0xC004C020", "--lang", "sv")
     assert re.search(r"ERROR DESCRIPTION: .*fleraktiveringsnyckeln \(MAK\)", swedish.out)
+
+
+def test_a_marked_error_message_is_english_below_the_cli_and_translated_at_its_edge() -> None:
+    import pickle
+
+    from ospp.core.errors import Cancelled, N_
+
+    exc = Cancelled(interrupted=False)
+    assert exc.message == "cancelled: input ended; nothing was changed"  # English, as before
+    assert exc.to_json()["message"] == "cancelled: input ended; nothing was changed"
+    sv = i18n.Text("sv")
+    assert sv.message(exc.message) == "avbrutet: indata tog slut; ingenting har ändrats"
+    assert i18n.Text("en").message(exc.message) == exc.message
+    assert sv.message("a peer's own words") == "a peer's own words"  # unmarked: as it is
+    nested = N_("ERROR DETAIL: {detail}", detail=exc.message)
+    assert nested == "ERROR DETAIL: cancelled: input ended; nothing was changed"
+    assert sv.message(nested) == "FELDETALJER: avbrutet: indata tog slut; ingenting har ändrats"
+    again = pickle.loads(pickle.dumps(nested))
+    assert again == nested and sv.message(again) == sv.message(nested)

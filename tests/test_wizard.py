@@ -31,6 +31,12 @@ WORDS = {
         "licensed": r"\nLicensed product",
         "cancelled": r"Cancelled\. Nothing was changed\.",
         "phone_no_more": "It is no longer possible to activate this product by telephone.",
+        "ctrl_c_block": (
+            r"---Processing-{26}\n-{39}\nERROR CODE: 0x800704C7\n"
+            r"ERROR DESCRIPTION: The operation was canceled by the user\.\n"
+            r"ERROR DETAIL: cancelled: interrupted \(Ctrl\+C\); nothing was changed\n"
+            r"-{39}\n---Exiting-{29}"
+        ),
     },
     "sv": {
         "key": r"Skriv din produktnyckel \(25 tecken\):",
@@ -45,6 +51,12 @@ WORDS = {
         "licensed": r"\nLicensierad produkt",
         "cancelled": r"Avbrutet\. Ingenting har ändrats\.",
         "phone_no_more": "Det går inte längre att aktivera den här produkten via telefon.",
+        "ctrl_c_block": (
+            r"---Bearbetar-{27}\n-{39}\nFELKOD: 0x800704C7\n"
+            r"FELBESKRIVNING: Åtgärden avbröts av användaren\.\n"
+            r"FELDETALJER: avbrutet: avbröts med Ctrl\+C; ingenting har ändrats\n"
+            r"-{39}\n---Avslutar-{28}"
+        ),
     },
 }
 LOCALES = {"en": "en_US.UTF-8", "sv": "sv_SE.UTF-8"}
@@ -179,10 +191,13 @@ def test_ctrl_c_midway_leaves_the_store_unchanged(ospp: Ospp, lang: str) -> None
         caller.expect(w["cid_prompt"].format(n=4))
         caller.ctrl_c()
         caller.expect(w["cancelled"])
+        caller.expect(w["ctrl_c_block"])  # the closing error block, in the dialogue's language
         assert caller.wait() == 130
     finally:
         caller.close()
     assert _dump(ospp) == before  # not even the typed key was installed
+    if lang == "sv":
+        assert "ERROR" not in caller.seen and "cancelled" not in caller.seen
 
 
 @needs_pty
@@ -198,6 +213,7 @@ def test_ctrl_c_at_the_agents_console_logs_nothing(ospp: Ospp, lang: str) -> Non
         agent.expect(w["iid_prompt"].format(n=2))
         agent.ctrl_c()
         agent.expect(w["cancelled"])
+        agent.expect(w["ctrl_c_block"])
         assert agent.wait() == 130
     finally:
         agent.close()

@@ -3,6 +3,9 @@
 Shared by ``ospp wizard`` and ``ospp center phone``. The dialogue goes to stdout, or to stderr
 when ``--json`` keeps stdout for the one JSON object. The end of input cancels; Ctrl+C raises
 KeyboardInterrupt as usual (the command says what was left unchanged and exits 130).
+
+The error that ends a dialogue is printed in the dialogue's language, framed as every command's
+error block (:meth:`Dialogue.ending`); ordinary commands keep their English ospp.vbs block.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import TextIO
 
 import click
 
+from ospp.cli.base import DASHES, Result
 from ospp.cli.i18n import Text
 from ospp.core.errors import E_CHECK_DIGIT, Cancelled, OsppError, hex_code
 from ospp.protocol.phone import GroupEntry
@@ -108,3 +112,28 @@ class Dialogue:
         self.say()
         self.say(_("Cancelled. Nothing was changed."))
         return Cancelled(interrupted)
+
+    def error_lines(self, exc: OsppError) -> list[str]:
+        """The error block of ordinary commands (ERROR CODE, DESCRIPTION, DETAIL, HINT), in the
+        dialogue's language: the same lines, byte for byte, in English."""
+        _ = self._
+        lines = [_("ERROR CODE: {code}", code=hex_code(exc.code))]
+        if exc.description:
+            lines.append(_("ERROR DESCRIPTION: {description}", description=_(exc.description)))
+        lines.append(_("ERROR DETAIL: {detail}", detail=_.message(exc.message)))
+        if exc.hint:
+            lines.append(_("HINT: {hint}", hint=_.message(exc.hint)))
+        return lines
+
+    def ending(self, exc: OsppError) -> Result:
+        """The result of a dialogue that ends with ``exc``: its error block in the dialogue's
+        language (the JSON error, for scripts, stays English)."""
+        _ = self._
+        frame = [
+            ("---" + _("Processing")).ljust(len(DASHES), "-"),
+            DASHES,
+            *self.error_lines(exc),
+            DASHES,
+            ("---" + _("Exiting")).ljust(len(DASHES), "-"),
+        ]
+        return Result(frame, banners=False, failed=exc)

@@ -5,6 +5,9 @@ The catalogues are ``.po`` files in ``ospp/cli/locale/<lang>/LC_MESSAGES/ospp.po
 memory on first use (a few milliseconds, only in commands that print translated text), so a
 source checkout and a wheel behave the same with no build step. English is the message ids.
 
+Errors raised below the CLI stay English there; those a dialogue may show carry their message id
+(``ospp.core.errors.N_``), and :meth:`Text.message` words them in the dialogue's language.
+
 The ospp.vbs-format output (``/dstatus`` and the rest) is never translated: scripts parse it.
 Import this module only where translated text is produced: ``ospp /dstatus`` must not pay for
 gettext.
@@ -20,6 +23,8 @@ import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
+
+from ospp.core.errors import Message
 
 LANGUAGES = ("en", "sv")
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -124,13 +129,22 @@ class Text:
         text = self._t.gettext(msgid)
         return text.format(**values) if values else text
 
+    def message(self, text: str) -> str:
+        """A message or hint from a lower layer in this language: one marked with ``N_`` (and
+        the marked values inside it) is translated, any other text is returned as it is."""
+        if not isinstance(text, Message):
+            return text
+        values = {k: self.message(v) if isinstance(v, str) else v for k, v in text.params.items()}
+        return self(text.msgid, **values) if values else self(text.msgid)
+
 
 # Modules whose ``_("...")`` calls are translated (the completeness test reads this list).
 TRANSLATED_MODULES = ("dialogue.py", "wizard.py", "phone_console.py", "reminders.py")
 
 
-def extract(paths: list[Path]) -> list[str]:
-    """Every literal message id passed to ``_(...)`` in ``paths``, in order of appearance."""
+def extract(paths: list[Path], marker: str = "_") -> list[str]:
+    """Every literal message id passed to ``marker(...)`` (``_`` or ``N_``) in ``paths``, in
+    order of appearance."""
     found: list[str] = []
     for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -138,7 +152,7 @@ def extract(paths: list[Path]) -> list[str]:
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
-                and node.func.id == "_"
+                and node.func.id == marker
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
                 and isinstance(node.args[0].value, str)
@@ -149,11 +163,14 @@ def extract(paths: list[Path]) -> list[str]:
 
 
 def message_ids() -> list[str]:
-    """All message ids: the dialogues' and the licensing codes' descriptions (/ddescr)."""
+    """All message ids: the dialogues', the errors marked ``N_`` anywhere in ospp, and the
+    licensing codes' descriptions (/ddescr)."""
     from ospp.core.errors import DESCRIPTIONS
 
     here = Path(__file__).resolve().parent
     ids = extract([here / name for name in TRANSLATED_MODULES])
+    marked = extract(sorted(here.parent.rglob("*.py")), marker="N_")
+    ids += [m for m in marked if m not in ids]
     return ids + [d for d in DESCRIPTIONS.values() if d not in ids]
 
 

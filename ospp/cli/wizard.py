@@ -51,7 +51,11 @@ def plain_words(_: Text, exc: OsppError) -> str:
         return _("This product key is for a product that is not installed ({code}).", code=code)
     if exc.code == E_MISMATCH:
         return _("The confirmation ID does not match this installation ID ({code}).", code=code)
-    return _("Activation failed ({code}): {message}", code=code, message=printable(exc.message))
+    return _(
+        "Activation failed ({code}): {message}",
+        code=code,
+        message=printable(_.message(exc.message)),
+    )
 
 
 class Wizard:
@@ -84,7 +88,7 @@ class Wizard:
             except LicensingError as exc:
                 d.say("  " + plain_words(_, exc) + " " + _("Check the key and type it again."))
                 if exc.hint:
-                    d.say("  " + printable(exc.hint))
+                    d.say("  " + printable(_.message(exc.hint)))
                 continue
             d.say(_("Product: {name}", name=plan.licence.sku.license_name))
             return plan
@@ -182,13 +186,15 @@ def wizard(computer: str | None, lang: str | None) -> Result:
     as_json = json_wanted(ctx, bool(ctx.params.get("as_json")))
     text = Text(choose(lang))
     d = Dialogue(text, to_stderr=as_json)
-    store = client.open_machine(computer)
     try:
-        return Wizard(store, d).run()
-    except KeyboardInterrupt:
-        raise d.cancelled(interrupted=True) from None
-    except Cancelled as exc:
-        raise d.cancelled(interrupted=exc.exit_status == ExitStatus.INTERRUPTED) from None
+        try:
+            return Wizard(client.open_machine(computer), d).run()
+        except KeyboardInterrupt:
+            raise d.cancelled(interrupted=True) from None
+        except Cancelled as exc:
+            raise d.cancelled(interrupted=exc.exit_status == ExitStatus.INTERRUPTED) from None
+    except OsppError as exc:
+        return d.ending(exc)
 
 
 COMMANDS = [wizard]
