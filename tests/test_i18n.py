@@ -95,7 +95,7 @@ def test_ospp_vbs_output_stays_english_in_swedish(ospp: Ospp) -> None:
 def test_a_marked_error_message_is_english_below_the_cli_and_translated_at_its_edge() -> None:
     import pickle
 
-    from ospp.core.errors import Cancelled, N_
+    from ospp.core.errors import N_, Cancelled
 
     exc = Cancelled(interrupted=False)
     assert exc.message == "cancelled: input ended; nothing was changed"  # English, as before

@@ -106,12 +106,21 @@ class Dialogue:
             return _("its check digit does not match")
         return _("a group is {size} digits", size=size)
 
-    def cancelled(self, interrupted: bool) -> Cancelled:
-        """Say that nothing was changed, and return the error that ends the command."""
+    def cancelled(self, interrupted: bool, recorded: bool = False) -> Cancelled:
+        """Say that nothing was changed (``recorded``: but for a failed activation attempt in
+        the history), and return the error that ends the command."""
         _ = self._
         self.say()
-        self.say(_("Cancelled. Nothing was changed."))
-        return Cancelled(interrupted)
+        if recorded:
+            self.say(
+                _(
+                    "Cancelled. The product is not activated; only the failed activation "
+                    "was recorded (ospp /dhistoryacterr)."
+                )
+            )
+        else:
+            self.say(_("Cancelled. Nothing was changed."))
+        return Cancelled(interrupted, recorded)
 
     def error_lines(self, exc: OsppError) -> list[str]:
         """The error block of ordinary commands (ERROR CODE, DESCRIPTION, DETAIL, HINT), in the

@@ -64,6 +64,7 @@ class Wizard:
         self.d = d
         self._ = d._
         self.data: dict[str, Any] = {"machine": store.name, "lang": d._.lang}
+        self.recorded = False  # a failed Internet activation is in the history
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -119,7 +120,12 @@ class Wizard:
                 d.say(_("It is no longer possible to activate this product by telephone."))
                 d.say(_("You may still call the activation centre: the agent can help you."))
             if not d.yes(_("Activate via telephone instead?")):
-                d.say(_("Nothing was changed."))
+                d.say(
+                    _(
+                        "The product is not activated; nothing else was changed. The failed "
+                        "activation is in the history: ospp /dhistoryacterr"
+                    )
+                )
                 return Result([], {**self.data, "activated": False}, banners=False, failed=failure)
         self.phone(plan)
         return self.licensed("telephone")
@@ -130,6 +136,7 @@ class Wizard:
         try:
             steps.activate_online(self.store, plan, os.environ)
         except OsppError as exc:
+            self.recorded = True
             d.say(plain_words(_, exc))
             return exc
         return None
@@ -186,13 +193,16 @@ def wizard(computer: str | None, lang: str | None) -> Result:
     as_json = json_wanted(ctx, bool(ctx.params.get("as_json")))
     text = Text(choose(lang))
     d = Dialogue(text, to_stderr=as_json)
+    wiz: Wizard | None = None
     try:
         try:
-            return Wizard(client.open_machine(computer), d).run()
+            wiz = Wizard(client.open_machine(computer), d)
+            return wiz.run()
         except KeyboardInterrupt:
-            raise d.cancelled(interrupted=True) from None
+            raise d.cancelled(True, wiz is not None and wiz.recorded) from None
         except Cancelled as exc:
-            raise d.cancelled(interrupted=exc.exit_status == ExitStatus.INTERRUPTED) from None
+            interrupted = exc.exit_status == ExitStatus.INTERRUPTED
+            raise d.cancelled(interrupted, wiz is not None and wiz.recorded) from None
     except OsppError as exc:
         return d.ending(exc)
 
