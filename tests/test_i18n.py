@@ -41,10 +41,29 @@ def test_every_message_id_has_a_swedish_translation_with_the_same_placeholders()
     assert stale == []  # a translation whose message id is gone from the code
 
 
+# Where the English says this, the Swedish says the article's term (any inflection).
+TERM_RULES = (
+    (r"\bMAK\b|multiple activation key", "fleraktiveringsnyckel"),
+    (r"Key Management Service", "nyckelhanteringstjänst"),
+    (r"KMS host", "KMS-värd"),
+    (r"installation ID", "installations-ID"),
+    (r"confirmation ID", "bekräftelse-ID"),
+    (r"\bLicensed product", "Licensierad produkt"),
+)
+
+
 def test_the_swedish_uses_the_articles_terms() -> None:
     text = "\n".join(_swedish().values())
     for term in ARTICLE_TERMS:
         assert term.lower() in text.lower(), term
+    off = [
+        (msgid, term)
+        for msgid, swedish in _swedish().items()
+        for english, term in TERM_RULES
+        if re.search(english, msgid, re.IGNORECASE) and term.lower() not in swedish.lower()
+    ]
+    assert off == []
+    assert len([m for m in _swedish() if re.search(r"\bMAK\b", m)]) >= 5  # the rules bite
 
 
 def test_the_in_memory_catalogue_is_a_real_gettext_catalogue() -> None:
