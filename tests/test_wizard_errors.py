@@ -204,3 +204,33 @@ def test_ordinary_commands_keep_their_english_error_block_whatever_the_language(
     assert runs[0].out == runs[1].out and runs[0].code == runs[1].code == 1
     assert "HINT: Type the key as XXXXX-XXXXX-XXXXX-XXXXX-XXXXX." in runs[1].out
     assert "ERROR DETAIL: invalid product key: it has 10 characters" in runs[1].out
+
+
+@pytest.mark.parametrize(
+    ("lang", "detail", "hint"),
+    [
+        (
+            "en",
+            "ERROR DETAIL: the licence store {path} cannot be read: file is not a database",
+            "HINT: The file was left exactly as it is.",
+        ),
+        (
+            "sv",
+            "FELDETALJER: licensarkivet {path} kan inte läsas: file is not a database",
+            "TIPS: Filen lämnades precis som den är.",
+        ),
+    ],
+)
+def test_a_damaged_store_is_reported_in_the_dialogues_language_and_left_alone(
+    ospp: Ospp, lang: str, detail: str, hint: str
+) -> None:
+    ospp("install-product", PRODUCT)
+    store = ospp.store_file()
+    garbage = bytes(range(256)) * 16
+    store.write_bytes(garbage)
+    for extra in ("-wal", "-shm"):
+        store.with_name(store.name + extra).unlink(missing_ok=True)
+    ran = ospp.proc("wizard", "--lang", lang, input="")
+    assert ran.code == 3
+    assert detail.format(path=store) in ran.out and hint in ran.out
+    assert store.read_bytes() == garbage

@@ -124,8 +124,12 @@ class Authority:
         except (OSError, ValueError) as exc:
             raise StoreError(
                 E_INVALID_DATA,
-                f"the authority key files in {home} cannot be loaded: {exc}",
-                "Restore them from a backup; nothing was changed.",
+                N_(
+                    "the authority key files in {home} cannot be loaded: {why}",
+                    home=str(home),
+                    why=str(exc),
+                ),
+                N_("Restore them from a backup; nothing was changed."),
             ) from exc
         authority = cls(home, store, keys_, clock)
         pub = home / "authority.pub.json"
@@ -136,9 +140,15 @@ class Authority:
             except OSError as exc:
                 raise StoreError(
                     os_error_code(exc),
-                    f"cannot write the public key file {pub}: {exc.strerror or exc}",
-                    "Free some space or make the directory writable; the authority itself "
-                    "is complete, and the next command writes the file.",
+                    N_(
+                        "cannot write the public key file {path}: {why}",
+                        path=str(pub),
+                        why=str(exc.strerror or exc),
+                    ),
+                    N_(
+                        "Free some space or make the directory writable; the authority itself "
+                        "is complete, and the next command writes the file."
+                    ),
                 ) from exc
         return authority
 
