@@ -4,7 +4,9 @@ output stays English whatever the language."""
 from __future__ import annotations
 
 import gettext
+import hashlib
 import io
+import os
 import re
 import string
 
@@ -128,3 +130,30 @@ def test_a_marked_error_message_is_english_below_the_cli_and_translated_at_its_e
     assert sv.message(nested) == "FELDETALJER: avbrutet: indata tog slut; ingenting har ändrats"
     again = pickle.loads(pickle.dumps(nested))
     assert again == nested and sv.message(again) == sv.message(nested)
+
+
+def test_a_built_catalogue_is_used_only_while_it_matches_its_po(tmp_path, monkeypatch) -> None:
+    po = tmp_path / "sv" / "LC_MESSAGES" / "ospp.po"
+    po.parent.mkdir(parents=True)
+    header = 'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+    po.write_text(header + 'msgid "Licensed product"\nmsgstr "Licensierad produkt"\n')
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
+    load = i18n.translations.__wrapped__  # not the cached one
+    mo = po.with_suffix(".mo")
+    mo.write_bytes(i18n.compiled(po.read_text()))  # what the build writes
+    assert load("sv").gettext("Licensed product") == "Licensierad produkt"
+    # a .mo that records this .po's hash is read as it is (here: told apart by its text)
+    digest = hashlib.sha256(po.read_text().encode()).hexdigest()
+    mo.write_bytes(
+        i18n.compile_mo(
+            {
+                "": f"Content-Type: text/plain; charset=UTF-8\nX-Source-SHA256: {digest}\n",
+                "Licensed product": "from the .mo",
+            }
+        )
+    )
+    assert load("sv").gettext("Licensed product") == "from the .mo"
+    # the .po changed after the build: the stale .mo is ignored, whatever its time stamp
+    po.write_text(header + 'msgid "Licensed product"\nmsgstr "Licensierad produkt!"\n')
+    os.utime(mo, (2**31, 2**31))
+    assert load("sv").gettext("Licensed product") == "Licensierad produkt!"

@@ -1,9 +1,10 @@
 """Translated text for the dialogues (wizard, operator console, notifications): gettext.
 
-The catalogues are ``.po`` files in ``ospp/cli/locale/<lang>/LC_MESSAGES/ospp.po``. A compiled
-``ospp.mo`` beside one is used when present and newer; otherwise the ``.po`` is compiled in
-memory on first use (a few milliseconds, only in commands that print translated text), so a
-source checkout and a wheel behave the same with no build step. English is the message ids.
+The catalogues are ``.po`` files in ``ospp/cli/locale/<lang>/LC_MESSAGES/ospp.po``. Building
+the package (``setup.py``) compiles each into an ``ospp.mo`` beside it, which records the
+SHA-256 of the ``.po`` it came from; a ``.mo`` is used only when that matches. Without one (a
+source checkout) or with a stale one, the ``.po`` is compiled in memory on first use (a few
+milliseconds, only in commands that print translated text). English is the message ids.
 
 Errors raised below the CLI stay English there; those a dialogue may show carry their message id
 (``ospp.core.errors.N_``), and :meth:`Text.message` words them in the dialogue's language.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ast
 import functools
 import gettext
+import hashlib
 import io
 import os
 import struct
@@ -101,6 +103,18 @@ def compile_mo(entries: Mapping[str, str]) -> bytes:
     return header + table + blob
 
 
+SOURCE_HEADER = "X-Source-SHA256"  # in a .mo: the hash of the .po it was compiled from
+
+
+def compiled(po_text: str) -> bytes:
+    """The ``.mo`` bytes for a ``.po`` file's text, with the hash of that text in its header
+    (what the build writes beside the ``.po``)."""
+    entries = parse_po(po_text)
+    digest = hashlib.sha256(po_text.encode("utf-8")).hexdigest()
+    entries[""] = entries.get("", "") + f"{SOURCE_HEADER}: {digest}\n"
+    return compile_mo(entries)
+
+
 def po_path(lang: str) -> Path:
     return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
 
@@ -110,12 +124,14 @@ def translations(lang: str) -> gettext.NullTranslations:
     po = po_path(lang)
     if lang == "en" or not po.exists():
         return gettext.NullTranslations()
+    text = po.read_text(encoding="utf-8")
     mo = po.with_suffix(".mo")
-    if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+    if mo.exists():
         with mo.open("rb") as fh:
-            return gettext.GNUTranslations(fh)
-    entries = parse_po(po.read_text(encoding="utf-8"))
-    return gettext.GNUTranslations(io.BytesIO(compile_mo(entries)))
+            built = gettext.GNUTranslations(fh)
+        if built.info().get(SOURCE_HEADER.lower()) == hashlib.sha256(text.encode()).hexdigest():
+            return built
+    return gettext.GNUTranslations(io.BytesIO(compiled(text)))
 
 
 class Text:
