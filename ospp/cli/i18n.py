@@ -2,7 +2,7 @@
 
 The catalogues are ``.po`` files in ``ospp/cli/locale/<lang>/LC_MESSAGES/ospp.po``. Building
 the package (``setup.py``) compiles each into an ``ospp.mo`` beside it, which records the
-SHA-256 of the ``.po`` it came from; a ``.mo`` is used only when that matches. Without one (a
+checksum of the ``.po`` it came from; a ``.mo`` is used only when that matches. Without one (a
 source checkout) or with a stale one, the ``.po`` is compiled in memory on first use (a few
 milliseconds, only in commands that print translated text). English is the message ids.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import ast
 import functools
 import gettext
-import hashlib
 import io
 import os
 import struct
@@ -103,15 +102,22 @@ def compile_mo(entries: Mapping[str, str]) -> bytes:
     return header + table + blob
 
 
-SOURCE_HEADER = "X-Source-SHA256"  # in a .mo: the hash of the .po it was compiled from
+SOURCE_HEADER = "X-Source-CRC32"  # in a .mo: the checksum of the .po it was compiled from
+
+
+def source_sum(po_text: str) -> str:
+    """The checksum that ties a ``.mo`` to its ``.po`` (CRC-32: it tells an edited ``.po``
+    apart, and zlib is loaded already where ``/dstatus`` words a reminder; hashlib is not)."""
+    import zlib
+
+    return f"{zlib.crc32(po_text.encode('utf-8')):08x}"
 
 
 def compiled(po_text: str) -> bytes:
-    """The ``.mo`` bytes for a ``.po`` file's text, with the hash of that text in its header
+    """The ``.mo`` bytes for a ``.po`` file's text, with the checksum of that text in its header
     (what the build writes beside the ``.po``)."""
     entries = parse_po(po_text)
-    digest = hashlib.sha256(po_text.encode("utf-8")).hexdigest()
-    entries[""] = entries.get("", "") + f"{SOURCE_HEADER}: {digest}\n"
+    entries[""] = entries.get("", "") + f"{SOURCE_HEADER}: {source_sum(po_text)}\n"
     return compile_mo(entries)
 
 
@@ -129,7 +135,7 @@ def translations(lang: str) -> gettext.NullTranslations:
     if mo.exists():
         with mo.open("rb") as fh:
             built = gettext.GNUTranslations(fh)
-        if built.info().get(SOURCE_HEADER.lower()) == hashlib.sha256(text.encode()).hexdigest():
+        if built.info().get(SOURCE_HEADER.lower()) == source_sum(text):
             return built
     return gettext.GNUTranslations(io.BytesIO(compiled(text)))
 
