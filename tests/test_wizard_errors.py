@@ -234,3 +234,46 @@ def test_a_damaged_store_is_reported_in_the_dialogues_language_and_left_alone(
     assert ran.code == 3
     assert detail.format(path=store) in ran.out and hint in ran.out
     assert store.read_bytes() == garbage
+
+
+@needs_pty
+@pytest.mark.parametrize(
+    ("lang", "readback", "said"),
+    [
+        (
+            "en",
+            r"Group 1 of 20: \d{6}",
+            r"Call ended early\. The confirmation ID was issued and logged: \d{120}\n(?:.*\n){2}"
+            r"ERROR CODE: 0x800704C7\n.*\n"
+            r"ERROR DETAIL: cancelled: interrupted \(Ctrl\+C\); the confirmation ID was issued "
+            r"and logged\n",
+        ),
+        (
+            "sv",
+            r"Grupp 1 av 20: \d{6}",
+            r"Samtalet avbröts\. Bekräftelse-ID:t har utfärdats och loggats: \d{120}\n(?:.*\n){2}"
+            r"FELKOD: 0x800704C7\n.*\n"
+            r"FELDETALJER: avbrutet: avbröts med Ctrl\+C; bekräftelse-ID:t har utfärdats och "
+            r"loggats\n",
+        ),
+    ],
+)
+def test_ctrl_c_while_the_agent_reads_back_says_the_id_was_issued(
+    ospp: Ospp, lang: str, readback: str, said: str
+) -> None:
+    from tests.ptyutil import Terminal
+
+    key = _ready(ospp)
+    ospp("/inpkey:" + key)
+    iid = ospp("dinstid", "--json").data()["products"][0]["installation_id"]
+    agent = Terminal(["center", "phone"], _env(ospp, lang))
+    try:
+        agent.expect(WORDS[lang]["iid_prompt"])
+        agent.type(iid)
+        agent.expect(readback)
+        agent.ctrl_c()
+        agent.expect(said)
+        assert agent.wait() == 130
+    finally:
+        agent.close()
+    assert '"outcome": "confirmed"' in (ospp.home / "center" / "phone-calls.jsonl").read_text()

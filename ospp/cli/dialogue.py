@@ -17,7 +17,7 @@ import click
 
 from ospp.cli.base import DASHES, Result
 from ospp.cli.i18n import Text
-from ospp.core.errors import E_CHECK_DIGIT, Cancelled, OsppError, hex_code
+from ospp.core.errors import E_CHECK_DIGIT, N_, Cancelled, OsppError, hex_code
 from ospp.protocol.phone import GroupEntry
 
 LANG_OPTION = click.option(
@@ -120,7 +120,9 @@ class Dialogue:
             )
         else:
             self.say(_("Cancelled. Nothing was changed."))
-        return Cancelled(interrupted, recorded)
+        return Cancelled(
+            interrupted, N_("only the failed activation was recorded") if recorded else None
+        )
 
     def error_lines(self, exc: OsppError) -> list[str]:
         """The error block of ordinary commands (ERROR CODE, DESCRIPTION, DETAIL, HINT), in the

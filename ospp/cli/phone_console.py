@@ -14,7 +14,7 @@ from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
 from ospp.cli.dialogue import LANG_OPTION, Dialogue, printable
 from ospp.cli.i18n import Text, choose
 from ospp.core.clock import clock_from_env, iso
-from ospp.core.errors import Cancelled, ExitStatus, LicensingError, OsppError, hex_code
+from ospp.core.errors import N_, Cancelled, ExitStatus, LicensingError, OsppError, hex_code
 from ospp.core.paths import center_home
 from ospp.machine.wizard import PHONE_WARNING_CODES
 from ospp.protocol.phone import CID_GROUP_DATA, iid_entry
@@ -88,7 +88,7 @@ def _call(_: Text, d: Dialogue) -> Result:
             raise d.cancelled(interrupted) from None
         d.say()
         d.say(_("Call ended early. The confirmation ID was issued and logged: {cid}", cid=cid))
-        raise Cancelled(interrupted) from None
+        raise Cancelled(interrupted, N_("the confirmation ID was issued and logged")) from None
     return Result(
         [],
         {

@@ -252,23 +252,13 @@ DESCRIPTIONS[E_CANCELLED] = "The operation was canceled by the user."
 
 
 class Cancelled(OsppError):
-    """The person at the keyboard stopped (Ctrl+C, or the end of input); nothing was changed
-    (``recorded``: but for a failed activation attempt written to the history)."""
+    """The person at the keyboard stopped (Ctrl+C, or the end of input). ``kept`` says what
+    stayed done; by default nothing was changed."""
 
-    def __init__(self, interrupted: bool, recorded: bool = False) -> None:
-        if recorded:
-            message = (
-                N_("cancelled: interrupted (Ctrl+C); only the failed activation was recorded")
-                if interrupted
-                else N_("cancelled: input ended; only the failed activation was recorded")
-            )
-        else:
-            message = (
-                N_("cancelled: interrupted (Ctrl+C); nothing was changed")
-                if interrupted
-                else N_("cancelled: input ended; nothing was changed")
-            )
-        super().__init__(E_CANCELLED, message)
+    def __init__(self, interrupted: bool, kept: str | None = None) -> None:
+        how = N_("interrupted (Ctrl+C)") if interrupted else N_("input ended")
+        kept = kept or N_("nothing was changed")
+        super().__init__(E_CANCELLED, N_("cancelled: {how}; {kept}", how=how, kept=kept))
         self.exit_status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.LICENSING
 
 
