@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import os
 import re
 import string
 
@@ -41,10 +42,29 @@ def test_every_message_id_has_a_swedish_translation_with_the_same_placeholders()
     assert stale == []  # a translation whose message id is gone from the code
 
 
+# Where the English says this, the Swedish says the article's term (any inflection).
+TERM_RULES = (
+    (r"\bMAK\b|multiple activation key", "fleraktiveringsnyckel"),
+    (r"Key Management Service", "nyckelhanteringstjänst"),
+    (r"KMS host", "KMS-värd"),
+    (r"installation ID", "installations-ID"),
+    (r"confirmation ID", "bekräftelse-ID"),
+    (r"\bLicensed product", "Licensierad produkt"),
+)
+
+
 def test_the_swedish_uses_the_articles_terms() -> None:
     text = "\n".join(_swedish().values())
     for term in ARTICLE_TERMS:
         assert term.lower() in text.lower(), term
+    off = [
+        (msgid, term)
+        for msgid, swedish in _swedish().items()
+        for english, term in TERM_RULES
+        if re.search(english, msgid, re.IGNORECASE) and term.lower() not in swedish.lower()
+    ]
+    assert off == []
+    assert len([m for m in _swedish() if re.search(r"\bMAK\b", m)]) >= 5  # the rules bite
 
 
 def test_the_in_memory_catalogue_is_a_real_gettext_catalogue() -> None:
@@ -90,3 +110,49 @@ def test_ospp_vbs_output_stays_english_in_swedish(ospp: Ospp) -> None:
     assert "Multiple Activation Key" in described.out
     swedish = ospp.proc("/ddescr:0xC004C020", "--lang", "sv")
     assert re.search(r"ERROR DESCRIPTION: .*fleraktiveringsnyckeln \(MAK\)", swedish.out)
+
+
+def test_a_marked_error_message_is_english_below_the_cli_and_translated_at_its_edge() -> None:
+    import pickle
+
+    from ospp.core.errors import N_, Cancelled
+
+    exc = Cancelled(interrupted=False)
+    assert exc.message == "cancelled: input ended; nothing was changed"  # English, as before
+    assert exc.to_json()["message"] == "cancelled: input ended; nothing was changed"
+    sv = i18n.Text("sv")
+    assert sv.message(exc.message) == "avbrutet: indata tog slut; ingenting har ändrats"
+    assert i18n.Text("en").message(exc.message) == exc.message
+    assert sv.message("a peer's own words") == "a peer's own words"  # unmarked: as it is
+    nested = N_("ERROR DETAIL: {detail}", detail=exc.message)
+    assert nested == "ERROR DETAIL: cancelled: input ended; nothing was changed"
+    assert sv.message(nested) == "FELDETALJER: avbrutet: indata tog slut; ingenting har ändrats"
+    again = pickle.loads(pickle.dumps(nested))
+    assert again == nested and sv.message(again) == sv.message(nested)
+
+
+def test_a_built_catalogue_is_used_only_while_it_matches_its_po(tmp_path, monkeypatch) -> None:
+    po = tmp_path / "sv" / "LC_MESSAGES" / "ospp.po"
+    po.parent.mkdir(parents=True)
+    header = 'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+    po.write_text(header + 'msgid "Licensed product"\nmsgstr "Licensierad produkt"\n')
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
+    load = i18n.translations.__wrapped__  # not the cached one
+    mo = po.with_suffix(".mo")
+    mo.write_bytes(i18n.compiled(po.read_text()))  # what the build writes
+    assert load("sv").gettext("Licensed product") == "Licensierad produkt"
+    # a .mo that records this .po's checksum is read as it is (here: told apart by its text)
+    digest = i18n.source_sum(po.read_text())
+    mo.write_bytes(
+        i18n.compile_mo(
+            {
+                "": f"Content-Type: text/plain; charset=UTF-8\nX-Source-CRC32: {digest}\n",
+                "Licensed product": "from the .mo",
+            }
+        )
+    )
+    assert load("sv").gettext("Licensed product") == "from the .mo"
+    # the .po changed after the build: the stale .mo is ignored, whatever its time stamp
+    po.write_text(header + 'msgid "Licensed product"\nmsgstr "Licensierad produkt!"\n')
+    os.utime(mo, (2**31, 2**31))
+    assert load("sv").gettext("Licensed product") == "Licensierad produkt!"

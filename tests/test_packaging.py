@@ -72,6 +72,18 @@ def test_wheel_metadata_has_the_spdx_license_and_the_one_version(dists):
     assert not [n for n in names if n.startswith("tests/")]
 
 
+def test_wheel_carries_the_swedish_catalogue_compiled_at_build_time(dists):
+    from ospp.cli import i18n
+
+    wheel, _ = dists
+    po = ROOT / "ospp/cli/locale/sv/LC_MESSAGES/ospp.po"
+    with zipfile.ZipFile(wheel) as zf:
+        shipped_po = zf.read("ospp/cli/locale/sv/LC_MESSAGES/ospp.po")
+        mo = zf.read("ospp/cli/locale/sv/LC_MESSAGES/ospp.mo")
+    assert shipped_po == po.read_bytes()
+    assert mo == i18n.compiled(po.read_text(encoding="utf-8"))
+
+
 def test_wheel_carries_the_man_page_and_completions_under_share(dists):
     wheel, _ = dists
     with zipfile.ZipFile(wheel) as zf:
@@ -148,6 +160,16 @@ def test_fresh_venv_install_puts_man_page_and_completions_under_share(dists, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     for installed, source in DATA_FILES.items():
         assert (target / installed).read_bytes() == (ROOT / source).read_bytes(), installed
+    # the installed Swedish catalogue is used as built: its .mo records the installed .po's sum
+    import gettext
+
+    from ospp.cli import i18n
+
+    po = next(target.rglob("site-packages/ospp/cli/locale/sv/LC_MESSAGES/ospp.po"))
+    with po.with_suffix(".mo").open("rb") as fh:
+        built = gettext.GNUTranslations(fh)
+    assert built.info()["x-source-crc32"] == i18n.source_sum(po.read_text(encoding="utf-8"))
+    assert built.gettext("Licensed product") == "Licensierad produkt"
     if shutil.which("man") is None:
         pytest.skip("man is not installed: checked the file path only")
     found = subprocess.run(

@@ -31,6 +31,12 @@ WORDS = {
         "licensed": r"\nLicensed product",
         "cancelled": r"Cancelled\. Nothing was changed\.",
         "phone_no_more": "It is no longer possible to activate this product by telephone.",
+        "ctrl_c_block": (
+            r"---Processing-{26}\n-{39}\nERROR CODE: 0x800704C7\n"
+            r"ERROR DESCRIPTION: The operation was canceled by the user\.\n"
+            r"ERROR DETAIL: cancelled: interrupted \(Ctrl\+C\); nothing was changed\n"
+            r"-{39}\n---Exiting-{29}"
+        ),
     },
     "sv": {
         "key": r"Skriv din produktnyckel \(25 tecken\):",
@@ -45,6 +51,12 @@ WORDS = {
         "licensed": r"\nLicensierad produkt",
         "cancelled": r"Avbrutet\. Ingenting har ändrats\.",
         "phone_no_more": "Det går inte längre att aktivera den här produkten via telefon.",
+        "ctrl_c_block": (
+            r"---Bearbetar-{27}\n-{39}\nFELKOD: 0x800704C7\n"
+            r"FELBESKRIVNING: Åtgärden avbröts av användaren\.\n"
+            r"FELDETALJER: avbrutet: avbröts med Ctrl\+C; ingenting har ändrats\n"
+            r"-{39}\n---Avslutar-{28}"
+        ),
     },
 }
 LOCALES = {"en": "en_US.UTF-8", "sv": "sv_SE.UTF-8"}
@@ -53,6 +65,11 @@ LOCALES = {"en": "en_US.UTF-8", "sv": "sv_SE.UTF-8"}
 def _dump(ospp: Ospp, machine: str = "localhost") -> list[str]:
     with sqlite3.connect(ospp.store_file(machine)) as conn:
         return list(conn.iterdump())
+
+
+def _without_history(dump: list[str]) -> list[str]:
+    history = re.compile(r'INSERT INTO "(history|sqlite_sequence)"')
+    return [line for line in dump if not history.match(line)]
 
 
 def _ready(ospp: Ospp, machine: str = "localhost") -> str:
@@ -179,10 +196,13 @@ def test_ctrl_c_midway_leaves_the_store_unchanged(ospp: Ospp, lang: str) -> None
         caller.expect(w["cid_prompt"].format(n=4))
         caller.ctrl_c()
         caller.expect(w["cancelled"])
+        caller.expect(w["ctrl_c_block"])  # the closing error block, in the dialogue's language
         assert caller.wait() == 130
     finally:
         caller.close()
     assert _dump(ospp) == before  # not even the typed key was installed
+    if lang == "sv":
+        assert "ERROR" not in caller.seen and "cancelled" not in caller.seen
 
 
 @needs_pty
@@ -198,6 +218,7 @@ def test_ctrl_c_at_the_agents_console_logs_nothing(ospp: Ospp, lang: str) -> Non
         agent.expect(w["iid_prompt"].format(n=2))
         agent.ctrl_c()
         agent.expect(w["cancelled"])
+        agent.expect(w["ctrl_c_block"])
         assert agent.wait() == 130
     finally:
         agent.close()
@@ -252,7 +273,10 @@ def test_blocked_or_used_up_key_warns_about_the_phone_and_may_go_on(
     assert ran.json()["error"]["code"] == code
     assert words in ran.err
     assert "It is no longer possible to activate this product by telephone." in ran.err
-    assert _dump(ospp) == before
+    # the key was not installed; only the failed attempt went into the history, as with /act
+    assert _without_history(_dump(ospp)) == _without_history(before)
+    history = ospp("/dhistoryacterr", "--json").data()["entries"]
+    assert [e["code"] for e in history] == [code]
     # the person may go on by telephone anyway, as the article advises
     going_on = ospp.proc("wizard", "--json", input=f"{key}\n1\ny\n1\n")
     assert "Step 2: read this installation ID to the agent:" in going_on.err

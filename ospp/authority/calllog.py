@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ospp.core.errors import E_ACCESS_DENIED, StoreError
+from ospp.core.errors import E_ACCESS_DENIED, N_, StoreError
 
 CALL_LOG = "phone-calls.jsonl"
 
@@ -34,7 +34,12 @@ def append(home: Path, entry: dict[str, Any]) -> Path:
             os.close(fd)
     except OSError as exc:
         raise StoreError(
-            E_ACCESS_DENIED, f"cannot append to the call log {path}: {exc.strerror}"
+            E_ACCESS_DENIED,
+            N_(
+                "cannot append to the call log {path}: {why}",
+                path=str(path),
+                why=str(exc.strerror),
+            ),
         ) from exc
     return path
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ospp.core.clock import Clock
 from ospp.core.endpoint import Endpoint, parse_host
-from ospp.core.errors import E_NO_CONNECTION, E_UNTRUSTED, LicensingError, NetworkError
+from ospp.core.errors import E_NO_CONNECTION, E_UNTRUSTED, N_, LicensingError, NetworkError
 from ospp.core.paths import center_home
 
 AUTHORITY_PORT = 1689
@@ -45,17 +45,25 @@ def call_authority(
             authority.close()
     from ospp.protocol.wire import Connection
 
-    with Connection(endpoint, "activation authority") as conn:
+    with Connection(endpoint, N_("activation authority")) as conn:
         response = conn.call(request)
     if not response.get("ok"):
         if response.get("code") == E_NO_CONNECTION:  # the node is up, its database is not
             raise NetworkError(
                 E_NO_CONNECTION,
-                f"the activation authority at {endpoint} is unavailable: {response.get('message')}",
-                "Try again later, or another node of the authority.",
+                N_(
+                    "the activation authority at {endpoint} is unavailable: {message}",
+                    endpoint=str(endpoint),
+                    message=str(response.get("message")),
+                ),
+                N_("Try again later, or another node of the authority."),
             )
         raise LicensingError(
             int(response.get("code", E_UNTRUSTED)),
-            f"the activation authority at {endpoint} refused: {response.get('message')}",
+            N_(
+                "the activation authority at {endpoint} refused: {message}",
+                endpoint=str(endpoint),
+                message=str(response.get("message")),
+            ),
         )
     return response

@@ -32,6 +32,7 @@ from ospp.core.errors import (
     E_SERVER_BLOCKED,
     E_SERVER_INVALID_KEY,
     E_UNLOCK_LIMIT,
+    N_,
     LicensingError,
     StoreError,
     UsageError,
@@ -123,8 +124,12 @@ class Authority:
         except (OSError, ValueError) as exc:
             raise StoreError(
                 E_INVALID_DATA,
-                f"the authority key files in {home} cannot be loaded: {exc}",
-                "Restore them from a backup; nothing was changed.",
+                N_(
+                    "the authority key files in {home} cannot be loaded: {why}",
+                    home=str(home),
+                    why=str(exc),
+                ),
+                N_("Restore them from a backup; nothing was changed."),
             ) from exc
         authority = cls(home, store, keys_, clock)
         pub = home / "authority.pub.json"
@@ -135,9 +140,15 @@ class Authority:
             except OSError as exc:
                 raise StoreError(
                     os_error_code(exc),
-                    f"cannot write the public key file {pub}: {exc.strerror or exc}",
-                    "Free some space or make the directory writable; the authority itself "
-                    "is complete, and the next command writes the file.",
+                    N_(
+                        "cannot write the public key file {path}: {why}",
+                        path=str(pub),
+                        why=str(exc.strerror or exc),
+                    ),
+                    N_(
+                        "Free some space or make the directory writable; the authority itself "
+                        "is complete, and the next command writes the file."
+                    ),
                 ) from exc
         return authority
 
@@ -182,15 +193,21 @@ class Authority:
         if key.channel is Channel.KMS_CLIENT:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
-                f"a KMS client key (GVLK) of {key.product.id} is activated by a KMS host, not by "
-                "the activation authority",
-                "Set a KMS host with /sethst, or install a MAK.",
+                N_(
+                    "a KMS client key (GVLK) of {product} is activated by a KMS host, not by the "
+                    "activation authority",
+                    product=key.product.id,
+                ),
+                N_("Set a KMS host with /sethst, or install a MAK."),
             )
         expected = self.security_value(key.product.index, key.channel, key.serial)
         if not hmac.compare_digest(expected.to_bytes(8, "big"), key.security.to_bytes(8, "big")):
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
-                f"the key ending {key.last5} was not issued by this activation authority",
+                N_(
+                    "the key ending {last5} was not issued by this activation authority",
+                    last5=key.last5,
+                ),
             )
 
     @staticmethod
@@ -198,7 +215,7 @@ class Authority:
         if row is None:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
-                f"the key ending {key.last5} is not in this authority's records",
+                N_("the key ending {last5} is not in this authority's records", last5=key.last5),
             )
         return row
 
@@ -264,8 +281,8 @@ class Authority:
         if blocked:
             raise LicensingError(
                 E_SERVER_BLOCKED,
-                f"the key ending {key.last5} has been blocked",
-                "Ask for a new key.",
+                N_("the key ending {last5} has been blocked", last5=key.last5),
+                N_("Ask for a new key."),
             )
         now = iso(self.clock.now())
         if key.channel is Channel.KMS_HOST:
@@ -273,14 +290,24 @@ class Authority:
             if machine not in hosts and len(hosts) >= limit:
                 raise LicensingError(
                     E_UNLOCK_LIMIT,
-                    f"the KMS host key ending {key.last5} already activated {len(hosts)} hosts "
-                    f"(limit {limit})",
+                    N_(
+                        "the KMS host key ending {last5} already activated {count} hosts "
+                        "(limit {limit})",
+                        last5=key.last5,
+                        count=len(hosts),
+                        limit=limit,
+                    ),
                 )
             if hosts.get(machine, 0) >= 1 + KMS_HOST_REACTIVATIONS:
                 raise LicensingError(
                     E_UNLOCK_LIMIT,
-                    f"this host has activated the key ending {key.last5} "
-                    f"{hosts[machine]} times (limit {1 + KMS_HOST_REACTIVATIONS})",
+                    N_(
+                        "this host has activated the key ending {last5} {count} times "
+                        "(limit {limit})",
+                        last5=key.last5,
+                        count=hosts[machine],
+                        limit=1 + KMS_HOST_REACTIVATIONS,
+                    ),
                 )
         else:
             seen = conn.seen(machine, hardware)
@@ -291,8 +318,12 @@ class Authority:
                 if used >= limit:
                     raise LicensingError(
                         E_MAK_LIMIT,
-                        f"the MAK ending {key.last5} has used all {limit} of its activations",
-                        "Ask the authority for more: ospp center extend KEY --by N.",
+                        N_(
+                            "the MAK ending {last5} has used all {limit} of its activations",
+                            last5=key.last5,
+                            limit=limit,
+                        ),
+                        N_("Ask the authority for more: ospp center extend KEY --by N."),
                     )
         conn.record(machine, hardware, now, via)
 
@@ -350,17 +381,22 @@ class Authority:
         if iid.channel_code == IID_CHANNEL_KMS_HOST and iid.version != HOST_IID_VERSION:
             raise LicensingError(
                 E_BAD_FORMAT,
-                "this installation ID comes from a KMS host of an older ospp: the certificate "
-                "made from it would disclose the host's product key to every client",
-                "Update ospp on the KMS host, then read its installation ID again "
-                "(ospp kms dinstid).",
+                N_(
+                    "this installation ID comes from a KMS host of an older ospp: the "
+                    "certificate made from it would disclose the host's product key to every "
+                    "client"
+                ),
+                N_(
+                    "Update ospp on the KMS host, then read its installation ID again "
+                    "(ospp kms dinstid)."
+                ),
             )
         product = catalog().by_index(iid.product_index)
         channel = iid_channel(iid.channel_code)
         if product is None or channel is None:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
-                "the installation ID names no product key this authority knows",
+                N_("the installation ID names no product key this authority knows"),
             )
         key = keys.ProductKey(
             keys.encode(product, channel, iid.serial, iid.security),

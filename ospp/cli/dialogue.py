@@ -3,6 +3,9 @@
 Shared by ``ospp wizard`` and ``ospp center phone``. The dialogue goes to stdout, or to stderr
 when ``--json`` keeps stdout for the one JSON object. The end of input cancels; Ctrl+C raises
 KeyboardInterrupt as usual (the command says what was left unchanged and exits 130).
+
+The error that ends a dialogue is printed in the dialogue's language, framed as every command's
+error block (:meth:`Dialogue.ending`); ordinary commands keep their English ospp.vbs block.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from typing import TextIO
 
 import click
 
+from ospp.cli.base import DASHES, Result
 from ospp.cli.i18n import Text
-from ospp.core.errors import E_CHECK_DIGIT, Cancelled, OsppError, hex_code
+from ospp.core.errors import E_CHECK_DIGIT, N_, Cancelled, OsppError, hex_code
 from ospp.protocol.phone import GroupEntry
 
 LANG_OPTION = click.option(
@@ -102,9 +106,45 @@ class Dialogue:
             return _("its check digit does not match")
         return _("a group is {size} digits", size=size)
 
-    def cancelled(self, interrupted: bool) -> Cancelled:
-        """Say that nothing was changed, and return the error that ends the command."""
+    def cancelled(self, interrupted: bool, recorded: bool = False) -> Cancelled:
+        """Say that nothing was changed (``recorded``: but for a failed activation attempt in
+        the history), and return the error that ends the command."""
         _ = self._
         self.say()
-        self.say(_("Cancelled. Nothing was changed."))
-        return Cancelled(interrupted)
+        if recorded:
+            self.say(
+                _(
+                    "Cancelled. The product is not activated; only the failed activation "
+                    "was recorded (ospp /dhistoryacterr)."
+                )
+            )
+        else:
+            self.say(_("Cancelled. Nothing was changed."))
+        return Cancelled(
+            interrupted, N_("only the failed activation was recorded") if recorded else None
+        )
+
+    def error_lines(self, exc: OsppError) -> list[str]:
+        """The error block of ordinary commands (ERROR CODE, DESCRIPTION, DETAIL, HINT), in the
+        dialogue's language: the same lines, byte for byte, in English."""
+        _ = self._
+        lines = [_("ERROR CODE: {code}", code=hex_code(exc.code))]
+        if exc.description:
+            lines.append(_("ERROR DESCRIPTION: {description}", description=_(exc.description)))
+        lines.append(_("ERROR DETAIL: {detail}", detail=_.message(exc.message)))
+        if exc.hint:
+            lines.append(_("HINT: {hint}", hint=_.message(exc.hint)))
+        return lines
+
+    def ending(self, exc: OsppError) -> Result:
+        """The result of a dialogue that ends with ``exc``: its error block in the dialogue's
+        language (the JSON error, for scripts, stays English)."""
+        _ = self._
+        frame = [
+            ("---" + _("Processing")).ljust(len(DASHES), "-"),
+            DASHES,
+            *self.error_lines(exc),
+            DASHES,
+            ("---" + _("Exiting")).ljust(len(DASHES), "-"),
+        ]
+        return Result(frame, banners=False, failed=exc)

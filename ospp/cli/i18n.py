@@ -1,9 +1,13 @@
 """Translated text for the dialogues (wizard, operator console, notifications): gettext.
 
-The catalogues are ``.po`` files in ``ospp/cli/locale/<lang>/LC_MESSAGES/ospp.po``. A compiled
-``ospp.mo`` beside one is used when present and newer; otherwise the ``.po`` is compiled in
-memory on first use (a few milliseconds, only in commands that print translated text), so a
-source checkout and a wheel behave the same with no build step. English is the message ids.
+The catalogues are ``.po`` files in ``ospp/cli/locale/<lang>/LC_MESSAGES/ospp.po``. Building
+the package (``setup.py``) compiles each into an ``ospp.mo`` beside it, which records the
+checksum of the ``.po`` it came from; a ``.mo`` is used only when that matches. Without one (a
+source checkout) or with a stale one, the ``.po`` is compiled in memory on first use (a few
+milliseconds, only in commands that print translated text). English is the message ids.
+
+Errors raised below the CLI stay English there; those a dialogue may show carry their message id
+(``ospp.core.errors.N_``), and :meth:`Text.message` words them in the dialogue's language.
 
 The ospp.vbs-format output (``/dstatus`` and the rest) is never translated: scripts parse it.
 Import this module only where translated text is produced: ``ospp /dstatus`` must not pay for
@@ -20,6 +24,8 @@ import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
+
+from ospp.core.errors import Message
 
 LANGUAGES = ("en", "sv")
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -96,6 +102,25 @@ def compile_mo(entries: Mapping[str, str]) -> bytes:
     return header + table + blob
 
 
+SOURCE_HEADER = "X-Source-CRC32"  # in a .mo: the checksum of the .po it was compiled from
+
+
+def source_sum(po_text: str) -> str:
+    """The checksum that ties a ``.mo`` to its ``.po`` (CRC-32: it tells an edited ``.po``
+    apart, and zlib is loaded already where ``/dstatus`` words a reminder; hashlib is not)."""
+    import zlib
+
+    return f"{zlib.crc32(po_text.encode('utf-8')):08x}"
+
+
+def compiled(po_text: str) -> bytes:
+    """The ``.mo`` bytes for a ``.po`` file's text, with the checksum of that text in its header
+    (what the build writes beside the ``.po``)."""
+    entries = parse_po(po_text)
+    entries[""] = entries.get("", "") + f"{SOURCE_HEADER}: {source_sum(po_text)}\n"
+    return compile_mo(entries)
+
+
 def po_path(lang: str) -> Path:
     return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
 
@@ -105,12 +130,14 @@ def translations(lang: str) -> gettext.NullTranslations:
     po = po_path(lang)
     if lang == "en" or not po.exists():
         return gettext.NullTranslations()
+    text = po.read_text(encoding="utf-8")
     mo = po.with_suffix(".mo")
-    if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+    if mo.exists():
         with mo.open("rb") as fh:
-            return gettext.GNUTranslations(fh)
-    entries = parse_po(po.read_text(encoding="utf-8"))
-    return gettext.GNUTranslations(io.BytesIO(compile_mo(entries)))
+            built = gettext.GNUTranslations(fh)
+        if built.info().get(SOURCE_HEADER.lower()) == source_sum(text):
+            return built
+    return gettext.GNUTranslations(io.BytesIO(compiled(text)))
 
 
 class Text:
@@ -124,13 +151,22 @@ class Text:
         text = self._t.gettext(msgid)
         return text.format(**values) if values else text
 
+    def message(self, text: str) -> str:
+        """A message or hint from a lower layer in this language: one marked with ``N_`` (and
+        the marked values inside it) is translated, any other text is returned as it is."""
+        if not isinstance(text, Message):
+            return text
+        values = {k: self.message(v) if isinstance(v, str) else v for k, v in text.params.items()}
+        return self(text.msgid, **values) if values else self(text.msgid)
+
 
 # Modules whose ``_("...")`` calls are translated (the completeness test reads this list).
 TRANSLATED_MODULES = ("dialogue.py", "wizard.py", "phone_console.py", "reminders.py")
 
 
-def extract(paths: list[Path]) -> list[str]:
-    """Every literal message id passed to ``_(...)`` in ``paths``, in order of appearance."""
+def extract(paths: list[Path], marker: str = "_") -> list[str]:
+    """Every literal message id passed to ``marker(...)`` (``_`` or ``N_``) in ``paths``, in
+    order of appearance."""
     found: list[str] = []
     for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -138,7 +174,7 @@ def extract(paths: list[Path]) -> list[str]:
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
-                and node.func.id == "_"
+                and node.func.id == marker
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
                 and isinstance(node.args[0].value, str)
@@ -149,11 +185,14 @@ def extract(paths: list[Path]) -> list[str]:
 
 
 def message_ids() -> list[str]:
-    """All message ids: the dialogues' and the licensing codes' descriptions (/ddescr)."""
+    """All message ids: the dialogues', the errors marked ``N_`` anywhere in ospp, and the
+    licensing codes' descriptions (/ddescr)."""
     from ospp.core.errors import DESCRIPTIONS
 
     here = Path(__file__).resolve().parent
     ids = extract([here / name for name in TRANSLATED_MODULES])
+    marked = extract(sorted(here.parent.rglob("*.py")), marker="N_")
+    ids += [m for m in marked if m not in ids]
     return ids + [d for d in DESCRIPTIONS.values() if d not in ids]
 
 

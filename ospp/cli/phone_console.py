@@ -14,7 +14,7 @@ from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
 from ospp.cli.dialogue import LANG_OPTION, Dialogue, printable
 from ospp.cli.i18n import Text, choose
 from ospp.core.clock import clock_from_env, iso
-from ospp.core.errors import Cancelled, ExitStatus, LicensingError, hex_code
+from ospp.core.errors import N_, Cancelled, ExitStatus, LicensingError, OsppError, hex_code
 from ospp.core.paths import center_home
 from ospp.machine.wizard import PHONE_WARNING_CODES
 from ospp.protocol.phone import CID_GROUP_DATA, iid_entry
@@ -26,12 +26,19 @@ from ospp.protocol.phone import CID_GROUP_DATA, iid_entry
 @reports
 def phone(lang: str | None) -> Result:
     """The agent's console: take a caller's installation ID, read back the confirmation ID."""
-    from ospp.authority import calllog
-    from ospp.authority.state import Authority
-
     ctx = click.get_current_context()
     _ = Text(choose(lang))
     d = Dialogue(_, to_stderr=json_wanted(ctx, bool(ctx.params.get("as_json"))))
+    try:
+        return _call(_, d)
+    except OsppError as exc:
+        return d.ending(exc)
+
+
+def _call(_: Text, d: Dialogue) -> Result:
+    from ospp.authority import calllog
+    from ospp.authority.state import Authority
+
     home = center_home()
     clock = clock_from_env()
     cid = ""
@@ -50,7 +57,7 @@ def phone(lang: str | None) -> Result:
                 _(
                     "Refused ({code}): {message}",
                     code=hex_code(exc.code),
-                    message=printable(exc.message),
+                    message=printable(_.message(exc.message)),
                 )
             )
             calllog.append(home, {**entry, "outcome": "refused", "code": hex_code(exc.code)})
@@ -81,7 +88,7 @@ def phone(lang: str | None) -> Result:
             raise d.cancelled(interrupted) from None
         d.say()
         d.say(_("Call ended early. The confirmation ID was issued and logged: {cid}", cid=cid))
-        raise Cancelled(interrupted) from None
+        raise Cancelled(interrupted, N_("the confirmation ID was issued and logged")) from None
     return Result(
         [],
         {

@@ -51,7 +51,11 @@ def plain_words(_: Text, exc: OsppError) -> str:
         return _("This product key is for a product that is not installed ({code}).", code=code)
     if exc.code == E_MISMATCH:
         return _("The confirmation ID does not match this installation ID ({code}).", code=code)
-    return _("Activation failed ({code}): {message}", code=code, message=printable(exc.message))
+    return _(
+        "Activation failed ({code}): {message}",
+        code=code,
+        message=printable(_.message(exc.message)),
+    )
 
 
 class Wizard:
@@ -60,6 +64,7 @@ class Wizard:
         self.d = d
         self._ = d._
         self.data: dict[str, Any] = {"machine": store.name, "lang": d._.lang}
+        self.recorded = False  # a failed Internet activation is in the history
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -84,7 +89,7 @@ class Wizard:
             except LicensingError as exc:
                 d.say("  " + plain_words(_, exc) + " " + _("Check the key and type it again."))
                 if exc.hint:
-                    d.say("  " + printable(exc.hint))
+                    d.say("  " + printable(_.message(exc.hint)))
                 continue
             d.say(_("Product: {name}", name=plan.licence.sku.license_name))
             return plan
@@ -115,7 +120,12 @@ class Wizard:
                 d.say(_("It is no longer possible to activate this product by telephone."))
                 d.say(_("You may still call the activation centre: the agent can help you."))
             if not d.yes(_("Activate via telephone instead?")):
-                d.say(_("Nothing was changed."))
+                d.say(
+                    _(
+                        "The product is not activated; nothing else was changed. The failed "
+                        "activation is in the history: ospp /dhistoryacterr"
+                    )
+                )
                 return Result([], {**self.data, "activated": False}, banners=False, failed=failure)
         self.phone(plan)
         return self.licensed("telephone")
@@ -126,6 +136,7 @@ class Wizard:
         try:
             steps.activate_online(self.store, plan, os.environ)
         except OsppError as exc:
+            self.recorded = True
             d.say(plain_words(_, exc))
             return exc
         return None
@@ -182,13 +193,18 @@ def wizard(computer: str | None, lang: str | None) -> Result:
     as_json = json_wanted(ctx, bool(ctx.params.get("as_json")))
     text = Text(choose(lang))
     d = Dialogue(text, to_stderr=as_json)
-    store = client.open_machine(computer)
+    wiz: Wizard | None = None
     try:
-        return Wizard(store, d).run()
-    except KeyboardInterrupt:
-        raise d.cancelled(interrupted=True) from None
-    except Cancelled as exc:
-        raise d.cancelled(interrupted=exc.exit_status == ExitStatus.INTERRUPTED) from None
+        try:
+            wiz = Wizard(client.open_machine(computer), d)
+            return wiz.run()
+        except KeyboardInterrupt:
+            raise d.cancelled(True, wiz is not None and wiz.recorded) from None
+        except Cancelled as exc:
+            interrupted = exc.exit_status == ExitStatus.INTERRUPTED
+            raise d.cancelled(interrupted, wiz is not None and wiz.recorded) from None
+    except OsppError as exc:
+        return d.ending(exc)
 
 
 COMMANDS = [wizard]

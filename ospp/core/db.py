@@ -27,6 +27,8 @@ from ospp.core.errors import (
     E_ACCESS_DENIED,
     E_DISK_FULL,
     E_INVALID_DATA,
+    N_,
+    Message,
     StoreError,
     os_error_code,
 )
@@ -36,6 +38,13 @@ APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
 # Stores opened by this process and not yet closed. Held strongly so that closing never waits
 # for the garbage collector: a connection left to it keeps its WAL files open.
 _OPEN: set[Database] = set()
+
+# What the messages call each kind of store (marked for the wizard's translations).
+_STORE_NAMES = {
+    "licence": N_("licence store"),
+    "authority": N_("authority store"),
+    "KMS host": N_("KMS host store"),
+}
 
 # SQLite's primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF).
 _FULL = 13
@@ -80,12 +89,23 @@ class Database:
 
     # -- errors --------------------------------------------------------------------------------
 
+    @property
+    def _name(self) -> str | Message:
+        return _STORE_NAMES.get(self.kind) or f"{self.kind} store"
+
     def _fail_unreadable(self, exc: Exception) -> StoreError:
         return StoreError(
             E_INVALID_DATA,
-            f"the {self.kind} store {self.path} cannot be read: {exc}",
-            "The file was left exactly as it is. Restore it from a backup, or move it aside "
-            "to start an empty store.",
+            N_(
+                "the {store} {path} cannot be read: {why}",
+                store=self._name,
+                path=str(self.path),
+                why=str(exc),
+            ),
+            N_(
+                "The file was left exactly as it is. Restore it from a backup, or move it aside "
+                "to start an empty store."
+            ),
         )
 
     def _fail_access(self, exc: BaseException) -> StoreError:
@@ -95,15 +115,30 @@ class Database:
         ):
             return StoreError(
                 E_DISK_FULL,
-                f"the {self.kind} store {self.path} cannot be written: the disk is full ({detail})",
-                f"Free some space on the disk holding {self.path.parent} and try again; "
-                "the change was not made.",
+                N_(
+                    "the {store} {path} cannot be written: the disk is full ({why})",
+                    store=self._name,
+                    path=str(self.path),
+                    why=detail,
+                ),
+                N_(
+                    "Free some space on the disk holding {directory} and try again; the change "
+                    "was not made.",
+                    directory=str(self.path.parent),
+                ),
             )
         return StoreError(
             E_ACCESS_DENIED,
-            f"the {self.kind} store {self.path} cannot be opened for writing: {detail}",
-            "Check that the directory exists, is a directory and is writable, or point "
-            "OSPP_HOME (OSPP_CENTER_HOME for the authority) somewhere else.",
+            N_(
+                "the {store} {path} cannot be opened for writing: {why}",
+                store=self._name,
+                path=str(self.path),
+                why=detail,
+            ),
+            N_(
+                "Check that the directory exists, is a directory and is writable, or point "
+                "OSPP_HOME (OSPP_CENTER_HOME for the authority) somewhere else."
+            ),
         )
 
     def _out_of_space(self, exc: sqlite3.Error) -> bool:
@@ -124,9 +159,17 @@ class Database:
     def _fail_read_only(self) -> StoreError:
         return StoreError(
             E_ACCESS_DENIED,
-            f"the {self.kind} store {self.path} can be read but not changed: {self._read_only}",
-            f"Make {self.path.parent} and the files in it writable, or copy the store somewhere "
-            "writable and point OSPP_HOME (OSPP_CENTER_HOME for the authority) there.",
+            N_(
+                "the {store} {path} can be read but not changed: {why}",
+                store=self._name,
+                path=str(self.path),
+                why=str(self._read_only),
+            ),
+            N_(
+                "Make {directory} and the files in it writable, or copy the store somewhere "
+                "writable and point OSPP_HOME (OSPP_CENTER_HOME for the authority) there.",
+                directory=str(self.path.parent),
+            ),
         )
 
     def _wrap(self, exc: sqlite3.Error) -> StoreError | None:
@@ -171,11 +214,18 @@ class Database:
             if path.is_symlink():
                 raise StoreError(
                     E_ACCESS_DENIED,
-                    f"{path} is a symbolic link (to {os.readlink(path)}); ospp does not follow "
-                    f"links in place of its {self.kind} store",
-                    "Replace the link with the file itself, or point OSPP_HOME "
-                    "(OSPP_CENTER_HOME, OSPP_KMS_HOME) at the directory that holds it. "
-                    "Nothing was changed.",
+                    N_(
+                        "{path} is a symbolic link (to {target}); ospp does not follow links in "
+                        "place of its {store}",
+                        path=str(path),
+                        target=os.readlink(path),
+                        store=self._name,
+                    ),
+                    N_(
+                        "Replace the link with the file itself, or point OSPP_HOME "
+                        "(OSPP_CENTER_HOME, OSPP_KMS_HOME) at the directory that holds it. "
+                        "Nothing was changed."
+                    ),
                 )
 
     def _create(self) -> None:
@@ -237,9 +287,15 @@ class Database:
         if version > self.schema_version:
             raise StoreError(
                 E_INVALID_DATA,
-                f"the {self.kind} store {self.path} has schema version {version}, newer "
-                f"than this ospp understands ({self.schema_version})",
-                "Upgrade ospp to read it; the file was left as it is.",
+                N_(
+                    "the {store} {path} has schema version {version}, newer than this ospp "
+                    "understands ({known})",
+                    store=self._name,
+                    path=str(self.path),
+                    version=version,
+                    known=self.schema_version,
+                ),
+                N_("Upgrade ospp to read it; the file was left as it is."),
             )
 
     def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:

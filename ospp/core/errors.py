@@ -3,11 +3,39 @@
 Every failure a user can meet is an :class:`OsppError` with a licensing code (the HRESULT the
 real Software Licensing Service would report), a message saying what was found and what was
 expected, and where it helps a hint. The CLI catches :class:`OsppError` in one place.
+
+Messages and hints are English. Those a dialogue may show (the wizard, the agent's console) are
+written ``N_("the key ending {last5} has been blocked", last5=...)``: a :class:`Message`, an
+ordinary ``str`` holding the English text that also remembers its message id and values, so
+that ``ospp.cli.i18n`` can word it in the dialogue's language. Nothing below the CLI translates.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Any
+
+
+class Message(str):
+    """English text (what ``str()`` gives, byte for byte) that keeps its message id and values
+    for translation at the CLI edge. Make one with :func:`N_`."""
+
+    msgid: str
+    params: dict[str, Any]
+
+    def __new__(cls, msgid: str, params: dict[str, Any]) -> Message:
+        made = super().__new__(cls, msgid.format(**params) if params else msgid)
+        made.msgid = msgid
+        made.params = params
+        return made
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Message, (self.msgid, self.params))
+
+
+def N_(msgid: str, /, **params: Any) -> Message:  # gettext's name for the marker
+    """Mark ``msgid`` (with ``{name}`` placeholders) for translation; the English text now."""
+    return Message(msgid, params)
 
 
 class ExitStatus(enum.IntEnum):
@@ -226,11 +254,13 @@ DESCRIPTIONS[E_CANCELLED] = "The operation was canceled by the user."
 
 
 class Cancelled(OsppError):
-    """The person at the keyboard stopped (Ctrl+C, or the end of input); nothing was changed."""
+    """The person at the keyboard stopped (Ctrl+C, or the end of input). ``kept`` says what
+    stayed done; by default nothing was changed."""
 
-    def __init__(self, interrupted: bool) -> None:
-        how = "interrupted (Ctrl+C)" if interrupted else "input ended"
-        super().__init__(E_CANCELLED, f"cancelled: {how}; nothing was changed")
+    def __init__(self, interrupted: bool, kept: str | None = None) -> None:
+        how = N_("interrupted (Ctrl+C)") if interrupted else N_("input ended")
+        kept = kept or N_("nothing was changed")
+        super().__init__(E_CANCELLED, N_("cancelled: {how}; {kept}", how=how, kept=kept))
         self.exit_status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.LICENSING
 
 

@@ -20,6 +20,7 @@ from ospp.core.errors import (
     E_KMS_REFUSED,
     E_MISMATCH,
     E_UNTRUSTED,
+    N_,
     LicensingError,
 )
 from ospp.machine import hardware
@@ -40,15 +41,19 @@ def _hardware_hex(store: MachineStore) -> tuple[str, hardware.Hardware]:
 def installation_id(store: MachineStore, lic: Licence, hw_hex: str | None = None) -> InstallationId:
     if not lic.product_key:
         raise LicensingError(
-            E_KEY_NOT_AVAILABLE, f"no product key is installed for {lic.sku.product.id}"
+            E_KEY_NOT_AVAILABLE,
+            N_("no product key is installed for {product}", product=lic.sku.product.id),
         )
     key = keys.parse(lic.product_key)
     if key.channel is Channel.KMS_CLIENT:
         raise LicensingError(
             E_KMS_REFUSED,
-            f"{lic.sku.product.id} has a KMS client key (GVLK); phone activation needs a MAK "
-            "or KMS host key",
-            "Install a MAK with /inpkey first.",
+            N_(
+                "{product} has a KMS client key (GVLK); phone activation needs a MAK or KMS host "
+                "key",
+                product=lic.sku.product.id,
+            ),
+            N_("Install a MAK with /inpkey first."),
         )
     hw = hw_hex or _hardware_hex(store)[0]
     return InstallationId(
@@ -98,7 +103,7 @@ def mak_activation(store: MachineStore, lic: Licence, environ: Mapping[str, str]
     )
     payload = response.get("licence")
     if not isinstance(payload, dict):
-        raise LicensingError(E_UNTRUSTED, "the authority's answer holds no licence")
+        raise LicensingError(E_UNTRUSTED, N_("the authority's answer holds no licence"))
     why = verify_licence(payload, str(response.get("signature")), trusted)
     if why is None and (
         payload.get("nonce"),
@@ -106,9 +111,11 @@ def mak_activation(store: MachineStore, lic: Licence, environ: Mapping[str, str]
         payload.get("hardware"),
         payload.get("sku_id"),
     ) != (nonce, cmid, hw_hex, lic.sku.sku_id):
-        why = "the licence answers another request (nonce, machine, hardware or SKU differ)"
+        why = N_("the licence answers another request (nonce, machine, hardware or SKU differ)")
     if why is not None:
-        raise LicensingError(E_UNTRUSTED, f"the activation was refused by this client: {why}")
+        raise LicensingError(
+            E_UNTRUSTED, N_("the activation was refused by this client: {why}", why=why)
+        )
     return seal(
         store,
         lic,
@@ -138,9 +145,11 @@ def cid_activation(
     if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
         raise LicensingError(
             E_MISMATCH,
-            "the confirmation ID does not match this installation ID (it was made for another "
-            "installation ID, machine or key)",
-            "Read the installation ID again with /dinstid and ask for a new confirmation ID.",
+            N_(
+                "the confirmation ID does not match this installation ID (it was made for "
+                "another installation ID, machine or key)"
+            ),
+            N_("Read the installation ID again with /dinstid and ask for a new confirmation ID."),
         )
     return seal(
         store,

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ospp.core.clock import iso
-from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
 from ospp.core.paths import write_atomic
 from ospp.protocol.tolerance import (
     COMPONENTS,
@@ -76,7 +76,10 @@ def _write(path: Path, data: dict[str, object]) -> None:
     try:
         write_atomic(path, json.dumps(data, indent=2), private=True)
     except OSError as exc:
-        raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc.strerror}") from exc
+        raise StoreError(
+            E_ACCESS_DENIED,
+            N_("cannot write {path}: {why}", path=str(path), why=str(exc.strerror)),
+        ) from exc
 
 
 def load(directory: Path) -> Hardware:
@@ -97,8 +100,11 @@ def load(directory: Path) -> Hardware:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StoreError(
             E_INVALID_DATA,
-            f"the hardware profile {path} cannot be read: {exc!r}",
-            f"It needs a 'components' object with {', '.join(COMPONENTS)}; it was left as it is.",
+            N_("the hardware profile {path} cannot be read: {why}", path=str(path), why=repr(exc)),
+            N_(
+                "It needs a 'components' object with {components}; it was left as it is.",
+                components=", ".join(COMPONENTS),
+            ),
         ) from exc
 
 

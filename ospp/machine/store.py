@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database
-from ospp.core.errors import E_INVALID_DATA, StoreError
+from ospp.core.errors import E_INVALID_DATA, N_, StoreError
 from ospp.core.paths import machine_dir
 
 if TYPE_CHECKING:
@@ -176,8 +176,12 @@ class MachineStore:
         if sku is None:
             raise StoreError(
                 E_INVALID_DATA,
-                f"the licence store {self.db.path} holds SKU {row[0]}, which is not in the catalog",
-                "It was written by another version of ospp; the file was left as it is.",
+                N_(
+                    "the licence store {path} holds SKU {sku}, which is not in the catalog",
+                    path=str(self.db.path),
+                    sku=row[0],
+                ),
+                N_("It was written by another version of ospp; the file was left as it is."),
             )
         try:
             activation = json.loads(row[5]) if row[5] else None
@@ -186,8 +190,13 @@ class MachineStore:
         except ValueError as exc:
             raise StoreError(
                 E_INVALID_DATA,
-                f"the licence store {self.db.path} has a damaged record for SKU {row[0]}: {exc}",
-                "Restore the file from a backup; it was left as it is.",
+                N_(
+                    "the licence store {path} has a damaged record for SKU {sku}: {why}",
+                    path=str(self.db.path),
+                    sku=row[0],
+                    why=str(exc),
+                ),
+                N_("Restore the file from a backup; it was left as it is."),
             ) from exc
         assert installed is not None and grace is not None
         return Licence(sku, installed, grace, row[3], key_at, activation)

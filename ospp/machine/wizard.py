@@ -20,7 +20,9 @@ from ospp.core.errors import (
     E_MAK_LIMIT,
     E_SERVER_BLOCKED,
     E_SKU_NOT_FOUND,
+    N_,
     LicensingError,
+    OsppError,
 )
 from ospp.machine import activation, client
 from ospp.machine.status import LICENSED
@@ -104,17 +106,26 @@ def plan_for_key(store: MachineStore, text: str) -> Plan:
     if key.channel is not Channel.MAK:
         raise LicensingError(
             E_INVALID_KEY,
-            f"the key ending {key.last5} is a {key.channel.value} key; the wizard activates a "
-            "multiple activation key (MAK)",
-            "Type a MAK. A KMS client key is activated with /act, a KMS host key with ospp kms.",
+            N_(
+                "the key ending {last5} is a {channel} key; the wizard activates a multiple "
+                "activation key (MAK)",
+                last5=key.last5,
+                channel=key.channel.value,
+            ),
+            N_(
+                "Type a MAK. A KMS client key is activated with /act, a KMS host key with ospp kms."
+            ),
         )
     sku = key.product.sku(key.channel)
     found = next((lic for lic in store.licences() if lic.sku.sku_id == sku.sku_id), None)
     if found is None:
         raise LicensingError(
             E_SKU_NOT_FOUND,
-            f"the key is for {key.product.id}, which is not installed on this machine",
-            f"Install it first: ospp install-product {key.product.id}",
+            N_(
+                "the key is for {product}, which is not installed on this machine",
+                product=key.product.id,
+            ),
+            N_("Install it first: ospp install-product {product}", product=key.product.id),
         )
     return Plan(replace(found, product_key=key.compact, activation=None), key.compact)
 
@@ -135,8 +146,15 @@ def _commit(store: MachineStore, plan: Plan, act: dict[str, Any] | None) -> None
 
 
 def activate_online(store: MachineStore, plan: Plan, environ: Mapping[str, str]) -> None:
-    """Activate via the Internet (the configured authority); stores key and activation."""
-    _commit(store, plan, activation.mak_activation(store, plan.licence, environ))
+    """Activate via the Internet (the configured authority); stores key and activation. A
+    failure is written to the activation-failure history (/dhistoryacterr), as /act writes it;
+    the typed key is still not installed."""
+    try:
+        _commit(store, plan, activation.mak_activation(store, plan.licence, environ))
+    except OsppError as exc:
+        with store.db.write() as conn:
+            store.record(conn, "acterr", exc.code, exc.message, plan.licence.sku)
+        raise
 
 
 def activate_by_phone(

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ospp.core.catalog import Channel, Product, catalog
-from ospp.core.errors import E_INVALID_KEY, LicensingError
+from ospp.core.errors import E_INVALID_KEY, N_, LicensingError, Message
 
 ALPHABET = "BCDFGHJKMPQRTVWXY2346789"
 _VALUE = {ch: i for i, ch in enumerate(ALPHABET)}
@@ -64,7 +64,7 @@ def _group(compact: str) -> str:
 
 
 def _bad(why: str, hint: str | None = None) -> LicensingError:
-    return LicensingError(E_INVALID_KEY, f"invalid product key: {why}", hint)
+    return LicensingError(E_INVALID_KEY, N_("invalid product key: {why}", why=why), hint)
 
 
 def normalise(raw: str) -> str:
@@ -72,9 +72,12 @@ def normalise(raw: str) -> str:
     compact = "".join(raw.split()).replace("-", "").upper()
     if len(compact) != KEY_LENGTH:
         raise _bad(
-            f"it has {len(compact)} characters, a product key has {KEY_LENGTH} "
-            "(five groups of five)",
-            "Type the key as XXXXX-XXXXX-XXXXX-XXXXX-XXXXX.",
+            N_(
+                "it has {count} characters, a product key has {length} (five groups of five)",
+                count=len(compact),
+                length=KEY_LENGTH,
+            ),
+            N_("Type the key as XXXXX-XXXXX-XXXXX-XXXXX-XXXXX."),
         )
     return compact
 
@@ -83,9 +86,16 @@ def _check_alphabet(compact: str) -> None:
     for pos, ch in enumerate(compact, start=1):
         if ch not in _VALUE:
             raise _bad(
-                f"character {pos} {ch!r} is not in the product-key alphabet {ALPHABET}",
-                "Characters outside that alphabet (O, 0, I, 1, S, 5, ...) are usually misread "
-                "ones: compare the key with the one you were given.",
+                N_(
+                    "character {pos} {ch!r} is not in the product-key alphabet {alphabet}",
+                    pos=pos,
+                    ch=ch,
+                    alphabet=ALPHABET,
+                ),
+                N_(
+                    "Characters outside that alphabet (O, 0, I, 1, S, 5, ...) are usually "
+                    "misread ones: compare the key with the one you were given."
+                ),
             )
 
 
@@ -93,21 +103,28 @@ def _weighted_sum(values: list[int]) -> int:
     return sum((i + 1) * v for i, v in enumerate(values)) % _MODULUS
 
 
-def _near_gvlk(compact: str) -> tuple[Product, str] | None:
+def _near_gvlk(compact: str) -> tuple[Product, Message] | None:
     """A GVLK that ``compact`` misses by one character or one adjacent swap."""
     for gvlk, product in catalog().gvlks().items():
         g = gvlk.replace("-", "")
         diff = [i for i in range(KEY_LENGTH) if g[i] != compact[i]]
         if len(diff) == 1:
             pos = diff[0]
-            return product, f"character {pos + 1} is {compact[pos]!r} where it has {g[pos]!r}"
+            return product, N_(
+                "character {pos} is {typed!r} where it has {wanted!r}",
+                pos=pos + 1,
+                typed=compact[pos],
+                wanted=g[pos],
+            )
         if (
             len(diff) == 2
             and diff[1] == diff[0] + 1
             and g[diff[0]] == compact[diff[1]]
             and g[diff[1]] == compact[diff[0]]
         ):
-            return product, f"characters {diff[0] + 1} and {diff[1] + 1} are swapped"
+            return product, N_(
+                "characters {first} and {second} are swapped", first=diff[0] + 1, second=diff[1] + 1
+            )
     return None
 
 
@@ -122,15 +139,19 @@ def parse(raw: str) -> ProductKey:
     if near is not None:
         product, where = near
         raise _bad(
-            f"it looks like the KMS client key (GVLK) of {product.id} but {where}",
-            f"The GVLK of {product.id} is {product.gvlk}.",
+            N_(
+                "it looks like the KMS client key (GVLK) of {product} but {where}",
+                product=product.id,
+                where=where,
+            ),
+            N_("The GVLK of {product} is {gvlk}.", product=product.id, gvlk=product.gvlk),
         )
     _check_alphabet(compact)
     values = [_VALUE[ch] for ch in compact]
     if _weighted_sum(values) != 0:
         raise _bad(
-            "the checksum does not match, so a character is mistyped or two are swapped",
-            "Compare the key character by character with the one you were given.",
+            N_("the checksum does not match, so a character is mistyped or two are swapped"),
+            N_("Compare the key character by character with the one you were given."),
         )
     number = 0
     for v in values[:_DATA_CHARS]:
@@ -144,13 +165,24 @@ def parse(raw: str) -> ProductKey:
     product_index = number & 0xFF
     version = number >> 8
     if version != KEY_VERSION:
-        raise _bad(f"key format version {version} is not known (expected {KEY_VERSION})")
+        raise _bad(
+            N_(
+                "key format version {version} is not known (expected {expected})",
+                version=version,
+                expected=KEY_VERSION,
+            )
+        )
     channel = _CODE_CHANNELS.get(channel_code)
     if channel is None:
-        raise _bad(f"channel code {channel_code} is not a MAK or KMS host channel")
+        raise _bad(N_("channel code {code} is not a MAK or KMS host channel", code=channel_code))
     named = catalog().by_index(product_index)
     if named is None:
-        raise _bad(f"it names product number {product_index}, which is not in the catalog")
+        raise _bad(
+            N_(
+                "it names product number {number}, which is not in the catalog",
+                number=product_index,
+            )
+        )
     return ProductKey(text, named, channel, serial, security)
 
 

@@ -23,7 +23,14 @@ import hashlib
 from dataclasses import dataclass
 
 from ospp.core.catalog import Channel
-from ospp.core.errors import E_BAD_FORMAT, E_CHECK_DIGIT, E_CID_LENGTH, E_MISMATCH, LicensingError
+from ospp.core.errors import (
+    E_BAD_FORMAT,
+    E_CHECK_DIGIT,
+    E_CID_LENGTH,
+    E_MISMATCH,
+    N_,
+    LicensingError,
+)
 
 IID_GROUPS, IID_GROUP_DATA = 9, 6
 CID_GROUPS, CID_GROUP_DATA = 20, 5
@@ -86,13 +93,22 @@ def _group(data: str, per_group: int) -> list[str]:
     return [chunk + str(damm(chunk)) for chunk in chunks]
 
 
+# What the messages call the two IDs ("the {what} has 12 digits").
+_IID = N_("installation ID")
+_CID = N_("confirmation ID")
+
+
 def _digits(text: str, what: str) -> str:
     compact = "".join(text.split()).replace("-", "")
     if not compact.isdigit() or not compact.isascii():
         bad = next((c for c in compact if not ("0" <= c <= "9")), "")
         raise LicensingError(
             E_BAD_FORMAT,
-            f"the {what} may hold only digits, spaces and dashes; found {bad!r}",
+            N_(
+                "the {what} may hold only digits, spaces and dashes; found {bad!r}",
+                what=what,
+                bad=bad,
+            ),
         )
     return compact
 
@@ -102,13 +118,23 @@ def check_group(group: str, index: int, what: str, size: int) -> None:
     if len(group) != size or not group.isdigit():
         raise LicensingError(
             E_CID_LENGTH if what == "confirmation ID" else E_BAD_FORMAT,
-            f"group {index} of the {what} must be {size} digits, not {group!r}",
+            N_(
+                "group {index} of the {what} must be {size} digits, not {group!r}",
+                index=index,
+                what=what,
+                size=size,
+                group=group,
+            ),
         )
     if damm(group) != 0:
         raise LicensingError(
             E_CHECK_DIGIT,
-            f"group {index} of the {what} is wrong (its check digit does not match)",
-            f"Read group {index} again, digit by digit.",
+            N_(
+                "group {index} of the {what} is wrong (its check digit does not match)",
+                index=index,
+                what=what,
+            ),
+            N_("Read group {index} again, digit by digit.", index=index),
         )
 
 
@@ -118,8 +144,14 @@ def _split_checked(text: str, groups: int, per_group: int, what: str, length_cod
     if len(compact) != groups * size:
         raise LicensingError(
             length_code,
-            f"the {what} has {len(compact)} digits; it must have {groups * size} "
-            f"({groups} groups of {size})",
+            N_(
+                "the {what} has {count} digits; it must have {length} ({groups} groups of {size})",
+                what=what,
+                count=len(compact),
+                length=groups * size,
+                groups=groups,
+                size=size,
+            ),
         )
     data = []
     for i in range(groups):
@@ -190,7 +222,7 @@ class InstallationId:
 
     @classmethod
     def parse(cls, text: str) -> InstallationId:
-        data = _split_checked(text, IID_GROUPS, IID_GROUP_DATA, "installation ID", E_BAD_FORMAT)
+        data = _split_checked(text, IID_GROUPS, IID_GROUP_DATA, _IID, E_BAD_FORMAT)
         n = int(data)
         fields = []
         for bits in (32, 40, 60, 32, 2, 8):
@@ -198,10 +230,12 @@ class InstallationId:
             n >>= bits
         tag, hw, security, serial, channel, product = fields
         if n not in (IID_VERSION, HOST_IID_VERSION):
-            raise LicensingError(E_BAD_FORMAT, f"installation ID version {n} is not known")
+            raise LicensingError(
+                E_BAD_FORMAT, N_("installation ID version {version} is not known", version=n)
+            )
         if n == HOST_IID_VERSION and channel != IID_CHANNEL_KMS_HOST:
             raise LicensingError(
-                E_BAD_FORMAT, "a version 2 installation ID is for KMS host keys only"
+                E_BAD_FORMAT, N_("a version 2 installation ID is for KMS host keys only")
             )
         return cls(product, channel, serial, security, hw, tag, n)
 
@@ -214,11 +248,11 @@ def encode_cid(r: int, s: int) -> str:
 
 
 def parse_cid(text: str) -> tuple[int, int]:
-    data = _split_checked(text, CID_GROUPS, CID_GROUP_DATA, "confirmation ID", E_CID_LENGTH)
+    data = _split_checked(text, CID_GROUPS, CID_GROUP_DATA, _CID, E_CID_LENGTH)
     n = int(data)
     r, s = n >> 160, n & ((1 << 160) - 1)
     if r >> 160 or not r or not s:
-        raise LicensingError(E_MISMATCH, "the confirmation ID does not hold a valid signature")
+        raise LicensingError(E_MISMATCH, N_("the confirmation ID does not hold a valid signature"))
     return r, s
 
 
@@ -258,7 +292,7 @@ class GroupEntry:
         if not compact:
             return LicensingError(
                 E_CID_LENGTH if self.what == "confirmation ID" else E_BAD_FORMAT,
-                f"group {self.index} of the {self.what} is empty",
+                N_("group {index} of the {what} is empty", index=self.index, what=self.what),
             )
         chunks = [compact[i : i + self.size] for i in range(0, len(compact), self.size)]
         for chunk in chunks[: self.total - len(self.groups)]:
@@ -275,8 +309,8 @@ class GroupEntry:
 
 
 def cid_entry() -> GroupEntry:
-    return GroupEntry(CID_GROUPS, CID_GROUP_DATA, "confirmation ID")
+    return GroupEntry(CID_GROUPS, CID_GROUP_DATA, _CID)
 
 
 def iid_entry() -> GroupEntry:
-    return GroupEntry(IID_GROUPS, IID_GROUP_DATA, "installation ID")
+    return GroupEntry(IID_GROUPS, IID_GROUP_DATA, _IID)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
-from ospp.core.errors import E_UNTRUSTED, LicensingError, OsppError, UsageError
+from ospp.core.errors import E_UNTRUSTED, N_, LicensingError, OsppError, UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
 
 if TYPE_CHECKING:
@@ -89,13 +89,27 @@ def anchors(home: Path, environ: Mapping[str, str]) -> AnchorSet:
 def require_anchors(found: AnchorSet) -> AnchorSet:
     """``found``, or LicensingError 0xC004E003 when it is empty (fail closed)."""
     if not found:
-        bad = "; unreadable: " + "; ".join(found.unreadable) if found.unreadable else ""
+        if found.unreadable:
+            raise LicensingError(
+                E_UNTRUSTED,
+                N_(
+                    "no trusted activation authority: the trust store is empty; unreadable: "
+                    "{files}",
+                    files="; ".join(found.unreadable),
+                ),
+                N_(
+                    "Install the authority's public key: ospp trust add authority.pub.json "
+                    "(from 'ospp center pubkey' on the authority), and remove or replace the "
+                    "unreadable files."
+                ),
+            )
         raise LicensingError(
             E_UNTRUSTED,
-            "no trusted activation authority: the trust store is empty" + bad,
-            "Install the authority's public key: ospp trust add authority.pub.json "
-            "(from 'ospp center pubkey' on the authority)"
-            + (", and remove or replace the unreadable files." if bad else "."),
+            N_("no trusted activation authority: the trust store is empty"),
+            N_(
+                "Install the authority's public key: ospp trust add authority.pub.json "
+                "(from 'ospp center pubkey' on the authority)."
+            ),
         )
     return found
 

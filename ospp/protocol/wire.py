@@ -22,7 +22,7 @@ from typing import Any
 
 from ospp.core.endpoint import Endpoint
 from ospp.core.errors import E_BAD_FORMAT as E_BAD_FRAME
-from ospp.core.errors import E_NO_CONNECTION, E_UNEXPECTED, NetworkError, OsppError
+from ospp.core.errors import E_NO_CONNECTION, E_UNEXPECTED, N_, NetworkError, OsppError
 from ospp.protocol.capacity import (
     ACCEPT_BURST,
     LISTEN_BACKLOG,
@@ -115,8 +115,13 @@ class Connection:
         except OSError as exc:
             raise NetworkError(
                 E_NO_CONNECTION,
-                f"cannot reach the {what} at {endpoint}: {exc.strerror or exc}",
-                "Check the address and that the server runs.",
+                N_(
+                    "cannot reach the {what} at {endpoint}: {why}",
+                    what=what,
+                    endpoint=str(endpoint),
+                    why=str(exc.strerror or exc),
+                ),
+                N_("Check the address and that the server runs."),
             ) from exc
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -145,8 +150,12 @@ class Connection:
         except (OSError, TimeoutError, FrameError) as exc:
             raise NetworkError(
                 E_NO_CONNECTION,
-                f"the {self.what} at {self.endpoint} did not answer properly: "
-                f"{type(exc).__name__} {exc}",
+                N_(
+                    "the {what} at {endpoint} did not answer properly: {why}",
+                    what=self.what,
+                    endpoint=str(self.endpoint),
+                    why=f"{type(exc).__name__} {exc}",
+                ),
             ) from exc
         return response
 
