@@ -307,3 +307,16 @@ def test_a_servers_message_reaches_the_terminal_escaped() -> None:
 
     said = plain_words(Text("en"), LicensingError(0xC004F074, "refused: \x1b[2Jgone\r"))
     assert "\x1b" not in said and "\r" not in said and "\\x1b[2Jgone\\x0d" in said
+
+
+def test_a_standard_user_is_refused_as_by_act_unless_the_machine_allows_it(ospp: Ospp) -> None:
+    key = _ready(ospp)
+    before = _dump(ospp)
+    alice = {"OSPP_USER": "alice"}
+    ran = ospp.proc("wizard", "--json", input=f"{key}\n1\n", env=alice)
+    assert ran.code == 1 and ran.json()["error"]["code"] == "0xC004F025"
+    assert _dump(ospp) == before
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 0
+    assert ospp("/puserops").code == 0
+    allowed = ospp.proc("wizard", "--json", input=f"{key}\n1\n", env=alice)
+    assert allowed.code == 0, allowed.err

@@ -196,7 +196,9 @@ def wizard(computer: str | None, lang: str | None) -> Result:
     wiz: Wizard | None = None
     try:
         try:
-            wiz = Wizard(client.open_machine(computer), d)
+            store = client.open_machine(computer)
+            client.check_operation(store)  # a standard user is refused before any question
+            wiz = Wizard(store, d)
             return wiz.run()
         except KeyboardInterrupt:
             raise d.cancelled(True, wiz is not None and wiz.recorded) from None

@@ -149,6 +149,7 @@ def activate_online(store: MachineStore, plan: Plan, environ: Mapping[str, str])
     """Activate via the Internet (the configured authority); stores key and activation. A
     failure is written to the activation-failure history (/dhistoryacterr), as /act writes it;
     the typed key is still not installed."""
+    client.check_operation(store, environ)
     try:
         _commit(store, plan, activation.mak_activation(store, plan.licence, environ))
     except OsppError as exc:
@@ -161,10 +162,12 @@ def activate_by_phone(
     store: MachineStore, plan: Plan, cid: str, environ: Mapping[str, str]
 ) -> None:
     """Activate with a confirmation ID read over the phone; stores key and activation."""
+    client.check_operation(store, environ)
     _commit(store, plan, activation.cid_activation(store, plan.licence, cid, environ))
 
 
 def install_only(store: MachineStore, plan: Plan) -> None:
     """'Not now': install a typed key and leave the product unactivated."""
+    client.check_operation(store)
     if plan.new_key is not None:
         _commit(store, plan, None)
