@@ -31,13 +31,13 @@ def test_durations() -> None:
 def test_set_advance_freeze_run_reset(ospp: Ospp) -> None:
     assert ospp("clock", "show", "--json").data()["source"] == "real time"
     ran = ospp("clock", "set", "2027-03-01T09:00Z", "--json").data()
-    assert ran["source"] == "lab clock" and ran["now"].startswith("2027-03-01T09:0")
+    assert ran["source"] == "lab clock" and ran["now_at"].startswith("2027-03-01T09:0")
     assert ospp("clock", "freeze").code == 0
     frozen = ospp("clock", "show", "--json").data()
-    assert frozen["now"] == "2027-03-01T09:00:00Z" and frozen["lab_clock"]["frozen"] is True
+    assert frozen["now_at"] == "2027-03-01T09:00:00Z" and frozen["lab_clock"]["frozen"] is True
     assert ospp("clock", "advance", "7d").code == 0
     assert ospp("clock", "advance", "-2h").code == 0
-    assert ospp("clock", "show", "--json").data()["now"] == "2027-03-08T07:00:00Z"
+    assert ospp("clock", "show", "--json").data()["now_at"] == "2027-03-08T07:00:00Z"
     # every command sees it: a product installed now starts its grace at the lab time
     ospp("install-product", "ProPlus2021", "pc1")
     st = ospp("dstatus", "pc1", "--json").data()["products"][0]
@@ -46,9 +46,9 @@ def test_set_advance_freeze_run_reset(ospp: Ospp) -> None:
     assert later["status"] == "OOB_GRACE" and later["remaining_grace_days"] in (3, 4)
     # OSPP_NOW wins over the lab clock, and show says so
     fixed = ospp("clock", "show", "--json", env={"OSPP_NOW": "2030-01-01"}).data()
-    assert fixed["source"] == "OSPP_NOW" and fixed["now"] == "2030-01-01T00:00:00Z"
+    assert fixed["source"] == "OSPP_NOW" and fixed["now_at"] == "2030-01-01T00:00:00Z"
     offset = ospp("clock", "show", "--json", env={"OSPP_NOW": "+1d"}).data()
-    assert offset["now"] == "2027-03-09T07:00:00Z" and offset["source"] == "lab clock"
+    assert offset["now_at"] == "2027-03-09T07:00:00Z" and offset["source"] == "lab clock"
     assert ospp("clock", "run").code == 0
     assert ospp("clock", "show", "--json").data()["lab_clock"]["frozen"] is False
     assert ospp("clock", "reset").code == 0

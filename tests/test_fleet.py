@@ -185,7 +185,7 @@ def test_timeline_draws_one_series_per_state(ospp: Ospp, tmp_path: Path, fmt: st
     assert ran.code == 0, ran.out
     points = ran.data()["points"]
     assert len(points) == 41
-    by_day = {p["at"][:10]: p for p in points}
+    by_day = {p["counted_at"][:10]: p for p in points}
     assert by_day["2027-01-01"]["OOB_GRACE"] == 7  # 'late' is not installed yet
     assert by_day["2027-02-01"]["OOB_GRACE"] == 1
     assert by_day["2027-01-27"]["OOB_GRACE_NOTIFYING"] == 7

@@ -294,7 +294,8 @@ def test_host_key_install_activate_and_settings(ospp: Ospp):
             "Warning: a KMS reboot is needed for this setting to take effect.",
         ]
     st = ospp("kms", "status", "--json").data()
-    assert (st["port"], st["activation_interval"], st["renewal_interval"]) == (1700, 60, 1440)
+    intervals = (st["activation_interval_minutes"], st["renewal_interval_minutes"])
+    assert (st["port"], *intervals) == (1700, 60, 1440)
     dlv = ospp("slmgr", "/dlv").out.splitlines()
     for line in (
         "    Listening on Port: 1700",

@@ -283,7 +283,7 @@ def _history(kind: str, computer: str | None) -> Result:
             "event_id": event_id,
             "entries": [
                 {
-                    "at": iso(e.at),
+                    "written_at": iso(e.at),
                     "sku_id": e.sku_id,
                     "target": e.target,
                     "code": hex_code(e.code),

@@ -23,7 +23,7 @@ def products() -> Result:
         kms = p.sku(Channel.KMS_CLIENT)
         rows.append(
             {
-                "id": p.id,
+                "product": p.id,
                 "name": p.display_name,
                 "gvlk": p.gvlk,
                 "application_id": p.application_id,

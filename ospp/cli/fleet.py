@@ -361,7 +361,9 @@ def timeline(
         raise UsageError(f"the chart cannot be written: {exc.strerror or exc}") from exc
     data = {
         "states": list(states),
-        "points": [{"at": iso(day), **{s: c.get(s, 0) for s in states}} for day, c in points],
+        "points": [
+            {"counted_at": iso(day), **{s: c.get(s, 0) for s in states}} for day, c in points
+        ],
     }
     return Result(table + written, data, banners=False)
 

@@ -60,9 +60,12 @@ def json_list(command: str, key: str, rows: Iterable[dict[str, Any]]) -> None:
     out.flush()
 
 
-def csv_rows(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+def csv_rows(
+    columns: Sequence[str], rows: Iterable[dict[str, Any]], header: Sequence[str] = ()
+) -> None:
+    """``columns`` of each row, under ``header`` (the column names when empty)."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow(header or columns)
     for row in rows:
         writer.writerow([row.get(c, "") for c in columns])
     sys.stdout.flush()

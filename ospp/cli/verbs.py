@@ -112,7 +112,7 @@ def _status(computer: str | None, all_: bool, verify: bool) -> Result:
         lines += status_lines(st, kms)
     data = {
         **machine,
-        "now": iso(store.clock.now()),
+        "now_at": iso(store.clock.now()),
         "products": [status_json(st, kms) for st in found],
     }
     _remind(found, data)
