@@ -1,0 +1,661 @@
+"""What each command reports under ``data`` with ``--json``: one definition per command.
+
+Field names follow one vocabulary (docs/JSON.md): times are ``*_at`` in ISO 8601 UTC ending
+in Z, durations carry their unit, ``product`` is a catalog product id (ProPlus2021),
+``sku_id`` a licence's SKU, ``products`` a list of objects, and a failure inside a report is
+the one error object (``ref("error")``) of the envelope. :mod:`ospp.cli.schema` turns these
+into docs/schema/; the tests check every output against them with no field left undeclared.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ospp.cli.schema import (
+    Schema,
+    array,
+    boolean,
+    envelope,
+    file_name,
+    integer,
+    mapping,
+    nullable,
+    number,
+    obj,
+    ref,
+    string,
+    time,
+)
+
+SHARED: dict[str, Schema] = {
+    # one licence (SKU) on a machine as /dstatus shows it
+    "licence": obj(
+        sku_id=string(),
+        product=string(),
+        channel=string(),
+        license_name=string(),
+        license_description=string(),
+        status=string(),
+        error_code=nullable(string()),
+        error_code_int=nullable(integer()),
+        error_description=nullable(string()),
+        detail=nullable(string()),
+        remaining_grace_minutes=nullable(integer()),
+        remaining_grace_days=nullable(integer()),
+        expires_at=nullable(time()),
+        notifications=boolean(),
+        installed_at=time(),
+        grace_started_at=time(),
+        key_last5=nullable(string()),
+        activated_at=nullable(time()),
+        activation_type=nullable(string()),
+        kms=nullable(ref("kms_settings")),
+        product_key_id=string(),
+    ),
+    # a client's KMS settings (/dstatus, and every command that changes them)
+    "kms_settings": obj(
+        activation_type=string("KMS, Token or All (ospp /actype)."),
+        host_override=nullable(string("/sethst")),
+        port=integer(),
+        lookup_domain=nullable(string("/skms-domain")),
+        discovered_host=nullable(string("The KMS host that answered, found through DNS.")),
+        cached_host=nullable(string()),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+        host_caching=boolean(),
+        host_policy=string("any or online-only."),
+    ),
+    # the simulated Office Software Protection service
+    "service": obj(
+        name=string(),
+        start_mode=string(),
+        state=string(),
+        started_at=nullable(time()),
+    ),
+}
+
+DATA: dict[str, Schema] = {
+    "act": obj(
+        machine=string(),
+        activated=integer(),
+        products=array(
+            obj(
+                optional=("error", "kms_host", "count", "valid_until"),
+                sku_id=string(),
+                product=string(),
+                ok=boolean(),
+                error=ref("error"),
+                kms_host=string(),
+                count=integer(),
+                valid_until=time(),
+            )
+        ),
+    ),
+    "actcid": obj(machine=string(), sku_id=string(), product=string()),
+    "actype": obj(machine=string(), kms=ref("kms_settings")),
+    "cachst": obj(machine=string(), kms=ref("kms_settings")),
+    "center block": obj(
+        serial=integer(),
+        product=string(),
+        channel=string(),
+        key_last5=string(),
+        limit=integer(),
+        used=integer(),
+        remaining=integer(),
+        blocked=boolean(),
+        created_at=time(),
+    ),
+    "center confirm": obj(cid=string(), groups=array(string())),
+    "center confirm-batch": obj(confirmed=integer(), total=integer(), outfile=string()),
+    "center extend": obj(
+        serial=integer(),
+        product=string(),
+        channel=string(),
+        key_last5=string(),
+        limit=integer(),
+        used=integer(),
+        remaining=integer(),
+        blocked=boolean(),
+        created_at=time(),
+    ),
+    "center init": obj(
+        optional=("database",),
+        name=string(),
+        fingerprint=string(),
+        public_key_file=string(),
+        database=string(),
+    ),
+    "center issue-key": obj(key=string(), product=string(), channel=string()),
+    "center keys": obj(
+        keys=array(
+            obj(
+                serial=integer(),
+                product=string(),
+                channel=string(),
+                key_last5=string(),
+                limit=integer(),
+                used=integer(),
+                remaining=integer(),
+                blocked=boolean(),
+                created_at=time(),
+            )
+        )
+    ),
+    "center migrate": obj(backend=string(), store=string(), from_=integer(), to=integer()),
+    "center phone": obj(installation_id=string(), confirmation_id=string(), call_log=string()),
+    "ckms-domain": obj(machine=string(), kms=ref("kms_settings")),
+    "clock advance": obj(
+        now_at=time(),
+        source=string(),
+        ospp_now=nullable(string()),
+        real_time_at=time(),
+        clock_file=string(),
+        lab_clock=obj(now_at=time(), frozen=boolean(), offset_seconds=integer()),
+    ),
+    "clock freeze": obj(
+        now_at=time(),
+        source=string(),
+        ospp_now=nullable(string()),
+        real_time_at=time(),
+        clock_file=string(),
+        lab_clock=obj(now_at=time(), frozen=boolean(), offset_seconds=integer()),
+    ),
+    "clock reset": obj(
+        now_at=time(),
+        source=string(),
+        ospp_now=nullable(string()),
+        real_time_at=time(),
+        clock_file=string(),
+        lab_clock=nullable(obj(now_at=time(), frozen=boolean(), offset_seconds=integer())),
+    ),
+    "clock run": obj(
+        now_at=time(),
+        source=string(),
+        ospp_now=nullable(string()),
+        real_time_at=time(),
+        clock_file=string(),
+        lab_clock=obj(now_at=time(), frozen=boolean(), offset_seconds=integer()),
+    ),
+    "clock set": obj(
+        now_at=time(),
+        source=string(),
+        ospp_now=nullable(string()),
+        real_time_at=time(),
+        clock_file=string(),
+        lab_clock=obj(now_at=time(), frozen=boolean(), offset_seconds=integer()),
+    ),
+    "clock show": obj(
+        now_at=time(),
+        source=string(),
+        ospp_now=nullable(string()),
+        real_time_at=time(),
+        clock_file=string(),
+        lab_clock=nullable(obj(now_at=time(), frozen=boolean(), offset_seconds=integer())),
+    ),
+    "dcmid": obj(machine=string(), cmid=string()),
+    "ddescr": obj(code=string(), code_int=integer(), description=string()),
+    "dhistoryacterr": obj(
+        machine=string(),
+        event_id=integer(),
+        entries=array(
+            obj(
+                sku_id=string(),
+                target=nullable(string()),
+                code=string(),
+                code_int=integer(),
+                detail=string(),
+                written_at=time(),
+            )
+        ),
+    ),
+    "dhistorykms": obj(
+        machine=string(),
+        event_id=integer(),
+        entries=array(
+            obj(
+                sku_id=string(),
+                target=string(),
+                code=string(),
+                code_int=integer(),
+                detail=string(),
+                written_at=time(),
+            )
+        ),
+    ),
+    "dinstid": obj(
+        machine=string(),
+        products=array(
+            obj(
+                sku_id=string(),
+                product=string(),
+                license_name=string(),
+                installation_id=string(),
+                groups=array(string()),
+            )
+        ),
+    ),
+    "dnsdiag": obj(
+        machine=string(),
+        nameservers=array(string()),
+        source=string(),
+        domains=array(
+            obj(
+                domain=string(),
+                name=string(),
+                outcome=string(),
+                detail=string(),
+                records=array(
+                    obj(priority=integer(), weight=integer(), port=integer(), target=string())
+                ),
+                fix=nullable(string()),
+            )
+        ),
+        order=array(string()),
+        contacted=array(
+            obj(target=string(), address=string(), result=string(), fix=nullable(string()))
+        ),
+        answered=nullable(string()),
+    ),
+    "dstatus": obj(
+        optional=("now_at", "reminders"),
+        machine=string(),
+        user_operations=string(),
+        service=ref("service"),
+        now_at=time(),
+        products=array(ref("licence")),
+        reminders=array(obj(product=string(), kind=string(), grace_days_left=integer())),
+    ),
+    "dstatusall": obj(
+        machine=string(),
+        user_operations=string(),
+        service=ref("service"),
+        now_at=time(),
+        products=array(ref("licence")),
+        reminders=array(obj(product=string(), kind=string(), grace_days_left=integer())),
+    ),
+    "duserops": obj(machine=string(), user_operations=string()),
+    "fleet act": obj(
+        summary=mapping(integer()),
+        failures=array(
+            obj(machine=string(), product=string(), action=string(), error=ref("error"))
+        ),
+    ),
+    "fleet create": obj(
+        first=string(), last=string(), product=string(), summary=mapping(integer())
+    ),
+    "fleet export": obj(machines=integer(), file=string()),
+    "fleet import": obj(summary=mapping(integer())),
+    "fleet inpkey": obj(summary=mapping(integer())),
+    "fleet remove": obj(summary=mapping(integer())),
+    "fleet status": obj(
+        rows=array(
+            obj(
+                optional=("message",),
+                machine=string(),
+                product=nullable(string()),
+                status=string(),
+                error_code=nullable(string()),
+                key_last5=nullable(string()),
+                remaining_days=nullable(integer()),
+                last_activation=nullable(time()),
+                kms_host=nullable(string()),
+                message=string(),
+            )
+        ),
+        summary=mapping(integer()),
+    ),
+    "fleet timeline": obj(
+        states=array(string("The licence statuses counted, in order.")),
+        points=array(
+            {
+                **obj(counted_at=time("The day counted.")),
+                "additionalProperties": integer("Licences in this status on that day."),
+            }
+        ),
+    ),
+    "hardware change": obj(machine=string(), hash=string()),
+    "hardware show": obj(
+        machine=string(),
+        components=obj(
+            volume_serial=string(),
+            nic_mac=string(),
+            optical_drive=string(),
+            display_adapter=string(),
+            cpu_serial=string(),
+            disk=string(),
+            scsi_adapter=string(),
+            ide_controller=string(),
+            cpu_model=string(),
+            ram_size=string(),
+        ),
+        dockable=boolean(),
+        hash=string(),
+    ),
+    "inpkey": obj(
+        activation=array(obj(sku_id=string(), product=string(), ok=boolean())),
+        machine=string(),
+        product=string(),
+        channel=string(),
+        sku_id=string(),
+        license_name=string(),
+        key_last5=string(),
+    ),
+    "install-product": obj(machine=string(), product=string(), installed=array(string())),
+    "kms activate": obj(product=string(), epid=string()),
+    "kms clients": obj(
+        clients=array(
+            obj(
+                app_id=string(),
+                cmid=string(),
+                sku_id=string(),
+                workstation=string(),
+                first_seen_at=time(),
+                last_seen_at=time(),
+                requests=integer(),
+            )
+        )
+    ),
+    "kms dinstid": obj(installation_id=string(), groups=array(string())),
+    "kms dns disable": obj(
+        enabled=boolean(),
+        server=string(),
+        domain=string(),
+        hostname=string(),
+        addresses=array(string()),
+        ttl=integer(),
+        priority=integer(),
+        weight=integer(),
+        interval_hours=number(),
+        extra=array(string()),
+        tsig_name=string(),
+        tsig_algorithm=string(),
+        tsig_secret=string(),
+    ),
+    "kms dns enable": obj(
+        enabled=boolean(),
+        server=string(),
+        domain=string(),
+        hostname=string(),
+        addresses=array(string()),
+        ttl=integer(),
+        priority=integer(),
+        weight=integer(),
+        interval_hours=number(),
+        extra=array(string()),
+        tsig_name=string(),
+        tsig_algorithm=string(),
+        tsig_secret=string(),
+    ),
+    "kms dns publish": obj(published=array(string("What was published, in words."))),
+    "kms actcid": obj(product=string(), epid=string()),
+    "kms dns records": obj(records=array(string())),
+    "kms dns set": obj(
+        enabled=boolean(),
+        server=string(),
+        domain=string(),
+        hostname=string(),
+        addresses=array(string()),
+        ttl=integer(),
+        priority=integer(),
+        weight=integer(),
+        interval_hours=number(),
+        extra=array(string()),
+        tsig_name=string(),
+        tsig_algorithm=string(),
+        tsig_secret=string(),
+    ),
+    "kms install-key": obj(product=string(), key_last5=string()),
+    "kms ping": obj(host=string(), epid=string(), product=string(), trusted=boolean(), ms=number()),
+    "kms set": obj(activation_interval_minutes=integer(), renewal_interval_minutes=integer()),
+    "kms status": obj(
+        key_last5=string(),
+        activated=boolean(),
+        certified=nullable(string()),
+        attention=nullable(string()),
+        activated_at=nullable(time()),
+        epid=nullable(string()),
+        current_count=mapping(integer()),
+        stored_clients=integer(),
+        port=integer(),
+        dns_publishing=boolean(),
+        dns_last_publish=nullable(obj(published_at=time(), result=string())),
+        requests_total=integer(),
+        requests_failed=integer(),
+        requests_by_status=mapping(integer()),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+    ),
+    "kms-policy": obj(machine=string(), kms=ref("kms_settings")),
+    "machines": obj(machines=array(string())),
+    "osppsvcauto": obj(machine=string(), changed=boolean(), service=ref("service")),
+    "osppsvcrestart": obj(machine=string(), service=ref("service")),
+    "products": obj(
+        products=array(
+            obj(
+                product=string(),
+                name=string(),
+                gvlk=string(),
+                application_id=string(),
+                skus=mapping(string()),
+            )
+        )
+    ),
+    "puserops": obj(machine=string(), user_operations=string()),
+    "rearm": obj(machine=string(), rearmed=array(string()), rearms_left=integer()),
+    "remhst": obj(machine=string(), kms=ref("kms_settings")),
+    "service": obj(
+        optional=("services", "actions", "summary"),
+        services=array(
+            obj(
+                machine=string(),
+                name=string(),
+                start_mode=string(),
+                state=string(),
+                started_at=nullable(time()),
+            )
+        ),
+        actions=array(
+            obj(
+                optional=("ok", "host", "count", "error"),
+                machine=string(),
+                product=string(),
+                status=string(),
+                action=nullable(string()),
+                ok=boolean(),
+                host=string(),
+                count=integer(),
+                error=ref("error"),
+            )
+        ),
+        summary=mapping(integer()),
+        reminders=array(
+            obj(machine=string(), product=string(), kind=string(), grace_days_left=integer())
+        ),
+    ),
+    "sethst": obj(machine=string(), kms=ref("kms_settings")),
+    "setprt": obj(machine=string(), kms=ref("kms_settings")),
+    "skms-domain": obj(machine=string(), kms=ref("kms_settings")),
+    "slmgr act-type": obj(machine=string(), kms=ref("kms_settings")),
+    "slmgr ato": obj(machine=string(), activation_id=string()),
+    "slmgr atp": obj(machine=string(), activation_id=string()),
+    "slmgr cdns": obj(
+        kms_host=boolean(),
+        port=integer(),
+        dns_publishing=boolean(),
+        priority=string(),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+    ),
+    "slmgr ckhc": obj(machine=string(), kms=ref("kms_settings")),
+    "slmgr ckms": obj(machine=string(), kms=ref("kms_settings")),
+    "slmgr ckms-domain": obj(machine=string(), kms=ref("kms_settings")),
+    "slmgr cpky": obj(machine=string()),
+    "slmgr cpri": obj(
+        kms_host=boolean(),
+        port=integer(),
+        dns_publishing=boolean(),
+        priority=string(),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+    ),
+    "slmgr dli": obj(
+        machine=string(),
+        products=array(
+            obj(
+                activation_id=string(),
+                product=string(),
+                name=string(),
+                description=string(),
+                partial_product_key=string(),
+                license_status=integer(),
+                license_status_text=string(),
+                status=string(),
+                grace_minutes=integer(),
+                grace_days=integer(),
+                expires_at=time(),
+                notification_reason=nullable(string()),
+                kms_client=nullable(
+                    obj(
+                        cmid=string(),
+                        registered_kms_machine=string(),
+                        registered_kms_port=integer(),
+                        kms_lookup_domain=nullable(string()),
+                        kms_machine_from_dns=nullable(string()),
+                        kms_machine_ip_address=string(),
+                        kms_machine_extended_pid=string(),
+                        activation_interval_minutes=integer(),
+                        renewal_interval_minutes=integer(),
+                        host_caching=boolean(),
+                    )
+                ),
+            )
+        ),
+    ),
+    "slmgr dlv": obj(
+        machine=string(),
+        products=array(
+            obj(
+                activation_id=string(),
+                product=string(),
+                name=string(),
+                description=string(),
+                partial_product_key=string(),
+                license_status=integer(),
+                license_status_text=string(),
+                status=string(),
+                grace_minutes=integer(),
+                grace_days=integer(),
+                expires_at=time(),
+                notification_reason=nullable(string()),
+                kms_client=nullable(string()),
+            )
+        ),
+    ),
+    "slmgr dti": obj(machine=string(), activation_id=string(), installation_id=string()),
+    "slmgr ipk": obj(
+        product=string(),
+        channel=string(),
+        activation_id=string(),
+        key_last5=string(),
+        machine=string(),
+    ),
+    "slmgr rearm": obj(machine=string(), rearmed=array(string()), rearms_left=integer()),
+    "slmgr sai": obj(
+        kms_host=boolean(),
+        port=integer(),
+        dns_publishing=boolean(),
+        priority=string(),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+    ),
+    "slmgr sdns": obj(
+        kms_host=boolean(),
+        port=integer(),
+        dns_publishing=boolean(),
+        priority=string(),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+    ),
+    "slmgr skhc": obj(machine=string(), kms=ref("kms_settings")),
+    "slmgr skms": obj(machine=string(), kms=ref("kms_settings")),
+    "slmgr skms-domain": obj(machine=string(), kms=ref("kms_settings")),
+    "slmgr spri": obj(
+        kms_host=boolean(),
+        port=integer(),
+        dns_publishing=boolean(),
+        priority=string(),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+    ),
+    "slmgr sprt": obj(
+        kms_host=boolean(),
+        port=integer(),
+        dns_publishing=boolean(),
+        priority=string(),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+    ),
+    "slmgr sri": obj(
+        kms_host=boolean(),
+        port=integer(),
+        dns_publishing=boolean(),
+        priority=string(),
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+    ),
+    "slmgr upk": obj(machine=string(), activation_id=string()),
+    "slmgr xpr": obj(
+        machine=string(),
+        products=array(
+            obj(activation_id=string(), license_status=integer(), text=string(), expires_at=time())
+        ),
+    ),
+    "trust add": obj(name=string(), fingerprint=string()),
+    "trust list": obj(
+        anchors=array(obj(fingerprint=string(), name=string())), unreadable=array(string())
+    ),
+    "unpkey": obj(machine=string(), uninstalled=array(string())),
+    "version": obj(script_version=string(), ospp_version=string()),
+    "wizard": obj(
+        optional=(
+            "centre",
+            "installation_id",
+            "confirmation_id",
+            "method",
+            "status",
+            "internet_error",
+        ),
+        machine=string(),
+        lang=string(),
+        product=string(),
+        sku_id=string(),
+        centre=string(),
+        installation_id=string(),
+        confirmation_id=string(),
+        method=string(),
+        activated=boolean(),
+        status=string(),
+        internet_error=ref("error"),
+    ),
+}
+
+# Token-based activation is not simulated: these commands always refuse (data is null).
+for _command in ("stokflag", "ctokflag", "dtokcerts", "dtokils", "rtokil", "tokact"):
+    DATA[_command] = {"type": "null", "description": "Always null: the command always refuses."}
+# 'from' is a Python keyword: the field is declared as from_
+_migrate = DATA["center migrate"]["properties"]
+DATA["center migrate"]["properties"] = {k.rstrip("_"): v for k, v in _migrate.items()}
+DATA["center migrate"]["required"] = [k.rstrip("_") for k in DATA["center migrate"]["required"]]
+
+
+def schemas() -> dict[str, Schema]:
+    """The published schema of every command with --json, by command."""
+    return {command: envelope(command, data, SHARED) for command, data in sorted(DATA.items())}
+
+
+def schema_files() -> dict[str, str]:
+    """``docs/schema/`` as file name -> text."""
+    return {
+        file_name(command): json.dumps(schema, indent=2) + "\n"
+        for command, schema in schemas().items()
+    }
