@@ -64,7 +64,7 @@ def test_slash_and_modern_forms_agree_and_names_ignore_case(ospp: Ospp):
     assert a == b == c
     whole = ospp("dstatus", "--json").json()
     assert whole == ospp("--json", "/dstatus").json()
-    assert whole["ok"] is True and whole["data"]["products"][0]["product"] == PRODUCT
+    assert whole["ok"] is True and whole["data"]["products"][0]["product_id"] == PRODUCT
 
 
 def test_help_forms(ospp: Ospp):
@@ -221,7 +221,7 @@ def test_rearm_one_sku(ospp: Ospp):
     sku = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
     assert ospp(f"/rearm:{sku}", env={"OSPP_NOW": "2026-03-20"}).code == 0
     products = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-20"}).data()["products"]
-    days = {p["product"]: p["remaining_grace_days"] for p in products}
+    days = {p["product_id"]: p["remaining_grace_days"] for p in products}
     assert days == {PRODUCT: 30, "VisioPro2021": 11}
     unknown = ospp("/rearm:00000000-0000-0000-0000-000000000000")
     assert unknown.code == 1 and "0xC004F069" in unknown.out

@@ -74,7 +74,7 @@ def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> No
     assert rows[0]["key_last5"] == "6F7TH" and rows[0]["remaining_days"] in ("29", "30")
     assert ospp("fleet", "inpkey", GVLK_2016, "--machines", "b*").code == 0
     keys = {r["machine"]: r for r in ospp("fleet", "status", "--json").data()["rows"]}
-    assert keys["b1"]["key_last5"] == "WFG99" and keys["b1"]["product"] == "ProPlus2016"
+    assert keys["b1"]["key_last5"] == "WFG99" and keys["b1"]["product_id"] == "ProPlus2016"
     assert keys["a1"]["key_last5"] == "6F7TH"
     only = ospp("fleet", "status", "--json", "--machines", "a?", "--status", "oob_grace").data()
     assert {r["machine"] for r in only["rows"]} == {"a1", "a2", "a3"}

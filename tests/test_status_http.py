@@ -172,7 +172,7 @@ def test_kms_ping_is_a_signed_round_trip(ospp: Ospp, served, tmp_path):
     assert ran.code == 0, ran.out + ran.err
     pong = ran.data()
     assert ran.json()["ok"] and pong["epid"] == ospp("kms", "status", "--json").data()["epid"]
-    assert pong["trusted"] is True and pong["product"] == "ProPlus2021"
+    assert pong["trusted"] is True and pong["product_id"] == "ProPlus2021"
     # A machine that trusts no authority still checks the signature, and says what it checked.
     stranger = {"OSPP_HOME": str(tmp_path / "s"), "OSPP_CENTER_HOME": str(tmp_path / "sc")}
     other = ospp("kms", "ping", f"127.0.0.1:{host.port}", env=stranger)

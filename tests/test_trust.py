@@ -39,7 +39,7 @@ def activate_five(ospp: Ospp, host: Host, prefix: str) -> None:
 def product_status(ospp: Ospp, machine: str, product: str, *flags: str) -> dict[str, Any]:
     ran = ospp("dstatus", machine, "--json", *flags)
     found: list[dict[str, Any]] = ran.data()["products"]
-    return next(p for p in found if p["product"] == product)
+    return next(p for p in found if p["product_id"] == product)
 
 
 def activation_row(ospp: Ospp, machine: str, product: str) -> str:

@@ -42,7 +42,7 @@ def install_key(key: str) -> Result:
             f"Installed KMS host key *****-{installed.last5} for {installed.product.id}",
             "Activate it: ospp kms activate (online) or ospp kms dinstid / actcid (phone).",
         ],
-        {"product": installed.product.id, "key_last5": installed.last5},
+        {"product_id": installed.product.id, "key_last5": installed.last5},
         banners=False,
     )
 
@@ -57,7 +57,7 @@ def activate() -> Result:
     epid = host.meta()["epid"]
     return Result(
         [f"<KMS host activated for {product.id}>", f"KMS host ePID: {epid}"],
-        {"product": product.id, "epid": epid},
+        {"product_id": product.id, "epid": epid},
         banners=False,
     )
 
@@ -85,7 +85,7 @@ def actcid(cid: str) -> Result:
     product = host.apply_cid(cid, os.environ)
     return Result(
         [f"<KMS host activated by phone for {product.id}>"],
-        {"product": product.id, "epid": host.meta()["epid"]},
+        {"product_id": product.id, "epid": host.meta()["epid"]},
         banners=False,
     )
 
@@ -256,9 +256,9 @@ def ping(address: str) -> Result:
         {
             "host": str(pong.endpoint),
             "epid": pong.epid,
-            "product": pong.product,
+            "product_id": pong.product,
             "trusted": pong.trusted,
-            "ms": round(pong.seconds * 1000, 3),
+            "round_trip_ms": round(pong.seconds * 1000, 3),
         },
         banners=False,
     )

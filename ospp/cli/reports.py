@@ -1,7 +1,7 @@
 """What each command reports under ``data`` with ``--json``: one definition per command.
 
 Field names follow one vocabulary (docs/JSON.md): times are ``*_at`` in ISO 8601 UTC ending
-in Z, durations carry their unit, ``product`` is a catalog product id (ProPlus2021),
+in Z, durations carry their unit, ``product_id`` is a catalog product id (ProPlus2021),
 ``sku_id`` a licence's SKU, ``products`` a list of objects, and a failure inside a report is
 the one error object (``ref("error")``) of the envelope. :mod:`ospp.cli.schema` turns these
 into docs/schema/; the tests check every output against them with no field left undeclared.
@@ -31,7 +31,7 @@ SHARED: dict[str, Schema] = {
     # one licence (SKU) on a machine as /dstatus shows it
     "licence": obj(
         sku_id=string(),
-        product=string(),
+        product_id=string(),
         channel=string(),
         license_name=string(),
         license_description=string(),
@@ -80,23 +80,23 @@ DATA: dict[str, Schema] = {
         activated=integer(),
         products=array(
             obj(
-                optional=("error", "kms_host", "count", "valid_until"),
+                optional=("error", "kms_host", "count", "expires_at"),
                 sku_id=string(),
-                product=string(),
+                product_id=string(),
                 ok=boolean(),
                 error=ref("error"),
                 kms_host=string(),
                 count=integer(),
-                valid_until=time(),
+                expires_at=time(),
             )
         ),
     ),
-    "actcid": obj(machine=string(), sku_id=string(), product=string()),
+    "actcid": obj(machine=string(), sku_id=string(), product_id=string()),
     "actype": obj(machine=string(), kms=ref("kms_settings")),
     "cachst": obj(machine=string(), kms=ref("kms_settings")),
     "center block": obj(
         serial=integer(),
-        product=string(),
+        product_id=string(),
         channel=string(),
         key_last5=string(),
         limit=integer(),
@@ -109,7 +109,7 @@ DATA: dict[str, Schema] = {
     "center confirm-batch": obj(confirmed=integer(), total=integer(), outfile=string()),
     "center extend": obj(
         serial=integer(),
-        product=string(),
+        product_id=string(),
         channel=string(),
         key_last5=string(),
         limit=integer(),
@@ -125,12 +125,12 @@ DATA: dict[str, Schema] = {
         public_key_file=string(),
         database=string(),
     ),
-    "center issue-key": obj(key=string(), product=string(), channel=string()),
+    "center issue-key": obj(key=string(), product_id=string(), channel=string()),
     "center keys": obj(
         keys=array(
             obj(
                 serial=integer(),
-                product=string(),
+                product_id=string(),
                 channel=string(),
                 key_last5=string(),
                 limit=integer(),
@@ -227,7 +227,7 @@ DATA: dict[str, Schema] = {
         products=array(
             obj(
                 sku_id=string(),
-                product=string(),
+                product_id=string(),
                 license_name=string(),
                 installation_id=string(),
                 groups=array(string()),
@@ -263,7 +263,7 @@ DATA: dict[str, Schema] = {
         service=ref("service"),
         now_at=time(),
         products=array(ref("licence")),
-        reminders=array(obj(product=string(), kind=string(), grace_days_left=integer())),
+        reminders=array(obj(product_id=string(), kind=string(), grace_days_left=integer())),
     ),
     "dstatusall": obj(
         machine=string(),
@@ -271,17 +271,17 @@ DATA: dict[str, Schema] = {
         service=ref("service"),
         now_at=time(),
         products=array(ref("licence")),
-        reminders=array(obj(product=string(), kind=string(), grace_days_left=integer())),
+        reminders=array(obj(product_id=string(), kind=string(), grace_days_left=integer())),
     ),
     "duserops": obj(machine=string(), user_operations=string()),
     "fleet act": obj(
         summary=mapping(integer()),
         failures=array(
-            obj(machine=string(), product=string(), action=string(), error=ref("error"))
+            obj(machine=string(), product_id=string(), action=string(), error=ref("error"))
         ),
     ),
     "fleet create": obj(
-        first=string(), last=string(), product=string(), summary=mapping(integer())
+        first=string(), last=string(), product_id=string(), summary=mapping(integer())
     ),
     "fleet export": obj(machines=integer(), file=string()),
     "fleet import": obj(summary=mapping(integer())),
@@ -290,16 +290,15 @@ DATA: dict[str, Schema] = {
     "fleet status": obj(
         rows=array(
             obj(
-                optional=("message",),
                 machine=string(),
-                product=nullable(string()),
+                product_id=nullable(string()),
                 status=string(),
                 error_code=nullable(string()),
                 key_last5=nullable(string()),
                 remaining_days=nullable(integer()),
-                last_activation=nullable(time()),
+                last_activated_at=nullable(time()),
                 kms_host=nullable(string()),
-                message=string(),
+                error=nullable(ref("error", "An ERROR row: why the store could not be read.")),
             )
         ),
         summary=mapping(integer()),
@@ -332,16 +331,16 @@ DATA: dict[str, Schema] = {
         hash=string(),
     ),
     "inpkey": obj(
-        activation=array(obj(sku_id=string(), product=string(), ok=boolean())),
+        activation=array(obj(sku_id=string(), product_id=string(), ok=boolean())),
         machine=string(),
-        product=string(),
+        product_id=string(),
         channel=string(),
         sku_id=string(),
         license_name=string(),
         key_last5=string(),
     ),
-    "install-product": obj(machine=string(), product=string(), installed=array(string())),
-    "kms activate": obj(product=string(), epid=string()),
+    "install-product": obj(machine=string(), product_id=string(), installed=array(string())),
+    "kms activate": obj(product_id=string(), epid=string()),
     "kms clients": obj(
         clients=array(
             obj(
@@ -362,7 +361,7 @@ DATA: dict[str, Schema] = {
         domain=string(),
         hostname=string(),
         addresses=array(string()),
-        ttl=integer(),
+        ttl_seconds=integer(),
         priority=integer(),
         weight=integer(),
         interval_hours=number(),
@@ -377,7 +376,7 @@ DATA: dict[str, Schema] = {
         domain=string(),
         hostname=string(),
         addresses=array(string()),
-        ttl=integer(),
+        ttl_seconds=integer(),
         priority=integer(),
         weight=integer(),
         interval_hours=number(),
@@ -387,7 +386,7 @@ DATA: dict[str, Schema] = {
         tsig_secret=string(),
     ),
     "kms dns publish": obj(published=array(string("What was published, in words."))),
-    "kms actcid": obj(product=string(), epid=string()),
+    "kms actcid": obj(product_id=string(), epid=string()),
     "kms dns records": obj(records=array(string())),
     "kms dns set": obj(
         enabled=boolean(),
@@ -395,7 +394,7 @@ DATA: dict[str, Schema] = {
         domain=string(),
         hostname=string(),
         addresses=array(string()),
-        ttl=integer(),
+        ttl_seconds=integer(),
         priority=integer(),
         weight=integer(),
         interval_hours=number(),
@@ -404,8 +403,10 @@ DATA: dict[str, Schema] = {
         tsig_algorithm=string(),
         tsig_secret=string(),
     ),
-    "kms install-key": obj(product=string(), key_last5=string()),
-    "kms ping": obj(host=string(), epid=string(), product=string(), trusted=boolean(), ms=number()),
+    "kms install-key": obj(product_id=string(), key_last5=string()),
+    "kms ping": obj(
+        host=string(), epid=string(), product_id=string(), trusted=boolean(), round_trip_ms=number()
+    ),
     "kms set": obj(activation_interval_minutes=integer(), renewal_interval_minutes=integer()),
     "kms status": obj(
         key_last5=string(),
@@ -432,7 +433,7 @@ DATA: dict[str, Schema] = {
     "products": obj(
         products=array(
             obj(
-                product=string(),
+                product_id=string(),
                 name=string(),
                 gvlk=string(),
                 application_id=string(),
@@ -458,7 +459,7 @@ DATA: dict[str, Schema] = {
             obj(
                 optional=("ok", "host", "count", "error"),
                 machine=string(),
-                product=string(),
+                product_id=string(),
                 status=string(),
                 action=nullable(string()),
                 ok=boolean(),
@@ -469,7 +470,7 @@ DATA: dict[str, Schema] = {
         ),
         summary=mapping(integer()),
         reminders=array(
-            obj(machine=string(), product=string(), kind=string(), grace_days_left=integer())
+            obj(machine=string(), product_id=string(), kind=string(), grace_days_left=integer())
         ),
     ),
     "sethst": obj(machine=string(), kms=ref("kms_settings")),
@@ -503,7 +504,7 @@ DATA: dict[str, Schema] = {
         products=array(
             obj(
                 activation_id=string(),
-                product=string(),
+                product_id=string(),
                 name=string(),
                 description=string(),
                 partial_product_key=string(),
@@ -536,7 +537,7 @@ DATA: dict[str, Schema] = {
         products=array(
             obj(
                 activation_id=string(),
-                product=string(),
+                product_id=string(),
                 name=string(),
                 description=string(),
                 partial_product_key=string(),
@@ -553,7 +554,7 @@ DATA: dict[str, Schema] = {
     ),
     "slmgr dti": obj(machine=string(), activation_id=string(), installation_id=string()),
     "slmgr ipk": obj(
-        product=string(),
+        product_id=string(),
         channel=string(),
         activation_id=string(),
         key_last5=string(),
@@ -627,7 +628,7 @@ DATA: dict[str, Schema] = {
         ),
         machine=string(),
         lang=string(),
-        product=string(),
+        product_id=string(),
         sku_id=string(),
         centre=string(),
         installation_id=string(),

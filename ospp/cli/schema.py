@@ -72,9 +72,10 @@ def obj(optional: tuple[str, ...] = (), **fields: Schema) -> Schema:
     }
 
 
-def ref(name: str) -> Schema:
-    """A shape shared by several commands (see ``SHARED`` in :mod:`ospp.cli.reports`)."""
-    return {"$ref": f"#/$defs/{name}"}
+def ref(name: str, description: str = "") -> Schema:
+    """A shape shared by several commands (see ``SHARED`` in :mod:`ospp.cli.reports`), or
+    ``error``, the one error object."""
+    return _described({"$ref": f"#/$defs/{name}"}, description)
 
 
 def one_of(*schemas: Schema) -> Schema:

@@ -72,7 +72,7 @@ def service(
         counts[fleetact.outcome(done)] += 1
         row: dict[str, Any] = {
             "machine": done.machine,
-            "product": done.product,
+            "product_id": done.product,
             "status": done.status,
             "action": done.action,
         }

@@ -47,7 +47,7 @@ def ipk(key: str, words: tuple[str, ...]) -> Result:
     parsed = keys.parse(key)
     masked = f"*****-*****-*****-*****-{parsed.last5}"
     data: dict[str, Any] = {
-        "product": parsed.product.id,
+        "product_id": parsed.product.id,
         "channel": parsed.channel.value,
         "activation_id": parsed.product.sku(parsed.channel).sku_id,
         "key_last5": parsed.last5,
@@ -154,7 +154,7 @@ def _host_view(host: KmsHost, verbose: bool) -> dict[str, Any]:
     sku = key.product.sku(key.channel)
     view: dict[str, Any] = {
         "activation_id": sku.sku_id,
-        "product": key.product.id,
+        "product_id": key.product.id,
         "name": sku.license_name,
         "description": sku.license_description,
         "application_id": key.product.application_id,

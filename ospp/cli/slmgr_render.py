@@ -204,7 +204,7 @@ def reading_json(
         }
     return {
         "activation_id": lic.sku.sku_id,
-        "product": lic.sku.product.id,
+        "product_id": lic.sku.product.id,
         "name": lic.sku.license_name,
         "description": lic.sku.license_description,
         "partial_product_key": lic.last5,

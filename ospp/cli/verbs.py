@@ -61,7 +61,7 @@ def inpkey(key: str, activate: bool, computer: str | None) -> Result:
         {
             "activation": acted,
             **_machine_data(store),
-            "product": installed.product.id,
+            "product_id": installed.product.id,
             "channel": installed.channel.value,
             "sku_id": sku.sku_id,
             "license_name": sku.license_name,
