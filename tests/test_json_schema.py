@@ -172,6 +172,12 @@ def test_every_command_succeeds_and_fails_with_output_its_schema_allows(
         ["rearm", "s1"],
         ["cpky", "s1"],
         ["upk", "s1"],
+        ["dti"],  # the KMS host's installation ID
+        ["ato"],  # the KMS host, activated again online
+        ["dli"],  # the KMS host's own licence
+        ["dlv"],
+        ["dlv", "all"],  # the host's and the machine's
+        ["dlv", "k1"],  # a KMS client
         ["sprt", "1688"],
         ["sai", "120"],
         ["sri", "10080"],
@@ -206,6 +212,7 @@ def test_every_command_succeeds_and_fails_with_output_its_schema_allows(
     ok("wizard", "w1", input=f"{mak}\n1\n")
     # failures: one of ospp's own errors for some, a usage error from click for every command
     run("dstatus", "nope")
+    assert run("unpkey", "ZZZZZ", "pc1").data() == {"machine": "pc1", "uninstalled": []}
     run("dnsdiag", "k1")
     run("kms", "dns", "publish")
     run("center", "confirm", "123")

@@ -59,7 +59,7 @@ def ipk(key: str, words: tuple[str, ...]) -> Result:
                 "Run 'slmgr /ipk KEY' without a computer name (the host is OSPP_KMS_HOME).",
             )
         open_host().install_key(key)
-        data["kms_host"] = True
+        data["is_kms_host"] = True
     else:
         store = open_machine(computer)
         client.install_key(store, key)
@@ -84,7 +84,7 @@ def ato(words: tuple[str, ...]) -> Result:
             return Result(lines + error_lines(exc), {"activation_id": sku.sku_id}, failed=exc)
         return Result(
             [*lines, "Product activated successfully."],
-            {"activation_id": sku.sku_id, "kms_host": True, "epid": host.meta().get("epid")},
+            {"activation_id": sku.sku_id, "is_kms_host": True, "epid": host.meta().get("epid")},
         )
     store = open_machine(computer)
     lic = sl.target(store, act_id)
@@ -175,7 +175,7 @@ def _host_view(host: KmsHost, verbose: bool) -> dict[str, Any]:
     }
     if verbose:
         view["installation_id"] = "".join(host.installation_id().groups())
-    return {**view, "kms_host": True}
+    return {**view, "is_kms_host": True}
 
 
 @option("dli", words_argument("[ActID|all] [COMPUTERNAME]"))
@@ -248,7 +248,8 @@ def upk(words: tuple[str, ...]) -> Result:
         sku_id = settings.host_sku_id(host)
         settings.uninstall_key(host)
         return Result(
-            ["Uninstalled product key successfully."], {"activation_id": sku_id, "kms_host": True}
+            ["Uninstalled product key successfully."],
+            {"activation_id": sku_id, "is_kms_host": True},
         )
     store = open_machine(computer)
     lic = sl.target(store, act_id)
@@ -281,7 +282,7 @@ def dti(words: tuple[str, ...]) -> Result:
     host = local_host(computer, act_id)
     if host is not None:
         iid = "".join(host.installation_id().groups())
-        data: dict[str, Any] = {"activation_id": host_sku(host), "kms_host": True}
+        data: dict[str, Any] = {"activation_id": host_sku(host), "is_kms_host": True}
     else:
         store = open_machine(computer)
         lic = sl.target(store, act_id)
@@ -306,7 +307,7 @@ def atp(cid: str, words: tuple[str, ...]) -> Result:
     if host is not None:
         host.apply_cid(cid, os.environ)
         sku_id = host_sku(host)
-        data: dict[str, Any] = {"activation_id": sku_id, "kms_host": True}
+        data: dict[str, Any] = {"activation_id": sku_id, "is_kms_host": True}
     else:
         store = open_machine(computer)
         lic = sl.target(store, act_id)

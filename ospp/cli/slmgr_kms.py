@@ -166,7 +166,7 @@ def _host_setting(setting: str, change: Callable[[KmsHost], None], lines: list[s
     return Result(
         [*lines, "Warning: a KMS reboot is needed for this setting to take effect."],
         {
-            "kms_host": True,
+            "is_kms_host": True,
             "port": st["port"],
             "dns_publishing": st["dns_publishing"],
             "priority": settings.priority(host),

@@ -84,7 +84,8 @@ def unpkey(last5: str, computer: str | None) -> Result:
     try:
         removed = client.uninstall_key(store, last5)
     except LicensingError as exc:
-        return Result(["<Product key not found>"], _machine_data(store), error=exc)
+        data = {**_machine_data(store), "uninstalled": []}  # the report's shape, empty
+        return Result(["<Product key not found>"], data, error=exc)
     lines = []
     for sku in removed:
         lines += [f"Uninstalling product key for: {sku.license_name}"]
