@@ -174,6 +174,7 @@ def test_every_command_succeeds_and_fails_with_output_its_schema_allows(
         ["upk", "s1"],
         ["dti"],  # the KMS host's installation ID
         ["ato"],  # the KMS host, activated again online
+        ["xpr"],
         ["dli"],  # the KMS host's own licence
         ["dlv"],
         ["dlv", "all"],  # the host's and the machine's

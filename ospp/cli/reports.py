@@ -96,6 +96,17 @@ SHARED: dict[str, Schema] = {
         tsig_algorithm=string(),
         tsig_secret=string("(set) or empty: the secret is never shown."),
     ),
+    # one licence's activation (act, inpkey --act): MAK online or KMS
+    "activation_result": obj(
+        optional=("error", "kms_host", "count", "expires_at"),
+        sku_id=string(),
+        product_id=string(),
+        ok=boolean(),
+        error=ref("error", "Why this licence was not activated."),
+        kms_host=string("The KMS host that activated it (KMS only)."),
+        count=integer("The count the KMS host reported (KMS only)."),
+        expires_at=time("When the KMS activation runs out unless renewed (KMS only)."),
+    ),
     # a client's KMS settings (/dstatus, and every command that changes them)
     "kms_settings": obj(
         activation_type=string("KMS, Token or All (ospp /actype)."),
@@ -185,18 +196,7 @@ DATA: dict[str, Schema] = {
     "act": obj(
         machine=string(),
         activated=integer(),
-        products=array(
-            obj(
-                optional=("error", "kms_host", "count", "expires_at"),
-                sku_id=string(),
-                product_id=string(),
-                ok=boolean(),
-                error=ref("error"),
-                kms_host=string(),
-                count=integer(),
-                expires_at=time(),
-            )
-        ),
+        products=array(ref("activation_result")),
     ),
     "actcid": obj(machine=string(), sku_id=string(), product_id=string()),
     "actype": obj(machine=string(), kms=ref("kms_settings")),
@@ -362,7 +362,7 @@ DATA: dict[str, Schema] = {
         hash=string(),
     ),
     "inpkey": obj(
-        activation=array(obj(sku_id=string(), product_id=string(), ok=boolean())),
+        activation=array(ref("activation_result", "With --act: what activating did.")),
         machine=string(),
         product_id=string(),
         channel=string(),
@@ -398,7 +398,7 @@ DATA: dict[str, Schema] = {
     ),
     "kms set": obj(activation_interval_minutes=integer(), renewal_interval_minutes=integer()),
     "kms status": obj(
-        key_last5=string(),
+        key_last5=nullable(string()),
         activated=boolean(),
         certified=nullable(string()),
         attention=nullable(string()),
@@ -526,9 +526,16 @@ DATA: dict[str, Schema] = {
         activation_id=string(),
     ),
     "slmgr xpr": obj(
-        machine=string(),
+        optional=("machine", "is_kms_host"),
+        machine=string("The simulated machine; absent when the KMS host was meant."),
+        is_kms_host=boolean("Present (true) when the command acted on the KMS host."),
         products=array(
-            obj(activation_id=string(), license_status=integer(), text=string(), expires_at=time())
+            obj(
+                activation_id=string(),
+                license_status=integer(),
+                text=string("slmgr's expiration line."),
+                expires_at=nullable(time("Null when the licence does not run out.")),
+            )
         ),
     ),
     "trust add": obj(name=string(), fingerprint=string()),

@@ -210,7 +210,17 @@ def xpr(words: tuple[str, ...]) -> Result:
         text = "The machine is permanently activated." if activated else "Unlicensed"
         return Result(
             [f"{sku.license_name}:", f"    {text}"],
-            {"products": [{"activation_id": sku.sku_id, "text": text, "expires_at": None}]},
+            {
+                "is_kms_host": True,
+                "products": [
+                    {
+                        "activation_id": sku.sku_id,
+                        "license_status": 1 if activated else 0,
+                        "text": text,
+                        "expires_at": None,
+                    }
+                ],
+            },
         )
     store = open_machine(computer)
     lic = sl.target(store, act_id)
