@@ -7,7 +7,7 @@ at least once succeeding and once failing.
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
 import click
@@ -15,7 +15,7 @@ import pytest
 
 from ospp.cli import cli
 from ospp.cli.reports import schemas
-from ospp.cli.schema import command_paths
+from ospp.cli.schema import command_paths, strict
 from tests.conftest import GVLK_2016, GVLK_2021, PRODUCT, Ospp, Ran, check_json
 from tests.kmsutil import Host
 
@@ -234,10 +234,27 @@ def test_usage_and_internal_errors_before_a_command_keep_the_envelope(ospp: Ospp
     assert ran.code == 2 and whole["error"]["exit_status"] == 2
 
 
-@pytest.mark.parametrize("field", ["ok", "error", "command", "schema"])
+@pytest.mark.parametrize("field", ["schema", "ok", "command", "data", "error"])
 def test_a_report_field_named_like_the_envelope_cannot_collide(field: str):
     from ospp.cli.base import envelope
 
     whole = envelope("x", {field: "from the report"}, None)
+    assert list(whole) == ["schema", "ok", "command", "data", "error"]
+    assert (whole["schema"], whole["ok"], whole["command"], whole["error"]) == (1, True, "x", None)
     assert whole["data"] == {field: "from the report"}
-    assert re.fullmatch(r"\{'schema': 1, 'ok': True, .*", str(whole))
+
+
+def test_published_schemas_are_valid_and_accept_fields_a_later_version_1_adds():
+    import jsonschema  # type: ignore[import-untyped]
+
+    folder = Path(__file__).resolve().parent.parent / "docs" / "schema"
+    for path in folder.glob("*.json"):
+        jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
+    schema = schemas()["version"]
+    later = {"script_version": "1", "ospp_version": "2", "added_later": True}
+    whole = {"schema": 1, "ok": True, "command": "version", "data": later, "error": None}
+    jsonschema.validate(whole, schema)  # what scripts validate against: open to additions
+    with pytest.raises(jsonschema.ValidationError):  # what the tests use: closed
+        jsonschema.validate(whole, strict(schema))
+    with pytest.raises(jsonschema.ValidationError):  # a failure must carry the error object
+        jsonschema.validate({**whole, "ok": False}, schema)
