@@ -294,7 +294,10 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
     assert ospp("/actcid:" + rows[1]["cid"], "b2").code == 0
     ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "out.json"), "--json")
     assert ran.data()["confirmed"] == 2
-    assert len(json.loads((tmp_path / "out.json").read_text())) == 3
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert len(written) == 3 and written[0]["error"] is None
+    assert written[2]["error"]["code"] == "0xC004F02C" and written[2]["cid"] is None
+    assert set(written[2]["error"]) == set(ospp("/ddescr:0x1", "--json").json()["error"])
 
 
 def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
