@@ -446,13 +446,13 @@ DATA: dict[str, Schema] = {
         ),
         actions=array(
             obj(
-                optional=("ok", "host", "count", "error"),
+                optional=("ok", "kms_host", "count", "error"),
                 machine=string(),
                 product_id=string(),
                 status=string(),
-                action=nullable(string()),
+                action=nullable(string("What was due (activate, renew), or null.")),
                 ok=boolean(),
-                host=string(),
+                kms_host=string("The KMS host that answered."),
                 count=integer(),
                 error=ref("error"),
             )
