@@ -41,13 +41,15 @@ def check_json(out: str) -> dict[str, Any] | None:
         import jsonschema  # type: ignore[import-untyped]
 
         from ospp.cli.reports import schemas
-        from ospp.cli.schema import envelope, strict
+        from ospp.cli.schema import any_command, strict
 
         known = schemas()
-        # Before a command is known (a misspelt one) the envelope carries no data.
-        schema = known.get(command) or envelope(command, {"type": "null"}, {})
         assert command in known or command == "", f"no schema for {command!r}"
+        # A command line that names no known command: the envelope with a failure, no data.
+        schema = known[command] if command else strict(any_command())
         _VALIDATORS[command] = jsonschema.Draft202012Validator(strict(schema))
+    if not command:
+        assert whole["data"] is None and whole["error"] is not None, whole
     problems = [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
         for e in _VALIDATORS[command].iter_errors(whole)

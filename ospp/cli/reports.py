@@ -13,6 +13,7 @@ import json
 
 from ospp.cli.schema import (
     Schema,
+    any_command,
     array,
     boolean,
     envelope,
@@ -583,7 +584,9 @@ def schemas() -> dict[str, Schema]:
 
 def schema_files() -> dict[str, str]:
     """``docs/schema/`` as file name -> text."""
-    return {
+    files = {
         file_name(command): json.dumps(schema, indent=2) + "\n"
         for command, schema in schemas().items()
     }
+    files["envelope.json"] = json.dumps(any_command(), indent=2) + "\n"
+    return files

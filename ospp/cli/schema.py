@@ -138,6 +138,19 @@ def envelope(command: str, data: Schema, shared: dict[str, Schema]) -> Schema:
     }
 
 
+def any_command() -> Schema:
+    """``envelope.json``: what every command prints, whatever its report; also the output of
+    a command line that names no command ospp knows (``command`` is then empty)."""
+    schema = envelope("", {"type": "object"}, {})
+    schema["$id"] = f"https://ospp.invalid/schema/{SCHEMA_VERSION}/envelope.json"
+    schema["title"] = "ospp --json, any command"
+    schema["properties"]["command"] = {
+        "type": "string",
+        "description": "The command's path without the program name (kms status), or empty.",
+    }
+    return schema
+
+
 def _refs(schema: Any, shared: dict[str, Schema]) -> set[str]:
     """The shared definitions ``schema`` refers to, directly or through each other."""
     found: set[str] = set()
