@@ -69,7 +69,7 @@ def main() -> None:
                  "ProPlus2021", "--channel", "kms-host", "--json"],
                 env=env, capture_output=True, text=True, check=True,
             ).stdout
-        )["key"]  # fmt: skip
+        )["data"]["key"]  # fmt: skip
         for cmd in (["kms", "install-key", key], ["kms", "activate"]):
             subprocess.run([sys.executable, "-m", "ospp", *cmd], env=env, check=True,
                            stdout=subprocess.DEVNULL)  # fmt: skip

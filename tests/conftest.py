@@ -20,6 +20,44 @@ GVLK_2021 = "FXYTK-NJJ8C-GB6DW-3DYQT-6F7TH"
 GVLK_2016 = "XQNVK-8JYDB-WJ9W3-YJ8YR-WFG99"
 
 
+_VALIDATORS: dict[str, Any] = {}
+
+
+def check_json(out: str) -> dict[str, Any] | None:
+    """``out`` as the --json envelope, checked against the schema of its command with every
+    object closed (a field missing from the definition fails); None when ``out`` is not one."""
+    try:
+        whole = json.loads(out)
+    except ValueError:
+        return None
+    if not isinstance(whole, dict) or "schema" not in whole:
+        return None
+    if os.environ.get("OSPP_RECORD_JSON"):  # collecting outputs to write definitions from
+        with open(os.environ["OSPP_RECORD_JSON"], "a", encoding="utf-8") as f:
+            f.write(json.dumps(whole) + "\n")
+        return whole
+    command = str(whole.get("command"))
+    if command not in _VALIDATORS:
+        import jsonschema  # type: ignore[import-untyped]
+
+        from ospp.cli.reports import schemas
+        from ospp.cli.schema import any_command, strict
+
+        known = schemas()
+        assert command in known or command == "", f"no schema for {command!r}"
+        # A command line that names no known command: the envelope with a failure, no data.
+        schema = known[command] if command else strict(any_command())
+        _VALIDATORS[command] = jsonschema.Draft202012Validator(strict(schema))
+    if not command:
+        assert whole["data"] is None and whole["error"] is not None, whole
+    problems = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in _VALIDATORS[command].iter_errors(whole)
+    ]
+    assert not problems, f"{command}: output does not match docs/schema: {problems}"
+    return whole
+
+
 @dataclass
 class Ran:
     code: int
@@ -65,6 +103,7 @@ class Ospp:
         result = runner.invoke(cli, list(args), env=merged, input=input, prog_name="ospp")
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
+        check_json(result.stdout)
         return Ran(result.exit_code, result.stdout, result.stderr)
 
     def install(self, product: str = PRODUCT, *machines: str) -> None:
@@ -90,6 +129,7 @@ class Ospp:
             text=True,
             timeout=timeout,
         )
+        check_json(done.stdout)
         return Ran(done.returncode, done.stdout, done.stderr)
 
     def store_file(self, machine: str = "localhost") -> Path:

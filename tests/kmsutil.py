@@ -104,7 +104,7 @@ def make_host(ospp: Ospp, product: str = "ProPlus2021", activate: bool = True) -
     """Issue a KMS host key from the test's authority, install it and (optionally) activate."""
     key = ospp(
         "center", "issue-key", "--product", product, "--channel", "kms-host", "--json"
-    ).json()["key"]
+    ).data()["key"]
     assert ospp("kms", "install-key", key).code == 0
     if activate:
         ran = ospp("kms", "activate")

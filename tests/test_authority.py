@@ -39,12 +39,12 @@ def issue(ospp: Ospp, product: str = "ProPlus2021", limit: int = 3, channel: str
         "--json",
     )
     assert ran.code == 0, ran.out
-    return str(ran.json()["key"])
+    return str(ran.data()["key"])
 
 
 def iid_of(ospp: Ospp, machine: str | None = None) -> str:
     args = ["dinstid", "--json"] + ([machine] if machine else [])
-    return str(ospp(*args).json()["products"][0]["installation_id"])
+    return str(ospp(*args).data()["products"][0]["installation_id"])
 
 
 def test_mak_online_activation_and_limit(ospp: Ospp):
@@ -54,7 +54,7 @@ def test_mak_online_activation_and_limit(ospp: Ospp):
         assert ospp("/inpkey:" + key, machine).code == 0
         ran = ospp("/act", machine)
         assert ran.code == 0 and "<Product activation successful>" in ran.out, ran.out
-        st_ = ospp("dstatus", machine, "--json").json()["products"][0]
+        st_ = ospp("dstatus", machine, "--json").data()["products"][0]
         assert st_["status"] == "LICENSED" and st_["channel"] == "mak"
         assert st_["license_description"].endswith("RETAIL(MAK) channel")
     # the same machine on the same hardware reactivates without using another activation
@@ -62,9 +62,9 @@ def test_mak_online_activation_and_limit(ospp: Ospp):
     ospp("/inpkey:" + key, "pc3")
     third = ospp("/act", "pc3")
     assert third.code == 1 and "ERROR CODE: 0xC004C020" in third.out
-    hist = ospp("dhistoryacterr", "pc3", "--json").json()["entries"]
+    hist = ospp("dhistoryacterr", "pc3", "--json").data()["entries"]
     assert [e["code"] for e in hist] == ["0xC004C020"]
-    keys = ospp("center", "keys", "--json").json()["keys"]
+    keys = ospp("center", "keys", "--json").data()["keys"]
     assert keys[0]["used"] == 2 and keys[0]["remaining"] == 0
     assert ospp("center", "extend", key, "--by", "1").code == 0
     assert ospp("/act", "pc3").code == 0
@@ -93,7 +93,7 @@ def test_blocked_and_forged_keys(ospp: Ospp):
 def test_inpkey_can_activate_at_once(ospp: Ospp):
     ospp.install()
     ran = ospp("inpkey", issue(ospp), "--act", "--json")
-    assert ran.code == 0 and ran.json()["activation"][0]["ok"] is True
+    assert ran.code == 0 and ran.data()["activation"][0]["ok"] is True
 
 
 def test_tampered_licence_is_detected(ospp: Ospp):
@@ -109,7 +109,7 @@ def test_tampered_licence_is_detected(ospp: Ospp):
         conn.execute(
             "UPDATE licenses SET activation=? WHERE activation IS NOT NULL", (json.dumps(act),)
         )
-    st_ = ospp("dstatus", "--json").json()["products"][0]
+    st_ = ospp("dstatus", "--json").data()["products"][0]
     assert st_["status"] != "LICENSED" and st_["error_code"] == "0xC004E003"
     assert "altered" in st_["detail"]
     assert "ERROR CODE: 0xC004E003" in ospp("/dstatus").out
@@ -119,13 +119,13 @@ def test_hardware_tolerance(ospp: Ospp):
     ospp.install()
     ospp("inpkey", issue(ospp), "--act")
     ospp("hardware", "change", "disk", "cpu_serial")  # 10 of 12 votes still match
-    assert ospp("dstatus", "--json").json()["products"][0]["status"] == "LICENSED"
+    assert ospp("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"
     ospp("hardware", "change", "nic_mac", "cpu_model", env={"OSPP_NOW": "2027-01-01"})
-    st_ = ospp("dstatus", "--json", env={"OSPP_NOW": "2027-01-02"}).json()["products"][0]
+    st_ = ospp("dstatus", "--json", env={"OSPP_NOW": "2027-01-02"}).data()["products"][0]
     assert st_["status"] == "OOT_GRACE" and st_["error_code"] == "0xC004F00F"
     assert st_["remaining_grace_days"] == 29
     assert ospp("/act", env={"OSPP_NOW": "2027-01-02"}).code == 0
-    assert ospp("dstatus", "--json").json()["products"][0]["status"] == "LICENSED"
+    assert ospp("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"
 
 
 def test_phone_activation_round_trip_subprocesses(ospp: Ospp):
@@ -139,7 +139,7 @@ def test_phone_activation_round_trip_subprocesses(ospp: Ospp):
     assert len(cid.split("-")) == 20 and all(len(g) == 6 for g in cid.split("-"))
     ran = ospp.proc("/actcid:" + cid.replace("-", " "), env={"OSPP_AUTHORITY": ""})
     assert ran.code == 0 and "<Offline product activation successful>" in ran.out
-    assert ospp.proc("dstatus", "--json").json()["products"][0]["status"] == "LICENSED"
+    assert ospp.proc("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"
 
 
 def test_cid_errors(ospp: Ospp):
@@ -147,7 +147,7 @@ def test_cid_errors(ospp: Ospp):
     ospp.install("ProPlus2021", "localhost", "other")
     ospp("/inpkey:" + key)
     ospp("/inpkey:" + key, "other")
-    cid = ospp("center", "confirm", iid_of(ospp), "--json").json()["cid"]
+    cid = ospp("center", "confirm", iid_of(ospp), "--json").data()["cid"]
     # another machine: same key, different machine and hardware
     ran = ospp("/actcid:" + cid, "other")
     assert ran.code == 1 and "0xC004F031" in ran.out
@@ -156,7 +156,7 @@ def test_cid_errors(ospp: Ospp):
     typo = cid[:20] + str((int(cid[20]) + 1) % 10) + cid[21:]
     bad = ospp("/actcid:" + typo)
     assert bad.code == 1 and "0xC004F04D" in bad.out and "group 4" in bad.out
-    assert ospp("dstatus", "--json").json()["products"][0]["status"] == "OOB_GRACE"
+    assert ospp("dstatus", "--json").data()["products"][0]["status"] == "OOB_GRACE"
 
 
 def test_confirm_names_the_wrong_group(ospp: Ospp):
@@ -171,7 +171,7 @@ def test_confirm_names_the_wrong_group(ospp: Ospp):
 def test_interactive_cid_entry_rejects_a_bad_group_at_once(ospp: Ospp):
     ospp.install()
     ospp("/inpkey:" + issue(ospp))
-    cid = ospp("center", "confirm", iid_of(ospp), "--json").json()["cid"]
+    cid = ospp("center", "confirm", iid_of(ospp), "--json").data()["cid"]
     groups = [cid[i : i + 6] for i in range(0, 120, 6)]
     wrong = groups[2][:5] + str((int(groups[2][5]) + 1) % 10)
     answers = [*groups[:2], wrong, *groups[2:]]
@@ -190,7 +190,7 @@ def test_untrusted_authority_is_refused(ospp: Ospp, tmp_path: Path):
     cid_source("/inpkey:" + key)
     # our client trusts only its own (local) authority: a CID from another authority fails
     ospp("/inpkey:" + key)
-    cid = other("center", "confirm", iid_of(other), "--json").json()["cid"]
+    cid = other("center", "confirm", iid_of(other), "--json").data()["cid"]
     assert ospp("/actcid:" + cid).code == 1
     # and with a remote authority configured, an empty trust store is an error, not a pass
     ran = ospp("/act", env={"OSPP_AUTHORITY": "127.0.0.1:9"})
@@ -308,8 +308,11 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
     assert "0xC004F02C" in rows[2]["error"]
     assert ospp("/actcid:" + rows[1]["cid"], "b2").code == 0
     ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "out.json"), "--json")
-    assert ran.json()["confirmed"] == 2
-    assert len(json.loads((tmp_path / "out.json").read_text())) == 3
+    assert ran.data()["confirmed"] == 2
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert len(written) == 3 and written[0]["error"] is None
+    assert written[2]["error"]["code"] == "0xC004F02C" and written[2]["cid"] is None
+    assert set(written[2]["error"]) == set(ospp("/ddescr:0x1", "--json").json()["error"])
 
 
 def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
@@ -330,7 +333,7 @@ def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
     assert '"status": "LICENSED"' in done.stdout and "CRYPTO False" in done.stdout
     # the authority is no longer trusted: the seal no longer matches, the full check runs
     (ospp.home / "center" / "authority.pub.json").unlink()
-    st = ospp("dstatus", "--json").json()["products"][0]
+    st = ospp("dstatus", "--json").data()["products"][0]
     assert st["status"] != "LICENSED" and st["error_code"] == "0xC004E003"
     assert "not trusted" in st["detail"]
 
@@ -338,14 +341,14 @@ def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
 def test_block_and_extend_take_a_key_id_or_the_last_five(ospp: Ospp):
     first = issue(ospp, limit=3)
     second = issue(ospp, limit=3)
-    listed = ospp("center", "keys", "--json").json()["keys"]
+    listed = ospp("center", "keys", "--json").data()["keys"]
     ids = {k["key_last5"]: k["serial"] for k in listed}
     assert str(ids[first[-5:]]) in ospp("center", "keys").out  # the text shows the key id
     ran = ospp("center", "extend", str(ids[first[-5:]]), "--by", "2", "--json")
-    assert ran.code == 0 and ran.json()["limit"] == 5
+    assert ran.code == 0 and ran.data()["limit"] == 5
     ran = ospp("center", "block", second[-5:].lower(), "--json")
     assert (
-        ran.code == 0 and ran.json()["blocked"] is True and ran.json()["serial"] == ids[second[-5:]]
+        ran.code == 0 and ran.data()["blocked"] is True and ran.data()["serial"] == ids[second[-5:]]
     )
     assert ospp("center", "block", "999", "--json").json()["error"]["code"] == "0xC004C001"
     assert ospp("center", "extend", "ZZZZZ", "--by", "1").code == 1
@@ -362,4 +365,4 @@ def test_an_ambiguous_last_five_is_refused(ospp: Ospp):
         db.execute("UPDATE keys SET last5=? WHERE last5=?", (first[-5:], second[-5:]))
     ran = ospp("center", "block", first[-5:], "--json")
     assert ran.code == 2 and "2 keys end in" in ran.json()["error"]["message"]
-    assert ospp("center", "keys", "--json").json()["keys"][0]["blocked"] is False
+    assert ospp("center", "keys", "--json").data()["keys"][0]["blocked"] is False

@@ -134,7 +134,7 @@ def test_cli_start_up_never_imports_the_postgresql_driver(center: Ospp):
 def test_migrate_reports_and_refuses_a_newer_schema(center: Ospp):
     ran = center("center", "migrate", "--json")
     assert ran.code == 0, ran.out
-    data = ran.json()
+    data = ran.data()
     assert data["to"] == 1 and data["from"] == 0
     assert data["backend"] == ("postgresql" if center.env["OSPP_CENTER_DB"] else "sqlite")
     key = issue(center)
@@ -159,7 +159,7 @@ def test_init_db_remembers_the_database(pg_ospp: Ospp, pg_url: str):
     ran = pg_ospp("center", "init", "--db", pg_url, "--json", env=env)
     assert ran.code == 0, ran.out
     parts = urlsplit(pg_url)
-    assert ran.json()["database"] == f"postgresql://postgres@127.0.0.1:{parts.port}{parts.path}"
+    assert ran.data()["database"] == f"postgresql://postgres@127.0.0.1:{parts.port}{parts.path}"
     if parts.password:
         assert parts.password not in ran.out
     saved = Path(pg_ospp.env["OSPP_CENTER_HOME"]) / "database.url"
@@ -248,7 +248,7 @@ def test_two_nodes_count_one_mak_exactly(pg_ospp: Ospp, two_nodes: Nodes, tmp_pa
     lost = [(i, out) for i, code, out in results if code != 0]
     assert len(won) == 25 and len(lost) == 35, [r[1] for r in results]
     assert all("ERROR CODE: 0xC004C020" in out for _, out in lost)
-    used = pg_ospp("center", "keys", "--json").json()["keys"]
+    used = pg_ospp("center", "keys", "--json").data()["keys"]
     assert [(k["used"], k["limit"]) for k in used] == [(25, 25)]
     # the same machine reactivating, on the other node and on the same one: no second count
     for i in won[:3]:
@@ -258,7 +258,7 @@ def test_two_nodes_count_one_mak_exactly(pg_ospp: Ospp, two_nodes: Nodes, tmp_pa
     loser = lost[0][0]
     again = clients[loser].proc("/act", env={"OSPP_AUTHORITY": two_nodes.endpoints[loser % 2]})
     assert again.code == 1 and "0xC004C020" in again.out
-    used = pg_ospp("center", "keys", "--json").json()["keys"]
+    used = pg_ospp("center", "keys", "--json").data()["keys"]
     assert [k["used"] for k in used] == [25]
 
 

@@ -62,9 +62,9 @@ def test_slash_and_modern_forms_agree_and_names_ignore_case(ospp: Ospp):
     b = ospp("dstatus").out
     c = ospp("/dStatus").out
     assert a == b == c
-    data = ospp("dstatus", "--json").json()
-    assert data == ospp("--json", "/dstatus").json()
-    assert data["ok"] is True and data["products"][0]["product"] == PRODUCT
+    whole = ospp("dstatus", "--json").json()
+    assert whole == ospp("--json", "/dstatus").json()
+    assert whole["ok"] is True and whole["data"]["products"][0]["product_id"] == PRODUCT
 
 
 def test_help_forms(ospp: Ospp):
@@ -183,7 +183,7 @@ def test_ddescr_knows_every_reference_code(ospp: Ospp):
     for code in reference:
         ran = ospp(f"/ddescr:{code.lower()}")
         assert ran.code == 0 and f"ERROR CODE: {code}" in ran.out
-        assert ospp("ddescr", code, "--json").json()["description"]
+        assert ospp("ddescr", code, "--json").data()["description"]
 
 
 def test_cmid_is_a_stable_guid_per_machine(ospp: Ospp):
@@ -191,16 +191,16 @@ def test_cmid_is_a_stable_guid_per_machine(ospp: Ospp):
     assert "Client Machine ID (CMID): " in first
     assert ospp("/dcmid").out == first
     ospp.install(PRODUCT, "pc02")
-    other = ospp("dcmid", "pc02", "--json").json()
-    assert other["cmid"] != ospp("dcmid", "--json").json()["cmid"]
+    other = ospp("dcmid", "pc02", "--json").data()
+    assert other["cmid"] != ospp("dcmid", "--json").data()["cmid"]
 
 
 def test_time_travel_through_grace(ospp: Ospp):
     ospp("install-product", PRODUCT, env={"OSPP_NOW": "2026-03-01"})
-    day26 = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-27"}).json()["products"][0]
+    day26 = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-27"}).data()["products"][0]
     assert day26["status"] == "OOB_GRACE" and day26["notifications"] is True
     assert day26["remaining_grace_days"] == 4
-    day10 = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-11"}).json()["products"][0]
+    day10 = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-11"}).data()["products"][0]
     assert day10["notifications"] is False
     day31 = ospp("/dstatus", env={"OSPP_NOW": "2026-04-01"})
     assert "LICENSE STATUS:  ---NOTIFICATIONS---" in day31.out
@@ -212,7 +212,7 @@ def test_rearm_resets_grace_five_times_then_refuses(ospp: Ospp):
     for n in range(5):
         ran = ospp("/rearm", env={"OSPP_NOW": f"2026-04-{n + 10}"})
         assert ran.code == 0, ran.out
-    st = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-04-15"}).json()["products"][0]
+    st = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-04-15"}).data()["products"][0]
     assert st["status"] == "OOB_GRACE" and st["remaining_grace_days"] == 29
     sixth = ospp("/rearm", env={"OSPP_NOW": "2026-04-16"})
     assert sixth.code == 1 and "0xC004D307" in sixth.out
@@ -223,8 +223,8 @@ def test_rearm_one_sku(ospp: Ospp):
     ospp("install-product", "VisioPro2021", env={"OSPP_NOW": "2026-03-01"})
     sku = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
     assert ospp(f"/rearm:{sku}", env={"OSPP_NOW": "2026-03-20"}).code == 0
-    products = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-20"}).json()["products"]
-    days = {p["product"]: p["remaining_grace_days"] for p in products}
+    products = ospp("dstatus", "--json", env={"OSPP_NOW": "2026-03-20"}).data()["products"]
+    days = {p["product_id"]: p["remaining_grace_days"] for p in products}
     assert days == {PRODUCT: 30, "VisioPro2021": 11}
     unknown = ospp("/rearm:00000000-0000-0000-0000-000000000000")
     assert unknown.code == 1 and "0xC004F069" in unknown.out
@@ -330,10 +330,10 @@ def test_help_of_a_nested_command_and_of_none(ospp: Ospp) -> None:
 
 
 def test_machines_lists_the_simulated_machines(ospp: Ospp) -> None:
-    assert ospp("machines", "--json").json()["machines"] == []
+    assert ospp("machines", "--json").data()["machines"] == []
     ospp("install-product", PRODUCT, "ws2")
     ospp("install-product", PRODUCT, "ws1")
-    assert ospp("machines", "--json").json()["machines"] == ["ws1", "ws2"]
+    assert ospp("machines", "--json").data()["machines"] == ["ws1", "ws2"]
     assert ospp("machines").out.split() == ["ws1", "ws2"]
 
 

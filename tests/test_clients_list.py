@@ -26,14 +26,14 @@ def served(ospp: Ospp, n: int, **fields: str) -> None:
 def test_limit_zero_lists_every_client_and_json_keeps_its_layout(ospp: Ospp):
     served(ospp, 130)
     default = ospp("kms", "clients", "--json")
-    assert len(default.json()["clients"]) == 100
+    assert len(default.data()["clients"]) == 100
     every = ospp("kms", "clients", "--json", "--limit", "0")
-    payload = every.json()
+    payload = every.data()
     assert every.code == 0 and len(payload["clients"]) == 130
     # Streamed, but byte for byte what json.dumps(payload, indent=2) prints.
-    assert every.out == json.dumps(payload, indent=2) + "\n"
+    assert every.out == json.dumps(every.json(), indent=2) + "\n"
     assert set(payload["clients"][0]) == {
-        "app_id", "cmid", "sku_id", "workstation", "first_seen", "last_seen", "requests"
+        "app_id", "cmid", "sku_id", "workstation", "first_seen_at", "last_seen_at", "requests"
     }  # fmt: skip
     text = ospp("kms", "clients", "--limit", "0")
     assert len(text.out.splitlines()) == 130 and "pc-000" in text.out
@@ -51,9 +51,11 @@ def test_csv_has_a_header_and_one_row_per_client(ospp: Ospp):
 def test_empty_store_and_negative_limit(ospp: Ospp):
     assert ospp("kms", "clients").out == "<No clients>\n"
     assert ospp("kms", "clients", "--json").json() == {
+        "schema": 1,
         "ok": True,
         "command": "kms clients",
-        "clients": [],
+        "data": {"clients": []},
+        "error": None,
     }
     assert ospp("kms", "clients", "--limit", "-1").code == 2
 
@@ -87,11 +89,11 @@ def test_stored_clients_statistic_matches_the_rows_and_survives_an_upgrade(ospp:
     db = path_of(ospp)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM clients").fetchone()[0] == 5
-    assert ospp("kms", "status", "--json").json()["stored_clients"] == 5
+    assert ospp("kms", "status", "--json").data()["stored_clients"] == 5
     # A store from before the statistic existed (schema 2) gets it counted on upgrade.
     conn = sqlite3.connect(db)
     conn.execute("DELETE FROM stats WHERE name='clients'")
     conn.execute("PRAGMA user_version=2")
     conn.commit()
     conn.close()
-    assert ospp("kms", "status", "--json").json()["stored_clients"] == 5
+    assert ospp("kms", "status", "--json").data()["stored_clients"] == 5

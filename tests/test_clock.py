@@ -29,31 +29,31 @@ def test_durations() -> None:
 
 
 def test_set_advance_freeze_run_reset(ospp: Ospp) -> None:
-    assert ospp("clock", "show", "--json").json()["source"] == "real time"
-    ran = ospp("clock", "set", "2027-03-01T09:00Z", "--json").json()
-    assert ran["source"] == "lab clock" and ran["now"].startswith("2027-03-01T09:0")
+    assert ospp("clock", "show", "--json").data()["source"] == "real time"
+    ran = ospp("clock", "set", "2027-03-01T09:00Z", "--json").data()
+    assert ran["source"] == "lab clock" and ran["now_at"].startswith("2027-03-01T09:0")
     assert ospp("clock", "freeze").code == 0
-    frozen = ospp("clock", "show", "--json").json()
-    assert frozen["now"] == "2027-03-01T09:00:00Z" and frozen["lab_clock"]["frozen"] is True
+    frozen = ospp("clock", "show", "--json").data()
+    assert frozen["now_at"] == "2027-03-01T09:00:00Z" and frozen["lab_clock"]["frozen"] is True
     assert ospp("clock", "advance", "7d").code == 0
     assert ospp("clock", "advance", "-2h").code == 0
-    assert ospp("clock", "show", "--json").json()["now"] == "2027-03-08T07:00:00Z"
+    assert ospp("clock", "show", "--json").data()["now_at"] == "2027-03-08T07:00:00Z"
     # every command sees it: a product installed now starts its grace at the lab time
     ospp("install-product", "ProPlus2021", "pc1")
-    st = ospp("dstatus", "pc1", "--json").json()["products"][0]
+    st = ospp("dstatus", "pc1", "--json").data()["products"][0]
     assert st["remaining_grace_days"] == 30 or st["remaining_grace_days"] == 29
-    later = ospp("dstatus", "pc1", "--json", env={"OSPP_NOW": "+26d"}).json()["products"][0]
+    later = ospp("dstatus", "pc1", "--json", env={"OSPP_NOW": "+26d"}).data()["products"][0]
     assert later["status"] == "OOB_GRACE" and later["remaining_grace_days"] in (3, 4)
     # OSPP_NOW wins over the lab clock, and show says so
-    fixed = ospp("clock", "show", "--json", env={"OSPP_NOW": "2030-01-01"}).json()
-    assert fixed["source"] == "OSPP_NOW" and fixed["now"] == "2030-01-01T00:00:00Z"
-    offset = ospp("clock", "show", "--json", env={"OSPP_NOW": "+1d"}).json()
-    assert offset["now"] == "2027-03-09T07:00:00Z" and offset["source"] == "lab clock"
+    fixed = ospp("clock", "show", "--json", env={"OSPP_NOW": "2030-01-01"}).data()
+    assert fixed["source"] == "OSPP_NOW" and fixed["now_at"] == "2030-01-01T00:00:00Z"
+    offset = ospp("clock", "show", "--json", env={"OSPP_NOW": "+1d"}).data()
+    assert offset["now_at"] == "2027-03-09T07:00:00Z" and offset["source"] == "lab clock"
     assert ospp("clock", "run").code == 0
-    assert ospp("clock", "show", "--json").json()["lab_clock"]["frozen"] is False
+    assert ospp("clock", "show", "--json").data()["lab_clock"]["frozen"] is False
     assert ospp("clock", "reset").code == 0
     assert not clock_path(ospp).exists()
-    assert ospp("clock", "show", "--json").json()["lab_clock"] is None
+    assert ospp("clock", "show", "--json").data()["lab_clock"] is None
 
 
 @pytest.mark.parametrize(
@@ -115,11 +115,11 @@ def test_running_host_follows_the_lab_clock(ospp: Ospp) -> None:
         # a week later, on the shared clock; the host keeps running
         assert ospp("clock", "advance", "7d").code == 0
         ran = ospp.proc("service", "--all", "--json")
-        actions = ran.json()["actions"]
+        actions = ran.data()["actions"]
         assert [a["action"] for a in actions] == ["renew"] * 5, ran.out
         assert all(a["ok"] for a in actions), ran.out
         for n in range(1, 6):
-            st = ospp("dstatus", f"c{n}", "--json").json()["products"][0]
+            st = ospp("dstatus", f"c{n}", "--json").data()["products"][0]
             assert st["status"] == "LICENSED" and st["remaining_grace_days"] in (179, 180)
         # a client a further 7 days ahead of the host's (lab) time is refused for clock skew
         skewed = ospp("act", "c1", "--json", env={"OSPP_NOW": "+7d"}).json()

@@ -75,7 +75,7 @@ def test_descriptions_do_not_depend_on_what_was_imported(ospp: Ospp) -> None:
         "out = {}\n"
         "for code in json.loads(sys.argv[1]):\n"
         "    r = CliRunner().invoke(cli, ['ddescr', code, '--json'])\n"
-        "    out[code] = [r.exit_code, json.loads(r.stdout).get('description')]\n"
+        "    out[code] = [r.exit_code, json.loads(r.stdout)['data'].get('description')]\n"
         "print(json.dumps(out))\n"
     )
     done = subprocess.run(

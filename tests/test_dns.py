@@ -75,7 +75,7 @@ def test_publish_then_discover_round_trip(ospp: Ospp, bind: Bind, sub: str):
     h = Host(ospp)
     try:
         deadline = time.monotonic() + 10  # the host publishes as it starts
-        while "published" not in str(ospp("kms", "status", "--json").json()["dns_last_publish"]):
+        while "published" not in str(ospp("kms", "status", "--json").data()["dns_last_publish"]):
             assert time.monotonic() < deadline, "the host did not publish"
             time.sleep(0.1)
         records = ospp("kms", "dns", "records").out
@@ -92,7 +92,7 @@ def test_publish_then_discover_round_trip(ospp: Ospp, bind: Bind, sub: str):
         assert f"\tKMS machine name from DNS: kms1.{sub}:{h.port}" in out
         assert f"\tKMS Lookup Domain: {sub}" in out
         assert "DNS publishing enabled" in ospp("kms", "status").out
-        diag = ospp("dnsdiag", "d1", "--json", env=env).json()
+        diag = ospp("dnsdiag", "d1", "--json", env=env).data()
         assert diag["answered"] == f"kms1.{sub}:{h.port}"
         assert diag["domains"][0]["records"][0]["target"] == f"kms1.{sub}"
     finally:
@@ -110,12 +110,12 @@ def test_failover_when_the_priority_0_host_is_dead(ospp: Ospp, bind: Bind, sub: 
     ospp("install-product", "ProPlus2021", "f1")
     ospp(f"/skms-domain:{sub}", "f1")
     ran = ospp("act", "f1", "--json", env=dns_env(bind))
-    assert ran.json()["products"][0]["error"]["code"] == "0xC004F038"  # the live host answered
-    targets = [e["target"] for e in ospp("dhistorykms", "f1", "--json").json()["entries"]]
+    assert ran.data()["products"][0]["error"]["code"] == "0xC004F038"  # the live host answered
+    targets = [e["target"] for e in ospp("dhistorykms", "f1", "--json").data()["entries"]]
     assert targets == [f"127.0.0.1:{dead}", f"127.0.0.1:{host.port}"]
     # /dstatus names the host that answered, not the first record (as ospp.vbs does)
     assert f"\tKMS machine name from DNS: live.{sub}:{host.port}" in ospp("/dstatus", "f1").out
-    shown = ospp("dstatus", "f1", "--json").json()["products"][0]["kms"]["discovered_host"]
+    shown = ospp("dstatus", "f1", "--json").data()["products"][0]["kms"]["discovered_host"]
     assert shown == f"live.{sub}:{host.port}"
 
 
@@ -162,8 +162,8 @@ def test_nxdomain(ospp: Ospp, bind: Bind, sub: str):
     assert f"_vlmcs._tcp.missing.{sub}" in ran.out and "NXDOMAIN" in ran.out
     diag = ospp("dnsdiag", "n1", "--json", env=dns_env(bind))
     assert diag.code == 4
-    assert diag.json()["domains"][0]["outcome"] == "nxdomain"
-    assert "Publish the record" in diag.json()["domains"][0]["fix"]
+    assert diag.data()["domains"][0]["outcome"] == "nxdomain"
+    assert "Publish the record" in diag.data()["domains"][0]["fix"]
 
 
 def test_servfail_names_the_nameserver(ospp: Ospp, sub: str):
@@ -209,7 +209,7 @@ def test_cname_target(ospp: Ospp, bind: Bind, sub: str, host: Host):
     ospp("install-product", "ProPlus2021", "cn")
     ospp(f"/skms-domain:{sub}", "cn")
     ran = ospp("act", "cn", "--json", env=dns_env(bind))
-    assert ran.json()["products"][0]["error"]["code"] == "0xC004F038"  # reached the host
+    assert ran.data()["products"][0]["error"]["code"] == "0xC004F038"  # reached the host
 
 
 def test_ipv6_target(ospp: Ospp, bind: Bind, sub: str):
@@ -222,9 +222,9 @@ def test_ipv6_target(ospp: Ospp, bind: Bind, sub: str):
         ospp("install-product", "ProPlus2021", "v6")
         ospp(f"/skms-domain:{sub}", "v6")
         ran = ospp("act", "v6", "--json", env=dns_env(bind))
-        assert ran.json()["products"][0]["error"]["code"] == "0xC004F038"
+        assert ran.data()["products"][0]["error"]["code"] == "0xC004F038"
         assert (
-            ospp("dhistorykms", "v6", "--json").json()["entries"][0]["target"] == f"[::1]:{h.port}"
+            ospp("dhistorykms", "v6", "--json").data()["entries"][0]["target"] == f"[::1]:{h.port}"
         )
     finally:
         h.stop()
@@ -241,9 +241,9 @@ def test_skms_domain_overrides_the_search_list(
     conf.write_text(f"nameserver 127.0.0.1\nsearch a.{sub} b.{sub}\n")
     env = dns_env(bind, OSPP_RESOLV_CONF=str(conf))
     ospp("install-product", "ProPlus2021", "sl")
-    found = ospp("act", "sl", "--json", env=env).json()
+    found = ospp("act", "sl", "--json", env=env).data()
     assert found["products"][0]["error"]["code"] == "0xC004F038"  # found via the search list
-    diag = ospp("dnsdiag", "sl", "--json", env=env).json()
+    diag = ospp("dnsdiag", "sl", "--json", env=env).data()
     assert diag["source"] == "search list"
     assert [d["domain"] for d in diag["domains"]] == [f"a.{sub}", f"b.{sub}"]
     ospp(f"/skms-domain:a.{sub}", "sl")
@@ -251,7 +251,7 @@ def test_skms_domain_overrides_the_search_list(
     assert ran.code == 4 and "0x8007232B" in ran.out and f"b.{sub}" not in ran.out
     ospp("/ckms-domain", "sl")
     assert (
-        ospp("act", "sl", "--json", env=env).json()["products"][0]["error"]["code"] == "0xC004F038"
+        ospp("act", "sl", "--json", env=env).data()["products"][0]["error"]["code"] == "0xC004F038"
     )
 
 
@@ -321,7 +321,7 @@ def test_refused_and_badly_signed_updates(ospp: Ospp, bind: Bind, sub: str, tmp_
     h = Host(ospp)
     try:
         time.sleep(1)
-        assert "failed" in str(ospp("kms", "status", "--json").json()["dns_last_publish"])
+        assert "failed" in str(ospp("kms", "status", "--json").data()["dns_last_publish"])
         ospp("install-product", "ProPlus2021", "ok1")
         ospp(f"/sethst:127.0.0.1:{h.port}", "ok1")
         assert "0xC004F038" in ospp("/act", "ok1").out

@@ -18,6 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 REGENERATE = "run: python -m ospp.cli.docs ."
 
 
+def test_json_schemas_are_current():
+    from ospp.cli.reports import schema_files
+
+    folder = ROOT / "docs" / "schema"
+    on_disk = {p.name: p.read_text() for p in folder.glob("*.json")}
+    assert on_disk == schema_files(), REGENERATE
+
+
 def test_man_page_is_current():
     assert (ROOT / "man" / "ospp.1").read_text() == manpage(cli), REGENERATE
 
@@ -171,6 +179,19 @@ def test_every_command_has_help_json_and_a_man_entry():
         # prints help
         if not isinstance(cmd, click.Group) and name not in ("demo", "pubkey", "serve", "help"):
             assert any(p.name == "as_json" for p in cmd.params), f"{name} has no --json"
+    # and each command with --json has a schema (docs/schema/, ospp/cli/reports.py)
+    from ospp.cli.reports import schemas
+    from ospp.cli.schema import command_paths
+
+    with_json = set(schemas())
+    for path in command_paths(cli, ctx):
+        cmd = cli
+        for word in path.split():
+            found = cmd.get_command(ctx, word) if isinstance(cmd, click.Group) else None
+            assert found is not None
+            cmd = found
+        has_json = any(p.name == "as_json" for p in cmd.params)
+        assert has_json == (path in with_json), f"{path}: --json and a schema go together"
 
 
 def _complete(words: str) -> list[str]:

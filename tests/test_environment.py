@@ -78,4 +78,4 @@ def test_files_from_a_user_are_capped_and_checked(
 def test_trust_add_reads_standard_input(ospp: Ospp) -> None:
     pub = ospp("center", "pubkey").out
     ran = ospp("trust", "add", "-", "--json", input=pub)
-    assert ran.code == 0 and len(ran.json()["fingerprint"]) == 16
+    assert ran.code == 0 and len(ran.data()["fingerprint"]) == 16

@@ -81,7 +81,7 @@ def test_a_hosts_error_message_is_escaped_on_screen_and_in_the_history(ospp: Osp
     # JSON keeps the message exactly, escaped by JSON itself.
     as_json = ospp("dhistorykms", "--json")
     assert "\x1b" not in as_json.out and "\x9b" not in as_json.out
-    assert [e["detail"] for e in as_json.json()["entries"]] == [
+    assert [e["detail"] for e in as_json.data()["entries"]] == [
         f"the KMS host at 127.0.0.1:{rogue.port} refused: {ALL}"
     ]
 

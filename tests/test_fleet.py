@@ -27,16 +27,16 @@ def machines(ospp: Ospp) -> list[str]:
 
 
 def licensed(ospp: Ospp, glob: str = "*") -> set[str]:
-    rows = ospp("fleet", "status", "--json", "--machines", glob).json()["rows"]
+    rows = ospp("fleet", "status", "--json", "--machines", glob).data()["rows"]
     return {r["machine"] for r in rows if r["status"] == "LICENSED"}
 
 
 def counted_cmids(ospp: Ospp) -> set[str]:
-    return {c["cmid"] for c in ospp("kms", "clients", "--json").json()["clients"]}
+    return {c["cmid"] for c in ospp("kms", "clients", "--json").data()["clients"]}
 
 
 def cmids(ospp: Ospp, names: set[str]) -> set[str]:
-    return {ospp("dcmid", n, "--json").json()["cmid"] for n in names}
+    return {ospp("dcmid", n, "--json").data()["cmid"] for n in names}
 
 
 def test_create_names_settings_and_refuses_existing(ospp: Ospp) -> None:
@@ -47,7 +47,7 @@ def test_create_names_settings_and_refuses_existing(ospp: Ospp) -> None:
     out = ospp("/dstatus", "ws07").out
     assert "KMS machine registry override defined: kms1:1700" in out
     assert "Last 5 characters of installed product key: 6F7TH" in out
-    assert len({ospp("dcmid", f"ws{n:02d}", "--json").json()["cmid"] for n in (1, 2, 3)}) == 3
+    assert len({ospp("dcmid", f"ws{n:02d}", "--json").data()["cmid"] for n in (1, 2, 3)}) == 3
     again = ospp("fleet", "create", "ws", "20", "--product", "ProPlus2021")
     assert again.code == 2 and "exist already" in again.out
     assert len(machines(ospp)) == 12  # nothing created
@@ -78,11 +78,11 @@ def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> No
     mak = ospp("center", "issue-key", "--product", "ProPlus2019", "--json").data()["key"]
     assert ospp("fleet", "inpkey", mak, "--machines", "b*").code == 0
     keys = {r["machine"]: r for r in ospp("fleet", "status", "--json").data()["rows"]}
-    assert keys["b1"]["key_last5"] == mak[-5:] and keys["b1"]["product"] == "ProPlus2019"
+    assert keys["b1"]["key_last5"] == mak[-5:] and keys["b1"]["product_id"] == "ProPlus2019"
     assert keys["a1"]["key_last5"] == "6F7TH"
-    only = ospp("fleet", "status", "--json", "--machines", "a?", "--status", "oob_grace").json()
+    only = ospp("fleet", "status", "--json", "--machines", "a?", "--status", "oob_grace").data()
     assert {r["machine"] for r in only["rows"]} == {"a1", "a2", "a3"}
-    assert ospp("fleet", "status", "--status", "LICENSED", "--json").json()["rows"] == []
+    assert ospp("fleet", "status", "--status", "LICENSED", "--json").data()["rows"] == []
     assert ospp("fleet", "remove", "b*").code == 0
     assert machines(ospp) == ["a1", "a2", "a3"]
     assert ospp("fleet", "remove", "zz*").code == 1
@@ -122,7 +122,7 @@ def test_act_and_renewal_counts_match_the_host(ospp: Ospp) -> None:
         first = ospp.proc("fleet", "act", "--json")
         # the first four are below the threshold of 5; the rest activate
         assert first.code == 1, first.out
-        summary = first.json()["summary"]
+        summary = first.data()["summary"]
         assert summary == {"activated": 8, "failed 0xC004F038": 4}
         got = licensed(ospp)
         assert len(got) == 8 and cmids(ospp, got) <= counted_cmids(ospp)
@@ -135,7 +135,7 @@ def test_act_and_renewal_counts_match_the_host(ospp: Ospp) -> None:
         ospp("clock", "advance", "7d")
         ran = ospp.proc("service", "--all", "--json")
         assert ran.code == 0, ran.out
-        assert ran.json()["summary"] == {"renewed": 12}
+        assert ran.data()["summary"] == {"renewed": 12}
         assert counted_cmids(ospp) == cmids(ospp, licensed(ospp))
         assert len(licensed(ospp)) == 12
     finally:
@@ -145,7 +145,7 @@ def test_act_and_renewal_counts_match_the_host(ospp: Ospp) -> None:
 def test_act_without_a_host_fails_with_exit_1(ospp: Ospp) -> None:
     ospp("fleet", "create", "n", "3", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
     ran = ospp("fleet", "act", "--json")
-    assert ran.code == 1 and ran.json()["summary"] == {"failed 0xC004F074": 3}
+    assert ran.code == 1 and ran.data()["summary"] == {"failed 0xC004F074": 3}
 
 
 def test_concurrent_fleet_commands_on_overlapping_globs_lose_no_update(ospp: Ospp) -> None:
@@ -187,9 +187,9 @@ def test_timeline_draws_one_series_per_state(ospp: Ospp, tmp_path: Path, fmt: st
         fmt, str(out), "--json",
     )  # fmt: skip
     assert ran.code == 0, ran.out
-    points = ran.json()["points"]
+    points = ran.data()["points"]
     assert len(points) == 41
-    by_day = {p["at"][:10]: p for p in points}
+    by_day = {p["counted_at"][:10]: p for p in points}
     assert by_day["2027-01-01"]["OOB_GRACE"] == 7  # 'late' is not installed yet
     assert by_day["2027-02-01"]["OOB_GRACE"] == 1
     assert by_day["2027-01-27"]["OOB_GRACE_NOTIFYING"] == 7
@@ -199,7 +199,7 @@ def test_timeline_draws_one_series_per_state(ospp: Ospp, tmp_path: Path, fmt: st
         text = text[text.index("<svg") : text.index("</svg>") + 6]
     root = ET.fromstring(text)
     series = [g.get("data-state") for g in root.iter(f"{SVG}g") if g.get("class") == "series"]
-    assert series == ran.json()["states"]
+    assert series == ran.data()["states"]
     assert len(set(series)) == 6
 
 
@@ -218,7 +218,7 @@ def test_status_in_worker_processes_matches_and_reports_a_damaged_store(
     damaged.write_bytes(b"not a database at all" * 100)
     ran = ospp("fleet", "status", "--json")
     assert ran.code == 3, ran.out
-    rows = {r["machine"]: r for r in ran.json()["rows"]}
+    rows = {r["machine"]: r for r in ran.data()["rows"]}
     assert rows["m07"]["status"] == "ERROR" and rows["m07"]["error_code"] == "0x8007000D"
     assert len(rows) == 30 and rows["m08"]["status"] == "OOB_GRACE"
     assert damaged.read_bytes() == b"not a database at all" * 100

@@ -315,10 +315,10 @@ def test_authority_request_fuzz_never_fails_a_legitimate_activation(ospp: Ospp, 
     ).out.strip()
     host_key = ospp(
         "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
-    ).json()["key"]
+    ).data()["key"]
     ospp.install()
     assert ospp("/inpkey:" + mak).code == 0
-    iid = ospp("dinstid", "--json").json()["products"][0]["installation_id"]
+    iid = ospp("dinstid", "--json").data()["products"][0]["installation_id"]
     env = {**os.environ, **ospp.env}
     proc, port = start_server(["center", "serve", "--listen", "127.0.0.1:0"], env, subprocess.PIPE)
     try:

@@ -96,7 +96,7 @@ def test_restored_backup_with_a_stale_wal_is_refused_and_never_written(
     # Moving the stale files aside gives back the restored store, licences and all.
     for extra in path.parent.glob("licenses.db-*"):
         extra.unlink()
-    data = ospp("dstatus", "--json").json()
+    data = ospp("dstatus", "--json").data()
     assert len(data["products"]) == 2
 
 
@@ -272,7 +272,7 @@ def _in_namespace(script: str, env: dict[str, str]) -> subprocess.CompletedProce
 def test_a_read_only_store_can_be_read_and_says_why_it_cannot_be_written(ospp: Ospp):
     path = _store_with_licences(ospp)
     before = path.read_bytes()
-    status = ospp("dstatus", "--json").json()
+    status = ospp("dstatus", "--json").data()
     home = ospp.home / "client"
     script = f"""
         mount --bind {home} {home}
@@ -283,7 +283,7 @@ def test_a_read_only_store_can_be_read_and_says_why_it_cannot_be_written(ospp: O
     done = _in_namespace(script, ospp.env)
     assert "status exit" not in done.stderr, done.stderr
     read = (ospp.home / "status.json").read_text()
-    assert [p["sku_id"] for p in json.loads(read)["products"]] == [
+    assert [p["sku_id"] for p in json.loads(read)["data"]["products"]] == [
         p["sku_id"] for p in status["products"]
     ]
     assert "inpkey exit 3" in done.stderr
@@ -329,7 +329,7 @@ def test_a_full_disk_is_reported_as_such_and_changes_nothing(ospp: Ospp):
         assert "0x80070070" in said and "There is not enough space on the disk." in said, said
         assert "Access is denied" not in said and "no transaction" not in said, said
         after = json.loads((ospp.home / f"after-{free}.json").read_text())
-        assert [p["key_last5"] for p in after["products"]] == [GVLK_2016[-5:]]
+        assert [p["key_last5"] for p in after["data"]["products"]] == [GVLK_2016[-5:]]
 
 
 # -- small state files: write_atomic ---------------------------------------------------------

@@ -119,7 +119,7 @@ def test_a_bad_trust_file_does_not_break_the_others(ospp: Ospp) -> None:
     key = ospp("center", "issue-key", "--product", PRODUCT).out.strip()
     ran = ospp("/inpkey:" + key, "--act", "--json")
     assert ran.code == 0, ran.out
-    listed = ospp("trust", "list", "--json").json()
+    listed = ospp("trust", "list", "--json").data()
     assert len(listed["anchors"]) == 1 and "broken.json" in listed["unreadable"][0]
     # with only the broken file, activation fails closed and names it
     ran = ospp("/act", "--json", env={"OSPP_AUTHORITY": "127.0.0.1:9"})

@@ -54,7 +54,7 @@ def host(ospp: Ospp) -> Iterator[Host]:
 
 def status_of(ospp: Ospp, machine: str, now: str | None = None) -> dict[str, Any]:
     env = {"OSPP_NOW": now} if now else None
-    products: list[dict[str, Any]] = ospp("dstatus", machine, "--json", env=env).json()["products"]
+    products: list[dict[str, Any]] = ospp("dstatus", machine, "--json", env=env).data()["products"]
     return products[0]
 
 
@@ -65,13 +65,13 @@ def test_threshold_four_wait_until_the_fifth_asks(ospp: Ospp, host: Host):
         assert ran.code == 1 and "ERROR CODE: 0xC004F038" in ran.out, ran.out
         assert status_of(ospp, f"ws{n}")["status"] == "OOB_GRACE"
     client(ospp, "ws5", host)
-    fifth = ospp("act", "ws5", "--json").json()
-    assert fifth["ok"] is True and fifth["products"][0]["count"] == 5
+    fifth = ospp("act", "ws5", "--json")
+    assert fifth.json()["ok"] is True and fifth.data()["products"][0]["count"] == 5
     # too early: the service waits for the activation interval (120 minutes)
-    early = ospp("service", "ws1", "--json", env={"OSPP_NOW": at(hours=1)}).json()
+    early = ospp("service", "ws1", "--json", env={"OSPP_NOW": at(hours=1)}).data()
     assert early["actions"][0]["action"] is None
     ran = ospp.proc("service", "--all", "--json", env={"OSPP_NOW": at(hours=2)})
-    actions = {a["machine"]: a for a in ran.json()["actions"]}
+    actions = {a["machine"]: a for a in ran.data()["actions"]}
     assert all(actions[f"ws{n}"]["ok"] for n in range(1, 5)), ran.out
     for n in range(1, 6):
         st = status_of(ospp, f"ws{n}")
@@ -80,13 +80,13 @@ def test_threshold_four_wait_until_the_fifth_asks(ospp: Ospp, host: Host):
     assert "LICENSE STATUS:  ---LICENSED---" in out
     assert "ERROR CODE: 0x4004F040 (for information purposes only as the status is licensed)" in out
     assert f"\tKMS machine registry override defined: {host.address}" in out
-    hist = ospp("dhistorykms", "ws1", "--json").json()["entries"]
+    hist = ospp("dhistorykms", "ws1", "--json").data()["entries"]
     assert [e["code"] for e in hist] == ["0xC004F038", "0x00000000"]
     assert all(e["target"] == host.address for e in hist)
-    cmid = ospp("dcmid", "ws1", "--json").json()["cmid"]
-    counted = {c["cmid"] for c in ospp("kms", "clients", "--json").json()["clients"]}
+    cmid = ospp("dcmid", "ws1", "--json").data()["cmid"]
+    counted = {c["cmid"] for c in ospp("kms", "clients", "--json").data()["clients"]}
     assert cmid in counted and len(counted) == 5
-    st = ospp("kms", "status", "--json").json()
+    st = ospp("kms", "status", "--json").data()
     assert st["current_count"][APP] == 5 and st["requests_failed"] == 0
     assert st["requests_total"] == 9 and st["port"] == host.port
 
@@ -103,13 +103,13 @@ def test_time_travel_renewal_and_expiry(ospp: Ospp, host: Host):
     assert st["status"] == "LICENSED" and st["remaining_grace_days"] == 180
     # day 3: nothing due; day 8: the service renews (renewal interval 7 days)
     assert (
-        ospp("service", "m1", "--json", env={"OSPP_NOW": at(3, base=t0)}).json()["actions"][0][
+        ospp("service", "m1", "--json", env={"OSPP_NOW": at(3, base=t0)}).data()["actions"][0][
             "action"
         ]
         is None
     )
     host.restart(now=at(8, base=t0))
-    renewed = ospp("service", "m1", "--json", env={"OSPP_NOW": at(8, base=t0)}).json()
+    renewed = ospp("service", "m1", "--json", env={"OSPP_NOW": at(8, base=t0)}).data()
     assert renewed["actions"][0]["action"] == "renew" and renewed["actions"][0]["ok"]
     assert status_of(ospp, "m1", at(8 + 179, base=t0))["status"] == "LICENSED"
     oot = status_of(ospp, "m1", at(8 + 181, base=t0))
@@ -128,7 +128,7 @@ def test_host_restart_keeps_counts_and_activations(ospp: Ospp, host: Host):
     for n in range(4, 6):
         client(ospp, f"r{n}", host)
     ospp("/act", "r4")
-    assert ospp("act", "r5", "--json").json()["products"][0]["count"] == 5
+    assert ospp("act", "r5", "--json").data()["products"][0]["count"] == 5
 
 
 def test_unactivated_host_is_refused(ospp: Ospp):
@@ -170,7 +170,7 @@ def test_unreachable_host_gives_f074_with_the_history_hint(ospp: Ospp):
         ran = ospp("/act", "x1")
     assert ran.code == 4 and "ERROR CODE: 0xC004F074" in ran.out
     assert f"127.0.0.1:{port}" in ran.out and "/dhistorykms" in ran.out
-    hist = ospp("dhistorykms", "x1", "--json").json()["entries"]
+    hist = ospp("dhistorykms", "x1", "--json").data()["entries"]
     assert hist[-1]["target"] == f"127.0.0.1:{port}" and hist[-1]["code"] == "0xC004F074"
 
 
@@ -187,10 +187,10 @@ def test_client_adopts_the_hosts_intervals(ospp: Ospp, host: Host):
 def test_kms_host_activated_by_phone(ospp: Ospp):
     key = ospp(
         "center", "issue-key", "--product", "ProPlus2024", "--channel", "kms-host", "--json"
-    ).json()["key"]
+    ).data()["key"]
     ospp("kms", "install-key", key)
-    iid = ospp("kms", "dinstid", "--json").json()["installation_id"]
-    cid = ospp("center", "confirm", iid, "--json").json()["cid"]
+    iid = ospp("kms", "dinstid", "--json").data()["installation_id"]
+    cid = ospp("center", "confirm", iid, "--json").data()["cid"]
     assert ospp("kms", "actcid", cid[:-1] + str((int(cid[-1]) + 1) % 10)).code == 1
     assert ospp("kms", "actcid", cid).code == 0
     h = Host(ospp)
@@ -495,7 +495,7 @@ def test_a_renewing_client_is_counted_once(ospp: Ospp, host: Host):
         counts = [conn.call(raw_request(cmid))["count"] for _ in range(20)]
         other = conn.call(raw_request())["count"]
     assert counts == [1] * 20 and other == 2
-    assert ospp("kms", "status", "--json").json()["stored_clients"] == 2
+    assert ospp("kms", "status", "--json").data()["stored_clients"] == 2
 
 
 def test_counts_are_kept_per_application_group(tmp_path: Path):

@@ -36,7 +36,7 @@ def status(ospp: Ospp) -> dict[str, Any]:
 
 
 def packs_by_product(ospp: Ospp) -> dict[str, dict[str, Any]]:
-    return {p["product"]: p for p in status(ospp)["packs"]}
+    return {p["product_id"]: p for p in status(ospp)["packs"]}
 
 
 def two_pack_host(ospp: Ospp) -> tuple[str, str]:
@@ -46,7 +46,7 @@ def two_pack_host(ospp: Ospp) -> tuple[str, str]:
     assert old["replaced"] is None
     ran = ospp("kms", "activate", "--json")  # every pack not yet activated
     assert ran.code == 0, ran.out
-    assert {p["product"] for p in ran.data()["packs"]} == {"ProPlus2021", "ProPlus2010"}
+    assert {p["product_id"] for p in ran.data()["packs"]} == {"ProPlus2021", "ProPlus2010"}
     return new["key_last5"], old["key_last5"]
 
 
@@ -97,9 +97,9 @@ def test_removing_one_pack_stops_only_its_group(ospp: Ospp):
     new5, old5 = two_pack_host(ospp)
     ran = ospp("kms", "uninstall-key", old5.lower(), "--json")
     assert ran.code == 0, ran.out
-    assert ran.data()["product"] == "ProPlus2010" and ran.data()["packs_left"] == 1
+    assert ran.data()["product_id"] == "ProPlus2010" and ran.data()["packs_left"] == 1
     st = status(ospp)
-    assert [p["product"] for p in st["packs"]] == ["ProPlus2021"]
+    assert [p["product_id"] for p in st["packs"]] == ["ProPlus2021"]
     # one pack left: the single-key output of before
     assert st["key_last5"] == new5 and st["activated"] is True
     assert "Licence pack:" not in ospp("kms", "status").out
@@ -116,14 +116,14 @@ def test_removing_one_pack_stops_only_its_group(ospp: Ospp):
     ran = ospp("kms", "uninstall-key", old5)
     assert ran.code == 1 and "0xC004F014" in ran.out
     assert ospp("kms", "uninstall-key", "ABC").code == 2
-    assert [p["product"] for p in status(ospp)["packs"]] == ["ProPlus2021"]
+    assert [p["product_id"] for p in status(ospp)["packs"]] == ["ProPlus2021"]
 
 
 def test_a_key_of_the_same_group_replaces_its_pack(ospp: Ospp):
     first = install(ospp, "ProPlus2016")
     install(ospp, "ProPlus2010")
     newer = install(ospp, "ProPlus2021")
-    assert newer["replaced"] == {"product": "ProPlus2016", "key_last5": first["key_last5"]}
+    assert newer["replaced"] == {"product_id": "ProPlus2016", "key_last5": first["key_last5"]}
     assert sorted(packs_by_product(ospp)) == ["ProPlus2010", "ProPlus2021"]
     text = ospp("kms", "install-key", issue(ospp, "Standard2019")).out
     assert f"It replaces the key *****-{newer['key_last5']} (ProPlus2021)" in text
@@ -143,7 +143,7 @@ def test_commands_on_one_pack_need_its_key_when_there_are_several(ospp: Ospp):
     cid = ospp("center", "confirm", iid, "--json").data()["cid"]
     ran = ospp("kms", "actcid", cid, "--json")
     assert ran.code == 0, ran.out
-    assert ran.data()["product"] == "ProPlus2010" and ran.data()["key_last5"] == old
+    assert ran.data()["product_id"] == "ProPlus2010" and ran.data()["key_last5"] == old
     packs = packs_by_product(ospp)
     assert packs["ProPlus2010"]["certified"] == "phone"
     assert packs["ProPlus2021"]["activated"] is False
@@ -266,7 +266,7 @@ def test_ping_answers_for_an_activated_pack(ospp: Ospp):
     try:
         ran = ospp("kms", "ping", h.address, "--json")
         assert ran.code == 0, ran.out
-        assert ran.data()["product"] == "ProPlus2010"
+        assert ran.data()["product_id"] == "ProPlus2010"
         assert json.dumps(ran.data()["epid"]) in json.dumps(packs_by_product(ospp))
     finally:
         h.stop()
@@ -280,12 +280,12 @@ def test_slmgr_names_a_pack_by_its_activation_id(ospp: Ospp):
     assert product2010 is not None
     act2010 = product2010.sku(Channel.KMS_HOST).sku_id
     shown = ospp("slmgr", "/dli", "all", "--json").data()["products"]
-    hosts = [p for p in shown if p.get("kms_host")]
-    assert [p["product"] for p in hosts] == ["ProPlus2021", "ProPlus2010"]
+    hosts = [p for p in shown if p.get("is_kms_host")]
+    assert [p["product_id"] for p in hosts] == ["ProPlus2021", "ProPlus2010"]
     assert ospp("slmgr", "/dli", act2010, "--json").data()["products"][0]["current_count"] == 0
     # /upk never removes a pack by default
     ran = ospp("slmgr", "/upk")
     assert ran.code == 2 and act2010 in ran.out
     assert len(status(ospp)["packs"]) == 2
     assert ospp("slmgr", "/upk", act2010).code == 0
-    assert [p["product"] for p in status(ospp)["packs"]] == ["ProPlus2021"]
+    assert [p["product_id"] for p in status(ospp)["packs"]] == ["ProPlus2021"]

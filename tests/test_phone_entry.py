@@ -22,7 +22,7 @@ def _cid(ospp: Ospp, machine: str | None = None) -> str:
     args = [machine] if machine else []
     ospp("install-product", PRODUCT, *args)
     ospp("/inpkey:" + issue(ospp), *args)
-    return str(ospp("center", "confirm", iid_of(ospp, machine), "--json").json()["cid"])
+    return str(ospp("center", "confirm", iid_of(ospp, machine), "--json").data()["cid"])
 
 
 def test_a_pasted_cid_or_several_groups_at_one_prompt_are_split(ospp: Ospp) -> None:
@@ -46,7 +46,7 @@ def test_interactive_takes_a_lone_argument_as_the_computer_name(ospp: Ospp) -> N
     cid = _cid(ospp, "ph1")
     ran = ospp.proc("actcid", "--interactive", "PH1", input=cid + "\n")
     assert ran.code == 0, ran.out + ran.err
-    assert ospp("dstatus", "ph1", "--json").json()["products"][0]["status"] == "LICENSED"
+    assert ospp("dstatus", "ph1", "--json").data()["products"][0]["status"] == "LICENSED"
 
 
 def test_end_of_input_cancels_and_changes_nothing(ospp: Ospp) -> None:

@@ -53,12 +53,12 @@ def test_service_notify_prints_what_the_user_is_told_in_either_language(ospp: Os
     assert "not activated yet" in day2.out and "(28 days of grace left)" in day2.out
     day26 = ospp("service", "--notify", "--lang", "sv", env={"OSPP_NOW": _at(26)})
     assert "nyckelhanteringstjänsten (KMS): 4 dagar kvar" in day26.out
-    day40 = ospp("service", "--notify", "--json", env={"OSPP_NOW": _at(40)}).json()
+    day40 = ospp("service", "--notify", "--json", env={"OSPP_NOW": _at(40)}).data()
     assert [r["kind"] for r in day40["reminders"]] == ["not-licensed"]
     words = ospp("service", "--notify", env={"OSPP_NOW": _at(40)}).out
     assert "Unlicensed product" in words and "all features are still available" in words
     # --notify only tells: no activation was attempted
-    assert ospp("/dhistorykms", "--json").json()["entries"] == []
+    assert ospp("/dhistorykms", "--json").data()["entries"] == []
     # the plain service pass mentions the pending activation after its actions
-    ran = ospp("service", "--json", env={"OSPP_NOW": _at(2)}).json()
+    ran = ospp("service", "--json", env={"OSPP_NOW": _at(2)}).data()
     assert ran["reminders"][0]["kind"] == "pending" and ran["actions"]

@@ -44,7 +44,7 @@ def monitor(out: str) -> tuple[str | None, int | None]:
 def dstatus(ospp: Ospp, machine: str, now: str) -> dict[str, Any]:
     products: list[dict[str, Any]] = ospp(
         "dstatus", machine, "--json", env={"OSPP_NOW": now}
-    ).json()["products"]
+    ).data()["products"]
     return products[0]
 
 
@@ -133,8 +133,8 @@ def test_dlv_client_block_after_kms_activation(ospp: Ospp, host: Host):
     ran = ospp("slmgr", "/dli", "ws5", env={"OSPP_NOW": at()})
     lines = ran.out.rstrip("\n").split("\n")
     assert labels(lines) == labels(reference("dli-kms"))
-    cmid = ospp("dcmid", "ws5", "--json").json()["cmid"]
-    epid = ospp("kms", "status", "--json").json()["epid"]
+    cmid = ospp("dcmid", "ws5", "--json").data()["cmid"]
+    epid = ospp("kms", "status", "--json").data()["epid"]
     assert f"    Client Machine ID (CMID): {cmid}" in lines
     assert f"    Registered KMS machine name: {host.address}" in lines
     assert "    KMS machine IP address: 127.0.0.1" in lines
@@ -144,7 +144,7 @@ def test_dlv_client_block_after_kms_activation(ospp: Ospp, host: Host):
     assert f"Activation ID: {PROPLUS_2016_SKU}" in verbose
     assert "Product Key Channel: Volume:GVLK" in verbose
     assert "Remaining SKU rearm count: 5" in verbose
-    data = ospp("slmgr", "/dli", "ws5", "--json", env={"OSPP_NOW": at()}).json()
+    data = ospp("slmgr", "/dli", "ws5", "--json", env={"OSPP_NOW": at()}).data()
     (product,) = data["products"]
     assert product["license_status"] == 1 and product["grace_minutes"] == 259200
     assert product["kms_client"]["kms_machine_extended_pid"] == epid
@@ -160,7 +160,7 @@ def test_dlv_on_the_host_after_25_clients_shows_the_counts_of_kms_status(ospp: O
     ran = ospp("slmgr", "/dlv", env={"OSPP_NOW": at()})
     assert ran.code == 0, ran.out
     lines = ran.out.rstrip("\n").split("\n")
-    st = ospp("kms", "status", "--json").json()
+    st = ospp("kms", "status", "--json").data()
 
     def value(label: str) -> int:
         (line,) = [x for x in lines if x.strip().startswith(label)]
@@ -190,14 +190,14 @@ def _state(ospp: Ospp, now: str) -> Any:
             return [strip(v) for v in value]
         return value
 
-    return strip(ospp("dstatusall", "--json", env={"OSPP_NOW": now}).json())
+    return strip(ospp("dstatusall", "--json", env={"OSPP_NOW": now}).data())
 
 
 def test_ospp_vbs_commands_and_their_slmgr_twins_leave_the_same_state(tmp_path: Path):
     vbs, sl = Ospp(tmp_path / "vbs"), Ospp(tmp_path / "slmgr")
     sl.env["OSPP_CENTER_HOME"] = vbs.env["OSPP_CENTER_HOME"]  # one authority, one MAK
     mak = vbs("center", "issue-key", "--product", "ProPlus2021", "--limit", "5", "--json")
-    key = mak.json()["key"]
+    key = mak.data()["key"]
     for side in (vbs, sl):
         side("install-product", "ProPlus2016", env={"OSPP_NOW": at(0)})
     twins: list[tuple[list[str], list[str]]] = [
@@ -274,17 +274,17 @@ def test_unknown_option_and_extra_words_are_usage_errors(ospp: Ospp):
 def test_host_key_install_activate_and_settings(ospp: Ospp):
     key = ospp(
         "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
-    ).json()["key"]
+    ).data()["key"]
     assert ospp("slmgr", "/ipk", key).out == (
         f"Installed product key *****-*****-*****-*****-{key[-5:]} successfully.\n"
     )
-    assert ospp("kms", "status", "--json").json()["key_last5"] == key[-5:]
+    assert ospp("kms", "status", "--json").data()["key_last5"] == key[-5:]
     assert "License Status: Unlicensed" in ospp("slmgr", "/dli").out
     refused = ospp("slmgr", "/sai", "60")
     assert refused.code == 1 and "0xC004F041" in refused.out
     ran = ospp("slmgr", "/ato")
     assert ran.code == 0 and ran.out.splitlines()[-1] == "Product activated successfully."
-    assert ospp("kms", "status", "--json").json()["activated"] is True
+    assert ospp("kms", "status", "--json").data()["activated"] is True
 
     for args, line in [
         (["/sprt", "1700"], "KMS port set to 1700 successfully."),
@@ -298,8 +298,9 @@ def test_host_key_install_activate_and_settings(ospp: Ospp):
             line,
             "Warning: a KMS reboot is needed for this setting to take effect.",
         ]
-    st = ospp("kms", "status", "--json").json()
-    assert (st["port"], st["activation_interval"], st["renewal_interval"]) == (1700, 60, 1440)
+    st = ospp("kms", "status", "--json").data()
+    intervals = (st["activation_interval_minutes"], st["renewal_interval_minutes"])
+    assert (st["port"], *intervals) == (1700, 60, 1440)
     dlv = ospp("slmgr", "/dlv").out.splitlines()
     for line in (
         "    Listening on Port: 1700",
@@ -314,7 +315,7 @@ def test_host_key_install_activate_and_settings(ospp: Ospp):
     assert "    KMS priority: Normal" in ospp("slmgr", "/dli").out.splitlines()
     for bad, status in ((["/sai", "5"], 2), (["/sprt", "70000"], 2), (["/sdns"], 2)):
         assert ospp("slmgr", *bad).code == status
-    assert ospp("kms", "status", "--json").json() == st
+    assert ospp("kms", "status", "--json").data() == st
     xpr = ospp("slmgr", "/xpr").out.splitlines()
     assert xpr[1] == "    The machine is permanently activated."
 
@@ -349,9 +350,9 @@ def test_slmgr_console_script(ospp: Ospp, tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Installed product key *****-*****-*****-*****-6F7TH successfully.\n"
-    via_ospp = ospp.proc("slmgr", "/dli", "pc9", "--json").json()
-    assert via_ospp["products"][0]["partial_product_key"] == "6F7TH"
-    assert via_ospp["command"] == "slmgr dli"
+    via_ospp = ospp.proc("slmgr", "/dli", "pc9", "--json")
+    assert via_ospp.data()["products"][0]["partial_product_key"] == "6F7TH"
+    assert via_ospp.json()["command"] == "slmgr dli"
 
 
 def test_slmgr_own_order_machine_name_first(ospp: Ospp):
@@ -366,7 +367,7 @@ def test_slmgr_own_order_machine_name_first(ospp: Ospp):
 
 
 def _mak(ospp: Ospp) -> str:
-    key: str = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    key: str = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
     return key
 
 
@@ -380,12 +381,12 @@ def test_mak_phone_activation_and_hardware_out_of_tolerance(ospp: Ospp):
     ]
     dti = ospp("slmgr", "/dti", env={"OSPP_NOW": at()})
     iid = dti.out.splitlines()[0].removeprefix("Installation ID: ")
-    assert iid == ospp("dinstid", "--json").json()["products"][0]["installation_id"]
+    assert iid == ospp("dinstid", "--json").data()["products"][0]["installation_id"]
     cid = ospp("center", "confirm", iid).out.strip()
     wrong = ospp("slmgr", "/atp", "1" * 48, env={"OSPP_NOW": at()})
     assert wrong.code == 1 and wrong.out.startswith("Error: 0xC004F0")
     ran = ospp("slmgr", "/atp", cid, env={"OSPP_NOW": at()})
-    sku = ospp("dstatus", "--json").json()["products"][0]["sku_id"]
+    sku = ospp("dstatus", "--json").data()["products"][0]["sku_id"]
     assert ran.out == f"Confirmation ID for product {sku} deposited successfully.\n"
     assert monitor(ospp("slmgr", "/dli", env={"OSPP_NOW": at(1)}).out) == ("Licensed", None)
     xpr = ospp("slmgr", "/xpr", env={"OSPP_NOW": at(1)}).out.splitlines()
@@ -448,7 +449,7 @@ def test_kms_client_settings_warn_as_slmgr_does(ospp: Ospp):
         "Warning: /skms-domain setting is in effect. corp.example will be used for DNS SRV "
         "record lookup."
     )
-    kms = ospp("dstatus", "--json").json()["products"][0]["kms"]
+    kms = ospp("dstatus", "--json").data()["products"][0]["kms"]
     assert (kms["host_override"], kms["port"], kms["lookup_domain"]) == (None, 1688, "corp.example")
     assert ospp("slmgr", "/skms", ":1700").code == 0
-    assert ospp("dstatus", "--json").json()["products"][0]["kms"]["port"] == 1700
+    assert ospp("dstatus", "--json").data()["products"][0]["kms"]["port"] == 1700

@@ -98,7 +98,7 @@ def test_status_page_shows_the_host_and_escapes_what_clients_sent(ospp: Ospp, se
     assert status == 200 and ctype == "text/html; charset=utf-8"
     assert evil not in page and html.escape(evil, quote=True) in page
     assert "<script" not in page
-    key = ospp("kms", "status", "--json").json()
+    key = ospp("kms", "status", "--json").data()
     assert f"*****-{key['key_last5']}" in page and key["epid"] in page
     assert page.count('class="client"') == 2
     assert page.count('class="bar"') == 30
@@ -126,7 +126,7 @@ def test_status_page_paginates_newest_first(ospp: Ospp, served):
 
 def test_authority_metrics_count_activations_and_mak_remaining(ospp: Ospp):
     assert ospp("center", "init", "--name", "Lab").code == 0
-    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--limit", "3", "--json").json()
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--limit", "3", "--json").data()
     env = {**os.environ, **ospp.env}
     proc, port = start_server(
         ["center", "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
@@ -170,9 +170,9 @@ def test_kms_ping_is_a_signed_round_trip(ospp: Ospp, served, tmp_path):
     host, _ = served
     ran = ospp.proc("kms", "ping", f"127.0.0.1:{host.port}", "--json")
     assert ran.code == 0, ran.out + ran.err
-    pong = ran.json()
-    assert pong["ok"] and pong["epid"] == ospp("kms", "status", "--json").json()["epid"]
-    assert pong["trusted"] is True and pong["product"] == "ProPlus2021"
+    pong = ran.data()
+    assert ran.json()["ok"] and pong["epid"] == ospp("kms", "status", "--json").data()["epid"]
+    assert pong["trusted"] is True and pong["product_id"] == "ProPlus2021"
     # A machine that trusts no authority still checks the signature, and says what it checked.
     stranger = {"OSPP_HOME": str(tmp_path / "s"), "OSPP_CENTER_HOME": str(tmp_path / "sc")}
     other = ospp("kms", "ping", f"127.0.0.1:{host.port}", env=stranger)

@@ -9,11 +9,11 @@ def test_trust_add_reads_stdin(ospp: Ospp, tmp_path):
     other_center = {"OSPP_CENTER_HOME": str(tmp_path / "other-center")}
     assert ospp("center", "init", "--name", "Other", env=other_center).code == 0
     pub = ospp("center", "pubkey", env=other_center).out
-    before = ospp("trust", "list", "--json").json()["anchors"]
+    before = ospp("trust", "list", "--json").data()["anchors"]
     ran = ospp("trust", "add", "-", input=pub)
     assert ran.code == 0, ran.out
     assert "Trusted authority Other" in ran.out
-    after = ospp("trust", "list", "--json").json()["anchors"]
+    after = ospp("trust", "list", "--json").data()["anchors"]
     assert len(after) == len(before) + 1
     bad = ospp("trust", "add", "-", input="not json")
     assert bad.code == 2 and "is not an authority public key file" in bad.out
@@ -39,7 +39,7 @@ def test_dns_set_reads_the_tsig_key_from_stdin(ospp: Ospp):
         input=key,
     )  # fmt: skip
     assert ran.code == 0, ran.out
-    assert ran.json()["tsig_name"] == "kms-update"
+    assert ran.data()["tsig_name"] == "kms-update"
 
 
 def test_fleet_import_reads_stdin(ospp: Ospp, tmp_path):
@@ -49,7 +49,7 @@ def test_fleet_import_reads_stdin(ospp: Ospp, tmp_path):
     text = exported.read_text().replace("ws", "pc")
     ran = ospp("fleet", "import", "-", "--json", input=text)
     assert ran.code == 0, ran.out
-    assert ospp("machines", "--json").json()["machines"] == [
+    assert ospp("machines", "--json").data()["machines"] == [
         "pc1",
         "pc2",
         "pc3",

@@ -132,6 +132,6 @@ def test_concurrent_cli_processes_keep_every_key(ospp: Ospp):
     ]
     for p in procs:
         assert p.wait(timeout=60) == 0
-    data = ospp("dstatus", "--json").json()
+    data = ospp("dstatus", "--json").data()
     assert sorted(p["key_last5"] for p in data["products"]) == sorted(k[-5:] for k in gvlks)
     assert PRODUCT  # the fixture's product is among the first eight

@@ -38,8 +38,8 @@ def activate_five(ospp: Ospp, host: Host, prefix: str) -> None:
 
 def product_status(ospp: Ospp, machine: str, product: str, *flags: str) -> dict[str, Any]:
     ran = ospp("dstatus", machine, "--json", *flags)
-    found: list[dict[str, Any]] = ran.json()["products"]
-    return next(p for p in found if p["product"] == product)
+    found: list[dict[str, Any]] = ran.data()["products"]
+    return next(p for p in found if p["product_id"] == product)
 
 
 def activation_row(ospp: Ospp, machine: str, product: str) -> str:
@@ -172,14 +172,14 @@ def test_resealed_kms_activation_fools_dstatus_but_not_verify(ospp: Ospp, host: 
     reseal(ospp, "s1", sku, act)
     later = {"OSPP_NOW": "2030-06-01"}  # long after the genuine 180 days
     # the attack works against the seal alone: this is the documented limit of the seal
-    fooled = ospp("dstatus", "s1", "--json", env=later).json()["products"][0]
+    fooled = ospp("dstatus", "s1", "--json", env=later).data()["products"][0]
     assert fooled["status"] == "LICENSED"
     for flags in (
         ("dstatus", "s1", "--verify", "--json"),
         ("dstatusall", "s1", "--verify", "--json"),
     ):
         ran = ospp(*flags, env=later)
-        st = next(p for p in ran.json()["products"] if p["sku_id"] == sku)
+        st = next(p for p in ran.data()["products"] if p["sku_id"] == sku)
         assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
     text = ospp("/dstatus", "s1", "--verify", env=later).out
     assert UNTRUSTED in text and "---LICENSED---" not in text
@@ -188,7 +188,7 @@ def test_resealed_kms_activation_fools_dstatus_but_not_verify(ospp: Ospp, host: 
 
 
 def test_resealed_mak_signature_is_caught_by_verify(ospp: Ospp):
-    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
     ospp.install("ProPlus2021", "m1")
     assert ospp("/inpkey:" + key, "m1", "--act").code == 0
     from ospp.core.catalog import Channel, catalog
@@ -201,9 +201,9 @@ def test_resealed_mak_signature_is_caught_by_verify(ospp: Ospp):
     act = json.loads(blob)
     act["licence"]["product"] = "ProPlus2024"  # any edit: the signature no longer matches
     reseal(ospp, "m1", sku, act)
-    assert ospp("dstatus", "m1", "--json").json()["products"][0]["status"] == "LICENSED"
+    assert ospp("dstatus", "m1", "--json").data()["products"][0]["status"] == "LICENSED"
     ran = ospp("dstatus", "m1", "--verify", "--json")
-    st = ran.json()["products"][0]
+    st = ran.data()["products"][0]
     assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
     assert "altered" in st["detail"]
 
@@ -278,10 +278,10 @@ def phone_host(ospp: Ospp) -> str:
     """Install a KMS host key and activate it by phone; return the key."""
     key: str = ospp(
         "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
-    ).json()["key"]
+    ).data()["key"]
     assert ospp("kms", "install-key", key).code == 0
-    iid = ospp("kms", "dinstid", "--json").json()["installation_id"]
-    cid = ospp("center", "confirm", iid, "--json").json()["cid"]
+    iid = ospp("kms", "dinstid", "--json").data()["installation_id"]
+    cid = ospp("center", "confirm", iid, "--json").data()["cid"]
     ran = ospp("kms", "actcid", cid)
     assert ran.code == 0, ran.out
     return key
@@ -379,7 +379,7 @@ def test_centre_refuses_an_old_style_kms_host_iid(ospp: Ospp):
     key = keys.parse(
         ospp(
             "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
-        ).json()["key"]
+        ).data()["key"]
     )
     old = phone.InstallationId(key.product.index, 2, key.serial, key.security, 1, 2)
     ran = ospp("center", "confirm", old.text())
@@ -402,7 +402,7 @@ def test_host_with_an_old_style_phone_certificate_must_be_activated_again(ospp: 
         assert cert["format"] == 2 and "iid" not in cert
         legacy = legacy_certificate(ospp, key, cert["host_key"])
         conn.execute("UPDATE packs SET certificate=?", (json.dumps(legacy),))
-    status = ospp("kms", "status", "--json").json()
+    status = ospp("kms", "status", "--json").data()
     assert status["activated"] is False and status["certified"] == "phone-disclosing"
     assert "activated again" in status["attention"]
     assert "ATTENTION" in ospp("kms", "status").out
@@ -428,7 +428,7 @@ def test_clients_refuse_old_style_phone_certificates_in_new_answers(ospp: Ospp):
 
     key = ospp(
         "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
-    ).json()["key"]
+    ).data()["key"]
     signer = HostKey(HostKey.generate())
     cert = legacy_certificate(ospp, key, b64(signer.public_raw))
     answers: list[dict[str, Any]] = []
@@ -509,7 +509,7 @@ def test_kms_policy_online_only(ospp: Ospp):
         ran = ospp("/act", "po1")
         assert ran.code == 1 and "0xC004F042" in ran.out and "certified by phone" in ran.out
         assert ospp("kms-policy", "ONLINE", "po1").code == 2
-        assert ospp("dstatus", "po1", "--json").json()["products"][0]["kms"]["host_policy"] == (
+        assert ospp("dstatus", "po1", "--json").data()["products"][0]["kms"]["host_policy"] == (
             "online-only"
         )
         # other machines are not affected; 'any' restores the default

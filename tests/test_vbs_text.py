@@ -21,7 +21,7 @@ def body(out: str) -> list[str]:
 def issue_mak(ospp: Ospp, limit: int = 3) -> str:
     ran = ospp("center", "issue-key", "--product", PRODUCT, "--limit", str(limit), "--json")
     assert ran.code == 0, ran.out
-    return str(ran.json()["key"])
+    return str(ran.data()["key"])
 
 
 def test_block_outputs_end_with_two_separators_before_exiting(ospp: Ospp):
@@ -47,15 +47,16 @@ def test_act_with_nothing_to_activate_exits_0_and_json_says_none(ospp: Ospp):
     ran = ospp("/act")
     assert ran.code == 0
     assert body(ran.out) == ["<No installed product keys detected>", DASHES, DASHES, EXITING]
-    data = ospp("act", "--json").json()
-    assert data["ok"] is True and data["activated"] == 0 and data["products"] == []
+    ran = ospp("act", "--json")
+    data = ran.data()
+    assert ran.json()["ok"] is True and data["activated"] == 0 and data["products"] == []
 
 
 def test_act_json_counts_what_was_activated(ospp: Ospp):
     key = issue_mak(ospp)
     ospp.install()
     ospp("/inpkey:" + key)
-    data = ospp("act", "--json").json()
+    data = ospp("act", "--json").data()
     assert data["activated"] == 1
 
 
@@ -117,7 +118,7 @@ def test_dhistorykms_uses_the_event_log_layout(ospp: Ospp):
     assert lines[6].startswith("ERROR DETAIL: ")  # ospp's own detail comes after
     assert lines[7] == "SKU ID: fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"
     assert lines[-3:] == [DASHES, DASHES, EXITING]
-    assert ospp("dhistorykms", "x1", "--json").json()["event_id"] == 12288
+    assert ospp("dhistorykms", "x1", "--json").data()["event_id"] == 12288
 
 
 def test_dhistoryacterr_uses_the_event_log_layout(ospp: Ospp):
@@ -151,11 +152,11 @@ def test_rearm_prints_what_office_rearm_prints(ospp: Ospp):
 
 def test_hardware_change_takes_a_trailing_computer_name(ospp: Ospp):
     ospp.install(PRODUCT, "pc7")
-    before = ospp("hardware", "show", "pc7", "--json").json()["hash"]
+    before = ospp("hardware", "show", "pc7", "--json").data()["hash"]
     ran = ospp("hardware", "change", "disk", "PC7", "--json")
     assert ran.code == 0, ran.out
-    assert ran.json()["machine"] == "pc7" and ran.json()["hash"] != before
-    assert ospp("hardware", "show", "pc7", "--json").json()["hash"] == ran.json()["hash"]
+    assert ran.data()["machine"] == "pc7" and ran.data()["hash"] != before
+    assert ospp("hardware", "show", "pc7", "--json").data()["hash"] == ran.data()["hash"]
     # the old spelling still works, hidden from help
     assert ospp("hardware", "change", "nic_mac", "--machine", "pc7").code == 0
     both = ospp("hardware", "change", "disk", "pc7", "--machine", "pc8")
@@ -212,7 +213,7 @@ def test_internal_errors_are_json_with_json(ospp: Ospp, monkeypatch):
 def test_userops_deny_standard_users_by_default_and_puserops_allows_them(ospp: Ospp):
     alice = {"OSPP_USER": "alice"}
     ospp("install-product", PRODUCT)
-    before = ospp("dstatus", "--json").json()
+    before = ospp("dstatus", "--json").data()
     assert before["user_operations"] == "denied"
     for args in (
         ["/inpkey:" + GVLK_2021],
@@ -228,9 +229,9 @@ def test_userops_deny_standard_users_by_default_and_puserops_allows_them(ospp: O
         assert ran.code == 1 and "ERROR CODE: 0xC004F025" in ran.out, args
         assert "alice" in ran.out
     # nothing changed, and reading is still allowed
-    assert ospp("dstatus", "--json", env=alice).json()["products"] == before["products"]
+    assert ospp("dstatus", "--json", env=alice).data()["products"] == before["products"]
     assert ospp("/puserops").out.splitlines()[2] == "Successfully applied setting."
-    assert ospp("dstatus", "--json").json()["user_operations"] == "allowed"
+    assert ospp("dstatus", "--json").data()["user_operations"] == "allowed"
     assert ospp("/sethst:kms1.example.com", env=alice).code == 0
     assert ospp("/unpkey:6F7TH", env=alice).code == 0
     # changing the policy itself, and the service, stay with administrators
@@ -243,7 +244,7 @@ def test_userops_deny_standard_users_by_default_and_puserops_allows_them(ospp: O
 
 def test_osppsvcauto_and_osppsvcrestart_act_on_the_simulated_service(ospp: Ospp):
     ospp("install-product", PRODUCT)
-    assert ospp("dstatus", "--json").json()["service"]["start_mode"] == "manual"
+    assert ospp("dstatus", "--json").data()["service"]["start_mode"] == "manual"
     first = ospp("/osppsvcauto")
     assert first.code == 0
     assert body(first.out)[0] == (
@@ -258,7 +259,7 @@ def test_osppsvcauto_and_osppsvcrestart_act_on_the_simulated_service(ospp: Ospp)
     now = {"OSPP_NOW": "2026-05-06T07:08:09Z"}
     ran = ospp("/osppsvcrestart", env=now)
     assert body(ran.out)[0] == "Successfully restarted: Office Software Protection Platform"
-    state = ospp("service", "--json", env=now).json()["services"][0]
+    state = ospp("service", "--json", env=now).data()["services"][0]
     assert state == {
         "machine": "localhost",
         "name": "Office Software Protection Platform",
@@ -279,7 +280,7 @@ def test_version_prints_the_script_and_ospp_versions(ospp: Ospp):
         "Version Info: 2013 1.0 (RTM)",
         f"ospp Version Info: {__version__}",
     ]
-    assert ospp("version", "--json").json()["ospp_version"] == __version__
+    assert ospp("version", "--json").data()["ospp_version"] == __version__
 
 
 def test_token_options_are_refused_and_change_nothing(ospp: Ospp):
@@ -312,12 +313,12 @@ def test_mak_reactivation_within_tolerance_uses_no_activation(ospp: Ospp):
     assert ospp("hardware", "change", "disk", "cpu_serial", "pc1").code == 0  # 10 of 12 votes
     again = ospp("/act", "pc1")
     assert again.code == 0, again.out
-    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 1
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 1
     # the reactivation moved the baseline: 8 of 12 votes against it, 6 against the first
     assert ospp("hardware", "change", "nic_mac", "cpu_model", "pc1").code == 0
-    assert ospp("dstatus", "pc1", "--json").json()["products"][0]["status"] == "LICENSED"
+    assert ospp("dstatus", "pc1", "--json").data()["products"][0]["status"] == "LICENSED"
     assert ospp("/act", "pc1").code == 0
-    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 1
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 1
     # another computer still needs an activation of its own, and there is none left
     ospp("/inpkey:" + key, "pc2")
     assert "0xC004C020" in ospp("/act", "pc2").out
@@ -334,4 +335,4 @@ def test_mak_reactivation_beyond_tolerance_uses_an_activation(ospp: Ospp):
     assert beyond.code == 1 and "0xC004C020" in beyond.out
     assert ospp("center", "extend", key, "--by", "1").code == 0
     assert ospp("/act", "pc1").code == 0
-    assert ospp("center", "keys", "--json").json()["keys"][0]["used"] == 2
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 2

@@ -167,7 +167,7 @@ def test_authority_client_reports_an_error_answer_with_a_bad_code_as_a_protocol_
     pub.write_text(ospp("center", "pubkey").out)
     assert ospp("trust", "add", str(pub)).code == 0
     ospp.install()
-    assert ospp("/inpkey:" + key.json()["key"]).code == 0
+    assert ospp("/inpkey:" + key.data()["key"]).code == 0
     peer = FakePeer(b'{"v":1,"ok":false,"code":' + code.encode() + b',"message":"no"}')
     try:
         ran = ospp("/act", env={"OSPP_AUTHORITY": f"127.0.0.1:{peer.port}"})

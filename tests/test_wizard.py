@@ -139,7 +139,7 @@ def test_a_whole_phone_call_in_two_terminals(ospp: Ospp, lang: str) -> None:
     finally:
         caller.close()
         agent.close()
-    status = ospp("/dstatus", "--json").json()["products"]
+    status = ospp("/dstatus", "--json").data()["products"]
     assert [p["status"] for p in status if p["channel"] == "mak"] == ["LICENSED"]
     log = (ospp.home / "center" / "phone-calls.jsonl").read_text().splitlines()
     assert len(log) == 1
@@ -156,8 +156,8 @@ def test_a_pasted_confirmation_id_activates(ospp: Ospp, lang: str) -> None:
     w = WORDS[lang]
     key = _ready(ospp)
     ospp("/inpkey:" + key)  # installed already: the wizard does not ask for a key
-    iid = ospp("dinstid", "--json").json()["products"][0]["installation_id"]
-    cid = ospp("center", "confirm", iid, "--json").json()["cid"]
+    iid = ospp("dinstid", "--json").data()["products"][0]["installation_id"]
+    cid = ospp("center", "confirm", iid, "--json").data()["cid"]
     caller = Terminal(["wizard", "--lang", lang], _env(ospp, "en"))
     try:
         caller.expect(w["how"])
@@ -233,11 +233,11 @@ def test_piped_phone_activation_ends_with_one_json_object(ospp: Ospp) -> None:
     first = ospp.proc("wizard", "--json", input=f"{key}\n2\n1\n")  # read the IID, then stop
     assert first.code == 1 and first.json()["error"]["code"] == "0x800704C7"
     iid = "".join(g for _, g in sorted(re.findall(r"(\d): (\d{7})", first.err)))
-    cid = ospp("center", "confirm", iid, "--json").json()["cid"]
+    cid = ospp("center", "confirm", iid, "--json").data()["cid"]
     ran = ospp.proc("wizard", "--json", input=f"not-a-key\n{key}\n2\n6\n{cid}\n")
     assert ran.code == 0, ran.err
-    data = ran.json()  # stdout is exactly one JSON object; the dialogue went to stderr
-    assert data["ok"] and data["activated"] and data["method"] == "telephone"
+    data = ran.data()  # stdout is exactly one JSON object; the dialogue went to stderr
+    assert ran.json()["ok"] and data["activated"] and data["method"] == "telephone"
     assert data["installation_id"] == iid and data["centre"] == "US"
     assert "This product key is not valid (0xC004F050)." in ran.err
     assert "Licensed product" in ran.err
@@ -247,7 +247,7 @@ def test_piped_internet_activation(ospp: Ospp) -> None:
     key = _ready(ospp)
     ran = ospp.proc("wizard", "--json", "--lang", "sv", input=f"{key}\n1\n")
     assert ran.code == 0, ran.err
-    assert ran.json()["method"] == "internet" and "Licensierad produkt" in ran.err
+    assert ran.data()["method"] == "internet" and "Licensierad produkt" in ran.err
 
 
 @pytest.mark.parametrize(
@@ -289,7 +289,7 @@ def test_not_now_installs_the_key_and_the_reminder_follows(ospp: Ospp) -> None:
     status = ospp.proc("/dstatus")
     assert "LICENSE STATUS:  ---OOB_GRACE---" in status.out
     assert "To activate now: ospp wizard" in status.err
-    assert ospp("/dstatus", "--json").json()["reminders"][0]["kind"] == "pending"
+    assert ospp("/dstatus", "--json").data()["reminders"][0]["kind"] == "pending"
 
 
 def test_no_product_installed_says_how(ospp: Ospp) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ospp.authority.state import Authority
-from ospp.core.errors import OsppError, hex_code
+from ospp.core.errors import OsppError
 
 FIELDS = ["line", "iid", "cid", "error"]
 
@@ -29,18 +29,21 @@ def confirm_lines(authority: Authority, lines: Iterable[str]) -> list[dict[str, 
                     "line": number,
                     "iid": iid,
                     "cid": None,
-                    "error": f"{hex_code(exc.code)} {exc.message}",
+                    "error": exc.to_json(),
                 }
             )
     return rows
 
 
 def render(rows: list[dict[str, Any]], kind: str) -> str:
-    """The rows as ``json`` or ``csv`` text."""
+    """The rows as ``json`` (a failure as the error object of ``--json``) or ``csv`` text
+    (a failure as ``0xC004F02C message``)."""
     if kind == "json":
         return json.dumps(rows, indent=2) + "\n"
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
     writer.writeheader()
-    writer.writerows(rows)
+    for row in rows:
+        error = row["error"]
+        writer.writerow({**row, "error": f"{error['code']} {error['message']}" if error else None})
     return buf.getvalue()

@@ -67,11 +67,11 @@ def activate_licences(
                 extra = {
                     "kms_host": outcome.host,
                     "count": outcome.count,
-                    "valid_until": iso(outcome.valid_until),
+                    "expires_at": iso(outcome.valid_until),
                 }
             lines.append("<Product activation successful>")
             data.append(
-                {"sku_id": lic.sku.sku_id, "product": lic.sku.product.id, "ok": True, **extra}
+                {"sku_id": lic.sku.sku_id, "product_id": lic.sku.product.id, "ok": True, **extra}
             )
         except OsppError as exc:
             if lic.sku.channel is Channel.MAK:  # KMS attempts are recorded by the KMS client
@@ -83,7 +83,7 @@ def activate_licences(
             data.append(
                 {
                     "sku_id": lic.sku.sku_id,
-                    "product": lic.sku.product.id,
+                    "product_id": lic.sku.product.id,
                     "ok": False,
                     "error": exc.to_json(),
                 }
@@ -128,7 +128,7 @@ def dinstid(computer: str | None) -> Result:
         rows.append(
             {
                 "sku_id": lic.sku.sku_id,
-                "product": lic.sku.product.id,
+                "product_id": lic.sku.product.id,
                 "license_name": lic.sku.license_name,
                 "installation_id": "".join(groups),
                 "groups": groups,
@@ -199,7 +199,7 @@ def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | 
             "<Offline product activation successful>",
             DASHES,
         ],
-        {"machine": store.name, "sku_id": lic.sku.sku_id, "product": lic.sku.product.id},
+        {"machine": store.name, "sku_id": lic.sku.sku_id, "product_id": lic.sku.product.id},
     )
 
 
@@ -283,7 +283,7 @@ def _history(kind: str, computer: str | None) -> Result:
             "event_id": event_id,
             "entries": [
                 {
-                    "at": iso(e.at),
+                    "written_at": iso(e.at),
                     "sku_id": e.sku_id,
                     "target": e.target,
                     "code": hex_code(e.code),

@@ -66,6 +66,24 @@ def error_lines(exc: OsppError) -> list[str]:
     return lines
 
 
+SCHEMA_VERSION = 1  # of the --json envelope and the reports in it; see docs/JSON.md
+
+
+def envelope(command: str, data: dict[str, Any] | None, error: OsppError | None) -> dict[str, Any]:
+    """The one shape of every ``--json`` output: the report under ``data``, a failure under
+    ``error`` (:meth:`OsppError.to_json`, the one error object), never fields beside them.
+
+    ``data`` is null only when the command failed before it had anything to report.
+    """
+    return {
+        "schema": SCHEMA_VERSION,
+        "ok": error is None,
+        "command": command,
+        "data": data,
+        "error": None if error is None else error.to_json(),
+    }
+
+
 def _print_json(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=False))
 
@@ -82,11 +100,8 @@ def emit(result: Result, as_json: bool, command: str) -> int:
     if problem is None and not as_json and quiet():
         return int(status)
     if as_json:
-        payload: dict[str, Any] = {"ok": problem is None, "command": command}
-        payload.update(result.data)
-        if problem is not None:
-            payload["error"] = problem.to_json()
-        _print_json(payload)
+        data = result.data if (result.data or problem is None) else None
+        _print_json(envelope(command, data, problem))
         return int(status)
     lines = list(result.lines)
     if result.error is not None:

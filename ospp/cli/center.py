@@ -31,7 +31,7 @@ def _open() -> Authority:
 def _record_json(r: KeyRecord) -> dict[str, Any]:
     return {
         "serial": r.serial,
-        "product": r.product_id,
+        "product_id": r.product_id,
         "channel": r.channel,
         "key_last5": r.last5,
         "limit": r.limit,
@@ -131,7 +131,7 @@ def pubkey() -> Result:
 def issue_key(product: str, channel: str, limit: int | None) -> Result:
     """Mint a new MAK or KMS host key and print it."""
     key = _open().issue_key(product, channel, limit)
-    return Result([key], {"key": key, "product": product, "channel": channel}, banners=False)
+    return Result([key], {"key": key, "product_id": product, "channel": channel}, banners=False)
 
 
 @center.command("keys")

@@ -47,15 +47,15 @@ def _report(state: lab.LabState | None, action: str | None = None) -> Result:
         )
     lines += [f"Real time: {lab.iso(real)}", f"Clock file: {path}", PRECEDENCE]
     data: dict[str, Any] = {
-        "now": lab.iso(now),
+        "now_at": lab.iso(now),
         "source": source,
         "ospp_now": ospp_now,
-        "real_time": lab.iso(real),
+        "real_time_at": lab.iso(real),
         "clock_file": str(path),
         "lab_clock": None
         if state is None
         else {
-            "now": lab.iso(state.now(real)),
+            "now_at": lab.iso(state.now(real)),
             "frozen": state.frozen,
             "offset_seconds": int((state.now(real) - real).total_seconds()),
         },

@@ -388,6 +388,16 @@ def write_all(root: Path) -> None:
     for shell, name in SLMGR_COMPLETION_FILES.items():
         text = completion(SLMGR[0], shell, "slmgr")
         (root / "completions" / name).write_text(text, encoding="utf-8")
+    from ospp.cli.reports import schema_files
+
+    folder = root / "docs" / "schema"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = schema_files()
+    for old in folder.glob("*.json"):  # a command that went away takes its schema with it
+        if old.name not in files:
+            old.unlink()
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def products() -> Result:
         kms = p.sku(Channel.KMS_CLIENT)
         rows.append(
             {
-                "id": p.id,
+                "product_id": p.id,
                 "name": p.display_name,
                 "gvlk": p.gvlk,
                 "application_id": p.application_id,
@@ -54,7 +54,7 @@ def install_product(product: str, computer: str | None) -> Result:
     )
     return Result(
         [line],
-        {"machine": store.name, "product": found.id, "installed": [s.sku_id for s in added]},
+        {"machine": store.name, "product_id": found.id, "installed": [s.sku_id for s in added]},
     )
 
 

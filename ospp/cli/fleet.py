@@ -100,12 +100,15 @@ def create(
         failed = LicensingError(
             0xC004F014, f"{counts['exists']} machine(s) were created meanwhile by another command"
         )
-    data = {"first": names[0], "last": names[-1], "product": product, "summary": counts}
+    data = {"first": names[0], "last": names[-1], "product_id": product, "summary": counts}
     return Result(lines, data, banners=False, failed=failed)
 
 
 HEADER = ("machine", "product", "status", "error_code", "key_last5", "remaining_days",
           "last_activation", "kms_host")  # fmt: skip
+# the fields of a row under HEADER (the CSV keeps its column names)
+COLUMNS = ("machine", "product_id", "status", "error_code", "key_last5", "remaining_days",
+           "last_activated_at", "kms_host")  # fmt: skip
 _TABLE = "{:<16} {:<15} {:<19} {:<10} {:<5} {:>9}  {:<20} {}"
 
 
@@ -148,7 +151,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
             if as_json:
                 found.append(values)
                 continue
-            cells = ["" if values[h] is None else str(values[h]) for h in HEADER]
+            cells = ["" if values[c] is None else str(values[c]) for c in COLUMNS]
             if as_csv:
                 writer.writerow(cells)
             else:
@@ -162,7 +165,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
         failed = StoreError(
             int(first_error["error_code"], 16),
             f"{errors} store(s) could not be read; the first, {first_error['machine']}: "
-            f"{first_error['message']}",
+            f"{first_error['error']['message']}",
             "Those stores were left as they are.",
         )
         if as_csv:
@@ -198,7 +201,12 @@ def failure_result(counts: Counter[str], failed: list[Any], what: str) -> Result
             first.code, f"{len(failed)} {what}(s) failed; the first: {first.message}", first.hint
         )
     rows = [
-        {"machine": a.machine, "product": a.product, "action": a.action, "error": a.error.to_json()}
+        {
+            "machine": a.machine,
+            "product_id": a.product,
+            "action": a.action,
+            "error": a.error.to_json(),
+        }
         for a in failed
     ]
     return Result(lines, {"summary": counts, "failures": rows}, banners=False, failed=problem)
@@ -361,7 +369,9 @@ def timeline(
         raise UsageError(f"the chart cannot be written: {exc.strerror or exc}") from exc
     data = {
         "states": list(states),
-        "points": [{"at": iso(day), **{s: c.get(s, 0) for s in states}} for day, c in points],
+        "points": [
+            {"counted_at": iso(day), **{s: c.get(s, 0) for s in states}} for day, c in points
+        ],
     }
     return Result(table + written, data, banners=False)
 

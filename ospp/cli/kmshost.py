@@ -54,8 +54,8 @@ def set_(activation_interval: int | None, renewal_interval: int | None) -> Resul
     return Result(
         ["Successfully applied setting."],
         {
-            "activation_interval": st["activation_interval"],
-            "renewal_interval": st["renewal_interval"],
+            "activation_interval_minutes": st["activation_interval"],
+            "renewal_interval_minutes": st["renewal_interval"],
         },
         banners=False,
     )
@@ -102,7 +102,18 @@ def status() -> Result:
     if st["dns_last_publish"]:
         last = st["dns_last_publish"]
         lines.append(f"    Last DNS publishing: {last['at']}: {last['result']}")
-    return Result(lines, st, banners=False)
+    return Result(lines, status_json(st), banners=False)
+
+
+def status_json(st: dict[str, Any]) -> dict[str, Any]:
+    """``kms status --json``: the host's status in the names of docs/JSON.md."""
+    renamed = {"activation_interval": "activation_interval_minutes",
+               "renewal_interval": "renewal_interval_minutes"}  # fmt: skip
+    data = {renamed.get(k, k): v for k, v in st.items()}
+    last = st.get("dns_last_publish")
+    if last:
+        data["dns_last_publish"] = {"published_at": last["at"], "result": last["result"]}
+    return data
 
 
 def _pack_lines(st: dict[str, Any]) -> list[str]:
@@ -111,7 +122,7 @@ def _pack_lines(st: dict[str, Any]) -> list[str]:
     for pack in st["packs"]:
         state = "activated" if pack["activated"] else "not activated"
         lines += [
-            f"    Licence pack: {pack['product']} ({pack['group']}), {state}",
+            f"    Licence pack: {pack['product_id']} ({pack['group']}), {state}",
             f"        Partial Product Key: {pack['key_last5']}",
         ]
         if pack["attention"]:
@@ -170,15 +181,16 @@ def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bo
     from ospp.cli import stream
 
     if as_csv:
-        columns = ("last_seen", "cmid", "workstation", "sku_id", "app_id", "first_seen")
-        stream.csv_rows((*columns, "requests"), rows)
+        columns = ("last_seen_at", "cmid", "workstation", "sku_id", "app_id", "first_seen_at")
+        header = ("last_seen", "cmid", "workstation", "sku_id", "app_id", "first_seen")
+        stream.csv_rows((*columns, "requests"), rows, header=(*header, "requests"))
     elif wanted_json:
         stream.json_list("kms clients", "clients", rows)
     elif not quiet():
         stream.text_lines(
             rows,
             lambda r: (
-                f"{r['last_seen']}  {r['cmid']}  "
+                f"{r['last_seen_at']}  {r['cmid']}  "
                 f"{stream.printable(r['workstation']) or '-':<16} {r['requests']:>5} request(s)"
             ),
             "<No clients>",
@@ -211,9 +223,9 @@ def ping(address: str) -> Result:
         {
             "host": str(pong.endpoint),
             "epid": pong.epid,
-            "product": pong.product,
+            "product_id": pong.product,
             "trusted": pong.trusted,
-            "ms": round(pong.seconds * 1000, 3),
+            "round_trip_ms": round(pong.seconds * 1000, 3),
         },
         banners=False,
     )

@@ -81,10 +81,10 @@ def install_key(key: str) -> Result:
         lines.append(
             "Activate it: ospp kms activate (online) or ospp kms dinstid / actcid (phone)."
         )
-    data: dict[str, Any] = {"product": installed.product.id, "key_last5": installed.last5}
+    data: dict[str, Any] = {"product_id": installed.product.id, "key_last5": installed.last5}
     data["application_id"] = installed.product.application_id
     data["replaced"] = (
-        {"product": replaced.product.id, "key_last5": replaced.last5} if replaced else None
+        {"product_id": replaced.product.id, "key_last5": replaced.last5} if replaced else None
     )
     return Result(lines, data, banners=False)
 
@@ -108,7 +108,7 @@ def uninstall_key(last5: str) -> Result:
             "(a running 'ospp kms serve' stops when restarted).",
         ],
         {
-            "product": removed.product.id,
+            "product_id": removed.product.id,
             "key_last5": removed.last5,
             "application_id": removed.app,
             "packs_left": len(host.packs()),
@@ -148,8 +148,8 @@ def activate(last5: str | None) -> Result:
             raise
         epid = host.pack(target).epid
         lines += [f"<KMS host activated for {product.id}>", f"KMS host ePID: {epid}"]
-        done.append({"product": product.id, "epid": epid, "key_last5": target})
-    data: dict[str, Any] = {"product": done[0]["product"], "epid": done[0]["epid"]}
+        done.append({"product_id": product.id, "epid": epid, "key_last5": target})
+    data: dict[str, Any] = {"product_id": done[0]["product_id"], "epid": done[0]["epid"]}
     if len(packs) > 1:
         data["packs"] = done
     return Result(lines, data, banners=False)
@@ -181,7 +181,7 @@ def dinstid(last5: str | None) -> Result:
         )
         listed.append(
             {
-                "product": pack.product.id,
+                "product_id": pack.product.id,
                 "key_last5": pack.last5,
                 "installation_id": iid.text(),
                 "groups": iid.groups(),
@@ -207,7 +207,7 @@ def actcid(cid: str, last5: str | None) -> Result:
     pack = host.apply_cid(cid, os.environ, _last5(last5))
     return Result(
         [f"<KMS host activated by phone for {pack.product.id}>"],
-        {"product": pack.product.id, "epid": pack.epid, "key_last5": pack.last5},
+        {"product_id": pack.product.id, "epid": pack.epid, "key_last5": pack.last5},
         banners=False,
     )
 

@@ -84,9 +84,9 @@ def status_json(st: LicenceStatus, kms: KmsSettings) -> dict[str, Any]:
     sku = lic.sku
     activation = lic.activation or {}
     return {
-        "product_id": st.product_id,
+        "product_key_id": st.product_id,  # the PRODUCT ID line (00339-10000-...)
         "sku_id": sku.sku_id,
-        "product": sku.product.id,
+        "product_id": sku.product.id,
         "channel": sku.channel.value,
         "license_name": sku.license_name,
         "license_description": sku.license_description,

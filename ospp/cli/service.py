@@ -72,7 +72,7 @@ def service(
         counts[fleetact.outcome(done)] += 1
         row: dict[str, Any] = {
             "machine": done.machine,
-            "product": done.product,
+            "product_id": done.product,
             "status": done.status,
             "action": done.action,
         }
@@ -80,7 +80,7 @@ def service(
         if done.action is None:
             lines.append(f"{where}: nothing due ({done.status})")
         elif done.error is None:
-            row.update(ok=True, host=done.host, count=done.count)
+            row.update(ok=True, kms_host=done.host, count=done.count)
             lines.append(f"{where}: {done.action} succeeded at {done.host} (count {done.count})")
         else:
             row.update(ok=False, error=done.error.to_json())

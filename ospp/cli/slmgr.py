@@ -47,7 +47,7 @@ def ipk(key: str, words: tuple[str, ...]) -> Result:
     parsed = keys.parse(key)
     masked = f"*****-*****-*****-*****-{parsed.last5}"
     data: dict[str, Any] = {
-        "product": parsed.product.id,
+        "product_id": parsed.product.id,
         "channel": parsed.channel.value,
         "activation_id": parsed.product.sku(parsed.channel).sku_id,
         "key_last5": parsed.last5,
@@ -59,7 +59,7 @@ def ipk(key: str, words: tuple[str, ...]) -> Result:
                 "Run 'slmgr /ipk KEY' without a computer name (the host is OSPP_KMS_HOME).",
             )
         open_host().install_key(key)
-        data["kms_host"] = True
+        data["is_kms_host"] = True
     else:
         store = open_machine(computer)
         client.install_key(store, key)
@@ -86,7 +86,7 @@ def ato(words: tuple[str, ...]) -> Result:
             return Result(lines + error_lines(exc), {"activation_id": sku.sku_id}, failed=exc)
         return Result(
             [*lines, "Product activated successfully."],
-            {"activation_id": sku.sku_id, "kms_host": True, "epid": host.pack(key.last5).epid},
+            {"activation_id": sku.sku_id, "is_kms_host": True, "epid": host.pack(key.last5).epid},
         )
     store = open_machine(computer)
     lic = sl.target(store, act_id)
@@ -161,7 +161,7 @@ def _host_view(host: KmsHost, verbose: bool, act_id: str) -> dict[str, Any]:
     sku = key.product.sku(key.channel)
     view: dict[str, Any] = {
         "activation_id": sku.sku_id,
-        "product": key.product.id,
+        "product_id": key.product.id,
         "name": sku.license_name,
         "description": sku.license_description,
         "application_id": key.product.application_id,
@@ -174,15 +174,15 @@ def _host_view(host: KmsHost, verbose: bool, act_id: str) -> dict[str, Any]:
         "port": st["port"],
         "dns_publishing": st["dns_publishing"],
         "priority": settings.priority(host),
-        "activation_interval": st["activation_interval"],
-        "renewal_interval": st["renewal_interval"],
+        "activation_interval_minutes": st["activation_interval"],
+        "renewal_interval_minutes": st["renewal_interval"],
         "requests_total": st["requests_total"],
         "requests_failed": st["requests_failed"],
         "requests": settings.request_counts(st),
     }
     if verbose:
         view["installation_id"] = "".join(host.installation_id(key.last5).groups())
-    return {**view, "kms_host": True}
+    return {**view, "is_kms_host": True}
 
 
 @option("dli", words_argument("[ActID|all] [COMPUTERNAME]"))
@@ -219,7 +219,17 @@ def xpr(words: tuple[str, ...]) -> Result:
         text = "The machine is permanently activated." if activated else "Unlicensed"
         return Result(
             [f"{sku.license_name}:", f"    {text}"],
-            {"products": [{"activation_id": sku.sku_id, "text": text, "expires_at": None}]},
+            {
+                "is_kms_host": True,
+                "products": [
+                    {
+                        "activation_id": sku.sku_id,
+                        "license_status": 1 if activated else 0,
+                        "text": text,
+                        "expires_at": None,
+                    }
+                ],
+            },
         )
     store = open_machine(computer)
     lic = sl.target(store, act_id)
@@ -256,7 +266,8 @@ def upk(words: tuple[str, ...]) -> Result:
     if host is not None:
         sku_id = settings.uninstall_key(host, act_id).sku_id
         return Result(
-            ["Uninstalled product key successfully."], {"activation_id": sku_id, "kms_host": True}
+            ["Uninstalled product key successfully."],
+            {"activation_id": sku_id, "is_kms_host": True},
         )
     store = open_machine(computer)
     lic = sl.target(store, act_id)
@@ -292,7 +303,7 @@ def dti(words: tuple[str, ...]) -> Result:
         from ospp.kmshost import settings
 
         iid = "".join(host.installation_id(settings.host_pack(host, act_id).last5).groups())
-        data: dict[str, Any] = {"activation_id": sku_id, "kms_host": True}
+        data: dict[str, Any] = {"activation_id": sku_id, "is_kms_host": True}
     else:
         store = open_machine(computer)
         lic = sl.target(store, act_id)
@@ -319,7 +330,7 @@ def atp(cid: str, words: tuple[str, ...]) -> Result:
 
         last5 = settings.host_pack(host, act_id).last5 if act_id else None
         sku_id = host.apply_cid(cid, os.environ, last5).sku_id
-        data: dict[str, Any] = {"activation_id": sku_id, "kms_host": True}
+        data: dict[str, Any] = {"activation_id": sku_id, "is_kms_host": True}
     else:
         store = open_machine(computer)
         lic = sl.target(store, act_id)

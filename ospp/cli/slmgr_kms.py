@@ -166,12 +166,12 @@ def _host_setting(setting: str, change: Callable[[KmsHost], None], lines: list[s
     return Result(
         [*lines, "Warning: a KMS reboot is needed for this setting to take effect."],
         {
-            "kms_host": True,
+            "is_kms_host": True,
             "port": st["port"],
             "dns_publishing": st["dns_publishing"],
             "priority": settings.priority(host),
-            "activation_interval": st["activation_interval"],
-            "renewal_interval": st["renewal_interval"],
+            "activation_interval_minutes": st["activation_interval"],
+            "renewal_interval_minutes": st["renewal_interval"],
         },
     )
 

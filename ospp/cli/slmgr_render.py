@@ -204,7 +204,7 @@ def reading_json(
         }
     return {
         "activation_id": lic.sku.sku_id,
-        "product": lic.sku.product.id,
+        "product_id": lic.sku.product.id,
         "name": lic.sku.license_name,
         "description": lic.sku.license_description,
         "partial_product_key": lic.last5,
@@ -246,8 +246,8 @@ def host_lines(view: dict[str, Any], verbose: bool) -> list[str]:
         f"{INDENT}Listening on Port: {view['port']}",
         f"{INDENT}DNS publishing {'enabled' if view['dns_publishing'] else 'disabled'}",
         f"{INDENT}KMS priority: {view['priority'].capitalize()}",
-        f"{INDENT}Activation interval: {view['activation_interval']} minutes",
-        f"{INDENT}Renewal interval: {view['renewal_interval']} minutes",
+        f"{INDENT}Activation interval: {view['activation_interval_minutes']} minutes",
+        f"{INDENT}Renewal interval: {view['renewal_interval_minutes']} minutes",
         "",
         "Key Management Service cumulative requests received from clients",
         f"{INDENT}Total requests received: {view['requests_total']}",

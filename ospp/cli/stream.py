@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ospp.cli.base import envelope
 from ospp.core.errors import UsageError
 
 
@@ -28,34 +29,43 @@ _encode = json.JSONEncoder().encode  # the C encoder (json.dumps with indent is 
 
 
 def _indented(row: dict[str, Any]) -> str:
-    """``json.dumps(row, indent=2)`` nested one level deeper in a list, for flat rows."""
+    """``json.dumps(row, indent=2)`` as an item of a list in ``data`` of the envelope."""
     if not row:
         return "{}"
-    fields = ",\n      ".join(f"{_encode(k)}: {_encode(v)}" for k, v in row.items())
-    return "{\n      " + fields + "\n    }"
+    fields = ",\n        ".join(f"{_encode(k)}: {_encode(v)}" for k, v in row.items())
+    return "{\n        " + fields + "\n      }"
+
+
+_HOLE = "\x00rows\x00"  # json.dumps escapes it: no command name or key can contain it
 
 
 def json_list(command: str, key: str, rows: Iterable[dict[str, Any]]) -> None:
-    """``{"ok": true, "command": ..., key: [rows...]}``, indented like the collected form."""
-    head = json.dumps({"ok": True, "command": command}, indent=2)[:-2]  # drop "\n}"
+    """The envelope of :func:`ospp.cli.base.envelope` with ``data`` = ``{key: [rows...]}``,
+    printed as the rows are read, with the bytes ``json.dumps(envelope, indent=2)`` prints."""
+    whole = json.dumps(envelope(command, {key: _HOLE}, None), indent=2)
+    head, tail = whole.split(json.dumps(_HOLE))
     out = sys.stdout
-    out.write(f"{head},\n  {json.dumps(key)}: [")
+    out.write(head + "[")
     parts: list[str] = []
-    sep = "\n    "
+    sep = "\n      "
     for row in rows:
         parts.append(sep + _indented(row))
-        sep = ",\n    "
+        sep = ",\n      "
         if len(parts) >= CHUNK:
             out.write("".join(parts))
             parts.clear()
     out.write("".join(parts))
-    out.write("]\n}\n" if sep == "\n    " else "\n  ]\n}\n")
+    out.write("]" if sep == "\n      " else "\n    ]")
+    out.write(tail + "\n")
     out.flush()
 
 
-def csv_rows(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+def csv_rows(
+    columns: Sequence[str], rows: Iterable[dict[str, Any]], header: Sequence[str] = ()
+) -> None:
+    """``columns`` of each row, under ``header`` (the column names when empty)."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow(header or columns)
     for row in rows:
         writer.writerow([row.get(c, "") for c in columns])
     sys.stdout.flush()

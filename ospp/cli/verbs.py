@@ -61,7 +61,7 @@ def inpkey(key: str, activate: bool, computer: str | None) -> Result:
         {
             "activation": acted,
             **_machine_data(store),
-            "product": installed.product.id,
+            "product_id": installed.product.id,
             "channel": installed.channel.value,
             "sku_id": sku.sku_id,
             "license_name": sku.license_name,
@@ -84,7 +84,8 @@ def unpkey(last5: str, computer: str | None) -> Result:
     try:
         removed = client.uninstall_key(store, last5)
     except LicensingError as exc:
-        return Result(["<Product key not found>"], _machine_data(store), error=exc)
+        data = {**_machine_data(store), "uninstalled": []}  # the report's shape, empty
+        return Result(["<Product key not found>"], data, error=exc)
     lines = []
     for sku in removed:
         lines += [f"Uninstalling product key for: {sku.license_name}"]
@@ -112,7 +113,7 @@ def _status(computer: str | None, all_: bool, verify: bool) -> Result:
         lines += status_lines(st, kms)
     data = {
         **machine,
-        "now": iso(store.clock.now()),
+        "now_at": iso(store.clock.now()),
         "products": [status_json(st, kms) for st in found],
     }
     _remind(found, data)

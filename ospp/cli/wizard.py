@@ -99,7 +99,7 @@ class Wizard:
         d.say(_("Activation wizard"))
         d.say("=" * len(_("Activation wizard")))
         plan = self.plan()
-        self.data.update(product=plan.licence.sku.product.id, sku_id=plan.sku)
+        self.data.update(product_id=plan.licence.sku.product.id, sku_id=plan.sku)
         d.say()
         d.say(_("How do you want to activate?"))
         d.say("  1. " + _("Activate via the Internet"))

@@ -60,7 +60,8 @@ class Publishing:
         return cls(**json.loads(text)) if text else cls()
 
     def shown(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The settings for ``--json``: the secret hidden, the TTL's unit in its name."""
+        data = {("ttl_seconds" if k == "ttl" else k): v for k, v in asdict(self).items()}
         data["tsig_secret"] = "(set)" if self.tsig_secret else ""
         return data
 

@@ -100,7 +100,11 @@ def render(metrics: ServingMetrics, gauges: Mapping[str, Any]) -> str:
         "1 if this licence pack's KMS host key is activated, per application group.",
         [
             (
-                {"app": p["application_id"], "product": p["product"], "key_last5": p["key_last5"]},
+                {
+                    "app": p["application_id"],
+                    "product": p["product_id"],
+                    "key_last5": p["key_last5"],
+                },
                 1 if p["activated"] else 0,
             )
             for p in gauges.get("packs", [])

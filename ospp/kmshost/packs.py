@@ -103,7 +103,7 @@ class Pack:
         cert = self.certificate
         certified = None if cert is None else "phone-disclosing" if self.legacy else cert["kind"]
         return {
-            "product": self.product.id,
+            "product_id": self.product.id,
             "application_id": self.app,
             "group": group_name(self.app),
             "key_last5": self.last5,

@@ -154,8 +154,8 @@ class Reader:
                     "cmid": cmid,
                     "product": sku.product.id if sku else sku_id,
                     "workstation": workstation,
-                    "first_seen": t(first),
-                    "last_seen": t(last),
+                    "first_seen_at": t(first),
+                    "last_seen_at": t(last),
                     "requests": requests,
                     "status": status,
                 }
@@ -182,8 +182,8 @@ class Reader:
                     "cmid": r[1],
                     "sku_id": r[2],
                     "workstation": r[3],
-                    "first_seen": t(r[4]),
-                    "last_seen": t(r[5]),
+                    "first_seen_at": t(r[4]),
+                    "last_seen_at": t(r[5]),
                     "requests": r[6],
                 }
 

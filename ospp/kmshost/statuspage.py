@@ -80,7 +80,7 @@ def _packs(packs: Sequence[Mapping[str, Any]]) -> str:
         )
         rows.append(
             f'<tr class="pack" data-app="{e(p["application_id"])}" '
-            f'data-key="{e(p["key_last5"])}"><td>{e(p["product"])}</td><td>{e(p["group"])}</td>'
+            f'data-key="{e(p["key_last5"])}"><td>{e(p["product_id"])}</td><td>{e(p["group"])}</td>'
             f"<td><code>*****-{e(p['key_last5'])}</code></td>{state}"
             f"<td><code>{e(p['epid'] or '-')}</code></td>"
             f'<td class="n current">{e(p["current_count"])}</td></tr>'
@@ -173,10 +173,10 @@ def _clients(rows: Sequence[Mapping[str, Any]], total: int, query: ClientQuery) 
         "<th>Product</th><th>Status</th><th class=n>Requests</th><th>First seen</th></tr>"
     )
     body = [
-        f'<tr class="client"><td>{e(r["last_seen"])}</td><td><code>{e(r["cmid"])}</code></td>'
+        f'<tr class="client"><td>{e(r["last_seen_at"])}</td><td><code>{e(r["cmid"])}</code></td>'
         f'<td class="workstation">{e(r["workstation"] or "-")}</td><td>{e(r["product"])}</td>'
         f"<td>{e(r['status'] or '-')}</td><td class=n>{e(r['requests'])}</td>"
-        f"<td>{e(r['first_seen'])}</td></tr>"
+        f"<td>{e(r['first_seen_at'])}</td></tr>"
         for r in rows
     ]
     if not body:

@@ -176,13 +176,14 @@ class Row:
         st = self.status
         return {
             "machine": self.machine,
-            "product": st.licence.sku.product.id,
+            "product_id": st.licence.sku.product.id,
             "status": st.status,
             "error_code": f"0x{st.code:08X}" if st.code is not None else None,
             "key_last5": st.licence.last5,
             "remaining_days": st.remaining_days,
-            "last_activation": self.last_activation,
+            "last_activated_at": self.last_activation,
             "kms_host": self.kms_host,
+            "error": None,
         }
 
 
@@ -229,14 +230,14 @@ def _chunk_rows(
 def error_row(name: str, exc: OsppError) -> dict[str, Any]:
     return {
         "machine": name,
-        "product": None,
+        "product_id": None,
         "status": "ERROR",
         "error_code": f"0x{exc.code:08X}",
         "key_last5": None,
         "remaining_days": None,
-        "last_activation": None,
+        "last_activated_at": None,
         "kms_host": None,
-        "message": exc.message,
+        "error": exc.to_json(),
     }
 
 

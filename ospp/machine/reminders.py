@@ -36,7 +36,7 @@ class Notice:
     kms_client: bool = False  # activated by a KMS host (/act), not by the wizard
 
     def to_json(self) -> dict[str, object]:
-        return {"product": self.product, "kind": self.kind, "grace_days_left": self.days_left}
+        return {"product_id": self.product, "kind": self.kind, "grace_days_left": self.days_left}
 
 
 def notice(st: LicenceStatus) -> Notice | None:

@@ -206,7 +206,7 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> d
     return {
         "kms_host": outcome.host,
         "count": outcome.count,
-        "valid_until": iso(outcome.valid_until),
+        "expires_at": iso(outcome.valid_until),
     }
 
 
