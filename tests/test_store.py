@@ -125,13 +125,15 @@ def test_concurrent_cli_processes_keep_every_key(ospp: Ospp):
         subprocess.Popen(
             [sys.executable, "-m", "ospp", "install-product", p.id],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for p in products
     ]
     for p in procs:
-        assert p.wait(timeout=60) == 0
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0, out
     data = ospp("dstatus", "--json").data()
     assert sorted(p["key_last5"] for p in data["products"]) == sorted(k[-5:] for k in gvlks)
     assert PRODUCT  # the fixture's product is among the first eight
