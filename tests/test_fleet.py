@@ -238,3 +238,34 @@ def test_parallel_yields_every_result_and_raises_the_first_failure() -> None:
 
     with pytest.raises(ValueError, match="seven"):
         list(parallel(range(10_000), fail_at_7))
+
+
+def test_status_json_is_streamed_whole_with_a_damaged_store_among_others(
+    ospp: Ospp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter
+
+    from ospp.cli import stream
+
+    monkeypatch.setattr(stream, "SPOOL", 256)  # the rows go through a temporary file
+    ospp("fleet", "create", "a", "8", "--product", "ProPlus2021")
+    ospp("fleet", "create", "b", "3", "--product", "ProPlus2019")
+    ospp.store_file("a5").write_bytes(b"not a database at all" * 100)
+    ran = ospp("fleet", "status", "--json")
+    assert ran.code == 3, ran.out
+    report = ran.data()
+    rows = report["rows"]
+    assert [r["machine"] for r in rows] == [f"a{n}" for n in range(1, 9)] + ["b1", "b2", "b3"]
+    assert report["summary"] == dict(Counter(r["status"] for r in rows))
+    assert report["summary"] == {"OOB_GRACE": 10, "ERROR": 1}
+    assert rows[4]["status"] == "ERROR" and rows[4]["error_code"] == "0x8007000D"
+    assert ran.json()["ok"] is False and ran.json()["error"]["code"] == "0x8007000D"
+    assert "1 store(s) could not be read; the first, a5" in ran.json()["error"]["message"]
+    assert {r["product"] for r in rows if r["machine"].startswith("b")} == {"ProPlus2019"}
+    text = ospp("fleet", "status")
+    assert text.code == 3 and "Summary: 10 OOB_GRACE, 1 ERROR" in text.out
+    healthy = ospp("fleet", "status", "--json", "--machines", "b*")
+    assert healthy.code == 0 and healthy.json()["ok"] is True
+    assert "error" not in healthy.json() and len(healthy.data()["rows"]) == 3
+    none = ospp("fleet", "status", "--json", "--machines", "zz*")
+    assert none.code == 0 and none.data()["rows"] == [] and none.data()["summary"] == {}

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
+from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, reports
 from ospp.core.clock import clock_from_env, iso, parse_duration, parse_time
 from ospp.core.errors import LicensingError, OsppError, StoreError, UsageError, hex_code
 from ospp.core.paths import ospp_home
@@ -119,15 +119,37 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     """One row per machine and product: status, code, key, days left, last activation, host."""
     import csv
 
+    from ospp.cli import stream
     from ospp.machine import fleetview
 
     as_json = quiet()
     if as_csv and as_json:
         raise UsageError("--csv and --json exclude each other")
     counts: Counter[str] = Counter()
-    found: list[dict[str, Any]] = []
-    clock = clock_from_env()
-    errors, first_error = 0, None
+    first_error: list[dict[str, Any]] = []  # the first ERROR row (a damaged store)
+
+    def counted() -> Iterator[dict[str, Any]]:
+        for values in fleetview.rows(ospp_home(), glob, os.environ, clock_from_env(), wanted):
+            counts[values["status"]] += 1
+            if values["status"] == "ERROR" and not first_error:
+                first_error.append(values)
+            yield values
+
+    def problem() -> StoreError | None:  # damaged stores are listed as ERROR rows and reported
+        if not first_error:
+            return None
+        first = first_error[0]
+        return StoreError(
+            int(first["error_code"], 16),
+            f"{counts['ERROR']} store(s) could not be read; the first, {first['machine']}: "
+            f"{first['message']}",
+            "Those stores were left as they are.",
+        )
+
+    if as_json:
+        command = command_name(click.get_current_context())
+        stream.json_report(command, [("rows", counted()), ("summary", counts)], problem)
+        return Result(banners=False, failed=problem(), printed=True)
 
     class Echo:
         def write(self, text: str) -> None:
@@ -136,18 +158,11 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     writer = csv.writer(Echo(), lineterminator="\n")
     if as_csv:
         writer.writerow(HEADER)
-    elif not as_json:
+    else:
         click.echo(_TABLE.format("MACHINE", "PRODUCT", "STATUS", "CODE", "KEY", "DAYS LEFT",
                                  "LAST ACTIVATION", "KMS HOST"))  # fmt: skip
     try:
-        for values in fleetview.rows(ospp_home(), glob, os.environ, clock, wanted):
-            counts[values["status"]] += 1
-            if values["status"] == "ERROR":
-                errors += 1
-                first_error = first_error or values
-            if as_json:
-                found.append(values)
-                continue
+        for values in counted():
             cells = ["" if values[h] is None else str(values[h]) for h in HEADER]
             if as_csv:
                 writer.writerow(cells)
@@ -156,18 +171,10 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     except BrokenPipeError:  # the reader stopped early (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return Result([], {}, banners=False)
-    lines = [] if as_csv else [summary(counts)]
-    failed = None
-    if first_error is not None:  # damaged stores are listed as ERROR rows and reported
-        failed = StoreError(
-            int(first_error["error_code"], 16),
-            f"{errors} store(s) could not be read; the first, {first_error['machine']}: "
-            f"{first_error['message']}",
-            "Those stores were left as they are.",
-        )
-        if as_csv:
-            click.echo(f"ospp: {failed.message}", err=True)
-    return Result(lines, {"rows": found, "summary": counts}, banners=False, failed=failed)
+    failed = problem()
+    if as_csv and failed is not None:
+        click.echo(f"ospp: {failed.message}", err=True)
+    return Result([] if as_csv else [summary(counts)], banners=False, failed=failed)
 
 
 def _failures(done: Iterable[Any], length: int, label: str) -> tuple[Counter[str], list[Any]]:

@@ -6,14 +6,17 @@ indent=2)``, so a streamed list and a collected one print the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
-from ospp.core.errors import UsageError
+from ospp.core.errors import OsppError, UsageError
 
 
 def printable(text: str) -> str:
@@ -22,35 +25,98 @@ def printable(text: str) -> str:
 
 
 CHUNK = 1000  # rows per write: one write per row costs more than the formatting
+SPOOL = 1024 * 1024  # bytes of a streamed JSON list kept in memory before going to a file
 
 
 _encode = json.JSONEncoder().encode  # the C encoder (json.dumps with indent is pure Python)
 
 
-def _indented(row: dict[str, Any]) -> str:
-    """``json.dumps(row, indent=2)`` nested one level deeper in a list, for flat rows."""
-    if not row:
-        return "{}"
-    fields = ",\n      ".join(f"{_encode(k)}: {_encode(v)}" for k, v in row.items())
-    return "{\n      " + fields + "\n    }"
+def _item(value: Any, depth: int) -> str:
+    """``value`` as ``json.dumps(value, indent=2)`` prints it ``depth`` levels deep."""
+    if (
+        isinstance(value, dict)
+        and value
+        and not any(isinstance(v, (dict, list, tuple)) and v for v in value.values())
+    ):  # a flat row: the C encoder, by far the common case
+        pad = "\n" + "  " * (depth + 1)
+        fields = ("," + pad).join(f"{_encode(k)}: {_encode(v)}" for k, v in value.items())
+        return "{" + pad + fields + "\n" + "  " * depth + "}"
+    return json.dumps(value, indent=2).replace("\n", "\n" + "  " * depth)
 
 
-def json_list(command: str, key: str, rows: Iterable[dict[str, Any]]) -> None:
-    """``{"ok": true, "command": ..., key: [rows...]}``, indented like the collected form."""
-    head = json.dumps({"ok": True, "command": command}, indent=2)[:-2]  # drop "\n}"
-    out = sys.stdout
-    out.write(f"{head},\n  {json.dumps(key)}: [")
+def _list(out: TextIO, rows: Iterable[Any]) -> None:
+    """A list one level deep in the envelope, written ``CHUNK`` items at a time."""
     parts: list[str] = []
-    sep = "\n    "
+    sep = "[\n    "
     for row in rows:
-        parts.append(sep + _indented(row))
+        parts.append(sep + _item(row, 2))
         sep = ",\n    "
         if len(parts) >= CHUNK:
             out.write("".join(parts))
             parts.clear()
-    out.write("".join(parts))
-    out.write("]\n}\n" if sep == "\n    " else "\n  ]\n}\n")
+    out.write("".join(parts) + ("[]" if sep == "[\n    " else "\n  ]"))
+
+
+def _head(ok: bool, command: str) -> str:
+    """The envelope's opening, up to where the command's fields follow."""
+    return json.dumps({"ok": ok, "command": command}, indent=2)[:-2]  # drop "\n}"
+
+
+def json_report(
+    command: str,
+    fields: Iterable[tuple[str, Any]],
+    outcome: Callable[[], OsppError | None] | None = None,
+) -> None:
+    """Print ``{"ok", "command", **fields, "error"}`` exactly as :func:`ospp.cli.base.emit`
+    would, where a field whose value is an iterator (rows as they are read) is written item by
+    item, so memory does not grow with the number of rows.
+
+    ``outcome`` (called once every iterator is used up) gives the failure to report, if any.
+    As ``"ok"`` comes first but is known only at the end, each iterator is then written to a
+    temporary file (kept in memory up to 1 MB) and the document is printed once complete; other
+    values are rendered at that point too, so a counter filled while the rows are read may come
+    before them. Without ``outcome`` the command succeeded and everything is written at once,
+    in order."""
+    out = sys.stdout
+    if outcome is None:
+        out.write(_head(True, command))
+        for key, value in fields:
+            out.write(f",\n  {_encode(key)}: ")
+            if isinstance(value, Iterator):
+                _list(out, value)
+            else:
+                out.write(_item(value, 1))
+        out.write("\n}\n")
+        out.flush()
+        return
+    with contextlib.ExitStack() as spools:
+        body: list[tuple[str, Any]] = []
+        for key, value in fields:
+            if isinstance(value, Iterator):
+                spool = spools.enter_context(
+                    tempfile.SpooledTemporaryFile(SPOOL, "w+", encoding="utf-8")
+                )
+                _list(cast(TextIO, spool), value)
+                value = spool
+            body.append((key, value))
+        failed = outcome()
+        if failed is not None:
+            body.append(("error", failed.to_json()))
+        out.write(_head(failed is None, command))
+        for key, value in body:
+            out.write(f",\n  {_encode(key)}: ")
+            if isinstance(value, tempfile.SpooledTemporaryFile):
+                value.seek(0)
+                shutil.copyfileobj(cast(TextIO, value), out)
+            else:
+                out.write(_item(value, 1))
+        out.write("\n}\n")
     out.flush()
+
+
+def json_list(command: str, key: str, rows: Iterable[dict[str, Any]]) -> None:
+    """``{"ok": true, "command": ..., key: [rows...]}``, indented like the collected form."""
+    json_report(command, [(key, iter(rows))])
 
 
 def csv_rows(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
