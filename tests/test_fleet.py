@@ -238,6 +238,37 @@ def test_parallel_yields_every_result_and_raises_the_first_failure() -> None:
 
     with pytest.raises(ValueError, match="seven"):
         list(parallel(range(10_000), fail_at_7))
+    with pytest.raises(ValueError, match="seven"):
+        list(parallel(range(10_000), fail_at_7, ordered=True))
+
+
+def test_parallel_in_order_keeps_few_items_waiting_behind_a_slow_one() -> None:
+    import threading
+    import time
+    from collections.abc import Iterator
+
+    from ospp.machine.workers import parallel
+
+    started = []
+    lock = threading.Lock()
+
+    def slow_first(n: int) -> Iterator[int]:
+        with lock:
+            started.append(n)
+        if n == 0:
+            time.sleep(0.3)  # the others finish meanwhile; they must not all run ahead
+        yield n
+        yield -n
+
+    ahead = []
+    out = []
+    for result in parallel(range(500), slow_first, workers=4, ordered=True):
+        if result >= 0:
+            with lock:
+                ahead.append(len(started) - result)  # items started beyond this one
+        out.append(result)
+    assert out == [r for n in range(500) for r in (n, -n)]
+    assert max(ahead) <= 4 * 4  # the window: a few items per worker
 
 
 def test_status_json_is_streamed_whole_with_a_damaged_store_among_others(
@@ -269,3 +300,53 @@ def test_status_json_is_streamed_whole_with_a_damaged_store_among_others(
     assert "error" not in healthy.json() and len(healthy.data()["rows"]) == 3
     none = ospp("fleet", "status", "--json", "--machines", "zz*")
     assert none.code == 0 and none.data()["rows"] == [] and none.data()["summary"] == {}
+
+
+def test_service_all_reports_every_machine_in_order_with_counts(
+    ospp: Ospp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter
+
+    from ospp.cli import stream
+    from ospp.machine.fleetact import outcome
+    from ospp.machine.service import Action
+
+    monkeypatch.setattr(stream, "SPOOL", 256)  # the rows go through a temporary file
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        ospp("fleet", "create", "ws", "7", "--product", "ProPlus2021", "--sethst", host.address)
+        ospp("fleet", "create", "dead", "2", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
+        assert ospp("fleet", "act").code == 1  # ws1..ws4 below the threshold; dead* no host
+        names = ["dead1", "dead2", *(f"ws{n}" for n in range(1, 8))]
+        ospp("clock", "advance", "7d")
+        text = ospp("service", "--all")
+        assert text.code == 4, text.out  # the first failure in machine order: no host
+        lines = text.out.splitlines()
+        assert [line.split(":")[0] for line in lines[:9]] == names  # the service's state
+        assert [line.split(":")[0] for line in lines[9:18]] == names  # then what it did
+        assert "dead1: ProPlus2021: activate failed: 0xC004F074" in lines[9]
+        assert lines[18] == "Summary: 4 activated, 3 renewed, 2 failed 0xC004F074"
+        # then what the users of the unlicensed machines are told
+        assert lines[19:] and {line.split(":")[0] for line in lines[19:]} == {"dead1", "dead2"}
+        ospp("clock", "advance", "7d")
+        ran = ospp("service", "--all", "--json")
+        assert ran.code == 4, ran.out
+        report = ran.data()
+        assert [s["machine"] for s in report["services"]] == names
+        actions = report["actions"]
+        assert [a["machine"] for a in actions] == names
+        outcomes = Counter(
+            outcome(Action(a["machine"], a["product"], a["status"], a["action"]))
+            if a.get("ok", True)
+            else f"failed {a['error']['code']}"
+            for a in actions
+        )
+        assert report["summary"] == dict(outcomes) == {"renewed": 7, "failed 0xC004F074": 2}
+        assert ran.json()["ok"] is False and ran.json()["error"]["code"] == "0xC004F074"
+        assert "reminders" in report  # 9 machines: each user's reminders are reported too
+        quiet = ospp("--quiet", "service", "--all")  # nothing due now: nothing printed
+        assert quiet.code == 0 and quiet.out == "", quiet.out
+        assert "\nSummary: 9 nothing due\n" in ospp("service", "--all").out
+    finally:
+        host.stop()

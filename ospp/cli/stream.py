@@ -143,6 +143,53 @@ def text_lines(
     out.flush()
 
 
+class Held:
+    """Lines (escaped for a terminal) kept in a temporary file, printed at the end only if
+    ``release`` was set (``--quiet`` prints only a failure's report); after :meth:`go`, unless
+    ``quiet``, they are printed as they come."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.held = True
+        self.quiet = quiet
+        self.release = False
+        self._spool = tempfile.SpooledTemporaryFile(SPOOL, "w+", encoding="utf-8")  # noqa: SIM115
+        self._out = cast(TextIO, self._spool)
+        self._parts: list[str] = []
+
+    def go(self) -> None:
+        """Print what was held and the lines that follow as they come (unless ``quiet``)."""
+        if self.quiet or not self.held:
+            return
+        self._flush()
+        self._spool.seek(0)
+        shutil.copyfileobj(cast(TextIO, self._spool), sys.stdout)
+        self._spool.seek(0)
+        self._spool.truncate()
+        self.held, self._out = False, sys.stdout
+
+    def __enter__(self) -> Held:
+        return self
+
+    def line(self, text: str) -> None:
+        self._parts.append(printable(text) + "\n")
+        if len(self._parts) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._out.write("".join(self._parts))
+        self._parts.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._flush()
+            if self.held and self.release:
+                self._spool.seek(0)
+                shutil.copyfileobj(cast(TextIO, self._spool), sys.stdout)
+            sys.stdout.flush()
+        finally:
+            self._spool.close()
+
+
 def started(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Run the query now (so a store error is reported before anything is printed)."""
     first = next(rows, None)

@@ -107,8 +107,11 @@ def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Ite
             yield Action(base.machine, base.product, base.status, "activate", error=exc)
 
 
-def service(names: list[str | None], environ: Mapping[str, str], pools: Pools) -> Iterator[Action]:
-    """``ospp service`` over many machines, in worker threads (results in any order)."""
+def service(
+    names: list[str | None], environ: Mapping[str, str], pools: Pools, ordered: bool = False
+) -> Iterator[Action]:
+    """``ospp service`` over many machines, in worker threads (results in any order, or in the
+    order of ``names`` when ``ordered``)."""
     from ospp.core.clock import clock_from_env
     from ospp.machine.service import run_one
 
@@ -122,4 +125,4 @@ def service(names: list[str | None], environ: Mapping[str, str], pools: Pools) -
         finally:
             store.db.close()
 
-    yield from parallel(names, one)
+    yield from parallel(names, one, ordered=ordered)
