@@ -144,6 +144,26 @@ def test_act_without_a_host_fails_with_exit_1(ospp: Ospp) -> None:
     assert ran.code == 1 and ran.json()["summary"] == {"failed 0xC004F074": 3}
 
 
+def test_act_lists_the_first_failures_by_name_and_json_lists_them_all(ospp: Ospp) -> None:
+    ospp("fleet", "create", "n", "23", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
+    text = ospp("fleet", "act")
+    assert text.code == 1
+    lines = text.out.splitlines()
+    assert [line.split(":")[0] for line in lines[:20]] == [f"n{i:02d}" for i in range(1, 21)]
+    assert "n01: ProPlus2021: activate failed: 0xC004F074 no KMS host" in lines[0]
+    assert lines[20:] == [
+        "... and 3 more failures (--json lists them all)",
+        "Summary: 23 failed 0xC004F074",
+    ]
+    ran = ospp("fleet", "act", "--json")
+    assert ran.code == 1 and ran.data()["summary"] == {"failed 0xC004F074": 23}
+    failures = ran.data()["failures"]
+    assert sorted(f["machine"] for f in failures) == [f"n{i:02d}" for i in range(1, 24)]
+    assert {f["error"]["code"] for f in failures} == {"0xC004F074"}
+    assert ran.json()["ok"] is False
+    assert ran.json()["error"]["message"].startswith("23 activation(s) failed; the first: ")
+
+
 def test_concurrent_fleet_commands_on_overlapping_globs_lose_no_update(ospp: Ospp) -> None:
     ospp("fleet", "create", "c", "20", "--product", "ProPlus2021")
     names = [f"c{n:02d}" for n in range(1, 21)]

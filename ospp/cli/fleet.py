@@ -177,57 +177,59 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     return Result([] if as_csv else [summary(counts)], banners=False, failed=failed)
 
 
-def _failures(done: Iterable[Any], length: int, label: str) -> tuple[Counter[str], list[Any]]:
-    from ospp.machine.fleetact import outcome
-
-    counts: Counter[str] = Counter()
-    failed = []
-    for action in progress(done, length, label):
-        counts[outcome(action)] += 1
-        if action.error is not None:
-            failed.append(action)
-    return counts, failed
-
-
-def failure_result(counts: Counter[str], failed: list[Any], what: str) -> Result:
-    """Summary lines (first failures named) and the JSON; exit 1 when any failed."""
-    lines = [
-        f"{a.machine}: {a.product}: {a.action} failed: {hex_code(a.error.code)} {a.error.message}"
-        for a in sorted(failed, key=lambda a: a.machine)[:MAX_SHOWN]
-    ]
-    if len(failed) > MAX_SHOWN:
-        lines.append(f"... and {len(failed) - MAX_SHOWN} more failures (--json lists them all)")
-    lines.append(summary(counts))
-    problem = None
-    if failed:
-        first = failed[0].error
-        problem = LicensingError(
-            first.code, f"{len(failed)} {what}(s) failed; the first: {first.message}", first.hint
-        )
-    rows = [
-        {"machine": a.machine, "product": a.product, "action": a.action, "error": a.error.to_json()}
-        for a in failed
-    ]
-    return Result(lines, {"summary": counts, "failures": rows}, banners=False, failed=problem)
-
-
 @fleet_group.command("act")
 @MACHINES_OPTION
 @JSON_OPTION
 @reports
 def act(glob: str | None) -> Result:
     """Activate every keyed product (kept connections to each KMS host); exit 1 if any fail."""
+    import heapq
+
+    from ospp.cli import stream
     from ospp.machine import fleet, fleetact
 
     home = ospp_home()
     total = len(fleet.require(home, glob))
+    counts: Counter[str] = Counter()
+    first: list[OsppError] = []  # the first failure, as it came
+
+    def failures(done: Iterable[Any]) -> Iterator[dict[str, Any]]:
+        for action in progress(done, total, "activating"):
+            counts[fleetact.outcome(action)] += 1
+            if action.error is not None:
+                if not first:
+                    first.append(action.error)
+                yield {"machine": action.machine, "product": action.product,
+                       "action": action.action, "error": action.error.to_json()}  # fmt: skip
+
+    def failed() -> int:
+        return sum(n for what, n in counts.items() if what.startswith("failed"))
+
+    def problem() -> OsppError | None:
+        if not first:
+            return None
+        message = f"{failed()} activation(s) failed; the first: {first[0].message}"
+        return LicensingError(first[0].code, message, first[0].hint)
+
     pools = fleetact.Pools()
     try:
-        done = fleetact.act(home, glob, os.environ, clock_from_env(), pools)
-        counts, failed = _failures(done, total, "activating")
+        rows = failures(fleetact.act(home, glob, os.environ, clock_from_env(), pools))
+        if quiet():  # --json lists every failure
+            fields = [("summary", counts), ("failures", rows)]
+            stream.json_report(command_name(click.get_current_context()), fields, problem)
+            return Result(banners=False, failed=problem(), printed=True)
+        shown = heapq.nsmallest(MAX_SHOWN, rows, key=lambda row: row["machine"])
     finally:
         pools.close()
-    return failure_result(counts, failed, "activation")
+    lines = [
+        f"{r['machine']}: {r['product']}: {r['action']} failed: {r['error']['code']} "
+        f"{r['error']['message']}"
+        for r in shown
+    ]
+    if failed() > len(shown):
+        lines.append(f"... and {failed() - len(shown)} more failures (--json lists them all)")
+    lines.append(summary(counts))
+    return Result(lines, {}, banners=False, failed=problem())
 
 
 @fleet_group.command("inpkey")
