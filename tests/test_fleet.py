@@ -64,6 +64,23 @@ def test_create_names_settings_and_refuses_existing(ospp: Ospp) -> None:
     assert len(machines(ospp)) == 12
 
 
+def test_create_names_are_computed_as_the_listed_ones_were() -> None:
+    from ospp.core.errors import UsageError
+    from ospp.machine.fleet import create_names
+
+    for prefix, count in (("ws", 1), (" Lab-", 9), ("ws", 10), ("x.y_", 1234)):
+        names = create_names(prefix, count)
+        width = len(str(count))
+        listed = [f"{prefix.strip().lower()}{n:0{width}d}" for n in range(1, count + 1)]
+        assert list(names) == listed and len(names) == count
+        assert (names[0], names[-1]) == (listed[0], listed[-1])
+        assert all(name in names for name in listed)
+    names = create_names("ws", 12)
+    assert not any(n in names for n in ("ws00", "ws13", "ws1", "ws001", "wsx1", "w01", 7))
+    with pytest.raises(UsageError):
+        create_names("bad name ", 3)
+
+
 def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> None:
     ospp("fleet", "create", "a", "3", "--product", "ProPlus2021")
     ospp("fleet", "create", "b", "2", "--product", "ProPlus2019")

@@ -79,7 +79,7 @@ def create(
     fleet.check_spec(spec)
     names = fleet.create_names(prefix, count)
     home = ospp_home()
-    taken = set(names) & set(fleet.names(home, f"{prefix.lower()}*"))
+    taken = [n for n in fleet.names(home, f"{names.base}*") if n in names]
     if taken:
         raise UsageError(
             f"{len(taken)} of these machines exist already, e.g. {min(taken)}",
@@ -89,7 +89,7 @@ def create(
     templates = fleet.Templates(clock)
     counts: Counter[str] = Counter()
     try:
-        made = fleet.create(home, [(n, spec) for n in names], clock, templates)
+        made = fleet.create(home, names, spec, clock, templates)
         for done in progress(made, count, "creating"):
             counts[done.outcome] += 1
     finally:
