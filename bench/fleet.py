@@ -25,6 +25,21 @@ from ospp.core.background import start_server
 
 PEAKS: dict[str, dict[int, float]] = {}  # step -> fleet size -> peak RSS in MB
 
+# Linux counts the RSS of the process that forked a command in the command's peak RSS (the
+# forked copy is exec'd, but its peak is kept), so each command is started by this small
+# process (about 9 MB), which reports the command's CPU time and peak RSS, and not by this
+# script, which grows as it runs.
+RUSAGE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "ospp", *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
 
 def step(
     label: str,
@@ -37,25 +52,22 @@ def step(
     """Run ``ospp ARGS``; print its wall time, its own CPU time and peak RSS (Linux; not the
     KMS host's) and its summary (the output's last 64 KB). The peak is kept under ``name`` and
     ``size`` for the table."""
-    with tempfile.TemporaryFile("w+b") as out:
+    with tempfile.TemporaryFile("w+b") as out, tempfile.TemporaryDirectory() as tmp:
+        usage = os.path.join(tmp, "rusage")
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ospp", *args], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-        rss = ""
         if hasattr(os, "wait4"):
-            _, status, usage = os.wait4(proc.pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-            proc.returncode = code
-            cpu = usage.ru_utime + usage.ru_stime
-            rss = f"{cpu:6.2f} s CPU {usage.ru_maxrss / 1024:6.1f} MB peak"
-            if name:
-                PEAKS.setdefault(name, {})[size] = usage.ru_maxrss / 1024
+            command = [sys.executable, "-c", RUSAGE, usage, *args]
         else:
-            code = proc.wait()
+            command = [sys.executable, "-m", "ospp", *args]
+        code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
         wall = time.perf_counter() - start
-        # Only the end: a fork inherits this process's RSS as its starting peak (Linux counts
-        # it in ru_maxrss), so this script must not grow by reading a 10,000-row report.
+        rss = ""
+        if os.path.exists(usage):
+            with open(usage) as f:
+                cpu, peak = (float(x) for x in f.read().split())
+            rss = f"{cpu:6.2f} s CPU {peak / 1024:6.1f} MB peak"
+            if name:
+                PEAKS.setdefault(name, {})[size] = peak / 1024
         out.seek(max(0, out.seek(0, os.SEEK_END) - 65536))
         text = out.read().decode("utf-8", "replace")
     if code not in ok:
@@ -80,11 +92,6 @@ def main() -> None:
         for label, peaks in PEAKS.items():
             cells = "".join(f"{peaks[n]:10.1f}" if n in peaks else f"{'-':>10}" for n in sizes)
             print(f"{label:<40}{cells}")
-    if hasattr(os, "wait4"):
-        import resource
-
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"(this script's own peak, a floor for every figure: {own:.1f} MB)")
 
 
 def run_size(n: int, tl: int) -> None:
