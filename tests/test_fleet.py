@@ -385,5 +385,12 @@ def test_service_all_reports_every_machine_in_order_with_counts(
         quiet = ospp("--quiet", "service", "--all")  # nothing due now: nothing printed
         assert quiet.code == 0 and quiet.out == "", quiet.out
         assert "\nSummary: 9 nothing due\n" in ospp("service", "--all").out
+        told = ospp("service", "--all", "--notify", "--json")
+        assert told.code == 0 and {r["machine"] for r in told.data()["reminders"]} == {
+            "dead1",
+            "dead2",
+        }
+        said = ospp("service", "--all", "--notify").out.splitlines()
+        assert len(said) == len(told.data()["reminders"]) and said[0].startswith("dead1: ")
     finally:
         host.stop()

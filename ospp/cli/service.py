@@ -52,7 +52,7 @@ def service(
     if not names:
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     if notify:
-        return _notify(names, lang)
+        return _notify_all(names, lang)
     from ospp.cli.fleet import progress, summary
     from ospp.machine import fleetact
 
@@ -142,19 +142,48 @@ REMINDERS_UP_TO = 100  # a fleet-sized pass reports counts; 'service --notify' t
 
 def _notify(names: list[str | None], lang: str | None) -> Result:
     """What each machine's user would be told now: reminders and notices, translated."""
+    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for said, told in _told(names, lang):
+        lines += said
+        rows += told
+    return Result(lines, {"reminders": rows}, banners=False)
+
+
+def _notify_all(names: list[str | None], lang: str | None) -> Result:
+    """:func:`_notify` for any number of machines, printed as it is read."""
+    told = _told(names, lang)
+    ctx = click.get_current_context()
+    if json_wanted(ctx, bool(ctx.params.get("as_json"))):
+        rows = (row for _, rows in told for row in rows)
+        # an outcome, though always ok, so that a store that cannot be read mid-way is
+        # reported as the one JSON error, as before
+        stream.json_report(command_name(ctx), [("reminders", rows)], lambda: None)
+        return Result(banners=False, printed=True)
+    with stream.Held(quiet()) as out:  # a store that cannot be read: only the error, as before
+        for said, _ in told:
+            for line in said:
+                out.line(line)
+        out.release = not quiet()
+    return Result(banners=False, printed=True)
+
+
+def _told(
+    names: list[str | None], lang: str | None
+) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
+    """Each machine's reminders: (lines, JSON rows)."""
     from ospp.cli.reminders import lines as words
     from ospp.machine import client
     from ospp.machine.reminders import notices
 
-    lines: list[str] = []
-    rows: list[dict[str, Any]] = []
     for name in names:
         store = client.open_machine(name, os.environ)
         found = notices(client.statuses(store, environ=os.environ))
         store.db.close()
-        lines += [f"{store.name}: {line}" for line in words(found, lang)]
-        rows += [{"machine": store.name, **n.to_json()} for n in found]
-    return Result(lines, {"reminders": rows}, banners=False)
+        yield (
+            [f"{store.name}: {line}" for line in words(found, lang)],
+            [{"machine": store.name, **n.to_json()} for n in found],
+        )
 
 
 COMMANDS = [service]
