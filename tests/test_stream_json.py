@@ -74,3 +74,24 @@ def test_without_an_outcome_the_report_is_written_as_it_goes(
     assert seen[0].startswith('{\n  "ok": true,\n  "command": "kms clients",\n  "clients": [')
     assert '"machine": "ws3"' in seen[0] and '"total"' in rest
     assert seen[0] + rest == collected(capsys, {"clients": ROWS, "total": 4}, None, "kms clients")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+@pytest.mark.parametrize("release", [False, True])
+def test_held_lines_print_as_emit_would(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, quiet: bool, release: bool
+) -> None:
+    monkeypatch.setattr(stream, "SPOOL", 64)
+    lines = [f"ws{n}: peer said \x1b[31m\u202eevil\ttab\nnext" for n in range(50)]
+    with stream.Held(quiet) as out:
+        for line in lines[:10]:
+            out.line(line)
+        out.go()  # what was held is printed, and the rest as it comes (unless quiet)
+        for line in lines[10:]:
+            out.line(line)
+        out.release = release
+    held = capsys.readouterr().out
+    base.emit(base.Result(lines, banners=False), False, "service")
+    shown = capsys.readouterr().out
+    assert "\\x1b[31m\\u202eevil\ttab\\x0anext" in shown
+    assert held == (shown if release or not quiet else "")

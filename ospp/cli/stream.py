@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from ospp.core.errors import OsppError, UsageError
+from ospp.core.printable import printable as safe  # as emit() shows text lines
 
 
 def printable(text: str) -> str:
@@ -171,7 +172,7 @@ class Held:
         return self
 
     def line(self, text: str) -> None:
-        self._parts.append(printable(text) + "\n")
+        self._parts.append(safe(text) + "\n")
         if len(self._parts) >= CHUNK:
             self._flush()
 
