@@ -7,6 +7,7 @@ import csv
 import fnmatch
 import io
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -393,4 +394,67 @@ def test_service_all_reports_every_machine_in_order_with_counts(
         said = ospp("service", "--all", "--notify").out.splitlines()
         assert len(said) == len(told.data()["reminders"]) and said[0].startswith("dead1: ")
     finally:
+        host.stop()
+
+
+class CountingProxy:
+    """A TCP relay on 127.0.0.1 in front of a real KMS host that counts the connections."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.accepted = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.server.close()
+
+
+def test_fleet_act_and_service_use_one_connection_per_host(ospp: Ospp) -> None:
+    make_host(ospp)
+    host = Host(ospp)
+    proxy = CountingProxy(host.port)
+    try:
+        address = f"127.0.0.1:{proxy.port}"
+        ospp("fleet", "create", "ws", "40", "--product", "ProPlus2021", "--sethst", address)
+        ran = ospp("fleet", "act")  # 8 worker threads, one connection
+        assert ran.code == 1 and "Summary: 36 activated, 4 failed 0xC004F038" in ran.out
+        assert proxy.accepted == 1
+        ospp("clock", "advance", "7d")
+        ran = ospp("service", "--all")
+        assert ran.code == 0 and "Summary: 36 renewed, 4 activated" in ran.out, ran.out
+        assert proxy.accepted == 2
+    finally:
+        proxy.stop()
         host.stop()

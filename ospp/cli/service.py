@@ -83,7 +83,7 @@ def service(
         if len(names) <= REMINDERS_UP_TO:
             yield from _notify(names, lang).data.items()
 
-    pools = fleetact.Pools()  # worker threads, one connection per KMS host in each
+    pools = fleetact.Pools()  # one connection per KMS host, shared by the worker threads
     try:
         if json_wanted(ctx, bool(ctx.params.get("as_json"))):
             fields = [("services", services()), ("actions", actions(pools)), ("summary", counts)]

@@ -1,13 +1,12 @@
 """Activating a fleet: every keyed product of every selected machine, as /act would.
 
-Machines are handled by a few worker threads (``workers.parallel``); each keeps one open
+Machines are handled by a few worker threads (``workers.parallel``), which share one open
 connection per KMS host. MAK activations go to the activation authority. Each store is opened,
 used and closed by one worker, so a fleet of any size holds a handful of stores open.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -33,27 +32,16 @@ def outcome(done: Action) -> str:
 
 
 class Pools:
-    """One connection pool per worker thread (one connection per KMS host in each)."""
+    """The connections of a fleet operation: one per KMS host, shared by the worker threads."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._all: list[Pool] = []
-        self._lock = threading.Lock()
+        self._pool = Pool()
 
     def get(self) -> Pool:
-        pool: Pool | None = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = self._local.pool = {}
-            with self._lock:
-                self._all.append(pool)
-        return pool
+        return self._pool
 
     def close(self) -> None:
-        with self._lock:
-            for pool in self._all:
-                for conn in pool.values():
-                    conn.close()
-                pool.clear()
+        self._pool.close()
 
 
 def prepare(home: Path) -> None:
