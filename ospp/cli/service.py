@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from itertools import chain
@@ -79,6 +80,9 @@ def service(
                 first.append(action.error)
             yield action_row(action)
 
+    def failure() -> OsppError | None:
+        return first[0] if first else None
+
     def reminders() -> Iterator[tuple[str, Any]]:
         if len(names) <= REMINDERS_UP_TO:
             yield from _notify(names, lang).data.items()
@@ -87,9 +91,8 @@ def service(
     try:
         if json_wanted(ctx, bool(ctx.params.get("as_json"))):
             fields = [("services", services()), ("actions", actions(pools)), ("summary", counts)]
-            outcome = lambda: next(iter(first), None)  # noqa: E731
-            stream.json_report(command_name(ctx), chain(fields, reminders()), outcome)
-            return Result(banners=False, failed=next(iter(first), None), printed=True)
+            stream.json_report(command_name(ctx), chain(fields, reminders()), failure)
+            return Result(banners=False, failed=failure(), printed=True)
         with stream.Held(quiet()) as out:  # a store that cannot be opened: only the error
             for state in services():
                 since = f" since {state['started_at']}" if state["started_at"] else ""
@@ -97,7 +100,8 @@ def service(
                     f"{state['machine']}: {state['name']}: {state['state']}{since}, "
                     f"startup type {state['start_mode']}"
                 )
-            out.go()
+            if not sys.stderr.isatty():  # else a progress bar is shown: the lines come after it
+                out.go()
             for row in actions(pools):
                 out.line(action_line(row))
             if len(names) > 1:
@@ -108,7 +112,7 @@ def service(
             out.release = bool(first)  # with --quiet, the lines are printed only on failure
     finally:
         pools.close()
-    return Result(banners=False, failed=next(iter(first), None), printed=True)
+    return Result(banners=False, failed=failure(), printed=True)
 
 
 def action_row(done: Action) -> dict[str, Any]:
@@ -118,11 +122,9 @@ def action_row(done: Action) -> dict[str, Any]:
         "status": done.status,
         "action": done.action,
     }
-    if done.action is None:
-        pass
-    elif done.error is None:
+    if done.action is not None and done.error is None:
         row.update(ok=True, host=done.host, count=done.count)
-    else:
+    elif done.action is not None and done.error is not None:
         row.update(ok=False, error=done.error.to_json())
     return row
 

@@ -1,7 +1,13 @@
-"""Printing long lists as they are read, in the same forms :func:`ospp.cli.base.emit` prints.
+"""Printing long lists as they are read, in the same forms :func:`ospp.cli.base.emit` prints,
+so that memory does not grow with the number of rows.
 
-The JSON envelope is written piece by piece with the same layout as ``json.dumps(payload,
-indent=2)``, so a streamed list and a collected one print the same bytes.
+:func:`json_report` writes the JSON envelope piece by piece with the same layout as
+``json.dumps(payload, indent=2)``, so a streamed report and a collected one print the same
+bytes; when the outcome (``"ok"``, which comes first) is known only at the end, the lists go
+through a temporary file first. :class:`Held` does the same for text lines that are printed
+only if the command fails (``--quiet``) or once a store error can no longer cut them short.
+A command that prints this way returns ``Result(printed=True)``: ``emit`` then only sets the
+exit status.
 """
 
 from __future__ import annotations
