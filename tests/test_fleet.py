@@ -7,6 +7,7 @@ import csv
 import fnmatch
 import io
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -62,6 +63,23 @@ def test_create_names_settings_and_refuses_existing(ospp: Ospp) -> None:
     assert ospp("fleet", "create", "y", "0", "--product", "ProPlus2021").code == 2
     assert ospp("fleet", "create", "y", "3", "--product", "Nope").code == 2
     assert len(machines(ospp)) == 12
+
+
+def test_create_names_are_computed_as_the_listed_ones_were() -> None:
+    from ospp.core.errors import UsageError
+    from ospp.machine.fleet import create_names
+
+    for prefix, count in (("ws", 1), (" Lab-", 9), ("ws", 10), ("x.y_", 1234)):
+        names = create_names(prefix, count)
+        width = len(str(count))
+        listed = [f"{prefix.strip().lower()}{n:0{width}d}" for n in range(1, count + 1)]
+        assert list(names) == listed and len(names) == count
+        assert (names[0], names[-1]) == (listed[0], listed[-1])
+        assert all(name in names for name in listed)
+    names = create_names("ws", 12)
+    assert not any(n in names for n in ("ws00", "ws13", "ws1", "ws001", "wsx1", "w01", 7))
+    with pytest.raises(UsageError):
+        create_names("bad name ", 3)
 
 
 def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> None:
@@ -146,6 +164,26 @@ def test_act_without_a_host_fails_with_exit_1(ospp: Ospp) -> None:
     ospp("fleet", "create", "n", "3", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
     ran = ospp("fleet", "act", "--json")
     assert ran.code == 1 and ran.data()["summary"] == {"failed 0xC004F074": 3}
+
+
+def test_act_lists_the_first_failures_by_name_and_json_lists_them_all(ospp: Ospp) -> None:
+    ospp("fleet", "create", "n", "23", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
+    text = ospp("fleet", "act")
+    assert text.code == 1
+    lines = text.out.splitlines()
+    assert [line.split(":")[0] for line in lines[:20]] == [f"n{i:02d}" for i in range(1, 21)]
+    assert "n01: ProPlus2021: activate failed: 0xC004F074 no KMS host" in lines[0]
+    assert lines[20:] == [
+        "... and 3 more failures (--json lists them all)",
+        "Summary: 23 failed 0xC004F074",
+    ]
+    ran = ospp("fleet", "act", "--json")
+    assert ran.code == 1 and ran.data()["summary"] == {"failed 0xC004F074": 23}
+    failures = ran.data()["failures"]
+    assert sorted(f["machine"] for f in failures) == [f"n{i:02d}" for i in range(1, 24)]
+    assert {f["error"]["code"] for f in failures} == {"0xC004F074"}
+    assert ran.json()["ok"] is False
+    assert ran.json()["error"]["message"].startswith("23 activation(s) failed; the first: ")
 
 
 def test_concurrent_fleet_commands_on_overlapping_globs_lose_no_update(ospp: Ospp) -> None:
@@ -242,3 +280,185 @@ def test_parallel_yields_every_result_and_raises_the_first_failure() -> None:
 
     with pytest.raises(ValueError, match="seven"):
         list(parallel(range(10_000), fail_at_7))
+    with pytest.raises(ValueError, match="seven"):
+        list(parallel(range(10_000), fail_at_7, ordered=True))
+
+
+def test_parallel_in_order_keeps_few_items_waiting_behind_a_slow_one() -> None:
+    import threading
+    import time
+    from collections.abc import Iterator
+
+    from ospp.machine.workers import parallel
+
+    started = []
+    lock = threading.Lock()
+
+    def slow_first(n: int) -> Iterator[int]:
+        with lock:
+            started.append(n)
+        if n == 0:
+            time.sleep(0.3)  # the others finish meanwhile; they must not all run ahead
+        yield n
+        yield -n
+
+    ahead = []
+    out = []
+    for result in parallel(range(500), slow_first, workers=4, ordered=True):
+        if result >= 0:
+            with lock:
+                ahead.append(len(started) - result)  # items started beyond this one
+        out.append(result)
+    assert out == [r for n in range(500) for r in (n, -n)]
+    assert max(ahead) <= 4 * 4  # the window: a few items per worker
+
+
+def test_status_json_is_streamed_whole_with_a_damaged_store_among_others(
+    ospp: Ospp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter
+
+    from ospp.cli import stream
+
+    monkeypatch.setattr(stream, "SPOOL", 256)  # the rows go through a temporary file
+    ospp("fleet", "create", "a", "8", "--product", "ProPlus2021")
+    ospp("fleet", "create", "b", "3", "--product", "ProPlus2019")
+    ospp.store_file("a5").write_bytes(b"not a database at all" * 100)
+    ran = ospp("fleet", "status", "--json")
+    assert ran.code == 3, ran.out
+    report = ran.data()
+    rows = report["rows"]
+    assert [r["machine"] for r in rows] == [f"a{n}" for n in range(1, 9)] + ["b1", "b2", "b3"]
+    assert report["summary"] == dict(Counter(r["status"] for r in rows))
+    assert report["summary"] == {"OOB_GRACE": 10, "ERROR": 1}
+    assert rows[4]["status"] == "ERROR" and rows[4]["error_code"] == "0x8007000D"
+    assert ran.json()["ok"] is False and ran.json()["error"]["code"] == "0x8007000D"
+    assert "1 store(s) could not be read; the first, a5" in ran.json()["error"]["message"]
+    assert {r["product_id"] for r in rows if r["machine"].startswith("b")} == {"ProPlus2019"}
+    text = ospp("fleet", "status")
+    assert text.code == 3 and "Summary: 10 OOB_GRACE, 1 ERROR" in text.out
+    healthy = ospp("fleet", "status", "--json", "--machines", "b*")
+    assert healthy.code == 0 and healthy.json()["ok"] is True
+    assert healthy.json()["error"] is None and len(healthy.data()["rows"]) == 3
+    none = ospp("fleet", "status", "--json", "--machines", "zz*")
+    assert none.code == 0 and none.data()["rows"] == [] and none.data()["summary"] == {}
+
+
+def test_service_all_reports_every_machine_in_order_with_counts(
+    ospp: Ospp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter
+
+    from ospp.cli import stream
+    from ospp.machine.fleetact import outcome
+    from ospp.machine.service import Action
+
+    monkeypatch.setattr(stream, "SPOOL", 256)  # the rows go through a temporary file
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        ospp("fleet", "create", "ws", "7", "--product", "ProPlus2021", "--sethst", host.address)
+        ospp("fleet", "create", "dead", "2", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
+        assert ospp("fleet", "act").code == 1  # ws1..ws4 below the threshold; dead* no host
+        names = ["dead1", "dead2", *(f"ws{n}" for n in range(1, 8))]
+        ospp("clock", "advance", "7d")
+        text = ospp("service", "--all")
+        assert text.code == 4, text.out  # the first failure in machine order: no host
+        lines = text.out.splitlines()
+        assert [line.split(":")[0] for line in lines[:9]] == names  # the service's state
+        assert [line.split(":")[0] for line in lines[9:18]] == names  # then what it did
+        assert "dead1: ProPlus2021: activate failed: 0xC004F074" in lines[9]
+        assert lines[18] == "Summary: 4 activated, 3 renewed, 2 failed 0xC004F074"
+        # then what the users of the unlicensed machines are told
+        assert lines[19:] and {line.split(":")[0] for line in lines[19:]} == {"dead1", "dead2"}
+        ospp("clock", "advance", "7d")
+        ran = ospp("service", "--all", "--json")
+        assert ran.code == 4, ran.out
+        report = ran.data()
+        assert [s["machine"] for s in report["services"]] == names
+        actions = report["actions"]
+        assert [a["machine"] for a in actions] == names
+        outcomes = Counter(
+            outcome(Action(a["machine"], a["product_id"], a["status"], a["action"]))
+            if a.get("ok", True)
+            else f"failed {a['error']['code']}"
+            for a in actions
+        )
+        assert report["summary"] == dict(outcomes) == {"renewed": 7, "failed 0xC004F074": 2}
+        assert ran.json()["ok"] is False and ran.json()["error"]["code"] == "0xC004F074"
+        assert "reminders" in report  # 9 machines: each user's reminders are reported too
+        quiet = ospp("--quiet", "service", "--all")  # nothing due now: nothing printed
+        assert quiet.code == 0 and quiet.out == "", quiet.out
+        assert "\nSummary: 9 nothing due\n" in ospp("service", "--all").out
+        told = ospp("service", "--all", "--notify", "--json")
+        assert told.code == 0 and {r["machine"] for r in told.data()["reminders"]} == {
+            "dead1",
+            "dead2",
+        }
+        said = ospp("service", "--all", "--notify").out.splitlines()
+        assert len(said) == len(told.data()["reminders"]) and said[0].startswith("dead1: ")
+    finally:
+        host.stop()
+
+
+class CountingProxy:
+    """A TCP relay on 127.0.0.1 in front of a real KMS host that counts the connections."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.accepted = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.server.close()
+
+
+def test_fleet_act_and_service_use_one_connection_per_host(ospp: Ospp) -> None:
+    make_host(ospp)
+    host = Host(ospp)
+    proxy = CountingProxy(host.port)
+    try:
+        address = f"127.0.0.1:{proxy.port}"
+        ospp("fleet", "create", "ws", "40", "--product", "ProPlus2021", "--sethst", address)
+        ran = ospp("fleet", "act")  # 8 worker threads, one connection
+        assert ran.code == 1 and "Summary: 36 activated, 4 failed 0xC004F038" in ran.out
+        assert proxy.accepted == 1
+        ospp("clock", "advance", "7d")
+        ran = ospp("service", "--all")
+        assert ran.code == 0 and "Summary: 36 renewed, 4 activated" in ran.out, ran.out
+        assert proxy.accepted == 2
+    finally:
+        proxy.stop()
+        host.stop()

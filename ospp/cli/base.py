@@ -54,6 +54,7 @@ class Result:
     error: OsppError | None = None  # set when the command failed after printing something
     banners: bool = True
     failed: OsppError | None = None  # a failure already shown in ``lines`` (sets exit status)
+    printed: bool = False  # the command printed its report as it went (ospp.cli.stream)
 
 
 def error_lines(exc: OsppError) -> list[str]:
@@ -97,7 +98,7 @@ def quiet() -> bool:
 def emit(result: Result, as_json: bool, command: str) -> int:
     problem = result.error or result.failed
     status = problem.exit_status if problem else ExitStatus.OK
-    if problem is None and not as_json and quiet():
+    if result.printed or (problem is None and not as_json and quiet()):
         return int(status)
     if as_json:
         data = result.data if (result.data or problem is None) else None

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
+from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, reports
 from ospp.core.clock import clock_from_env, iso, parse_duration, parse_time
 from ospp.core.errors import LicensingError, OsppError, StoreError, UsageError, hex_code
 from ospp.core.paths import ospp_home
@@ -79,7 +79,7 @@ def create(
     fleet.check_spec(spec)
     names = fleet.create_names(prefix, count)
     home = ospp_home()
-    taken = set(names) & set(fleet.names(home, f"{prefix.lower()}*"))
+    taken = [n for n in fleet.names(home, f"{names.base}*") if n in names]
     if taken:
         raise UsageError(
             f"{len(taken)} of these machines exist already, e.g. {min(taken)}",
@@ -89,7 +89,7 @@ def create(
     templates = fleet.Templates(clock)
     counts: Counter[str] = Counter()
     try:
-        made = fleet.create(home, [(n, spec) for n in names], clock, templates)
+        made = fleet.create(home, names, spec, clock, templates)
         for done in progress(made, count, "creating"):
             counts[done.outcome] += 1
     finally:
@@ -122,15 +122,37 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     """One row per machine and product: status, code, key, days left, last activation, host."""
     import csv
 
+    from ospp.cli import stream
     from ospp.machine import fleetview
 
     as_json = quiet()
     if as_csv and as_json:
         raise UsageError("--csv and --json exclude each other")
     counts: Counter[str] = Counter()
-    found: list[dict[str, Any]] = []
-    clock = clock_from_env()
-    errors, first_error = 0, None
+    first_error: list[dict[str, Any]] = []  # the first ERROR row (a damaged store)
+
+    def counted() -> Iterator[dict[str, Any]]:
+        for values in fleetview.rows(ospp_home(), glob, os.environ, clock_from_env(), wanted):
+            counts[values["status"]] += 1
+            if values["status"] == "ERROR" and not first_error:
+                first_error.append(values)
+            yield values
+
+    def problem() -> StoreError | None:  # damaged stores are listed as ERROR rows and reported
+        if not first_error:
+            return None
+        first = first_error[0]
+        return StoreError(
+            int(first["error_code"], 16),
+            f"{counts['ERROR']} store(s) could not be read; the first, {first['machine']}: "
+            f"{first['error']['message']}",
+            "Those stores were left as they are.",
+        )
+
+    if as_json:
+        command = command_name(click.get_current_context())
+        stream.json_report(command, [("rows", counted()), ("summary", counts)], problem)
+        return Result(banners=False, failed=problem(), printed=True)
 
     class Echo:
         def write(self, text: str) -> None:
@@ -139,18 +161,11 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     writer = csv.writer(Echo(), lineterminator="\n")
     if as_csv:
         writer.writerow(HEADER)
-    elif not as_json:
+    else:
         click.echo(_TABLE.format("MACHINE", "PRODUCT", "STATUS", "CODE", "KEY", "DAYS LEFT",
                                  "LAST ACTIVATION", "KMS HOST"))  # fmt: skip
     try:
-        for values in fleetview.rows(ospp_home(), glob, os.environ, clock, wanted):
-            counts[values["status"]] += 1
-            if values["status"] == "ERROR":
-                errors += 1
-                first_error = first_error or values
-            if as_json:
-                found.append(values)
-                continue
+        for values in counted():
             cells = ["" if values[c] is None else str(values[c]) for c in COLUMNS]
             if as_csv:
                 writer.writerow(cells)
@@ -159,57 +174,10 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     except BrokenPipeError:  # the reader stopped early (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return Result([], {}, banners=False)
-    lines = [] if as_csv else [summary(counts)]
-    failed = None
-    if first_error is not None:  # damaged stores are listed as ERROR rows and reported
-        failed = StoreError(
-            int(first_error["error_code"], 16),
-            f"{errors} store(s) could not be read; the first, {first_error['machine']}: "
-            f"{first_error['error']['message']}",
-            "Those stores were left as they are.",
-        )
-        if as_csv:
-            click.echo(f"ospp: {failed.message}", err=True)
-    return Result(lines, {"rows": found, "summary": counts}, banners=False, failed=failed)
-
-
-def _failures(done: Iterable[Any], length: int, label: str) -> tuple[Counter[str], list[Any]]:
-    from ospp.machine.fleetact import outcome
-
-    counts: Counter[str] = Counter()
-    failed = []
-    for action in progress(done, length, label):
-        counts[outcome(action)] += 1
-        if action.error is not None:
-            failed.append(action)
-    return counts, failed
-
-
-def failure_result(counts: Counter[str], failed: list[Any], what: str) -> Result:
-    """Summary lines (first failures named) and the JSON; exit 1 when any failed."""
-    lines = [
-        f"{a.machine}: {a.product}: {a.action} failed: {hex_code(a.error.code)} {a.error.message}"
-        for a in sorted(failed, key=lambda a: a.machine)[:MAX_SHOWN]
-    ]
-    if len(failed) > MAX_SHOWN:
-        lines.append(f"... and {len(failed) - MAX_SHOWN} more failures (--json lists them all)")
-    lines.append(summary(counts))
-    problem = None
-    if failed:
-        first = failed[0].error
-        problem = LicensingError(
-            first.code, f"{len(failed)} {what}(s) failed; the first: {first.message}", first.hint
-        )
-    rows = [
-        {
-            "machine": a.machine,
-            "product_id": a.product,
-            "action": a.action,
-            "error": a.error.to_json(),
-        }
-        for a in failed
-    ]
-    return Result(lines, {"summary": counts, "failures": rows}, banners=False, failed=problem)
+    failed = problem()
+    if as_csv and failed is not None:
+        click.echo(f"ospp: {failed.message}", err=True)
+    return Result([] if as_csv else [summary(counts)], banners=False, failed=failed)
 
 
 @fleet_group.command("act")
@@ -218,17 +186,53 @@ def failure_result(counts: Counter[str], failed: list[Any], what: str) -> Result
 @reports
 def act(glob: str | None) -> Result:
     """Activate every keyed product (kept connections to each KMS host); exit 1 if any fail."""
+    import heapq
+
+    from ospp.cli import stream
     from ospp.machine import fleet, fleetact
 
     home = ospp_home()
     total = len(fleet.require(home, glob))
+    counts: Counter[str] = Counter()
+    first: list[OsppError] = []  # the first failure, as it came
+
+    def failures(done: Iterable[Any]) -> Iterator[dict[str, Any]]:
+        for action in progress(done, total, "activating"):
+            counts[fleetact.outcome(action)] += 1
+            if action.error is not None:
+                if not first:
+                    first.append(action.error)
+                yield {"machine": action.machine, "product_id": action.product,
+                       "action": action.action, "error": action.error.to_json()}  # fmt: skip
+
+    def failed() -> int:
+        return sum(n for what, n in counts.items() if what.startswith("failed"))
+
+    def problem() -> OsppError | None:
+        if not first:
+            return None
+        message = f"{failed()} activation(s) failed; the first: {first[0].message}"
+        return LicensingError(first[0].code, message, first[0].hint)
+
     pools = fleetact.Pools()
     try:
-        done = fleetact.act(home, glob, os.environ, clock_from_env(), pools)
-        counts, failed = _failures(done, total, "activating")
+        rows = failures(fleetact.act(home, glob, os.environ, clock_from_env(), pools))
+        if quiet():  # --json lists every failure
+            fields = [("summary", counts), ("failures", rows)]
+            stream.json_report(command_name(click.get_current_context()), fields, problem)
+            return Result(banners=False, failed=problem(), printed=True)
+        shown = heapq.nsmallest(MAX_SHOWN, rows, key=lambda row: row["machine"])
     finally:
         pools.close()
-    return failure_result(counts, failed, "activation")
+    lines = [
+        f"{r['machine']}: {r['product_id']}: {r['action']} failed: {r['error']['code']} "
+        f"{r['error']['message']}"
+        for r in shown
+    ]
+    if failed() > len(shown):
+        lines.append(f"... and {failed() - len(shown)} more failures (--json lists them all)")
+    lines.append(summary(counts))
+    return Result(lines, {}, banners=False, failed=problem())
 
 
 @fleet_group.command("inpkey")

@@ -4,14 +4,20 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
-from typing import Any
+from collections.abc import Iterator
+from itertools import chain
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli import complete
-from ospp.cli.base import JSON_OPTION, Result, reports
-from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, hex_code
+from ospp.cli import complete, stream
+from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, quiet, reports
+from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, OsppError
+
+if TYPE_CHECKING:
+    from ospp.machine.service import Action
 
 
 @click.command("service")
@@ -47,57 +53,90 @@ def service(
     if not names:
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     if notify:
-        return _notify(names, lang)
+        return _notify_all(names, lang)
     from ospp.cli.fleet import progress, summary
     from ospp.machine import fleetact
 
-    lines: list[str] = []
-    services: list[dict[str, Any]] = []
-    for name in names:  # /osppsvcauto and /osppsvcrestart set it; the pass runs regardless
-        store = client.open_machine(name)
-        state = {"machine": store.name, **client.service_state(store)}
-        store.db.close()
-        services.append(state)
-        since = f" since {state['started_at']}" if state["started_at"] else ""
-        lines.append(
-            f"{store.name}: {state['name']}: {state['state']}{since}, "
-            f"startup type {state['start_mode']}"
-        )
-    rows: list[dict[str, Any]] = []
-    first = None
+    ctx = click.get_current_context()
     counts: Counter[str] = Counter()
-    pools = fleetact.Pools()  # worker threads, one connection per KMS host in each
-    done_all = fleetact.service(names, os.environ, pools)
-    for done in sorted(progress(done_all, len(names), "service"), key=lambda a: a.machine):
-        counts[fleetact.outcome(done)] += 1
-        row: dict[str, Any] = {
-            "machine": done.machine,
-            "product_id": done.product,
-            "status": done.status,
-            "action": done.action,
-        }
-        where = f"{done.machine}: {done.product}"
-        if done.action is None:
-            lines.append(f"{where}: nothing due ({done.status})")
-        elif done.error is None:
-            row.update(ok=True, kms_host=done.host, count=done.count)
-            lines.append(f"{where}: {done.action} succeeded at {done.host} (count {done.count})")
-        else:
-            row.update(ok=False, error=done.error.to_json())
-            lines.append(
-                f"{where}: {done.action} failed: {hex_code(done.error.code)} {done.error.message}"
-            )
-            first = first or done.error
-        rows.append(row)
-    pools.close()
-    if len(names) > 1:
-        lines.append(summary(counts))
-    data: dict[str, Any] = {"services": services, "actions": rows, "summary": counts}
-    if len(names) <= REMINDERS_UP_TO:
-        reminders = _notify(names, lang)
-        lines += reminders.lines
-        data.update(reminders.data)
-    return Result(lines, data, banners=False, failed=first)
+    first: list[OsppError] = []  # the first failure
+
+    def services() -> Iterator[dict[str, Any]]:
+        for name in names:  # /osppsvcauto and /osppsvcrestart set it; the pass runs regardless
+            store = client.open_machine(name)
+            try:
+                yield {"machine": store.name, **client.service_state(store)}
+            finally:
+                store.db.close()
+
+    def actions(pools: fleetact.Pools) -> Iterator[dict[str, Any]]:
+        done_all = fleetact.service(names, os.environ, pools, ordered=True)
+        done = progress(done_all, len(names), "service")
+        if not all_machines:  # machines named on the command line: reported by name
+            done = iter(sorted(done, key=lambda a: a.machine))
+        for action in done:
+            counts[fleetact.outcome(action)] += 1
+            if action.error is not None and not first:
+                first.append(action.error)
+            yield action_row(action)
+
+    def failure() -> OsppError | None:
+        return first[0] if first else None
+
+    def reminders() -> Iterator[tuple[str, Any]]:
+        if len(names) <= REMINDERS_UP_TO:
+            yield from _notify(names, lang).data.items()
+
+    pools = fleetact.Pools()  # one connection per KMS host, shared by the worker threads
+    try:
+        if json_wanted(ctx, bool(ctx.params.get("as_json"))):
+            fields = [("services", services()), ("actions", actions(pools)), ("summary", counts)]
+            stream.json_report(command_name(ctx), chain(fields, reminders()), failure)
+            return Result(banners=False, failed=failure(), printed=True)
+        with stream.Held(quiet()) as out:  # a store that cannot be opened: only the error
+            for state in services():
+                since = f" since {state['started_at']}" if state["started_at"] else ""
+                out.line(
+                    f"{state['machine']}: {state['name']}: {state['state']}{since}, "
+                    f"startup type {state['start_mode']}"
+                )
+            if not sys.stderr.isatty():  # else a progress bar is shown: the lines come after it
+                out.go()
+            for row in actions(pools):
+                out.line(action_line(row))
+            if len(names) > 1:
+                out.line(summary(counts))
+            if len(names) <= REMINDERS_UP_TO:
+                for line in _notify(names, lang).lines:
+                    out.line(line)
+            out.release = bool(first)  # with --quiet, the lines are printed only on failure
+    finally:
+        pools.close()
+    return Result(banners=False, failed=failure(), printed=True)
+
+
+def action_row(done: Action) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "machine": done.machine,
+        "product_id": done.product,
+        "status": done.status,
+        "action": done.action,
+    }
+    if done.action is not None and done.error is None:
+        row.update(ok=True, kms_host=done.host, count=done.count)
+    elif done.action is not None and done.error is not None:
+        row.update(ok=False, error=done.error.to_json())
+    return row
+
+
+def action_line(row: dict[str, Any]) -> str:
+    where = f"{row['machine']}: {row['product_id']}"
+    if row["action"] is None:
+        return f"{where}: nothing due ({row['status']})"
+    if row["ok"]:
+        return f"{where}: {row['action']} succeeded at {row['kms_host']} (count {row['count']})"
+    error = row["error"]
+    return f"{where}: {row['action']} failed: {error['code']} {error['message']}"
 
 
 REMINDERS_UP_TO = 100  # a fleet-sized pass reports counts; 'service --notify' tells each user
@@ -105,19 +144,48 @@ REMINDERS_UP_TO = 100  # a fleet-sized pass reports counts; 'service --notify' t
 
 def _notify(names: list[str | None], lang: str | None) -> Result:
     """What each machine's user would be told now: reminders and notices, translated."""
+    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for said, told in _told(names, lang):
+        lines += said
+        rows += told
+    return Result(lines, {"reminders": rows}, banners=False)
+
+
+def _notify_all(names: list[str | None], lang: str | None) -> Result:
+    """:func:`_notify` for any number of machines, printed as it is read."""
+    told = _told(names, lang)
+    ctx = click.get_current_context()
+    if json_wanted(ctx, bool(ctx.params.get("as_json"))):
+        rows = (row for _, rows in told for row in rows)
+        # an outcome, though always ok, so that a store that cannot be read mid-way is
+        # reported as the one JSON error, as before
+        stream.json_report(command_name(ctx), [("reminders", rows)], lambda: None)
+        return Result(banners=False, printed=True)
+    with stream.Held(quiet()) as out:  # a store that cannot be read: only the error, as before
+        for said, _ in told:
+            for line in said:
+                out.line(line)
+        out.release = not quiet()
+    return Result(banners=False, printed=True)
+
+
+def _told(
+    names: list[str | None], lang: str | None
+) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
+    """Each machine's reminders: (lines, JSON rows)."""
     from ospp.cli.reminders import lines as words
     from ospp.machine import client
     from ospp.machine.reminders import notices
 
-    lines: list[str] = []
-    rows: list[dict[str, Any]] = []
     for name in names:
         store = client.open_machine(name, os.environ)
         found = notices(client.statuses(store, environ=os.environ))
         store.db.close()
-        lines += [f"{store.name}: {line}" for line in words(found, lang)]
-        rows += [{"machine": store.name, **n.to_json()} for n in found]
-    return Result(lines, {"reminders": rows}, banners=False)
+        yield (
+            [f"{store.name}: {line}" for line in words(found, lang)],
+            [{"machine": store.name, **n.to_json()} for n in found],
+        )
 
 
 COMMANDS = [service]

@@ -1,20 +1,30 @@
-"""Printing long lists as they are read, in the same forms :func:`ospp.cli.base.emit` prints.
+"""Printing long lists as they are read, in the same forms :func:`ospp.cli.base.emit` prints,
+so that memory does not grow with the number of rows.
 
-The JSON envelope is written piece by piece with the same layout as ``json.dumps(payload,
-indent=2)``, so a streamed list and a collected one print the same bytes.
+:func:`json_report` writes the JSON envelope piece by piece with the same layout as
+``json.dumps(payload, indent=2)``, so a streamed report and a collected one print the same
+bytes; when the outcome (``"ok"``, which comes first) is known only at the end, the lists go
+through a temporary file first. :class:`Held` does the same for text lines that are printed
+only if the command fails (``--quiet``) or once a store error can no longer cut them short.
+A command that prints this way returns ``Result(printed=True)``: ``emit`` then only sets the
+exit status.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
-from ospp.cli.base import envelope
-from ospp.core.errors import UsageError
+from ospp.cli.base import SCHEMA_VERSION
+from ospp.core.errors import OsppError, UsageError
+from ospp.core.printable import printable as safe  # as emit() shows text lines
 
 
 def printable(text: str) -> str:
@@ -23,41 +33,103 @@ def printable(text: str) -> str:
 
 
 CHUNK = 1000  # rows per write: one write per row costs more than the formatting
+SPOOL = 1024 * 1024  # bytes of a streamed JSON list kept in memory before going to a file
 
 
 _encode = json.JSONEncoder().encode  # the C encoder (json.dumps with indent is pure Python)
 
 
-def _indented(row: dict[str, Any]) -> str:
-    """``json.dumps(row, indent=2)`` as an item of a list in ``data`` of the envelope."""
-    if not row:
-        return "{}"
-    fields = ",\n        ".join(f"{_encode(k)}: {_encode(v)}" for k, v in row.items())
-    return "{\n        " + fields + "\n      }"
+def _item(value: Any, depth: int) -> str:
+    """``value`` as ``json.dumps(value, indent=2)`` prints it ``depth`` levels deep."""
+    if (
+        isinstance(value, dict)
+        and value
+        and not any(isinstance(v, (dict, list, tuple)) and v for v in value.values())
+    ):  # a flat row: the C encoder, by far the common case
+        pad = "\n" + "  " * (depth + 1)
+        fields = ("," + pad).join(f"{_encode(k)}: {_encode(v)}" for k, v in value.items())
+        return "{" + pad + fields + "\n" + "  " * depth + "}"
+    return json.dumps(value, indent=2).replace("\n", "\n" + "  " * depth)
 
 
-_HOLE = "\x00rows\x00"  # json.dumps escapes it: no command name or key can contain it
-
-
-def json_list(command: str, key: str, rows: Iterable[dict[str, Any]]) -> None:
-    """The envelope of :func:`ospp.cli.base.envelope` with ``data`` = ``{key: [rows...]}``,
-    printed as the rows are read, with the bytes ``json.dumps(envelope, indent=2)`` prints."""
-    whole = json.dumps(envelope(command, {key: _HOLE}, None), indent=2)
-    head, tail = whole.split(json.dumps(_HOLE))
-    out = sys.stdout
-    out.write(head + "[")
+def _list(out: TextIO, rows: Iterable[Any], depth: int) -> None:
+    """A list ``depth`` levels deep in the envelope, written ``CHUNK`` items at a time."""
     parts: list[str] = []
-    sep = "\n      "
+    first = sep = "[\n" + "  " * (depth + 1)
     for row in rows:
-        parts.append(sep + _indented(row))
-        sep = ",\n      "
+        parts.append(sep + _item(row, depth + 1))
+        sep = ",\n" + "  " * (depth + 1)
         if len(parts) >= CHUNK:
             out.write("".join(parts))
             parts.clear()
-    out.write("".join(parts))
-    out.write("]" if sep == "\n      " else "\n    ]")
-    out.write(tail + "\n")
+    out.write("".join(parts) + ("[]" if sep == first else "\n" + "  " * depth + "]"))
+
+
+def _head(ok: bool, command: str) -> str:
+    """The envelope's opening, up to where ``data`` follows."""
+    head = {"schema": SCHEMA_VERSION, "ok": ok, "command": command}
+    return json.dumps(head, indent=2)[:-2]  # drop "\n}"
+
+
+DATA_DEPTH = 2  # the command's fields sit in "data", two levels deep
+
+
+def _write(out: TextIO, ok: bool, command: str, body: list[tuple[str, Any]], error: Any) -> None:
+    out.write(_head(ok, command) + ',\n  "data": ')
+    if not body:
+        out.write("{}")
+    for n, (key, value) in enumerate(body):
+        out.write(("{" if n == 0 else ",") + f"\n    {_encode(key)}: ")
+        if isinstance(value, tempfile.SpooledTemporaryFile):  # a list written ahead (first:
+            value.seek(0)  # a file is an iterator too)
+            shutil.copyfileobj(cast(TextIO, value), out)
+        elif isinstance(value, Iterator):
+            _list(out, value, DATA_DEPTH)
+        else:
+            out.write(_item(value, DATA_DEPTH))
+    if body:
+        out.write("\n  }")
+    out.write(',\n  "error": ' + (_item(error, 1) if error is not None else "null") + "\n}\n")
+
+
+def json_report(
+    command: str,
+    fields: Iterable[tuple[str, Any]],
+    outcome: Callable[[], OsppError | None] | None = None,
+) -> None:
+    """Print the envelope of :func:`ospp.cli.base.envelope`, ``data`` made of ``fields``,
+    exactly as :func:`ospp.cli.base.emit` would, where a field whose value is an iterator (rows
+    as they are read) is written item by item, so memory does not grow with the number of rows.
+
+    ``outcome`` (called once every iterator is used up) gives the failure to report, if any.
+    As ``"ok"`` comes first but is known only at the end, each iterator is then written to a
+    temporary file (kept in memory up to 1 MB) and the document is printed once complete; other
+    values are rendered at that point too, so a counter filled while the rows are read may come
+    before them. Without ``outcome`` the command succeeded and everything is written at once,
+    in order."""
+    out = sys.stdout
+    if outcome is None:
+        _write(out, True, command, list(fields), None)
+        out.flush()
+        return
+    with contextlib.ExitStack() as spools:
+        body: list[tuple[str, Any]] = []
+        for key, value in fields:
+            if isinstance(value, Iterator):
+                spool = spools.enter_context(
+                    tempfile.SpooledTemporaryFile(SPOOL, "w+", encoding="utf-8")
+                )
+                _list(cast(TextIO, spool), value, DATA_DEPTH)
+                value = spool
+            body.append((key, value))
+        failed = outcome()
+        _write(out, failed is None, command, body, None if failed is None else failed.to_json())
     out.flush()
+
+
+def json_list(command: str, key: str, rows: Iterable[dict[str, Any]]) -> None:
+    """The envelope with ``data`` = ``{key: [rows...]}``, indented like the collected form."""
+    json_report(command, [(key, iter(rows))])
 
 
 def csv_rows(
@@ -85,6 +157,53 @@ def text_lines(
             parts.clear()
     out.write("".join(parts) if printed else empty + "\n")
     out.flush()
+
+
+class Held:
+    """Lines (escaped for a terminal) kept in a temporary file, printed at the end only if
+    ``release`` was set (``--quiet`` prints only a failure's report); after :meth:`go`, unless
+    ``quiet``, they are printed as they come."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.held = True
+        self.quiet = quiet
+        self.release = False
+        self._spool = tempfile.SpooledTemporaryFile(SPOOL, "w+", encoding="utf-8")  # noqa: SIM115
+        self._out = cast(TextIO, self._spool)
+        self._parts: list[str] = []
+
+    def go(self) -> None:
+        """Print what was held and the lines that follow as they come (unless ``quiet``)."""
+        if self.quiet or not self.held:
+            return
+        self._flush()
+        self._spool.seek(0)
+        shutil.copyfileobj(cast(TextIO, self._spool), sys.stdout)
+        self._spool.seek(0)
+        self._spool.truncate()
+        self.held, self._out = False, sys.stdout
+
+    def __enter__(self) -> Held:
+        return self
+
+    def line(self, text: str) -> None:
+        self._parts.append(safe(text) + "\n")
+        if len(self._parts) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._out.write("".join(self._parts))
+        self._parts.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._flush()
+            if self.held and self.release:
+                self._spool.seek(0)
+                shutil.copyfileobj(cast(TextIO, self._spool), sys.stdout)
+            sys.stdout.flush()
+        finally:
+            self._spool.close()
 
 
 def started(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

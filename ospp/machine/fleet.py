@@ -18,7 +18,7 @@ import shutil
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -190,30 +190,58 @@ class Created:
     outcome: str  # "created" or "exists"
 
 
-def create_names(prefix: str, count: int) -> list[str]:
+class Names:
+    """PREFIX1..PREFIXn, zero-padded to the width of n: computed, not stored."""
+
+    def __init__(self, prefix: str, count: int) -> None:
+        self.count = count
+        self.width = len(str(count))
+        # every name has the same length and characters of the same kinds: checking the last
+        # checks them all (machine_name strips and lowers the prefix)
+        self.base = machine_name(f"{prefix}{count}")[: -self.width]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> str:
+        if not -self.count <= index < self.count:
+            raise IndexError(index)
+        return f"{self.base}{index % self.count + 1:0{self.width}d}"
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"{self.base}{n:0{self.width}d}" for n in range(1, self.count + 1))
+
+    def __contains__(self, name: object) -> bool:
+        digits = name[len(self.base) :] if isinstance(name, str) else ""
+        return (
+            isinstance(name, str)
+            and name.startswith(self.base)
+            and len(digits) == self.width
+            and digits.isdigit()
+            and 1 <= int(digits) <= self.count
+        )
+
+
+def create_names(prefix: str, count: int) -> Names:
     if not 1 <= count <= MAX_COUNT:
         raise UsageError(
             f"COUNT must be between 1 and {MAX_COUNT}, not {count}", "Create a fleet in parts."
         )
-    width = len(str(count))
-    made = [f"{prefix}{n:0{width}d}" for n in range(1, count + 1)]
-    machine_name(made[-1])  # the longest name: raises when the prefix is not usable
-    return [machine_name(n) for n in made]
+    return Names(prefix, count)
 
 
 def create(
-    home: Path, targets: list[tuple[str, Spec]], clock: Clock, templates: Templates
+    home: Path, names: Iterable[str], spec: Spec, clock: Clock, templates: Templates
 ) -> Iterator[Created]:
-    """Create each (name, spec); one that already exists is reported, never overwritten."""
+    """Create each named machine; one that already exists is reported, never overwritten."""
     created_at = iso(clock.now())
-    data = {spec: templates.get(spec) for spec in {spec for _, spec in targets}}
+    data = templates.get(spec)
 
-    def one(target: tuple[str, Spec]) -> Iterator[Created]:
-        name, spec = target
-        ok = place(home, name, _copy(data[spec], created_at))
+    def one(name: str) -> Iterator[Created]:
+        ok = place(home, name, _copy(data, created_at))
         yield Created(name, "created" if ok else "exists")
 
-    yield from parallel(targets, one)
+    yield from parallel(names, one)
 
 
 # -- keys and removal --------------------------------------------------------------------------

@@ -1,13 +1,12 @@
 """Activating a fleet: every keyed product of every selected machine, as /act would.
 
-Machines are handled by a few worker threads (``workers.parallel``); each keeps one open
+Machines are handled by a few worker threads (``workers.parallel``), which share one open
 connection per KMS host. MAK activations go to the activation authority. Each store is opened,
 used and closed by one worker, so a fleet of any size holds a handful of stores open.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -33,27 +32,16 @@ def outcome(done: Action) -> str:
 
 
 class Pools:
-    """One connection pool per worker thread (one connection per KMS host in each)."""
+    """The connections of a fleet operation: one per KMS host, shared by the worker threads."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._all: list[Pool] = []
-        self._lock = threading.Lock()
+        self._pool = Pool()
 
     def get(self) -> Pool:
-        pool: Pool | None = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = self._local.pool = {}
-            with self._lock:
-                self._all.append(pool)
-        return pool
+        return self._pool
 
     def close(self) -> None:
-        with self._lock:
-            for pool in self._all:
-                for conn in pool.values():
-                    conn.close()
-                pool.clear()
+        self._pool.close()
 
 
 def prepare(home: Path) -> None:
@@ -107,8 +95,11 @@ def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Ite
             yield Action(base.machine, base.product, base.status, "activate", error=exc)
 
 
-def service(names: list[str | None], environ: Mapping[str, str], pools: Pools) -> Iterator[Action]:
-    """``ospp service`` over many machines, in worker threads (results in any order)."""
+def service(
+    names: list[str | None], environ: Mapping[str, str], pools: Pools, ordered: bool = False
+) -> Iterator[Action]:
+    """``ospp service`` over many machines, in worker threads (results in any order, or in the
+    order of ``names`` when ``ordered``)."""
     from ospp.core.clock import clock_from_env
     from ospp.machine.service import run_one
 
@@ -122,4 +113,4 @@ def service(names: list[str | None], environ: Mapping[str, str], pools: Pools) -
         finally:
             store.db.close()
 
-    yield from parallel(names, one)
+    yield from parallel(names, one, ordered=ordered)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,8 +32,74 @@ if TYPE_CHECKING:
 
 REQUEST_TIMEOUT = 5.0
 
-# Open connections by host:port, shared by the activations of a fleet (one per host).
-Pool = dict[str, "Connection"]
+
+class Pool:
+    """Open connections by host:port, kept for the next activations: one per KMS host, shared
+    by a fleet's worker threads, each request in turn (a host answers a connection's requests
+    one at a time anyway). Once a host has not answered, each thread tries it on its own until
+    it answers again, so a host that is down delays each thread once rather than all of them
+    one after another."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Connection] = {}
+        self._turns: dict[str, threading.Lock] = {}
+        self._failing: set[str] = set()
+        self._guard = threading.Lock()  # over the three above
+
+    def call(self, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
+        where = str(endpoint)
+        with self._guard:
+            turn = self._turns.setdefault(where, threading.Lock())
+            failing = where in self._failing
+        if failing:
+            return self._fresh(where, endpoint, request)
+        with turn:
+            with self._guard:
+                kept = self._open.pop(where, None)
+            if kept is not None:
+                try:
+                    response = kept.call(request)
+                except NetworkError:
+                    kept.close()  # the host closed an idle connection: one fresh try below
+                except BaseException:
+                    kept.close()
+                    raise
+                else:
+                    self._keep(where, kept)
+                    return response
+            return self._fresh(where, endpoint, request)
+
+    def _fresh(self, where: str, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
+        from ospp.protocol.wire import Connection
+
+        try:
+            conn = Connection(endpoint, "KMS host", REQUEST_TIMEOUT)
+            try:
+                response = conn.call(request)
+            except BaseException:
+                conn.close()
+                raise
+        except NetworkError:
+            with self._guard:
+                self._failing.add(where)
+            raise
+        with self._guard:
+            self._failing.discard(where)
+        self._keep(where, conn)
+        return response
+
+    def _keep(self, where: str, conn: Connection) -> None:
+        with self._guard:
+            if where not in self._open:
+                self._open[where] = conn
+                return
+        conn.close()  # another thread's connection is kept
+
+    def close(self) -> None:
+        with self._guard:
+            for conn in self._open.values():
+                conn.close()
+            self._open.clear()
 
 
 @dataclass(frozen=True)
@@ -158,27 +225,10 @@ def _call(endpoint: Endpoint, request: dict[str, Any], pool: Pool | None) -> dic
     """Send one request: over a new connection, or over the pool's one to that host."""
     from ospp.protocol.wire import Connection
 
-    if pool is None:
-        with Connection(endpoint, "KMS host", REQUEST_TIMEOUT) as conn:
-            return conn.call(request)
-    where = str(endpoint)
-    kept = pool.pop(where) if where in pool else None
-    if kept is not None:
-        try:
-            response = kept.call(request)
-        except NetworkError:
-            kept.close()  # the host closed an idle connection: one fresh try below
-        else:
-            pool[where] = kept
-            return response
-    conn = Connection(endpoint, "KMS host", REQUEST_TIMEOUT)
-    try:
-        response = conn.call(request)
-    except NetworkError:
-        conn.close()
-        raise
-    pool[where] = conn
-    return response
+    if pool is not None:
+        return pool.call(endpoint, request)
+    with Connection(endpoint, "KMS host", REQUEST_TIMEOUT) as conn:
+        return conn.call(request)
 
 
 def activate(

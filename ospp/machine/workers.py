@@ -19,32 +19,47 @@ _STOP = object()
 
 
 def parallel(
-    items: Iterable[T], work: Callable[[T], Iterable[R]], workers: int = WORKERS
+    items: Iterable[T],
+    work: Callable[[T], Iterable[R]],
+    workers: int = WORKERS,
+    ordered: bool = False,
 ) -> Iterator[R]:
-    """``work(item)`` for every item in ``workers`` threads; results as they come.
+    """``work(item)`` for every item in ``workers`` threads; results as they come, or, when
+    ``ordered``, in the order of the items (an item's results together).
 
-    At most a few items per worker are queued, so memory does not grow with the fleet. The
-    first exception stops the feeding of new items and is raised once the workers are done.
+    At most a few items per worker are in flight, so memory does not grow with the fleet (in
+    order, an item's results wait until those of every earlier item are out). The first
+    exception stops the feeding of new items and is raised once the workers are done.
     """
-    todo: queue.Queue[Any] = queue.Queue(maxsize=workers * 4)
+    window = workers * 4
+    todo: queue.Queue[Any] = queue.Queue(maxsize=window)
     done: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
     abort = threading.Event()
+    room = threading.Semaphore(window)  # items fed but not yet handed out, when ordered
 
     def feed() -> None:
-        for item in items:
+        for index, item in enumerate(items):
+            if ordered:
+                while not room.acquire(timeout=0.1):
+                    if abort.is_set():
+                        break
             if abort.is_set():
                 break
-            todo.put(item)
+            todo.put((index, item))
         for _ in range(workers):
             todo.put(_STOP)
 
     def worker() -> None:
-        while (item := todo.get()) is not _STOP:
+        while (job := todo.get()) is not _STOP:
             if abort.is_set():
                 continue
+            index, item = job
             try:
-                for result in work(item):
-                    done.put((result, None))
+                if ordered:
+                    done.put(((index, list(work(item))), None))
+                else:
+                    for result in work(item):
+                        done.put((result, None))
             except BaseException as exc:  # handed to the caller's thread
                 abort.set()
                 done.put((_STOP, exc))
@@ -55,13 +70,26 @@ def parallel(
     for t in threads:
         t.start()
     finished, failure = 0, None
-    while finished < workers:
-        result, exc = done.get()
-        if exc is not None:
-            failure = failure or exc
-        elif result is _STOP:
-            finished += 1
-        elif failure is None:
-            yield result
+    waiting: dict[int, list[Any]] = {}  # results of items ahead of the next one, when ordered
+    after = 0  # the index of the next item to hand out, when ordered
+    try:
+        while finished < workers:
+            result, exc = done.get()
+            if exc is not None:
+                failure = failure or exc
+            elif result is _STOP:
+                finished += 1
+            elif failure is not None:
+                continue
+            elif not ordered:
+                yield result
+            else:
+                waiting[result[0]] = result[1]
+                while after in waiting:
+                    yield from waiting.pop(after)
+                    after += 1
+                    room.release()
+    finally:
+        abort.set()  # the caller stopped early, or a failure: feed nothing more
     if failure is not None:
         raise failure
