@@ -1,87 +1,146 @@
-"""Start-up time: `ospp /dstatus` against a hello-world click command, side by side.
+"""Start-up time: `ospp /dstatus` against a hello-world click command, in pairs.
 
-    python bench/startup.py [--runs 30]
+    python bench/startup.py [--runs 40] [--case installed|activated|both]
 
-Runs each command alternately in fresh processes on a store holding one installed product and
-prints the median and p90 wall time of each, and their ratio (the target is <= 1.5).
+For each case (a store with one product installed; the same product MAK-activated, so that
+`/dstatus` checks its seal and hardware binding) it runs `ospp /dstatus` and a hello-world
+click command back to back in fresh processes, `--runs` pairs, alternating which of the two
+goes first, with bytecode cached as a pip install leaves it. It prints the median wall time of
+each with its spread (10th to 90th percentile), their CPU time (user + system), and the ratio
+`/dstatus` / hello-world: the median of the per-pair ratios (the target is <= 1.15) with its
+spread, and the ratio of the medians. The load average before and after is printed too: on a
+shared machine it moves every figure.
+
+It times the ``ospp`` that its Python imports: to compare two commits in one session, run it
+with the Python of a virtual environment holding each (``pip install -e CHECKOUT``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 HELLO = "import click\n@click.command()\ndef hello():\n    click.echo('hello')\nhello()\n"
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of ``cmd``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    # stderr hidden too: /dstatus words its grace-period reminder there
     subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
+
+
+def spread(xs: Sequence[float], scale: float = 1000.0, fmt: str = "6.1f") -> str:
+    q = statistics.quantiles(xs, n=10)
+    return (
+        f"{statistics.median(xs) * scale:{fmt}} "
+        f"({q[0] * scale:{fmt}} - {q[8] * scale:{fmt}})".replace("( ", "(")
+    )
+
+
+def ospp(args: list[str], env: dict[str, str]) -> str:
+    ran = subprocess.run(
+        [sys.executable, "-m", "ospp", *args], env=env, capture_output=True, text=True, check=True
+    )
+    return ran.stdout
+
+
+def setup(case: str, env: dict[str, str]) -> None:
+    if case == "activated":
+        key = ospp(["center", "issue-key", "--product", "ProPlus2021"], env).strip()
+        ospp(["inpkey", key, "--act"], env)
+        if "---LICENSED---" not in ospp(["/dstatus"], env):
+            raise SystemExit("setup failed: the product is not LICENSED")
+    else:
+        ospp(["install-product", "ProPlus2021"], env)
+
+
+def run_case(case: str, runs: int, base_env: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **base_env,
+            "OSPP_HOME": os.path.join(tmp, "client"),
+            "OSPP_CENTER_HOME": os.path.join(tmp, "center"),
+            "OSPP_KMS_HOME": os.path.join(tmp, "kms"),
+        }
+        hello = os.path.join(tmp, "hello.py")
+        with open(hello, "w") as f:
+            f.write(HELLO)
+        setup(case, env)
+        cmds = {
+            "ospp": [sys.executable, "-m", "ospp", "/dstatus"],
+            "hello": [sys.executable, hello],
+        }
+        for cmd in cmds.values():  # warm the page cache and the bytecode cache
+            timed(cmd, env)
+        load_before = os.getloadavg()[0]
+        wall: dict[str, list[float]] = {"ospp": [], "hello": []}
+        cpu: dict[str, list[float]] = {"ospp": [], "hello": []}
+        for i in range(runs):
+            order = ("ospp", "hello") if i % 2 == 0 else ("hello", "ospp")
+            for name in order:
+                w, c = timed(cmds[name], env)
+                wall[name].append(w)
+                cpu[name].append(c)
+        load_after = os.getloadavg()[0]
+    ratios = [a / b for a, b in zip(wall["ospp"], wall["hello"], strict=True)]
+    cpu_ratios = [a / b for a, b in zip(cpu["ospp"], cpu["hello"], strict=True) if b > 0]
+    print(f"{case}: {runs} pairs, load average {load_before:.2f} -> {load_after:.2f}")
+    print("                      wall ms, median (p10 - p90)   CPU ms, median (p10 - p90)")
+    print(f"  hello-world click   {spread(wall['hello']):<29} {spread(cpu['hello'])}")
+    print(f"  ospp /dstatus       {spread(wall['ospp']):<29} {spread(cpu['ospp'])}")
+    of_medians = statistics.median(wall["ospp"]) / statistics.median(wall["hello"])
+    print(
+        f"  ratio, median of pairs: {spread(ratios, 1, '.2f')}   "
+        f"ratio of medians: {of_medians:.2f}   CPU: {spread(cpu_ratios, 1, '.2f')}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=40, help="pairs per case (default 40)")
     parser.add_argument(
-        "--activated",
-        action="store_true",
-        help="time a store whose product is MAK-activated (status verifies its signature)",
+        "--case",
+        choices=["installed", "activated", "both"],
+        default="both",
+        help="a store with one installed product, the same product MAK-activated, or both",
+    )
+    parser.add_argument(
+        "--activated", action="store_true", help="the same as --case activated (older name)"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "OSPP_HOME": tmp}
-        # Time what an installed ospp does: bytecode cached, as pip writes it at install.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        import ospp as package
-
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", os.path.dirname(package.__file__)],
-            env=env,
-            check=True,
-        )
-        hello = os.path.join(tmp, "hello.py")
-        with open(hello, "w") as f:
-            f.write(HELLO)
-        env["OSPP_CENTER_HOME"] = os.path.join(tmp, "center")
-        if args.activated:
-            key = subprocess.run(
-                [sys.executable, "-m", "ospp", "center", "issue-key", "--product", "ProPlus2021"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            setup = ["inpkey", key, "--act"]
-        else:
-            setup = ["install-product", "ProPlus2021"]
-        subprocess.run(
-            [sys.executable, "-m", "ospp", *setup], env=env, stdout=subprocess.DEVNULL, check=True
-        )
-        ospp = [sys.executable, "-m", "ospp", "/dstatus"]
-        base = [sys.executable, hello]
-        for cmd in (ospp, base):  # warm the page cache and the bytecode cache
-            timed(cmd, env)
-        a, b = [], []
-        for _ in range(args.runs):
-            a.append(timed(ospp, env))
-            b.append(timed(base, env))
-
-    def row(name: str, xs: list[float]) -> str:
-        q = statistics.quantiles(xs, n=10)
-        return (
-            f"{name:<22} median {statistics.median(xs) * 1000:6.1f} ms   p90 {q[8] * 1000:6.1f} ms"
-        )
-
-    print(f"runs: {args.runs} each, python {sys.version.split()[0]}")
-    print(row("hello-world click", b))
-    print(row("ospp /dstatus", a))
-    print(f"ratio (median): {statistics.median(a) / statistics.median(b):.2f}")
+    env = {**os.environ, "OSPP_CENTER_DB": ""}
+    # `python -m` puts the working directory first on sys.path: leave a checkout's directory so
+    # that the ospp timed is the one installed for this Python.
+    os.chdir(tempfile.gettempdir())
+    # Time what an installed ospp does: bytecode cached, as pip writes it at install.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    where = subprocess.run(
+        [sys.executable, "-c", "import os, ospp; print(os.path.dirname(ospp.__file__))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", where], env=env, check=True)
+    print(f"python {sys.version.split()[0]}, ospp from {where}")
+    cases = ["installed", "activated"] if args.case == "both" else [args.case]
+    if args.activated:
+        cases = ["activated"]
+    for case in cases:
+        run_case(case, args.runs, env)
 
 
 if __name__ == "__main__":
