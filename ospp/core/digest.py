@@ -14,6 +14,7 @@ Signatures, keys and everything on the wire stay with ``cryptography`` (``ospp.p
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -27,14 +28,14 @@ class Hash(Protocol):
 
 
 def _sha256_constructor() -> Callable[[bytes], Hash]:
-    for name in ("_sha2", "_sha256"):  # CPython 3.12+, 3.11
-        try:
-            return cast("Callable[[bytes], Hash]", importlib.import_module(name).sha256)
-        except (ImportError, AttributeError):
-            continue
-    import hashlib  # another Python: the same digest, through OpenSSL
+    # Only the module this version has is tried: a failed import searches all of sys.path.
+    name = "_sha2" if sys.version_info >= (3, 12) else "_sha256"
+    try:
+        return cast("Callable[[bytes], Hash]", importlib.import_module(name).sha256)
+    except (ImportError, AttributeError):
+        import hashlib  # another Python: the same digest, through OpenSSL
 
-    return hashlib.sha256
+        return hashlib.sha256
 
 
 sha256 = _sha256_constructor()
