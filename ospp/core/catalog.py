@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 import functools
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
 class Channel(enum.StrEnum):
@@ -25,8 +25,7 @@ APP_OFFICE_2010 = "59a52881-a989-479d-af46-f275c6370663"
 APP_OFFICE_2013_PLUS = "0ff1ce15-a989-479d-af46-f275c6370663"
 
 
-@dataclass(frozen=True)
-class Sku:
+class Sku(NamedTuple):
     """One licence of a product: a product in one channel."""
 
     product: Product
@@ -37,10 +36,10 @@ class Sku:
     license_description: str
 
 
-@dataclass(frozen=True)
-class Product:
+class Product(NamedTuple):
     id: str  # short id such as ProPlus2021
-    index: int  # stable small number, encoded in simulated product keys
+    # a field of this name hides tuple.index, which nothing here uses
+    index: int  # type: ignore[assignment]  # stable small number, encoded in simulated product keys
     display_name: str
     year: int
     office_version: int  # 14, 15, 16, 19, 21, 24 as in "Office 16, ..."

@@ -17,10 +17,9 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
 from ospp.core.paths import ospp_home, write_atomic
@@ -43,8 +42,7 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class FixedClock:
+class FixedClock(NamedTuple):
     at: datetime
 
     def now(self) -> datetime:
@@ -117,8 +115,7 @@ def clock_file(environ: Mapping[str, str] = os.environ) -> Path:
     return ospp_home(environ) / CLOCK_FILE
 
 
-@dataclass(frozen=True)
-class LabState:
+class LabState(NamedTuple):
     """What the clock file says: simulated ``at`` as of real time ``real``; frozen or running."""
 
     at: datetime

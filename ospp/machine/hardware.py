@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from ospp.core.clock import iso
 from ospp.core.digest import sha256
@@ -42,8 +42,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Hardware:
+class Hardware(NamedTuple):
     components: dict[str, str]
     dockable: bool
     changed_at: datetime | None  # when a component last changed (starts OOT grace)

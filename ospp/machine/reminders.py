@@ -10,7 +10,7 @@ product says it is not licensed, with every feature still available. The wording
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ospp.core.catalog import Channel
 from ospp.machine.status import (
@@ -27,8 +27,7 @@ NOT_LICENSED = "not-licensed"  # grace over, or 180 days without a KMS host: all
 OUT_OF_TOLERANCE = "out-of-tolerance"  # an activation that no longer holds, in its 30-day grace
 
 
-@dataclass(frozen=True)
-class Notice:
+class Notice(NamedTuple):
     product: str
     license_name: str
     kind: str

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from ospp.core.catalog import Channel
 from ospp.core.errors import (
@@ -35,8 +35,7 @@ OOT_GRACE_LABEL = "OOT_GRACE"
 NOTIFICATIONS = "NOTIFICATIONS"
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """Why a stored activation no longer counts (tampered licence, hardware drift, ...)."""
 
     code: int
@@ -49,8 +48,7 @@ class Problem:
 Checker = Callable[[Licence], Problem | None]
 
 
-@dataclass(frozen=True)
-class LicenceStatus:
+class LicenceStatus(NamedTuple):
     licence: Licence
     status: str
     code: int | None  # the ERROR CODE line (None: no line)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.core.clock import Clock, iso
@@ -71,8 +70,7 @@ DEFAULTS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Licence:
+class Licence(NamedTuple):
     """One installed licence (a SKU) and, if any, its key and activation record."""
 
     sku: Sku
@@ -87,8 +85,7 @@ class Licence:
         return self.product_key[-5:] if self.product_key else None
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
+class HistoryEntry(NamedTuple):
     at: datetime
     kind: str  # "kms" or "acterr"
     sku_id: str | None
@@ -304,8 +301,7 @@ class MachineStore:
         )
 
 
-@dataclass(frozen=True)
-class KmsSettings:
+class KmsSettings(NamedTuple):
     host: str | None
     port: int
     caching: bool
