@@ -30,7 +30,7 @@ CLOCK_FILE = "clock.json"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^([+-]?)(\d{1,7})([smhdw])$")
+_DURATION = r"^([+-]?)(\d{1,7})([smhdw])$"  # compiled on first use: not at every start
 
 
 class Clock(Protocol):
@@ -82,7 +82,7 @@ def parse_time(text: str, what: str = "OSPP_NOW") -> datetime:
 
 def parse_duration(text: str, what: str = "duration") -> timedelta:
     """``7d``, ``3h``, ``90m``, ``30s``, ``2w``; a leading ``-`` goes back in time."""
-    found = _DURATION.match(text.strip())
+    found = re.match(_DURATION, text.strip())
     if not found:
         raise UsageError(
             f"{what} {text!r} is not a duration",

@@ -8,7 +8,7 @@ the hardware drifts beyond tolerance; then NOTIFICATIONS again.
 
 from __future__ import annotations
 
-import zlib
+import binascii
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -63,8 +63,9 @@ class LicenceStatus(NamedTuple):
         lic = self.licence
         seed = f"{lic.sku.sku_id}|{lic.product_key or ''}".encode()
         # Two CRC-32s make 64 stable bits; a display id needs no cryptographic hash, and
-        # hashlib (OpenSSL) would add milliseconds to every /dstatus.
-        n = zlib.crc32(seed) << 32 | zlib.crc32(seed[::-1])
+        # hashlib (OpenSSL) would add milliseconds to every /dstatus. binascii's CRC-32 is
+        # zlib's, without loading libz.
+        n = binascii.crc32(seed) << 32 | binascii.crc32(seed[::-1])
         return (
             f"{n % 100000:05d}-{n // 10**5 % 100000:05d}-"
             f"{n // 10**10 % 100000:05d}-AA{n // 10**15 % 1000:03d}"
