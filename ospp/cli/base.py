@@ -8,7 +8,6 @@ status.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -78,6 +77,8 @@ def error_lines(exc: OsppError) -> list[str]:
 
 
 def _print_json(payload: dict[str, Any]) -> None:
+    import json  # here: text output, /dstatus's usual form, never needs it
+
     click.echo(json.dumps(payload, indent=2, sort_keys=False))
 
 

@@ -1,6 +1,6 @@
 """The product catalog: Office volume products, their SKUs per channel, and their GVLKs.
 
-The catalog is package data (``ospp/data/catalog.json``) loaded once on first use. GVLKs and
+The catalog's data is ``ospp/core/catalog_data.py``, read once on first use. GVLKs and
 KMS-client SKU ids are the public values; MAK and KMS-host SKU ids are simulated.
 """
 
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
-from pathlib import Path
 from typing import NamedTuple
 
 
@@ -107,6 +105,7 @@ class Catalog:
 
 @functools.cache
 def catalog() -> Catalog:
-    """The embedded catalog, parsed once per process."""
-    text = (Path(__file__).parent / "data" / "catalog.json").read_text(encoding="utf-8")
-    return Catalog(json.loads(text))
+    """The embedded catalog, built once per process."""
+    from ospp.core.catalog_data import CATALOG
+
+    return Catalog(CATALOG)

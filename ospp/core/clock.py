@@ -13,7 +13,6 @@ file on each read and parses it again only when it changed, so a running server 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -126,6 +125,8 @@ class LabState(NamedTuple):
         return self.at if self.frozen else self.at + (real_now - self.real)
 
     def to_text(self) -> str:
+        import json
+
         return json.dumps(
             {
                 "version": 1,
@@ -147,6 +148,8 @@ def read_state(path: Path) -> LabState | None:
         raise StoreError(
             E_INVALID_DATA, f"the lab clock file {path} cannot be read: {exc.strerror or exc}"
         ) from exc
+    import json  # here: without a lab clock file, no start-up pays for it
+
     try:
         data = json.loads(text)
         at = datetime.fromisoformat(data["at"]).astimezone(UTC)

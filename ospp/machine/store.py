@@ -7,7 +7,6 @@ see that no update was lost.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
@@ -175,8 +174,12 @@ class MachineStore:
                 f"the licence store {self.db.path} holds SKU {row[0]}, which is not in the catalog",
                 "It was written by another version of ospp; the file was left as it is.",
             )
+        activation = None
         try:
-            activation = json.loads(row[5]) if row[5] else None
+            if row[5]:
+                import json  # here: a store without activations never needs it (about 1 ms)
+
+                activation = json.loads(row[5])
             installed, grace = _dt(row[1]), _dt(row[2])
             key_at = _dt(row[4])
         except ValueError as exc:
@@ -274,6 +277,8 @@ class MachineStore:
     def set_activation(
         self, conn: sqlite3.Connection, sku: Sku, activation: dict[str, Any] | None
     ) -> None:
+        import json
+
         conn.execute(
             "UPDATE licenses SET activation=? WHERE sku_id=?",
             (json.dumps(activation, sort_keys=True) if activation else None, sku.sku_id),
