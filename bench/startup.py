@@ -11,8 +11,12 @@ each with its spread (10th to 90th percentile), their CPU time (user + system), 
 spread, and the ratio of the medians. The load average before and after is printed too: on a
 shared machine it moves every figure.
 
-It times the ``ospp`` that its Python imports: to compare two commits in one session, run it
-with the Python of a virtual environment holding each (``pip install -e CHECKOUT``).
+It times the ``ospp`` package that its Python imports, copied into a fresh virtual environment
+as a wheel install lays it out, with this environment's packages (click...) visible through a
+``.pth`` file. A development install (``pip install -e``) loads its import finder at every
+start, and that finder imports pathlib, re and urllib.parse, which would then count as part of
+the floor; ``--in-place`` times this Python as it is anyway. To compare two commits in one
+session, run it with the Python of a virtual environment holding each.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
@@ -50,11 +56,41 @@ def spread(xs: Sequence[float], scale: float = 1000.0, fmt: str = "6.1f") -> str
     )
 
 
+PYTHON = sys.executable  # the Python that runs both commands (see plain_install)
+
+
 def ospp(args: list[str], env: dict[str, str]) -> str:
     ran = subprocess.run(
-        [sys.executable, "-m", "ospp", *args], env=env, capture_output=True, text=True, check=True
+        [PYTHON, "-m", "ospp", *args], env=env, capture_output=True, text=True, check=True
     )
     return ran.stdout
+
+
+def plain_install(tmp: str, package: str, env: dict[str, str]) -> str:
+    """A virtual environment in ``tmp`` with a copy of the ``package`` directory in its
+    site-packages, seeing this Python's packages through a .pth file; its Python."""
+    venv = os.path.join(tmp, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    scripts, exe = ("Scripts", "python.exe") if os.name == "nt" else ("bin", "python")
+    python = os.path.join(venv, scripts, exe)
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    target = os.path.join(site, "ospp")
+    shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(site, "dependencies.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([python, "-m", "compileall", "-q", target], env=env, check=True)
+    probe = "import ospp, sys; print(ospp.__file__, sorted(m for m in sys.modules if 'edit' in m))"
+    seen = subprocess.run(
+        [python, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    if not seen[0].startswith(target) or seen[1] != "[]":
+        raise SystemExit(f"the plain install is not what runs: {seen}")
+    return python
 
 
 def setup(case: str, env: dict[str, str]) -> None:
@@ -79,10 +115,7 @@ def run_case(case: str, runs: int, base_env: dict[str, str]) -> None:
         with open(hello, "w") as f:
             f.write(HELLO)
         setup(case, env)
-        cmds = {
-            "ospp": [sys.executable, "-m", "ospp", "/dstatus"],
-            "hello": [sys.executable, hello],
-        }
+        cmds = {"ospp": [PYTHON, "-m", "ospp", "/dstatus"], "hello": [PYTHON, hello]}
         for cmd in cmds.values():  # warm the page cache and the bytecode cache
             timed(cmd, env)
         load_before = os.getloadavg()[0]
@@ -120,6 +153,12 @@ def main() -> None:
     parser.add_argument(
         "--activated", action="store_true", help="the same as --case activated (older name)"
     )
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="time this Python and the ospp it imports as they are (a development install "
+        "included), not a plain copy of the package",
+    )
     args = parser.parse_args()
     env = {**os.environ, "OSPP_CENTER_DB": ""}
     # `python -m` puts the working directory first on sys.path: leave a checkout's directory so
@@ -134,13 +173,19 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", where], env=env, check=True)
-    print(f"python {sys.version.split()[0]}, ospp from {where}")
     cases = ["installed", "activated"] if args.case == "both" else [args.case]
     if args.activated:
         cases = ["activated"]
-    for case in cases:
-        run_case(case, args.runs, env)
+    global PYTHON
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.in_place:
+            subprocess.run([PYTHON, "-m", "compileall", "-q", where], env=env, check=True)
+        else:
+            PYTHON = plain_install(tmp, where, env)
+        how = "in place" if args.in_place else "copied into a plain virtual environment"
+        print(f"python {sys.version.split()[0]}, ospp from {where}, {how}")
+        for case in cases:
+            run_case(case, args.runs, env)
 
 
 if __name__ == "__main__":
