@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import NamedTuple
+
+from ospp.core.record import Record
 
 
 class Channel(enum.StrEnum):
@@ -23,7 +24,7 @@ APP_OFFICE_2010 = "59a52881-a989-479d-af46-f275c6370663"
 APP_OFFICE_2013_PLUS = "0ff1ce15-a989-479d-af46-f275c6370663"
 
 
-class Sku(NamedTuple):
+class Sku(Record):
     """One licence of a product: a product in one channel."""
 
     product: Product
@@ -34,10 +35,9 @@ class Sku(NamedTuple):
     license_description: str
 
 
-class Product(NamedTuple):
+class Product(Record):
     id: str  # short id such as ProPlus2021
-    # a field of this name hides tuple.index, which nothing here uses
-    index: int  # type: ignore[assignment]  # stable small number, encoded in simulated product keys
+    index: int  # stable small number, encoded in simulated product keys
     display_name: str
     year: int
     office_version: int  # 14, 15, 16, 19, 21, 24 as in "Office 16, ..."

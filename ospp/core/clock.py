@@ -18,10 +18,11 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
 from ospp.core.paths import ospp_home, write_atomic
+from ospp.core.record import Record
 
 CLOCK_FILE = "clock.json"
 # The times ospp works with: every date it computes (a year of renewals, grace, validity)
@@ -41,7 +42,7 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-class FixedClock(NamedTuple):
+class FixedClock(Record):
     at: datetime
 
     def now(self) -> datetime:
@@ -114,7 +115,7 @@ def clock_file(environ: Mapping[str, str] = os.environ) -> Path:
     return ospp_home(environ) / CLOCK_FILE
 
 
-class LabState(NamedTuple):
+class LabState(Record):
     """What the clock file says: simulated ``at`` as of real time ``real``; frozen or running."""
 
     at: datetime

@@ -12,12 +12,12 @@ import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from ospp.core.clock import iso
 from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError
 from ospp.core.paths import write_atomic
+from ospp.core.record import Record
 from ospp.protocol.tolerance import (
     COMPONENTS,
     NEEDED,
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class Hardware(NamedTuple):
+class Hardware(Record):
     components: dict[str, str]
     dockable: bool
     changed_at: datetime | None  # when a component last changed (starts OOT grace)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import binascii
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from ospp.core.catalog import Channel
 from ospp.core.errors import (
@@ -21,6 +20,7 @@ from ospp.core.errors import (
     I_OOB,
     I_OOT,
 )
+from ospp.core.record import Record
 from ospp.machine.store import Licence
 
 GRACE = timedelta(days=30)
@@ -35,7 +35,7 @@ OOT_GRACE_LABEL = "OOT_GRACE"
 NOTIFICATIONS = "NOTIFICATIONS"
 
 
-class Problem(NamedTuple):
+class Problem(Record):
     """Why a stored activation no longer counts (tampered licence, hardware drift, ...)."""
 
     code: int
@@ -48,7 +48,7 @@ class Problem(NamedTuple):
 Checker = Callable[[Licence], Problem | None]
 
 
-class LicenceStatus(NamedTuple):
+class LicenceStatus(Record):
     licence: Licence
     status: str
     code: int | None  # the ERROR CODE line (None: no line)

@@ -11,13 +11,14 @@ import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database
 from ospp.core.errors import E_INVALID_DATA, StoreError
 from ospp.core.paths import machine_dir
+from ospp.core.record import Record
 
 if TYPE_CHECKING:
     from ospp.protocol.keys import ProductKey
@@ -69,7 +70,7 @@ DEFAULTS: dict[str, str] = {
 }
 
 
-class Licence(NamedTuple):
+class Licence(Record):
     """One installed licence (a SKU) and, if any, its key and activation record."""
 
     sku: Sku
@@ -84,7 +85,7 @@ class Licence(NamedTuple):
         return self.product_key[-5:] if self.product_key else None
 
 
-class HistoryEntry(NamedTuple):
+class HistoryEntry(Record):
     at: datetime
     kind: str  # "kms" or "acterr"
     sku_id: str | None
@@ -306,7 +307,7 @@ class MachineStore:
         )
 
 
-class KmsSettings(NamedTuple):
+class KmsSettings(Record):
     host: str | None
     port: int
     caching: bool
