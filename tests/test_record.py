@@ -57,6 +57,7 @@ def test_equality_and_hash_by_value_within_one_class() -> None:
 def test_repr_and_replace() -> None:
     p = Point(1, 2, "a")
     assert repr(p) == "Point(x=1, y=2, label='a')"
+    assert repr(Point(label="a", y=2, x=1)) == repr(p)  # fields in declaration order
     assert p._replace(y=5) == Point(1, 5, "a") and p == Point(1, 2, "a")
 
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Self, dataclass_transform
 @dataclass_transform(frozen_default=True)
 class Record:
     _fields: ClassVar[tuple[str, ...]] = ()
+    _field_set: ClassVar[frozenset[str]] = frozenset()
     _defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -41,6 +42,7 @@ class Record:
                 else:
                     defaults.pop(name, None)
         cls._fields = tuple(fields)
+        cls._field_set = frozenset(fields)
         cls._defaults = defaults
         seen_default = False
         for name in cls._fields:
@@ -53,8 +55,11 @@ class Record:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         fields = self._fields
-        if not kwargs and len(args) == len(fields):  # the usual call: every field, in order
+        if not kwargs and len(args) == len(fields):  # the usual calls: every field, in order
             object.__setattr__(self, "__dict__", dict(zip(fields, args, strict=True)))
+            return
+        if not args and len(kwargs) == len(fields) and kwargs.keys() == self._field_set:
+            object.__setattr__(self, "__dict__", {f: kwargs[f] for f in fields})  # or by name
             return
         name = type(self).__name__
         if len(args) > len(fields):
