@@ -118,14 +118,18 @@ def setup(case: str, env: dict[str, str]) -> None:
         ospp(["install-product", "ProPlus2021"], env)
 
 
-def run_case(case: str, runs: int, base_env: dict[str, str]) -> None:
+def run_case(case: str, runs: int, base_env: dict[str, str], default_home: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **base_env,
-            "OSPP_HOME": os.path.join(tmp, "client"),
-            "OSPP_CENTER_HOME": os.path.join(tmp, "center"),
-            "OSPP_KMS_HOME": os.path.join(tmp, "kms"),
-        }
+        env = {k: v for k, v in base_env.items() if not k.startswith("OSPP_")}
+        if default_home:  # the per-user data directory, found by platformdirs, in tmp
+            env.update(HOME=tmp, XDG_DATA_HOME=os.path.join(tmp, "data"), OSPP_CENTER_DB="")
+        else:
+            env.update(
+                OSPP_HOME=os.path.join(tmp, "client"),
+                OSPP_CENTER_HOME=os.path.join(tmp, "center"),
+                OSPP_KMS_HOME=os.path.join(tmp, "kms"),
+                OSPP_CENTER_DB="",
+            )
         hello = os.path.join(tmp, "hello.py")
         with open(hello, "w") as f:
             f.write(HELLO)
@@ -148,7 +152,8 @@ def run_case(case: str, runs: int, base_env: dict[str, str]) -> None:
         load_after = os.getloadavg()[0]
     ratios = [a / b for a, b in zip(wall["ospp"], wall["hello"], strict=True)]
     cpu_ratios = [a / b for a, b in zip(cpu["ospp"], cpu["hello"], strict=True) if b > 0]
-    print(f"{case}: {runs} pairs, load average {load_before:.2f} -> {load_after:.2f}")
+    where = "the default data directory" if default_home else "OSPP_HOME"
+    print(f"{case}, in {where}: {runs} pairs, load average {load_before:.2f} -> {load_after:.2f}")
     print("                      wall ms, median (p10 - p90)   CPU ms, median (p10 - p90)")
     print(f"  hello-world click   {spread(wall['hello']):<29} {spread(cpu['hello'])}")
     print(f"  ospp /dstatus       {spread(wall['ospp']):<29} {spread(cpu['ospp'])}")
@@ -177,8 +182,17 @@ def main() -> None:
         help="time this Python and the ospp it imports as they are (a development install "
         "included), not a plain copy of the package",
     )
+    parser.add_argument(
+        "--default-home",
+        action="store_true",
+        help="leave OSPP_HOME unset, as most users do, so that /dstatus finds its store in the "
+        "per-user data directory (platformdirs; XDG_DATA_HOME and HOME point into a temporary "
+        "directory, which keeps it there on Linux only)",
+    )
     args = parser.parse_args()
-    env = {**os.environ, "OSPP_CENTER_DB": ""}
+    if args.default_home and not sys.platform.startswith("linux"):
+        raise SystemExit("--default-home keeps the store in a temporary directory on Linux only")
+    env = dict(os.environ)
     # `python -m` puts the working directory first on sys.path: leave a checkout's directory so
     # that the ospp timed is the one installed for this Python.
     os.chdir(tempfile.gettempdir())
@@ -203,7 +217,7 @@ def main() -> None:
         how = "in place" if args.in_place else "copied into a plain virtual environment"
         print(f"python {sys.version.split()[0]}, ospp from {where}, {how}")
         for case in cases:
-            run_case(case, args.runs, env)
+            run_case(case, args.runs, env, args.default_home)
 
 
 if __name__ == "__main__":
