@@ -1,87 +1,223 @@
-"""Start-up time: `ospp /dstatus` against a hello-world click command, side by side.
+"""Start-up time: `ospp /dstatus` against a hello-world click command, in pairs.
 
-    python bench/startup.py [--runs 30]
+    python bench/startup.py [--runs 40] [--case installed|activated|both]
 
-Runs each command alternately in fresh processes on a store holding one installed product and
-prints the median and p90 wall time of each, and their ratio (the target is <= 1.5).
+For each case (a store with one product installed; the same product MAK-activated, so that
+`/dstatus` checks its seal and hardware binding) it runs `ospp /dstatus` (through a script
+like the one pip installs as `ospp`) and a hello-world click script back to back in fresh
+processes, `--runs` pairs, alternating which of the two goes first, with bytecode cached as a
+pip install leaves it. It prints the median wall time of
+each with its spread (10th to 90th percentile), their CPU time (user + system), and the ratio
+`/dstatus` / hello-world: the median of the per-pair ratios (the target is <= 1.15) with its
+spread, and the ratio of the medians. The load average before and after is printed too: on a
+shared machine it moves every figure.
+
+It times the ``ospp`` package that its Python imports, copied into a fresh virtual environment
+as a wheel install lays it out, with this environment's packages (click...) visible through a
+``.pth`` file. A development install (``pip install -e``) loads its import finder at every
+start, and that finder imports pathlib, re and urllib.parse, which would then count as part of
+the floor; ``--in-place`` times this Python as it is anyway. To compare two commits in one
+session, run it with the Python of a virtual environment holding each.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 
 HELLO = "import click\n@click.command()\ndef hello():\n    click.echo('hello')\nhello()\n"
+# What pip writes as the `ospp` command (console_scripts entry point ospp.cli:main), run by the
+# same Python as the hello-world script; `python -m ospp` would add runpy's imports.
+SCRIPT = (
+    "import re\nimport sys\nfrom ospp.cli import main\nif __name__ == '__main__':\n"
+    "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+    "    sys.exit(main())\n"
+)
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of ``cmd``."""
+    if os.name == "nt":  # no getrusage: wall time only (CPU reads 0)
+        start = time.perf_counter()
+        subprocess.run(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
+        return time.perf_counter() - start, 0.0
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    # stderr hidden too: /dstatus words its grace-period reminder there
     subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
+
+
+def spread(xs: Sequence[float], scale: float = 1000.0, fmt: str = "6.1f") -> str:
+    q = statistics.quantiles(xs, n=10)
+    return (
+        f"{statistics.median(xs) * scale:{fmt}} "
+        f"({q[0] * scale:{fmt}} - {q[8] * scale:{fmt}})".replace("( ", "(")
+    )
+
+
+PYTHON = sys.executable  # the Python that runs both commands (see plain_install)
+
+
+def ospp(args: list[str], env: dict[str, str]) -> str:
+    ran = subprocess.run(
+        [PYTHON, "-m", "ospp", *args], env=env, capture_output=True, text=True, check=True
+    )
+    return ran.stdout
+
+
+def plain_install(tmp: str, package: str, env: dict[str, str]) -> str:
+    """A virtual environment in ``tmp`` with a copy of the ``package`` directory in its
+    site-packages, seeing this Python's packages through a .pth file; its Python."""
+    venv = os.path.join(tmp, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    scripts, exe = ("Scripts", "python.exe") if os.name == "nt" else ("bin", "python")
+    python = os.path.join(venv, scripts, exe)
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    target = os.path.join(site, "ospp")
+    shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(site, "dependencies.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([python, "-m", "compileall", "-q", target], env=env, check=True)
+    probe = "import ospp, sys; print(ospp.__file__, sorted(m for m in sys.modules if 'edit' in m))"
+    seen = subprocess.run(
+        [python, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    if not seen[0].startswith(target) or seen[1] != "[]":
+        raise SystemExit(f"the plain install is not what runs: {seen}")
+    return python
+
+
+def setup(case: str, env: dict[str, str]) -> None:
+    if case == "activated":
+        key = ospp(["center", "issue-key", "--product", "ProPlus2021"], env).strip()
+        ospp(["inpkey", key, "--act"], env)
+        if "---LICENSED---" not in ospp(["/dstatus"], env):
+            raise SystemExit("setup failed: the product is not LICENSED")
+    else:
+        ospp(["install-product", "ProPlus2021"], env)
+
+
+def run_case(case: str, runs: int, base_env: dict[str, str], default_home: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in base_env.items() if not k.startswith("OSPP_")}
+        if default_home:  # the per-user data directory, found by platformdirs, in tmp
+            env.update(HOME=tmp, XDG_DATA_HOME=os.path.join(tmp, "data"), OSPP_CENTER_DB="")
+        else:
+            env.update(
+                OSPP_HOME=os.path.join(tmp, "client"),
+                OSPP_CENTER_HOME=os.path.join(tmp, "center"),
+                OSPP_KMS_HOME=os.path.join(tmp, "kms"),
+                OSPP_CENTER_DB="",
+            )
+        hello = os.path.join(tmp, "hello.py")
+        with open(hello, "w") as f:
+            f.write(HELLO)
+        script = os.path.join(tmp, "ospp")
+        with open(script, "w") as f:
+            f.write(SCRIPT)
+        setup(case, env)
+        cmds = {"ospp": [PYTHON, script, "/dstatus"], "hello": [PYTHON, hello]}
+        for cmd in cmds.values():  # warm the page cache and the bytecode cache
+            timed(cmd, env)
+        load_before = os.getloadavg()[0]
+        wall: dict[str, list[float]] = {"ospp": [], "hello": []}
+        cpu: dict[str, list[float]] = {"ospp": [], "hello": []}
+        for i in range(runs):
+            order = ("ospp", "hello") if i % 2 == 0 else ("hello", "ospp")
+            for name in order:
+                w, c = timed(cmds[name], env)
+                wall[name].append(w)
+                cpu[name].append(c)
+        load_after = os.getloadavg()[0]
+    ratios = [a / b for a, b in zip(wall["ospp"], wall["hello"], strict=True)]
+    cpu_ratios = [a / b for a, b in zip(cpu["ospp"], cpu["hello"], strict=True) if b > 0]
+    where = "the default data directory" if default_home else "OSPP_HOME"
+    print(f"{case}, in {where}: {runs} pairs, load average {load_before:.2f} -> {load_after:.2f}")
+    print("                      wall ms, median (p10 - p90)   CPU ms, median (p10 - p90)")
+    print(f"  hello-world click   {spread(wall['hello']):<29} {spread(cpu['hello'])}")
+    print(f"  ospp /dstatus       {spread(wall['ospp']):<29} {spread(cpu['ospp'])}")
+    of_medians = statistics.median(wall["ospp"]) / statistics.median(wall["hello"])
+    print(
+        f"  ratio, median of pairs: {spread(ratios, 1, '.2f')}   "
+        f"ratio of medians: {of_medians:.2f}   CPU: {spread(cpu_ratios, 1, '.2f')}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=40, help="pairs per case (default 40)")
     parser.add_argument(
-        "--activated",
+        "--case",
+        choices=["installed", "activated", "both"],
+        default="both",
+        help="a store with one installed product, the same product MAK-activated, or both",
+    )
+    parser.add_argument(
+        "--activated", action="store_true", help="the same as --case activated (older name)"
+    )
+    parser.add_argument(
+        "--in-place",
         action="store_true",
-        help="time a store whose product is MAK-activated (status verifies its signature)",
+        help="time this Python and the ospp it imports as they are (a development install "
+        "included), not a plain copy of the package",
+    )
+    parser.add_argument(
+        "--default-home",
+        action="store_true",
+        help="leave OSPP_HOME unset, as most users do, so that /dstatus finds its store in the "
+        "per-user data directory (platformdirs; XDG_DATA_HOME and HOME point into a temporary "
+        "directory, which keeps it there on Linux only)",
     )
     args = parser.parse_args()
+    if args.default_home and not sys.platform.startswith("linux"):
+        raise SystemExit("--default-home keeps the store in a temporary directory on Linux only")
+    env = dict(os.environ)
+    # `python -m` puts the working directory first on sys.path: leave a checkout's directory so
+    # that the ospp timed is the one installed for this Python.
+    os.chdir(tempfile.gettempdir())
+    # Time what an installed ospp does: bytecode cached, as pip writes it at install.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    where = subprocess.run(
+        [sys.executable, "-c", "import os, ospp; print(os.path.dirname(ospp.__file__))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    cases = ["installed", "activated"] if args.case == "both" else [args.case]
+    if args.activated:
+        cases = ["activated"]
+    global PYTHON
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "OSPP_HOME": tmp}
-        # Time what an installed ospp does: bytecode cached, as pip writes it at install.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        import ospp as package
-
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", os.path.dirname(package.__file__)],
-            env=env,
-            check=True,
-        )
-        hello = os.path.join(tmp, "hello.py")
-        with open(hello, "w") as f:
-            f.write(HELLO)
-        env["OSPP_CENTER_HOME"] = os.path.join(tmp, "center")
-        if args.activated:
-            key = subprocess.run(
-                [sys.executable, "-m", "ospp", "center", "issue-key", "--product", "ProPlus2021"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            setup = ["inpkey", key, "--act"]
+        if args.in_place:
+            subprocess.run([PYTHON, "-m", "compileall", "-q", where], env=env, check=True)
         else:
-            setup = ["install-product", "ProPlus2021"]
-        subprocess.run(
-            [sys.executable, "-m", "ospp", *setup], env=env, stdout=subprocess.DEVNULL, check=True
-        )
-        ospp = [sys.executable, "-m", "ospp", "/dstatus"]
-        base = [sys.executable, hello]
-        for cmd in (ospp, base):  # warm the page cache and the bytecode cache
-            timed(cmd, env)
-        a, b = [], []
-        for _ in range(args.runs):
-            a.append(timed(ospp, env))
-            b.append(timed(base, env))
-
-    def row(name: str, xs: list[float]) -> str:
-        q = statistics.quantiles(xs, n=10)
-        return (
-            f"{name:<22} median {statistics.median(xs) * 1000:6.1f} ms   p90 {q[8] * 1000:6.1f} ms"
-        )
-
-    print(f"runs: {args.runs} each, python {sys.version.split()[0]}")
-    print(row("hello-world click", b))
-    print(row("ospp /dstatus", a))
-    print(f"ratio (median): {statistics.median(a) / statistics.median(b):.2f}")
+            PYTHON = plain_install(tmp, where, env)
+        how = "in place" if args.in_place else "copied into a plain virtual environment"
+        print(f"python {sys.version.split()[0]}, ospp from {where}, {how}")
+        for case in cases:
+            run_case(case, args.runs, env, args.default_home)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,14 @@ def _sku(product: str) -> str:
     return found.sku(Channel.KMS_CLIENT).sku_id
 
 
+def _sku_mak(product: str) -> str:
+    from ospp.core.catalog import Channel, catalog
+
+    found = catalog().product(product)
+    assert found is not None
+    return found.sku(Channel.MAK).sku_id
+
+
 # -- a stored KMS activation is bound to this machine and this licence ---------------------------
 
 
@@ -206,6 +214,52 @@ def test_resealed_mak_signature_is_caught_by_verify(ospp: Ospp):
     st = ran.data()["products"][0]
     assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
     assert "altered" in st["detail"]
+
+
+def test_seal_is_the_hmac_sha256_that_earlier_versions_wrote(ospp: Ospp):
+    """Seals are checked without hashlib or hmac (ospp.core.digest): the bytes must be the ones
+    hmac gives, over fingerprints as the authority's public key file names them, so that stores
+    sealed before still match."""
+    import hashlib
+    import hmac
+
+    from ospp.core.canonical import canonical
+    from ospp.core.paths import ospp_home
+    from ospp.machine.seal import seal_key
+    from ospp.protocol.trust import anchors, trusted_fingerprints
+
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    assert ospp("/inpkey:" + key, "h1", "--act").code == 0
+    home = ospp_home(ospp.env)
+    fingerprints = sorted(anchors(home, ospp.env))
+    assert fingerprints and trusted_fingerprints(home, ospp.env) == fingerprints
+    sku = _sku_mak("ProPlus2021")
+    with sqlite3.connect(ospp.store_file("h1")) as conn:
+        (cmid,) = conn.execute("SELECT value FROM meta WHERE name='cmid'").fetchone()
+        blob, product_key = conn.execute(
+            "SELECT activation, product_key FROM licenses WHERE sku_id=?", (sku,)
+        ).fetchone()
+    act = json.loads(blob)
+    body = {k: v for k, v in act.items() if k != "seal"}
+    secret = seal_key(home, create=False)
+    assert secret is not None
+    message = canonical([sku, product_key, cmid, fingerprints, body])
+    assert act["seal"] == hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("seal", ["\u00e9t\u00e9", "\ud800", 42, None])
+def test_a_seal_edited_into_anything_is_a_mismatch_not_a_crash(ospp: Ospp, seal: object):
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    assert ospp("/inpkey:" + key, "e1", "--act").code == 0
+    sku = _sku_mak("ProPlus2021")
+    with sqlite3.connect(ospp.store_file("e1")) as conn:
+        (blob,) = conn.execute("SELECT activation FROM licenses WHERE sku_id=?", (sku,)).fetchone()
+        act = json.loads(blob)
+        act["seal"] = seal
+        conn.execute("UPDATE licenses SET activation=? WHERE sku_id=?", (json.dumps(act), sku))
+    # the signature is checked instead, and it still holds
+    ran = ospp("dstatus", "e1", "--json")
+    assert ran.code == 0 and ran.data()["products"][0]["status"] == "LICENSED", ran.out
 
 
 # -- what a KMS host discloses -------------------------------------------------------------------

@@ -21,7 +21,6 @@ import functools
 import gettext
 import io
 import os
-import struct
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -84,6 +83,8 @@ def parse_po(text: str) -> dict[str, str]:
 
 def compile_mo(entries: Mapping[str, str]) -> bytes:
     """GNU ``.mo`` bytes for ``entries`` (what msgfmt writes)."""
+    import struct  # not at the top: /dstatus imports this module for English reminders
+
     keys = sorted(entries)
     ids = [k.encode("utf-8") for k in keys]
     strs = [entries[k].encode("utf-8") for k in keys]

@@ -1,6 +1,6 @@
 """The product catalog: Office volume products, their SKUs per channel, and their GVLKs.
 
-The catalog is package data (``ospp/data/catalog.json``) loaded once on first use. GVLKs and
+The catalog's data is ``ospp/core/catalog_data.py``, read once on first use. GVLKs and
 KMS-client SKU ids are the public values; MAK and KMS-host SKU ids are simulated.
 """
 
@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
-from dataclasses import dataclass
-from pathlib import Path
+
+from ospp.core.record import Record
 
 
 class Channel(enum.StrEnum):
@@ -25,8 +24,7 @@ APP_OFFICE_2010 = "59a52881-a989-479d-af46-f275c6370663"
 APP_OFFICE_2013_PLUS = "0ff1ce15-a989-479d-af46-f275c6370663"
 
 
-@dataclass(frozen=True)
-class Sku:
+class Sku(Record):
     """One licence of a product: a product in one channel."""
 
     product: Product
@@ -37,8 +35,7 @@ class Sku:
     license_description: str
 
 
-@dataclass(frozen=True)
-class Product:
+class Product(Record):
     id: str  # short id such as ProPlus2021
     index: int  # stable small number, encoded in simulated product keys
     display_name: str
@@ -108,6 +105,7 @@ class Catalog:
 
 @functools.cache
 def catalog() -> Catalog:
-    """The embedded catalog, parsed once per process."""
-    text = (Path(__file__).parent / "data" / "catalog.json").read_text(encoding="utf-8")
-    return Catalog(json.loads(text))
+    """The embedded catalog, built once per process."""
+    from ospp.core.catalog_data import CATALOG
+
+    return Catalog(CATALOG)

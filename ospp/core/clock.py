@@ -13,17 +13,16 @@ file on each read and parses it again only when it changed, so a running server 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
 from ospp.core.paths import ospp_home, write_atomic
+from ospp.core.record import Record
 
 CLOCK_FILE = "clock.json"
 # The times ospp works with: every date it computes (a year of renewals, grace, validity)
@@ -31,7 +30,7 @@ CLOCK_FILE = "clock.json"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^([+-]?)(\d{1,7})([smhdw])$")
+_DURATION = r"^([+-]?)(\d{1,7})([smhdw])$"  # compiled on first use: not at every start
 
 
 class Clock(Protocol):
@@ -43,8 +42,7 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class FixedClock:
+class FixedClock(Record):
     at: datetime
 
     def now(self) -> datetime:
@@ -84,7 +82,7 @@ def parse_time(text: str, what: str = "OSPP_NOW") -> datetime:
 
 def parse_duration(text: str, what: str = "duration") -> timedelta:
     """``7d``, ``3h``, ``90m``, ``30s``, ``2w``; a leading ``-`` goes back in time."""
-    found = _DURATION.match(text.strip())
+    found = re.match(_DURATION, text.strip())
     if not found:
         raise UsageError(
             f"{what} {text!r} is not a duration",
@@ -117,8 +115,7 @@ def clock_file(environ: Mapping[str, str] = os.environ) -> Path:
     return ospp_home(environ) / CLOCK_FILE
 
 
-@dataclass(frozen=True)
-class LabState:
+class LabState(Record):
     """What the clock file says: simulated ``at`` as of real time ``real``; frozen or running."""
 
     at: datetime
@@ -129,6 +126,8 @@ class LabState:
         return self.at if self.frozen else self.at + (real_now - self.real)
 
     def to_text(self) -> str:
+        import json
+
         return json.dumps(
             {
                 "version": 1,
@@ -150,6 +149,8 @@ def read_state(path: Path) -> LabState | None:
         raise StoreError(
             E_INVALID_DATA, f"the lab clock file {path} cannot be read: {exc.strerror or exc}"
         ) from exc
+    import json  # here: without a lab clock file, no start-up pays for it
+
     try:
         data = json.loads(text)
         at = datetime.fromisoformat(data["at"]).astimezone(UTC)

@@ -13,11 +13,11 @@ activation; ``/dstatus --verify`` uses :func:`full_checker` alone and is not foo
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ospp.core.digest import compare_digest
 from ospp.core.errors import E_HARDWARE, E_UNTRUSTED
 from ospp.machine import hardware
 from ospp.machine.seal import mac, seal_key
@@ -95,7 +95,7 @@ def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
         if (
             key is not None
             and isinstance(given, str)
-            and hmac.compare_digest(
+            and compare_digest(
                 given, mac(key, lic.sku.sku_id, lic.product_key, cmid, fingerprints, act)
             )
         ):

@@ -11,7 +11,6 @@ whose seal does not match, or that is bound to hardware, goes through the full p
 from __future__ import annotations
 
 import csv
-import hmac
 import os
 import sqlite3
 import sys
@@ -25,6 +24,7 @@ from urllib.parse import quote
 
 from ospp.core.clock import Clock, FixedClock
 from ospp.core.db import Database
+from ospp.core.digest import compare_digest
 from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
 from ospp.machine.checks import bound_hardware, make_checker
 from ospp.machine.fleet import CSV_FIELDS, names
@@ -143,7 +143,7 @@ class HomeChecks:
                 self.key is None
                 or not isinstance(given, str)
                 or bound_hardware(act) is not None
-                or not hmac.compare_digest(
+                or not compare_digest(
                     given,
                     mac(self.key, lic.sku.sku_id, lic.product_key, cmid, self.fingerprints, act),
                 )

@@ -9,16 +9,15 @@ keep an activation (4 on a dockable machine). A larger change needs reactivation
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from ospp.core.clock import iso
+from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
 from ospp.core.paths import write_atomic
+from ospp.core.record import Record
 from ospp.protocol.tolerance import (
     COMPONENTS,
     NEEDED,
@@ -43,8 +42,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Hardware:
+class Hardware(Record):
     components: dict[str, str]
     dockable: bool
     changed_at: datetime | None  # when a component last changed (starts OOT grace)
@@ -57,7 +55,13 @@ class Hardware:
 
 
 def _nibble(name: str, value: str) -> int:
-    return hashlib.sha256(f"{name}={value}".encode()).digest()[0] & 0xF
+    return sha256(f"{name}={value}".encode()).digest()[0] & 0xF
+
+
+def _random_value() -> str:
+    import secrets
+
+    return secrets.token_hex(6)
 
 
 def _path(directory: Path) -> Path:
@@ -66,7 +70,7 @@ def _path(directory: Path) -> Path:
 
 def _fresh() -> dict[str, object]:
     return {
-        "components": {name: secrets.token_hex(6) for name in COMPONENTS},
+        "components": {name: _random_value() for name in COMPONENTS},
         "dockable": False,
         "changed_at": None,
     }
@@ -123,7 +127,7 @@ def change(directory: Path, names: list[str], now: datetime) -> Hardware:
     for name in names:
         # A replaced part must register as changed: skip values whose 4-bit hash collides.
         old = _nibble(name, components[name])
-        while _nibble(name, value := secrets.token_hex(6)) == old:
+        while _nibble(name, value := _random_value()) == old:
             pass
         components[name] = value
     data = {"components": components, "dockable": current.dockable, "changed_at": iso(now)}

@@ -10,9 +10,9 @@ product says it is not licensed, with every feature still available. The wording
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from ospp.core.catalog import Channel
+from ospp.core.record import Record
 from ospp.machine.status import (
     LICENSED,
     NOTIFICATIONS,
@@ -27,8 +27,7 @@ NOT_LICENSED = "not-licensed"  # grace over, or 180 days without a KMS host: all
 OUT_OF_TOLERANCE = "out-of-tolerance"  # an activation that no longer holds, in its 30-day grace
 
 
-@dataclass(frozen=True)
-class Notice:
+class Notice(Record):
     product: str
     license_name: str
     kind: str

@@ -8,9 +8,8 @@ the hardware drifts beyond tolerance; then NOTIFICATIONS again.
 
 from __future__ import annotations
 
-import zlib
+import binascii
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ospp.core.catalog import Channel
@@ -21,6 +20,7 @@ from ospp.core.errors import (
     I_OOB,
     I_OOT,
 )
+from ospp.core.record import Record
 from ospp.machine.store import Licence
 
 GRACE = timedelta(days=30)
@@ -35,8 +35,7 @@ OOT_GRACE_LABEL = "OOT_GRACE"
 NOTIFICATIONS = "NOTIFICATIONS"
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Record):
     """Why a stored activation no longer counts (tampered licence, hardware drift, ...)."""
 
     code: int
@@ -49,8 +48,7 @@ class Problem:
 Checker = Callable[[Licence], Problem | None]
 
 
-@dataclass(frozen=True)
-class LicenceStatus:
+class LicenceStatus(Record):
     licence: Licence
     status: str
     code: int | None  # the ERROR CODE line (None: no line)
@@ -65,8 +63,9 @@ class LicenceStatus:
         lic = self.licence
         seed = f"{lic.sku.sku_id}|{lic.product_key or ''}".encode()
         # Two CRC-32s make 64 stable bits; a display id needs no cryptographic hash, and
-        # hashlib (OpenSSL) would add milliseconds to every /dstatus.
-        n = zlib.crc32(seed) << 32 | zlib.crc32(seed[::-1])
+        # hashlib (OpenSSL) would add milliseconds to every /dstatus. binascii's CRC-32 is
+        # zlib's, without loading libz.
+        n = binascii.crc32(seed) << 32 | binascii.crc32(seed[::-1])
         return (
             f"{n % 100000:05d}-{n // 10**5 % 100000:05d}-"
             f"{n // 10**10 % 100000:05d}-AA{n // 10**15 % 1000:03d}"

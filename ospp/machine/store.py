@@ -7,10 +7,8 @@ see that no update was lost.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ from ospp.core.clock import Clock, iso
 from ospp.core.db import Database
 from ospp.core.errors import E_INVALID_DATA, N_, StoreError
 from ospp.core.paths import machine_dir
+from ospp.core.record import Record
 
 if TYPE_CHECKING:
     from ospp.protocol.keys import ProductKey
@@ -72,8 +71,7 @@ DEFAULTS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Licence:
+class Licence(Record):
     """One installed licence (a SKU) and, if any, its key and activation record."""
 
     sku: Sku
@@ -88,8 +86,7 @@ class Licence:
         return self.product_key[-5:] if self.product_key else None
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
+class HistoryEntry(Record):
     at: datetime
     kind: str  # "kms" or "acterr"
     sku_id: str | None
@@ -183,8 +180,12 @@ class MachineStore:
                 ),
                 N_("It was written by another version of ospp; the file was left as it is."),
             )
+        activation = None
         try:
-            activation = json.loads(row[5]) if row[5] else None
+            if row[5]:
+                import json  # here: a store without activations never needs it (about 1 ms)
+
+                activation = json.loads(row[5])
             installed, grace = _dt(row[1]), _dt(row[2])
             key_at = _dt(row[4])
         except ValueError as exc:
@@ -287,6 +288,8 @@ class MachineStore:
     def set_activation(
         self, conn: sqlite3.Connection, sku: Sku, activation: dict[str, Any] | None
     ) -> None:
+        import json
+
         conn.execute(
             "UPDATE licenses SET activation=? WHERE sku_id=?",
             (json.dumps(activation, sort_keys=True) if activation else None, sku.sku_id),
@@ -314,8 +317,7 @@ class MachineStore:
         )
 
 
-@dataclass(frozen=True)
-class KmsSettings:
+class KmsSettings(Record):
     host: str | None
     port: int
     caching: bool

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ def plan_for_key(store: MachineStore, text: str) -> Plan:
             ),
             N_("Install it first: ospp install-product {product}", product=key.product.id),
         )
-    return Plan(replace(found, product_key=key.compact, activation=None), key.compact)
+    return Plan(found._replace(product_key=key.compact, activation=None), key.compact)
 
 
 def installation_id(store: MachineStore, plan: Plan) -> InstallationId:

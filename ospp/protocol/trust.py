@@ -8,15 +8,14 @@ file in ``OSPP_CENTER_HOME``. An empty set of anchors is an error, never a pass.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical
+from ospp.core.digest import sha256
 from ospp.core.errors import E_UNTRUSTED, N_, LicensingError, OsppError, UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
 
@@ -43,15 +42,17 @@ def anchor_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
 
 def trusted_fingerprints(home: Path, environ: Mapping[str, str]) -> list[str]:
     """Fingerprints of the trust anchors, computed as crypto.PublicBundle does, without
-    loading ``cryptography`` (status reads use it to check seals)."""
+    loading ``cryptography`` or OpenSSL (status reads use it to check seals)."""
     found = set()
     for path in anchor_files(home, environ):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            raw = base64.b64decode(data["ed25519"], validate=True) + data["dsa"].encode("ascii")
-        except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+            # base64.b64decode(..., validate=True), without importing base64
+            ed25519 = binascii.a2b_base64(data["ed25519"].encode("ascii"), strict_mode=True)
+            raw = ed25519 + data["dsa"].encode("ascii")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             continue  # the full check reports an unreadable anchor
-        found.add(hashlib.sha256(raw).hexdigest()[:16])
+        found.add(sha256(raw).hexdigest()[:16])
     return sorted(found)
 
 
