@@ -228,7 +228,8 @@ def test_seal_is_the_hmac_sha256_that_earlier_versions_wrote(ospp: Ospp):
     from ospp.machine.seal import seal_key
     from ospp.protocol.trust import anchors, trusted_fingerprints
 
-    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
+    ospp.install("ProPlus2021", "h1")
     assert ospp("/inpkey:" + key, "h1", "--act").code == 0
     home = ospp_home(ospp.env)
     fingerprints = sorted(anchors(home, ospp.env))
@@ -249,7 +250,8 @@ def test_seal_is_the_hmac_sha256_that_earlier_versions_wrote(ospp: Ospp):
 
 @pytest.mark.parametrize("seal", ["\u00e9t\u00e9", "\ud800", 42, None])
 def test_a_seal_edited_into_anything_is_a_mismatch_not_a_crash(ospp: Ospp, seal: object):
-    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()["key"]
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
+    ospp.install("ProPlus2021", "e1")
     assert ospp("/inpkey:" + key, "e1", "--act").code == 0
     sku = _sku_mak("ProPlus2021")
     with sqlite3.connect(ospp.store_file("e1")) as conn:
