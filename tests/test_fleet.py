@@ -462,3 +462,33 @@ def test_fleet_act_and_service_use_one_connection_per_host(ospp: Ospp) -> None:
     finally:
         proxy.stop()
         host.stop()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal for stderr")
+def test_service_with_a_progress_bar_on_the_terminal_still_prints_every_line(ospp: Ospp) -> None:
+    """stderr on a terminal (a progress bar), stdout to a file or pipe: the lines come after."""
+    import pty
+
+    make_host(ospp)
+    host = Host(ospp)
+    ospp("fleet", "create", "t", "5", "--product", "ProPlus2021", "--sethst", host.address)
+    ospp("fleet", "act")  # the fifth reaches the threshold, the first four retry
+    assert ospp("fleet", "act").code == 0
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ospp", "service", "--all"],
+            env={**os.environ, **ospp.env},
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+        host.stop()
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:5]] == ["t1", "t2", "t3", "t4", "t5"]
+    assert "Summary: 5 nothing due" in lines

@@ -109,6 +109,7 @@ def service(
             if len(names) <= REMINDERS_UP_TO:
                 for line in _notify(names, lang).lines:
                     out.line(line)
+            out.go()  # after a progress bar, every line now
             out.release = bool(first)  # with --quiet, the lines are printed only on failure
     finally:
         pools.close()
