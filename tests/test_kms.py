@@ -606,3 +606,51 @@ def test_request_log_line_is_the_json_it_always_was(
         "ms": round(seconds * 1000, 3),
     }
     assert log.lines == [json.dumps(expected)]
+
+
+def test_a_host_that_never_answers_delays_each_thread_once_not_one_after_another(monkeypatch):
+    """The fleet's shared connection: once the host has not answered, the threads queued
+    behind the first try it at once, each on its own, rather than one timeout after another."""
+    from ospp.core.endpoint import Endpoint
+    from ospp.core.errors import NetworkError
+    from ospp.machine import kmsclient
+
+    timeout = 1.0
+    monkeypatch.setattr(kmsclient, "REQUEST_TIMEOUT", timeout)
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted: list[float] = []
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        silent.settimeout(10 * timeout)
+        with contextlib.suppress(OSError):
+            while len(held) < 6:
+                conn, _ = silent.accept()
+                accepted.append(time.monotonic())
+                held.append(conn)  # read nothing, answer nothing
+
+    listener = threading.Thread(target=accept)
+    listener.start()
+    pool = kmsclient.Pool()
+    endpoint = Endpoint("127.0.0.1", silent.getsockname()[1])
+    failed: list[bool] = []
+
+    def ask() -> None:
+        try:
+            pool.call(endpoint, {"op": "kms-ping"})
+        except NetworkError:
+            failed.append(True)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    silent.close()
+    listener.join(timeout=30)
+    for conn in held:
+        conn.close()
+    assert len(failed) == 6 and len(accepted) == 6
+    # the first connection waited its timeout; the five others came together right after it
+    assert accepted[1] - accepted[0] >= timeout * 0.9
+    assert accepted[-1] - accepted[1] < timeout

@@ -51,23 +51,25 @@ class Pool:
         with self._guard:
             turn = self._turns.setdefault(where, threading.Lock())
             failing = where in self._failing
-        if failing:
-            return self._fresh(where, endpoint, request)
-        with turn:
-            with self._guard:
-                kept = self._open.pop(where, None)
-            if kept is not None:
-                try:
-                    response = kept.call(request)
-                except NetworkError:
-                    kept.close()  # the host closed an idle connection: one fresh try below
-                except BaseException:
-                    kept.close()
-                    raise
-                else:
-                    self._keep(where, kept)
-                    return response
-            return self._fresh(where, endpoint, request)
+        if not failing:
+            with turn:
+                with self._guard:  # again: it may have stopped answering while we waited
+                    failing = where in self._failing
+                    kept = None if failing else self._open.pop(where, None)
+                if kept is not None:
+                    try:
+                        response = kept.call(request)
+                    except NetworkError:
+                        kept.close()  # the host closed an idle connection: one fresh try below
+                    except BaseException:
+                        kept.close()
+                        raise
+                    else:
+                        self._keep(where, kept)
+                        return response
+                if not failing:
+                    return self._fresh(where, endpoint, request)
+        return self._fresh(where, endpoint, request)  # each thread on its own, at once
 
     def _fresh(self, where: str, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
         from ospp.protocol.wire import Connection
