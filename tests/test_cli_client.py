@@ -400,3 +400,14 @@ def test_a_kms_host_key_on_a_client_is_refused_with_the_way_to_the_host(ospp: Os
     assert "ospp kms install-key" in error["hint"]
     assert ospp.store_file().read_bytes() == before
     assert ospp("kms", "install-key", key).code == 0
+
+
+def test_a_refused_install_product_leaves_no_machine_behind(ospp: Ospp):
+    ospp.install(PRODUCT, "ws1")
+    unknown = ospp("install-product", "NoSuchProduct", "newbox")
+    assert unknown.code == 2 and "NoSuchProduct" in unknown.out
+    denied = ospp("install-product", PRODUCT, "box2", env={"OSPP_USER": "bob"})
+    assert denied.code == 1 and "0xC004F025" in denied.out
+    assert ospp("machines", "--json").data()["machines"] == ["ws1"]
+    assert not ospp.store_file("newbox").parent.exists()
+    assert not ospp.store_file("box2").parent.exists()

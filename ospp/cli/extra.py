@@ -42,8 +42,9 @@ def products() -> Result:
 def install_product(product: str, computer: str | None) -> Result:
     """Install a volume product: its licences and its GVLK; grace starts now.
 
-    The only command that creates a simulated machine (COMPUTERNAME)."""
-    store = client.open_machine(computer, create=True)
+    Creates the simulated machine COMPUTERNAME if it does not exist (as fleet create and
+    fleet import do for many)."""
+    store = client.open_for_install(computer, product)
     added = client.install_product(store, product)
     found = client.find_product(product)
     line = (

@@ -57,6 +57,24 @@ def open_machine(
     return MachineStore.open(home, name, clock or clock_from_env(environ))
 
 
+def open_for_install(
+    computer: str | None, product_id: str, environ: Mapping[str, str] = os.environ
+) -> MachineStore:
+    """The machine to install ``product_id`` on, created if need be, but only once the
+    product is known and the user may: a refused install leaves no machine behind."""
+    find_product(product_id)
+    name = machine_name(computer)
+    user = current_user(environ)
+    if user is not None and name != LOCAL_MACHINE:
+        if not (machine_dir(ospp_home(environ), name) / STORE_FILE).is_file():
+            raise LicensingError(
+                E_NEEDS_ADMIN,
+                f"standard user {user!r} may not create the simulated machine {name!r}",
+                "Run it as an administrator (unset OSPP_USER).",
+            )
+    return open_machine(computer, environ, create=True)
+
+
 def find_product(product_id: str) -> Product:
     product = catalog().product(product_id)
     if product is None:
