@@ -52,6 +52,15 @@ def test_create_names_settings_and_refuses_existing(ospp: Ospp) -> None:
     again = ospp("fleet", "create", "ws", "20", "--product", "ProPlus2021")
     assert again.code == 2 and "exist already" in again.out
     assert len(machines(ospp)) == 12  # nothing created
+    csvlk = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host")
+    host_key = ospp("fleet", "create", "x", "3", "--product", "ProPlus2021", "--key",
+                    csvlk.out.strip())  # fmt: skip
+    assert (
+        host_key.code == 2
+        and "0xC004F069" in host_key.out
+        and "ospp kms install-key" in (host_key.out)
+    )
+    assert "t0-" not in host_key.out  # no word of the scratch machine the templates are made in
     bad = ospp("fleet", "create", "x", "3", "--product", "ProPlus2021", "--key", GVLK_2016)
     assert bad.code == 2 and "ProPlus2016" in bad.out
     dom = ospp("fleet", "create", "d", "2", "--product", "ProPlus2021", "--skms-domain", "corp.ex")

@@ -65,13 +65,15 @@ def open_for_install(
     find_product(product_id)
     name = machine_name(computer)
     user = current_user(environ)
-    if user is not None and name != LOCAL_MACHINE:
-        if not (machine_dir(ospp_home(environ), name) / STORE_FILE).is_file():
-            raise LicensingError(
-                E_NEEDS_ADMIN,
-                f"standard user {user!r} may not create the simulated machine {name!r}",
-                "Run it as an administrator (unset OSPP_USER).",
-            )
+    new = (
+        name != LOCAL_MACHINE and not (machine_dir(ospp_home(environ), name) / STORE_FILE).is_file()
+    )
+    if user is not None and new:
+        raise LicensingError(
+            E_NEEDS_ADMIN,
+            f"standard user {user!r} may not create the simulated machine {name!r}",
+            "Run it as an administrator (unset OSPP_USER).",
+        )
     return open_machine(computer, environ, create=True)
 
 

@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ospp.core.catalog import Channel
 from ospp.core.clock import Clock, iso
-from ospp.core.errors import E_ACCESS_DENIED, LicensingError, OsppError, StoreError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_SKU_NOT_FOUND,
+    LicensingError,
+    OsppError,
+    StoreError,
+    UsageError,
+)
 from ospp.core.paths import machine_dir, machine_name
 from ospp.machine import client
 from ospp.machine.store import STORE_FILE, MachineStore
@@ -94,6 +102,13 @@ def check_spec(spec: Spec) -> None:
                 raise UsageError(
                     f"the key *****-{parsed.last5} is for {parsed.product.id}, not {product.id}",
                     "Give a key of the product the machines get, or leave the key out.",
+                )
+            if parsed.channel is Channel.KMS_HOST:
+                raise UsageError(
+                    f"the key *****-{parsed.last5} is a KMS host key (CSVLK); simulated machines "
+                    "are Office clients",
+                    "Install it on the KMS host: ospp kms install-key KEY.",
+                    code=E_SKU_NOT_FOUND,
                 )
 
 
