@@ -17,6 +17,7 @@ from ospp.core.errors import (
     E_NOT_VOLUME,
     E_REARM_LIMIT,
     E_SKU_NOT_FOUND,
+    N_,
     LicensingError,
     UsageError,
 )
@@ -49,9 +50,12 @@ def open_machine(
     exists = name == LOCAL_MACHINE or (machine_dir(home, name) / STORE_FILE).is_file()
     if not create and not exists:
         raise UsageError(
-            f"there is no simulated machine {name!r}",
-            "Run 'ospp machines' for the list; create one with "
-            f"'ospp install-product PRODUCT {name}'.",
+            N_("there is no simulated machine {name}", name=repr(name)),
+            N_(
+                "Run 'ospp machines' for the list; create one with "
+                "'ospp install-product PRODUCT {name}'.",
+                name=name,
+            ),
             code=E_NO_MACHINE,
         )
     return MachineStore.open(home, name, clock or clock_from_env(environ))
@@ -71,8 +75,12 @@ def open_for_install(
     if user is not None and new:
         raise LicensingError(
             E_NEEDS_ADMIN,
-            f"standard user {user!r} may not create the simulated machine {name!r}",
-            "Run it as an administrator (unset OSPP_USER).",
+            N_(
+                "standard user {user} may not create the simulated machine {name}",
+                user=repr(user),
+                name=repr(name),
+            ),
+            N_("Run it as an administrator (unset OSPP_USER)."),
         )
     return open_machine(computer, environ, create=True)
 
@@ -120,9 +128,13 @@ def check_operation(store: MachineStore, environ: Mapping[str, str] = os.environ
         return
     raise LicensingError(
         E_NEEDS_ADMIN,
-        f"standard user {user!r} may not change the licensing of {store.name}: "
-        "non-administrators' operations are denied there",
-        "An administrator can allow them with /puserops, or run as one (unset OSPP_USER).",
+        N_(
+            "standard user {user} may not change the licensing of {machine}: "
+            "non-administrators' operations are denied there",
+            user=repr(user),
+            machine=store.name,
+        ),
+        N_("An administrator can allow them with /puserops, or run as one (unset OSPP_USER)."),
     )
 
 
