@@ -181,7 +181,14 @@ def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bo
     from ospp.cli import stream
 
     if as_csv:
-        columns = ("last_seen_at", "cmid", "workstation", "sku_id", "app_id", "first_seen_at")
+        columns = (
+            "last_seen_at",
+            "cmid",
+            "workstation",
+            "sku_id",
+            "application_id",
+            "first_seen_at",
+        )
         header = ("last_seen", "cmid", "workstation", "sku_id", "app_id", "first_seen")
         stream.csv_rows((*columns, "requests"), rows, header=(*header, "requests"))
     elif wanted_json:
@@ -221,7 +228,7 @@ def ping(address: str) -> Result:
             f"    {trust}",
         ],
         {
-            "host": str(pong.endpoint),
+            "kms_host": str(pong.endpoint),
             "epid": pong.epid,
             "product_id": pong.product,
             "trusted": pong.trusted,

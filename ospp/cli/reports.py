@@ -394,7 +394,7 @@ DATA: dict[str, Schema] = {
     "kms clients": obj(
         clients=array(
             obj(
-                app_id=string(),
+                application_id=string(),
                 cmid=string(),
                 sku_id=string(),
                 workstation=string(),
@@ -437,7 +437,11 @@ DATA: dict[str, Schema] = {
         packs_left=integer(),
     ),
     "kms ping": obj(
-        host=string(), epid=string(), product_id=string(), trusted=boolean(), round_trip_ms=number()
+        kms_host=string(),
+        epid=string(),
+        product_id=string(),
+        trusted=boolean(),
+        round_trip_ms=number(),
     ),
     "kms set": obj(activation_interval_minutes=integer(), renewal_interval_minutes=integer()),
     "kms status": obj(

@@ -178,7 +178,7 @@ class Reader:
         while rows := cursor.fetchmany(1000):
             for r in rows:
                 yield {
-                    "app_id": r[0],
+                    "application_id": r[0],
                     "cmid": r[1],
                     "sku_id": r[2],
                     "workstation": r[3],
