@@ -41,6 +41,7 @@ from ospp.kmshost.identity import HostIdentity
 from ospp.kmshost.packs import MIGRATION as PACKS_MIGRATION
 from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, known_groups, pack_for
 from ospp.kmshost.request import Request, parse_item
+from ospp.protocol import merkle
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
@@ -275,10 +276,13 @@ class KmsHost(HostIdentity):
         """The answers of a committed batch, in order: signed successes and refusals.
 
         Each success carries the certificate of the pack that counted it (every pack's
-        certificate names the one signing key)."""
+        certificate names the one signing key). A request that asked for a batch signature
+        shares one signature with the batch's other such requests; any other gets its own
+        (version 1): a batch may mix both."""
         # What every answer of a pack shares, encoded once per batch.
         parts: dict[str, tuple[str, bytes]] = {}
         answers: list[dict[str, Any] | bytes] = []
+        batched: list[tuple[int, bytes, bytes]] = []  # (position, signed body, tail)
         for item in counted:
             if isinstance(item, OsppError):
                 answers.append({"v": 1, "ok": False, "code": item.code, "message": item.message})
@@ -293,6 +297,10 @@ class KmsHost(HostIdentity):
                 parts[pack.product.application_id] = shared
             middle, tail = shared
             signed = signed_answer(state, req, count, middle)
+            if req.batch_signed:
+                batched.append((len(answers), signed, tail))
+                answers.append(b"")  # filled in below, once the batch's root is signed
+                continue
             # The reply is the signed body plus the fixed fields: the same bytes the client
             # rebuilds and checks (sorted keys, compact separators).
             answers.append(
@@ -301,7 +309,36 @@ class KmsHost(HostIdentity):
                 + binascii.b2a_base64(self.signer().sign(signed), newline=False)
                 + tail
             )
+        if batched:
+            self._batch_signed(answers, batched)
         return answers
+
+    def _batch_signed(
+        self, answers: list[dict[str, Any] | bytes], batched: list[tuple[int, bytes, bytes]]
+    ) -> None:
+        """Sign the batch-signed answers of a batch with one signature over their Merkle root;
+        each answer carries its inclusion proof (ospp/protocol/merkle.py)."""
+        size = len(batched)
+        root, paths = merkle.build([merkle.leaf_hash(signed) for _, signed, _ in batched])
+        signature = binascii.b2a_base64(
+            self.signer().sign(merkle.signed_message(size, root)), newline=False
+        )
+        quoted: dict[bytes, bytes] = {}  # each node as a JSON string, encoded once
+        for index, ((position, signed, tail), path) in enumerate(zip(batched, paths, strict=True)):
+            shown = []
+            for node in path:
+                text = quoted.get(node)
+                if text is None:
+                    text = quoted[node] = b'"' + binascii.b2a_base64(node, newline=False) + b'"'
+                shown.append(text)
+            answers[position] = (
+                signed[:-1]
+                + b',"v":1,"ok":true,"proof":{"index":%d,"path":[%b],"size":%d}'
+                % (index, b",".join(shown), size)
+                + b',"signature":"'
+                + signature
+                + tail
+            )
 
     def _count(self, conn: sqlite3.Connection, app: str, now_s: int, since: int) -> int:
         """Unique CMIDs of ``app`` seen since ``since``, at most CAP (index range scan)."""
