@@ -37,11 +37,11 @@ from ospp.core.errors import (
     hex_code,
 )
 from ospp.core.paths import kms_home
+from ospp.kmshost.batchsign import sign_batch
 from ospp.kmshost.identity import HostIdentity
 from ospp.kmshost.packs import MIGRATION as PACKS_MIGRATION
 from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, known_groups, pack_for
 from ospp.kmshost.request import Request, parse_item
-from ospp.protocol import merkle
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
@@ -310,35 +310,8 @@ class KmsHost(HostIdentity):
                 + tail
             )
         if batched:
-            self._batch_signed(answers, batched)
+            sign_batch(self.signer().sign, answers, batched)
         return answers
-
-    def _batch_signed(
-        self, answers: list[dict[str, Any] | bytes], batched: list[tuple[int, bytes, bytes]]
-    ) -> None:
-        """Sign the batch-signed answers of a batch with one signature over their Merkle root;
-        each answer carries its inclusion proof (ospp/protocol/merkle.py)."""
-        size = len(batched)
-        root, paths = merkle.build([merkle.leaf_hash(signed) for _, signed, _ in batched])
-        signature = binascii.b2a_base64(
-            self.signer().sign(merkle.signed_message(size, root)), newline=False
-        )
-        quoted: dict[bytes, bytes] = {}  # each node as a JSON string, encoded once
-        for index, ((position, signed, tail), path) in enumerate(zip(batched, paths, strict=True)):
-            shown = []
-            for node in path:
-                text = quoted.get(node)
-                if text is None:
-                    text = quoted[node] = b'"' + binascii.b2a_base64(node, newline=False) + b'"'
-                shown.append(text)
-            answers[position] = (
-                signed[:-1]
-                + b',"v":1,"ok":true,"proof":{"index":%d,"path":[%b],"size":%d}'
-                % (index, b",".join(shown), size)
-                + b',"signature":"'
-                + signature
-                + tail
-            )
 
     def _count(self, conn: sqlite3.Connection, app: str, now_s: int, since: int) -> int:
         """Unique CMIDs of ``app`` seen since ``since``, at most CAP (index range scan)."""
