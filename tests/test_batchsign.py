@@ -283,6 +283,31 @@ def test_an_answer_with_a_wrong_proof_or_root_is_refused(
     assert _product(ospp, "t1")["status"] == "OOB_GRACE"
 
 
+def test_an_answer_signed_on_its_own_is_still_accepted(ospp: Ospp, kms_home: Path) -> None:
+    """What a host from before batch signatures sends (it ignores the field): the client
+    checks it as it always did, now and in every later status read."""
+
+    class Old:
+        front: BatchingFront
+
+        def __call__(self, answers: Answers, i: int) -> dict[str, Any]:
+            request = {k: answers[i][k] for k in ("nonce", "client_time", "cmid", "sku_id")}
+            [v1] = self.front.batch([raw_request(**request)])
+            return v1
+
+    old = Old()
+    front = BatchingFront(kms_home, clients=1, change=old)
+    old.front = front
+    try:
+        ospp.install("ProPlus2021", "o1")
+        assert ospp(f"/sethst:{front.address}", "o1").code == 0
+        assert ospp("/act", "o1").code == 0
+    finally:
+        front.close()
+    assert "proof" not in _stored_response(ospp, "o1")
+    assert _product(ospp, "o1", "--verify")["status"] == "LICENSED"
+
+
 def test_a_stored_proof_edited_is_caught(ospp: Ospp, kms_home: Path) -> None:
     front = BatchingFront(kms_home, clients=1, decoys=4)
     try:
