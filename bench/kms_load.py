@@ -5,9 +5,11 @@
     python bench/kms_load.py --stored 1000000      # latency with 1,000,000 stored clients
     python bench/kms_load.py --scrape 20           # while /, /metrics are fetched 20 times/s
     python bench/kms_load.py --out before.json     # also write the results as JSON
+    python bench/kms_load.py --v1                  # version-1 requests: a signature per answer
 
 It starts a real ``ospp kms serve`` on 127.0.0.1 port 0 (activated host key, request log
-written to a file, durable counts, signed responses), then runs a bounded number of
+written to a file, durable counts, signed responses: by default the requests ask for batch
+signatures, one per group-commit batch, as ``ospp /act`` does), then runs a bounded number of
 activation requests from ``--procs`` load processes, each an asyncio loop holding its share
 of the concurrent clients. ``--mode new`` opens a connection per activation; ``--mode
 persistent`` keeps one connection per client. Each request has a fresh CMID, so every one is
@@ -41,20 +43,22 @@ APP = "0ff1ce15-a989-479d-af46-f275c6370663"
 SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"  # ProPlus2021 KMS client
 
 
-def frame(cmid: str) -> bytes:
-    body = json.dumps(
-        {
-            "v": 1,
-            "op": "kms-activate",
-            "app_id": APP,
-            "sku_id": SKU,
-            "cmid": cmid,
-            "nonce": uuid.uuid4().hex,
-            "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "license_status": "OOB_GRACE",
-            "workstation": "bench",
-        }
-    ).encode()
+def frame(cmid: str, batch: bool = True) -> bytes:
+    """A request frame; ``batch`` asks for a batch-signed answer (what ``ospp /act`` sends)."""
+    request = {
+        "v": 1,
+        "op": "kms-activate",
+        "app_id": APP,
+        "sku_id": SKU,
+        "cmid": cmid,
+        "nonce": uuid.uuid4().hex,
+        "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "license_status": "OOB_GRACE",
+        "workstation": "bench",
+    }
+    if batch:
+        request["batch_signatures"] = True
+    body = json.dumps(request).encode()
     return struct.pack(">I", len(body)) + body
 
 
@@ -76,11 +80,15 @@ async def _connect(loop: asyncio.AbstractEventLoop, port: int) -> socket.socket:
     return sock
 
 
-async def _client(port: int, count: int, mode: str, lat: list[float], deadline: float) -> None:
+async def _client(
+    port: int, count: int, mode: str, lat: list[float], deadline: float, batch: bool
+) -> None:
     """One simulated client: raw non-blocking sockets keep the load generator's own cost low."""
     loop = asyncio.get_running_loop()
     sock = None
-    frames = [frame(str(uuid.uuid4())) for _ in range(count)]  # built before the clock starts
+    frames = [
+        frame(str(uuid.uuid4()), batch) for _ in range(count)
+    ]  # built before the clock starts
     await asyncio.sleep(0)
     for data in frames:
         if time.monotonic() > deadline:
@@ -108,13 +116,14 @@ def _worker(
     mode: str,
     timeout: float,
     out: multiprocessing.Queue[list[float]],
+    batch: bool,
 ) -> None:
     lat: list[float] = []
     deadline = time.monotonic() + timeout
 
     async def main() -> None:
         await asyncio.gather(
-            *(_client(port, per_client, mode, lat, deadline) for _ in range(clients))
+            *(_client(port, per_client, mode, lat, deadline, batch) for _ in range(clients))
         )
 
     asyncio.run(main())
@@ -122,14 +131,22 @@ def _worker(
 
 
 def run_load(
-    port: int, concurrency: int, requests: int, mode: str, procs: int, timeout: float = 300
+    port: int,
+    concurrency: int,
+    requests: int,
+    mode: str,
+    procs: int,
+    timeout: float = 300,
+    batch: bool = True,
 ) -> tuple[float, list[float]]:
     procs = max(1, min(procs, concurrency))
     per_client = max(1, requests // concurrency)
     out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
     shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
     workers = [
-        multiprocessing.Process(target=_worker, args=(port, n, per_client, mode, timeout, out))
+        multiprocessing.Process(
+            target=_worker, args=(port, n, per_client, mode, timeout, out, batch)
+        )
         for n in shares
     ]
     start = time.perf_counter()
@@ -332,7 +349,9 @@ def table(args: argparse.Namespace) -> None:
             for mode in args.mode:
                 for conc in args.concurrency:
                     row = Row(host.pid, home)
-                    rate, lat = run_load(port, conc, args.requests, mode, args.procs, args.timeout)
+                    rate, lat = run_load(
+                        port, conc, args.requests, mode, args.procs, args.timeout, not args.v1
+                    )
                     rows.append(row.finish(mode, conc, rate, lat))
                     print(
                         f"{mode:<11}{conc:>8}{len(lat):>10}{rate:>10.0f}"
@@ -362,9 +381,11 @@ def stored_latency(args: argparse.Namespace) -> None:
             fill = time.perf_counter() - t
             host, port = start_host(env, home)
             try:
-                run_load(port, 1, 200, "persistent", 1, args.timeout)  # warm up
+                run_load(port, 1, 200, "persistent", 1, args.timeout, not args.v1)  # warm up
                 row = Row(host.pid, home)
-                rate, lat = run_load(port, 1, args.requests, "persistent", 1, args.timeout)
+                rate, lat = run_load(
+                    port, 1, args.requests, "persistent", 1, args.timeout, not args.v1
+                )
                 result = row.finish("persistent", 1, rate, lat)
                 result["stored"] = rows
                 result["host_peak_rss_mb"] = round(peak_rss_mb(host.pid), 1)
@@ -417,6 +438,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--timeout", type=float, default=300, help="seconds a run may take at most (bounded)"
+    )
+    parser.add_argument(
+        "--v1",
+        action="store_true",
+        help="send version-1 requests: each answer signed on its own, not once per batch",
     )
     parser.add_argument("--out", metavar="FILE", help="also write the results to FILE as JSON")
     args = parser.parse_args()

@@ -28,6 +28,9 @@ class Request:
     nonce: str
     status: str
     workstation: str
+    # The client understands batch signatures (docs/PROTOCOL.md): its answer is signed with
+    # its batch's Merkle root and carries an inclusion proof.
+    batch_signed: bool = False
 
 
 # The licence states a KMS client reports (those of the Software Licensing Service).
@@ -84,6 +87,9 @@ def parse_request(message: Mapping[str, Any]) -> Request:
     workstation = message.get("workstation", "")
     if not isinstance(workstation, str) or not workstation.isprintable():
         raise _malformed("workstation")
+    batch_signed = message.get("batch_signatures", False)
+    if batch_signed is not True and batch_signed is not False:
+        raise _malformed("batch_signatures")
     return Request(
         app,
         sku.sku_id,
@@ -94,6 +100,7 @@ def parse_request(message: Mapping[str, Any]) -> Request:
         text("nonce"),
         status,
         workstation[:64],
+        batch_signed,
     )
 
 

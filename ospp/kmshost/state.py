@@ -37,6 +37,7 @@ from ospp.core.errors import (
     hex_code,
 )
 from ospp.core.paths import kms_home
+from ospp.kmshost.batchsign import sign_batch
 from ospp.kmshost.identity import HostIdentity
 from ospp.kmshost.packs import MIGRATION as PACKS_MIGRATION
 from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, known_groups, pack_for
@@ -275,10 +276,13 @@ class KmsHost(HostIdentity):
         """The answers of a committed batch, in order: signed successes and refusals.
 
         Each success carries the certificate of the pack that counted it (every pack's
-        certificate names the one signing key)."""
+        certificate names the one signing key). A request that asked for a batch signature
+        shares one signature with the batch's other such requests; any other gets its own
+        (version 1): a batch may mix both."""
         # What every answer of a pack shares, encoded once per batch.
         parts: dict[str, tuple[str, bytes]] = {}
         answers: list[dict[str, Any] | bytes] = []
+        batched: list[tuple[int, bytes, bytes]] = []  # (position, signed body, tail)
         for item in counted:
             if isinstance(item, OsppError):
                 answers.append({"v": 1, "ok": False, "code": item.code, "message": item.message})
@@ -293,6 +297,10 @@ class KmsHost(HostIdentity):
                 parts[pack.product.application_id] = shared
             middle, tail = shared
             signed = signed_answer(state, req, count, middle)
+            if req.batch_signed:
+                batched.append((len(answers), signed, tail))
+                answers.append(b"")  # filled in below, once the batch's root is signed
+                continue
             # The reply is the signed body plus the fixed fields: the same bytes the client
             # rebuilds and checks (sorted keys, compact separators).
             answers.append(
@@ -301,6 +309,8 @@ class KmsHost(HostIdentity):
                 + binascii.b2a_base64(self.signer().sign(signed), newline=False)
                 + tail
             )
+        if batched:
+            sign_batch(self.signer().sign, answers, batched)
         return answers
 
     def _count(self, conn: sqlite3.Connection, app: str, now_s: int, since: int) -> int:

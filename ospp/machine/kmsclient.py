@@ -22,7 +22,7 @@ from ospp.core.errors import (
 )
 from ospp.machine.seal import seal
 from ospp.machine.store import Licence, MachineStore
-from ospp.protocol import kms
+from ospp.protocol import kms, merkle
 from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from ospp.protocol.wire import Connection
 
 REQUEST_TIMEOUT = 5.0
+# The fields of a KMS answer outside its signed body.
+_UNSIGNED = frozenset({"v", "ok", "signature", "certificate", "proof"})
 
 
 class Pool:
@@ -137,10 +139,16 @@ def _verify(
             "A KMS host must be activated with a trusted activation authority; "
             "check /sethst or the DNS records.",
         ) from exc
-    # 2. the response is signed by the certified host key
-    body = {k: v for k, v in response.items() if k not in ("v", "ok", "signature", "certificate")}
+    # 2. the response is signed by the certified host key: on its own (version 1), or with its
+    # batch's Merkle root when it carries an inclusion proof (docs/PROTOCOL.md)
+    body = canonical({k: v for k, v in response.items() if k not in _UNSIGNED})
+    message: bytes | None = body
+    if "proof" in response:
+        message = merkle.proof_message(body, response["proof"])
     try:
-        ok = verify_ed25519(unb64(host_key), canonical(body), unb64(str(response.get("signature"))))
+        ok = message is not None and verify_ed25519(
+            unb64(host_key), message, unb64(str(response.get("signature")))
+        )
     except ValueError:
         ok = False
     if not ok:
@@ -264,6 +272,9 @@ def activate(
             "license_status": status,
             "workstation": store.name,
             "required_count": kms.THRESHOLD,
+            # One signature per batch of answers, each with its inclusion proof: the host
+            # signs less (docs/PROTOCOL.md). Answers signed on their own are accepted too.
+            "batch_signatures": True,
         }
         try:
             response = _call(endpoint, request, pool)
