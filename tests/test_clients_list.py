@@ -33,7 +33,8 @@ def test_limit_zero_lists_every_client_and_json_keeps_its_layout(ospp: Ospp):
     # Streamed, but byte for byte what json.dumps(payload, indent=2) prints.
     assert every.out == json.dumps(every.json(), indent=2) + "\n"
     assert set(payload["clients"][0]) == {
-        "application_id", "cmid", "sku_id", "workstation", "first_seen_at", "last_seen_at", "requests"
+        "application_id", "cmid", "sku_id", "workstation", "first_seen_at", "last_seen_at",
+        "requests",
     }  # fmt: skip
     text = ospp("kms", "clients", "--limit", "0")
     assert len(text.out.splitlines()) == 130 and "pc-000" in text.out
