@@ -125,6 +125,8 @@ def test_proof_message_checks_the_received_form() -> None:
         {**good, "index": -1},
         {**good, "index": 5},
         {**good, "size": 1 << 40},
+        {**good, "junk": [[[]]]},  # nothing unchecked rides along into the store
+        {"index": 2, "size": 5},
     ):
         assert merkle.proof_message(bodies[2], bad) is None, bad
     # another answer's body with this proof: a different tree head

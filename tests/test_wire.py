@@ -197,3 +197,56 @@ def test_client_refuses_a_deeply_nested_answer(ospp: Ospp):
     finally:
         peer.close()
     assert ran.code == 4 and "0xC004F074" in ran.out, ran.out + ran.err
+
+
+def test_too_deep_counts_levels_of_lists_and_objects():
+    from ospp.core.canonical import MAX_DEPTH, too_deep
+
+    def nested(levels: int) -> object:
+        value: object = "leaf"
+        for n in range(levels):
+            value = [value] if n % 2 else {"k": value}
+        return value
+
+    assert not too_deep(nested(MAX_DEPTH)) and too_deep(nested(MAX_DEPTH + 1))
+    assert not too_deep("text") and not too_deep({}) and not too_deep([[], {}, 1])
+
+
+def test_an_answer_nested_too_deeply_is_refused_and_nothing_is_stored(ospp: Ospp):
+    """Unsigned junk deep inside an answer would be stored with it and could not be sealed or
+    verified again (RecursionError): it is a protocol error where it comes in."""
+    junk = b"[" * 900 + b"]" * 900
+    peer = FakePeer(b'{"v":1,"ok":true,"cmid":"x","junk":' + junk + b"}")
+    try:
+        assert ospp("install-product", "ProPlus2021").code == 0
+        assert ospp(f"/sethst:127.0.0.1:{peer.port}").code == 0
+        before = ospp.store_file().read_bytes()
+        ran = ospp("/act")
+    finally:
+        peer.close()
+    assert ran.code in (1, 4), ran.out + ran.err
+    assert "internal error" not in ran.err and "nests more than 32 levels" in ran.out
+    status = ospp("dstatus", "--json")
+    assert status.code == 0 and status.data()["products"][0]["activated_at"] is None
+    assert ospp.store_file().read_bytes() != b"" and before  # the store is still readable
+
+
+def test_a_stored_activation_nested_too_deeply_is_reported_not_a_crash(ospp: Ospp):
+    import json
+    import sqlite3
+
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
+    ospp.install()
+    assert ospp("/inpkey:" + key, "--act").code == 0
+    with sqlite3.connect(ospp.store_file()) as conn:
+        (sku, blob) = conn.execute(
+            "SELECT sku_id, activation FROM licenses WHERE activation IS NOT NULL"
+        ).fetchone()
+        act = json.loads(blob)
+        act["junk"] = json.loads("[" * 900 + "]" * 900)
+        conn.execute("UPDATE licenses SET activation=? WHERE sku_id=?", (json.dumps(act), sku))
+    for args in (["dstatus", "--json"], ["dstatus", "--verify", "--json"]):
+        ran = ospp(*args)
+        assert ran.code == 0, ran.out
+        product = ran.data()["products"][0]
+        assert product["status"] != "LICENSED" and "nested too deeply" in product["detail"]

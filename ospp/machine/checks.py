@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ospp.core.canonical import too_deep
 from ospp.core.digest import compare_digest
 from ospp.core.errors import E_HARDWARE, E_UNTRUSTED
 from ospp.machine import hardware
@@ -59,6 +60,11 @@ def hardware_problem(store: MachineStore, activation: Mapping[str, Any]) -> Prob
     )
 
 
+# An activation stored before answers were checked for nesting (wire.Connection): what is that
+# deep could not be sealed or verified again, so it is reported, never a crash.
+TOO_DEEP = Problem(E_UNTRUSTED, "the stored activation is damaged: nested too deeply")
+
+
 def policy_problem(online_only: bool, activation: Mapping[str, Any]) -> Problem | None:
     """0xC004F042 for a KMS activation from a phone-certified host on a machine that accepts
     only online-certified hosts (/kms-policy:online-only)."""
@@ -88,6 +94,8 @@ def make_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
 
     def check(lic: Licence) -> Problem | None:
         act = lic.activation or {}
+        if too_deep(act):
+            return TOO_DEEP
         refused = policy_problem(online_only, act)
         if refused is not None:
             return refused
@@ -119,6 +127,8 @@ def full_checker(store: MachineStore, environ: Mapping[str, str]) -> Checker:
 
     def check(lic: Licence) -> Problem | None:
         act = lic.activation or {}
+        if too_deep(act):
+            return TOO_DEEP
         kind = act.get("kind")
         if kind == "mak":
             payload = act.get("licence") or {}

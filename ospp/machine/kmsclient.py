@@ -286,7 +286,7 @@ def activate(
             continue
         adopted: dict[str, str] = {}
         try:
-            if not response.get("ok"):
+            if response.get("ok") is not True:
                 raise LicensingError(
                     int(response.get("code", E_NO_KMS)),
                     f"the KMS host at {where} refused: {response.get('message')}",

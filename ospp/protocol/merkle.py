@@ -105,8 +105,8 @@ def proof_message(body: bytes, proof: object) -> bytes | None:
     """The message the batch signature must verify over, for an answer with this body and
     ``proof`` as received (``{"index": i, "size": n, "path": [base64 hashes]}``); None when
     the proof is malformed or cannot place this answer in a tree of that size."""
-    if not isinstance(proof, dict):
-        return None
+    if not isinstance(proof, dict) or proof.keys() != {"index", "size", "path"}:
+        return None  # nothing unchecked rides along: the proof is stored with the answer
     index, size, path = proof.get("index"), proof.get("size"), proof.get("path")
     if (
         type(index) is not int

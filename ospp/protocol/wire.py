@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ospp.core.canonical import MAX_DEPTH, too_deep
 from ospp.core.endpoint import Endpoint
 from ospp.core.errors import E_BAD_FORMAT as E_BAD_FRAME
 from ospp.core.errors import E_NO_CONNECTION, E_UNEXPECTED, N_, NetworkError, OsppError
@@ -146,6 +147,8 @@ class Connection:
             if length > MAX_FRAME:
                 raise FrameError(f"response frame of {length} bytes exceeds {MAX_FRAME}")
             response = decode(self._recv_exactly(length, deadline))
+            if too_deep(response):  # it would be stored, sealed and verified: refused here
+                raise FrameError(f"the answer nests more than {MAX_DEPTH} levels deep")
             check_refusal(response)
         except (OSError, TimeoutError, FrameError) as exc:
             raise NetworkError(
