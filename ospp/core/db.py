@@ -264,11 +264,18 @@ class Database:
     def _inspect(self, conn: sqlite3.Connection) -> int:
         """Check, without writing, that the file is an ospp store we can read; its version."""
         try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            # Reading the table list parses the schema: a damaged one is found here, before
-            # anything can write.
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            self._check(conn, version)
+            # One read transaction: the version and the table list from one snapshot, so that
+            # a store another process is creating right now is seen before or after, never
+            # half (tables already there, version still 0: "not an ospp store").
+            conn.execute("BEGIN")
+            try:
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                # Reading the table list parses the schema: a damaged one is found here,
+                # before anything can write.
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                self._check(conn, version)
+            finally:
+                _end(conn)
         except sqlite3.DatabaseError as exc:
             raise self._wrap(exc) or self._fail_unreadable(exc) from exc
         except UnicodeDecodeError as exc:  # SQLite's message quotes undecodable schema text
