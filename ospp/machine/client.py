@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ospp.core.catalog import Product, Sku, catalog
@@ -47,8 +48,7 @@ def open_machine(
     """
     name = machine_name(computer)
     home = ospp_home(environ)
-    exists = name == LOCAL_MACHINE or (machine_dir(home, name) / STORE_FILE).is_file()
-    if not create and not exists:
+    if not create and not machine_exists(home, name):
         raise UsageError(
             N_("there is no simulated machine {name}", name=repr(name)),
             N_(
@@ -61,6 +61,11 @@ def open_machine(
     return MachineStore.open(home, name, clock or clock_from_env(environ))
 
 
+def machine_exists(home: Path, name: str) -> bool:
+    """Whether ``name`` is a simulated machine under ``home`` (this one always is)."""
+    return name == LOCAL_MACHINE or (machine_dir(home, name) / STORE_FILE).is_file()
+
+
 def open_for_install(
     computer: str | None, product_id: str, environ: Mapping[str, str] = os.environ
 ) -> MachineStore:
@@ -69,10 +74,7 @@ def open_for_install(
     find_product(product_id)
     name = machine_name(computer)
     user = current_user(environ)
-    new = (
-        name != LOCAL_MACHINE and not (machine_dir(ospp_home(environ), name) / STORE_FILE).is_file()
-    )
-    if user is not None and new:
+    if user is not None and not machine_exists(ospp_home(environ), name):
         raise LicensingError(
             E_NEEDS_ADMIN,
             N_(
