@@ -41,23 +41,18 @@ class _BatchTimer:
 
     def __init__(self) -> None:
         self.handle: asyncio.Handle | None = None
-        self.soon = False
 
     def close_later(self, loop: asyncio.AbstractEventLoop, flush: Callable[[], None]) -> None:
         if self.handle is None:
             self.handle = loop.call_later(GROUP_COMMIT_WINDOW, flush)
 
-    def close_soon(self, loop: asyncio.AbstractEventLoop, flush: Callable[[], None]) -> None:
-        if self.soon:
-            return
-        if self.handle is not None:
-            self.handle.cancel()
-        self.handle = loop.call_soon(flush)
-        self.soon = True
-
     def reset(self) -> None:
         self.handle = None
-        self.soon = False
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.reset()
 
 
 class RequestLog:
@@ -278,8 +273,9 @@ async def _serve(
         pending.append((message, parse_item(message), fut, time.perf_counter()))
         # Group commit: requests share a transaction. The batch closes when every connected
         # client is waiting in it (no more can come), or GROUP_COMMIT_WINDOW after it opened.
-        if len(pending) >= gauge.open:
-            batch.close_soon(loop, flush)
+        if len(pending) >= gauge.open:  # no more can come: commit now, in this turn of the loop
+            batch.cancel()
+            flush()
         elif len(pending) == 1:
             batch.close_later(loop, flush)
         return fut

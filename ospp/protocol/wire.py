@@ -290,9 +290,16 @@ class _FrameProtocol(asyncio.Protocol):
                 self.busy = False
                 self._send(error_response(exc.code, exc.message))
                 continue
+            if pending.done():  # answered at once (a batch complete): no extra turn of the loop
+                self._reply(pending)
+                continue
             pending.add_done_callback(self._done)
 
     def _done(self, pending: asyncio.Future[Reply]) -> None:
+        self._reply(pending)
+        self._pump_safely()
+
+    def _reply(self, pending: asyncio.Future[Reply]) -> None:
         self.busy = False
         self.last = self.loop.time()
         try:
@@ -304,7 +311,6 @@ class _FrameProtocol(asyncio.Protocol):
         except Exception as exc:  # the server stays up; the client learns it failed
             reply = error_response(E_UNEXPECTED, f"internal error: {type(exc).__name__}")
         self._send(reply)
-        self._pump_safely()
 
 
 Listen = str | Sequence[str]  # one host, several (one port for all), or "" for every address
