@@ -127,3 +127,29 @@ def kill_all(hosts: list[Host]) -> None:
 
 def path_of(ospp: Ospp) -> Path:
     return ospp.home / "kms" / "kms.db"
+
+
+def signed_answer(signer: Any, cert: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+    """A KMS answer to ``msg`` signed one by one with ``signer`` (what a rogue host sends)."""
+    from ospp.core.canonical import canonical
+    from ospp.protocol.crypto import b64
+
+    body = {
+        "op": "kms-activate",
+        "epid": "x",
+        "cmid": msg["cmid"],
+        "client_time": msg["client_time"],
+        "nonce": msg["nonce"],
+        "sku_id": msg["sku_id"],
+        "count": 50,
+        "activation_interval": 120,
+        "renewal_interval": 10080,
+        "host_time": msg["client_time"],
+    }
+    return {
+        "v": 1,
+        "ok": True,
+        **body,
+        "signature": b64(signer.sign(canonical(body))),
+        "certificate": cert,
+    }

@@ -35,6 +35,7 @@ from tests.kmsutil import (
     make_host,
     path_of,
     raw_request,
+    signed_answer,
 )
 
 
@@ -260,14 +261,12 @@ def _rogue_answer(tmp: Path) -> Any:
     """A well-formed response signed by a key whose 'certificate' comes from a foreign
     authority (a real ospp authority the client does not trust)."""
     from ospp.authority.state import Authority
-    from ospp.core.canonical import canonical
     from ospp.core.clock import SystemClock
     from ospp.protocol.crypto import HostKey, b64
 
     foreign = Authority.open(tmp / "foreign-center", SystemClock())
     key = foreign.issue_key("ProPlus2024", "kms-host")
     signer = HostKey(HostKey.generate())
-    cert = {"kind": "online", "signature": None, "licence": None}
     granted = foreign.activate(
         {
             "key": key,
@@ -279,28 +278,7 @@ def _rogue_answer(tmp: Path) -> Any:
     )
     cert = {"kind": "online", **granted}
 
-    def answer(msg: dict[str, Any]) -> dict[str, Any]:
-        body = {
-            "op": "kms-activate",
-            "epid": "x",
-            "cmid": msg["cmid"],
-            "client_time": msg["client_time"],
-            "nonce": msg["nonce"],
-            "sku_id": msg["sku_id"],
-            "count": 50,
-            "activation_interval": 120,
-            "renewal_interval": 10080,
-            "host_time": msg["client_time"],
-        }
-        return {
-            "v": 1,
-            "ok": True,
-            **body,
-            "signature": b64(signer.sign(canonical(body))),
-            "certificate": cert,
-        }
-
-    return answer
+    return lambda msg: signed_answer(signer, cert, msg)
 
 
 def test_rogue_host_cannot_activate_our_clients(ospp: Ospp, tmp_path: Path):

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as hs
 
 from tests.conftest import Ospp
-from tests.kmsutil import Host, client, make_host
+from tests.kmsutil import Host, client, make_host, signed_answer
 
 UNTRUSTED = "0xC004E003"
 
@@ -401,31 +401,6 @@ def legacy_certificate(ospp: Ospp, key_text: str, host_key_b64: str) -> dict[str
         "iid": iid.text(),
         "cid": phone.encode_cid(r, s),
         "host_key": host_key_b64,
-    }
-
-
-def signed_answer(signer: Any, cert: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
-    from ospp.core.canonical import canonical
-    from ospp.protocol.crypto import b64
-
-    body = {
-        "op": "kms-activate",
-        "epid": "x",
-        "cmid": msg["cmid"],
-        "client_time": msg["client_time"],
-        "nonce": msg["nonce"],
-        "sku_id": msg["sku_id"],
-        "count": 50,
-        "activation_interval": 120,
-        "renewal_interval": 10080,
-        "host_time": msg["client_time"],
-    }
-    return {
-        "v": 1,
-        "ok": True,
-        **body,
-        "signature": b64(signer.sign(canonical(body))),
-        "certificate": cert,
     }
 
 
