@@ -1,0 +1,123 @@
+"""Hostile peers on the network: what a KMS host, its status page and a client do when the
+other side sends something odd. Nothing a peer sends may reach exit 70 or a traceback, change
+what an operator reads beyond the request's own effect, or change a client's store when the
+client refuses it.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ospp.protocol.crypto import HostKey
+from tests.conftest import Ospp
+from tests.kmsutil import signed_answer
+from tests.test_kms import RogueHost, status_of
+
+# -- a certified KMS host that signs odd answers -------------------------------------------------
+
+
+def certified_rogue(ospp: Ospp) -> tuple[HostKey, dict[str, Any]]:
+    """A signing key certified by the client's own (trusted) authority, as a host whose key
+    was stolen, or a buggy host, would hold: its answers pass every signature check."""
+    from ospp.authority.state import Authority
+    from ospp.core.clock import SystemClock
+    from ospp.protocol.crypto import b64
+
+    key = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).data()["key"]
+    signer = HostKey(HostKey.generate())
+    authority = Authority.open(Path(ospp.env["OSPP_CENTER_HOME"]), SystemClock(), environ={})
+    try:
+        granted = authority.activate(
+            {
+                "key": key,
+                "cmid": str(uuid.uuid4()),
+                "hardware": "00" * 5,
+                "nonce": "n",
+                "host_key": b64(signer.public_raw),
+            }
+        )
+    finally:
+        authority.close()
+    return signer, {"kind": "online", **granted}
+
+
+def resigned(signer: HostKey, answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` with its signature made again over its (edited) body."""
+    from ospp.core.canonical import canonical
+    from ospp.protocol.crypto import b64
+
+    unsigned = ("v", "ok", "signature", "certificate", "proof")
+    body = {k: v for k, v in answer.items() if k not in unsigned}
+    return {**answer, "signature": b64(signer.sign(canonical(body)))}
+
+
+def licences_and_settings(ospp: Ospp, machine: str) -> tuple[list[Any], list[Any]]:
+    """A machine's licences (with their activations) and settings, as stored."""
+    conn = sqlite3.connect(ospp.store_file(machine))
+    try:
+        licences = conn.execute("SELECT * FROM licenses ORDER BY sku_id").fetchall()
+        settings = conn.execute("SELECT * FROM meta ORDER BY name").fetchall()
+    finally:
+        conn.close()
+    return licences, settings
+
+
+MISSING = object()
+ODD_SIGNED_FIELDS = {
+    "count missing": ("count", MISSING),
+    "count null": ("count", None),
+    "count a list": ("count", [50]),
+    "count a string": ("count", "50"),
+    "count a boolean": ("count", True),
+    "count a fraction": ("count", 50.5),
+    "count infinite": ("count", math.inf),
+    "count NaN": ("count", math.nan),
+    "count negative": ("count", -3),
+    "count beyond 32 bits": ("count", 10**30),
+    "activation interval missing": ("activation_interval", MISSING),
+    "activation interval text": ("activation_interval", "abc"),
+    "activation interval null": ("activation_interval", None),
+    "activation interval infinite": ("activation_interval", math.inf),
+    "activation interval a fraction": ("activation_interval", 1.5),
+    "renewal interval a list": ("renewal_interval", [1]),
+    "renewal interval a boolean": ("renewal_interval", False),
+}
+
+
+@pytest.mark.parametrize("name", list(ODD_SIGNED_FIELDS))
+def test_a_signed_answer_with_malformed_numbers_is_refused_and_nothing_is_stored(
+    ospp: Ospp, name: str
+) -> None:
+    field, value = ODD_SIGNED_FIELDS[name]
+    signer, cert = certified_rogue(ospp)
+
+    def answer(msg: dict[str, Any]) -> dict[str, Any]:
+        sent = signed_answer(signer, cert, msg)
+        if value is MISSING:
+            del sent[field]
+        else:
+            sent[field] = value
+        return resigned(signer, sent)
+
+    rogue = RogueHost(answer)
+    try:
+        ospp.install("ProPlus2021", "odd")
+        assert ospp(f"/sethst:127.0.0.1:{rogue.port}", "odd").code == 0
+        before = licences_and_settings(ospp, "odd")
+        ran = ospp.proc("/act", "odd")
+    finally:
+        rogue.close()
+    assert ran.code == 1, (ran.code, ran.out, ran.err)
+    assert "0xC004F042" in ran.out and "malformed" in ran.out and field in ran.out, ran.out
+    assert "Traceback" not in ran.err
+    assert status_of(ospp, "odd")["status"] == "OOB_GRACE"
+    # neither the activation nor the host's intervals are taken from a refused answer
+    assert licences_and_settings(ospp, "odd") == before
