@@ -121,3 +121,44 @@ def test_a_signed_answer_with_malformed_numbers_is_refused_and_nothing_is_stored
     assert status_of(ospp, "odd")["status"] == "OOB_GRACE"
     # neither the activation nor the host's intervals are taken from a refused answer
     assert licences_and_settings(ospp, "odd") == before
+
+
+# -- the status page: request lines and query strings -------------------------------------------
+
+
+def http_get(hostport: str, target: bytes) -> bytes:
+    """The raw answer to ``GET target`` (everything until the server closes)."""
+    import socket
+
+    host, port = hostport.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def test_odd_request_lines_and_query_strings_get_an_answer_and_no_traceback(ospp: Ospp) -> None:
+    from tests.test_status_http import http_host
+
+    host, base = http_host(ospp)
+    hostport = base.removeprefix("http://")
+    try:
+        odd = {
+            b"//[x": b" 400 ",  # urlsplit: an unclosed IPv6 literal in the authority
+            b"http://[::1/": b" 400 ",
+            b"/?page=%C2%B2": b" 200 ",  # a superscript two: a digit to str.isdigit, not to int
+            b"/?page=%D9%A3": b" 200 ",  # an Arabic-Indic three
+            b"/?page=99999999999999999999": b" 200 ",
+            b"/?status=%1b%5b2J&product=%00": b" 200 ",
+        }
+        for target, status in odd.items():
+            answer = http_get(hostport, target)
+            assert status in answer.split(b"\r\n", 1)[0], (target, answer[:200])
+        # the host still answers its clients and its page
+        assert b" 200 " in http_get(hostport, b"/healthz").split(b"\r\n", 1)[0]
+    finally:
+        host.stop()
+    stderr = "\n".join(host.stderr_lines)
+    assert "Traceback" not in stderr and "status page failed" not in stderr, stderr

@@ -61,8 +61,11 @@ def parse_head(head: bytes) -> Request | None:
         return None
     if not version.startswith("HTTP/1."):
         return None
-    parts = urlsplit(target)
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    try:
+        parts = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    except ValueError:  # "//[x": an IPv6 literal left open, or a target urllib cannot split
+        return None
     return Request(method, parts.path or "/", query)
 
 
