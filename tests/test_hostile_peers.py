@@ -162,3 +162,43 @@ def test_odd_request_lines_and_query_strings_get_an_answer_and_no_traceback(ospp
         host.stop()
     stderr = "\n".join(host.stderr_lines)
     assert "Traceback" not in stderr and "status page failed" not in stderr, stderr
+
+
+# -- the KMS host's wire: half-closed connections -----------------------------------------------
+
+
+def test_a_client_that_half_closes_still_gets_every_answer(ospp: Ospp) -> None:
+    """A client may send its requests and then shut its sending side (``shutdown(SHUT_WR)``,
+    what ``nc -N`` or a script piping requests does): every request it sent in full is
+    answered, then the host closes. Another client connected meanwhile keeps the group-commit
+    batch from completing at once, so the answers come in a later turn of the host's loop."""
+    import json
+    import socket
+
+    from tests.kmsutil import Host, make_host, raw_request
+    from tests.test_wire import frame, read_frame
+
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        idle = socket.create_connection(("127.0.0.1", host.port), timeout=10)
+        try:
+            with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+                cmids = [str(uuid.uuid4()) for _ in range(3)]
+                requests = b"".join(
+                    frame(json.dumps(raw_request(cmid, v=1)).encode()) for cmid in cmids
+                )
+                s.sendall(requests + frame(b'{"v":1,"op"')[:9])  # and the start of a fourth
+                s.shutdown(socket.SHUT_WR)
+                answers = [read_frame(s) for _ in cmids]
+                assert [a["ok"] for a in answers] == [True] * 3, answers
+                assert [a["cmid"] for a in answers] == cmids
+                assert s.recv(1) == b""  # then the host closes: the fourth never came whole
+            # the idle connection was not disturbed
+            idle.sendall(frame(json.dumps(raw_request(v=1)).encode()))
+            assert read_frame(idle)["ok"] is True
+        finally:
+            idle.close()
+    finally:
+        host.stop()
+    assert "Traceback" not in "\n".join(host.stderr_lines)

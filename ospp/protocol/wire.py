@@ -203,6 +203,7 @@ class _FrameProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False
         self.closed = False
+        self.eof = False  # the peer shut its sending side: answer what came in full, then close
         self.last = self.loop.time()
         self.partial_since: float | None = None
         self.transport: asyncio.Transport | None = None
@@ -251,11 +252,21 @@ class _FrameProtocol(asyncio.Protocol):
             self.gauge.live.move_to_end(self)
         self._pump_safely()
 
+    def eof_received(self) -> bool:
+        """The peer sends nothing more (a half-close, ``shutdown(SHUT_WR)``): every request
+        it sent in full is still answered; the connection closes after the last answer."""
+        self.eof = True
+        if not self.busy:
+            self.close()
+        return True  # keep the transport open for the answers still to come
+
     def _pump_safely(self) -> None:
         try:
             self._pump()
         except Exception as exc:  # a bug, not the peer's: answer it, no traceback per frame
             self._send(error_response(E_UNEXPECTED, f"internal error: {type(exc).__name__}"))
+            self.close()
+        if self.eof and not self.busy:  # nothing more can come: what is left is not a frame
             self.close()
 
     def _send(self, reply: Reply) -> None:
