@@ -202,3 +202,33 @@ def test_a_client_that_half_closes_still_gets_every_answer(ospp: Ospp) -> None:
     finally:
         host.stop()
     assert "Traceback" not in "\n".join(host.stderr_lines)
+
+
+# -- the KMS host's counts: what a client claims ------------------------------------------------
+
+
+def test_a_licence_status_is_one_of_the_names_not_a_lookalike(ospp: Ospp) -> None:
+    """Python's upper() maps a dotless i (ı) to I and a long s (ſ) to S: "lıcensed" would pass
+    as LICENSED, be stored as another status and be shown as a second "LICENSED" line."""
+    from ospp.core.endpoint import Endpoint
+    from ospp.protocol.wire import Connection
+    from tests.kmsutil import Host, make_host, raw_request
+
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            for lookalike in ("l\u0131censed", "LICEN\u017fED", "NOTI\ufb01CATIONS"):
+                answer = conn.call(raw_request(license_status=lookalike))
+                assert answer["ok"] is False and answer["code"] == 0xC004F056, answer
+                assert "license_status" in answer["message"]
+            for name in ("LICENSED", "oob_grace"):  # the names, in either case, still count
+                assert conn.call(raw_request(license_status=name))["ok"] is True
+    finally:
+        host.stop()
+    status = ospp("kms", "status", "--json").data()
+    assert status["requests_by_status"] == {"licensed": 1, "oob_grace": 1}
+    assert status["requests_failed"] == 3
+    assert status["stored_clients"] == 2
+    text = ospp("kms", "status").out
+    assert text.count("Requests with License Status LICENSED:") == 1, text
