@@ -232,3 +232,28 @@ def test_a_licence_status_is_one_of_the_names_not_a_lookalike(ospp: Ospp) -> Non
     assert status["stored_clients"] == 2
     text = ospp("kms", "status").out
     assert text.count("Requests with License Status LICENSED:") == 1, text
+
+
+# -- the phone centre's console: digits that are not ASCII --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed", ["\u0661\u0662\u0663\u0664\u0665\u0666\u0667", "\uff11" * 7, "1234\u00b2\u00b36"]
+)
+def test_the_phone_console_refuses_digits_that_are_not_ascii(ospp: Ospp, typed: str) -> None:
+    """Arabic-Indic or full-width digits (a caller's ID pasted from a document), superscripts:
+    str.isdigit() accepts them, the check digit cannot be computed over them."""
+    ran = ospp("center", "phone", input=typed + "\n")
+    assert ran.code == 1, (ran.code, ran.out)
+    assert "Group 1 is wrong" in ran.out and "cancelled" in ran.out, ran.out
+    from ospp.protocol.phone import iid_entry
+
+    wrong = iid_entry().feed(typed)
+    assert wrong is not None and wrong.code == 0xC004F02C
+
+
+def test_slmgr_intervals_refuse_digits_that_are_not_ascii(ospp: Ospp) -> None:
+    ospp.install()
+    for option in ("/sai", "/sri"):
+        ran = ospp("slmgr", option, "\u00b2")
+        assert ran.code == 2 and "number of minutes" in ran.out, (option, ran.code, ran.out)
