@@ -257,3 +257,35 @@ def test_slmgr_intervals_refuse_digits_that_are_not_ascii(ospp: Ospp) -> None:
     for option in ("/sai", "/sri"):
         ran = ospp("slmgr", option, "\u00b2")
         assert ran.code == 2 and "number of minutes" in ran.out, (option, ran.code, ran.out)
+
+
+# -- the servers' operational log ---------------------------------------------------------------
+
+
+def test_listening_keeps_the_servers_own_handler_for_other_loop_errors() -> None:
+    """The KMS host and the authority install a handler that logs what the event loop reports
+    in one line, without a traceback; starting to listen adds the handling of accept errors
+    and must pass everything else on to it (asyncio's default prints a traceback)."""
+    import asyncio
+
+    from ospp.protocol import wire
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+        loop.set_exception_handler(lambda _loop, context: seen.append(context["message"]))
+
+        async def answer(message: dict[str, Any]) -> wire.Reply:
+            return {"v": 1, "ok": True}
+
+        server = await wire.start(answer, "127.0.0.1", 0)
+        try:
+            loop.call_exception_handler(
+                {"message": "Unhandled exception in a callback", "exception": ValueError("x")}
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+        return seen
+
+    assert asyncio.run(main()) == ["Unhandled exception in a callback"]

@@ -118,7 +118,9 @@ class Gauge:
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop, gauge: Gauge) -> None:
     """Out of descriptors or memory on accept: shed idle connections and say so in one line
-    per interval (asyncio would log a traceback for every failed accept)."""
+    per interval (asyncio would log a traceback for every failed accept). Anything else goes
+    to the handler installed before (the server's operational log), or asyncio's default."""
+    previous = loop.get_exception_handler()
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -133,6 +135,9 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop, gauge: Gauge) -> None:
                 f"lowered to {gauge.limit}, closed {closed} idle connection(s), retrying",
             )
             return
-        loop.default_exception_handler(context)
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
