@@ -327,3 +327,61 @@ def test_kms_clients_shows_a_stored_cmid_escaped_and_csv_cells_as_text(ospp: Osp
     # a cell that would start a formula starts with an apostrophe: a spreadsheet shows it as text
     assert shown == {"'" + name for name in formulas} | {"WS-1"}, shown
     assert {r["cmid"] for r in rows} >= {"evil\\x1b[2J\\u202e"}
+
+
+# -- the status port cannot starve the KMS port --------------------------------------------------
+
+
+def test_a_flood_on_the_status_port_leaves_the_kms_connection_cap_alone(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """Under ``ulimit -n 200`` the KMS cap is 104. Browsers that connect to the status page and
+    never finish their request must neither use up the process's descriptors (the status
+    side keeps a few connections, closing the oldest unfinished one for a newcomer) nor make
+    the host lower its KMS cap, which it does when the KMS port runs out of descriptors."""
+    import socket
+    import time
+
+    resource = pytest.importorskip("resource")
+    from ospp.core.endpoint import Endpoint
+    from ospp.protocol.wire import Connection
+    from tests.kmsutil import make_host, raw_request
+    from tests.test_limits import serve_with_nofile
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1024:
+        pytest.skip("this test opens 500 sockets of its own")
+    make_host(ospp)
+    proc, port, err = serve_with_nofile(ospp, tmp_path, 200, "--http", "127.0.0.1:0")
+    assert proc.stdout is not None
+    http_port = int(proc.stdout.readline().split()[1].rsplit(":", 1)[1])
+    stalled: list[socket.socket] = []
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", http_port), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\n")  # and never the end of the head
+            stalled.append(s)
+        time.sleep(1.5)  # the host has accepted (or failed to accept) them all
+        # a browser still gets the page, and clients still activate
+        assert b" 200 " in http_get(f"127.0.0.1:{http_port}", b"/healthz").split(b"\r\n")[0]
+        with Connection(Endpoint("127.0.0.1", port), "KMS host", 10) as conn:
+            assert conn.call(raw_request())["ok"] is True
+        for s in stalled:
+            s.close()
+        # 60 idle KMS connections are within the cap: none is closed to make room
+        for _ in range(60):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(0.005)
+        with Connection(Endpoint("127.0.0.1", port), "KMS host", 10) as conn:
+            assert conn.call(raw_request())["ok"] is True
+        idle[0].settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            idle[0].recv(1)  # still open
+    finally:
+        for s in stalled + idle:
+            s.close()
+        proc.terminate()
+        code = proc.wait(timeout=30)
+    said = err.read_text()
+    assert code == 0 and "Traceback" not in said, said[-2000:]
+    assert "cap lowered" not in said and "closing the longest-idle" not in said, said[-2000:]

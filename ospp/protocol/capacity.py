@@ -81,6 +81,9 @@ class Gauge:
         self.live: OrderedDict[Connection, None] = OrderedDict()
         self.notes = Notes()
         self.shed_at = -1.0
+        # The descriptors of the server's listening sockets: running out of descriptors while
+        # accepting on another server of the process (a status page) is not this cap's doing.
+        self.listening: set[int] = set()
 
     def admit(self, new: Connection) -> None:
         self.live[new] = None
@@ -124,8 +127,12 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop, gauge: Gauge) -> None:
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
-        if isinstance(exc, OSError) and str(context.get("message", "")).startswith(
-            "socket.accept()"
+        sock = context.get("socket")
+        ours = sock is None or not gauge.listening or sock.fileno() in gauge.listening
+        if (
+            ours
+            and isinstance(exc, OSError)
+            and str(context.get("message", "")).startswith("socket.accept()")
         ):
             closed = gauge.shed()
             name = errno.errorcode.get(exc.errno or 0, str(exc.errno))

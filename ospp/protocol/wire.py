@@ -391,6 +391,7 @@ async def start(
             ) from exc
     else:
         raise AssertionError("unreachable")
+    counter.listening.update(sock.fileno() for sock in server.sockets)
     # asyncio accepts as many connections per wake-up as its backlog argument: keep that small
     # (the cap's overshoot), and give the kernel's queue of waiting connections its full size.
     for sock in server.sockets:
