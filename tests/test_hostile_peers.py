@@ -385,3 +385,60 @@ def test_a_flood_on_the_status_port_leaves_the_kms_connection_cap_alone(
     said = err.read_text()
     assert code == 0 and "Traceback" not in said, said[-2000:]
     assert "cap lowered" not in said and "closing the longest-idle" not in said, said[-2000:]
+
+
+# -- the KMS host's wire: a peer that sends and never reads -------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_a_peer_that_never_reads_its_answers_cannot_grow_the_hosts_memory(ospp: Ospp) -> None:
+    """Five bytes (a one-byte frame) get an error answer of about 100: a peer that pipelines
+    such frames and never reads made the host buffer every answer in memory, without bound.
+    The host stops reading from a connection while its answers are not being taken."""
+    import json
+    import socket
+    import time
+
+    from tests.kmsutil import Host, make_host, raw_request
+    from tests.test_wire import frame, read_frame
+
+    make_host(ospp)
+    host = Host(ospp)
+    assert host.proc is not None
+    try:
+        before = _rss_kib(host.proc.pid)
+        flood = socket.create_connection(("127.0.0.1", host.port), timeout=10)
+        flood.settimeout(2)  # the host no longer reads: sending blocks, which ends the loop
+        chunk = frame(b"x") * 20_000
+        sent, started = 0, time.monotonic()
+        try:
+            while sent < 600_000 and time.monotonic() - started < 20:
+                flood.sendall(chunk)
+                sent += 20_000
+        except TimeoutError:
+            pass
+        # the host works through what the kernel buffered (about 3 MB): watch it for a while
+        grown, watched = 0, time.monotonic()
+        while time.monotonic() - watched < 6 and grown < 8 * 1024:
+            time.sleep(0.25)
+            grown = max(grown, _rss_kib(host.proc.pid) - before)
+        assert grown < 8 * 1024, f"{sent} frames sent, the host grew by {grown} KiB"
+        # the connection still works once its peer reads: answers come in order
+        first = read_frame(flood)
+        assert first["ok"] is False and first["code"] == 0xC004F02C
+        flood.close()
+        # and other clients were served all along
+        with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+            s.sendall(frame(json.dumps(raw_request(v=1)).encode()))
+            assert read_frame(s)["ok"] is True
+    finally:
+        host.stop()
+    assert "Traceback" not in "\n".join(host.stderr_lines)
