@@ -442,3 +442,28 @@ def test_a_peer_that_never_reads_its_answers_cannot_grow_the_hosts_memory(ospp: 
     finally:
         host.stop()
     assert "Traceback" not in "\n".join(host.stderr_lines)
+
+
+# -- what an administrator reads: slmgr /dli -----------------------------------------------------
+
+
+def test_slmgr_shows_what_a_host_signed_escaped_readably(ospp: Ospp) -> None:
+    """A host's ePID is shown as it signed it; a character that could drive the terminal is
+    escaped, and as one escape: U+202E as \\u202e, not \\x202e (which reads as a space and
+    '2e')."""
+    signer, cert = certified_rogue(ospp)
+
+    def answer(msg: dict[str, Any]) -> dict[str, Any]:
+        epid = "\x1b]0;title\x07EPID\u202e\x9b"
+        return resigned(signer, {**signed_answer(signer, cert, msg), "epid": epid})
+
+    rogue = RogueHost(answer)
+    try:
+        ospp.install("ProPlus2021", "dli")
+        ospp(f"/sethst:127.0.0.1:{rogue.port}", "dli")
+        assert ospp("/act", "dli").code == 0
+    finally:
+        rogue.close()
+    out = ospp("slmgr", "/dli", "dli").out
+    assert "\x1b" not in out and "\u202e" not in out and "\x9b" not in out
+    assert "KMS machine extended PID: \\x1b]0;title\\x07EPID\\u202e\\x9b" in out, out

@@ -40,3 +40,9 @@ def printable(text: str) -> str:
         return _escape(char)
 
     return _SUSPECT.sub(fix, text)
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character ``str.isprintable()`` refuses (tab and spaces other than
+    the ASCII one too) shown as one escape each, in the form :func:`printable` uses."""
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
