@@ -467,3 +467,24 @@ def test_slmgr_shows_what_a_host_signed_escaped_readably(ospp: Ospp) -> None:
     out = ospp("slmgr", "/dli", "dli").out
     assert "\x1b" not in out and "\u202e" not in out and "\x9b" not in out
     assert "KMS machine extended PID: \\x1b]0;title\\x07EPID\\u202e\\x9b" in out, out
+
+
+def test_the_human_log_format_escapes_what_a_peer_may_have_sent() -> None:
+    """A status page that fails logs the path the browser asked for, which may hold escape
+    sequences (a request line is ASCII, ESC included); on a terminal the human format is used
+    and must show them escaped, as the JSON format does."""
+    import logging
+
+    from ospp.core.logs import HumanFormatter
+
+    try:
+        raise ValueError("bad \x1b[2J value")
+    except ValueError as exc:
+        record = logging.LogRecord(
+            "ospp.http", logging.ERROR, __file__, 1, "status page \x9bfailed", None,
+            (type(exc), exc, exc.__traceback__),
+        )  # fmt: skip
+    record.fields = {"path": "/\x1b]0;title\x07\u202e"}
+    text = HumanFormatter().format(record)
+    assert not any(c in text for c in "\x1b\x07\x9b\u202e"), repr(text)
+    assert "path=/\\x1b]0;title\\x07\\u202e" in text and "bad \\x1b[2J value" in text
