@@ -488,3 +488,36 @@ def test_the_human_log_format_escapes_what_a_peer_may_have_sent() -> None:
     text = HumanFormatter().format(record)
     assert not any(c in text for c in "\x1b\x07\x9b\u202e"), repr(text)
     assert "path=/\\x1b]0;title\\x07\\u202e" in text and "bad \\x1b[2J value" in text
+
+
+# -- the phone centre's proxy batches: a requester's file ---------------------------------------
+
+
+def test_confirm_batch_csv_keeps_a_requesters_line_from_being_read_as_a_formula(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """The installation IDs of a proxy batch come from whoever sent the file; the CSV written
+    back is opened in a spreadsheet. A line that is not an ID is echoed in the 'iid' column:
+    one that starts like a formula must stay text."""
+    import csv
+
+    assert ospp("center", "init").code == 0
+    src = tmp_path / "iids.txt"
+    src.write_text('=HYPERLINK("http://x.example/")\n@SUM(1)\n+1\n12345\n', encoding="utf-8")
+    out = tmp_path / "out.csv"
+    assert ospp("center", "confirm-batch", str(src), str(out)).code == 0
+    with out.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["iid"] for r in rows] == [
+        '\'=HYPERLINK("http://x.example/")',
+        "'@SUM(1)",
+        "'+1",
+        "12345",
+    ]
+    assert all(r["error"].startswith("0xC004F02C ") and not r["cid"] for r in rows)
+    # JSON keeps what was sent, as data
+    ospp("center", "confirm-batch", str(src), str(tmp_path / "out.json"))
+    import json
+
+    written = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert written[0]["iid"] == '=HYPERLINK("http://x.example/")'

@@ -179,11 +179,11 @@ def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None
 
 def _as_csv_text(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """The rows with what clients sent (CMID, workstation name) made safe for a CSV cell."""
-    from ospp.cli import stream
+    from ospp.core.printable import csv_cell
 
     for row in rows:
-        row["cmid"] = stream.csv_text(row["cmid"])
-        row["workstation"] = stream.csv_text(row["workstation"])
+        row["cmid"] = csv_cell(row["cmid"])
+        row["workstation"] = csv_cell(row["workstation"])
         yield row
 
 

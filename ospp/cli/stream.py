@@ -32,18 +32,6 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
-# What makes a spreadsheet read a CSV cell as a formula (tab and CR too, which printable()
-# escapes): such a cell gets a leading apostrophe, as OWASP advises for CSV injection.
-_FORMULA_START = ("=", "+", "-", "@")
-
-
-def csv_text(text: str) -> str:
-    """A peer's text for a CSV cell: escaped as for a terminal (the CSV may be printed on
-    one), and never read as a formula when the file is opened in a spreadsheet."""
-    shown = printable(text)
-    return "'" + shown if shown.startswith(_FORMULA_START) else shown
-
-
 CHUNK = 1000  # rows per write: one write per row costs more than the formatting
 SPOOL = 1024 * 1024  # bytes of a streamed JSON list kept in memory before going to a file
 
