@@ -125,3 +125,26 @@ def test_a_bad_trust_file_does_not_break_the_others(ospp: Ospp) -> None:
     ran = ospp("/act", "--json", env={"OSPP_AUTHORITY": "127.0.0.1:9"})
     assert ran.code == 1 and "broken.json" in ran.json()["error"]["message"]
     assert os.path.exists(trust / "broken.json")  # reported, never removed
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--extra", "b.example,\u00b2,1"),  # a superscript two: a digit to isdigit(), not to int()
+        ("--extra", "b.example,70000"),
+        ("--priority", "70000"),
+        ("--weight", "-1"),
+    ],
+)
+def test_dns_publishing_settings_are_checked_before_they_are_kept(
+    ospp: Ospp, args: tuple[str, str]
+) -> None:
+    """SRV priorities and weights are 16-bit numbers: a setting outside that made every later
+    'kms dns records' (and the running host's publishing) fail, some with an internal error."""
+    base = ("kms", "dns", "set", "--server", "127.0.0.1:53", "--domain", "corp.example")
+    assert ospp(*base, "--hostname", "kms.corp.example").code == 0
+    before = ospp("kms", "dns", "records").out
+    ran = ospp(*base, *args)
+    assert ran.code == 2 and "0-65535" in ran.out, ran.out
+    records = ospp("kms", "dns", "records")
+    assert records.code == 0 and records.out == before

@@ -10,6 +10,7 @@ from typing import Any
 
 from ospp.authority.state import Authority
 from ospp.core.errors import OsppError
+from ospp.core.printable import csv_cell
 
 FIELDS = ["line", "iid", "cid", "error"]
 
@@ -37,7 +38,7 @@ def confirm_lines(authority: Authority, lines: Iterable[str]) -> list[dict[str, 
 
 def render(rows: list[dict[str, Any]], kind: str) -> str:
     """The rows as ``json`` (a failure as the error object of ``--json``) or ``csv`` text
-    (a failure as ``0xC004F02C message``)."""
+    (a failure as ``0xC004F02C message``; what the requester wrote never starts a formula)."""
     if kind == "json":
         return json.dumps(rows, indent=2) + "\n"
     buf = io.StringIO()
@@ -45,5 +46,11 @@ def render(rows: list[dict[str, Any]], kind: str) -> str:
     writer.writeheader()
     for row in rows:
         error = row["error"]
-        writer.writerow({**row, "error": f"{error['code']} {error['message']}" if error else None})
+        writer.writerow(
+            {
+                **row,
+                "iid": csv_cell(row["iid"]),  # as the requester wrote it: kept from formulas
+                "error": csv_cell(f"{error['code']} {error['message']}") if error else None,
+            }
+        )
     return buf.getvalue()

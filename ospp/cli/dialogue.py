@@ -18,6 +18,7 @@ import click
 from ospp.cli.base import DASHES, Result
 from ospp.cli.i18n import Text
 from ospp.core.errors import E_CHECK_DIGIT, N_, Cancelled, OsppError, hex_code
+from ospp.core.printable import escaped
 from ospp.protocol.phone import GroupEntry
 
 LANG_OPTION = click.option(
@@ -30,7 +31,7 @@ LANG_OPTION = click.option(
 def printable(text: str) -> str:
     """``text`` with control characters shown as escapes: a message that came from a server
     never reaches the terminal raw."""
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    return escaped(text)
 
 
 class Dialogue:
@@ -60,7 +61,7 @@ class Dialogue:
         _ = self._
         while True:
             typed = self.ask(prompt)
-            if typed.isdigit() and 1 <= int(typed) <= count:
+            if typed.isascii() and typed.isdigit() and 1 <= int(typed) <= count:
                 return int(typed)
             self.say(_("Type a number from 1 to {count}.", count=count))
 

@@ -177,6 +177,16 @@ def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None
         close_all()
 
 
+def _as_csv_text(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The rows with what clients sent (CMID, workstation name) made safe for a CSV cell."""
+    from ospp.core.printable import csv_cell
+
+    for row in rows:
+        row["cmid"] = csv_cell(row["cmid"])
+        row["workstation"] = csv_cell(row["workstation"])
+        yield row
+
+
 def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bool) -> None:
     from ospp.cli import stream
 
@@ -190,14 +200,14 @@ def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bo
             "first_seen_at",
         )
         header = ("last_seen", "cmid", "workstation", "sku_id", "app_id", "first_seen")
-        stream.csv_rows((*columns, "requests"), rows, header=(*header, "requests"))
+        stream.csv_rows((*columns, "requests"), _as_csv_text(rows), header=(*header, "requests"))
     elif wanted_json:
         stream.json_list("kms clients", "clients", rows)
     elif not quiet():
         stream.text_lines(
             rows,
             lambda r: (
-                f"{r['last_seen_at']}  {r['cmid']}  "
+                f"{r['last_seen_at']}  {stream.printable(r['cmid'])}  "
                 f"{stream.printable(r['workstation']) or '-':<16} {r['requests']:>5} request(s)"
             ),
             "<No clients>",

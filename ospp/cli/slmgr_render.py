@@ -13,6 +13,7 @@ from typing import Any
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_GRACE_EXPIRED, OsppError, hex_code
+from ospp.core.printable import escaped
 from ospp.machine.slmgr import (
     LS_LICENSED,
     LS_NOTIFICATION,
@@ -60,7 +61,7 @@ REQUEST_LINES = (
 
 def shown(text: str) -> str:
     """Escape what could drive a terminal (control characters, escapes) in outside text."""
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    return escaped(text)
 
 
 def us_date(value: datetime) -> str:

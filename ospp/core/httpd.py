@@ -1,8 +1,9 @@
 """A minimal HTTP/1.1 server on the running asyncio loop, for the hosts' status pages.
 
 GET and HEAD only, one request per connection (``Connection: close``), a request head of at
-most 8 KiB that must arrive within 10 seconds. The application is an async function from a
-:class:`Request` to a :class:`Response`; it must not block the loop (read stores in a thread).
+most 8 KiB that must arrive within 10 seconds, at most MAX_WAITING connections waiting for
+theirs. The application is an async function from a :class:`Request` to a :class:`Response`;
+it must not block the loop (read stores in a thread).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +21,10 @@ from ospp.core.errors import NetworkError
 
 MAX_HEAD = 8 * 1024
 HEAD_TIMEOUT = 10.0
+# Connections still sending their request head that the status side holds at once: a newcomer
+# beyond them closes the oldest. A browser or a scraper sends its head at once; connections
+# that never do cannot pile up and use the descriptors the host's clients need.
+MAX_WAITING = 16
 REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -61,17 +67,36 @@ def parse_head(head: bytes) -> Request | None:
         return None
     if not version.startswith("HTTP/1."):
         return None
-    parts = urlsplit(target)
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    try:
+        parts = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    except ValueError:  # "//[x": an IPv6 literal left open, or a target urllib cannot split
+        return None
     return Request(method, parts.path or "/", query)
 
 
-async def _handle(app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+Waiting = OrderedDict[asyncio.StreamWriter, None]
+
+
+def _admit(waiting: Waiting, writer: asyncio.StreamWriter) -> None:
+    """Hold a new connection; beyond MAX_WAITING, close the oldest still sending its head."""
+    waiting[writer] = None
+    if len(waiting) > MAX_WAITING:
+        oldest, _ = waiting.popitem(last=False)
+        oldest.close()  # its read ends at once (IncompleteReadError): no answer, no log
+
+
+async def _handle(
+    app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, waiting: Waiting
+) -> None:
+    _admit(waiting, writer)
     try:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             return
+        finally:
+            waiting.pop(writer, None)
         request = parse_head(head)
         if request is None:
             response = text(400, "bad request\n")
@@ -112,9 +137,10 @@ async def _handle(app: App, reader: asyncio.StreamReader, writer: asyncio.Stream
 
 async def start(app: App, endpoint: Endpoint) -> asyncio.Server:
     """Listen on ``endpoint`` (port 0 picks one) and serve ``app`` until the server closes."""
+    waiting: Waiting = OrderedDict()
     try:
         return await asyncio.start_server(
-            lambda r, w: _handle(app, r, w),
+            lambda r, w: _handle(app, r, w, waiting),
             endpoint.host,
             endpoint.port,
             limit=MAX_HEAD,

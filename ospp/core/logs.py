@@ -53,18 +53,21 @@ class JsonFormatter(logging.Formatter):
 
 
 class HumanFormatter(logging.Formatter):
-    """``HH:MM:SS LEVEL message key=value ...`` for a person at a terminal."""
+    """``HH:MM:SS LEVEL message key=value ...`` for a person at a terminal: what may have come
+    from a peer (a path a browser asked for, an error's text) is shown escaped."""
 
     def format(self, record: logging.LogRecord) -> str:
+        from ospp.core.printable import printable
+
         parts = [
             time.strftime("%H:%M:%S", time.localtime(record.created)),
             f"{record.levelname:<7}",
-            record.getMessage(),
+            printable(record.getMessage()),
         ]
-        parts += [f"{k}={v}" for k, v in _fields(record).items()]
+        parts += [f"{k}={printable(str(v))}" for k, v in _fields(record).items()]
         error = _summary(record)
         if error:
-            parts.append(f"({error})")
+            parts.append(f"({printable(error)})")
         return " ".join(parts)
 
 

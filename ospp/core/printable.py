@@ -40,3 +40,21 @@ def printable(text: str) -> str:
         return _escape(char)
 
     return _SUSPECT.sub(fix, text)
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character ``str.isprintable()`` refuses (tab and spaces other than
+    the ASCII one too) shown as one escape each, in the form :func:`printable` uses."""
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+# What makes a spreadsheet take a CSV cell for a formula (OWASP, "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """Outside text for a CSV cell: escaped as by :func:`printable` (a CSV may be printed on
+    a terminal), and never taken for a formula when the file is opened in a spreadsheet: a
+    cell that would start one gets a leading apostrophe, which shows it as text."""
+    shown = printable(text)
+    return "'" + shown if shown.startswith(_FORMULA_START) else shown

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import dns.name
 
 SERVICE = "_vlmcs._tcp"
+SRV_NUMBER_MAX = 65535  # an SRV record's priority and weight are 16-bit numbers
 TIMEOUT = 5.0
 
 
@@ -83,14 +84,22 @@ class Publishing:
         if not self.server:
             raise UsageError("--server ADDR[:PORT] names the DNS server that takes the updates")
         parse_host(self.server, 53, "--server")
+        for name, value in (("--priority", self.priority), ("--weight", self.weight)):
+            if not 0 <= value <= SRV_NUMBER_MAX:
+                raise UsageError(f"{name} must be 0-{SRV_NUMBER_MAX}, not {value}")
         for item in self.extra:
             domain, *rest = item.split(",")
+            numbers = [r.strip() for r in rest if r.strip()]
             if (
                 not valid_host(domain.strip())
                 or len(rest) > 2
-                or not all(r.strip().isdigit() for r in rest if r.strip())
+                # ASCII digits only: "²" is a digit to isdigit(), not to int()
+                or not all(n.isascii() and n.isdigit() for n in numbers)
+                or not all(int(n) <= SRV_NUMBER_MAX for n in numbers)
             ):
-                raise UsageError(f"--extra {item!r} is not domain[,priority,weight]")
+                raise UsageError(
+                    f"--extra {item!r} is not domain[,priority,weight] (each 0-{SRV_NUMBER_MAX})"
+                )
         if not 1 <= self.ttl <= 604800:
             raise UsageError(f"--ttl must be 1-604800 seconds, not {self.ttl}")
         if not 0 < self.interval_hours <= 24 * 30:

@@ -180,7 +180,10 @@ class Operations:
         wanted = ClientQuery(
             product=query.get("product", "")[:40],
             status=query.get("status", "")[:32].lower(),
-            page=int(page_text) if page_text.isdigit() and 0 < len(page_text) < 8 else 1,
+            # ASCII digits only: "²" is a digit to str.isdigit, but not to int()
+            page=int(page_text)
+            if page_text.isascii() and page_text.isdigit() and 0 < len(page_text) < 8
+            else 1,
         )
 
         since_start = {"requests": self.metrics.requests, "failed": self.metrics.results["failed"]}

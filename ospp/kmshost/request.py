@@ -82,7 +82,9 @@ def parse_request(message: Mapping[str, Any]) -> Request:
             E_KMS_REFUSED, "request field 'client_time' is outside the years 1-9999 in UTC"
         ) from None
     status = text("license_status", 32)
-    if status.upper() not in LICENSE_STATUSES:
+    # One of the names in any case, in ASCII: upper() also maps "ı" to "I" and "ſ" to "S",
+    # and a lookalike would be counted and shown as a status of its own.
+    if not status.isascii() or status.upper() not in LICENSE_STATUSES:
         raise _malformed("license_status")
     workstation = message.get("workstation", "")
     if not isinstance(workstation, str) or not workstation.isprintable():

@@ -232,6 +232,7 @@ class Names:
             isinstance(name, str)
             and name.startswith(self.base)
             and len(digits) == self.width
+            and digits.isascii()
             and digits.isdigit()
             and 1 <= int(digits) <= self.count
         )

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT = 5.0
 # The fields of a KMS answer outside its signed body.
 _UNSIGNED = frozenset({"v", "ok", "signature", "certificate", "proof"})
+# The largest count or interval (minutes) an answer may carry: a 32-bit signed integer, as
+# the Software Licensing Service keeps them.
+_MAX_NUMBER = 2**31 - 1
 
 
 class Pool:
@@ -169,6 +172,16 @@ def _verify(
             f"the KMS host at {where} holds a {product.id} key, which cannot "
             f"activate {lic.sku.product.id}",
         )
+    # 5. the numbers the client keeps are whole numbers (a host signs what it means: this
+    # catches a broken host, whose answer would otherwise fail later, half stored)
+    for name in ("count", "activation_interval", "renewal_interval"):
+        value = response.get(name)
+        if type(value) is not int or not 0 <= value <= _MAX_NUMBER:
+            raise LicensingError(
+                E_CANNOT_USE,
+                f"the KMS host at {where} sent a malformed answer: its {name} is not a whole "
+                f"number from 0 to {_MAX_NUMBER}",
+            )
     return product, host_key
 
 

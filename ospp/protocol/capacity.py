@@ -81,6 +81,9 @@ class Gauge:
         self.live: OrderedDict[Connection, None] = OrderedDict()
         self.notes = Notes()
         self.shed_at = -1.0
+        # The descriptors of the server's listening sockets: running out of descriptors while
+        # accepting on another server of the process (a status page) is not this cap's doing.
+        self.listening: set[int] = set()
 
     def admit(self, new: Connection) -> None:
         self.live[new] = None
@@ -118,12 +121,18 @@ class Gauge:
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop, gauge: Gauge) -> None:
     """Out of descriptors or memory on accept: shed idle connections and say so in one line
-    per interval (asyncio would log a traceback for every failed accept)."""
+    per interval (asyncio would log a traceback for every failed accept). Anything else goes
+    to the handler installed before (the server's operational log), or asyncio's default."""
+    previous = loop.get_exception_handler()
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
-        if isinstance(exc, OSError) and str(context.get("message", "")).startswith(
-            "socket.accept()"
+        sock = context.get("socket")
+        ours = sock is None or not gauge.listening or sock.fileno() in gauge.listening
+        if (
+            ours
+            and isinstance(exc, OSError)
+            and str(context.get("message", "")).startswith("socket.accept()")
         ):
             closed = gauge.shed()
             name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
@@ -133,6 +142,9 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop, gauge: Gauge) -> None:
                 f"lowered to {gauge.limit}, closed {closed} idle connection(s), retrying",
             )
             return
-        loop.default_exception_handler(context)
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)

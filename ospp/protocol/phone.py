@@ -115,7 +115,7 @@ def _digits(text: str, what: str) -> str:
 
 def check_group(group: str, index: int, what: str, size: int) -> None:
     """Raise 0xC004F04D naming group ``index`` (1-based) if its check digit is wrong."""
-    if len(group) != size or not group.isdigit():
+    if len(group) != size or not (group.isascii() and group.isdigit()):
         raise LicensingError(
             E_CID_LENGTH if what == "confirmation ID" else E_BAD_FORMAT,
             N_(

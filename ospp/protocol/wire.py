@@ -203,6 +203,10 @@ class _FrameProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False
         self.closed = False
+        self.eof = False  # the peer shut its sending side: answer what came in full, then close
+        # The peer is not taking its answers (the transport's buffer is full): read and answer
+        # nothing more until it does, so a peer that never reads cannot grow our memory.
+        self.paused = False
         self.last = self.loop.time()
         self.partial_since: float | None = None
         self.transport: asyncio.Transport | None = None
@@ -251,12 +255,36 @@ class _FrameProtocol(asyncio.Protocol):
             self.gauge.live.move_to_end(self)
         self._pump_safely()
 
+    def eof_received(self) -> bool:
+        """The peer sends nothing more (a half-close, ``shutdown(SHUT_WR)``): every request
+        it sent in full is still answered; the connection closes after the last answer."""
+        self.eof = True
+        self._close_when_answered()
+        return True  # keep the transport open for the answers still to come
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+            self._pump_safely()
+
+    def _close_when_answered(self) -> None:
+        """After end of input: close once every complete request has been answered."""
+        if self.eof and not self.busy and not self.paused:
+            self.close()  # what is left in the buffer is not a whole frame
+
     def _pump_safely(self) -> None:
         try:
             self._pump()
         except Exception as exc:  # a bug, not the peer's: answer it, no traceback per frame
             self._send(error_response(E_UNEXPECTED, f"internal error: {type(exc).__name__}"))
             self.close()
+        self._close_when_answered()
 
     def _send(self, reply: Reply) -> None:
         if self.transport is not None and not self.closed:
@@ -267,7 +295,7 @@ class _FrameProtocol(asyncio.Protocol):
             self.transport.write(data)
 
     def _pump(self) -> None:
-        while not self.busy and not self.closed and len(self.buffer) >= 4:
+        while not self.busy and not self.closed and not self.paused and len(self.buffer) >= 4:
             (length,) = _HEADER.unpack_from(self.buffer)
             if length > MAX_FRAME:
                 self._send(error_response(E_BAD_FRAME, f"frame exceeds {MAX_FRAME} bytes"))
@@ -380,6 +408,7 @@ async def start(
             ) from exc
     else:
         raise AssertionError("unreachable")
+    counter.listening.update(sock.fileno() for sock in server.sockets)
     # asyncio accepts as many connections per wake-up as its backlog argument: keep that small
     # (the cap's overshoot), and give the kernel's queue of waiting connections its full size.
     for sock in server.sockets:
