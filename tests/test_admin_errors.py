@@ -1,0 +1,94 @@
+"""What an admin meets when a state file is damaged or an argument is wrong.
+
+Each case must fail with the licensing code and a message naming what was wrong, a non-zero
+exit that is not 70 (a bug), the JSON envelope under ``--json``, and no change to any file of
+the homes: a damaged file is reported and kept as it was, never reset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PRODUCT, Ospp, Ran
+
+
+def _files(home: Path) -> dict[str, str]:
+    """Every file under ``home`` and a digest of what it holds: a SQLite store by its rows,
+    apart from the history a failed activation is recorded in (``/dhistoryacterr``) and
+    SQLite's own tables."""
+    found: dict[str, str] = {}
+    for path in sorted(home.rglob("*")):
+        if not path.is_file() or path.name.endswith(("-shm", "-wal")):
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".db" and data.startswith(b"SQLite format 3"):
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                tables = [
+                    name
+                    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                    if name != "history" and not name.startswith("sqlite_")
+                ]
+                data = repr(
+                    [sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"'))) for t in tables]
+                ).encode()
+            finally:
+                conn.close()
+        found[str(path.relative_to(home))] = hashlib.sha256(data).hexdigest()
+    return found
+
+
+def _refused(ospp: Ospp, args: list[str], status: int, code: str, *words: str) -> tuple[Ran, Ran]:
+    """Run ``args`` as text and as --json; both must fail alike and change no file."""
+    before = _files(ospp.home)
+    text = ospp(*args)
+    assert text.code == status, text.out + text.err
+    assert f"ERROR CODE: {code}" in text.out, text.out
+    for word in words:
+        assert word in text.out, text.out
+    as_json = ospp(*args, "--json")
+    assert as_json.code == status, as_json.out
+    error = as_json.json()["error"]
+    assert as_json.json()["ok"] is False
+    assert (error["code"], error["exit_status"]) == (code, status), error
+    for word in words:
+        assert word in error["message"], error
+    assert _files(ospp.home) == before
+    return text, as_json
+
+
+def _damage(path: Path, how: str) -> None:
+    if how == "garbage":
+        path.write_text("not a key at all\n")
+    else:  # a directory where the file should be
+        path.unlink(missing_ok=True)
+        path.mkdir()
+        (path / "inside").write_text("x")
+
+
+def _mak_machine(ospp: Ospp) -> tuple[str, str]:
+    """PC01 with a MAK installed (not activated), and its confirmation ID."""
+    ospp.install(PRODUCT, "PC01")
+    key = ospp("center", "issue-key", "--product", PRODUCT, "--limit", "5").out.strip()
+    assert ospp("/inpkey:" + key, "PC01").code == 0
+    iid = ospp("dinstid", "PC01", "--json").data()["products"][0]["installation_id"]
+    cid = ospp("center", "confirm", iid).out.strip()
+    return key, cid
+
+
+@pytest.mark.parametrize("how", ["garbage", "directory"])
+def test_a_damaged_seal_key_is_reported_before_an_activation_and_kept(ospp: Ospp, how: str) -> None:
+    _key, cid = _mak_machine(ospp)
+    used = ospp("center", "keys", "--json").data()["keys"][0]["used"]  # the phone call's
+    seal_key = Path(ospp.env["OSPP_HOME"]) / "seal.key"
+    _damage(seal_key, how)
+    for args in (["/act", "PC01"], ["/actcid:" + cid, "PC01"]):
+        _refused(ospp, args, 3, "0x8007000D", "seal.key")
+    # the authority counted nothing more: the seal key was checked before it was asked
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == used
+    assert "hr=0x8007000D" in ospp("/dhistoryacterr", "PC01").out
+    assert ospp("/dstatus", "PC01", "--json").data()["products"][0]["status"] != "LICENSED"
