@@ -92,3 +92,28 @@ def test_a_damaged_seal_key_is_reported_before_an_activation_and_kept(ospp: Ospp
     assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == used
     assert "hr=0x8007000D" in ospp("/dhistoryacterr", "PC01").out
     assert ospp("/dstatus", "PC01", "--json").data()["products"][0]["status"] != "LICENSED"
+
+
+@pytest.mark.parametrize("how", ["garbage", "directory"])
+def test_a_damaged_host_signing_key_is_reported_and_kept(ospp: Ospp, how: str) -> None:
+    key = ospp("center", "issue-key", "--product", PRODUCT, "--channel", "kms-host").out.strip()
+    assert ospp("kms", "install-key", key).code == 0
+    signer = Path(ospp.env["OSPP_KMS_HOME"]) / "host-ed25519.pem"
+    assert signer.is_file()
+    _damage(signer, how)
+    _refused(ospp, ["kms", "activate"], 3, "0x8007000D", "host-ed25519.pem")
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 0
+
+
+def test_a_host_whose_signing_key_is_damaged_does_not_start(ospp: Ospp) -> None:
+    key = ospp("center", "issue-key", "--product", PRODUCT, "--channel", "kms-host").out.strip()
+    assert ospp("kms", "install-key", key).code == 0
+    assert ospp("kms", "activate").code == 0
+    signer = Path(ospp.env["OSPP_KMS_HOME"]) / "host-ed25519.pem"
+    _damage(signer, "garbage")
+    before = _files(ospp.home)
+    ran = ospp.proc("kms", "serve", "--listen", "127.0.0.1:0", timeout=30)
+    assert ran.code == 3, ran.out + ran.err
+    assert "LISTENING" not in ran.out
+    assert "ERROR CODE: 0x8007000D" in ran.out and "host-ed25519.pem" in ran.out, ran.out
+    assert _files(ospp.home) == before

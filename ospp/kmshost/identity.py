@@ -22,6 +22,7 @@ from ospp.core.db import Database
 from ospp.core.errors import (
     E_ACCESS_DENIED,
     E_CANNOT_USE,
+    E_INVALID_DATA,
     E_INVALID_KEY,
     E_KEY_NOT_AVAILABLE,
     E_MISMATCH,
@@ -83,7 +84,16 @@ class HostIdentity:
                     write_atomic(path, HostKey.generate().decode("ascii"), private=True)
                 except OSError as exc:
                     raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
-            self._signer = HostKey(path.read_bytes())
+            try:
+                self._signer = HostKey(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not an Ed25519 private key"
+                raise StoreError(
+                    E_INVALID_DATA,
+                    f"the KMS host's signing key {path} cannot be read: {why}",
+                    "It was left as it is. Restore it from a backup of this host; a new key "
+                    "needs the host key activated again (its certificate names the old one).",
+                ) from exc
         return self._signer
 
     def host_key_b64(self) -> str:
