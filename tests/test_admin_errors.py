@@ -8,6 +8,7 @@ the homes: a damaged file is reported and kept as it was, never reset.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -117,3 +118,26 @@ def test_a_host_whose_signing_key_is_damaged_does_not_start(ospp: Ospp) -> None:
     assert "LISTENING" not in ran.out
     assert "ERROR CODE: 0x8007000D" in ran.out and "host-ed25519.pem" in ran.out, ran.out
     assert _files(ospp.home) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fleet", "status"],
+        ["fleet", "act"],
+        ["fleet", "remove", "ws*"],
+        ["fleet", "export", "out.csv"],
+        ["fleet", "timeline", "--to", "2030-01-01"],
+        ["service", "--all"],
+        ["machines"],
+    ],
+)
+def test_a_file_where_the_machines_directory_should_be_is_reported(
+    ospp: Ospp, args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ospp.install(PRODUCT, "ws1")
+    machines = Path(ospp.env["OSPP_HOME"]) / "machines"
+    shutil.rmtree(machines)
+    machines.write_text("not a directory\n")
+    _refused(ospp, args, 3, "0x8007000D", str(machines))

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from ospp.core.errors import E_ACCESS_DENIED, StoreError, UsageError
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
 
 APP = "ospp"
 LOCAL_MACHINE = "localhost"
@@ -75,6 +75,20 @@ def machine_name(raw: str | None) -> str:
 
 def machine_dir(home: Path, name: str) -> Path:
     return home / "machines" / name
+
+
+def machines_root(home: Path) -> Path:
+    """``<home>/machines``, the directory of every simulated machine (it may not exist yet);
+    anything else in its place is a StoreError naming it, and is left as it is."""
+    root = home / "machines"
+    if os.path.lexists(root) and not root.is_dir():
+        raise StoreError(
+            E_INVALID_DATA,
+            f"{root} is not a directory: it should hold one directory per simulated machine",
+            "It was left as it is. Restore the directory from a backup, or move the file aside "
+            "to start with no machines.",
+        )
+    return root
 
 
 USER_FILE_LIMIT = 1024 * 1024  # trust anchors, key files and batch files are all far smaller

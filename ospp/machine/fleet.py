@@ -33,7 +33,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.core.paths import machine_dir, machine_name
+from ospp.core.paths import machine_dir, machine_name, machines_root
 from ospp.machine import client
 from ospp.machine.store import STORE_FILE, MachineStore
 from ospp.machine.workers import parallel
@@ -44,7 +44,7 @@ CSV_FIELDS = ("machine", "product", "key", "kms_host")
 
 def names(home: Path, glob: str | None = None) -> list[str]:
     """Machine names under ``home`` matching ``glob`` (case-insensitive), sorted."""
-    root = home / "machines"
+    root = machines_root(home)
     pattern = glob.lower() if glob else None
     try:
         entries = [e.name for e in os.scandir(root) if e.is_dir()]
