@@ -141,3 +141,18 @@ def test_a_file_where_the_machines_directory_should_be_is_reported(
     shutil.rmtree(machines)
     machines.write_text("not a directory\n")
     _refused(ospp, args, 3, "0x8007000D", str(machines))
+
+
+@pytest.mark.parametrize(
+    ("key", "word"),
+    [
+        ("", "0 characters"),
+        ("FXYTK-NJJ8C-GB6DW-3DYQT-6F7TB", "character 25 is 'B'"),
+        ("MAK", "not a KMS host key"),
+    ],
+)
+def test_a_refused_kms_host_key_leaves_no_host_store(ospp: Ospp, key: str, word: str) -> None:
+    if key == "MAK":
+        key = ospp("center", "issue-key", "--product", PRODUCT).out.strip()
+    _refused(ospp, ["kms", "install-key", key], 1, "0xC004F050", word)
+    assert not Path(ospp.env["OSPP_KMS_HOME"]).exists()

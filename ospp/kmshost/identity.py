@@ -48,6 +48,21 @@ def epid(product: Product, serial: int, activated: datetime) -> str:
     )
 
 
+def parse_host_key(text: str) -> ProductKey:
+    """``text`` as a KMS host key (CSVLK), else the LicensingError saying what it is: checked
+    before the host's store is opened, so a refused key leaves no trace."""
+    from ospp.protocol import keys
+
+    key = keys.parse(text)
+    if key.channel is not Channel.KMS_HOST:
+        raise LicensingError(
+            E_INVALID_KEY,
+            f"the key ending {key.last5} is a {key.channel.value} key, not a KMS host key",
+            "Get one with: ospp center issue-key --product P --channel kms-host.",
+        )
+    return key
+
+
 class HostIdentity:
     """The host key, signing key and certificate of a KMS host, kept in ``kms.db``."""
 
@@ -120,15 +135,7 @@ class HostIdentity:
     def add_key(self, text: str) -> tuple[ProductKey, Pack | None]:
         """Install a KMS host key: a new pack, or in place of the pack of its application
         group (returned). The replaced pack's activation goes with it; the counts stay."""
-        from ospp.protocol import keys
-
-        key = keys.parse(text)
-        if key.channel is not Channel.KMS_HOST:
-            raise LicensingError(
-                E_INVALID_KEY,
-                f"the key ending {key.last5} is a {key.channel.value} key, not a KMS host key",
-                "Get one with: ospp center issue-key --product P --channel kms-host.",
-            )
+        key = parse_host_key(text)
         self.signer()
         with self.db.write() as conn:
             replaced = [p for p in read_packs(conn) if p.app == key.product.application_id]
