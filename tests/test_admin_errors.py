@@ -156,3 +156,8 @@ def test_a_refused_kms_host_key_leaves_no_host_store(ospp: Ospp, key: str, word:
         key = ospp("center", "issue-key", "--product", PRODUCT).out.strip()
     _refused(ospp, ["kms", "install-key", key], 1, "0xC004F050", word)
     assert not Path(ospp.env["OSPP_KMS_HOME"]).exists()
+
+
+def test_kms_set_with_nothing_to_set_is_a_usage_error(ospp: Ospp) -> None:
+    _refused(ospp, ["kms", "set"], 2, "0x80070057", "--activation-interval")
+    assert not Path(ospp.env["OSPP_KMS_HOME"]).exists()
