@@ -161,3 +161,13 @@ def test_a_refused_kms_host_key_leaves_no_host_store(ospp: Ospp, key: str, word:
 def test_kms_set_with_nothing_to_set_is_a_usage_error(ospp: Ospp) -> None:
     _refused(ospp, ["kms", "set"], 2, "0x80070057", "--activation-interval")
     assert not Path(ospp.env["OSPP_KMS_HOME"]).exists()
+
+
+@pytest.mark.parametrize("wanted", ["NOTIFICATION", "licenced", "", "\x1b[2J"])
+def test_fleet_status_refuses_a_status_that_does_not_exist(ospp: Ospp, wanted: str) -> None:
+    ospp.install(PRODUCT, "ws1")
+    text, _ = _refused(ospp, ["fleet", "status", "--status", wanted], 2, "0x80070057", "--status")
+    assert "NOTIFICATIONS" in text.out and "\x1b" not in text.out.replace("\\x1b", "")
+    assert ospp("fleet", "status", "--status", "oob_grace", "--json").data()["summary"] == {
+        "OOB_GRACE": 1
+    }

@@ -128,6 +128,11 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     as_json = quiet()
     if as_csv and as_json:
         raise UsageError("--csv and --json exclude each other")
+    if wanted is not None and wanted.upper() not in fleetview.ROW_STATES:
+        raise UsageError(
+            f"--status {wanted!r} is not a licence status",
+            f"Use one of {', '.join(fleetview.ROW_STATES)} (in any case).",
+        )
     counts: Counter[str] = Counter()
     first_error: list[dict[str, Any]] = []  # the first ERROR row (a damaged store)
 
