@@ -171,3 +171,15 @@ def test_fleet_status_refuses_a_status_that_does_not_exist(ospp: Ospp, wanted: s
     assert ospp("fleet", "status", "--status", "oob_grace", "--json").data()["summary"] == {
         "OOB_GRACE": 1
     }
+
+
+@pytest.mark.parametrize("name", ["CON", "nul", "com1", "LPT9", "aux.example", "pc01.", "pc01.."])
+def test_a_computer_name_windows_cannot_hold_is_refused_everywhere(ospp: Ospp, name: str) -> None:
+    """A store under machines/NAME must be a directory on every system: Windows keeps device
+    names (CON, NUL, COM1...) for itself and drops a trailing dot (pc01. would be pc01)."""
+    ospp.install(PRODUCT)
+    _refused(ospp, ["install-product", PRODUCT, name], 2, "0x80070057", repr(name))
+    assert ospp("machines", "--json").data()["machines"] == ["localhost"]
+    ran = ospp("fleet", "create", name.rstrip(".")[:3], "9", "--product", PRODUCT)
+    assert ran.code == (2 if name[:3].lower() in ("com", "lpt") else 0), ran.out
+    assert ospp("install-product", PRODUCT, "console").code == 0  # only the device names

@@ -14,6 +14,11 @@ from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageE
 APP = "ospp"
 LOCAL_MACHINE = "localhost"
 _MACHINE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+# Names Windows keeps for devices, with or without an extension: machines/con cannot be a
+# directory there, so no system accepts them (a fleet exported on one imports on the other).
+_DEVICE_NAMES = frozenset(
+    ["con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10))]
+)
 
 
 def _data_dir() -> Path:
@@ -69,6 +74,18 @@ def machine_name(raw: str | None) -> str:
         raise UsageError(
             f"computer name {raw!r} is not valid",
             "Use 1-63 letters, digits, '.', '-' or '_', starting with a letter or digit.",
+        )
+    if name.endswith("."):
+        raise UsageError(
+            f"computer name {raw!r} is not valid: it ends in a dot, which Windows drops from a "
+            f"directory name (it would be {name.rstrip('.')!r}), and each machine is a directory",
+            "Leave the dot off the end.",
+        )
+    if name.split(".")[0] in _DEVICE_NAMES:
+        raise UsageError(
+            f"computer name {raw!r} is not valid: Windows keeps CON, PRN, AUX, NUL, COM1-9 and "
+            "LPT1-9 (with any extension) for devices, and each machine is a directory",
+            "Choose another name.",
         )
     return name
 
