@@ -27,20 +27,30 @@ def _files(home: Path) -> dict[str, str]:
             continue
         data = path.read_bytes()
         if path.suffix == ".db" and data.startswith(b"SQLite format 3"):
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            try:
-                tables = [
-                    name
-                    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                    if name != "history" and not name.startswith("sqlite_")
-                ]
-                data = repr(
-                    [sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"'))) for t in tables]
-                ).encode()
-            finally:
-                conn.close()
+            data = _rows(path) or data
         found[str(path.relative_to(home))] = hashlib.sha256(data).hexdigest()
     return found
+
+
+def _rows(path: Path) -> bytes | None:
+    """The rows of the store at ``path`` (None when SQLite cannot read it)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        tables = [
+            name
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            if name != "history" and not name.startswith("sqlite_")
+        ]
+        return repr(
+            [sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"'))) for t in tables]
+        ).encode()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
 
 
 def _refused(ospp: Ospp, args: list[str], status: int, code: str, *words: str) -> tuple[Ran, Ran]:
@@ -183,3 +193,25 @@ def test_a_computer_name_windows_cannot_hold_is_refused_everywhere(ospp: Ospp, n
     ran = ospp("fleet", "create", name.rstrip(".")[:3], "9", "--product", PRODUCT)
     assert ran.code == (2 if name[:3].lower() in ("com", "lpt") else 0), ran.out
     assert ospp("install-product", PRODUCT, "console").code == 0  # only the device names
+
+
+@pytest.mark.parametrize(
+    ("where", "args", "store"),
+    [
+        ("client/machines/localhost/licenses.db", ["/dstatus"], "licence store"),
+        ("client/machines/localhost/licenses.db", ["/sethst:kms1"], "licence store"),
+        ("client/machines/localhost/licenses.db-wal", ["/dstatus"], "licence store"),
+        ("kms/kms.db", ["kms", "status"], "KMS host store"),
+        ("center/center.db", ["center", "keys"], "authority store"),
+    ],
+)
+def test_a_directory_where_a_store_should_be_is_named_as_such(
+    ospp: Ospp, where: str, args: list[str], store: str
+) -> None:
+    ospp.install(PRODUCT)
+    ospp("kms", "status")
+    ospp("center", "keys")
+    path = ospp.home / where
+    _damage(path, "directory")
+    _refused(ospp, args, 3, "0x8007000D", f"{path} is a directory where the {store}")
+    assert (path / "inside").is_file()
