@@ -215,3 +215,10 @@ def test_a_directory_where_a_store_should_be_is_named_as_such(
     _damage(path, "directory")
     _refused(ospp, args, 3, "0x8007000D", f"{path} is a directory where the {store}")
     assert (path / "inside").is_file()
+
+
+def test_a_failed_activation_leaves_no_seal_key_behind(ospp: Ospp) -> None:
+    ospp.install(PRODUCT)
+    assert ospp("/sethst:127.0.0.1:9").code == 0
+    assert ospp("/act").code == 4
+    assert not (Path(ospp.env["OSPP_HOME"]) / "seal.key").exists()

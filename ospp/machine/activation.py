@@ -85,7 +85,8 @@ def mak_activation(store: MachineStore, lic: Licence, environ: Mapping[str, str]
     without storing it (``lic`` may carry a key not installed yet)."""
     assert lic.product_key is not None
     trusted = require_anchors(anchors(store.home, environ))
-    require_key(store.home)  # a damaged seal key stops it before the authority counts it
+    # a damaged seal key stops it before the authority counts this machine
+    require_key(store.home, create=False)
     hw_hex, _ = _hardware_hex(store)
     cmid = store.settings()["cmid"]
     nonce = secrets.token_hex(16)

@@ -251,7 +251,8 @@ def activate(
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms.
 
     With a ``pool``, connections are kept open and reused for the next activation."""
-    require_key(store.home)  # a damaged seal key stops it before the host counts this machine
+    # a damaged seal key stops it before the host counts this machine
+    require_key(store.home, create=False)
     settings = store.settings()
     cmid = settings["cmid"]
     try:

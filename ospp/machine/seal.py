@@ -39,11 +39,13 @@ def seal_key(home: Path, create: bool) -> bytes | None:
         return None
 
 
-def require_key(home: Path) -> bytes:
-    """The seal key for sealing a new activation, created on first use; a damaged one is a
-    StoreError naming the file, which is left as it is (every seal made with it would be lost)."""
-    key = seal_key(home, create=True)
-    if key is None:
+def require_key(home: Path, create: bool = True) -> bytes | None:
+    """The seal key for sealing a new activation, created on first use when ``create`` (else
+    None while there is none); a damaged one is a StoreError naming the file, which is left as
+    it is (every seal made with it would be lost). ``create=False`` checks it before an
+    activation is asked for, without leaving a key behind when that activation fails."""
+    key = seal_key(home, create)
+    if key is None and (create or (home / SEAL_FILE).exists()):
         path = home / SEAL_FILE
         raise StoreError(
             E_INVALID_DATA,
@@ -79,6 +81,7 @@ def seal(
 ) -> dict[str, Any]:
     """``activation`` with its seal, for an activation that was just verified."""
     key = require_key(store.home)
+    assert key is not None  # created when missing
     tag = mac(
         key,
         lic.sku.sku_id,
