@@ -222,3 +222,26 @@ def test_a_failed_activation_leaves_no_seal_key_behind(ospp: Ospp) -> None:
     assert ospp("/sethst:127.0.0.1:9").code == 0
     assert ospp("/act").code == 4
     assert not (Path(ospp.env["OSPP_HOME"]) / "seal.key").exists()
+
+
+@pytest.mark.parametrize("server", ["garbage", "ns1.corp.example:53"])
+def test_a_nameserver_given_by_name_is_refused_with_what_to_give(ospp: Ospp, server: str) -> None:
+    """dnspython asks nameservers by address only: a name is a usage error, not a crash."""
+    ospp.install(PRODUCT, "ws1")
+    assert ospp("/skms-domain:corp.example", "ws1").code == 0
+    env = {"OSPP_DNS": server}
+    before = _files(ospp.home)
+    for args in (["/act", "ws1"], ["dnsdiag", "ws1"], ["slmgr", "/ato", "ws1"]):
+        for extra in ([], ["--json"]):
+            ran = ospp(*args, *extra, env=env)
+            assert ran.code == 2, ran.out + ran.err
+            assert "0x80070057" in ran.out and "is not an IP address" in ran.out, ran.out
+    assert _files(ospp.home) == before
+    assert ospp("kms", "status").code == 0  # the host's store, as any kms command makes it
+    _refused(
+        ospp,
+        ["kms", "dns", "set", "--server", server, "--domain", "corp.example",
+         "--hostname", "kms1.corp.example", "--address", "192.0.2.10"],
+        2, "0x80070057", "is not an IP address",
+    )  # fmt: skip
+    assert ospp("kms", "dns", "records", "--json").code != 0  # nothing configured
