@@ -245,3 +245,22 @@ def test_a_nameserver_given_by_name_is_refused_with_what_to_give(ospp: Ospp, ser
         2, "0x80070057", "is not an IP address",
     )  # fmt: skip
     assert ospp("kms", "dns", "records", "--json").code != 0  # nothing configured
+
+
+@pytest.mark.parametrize("second", ["", "MAK"])
+def test_fleet_import_refuses_a_product_given_twice_for_one_machine(
+    ospp: Ospp, tmp_path: Path, second: str
+) -> None:
+    """Which of two rows for one machine and product would win is not for ospp to guess."""
+    if second == "MAK":
+        second = ospp("center", "issue-key", "--product", PRODUCT).out.strip()
+    src = tmp_path / "site.csv"
+    src.write_text(
+        "machine,product,key,kms_host\n"
+        "ws1,ProPlus2019,,\n"
+        f"ws1,{PRODUCT},,\n"
+        f"ws1,{PRODUCT.lower()},{second},\n"
+    )
+    refusal = ("line 4", f"{PRODUCT} is given twice")
+    _refused(ospp, ["fleet", "import", str(src)], 2, "0x80070057", *refusal)
+    assert ospp("machines", "--json").data()["machines"] == []

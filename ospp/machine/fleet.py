@@ -94,8 +94,15 @@ def check_spec(spec: Spec) -> None:
         not valid_host(spec.kms_domain.strip().rstrip(".")) or ":" in spec.kms_domain
     ):
         raise UsageError(f"--skms-domain value {spec.kms_domain!r} is not a DNS domain name")
+    seen: set[str] = set()
     for product_id, key in spec.products:
         product = client.find_product(product_id)
+        if product.id in seen:
+            raise UsageError(
+                f"{product.id} is given twice for one machine",
+                "Give each product of a machine once, with the key it gets.",
+            )
+        seen.add(product.id)
         if key:
             parsed = keys.parse(key)
             if parsed.product is not product:
