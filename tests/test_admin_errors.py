@@ -140,6 +140,10 @@ def test_a_host_whose_signing_key_is_damaged_does_not_start(ospp: Ospp) -> None:
         ["fleet", "timeline", "--to", "2030-01-01"],
         ["service", "--all"],
         ["machines"],
+        ["/dstatus"],
+        ["/dstatus", "ws1"],
+        ["/sethst:kms1", "ws1"],
+        ["install-product", PRODUCT, "ws2"],
     ],
 )
 def test_a_file_where_the_machines_directory_should_be_is_reported(
