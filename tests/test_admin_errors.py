@@ -8,6 +8,7 @@ the homes: a damaged file is reported and kept as it was, never reset.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -268,3 +269,51 @@ def test_fleet_import_refuses_a_product_given_twice_for_one_machine(
     refusal = ("line 4", f"{PRODUCT} is given twice")
     _refused(ospp, ["fleet", "import", str(src)], 2, "0x80070057", *refusal)
     assert ospp("machines", "--json").data()["machines"] == []
+
+
+DEEP = "[" * 5000 + "]" * 5000  # deeper than Python's JSON decoder can nest
+
+
+@pytest.mark.parametrize(
+    ("where", "args"),
+    [
+        ("client/machines/pc01/hardware.json", ["/dstatus", "PC01"]),
+        ("client/machines/pc01/hardware.json", ["hardware", "show", "PC01"]),
+        ("client/clock.json", ["/dstatus"]),
+        ("client/clock.json", ["clock", "show"]),
+    ],
+)
+def test_json_nested_too_deeply_in_a_state_file_is_damage_not_a_crash(
+    ospp: Ospp, where: str, args: list[str]
+) -> None:
+    ospp.install(PRODUCT)
+    _key, cid = _mak_machine(ospp)
+    assert ospp("/actcid:" + cid, "PC01").code == 0  # its status reads the hardware now
+    path = ospp.home / where
+    path.write_text(DEEP)
+    _refused(ospp, args, 3, "0x8007000D", str(path))
+    assert path.read_text() == DEEP
+
+
+def test_a_trust_anchor_nested_too_deeply_is_reported_as_unreadable(ospp: Ospp) -> None:
+    _key, cid = _mak_machine(ospp)
+    trust = Path(ospp.env["OSPP_HOME"]) / "trust"
+    trust.mkdir()
+    (trust / "deep.json").write_text(DEEP)
+    assert ospp("/actcid:" + cid, "PC01").code == 0  # the local authority is still trusted
+    listed = ospp("trust", "list", "--json").data()
+    assert "deep.json" in listed["unreadable"][0] and len(listed["anchors"]) == 1
+    assert ospp("/dstatus", "PC01", "--verify").code == 0
+    bad = ospp.home / "deep.json"
+    bad.write_text(DEEP)
+    _refused(ospp, ["trust", "add", str(bad)], 2, "0x80070057", "not an authority public key file")
+
+
+def test_a_stored_activation_nested_too_deeply_is_damage_not_a_crash(ospp: Ospp) -> None:
+    ospp.install(PRODUCT)
+    store = ospp.store_file()
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute("UPDATE licenses SET activation=? WHERE channel='kms-client'", (DEEP,))
+    conn.close()
+    _refused(ospp, ["/dstatus"], 3, "0x8007000D", str(store))
