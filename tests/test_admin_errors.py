@@ -317,3 +317,19 @@ def test_a_stored_activation_nested_too_deeply_is_damage_not_a_crash(ospp: Ospp)
         conn.execute("UPDATE licenses SET activation=? WHERE channel='kms-client'", (DEEP,))
     conn.close()
     _refused(ospp, ["/dstatus"], 3, "0x8007000D", str(store))
+
+
+def test_fleet_status_names_a_store_it_could_not_read(ospp: Ospp) -> None:
+    """The table marks the machine ERROR; what was wrong, and where, follows on stderr (as
+    with --csv) and in the --json error."""
+    ospp.install(PRODUCT, "ws1")
+    store = ospp.store_file("ws1")
+    store.write_bytes(b"not a database" * 100)
+    before = _files(ospp.home)
+    for extra in ([], ["--csv"]):
+        ran = ospp("fleet", "status", *extra)
+        assert ran.code == 3 and "0x8007000D" in ran.out, ran.out
+        assert str(store) in ran.err, ran.err
+    error = ospp("fleet", "status", "--json").json()["error"]
+    assert error["code"] == "0x8007000D" and str(store) in error["message"]
+    assert _files(ospp.home) == before

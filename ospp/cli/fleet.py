@@ -180,7 +180,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return Result([], {}, banners=False)
     failed = problem()
-    if as_csv and failed is not None:
+    if failed is not None:  # the rows say ERROR; what was wrong, and where, goes to stderr
         click.echo(f"ospp: {failed.message}", err=True)
     return Result([] if as_csv else [summary(counts)], banners=False, failed=failed)
 
