@@ -333,3 +333,19 @@ def test_fleet_status_names_a_store_it_could_not_read(ospp: Ospp) -> None:
     error = ospp("fleet", "status", "--json").json()["error"]
     assert error["code"] == "0x8007000D" and str(store) in error["message"]
     assert _files(ospp.home) == before
+
+
+@pytest.mark.parametrize("how", ["directory", "not UTF-8"])
+def test_a_damaged_authority_public_key_file(ospp: Ospp, how: str) -> None:
+    """It is written from the key files: text that is not the key is written again, and a
+    directory in its place is reported and kept."""
+    assert ospp("center", "keys").code == 0
+    pub = Path(ospp.env["OSPP_CENTER_HOME"]) / "authority.pub.json"
+    if how == "directory":
+        _damage(pub, "directory")
+        _refused(ospp, ["center", "keys"], 3, "0x8007000D", str(pub))
+        assert (pub / "inside").is_file()
+    else:
+        pub.write_bytes(b"\xff\xfe garbage")
+        assert ospp("center", "keys").code == 0
+        assert json.loads(pub.read_text())["ed25519"]
