@@ -134,7 +134,29 @@ class Authority:
         authority = cls(home, store, keys_, clock)
         pub = home / "authority.pub.json"
         text = json.dumps(keys_.public.to_json(), indent=2) + "\n"
-        if not pub.exists() or pub.read_text(encoding="utf-8") != text:
+        if pub.is_dir():
+            raise StoreError(
+                E_INVALID_DATA,
+                N_(
+                    "{path} is a directory where the authority's public key file should be",
+                    path=str(pub),
+                ),
+                N_("It was left as it is. Move it aside, and the next command writes the file."),
+            )
+        try:
+            current: bytes | None = pub.read_bytes()
+        except FileNotFoundError:
+            current = None
+        except OSError as exc:
+            raise StoreError(
+                os_error_code(exc),
+                N_(
+                    "cannot read the public key file {path}: {why}",
+                    path=str(pub),
+                    why=str(exc.strerror or exc),
+                ),
+            ) from exc
+        if current != text.encode("utf-8"):  # written from the key files: anything else is redone
             try:
                 write_atomic(pub, text)
             except OSError as exc:

@@ -128,6 +128,11 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     as_json = quiet()
     if as_csv and as_json:
         raise UsageError("--csv and --json exclude each other")
+    if wanted is not None and wanted.upper() not in fleetview.ROW_STATES:
+        raise UsageError(
+            f"--status {wanted!r} is not a licence status",
+            f"Use one of {', '.join(fleetview.ROW_STATES)} (in any case).",
+        )
     counts: Counter[str] = Counter()
     first_error: list[dict[str, Any]] = []  # the first ERROR row (a damaged store)
 
@@ -175,7 +180,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return Result([], {}, banners=False)
     failed = problem()
-    if as_csv and failed is not None:
+    if failed is not None:  # the rows say ERROR; what was wrong, and where, goes to stderr
         click.echo(f"ospp: {failed.message}", err=True)
     return Result([] if as_csv else [summary(counts)], banners=False, failed=failed)
 

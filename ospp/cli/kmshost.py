@@ -15,6 +15,7 @@ from ospp.cli.kmsdns import dns_group
 from ospp.cli.kmskeys import KEY_COMMANDS
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.cli.slash import Group
+from ospp.core.errors import UsageError
 
 if TYPE_CHECKING:
     from ospp.kmshost.state import KmsHost, ServingState
@@ -48,6 +49,11 @@ def kms_group() -> None:
 @reports
 def set_(activation_interval: int | None, renewal_interval: int | None) -> Result:
     """Change the intervals the host hands to its clients."""
+    if activation_interval is None and renewal_interval is None:
+        raise UsageError(
+            "nothing to set: give --activation-interval, --renewal-interval or both",
+            "ospp kms status shows the intervals in use.",
+        )
     host = _host()
     host.set_intervals(activation_interval, renewal_interval)
     st = host.status()

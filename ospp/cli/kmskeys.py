@@ -51,8 +51,10 @@ def install_key(key: str) -> Result:
 
     A key of another application group (Office 2010 beside Office 2013 and later) adds a
     licence pack; a key of a group the host already holds replaces that group's key."""
+    from ospp.kmshost.identity import parse_host_key
     from ospp.kmshost.packs import group_name
 
+    parse_host_key(key)  # a refused key leaves no store behind
     host = _host()
     installed, replaced = host.add_key(key)
     packs = host.packs()

@@ -31,6 +31,17 @@ def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def load_json(text: str | bytes) -> Any:
+    """``json.loads`` for ospp's state files, where JSON nested deeper than the decoder can
+    follow is a ValueError like any other damage (a RecursionError is not one)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def canonical(payload: Mapping[str, Any] | list[Any]) -> bytes:
     """``payload`` as canonical JSON bytes."""
     import json  # here: too_deep, on the /dstatus path, needs no JSON (about 1 ms)

@@ -149,10 +149,10 @@ def read_state(path: Path) -> LabState | None:
         raise StoreError(
             E_INVALID_DATA, f"the lab clock file {path} cannot be read: {exc.strerror or exc}"
         ) from exc
-    import json  # here: without a lab clock file, no start-up pays for it
+    from ospp.core.canonical import load_json  # imports json: only with a lab clock file
 
     try:
-        data = json.loads(text)
+        data = load_json(text)
         at = datetime.fromisoformat(data["at"]).astimezone(UTC)
         real = datetime.fromisoformat(data["set_at_real_time"]).astimezone(UTC)
         frozen = data["frozen"]

@@ -209,8 +209,23 @@ class Database:
     # -- opening -------------------------------------------------------------------------------
 
     def _refuse_links(self) -> None:
+        """A symbolic link or a directory in place of the store or its -wal or -shm file is
+        refused before SQLite sees it (it would say only "disk I/O error")."""
         name = self.path.name
         for path in (self.path, *(self.path.with_name(name + end) for end in ("-wal", "-shm"))):
+            if path.is_dir() and not path.is_symlink():
+                raise StoreError(
+                    E_INVALID_DATA,
+                    N_(
+                        "{path} is a directory where the {store} should be a file",
+                        path=str(path),
+                        store=self._name,
+                    ),
+                    N_(
+                        "It was left as it is. Move it aside to start an empty store, or put "
+                        "the store's file back in its place."
+                    ),
+                )
             if path.is_symlink():
                 raise StoreError(
                     E_ACCESS_DENIED,

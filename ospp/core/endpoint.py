@@ -72,6 +72,20 @@ def parse_host(
     return Endpoint(host, port)
 
 
+def parse_address(text: str, default_port: int, what: str) -> Endpoint:
+    """As :func:`parse_host`, for a nameserver: the host must be an IP address (dnspython asks
+    a nameserver by its address, and resolving its name would need a nameserver first)."""
+    endpoint = parse_host(text, default_port, what)
+    try:
+        ipaddress.ip_address(endpoint.host)
+    except ValueError:
+        raise UsageError(
+            f"{what} {text!r} is not an IP address: a nameserver is given by its address",
+            "Examples: 192.0.2.53, 192.0.2.53:5353, [2001:db8::53].",
+        ) from None
+    return endpoint
+
+
 def parse_listen(text: str, default_port: int, what: str = "--listen") -> Endpoint:
     """An address to listen on: as :func:`parse_host` (port 0 allowed), or ``:PORT`` / ``*:PORT``
     for every address of both families (dual stack); the host is then ""."""

@@ -9,11 +9,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from ospp.core.errors import E_ACCESS_DENIED, StoreError, UsageError
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
 
 APP = "ospp"
 LOCAL_MACHINE = "localhost"
 _MACHINE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+# Names Windows keeps for devices, with or without an extension: machines/con cannot be a
+# directory there, so no system accepts them (a fleet exported on one imports on the other).
+_DEVICE_NAMES = frozenset(
+    ["con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10))]
+)
 
 
 def _data_dir() -> Path:
@@ -70,11 +75,37 @@ def machine_name(raw: str | None) -> str:
             f"computer name {raw!r} is not valid",
             "Use 1-63 letters, digits, '.', '-' or '_', starting with a letter or digit.",
         )
+    if name.endswith("."):
+        raise UsageError(
+            f"computer name {raw!r} is not valid: it ends in a dot, which Windows drops from a "
+            f"directory name (it would be {name.rstrip('.')!r}), and each machine is a directory",
+            "Leave the dot off the end.",
+        )
+    if name.split(".")[0] in _DEVICE_NAMES:
+        raise UsageError(
+            f"computer name {raw!r} is not valid: Windows keeps CON, PRN, AUX, NUL, COM1-9 and "
+            "LPT1-9 (with any extension) for devices, and each machine is a directory",
+            "Choose another name.",
+        )
     return name
 
 
 def machine_dir(home: Path, name: str) -> Path:
     return home / "machines" / name
+
+
+def machines_root(home: Path) -> Path:
+    """``<home>/machines``, the directory of every simulated machine (it may not exist yet);
+    anything else in its place is a StoreError naming it, and is left as it is."""
+    root = home / "machines"
+    if os.path.lexists(root) and not root.is_dir():
+        raise StoreError(
+            E_INVALID_DATA,
+            f"{root} is not a directory: it should hold one directory per simulated machine",
+            "It was left as it is. Restore the directory from a backup, or move the file aside "
+            "to start with no machines.",
+        )
+    return root
 
 
 USER_FILE_LIMIT = 1024 * 1024  # trust anchors, key files and batch files are all far smaller

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ospp.core.endpoint import Endpoint, parse_host
+from ospp.core.endpoint import Endpoint, parse_address
 from ospp.core.errors import E_DNS_FAILURE, E_DNS_NAME, NetworkError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def resolver(environ: Mapping[str, str]) -> Resolver:
         res = dns.resolver.Resolver(configure=False)
     server = environ.get("OSPP_DNS")
     if server:
-        endpoint = parse_host(server, 53, "OSPP_DNS")
+        endpoint = parse_address(server, 53, "OSPP_DNS")
         res.nameservers = [endpoint.host]
         res.port = endpoint.port
     res.lifetime = LIFETIME

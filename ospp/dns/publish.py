@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ospp.core.endpoint import parse_host, valid_host
+from ospp.core.endpoint import parse_address, valid_host
 from ospp.core.errors import (
     E_DNS_BAD_KEY,
     E_DNS_FAILURE,
@@ -83,7 +83,7 @@ class Publishing:
             raise UsageError(f"--hostname {self.hostname!r} is not a host name")
         if not self.server:
             raise UsageError("--server ADDR[:PORT] names the DNS server that takes the updates")
-        parse_host(self.server, 53, "--server")
+        parse_address(self.server, 53, "--server")
         for name, value in (("--priority", self.priority), ("--weight", self.weight)):
             if not 0 <= value <= SRV_NUMBER_MAX:
                 raise UsageError(f"{name} must be 0-{SRV_NUMBER_MAX}, not {value}")
@@ -181,7 +181,7 @@ def publish(pub: Publishing, port: int) -> list[str]:
     import dns.tsigkeyring
     import dns.update
 
-    endpoint = parse_host(pub.server, 53, "DNS server")
+    endpoint = parse_address(pub.server, 53, "DNS server")
     keyring = None
     if pub.tsig_name:
         keyring = dns.tsigkeyring.from_text({pub.tsig_name: (pub.tsig_algorithm, pub.tsig_secret)})

@@ -22,6 +22,7 @@ from ospp.core.db import Database
 from ospp.core.errors import (
     E_ACCESS_DENIED,
     E_CANNOT_USE,
+    E_INVALID_DATA,
     E_INVALID_KEY,
     E_KEY_NOT_AVAILABLE,
     E_MISMATCH,
@@ -45,6 +46,21 @@ def epid(product: Product, serial: int, activated: datetime) -> str:
         f"{serial % 10**6:06d}-03-1033-17763.0000-"
         f"{activated.timetuple().tm_yday:03d}{activated.year}"
     )
+
+
+def parse_host_key(text: str) -> ProductKey:
+    """``text`` as a KMS host key (CSVLK), else the LicensingError saying what it is: checked
+    before the host's store is opened, so a refused key leaves no trace."""
+    from ospp.protocol import keys
+
+    key = keys.parse(text)
+    if key.channel is not Channel.KMS_HOST:
+        raise LicensingError(
+            E_INVALID_KEY,
+            f"the key ending {key.last5} is a {key.channel.value} key, not a KMS host key",
+            "Get one with: ospp center issue-key --product P --channel kms-host.",
+        )
+    return key
 
 
 class HostIdentity:
@@ -83,7 +99,16 @@ class HostIdentity:
                     write_atomic(path, HostKey.generate().decode("ascii"), private=True)
                 except OSError as exc:
                     raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
-            self._signer = HostKey(path.read_bytes())
+            try:
+                self._signer = HostKey(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not an Ed25519 private key"
+                raise StoreError(
+                    E_INVALID_DATA,
+                    f"the KMS host's signing key {path} cannot be read: {why}",
+                    "It was left as it is. Restore it from a backup of this host; a new key "
+                    "needs the host key activated again (its certificate names the old one).",
+                ) from exc
         return self._signer
 
     def host_key_b64(self) -> str:
@@ -110,15 +135,7 @@ class HostIdentity:
     def add_key(self, text: str) -> tuple[ProductKey, Pack | None]:
         """Install a KMS host key: a new pack, or in place of the pack of its application
         group (returned). The replaced pack's activation goes with it; the counts stay."""
-        from ospp.protocol import keys
-
-        key = keys.parse(text)
-        if key.channel is not Channel.KMS_HOST:
-            raise LicensingError(
-                E_INVALID_KEY,
-                f"the key ending {key.last5} is a {key.channel.value} key, not a KMS host key",
-                "Get one with: ospp center issue-key --product P --channel kms-host.",
-            )
+        key = parse_host_key(text)
         self.signer()
         with self.db.write() as conn:
             replaced = [p for p in read_packs(conn) if p.app == key.product.application_id]

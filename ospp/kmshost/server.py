@@ -220,6 +220,8 @@ async def _serve(
     ops: Operations | None = None,
 ) -> None:
     state = host.serving_state()
+    if state.activated:
+        host.signer()  # a damaged signing key stops the host here, not at each request
     checkpointer = host.start_checkpointer()
     log = RequestLog(log_stream)
     pending: list[tuple[dict[str, Any], Request | OsppError, asyncio.Future[wire.Reply], float]]

@@ -24,7 +24,7 @@ from ospp.core.errors import (
     LicensingError,
 )
 from ospp.machine import hardware
-from ospp.machine.seal import seal
+from ospp.machine.seal import require_key, seal
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import keys
 from ospp.protocol.phone import IID_CHANNELS, InstallationId, machine_tag, parse_cid
@@ -85,6 +85,8 @@ def mak_activation(store: MachineStore, lic: Licence, environ: Mapping[str, str]
     without storing it (``lic`` may carry a key not installed yet)."""
     assert lic.product_key is not None
     trusted = require_anchors(anchors(store.home, environ))
+    # a damaged seal key stops it before the authority counts this machine
+    require_key(store.home, create=False)
     hw_hex, _ = _hardware_hex(store)
     cmid = store.settings()["cmid"]
     nonce = secrets.token_hex(16)

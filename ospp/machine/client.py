@@ -22,7 +22,7 @@ from ospp.core.errors import (
     LicensingError,
     UsageError,
 )
-from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, ospp_home
+from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, machines_root, ospp_home
 from ospp.machine.status import LicenceStatus, evaluate
 from ospp.machine.store import MAX_REARMS, STORE_FILE, MachineStore
 
@@ -48,6 +48,7 @@ def open_machine(
     """
     name = machine_name(computer)
     home = ospp_home(environ)
+    machines_root(home)  # a file in its place is reported as such, not as a missing machine
     if not create and not machine_exists(home, name):
         raise UsageError(
             N_("there is no simulated machine {name}", name=repr(name)),

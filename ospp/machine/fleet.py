@@ -33,7 +33,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.core.paths import machine_dir, machine_name
+from ospp.core.paths import machine_dir, machine_name, machines_root
 from ospp.machine import client
 from ospp.machine.store import STORE_FILE, MachineStore
 from ospp.machine.workers import parallel
@@ -44,7 +44,7 @@ CSV_FIELDS = ("machine", "product", "key", "kms_host")
 
 def names(home: Path, glob: str | None = None) -> list[str]:
     """Machine names under ``home`` matching ``glob`` (case-insensitive), sorted."""
-    root = home / "machines"
+    root = machines_root(home)
     pattern = glob.lower() if glob else None
     try:
         entries = [e.name for e in os.scandir(root) if e.is_dir()]
@@ -94,8 +94,15 @@ def check_spec(spec: Spec) -> None:
         not valid_host(spec.kms_domain.strip().rstrip(".")) or ":" in spec.kms_domain
     ):
         raise UsageError(f"--skms-domain value {spec.kms_domain!r} is not a DNS domain name")
+    seen: set[str] = set()
     for product_id, key in spec.products:
         product = client.find_product(product_id)
+        if product.id in seen:
+            raise UsageError(
+                f"{product.id} is given twice for one machine",
+                "Give each product of a machine once, with the key it gets.",
+            )
+        seen.add(product.id)
         if key:
             parsed = keys.parse(key)
             if parsed.product is not product:

@@ -46,9 +46,9 @@ class Pools:
 
 def prepare(home: Path) -> None:
     """Create what every store shares before the threads start (the seal key)."""
-    from ospp.machine.seal import seal_key
+    from ospp.machine.seal import require_key
 
-    seal_key(home, create=True)
+    require_key(home)
 
 
 def act(

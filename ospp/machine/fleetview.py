@@ -45,6 +45,8 @@ from ospp.protocol.trust import trusted_fingerprints
 # The timeline splits the last 5 days of the initial grace off: the user is being notified.
 OOB_NOTIFYING = "OOB_GRACE_NOTIFYING"
 STATES = (UNLICENSED, OOB_GRACE, OOB_NOTIFYING, LICENSED, OOT_GRACE_LABEL, NOTIFICATIONS)
+# What a row of 'fleet status' can say: /dstatus's states, and ERROR for a store not read.
+ROW_STATES = (UNLICENSED, OOB_GRACE, LICENSED, OOT_GRACE_LABEL, NOTIFICATIONS, "ERROR")
 
 
 @dataclass(frozen=True)

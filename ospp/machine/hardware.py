@@ -13,6 +13,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from ospp.core.canonical import load_json
 from ospp.core.clock import iso
 from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
@@ -93,7 +94,7 @@ def load(directory: Path) -> Hardware:
         with contextlib.suppress(FileExistsError):
             _write(path, _fresh())
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8"))
         components = {name: str(data["components"][name]) for name in COMPONENTS}
         changed = data.get("changed_at")
         return Hardware(

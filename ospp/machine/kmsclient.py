@@ -20,7 +20,7 @@ from ospp.core.errors import (
     NetworkError,
     OsppError,
 )
-from ospp.machine.seal import seal
+from ospp.machine.seal import require_key, seal
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import kms, merkle
 from ospp.protocol.crypto import unb64, verify_ed25519
@@ -264,6 +264,8 @@ def activate(
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms.
 
     With a ``pool``, connections are kept open and reused for the next activation."""
+    # a damaged seal key stops it before the host counts this machine
+    require_key(store.home, create=False)
     settings = store.settings()
     cmid = settings["cmid"]
     try:

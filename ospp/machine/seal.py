@@ -18,6 +18,7 @@ from typing import Any
 
 from ospp.core.canonical import canonical
 from ospp.core.digest import hmac_sha256
+from ospp.core.errors import E_INVALID_DATA, N_, StoreError
 from ospp.core.paths import write_atomic
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
@@ -38,6 +39,29 @@ def seal_key(home: Path, create: bool) -> bytes | None:
         return None
 
 
+def require_key(home: Path, create: bool = True) -> bytes | None:
+    """The seal key for sealing a new activation, created on first use when ``create`` (else
+    None while there is none); a damaged one is a StoreError naming the file, which is left as
+    it is (every seal made with it would be lost). ``create=False`` checks it before an
+    activation is asked for, without leaving a key behind when that activation fails."""
+    key = seal_key(home, create)
+    if key is None and (create or (home / SEAL_FILE).exists()):
+        path = home / SEAL_FILE
+        raise StoreError(
+            E_INVALID_DATA,
+            N_(
+                "the seal key {path} cannot be read: it should hold 64 hexadecimal digits",
+                path=str(path),
+            ),
+            N_(
+                "It was left as it is. Restore it from a backup; or move it aside, and every "
+                "activation in this home is verified again from its signature on the next "
+                "status read."
+            ),
+        )
+    return key
+
+
 def mac(
     key: bytes,
     lic_sku: str,
@@ -56,8 +80,8 @@ def seal(
     store: MachineStore, lic: Licence, activation: dict[str, Any], environ: Mapping[str, str]
 ) -> dict[str, Any]:
     """``activation`` with its seal, for an activation that was just verified."""
-    key = seal_key(store.home, create=True)
-    assert key is not None
+    key = require_key(store.home)
+    assert key is not None  # created when missing
     tag = mac(
         key,
         lic.sku.sku_id,

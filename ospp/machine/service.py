@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ospp.core.catalog import Channel
 from ospp.core.errors import OsppError
+from ospp.core.paths import machines_root
 from ospp.machine.status import LICENSED
 from ospp.machine.store import STORE_FILE, Licence, MachineStore
 
@@ -63,8 +64,8 @@ def due(
 
 def machine_names(home: Path) -> list[str]:
     """Every simulated machine under ``home`` (a directory holding a store), sorted."""
-    root = home / "machines"
-    if not root.is_dir():
+    root = machines_root(home)
+    if not root.exists():
         return []
     return [p.name for p in sorted(root.iterdir()) if (p / STORE_FILE).is_file()]
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ospp.core.canonical import load_json
 from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database
@@ -183,9 +184,7 @@ class MachineStore:
         activation = None
         try:
             if row[5]:
-                import json  # here: a store without activations never needs it (about 1 ms)
-
-                activation = json.loads(row[5])
+                activation = load_json(row[5])  # imports json only when there is one
             installed, grace = _dt(row[1]), _dt(row[2])
             key_at = _dt(row[4])
         except ValueError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ospp.core.canonical import canonical
+from ospp.core.canonical import canonical, load_json
 from ospp.core.digest import sha256
 from ospp.core.errors import E_UNTRUSTED, N_, LicensingError, OsppError, UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
@@ -46,7 +46,7 @@ def trusted_fingerprints(home: Path, environ: Mapping[str, str]) -> list[str]:
     found = set()
     for path in anchor_files(home, environ):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = load_json(path.read_text(encoding="utf-8"))
             # base64.b64decode(..., validate=True), without importing base64
             ed25519 = binascii.a2b_base64(data["ed25519"].encode("ascii"), strict_mode=True)
             raw = ed25519 + data["dsa"].encode("ascii")
@@ -75,7 +75,7 @@ def anchors(home: Path, environ: Mapping[str, str]) -> AnchorSet:
     found = AnchorSet()
     for path in anchor_files(home, environ):
         try:
-            data = json.loads(read_user_file(path, "trust anchor"))
+            data = load_json(read_user_file(path, "trust anchor"))
             if not isinstance(data, dict):
                 raise ValueError("it holds no authority public key (not a JSON object)")
             bundle = PublicBundle.from_json(data)
@@ -125,7 +125,7 @@ def add_anchor(home: Path, source: Path, text: str | None = None) -> PublicBundl
 
     text = read_user_file(source, "authority public key file")
     try:
-        bundle = PublicBundle.from_json(json.loads(text))
+        bundle = PublicBundle.from_json(load_json(text))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{source} is not an authority public key file: {exc}") from exc
     target = trust_dir(home)
