@@ -126,3 +126,27 @@ def test_running_host_follows_the_lab_clock(ospp: Ospp) -> None:
         assert skewed["ok"] is False and skewed["error"]["code"] == "0xC004F06C"
     finally:
         host.stop()
+
+
+def test_concurrent_advances_each_count(ospp: Ospp) -> None:
+    """Eight ``clock advance 1h`` at once, each acknowledged: the clock moves by 8 hours."""
+    import subprocess
+    import sys
+
+    assert ospp("clock", "set", "2027-01-01T00:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    env = {**os.environ, **ospp.env}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ospp", "clock", "advance", "1h"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0 and not err, (out, err)
+    assert ospp("clock", "show", "--json").data()["now_at"] == "2027-01-01T08:00:00Z"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
@@ -86,8 +87,6 @@ def read_user_file(path: Path, what: str, limit: int = USER_FILE_LIMIT) -> str:
     A device that never ends (``/dev/zero``), a directory, a file too large or not UTF-8 is
     refused with a UsageError naming it, instead of hanging or failing later.
     """
-    import sys
-
     try:
         if str(path) == "-":
             data = sys.stdin.buffer.read(limit + 1)
@@ -169,5 +168,49 @@ def _sync_directory(directory: Path) -> None:
     try:
         with contextlib.suppress(OSError):
             os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if need be) for the block.
+
+    For a read-modify-write of a small state file that ``os.replace`` swaps whole: the lock
+    lives in its own file, which is never replaced, so every writer waits on the same one.
+    ``flock`` on POSIX, ``msvcrt.locking`` on Windows; the system drops the lock when the
+    process ends, so a killed writer never leaves it held. A lock that cannot be taken is a
+    StoreError naming the file.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+    except OSError as exc:
+        raise StoreError(
+            E_ACCESS_DENIED,
+            f"the lock file {path} cannot be opened: {exc.strerror or exc}",
+            f"Check that {path.parent} is writable.",
+        ) from exc
+    try:
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # tries for 10 seconds, then OSError
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise StoreError(
+                E_ACCESS_DENIED,
+                f"the lock file {path} cannot be locked: {exc.strerror or exc}",
+                "Another ospp command holds it; try again.",
+            ) from exc
+        try:
+            yield
+        finally:
+            if sys.platform == "win32":
+                with contextlib.suppress(OSError):
+                    msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
     finally:
         os.close(fd)
