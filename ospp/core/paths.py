@@ -157,6 +157,45 @@ def atomic_writer(
     _sync_directory(path.parent)
 
 
+def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; True when this call created it.
+
+    For a file made once, on first use (a seal key, a hardware profile, a signing key, a new
+    machine's store): the bytes go to a new temporary file in the same directory, flushed to
+    disk, which is then linked to ``path`` (POSIX) or renamed to it (Windows, where a rename
+    never replaces a file). Both refuse a target that exists, so the file appears whole or not
+    at all, and of several processes creating it at once exactly one succeeds: every other
+    one gets False and reads the file that won, never replacing it. The temporary file is
+    binary (no newline translation on Windows) and owner-only unless not ``private``.
+    Failures raise OSError, which callers wrap in the error their context calls for.
+    """
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    moved = False  # renamed into place: no temporary file is left to remove
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if not private:
+                os.chmod(name, 0o644)  # mkstemp makes it owner-only
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            if os.name == "nt":
+                os.rename(name, path)
+                moved = True
+            else:
+                os.link(name, path)
+        except FileExistsError:
+            return False
+    finally:
+        if not moved:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+    _sync_directory(path.parent)
+    return True
+
+
 def _sync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable (POSIX; Windows has no directory handles)."""
     if os.name != "posix":

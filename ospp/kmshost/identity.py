@@ -77,10 +77,10 @@ class HostIdentity:
 
             path = self.home / "host-ed25519.pem"
             if not path.exists():
-                from ospp.core.paths import write_atomic
+                from ospp.core.paths import write_new
 
-                try:
-                    write_atomic(path, HostKey.generate().decode("ascii"), private=True)
+                try:  # of several processes making it at once, all use the one that won
+                    write_new(path, HostKey.generate(), private=True)
                 except OSError as exc:
                     raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
             self._signer = HostKey(path.read_bytes())

@@ -33,7 +33,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.core.paths import machine_dir, machine_name
+from ospp.core.paths import machine_dir, machine_name, write_new
 from ospp.machine import client
 from ospp.machine.store import STORE_FILE, MachineStore
 from ospp.machine.workers import parallel
@@ -174,29 +174,13 @@ def place(home: Path, name: str, data: bytes) -> bool:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if target.exists():
             return False
-        tmp = directory / f"{STORE_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new"
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            if hasattr(os, "link") and os.name != "nt":
-                os.link(tmp, target)  # fails if the target exists: never overwrites
-                os.unlink(tmp)
-            else:
-                os.rename(tmp, target)  # on Windows, rename refuses an existing target
-        except FileExistsError:
-            os.unlink(tmp)
-            return False
+        return write_new(target, data, private=True)  # never replaces a store made meanwhile
     except OSError as exc:
         raise StoreError(
             E_ACCESS_DENIED,
             f"the store of machine {name} cannot be written in {directory}: {exc.strerror or exc}",
             "Check that OSPP_HOME is writable.",
         ) from exc
-    return True
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ospp.core.canonical import canonical
 from ospp.core.digest import hmac_sha256
-from ospp.core.paths import write_atomic
+from ospp.core.paths import write_new
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 
@@ -31,7 +31,8 @@ def seal_key(home: Path, create: bool) -> bytes | None:
     if not path.exists():
         if not create:
             return None
-        write_atomic(path, os.urandom(32).hex(), private=True)  # secrets.token_hex(32)
+        # secrets.token_hex(32); several processes making it at once all use the one that won
+        write_new(path, os.urandom(32).hex().encode("ascii"), private=True)
     try:
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
