@@ -71,7 +71,34 @@ def machine_name(raw: str | None) -> str:
             f"computer name {raw!r} is not valid",
             "Use 1-63 letters, digits, '.', '-' or '_', starting with a letter or digit.",
         )
+    if os.name == "nt":  # each machine is a directory named after it
+        why = windows_name_problem(name)
+        if why is not None:
+            raise UsageError(
+                f"computer name {raw!r} cannot be used on Windows: {why}",
+                "Choose another name; each simulated machine is a directory of that name.",
+            )
     return name
+
+
+# Device names Windows reserves in every directory, alone or before a dot (nul.txt is NUL).
+_WINDOWS_DEVICES = frozenset(
+    ["con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(10))]
+)
+
+
+def windows_name_problem(name: str) -> str | None:
+    """Why a valid (lower-case) machine name cannot be a directory name on Windows, or None.
+
+    Windows reserves the device names CON, PRN, AUX, NUL, COM0-9 and LPT0-9, with or without
+    an extension, and drops a trailing dot, so that ``pc.`` would be the same directory as
+    ``pc``. Names differing only in case cannot collide: machine names are lower case.
+    """
+    if name.split(".", 1)[0] in _WINDOWS_DEVICES:
+        return f"{name.split('.', 1)[0].upper()} is a device name Windows reserves"
+    if name.endswith("."):
+        return "Windows drops a trailing dot from a file name"
+    return None
 
 
 def machine_dir(home: Path, name: str) -> Path:
