@@ -7,11 +7,13 @@ that decides on ``os.name`` (patched here for one module at a time: pathlib itse
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
 import pytest
 
+import ospp
 import ospp.core.paths
 from ospp.core.errors import UsageError
 from ospp.core.paths import machine_name, windows_name_problem
@@ -83,3 +85,172 @@ def test_on_windows_an_import_file_naming_a_device_says_which_line(tmp_path: Pat
 def test_elsewhere_the_same_names_still_work() -> None:
     assert os.name == "posix"
     assert machine_name("CON") == "con" and machine_name("pc.") == "pc."
+
+
+# -- calls that exist only on POSIX (or only on Windows) have a fallback -----------------------
+
+ONE_SYSTEM_MODULES = {
+    *("fcntl", "termios", "tty", "pty", "resource", "pwd", "grp", "posix", "syslog", "crypt"),
+    *("curses", "readline", "msvcrt", "winreg", "_winapi", "winsound", "nt"),
+}
+ONE_SYSTEM_ATTRIBUTES = {
+    "os": {
+        *("fchmod", "fchown", "chown", "lchown", "lchmod", "getuid", "geteuid", "getgid"),
+        *("getegid", "getgroups", "setuid", "setgid", "getpgid", "getpgrp", "setsid", "killpg"),
+        *("getloadavg", "sync", "fork", "forkpty", "mkfifo", "mknod", "nice", "statvfs"),
+        *("fstatvfs", "O_NOFOLLOW", "O_DIRECTORY", "O_NONBLOCK", "O_CLOEXEC", "O_SYNC"),
+        *("O_DSYNC", "O_BINARY", "WNOHANG", "wait3", "wait4", "uname", "sysconf", "pipe2"),
+        *("sched_getaffinity", "openpty", "ttyname", "setpriority", "getpriority", "sendfile"),
+        *("startfile", "getsid", "posix_spawn", "getresuid"),
+    },
+    "signal": {
+        *("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGALRM", "SIGCHLD", "SIGQUIT", "SIGPIPE"),
+        *("SIGCONT", "SIGSTOP", "SIGTSTP", "SIGWINCH", "alarm", "setitimer", "pause"),
+        *("pthread_kill", "pthread_sigmask", "sigwait", "CTRL_C_EVENT", "CTRL_BREAK_EVENT"),
+    },
+    "socket": {"AF_UNIX", "SO_REUSEPORT", "SOCK_CLOEXEC", "SOCK_NONBLOCK", "MSG_NOSIGNAL"},
+    "select": {"epoll", "poll", "kqueue", "devpoll"},
+    "shutil": {"chown"},
+    "time": {"tzset"},
+}
+# Event-loop methods Windows' default (proactor) loop does not implement.
+ONE_SYSTEM_METHODS = {"add_signal_handler", "remove_signal_handler", "add_reader", "add_writer"}
+FALLBACK_ERRORS = {"ImportError", "ModuleNotFoundError", "AttributeError", "NotImplementedError"}
+PLATFORM_TESTS = ("os.name", "sys.platform", "hasattr(")
+# Guarded in a way a syntax check cannot see, each with the reason.
+KNOWN_SAFE = {
+    ("ospp/core/notify.py", "socket.AF_UNIX"): "send() runs only once __init__ found AF_UNIX",
+}
+
+
+def _one_system_uses(tree: ast.AST) -> list[tuple[ast.AST, str]]:
+    found: list[tuple[ast.AST, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node, a.name) for a in node.names if a.name in ONE_SYSTEM_MODULES]
+        elif isinstance(node, ast.ImportFrom) and node.module in ONE_SYSTEM_MODULES:
+            found.append((node, node.module))
+        elif isinstance(node, ast.Attribute):
+            owner = node.value.id if isinstance(node.value, ast.Name) else ""
+            if node.attr in ONE_SYSTEM_ATTRIBUTES.get(owner, ()):
+                found.append((node, f"{owner}.{node.attr}"))
+            if node.attr in ONE_SYSTEM_METHODS:
+                found.append((node, f".{node.attr}"))
+    return found
+
+
+def _is_platform_test(node: ast.AST) -> bool:
+    return any(test in ast.unparse(node) for test in PLATFORM_TESTS)
+
+
+def _catches(names: ast.AST | None) -> bool:
+    return names is not None and bool(
+        FALLBACK_ERRORS & {n.id for n in ast.walk(names) if isinstance(n, ast.Name)}
+    )
+
+
+def _suppresses(item: ast.withitem) -> bool:
+    call = item.context_expr
+    return (
+        isinstance(call, ast.Call)
+        and ast.unparse(call.func).endswith("suppress")
+        and any(_catches(a) for a in call.args)
+    )
+
+
+def _returns_early(function: ast.FunctionDef | ast.AsyncFunctionDef, line: int) -> bool:
+    """Whether ``function`` returns (or raises) on the other system before ``line``."""
+    return any(
+        isinstance(s, ast.If)
+        and s.lineno < line
+        and _is_platform_test(s.test)
+        and any(isinstance(b, ast.Return | ast.Raise) for b in s.body)
+        for s in function.body
+    )
+
+
+def _guards(at: ast.AST, child: ast.AST, line: int) -> bool:
+    """Whether ``at``, an ancestor (through ``child``) of a use on ``line``, guards it."""
+    if isinstance(at, ast.If | ast.IfExp):
+        return _is_platform_test(at.test)
+    if isinstance(at, ast.BoolOp) and child in at.values:  # sys.platform == ... or os.geteuid()
+        return any(_is_platform_test(v) for v in at.values[: at.values.index(child)])
+    if isinstance(at, ast.Try):
+        return child in at.body and any(_catches(h.type) for h in at.handlers)
+    if isinstance(at, ast.With | ast.AsyncWith):
+        return child in at.body and any(_suppresses(item) for item in at.items)
+    if isinstance(at, ast.FunctionDef | ast.AsyncFunctionDef):
+        return _returns_early(at, line)
+    return False
+
+
+def _guarded(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    line = getattr(node, "lineno", 0)
+    child, at = node, parents.get(node)
+    while at is not None:
+        if _guards(at, child, line):
+            return True
+        child, at = at, parents.get(at)
+    return False
+
+
+def test_every_call_one_system_lacks_has_a_fallback() -> None:
+    """A POSIX-only (or Windows-only) module, constant or call is used only behind a test of
+    the platform, a hasattr, or a handler for the ImportError, AttributeError or
+    NotImplementedError the other system raises: never an unguarded crash there."""
+    root = Path(ospp.__file__).parent
+    unguarded = []
+    seen_safe = set()
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root.parent).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = {
+            child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)
+        }
+        for node, what in _one_system_uses(tree):
+            if (relative, what) in KNOWN_SAFE:
+                seen_safe.add((relative, what))
+            elif not _guarded(node, parents):
+                unguarded.append(f"{relative}:{getattr(node, 'lineno', '?')}: {what}")
+    assert not unguarded, "no fallback on the other system:\n" + "\n".join(unguarded)
+    assert seen_safe == set(KNOWN_SAFE), "KNOWN_SAFE lists a use that is gone"
+
+
+@pytest.mark.parametrize(
+    ("source", "guarded"),
+    [
+        ("import fcntl", False),
+        ("os.fchmod(fd, 0o600)", False),
+        ("loop.add_signal_handler(signal.SIGTERM, stop)", False),
+        ("if os.name == 'posix':\n    os.fchmod(fd, 0o600)", True),
+        ("try:\n    import resource\nexcept ImportError:\n    pass", True),
+        ("try:\n    import resource\nexcept OSError:\n    pass", False),
+        ("with contextlib.suppress(AttributeError):\n    x = signal.SIGHUP", True),
+        ("with contextlib.suppress(RuntimeError):\n    x = signal.SIGHUP", False),
+        ("def f():\n    if os.name != 'posix':\n        return\n    os.sync()", True),
+        ("def f():\n    os.sync()\n    if os.name != 'posix':\n        return", False),
+        ("skip = sys.platform == 'win32' or os.geteuid() == 0", True),
+        ("skip = os.geteuid() == 0 or sys.platform == 'win32'", False),
+    ],
+)
+def test_the_fallback_check_tells_guarded_from_unguarded(source: str, guarded: bool) -> None:
+    tree = ast.parse(source)
+    parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+    uses = _one_system_uses(tree)
+    assert uses, source
+    assert all(_guarded(node, parents) == guarded for node, _ in uses), source
+
+
+def test_files_written_through_descriptors_are_opened_binary() -> None:
+    """``os.open`` without ``O_BINARY`` gives a text-mode descriptor on Windows, where
+    ``os.write`` turns every LF byte into CR LF: a module writing with ``os.write`` opens its
+    descriptors with ``getattr(os, "O_BINARY", 0)`` (or gets them from ``tempfile``)."""
+    root = Path(ospp.__file__).parent
+    writers = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        if "os.write" in calls:
+            writers.append(path.name)
+            assert "O_BINARY" in path.read_text(encoding="utf-8"), path
+    assert writers  # the request log of the phone centre, at least
