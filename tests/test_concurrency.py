@@ -1,6 +1,8 @@
-"""Files created on first use stay the one file every concurrent first user sees.
+"""Concurrent commands on one home: nothing acknowledged is lost, nothing crashes.
 
-A per-home seal key, a machine's hardware profile and a KMS host's signing key are each made
+Real CLI processes race on the licence stores, the lab clock and a KMS host's store while the
+host serves. And files created on first use stay the one file every concurrent first user
+sees: a per-home seal key, a machine's hardware profile and a KMS host's signing key are each made
 the first time something needs them. When several processes need one at the same moment, all
 of them must go on with the same file: one that used a key another process then replaced
 would leave seals that never match, an activation bound to hardware the machine no longer
@@ -9,15 +11,21 @@ has, or a host certified for a signing key it no longer holds.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from ospp.core.clock import FixedClock, parse_time
+from ospp.core.clock import FixedClock, iso, parse_time
 from ospp.kmshost.state import KmsHost
 from ospp.machine import hardware
 from ospp.machine.seal import seal_key
+from tests.conftest import GVLK_2021, Ospp, check_json
+from tests.kmsutil import Host, make_host
 
 T = TypeVar("T")
 ROUNDS = 10
@@ -82,3 +90,88 @@ def test_concurrent_first_uses_share_one_host_signing_key(tmp_path: Path) -> Non
 
     for r, keys in enumerate(_first_uses(signing_key, tmp_path)):
         assert set(keys) == {signing_key(tmp_path / f"round{r}")}, r
+
+
+def _race(ospp: Ospp, commands: list[list[str]]) -> list[tuple[list[str], int, str, str]]:
+    """Run every command as its own ``ospp`` process, all started before any is waited for."""
+    env = {**os.environ, **ospp.env}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ospp", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    done = []
+    for args, proc in zip(commands, procs, strict=True):
+        out, err = proc.communicate(timeout=120)
+        check_json(out)
+        done.append((args, proc.returncode, out, err))
+    return done
+
+
+def _products(ospp: Ospp, machine: str) -> dict[str, dict[str, object]]:
+    ran = ospp("dstatus", machine, "--json")  # the keyed licence of each product
+    assert ran.code == 0, ran.out
+    return {p["product_id"]: p for p in ran.data()["products"]}
+
+
+def test_racing_commands_on_one_home_lose_nothing_while_the_host_serves(ospp: Ospp) -> None:
+    start = datetime.now(UTC).replace(microsecond=0)
+    assert ospp("clock", "set", iso(start)).code == 0
+    assert ospp("clock", "freeze").code == 0
+    make_host(ospp)
+    old_host_key = ospp(
+        "center", "issue-key", "--product", "ProPlus2010", "--channel", "kms-host", "--json"
+    ).data()["key"]
+    host = Host(ospp)
+    try:
+        address = host.address
+        # five machines already counted, so every activation in the race is above the threshold
+        ospp("fleet", "create", "w", "5", "--product", "ProPlus2021", "--sethst", address)
+        ospp.proc("fleet", "act")
+        assert ospp.proc("fleet", "act").code == 0
+        ospp("fleet", "create", "r", "4", "--product", "ProPlus2021", "--sethst", address)
+        ospp.install("ProPlus2021")
+
+        results = _race(
+            ospp,
+            [
+                *(["/act", f"r{n}"] for n in range(1, 5)),
+                ["install-product", "Standard2021", "n1"],
+                ["install-product", "VisioPro2024", "n2"],
+                ["/inpkey:" + GVLK_2021],
+                ["fleet", "create", "f", "5", "--product", "ProPlus2021", "--sethst", address],
+                ["fleet", "act", "--machines", "w*"],
+                ["clock", "advance", "1m"],
+                ["clock", "advance", "1m"],
+                ["kms", "install-key", old_host_key],
+                ["dstatus", "r1", "--json"],
+                ["kms", "status", "--json"],
+            ],
+        )
+        for args, code, out, err in results:
+            assert code == 0, (args, code, out, err)
+            assert "Traceback" not in err and "internal error" not in err, (args, err)
+        assert host.alive()
+
+        # every acknowledged change is there
+        for n in range(1, 5):
+            assert _products(ospp, f"r{n}")["ProPlus2021"]["status"] == "LICENSED", n
+        assert "Standard2021" in _products(ospp, "n1")
+        assert "VisioPro2024" in _products(ospp, "n2")
+        assert _products(ospp, "localhost")["ProPlus2021"]["key_last5"] == GVLK_2021[-5:]
+        names = ospp("machines", "--json").data()["machines"]
+        assert {f"f{n}" for n in range(1, 6)} <= set(names)
+        now = ospp("clock", "show", "--json").data()["now_at"]
+        assert now == iso(start + timedelta(minutes=2))
+        packs = {p["product_id"]: p for p in ospp("kms", "status", "--json").data()["packs"]}
+        assert packs["ProPlus2021"]["activated"] and not packs["ProPlus2010"]["activated"]
+        clients = {c["cmid"] for c in ospp("kms", "clients", "--json").data()["clients"]}
+        racers = {ospp("dcmid", f"r{n}", "--json").data()["cmid"] for n in range(1, 5)}
+        assert racers <= clients
+    finally:
+        host.stop()
