@@ -11,6 +11,7 @@ has, or a host certified for a signing key it no longer holds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from ospp.core.clock import FixedClock, iso, parse_time
+from ospp.core.errors import OsppError
 from ospp.kmshost.state import KmsHost
-from ospp.machine import hardware
+from ospp.machine import client, fleet, hardware
 from ospp.machine.seal import seal_key
 from tests.conftest import GVLK_2021, Ospp, check_json
 from tests.kmsutil import Host, make_host
@@ -175,3 +177,39 @@ def test_racing_commands_on_one_home_lose_nothing_while_the_host_serves(ospp: Os
         assert racers <= clients
     finally:
         host.stop()
+
+
+def _remove_while_opening(home: Path, env: dict[str, str]) -> list[str]:
+    """``fleet remove pc1`` and four openers of pc1 started at once; what remove said."""
+    barrier = threading.Barrier(5)
+    removed: list[str] = []
+
+    def remove() -> None:
+        barrier.wait()
+        removed.extend(done.outcome for done in fleet.remove(home, "pc1"))
+
+    def use() -> None:
+        barrier.wait()
+        with contextlib.suppress(OsppError):  # removed under it: an error is the right answer
+            client.open_machine("pc1", env).db.close()
+
+    threads = [threading.Thread(target=remove), *(threading.Thread(target=use) for _ in range(4))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return removed
+
+
+def test_a_machine_removed_while_others_open_it_stays_removed(tmp_path: Path) -> None:
+    """``fleet remove`` racing commands that open the machine: once it says removed, the
+    machine is gone, never brought back as an empty store by one of them."""
+    for r in range(ROUNDS * 4):
+        home = tmp_path / f"round{r}"
+        env = {"OSPP_HOME": str(home)}
+        store = client.open_for_install("pc1", "ProPlus2021", env)
+        client.install_product(store, "ProPlus2021")
+        store.db.close()
+        assert _remove_while_opening(home, env) == ["removed"]
+        assert not client.machine_exists(home, "pc1"), r
+        assert not (home / "machines" / "pc1").exists(), r

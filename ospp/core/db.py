@@ -56,6 +56,10 @@ _LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken as 
 _ACCESS = frozenset({3, 5, 6, 8, 10, _CANTOPEN, 23})  # PERM BUSY LOCKED READONLY IOERR AUTH
 
 
+class StoreMissing(StoreError):
+    """A store opened with ``create=False`` is not there (removed, or never made)."""
+
+
 def close_all() -> None:
     """Close every store this process opened (the CLI calls it when a command ends)."""
     for db in list(_OPEN):
@@ -67,7 +71,12 @@ def _primary(exc: sqlite3.Error) -> int:
 
 
 class Database:
-    """One SQLite store. ``migrations[i]`` is the SQL script that moves schema i to i+1."""
+    """One SQLite store. ``migrations[i]`` is the SQL script that moves schema i to i+1.
+
+    ``create=False`` opens a store that must exist already: when it (or its directory) is not
+    there, StoreMissing is raised and nothing is made, so a store another process has just
+    removed is never brought back empty.
+    """
 
     def __init__(
         self,
@@ -76,9 +85,11 @@ class Database:
         migrations: Sequence[str],
         *,
         synchronous: str = "FULL",
+        create: bool = True,
     ) -> None:
         self.path = path
         self.kind = kind
+        self._may_create = create
         self.schema_version = len(migrations)
         self._migrations = list(migrations)
         self._refused = False  # found damaged after opening: close without a checkpoint
@@ -307,7 +318,13 @@ class Database:
 
     def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         self._refuse_links()
-        self._create()
+        if self._may_create:
+            self._create()
+        elif not os.path.lexists(self.path):
+            raise StoreMissing(
+                E_ACCESS_DENIED,
+                N_("the {store} {path} does not exist", store=self._name, path=str(self.path)),
+            )
         self._ro = ro = self._open_read_only()
         try:
             version = self._inspect(ro)
@@ -335,8 +352,12 @@ class Database:
         return exc.message
 
     def _open_read_write(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
+        # mode=rw never creates the file: a store removed since it was inspected stays gone
+        where = self.path if self._may_create else f"{self.path.absolute().as_uri()}?mode=rw"
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(
+                where, timeout=30.0, isolation_level=None, uri=not self._may_create
+            )
         except sqlite3.Error as exc:
             raise self._fail_access(exc) from exc
         try:

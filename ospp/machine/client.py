@@ -14,7 +14,6 @@ from ospp.core.errors import (
     E_KEY_NOT_AVAILABLE,
     E_KMS_REFUSED,
     E_NEEDS_ADMIN,
-    E_NO_MACHINE,
     E_NOT_VOLUME,
     E_REARM_LIMIT,
     E_SKU_NOT_FOUND,
@@ -24,7 +23,7 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, ospp_home
 from ospp.machine.status import LicenceStatus, evaluate
-from ospp.machine.store import MAX_REARMS, STORE_FILE, MachineStore
+from ospp.machine.store import MAX_REARMS, STORE_FILE, MachineStore, no_machine
 
 if TYPE_CHECKING:
     from ospp.protocol.keys import ProductKey
@@ -49,16 +48,9 @@ def open_machine(
     name = machine_name(computer)
     home = ospp_home(environ)
     if not create and not machine_exists(home, name):
-        raise UsageError(
-            N_("there is no simulated machine {name}", name=repr(name)),
-            N_(
-                "Run 'ospp machines' for the list; create one with "
-                "'ospp install-product PRODUCT {name}'.",
-                name=name,
-            ),
-            code=E_NO_MACHINE,
-        )
-    return MachineStore.open(home, name, clock or clock_from_env(environ))
+        raise no_machine(name)
+    clock = clock or clock_from_env(environ)
+    return MachineStore.open(home, name, clock, create=create or name == LOCAL_MACHINE)
 
 
 def machine_exists(home: Path, name: str) -> bool:
