@@ -6,6 +6,7 @@ disk each get a clear error with the right exit status, and leave the files as t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -439,3 +440,112 @@ def test_authority_key_files_without_their_store_are_still_refused(ospp: Ospp):
     ran = ospp("center", "init")
     assert ran.code == 3 and "holds authority key files but no authority store" in ran.out
     assert {p.name: p.read_bytes() for p in center.glob("authority-*.pem")} == keys
+
+
+# -- the KMS host's and the authority's stores, damaged ------------------------------------
+
+
+def _kms_and_center_stores(ospp: Ospp) -> dict[str, Path]:
+    from tests.kmsutil import make_host
+
+    make_host(ospp)
+    for path in (ospp.home / "kms" / "kms.db", ospp.home / "center" / "center.db"):
+        assert path.stat().st_size > 0 and not path.with_name(path.name + "-wal").exists()
+    return {"kms": ospp.home / "kms" / "kms.db", "center": ospp.home / "center" / "center.db"}
+
+
+def _damaged(path: Path, how: str) -> bytes:
+    whole = path.read_bytes()
+    if how == "truncated":
+        data = whole[: len(whole) // 2]
+    elif how == "header only":
+        data = whole[:100]
+    elif how == "zero-filled":
+        data = bytes(len(whole))
+    else:  # "newer schema"
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA user_version=99")
+            conn.commit()
+        for extra in path.parent.glob(path.name + "-*"):
+            extra.unlink()
+        return path.read_bytes()
+    path.write_bytes(data)
+    return data
+
+
+ROLE_COMMANDS = {
+    "kms": [
+        ["kms", "status"],
+        ["kms", "status", "--json"],
+        ["kms", "clients"],
+        ["kms", "dinstid"],
+        ["kms", "set", "--activation-interval", "60"],
+        ["kms", "serve", "--listen", "127.0.0.1:0"],
+    ],
+    "center": [
+        ["center", "keys"],
+        ["center", "keys", "--json"],
+        ["center", "issue-key", "--product", "ProPlus2021", "--channel", "mak"],
+        ["kms", "activate"],
+    ],
+}
+
+
+@pytest.mark.parametrize("how", ["truncated", "header only", "zero-filled", "newer schema"])
+@pytest.mark.parametrize("role", ["kms", "center"])
+def test_a_damaged_host_or_authority_store_is_reported_and_kept(ospp: Ospp, role: str, how: str):
+    path = _kms_and_center_stores(ospp)[role]
+    damaged = _damaged(path, how)
+    for args in ROLE_COMMANDS[role]:
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3, (args, ran.code, ran.out, ran.err)
+        assert "0x8007000D" in ran.out + ran.err and str(path) in ran.out + ran.err, args
+        assert "Traceback" not in ran.err and "internal error" not in ran.err, args
+        assert path.read_bytes() == damaged, f"{args} changed a store it refused"
+        wal = path.with_name(path.name + "-wal")  # SQLite's reader may leave an empty one
+        assert not wal.exists() or wal.stat().st_size == 0, args
+
+
+@pytest.mark.parametrize("role", ["kms", "center"])
+def test_a_symlink_in_place_of_a_host_or_authority_store_is_refused(
+    ospp: Ospp, tmp_path: Path, role: str
+):
+    path = _kms_and_center_stores(ospp)[role]
+    real = tmp_path / "real.db"
+    shutil.move(path, real)
+    kept = real.read_bytes()
+    path.symlink_to(real)
+    for args in ROLE_COMMANDS[role][:3]:
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3 and "symbolic link" in ran.out + ran.err, (args, ran.out, ran.err)
+        assert "Traceback" not in ran.err
+    assert path.is_symlink() and real.read_bytes() == kept
+
+
+def test_a_host_store_emptied_beside_its_signing_key_is_refused_not_reset(ospp: Ospp):
+    """An empty file is how every store starts, but not a store whose host has signed: a
+    kms.db truncated to nothing beside host-ed25519.pem lost its packs and counts."""
+    path = _kms_and_center_stores(ospp)["kms"]
+    assert (path.parent / "host-ed25519.pem").exists()
+    path.write_bytes(b"")
+    for args in ROLE_COMMANDS["kms"]:
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3 and "0x8007000D" in ran.out + ran.err, (args, ran.out, ran.err)
+        assert "is empty" in ran.out + ran.err and "host-ed25519.pem" in ran.out + ran.err
+        assert path.read_bytes() == b"", args
+    path.unlink()  # moved aside, as the hint says: a new, empty store
+    assert ospp("kms", "status").code == 0
+
+
+def test_a_licence_store_emptied_beside_its_hardware_profile_is_refused_not_reset(ospp: Ospp):
+    ospp.install("ProPlus2021")
+    path = ospp.store_file()
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    assert ospp("/inpkey:" + mak.data()["key"]).code == 0
+    assert ospp("/act").code == 0  # a MAK activation binds the hardware profile, made now
+    assert (path.parent / "hardware.json").exists()
+    path.write_bytes(b"")
+    for args in (["/dstatus"], ["/inpkey:" + GVLK_2021], ["/dcmid"]):
+        ran = ospp.proc(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out and "is empty" in ran.out, (args, ran)
+        assert path.read_bytes() == b"", args

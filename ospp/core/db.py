@@ -76,6 +76,10 @@ class Database:
     ``create=False`` opens a store that must exist already: when it (or its directory) is not
     there, StoreMissing is raised and nothing is made, so a store another process has just
     removed is never brought back empty.
+
+    ``witnesses`` are files made only once the store was (a KMS host's signing key, a
+    machine's hardware profile). An empty file is how every store starts, but an empty store
+    beside one of them was truncated: it is refused as damaged, not filled as a new store.
     """
 
     def __init__(
@@ -86,10 +90,12 @@ class Database:
         *,
         synchronous: str = "FULL",
         create: bool = True,
+        witnesses: Sequence[Path] = (),
     ) -> None:
         self.path = path
         self.kind = kind
         self._may_create = create
+        self._witnesses = witnesses
         self.schema_version = len(migrations)
         self._migrations = list(migrations)
         self._refused = False  # found damaged after opening: close without a checkpoint
@@ -316,8 +322,22 @@ class Database:
                 N_("Upgrade ospp to read it; the file was left as it is."),
             )
 
+    def _refuse_emptied(self) -> None:
+        """An empty store file beside a file made after the store held data: truncated."""
+        try:
+            if self.path.stat().st_size:
+                return
+        except OSError:
+            return  # not there (yet): created or reported below
+        for witness in self._witnesses:
+            if witness.exists():
+                raise self._fail_unreadable(
+                    ValueError(f"the file is empty, but {witness} shows that it held a store")
+                )
+
     def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         self._refuse_links()
+        self._refuse_emptied()
         if self._may_create:
             self._create()
         elif not os.path.lexists(self.path):

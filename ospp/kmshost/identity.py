@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from ospp.protocol.phone import InstallationId
 
 
+SIGNING_KEY = "host-ed25519.pem"  # the host's Ed25519 key, made once its store exists
+
+
 def epid(product: Product, serial: int, activated: datetime) -> str:
     """The host's extended product ID, in the real shape."""
     return (
@@ -75,7 +78,7 @@ class HostIdentity:
         if self._signer is None:
             from ospp.protocol.crypto import HostKey
 
-            path = self.home / "host-ed25519.pem"
+            path = self.home / SIGNING_KEY
             if not path.exists():
                 from ospp.core.paths import write_new
 

@@ -135,7 +135,11 @@ class MachineStore:
         brought back empty."""
         directory = machine_dir(home, name)
         try:
-            db = Database(directory / STORE_FILE, "licence", _SCHEMA, create=create)
+            # the hardware profile is made once the store is (ospp.machine.hardware)
+            witness = directory / "hardware.json"
+            db = Database(
+                directory / STORE_FILE, "licence", _SCHEMA, create=create, witnesses=[witness]
+            )
         except StoreMissing:
             raise no_machine(name) from None
         store = cls(db, name, directory, clock)
