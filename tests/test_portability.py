@@ -16,7 +16,7 @@ import pytest
 import ospp
 import ospp.core.paths
 from ospp.core.errors import UsageError
-from ospp.core.paths import machine_name, windows_name_problem
+from ospp.core.paths import machine_name, windows_name_problem, write_atomic
 from ospp.machine.fleet import create_names, read_csv
 
 
@@ -254,3 +254,42 @@ def test_files_written_through_descriptors_are_opened_binary() -> None:
             writers.append(path.name)
             assert "O_BINARY" in path.read_text(encoding="utf-8"), path
     assert writers  # the request log of the phone centre, at least
+
+
+class BusyTarget(WindowsOs):
+    """Windows refusing to replace a file another process has open, ``busy`` times."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+
+    def replace(self, source: str, target: object) -> None:
+        if self.busy:
+            self.busy -= 1
+            raise PermissionError(13, "Access is denied", str(target))
+        os.replace(source, target)  # type: ignore[arg-type]
+
+
+def test_on_windows_a_state_file_open_elsewhere_is_replaced_once_it_is_free(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On Windows a reader holding clock.json open makes os.replace fail for a moment;
+    the write waits for it instead of failing (POSIX never refuses)."""
+    target = tmp_path / "clock.json"
+    target.write_text("old")
+    busy = BusyTarget(3)
+    monkeypatch.setattr(ospp.core.paths, "os", busy)
+    write_atomic(target, "new")
+    assert target.read_text() == "new" and busy.busy == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["clock.json"]
+
+
+def test_on_windows_a_state_file_that_stays_busy_is_an_error_and_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    target = tmp_path / "clock.json"
+    target.write_text("old")
+    monkeypatch.setattr(ospp.core.paths, "os", BusyTarget(1000))
+    with pytest.raises(PermissionError):
+        write_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["clock.json"]

@@ -176,7 +176,7 @@ def atomic_writer(
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(name, path)
+        _replace(name, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(name)
@@ -221,6 +221,21 @@ def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
                 os.unlink(name)
     _sync_directory(path.parent)
     return True
+
+
+def _replace(source: str, target: Path) -> None:
+    """``os.replace``, which Windows refuses while another process has the target open (a
+    command reading the lab clock, say): there it is tried again for about two seconds."""
+    for attempt in range(10):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if os.name != "nt" or attempt == 9:
+                raise
+            import time
+
+            time.sleep(0.04 * (attempt + 1))
 
 
 def _sync_directory(directory: Path) -> None:
