@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import ast
 import os
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
 import pytest
 
 import ospp
 import ospp.core.paths
+from ospp.core.db import sqlite_uri
 from ospp.core.errors import UsageError
 from ospp.core.paths import machine_name, windows_name_problem, write_atomic
 from ospp.machine.fleet import create_names, read_csv
@@ -293,3 +294,42 @@ def test_on_windows_a_state_file_that_stays_busy_is_an_error_and_kept(
         write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["clock.json"]
+
+
+# -- SQLite URIs for every kind of path ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "uri"),
+    [
+        # SQLite takes no host: a UNC share keeps its two slashes in the path instead
+        (
+            PureWindowsPath(r"\\server\share\ospp\licenses.db"),
+            "file:////server/share/ospp/licenses.db",
+        ),
+        (PureWindowsPath(r"C:\Users\A B\ospp\kms.db"), "file:///C:/Users/A%20B/ospp/kms.db"),
+        (PurePosixPath("/home/a b/#1?/licenses.db"), "file:///home/a%20b/%231%3F/licenses.db"),
+        (PurePosixPath("//srv/ospp/licenses.db"), "file:////srv/ospp/licenses.db"),
+    ],
+)
+def test_store_paths_become_uris_sqlite_accepts(path: PurePath, uri: str) -> None:
+    assert sqlite_uri(path) == uri
+
+
+def test_a_home_whose_path_starts_with_two_slashes_gets_the_quick_fleet_read(
+    tmp_path: Path,
+) -> None:
+    """POSIX keeps a leading '//': the quick read of a quiescent store must not take the
+    first directory for a URI host ('invalid uri authority') and fall back to the slow read."""
+    from ospp.core.clock import FixedClock, parse_time
+    from ospp.machine import client
+    from ospp.machine.fleetview import _quick
+
+    home = Path("/" + str(tmp_path))
+    assert str(home).startswith("//")
+    store = client.open_for_install("pc1", "ProPlus2021", {"OSPP_HOME": str(home)})
+    client.install_product(store, "ProPlus2021")
+    store.db.close()
+    snapshot = _quick(home, "pc1", FixedClock(parse_time("2027-01-01")))
+    assert snapshot is not None
+    assert {lic.sku.product.id for lic in snapshot.licenses} == {"ProPlus2021"}

@@ -20,7 +20,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import NoReturn
 
 from ospp.core.errors import (
@@ -58,6 +58,20 @@ _ACCESS = frozenset({3, 5, 6, 8, 10, _CANTOPEN, 23})  # PERM BUSY LOCKED READONL
 
 class StoreMissing(StoreError):
     """A store opened with ``create=False`` is not there (removed, or never made)."""
+
+
+def sqlite_uri(path: PurePath) -> str:
+    """An absolute ``path`` as an SQLite ``file:`` URI, to add ``?mode=ro`` and the like to.
+
+    SQLite accepts no host in a URI, but ``as_uri()`` writes a Windows UNC path
+    (``\\\\server\\share\\...``) as ``file://server/share/...``: that becomes
+    ``file:////server/share/...``, an empty host and the path with its two leading slashes,
+    which Windows opens as the share. Drive-letter and POSIX paths are left as they are.
+    """
+    uri = path.as_uri()
+    if not uri.startswith("file:///"):
+        uri = "file:////" + uri.removeprefix("file://")
+    return uri
 
 
 def close_all() -> None:
@@ -259,7 +273,7 @@ class Database:
 
     def _open_read_only(self) -> sqlite3.Connection:
         """A connection that can never write the file, even when the directory is read-only."""
-        uri = self.path.absolute().as_uri()
+        uri = sqlite_uri(self.path.absolute())
         try:
             conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
             try:
@@ -373,7 +387,7 @@ class Database:
 
     def _open_read_write(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         # mode=rw never creates the file: a store removed since it was inspected stays gone
-        where = self.path if self._may_create else f"{self.path.absolute().as_uri()}?mode=rw"
+        where = self.path if self._may_create else f"{sqlite_uri(self.path.absolute())}?mode=rw"
         try:
             conn = sqlite3.connect(
                 where, timeout=30.0, isolation_level=None, uri=not self._may_create
