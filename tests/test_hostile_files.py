@@ -549,3 +549,42 @@ def test_a_licence_store_emptied_beside_its_hardware_profile_is_refused_not_rese
         ran = ospp.proc(*args)
         assert ran.code == 3 and "0x8007000D" in ran.out and "is empty" in ran.out, (args, ran)
         assert path.read_bytes() == b"", args
+
+
+# -- keys made on first use, found damaged -------------------------------------------------
+
+
+def _plant(path: Path, how: str, tmp_path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if how == "dangling link":
+        path.symlink_to(tmp_path / "nowhere")
+    else:
+        path.write_text({"not hex": "zz\n", "empty": "", "not PEM": "-----BEGIN nothing\n"}[how])
+
+
+@pytest.mark.parametrize("how", ["not hex", "empty", "dangling link"])
+def test_a_damaged_seal_key_is_a_store_error_when_an_activation_is_sealed(
+    ospp: Ospp, tmp_path: Path, how: str
+):
+    seal = ospp.home / "client" / "seal.key"
+    _plant(seal, how, tmp_path)
+    before = os.readlink(seal) if seal.is_symlink() else seal.read_bytes()
+    ospp.install("ProPlus2021")
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    assert ospp("/inpkey:" + mak.data()["key"]).code == 0
+    ran = ospp.proc("/act")
+    assert ran.code == 3 and "seal.key" in ran.out, (ran.out, ran.err)
+    assert "internal error" not in ran.err
+    assert (os.readlink(seal) if seal.is_symlink() else seal.read_bytes()) == before
+
+
+@pytest.mark.parametrize("how", ["not PEM", "empty", "dangling link"])
+def test_a_damaged_host_signing_key_is_a_store_error(ospp: Ospp, tmp_path: Path, how: str):
+    pem = ospp.home / "kms" / "host-ed25519.pem"
+    _plant(pem, how, tmp_path)
+    before = os.readlink(pem) if pem.is_symlink() else pem.read_bytes()
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json")
+    ran = ospp.proc("kms", "install-key", key.data()["key"])
+    assert ran.code == 3 and "host-ed25519.pem" in ran.out + ran.err, (ran.out, ran.err)
+    assert "internal error" not in ran.err
+    assert (os.readlink(pem) if pem.is_symlink() else pem.read_bytes()) == before

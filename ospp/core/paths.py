@@ -162,12 +162,7 @@ def atomic_writer(
     if not path.name or path.is_dir():
         raise UsageError(f"{str(path)!r} is not a file name", "Name the file to write.")
     if path.is_symlink():
-        raise StoreError(
-            E_ACCESS_DENIED,
-            f"{path} is a symbolic link (to {os.readlink(path)}); ospp does not follow links "
-            "in place of its state files",
-            "Replace the link with the file itself. Nothing was changed.",
-        )
+        raise _link_refused(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
@@ -184,6 +179,15 @@ def atomic_writer(
     _sync_directory(path.parent)
 
 
+def _link_refused(path: Path) -> StoreError:
+    return StoreError(
+        E_ACCESS_DENIED,
+        f"{path} is a symbolic link (to {os.readlink(path)}); ospp does not follow links "
+        "in place of its state files",
+        "Replace the link with the file itself. Nothing was changed.",
+    )
+
+
 def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
     """Create ``path`` holding ``data`` unless it exists; True when this call created it.
 
@@ -194,10 +198,13 @@ def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
     at all, and of several processes creating it at once exactly one succeeds: every other
     one gets False and reads the file that won, never replacing it. The temporary file is
     binary (no newline translation on Windows) and owner-only unless not ``private``.
-    Failures raise OSError, which callers wrap in the error their context calls for.
+    A symbolic link in place of ``path`` (even a dangling one) is refused with a StoreError;
+    other failures raise OSError, which callers wrap in the error their context calls for.
     """
     import tempfile
 
+    if path.is_symlink():
+        raise _link_refused(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
     moved = False  # renamed into place: no temporary file is left to remove
     try:

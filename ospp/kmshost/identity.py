@@ -22,6 +22,7 @@ from ospp.core.db import Database
 from ospp.core.errors import (
     E_ACCESS_DENIED,
     E_CANNOT_USE,
+    E_INVALID_DATA,
     E_INVALID_KEY,
     E_KEY_NOT_AVAILABLE,
     E_MISMATCH,
@@ -86,7 +87,16 @@ class HostIdentity:
                     write_new(path, HostKey.generate(), private=True)
                 except OSError as exc:
                     raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
-            self._signer = HostKey(path.read_bytes())
+            try:
+                self._signer = HostKey(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise StoreError(
+                    E_INVALID_DATA,
+                    f"the KMS host's signing key {path} cannot be read: {why}",
+                    "It was left as it is. Restore it from a backup: the host's certificates "
+                    "name this key, and its clients check its answers with it.",
+                ) from exc
         return self._signer
 
     def host_key_b64(self) -> str:

@@ -18,25 +18,43 @@ from typing import Any
 
 from ospp.core.canonical import canonical
 from ospp.core.digest import hmac_sha256
+from ospp.core.errors import E_INVALID_DATA, StoreError
 from ospp.core.paths import write_new
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 
 SEAL_FILE = "seal.key"
+KEY_BYTES = 32
 
 
 def seal_key(home: Path, create: bool) -> bytes | None:
-    """The per-home seal key; created on first use when ``create``."""
+    """The per-home seal key; created on first use when ``create``.
+
+    Without ``create`` a key that is missing or cannot be read is None: activations are then
+    checked by their signatures. With it (an activation is about to be sealed) such a key is
+    a StoreError, and the file is left as it is.
+    """
     path = home / SEAL_FILE
-    if not path.exists():
-        if not create:
-            return None
+    if create and not path.exists():
         # secrets.token_hex(32); several processes making it at once all use the one that won
         write_new(path, os.urandom(32).hex().encode("ascii"), private=True)
-    try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
+    elif not path.exists():
         return None
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"{len(key)} bytes, not {KEY_BYTES}")
+    except (OSError, ValueError) as exc:
+        if not create:
+            return None
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise StoreError(
+            E_INVALID_DATA,
+            f"the seal key {path} cannot be read: {why}",
+            "It was left as it is. Remove it: activations are then checked by their "
+            "signatures, and sealed again under a new key.",
+        ) from exc
+    return key
 
 
 def mac(
