@@ -588,3 +588,16 @@ def test_a_damaged_host_signing_key_is_a_store_error(ospp: Ospp, tmp_path: Path,
     assert ran.code == 3 and "host-ed25519.pem" in ran.out + ran.err, (ran.out, ran.err)
     assert "internal error" not in ran.err
     assert (os.readlink(pem) if pem.is_symlink() else pem.read_bytes()) == before
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not UTF-8", b"", b"{}"])
+def test_a_damaged_authority_public_key_file_is_written_again(ospp: Ospp, content: bytes):
+    """authority.pub.json is derived from the key files: the authority writes it again when
+    it differs, also when it is not even text."""
+    assert ospp("center", "init").code == 0
+    pub = ospp.home / "center" / "authority.pub.json"
+    good = pub.read_bytes()
+    pub.write_bytes(content)
+    ran = ospp.proc("center", "keys")
+    assert ran.code == 0 and "internal error" not in ran.err, (ran.out, ran.err)
+    assert pub.read_bytes() == good

@@ -134,7 +134,11 @@ class Authority:
         authority = cls(home, store, keys_, clock)
         pub = home / "authority.pub.json"
         text = json.dumps(keys_.public.to_json(), indent=2) + "\n"
-        if not pub.exists() or pub.read_text(encoding="utf-8") != text:
+        try:
+            current: str | None = pub.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):  # missing or damaged: written again below
+            current = None
+        if current != text:
             try:
                 write_atomic(pub, text)
             except OSError as exc:
