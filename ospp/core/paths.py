@@ -267,11 +267,14 @@ def locked(path: Path) -> Iterator[None]:
     For a read-modify-write of a small state file that ``os.replace`` swaps whole: the lock
     lives in its own file, which is never replaced, so every writer waits on the same one.
     ``flock`` on POSIX, ``msvcrt.locking`` on Windows; the system drops the lock when the
-    process ends, so a killed writer never leaves it held. A lock that cannot be taken is a
-    StoreError naming the file.
+    process ends, so a killed writer never leaves it held. A lock that cannot be taken, or a
+    symbolic link in place of the lock file, is a StoreError naming the file.
     """
+    if path.is_symlink():  # O_NOFOLLOW refuses it too, where the system has it
+        raise _link_refused(path)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError as exc:
         raise StoreError(
             E_ACCESS_DENIED,
