@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -213,3 +213,25 @@ def test_a_machine_removed_while_others_open_it_stays_removed(tmp_path: Path) ->
         assert _remove_while_opening(home, env) == ["removed"]
         assert not client.machine_exists(home, "pc1"), r
         assert not (home / "machines" / "pc1").exists(), r
+
+
+def test_concurrent_hardware_changes_each_replace_their_part(tmp_path: Path) -> None:
+    """``ospp hardware change`` of different parts at once: every part said to be replaced
+    is replaced, none undone by a change that read the profile before it."""
+    now = parse_time("2027-01-01")
+    for r in range(ROUNDS):
+        directory = tmp_path / f"round{r}"
+        directory.mkdir()
+        before = hardware.load(directory).components
+        parts = iter(hardware.COMPONENTS[:THREADS])
+        lock = threading.Lock()
+
+        def change(directory: Path, parts: Iterator[str] = parts, lock: threading.Lock = lock):
+            with lock:
+                part = next(parts)
+            return hardware.change(directory, [part], now)
+
+        _together(change, directory)
+        after = hardware.load(directory).components
+        changed = {name for name in before if after[name] != before[name]}
+        assert changed == set(hardware.COMPONENTS[:THREADS]), r

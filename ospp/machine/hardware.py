@@ -15,7 +15,7 @@ from pathlib import Path
 from ospp.core.clock import iso
 from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import write_atomic, write_new
+from ospp.core.paths import locked, write_atomic, write_new
 from ospp.core.record import Record
 from ospp.protocol.tolerance import (
     COMPONENTS,
@@ -123,8 +123,11 @@ def load(directory: Path) -> Hardware:
 
 
 def change(directory: Path, names: list[str], now: datetime) -> Hardware:
-    """Simulate replacing components (new random values)."""
-    current = load(directory)
+    """Simulate replacing components (new random values).
+
+    Changes take turns (a lock file beside the profile), so concurrent ones each keep their
+    part replaced instead of writing back what the others had replaced.
+    """
     unknown = [n for n in names if n not in COMPONENTS]
     if unknown:
         from ospp.core.errors import UsageError
@@ -133,6 +136,13 @@ def change(directory: Path, names: list[str], now: datetime) -> Hardware:
             f"unknown hardware component {unknown[0]!r}",
             f"Components: {', '.join(COMPONENTS)}.",
         )
+    load(directory)  # made first if need be, outside the lock
+    with locked(directory / "hardware.json.lock"):
+        return _replace_parts(directory, names, now)
+
+
+def _replace_parts(directory: Path, names: list[str], now: datetime) -> Hardware:
+    current = load(directory)
     components = dict(current.components)
     for name in names:
         # A replaced part must register as changed: skip values whose 4-bit hash collides.
