@@ -601,3 +601,87 @@ def test_a_damaged_authority_public_key_file_is_written_again(ospp: Ospp, conten
     ran = ospp.proc("center", "keys")
     assert ran.code == 0 and "internal error" not in ran.err, (ran.out, ran.err)
     assert pub.read_bytes() == good
+
+
+# -- wrong permissions, seen as a user sees them -------------------------------------------
+
+
+def _no_root_powers() -> list[str] | None:
+    """The prefix that runs a command as root without its power to ignore file modes, []
+    when not root, None when that cannot be done here."""
+    if sys.platform == "win32":
+        return None
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+    return prefix if probe.returncode == 0 else None
+
+
+needs_modes = pytest.mark.skipif(
+    _no_root_powers() is None, reason="needs file modes to apply (setpriv when root)"
+)
+
+
+def _as_user(ospp: Ospp, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(_no_root_powers() or []), sys.executable, "-m", "ospp", *args],
+        env={**os.environ, **ospp.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@needs_modes
+@pytest.mark.parametrize(
+    ("where", "commands"),
+    [
+        ("client/machines/localhost", [["/dstatus"], ["/sethst:kms.example.com"], ["/act"]]),
+        ("client", [["/dstatus"], ["clock", "advance", "1h"], ["/dcmid"]]),
+        ("kms", [["kms", "status"], ["kms", "set", "--activation-interval", "60"]]),
+        ("center", [["center", "keys"]]),
+    ],
+)
+def test_a_directory_ospp_may_not_enter_is_a_store_error(
+    ospp: Ospp, where: str, commands: list[list[str]]
+):
+    from tests.kmsutil import make_host
+
+    make_host(ospp)
+    ospp.install("ProPlus2021")
+    assert ospp("clock", "set", "2027-01-01T00:00Z").code == 0
+    directory = ospp.home / where
+    directory.chmod(0)
+    try:
+        for args in commands:
+            done = _as_user(ospp, *args)
+            said = done.stdout + done.stderr
+            assert done.returncode == 3 and "0x80070005" in said, (args, said)
+            assert "internal error" not in said and "Traceback" not in said, (args, said)
+    finally:
+        directory.chmod(0o700)
+
+
+@needs_modes
+def test_an_authority_home_the_client_may_not_enter_leaves_its_anchor_unread(ospp: Ospp):
+    """The local authority's public key is a trust anchor of the client: when it cannot be
+    read, the activation it signed is not trusted, as with any unreadable anchor: no crash."""
+    ospp.install("ProPlus2021")
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    assert ospp("/inpkey:" + mak.data()["key"]).code == 0
+    assert ospp("/act").code == 0
+    (ospp.home / "client" / "seal.key").unlink()  # no seal: the anchors are read
+    center = ospp.home / "center"
+    center.chmod(0)
+    try:
+        done = _as_user(ospp, "dstatus", "--json")
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+        status = json.loads(done.stdout)["data"]["products"][0]
+        assert status["status"] != "LICENSED" and "not trusted" in status["detail"]
+    finally:
+        center.chmod(0o700)

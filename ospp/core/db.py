@@ -242,7 +242,11 @@ class Database:
     def _refuse_links(self) -> None:
         name = self.path.name
         for path in (self.path, *(self.path.with_name(name + end) for end in ("-wal", "-shm"))):
-            if path.is_symlink():
+            try:
+                linked = path.is_symlink()
+            except OSError as exc:  # a directory on the way that may not be entered
+                raise self._fail_access(exc) from exc
+            if linked:
                 raise StoreError(
                     E_ACCESS_DENIED,
                     N_(

@@ -270,10 +270,10 @@ def locked(path: Path) -> Iterator[None]:
     process ends, so a killed writer never leaves it held. A lock that cannot be taken, or a
     symbolic link in place of the lock file, is a StoreError naming the file.
     """
-    if path.is_symlink():  # O_NOFOLLOW refuses it too, where the system has it
-        raise _link_refused(path)
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
+        if path.is_symlink():  # O_NOFOLLOW refuses it too, where the system has it
+            raise _link_refused(path)
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
         raise StoreError(

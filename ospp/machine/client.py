@@ -55,7 +55,12 @@ def open_machine(
 
 def machine_exists(home: Path, name: str) -> bool:
     """Whether ``name`` is a simulated machine under ``home`` (this one always is)."""
-    return name == LOCAL_MACHINE or (machine_dir(home, name) / STORE_FILE).is_file()
+    if name == LOCAL_MACHINE:
+        return True
+    try:
+        return (machine_dir(home, name) / STORE_FILE).is_file()
+    except OSError:  # cannot be looked at (a directory that may not be entered): opening says
+        return True
 
 
 def open_for_install(
