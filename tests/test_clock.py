@@ -126,3 +126,40 @@ def test_running_host_follows_the_lab_clock(ospp: Ospp) -> None:
         assert skewed["ok"] is False and skewed["error"]["code"] == "0xC004F06C"
     finally:
         host.stop()
+
+
+def test_concurrent_advances_each_count(ospp: Ospp) -> None:
+    """Eight ``clock advance 1h`` at once, each acknowledged: the clock moves by 8 hours."""
+    import subprocess
+    import sys
+
+    assert ospp("clock", "set", "2027-01-01T00:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    env = {**os.environ, **ospp.env}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ospp", "clock", "advance", "1h"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0 and not err, (out, err)
+    assert ospp("clock", "show", "--json").data()["now_at"] == "2027-01-01T08:00:00Z"
+
+
+def test_a_link_planted_as_the_clock_lock_is_never_followed(ospp: Ospp, tmp_path: Path) -> None:
+    assert ospp("clock", "set", "2027-01-01T00:00Z").code == 0
+    target = tmp_path / "elsewhere" / "created-by-ospp"
+    target.parent.mkdir()
+    lock = clock_path(ospp).with_name("clock.json.lock")
+    lock.unlink()
+    lock.symlink_to(target)
+    ran = ospp("clock", "advance", "1h")
+    assert ran.code == 3 and "clock.json.lock" in ran.out, ran.out
+    assert not target.exists() and lock.is_symlink()
+    assert ospp("clock", "show", "--json").data()["now_at"].startswith("2027-01-01T00:0")

@@ -6,6 +6,7 @@ disk each get a clear error with the right exit status, and leave the files as t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -439,3 +440,248 @@ def test_authority_key_files_without_their_store_are_still_refused(ospp: Ospp):
     ran = ospp("center", "init")
     assert ran.code == 3 and "holds authority key files but no authority store" in ran.out
     assert {p.name: p.read_bytes() for p in center.glob("authority-*.pem")} == keys
+
+
+# -- the KMS host's and the authority's stores, damaged ------------------------------------
+
+
+def _kms_and_center_stores(ospp: Ospp) -> dict[str, Path]:
+    from tests.kmsutil import make_host
+
+    make_host(ospp)
+    for path in (ospp.home / "kms" / "kms.db", ospp.home / "center" / "center.db"):
+        assert path.stat().st_size > 0 and not path.with_name(path.name + "-wal").exists()
+    return {"kms": ospp.home / "kms" / "kms.db", "center": ospp.home / "center" / "center.db"}
+
+
+def _damaged(path: Path, how: str) -> bytes:
+    whole = path.read_bytes()
+    if how == "truncated":
+        data = whole[: len(whole) // 2]
+    elif how == "header only":
+        data = whole[:100]
+    elif how == "zero-filled":
+        data = bytes(len(whole))
+    else:  # "newer schema"
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA user_version=99")
+            conn.commit()
+        for extra in path.parent.glob(path.name + "-*"):
+            extra.unlink()
+        return path.read_bytes()
+    path.write_bytes(data)
+    return data
+
+
+ROLE_COMMANDS = {
+    "kms": [
+        ["kms", "status"],
+        ["kms", "status", "--json"],
+        ["kms", "clients"],
+        ["kms", "dinstid"],
+        ["kms", "set", "--activation-interval", "60"],
+        ["kms", "serve", "--listen", "127.0.0.1:0"],
+    ],
+    "center": [
+        ["center", "keys"],
+        ["center", "keys", "--json"],
+        ["center", "issue-key", "--product", "ProPlus2021", "--channel", "mak"],
+        ["kms", "activate"],
+    ],
+}
+
+
+@pytest.mark.parametrize("how", ["truncated", "header only", "zero-filled", "newer schema"])
+@pytest.mark.parametrize("role", ["kms", "center"])
+def test_a_damaged_host_or_authority_store_is_reported_and_kept(ospp: Ospp, role: str, how: str):
+    path = _kms_and_center_stores(ospp)[role]
+    damaged = _damaged(path, how)
+    for args in ROLE_COMMANDS[role]:
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3, (args, ran.code, ran.out, ran.err)
+        assert "0x8007000D" in ran.out + ran.err and str(path) in ran.out + ran.err, args
+        assert "Traceback" not in ran.err and "internal error" not in ran.err, args
+        assert path.read_bytes() == damaged, f"{args} changed a store it refused"
+        wal = path.with_name(path.name + "-wal")  # SQLite's reader may leave an empty one
+        assert not wal.exists() or wal.stat().st_size == 0, args
+
+
+@pytest.mark.parametrize("role", ["kms", "center"])
+def test_a_symlink_in_place_of_a_host_or_authority_store_is_refused(
+    ospp: Ospp, tmp_path: Path, role: str
+):
+    path = _kms_and_center_stores(ospp)[role]
+    real = tmp_path / "real.db"
+    shutil.move(path, real)
+    kept = real.read_bytes()
+    path.symlink_to(real)
+    for args in ROLE_COMMANDS[role][:3]:
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3 and "symbolic link" in ran.out + ran.err, (args, ran.out, ran.err)
+        assert "Traceback" not in ran.err
+    assert path.is_symlink() and real.read_bytes() == kept
+
+
+def test_a_host_store_emptied_beside_its_signing_key_is_refused_not_reset(ospp: Ospp):
+    """An empty file is how every store starts, but not a store whose host has signed: a
+    kms.db truncated to nothing beside host-ed25519.pem lost its packs and counts."""
+    path = _kms_and_center_stores(ospp)["kms"]
+    assert (path.parent / "host-ed25519.pem").exists()
+    path.write_bytes(b"")
+    for args in ROLE_COMMANDS["kms"]:
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3 and "0x8007000D" in ran.out + ran.err, (args, ran.out, ran.err)
+        assert "is empty" in ran.out + ran.err and "host-ed25519.pem" in ran.out + ran.err
+        assert path.read_bytes() == b"", args
+    path.unlink()  # moved aside, as the hint says: a new, empty store
+    assert ospp("kms", "status").code == 0
+
+
+def test_a_licence_store_emptied_beside_its_hardware_profile_is_refused_not_reset(ospp: Ospp):
+    ospp.install("ProPlus2021")
+    path = ospp.store_file()
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    assert ospp("/inpkey:" + mak.data()["key"]).code == 0
+    assert ospp("/act").code == 0  # a MAK activation binds the hardware profile, made now
+    assert (path.parent / "hardware.json").exists()
+    path.write_bytes(b"")
+    for args in (["/dstatus"], ["/inpkey:" + GVLK_2021], ["/dcmid"]):
+        ran = ospp.proc(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out and "is empty" in ran.out, (args, ran)
+        assert path.read_bytes() == b"", args
+
+
+# -- keys made on first use, found damaged -------------------------------------------------
+
+
+def _plant(path: Path, how: str, tmp_path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if how == "dangling link":
+        path.symlink_to(tmp_path / "nowhere")
+    else:
+        path.write_text({"not hex": "zz\n", "empty": "", "not PEM": "-----BEGIN nothing\n"}[how])
+
+
+@pytest.mark.parametrize("how", ["not hex", "empty", "dangling link"])
+def test_a_damaged_seal_key_is_a_store_error_when_an_activation_is_sealed(
+    ospp: Ospp, tmp_path: Path, how: str
+):
+    seal = ospp.home / "client" / "seal.key"
+    _plant(seal, how, tmp_path)
+    before = os.readlink(seal) if seal.is_symlink() else seal.read_bytes()
+    ospp.install("ProPlus2021")
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    assert ospp("/inpkey:" + mak.data()["key"]).code == 0
+    ran = ospp.proc("/act")
+    assert ran.code == 3 and "seal.key" in ran.out, (ran.out, ran.err)
+    assert "internal error" not in ran.err
+    assert (os.readlink(seal) if seal.is_symlink() else seal.read_bytes()) == before
+
+
+@pytest.mark.parametrize("how", ["not PEM", "empty", "dangling link"])
+def test_a_damaged_host_signing_key_is_a_store_error(ospp: Ospp, tmp_path: Path, how: str):
+    pem = ospp.home / "kms" / "host-ed25519.pem"
+    _plant(pem, how, tmp_path)
+    before = os.readlink(pem) if pem.is_symlink() else pem.read_bytes()
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json")
+    ran = ospp.proc("kms", "install-key", key.data()["key"])
+    assert ran.code == 3 and "host-ed25519.pem" in ran.out + ran.err, (ran.out, ran.err)
+    assert "internal error" not in ran.err
+    assert (os.readlink(pem) if pem.is_symlink() else pem.read_bytes()) == before
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not UTF-8", b"", b"{}"])
+def test_a_damaged_authority_public_key_file_is_written_again(ospp: Ospp, content: bytes):
+    """authority.pub.json is derived from the key files: the authority writes it again when
+    it differs, also when it is not even text."""
+    assert ospp("center", "init").code == 0
+    pub = ospp.home / "center" / "authority.pub.json"
+    good = pub.read_bytes()
+    pub.write_bytes(content)
+    ran = ospp.proc("center", "keys")
+    assert ran.code == 0 and "internal error" not in ran.err, (ran.out, ran.err)
+    assert pub.read_bytes() == good
+
+
+# -- wrong permissions, seen as a user sees them -------------------------------------------
+
+
+def _no_root_powers() -> list[str] | None:
+    """The prefix that runs a command as root without its power to ignore file modes, []
+    when not root, None when that cannot be done here."""
+    if sys.platform == "win32":
+        return None
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+    return prefix if probe.returncode == 0 else None
+
+
+needs_modes = pytest.mark.skipif(
+    _no_root_powers() is None, reason="needs file modes to apply (setpriv when root)"
+)
+
+
+def _as_user(ospp: Ospp, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(_no_root_powers() or []), sys.executable, "-m", "ospp", *args],
+        env={**os.environ, **ospp.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@needs_modes
+@pytest.mark.parametrize(
+    ("where", "commands"),
+    [
+        ("client/machines/localhost", [["/dstatus"], ["/sethst:kms.example.com"], ["/act"]]),
+        ("client", [["/dstatus"], ["clock", "advance", "1h"], ["/dcmid"]]),
+        ("kms", [["kms", "status"], ["kms", "set", "--activation-interval", "60"]]),
+        ("center", [["center", "keys"]]),
+    ],
+)
+def test_a_directory_ospp_may_not_enter_is_a_store_error(
+    ospp: Ospp, where: str, commands: list[list[str]]
+):
+    from tests.kmsutil import make_host
+
+    make_host(ospp)
+    ospp.install("ProPlus2021")
+    assert ospp("clock", "set", "2027-01-01T00:00Z").code == 0
+    directory = ospp.home / where
+    directory.chmod(0)
+    try:
+        for args in commands:
+            done = _as_user(ospp, *args)
+            said = done.stdout + done.stderr
+            assert done.returncode == 3 and "0x80070005" in said, (args, said)
+            assert "internal error" not in said and "Traceback" not in said, (args, said)
+    finally:
+        directory.chmod(0o700)
+
+
+@needs_modes
+def test_an_authority_home_the_client_may_not_enter_leaves_its_anchor_unread(ospp: Ospp):
+    """The local authority's public key is a trust anchor of the client: when it cannot be
+    read, the activation it signed is not trusted, as with any unreadable anchor: no crash."""
+    ospp.install("ProPlus2021")
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    assert ospp("/inpkey:" + mak.data()["key"]).code == 0
+    assert ospp("/act").code == 0
+    (ospp.home / "client" / "seal.key").unlink()  # no seal: the anchors are read
+    center = ospp.home / "center"
+    center.chmod(0)
+    try:
+        done = _as_user(ospp, "dstatus", "--json")
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+        status = json.loads(done.stdout)["data"]["products"][0]
+        assert status["status"] != "LICENSED" and "not trusted" in status["detail"]
+    finally:
+        center.chmod(0o700)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ospp.authority.storage import KeyRecord
-from ospp.core.db import Database
+from ospp.core.db import Database, sqlite_uri
 
 T = TypeVar("T")
 
@@ -125,7 +125,7 @@ def _version_on_disk(path: Path) -> int:
     if not path.is_file():
         return 0
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+        conn = sqlite3.connect(f"{sqlite_uri(path.resolve())}?immutable=1", uri=True)
         try:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
         finally:

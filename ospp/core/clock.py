@@ -13,15 +13,16 @@ file on each read and parses it again only when it changed, so a running server 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
-from ospp.core.paths import ospp_home, write_atomic
+from ospp.core.paths import locked, ospp_home, write_atomic
 from ospp.core.record import Record
 
 CLOCK_FILE = "clock.json"
@@ -216,7 +217,6 @@ def clock_from_env(environ: Mapping[str, str] = os.environ) -> Clock:
 
 def _write(path: Path, state: LabState) -> LabState:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, state.to_text() + "\n")
     except OSError as exc:
         raise StoreError(
@@ -227,39 +227,62 @@ def _write(path: Path, state: LabState) -> LabState:
     return state
 
 
+@contextlib.contextmanager
+def _changing(path: Path) -> Iterator[None]:
+    """One change of the lab clock at a time: each ``clock advance`` starts from the time
+    the one before it wrote, so concurrent changes are never lost. The lock is a file beside
+    the clock file (``clock.json.lock``)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            E_ACCESS_DENIED,
+            f"the lab clock file {path} cannot be written: {exc.strerror or exc}",
+            "Check that its directory is writable, or set OSPP_CLOCK_FILE.",
+        ) from exc
+    with locked(path.with_name(path.name + ".lock")):
+        yield
+
+
 def lab_set(path: Path, at: datetime) -> LabState:
     """Set the lab clock to ``at`` (it keeps running or stays frozen as it was)."""
-    current = read_state(path)
-    return _write(path, LabState(at, datetime.now(UTC), bool(current and current.frozen)))
+    with _changing(path):
+        current = read_state(path)
+        return _write(path, LabState(at, datetime.now(UTC), bool(current and current.frozen)))
 
 
 def lab_advance(path: Path, by: timedelta) -> LabState:
     """Move the lab clock by ``by`` (from real time when there is no lab clock yet)."""
-    current = read_state(path)
-    real = datetime.now(UTC)
-    start = current.now(real) if current else real
-    return _write(
-        path, LabState(shifted(start, by, "the lab clock"), real, bool(current and current.frozen))
-    )
+    with _changing(path):
+        current = read_state(path)
+        real = datetime.now(UTC)
+        start = current.now(real) if current else real
+        frozen = bool(current and current.frozen)
+        return _write(path, LabState(shifted(start, by, "the lab clock"), real, frozen))
 
 
 def lab_freeze(path: Path, frozen: bool) -> LabState:
     """Stop the lab clock where it is (``frozen``), or let it run on at real speed."""
-    current = read_state(path)
-    real = datetime.now(UTC)
-    return _write(path, LabState(current.now(real) if current else real, real, frozen))
+    with _changing(path):
+        current = read_state(path)
+        real = datetime.now(UTC)
+        return _write(path, LabState(current.now(real) if current else real, real, frozen))
 
 
 def lab_reset(path: Path) -> bool:
     """Remove the lab clock (back to real time); False when there was none."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
+    if not path.exists():
         return False
-    except OSError as exc:
-        raise StoreError(
-            E_ACCESS_DENIED, f"the lab clock file {path} cannot be removed: {exc.strerror or exc}"
-        ) from exc
+    with _changing(path):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StoreError(
+                E_ACCESS_DENIED,
+                f"the lab clock file {path} cannot be removed: {exc.strerror or exc}",
+            ) from exc
     return True
 
 

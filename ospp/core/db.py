@@ -20,7 +20,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import NoReturn
 
 from ospp.core.errors import (
@@ -56,6 +56,24 @@ _LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken as 
 _ACCESS = frozenset({3, 5, 6, 8, 10, _CANTOPEN, 23})  # PERM BUSY LOCKED READONLY IOERR AUTH
 
 
+class StoreMissing(StoreError):
+    """A store opened with ``create=False`` is not there (removed, or never made)."""
+
+
+def sqlite_uri(path: PurePath) -> str:
+    """An absolute ``path`` as an SQLite ``file:`` URI, to add ``?mode=ro`` and the like to.
+
+    SQLite accepts no host in a URI, but ``as_uri()`` writes a Windows UNC path
+    (``\\\\server\\share\\...``) as ``file://server/share/...``: that becomes
+    ``file:////server/share/...``, an empty host and the path with its two leading slashes,
+    which Windows opens as the share. Drive-letter and POSIX paths are left as they are.
+    """
+    uri = path.as_uri()
+    if not uri.startswith("file:///"):
+        uri = "file:////" + uri.removeprefix("file://")
+    return uri
+
+
 def close_all() -> None:
     """Close every store this process opened (the CLI calls it when a command ends)."""
     for db in list(_OPEN):
@@ -67,7 +85,16 @@ def _primary(exc: sqlite3.Error) -> int:
 
 
 class Database:
-    """One SQLite store. ``migrations[i]`` is the SQL script that moves schema i to i+1."""
+    """One SQLite store. ``migrations[i]`` is the SQL script that moves schema i to i+1.
+
+    ``create=False`` opens a store that must exist already: when it (or its directory) is not
+    there, StoreMissing is raised and nothing is made, so a store another process has just
+    removed is never brought back empty.
+
+    ``witnesses`` are files made only once the store was (a KMS host's signing key, a
+    machine's hardware profile). An empty file is how every store starts, but an empty store
+    beside one of them was truncated: it is refused as damaged, not filled as a new store.
+    """
 
     def __init__(
         self,
@@ -76,9 +103,13 @@ class Database:
         migrations: Sequence[str],
         *,
         synchronous: str = "FULL",
+        create: bool = True,
+        witnesses: Sequence[Path] = (),
     ) -> None:
         self.path = path
         self.kind = kind
+        self._may_create = create
+        self._witnesses = witnesses
         self.schema_version = len(migrations)
         self._migrations = list(migrations)
         self._refused = False  # found damaged after opening: close without a checkpoint
@@ -213,7 +244,12 @@ class Database:
         refused before SQLite sees it (it would say only "disk I/O error")."""
         name = self.path.name
         for path in (self.path, *(self.path.with_name(name + end) for end in ("-wal", "-shm"))):
-            if path.is_dir() and not path.is_symlink():
+            try:
+                linked = path.is_symlink()
+                directory = not linked and path.is_dir()
+            except OSError as exc:  # a directory on the way that may not be entered
+                raise self._fail_access(exc) from exc
+            if directory:
                 raise StoreError(
                     E_INVALID_DATA,
                     N_(
@@ -226,7 +262,7 @@ class Database:
                         "the store's file back in its place."
                     ),
                 )
-            if path.is_symlink():
+            if linked:
                 raise StoreError(
                     E_ACCESS_DENIED,
                     N_(
@@ -257,7 +293,7 @@ class Database:
 
     def _open_read_only(self) -> sqlite3.Connection:
         """A connection that can never write the file, even when the directory is read-only."""
-        uri = self.path.absolute().as_uri()
+        uri = sqlite_uri(self.path.absolute())
         try:
             conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
             try:
@@ -320,9 +356,29 @@ class Database:
                 N_("Upgrade ospp to read it; the file was left as it is."),
             )
 
+    def _refuse_emptied(self) -> None:
+        """An empty store file beside a file made after the store held data: truncated."""
+        try:
+            if self.path.stat().st_size:
+                return
+        except OSError:
+            return  # not there (yet): created or reported below
+        for witness in self._witnesses:
+            if witness.exists():
+                raise self._fail_unreadable(
+                    ValueError(f"the file is empty, but {witness} shows that it held a store")
+                )
+
     def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         self._refuse_links()
-        self._create()
+        self._refuse_emptied()
+        if self._may_create:
+            self._create()
+        elif not os.path.lexists(self.path):
+            raise StoreMissing(
+                E_ACCESS_DENIED,
+                N_("the {store} {path} does not exist", store=self._name, path=str(self.path)),
+            )
         self._ro = ro = self._open_read_only()
         try:
             version = self._inspect(ro)
@@ -350,8 +406,12 @@ class Database:
         return exc.message
 
     def _open_read_write(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
+        # mode=rw never creates the file: a store removed since it was inspected stays gone
+        where = self.path if self._may_create else f"{sqlite_uri(self.path.absolute())}?mode=rw"
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(
+                where, timeout=30.0, isolation_level=None, uri=not self._may_create
+            )
         except sqlite3.Error as exc:
             raise self._fail_access(exc) from exc
         try:

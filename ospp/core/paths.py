@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
@@ -14,11 +15,6 @@ from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageE
 APP = "ospp"
 LOCAL_MACHINE = "localhost"
 _MACHINE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-# Names Windows keeps for devices, with or without an extension: machines/con cannot be a
-# directory there, so no system accepts them (a fleet exported on one imports on the other).
-_DEVICE_NAMES = frozenset(
-    ["con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10))]
-)
 
 
 def _data_dir() -> Path:
@@ -75,19 +71,35 @@ def machine_name(raw: str | None) -> str:
             f"computer name {raw!r} is not valid",
             "Use 1-63 letters, digits, '.', '-' or '_', starting with a letter or digit.",
         )
-    if name.endswith("."):
+    # Each machine is a directory named after it: a name Windows cannot hold is refused on
+    # every system, so that a fleet rehearsed here can be exported to a Windows machine.
+    why = windows_name_problem(name)
+    if why is not None:
         raise UsageError(
-            f"computer name {raw!r} is not valid: it ends in a dot, which Windows drops from a "
-            f"directory name (it would be {name.rstrip('.')!r}), and each machine is a directory",
-            "Leave the dot off the end.",
-        )
-    if name.split(".")[0] in _DEVICE_NAMES:
-        raise UsageError(
-            f"computer name {raw!r} is not valid: Windows keeps CON, PRN, AUX, NUL, COM1-9 and "
-            "LPT1-9 (with any extension) for devices, and each machine is a directory",
+            f"computer name {raw!r} is not valid: {why}, and each machine is a directory",
             "Choose another name.",
         )
     return name
+
+
+# Device names Windows reserves in every directory, alone or before a dot (nul.txt is NUL).
+_WINDOWS_DEVICES = frozenset(
+    ["con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(10))]
+)
+
+
+def windows_name_problem(name: str) -> str | None:
+    """Why a valid (lower-case) machine name cannot be a directory name on Windows, or None.
+
+    Windows reserves the device names CON, PRN, AUX, NUL, COM0-9 and LPT0-9, with or without
+    an extension, and drops a trailing dot, so that ``pc.`` would be the same directory as
+    ``pc``. Names differing only in case cannot collide: machine names are lower case.
+    """
+    if name.split(".", 1)[0] in _WINDOWS_DEVICES:
+        return f"{name.split('.', 1)[0].upper()} is a device name Windows reserves"
+    if name.endswith("."):
+        return "Windows drops a trailing dot from a file name"
+    return None
 
 
 def machine_dir(home: Path, name: str) -> Path:
@@ -117,8 +129,6 @@ def read_user_file(path: Path, what: str, limit: int = USER_FILE_LIMIT) -> str:
     A device that never ends (``/dev/zero``), a directory, a file too large or not UTF-8 is
     refused with a UsageError naming it, instead of hanging or failing later.
     """
-    import sys
-
     try:
         if str(path) == "-":
             data = sys.stdin.buffer.read(limit + 1)
@@ -167,12 +177,7 @@ def atomic_writer(
     if not path.name or path.is_dir():
         raise UsageError(f"{str(path)!r} is not a file name", "Name the file to write.")
     if path.is_symlink():
-        raise StoreError(
-            E_ACCESS_DENIED,
-            f"{path} is a symbolic link (to {os.readlink(path)}); ospp does not follow links "
-            "in place of its state files",
-            "Replace the link with the file itself. Nothing was changed.",
-        )
+        raise _link_refused(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
@@ -181,12 +186,78 @@ def atomic_writer(
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(name, path)
+        _replace(name, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(name)
         raise
     _sync_directory(path.parent)
+
+
+def _link_refused(path: Path) -> StoreError:
+    return StoreError(
+        E_ACCESS_DENIED,
+        f"{path} is a symbolic link (to {os.readlink(path)}); ospp does not follow links "
+        "in place of its state files",
+        "Replace the link with the file itself. Nothing was changed.",
+    )
+
+
+def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; True when this call created it.
+
+    For a file made once, on first use (a seal key, a hardware profile, a signing key, a new
+    machine's store): the bytes go to a new temporary file in the same directory, flushed to
+    disk, which is then linked to ``path`` (POSIX) or renamed to it (Windows, where a rename
+    never replaces a file). Both refuse a target that exists, so the file appears whole or not
+    at all, and of several processes creating it at once exactly one succeeds: every other
+    one gets False and reads the file that won, never replacing it. The temporary file is
+    binary (no newline translation on Windows) and owner-only unless not ``private``.
+    A symbolic link in place of ``path`` (even a dangling one) is refused with a StoreError;
+    other failures raise OSError, which callers wrap in the error their context calls for.
+    """
+    import tempfile
+
+    if path.is_symlink():
+        raise _link_refused(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    moved = False  # renamed into place: no temporary file is left to remove
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if not private:
+                os.chmod(name, 0o644)  # mkstemp makes it owner-only
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            if os.name == "nt":
+                os.rename(name, path)
+                moved = True
+            else:
+                os.link(name, path)
+        except FileExistsError:
+            return False
+    finally:
+        if not moved:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+    _sync_directory(path.parent)
+    return True
+
+
+def _replace(source: str, target: Path) -> None:
+    """``os.replace``, which Windows refuses while another process has the target open (a
+    command reading the lab clock, say): there it is tried again for about two seconds."""
+    for attempt in range(10):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if os.name != "nt" or attempt == 9:
+                raise
+            import time
+
+            time.sleep(0.04 * (attempt + 1))
 
 
 def _sync_directory(directory: Path) -> None:
@@ -200,5 +271,52 @@ def _sync_directory(directory: Path) -> None:
     try:
         with contextlib.suppress(OSError):
             os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if need be) for the block.
+
+    For a read-modify-write of a small state file that ``os.replace`` swaps whole: the lock
+    lives in its own file, which is never replaced, so every writer waits on the same one.
+    ``flock`` on POSIX, ``msvcrt.locking`` on Windows; the system drops the lock when the
+    process ends, so a killed writer never leaves it held. A lock that cannot be taken, or a
+    symbolic link in place of the lock file, is a StoreError naming the file.
+    """
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        if path.is_symlink():  # O_NOFOLLOW refuses it too, where the system has it
+            raise _link_refused(path)
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise StoreError(
+            E_ACCESS_DENIED,
+            f"the lock file {path} cannot be opened: {exc.strerror or exc}",
+            f"Check that {path.parent} is writable.",
+        ) from exc
+    try:
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # tries for 10 seconds, then OSError
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise StoreError(
+                E_ACCESS_DENIED,
+                f"the lock file {path} cannot be locked: {exc.strerror or exc}",
+                "Another ospp command holds it; try again.",
+            ) from exc
+        try:
+            yield
+        finally:
+            if sys.platform == "win32":
+                with contextlib.suppress(OSError):
+                    msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
     finally:
         os.close(fd)

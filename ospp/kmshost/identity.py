@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from ospp.protocol.phone import InstallationId
 
 
+SIGNING_KEY = "host-ed25519.pem"  # the host's Ed25519 key, made once its store exists
+
+
 def epid(product: Product, serial: int, activated: datetime) -> str:
     """The host's extended product ID, in the real shape."""
     return (
@@ -91,12 +94,12 @@ class HostIdentity:
         if self._signer is None:
             from ospp.protocol.crypto import HostKey
 
-            path = self.home / "host-ed25519.pem"
+            path = self.home / SIGNING_KEY
             if not path.exists():
-                from ospp.core.paths import write_atomic
+                from ospp.core.paths import write_new
 
-                try:
-                    write_atomic(path, HostKey.generate().decode("ascii"), private=True)
+                try:  # of several processes making it at once, all use the one that won
+                    write_new(path, HostKey.generate(), private=True)
                 except OSError as exc:
                     raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
             try:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
+from ospp.core.db import sqlite_uri
 from ospp.kmshost.packs import read_packs
 from ospp.kmshost.state import current_counts
 from ospp.protocol.kms import WINDOW
@@ -43,7 +44,7 @@ class Reader:
 
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            uri = f"{sqlite_uri(self.path.resolve())}?mode=ro"
             self._conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
         return self._conn
 

@@ -38,7 +38,7 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import kms_home
 from ospp.kmshost.batchsign import sign_batch
-from ospp.kmshost.identity import HostIdentity
+from ospp.kmshost.identity import SIGNING_KEY, HostIdentity
 from ospp.kmshost.packs import MIGRATION as PACKS_MIGRATION
 from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, known_groups, pack_for
 from ospp.kmshost.request import Request, parse_item
@@ -98,7 +98,13 @@ class KmsHost(HostIdentity):
 
     @classmethod
     def open(cls, home: Path, clock: Clock) -> KmsHost:
-        db = Database(home / "kms.db", "KMS host", _SCHEMA, synchronous="NORMAL")
+        db = Database(
+            home / "kms.db",
+            "KMS host",
+            _SCHEMA,
+            synchronous="NORMAL",
+            witnesses=[home / SIGNING_KEY],  # made once the store is (HostIdentity.signer)
+        )
         # A host with a million stored clients touches random B-tree pages on every insert:
         # keep them in SQLite's cache (64 MiB) rather than re-reading them from the OS.
         db.execute_pragma("cache_size=-65536")

@@ -14,7 +14,6 @@ from ospp.core.errors import (
     E_KEY_NOT_AVAILABLE,
     E_KMS_REFUSED,
     E_NEEDS_ADMIN,
-    E_NO_MACHINE,
     E_NOT_VOLUME,
     E_REARM_LIMIT,
     E_SKU_NOT_FOUND,
@@ -24,7 +23,7 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, machines_root, ospp_home
 from ospp.machine.status import LicenceStatus, evaluate
-from ospp.machine.store import MAX_REARMS, STORE_FILE, MachineStore
+from ospp.machine.store import MAX_REARMS, STORE_FILE, MachineStore, no_machine
 
 if TYPE_CHECKING:
     from ospp.protocol.keys import ProductKey
@@ -50,21 +49,19 @@ def open_machine(
     home = ospp_home(environ)
     machines_root(home)  # a file in its place is reported as such, not as a missing machine
     if not create and not machine_exists(home, name):
-        raise UsageError(
-            N_("there is no simulated machine {name}", name=repr(name)),
-            N_(
-                "Run 'ospp machines' for the list; create one with "
-                "'ospp install-product PRODUCT {name}'.",
-                name=name,
-            ),
-            code=E_NO_MACHINE,
-        )
-    return MachineStore.open(home, name, clock or clock_from_env(environ))
+        raise no_machine(name)
+    clock = clock or clock_from_env(environ)
+    return MachineStore.open(home, name, clock, create=create or name == LOCAL_MACHINE)
 
 
 def machine_exists(home: Path, name: str) -> bool:
     """Whether ``name`` is a simulated machine under ``home`` (this one always is)."""
-    return name == LOCAL_MACHINE or (machine_dir(home, name) / STORE_FILE).is_file()
+    if name == LOCAL_MACHINE:
+        return True
+    try:
+        return (machine_dir(home, name) / STORE_FILE).is_file()
+    except OSError:  # cannot be looked at (a directory that may not be entered): opening says
+        return True
 
 
 def open_for_install(

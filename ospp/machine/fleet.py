@@ -33,7 +33,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.core.paths import machine_dir, machine_name, machines_root
+from ospp.core.paths import machine_dir, machine_name, machines_root, write_new
 from ospp.machine import client
 from ospp.machine.store import STORE_FILE, MachineStore
 from ospp.machine.workers import parallel
@@ -138,7 +138,7 @@ class Templates:
 
     def _build(self, spec: Spec) -> bytes:
         name = f"t{len(self._built)}-{uuid.uuid4().hex[:8]}"
-        store = MachineStore.open(self._scratch, name, self.clock)
+        store = MachineStore.open(self._scratch, name, self.clock, create=True)
         try:
             for product, key in spec.products:
                 client.install_product(store, product)
@@ -181,29 +181,13 @@ def place(home: Path, name: str, data: bytes) -> bool:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if target.exists():
             return False
-        tmp = directory / f"{STORE_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new"
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            if hasattr(os, "link") and os.name != "nt":
-                os.link(tmp, target)  # fails if the target exists: never overwrites
-                os.unlink(tmp)
-            else:
-                os.rename(tmp, target)  # on Windows, rename refuses an existing target
-        except FileExistsError:
-            os.unlink(tmp)
-            return False
+        return write_new(target, data, private=True)  # never replaces a store made meanwhile
     except OSError as exc:
         raise StoreError(
             E_ACCESS_DENIED,
             f"the store of machine {name} cannot be written in {directory}: {exc.strerror or exc}",
             "Check that OSPP_HOME is writable.",
         ) from exc
-    return True
 
 
 @dataclass(frozen=True)
@@ -309,13 +293,40 @@ def remove(home: Path, glob: str) -> Iterator[Done]:
     """Delete every machine matching ``glob``."""
     for name in require(home, glob):
         try:
-            shutil.rmtree(machine_dir(home, name))
-        except FileNotFoundError:
-            continue  # removed meanwhile by someone else
+            removed = _remove_dir(machine_dir(home, name))
         except OSError as exc:
             yield Done(name, "failed", StoreError(E_ACCESS_DENIED, f"{name}: {exc}"))
         else:
-            yield Done(name, "removed")
+            if removed:
+                yield Done(name, "removed")
+
+
+def _remove_dir(directory: Path) -> bool:
+    """Delete a machine's directory; False when someone else had removed it already.
+
+    A command that opened the store just before may still add or drop its ``-wal`` or
+    ``-shm`` file while the directory is emptied ("directory not empty", or a file gone
+    between listing and deleting). Once the store file is gone no command opens it again (it
+    is never re-created), so a few more passes finish.
+    """
+    import errno
+    import time
+
+    if not os.path.lexists(directory):
+        return False
+    for attempt in range(20):
+        try:
+            shutil.rmtree(directory)
+        except OSError as exc:
+            if not os.path.lexists(directory):
+                return True
+            settling = isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOTEMPTY
+            if not settling or attempt == 19:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+        else:
+            return True
+    raise AssertionError("unreachable")
 
 
 # -- export and import -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from ospp.core.clock import Clock, FixedClock
-from ospp.core.db import Database
+from ospp.core.db import Database, sqlite_uri
 from ospp.core.digest import compare_digest
 from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
 from ospp.machine.checks import bound_hardware, make_checker
@@ -86,9 +86,10 @@ def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
     if before is None or os.path.exists(wal):
         return None
     if os.name == "nt":  # file:///C:/... ; on POSIX the plain path is the cheaper form
-        uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro&immutable=1"
-    else:
-        uri = "file:" + quote(path) + "?mode=ro&immutable=1"
+        uri = sqlite_uri(Path(os.path.abspath(path))) + "?mode=ro&immutable=1"
+    else:  # an absolute path after "file://": a leading "//" is not taken for a host
+        uri = ("file://" if path.startswith("/") else "file:") + quote(path)
+        uri += "?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:

@@ -8,7 +8,6 @@ keep an activation (4 on a dockable machine). A larger change needs reactivation
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from ospp.core.canonical import load_json
 from ospp.core.clock import iso
 from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import write_atomic
+from ospp.core.paths import locked, write_atomic, write_new
 from ospp.core.record import Record
 from ospp.protocol.tolerance import (
     COMPONENTS,
@@ -87,12 +86,23 @@ def _write(path: Path, data: dict[str, object]) -> None:
         ) from exc
 
 
+def _create(path: Path, data: dict[str, object]) -> None:
+    """Write a new profile, unless another process just did: then that one is kept, so every
+    process that made one at once goes on with the same hardware."""
+    try:
+        write_new(path, json.dumps(data, indent=2).encode("utf-8"), private=True)
+    except OSError as exc:
+        raise StoreError(
+            E_ACCESS_DENIED,
+            N_("cannot write {path}: {why}", path=str(path), why=str(exc.strerror)),
+        ) from exc
+
+
 def load(directory: Path) -> Hardware:
     """The machine's hardware profile, created (random components) on first use."""
     path = _path(directory)
     if not path.exists():
-        with contextlib.suppress(FileExistsError):
-            _write(path, _fresh())
+        _create(path, _fresh())
     try:
         data = load_json(path.read_text(encoding="utf-8"))
         components = {name: str(data["components"][name]) for name in COMPONENTS}
@@ -114,8 +124,11 @@ def load(directory: Path) -> Hardware:
 
 
 def change(directory: Path, names: list[str], now: datetime) -> Hardware:
-    """Simulate replacing components (new random values)."""
-    current = load(directory)
+    """Simulate replacing components (new random values).
+
+    Changes take turns (a lock file beside the profile), so concurrent ones each keep their
+    part replaced instead of writing back what the others had replaced.
+    """
     unknown = [n for n in names if n not in COMPONENTS]
     if unknown:
         from ospp.core.errors import UsageError
@@ -124,6 +137,13 @@ def change(directory: Path, names: list[str], now: datetime) -> Hardware:
             f"unknown hardware component {unknown[0]!r}",
             f"Components: {', '.join(COMPONENTS)}.",
         )
+    load(directory)  # made first if need be, outside the lock
+    with locked(directory / "hardware.json.lock"):
+        return _replace_parts(directory, names, now)
+
+
+def _replace_parts(directory: Path, names: list[str], now: datetime) -> Hardware:
+    current = load(directory)
     components = dict(current.components)
     for name in names:
         # A replaced part must register as changed: skip values whose 4-bit hash collides.

@@ -19,24 +19,36 @@ from typing import Any
 from ospp.core.canonical import canonical
 from ospp.core.digest import hmac_sha256
 from ospp.core.errors import E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import write_atomic
+from ospp.core.paths import write_new
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 
 SEAL_FILE = "seal.key"
+KEY_BYTES = 32
 
 
 def seal_key(home: Path, create: bool) -> bytes | None:
-    """The per-home seal key; created on first use when ``create``."""
+    """The per-home seal key; created on first use when ``create``.
+
+    Without ``create`` a key that is missing or cannot be read is None: activations are then
+    checked by their signatures. With it (an activation is about to be sealed) such a key is
+    a StoreError, and the file is left as it is.
+    """
     path = home / SEAL_FILE
-    if not path.exists():
+    if create and not path.exists():
+        # secrets.token_hex(32); several processes making it at once all use the one that won
+        write_new(path, os.urandom(32).hex().encode("ascii"), private=True)
+    elif not path.exists():
+        return None
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"{len(key)} bytes, not {KEY_BYTES}")
+    except (OSError, ValueError) as exc:
         if not create:
             return None
-        write_atomic(path, os.urandom(32).hex(), private=True)  # secrets.token_hex(32)
-    try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return None
+        raise _damaged(path, exc) from exc
+    return key
 
 
 def require_key(home: Path, create: bool = True) -> bytes | None:
@@ -44,22 +56,33 @@ def require_key(home: Path, create: bool = True) -> bytes | None:
     None while there is none); a damaged one is a StoreError naming the file, which is left as
     it is (every seal made with it would be lost). ``create=False`` checks it before an
     activation is asked for, without leaving a key behind when that activation fails."""
-    key = seal_key(home, create)
-    if key is None and (create or (home / SEAL_FILE).exists()):
-        path = home / SEAL_FILE
-        raise StoreError(
-            E_INVALID_DATA,
-            N_(
-                "the seal key {path} cannot be read: it should hold 64 hexadecimal digits",
-                path=str(path),
-            ),
-            N_(
-                "It was left as it is. Restore it from a backup; or move it aside, and every "
-                "activation in this home is verified again from its signature on the next "
-                "status read."
-            ),
+    if not create and not (home / SEAL_FILE).exists():
+        return None
+    return seal_key(home, create=True)
+
+
+def _damaged(path: Path, exc: Exception) -> StoreError:
+    if isinstance(exc, OSError):
+        what = N_(
+            "the {store} {path} cannot be read: {why}",
+            store="seal key",
+            path=str(path),
+            why=str(exc.strerror or exc),
         )
-    return key
+    else:
+        what = N_(
+            "the seal key {path} cannot be read: it should hold 64 hexadecimal digits",
+            path=str(path),
+        )
+    return StoreError(
+        E_INVALID_DATA,
+        what,
+        N_(
+            "It was left as it is. Restore it from a backup; or move it aside, and every "
+            "activation in this home is verified again from its signature on the next "
+            "status read."
+        ),
+    )
 
 
 def mac(

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ospp.core.canonical import load_json
 from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.core.clock import Clock, iso
-from ospp.core.db import Database
-from ospp.core.errors import E_INVALID_DATA, N_, StoreError
+from ospp.core.db import Database, StoreMissing
+from ospp.core.errors import E_INVALID_DATA, E_NO_MACHINE, N_, StoreError, UsageError
 from ospp.core.paths import machine_dir
 from ospp.core.record import Record
 
@@ -100,6 +100,20 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+def no_machine(name: str) -> UsageError:
+    """The error for a computer name that names no simulated machine (ospp.vbs's answer for
+    a computer it cannot reach)."""
+    return UsageError(
+        N_("there is no simulated machine {name}", name=repr(name)),
+        N_(
+            "Run 'ospp machines' for the list; create one with "
+            "'ospp install-product PRODUCT {name}'.",
+            name=name,
+        ),
+        code=E_NO_MACHINE,
+    )
+
+
 class MachineStore:
     """The licence store of one simulated machine. Construct with :meth:`open`."""
 
@@ -115,9 +129,20 @@ class MachineStore:
         return self.directory.parent.parent
 
     @classmethod
-    def open(cls, home: Path, name: str, clock: Clock) -> MachineStore:
+    def open(cls, home: Path, name: str, clock: Clock, *, create: bool = False) -> MachineStore:
+        """The store of machine ``name``; ``create`` makes it when there is none (a new
+        machine, or this one). Otherwise a machine whose store is gone, removed by another
+        process meanwhile, is the error for a machine that does not exist: it is never
+        brought back empty."""
         directory = machine_dir(home, name)
-        db = Database(directory / STORE_FILE, "licence", _SCHEMA)
+        try:
+            # the hardware profile is made once the store is (ospp.machine.hardware)
+            witness = directory / "hardware.json"
+            db = Database(
+                directory / STORE_FILE, "licence", _SCHEMA, create=create, witnesses=[witness]
+            )
+        except StoreMissing:
+            raise no_machine(name) from None
         store = cls(db, name, directory, clock)
         with db.read() as conn:
             known = conn.execute("SELECT 1 FROM meta WHERE name='cmid'").fetchone()

@@ -34,10 +34,22 @@ def anchor_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
     """The trust anchors' files: <home>/trust/*.json, plus the local authority's public key
     file when no remote authority (OSPP_AUTHORITY) is configured."""
     trust = trust_dir(home)
-    files = sorted(trust.glob("*.json")) if trust.is_dir() else []
+    try:
+        files = sorted(trust.glob("*.json")) if trust.is_dir() else []
+    except OSError as exc:  # a trust store that may not be read: named, as a bad anchor is
+        files = [trust / f"*.json ({exc.strerror or exc})"]
     if not environ.get("OSPP_AUTHORITY"):
         files.insert(0, center_home(environ) / "authority.pub.json")
-    return [f for f in files if f.exists()]
+    return [f for f in files if _present(f)]
+
+
+def _present(path: Path) -> bool:
+    """Whether an anchor file is there; one that cannot even be looked for (a directory that
+    may not be entered) counts, so that reading it names it among the unreadable."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
 
 
 def trusted_fingerprints(home: Path, environ: Mapping[str, str]) -> list[str]:
