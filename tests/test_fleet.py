@@ -115,6 +115,23 @@ def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> No
     assert ospp("fleet", "remove", "zz*").code == 1
 
 
+def test_status_escapes_the_kms_host_a_client_was_given(ospp: Ospp) -> None:
+    """The host a KMS activation names came from outside (a DNS target, say): the table and
+    the CSV escape it, and the CSV never hands a spreadsheet a formula."""
+    ospp("fleet", "create", "ws", "1", "--product", "ProPlus2021")
+    db = sqlite3.connect(ospp.home / "client" / "machines" / "ws1" / "licenses.db")
+    with db:
+        db.execute(
+            "UPDATE licenses SET activation=? WHERE product_key IS NOT NULL",
+            ('{"kind": "kms", "host": "=1+1\\u001b[2J", "activated_at": "2026-11-01T00:00:00Z"}',),
+        )
+    db.close()
+    table = ospp("fleet", "status").out
+    assert "=1+1\\x1b[2J" in table and "\x1b" not in table
+    rows = list(csv.DictReader(io.StringIO(ospp("fleet", "status", "--csv").out)))
+    assert rows[0]["kms_host"] == "'=1+1\\x1b[2J"
+
+
 def test_export_import_round_trip_and_all_or_nothing(ospp: Ospp, tmp_path: Path) -> None:
     ospp("fleet", "create", "pc", "3", "--product", "ProPlus2021", "--sethst", "10.0.0.5:1688")
     ospp.install("ProPlus2016", "pc3")

@@ -20,6 +20,7 @@ from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, report
 from ospp.core.clock import clock_from_env, iso, parse_duration, parse_time
 from ospp.core.errors import LicensingError, OsppError, StoreError, UsageError, hex_code
 from ospp.core.paths import ospp_home
+from ospp.core.printable import csv_cell, printable
 
 T = TypeVar("T")
 MAX_SHOWN = 20  # failures listed in text output; --json lists them all
@@ -171,9 +172,10 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
                                  "LAST ACTIVATION", "KMS HOST"))  # fmt: skip
     try:
         for values in counted():
-            cells = ["" if values[c] is None else str(values[c]) for c in COLUMNS]
+            # the KMS host is the name a client was given (by DNS, say): outside text
+            cells = ["" if values[c] is None else printable(str(values[c])) for c in COLUMNS]
             if as_csv:
-                writer.writerow(cells)
+                writer.writerow([*cells[:-1], csv_cell(cells[-1])])
             else:
                 click.echo(_TABLE.format(*cells))
     except BrokenPipeError:  # the reader stopped early (| head): stop quietly
