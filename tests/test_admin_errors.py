@@ -349,3 +349,16 @@ def test_a_damaged_authority_public_key_file(ospp: Ospp, how: str) -> None:
         pub.write_bytes(b"\xff\xfe garbage")
         assert ospp("center", "keys").code == 0
         assert json.loads(pub.read_text())["ed25519"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["/act:foo"], ["dstatus", "--bogus"], ["/inpkey"], ["/nosuchverb"], ["fleet", "create"]],
+)
+def test_a_usage_error_in_text_names_its_licensing_code(ospp: Ospp, args: list[str]) -> None:
+    """click says what was wrong and how to get help; the line after it is the code, as in
+    every other error block (and in the JSON envelope)."""
+    ran = ospp.proc(*args)
+    assert ran.code == 2
+    assert "Error: " in ran.err and ran.err.rstrip().endswith("ERROR CODE: 0x80070057"), ran.err
+    assert ospp.proc(*args, "--json").json()["error"]["code"] == "0x80070057"

@@ -23,7 +23,7 @@ from ospp.cli.base import (
     internal_error,
     json_in_argv,
 )
-from ospp.core.errors import Cancelled, ExitStatus, UsageError
+from ospp.core.errors import E_INVALID_ARG, Cancelled, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -69,7 +69,8 @@ class SlashGroup(click.Group):
     """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does.
 
     With ``--json`` anywhere on the command line, click's own usage errors (and any bug met
-    while parsing) are printed as the same JSON error object as every other error.
+    while parsing) are printed as the same JSON error object as every other error; without
+    it, click's usage error is followed by the licensing code, as every other error has.
     """
 
     def main(
@@ -81,8 +82,20 @@ class SlashGroup(click.Group):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
-        if not standalone_mode or not json_in_argv(argv):
+        if not standalone_mode:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        if not json_in_argv(argv):
+            try:
+                rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            except click.ClickException as exc:  # what click prints, and the licensing code
+                exc.show()
+                if isinstance(exc, click.UsageError):
+                    click.echo(f"ERROR CODE: 0x{E_INVALID_ARG:08X}", err=True)
+                sys.exit(exc.exit_code)
+            except click.exceptions.Abort:
+                click.echo("Aborted!", err=True)
+                sys.exit(1)
+            sys.exit(rv if isinstance(rv, int) else 0)
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
