@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database, StoreMissing
-from ospp.core.errors import E_INVALID_DATA, E_NO_MACHINE, N_, StoreError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_INVALID_DATA,
+    E_NO_MACHINE,
+    N_,
+    StoreError,
+    UsageError,
+)
 from ospp.core.paths import machine_dir
 from ospp.core.record import Record
 
@@ -111,6 +118,28 @@ def no_machine(name: str) -> UsageError:
         ),
         code=E_NO_MACHINE,
     )
+
+
+def machines_unreadable(root: Path, exc: OSError) -> StoreError:
+    """The error for a directory of machines that cannot be listed."""
+    return StoreError(
+        E_ACCESS_DENIED,
+        N_(
+            "the simulated machines in {root} cannot be listed: {why}",
+            root=str(root),
+            why=str(exc.strerror or exc),
+        ),
+        N_("Check that OSPP_HOME and the machines directory in it may be read."),
+    )
+
+
+def holds_store(directory: Path) -> bool:
+    """Whether a machine's directory holds its store; one that cannot be looked into (a
+    mode that forbids it) counts, so that opening it reports why."""
+    try:
+        return (directory / STORE_FILE).is_file()
+    except OSError:
+        return True
 
 
 class MachineStore:
