@@ -35,7 +35,7 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import machine_dir, machine_name, write_new
 from ospp.machine import client
-from ospp.machine.store import STORE_FILE, MachineStore, machines_unreadable
+from ospp.machine.store import STORE_FILE, MachineStore, NoMachine, machines_unreadable
 from ospp.machine.workers import parallel
 
 MAX_COUNT = 100_000
@@ -266,6 +266,8 @@ def install_key(
     def one(name: str) -> Iterator[Done]:
         try:
             store = MachineStore.open(home, name, clock)
+        except NoMachine:
+            return  # a directory that holds no machine, or one removed meanwhile
         except OsppError as exc:
             yield Done(name, "failed", exc)
             return

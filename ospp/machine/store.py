@@ -106,10 +106,15 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def no_machine(name: str) -> UsageError:
+class NoMachine(UsageError):
+    """No simulated machine has this name: never made, or removed meanwhile. Commands over
+    many machines pass over it (a directory holding no store is not a machine)."""
+
+
+def no_machine(name: str) -> NoMachine:
     """The error for a computer name that names no simulated machine (ospp.vbs's answer for
     a computer it cannot reach)."""
-    return UsageError(
+    return NoMachine(
         N_("there is no simulated machine {name}", name=repr(name)),
         N_(
             "Run 'ospp machines' for the list; create one with "
