@@ -707,3 +707,20 @@ def test_one_machine_ospp_may_not_enter_is_reported_among_the_others(ospp: Ospp)
             assert "internal error" not in said and "Traceback" not in said, (args, said)
     finally:
         shut.chmod(0o700)
+
+
+@needs_modes
+def test_a_seal_key_that_cannot_be_made_is_a_store_error(ospp: Ospp):
+    ospp.install("ProPlus2021")
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    assert ospp("/inpkey:" + mak.data()["key"]).code == 0
+    home = ospp.home / "client"
+    home.chmod(0o500)  # the machine's own directory stays writable
+    try:
+        done = _as_user(ospp, "/act")
+        said = done.stdout + done.stderr
+        assert done.returncode == 3 and "seal.key" in said and "0x80070005" in said, said
+        assert "internal error" not in said
+    finally:
+        home.chmod(0o700)
+    assert not (home / "seal.key").exists()
