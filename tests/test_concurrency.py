@@ -235,3 +235,21 @@ def test_concurrent_hardware_changes_each_replace_their_part(tmp_path: Path) -> 
         after = hardware.load(directory).components
         changed = {name for name in before if after[name] != before[name]}
         assert changed == set(hardware.COMPONENTS[:THREADS]), r
+
+
+def test_concurrent_first_opens_of_a_new_store_all_succeed(tmp_path: Path) -> None:
+    """Eight commands opening one machine's store before it exists: one creates it, and
+    none is told the store is locked (switching a new store to WAL mode must wait its turn,
+    which SQLite does not do by itself)."""
+
+    def open_store(home: Path) -> str:
+        store = client.open_machine(None, {"OSPP_HOME": str(home)})
+        try:
+            return store.settings()["cmid"]
+        finally:
+            store.db.close()
+
+    for r in range(150):
+        directory = tmp_path / f"round{r}"
+        directory.mkdir()
+        assert len(set(_together(open_store, directory))) == 1, r

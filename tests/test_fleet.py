@@ -518,3 +518,22 @@ def test_service_with_a_progress_bar_on_the_terminal_still_prints_every_line(osp
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines[:5]] == ["t1", "t2", "t3", "t4", "t5"]
     assert "Summary: 5 nothing due" in lines
+
+
+def test_a_directory_that_holds_no_machine_is_left_out_and_left_alone(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """A stray directory under machines/ (or a machine removed while a fleet command reads
+    the others) is not a machine: fleet commands pass over it and never make a store in it."""
+    ospp("fleet", "create", "w", "2", "--product", "ProPlus2021")
+    stray = Path(ospp.env["OSPP_HOME"]) / "machines" / "w3"
+    stray.mkdir()
+    status = ospp("fleet", "status", "--json")
+    assert status.code == 0 and [r["machine"] for r in status.data()["rows"]] == ["w1", "w2"]
+    assert ospp("fleet", "timeline", "--json").code == 0
+    export = ospp("fleet", "export", str(tmp_path / "fleet.csv"))
+    assert export.code == 0, export.out
+    assert ospp("fleet", "inpkey", GVLK_2021, "--machines", "w*").code == 0
+    assert ospp.proc("fleet", "act").code in (0, 1)  # no KMS host: the two machines fail
+    assert ospp("machines", "--json").data()["machines"] == ["w1", "w2"]
+    assert list(stray.iterdir()) == []

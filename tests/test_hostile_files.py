@@ -641,7 +641,11 @@ def _as_user(ospp: Ospp, *args: str) -> subprocess.CompletedProcess[str]:
     ("where", "commands"),
     [
         ("client/machines/localhost", [["/dstatus"], ["/sethst:kms.example.com"], ["/act"]]),
-        ("client", [["/dstatus"], ["clock", "advance", "1h"], ["/dcmid"]]),
+        ("client", [["/dstatus"], ["clock", "advance", "1h"], ["/dcmid"], ["machines"]]),
+        (
+            "client/machines",
+            [["machines"], ["fleet", "status"], ["service", "--all"], ["fleet", "remove", "w*"]],
+        ),
         ("kms", [["kms", "status"], ["kms", "set", "--activation-interval", "60"]]),
         ("center", [["center", "keys"]]),
     ],
@@ -685,3 +689,38 @@ def test_an_authority_home_the_client_may_not_enter_leaves_its_anchor_unread(osp
         assert status["status"] != "LICENSED" and "not trusted" in status["detail"]
     finally:
         center.chmod(0o700)
+
+
+@needs_modes
+def test_one_machine_ospp_may_not_enter_is_reported_among_the_others(ospp: Ospp):
+    ospp("fleet", "create", "w", "3", "--product", "ProPlus2021")
+    shut = ospp.home / "client" / "machines" / "w2"
+    shut.chmod(0)
+    try:
+        listed = _as_user(ospp, "machines", "--json")
+        assert listed.returncode == 0, (listed.stdout, listed.stderr)
+        assert json.loads(listed.stdout)["data"]["machines"] == ["w1", "w2", "w3"]
+        for args in (["service", "--all"], ["fleet", "status"], ["/dstatus", "w2"]):
+            done = _as_user(ospp, *args)
+            said = done.stdout + done.stderr
+            assert done.returncode == 3 and "0x80070005" in said and "w2" in said, (args, said)
+            assert "internal error" not in said and "Traceback" not in said, (args, said)
+    finally:
+        shut.chmod(0o700)
+
+
+@needs_modes
+def test_a_seal_key_that_cannot_be_made_is_a_store_error(ospp: Ospp):
+    ospp.install("ProPlus2021")
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    assert ospp("/inpkey:" + mak.data()["key"]).code == 0
+    home = ospp.home / "client"
+    home.chmod(0o500)  # the machine's own directory stays writable
+    try:
+        done = _as_user(ospp, "/act")
+        said = done.stdout + done.stderr
+        assert done.returncode == 3 and "seal.key" in said and "0x80070005" in said, said
+        assert "internal error" not in said
+    finally:
+        home.chmod(0o700)
+    assert not (home / "seal.key").exists()

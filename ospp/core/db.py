@@ -50,6 +50,8 @@ _STORE_NAMES = {
 _FULL = 13
 _DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 _ERROR = 1  # SQL error: a bug in ospp, or a schema that was damaged or edited by hand
+_BUSY = 5
+_BUSY_SECONDS = 30.0  # how long a store another process is writing is waited for
 _IOERR = 10
 _CANTOPEN = 14
 _LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken as a full disk
@@ -410,12 +412,12 @@ class Database:
         where = self.path if self._may_create else f"{sqlite_uri(self.path.absolute())}?mode=rw"
         try:
             conn = sqlite3.connect(
-                where, timeout=30.0, isolation_level=None, uri=not self._may_create
+                where, timeout=_BUSY_SECONDS, isolation_level=None, uri=not self._may_create
             )
         except sqlite3.Error as exc:
             raise self._fail_access(exc) from exc
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn, migrations)
@@ -427,6 +429,27 @@ class Database:
             conn.close()
             raise self._wrap(exc) or self._fail_unreadable(exc) from exc
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the store in WAL mode (a new one; an existing store already is).
+
+        The switch needs the file to itself, and SQLite answers "database is locked" at once,
+        without waiting, while another process holds it (opening the same new store at the
+        same moment): the switch is tried again for as long as a busy store is waited for.
+        """
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        import time
+
+        deadline = time.monotonic() + _BUSY_SECONDS
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if _primary(exc) != _BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.005)
 
     def _migrate(self, conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -35,7 +35,7 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import machine_dir, machine_name, machines_root, write_new
 from ospp.machine import client
-from ospp.machine.store import STORE_FILE, MachineStore
+from ospp.machine.store import STORE_FILE, MachineStore, NoMachine, machines_unreadable
 from ospp.machine.workers import parallel
 
 MAX_COUNT = 100_000
@@ -48,8 +48,10 @@ def names(home: Path, glob: str | None = None) -> list[str]:
     pattern = glob.lower() if glob else None
     try:
         entries = [e.name for e in os.scandir(root) if e.is_dir()]
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as exc:
+        raise machines_unreadable(root, exc) from exc
     return sorted(n for n in entries if pattern is None or fnmatch.fnmatchcase(n, pattern))
 
 
@@ -272,6 +274,8 @@ def install_key(
     def one(name: str) -> Iterator[Done]:
         try:
             store = MachineStore.open(home, name, clock)
+        except NoMachine:
+            return  # a directory that holds no machine, or one removed meanwhile
         except OsppError as exc:
             yield Done(name, "failed", exc)
             return

@@ -18,7 +18,7 @@ from ospp.machine import client
 from ospp.machine.fleet import require
 from ospp.machine.kmsclient import Pool
 from ospp.machine.service import Action
-from ospp.machine.store import MachineStore
+from ospp.machine.store import MachineStore, NoMachine
 from ospp.machine.workers import parallel
 
 
@@ -60,6 +60,8 @@ def act(
     def one(name: str) -> Iterator[Action]:
         try:
             store = MachineStore.open(home, name, clock)
+        except NoMachine:
+            return  # a directory that holds no machine, or one removed meanwhile
         except OsppError as exc:
             yield Action(name, "", "", "activate", error=exc)
             return

@@ -39,7 +39,7 @@ from ospp.machine.status import (
     LicenceStatus,
     evaluate,
 )
-from ospp.machine.store import _SCHEMA, DEFAULTS, STORE_FILE, Licence, MachineStore
+from ospp.machine.store import _SCHEMA, DEFAULTS, STORE_FILE, Licence, MachineStore, NoMachine
 from ospp.protocol.trust import trusted_fingerprints
 
 # The timeline splits the last 5 days of the initial grace off: the user is being notified.
@@ -216,6 +216,8 @@ def _chunk_rows(
         try:
             snap = read_machine(home, name, clock)
             check = checks.checker(snap, clock)
+        except NoMachine:
+            continue  # a directory that holds no machine, or one removed meanwhile
         except OsppError as exc:
             if wanted in (None, "ERROR"):
                 out.append(error_row(name, exc))
@@ -301,7 +303,10 @@ def timeline(
     counts: list[Counter[str]] = [Counter() for _ in days]
     checks = HomeChecks(home, environ)
     for name in names(home, glob):
-        snap = read_machine(home, name, clock)
+        try:
+            snap = read_machine(home, name, clock)
+        except NoMachine:
+            continue  # a directory that holds no machine, or one removed meanwhile
         check = checks.checker(snap, clock)
         for lic in keyed(snap):
             for i, day in enumerate(days):
@@ -320,7 +325,10 @@ def export(home: Path, glob: str | None, path: Path, clock: Clock) -> Iterator[s
             out = csv.writer(f)
             out.writerow(CSV_FIELDS)
             for name in names(home, glob):
-                snap = read_machine(home, name, clock)
+                try:
+                    snap = read_machine(home, name, clock)
+                except NoMachine:
+                    continue  # a directory that holds no machine, or one removed meanwhile
                 host = snap.settings["kms_host"]
                 if host:
                     port = snap.settings["kms_port"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from ospp.core.canonical import canonical
 from ospp.core.digest import hmac_sha256
-from ospp.core.errors import E_INVALID_DATA, N_, StoreError
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
 from ospp.core.paths import write_new
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
@@ -37,7 +37,14 @@ def seal_key(home: Path, create: bool) -> bytes | None:
     path = home / SEAL_FILE
     if create and not path.exists():
         # secrets.token_hex(32); several processes making it at once all use the one that won
-        write_new(path, os.urandom(32).hex().encode("ascii"), private=True)
+        try:
+            write_new(path, os.urandom(32).hex().encode("ascii"), private=True)
+        except OSError as exc:
+            raise StoreError(
+                E_ACCESS_DENIED,
+                f"the seal key {path} cannot be written: {exc.strerror or exc}",
+                "Check that OSPP_HOME is writable.",
+            ) from exc
     elif not path.exists():
         return None
     try:

@@ -17,7 +17,7 @@ from ospp.core.catalog import Channel
 from ospp.core.errors import OsppError
 from ospp.core.paths import machines_root
 from ospp.machine.status import LICENSED
-from ospp.machine.store import STORE_FILE, Licence, MachineStore
+from ospp.machine.store import Licence, MachineStore, holds_store, machines_unreadable
 
 if TYPE_CHECKING:
     from ospp.machine.kmsclient import Pool
@@ -64,10 +64,14 @@ def due(
 
 def machine_names(home: Path) -> list[str]:
     """Every simulated machine under ``home`` (a directory holding a store), sorted."""
-    root = machines_root(home)
-    if not root.exists():
+    root = machines_root(home)  # a file in its place is reported
+    try:
+        entries = sorted(root.iterdir())
+    except FileNotFoundError:
         return []
-    return [p.name for p in sorted(root.iterdir()) if (p / STORE_FILE).is_file()]
+    except OSError as exc:
+        raise machines_unreadable(root, exc) from exc
+    return [p.name for p in entries if holds_store(p)]
 
 
 def run(

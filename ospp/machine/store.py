@@ -17,7 +17,14 @@ from ospp.core.canonical import load_json
 from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database, StoreMissing
-from ospp.core.errors import E_INVALID_DATA, E_NO_MACHINE, N_, StoreError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_INVALID_DATA,
+    E_NO_MACHINE,
+    N_,
+    StoreError,
+    UsageError,
+)
 from ospp.core.paths import machine_dir
 from ospp.core.record import Record
 
@@ -100,10 +107,15 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def no_machine(name: str) -> UsageError:
+class NoMachine(UsageError):
+    """No simulated machine has this name: never made, or removed meanwhile. Commands over
+    many machines pass over it (a directory holding no store is not a machine)."""
+
+
+def no_machine(name: str) -> NoMachine:
     """The error for a computer name that names no simulated machine (ospp.vbs's answer for
     a computer it cannot reach)."""
-    return UsageError(
+    return NoMachine(
         N_("there is no simulated machine {name}", name=repr(name)),
         N_(
             "Run 'ospp machines' for the list; create one with "
@@ -112,6 +124,28 @@ def no_machine(name: str) -> UsageError:
         ),
         code=E_NO_MACHINE,
     )
+
+
+def machines_unreadable(root: Path, exc: OSError) -> StoreError:
+    """The error for a directory of machines that cannot be listed."""
+    return StoreError(
+        E_ACCESS_DENIED,
+        N_(
+            "the simulated machines in {root} cannot be listed: {why}",
+            root=str(root),
+            why=str(exc.strerror or exc),
+        ),
+        N_("Check that OSPP_HOME and the machines directory in it may be read."),
+    )
+
+
+def holds_store(directory: Path) -> bool:
+    """Whether a machine's directory holds its store; one that cannot be looked into (a
+    mode that forbids it) counts, so that opening it reports why."""
+    try:
+        return (directory / STORE_FILE).is_file()
+    except OSError:
+        return True
 
 
 class MachineStore:
