@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ospp.core.canonical import load_json
 from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import Database, StoreMissing
@@ -243,7 +242,9 @@ class MachineStore:
         activation = None
         try:
             if row[5]:
-                activation = load_json(row[5])  # imports json only when there is one
+                from ospp.core.canonical import load_json  # with json: only when there is one
+
+                activation = load_json(row[5])
             installed, grace = _dt(row[1]), _dt(row[2])
             key_at = _dt(row[4])
         except ValueError as exc:
