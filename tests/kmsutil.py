@@ -129,6 +129,24 @@ def path_of(ospp: Ospp) -> Path:
     return ospp.home / "kms" / "kms.db"
 
 
+def certified_key(authority: Any, key: str) -> tuple[Any, dict[str, Any]]:
+    """A fresh host signing key and the certificate ``authority`` grants it for the KMS host
+    key ``key``: what a host (or whoever stole its key) holds."""
+    from ospp.protocol.crypto import HostKey, b64
+
+    signer = HostKey(HostKey.generate())
+    granted = authority.activate(
+        {
+            "key": key,
+            "cmid": str(uuid.uuid4()),
+            "hardware": "00" * 5,
+            "nonce": "n",
+            "host_key": b64(signer.public_raw),
+        }
+    )
+    return signer, {"kind": "online", **granted}
+
+
 def signed_answer(signer: Any, cert: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
     """A KMS answer to ``msg`` signed one by one with ``signer`` (what a rogue host sends)."""
     from ospp.core.canonical import canonical

@@ -16,7 +16,7 @@ import pytest
 
 from ospp.protocol.crypto import HostKey
 from tests.conftest import Ospp
-from tests.kmsutil import signed_answer
+from tests.kmsutil import certified_key, signed_answer
 from tests.test_kms import RogueHost, status_of
 
 # -- a certified KMS host that signs odd answers -------------------------------------------------
@@ -27,26 +27,15 @@ def certified_rogue(ospp: Ospp) -> tuple[HostKey, dict[str, Any]]:
     was stolen, or a buggy host, would hold: its answers pass every signature check."""
     from ospp.authority.state import Authority
     from ospp.core.clock import SystemClock
-    from ospp.protocol.crypto import b64
 
     key = ospp(
         "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
     ).data()["key"]
-    signer = HostKey(HostKey.generate())
     authority = Authority.open(Path(ospp.env["OSPP_CENTER_HOME"]), SystemClock(), environ={})
     try:
-        granted = authority.activate(
-            {
-                "key": key,
-                "cmid": str(uuid.uuid4()),
-                "hardware": "00" * 5,
-                "nonce": "n",
-                "host_key": b64(signer.public_raw),
-            }
-        )
+        return certified_key(authority, key)
     finally:
         authority.close()
-    return signer, {"kind": "online", **granted}
 
 
 def resigned(signer: HostKey, answer: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tests.kmsutil import (
     APP,
     PROPLUS_2021_SKU,
     Host,
+    certified_key,
     client,
     ipv6_host,
     make_host,
@@ -262,22 +263,9 @@ def _rogue_answer(tmp: Path) -> Any:
     authority (a real ospp authority the client does not trust)."""
     from ospp.authority.state import Authority
     from ospp.core.clock import SystemClock
-    from ospp.protocol.crypto import HostKey, b64
 
     foreign = Authority.open(tmp / "foreign-center", SystemClock())
-    key = foreign.issue_key("ProPlus2024", "kms-host")
-    signer = HostKey(HostKey.generate())
-    granted = foreign.activate(
-        {
-            "key": key,
-            "cmid": str(uuid.uuid4()),
-            "hardware": "00" * 5,
-            "nonce": "n",
-            "host_key": b64(signer.public_raw),
-        }
-    )
-    cert = {"kind": "online", **granted}
-
+    signer, cert = certified_key(foreign, foreign.issue_key("ProPlus2024", "kms-host"))
     return lambda msg: signed_answer(signer, cert, msg)
 
 

@@ -215,15 +215,19 @@ def clock_from_env(environ: Mapping[str, str] = os.environ) -> Clock:
 # -- changing the lab clock ('ospp clock ...') ----------------------------------------------------
 
 
+def _unwritable(path: Path, exc: OSError) -> StoreError:
+    return StoreError(
+        E_ACCESS_DENIED,
+        f"the lab clock file {path} cannot be written: {exc.strerror or exc}",
+        "Check that its directory is writable, or set OSPP_CLOCK_FILE.",
+    )
+
+
 def _write(path: Path, state: LabState) -> LabState:
     try:
         write_atomic(path, state.to_text() + "\n")
     except OSError as exc:
-        raise StoreError(
-            E_ACCESS_DENIED,
-            f"the lab clock file {path} cannot be written: {exc.strerror or exc}",
-            "Check that its directory is writable, or set OSPP_CLOCK_FILE.",
-        ) from exc
+        raise _unwritable(path, exc) from exc
     return state
 
 
@@ -235,11 +239,7 @@ def _changing(path: Path) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(
-            E_ACCESS_DENIED,
-            f"the lab clock file {path} cannot be written: {exc.strerror or exc}",
-            "Check that its directory is writable, or set OSPP_CLOCK_FILE.",
-        ) from exc
+        raise _unwritable(path, exc) from exc
     with locked(path.with_name(path.name + ".lock")):
         yield
 
