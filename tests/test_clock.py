@@ -163,3 +163,12 @@ def test_a_link_planted_as_the_clock_lock_is_never_followed(ospp: Ospp, tmp_path
     assert ran.code == 3 and "clock.json.lock" in ran.out, ran.out
     assert not target.exists() and lock.is_symlink()
     assert ospp("clock", "show", "--json").data()["now_at"].startswith("2027-01-01T00:0")
+
+
+def test_reset_of_a_clock_file_that_cannot_be_looked_at_is_a_store_error(ospp: Ospp) -> None:
+    # a name longer than the system allows: stat() fails with ENAMETOOLONG, not ENOENT
+    clock_path(ospp).parent.mkdir(parents=True, exist_ok=True)
+    ospp.env["OSPP_CLOCK_FILE"] = str(clock_path(ospp).with_name("x" * 300))
+    ran = ospp("clock", "reset")
+    assert ran.code == 3, ran.out
+    assert "lab clock file" in ran.out and "internal error" not in ran.out

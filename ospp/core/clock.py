@@ -271,19 +271,28 @@ def lab_freeze(path: Path, frozen: bool) -> LabState:
 
 def lab_reset(path: Path) -> bool:
     """Remove the lab clock (back to real time); False when there was none."""
-    if not path.exists():
+    try:
+        path.lstat()  # no clock file: no lock file made for nothing
+    except FileNotFoundError:
         return False
+    except OSError as exc:  # a name too long, a directory that may not be entered
+        raise _unremovable(path, exc) from exc
     with _changing(path):
         try:
             path.unlink()
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise StoreError(
-                E_ACCESS_DENIED,
-                f"the lab clock file {path} cannot be removed: {exc.strerror or exc}",
-            ) from exc
+            raise _unremovable(path, exc) from exc
     return True
+
+
+def _unremovable(path: Path, exc: OSError) -> StoreError:
+    return StoreError(
+        E_ACCESS_DENIED,
+        f"the lab clock file {path} cannot be removed: {exc.strerror or exc}",
+        "Check OSPP_CLOCK_FILE, and that the clock file's directory is writable.",
+    )
 
 
 def iso(value: datetime) -> str:
