@@ -603,6 +603,19 @@ def test_a_damaged_authority_public_key_file_is_written_again(ospp: Ospp, conten
     assert pub.read_bytes() == good
 
 
+def test_an_authority_public_key_file_with_windows_line_ends_is_left_alone(ospp: Ospp):
+    """On Windows the file is written with CRLF line ends: the same key, not a file to write
+    again at every command (which fails where the authority's directory is read-only)."""
+    assert ospp("center", "init").code == 0
+    pub = ospp.home / "center" / "authority.pub.json"
+    as_windows_writes_it = pub.read_bytes().replace(b"\n", b"\r\n")
+    pub.write_bytes(as_windows_writes_it)
+    before = pub.stat().st_ino
+    ran = ospp.proc("center", "keys")
+    assert ran.code == 0, (ran.out, ran.err)
+    assert pub.read_bytes() == as_windows_writes_it and pub.stat().st_ino == before
+
+
 # -- wrong permissions, seen as a user sees them -------------------------------------------
 
 

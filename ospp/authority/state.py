@@ -156,7 +156,9 @@ class Authority:
                     why=str(exc.strerror or exc),
                 ),
             ) from exc
-        if current != text.encode("utf-8"):  # written from the key files: anything else is redone
+        # Written from the key files: anything else is redone. The line ends are those of the
+        # system that wrote it (CRLF on Windows, where write_atomic writes text).
+        if current is None or current.replace(b"\r\n", b"\n") != text.encode("utf-8"):
             try:
                 write_atomic(pub, text)
             except OSError as exc:
