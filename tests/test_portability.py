@@ -17,8 +17,9 @@ import ospp
 import ospp.core.paths
 from ospp.core.db import sqlite_uri
 from ospp.core.errors import UsageError
-from ospp.core.paths import machine_name, windows_name_problem, write_atomic
+from ospp.core.paths import machine_name, windows_name_problem, write_atomic, write_new
 from ospp.machine.fleet import create_names, read_csv
+from tests.conftest import PRODUCT, Ospp
 
 
 @pytest.mark.parametrize(
@@ -321,3 +322,37 @@ def test_a_home_whose_path_starts_with_two_slashes_gets_the_quick_fleet_read(
     snapshot = _quick(home, "pc1", FixedClock(parse_time("2027-01-01")))
     assert snapshot is not None
     assert {lic.sku.product.id for lic in snapshot.licenses} == {"ProPlus2021"}
+
+
+def _no_hard_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file system refuses hard links, as FAT, exFAT and some network shares mounted on
+    Linux do (EPERM)."""
+    import errno
+
+    def refuse(source: object, target: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted", str(target))
+
+    monkeypatch.setattr(os, "link", refuse)
+
+
+def test_a_home_on_a_file_system_without_hard_links_works(
+    ospp: Ospp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_hard_links(monkeypatch)
+    ospp.install(PRODUCT, "pc01")
+    first = ospp("hardware", "show", "pc01", "--json")
+    assert first.code == 0, first.out
+    assert ospp("hardware", "show", "pc01", "--json").data() == first.data()
+    profile = Path(ospp.env["OSPP_HOME"]) / "machines" / "pc01" / "hardware.json"
+    assert profile.is_file() and not list(profile.parent.glob(".hardware.json.*"))
+
+
+def test_without_hard_links_a_file_made_once_is_still_made_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_hard_links(monkeypatch)
+    target = tmp_path / "seal.key"
+    assert write_new(target, b"first", private=True) is True
+    assert write_new(target, b"second", private=True) is False
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seal.key"]

@@ -233,14 +233,53 @@ def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
             if os.name == "nt":
                 os.rename(name, path)
                 moved = True
-            else:
-                os.link(name, path)
+            elif not _link(name, path):
+                return _create_exclusive(path, data, private)
         except FileExistsError:
             return False
     finally:
         if not moved:
             with contextlib.suppress(OSError):
                 os.unlink(name)
+    _sync_directory(path.parent)
+    return True
+
+
+def _link(source: str, target: Path) -> bool:
+    """``os.link``; False where the file system has no hard links (FAT, exFAT, some network
+    shares mounted on Linux), which refuse with EPERM or ENOTSUP."""
+    import errno
+
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            return False
+        raise
+    return True
+
+
+def _create_exclusive(path: Path, data: bytes, private: bool) -> bool:
+    """:func:`write_new` without hard links: ``path`` is created exclusively (one process
+    wins, as with a link) and written in place, so a reader at that very moment may find it
+    still empty."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600 if private else 0o644)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # never a half-written file left in its place
+        raise
     _sync_directory(path.parent)
     return True
 
