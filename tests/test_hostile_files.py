@@ -558,6 +558,17 @@ def _plant(path: Path, how: str, tmp_path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if how == "dangling link":
         path.symlink_to(tmp_path / "nowhere")
+    elif how == "encrypted PEM":  # a key an administrator protected with a passphrase
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        path.write_bytes(
+            ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"passphrase"),
+            )
+        )
     else:
         path.write_text({"not hex": "zz\n", "empty": "", "not PEM": "-----BEGIN nothing\n"}[how])
 
@@ -578,7 +589,7 @@ def test_a_damaged_seal_key_is_a_store_error_when_an_activation_is_sealed(
     assert (os.readlink(seal) if seal.is_symlink() else seal.read_bytes()) == before
 
 
-@pytest.mark.parametrize("how", ["not PEM", "empty", "dangling link"])
+@pytest.mark.parametrize("how", ["not PEM", "empty", "dangling link", "encrypted PEM"])
 def test_a_damaged_host_signing_key_is_a_store_error(ospp: Ospp, tmp_path: Path, how: str):
     pem = ospp.home / "kms" / "host-ed25519.pem"
     _plant(pem, how, tmp_path)

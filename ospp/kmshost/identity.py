@@ -105,7 +105,11 @@ class HostIdentity:
             try:
                 self._signer = HostKey(path.read_bytes())
             except (OSError, ValueError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) else "not an Ed25519 private key"
+                why = (
+                    exc.strerror
+                    if isinstance(exc, OSError)
+                    else "it is not an Ed25519 private key in PEM without a passphrase"
+                )
                 raise StoreError(
                     E_INVALID_DATA,
                     f"the KMS host's signing key {path} cannot be read: {why}",

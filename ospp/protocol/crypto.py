@@ -13,7 +13,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -137,7 +137,10 @@ class HostKey:
     """A KMS host's response-signing key; the authority certifies its public half."""
 
     def __init__(self, pem: bytes) -> None:
-        key = serialization.load_pem_private_key(pem, password=None)
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (TypeError, UnsupportedAlgorithm) as exc:  # a passphrase, a key type unknown
+            raise ValueError(f"the host key file cannot be loaded: {exc}") from exc
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise ValueError("the host key file does not hold an Ed25519 private key")
         self._key = key
