@@ -172,3 +172,43 @@ def test_reset_of_a_clock_file_that_cannot_be_looked_at_is_a_store_error(ospp: O
     ran = ospp("clock", "reset")
     assert ran.code == 3, ran.out
     assert "lab clock file" in ran.out and "internal error" not in ran.out
+
+
+@pytest.mark.skipif(os.name != "posix", reason="holds the lock with flock")
+def test_a_clock_change_waits_for_a_held_lock_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that hangs holding the lock makes the next one fail with a message (exit 3)
+    after LOCK_WAIT, not hang with it; once the lock is free, the change goes through."""
+    import subprocess
+    import sys
+
+    from ospp.core import paths
+    from ospp.core.clock import lab_advance
+    from ospp.core.errors import StoreError
+
+    clock = tmp_path / "clock.json"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT, 0o644)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(30)\n",
+            str(tmp_path / "clock.json.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(paths, "LOCK_WAIT", 0.3)
+        with pytest.raises(StoreError, match=r"cannot be locked: still held after 0\.3 s"):
+            lab_advance(clock, timedelta(hours=1))
+        assert not clock.exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert lab_advance(clock, timedelta(hours=1)) and clock.exists()

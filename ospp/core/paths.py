@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
@@ -314,21 +316,29 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+# How long a lock is waited for before the command gives up (msvcrt.locking's own 10 s).
+LOCK_WAIT = 10.0
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created if need be) for the block.
 
     For a read-modify-write of a small state file that ``os.replace`` swaps whole: the lock
     lives in its own file, which is never replaced, so every writer waits on the same one.
-    ``flock`` on POSIX, ``msvcrt.locking`` on Windows; the system drops the lock when the
-    process ends, so a killed writer never leaves it held. A lock that cannot be taken, or a
+    ``flock`` on POSIX, ``msvcrt.locking`` on Windows, each waited for about ``LOCK_WAIT``
+    seconds; the system drops the lock when the process ends, so a killed writer never
+    leaves it held, and anyone may open the lock file (a lab clock shared by several users). A lock that cannot be taken, or a
     symbolic link in place of the lock file, is a StoreError naming the file.
     """
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    # Read-only where flock needs no more: a lock file another user made (a shared lab clock)
+    # can still be opened. Anyone may read it; it holds nothing.
+    access = os.O_RDWR if sys.platform == "win32" else os.O_RDONLY
+    flags = access | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
         if path.is_symlink():  # O_NOFOLLOW refuses it too, where the system has it
             raise _link_refused(path)
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o644)
     except OSError as exc:
         raise StoreError(
             E_ACCESS_DENIED,
@@ -344,7 +354,19 @@ def locked(path: Path) -> Iterator[None]:
             else:
                 import fcntl
 
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                # waited for at most LOCK_WAIT: a writer that hangs (suspended, say) makes the
+                # others fail with a message, not hang with it
+                deadline = time.monotonic() + LOCK_WAIT
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise OSError(
+                                errno.EWOULDBLOCK, f"still held after {LOCK_WAIT:g} s"
+                            ) from None
+                        time.sleep(0.01)
         except OSError as exc:
             raise StoreError(
                 E_ACCESS_DENIED,
