@@ -328,8 +328,9 @@ def locked(path: Path) -> Iterator[None]:
     lives in its own file, which is never replaced, so every writer waits on the same one.
     ``flock`` on POSIX, ``msvcrt.locking`` on Windows, each waited for about ``LOCK_WAIT``
     seconds; the system drops the lock when the process ends, so a killed writer never
-    leaves it held, and anyone may open the lock file (a lab clock shared by several users). A lock that cannot be taken, or a
-    symbolic link in place of the lock file, is a StoreError naming the file.
+    leaves it held, and anyone may open the lock file (a lab clock shared by several users).
+    A lock that cannot be taken, or a symbolic link in place of the lock file, is a
+    StoreError naming the file.
     """
     # Read-only where flock needs no more: a lock file another user made (a shared lab clock)
     # can still be opened. Anyone may read it; it holds nothing.
