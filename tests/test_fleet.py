@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ospp.core.errors import OsppError
 from tests.conftest import GVLK_2016, GVLK_2021, Ospp
 from tests.kmsutil import Host, make_host
 
@@ -541,3 +542,23 @@ def test_a_directory_that_holds_no_machine_is_left_out_and_left_alone(
     assert sorted(f["machine"] for f in act.data()["failures"]) == ["w1", "w2"]
     assert ospp("machines", "--json").data()["machines"] == ["w1", "w2"]
     assert list(stray.iterdir()) == []
+
+
+def test_service_all_passes_over_a_machine_removed_meanwhile(ospp: Ospp) -> None:
+    """'service --all' lists the machines, then serves them: one removed in between (by a
+    'fleet remove' running at the same time) is passed over, not the end of the pass; a
+    machine named on the command line that does not exist stays an error."""
+    from ospp.machine import fleetact
+
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    environ = {**os.environ, **ospp.env}
+    pools = fleetact.Pools()
+    try:
+        done = list(fleetact.service(["ws1", "gone", "ws2"], environ, pools, listed=True))
+        # each was served (its activation tried: no KMS host is set, so it fails alone)
+        assert sorted(a.machine for a in done) == ["ws1", "ws2"]
+        assert all(a.action == "activate" for a in done), done
+        with pytest.raises(OsppError, match="there is no simulated machine 'gone'"):
+            list(fleetact.service(["ws1", "gone"], environ, pools))
+    finally:
+        pools.close()

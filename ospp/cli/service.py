@@ -70,7 +70,7 @@ def service(
                 store.db.close()
 
     def actions(pools: fleetact.Pools) -> Iterator[dict[str, Any]]:
-        done_all = fleetact.service(names, os.environ, pools, ordered=True)
+        done_all = fleetact.service(names, os.environ, pools, ordered=True, listed=all_machines)
         done = progress(done_all, len(names), "service")
         if not all_machines:  # machines named on the command line: reported by name
             done = iter(sorted(done, key=lambda a: a.machine))

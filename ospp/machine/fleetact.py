@@ -98,10 +98,16 @@ def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Ite
 
 
 def service(
-    names: list[str | None], environ: Mapping[str, str], pools: Pools, ordered: bool = False
+    names: list[str | None],
+    environ: Mapping[str, str],
+    pools: Pools,
+    ordered: bool = False,
+    listed: bool = False,
 ) -> Iterator[Action]:
     """``ospp service`` over many machines, in worker threads (results in any order, or in the
-    order of ``names`` when ``ordered``)."""
+    order of ``names`` when ``ordered``). ``listed``: the names come from the list of machines
+    (``--all``), so one removed since (``fleet remove``) is passed over, as the fleet commands
+    do; a machine named on the command line that does not exist is an error."""
     from ospp.core.clock import clock_from_env
     from ospp.machine.service import run_one
 
@@ -109,7 +115,12 @@ def service(
     prepare(ospp_home(environ))
 
     def one(name: str | None) -> Iterator[Action]:
-        store = client.open_machine(name, environ, clock)
+        try:
+            store = client.open_machine(name, environ, clock)
+        except NoMachine:
+            if listed:
+                return
+            raise
         try:
             yield from run_one(store, environ, pools.get())
         finally:
