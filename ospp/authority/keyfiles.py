@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from ospp.core.errors import E_INVALID_DATA, StoreError, os_error_code
+from ospp.core.paths import write_fd
 
 PENDING = "authority-keys.pending"
 
@@ -81,15 +82,7 @@ def settle(home: Path) -> None:
 
 def _write_temp(home: Path, data: bytes) -> Path:
     fd, name = tempfile.mkstemp(prefix=".authority-key.", suffix=".tmp", dir=home)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-        raise
+    write_fd(fd, data, name)
     return Path(name)
 
 

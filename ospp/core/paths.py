@@ -273,6 +273,14 @@ def _create_exclusive(path: Path, data: bytes, private: bool) -> bool:
         fd = os.open(path, flags, 0o600 if private else 0o644)
     except FileExistsError:
         return False
+    write_fd(fd, data, path)
+    _sync_directory(path.parent)
+    return True
+
+
+def write_fd(fd: int, data: bytes, path: Path | str) -> None:
+    """Write ``data`` to ``fd``, the file just created at ``path``, flush it to disk and
+    close it; if that fails the file is removed, never left half-written in its place."""
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -280,10 +288,8 @@ def _create_exclusive(path: Path, data: bytes, private: bool) -> bool:
             os.fsync(f.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(path)  # never a half-written file left in its place
+            os.unlink(path)
         raise
-    _sync_directory(path.parent)
-    return True
 
 
 def _replace(source: str, target: Path) -> None:
