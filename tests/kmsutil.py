@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,3 +175,36 @@ def signed_answer(signer: Any, cert: dict[str, Any], msg: dict[str, Any]) -> dic
         "signature": b64(signer.sign(canonical(body))),
         "certificate": cert,
     }
+
+
+class ThreadedServer:
+    """A server of ospp's protocol on 127.0.0.1 (port 0), run by an event loop in a thread of
+    the test process: ``handle`` answers each message (a rogue host, a man in the middle)."""
+
+    def __init__(self, handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.port = 0
+
+        async def main() -> None:
+            from ospp.protocol import wire
+
+            self.server = await wire.start(handle, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            await self.server.serve_forever()
+
+        self.thread = threading.Thread(target=lambda: self._run(main()), daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    def _run(self, coro: Any) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(coro)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)

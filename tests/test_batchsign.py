@@ -5,10 +5,8 @@ clients (the CLI) checking what a front in the middle hands them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +23,7 @@ from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import anchors
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
-from tests.kmsutil import Host, make_host, path_of, raw_request
+from tests.kmsutil import Host, ThreadedServer, make_host, path_of, raw_request
 
 BAD_SIGNATURE = "0xC004F042"  # what an answer the host key did not sign has always got
 
@@ -57,7 +55,7 @@ def _batch_verify(ospp: Ospp, answer: dict[str, Any]) -> bool:
     )
 
 
-class BatchingFront:
+class BatchingFront(ThreadedServer):
     """Answers clients the way the host does, from the host's own store, key and code
     (KmsHost.process), gathering ``clients`` requests into one batch with ``decoys`` other
     batch-signed requests around them, once ``counted`` others were counted.
@@ -74,28 +72,10 @@ class BatchingFront:
     ) -> None:
         self.kms_home, self.clients, self.decoys, self.change = kms_home, clients, decoys, change
         self.batches: list[Answers] = []
-        self.loop = asyncio.new_event_loop()
         self.pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
-        ready = threading.Event()
-        self.port = 0
-
-        async def main() -> None:
-            from ospp.protocol import wire
-
-            if counted:  # clients already counted: the ones asking are activated
-                self.batch([_batch_request() for _ in range(counted)])
-            self.server = await wire.start(self.handle, "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-            await self.server.serve_forever()
-
-        self.thread = threading.Thread(target=lambda: self._run(main()), daemon=True)
-        self.thread.start()
-        assert ready.wait(10)
-
-    def _run(self, coro: Any) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            self.loop.run_until_complete(coro)
+        if counted:  # clients already counted: the ones asking are activated
+            self.batch([_batch_request() for _ in range(counted)])
+        super().__init__(self.handle)
 
     def batch(self, messages: list[dict[str, Any]]) -> Answers:
         """One group-commit batch, answered by the real host code. The store is open only
@@ -122,13 +102,6 @@ class BatchingFront:
             for i, (_, waiting) in enumerate(gathered):
                 waiting.set_result(self.change(answers, half + i) if clients else {})
         return await asyncio.wait_for(fut, 60)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
 
 
 @pytest.fixture

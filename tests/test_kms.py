@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -30,6 +29,7 @@ from tests.kmsutil import (
     APP,
     PROPLUS_2021_SKU,
     Host,
+    ThreadedServer,
     certified_key,
     client,
     ipv6_host,
@@ -226,36 +226,16 @@ def test_tampered_kms_activation_is_detected(ospp: Ospp, host: Host):
 # -- rogue hosts -----------------------------------------------------------------------------
 
 
-class RogueHost:
+class RogueHost(ThreadedServer):
     """A server speaking our protocol without a certificate from a trusted authority."""
 
     def __init__(self, answer: Any) -> None:
         self.answer = answer
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.port = 0
 
-        async def main() -> None:
-            from ospp.protocol import wire
+        async def handle(msg: dict[str, Any]) -> dict[str, Any]:
+            return dict(self.answer(msg))
 
-            async def handle(msg: dict[str, Any]) -> dict[str, Any]:
-                return dict(self.answer(msg))
-
-            self.server = await wire.start(handle, "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-            await self.server.serve_forever()
-
-        self.thread = threading.Thread(target=lambda: self._run(main()), daemon=True)
-        self.thread.start()
-        assert ready.wait(10)
-
-    def _run(self, coro: Any) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            self.loop.run_until_complete(coro)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        super().__init__(handle)
 
 
 def _rogue_answer(tmp: Path) -> Any:
