@@ -102,6 +102,40 @@ def test_decode_refuses_a_boolean_version():
     assert wire.decode(b'{"v":1,"op":"x"}')["op"] == "x"
 
 
+# -- frames across reads and connections ----------------------------------------------------
+
+
+def padded(cmid: str, size: int) -> bytes:
+    """A request frame whose body is exactly ``size`` bytes (an ignored field pads it)."""
+    body = json.dumps(request(cmid=cmid, pad="")).encode()
+    body = json.dumps(request(cmid=cmid, pad="x" * (size - len(body)))).encode()
+    assert len(body) == size
+    return frame(body)
+
+
+def test_frames_split_and_joined_across_reads_and_connections_are_each_answered(host: Host):
+    """The host reads every connection through one buffer: a full-size frame spans two reads,
+    several frames share one, a frame trickles in byte by byte, and two connections'
+    bytes interleave. Each frame is answered whole, on its own connection, in order."""
+    cmids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(6)]
+    big = padded(cmids[0], wire.MAX_FRAME)
+    with (
+        socket.create_connection(("127.0.0.1", host.port), timeout=10) as a,
+        socket.create_connection(("127.0.0.1", host.port), timeout=10) as b,
+    ):
+        a.sendall(big + padded(cmids[1], 400) + padded(cmids[2], 5000))
+        trickled = padded(cmids[3], 400)
+        for i in range(0, len(trickled), 7):  # b's bytes arrive between a's frames
+            b.sendall(trickled[i : i + 7])
+        b.sendall(padded(cmids[4], wire.MAX_FRAME - 1) + padded(cmids[5], 500))
+        got_a = [read_frame(a) for _ in range(3)]
+        got_b = [read_frame(b) for _ in range(3)]
+    for answer in got_a + got_b:
+        assert answer["ok"] is True, answer
+    assert [x["cmid"] for x in got_a] == cmids[:3]
+    assert [x["cmid"] for x in got_b] == cmids[3:]
+
+
 # -- error answers a client must not believe ----------------------------------------------
 
 
