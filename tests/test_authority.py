@@ -300,7 +300,11 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
         iids.append(iid_of(ospp, machine))
     src = tmp_path / "iids.txt"
     src.write_text(f"# proxy batch\n{iids[0]}\nb2,{iids[1]}\n12345\n")
-    assert ospp("center", "confirm-batch", str(src), str(tmp_path / "out.csv")).code == 0
+    ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "out.csv"))
+    # every line's answer is written; the exit status says one could not be confirmed
+    assert ran.code == 1, ran.out
+    assert "2 of 3 installation IDs confirmed" in ran.out
+    assert "ERROR CODE: 0xC004F02C" in ran.out and "on line 4" in ran.out
     import csv
 
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
@@ -308,11 +312,16 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
     assert "0xC004F02C" in rows[2]["error"]
     assert ospp("/actcid:" + rows[1]["cid"], "b2").code == 0
     ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "out.json"), "--json")
+    assert ran.code == 1 and ran.json()["error"]["code"] == "0xC004F02C"
     assert ran.data()["confirmed"] == 2
     written = json.loads((tmp_path / "out.json").read_text())
     assert len(written) == 3 and written[0]["error"] is None
     assert written[2]["error"]["code"] == "0xC004F02C" and written[2]["cid"] is None
     assert set(written[2]["error"]) == set(ospp("/ddescr:0x1", "--json").json()["error"])
+    # a batch where every line is confirmed exits 0
+    src.write_text(f"{iids[0]}\n")
+    ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "again.csv"))
+    assert ran.code == 0 and "1 of 1 installation IDs confirmed" in ran.out, ran.out
 
 
 def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):

@@ -494,7 +494,7 @@ def test_confirm_batch_csv_keeps_a_requesters_line_from_being_read_as_a_formula(
     src = tmp_path / "iids.txt"
     src.write_text('=HYPERLINK("http://x.example/")\n@SUM(1)\n+1\n12345\n', encoding="utf-8")
     out = tmp_path / "out.csv"
-    assert ospp("center", "confirm-batch", str(src), str(out)).code == 0
+    assert ospp("center", "confirm-batch", str(src), str(out)).code == 1  # no line is an ID
     with out.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["iid"] for r in rows] == [

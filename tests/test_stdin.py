@@ -26,7 +26,7 @@ def test_confirm_batch_reads_stdin(ospp: Ospp, tmp_path):
     ospp("/inpkey:" + issue(ospp, limit=5), "b1")
     out = tmp_path / "cids.csv"
     ran = ospp("center", "confirm-batch", "-", str(out), input=f"{iid_of(ospp, 'b1')}\n12345\n")
-    assert ran.code == 0, ran.out
+    assert ran.code == 1, ran.out  # '12345' is not an installation ID
     assert "1 of 2 installation IDs confirmed" in ran.out
     assert len(out.read_text().splitlines()) == 3  # header and two rows
 

@@ -15,9 +15,13 @@ from ospp.core.printable import csv_cell
 FIELDS = ["line", "iid", "cid", "error"]
 
 
-def confirm_lines(authority: Authority, lines: Iterable[str]) -> list[dict[str, Any]]:
-    """One row per IID line (``#`` starts a comment; a CSV line's last field is the IID)."""
+def confirm_lines(
+    authority: Authority, lines: Iterable[str]
+) -> tuple[list[dict[str, Any]], list[OsppError]]:
+    """One row per IID line (``#`` starts a comment; a CSV line's last field is the IID), and
+    the errors of the lines that could not be confirmed, in order."""
     rows: list[dict[str, Any]] = []
+    errors: list[OsppError] = []
     for number, line in enumerate(lines, 1):
         iid = line.split("#")[0].strip().split(",")[-1].strip()
         if not iid:
@@ -25,15 +29,9 @@ def confirm_lines(authority: Authority, lines: Iterable[str]) -> list[dict[str, 
         try:
             rows.append({"line": number, "iid": iid, "cid": authority.confirm(iid), "error": None})
         except OsppError as exc:
-            rows.append(
-                {
-                    "line": number,
-                    "iid": iid,
-                    "cid": None,
-                    "error": exc.to_json(),
-                }
-            )
-    return rows
+            errors.append(exc)
+            rows.append({"line": number, "iid": iid, "cid": None, "error": exc.to_json()})
+    return rows, errors
 
 
 def render(rows: list[dict[str, Any]], kind: str) -> str:

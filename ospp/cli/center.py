@@ -14,7 +14,7 @@ from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, reports, repor
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.cli.slash import Group
 from ospp.core.clock import clock_from_env
-from ospp.core.errors import UsageError
+from ospp.core.errors import OsppError, UsageError
 from ospp.core.paths import center_home, read_user_file, write_atomic
 
 if TYPE_CHECKING:
@@ -207,21 +207,33 @@ def confirm(iid: tuple[str, ...]) -> Result:
 @JSON_OPTION
 @reports
 def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
-    """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE."""
+    """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE. Exits 1
+    when any line could not be confirmed (OUTFILE still holds every line's answer)."""
     lines = read_user_file(infile, "installation ID file").splitlines()
     from ospp.authority import batch
 
-    rows = batch.confirm_lines(_open(), lines)
+    rows, errors = batch.confirm_lines(_open(), lines)
     kind = fmt or ("json" if outfile.suffix.lower() == ".json" else "csv")
     text = batch.render(rows, kind)
     try:
         write_atomic(outfile, text)
     except OSError as exc:
         raise UsageError(f"cannot write {outfile}: {exc.strerror}") from exc
-    ok = sum(1 for r in rows if r["cid"])
+    ok = len(rows) - len(errors)
+    problem = None
+    if errors:  # OUTFILE holds every line's answer; the exit status says not all were confirmed
+        first = next(r for r in rows if r["error"])
+        problem = OsppError(
+            errors[0].code,
+            f"{len(errors)} of {len(rows)} installation IDs could not be confirmed (see "
+            f"{outfile}); the first, on line {first['line']}: {errors[0].message}",
+            errors[0].hint,
+        )
+        problem.exit_status = errors[0].exit_status  # the first failure's kind: 1, 3 or 4
     return Result(
         [f"{ok} of {len(rows)} installation IDs confirmed; written to {outfile}"],
         {"confirmed": ok, "total": len(rows), "outfile": str(outfile)},
+        error=problem,
         banners=False,
     )
 
