@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import urllib.request
 from typing import Any
 
@@ -172,6 +173,62 @@ def test_an_unactivated_pack_refuses_only_its_group(ospp: Ospp):
         h.stop()
     # the operational log says which pack waits for activation
     assert any("KMS host key for ProPlus2021 is not activated" in x for x in h.stderr_lines)
+
+
+def test_a_running_host_follows_pack_changes_without_a_restart(ospp: Ospp):
+    """Installing, activating and removing a pack while 'kms serve' runs: the host reads its
+    packs again (within LiveState.RECHECK of the change) and answers the next request by
+    them. A pack damaged meanwhile is logged once; the host serves what it read before."""
+    from ospp.kmshost.server import LiveState
+
+    def settled() -> None:
+        time.sleep(LiveState.RECHECK * 2)
+
+    install(ospp, "ProPlus2021")
+    assert ospp("kms", "activate").code == 0
+    h = Host(ospp, extra=("--log-level", "info", "--log-format", "json"))
+    try:
+        client(ospp, "o", h, "ProPlus2010")
+        client(ospp, "n", h, "ProPlus2021")
+        assert "0xC004F042" in ospp("/act", "o").out  # no pack for Office 2010
+        old5 = install(ospp, "ProPlus2010")["key_last5"]
+        settled()
+        ran = ospp("/act", "o")
+        assert ran.code == 1 and "0xC004F041" in ran.out, ran.out  # its pack, not activated
+        assert ospp("kms", "activate", "--key", old5).code == 0
+        settled()
+        assert "0xC004F038" in ospp("/act", "o").out  # answered and counted by the new pack
+        assert "0xC004F038" in ospp("/act", "n").out  # the 2021 pack served throughout
+        # a pack damaged while serving: reported, and the packs read before keep serving
+        db = path_of(ospp)
+        with sqlite3.connect(db) as conn:
+            (stored,) = conn.execute(
+                "SELECT key FROM packs WHERE substr(key, -5) = ?", (old5,)
+            ).fetchone()
+            conn.execute("UPDATE packs SET key='not-a-key' WHERE key=?", (stored,))
+        conn.close()
+        settled()
+        assert "0xC004F038" in ospp("/act", "o").out
+        assert "0xC004F038" in ospp("/act", "n").out
+        with sqlite3.connect(db) as conn:  # put back, then removed the usual way
+            conn.execute("UPDATE packs SET key=? WHERE key='not-a-key'", (stored,))
+        conn.close()
+        assert ospp("kms", "uninstall-key", old5).code == 0
+        settled()
+        assert "0xC004F042" in ospp("/act", "o").out
+        assert "0xC004F038" in ospp("/act", "n").out
+        assert h.alive()
+    finally:
+        h.stop()
+    records = [json.loads(line) for line in h.stderr_lines]
+    failures = [r for r in records if "cannot be read" in r["msg"]]
+    assert len(failures) == 1 and "damaged licence pack" in failures[0]["msg"], records
+    reread = [r for r in records if r["msg"] == "licence packs read again"]
+    assert [r["activated"] for r in reread] == [
+        ["ProPlus2021"],
+        ["ProPlus2021", "ProPlus2010"],
+        ["ProPlus2021"],
+    ], reread
 
 
 def test_a_store_with_one_host_key_from_before_packs_is_still_served(ospp: Ospp):

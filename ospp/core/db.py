@@ -528,6 +528,12 @@ class Database:
     def execute_pragma(self, pragma: str) -> None:
         self._conn.execute(f"PRAGMA {pragma}")
 
+    def data_version(self) -> int:
+        """A number that changes when another connection (another process) commits to the
+        store: SQLite's ``PRAGMA data_version`` on the read-write connection."""
+        version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        return version
+
     def close(self) -> None:
         """Close the store. A healthy one is checkpointed by the read-write connection, which
         closes last; a refused one is closed while the read-only connection still holds the

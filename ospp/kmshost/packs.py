@@ -182,7 +182,8 @@ def choose(packs: list[Pack], last5: str | None) -> Pack:
 
 @dataclass(frozen=True)
 class ServingPack:
-    """What answering a client of one pack's group needs, read once when serving starts."""
+    """What answering a client of one pack's group needs, read when serving starts and when
+    the store changes."""
 
     product: Product
     certificate: dict[str, Any] | None

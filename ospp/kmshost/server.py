@@ -3,13 +3,15 @@ the serve loop behind ``ospp kms serve``.
 
 Requests share one SQLite transaction (group commit): a batch closes when every connected
 client is waiting in it, or GROUP_COMMIT_WINDOW after it opened. Answers are sent only after
-the batch commits. Log lines are written in batches a few times a second.
+the batch commits. Log lines are written in batches a few times a second. The licence packs
+and intervals are read again when another process changes the store (:class:`LiveState`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +36,67 @@ PUBLISH_RETRY_MAX = 3600.0  # retries back off exponentially up to this (or the 
 
 Ready = Callable[[str, int, ServingState], None]
 EventSink = Callable[[dict[str, Any]], None]
+log = logging.getLogger("ospp.kms")
+
+
+class LiveState:
+    """What answering needs (the licence packs, the intervals), kept current while serving.
+
+    ``ospp kms install-key``, ``activate``, ``uninstall-key`` and ``set`` change the store
+    from another process; the host notices (SQLite's data version, checked at most every
+    RECHECK seconds, when a batch closes or a ping arrives) and reads its packs again: no
+    restart. A store it cannot read then (a damaged pack, an unreadable signing key) is
+    logged once and the host goes on with what it read before.
+    """
+
+    RECHECK = 0.1  # seconds between checks under load; an idle host checks at the next request
+
+    def __init__(self, host: KmsHost) -> None:
+        from ospp.core.logs import Once
+
+        self.host = host
+        self.version = host.db.data_version()
+        self.state = host.serving_state()
+        self.checked = time.monotonic()
+        self.once = Once(log)
+
+    def current(self) -> ServingState:
+        now = time.monotonic()
+        if now - self.checked < self.RECHECK:
+            return self.state
+        self.checked = now
+        version = self.host.db.data_version()
+        if version != self.version:
+            self.version = version
+            self._read_again()
+        return self.state
+
+    def _read_again(self) -> None:
+        try:
+            fresh = self.host.serving_state()
+            if fresh.activated:
+                self.host.signer()
+        except OsppError as exc:
+            self.once.fail(
+                "packs",
+                f"the licence packs changed but cannot be read: {hex_code(exc.code)} "
+                f"{exc.message}; still serving the packs read before",
+            )
+            return
+        self.once.ok("packs", "the licence packs can be read again")
+        if fresh != self.state:
+            self.state = fresh
+            log.info(
+                "licence packs read again",
+                extra={
+                    "fields": {
+                        "packs": [p.product.id for p in fresh.packs],
+                        "activated": [p.product.id for p in fresh.packs if p.certificate],
+                        "activation_interval": fresh.activation_interval,
+                        "renewal_interval": fresh.renewal_interval,
+                    }
+                },
+            )
 
 
 class _BatchTimer:
@@ -219,8 +282,8 @@ async def _serve(
     max_connections: int | None,
     ops: Operations | None = None,
 ) -> None:
-    state = host.serving_state()
-    if state.activated:
+    live = LiveState(host)
+    if live.state.activated:
         host.signer()  # a damaged signing key stops the host here, not at each request
     checkpointer = host.start_checkpointer()
     log = RequestLog(log_stream)
@@ -244,7 +307,7 @@ async def _serve(
         try:
             # Each request fails alone (process redoes a failed batch one request at a time);
             # this catches only a bug, which then fails the batch rather than the server.
-            answers = host.process(state, [item[1] for item in items], batch_time)
+            answers = host.process(live.current(), [item[1] for item in items], batch_time)
         except Exception as exc:
             if ops is not None:
                 ops.store_failed(len(items), exc)
@@ -265,7 +328,7 @@ async def _serve(
     def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
         fut: asyncio.Future[wire.Reply] = loop.create_future()
         if message.get("op") == "kms-ping":  # 'ospp dnsdiag', 'ospp kms ping': is a host there?
-            fut.set_result(ping_reply(host, state, message))
+            fut.set_result(ping_reply(host, live.current(), message))
             return fut
         if message.get("op") != "kms-activate":
             unknown = f"unknown op {wire.shown(message.get('op'))}"
@@ -285,6 +348,7 @@ async def _serve(
     def listening(server: asyncio.Server) -> None:
         shown, bound = wire.bound_address(server)
         host.record_port(bound)
+        state = live.state
         if ops is not None:
             waiting = [p.product.id for p in state.packs if p.certificate is None]
             ops.ready(

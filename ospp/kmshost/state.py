@@ -168,7 +168,8 @@ class KmsHost(HostIdentity):
         return stop
 
     def serving_state(self) -> ServingState:
-        """What request handling needs, read once when serving starts."""
+        """What request handling needs: read when serving starts, and again when another
+        process changes the store (see ospp.kmshost.server.LiveState)."""
         with self.db.read() as conn:
             meta = self.meta(conn)
             packs = self.packs(conn)
