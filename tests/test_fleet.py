@@ -113,7 +113,13 @@ def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> No
     assert ospp("fleet", "status", "--status", "LICENSED", "--json").data()["rows"] == []
     assert ospp("fleet", "remove", "b*").code == 0
     assert machines(ospp) == ["a1", "a2", "a3"]
-    assert ospp("fleet", "remove", "zz*").code == 1
+    # a glob naming no machine fails as one computer name naming none does
+    nothing = ospp("fleet", "remove", "zz*")
+    assert nothing.code == 2 and "ERROR CODE: 0x800706BA" in nothing.out, nothing.out
+    assert "no simulated machine matches 'zz*'" in nothing.out
+    assert ospp("fleet", "act", "--machines", "zz*", "--json").json()["error"]["code"] == (
+        "0x800706BA"
+    )
 
 
 def test_status_escapes_the_kms_host_a_client_was_given(ospp: Ospp) -> None:

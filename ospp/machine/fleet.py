@@ -27,8 +27,8 @@ from ospp.core.catalog import Channel
 from ospp.core.clock import Clock, iso
 from ospp.core.errors import (
     E_ACCESS_DENIED,
+    E_NO_MACHINE,
     E_SKU_NOT_FOUND,
-    LicensingError,
     OsppError,
     StoreError,
     UsageError,
@@ -58,10 +58,11 @@ def names(home: Path, glob: str | None = None) -> list[str]:
 def require(home: Path, glob: str | None) -> list[str]:
     found = names(home, glob)
     if not found:
-        raise LicensingError(
-            0xC004F014,
+        raise UsageError(  # as for one computer name that names no machine
             f"no simulated machine matches {glob!r}" if glob else "there are no simulated machines",
-            "Create some with 'ospp fleet create PREFIX COUNT --product ID'.",
+            "Run 'ospp machines' for the list; create some with "
+            "'ospp fleet create PREFIX COUNT --product ID'.",
+            code=E_NO_MACHINE,
         )
     return found
 
