@@ -531,7 +531,10 @@ class Database:
     def data_version(self) -> int:
         """A number that changes when another connection (another process) commits to the
         store: SQLite's ``PRAGMA data_version`` on the read-write connection."""
-        version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        try:
+            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            self._reraise(exc)
         return version
 
     def close(self) -> None:

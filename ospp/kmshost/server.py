@@ -65,14 +65,10 @@ class LiveState:
         if now - self.checked < self.RECHECK:
             return self.state
         self.checked = now
-        version = self.host.db.data_version()
-        if version != self.version:
-            self.version = version
-            self._read_again()
-        return self.state
-
-    def _read_again(self) -> None:
         try:
+            version = self.host.db.data_version()
+            if version == self.version:
+                return self.state
             fresh = self.host.serving_state()
             if fresh.activated:
                 self.host.signer()
@@ -82,7 +78,8 @@ class LiveState:
                 f"the licence packs changed but cannot be read: {hex_code(exc.code)} "
                 f"{exc.message}; still serving the packs read before",
             )
-            return
+            return self.state
+        self.version = version
         self.once.ok("packs", "the licence packs can be read again")
         if fresh != self.state:
             self.state = fresh
@@ -97,6 +94,7 @@ class LiveState:
                     }
                 },
             )
+        return self.state
 
 
 class _BatchTimer:
