@@ -199,6 +199,10 @@ def test_a_running_host_follows_pack_changes_without_a_restart(ospp: Ospp):
         settled()
         assert "0xC004F038" in ospp("/act", "o").out  # answered and counted by the new pack
         assert "0xC004F038" in ospp("/act", "n").out  # the 2021 pack served throughout
+        assert ospp("kms", "set", "--activation-interval", "60").code == 0  # intervals too
+        settled()
+        assert "0xC004F038" in ospp("/act", "n").out
+        assert "Activation Interval: 60 minutes" in ospp("/dstatus", "n").out
         # a pack damaged while serving: reported, and the packs read before keep serving
         db = path_of(ospp)
         with sqlite3.connect(db) as conn:
@@ -224,10 +228,11 @@ def test_a_running_host_follows_pack_changes_without_a_restart(ospp: Ospp):
     failures = [r for r in records if "cannot be read" in r["msg"]]
     assert len(failures) == 1 and "damaged licence pack" in failures[0]["msg"], records
     reread = [r for r in records if r["msg"] == "licence packs read again"]
-    assert [r["activated"] for r in reread] == [
-        ["ProPlus2021"],
-        ["ProPlus2021", "ProPlus2010"],
-        ["ProPlus2021"],
+    assert [(r["activated"], r["activation_interval"]) for r in reread] == [
+        (["ProPlus2021"], 120),
+        (["ProPlus2021", "ProPlus2010"], 120),
+        (["ProPlus2021", "ProPlus2010"], 60),
+        (["ProPlus2021"], 60),
     ], reread
 
 
