@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
 from tests.kmsutil import make_host, raw_request
-from tests.test_status_http import get
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads the TCP state of a socket (TCP_INFO)"
@@ -81,6 +81,12 @@ def served(ospp: Ospp, send_timeout: float, max_sending: int) -> Iterator[Served
         stderr += proc.stderr.read().splitlines()  # the operational log, for the test to read
         proc.stderr.close()
         proc.stdout.close()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    """Status, content type and body; the body read whole (urllib checks its length)."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.headers["Content-Type"], resp.read().decode()
 
 
 def store_wide_clients(port: int) -> None:
