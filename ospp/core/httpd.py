@@ -2,8 +2,10 @@
 
 GET and HEAD only, one request per connection (``Connection: close``), a request head of at
 most 8 KiB that must arrive within 10 seconds, at most MAX_WAITING connections waiting for
-theirs. The application is an async function from a :class:`Request` to a :class:`Response`;
-it must not block the loop (read stores in a thread).
+theirs. An answer must be taken within SEND_TIMEOUT and at most MAX_SENDING are sent at once;
+a connection past either limit is aborted (its unsent part dropped, a reset sent). The
+application is an async function from a :class:`Request` to a :class:`Response`; it must not
+block the loop (read stores in a thread).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
+import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ospp.core.endpoint import Endpoint
 from ospp.core.errors import NetworkError
+from ospp.core.logs import Notes
 
 MAX_HEAD = 8 * 1024
 HEAD_TIMEOUT = 10.0
@@ -25,6 +31,14 @@ HEAD_TIMEOUT = 10.0
 # beyond them closes the oldest. A browser or a scraper sends its head at once; connections
 # that never do cannot pile up and use the descriptors the host's clients need.
 MAX_WAITING = 16
+# Seconds a client has to take its whole answer, from the first byte written to the close: one
+# that reads slowly or not at all would otherwise hold its connection, its task and the part of
+# the answer the kernel did not take for ever.
+SEND_TIMEOUT = 10.0
+# Answers being sent at once: beyond them, a new one aborts the one that has been sending
+# longest. A client that reads its answer takes it in milliseconds, so only connections that
+# stall are ever the oldest; they cannot pile up within SEND_TIMEOUT either.
+MAX_SENDING = 16
 REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -75,28 +89,75 @@ def parse_head(head: bytes) -> Request | None:
     return Request(method, parts.path or "/", query)
 
 
-Waiting = OrderedDict[asyncio.StreamWriter, None]
+class Held:
+    """The connections a server holds that are not its application's doing: those sending their
+    request head and those being sent their answer, oldest first, and the warnings about them."""
+
+    def __init__(self) -> None:
+        self.waiting: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
+        self.sending: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
+        self.notes = Notes(log.name)
 
 
-def _admit(waiting: Waiting, writer: asyncio.StreamWriter) -> None:
+def _admit(held: Held, writer: asyncio.StreamWriter) -> None:
     """Hold a new connection; beyond MAX_WAITING, close the oldest still sending its head."""
-    waiting[writer] = None
-    if len(waiting) > MAX_WAITING:
-        oldest, _ = waiting.popitem(last=False)
+    held.waiting[writer] = None
+    if len(held.waiting) > MAX_WAITING:
+        oldest, _ = held.waiting.popitem(last=False)
         oldest.close()  # its read ends at once (IncompleteReadError): no answer, no log
 
 
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection now: the unsent answer is freed and the peer gets a reset, rather
+    than the kernel keeping what it took to deliver it to a peer that does not read."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.fileno() >= 0:
+        linger = struct.pack("hh" if sys.platform == "win32" else "ii", 1, 0)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    writer.transport.abort()
+
+
+async def _send(held: Held, writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Write ``data`` and close the connection once it is all sent, within SEND_TIMEOUT and
+    among at most MAX_SENDING answers; otherwise abort it."""
+    held.sending[writer] = None
+    if len(held.sending) > MAX_SENDING:
+        oldest, _ = held.sending.popitem(last=False)
+        _abort(oldest)  # its wait_closed() below returns at once
+        held.notes.note(
+            "http-shed",
+            f"more than {MAX_SENDING} status-page answers not yet taken by their clients: "
+            "dropped the one sending longest",
+        )
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT):
+            writer.write(data)
+            writer.close()  # once the buffer is sent
+            await writer.wait_closed()
+    except TimeoutError:
+        _abort(writer)
+        held.notes.note(
+            "http-timeout",
+            f"a status-page client did not take its answer within {SEND_TIMEOUT:g} s: "
+            "connection dropped",
+        )
+    finally:
+        held.sending.pop(writer, None)
+
+
 async def _handle(
-    app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, waiting: Waiting
+    app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, held: Held
 ) -> None:
-    _admit(waiting, writer)
+    _admit(held, writer)
     try:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            writer.close()  # nothing to send: closed at once
             return
         finally:
-            waiting.pop(writer, None)
+            held.waiting.pop(writer, None)
         request = parse_head(head)
         if request is None:
             response = text(400, "bad request\n")
@@ -123,24 +184,21 @@ async def _handle(
         out = f"HTTP/1.1 {response.status} {reason}\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items()
         )
-        writer.write(out.encode("latin-1") + b"\r\n")
-        if request is None or request.method != "HEAD":
-            writer.write(response.body)
-        await writer.drain()
+        body = b"" if request is not None and request.method == "HEAD" else response.body
+        await _send(held, writer, out.encode("latin-1") + b"\r\n" + body)
     except OSError:
         pass  # the browser went away
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        if not writer.transport.is_closing():  # the application failed in an unexpected way
+            _abort(writer)
 
 
 async def start(app: App, endpoint: Endpoint) -> asyncio.Server:
     """Listen on ``endpoint`` (port 0 picks one) and serve ``app`` until the server closes."""
-    waiting: Waiting = OrderedDict()
+    held = Held()
     try:
         return await asyncio.start_server(
-            lambda r, w: _handle(app, r, w, waiting),
+            lambda r, w: _handle(app, r, w, held),
             endpoint.host,
             endpoint.port,
             limit=MAX_HEAD,

@@ -4,7 +4,9 @@
 (journald, a file, a pipe) or when asked. Extra fields go in ``extra={"fields": {...}}``.
 Tracebacks never reach the log: an exception is shown as its type and message. :class:`Once`
 logs a recurring condition (an accept error, a failing DNS publish) when it starts and when it
-ends, not on every repetition. (The per-request log is a separate stream: ``--log``.)
+ends, not on every repetition; :class:`Notes` logs a condition that comes and goes with each
+peer (connections shed, answers not taken) at most once per NOTE_INTERVAL, with how many
+times it recurred meanwhile. (The per-request log is a separate stream: ``--log``.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, TextIO
 LOGGER = "ospp"
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("auto", "human", "json")
+NOTE_INTERVAL = 10.0  # seconds between two log lines about the same condition
 
 
 def _summary(record: logging.LogRecord) -> str | None:
@@ -105,6 +108,26 @@ class Once:
         """The condition ended: say so once (nothing if it was never reported)."""
         if self.active.pop(key, None) is not None:
             self.logger.info(message, extra={"fields": fields})
+
+
+class Notes:
+    """Warnings about a condition peers cause again and again, on ``logger`` (the servers send
+    it to stderr as text or JSON lines): one per condition per NOTE_INTERVAL, never a flood."""
+
+    def __init__(self, logger: str) -> None:
+        self.logger = logging.getLogger(logger)
+        self.last: dict[str, float] = {}
+        self.skipped: dict[str, int] = {}
+
+    def note(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self.last.get(key, -NOTE_INTERVAL) < NOTE_INTERVAL:
+            self.skipped[key] = self.skipped.get(key, 0) + 1
+            return
+        skipped = self.skipped.pop(key, 0)
+        self.last[key] = now
+        more = f" ({skipped} more times since the last report)" if skipped else ""
+        self.logger.warning(f"{text}{more}")
 
 
 def loop_exception_handler(

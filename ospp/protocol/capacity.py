@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
+
+from ospp.core.logs import Notes
 
 
 class Connection(Protocol):
@@ -30,7 +31,6 @@ FD_RESERVE = 32
 ACCEPT_BURST = 16
 LISTEN_BACKLOG = 1024
 MAX_CONNECTIONS_CEILING = 10_000
-NOTE_INTERVAL = 10.0  # seconds between two log lines about the same condition
 
 
 def default_max_connections() -> int:
@@ -51,25 +51,6 @@ def default_max_connections() -> int:
     return max(8, min(MAX_CONNECTIONS_CEILING, soft - FD_RESERVE - 4 * ACCEPT_BURST))
 
 
-class Notes:
-    """Operational log lines (the ``ospp.net`` logger, which the servers send to stderr as
-    text or JSON lines): one per condition per NOTE_INTERVAL, never a flood."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-        self.skipped: dict[str, int] = {}
-
-    def note(self, key: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self.last.get(key, -NOTE_INTERVAL) < NOTE_INTERVAL:
-            self.skipped[key] = self.skipped.get(key, 0) + 1
-            return
-        skipped = self.skipped.pop(key, 0)
-        self.last[key] = now
-        more = f" ({skipped} more times since the last report)" if skipped else ""
-        logging.getLogger("ospp.net").warning(f"{text}{more}")
-
-
 class Gauge:
     """A server's connections: how many are open (read by handlers to tune batching), and the
     cap on them, kept by closing the longest-idle connection to make room for a new one."""
@@ -79,7 +60,7 @@ class Gauge:
         self.limit = max_connections or default_max_connections()
         # Connections not yet closing, least recently active first.
         self.live: OrderedDict[Connection, None] = OrderedDict()
-        self.notes = Notes()
+        self.notes = Notes("ospp.net")
         self.shed_at = -1.0
         # The descriptors of the server's listening sockets: running out of descriptors while
         # accepting on another server of the process (a status page) is not this cap's doing.
