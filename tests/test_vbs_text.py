@@ -336,3 +336,35 @@ def test_mak_reactivation_beyond_tolerance_uses_an_activation(ospp: Ospp):
     assert ospp("center", "extend", key, "--by", "1").code == 0
     assert ospp("/act", "pc1").code == 0
     assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 2
+
+
+def test_kms_settings_on_a_machine_without_office_kms_licences_say_so(ospp: Ospp):
+    # ospp.vbs sets the KMS options on the Office KMS licences; with none it says so, and
+    # scripts read that line to learn that Office is not installed yet
+    for args in (
+        ["/sethst:kms1.example.com"],
+        ["/setprt:1700"],
+        ["/remhst"],
+        ["/actype:2"],
+        ["/skms-domain:corp.example.com"],
+        ["/ckms-domain"],
+    ):
+        ran = ospp(*args)
+        assert ran.code == 0, args
+        assert body(ran.out) == [
+            "No Office KMS licenses were found on the system.",
+            DASHES,
+            EXITING,
+        ], args
+    # the setting is still kept for the products installed later (ospp's are machine-wide),
+    # and --json reports it as before
+    assert ospp("sethst", "kms2.example.com", "--json").data()["kms"]["host_override"] == (
+        "kms2.example.com"
+    )
+    # host caching is the service's setting, not a licence's: applied as ever
+    assert body(ospp("/cachst:FALSE").out)[0] == "Successfully applied setting."
+    # bad values are still refused first
+    assert ospp("/setprt:0").code == 2
+    ospp.install()
+    assert body(ospp("/sethst:kms1.example.com").out)[0] == "Successfully applied setting."
+    assert "override defined: kms1.example.com:1688" in ospp("/dstatus").out
