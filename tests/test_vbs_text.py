@@ -368,3 +368,20 @@ def test_kms_settings_on_a_machine_without_office_kms_licences_say_so(ospp: Ospp
     ospp.install()
     assert body(ospp("/sethst:kms1.example.com").out)[0] == "Successfully applied setting."
     assert "override defined: kms1.example.com:1688" in ospp("/dstatus").out
+
+
+def test_the_user_and_password_after_the_computer_name_are_accepted_and_ignored(ospp: Ospp):
+    # cscript ospp.vbs /option[:value] [ComputerName] [User] [Password]: scripts that manage
+    # remote computers pass credentials; simulated machines need none
+    ospp.install(PRODUCT, "pc1")
+    plain = ospp("/dstatus", "pc1")
+    ran = ospp.proc("/dstatus", "pc1", "CORP\\admin", "s3cret!")
+    assert ran.code == 0, ran.err
+    assert ran.out == plain.out
+    assert "s3cret" not in ran.out + ran.err
+    assert ospp("/sethst:kms1.example.com", "pc1", "admin", "pw").code == 0
+    assert "override defined: kms1.example.com:1688" in ospp("/dstatus", "pc1").out
+    assert ospp("dstatus", "pc1", "admin", "pw", "--json").data()["machine"] == "pc1"
+    # a user alone, as WMI allows, and a word too many is still a usage error
+    assert ospp("/dcmid", "pc1", "admin").code == 0
+    assert ospp("/dcmid", "pc1", "admin", "pw", "extra").code == 2

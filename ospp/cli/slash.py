@@ -5,6 +5,7 @@ option uses.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -244,6 +245,16 @@ def value_metavar(cmd: click.Command) -> str:
     return "VALUE"
 
 
+# cscript ospp.vbs /option[:value] [ComputerName] [User] [Password]: scripts that manage
+# remote computers pass credentials for WMI. The simulated machines need none.
+USER_ARGUMENT = click.argument("user", required=False, metavar="[USER]")
+PASSWORD_ARGUMENT = click.argument("password", required=False, metavar="[PASSWORD]")
+CREDENTIALS_HELP = (
+    "USER and PASSWORD, which ospp.vbs uses to reach a remote computer, are accepted and "
+    "ignored: simulated machines need no login (OSPP_USER runs a command as a standard user)."
+)
+
+
 def verb(
     name: str,
     *,
@@ -251,10 +262,19 @@ def verb(
     value_required: bool = True,
     params: Sequence[Callable[[Callback], Callback]] = (),
 ) -> Callable[[Callback], SlashCommand]:
-    """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``."""
+    """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``,
+    with ospp.vbs's USER and PASSWORD after the computer name, accepted and ignored."""
 
     def deco(fn: Callback) -> SlashCommand:
-        f = JSON_OPTION(fn)
+        @functools.wraps(fn)
+        def without_credentials(
+            *args: Any, user: str | None = None, password: str | None = None, **kwargs: Any
+        ) -> None:
+            fn(*args, **kwargs)  # a simulated machine needs no login: never used nor shown
+
+        f: Callback = JSON_OPTION(without_credentials)
+        f = PASSWORD_ARGUMENT(f)
+        f = USER_ARGUMENT(f)
         f = COMPUTER_ARGUMENT(f)
         for p in reversed(params):
             f = p(f)
@@ -263,7 +283,7 @@ def verb(
             cls=SlashCommand,
             slash_value=slash_value,
             value_required=value_required,
-            epilog=EXIT_STATUS_HELP,
+            epilog=f"{CREDENTIALS_HELP}\n\n{EXIT_STATUS_HELP}",
         )(f)
 
     return deco
