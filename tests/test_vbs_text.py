@@ -385,3 +385,22 @@ def test_the_user_and_password_after_the_computer_name_are_accepted_and_ignored(
     # a user alone, as WMI allows, and a word too many is still a usage error
     assert ospp("/dcmid", "pc1", "admin").code == 0
     assert ospp("/dcmid", "pc1", "admin", "pw", "extra").code == 2
+
+
+def test_a_slash_option_is_lower_cased_whole_value_included_as_ospp_vbs_does(ospp: Ospp):
+    # ospp.vbs lower-cases its whole first argument, so the KMS host and lookup domain it
+    # stores and /dstatus prints are lower case, whatever case the script typed
+    ospp.install(PRODUCT)
+    assert ospp("/SETHST:KMS1.Example.COM:1700").code == 0
+    assert ospp("/skms-domain:Corp.Example.COM").code == 0
+    out = ospp("/dstatus").out
+    assert "\tKMS machine registry override defined: kms1.example.com:1700" in out
+    assert "\tKMS Lookup Domain: corp.example.com" in out
+    assert "KMS1" not in out and "Corp" not in out
+    # keys and last 5 characters work in lower case, as in ospp.vbs
+    assert ospp("/unpkey:" + GVLK_2021[-5:]).code == 0
+    assert ospp("/inpkey:" + GVLK_2021).code == 0
+    assert ospp("/dstatus").out.count("Last 5 characters of installed product key: 6F7TH") == 1
+    # the modern form is not ospp.vbs's syntax: it keeps the value as typed
+    data = ospp("sethst", "KMS2.Example.com", "--json").data()
+    assert data["kms"]["host_override"] == "KMS2.Example.com"

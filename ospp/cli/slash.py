@@ -137,8 +137,9 @@ class SlashGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def _expand_slash(self, ctx: click.Context, word: str, rest: list[str]) -> list[str]:
-        name, sep, value = word[1:].partition(":")
-        name = name.lower()
+        # ospp.vbs lower-cases its whole first argument, value included: /sethst:KMS1 sets
+        # kms1, and /dstatus prints it so.
+        name, sep, value = word[1:].lower().partition(":")
         cmd = self.get_command(ctx, name)
         if not isinstance(cmd, SlashCommand):
             raise click.UsageError(f"unknown option '/{name}'; run 'ospp /?' for the list", ctx)
