@@ -379,6 +379,10 @@ def test_the_user_and_password_after_the_computer_name_are_accepted_and_ignored(
     assert ran.code == 0, ran.err
     assert ran.out == plain.out
     assert "s3cret" not in ran.out + ran.err
+    # said on stderr, so that 'ospp dstatus pc1 pc2' is not taken for two machines unnoticed
+    assert "USER and PASSWORD" in ran.err and "ignored" in ran.err
+    assert "USER" not in plain.err
+    assert ospp("--quiet", "/dcmid", "pc1", "admin", "pw").err == ""
     assert ospp("/sethst:kms1.example.com", "pc1", "admin", "pw").code == 0
     assert "override defined: kms1.example.com:1688" in ospp("/dstatus", "pc1").out
     assert ospp("dstatus", "pc1", "admin", "pw", "--json").data()["machine"] == "pc1"

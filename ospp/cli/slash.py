@@ -23,6 +23,7 @@ from ospp.cli.base import (
     emit,
     internal_error,
     json_in_argv,
+    quiet,
 )
 from ospp.core.errors import E_INVALID_ARG, Cancelled, ExitStatus, UsageError
 
@@ -252,7 +253,8 @@ USER_ARGUMENT = click.argument("user", required=False, metavar="[USER]")
 PASSWORD_ARGUMENT = click.argument("password", required=False, metavar="[PASSWORD]")
 CREDENTIALS_HELP = (
     "USER and PASSWORD, which ospp.vbs uses to reach a remote computer, are accepted and "
-    "ignored: simulated machines need no login (OSPP_USER runs a command as a standard user)."
+    "ignored, with a note on stderr: simulated machines need no login (OSPP_USER runs a "
+    "command as a standard user)."
 )
 
 
@@ -271,7 +273,15 @@ def verb(
         def without_credentials(
             *args: Any, user: str | None = None, password: str | None = None, **kwargs: Any
         ) -> None:
-            fn(*args, **kwargs)  # a simulated machine needs no login: never used nor shown
+            # A simulated machine needs no login: never used nor shown. Said, so that a second
+            # computer name ('ospp dstatus pc1 pc2') does not pass unnoticed.
+            if user is not None and not quiet():
+                click.echo(
+                    "ospp: the USER and PASSWORD after the computer name are ignored "
+                    "(simulated machines need no login)",
+                    err=True,
+                )
+            fn(*args, **kwargs)
 
         f: Callback = JSON_OPTION(without_credentials)
         f = PASSWORD_ARGUMENT(f)
