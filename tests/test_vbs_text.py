@@ -336,3 +336,75 @@ def test_mak_reactivation_beyond_tolerance_uses_an_activation(ospp: Ospp):
     assert ospp("center", "extend", key, "--by", "1").code == 0
     assert ospp("/act", "pc1").code == 0
     assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 2
+
+
+def test_kms_settings_on_a_machine_without_office_kms_licences_say_so(ospp: Ospp):
+    # ospp.vbs sets the KMS options on the Office KMS licences; with none it says so, and
+    # scripts read that line to learn that Office is not installed yet
+    for args in (
+        ["/sethst:kms1.example.com"],
+        ["/setprt:1700"],
+        ["/remhst"],
+        ["/actype:2"],
+        ["/skms-domain:corp.example.com"],
+        ["/ckms-domain"],
+    ):
+        ran = ospp(*args)
+        assert ran.code == 0, args
+        assert body(ran.out) == [
+            "No Office KMS licenses were found on the system.",
+            DASHES,
+            EXITING,
+        ], args
+    # the setting is still kept for the products installed later (ospp's are machine-wide),
+    # and --json reports it as before
+    assert ospp("sethst", "kms2.example.com", "--json").data()["kms"]["host_override"] == (
+        "kms2.example.com"
+    )
+    # host caching is the service's setting, not a licence's: applied as ever
+    assert body(ospp("/cachst:FALSE").out)[0] == "Successfully applied setting."
+    # bad values are still refused first
+    assert ospp("/setprt:0").code == 2
+    ospp.install()
+    assert body(ospp("/sethst:kms1.example.com").out)[0] == "Successfully applied setting."
+    assert "override defined: kms1.example.com:1688" in ospp("/dstatus").out
+
+
+def test_the_user_and_password_after_the_computer_name_are_accepted_and_ignored(ospp: Ospp):
+    # cscript ospp.vbs /option[:value] [ComputerName] [User] [Password]: scripts that manage
+    # remote computers pass credentials; simulated machines need none
+    ospp.install(PRODUCT, "pc1")
+    plain = ospp("/dstatus", "pc1")
+    ran = ospp.proc("/dstatus", "pc1", "CORP\\admin", "s3cret!")
+    assert ran.code == 0, ran.err
+    assert ran.out == plain.out
+    assert "s3cret" not in ran.out + ran.err
+    # said on stderr, so that 'ospp dstatus pc1 pc2' is not taken for two machines unnoticed
+    assert "USER and PASSWORD" in ran.err and "ignored" in ran.err
+    assert "USER" not in plain.err
+    assert ospp("--quiet", "/dcmid", "pc1", "admin", "pw").err == ""
+    assert ospp("/sethst:kms1.example.com", "pc1", "admin", "pw").code == 0
+    assert "override defined: kms1.example.com:1688" in ospp("/dstatus", "pc1").out
+    assert ospp("dstatus", "pc1", "admin", "pw", "--json").data()["machine"] == "pc1"
+    # a user alone, as WMI allows, and a word too many is still a usage error
+    assert ospp("/dcmid", "pc1", "admin").code == 0
+    assert ospp("/dcmid", "pc1", "admin", "pw", "extra").code == 2
+
+
+def test_a_slash_option_is_lower_cased_whole_value_included_as_ospp_vbs_does(ospp: Ospp):
+    # ospp.vbs lower-cases its whole first argument, so the KMS host and lookup domain it
+    # stores and /dstatus prints are lower case, whatever case the script typed
+    ospp.install(PRODUCT)
+    assert ospp("/SETHST:KMS1.Example.COM:1700").code == 0
+    assert ospp("/skms-domain:Corp.Example.COM").code == 0
+    out = ospp("/dstatus").out
+    assert "\tKMS machine registry override defined: kms1.example.com:1700" in out
+    assert "\tKMS Lookup Domain: corp.example.com" in out
+    assert "KMS1" not in out and "Corp" not in out
+    # keys and last 5 characters work in lower case, as in ospp.vbs
+    assert ospp("/unpkey:" + GVLK_2021[-5:]).code == 0
+    assert ospp("/inpkey:" + GVLK_2021).code == 0
+    assert ospp("/dstatus").out.count("Last 5 characters of installed product key: 6F7TH") == 1
+    # the modern form is not ospp.vbs's syntax: it keeps the value as typed
+    data = ospp("sethst", "KMS2.Example.com", "--json").data()
+    assert data["kms"]["host_override"] == "KMS2.Example.com"

@@ -5,6 +5,7 @@ option uses.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from ospp.cli.base import (
     emit,
     internal_error,
     json_in_argv,
+    quiet,
 )
 from ospp.core.errors import E_INVALID_ARG, Cancelled, ExitStatus, UsageError
 
@@ -136,8 +138,9 @@ class SlashGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def _expand_slash(self, ctx: click.Context, word: str, rest: list[str]) -> list[str]:
-        name, sep, value = word[1:].partition(":")
-        name = name.lower()
+        # ospp.vbs lower-cases its whole first argument, value included: /sethst:KMS1 sets
+        # kms1, and /dstatus prints it so.
+        name, sep, value = word[1:].lower().partition(":")
         cmd = self.get_command(ctx, name)
         if not isinstance(cmd, SlashCommand):
             raise click.UsageError(f"unknown option '/{name}'; run 'ospp /?' for the list", ctx)
@@ -244,6 +247,17 @@ def value_metavar(cmd: click.Command) -> str:
     return "VALUE"
 
 
+# cscript ospp.vbs /option[:value] [ComputerName] [User] [Password]: scripts that manage
+# remote computers pass credentials for WMI. The simulated machines need none.
+USER_ARGUMENT = click.argument("user", required=False, metavar="[USER]")
+PASSWORD_ARGUMENT = click.argument("password", required=False, metavar="[PASSWORD]")
+CREDENTIALS_HELP = (
+    "USER and PASSWORD, which ospp.vbs uses to reach a remote computer, are accepted and "
+    "ignored, with a note on stderr: simulated machines need no login (OSPP_USER runs a "
+    "command as a standard user)."
+)
+
+
 def verb(
     name: str,
     *,
@@ -251,10 +265,27 @@ def verb(
     value_required: bool = True,
     params: Sequence[Callable[[Callback], Callback]] = (),
 ) -> Callable[[Callback], SlashCommand]:
-    """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``."""
+    """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``,
+    with ospp.vbs's USER and PASSWORD after the computer name, accepted and ignored."""
 
     def deco(fn: Callback) -> SlashCommand:
-        f = JSON_OPTION(fn)
+        @functools.wraps(fn)
+        def without_credentials(
+            *args: Any, user: str | None = None, password: str | None = None, **kwargs: Any
+        ) -> None:
+            # A simulated machine needs no login: never used nor shown. Said, so that a second
+            # computer name ('ospp dstatus pc1 pc2') does not pass unnoticed.
+            if user is not None and not quiet():
+                click.echo(
+                    "ospp: the USER and PASSWORD after the computer name are ignored "
+                    "(simulated machines need no login)",
+                    err=True,
+                )
+            fn(*args, **kwargs)
+
+        f: Callback = JSON_OPTION(without_credentials)
+        f = PASSWORD_ARGUMENT(f)
+        f = USER_ARGUMENT(f)
         f = COMPUTER_ARGUMENT(f)
         for p in reversed(params):
             f = p(f)
@@ -263,7 +294,7 @@ def verb(
             cls=SlashCommand,
             slash_value=slash_value,
             value_required=value_required,
-            epilog=EXIT_STATUS_HELP,
+            epilog=f"{CREDENTIALS_HELP}\n\n{EXIT_STATUS_HELP}",
         )(f)
 
     return deco

@@ -12,6 +12,7 @@ from ospp.cli import complete
 from ospp.cli.base import DASHES, Result, json_wanted, reports
 from ospp.cli.render import kms_json, status_json, status_lines
 from ospp.cli.slash import verb
+from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_INVALID_ARG, LicensingError, UsageError, hex_code
 from ospp.machine import client
@@ -234,11 +235,23 @@ def rearm(sku: str | None, computer: str | None) -> Result:
 # -- KMS client settings ------------------------------------------------------------------------
 
 
-def _setting(computer: str | None, change: Callable[[MachineStore], object]) -> Result:
+NO_KMS_LICENCES = "No Office KMS licenses were found on the system."
+
+
+def _setting(
+    computer: str | None, change: Callable[[MachineStore], object], per_licence: bool = True
+) -> Result:
     store = client.open_machine(computer)
     change(store)
     kms = store.kms()
-    return Result(["Successfully applied setting."], {**_machine_data(store), "kms": kms_json(kms)})
+    message = "Successfully applied setting."
+    if per_licence and not any(
+        lic.sku.channel in (Channel.KMS_CLIENT, Channel.KMS_HOST) for lic in store.licences()
+    ):
+        # ospp.vbs applies these to the Office KMS licences and says when there are none;
+        # ospp keeps the machine-wide setting for the products installed later.
+        message = NO_KMS_LICENCES
+    return Result([message], {**_machine_data(store), "kms": kms_json(kms)})
 
 
 @verb("sethst", slash_value="argument", params=[click.argument("host")])
@@ -279,7 +292,8 @@ POLICY_VALUES = complete.fixed(
 @reports
 def cachst(value: str, computer: str | None) -> Result:
     """Allow (TRUE) or deny (FALSE) KMS host caching."""
-    return _setting(computer, lambda s: client.set_kms_caching(s, value))
+    # the service's setting, not a licence's: ospp.vbs applies it with no Office installed
+    return _setting(computer, lambda s: client.set_kms_caching(s, value), per_licence=False)
 
 
 @verb(
