@@ -191,3 +191,21 @@ def test_readers_and_clients_are_served_while_a_backlog_is_pruned(ospp: Ospp):
     # One log line per round that removed something, together all that was removed.
     rounds = pruned_in_log(host)
     assert 1 < len(rounds) < 100 and sum(rounds) == 30_000 + i + 1 - LIMIT
+
+
+def test_a_new_limit_applies_while_the_host_serves(ospp: Ospp):
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            for i in range(LIMIT + 20):
+                ask(conn, f"pc-{i:03d}")
+            time.sleep(1.5)  # a round or more: the default limit keeps every one
+            assert stored(ospp)[:2] == (LIMIT + 20, LIMIT + 20)
+            assert ospp("kms", "set", "--max-clients", str(LIMIT)).code == 0
+            settled(ospp, LIMIT)  # no restart
+            assert ask(conn, "after") == CAP
+        settled(ospp, LIMIT)
+    finally:
+        host.stop()
+    assert sum(pruned_in_log(host)) == 21
