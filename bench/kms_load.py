@@ -179,10 +179,12 @@ def cpu_seconds(pid: int) -> float:
 def stored_rows(home: Path) -> tuple[int, int]:
     """Every client row in the host's store and its ``clients`` statistic (read-only)."""
     uri = (home / "kms" / "kms.db").resolve().as_uri() + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=10)
+    db = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None)
     try:
+        db.execute("BEGIN")  # one snapshot for both: the host may be pruning meanwhile
         (rows,) = db.execute("SELECT count(*) FROM clients").fetchone()
         (stat,) = db.execute("SELECT value FROM stats WHERE name='clients'").fetchone()
+        db.execute("COMMIT")
     finally:
         db.close()
     return int(rows), int(stat)

@@ -30,10 +30,15 @@ def status(ospp: Ospp) -> dict[str, Any]:
 
 def stored(ospp: Ospp) -> tuple[int, int, set[str]]:
     """Rows in ``clients``, the ``clients`` statistic, and the stored workstation names."""
-    with sqlite3.connect(f"file:{path_of(ospp)}?mode=ro", uri=True) as db:
+    db = sqlite3.connect(f"file:{path_of(ospp)}?mode=ro", uri=True, isolation_level=None)
+    try:
+        db.execute("BEGIN")  # one snapshot: the host may be pruning meanwhile
         (rows,) = db.execute("SELECT count(*) FROM clients").fetchone()
         (stat,) = db.execute("SELECT value FROM stats WHERE name='clients'").fetchone()
         names = {r[0] for r in db.execute("SELECT workstation FROM clients")}
+        db.execute("COMMIT")
+    finally:
+        db.close()
     return rows, stat, names
 
 
