@@ -3,6 +3,7 @@
     python bench/kms_load.py                       # the full table (about a minute)
     python bench/kms_load.py --requests 4000 --concurrency 64 --mode new
     python bench/kms_load.py --stored 1000000      # latency with 1,000,000 stored clients
+    python bench/kms_load.py --prune 1000000       # ... and while the host prunes 100,000
     python bench/kms_load.py --scrape 20           # while /, /metrics are fetched 20 times/s
     python bench/kms_load.py --out before.json     # also write the results as JSON
     python bench/kms_load.py --v1                  # version-1 requests: a signature per answer
@@ -40,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 APP = "0ff1ce15-a989-479d-af46-f275c6370663"
+DEFAULT_MAX_CLIENTS = 1_000_000  # the host's default limit on stored clients
+WARM_UP = 200  # requests before a measured run
 SKU = "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984"  # ProPlus2021 KMS client
 
 
@@ -173,6 +176,20 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def stored_rows(home: Path) -> tuple[int, int]:
+    """Every client row in the host's store and its ``clients`` statistic (read-only)."""
+    uri = (home / "kms" / "kms.db").resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None)
+    try:
+        db.execute("BEGIN")  # one snapshot for both: the host may be pruning meanwhile
+        (rows,) = db.execute("SELECT count(*) FROM clients").fetchone()
+        (stat,) = db.execute("SELECT value FROM stats WHERE name='clients'").fetchone()
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return int(rows), int(stat)
+
+
 def stored_bench_clients(home: Path) -> int:
     """How many clients the load generator's requests left in the host's store (read-only)."""
     uri = (home / "kms" / "kms.db").resolve().as_uri() + "?mode=ro"
@@ -239,7 +256,8 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def prepare(home: Path) -> dict[str, str]:
+def prepare(home: Path, max_clients: int | None = None) -> dict[str, str]:
+    """An activated KMS host in ``home``; ``max_clients``: the most clients it keeps."""
     env = {
         **os.environ,
         "OSPP_HOME": str(home / "c"),
@@ -260,6 +278,8 @@ def prepare(home: Path) -> dict[str, str]:
     key = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host").strip()
     ospp("kms", "install-key", key)
     ospp("kms", "activate")
+    if max_clients is not None:
+        ospp("kms", "set", "--max-clients", str(max_clients))
     return env
 
 
@@ -375,18 +395,26 @@ def stored_latency(args: argparse.Namespace) -> None:
     for rows in (1000, args.stored):
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp)
-            env = prepare(home)
+            # The host keeps every client of the run (the prefilled ones, the warm-up's and the
+            # measured run's): this measures serving with that many stored, not pruning
+            # (--prune measures that).
+            env = prepare(home, max(DEFAULT_MAX_CLIENTS, rows + WARM_UP + args.requests))
             t = time.perf_counter()
             prefill(home, rows)
             fill = time.perf_counter() - t
             host, port = start_host(env, home)
             try:
-                run_load(port, 1, 200, "persistent", 1, args.timeout, not args.v1)  # warm up
+                run_load(port, 1, WARM_UP, "persistent", 1, args.timeout, not args.v1)
                 row = Row(host.pid, home)
                 rate, lat = run_load(
                     port, 1, args.requests, "persistent", 1, args.timeout, not args.v1
                 )
                 result = row.finish("persistent", 1, rate, lat)
+                if stored_rows(home) != (rows + WARM_UP + len(lat),) * 2:
+                    raise SystemExit(
+                        f"host stores {stored_rows(home)} (rows, statistic), not the "
+                        f"{rows} prefilled and {WARM_UP + len(lat)} acknowledged"
+                    )
                 result["stored"] = rows
                 result["host_peak_rss_mb"] = round(peak_rss_mb(host.pid), 1)
                 results[rows] = result
@@ -414,6 +442,60 @@ def stored_latency(args: argparse.Namespace) -> None:
     write_out(args.out, "stored", args, {"runs": list(results.values()), "ratios": ratios})
 
 
+def prune_latency(args: argparse.Namespace) -> None:
+    """Latency and CPU with --prune old clients stored, first with nothing to prune, then
+    while the host prunes a backlog of --backlog of them (its limit set below what it
+    holds), on a fresh host each."""
+    rows = args.prune
+    runs = len(args.concurrency)
+    keep_all = max(DEFAULT_MAX_CLIENTS, rows + WARM_UP + runs * args.requests)
+    results = []
+    print(
+        f"{'':<12}{'clients':>8}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'host CPU ms/act':>17}{'pruned':>9}{'left':>8}"
+    )
+    for label, limit in (("not pruning", keep_all), ("pruning", rows - args.backlog)):
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            env = prepare(home, limit)
+            prefill(home, rows)
+            host, port = start_host(env, home)
+            try:
+                run_load(port, 1, WARM_UP, "persistent", 1, args.timeout, not args.v1)
+                time.sleep(1.5)  # the host's background thread starts pruning within a second
+                for conc in args.concurrency:
+                    before = stored_rows(home)[0]
+                    row = Row(host.pid, home)
+                    rate, lat = run_load(
+                        port, conc, args.requests, "persistent", args.procs, args.timeout,
+                        not args.v1,
+                    )  # fmt: skip
+                    result = row.finish("persistent", conc, rate, lat)
+                    after, stat = stored_rows(home)
+                    if after != stat:
+                        raise SystemExit(f"{after} clients stored, the statistic says {stat}")
+                    result.update(
+                        pruning=label == "pruning",
+                        max_clients=limit,
+                        pruned=before + len(lat) - after,
+                        left_to_prune=max(0, after - limit),
+                    )
+                    results.append(result)
+                    print(
+                        f"{label:<12}{conc:>8}{len(lat):>10}{rate:>10.0f}"
+                        f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}"
+                        f"{result['host_cpu_ms_per_activation']:>17.3f}"
+                        f"{result['pruned']:>9}{result['left_to_prune']:>8}",
+                        flush=True,
+                    )
+            finally:
+                host.terminate()
+                host.wait(timeout=30)
+    print(f"{rows} old clients prefilled; 'left' > 0: the run ended while pruning went on")
+    print("every run: stored clients = acknowledged activations, rows = statistic")
+    write_out(args.out, "prune", args, {"runs": results})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -431,6 +513,20 @@ def main() -> None:
         help="instead: compare latency at 1,000 and this many stored clients",
     )
     parser.add_argument(
+        "--prune",
+        type=int,
+        default=0,
+        metavar="ROWS",
+        help="instead: with this many old clients stored, compare latency with nothing to "
+        "prune and while the host prunes --backlog of them (--concurrency, persistent)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=100_000,
+        help="with --prune: how many clients beyond its limit the host holds at the start",
+    )
+    parser.add_argument(
         "--scrape",
         type=float,
         default=0,
@@ -446,7 +542,9 @@ def main() -> None:
     )
     parser.add_argument("--out", metavar="FILE", help="also write the results to FILE as JSON")
     args = parser.parse_args()
-    if args.stored:
+    if args.prune:
+        prune_latency(args)
+    elif args.stored:
         stored_latency(args)
     else:
         table(args)

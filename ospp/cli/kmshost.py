@@ -45,23 +45,34 @@ def kms_group() -> None:
     metavar="MINUTES",
     help="How often activated clients renew (15-43200, default 10080).",
 )
+@click.option(
+    "--max-clients",
+    type=int,
+    metavar="N",
+    help="Most client machines the host keeps; beyond it the least recently seen are "
+    "dropped (at least 100, default 1000000).",
+)
 @JSON_OPTION
 @reports
-def set_(activation_interval: int | None, renewal_interval: int | None) -> Result:
-    """Change the intervals the host hands to its clients."""
-    if activation_interval is None and renewal_interval is None:
+def set_(
+    activation_interval: int | None, renewal_interval: int | None, max_clients: int | None
+) -> Result:
+    """Change the intervals the host hands to its clients, or how many clients it keeps."""
+    if activation_interval is None and renewal_interval is None and max_clients is None:
         raise UsageError(
-            "nothing to set: give --activation-interval, --renewal-interval or both",
-            "ospp kms status shows the intervals in use.",
+            "nothing to set: give --activation-interval, --renewal-interval, --max-clients "
+            "or several",
+            "ospp kms status shows the settings in use.",
         )
     host = _host()
-    host.set_intervals(activation_interval, renewal_interval)
+    host.configure(activation_interval, renewal_interval, max_clients)
     st = host.status()
     return Result(
         ["Successfully applied setting."],
         {
             "activation_interval_minutes": st["activation_interval"],
             "renewal_interval_minutes": st["renewal_interval"],
+            "max_clients": st["max_clients"],
         },
         banners=False,
     )
@@ -105,6 +116,7 @@ def status() -> Result:
     for label, n in sorted(st["requests_by_status"].items()):
         lines.append(f"    Requests with License Status {label.upper()}: {n}")
     lines.append(f"    Stored client machines: {st['stored_clients']}")
+    lines.append(f"    Stored client machines at most: {st['max_clients']}")
     if st["dns_last_publish"]:
         last = st["dns_last_publish"]
         lines.append(f"    Last DNS publishing: {last['at']}: {last['result']}")
@@ -158,7 +170,9 @@ def _pack_lines(st: dict[str, Any]) -> list[str]:
 @click.pass_context
 def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None:
     """Which client machines asked this host, most recent first (printed as they are read,
-    so --limit 0 lists a million clients in constant memory)."""
+    so --limit 0 lists a million clients in constant memory). The host keeps at most
+    'kms set --max-clients' of them (1000000 by default), the least recently seen dropped
+    first."""
     from ospp.cli import stream
     from ospp.core.db import close_all
     from ospp.kmshost.report import Reader

@@ -443,7 +443,11 @@ DATA: dict[str, Schema] = {
         trusted=boolean(),
         round_trip_ms=number(),
     ),
-    "kms set": obj(activation_interval_minutes=integer(), renewal_interval_minutes=integer()),
+    "kms set": obj(
+        activation_interval_minutes=integer(),
+        renewal_interval_minutes=integer(),
+        max_clients=integer("The most client machines the host keeps."),
+    ),
     "kms status": obj(
         packs=array(ref("kms_pack"), "One licence pack per application group."),
         key_last5=nullable(string("The first pack's (the newest group).")),
@@ -454,6 +458,7 @@ DATA: dict[str, Schema] = {
         epid=nullable(string()),
         current_count=mapping(integer()),
         stored_clients=integer(),
+        max_clients=integer("The most client machines the host keeps (kms set --max-clients)."),
         port=integer(),
         dns_publishing=boolean(),
         dns_last_publish=nullable(obj(published_at=time(), result=string())),

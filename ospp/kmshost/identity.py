@@ -288,13 +288,18 @@ class HostIdentity:
             raise
 
     def set_intervals(self, activation: int | None, renewal: int | None) -> None:
-        low, high = INTERVAL_RANGE
-        for name, value in (("activation", activation), ("renewal", renewal)):
-            if value is not None and not low <= value <= high:
-                raise UsageError(f"the {name} interval must be {low}-{high} minutes, not {value}")
-        values = {}
-        if activation is not None:
-            values["activation_interval"] = str(activation)
-        if renewal is not None:
-            values["renewal_interval"] = str(renewal)
-        self._set(**values)
+        self._set(**interval_settings(activation, renewal))
+
+
+def interval_settings(activation: int | None, renewal: int | None) -> dict[str, str | None]:
+    """The intervals given, as the store's meta holds them; UsageError if one is out of range."""
+    low, high = INTERVAL_RANGE
+    for name, value in (("activation", activation), ("renewal", renewal)):
+        if value is not None and not low <= value <= high:
+            raise UsageError(f"the {name} interval must be {low}-{high} minutes, not {value}")
+    values: dict[str, str | None] = {}
+    if activation is not None:
+        values["activation_interval"] = str(activation)
+    if renewal is not None:
+        values["renewal_interval"] = str(renewal)
+    return values

@@ -11,10 +11,10 @@ counted twice. The rules themselves (threshold, window, certificate check) are i
 from __future__ import annotations
 
 import binascii
-import contextlib
 import json
 import secrets
 import sqlite3
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import threading
-
     from ospp.dns.publish import Publishing
 
 from ospp.core.clock import Clock, clock_from_env, iso
@@ -38,10 +36,11 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import kms_home
 from ospp.kmshost.batchsign import sign_batch
-from ospp.kmshost.identity import SIGNING_KEY, HostIdentity
+from ospp.kmshost.identity import SIGNING_KEY, HostIdentity, interval_settings
 from ospp.kmshost.packs import MIGRATION as PACKS_MIGRATION
 from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, known_groups, pack_for
 from ospp.kmshost.request import Request, parse_item
+from ospp.kmshost.retention import SETTING, check_max_clients, max_clients, start_background
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
@@ -90,6 +89,9 @@ class KmsHost(HostIdentity):
         # Entries only get newer while serving, so a full count lasts until the CAP-th most
         # recent entry ages out of the window; until then no count query is needed.
         self._full_until: dict[str, int] = {}
+        # Held while the serving thread writes, and by the pruning thread for each of its
+        # short transactions: neither waits in SQLite's busy handler for the other.
+        self.writing = threading.Lock()
 
     @classmethod
     def from_env(cls) -> KmsHost:
@@ -143,29 +145,25 @@ class KmsHost(HostIdentity):
         self._set(dns_last=json.dumps({"at": iso(self.clock.now()), "result": outcome}))
 
     def start_checkpointer(self, every: float = 1.0) -> threading.Event:
-        """Move WAL checkpoints (and their fsync) off the serving thread.
-
-        The serving connection stops checkpointing on its own; a daemon thread with its own
-        connection runs a PASSIVE checkpoint every ``every`` seconds, which never blocks the
-        writer. Returns the threading.Event that stops it.
-        """
-        import threading
-
+        """Move WAL checkpoints (and their fsync), and the pruning of stored clients beyond
+        the limit, off the serving thread: the serving connection stops checkpointing on its
+        own, and :func:`ospp.kmshost.retention.start_background` does both in a thread.
+        Returns the threading.Event that stops it."""
         self.db.execute_pragma("wal_autocheckpoint=0")
-        stop = threading.Event()
-        path = self.db.path
+        return start_background(self.db.path, self.writing, every)
 
-        def work() -> None:
-            conn = sqlite3.connect(path, timeout=5.0)
-            try:
-                while not stop.wait(every):
-                    with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                conn.close()
-
-        threading.Thread(target=work, name="wal-checkpoint", daemon=True).start()
-        return stop
+    def configure(
+        self,
+        activation: int | None = None,
+        renewal: int | None = None,
+        max_clients: int | None = None,
+    ) -> None:
+        """``kms set``: the intervals clients get and the most clients kept, changed together
+        once every value given is checked (UsageError 0x80070057, nothing changed)."""
+        values = interval_settings(activation, renewal)
+        if max_clients is not None:
+            values[SETTING] = str(check_max_clients(max_clients))
+        self._set(**values)
 
     def serving_state(self) -> ServingState:
         """What request handling needs: read when serving starts, and again when another
@@ -222,7 +220,7 @@ class KmsHost(HostIdentity):
         since = now_s - int(WINDOW.total_seconds())
         day = f"day.{now.date().isoformat()}"  # answered requests per UTC day, for the chart
         counted: list[Counted | OsppError] = []
-        with self.db.write() as conn:
+        with self.writing, self.db.write() as conn:
             stats: dict[str, int] = {}
             for req in items:
                 if isinstance(req, OsppError):  # refused when it arrived
@@ -362,6 +360,7 @@ class KmsHost(HostIdentity):
             "packs": listed,
             "current_count": groups,
             "stored_clients": stored,
+            "max_clients": max_clients(meta),
             "port": int(meta.get("port", DEFAULT_PORT)),
             "dns_publishing": json.loads(meta["dns"]).get("enabled", False)
             if meta.get("dns")

@@ -1,0 +1,204 @@
+"""How many clients a KMS host keeps, and the pruning that keeps it there.
+
+Every client a host answers is stored (``clients`` in ``kms.db``); a peer that keeps sending
+fresh CMIDs would add a row per request for ever. The host keeps at most ``max_clients``
+(``ospp kms set --max-clients``, default DEFAULT_MAX_CLIENTS) and drops the least recently
+seen beyond it. The count a client is answered needs only the clients of its application
+group seen in the last 30 days, capped at CAP, so pruning never removes one of a group's CAP
+most recently seen clients: the counts stay exact whatever the limit (which is at least
+MIN_MAX_CLIENTS, far above the CAP per group the catalog's few groups can hold back).
+
+Pruning runs in the host's background thread (:func:`start_background`, which also
+checkpoints the WAL), on a connection of its own, in write transactions of about HOLD
+seconds with a pause between them PAUSE_FACTOR times as long, taken under the lock the
+serving thread writes under (an in-process lock: the serving thread never sleeps in
+SQLite's busy handler waiting for the pruner), so a client waits at most one short
+transaction. The ``clients`` statistic (what ``kms status`` shows as stored client
+machines) goes down in the same transaction as the rows: it stays exact. Each round that
+removed clients logs one line saying how many.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ospp.core.errors import UsageError
+from ospp.kmshost.packs import known_groups
+from ospp.protocol.kms import CAP
+
+DEFAULT_MAX_CLIENTS = 1_000_000
+MIN_MAX_CLIENTS = 10 * CAP
+MAX_MAX_CLIENTS = 2**31 - 1
+SETTING = "max_clients"  # its name in the store's meta table
+
+# Each write transaction removes as many rows as fit in about HOLD seconds (measured as it
+# goes: a row costs tens of microseconds with a million stored), then the thread pauses
+# PAUSE_FACTOR times as long as it held the lock: pruning takes at most a fifth of the write
+# lock, the serving thread the rest. That still removes clients faster than a host adds
+# them (bench/kms_load.py --prune: 16,000-30,000 a second with a million stored).
+HOLD = 0.002
+PAUSE_FACTOR = 4
+FIRST_CHUNK = 50
+MAX_CHUNK = 2000
+PAUSE = 0.002  # seconds at least between two transactions of a round
+ROUND = 1.0  # seconds a round lasts at most; the next one starts at once if work is left
+
+log = logging.getLogger("ospp.kms")
+
+
+def check_max_clients(value: int) -> int:
+    """``value`` if it can be the limit, else UsageError (0x80070057)."""
+    if not MIN_MAX_CLIENTS <= value <= MAX_MAX_CLIENTS:
+        raise UsageError(
+            f"the most clients a KMS host keeps must be {MIN_MAX_CLIENTS}-{MAX_MAX_CLIENTS}, "
+            f"not {value}",
+            f"A limit of at least {MIN_MAX_CLIENTS} (10 times the count's cap of {CAP}) keeps "
+            "every count exact; the default is 1000000.",
+        )
+    return value
+
+
+def max_clients(meta: dict[str, str]) -> int:
+    """The limit a host's settings (its meta table) hold, or the default."""
+    try:
+        return int(meta[SETTING])
+    except (KeyError, ValueError):
+        return DEFAULT_MAX_CLIENTS
+
+
+def prune_chunk(conn: sqlite3.Connection, chunk: int) -> tuple[int, int]:
+    """Remove up to ``chunk`` of the least recently seen clients beyond the limit, in one
+    write transaction on ``conn`` (autocommit mode). Returns (how many were removed, the
+    limit).
+
+    A client among the CAP most recently seen of its application group is never removed, so
+    no count changes: a removed client was seen no later than those CAP, so while it would
+    be in the 30-day window they are too, and the count stays at CAP. The rows go in one
+    DELETE statement: the thread holds the GIL a few times per transaction, not per row.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE name=?", (SETTING,)).fetchone()
+        limit = max_clients({SETTING: row[0]} if row else {})
+        (stored,) = conn.execute(
+            "SELECT coalesce((SELECT value FROM stats WHERE name='clients'), 0)"
+        ).fetchone()
+        excess = min(int(stored) - limit, chunk)
+        if excess <= 0:
+            return 0, limit
+        arms: list[str] = []
+        args: list[object] = []
+        for app in known_groups():
+            # The group's CAP-th most recently seen client (the clients_recent index holds
+            # the primary key too, so both orders are read from it, without sorting).
+            kept = conn.execute(
+                "SELECT last_seen, cmid FROM clients WHERE app=? "
+                "ORDER BY last_seen DESC, cmid DESC LIMIT 1 OFFSET ?",
+                (app, CAP - 1),
+            ).fetchone()
+            if kept is None:  # fewer than CAP clients: every one counts
+                continue
+            arms.append(
+                "SELECT * FROM (SELECT app, cmid, last_seen FROM clients WHERE app=? "
+                "AND (last_seen, cmid)<(?, ?) ORDER BY last_seen, cmid LIMIT ?)"
+            )
+            args += [app, *kept, excess]
+        if not arms:
+            return 0, limit
+        removed = conn.execute(
+            "DELETE FROM clients WHERE (app, cmid) IN (SELECT app, cmid FROM ("
+            + " UNION ALL ".join(arms)
+            + ") ORDER BY last_seen, cmid LIMIT ?)",
+            (*args, excess),
+        ).rowcount
+        conn.execute("UPDATE stats SET value=value-? WHERE name='clients'", (removed,))
+        conn.execute("COMMIT")
+        return int(removed), limit
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def excess(conn: sqlite3.Connection) -> int:
+    """How many clients the store holds beyond its limit (read without taking a lock)."""
+    row = conn.execute(
+        "SELECT (SELECT value FROM meta WHERE name=?), "
+        "coalesce((SELECT value FROM stats WHERE name='clients'), 0)",
+        (SETTING,),
+    ).fetchone()
+    return int(row[1]) - max_clients({SETTING: row[0]} if row[0] is not None else {})
+
+
+def prune_round(
+    conn: sqlite3.Connection, lock: threading.Lock, stop: threading.Event
+) -> tuple[int, bool]:
+    """Prune in short transactions, each under ``lock`` (the one the serving thread writes
+    under), until the store is within its limit, ROUND seconds have passed or ``stop`` is
+    set. Logs one line if it removed anything. Returns (how many clients were removed,
+    whether work is left)."""
+    if excess(conn) <= 0:  # within the limit: no write lock taken
+        return 0, False
+    deadline = time.monotonic() + ROUND
+    removed = limit = 0
+    chunk = FIRST_CHUNK
+    per_row = 0.0  # seconds a removed row costs, smoothed: one slow transaction is noise
+    try:
+        while True:
+            with lock:
+                started = time.perf_counter()
+                done, limit = prune_chunk(conn, chunk)
+                held = time.perf_counter() - started
+            removed += done
+            if done < chunk:
+                return removed, False
+            if time.monotonic() >= deadline:
+                return removed, True
+            if stop.wait(max(PAUSE, PAUSE_FACTOR * held)):
+                return removed, False
+            cost = held / done
+            per_row = cost if not per_row else 0.8 * per_row + 0.2 * cost
+            chunk = max(1, min(MAX_CHUNK, int(HOLD / per_row)))
+    finally:
+        if removed:
+            log.info(
+                f"removed {removed} least recently seen clients beyond the limit of {limit}",
+                extra={"fields": {"removed": removed, "max_clients": limit}},
+            )
+
+
+def start_background(path: Path, lock: threading.Lock, every: float = 1.0) -> threading.Event:
+    """The KMS host's background thread: every ``every`` seconds, a pruning round
+    (:func:`prune_round`), then a PASSIVE WAL checkpoint, which never blocks the writer; both
+    on a connection of its own. ``lock`` is held by the serving thread while it writes.
+    Returns the threading.Event that stops the thread."""
+    from ospp.core.logs import Once
+
+    stop = threading.Event()
+    once = Once(log)
+
+    def work() -> None:
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+        more = False
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")  # as the serving connection writes
+            while not stop.wait(0 if more else every):
+                try:
+                    more = prune_round(conn, lock, stop)[1]
+                    once.ok("prune", "pruning stored clients works again")
+                except Exception as exc:  # busy, or worse: said once, tried next round
+                    more = False
+                    once.fail(
+                        "prune", f"pruning stored clients failed: {type(exc).__name__}: {exc}"
+                    )
+                with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    threading.Thread(target=work, name="wal-checkpoint", daemon=True).start()
+    return stop
