@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from tests.conftest import GVLK_2021, PRODUCT, Ospp
 
 DASHES = "-" * 39
@@ -389,6 +391,29 @@ def test_the_user_and_password_after_the_computer_name_are_accepted_and_ignored(
     # a user alone, as WMI allows, and a word too many is still a usage error
     assert ospp("/dcmid", "pc1", "admin").code == 0
     assert ospp("/dcmid", "pc1", "admin", "pw", "extra").code == 2
+
+
+@pytest.mark.parametrize("password", ["-Hunter2", "--Hunter2secret", "-xHunter2=y"])
+def test_a_password_that_starts_like_an_option_is_a_password(ospp: Ospp, password: str):
+    """ospp.vbs takes USER and PASSWORD as plain words: one starting with '-' is neither
+    refused as an unknown option nor echoed; the command's own options (--json, -h) keep
+    their meaning wherever they are."""
+    ospp.install(PRODUCT, "pc1")
+    plain = ospp("/dstatus", "pc1", "--json").data()
+    for args in (
+        ("/dstatus", "pc1", "admin", password, "--json"),
+        ("/dstatus", "--json", "pc1", "admin", password),
+        ("dstatus", "pc1", "admin", password, "--json"),
+    ):
+        ran = ospp.proc(*args)
+        assert ran.code == 0, ran.out + ran.err
+        assert ran.data() == plain
+        assert "Hunter2" not in ran.out + ran.err
+    ran = ospp.proc("/sethst:kms1.example.com", "pc1", "admin", password)
+    assert ran.code == 0 and "Successfully applied setting." in ran.out, ran.out + ran.err
+    # before the computer name a word starting with '-' is still an option, checked as one
+    ran = ospp.proc("/dstatus", "--jsn", "pc1")
+    assert ran.code == 2 and "No such option '--jsn'" in ran.out + ran.err
 
 
 def test_a_slash_option_is_lower_cased_whole_value_included_as_ospp_vbs_does(ospp: Ospp):

@@ -48,6 +48,50 @@ class SlashCommand(click.Command):
         self.slash_value = slash_value
         self.value_required = value_required
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _credentials_as_words(self, ctx, args))
+
+
+def _credentials_as_words(cmd: click.Command, ctx: click.Context, args: list[str]) -> list[str]:
+    """ospp.vbs's USER and PASSWORD are plain words, whatever they start with: a password
+    such as ``-Hunter2`` must not be taken for an option (nor echoed in "no such option").
+
+    A word starting with '-' that is none of the command's options is taken as a positional
+    argument once the arguments before USER have been given; the command's own options keep
+    their meaning wherever they are. Anything else is left for click to judge.
+    """
+    names = [p.name for p in cmd.params if isinstance(p, click.Argument)]
+    if "user" not in names:
+        return args
+    before_user = names.index("user")
+    takes_value: dict[str, bool] = {}
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            for opt in (*param.opts, *param.secondary_opts):
+                takes_value[opt] = not (param.is_flag or param.count)
+    for opt in ctx.help_option_names:
+        takes_value[opt] = False
+    options: list[str] = []
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            positional += args[i + 1 :]
+            break
+        head = word.split("=", 1)[0]
+        if word.startswith("-") and len(word) > 1 and head in takes_value:
+            options.append(word)
+            if takes_value[head] and "=" not in word and i + 1 < len(args):
+                i += 1
+                options.append(args[i])
+        elif word.startswith("-") and len(word) > 1 and len(positional) < before_user:
+            options.append(word)  # not where a credential goes: click says what is wrong
+        else:
+            positional.append(word)
+        i += 1
+    return [*options, "--", *positional]
+
 
 HELP_WORDS = ("/?", "/help", "-?", "/h")
 WHOLE = 10_000  # a command's summary is shown whole (its first sentence), never cut with "..."
