@@ -217,7 +217,8 @@ def test_a_running_host_follows_pack_changes_without_a_restart(ospp: Ospp):
         with sqlite3.connect(db) as conn:  # put back, then removed the usual way
             conn.execute("UPDATE packs SET key=? WHERE key='not-a-key'", (stored,))
         conn.close()
-        assert ospp("kms", "uninstall-key", old5).code == 0
+        removed = ospp("kms", "uninstall-key", old5)
+        assert removed.code == 0 and "refuses them too, without a restart" in removed.out
         settled()
         assert "0xC004F042" in ospp("/act", "o").out
         assert "0xC004F038" in ospp("/act", "n").out

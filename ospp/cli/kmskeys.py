@@ -107,7 +107,7 @@ def uninstall_key(last5: str) -> Result:
         [
             f"Uninstalled KMS host key *****-{removed.last5} ({removed.product.id})",
             f"This host no longer activates {group} clients "
-            "(a running 'ospp kms serve' stops when restarted).",
+            "(a running 'ospp kms serve' refuses them too, without a restart).",
         ],
         {
             "product_id": removed.product.id,
