@@ -542,6 +542,8 @@ def main() -> None:
     )
     parser.add_argument("--out", metavar="FILE", help="also write the results to FILE as JSON")
     args = parser.parse_args()
+    if args.prune and args.prune - args.backlog < 100:  # kms set --max-clients takes >= 100
+        parser.error("--prune ROWS must exceed --backlog by at least 100 (the least limit)")
     if args.prune:
         prune_latency(args)
     elif args.stored:

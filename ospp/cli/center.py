@@ -208,7 +208,8 @@ def confirm(iid: tuple[str, ...]) -> Result:
 @reports
 def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
     """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE. Exits 1
-    when any line could not be confirmed (OUTFILE still holds every line's answer)."""
+    when any line could not be confirmed (3 or 4 if the first failure was the store's or the
+    network's); OUTFILE still holds every line's answer."""
     lines = read_user_file(infile, "installation ID file").splitlines()
     from ospp.authority import batch
 
