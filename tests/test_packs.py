@@ -237,6 +237,41 @@ def test_a_running_host_follows_pack_changes_without_a_restart(ospp: Ospp):
     ], reread
 
 
+def test_a_running_host_signs_with_the_key_a_new_activation_certified(ospp: Ospp):
+    """The signing key file lost and the host key activated again (which makes a new key and
+    has it certified) while 'kms serve' runs: the host reads the new key with the new
+    certificate, so its answers still verify. A key file that cannot be read then is logged
+    and the key in use stays."""
+    from ospp.kmshost.identity import SIGNING_KEY
+    from ospp.kmshost.server import LiveState
+
+    install(ospp, "ProPlus2021")
+    assert ospp("kms", "activate").code == 0
+    key_file = path_of(ospp).with_name(SIGNING_KEY)
+    h = Host(ospp, extra=("--log-level", "info", "--log-format", "json"))
+    try:
+        client(ospp, "n", h, "ProPlus2021")
+        assert "0xC004F038" in ospp("/act", "n").out
+        old = key_file.read_bytes()
+        key_file.unlink()
+        assert ospp("kms", "activate").code == 0  # a new signing key, certified
+        assert key_file.read_bytes() != old
+        time.sleep(LiveState.RECHECK * 2)
+        ran = ospp("/act", "n")
+        assert ran.code == 1 and "0xC004F038" in ran.out, ran.out  # signed, and verified
+        # damaged now: the host says so once and keeps the key it has
+        key_file.write_bytes(b"not a key")
+        assert ospp("kms", "set", "--renewal-interval", "20000").code == 0
+        time.sleep(LiveState.RECHECK * 2)
+        assert "0xC004F038" in ospp("/act", "n").out
+        assert h.alive()
+    finally:
+        h.stop()
+    records = [json.loads(line) for line in h.stderr_lines]
+    failures = [r["msg"] for r in records if "cannot be read" in r["msg"]]
+    assert len(failures) == 1 and "signing key" in failures[0], failures
+
+
 def test_a_store_with_one_host_key_from_before_packs_is_still_served(ospp: Ospp):
     """A store written before licence packs (the key in the meta table, schema 3) is moved
     into a pack when opened: key, certificate, ePID and counts all kept."""

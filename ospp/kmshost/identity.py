@@ -92,31 +92,40 @@ class HostIdentity:
     def signer(self) -> HostKey:
         """The host's Ed25519 key, created with the first installed host key."""
         if self._signer is None:
-            from ospp.protocol.crypto import HostKey
-
-            path = self.home / SIGNING_KEY
-            if not path.exists():
-                from ospp.core.paths import write_new
-
-                try:  # of several processes making it at once, all use the one that won
-                    write_new(path, HostKey.generate(), private=True)
-                except OSError as exc:
-                    raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
-            try:
-                self._signer = HostKey(path.read_bytes())
-            except (OSError, ValueError) as exc:
-                why = (
-                    exc.strerror
-                    if isinstance(exc, OSError)
-                    else "it is not an Ed25519 private key in PEM without a passphrase"
-                )
-                raise StoreError(
-                    E_INVALID_DATA,
-                    f"the KMS host's signing key {path} cannot be read: {why}",
-                    "It was left as it is. Restore it from a backup of this host; a new key "
-                    "needs the host key activated again (its certificate names the old one).",
-                ) from exc
+            self._signer = self._read_signer(create=True)
         return self._signer
+
+    def reload_signer(self) -> None:
+        """Read the signing key file again: a running host whose key was replaced (the host
+        key activated anew after the file was lost or restored) signs with the key its new
+        certificate names. If the file cannot be read, StoreError, and the key in use stays."""
+        self._signer = self._read_signer(create=False)
+
+    def _read_signer(self, create: bool) -> HostKey:
+        from ospp.protocol.crypto import HostKey
+
+        path = self.home / SIGNING_KEY
+        if create and not path.exists():
+            from ospp.core.paths import write_new
+
+            try:  # of several processes making it at once, all use the one that won
+                write_new(path, HostKey.generate(), private=True)
+            except OSError as exc:
+                raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
+        try:
+            return HostKey(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            why = (
+                exc.strerror
+                if isinstance(exc, OSError)
+                else "it is not an Ed25519 private key in PEM without a passphrase"
+            )
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the KMS host's signing key {path} cannot be read: {why}",
+                "It was left as it is. Restore it from a backup of this host; a new key "
+                "needs the host key activated again (its certificate names the old one).",
+            ) from exc
 
     def host_key_b64(self) -> str:
         from ospp.protocol.crypto import b64

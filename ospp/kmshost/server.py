@@ -45,8 +45,10 @@ class LiveState:
     ``ospp kms install-key``, ``activate``, ``uninstall-key`` and ``set`` change the store
     from another process; the host notices (SQLite's data version, checked at most every
     RECHECK seconds, when a batch closes or a ping arrives) and reads its packs again: no
-    restart. A store it cannot read then (a damaged pack, an unreadable signing key) is
-    logged once and the host goes on with what it read before.
+    restart. The signing key file is read again too, so a host key activated anew with a new
+    signing key (the file lost, or restored from a backup) is served with it. A store it
+    cannot read then (a damaged pack, an unreadable signing key) is logged once and the host
+    goes on with what it read before.
     """
 
     RECHECK = 0.1  # seconds between checks under load; an idle host checks at the next request
@@ -70,8 +72,8 @@ class LiveState:
             if version == self.version:
                 return self.state
             fresh = self.host.serving_state()
-            if fresh.activated:
-                self.host.signer()
+            if fresh.activated:  # the key its certificates name: activated anew, it may be new
+                self.host.reload_signer()
         except OsppError as exc:
             self.once.fail(
                 "packs",
