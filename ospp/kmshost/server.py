@@ -71,8 +71,11 @@ class LiveState:
             version = self.host.db.data_version()
             if version == self.version:
                 return self.state
+            # Other writers change the version too (the pruning thread, every few ms while
+            # it prunes): the key file is read again only when the packs did change, since a
+            # new activation may certify a new key.
             fresh = self.host.serving_state()
-            if fresh.activated:  # the key its certificates name: activated anew, it may be new
+            if fresh != self.state and fresh.activated:
                 self.host.reload_signer()
         except OsppError as exc:
             self.once.fail(
