@@ -90,6 +90,26 @@ def test_damaged_clock_file_is_reported_and_kept(ospp: Ospp) -> None:
     assert clock_path(ospp).read_text() == "{not json"
 
 
+def test_a_damaged_clock_file_creates_no_store(ospp: Ospp) -> None:
+    """Refused before anything is made: no machine, no KMS host, no authority keys."""
+    clock_path(ospp).parent.mkdir(parents=True, exist_ok=True)
+    clock_path(ospp).write_text("{not json")
+    for args in (
+        ("/dstatus",),
+        ("install-product", "ProPlus2021", "pc1"),
+        ("kms", "status"),
+        ("center", "keys"),
+    ):
+        ran = ospp(*args)
+        assert ran.code == 3 and "lab clock file" in ran.out, args
+    made = [
+        str(p.relative_to(ospp.home))
+        for p in ospp.home.rglob("*")
+        if p.is_file() and p not in (clock_path(ospp), ospp.home / "resolv.conf")
+    ]
+    assert made == []
+
+
 def test_a_lab_clock_object_follows_the_file(tmp_path: Path) -> None:
     path = tmp_path / "clock.json"
     clock = clock_from_env({"OSPP_CLOCK_FILE": str(path)})

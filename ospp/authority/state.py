@@ -94,6 +94,7 @@ class Authority:
         The store is ``OSPP_CENTER_DB`` (or ``db_url``) when that names a PostgreSQL
         database, else ``center.db`` in ``home``.
         """
+        clock.now()  # a damaged lab clock is refused before any key or store is made
         store = open_store(home, os.environ if environ is None else environ, url=db_url)
         try:
             return cls._open(home, clock, name, store)

@@ -100,6 +100,7 @@ class KmsHost(HostIdentity):
 
     @classmethod
     def open(cls, home: Path, clock: Clock) -> KmsHost:
+        clock.now()  # a damaged lab clock is refused before a new store is made
         db = Database(
             home / "kms.db",
             "KMS host",

@@ -168,6 +168,8 @@ class MachineStore:
         process meanwhile, is the error for a machine that does not exist: it is never
         brought back empty."""
         directory = machine_dir(home, name)
+        if create:
+            clock.now()  # a damaged lab clock is refused before a new store is made
         try:
             # the hardware profile is made once the store is (ospp.machine.hardware)
             witness = directory / "hardware.json"
