@@ -5,6 +5,7 @@ the two limits set small in the process (``ospp.core.httpd``'s module constants)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from ospp.core import httpd
 from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
@@ -229,3 +231,51 @@ def test_beyond_max_sending_the_answer_sending_longest_is_dropped(ospp: Ospp) ->
     said = "\n".join(host.stderr)
     assert "Traceback" not in said, said
     assert said.count("dropped the one sending longest") == 1, said
+
+
+def test_beyond_max_answering_a_request_is_answered_503_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests the application is still answering are bounded: the next one gets 503 and
+    Retry-After at once, and once they are answered new requests are served again. A real
+    server on 127.0.0.1; the application holds its answers until the test lets them go."""
+    monkeypatch.setattr(httpd, "MAX_ANSWERING", 3)
+
+    async def scenario() -> list[bytes]:
+        release = asyncio.Event()
+        started: list[str] = []
+
+        async def app(request: httpd.Request) -> httpd.Response:
+            started.append(request.path)
+            await release.wait()
+            return httpd.text(200, "page\n")
+
+        server = await httpd.start(app, Endpoint("127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+
+        async def fetch() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return data
+
+        held = [asyncio.ensure_future(fetch()) for _ in range(3)]
+        for _ in range(500):  # until the three are in the application
+            if len(started) == 3:
+                break
+            await asyncio.sleep(0.01)
+        busy = await fetch()  # answered while the three wait
+        release.set()
+        answers = [*(await asyncio.gather(*held)), busy, await fetch()]
+        server.close()
+        await server.wait_closed()
+        assert started == ["/"] * 4
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 3 + [
+        b"HTTP/1.1 503 Service Unavailable",
+        b"HTTP/1.1 200 OK",
+    ]
+    assert b"\r\nRetry-After: 1\r\n" in answers[3] and answers[3].endswith(b"try again\n")

@@ -198,17 +198,24 @@ class Operations:
     async def app(self, request: httpd.Request) -> httpd.Response:
         if request.path not in ("/", "/metrics", "/healthz"):
             return httpd.text(404, "not found\n")
-        try:
-            keys = await self._in_thread(self._keys)
-        except (OsppError, sqlite3.Error) as exc:
-            await self._in_thread(self._close_conn)  # open it again on the next request
-            why = exc.message if isinstance(exc, OsppError) else str(exc)
-            return httpd.text(503, f"the store does not answer: {why}\n")
-        if request.path == "/healthz":
-            return httpd.text(200, "ok\n")
-        if request.path == "/metrics":
-            return httpd.Response(
-                200, render_metrics(keys, self.requests, self.codes).encode(), CONTENT_TYPE
-            )
-        body = render_page(keys, self.requests, self.name)
-        return httpd.Response(200, body.encode(), "text/html; charset=utf-8")
+        path = request.path
+        # The counts as they are now, copied on the loop that changes them.
+        requests, codes = dict(self.requests), dict(self.codes)
+
+        def build() -> httpd.Response:  # reading every key and rendering: off the event loop
+            try:
+                keys = self._keys()
+            except (OsppError, sqlite3.Error) as exc:
+                self._close_conn()  # open it again on the next request
+                why = exc.message if isinstance(exc, OsppError) else str(exc)
+                return httpd.text(503, f"the store does not answer: {why}\n")
+            if path == "/healthz":
+                return httpd.text(200, "ok\n")
+            if path == "/metrics":
+                return httpd.Response(
+                    200, render_metrics(keys, requests, codes).encode(), CONTENT_TYPE
+                )
+            body = render_page(keys, requests, self.name)
+            return httpd.Response(200, body.encode(), "text/html; charset=utf-8")
+
+        return await self._in_thread(build)

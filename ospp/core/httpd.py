@@ -2,8 +2,9 @@
 
 GET and HEAD only, one request per connection (``Connection: close``), a request head of at
 most 8 KiB that must arrive within 10 seconds, at most MAX_WAITING connections waiting for
-theirs. An answer must be taken within SEND_TIMEOUT and at most MAX_SENDING are sent at once;
-a connection past either limit is aborted (its unsent part dropped, a reset sent). The
+theirs, at most MAX_ANSWERING being answered (beyond them: 503 at once). An answer must be
+taken within SEND_TIMEOUT and at most MAX_SENDING are sent at once; a connection past either
+limit is aborted (its unsent part dropped, a reset sent). The
 application is an async function from a :class:`Request` to a :class:`Response`; it must not
 block the loop (read stores in a thread).
 """
@@ -39,6 +40,10 @@ SEND_TIMEOUT = 10.0
 # longest. A client that reads its answer takes it in milliseconds, so only connections that
 # stall are ever the oldest; they cannot pile up within SEND_TIMEOUT either.
 MAX_SENDING = 16
+# Requests being answered by the application at once (pages queued for the thread that reads
+# the store and renders them): beyond them a request is answered 503 at once, so clients that
+# send many complete requests cannot queue unbounded work or memory behind the page thread.
+MAX_ANSWERING = 16
 REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -96,6 +101,7 @@ class Held:
     def __init__(self) -> None:
         self.waiting: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
         self.sending: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
+        self.answering = 0  # requests the application is answering
         self.notes = Notes(log.name)
 
 
@@ -164,7 +170,15 @@ async def _handle(
         elif request.method not in ("GET", "HEAD"):
             response = text(405, "only GET and HEAD\n")
             response.headers["Allow"] = "GET, HEAD"
+        elif held.answering >= MAX_ANSWERING:
+            response = text(503, "busy: too many status-page requests at once, try again\n")
+            response.headers["Retry-After"] = "1"
+            held.notes.note(
+                "http-busy",
+                f"more than {MAX_ANSWERING} status-page requests at once: answered 503",
+            )
         else:
+            held.answering += 1
             try:
                 response = await app(request)
             except Exception as exc:  # the page fails, the host keeps serving
@@ -172,6 +186,8 @@ async def _handle(
                     "status page failed", extra={"fields": {"path": request.path}}, exc_info=exc
                 )
                 response = text(500, "internal error\n")
+            finally:
+                held.answering -= 1
         headers = {
             "Content-Type": response.content_type,
             "Content-Length": str(len(response.body)),
