@@ -1,0 +1,243 @@
+"""What one persistent KMS client's latency is made of: the floor of the host's stack.
+
+    python bench/kms_floor.py                  # 6,000 requests per server and client, 3 rounds
+    python bench/kms_floor.py --rounds 5 --out floor.json
+
+One client sends the bench's activation requests one after another on one connection (what
+``bench/kms_load.py --concurrency 1 --mode persistent`` does), first to minimal servers that
+do only part of a KMS host's work, then to a real ``ospp kms serve``:
+
+- ``frames``: asyncio protocol, one ``json.loads`` per frame, a fixed answer of the real
+  answer's size;
+- ``+sqlite``: and one SQLite transaction per request (the host's ``clients`` table and
+  index, WAL, ``synchronous=NORMAL``, an upsert), committed before the answer is sent;
+- ``+ed25519``: and one Ed25519 signature over the answer (no store);
+- ``+both``: the transaction and the signature, the least a durable, signed answer costs;
+- ``ospp``: ``ospp kms serve`` (activated host key, request log to a file, batch-signed
+  answers), checked afterwards to have stored one client per acknowledged request.
+
+Each server is driven by two clients in turn: ``asyncio`` (the load generator of
+``bench/kms_load.py``) and ``blocking`` (one ``sendall`` and two ``recv`` per request, the
+cheapest a Python client gets). It prints p50 and p99 latency and the server's CPU time per
+request (user + system, from /proc), the median over the rounds; rounds alternate the order.
+All traffic stays on 127.0.0.1; every run stops after its request count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kms_load  # the load generator and host set-up this bench shares
+
+HEADER = struct.Struct(">I")
+MODES = ("frames", "+sqlite", "+ed25519", "+both")
+ANSWER_BYTES = 1400  # about the size of a real batch-signed answer with its certificate
+
+
+def serve(mode: str, directory: str) -> None:
+    """A minimal server doing part of a KMS host's work (see the module docstring)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    db = sqlite3.connect(Path(directory) / "floor.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(
+        "CREATE TABLE clients (app TEXT NOT NULL, cmid TEXT NOT NULL, last_seen INTEGER NOT NULL,"
+        " requests INTEGER NOT NULL, PRIMARY KEY (app, cmid)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX clients_recent ON clients (app, last_seen)")
+    upsert = (
+        "INSERT INTO clients VALUES (?, ?, ?, 1) ON CONFLICT (app, cmid) DO UPDATE "
+        "SET last_seen=excluded.last_seen, requests=requests+1 RETURNING requests"
+    )
+    store = mode in ("+sqlite", "+both")
+    sign = mode in ("+ed25519", "+both")
+    filler = "x" * (ANSWER_BYTES - 200)
+
+    class Floor(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            self.buffer = bytearray()
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while len(self.buffer) >= 4:
+                (length,) = HEADER.unpack_from(self.buffer)
+                if len(self.buffer) < 4 + length:
+                    return
+                request = json.loads(bytes(self.buffer[4 : 4 + length]))
+                del self.buffer[: 4 + length]
+                if store:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.execute(upsert, (request["app_id"], request["cmid"], int(time.time())))
+                    db.execute("COMMIT")
+                body = json.dumps(
+                    {"cmid": request["cmid"], "nonce": request["nonce"], "x": filler}
+                ).encode()
+                if sign:
+                    body = body[:-1] + b',"ok":true,"signature":"%b"}' % base64.b64encode(
+                        key.sign(body)
+                    )
+                else:
+                    body = body[:-1] + b',"ok":true,"signature":"%b"}' % (b"A" * 88)
+                self.transport.write(HEADER.pack(len(body)) + body)
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Floor, "127.0.0.1", 0)
+        print("LISTENING", server.sockets[0].getsockname()[1], flush=True)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def blocking_client(port: int, frames: list[bytes]) -> list[float]:
+    """One request at a time on one connection, with plain blocking calls."""
+    lat = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for data in frames:
+            start = time.perf_counter()
+            sock.sendall(data)
+            (length,) = HEADER.unpack(_recv_exactly(sock, 4))
+            body = _recv_exactly(sock, length)
+            if b'"ok":true' not in body:
+                raise RuntimeError(body[:200])
+            lat.append(time.perf_counter() - start)
+    return lat
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = sock.recv(n)
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed by the server")
+        data += chunk
+    return data
+
+
+def asyncio_client(port: int, frames: list[bytes]) -> list[float]:
+    """The load generator of bench/kms_load.py, with one client (its _client coroutine)."""
+    lat: list[float] = []
+    deadline = time.monotonic() + 300
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sock = await kms_load._connect(loop, port)
+        try:
+            for data in frames:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the run took longer than 300 s")
+                start = time.perf_counter()
+                await loop.sock_sendall(sock, data)
+                (n,) = HEADER.unpack(await kms_load._recv_exactly(loop, sock, 4))
+                body = await kms_load._recv_exactly(loop, sock, n)
+                if b'"ok":true' not in body:
+                    raise RuntimeError(body[:200])
+                lat.append(time.perf_counter() - start)
+        finally:
+            sock.close()
+
+    asyncio.run(main())
+    return lat
+
+
+CLIENTS = {"asyncio": asyncio_client, "blocking": blocking_client}
+
+
+def measure(server: str, client: str, requests: int) -> dict[str, float]:
+    """Start ``server``, drive it with ``client`` (after 200 warm-up requests), stop it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        if server == "ospp":
+            env = kms_load.prepare(home)
+            proc, port = kms_load.start_host(env, home)
+        else:
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--serve", server, tmp],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdout is not None
+            port = int(proc.stdout.readline().split()[1])
+        try:
+            drive = CLIENTS[client]
+            drive(port, [kms_load.frame(str(uuid.uuid4())) for _ in range(kms_load.WARM_UP)])
+            frames = [kms_load.frame(str(uuid.uuid4())) for _ in range(requests)]
+            stored = kms_load.stored_bench_clients(home) if server == "ospp" else 0
+            cpu = kms_load.cpu_seconds(proc.pid)
+            lat = drive(port, frames)
+            cpu = kms_load.cpu_seconds(proc.pid) - cpu
+            if server == "ospp" and kms_load.stored_bench_clients(home) - stored != len(lat):
+                raise SystemExit("the host did not store one client per acknowledged request")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return {
+        "p50_ms": statistics.median(lat) * 1000,
+        "p99_ms": kms_load.pct(lat, 0.99),
+        "cpu_ms_per_request": cpu * 1000 / len(lat),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=6000, help="requests per run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (the median is shown)")
+    parser.add_argument("--out", help="also write the results as JSON to this file")
+    parser.add_argument("--serve", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(*args.serve)
+        return
+    servers = [*MODES, "ospp"]
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for round_ in range(args.rounds):
+        order = servers if round_ % 2 == 0 else servers[::-1]
+        for server in order:
+            for client in CLIENTS:
+                runs.setdefault((server, client), []).append(measure(server, client, args.requests))
+        print(f"round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+    print(f"{'server':<10}{'client':<10}{'p50 ms':>9}{'p99 ms':>9}{'server CPU ms/req':>19}")
+    results = []
+    for server in servers:
+        for client in CLIENTS:
+            got = runs[(server, client)]
+            row = {
+                "server": server,
+                "client": client,
+                "rounds": len(got),
+                **{k: round(statistics.median(r[k] for r in got), 4) for k in got[0]},
+            }
+            results.append(row)
+            print(
+                f"{server:<10}{client:<10}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
+                f"{row['cpu_ms_per_request']:>19.3f}"
+            )
+    if args.out:
+        Path(args.out).write_text(
+            json.dumps({"kind": "kms-floor", "cpus": os.cpu_count(), "rows": results}, indent=2)
+            + "\n"
+        )
+        print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
