@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,65 @@ def test_a_client_that_half_closes_still_gets_every_answer(ospp: Ospp) -> None:
     finally:
         host.stop()
     assert "Traceback" not in "\n".join(host.stderr_lines)
+
+
+def test_thousands_of_requests_then_a_half_close_are_all_answered_in_order(ospp: Ospp) -> None:
+    """Pings answered at once are answered some at a time, other connections served between
+    them; the answers to 3,000 of them, sent in one write before a half-close and read only
+    later, all arrive (more than the socket buffers hold: the host waits for the reader)."""
+    import json
+    import socket
+
+    from tests.kmsutil import Host, make_host
+    from tests.test_wire import frame, read_frame
+
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+            nonces = [f"n{i:05d}" for i in range(3000)]
+            s.sendall(
+                b"".join(
+                    frame(json.dumps({"v": 1, "op": "kms-ping", "nonce": n}).encode())
+                    for n in nonces
+                )
+            )
+            s.shutdown(socket.SHUT_WR)
+            time.sleep(0.5)  # the host has filled the buffers and waits
+            with socket.create_connection(("127.0.0.1", host.port), timeout=10) as other:
+                other.sendall(frame(b'{"v":1,"op":"kms-ping","nonce":"other"}'))
+                assert read_frame(other)["nonce"] == "other"
+            answers = [read_frame(s) for _ in nonces]
+            assert [a["nonce"] for a in answers] == nonces
+            assert s.recv(1) == b""
+    finally:
+        host.stop()
+    assert "Traceback" not in "\n".join(host.stderr_lines)
+
+
+def test_a_peer_that_resets_after_a_flood_leaves_the_log_quiet(ospp: Ospp) -> None:
+    """A client that sends a thousand requests and closes without reading (a reset): the host
+    stops answering it, rather than writing on and logging a warning per answer."""
+    import socket
+
+    from tests.kmsutil import Host, make_host
+    from tests.test_wire import frame
+
+    make_host(ospp)
+    host = Host(ospp, extra=("--log-format", "json"))
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+                s.sendall(frame(b'{"v":1,"op":"nope"}') * 1000)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+            s.sendall(frame(b'{"v":1,"op":"kms-ping","nonce":"after"}'))
+            assert s.recv(4)
+    finally:
+        host.stop()
+    logged = host.stderr_lines
+    assert not [line for line in logged if "socket.send()" in line], logged[:5]
+    assert all(line.startswith("{") for line in logged), logged[:5]
 
 
 # -- the KMS host's counts: what a client claims ------------------------------------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -117,6 +120,86 @@ def test_max_connections_closes_the_longest_idle(ospp: Ospp, tmp_path: Path):
     finally:
         for s in idle:
             s.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in err.read_text()
+
+
+def ping_frames(n: int) -> bytes:
+    """``n`` kms-ping requests (each answered with a signed pong of about 300 bytes)."""
+    body = json.dumps({"v": 1, "op": "kms-ping", "nonce": "n" * 32}).encode()
+    return (struct.pack(">I", len(body)) + body) * n
+
+
+def non_reader(port: int) -> socket.socket:
+    """A client that sends thousands of requests at once and never reads an answer: the
+    host stops reading from it once its answers fill the buffers."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    data = ping_frames(4000)
+    sent = 0
+    with contextlib.suppress(BlockingIOError):
+        while sent < len(data):
+            sent += s.send(data[sent:])
+    return s
+
+
+def reset_within(s: socket.socket, seconds: float) -> bool:
+    """Whether the host reset ``s`` within ``seconds`` (its TCP state, Linux's TCP_INFO)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == TCP_CLOSE:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+TCP_CLOSE = 7
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO and /proc")
+@pytest.mark.parametrize("how", ["idle timeout", "cap"])
+def test_a_client_that_never_reads_is_reset_and_its_descriptor_freed(
+    ospp: Ospp, tmp_path: Path, how: str
+) -> None:
+    """A graceful close would wait for ever on a peer that does not read: the idle timeout
+    and the cap reset it instead, and the host gets its descriptor back."""
+    make_host(ospp)
+    extra = ("--idle-timeout", "1") if how == "idle timeout" else ("--max-connections", "8")
+    proc, port, err = serve_with_nofile(ospp, tmp_path, 1024, *extra)
+    fresh: list[socket.socket] = []
+    stuck = None
+    try:
+        with Connection(Endpoint("127.0.0.1", port), "KMS host", 10) as conn:
+            assert conn.call(kms_request())["ok"] is True
+        time.sleep(0.2)
+        before = descriptors(proc.pid)
+        stuck = non_reader(port)
+        time.sleep(0.5)  # answered up to the full buffers
+        if how == "cap":
+            for _ in range(10):  # newcomers push the stuck one out
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(ping_frames(1))
+                assert s.recv(4)
+                fresh.append(s)
+        assert reset_within(stuck, 15)
+        for s in fresh:
+            s.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and descriptors(proc.pid) > before:
+            time.sleep(0.05)
+        assert descriptors(proc.pid) <= before
+    finally:
+        for s in fresh:
+            s.close()
+        if stuck is not None:
+            stuck.close()
         proc.terminate()
         proc.wait(timeout=30)
     assert "Traceback" not in err.read_text()

@@ -284,3 +284,46 @@ def test_a_stored_activation_nested_too_deeply_is_reported_not_a_crash(ospp: Osp
         assert ran.code == 0, ran.out
         product = ran.data()["products"][0]
         assert product["status"] != "LICENSED" and "nested too deeply" in product["detail"]
+
+
+def test_a_connection_sending_thousands_at_once_lets_the_others_in() -> None:
+    """Requests answered at once are answered ANSWERS_PER_TURN at a time: a request on
+    another connection that arrived with a flood of them is handled long before the flood's
+    end. A real server on 127.0.0.1; both connections' bytes are there before it reads."""
+    import asyncio
+    import time
+
+    handled: list[str] = []
+
+    async def handler(message: dict[str, Any]) -> wire.Reply:
+        handled.append(message["id"])
+        return {"v": 1, "ok": True}
+
+    def request(name: str) -> bytes:
+        return frame(json.dumps({"v": 1, "op": "x", "id": name}).encode())
+
+    async def scenario() -> None:
+        server = await wire.start(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        flood, other = socket.socket(), socket.socket()
+        for s in (flood, other):
+            s.setblocking(False)
+            await loop.sock_connect(s, ("127.0.0.1", port))
+        await asyncio.sleep(0.1)  # both accepted
+        # The loop does not run while these are sent: the server sees both at its next poll.
+        flood.send(b"".join(request(f"flood{i}") for i in range(200)))
+        other.send(request("other"))
+        time.sleep(0.1)
+        for _ in range(500):
+            if len(handled) == 201:
+                break
+            await asyncio.sleep(0.01)
+        flood.close()
+        other.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(scenario())
+    assert len(handled) == 201
+    assert handled.index("other") <= wire.ANSWERS_PER_TURN, handled.index("other")

@@ -12,11 +12,7 @@ block the loop (read stores in a thread).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
-import struct
-import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from ospp.core.endpoint import Endpoint
 from ospp.core.errors import NetworkError
 from ospp.core.logs import Notes
+from ospp.core.sockets import reset
 
 MAX_HEAD = 8 * 1024
 HEAD_TIMEOUT = 10.0
@@ -114,14 +111,8 @@ def _admit(held: Held, writer: asyncio.StreamWriter) -> None:
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
-    """Drop the connection now: the unsent answer is freed and the peer gets a reset, rather
-    than the kernel keeping what it took to deliver it to a peer that does not read."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None and sock.fileno() >= 0:
-        linger = struct.pack("hh" if sys.platform == "win32" else "ii", 1, 0)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-    writer.transport.abort()
+    """Drop the connection now (:func:`ospp.core.sockets.reset`)."""
+    reset(writer.transport)
 
 
 async def _send(held: Held, writer: asyncio.StreamWriter, data: bytes) -> None:

@@ -24,6 +24,7 @@ from ospp.core.canonical import MAX_DEPTH, too_deep
 from ospp.core.endpoint import Endpoint
 from ospp.core.errors import E_BAD_FORMAT as E_BAD_FRAME
 from ospp.core.errors import E_NO_CONNECTION, E_UNEXPECTED, N_, NetworkError, OsppError
+from ospp.core.sockets import reset
 from ospp.protocol.capacity import (
     ACCEPT_BURST,
     LISTEN_BACKLOG,
@@ -38,6 +39,10 @@ VERSION = 1
 MAX_FRAME = 64 * 1024
 IDLE_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 10.0
+# Requests of one connection answered at once (pings, lone clients' activations) in one turn
+# of the event loop: a connection that sends thousands in one write yields to the others
+# after this many, instead of holding the loop for all of them.
+ANSWERS_PER_TURN = 16
 
 _HEADER = struct.Struct(">I")
 
@@ -211,6 +216,7 @@ class _FrameProtocol(asyncio.Protocol):
         self.partial_since: float | None = None
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.more = False  # whole frames left in the buffer for the next turn of the loop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -233,6 +239,13 @@ class _FrameProtocol(asyncio.Protocol):
 
     def _check(self) -> None:
         now = self.loop.time()
+        if self.closed:  # closed gracefully, and the answers are still not all taken
+            if now - self.last >= REQUEST_TIMEOUT:
+                if self.transport is not None:
+                    reset(self.transport)
+                return
+            self.timer = self.loop.call_later(REQUEST_TIMEOUT - (now - self.last), self._check)
+            return
         if self.partial_since is not None and now - self.partial_since >= REQUEST_TIMEOUT:
             return self.close()
         if not self.busy and now - self.last >= self.idle_timeout:
@@ -243,8 +256,20 @@ class _FrameProtocol(asyncio.Protocol):
         self.timer = self.loop.call_later(max(0.05, wait), self._check)
 
     def close(self) -> None:
+        """Close the connection (idle, or making room at the cap): at once, with a reset,
+        when answers are still waiting to be sent, since a peer that does not read would
+        otherwise keep the descriptor and the answers for ever."""
+        self._end(graceful=False)
+
+    def _end(self, graceful: bool) -> None:
+        """Close; ``graceful``: after the answers still waiting are sent (the peer has
+        REQUEST_TIMEOUT to take them, then the connection is reset)."""
         if self.transport is not None and not self.closed:
-            self.transport.close()
+            if not graceful and self.transport.get_write_buffer_size():
+                reset(self.transport)
+            else:
+                self.transport.close()
+                self.last = self.loop.time()
         self.closed = True
         self.gauge.live.pop(self, None)
 
@@ -275,19 +300,24 @@ class _FrameProtocol(asyncio.Protocol):
 
     def _close_when_answered(self) -> None:
         """After end of input: close once every complete request has been answered."""
-        if self.eof and not self.busy and not self.paused:
-            self.close()  # what is left in the buffer is not a whole frame
+        if self.eof and not self.busy and not self.paused and not self.more:
+            self._end(graceful=True)  # what is left in the buffer is not a whole frame
 
     def _pump_safely(self) -> None:
         try:
             self._pump()
         except Exception as exc:  # a bug, not the peer's: answer it, no traceback per frame
             self._send(error_response(E_UNEXPECTED, f"internal error: {type(exc).__name__}"))
-            self.close()
+            self._end(graceful=True)
         self._close_when_answered()
 
+    def _writable(self) -> bool:
+        """Not closed, and the transport not closing (after a reset by the peer, writing
+        would only make asyncio log a warning per answer)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     def _send(self, reply: Reply) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and self._writable():
             try:
                 data = encode_reply(reply)
             except FrameError as exc:  # an answer too large to send: say so instead
@@ -295,11 +325,17 @@ class _FrameProtocol(asyncio.Protocol):
             self.transport.write(data)
 
     def _pump(self) -> None:
-        while not self.busy and not self.closed and not self.paused and len(self.buffer) >= 4:
+        self.more = False
+        answered = 0
+        while not self.busy and not self.paused and self._writable() and len(self.buffer) >= 4:
+            if answered == ANSWERS_PER_TURN:  # let the other connections in first
+                self.more = True
+                self.loop.call_soon(self._resume)
+                return
             (length,) = _HEADER.unpack_from(self.buffer)
             if length > MAX_FRAME:
                 self._send(error_response(E_BAD_FRAME, f"frame exceeds {MAX_FRAME} bytes"))
-                return self.close()
+                return self._end(graceful=True)
             if len(self.buffer) < 4 + length:
                 self.partial_since = self.partial_since or self.loop.time()
                 return
@@ -320,12 +356,17 @@ class _FrameProtocol(asyncio.Protocol):
                 continue
             if pending.done():  # answered at once (a batch complete): no extra turn of the loop
                 self._reply(pending)
+                answered += 1
                 continue
             pending.add_done_callback(self._done)
 
     def _done(self, pending: asyncio.Future[Reply]) -> None:
         self._reply(pending)
         self._pump_safely()
+
+    def _resume(self) -> None:
+        if self.more:
+            self._pump_safely()
 
     def _reply(self, pending: asyncio.Future[Reply]) -> None:
         self.busy = False

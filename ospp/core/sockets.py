@@ -1,0 +1,22 @@
+"""Dropping a connection at once, for the servers (the KMS and authority ports, the status
+port): the unsent part of an answer is freed and the peer gets a reset, rather than the
+kernel keeping what it took, and retrying it, for a peer that does not read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import sys
+
+
+def reset(transport: asyncio.WriteTransport) -> None:
+    """Abort ``transport`` with SO_LINGER 0: no graceful close waiting on the peer."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.fileno() >= 0:
+        linger = struct.pack("hh" if sys.platform == "win32" else "ii", 1, 0)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    transport.abort()
