@@ -286,6 +286,32 @@ def test_a_stored_activation_nested_too_deeply_is_reported_not_a_crash(ospp: Osp
         assert product["status"] != "LICENSED" and "nested too deeply" in product["detail"]
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"v":1,"ok":1,"count":50}', "ok=1, not true or false"),
+        (b'{"v":1,"count":50}', 'answer carries no "ok"'),
+        (b'{"v":1,"ok":false,"code":1074066496}', "1074066496, not a licensing error code"),
+        (b'{"v":1,"ok":false}', "refused: no reason given"),
+    ],
+    ids=["ok is 1", "no ok", "a success code", "no code, no message"],
+)
+def test_kms_client_names_what_is_wrong_with_an_answer(ospp: Ospp, body: bytes, said: str):
+    """An answer must say ok true or false; a refusal's code must be an error code (a success
+    code such as 0x4004F040 is not a reason to fail); a refusal without a reason says so."""
+    peer = FakePeer(body)
+    try:
+        assert ospp("install-product", "ProPlus2021").code == 0
+        assert ospp(f"/sethst:127.0.0.1:{peer.port}").code == 0
+        ran = ospp("/act")
+    finally:
+        peer.close()
+    assert ran.code in (1, 4) and "0xC004F074" in ran.out, ran.out + ran.err
+    history = ospp("/dhistorykms", "--json").data()["entries"]
+    assert said in history[-1]["detail"], history
+    assert "None" not in ran.out
+
+
 def test_a_connection_sending_thousands_at_once_lets_the_others_in() -> None:
     """Requests answered at once are answered ANSWERS_PER_TURN at a time: a request on
     another connection that arrived with a flood of them is handled long before the flood's

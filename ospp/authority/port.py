@@ -54,7 +54,7 @@ def call_authority(
                 N_(
                     "the activation authority at {endpoint} is unavailable: {message}",
                     endpoint=str(endpoint),
-                    message=str(response.get("message")),
+                    message=str(response.get("message") or "no reason given"),
                 ),
                 N_("Try again later, or another node of the authority."),
             )
@@ -63,7 +63,7 @@ def call_authority(
             N_(
                 "the activation authority at {endpoint} refused: {message}",
                 endpoint=str(endpoint),
-                message=str(response.get("message")),
+                message=str(response.get("message") or "no reason given"),
             ),
         )
     return response

@@ -304,7 +304,8 @@ def activate(
             if response.get("ok") is not True:
                 raise LicensingError(
                     int(response.get("code", E_NO_KMS)),
-                    f"the KMS host at {where} refused: {response.get('message')}",
+                    f"the KMS host at {where} refused: "
+                    f"{response.get('message') or 'no reason given'}",
                 )
             trusted = require_anchors(anchors(store.home, environ))
             _verify(response, request, lic, trusted, where)

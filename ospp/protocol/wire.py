@@ -89,17 +89,25 @@ def shown(value: object, limit: int = 40) -> str:
 
 
 def check_refusal(response: dict[str, Any]) -> None:
-    """Raise FrameError unless a failure answer's ``code`` is a licensing code (a nonzero
-    32-bit HRESULT).
+    """Raise FrameError unless the answer says ``"ok": true`` or ``false``, and a failure
+    answer's ``code`` is an error code (a 32-bit HRESULT with its failure bit set).
 
-    A missing code is allowed (callers supply their default); anything else that is not an
-    unsigned 32-bit integer (a string, a list, a boolean, 10**30) is a protocol error.
+    A missing code is allowed (callers supply their default); anything else that is not such
+    an integer (a string, a list, a boolean, 10**30, a success code such as 0x4004F040) is a
+    protocol error.
     """
-    if response.get("ok") is True or "code" not in response:
+    ok = response.get("ok")
+    if ok is True:
+        return
+    if "ok" not in response:
+        raise FrameError('answer carries no "ok"')
+    if ok is not False:
+        raise FrameError(f"answer carries ok={shown(ok)}, not true or false")
+    if "code" not in response:
         return
     code = response["code"]
-    if type(code) is not int or not 0 < code < 1 << 32:
-        raise FrameError(f"error answer carries {shown(code)}, not a licensing code")
+    if type(code) is not int or not 1 << 31 <= code < 1 << 32:
+        raise FrameError(f"error answer carries {shown(code)}, not a licensing error code")
 
 
 def error_response(code: int, message: str) -> dict[str, Any]:
