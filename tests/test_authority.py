@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -375,3 +376,38 @@ def test_an_ambiguous_last_five_is_refused(ospp: Ospp):
     ran = ospp("center", "block", first[-5:], "--json")
     assert ran.code == 2 and "2 keys end in" in ran.json()["error"]["message"]
     assert ospp("center", "keys", "--json").data()["keys"][0]["blocked"] is False
+
+
+def test_the_authority_charges_one_machine_once_however_it_spells_its_cmid(ospp: Ospp):
+    """A MAK is charged per machine: its CMID in either case or in braces is one machine.
+    A CMID that is not a GUID, a hardware hash that is not hex digits and a KMS host's
+    public key that is not one are refused (0x80070057) before anything is charged."""
+    from ospp.authority.state import Authority
+    from ospp.core.clock import SystemClock
+    from ospp.core.errors import UsageError
+
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--limit", "5").out.strip()
+    host_key = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host")
+    g = str(uuid.uuid4())
+    home = Path(ospp.env["OSPP_CENTER_HOME"])
+    authority = Authority.open(home, SystemClock(), environ={**os.environ, **ospp.env})
+    try:
+        request = {"key": mak, "hardware": "0123456789", "nonce": "n1"}
+        for spelt in (g, g.upper(), "{" + g + "}"):
+            licence = authority.activate({**request, "cmid": spelt})["licence"]
+            assert licence["cmid"] == g
+        refused = [
+            {**request, "cmid": g.replace("-", "")},
+            {**request, "cmid": "plain"},
+            {**request, "cmid": g, "hardware": "zz"},
+            {**request, "cmid": g, "hardware": "\u0660" * 10},
+            {**request, "key": host_key.out.strip(), "cmid": g, "host_key": "!!!!"},
+            {**request, "key": host_key.out.strip(), "cmid": g, "host_key": "A" * 44},
+        ]
+        for bad in refused:
+            with pytest.raises(UsageError):
+                authority.activate(bad)
+    finally:
+        authority.close()
+    keys = {k["channel"]: k for k in ospp("center", "keys", "--json").data()["keys"]}
+    assert keys["mak"]["used"] == 1 and keys["kms-host"]["used"] == 0

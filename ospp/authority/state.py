@@ -10,11 +10,13 @@ file ``authority.pub.json`` that clients install as their trust anchor are files
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import write_atomic
 from ospp.protocol import keys, tolerance
+from ospp.protocol.cmid import canonical_cmid
 from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
 from ospp.protocol.phone import (
     HOST_IID_VERSION,
@@ -54,6 +57,16 @@ KMS_HOST_MACHINES = 6  # one KMS host key activates up to 6 hosts...
 KMS_HOST_REACTIVATIONS = 9  # ...each reactivated up to 9 more times
 DEFAULT_MAK_LIMIT = 100
 MAX_LIMIT = 1_000_000_000  # per key and per extension: far beyond any real MAK, well inside SQL
+
+
+def _is_host_key(value: object) -> bool:
+    """A KMS host's public key as hosts send it: 32 bytes (Ed25519) in standard base64."""
+    if not isinstance(value, str) or len(value) != 44 or not value.isascii():
+        return False
+    try:
+        return len(binascii.a2b_base64(value)) == 32 and value.endswith("=")
+    except binascii.Error:
+        return False
 
 
 def _within(recorded: str, current: str) -> bool:
@@ -373,21 +386,31 @@ class Authority:
             nonce = str(request["nonce"])
         except KeyError as exc:
             raise UsageError(f"activation request lacks {exc.args[0]!r}") from exc
+        machine_id = canonical_cmid(cmid)
+        if machine_id is None:
+            raise UsageError("request field 'cmid' is not a client machine ID (a GUID)")
+        if not hardware.isascii() or any(c not in string.hexdigits for c in hardware):
+            raise UsageError("request field 'hardware' is not a hardware hash (hex digits)")
         key = keys.parse(key_text)
         self._genuine(key)
+        sku_id = key.product.sku(key.channel).sku_id
         host_key = request.get("host_key")
-        if key.channel is Channel.KMS_HOST and not isinstance(host_key, str):
-            raise UsageError("a KMS host key is activated together with the host's public key")
-        tag = f"tag:{machine_tag(cmid):08x}"
+        if key.channel is Channel.KMS_HOST and not _is_host_key(host_key):
+            raise UsageError(
+                "a KMS host key is activated together with the host's public key "
+                "(an Ed25519 public key in base64)"
+            )
+        # Counted by the canonical CMID: one machine, however it spells its ID.
+        tag = f"tag:{machine_tag(machine_id):08x}"
         self.store.count(key.serial, lambda tx: self._count(tx, key, tag, hardware, "online"))
         licence: dict[str, Any] = {
             "format": "ospp-licence-v1",
             "kind": key.channel.value,
             "product": key.product.id,
-            "sku_id": key.product.sku(key.channel).sku_id,
+            "sku_id": sku_id,
             "key_serial": key.serial,
             "key_last5": key.last5,
-            "cmid": cmid.lower(),
+            "cmid": machine_id,
             "hardware": hardware,
             "nonce": nonce,
             "issued_at": iso(self.clock.now()),

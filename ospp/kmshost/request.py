@@ -13,6 +13,7 @@ from typing import Any
 from ospp.core.catalog import Channel, Product, catalog
 from ospp.core.clock import parse_time
 from ospp.core.errors import E_CANNOT_USE, E_KMS_REFUSED, LicensingError, OsppError
+from ospp.protocol.cmid import canonical_cmid
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class Request:
     app: str
     sku_id: str
     product: Product
-    cmid: str
+    cmid: str  # canonical (ospp.protocol.cmid): what is counted and stored
+    cmid_text: str  # echoed exactly as the client sent it
     client_time: datetime
     client_time_text: str  # echoed exactly as the client sent it
     nonce: str
@@ -92,11 +94,18 @@ def parse_request(message: Mapping[str, Any]) -> Request:
     batch_signed = message.get("batch_signatures", False)
     if batch_signed is not True and batch_signed is not False:
         raise _malformed("batch_signatures")
+    cmid_text = text("cmid", 40)
+    cmid = canonical_cmid(cmid_text)
+    if cmid is None:
+        raise LicensingError(
+            E_KMS_REFUSED, "request field 'cmid' is not a client machine ID (a GUID)"
+        )
     return Request(
         app,
         sku.sku_id,
         sku.product,
-        text("cmid", 40).lower(),
+        cmid,
+        cmid_text,
         client_time,
         client_text,
         text("nonce"),

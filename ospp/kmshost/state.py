@@ -387,7 +387,7 @@ def signed_answer(state: ServingState, req: Request, count: int, middle: str) ->
     """
     return (
         f'{{"activation_interval":{state.activation_interval:d},'
-        f'"client_time":{_js(req.client_time_text)},"cmid":{_js(req.cmid)},"count":{count:d}'
+        f'"client_time":{_js(req.client_time_text)},"cmid":{_js(req.cmid_text)},"count":{count:d}'
         f'{middle}{_js(req.nonce)},"op":"kms-activate",'
         f'"renewal_interval":{state.renewal_interval:d},"sku_id":{_js(req.sku_id)}}}'
     ).encode("ascii")
