@@ -5,10 +5,11 @@
 
 Starts a real ``ospp kms serve --http`` on 127.0.0.1 port 0 with 50 stored clients whose CMID
 and workstation name are made of quotes (the largest first page a store can hold, about 48
-KB; hosts now take only GUIDs as CMIDs, but stores kept from before may hold any), then opens ``--clients`` connections that each ask for the page and never read, with
-the smallest receive buffer and 300-byte segments, as a slow distant client has: the host's
-kernel takes only about 17 KB of each answer, the rest stays in the host. Prints the host's
-RSS and open descriptors when idle, once every stalled client has had the first byte of its
+KB; hosts now take only GUIDs as CMIDs, but stores kept from before may hold any), then
+opens ``--clients`` connections that each ask for the page and never read, with the smallest
+receive buffer and 300-byte segments, as a slow distant client has: the host's kernel takes
+only about 17 KB of each answer, the rest stays in the host. Prints the host's RSS and open
+descriptors when idle, once every stalled client has had the first byte of its
 answer, and after the sending deadline (10 s), and how long a normal fetch of the page takes
 while they wait. Linux only (reads /proc). Every client is closed when the script ends.
 """
