@@ -27,6 +27,8 @@ HOSTILE = [
     "\udcff\udcfe",  # non-UTF-8 bytes on the command line, as Python decodes them
     "\x1b[2J\x9b31m",
     "0x" + "F" * 30,
+    "9" * 5000,  # more digits than int() converts (4,300)
+    "h:" + "9" * 5000,  # a host and such a port
 ]
 # Commands that keep running when they succeed; their hostile runs are covered elsewhere.
 LONG_RUNNING = {"kms serve", "center serve", "demo", "center phone", "wizard"}

@@ -267,7 +267,7 @@ class Authority:
         """The key that ``text`` names: the whole key, its key id (``center keys``), or its
         last five characters when only one issued key ends so."""
         value = text.strip()
-        if value.isascii() and value.isdigit():
+        if value.isascii() and value.isdigit() and len(value) < 20:
             serial = int(value)
             if not any(r.serial == serial for r in self.key_records()):
                 raise LicensingError(

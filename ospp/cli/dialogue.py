@@ -61,7 +61,7 @@ class Dialogue:
         _ = self._
         while True:
             typed = self.ask(prompt)
-            if typed.isascii() and typed.isdigit() and 1 <= int(typed) <= count:
+            if typed.isascii() and typed.isdigit() and len(typed) < 10 and 1 <= int(typed) <= count:
                 return int(typed)
             self.say(_("Type a number from 1 to {count}.", count=count))
 

@@ -177,7 +177,8 @@ def _host_setting(setting: str, change: Callable[[KmsHost], None], lines: list[s
 
 
 def _minutes(text: str, what: str) -> int:
-    if not (text.isascii() and text.isdigit()):  # "²" is a digit to isdigit(), not to int()
+    # "²" is a digit to isdigit(), not to int(); int() refuses more than 4,300 digits
+    if not (text.isascii() and text.isdigit() and len(text) < 10):
         raise UsageError(f"the {what} must be a number of minutes (15-43200), not {text!r}")
     return int(text)
 

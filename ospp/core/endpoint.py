@@ -22,7 +22,8 @@ class Endpoint:
 
 def parse_port(text: str, what: str = "port", allow_zero: bool = False) -> int:
     low = 0 if allow_zero else 1
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) < 65536:
+    # at most 5 digits: int() refuses strings of more than 4,300 digits with a ValueError
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not low <= int(text) < 65536:
         raise UsageError(f"{what} {text!r} is not a TCP port", f"Use a number from {low} to 65535.")
     return int(text)
 

@@ -94,7 +94,7 @@ class Publishing:
                 not valid_host(domain.strip())
                 or len(rest) > 2
                 # ASCII digits only: "²" is a digit to isdigit(), not to int()
-                or not all(n.isascii() and n.isdigit() for n in numbers)
+                or not all(n.isascii() and n.isdigit() and len(n) < 6 for n in numbers)
                 or not all(int(n) <= SRV_NUMBER_MAX for n in numbers)
             ):
                 raise UsageError(
