@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -232,3 +233,46 @@ def test_a_clock_change_waits_for_a_held_lock_only_so_long(
         holder.kill()
         holder.wait(timeout=10)
     assert lab_advance(clock, timedelta(hours=1)) and clock.exists()
+
+
+def _fifo(path: Path) -> None:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    os.mkfifo(path)
+
+
+LAB = '{{"version": 1, "at": "{at}", "set_at_real_time": "{real}", "frozen": false}}'
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: p.write_bytes(b"\xff\xfe"),
+        lambda p: p.write_text(LAB.format(at="9999-12-31T23:59:59+00:00", real="2026-01-01")),
+        lambda p: p.write_text(LAB.format(at="2026-01-01", real="9999-12-31T00:00:00+00:00")),
+        lambda p: p.write_text(LAB.format(at="9998-12-01", real="2000-01-01")),  # has run out
+        lambda p: p.write_text(" " * 100_000),
+        _fifo,
+        lambda p: p.symlink_to(p.parent / "elsewhere.json"),
+    ],
+    ids=[
+        "not UTF-8",
+        "at the end of time",
+        "set in the far future",
+        "run out",
+        "huge",
+        "FIFO",
+        "dangling link",
+    ],
+)
+def test_a_clock_file_that_is_not_one_is_reported_never_a_crash_or_a_hang(
+    ospp: Ospp, make: Any
+) -> None:
+    ospp("install-product", "ProPlus2021")
+    make(clock_path(ospp))
+    for args in (("/dstatus",), ("clock", "show"), ("clock", "advance", "1d")):
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3 and "0x8007000D" in ran.out, (args, ran.out, ran.err)
+        assert "lab clock" in ran.out and "internal error" not in ran.err
+    assert ospp("clock", "reset").code == 0
+    assert ospp("/dstatus").code == 0

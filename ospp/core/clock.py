@@ -124,7 +124,20 @@ class LabState(Record):
     frozen: bool
 
     def now(self, real_now: datetime) -> datetime:
-        return self.at if self.frozen else self.at + (real_now - self.real)
+        if self.frozen:
+            return self.at
+        try:
+            value = self.at + (real_now - self.real)
+        except OverflowError:
+            value = None
+        if value is None or not EARLIEST <= value <= LATEST:
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the lab clock has run outside the times ospp works with ({iso(EARLIEST)} "
+                f"to {iso(LATEST)}): it was set to {iso(self.at)} at {iso(self.real)}",
+                "'ospp clock set TIME' sets it again, 'ospp clock reset' goes back to real time.",
+            )
+        return value
 
     def to_text(self) -> str:
         import json
@@ -140,10 +153,26 @@ class LabState(Record):
         )
 
 
+MAX_CLOCK_FILE = 4096  # bytes; ospp writes about 130
+
+
 def read_state(path: Path) -> LabState | None:
-    """The lab clock in ``path``; None when there is none. A damaged file is reported."""
+    """The lab clock in ``path``; None when there is none. A damaged file is reported, and so
+    is a symbolic link, or anything but a regular file (a FIFO would never end)."""
+    import stat
+
     try:
-        text = path.read_text(encoding="utf-8")
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the lab clock file {path} is {what}; ospp reads only a file it wrote there",
+                "It was left as it is. Remove it ('ospp clock reset' goes back to real time) "
+                "or point OSPP_CLOCK_FILE elsewhere.",
+            )
+        with path.open("rb") as f:
+            raw = f.read(MAX_CLOCK_FILE + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -153,13 +182,17 @@ def read_state(path: Path) -> LabState | None:
     from ospp.core.canonical import load_json  # imports json: only with a lab clock file
 
     try:
-        data = load_json(text)
+        if len(raw) > MAX_CLOCK_FILE:
+            raise ValueError(f"it is larger than {MAX_CLOCK_FILE} bytes")
+        data = load_json(raw.decode("utf-8"))  # UnicodeDecodeError is a ValueError
         at = datetime.fromisoformat(data["at"]).astimezone(UTC)
         real = datetime.fromisoformat(data["set_at_real_time"]).astimezone(UTC)
         frozen = data["frozen"]
         if not isinstance(frozen, bool) or data.get("version") != 1:
             raise ValueError("unexpected version or 'frozen' value")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if not (EARLIEST <= at <= LATEST and EARLIEST <= real <= LATEST):
+            raise ValueError("a time outside the years ospp works with")
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise StoreError(
             E_INVALID_DATA,
             f"the lab clock file {path} is damaged: {exc}",
@@ -184,7 +217,7 @@ class LabClock:
 
     def state(self) -> LabState | None:
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)  # a link in its place is refused, not followed
         except FileNotFoundError:
             self._seen, self._state = None, None
             return None
