@@ -748,3 +748,30 @@ def test_a_seal_key_that_cannot_be_made_is_a_store_error(ospp: Ospp):
     finally:
         home.chmod(0o700)
     assert not (home / "seal.key").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"\xff\xfe\x00\x01", "is not UTF-8 text"),
+        (b"machine,product,key,kms_host\nws1,ProPlus2021," + b"K" * 200_000 + b",\n", "line 2"),
+    ],
+    ids=["not UTF-8", "a field over 128 KiB"],
+)
+def test_fleet_import_of_a_file_that_is_not_an_export_is_a_usage_error(
+    ospp: Ospp, tmp_path: Path, content: bytes, said: str
+) -> None:
+    path = tmp_path / "fleet.csv"
+    path.write_bytes(content)
+    ran = ospp("fleet", "import", str(path))
+    assert ran.code == 2 and "0x80070057" in ran.out and said in ran.out, ran.out
+    assert ospp("machines", "--json").data()["machines"] == []
+
+
+def test_a_resolv_conf_that_is_not_text_is_like_none(ospp: Ospp, tmp_path: Path) -> None:
+    """OSPP_RESOLV_CONF naming a file that is not UTF-8: no domain to search, as without one."""
+    conf = tmp_path / "resolv.conf"
+    conf.write_bytes(b"search \xff\xfe\nnameserver 127.0.0.1\n")
+    ospp("install-product", "ProPlus2021")
+    ran = ospp("dnsdiag", env={"OSPP_RESOLV_CONF": str(conf)})
+    assert ran.code in (1, 4) and "0x8007232B" in ran.out, ran.out + ran.err

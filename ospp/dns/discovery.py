@@ -69,7 +69,8 @@ def resolver(environ: Mapping[str, str]) -> Resolver:
     conf = environ.get("OSPP_RESOLV_CONF")
     try:
         res = dns.resolver.Resolver(filename=conf) if conf else dns.resolver.Resolver()
-    except (OSError, dns.resolver.NoResolverConfiguration):
+    except (OSError, ValueError, dns.resolver.NoResolverConfiguration):
+        # unreadable, or not text (UnicodeDecodeError): no nameservers, as with no file
         res = dns.resolver.Resolver(configure=False)
     server = environ.get("OSPP_DNS")
     if server:

@@ -350,15 +350,26 @@ def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str]]
             raise UsageError(f"{path} cannot be read: {exc.strerror or exc}") from exc
     with f:
         rows = csv.reader(f)
-        header = next(rows, None)
-        if header is None or [h.strip().lower() for h in header[:4]] != list(CSV_FIELDS):
+        try:
+            header = next(rows, None)
+            if header is None or [h.strip().lower() for h in header[:4]] != list(CSV_FIELDS):
+                raise UsageError(
+                    f"{path} line 1: expected the header {','.join(CSV_FIELDS)}",
+                    "Use a file written by 'ospp fleet export'.",
+                )
+            for row in rows:
+                if any(cell.strip() for cell in row):
+                    yield rows.line_num, row
+        except UnicodeDecodeError as exc:
             raise UsageError(
-                f"{path} line 1: expected the header {','.join(CSV_FIELDS)}",
-                "Use a file written by 'ospp fleet export'.",
-            )
-        for row in rows:
-            if any(cell.strip() for cell in row):
-                yield rows.line_num, row
+                f"{path} is not UTF-8 text: {exc.reason}",
+                "Use a file written by 'ospp fleet export'; nothing was imported.",
+            ) from exc
+        except csv.Error as exc:  # a field over csv's limit (128 KiB), a NUL byte
+            raise UsageError(
+                f"{path} line {rows.line_num}: {exc}",
+                "Use a file written by 'ospp fleet export'; nothing was imported.",
+            ) from exc
 
 
 def read_csv(path: Path, text: str | None = None) -> Iterator[tuple[int, str, Spec]]:
