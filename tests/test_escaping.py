@@ -109,3 +109,23 @@ def test_what_clients_claim_is_escaped_in_kms_clients_and_status(ospp: Ospp):
         assert "\\x1b]0;t\\x07\\x9b1m".upper() in status.out.upper()
     data = ospp("kms", "clients", "--json")
     assert "\x1b" not in data.out and "\u202e" not in data.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["/\x1b[31mred"],
+        ["/\u202e"],
+        ["products", "\x1b]0;owned\x07"],
+        ["slmgr", "/\x1b[2J"],
+        ["/dstatus", "a", "b", "c", "\u202ex"],
+    ],
+    ids=["unknown option", "bidi option", "extra argument", "slmgr option", "too many words"],
+)
+def test_what_was_typed_is_escaped_in_a_usage_error(ospp: Ospp, args: list[str]):
+    """click's usage errors quote the words typed: on a terminal an escape sequence in them
+    would be obeyed, and a bidi override is never stripped."""
+    ran = ospp.proc(*args)
+    assert ran.code == 2 and "0x80070057" in ran.err, ran.err
+    assert not unsafe(ran.err) and not unsafe(ran.out), ran.err
+    assert "\\x1b" in ran.err or "\\u202e" in ran.err, ran.err

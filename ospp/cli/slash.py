@@ -134,6 +134,10 @@ class SlashGroup(click.Group):
             try:
                 rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
             except click.ClickException as exc:  # what click prints, and the licensing code
+                from ospp.core.printable import printable
+
+                # the message quotes what was typed: escape sequences are shown, not obeyed
+                exc.message = printable(exc.message)
                 exc.show()
                 if isinstance(exc, click.UsageError):
                     click.echo(f"ERROR CODE: 0x{E_INVALID_ARG:08X}", err=True)
