@@ -137,8 +137,11 @@ class SlashGroup(click.Group):
                 from ospp.core.printable import printable
 
                 # the message quotes what was typed: escape sequences are shown, not obeyed
-                exc.message = printable(exc.message)
-                exc.show()
+                text = printable(exc.format_message())
+                if isinstance(exc, click.UsageError):
+                    click.UsageError(text, exc.ctx).show()
+                else:
+                    click.ClickException(text).show()
                 if isinstance(exc, click.UsageError):
                     click.echo(f"ERROR CODE: 0x{E_INVALID_ARG:08X}", err=True)
                 sys.exit(exc.exit_code)
