@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from ospp.core.endpoint import Endpoint
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
@@ -98,3 +100,44 @@ def test_stored_clients_statistic_matches_the_rows_and_survives_an_upgrade(ospp:
     conn.commit()
     conn.close()
     assert ospp("kms", "status", "--json").data()["stored_clients"] == 5
+
+
+@pytest.mark.parametrize(
+    ("workstation", "first_seen"),
+    [(b"\x1b[31m", 0), ("pc-old", -99999999999999)],
+    ids=["a name stored as a blob", "a time out of range"],
+)
+def test_a_damaged_client_record_is_reported_after_the_rows_before_it(
+    ospp: Ospp, workstation: object, first_seen: int
+):
+    """A record edited by hand: the rows read before it are printed, then the store's error
+    (0x8007000D, exit 3), never a traceback; --json stays one valid envelope, ok false,
+    with those rows and the error."""
+    import sqlite3
+
+    from tests.kmsutil import path_of
+
+    served(ospp, 2)
+    with sqlite3.connect(path_of(ospp)) as db:
+        oldest = db.execute("SELECT min(last_seen) FROM clients").fetchone()[0]
+        db.execute(
+            "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, 1, '')",
+            (
+                "0ff1ce15-a989-479d-af46-f275c6370663",
+                "00000000-0000-4000-8000-0000000000bb",
+                "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984",
+                workstation,
+                first_seen or oldest - 1,
+                oldest - 1,
+            ),
+        )
+    for args in (("kms", "clients"), ("kms", "clients", "--csv")):
+        ran = ospp.proc(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out and "damaged client" in ran.out, ran
+        assert "Traceback" not in ran.err and "\x1b" not in ran.out
+        assert "pc-000" in ran.out and "pc-001" in ran.out
+    ran = ospp.proc("kms", "clients", "--json")
+    assert ran.code == 3, ran.out + ran.err
+    report = json.loads(ran.out)
+    assert report["ok"] is False and report["error"]["code"] == "0x8007000D"
+    assert sorted(c["workstation"] for c in report["data"]["clients"]) == ["pc-000", "pc-001"]

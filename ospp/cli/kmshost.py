@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from ospp.cli.slash import Group
 from ospp.core.errors import UsageError
 
 if TYPE_CHECKING:
+    from ospp.cli.stream import Guarded
     from ospp.kmshost.state import KmsHost, ServingState
 
 
@@ -190,11 +192,22 @@ def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None
 
         run("kms clients", wanted_json and not as_csv, fail)
         return
+    guarded = stream.Guarded(rows)
     try:
-        _print_clients(rows, as_csv, wanted_json)
+        _print_clients(guarded, as_csv, wanted_json)
     finally:
         reader.close()
         close_all()
+    damaged = guarded.error
+    if damaged is None:
+        return
+    if wanted_json and not as_csv:  # the envelope carried it
+        sys.exit(int(damaged.exit_status))
+
+    def report() -> Result:  # after the rows printed
+        raise damaged
+
+    run("kms clients", False, report)
 
 
 def _as_csv_text(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -207,7 +220,7 @@ def _as_csv_text(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bool) -> None:
+def _print_clients(rows: Guarded, as_csv: bool, wanted_json: bool) -> None:
     from ospp.cli import stream
 
     if as_csv:
@@ -220,9 +233,11 @@ def _print_clients(rows: Iterator[dict[str, Any]], as_csv: bool, wanted_json: bo
             "first_seen_at",
         )
         header = ("last_seen", "cmid", "workstation", "sku_id", "app_id", "first_seen")
-        stream.csv_rows((*columns, "requests"), _as_csv_text(rows), header=(*header, "requests"))
+        stream.csv_rows(
+            (*columns, "requests"), _as_csv_text(iter(rows)), header=(*header, "requests")
+        )
     elif wanted_json:
-        stream.json_list("kms clients", "clients", rows)
+        stream.json_report("kms clients", [("clients", iter(rows))], lambda: rows.error)
     elif not quiet():
         stream.text_lines(
             rows,

@@ -206,6 +206,22 @@ class Held:
             self._spool.close()
 
 
+class Guarded:
+    """Rows as they are read, until one cannot be (a damaged record): iterating stops there
+    and :attr:`error` keeps the store's error, for the command to report after the rows it
+    printed (with --json, as the envelope's error)."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.error: OsppError | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self.rows
+        except OsppError as exc:
+            self.error = exc
+
+
 def started(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Run the query now (so a store error is reported before anything is printed)."""
     first = next(rows, None)

@@ -18,6 +18,7 @@ from typing import Any
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import sqlite_uri
+from ospp.core.errors import E_INVALID_DATA, StoreError
 from ospp.kmshost.packs import read_packs
 from ospp.kmshost.state import current_counts
 from ospp.protocol.kms import WINDOW
@@ -178,15 +179,25 @@ class Reader:
         )
         while rows := cursor.fetchmany(1000):
             for r in rows:
-                yield {
-                    "application_id": r[0],
-                    "cmid": r[1],
-                    "sku_id": r[2],
-                    "workstation": r[3],
-                    "first_seen_at": t(r[4]),
-                    "last_seen_at": t(r[5]),
-                    "requests": r[6],
-                }
+                try:
+                    if not all(isinstance(v, str) for v in r[:4]) or type(r[6]) is not int:
+                        raise ValueError("a value of the wrong type")
+                    yield {
+                        "application_id": r[0],
+                        "cmid": r[1],
+                        "sku_id": r[2],
+                        "workstation": r[3],
+                        "first_seen_at": t(r[4]),
+                        "last_seen_at": t(r[5]),
+                        "requests": r[6],
+                    }
+                except (ValueError, TypeError, OverflowError, OSError) as exc:
+                    raise StoreError(
+                        E_INVALID_DATA,
+                        f"the KMS host store {self.path} has a damaged client record "
+                        f"({r[1]!r:.60}): {exc}",
+                        "It was left as it is. Restore it from a backup, or remove the record.",
+                    ) from exc
 
     def statuses(self) -> list[str]:
         """The licence statuses clients reported, for the filter's choices."""
