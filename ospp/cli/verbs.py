@@ -242,11 +242,13 @@ def _setting(
     computer: str | None, change: Callable[[MachineStore], object], per_licence: bool = True
 ) -> Result:
     store = client.open_machine(computer)
+    # Read first: a damaged licence record is reported before anything is changed.
+    licences = store.licences() if per_licence else []
     change(store)
     kms = store.kms()
     message = "Successfully applied setting."
     if per_licence and not any(
-        lic.sku.channel in (Channel.KMS_CLIENT, Channel.KMS_HOST) for lic in store.licences()
+        lic.sku.channel in (Channel.KMS_CLIENT, Channel.KMS_HOST) for lic in licences
     ):
         # ospp.vbs applies these to the Office KMS licences and says when there are none;
         # ospp keeps the machine-wide setting for the products installed later.
