@@ -160,6 +160,12 @@ def _edit(path: Path, *statements: str) -> bytes:
         # a value that is not UTF-8 text
         ("UPDATE meta SET value=CAST(x'ff41fe' AS TEXT) WHERE name='cmid'", "/dcmid"),
         ("UPDATE licenses SET installed_at=CAST(x'c3' AS TEXT)", "/dstatus"),
+        # a setting is refused, not written, on a store with a damaged licence record
+        ("UPDATE licenses SET grace_start='garbage'", "/setprt:1700"),
+        ("UPDATE licenses SET grace_start='garbage'", "/sethst:kms.example.com"),
+        ("UPDATE licenses SET grace_start='garbage'", "/remhst"),
+        ("UPDATE licenses SET grace_start='garbage'", "/skms-domain:example.com"),
+        ("UPDATE licenses SET grace_start='garbage'", "/actype:2"),
     ],
 )
 def test_a_damaged_schema_or_value_is_a_store_error(ospp: Ospp, damage: str, command: str):
@@ -775,3 +781,18 @@ def test_a_resolv_conf_that_is_not_text_is_like_none(ospp: Ospp, tmp_path: Path)
     ospp("install-product", "ProPlus2021")
     ran = ospp("dnsdiag", env={"OSPP_RESOLV_CONF": str(conf)})
     assert ran.code in (1, 4) and "0x8007232B" in ran.out, ran.out + ran.err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("name", ["licenses.db", "licenses.db-wal"])
+def test_a_fifo_in_place_of_a_store_file_is_refused_not_waited_on(ospp: Ospp, name: str):
+    ospp("install-product", "ProPlus2021")
+    path = ospp.store_file().with_name(name)
+    if path.exists():
+        path.unlink()
+    os.mkfifo(path)
+    for args in (("/dstatus",), ("fleet", "status")):
+        ran = ospp.proc(*args, timeout=30)
+        said = ran.out + ran.err  # fleet status: the table, and each machine's error after it
+        assert ran.code == 3 and "0x8007000D" in said and "not a regular file" in said, ran
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)  # left as it is

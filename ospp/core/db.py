@@ -245,12 +245,30 @@ class Database:
         """A symbolic link or a directory in place of the store or its -wal or -shm file is
         refused before SQLite sees it (it would say only "disk I/O error")."""
         name = self.path.name
+        import stat
+
         for path in (self.path, *(self.path.with_name(name + end) for end in ("-wal", "-shm"))):
             try:
-                linked = path.is_symlink()
-                directory = not linked and path.is_dir()
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue
             except OSError as exc:  # a directory on the way that may not be entered
                 raise self._fail_access(exc) from exc
+            linked = stat.S_ISLNK(mode)
+            directory = stat.S_ISDIR(mode)
+            if not (linked or directory or stat.S_ISREG(mode)):  # a FIFO would never answer
+                raise StoreError(
+                    E_INVALID_DATA,
+                    N_(
+                        "{path} is not a regular file where the {store} should be",
+                        path=str(path),
+                        store=self._name,
+                    ),
+                    N_(
+                        "It was left as it is. Move it aside to start an empty store, or put "
+                        "the store's file back in its place."
+                    ),
+                )
             if directory:
                 raise StoreError(
                     E_INVALID_DATA,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import sqlite3
+import stat
 import sys
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
@@ -64,9 +65,13 @@ class _Named:
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
+    """The file's mtime and size; None unless it is a regular file (a link, a FIFO: the
+    ordinary read refuses them, where opening a FIFO here would wait for ever)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
         return None
     return st.st_mtime_ns, st.st_size
 
