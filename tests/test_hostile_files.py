@@ -166,6 +166,14 @@ def _edit(path: Path, *statements: str) -> bytes:
         ("UPDATE licenses SET grace_start='garbage'", "/remhst"),
         ("UPDATE licenses SET grace_start='garbage'", "/skms-domain:example.com"),
         ("UPDATE licenses SET grace_start='garbage'", "/actype:2"),
+        # values edited by hand: a number that is not one, a time out of range, a blob
+        ("INSERT OR REPLACE INTO meta VALUES ('kms_port', 'abc')", "/dstatus"),
+        ("INSERT OR REPLACE INTO meta VALUES ('generation', 'abc')", "/sethst:kms.example.com"),
+        ("INSERT OR REPLACE INTO meta VALUES ('rearms_used', 'x')", "/rearm"),
+        ("UPDATE licenses SET grace_start='9999-12-31T23:59:59Z'", "/dstatus"),
+        ("UPDATE licenses SET product_key=x'00ff' WHERE product_key IS NOT NULL", "/dinstid"),
+        ("UPDATE history SET code='abc'", "/dhistorykms"),
+        ("UPDATE history SET at='garbage'", "/dhistorykms"),
     ],
 )
 def test_a_damaged_schema_or_value_is_a_store_error(ospp: Ospp, damage: str, command: str):
@@ -796,3 +804,14 @@ def test_a_fifo_in_place_of_a_store_file_is_refused_not_waited_on(ospp: Ospp, na
         said = ran.out + ran.err  # fleet status: the table, and each machine's error after it
         assert ran.code == 3 and "0x8007000D" in said and "not a regular file" in said, ran
     assert stat.S_ISFIFO(os.lstat(path).st_mode)  # left as it is
+
+
+@pytest.mark.parametrize("name", ["activation_interval", "renewal_interval", "port"])
+def test_a_kms_host_setting_edited_by_hand_is_a_store_error(ospp: Ospp, name: str):
+    assert ospp("kms", "status").code == 0
+    path = ospp.home / "kms" / "kms.db"
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, 'x')", (name,))
+    for args in (("kms", "status"), ("kms", "status", "--json")):
+        ran = ospp(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out and name in ran.out, ran.out

@@ -66,6 +66,10 @@ def parse_host_key(text: str) -> ProductKey:
     return key
 
 
+# Settings stored as whole numbers, and how many digits they may have.
+_NUMBERS = {"activation_interval": 9, "renewal_interval": 9, "port": 5}
+
+
 class HostIdentity:
     """The host key, signing key and certificate of a KMS host, kept in ``kms.db``."""
 
@@ -76,10 +80,24 @@ class HostIdentity:
         self._signer: HostKey | None = None
 
     def meta(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
-        if conn is not None:
-            return dict(conn.execute("SELECT name, value FROM meta").fetchall())
-        with self.db.read() as c:
-            return dict(c.execute("SELECT name, value FROM meta").fetchall())
+        """The host's settings; a damaged one (edited by hand) is a StoreError (0x8007000D)."""
+        if conn is None:
+            with self.db.read() as c:
+                return self.meta(c)
+        values = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        for name, value in values.items():
+            digits = _NUMBERS.get(name)
+            if not isinstance(value, str) or (
+                digits is not None
+                and not (value.isascii() and value.isdigit() and len(value) <= digits)
+            ):
+                raise StoreError(
+                    E_INVALID_DATA,
+                    f"the KMS host store {self.db.path} has a damaged setting {name}: "
+                    f"{repr(value)[:60]}",
+                    "Restore the file from a backup; it was left as it is.",
+                )
+        return values
 
     def _set(self, **values: str | None) -> None:
         with self.db.write() as conn:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.catalog import Channel, Product, Sku, catalog
-from ospp.core.clock import Clock, iso
+from ospp.core.clock import EARLIEST, LATEST, Clock, iso
 from ospp.core.db import Database, StoreMissing
 from ospp.core.errors import (
     E_ACCESS_DENIED,
@@ -102,8 +102,27 @@ class HistoryEntry(Record):
     detail: str
 
 
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+def _dt(text: object) -> datetime | None:
+    """A stored time: ISO 8601 text with its zone, within the times ospp works with."""
+    if not text:
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"a time stored as {type(text).__name__}, not text")
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None or not EARLIEST <= value <= LATEST:
+        raise ValueError(f"the time {text!r} is outside the times ospp works with")
+    return value
+
+
+# Settings stored as whole numbers, and how many digits they may have.
+_NUMBERS = {
+    "kms_port": 5,
+    "actype": 1,
+    "activation_interval": 9,
+    "renewal_interval": 9,
+    "rearms_used": 9,
+    "generation": 18,
+}
 
 
 class NoMachine(UsageError):
@@ -201,12 +220,31 @@ class MachineStore:
         def fetch(c: sqlite3.Connection) -> dict[str, str]:
             values = dict(DEFAULTS)
             values.update(dict(c.execute("SELECT name, value FROM meta").fetchall()))
+            for name, value in values.items():
+                digits = _NUMBERS.get(name)
+                if not isinstance(value, str) or (
+                    digits is not None
+                    and not (value.isascii() and value.isdigit() and len(value) <= digits)
+                ):
+                    raise self._damaged_setting(name, value)
             return values
 
         if conn is not None:
             return fetch(conn)
         with self.db.read() as c:
             return fetch(c)
+
+    def _damaged_setting(self, name: str, value: object) -> StoreError:
+        return StoreError(
+            E_INVALID_DATA,
+            N_(
+                "the licence store {path} has a damaged setting {name}: {value}",
+                path=str(self.db.path),
+                name=name,
+                value=repr(value)[:60],
+            ),
+            N_("Restore the file from a backup; it was left as it is."),
+        )
 
     def licences(self, conn: sqlite3.Connection | None = None) -> list[Licence]:
         def fetch(c: sqlite3.Connection) -> list[Licence]:
@@ -247,9 +285,15 @@ class MachineStore:
                 from ospp.core.canonical import load_json  # with json: only when there is one
 
                 activation = load_json(row[5])
+                if not isinstance(activation, dict):
+                    raise ValueError("the activation is not a JSON object")
+            if row[3] is not None and not isinstance(row[3], str):
+                raise ValueError("the product key is not text")
             installed, grace = _dt(row[1]), _dt(row[2])
             key_at = _dt(row[4])
-        except ValueError as exc:
+            if installed is None or grace is None:
+                raise ValueError("no installation or grace time")
+        except (ValueError, TypeError) as exc:
             raise StoreError(
                 E_INVALID_DATA,
                 N_(
@@ -260,7 +304,6 @@ class MachineStore:
                 ),
                 N_("Restore the file from a backup; it was left as it is."),
             ) from exc
-        assert installed is not None and grace is not None
         return Licence(sku, installed, grace, row[3], key_at, activation)
 
     def history(self, kind: str) -> list[HistoryEntry]:
@@ -270,7 +313,28 @@ class MachineStore:
                 "ORDER BY id",
                 (kind,),
             ).fetchall()
-        return [HistoryEntry(datetime.fromisoformat(r[0]), *r[1:]) for r in rows]
+        entries = []
+        for r in rows:
+            try:
+                at = _dt(r[0])
+                if (
+                    at is None
+                    or type(r[4]) is not int
+                    or not all(v is None or isinstance(v, str) for v in (r[1], r[2], r[3], r[5]))
+                ):
+                    raise ValueError("a value of the wrong type")
+            except (ValueError, TypeError) as exc:
+                raise StoreError(
+                    E_INVALID_DATA,
+                    N_(
+                        "the licence store {path} has a damaged history entry: {why}",
+                        path=str(self.db.path),
+                        why=str(exc),
+                    ),
+                    N_("Restore the file from a backup; it was left as it is."),
+                ) from exc
+            entries.append(HistoryEntry(at, *r[1:]))
+        return entries
 
     # -- writing -------------------------------------------------------------------------------
 
