@@ -411,3 +411,37 @@ def test_the_authority_charges_one_machine_once_however_it_spells_its_cmid(ospp:
         authority.close()
     keys = {k["channel"]: k for k in ospp("center", "keys", "--json").data()["keys"]}
     assert keys["mak"]["used"] == 1 and keys["kms-host"]["used"] == 0
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["UPDATE keys SET activation_limit='x'", "UPDATE keys SET last5=x'1b5b33316d'"],
+    ids=["a limit that is not a number", "a blob"],
+)
+def test_a_key_record_edited_by_hand_is_a_store_error_and_nothing_is_written(ospp: Ospp, edit: str):
+    import sqlite3
+
+    if ospp.env.get("OSPP_CENTER_DB"):
+        pytest.skip("the records are edited in place, which is done on SQLite")
+    key = issue(ospp)
+    path = Path(ospp.env["OSPP_CENTER_HOME"]) / "center.db"
+    with sqlite3.connect(path) as db:
+        db.execute(edit)
+    for args in (
+        ("center", "block", key[-5:]),
+        ("center", "keys"),
+        ("center", "extend", key, "--by", "1"),
+    ):
+        ran = ospp(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out and "damaged record" in ran.out, ran
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT blocked FROM keys").fetchall() == [(0,)]
+    ospp.install()
+    assert ospp("/inpkey:" + key).code in (0, 3)
+    ran = ospp("dinstid", "--json")
+    iid = ran.data()["products"][0]["installation_id"]
+    confirmed = ospp("center", "confirm", iid)
+    if "activation_limit" in edit:  # counting reads the limit; the phone centre never the name
+        assert confirmed.code == 3 and "0x8007000D" in confirmed.out, confirmed.out
+    else:
+        assert confirmed.code == 0, confirmed.out

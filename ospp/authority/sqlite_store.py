@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from ospp.authority.storage import KeyRecord
 from ospp.core.db import Database, sqlite_uri
+from ospp.core.errors import E_INVALID_DATA, StoreError
 
 T = TypeVar("T")
 
@@ -67,6 +68,19 @@ class _Meta:
         return {str(k): str(v) for k, v in self.conn.execute("SELECT name, value FROM meta")}
 
 
+# serial, product_id, channel, last5, limit, blocked, used, created_at, activations
+_RECORD_TYPES = [int, str, str, str, int, int, int, str, int]
+
+
+def _damaged(conn: sqlite3.Connection, what: str) -> StoreError:
+    (path,) = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
+    return StoreError(
+        E_INVALID_DATA,
+        f"the authority store {path} has a damaged record ({what}): a value of the wrong type",
+        "Restore it from a backup; it was left as it is.",
+    )
+
+
 class _Count:
     def __init__(self, conn: sqlite3.Connection, serial: int) -> None:
         self.conn = conn
@@ -76,7 +90,11 @@ class _Count:
         row = self.conn.execute(
             "SELECT activation_limit, blocked FROM keys WHERE serial=?", (self.serial,)
         ).fetchone()
-        return None if row is None else (int(row[0]), bool(row[1]))
+        if row is None:
+            return None
+        if type(row[0]) is not int or type(row[1]) is not int:
+            raise _damaged(self.conn, f"key {self.serial}")
+        return row[0], bool(row[1])
 
     def hosts(self) -> dict[str, int]:
         rows = self.conn.execute(
@@ -170,6 +188,9 @@ class SqliteStore:
     def key_records(self) -> list[KeyRecord]:
         with self.db.read() as conn:
             rows = conn.execute(KEY_RECORDS_SQL).fetchall()
+            for r in rows:
+                if [type(v) for v in r] != _RECORD_TYPES:
+                    raise _damaged(conn, f"key {r[0]!r:.30}")
         return [KeyRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8]) for r in rows]
 
     def block(self, serial: int) -> None:
