@@ -389,7 +389,8 @@ def test_kms_host_key_limits_on_either_store(center: Ospp):
         key = authority.issue_key("ProPlus2024", "kms-host", 2)
 
         def host(cmid: str) -> dict[str, Any]:
-            request = {"key": key, "cmid": cmid, "hardware": "01", "nonce": "n", "host_key": "k"}
+            public = "A" * 43 + "="  # an Ed25519 public key in base64, as hosts send it
+            request = {"key": key, "cmid": cmid, "hardware": "01", "nonce": "n", "host_key": public}
             return authority.activate(request)
 
         first, second = str(uuid.uuid4()), str(uuid.uuid4())
