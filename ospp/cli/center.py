@@ -210,6 +210,11 @@ def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
     """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE. Exits 1
     when any line could not be confirmed (3 or 4 if the first failure was the store's or the
     network's); OUTFILE still holds every line's answer."""
+    if str(infile) != "-" and _same_file(infile, outfile):
+        raise UsageError(
+            f"OUTFILE {outfile} is INFILE: the answers would replace the installation IDs",
+            "Write the answers to another file.",
+        )
     lines = read_user_file(infile, "installation ID file").splitlines()
     from ospp.authority import batch
 
@@ -408,3 +413,11 @@ def _add_phone_console() -> None:
 
 
 _add_phone_console()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through links or another spelling)."""
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
