@@ -445,3 +445,27 @@ def test_a_key_record_edited_by_hand_is_a_store_error_and_nothing_is_written(osp
         assert confirmed.code == 3 and "0x8007000D" in confirmed.out, confirmed.out
     else:
         assert confirmed.code == 0, confirmed.out
+
+
+def test_confirm_batch_refuses_to_write_its_answers_over_its_input(ospp: Ospp, tmp_path: Path):
+    infile = tmp_path / "iids.txt"
+    infile.write_text("123\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(infile)
+    for outfile in (infile, link, tmp_path / "." / "iids.txt"):
+        ran = ospp("center", "confirm-batch", str(infile), str(outfile))
+        assert ran.code == 2 and "0x80070057" in ran.err + ran.out, ran
+        assert infile.read_text() == "123\n"
+
+
+def test_an_emptied_authority_store_beside_its_keys_is_refused_and_kept(ospp: Ospp):
+    if ospp.env.get("OSPP_CENTER_DB"):
+        pytest.skip("the file is SQLite's")
+    issue(ospp)
+    path = Path(ospp.env["OSPP_CENTER_HOME"]) / "center.db"
+    path.write_bytes(b"")
+    for extra in path.parent.glob("center.db-*"):
+        extra.unlink()
+    ran = ospp("center", "keys")
+    assert ran.code == 3 and "0x8007000D" in ran.out and "held a store" in ran.out, ran.out
+    assert path.read_bytes() == b""

@@ -160,7 +160,11 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.migrated_from = _version_on_disk(path)
-        self.db = Database(path, "authority", _SCHEMA)
+        # The key pair is made once the store is (Authority._open): beside it, an empty
+        # center.db is a truncated store, never a new one.
+        self.db = Database(
+            path, "authority", _SCHEMA, witnesses=[path.with_name("authority-ed25519.pem")]
+        )
         self.where = str(path)
 
     @contextlib.contextmanager
