@@ -150,3 +150,24 @@ def test_dns_publishing_settings_are_checked_before_they_are_kept(
     assert ran.code == 2 and "0-65535" in ran.out, ran.out
     records = ospp("kms", "dns", "records")
     assert records.code == 0 and records.out == before
+
+
+@pytest.mark.parametrize("address", ["1.2.3.4.5", "\x1b[31m", "fe80::1%eth0", "kms.corp.example"])
+def test_dns_publishing_addresses_must_be_ip_addresses(ospp: Ospp, address: str) -> None:
+    base = ("kms", "dns", "set", "--server", "127.0.0.1:53", "--domain", "corp.example")
+    assert ospp(*base, "--hostname", "kms.corp.example", "--address", "192.0.2.10").code == 0
+    before = ospp("kms", "dns", "records").out
+    ran = ospp(*base, "--hostname", "kms.corp.example", "--address", address)
+    assert ran.code == 2 and "is not an IPv4 or IPv6 address" in ran.out, ran.out
+    assert ospp("kms", "dns", "records").out == before
+
+
+@pytest.mark.parametrize("zone", ["\x1b", "a b", "z" * 40, "\u202e"])
+def test_an_ipv6_zone_is_an_interface_name(ospp: Ospp, zone: str) -> None:
+    ospp("install-product", PRODUCT)
+    assert ospp("/sethst:[fe80::1%eth0]").code == 0
+    ran = ospp(f"/sethst:[fe80::1%{zone}]")
+    assert ran.code == 2 and "0x80070057" in ran.out + ran.err, ran.out
+    assert (
+        ospp("/dstatus", "--json").data()["products"][0]["kms"]["host_override"] == "fe80::1%eth0"
+    )

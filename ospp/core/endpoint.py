@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ospp.core.errors import UsageError
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,12 @@ def parse_port(text: str, what: str = "port", allow_zero: bool = False) -> int:
 
 def valid_host(host: str) -> bool:
     try:
-        ipaddress.ip_address(host)
-        return True
+        address = ipaddress.ip_address(host)
     except ValueError:
         pass
+    else:  # an IPv6 zone (fe80::1%eth0) is an interface name or number, nothing else
+        zone = getattr(address, "scope_id", None)
+        return zone is None or bool(_ZONE.fullmatch(zone))
     name = host[:-1] if host.endswith(".") else host
     labels = name.split(".")
     if all(label.isdigit() for label in labels):

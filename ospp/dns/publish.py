@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -84,6 +85,14 @@ class Publishing:
         if not self.server:
             raise UsageError("--server ADDR[:PORT] names the DNS server that takes the updates")
         parse_address(self.server, 53, "--server")
+        for address in self.addresses:
+            try:
+                ipaddress.ip_address(address)
+                plain = "%" not in address
+            except ValueError:
+                plain = False
+            if not plain:
+                raise UsageError(f"--address {address!r} is not an IPv4 or IPv6 address")
         for name, value in (("--priority", self.priority), ("--weight", self.weight)):
             if not 0 <= value <= SRV_NUMBER_MAX:
                 raise UsageError(f"{name} must be 0-{SRV_NUMBER_MAX}, not {value}")
