@@ -617,3 +617,28 @@ def test_one_machine_is_counted_once_however_it_spells_its_cmid(ospp: Ospp, host
     clients = ospp("kms", "clients", "--json").data()["clients"]
     assert [c["cmid"] for c in clients] == [g]
     assert clients[0]["requests"] == 4
+
+
+def test_a_lone_surrogate_a_peer_sent_leaves_the_request_log_strict_json() -> None:
+    """JSON lets a string hold "\\ud800", which strict parsers refuse (it is not Unicode): the
+    request log writes such a character as text, so every line stays readable by any parser."""
+    import io
+
+    from ospp.kmshost.server import RequestLog
+
+    log = RequestLog(io.StringIO())
+    log.add("2026-06-01T09:30:05Z", {"cmid": "\ud800a", "sku_id": "b\udfff"}, b"", 0.001)
+    (line,) = log.lines
+    assert "\\ud800" not in line.replace("\\\\ud800", "")  # no escaped lone surrogate left
+    fields = json.loads(line)
+    assert fields["cmid"] == "\\ud800a" and fields["sku_id"] == "b\\udfff"
+    line.encode("utf-8")
+    json.dumps(fields).encode("utf-8")
+
+
+def test_a_ping_with_a_nonce_a_terminal_would_act_on_is_not_signed(host: Host) -> None:
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host", 10) as conn:
+        signed = conn.call({"op": "kms-ping", "nonce": "plain"})
+        odd = conn.call({"op": "kms-ping", "nonce": "\x1b]0;x\x07"})
+    assert "signature" in signed and signed["nonce"] == "plain"
+    assert odd["ok"] is True and "signature" not in odd and "nonce" not in odd

@@ -21,7 +21,12 @@ def ping_reply(host: KmsHost, state: ServingState, message: Mapping[str, Any]) -
     epid = pack.epid if pack is not None else state.packs[0].epid if state.packs else ""
     reply: dict[str, Any] = {"v": 1, "ok": True, "epid": epid, "activated": pack is not None}
     nonce = message.get("nonce")
-    if pack is None or not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
+    if (
+        pack is None
+        or not isinstance(nonce, str)
+        or not 0 < len(nonce) <= 64
+        or not nonce.isprintable()  # as a request's nonce: nothing a terminal acts on
+    ):
         return reply
     from ospp.protocol.crypto import b64
 

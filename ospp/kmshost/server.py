@@ -183,8 +183,15 @@ class RequestLog:
 
 
 def _short(value: object) -> str:
-    """A peer's string as a JSON value, cut short; null for anything else."""
-    return _js(value[:64]) if isinstance(value, str) else "null"
+    """A peer's string as a JSON value, cut short; null for anything else. A lone surrogate
+    (``"\\ud800"`` in the request) is written as the text ``\\ud800``: the line stays JSON
+    that strict parsers (which refuse unpaired surrogates) read too."""
+    if not isinstance(value, str):
+        return "null"
+    text = value[:64]
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _js(text)
 
 
 def open_log(target: str) -> TextIO | None:
