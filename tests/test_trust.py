@@ -579,3 +579,24 @@ def test_host_iid_round_trip_and_its_message_leaves_out_the_security_value(
     assert (
         iid.message() != phone.InstallationId.for_host(product, serial, security, tag ^ 1).message()
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [float("nan"), 7, "x" * 100_000, "Lab\x1b]0;owned\x07", ""],
+    ids=["NaN", "a number", "100,000 characters", "an escape sequence", "empty"],
+)
+def test_a_public_key_file_whose_name_is_not_one_is_refused(ospp: Ospp, tmp_path, name):
+    good = json.loads(ospp("center", "pubkey").out)
+    before = ospp("trust", "list", "--json").data()["anchors"]
+    path = tmp_path / "authority.pub.json"
+    path.write_text(json.dumps({**good, "name": name}))
+    ran = ospp("trust", "add", str(path))
+    assert ran.code == 2 and "0x80070057" in ran.out + ran.err and "name" in ran.out, ran.out
+    assert ospp("trust", "list", "--json").data()["anchors"] == before
+
+
+def test_an_authority_name_must_be_printable(ospp: Ospp):
+    ran = ospp("center", "init", "--name", "Lab\x1b[2J")
+    assert ran.code == 2 and "--name" in ran.out + ran.err, ran.out
+    assert ospp("center", "init", "--name", "Lab of Contoso").code == 0

@@ -43,7 +43,13 @@ from ospp.core.errors import (
 from ospp.core.paths import write_atomic
 from ospp.protocol import keys, tolerance
 from ospp.protocol.cmid import canonical_cmid
-from ospp.protocol.crypto import AuthorityKeys, PublicBundle, b64
+from ospp.protocol.crypto import (
+    MAX_AUTHORITY_NAME,
+    AuthorityKeys,
+    PublicBundle,
+    b64,
+    valid_authority_name,
+)
 from ospp.protocol.phone import (
     HOST_IID_VERSION,
     IID_CHANNEL_KMS_HOST,
@@ -108,6 +114,11 @@ class Authority:
         database, else ``center.db`` in ``home``.
         """
         clock.now()  # a damaged lab clock is refused before any key or store is made
+        if name is not None and not valid_authority_name(name):
+            raise UsageError(
+                f"--name must be 1-{MAX_AUTHORITY_NAME} printable characters",
+                "Clients show it; choose a short, plain name.",
+            )
         store = open_store(home, os.environ if environ is None else environ, url=db_url)
         try:
             return cls._open(home, clock, name, store)
@@ -124,7 +135,8 @@ class Authority:
                 keyfiles.create(home, ed_path, dsa_path, *AuthorityKeys.generate())
                 secret = secrets.token_hex(32)
                 conn.put("secret", secret)
-                conn.put("name", name or f"ospp-authority@{home.name}")
+                default = f"ospp-authority@{home.name}"
+                conn.put("name", name or (default if valid_authority_name(default) else "ospp"))
                 conn.put("created_at", iso(clock.now()))
             meta = conn.all()
         keyfiles.settle(home)

@@ -30,6 +30,14 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
+MAX_AUTHORITY_NAME = 300  # characters
+
+
+def valid_authority_name(name: object) -> bool:
+    """An authority's name as clients show it: 1-300 printable characters."""
+    return isinstance(name, str) and 0 < len(name) <= MAX_AUTHORITY_NAME and name.isprintable()
+
+
 @dataclass(frozen=True)
 class PublicBundle:
     """An authority's public keys: what a client installs as its trust anchor."""
@@ -56,7 +64,10 @@ class PublicBundle:
     def from_json(cls, data: dict[str, str]) -> PublicBundle:
         if data.get("format") != "ospp-authority-v1":
             raise ValueError("not an ospp authority public key file (format ospp-authority-v1)")
-        bundle = cls(str(data["name"]), unb64(data["ed25519"]), data["dsa"].encode("ascii"))
+        name = data["name"]
+        if not valid_authority_name(name):
+            raise ValueError(f"the name is not 1-{MAX_AUTHORITY_NAME} printable characters")
+        bundle = cls(name, unb64(data["ed25519"]), data["dsa"].encode("ascii"))
         ed25519.Ed25519PublicKey.from_public_bytes(bundle.ed25519)  # 1. well-formed keys
         key = serialization.load_pem_public_key(bundle.dsa_pem)
         if not isinstance(key, dsa.DSAPublicKey):
