@@ -171,3 +171,22 @@ def test_an_ipv6_zone_is_an_interface_name(ospp: Ospp, zone: str) -> None:
     assert (
         ospp("/dstatus", "--json").data()["products"][0]["kms"]["host_override"] == "fe80::1%eth0"
     )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "name"),
+    [("hmac-md99", "kms-update"), ("hmac-sha256", "kms\x1bupdate"), ("hmac-sha256", "a b")],
+    ids=["unknown algorithm", "escape in the name", "space in the name"],
+)
+def test_a_tsig_key_file_that_names_no_usable_key_is_refused(
+    ospp: Ospp, tmp_path: Path, algorithm: str, name: str
+) -> None:
+    keyfile = tmp_path / "kms.key"
+    keyfile.write_text(
+        f'key "{name}" {{\n\talgorithm {algorithm};\n\tsecret "c2VjcmV0c2VjcmV0c2VjcmV0";\n}};\n'
+    )
+    base = ("kms", "dns", "set", "--server", "127.0.0.1:53", "--domain", "corp.example")
+    before = ospp("kms", "status", "--json").data()["dns_publishing"]
+    ran = ospp(*base, "--hostname", "kms.corp.example", "--tsig-keyfile", str(keyfile))
+    assert ran.code == 2 and "0x80070057" in ran.out, ran.out
+    assert ospp("kms", "status", "--json").data()["dns_publishing"] == before is False

@@ -120,7 +120,19 @@ class Publishing:
                 base64.b64decode(self.tsig_secret, validate=True)
             except binascii.Error:
                 raise UsageError("the TSIG secret is not base64") from None
+            if self.tsig_algorithm.lower() not in TSIG_ALGORITHMS:
+                raise UsageError(
+                    f"the TSIG algorithm {self.tsig_algorithm!r} is not one of "
+                    f"{', '.join(sorted(TSIG_ALGORITHMS))}"
+                )
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", self.tsig_name):
+                raise UsageError(f"the TSIG key name {self.tsig_name!r} is not a DNS name")
 
+
+# What tsig-keygen writes and DNS servers take (RFC 8945; hmac-md5 for old servers).
+TSIG_ALGORITHMS = frozenset(
+    {"hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"}
+)
 
 _KEY_FILE = re.compile(
     r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{[^}]*algorithm\s+(?P<alg>[\w-]+)\s*;[^}]*'
