@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -169,9 +170,13 @@ def test_a_client_that_never_reads_is_reset_and_its_descriptor_freed(
     ospp: Ospp, tmp_path: Path, how: str
 ) -> None:
     """A graceful close would wait for ever on a peer that does not read: the idle timeout
-    and the cap reset it instead, and the host gets its descriptor back."""
+    resets it instead, and the host gets its descriptor back. At the cap, connections that
+    are idle make room first (a peer still being sent its answers is not idle); the one that
+    does not read is reset at its idle timeout all the same."""
     make_host(ospp)
-    extra = ("--idle-timeout", "1") if how == "idle timeout" else ("--max-connections", "8")
+    extra: tuple[str, ...] = ("--idle-timeout", "1")
+    if how == "cap":
+        extra = ("--idle-timeout", "5", "--max-connections", "8")
     proc, port, err = serve_with_nofile(ospp, tmp_path, 1024, *extra)
     fresh: list[socket.socket] = []
     stuck = None
@@ -183,11 +188,14 @@ def test_a_client_that_never_reads_is_reset_and_its_descriptor_freed(
         stuck = non_reader(port)
         time.sleep(0.5)  # answered up to the full buffers
         if how == "cap":
-            for _ in range(10):  # newcomers push the stuck one out
+            for _ in range(10):  # newcomers push idle connections out, not the stuck one
                 s = socket.create_connection(("127.0.0.1", port), timeout=5)
                 s.sendall(ping_frames(1))
                 assert s.recv(4)
                 fresh.append(s)
+            fresh[0].settimeout(5)
+            assert fresh[0].recv(1 << 16) and fresh[0].recv(1) == b""  # closed to make room
+            assert not reset_within(stuck, 0.1)
         assert reset_within(stuck, 15)
         for s in fresh:
             s.close()
@@ -200,6 +208,101 @@ def test_a_client_that_never_reads_is_reset_and_its_descriptor_freed(
             s.close()
         if stuck is not None:
             stuck.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in err.read_text()
+
+
+def _read_answers(s: socket.socket, count: int, chunk: int, pause: float) -> list[str]:
+    """Read ``count`` ping answers, ``chunk`` bytes every ``pause`` seconds (a slow reader);
+    their nonces, in order."""
+    data = bytearray()
+    nonces: list[str] = []
+    s.settimeout(10)
+    deadline = time.monotonic() + 120
+    while len(nonces) < count and time.monotonic() < deadline:
+        got = s.recv(chunk)
+        if not got:
+            break
+        data += got
+        while len(data) >= 4:
+            (n,) = struct.unpack(">I", data[:4])
+            if len(data) < 4 + n:
+                break
+            nonces.append(json.loads(bytes(data[4 : 4 + n]))["nonce"])
+            del data[: 4 + n]
+        time.sleep(pause)
+    return nonces
+
+
+def _pings(names: list[str]) -> bytes:
+    out = bytearray()
+    for name in names:
+        body = json.dumps({"v": 1, "op": "kms-ping", "nonce": name}).encode()
+        out += struct.pack(">I", len(body)) + body
+    return bytes(out)
+
+
+@pytest.mark.parametrize("how", ["slow reader", "streaming reader at the cap"])
+def test_a_client_taking_its_answers_slowly_is_neither_idle_nor_evicted(
+    ospp: Ospp, tmp_path: Path, how: str
+) -> None:
+    """A client that pipelines thousands of requests and reads their answers slowly is not
+    idle while it reads, and at the cap idle connections make room before it does."""
+    make_host(ospp)
+    extra = ("--idle-timeout", "2", "--max-connections", "3" if how != "slow reader" else "50")
+    proc, port, err = serve_with_nofile(ospp, tmp_path, 1024, *extra)
+    others: list[socket.socket] = []
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        names = [f"n{i:05d}" for i in range(6000)]
+        sender = threading.Thread(target=s.sendall, args=(_pings(names),))
+        sender.start()
+        if how != "slow reader":
+            for _ in range(3):  # idle clients: one ping each, then nothing
+                o = socket.create_connection(("127.0.0.1", port), timeout=10)
+                o.sendall(_pings(["idle"]))
+                assert o.recv(4)
+                others.append(o)
+        got = _read_answers(s, len(names), 4096, 0.01)
+        sender.join(30)
+        assert got == names
+        s.close()
+    finally:
+        for o in others:
+            o.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in err.read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO and /proc")
+def test_a_client_that_half_closes_and_never_reads_is_reset_after_the_grace(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """Its answers fit in the kernel's buffers: closing the socket would leave them there,
+    retried for minutes. The host keeps the connection while they are taken, and resets it
+    when none has been for REQUEST_TIMEOUT (10 s)."""
+    make_host(ospp)
+    proc, port, err = serve_with_nofile(ospp, tmp_path, 1024)
+    try:
+        before = descriptors(proc.pid)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        s.connect(("127.0.0.1", port))
+        s.sendall(_pings([f"h{i}" for i in range(500)]))
+        s.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        assert reset_within(s, 30)
+        assert time.monotonic() - started >= 5  # it had its grace first
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and descriptors(proc.pid) > before:
+            time.sleep(0.05)
+        assert descriptors(proc.pid) <= before
+        s.close()
+    finally:
         proc.terminate()
         proc.wait(timeout=30)
     assert "Traceback" not in err.read_text()

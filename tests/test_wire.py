@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -312,6 +313,21 @@ def test_kms_client_names_what_is_wrong_with_an_answer(ospp: Ospp, body: bytes, 
     assert "None" not in ran.out
 
 
+def _served_at_once(handled: list[str] | None = None) -> Any:
+    """A handler that answers at once, as the KMS host answers a ping: the future it returns
+    is already done (an ``async def`` handler would be answered a turn later)."""
+    import asyncio
+
+    def handler(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
+        if handled is not None:
+            handled.append(message.get("id", ""))
+        fut: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
+        fut.set_result({"v": 1, "ok": True, "id": message.get("id")})
+        return fut
+
+    return handler
+
+
 def test_a_connection_sending_thousands_at_once_lets_the_others_in() -> None:
     """Requests answered at once are answered ANSWERS_PER_TURN at a time: a request on
     another connection that arrived with a flood of them is handled long before the flood's
@@ -321,15 +337,11 @@ def test_a_connection_sending_thousands_at_once_lets_the_others_in() -> None:
 
     handled: list[str] = []
 
-    async def handler(message: dict[str, Any]) -> wire.Reply:
-        handled.append(message["id"])
-        return {"v": 1, "ok": True}
-
     def request(name: str) -> bytes:
         return frame(json.dumps({"v": 1, "op": "x", "id": name}).encode())
 
     async def scenario() -> None:
-        server = await wire.start(handler, "127.0.0.1", 0)
+        server = await wire.start(_served_at_once(handled), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
         flood, other = socket.socket(), socket.socket()
@@ -353,3 +365,50 @@ def test_a_connection_sending_thousands_at_once_lets_the_others_in() -> None:
     asyncio.run(scenario())
     assert len(handled) == 201
     assert handled.index("other") <= wire.ANSWERS_PER_TURN, handled.index("other")
+
+
+def test_a_flood_of_requests_answered_at_once_cannot_grow_the_servers_buffer() -> None:
+    """While frames wait for the next turn the server stops reading: a client that sends as
+    fast as it can (and takes its answers) is held back by TCP, not buffered."""
+    import asyncio
+    import threading
+
+    body = frame(b'{"v":1,"op":"x"}')
+    burst = body * 4096
+    gauge = wire.Gauge()
+    biggest = 0
+
+    async def scenario() -> None:
+        nonlocal biggest
+        server = await wire.start(_served_at_once(), "127.0.0.1", 0, gauge=gauge)
+        port = server.sockets[0].getsockname()[1]
+        sock = socket.create_connection(("127.0.0.1", port))
+        stop = threading.Event()
+
+        def send() -> None:
+            with contextlib.suppress(OSError):
+                for _ in range(300):  # about 25 MB of requests, as fast as they go
+                    if stop.is_set():
+                        return
+                    sock.sendall(burst)
+
+        def drain() -> None:
+            with contextlib.suppress(OSError):
+                while sock.recv(1 << 16):
+                    pass
+
+        threads = [threading.Thread(target=send), threading.Thread(target=drain, daemon=True)]
+        for t in threads:
+            t.start()
+        for _ in range(300):  # 3 s of looking at the buffer of each connection
+            biggest = max([biggest, *(len(getattr(c, "buffer", b"")) for c in gauge.live)])
+            await asyncio.sleep(0.01)
+        stop.set()
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        await asyncio.to_thread(threads[0].join, 10)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(scenario())
+    assert 0 < biggest < 2 * 1024 * 1024, biggest

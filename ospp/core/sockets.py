@@ -1,6 +1,7 @@
 """Dropping a connection at once, for the servers (the KMS and authority ports, the status
 port): the unsent part of an answer is freed and the peer gets a reset, rather than the
-kernel keeping what it took, and retrying it, for a peer that does not read.
+kernel keeping what it took, and retrying it, for a peer that does not read; and how much
+of its answers a peer has not taken yet.
 """
 
 from __future__ import annotations
@@ -20,3 +21,23 @@ def reset(transport: asyncio.WriteTransport) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
     transport.abort()
+
+
+def unsent_bytes(sock: socket.socket | None) -> int:
+    """Bytes the kernel still holds for the peer (sent but not acknowledged, or not sent):
+    Linux's SIOCOUTQ. 0 where the system does not tell (Windows, a closed socket)."""
+    if sock is None:
+        return 0
+    try:
+        import fcntl
+        import termios
+    except ImportError:  # Windows
+        return 0
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return 0
+        queued: int = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0" * 4))[0]
+    except (OSError, AttributeError):  # not a socket the call knows; no TIOCOUTQ here
+        return 0
+    return queued

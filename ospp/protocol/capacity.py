@@ -21,6 +21,8 @@ class Connection(Protocol):
 
     def close(self) -> None: ...
 
+    def sending(self) -> bool: ...
+
 
 # Descriptors a server keeps for itself (its store and WAL, the log, DNS, threads) beyond the
 # connections it accepts (a KMS host uses 14).
@@ -75,10 +77,12 @@ class Gauge:
             f"{self.limit} connections open (the cap, --max-connections): closing the "
             "longest-idle ones to admit new clients",
         )
-        for conn in self.live:
-            if conn is not new and not conn.busy:
-                conn.close()  # removes it from self.live: stop iterating now
-                return
+        # Idle first: a connection whose peer is still taking its answers is not idle.
+        for quiet in (True, False):
+            for conn in self.live:
+                if conn is not new and not conn.busy and not (quiet and conn.sending()):
+                    conn.close()  # removes it from self.live: stop iterating now
+                    return
         new.close()  # every other connection is mid-request
 
     def shed(self) -> int:

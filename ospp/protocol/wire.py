@@ -24,7 +24,7 @@ from ospp.core.canonical import MAX_DEPTH, too_deep
 from ospp.core.endpoint import Endpoint
 from ospp.core.errors import E_BAD_FORMAT as E_BAD_FRAME
 from ospp.core.errors import E_NO_CONNECTION, E_UNEXPECTED, N_, NetworkError, OsppError
-from ospp.core.sockets import reset
+from ospp.core.sockets import reset, unsent_bytes
 from ospp.protocol.capacity import (
     ACCEPT_BURST,
     LISTEN_BACKLOG,
@@ -204,8 +204,16 @@ class _FrameProtocol(asyncio.Protocol):
     """One connection: frames in, one request at a time, replies out in order.
 
     A protocol rather than streams: no task per request and no timer per read, which is
-    most of the cost of a small request. One timer per connection enforces both the idle
-    timeout and the deadline for a frame's body to arrive.
+    most of the cost of a small request. One timer per connection enforces the idle
+    timeout, the deadline for a frame's body to arrive and the draining of a closing
+    connection.
+
+    Reading stops while the peer is not taking its answers (``paused``) and while whole
+    frames wait for the next turn of the loop (``more``: at most ANSWERS_PER_TURN are
+    answered at once per turn), so neither a peer that does not read nor one that floods
+    can grow the buffers. A connection whose answers are being taken is never idle; one
+    whose answers stop moving is reset, not closed gracefully, so that neither it nor the
+    kernel keeps them.
     """
 
     def __init__(self, handler: Handler, idle_timeout: float, gauge: Gauge) -> None:
@@ -216,15 +224,21 @@ class _FrameProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False
         self.closed = False
+        self.lost = False
         self.eof = False  # the peer shut its sending side: answer what came in full, then close
         # The peer is not taking its answers (the transport's buffer is full): read and answer
         # nothing more until it does, so a peer that never reads cannot grow our memory.
         self.paused = False
+        self.more = False  # whole frames left for the next turn of the loop (one is scheduled)
+        self.reading = True
         self.last = self.loop.time()
         self.partial_since: float | None = None
+        # The answers not yet taken (ours and the kernel's) when last looked at, and when
+        # they last went down: a peer taking them is not idle.
+        self.unsent_seen: int | None = None
+        self.moved_at = self.last
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.more = False  # whole frames left in the buffer for the next turn of the loop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -236,57 +250,96 @@ class _FrameProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.timer = self.loop.call_later(min(self.idle_timeout, REQUEST_TIMEOUT), self._check)
+        self._wake_in(min(self.idle_timeout, REQUEST_TIMEOUT))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gauge.open -= 1
         self.gauge.live.pop(self, None)
-        self.closed = True
+        self.closed = self.lost = True
         if self.timer is not None:
             self.timer.cancel()
 
+    def _wake_in(self, seconds: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(max(0.05, seconds), self._check)
+
+    def unsent(self) -> int:
+        """Bytes of answers the peer has not taken: in our buffer and in the kernel's."""
+        if self.transport is None or self.lost:
+            return 0
+        return self.transport.get_write_buffer_size() + unsent_bytes(
+            self.transport.get_extra_info("socket")
+        )
+
+    def sending(self) -> bool:
+        """Whether answers are on their way to the peer (the cap closes others first)."""
+        return self.unsent() > 0
+
+    def _moving(self, now: float, within: float) -> bool:
+        """Whether the peer has taken some of its answers in the last ``within`` seconds
+        (or answers were added since the last look); False when none are left to take."""
+        unsent = self.unsent()
+        if unsent and (self.unsent_seen is None or unsent < self.unsent_seen):
+            self.moved_at = now
+        self.unsent_seen = unsent or None
+        return bool(unsent) and now - self.moved_at < within
+
     def _check(self) -> None:
         now = self.loop.time()
-        if self.closed:  # closed gracefully, and the answers are still not all taken
-            if now - self.last >= REQUEST_TIMEOUT:
-                if self.transport is not None:
-                    reset(self.transport)
-                return
-            self.timer = self.loop.call_later(REQUEST_TIMEOUT - (now - self.last), self._check)
+        if self.lost:
+            return
+        if self.closed:  # closed gracefully: close for good once the peer took every answer
+            if not self.unsent():
+                assert self.transport is not None
+                self.transport.close()
+            elif not self._moving(now, REQUEST_TIMEOUT):
+                assert self.transport is not None
+                reset(self.transport)  # no answer taken for REQUEST_TIMEOUT
+            else:
+                self._wake_in(0.2)
             return
         if self.partial_since is not None and now - self.partial_since >= REQUEST_TIMEOUT:
             return self.close()
         if not self.busy and now - self.last >= self.idle_timeout:
-            return self.close()
+            if not self._moving(now, self.idle_timeout):
+                return self.close()
+            self.last = now  # the peer is still taking its answers: not idle
         wait = self.idle_timeout - (now - self.last)
         if self.partial_since is not None:
             wait = min(wait, REQUEST_TIMEOUT - (now - self.partial_since))
-        self.timer = self.loop.call_later(max(0.05, wait), self._check)
+        self._wake_in(wait)
 
     def close(self) -> None:
         """Close the connection (idle, or making room at the cap): at once, with a reset,
-        when answers are still waiting to be sent, since a peer that does not read would
-        otherwise keep the descriptor and the answers for ever."""
-        self._end(graceful=False)
-
-    def _end(self, graceful: bool) -> None:
-        """Close; ``graceful``: after the answers still waiting are sent (the peer has
-        REQUEST_TIMEOUT to take them, then the connection is reset)."""
+        when answers are still waiting to be taken, since a peer that does not read would
+        otherwise keep them (with the kernel's buffers) and the descriptor for ever."""
         if self.transport is not None and not self.closed:
-            if not graceful and self.transport.get_write_buffer_size():
+            if self.unsent():
                 reset(self.transport)
             else:
                 self.transport.close()
-                self.last = self.loop.time()
         self.closed = True
         self.gauge.live.pop(self, None)
+
+    def _end_gracefully(self) -> None:
+        """Close once the peer has taken every answer; reset it if it takes none for
+        REQUEST_TIMEOUT meanwhile (see _check)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.gauge.live.pop(self, None)
+        now = self.loop.time()
+        self.unsent_seen, self.moved_at = None, now
+        self._check()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.last = self.loop.time()
         if not self.closed:
             self.gauge.live.move_to_end(self)
-        self._pump_safely()
+        if not self.more:  # else the turn already scheduled answers these too
+            self._pump_safely()
 
     def eof_received(self) -> bool:
         """The peer sends nothing more (a half-close, ``shutdown(SHUT_WR)``): every request
@@ -297,27 +350,39 @@ class _FrameProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.paused = True
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
+        self._read_when_ready()
 
     def resume_writing(self) -> None:
         self.paused = False
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+        if not self.more:
             self._pump_safely()
+
+    def _read_when_ready(self) -> None:
+        """Read from the peer only while its answers are taken and no frame waits."""
+        want = not self.paused and not self.more
+        if want == self.reading or self.closed or self.transport is None:
+            return
+        if self.transport.is_closing():
+            return
+        self.reading = want
+        if want:
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
 
     def _close_when_answered(self) -> None:
         """After end of input: close once every complete request has been answered."""
         if self.eof and not self.busy and not self.paused and not self.more:
-            self._end(graceful=True)  # what is left in the buffer is not a whole frame
+            self._end_gracefully()  # what is left in the buffer is not a whole frame
 
     def _pump_safely(self) -> None:
         try:
             self._pump()
         except Exception as exc:  # a bug, not the peer's: answer it, no traceback per frame
             self._send(error_response(E_UNEXPECTED, f"internal error: {type(exc).__name__}"))
-            self._end(graceful=True)
+            self._end_gracefully()
         self._close_when_answered()
+        self._read_when_ready()
 
     def _writable(self) -> bool:
         """Not closed, and the transport not closing (after a reset by the peer, writing
@@ -334,7 +399,7 @@ class _FrameProtocol(asyncio.Protocol):
 
     def _pump(self) -> None:
         self.more = False
-        answered = 0
+        answered = 0  # frames answered in this turn, errors included
         while not self.busy and not self.paused and self._writable() and len(self.buffer) >= 4:
             if answered == ANSWERS_PER_TURN:  # let the other connections in first
                 self.more = True
@@ -343,13 +408,14 @@ class _FrameProtocol(asyncio.Protocol):
             (length,) = _HEADER.unpack_from(self.buffer)
             if length > MAX_FRAME:
                 self._send(error_response(E_BAD_FRAME, f"frame exceeds {MAX_FRAME} bytes"))
-                return self._end(graceful=True)
+                return self._end_gracefully()
             if len(self.buffer) < 4 + length:
                 self.partial_since = self.partial_since or self.loop.time()
                 return
             body = bytes(self.buffer[4 : 4 + length])
             del self.buffer[: 4 + length]
             self.partial_since = None
+            answered += 1
             try:
                 message = decode(body)
             except FrameError as exc:
@@ -364,7 +430,6 @@ class _FrameProtocol(asyncio.Protocol):
                 continue
             if pending.done():  # answered at once (a batch complete): no extra turn of the loop
                 self._reply(pending)
-                answered += 1
                 continue
             pending.add_done_callback(self._done)
 
@@ -379,6 +444,7 @@ class _FrameProtocol(asyncio.Protocol):
     def _reply(self, pending: asyncio.Future[Reply]) -> None:
         self.busy = False
         self.last = self.loop.time()
+        self.unsent_seen = None  # answers added: what is unsent now is the new baseline
         try:
             reply: Reply = pending.result()
         except FrameError as exc:
