@@ -15,7 +15,7 @@ import pytest
 
 from ospp.core.errors import E_BAD_FORMAT
 from ospp.protocol import wire
-from tests.conftest import Ospp
+from tests.conftest import Ospp, Ran
 from tests.kmsutil import Host, make_host, raw_request
 
 
@@ -174,6 +174,17 @@ class FakePeer:
         self.sock.close()
 
 
+def act_against(ospp: Ospp, body: bytes) -> Ran:
+    """``ospp /act`` on a KMS client whose KMS host answers every request with ``body``."""
+    peer = FakePeer(body)
+    try:
+        assert ospp("install-product", "ProPlus2021").code == 0
+        assert ospp(f"/sethst:127.0.0.1:{peer.port}").code == 0
+        return ospp("/act")
+    finally:
+        peer.close()
+
+
 BAD_CODES = ['"zz"', "[1]", str(10**30), "-1", "0", "1.5", "true", '"0xC004F074"', "null"]
 
 
@@ -181,13 +192,7 @@ BAD_CODES = ['"zz"', "[1]", str(10**30), "-1", "0", "1.5", "true", '"0xC004F074"
 def test_kms_client_reports_an_error_answer_with_a_bad_code_as_a_protocol_error(
     ospp: Ospp, code: str
 ):
-    peer = FakePeer(b'{"v":1,"ok":false,"code":' + code.encode() + b',"message":"no"}')
-    try:
-        assert ospp("install-product", "ProPlus2021").code == 0
-        assert ospp(f"/sethst:127.0.0.1:{peer.port}").code == 0
-        ran = ospp("/act")
-    finally:
-        peer.close()
+    ran = act_against(ospp, b'{"v":1,"ok":false,"code":' + code.encode() + b',"message":"no"}')
     assert ran.code in (1, 4), ran.out + ran.err
     assert "internal error" not in ran.err
     assert "0xC004F074" in ran.out  # no KMS host could be used
@@ -300,13 +305,7 @@ def test_a_stored_activation_nested_too_deeply_is_reported_not_a_crash(ospp: Osp
 def test_kms_client_names_what_is_wrong_with_an_answer(ospp: Ospp, body: bytes, said: str):
     """An answer must say ok true or false; a refusal's code must be an error code (a success
     code such as 0x4004F040 is not a reason to fail); a refusal without a reason says so."""
-    peer = FakePeer(body)
-    try:
-        assert ospp("install-product", "ProPlus2021").code == 0
-        assert ospp(f"/sethst:127.0.0.1:{peer.port}").code == 0
-        ran = ospp("/act")
-    finally:
-        peer.close()
+    ran = act_against(ospp, body)
     assert ran.code in (1, 4) and "0xC004F074" in ran.out, ran.out + ran.err
     history = ospp("/dhistorykms", "--json").data()["entries"]
     assert said in history[-1]["detail"], history
