@@ -327,6 +327,9 @@ class _FrameProtocol(asyncio.Protocol):
         REQUEST_TIMEOUT meanwhile (see _check)."""
         if self.closed:
             return
+        if self.reading and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()  # nothing more is read while the answers drain
+            self.reading = False
         self.closed = True
         self.gauge.live.pop(self, None)
         now = self.loop.time()
@@ -334,10 +337,11 @@ class _FrameProtocol(asyncio.Protocol):
         self._check()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:  # closing: what it sends now is never read
+            return
         self.buffer += data
         self.last = self.loop.time()
-        if not self.closed:
-            self.gauge.live.move_to_end(self)
+        self.gauge.live.move_to_end(self)
         if not self.more:  # else the turn already scheduled answers these too
             self._pump_safely()
 
