@@ -284,9 +284,9 @@ def test_a_client_that_half_closes_and_never_reads_is_reset_after_the_grace(
 ) -> None:
     """Its answers fit in the kernel's buffers: closing the socket would leave them there,
     retried for minutes. The host keeps the connection while they are taken, and resets it
-    when none has been for REQUEST_TIMEOUT (10 s)."""
+    when none has been for the drain limit (the idle timeout, at least REQUEST_TIMEOUT)."""
     make_host(ospp)
-    proc, port, err = serve_with_nofile(ospp, tmp_path, 1024)
+    proc, port, err = serve_with_nofile(ospp, tmp_path, 1024, "--idle-timeout", "5")
     try:
         before = descriptors(proc.pid)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -303,6 +303,40 @@ def test_a_client_that_half_closes_and_never_reads_is_reset_after_the_grace(
         assert descriptors(proc.pid) <= before
         s.close()
     finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in err.read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO and /proc")
+def test_connections_draining_after_a_half_close_count_against_the_cap(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """A half-closed connection whose answers are not taken still holds a descriptor: it
+    counts against the cap, and newcomers reset it first."""
+    make_host(ospp)
+    proc, port, err = serve_with_nofile(ospp, tmp_path, 1024, "--max-connections", "4")
+    draining: list[socket.socket] = []
+    fresh: list[socket.socket] = []
+    try:
+        for i in range(4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            s.connect(("127.0.0.1", port))
+            s.sendall(_pings([f"d{i}-{j}" for j in range(300)]))
+            s.shutdown(socket.SHUT_WR)
+            draining.append(s)
+        time.sleep(0.5)
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(_pings(["fresh"]))
+            assert s.recv(4)
+            fresh.append(s)
+        assert all(reset_within(s, 5) for s in draining)
+        assert descriptors(proc.pid) < 40
+    finally:
+        for s in draining + fresh:
+            s.close()
         proc.terminate()
         proc.wait(timeout=30)
     assert "Traceback" not in err.read_text()

@@ -11,6 +11,7 @@ import contextlib
 import socket
 import struct
 import sys
+from collections.abc import Callable
 
 
 def reset(transport: asyncio.WriteTransport) -> None:
@@ -23,21 +24,26 @@ def reset(transport: asyncio.WriteTransport) -> None:
     transport.abort()
 
 
+_ioctl: Callable[[int, int, bytes], bytes] | None
+try:  # imported once: a failed import is not remembered, and this is asked often
+    import fcntl
+    import termios
+
+    _ioctl, _OUTQ = fcntl.ioctl, termios.TIOCOUTQ
+except (ImportError, AttributeError):  # Windows; a system without TIOCOUTQ
+    _ioctl, _OUTQ = None, 0
+
+
 def unsent_bytes(sock: socket.socket | None) -> int:
     """Bytes the kernel still holds for the peer (sent but not acknowledged, or not sent):
     Linux's SIOCOUTQ. 0 where the system does not tell (Windows, a closed socket)."""
-    if sock is None:
-        return 0
-    try:
-        import fcntl
-        import termios
-    except ImportError:  # Windows
+    if sock is None or _ioctl is None:
         return 0
     try:
         fd = sock.fileno()
         if fd < 0:
             return 0
-        queued: int = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0" * 4))[0]
+        queued: int = struct.unpack("i", _ioctl(fd, _OUTQ, b"\0" * 4))[0]
     except (OSError, AttributeError):  # not a socket the call knows; no TIOCOUTQ here
         return 0
     return queued

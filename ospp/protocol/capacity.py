@@ -77,7 +77,8 @@ class Gauge:
             f"{self.limit} connections open (the cap, --max-connections): closing the "
             "longest-idle ones to admit new clients",
         )
-        # Idle first: a connection whose peer is still taking its answers is not idle.
+        # Idle first: a connection whose peer is still taking its answers is not idle. A
+        # connection draining after its end (closed) stays in the order it had, the oldest.
         for quiet in (True, False):
             for conn in self.live:
                 if conn is not new and not conn.busy and not (quiet and conn.sending()):

@@ -273,7 +273,11 @@ class _FrameProtocol(asyncio.Protocol):
         )
 
     def sending(self) -> bool:
-        """Whether answers are on their way to the peer (the cap closes others first)."""
+        """Whether its answers are being taken: some were made or taken within the idle
+        timeout and some are still unsent (the cap closes others first). A peer that stopped
+        taking them is not sending, and is looked at without a system call."""
+        if self.closed or self.loop.time() - self.moved_at >= self.idle_timeout:
+            return False
         return self.unsent() > 0
 
     def _moving(self, now: float, within: float) -> bool:
@@ -285,23 +289,29 @@ class _FrameProtocol(asyncio.Protocol):
         self.unsent_seen = unsent or None
         return bool(unsent) and now - self.moved_at < within
 
+    def _drain_limit(self) -> float:
+        """How long a closing connection may take no answer at all: TCP reopens a slow
+        reader's window a segment at a time, so this is never less than the idle timeout."""
+        return max(self.idle_timeout, REQUEST_TIMEOUT)
+
     def _check(self) -> None:
         now = self.loop.time()
         if self.lost:
             return
+        assert self.transport is not None
         if self.closed:  # closed gracefully: close for good once the peer took every answer
             if not self.unsent():
-                assert self.transport is not None
                 self.transport.close()
-            elif not self._moving(now, REQUEST_TIMEOUT):
-                assert self.transport is not None
-                reset(self.transport)  # no answer taken for REQUEST_TIMEOUT
+            elif not self._moving(now, self._drain_limit()):
+                reset(self.transport)  # it took no answer for that long
             else:
                 self._wake_in(0.2)
             return
         if self.partial_since is not None and now - self.partial_since >= REQUEST_TIMEOUT:
             return self.close()
-        if not self.busy and now - self.last >= self.idle_timeout:
+        if self.busy:  # a request being answered: not idle, and nothing to look at until then
+            return self._wake_in(self.idle_timeout)
+        if now - self.last >= self.idle_timeout:
             if not self._moving(now, self.idle_timeout):
                 return self.close()
             self.last = now  # the peer is still taking its answers: not idle
@@ -311,11 +321,12 @@ class _FrameProtocol(asyncio.Protocol):
         self._wake_in(wait)
 
     def close(self) -> None:
-        """Close the connection (idle, or making room at the cap): at once, with a reset,
-        when answers are still waiting to be taken, since a peer that does not read would
-        otherwise keep them (with the kernel's buffers) and the descriptor for ever."""
-        if self.transport is not None and not self.closed:
-            if self.unsent():
+        """Close the connection (idle, making room at the cap, or out of descriptors): at
+        once, with a reset, when answers are still waiting to be taken, since a peer that does
+        not read would otherwise keep them (with the kernel's buffers) and the descriptor for
+        ever. A connection still draining after a graceful close is reset."""
+        if self.transport is not None and not self.lost:
+            if self.closed or self.unsent():
                 reset(self.transport)
             else:
                 self.transport.close()
@@ -323,17 +334,20 @@ class _FrameProtocol(asyncio.Protocol):
         self.gauge.live.pop(self, None)
 
     def _end_gracefully(self) -> None:
-        """Close once the peer has taken every answer; reset it if it takes none for
-        REQUEST_TIMEOUT meanwhile (see _check)."""
-        if self.closed:
+        """Close once the peer has taken every answer (the end of input follows them at once);
+        reset it if it takes none for the drain limit meanwhile (see _check). Until then it
+        counts against the connection cap, and the cap closes it first."""
+        if self.closed or self.transport is None:
             return
-        if self.reading and self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()  # nothing more is read while the answers drain
+        transport = self.transport
+        if self.reading and not transport.is_closing():
+            transport.pause_reading()  # nothing more is read while the answers drain
             self.reading = False
         self.closed = True
-        self.gauge.live.pop(self, None)
-        now = self.loop.time()
-        self.unsent_seen, self.moved_at = None, now
+        self.gauge.live.move_to_end(self, last=False)
+        self.unsent_seen, self.moved_at = None, self.loop.time()
+        if self.unsent() and transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()  # the peer sees the end right after its last answer
         self._check()
 
     def data_received(self, data: bytes) -> None:
@@ -449,6 +463,7 @@ class _FrameProtocol(asyncio.Protocol):
         self.busy = False
         self.last = self.loop.time()
         self.unsent_seen = None  # answers added: what is unsent now is the new baseline
+        self.moved_at = self.last
         try:
             reply: Reply = pending.result()
         except FrameError as exc:
