@@ -134,28 +134,9 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 
 def asyncio_client(port: int, frames: list[bytes]) -> list[float]:
-    """The load generator of bench/kms_load.py, with one client (its _client coroutine)."""
-    lat: list[float] = []
-    deadline = time.monotonic() + 300
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        sock = await kms_load._connect(loop, port)
-        try:
-            for data in frames:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the run took longer than 300 s")
-                start = time.perf_counter()
-                await loop.sock_sendall(sock, data)
-                (n,) = HEADER.unpack(await kms_load._recv_exactly(loop, sock, 4))
-                body = await kms_load._recv_exactly(loop, sock, n)
-                if b'"ok":true' not in body:
-                    raise RuntimeError(body[:200])
-                lat.append(time.perf_counter() - start)
-        finally:
-            sock.close()
-
-    asyncio.run(main())
+    """The load generator of bench/kms_load.py with one persistent client (its own process,
+    frames of the same form, as many as ``frames``)."""
+    _, lat = kms_load.run_load(port, 1, len(frames), "persistent", 1)
     return lat
 
 
