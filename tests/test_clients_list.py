@@ -102,6 +102,52 @@ def test_stored_clients_statistic_matches_the_rows_and_survives_an_upgrade(ospp:
     assert ospp("kms", "status", "--json").data()["stored_clients"] == 5
 
 
+def test_one_machine_stored_under_several_spellings_of_its_cmid_becomes_one_entry(ospp: Ospp):
+    """A store from before CMIDs were counted in canonical form (schema 4) may hold one
+    machine under several spellings (upper case, braces). Opened now, they merge into one
+    entry: earliest first sighting, latest last sighting and name, requests summed; the
+    count and the statistic follow, and other machines are untouched."""
+    import sqlite3
+
+    from tests.kmsutil import path_of
+
+    served(ospp, 2)
+    db = path_of(ospp)
+    with sqlite3.connect(db) as conn:
+        app, sku, seen = conn.execute("SELECT app, sku_id, max(last_seen) FROM clients").fetchone()
+        guid = "8b1c7a4e-2f3d-4e5a-9b6c-0d1e2f3a4b5c"
+        rows = [  # (cmid, workstation, first_seen, last_seen, requests)
+            (guid, "pc-lower", seen - 50, seen - 40, 2),
+            (guid.upper(), "pc-upper", seen - 90, seen - 60, 3),
+            ("{" + guid + "}", "pc-braced", seen - 30, seen - 10, 4),
+            ("{" + guid.upper() + "}", "pc-both", seen - 70, seen - 20, 1),
+            ("{" + guid.replace("8b", "9c", 1).upper() + "}", "pc-other", seen - 5, seen - 5, 7),
+        ]
+        conn.executemany(
+            "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, ?, 'LICENSED')",
+            [(app, c, sku, w, f, last, n) for c, w, f, last, n in rows],
+        )
+        conn.execute("INSERT OR REPLACE INTO stats VALUES ('clients', 7)")
+        conn.execute("PRAGMA user_version=4")
+    conn.close()
+    listed = ospp("kms", "clients", "--json", "--limit", "0").data()["clients"]
+    by_cmid = {c["cmid"]: c for c in listed}
+    other = guid.replace("8b", "9c", 1)
+    assert len(listed) == 4 and guid in by_cmid and other in by_cmid, sorted(by_cmid)
+    merged = by_cmid[guid]
+    assert merged["workstation"] == "pc-braced" and merged["requests"] == 10
+    with sqlite3.connect(db) as conn:
+        first, last = conn.execute(
+            "SELECT first_seen, last_seen FROM clients WHERE cmid=?", (guid,)
+        ).fetchone()
+    conn.close()
+    assert (first, last) == (seen - 90, seen - 10)
+    assert by_cmid[other]["requests"] == 7 and by_cmid[other]["workstation"] == "pc-other"
+    data = ospp("kms", "status", "--json").data()
+    assert data["stored_clients"] == 4
+    assert sum(data["current_count"].values()) == 4
+
+
 @pytest.mark.parametrize(
     ("workstation", "first_seen"),
     [(b"\x1b[31m", 0), ("pc-old", -99999999999999)],

@@ -37,10 +37,10 @@ from ospp.core.errors import (
 from ospp.core.paths import kms_home
 from ospp.kmshost.batchsign import sign_batch
 from ospp.kmshost.identity import SIGNING_KEY, HostIdentity, interval_settings
-from ospp.kmshost.packs import MIGRATION as PACKS_MIGRATION
 from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, known_groups, pack_for
 from ospp.kmshost.request import Request, parse_item
 from ospp.kmshost.retention import SETTING, check_max_clients, max_clients, start_background
+from ospp.kmshost.schema import SCHEMA
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_ACTIVATION_INTERVAL,
@@ -49,35 +49,6 @@ from ospp.protocol.kms import (
     MAX_SKEW,
     WINDOW,
 )
-
-_SCHEMA = [
-    """
-    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE clients (
-        app TEXT NOT NULL,
-        cmid TEXT NOT NULL,
-        sku_id TEXT NOT NULL,
-        workstation TEXT NOT NULL,
-        first_seen INTEGER NOT NULL,
-        last_seen INTEGER NOT NULL,
-        requests INTEGER NOT NULL,
-        PRIMARY KEY (app, cmid)
-    ) WITHOUT ROWID;
-    CREATE INDEX clients_recent ON clients (app, last_seen);
-    CREATE TABLE stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    """,
-    # The licence status each client last reported (for the status page's filter).
-    """
-    ALTER TABLE clients ADD COLUMN status TEXT NOT NULL DEFAULT '';
-    """,
-    # How many clients are stored, kept as a statistic: counting a million rows takes longer
-    # than everything else 'kms status' does.
-    """
-    INSERT OR REPLACE INTO stats SELECT 'clients', count(*) FROM clients;
-    """,
-    # One licence pack per application group (the single host key moves into it).
-    PACKS_MIGRATION,
-]
 
 
 class KmsHost(HostIdentity):
@@ -104,7 +75,7 @@ class KmsHost(HostIdentity):
         db = Database(
             home / "kms.db",
             "KMS host",
-            _SCHEMA,
+            SCHEMA,
             synchronous="NORMAL",
             witnesses=[home / SIGNING_KEY],  # made once the store is (HostIdentity.signer)
         )
