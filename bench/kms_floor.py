@@ -12,7 +12,13 @@ do only part of a KMS host's work, then to a real ``ospp kms serve``:
 - ``+sqlite``: and one SQLite transaction per request (the host's ``clients`` table and
   index, WAL, ``synchronous=NORMAL``, an upsert), committed before the answer is sent;
 - ``+ed25519``: and one Ed25519 signature over the answer (no store);
-- ``+both``: the transaction and the signature, the least a durable, signed answer costs;
+- ``+both``: the transaction and the signature, the least a durable, signed answer costs
+  with SQLite;
+- ``+append`` and ``+append+ed25519``: instead of the transaction, one ``os.write`` of the
+  client's line to a file opened for appending, before the answer (as durable as the WAL
+  commit: it survives the server's kill, not the machine's power loss), without and with
+  the signature: what a host that journals its counts and applies them to SQLite off the
+  request's path would pay on it;
 - ``ospp``: ``ospp kms serve`` (activated host key, request log to a file, batch-signed
   answers), checked afterwards to have stored one client per acknowledged request.
 
@@ -45,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kms_load  # the load generator and host set-up this bench shares
 
 HEADER = struct.Struct(">I")
-MODES = ("frames", "+sqlite", "+ed25519", "+both")
+MODES = ("frames", "+sqlite", "+ed25519", "+both", "+append", "+append+ed25519")
 ANSWER_BYTES = 1400  # about the size of a real batch-signed answer with its certificate
 
 
@@ -67,7 +73,12 @@ def serve(mode: str, directory: str) -> None:
         "SET last_seen=excluded.last_seen, requests=requests+1 RETURNING requests"
     )
     store = mode in ("+sqlite", "+both")
-    sign = mode in ("+ed25519", "+both")
+    sign = mode in ("+ed25519", "+both", "+append+ed25519")
+    journal = (
+        os.open(Path(directory) / "floor.journal", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if mode.startswith("+append")
+        else None
+    )
     filler = "x" * (ANSWER_BYTES - 200)
 
     class Floor(asyncio.Protocol):
@@ -88,6 +99,9 @@ def serve(mode: str, directory: str) -> None:
                     db.execute("BEGIN IMMEDIATE")
                     db.execute(upsert, (request["app_id"], request["cmid"], int(time.time())))
                     db.execute("COMMIT")
+                if journal is not None:
+                    line = f"{request['app_id']} {request['cmid']} {int(time.time())}\n"
+                    os.write(journal, line.encode())
                 body = json.dumps(
                     {"cmid": request["cmid"], "nonce": request["nonce"], "x": filler}
                 ).encode()
@@ -196,7 +210,7 @@ def main() -> None:
             for client in CLIENTS:
                 runs.setdefault((server, client), []).append(measure(server, client, args.requests))
         print(f"round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
-    print(f"{'server':<10}{'client':<10}{'p50 ms':>9}{'p99 ms':>9}{'server CPU ms/req':>19}")
+    print(f"{'server':<17}{'client':<10}{'p50 ms':>9}{'p99 ms':>9}{'server CPU ms/req':>19}")
     results = []
     for server in servers:
         for client in CLIENTS:
@@ -209,7 +223,7 @@ def main() -> None:
             }
             results.append(row)
             print(
-                f"{server:<10}{client:<10}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
+                f"{server:<17}{client:<10}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
                 f"{row['cpu_ms_per_request']:>19.3f}"
             )
     if args.out:
