@@ -185,6 +185,21 @@ def test_a_damaged_schema_or_value_is_a_store_error(ospp: Ospp, damage: str, com
     assert path.read_bytes() == damaged
 
 
+@pytest.mark.parametrize("command", [("fleet", "status"), ("fleet", "export", "OUT")])
+def test_fleet_reads_check_settings_as_every_other_read(
+    ospp: Ospp, tmp_path: Path, command: tuple[str, ...]
+):
+    """The fleet's fast read of a quiescent store (no WAL) checks the settings as the
+    ordinary read does: a hand-damaged port is reported, not exported as stored."""
+    path = _store_with_licences(ospp)
+    damaged = _edit(path, "INSERT OR REPLACE INTO meta VALUES ('kms_port', '99x')")
+    out = tmp_path / "fleet.csv"
+    ran = ospp(*(str(out) if word == "OUT" else word for word in command))
+    said = ran.out + ran.err  # fleet status: the machine's row says ERROR, the reason follows
+    assert ran.code == 3 and "0x8007000D" in said and "kms_port: '99x'" in said, said
+    assert not out.exists() and path.read_bytes() == damaged
+
+
 def test_random_damage_is_never_an_internal_error_and_refusals_write_nothing(ospp: Ospp):
     import random
 

@@ -40,7 +40,7 @@ from ospp.machine.status import (
     LicenceStatus,
     evaluate,
 )
-from ospp.machine.store import _SCHEMA, DEFAULTS, STORE_FILE, Licence, MachineStore, NoMachine
+from ospp.machine.store import _SCHEMA, STORE_FILE, Licence, MachineStore, NoMachine
 from ospp.protocol.trust import trusted_fingerprints
 
 # The timeline splits the last 5 days of the initial grace off: the user is being notified.
@@ -76,12 +76,6 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-_META = (
-    "SELECT name, value FROM meta "
-    "UNION ALL SELECT ' version', user_version FROM pragma_user_version"
-)
-
-
 def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
     """An immutable read of a quiescent store, or None when that is not safe."""
     directory = os.path.join(home, "machines", name)
@@ -98,13 +92,14 @@ def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
-            meta = dict(conn.execute(_META).fetchall())
-            if meta.pop(" version", None) != len(_SCHEMA):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != len(_SCHEMA):
                 return None
             # The store code reads through ``conn``; the Database is needed only to name the
             # file in an error message.
             where = Path(directory)
             store = MachineStore(cast(Database, _Named(where / STORE_FILE)), name, where, clock)
+            settings = store.settings(conn)  # checked as the ordinary read checks them
             licenses = store.licenses(conn)
         finally:
             conn.close()
@@ -112,7 +107,7 @@ def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
         return None
     if _stamp(path) != before or os.path.exists(wal):
         return None
-    return Snapshot(name, {**DEFAULTS, **meta}, licenses)
+    return Snapshot(name, settings, licenses)
 
 
 def read_machine(home: Path, name: str, clock: Clock) -> Snapshot:
