@@ -600,3 +600,84 @@ def test_an_authority_name_must_be_printable(ospp: Ospp):
     ran = ospp("center", "init", "--name", "Lab\x1b[2J")
     assert ran.code == 2 and "--name" in ran.out + ran.err, ran.out
     assert ospp("center", "init", "--name", "Lab of Contoso").code == 0
+
+
+# -- keys of small order -----------------------------------------------------------------------
+
+_P = 2**255 - 19
+_Y8 = int.from_bytes(
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"
+)
+# Every encoding of a point of small order, with either sign bit, and the non-canonical
+# encodings of the same points (y + p for the y values that leave room below 2**255).
+SMALL_ORDER = [
+    (y | sign << 255).to_bytes(32, "little")
+    for y in (0, 1, _P - 1, _Y8, _P - _Y8, _P, _P + 1)
+    for sign in (0, 1)
+]
+IDENTITY = (1).to_bytes(32, "little")
+ANYONE_SIGNS = IDENTITY + bytes(32)  # R = the identity, S = 0: "valid" for every message
+
+
+def test_keys_of_small_order_are_not_keys():
+    """Under a point of small order, R = the identity and S = 0 verify for every message in
+    OpenSSL (cryptography); ospp's verification and the authority's check refuse them."""
+    from ospp.protocol.crypto import HostKey, verify_ed25519
+    from ospp.protocol.edpoint import usable_ed25519_key
+
+    for raw in SMALL_ORDER:
+        assert not usable_ed25519_key(raw), raw.hex()
+        assert not verify_ed25519(raw, b"any message", ANYONE_SIGNS), raw.hex()
+    for _ in range(50):
+        genuine = HostKey(HostKey.generate())
+        assert usable_ed25519_key(genuine.public_raw)
+        assert verify_ed25519(genuine.public_raw, b"m", genuine.sign(b"m"))
+    assert not usable_ed25519_key(bytes(31)) and not usable_ed25519_key(bytes(33))
+
+
+def test_a_host_certified_for_a_key_of_small_order_is_refused(ospp: Ospp):
+    """An online certificate for the identity point (as an authority before this check
+    would grant one) lets anyone answer with R = identity, S = 0: clients refuse the host,
+    and the authority no longer certifies such a key."""
+    import uuid
+    from pathlib import Path
+
+    from ospp.authority.state import Authority
+    from ospp.core.canonical import canonical
+    from ospp.core.clock import SystemClock
+    from ospp.core.errors import UsageError
+    from ospp.protocol.crypto import b64
+    from tests.test_kms import RogueHost
+
+    key = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).data()["key"]
+    authority = Authority.open(Path(ospp.env["OSPP_CENTER_HOME"]), SystemClock())
+    try:
+        request = {"key": key, "cmid": str(uuid.uuid4()), "hardware": "00", "nonce": "n"}
+        for raw in SMALL_ORDER:
+            with pytest.raises(UsageError):
+                authority.activate({**request, "host_key": b64(raw)})
+        granted = authority.activate({**request, "host_key": b64(bytes(range(32)))})
+        licence = {**granted["licence"], "host_key": b64(IDENTITY)}
+        cert = {
+            "kind": "online",
+            "licence": licence,
+            "signature": b64(authority.keys.sign(canonical(licence))),
+        }
+    finally:
+        authority.close()
+
+    class Nobody:  # signs nothing: every "signature" is R = identity, S = 0
+        def sign(self, message: bytes) -> bytes:
+            return ANYONE_SIGNS
+
+    rogue = RogueHost(lambda m: signed_answer(Nobody(), cert, m))
+    try:
+        ospp("install-product", "ProPlus2021", "so1")
+        ospp(f"/sethst:127.0.0.1:{rogue.port}", "so1")
+        ran = ospp("/act", "so1")
+        assert ran.code == 1 and "0xC004F042" in ran.out and "small order" in ran.out, ran.out
+    finally:
+        rogue.close()
+    assert product_status(ospp, "so1", "ProPlus2021")["status"] == "OOB_GRACE"

@@ -50,6 +50,7 @@ from ospp.protocol.crypto import (
     b64,
     valid_authority_name,
 )
+from ospp.protocol.edpoint import usable_ed25519_key
 from ospp.protocol.phone import (
     HOST_IID_VERSION,
     IID_CHANNEL_KMS_HOST,
@@ -66,13 +67,15 @@ MAX_LIMIT = 1_000_000_000  # per key and per extension: far beyond any real MAK,
 
 
 def _is_host_key(value: object) -> bool:
-    """A KMS host's public key as hosts send it: 32 bytes (Ed25519) in standard base64."""
+    """A KMS host's public key as hosts send it: 32 bytes (Ed25519) in standard base64, a
+    point that can sign (``ospp.protocol.edpoint``)."""
     if not isinstance(value, str) or len(value) != 44 or not value.isascii():
         return False
     try:
-        return len(binascii.a2b_base64(value)) == 32 and value.endswith("=")
+        raw = binascii.a2b_base64(value)
     except binascii.Error:
         return False
+    return value.endswith("=") and usable_ed25519_key(raw)
 
 
 def _within(recorded: str, current: str) -> bool:
@@ -410,7 +413,7 @@ class Authority:
         if key.channel is Channel.KMS_HOST and not _is_host_key(host_key):
             raise UsageError(
                 "a KMS host key is activated together with the host's public key "
-                "(an Ed25519 public key in base64)"
+                "(an Ed25519 public key in base64, not a point of small order)"
             )
         # Counted by the canonical CMID: one machine, however it spells its ID.
         tag = f"tag:{machine_tag(machine_id):08x}"

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from ospp.protocol.edpoint import usable_ed25519_key
+
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
@@ -136,7 +138,11 @@ class AuthorityKeys:
 
 
 def verify_ed25519(public_raw: bytes, message: bytes, signature: bytes) -> bool:
-    """Check an Ed25519 signature; a malformed key or signature is simply a failure."""
+    """Check an Ed25519 signature; a malformed key or signature is simply a failure, and so
+    is any signature under a key of small order (``ospp.protocol.edpoint``), which anyone
+    can make."""
+    if not usable_ed25519_key(public_raw):
+        return False
     try:
         ed25519.Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, message)
     except (InvalidSignature, ValueError):

@@ -71,6 +71,7 @@ def check_certificate(
     stored before the format changed, never for a new answer.
     Raises LicensingError 0xC004F042 saying why the host cannot be used.
     """
+    from ospp.protocol.edpoint import usable_ed25519_key
     from ospp.protocol.phone import (
         IID_CHANNEL_KMS_HOST,
         InstallationId,
@@ -146,4 +147,13 @@ def check_certificate(
         raise refuse("the KMS host sent no certificate from an activation authority")
     if product is None:
         raise refuse("the KMS host's key names a product this client does not know")
+    try:
+        usable = usable_ed25519_key(base64.b64decode(host_key.encode("ascii"), validate=True))
+    except (ValueError, UnicodeEncodeError):
+        usable = False
+    if not usable:
+        raise refuse(
+            "the KMS host's certified key is not one that can sign (a point of small order "
+            "or not an Ed25519 key): anyone could answer in its name"
+        )
     return product, host_key
