@@ -130,7 +130,10 @@ def test_status_escapes_the_kms_host_a_client_was_given(ospp: Ospp) -> None:
     with db:
         db.execute(
             "UPDATE licenses SET activation=? WHERE product_key IS NOT NULL",
-            ('{"kind": "kms", "host": "=1+1\\u001b[2J", "activated_at": "2026-11-01T00:00:00Z"}',),
+            (
+                '{"kind": "kms", "host": "=1+1\\u001b[2J", "activated_at": "2026-11-01T00:00:00Z",'
+                ' "valid_until": "2027-05-01T00:00:00Z"}',
+            ),
         )
     db.close()
     table = ospp("fleet", "status").out

@@ -195,6 +195,34 @@ def test_resealed_kms_activation_fools_dstatus_but_not_verify(ospp: Ospp, host: 
     assert product_status(ospp, "s2", "ProPlus2021", "--verify")["status"] == "LICENSED"
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"valid_until": "soon"},
+        {"valid_until": "2099-01-01T00:00:00"},  # no zone
+        {"valid_until": None},
+        {"activated_at": 5},
+        {"kind": "phone", "valid_until": None},
+    ],
+    ids=["not a time", "no zone", "no expiry", "a number", "another kind"],
+)
+def test_a_resealed_activation_that_is_not_one_is_a_store_error(
+    ospp: Ospp, host: Host, edit: dict[str, Any]
+):
+    """What the store's owner re-seals is still read as data: an expiry that is not a time is
+    reported (0x8007000D, exit 3) by every status read, not an internal error."""
+    activate_five(ospp, host, "r")
+    sku = _sku("ProPlus2021")
+    act = json.loads(activation_row(ospp, "r1", "ProPlus2021"))
+    act.update(edit)
+    reseal(ospp, "r1", sku, {k: v for k, v in act.items() if v is not None})
+    before = activation_row(ospp, "r1", "ProPlus2021")
+    for args in (("/dstatus", "r1"), ("dstatus", "r1", "--verify"), ("slmgr", "/dlv", "r1")):
+        ran = ospp.proc(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out + ran.err, (args, ran)
+    assert activation_row(ospp, "r1", "ProPlus2021") == before
+
+
 def test_resealed_mak_signature_is_caught_by_verify(ospp: Ospp):
     key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
     ospp.install("ProPlus2021", "m1")
