@@ -630,6 +630,43 @@ def test_an_authority_name_must_be_printable(ospp: Ospp):
     assert ospp("center", "init", "--name", "Lab of Contoso").code == 0
 
 
+def test_fleet_and_rearm_judge_a_machine_by_its_kms_policy_as_dstatus_does(ospp: Ospp):
+    """A sealed activation from a phone-certified host on an online-only machine: the seal
+    does not cover the policy, so fleet status, the timeline and /rearm must apply it too."""
+    at = {"OSPP_NOW": "2026-06-01T00:00:00Z"}
+    phone_host(ospp)
+    h = Host(ospp, now=at["OSPP_NOW"])
+    try:
+        for n in range(1, 6):
+            ospp("install-product", "ProPlus2021", f"fp{n}", env=at)
+            ospp(f"/sethst:{h.address}", f"fp{n}", env=at)
+            ospp("/act", f"fp{n}", env=at)
+        for n in range(1, 5):  # asked again, now that the host counts five machines
+            assert ospp("/act", f"fp{n}", env=at).code == 0
+    finally:
+        h.stop()
+    assert ospp("/kms-policy:online-only", "fp1").code == 0
+    dstatus = ospp("dstatus", "fp1", "--json", env=at).data()["products"][0]
+    assert dstatus["status"] == "OOB_GRACE" and dstatus["error_code"] == "0xC004F042"
+    rows = {r["machine"]: r for r in ospp("fleet", "status", "--json", env=at).data()["rows"]}
+    assert (rows["fp1"]["status"], rows["fp1"]["error_code"]) == ("OOB_GRACE", "0xC004F042")
+    assert rows["fp2"]["status"] == "LICENSED"
+    timeline = ospp("fleet", "timeline", "--json", "--to", "2026-06-01", env=at).data()["points"][0]
+    assert timeline.get("LICENSED") == 4 and timeline.get("OOB_GRACE") == 1, timeline
+    # 40 days on the licence is out of grace: /rearm restarts it, as for any licence that
+    # is not licensed, and only on fp1
+    later = {"OSPP_NOW": "2026-07-11T00:00:00Z"}
+    assert ospp("dstatus", "fp1", "--json", env=later).data()["products"][0]["status"] == (
+        "NOTIFICATIONS"
+    )
+    sku = _sku("ProPlus2021")
+    ran = ospp("/rearm", "fp1", "--json", env=later)
+    assert ran.code == 0 and sku in ran.data()["rearmed"], ran.out
+    after = ospp("dstatus", "fp1", "--json", env=later).data()["products"][0]
+    assert after["status"] == "OOB_GRACE" and after["remaining_grace_days"] >= 29, after
+    assert sku not in ospp("/rearm", "fp2", "--json", env=later).data()["rearmed"]
+
+
 # -- keys of small order -----------------------------------------------------------------------
 
 _P = 2**255 - 19

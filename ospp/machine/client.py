@@ -271,11 +271,17 @@ def statuses(
     ]
 
 
-def rearm(store: MachineStore, sku_id: str | None = None) -> list[Sku]:
-    """Restart the grace period (of every licence not activated, or of one SKU)."""
+def rearm(
+    store: MachineStore, sku_id: str | None = None, environ: Mapping[str, str] = os.environ
+) -> list[Sku]:
+    """Restart the grace period (of every licence not licensed, as /dstatus judges it, or of
+    one SKU)."""
     if sku_id is not None and not re.match(_GUID, sku_id):
         raise UsageError(f"SKU id {sku_id!r} is not a GUID", "Copy the SKU ID line of /dstatus.")
     check_operation(store)
+    from ospp.machine.checks import make_checker
+
+    check = make_checker(store, environ)
     with store.db.write() as conn:
         used = int(store.settings(conn)["rearms_used"])
         if used >= MAX_REARMS:
@@ -290,7 +296,7 @@ def rearm(store: MachineStore, sku_id: str | None = None) -> list[Sku]:
             if sku_id is not None:
                 if lic.sku.sku_id == sku_id.strip("{}").lower():
                     targets.append(lic.sku)
-            elif evaluate(lic, now).status != "LICENSED":
+            elif evaluate(lic, now, check).status != "LICENSED":
                 targets.append(lic.sku)
         if sku_id is not None and not targets:
             raise LicensingError(

@@ -27,7 +27,7 @@ from ospp.core.clock import Clock, FixedClock
 from ospp.core.db import Database, sqlite_uri
 from ospp.core.digest import compare_digest
 from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
-from ospp.machine.checks import bound_hardware, make_checker
+from ospp.machine.checks import bound_hardware, make_checker, policy_problem
 from ospp.machine.fleet import CSV_FIELDS, names
 from ospp.machine.seal import mac, seal_key
 from ospp.machine.status import (
@@ -40,7 +40,14 @@ from ospp.machine.status import (
     LicenceStatus,
     evaluate,
 )
-from ospp.machine.store import _SCHEMA, STORE_FILE, Licence, MachineStore, NoMachine
+from ospp.machine.store import (
+    _SCHEMA,
+    STORE_FILE,
+    Licence,
+    MachineStore,
+    NoMachine,
+    kms_settings,
+)
 from ospp.protocol.trust import trusted_fingerprints
 
 # The timeline splits the last 5 days of the initial grace off: the user is being notified.
@@ -135,8 +142,10 @@ class HomeChecks:
         self.fingerprints = trusted_fingerprints(home, environ)
 
     def sealed(self, snap: Snapshot) -> bool:
-        """Every activation of ``snap`` carries a good seal and is bound to no hardware."""
+        """Every activation of ``snap`` carries a good seal, is bound to no hardware, and is
+        one the machine's KMS host policy accepts."""
         cmid = snap.settings.get("cmid", "")
+        online_only = kms_settings(snap.settings).online_only
         for lic in snap.licenses:
             act = lic.activation
             if not act:
@@ -146,6 +155,7 @@ class HomeChecks:
                 self.key is None
                 or not isinstance(given, str)
                 or bound_hardware(act) is not None
+                or policy_problem(online_only, act) is not None  # the seal does not cover it
                 or not compare_digest(
                     given,
                     mac(self.key, lic.sku.sku_id, lic.product_key, cmid, self.fingerprints, act),
