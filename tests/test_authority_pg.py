@@ -381,6 +381,7 @@ def test_kms_host_key_limits_on_either_store(center: Ospp):
     from ospp.authority.state import Authority
     from ospp.core.clock import clock_from_env
     from ospp.core.errors import LicensingError
+    from ospp.protocol.crypto import HostKey, b64
 
     authority = Authority.open(
         Path(center.env["OSPP_CENTER_HOME"]), clock_from_env({}), environ=center.env
@@ -388,8 +389,10 @@ def test_kms_host_key_limits_on_either_store(center: Ospp):
     try:
         key = authority.issue_key("ProPlus2024", "kms-host", 2)
 
+        signing: dict[str, str] = {}  # each host's public key in base64, as hosts send it
+
         def host(cmid: str) -> dict[str, Any]:
-            public = "A" * 43 + "="  # an Ed25519 public key in base64, as hosts send it
+            public = signing.setdefault(cmid, b64(HostKey(HostKey.generate()).public_raw))
             request = {"key": key, "cmid": cmid, "hardware": "01", "nonce": "n", "host_key": public}
             return authority.activate(request)
 

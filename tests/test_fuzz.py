@@ -337,7 +337,10 @@ def test_authority_request_fuzz_never_fails_a_legitimate_activation(ospp: Ospp, 
                 "client_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
 
-        activate = {**legit(1), "key": host_key, "host_key": "A" * 43 + "="}
+        from ospp.protocol.crypto import HostKey, b64
+
+        signing = b64(HostKey(HostKey.generate()).public_raw)  # a host's public key
+        activate = {**legit(1), "key": host_key, "host_key": signing}
         bad = variants(
             activate,
             {

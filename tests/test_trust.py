@@ -432,6 +432,60 @@ def legacy_certificate(ospp: Ospp, key_text: str, host_key_b64: str) -> dict[str
     }
 
 
+def test_a_host_activated_online_and_by_phone_is_one_host_at_the_authority(ospp: Ospp):
+    """The authority counts a KMS host by its signing key online as the phone centre does,
+    so one host activated both ways uses one of its key's host activations; a host counted
+    by its CMID before keeps being counted under it."""
+    import uuid
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from ospp.authority.state import Authority
+    from ospp.core.clock import SystemClock
+    from ospp.protocol import keys
+    from ospp.protocol.crypto import HostKey, b64
+    from ospp.protocol.phone import machine_tag
+
+    def used() -> int:
+        listed = ospp("center", "keys", "--json").data()["keys"]
+        return int(next(k for k in listed if k["channel"] == "kms-host")["used"])
+
+    key = phone_host(ospp)
+    assert used() == 1
+    assert ospp("kms", "activate").code == 0  # online, the same host
+    assert used() == 1
+    iid = ospp("kms", "dinstid", "--json").data()["installation_id"]
+    assert ospp("center", "confirm", iid).code == 0 and used() == 1
+
+    # another host (another signing key, another CMID) is another host
+    def with_authority(act: Callable[[Authority], object]) -> None:
+        authority = Authority.open(Path(ospp.env["OSPP_CENTER_HOME"]), SystemClock())
+        try:
+            act(authority)
+        finally:
+            authority.close()
+
+    def online(cmid: str) -> Callable[[Authority], object]:
+        host_key = b64(HostKey(HostKey.generate()).public_raw)
+        request = {"key": key, "hardware": "00", "nonce": "n", "cmid": cmid}
+        return lambda authority: authority.activate({**request, "host_key": host_key})
+
+    with_authority(online(str(uuid.uuid4())))
+    assert used() == 2
+    # a host recorded by its CMID, as before: activated again (even with a new signing
+    # key), it is the same host
+    parsed, old_cmid = keys.parse(key), str(uuid.uuid4())
+    tag = f"tag:{machine_tag(old_cmid):08x}"
+    with_authority(
+        lambda authority: authority.store.count(
+            parsed.serial, lambda tx: authority._count(tx, parsed, tag, "00", "online")
+        )
+    )
+    assert used() == 3
+    with_authority(online(old_cmid))
+    assert used() == 3
+
+
 def test_centre_refuses_an_old_style_kms_host_iid(ospp: Ospp):
     from ospp.protocol import keys, phone
 

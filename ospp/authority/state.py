@@ -56,6 +56,7 @@ from ospp.protocol.phone import (
     IID_CHANNEL_KMS_HOST,
     InstallationId,
     encode_cid,
+    host_key_tag,
     iid_channel,
     machine_tag,
 )
@@ -326,10 +327,17 @@ class Authority:
     # -- activation ------------------------------------------------------------------------
 
     def _count(
-        self, conn: CountTx, key: keys.ProductKey, machine: str, hardware: str, via: str
+        self,
+        conn: CountTx,
+        key: keys.ProductKey,
+        machine: str,
+        hardware: str,
+        via: str,
+        recorded_as: str | None = None,
     ) -> None:
         """Check the key's limits and record one activation, in the store's transaction that
-        holds this key exclusively (on every node)."""
+        holds this key exclusively (on every node). ``recorded_as``: another tag this
+        computer's earlier activations of the key may be recorded under, used if they are."""
         limit, blocked = self._known(key, conn.key())
         if blocked:
             raise LicensingError(
@@ -340,6 +348,8 @@ class Authority:
         now = iso(self.clock.now())
         if key.channel is Channel.KMS_HOST:
             hosts = conn.hosts()
+            if machine not in hosts and recorded_as is not None and recorded_as in hosts:
+                machine = recorded_as
             if machine not in hosts and len(hosts) >= limit:
                 raise LicensingError(
                     E_UNLOCK_LIMIT,
@@ -381,7 +391,6 @@ class Authority:
         conn.record(machine, hardware, now, via)
 
     @staticmethod
-    @staticmethod
     def _same_computer(conn: CountTx, machine: str, hardware: str, now: str) -> bool:
         """A MAK reactivation on hardware within tolerance (the client's own rule, 7 of 12
         votes) of what this computer had is the same computer: no activation is used, and the
@@ -417,7 +426,19 @@ class Authority:
             )
         # Counted by the canonical CMID: one machine, however it spells its ID.
         tag = f"tag:{machine_tag(machine_id):08x}"
-        self.store.count(key.serial, lambda tx: self._count(tx, key, tag, hardware, "online"))
+        if key.channel is Channel.KMS_HOST:
+            # A KMS host is counted by its signing key, as the phone centre counts it (a host's
+            # installation ID carries the key's tag where a machine's carries its CMID's), so
+            # a host activated online and by phone is one host. Hosts this authority counted
+            # by their CMID before stay counted under it.
+            assert isinstance(host_key, str)  # checked above
+            by_key = host_key_tag(binascii.a2b_base64(host_key)) & 0xFFFFFFFF
+            tag, by_cmid = f"tag:{by_key:08x}", tag
+            self.store.count(
+                key.serial, lambda tx: self._count(tx, key, tag, hardware, "online", by_cmid)
+            )
+        else:
+            self.store.count(key.serial, lambda tx: self._count(tx, key, tag, hardware, "online"))
         licence: dict[str, Any] = {
             "format": "ospp-licence-v1",
             "kind": key.channel.value,
