@@ -27,7 +27,11 @@ def test_times_ospp_cannot_work_with_are_refused_up_front(text: str):
         parse_time(text)
 
 
-@pytest.mark.parametrize("text", UNWORKABLE[:6])
+# Offsets from now (or the lab clock) that land outside the range, or past datetime's.
+UNWORKABLE_OFFSETS = ["+3000000d", "-740000d", "-720000d", "-20800d", "+9999999w"]
+
+
+@pytest.mark.parametrize("text", UNWORKABLE[:6] + UNWORKABLE_OFFSETS)
 def test_unworkable_ospp_now_exits_2_and_leaves_the_store(ospp: Ospp, text: str):
     ospp.install()
     assert ospp("/inpkey:" + GVLK_2021).code == 0
@@ -55,3 +59,13 @@ def test_the_edges_of_the_range_work_and_round_trip(ospp: Ospp, text: str):
         assert ran.code == 0, (args, ran.out, ran.err)
     later = ospp("/dstatus")  # the real clock, with the store written at the edge
     assert later.code == 0 and "damaged" not in later.out
+
+
+def test_an_offset_past_the_end_of_a_lab_clock_is_a_usage_error(ospp: Ospp):
+    assert ospp("clock", "set", "9998-12-20").code == 0
+    for offset in ("+30d", "+400d"):
+        ran = ospp("/dstatus", env={"OSPP_NOW": offset})
+        assert ran.code == 2 and "OSPP_NOW" in ran.out and "9998-12-31" in ran.out, ran.out
+    assert ospp("/dstatus", env={"OSPP_NOW": "+5d"}).code == 0
+    ran = ospp("clock", "advance", "-3000000d")
+    assert ran.code == 2 and "by -3000000 days" in ran.out, ran.out

@@ -91,7 +91,13 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
         )
     sign, amount, unit = found.groups()
     seconds = int(amount) * _UNITS[unit]
-    return timedelta(seconds=-seconds if sign == "-" else seconds)
+    try:
+        return timedelta(seconds=-seconds if sign == "-" else seconds)
+    except OverflowError:
+        raise UsageError(
+            f"{what} {text!r} is longer than any time ospp simulates",
+            "Stay between 1970-01-01 and 9998-12-31.",
+        ) from None
 
 
 def shifted(start: datetime, by: timedelta, what: str) -> datetime:
@@ -101,8 +107,9 @@ def shifted(start: datetime, by: timedelta, what: str) -> datetime:
     except OverflowError:
         value = None
     if value is None or not EARLIEST <= value <= LATEST:
+        said = f"-{-by}" if by < timedelta(0) else str(by)  # not "-1 day, 23:59:59"
         raise UsageError(
-            f"{what} would move to outside the times ospp simulates ({iso(start)} by {by})",
+            f"{what} would move to outside the times ospp simulates ({iso(start)} by {said})",
             "Stay between 1970-01-01 and 9998-12-31.",
         )
     return value
@@ -233,7 +240,7 @@ class LabClock:
         real = datetime.now(UTC)
         state = self.state()
         base = state.now(real) if state else real
-        return base + self.offset if self.offset else base
+        return shifted(base, self.offset, "OSPP_NOW's offset") if self.offset else base
 
 
 def clock_from_env(environ: Mapping[str, str] = os.environ) -> Clock:
