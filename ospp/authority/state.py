@@ -432,7 +432,7 @@ class Authority:
             # a host activated online and by phone is one host. Hosts this authority counted
             # by their CMID before stay counted under it.
             assert isinstance(host_key, str)  # checked above
-            by_key = host_key_tag(binascii.a2b_base64(host_key)) & 0xFFFFFFFF
+            by_key = host_key_tag(binascii.a2b_base64(host_key)) % (1 << 32)  # its low 32 bits
             tag, by_cmid = f"tag:{by_key:08x}", tag
             self.store.count(
                 key.serial, lambda tx: self._count(tx, key, tag, hardware, "online", by_cmid)
