@@ -6,7 +6,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -95,6 +95,44 @@ def test_publish_then_discover_round_trip(ospp: Ospp, bind: Bind, sub: str):
         diag = ospp("dnsdiag", "d1", "--json", env=env).data()
         assert diag["answered"] == f"kms1.{sub}:{h.port}"
         assert diag["domains"][0]["records"][0]["target"] == f"kms1.{sub}"
+    finally:
+        h.stop()
+
+
+def test_a_running_host_takes_changed_publishing_settings(ospp: Ospp, bind: Bind, sub: str):
+    """'kms dns set', 'disable' and 'enable' reach a running host: changed settings are
+    published at once, not at the next interval (a day by default)."""
+    from ospp.dns import discovery
+
+    make_host(ospp)
+    args = ["--server", bind.address, "--domain", sub, "--hostname", f"kms2.{sub}"]
+    assert ospp("kms", "dns", "set", *args, "--tsig-keyfile", str(bind.keyfile)).code == 0
+    res = discovery.resolver({"OSPP_DNS": bind.address})
+
+    def weights() -> list[int]:
+        return [r.weight for r in discovery.lookup(res, sub).records]
+
+    def last() -> str:
+        return str(ospp("kms", "status", "--json").data()["dns_last_publish"])
+
+    def wait_for(what: str, ok: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 15
+        while not ok():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+    h = Host(ospp)
+    try:
+        wait_for("the host did not publish", lambda: weights() == [100])
+        assert ospp("kms", "dns", "set", "--weight", "7").code == 0
+        wait_for("the new weight was not published", lambda: weights() == [7])
+        assert ospp("kms", "dns", "disable").code == 0
+        time.sleep(3)  # longer than the host takes to read its settings again
+        before = last()
+        time.sleep(1.1)  # published again, it would record a later time
+        assert ospp("kms", "dns", "enable").code == 0
+        wait_for("enabling did not publish", lambda: last() != before)
+        assert "published" in last()
     finally:
         h.stop()
 
@@ -307,12 +345,15 @@ def test_refused_and_badly_signed_updates(ospp: Ospp, bind: Bind, sub: str, tmp_
     assert "0x80072339" in ran.out or "0x80072331" in ran.out
     # unsigned updates are refused
     from ospp.core.clock import SystemClock
+    from ospp.dns.publish import Publishing
     from ospp.kmshost.state import KmsHost
 
     kms_host = KmsHost.open(ospp.home / "kms", SystemClock())
-    pub = kms_host.publishing()
-    pub.tsig_name = pub.tsig_secret = ""
-    kms_host.set_publishing(pub)
+
+    def unsigned(pub: Publishing) -> None:
+        pub.tsig_name = pub.tsig_secret = ""
+
+    kms_host.change_publishing(unsigned)
     kms_host.db.close()
     ran = ospp("kms", "dns", "publish", "--port", "1688")
     assert ran.code == 4 and "REFUSED" in ran.out and "0x8007232D" in ran.out

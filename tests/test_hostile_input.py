@@ -10,7 +10,8 @@ succeed), never as an internal error.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -175,8 +176,20 @@ def test_an_ipv6_zone_is_an_interface_name(ospp: Ospp, zone: str) -> None:
 
 @pytest.mark.parametrize(
     ("algorithm", "name"),
-    [("hmac-md99", "kms-update"), ("hmac-sha256", "kms\x1bupdate"), ("hmac-sha256", "a b")],
-    ids=["unknown algorithm", "escape in the name", "space in the name"],
+    [
+        ("hmac-md99", "kms-update"),
+        ("hmac-sha256", "kms\x1bupdate"),
+        ("hmac-sha256", "a b"),
+        ("hmac-sha256", "a..b"),
+        ("hmac-sha256", "x" * 64 + ".example"),
+    ],
+    ids=[
+        "unknown algorithm",
+        "escape in the name",
+        "space in the name",
+        "an empty label",
+        "a label over 63",
+    ],
 )
 def test_a_tsig_key_file_that_names_no_usable_key_is_refused(
     ospp: Ospp, tmp_path: Path, algorithm: str, name: str
@@ -190,3 +203,56 @@ def test_a_tsig_key_file_that_names_no_usable_key_is_refused(
     ran = ospp(*base, "--hostname", "kms.corp.example", "--tsig-keyfile", str(keyfile))
     assert ran.code == 2 and "0x80070057" in ran.out, ran.out
     assert ospp("kms", "status", "--json").data()["dns_publishing"] == before is False
+
+
+@pytest.mark.parametrize("hours", ["1e-9", "0.05", "nan", "inf", "721"])
+def test_a_publishing_interval_a_dns_server_cannot_take_is_refused(ospp: Ospp, hours: str):
+    base = ("kms", "dns", "set", "--server", "127.0.0.1:53", "--domain", "corp.example")
+    ran = ospp(*base, "--hostname", "kms.corp.example", "--interval-hours", hours)
+    assert ran.code == 2 and "--interval-hours must be" in ran.out, ran.out
+    assert ospp("kms", "status", "--json").data()["dns_publishing"] is False
+
+
+def test_publishing_settings_changed_at_once_both_take_effect(ospp: Ospp) -> None:
+    """Each change reads and writes the settings in one transaction: a second command that
+    starts while the first is between its read and its write waits, and keeps its change."""
+    import threading
+
+    from ospp.core.clock import SystemClock
+    from ospp.dns.publish import Publishing
+    from ospp.kmshost.state import KmsHost
+
+    base = ("kms", "dns", "set", "--server", "127.0.0.1:53", "--domain", "corp.example")
+    assert ospp(*base, "--hostname", "kms.corp.example").code == 0
+    second_started = threading.Event()
+
+    def slow_ttl(pub: Publishing) -> None:
+        assert second_started.wait(10)
+        time.sleep(0.3)  # the second command is waiting for the store meanwhile
+        pub.ttl = 500
+
+    def weight(pub: Publishing) -> None:
+        pub.weight = 7
+
+    def run(change: Callable[[Publishing], None], started: threading.Event | None) -> None:
+        host = KmsHost.open(ospp.home / "kms", SystemClock())
+        try:
+            if started is not None:
+                started.set()
+            host.change_publishing(change)
+        finally:
+            host.db.close()
+
+    first = threading.Thread(target=run, args=(slow_ttl, None))
+    first.start()
+    time.sleep(0.2)  # the first is inside its transaction
+    second = threading.Thread(target=run, args=(weight, second_started))
+    second.start()
+    first.join(20)
+    second.join(20)
+    host = KmsHost.open(ospp.home / "kms", SystemClock())
+    try:
+        pub = host.publishing()
+    finally:
+        host.db.close()
+    assert (pub.ttl, pub.weight) == (500, 7)

@@ -11,6 +11,7 @@ from ospp.cli.base import JSON_OPTION, Result, reports
 from ospp.cli.slash import Group
 
 if TYPE_CHECKING:
+    from ospp.dns.publish import Publishing
     from ospp.kmshost.state import KmsHost
 
 
@@ -45,7 +46,9 @@ def dns_group() -> None:
     metavar="DOMAIN[,PRIORITY,WEIGHT]",
     help="Also publish in this domain (repeatable).",
 )
-@click.option("--interval-hours", type=float, help="Re-publish interval (default 24).")
+@click.option(
+    "--interval-hours", type=float, help="Re-publish interval, 0.1-720 hours (default 24)."
+)
 @click.option(
     "--tsig-keyfile",
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
@@ -69,26 +72,29 @@ def dns_set(
     from ospp.dns.publish import read_key_file
 
     host = _host()
-    pub = host.publishing()
-    for name, value in (
-        ("server", server),
-        ("domain", domain),
-        ("hostname", hostname),
-        ("ttl", ttl),
-        ("priority", priority),
-        ("weight", weight),
-        ("interval_hours", interval_hours),
-    ):
-        if value is not None:
-            setattr(pub, name, value.rstrip(".") if isinstance(value, str) else value)
-    if addresses:
-        pub.addresses = list(addresses)
-    if extra:
-        pub.extra = list(extra)
-    if tsig_keyfile is not None:
-        pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = read_key_file(tsig_keyfile)
-    pub.enabled = True
-    host.set_publishing(pub)
+    tsig = read_key_file(tsig_keyfile) if tsig_keyfile is not None else None
+
+    def change(pub: Publishing) -> None:
+        for name, value in (
+            ("server", server),
+            ("domain", domain),
+            ("hostname", hostname),
+            ("ttl", ttl),
+            ("priority", priority),
+            ("weight", weight),
+            ("interval_hours", interval_hours),
+        ):
+            if value is not None:
+                setattr(pub, name, value.rstrip(".") if isinstance(value, str) else value)
+        if addresses:
+            pub.addresses = list(addresses)
+        if extra:
+            pub.extra = list(extra)
+        if tsig is not None:
+            pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = tsig
+        pub.enabled = True
+
+    pub = host.change_publishing(change)
     return Result(
         ["Successfully applied setting. DNS publishing enabled."], pub.shown(), banners=False
     )
@@ -99,10 +105,7 @@ def dns_set(
 @reports
 def dns_disable() -> Result:
     """Stop publishing (like slmgr /cdns); the settings are kept."""
-    host = _host()
-    pub = host.publishing()
-    pub.enabled = False
-    host.set_publishing(pub)
+    pub = _host().change_publishing(lambda pub: setattr(pub, "enabled", False))
     return Result(["DNS publishing disabled."], pub.shown(), banners=False)
 
 
@@ -111,10 +114,7 @@ def dns_disable() -> Result:
 @reports
 def dns_enable() -> Result:
     """Publish again with the kept settings (like slmgr /sdns)."""
-    host = _host()
-    pub = host.publishing()
-    pub.enabled = True
-    host.set_publishing(pub)
+    pub = _host().change_publishing(lambda pub: setattr(pub, "enabled", True))
     return Result(["DNS publishing enabled."], pub.shown(), banners=False)
 
 

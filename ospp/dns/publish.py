@@ -111,8 +111,11 @@ class Publishing:
                 )
         if not 1 <= self.ttl <= 604800:
             raise UsageError(f"--ttl must be 1-604800 seconds, not {self.ttl}")
-        if not 0 < self.interval_hours <= 24 * 30:
-            raise UsageError("--interval-hours must be above 0 and at most 720")
+        if not MIN_INTERVAL_HOURS <= self.interval_hours <= 24 * 30:
+            raise UsageError(
+                "--interval-hours must be at least 0.1 (6 minutes) and at most 720, "
+                f"not {self.interval_hours}"
+            )
         if bool(self.tsig_name) != bool(self.tsig_secret):
             raise UsageError("a TSIG key needs both a name and a secret")
         if self.tsig_secret:
@@ -125,9 +128,26 @@ class Publishing:
                     f"the TSIG algorithm {self.tsig_algorithm!r} is not one of "
                     f"{', '.join(sorted(TSIG_ALGORITHMS))}"
                 )
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", self.tsig_name):
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", self.tsig_name) or not _dns_name(
+                self.tsig_name
+            ):
                 raise UsageError(f"the TSIG key name {self.tsig_name!r} is not a DNS name")
 
+
+def _dns_name(text: str) -> bool:
+    """Whether dnspython takes ``text`` as a name (no empty label, none over 63 bytes)."""
+    import dns.exception
+    import dns.name
+
+    try:
+        dns.name.from_text(text)
+    except dns.exception.DNSException:
+        return False
+    return True
+
+
+# A host re-publishes its record at most this often: a DNS server is not to be flooded.
+MIN_INTERVAL_HOURS = 0.1
 
 # What tsig-keygen writes and DNS servers take (RFC 8945; hmac-md5 for old servers).
 TSIG_ALGORITHMS = frozenset(

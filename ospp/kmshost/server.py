@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ospp.core.clock import iso
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_ARG, OsppError, StoreError, hex_code
-from ospp.dns.publish import Publishing, publish
+from ospp.dns.publish import publish
 from ospp.kmshost.ping import ping_reply
 from ospp.kmshost.request import Request, parse_item
 from ospp.kmshost.state import KmsHost, ServingState
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 GROUP_COMMIT_WINDOW = 0.002  # seconds; the price in latency of fewer, larger transactions
 PUBLISH_RETRY_FIRST = 60.0  # seconds before the first retry of a failed DNS publish
 PUBLISH_RETRY_MAX = 3600.0  # retries back off exponentially up to this (or the interval)
+SETTINGS_POLL = 2.0  # seconds between reads of the DNS publishing settings while serving
 
 Ready = Callable[[str, int, ServingState], None]
 EventSink = Callable[[dict[str, Any]], None]
@@ -217,11 +218,14 @@ def publish_retry_delay(failures: int, interval: float) -> float:
     return min(PUBLISH_RETRY_FIRST * 2.0 ** (failures - 1), PUBLISH_RETRY_MAX, interval)
 
 
-async def _publish_forever(host: KmsHost, pub: Publishing, port: int, events: EventSink) -> None:
+async def _publish_forever(host: KmsHost, port: int, events: EventSink) -> None:
     """Publish at start and every interval; after a failure retry sooner, backing off.
 
-    The outcome is recorded in the store (``kms status``, the status page) and logged once per
-    condition: the first failure of a kind, then the recovery.
+    The settings are read again every few seconds, so that 'kms dns set', 'enable' and
+    'disable' (slmgr /sdns, /cdns) reach a running host: changed settings are published at
+    once, and disabled ones no longer. The outcome is recorded in the store ('kms status',
+    the status page) and logged once per condition: the first failure of a kind, then the
+    recovery.
     """
     import logging
 
@@ -230,9 +234,24 @@ async def _publish_forever(host: KmsHost, pub: Publishing, port: int, events: Ev
     once = Once(logging.getLogger("ospp.kms.dns"))
     loop = asyncio.get_running_loop()
     failures = 0
+    published: str | None = None  # the settings last published with
+    due = 0.0  # the loop's time when they are to be published again
     while True:
+        try:
+            pub = host.publishing()
+        except OsppError as exc:
+            once.fail("settings", f"DNS publishing settings cannot be read: {exc.message}")
+            await asyncio.sleep(SETTINGS_POLL)
+            continue
+        settings = pub.to_json()
+        if not pub.enabled or (settings == published and loop.time() < due):
+            if not pub.enabled:
+                published = None
+            await asyncio.sleep(SETTINGS_POLL)
+            continue
         event: dict[str, Any]
         try:
+            pub.check()  # settings stored by an older ospp are checked as new ones are
             done = await loop.run_in_executor(None, publish, pub, port)
             outcome = "; ".join(done)
             event = {"event": "dns-publish", "ok": True, "result": outcome}
@@ -248,12 +267,17 @@ async def _publish_forever(host: KmsHost, pub: Publishing, port: int, events: Ev
             }
             failures += 1
             once.fail("publish", f"DNS publishing failed: {hex_code(exc.code)} {exc.message}")
+        except Exception as exc:  # a bug: logged, and retried like any failure
+            outcome = f"failed: internal error ({type(exc).__name__})"
+            event = {"event": "dns-publish", "ok": False, "error": outcome}
+            failures += 1
+            once.fail("publish", f"DNS publishing {outcome}: {exc!r}")
         delay = publish_retry_delay(failures, pub.interval_hours * 3600)
         if failures:
             event["retry_in_s"] = delay
+        published, due = settings, loop.time() + delay
         host.record_publish(outcome)
         events({"ts": iso(host.clock.now()), **event})
-        await asyncio.sleep(delay)
 
 
 def serve(
@@ -369,9 +393,7 @@ async def _serve(
                 waiting if state.activated else [],
             )
         ready(shown, bound, state)
-        pub = host.publishing()
-        if pub.enabled:
-            tasks.append(loop.create_task(_publish_forever(host, pub, bound, events)))
+        tasks.append(loop.create_task(_publish_forever(host, bound, events)))
 
     await wire.serve_until_stopped(handle, listen_host, port, listening, idle_timeout, gauge)
     for task in tasks:

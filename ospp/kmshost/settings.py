@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ospp.core.clock import Clock
 from ospp.core.errors import E_HOST_NOT_ACTIVATED, LicensingError, UsageError
 from ospp.kmshost.packs import Pack
 from ospp.kmshost.state import KmsHost
+
+if TYPE_CHECKING:
+    from ospp.dns.publish import Publishing
 
 PRIORITY_NORMAL = "normal"
 PRIORITY_LOW = "low"
@@ -115,15 +118,17 @@ def set_priority(host: KmsHost, low: bool) -> None:
 def set_dns_publishing(host: KmsHost, enabled: bool) -> None:
     """/sdns, /cdns: publishing on or off; turning it on needs 'ospp kms dns set' first."""
     require_activated(host, "DNS publishing")
-    pub = host.publishing()
-    if enabled and not pub.domain:
-        raise UsageError(
-            "DNS publishing has nothing to publish yet: no domain, host name or DNS server is "
-            "configured",
-            "Configure it once: ospp kms dns set --server ADDR --domain DOMAIN --hostname NAME",
-        )
-    pub.enabled = enabled
-    host.set_publishing(pub)
+
+    def change(pub: Publishing) -> None:
+        if enabled and not pub.domain:
+            raise UsageError(
+                "DNS publishing has nothing to publish yet: no domain, host name or DNS server "
+                "is configured",
+                "Configure it once: ospp kms dns set --server ADDR --domain DOMAIN --hostname NAME",
+            )
+        pub.enabled = enabled
+
+    host.change_publishing(change)
 
 
 def uninstall_key(host: KmsHost, act_id: str | None = None) -> Pack:

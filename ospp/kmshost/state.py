@@ -15,7 +15,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _js
@@ -108,10 +108,19 @@ class KmsHost(HostIdentity):
 
         return Publishing.from_json(self.meta().get("dns"))
 
-    def set_publishing(self, pub: Publishing) -> None:
-        if pub.enabled:
-            pub.check()
-        self._set(dns=pub.to_json())
+    def change_publishing(self, change: Callable[[Publishing], None]) -> Publishing:
+        """Read the publishing settings, ``change`` them and store them, in one transaction:
+        two commands changing different settings at once both take effect."""
+        from ospp.dns.publish import Publishing
+
+        with self.db.write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name='dns'").fetchone()
+            pub = Publishing.from_json(row[0] if row else None)
+            change(pub)
+            if pub.enabled:
+                pub.check()
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('dns', ?)", (pub.to_json(),))
+        return pub
 
     def record_publish(self, outcome: str) -> None:
         self._set(dns_last=json.dumps({"at": iso(self.clock.now()), "result": outcome}))
