@@ -797,13 +797,27 @@ def test_fleet_import_of_a_file_that_is_not_an_export_is_a_usage_error(
     assert ospp("machines", "--json").data()["machines"] == []
 
 
-def test_a_resolv_conf_that_is_not_text_is_like_none(ospp: Ospp, tmp_path: Path) -> None:
-    """OSPP_RESOLV_CONF naming a file that is not UTF-8: no domain to search, as without one."""
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"search \xff\xfe\nnameserver 127.0.0.1\n",
+        b"domain a..b\nnameserver 127.0.0.1\n",
+        b"search ok.example a..b\nnameserver 127.0.0.1\n",
+        b"domain " + b"x" * 70 + b".example\nnameserver 127.0.0.1\n",
+    ],
+    ids=["not UTF-8", "an empty label", "one bad name in the search list", "a label over 63"],
+)
+def test_a_resolv_conf_that_cannot_be_read_is_like_none(
+    ospp: Ospp, tmp_path: Path, content: bytes
+) -> None:
+    """OSPP_RESOLV_CONF naming a file that is not text, or names no DNS name: no domain to
+    search, as without one (never an internal error)."""
     conf = tmp_path / "resolv.conf"
-    conf.write_bytes(b"search \xff\xfe\nnameserver 127.0.0.1\n")
+    conf.write_bytes(content)
     ospp("install-product", "ProPlus2021")
-    ran = ospp("dnsdiag", env={"OSPP_RESOLV_CONF": str(conf)})
-    assert ran.code in (1, 4) and "0x8007232B" in ran.out, ran.out + ran.err
+    for args in (("dnsdiag",), ("/act",)):
+        ran = ospp(*args, env={"OSPP_RESOLV_CONF": str(conf)})
+        assert ran.code in (1, 4) and "0x8007232B" in ran.out, ran.out + ran.err
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")

@@ -64,13 +64,15 @@ class Search:
 
 
 def resolver(environ: Mapping[str, str]) -> Resolver:
+    import dns.exception
     import dns.resolver
 
     conf = environ.get("OSPP_RESOLV_CONF")
     try:
         res = dns.resolver.Resolver(filename=conf) if conf else dns.resolver.Resolver()
-    except (OSError, ValueError, dns.resolver.NoResolverConfiguration):
-        # unreadable, or not text (UnicodeDecodeError): no nameservers, as with no file
+    except (OSError, ValueError, dns.exception.DNSException):
+        # unreadable, not text (UnicodeDecodeError), or a domain that is no DNS name (an
+        # empty label, one over 63 bytes): no nameservers, as with no file
         res = dns.resolver.Resolver(configure=False)
     server = environ.get("OSPP_DNS")
     if server:
