@@ -46,6 +46,16 @@ def test_180_days_without_a_kms_host_is_not_licensed_but_activated_before_is_qui
     assert lapsed is not None and lapsed.kind == reminders.NOT_LICENSED
 
 
+def test_swedish_reminders_reach_a_terminal_that_claims_ascii(ospp: Ospp) -> None:
+    """A locale that says ASCII (PYTHONIOENCODING=ascii, LANG=C): the reminders are written
+    in UTF-8 as click writes everything else, never an internal error."""
+    ospp("install-product", PRODUCT, env={"OSPP_NOW": _at(0)})
+    for args in (("service", "--notify", "--lang", "sv"), ("service", "--lang", "sv")):
+        ran = ospp.proc(*args, env={"OSPP_NOW": _at(26), "PYTHONIOENCODING": "ascii"})
+        assert ran.code != 70 and "internal error" not in ran.err, (args, ran.err)
+        assert "nyckelhanteringstjänsten (KMS): 4 dagar kvar" in ran.out, (args, ran.out)
+
+
 def test_service_notify_prints_what_the_user_is_told_in_either_language(ospp: Ospp) -> None:
     ospp("install-product", PRODUCT, env={"OSPP_NOW": _at(0)})
     day2 = ospp("service", "--notify", env={"OSPP_NOW": _at(2)})

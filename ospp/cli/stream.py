@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import shutil
 import sys
@@ -25,6 +26,35 @@ from typing import Any, TextIO, cast
 from ospp.cli.base import SCHEMA_VERSION
 from ospp.core.errors import OsppError, UsageError
 from ospp.core.printable import printable as safe  # as emit() shows text lines
+
+_ASCII = frozenset({"ascii", "us-ascii", "ansi_x3.4-1968", "646"})
+
+
+class _Borrowed(io.TextIOWrapper):
+    """A text layer over standard output's buffer that leaves the buffer open when it goes."""
+
+    def __del__(self) -> None:
+        with contextlib.suppress(ValueError):  # already detached
+            self.detach()
+
+
+_utf8_out: tuple[object, TextIO] | None = None  # (the sys.stdout it wraps, the wrapper)
+
+
+def _stdout() -> TextIO:
+    """Standard output as click.echo writes to it: where the locale claims ASCII (LANG=C,
+    PYTHONIOENCODING=ascii), click writes UTF-8 instead, and so must every line printed here
+    (Swedish text, names from outside shown as they are)."""
+    global _utf8_out
+    out = sys.stdout
+    buffer = getattr(out, "buffer", None)
+    if buffer is None or str(getattr(out, "encoding", "")).lower() not in _ASCII:
+        return out
+    if _utf8_out is None or _utf8_out[0] is not out:
+        out.flush()
+        wrapper = _Borrowed(buffer, "utf-8", "replace", write_through=True)
+        _utf8_out = (out, wrapper)
+    return _utf8_out[1]
 
 
 def printable(text: str) -> str:
@@ -107,7 +137,7 @@ def json_report(
     values are rendered at that point too, so a counter filled while the rows are read may come
     before them. Without ``outcome`` the command succeeded and everything is written at once,
     in order."""
-    out = sys.stdout
+    out = _stdout()
     if outcome is None:
         _write(out, True, command, list(fields), None)
         out.flush()
@@ -136,17 +166,17 @@ def csv_rows(
     columns: Sequence[str], rows: Iterable[dict[str, Any]], header: Sequence[str] = ()
 ) -> None:
     """``columns`` of each row, under ``header`` (the column names when empty)."""
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csv.writer(_stdout(), lineterminator="\n")
     writer.writerow(header or columns)
     for row in rows:
         writer.writerow([row.get(c, "") for c in columns])
-    sys.stdout.flush()
+    _stdout().flush()
 
 
 def text_lines(
     rows: Iterable[dict[str, Any]], line: Callable[[dict[str, Any]], str], empty: str
 ) -> None:
-    out = sys.stdout
+    out = _stdout()
     parts: list[str] = []
     printed = False
     for row in rows:
@@ -178,10 +208,10 @@ class Held:
             return
         self._flush()
         self._spool.seek(0)
-        shutil.copyfileobj(cast(TextIO, self._spool), sys.stdout)
+        shutil.copyfileobj(cast(TextIO, self._spool), _stdout())
         self._spool.seek(0)
         self._spool.truncate()
-        self.held, self._out = False, sys.stdout
+        self.held, self._out = False, _stdout()
 
     def __enter__(self) -> Held:
         return self
@@ -200,8 +230,8 @@ class Held:
             self._flush()
             if self.held and self.release:
                 self._spool.seek(0)
-                shutil.copyfileobj(cast(TextIO, self._spool), sys.stdout)
-            sys.stdout.flush()
+                shutil.copyfileobj(cast(TextIO, self._spool), _stdout())
+            _stdout().flush()
         finally:
             self._spool.close()
 
