@@ -571,3 +571,23 @@ def test_service_all_passes_over_a_machine_removed_meanwhile(ospp: Ospp) -> None
             list(fleetact.service(["ws1", "gone"], environ, pools))
     finally:
         pools.close()
+
+
+def test_remove_deletes_machines_only(ospp: Ospp) -> None:
+    """Directories under machines/ that ospp did not make are no machines: not listed, not
+    removed; a machine's directory that also holds someone's files is left with them."""
+    import shutil
+
+    ospp("fleet", "create", "ws", "4", "--product", "ProPlus2021")
+    root = ospp.home / "client" / "machines"
+    (root / "ws 9").mkdir()
+    (root / "ws 9" / "notes.txt").write_text("mine")
+    shutil.copytree(root / "ws2", root / "WS7")  # addressed as 'ws7', which does not exist
+    (root / "ws3" / "notes.txt").write_text("mine too")
+    (root / "ws5").mkdir()  # no store: not a machine
+    assert ospp("machines", "--json").data()["machines"] == ["ws1", "ws2", "ws3", "ws4"]
+    ran = ospp("fleet", "remove", "ws*", "--json")
+    assert ran.code != 0 and "notes.txt" in ran.out, ran.out
+    assert sorted(p.name for p in root.iterdir()) == ["WS7", "ws 9", "ws3", "ws5"]
+    assert (root / "ws3" / "notes.txt").read_text() == "mine too"
+    assert (root / "ws 9" / "notes.txt").read_text() == "mine"

@@ -35,24 +35,59 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import machine_dir, machine_name, machines_root, write_new
 from ospp.machine import client
-from ospp.machine.store import STORE_FILE, MachineStore, NoMachine, machines_unreadable
+from ospp.machine.hardware import HARDWARE_FILE
+from ospp.machine.store import (
+    STORE_FILE,
+    MachineStore,
+    NoMachine,
+    holds_store,
+    machines_unreadable,
+)
 from ospp.machine.workers import parallel
 
 MAX_COUNT = 100_000
 CSV_FIELDS = ("machine", "product", "key", "kms_host")
 
 
+def _machine_named(name: str) -> bool:
+    """Whether a directory called ``name`` is one ospp makes for a machine: a valid computer
+    name, in lower case where names are case-sensitive (ospp addresses 'WS2' as 'ws2')."""
+    try:
+        return machine_name(name) == (name.lower() if os.name == "nt" else name)
+    except UsageError:
+        return False
+
+
 def names(home: Path, glob: str | None = None) -> list[str]:
-    """Machine names under ``home`` matching ``glob`` (case-insensitive), sorted."""
+    """Machine names under ``home`` matching ``glob`` (case-insensitive), sorted: the
+    directories with a machine's name that hold a licence store (a directory someone else
+    put there is not a machine)."""
     root = machines_root(home)
     pattern = glob.lower() if glob else None
     try:
-        entries = [e.name for e in os.scandir(root) if e.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
+        entries = [
+            e.name
+            for e in os.scandir(root)
+            if e.is_dir(follow_symlinks=False)
+            and (pattern is None or fnmatch.fnmatchcase(e.name.lower(), pattern))
+            and _machine_named(e.name)
+            and holds_store(Path(e.path))
+        ]
+    except FileNotFoundError:
         return []
-    except OSError as exc:
+    except OSError as exc:  # a file in its place, too
         raise machines_unreadable(root, exc) from exc
-    return sorted(n for n in entries if pattern is None or fnmatch.fnmatchcase(n, pattern))
+    return sorted(entries)
+
+
+def _foreign(directory: Path) -> list[str]:
+    """What a machine's directory holds that ospp does not write there: its store (with
+    SQLite's files beside it), its hardware profile, and their temporary files."""
+    ours = (STORE_FILE, f".{STORE_FILE}.", HARDWARE_FILE, f".{HARDWARE_FILE}.")
+    try:
+        return sorted(e.name for e in os.scandir(directory) if not e.name.startswith(ours))
+    except FileNotFoundError:
+        return []
 
 
 def require(home: Path, glob: str | None) -> list[str]:
@@ -297,8 +332,22 @@ def install_key(
 def remove(home: Path, glob: str) -> Iterator[Done]:
     """Delete every machine matching ``glob``."""
     for name in require(home, glob):
+        directory = machine_dir(home, name)
         try:
-            removed = _remove_dir(machine_dir(home, name))
+            foreign = _foreign(directory)
+            if foreign:
+                yield Done(
+                    name,
+                    "failed",
+                    StoreError(
+                        E_ACCESS_DENIED,
+                        f"{name}: its directory {directory} also holds what ospp did not put "
+                        f"there ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''})"
+                        "; it was left as it is",
+                    ),
+                )
+                continue
+            removed = _remove_dir(directory)
         except OSError as exc:
             yield Done(name, "failed", StoreError(E_ACCESS_DENIED, f"{name}: {exc}"))
         else:

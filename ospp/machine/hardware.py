@@ -64,8 +64,11 @@ def _random_value() -> str:
     return secrets.token_hex(6)
 
 
+HARDWARE_FILE = "hardware.json"
+
+
 def _path(directory: Path) -> Path:
-    return directory / "hardware.json"
+    return directory / HARDWARE_FILE
 
 
 def _fresh() -> dict[str, object]:

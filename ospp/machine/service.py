@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 from ospp.core.catalog import Channel
 from ospp.core.errors import OsppError
-from ospp.core.paths import machines_root
 from ospp.machine.status import LICENSED
-from ospp.machine.store import Licence, MachineStore, holds_store, machines_unreadable
+from ospp.machine.store import Licence, MachineStore
 
 if TYPE_CHECKING:
     from ospp.machine.kmsclient import Pool
@@ -63,15 +62,11 @@ def due(
 
 
 def machine_names(home: Path) -> list[str]:
-    """Every simulated machine under ``home`` (a directory holding a store), sorted."""
-    root = machines_root(home)  # a file in its place is reported
-    try:
-        entries = sorted(root.iterdir())
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise machines_unreadable(root, exc) from exc
-    return [p.name for p in entries if holds_store(p)]
+    """Every simulated machine under ``home`` (a directory with a machine's name holding a
+    store), sorted."""
+    from ospp.machine.fleet import names
+
+    return names(home)
 
 
 def run(

@@ -7,6 +7,7 @@ see that no update was lost.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
@@ -158,12 +159,16 @@ def machines_unreadable(root: Path, exc: OSError) -> StoreError:
 
 
 def holds_store(directory: Path) -> bool:
-    """Whether a machine's directory holds its store; one that cannot be looked into (a
-    mode that forbids it) counts, so that opening it reports why."""
+    """Whether a machine's directory holds its store. Anything in the store's place (a FIFO,
+    a link) counts, and so does a directory that cannot be looked into (a mode that forbids
+    it), so that opening it reports why."""
     try:
-        return (directory / STORE_FILE).is_file()
+        os.lstat(directory / STORE_FILE)
+    except FileNotFoundError:
+        return False
     except OSError:
         return True
+    return True
 
 
 class MachineStore:
