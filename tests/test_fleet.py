@@ -12,12 +12,13 @@ import sqlite3
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ospp.core.errors import OsppError
-from tests.conftest import GVLK_2016, GVLK_2021, Ospp
+from tests.conftest import GVLK_2016, GVLK_2021, Ospp, Ran
 from tests.kmsutil import Host, make_host
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -591,3 +592,58 @@ def test_remove_deletes_machines_only(ospp: Ospp) -> None:
     assert sorted(p.name for p in root.iterdir()) == ["WS7", "ws 9", "ws3", "ws5"]
     assert (root / "ws3" / "notes.txt").read_text() == "mine too"
     assert (root / "ws 9" / "notes.txt").read_text() == "mine"
+
+
+def _interrupt_when(ospp: Ospp, args: tuple[str, ...], ready: Callable[[], bool]) -> Ran:
+    """Run ospp with ``args`` and press Ctrl+C (SIGINT) once ``ready()`` holds."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ospp", *args],
+        env={**os.environ, **ospp.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert proc.poll() is None, "finished before it could be interrupted"
+            assert time.monotonic() < deadline, "never got going"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Ran(proc.returncode, out, err)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Ctrl+C is not a signal there")
+def test_an_interrupted_create_says_what_it_created_and_an_import_undoes_it(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    root = ospp.home / "client" / "machines"
+
+    def made() -> int:
+        return len(list(root.glob("*/licenses.db"))) if root.exists() else 0
+
+    ran = _interrupt_when(
+        ospp, ("fleet", "create", "lab", "20000", "--product", "ProPlus2021"), lambda: made() > 50
+    )
+    assert ran.code == 130, (ran.out, ran.err)
+    stored = sorted(p.parent.name for p in root.glob("*/licenses.db"))
+    assert f"{len(stored)} of the 20000 machines were created" in ran.out, ran.out
+    assert f"({stored[0]} .. {stored[-1]})" in ran.out and "nothing was changed" not in ran.out
+    assert ospp("fleet", "status", "--json").data()["summary"] == {"OOB_GRACE": len(stored)}
+    removed = ospp("fleet", "remove", "lab*")
+    assert removed.code == 0 and made() == 0, (removed.out, [p for p in root.rglob("*")][:10])
+    # an import is all or nothing: interrupted, it removes what it created
+    rows = "".join(f"imp{n:05d},ProPlus2021,,\n" for n in range(1, 8001))
+    csv_file = tmp_path / "fleet.csv"
+    csv_file.write_text("machine,product,key,kms_host\n" + rows)
+    ran = _interrupt_when(ospp, ("fleet", "import", str(csv_file)), lambda: made() > 50)
+    assert ran.code == 130 and "nothing was changed" in ran.out, (ran.out, ran.err)
+    assert made() == 0 and ospp("machines", "--json").data()["machines"] == []

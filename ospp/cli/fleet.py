@@ -6,6 +6,7 @@ with --json) and end with counts by outcome. Text and CSV rows are printed as th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections import Counter
@@ -18,7 +19,15 @@ import click
 
 from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, reports
 from ospp.core.clock import clock_from_env, iso, parse_duration, parse_time
-from ospp.core.errors import LicensingError, OsppError, StoreError, UsageError, hex_code
+from ospp.core.errors import (
+    N_,
+    Cancelled,
+    LicensingError,
+    OsppError,
+    StoreError,
+    UsageError,
+    hex_code,
+)
 from ospp.core.paths import ospp_home
 from ospp.core.printable import csv_cell, printable
 
@@ -93,6 +102,23 @@ def create(
         made = fleet.create(home, names, spec, clock, templates)
         for done in progress(made, count, "creating"):
             counts[done.outcome] += 1
+    except KeyboardInterrupt:
+        # What was created stays (each machine is whole); say so, and how to go on.
+        kept = [n for n in fleet.names(home, f"{names.base}*") if n in names]
+        raise Cancelled(
+            interrupted=True,
+            kept=N_(
+                "{done} of the {count} machines were created ({first} .. {last}); remove "
+                "them with 'ospp fleet remove {glob}' before creating them again",
+                done=len(kept),
+                count=count,
+                first=kept[0] if kept else names[0],
+                last=kept[-1] if kept else names[0],
+                glob=f"{names.base}*",
+            )
+            if kept
+            else None,
+        ) from None
     finally:
         templates.close()
     lines = [f"{names[0]} .. {names[-1]}: {product}", summary(counts)]
@@ -319,8 +345,9 @@ def import_(file: Path) -> Result:
     counts: Counter[str] = Counter()
     try:
         rows = fleet.import_rows(home, file, clock, templates, text)
-        for done in progress(rows, total, "importing"):
-            counts[done.outcome] += 1
+        with contextlib.closing(rows):  # interrupted, it undoes what it made before it ends
+            for done in progress(rows, total, "importing"):
+                counts[done.outcome] += 1
     finally:
         templates.close()
     return Result([summary(counts)], {"summary": counts}, banners=False)

@@ -18,7 +18,7 @@ import shutil
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -476,17 +476,22 @@ def check_import(home: Path, path: Path, text: str | None = None) -> int:
 
 def import_rows(
     home: Path, path: Path, clock: Clock, templates: Templates, text: str | None = None
-) -> Iterator[Created]:
-    """Create the machines of a checked file; if one appeared meanwhile, undo them all."""
+) -> Generator[Created, None, None]:
+    """Create the machines of a checked file; if one appeared meanwhile, or the import is
+    interrupted (Ctrl+C), undo them all."""
     made: list[str] = []
     created_at = iso(clock.now())
-    for line, name, spec in read_csv(path, text):
-        if not place(home, name, _copy(templates.get(spec), created_at)):
-            for undo in made:
-                shutil.rmtree(machine_dir(home, undo), ignore_errors=True)
-            raise UsageError(
-                f"{path} line {line}: machine {name} was created by someone else meanwhile",
-                "Nothing was imported.",
-            )
-        made.append(name)
-        yield Created(name, "created")
+    try:
+        for line, name, spec in read_csv(path, text):
+            made.append(name)  # before it exists: an interrupt may come as it is written
+            if not place(home, name, _copy(templates.get(spec), created_at)):
+                made.pop()  # someone else's
+                raise UsageError(
+                    f"{path} line {line}: machine {name} was created by someone else meanwhile",
+                    "Nothing was imported.",
+                )
+            yield Created(name, "created")
+    except BaseException:  # the error above, an interrupt, the caller closing this early
+        for undo in made:
+            shutil.rmtree(machine_dir(home, undo), ignore_errors=True)
+        raise

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 # Threads per fleet operation.
 WORKERS = 8
+JOIN_TIMEOUT = 30.0  # seconds to wait for the items in hand when a fleet operation stops
 T = TypeVar("T")
 R = TypeVar("R")
 _STOP = object()
@@ -91,5 +92,9 @@ def parallel(
                     room.release()
     finally:
         abort.set()  # the caller stopped early, or a failure: feed nothing more
+        # Workers finish the item in hand (and skip the rest): once this returns, or an
+        # interrupt leaves it, nothing more is done behind the caller's back.
+        for t in threads[1:]:
+            t.join(JOIN_TIMEOUT)
     if failure is not None:
         raise failure
