@@ -177,6 +177,8 @@ def test_kms_ping_is_a_signed_round_trip(ospp: Ospp, served, tmp_path):
     stranger = {"OSPP_HOME": str(tmp_path / "s"), "OSPP_CENTER_HOME": str(tmp_path / "sc")}
     other = ospp("kms", "ping", f"127.0.0.1:{host.port}", env=stranger)
     assert other.code == 0 and "no trusted authority installed" in other.out
+    unchecked = ospp("kms", "ping", f"127.0.0.1:{host.port}", "--json", env=stranger)
+    assert unchecked.data()["product_id"] is None and unchecked.data()["trusted"] is False
     # Nothing listening: exit 4.
     host.stop()
     down = ospp("kms", "ping", f"127.0.0.1:{host.port}")

@@ -439,7 +439,12 @@ DATA: dict[str, Schema] = {
     "kms ping": obj(
         kms_host=string(),
         epid=string(),
-        product_id=string(),
+        product_id=nullable(
+            string(
+                "The host key's product, from its certificate; null when no authority is "
+                "trusted (the certificate was not checked)."
+            )
+        ),
         trusted=boolean(),
         round_trip_ms=number(),
     ),
