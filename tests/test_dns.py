@@ -157,6 +157,27 @@ def test_failover_when_the_priority_0_host_is_dead(ospp: Ospp, bind: Bind, sub: 
     assert shown == f"live.{sub}:{host.port}"
 
 
+def test_a_client_tries_at_most_16_srv_records_of_a_domain(ospp: Ospp, bind: Bind, sub: str):
+    """An answer can carry a thousand records, each worth two address lookups and a
+    connection: a client tries the first 16 in RFC 2782 order, and so does dnsdiag."""
+    dead = closed_port()
+    bind.update(
+        *[
+            ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"{n} 100 {dead} h{n}.{sub}.")
+            for n in range(40)
+        ],
+        *[("add", f"h{n}.{sub}.", "A", 60, "127.0.0.1") for n in range(40)],
+    )
+    ospp("install-product", "ProPlus2021", "m1")
+    ospp(f"/skms-domain:{sub}", "m1")
+    ran = ospp("act", "m1", "--json", env=dns_env(bind))
+    assert ran.code == 4, ran.out
+    targets = ospp("dhistorykms", "m1", "--json").data()["entries"]
+    assert len(targets) == 16
+    order = ospp("dnsdiag", "m1", "--json", env=dns_env(bind)).data()["order"]
+    assert order == [f"h{n}.{sub}:{dead}" for n in range(16)]
+
+
 def test_all_hosts_dead_lists_each_one(ospp: Ospp, bind: Bind, sub: str):
     a, b = closed_port(), closed_port()
     bind.update(

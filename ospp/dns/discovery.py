@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 SERVICE = "_vlmcs._tcp"
 LIFETIME = 3.0
+# A client tries at most this many of a domain's SRV records (in RFC 2782 order): an answer
+# can carry a thousand, each costing two address lookups.
+MAX_RECORDS = 16
+# Seconds spent resolving SRV targets before trying the hosts found so far.
+ADDRESS_BUDGET = 10.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ def lookup(res: Resolver, domain: str) -> DomainResult:
         for r in answer.rrset.processing_order()
         if isinstance(r, SRV)
     ]
-    records = [r for r in records if r.target not in ("", ".")]
+    records = [r for r in records if r.target not in ("", ".")][:MAX_RECORDS]
     if not records:
         result.outcome = "unavailable"
         result.detail = 'the SRV target is ".": the service is declared not available here'
@@ -198,11 +203,16 @@ def find_hosts(
 
     Raises 0x8007232B / 0x8007232A when there is none.
     """
+    import time
+
     found = search(lookup_domain, environ)
     res = resolver(environ)
     hosts: list[Endpoint] = []
     names: dict[str, str] = {}
+    deadline = time.monotonic() + ADDRESS_BUDGET
     for _, record in found.ordered():
+        if hosts and time.monotonic() > deadline:
+            break  # enough time spent on names that do not resolve: try what was found
         resolved = addresses(res, record.target, record.port)
         resolved = resolved or [Endpoint(record.target, record.port)]  # let connect say why
         for endpoint in resolved:
