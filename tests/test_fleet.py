@@ -574,6 +574,26 @@ def test_service_all_passes_over_a_machine_removed_meanwhile(ospp: Ospp) -> None
         pools.close()
 
 
+def test_service_all_reports_an_unreadable_store_and_serves_the_others(ospp: Ospp) -> None:
+    """One damaged store among many: 'service --all' reports it on its own row, as the
+    fleet commands do, and still serves every other machine."""
+    ospp("fleet", "create", "ws", "3", "--product", "ProPlus2021")
+    damaged = ospp.store_file("ws2")
+    damaged.write_bytes(b"garbage")
+    env = {"OSPP_NOW": "+6h"}
+    ran = ospp("service", "--all", "--json", env=env)
+    assert ran.code == 4 and ran.json()["ok"] is False, ran.out  # the first failure: ws1's
+    rows = {a["machine"]: a for a in ran.data()["actions"]}
+    assert rows["ws2"]["action"] == "read" and rows["ws2"]["product_id"] is None
+    assert rows["ws2"]["error"]["code"] == "0x8007000D"
+    for served in ("ws1", "ws3"):  # their activation was tried (no KMS host: it failed)
+        assert rows[served]["action"] == "activate", rows[served]
+        assert len(ospp("/dhistorykms", served, "--json").data()["entries"]) == 1
+    text = ospp("service", "--all", env={"OSPP_NOW": "+12h"})
+    assert "ws2: cannot be read: 0x8007000D" in text.out and "ws3: ProPlus2021" in text.out
+    assert damaged.read_bytes() == b"garbage"
+
+
 def test_remove_deletes_machines_only(ospp: Ospp) -> None:
     """Directories under machines/ that ospp did not make are no machines: not listed, not
     removed; a machine's directory that also holds someone's files is left with them."""

@@ -259,7 +259,12 @@ DATA: dict[str, Schema] = {
         entries=array(
             obj(
                 sku_id=string(),
-                target=string(),
+                target=nullable(
+                    string(
+                        "The KMS host asked (HOST:PORT); null when none was found to ask "
+                        "(DNS discovery failed)."
+                    )
+                ),
                 code=string(),
                 code_int=integer(),
                 detail=string(),
@@ -506,9 +511,16 @@ DATA: dict[str, Schema] = {
             obj(
                 optional=("ok", "kms_host", "count", "error"),
                 machine=string(),
-                product_id=string(),
+                product_id=nullable(
+                    string("Null when the machine's store could not be read (see error).")
+                ),
                 status=string(),
-                action=nullable(string("What was due (activate, renew), or null.")),
+                action=nullable(
+                    string(
+                        "What was due (activate, renew), or null; read when the machine's "
+                        "store could not be read."
+                    )
+                ),
                 ok=boolean(),
                 kms_host=string("The KMS host that answered."),
                 count=integer(),

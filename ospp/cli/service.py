@@ -61,9 +61,17 @@ def service(
     counts: Counter[str] = Counter()
     first: list[OsppError] = []  # the first failure
 
+    unreadable: set[str | None] = set()  # with --all: reported by the pass, machine by machine
+
     def services() -> Iterator[dict[str, Any]]:
         for name in names:  # /osppsvcauto and /osppsvcrestart set it; the pass runs regardless
-            store = client.open_machine(name)
+            try:
+                store = client.open_machine(name)
+            except OsppError:
+                if not all_machines:
+                    raise
+                unreadable.add(name)
+                continue
             try:
                 yield {"machine": store.name, **client.service_state(store)}
             finally:
@@ -83,9 +91,12 @@ def service(
     def failure() -> OsppError | None:
         return first[0] if first else None
 
+    def readable() -> list[str | None]:
+        return [n for n in names if n not in unreadable]
+
     def reminders() -> Iterator[tuple[str, Any]]:
         if len(names) <= REMINDERS_UP_TO:
-            yield from _notify(names, lang).data.items()
+            yield from _notify(readable(), lang).data.items()
 
     pools = fleetact.Pools()  # one connection per KMS host, shared by the worker threads
     try:
@@ -107,7 +118,7 @@ def service(
             if len(names) > 1:
                 out.line(summary(counts))
             if len(names) <= REMINDERS_UP_TO:
-                for line in _notify(names, lang).lines:
+                for line in _notify(readable(), lang).lines:
                     out.line(line)
             out.go()  # after a progress bar, every line now
             out.release = bool(first)  # with --quiet, the lines are printed only on failure
@@ -131,6 +142,9 @@ def action_row(done: Action) -> dict[str, Any]:
 
 
 def action_line(row: dict[str, Any]) -> str:
+    if row["product_id"] is None:  # the store could not be read
+        error = row["error"]
+        return f"{row['machine']}: cannot be read: {error['code']} {error['message']}"
     where = f"{row['machine']}: {row['product_id']}"
     if row["action"] is None:
         return f"{where}: nothing due ({row['status']})"

@@ -17,7 +17,7 @@ from ospp.core.paths import ospp_home
 from ospp.machine import client
 from ospp.machine.fleet import require
 from ospp.machine.kmsclient import Pool
-from ospp.machine.service import Action
+from ospp.machine.service import READ, Action
 from ospp.machine.store import MachineStore, NoMachine
 from ospp.machine.workers import parallel
 
@@ -121,6 +121,12 @@ def service(
             if listed:
                 return
             raise
+        except OsppError as exc:  # a store that cannot be read
+            if not listed:
+                raise
+            # one machine of many: reported with the others', the pass goes on
+            yield Action(str(name), None, "ERROR", READ, error=exc)
+            return
         try:
             yield from run_one(store, environ, pools.get())
         finally:

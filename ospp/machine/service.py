@@ -22,14 +22,18 @@ if TYPE_CHECKING:
     from ospp.machine.kmsclient import Pool
 
 
+# The action of a machine whose store could not be read: its error says why.
+READ = "read"
+
+
 @dataclass(frozen=True)
 class Action:
     """What the service did (or found not due) for one licence of one machine."""
 
     machine: str
-    product: str
+    product: str | None  # None when the machine's store could not be read (READ)
     status: str
-    action: str | None  # "activate", "renew" or None (nothing due)
+    action: str | None  # "activate", "renew", READ, or None (nothing due)
     host: str | None = None
     count: int | None = None
     error: OsppError | None = None
