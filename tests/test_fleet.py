@@ -667,3 +667,17 @@ def test_an_interrupted_create_says_what_it_created_and_an_import_undoes_it(
     ran = _interrupt_when(ospp, ("fleet", "import", str(csv_file)), lambda: made() > 50)
     assert ran.code == 130 and "nothing was changed" in ran.out, (ran.out, ran.err)
     assert made() == 0 and ospp("machines", "--json").data()["machines"] == []
+
+
+def test_export_to_standard_output_is_refused_not_written_to_a_file_named_dash(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    ospp("fleet", "create", "ex", "1", "--product", "ProPlus2021")
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        ran = ospp("fleet", "export", "-")
+    finally:
+        os.chdir(here)
+    assert ran.code == 2 and "not standard output" in ran.out, ran.out
+    assert not (tmp_path / "-").exists()

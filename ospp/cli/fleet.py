@@ -319,6 +319,11 @@ def export(file: Path, glob: str | None) -> Result:
     """Write machine, product, key, KMS host to FILE.csv (owner-only: it holds full keys)."""
     from ospp.machine import fleetview
 
+    if str(file) == "-":  # not standard output: the full keys would go wherever it goes
+        raise UsageError(
+            "fleet export writes a file, not standard output: it holds full product keys",
+            "Give a file name; it is created owner-only.",
+        )
     n = sum(1 for _ in fleetview.export(ospp_home(), glob, file, clock_from_env()))
     return Result([f"Exported {n} machine(s) to {file}"], {"machines": n, "file": str(file)},
                   banners=False)  # fmt: skip

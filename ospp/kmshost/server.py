@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ospp.core.clock import iso
-from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_ARG, OsppError, StoreError, hex_code
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_INVALID_ARG,
+    OsppError,
+    StoreError,
+    UsageError,
+    hex_code,
+)
 from ospp.dns.publish import publish
 from ospp.kmshost.ping import ping_reply
 from ospp.kmshost.request import Request, parse_item
@@ -204,11 +211,11 @@ def open_log(target: str) -> TextIO | None:
     try:
         return Path(target).open("a", encoding="utf-8")
     except OSError as exc:
-        raise StoreError(
-            E_ACCESS_DENIED if isinstance(exc, PermissionError) else E_INVALID_ARG,
-            f"cannot open the request log {target}: {exc.strerror or exc}",
-            "Give a writable file path, '-' for stderr, or 'none'.",
-        ) from exc
+        why = f"cannot open the request log {target}: {exc.strerror or exc}"
+        hint = "Give a writable file path, '-' for stderr, or 'none'."
+        if isinstance(exc, PermissionError):
+            raise StoreError(E_ACCESS_DENIED, why, hint) from exc
+        raise UsageError(why, hint) from exc  # a directory, a missing directory: the argument
 
 
 def publish_retry_delay(failures: int, interval: float) -> float:
