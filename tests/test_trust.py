@@ -721,6 +721,25 @@ def test_fleet_and_rearm_judge_a_machine_by_its_kms_policy_as_dstatus_does(ospp:
     assert sku not in ospp("/rearm", "fp2", "--json", env=later).data()["rearmed"]
 
 
+def test_rearm_checks_activations_whose_seal_no_longer_matches(ospp: Ospp, tmp_path):
+    """A new trust anchor unseals every activation, so /rearm verifies them in full while
+    it writes: it reads the store inside its own transaction (never an internal error)."""
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
+    ospp.install("ProPlus2021", "rt1")
+    assert ospp("/inpkey:" + key, "rt1", "--act").code == 0
+    other = {"OSPP_CENTER_HOME": str(tmp_path / "other-centre")}
+    assert ospp("center", "init", env=other).code == 0
+    pub = tmp_path / "other.json"
+    pub.write_text(ospp("center", "pubkey", env=other).out)
+    assert ospp("trust", "add", str(pub)).code == 0
+    sku = _sku_mak("ProPlus2021")
+    for args in (("/rearm", "rt1", "--json"), ("slmgr", "/rearm", "rt1", "--json")):
+        ran = ospp(*args)
+        assert ran.code == 0, (args, ran.out)
+        assert sku not in ran.data().get("rearmed", []), ran.out  # the MAK licence is licensed
+    assert product_status(ospp, "rt1", "ProPlus2021")["status"] == "LICENSED"
+
+
 # -- keys of small order -----------------------------------------------------------------------
 
 _P = 2**255 - 19

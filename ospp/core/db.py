@@ -523,8 +523,12 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent snapshot for reading."""
+        """A consistent snapshot for reading; inside this store's open write transaction
+        (a check run while writing), that transaction, with what it wrote so far."""
         conn = self._conn
+        if conn.in_transaction:
+            yield conn
+            return
         try:
             conn.execute("BEGIN")
         except sqlite3.Error as exc:
