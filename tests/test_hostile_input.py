@@ -257,3 +257,11 @@ def test_publishing_settings_changed_at_once_both_take_effect(ospp: Ospp) -> Non
     finally:
         host.db.close()
     assert (pub.ttl, pub.weight) == (500, 7)
+
+
+@pytest.mark.parametrize("seconds", ["-1", "0", "nan", "inf", "1e9"])
+def test_an_idle_timeout_that_is_no_timeout_is_refused(ospp: Ospp, seconds: str) -> None:
+    ran = ospp.proc(
+        "kms", "serve", "--listen", "127.0.0.1:0", "--idle-timeout", seconds, timeout=30
+    )
+    assert ran.code == 2 and "--idle-timeout" in ran.out + ran.err, (ran.out, ran.err)

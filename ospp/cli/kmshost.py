@@ -283,6 +283,13 @@ def ping(address: str) -> Result:
     )
 
 
+def _finite(param: click.Parameter, value: float) -> float:
+    """A range check NaN passes (every comparison with it is false): refuse it here."""
+    if value != value:
+        raise click.BadParameter("NaN is not a number of seconds", param=param)
+    return value
+
+
 @kms_group.command("serve")
 @click.option(
     "--listen",
@@ -295,11 +302,12 @@ def ping(address: str) -> Result:
 )
 @click.option(
     "--idle-timeout",
-    type=float,
+    type=click.FloatRange(min=0.1, max=86400.0),
+    callback=lambda ctx, param, value: _finite(param, value),
     default=30.0,
     show_default=True,
     metavar="SECONDS",
-    help="Close connections idle this long.",
+    help="Close connections idle this long (0.1 to 86400).",
 )
 @click.option(
     "--log",
