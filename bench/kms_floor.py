@@ -118,7 +118,11 @@ def serve(mode: str, directory: str) -> None:
         print("LISTENING", server.sockets[0].getsockname()[1], flush=True)
         await server.serve_forever()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if journal is not None:
+            os.close(journal)
 
 
 def blocking_client(port: int, frames: list[bytes]) -> list[float]:

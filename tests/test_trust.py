@@ -819,3 +819,37 @@ def test_a_host_certified_for_a_key_of_small_order_is_refused(ospp: Ospp):
     finally:
         rogue.close()
     assert product_status(ospp, "so1", "ProPlus2021")["status"] == "OOB_GRACE"
+
+
+def test_an_authority_key_of_small_order_is_not_trusted(ospp: Ospp, tmp_path):
+    """A public key file whose Ed25519 key is of small order would let anyone sign licences
+    that verify under it: 'trust add' refuses it."""
+    from ospp.protocol.crypto import b64
+
+    assert ospp("center", "init").code == 0
+    genuine = json.loads(ospp("center", "pubkey").out)
+    for raw in SMALL_ORDER[:4]:
+        forged = {k: v for k, v in genuine.items() if k != "fingerprint"}
+        forged.update(name="anyone", ed25519=b64(raw))
+        path = tmp_path / "forged.json"
+        path.write_text(json.dumps(forged))
+        ran = ospp("trust", "add", str(path))
+        assert ran.code != 0 and "small order" in ran.out, ran.out
+    names = [a["name"] for a in ospp("trust", "list", "--json").data()["anchors"]]
+    assert "anyone" not in names
+
+
+def test_a_resealed_mak_activation_time_that_is_not_a_time_is_a_store_error(ospp: Ospp):
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
+    ospp.install("ProPlus2021", "mt1")
+    assert ospp("/inpkey:" + key, "mt1", "--act").code == 0
+    sku = _sku_mak("ProPlus2021")
+    with sqlite3.connect(ospp.store_file("mt1")) as conn:
+        (blob,) = conn.execute("SELECT activation FROM licenses WHERE sku_id=?", (sku,)).fetchone()
+    conn.close()
+    act = json.loads(blob)
+    act["activated_at"] = {"x": "\x1b[2J"}
+    reseal(ospp, "mt1", sku, act)
+    for args in (("/dstatus", "mt1"), ("fleet", "status", "--json")):
+        ran = ospp(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out + ran.err, (args, ran.out)

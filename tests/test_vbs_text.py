@@ -377,7 +377,7 @@ def test_the_user_and_password_after_the_computer_name_are_accepted_and_ignored(
     # cscript ospp.vbs /option[:value] [ComputerName] [User] [Password]: scripts that manage
     # remote computers pass credentials; simulated machines need none
     ospp.install(PRODUCT, "pc1")
-    at = {"OSPP_NOW": "2030-01-01T00:00:00Z"}  # the grace left is the same in both
+    at = {"OSPP_NOW": "2030-01-01T00:00:00Z"}  # one time for both: the output depends on it
     plain = ospp("/dstatus", "pc1", env=at)
     ran = ospp.proc("/dstatus", "pc1", "CORP\\admin", "s3cret!", env=at)
     assert ran.code == 0, ran.err

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from ospp.kmshost.packs import MIGRATION as PACKS_MIGRATION
 
-# The canonical form of a stored CMID, in SQL (ospp.protocol.cmid.canonical_cmid): a GUID
-# in braces loses them, and every CMID is lower case.
+# The canonical form of a stored CMID, in SQL, as ospp.protocol.cmid.canonical_cmid writes
+# a GUID: braces dropped, lower case. (Rows that are no GUID, which hosts no longer store,
+# are only unbraced and lower-cased; no request can refresh them, so they age out.)
 _CANONICAL = (
     "lower(CASE WHEN length(cmid) = 38 AND substr(cmid, 1, 1) = '{' "
     "AND substr(cmid, 38, 1) = '}' THEN substr(cmid, 2, 36) ELSE cmid END)"
 )
 
-# Hosts once stored a CMID as the client spelled it, so one machine that wrote its ID in
-# upper case or in braces had an entry per spelling, and was counted once per spelling.
+# Hosts once stored a CMID as the client spelled it (lower-cased), so one machine that wrote
+# its ID in braces and without had an entry per spelling, and was counted once per spelling.
 # Requests are now counted by the canonical form: each machine's entries merge into one,
 # which keeps the earliest first sighting, the latest last sighting (with the product,
 # name and status reported then) and the sum of the requests.

@@ -295,9 +295,9 @@ class MachineStore:
                 # The times status reads compute with (the seal says who wrote them, not
                 # that they are times): a KMS activation's expiry and when it was made.
                 kms = sku.channel is Channel.KMS_CLIENT or activation.get("kind") == "kms"
-                for name in ("valid_until", "activated_at") if kms else ():
-                    if _dt(activation.get(name)) is None:
-                        raise ValueError(f"the KMS activation has no {name} time")
+                for name in ("valid_until", "activated_at"):
+                    if (kms or name in activation) and _dt(activation.get(name)) is None:
+                        raise ValueError(f"the activation has no {name} time")
             if row[3] is not None and not isinstance(row[3], str):
                 raise ValueError("the product key is not text")
             installed, grace = _dt(row[1]), _dt(row[2])

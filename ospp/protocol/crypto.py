@@ -71,6 +71,8 @@ class PublicBundle:
             raise ValueError(f"the name is not 1-{MAX_AUTHORITY_NAME} printable characters")
         bundle = cls(name, unb64(data["ed25519"]), data["dsa"].encode("ascii"))
         ed25519.Ed25519PublicKey.from_public_bytes(bundle.ed25519)  # 1. well-formed keys
+        if not usable_ed25519_key(bundle.ed25519):
+            raise ValueError("the ed25519 key is one anyone can sign under (of small order)")
         key = serialization.load_pem_public_key(bundle.dsa_pem)
         if not isinstance(key, dsa.DSAPublicKey):
             raise ValueError("the dsa entry is not a DSA public key")
@@ -80,11 +82,7 @@ class PublicBundle:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Check an Ed25519 signature made by this authority's licence key."""
-        try:
-            ed25519.Ed25519PublicKey.from_public_bytes(self.ed25519).verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return verify_ed25519(self.ed25519, message, signature)
 
     def verify_cid(self, message: bytes, r: int, s: int) -> bool:
         """Check a DSA signature (r, s) over ``message`` made by the phone centre."""
