@@ -376,6 +376,44 @@ def test_a_burst_over_the_protocol_never_overshoots(pg_ospp: Ospp, pg_url: str, 
     assert sum(ok for ok, _ in results) == 60
 
 
+def test_a_kms_host_is_counted_by_its_signing_key_on_either_store(center: Ospp):
+    """Online activation counts a host by its signing key (as the phone centre does): one
+    key under several CMIDs is one host; a host recorded by its CMID before stays one."""
+    from ospp.authority.state import Authority
+    from ospp.core.clock import clock_from_env
+    from ospp.protocol import keys
+    from ospp.protocol.crypto import HostKey, b64
+    from ospp.protocol.phone import machine_tag
+
+    authority = Authority.open(
+        Path(center.env["OSPP_CENTER_HOME"]), clock_from_env({}), environ=center.env
+    )
+    try:
+        key = authority.issue_key("ProPlus2024", "kms-host", 6)
+
+        def activate(cmid: str, signing: str) -> None:
+            request = {"key": key, "cmid": cmid, "hardware": "01", "nonce": "n"}
+            authority.activate({**request, "host_key": signing})
+
+        def hosts() -> int:
+            return int(authority.key_records()[0].used)
+
+        one = b64(HostKey(HostKey.generate()).public_raw)
+        activate(str(uuid.uuid4()), one)
+        activate(str(uuid.uuid4()), one)  # the same host, its CMID changed
+        assert hosts() == 1
+        old_cmid, parsed = str(uuid.uuid4()), keys.parse(key)
+        tag = f"tag:{machine_tag(old_cmid):08x}"
+        authority.store.count(
+            parsed.serial, lambda tx: authority._count(tx, parsed, tag, "01", "online")
+        )
+        assert hosts() == 2
+        activate(old_cmid, b64(HostKey(HostKey.generate()).public_raw))
+        assert hosts() == 2
+    finally:
+        authority.close()
+
+
 def test_kms_host_key_limits_on_either_store(center: Ospp):
     """A KMS host key: 6 hosts by default, each activating at most 10 times (both stores)."""
     from ospp.authority.state import Authority
