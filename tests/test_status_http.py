@@ -255,3 +255,22 @@ def test_failed_dns_publish_is_on_the_page_and_logged_once(ospp: Ospp):
         host.stop()
     warnings = [line for line in host.stderr_lines if "DNS publishing failed" in line]
     assert len(warnings) == 1 and "Traceback" not in "\n".join(host.stderr_lines)
+
+
+def test_a_lab_clock_run_past_the_end_makes_the_pages_unavailable_not_broken(ospp: Ospp):
+    """The lab clock runs past the last time ospp simulates while the host serves: its pages
+    answer 503 (the host cannot tell the time), not 500, and work again after a reset."""
+    import time
+
+    host, base = http_host(ospp)
+    try:
+        assert get(f"{base}/healthz")[0] == 200
+        assert ospp("clock", "set", "9998-12-31T23:59:58Z").code == 0
+        time.sleep(2.5)  # the running lab clock is now past 9998-12-31T23:59:59
+        for path in ("/healthz", "/metrics", "/"):
+            status, _, body = get(f"{base}{path}")
+            assert status == 503 and "0x8007000D" in body, (path, status, body)
+        assert ospp("clock", "reset").code == 0
+        assert get(f"{base}/healthz")[0] == 200
+    finally:
+        host.stop()
