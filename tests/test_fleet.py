@@ -681,3 +681,19 @@ def test_export_to_standard_output_is_refused_not_written_to_a_file_named_dash(
         os.chdir(here)
     assert ran.code == 2 and "not standard output" in ran.out, ran.out
     assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("from_stdin", [False, True], ids=["a file", "standard input"])
+def test_import_takes_a_file_saved_with_a_byte_order_mark(
+    ospp: Ospp, tmp_path: Path, from_stdin: bool
+) -> None:
+    """Excel saves 'CSV UTF-8' with a byte order mark before the header."""
+    content = "\ufeffmachine,product,key,kms_host\nbom1,ProPlus2021,,\n"
+    path = tmp_path / "fleet.csv"
+    path.write_text(content, encoding="utf-8")
+    if from_stdin:
+        ran = ospp.proc("fleet", "import", "-", input=content)
+    else:
+        ran = ospp("fleet", "import", str(path))
+    assert ran.code == 0, ran.out
+    assert ospp("machines", "--json").data()["machines"] == ["bom1"]

@@ -391,10 +391,10 @@ def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str]]
     standard input), after checking its header."""
     f: TextIO
     if text is not None:
-        f = io.StringIO(text, newline="")
+        f = io.StringIO(text.removeprefix("\ufeff"), newline="")
     else:
-        try:
-            f = path.open(newline="", encoding="utf-8")
+        try:  # utf-8-sig: a byte order mark, as Excel writes one, is not part of the header
+            f = path.open(newline="", encoding="utf-8-sig")
         except OSError as exc:
             raise UsageError(f"{path} cannot be read: {exc.strerror or exc}") from exc
     with f:
