@@ -591,6 +591,13 @@ def test_service_all_reports_an_unreadable_store_and_serves_the_others(ospp: Osp
         assert len(ospp("/dhistorykms", served, "--json").data()["entries"]) == 1
     text = ospp("service", "--all", env={"OSPP_NOW": "+12h"})
     assert "ws2: cannot be read: 0x8007000D" in text.out and "ws3: ProPlus2021" in text.out
+    # --notify too: every other user is told, the damaged store is said on its line
+    told = ospp("service", "--notify", "--all", env={"OSPP_NOW": "+27d"})
+    assert told.code == 3 and "ws2: cannot be read: 0x8007000D" in told.out, told.out
+    assert "ws1: Office 21" in told.out and "ws3: Office 21" in told.out
+    reminded = ospp("service", "--notify", "--all", "--json", env={"OSPP_NOW": "+27d"})
+    assert reminded.json()["error"]["code"] == "0x8007000D"
+    assert [r["machine"] for r in reminded.data()["reminders"]] == ["ws1", "ws3"]
     assert damaged.read_bytes() == b"garbage"
 
 

@@ -14,7 +14,7 @@ import click
 
 from ospp.cli import complete, stream
 from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, quiet, reports
-from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, OsppError
+from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, OsppError, hex_code
 
 if TYPE_CHECKING:
     from ospp.machine.service import Action
@@ -53,7 +53,7 @@ def service(
     if not names:
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     if notify:
-        return _notify_all(names, lang)
+        return _notify_all(names, lang, listed=all_machines)
     from ospp.cli.fleet import progress, summary
     from ospp.machine import fleetact
 
@@ -167,36 +167,50 @@ def _notify(names: list[str | None], lang: str | None) -> Result:
     return Result(lines, {"reminders": rows}, banners=False)
 
 
-def _notify_all(names: list[str | None], lang: str | None) -> Result:
-    """:func:`_notify` for any number of machines, printed as it is read."""
-    told = _told(names, lang)
+def _notify_all(names: list[str | None], lang: str | None, listed: bool = False) -> Result:
+    """:func:`_notify` for any number of machines, printed as it is read. ``listed`` (--all):
+    a store that cannot be read is said on its machine's line, and the others are told; the
+    first such error is the command's."""
+    first: list[OsppError] = []
+    told = _told(names, lang, first if listed else None)
     ctx = click.get_current_context()
     if json_wanted(ctx, bool(ctx.params.get("as_json"))):
         rows = (row for _, rows in told for row in rows)
-        # an outcome, though always ok, so that a store that cannot be read mid-way is
-        # reported as the one JSON error, as before
-        stream.json_report(command_name(ctx), [("reminders", rows)], lambda: None)
-        return Result(banners=False, printed=True)
+        # a store that cannot be read mid-way (a named machine) is the one JSON error
+        stream.json_report(
+            command_name(ctx), [("reminders", rows)], lambda: first[0] if first else None
+        )
+        return Result(banners=False, failed=first[0] if first else None, printed=True)
     with stream.Held(quiet()) as out:  # a store that cannot be read: only the error, as before
         for said, _ in told:
             for line in said:
                 out.line(line)
         out.release = not quiet()
-    return Result(banners=False, printed=True)
+    return Result(banners=False, failed=first[0] if first else None, printed=True)
 
 
 def _told(
-    names: list[str | None], lang: str | None
+    names: list[str | None], lang: str | None, unreadable: list[OsppError] | None = None
 ) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
-    """Each machine's reminders: (lines, JSON rows)."""
+    """Each machine's reminders: (lines, JSON rows). With ``unreadable``, a store that cannot
+    be read is one line, its error kept there; else its error ends the list."""
     from ospp.cli.reminders import lines as words
     from ospp.machine import client
     from ospp.machine.reminders import notices
 
     for name in names:
-        store = client.open_machine(name, os.environ)
-        found = notices(client.statuses(store, environ=os.environ))
-        store.db.close()
+        try:
+            store = client.open_machine(name, os.environ)
+            try:
+                found = notices(client.statuses(store, environ=os.environ))
+            finally:
+                store.db.close()
+        except OsppError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(exc)
+            yield [f"{name}: cannot be read: {hex_code(exc.code)} {exc.message}"], []
+            continue
         yield (
             [f"{store.name}: {line}" for line in words(found, lang)],
             [{"machine": store.name, **n.to_json()} for n in found],
