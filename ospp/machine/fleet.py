@@ -68,7 +68,7 @@ def names(home: Path, glob: str | None = None) -> list[str]:
         entries = [
             e.name
             for e in os.scandir(root)
-            if e.is_dir(follow_symlinks=False)
+            if e.is_dir()
             and (pattern is None or fnmatch.fnmatchcase(e.name.lower(), pattern))
             and _machine_named(e.name)
             and holds_store(Path(e.path))
