@@ -100,8 +100,9 @@ def create(
     counts: Counter[str] = Counter()
     try:
         made = fleet.create(home, names, spec, clock, templates)
-        for done in progress(made, count, "creating"):
-            counts[done.outcome] += 1
+        with contextlib.closing(made):  # interrupted, its workers finish before it ends
+            for done in progress(made, count, "creating"):
+                counts[done.outcome] += 1
     except KeyboardInterrupt:
         # What was created stays (each machine is whole); say so, and how to go on.
         kept = [n for n in fleet.names(home, f"{names.base}*") if n in names]

@@ -277,7 +277,7 @@ def create_names(prefix: str, count: int) -> Names:
 
 def create(
     home: Path, names: Iterable[str], spec: Spec, clock: Clock, templates: Templates
-) -> Iterator[Created]:
+) -> Generator[Created, None, None]:
     """Create each named machine; one that already exists is reported, never overwritten."""
     created_at = iso(clock.now())
     data = templates.get(spec)
