@@ -221,8 +221,9 @@ A server (activation authority, KMS host, DNS server) could not be reached.
 Internal error (a bug). Rerun with OSPP_DEBUG=1 for the traceback.
 .TP
 .B 130
-Cancelled with Ctrl+C at a prompt (0x800704C7); nothing was changed. The end of
-input at a prompt cancels with status 1.
+Cancelled with Ctrl+C (0x800704C7); nothing was changed, unless the message says
+what stayed (an interrupted fleet create). The end of input at a prompt cancels
+with status 1.
 """
 
 ERROR_CODES = r""".SH ERROR CODES
