@@ -850,3 +850,13 @@ def test_a_kms_host_setting_edited_by_hand_is_a_store_error(ospp: Ospp, name: st
     for args in (("kms", "status"), ("kms", "status", "--json")):
         ran = ospp(*args)
         assert ran.code == 3 and "0x8007000D" in ran.out and name in ran.out, ran.out
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_a_lock_file_is_refused_not_waited_on(ospp: Ospp) -> None:
+    lock = ospp.home / "client" / "clock.json.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(lock)
+    ran = ospp.proc("clock", "advance", "1d", timeout=30)
+    assert ran.code == 3 and "0x8007000D" in ran.out and "not a regular file" in ran.out, ran
+    assert stat.S_ISFIFO(os.lstat(lock).st_mode)  # left as it is

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -342,6 +343,7 @@ def locked(path: Path) -> Iterator[None]:
     # can still be opened. Anyone may read it; it holds nothing.
     access = os.O_RDWR if sys.platform == "win32" else os.O_RDONLY
     flags = access | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0)  # a FIFO in its place would block the open
     try:
         if path.is_symlink():  # O_NOFOLLOW refuses it too, where the system has it
             raise _link_refused(path)
@@ -352,6 +354,13 @@ def locked(path: Path) -> Iterator[None]:
             f"the lock file {path} cannot be opened: {exc.strerror or exc}",
             f"Check that {path.parent} is writable.",
         ) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreError(
+            E_INVALID_DATA,
+            f"the lock file {path} is not a regular file; ospp locks only a file it made there",
+            "It was left as it is. Remove it; ospp makes it again.",
+        )
     try:
         try:
             if sys.platform == "win32":
