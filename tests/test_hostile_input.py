@@ -154,6 +154,22 @@ def test_dns_publishing_settings_are_checked_before_they_are_kept(
     assert records.code == 0 and records.out == before
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [("CORP.example.,5,5",), ("b.example", "b.example,1,1")],
+    ids=["the own domain", "a domain twice"],
+)
+def test_one_record_per_domain(ospp: Ospp, extra: tuple[str, ...]) -> None:
+    """The host keeps one record per domain: a second for the same domain would replace the
+    first in DNS while 'kms dns records' showed both."""
+    base = ("kms", "dns", "set", "--server", "127.0.0.1:53", "--domain", "corp.example")
+    assert ospp(*base, "--hostname", "kms.corp.example").code == 0
+    before = ospp("kms", "dns", "records").out
+    ran = ospp(*base, *(a for item in extra for a in ("--extra", item)))
+    assert ran.code == 2 and "one record per domain" in ran.out, ran.out
+    assert ospp("kms", "dns", "records").out == before
+
+
 @pytest.mark.parametrize("address", ["1.2.3.4.5", "\x1b[31m", "fe80::1%eth0", "kms.corp.example"])
 def test_dns_publishing_addresses_must_be_ip_addresses(ospp: Ospp, address: str) -> None:
     base = ("kms", "dns", "set", "--server", "127.0.0.1:53", "--domain", "corp.example")

@@ -96,8 +96,16 @@ class Publishing:
         for name, value in (("--priority", self.priority), ("--weight", self.weight)):
             if not 0 <= value <= SRV_NUMBER_MAX:
                 raise UsageError(f"{name} must be 0-{SRV_NUMBER_MAX}, not {value}")
+        seen = {self.domain.lower()}
         for item in self.extra:
             domain, *rest = item.split(",")
+            name = domain.strip().rstrip(".").lower()
+            if name in seen:  # the host has one record per domain: the last would win
+                raise UsageError(
+                    f"--extra {item!r}: the domain {domain.strip()!r} is the host's own or "
+                    "is listed twice; the host publishes one record per domain"
+                )
+            seen.add(name)
             numbers = [r.strip() for r in rest if r.strip()]
             if (
                 not valid_host(domain.strip())
