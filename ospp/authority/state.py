@@ -426,6 +426,7 @@ class Authority:
             )
         # Counted by the canonical CMID: one machine, however it spells its ID.
         tag = f"tag:{machine_tag(machine_id):08x}"
+        by_cmid = None
         if key.channel is Channel.KMS_HOST:
             # A KMS host is counted by its signing key, as the phone centre counts it (a host's
             # installation ID carries the key's tag where a machine's carries its CMID's), so
@@ -434,11 +435,9 @@ class Authority:
             assert isinstance(host_key, str)  # checked above
             by_key = host_key_tag(binascii.a2b_base64(host_key)) % (1 << 32)  # its low 32 bits
             tag, by_cmid = f"tag:{by_key:08x}", tag
-            self.store.count(
-                key.serial, lambda tx: self._count(tx, key, tag, hardware, "online", by_cmid)
-            )
-        else:
-            self.store.count(key.serial, lambda tx: self._count(tx, key, tag, hardware, "online"))
+        self.store.count(
+            key.serial, lambda tx: self._count(tx, key, tag, hardware, "online", by_cmid)
+        )
         licence: dict[str, Any] = {
             "format": "ospp-licence-v1",
             "kind": key.channel.value,

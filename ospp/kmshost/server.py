@@ -251,9 +251,9 @@ async def _publish_forever(host: KmsHost, port: int, events: EventSink) -> None:
             await asyncio.sleep(SETTINGS_POLL)
             continue
         settings = pub.to_json()
+        if not pub.enabled:
+            published = None  # enabled again, it publishes at once
         if not pub.enabled or (settings == published and loop.time() < due):
-            if not pub.enabled:
-                published = None
             await asyncio.sleep(SETTINGS_POLL)
             continue
         event: dict[str, Any]
