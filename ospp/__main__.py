@@ -1,5 +1,5 @@
 """``python -m ospp``: the same as the ``ospp`` command."""
 
-from ospp.cli import main
+from ospp.cli import script
 
-main()
+script()

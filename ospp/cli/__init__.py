@@ -9,11 +9,12 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+from typing import NoReturn
 
 import click
 
 from ospp import __version__
-from ospp.cli.base import EXIT_STATUS_HELP
+from ospp.cli.base import EXIT_STATUS_HELP, console
 from ospp.cli.slash import SlashGroup
 
 # What is loaded so far (the standard library, click, the CLI's base) lives as long as the
@@ -113,3 +114,8 @@ def main() -> None:
 
         register()
     cli(prog_name="ospp")
+
+
+def script() -> NoReturn:
+    """The ``ospp`` console script (and ``python -m ospp``): :func:`main`, ended quickly."""
+    console(main)

@@ -7,19 +7,18 @@ status.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, NoReturn
 
 import click
 
 from ospp.cli import complete
 from ospp.core.db import close_all
-
-if TYPE_CHECKING:
-    pass
 from ospp.core.errors import (
     Cancelled,
     ExitStatus,
@@ -167,6 +166,40 @@ def internal_error(exc: BaseException, as_json: bool, command: str) -> None:
         click.echo(printable(f"ospp: internal error: {type(exc).__name__}: {exc}"), err=True)
         click.echo("ospp: this is a bug; rerun with OSPP_DEBUG=1 to see where.", err=True)
     sys.exit(INTERNAL_ERROR)
+
+
+def console(main: Callable[[], object]) -> NoReturn:
+    """Run a console script's ``main`` and end the process as soon as it is done.
+
+    Tearing the interpreter down (collecting and freeing every module a command imported) is
+    the largest single cost of a short command: about 10 ms of ``ospp /dstatus`` on a 2-core
+    machine. None of it is needed once the command is over, so once its stores are closed,
+    its ``atexit`` handlers have run and its output is flushed, the process ends at once
+    (``os._exit``, on every system). Python's own exit is kept wherever it does something:
+    for a message given to ``sys.exit``, while another thread still runs (Python waits for
+    it), and when standard output cannot be flushed (a reader that went away), so that each
+    of these ends exactly as before. ``main`` itself stays an ordinary function, which tests
+    call in-process.
+    """
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is None:
+        code = 0
+    if not isinstance(code, int) or threading.active_count() > 1:
+        raise SystemExit(code)
+    close_all()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit._run_exitfuncs()  # they run once: this empties the list
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # standard output is gone or closed: Python reports it
+        raise SystemExit(code) from None
+    os._exit(code)
 
 
 def json_in_argv(args: Sequence[str]) -> bool:

@@ -6,11 +6,11 @@ machines and the KMS host. The KMS options are in ``slmgr_kms``; the syntax in `
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ospp.cli.base import Result
+from ospp.cli.base import Result, console
 from ospp.cli.slmgr_group import (
     COMPUTER_WORD,
     host_sku,
@@ -372,6 +372,11 @@ def main() -> None:
 
         register()
     slmgr(prog_name="slmgr")
+
+
+def script() -> NoReturn:
+    """The ``slmgr`` console script: :func:`main`, ended quickly."""
+    console(main)
 
 
 # Importing the KMS options registers them on the group.
