@@ -48,7 +48,7 @@ def seal_key(home: Path, create: bool) -> bytes | None:
     elif not path.exists():
         return None
     try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        key = bytes.fromhex(path.read_bytes().decode("ascii").strip())
         if len(key) != KEY_BYTES:
             raise ValueError(f"{len(key)} bytes, not {KEY_BYTES}")
     except (OSError, ValueError) as exc:
