@@ -1,6 +1,6 @@
 """Start-up time: `ospp /dstatus` against a hello-world click command, in pairs.
 
-    python bench/startup.py [--runs 40] [--case installed|activated|both]
+    python bench/startup.py [--runs 40] [--case installed|activated|both] [--callgrind]
 
 For each case (a store with one product installed; the same product MAK-activated, so that
 `/dstatus` checks its seal and hardware binding) it runs `ospp /dstatus` (through a script
@@ -45,13 +45,25 @@ FLOOR = {
     "installed": "import pathlib, sqlite3\n" + HELLO,
     "activated": "import json, pathlib, sqlite3\n" + HELLO,
 }
-# What pip writes as the `ospp` command (console_scripts entry point ospp.cli:main), run by the
-# same Python as the hello-world script; `python -m ospp` would add runpy's imports.
-SCRIPT = (
-    "import re\nimport sys\nfrom ospp.cli import main\nif __name__ == '__main__':\n"
-    "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
-    "    sys.exit(main())\n"
-)
+
+
+def console_script() -> str:
+    """What pip writes as the ``ospp`` command, for the entry point that the ospp installed for
+    this Python declares (so that a virtual environment holding another commit times that
+    commit's), run by the same Python as the hello-world script (``python -m ospp`` would add
+    runpy's imports)."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="console_scripts", name="ospp")
+    if not found:
+        raise SystemExit("ospp is not installed for this Python: pip install -e .")
+    module, function = next(iter(found)).value.split(":")
+    return (
+        f"import re\nimport sys\nfrom {module} import {function}\n"
+        "if __name__ == '__main__':\n"
+        "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+        f"    sys.exit({function}())\n"
+    )
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -128,7 +140,28 @@ def setup(case: str, env: dict[str, str]) -> None:
             raise SystemExit("setup failed: the product is not LICENSED")
 
 
-def run_case(case: str, runs: int, base_env: dict[str, str], default_home: bool) -> None:
+def instructions(cmd: list[str], env: dict[str, str]) -> int:
+    """Instructions one run of ``cmd`` executes, counted by valgrind's callgrind: unlike wall
+    or CPU time, the same from one run to the next on a busy machine (string hashing is fixed
+    with PYTHONHASHSEED so that dictionaries grow alike), but blind to the kernel's share
+    (opening files, mapping libraries) and to cache misses."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.devnull, *cmd],
+        env={**env, "PYTHONHASHSEED": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    for line in done.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1])
+    raise SystemExit(f"callgrind counted nothing: {done.stderr[-500:]}")
+
+
+def run_case(
+    case: str, runs: int, base_env: dict[str, str], default_home: bool, callgrind: bool
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in base_env.items() if not k.startswith("OSPP_")}
         if default_home:  # the per-user data directory, found by platformdirs, in tmp
@@ -148,7 +181,7 @@ def run_case(case: str, runs: int, base_env: dict[str, str], default_home: bool)
             f.write(FLOOR[case])
         script = os.path.join(tmp, "ospp")
         with open(script, "w") as f:
-            f.write(SCRIPT)
+            f.write(console_script())
         setup(case, env)
         cmds = {
             "ospp": [PYTHON, script, "/dstatus"],
@@ -170,6 +203,7 @@ def run_case(case: str, runs: int, base_env: dict[str, str], default_home: bool)
                 wall[name].append(w)
                 cpu[name].append(c)
         load_after = os.getloadavg()[0]
+        counted = {name: instructions(cmd, env) for name, cmd in cmds.items()} if callgrind else {}
     ratios = [a / b for a, b in zip(wall["ospp"], wall["hello"], strict=True)]
     cpu_ratios = [a / b for a, b in zip(cpu["ospp"], cpu["hello"], strict=True) if b > 0]
     where = "the default data directory" if default_home else "OSPP_HOME"
@@ -189,6 +223,12 @@ def run_case(case: str, runs: int, base_env: dict[str, str], default_home: bool)
         f"  floor / hello-world, median of pairs: {spread(floor_ratios, 1, '.2f')}   "
         f"CPU: {spread(floor_cpu, 1, '.2f')}"
     )
+    if counted:
+        print(
+            f"  instructions (callgrind), millions: hello {counted['hello'] / 1e6:.1f}, "
+            f"/dstatus {counted['ospp'] / 1e6:.1f} ({counted['ospp'] / counted['hello']:.3f}x), "
+            f"floor {counted['floor'] / 1e6:.1f} ({counted['floor'] / counted['hello']:.3f}x)"
+        )
 
 
 def main() -> None:
@@ -216,7 +256,15 @@ def main() -> None:
         "per-user data directory (platformdirs; XDG_DATA_HOME and HOME point into a temporary "
         "directory, which keeps it there on Linux only)",
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="also count each command's instructions once under valgrind's callgrind (needs "
+        "valgrind): a ratio that load on the machine does not move",
+    )
     args = parser.parse_args()
+    if args.callgrind and shutil.which("valgrind") is None:
+        raise SystemExit("--callgrind needs valgrind (Debian: apt install valgrind)")
     if args.default_home and not sys.platform.startswith("linux"):
         raise SystemExit("--default-home keeps the store in a temporary directory on Linux only")
     env = dict(os.environ)
@@ -244,7 +292,7 @@ def main() -> None:
         how = "in place" if args.in_place else "copied into a plain virtual environment"
         print(f"python {sys.version.split()[0]}, ospp from {where}, {how}")
         for case in cases:
-            run_case(case, args.runs, env, args.default_home)
+            run_case(case, args.runs, env, args.default_home, args.callgrind)
 
 
 if __name__ == "__main__":
