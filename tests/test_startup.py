@@ -153,3 +153,46 @@ def test_dstatus_checks_signatures_when_the_seal_does_not_match(ospp: Ospp):
     out, modules = loaded(ospp)
     assert "---LICENSED---" in out
     assert "cryptography" in modules
+
+
+GC_PROBE = (
+    "import gc, sys\n"
+    "{before}\n"
+    "runs = []\n"
+    "def compiling():\n"  # a module compiled from source (no bytecode cached) is compiled
+    "    frame = sys._getframe()\n"  # before its first line runs: that is not under test
+    "    while frame is not None and frame.f_code.co_name != 'source_to_code':\n"
+    "        frame = frame.f_back\n"
+    "    return frame is not None\n"
+    "def counted(phase, info):\n"
+    "    if phase == 'start' and not compiling():\n"
+    "        runs.append(info)\n"
+    "gc.callbacks.append(counted)\n"
+    "from ospp.cli import cli, main\n"
+    "import click\n"
+    "cli.get_command(click.Context(cli), 'dstatus')\n"  # imports the command's module
+    "imported = len(runs)\n"
+    "sys.argv = ['ospp', '/dstatus']\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "print('RESULT', imported, gc.isenabled(), gc.get_freeze_count() > 0)\n"
+)
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_the_cli_is_imported_without_collections(ospp: Ospp, collecting: bool):
+    """No collection runs while the CLI and the command's module are imported (they would
+    only traverse objects that live as long as the process), and the collector is left as
+    the importer had it: on for commands and servers, off where a caller turned it off."""
+    ospp.install()
+    before = "" if collecting else "gc.disable()"
+    done = subprocess.run(
+        [sys.executable, "-c", GC_PROBE.format(before=before)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ospp.env},
+        timeout=60,
+    )
+    assert f"RESULT 0 {collecting} True" in done.stdout, done.stdout + done.stderr
