@@ -79,3 +79,27 @@ def test_trust_add_reads_standard_input(ospp: Ospp) -> None:
     pub = ospp("center", "pubkey").out
     ran = ospp("trust", "add", "-", "--json", input=pub)
     assert ran.code == 0 and len(ran.data()["fingerprint"]) == 16
+
+
+@pytest.mark.parametrize("where", ["missing", "directory", "fifo"])
+def test_a_resolv_conf_that_cannot_be_read_is_named(ospp: Ospp, tmp_path: Path, where: str):
+    """OSPP_RESOLV_CONF names a file the user chose: one that is not there is their typo, not
+    a network without DNS (what a machine with no resolv.conf of its own is). A FIFO is
+    refused, not waited on."""
+    conf = {"missing": tmp_path / "no-such-resolv.conf", "directory": tmp_path}.get(
+        where, tmp_path / "fifo"
+    )
+    if where == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(conf)
+    ospp.install()
+    before = ospp("dhistorykms", "--json").data()
+    diag = ospp("dnsdiag", "--json", env={"OSPP_RESOLV_CONF": str(conf)})
+    assert diag.code == 2
+    error = diag.json()["error"]
+    assert error["code"] == "0x80070057"
+    assert "OSPP_RESOLV_CONF" in error["message"] and str(conf) in error["message"]
+    act = ospp("/act", env={"OSPP_RESOLV_CONF": str(conf)})
+    assert act.code != 0 and "0x80070057" in act.out and str(conf) in act.out
+    assert before["entries"] == []  # a fresh machine has no KMS attempts

@@ -271,7 +271,8 @@ in OSPP_CENTER_HOME, which is then trusted. A remote one must be trusted first w
 ADDR[:PORT] of the nameserver KMS discovery asks (default: the resolver's configuration).
 .TP
 .B OSPP_RESOLV_CONF
-A resolv.conf to read instead of the system's (its nameserver, domain and search list).
+A resolv.conf to read instead of the system's (its nameserver, domain and search list);
+one that is missing or cannot be read is an error (0x80070057).
 .TP
 .B OSPP_USER
 Run as this standard (non\-administrator) user of the simulated machine.

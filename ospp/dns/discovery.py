@@ -12,12 +12,14 @@ record. Each target's A and AAAA addresses are tried with the record's port.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.endpoint import Endpoint, parse_address
-from ospp.core.errors import E_DNS_FAILURE, E_DNS_NAME, NetworkError
+from ospp.core.errors import E_DNS_FAILURE, E_DNS_NAME, NetworkError, UsageError
 
 if TYPE_CHECKING:
     from dns.resolver import Resolver
@@ -73,11 +75,16 @@ def resolver(environ: Mapping[str, str]) -> Resolver:
     import dns.resolver
 
     conf = environ.get("OSPP_RESOLV_CONF")
+    if conf:
+        _check_resolv_conf(conf)
     try:
         res = dns.resolver.Resolver(filename=conf) if conf else dns.resolver.Resolver()
-    except (OSError, ValueError, dns.exception.DNSException):
-        # unreadable, not text (UnicodeDecodeError), or a domain that is no DNS name (an
-        # empty label, one over 63 bytes): no nameservers, as with no file
+    except (OSError, ValueError, dns.exception.DNSException) as exc:
+        opening = exc if isinstance(exc, OSError) else exc.__context__
+        if conf and isinstance(opening, OSError):  # dnspython words it "cannot open"
+            raise _unreadable(conf, opening) from exc
+        # No resolv.conf on this system, one that is not text (UnicodeDecodeError), or a
+        # domain that is no DNS name (an empty label, one over 63 bytes): no nameservers.
         res = dns.resolver.Resolver(configure=False)
     server = environ.get("OSPP_DNS")
     if server:
@@ -87,6 +94,29 @@ def resolver(environ: Mapping[str, str]) -> Resolver:
     res.lifetime = LIFETIME
     res.timeout = LIFETIME / 2
     return res
+
+
+def _unreadable(conf: str, exc: OSError) -> UsageError:
+    return UsageError(
+        f"OSPP_RESOLV_CONF names {conf!r}, which cannot be read: {exc.strerror or exc}",
+        "Point OSPP_RESOLV_CONF at a resolv.conf file, or unset it to use the system's.",
+    )
+
+
+def _check_resolv_conf(conf: str) -> None:
+    """A resolv.conf the user named must be there and readable: a typo must not look like a
+    network without DNS. A FIFO is refused before anything opens it (that would wait for a
+    writer for ever); /dev/null reads as an empty file."""
+    try:
+        mode = os.stat(conf).st_mode
+    except OSError as exc:
+        raise _unreadable(conf, exc) from exc
+    if stat.S_ISDIR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        kind = "directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "socket"
+        raise UsageError(
+            f"OSPP_RESOLV_CONF names {conf!r}, which is a {kind}, not a file",
+            "Point OSPP_RESOLV_CONF at a resolv.conf file, or unset it to use the system's.",
+        )
 
 
 def _nameservers(res: Resolver) -> list[str]:
