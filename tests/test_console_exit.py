@@ -19,8 +19,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(body: str, *, through_console: bool = True) -> subprocess.CompletedProcess[bytes]:
-    """``body`` defines ``main()``; run it as a console script would, in a fresh process."""
+def run(
+    body: str, *, through_console: bool = True, closed: int | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``body`` defines ``main()``; run it as a console script would, in a fresh process
+    (started with descriptor ``closed`` closed, as ``ospp ... >&-`` does)."""
     end = (
         "from ospp.cli.base import console\nconsole(main)\n"
         if through_console
@@ -29,15 +32,49 @@ def run(body: str, *, through_console: bool = True) -> subprocess.CompletedProce
     # Output buffered as it is for most users: PYTHONUNBUFFERED would write it at once.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     return subprocess.run(
-        [sys.executable, "-c", body + "\n" + end], capture_output=True, env=env, timeout=60
+        [sys.executable, "-c", body + "\n" + end],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        preexec_fn=None if closed is None else lambda: os.close(closed),
     )
 
 
 def test_the_installed_commands_end_through_console():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"ospp": "ospp.cli:script", "slmgr": "ospp.cli.slmgr:script"}
-    main_module = (ROOT / "ospp" / "__main__.py").read_text()
-    assert "script()" in main_module
+
+
+@pytest.mark.parametrize("how", ["python -m ospp", "console script"])
+def test_a_profiler_sees_the_whole_run(tmp_path: Path, how: str):
+    """Profilers and tracers write their results at exit: with one at work, the process
+    ends the way Python ends it."""
+    profile = tmp_path / "run.prof"
+    if how == "python -m ospp":
+        target = ["-m", "ospp"]
+    else:
+        script = tmp_path / "ospp"
+        script.write_text("import sys\nfrom ospp.cli import script\nsys.exit(script())\n")
+        target = [str(script)]
+    done = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), *target, "--version"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"ospp, version" in done.stdout
+    assert profile.stat().st_size > 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="starts a process with a descriptor closed")
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_closed_standard_stream_changes_nothing(closed: int):
+    # Python starts with sys.stdout (or sys.stderr) None when its descriptor is closed.
+    body = "import sys\ndef main():\n    print('done')\n    print('note', file=sys.stderr)\n"
+    done = run(body, closed=closed)
+    before = run(body, through_console=False, closed=closed)
+    assert done.returncode == before.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == (before.stdout, before.stderr)
 
 
 def test_buffered_output_is_all_written():
