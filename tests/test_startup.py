@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -159,19 +160,10 @@ GC_PROBE = (
     "import gc, sys\n"
     "{before}\n"
     "runs = []\n"
-    "def compiling():\n"  # a module compiled from source (no bytecode cached) is compiled
-    "    frame = sys._getframe()\n"  # before its first line runs: that is not under test
-    "    while frame is not None and frame.f_code.co_name != 'source_to_code':\n"
-    "        frame = frame.f_back\n"
-    "    return frame is not None\n"
-    "def counted(phase, info):\n"
-    "    if phase == 'start' and not compiling():\n"
-    "        runs.append(info)\n"
-    "gc.callbacks.append(counted)\n"
-    "from ospp.cli import cli, main\n"
-    "import click\n"
-    "cli.get_command(click.Context(cli), 'dstatus')\n"  # imports the command's module
-    "imported = len(runs)\n"
+    "gc.callbacks.append(lambda phase, info: runs.append(info) if phase == 'start' else None)\n"
+    "from ospp.cli import _import, main\n"
+    "_import('ospp.cli.verbs')\n"  # as the command /dstatus is looked up
+    "imported = len(runs)\n"  # before anything else allocates
     "sys.argv = ['ospp', '/dstatus']\n"
     "try:\n"
     "    main()\n"
@@ -182,17 +174,47 @@ GC_PROBE = (
 
 
 @pytest.mark.parametrize("collecting", [True, False])
-def test_the_cli_is_imported_without_collections(ospp: Ospp, collecting: bool):
+def test_the_cli_is_imported_without_collections(ospp: Ospp, collecting: bool, tmp_path: Path):
     """No collection runs while the CLI and the command's module are imported (they would
     only traverse objects that live as long as the process), and the collector is left as
     the importer had it: on for commands and servers, off where a caller turned it off."""
+    import ospp as package
+
     ospp.install()
+    # Bytecode compiled beforehand, into a directory of its own, as an installed ospp has it:
+    # a module compiled from source is compiled before its first line (which pauses the
+    # collector) runs, and compiling may set off a collection of its own.
+    env = {**os.environ, **ospp.env, "PYTHONPYCACHEPREFIX": str(tmp_path / "bytecode")}
+    source = str(Path(package.__file__).parent)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", source], env=env, check=True)
     before = "" if collecting else "gc.disable()"
     done = subprocess.run(
         [sys.executable, "-c", GC_PROBE.format(before=before)],
         capture_output=True,
         text=True,
-        env={**os.environ, **ospp.env},
+        env=env,
         timeout=60,
     )
     assert f"RESULT 0 {collecting} True" in done.stdout, done.stdout + done.stderr
+
+
+def test_an_in_process_caller_keeps_its_collector(tmp_path: Path):
+    """A failed import of the CLI leaves the collector on, and a command's module imported
+    in-process (as tests do) is not frozen, with the caller's garbage, out of its reach."""
+    probe = (
+        "import gc, sys\n"
+        "sys.modules['ospp.cli.slash'] = None\n"  # the import of ospp.cli fails half-way
+        "try:\n"
+        "    import ospp.cli\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "print('AFTER A FAILED IMPORT', gc.isenabled())\n"
+        "del sys.modules['ospp.cli.slash']\n"
+        "from ospp.cli import _import\n"
+        "frozen = gc.get_freeze_count()\n"
+        "_import('ospp.cli.verbs')\n"
+        "print('FROZEN MORE', gc.get_freeze_count() != frozen, gc.isenabled())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "AFTER A FAILED IMPORT True" in done.stdout, done.stdout + done.stderr
+    assert "FROZEN MORE False True" in done.stdout, done.stdout + done.stderr

@@ -11,28 +11,32 @@ import gc
 # Importing is most of what a short command like `ospp /dstatus` costs, and the objects it
 # creates (modules, classes, functions) live as long as the process: none is ever garbage.
 # The cyclic collector, which allocations set off again and again during an import, would
-# only traverse them, so it is paused while the CLI is imported (about 4% of /dstatus's
-# instructions, under callgrind), and what was imported is then moved out of its generations
-# (gc.freeze), where no later collection traverses it again. A long-running command, a
-# server included, runs with the collector on as usual.
+# only traverse them, so it is paused while the CLI is imported (README, "Start-up"), and
+# what was imported is then moved out of its generations (gc.freeze), where no later
+# collection traverses it again. Whatever else the process held at that moment is frozen
+# too (an in-process caller's garbage cycles are then never collected), once per process. A
+# long-running command, a server included, runs with the collector on as usual.
 _collecting = gc.isenabled()
 gc.disable()
+try:
+    import importlib
+    import os
+    import sys
+    from types import ModuleType
+    from typing import NoReturn
 
-import importlib
-import os
-import sys
-from types import ModuleType
-from typing import NoReturn
+    import click
 
-import click
+    from ospp import __version__
+    from ospp.cli.base import EXIT_STATUS_HELP, console
+    from ospp.cli.slash import SlashGroup
+finally:
+    gc.freeze()
+    if _collecting:
+        gc.enable()
 
-from ospp import __version__
-from ospp.cli.base import EXIT_STATUS_HELP, console
-from ospp.cli.slash import SlashGroup
-
-gc.freeze()
-if _collecting:
-    gc.enable()
+# Set by script(): this process is the ospp command, and a command's module is frozen too.
+_command_process = False
 
 HELP = f"""Rehearse Office volume activation on a simulated licence store.
 
@@ -90,7 +94,9 @@ _MODULE_OF = {name: module for module, names in MODULES.items() for name in name
 
 
 def _import(name: str) -> ModuleType:
-    """A command's module, imported with the collector paused as the CLI itself is (above)."""
+    """A command's module, imported with the collector paused as the CLI itself is (above),
+    and frozen in the ospp command (not where ospp.cli is called in-process, as by tests:
+    freezing would keep their garbage too)."""
     if name in sys.modules:
         return sys.modules[name]
     collecting = gc.isenabled()
@@ -98,7 +104,8 @@ def _import(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     finally:
-        gc.freeze()
+        if _command_process:
+            gc.freeze()
         if collecting:
             gc.enable()
 
@@ -142,5 +149,7 @@ def main() -> None:
 
 
 def script() -> NoReturn:
-    """The ``ospp`` console script (and ``python -m ospp``): :func:`main`, ended quickly."""
+    """The ``ospp`` console script: :func:`main`, ended quickly."""
+    global _command_process
+    _command_process = True
     console(main)
