@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -81,25 +82,47 @@ def test_trust_add_reads_standard_input(ospp: Ospp) -> None:
     assert ran.code == 0 and len(ran.data()["fingerprint"]) == 16
 
 
-@pytest.mark.parametrize("where", ["missing", "directory", "fifo"])
+def _dump(path: Path) -> list[str]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return list(conn.iterdump())
+
+
+@pytest.mark.parametrize("where", ["missing", "directory", "fifo", "device", "binary"])
 def test_a_resolv_conf_that_cannot_be_read_is_named(ospp: Ospp, tmp_path: Path, where: str):
     """OSPP_RESOLV_CONF names a file the user chose: one that is not there is their typo, not
-    a network without DNS (what a machine with no resolv.conf of its own is). A FIFO is
-    refused, not waited on."""
+    a network without DNS (what a machine with no resolv.conf of its own is). A FIFO or a
+    device that never ends is refused, not waited on or read for ever. Nothing is recorded:
+    bad input changes nothing."""
     conf = {"missing": tmp_path / "no-such-resolv.conf", "directory": tmp_path}.get(
-        where, tmp_path / "fifo"
+        where, tmp_path / "named-resolv.conf"
     )
     if where == "fifo":
         if not hasattr(os, "mkfifo"):
             pytest.skip("no FIFOs here")
         os.mkfifo(conf)
+    elif where == "device":
+        conf = Path("/dev/zero")
+        if not conf.exists():
+            pytest.skip("no /dev/zero here")
+    elif where == "binary":
+        conf.write_bytes(b"nameserver 127.0.0.1\nsearch \xff\xfe.example\n")
     ospp.install()
-    before = ospp("dhistorykms", "--json").data()
+    before = _dump(ospp.store_file())
     diag = ospp("dnsdiag", "--json", env={"OSPP_RESOLV_CONF": str(conf)})
     assert diag.code == 2
     error = diag.json()["error"]
     assert error["code"] == "0x80070057"
     assert "OSPP_RESOLV_CONF" in error["message"] and str(conf) in error["message"]
     act = ospp("/act", env={"OSPP_RESOLV_CONF": str(conf)})
-    assert act.code != 0 and "0x80070057" in act.out and str(conf) in act.out
-    assert before["entries"] == []  # a fresh machine has no KMS attempts
+    assert act.code == 2 and "0x80070057" in act.out and str(conf) in act.out
+    assert _dump(ospp.store_file()) == before
+
+
+def test_a_malformed_dns_server_changes_nothing(ospp: Ospp):
+    ospp.install()
+    before = _dump(ospp.store_file())
+    act = ospp("/act", env={"OSPP_DNS": "not a:server:x"})
+    assert act.code == 2 and "0x80070057" in act.out and "OSPP_DNS" in act.out
+    assert _dump(ospp.store_file()) == before

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.endpoint import Endpoint, parse_address
-from ospp.core.errors import E_DNS_FAILURE, E_DNS_NAME, NetworkError, UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_DNS_FAILURE,
+    E_DNS_NAME,
+    E_INVALID_ARG,
+    NetworkError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from dns.resolver import Resolver
@@ -83,8 +90,13 @@ def resolver(environ: Mapping[str, str]) -> Resolver:
         opening = exc if isinstance(exc, OSError) else exc.__context__
         if conf and isinstance(opening, OSError):  # dnspython words it "cannot open"
             raise _unreadable(conf, opening) from exc
-        # No resolv.conf on this system, one that is not text (UnicodeDecodeError), or a
-        # domain that is no DNS name (an empty label, one over 63 bytes): no nameservers.
+        if conf and isinstance(exc, UnicodeDecodeError):
+            raise UsageError(
+                f"OSPP_RESOLV_CONF names {conf!r}, which cannot be read as text: {exc.reason}",
+                _RESOLV_HINT,
+            ) from exc
+        # The system's resolv.conf missing or not text, or a domain that is no DNS name (an
+        # empty label, one over 63 bytes): no nameservers.
         res = dns.resolver.Resolver(configure=False)
     server = environ.get("OSPP_DNS")
     if server:
@@ -99,24 +111,28 @@ def resolver(environ: Mapping[str, str]) -> Resolver:
 def _unreadable(conf: str, exc: OSError) -> UsageError:
     return UsageError(
         f"OSPP_RESOLV_CONF names {conf!r}, which cannot be read: {exc.strerror or exc}",
-        "Point OSPP_RESOLV_CONF at a resolv.conf file, or unset it to use the system's.",
+        _RESOLV_HINT,
+        E_ACCESS_DENIED if isinstance(exc, PermissionError) else E_INVALID_ARG,
     )
 
 
+_RESOLV_HINT = "Point OSPP_RESOLV_CONF at a resolv.conf file, or unset it to use the system's."
+
+
 def _check_resolv_conf(conf: str) -> None:
-    """A resolv.conf the user named must be there and readable: a typo must not look like a
-    network without DNS. A FIFO is refused before anything opens it (that would wait for a
-    writer for ever); /dev/null reads as an empty file."""
+    """A resolv.conf the user named must be a file that is there: a typo must not look like
+    a network without DNS. Anything but a regular file (a directory, a FIFO or a device such
+    as /dev/zero, which would be waited on or read for ever) is refused before it is opened;
+    the null device reads as an empty file."""
+    if conf == os.devnull:
+        return
     try:
         mode = os.stat(conf).st_mode
     except OSError as exc:
         raise _unreadable(conf, exc) from exc
-    if stat.S_ISDIR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-        kind = "directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "socket"
-        raise UsageError(
-            f"OSPP_RESOLV_CONF names {conf!r}, which is a {kind}, not a file",
-            "Point OSPP_RESOLV_CONF at a resolv.conf file, or unset it to use the system's.",
-        )
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UsageError(f"OSPP_RESOLV_CONF names {conf!r}, which is {kind}", _RESOLV_HINT)
 
 
 def _nameservers(res: Resolver) -> list[str]:

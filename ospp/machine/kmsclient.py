@@ -19,6 +19,7 @@ from ospp.core.errors import (
     LicensingError,
     NetworkError,
     OsppError,
+    UsageError,
 )
 from ospp.machine.seal import require_key, seal
 from ospp.machine.store import Licence, MachineStore
@@ -270,6 +271,8 @@ def activate(
     cmid = settings["cmid"]
     try:
         hosts, how, dns_names = _hosts(store, environ)
+    except UsageError:  # the environment is malformed (OSPP_DNS, OSPP_RESOLV_CONF): bad input
+        raise  # changes nothing, not even the history of attempts
     except OsppError as exc:
         _record(store, lic, exc.code, exc.message, None)
         raise
