@@ -172,8 +172,8 @@ def console(main: Callable[[], object]) -> NoReturn:
     """Run a console script's ``main`` and end the process as soon as it is done.
 
     Tearing the interpreter down (collecting and freeing every module a command imported) is
-    pure cost once a short command is over: about 2.7 ms of ``ospp /dstatus`` on a 2-core
-    machine (README, "Start-up"). So once the command's stores are closed, its ``atexit``
+    pure cost once a short command is over: about 4% of the instructions of ``ospp
+    /dstatus`` (README, "Start-up"). So once the command's stores are closed, its ``atexit``
     handlers have run and its output is flushed, the process ends at once (``os._exit``, on
     every system). Python's own exit is kept wherever it does something more, so that each of
     these ends exactly as before: a message given to ``sys.exit``; another thread still
