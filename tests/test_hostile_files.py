@@ -806,18 +806,18 @@ def test_fleet_import_of_a_file_that_is_not_an_export_is_a_usage_error(
 @pytest.mark.parametrize(
     "content",
     [
-        b"search \xff\xfe\nnameserver 127.0.0.1\n",
         b"domain a..b\nnameserver 127.0.0.1\n",
         b"search ok.example a..b\nnameserver 127.0.0.1\n",
         b"domain " + b"x" * 70 + b".example\nnameserver 127.0.0.1\n",
     ],
-    ids=["not UTF-8", "an empty label", "one bad name in the search list", "a label over 63"],
+    ids=["an empty label", "one bad name in the search list", "a label over 63"],
 )
-def test_a_resolv_conf_that_cannot_be_read_is_like_none(
+def test_a_resolv_conf_naming_no_dns_name_is_like_none(
     ospp: Ospp, tmp_path: Path, content: bytes
 ) -> None:
-    """OSPP_RESOLV_CONF naming a file that is not text, or names no DNS name: no domain to
-    search, as without one (never an internal error)."""
+    """OSPP_RESOLV_CONF naming a file whose domain names are no DNS names: no domain to
+    search, as without one (never an internal error). A file that is not text is a usage
+    error naming it (tests/test_environment.py)."""
     conf = tmp_path / "resolv.conf"
     conf.write_bytes(content)
     ospp("install-product", "ProPlus2021")
