@@ -124,7 +124,7 @@ def _check_resolv_conf(conf: str) -> None:
     a network without DNS. Anything but a regular file (a directory, a FIFO or a device such
     as /dev/zero, which would be waited on or read for ever) is refused before it is opened;
     the null device reads as an empty file."""
-    if conf == os.devnull:
+    if os.path.normcase(conf) == os.path.normcase(os.devnull):  # "nul" is "NUL" on Windows
         return
     try:
         mode = os.stat(conf).st_mode
