@@ -272,7 +272,8 @@ ADDR[:PORT] of the nameserver KMS discovery asks (default: the resolver's config
 .TP
 .B OSPP_RESOLV_CONF
 A resolv.conf to read instead of the system's (its nameserver, domain and search list);
-one that is missing or cannot be read is an error (0x80070057).
+one that is not a readable text file is an error (0x80070057; 0x80070005 when
+access is denied), and nothing is recorded.
 .TP
 .B OSPP_USER
 Run as this standard (non\-administrator) user of the simulated machine.
