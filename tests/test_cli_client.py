@@ -92,6 +92,25 @@ def test_usage_errors_exit_2_and_name_the_option(ospp: Ospp, args, needle):
     assert "Traceback" not in ran.err + ran.out
 
 
+@pytest.mark.parametrize("group", [[], ["kms"], ["fleet"], ["kms", "dns"]], ids=" ".join)
+def test_a_group_given_no_command_prints_its_help(ospp: Ospp, group: list[str]):
+    """``ospp`` alone (or ``ospp kms``) shows the help as click prints it, one line per line
+    (not escaped onto one line as a quoted error), then the licensing code of a usage error."""
+    ran = ospp.proc(*group)
+    assert ran.code == 2
+    assert ran.err.startswith(f"Usage: ospp {' '.join(group)}".rstrip() + " [OPTIONS]")
+    assert "\nCommands:\n" in ran.err and "\\x0a" not in ran.err
+    assert ran.err.rstrip().endswith("ERROR CODE: 0x80070057")
+    if group:
+        said = ospp.proc("--json", *group).json()["error"]
+        assert said["code"] == "0x80070057"
+        assert said["message"].startswith(f"'ospp {' '.join(group)}' needs a command: one of ")
+        assert "Usage:" not in said["message"]
+        unknown = ospp.proc("--json", *group, "frob").json()
+        assert unknown["command"] == ""  # no command was chosen (docs/JSON.md)
+        assert unknown["error"]["message"] == "No such command 'frob'."
+
+
 def test_inpkey_replaces_the_key_of_the_product_and_never_prints_it(ospp: Ospp):
     ospp.install("ProPlus2016")
     ran = ospp("/inpkey:" + GVLK_2016.lower())

@@ -136,12 +136,13 @@ class SlashGroup(click.Group):
             except click.ClickException as exc:  # what click prints, and the licensing code
                 from ospp.core.printable import printable
 
-                # the message quotes what was typed: escape sequences are shown, not obeyed
-                text = printable(exc.format_message())
-                if isinstance(exc, click.UsageError):
-                    click.UsageError(text, exc.ctx).show()
+                if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+                    exc.show()  # a group with no command: its help, as click prints it
+                elif isinstance(exc, click.UsageError):
+                    # the message quotes what was typed: escape sequences are shown, not obeyed
+                    click.UsageError(printable(exc.format_message()), exc.ctx).show()
                 else:
-                    click.ClickException(text).show()
+                    click.ClickException(printable(exc.format_message())).show()
                 if isinstance(exc, click.UsageError):
                     click.echo(f"ERROR CODE: 0x{E_INVALID_ARG:08X}", err=True)
                 sys.exit(exc.exit_code)
@@ -153,7 +154,7 @@ class SlashGroup(click.Group):
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
             command = _command_of(getattr(exc, "ctx", None))
-            error = UsageError(exc.format_message(), _usage_hint(exc))
+            error = UsageError(_json_message(exc), _usage_hint(exc))
             if not isinstance(exc, click.UsageError):  # click's other errors exit 1
                 error.exit_status = ExitStatus.LICENSING
             sys.exit(emit(Result(error=error), True, command))
@@ -271,7 +272,21 @@ class SlashGroup(click.Group):
 
 
 def _command_of(ctx: click.Context | None) -> str:
-    return command_name(ctx) if ctx is not None and ctx.parent is not None else ""
+    """The command a usage error belongs to; ``""`` before one was chosen (an unknown name,
+    or a group such as ``kms`` given none), as docs/JSON.md says."""
+    if ctx is None or ctx.parent is None or isinstance(ctx.command, click.Group):
+        return ""
+    return command_name(ctx)
+
+
+def _json_message(exc: click.ClickException) -> str:
+    """Click's message for ``--json``; for a group given no command (whose message is the
+    whole help text), which commands it has."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        group = exc.ctx.command
+        names = group.list_commands(exc.ctx) if isinstance(group, click.Group) else []
+        return f"'{exc.ctx.command_path}' needs a command: one of {', '.join(names)}"
+    return exc.format_message()
 
 
 def _usage_hint(exc: click.ClickException) -> str:
