@@ -123,6 +123,29 @@ def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> No
     )
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["remove", ""],
+        ["remove", "  "],
+        ["status", "--machines", ""],
+        ["act", "--machines", ""],
+        ["export", "x.csv", "--machines", ""],
+        ["inpkey", GVLK_2016, "--machines", ""],
+    ],
+    ids=lambda a: " ".join(repr(w) if not w.strip() else w for w in a),
+)
+def test_an_empty_glob_is_refused_never_read_as_every_machine(ospp: Ospp, args: list[str]) -> None:
+    """``ospp fleet remove "$GLOB"`` with GLOB unset must not remove every machine."""
+    ospp("install-product", "ProPlus2021")
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    before = machines(ospp)
+    ran = ospp("fleet", *args)
+    assert ran.code == 2 and "is empty; give '*' for every machine" in ran.err, ran
+    assert "ERROR CODE: 0x80070057" in ran.err
+    assert machines(ospp) == before == ["localhost", "ws1", "ws2"]
+
+
 def test_status_escapes_the_kms_host_a_client_was_given(ospp: Ospp) -> None:
     """The host a KMS activation names came from outside (a DNS target, say): the table and
     the CSV escape it, and the CSV never hands a spreadsheet a formula."""

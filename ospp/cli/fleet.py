@@ -34,8 +34,21 @@ from ospp.core.printable import csv_cell, printable
 T = TypeVar("T")
 MAX_SHOWN = 20  # failures listed in text output; --json lists them all
 
+
+def _glob(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A GLOB must name something: an empty one (an unset variable in a script, as in
+    ``ospp fleet remove "$GLOB"``) is refused, never read as every machine."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; give '*' for every machine", ctx, param)
+    return value
+
+
 MACHINES_OPTION = click.option(
-    "--machines", "glob", metavar="GLOB", help="Only machines whose name matches (ws*, lab-0?)."
+    "--machines",
+    "glob",
+    metavar="GLOB",
+    callback=_glob,
+    help="Only machines whose name matches (ws*, lab-0?).",
 )
 
 
@@ -271,7 +284,9 @@ def act(glob: str | None) -> Result:
 
 @fleet_group.command("inpkey")
 @click.argument("key")
-@click.option("--machines", "glob", required=True, metavar="GLOB", help="Machines to key.")
+@click.option(
+    "--machines", "glob", required=True, metavar="GLOB", callback=_glob, help="Machines to key."
+)
 @JSON_OPTION
 @reports
 def inpkey(key: str, glob: str) -> Result:
@@ -299,7 +314,7 @@ def _counted(done: Iterable[Any], total: int, label: str) -> Result:
 
 
 @fleet_group.command("remove")
-@click.argument("glob")
+@click.argument("glob", callback=_glob)
 @JSON_OPTION
 @reports
 def remove(glob: str) -> Result:

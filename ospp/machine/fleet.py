@@ -63,7 +63,7 @@ def names(home: Path, glob: str | None = None) -> list[str]:
     directories with a machine's name that hold a licence store (a directory someone else
     put there is not a machine)."""
     root = machines_root(home)
-    pattern = glob.lower() if glob else None
+    pattern = glob.lower() if glob is not None else None  # "" matches no machine
     try:
         entries = [
             e.name
