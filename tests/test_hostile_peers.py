@@ -571,3 +571,26 @@ def test_confirm_batch_csv_keeps_a_requesters_line_from_being_read_as_a_formula(
 
     written = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert written[0]["iid"] == '=HYPERLINK("http://x.example/")'
+
+
+def test_a_refusal_message_that_is_not_text_is_stored_and_shown_escaped(ospp: Ospp) -> None:
+    """A host's refusal carrying a lone surrogate (JSON "\\ud800"), which SQLite cannot store
+    and a UTF-8 terminal cannot show, and an escape sequence: /act reports the refusal with
+    both escaped and records it, never an internal error; fleet act and the service too."""
+    from tests.test_kms import RogueHost
+
+    odd = "\ud800 \x1b[2J" + "x" * 5000
+    rogue = RogueHost(lambda m: {"v": 1, "ok": False, "code": 0xC004F038, "message": odd})
+    try:
+        ospp("install-product", "ProPlus2021", "r1")
+        ospp(f"/sethst:127.0.0.1:{rogue.port}", "r1")
+        ran = ospp("/act", "r1")
+        assert ran.code == 1 and "0xC004F038" in ran.out, ran.out + ran.err
+        assert "\\ud800 \\x1b[2J" in ran.out and "\x1b" not in ran.out
+        entry = ospp("dhistorykms", "r1", "--json").data()["entries"][-1]
+        assert entry["code"] == "0xC004F038" and "\\ud800" in entry["detail"]
+        assert len(entry["detail"]) < 1200  # the peer's text is cut short
+        assert ospp("fleet", "act", "--machines", "r1").code == 1
+        assert ospp("service", "--all").code != 70
+    finally:
+        rogue.close()

@@ -103,11 +103,26 @@ def check_refusal(response: dict[str, Any]) -> None:
         raise FrameError('answer carries no "ok"')
     if ok is not False:
         raise FrameError(f"answer carries ok={shown(ok)}, not true or false")
+    if response.get("message") is not None:
+        response["message"] = _refusal_text(response["message"])
     if "code" not in response:
         return
     code = response["code"]
     if type(code) is not int or not 1 << 31 <= code < 1 << 32:
         raise FrameError(f"error answer carries {shown(code)}, not a licensing error code")
+
+
+MAX_REFUSAL = 1000  # characters of a peer's refusal message kept; it is quoted, stored, shown
+
+
+def _refusal_text(message: object) -> str:
+    """A peer's refusal message as text that can be stored and printed: a lone surrogate
+    (JSON ``"\\ud800"``), which neither SQLite nor a UTF-8 terminal takes, becomes its
+    escape; anything but a string, its repr; cut short. Control characters stay, for
+    ``printable`` to escape where it is shown."""
+    text = message if isinstance(message, str) else repr(message)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_REFUSAL else text[: MAX_REFUSAL - 3] + "..."
 
 
 def error_response(code: int, message: str) -> dict[str, Any]:
