@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -243,6 +244,30 @@ def test_userops_deny_standard_users_by_default_and_puserops_allows_them(ospp: O
     assert ospp("/inpkey:" + GVLK_2021, env=alice).code == 1
     empty = ospp("/cachst:TRUE", env={"OSPP_USER": ""})
     assert empty.code == 2 and "OSPP_USER" in empty.out
+
+
+def test_slmgr_and_fleet_changes_are_refused_to_a_standard_user_too(ospp: Ospp, tmp_path: Path):
+    """The same rule through slmgr (/upk, /cpky) and fleet (an administrator's tool, as
+    VAMT is): 0xC004F025, exit 1, nothing changed."""
+    alice = {"OSPP_USER": "alice"}
+    ospp("fleet", "create", "u", "2", "--product", "ProPlus2021")
+    export = tmp_path / "fleet.csv"
+    assert ospp("fleet", "export", str(export)).code == 0
+    before = ospp("fleet", "status", "--json").data()["rows"]
+    for args in (
+        ["slmgr", "/upk", "u1"],
+        ["slmgr", "/cpky", "u1"],
+        ["fleet", "inpkey", GVLK_2021, "--machines", "u*"],
+        ["fleet", "act", "--machines", "u*"],
+        ["fleet", "remove", "u*"],
+        ["fleet", "create", "v", "2", "--product", "ProPlus2021"],
+        ["fleet", "import", str(export)],
+    ):
+        ran = ospp(*args, env=alice)
+        said = ran.out + ran.err
+        assert ran.code == 1 and "0xC004F025" in said and "alice" in said, (args, said)
+    assert ospp("fleet", "status", "--json").data()["rows"] == before
+    assert ospp("machines", "--json").data()["machines"] == ["u1", "u2"]
 
 
 def test_osppsvcauto_and_osppsvcrestart_act_on_the_simulated_service(ospp: Ospp):

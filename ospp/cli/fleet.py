@@ -52,6 +52,15 @@ MACHINES_OPTION = click.option(
 )
 
 
+def _needs_admin(command: str) -> None:
+    """Fleet commands that change machines are an administrator's tool, as VAMT is: a
+    standard user (OSPP_USER) is refused before anything changes, whatever /puserops allows
+    on single machines."""
+    from ospp.machine.client import require_admin
+
+    require_admin(f"ospp fleet {command}")
+
+
 def quiet() -> bool:
     ctx = click.get_current_context()
     return json_wanted(ctx, bool(ctx.params.get("as_json")))
@@ -96,6 +105,7 @@ def create(
     """Create COUNT machines PREFIX1..PREFIXn (zero-padded) with a product installed."""
     from ospp.machine import fleet
 
+    _needs_admin("create")
     if sethst and skms_domain:
         raise UsageError("--sethst and --skms-domain exclude each other", "Give one of them.")
     spec = fleet.Spec.one(product, sethst, skms_domain, key)
@@ -235,6 +245,8 @@ def act(glob: str | None) -> Result:
     """Activate every keyed product (kept connections to each KMS host); exit 1 if any fail."""
     import heapq
 
+    _needs_admin("act")
+
     from ospp.cli import stream
     from ospp.machine import fleet, fleetact
 
@@ -293,6 +305,7 @@ def inpkey(key: str, glob: str) -> Result:
     """Install KEY on every machine matching GLOB (and no other)."""
     from ospp.machine import fleet
 
+    _needs_admin("inpkey")
     home = ospp_home()
     total = len(fleet.require(home, glob))
     done = fleet.install_key(home, glob, key, os.environ, clock_from_env())
@@ -321,6 +334,7 @@ def remove(glob: str) -> Result:
     """Delete every machine whose name matches GLOB (and no other)."""
     from ospp.machine import fleet
 
+    _needs_admin("remove")
     home = ospp_home()
     total = len(fleet.require(home, glob))
     return _counted(fleet.remove(home, glob), total, "removing")
@@ -358,6 +372,7 @@ def import_(file: Path) -> Result:
     from ospp.core.paths import read_user_file
     from ospp.machine import fleet
 
+    _needs_admin("import")
     home = ospp_home()
     text = read_user_file(file, "fleet file", IMPORT_LIMIT) if str(file) == "-" else None
     total = fleet.check_import(home, file, text)

@@ -286,8 +286,11 @@ def cpky(words: tuple[str, ...]) -> Result:
     """Clear the product key from the registry.
 
     ospp keeps keys in the licence store only, so nothing changes."""
+    from ospp.machine import client
+
     _, computer = split_words(words, act_id=False)
     store = open_machine(computer)
+    client.check_operation(store)  # a change, as on Windows, even though nothing is stored
     return Result(["Product key from registry cleared successfully."], {"machine": store.name})
 
 

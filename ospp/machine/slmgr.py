@@ -212,6 +212,7 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> d
 
 def uninstall(store: MachineStore, lic: Licence) -> None:
     """/upk: remove the key of this licence only (slmgr.vbs would remove the primary key)."""
+    client.check_operation(store)
     with store.db.write() as conn:
         store.clear_key(conn, lic.sku)
         store.bump(conn)
