@@ -860,3 +860,21 @@ def test_a_fifo_in_place_of_a_lock_file_is_refused_not_waited_on(ospp: Ospp) -> 
     ran = ospp.proc("clock", "advance", "1d", timeout=30)
     assert ran.code == 3 and "0x8007000D" in ran.out and "not a regular file" in ran.out, ran
     assert stat.S_ISFIFO(os.lstat(lock).st_mode)  # left as it is
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_file_to_write_that_is_a_device_or_fifo_is_refused_and_left_in_place(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """A file ospp writes is written beside its target and renamed over it: in place of a
+    device or a FIFO (``fleet export /dev/null`` run by root) that would replace the device
+    with a regular file. It is refused instead, and the device or FIFO left as it is."""
+    ospp("fleet", "create", "d", "1", "--product", "ProPlus2021")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    iids = tmp_path / "iids.txt"
+    iids.write_text("123\n")
+    for args in (["fleet", "export", str(fifo)], ["center", "confirm-batch", str(iids), str(fifo)]):
+        ran = ospp(*args)
+        assert ran.code == 2 and "is not a regular file" in ran.out, (args, ran)
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

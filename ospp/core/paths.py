@@ -181,6 +181,7 @@ def atomic_writer(
         raise UsageError(f"{str(path)!r} is not a file name", "Name the file to write.")
     if path.is_symlink():
         raise _link_refused(path)
+    _refuse_special(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
@@ -195,6 +196,22 @@ def atomic_writer(
             os.unlink(name)
         raise
     _sync_directory(path.parent)
+
+
+def _refuse_special(path: Path) -> None:
+    """A device, FIFO or socket in place of a file to replace is refused: the new file would
+    be renamed over it (``ospp fleet export /dev/null`` run by root would put a regular file
+    in place of /dev/null)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return  # not there (yet): created in its place
+    if not stat.S_ISREG(mode):
+        raise UsageError(
+            f"{path} is not a regular file: ospp writes a new file and renames it into place, "
+            "which would replace it",
+            "Name a regular file (or a new one) to write.",
+        )
 
 
 def _link_refused(path: Path) -> StoreError:
