@@ -469,3 +469,30 @@ def test_an_emptied_authority_store_beside_its_keys_is_refused_and_kept(ospp: Os
     ran = ospp("center", "keys")
     assert ran.code == 3 and "0x8007000D" in ran.out and "held a store" in ran.out, ran.out
     assert path.read_bytes() == b""
+
+
+def test_confirm_batch_checks_its_outfile_before_confirming_anything(ospp: Ospp, tmp_path: Path):
+    """An OUTFILE that cannot be written stops the batch before any activation is used (exit
+    3, as for any file that cannot be written); '-' is refused, not written to a file named
+    '-'; a byte order mark before the first line is read as Notepad and Excel mean it."""
+    key = issue(ospp)
+    ospp.install()
+    assert ospp("/inpkey:" + key).code == 0
+    iid = ospp("dinstid", "--json").data()["products"][0]["installation_id"]
+    src = tmp_path / "iids.txt"
+    src.write_text("\ufeff" + iid + "\n", encoding="utf-8")
+
+    def used() -> int:
+        rows = ospp("center", "keys", "--json").data()["keys"]
+        return int(next(r for r in rows if r["key_last5"] == key[-5:])["used"])
+
+    assert used() == 0
+    ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "no-dir" / "out.csv"))
+    assert ran.code == 3 and "0x80070005" in ran.out and "cannot write" in ran.out, ran
+    assert used() == 0
+    dash = ospp("center", "confirm-batch", str(src), "-")
+    assert dash.code == 2 and "not standard output" in dash.out + dash.err
+    assert not Path("-").exists()
+    out = tmp_path / "out.csv"
+    assert ospp("center", "confirm-batch", str(src), str(out)).code == 0
+    assert used() == 1 and "error" not in out.read_text().splitlines()[1]

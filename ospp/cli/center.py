@@ -14,8 +14,8 @@ from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, reports, repor
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.cli.slash import Group
 from ospp.core.clock import clock_from_env
-from ospp.core.errors import OsppError, UsageError
-from ospp.core.paths import center_home, read_user_file, write_atomic
+from ospp.core.errors import OsppError, StoreError, UsageError, os_error_code
+from ospp.core.paths import atomic_writer, center_home, read_user_file
 
 if TYPE_CHECKING:
     from ospp.authority.state import Authority
@@ -210,21 +210,33 @@ def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
     """Proxy activation: one IID per line in INFILE; CIDs (or errors) to OUTFILE. Exits 1
     when any line could not be confirmed (3 or 4 if the first failure was the store's or the
     network's); OUTFILE still holds every line's answer."""
+    if str(outfile) == "-":  # what other commands read as standard input: never a file "-"
+        raise UsageError(
+            "confirm-batch writes its answers to a file, not standard output",
+            "Name the file: ospp center confirm-batch INFILE answers.csv.",
+        )
     if str(infile) != "-" and _same_file(infile, outfile):
         raise UsageError(
             f"OUTFILE {outfile} is INFILE: the answers would replace the installation IDs",
             "Write the answers to another file.",
         )
-    lines = read_user_file(infile, "installation ID file").splitlines()
+    # A file saved by Notepad or Excel may start with a byte order mark.
+    lines = read_user_file(infile, "installation ID file").removeprefix("\ufeff").splitlines()
     from ospp.authority import batch
 
-    rows, errors = batch.confirm_lines(_open(), lines)
     kind = fmt or ("json" if outfile.suffix.lower() == ".json" else "csv")
-    text = batch.render(rows, kind)
     try:
-        write_atomic(outfile, text)
+        # OUTFILE is made (as a temporary file beside it) before any installation ID is
+        # confirmed: one that cannot be written stops the batch before it uses activations.
+        with atomic_writer(outfile) as out:
+            rows, errors = batch.confirm_lines(_open(), lines)
+            out.write(batch.render(rows, kind))
     except OSError as exc:
-        raise UsageError(f"cannot write {outfile}: {exc.strerror}") from exc
+        raise StoreError(
+            os_error_code(exc),
+            f"cannot write {outfile}: {exc.strerror or exc}",
+            "Check that its directory exists and is writable.",
+        ) from exc
     ok = len(rows) - len(errors)
     problem = None
     if errors:  # OUTFILE holds every line's answer; the exit status says not all were confirmed
