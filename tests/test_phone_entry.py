@@ -90,3 +90,25 @@ def test_a_malformed_cid_is_reported_before_the_choice_of_product(ospp: Ospp) ->
     ospp("/inpkey:" + issue(ospp, product="ProPlus2019"))
     ran = ospp("/actcid:hello", "--json")
     assert ran.code == 1 and ran.json()["error"]["code"] == "0xC004F02C"
+
+
+def test_a_line_with_more_digits_than_the_id_has_left_is_typed_again(ospp: Ospp) -> None:
+    """An extra group (or a CID pasted after some groups were typed) is refused as a whole,
+    never cut off silently: only the digits the ID holds are ever used."""
+    from ospp.protocol.phone import TooManyGroups, cid_entry, iid_entry
+
+    cid = _cid(ospp)
+    groups = [cid[i : i + 6] for i in range(0, 120, 6)]
+    entry = cid_entry()
+    assert entry.feed(" ".join(groups[:19])) is None
+    extra = entry.feed(groups[19] + " 123456")  # the last group and one more
+    assert isinstance(extra, TooManyGroups) and extra.code == 0xC004F02F
+    assert entry.index == 20  # nothing of that line was kept
+    assert entry.feed(groups[19]) is None and entry.done
+    assert isinstance(iid_entry().feed("1234567 " * 10), TooManyGroups)
+    # the interactive CID entry says so and asks for group 20 again
+    answers = [" ".join(groups[:19]), groups[19] + " garbage", groups[19]]
+    ran = ospp.proc("actcid", "--interactive", input="\n".join(answers) + "\n")
+    assert ran.code == 0, ran.out + ran.err
+    assert "more than 6" in ran.err or "more than 7" in ran.err, ran.err
+    assert [p.split(" of ")[0] for p in ran.err.split("Group ")[1:]] == ["1", "20", "20"]

@@ -19,7 +19,7 @@ from ospp.cli.base import DASHES, Result
 from ospp.cli.i18n import Text
 from ospp.core.errors import E_CHECK_DIGIT, N_, Cancelled, OsppError, hex_code
 from ospp.core.printable import escaped
-from ospp.protocol.phone import GroupEntry
+from ospp.protocol.phone import GroupEntry, TooManyGroups
 
 LANG_OPTION = click.option(
     "--lang",
@@ -105,6 +105,8 @@ class Dialogue:
         _ = self._
         if exc.code == E_CHECK_DIGIT:
             return _("its check digit does not match")
+        if isinstance(exc, TooManyGroups):
+            return _("the line holds more digits than the ID has left")
         return _("a group is {size} digits", size=size)
 
     def cancelled(self, interrupted: bool, recorded: bool = False) -> Cancelled:

@@ -261,6 +261,10 @@ def format_groups(text: str, size: int) -> str:
     return "-".join(text[i : i + size] for i in range(0, len(text), size))
 
 
+class TooManyGroups(LicensingError):
+    """A line typed into a :class:`GroupEntry` holds more digits than the ID has left."""
+
+
 class GroupEntry:
     """Digits typed group by group, as a person reads them over the phone.
 
@@ -295,7 +299,22 @@ class GroupEntry:
                 N_("group {index} of the {what} is empty", index=self.index, what=self.what),
             )
         chunks = [compact[i : i + self.size] for i in range(0, len(compact), self.size)]
-        for chunk in chunks[: self.total - len(self.groups)]:
+        left = self.total - len(self.groups)
+        if len(chunks) > left:  # an extra group, or an ID pasted twice: nothing of it is kept
+            return TooManyGroups(
+                E_CID_LENGTH if self.what == "confirmation ID" else E_BAD_FORMAT,
+                N_(
+                    "the {what} has {left} group(s) left from group {index}, and this line "
+                    "holds {typed} digits, more than {most}",
+                    what=self.what,
+                    left=left,
+                    index=self.index,
+                    typed=len(compact),
+                    most=left * self.size,
+                ),
+                N_("Type the line again without the extra digits."),
+            )
+        for chunk in chunks:
             try:
                 check_group(chunk, self.index, self.what, self.size)
             except LicensingError as exc:
