@@ -878,3 +878,30 @@ def test_a_file_to_write_that_is_a_device_or_fifo_is_refused_and_left_in_place(
         ran = ospp(*args)
         assert ran.code == 2 and "is not a regular file" in ran.out, (args, ran)
         assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+@pytest.mark.parametrize(
+    "args",
+    [["/dstatus"], ["fleet", "status"], ["fleet", "status", "--csv"], ["--json", "/dstatus"]],
+)
+def test_output_that_cannot_be_written_is_a_disk_full_error_not_a_bug(
+    ospp: Ospp, args: list[str]
+) -> None:
+    """Standard output on a full disk (``> /dev/full``), also while a long report is printed
+    as it is read: exit 3 with 0x80070070 on standard error, no traceback, no internal error."""
+    ospp("install-product", "ProPlus2021")
+    ospp("fleet", "create", "f", "300", "--product", "ProPlus2021")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "ospp", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **ospp.env},
+            timeout=120,
+        )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.rstrip().endswith("ERROR CODE: 0x80070070"), done.stderr
+    assert "cannot write the output" in done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr

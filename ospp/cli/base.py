@@ -8,6 +8,7 @@ status.
 from __future__ import annotations
 
 import atexit
+import errno
 import functools
 import os
 import sys
@@ -145,12 +146,15 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
         result = Result(error=Cancelled(interrupted=True))
     except BrokenPipeError:  # the reader went away ('ospp fleet status | head'): not a bug;
         raise  # click ends quietly with status 1, as for a pipe closed while printing
+    except OSError as exc:
+        # Output printed as it is read (fleet status) that cannot be written: a full disk or
+        # a failing device, reported as such at the top (cli.slash), not as a bug. Files of
+        # ospp's own are never met here: their failures are StoreErrors.
+        if exc.errno in _OUTPUT_FAILURES:
+            raise
+        _internal(exc, as_json, command)
     except Exception as exc:  # the one place foreign failures end up
-        if os.environ.get("OSPP_DEBUG"):
-            import traceback
-
-            traceback.print_exc()
-        internal_error(exc, as_json, command)
+        _internal(exc, as_json, command)
     finally:
         close_all()
     code = emit(result, as_json, command)
@@ -158,7 +162,23 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
         sys.exit(code)
 
 
-def internal_error(exc: BaseException, as_json: bool, command: str) -> None:
+_OUTPUT_FAILURES = {
+    errno.ENOSPC,
+    errno.EFBIG,
+    errno.EIO,
+    getattr(errno, "EDQUOT", errno.ENOSPC),
+}
+
+
+def _internal(exc: BaseException, as_json: bool, command: str) -> NoReturn:
+    if os.environ.get("OSPP_DEBUG"):
+        import traceback
+
+        traceback.print_exc()
+    internal_error(exc, as_json, command)
+
+
+def internal_error(exc: BaseException, as_json: bool, command: str) -> NoReturn:
     """Report a bug (on stdout as the usual JSON error with --json) and exit 70."""
     if as_json:
         emit(Result(error=InternalError(f"{type(exc).__name__}: {exc}")), True, command)

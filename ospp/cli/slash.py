@@ -5,11 +5,12 @@ option uses.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -25,7 +26,14 @@ from ospp.cli.base import (
     json_in_argv,
     quiet,
 )
-from ospp.core.errors import E_INVALID_ARG, Cancelled, ExitStatus, UsageError
+from ospp.core.errors import (
+    E_INVALID_ARG,
+    Cancelled,
+    ExitStatus,
+    UsageError,
+    hex_code,
+    os_error_code,
+)
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -149,6 +157,10 @@ class SlashGroup(click.Group):
             except click.exceptions.Abort:
                 click.echo("Aborted!", err=True)
                 sys.exit(1)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:  # every other failure of a command is caught in run()
+                _output_failed(exc)
             sys.exit(rv if isinstance(rv, int) else 0)
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
@@ -160,6 +172,10 @@ class SlashGroup(click.Group):
             sys.exit(emit(Result(error=error), True, command))
         except click.exceptions.Abort:
             sys.exit(emit(Result(error=Cancelled(interrupted=True)), True, ""))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # every other failure of a command is caught in run()
+            _output_failed(exc)
         except Exception as exc:  # a bug met before a command ran
             if os.environ.get("OSPP_DEBUG"):
                 import traceback
@@ -269,6 +285,21 @@ class SlashGroup(click.Group):
         if others:
             with formatter.section("Commands"):
                 formatter.write_dl(others)
+
+
+def _output_failed(exc: OSError) -> NoReturn:
+    """Standard output could not be written (a full disk, ``> /dev/full``): said on standard
+    error with the code of a file that cannot be written, exit 3. What is still waiting in
+    the output's buffer goes to the null device, so that ending the process does not fail
+    again over it."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(f"ospp: cannot write the output: {exc.strerror or exc}", err=True)
+        click.echo(f"ERROR CODE: {hex_code(os_error_code(exc))}", err=True)
+    sys.exit(int(ExitStatus.STORE))
 
 
 def _command_of(ctx: click.Context | None) -> str:
