@@ -496,3 +496,19 @@ def test_confirm_batch_checks_its_outfile_before_confirming_anything(ospp: Ospp,
     out = tmp_path / "out.csv"
     assert ospp("center", "confirm-batch", str(src), str(out)).code == 0
     assert used() == 1 and "error" not in out.read_text().splitlines()[1]
+
+
+def test_an_iid_with_two_groups_swapped_is_refused_with_a_hint_to_check_their_order(
+    ospp: Ospp,
+):
+    """Each group's check digit passes when two groups are swapped: the ID then names a key
+    nobody issued, and the phone centre says to check the order of the groups."""
+    ospp.install()
+    assert ospp("/inpkey:" + issue(ospp)).code == 0
+    digits = iid_of(ospp)
+    groups = [digits[i : i + 7] for i in range(0, len(digits), 7)]
+    assert groups[4] != groups[5]
+    groups[4], groups[5] = groups[5], groups[4]
+    said = ospp("center", "confirm", " ".join(groups), "--json").json()["error"]
+    assert said["code"] == "0xC004C001"
+    assert "order they were read" in said["hint"]

@@ -86,6 +86,14 @@ def _within(recorded: str, current: str) -> bool:
         return False
 
 
+# Each group's check digit catches a mistyped digit, not two groups typed in the wrong order:
+# the installation ID then decodes to a key nobody issued, the likeliest slip over the phone.
+_READ_AGAIN = N_(
+    "If the installation ID was read out over the phone, check that its groups were typed in "
+    "the order they were read."
+)
+
+
 class Authority:
     """The activation authority of one ``OSPP_CENTER_HOME``. Construct with :meth:`open`."""
 
@@ -480,6 +488,7 @@ class Authority:
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
                 N_("the installation ID names no product key this authority knows"),
+                _READ_AGAIN,
             )
         key = keys.ProductKey(
             keys.encode(product, channel, iid.serial, iid.security),
@@ -488,7 +497,11 @@ class Authority:
             iid.serial,
             iid.security,
         )
-        self._genuine(key)
+        try:
+            self._genuine(key)
+        except LicensingError as exc:
+            exc.hint = exc.hint or _READ_AGAIN
+            raise
         tag, hw = f"tag:{iid.machine_tag:08x}", f"{iid.hardware:010x}"
         self.store.count(key.serial, lambda tx: self._count(tx, key, tag, hw, "phone"))
         r, s = self.keys.sign_cid(iid.message())
