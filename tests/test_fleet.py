@@ -172,7 +172,7 @@ def test_export_import_round_trip_and_all_or_nothing(ospp: Ospp, tmp_path: Path)
     out = tmp_path / "fleet.csv"
     assert ospp("fleet", "export", str(out)).code == 0
     exported = out.read_text()
-    assert exported.splitlines()[0] == "machine,product,key,kms_host"
+    assert exported.splitlines()[0] == "machine,product,key,kms_host,kms_domain"
     ospp("fleet", "remove", "pc*")
     assert ospp("fleet", "import", str(out)).code == 0
     out2 = tmp_path / "again.csv"
@@ -190,6 +190,37 @@ def test_export_import_round_trip_and_all_or_nothing(ospp: Ospp, tmp_path: Path)
     ran = ospp("fleet", "import", str(dup))
     assert ran.code == 2 and f"line {len(lines) + 1}" in ran.out and "twice" in ran.out
     assert machines(ospp) == []
+
+
+def test_export_keeps_the_kms_lookup_domain_and_reads_files_without_it(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """A site found by DNS (/skms-domain) is the same site once imported; a file written
+    before that column existed (four columns) still imports."""
+    ospp("fleet", "create", "lab", "2", "--product", "ProPlus2021", "--skms-domain", "corp.example")
+    out = tmp_path / "site.csv"
+    assert ospp("fleet", "export", str(out)).code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["kms_domain"] for r in rows] == ["corp.example", "corp.example"]
+    ospp("fleet", "remove", "lab*")
+    assert ospp("fleet", "import", str(out)).code == 0
+    assert "KMS Lookup Domain: corp.example" in ospp("/dstatus", "lab1").out
+    old = tmp_path / "old.csv"
+    old.write_text(
+        "machine,product,key,kms_host\n"
+        + "".join(f"{r['machine']}x,{r['product']},{r['key']},\n" for r in rows)
+    )
+    assert ospp("fleet", "import", str(old)).code == 0
+    assert "KMS Lookup Domain" not in ospp("/dstatus", "lab1x").out
+    two = tmp_path / "two.csv"
+    row = rows[0]
+    two.write_text(
+        "machine,product,key,kms_host,kms_domain\n"
+        f"n1,{row['product']},{row['key']},,a.example\n"
+        f"n1,ProPlus2016,,,b.example\n"
+    )
+    ran = ospp("fleet", "import", str(two))
+    assert ran.code == 2 and "two KMS lookup domains" in ran.out, ran.out
 
 
 def test_act_and_renewal_counts_match_the_host(ospp: Ospp) -> None:

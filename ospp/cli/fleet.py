@@ -346,7 +346,7 @@ def remove(glob: str) -> Result:
 @JSON_OPTION
 @reports
 def export(file: Path, glob: str | None) -> Result:
-    """Write machine, product, key, KMS host to FILE.csv (owner-only: it holds full keys)."""
+    """Write machine, product, key, KMS host, lookup domain to FILE.csv (owner-only: full keys)."""
     from ospp.machine import fleetview
 
     if str(file) == "-":  # not standard output: the full keys would go wherever it goes

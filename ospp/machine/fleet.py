@@ -46,7 +46,9 @@ from ospp.machine.store import (
 from ospp.machine.workers import parallel
 
 MAX_COUNT = 100_000
-CSV_FIELDS = ("machine", "product", "key", "kms_host")
+CSV_FIELDS = ("machine", "product", "key", "kms_host", "kms_domain")
+# Files written before the KMS lookup domain was exported have the first four columns only.
+_OLD_FIELDS = CSV_FIELDS[:4]
 
 
 def _machine_named(name: str) -> bool:
@@ -401,7 +403,8 @@ def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str]]
         rows = csv.reader(f)
         try:
             header = next(rows, None)
-            if header is None or [h.strip().lower() for h in header[:4]] != list(CSV_FIELDS):
+            given = [h.strip().lower() for h in header or []]
+            if given not in (list(CSV_FIELDS), list(_OLD_FIELDS)):
                 raise UsageError(
                     f"{path} line 1: expected the header {','.join(CSV_FIELDS)}",
                     "Use a file written by 'ospp fleet export'.",
@@ -427,22 +430,25 @@ def read_csv(path: Path, text: str | None = None) -> Iterator[tuple[int, str, Sp
     current: tuple[int, str, Spec] | None = None
     for line, row in _rows(path, text):
         try:
-            if len(row) != 4:
-                raise UsageError(f"expected 4 fields, found {len(row)}")
+            if len(row) not in (4, 5):
+                raise UsageError(f"expected {len(CSV_FIELDS)} fields, found {len(row)}")
             if not row[0].strip():
                 raise UsageError("the machine name is empty")
             name = machine_name(row[0])
             product = (row[1].strip(), row[2].strip() or None)
             host = row[3].strip() or None
+            domain = (row[4].strip() or None) if len(row) == 5 else None
             if current is not None and current[1] == name:
                 spec = current[2]
                 if host != spec.kms_host:
                     raise UsageError(f"machine {name} has two KMS hosts")
-                spec = Spec((*spec.products, product), spec.kms_host)
+                if domain != spec.kms_domain:
+                    raise UsageError(f"machine {name} has two KMS lookup domains")
+                spec = Spec((*spec.products, product), spec.kms_host, spec.kms_domain)
                 check_spec(spec)
                 current = (current[0], name, spec)
                 continue
-            spec = Spec((product,), host)
+            spec = Spec((product,), host, domain)
             check_spec(spec)
         except OsppError as exc:
             raise UsageError(

@@ -326,8 +326,8 @@ def timeline(
 
 
 def export(home: Path, glob: str | None, path: Path, clock: Clock) -> Iterator[str]:
-    """Write machine, product, key, KMS host of every keyed product to ``path`` (owner-only,
-    as it holds full product keys); yields each machine written."""
+    """Write machine, product, key, KMS host and KMS lookup domain of every keyed product to
+    ``path`` (owner-only, as it holds full product keys); yields each machine written."""
     from ospp.core.paths import atomic_writer
 
     try:
@@ -343,9 +343,10 @@ def export(home: Path, glob: str | None, path: Path, clock: Clock) -> Iterator[s
                 if host:
                     port = snap.settings["kms_port"]
                     host = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                domain = snap.settings["kms_domain"]
                 for lic in snap.licenses:
                     if lic.product_key and lic.sku.channel.value != "kms-host":
-                        out.writerow([name, lic.sku.product.id, lic.product_key, host])
+                        out.writerow([name, lic.sku.product.id, lic.product_key, host, domain])
                 yield name
     except OSError as exc:
         raise StoreError(
