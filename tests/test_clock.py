@@ -24,7 +24,8 @@ def test_durations() -> None:
     assert parse_duration("90m") == timedelta(minutes=90)
     assert parse_duration("-2h") == timedelta(hours=-2)
     assert parse_duration("180d") == timedelta(days=180)
-    for bad in ("-5x", "7", "d", "7 d", "1.5d", "", "7dd"):
+    # digits are ASCII: "٣h" (an Arabic-Indic three) is no duration, as "³h" is not
+    for bad in ("-5x", "7", "d", "7 d", "1.5d", "", "7dd", "\u0663h", "\u00b3h"):
         with pytest.raises(UsageError):
             parse_duration(bad)
 

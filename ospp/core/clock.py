@@ -31,7 +31,7 @@ CLOCK_FILE = "clock.json"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = r"^([+-]?)(\d{1,7})([smhdw])$"  # compiled on first use: not at every start
+_DURATION = r"^([+-]?)([0-9]{1,7})([smhdw])$"  # compiled on first use: not at every start
 
 
 class Clock(Protocol):
