@@ -277,3 +277,13 @@ def test_a_clock_file_that_is_not_one_is_reported_never_a_crash_or_a_hang(
         assert "lab clock" in ran.out and "internal error" not in ran.err
     assert ospp("clock", "reset").code == 0
     assert ospp("/dstatus").code == 0
+
+
+def test_a_clock_set_before_the_install_shows_the_grace_period_whole(ospp: Ospp) -> None:
+    """With OSPP_NOW before the product was installed, the 30-day grace shows 30 days left,
+    not the years until its end."""
+    ospp("install-product", "ProPlus2021")
+    product = ospp("dstatus", "--json", env={"OSPP_NOW": "-3650d"}).data()["products"][0]
+    assert product["status"] == "OOB_GRACE"
+    assert product["remaining_grace_minutes"] == 30 * 24 * 60
+    assert product["remaining_grace_days"] == 30

@@ -76,8 +76,11 @@ class LicenceStatus(Record):
         return None if self.remaining_minutes is None else self.remaining_minutes // 1440
 
 
-def _minutes(until: datetime, now: datetime) -> int:
-    return max(0, int((until - now).total_seconds() // 60))
+def _minutes(until: datetime, now: datetime, period: timedelta) -> int:
+    """Minutes left until ``until``, at most the whole ``period``: with the clock set back
+    before the period began (OSPP_NOW, the lab clock), a 30-day grace still shows 30 days."""
+    left = min(until - now, period)
+    return max(0, int(left.total_seconds() // 60))
 
 
 def _grace(lic: Licence, now: datetime, problem: Problem | None) -> LicenceStatus:
@@ -89,7 +92,7 @@ def _grace(lic: Licence, now: datetime, problem: Problem | None) -> LicenceStatu
             OOB_GRACE,
             problem.code if problem else I_OOB,
             end,
-            _minutes(end, now),
+            _minutes(end, now, GRACE),
             now >= lic.grace_start + NOTIFY_AFTER,
             detail,
         )
@@ -119,7 +122,13 @@ def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> Licen
         valid_until = datetime.fromisoformat(act["valid_until"])
         if now < valid_until:
             return LicenceStatus(
-                lic, LICENSED, I_KMS_LICENSED, valid_until, _minutes(valid_until, now), False, None
+                lic,
+                LICENSED,
+                I_KMS_LICENSED,
+                valid_until,
+                _minutes(valid_until, now, KMS_VALIDITY),
+                False,
+                None,
             )
         oot_end = valid_until + OOT_GRACE
         if now < oot_end:
@@ -128,7 +137,7 @@ def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> Licen
                 OOT_GRACE_LABEL,
                 I_OOT,
                 oot_end,
-                _minutes(oot_end, now),
+                _minutes(oot_end, now, OOT_GRACE),
                 False,
                 "the KMS activation expired without renewal",
             )
@@ -143,7 +152,7 @@ def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> Licen
                 OOT_GRACE_LABEL,
                 problem.code,
                 oot_end,
-                _minutes(oot_end, now),
+                _minutes(oot_end, now, OOT_GRACE),
                 False,
                 problem.detail,
             )
