@@ -163,7 +163,7 @@ def test_a_file_where_the_machines_directory_should_be_is_reported(
     [
         ("", "0 characters"),
         ("FXYTK-NJJ8C-GB6DW-3DYQT-6F7TB", "character 25 is 'B'"),
-        ("MAK", "not a KMS host key"),
+        ("MAK", "is a MAK (Multiple Activation Key), not a KMS host key"),
     ],
 )
 def test_a_refused_kms_host_key_leaves_no_host_store(ospp: Ospp, key: str, word: str) -> None:

@@ -60,11 +60,18 @@ def parse_host_key(text: str) -> ProductKey:
     if key.channel is not Channel.KMS_HOST:
         raise LicensingError(
             E_INVALID_KEY,
-            f"the key ending {key.last5} is a {key.channel.value} key, not a KMS host key",
+            f"the key ending {key.last5} is {_KIND[key.channel]}, not a KMS host key (CSVLK)",
             "Get one with: ospp center issue-key --product P --channel kms-host.",
         )
     return key
 
+
+# What each other kind of key is, as an admin calls it.
+_KIND = {
+    Channel.MAK: "a MAK (Multiple Activation Key)",
+    Channel.KMS_CLIENT: "a KMS client key (GVLK)",
+    Channel.KMS_HOST: "a KMS host key (CSVLK)",
+}
 
 # Settings stored as whole numbers, and how many digits they may have.
 _NUMBERS = {"activation_interval": 9, "renewal_interval": 9, "port": 5}
