@@ -112,3 +112,9 @@ def test_a_line_with_more_digits_than_the_id_has_left_is_typed_again(ospp: Ospp)
     assert ran.code == 0, ran.out + ran.err
     assert "more than 6" in ran.err or "more than 7" in ran.err, ran.err
     assert [p.split(" of ")[0] for p in ran.err.split("Group ")[1:]] == ["1", "20", "20"]
+
+
+def test_a_computer_name_in_place_of_the_cid_gets_a_hint(ospp: Ospp) -> None:
+    ran = ospp("/actcid", "PC1")
+    assert ran.code == 1 and "0xC004F02C" in ran.out
+    assert "HINT: /actcid takes the confirmation ID first: ospp /actcid:CID PC1" in ran.out

@@ -187,7 +187,15 @@ def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | 
             )
         cid, computer = None, cid
     if cid is not None:
-        parse_cid(cid)  # a malformed CID is reported as such, before anything else
+        try:
+            parse_cid(cid)  # a malformed CID is reported as such, before anything else
+        except LicensingError as exc:
+            if computer is None and any(c.isalpha() for c in cid):  # /actcid PC1
+                exc.hint = exc.hint or (
+                    f"/actcid takes the confirmation ID first: ospp /actcid:CID {cid}, or "
+                    f"ospp actcid --interactive {cid} to type it group by group."
+                )
+            raise
     store = client.open_machine(computer)
     client.check_operation(store)
     lic = _phone_target(store, sku)
