@@ -880,28 +880,36 @@ def test_a_file_to_write_that_is_a_device_or_fifo_is_refused_and_left_in_place(
         assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+@pytest.mark.parametrize("target", ["/dev/full", "a file open for reading"])
 @pytest.mark.parametrize(
     "args",
     [["/dstatus"], ["fleet", "status"], ["fleet", "status", "--csv"], ["--json", "/dstatus"]],
 )
-def test_output_that_cannot_be_written_is_a_disk_full_error_not_a_bug(
-    ospp: Ospp, args: list[str]
+def test_output_that_cannot_be_written_is_a_file_error_not_a_bug(
+    ospp: Ospp, tmp_path: Path, args: list[str], target: str
 ) -> None:
-    """Standard output on a full disk (``> /dev/full``), also while a long report is printed
-    as it is read: exit 3 with 0x80070070 on standard error, no traceback, no internal error."""
+    """Standard output on a full disk (``> /dev/full``), or a descriptor not open for writing,
+    also while a long report is printed as it is read: exit 3 with the licensing code of a
+    file that cannot be written, no traceback, no internal error."""
+    if target == "/dev/full" and not os.path.exists(target):
+        pytest.skip("no /dev/full here")
     ospp("install-product", "ProPlus2021")
     ospp("fleet", "create", "f", "300", "--product", "ProPlus2021")
-    with open("/dev/full", "w") as full:
+    readable = tmp_path / "read-only"
+    readable.write_text("")
+    with open(
+        target if target == "/dev/full" else readable, "w" if target == "/dev/full" else "r"
+    ) as out:
         done = subprocess.run(
             [sys.executable, "-m", "ospp", *args],
-            stdout=full,
+            stdout=out,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **ospp.env},
             timeout=120,
         )
+    code = "0x80070070" if target == "/dev/full" else "0x80070005"
     assert done.returncode == 3, done.stderr
-    assert done.stderr.rstrip().endswith("ERROR CODE: 0x80070070"), done.stderr
+    assert done.stderr.rstrip().endswith(f"ERROR CODE: {code}"), done.stderr
     assert "cannot write the output" in done.stderr
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr

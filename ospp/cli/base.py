@@ -147,10 +147,10 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
     except BrokenPipeError:  # the reader went away ('ospp fleet status | head'): not a bug;
         raise  # click ends quietly with status 1, as for a pipe closed while printing
     except OSError as exc:
-        # Output printed as it is read (fleet status) that cannot be written: a full disk or
-        # a failing device, reported as such at the top (cli.slash), not as a bug. Files of
+        # Output printed as it is read (fleet status) that cannot be written (a full disk, a
+        # failing device): reported as such at the top (cli.slash), not as a bug. Files of
         # ospp's own are never met here: their failures are StoreErrors.
-        if exc.errno in _OUTPUT_FAILURES:
+        if output_broken(exc):
             raise
         _internal(exc, as_json, command)
     except Exception as exc:  # the one place foreign failures end up
@@ -162,12 +162,17 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
         sys.exit(code)
 
 
-_OUTPUT_FAILURES = {
-    errno.ENOSPC,
-    errno.EFBIG,
-    errno.EIO,
-    getattr(errno, "EDQUOT", errno.ENOSPC),
-}
+# How a write to standard output fails: a full disk or quota, a file too large, a failing
+# device, a descriptor not open for writing. ospp's own files never raise these up to run():
+# their failures are StoreErrors.
+OUTPUT_FAILURES = frozenset(
+    {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG, errno.EIO, errno.EBADF}
+)
+
+
+def output_broken(exc: OSError) -> bool:
+    """Whether ``exc`` is standard output that cannot be written (not a bug of ospp's)."""
+    return exc.errno in OUTPUT_FAILURES
 
 
 def _internal(exc: BaseException, as_json: bool, command: str) -> NoReturn:

@@ -24,6 +24,7 @@ from ospp.cli.base import (
     emit,
     internal_error,
     json_in_argv,
+    output_broken,
     quiet,
 )
 from ospp.core.errors import (
@@ -160,6 +161,8 @@ class SlashGroup(click.Group):
             except BrokenPipeError:
                 raise
             except OSError as exc:  # every other failure of a command is caught in run()
+                if not output_broken(exc):
+                    raise
                 _output_failed(exc)
             sys.exit(rv if isinstance(rv, int) else 0)
         try:
@@ -175,7 +178,9 @@ class SlashGroup(click.Group):
         except BrokenPipeError:
             raise
         except OSError as exc:  # every other failure of a command is caught in run()
-            _output_failed(exc)
+            if output_broken(exc):
+                _output_failed(exc)
+            internal_error(exc, True, "")
         except Exception as exc:  # a bug met before a command ran
             if os.environ.get("OSPP_DEBUG"):
                 import traceback
