@@ -221,6 +221,13 @@ def test_export_keeps_the_kms_lookup_domain_and_reads_files_without_it(
     )
     ran = ospp("fleet", "import", str(two))
     assert ran.code == 2 and "two KMS lookup domains" in ran.out, ran.out
+    # a fifth field under a four-column header is not read as a lookup domain
+    extra = tmp_path / "extra.csv"
+    extra.write_text(
+        f"machine,product,key,kms_host\nn2,{row['product']},{row['key']},,evil.example\n"
+    )
+    ran = ospp("fleet", "import", str(extra))
+    assert ran.code == 2 and "line 2: expected 4 fields, found 5" in ran.out, ran.out
 
 
 def test_act_and_renewal_counts_match_the_host(ospp: Ospp) -> None:

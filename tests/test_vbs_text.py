@@ -262,12 +262,14 @@ def test_slmgr_and_fleet_changes_are_refused_to_a_standard_user_too(ospp: Ospp, 
         ["fleet", "remove", "u*"],
         ["fleet", "create", "v", "2", "--product", "ProPlus2021"],
         ["fleet", "import", str(export)],
+        ["fleet", "export", str(tmp_path / "by-alice.csv")],
     ):
         ran = ospp(*args, env=alice)
         said = ran.out + ran.err
         assert ran.code == 1 and "0xC004F025" in said and "alice" in said, (args, said)
     assert ospp("fleet", "status", "--json").data()["rows"] == before
     assert ospp("machines", "--json").data()["machines"] == ["u1", "u2"]
+    assert not (tmp_path / "by-alice.csv").exists()
 
 
 def test_osppsvcauto_and_osppsvcrestart_act_on_the_simulated_service(ospp: Ospp):

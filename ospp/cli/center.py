@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -225,18 +226,27 @@ def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
     from ospp.authority import batch
 
     kind = fmt or ("json" if outfile.suffix.lower() == ".json" else "csv")
-    try:
-        # OUTFILE is made (as a temporary file beside it) before any installation ID is
-        # confirmed: one that cannot be written stops the batch before it uses activations.
-        with atomic_writer(outfile) as out:
-            rows, errors = batch.confirm_lines(_open(), lines)
-            out.write(batch.render(rows, kind))
-    except OSError as exc:
-        raise StoreError(
+
+    def unwritable(exc: OSError) -> StoreError:
+        return StoreError(
             os_error_code(exc),
             f"cannot write {outfile}: {exc.strerror or exc}",
             "Check that its directory exists and is writable.",
-        ) from exc
+        )
+
+    with contextlib.ExitStack() as stack:
+        # OUTFILE is made (as a temporary file beside it) before any installation ID is
+        # confirmed: one that cannot be created stops the batch before it uses activations.
+        try:
+            out = stack.enter_context(atomic_writer(outfile))
+        except OSError as exc:
+            raise unwritable(exc) from exc
+        rows, errors = batch.confirm_lines(_open(), lines)
+        try:
+            out.write(batch.render(rows, kind))
+            stack.close()  # flushed, synced and renamed into place
+        except OSError as exc:
+            raise unwritable(exc) from exc
     ok = len(rows) - len(errors)
     problem = None
     if errors:  # OUTFILE holds every line's answer; the exit status says not all were confirmed

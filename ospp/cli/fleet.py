@@ -53,9 +53,9 @@ MACHINES_OPTION = click.option(
 
 
 def _needs_admin(command: str) -> None:
-    """Fleet commands that change machines are an administrator's tool, as VAMT is: a
-    standard user (OSPP_USER) is refused before anything changes, whatever /puserops allows
-    on single machines."""
+    """Fleet commands that change machines, or export their full product keys, are an
+    administrator's tool, as VAMT is: a standard user (OSPP_USER) is refused before anything
+    starts, whatever /puserops allows on single machines."""
     from ospp.machine.client import require_admin
 
     require_admin(f"ospp fleet {command}")
@@ -354,6 +354,7 @@ def export(file: Path, glob: str | None) -> Result:
             "fleet export writes a file, not standard output: it holds full product keys",
             "Give a file name; it is created owner-only.",
         )
+    _needs_admin("export")  # it writes full product keys, which a standard user never sees
     n = sum(1 for _ in fleetview.export(ospp_home(), glob, file, clock_from_env()))
     return Result([f"Exported {n} machine(s) to {file}"], {"machines": n, "file": str(file)},
                   banners=False)  # fmt: skip

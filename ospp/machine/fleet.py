@@ -388,9 +388,10 @@ def _remove_dir(directory: Path) -> bool:
 # -- export and import -------------------------------------------------------------------------
 
 
-def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str]]]:
+def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str], int]]:
     """The non-empty rows of an export file (``text``: its content, already read from
-    standard input), after checking its header."""
+    standard input), after checking its header, each with the number of fields the header
+    names (a row must have as many)."""
     f: TextIO
     if text is not None:
         f = io.StringIO(text.removeprefix("\ufeff"), newline="")
@@ -411,7 +412,7 @@ def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str]]
                 )
             for row in rows:
                 if any(cell.strip() for cell in row):
-                    yield rows.line_num, row
+                    yield rows.line_num, row, len(given)
         except UnicodeDecodeError as exc:
             raise UsageError(
                 f"{path} is not UTF-8 text: {exc.reason}",
@@ -428,10 +429,10 @@ def read_csv(path: Path, text: str | None = None) -> Iterator[tuple[int, str, Sp
     """Machines of an export file as (first line, machine, spec): a machine's rows are
     consecutive (one per product). The first bad row raises, naming its line."""
     current: tuple[int, str, Spec] | None = None
-    for line, row in _rows(path, text):
+    for line, row, width in _rows(path, text):
         try:
-            if len(row) not in (4, 5):
-                raise UsageError(f"expected {len(CSV_FIELDS)} fields, found {len(row)}")
+            if len(row) != width:  # as many as the header names (4 in files before kms_domain)
+                raise UsageError(f"expected {width} fields, found {len(row)}")
             if not row[0].strip():
                 raise UsageError("the machine name is empty")
             name = machine_name(row[0])

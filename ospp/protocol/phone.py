@@ -305,7 +305,7 @@ class GroupEntry:
                 E_CID_LENGTH if self.what == "confirmation ID" else E_BAD_FORMAT,
                 N_(
                     "the {what} has {left} group(s) left from group {index}, and this line "
-                    "holds {typed} digits, more than {most}",
+                    "holds {typed} characters, more than {most}",
                     what=self.what,
                     left=left,
                     index=self.index,
