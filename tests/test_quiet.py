@@ -38,3 +38,14 @@ class QuietHost(Host):
         env = {**os.environ, **self.ospp.env}
         args = ["--quiet", "kms", "serve", "--listen", "127.0.0.1:0", "--log", str(self.log)]
         self.proc, self.port = start_server(args, env, subprocess.PIPE)
+
+
+def test_quiet_may_come_after_the_command_as_json_may(ospp: Ospp):
+    done = ospp("install-product", "ProPlus2021", "pc1", "--quiet")
+    assert done.code == 0 and done.out == ""
+    assert ospp("/dstatus", "pc1", "-q").out == ""
+    failed = ospp("/inpkey:AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "pc1", "-q")
+    assert failed.code != 0 and "ERROR CODE:" in failed.out
+    # after '--' it is an argument like any other: here a computer name, and not a valid one
+    literal = ospp("/dstatus", "--", "-q")
+    assert literal.code == 2 and "'-q'" in literal.out + literal.err

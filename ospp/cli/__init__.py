@@ -133,7 +133,8 @@ class LazySlashGroup(SlashGroup):
     "-q",
     is_flag=True,
     help="Print nothing when a command succeeds (the exit status says so; failures and --json "
-    "output are still printed); servers log only warnings and errors.",
+    "output are still printed); servers log only warnings and errors. Like --json, it may "
+    "come anywhere on the command line.",
 )
 @click.version_option(__version__, prog_name="ospp")
 def cli(as_json: bool, quiet: bool) -> None:

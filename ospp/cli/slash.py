@@ -137,6 +137,8 @@ class SlashGroup(click.Group):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        if any(param.name == "quiet" for param in self.params):
+            argv = _quiet_first(argv)
         if not standalone_mode:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         if not json_in_argv(argv):
@@ -290,6 +292,20 @@ class SlashGroup(click.Group):
         if others:
             with formatter.section("Commands"):
                 formatter.write_dl(others)
+
+
+QUIET_WORDS = ("-q", "--quiet")
+
+
+def _quiet_first(argv: list[str]) -> list[str]:
+    """``-q``/``--quiet`` anywhere before a ``--``, moved to the front where the group reads
+    it: scripts put flags at the end (``ospp install-product P PC1 --quiet``), as ``--json``
+    may be."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [word for word in argv[:end] if word in QUIET_WORDS]
+    if not flags:
+        return argv
+    return [*flags, *(word for word in argv[:end] if word not in QUIET_WORDS), *argv[end:]]
 
 
 def _output_failed(exc: OSError) -> NoReturn:
