@@ -152,9 +152,9 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
         # ospp's own are never met here: their failures are StoreErrors.
         if output_broken(exc):
             raise
-        _internal(exc, as_json, command)
+        internal_error(exc, as_json, command)
     except Exception as exc:  # the one place foreign failures end up
-        _internal(exc, as_json, command)
+        internal_error(exc, as_json, command)
     finally:
         close_all()
     code = emit(result, as_json, command)
@@ -175,16 +175,13 @@ def output_broken(exc: OSError) -> bool:
     return exc.errno in OUTPUT_FAILURES
 
 
-def _internal(exc: BaseException, as_json: bool, command: str) -> NoReturn:
+def internal_error(exc: BaseException, as_json: bool, command: str) -> NoReturn:
+    """Report a bug (on stdout as the usual JSON error with --json) and exit 70; with
+    OSPP_DEBUG set, its traceback first."""
     if os.environ.get("OSPP_DEBUG"):
         import traceback
 
         traceback.print_exc()
-    internal_error(exc, as_json, command)
-
-
-def internal_error(exc: BaseException, as_json: bool, command: str) -> NoReturn:
-    """Report a bug (on stdout as the usual JSON error with --json) and exit 70."""
     if as_json:
         emit(Result(error=InternalError(f"{type(exc).__name__}: {exc}")), True, command)
     else:

@@ -179,15 +179,9 @@ class SlashGroup(click.Group):
             sys.exit(emit(Result(error=Cancelled(interrupted=True)), True, ""))
         except BrokenPipeError:
             raise
-        except OSError as exc:  # every other failure of a command is caught in run()
-            if output_broken(exc):
+        except Exception as exc:  # output that cannot be written, or a bug met outside run()
+            if isinstance(exc, OSError) and output_broken(exc):
                 _output_failed(exc)
-            internal_error(exc, True, "")
-        except Exception as exc:  # a bug met before a command ran
-            if os.environ.get("OSPP_DEBUG"):
-                import traceback
-
-                traceback.print_exc()
             internal_error(exc, True, "")
         sys.exit(rv if isinstance(rv, int) else 0)
 
