@@ -51,6 +51,7 @@ COMPUTERNAME selects another simulated machine, each with its own store.
 MODULES: dict[str, tuple[str, ...]] = {
     "ospp.cli.verbs": (
         "inpkey",
+        "inslic",
         "unpkey",
         "dstatus",
         "dstatusall",

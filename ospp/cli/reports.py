@@ -389,6 +389,12 @@ DATA: dict[str, Schema] = {
         license_name=string(),
         key_last5=string(),
     ),
+    "inslic": obj(
+        machine=string(),
+        licence_file=string("The path as given."),
+        product_id=string("The product the file's name gives."),
+        installed=array(string(), "SKU ids of the licences added (empty: already there)."),
+    ),
     "install-product": obj(machine=string(), product_id=string(), installed=array(string())),
     "kms activate": obj(
         product_id=string("The (first) pack activated."),

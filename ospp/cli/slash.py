@@ -44,6 +44,8 @@ class SlashCommand(click.Command):
     """A command usable as ``/name[:value]``; ``slash_value`` says where the value goes.
 
     None: the command takes no value; "argument": the first argument; "--opt": that option.
+    ``keep_case``: the value is a path, kept as it was typed (ospp.vbs lower-cases it, which
+    Windows ignores in a path and other systems do not).
     """
 
     def __init__(
@@ -51,11 +53,13 @@ class SlashCommand(click.Command):
         *args: Any,
         slash_value: str | None = None,
         value_required: bool = True,
+        keep_case: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.slash_value = slash_value
         self.value_required = value_required
+        self.keep_case = keep_case
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, _credentials_as_words(self, ctx, args))
@@ -213,6 +217,8 @@ class SlashGroup(click.Group):
         cmd = self.get_command(ctx, name)
         if not isinstance(cmd, SlashCommand):
             raise click.UsageError(f"unknown option '/{name}'; run 'ospp /?' for the list", ctx)
+        if cmd.keep_case:
+            value = word[1:].partition(":")[2]
         if cmd.slash_value is None:
             if sep:
                 raise click.UsageError(f"/{name} takes no value, but ':{value}' was given", ctx)
@@ -375,6 +381,7 @@ def verb(
     *,
     slash_value: str | None = None,
     value_required: bool = True,
+    keep_case: bool = False,
     params: Sequence[Callable[[Callback], Callback]] = (),
 ) -> Callable[[Callback], SlashCommand]:
     """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``,
@@ -406,6 +413,7 @@ def verb(
             cls=SlashCommand,
             slash_value=slash_value,
             value_required=value_required,
+            keep_case=keep_case,
             epilog=f"{CREDENTIALS_HELP}\n\n{EXIT_STATUS_HELP}",
         )(f)
 

@@ -102,6 +102,32 @@ class Catalog:
     def gvlks(self) -> dict[str, Product]:
         return dict(self._by_gvlk)
 
+    def licence_file(self, file_name: str) -> Product | None:
+        """The product whose licence file ``file_name`` is, by the name Office gives it: the
+        edition in a licence name, less its ``Office16`` prefix, then a part and
+        ``.xrm-ms`` (``ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms``, ``ProPlusVL_MAK-pl.xrm-ms``),
+        in any case. Office 2013 and 2016 name their files alike: the newer product wins.
+        KMS host licences are not an Office client's, and give None."""
+        name = file_name.lower()
+        if not name.endswith(LICENCE_FILE_SUFFIX):
+            return None
+        for product in self.products:  # newest first
+            for channel in (Channel.KMS_CLIENT, Channel.MAK):
+                stem = licence_file_stem(self.sku_of(product, channel).license_name)
+                if stem and name.startswith(stem.lower() + "-"):
+                    return product
+        return None
+
+
+LICENCE_FILE_SUFFIX = ".xrm-ms"
+
+
+def licence_file_stem(license_name: str) -> str:
+    """``ProPlus2021VL_KMS_Client_AE`` for "Office 21, Office21ProPlus2021VL_KMS_Client_AE
+    edition": how Office's licence files for that licence begin."""
+    edition = license_name.partition(", ")[2].removesuffix(" edition")
+    return edition.removeprefix("Office").lstrip("0123456789")
+
 
 @functools.cache
 def catalog() -> Catalog:

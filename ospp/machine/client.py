@@ -200,6 +200,17 @@ def install_product(store: MachineStore, product_id: str) -> list[Sku]:
     return added
 
 
+def install_licences(store: MachineStore, product: Product) -> list[Sku]:
+    """/inslic: the licences of ``product``, without a key, as installing its licence files
+    gives them; those already installed stay as they are."""
+    check_operation(store)
+    with store.db.write() as conn:
+        added = store.ensure_product(conn, product)
+        if added:
+            store.bump(conn)
+    return added
+
+
 def check_key_fits(store: MachineStore, key: ProductKey) -> None:
     """Refuse a key this machine has no licence for, as Office does (0xC004F069): the licences
     come with the product, so its product must be installed; and a KMS host key (CSVLK) belongs
