@@ -466,3 +466,60 @@ def test_a_slash_option_is_lower_cased_whole_value_included_as_ospp_vbs_does(osp
     # the modern form is not ospp.vbs's syntax: it keeps the value as typed
     data = ospp("sethst", "KMS2.Example.com", "--json").data()
     assert data["kms"]["host_override"] == "KMS2.Example.com"
+
+
+def test_the_kms_hosts_keys_and_settings_are_an_administrators(ospp: Ospp):
+    """A standard user may read the KMS host (status, installation ID, /dlv) but not change its
+    keys, activation or settings, through ospp kms or slmgr: 0xC004F025, exit 1, and the
+    host's store and files are left byte for byte."""
+    alice = {"OSPP_USER": "alice"}
+
+    def issue() -> str:
+        ran = ospp("center", "issue-key", "--product", PRODUCT, "--channel", "kms-host", "--json")
+        return str(ran.data()["key"])
+
+    key = issue()
+    assert ospp("kms", "install-key", key).code == 0
+    assert ospp("kms", "activate").code == 0
+    kms_home = ospp.home / "kms"
+
+    def files() -> dict[str, bytes]:
+        return {
+            str(p.relative_to(kms_home)): p.read_bytes()
+            for p in sorted(kms_home.rglob("*"))
+            if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+        }
+
+    before = files()
+    other = issue()
+    for args in (
+        ["kms", "install-key", other],
+        ["kms", "uninstall-key", key[-5:]],
+        ["kms", "activate"],
+        ["kms", "actcid", "1" * 48],
+        ["kms", "set", "--activation-interval", "60"],
+        ["kms", "dns", "set", "--server", "127.0.0.1:53", "--domain", "example.com"],
+        ["kms", "dns", "enable"],
+        ["kms", "dns", "disable"],
+        ["kms", "dns", "publish"],
+        ["slmgr", "/ipk", other],
+        ["slmgr", "/upk"],
+        ["slmgr", "/ato"],
+        ["slmgr", "/atp", "1" * 48],
+        ["slmgr", "/sprt", "1700"],
+        ["slmgr", "/sai", "60"],
+        ["slmgr", "/sri", "1440"],
+        ["slmgr", "/sdns"],
+        ["slmgr", "/cdns"],
+        ["slmgr", "/spri"],
+        ["slmgr", "/cpri"],
+    ):
+        ran = ospp(*args, env=alice)
+        said = ran.out + ran.err
+        assert ran.code == 1 and "0xC004F025" in said and "alice" in said, (args, said)
+    assert files() == before
+    for args in (["kms", "status"], ["kms", "dinstid"], ["slmgr", "/dlv"], ["slmgr", "/dti"]):
+        assert ospp(*args, env=alice).code == 0, args
+    # an administrator still may
+    assert ospp("slmgr", "/sai", "60").code == 0
+    assert ospp("kms", "status", "--json").data()["activation_interval_minutes"] == 60

@@ -102,6 +102,15 @@ def _print_json(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=False))
 
 
+def needs_admin(what: str) -> None:
+    """Refuse ``what`` to a standard user (``OSPP_USER``) before anything starts: the KMS
+    host's keys and settings, and the fleet commands, are an administrator's, whatever
+    /puserops allows on a single machine (0xC004F025, exit 1)."""
+    from ospp.machine.client import require_admin
+
+    require_admin(what)
+
+
 def quiet() -> bool:
     """``ospp --quiet``: print nothing on success (text output only)."""
     ctx = click.get_current_context(silent=True)

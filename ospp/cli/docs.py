@@ -281,7 +281,9 @@ Unset, or Administrator, means an administrator; an empty value is an error
 (exit 2). A standard user may read everything, but installing keys,
 activating, rearming and changing settings get 0xC004F025 unless an
 administrator allowed them with /puserops. /puserops, /duserops,
-/osppsvcauto and /osppsvcrestart always need an administrator.
+/osppsvcauto, /osppsvcrestart, the KMS host's keys, activation and settings
+(ospp kms, slmgr /ipk, /upk, /ato, /atp, /sprt ...) and the fleet commands
+that change machines always need an administrator.
 .TP
 .B OSPP_DEBUG
 Print a traceback for internal errors.

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, reports
+from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, needs_admin, reports
 from ospp.core.clock import clock_from_env, iso, parse_duration, parse_time
 from ospp.core.errors import (
     N_,
@@ -54,11 +54,8 @@ MACHINES_OPTION = click.option(
 
 def _needs_admin(command: str) -> None:
     """Fleet commands that change machines, or export their full product keys, are an
-    administrator's tool, as VAMT is: a standard user (OSPP_USER) is refused before anything
-    starts, whatever /puserops allows on single machines."""
-    from ospp.machine.client import require_admin
-
-    require_admin(f"ospp fleet {command}")
+    administrator's tool, as VAMT is."""
+    needs_admin(f"ospp fleet {command}")
 
 
 def quiet() -> bool:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, reports
+from ospp.cli.base import JSON_OPTION, Result, needs_admin, reports
 from ospp.cli.slash import Group
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ def dns_set(
     """Configure and enable DNS publishing (options not given keep their value)."""
     from ospp.dns.publish import read_key_file
 
+    needs_admin("ospp kms dns set")
     host = _host()
     tsig = read_key_file(tsig_keyfile) if tsig_keyfile is not None else None
 
@@ -105,6 +106,7 @@ def dns_set(
 @reports
 def dns_disable() -> Result:
     """Stop publishing (like slmgr /cdns); the settings are kept."""
+    needs_admin("ospp kms dns disable")
     pub = _host().change_publishing(lambda pub: setattr(pub, "enabled", False))
     return Result(["DNS publishing disabled."], pub.shown(), banners=False)
 
@@ -114,6 +116,7 @@ def dns_disable() -> Result:
 @reports
 def dns_enable() -> Result:
     """Publish again with the kept settings (like slmgr /sdns)."""
+    needs_admin("ospp kms dns enable")
     pub = _host().change_publishing(lambda pub: setattr(pub, "enabled", True))
     return Result(["DNS publishing enabled."], pub.shown(), banners=False)
 
@@ -126,6 +129,7 @@ def dns_publish(port: int | None) -> Result:
     """Publish now, once (the running host also publishes at start and every interval)."""
     from ospp.dns.publish import publish
 
+    needs_admin("ospp kms dns publish")  # with the host's TSIG key
     host = _host()
     pub = host.publishing()
     pub.check()

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ospp.cli import serving
-from ospp.cli.base import JSON_OPTION, Result, json_wanted, quiet, reports, reports_text, run
+from ospp.cli.base import (
+    JSON_OPTION,
+    Result,
+    json_wanted,
+    needs_admin,
+    quiet,
+    reports,
+    reports_text,
+    run,
+)
 from ospp.cli.kmsdns import dns_group
 from ospp.cli.kmskeys import KEY_COMMANDS
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
@@ -60,6 +69,7 @@ def set_(
     activation_interval: int | None, renewal_interval: int | None, max_clients: int | None
 ) -> Result:
     """Change the intervals the host hands to its clients, or how many clients it keeps."""
+    needs_admin("ospp kms set")
     if activation_interval is None and renewal_interval is None and max_clients is None:
         raise UsageError(
             "nothing to set: give --activation-interval, --renewal-interval, --max-clients "

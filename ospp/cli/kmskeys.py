@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, reports
+from ospp.cli.base import JSON_OPTION, Result, needs_admin, reports
 
 if TYPE_CHECKING:
     from ospp.kmshost.state import KmsHost
@@ -54,6 +54,7 @@ def install_key(key: str) -> Result:
     from ospp.kmshost.identity import parse_host_key
     from ospp.kmshost.packs import group_name
 
+    needs_admin("ospp kms install-key")
     parse_host_key(key)  # a refused key leaves no store behind
     host = _host()
     installed, replaced = host.add_key(key)
@@ -100,6 +101,7 @@ def uninstall_key(last5: str) -> Result:
     of its application group are refused from then on; the other packs and every count stay."""
     from ospp.kmshost.packs import group_name
 
+    needs_admin("ospp kms uninstall-key")
     host = _host()
     removed = host.uninstall_key(_last5(last5))
     group = group_name(removed.app)
@@ -129,6 +131,7 @@ def activate(last5: str | None) -> Result:
     With several licence packs and no --key: every pack not yet activated."""
     from ospp.core.errors import OsppError
 
+    needs_admin("ospp kms activate")
     host = _host()
     packs = host.packs()
     if _last5(last5) is not None or len(packs) <= 1:
@@ -205,6 +208,7 @@ def dinstid(last5: str | None) -> Result:
 def actcid(cid: str, last5: str | None) -> Result:
     """Activate the host key with a confirmation ID from the phone centre (on a host with
     several licence packs, the pack whose installation ID it answers)."""
+    needs_admin("ospp kms actcid")
     host = _host()
     pack = host.apply_cid(cid, os.environ, _last5(last5))
     return Result(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ospp.cli.base import Result, console
+from ospp.cli.base import Result, console, needs_admin
 from ospp.cli.slmgr_group import (
     COMPUTER_WORD,
     host_sku,
@@ -58,6 +58,7 @@ def ipk(key: str, words: tuple[str, ...]) -> Result:
                 f"a KMS host key goes to this machine's KMS host, not to {computer!r}",
                 "Run 'slmgr /ipk KEY' without a computer name (the host is OSPP_KMS_HOME).",
             )
+        needs_admin("installing the KMS host's key (slmgr /ipk)")
         open_host().install_key(key)
         data["is_kms_host"] = True
     else:
@@ -77,6 +78,7 @@ def ato(words: tuple[str, ...]) -> Result:
     if host is not None:
         from ospp.kmshost import settings
 
+        needs_admin("activating the KMS host (slmgr /ato)")
         key = settings.host_pack(host, act_id).key
         sku = key.product.sku(key.channel)
         lines = [f"Activating {sku.license_name} ({sku.sku_id}) ..."]
@@ -264,6 +266,7 @@ def upk(words: tuple[str, ...]) -> Result:
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
+        needs_admin("uninstalling the KMS host's key (slmgr /upk)")
         sku_id = settings.uninstall_key(host, act_id).sku_id
         return Result(
             ["Uninstalled product key successfully."],
@@ -331,6 +334,7 @@ def atp(cid: str, words: tuple[str, ...]) -> Result:
     if host is not None:
         from ospp.kmshost import settings
 
+        needs_admin("activating the KMS host by phone (slmgr /atp)")
         last5 = settings.host_pack(host, act_id).last5 if act_id else None
         sku_id = host.apply_cid(cid, os.environ, last5).sku_id
         data: dict[str, Any] = {"activation_id": sku_id, "is_kms_host": True}

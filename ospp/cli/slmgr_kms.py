@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ospp.cli.base import Result
+from ospp.cli.base import Result, needs_admin
 from ospp.cli.slmgr_group import (
     COMPUTER_WORD,
     open_machine,
@@ -159,6 +159,7 @@ def _host_setting(setting: str, change: Callable[[KmsHost], None], lines: list[s
     from ospp.core.paths import kms_home
     from ospp.kmshost import settings
 
+    needs_admin(f"setting the {setting} of the KMS host")
     host = settings.kms_machine(kms_home(), clock_from_env(), setting)
     change(host)
     st = host.status()
