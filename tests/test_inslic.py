@@ -160,3 +160,18 @@ def test_every_volume_licence_name_gives_its_product():
     for ids in shared.values():
         assert len(ids) == 2 and {i[-4:] for i in ids} == {"2013", "2016"}, ids
     assert {"ProPlus2021VL_KMS_Client_AE", "ProPlusVL_MAK"} <= set(by_stem)
+
+
+def test_slmgr_ilc_is_the_twin(ospp: Ospp, licences: Path):
+    ospp("fleet", "create", "t", "2", "--product", "ProPlus2019")
+    path = str(licences / "ProPlus2021VL_MAK_AE-pl.xrm-ms")
+    ran = ospp("slmgr", "/ilc", path, "t1")
+    assert ran.code == 0 and ran.out == f"License file {path} installed successfully.\n\n"
+    assert ospp(f"/inslic:{path}", "t2").code == 0
+
+    def licences_of(machine: str) -> list[str]:
+        products = ospp("dstatusall", machine, "--json").data()["products"]
+        return sorted(p["sku_id"] for p in products)
+
+    assert licences_of("t1") == licences_of("t2")
+    assert len(licences_of("t1")) == 4  # ProPlus 2019's and 2021's, KMS client and MAK

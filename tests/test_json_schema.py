@@ -177,6 +177,7 @@ def test_every_command_succeeds_and_fails_with_output_its_schema_allows(
     ok("install-product", "ProPlus2016", "s1")
     for args in (
         ["ipk", GVLK_2016, "s1"],
+        ["ilc", str(licence), "s1"],
         ["dli", "s1"],
         ["dlv", "s1"],
         ["xpr", "s1"],

@@ -122,6 +122,12 @@ SHARED: dict[str, Schema] = {
         expires_at=time("When the KMS activation runs out unless renewed (KMS only)."),
     ),
     # a client's KMS settings (/dstatus, and every command that changes them)
+    "licence_file": obj(
+        machine=string(),
+        licence_file=string("The path as given."),
+        product_id=string("The product the file's name gives."),
+        installed=array(string(), "SKU ids of the licences added (empty: already there)."),
+    ),
     "kms_settings": obj(
         activation_type=string("KMS, Token or All (ospp /actype)."),
         host_override=nullable(string("/sethst")),
@@ -389,12 +395,7 @@ DATA: dict[str, Schema] = {
         license_name=string(),
         key_last5=string(),
     ),
-    "inslic": obj(
-        machine=string(),
-        licence_file=string("The path as given."),
-        product_id=string("The product the file's name gives."),
-        installed=array(string(), "SKU ids of the licences added (empty: already there)."),
-    ),
+    "inslic": ref("licence_file"),
     "install-product": obj(machine=string(), product_id=string(), installed=array(string())),
     "kms activate": obj(
         product_id=string("The (first) pack activated."),
@@ -586,6 +587,7 @@ DATA: dict[str, Schema] = {
         machine=string("The simulated machine; absent when the KMS host was meant."),
         is_kms_host=boolean("Present (true) when the command acted on the KMS host."),
     ),
+    "slmgr ilc": ref("licence_file"),
     "slmgr rearm": obj(machine=string(), rearmed=array(string()), rearms_left=integer()),
     "slmgr sai": ref("slmgr_host_settings"),
     "slmgr sdns": ref("slmgr_host_settings"),

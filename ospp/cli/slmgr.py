@@ -255,6 +255,28 @@ def xpr(words: tuple[str, ...]) -> Result:
     )
 
 
+@option("ilc", click.argument("path", metavar="LICENSE_FILE"), words_argument(COMPUTER_WORD))
+def ilc(path: str, words: tuple[str, ...]) -> Result:
+    """Install a licence file: the licences of the product its name gives, without a key.
+
+    As ospp /inslic does (see there)."""
+    from ospp.machine import client
+
+    _, computer = split_words(words, act_id=False)
+    product = client.licence_file_product(path)
+    store = client.open_for_install(computer, product.id)
+    added = client.install_licences(store, product)
+    return Result(
+        [f"License file {path} installed successfully.", ""],
+        {
+            "machine": store.name,
+            "licence_file": path,
+            "product_id": product.id,
+            "installed": [s.sku_id for s in added],
+        },
+    )
+
+
 @option("upk", words_argument())
 def upk(words: tuple[str, ...]) -> Result:
     """Uninstall the product key of one licence.
@@ -390,4 +412,4 @@ def script() -> NoReturn:
 from ospp.cli.slmgr_kms import OPTIONS as KMS_OPTIONS  # noqa: E402
 
 COMMANDS = [slmgr]
-OPTIONS = [ipk, ato, dli, dlv, xpr, upk, cpky, dti, atp, rearm, *KMS_OPTIONS]
+OPTIONS = [ipk, ato, dli, dlv, xpr, ilc, upk, cpky, dti, atp, rearm, *KMS_OPTIONS]

@@ -84,25 +84,9 @@ def inslic(path: str, computer: str | None) -> Result:
 
     The product is the one the file's name gives, as Office names them
     (ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms); the file must be there to be read."""
-    from ospp.core.catalog import LICENCE_FILE_SUFFIX, catalog
-
     if not path.strip():
         raise UsageError("/inslic needs a licence file: /inslic:PATH")
-    if not path.lower().endswith(LICENCE_FILE_SUFFIX):
-        raise UsageError(
-            "Unrecognized file. Office licenses have an .xrm-ms file extension.",
-            "Give the path of one, such as root/Licenses16/ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms.",
-        )
-    _check_readable(path)
-    name = re.split(r"[\\/]", path)[-1]
-    product = catalog().licence_file(name)
-    if product is None:
-        raise UsageError(
-            f"{name!r} is not the licence file of a volume product in ospp's catalog",
-            "ospp knows a licence file by its name, as Office gives it: "
-            "ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms, ProPlusVL_MAK-pl.xrm-ms (Office 2016). "
-            "See the products with: ospp products",
-        )
+    product = client.licence_file_product(path)
     store = client.open_for_install(computer, product.id)
     added = client.install_licences(store, product)
     return Result(
@@ -114,22 +98,6 @@ def inslic(path: str, computer: str | None) -> Result:
             "installed": [s.sku_id for s in added],
         },
     )
-
-
-def _check_readable(path: str) -> None:
-    """A licence file is a regular file that can be read; what it holds is not looked at."""
-    import os
-    import stat
-
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise UsageError(f"the licence file {path} is not a regular file")
-        with open(path, "rb") as f:
-            f.read(1)
-    except FileNotFoundError:
-        raise UsageError(f"File not found: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read the licence file {path}: {exc.strerror or exc}") from exc
 
 
 @verb("unpkey", slash_value="argument", params=[click.argument("last5", metavar="XXXXX")])
