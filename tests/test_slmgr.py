@@ -300,7 +300,8 @@ def test_host_key_install_activate_and_settings(ospp: Ospp):
         ]
     st = ospp("kms", "status", "--json").data()
     intervals = (st["activation_interval_minutes"], st["renewal_interval_minutes"])
-    assert (st["port"], *intervals) == (1700, 60, 1440)
+    assert (st["port"], *intervals, st["priority"]) == (1700, 60, 1440, "low")
+    assert "    KMS priority: Low" in ospp("kms", "status").out.splitlines()
     dlv = ospp("slmgr", "/dlv").out.splitlines()
     for line in (
         "    Listening on Port: 1700",
@@ -312,10 +313,11 @@ def test_host_key_install_activate_and_settings(ospp: Ospp):
     ):
         assert line in dlv
     assert ospp("slmgr", "/spri").out.startswith("KMS priority set to Normal\n")
+    assert "    KMS priority: Normal" in ospp("kms", "status").out.splitlines()
     assert "    KMS priority: Normal" in ospp("slmgr", "/dli").out.splitlines()
     for bad, status in ((["/sai", "5"], 2), (["/sprt", "70000"], 2), (["/sdns"], 2)):
         assert ospp("slmgr", *bad).code == status
-    assert ospp("kms", "status", "--json").data() == st
+    assert ospp("kms", "status", "--json").data() == {**st, "priority": "normal"}  # /spri
     xpr = ospp("slmgr", "/xpr").out.splitlines()
     assert xpr[1] == "    The machine is permanently activated."
 

@@ -117,7 +117,7 @@ def status() -> Result:
     lines += [
         f"    Listening on Port: {st.get('port', 1688)}",
         "    DNS publishing " + ("enabled" if st["dns_publishing"] else "disabled"),
-        "    KMS priority: Normal",
+        f"    KMS priority: {st['priority'].capitalize()}",
         f"    Activation interval: {st['activation_interval']} minutes",
         f"    Renewal interval: {st['renewal_interval']} minutes",
         "",

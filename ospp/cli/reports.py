@@ -477,6 +477,7 @@ DATA: dict[str, Schema] = {
         stored_clients=integer(),
         max_clients=integer("The most client machines the host keeps (kms set --max-clients)."),
         port=integer(),
+        priority=string("normal or low (slmgr /spri, /cpri)."),
         dns_publishing=boolean(),
         dns_last_publish=nullable(obj(published_at=time(), result=string())),
         requests_total=integer(),

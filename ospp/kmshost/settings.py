@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 from ospp.core.clock import Clock
 from ospp.core.errors import E_HOST_NOT_ACTIVATED, LicensingError, UsageError
 from ospp.kmshost.packs import Pack
-from ospp.kmshost.state import KmsHost
+from ospp.kmshost.state import PRIORITY_NORMAL, KmsHost
 
 if TYPE_CHECKING:
     from ospp.dns.publish import Publishing
 
-PRIORITY_NORMAL = "normal"
 PRIORITY_LOW = "low"
 
 # The request categories slmgr.vbs prints, keyed by the licence status clients report.

@@ -50,6 +50,8 @@ from ospp.protocol.kms import (
     WINDOW,
 )
 
+PRIORITY_NORMAL = "normal"  # slmgr /spri; /cpri sets "low"
+
 
 class KmsHost(HostIdentity):
     """A KMS host's durable state. Construct with :meth:`open`."""
@@ -343,6 +345,7 @@ class KmsHost(HostIdentity):
             "stored_clients": stored,
             "max_clients": max_clients(meta),
             "port": int(meta.get("port", DEFAULT_PORT)),
+            "priority": meta.get("priority", PRIORITY_NORMAL),
             "dns_publishing": json.loads(meta["dns"]).get("enabled", False)
             if meta.get("dns")
             else False,
