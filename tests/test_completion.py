@@ -182,3 +182,36 @@ def test_a_failing_completion_offers_nothing_quietly(ospp: Ospp) -> None:
     assert _bash_answer(ospp, "ospp nope ", ":") == ([], "")
     out, err = _bash_answer(ospp, "ospp nope ", ":", debug=True)
     assert out == [] and "unknown command 'nope'" in err  # OSPP_DEBUG shows why
+
+
+def test_a_path_after_a_slash_name_is_completed(ospp: Ospp, tmp_path: Path) -> None:
+    """/inslic:PATH: bash, zsh and fish complete no file name behind '/inslic:', so ospp lists
+    the paths itself."""
+    folder = tmp_path / "Licenses16"
+    folder.mkdir()
+    for name in ("ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms", "ProPlus2021VL_MAK_AE-pl.xrm-ms"):
+        (folder / name).write_text("<x/>")
+    (folder / "ProPlus-old").mkdir()
+    typed = f"ospp /inslic:{folder}/ProPlus2021VL_K"
+    whole = f"/inslic:{folder}/ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms"
+    assert _bash_answer(ospp, typed, " \t\n") == ([f"plain,{whole}"], "")
+    assert _bash_answer(ospp, typed, " \t\n:") == ([f"plain,{whole.partition(':')[2]}"], "")
+    listed, _ = _bash_answer(ospp, f"ospp /INSLIC:{folder}/ProPlus", " \t\n")
+    assert listed == [
+        f"plain,/INSLIC:{folder}/ProPlus-old{os.sep}",
+        f"plain,/INSLIC:{folder}/ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms",
+        f"plain,/INSLIC:{folder}/ProPlus2021VL_MAK_AE-pl.xrm-ms",
+    ]
+    # the modern form leaves it to the shell's own file completion
+    assert _bash_answer(ospp, f"ospp inslic {folder}/P", " \t\n") == (
+        [f"file,{folder}/P"],
+        "",
+    )
+
+
+def test_tab_completes_a_licence_file_behind_inslic(term: Terminal, tmp_path: Path) -> None:
+    folder = tmp_path / "lic"
+    folder.mkdir()
+    (folder / "ProPlus2021VL_MAK_AE-pl.xrm-ms").write_text("<x/>")
+    screen = term.complete(f"ospp /inslic:{folder}/ProPlus")
+    assert term.line().endswith(f"ospp /inslic:{folder}/ProPlus2021VL_MAK_AE-pl.xrm-ms @"), screen

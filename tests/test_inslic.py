@@ -84,8 +84,15 @@ def test_the_path_keeps_its_case(ospp: Ospp, licences: Path):
 
 
 def test_a_machine_is_named_like_any_verb(ospp: Ospp, licences: Path):
+    """A computer name selects a machine that exists; a mistyped one is never made."""
+    ospp.install("ProPlus2019", "ws1")
     assert ospp(f"/inslic:{licences / KMS_FILES[0]}", "ws1").code == 0
-    assert dump(ospp, "ws1") and not dump(ospp)
+    assert len(dump(ospp, "ws1")) > len(dump(ospp))
+    path = str(licences / KMS_FILES[0])
+    for args in (["inslic", path, "wsl"], ["slmgr", "/ilc", path, "wsl"]):
+        typo = ospp(*args)
+        assert typo.code == 2 and "0x800706BA" in typo.out, typo.out
+    assert ospp("machines", "--json").data()["machines"] == ["ws1"]
 
 
 @pytest.mark.parametrize(
@@ -94,19 +101,30 @@ def test_a_machine_is_named_like_any_verb(ospp: Ospp, licences: Path):
         ("ProPlus2021VL_KMS_Client_AE-ppd.xml", "Unrecognized file. Office licenses have an"),
         ("missing.xrm-ms", "File not found: "),
         ("client-issuance-root.xrm-ms", "is not the licence file of a volume product"),
-        ("ProPlus2021VL_KMS_Host_AE-ppd.xrm-ms", "is not the licence file of a volume product"),
         ("folder.xrm-ms", "is not a regular file"),
+        (" ", "no licence file was given"),
     ],
 )
 def test_bad_files_change_nothing(ospp: Ospp, licences: Path, name: str, detail: str):
     ospp.install("ProPlus2019")
-    (licences / "ProPlus2021VL_KMS_Host_AE-ppd.xrm-ms").write_text("<x/>")
     (licences / "folder.xrm-ms").mkdir()
     (licences / "ProPlus2021VL_KMS_Client_AE-ppd.xml").write_text("<x/>")
     before = dump(ospp)
-    ran = ospp(f"/inslic:{licences / name}")
-    assert ran.code == 2 and "ERROR CODE: 0x80070057" in ran.out
-    assert detail in ran.out
+    path = name if not name.strip() else str(licences / name)
+    for ran in (ospp(f"/inslic:{path}"), ospp("slmgr", "/ilc", path)):
+        assert ran.code == 2 and "0x80070057" in ran.out, ran.out
+        assert detail in ran.out
+    assert dump(ospp) == before
+
+
+def test_a_kms_hosts_licence_is_refused_as_a_host_key_is(ospp: Ospp, licences: Path):
+    ospp.install("ProPlus2019")
+    host = licences / "ProPlus2021VL_KMS_Host_AE-ppd.xrm-ms"
+    host.write_text("<x/>")
+    before = dump(ospp)
+    ran = ospp(f"/inslic:{host}")
+    assert ran.code == 1 and "ERROR CODE: 0xC004F069" in ran.out
+    assert "licence of a KMS host for ProPlus2021" in ran.out and "kms install-key" in ran.out
     assert dump(ospp) == before
 
 
@@ -133,12 +151,15 @@ def test_an_unreadable_file_is_named(ospp: Ospp, licences: Path):
 def test_standard_users_need_user_operations(ospp: Ospp, licences: Path):
     ospp.install("ProPlus2019")
     path = str(licences / KMS_FILES[0])
+    alice = {"OSPP_USER": "alice"}
     before = dump(ospp)
-    denied = ospp("inslic", path, env={"OSPP_USER": "alice"})
-    assert denied.code == 1 and "0xC004F025" in denied.out
+    for args in (["inslic", path], ["slmgr", "/ilc", path]):
+        denied = ospp(*args, env=alice)
+        assert denied.code == 1 and "0xC004F025" in denied.out + denied.err, args
     assert dump(ospp) == before
     assert ospp("/puserops").code == 0
-    assert ospp("inslic", path, env={"OSPP_USER": "alice"}).code == 0
+    assert ospp("inslic", path, env=alice).code == 0
+    assert ospp("slmgr", "/ilc", path, env=alice).code == 0
 
 
 def test_every_volume_licence_name_gives_its_product():
@@ -150,11 +171,12 @@ def test_every_volume_licence_name_gives_its_product():
             stem = licence_file_stem(product.sku(channel).license_name)
             by_stem.setdefault(stem, set()).add(product.id)
             found = catalog().licence_file(f"{stem}-ppd.xrm-ms".lower())
-            assert found is not None, stem
+            assert found is not None and found.channel is channel, stem
             expected = product.id.replace("2013", "2016")
-            assert found.id == expected, (stem, found.id)
+            assert found.product.id == expected, (stem, found.product.id)
         host = licence_file_stem(product.sku(Channel.KMS_HOST).license_name)
-        assert catalog().licence_file(f"{host}-ppd.xrm-ms") is None
+        found = catalog().licence_file(f"{host}-ul.xrm-ms")
+        assert found is not None and found.channel is Channel.KMS_HOST
     shared = {stem: ids for stem, ids in by_stem.items() if len(ids) > 1}
     assert shared, "Office 2013 and 2016 name their licence files alike"
     for ids in shared.values():

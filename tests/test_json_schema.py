@@ -94,8 +94,8 @@ def test_every_command_succeeds_and_fails_with_output_its_schema_allows(
     ok("products")
     licence = tmp_path / "ProPlus2019VL_KMS_Client_AE-ppd.xrm-ms"
     licence.write_text("<x/>")
-    ok("inslic", str(licence), "lic1")
     ok("install-product", PRODUCT, "pc1")
+    ok("inslic", str(licence), "pc1")
     ok("machines")
     ok("version", "pc1")
     ok("inpkey", mak, "pc1")

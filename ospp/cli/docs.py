@@ -281,9 +281,12 @@ Unset, or Administrator, means an administrator; an empty value is an error
 (exit 2). A standard user may read everything, but installing keys,
 activating, rearming and changing settings get 0xC004F025 unless an
 administrator allowed them with /puserops. /puserops, /duserops,
-/osppsvcauto, /osppsvcrestart, the KMS host's keys, activation and settings
-(ospp kms, slmgr /ipk, /upk, /ato, /atp, /sprt ...) and the fleet commands
-that change machines always need an administrator.
+/osppsvcauto, /osppsvcrestart, changing the KMS host (its keys, activation
+and settings: ospp kms install-key, uninstall-key, activate, actcid, set,
+dns set, enable, disable, publish; slmgr /ipk, /upk, /ato, /atp of a host
+key, /sprt, /sai, /sri, /sdns, /cdns, /spri, /cpri) and the fleet commands
+that change machines always need an administrator; reading the KMS host
+does not.
 .TP
 .B OSPP_DEBUG
 Print a traceback for internal errors.

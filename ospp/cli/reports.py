@@ -121,13 +121,14 @@ SHARED: dict[str, Schema] = {
         count=integer("The count the KMS host reported (KMS only)."),
         expires_at=time("When the KMS activation runs out unless renewed (KMS only)."),
     ),
-    # a client's KMS settings (/dstatus, and every command that changes them)
+    # /inslic and slmgr /ilc
     "licence_file": obj(
         machine=string(),
         licence_file=string("The path as given."),
         product_id=string("The product the file's name gives."),
         installed=array(string(), "SKU ids of the licences added (empty: already there)."),
     ),
+    # a client's KMS settings (/dstatus, and every command that changes them)
     "kms_settings": obj(
         activation_type=string("KMS, Token or All (ospp /actype)."),
         host_override=nullable(string("/sethst")),

@@ -65,6 +65,16 @@ class SlashCommand(click.Command):
         return super().parse_args(ctx, _credentials_as_words(self, ctx, args))
 
 
+def _paths(prefix: str, most: int = 1000) -> list[str]:
+    """The paths that start with ``prefix``, a directory's with its separator: a shell's file
+    completion, for a path that follows ``/name:``."""
+    import glob
+    import itertools
+
+    found = itertools.islice(glob.iglob(glob.escape(prefix) + "*"), most)
+    return sorted(p + os.sep if os.path.isdir(p) else p for p in found)
+
+
 def _credentials_as_words(cmd: click.Command, ctx: click.Context, args: list[str]) -> list[str]:
     """ospp.vbs's USER and PASSWORD are plain words, whatever they start with: a password
     such as ``-Hunter2`` must not be taken for an option (nor echoed in "no such option").
@@ -269,9 +279,13 @@ class SlashGroup(click.Group):
                 isinstance(param, click.Option) and cmd.slash_value in param.opts
             ):
                 sub = cmd.make_context(cmd.name, [], parent=ctx, resilient_parsing=True)
+                items = param.shell_complete(sub, value)
+                if any(item.type in ("file", "dir") for item in items):
+                    # a path behind '/name:', which no shell completes as one: list it here
+                    return [CompletionItem(f"{head}:{path}") for path in _paths(value)]
                 return [
                     CompletionItem(f"{head}:{item.value}", type=item.type, help=item.help)
-                    for item in param.shell_complete(sub, value)
+                    for item in items
                 ]
         return []
 

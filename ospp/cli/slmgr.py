@@ -255,25 +255,21 @@ def xpr(words: tuple[str, ...]) -> Result:
     )
 
 
-@option("ilc", click.argument("path", metavar="LICENSE_FILE"), words_argument(COMPUTER_WORD))
+@option(
+    "ilc",
+    click.argument("path", metavar="LICENSE_FILE", type=click.Path()),
+    words_argument(COMPUTER_WORD),
+)
 def ilc(path: str, words: tuple[str, ...]) -> Result:
-    """Install a licence file: the licences of the product its name gives, without a key.
-
-    As ospp /inslic does (see there)."""
-    from ospp.machine import client
+    """Install a licence file (as ospp /inslic does)."""
+    from ospp.cli.verbs import licence_file_data
+    from ospp.machine.licence_files import install_licence_file
 
     _, computer = split_words(words, act_id=False)
-    product = client.licence_file_product(path)
-    store = client.open_for_install(computer, product.id)
-    added = client.install_licences(store, product)
+    store, product, added = install_licence_file(path, computer)
     return Result(
         [f"License file {path} installed successfully.", ""],
-        {
-            "machine": store.name,
-            "licence_file": path,
-            "product_id": product.id,
-            "installed": [s.sku_id for s in added],
-        },
+        licence_file_data(store, path, product, added),
     )
 
 

@@ -52,6 +52,7 @@ ORDER = (
     "dlv",
     "xpr",
     "cpky",
+    "ilc",
     "rearm",
     "upk",
     "dti",

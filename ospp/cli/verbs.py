@@ -19,6 +19,7 @@ from ospp.machine import client
 from ospp.machine.store import MAX_REARMS, MachineStore
 
 if TYPE_CHECKING:
+    from ospp.core.catalog import Product, Sku
     from ospp.machine.status import LicenceStatus
 
 _HEX = r"^0[xX][0-9a-fA-F]{1,8}$"
@@ -76,7 +77,7 @@ def inpkey(key: str, activate: bool, computer: str | None) -> Result:
     "inslic",
     slash_value="argument",
     keep_case=True,
-    params=[click.argument("path", metavar="PATH")],
+    params=[click.argument("path", metavar="PATH", type=click.Path())],
 )
 @reports
 def inslic(path: str, computer: str | None) -> Result:
@@ -84,20 +85,25 @@ def inslic(path: str, computer: str | None) -> Result:
 
     The product is the one the file's name gives, as Office names them
     (ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms); the file must be there to be read."""
-    if not path.strip():
-        raise UsageError("/inslic needs a licence file: /inslic:PATH")
-    product = client.licence_file_product(path)
-    store = client.open_for_install(computer, product.id)
-    added = client.install_licences(store, product)
+    from ospp.machine.licence_files import install_licence_file
+
+    store, product, added = install_licence_file(path, computer)
     return Result(
         [f"Installing Office license: {path}", "Office license installed successfully."],
-        {
-            **_machine_data(store),
-            "licence_file": path,
-            "product_id": product.id,
-            "installed": [s.sku_id for s in added],
-        },
+        licence_file_data(store, path, product, added),
     )
+
+
+def licence_file_data(
+    store: MachineStore, path: str, product: Product, added: list[Sku]
+) -> dict[str, object]:
+    """What ``inslic`` and ``slmgr ilc`` report in JSON."""
+    return {
+        **_machine_data(store),
+        "licence_file": path,
+        "product_id": product.id,
+        "installed": [s.sku_id for s in added],
+    }
 
 
 @verb("unpkey", slash_value="argument", params=[click.argument("last5", metavar="XXXXX")])

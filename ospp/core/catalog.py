@@ -102,20 +102,20 @@ class Catalog:
     def gvlks(self) -> dict[str, Product]:
         return dict(self._by_gvlk)
 
-    def licence_file(self, file_name: str) -> Product | None:
-        """The product whose licence file ``file_name`` is, by the name Office gives it: the
-        edition in a licence name, less its ``Office16`` prefix, then a part and
-        ``.xrm-ms`` (``ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms``, ``ProPlusVL_MAK-pl.xrm-ms``),
-        in any case. Office 2013 and 2016 name their files alike: the newer product wins.
-        KMS host licences are not an Office client's, and give None."""
+    def licence_file(self, file_name: str) -> Sku | None:
+        """The licence whose file ``file_name`` is, by the name Office gives it: the edition
+        in a licence name, less its ``Office16`` prefix, then a part and ``.xrm-ms``
+        (``ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms``, ``ProPlusVL_MAK-pl.xrm-ms``), in any
+        case. Office 2013 and 2016 name their files alike: the newer product's is taken."""
         name = file_name.lower()
         if not name.endswith(LICENCE_FILE_SUFFIX):
             return None
         for product in self.products:  # newest first
-            for channel in (Channel.KMS_CLIENT, Channel.MAK):
-                stem = licence_file_stem(self.sku_of(product, channel).license_name)
+            for channel in Channel:
+                sku = self.sku_of(product, channel)
+                stem = licence_file_stem(sku.license_name)
                 if stem and name.startswith(stem.lower() + "-"):
-                    return product
+                    return sku
         return None
 
 

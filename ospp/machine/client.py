@@ -187,60 +187,37 @@ def restart_service(store: MachineStore, environ: Mapping[str, str] = os.environ
 
 def install_product(store: MachineStore, product_id: str) -> list[Sku]:
     """Simulate installing a volume product: its licences plus its pre-installed GVLK."""
-    from ospp.protocol import keys
-
-    product = find_product(product_id)
-    check_operation(store)
-    key = keys.parse(product.gvlk)
-    with store.db.write() as conn:
-        added = store.ensure_product(conn, product)
-        if not any(lic.product_key for lic in store.licences(conn) if lic.sku.product is product):
-            store.install_key(conn, key)
-        store.bump(conn)
-    return added
+    return _install(store, find_product(product_id), with_gvlk=True)
 
 
-def licence_file_product(path: str) -> Product:
-    """The product whose Office licence file ``path`` is (/inslic, slmgr /ilc): a readable
-    regular file ending in .xrm-ms, named as Office names them (see
-    :meth:`ospp.core.catalog.Catalog.licence_file`). What it holds is not looked at."""
-    import stat
-
-    from ospp.core.catalog import LICENCE_FILE_SUFFIX
-
-    if not path.lower().endswith(LICENCE_FILE_SUFFIX):
-        raise UsageError(
-            "Unrecognized file. Office licenses have an .xrm-ms file extension.",
-            "Give the path of one, such as root/Licenses16/ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms.",
-        )
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read below
-            raise UsageError(f"the licence file {path} is not a regular file")
-        with open(path, "rb") as f:
-            f.read(1)
-    except FileNotFoundError:
-        raise UsageError(f"File not found: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read the licence file {path}: {exc.strerror or exc}") from exc
-    name = re.split(r"[\\/]", path)[-1]
-    product = catalog().licence_file(name)
-    if product is None:
-        raise UsageError(
-            f"{name!r} is not the licence file of a volume product in ospp's catalog",
-            "ospp knows a licence file by its name, as Office gives it: "
-            "ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms, ProPlusVL_MAK-pl.xrm-ms (Office 2016). "
-            "See the products with: ospp products",
-        )
-    return product
-
-
-def install_licences(store: MachineStore, product: Product) -> list[Sku]:
+def install_licences(
+    store: MachineStore, product: Product, environ: Mapping[str, str] = os.environ
+) -> list[Sku]:
     """/inslic: the licences of ``product``, without a key, as installing its licence files
     gives them; those already installed stay as they are."""
-    check_operation(store)
+    return _install(store, product, with_gvlk=False, environ=environ)
+
+
+def _install(
+    store: MachineStore,
+    product: Product,
+    *,
+    with_gvlk: bool,
+    environ: Mapping[str, str] = os.environ,
+) -> list[Sku]:
+    """The licences ``product`` does not have yet on this machine (returned), and its GVLK
+    ``with_gvlk`` unless it holds a key already."""
+    from ospp.protocol import keys
+
+    check_operation(store, environ)
+    key = keys.parse(product.gvlk) if with_gvlk else None
     with store.db.write() as conn:
         added = store.ensure_product(conn, product)
-        if added:
+        if key is not None and not any(
+            lic.product_key for lic in store.licences(conn) if lic.sku.product is product
+        ):
+            store.install_key(conn, key)
+        if added or key is not None:
             store.bump(conn)
     return added
 
