@@ -57,3 +57,32 @@ def test_listen_is_repeatable_with_one_port(ospp: Ospp):
 def test_listen_addresses_with_different_ports_are_a_usage_error(ospp: Ospp):
     ran = ospp("kms", "serve", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2")
     assert ran.code == 2 and "different ports" in ran.out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_port_slmgr_sprt_sets_is_where_the_host_listens_next(ospp: Ospp):
+    """As on Windows: /sprt changes the port the host listens on from its next start; a
+    --listen without a port takes it, and a run on another port does not replace it."""
+    make_host(ospp)
+    first = Host(ospp, listen="127.0.0.1:0")  # a port of its own for one run
+    try:
+        st = ospp("kms", "status", "--json").data()
+        assert (st["port"], st["configured_port"]) == (first.port, 1688)
+        assert f"    Listening on Port: {first.port}" in ospp("kms", "status").out
+    finally:
+        first.stop()
+    port = free_port()
+    assert ospp("slmgr", "/sprt", str(port)).code == 0
+    st = ospp("kms", "status", "--json").data()
+    assert (st["port"], st["configured_port"]) == (port, port)
+    host = Host(ospp, listen="127.0.0.1")  # no port: the one /sprt set
+    try:
+        assert host.port == port and answers("127.0.0.1", port)
+    finally:
+        host.stop()
+    assert ospp("kms", "status", "--json").data()["configured_port"] == port

@@ -304,11 +304,10 @@ def _finite(param: click.Parameter, value: float) -> float:
 @click.option(
     "--listen",
     multiple=True,
-    default=("0.0.0.0:1688",),
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Address to listen on: IPv4, [IPv6] or a name; :PORT for every IPv4 and IPv6 address; "
-    "port 0 picks a free port. Repeatable (one port for all).",
+    metavar="HOST[:PORT]",
+    help="Address to listen on: IPv4, [IPv6] or a name; * or :PORT for every IPv4 and IPv6 "
+    "address. Without a port, the host's (slmgr /sprt; 1688 unless set); port 0 picks a free "
+    "one. Repeatable (one port for all). [default: 0.0.0.0]",
 )
 @click.option(
     "--idle-timeout",
@@ -354,12 +353,16 @@ def serve(
     from ospp.core.endpoint import listen_set, parse_host, parse_listen
     from ospp.kmshost import server
     from ospp.kmshost.operations import Operations
+    from ospp.protocol.kms import DEFAULT_PORT
 
-    hosts, port = listen_set([parse_listen(text, 1688) for text in listen])
+    listen = listen or ("0.0.0.0",)
+    for text in listen:  # refused before anything is opened
+        parse_listen(text, DEFAULT_PORT)
     http_at = parse_host(http, 8080, "--http", listen=True) if http else None
     logs.setup(serving.log_level(log_level), log_format)
     log = server.open_log(log_to)
     host = _host()
+    hosts, port = listen_set([parse_listen(text, host.configured_port()) for text in listen])
     ops = Operations(host, http_at)
 
     def ready(shown: str, bound: int, state: ServingState) -> None:

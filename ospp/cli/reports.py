@@ -477,7 +477,10 @@ DATA: dict[str, Schema] = {
         current_count=mapping(integer()),
         stored_clients=integer(),
         max_clients=integer("The most client machines the host keeps (kms set --max-clients)."),
-        port=integer(),
+        port=integer("Where the host listens, or listened last; else configured_port."),
+        configured_port=integer(
+            "Where kms serve listens when --listen names no port (slmgr /sprt; 1688)."
+        ),
         priority=string("normal or low (slmgr /spri, /cpri)."),
         dns_publishing=boolean(),
         dns_last_publish=nullable(obj(published_at=time(), result=string())),

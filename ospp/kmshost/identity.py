@@ -74,7 +74,7 @@ _KIND = {
 }
 
 # Settings stored as whole numbers, and how many digits they may have.
-_NUMBERS = {"activation_interval": 9, "renewal_interval": 9, "port": 5}
+_NUMBERS = {"activation_interval": 9, "renewal_interval": 9, "port": 5, "listening_port": 5}
 
 
 class HostIdentity:

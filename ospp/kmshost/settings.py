@@ -97,7 +97,7 @@ def require_activated(host: KmsHost, setting: str) -> None:
 
 def set_port(host: KmsHost, port: int) -> None:
     require_activated(host, "KMS port")
-    host.record_port(port)
+    host.set_port(port)
 
 
 def set_intervals(host: KmsHost, activation: int | None, renewal: int | None) -> None:

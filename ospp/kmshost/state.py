@@ -103,7 +103,17 @@ class KmsHost(HostIdentity):
     # -- serving -------------------------------------------------------------------------
 
     def record_port(self, port: int) -> None:
-        self._set(port=str(port))
+        """The port a starting ``kms serve`` listens on: shown by status and /dlv, and
+        published by ``kms dns publish``, until the next start or ``slmgr /sprt``."""
+        self._set(listening_port=str(port))
+
+    def set_port(self, port: int) -> None:
+        """slmgr /sprt: the port ``kms serve`` listens on from its next start, where --listen
+        names none; shown from now on."""
+        self._set(port=str(port), listening_port=None)
+
+    def configured_port(self) -> int:
+        return int(self.meta().get("port", DEFAULT_PORT))
 
     def publishing(self) -> Publishing:
         from ospp.dns.publish import Publishing
@@ -344,7 +354,8 @@ class KmsHost(HostIdentity):
             "current_count": groups,
             "stored_clients": stored,
             "max_clients": max_clients(meta),
-            "port": int(meta.get("port", DEFAULT_PORT)),
+            "port": int(meta.get("listening_port", meta.get("port", str(DEFAULT_PORT)))),
+            "configured_port": int(meta.get("port", DEFAULT_PORT)),
             "priority": meta.get("priority", PRIORITY_NORMAL),
             "dns_publishing": json.loads(meta["dns"]).get("enabled", False)
             if meta.get("dns")
