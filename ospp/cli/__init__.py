@@ -51,7 +51,6 @@ COMPUTERNAME selects another simulated machine, each with its own store.
 MODULES: dict[str, tuple[str, ...]] = {
     "ospp.cli.verbs": (
         "inpkey",
-        "inslic",
         "unpkey",
         "dstatus",
         "dstatusall",
@@ -81,7 +80,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "dtokcerts",
         "tokact",
     ),
-    "ospp.cli.extra": ("products", "install-product", "machines", "demo", "help"),
+    "ospp.cli.extra": ("products", "install-product", "inslic", "machines", "demo", "help"),
     "ospp.cli.center": ("center", "trust", "hardware"),
     "ospp.cli.kmshost": ("kms",),
     "ospp.cli.service": ("service",),

@@ -1,4 +1,6 @@
-"""Commands beyond ospp.vbs: the product catalog and simulated product installs."""
+"""Commands beyond ospp.vbs: the product catalog and simulated product installs; and
+ospp.vbs's /inslic, which installs a product's licences (here, not beside /dstatus in
+``ospp.cli.verbs``, whose start-up it would cost)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import click
 
 from ospp.cli import complete
 from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, reports
-from ospp.core.catalog import Channel, catalog
+from ospp.cli.slash import verb
+from ospp.core.catalog import Channel, Product, Sku, catalog
 from ospp.machine import client
+from ospp.machine.store import MachineStore
 
 
 @click.command("products")
@@ -59,6 +63,39 @@ def install_product(product: str, computer: str | None) -> Result:
     )
 
 
+@verb(
+    "inslic",
+    slash_value="argument",
+    keep_case=True,
+    params=[click.argument("path", metavar="PATH", type=click.Path())],
+)
+@reports
+def inslic(path: str, computer: str | None) -> Result:
+    """Install a product's licences from an Office licence file (.xrm-ms), without a key.
+
+    The product is the one the file's name gives, as Office names them
+    (ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms); the file must be there to be read."""
+    from ospp.machine.licence_files import install_licence_file
+
+    store, product, added = install_licence_file(path, computer)
+    return Result(
+        [f"Installing Office license: {path}", "Office license installed successfully."],
+        licence_file_data(store, path, product, added),
+    )
+
+
+def licence_file_data(
+    store: MachineStore, path: str, product: Product, added: list[Sku]
+) -> dict[str, object]:
+    """What ``inslic`` and ``slmgr ilc`` report in JSON."""
+    return {
+        "machine": store.name,
+        "licence_file": path,
+        "product_id": product.id,
+        "installed": [s.sku_id for s in added],
+    }
+
+
 @click.command("machines")
 @JSON_OPTION
 @reports
@@ -104,4 +141,4 @@ def help_(ctx: click.Context, words: tuple[str, ...]) -> None:
     click.echo(command.get_help(current))
 
 
-COMMANDS = [products, install_product, machines, demo, help_]
+COMMANDS = [products, install_product, inslic, machines, demo, help_]

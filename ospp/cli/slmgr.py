@@ -262,7 +262,7 @@ def xpr(words: tuple[str, ...]) -> Result:
 )
 def ilc(path: str, words: tuple[str, ...]) -> Result:
     """Install a licence file (as ospp /inslic does)."""
-    from ospp.cli.verbs import licence_file_data
+    from ospp.cli.extra import licence_file_data
     from ospp.machine.licence_files import install_licence_file
 
     _, computer = split_words(words, act_id=False)

@@ -19,7 +19,6 @@ from ospp.machine import client
 from ospp.machine.store import MAX_REARMS, MachineStore
 
 if TYPE_CHECKING:
-    from ospp.core.catalog import Product, Sku
     from ospp.machine.status import LicenceStatus
 
 _HEX = r"^0[xX][0-9a-fA-F]{1,8}$"
@@ -71,39 +70,6 @@ def inpkey(key: str, activate: bool, computer: str | None) -> Result:
         },
         failed=failed,
     )
-
-
-@verb(
-    "inslic",
-    slash_value="argument",
-    keep_case=True,
-    params=[click.argument("path", metavar="PATH", type=click.Path())],
-)
-@reports
-def inslic(path: str, computer: str | None) -> Result:
-    """Install a product's licences from an Office licence file (.xrm-ms), without a key.
-
-    The product is the one the file's name gives, as Office names them
-    (ProPlus2021VL_KMS_Client_AE-ppd.xrm-ms); the file must be there to be read."""
-    from ospp.machine.licence_files import install_licence_file
-
-    store, product, added = install_licence_file(path, computer)
-    return Result(
-        [f"Installing Office license: {path}", "Office license installed successfully."],
-        licence_file_data(store, path, product, added),
-    )
-
-
-def licence_file_data(
-    store: MachineStore, path: str, product: Product, added: list[Sku]
-) -> dict[str, object]:
-    """What ``inslic`` and ``slmgr ilc`` report in JSON."""
-    return {
-        **_machine_data(store),
-        "licence_file": path,
-        "product_id": product.id,
-        "installed": [s.sku_id for s in added],
-    }
 
 
 @verb("unpkey", slash_value="argument", params=[click.argument("last5", metavar="XXXXX")])
@@ -374,7 +340,6 @@ def kms_policy(policy: str, computer: str | None) -> Result:
 
 COMMANDS = [
     inpkey,
-    inslic,
     unpkey,
     dstatus,
     dstatusall,
