@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GVLK_2016, GVLK_2021, Ospp
+from tests.conftest import GVLK_2016, GVLK_2021, Ospp, check_json
 from tests.kmsutil import Host, client, make_host
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -455,3 +456,33 @@ def test_kms_client_settings_warn_as_slmgr_does(ospp: Ospp):
     assert (kms["host_override"], kms["port"], kms["lookup_domain"]) == (None, 1688, "corp.example")
     assert ospp("slmgr", "/skms", ":1700").code == 0
     assert ospp("dstatus", "--json").data()["products"][0]["kms"]["port"] == 1700
+
+
+def test_the_slmgr_command_reports_as_ospp_slmgr_does(ospp: Ospp):
+    """The ``slmgr`` console command is ``ospp slmgr``: the same JSON command names (as
+    docs/schema has them), and usage errors with their licensing code, or in JSON."""
+    env = {**os.environ, **ospp.env}
+
+    def slmgr(*args: str) -> subprocess.CompletedProcess[str]:
+        code = "from ospp.cli.slmgr import main; main()"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    ospp.install()
+    done = slmgr("/dli", "--json")
+    assert done.returncode == 0 and check_json(done.stdout) is not None
+    assert json.loads(done.stdout)["command"] == "slmgr dli"
+    for args in (["/ipk"], ["/sprt", "1688", "ws1"], ["/xyz"]):
+        text = slmgr(*args)
+        assert text.returncode == 2 and text.stderr.endswith("ERROR CODE: 0x80070057\n"), args
+        as_json = slmgr(*args, "--json")
+        envelope = check_json(as_json.stdout)
+        assert as_json.returncode == 2 and envelope is not None, (args, as_json.stderr)
+        assert envelope["error"]["code"] == "0x80070057"
+        assert envelope["command"] == ("" if args == ["/xyz"] else f"slmgr {args[0][1:]}")
+        assert "slmgr" in envelope["error"]["hint"] and "ospp" not in envelope["error"]["hint"]

@@ -259,11 +259,16 @@ def json_wanted(ctx: click.Context, as_json: bool) -> bool:
 
 
 def command_name(ctx: click.Context) -> str:
-    """The command's path without the program name (``kms install-key``), as JSON reports it."""
+    """The command's path without the program name (``kms install-key``), as JSON reports it;
+    a root group with a ``json_name`` (the ``slmgr`` command) keeps it (``slmgr ipk``), as
+    when it runs under ``ospp``."""
     names: list[str] = []
     while ctx.parent is not None:
         names.append(ctx.command.name or "")
         ctx = ctx.parent
+    root = getattr(ctx.command, "json_name", None)
+    if root:
+        names.append(root)
     return " ".join(reversed(names)) or ctx.command.name or ""
 
 

@@ -134,13 +134,11 @@ class Group(click.Group):
                 formatter.write_dl(rows)
 
 
-class SlashGroup(click.Group):
-    """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does.
-
-    With ``--json`` anywhere on the command line, click's own usage errors (and any bug met
-    while parsing) are printed as the same JSON error object as every other error; without
-    it, click's usage error is followed by the licensing code, as every other error has.
-    """
+class ReportingGroup(click.Group):
+    """A root group whose usage errors are reported as every other error: with ``--json``
+    anywhere on the command line, click's own usage errors (and any bug met while parsing)
+    are printed as the same JSON error object; without it, click's usage error is followed by
+    the licensing code. The ``ospp`` and the ``slmgr`` commands are both one."""
 
     def main(
         self,
@@ -198,6 +196,10 @@ class SlashGroup(click.Group):
                 _output_failed(exc)
             internal_error(exc, True, "")
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class SlashGroup(ReportingGroup):
+    """A group that also accepts ``/name``, ``/name:value`` and ``/?`` as ospp.vbs does."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0].lower() in HELP_WORDS:
@@ -359,7 +361,8 @@ def _usage_hint(exc: click.ClickException) -> str:
     ctx = getattr(exc, "ctx", None)
     if ctx is not None and ctx.parent is not None:
         return f"Run '{ctx.command_path} --help' for its options."
-    return "Run 'ospp /?' for the list of commands."
+    program = ctx.find_root().info_name if ctx is not None else None
+    return f"Run '{program or 'ospp'} /?' for the list of commands."
 
 
 def slash_form(name: str, cmd: SlashCommand) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ospp.cli.base import EXIT_STATUS_HELP, JSON_OPTION, Result, reports
+from ospp.cli.slash import ReportingGroup
 from ospp.cli.slmgr_render import error_lines
 from ospp.core.errors import OsppError, UsageError
 
@@ -74,8 +75,13 @@ ORDER = (
 )
 
 
-class SlmgrGroup(click.Group):
-    """A group that takes slmgr.vbs's ``/option`` and ``-option`` forms, and ``/?``."""
+class SlmgrGroup(ReportingGroup):
+    """A group that takes slmgr.vbs's ``/option`` and ``-option`` forms, and ``/?``.
+
+    Run as the ``slmgr`` command it is the root, and reports its usage errors as ``ospp
+    slmgr`` does; in JSON its options are named as under ospp (``slmgr ipk``)."""
+
+    json_name = "slmgr"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if (
