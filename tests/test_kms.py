@@ -413,7 +413,25 @@ def test_ipv6_loopback(ospp: Ospp):
 def test_listening_on_a_missing_address_is_a_clear_error(ospp: Ospp):
     ran = ospp.proc("kms", "serve", "--listen", "192.0.2.1:0", timeout=30)
     assert ran.code == 4 and "cannot listen on 192.0.2.1:0" in ran.out
+    assert "ERROR CODE: 0x80072741" in ran.out  # WSAEADDRNOTAVAIL
     assert "Traceback" not in ran.err
+
+
+def test_a_port_in_use_is_named_as_windows_names_it(ospp: Ospp):
+    """Another server on the port: WSAEADDRINUSE's code, not "could not connect"."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args in (
+            ["--listen", f"127.0.0.1:{port}"],
+            ["--listen", "127.0.0.1:0", "--http", f"127.0.0.1:{port}"],
+        ):
+            ran = ospp.proc("kms", "serve", *args, "--log", "none", timeout=30)
+            assert ran.code == 4 and f"127.0.0.1:{port}" in ran.out, ran.out + ran.err
+            assert "ERROR CODE: 0x80072740" in ran.out and "Traceback" not in ran.err
 
 
 def test_many_requests_share_one_connection(ospp: Ospp, host: Host):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 from dataclasses import dataclass
 
-from ospp.core.errors import UsageError
+from ospp.core.errors import (
+    E_ACCESS_DENIED,
+    E_ADDRESS_IN_USE,
+    E_ADDRESS_NOT_AVAILABLE,
+    E_NO_CONNECTION,
+    UsageError,
+)
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _ZONE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -111,3 +118,14 @@ def listen_set(endpoints: list[Endpoint], what: str = "--listen") -> tuple[list[
             "Give every address the same port; run a second server for a second port.",
         )
     return [e.host for e in endpoints], ports.pop()
+
+
+def listen_failure(exc: OSError) -> int:
+    """The code for a server that cannot listen, as Windows names the socket error: the port
+    taken, the address not this machine's, a port only an administrator may open."""
+    return {
+        errno.EADDRINUSE: E_ADDRESS_IN_USE,
+        errno.EADDRNOTAVAIL: E_ADDRESS_NOT_AVAILABLE,
+        errno.EACCES: E_ACCESS_DENIED,
+        errno.EPERM: E_ACCESS_DENIED,
+    }.get(exc.errno or 0, E_NO_CONNECTION)

@@ -99,6 +99,8 @@ E_INVALID_DATA = 0x8007000D  # a store file that is not what ospp wrote (garbage
 E_INVALID_ARG = 0x80070057  # a value on the command line or in the environment is malformed
 E_DISK_FULL = 0x80070070  # a store or state file cannot be written: no space left on the disk
 E_NO_CONNECTION = 0x80072EFD  # a server could not be reached (WinINet's wording)
+E_ADDRESS_IN_USE = 0x80072740  # WSAEADDRINUSE: a port to listen on is taken on this machine
+E_ADDRESS_NOT_AVAILABLE = 0x80072741  # WSAEADDRNOTAVAIL: no such address on this machine
 E_UNEXPECTED = 0x8000FFFF  # a server failed on a request (a bug on its side)
 # information (bit 31 clear): printed as the status of a licence, not as a failure
 I_OOB = 0x4004F00C
@@ -163,6 +165,9 @@ DESCRIPTIONS: dict[int, str] = {
     E_INVALID_ARG: "The parameter is incorrect.",
     E_DISK_FULL: "There is not enough space on the disk.",
     E_NO_CONNECTION: "A connection with the server could not be established",
+    E_ADDRESS_IN_USE: "Only one usage of each socket address (protocol/network address/port) "
+    "is normally permitted.",
+    E_ADDRESS_NOT_AVAILABLE: "The requested address is not valid in its context.",
     E_UNEXPECTED: "Catastrophic failure",
     I_OOB: "The Software Licensing Service reported that the application is running "
     "within the valid grace period.",

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from ospp.core.endpoint import Endpoint
+from ospp.core.endpoint import Endpoint, listen_failure
 from ospp.core.errors import NetworkError
 from ospp.core.logs import Notes
 from ospp.core.sockets import reset
@@ -213,7 +213,7 @@ async def start(app: App, endpoint: Endpoint) -> asyncio.Server:
         )
     except OSError as exc:
         raise NetworkError(
-            0x80072EFD,
+            listen_failure(exc),
             f"cannot listen for HTTP on {endpoint}: {exc.strerror or exc}",
             "Check that the address exists on this machine and the port is free.",
         ) from exc

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ospp.core.canonical import MAX_DEPTH, too_deep
-from ospp.core.endpoint import Endpoint
+from ospp.core.endpoint import Endpoint, listen_failure
 from ospp.core.errors import E_BAD_FORMAT as E_BAD_FRAME
 from ospp.core.errors import E_NO_CONNECTION, E_UNEXPECTED, N_, NetworkError, OsppError
 from ospp.core.sockets import reset, unsent_bytes
@@ -550,7 +550,7 @@ async def start(
                 str(Endpoint(h or "*", port)) for h in ([host] if isinstance(host, str) else host)
             )
             raise NetworkError(
-                E_NO_CONNECTION,
+                listen_failure(exc),
                 f"cannot listen on {where}: {exc.strerror or exc}",
                 "Check that the address exists on this machine (IPv6 may be off) and the port "
                 "is free.",
