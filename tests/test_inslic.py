@@ -100,7 +100,7 @@ def test_a_machine_is_named_like_any_verb(ospp: Ospp, licences: Path):
     [
         ("ProPlus2021VL_KMS_Client_AE-ppd.xml", "Unrecognized file. Office licenses have an"),
         ("missing.xrm-ms", "File not found: "),
-        ("client-issuance-root.xrm-ms", "is not the licence file of a volume product"),
+        ("Foo-ppd.xrm-ms", "is not the licence file of a volume product"),
         ("folder.xrm-ms", "is not a regular file"),
         (" ", "no licence file was given"),
     ],
@@ -109,6 +109,7 @@ def test_bad_files_change_nothing(ospp: Ospp, licences: Path, name: str, detail:
     ospp.install("ProPlus2019")
     (licences / "folder.xrm-ms").mkdir()
     (licences / "ProPlus2021VL_KMS_Client_AE-ppd.xml").write_text("<x/>")
+    (licences / "Foo-ppd.xrm-ms").write_text("<x/>")
     before = dump(ospp)
     path = name if not name.strip() else str(licences / name)
     for ran in (ospp(f"/inslic:{path}"), ospp("slmgr", "/ilc", path)):
@@ -197,3 +198,26 @@ def test_slmgr_ilc_is_the_twin(ospp: Ospp, licences: Path):
 
     assert licences_of("t1") == licences_of("t2")
     assert len(licences_of("t1")) == 4  # ProPlus 2019's and 2021's, KMS client and MAK
+
+
+def test_a_mistyped_name_gets_the_names_it_is_close_to(ospp: Ospp, licences: Path):
+    typo = licences / "ProPlus2021VL_KMS_Clent_AE-ul-oob.xrm-ms"
+    typo.write_text("<x/>")
+    ran = ospp(f"/inslic:{typo}", "--json").json()["error"]
+    assert ran["code"] == "0x80070057" and "is not the licence file" in ran["message"]
+    assert ran["hint"] == "Did you mean ProPlus2021VL_KMS_Client_AE-ul-oob.xrm-ms?"
+
+
+def test_offices_shared_licence_files_are_taken_with_nothing_to_do(ospp: Ospp, licences: Path):
+    """client-issuance-*, pkeyconfig-*: licence files of no one product, which some
+    conversion scripts install too; a script that does goes on."""
+    ospp.install("ProPlus2019")
+    before = dump(ospp)
+    for name in ("client-issuance-root.xrm-ms", "pkeyconfig-office.xrm-ms"):
+        (licences / name).write_text("<x/>")
+        ran = ospp(f"/inslic:{licences / name}", "--json").data()
+        assert (ran["product_id"], ran["installed"]) == (None, [])
+        assert ospp("slmgr", "/ilc", str(licences / name)).code == 0
+    assert dump(ospp) == before
+    denied = ospp("inslic", str(licences / "pkeyconfig-office.xrm-ms"), env={"OSPP_USER": "a"})
+    assert denied.code == 1 and "0xC004F025" in denied.out

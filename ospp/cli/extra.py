@@ -85,13 +85,13 @@ def inslic(path: str, computer: str | None) -> Result:
 
 
 def licence_file_data(
-    store: MachineStore, path: str, product: Product, added: list[Sku]
+    store: MachineStore, path: str, product: Product | None, added: list[Sku]
 ) -> dict[str, object]:
     """What ``inslic`` and ``slmgr ilc`` report in JSON."""
     return {
         "machine": store.name,
         "licence_file": path,
-        "product_id": product.id,
+        "product_id": product.id if product else None,
         "installed": [s.sku_id for s in added],
     }
 

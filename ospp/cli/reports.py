@@ -125,7 +125,12 @@ SHARED: dict[str, Schema] = {
     "licence_file": obj(
         machine=string(),
         licence_file=string("The path as given."),
-        product_id=string("The product the file's name gives."),
+        product_id=nullable(
+            string(
+                "The product the file's name gives; null for a licence file of no one "
+                "product (client-issuance-*, pkeyconfig-*), which changes nothing."
+            )
+        ),
         installed=array(string(), "SKU ids of the licences added (empty: already there)."),
     ),
     # a client's KMS settings (/dstatus, and every command that changes them)
