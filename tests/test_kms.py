@@ -660,3 +660,18 @@ def test_a_ping_with_a_nonce_a_terminal_would_act_on_is_not_signed(host: Host) -
         odd = conn.call({"op": "kms-ping", "nonce": "\x1b]0;x\x07"})
     assert "signature" in signed and signed["nonce"] == "plain"
     assert odd["ok"] is True and "signature" not in odd and "nonce" not in odd
+
+
+def test_a_home_with_no_host_key_says_so_and_a_file_for_a_home_is_a_store_error(
+    ospp: Ospp, tmp_path: Path
+):
+    first = ospp("kms", "status").out.splitlines()[0]
+    assert first == "No Key Management Service host key is installed: ospp kms install-key KEY"
+    afile = tmp_path / "not-a-directory"
+    afile.write_text("")
+    env = {"OSPP_KMS_HOME": str(afile)}
+    for args in (["kms", "status"], ["slmgr", "/cpri"], ["slmgr", "/dlv"]):
+        ran = ospp(*args, env=env)
+        said = ran.out + ran.err
+        assert ran.code == 3 and "0x80070005" in said and "OSPP_KMS_HOME" in said, (args, said)
+    assert afile.read_text() == ""

@@ -96,11 +96,12 @@ def set_(
 def status() -> Result:
     """The host's key, activation, counts and request statistics (like slmgr /dlv)."""
     st = _host().status()
-    lines = [
-        "Key Management Service is enabled on this machine"
-        if st["activated"]
-        else "Key Management Service host key is not activated"
-    ]
+    if st["activated"]:
+        lines = ["Key Management Service is enabled on this machine"]
+    elif st["packs"]:
+        lines = ["Key Management Service host key is not activated"]
+    else:
+        lines = ["No Key Management Service host key is installed: ospp kms install-key KEY"]
     if len(st["packs"]) > 1:
         lines += _pack_lines(st)
     else:

@@ -46,6 +46,13 @@ _STORE_NAMES = {
     "KMS host": N_("KMS host store"),
 }
 
+# Where each kind of store lives: the variable that moves it.
+_STORE_VARIABLES = {
+    "licence": "OSPP_HOME",
+    "authority": "OSPP_CENTER_HOME",
+    "KMS host": "OSPP_KMS_HOME",
+}
+
 # SQLite's primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF).
 _FULL = 13
 _DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -126,6 +133,10 @@ class Database:
     def _name(self) -> str | Message:
         return _STORE_NAMES.get(self.kind) or f"{self.kind} store"
 
+    @property
+    def _variable(self) -> str:
+        return _STORE_VARIABLES.get(self.kind, "OSPP_HOME")
+
     def _fail_unreadable(self, exc: Exception) -> StoreError:
         return StoreError(
             E_INVALID_DATA,
@@ -170,7 +181,8 @@ class Database:
             ),
             N_(
                 "Check that the directory exists, is a directory and is writable, or point "
-                "OSPP_HOME (OSPP_CENTER_HOME for the authority) somewhere else."
+                "{variable} somewhere else.",
+                variable=self._variable,
             ),
         )
 
@@ -200,8 +212,9 @@ class Database:
             ),
             N_(
                 "Make {directory} and the files in it writable, or copy the store somewhere "
-                "writable and point OSPP_HOME (OSPP_CENTER_HOME for the authority) there.",
+                "writable and point {variable} there.",
                 directory=str(self.path.parent),
+                variable=self._variable,
             ),
         )
 

@@ -33,8 +33,11 @@ REQUEST_CATEGORIES = (
 
 
 def existing(home: Path, clock: Clock) -> KmsHost | None:
-    """The KMS host in ``home`` if a host key is installed there; never creates one."""
+    """The KMS host in ``home`` if a host key is installed there; never creates one. A home
+    that is not a directory is the StoreError opening it gives."""
     if not (home / "kms.db").exists():
+        if home.exists() and not home.is_dir():
+            KmsHost.open(home, clock)  # raises: the store cannot be opened there
         return None
     host = KmsHost.open(home, clock)
     return host if host.packs() else None
