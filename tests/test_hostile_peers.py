@@ -280,7 +280,8 @@ def test_a_licence_status_is_one_of_the_names_not_a_lookalike(ospp: Ospp) -> Non
     assert status["requests_failed"] == 3
     assert status["stored_clients"] == 2
     text = ospp("kms", "status").out
-    assert text.count("Requests with License Status LICENSED:") == 1, text
+    assert text.count("Requests with License Status Licensed: 1") == 1, text
+    assert text.count("Requests with License Status Initial grace period: 1") == 1, text
 
 
 # -- the phone centre's console: digits that are not ASCII --------------------------------------

@@ -95,6 +95,9 @@ def set_(
 @reports
 def status() -> Result:
     """The host's key, activation, counts and request statistics (like slmgr /dlv)."""
+    from ospp.cli.slmgr_render import REQUEST_LINES
+    from ospp.kmshost.settings import request_counts
+
     st = _host().status()
     if st["activated"]:
         lines = ["Key Management Service is enabled on this machine"]
@@ -126,8 +129,9 @@ def status() -> Result:
         f"    Total requests received: {st['requests_total']}",
         f"    Failed requests received: {st['requests_failed']}",
     ]
-    for label, n in sorted(st["requests_by_status"].items()):
-        lines.append(f"    Requests with License Status {label.upper()}: {n}")
+    counts = request_counts(st)
+    for name, label in REQUEST_LINES:  # slmgr /dlv's lines, every one
+        lines.append(f"    {label}{counts[name]}")
     lines.append(f"    Stored client machines: {st['stored_clients']}")
     lines.append(f"    Stored client machines at most: {st['max_clients']}")
     if st["dns_last_publish"]:
