@@ -118,3 +118,22 @@ def test_a_computer_name_in_place_of_the_cid_gets_a_hint(ospp: Ospp) -> None:
     ran = ospp("/actcid", "PC1")
     assert ran.code == 1 and "0xC004F02C" in ran.out
     assert "HINT: /actcid takes the confirmation ID first: ospp /actcid:CID PC1" in ran.out
+
+
+def test_a_short_group_is_named_and_swapped_groups_get_a_hint(ospp: Ospp) -> None:
+    cid = _cid(ospp)
+    groups = [cid[i : i + 6] for i in range(0, 120, 6)]
+    before = _dump(ospp)
+    short = "-".join([groups[0], groups[1][:5], *groups[2:]])
+    ran = ospp("actcid", short, "--json").json()["error"]
+    assert ran["code"] == "0xC004F02F"
+    assert ran["message"] == (
+        f"group 2 of the confirmation ID must be 6 digits, not {groups[1][:5]!r}"
+    )
+    # each group still checks: the signature does not (too large, or for another IID)
+    for a, b in ((0, 1), (18, 19)):
+        order = list(groups)
+        order[a], order[b] = order[b], order[a]
+        ran = ospp("actcid", "-".join(order), "--json").json()["error"]
+        assert ran["code"] == "0xC004F031" and "typed in the order they were read" in ran["hint"]
+    assert _dump(ospp) == before

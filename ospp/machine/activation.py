@@ -151,7 +151,11 @@ def cid_activation(
                 "the confirmation ID does not match this installation ID (it was made for "
                 "another installation ID, machine or key)"
             ),
-            N_("Read the installation ID again with /dinstid and ask for a new confirmation ID."),
+            N_(
+                "Check that the confirmation ID's groups were typed in the order they were "
+                "read; if they were, read the installation ID again with /dinstid and ask for "
+                "a new confirmation ID."
+            ),
         )
     return seal(
         store,

@@ -142,6 +142,11 @@ def _split_checked(text: str, groups: int, per_group: int, what: str, length_cod
     compact = _digits(text, what)
     size = per_group + 1
     if len(compact) != groups * size:
+        typed = text.replace("-", " ").split()
+        if len(typed) == groups:  # typed group by group: name the group that is not whole
+            for i, group in enumerate(typed):
+                if len(group) != size:
+                    check_group(group, i + 1, what, size)
         raise LicensingError(
             length_code,
             N_(
@@ -252,7 +257,11 @@ def parse_cid(text: str) -> tuple[int, int]:
     n = int(data)
     r, s = n >> 160, n & ((1 << 160) - 1)
     if r >> 160 or not r or not s:
-        raise LicensingError(E_MISMATCH, N_("the confirmation ID does not hold a valid signature"))
+        raise LicensingError(
+            E_MISMATCH,
+            N_("the confirmation ID does not hold a valid signature"),
+            N_("Check that the confirmation ID's groups were typed in the order they were read."),
+        )
     return r, s
 
 
