@@ -147,7 +147,7 @@ def _phone_target(store: MachineStore, sku: str | None) -> Licence:
         raise LicensingError(
             E_KEY_NOT_AVAILABLE,
             "no MAK or KMS host key is installed to activate",
-            "Install a MAK with /inpkey first.",
+            "Install a MAK first: ospp /inpkey:KEY, or slmgr /ipk KEY.",
         )
     if len(candidates) > 1:
         raise LicensingError(

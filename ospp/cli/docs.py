@@ -277,8 +277,8 @@ access is denied), and nothing is recorded.
 .TP
 .B OSPP_USER
 Run as this standard (non\-administrator) user of the simulated machine.
-Unset, or Administrator, means an administrator; an empty value is an error
-(exit 2). A standard user may read everything, but installing keys,
+Unset, or Administrator (also DOMAIN\\Administrator), means an administrator;
+an empty value is an error (exit 2). A standard user may read everything, but installing keys,
 activating, rearming and changing settings get 0xC004F025 unless an
 administrator allowed them with /puserops. /puserops, /duserops,
 /osppsvcauto, /osppsvcrestart, changing the KMS host (its keys, activation

@@ -53,7 +53,7 @@ def installation_id(store: MachineStore, lic: Licence, hw_hex: str | None = None
                 "key",
                 product=lic.sku.product.id,
             ),
-            N_("Install a MAK with /inpkey first."),
+            N_("Install a MAK first: ospp /inpkey:KEY, or slmgr /ipk KEY."),
         )
     hw = hw_hex or _hardware_hex(store)[0]
     return InstallationId(

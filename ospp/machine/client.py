@@ -98,7 +98,7 @@ def find_product(product_id: str) -> Product:
 
 def current_user(environ: Mapping[str, str] = os.environ) -> str | None:
     """The standard (non-administrator) user OSPP_USER names; None for an administrator
-    (OSPP_USER unset, or set to Administrator)."""
+    (OSPP_USER unset, or set to Administrator, also as DOMAIN\\Administrator)."""
     if "OSPP_USER" not in environ:
         return None
     name = environ["OSPP_USER"].strip()
@@ -107,7 +107,8 @@ def current_user(environ: Mapping[str, str] = os.environ) -> str | None:
             "OSPP_USER is set but empty",
             "Unset it to run as an administrator, or name a standard user: OSPP_USER=alice.",
         )
-    return None if name.lower() == "administrator" else name
+    account = name.rpartition("\\")[2]  # WS3\Administrator is WS3's Administrator
+    return None if account.lower() == "administrator" else name
 
 
 def require_admin(what: str, environ: Mapping[str, str] = os.environ) -> None:
