@@ -362,3 +362,21 @@ def test_a_usage_error_in_text_names_its_licensing_code(ospp: Ospp, args: list[s
     assert ran.code == 2
     assert "Error: " in ran.err and ran.err.rstrip().endswith("ERROR CODE: 0x80070057"), ran.err
     assert ospp.proc(*args, "--json").json()["error"]["code"] == "0x80070057"
+
+
+def test_records_published_by_hand_need_no_update_server(ospp: Ospp) -> None:
+    """'kms dns set --no-publish': the records to publish by hand, with no server to update."""
+    refused = ospp("kms", "dns", "set", "--domain", "corp.example", "--hostname", "kms1")
+    assert refused.code == 2 and "--no-publish" in refused.out
+    bad = ["--domain", "corp..example", "--hostname", "kms1.corp.example", "--no-publish"]
+    assert ospp("kms", "dns", "set", *bad).code == 2
+    assert ospp("kms", "dns", "records").code == 2  # nothing was stored
+    ran = ospp(
+        "kms", "dns", "set", "--domain", "corp.example", "--hostname", "kms1.corp.example",
+        "--address", "192.0.2.10", "--no-publish",
+    )  # fmt: skip
+    assert ran.code == 0 and "ospp kms dns records" in ran.out
+    assert ospp("kms", "status", "--json").data()["dns_publishing"] is False
+    records = ospp("kms", "dns", "records", "--json").data()["records"]
+    assert any("_vlmcs._tcp.corp.example." in r and "kms1.corp.example." in r for r in records)
+    assert any("kms1.corp.example." in r and "192.0.2.10" in r for r in records)

@@ -54,6 +54,12 @@ def dns_group() -> None:
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     help="BIND key file (tsig-keygen output) that signs the updates; '-' reads standard input.",
 )
+@click.option(
+    "--no-publish",
+    is_flag=True,
+    help="Keep the settings but do not publish (no --server needed): for admins who publish "
+    "'ospp kms dns records' by hand. 'ospp kms dns enable' publishes later.",
+)
 @JSON_OPTION
 @reports
 def dns_set(
@@ -67,6 +73,7 @@ def dns_set(
     extra: tuple[str, ...],
     interval_hours: float | None,
     tsig_keyfile: Path | None,
+    no_publish: bool,
 ) -> Result:
     """Configure and enable DNS publishing (options not given keep their value)."""
     from ospp.dns.publish import read_key_file
@@ -93,12 +100,17 @@ def dns_set(
             pub.extra = list(extra)
         if tsig is not None:
             pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = tsig
-        pub.enabled = True
+        pub.enabled = not no_publish
+        if no_publish:
+            pub.check(updates=False)  # enabled, they are checked whole when stored
 
     pub = host.change_publishing(change)
-    return Result(
-        ["Successfully applied setting. DNS publishing enabled."], pub.shown(), banners=False
+    said = (
+        "DNS publishing disabled; print the records with: ospp kms dns records"
+        if no_publish
+        else "DNS publishing enabled."
     )
+    return Result([f"Successfully applied setting. {said}"], pub.shown(), banners=False)
 
 
 @dns_group.command("disable")

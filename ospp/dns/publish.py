@@ -77,14 +77,21 @@ class Publishing:
             out.append((domain.strip().rstrip("."), prio, weight))
         return out
 
-    def check(self) -> None:
+    def check(self, updates: bool = True) -> None:
+        """Refuse settings that cannot be published: ``updates`` (publishing by dynamic
+        update) needs a server too; records published by hand do not."""
         if not self.domain or not valid_host(self.domain):
             raise UsageError(f"--domain {self.domain!r} is not a DNS domain name")
         if not self.hostname or not valid_host(self.hostname):
             raise UsageError(f"--hostname {self.hostname!r} is not a host name")
-        if not self.server:
-            raise UsageError("--server ADDR[:PORT] names the DNS server that takes the updates")
-        parse_address(self.server, 53, "--server")
+        if updates and not self.server:
+            raise UsageError(
+                "--server ADDR[:PORT] names the DNS server that takes the updates",
+                "To publish the records by hand instead, add --no-publish and print them "
+                "with: ospp kms dns records",
+            )
+        if self.server:
+            parse_address(self.server, 53, "--server")
         for address in self.addresses:
             try:
                 ipaddress.ip_address(address)
