@@ -76,6 +76,8 @@ def test_the_port_slmgr_sprt_sets_is_where_the_host_listens_next(ospp: Ospp):
         assert f"    Listening on Port: {first.port}" in ospp("kms", "status").out
     finally:
         first.stop()
+    st = ospp("kms", "status", "--json").data()  # stopped: the port it will listen on
+    assert (st["port"], st["configured_port"]) == (1688, 1688)
     port = free_port()
     assert ospp("slmgr", "/sprt", str(port)).code == 0
     st = ospp("kms", "status", "--json").data()
@@ -86,3 +88,36 @@ def test_the_port_slmgr_sprt_sets_is_where_the_host_listens_next(ospp: Ospp):
     finally:
         host.stop()
     assert ospp("kms", "status", "--json").data()["configured_port"] == port
+
+
+def test_an_address_without_a_port_takes_the_one_given_beside_it(ospp: Ospp, tmp_path):
+    """'--listen 127.0.0.1 --listen [::1]:0' is one port for both; two different ports are
+    refused before anything is made (no store, no log)."""
+    home = tmp_path / "unmade"
+    log = tmp_path / "requests.log"
+    env = {"OSPP_KMS_HOME": str(home)}
+    ran = ospp("kms", "serve", "--listen", "127.0.0.1:1", "--listen", "127.0.0.2:2",
+               "--log", str(log), env=env)  # fmt: skip
+    assert ran.code == 2 and "different ports" in ran.out
+    assert not home.exists() and not log.exists()
+    make_host(ospp)
+    host = Host(ospp, listen="127.0.0.1", extra=("--listen", "127.0.0.1:0"))
+    try:
+        assert host.port != 1688 and answers("127.0.0.1", host.port)
+    finally:
+        host.stop()
+
+
+def test_a_damaged_port_setting_is_reported_not_used(ospp: Ospp):
+    import sqlite3
+
+    make_host(ospp)
+    for name, value in (("port", "99999"), ("port", "0"), ("listening_port", "00000")):
+        with sqlite3.connect(ospp.home / "kms" / "kms.db") as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+        for args in (["kms", "status"], ["kms", "serve", "--log", "none"]):
+            ran = ospp.proc(*args, timeout=30)
+            assert ran.code == 3 and "0x8007000D" in ran.out and name in ran.out, (name, ran.out)
+            assert "Traceback" not in ran.err
+        assert ospp("slmgr", "/sprt", "1688").code == 0  # which sets both again
+        assert ospp("kms", "status", "--json").data()["port"] == 1688

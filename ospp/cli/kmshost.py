@@ -298,6 +298,9 @@ def ping(address: str) -> Result:
     )
 
 
+NO_PORT = -1  # a --listen address that names no port
+
+
 def _finite(param: click.Parameter, value: float) -> float:
     """A range check NaN passes (every comparison with it is false): refuse it here."""
     if value != value:
@@ -311,8 +314,9 @@ def _finite(param: click.Parameter, value: float) -> float:
     multiple=True,
     metavar="HOST[:PORT]",
     help="Address to listen on: IPv4, [IPv6] or a name; * or :PORT for every IPv4 and IPv6 "
-    "address. Without a port, the host's (slmgr /sprt; 1688 unless set); port 0 picks a free "
-    "one. Repeatable (one port for all). [default: 0.0.0.0]",
+    "address; port 0 picks a free one. Repeatable, one port for all: an address without a "
+    "port takes the one another names, else the host's (slmgr /sprt; 1688 unless set). "
+    "[default: 0.0.0.0]",
 )
 @click.option(
     "--idle-timeout",
@@ -358,16 +362,16 @@ def serve(
     from ospp.core.endpoint import listen_set, parse_host, parse_listen
     from ospp.kmshost import server
     from ospp.kmshost.operations import Operations
-    from ospp.protocol.kms import DEFAULT_PORT
 
-    listen = listen or ("0.0.0.0",)
-    for text in listen:  # refused before anything is opened
-        parse_listen(text, DEFAULT_PORT)
+    given = [parse_listen(text, NO_PORT) for text in listen or ("0.0.0.0",)]
+    named = [e for e in given if e.port != NO_PORT]
+    if named:  # one port for all, refused before anything is opened
+        listen_set(named)
     http_at = parse_host(http, 8080, "--http", listen=True) if http else None
     logs.setup(serving.log_level(log_level), log_format)
     log = server.open_log(log_to)
     host = _host()
-    hosts, port = listen_set([parse_listen(text, host.configured_port()) for text in listen])
+    hosts, port = [e.host for e in given], named[0].port if named else host.configured_port()
     ops = Operations(host, http_at)
 
     def ready(shown: str, bound: int, state: ServingState) -> None:

@@ -75,6 +75,18 @@ _KIND = {
 
 # Settings stored as whole numbers, and how many digits they may have.
 _NUMBERS = {"activation_interval": 9, "renewal_interval": 9, "port": 5, "listening_port": 5}
+_PORTS = ("port", "listening_port")  # and they are TCP ports: 1 to 65535
+
+
+def _valid_setting(name: str, value: object) -> bool:
+    digits = _NUMBERS.get(name)
+    if not isinstance(value, str):
+        return False
+    if digits is None:
+        return True
+    if not (value.isascii() and value.isdigit() and len(value) <= digits):
+        return False
+    return name not in _PORTS or 1 <= int(value) <= 65535
 
 
 class HostIdentity:
@@ -93,11 +105,7 @@ class HostIdentity:
                 return self.meta(c)
         values = dict(conn.execute("SELECT name, value FROM meta").fetchall())
         for name, value in values.items():
-            digits = _NUMBERS.get(name)
-            if not isinstance(value, str) or (
-                digits is not None
-                and not (value.isascii() and value.isdigit() and len(value) <= digits)
-            ):
+            if not _valid_setting(name, value):
                 raise StoreError(
                     E_INVALID_DATA,
                     f"the KMS host store {self.db.path} has a damaged setting {name}: "

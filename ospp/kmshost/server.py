@@ -10,6 +10,7 @@ and intervals are read again when another process changes the store (:class:`Liv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -401,7 +402,9 @@ async def _serve(
             )
         ready(shown, bound, state)
         tasks.append(loop.create_task(_publish_forever(host, bound, events)))
+        served.append(bound)
 
+    served: list[int] = []
     await wire.serve_until_stopped(handle, listen_host, port, listening, idle_timeout, gauge)
     for task in tasks:
         task.cancel()
@@ -409,5 +412,8 @@ async def _serve(
     if pending:
         flush()
     log.write_out()
+    for bound in served:
+        with contextlib.suppress(OsppError):  # the counts are safe; only what status shows
+            host.forget_port(bound)
     if ops is not None:
         await ops.close()

@@ -104,8 +104,14 @@ class KmsHost(HostIdentity):
 
     def record_port(self, port: int) -> None:
         """The port a starting ``kms serve`` listens on: shown by status and /dlv, and
-        published by ``kms dns publish``, until the next start or ``slmgr /sprt``."""
+        published by ``kms dns publish``, until it stops, ``slmgr /sprt`` or the next start."""
         self._set(listening_port=str(port))
+
+    def forget_port(self, port: int) -> None:
+        """A host that listened on ``port`` stops: status shows the configured port again
+        (unless another host has started since, and recorded its own)."""
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM meta WHERE name='listening_port' AND value=?", (str(port),))
 
     def set_port(self, port: int) -> None:
         """slmgr /sprt: the port ``kms serve`` listens on from its next start, where --listen
