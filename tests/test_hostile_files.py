@@ -883,7 +883,14 @@ def test_a_file_to_write_that_is_a_device_or_fifo_is_refused_and_left_in_place(
 @pytest.mark.parametrize("target", ["/dev/full", "a file open for reading"])
 @pytest.mark.parametrize(
     "args",
-    [["/dstatus"], ["fleet", "status"], ["fleet", "status", "--csv"], ["--json", "/dstatus"]],
+    [
+        ["/dstatus"],
+        ["fleet", "status"],
+        ["fleet", "status", "--csv"],
+        ["--json", "/dstatus"],
+        ["--json", "/bogus"],  # a usage error, met before any command runs
+        ["slmgr", "/ipk", "--json"],
+    ],
 )
 def test_output_that_cannot_be_written_is_a_file_error_not_a_bug(
     ospp: Ospp, tmp_path: Path, args: list[str], target: str

@@ -271,17 +271,18 @@ def test_a_licence_status_is_one_of_the_names_not_a_lookalike(ospp: Ospp) -> Non
                 answer = conn.call(raw_request(license_status=lookalike))
                 assert answer["ok"] is False and answer["code"] == 0xC004F056, answer
                 assert "license_status" in answer["message"]
-            for name in ("LICENSED", "oob_grace"):  # the names, in either case, still count
+            for name in ("LICENSED", "oob_grace", "EXTENDED_GRACE"):  # in either case, they count
                 assert conn.call(raw_request(license_status=name))["ok"] is True
     finally:
         host.stop()
     status = ospp("kms", "status", "--json").data()
-    assert status["requests_by_status"] == {"licensed": 1, "oob_grace": 1}
+    assert status["requests_by_status"] == {"licensed": 1, "oob_grace": 1, "extended_grace": 1}
     assert status["requests_failed"] == 3
-    assert status["stored_clients"] == 2
+    assert status["stored_clients"] == 3
     text = ospp("kms", "status").out
     assert text.count("Requests with License Status Licensed: 1") == 1, text
     assert text.count("Requests with License Status Initial grace period: 1") == 1, text
+    assert text.count("Requests with License Status Extended grace period: 1") == 1, text
 
 
 # -- the phone centre's console: digits that are not ASCII --------------------------------------

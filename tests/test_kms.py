@@ -194,6 +194,12 @@ def test_kms_host_activated_by_phone(ospp: Ospp):
     iid = ospp("kms", "dinstid", "--json").data()["installation_id"]
     cid = ospp("center", "confirm", iid, "--json").data()["cid"]
     assert ospp("kms", "actcid", cid[:-1] + str((int(cid[-1]) + 1) % 10)).code == 1
+    digits = cid.replace("-", "")
+    groups = [digits[i : i + 6] for i in range(0, 120, 6)]
+    groups[18], groups[19] = groups[19], groups[18]  # each still checks; the signature not
+    for args in (["kms", "actcid", "-".join(groups)], ["slmgr", "/atp", "-".join(groups)]):
+        swapped = ospp(*args, "--json").json()["error"]
+        assert swapped["code"] == "0xC004F031" and "order" in swapped["hint"], swapped
     assert ospp("kms", "actcid", cid).code == 0
     h = Host(ospp)
     try:
@@ -669,9 +675,11 @@ def test_a_home_with_no_host_key_says_so_and_a_file_for_a_home_is_a_store_error(
     assert first == "No Key Management Service host key is installed: ospp kms install-key KEY"
     afile = tmp_path / "not-a-directory"
     afile.write_text("")
-    env = {"OSPP_KMS_HOME": str(afile)}
-    for args in (["kms", "status"], ["slmgr", "/cpri"], ["slmgr", "/dlv"]):
-        ran = ospp(*args, env=env)
-        said = ran.out + ran.err
-        assert ran.code == 3 and "0x80070005" in said and "OSPP_KMS_HOME" in said, (args, said)
+    for home in (afile, afile / "below"):
+        env = {"OSPP_KMS_HOME": str(home)}
+        for args in (["kms", "status"], ["slmgr", "/cpri"], ["slmgr", "/dlv"]):
+            ran = ospp(*args, env=env)
+            said = ran.out + ran.err
+            assert ran.code == 3 and "0x80070005" in said, (home, args, said)
+            assert "OSPP_KMS_HOME" in said
     assert afile.read_text() == ""

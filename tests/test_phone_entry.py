@@ -137,3 +137,16 @@ def test_a_short_group_is_named_and_swapped_groups_get_a_hint(ospp: Ospp) -> Non
         ran = ospp("actcid", "-".join(order), "--json").json()["error"]
         assert ran["code"] == "0xC004F031" and "typed in the order they were read" in ran["hint"]
     assert _dump(ospp) == before
+
+
+def test_a_pasted_id_with_a_short_group_names_that_group(ospp: Ospp) -> None:
+    """A digit left out of group 2 of a pasted CID shifts every later digit: the check digit
+    that then fails is not the reason, the short group is."""
+    cid = _cid(ospp)
+    groups = [cid[i : i + 6] for i in range(0, 120, 6)]
+    pasted = " ".join([groups[0], groups[1][:5], *groups[2:]])
+    answers = [pasted, groups[1], " ".join(groups[2:])]
+    ran = ospp.proc("actcid", "--interactive", input="\n".join(answers) + "\n")
+    assert ran.code == 0, ran.out + ran.err
+    assert f"group 2 of the confirmation ID must be 6 digits, not '{groups[1][:5]}'" in ran.err
+    assert "check digit" not in ran.err

@@ -486,3 +486,23 @@ def test_the_slmgr_command_reports_as_ospp_slmgr_does(ospp: Ospp):
         assert envelope["error"]["code"] == "0x80070057"
         assert envelope["command"] == ("" if args == ["/xyz"] else f"slmgr {args[0][1:]}")
         assert "slmgr" in envelope["error"]["hint"] and "ospp" not in envelope["error"]["hint"]
+
+
+def test_the_slmgr_command_takes_json_and_quiet_anywhere(ospp: Ospp):
+    env = {**os.environ, **ospp.env}
+
+    def slmgr(*args: str) -> subprocess.CompletedProcess[str]:
+        code = "from ospp.cli.slmgr import main; main()"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    ospp.install()
+    for args in (["--json", "/dli"], ["/dli", "--json"]):
+        done = slmgr(*args)
+        assert done.returncode == 0 and check_json(done.stdout) is not None, args
+    for args in (["-q", "/dli"], ["/dli", "-q"], ["/dli", "--quiet"]):
+        done = slmgr(*args)
+        assert (done.returncode, done.stdout) == (0, ""), args
+    failed = slmgr("/ipk", "NOPE", "-q")
+    assert failed.returncode == 1 and "0xC004F050" in failed.stdout + failed.stderr

@@ -243,6 +243,8 @@ def test_userops_deny_standard_users_by_default_and_puserops_allows_them(ospp: O
     assert ospp("/duserops", env={"OSPP_USER": "Administrator"}).code == 0
     assert ospp("/duserops", env={"OSPP_USER": "WS3\\administrator"}).code == 0
     assert "0xC004F025" in ospp("/duserops", env={"OSPP_USER": "WS3\\alice"}).out
+    no_account = ospp("/duserops", env={"OSPP_USER": "WS3\\"})
+    assert no_account.code == 2 and "names a domain but no account" in no_account.out
     assert ospp("/inpkey:" + GVLK_2021, env=alice).code == 1
     empty = ospp("/cachst:TRUE", env={"OSPP_USER": ""})
     assert empty.code == 2 and "OSPP_USER" in empty.out

@@ -112,9 +112,20 @@ def needs_admin(what: str) -> None:
 
 
 def quiet() -> bool:
-    """``ospp --quiet``: print nothing on success (text output only)."""
+    """``ospp --quiet`` (or ``slmgr --quiet``): print nothing on success (text output only)."""
     ctx = click.get_current_context(silent=True)
-    return ctx is not None and bool(ctx.find_root().params.get("quiet"))
+    return ctx is not None and _group_flag(ctx, "quiet")
+
+
+def _group_flag(ctx: click.Context, name: str) -> bool:
+    """Whether a group the command runs under (``ospp``, or ``slmgr`` on its own or under
+    ``ospp``) was given the flag ``name``."""
+    at: click.Context | None = ctx.parent
+    while at is not None:
+        if at.params.get(name):
+            return True
+        at = at.parent
+    return False
 
 
 def emit(result: Result, as_json: bool, command: str) -> int:
@@ -254,8 +265,7 @@ def json_in_argv(args: Sequence[str]) -> bool:
 
 
 def json_wanted(ctx: click.Context, as_json: bool) -> bool:
-    root = ctx.find_root()
-    return as_json or bool(root.params.get("as_json"))
+    return as_json or _group_flag(ctx, "as_json")
 
 
 def command_name(ctx: click.Context) -> str:

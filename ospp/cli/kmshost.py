@@ -132,6 +132,9 @@ def status() -> Result:
     counts = request_counts(st)
     for name, label in REQUEST_LINES:  # slmgr /dlv's lines, every one
         lines.append(f"    {label}{counts[name]}")
+    extended = st["requests_by_status"].get("extended_grace", 0)
+    if extended:  # a state clients may report that slmgr.vbs has no line for
+        lines.append(f"    Requests with License Status Extended grace period: {extended}")
     lines.append(f"    Stored client machines: {st['stored_clients']}")
     lines.append(f"    Stored client machines at most: {st['max_clients']}")
     if st["dns_last_publish"]:

@@ -186,9 +186,9 @@ class ReportingGroup(click.Group):
             error = UsageError(_json_message(exc), _usage_hint(exc))
             if not isinstance(exc, click.UsageError):  # click's other errors exit 1
                 error.exit_status = ExitStatus.LICENSING
-            sys.exit(emit(Result(error=error), True, command))
+            sys.exit(_emit_json(Result(error=error), command))
         except click.exceptions.Abort:
-            sys.exit(emit(Result(error=Cancelled(interrupted=True)), True, ""))
+            sys.exit(_emit_json(Result(error=Cancelled(interrupted=True)), ""))
         except BrokenPipeError:
             raise
         except Exception as exc:  # output that cannot be written, or a bug met outside run()
@@ -322,6 +322,17 @@ def _quiet_first(argv: list[str]) -> list[str]:
     if not flags:
         return argv
     return [*flags, *(word for word in argv[:end] if word not in QUIET_WORDS), *argv[end:]]
+
+
+def _emit_json(result: Result, command: str) -> int:
+    """``emit`` of an error met outside any command; output that cannot be written is said as
+    it is for a command's."""
+    try:
+        return emit(result, True, command)
+    except OSError as exc:
+        if not output_broken(exc):
+            raise
+        _output_failed(exc)
 
 
 def _output_failed(exc: OSError) -> NoReturn:

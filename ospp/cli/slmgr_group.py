@@ -144,7 +144,15 @@ class SlmgrGroup(ReportingGroup):
     help=HELP,
     context_settings={"token_normalize_func": str.lower, "help_option_names": ["--help", "-h"]},
 )
-def slmgr() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Print nothing when an option succeeds (failures and --json output are still "
+    "printed). Like --json, it may come anywhere on the command line.",
+)
+def slmgr(as_json: bool, quiet: bool) -> None:
     pass
 
 

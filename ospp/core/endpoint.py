@@ -123,9 +123,18 @@ def listen_set(endpoints: list[Endpoint], what: str = "--listen") -> tuple[list[
 def listen_failure(exc: OSError) -> int:
     """The code for a server that cannot listen, as Windows names the socket error: the port
     taken, the address not this machine's, a port only an administrator may open."""
-    return {
+    codes = {
         errno.EADDRINUSE: E_ADDRESS_IN_USE,
         errno.EADDRNOTAVAIL: E_ADDRESS_NOT_AVAILABLE,
         errno.EACCES: E_ACCESS_DENIED,
         errno.EPERM: E_ACCESS_DENIED,
-    }.get(exc.errno or 0, E_NO_CONNECTION)
+    }
+    # Windows reports a socket's errors by their WSA numbers, which errno has beside the C ones
+    for name, code in (
+        ("WSAEADDRINUSE", E_ADDRESS_IN_USE),
+        ("WSAEADDRNOTAVAIL", E_ADDRESS_NOT_AVAILABLE),
+        ("WSAEACCES", E_ACCESS_DENIED),
+    ):
+        if hasattr(errno, name):
+            codes[getattr(errno, name)] = code
+    return codes.get(exc.errno or 0, E_NO_CONNECTION)

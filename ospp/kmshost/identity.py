@@ -302,7 +302,7 @@ class HostIdentity:
                 "the confirmation ID is for none of this host's keys ("
                 + ", ".join(f"*****-{p.last5}" for p in candidates)
                 + f"): {failure.message}",
-                "Check the digits, or name the key: --key XXXXX.",
+                "Check the digits and the order of the groups, or name the key: --key XXXXX.",
             )
         raise failure
 
@@ -323,10 +323,10 @@ class HostIdentity:
             return self._certify(cert, environ, pack)
         except LicensingError as exc:
             if "confirmation ID" in exc.message or "damaged" in exc.message:
-                from ospp.protocol.phone import parse_cid
+                from ospp.protocol.phone import CID_ORDER_HINT, parse_cid
 
                 parse_cid(cid)  # report length and check-digit errors with their own codes
-                raise LicensingError(E_MISMATCH, exc.message) from exc
+                raise LicensingError(E_MISMATCH, exc.message, CID_ORDER_HINT) from exc
             raise
 
     def set_intervals(self, activation: int | None, renewal: int | None) -> None:

@@ -36,8 +36,10 @@ def existing(home: Path, clock: Clock) -> KmsHost | None:
     """The KMS host in ``home`` if a host key is installed there; never creates one. A home
     that is not a directory is the StoreError opening it gives."""
     if not (home / "kms.db").exists():
-        if home.exists() and not home.is_dir():
-            KmsHost.open(home, clock)  # raises: the store cannot be opened there
+        # a file where the home or a directory above it should be: the store error it is
+        present = next((p for p in (home, *home.parents) if p.exists()), None)
+        if present is not None and not present.is_dir():
+            KmsHost.open(home, clock)  # raises: the store cannot be made there
         return None
     host = KmsHost.open(home, clock)
     return host if host.packs() else None

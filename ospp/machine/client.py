@@ -107,7 +107,12 @@ def current_user(environ: Mapping[str, str] = os.environ) -> str | None:
             "OSPP_USER is set but empty",
             "Unset it to run as an administrator, or name a standard user: OSPP_USER=alice.",
         )
-    account = name.rpartition("\\")[2]  # WS3\Administrator is WS3's Administrator
+    account = name.rpartition("\\")[2].strip()  # WS3\Administrator is WS3's Administrator
+    if not account:
+        raise UsageError(
+            f"OSPP_USER={name!r} names a domain but no account",
+            "Name the account too, as in OSPP_USER=CORP\\alice.",
+        )
     return None if account.lower() == "administrator" else name
 
 

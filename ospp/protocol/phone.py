@@ -260,9 +260,15 @@ def parse_cid(text: str) -> tuple[int, int]:
         raise LicensingError(
             E_MISMATCH,
             N_("the confirmation ID does not hold a valid signature"),
-            N_("Check that the confirmation ID's groups were typed in the order they were read."),
+            CID_ORDER_HINT,
         )
     return r, s
+
+
+# Two groups swapped each keep their check digit: only the signature shows it.
+CID_ORDER_HINT = N_(
+    "Check that the confirmation ID's groups were typed in the order they were read."
+)
 
 
 def format_groups(text: str, size: int) -> str:
@@ -323,12 +329,29 @@ class GroupEntry:
                 ),
                 N_("Type the line again without the extra digits."),
             )
+        first = self.index
         for chunk in chunks:
             try:
                 check_group(chunk, self.index, self.what, self.size)
             except LicensingError as exc:
-                return exc
+                return self._short_group(typed, first) or exc
             self.groups.append(chunk)
+        return None
+
+    def _short_group(self, typed: str, first: int) -> LicensingError | None:
+        """When a line typed with separators went wrong, a group among them that is not
+        whole (a digit left out) explains it better than the check digit that then fails."""
+        at = first
+        for part in typed.replace("-", " ").split():
+            if len(part) % self.size:
+                index = at + len(part) // self.size
+                if index < self.index:  # before the group that failed: not the reason
+                    return None
+                try:
+                    check_group(part[-(len(part) % self.size) :], index, self.what, self.size)
+                except LicensingError as exc:
+                    return exc
+            at += len(part) // self.size
         return None
 
     def text(self) -> str:
