@@ -673,6 +673,11 @@ def test_a_home_with_no_host_key_says_so_and_a_file_for_a_home_is_a_store_error(
 ):
     first = ospp("kms", "status").out.splitlines()[0]
     assert first == "No Key Management Service host key is installed: ospp kms install-key KEY"
+    st = ospp("kms", "status", "--json").data()
+    assert (st["packs"], st["activated"], st["port"], st["requests_total"]) == ([], False, 1688, 0)
+    assert ospp("kms", "clients", "--json").data()["clients"] == []
+    assert ospp("kms", "clients", "--csv").out.count("\n") == 1  # the header
+    assert not (ospp.home / "kms").exists()  # reading a host that has none made none
     afile = tmp_path / "not-a-directory"
     afile.write_text("")
     for home in (afile, afile / "below"):

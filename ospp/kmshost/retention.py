@@ -25,6 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ospp.core.errors import UsageError
@@ -63,7 +64,7 @@ def check_max_clients(value: int) -> int:
     return value
 
 
-def max_clients(meta: dict[str, str]) -> int:
+def max_clients(meta: Mapping[str, str]) -> int:
     """The limit a host's settings (its meta table) hold, or the default."""
     try:
         return int(meta[SETTING])

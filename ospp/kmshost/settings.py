@@ -7,6 +7,7 @@ changes nothing. ospp refuses the same way, with 0xC004F041, and leaves the host
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,14 +33,25 @@ REQUEST_CATEGORIES = (
 )
 
 
+def has_store(home: Path, clock: Clock) -> bool:
+    """Whether ``home`` holds a KMS host's store (never made here, for commands that only read
+    it). A file where the home or a directory above it should be is the StoreError it is."""
+    try:
+        os.stat(home / "kms.db")
+        return True
+    except FileNotFoundError:
+        pass
+    except OSError:  # there, but not to be looked at: the StoreError opening it gives
+        return True
+    present = next((p for p in (home, *home.parents) if os.path.lexists(p)), None)
+    if present is not None and not present.is_dir():
+        KmsHost.open(home, clock)  # raises: the store cannot be made there
+    return False
+
+
 def existing(home: Path, clock: Clock) -> KmsHost | None:
-    """The KMS host in ``home`` if a host key is installed there; never creates one. A home
-    that is not a directory is the StoreError opening it gives."""
-    if not (home / "kms.db").exists():
-        # a file where the home or a directory above it should be: the store error it is
-        present = next((p for p in (home, *home.parents) if p.exists()), None)
-        if present is not None and not present.is_dir():
-            KmsHost.open(home, clock)  # raises: the store cannot be made there
+    """The KMS host in ``home`` if a host key is installed there; never creates one."""
+    if not has_store(home, clock):
         return None
     host = KmsHost.open(home, clock)
     return host if host.packs() else None
