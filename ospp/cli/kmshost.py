@@ -99,7 +99,7 @@ def status() -> Result:
     from ospp.core.clock import clock_from_env
     from ospp.core.paths import kms_home
     from ospp.kmshost.settings import has_store, request_counts
-    from ospp.kmshost.state import empty_status
+    from ospp.kmshost.status import empty_status
 
     # reading a host that has no store yet makes none
     st = _host().status() if has_store(kms_home(), clock_from_env()) else empty_status()

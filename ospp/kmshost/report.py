@@ -20,7 +20,7 @@ from ospp.core.clock import Clock, iso
 from ospp.core.db import sqlite_uri
 from ospp.core.errors import E_INVALID_DATA, StoreError
 from ospp.kmshost.packs import read_packs
-from ospp.kmshost.state import current_counts
+from ospp.kmshost.status import current_counts
 from ospp.protocol.kms import WINDOW
 
 PAGE_SIZE = 50

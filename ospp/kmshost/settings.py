@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ospp.core.clock import Clock
 from ospp.core.errors import E_HOST_NOT_ACTIVATED, LicensingError, UsageError
 from ospp.kmshost.packs import Pack
-from ospp.kmshost.state import PRIORITY_NORMAL, KmsHost
+from ospp.kmshost.state import KmsHost
+from ospp.kmshost.status import PRIORITY_NORMAL
 
 if TYPE_CHECKING:
     from ospp.dns.publish import Publishing

@@ -37,25 +37,17 @@ from ospp.core.errors import (
 from ospp.core.paths import kms_home
 from ospp.kmshost.batchsign import sign_batch
 from ospp.kmshost.identity import SIGNING_KEY, HostIdentity, interval_settings
-from ospp.kmshost.packs import NOT_ACTIVATED, Pack, ServingPack, known_groups, pack_for
+from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, pack_for
 from ospp.kmshost.request import Request, parse_item
-from ospp.kmshost.retention import SETTING, check_max_clients, max_clients, start_background
+from ospp.kmshost.retention import SETTING, check_max_clients, start_background
 from ospp.kmshost.schema import SCHEMA
+from ospp.kmshost.status import DEFAULT_SETTINGS, current_counts, status_of
 from ospp.protocol.kms import (
     CAP,
-    DEFAULT_ACTIVATION_INTERVAL,
     DEFAULT_PORT,
-    DEFAULT_RENEWAL_INTERVAL,
     MAX_SKEW,
     WINDOW,
 )
-
-PRIORITY_NORMAL = "normal"  # slmgr /spri; /cpri sets "low"
-# What a new host's store starts with (besides its identity).
-DEFAULT_SETTINGS = {
-    "activation_interval": str(DEFAULT_ACTIVATION_INTERVAL),
-    "renewal_interval": str(DEFAULT_RENEWAL_INTERVAL),
-}
 
 
 class KmsHost(HostIdentity):
@@ -347,52 +339,6 @@ class KmsHost(HostIdentity):
         return status_of(meta, stats, groups, packs)
 
 
-def empty_status() -> dict[str, Any]:
-    """The status of a host that has no store yet: its default settings, nothing counted."""
-    return status_of(DEFAULT_SETTINGS, {}, {}, [])
-
-
-def status_of(
-    meta: Mapping[str, str], stats: Mapping[str, int], groups: Mapping[str, int], packs: list[Pack]
-) -> dict[str, Any]:
-    """What ``kms status`` and slmgr /dlv show of a host: its settings, statistics, current
-    counts by application group and licence packs."""
-    listed = [p.status(groups.get(p.app, 0)) for p in packs]
-    first = listed[0] if listed else {}
-    attention = [
-        p["attention"] if len(listed) == 1 else f"*****-{p['key_last5']}: {p['attention']}"
-        for p in listed
-        if p["attention"]
-    ]
-    return {
-        # The first pack (the newest application group); "packs" lists every one.
-        "key_last5": first.get("key_last5"),
-        "activated": any(p["activated"] for p in listed),
-        "certified": first.get("certified"),
-        "attention": " ".join(attention) or None,
-        "activated_at": first.get("activated_at"),
-        "epid": first.get("epid"),
-        "packs": listed,
-        "current_count": dict(groups),
-        "stored_clients": stats.get("clients", 0),
-        "max_clients": max_clients(meta),
-        "port": int(meta.get("listening_port", meta.get("port", str(DEFAULT_PORT)))),
-        "configured_port": int(meta.get("port", DEFAULT_PORT)),
-        "priority": meta.get("priority", PRIORITY_NORMAL),
-        "dns_publishing": json.loads(meta["dns"]).get("enabled", False)
-        if meta.get("dns")
-        else False,
-        "dns_last_publish": json.loads(meta["dns_last"]) if meta.get("dns_last") else None,
-        "activation_interval": int(meta["activation_interval"]),
-        "renewal_interval": int(meta["renewal_interval"]),
-        "requests_total": stats.get("total", 0),
-        "requests_failed": stats.get("failed", 0),
-        "requests_by_status": {
-            k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("requests.")
-        },
-    }
-
-
 def signed_answer(state: ServingState, req: Request, count: int, middle: str) -> bytes:
     """The signed body of a KMS answer: ``canonical()`` of its fields, built from parts.
 
@@ -407,22 +353,6 @@ def signed_answer(state: ServingState, req: Request, count: int, middle: str) ->
         f'{middle}{_js(req.nonce)},"op":"kms-activate",'
         f'"renewal_interval":{state.renewal_interval:d},"sku_id":{_js(req.sku_id)}}}'
     ).encode("ascii")
-
-
-def current_counts(conn: sqlite3.Connection, since: int) -> dict[str, int]:
-    """Per application group with clients seen since ``since``: how many, at most CAP.
-
-    One short index range per group of the catalog (never a scan of every stored client).
-    """
-    groups = {}
-    for app in known_groups():
-        (count,) = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM clients WHERE app=? AND last_seen>=? LIMIT ?)",
-            (app, since, CAP),
-        ).fetchone()
-        if count:
-            groups[app] = count
-    return groups
 
 
 # A counted request: the request, its group's count, and the pack that answers it.
