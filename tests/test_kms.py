@@ -688,3 +688,27 @@ def test_a_home_with_no_host_key_says_so_and_a_file_for_a_home_is_a_store_error(
             assert ran.code == 3 and "0x80070005" in said, (home, args, said)
             assert "OSPP_KMS_HOME" in said
     assert afile.read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["kms", "set", "--activation-interval", "14"], "0x80070057"),
+        (["kms", "set", "--max-clients", "5"], "0x80070057"),
+        (
+            ["kms", "dns", "set", "--domain", "bad..x", "--hostname", "h", "--server", "::1"],
+            "0x80070057",
+        ),
+        (["kms", "dns", "enable"], "0x80070057"),
+        (["kms", "dns", "publish"], "0x80070057"),
+        (["kms", "dns", "records"], "0x80070057"),
+        (["kms", "uninstall-key", "ABCDE"], "0xC004F014"),
+        (["kms", "activate"], "0xC004F014"),
+        (["kms", "dinstid"], "0xC004F014"),
+        (["kms", "actcid", "123"], "0xC004F014"),
+    ],
+)
+def test_a_refused_kms_command_makes_no_host_store(ospp: Ospp, args: list[str], code: str):
+    ran = ospp(*args)
+    assert ran.code in (1, 2) and f"ERROR CODE: {code}" in ran.out, ran.out
+    assert not (ospp.home / "kms").exists()

@@ -11,6 +11,8 @@ from ospp.cli.base import JSON_OPTION, Result, needs_admin, reports
 from ospp.cli.slash import Group
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ospp.dns.publish import Publishing
     from ospp.kmshost.state import KmsHost
 
@@ -19,6 +21,31 @@ def _host() -> KmsHost:
     from ospp.kmshost.state import KmsHost
 
     return KmsHost.from_env()
+
+
+def _changed_host(change: Callable[[Publishing], None]) -> KmsHost:
+    """The host whose publishing settings ``change`` changes. Where it has no store yet,
+    ``change`` is tried on the default settings first: a refused change makes no store."""
+    from ospp.core.clock import clock_from_env
+    from ospp.core.paths import kms_home
+    from ospp.dns.publish import Publishing
+    from ospp.kmshost.settings import has_store
+
+    if not has_store(kms_home(), clock_from_env()):
+        trial = Publishing()
+        change(trial)
+        if trial.enabled:
+            trial.check()
+    return _host()
+
+
+def _read_host() -> KmsHost | None:
+    """The host, for a command that only reads its settings; None where it has no store."""
+    from ospp.core.clock import clock_from_env
+    from ospp.core.paths import kms_home
+    from ospp.kmshost.settings import has_store
+
+    return _host() if has_store(kms_home(), clock_from_env()) else None
 
 
 @click.group("dns", cls=Group)
@@ -79,7 +106,6 @@ def dns_set(
     from ospp.dns.publish import read_key_file
 
     needs_admin("ospp kms dns set")
-    host = _host()
     tsig = read_key_file(tsig_keyfile) if tsig_keyfile is not None else None
 
     def change(pub: Publishing) -> None:
@@ -104,7 +130,7 @@ def dns_set(
         if no_publish:
             pub.check(updates=False)  # enabled, they are checked whole when stored
 
-    pub = host.change_publishing(change)
+    pub = _changed_host(change).change_publishing(change)
     said = (
         "DNS publishing disabled; print the records with: ospp kms dns records"
         if no_publish
@@ -129,7 +155,11 @@ def dns_disable() -> Result:
 def dns_enable() -> Result:
     """Publish again with the kept settings (like slmgr /sdns)."""
     needs_admin("ospp kms dns enable")
-    pub = _host().change_publishing(lambda pub: setattr(pub, "enabled", True))
+
+    def change(pub: Publishing) -> None:
+        pub.enabled = True
+
+    pub = _changed_host(change).change_publishing(change)
     return Result(["DNS publishing enabled."], pub.shown(), banners=False)
 
 
@@ -139,12 +169,13 @@ def dns_enable() -> Result:
 @reports
 def dns_publish(port: int | None) -> Result:
     """Publish now, once (the running host also publishes at start and every interval)."""
-    from ospp.dns.publish import publish
+    from ospp.dns.publish import Publishing, publish
 
     needs_admin("ospp kms dns publish")  # with the host's TSIG key
-    host = _host()
-    pub = host.publishing()
+    host = _read_host()
+    pub = host.publishing() if host is not None else Publishing()
     pub.check()
+    assert host is not None  # a host with no store has nothing to publish: refused above
     done = publish(pub, port or host.status()["port"])
     host.record_publish("; ".join(done))
     return Result(done, {"published": done}, banners=False)
@@ -156,11 +187,11 @@ def dns_publish(port: int | None) -> Result:
 @reports
 def dns_records(port: int | None) -> Result:
     """Print the zone-file lines, for admins who publish by hand."""
-    from ospp.dns.publish import zone_lines
+    from ospp.dns.publish import Publishing, zone_lines
 
-    host = _host()
-    pub = host.publishing()
-    if not pub.domain or not pub.hostname:
+    host = _read_host()
+    pub = host.publishing() if host is not None else Publishing()
+    if host is None or not pub.domain or not pub.hostname:
         from ospp.core.errors import UsageError
 
         raise UsageError("set --domain and --hostname first: ospp kms dns set ...")

@@ -69,6 +69,9 @@ def set_(
     activation_interval: int | None, renewal_interval: int | None, max_clients: int | None
 ) -> Result:
     """Change the intervals the host hands to its clients, or how many clients it keeps."""
+    from ospp.kmshost.identity import interval_settings
+    from ospp.kmshost.retention import check_max_clients
+
     needs_admin("ospp kms set")
     if activation_interval is None and renewal_interval is None and max_clients is None:
         raise UsageError(
@@ -76,6 +79,9 @@ def set_(
             "or several",
             "ospp kms status shows the settings in use.",
         )
+    interval_settings(activation_interval, renewal_interval)  # refused before a store is made
+    if max_clients is not None:
+        check_max_clients(max_clients)
     host = _host()
     host.configure(activation_interval, renewal_interval, max_clients)
     st = host.status()

@@ -20,6 +20,16 @@ def _host() -> KmsHost:
     return KmsHost.from_env()
 
 
+def _keyed_host(last5: str | None = None) -> KmsHost:
+    """The host, for a command on its keys: none installed where it has no store, and
+    none made."""
+    from ospp.core.clock import clock_from_env
+    from ospp.core.paths import kms_home
+    from ospp.kmshost.settings import keyed_host
+
+    return keyed_host(kms_home(), clock_from_env(), last5)
+
+
 KEY_OPTION = click.option(
     "--key",
     "last5",
@@ -102,7 +112,7 @@ def uninstall_key(last5: str) -> Result:
     from ospp.kmshost.packs import group_name
 
     needs_admin("ospp kms uninstall-key")
-    host = _host()
+    host = _keyed_host(_last5(last5))
     removed = host.uninstall_key(_last5(last5))
     group = group_name(removed.app)
     return Result(
@@ -132,7 +142,7 @@ def activate(last5: str | None) -> Result:
     from ospp.core.errors import OsppError
 
     needs_admin("ospp kms activate")
-    host = _host()
+    host = _keyed_host(_last5(last5))
     packs = host.packs()
     if _last5(last5) is not None or len(packs) <= 1:
         targets = [host.pack(last5).last5]
@@ -167,7 +177,7 @@ def activate(last5: str | None) -> Result:
 def dinstid(last5: str | None) -> Result:
     """Show the host key's installation ID, for phone activation (every pack's, when the
     host holds several and no --key is given)."""
-    host = _host()
+    host = _keyed_host(_last5(last5))
     packs = host.packs()
     if _last5(last5) is not None or len(packs) <= 1:
         iid = host.installation_id(last5)
@@ -209,7 +219,7 @@ def actcid(cid: str, last5: str | None) -> Result:
     """Activate the host key with a confirmation ID from the phone centre (on a host with
     several licence packs, the pack whose installation ID it answers)."""
     needs_admin("ospp kms actcid")
-    host = _host()
+    host = _keyed_host(_last5(last5))
     pack = host.apply_cid(cid, os.environ, _last5(last5))
     return Result(
         [f"<KMS host activated by phone for {pack.product.id}>"],

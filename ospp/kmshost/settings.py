@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ospp.core.clock import Clock
 from ospp.core.errors import E_HOST_NOT_ACTIVATED, LicensingError, UsageError
-from ospp.kmshost.packs import Pack
+from ospp.kmshost.packs import Pack, choose
 from ospp.kmshost.state import KmsHost
 from ospp.kmshost.status import PRIORITY_NORMAL
 
@@ -48,6 +48,14 @@ def has_store(home: Path, clock: Clock) -> bool:
     if present is not None and not present.is_dir():
         KmsHost.open(home, clock)  # raises: the store cannot be made there
     return False
+
+
+def keyed_host(home: Path, clock: Clock, last5: str | None = None) -> KmsHost:
+    """The host a command on one of its keys acts on. Where it has no store, the refusal a
+    host without keys gives (no key is installed), and no store is made."""
+    if not has_store(home, clock):
+        choose([], last5)  # raises
+    return KmsHost.open(home, clock)
 
 
 def existing(home: Path, clock: Clock) -> KmsHost | None:
