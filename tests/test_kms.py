@@ -712,3 +712,16 @@ def test_a_refused_kms_command_makes_no_host_store(ospp: Ospp, args: list[str], 
     ran = ospp(*args)
     assert ran.code in (1, 2) and f"ERROR CODE: {code}" in ran.out, ran.out
     assert not (ospp.home / "kms").exists()
+
+
+def test_a_dangling_link_in_place_of_the_store_is_a_store_error_not_no_host(
+    ospp: Ospp, tmp_path: Path
+):
+    home = ospp.home / "kms"
+    home.mkdir(parents=True)
+    (home / "kms.db").symlink_to(tmp_path / "not-there.db")
+    for args in (["kms", "status"], ["kms", "clients"], ["kms", "activate"], ["slmgr", "/dlv"]):
+        ran = ospp(*args)
+        said = ran.out + ran.err
+        assert ran.code == 3 and "symbolic link" in said, (args, said)
+    assert (home / "kms.db").is_symlink() and not (tmp_path / "not-there.db").exists()

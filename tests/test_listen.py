@@ -115,9 +115,33 @@ def test_a_damaged_port_setting_is_reported_not_used(ospp: Ospp):
     for name, value in (("port", "99999"), ("port", "0"), ("listening_port", "00000")):
         with sqlite3.connect(ospp.home / "kms" / "kms.db") as conn:
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
-        for args in (["kms", "status"], ["kms", "serve", "--log", "none"]):
+        for args in (["kms", "status"], ["kms", "serve", "--listen", "127.0.0.1", "--log", "none"]):
             ran = ospp.proc(*args, timeout=30)
             assert ran.code == 3 and "0x8007000D" in ran.out and name in ran.out, (name, ran.out)
-            assert "Traceback" not in ran.err
+            assert "slmgr /sprt" in ran.out and "Traceback" not in ran.err
         assert ospp("slmgr", "/sprt", "1688").code == 0  # which sets both again
         assert ospp("kms", "status", "--json").data()["port"] == 1688
+
+
+def test_a_host_that_fails_once_listening_forgets_its_port(ospp: Ospp, tmp_path):
+    """Its 'LISTENING' line cannot be written (standard output open for reading only): it
+    stops with exit 3, and status shows the configured port, not the one it bound."""
+    import os
+    import subprocess
+    import sys
+
+    make_host(ospp)
+    readable = tmp_path / "read-only"
+    readable.write_text("")
+    with open(readable) as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "ospp", "kms", "serve", "--listen", "127.0.0.1:0", "--log",
+             "none"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **ospp.env},
+            timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 3 and "cannot write the output" in done.stderr, done.stderr
+    assert ospp("kms", "status", "--json").data()["port"] == 1688

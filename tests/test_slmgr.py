@@ -506,3 +506,22 @@ def test_the_slmgr_command_takes_json_and_quiet_anywhere(ospp: Ospp):
         assert (done.returncode, done.stdout) == (0, ""), args
     failed = slmgr("/ipk", "NOPE", "-q")
     assert failed.returncode == 1 and "0xC004F050" in failed.stdout + failed.stderr
+
+
+def test_the_slmgr_command_names_itself_when_it_cannot_write(ospp: Ospp, tmp_path: Path):
+    ospp.install()
+    readable = tmp_path / "read-only"
+    readable.write_text("")
+    code = "from ospp.cli.slmgr import main; main()"
+    for args in (["/dli"], ["/dli", "--json"], ["/bogus", "--json"]):
+        with open(readable) as out:
+            done = subprocess.run(
+                [sys.executable, "-c", code, *args],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **ospp.env},
+                timeout=60,
+            )
+        assert done.returncode == 3, (args, done.stderr)
+        assert done.stderr.startswith("slmgr: cannot write the output"), (args, done.stderr)

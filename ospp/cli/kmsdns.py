@@ -26,26 +26,16 @@ def _host() -> KmsHost:
 def _changed_host(change: Callable[[Publishing], None]) -> KmsHost:
     """The host whose publishing settings ``change`` changes. Where it has no store yet,
     ``change`` is tried on the default settings first: a refused change makes no store."""
-    from ospp.core.clock import clock_from_env
-    from ospp.core.paths import kms_home
     from ospp.dns.publish import Publishing
-    from ospp.kmshost.settings import has_store
+    from ospp.kmshost.state import KmsHost
 
-    if not has_store(kms_home(), clock_from_env()):
+    host = KmsHost.stored_from_env()
+    if host is None:
         trial = Publishing()
         change(trial)
         if trial.enabled:
             trial.check()
-    return _host()
-
-
-def _read_host() -> KmsHost | None:
-    """The host, for a command that only reads its settings; None where it has no store."""
-    from ospp.core.clock import clock_from_env
-    from ospp.core.paths import kms_home
-    from ospp.kmshost.settings import has_store
-
-    return _host() if has_store(kms_home(), clock_from_env()) else None
+    return host or _host()
 
 
 @click.group("dns", cls=Group)
@@ -169,13 +159,17 @@ def dns_enable() -> Result:
 @reports
 def dns_publish(port: int | None) -> Result:
     """Publish now, once (the running host also publishes at start and every interval)."""
+    from ospp.core.errors import UsageError
     from ospp.dns.publish import Publishing, publish
+    from ospp.kmshost.state import KmsHost
 
     needs_admin("ospp kms dns publish")  # with the host's TSIG key
-    host = _read_host()
-    pub = host.publishing() if host is not None else Publishing()
+    host = KmsHost.stored_from_env()
+    if host is None:  # nothing is set: refused as the empty settings are, and no store made
+        Publishing().check()
+        raise UsageError("set DNS publishing up first: ospp kms dns set ...")
+    pub = host.publishing()
     pub.check()
-    assert host is not None  # a host with no store has nothing to publish: refused above
     done = publish(pub, port or host.status()["port"])
     host.record_publish("; ".join(done))
     return Result(done, {"published": done}, banners=False)
@@ -188,8 +182,9 @@ def dns_publish(port: int | None) -> Result:
 def dns_records(port: int | None) -> Result:
     """Print the zone-file lines, for admins who publish by hand."""
     from ospp.dns.publish import Publishing, zone_lines
+    from ospp.kmshost.state import KmsHost
 
-    host = _read_host()
+    host = KmsHost.stored_from_env()  # reading makes no store
     pub = host.publishing() if host is not None else Publishing()
     if host is None or not pub.domain or not pub.hostname:
         from ospp.core.errors import UsageError

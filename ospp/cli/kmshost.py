@@ -102,13 +102,12 @@ def set_(
 def status() -> Result:
     """The host's key, activation, counts and request statistics (like slmgr /dlv)."""
     from ospp.cli.slmgr_render import REQUEST_LINES
-    from ospp.core.clock import clock_from_env
-    from ospp.core.paths import kms_home
-    from ospp.kmshost.settings import has_store, request_counts
+    from ospp.kmshost.settings import request_counts
+    from ospp.kmshost.state import KmsHost
     from ospp.kmshost.status import empty_status
 
-    # reading a host that has no store yet makes none
-    st = _host().status() if has_store(kms_home(), clock_from_env()) else empty_status()
+    host = KmsHost.stored_from_env()  # reading a host that has no store yet makes none
+    st = host.status() if host is not None else empty_status()
     if st["activated"]:
         lines = ["Key Management Service is enabled on this machine"]
     elif st["packs"]:
@@ -204,17 +203,15 @@ def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None
     'kms set --max-clients' of them (1000000 by default), the least recently seen dropped
     first."""
     from ospp.cli import stream
-    from ospp.core.clock import clock_from_env
     from ospp.core.db import close_all
-    from ospp.core.paths import kms_home
     from ospp.kmshost.report import Reader
-    from ospp.kmshost.settings import has_store
+    from ospp.kmshost.state import KmsHost
 
     wanted_json = json_wanted(ctx, as_json)
     reader: Reader | None = None
     try:
-        if has_store(kms_home(), clock_from_env()):  # reading a host makes no store
-            host = _host()
+        host = KmsHost.stored_from_env()  # reading a host makes no store
+        if host is not None:
             reader = Reader(host.db.path, host.clock)
             rows = stream.started(reader.iter_clients(limit))
         else:

@@ -149,6 +149,7 @@ class ReportingGroup(click.Group):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        program = prog_name or "ospp"  # as its messages name it: ospp, or slmgr
         if any(param.name == "quiet" for param in self.params):
             argv = _quiet_first(argv)
         if not standalone_mode:
@@ -177,7 +178,7 @@ class ReportingGroup(click.Group):
             except OSError as exc:  # every other failure of a command is caught in run()
                 if not output_broken(exc):
                     raise
-                _output_failed(exc)
+                _output_failed(exc, program)
             sys.exit(rv if isinstance(rv, int) else 0)
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
@@ -186,14 +187,14 @@ class ReportingGroup(click.Group):
             error = UsageError(_json_message(exc), _usage_hint(exc))
             if not isinstance(exc, click.UsageError):  # click's other errors exit 1
                 error.exit_status = ExitStatus.LICENSING
-            sys.exit(_emit_json(Result(error=error), command))
+            sys.exit(_emit_json(Result(error=error), command, program))
         except click.exceptions.Abort:
-            sys.exit(_emit_json(Result(error=Cancelled(interrupted=True)), ""))
+            sys.exit(_emit_json(Result(error=Cancelled(interrupted=True)), "", program))
         except BrokenPipeError:
             raise
         except Exception as exc:  # output that cannot be written, or a bug met outside run()
             if isinstance(exc, OSError) and output_broken(exc):
-                _output_failed(exc)
+                _output_failed(exc, program)
             internal_error(exc, True, "")
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -324,7 +325,7 @@ def _quiet_first(argv: list[str]) -> list[str]:
     return [*flags, *(word for word in argv[:end] if word not in QUIET_WORDS), *argv[end:]]
 
 
-def _emit_json(result: Result, command: str) -> int:
+def _emit_json(result: Result, command: str, program: str) -> int:
     """``emit`` of an error met outside any command; output that cannot be written is said as
     it is for a command's."""
     try:
@@ -332,10 +333,10 @@ def _emit_json(result: Result, command: str) -> int:
     except OSError as exc:
         if not output_broken(exc):
             raise
-        _output_failed(exc)
+        _output_failed(exc, program)
 
 
-def _output_failed(exc: OSError) -> NoReturn:
+def _output_failed(exc: OSError, program: str = "ospp") -> NoReturn:
     """Standard output could not be written (a full disk, ``> /dev/full``): said on standard
     error with the code of a file that cannot be written, exit 3. What is still waiting in
     the output's buffer goes to the null device, so that ending the process does not fail
@@ -345,7 +346,7 @@ def _output_failed(exc: OSError) -> NoReturn:
         os.dup2(null, sys.stdout.fileno())
         os.close(null)
     with contextlib.suppress(OSError, ValueError):
-        click.echo(f"ospp: cannot write the output: {exc.strerror or exc}", err=True)
+        click.echo(f"{program}: cannot write the output: {exc.strerror or exc}", err=True)
         click.echo(f"ERROR CODE: {hex_code(os_error_code(exc))}", err=True)
     sys.exit(int(ExitStatus.STORE))
 

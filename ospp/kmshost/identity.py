@@ -110,7 +110,9 @@ class HostIdentity:
                     E_INVALID_DATA,
                     f"the KMS host store {self.db.path} has a damaged setting {name}: "
                     f"{repr(value)[:60]}",
-                    "Restore the file from a backup; it was left as it is.",
+                    "Set it again with: slmgr /sprt PORT; it was left as it is."
+                    if name in _PORTS
+                    else "Restore the file from a backup; it was left as it is.",
                 )
         return values
 

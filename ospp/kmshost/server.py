@@ -390,6 +390,7 @@ async def _serve(
     def listening(server: asyncio.Server) -> None:
         shown, bound = wire.bound_address(server)
         host.record_port(bound)
+        served.append(bound)  # forgotten when the host stops, however it stops
         state = live.state
         if ops is not None:
             waiting = [p.product.id for p in state.packs if p.certificate is None]
@@ -402,18 +403,19 @@ async def _serve(
             )
         ready(shown, bound, state)
         tasks.append(loop.create_task(_publish_forever(host, bound, events)))
-        served.append(bound)
 
     served: list[int] = []
-    await wire.serve_until_stopped(handle, listen_host, port, listening, idle_timeout, gauge)
+    try:
+        await wire.serve_until_stopped(handle, listen_host, port, listening, idle_timeout, gauge)
+    finally:
+        for bound in served:
+            with contextlib.suppress(OsppError):  # the counts are safe; only what status shows
+                host.forget_port(bound)
     for task in tasks:
         task.cancel()
     checkpointer.set()
     if pending:
         flush()
     log.write_out()
-    for bound in served:
-        with contextlib.suppress(OsppError):  # the counts are safe; only what status shows
-            host.forget_port(bound)
     if ops is not None:
         await ops.close()

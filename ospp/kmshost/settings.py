@@ -7,7 +7,6 @@ changes nothing. ospp refuses the same way, with 0xC004F041, and leaves the host
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,36 +33,20 @@ REQUEST_CATEGORIES = (
 )
 
 
-def has_store(home: Path, clock: Clock) -> bool:
-    """Whether ``home`` holds a KMS host's store (never made here, for commands that only read
-    it). A file where the home or a directory above it should be is the StoreError it is."""
-    try:
-        os.stat(home / "kms.db")
-        return True
-    except FileNotFoundError:
-        pass
-    except OSError:  # there, but not to be looked at: the StoreError opening it gives
-        return True
-    present = next((p for p in (home, *home.parents) if os.path.lexists(p)), None)
-    if present is not None and not present.is_dir():
-        KmsHost.open(home, clock)  # raises: the store cannot be made there
-    return False
-
-
 def keyed_host(home: Path, clock: Clock, last5: str | None = None) -> KmsHost:
     """The host a command on one of its keys acts on. Where it has no store, the refusal a
     host without keys gives (no key is installed), and no store is made."""
-    if not has_store(home, clock):
+    host = KmsHost.stored(home, clock)
+    if host is None:
         choose([], last5)  # raises
-    return KmsHost.open(home, clock)
+        raise AssertionError("unreachable: choose refuses an empty list")
+    return host
 
 
 def existing(home: Path, clock: Clock) -> KmsHost | None:
     """The KMS host in ``home`` if a host key is installed there; never creates one."""
-    if not has_store(home, clock):
-        return None
-    host = KmsHost.open(home, clock)
-    return host if host.packs() else None
+    host = KmsHost.stored(home, clock)
+    return host if host is not None and host.packs() else None
 
 
 def kms_machine(home: Path, clock: Clock, setting: str) -> KmsHost:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -67,6 +68,28 @@ class KmsHost(HostIdentity):
     def from_env(cls) -> KmsHost:
         """The KMS host this environment names (``OSPP_KMS_HOME``, ``OSPP_NOW``)."""
         return cls.open(kms_home(), clock_from_env())
+
+    @classmethod
+    def stored(cls, home: Path, clock: Clock) -> KmsHost | None:
+        """The host whose store is in ``home``; None where there is none (never made here,
+        for commands that only read it or refuse). Anything in the store's place that is not
+        simply missing (a link, a directory, a file where the home should be) is opened, and
+        so reported as the StoreError it is; so is a damaged lab clock."""
+        clock.now()
+        try:
+            os.lstat(home / "kms.db")
+        except FileNotFoundError:
+            present = next((p for p in (home, *home.parents) if os.path.lexists(p)), None)
+            if present is None or present.is_dir():
+                return None
+        except OSError:
+            pass
+        return cls.open(home, clock)
+
+    @classmethod
+    def stored_from_env(cls) -> KmsHost | None:
+        """:meth:`stored` for the host this environment names."""
+        return cls.stored(kms_home(), clock_from_env())
 
     @classmethod
     def open(cls, home: Path, clock: Clock) -> KmsHost:

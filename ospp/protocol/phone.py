@@ -339,20 +339,28 @@ class GroupEntry:
         return None
 
     def _short_group(self, typed: str, first: int) -> LicensingError | None:
-        """When a line typed with separators went wrong, a group among them that is not
-        whole (a digit left out) explains it better than the check digit that then fails."""
-        at = first
-        for part in typed.replace("-", " ").split():
-            if len(part) % self.size:
-                index = at + len(part) // self.size
-                if index < self.index:  # before the group that failed: not the reason
-                    return None
-                try:
-                    check_group(part[-(len(part) % self.size) :], index, self.what, self.size)
-                except LicensingError as exc:
-                    return exc
-            at += len(part) // self.size
-        return None
+        """When a line typed with separators went wrong, a group among them left a digit
+        short explains it better than the check digit that fails after it: every later digit
+        moved. That group is the last part to begin where a group begins, when the digits
+        typed are not whole groups; what the line added from it on is dropped (a moved chunk
+        may pass its check digit by chance)."""
+        parts = typed.replace("-", " ").split()
+        if len(parts) < 2 or not all(p.isascii() and p.isdigit() for p in parts):
+            return None
+        typed_digits, start, short = 0, 0, ""
+        for part in parts:
+            if typed_digits % self.size == 0:
+                start, short = typed_digits, part
+            typed_digits += len(part)
+        if typed_digits % self.size == 0 or len(short) >= self.size:
+            return None  # whole groups: a wrong digit, not a missing one
+        index = first + start // self.size
+        del self.groups[index - 1 :]
+        try:
+            check_group(short, index, self.what, self.size)
+        except LicensingError as exc:
+            return exc
+        return None  # unreachable: the group is short
 
     def text(self) -> str:
         """The groups so far, dash-separated."""
