@@ -28,7 +28,7 @@ try:
     import click
 
     from ospp import __version__
-    from ospp.cli.base import EXIT_STATUS_HELP, console
+    from ospp.cli.base import EXIT_STATUS_HELP, console, root_flags
     from ospp.cli.slash import SlashGroup
 finally:
     gc.freeze()
@@ -127,15 +127,7 @@ class LazySlashGroup(SlashGroup):
     help=HELP,
     context_settings={"token_normalize_func": str.lower, "help_option_names": ["--help", "-h"]},
 )
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-@click.option(
-    "--quiet",
-    "-q",
-    is_flag=True,
-    help="Print nothing when a command succeeds (the exit status says so; failures and --json "
-    "output are still printed); servers log only warnings and errors. Like --json, it may "
-    "come anywhere on the command line.",
-)
+@root_flags("a command", "; servers log only warnings and errors")
 @click.version_option(__version__, prog_name="ospp")
 def cli(as_json: bool, quiet: bool) -> None:
     pass

@@ -318,6 +318,26 @@ def reports_text(fn: Callable[..., Result]) -> Callback:
 JSON_OPTION = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as JSON instead of ospp.vbs text."
 )
+
+
+def root_flags(done: str, also: str = "") -> Callable[[Callback], Callback]:
+    """``--json`` and ``-q``/``--quiet`` on a root group (``ospp``, ``slmgr``): every command
+    under it reads them, wherever they were typed."""
+
+    def deco(fn: Callback) -> Callback:
+        fn = click.option(
+            "--quiet",
+            "-q",
+            is_flag=True,
+            help=f"Print nothing when {done} succeeds (the exit status says so; failures and "
+            f"--json output are still printed){also}. Like --json, it may come anywhere on "
+            "the command line.",
+        )(fn)
+        return click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")(fn)
+
+    return deco
+
+
 COMPUTER_ARGUMENT = click.argument(
     "computer", required=False, metavar="[COMPUTERNAME]", shell_complete=complete.machines
 )

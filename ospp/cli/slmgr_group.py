@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ospp.cli.base import EXIT_STATUS_HELP, JSON_OPTION, Result, reports
+from ospp.cli.base import EXIT_STATUS_HELP, JSON_OPTION, Result, reports, root_flags
 from ospp.cli.slash import ReportingGroup
 from ospp.cli.slmgr_render import error_lines
 from ospp.core.errors import OsppError, UsageError
@@ -144,14 +144,7 @@ class SlmgrGroup(ReportingGroup):
     help=HELP,
     context_settings={"token_normalize_func": str.lower, "help_option_names": ["--help", "-h"]},
 )
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-@click.option(
-    "--quiet",
-    "-q",
-    is_flag=True,
-    help="Print nothing when an option succeeds (failures and --json output are still "
-    "printed). Like --json, it may come anywhere on the command line.",
-)
+@root_flags("an option")
 def slmgr(as_json: bool, quiet: bool) -> None:
     pass
 
