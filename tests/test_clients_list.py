@@ -187,3 +187,11 @@ def test_a_damaged_client_record_is_reported_after_the_rows_before_it(
     report = json.loads(ran.out)
     assert report["ok"] is False and report["error"]["code"] == "0x8007000D"
     assert sorted(c["workstation"] for c in report["data"]["clients"]) == ["pc-000", "pc-001"]
+
+
+def test_csv_and_json_together_are_refused_as_for_fleet_status(ospp: Ospp) -> None:
+    for args in (["kms", "clients", "--csv", "--json"], ["--json", "kms", "clients", "--csv"]):
+        ran = ospp(*args)
+        assert ran.code == 2 and ran.json()["error"]["message"] == (
+            "--csv and --json exclude each other"
+        ), ran.out

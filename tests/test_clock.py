@@ -287,3 +287,27 @@ def test_a_clock_set_before_the_install_shows_the_grace_period_whole(ospp: Ospp)
     assert product["status"] == "OOB_GRACE"
     assert product["remaining_grace_minutes"] == 30 * 24 * 60
     assert product["remaining_grace_days"] == 30
+
+
+def test_a_bad_ospp_now_leaves_the_lab_clock_as_it_was(ospp: Ospp) -> None:
+    """The report after a change reads OSPP_NOW: a bad one is refused before the change, or
+    a retried command would move the clock twice."""
+    assert ospp("clock", "set", "2027-01-11T15:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    before = clock_path(ospp).read_bytes()
+    for args in (
+        ["set", "2027-06-01"],
+        ["advance", "30d"],
+        ["freeze"],
+        ["run"],
+        ["reset"],
+    ):
+        for extra in ([], ["--json"]):
+            ran = ospp("clock", *args, *extra, env={"OSPP_NOW": "garbage"})
+            assert ran.code == 2 and "OSPP_NOW" in ran.out, (args, ran.out)
+            assert clock_path(ospp).read_bytes() == before, args
+    damaged = clock_path(ospp)
+    damaged.write_text("{not json")
+    hint = ospp("clock", "show").out
+    assert "'ospp clock reset' removes it" in hint and "replaces it" not in hint
+    assert ospp("clock", "reset").code == 0 and not damaged.exists()

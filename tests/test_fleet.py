@@ -765,3 +765,22 @@ def test_import_takes_a_file_saved_with_a_byte_order_mark(
         ran = ospp("fleet", "import", str(path))
     assert ran.code == 0, ran.out
     assert ospp("machines", "--json").data()["machines"] == ["bom1"]
+
+
+def test_an_export_of_no_machine_is_refused_and_keeps_the_file(ospp: Ospp, tmp_path: Path):
+    """A mistyped --machines would have replaced a good export with a header alone."""
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    site = tmp_path / "site.csv"
+    assert ospp("fleet", "export", str(site)).code == 0
+    before = site.read_bytes()
+    for extra in ([], ["--json"]):
+        ran = ospp("fleet", "export", str(site), "--machines", "wx*", *extra)
+        assert ran.code == 2 and "0x800706BA" in ran.out and "'wx*'" in ran.out, ran.out
+    assert site.read_bytes() == before
+
+
+def test_a_product_id_is_reported_as_the_catalog_spells_it(ospp: Ospp) -> None:
+    ran = ospp("fleet", "create", "ac", "2", "--product", "proplus2021", "--json")
+    assert ran.code == 0 and ran.data()["product_id"] == "ProPlus2021"
+    assert "ad1 .. ad1: ProPlus2021" in ospp("fleet", "create", "ad", "1", "--product",
+                                             "PROPLUS2021").out  # fmt: skip

@@ -161,6 +161,8 @@ def test_clock_skew_over_four_hours(ospp: Ospp, host: Host):
     client(ospp, "s1", host)
     ran = ospp("/act", "s1", env={"OSPP_NOW": at(hours=5)})
     assert ran.code == 1 and "0xC004F06C" in ran.out
+    hint = ospp("act", "s1", "--json", env={"OSPP_NOW": at(hours=5)}).json()["error"]["hint"]
+    assert hint is not None and "within 4 hours" in hint and "lab clock" in hint
 
 
 def test_unreachable_host_gives_f074_with_the_history_hint(ospp: Ospp):

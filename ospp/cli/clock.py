@@ -25,6 +25,11 @@ def _span(delta: timedelta) -> str:
     return f"{sign}{days}d {hours:02d}h{rest // 60:02d}m"
 
 
+def _changing() -> None:
+    """A bad OSPP_NOW would fail the report after the change: it is refused before."""
+    lab.clock_from_env()
+
+
 def _report(state: lab.LabState | None, action: str | None = None) -> Result:
     path = lab.clock_file()
     real = datetime.now(UTC)
@@ -88,6 +93,7 @@ def show() -> Result:
 def set_(time: str) -> Result:
     """Set the lab clock to TIME (ISO 8601, e.g. 2026-06-01T09:00Z; no zone means UTC)."""
     at = lab.parse_time(time, "TIME")
+    _changing()
     state = lab.lab_set(lab.clock_file(), at)
     return _report(state, f"Lab clock set to {lab.iso(at)}")
 
@@ -103,6 +109,7 @@ def set_(time: str) -> Result:
 def advance(duration: str) -> Result:
     """Move the lab clock by DURATION: 7d, 3h, 90m, 30s, 2w; -2h goes back."""
     by = lab.parse_duration(duration, "DURATION")
+    _changing()
     state = lab.lab_advance(lab.clock_file(), by)
     return _report(state, f"Lab clock moved by {_span(by)}")
 
@@ -112,6 +119,7 @@ def advance(duration: str) -> Result:
 @reports
 def freeze() -> Result:
     """Stop the lab clock where it is now (it stays there until 'ospp clock run')."""
+    _changing()
     return _report(lab.lab_freeze(lab.clock_file(), True), "Lab clock frozen")
 
 
@@ -120,6 +128,7 @@ def freeze() -> Result:
 @reports
 def run_() -> Result:
     """Let the lab clock run on at real speed from where it is."""
+    _changing()
     return _report(lab.lab_freeze(lab.clock_file(), False), "Lab clock running")
 
 
@@ -128,6 +137,7 @@ def run_() -> Result:
 @reports
 def reset() -> Result:
     """Remove the lab clock: every command uses real time again (unless OSPP_NOW is set)."""
+    _changing()
     removed = lab.lab_reset(lab.clock_file())
     return _report(None, "Lab clock removed" if removed else "There was no lab clock")
 

@@ -100,13 +100,14 @@ def create(
     key: str | None,
 ) -> Result:
     """Create COUNT machines PREFIX1..PREFIXn (zero-padded) with a product installed."""
-    from ospp.machine import fleet
+    from ospp.machine import client, fleet
 
     _needs_admin("create")
     if sethst and skms_domain:
         raise UsageError("--sethst and --skms-domain exclude each other", "Give one of them.")
     spec = fleet.Spec.one(product, sethst, skms_domain, key)
     fleet.check_spec(spec)
+    product = client.find_product(product).id  # as the catalog spells it: proplus2021 too
     names = fleet.create_names(prefix, count)
     home = ospp_home()
     taken = [n for n in fleet.names(home, f"{names.base}*") if n in names]

@@ -210,6 +210,8 @@ def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None
     wanted_json = json_wanted(ctx, as_json)
     reader: Reader | None = None
     try:
+        if as_csv and wanted_json:
+            raise UsageError("--csv and --json exclude each other", "Give one of them.")
         host = KmsHost.stored_from_env()  # reading a host makes no store
         if host is not None:
             reader = Reader(host.db.path, host.clock)
@@ -222,7 +224,7 @@ def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None
         def fail() -> Result:
             raise failure
 
-        run("kms clients", wanted_json and not as_csv, fail)
+        run("kms clients", wanted_json, fail)
         return
     guarded = stream.Guarded(rows)
     try:

@@ -203,8 +203,8 @@ def read_state(path: Path) -> LabState | None:
         raise StoreError(
             E_INVALID_DATA,
             f"the lab clock file {path} is damaged: {exc}",
-            "It was left as it is. 'ospp clock reset' removes it (back to real time), or "
-            "'ospp clock set TIME' replaces it.",
+            "It was left as it is. 'ospp clock reset' removes it (back to real time); "
+            "'ospp clock set TIME' then starts a new one.",
         ) from exc
     return LabState(at, real, frozen)
 

@@ -28,7 +28,7 @@ from ospp.core.db import Database, sqlite_uri
 from ospp.core.digest import compare_digest
 from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
 from ospp.machine.checks import bound_hardware, make_checker, policy_problem
-from ospp.machine.fleet import CSV_FIELDS, names
+from ospp.machine.fleet import CSV_FIELDS, names, require
 from ospp.machine.seal import mac, seal_key
 from ospp.machine.status import (
     LICENSED,
@@ -327,14 +327,17 @@ def timeline(
 
 def export(home: Path, glob: str | None, path: Path, clock: Clock) -> Iterator[str]:
     """Write machine, product, key, KMS host and KMS lookup domain of every keyed product to
-    ``path`` (owner-only, as it holds full product keys); yields each machine written."""
+    ``path`` (owner-only, as it holds full product keys); yields each machine written. No
+    machine to export (a mistyped --machines) is refused, as for 'fleet act', and ``path`` is
+    left as it was."""
     from ospp.core.paths import atomic_writer
 
+    found = require(home, glob)
     try:
         with atomic_writer(path, private=True, newline="") as f:
             out = csv.writer(f)
             out.writerow(CSV_FIELDS)
-            for name in names(home, glob):
+            for name in found:
                 try:
                     snap = read_machine(home, name, clock)
                 except NoMachine:

@@ -16,6 +16,8 @@ from ospp.core.errors import (
     E_CANNOT_USE,
     E_COUNT_LOW,
     E_NO_KMS,
+    E_SKEW,
+    N_,
     LicensingError,
     NetworkError,
     OsppError,
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
     from ospp.protocol.wire import Connection
 
 REQUEST_TIMEOUT = 5.0
+SKEW_HINT = N_(
+    "A KMS host and its clients must agree on the time within 4 hours: set the clocks right, "
+    "or move both together with the lab clock ('ospp clock'); OSPP_NOW moves one process only."
+)
 # The fields of a KMS answer outside its signed body.
 _UNSIGNED = frozenset({"v", "ok", "signature", "certificate", "proof"})
 # The largest count or interval (minutes) an answer may carry: a 32-bit signed integer, as
@@ -305,10 +311,12 @@ def activate(
         adopted: dict[str, str] = {}
         try:
             if response.get("ok") is not True:
+                code = int(response.get("code", E_NO_KMS))
                 raise LicensingError(
-                    int(response.get("code", E_NO_KMS)),
+                    code,
                     f"the KMS host at {where} refused: "
                     f"{response.get('message') or 'no reason given'}",
+                    SKEW_HINT if code == E_SKEW else None,
                 )
             trusted = require_anchors(anchors(store.home, environ))
             _verify(response, request, lic, trusted, where)
