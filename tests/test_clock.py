@@ -311,3 +311,27 @@ def test_a_bad_ospp_now_leaves_the_lab_clock_as_it_was(ospp: Ospp) -> None:
     hint = ospp("clock", "show").out
     assert "'ospp clock reset' removes it" in hint and "replaces it" not in hint
     assert ospp("clock", "reset").code == 0 and not damaged.exists()
+
+
+def test_a_lab_clock_moved_back_counts_only_the_clients_seen_by_then(ospp: Ospp) -> None:
+    """A trainer rehearsing day 0 again: clients the host saw 'later' do not count, so the
+    threshold is met afresh; the host keeps running and follows the clock."""
+    assert ospp("clock", "set", "2027-03-01T09:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        for n in range(1, 6):
+            client(ospp, f"c{n}", host)
+            ospp("/act", f"c{n}")
+        app = "0ff1ce15-a989-479d-af46-f275c6370663"
+        assert ospp("kms", "status", "--json").data()["current_count"][app] == 5
+        assert ospp("clock", "advance", "-1d").code == 0
+        assert ospp("kms", "status", "--json").data()["current_count"] == {}
+        for n in range(1, 3):
+            client(ospp, f"d{n}", host)
+            ran = ospp("/act", f"d{n}")
+            assert "0xC004F038" in ran.out, ran.out  # counts 1, then 2: below 5 again
+        assert ospp("kms", "status", "--json").data()["current_count"][app] == 2
+    finally:
+        host.stop()

@@ -60,14 +60,14 @@ class Reader:
 
     def gauges(self) -> dict[str, Any]:
         """What /metrics and /healthz need: activation, counts, stored clients."""
-        _, since = self._since()
+        now_s, since = self._since()
         c = self.conn()
         c.execute("BEGIN")
         try:
             activated = c.execute(
                 "SELECT 1 FROM packs WHERE certificate IS NOT NULL LIMIT 1"
             ).fetchone()
-            counts = current_counts(c, since)
+            counts = current_counts(c, since, now_s)
             stored = c.execute("SELECT value FROM stats WHERE name='clients'").fetchone()
             packs = read_packs(c)
         finally:
@@ -119,12 +119,12 @@ class Reader:
 
     def clients(self, query: ClientQuery) -> tuple[list[dict[str, Any]], int]:
         """One page of clients (newest first) and how many match in all."""
-        _, since = self._since()
+        now_s, since = self._since()
         # Naming every application group lets SQLite use the (app, last_seen) index: only the
         # clients of the last 30 days are read, however many older ones are stored.
         apps = sorted({p.application_id for p in catalog().products})
-        where = [f"app IN ({','.join('?' * len(apps))})", "last_seen>=?"]
-        args: list[Any] = [*apps, since]
+        where = [f"app IN ({','.join('?' * len(apps))})", "last_seen>=?", "last_seen<=?"]
+        args: list[Any] = [*apps, since, now_s]
         if query.product:
             product = catalog().product(query.product)
             skus = []

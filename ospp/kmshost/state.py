@@ -56,10 +56,11 @@ class KmsHost(HostIdentity):
 
     def __init__(self, home: Path, db: Database, clock: Clock) -> None:
         super().__init__(home, db, clock)
-        # Per application group: the time until which the count is known to stay at CAP.
+        # Per application group: the times between which the count is known to stay at CAP.
         # Entries only get newer while serving, so a full count lasts until the CAP-th most
-        # recent entry ages out of the window; until then no count query is needed.
-        self._full_until: dict[str, int] = {}
+        # recent entry ages out of the window; until then no count query is needed. From the
+        # time it was counted: a lab clock moved back before it counts again.
+        self._full_until: dict[str, tuple[int, int]] = {}
         # Held while the serving thread writes, and by the pruning thread for each of its
         # short transactions: neither waits in SQLite's busy handler for the other.
         self.writing = threading.Lock()
@@ -337,16 +338,18 @@ class KmsHost(HostIdentity):
         return answers
 
     def _count(self, conn: sqlite3.Connection, app: str, now_s: int, since: int) -> int:
-        """Unique CMIDs of ``app`` seen since ``since``, at most CAP (index range scan)."""
-        if self._full_until.get(app, 0) > now_s:
+        """Unique CMIDs of ``app`` seen from ``since`` to ``now_s``, at most CAP (index range
+        scan). Clients seen after ``now_s`` (the lab clock moved back past them) do not count."""
+        full_from, full_until = self._full_until.get(app, (0, 0))
+        if full_from <= now_s < full_until:
             return CAP
         recent = conn.execute(
-            "SELECT last_seen FROM clients WHERE app=? AND last_seen>=? "
+            "SELECT last_seen FROM clients WHERE app=? AND last_seen>=? AND last_seen<=? "
             "ORDER BY last_seen DESC LIMIT ?",
-            (app, since, CAP),
+            (app, since, now_s, CAP),
         ).fetchall()
         if len(recent) == CAP:
-            self._full_until[app] = recent[-1][0] + int(WINDOW.total_seconds())
+            self._full_until[app] = (now_s, recent[-1][0] + int(WINDOW.total_seconds()))
         return len(recent)
 
     # -- reporting -----------------------------------------------------------------------
@@ -357,7 +360,7 @@ class KmsHost(HostIdentity):
         with self.db.read() as conn:
             meta = self.meta(conn)
             stats = dict(conn.execute("SELECT name, value FROM stats").fetchall())
-            groups = current_counts(conn, since)
+            groups = current_counts(conn, since, now_s)
             packs = self.packs(conn)
         return status_of(meta, stats, groups, packs)
 

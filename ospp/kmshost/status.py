@@ -72,16 +72,18 @@ def status_of(
     }
 
 
-def current_counts(conn: sqlite3.Connection, since: int) -> dict[str, int]:
-    """Per application group with clients seen since ``since``: how many, at most CAP.
+def current_counts(conn: sqlite3.Connection, since: int, now: int) -> dict[str, int]:
+    """Per application group with clients seen from ``since`` to ``now``: how many, at most
+    CAP. (Seen after ``now``: the lab clock was moved back past them; they do not count.)
 
     One short index range per group of the catalog (never a scan of every stored client).
     """
     groups = {}
     for app in known_groups():
         (count,) = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM clients WHERE app=? AND last_seen>=? LIMIT ?)",
-            (app, since, CAP),
+            "SELECT count(*) FROM (SELECT 1 FROM clients WHERE app=? AND last_seen>=? "
+            "AND last_seen<=? LIMIT ?)",
+            (app, since, now, CAP),
         ).fetchone()
         if count:
             groups[app] = count
