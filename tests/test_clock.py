@@ -335,3 +335,33 @@ def test_a_lab_clock_moved_back_counts_only_the_clients_seen_by_then(ospp: Ospp)
         assert ospp("kms", "status", "--json").data()["current_count"][app] == 2
     finally:
         host.stop()
+
+
+def test_a_damaged_clock_under_a_running_host_is_told_to_its_operator(ospp: Ospp) -> None:
+    """Clients are refused with the code and no path of the host's; the operator's log says
+    so once, and again when the clock can be read; the request log keeps every request."""
+    from ospp.core.endpoint import Endpoint
+    from ospp.protocol.wire import Connection
+    from tests.kmsutil import raw_request
+
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        clock_path(ospp).parent.mkdir(parents=True, exist_ok=True)
+        clock_path(ospp).write_text("{not json")
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            for _ in range(3):
+                answer = conn.call(raw_request())
+                assert answer["ok"] is False and answer["code"] == 0x8007000D, answer
+                assert answer["message"] == "the KMS host cannot read its clock"
+            ping = conn.call({"op": "kms-ping", "nonce": "n1"})
+            assert ping["ok"] is False and ping["message"] == "the KMS host cannot read its clock"
+            clock_path(ospp).unlink()
+            assert conn.call(raw_request())["ok"] is True
+    finally:
+        host.stop()
+    said = "\n".join(host.stderr_lines)
+    assert said.count("the host's clock cannot be read") == 1, said
+    assert str(clock_path(ospp)) in said and "can be read again" in said
+    logged = [line for line in host.log.read_text().splitlines() if '"ok": false' in line]
+    assert len(logged) == 3 and all('"code": 2147942413' in line for line in logged), logged

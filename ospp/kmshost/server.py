@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _js
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -339,13 +340,22 @@ async def _serve(
         await ops.open()
         ops.reload.append(log.reopen)
 
+    from ospp.core.logs import Once
+
+    clock_once = Once(logging.getLogger("ospp.kms"))  # 'log' here is the request log
+
     def flush() -> None:
         batch.reset()
         items = pending[:]
         pending.clear()
         if not items:
             return
-        batch_time = host.clock.now()  # one clock read per batch: answers and log lines
+        try:
+            batch_time = host.clock.now()  # one clock read per batch: answers and log lines
+        except OsppError as exc:
+            clock_unreadable(items, exc)
+            return
+        clock_once.ok("clock", "the host's clock can be read again")
         try:
             # Each request fails alone (process redoes a failed batch one request at a time);
             # this catches only a bug, which then fails the batch rather than the server.
@@ -366,6 +376,20 @@ async def _serve(
         log.schedule(loop)
         if ops is not None:
             ops.observe(answers, [done - item[3] for item in items])
+
+    def clock_unreadable(items: list[Any], exc: OsppError) -> None:
+        """A damaged lab clock: the operator is told once, the batch is refused (and logged)
+        with the same code, and clients learn nothing of the host's files."""
+        clock_once.fail("clock", f"the host's clock cannot be read: {hex_code(exc.code)} {exc}")
+        answer = wire.error_response(exc.code, "the KMS host cannot read its clock")
+        now, done = iso(datetime.now(UTC)), time.perf_counter()
+        for message, _, fut, started in items:
+            if not fut.done():
+                fut.set_result(answer)
+            log.add(now, message, answer, done - started)
+        log.schedule(loop)
+        if ops is not None:
+            ops.observe([answer] * len(items), [done - item[3] for item in items])
 
     def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
         fut: asyncio.Future[wire.Reply] = loop.create_future()
