@@ -306,6 +306,11 @@ def test_a_bad_ospp_now_leaves_the_lab_clock_as_it_was(ospp: Ospp) -> None:
             ran = ospp("clock", *args, *extra, env={"OSPP_NOW": "garbage"})
             assert ran.code == 2 and "OSPP_NOW" in ran.out, (args, ran.out)
             assert clock_path(ospp).read_bytes() == before, args
+    for args in (["set", "1972-01-01T00:00Z"], ["advance", "2d"], ["freeze"], ["run"], ["reset"]):
+        far = "-2000d" if args[0] == "set" else "+2912000d"  # a time out of range, after it
+        ran = ospp("clock", *args, env={"OSPP_NOW": far})
+        assert ran.code == 2 and "outside the times ospp simulates" in ran.out, (args, ran.out)
+        assert clock_path(ospp).read_bytes() == before, args
     damaged = clock_path(ospp)
     damaged.write_text("{not json")
     hint = ospp("clock", "show").out
@@ -365,3 +370,27 @@ def test_a_damaged_clock_under_a_running_host_is_told_to_its_operator(ospp: Ospp
     assert str(clock_path(ospp)) in said and "can be read again" in said
     logged = [line for line in host.log.read_text().splitlines() if '"ok": false' in line]
     assert len(logged) == 3 and all('"code": 2147942413' in line for line in logged), logged
+
+
+def test_a_full_count_does_not_outlive_a_clock_moved_back(ospp: Ospp) -> None:
+    """Ten clients fill the host's count (which it then keeps without asking the store); seen
+    again two hours later, then the clock goes back one hour: none of the ten counts, and a
+    new client is below the threshold, as the store says."""
+    assert ospp("clock", "set", "2027-03-01T09:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        sethst = ["--sethst", host.address]
+        assert ospp("fleet", "create", "a", "10", "--product", "ProPlus2021", *sethst).code == 0
+        ospp("fleet", "act", "--machines", "a*")
+        assert ospp("fleet", "act", "--machines", "a*").code == 0
+        assert ospp("clock", "advance", "2h").code == 0
+        assert ospp("fleet", "act", "--machines", "a*").code == 0  # all ten seen at 11:00
+        assert ospp("clock", "advance", "-1h").code == 0
+        assert ospp("kms", "status", "--json").data()["current_count"] == {}
+        assert ospp("fleet", "create", "b", "1", "--product", "ProPlus2021", *sethst).code == 0
+        ran = ospp("act", "b1", "--json").json()
+        assert ran["ok"] is False and ran["error"]["code"] == "0xC004F038", ran
+    finally:
+        host.stop()

@@ -25,9 +25,19 @@ def _span(delta: timedelta) -> str:
     return f"{sign}{days}d {hours:02d}h{rest // 60:02d}m"
 
 
-def _changing() -> None:
-    """A bad OSPP_NOW would fail the report after the change: it is refused before."""
-    lab.clock_from_env()
+def _changing(lab_at: datetime | None = None) -> None:
+    """A bad OSPP_NOW would fail the report after the change: it is refused before, as is an
+    offset that would move the new lab time (``lab_at``) out of range."""
+    clock = lab.clock_from_env()
+    if lab_at is not None and isinstance(clock, lab.LabClock) and clock.offset:
+        lab.shifted(lab_at, clock.offset, "OSPP_NOW's offset")
+
+
+def _lab_now() -> datetime:
+    """The lab clock's time now (real time without one)."""
+    real = datetime.now(UTC)
+    state = lab.read_state(lab.clock_file())
+    return state.now(real) if state else real
 
 
 def _report(state: lab.LabState | None, action: str | None = None) -> Result:
@@ -93,7 +103,7 @@ def show() -> Result:
 def set_(time: str) -> Result:
     """Set the lab clock to TIME (ISO 8601, e.g. 2026-06-01T09:00Z; no zone means UTC)."""
     at = lab.parse_time(time, "TIME")
-    _changing()
+    _changing(at)
     state = lab.lab_set(lab.clock_file(), at)
     return _report(state, f"Lab clock set to {lab.iso(at)}")
 
@@ -110,6 +120,7 @@ def advance(duration: str) -> Result:
     """Move the lab clock by DURATION: 7d, 3h, 90m, 30s, 2w; -2h goes back."""
     by = lab.parse_duration(duration, "DURATION")
     _changing()
+    _changing(lab.shifted(_lab_now(), by, "the lab clock"))
     state = lab.lab_advance(lab.clock_file(), by)
     return _report(state, f"Lab clock moved by {_span(by)}")
 
@@ -119,7 +130,7 @@ def advance(duration: str) -> Result:
 @reports
 def freeze() -> Result:
     """Stop the lab clock where it is now (it stays there until 'ospp clock run')."""
-    _changing()
+    _changing(_lab_now())
     return _report(lab.lab_freeze(lab.clock_file(), True), "Lab clock frozen")
 
 
@@ -128,7 +139,7 @@ def freeze() -> Result:
 @reports
 def run_() -> Result:
     """Let the lab clock run on at real speed from where it is."""
-    _changing()
+    _changing(_lab_now())
     return _report(lab.lab_freeze(lab.clock_file(), False), "Lab clock running")
 
 
@@ -137,7 +148,7 @@ def run_() -> Result:
 @reports
 def reset() -> Result:
     """Remove the lab clock: every command uses real time again (unless OSPP_NOW is set)."""
-    _changing()
+    _changing(datetime.now(UTC))  # after it, real time
     removed = lab.lab_reset(lab.clock_file())
     return _report(None, "Lab clock removed" if removed else "There was no lab clock")
 

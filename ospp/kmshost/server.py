@@ -379,7 +379,8 @@ async def _serve(
 
     def clock_unreadable(items: list[Any], exc: OsppError) -> None:
         """A damaged lab clock: the operator is told once, the batch is refused (and logged)
-        with the same code, and clients learn nothing of the host's files."""
+        with the same code, and clients learn nothing of the host's files. Their log lines
+        carry real time, the host's own time being what cannot be read."""
         clock_once.fail("clock", f"the host's clock cannot be read: {hex_code(exc.code)} {exc}")
         answer = wire.error_response(exc.code, "the KMS host cannot read its clock")
         now, done = iso(datetime.now(UTC)), time.perf_counter()

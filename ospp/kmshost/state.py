@@ -56,11 +56,13 @@ class KmsHost(HostIdentity):
 
     def __init__(self, home: Path, db: Database, clock: Clock) -> None:
         super().__init__(home, db, clock)
-        # Per application group: the times between which the count is known to stay at CAP.
-        # Entries only get newer while serving, so a full count lasts until the CAP-th most
-        # recent entry ages out of the window; until then no count query is needed. From the
-        # time it was counted: a lab clock moved back before it counts again.
-        self._full_until: dict[str, tuple[int, int]] = {}
+        # Per application group: the time until which the count is known to stay at CAP.
+        # While the host's time only moves forward, entries only get newer, so a full count
+        # lasts until the CAP-th most recent entry ages out of the window; until then no count
+        # query is needed. A lab clock moved back (a batch earlier than the one before)
+        # voids every such count: entries seen since may now lie after the host's time.
+        self._full_until: dict[str, int] = {}
+        self._last_batch = 0  # the time of the latest batch counted
         # Held while the serving thread writes, and by the pruning thread for each of its
         # short transactions: neither waits in SQLite's busy handler for the other.
         self.writing = threading.Lock()
@@ -212,6 +214,10 @@ class KmsHost(HostIdentity):
         items = [m if isinstance(m, Request | OsppError) else parse_item(m) for m in messages]
         if now is None:
             now = self.clock.now()
+        now_s = int(now.timestamp())
+        if now_s < self._last_batch:  # the clock moved back: no full count holds (see init)
+            self._full_until.clear()
+        self._last_batch = now_s
         full_until = dict(self._full_until)
         try:
             counted = self._commit(state, items, now)
@@ -340,8 +346,7 @@ class KmsHost(HostIdentity):
     def _count(self, conn: sqlite3.Connection, app: str, now_s: int, since: int) -> int:
         """Unique CMIDs of ``app`` seen from ``since`` to ``now_s``, at most CAP (index range
         scan). Clients seen after ``now_s`` (the lab clock moved back past them) do not count."""
-        full_from, full_until = self._full_until.get(app, (0, 0))
-        if full_from <= now_s < full_until:
+        if now_s < self._full_until.get(app, 0):
             return CAP
         recent = conn.execute(
             "SELECT last_seen FROM clients WHERE app=? AND last_seen>=? AND last_seen<=? "
@@ -349,7 +354,7 @@ class KmsHost(HostIdentity):
             (app, since, now_s, CAP),
         ).fetchall()
         if len(recent) == CAP:
-            self._full_until[app] = (now_s, recent[-1][0] + int(WINDOW.total_seconds()))
+            self._full_until[app] = recent[-1][0] + int(WINDOW.total_seconds())
         return len(recent)
 
     # -- reporting -----------------------------------------------------------------------
