@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,12 +26,12 @@ def _span(delta: timedelta) -> str:
     return f"{sign}{days}d {hours:02d}h{rest // 60:02d}m"
 
 
-def _changing(lab_at: datetime | None = None) -> None:
+def _changing(lab_at: Callable[[], datetime]) -> None:
     """A bad OSPP_NOW would fail the report after the change: it is refused before, as is an
-    offset that would move the new lab time (``lab_at``) out of range."""
+    offset that would move the new lab time (``lab_at()``, asked only then) out of range."""
     clock = lab.clock_from_env()
-    if lab_at is not None and isinstance(clock, lab.LabClock) and clock.offset:
-        lab.shifted(lab_at, clock.offset, "OSPP_NOW's offset")
+    if isinstance(clock, lab.LabClock) and clock.offset:
+        lab.shifted(lab_at(), clock.offset, "OSPP_NOW's offset")
 
 
 def _lab_now() -> datetime:
@@ -103,7 +104,7 @@ def show() -> Result:
 def set_(time: str) -> Result:
     """Set the lab clock to TIME (ISO 8601, e.g. 2026-06-01T09:00Z; no zone means UTC)."""
     at = lab.parse_time(time, "TIME")
-    _changing(at)
+    _changing(lambda: at)
     state = lab.lab_set(lab.clock_file(), at)
     return _report(state, f"Lab clock set to {lab.iso(at)}")
 
@@ -119,8 +120,7 @@ def set_(time: str) -> Result:
 def advance(duration: str) -> Result:
     """Move the lab clock by DURATION: 7d, 3h, 90m, 30s, 2w; -2h goes back."""
     by = lab.parse_duration(duration, "DURATION")
-    _changing()
-    _changing(lab.shifted(_lab_now(), by, "the lab clock"))
+    _changing(lambda: lab.shifted(_lab_now(), by, "the lab clock"))
     state = lab.lab_advance(lab.clock_file(), by)
     return _report(state, f"Lab clock moved by {_span(by)}")
 
@@ -130,7 +130,7 @@ def advance(duration: str) -> Result:
 @reports
 def freeze() -> Result:
     """Stop the lab clock where it is now (it stays there until 'ospp clock run')."""
-    _changing(_lab_now())
+    _changing(_lab_now)
     return _report(lab.lab_freeze(lab.clock_file(), True), "Lab clock frozen")
 
 
@@ -139,7 +139,7 @@ def freeze() -> Result:
 @reports
 def run_() -> Result:
     """Let the lab clock run on at real speed from where it is."""
-    _changing(_lab_now())
+    _changing(_lab_now)
     return _report(lab.lab_freeze(lab.clock_file(), False), "Lab clock running")
 
 
@@ -148,7 +148,7 @@ def run_() -> Result:
 @reports
 def reset() -> Result:
     """Remove the lab clock: every command uses real time again (unless OSPP_NOW is set)."""
-    _changing(datetime.now(UTC))  # after it, real time
+    _changing(lambda: datetime.now(UTC))  # after it, real time
     removed = lab.lab_reset(lab.clock_file())
     return _report(None, "Lab clock removed" if removed else "There was no lab clock")
 
