@@ -125,13 +125,18 @@ def test_a_lab_clock_object_follows_the_file(tmp_path: Path) -> None:
     assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
 
 
+def _five_clients(ospp: Ospp, host: Host) -> None:
+    """c1..c5 asked the host once each (the first four below the threshold)."""
+    for n in range(1, 6):
+        client(ospp, f"c{n}", host)
+        ospp("/act", f"c{n}")
+
+
 def test_running_host_follows_the_lab_clock(ospp: Ospp) -> None:
     make_host(ospp)
     host = Host(ospp)
     try:
-        for n in range(1, 6):
-            client(ospp, f"c{n}", host)
-            ospp("/act", f"c{n}")
+        _five_clients(ospp, host)
         for n in range(1, 5):
             assert ospp("act", f"c{n}").code == 0
         # a week later, on the shared clock; the host keeps running
@@ -326,9 +331,7 @@ def test_a_lab_clock_moved_back_counts_only_the_clients_seen_by_then(ospp: Ospp)
     make_host(ospp)
     host = Host(ospp)
     try:
-        for n in range(1, 6):
-            client(ospp, f"c{n}", host)
-            ospp("/act", f"c{n}")
+        _five_clients(ospp, host)
         app = "0ff1ce15-a989-479d-af46-f275c6370663"
         assert ospp("kms", "status", "--json").data()["current_count"][app] == 5
         assert ospp("clock", "advance", "-1d").code == 0
