@@ -784,3 +784,17 @@ def test_a_product_id_is_reported_as_the_catalog_spells_it(ospp: Ospp) -> None:
     assert ran.code == 0 and ran.data()["product_id"] == "ProPlus2021"
     assert "ad1 .. ad1: ProPlus2021" in ospp("fleet", "create", "ad", "1", "--product",
                                              "PROPLUS2021").out  # fmt: skip
+
+
+def test_a_timeline_within_a_day_labels_each_point_with_its_time(ospp: Ospp) -> None:
+    ospp("fleet", "create", "t", "2", "--product", "ProPlus2021")
+    ran = ospp("fleet", "timeline", "--from", "2027-01-11T00:00Z", "--to", "2027-01-12T00:00Z",
+               "--step", "6h")  # fmt: skip
+    assert ran.code == 0, ran.out
+    labels = [line[:16] for line in ran.out.splitlines()[1:] if line[:4].isdigit()]
+    assert labels == [
+        "2027-01-11 00:00", "2027-01-11 06:00", "2027-01-11 12:00", "2027-01-11 18:00",
+        "2027-01-12 00:00",
+    ]  # fmt: skip
+    daily = ospp("fleet", "timeline", "--from", "2027-01-11", "--to", "2027-01-12")
+    assert daily.out.splitlines()[1].startswith("2027-01-11  ")  # a day: the date alone

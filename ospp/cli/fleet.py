@@ -425,9 +425,11 @@ def timeline(
         )
     points = fleetview.timeline(ospp_home(), glob, first, last, by, os.environ, clock)
     states = fleetview.STATES
-    table = ["day         " + " ".join(f"{s:>19}" for s in states)]
+    when = "%Y-%m-%d" if by >= timedelta(days=1) else "%Y-%m-%d %H:%M"  # points within a day
+    width = len(f"{first:{when}}")
+    table = [f"{'day':<{width}}  " + " ".join(f"{s:>19}" for s in states)]
     for day, counts in points:
-        table.append(f"{day:%Y-%m-%d}  " + " ".join(f"{counts.get(s, 0):>19}" for s in states))
+        table.append(f"{day:{when}}  " + " ".join(f"{counts.get(s, 0):>19}" for s in states))
     title = f"Licence states of {glob or 'all machines'}, {first:%Y-%m-%d} to {last:%Y-%m-%d}"
     written = []
     try:
