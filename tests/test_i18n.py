@@ -27,7 +27,8 @@ def _fields(text: str) -> list[str]:
 
 
 def _swedish() -> dict[str, str]:
-    return i18n.parse_po(i18n.po_path("sv").read_text(encoding="utf-8"))
+    with open(i18n.po_path("sv"), encoding="utf-8") as f:
+        return i18n.parse_po(f.read())
 
 
 def test_every_message_id_has_a_swedish_translation_with_the_same_placeholders() -> None:

@@ -17,7 +17,7 @@ import ospp
 import ospp.core.paths
 from ospp.core.db import sqlite_uri
 from ospp.core.errors import UsageError
-from ospp.core.paths import machine_name, windows_name_problem, write_atomic, write_new
+from ospp.core.paths import machine_name, parent, windows_name_problem, write_atomic, write_new
 from ospp.machine.fleet import create_names, read_csv
 from tests.conftest import PRODUCT, Ospp
 
@@ -303,6 +303,38 @@ def test_on_windows_a_state_file_that_stays_busy_is_an_error_and_kept(
 )
 def test_store_paths_become_uris_sqlite_accepts(path: PurePath, uri: str) -> None:
     assert sqlite_uri(path) == uri
+    if isinstance(path, PurePosixPath) and os.name != "nt":
+        assert sqlite_uri(str(path)) == uri  # a store's path as ospp holds it: a str
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a str is a POSIX path only on POSIX")
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/home/a b/#1?/licenses.db",
+        "/tmp/%41 ~_.-/kms.db",
+        "/tmp/r\u00e4ksm\u00f6rg\u00e5s/\u2603/licenses.db",
+        "/tmp/\udcff\udc80/licenses.db",  # bytes that are not UTF-8, as os.fsdecode gives them
+        "/tmp/" + "".join(chr(c) for c in range(1, 128) if chr(c) != "/") + "/x.db",
+        "//srv/ospp/licenses.db",
+        "/",
+    ],
+)
+def test_a_str_path_becomes_the_uri_pathlib_would_give(path: str) -> None:
+    """Opening a store builds its URI without pathlib (start-up): the same URI, every byte."""
+    assert sqlite_uri(path) == PurePosixPath(path).as_uri()
+
+
+def test_a_relative_str_path_has_no_uri() -> None:
+    with pytest.raises(ValueError, match="relative"):
+        sqlite_uri("licenses.db")
+
+
+@pytest.mark.parametrize(
+    "path", ["a", "a/b", "a/b/", "a//b", "/", "/a", "//a/b", "./a", "../a/b", "a/b/.."]
+)
+def test_parent_is_the_directory_pathlib_gives(path: str) -> None:
+    assert parent(path) == str(Path(path).parent)
 
 
 def test_a_home_whose_path_starts_with_two_slashes_gets_the_quick_fleet_read(

@@ -8,6 +8,7 @@ carries requests, it does not vouch for what comes back.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ospp.core.clock import Clock
@@ -36,7 +37,7 @@ def call_authority(
     if endpoint is None:
         from ospp.authority.state import Authority
 
-        authority = Authority.open(center_home(environ), clock, environ=environ)
+        authority = Authority.open(Path(center_home(environ)), clock, environ=environ)
         try:
             if request["op"] == "activate":
                 return {"ok": True, **authority.activate(request)}

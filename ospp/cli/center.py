@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def _open() -> Authority:
     from ospp.authority.state import Authority
 
-    return Authority.open(center_home(), clock_from_env())
+    return Authority.open(Path(center_home()), clock_from_env())
 
 
 def _record_json(r: KeyRecord) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def init(name: str | None, db_url: str | None) -> Result:
     """Create the authority's key pair and store (done on first use otherwise)."""
     from ospp.authority.state import Authority
 
-    authority = Authority.open(center_home(), clock_from_env(), name, db_url=db_url)
+    authority = Authority.open(Path(center_home()), clock_from_env(), name, db_url=db_url)
     pub = authority.home / "authority.pub.json"
     result = Result(
         [
@@ -93,7 +93,7 @@ def migrate() -> Result:
     """Upgrade the authority's store to this ospp's schema (once, on one node)."""
     from ospp.authority.backend import migrate as migrate_store
 
-    store, before, after = migrate_store(center_home(), os.environ)
+    store, before, after = migrate_store(Path(center_home()), os.environ)
     state = "current" if before == after else f"upgraded from {before}"
     return Result(
         [f"Authority store {store.where}: schema version {after} ({state})"],
@@ -293,7 +293,7 @@ def serve(listen: tuple[str, ...], http: str | None, log_level: str, log_format:
     http_at = parse_host(http, 8080, "--http", listen=True) if http else None
     logs.setup(serving.log_level(log_level), log_format)
     authority = _open()
-    home = center_home()
+    home = Path(center_home())
     ops = Operations(
         lambda: open_store(home, os.environ),
         f"{authority.public.name} ({authority.public.fingerprint})",

@@ -7,6 +7,7 @@ completion that cannot be computed offers nothing rather than printing over the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -26,11 +27,12 @@ def machines(ctx: click.Context, param: click.Parameter, incomplete: str) -> lis
     from ospp.core.paths import machine_name, ospp_home
 
     try:
-        found = sorted(
-            entry.name
-            for entry in (ospp_home() / "machines").iterdir()
-            if (entry / "licenses.db").is_file()
-        )
+        with os.scandir(os.path.join(ospp_home(), "machines")) as entries:
+            found = sorted(
+                entry.name
+                for entry in entries
+                if os.path.isfile(os.path.join(entry.path, "licenses.db"))
+            )
     except (OsppError, OSError):
         return []
     prefix = incomplete.lower()

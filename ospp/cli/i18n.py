@@ -22,12 +22,15 @@ import gettext
 import io
 import os
 from collections.abc import Mapping
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ospp.core.errors import Message
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 LANGUAGES = ("en", "sv")
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+LOCALE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "locale")
 DOMAIN = "ospp"
 
 
@@ -122,19 +125,20 @@ def compiled(po_text: str) -> bytes:
     return compile_mo(entries)
 
 
-def po_path(lang: str) -> Path:
-    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+def po_path(lang: str) -> str:
+    return os.path.join(LOCALE_DIR, lang, "LC_MESSAGES", f"{DOMAIN}.po")
 
 
 @functools.cache
 def translations(lang: str) -> gettext.NullTranslations:
     po = po_path(lang)
-    if lang == "en" or not po.exists():
+    if lang == "en" or not os.path.exists(po):
         return gettext.NullTranslations()
-    text = po.read_text(encoding="utf-8")
-    mo = po.with_suffix(".mo")
-    if mo.exists():
-        with mo.open("rb") as fh:
+    with open(po, encoding="utf-8") as f:
+        text = f.read()
+    mo = os.path.splitext(po)[0] + ".mo"
+    if os.path.exists(mo):
+        with open(mo, "rb") as fh:
             built = gettext.GNUTranslations(fh)
         if built.info().get(SOURCE_HEADER.lower()) == source_sum(text):
             return built
@@ -188,6 +192,8 @@ def extract(paths: list[Path], marker: str = "_") -> list[str]:
 def message_ids() -> list[str]:
     """All message ids: the dialogues', the errors marked ``N_`` anywhere in ospp, and the
     licensing codes' descriptions (/ddescr)."""
+    from pathlib import Path
+
     from ospp.core.errors import DESCRIPTIONS
 
     here = Path(__file__).resolve().parent
@@ -211,5 +217,8 @@ def write_template(path: Path) -> None:
 
 if __name__ == "__main__":
     import sys
+    from pathlib import Path
 
-    write_template(Path(sys.argv[1]) if len(sys.argv) > 1 else LOCALE_DIR / f"{DOMAIN}.pot")
+    write_template(
+        Path(sys.argv[1] if len(sys.argv) > 1 else os.path.join(LOCALE_DIR, f"{DOMAIN}.pot"))
+    )

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -214,7 +215,7 @@ def clients(ctx: click.Context, limit: int, as_csv: bool, as_json: bool) -> None
             raise UsageError("--csv and --json exclude each other", "Give one of them.")
         host = KmsHost.stored_from_env()  # reading a host makes no store
         if host is not None:
-            reader = Reader(host.db.path, host.clock)
+            reader = Reader(Path(host.db.path), host.clock)
             rows = stream.started(reader.iter_clients(limit))
         else:
             rows = stream.started(iter(()))

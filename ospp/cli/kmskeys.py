@@ -4,6 +4,7 @@ host's keys, one licence pack per application group (see :mod:`ospp.kmshost.pack
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -27,7 +28,7 @@ def _keyed_host(last5: str | None = None) -> KmsHost:
     from ospp.core.paths import kms_home
     from ospp.kmshost.settings import keyed_host
 
-    return keyed_host(kms_home(), clock_from_env(), last5)
+    return keyed_host(Path(kms_home()), clock_from_env(), last5)
 
 
 KEY_OPTION = click.option(

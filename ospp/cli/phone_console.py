@@ -8,6 +8,8 @@ then gets the confirmation ID from the authority and shows it group by group for
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ospp.cli.base import JSON_OPTION, Result, json_wanted, reports
@@ -39,7 +41,7 @@ def _call(_: Text, d: Dialogue) -> Result:
     from ospp.authority import calllog
     from ospp.authority.state import Authority
 
-    home = center_home()
+    home = Path(center_home())
     clock = clock_from_env()
     cid = ""
     try:

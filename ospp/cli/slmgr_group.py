@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -214,7 +215,7 @@ def local_host(computer: str | None, act_id: str | None) -> KmsHost | None:
         act_id = None
     if machine_name(computer) != LOCAL_MACHINE:
         return None
-    host = settings.existing(kms_home(), clock_from_env())
+    host = settings.existing(Path(kms_home()), clock_from_env())
     if host is None:
         return None
     if act_id is None or act_id.strip("{}").lower() in settings.host_sku_ids(host):
@@ -227,7 +228,7 @@ def open_host() -> KmsHost:
     from ospp.core.paths import kms_home
     from ospp.kmshost.state import KmsHost
 
-    return KmsHost.open(kms_home(), clock_from_env())
+    return KmsHost.open(Path(kms_home()), clock_from_env())
 
 
 def host_sku(host: KmsHost, act_id: str | None = None) -> str:

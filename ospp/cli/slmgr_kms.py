@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -160,7 +161,7 @@ def _host_setting(setting: str, change: Callable[[KmsHost], None], lines: list[s
     from ospp.kmshost import settings
 
     needs_admin(f"setting the {setting} of the KMS host")
-    host = settings.kms_machine(kms_home(), clock_from_env(), setting)
+    host = settings.kms_machine(Path(kms_home()), clock_from_env(), setting)
     change(host)
     st = host.status()
 

@@ -18,11 +18,10 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Protocol
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
-from ospp.core.paths import locked, ospp_home, write_atomic
+from ospp.core.paths import StrPath, locked, ospp_home, parent, write_atomic
 from ospp.core.record import Record
 
 CLOCK_FILE = "clock.json"
@@ -115,12 +114,12 @@ def shifted(start: datetime, by: timedelta, what: str) -> datetime:
     return value
 
 
-def clock_file(environ: Mapping[str, str] = os.environ) -> Path:
+def clock_file(environ: Mapping[str, str] = os.environ) -> str:
     """Where the lab clock lives: ``OSPP_CLOCK_FILE``, else in ``OSPP_HOME`` or the data dir."""
     value = environ.get("OSPP_CLOCK_FILE")
     if value:
-        return Path(value)
-    return ospp_home(environ) / CLOCK_FILE
+        return value
+    return os.path.join(ospp_home(environ), CLOCK_FILE)
 
 
 class LabState(Record):
@@ -163,7 +162,7 @@ class LabState(Record):
 MAX_CLOCK_FILE = 4096  # bytes; ospp writes about 130
 
 
-def read_state(path: Path) -> LabState | None:
+def read_state(path: StrPath) -> LabState | None:
     """The lab clock in ``path``; None when there is none. A damaged file is reported, and so
     is a symbolic link, or anything but a regular file (a FIFO would never end)."""
     import stat
@@ -178,7 +177,7 @@ def read_state(path: Path) -> LabState | None:
                 "It was left as it is. Remove it ('ospp clock reset' goes back to real time) "
                 "or point OSPP_CLOCK_FILE elsewhere.",
             )
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             raw = f.read(MAX_CLOCK_FILE + 1)
     except FileNotFoundError:
         return None
@@ -216,7 +215,7 @@ class LabClock:
     costs one ``stat``.
     """
 
-    def __init__(self, path: Path, offset: timedelta = timedelta(0)) -> None:
+    def __init__(self, path: StrPath, offset: timedelta = timedelta(0)) -> None:
         self.path = path
         self.offset = offset
         self._seen: tuple[int, int, int] | None = None
@@ -255,7 +254,7 @@ def clock_from_env(environ: Mapping[str, str] = os.environ) -> Clock:
 # -- changing the lab clock ('ospp clock ...') ----------------------------------------------------
 
 
-def _unwritable(path: Path, exc: OSError) -> StoreError:
+def _unwritable(path: StrPath, exc: OSError) -> StoreError:
     return StoreError(
         E_ACCESS_DENIED,
         f"the lab clock file {path} cannot be written: {exc.strerror or exc}",
@@ -263,7 +262,7 @@ def _unwritable(path: Path, exc: OSError) -> StoreError:
     )
 
 
-def _write(path: Path, state: LabState) -> LabState:
+def _write(path: StrPath, state: LabState) -> LabState:
     try:
         write_atomic(path, state.to_text() + "\n")
     except OSError as exc:
@@ -272,26 +271,26 @@ def _write(path: Path, state: LabState) -> LabState:
 
 
 @contextlib.contextmanager
-def _changing(path: Path) -> Iterator[None]:
+def _changing(path: StrPath) -> Iterator[None]:
     """One change of the lab clock at a time: each ``clock advance`` starts from the time
     the one before it wrote, so concurrent changes are never lost. The lock is a file beside
     the clock file (``clock.json.lock``)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(parent(path), exist_ok=True)
     except OSError as exc:
         raise _unwritable(path, exc) from exc
-    with locked(path.with_name(path.name + ".lock")):
+    with locked(os.fspath(path) + ".lock"):
         yield
 
 
-def lab_set(path: Path, at: datetime) -> LabState:
+def lab_set(path: StrPath, at: datetime) -> LabState:
     """Set the lab clock to ``at`` (it keeps running or stays frozen as it was)."""
     with _changing(path):
         current = read_state(path)
         return _write(path, LabState(at, datetime.now(UTC), bool(current and current.frozen)))
 
 
-def lab_advance(path: Path, by: timedelta) -> LabState:
+def lab_advance(path: StrPath, by: timedelta) -> LabState:
     """Move the lab clock by ``by`` (from real time when there is no lab clock yet)."""
     with _changing(path):
         current = read_state(path)
@@ -301,7 +300,7 @@ def lab_advance(path: Path, by: timedelta) -> LabState:
         return _write(path, LabState(shifted(start, by, "the lab clock"), real, frozen))
 
 
-def lab_freeze(path: Path, frozen: bool) -> LabState:
+def lab_freeze(path: StrPath, frozen: bool) -> LabState:
     """Stop the lab clock where it is (``frozen``), or let it run on at real speed."""
     with _changing(path):
         current = read_state(path)
@@ -309,17 +308,17 @@ def lab_freeze(path: Path, frozen: bool) -> LabState:
         return _write(path, LabState(current.now(real) if current else real, real, frozen))
 
 
-def lab_reset(path: Path) -> bool:
+def lab_reset(path: StrPath) -> bool:
     """Remove the lab clock (back to real time); False when there was none."""
     try:
-        path.lstat()  # no clock file: no lock file made for nothing
+        os.lstat(path)  # no clock file: no lock file made for nothing
     except FileNotFoundError:
         return False
     except OSError as exc:  # a name too long, a directory that may not be entered
         raise _unremovable(path, exc) from exc
     with _changing(path):
         try:
-            path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             return False
         except OSError as exc:
@@ -327,7 +326,7 @@ def lab_reset(path: Path) -> bool:
     return True
 
 
-def _unremovable(path: Path, exc: OSError) -> StoreError:
+def _unremovable(path: StrPath, exc: OSError) -> StoreError:
     return StoreError(
         E_ACCESS_DENIED,
         f"the lab clock file {path} cannot be removed: {exc.strerror or exc}",

@@ -20,8 +20,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from pathlib import Path, PurePath
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ospp.core.errors import (
     E_ACCESS_DENIED,
@@ -32,6 +31,11 @@ from ospp.core.errors import (
     StoreError,
     os_error_code,
 )
+from ospp.core.paths import StrPath, exists, parent
+
+if TYPE_CHECKING:
+    from pathlib import PurePath
+
 
 APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
 
@@ -69,18 +73,40 @@ class StoreMissing(StoreError):
     """A store opened with ``create=False`` is not there (removed, or never made)."""
 
 
-def sqlite_uri(path: PurePath) -> str:
+# What a file: URI holds as it is; every other byte is %XX (urllib.parse.quote_from_bytes)
+_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
+
+
+def sqlite_uri(path: str | PurePath) -> str:
     """An absolute ``path`` as an SQLite ``file:`` URI, to add ``?mode=ro`` and the like to.
 
-    SQLite accepts no host in a URI, but ``as_uri()`` writes a Windows UNC path
+    This is ``as_uri()``; a ``str`` on POSIX is encoded here as ``PurePosixPath.as_uri()``
+    encodes it, so that opening a store needs no pathlib (:mod:`ospp.core.paths`). SQLite
+    accepts no host in a URI, but ``as_uri()`` writes a Windows UNC path
     (``\\\\server\\share\\...``) as ``file://server/share/...``: that becomes
     ``file:////server/share/...``, an empty host and the path with its two leading slashes,
     which Windows opens as the share. Drive-letter and POSIX paths are left as they are.
     """
-    uri = path.as_uri()
+    if not isinstance(path, str):
+        uri = path.as_uri()
+    elif os.name == "nt":
+        from pathlib import PureWindowsPath
+
+        uri = PureWindowsPath(path).as_uri()
+    else:
+        if not path.startswith("/"):
+            raise ValueError(f"relative path {path!r} can't be expressed as a file URI")
+        raw = os.fsencode(path)
+        uri = "file://" + "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in raw)
     if not uri.startswith("file:///"):
         uri = "file:////" + uri.removeprefix("file://")
     return uri
+
+
+def _absolute(path: str) -> str:
+    """``path`` made absolute as ``Path.absolute()`` does: from the working directory, and
+    not otherwise normalised (``..`` stays: it may follow a link)."""
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
 
 
 def close_all() -> None:
@@ -107,15 +133,15 @@ class Database:
 
     def __init__(
         self,
-        path: Path,
+        path: StrPath,
         kind: str,
         migrations: Sequence[str],
         *,
         synchronous: str = "FULL",
         create: bool = True,
-        witnesses: Sequence[Path] = (),
+        witnesses: Sequence[StrPath] = (),
     ) -> None:
-        self.path = path
+        self.path = os.fspath(path)
         self.kind = kind
         self._may_create = create
         self._witnesses = witnesses
@@ -168,7 +194,7 @@ class Database:
                 N_(
                     "Free some space on the disk holding {directory} and try again; the change "
                     "was not made.",
-                    directory=str(self.path.parent),
+                    directory=str(parent(self.path)),
                 ),
             )
         return StoreError(
@@ -197,7 +223,7 @@ class Database:
         import shutil
 
         try:
-            return shutil.disk_usage(self.path.parent).free < _LOW_SPACE
+            return shutil.disk_usage(parent(self.path)).free < _LOW_SPACE
         except OSError:
             return False
 
@@ -213,7 +239,7 @@ class Database:
             N_(
                 "Make {directory} and the files in it writable, or copy the store somewhere "
                 "writable and point {variable} there.",
-                directory=str(self.path.parent),
+                directory=str(parent(self.path)),
                 variable=self._variable,
             ),
         )
@@ -257,10 +283,9 @@ class Database:
     def _refuse_links(self) -> None:
         """A symbolic link or a directory in place of the store or its -wal or -shm file is
         refused before SQLite sees it (it would say only "disk I/O error")."""
-        name = self.path.name
         import stat
 
-        for path in (self.path, *(self.path.with_name(name + end) for end in ("-wal", "-shm"))):
+        for path in (self.path, self.path + "-wal", self.path + "-shm"):
             try:
                 mode = os.lstat(path).st_mode
             except FileNotFoundError:
@@ -314,7 +339,7 @@ class Database:
 
     def _create(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.makedirs(parent(self.path), mode=0o700, exist_ok=True)
             if not os.path.lexists(self.path):
                 # Create the file owner-only before SQLite opens it (the mode is advisory
                 # on Windows, where the per-user data dir is already private).
@@ -326,7 +351,7 @@ class Database:
 
     def _open_read_only(self) -> sqlite3.Connection:
         """A connection that can never write the file, even when the directory is read-only."""
-        uri = sqlite_uri(self.path.absolute())
+        uri = sqlite_uri(_absolute(self.path))
         try:
             conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
             try:
@@ -334,11 +359,11 @@ class Database:
                 return conn
             except sqlite3.OperationalError as exc:
                 conn.close()
-                if _primary(exc) != _CANTOPEN or os.access(self.path.parent, os.W_OK):
+                if _primary(exc) != _CANTOPEN or os.access(parent(self.path), os.W_OK):
                     raise
             # A WAL store in a directory where the -shm index cannot be created: nobody can
             # write it either, so reading it as immutable sees a settled file.
-            self._read_only = f"its directory {self.path.parent} cannot be written"
+            self._read_only = f"its directory {parent(self.path)} cannot be written"
             return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
         except sqlite3.DatabaseError as exc:
             if _primary(exc) in _DAMAGED:
@@ -392,12 +417,12 @@ class Database:
     def _refuse_emptied(self) -> None:
         """An empty store file beside a file made after the store held data: truncated."""
         try:
-            if self.path.stat().st_size:
+            if os.stat(self.path).st_size:
                 return
         except OSError:
             return  # not there (yet): created or reported below
         for witness in self._witnesses:
-            if witness.exists():
+            if exists(witness):
                 raise self._fail_unreadable(
                     ValueError(f"the file is empty, but {witness} shows that it held a store")
                 )
@@ -432,15 +457,15 @@ class Database:
             raise
 
     def _why_not_writable(self, exc: StoreError) -> str:
-        if not os.access(self.path.parent, os.W_OK):
-            return f"its directory {self.path.parent} cannot be written"
+        if not os.access(parent(self.path), os.W_OK):
+            return f"its directory {parent(self.path)} cannot be written"
         if not os.access(self.path, os.W_OK):
             return "the file is read-only"
         return exc.message
 
     def _open_read_write(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         # mode=rw never creates the file: a store removed since it was inspected stays gone
-        where = self.path if self._may_create else f"{sqlite_uri(self.path.absolute())}?mode=rw"
+        where = self.path if self._may_create else f"{sqlite_uri(_absolute(self.path))}?mode=rw"
         try:
             conn = sqlite3.connect(
                 where, timeout=_BUSY_SECONDS, isolation_level=None, uri=not self._may_create

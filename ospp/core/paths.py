@@ -1,4 +1,11 @@
-"""Where state lives: path from the environment, else the platformdirs user data dir."""
+"""Where state lives: path from the environment, else the platformdirs user data dir.
+
+Paths are passed as ``str`` or any ``os.PathLike`` (:data:`StrPath`) and, on the way of every
+command (finding a home, opening a store, reading a state file), handled with ``os.path``:
+``pathlib`` imports ``urllib.parse`` and ``ipaddress``, which cost a short command such as
+``ospp /dstatus`` about a tenth of its start-up (README, "Start-up"). Code off that way uses
+``pathlib.Path`` as usual.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +17,24 @@ import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeAlias
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
+
+StrPath: TypeAlias = "str | os.PathLike[str]"
 
 APP = "ospp"
 LOCAL_MACHINE = "localhost"
 _MACHINE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
-def _data_dir() -> Path:
+def _data_dir() -> str:
     import platformdirs  # imported only when no directory is given: it costs start-up time
 
-    return Path(platformdirs.user_data_path(APP, appauthor=False))
+    return platformdirs.user_data_dir(APP, appauthor=False)
 
 
-def _env_dir(environ: Mapping[str, str], name: str) -> Path | None:
+def _env_dir(environ: Mapping[str, str], name: str) -> str | None:
     """The directory an environment variable names; an empty value is an error, never a
     silent fall-back to the real per-user store."""
     value = environ.get(name)
@@ -37,29 +45,29 @@ def _env_dir(environ: Mapping[str, str], name: str) -> Path | None:
             f"{name} is set but empty",
             f"Set {name} to a directory, or unset it to use the default.",
         )
-    return Path(value)
+    return value
 
 
-def ospp_home(environ: Mapping[str, str] = os.environ) -> Path:
+def ospp_home(environ: Mapping[str, str] = os.environ) -> str:
     """The client's home: ``OSPP_HOME`` or the platformdirs user data dir."""
     return _env_dir(environ, "OSPP_HOME") or _data_dir()
 
 
-def _role_home(environ: Mapping[str, str], name: str, sub: str) -> Path:
+def _role_home(environ: Mapping[str, str], name: str, sub: str) -> str:
     explicit = _env_dir(environ, name)
     if explicit is not None:
         return explicit
     home = _env_dir(environ, "OSPP_HOME")  # a sandboxed rehearsal keeps every role inside
-    return (home or _data_dir()) / sub
+    return os.path.join(home or _data_dir(), sub)
 
 
-def center_home(environ: Mapping[str, str] = os.environ) -> Path:
+def center_home(environ: Mapping[str, str] = os.environ) -> str:
     """The activation authority's home: ``OSPP_CENTER_HOME``, else ``$OSPP_HOME/center``,
     else ``<data dir>/center``."""
     return _role_home(environ, "OSPP_CENTER_HOME", "center")
 
 
-def kms_home(environ: Mapping[str, str] = os.environ) -> Path:
+def kms_home(environ: Mapping[str, str] = os.environ) -> str:
     """A KMS host's home: ``OSPP_KMS_HOME``, else ``$OSPP_HOME/kms``, else ``<data dir>/kms``."""
     return _role_home(environ, "OSPP_KMS_HOME", "kms")
 
@@ -105,15 +113,15 @@ def windows_name_problem(name: str) -> str | None:
     return None
 
 
-def machine_dir(home: Path, name: str) -> Path:
-    return home / "machines" / name
+def machine_dir(home: StrPath, name: str) -> str:
+    return os.path.join(home, "machines", name)
 
 
-def machines_root(home: Path) -> Path:
+def machines_root(home: StrPath) -> str:
     """``<home>/machines``, the directory of every simulated machine (it may not exist yet);
     anything else in its place is a StoreError naming it, and is left as it is."""
-    root = home / "machines"
-    if os.path.lexists(root) and not root.is_dir():
+    root = os.path.join(home, "machines")
+    if os.path.lexists(root) and not _is_dir(root):
         raise StoreError(
             E_INVALID_DATA,
             f"{root} is not a directory: it should hold one directory per simulated machine",
@@ -123,17 +131,54 @@ def machines_root(home: Path) -> Path:
     return root
 
 
+# The errors pathlib's exists(), is_file() and is_dir() take for "nothing there" (ENOENT,
+# ENOTDIR, EBADF, ELOOP; on Windows a drive not ready, an invalid name, a link to itself)
+_NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+_NOT_THERE_WINDOWS = frozenset({21, 123, 1921})
+
+
+def stat_if_there(path: StrPath) -> os.stat_result | None:
+    """``os.stat(path)``, or None when nothing is there, as ``Path.exists()`` tells it; any
+    other error (a directory on the way that may not be entered) raises OSError."""
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        if exc.errno in _NOT_THERE or getattr(exc, "winerror", None) in _NOT_THERE_WINDOWS:
+            return None
+        raise
+    except ValueError:  # a NUL in the name: nothing can be there
+        return None
+
+
+def exists(path: StrPath) -> bool:
+    """``Path(path).exists()``, without pathlib."""
+    return stat_if_there(path) is not None
+
+
+def parent(path: StrPath) -> str:
+    """The directory ``path`` is in, as ``Path(path).parent`` gives it (``.`` for a bare
+    name)."""
+    text = os.fspath(path)
+    text = text.rstrip(os.sep + (os.altsep or "")) or text
+    return os.path.dirname(text) or os.curdir
+
+
+def _is_dir(path: StrPath) -> bool:
+    found = stat_if_there(path)
+    return found is not None and stat.S_ISDIR(found.st_mode)
+
+
 USER_FILE_LIMIT = 1024 * 1024  # trust anchors, key files and batch files are all far smaller
 
 
-def read_user_file(path: Path, what: str, limit: int = USER_FILE_LIMIT) -> str:
+def read_user_file(path: StrPath, what: str, limit: int = USER_FILE_LIMIT) -> str:
     """The text of a file a user named (``-`` is standard input), at most ``limit`` bytes.
 
     A device that never ends (``/dev/zero``), a directory, a file too large or not UTF-8 is
     refused with a UsageError naming it, instead of hanging or failing later.
     """
     try:
-        if str(path) == "-":
+        if os.fspath(path) == "-":
             data = sys.stdin.buffer.read(limit + 1)
         else:
             with open(path, "rb") as f:
@@ -153,7 +198,7 @@ def read_user_file(path: Path, what: str, limit: int = USER_FILE_LIMIT) -> str:
         raise UsageError(f"the {what} {path} is not UTF-8 text: {exc.reason}") from exc
 
 
-def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
+def write_atomic(path: StrPath, text: str, *, private: bool = False) -> None:
     """Replace ``path`` with ``text`` all at once: readers see the old file or the new one.
 
     See :func:`atomic_writer`, which this uses.
@@ -164,7 +209,7 @@ def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
 
 @contextlib.contextmanager
 def atomic_writer(
-    path: Path, *, private: bool = False, newline: str | None = None
+    path: StrPath, *, private: bool = False, newline: str | None = None
 ) -> Iterator[TextIO]:
     """A text file that replaces ``path`` all at once when the block ends without an error.
 
@@ -177,12 +222,13 @@ def atomic_writer(
     """
     import tempfile
 
-    if not path.name or path.is_dir():
-        raise UsageError(f"{str(path)!r} is not a file name", "Name the file to write.")
-    if path.is_symlink():
+    base = os.path.basename(path)
+    if not base or os.path.isdir(path):
+        raise UsageError(f"{os.fspath(path)!r} is not a file name", "Name the file to write.")
+    if os.path.islink(path):
         raise _link_refused(path)
     _refuse_special(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=parent(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
             if not private:
@@ -195,10 +241,10 @@ def atomic_writer(
         with contextlib.suppress(OSError):
             os.unlink(name)
         raise
-    _sync_directory(path.parent)
+    _sync_directory(parent(path))
 
 
-def _refuse_special(path: Path) -> None:
+def _refuse_special(path: StrPath) -> None:
     """A device, FIFO or socket in place of a file to replace is refused: the new file would
     be renamed over it (``ospp fleet export /dev/null`` run by root would put a regular file
     in place of /dev/null)."""
@@ -214,7 +260,7 @@ def _refuse_special(path: Path) -> None:
         )
 
 
-def _link_refused(path: Path) -> StoreError:
+def _link_refused(path: StrPath) -> StoreError:
     return StoreError(
         E_ACCESS_DENIED,
         f"{path} is a symbolic link (to {os.readlink(path)}); ospp does not follow links "
@@ -223,7 +269,7 @@ def _link_refused(path: Path) -> StoreError:
     )
 
 
-def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
+def write_new(path: StrPath, data: bytes, *, private: bool = False) -> bool:
     """Create ``path`` holding ``data`` unless it exists; True when this call created it.
 
     For a file made once, on first use (a seal key, a hardware profile, a signing key, a new
@@ -238,9 +284,10 @@ def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
     """
     import tempfile
 
-    if path.is_symlink():
+    if os.path.islink(path):
         raise _link_refused(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    prefix = f".{os.path.basename(path)}."
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".new", dir=parent(path))
     moved = False  # renamed into place: no temporary file is left to remove
     try:
         with os.fdopen(fd, "wb") as f:
@@ -261,11 +308,11 @@ def write_new(path: Path, data: bytes, *, private: bool = False) -> bool:
         if not moved:
             with contextlib.suppress(OSError):
                 os.unlink(name)
-    _sync_directory(path.parent)
+    _sync_directory(parent(path))
     return True
 
 
-def _link(source: str, target: Path) -> bool:
+def _link(source: str, target: StrPath) -> bool:
     """``os.link``; False where the file system has no hard links (FAT, exFAT, some network
     shares mounted on Linux), which refuse with EPERM or ENOTSUP."""
     import errno
@@ -281,7 +328,7 @@ def _link(source: str, target: Path) -> bool:
     return True
 
 
-def _create_exclusive(path: Path, data: bytes, private: bool) -> bool:
+def _create_exclusive(path: StrPath, data: bytes, private: bool) -> bool:
     """:func:`write_new` without hard links: ``path`` is created exclusively (one process
     wins, as with a link) and written in place, so a reader at that very moment may find it
     still empty."""
@@ -292,11 +339,11 @@ def _create_exclusive(path: Path, data: bytes, private: bool) -> bool:
     except FileExistsError:
         return False
     write_fd(fd, data, path)
-    _sync_directory(path.parent)
+    _sync_directory(parent(path))
     return True
 
 
-def write_fd(fd: int, data: bytes, path: Path | str) -> None:
+def write_fd(fd: int, data: bytes, path: StrPath) -> None:
     """Write ``data`` to ``fd``, the file just created at ``path``, flush it to disk and
     close it; if that fails the file is removed, never left half-written in its place."""
     try:
@@ -310,7 +357,7 @@ def write_fd(fd: int, data: bytes, path: Path | str) -> None:
         raise
 
 
-def _replace(source: str, target: Path) -> None:
+def _replace(source: str, target: StrPath) -> None:
     """``os.replace``, which Windows refuses while another process has the target open (a
     command reading the lab clock, say): there it is tried again for about two seconds."""
     for attempt in range(10):
@@ -325,7 +372,7 @@ def _replace(source: str, target: Path) -> None:
             time.sleep(0.04 * (attempt + 1))
 
 
-def _sync_directory(directory: Path) -> None:
+def _sync_directory(directory: StrPath) -> None:
     """Make a rename in ``directory`` durable (POSIX; Windows has no directory handles)."""
     if os.name != "posix":
         return
@@ -345,7 +392,7 @@ LOCK_WAIT = 10.0
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: StrPath) -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created if need be) for the block.
 
     For a read-modify-write of a small state file that ``os.replace`` swaps whole: the lock
@@ -362,14 +409,14 @@ def locked(path: Path) -> Iterator[None]:
     flags = access | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_NONBLOCK", 0)  # a FIFO in its place would block the open
     try:
-        if path.is_symlink():  # O_NOFOLLOW refuses it too, where the system has it
+        if os.path.islink(path):  # O_NOFOLLOW refuses it too, where the system has it
             raise _link_refused(path)
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
         raise StoreError(
             E_ACCESS_DENIED,
             f"the lock file {path} cannot be opened: {exc.strerror or exc}",
-            f"Check that {path.parent} is writable.",
+            f"Check that {parent(path)} is writable.",
         ) from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)

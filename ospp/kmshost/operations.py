@@ -16,6 +16,7 @@ import logging
 import signal
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ospp.core import httpd, promtext
@@ -47,7 +48,7 @@ class Operations:
         self.notifier = Notifier(environ)
         self.metrics = kms_metrics.ServingMetrics()
         self.once = Once(log)
-        self.reader = Reader(host.db.path, host.clock)
+        self.reader = Reader(Path(host.db.path), host.clock)
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kms-status")
         self.http_server: asyncio.Server | None = None
         self.http_address: str | None = None  # host:port the HTTP side listens on

@@ -70,7 +70,7 @@ class KmsHost(HostIdentity):
     @classmethod
     def from_env(cls) -> KmsHost:
         """The KMS host this environment names (``OSPP_KMS_HOME``, ``OSPP_NOW``)."""
-        return cls.open(kms_home(), clock_from_env())
+        return cls.open(Path(kms_home()), clock_from_env())
 
     @classmethod
     def stored(cls, home: Path, clock: Clock) -> KmsHost | None:
@@ -92,7 +92,7 @@ class KmsHost(HostIdentity):
     @classmethod
     def stored_from_env(cls) -> KmsHost | None:
         """:meth:`stored` for the host this environment names."""
-        return cls.stored(kms_home(), clock_from_env())
+        return cls.stored(Path(kms_home()), clock_from_env())
 
     @classmethod
     def open(cls, home: Path, clock: Clock) -> KmsHost:
@@ -171,7 +171,7 @@ class KmsHost(HostIdentity):
         own, and :func:`ospp.kmshost.retention.start_background` does both in a thread.
         Returns the threading.Event that stops it."""
         self.db.execute_pragma("wal_autocheckpoint=0")
-        return start_background(self.db.path, self.writing, every)
+        return start_background(Path(self.db.path), self.writing, every)
 
     def configure(
         self,

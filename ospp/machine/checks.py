@@ -13,6 +13,7 @@ activation; ``/dstatus --verify`` uses :func:`full_checker` alone and is not foo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -49,8 +50,8 @@ def hardware_problem(store: MachineStore, activation: Mapping[str, Any]) -> Prob
         return Problem(E_UNTRUSTED, "the activation holds no valid hardware hash")
     if hardware.within_tolerance(stored, current, hw.dockable):
         return None
-    path = store.directory / "hardware.json"
-    since = hw.changed_at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    path = os.path.join(store.directory, hardware.HARDWARE_FILE)
+    since = hw.changed_at or datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
     needed = hardware.NEEDED_DOCKABLE if hw.dockable else hardware.NEEDED
     return Problem(
         E_HARDWARE,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ospp.core.catalog import Product, Sku, catalog
@@ -21,7 +21,15 @@ from ospp.core.errors import (
     LicensingError,
     UsageError,
 )
-from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, machines_root, ospp_home
+from ospp.core.paths import (
+    LOCAL_MACHINE,
+    StrPath,
+    machine_dir,
+    machine_name,
+    machines_root,
+    ospp_home,
+    stat_if_there,
+)
 from ospp.machine.status import LicenceStatus, evaluate
 from ospp.machine.store import MAX_REARMS, STORE_FILE, MachineStore, no_machine
 
@@ -54,14 +62,15 @@ def open_machine(
     return MachineStore.open(home, name, clock, create=create or name == LOCAL_MACHINE)
 
 
-def machine_exists(home: Path, name: str) -> bool:
+def machine_exists(home: StrPath, name: str) -> bool:
     """Whether ``name`` is a simulated machine under ``home`` (this one always is)."""
     if name == LOCAL_MACHINE:
         return True
     try:
-        return (machine_dir(home, name) / STORE_FILE).is_file()
+        found = stat_if_there(os.path.join(machine_dir(home, name), STORE_FILE))
     except OSError:  # cannot be looked at (a directory that may not be entered): opening says
         return True
+    return found is not None and stat.S_ISREG(found.st_mode)
 
 
 def open_for_install(

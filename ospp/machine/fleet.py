@@ -190,7 +190,7 @@ class Templates:
                 client.set_kms_domain(store, spec.kms_domain)
         finally:
             store.db.close()
-        data = bytearray((machine_dir(self._scratch, name) / STORE_FILE).read_bytes())
+        data = bytearray((Path(machine_dir(self._scratch, name)) / STORE_FILE).read_bytes())
         data[18:20] = b"\x01\x01"  # rollback-journal header, so sqlite3 can deserialize it
         return bytes(data)
 
@@ -215,7 +215,7 @@ def _copy(template: bytes, created_at: str) -> bytes:
 
 def place(home: Path, name: str, data: bytes) -> bool:
     """Write a new machine's store whole; False (nothing written) when it already exists."""
-    directory = machine_dir(home, name)
+    directory = Path(machine_dir(home, name))
     target = directory / STORE_FILE
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -334,7 +334,7 @@ def install_key(
 def remove(home: Path, glob: str) -> Iterator[Done]:
     """Delete every machine matching ``glob``."""
     for name in require(home, glob):
-        directory = machine_dir(home, name)
+        directory = Path(machine_dir(home, name))
         try:
             foreign = _foreign(directory)
             if foreign:
@@ -472,7 +472,7 @@ def check_import(home: Path, path: Path, text: str | None = None) -> int:
                 f"{path} line {line}: machine {name} appears twice",
                 "Nothing was imported; a machine's rows must be consecutive.",
             )
-        if (machine_dir(home, name) / STORE_FILE).exists():
+        if (Path(machine_dir(home, name)) / STORE_FILE).exists():
             raise UsageError(
                 f"{path} line {line}: machine {name} already exists",
                 "Nothing was imported; remove it first ('ospp fleet remove') or leave it out.",

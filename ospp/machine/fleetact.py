@@ -112,7 +112,7 @@ def service(
     from ospp.machine.service import run_one
 
     clock = clock_from_env(environ)
-    prepare(ospp_home(environ))
+    prepare(Path(ospp_home(environ)))
 
     def one(name: str | None) -> Iterator[Action]:
         try:

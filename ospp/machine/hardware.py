@@ -9,14 +9,14 @@ keep an activation (4 on a dockable machine). A larger change needs reactivation
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
-from pathlib import Path
 
 from ospp.core.canonical import load_json
 from ospp.core.clock import iso
 from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import locked, write_atomic, write_new
+from ospp.core.paths import StrPath, exists, locked, write_atomic, write_new
 from ospp.core.record import Record
 from ospp.protocol.tolerance import (
     COMPONENTS,
@@ -67,8 +67,8 @@ def _random_value() -> str:
 HARDWARE_FILE = "hardware.json"
 
 
-def _path(directory: Path) -> Path:
-    return directory / HARDWARE_FILE
+def _path(directory: StrPath) -> str:
+    return os.path.join(directory, HARDWARE_FILE)
 
 
 def _fresh() -> dict[str, object]:
@@ -79,7 +79,7 @@ def _fresh() -> dict[str, object]:
     }
 
 
-def _write(path: Path, data: dict[str, object]) -> None:
+def _write(path: StrPath, data: dict[str, object]) -> None:
     try:
         write_atomic(path, json.dumps(data, indent=2), private=True)
     except OSError as exc:
@@ -89,7 +89,7 @@ def _write(path: Path, data: dict[str, object]) -> None:
         ) from exc
 
 
-def _create(path: Path, data: dict[str, object]) -> None:
+def _create(path: StrPath, data: dict[str, object]) -> None:
     """Write a new profile, unless another process just did: then that one is kept, so every
     process that made one at once goes on with the same hardware."""
     try:
@@ -101,13 +101,14 @@ def _create(path: Path, data: dict[str, object]) -> None:
         ) from exc
 
 
-def load(directory: Path) -> Hardware:
+def load(directory: StrPath) -> Hardware:
     """The machine's hardware profile, created (random components) on first use."""
     path = _path(directory)
-    if not path.exists():
+    if not exists(path):
         _create(path, _fresh())
     try:
-        data = load_json(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            data = load_json(f.read())
         components = {name: str(data["components"][name]) for name in COMPONENTS}
         changed = data.get("changed_at")
         return Hardware(
@@ -126,7 +127,7 @@ def load(directory: Path) -> Hardware:
         ) from exc
 
 
-def change(directory: Path, names: list[str], now: datetime) -> Hardware:
+def change(directory: StrPath, names: list[str], now: datetime) -> Hardware:
     """Simulate replacing components (new random values).
 
     Changes take turns (a lock file beside the profile), so concurrent ones each keep their
@@ -141,11 +142,11 @@ def change(directory: Path, names: list[str], now: datetime) -> Hardware:
             f"Components: {', '.join(COMPONENTS)}.",
         )
     load(directory)  # made first if need be, outside the lock
-    with locked(directory / "hardware.json.lock"):
+    with locked(_path(directory) + ".lock"):
         return _replace_parts(directory, names, now)
 
 
-def _replace_parts(directory: Path, names: list[str], now: datetime) -> Hardware:
+def _replace_parts(directory: StrPath, names: list[str], now: datetime) -> Hardware:
     current = load(directory)
     components = dict(current.components)
     for name in names:

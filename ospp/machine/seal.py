@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ospp.core.canonical import canonical
 from ospp.core.digest import hmac_sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import write_new
+from ospp.core.paths import StrPath, exists, write_new
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 
@@ -27,15 +26,15 @@ SEAL_FILE = "seal.key"
 KEY_BYTES = 32
 
 
-def seal_key(home: Path, create: bool) -> bytes | None:
+def seal_key(home: StrPath, create: bool) -> bytes | None:
     """The per-home seal key; created on first use when ``create``.
 
     Without ``create`` a key that is missing or cannot be read is None: activations are then
     checked by their signatures. With it (an activation is about to be sealed) such a key is
     a StoreError, and the file is left as it is.
     """
-    path = home / SEAL_FILE
-    if create and not path.exists():
+    path = os.path.join(home, SEAL_FILE)
+    if create and not exists(path):
         # secrets.token_hex(32); several processes making it at once all use the one that won
         try:
             write_new(path, os.urandom(32).hex().encode("ascii"), private=True)
@@ -45,10 +44,11 @@ def seal_key(home: Path, create: bool) -> bytes | None:
                 f"the seal key {path} cannot be written: {exc.strerror or exc}",
                 "Check that OSPP_HOME is writable.",
             ) from exc
-    elif not path.exists():
+    elif not exists(path):
         return None
     try:
-        key = bytes.fromhex(path.read_bytes().decode("ascii").strip())
+        with open(path, "rb") as f:
+            key = bytes.fromhex(f.read().decode("ascii").strip())
         if len(key) != KEY_BYTES:
             raise ValueError(f"{len(key)} bytes, not {KEY_BYTES}")
     except (OSError, ValueError) as exc:
@@ -58,17 +58,17 @@ def seal_key(home: Path, create: bool) -> bytes | None:
     return key
 
 
-def require_key(home: Path, create: bool = True) -> bytes | None:
+def require_key(home: StrPath, create: bool = True) -> bytes | None:
     """The seal key for sealing a new activation, created on first use when ``create`` (else
     None while there is none); a damaged one is a StoreError naming the file, which is left as
     it is (every seal made with it would be lost). ``create=False`` checks it before an
     activation is asked for, without leaving a key behind when that activation fails."""
-    if not create and not (home / SEAL_FILE).exists():
+    if not create and not exists(os.path.join(home, SEAL_FILE)):
         return None
     return seal_key(home, create=True)
 
 
-def _damaged(path: Path, exc: Exception) -> StoreError:
+def _damaged(path: StrPath, exc: Exception) -> StoreError:
     if isinstance(exc, OSError):
         what = N_(
             "the {store} {path} cannot be read: {why}",

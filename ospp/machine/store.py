@@ -11,7 +11,6 @@ import os
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.catalog import Channel, Product, Sku, catalog
@@ -25,7 +24,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.core.paths import machine_dir
+from ospp.core.paths import StrPath, machine_dir
 from ospp.core.record import Record
 
 if TYPE_CHECKING:
@@ -145,7 +144,7 @@ def no_machine(name: str) -> NoMachine:
     )
 
 
-def machines_unreadable(root: Path, exc: OSError) -> StoreError:
+def machines_unreadable(root: StrPath, exc: OSError) -> StoreError:
     """The error for a directory of machines that cannot be listed."""
     return StoreError(
         E_ACCESS_DENIED,
@@ -158,12 +157,12 @@ def machines_unreadable(root: Path, exc: OSError) -> StoreError:
     )
 
 
-def holds_store(directory: Path) -> bool:
+def holds_store(directory: StrPath) -> bool:
     """Whether a machine's directory holds its store. Anything in the store's place (a FIFO,
     a link) counts, and so does a directory that cannot be looked into (a mode that forbids
     it), so that opening it reports why."""
     try:
-        os.lstat(directory / STORE_FILE)
+        os.lstat(os.path.join(directory, STORE_FILE))
     except FileNotFoundError:
         return False
     except OSError:
@@ -174,19 +173,19 @@ def holds_store(directory: Path) -> bool:
 class MachineStore:
     """The licence store of one simulated machine. Construct with :meth:`open`."""
 
-    def __init__(self, db: Database, name: str, directory: Path, clock: Clock) -> None:
+    def __init__(self, db: Database, name: str, directory: StrPath, clock: Clock) -> None:
         self.db = db
         self.name = name
-        self.directory = directory
+        self.directory = os.fspath(directory)
         self.clock = clock
 
     @property
-    def home(self) -> Path:
+    def home(self) -> str:
         """The home this machine belongs to (``OSPP_HOME``): trust anchors, seal key."""
-        return self.directory.parent.parent
+        return os.path.dirname(os.path.dirname(self.directory))
 
     @classmethod
-    def open(cls, home: Path, name: str, clock: Clock, *, create: bool = False) -> MachineStore:
+    def open(cls, home: StrPath, name: str, clock: Clock, *, create: bool = False) -> MachineStore:
         """The store of machine ``name``; ``create`` makes it when there is none (a new
         machine, or this one). Otherwise a machine whose store is gone, removed by another
         process meanwhile, is the error for a machine that does not exist: it is never
@@ -196,9 +195,13 @@ class MachineStore:
             clock.now()  # a damaged lab clock is refused before a new store is made
         try:
             # the hardware profile is made once the store is (ospp.machine.hardware)
-            witness = directory / "hardware.json"
+            witness = os.path.join(directory, "hardware.json")
             db = Database(
-                directory / STORE_FILE, "licence", _SCHEMA, create=create, witnesses=[witness]
+                os.path.join(directory, STORE_FILE),
+                "licence",
+                _SCHEMA,
+                create=create,
+                witnesses=[witness],
             )
         except StoreMissing:
             raise no_machine(name) from None

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import binascii
 import json
+import os
+import stat
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.canonical import canonical, load_json
 from ospp.core.digest import sha256
 from ospp.core.errors import E_UNTRUSTED, N_, LicensingError, OsppError, UsageError
-from ospp.core.paths import center_home, read_user_file, write_atomic
+from ospp.core.paths import (
+    StrPath,
+    center_home,
+    exists,
+    read_user_file,
+    stat_if_there,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from ospp.protocol.crypto import PublicBundle
@@ -26,39 +34,45 @@ if TYPE_CHECKING:
 Anchors = Mapping[str, "PublicBundle"]
 
 
-def trust_dir(home: Path) -> Path:
-    return home / "trust"
+def trust_dir(home: StrPath) -> str:
+    return os.path.join(home, "trust")
 
 
-def anchor_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
+def anchor_files(home: StrPath, environ: Mapping[str, str]) -> list[str]:
     """The trust anchors' files: <home>/trust/*.json, plus the local authority's public key
     file when no remote authority (OSPP_AUTHORITY) is configured."""
     trust = trust_dir(home)
     try:
-        files = sorted(trust.glob("*.json")) if trust.is_dir() else []
+        found = stat_if_there(trust)
+        names = os.listdir(trust) if found is not None and stat.S_ISDIR(found.st_mode) else []
+        # *.json, as a glob matches it: hidden files too, and any case on Windows
+        files = sorted(
+            os.path.join(trust, n) for n in names if os.path.normcase(n).endswith(".json")
+        )
     except OSError as exc:  # a trust store that may not be read: named, as a bad anchor is
-        files = [trust / f"*.json ({exc.strerror or exc})"]
+        files = [os.path.join(trust, f"*.json ({exc.strerror or exc})")]
     if not environ.get("OSPP_AUTHORITY"):
-        files.insert(0, center_home(environ) / "authority.pub.json")
+        files.insert(0, os.path.join(center_home(environ), "authority.pub.json"))
     return [f for f in files if _present(f)]
 
 
-def _present(path: Path) -> bool:
+def _present(path: StrPath) -> bool:
     """Whether an anchor file is there; one that cannot even be looked for (a directory that
     may not be entered) counts, so that reading it names it among the unreadable."""
     try:
-        return path.exists()
+        return exists(path)
     except OSError:
         return True
 
 
-def trusted_fingerprints(home: Path, environ: Mapping[str, str]) -> list[str]:
+def trusted_fingerprints(home: StrPath, environ: Mapping[str, str]) -> list[str]:
     """Fingerprints of the trust anchors, computed as crypto.PublicBundle does, without
     loading ``cryptography`` or OpenSSL (status reads use it to check seals)."""
     found = set()
     for path in anchor_files(home, environ):
         try:
-            data = load_json(path.read_text(encoding="utf-8"))
+            with open(path, encoding="utf-8") as f:
+                data = load_json(f.read())
             # base64.b64decode(..., validate=True), without importing base64
             ed25519 = binascii.a2b_base64(data["ed25519"].encode("ascii"), strict_mode=True)
             raw = ed25519 + data["dsa"].encode("ascii")
@@ -80,7 +94,7 @@ class AnchorSet(dict[str, "PublicBundle"]):
         self.unreadable: list[str] = []
 
 
-def anchors(home: Path, environ: Mapping[str, str]) -> AnchorSet:
+def anchors(home: StrPath, environ: Mapping[str, str]) -> AnchorSet:
     """Trusted authority keys by fingerprint (may be empty: callers fail closed)."""
     from ospp.protocol.crypto import PublicBundle
 
@@ -127,7 +141,7 @@ def require_anchors(found: AnchorSet) -> AnchorSet:
     return found
 
 
-def add_anchor(home: Path, source: Path, text: str | None = None) -> PublicBundle:
+def add_anchor(home: StrPath, source: StrPath, text: str | None = None) -> PublicBundle:
     """Install the authority public key file ``source`` as a trust anchor of ``home``.
 
     ``text``, when given, is the file's content (read from standard input, say); ``source``
@@ -141,8 +155,8 @@ def add_anchor(home: Path, source: Path, text: str | None = None) -> PublicBundl
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{source} is not an authority public key file: {exc}") from exc
     target = trust_dir(home)
-    target.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = target / f"{bundle.fingerprint}.json"
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    path = os.path.join(target, f"{bundle.fingerprint}.json")
     write_atomic(path, json.dumps(bundle.to_json(), indent=2) + "\n")
     return bundle
 
