@@ -682,6 +682,26 @@ def test_remove_deletes_machines_only(ospp: Ospp) -> None:
     assert (root / "ws 9" / "notes.txt").read_text() == "mine"
 
 
+def test_remove_keeps_this_machine(ospp: Ospp) -> None:
+    """localhost is in every home: a glob that reaches it removes the others and keeps it,
+    keys and all; naming only it is refused, with nothing removed."""
+    ospp.install("ProPlus2021")
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
+    assert ospp("/inpkey:" + key).code == 0
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    store = ospp.store_file()
+    before = store.read_bytes()
+    for glob in ("localhost", "local*"):
+        ran = ospp("fleet", "remove", glob)
+        assert ran.code == 2 and "localhost" in ran.out and "/unpkey" in ran.out, ran.out
+    assert store.read_bytes() == before
+    ran = ospp("fleet", "remove", "*", "--json")
+    assert ran.code == 0, ran.out + ran.err
+    assert ran.data()["summary"] == {"removed": 2, "kept": 1}
+    assert ospp("machines", "--json").data()["machines"] == ["localhost"]
+    assert key[-5:] in ospp("/dstatus").out
+
+
 def _interrupt_when(ospp: Ospp, args: tuple[str, ...], ready: Callable[[], bool]) -> Ran:
     """Run ospp with ``args`` and press Ctrl+C (SIGINT) once ``ready()`` holds."""
     import signal

@@ -329,12 +329,13 @@ def _counted(done: Iterable[Any], total: int, label: str) -> Result:
 @JSON_OPTION
 @reports
 def remove(glob: str) -> Result:
-    """Delete every machine whose name matches GLOB (and no other)."""
+    """Delete every machine whose name matches GLOB (and no other); this machine
+    (localhost) is kept."""
     from ospp.machine import fleet
 
     _needs_admin("remove")
     home = Path(ospp_home())
-    total = len(fleet.require(home, glob))
+    total = len(fleet.removable(home, glob))
     return _counted(fleet.remove(home, glob), total, "removing")
 
 

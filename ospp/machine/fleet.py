@@ -33,7 +33,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.core.paths import machine_dir, machine_name, machines_root, write_new
+from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, machines_root, write_new
 from ospp.machine import client
 from ospp.machine.hardware import HARDWARE_FILE
 from ospp.machine.store import (
@@ -331,9 +331,26 @@ def install_key(
     yield from parallel(require(home, glob), one)
 
 
+def removable(home: Path, glob: str) -> list[str]:
+    """The machines ``fleet remove GLOB`` is about: :func:`require`'s, refused when the only
+    one is this machine, which :func:`remove` keeps."""
+    found = require(home, glob)
+    if found == [LOCAL_MACHINE]:
+        raise UsageError(
+            f"{glob!r} matches only {LOCAL_MACHINE}, this machine, which every home has: "
+            "fleet remove removes the other, simulated machines",
+            "To take its products' keys off it: ospp /unpkey:XXXXX (the last 5 characters).",
+        )
+    return found
+
+
 def remove(home: Path, glob: str) -> Iterator[Done]:
-    """Delete every machine matching ``glob``."""
+    """Delete every machine matching ``glob`` except this one (``localhost``): a glob such
+    as ``*`` reaches it too, and it is kept (outcome ``kept``), never emptied."""
     for name in require(home, glob):
+        if name == LOCAL_MACHINE:
+            yield Done(name, "kept")
+            continue
         directory = Path(machine_dir(home, name))
         try:
             foreign = _foreign(directory)
