@@ -339,6 +339,14 @@ def test_timeline_draws_one_series_per_state(ospp: Ospp, tmp_path: Path, fmt: st
     assert len(set(series)) == 6
 
 
+def test_a_chart_that_cannot_be_written_is_named(ospp: Ospp, tmp_path: Path) -> None:
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    svg, html = tmp_path / "t.svg", tmp_path / "missing" / "t.html"
+    ran = ospp("fleet", "timeline", "--svg", str(svg), "--html", str(html))
+    assert ran.code == 2 and f"the chart {html} cannot be written" in ran.out, ran.out
+    assert "0x80070057" in ran.out and "directory that exists" in ran.out
+
+
 def test_status_in_worker_processes_matches_and_reports_a_damaged_store(
     ospp: Ospp, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -432,17 +432,20 @@ def timeline(
     for day, counts in points:
         table.append(f"{day:{when}}  " + " ".join(f"{counts.get(s, 0):>19}" for s in states))
     title = f"Licence states of {glob or 'all machines'}, {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    picture = fleetplot.svg(points, states, title)
+    charts = [(svg_file, picture)] if svg_file else []
+    if html_file:
+        charts.append((html_file, fleetplot.html(picture, title, table)))
     written = []
-    try:
-        picture = fleetplot.svg(points, states, title)
-        if svg_file:
-            write_atomic(svg_file, picture)
-            written.append(f"Wrote {svg_file}")
-        if html_file:
-            write_atomic(html_file, fleetplot.html(picture, title, table))
-            written.append(f"Wrote {html_file}")
-    except OSError as exc:
-        raise UsageError(f"the chart cannot be written: {exc.strerror or exc}") from exc
+    for target, text in charts:
+        try:
+            write_atomic(target, text)
+        except OSError as exc:
+            raise UsageError(
+                f"the chart {target} cannot be written: {exc.strerror or exc}",
+                "Name a file in a directory that exists and may be written.",
+            ) from exc
+        written.append(f"Wrote {target}")
     data = {
         "states": list(states),
         "points": [
