@@ -41,7 +41,9 @@ def _lab_now() -> datetime:
     return state.now(real) if state else real
 
 
-def _report(state: lab.LabState | None, action: str | None = None) -> Result:
+def _report(
+    state: lab.LabState | None, action: str | None = None, moved_by: timedelta | None = None
+) -> Result:
     path = lab.clock_file()
     real = datetime.now(UTC)
     ospp_now = os.environ.get("OSPP_NOW", "").strip() or None
@@ -76,6 +78,8 @@ def _report(state: lab.LabState | None, action: str | None = None) -> Result:
             "offset_seconds": int((state.now(real) - real).total_seconds()),
         },
     }
+    if moved_by is not None:
+        data["moved_by_seconds"] = int(moved_by.total_seconds())
     return Result(lines, data, banners=False)
 
 
@@ -122,7 +126,7 @@ def advance(duration: str) -> Result:
     by = lab.parse_duration(duration, "DURATION")
     _changing(lambda: lab.shifted(_lab_now(), by, "the lab clock"))
     state = lab.lab_advance(lab.clock_file(), by)
-    return _report(state, f"Lab clock moved by {_span(by)}")
+    return _report(state, f"Lab clock moved by {_span(by)}", moved_by=by)
 
 
 @clock_group.command("freeze")

@@ -81,6 +81,7 @@ SHARED: dict[str, Schema] = {
     ),
     # the clock ospp reads (clock show, and every clock command after its change)
     "clock": obj(
+        ("moved_by_seconds",),
         now_at=time("The time every command uses now."),
         source=string("OSPP_NOW, lab clock or real time."),
         ospp_now=nullable(string("OSPP_NOW as set (a time or an offset such as +7d).")),
@@ -93,6 +94,7 @@ SHARED: dict[str, Schema] = {
                 offset_seconds=integer("How far the lab clock is from real time."),
             )
         ),
+        moved_by_seconds=integer("clock advance only: how far it moved the lab clock."),
     ),
     # the KMS host's DNS publishing settings (kms dns set, enable, disable)
     "dns_publishing": obj(
