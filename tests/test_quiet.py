@@ -49,3 +49,16 @@ def test_quiet_may_come_after_the_command_as_json_may(ospp: Ospp):
     # after '--' it is an argument like any other: here a computer name, and not a valid one
     literal = ospp("/dstatus", "--", "-q")
     assert literal.code == 2 and "'-q'" in literal.out + literal.err
+
+
+def test_quiet_fleet_status_prints_only_what_failed(ospp: Ospp):
+    """A report like /dstatus: under --quiet its rows are not printed, the exit status and a
+    store that could not be read still are."""
+    ospp("fleet", "create", "ws", "3", "--product", "ProPlus2021")
+    for args in (["fleet", "status"], ["fleet", "status", "--csv"]):
+        done = ospp("-q", *args)
+        assert done.code == 0 and done.out == "", done.out
+    (ospp.home / "client" / "machines" / "ws2" / "licenses.db").write_bytes(b"not a store" * 100)
+    failed = ospp("fleet", "status", "-q")
+    assert failed.code == 3 and failed.out == "", failed.out
+    assert "ws2" in failed.err and "could not be read" in failed.err

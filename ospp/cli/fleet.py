@@ -17,7 +17,15 @@ from typing import Any, TypeVar
 
 import click
 
-from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, needs_admin, reports
+from ospp.cli.base import (
+    JSON_OPTION,
+    Result,
+    command_name,
+    json_wanted,
+    needs_admin,
+    quiet,
+    reports,
+)
 from ospp.core.clock import clock_from_env, iso, parse_duration, parse_time
 from ospp.core.errors import (
     N_,
@@ -58,14 +66,14 @@ def _needs_admin(command: str) -> None:
     needs_admin(f"ospp fleet {command}")
 
 
-def quiet() -> bool:
+def _as_json() -> bool:
     ctx = click.get_current_context()
     return json_wanted(ctx, bool(ctx.params.get("as_json")))
 
 
 def progress(items: Iterable[T], length: int, label: str) -> Iterator[T]:
     """``items``, with a progress bar on stderr when it is a terminal and not --json."""
-    if quiet() or not sys.stderr.isatty():
+    if _as_json() or not sys.stderr.isatty():
         yield from items
         return
     with click.progressbar(items, length=length, label=label, file=sys.stderr) as bar:
@@ -174,7 +182,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     from ospp.cli import stream
     from ospp.machine import fleetview
 
-    as_json = quiet()
+    as_json = _as_json()
     if as_csv and as_json:
         raise UsageError("--csv and --json exclude each other")
     if wanted is not None and wanted.upper() not in fleetview.ROW_STATES:
@@ -212,14 +220,17 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
         def write(self, text: str) -> None:
             click.echo(text, nl=False)
 
+    shown = not quiet()  # under --quiet only the exit status, and what failed, on stderr
     writer = csv.writer(Echo(), lineterminator="\n")
-    if as_csv:
+    if shown and as_csv:
         writer.writerow(HEADER)
-    else:
+    elif shown:
         click.echo(_TABLE.format("MACHINE", "PRODUCT", "STATUS", "CODE", "KEY", "DAYS LEFT",
                                  "LAST ACTIVATION", "KMS HOST"))  # fmt: skip
     try:
         for values in counted():
+            if not shown:
+                continue
             # the KMS host is the name a client was given (by DNS, say): outside text
             cells = ["" if values[c] is None else printable(str(values[c])) for c in COLUMNS]
             if as_csv:
@@ -232,7 +243,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     failed = problem()
     if failed is not None:  # the rows say ERROR; what was wrong, and where, goes to stderr
         click.echo(f"ospp: {failed.message}", err=True)
-    return Result([] if as_csv else [summary(counts)], banners=False, failed=failed)
+    return Result([summary(counts)] if shown and not as_csv else [], banners=False, failed=failed)
 
 
 @fleet_group.command("act")
@@ -274,7 +285,7 @@ def act(glob: str | None) -> Result:
     pools = fleetact.Pools()
     try:
         rows = failures(fleetact.act(home, glob, os.environ, clock_from_env(), pools))
-        if quiet():  # --json lists every failure
+        if _as_json():  # --json lists every failure
             fields = [("summary", counts), ("failures", rows)]
             stream.json_report(command_name(click.get_current_context()), fields, problem)
             return Result(banners=False, failed=problem(), printed=True)
