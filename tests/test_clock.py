@@ -398,3 +398,29 @@ def test_a_full_count_does_not_outlive_a_clock_moved_back(ospp: Ospp) -> None:
         assert ran["ok"] is False and ran["error"]["code"] == "0xC004F038", ran
     finally:
         host.stop()
+
+
+@pytest.mark.parametrize("suffix", ["/", "/.", "//"])
+def test_a_clock_file_named_with_a_trailing_separator_is_that_file(
+    ospp: Ospp, tmp_path: Path, suffix: str
+) -> None:
+    """OSPP_CLOCK_FILE is a file name however it is written: 'clock.json/' and 'clock.json/.'
+    name clock.json (as pathlib reads them), never a directory to make and lock inside."""
+    target = tmp_path / "lab" / "clock.json"
+    env = {"OSPP_CLOCK_FILE": str(target) + suffix}
+    assert ospp("clock", "set", "2027-01-01T00:00Z", env=env).code == 0
+    moved = ospp("clock", "advance", "1d", "--json", env=env)
+    assert moved.code == 0 and moved.data()["clock_file"] == str(target), moved.out
+    assert target.is_file() and sorted(p.name for p in target.parent.iterdir()) == [
+        "clock.json",
+        "clock.json.lock",
+    ]
+    assert ospp("clock", "reset", env=env).code == 0 and not target.exists()
+
+
+def test_paths_from_the_environment_are_named_as_given_but_tidied(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    shown = ospp("clock", "show", "--json", env={"OSPP_HOME": f"{tmp_path}//h/./"}).data()
+    assert shown["clock_file"] == str(home / "clock.json")

@@ -841,6 +841,66 @@ def test_a_fifo_in_place_of_a_store_file_is_refused_not_waited_on(ospp: Ospp, na
     assert stat.S_ISFIFO(os.lstat(path).st_mode)  # left as it is
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize(
+    "where",
+    ["client/machines/localhost/hardware.json", "client/seal.key", "center/authority.pub.json"],
+)
+def test_a_fifo_in_place_of_a_state_file_is_never_waited_on(ospp: Ospp, where: str):
+    """The hardware profile, the seal key and a trust anchor are read by every status read of
+    an activated machine: a FIFO in place of one is reported (or, for the seal, the activation
+    is verified from its signature instead), never read until it ends."""
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
+    ospp.install()
+    assert ospp("/inpkey:" + key, "--act").code == 0
+    path = ospp.home / where
+    path.unlink()
+    os.mkfifo(path)
+    for args in (("/dstatus",), ("trust", "list"), ("fleet", "status")):
+        ran = ospp.proc(*args, timeout=30)  # it would hang, and time out, if it read the FIFO
+        assert ran.code in (0, 1, 3) and "internal error" not in ran.err, (args, ran)
+    ran = ospp.proc("dstatus", "--json", timeout=30)
+    if where.endswith("hardware.json"):
+        assert ran.code == 3 and "not a regular file" in ran.json()["error"]["message"], ran
+    elif where.endswith("authority.pub.json"):
+        status = ran.data()["products"][0]
+        assert status["status"] != "LICENSED"  # the authority that signed it is not trusted
+        listed = ospp.proc("trust", "list", "--json", timeout=30).data()
+        assert "not a regular file" in listed["unreadable"][0]
+    else:
+        assert ran.data()["products"][0]["status"] == "LICENSED"  # its signature vouches
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)  # left as it is
+
+
+@needs_modes
+def test_a_trust_store_that_may_not_be_listed_is_said_once(ospp: Ospp) -> None:
+    assert ospp("center", "init").code == 0
+    trust = ospp.home / "client" / "trust"
+    trust.mkdir(parents=True)
+    shutil.copy(ospp.home / "center" / "authority.pub.json", trust / "a.json")
+    for mode in (0, 0o300):  # neither read nor entered; entered but not read
+        trust.chmod(mode)
+        try:
+            done = _as_user(ospp, "trust", "list", "--json")
+        finally:
+            trust.chmod(0o700)
+        assert done.returncode == 0, done.stdout + done.stderr
+        unreadable = json.loads(done.stdout)["data"]["unreadable"]
+        assert unreadable == [f"{trust}: cannot be listed: Permission denied"], unreadable
+
+
+def test_a_home_whose_name_is_not_utf8_works(ospp: Ospp, tmp_path: Path) -> None:
+    """A name is bytes on POSIX: one that is not UTF-8 still names a home (SQLite's URIs
+    carry the bytes escaped)."""
+    home = os.fsdecode(bytes(tmp_path) + b"/h\xff")
+    env = {"OSPP_HOME": home}
+    assert ospp.proc("fleet", "create", "w", "2", "--product", "ProPlus2021", env=env).code == 0
+    for args in (("fleet", "status"), ("/dstatus", "w1"), ("machines",)):
+        ran = ospp.proc(*args, env=env)
+        assert ran.code == 0 and "internal error" not in ran.err, (args, ran)
+    assert "Summary: 2 OOB_GRACE" in ospp.proc("fleet", "status", env=env).out
+
+
 @pytest.mark.parametrize("name", ["activation_interval", "renewal_interval", "port"])
 def test_a_kms_host_setting_edited_by_hand_is_a_store_error(ospp: Ospp, name: str):
     assert ospp("kms", "dns", "disable").code == 0  # a change: the host's store is made

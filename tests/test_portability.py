@@ -15,9 +15,16 @@ import pytest
 
 import ospp
 import ospp.core.paths
-from ospp.core.db import sqlite_uri
+from ospp.core.db import absolute_path, sqlite_uri
 from ospp.core.errors import UsageError
-from ospp.core.paths import machine_name, parent, windows_name_problem, write_atomic, write_new
+from ospp.core.paths import (
+    machine_name,
+    parent,
+    pathlib_form,
+    windows_name_problem,
+    write_atomic,
+    write_new,
+)
 from ospp.machine.fleet import create_names, read_csv
 from tests.conftest import PRODUCT, Ospp
 
@@ -330,11 +337,53 @@ def test_a_relative_str_path_has_no_uri() -> None:
         sqlite_uri("licenses.db")
 
 
-@pytest.mark.parametrize(
-    "path", ["a", "a/b", "a/b/", "a//b", "/", "/a", "//a/b", "./a", "../a/b", "a/b/.."]
-)
-def test_parent_is_the_directory_pathlib_gives(path: str) -> None:
-    assert parent(path) == str(Path(path).parent)
+# Paths as ospp may be given them: with doubled and trailing separators, '.' and '..' parts,
+# POSIX's two leading slashes, and on Windows drives, shares, device paths and '/'.
+_POSIX_PATHS = [
+    *("a", "a/b", "a/b/", "a//b", "/", "/a", "//a/b", "///a", "//", "///", "////a//", "//a"),
+    *("./a", "../a/b", "a/b/..", "a/.", "/a/.", "a/b/.", "x//./y", ".", "c.json/.", "a\\b"),
+]
+_WINDOWS_PATHS = [
+    *("C:\\", "C:\\x", "C:x", "C:", "c:/Users/A B/ospp", "C:/a//b/./c", "C:\\x\\..\\y"),
+    *("\\\\srv\\share", "\\\\srv\\share\\", "\\\\srv\\share\\x\\y", "//srv/share/x"),
+    *("\\\\?\\C:\\x", "\\\\.\\pipe\\x", "\\x", "/x/y", "a/b\\c", "..\\a", "//a//b"),
+]
+
+
+@pytest.mark.parametrize("path", _POSIX_PATHS)
+def test_paths_are_named_and_parented_as_pathlib_does_on_posix(path: str) -> None:
+    import posixpath
+
+    assert pathlib_form(path, posixpath) == str(PurePosixPath(path))
+    assert parent(path, posixpath) == str(PurePosixPath(path).parent)
+
+
+@pytest.mark.parametrize("path", _WINDOWS_PATHS + _POSIX_PATHS)
+def test_paths_are_named_and_parented_as_pathlib_does_on_windows(path: str) -> None:
+    import ntpath
+
+    assert pathlib_form(path, ntpath) == str(PureWindowsPath(path))
+    assert parent(path, ntpath) == str(PureWindowsPath(path).parent)
+
+
+def test_a_windows_path_without_a_drive_gets_one_before_it_becomes_a_uri(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``\\lab`` is absolute to ``os.path.isabs`` on Windows but has no drive, and no file URI
+    holds it: the store's path is completed as the system completes it (GetFullPathName, here
+    emulated from a working directory on D:), not given to SQLite as it is."""
+    import ntpath
+    from types import SimpleNamespace
+
+    import ospp.core.db
+
+    def full_path(path: str) -> str:
+        return ntpath.normpath(ntpath.join("D:\\work", path))
+
+    fake = SimpleNamespace(name="nt", path=SimpleNamespace(abspath=full_path), fsencode=os.fsencode)
+    monkeypatch.setattr(ospp.core.db, "os", fake)
+    uri = sqlite_uri(absolute_path("\\ospp-lab\\machines\\ws1\\licenses.db"))
+    assert uri == "file:///D:/ospp-lab/machines/ws1/licenses.db"
 
 
 def test_a_home_whose_path_starts_with_two_slashes_gets_the_quick_fleet_read(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
-from ospp.core.paths import StrPath, locked, ospp_home, parent, write_atomic
+from ospp.core.paths import StrPath, locked, ospp_home, parent, pathlib_form, write_atomic
 from ospp.core.record import Record
 
 CLOCK_FILE = "clock.json"
@@ -118,7 +118,7 @@ def clock_file(environ: Mapping[str, str] = os.environ) -> str:
     """Where the lab clock lives: ``OSPP_CLOCK_FILE``, else in ``OSPP_HOME`` or the data dir."""
     value = environ.get("OSPP_CLOCK_FILE")
     if value:
-        return value
+        return pathlib_form(value)
     return os.path.join(ospp_home(environ), CLOCK_FILE)
 
 

@@ -81,7 +81,8 @@ def sqlite_uri(path: str | PurePath) -> str:
     """An absolute ``path`` as an SQLite ``file:`` URI, to add ``?mode=ro`` and the like to.
 
     This is ``as_uri()``; a ``str`` on POSIX is encoded here as ``PurePosixPath.as_uri()``
-    encodes it, so that opening a store needs no pathlib (:mod:`ospp.core.paths`). SQLite
+    encodes the same path (without tidying it: the paths ospp builds are already in pathlib's
+    form), so that opening a store needs no pathlib (:mod:`ospp.core.paths`). SQLite
     accepts no host in a URI, but ``as_uri()`` writes a Windows UNC path
     (``\\\\server\\share\\...``) as ``file://server/share/...``: that becomes
     ``file:////server/share/...``, an empty host and the path with its two leading slashes,
@@ -103,9 +104,14 @@ def sqlite_uri(path: str | PurePath) -> str:
     return uri
 
 
-def _absolute(path: str) -> str:
-    """``path`` made absolute as ``Path.absolute()`` does: from the working directory, and
-    not otherwise normalised (``..`` stays: it may follow a link)."""
+def absolute_path(path: str) -> str:
+    """``path`` made absolute. On POSIX as ``Path.absolute()`` does: from the working
+    directory, and not otherwise normalised (``..`` stays: it may follow a link). On Windows
+    as the system resolves it (``GetFullPathName``): a root without a drive (``\\lab``) or a
+    drive without a root (``C:lab``) is completed from the working directories, which
+    ``isabs`` alone would take for absolute or leave without a drive, and no URI holds."""
+    if os.name == "nt":
+        return os.path.abspath(path)
     return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
 
 
@@ -351,7 +357,7 @@ class Database:
 
     def _open_read_only(self) -> sqlite3.Connection:
         """A connection that can never write the file, even when the directory is read-only."""
-        uri = sqlite_uri(_absolute(self.path))
+        uri = sqlite_uri(absolute_path(self.path))
         try:
             conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
             try:
@@ -465,7 +471,7 @@ class Database:
 
     def _open_read_write(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         # mode=rw never creates the file: a store removed since it was inspected stays gone
-        where = self.path if self._may_create else f"{sqlite_uri(_absolute(self.path))}?mode=rw"
+        where = self.path if self._may_create else f"{sqlite_uri(absolute_path(self.path))}?mode=rw"
         try:
             conn = sqlite3.connect(
                 where, timeout=_BUSY_SECONDS, isolation_level=None, uri=not self._may_create

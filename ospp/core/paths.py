@@ -17,6 +17,7 @@ import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from types import ModuleType
 from typing import TextIO, TypeAlias
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
@@ -45,7 +46,7 @@ def _env_dir(environ: Mapping[str, str], name: str) -> str | None:
             f"{name} is set but empty",
             f"Set {name} to a directory, or unset it to use the default.",
         )
-    return value
+    return pathlib_form(value)
 
 
 def ospp_home(environ: Mapping[str, str] = os.environ) -> str:
@@ -155,12 +156,47 @@ def exists(path: StrPath) -> bool:
     return stat_if_there(path) is not None
 
 
-def parent(path: StrPath) -> str:
-    """The directory ``path`` is in, as ``Path(path).parent`` gives it (``.`` for a bare
-    name)."""
-    text = os.fspath(path)
-    text = text.rstrip(os.sep + (os.altsep or "")) or text
-    return os.path.dirname(text) or os.curdir
+def _parts(path: str, flavour: ModuleType) -> tuple[str, str, list[str]]:
+    """``path``'s drive, root and names as pathlib parses them: separators (and Windows'
+    ``/``) collapsed, ``.`` dropped, ``..`` kept; POSIX keeps exactly two leading slashes."""
+    sep = flavour.sep
+    if flavour.altsep:
+        path = path.replace(flavour.altsep, sep)
+    drive, rest = _split_drive(path) if sep == "\\" else ("", path)
+    root = ""
+    if rest.startswith(sep) or drive.startswith(sep * 2):  # a Windows share has its root
+        two = sep == "/" and rest.startswith("//") and not rest.startswith("///")
+        root = "//" if two else sep
+    return drive, root, [p for p in rest.split(sep) if p and p != "."]
+
+
+def _split_drive(path: str) -> tuple[str, str]:
+    r"""A Windows path's drive (``C:``, ``\\server\share``) and the rest, as pathlib splits
+    them: two backslashes that lead to no share name start a root, not a drive."""
+    if path[:2] == "\\\\" and path[2:3] != "\\":
+        index = path.find("\\", 2)
+        if index != -1:
+            end = path.find("\\", index + 1)
+            if end != index + 1:
+                end = len(path) if end == -1 else end
+                return path[:end], path[end:]
+    if path[1:2] == ":" and path[:1].isascii() and path[:1].isalpha():
+        return path[:2], path[2:]
+    return "", path
+
+
+def pathlib_form(path: str, flavour: ModuleType = os.path) -> str:
+    """``str(Path(path))``: how ospp names a path it was given (``OSPP_HOME=/srv//lab/`` is
+    ``/srv/lab``), without pathlib."""
+    drive, root, names = _parts(path, flavour)
+    return drive + root + flavour.sep.join(names) or "."
+
+
+def parent(path: StrPath, flavour: ModuleType = os.path) -> str:
+    """``str(Path(path).parent)``: the directory ``path`` is in (``.`` for a bare name; the
+    root's parent is the root)."""
+    drive, root, names = _parts(os.fspath(path), flavour)
+    return drive + root + flavour.sep.join(names[:-1]) or "."
 
 
 def _is_dir(path: StrPath) -> bool:
@@ -169,6 +205,22 @@ def _is_dir(path: StrPath) -> bool:
 
 
 USER_FILE_LIMIT = 1024 * 1024  # trust anchors, key files and batch files are all far smaller
+
+
+def read_state_file(path: StrPath, limit: int = USER_FILE_LIMIT) -> bytes:
+    """The bytes of the state file ``path`` (a seal key, a hardware profile, a trust anchor),
+    at most ``limit`` of them. Anything but a regular file is an OSError saying so, found
+    without blocking: a FIFO in its place would never end, a device never stop. A symbolic
+    link to a regular file is read as the file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", os.fspath(path))
+    return data
 
 
 def read_user_file(path: StrPath, what: str, limit: int = USER_FILE_LIMIT) -> str:

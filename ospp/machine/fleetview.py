@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import quote
 
 from ospp.core.clock import Clock, FixedClock
-from ospp.core.db import Database, sqlite_uri
+from ospp.core.db import Database, absolute_path, sqlite_uri
 from ospp.core.digest import compare_digest
 from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
 from ospp.machine.checks import bound_hardware, make_checker, policy_problem
@@ -91,11 +90,7 @@ def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
     before = _stamp(path)
     if before is None or os.path.exists(wal):
         return None
-    if os.name == "nt":  # file:///C:/... ; on POSIX the plain path is the cheaper form
-        uri = sqlite_uri(Path(os.path.abspath(path))) + "?mode=ro&immutable=1"
-    else:  # an absolute path after "file://": a leading "//" is not taken for a host
-        uri = ("file://" if path.startswith("/") else "file:") + quote(path)
-        uri += "?mode=ro&immutable=1"
+    uri = sqlite_uri(absolute_path(path)) + "?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:

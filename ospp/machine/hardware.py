@@ -16,7 +16,7 @@ from ospp.core.canonical import load_json
 from ospp.core.clock import iso
 from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import StrPath, exists, locked, write_atomic, write_new
+from ospp.core.paths import StrPath, exists, locked, read_state_file, write_atomic, write_new
 from ospp.core.record import Record
 from ospp.protocol.tolerance import (
     COMPONENTS,
@@ -107,8 +107,7 @@ def load(directory: StrPath) -> Hardware:
     if not exists(path):
         _create(path, _fresh())
     try:
-        with open(path, encoding="utf-8") as f:
-            data = load_json(f.read())
+        data = load_json(read_state_file(path).decode("utf-8"))
         components = {name: str(data["components"][name]) for name in COMPONENTS}
         changed = data.get("changed_at")
         return Hardware(

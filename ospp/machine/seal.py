@@ -18,7 +18,7 @@ from typing import Any
 from ospp.core.canonical import canonical
 from ospp.core.digest import hmac_sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import StrPath, exists, write_new
+from ospp.core.paths import StrPath, exists, read_state_file, write_new
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 
@@ -47,8 +47,7 @@ def seal_key(home: StrPath, create: bool) -> bytes | None:
     elif not exists(path):
         return None
     try:
-        with open(path, "rb") as f:
-            key = bytes.fromhex(f.read().decode("ascii").strip())
+        key = bytes.fromhex(read_state_file(path).decode("ascii").strip())
         if len(key) != KEY_BYTES:
             raise ValueError(f"{len(key)} bytes, not {KEY_BYTES}")
     except (OSError, ValueError) as exc:

@@ -22,6 +22,7 @@ from ospp.core.paths import (
     StrPath,
     center_home,
     exists,
+    read_state_file,
     read_user_file,
     stat_if_there,
     write_atomic,
@@ -41,19 +42,25 @@ def trust_dir(home: StrPath) -> str:
 def anchor_files(home: StrPath, environ: Mapping[str, str]) -> list[str]:
     """The trust anchors' files: <home>/trust/*.json, plus the local authority's public key
     file when no remote authority (OSPP_AUTHORITY) is configured."""
+    return _anchor_listing(home, environ)[0]
+
+
+def _anchor_listing(home: StrPath, environ: Mapping[str, str]) -> tuple[list[str], str | None]:
+    """:func:`anchor_files`, and why the trust directory could not be listed (or None)."""
     trust = trust_dir(home)
+    files: list[str] = []
+    problem = None
     try:
         found = stat_if_there(trust)
-        names = os.listdir(trust) if found is not None and stat.S_ISDIR(found.st_mode) else []
-        # *.json, as a glob matches it: hidden files too, and any case on Windows
-        files = sorted(
-            os.path.join(trust, n) for n in names if os.path.normcase(n).endswith(".json")
-        )
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            # *.json as a glob finds them: hidden files too, and in any case on Windows
+            names = [n for n in os.listdir(trust) if os.path.normcase(n).endswith(".json")]
+            files = sorted((os.path.join(trust, n) for n in names), key=os.path.normcase)
     except OSError as exc:  # a trust store that may not be read: named, as a bad anchor is
-        files = [os.path.join(trust, f"*.json ({exc.strerror or exc})")]
+        problem = f"{trust}: cannot be listed: {exc.strerror or exc}"
     if not environ.get("OSPP_AUTHORITY"):
         files.insert(0, os.path.join(center_home(environ), "authority.pub.json"))
-    return [f for f in files if _present(f)]
+    return [f for f in files if _present(f)], problem
 
 
 def _present(path: StrPath) -> bool:
@@ -71,8 +78,7 @@ def trusted_fingerprints(home: StrPath, environ: Mapping[str, str]) -> list[str]
     found = set()
     for path in anchor_files(home, environ):
         try:
-            with open(path, encoding="utf-8") as f:
-                data = load_json(f.read())
+            data = load_json(read_state_file(path).decode("utf-8"))
             # base64.b64decode(..., validate=True), without importing base64
             ed25519 = binascii.a2b_base64(data["ed25519"].encode("ascii"), strict_mode=True)
             raw = ed25519 + data["dsa"].encode("ascii")
@@ -99,12 +105,21 @@ def anchors(home: StrPath, environ: Mapping[str, str]) -> AnchorSet:
     from ospp.protocol.crypto import PublicBundle
 
     found = AnchorSet()
-    for path in anchor_files(home, environ):
+    files, problem = _anchor_listing(home, environ)
+    if problem is not None:
+        found.unreadable.append(problem)
+    for path in files:
         try:
-            data = load_json(read_user_file(path, "trust anchor"))
+            data = load_json(read_state_file(path).decode("utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("it holds no authority public key (not a JSON object)")
             bundle = PublicBundle.from_json(data)
+        except OSError as exc:  # a FIFO or a directory in its place too: never waited on
+            found.unreadable.append(f"{path}: cannot be read: {exc.strerror or exc}")
+            continue
+        except UnicodeDecodeError:
+            found.unreadable.append(f"{path}: it is not UTF-8 text")
+            continue
         except (OsppError, ValueError, KeyError, TypeError, AttributeError) as exc:
             why = exc.message if isinstance(exc, OsppError) else str(exc)
             found.unreadable.append(f"{path}: {why}")
