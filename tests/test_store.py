@@ -31,6 +31,25 @@ def test_garbage_store_is_reported_and_kept(ospp: Ospp):
     assert ospp.proc("/dstatus").code == 3
 
 
+def test_a_damaged_machine_store_hint_is_one_that_works(ospp: Ospp):
+    """Moved aside, this machine's store starts empty; another machine's is then gone, and
+    the hint names the command that makes it again, which does."""
+    ospp.install(PRODUCT, "localhost", "pc1")
+    for machine, hint in (
+        ("localhost", "move it aside to start an empty store"),
+        ("pc1", "make the store again: ospp install-product PRODUCT pc1"),
+    ):
+        path = ospp.store_file(machine)
+        path.write_bytes(os.urandom(4096))
+        ran = ospp("/dstatus", machine)
+        assert ran.code == 3 and hint in ran.out, ran.out
+        path.rename(path.with_name("aside.db"))
+        if machine == "pc1":
+            assert "0x800706BA" in ospp("/dstatus", machine).out  # no such machine now
+            assert ospp("install-product", PRODUCT, machine).code == 0
+        assert ospp("/dstatus", machine).code == 0
+
+
 def test_foreign_sqlite_file_is_not_taken_over(ospp: Ospp):
     path = ospp.store_file()
     path.parent.mkdir(parents=True)

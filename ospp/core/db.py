@@ -135,6 +135,10 @@ class Database:
     ``witnesses`` are files made only once the store was (a KMS host's signing key, a
     machine's hardware profile). An empty file is how every store starts, but an empty store
     beside one of them was truncated: it is refused as damaged, not filled as a new store.
+
+    ``remake`` is the command that makes the store again, for one opened with
+    ``create=False``: the hint for a damaged store names it, since moving the file aside then
+    leaves no store rather than an empty one.
     """
 
     def __init__(
@@ -146,8 +150,10 @@ class Database:
         synchronous: str = "FULL",
         create: bool = True,
         witnesses: Sequence[StrPath] = (),
+        remake: str | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self._remake = remake
         self.kind = kind
         self._may_create = create
         self._witnesses = witnesses
@@ -181,6 +187,12 @@ class Database:
             N_(
                 "The file was left exactly as it is. Restore it from a backup, or move it aside "
                 "to start an empty store."
+            )
+            if self._may_create or self._remake is None
+            else N_(
+                "The file was left exactly as it is. Restore it from a backup, or move it aside "
+                "and make the store again: {command}",
+                command=self._remake,
             ),
         )
 

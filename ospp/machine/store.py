@@ -202,6 +202,7 @@ class MachineStore:
                 _SCHEMA,
                 create=create,
                 witnesses=[witness],
+                remake=f"ospp install-product PRODUCT {name}",
             )
         except StoreMissing:
             raise no_machine(name) from None
