@@ -424,3 +424,44 @@ def test_paths_from_the_environment_are_named_as_given_but_tidied(
     home = tmp_path / "h"
     shown = ospp("clock", "show", "--json", env={"OSPP_HOME": f"{tmp_path}//h/./"}).data()
     assert shown["clock_file"] == str(home / "clock.json")
+
+
+@pytest.mark.parametrize("kind", ["device", "directory"])
+def test_no_clock_command_touches_what_is_not_a_clock_file(
+    ospp: Ospp, tmp_path: Path, kind: str
+) -> None:
+    """OSPP_CLOCK_FILE naming a device or a directory: every clock command refuses it, 'clock
+    reset' removes nothing, and no lock file is made beside it (as root,
+    OSPP_CLOCK_FILE=/dev/null would otherwise lose /dev/null)."""
+    import stat as st
+
+    (tmp_path / "lab").mkdir()
+    target = tmp_path / "lab" / "clock"
+    if kind == "directory":
+        target.mkdir()
+    else:
+        try:
+            os.mknod(target, 0o666 | st.S_IFCHR, os.makedev(1, 3))  # as /dev/null
+        except PermissionError:
+            pytest.skip("making a device needs root")
+    mode = os.lstat(target).st_mode
+    env = {"OSPP_CLOCK_FILE": str(target)}
+    for args in (["reset"], ["set", "2027-01-01T00:00Z"], ["advance", "1d"], ["freeze"], ["show"]):
+        ran = ospp.proc("clock", *args, env=env, timeout=30)
+        assert ran.code == 3 and "not a regular file" in ran.out, (args, ran.out)
+    assert os.lstat(target).st_mode == mode
+    assert sorted(p.name for p in target.parent.iterdir()) == ["clock"]  # no clock.lock
+
+
+def test_clock_reset_removes_a_link_in_place_of_the_clock_not_its_target(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    target = tmp_path / "kept.txt"
+    target.write_text("someone's file")
+    link = tmp_path / "clock.json"
+    link.symlink_to(target)
+    env = {"OSPP_CLOCK_FILE": str(link)}
+    shown = ospp("clock", "show", env=env)
+    assert shown.code == 3 and "symbolic link" in shown.out and "clock reset" in shown.out
+    assert ospp("clock", "reset", env=env).code == 0
+    assert not os.path.lexists(link) and target.read_text() == "someone's file"

@@ -861,7 +861,9 @@ def test_a_fifo_in_place_of_a_state_file_is_never_waited_on(ospp: Ospp, where: s
         assert ran.code in (0, 1, 3) and "internal error" not in ran.err, (args, ran)
     ran = ospp.proc("dstatus", "--json", timeout=30)
     if where.endswith("hardware.json"):
-        assert ran.code == 3 and "not a regular file" in ran.json()["error"]["message"], ran
+        error = ran.json()["error"]
+        assert ran.code == 3 and "cannot be read: not a regular file" in error["message"], ran
+        assert "regular file" in error["hint"], error
     elif where.endswith("authority.pub.json"):
         status = ran.data()["products"][0]
         assert status["status"] != "LICENSED"  # the authority that signed it is not trusted

@@ -168,14 +168,16 @@ def read_state(path: StrPath) -> LabState | None:
     import stat
 
     try:
+        _refuse_special(path)
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
             what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
             raise StoreError(
                 E_INVALID_DATA,
                 f"the lab clock file {path} is {what}; ospp reads only a file it wrote there",
-                "It was left as it is. Remove it ('ospp clock reset' goes back to real time) "
-                "or point OSPP_CLOCK_FILE elsewhere.",
+                "It was left as it is. Remove it ('ospp clock reset' goes back to real time; "
+                "it removes a link, not what the link points to) or point OSPP_CLOCK_FILE "
+                "elsewhere.",
             )
         with open(path, "rb") as f:
             raw = f.read(MAX_CLOCK_FILE + 1)
@@ -274,13 +276,37 @@ def _write(path: StrPath, state: LabState) -> LabState:
 def _changing(path: StrPath) -> Iterator[None]:
     """One change of the lab clock at a time: each ``clock advance`` starts from the time
     the one before it wrote, so concurrent changes are never lost. The lock is a file beside
-    the clock file (``clock.json.lock``)."""
+    the clock file (``clock.json.lock``), made only once the clock file is known to be one
+    ospp may replace or remove."""
+    _refuse_special(path)
     try:
         os.makedirs(parent(path), exist_ok=True)
     except OSError as exc:
         raise _unwritable(path, exc) from exc
     with locked(os.fspath(path) + ".lock"):
         yield
+
+
+def _refuse_special(path: StrPath) -> None:
+    """A device or a directory in place of the clock file is refused by every clock command,
+    before a lock file is made beside it: 'clock reset' would remove a device
+    (``OSPP_CLOCK_FILE=/dev/null`` run by root). A FIFO, a socket or a link, which hold
+    nothing, are refused when read and removed by 'clock reset'."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return  # not there (yet), or not to be looked at: each command says so in its way
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a device"
+        raise StoreError(
+            E_INVALID_DATA,
+            f"the lab clock file {path} is {what}, not a regular file; ospp reads, replaces "
+            "and removes only a file it wrote there",
+            "It was left as it is. Point OSPP_CLOCK_FILE at a file ospp may write, or at a "
+            "name not taken yet.",
+        )
 
 
 def lab_set(path: StrPath, at: datetime) -> LabState:

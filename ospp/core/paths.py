@@ -32,7 +32,7 @@ _MACHINE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 def _data_dir() -> str:
     import platformdirs  # imported only when no directory is given: it costs start-up time
 
-    return platformdirs.user_data_dir(APP, appauthor=False)
+    return pathlib_form(platformdirs.user_data_dir(APP, appauthor=False))
 
 
 def _env_dir(environ: Mapping[str, str], name: str) -> str | None:
@@ -157,32 +157,47 @@ def exists(path: StrPath) -> bool:
 
 
 def _parts(path: str, flavour: ModuleType) -> tuple[str, str, list[str]]:
-    """``path``'s drive, root and names as pathlib parses them: separators (and Windows'
-    ``/``) collapsed, ``.`` dropped, ``..`` kept; POSIX keeps exactly two leading slashes."""
+    """``path``'s drive, root and names as pathlib (Python 3.11) parses them: separators (and
+    Windows' ``/``) collapsed, ``.`` dropped, ``..`` kept; POSIX keeps exactly two leading
+    slashes."""
     sep = flavour.sep
     if flavour.altsep:
         path = path.replace(flavour.altsep, sep)
-    drive, rest = _split_drive(path) if sep == "\\" else ("", path)
-    root = ""
-    if rest.startswith(sep) or drive.startswith(sep * 2):  # a Windows share has its root
-        two = sep == "/" and rest.startswith("//") and not rest.startswith("///")
-        root = "//" if two else sep
+    if sep == "\\":
+        drive, root, rest = _split_windows(path)
+    else:
+        drive, rest = "", path.lstrip(sep)
+        two = path.startswith("//") and not path.startswith("///")
+        root = "//" if two else sep if path.startswith(sep) else ""
     return drive, root, [p for p in rest.split(sep) if p and p != "."]
 
 
-def _split_drive(path: str) -> tuple[str, str]:
-    r"""A Windows path's drive (``C:``, ``\\server\share``) and the rest, as pathlib splits
-    them: two backslashes that lead to no share name start a root, not a drive."""
-    if path[:2] == "\\\\" and path[2:3] != "\\":
-        index = path.find("\\", 2)
+_DRIVE_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _split_windows(path: str) -> tuple[str, str, str]:
+    r"""A Windows path's drive (``C:``, ``\\server\share``, ``\\?\C:``,
+    ``\\?\UNC\server\share``), root and the rest, as pathlib splits them: two backslashes
+    that lead to no share name start a root, not a drive."""
+    sep = "\\"
+    prefix = ""
+    if path.startswith("\\\\?\\"):  # an extended-length path
+        prefix, path = path[:4], path[4:]
+        if path.startswith("UNC\\"):
+            prefix, path = prefix + path[:3], sep + path[3:]
+    if path[:2] == sep * 2 and path[2:3] != sep:
+        index = path.find(sep, 2)
         if index != -1:
-            end = path.find("\\", index + 1)
-            if end != index + 1:
+            end = path.find(sep, index + 1)
+            if end != index + 1:  # a share: no two separators in a row after the first two
                 end = len(path) if end == -1 else end
-                return path[:end], path[end:]
-    if path[1:2] == ":" and path[:1].isascii() and path[:1].isalpha():
-        return path[:2], path[2:]
-    return "", path
+                drive = prefix + path[1:end] if prefix else path[:end]
+                return drive, sep, path[end + 1 :]
+    drive = ""
+    if path[1:2] == ":" and path[:1] in _DRIVE_LETTERS:
+        drive, path = path[:2], path[2:]
+    root = sep if path.startswith(sep) else ""
+    return prefix + drive, root, path.lstrip(sep)
 
 
 def pathlib_form(path: str, flavour: ModuleType = os.path) -> str:

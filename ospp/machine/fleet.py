@@ -297,7 +297,7 @@ def create(
 @dataclass(frozen=True)
 class Done:
     machine: str
-    outcome: str  # "installed", "removed", or "failed"
+    outcome: str  # "installed", "removed", "kept" (this machine) or "failed"
     error: OsppError | None = None
 
 
@@ -331,11 +331,16 @@ def install_key(
     yield from parallel(require(home, glob), one)
 
 
+def _this_machine(name: str) -> bool:
+    """Whether a listed machine is this one (on Windows its directory may be 'LocalHost')."""
+    return name.lower() == LOCAL_MACHINE
+
+
 def removable(home: Path, glob: str) -> list[str]:
     """The machines ``fleet remove GLOB`` is about: :func:`require`'s, refused when the only
     one is this machine, which :func:`remove` keeps."""
     found = require(home, glob)
-    if found == [LOCAL_MACHINE]:
+    if [_this_machine(name) for name in found] == [True]:
         raise UsageError(
             f"{glob!r} matches only {LOCAL_MACHINE}, this machine, which every home has: "
             "fleet remove removes the other, simulated machines",
@@ -348,7 +353,7 @@ def remove(home: Path, glob: str) -> Iterator[Done]:
     """Delete every machine matching ``glob`` except this one (``localhost``): a glob such
     as ``*`` reaches it too, and it is kept (outcome ``kept``), never emptied."""
     for name in require(home, glob):
-        if name == LOCAL_MACHINE:
+        if _this_machine(name):
             yield Done(name, "kept")
             continue
         directory = Path(machine_dir(home, name))

@@ -115,7 +115,14 @@ def load(directory: StrPath) -> Hardware:
             bool(data.get("dockable", False)),
             datetime.fromisoformat(changed) if changed else None,
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:  # not a regular file, or one that may not be read
+        why = str(exc.strerror or exc)
+        raise StoreError(
+            E_INVALID_DATA,
+            N_("the hardware profile {path} cannot be read: {why}", path=str(path), why=why),
+            N_("It was left as it is. ospp reads only a regular file it wrote there."),
+        ) from exc
+    except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(
             E_INVALID_DATA,
             N_("the hardware profile {path} cannot be read: {why}", path=str(path), why=repr(exc)),
