@@ -211,7 +211,7 @@ def test_a_clock_change_waits_for_a_held_lock_only_so_long(
     import subprocess
     import sys
 
-    from ospp.core import paths
+    from ospp.core import files
     from ospp.core.clock import lab_advance
     from ospp.core.errors import StoreError
 
@@ -232,7 +232,7 @@ def test_a_clock_change_waits_for_a_held_lock_only_so_long(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr(paths, "LOCK_WAIT", 0.3)
+        monkeypatch.setattr(files, "LOCK_WAIT", 0.3)
         with pytest.raises(StoreError, match=r"cannot be locked: still held after 0\.3 s"):
             lab_advance(clock, timedelta(hours=1))
         assert not clock.exists()

@@ -21,7 +21,7 @@ import pytest
 
 from ospp.core.db import Database
 from ospp.core.errors import StoreError
-from ospp.core.paths import write_atomic
+from ospp.core.files import write_atomic
 from tests.conftest import GVLK_2016, GVLK_2021, Ospp
 
 

@@ -15,17 +15,11 @@ from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 import pytest
 
 import ospp
-import ospp.core.paths
+import ospp.core.files
 from ospp.core.db import absolute_path, sqlite_uri
 from ospp.core.errors import UsageError
-from ospp.core.paths import (
-    machine_name,
-    parent,
-    pathlib_form,
-    windows_name_problem,
-    write_atomic,
-    write_new,
-)
+from ospp.core.files import write_atomic, write_new
+from ospp.core.paths import machine_name, parent, pathlib_form, windows_name_problem
 from ospp.machine.fleet import create_names, read_csv
 from tests.conftest import PRODUCT, Ospp
 
@@ -275,7 +269,7 @@ def test_on_windows_a_state_file_open_elsewhere_is_replaced_once_it_is_free(
     target = tmp_path / "clock.json"
     target.write_text("old")
     busy = BusyTarget(3)
-    monkeypatch.setattr(ospp.core.paths, "os", busy)
+    monkeypatch.setattr(ospp.core.files, "os", busy)
     write_atomic(target, "new")
     assert target.read_text() == "new" and busy.busy == 0
     assert [p.name for p in tmp_path.iterdir()] == ["clock.json"]
@@ -286,7 +280,7 @@ def test_on_windows_a_state_file_that_stays_busy_is_an_error_and_kept(
 ) -> None:
     target = tmp_path / "clock.json"
     target.write_text("old")
-    monkeypatch.setattr(ospp.core.paths, "os", BusyTarget(1000))
+    monkeypatch.setattr(ospp.core.files, "os", BusyTarget(1000))
     with pytest.raises(PermissionError):
         write_atomic(target, "new")
     assert target.read_text() == "old"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ospp.authority.storage import URL_FILE, Store, database_url, parse_url
 from ospp.core.errors import E_ACCESS_DENIED, StoreError
-from ospp.core.paths import write_atomic
+from ospp.core.files import write_atomic
 
 
 def open_store(

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from ospp.core.errors import E_INVALID_DATA, StoreError, os_error_code
-from ospp.core.paths import write_fd
+from ospp.core.files import write_fd
 
 PENDING = "authority-keys.pending"
 

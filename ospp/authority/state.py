@@ -40,7 +40,7 @@ from ospp.core.errors import (
     UsageError,
     os_error_code,
 )
-from ospp.core.paths import write_atomic
+from ospp.core.files import write_atomic
 from ospp.protocol import keys, tolerance
 from ospp.protocol.cmid import canonical_cmid
 from ospp.protocol.crypto import (

@@ -16,7 +16,8 @@ from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.cli.slash import Group
 from ospp.core.clock import clock_from_env
 from ospp.core.errors import OsppError, StoreError, UsageError, os_error_code
-from ospp.core.paths import atomic_writer, center_home, read_user_file
+from ospp.core.files import atomic_writer, read_user_file
+from ospp.core.paths import center_home
 
 if TYPE_CHECKING:
     from ospp.authority.state import Authority

@@ -380,7 +380,7 @@ IMPORT_LIMIT = 64 * 1024 * 1024  # a fleet file from standard input: 10,000 mach
 def import_(file: Path) -> Result:
     """Create the machines listed in FILE.csv ('-' reads standard input); all or nothing (a bad
     row names its line)."""
-    from ospp.core.paths import read_user_file
+    from ospp.core.files import read_user_file
     from ospp.machine import fleet
 
     _needs_admin("import")
@@ -423,7 +423,7 @@ def timeline(
 ) -> Result:
     """Machines in each licence state on each simulated day, as stored now (no renewals)."""
     from ospp.cli import fleetplot
-    from ospp.core.paths import write_atomic
+    from ospp.core.files import write_atomic
     from ospp.machine import fleetview
 
     clock = clock_from_env()

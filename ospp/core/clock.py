@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
-from ospp.core.paths import StrPath, locked, ospp_home, parent, pathlib_form, write_atomic
+from ospp.core.files import locked, write_atomic
+from ospp.core.paths import StrPath, ospp_home, parent, pathlib_form
 from ospp.core.record import Record
 
 CLOCK_FILE = "clock.json"

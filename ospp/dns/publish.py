@@ -26,7 +26,7 @@ from ospp.core.errors import (
     NetworkError,
     UsageError,
 )
-from ospp.core.paths import read_user_file
+from ospp.core.files import read_user_file
 
 if TYPE_CHECKING:
     import dns.name

@@ -141,7 +141,7 @@ class HostIdentity:
 
         path = self.home / SIGNING_KEY
         if create and not path.exists():
-            from ospp.core.paths import write_new
+            from ospp.core.files import write_new
 
             try:  # of several processes making it at once, all use the one that won
                 write_new(path, HostKey.generate(), private=True)

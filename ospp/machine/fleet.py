@@ -33,7 +33,8 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, machines_root, write_new
+from ospp.core.files import write_new
+from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, machines_root
 from ospp.machine import client
 from ospp.machine.hardware import HARDWARE_FILE
 from ospp.machine.store import (

@@ -325,7 +325,7 @@ def export(home: Path, glob: str | None, path: Path, clock: Clock) -> Iterator[s
     ``path`` (owner-only, as it holds full product keys); yields each machine written. No
     machine to export (a mistyped --machines) is refused, as for 'fleet act', and ``path`` is
     left as it was."""
-    from ospp.core.paths import atomic_writer
+    from ospp.core.files import atomic_writer
 
     found = require(home, glob)
     try:

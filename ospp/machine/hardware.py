@@ -16,7 +16,8 @@ from ospp.core.canonical import load_json
 from ospp.core.clock import iso
 from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import StrPath, exists, locked, read_state_file, write_atomic, write_new
+from ospp.core.files import locked, read_state_file, write_atomic, write_new
+from ospp.core.paths import StrPath, exists
 from ospp.core.record import Record
 from ospp.protocol.tolerance import (
     COMPONENTS,

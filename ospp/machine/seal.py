@@ -18,7 +18,8 @@ from typing import Any
 from ospp.core.canonical import canonical
 from ospp.core.digest import hmac_sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
-from ospp.core.paths import StrPath, exists, read_state_file, write_new
+from ospp.core.files import read_state_file, write_new
+from ospp.core.paths import StrPath, exists
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import trusted_fingerprints
 

@@ -18,15 +18,8 @@ from typing import TYPE_CHECKING, Any
 from ospp.core.canonical import canonical, load_json
 from ospp.core.digest import sha256
 from ospp.core.errors import E_UNTRUSTED, N_, LicensingError, OsppError, UsageError
-from ospp.core.paths import (
-    StrPath,
-    center_home,
-    exists,
-    read_state_file,
-    read_user_file,
-    stat_if_there,
-    write_atomic,
-)
+from ospp.core.files import read_state_file, read_user_file, write_atomic
+from ospp.core.paths import StrPath, center_home, exists, stat_if_there
 
 if TYPE_CHECKING:
     from ospp.protocol.crypto import PublicBundle
