@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
-from ospp.core.files import locked, write_atomic
 from ospp.core.paths import StrPath, ospp_home, parent, pathlib_form
 from ospp.core.record import Record
 
@@ -266,6 +265,8 @@ def _unwritable(path: StrPath, exc: OSError) -> StoreError:
 
 
 def _write(path: StrPath, state: LabState) -> LabState:
+    from ospp.core.files import write_atomic  # changes only: not on every command
+
     try:
         write_atomic(path, state.to_text() + "\n")
     except OSError as exc:
@@ -284,6 +285,8 @@ def _changing(path: StrPath) -> Iterator[None]:
         os.makedirs(parent(path), exist_ok=True)
     except OSError as exc:
         raise _unwritable(path, exc) from exc
+    from ospp.core.files import locked
+
     with locked(os.fspath(path) + ".lock"):
         yield
 
