@@ -306,8 +306,8 @@ def _refuse_special(path: StrPath) -> None:
         what = "a directory" if stat.S_ISDIR(mode) else "a device"
         raise StoreError(
             E_INVALID_DATA,
-            f"the lab clock file {path} is {what}, not a regular file; ospp reads, replaces "
-            "and removes only a file it wrote there",
+            f"the lab clock file {path} is {what}, not a regular file; ospp reads and "
+            "replaces only a file it wrote there, and never removes a device or a directory",
             "It was left as it is. Point OSPP_CLOCK_FILE at a file ospp may write, or at a "
             "name not taken yet.",
         )
