@@ -104,7 +104,7 @@ def machines() -> Result:
     from ospp.core.paths import ospp_home
     from ospp.machine.service import machine_names
 
-    names = machine_names(Path(ospp_home()))
+    names = machine_names(ospp_home())
     return Result(names or ["<No simulated machines>"], {"machines": names}, banners=False)
 
 

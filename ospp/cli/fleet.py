@@ -117,7 +117,7 @@ def create(
     fleet.check_spec(spec)
     product = client.find_product(product).id  # as the catalog spells it: proplus2021 too
     names = fleet.create_names(prefix, count)
-    home = Path(ospp_home())
+    home = ospp_home()
     taken = [n for n in fleet.names(home, f"{names.base}*") if n in names]
     if taken:
         raise UsageError(
@@ -194,7 +194,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     first_error: list[dict[str, Any]] = []  # the first ERROR row (a damaged store)
 
     def counted() -> Iterator[dict[str, Any]]:
-        for values in fleetview.rows(Path(ospp_home()), glob, os.environ, clock_from_env(), wanted):
+        for values in fleetview.rows(ospp_home(), glob, os.environ, clock_from_env(), wanted):
             counts[values["status"]] += 1
             if values["status"] == "ERROR" and not first_error:
                 first_error.append(values)
@@ -259,7 +259,7 @@ def act(glob: str | None) -> Result:
     from ospp.cli import stream
     from ospp.machine import fleet, fleetact
 
-    home = Path(ospp_home())
+    home = ospp_home()
     total = len(fleet.require(home, glob))
     counts: Counter[str] = Counter()
     first: list[OsppError] = []  # the first failure, as it came
@@ -315,7 +315,7 @@ def inpkey(key: str, glob: str) -> Result:
     from ospp.machine import fleet
 
     _needs_admin("inpkey")
-    home = Path(ospp_home())
+    home = ospp_home()
     total = len(fleet.require(home, glob))
     done = fleet.install_key(home, glob, key, os.environ, clock_from_env())
     return _counted(done, total, "installing")
@@ -345,7 +345,7 @@ def remove(glob: str) -> Result:
     from ospp.machine import fleet
 
     _needs_admin("remove")
-    home = Path(ospp_home())
+    home = ospp_home()
     total = len(fleet.removable(home, glob))
     return _counted(fleet.remove(home, glob), total, "removing")
 
@@ -365,7 +365,7 @@ def export(file: Path, glob: str | None) -> Result:
             "Give a file name; it is created owner-only.",
         )
     _needs_admin("export")  # it writes full product keys, which a standard user never sees
-    n = sum(1 for _ in fleetview.export(Path(ospp_home()), glob, file, clock_from_env()))
+    n = sum(1 for _ in fleetview.export(ospp_home(), glob, file, clock_from_env()))
     return Result([f"Exported {n} machine(s) to {file}"], {"machines": n, "file": str(file)},
                   banners=False)  # fmt: skip
 
@@ -384,7 +384,7 @@ def import_(file: Path) -> Result:
     from ospp.machine import fleet
 
     _needs_admin("import")
-    home = Path(ospp_home())
+    home = ospp_home()
     text = read_user_file(file, "fleet file", IMPORT_LIMIT) if str(file) == "-" else None
     total = fleet.check_import(home, file, text)
     clock = clock_from_env()
@@ -435,7 +435,7 @@ def timeline(
             "--from, --to and --step must give 1 to 10,000 points forward in time",
             "For example: --from 2027-01-01 --to 2027-07-30 --step 1d.",
         )
-    points = fleetview.timeline(Path(ospp_home()), glob, first, last, by, os.environ, clock)
+    points = fleetview.timeline(ospp_home(), glob, first, last, by, os.environ, clock)
     states = fleetview.STATES
     when = "%Y-%m-%d" if by >= timedelta(days=1) else "%Y-%m-%d %H:%M"  # points within a day
     width = len(f"{first:{when}}")

@@ -8,7 +8,6 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from itertools import chain
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -50,7 +49,7 @@ def service(
 
     names: list[str | None] = list(computers) or [None]
     if all_machines:
-        names = list(licensing.machine_names(Path(ospp_home())))
+        names = list(licensing.machine_names(ospp_home()))
     if not names:
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     if notify:

@@ -120,7 +120,7 @@ def machines_root(home: StrPath) -> str:
     """``<home>/machines``, the directory of every simulated machine (it may not exist yet);
     anything else in its place is a StoreError naming it, and is left as it is."""
     root = os.path.join(home, "machines")
-    if os.path.lexists(root) and not _is_dir(root):
+    if os.path.lexists(root) and not is_dir(root):
         raise StoreError(
             E_INVALID_DATA,
             f"{root} is not a directory: it should hold one directory per simulated machine",
@@ -212,6 +212,7 @@ def parent(path: StrPath, flavour: ModuleType = os.path) -> str:
     return drive + root + flavour.sep.join(names[:-1]) or "."
 
 
-def _is_dir(path: StrPath) -> bool:
+def is_dir(path: StrPath) -> bool:
+    """``Path(path).is_dir()``, without pathlib."""
     found = stat_if_there(path)
     return found is not None and stat.S_ISDIR(found.st_mode)

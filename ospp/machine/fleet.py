@@ -34,7 +34,7 @@ from ospp.core.errors import (
     UsageError,
 )
 from ospp.core.files import write_new
-from ospp.core.paths import LOCAL_MACHINE, machine_dir, machine_name, machines_root
+from ospp.core.paths import LOCAL_MACHINE, StrPath, machine_dir, machine_name, machines_root
 from ospp.machine import client
 from ospp.machine.hardware import HARDWARE_FILE
 from ospp.machine.store import (
@@ -61,7 +61,7 @@ def _machine_named(name: str) -> bool:
         return False
 
 
-def names(home: Path, glob: str | None = None) -> list[str]:
+def names(home: StrPath, glob: str | None = None) -> list[str]:
     """Machine names under ``home`` matching ``glob`` (case-insensitive), sorted: the
     directories with a machine's name that hold a licence store (a directory someone else
     put there is not a machine)."""
@@ -93,7 +93,7 @@ def _foreign(directory: Path) -> list[str]:
         return []
 
 
-def require(home: Path, glob: str | None) -> list[str]:
+def require(home: StrPath, glob: str | None) -> list[str]:
     found = names(home, glob)
     if not found:
         raise UsageError(  # as for one computer name that names no machine
@@ -214,7 +214,7 @@ def _copy(template: bytes, created_at: str) -> bytes:
     return bytes(data)
 
 
-def place(home: Path, name: str, data: bytes) -> bool:
+def place(home: StrPath, name: str, data: bytes) -> bool:
     """Write a new machine's store whole; False (nothing written) when it already exists."""
     directory = Path(machine_dir(home, name))
     target = directory / STORE_FILE
@@ -279,7 +279,7 @@ def create_names(prefix: str, count: int) -> Names:
 
 
 def create(
-    home: Path, names: Iterable[str], spec: Spec, clock: Clock, templates: Templates
+    home: StrPath, names: Iterable[str], spec: Spec, clock: Clock, templates: Templates
 ) -> Generator[Created, None, None]:
     """Create each named machine; one that already exists is reported, never overwritten."""
     created_at = iso(clock.now())
@@ -303,7 +303,7 @@ class Done:
 
 
 def install_key(
-    home: Path, glob: str, key: str, environ: Mapping[str, str], clock: Clock
+    home: StrPath, glob: str, key: str, environ: Mapping[str, str], clock: Clock
 ) -> Iterator[Done]:
     """Install ``key`` on every machine matching ``glob`` (validated once, up front)."""
     from ospp.protocol import keys
@@ -337,7 +337,7 @@ def _this_machine(name: str) -> bool:
     return name.lower() == LOCAL_MACHINE
 
 
-def removable(home: Path, glob: str) -> list[str]:
+def removable(home: StrPath, glob: str) -> list[str]:
     """The machines ``fleet remove GLOB`` is about: :func:`require`'s, refused when the only
     one is this machine, which :func:`remove` keeps."""
     found = require(home, glob)
@@ -350,7 +350,7 @@ def removable(home: Path, glob: str) -> list[str]:
     return found
 
 
-def remove(home: Path, glob: str) -> Iterator[Done]:
+def remove(home: StrPath, glob: str) -> Iterator[Done]:
     """Delete every machine matching ``glob`` except this one (``localhost``): a glob such
     as ``*`` reaches it too, and it is kept (outcome ``kept``), never emptied."""
     for name in require(home, glob):
@@ -486,7 +486,7 @@ def read_csv(path: Path, text: str | None = None) -> Iterator[tuple[int, str, Sp
         yield current
 
 
-def check_import(home: Path, path: Path, text: str | None = None) -> int:
+def check_import(home: StrPath, path: Path, text: str | None = None) -> int:
     """Validate a whole file first: every row, no machine twice, none that exists already."""
     seen: set[str] = set()
     for line, name, _ in read_csv(path, text):
@@ -505,7 +505,7 @@ def check_import(home: Path, path: Path, text: str | None = None) -> int:
 
 
 def import_rows(
-    home: Path, path: Path, clock: Clock, templates: Templates, text: str | None = None
+    home: StrPath, path: Path, clock: Clock, templates: Templates, text: str | None = None
 ) -> Generator[Created, None, None]:
     """Create the machines of a checked file; if one appeared meanwhile, or the import is
     interrupted (Ctrl+C), undo them all."""

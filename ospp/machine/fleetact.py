@@ -8,12 +8,11 @@ used and closed by one worker, so a fleet of any size holds a handful of stores 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 from ospp.core.catalog import Channel
 from ospp.core.clock import Clock
 from ospp.core.errors import OsppError
-from ospp.core.paths import ospp_home
+from ospp.core.paths import StrPath, ospp_home
 from ospp.machine import client
 from ospp.machine.fleet import require
 from ospp.machine.kmsclient import Pool
@@ -44,7 +43,7 @@ class Pools:
         self._pool.close()
 
 
-def prepare(home: Path) -> None:
+def prepare(home: StrPath) -> None:
     """Create what every store shares before the threads start (the seal key)."""
     from ospp.machine.seal import require_key
 
@@ -52,7 +51,7 @@ def prepare(home: Path) -> None:
 
 
 def act(
-    home: Path, glob: str | None, environ: Mapping[str, str], clock: Clock, pools: Pools
+    home: StrPath, glob: str | None, environ: Mapping[str, str], clock: Clock, pools: Pools
 ) -> Iterator[Action]:
     """Activate every keyed product on each machine matching ``glob``."""
     prepare(home)
@@ -112,7 +111,7 @@ def service(
     from ospp.machine.service import run_one
 
     clock = clock_from_env(environ)
-    prepare(Path(ospp_home(environ)))
+    prepare(ospp_home(environ))
 
     def one(name: str | None) -> Iterator[Action]:
         try:

@@ -26,6 +26,7 @@ from ospp.core.clock import Clock, FixedClock
 from ospp.core.db import Database, absolute_path, sqlite_uri
 from ospp.core.digest import compare_digest
 from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
+from ospp.core.paths import StrPath
 from ospp.machine.checks import bound_hardware, make_checker, policy_problem
 from ospp.machine.fleet import CSV_FIELDS, names, require
 from ospp.machine.seal import mac, seal_key
@@ -82,7 +83,7 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
+def _quick(home: StrPath, name: str, clock: Clock) -> Snapshot | None:
     """An immutable read of a quiescent store, or None when that is not safe."""
     directory = os.path.join(home, "machines", name)
     path = os.path.join(directory, STORE_FILE)
@@ -112,7 +113,7 @@ def _quick(home: Path, name: str, clock: Clock) -> Snapshot | None:
     return Snapshot(name, settings, licenses)
 
 
-def read_machine(home: Path, name: str, clock: Clock) -> Snapshot:
+def read_machine(home: StrPath, name: str, clock: Clock) -> Snapshot:
     """One machine's settings and licences (the ordinary, locking read when in doubt)."""
     try:
         quick = _quick(home, name, clock)
@@ -130,7 +131,7 @@ def read_machine(home: Path, name: str, clock: Clock) -> Snapshot:
 class HomeChecks:
     """Seal checks with the home's seal key and trust anchors, loaded once for the fleet."""
 
-    def __init__(self, home: Path, environ: Mapping[str, str]) -> None:
+    def __init__(self, home: StrPath, environ: Mapping[str, str]) -> None:
         self.home = home
         self.environ = environ
         self.key = seal_key(home, create=False)
@@ -207,7 +208,7 @@ PROCESSES = 2
 
 
 def _chunk_rows(
-    home: Path,
+    home: StrPath,
     chunk: list[str],
     environ: Mapping[str, str],
     now: datetime,
@@ -252,7 +253,7 @@ def error_row(name: str, exc: OsppError) -> dict[str, Any]:
 
 
 def rows(
-    home: Path,
+    home: StrPath,
     glob: str | None,
     environ: Mapping[str, str],
     clock: Clock,
@@ -291,7 +292,7 @@ def state_of(st: LicenceStatus) -> str:
 
 
 def timeline(
-    home: Path,
+    home: StrPath,
     glob: str | None,
     start: datetime,
     end: datetime,
@@ -320,7 +321,7 @@ def timeline(
     return list(zip(days, counts, strict=True))
 
 
-def export(home: Path, glob: str | None, path: Path, clock: Clock) -> Iterator[str]:
+def export(home: StrPath, glob: str | None, path: Path, clock: Clock) -> Iterator[str]:
     """Write machine, product, key, KMS host and KMS lookup domain of every keyed product to
     ``path`` (owner-only, as it holds full product keys); yields each machine written. No
     machine to export (a mistyped --machines) is refused, as for 'fleet act', and ``path`` is

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ospp.core.catalog import Channel
 from ospp.core.errors import OsppError
+from ospp.core.paths import StrPath
 from ospp.machine.status import LICENSED
 from ospp.machine.store import Licence, MachineStore
 
@@ -65,7 +65,7 @@ def due(
     return "activate" if now >= retry_at else None
 
 
-def machine_names(home: Path) -> list[str]:
+def machine_names(home: StrPath) -> list[str]:
     """Every simulated machine under ``home`` (a directory with a machine's name holding a
     store), sorted."""
     from ospp.machine.fleet import names

@@ -11,7 +11,6 @@ from __future__ import annotations
 import binascii
 import json
 import os
-import stat
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from ospp.core.canonical import canonical, load_json
 from ospp.core.digest import sha256
 from ospp.core.errors import E_UNTRUSTED, N_, LicensingError, OsppError, UsageError
 from ospp.core.files import read_state_file, read_user_file, write_atomic
-from ospp.core.paths import StrPath, center_home, exists, stat_if_there
+from ospp.core.paths import StrPath, center_home, exists, is_dir
 
 if TYPE_CHECKING:
     from ospp.protocol.crypto import PublicBundle
@@ -44,8 +43,7 @@ def _anchor_listing(home: StrPath, environ: Mapping[str, str]) -> tuple[list[str
     files: list[str] = []
     problem = None
     try:
-        found = stat_if_there(trust)
-        if found is not None and stat.S_ISDIR(found.st_mode):
+        if is_dir(trust):
             # *.json as a glob finds them: hidden files too, and in any case on Windows
             names = [n for n in os.listdir(trust) if os.path.normcase(n).endswith(".json")]
             files = sorted((os.path.join(trust, n) for n in names), key=os.path.normcase)
