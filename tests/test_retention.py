@@ -214,3 +214,47 @@ def test_a_new_limit_applies_while_the_host_serves(ospp: Ospp):
     finally:
         host.stop()
     assert sum(pruned_in_log(host)) == 21
+
+
+def test_a_lab_clock_moved_back_keeps_every_client_that_counts_at_its_time(ospp: Ospp):
+    """Clients seen 'later' (before the lab clock went back past them) are the most recently
+    seen, but they do not count at the host's time: pruning keeps them for when the clock
+    gets there again, keeps the CAP that count now, and removes only older clients."""
+    assert ospp("clock", "set", "2027-01-20T09:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    make_host(ospp)
+    host = Host(ospp)
+
+    def at(when: str) -> dict[str, str]:
+        assert ospp("clock", "set", when).code == 0
+        return {"client_time": when.replace("Z", ":00Z")}
+
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            early = at("2027-01-20T09:00Z")
+            assert [ask(conn, f"old-{i}", **early) for i in range(5)] == [1, 2, 3, 4, 5]
+            later = at("2027-03-21T09:00Z")
+            for i in range(LIMIT):
+                ask(conn, f"later-{i:03d}", **later)
+            now = at("2027-03-01T09:00Z")  # the old ones are now out of the window
+            assert [ask(conn, f"now-{i}", **now) for i in range(CAP)] == list(range(1, CAP + 1))
+            # LIMIT + CAP + 5 stored: only the five old ones may go.
+            assert ospp("kms", "set", "--max-clients", str(LIMIT)).code == 0
+            deadline = time.monotonic() + 30
+            while stored(ospp)[0] > LIMIT + CAP:
+                assert time.monotonic() < deadline, stored(ospp)[:2]
+                time.sleep(0.2)
+            time.sleep(1.5)  # a round more: nothing else goes
+            assert ask(conn, "now-more", **now) == CAP
+        rows, stat, names = stored(ospp)
+        assert rows == stat == LIMIT + CAP + 1
+        assert {f"now-{i}" for i in range(CAP)} <= names and not any(
+            n.startswith("old-") for n in names
+        )
+        assert ospp("kms", "status", "--json").data()["current_count"] == {APP: CAP}
+        later = at("2027-03-21T09:00Z")  # and the later ones count again there
+        assert ospp("kms", "status", "--json").data()["current_count"] == {APP: CAP}
+        assert sum(n.startswith("later-") for n in names) == LIMIT
+    finally:
+        host.stop()
+    assert sum(pruned_in_log(host)) == 5

@@ -214,28 +214,29 @@ class LabClock:
     """Time from the lab clock file (real time when there is none), plus a fixed offset.
 
     The file is parsed again only when its size, mtime or inode change, so reading the time
-    costs one ``stat``.
+    costs one ``stat``. A KMS host reads it from two threads (serving, pruning): what was
+    read is kept as one pair, replaced whole.
     """
 
     def __init__(self, path: StrPath, offset: timedelta = timedelta(0)) -> None:
         self.path = path
         self.offset = offset
-        self._seen: tuple[int, int, int] | None = None
-        self._state: LabState | None = None
+        self._read: tuple[tuple[int, int, int] | None, LabState | None] = (None, None)
 
     def state(self) -> LabState | None:
         try:
             st = os.lstat(self.path)  # a link in its place is refused, not followed
         except FileNotFoundError:
-            self._seen, self._state = None, None
+            self._read = (None, None)
             return None
         except OSError:
-            return self._state
+            return self._read[1]
         seen = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if seen != self._seen:
-            self._state = read_state(self.path)
-            self._seen = seen
-        return self._state
+        before, state = self._read
+        if seen != before:
+            state = read_state(self.path)
+            self._read = (seen, state)
+        return state
 
     def now(self) -> datetime:
         real = datetime.now(UTC)

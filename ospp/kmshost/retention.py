@@ -4,8 +4,10 @@ Every client a host answers is stored (``clients`` in ``kms.db``); a peer that k
 fresh CMIDs would add a row per request for ever. The host keeps at most ``max_clients``
 (``ospp kms set --max-clients``, default DEFAULT_MAX_CLIENTS) and drops the least recently
 seen beyond it. The count a client is answered needs only the clients of its application
-group seen in the last 30 days, capped at CAP, so pruning never removes one of a group's CAP
-most recently seen clients: the counts stay exact whatever the limit (which is at least
+group seen in the last 30 days up to the host's time, capped at CAP, so pruning never removes
+one of the CAP clients of a group seen most recently by the host's time, nor any seen after
+it (a lab clock moved back past them: they count again once it gets there). The counts stay
+exact at the host's time and from then on, whatever the limit (which is at least
 MIN_MAX_CLIENTS, far above the CAP per group the catalog's few groups can hold back).
 
 Pruning runs in the host's background thread (:func:`start_background`, which also
@@ -25,7 +27,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 from ospp.core.errors import UsageError
@@ -72,15 +75,17 @@ def max_clients(meta: Mapping[str, str]) -> int:
         return DEFAULT_MAX_CLIENTS
 
 
-def prune_chunk(conn: sqlite3.Connection, chunk: int) -> tuple[int, int]:
+def prune_chunk(conn: sqlite3.Connection, chunk: int, now_s: int) -> tuple[int, int]:
     """Remove up to ``chunk`` of the least recently seen clients beyond the limit, in one
     write transaction on ``conn`` (autocommit mode). Returns (how many were removed, the
-    limit).
+    limit). ``now_s`` is the host's time (seconds since the epoch).
 
-    A client among the CAP most recently seen of its application group is never removed, so
-    no count changes: a removed client was seen no later than those CAP, so while it would
-    be in the 30-day window they are too, and the count stays at CAP. The rows go in one
-    DELETE statement: the thread holds the GIL a few times per transaction, not per row.
+    Only clients seen before the CAP seen most recently by ``now_s`` in their application
+    group are removed, so no count changes at ``now_s`` or after it: a removed client was
+    seen no later than those CAP, so while it would be in the 30-day window they are too, and
+    the count stays at CAP. Clients seen after ``now_s`` (the lab clock moved back) are kept.
+    The rows go in one DELETE statement: the thread holds the GIL a few times per
+    transaction, not per row.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -95,12 +100,13 @@ def prune_chunk(conn: sqlite3.Connection, chunk: int) -> tuple[int, int]:
         arms: list[str] = []
         args: list[object] = []
         for app in known_groups():
-            # The group's CAP-th most recently seen client (the clients_recent index holds
-            # the primary key too, so both orders are read from it, without sorting).
+            # The group's CAP-th most recently seen client by the host's time (the
+            # clients_recent index holds the primary key too, so both orders are read from
+            # it, without sorting).
             kept = conn.execute(
-                "SELECT last_seen, cmid FROM clients WHERE app=? "
+                "SELECT last_seen, cmid FROM clients WHERE app=? AND last_seen<=? "
                 "ORDER BY last_seen DESC, cmid DESC LIMIT 1 OFFSET ?",
-                (app, CAP - 1),
+                (app, now_s, CAP - 1),
             ).fetchone()
             if kept is None:  # fewer than CAP clients: every one counts
                 continue
@@ -136,12 +142,15 @@ def excess(conn: sqlite3.Connection) -> int:
 
 
 def prune_round(
-    conn: sqlite3.Connection, lock: threading.Lock, stop: threading.Event
+    conn: sqlite3.Connection,
+    lock: threading.Lock,
+    stop: threading.Event,
+    now: Callable[[], datetime],
 ) -> tuple[int, bool]:
     """Prune in short transactions, each under ``lock`` (the one the serving thread writes
     under), until the store is within its limit, ROUND seconds have passed or ``stop`` is
-    set. Logs one line if it removed anything. Returns (how many clients were removed,
-    whether work is left)."""
+    set. ``now`` reads the host's clock, once per transaction. Logs one line if it removed
+    anything. Returns (how many clients were removed, whether work is left)."""
     if excess(conn) <= 0:  # within the limit: no write lock taken
         return 0, False
     deadline = time.monotonic() + ROUND
@@ -150,9 +159,10 @@ def prune_round(
     per_row = 0.0  # seconds a removed row costs, smoothed: one slow transaction is noise
     try:
         while True:
+            now_s = int(now().timestamp())
             with lock:
                 started = time.perf_counter()
-                done, limit = prune_chunk(conn, chunk)
+                done, limit = prune_chunk(conn, chunk, now_s)
                 held = time.perf_counter() - started
             removed += done
             if done < chunk:
@@ -172,11 +182,13 @@ def prune_round(
             )
 
 
-def start_background(path: Path, lock: threading.Lock, every: float = 1.0) -> threading.Event:
+def start_background(
+    path: Path, lock: threading.Lock, now: Callable[[], datetime], every: float = 1.0
+) -> threading.Event:
     """The KMS host's background thread: every ``every`` seconds, a pruning round
-    (:func:`prune_round`), then a PASSIVE WAL checkpoint, which never blocks the writer; both
-    on a connection of its own. ``lock`` is held by the serving thread while it writes.
-    Returns the threading.Event that stops the thread."""
+    (:func:`prune_round`, at the time ``now`` reads), then a PASSIVE WAL checkpoint, which
+    never blocks the writer; both on a connection of its own. ``lock`` is held by the serving
+    thread while it writes. Returns the threading.Event that stops the thread."""
     from ospp.core.logs import Once
 
     stop = threading.Event()
@@ -189,7 +201,7 @@ def start_background(path: Path, lock: threading.Lock, every: float = 1.0) -> th
             conn.execute("PRAGMA synchronous=NORMAL")  # as the serving connection writes
             while not stop.wait(0 if more else every):
                 try:
-                    more = prune_round(conn, lock, stop)[1]
+                    more = prune_round(conn, lock, stop, now)[1]
                     once.ok("prune", "pruning stored clients works again")
                 except Exception as exc:  # busy, or worse: said once, tried next round
                     more = False

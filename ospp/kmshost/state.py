@@ -171,7 +171,7 @@ class KmsHost(HostIdentity):
         own, and :func:`ospp.kmshost.retention.start_background` does both in a thread.
         Returns the threading.Event that stops it."""
         self.db.execute_pragma("wal_autocheckpoint=0")
-        return start_background(Path(self.db.path), self.writing, every)
+        return start_background(Path(self.db.path), self.writing, self.clock.now, every)
 
     def configure(
         self,
