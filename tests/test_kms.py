@@ -679,6 +679,10 @@ def test_a_home_with_no_host_key_says_so_and_a_file_for_a_home_is_a_store_error(
     assert (st["packs"], st["activated"], st["port"], st["requests_total"]) == ([], False, 1688, 0)
     assert ospp("kms", "clients", "--json").data()["clients"] == []
     assert ospp("kms", "clients", "--csv").out.count("\n") == 1  # the header
+    # Nor does disabling what nothing publishes: it says so, with the default settings.
+    off = ospp("kms", "dns", "disable", "--json")
+    assert off.code == 0 and off.data()["enabled"] is False, off.out
+    assert ospp("kms", "dns", "disable").out.strip() == "DNS publishing disabled."
     assert not (ospp.home / "kms").exists()  # reading a host that has none made none
     afile = tmp_path / "not-a-directory"
     afile.write_text("")

@@ -134,8 +134,15 @@ def dns_set(
 @reports
 def dns_disable() -> Result:
     """Stop publishing (like slmgr /cdns); the settings are kept."""
+    from ospp.dns.publish import Publishing
+    from ospp.kmshost.state import KmsHost
+
     needs_admin("ospp kms dns disable")
-    pub = _host().change_publishing(lambda pub: setattr(pub, "enabled", False))
+    host = KmsHost.stored_from_env()
+    if host is None:  # no host here: nothing publishes, and no store is made to say so
+        pub = Publishing()
+    else:
+        pub = host.change_publishing(lambda pub: setattr(pub, "enabled", False))
     return Result(["DNS publishing disabled."], pub.shown(), banners=False)
 
 
