@@ -127,12 +127,14 @@ def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> Licen
     if lic.product_key is None:
         return LicenceStatus(lic, UNLICENSED, E_KEY_NOT_AVAILABLE, None, None, False, None)
     act = lic.activation
-    if not act or made_after(act, now):
+    if not act:
         return _grace(lic, now, None)
     problem = check(lic) if check else None
     if problem is not None and problem.since is None:
         # The activation itself is not valid (tampered, untrusted): as if never activated.
         return _grace(lic, now, problem)
+    if made_after(act, now):  # checked first: an altered time is reported as altered
+        return _grace(lic, now, None)
     if lic.sku.channel is Channel.KMS_CLIENT:
         valid_until = datetime.fromisoformat(act["valid_until"])
         if now < valid_until:
