@@ -288,9 +288,11 @@ def test_any_single_changed_cid_digit_is_rejected(r, s, pos, delta):
     st.integers(0, 2**32 - 1),
 )
 def test_iid_round_trip(product, channel, serial, security, hw, tag):
-    iid = phone.InstallationId(product, channel, serial, security, hw, tag)
+    version = phone.HOST_IID_VERSION if channel == 2 else phone.IID_VERSION
+    iid = phone.InstallationId.for_key(product, channel, serial, security, hw, tag, version)
     assert len(iid.text()) == 63
-    assert phone.InstallationId.parse(iid.text()) == iid
+    back = phone.InstallationId.parse(iid.text())
+    assert back == iid and back.proves(security) and not back.proves(security ^ 1)
 
 
 def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
@@ -513,3 +515,51 @@ def test_an_iid_with_two_groups_swapped_is_refused_with_a_hint_to_check_their_or
     said = ospp("center", "confirm", " ".join(groups), "--json").json()["error"]
     assert said["code"] == "0xC004C001"
     assert "order they were read" in said["hint"]
+
+
+def test_an_installation_id_proves_the_key_without_disclosing_it(ospp: Ospp):
+    """What is read over the phone (and so what the centre's call log keeps) no longer
+    rebuilds the MAK; a proof made without the key names no key the centre issued, and counts
+    nothing; an IID as older ospp read it out (the key's security value in the clear) is still
+    confirmed, and its CID activates the machine and keeps it licensed."""
+    from ospp.protocol import keys
+    from tests.test_trust import recovered_keys
+
+    key = issue(ospp, limit=5)
+    ospp.install()
+    assert ospp("/inpkey:" + key).code == 0
+    iid = iid_of(ospp)
+    parsed = phone.InstallationId.parse(iid)
+    assert parsed.version == phone.IID_VERSION and key not in recovered_keys(iid.encode())
+    older = phone.InstallationId.for_key(
+        parsed.product_index,
+        parsed.channel_code,
+        parsed.serial,
+        keys.parse(key).security,
+        parsed.hardware,
+        parsed.machine_tag,
+        phone.KEY_IID_VERSION,
+    )
+    assert key in recovered_keys(older.text().encode())  # the test's recovery works
+
+    def used() -> int:
+        return int(ospp("center", "keys", "--json").data()["keys"][0]["used"])
+
+    forged = phone.InstallationId(
+        parsed.product_index,
+        parsed.channel_code,
+        parsed.serial,
+        parsed.key_check ^ 1,
+        parsed.hardware,
+        parsed.machine_tag,
+    )
+    refused = ospp("center", "confirm", forged.text(), "--json").json()
+    assert refused["ok"] is False and refused["error"]["code"] == "0xC004C001", refused
+    assert used() == 0
+    assert ospp("center", "confirm", iid).code == 0
+    assert used() == 1
+    cid = ospp("center", "confirm", older.text(), "--json").data()["cid"]
+    assert used() == 1  # the same computer, read out either way
+    ran = ospp("/actcid:" + cid)
+    assert ran.code == 0 and "<Offline product activation successful>" in ran.out, ran.out
+    assert ospp("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"

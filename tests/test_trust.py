@@ -332,13 +332,14 @@ def recovered_keys(blob: bytes) -> set[str]:
                     n >> 72 & (2**60 - 1),
                     0,
                     0,
+                    n >> 174,
                 )
             )
         for iid in candidates:
             product = catalog().by_index(iid.product_index)
             channel = {1: Channel.MAK, 2: Channel.KMS_HOST}.get(iid.channel_code)
             if product is not None and channel is not None:
-                found.add(keys.encode(product, channel, iid.serial, iid.security))
+                found.add(keys.encode(product, channel, iid.serial, iid.key_check))
     return found
 
 
@@ -373,11 +374,15 @@ def phone_host(ospp: Ospp) -> str:
 
 def test_nothing_a_phone_activated_host_sends_or_a_client_stores_rebuilds_its_key(ospp: Ospp):
     key = phone_host(ospp)
-    from ospp.protocol import keys
+    from ospp.protocol import keys, phone
 
-    security = keys.parse(key).security
-    # the test's recovery works: the installation ID the host reads out over the phone has it
-    assert key in recovered_keys(ospp("kms", "dinstid", "--json").out.encode())
+    parsed = keys.parse(key)
+    security = parsed.security
+    # the test's recovery works: the installation ID an older ospp host read out had the key
+    older = phone.InstallationId(parsed.product.index, 2, parsed.serial, security, 1, 2, 2)
+    assert key in recovered_keys(older.text().encode())
+    # the one it reads out now, over the phone, has not
+    assert key not in recovered_keys(ospp("kms", "dinstid", "--json").out.encode())
     h = Host(ospp)
     try:
         from tests.kmsutil import raw_request
@@ -421,6 +426,7 @@ def legacy_certificate(ospp: Ospp, key_text: str, host_key_b64: str) -> dict[str
         key.security,
         0x12345,
         phone.machine_tag(host_tag_source(host_key_b64)),
+        phone.KEY_IID_VERSION,
     )
     authority = Authority.open(Path(ospp.env["OSPP_CENTER_HOME"]), SystemClock())
     r, s = authority.keys.sign_cid(iid.message())
@@ -494,7 +500,7 @@ def test_centre_refuses_an_old_style_kms_host_iid(ospp: Ospp):
             "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
         ).data()["key"]
     )
-    old = phone.InstallationId(key.product.index, 2, key.serial, key.security, 1, 2)
+    old = phone.InstallationId(key.product.index, 2, key.serial, key.security, 1, 2, 1)
     ran = ospp("center", "confirm", old.text())
     assert ran.code == 1 and "0xC004F02C" in ran.out and "older ospp" in ran.out
     new = ospp(
@@ -655,7 +661,8 @@ def test_host_iid_round_trip_and_its_message_leaves_out_the_security_value(
     iid = phone.InstallationId.for_host(product, serial, security, tag)
     assert len(iid.text()) == 63
     back = phone.InstallationId.parse(iid.text())
-    assert back == iid and back.version == 2 and back.host_key_tag == tag
+    assert back == iid and back.version == 4 and back.host_key_tag == tag
+    assert back.proves(security) and not back.proves(security ^ 1)
     other = phone.InstallationId.for_host(product, serial, security ^ 1, tag)
     assert iid.message() == other.message()  # the signed message does not depend on it
     assert (

@@ -52,7 +52,7 @@ from ospp.protocol.crypto import (
 )
 from ospp.protocol.edpoint import usable_ed25519_key
 from ospp.protocol.phone import (
-    HOST_IID_VERSION,
+    HOST_VERSIONS,
     IID_CHANNEL_KMS_HOST,
     InstallationId,
     encode_cid,
@@ -467,9 +467,13 @@ class Authority:
         return {"licence": licence, "signature": b64(self.keys.sign(canonical(licence)))}
 
     def confirm(self, iid_text: str) -> str:
-        """The phone centre: check an installation ID, count it, return the CID."""
+        """The phone centre: check an installation ID, count it, return the CID.
+
+        The IID proves the caller holds the key (``InstallationId.proves``) without holding
+        it: the key is rebuilt here, from its serial and the security value only this
+        authority computes. An IID of older ospp holds that value itself, checked alike."""
         iid = InstallationId.parse(iid_text)
-        if iid.channel_code == IID_CHANNEL_KMS_HOST and iid.version != HOST_IID_VERSION:
+        if iid.channel_code == IID_CHANNEL_KMS_HOST and iid.version not in HOST_VERSIONS:
             raise LicensingError(
                 E_BAD_FORMAT,
                 N_(
@@ -484,18 +488,21 @@ class Authority:
             )
         product = catalog().by_index(iid.product_index)
         channel = iid_channel(iid.channel_code)
-        if product is None or channel is None:
+        security = 0
+        if product is not None and channel is not None:
+            security = self.security_value(product.index, channel, iid.serial)
+        if product is None or channel is None or not iid.proves(security):
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
                 N_("the installation ID names no product key this authority knows"),
                 _READ_AGAIN,
             )
         key = keys.ProductKey(
-            keys.encode(product, channel, iid.serial, iid.security),
+            keys.encode(product, channel, iid.serial, security),
             product,
             channel,
             iid.serial,
-            iid.security,
+            security,
         )
         try:
             self._genuine(key)

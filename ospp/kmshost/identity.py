@@ -267,7 +267,7 @@ class HostIdentity:
         )
 
     def installation_id(self, last5: str | None = None) -> InstallationId:
-        """A host key's IID (version 2): bound to the host's signing key by a 72-bit tag."""
+        """A host key's IID (version 4): bound to the host's signing key by a 72-bit tag."""
         return self._iid(self.pack(last5))
 
     def _iid(self, pack: Pack) -> InstallationId:

@@ -27,8 +27,15 @@ from ospp.machine import hardware
 from ospp.machine.seal import require_key, seal
 from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import keys
-from ospp.protocol.phone import IID_CHANNELS, InstallationId, machine_tag, parse_cid
-from ospp.protocol.trust import anchors, require_anchors, verify_licence
+from ospp.protocol.phone import (
+    IID_CHANNELS,
+    IID_VERSION,
+    KEY_IID_VERSION,
+    InstallationId,
+    machine_tag,
+    parse_cid,
+)
+from ospp.protocol.trust import Anchors, anchors, require_anchors, verify_licence
 
 # -- the checks ---------------------------------------------------------------------------------
 
@@ -38,7 +45,11 @@ def _hardware_hex(store: MachineStore) -> tuple[str, hardware.Hardware]:
     return f"{hw.hash():010x}", hw
 
 
-def installation_id(store: MachineStore, lic: Licence, hw_hex: str | None = None) -> InstallationId:
+def installation_id(
+    store: MachineStore, lic: Licence, hw_hex: str | None = None, version: int = IID_VERSION
+) -> InstallationId:
+    """The IID of ``lic``'s key on this machine (``version`` KEY_IID_VERSION: as older ospp
+    read it out, for a CID made from one)."""
     if not lic.product_key:
         raise LicensingError(
             E_KEY_NOT_AVAILABLE,
@@ -56,14 +67,28 @@ def installation_id(store: MachineStore, lic: Licence, hw_hex: str | None = None
             N_("Install a MAK first: ospp /inpkey:KEY, or slmgr /ipk KEY."),
         )
     hw = hw_hex or _hardware_hex(store)[0]
-    return InstallationId(
+    return InstallationId.for_key(
         key.product.index,
         IID_CHANNELS[key.channel],
         key.serial,
         key.security,
         int(hw, 16),
         machine_tag(store.settings()["cmid"]),
+        version,
     )
+
+
+def cid_verifies(
+    store: MachineStore, lic: Licence, hw_hex: str, r: int, s: int, trusted: Anchors
+) -> bool:
+    """Whether the CID ``(r, s)`` from a trusted authority confirms ``lic``'s key on this
+    machine with hardware ``hw_hex``: made from its IID, or from the IID older ospp read out
+    (which held the key's security value where the IID now holds its proof)."""
+    for version in (IID_VERSION, KEY_IID_VERSION):
+        message = installation_id(store, lic, hw_hex, version).message()
+        if any(b.verify_cid(message, r, s) for b in trusted.values()):
+            return True
+    return False
 
 
 # -- the flows ----------------------------------------------------------------------------------
@@ -143,8 +168,7 @@ def cid_activation(
     trusted = require_anchors(anchors(store.home, environ))
     r, s = parse_cid(cid_text)
     hw_hex, _ = _hardware_hex(store)
-    iid = installation_id(store, lic, hw_hex)
-    if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
+    if not cid_verifies(store, lic, hw_hex, r, s, trusted):
         raise LicensingError(
             E_MISMATCH,
             N_(

@@ -157,14 +157,14 @@ def _check_phone(
     store: MachineStore, lic: Licence, act: Mapping[str, Any], trusted: Anchors
 ) -> str | None:
     from ospp.core.errors import OsppError
-    from ospp.machine.activation import installation_id
+    from ospp.machine.activation import cid_verifies
     from ospp.protocol.phone import parse_cid
 
     try:
-        iid = installation_id(store, lic, str(act.get("hardware")))
         r, s = parse_cid(str(act.get("cid")))
+        verifies = cid_verifies(store, lic, str(act.get("hardware")), r, s, trusted)
     except (OsppError, ValueError):
         return "the stored phone activation is damaged"
-    if not any(b.verify_cid(iid.message(), r, s) for b in trusted.values()):
+    if not verifies:
         return "the confirmation ID does not verify for this key and machine"
     return None

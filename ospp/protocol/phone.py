@@ -4,13 +4,19 @@ IID: 9 groups of 7 digits. Each group is 6 data digits and a Damm check digit, w
 every single mistyped digit and every swap of two adjacent digits in the group. The 54 data
 digits hold a 177-bit number:
 
-    version (3) | product (8) | channel (2) | key serial (32) | key security value (60)
+    version (3) | product (8) | channel (2) | key serial (32) | key proof (60)
     | hardware hash (40) | machine tag (32, from the CMID)
 
-A KMS host's IID is version 2: its last 72 bits are a tag of the host's response-signing key
-(:func:`host_key_tag`) instead of a hardware hash and machine tag. For it the centre signs
-:func:`host_certificate_message`, which leaves out the key's security value, so the host can
-hand its certificate to every client without disclosing its key.
+The key proof (:func:`key_proof`) shows the centre that the caller holds the key without
+disclosing it: 60 bits of an HMAC keyed with the key's security value over the IID's other
+fields. The centre, which can compute every key's security value from its serial, checks it;
+whoever hears the IID read out (the phone operator, the centre's call log) cannot rebuild the
+key from it. IIDs of older ospp (versions 1 and 2) held the security value itself.
+
+A KMS host's IID is version 4 (2 from older ospp): its last 72 bits are a tag of the host's
+response-signing key (:func:`host_key_tag`) instead of a hardware hash and machine tag. For it
+the centre signs :func:`host_certificate_message`, which leaves out the key proof, so the host
+can hand its certificate to every client without disclosing anything of its key.
 
 CID: 20 groups of 6 digits, again 5 data digits plus a Damm check digit. The 100 data digits
 hold the phone centre's DSA signature (r, s), 160 bits each, as r * 2**160 + s, over the IID.
@@ -20,6 +26,7 @@ A client checks a CID with the centre's public key alone; it cannot make one.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from ospp.core.catalog import Channel
@@ -34,8 +41,13 @@ from ospp.core.errors import (
 
 IID_GROUPS, IID_GROUP_DATA = 9, 6
 CID_GROUPS, CID_GROUP_DATA = 20, 5
-IID_VERSION = 1  # MAK keys
-HOST_IID_VERSION = 2  # KMS host keys: hardware and machine tag hold the 72-bit host key tag
+IID_VERSION = 3  # MAK keys
+HOST_IID_VERSION = 4  # KMS host keys: hardware and machine tag hold the 72-bit host key tag
+# Versions older ospp reads out, still confirmed by the centre: they hold the key's security
+# value where the current ones hold its proof (so they disclose the key to whoever hears them).
+KEY_IID_VERSION = 1
+KEY_HOST_IID_VERSION = 2
+HOST_VERSIONS = frozenset({HOST_IID_VERSION, KEY_HOST_IID_VERSION})
 HOST_TAG_BITS = 72
 
 # The IID's channel field: which kind of key the installation ID carries.
@@ -73,6 +85,26 @@ def host_key_tag(public_raw: bytes) -> int:
     certificate to the key that signs the host's answers."""
     digest = hashlib.sha256(b"ospp-kms-host-key:" + public_raw).digest()
     return int.from_bytes(digest[: HOST_TAG_BITS // 8], "big")
+
+
+def key_proof(
+    security: int,
+    version: int,
+    product_index: int,
+    channel_code: int,
+    serial: int,
+    hardware: int,
+    machine_tag: int,
+) -> int:
+    """The 60 bits an IID carries in place of the key's security value: HMAC-SHA256 keyed
+    with it, over the IID's other fields. Making it needs the key; checking it needs the
+    key's security value, which only the holder and the centre have."""
+    message = (
+        f"ospp-iid-proof:{version}:{product_index}:{channel_code}:{serial}:"
+        f"{hardware:010x}:{machine_tag:08x}"
+    ).encode("ascii")
+    mac = hmac.new(security.to_bytes(8, "big"), message, hashlib.sha256).digest()
+    return int.from_bytes(mac[:8], "big") >> 4
 
 
 def host_certificate_message(product_index: int, serial: int, key_tag: int) -> bytes:
@@ -168,28 +200,65 @@ def _split_checked(text: str, groups: int, per_group: int, what: str, length_cod
 
 @dataclass(frozen=True)
 class InstallationId:
+    """An IID's fields. Build one with :meth:`for_key` or :meth:`for_host`, which put the
+    key's proof in it; the constructor takes ``key_check`` as it stands in the digits."""
+
     product_index: int
     channel_code: int
     serial: int
-    security: int
-    hardware: int  # 40-bit hardware hash (version 2: the high 40 bits of the host key tag)
-    machine_tag: int  # 32 bits from the CMID (version 2: the low 32 bits of the host key tag)
+    key_check: int  # the key proof (versions 1 and 2: the key's security value itself)
+    hardware: int  # 40-bit hardware hash (hosts: the high 40 bits of the host key tag)
+    machine_tag: int  # 32 bits from the CMID (hosts: the low 32 bits of the host key tag)
     version: int = IID_VERSION
+
+    @classmethod
+    def for_key(
+        cls,
+        product_index: int,
+        channel_code: int,
+        serial: int,
+        security: int,
+        hardware: int,
+        machine_tag: int,
+        version: int = IID_VERSION,
+    ) -> InstallationId:
+        """The IID of a key on a machine. ``version`` KEY_IID_VERSION gives the IID older ospp
+        read out, for a CID the centre made from one."""
+        check = security
+        if version not in (KEY_IID_VERSION, KEY_HOST_IID_VERSION):
+            check = key_proof(
+                security, version, product_index, channel_code, serial, hardware, machine_tag
+            )
+        return cls(product_index, channel_code, serial, check, hardware, machine_tag, version)
 
     @classmethod
     def for_host(
         cls, product_index: int, serial: int, security: int, key_tag: int
     ) -> InstallationId:
         """The IID of a KMS host key, bound to the host's signing key by ``key_tag``."""
-        return cls(
-            product_index,
-            IID_CHANNEL_KMS_HOST,
-            serial,
-            security,
-            key_tag >> 32,  # 40 bits where a machine's IID holds its hardware hash
-            key_tag & ((1 << 32) - 1),  # 32 bits where it holds its machine tag
-            HOST_IID_VERSION,
+        hardware = key_tag >> 32  # 40 bits where a machine's IID holds its hardware hash
+        tag = key_tag & ((1 << 32) - 1)  # 32 bits where it holds its machine tag
+        proof = key_proof(
+            security, HOST_IID_VERSION, product_index, IID_CHANNEL_KMS_HOST, serial, hardware, tag
         )
+        return cls(
+            product_index, IID_CHANNEL_KMS_HOST, serial, proof, hardware, tag, HOST_IID_VERSION
+        )
+
+    def proves(self, security: int) -> bool:
+        """Whether the IID was made with the key whose security value is ``security``."""
+        expected = security
+        if self.version not in (KEY_IID_VERSION, KEY_HOST_IID_VERSION):
+            expected = key_proof(
+                security,
+                self.version,
+                self.product_index,
+                self.channel_code,
+                self.serial,
+                self.hardware,
+                self.machine_tag,
+            )
+        return hmac.compare_digest(expected.to_bytes(8, "big"), self.key_check.to_bytes(8, "big"))
 
     @property
     def host_key_tag(self) -> int:
@@ -201,7 +270,7 @@ class InstallationId:
             (self.product_index, 8),
             (self.channel_code, 2),
             (self.serial, 32),
-            (self.security, 60),
+            (self.key_check, 60),
             (self.hardware, 40),
             (self.machine_tag, 32),
         ):
@@ -221,7 +290,7 @@ class InstallationId:
 
     def message(self) -> bytes:
         """What the phone centre signs."""
-        if self.version == HOST_IID_VERSION:
+        if self.version in HOST_VERSIONS:
             return host_certificate_message(self.product_index, self.serial, self.host_key_tag)
         return b"ospp-cid-v1:" + self.data_digits().encode("ascii")
 
@@ -233,16 +302,22 @@ class InstallationId:
         for bits in (32, 40, 60, 32, 2, 8):
             fields.append(n & ((1 << bits) - 1))
             n >>= bits
-        tag, hw, security, serial, channel, product = fields
-        if n not in (IID_VERSION, HOST_IID_VERSION):
+        tag, hw, check, serial, channel, product = fields
+        if n not in (IID_VERSION, KEY_IID_VERSION, *HOST_VERSIONS):
             raise LicensingError(
                 E_BAD_FORMAT, N_("installation ID version {version} is not known", version=n)
             )
-        if n == HOST_IID_VERSION and channel != IID_CHANNEL_KMS_HOST:
+        if n in HOST_VERSIONS and channel != IID_CHANNEL_KMS_HOST:
             raise LicensingError(
-                E_BAD_FORMAT, N_("a version 2 installation ID is for KMS host keys only")
+                E_BAD_FORMAT,
+                N_("a version {version} installation ID is for KMS host keys only", version=n),
             )
-        return cls(product, channel, serial, security, hw, tag, n)
+        if n == IID_VERSION and channel == IID_CHANNEL_KMS_HOST:
+            raise LicensingError(
+                E_BAD_FORMAT,
+                N_("a version {version} installation ID is not for KMS host keys", version=n),
+            )
+        return cls(product, channel, serial, check, hw, tag, n)
 
 
 def encode_cid(r: int, s: int) -> str:
