@@ -465,31 +465,3 @@ def test_clock_reset_removes_a_link_in_place_of_the_clock_not_its_target(
     assert shown.code == 3 and "symbolic link" in shown.out and "clock reset" in shown.out
     assert ospp("clock", "reset", env=env).code == 0
     assert not os.path.lexists(link) and target.read_text() == "someone's file"
-
-
-def test_an_activation_made_after_the_lab_clock_does_not_count_yet(ospp: Ospp) -> None:
-    """A trainer rehearsing day 0 again: the machine activated 'tomorrow' is in its grace
-    today, and licensed again once the clock gets there; activating it again today uses no
-    second MAK activation (the authority knows the computer)."""
-    assert ospp("clock", "set", "2027-03-01T09:00Z").code == 0
-    assert ospp("clock", "freeze").code == 0
-    ospp("install-product", "ProPlus2021")
-    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--limit", "5", "--json")
-    assert ospp(f"/inpkey:{key.data()['key']}", "--act").code == 0
-    assert ospp("clock", "advance", "-2h").code == 0  # before the activation (and install)
-
-    def product() -> dict[str, Any]:
-        found: dict[str, Any] = ospp("dstatus", "--json").data()["products"][0]
-        return found
-
-    before = product()
-    assert before["status"] == "OOB_GRACE" and before["remaining_grace_days"] == 30, before
-    assert "---OOB_GRACE---" in ospp("/dstatus").out
-    assert ospp("clock", "advance", "3h").code == 0  # past it: licensed as it was
-    assert product()["status"] == "LICENSED"
-    assert ospp("clock", "advance", "-3h").code == 0
-    assert ospp("/act").code == 0  # activated again, on the day it is now
-    assert product()["status"] == "LICENSED"
-    assert product()["activated_at"] == "2027-03-01T07:00:00Z"
-    keys = ospp("center", "keys", "--json").data()["keys"]
-    assert [k["used"] for k in keys] == [1]

@@ -107,23 +107,8 @@ def _grace(lic: Licence, now: datetime, problem: Problem | None) -> LicenceStatu
     )
 
 
-def made_after(activation: dict[str, object], now: datetime) -> bool:
-    """Whether ``activation`` was made after ``now``: the lab clock (or OSPP_NOW) moved back
-    past it, as a trainer rehearsing day 0 again does. Such an activation does not count
-    yet; one whose time cannot be read counts, as before it carried one."""
-    made = activation.get("activated_at")
-    if not isinstance(made, str):
-        return False
-    try:
-        at = datetime.fromisoformat(made.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return at.tzinfo is not None and at > now
-
-
 def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> LicenceStatus:
-    """The state of ``lic`` at ``now``: an activation made after ``now`` does not count yet
-    (the licence is in the grace it was in before it)."""
+    """The state of ``lic`` at ``now``."""
     if lic.product_key is None:
         return LicenceStatus(lic, UNLICENSED, E_KEY_NOT_AVAILABLE, None, None, False, None)
     act = lic.activation
@@ -133,8 +118,6 @@ def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> Licen
     if problem is not None and problem.since is None:
         # The activation itself is not valid (tampered, untrusted): as if never activated.
         return _grace(lic, now, problem)
-    if made_after(act, now):  # checked first: an altered time is reported as altered
-        return _grace(lic, now, None)
     if lic.sku.channel is Channel.KMS_CLIENT:
         valid_until = datetime.fromisoformat(act["valid_until"])
         if now < valid_until:
