@@ -187,9 +187,9 @@ class ThreadedServer:
         self.port = 0
 
         async def main() -> None:
-            from ospp.protocol import wire
+            from ospp.protocol import serving
 
-            self.server = await wire.start(handle, "127.0.0.1", 0)
+            self.server = await serving.start(handle, "127.0.0.1", 0)
             self.port = self.server.sockets[0].getsockname()[1]
             ready.set()
             await self.server.serve_forever()

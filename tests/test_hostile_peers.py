@@ -319,17 +319,17 @@ def test_listening_keeps_the_servers_own_handler_for_other_loop_errors() -> None
     and must pass everything else on to it (asyncio's default prints a traceback)."""
     import asyncio
 
-    from ospp.protocol import wire
+    from ospp.protocol import serving
 
     async def main() -> list[str]:
         loop = asyncio.get_running_loop()
         seen: list[str] = []
         loop.set_exception_handler(lambda _loop, context: seen.append(context["message"]))
 
-        async def answer(message: dict[str, Any]) -> wire.Reply:
+        async def answer(message: dict[str, Any]) -> serving.Reply:
             return {"v": 1, "ok": True}
 
-        server = await wire.start(answer, "127.0.0.1", 0)
+        server = await serving.start(answer, "127.0.0.1", 0)
         try:
             loop.call_exception_handler(
                 {"message": "Unhandled exception in a callback", "exception": ValueError("x")}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ospp.core.errors import E_BAD_FORMAT
-from ospp.protocol import wire
+from ospp.protocol import serving, wire
 from tests.conftest import Ospp, Ran
 from tests.kmsutil import Host, make_host, raw_request
 
@@ -317,10 +317,10 @@ def _served_at_once(handled: list[str] | None = None) -> Any:
     is already done (an ``async def`` handler would be answered a turn later)."""
     import asyncio
 
-    def handler(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
+    def handler(message: dict[str, Any]) -> asyncio.Future[serving.Reply]:
         if handled is not None:
             handled.append(message.get("id", ""))
-        fut: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[serving.Reply] = asyncio.get_running_loop().create_future()
         fut.set_result({"v": 1, "ok": True, "id": message.get("id")})
         return fut
 
@@ -340,7 +340,7 @@ def test_a_connection_sending_thousands_at_once_lets_the_others_in() -> None:
         return frame(json.dumps({"v": 1, "op": "x", "id": name}).encode())
 
     async def scenario() -> None:
-        server = await wire.start(_served_at_once(handled), "127.0.0.1", 0)
+        server = await serving.start(_served_at_once(handled), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
         flood, other = socket.socket(), socket.socket()
@@ -363,7 +363,7 @@ def test_a_connection_sending_thousands_at_once_lets_the_others_in() -> None:
 
     asyncio.run(scenario())
     assert len(handled) == 201
-    assert handled.index("other") <= wire.ANSWERS_PER_TURN, handled.index("other")
+    assert handled.index("other") <= serving.ANSWERS_PER_TURN, handled.index("other")
 
 
 def test_a_flood_of_requests_answered_at_once_cannot_grow_the_servers_buffer() -> None:
@@ -374,12 +374,12 @@ def test_a_flood_of_requests_answered_at_once_cannot_grow_the_servers_buffer() -
 
     body = frame(b'{"v":1,"op":"x"}')
     burst = body * 4096
-    gauge = wire.Gauge()
+    gauge = serving.Gauge()
     biggest = 0
 
     async def scenario() -> None:
         nonlocal biggest
-        server = await wire.start(_served_at_once(), "127.0.0.1", 0, gauge=gauge)
+        server = await serving.start(_served_at_once(), "127.0.0.1", 0, gauge=gauge)
         port = server.sockets[0].getsockname()[1]
         sock = socket.create_connection(("127.0.0.1", port))
         stop = threading.Event()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ospp.authority.state import Authority
 from ospp.core.errors import E_INVALID_ARG, OsppError, UsageError
-from ospp.protocol import wire
+from ospp.protocol import serving, wire
 
 if TYPE_CHECKING:
     from ospp.authority.operations import Operations
@@ -48,7 +48,7 @@ def checked(request: Mapping[str, Any], fields: Mapping[str, tuple[bool, int]]) 
 
 def serve(
     authority: Authority,
-    host: wire.Listen,
+    host: serving.Listen,
     port: int,
     ready: Callable[[str, int], None],
     ops: Operations | None = None,
@@ -62,7 +62,7 @@ def serve(
 
 async def _serve(
     authority: Authority,
-    host: wire.Listen,
+    host: serving.Listen,
     port: int,
     ready: Callable[[str, int], None],
     ops: Operations | None = None,
@@ -76,7 +76,7 @@ async def _serve(
     async def run(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return fn() if pool is None else await loop.run_in_executor(pool, fn)
 
-    async def answer(request: dict[str, Any]) -> wire.Reply:
+    async def answer(request: dict[str, Any]) -> serving.Reply:
         op = request.get("op")
         if op == "activate":
             fields = checked(request, ACTIVATE_FIELDS)
@@ -88,7 +88,7 @@ async def _serve(
             return {"v": wire.VERSION, "ok": True, **cid}
         return wire.error_response(E_INVALID_ARG, f"unknown op {wire.shown(op)}")
 
-    async def handle(request: dict[str, Any]) -> wire.Reply:
+    async def handle(request: dict[str, Any]) -> serving.Reply:
         if ops is None:
             return await answer(request)
         try:
@@ -100,7 +100,7 @@ async def _serve(
         return reply
 
     def listening(server: asyncio.Server) -> None:
-        shown, bound = wire.bound_address(server)
+        shown, bound = serving.bound_address(server)
         if ops is not None:
             ops.ready(shown, bound)
         ready(shown, bound)
@@ -108,7 +108,7 @@ async def _serve(
     if ops is not None:
         await ops.open()
     try:
-        await wire.serve_until_stopped(handle, host, port, listening)
+        await serving.serve_until_stopped(handle, host, port, listening)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)

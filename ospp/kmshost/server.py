@@ -34,7 +34,7 @@ from ospp.dns.publish import publish
 from ospp.kmshost.ping import ping_reply
 from ospp.kmshost.request import Request, parse_item
 from ospp.kmshost.state import KmsHost, ServingState
-from ospp.protocol import wire
+from ospp.protocol import serving, wire
 
 if TYPE_CHECKING:
     from ospp.kmshost.operations import Operations
@@ -145,7 +145,9 @@ class RequestLog:
         self.lines: list[str] = []
         self.scheduled = False
 
-    def add(self, now: str, message: Mapping[str, Any], answer: wire.Reply, seconds: float) -> None:
+    def add(
+        self, now: str, message: Mapping[str, Any], answer: serving.Reply, seconds: float
+    ) -> None:
         """Add one request's line: the text ``json.dumps`` gives for ``{"ts": now, "op":
         "kms-activate", "cmid": ..., "sku_id": ..., "ok": ..., "code": ..., "ms": ...}``,
         formatted directly (cmid and sku_id as sent when strings, escaped and cut short;
@@ -291,7 +293,7 @@ async def _publish_forever(host: KmsHost, port: int, events: EventSink) -> None:
 
 def serve(
     host: KmsHost,
-    listen_host: wire.Listen,
+    listen_host: serving.Listen,
     port: int,
     *,
     idle_timeout: float,
@@ -305,7 +307,7 @@ def serve(
 
     ``ready(shown_host, port, state)`` runs once listening; ``events`` receives operational
     events (DNS publishing) as dicts. At ``max_connections`` open connections (by default
-    what RLIMIT_NOFILE allows, see wire.default_max_connections) a new client closes the
+    what RLIMIT_NOFILE allows, see serving.default_max_connections) a new client closes the
     longest-idle one. ``ops`` adds what a service needs (sd_notify, SIGHUP, metrics, the
     status page): see :mod:`ospp.kmshost.operations`.
     """
@@ -316,7 +318,7 @@ def serve(
 
 async def _serve(
     host: KmsHost,
-    listen_host: wire.Listen,
+    listen_host: serving.Listen,
     port: int,
     idle_timeout: float,
     log_stream: TextIO | None,
@@ -330,10 +332,10 @@ async def _serve(
         host.signer()  # a damaged signing key stops the host here, not at each request
     checkpointer = host.start_checkpointer()
     log = RequestLog(log_stream)
-    pending: list[tuple[dict[str, Any], Request | OsppError, asyncio.Future[wire.Reply], float]]
+    pending: list[tuple[dict[str, Any], Request | OsppError, asyncio.Future[serving.Reply], float]]
     pending = []
     loop = asyncio.get_running_loop()
-    gauge = wire.Gauge(max_connections)
+    gauge = serving.Gauge(max_connections)
     batch = _BatchTimer()
     tasks: list[asyncio.Task[None]] = []
     if ops is not None:
@@ -392,8 +394,8 @@ async def _serve(
         if ops is not None:
             ops.observe([answer] * len(items), [done - item[3] for item in items])
 
-    def handle(message: dict[str, Any]) -> asyncio.Future[wire.Reply]:
-        fut: asyncio.Future[wire.Reply] = loop.create_future()
+    def handle(message: dict[str, Any]) -> asyncio.Future[serving.Reply]:
+        fut: asyncio.Future[serving.Reply] = loop.create_future()
         if message.get("op") == "kms-ping":  # 'ospp dnsdiag', 'ospp kms ping': is a host there?
             fut.set_result(ping_reply(host, live.current(), message))
             return fut
@@ -413,7 +415,7 @@ async def _serve(
         return fut
 
     def listening(server: asyncio.Server) -> None:
-        shown, bound = wire.bound_address(server)
+        shown, bound = serving.bound_address(server)
         host.record_port(bound)
         served.append(bound)  # forgotten when the host stops, however it stops
         state = live.state
@@ -423,7 +425,7 @@ async def _serve(
                 shown,
                 bound,
                 state.activated,
-                wire.bound_addresses(server),
+                serving.bound_addresses(server),
                 waiting if state.activated else [],
             )
         ready(shown, bound, state)
@@ -431,7 +433,7 @@ async def _serve(
 
     served: list[int] = []
     try:
-        await wire.serve_until_stopped(handle, listen_host, port, listening, idle_timeout, gauge)
+        await serving.serve_until_stopped(handle, listen_host, port, listening, idle_timeout, gauge)
     finally:
         for bound in served:
             with contextlib.suppress(OsppError):  # the counts are safe; only what status shows
