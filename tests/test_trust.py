@@ -408,9 +408,12 @@ def test_nothing_a_phone_activated_host_sends_or_a_client_stores_rebuilds_its_ke
             assert form.encode() not in blob.lower()
 
 
-def legacy_certificate(ospp: Ospp, key_text: str, host_key_b64: str) -> dict[str, Any]:
+def legacy_certificate(
+    ospp: Ospp, key_text: str, host_key_b64: str, version: int = 1
+) -> dict[str, Any]:
     """A format 1 phone certificate, as older ospp hosts stored and sent it: the whole IID
-    (security value included) and a CID over it from the test's own, trusted, authority."""
+    (security value included) and a CID over it from the test's own, trusted, authority.
+    ``version`` other than 1 makes one that older ospp never made."""
     from pathlib import Path
 
     from ospp.authority.state import Authority
@@ -426,7 +429,7 @@ def legacy_certificate(ospp: Ospp, key_text: str, host_key_b64: str) -> dict[str
         key.security,
         0x12345,
         phone.machine_tag(host_tag_source(host_key_b64)),
-        phone.KEY_IID_VERSION,
+        version,
     )
     authority = Authority.open(Path(ospp.env["OSPP_CENTER_HOME"]), SystemClock())
     r, s = authority.keys.sign_cid(iid.message())
@@ -585,6 +588,32 @@ def test_clients_refuse_old_style_phone_certificates_in_new_answers(ospp: Ospp):
     ospp("install-product", "ProPlus2021", "lc2")
     put_activation(ospp, "lc2", "ProPlus2021", json.dumps(stored))
     assert product_status(ospp, "lc2", "ProPlus2021")["error_code"] == UNTRUSTED
+
+
+def test_an_old_style_phone_certificate_holds_an_old_installation_id_or_is_refused(ospp: Ospp):
+    """Format 1 certificates were made from version 1 IIDs only. One holding a newer IID binds
+    the host key by its 32-bit machine tag alone (the CID of a version 2 or 4 IID covers the
+    tag of another key): it is refused, even for an activation already stored."""
+    import os
+
+    from ospp.core.errors import LicensingError
+    from ospp.protocol.crypto import HostKey, b64
+    from ospp.protocol.kms import check_certificate
+    from ospp.protocol.trust import anchors
+
+    key = ospp(
+        "center", "issue-key", "--product", "ProPlus2021", "--channel", "kms-host", "--json"
+    ).data()["key"]
+    host_key = b64(HostKey(HostKey.generate()).public_raw)
+    ospp.install("ProPlus2021")  # a client that trusts the test's authority
+    trusted = anchors(ospp.env["OSPP_HOME"], {**os.environ, **ospp.env})
+    assert trusted
+    check_certificate(legacy_certificate(ospp, key, host_key), trusted, legacy_phone=True)
+    for version in (2, 4):
+        cert = legacy_certificate(ospp, key, host_key, version)
+        with pytest.raises(LicensingError) as refused:
+            check_certificate(cert, trusted, legacy_phone=True)
+        assert refused.value.code == 0xC004F042 and "damaged" in refused.value.message
 
 
 def test_phone_certificate_is_bound_to_the_hosts_signing_key(ospp: Ospp):

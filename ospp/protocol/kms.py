@@ -74,6 +74,7 @@ def check_certificate(
     from ospp.protocol.edpoint import usable_ed25519_key
     from ospp.protocol.phone import (
         IID_CHANNEL_KMS_HOST,
+        KEY_IID_VERSION,
         InstallationId,
         host_certificate_message,
         host_key_tag,
@@ -108,6 +109,11 @@ def check_certificate(
             r, s = parse_cid(str(cert.get("cid")))
         except OsppError as exc:
             raise refuse(f"the KMS host's phone certificate is damaged: {exc.message}") from exc
+        if iid.version != KEY_IID_VERSION:  # older ospp made them from version 1 IIDs only
+            raise refuse(
+                f"the KMS host's phone certificate is damaged: it holds a version "
+                f"{iid.version} installation ID"
+            )
         if iid.channel_code != IID_CHANNEL_KMS_HOST or iid.machine_tag != machine_tag(
             host_tag_source(host_key)
         ):
