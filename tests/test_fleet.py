@@ -826,3 +826,25 @@ def test_a_timeline_within_a_day_labels_each_point_with_its_time(ospp: Ospp) -> 
     ]  # fmt: skip
     daily = ospp("fleet", "timeline", "--from", "2027-01-11", "--to", "2027-01-12")
     assert daily.out.splitlines()[1].startswith("2027-01-11  ")  # a day: the date alone
+
+
+def test_service_all_on_a_fleet_prints_its_failures_and_counts_not_every_machine(
+    ospp: Ospp,
+) -> None:
+    """Beyond 100 machines 'service --all' prints as 'fleet act' does: the first 20 failures
+    by name and the counts; --json still lists every machine."""
+    ospp("fleet", "create", "w", "120", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
+    ran = ospp("service", "--all")
+    assert ran.code == 4, ran.out
+    lines = ran.out.splitlines()
+    assert [line.split(":")[0] for line in lines[:20]] == [f"w{n:03d}" for n in range(1, 21)]
+    assert all(": ProPlus2021: activate failed: 0xC004F074 " in line for line in lines[:20])
+    assert lines[20:] == [
+        "... and 100 more failures (--json lists them all)",
+        "Summary: 120 failed 0xC004F074",
+    ]
+    ran = ospp("service", "--all", env={"OSPP_NOW": "+1h"})  # the retries are not due yet
+    assert ran.code == 0 and ran.out.splitlines() == ["Summary: 120 nothing due"], ran.out
+    report = ospp("service", "--all", "--json", env={"OSPP_NOW": "+2h"}).data()
+    assert len(report["services"]) == len(report["actions"]) == 120
+    assert report["summary"] == {"failed 0xC004F074": 120} and "reminders" not in report

@@ -516,7 +516,7 @@ DATA: dict[str, Schema] = {
     "rearm": obj(machine=string(), rearmed=array(string()), rearms_left=integer()),
     "remhst": obj(machine=string(), kms=ref("kms_settings")),
     "service": obj(
-        optional=("services", "actions", "summary"),
+        optional=("services", "actions", "summary", "reminders"),
         services=array(
             obj(
                 machine=string(),
@@ -548,7 +548,9 @@ DATA: dict[str, Schema] = {
         ),
         summary=mapping(integer()),
         reminders=array(
-            obj(machine=string(), product_id=string(), kind=string(), grace_days_left=integer())
+            obj(machine=string(), product_id=string(), kind=string(), grace_days_left=integer()),
+            "What each machine's user is told; absent when more than 100 machines were served "
+            "(ospp service --notify tells them).",
         ),
     ),
     "sethst": obj(machine=string(), kms=ref("kms_settings")),

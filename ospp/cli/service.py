@@ -42,7 +42,10 @@ def service(
     computers: tuple[str, ...], all_machines: bool, notify: bool, lang: str | None
 ) -> Result:
     """Do what the licensing service would do now (OSPP_NOW): retry unactivated KMS products
-    every activation interval and renew activated ones every renewal interval."""
+    every activation interval and renew activated ones every renewal interval.
+
+    Up to 100 machines, each machine's service, what it did and what its user is told are
+    printed; beyond that, the first 20 failures and the counts (--json lists everything)."""
     from ospp.core.paths import ospp_home
     from ospp.machine import client
     from ospp.machine import service as licensing
@@ -54,7 +57,7 @@ def service(
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     if notify:
         return _notify_all(names, lang, listed=all_machines)
-    from ospp.cli.fleet import progress, summary
+    from ospp.cli.fleet import MAX_SHOWN, progress, summary
     from ospp.machine import fleetact
 
     ctx = click.get_current_context()
@@ -104,8 +107,9 @@ def service(
             fields = [("services", services()), ("actions", actions(pools)), ("summary", counts)]
             stream.json_report(command_name(ctx), chain(fields, reminders()), failure)
             return Result(banners=False, failed=failure(), printed=True)
+        fleet_sized = len(names) > REMINDERS_UP_TO  # counts and failures, as 'fleet act'
         with stream.Held(quiet()) as out:  # a store that cannot be opened: only the error
-            for state in services():
+            for state in () if fleet_sized else services():
                 since = f" since {state['started_at']}" if state["started_at"] else ""
                 out.line(
                     f"{state['machine']}: {state['name']}: {state['state']}{since}, "
@@ -113,11 +117,19 @@ def service(
                 )
             if not sys.stderr.isatty():  # else a progress bar is shown: the lines come after it
                 out.go()
+            failed = 0
             for row in actions(pools):
-                out.line(action_line(row))
+                if not fleet_sized:
+                    out.line(action_line(row))
+                elif row.get("ok") is False:  # in machine order: the first failures by name
+                    failed += 1
+                    if failed <= MAX_SHOWN:
+                        out.line(action_line(row))
+            if failed > MAX_SHOWN:
+                out.line(f"... and {failed - MAX_SHOWN} more failures (--json lists them all)")
             if len(names) > 1:
                 out.line(summary(counts))
-            if len(names) <= REMINDERS_UP_TO:
+            if not fleet_sized:
                 for line in _notify(readable(), lang).lines:
                     out.line(line)
             out.go()  # after a progress bar, every line now
