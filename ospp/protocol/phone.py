@@ -132,7 +132,7 @@ _CID = N_("confirmation ID")
 
 def _digits(text: str, what: str) -> str:
     compact = "".join(text.split()).replace("-", "")
-    if not compact.isdigit() or not compact.isascii():
+    if compact and not (compact.isdigit() and compact.isascii()):  # empty: its length says
         bad = next((c for c in compact if not ("0" <= c <= "9")), "")
         raise LicensingError(
             E_BAD_FORMAT,
