@@ -465,3 +465,101 @@ def test_clock_reset_removes_a_link_in_place_of_the_clock_not_its_target(
     assert shown.code == 3 and "symbolic link" in shown.out and "clock reset" in shown.out
     assert ospp("clock", "reset", env=env).code == 0
     assert not os.path.lexists(link) and target.read_text() == "someone's file"
+
+
+def _licence(ospp: Ospp, machine: str = "localhost") -> dict[str, Any]:
+    found: dict[str, Any] = ospp("dstatus", machine, "--json").data()["products"][0]
+    return found
+
+
+def test_a_licence_is_not_activated_before_its_first_activation(ospp: Ospp) -> None:
+    """A trainer rehearsing day 0 again: the machine activated 'tomorrow' is in its grace
+    today, and licensed again once the clock gets there; activating it again today uses no
+    second MAK activation (the authority knows the computer)."""
+    assert ospp("clock", "set", "2027-03-01T09:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    ospp("install-product", "ProPlus2021")
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--limit", "5", "--json")
+    assert ospp(f"/inpkey:{key.data()['key']}", "--act").code == 0
+    assert ospp("clock", "advance", "-2h").code == 0  # before the activation (and install)
+    before = _licence(ospp)
+    assert before["status"] == "OOB_GRACE" and before["remaining_grace_days"] == 30, before
+    assert "---OOB_GRACE---" in ospp("/dstatus").out
+    assert ospp("clock", "advance", "3h").code == 0  # past it: licensed as it was
+    assert _licence(ospp)["status"] == "LICENSED"
+    assert ospp("clock", "advance", "-3h").code == 0
+    assert ospp("/act").code == 0  # activated again, on the day it is now
+    assert _licence(ospp)["status"] == "LICENSED"
+    assert _licence(ospp)["activated_at"] == "2027-03-01T07:00:00Z"
+    assert [k["used"] for k in ospp("center", "keys", "--json").data()["keys"]] == [1]
+
+
+def test_reactivations_and_renewals_keep_the_licence_activated_since_the_first(
+    ospp: Ospp,
+) -> None:
+    """A licence keeps only its latest activation; moved back to before a reactivation (MAK)
+    or a renewal (KMS) but after the first activation, it is licensed, as it was then."""
+    assert ospp("clock", "set", "2027-03-01T09:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    ospp("install-product", "ProPlus2021")
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--limit", "5", "--json")
+    assert ospp(f"/inpkey:{key.data()['key']}", "--act").code == 0
+    assert ospp("clock", "advance", "10d").code == 0
+    assert ospp("/act").code == 0  # reactivated on 03-11
+    assert ospp("clock", "advance", "-5d").code == 0
+    mak = _licence(ospp)
+    assert mak["status"] == "LICENSED" and mak["activated_at"] == "2027-03-11T09:00:00Z", mak
+    assert ospp("clock", "advance", "-6d").code == 0  # 02-28: before the first
+    assert _licence(ospp)["status"] == "OOB_GRACE"
+
+    assert ospp("clock", "set", "2027-03-01T09:00Z").code == 0
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        _five_clients(ospp, host)
+        assert ospp("clock", "advance", "8d").code == 0
+        ran = ospp("service", "--all", "--json")
+        renewed = [a["machine"] for a in ran.data()["actions"] if a["action"] == "renew"]
+        assert len(renewed) >= 1, ran.out
+        assert ospp("clock", "advance", "-7d").code == 0  # 03-02: after the first, before
+        for machine in renewed:
+            st = _licence(ospp, machine)
+            assert st["status"] == "LICENSED" and st["activated_at"] == "2027-03-09T09:00:00Z"
+        assert ospp("clock", "set", "2027-02-28T09:00Z").code == 0
+        assert {_licence(ospp, m)["status"] for m in renewed} == {"OOB_GRACE"}
+    finally:
+        host.stop()
+
+
+def test_an_activation_stored_before_first_activations_were_kept_counts_whatever_the_time(
+    ospp: Ospp,
+) -> None:
+    import json
+    import sqlite3
+
+    assert ospp("clock", "set", "2027-03-01T09:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    ospp("install-product", "ProPlus2021")
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--limit", "5", "--json")
+    assert ospp(f"/inpkey:{key.data()['key']}", "--act").code == 0
+
+    def stored() -> dict[str, Any]:
+        with sqlite3.connect(ospp.store_file()) as db:
+            (text,) = db.execute("SELECT activation FROM licenses WHERE activation IS NOT NULL")
+            found: dict[str, Any] = json.loads(text[0])
+        return found
+
+    act = stored()
+    assert act["first_activated_at"] == act["activated_at"] == "2027-03-01T09:00:00Z"
+    del act["first_activated_at"], act["seal"]  # as an older ospp stored it (checked in full)
+    with sqlite3.connect(ospp.store_file()) as db:
+        db.execute(
+            "UPDATE licenses SET activation=? WHERE activation IS NOT NULL", (json.dumps(act),)
+        )
+    assert ospp("clock", "advance", "-1d").code == 0
+    assert _licence(ospp)["status"] == "LICENSED"  # it does not say since when: as before
+    assert ospp("clock", "advance", "2d").code == 0
+    assert ospp("/act").code == 0
+    assert "first_activated_at" not in stored()  # nor does one continuing it
+    assert ospp("clock", "advance", "-2d").code == 0
+    assert _licence(ospp)["status"] == "LICENSED"
