@@ -76,14 +76,9 @@ def test_threshold_four_wait_until_the_fifth_asks(ospp: Ospp, host: Host):
     actions = {a["machine"]: a for a in ran.data()["actions"]}
     assert all(actions[f"ws{n}"]["ok"] for n in range(1, 5)), ran.out
     for n in range(1, 6):
-        st = status_of(ospp, f"ws{n}", at(hours=2))
+        st = status_of(ospp, f"ws{n}")
         assert st["status"] == "LICENSED" and st["error_code"] == "0x4004F040"
-    # ws1-ws4 were first activated two hours on: now, they are not yet; ws5 is
-    assert [status_of(ospp, f"ws{n}")["status"] for n in range(1, 6)] == [
-        *["OOB_GRACE"] * 4,
-        "LICENSED",
-    ]
-    out = ospp("/dstatus", "ws1", env={"OSPP_NOW": at(hours=2)}).out
+    out = ospp("/dstatus", "ws1").out
     assert "LICENSE STATUS:  ---LICENSED---" in out
     assert "ERROR CODE: 0x4004F040 (for information purposes only as the status is licensed)" in out
     assert f"\tKMS machine registry override defined: {host.address}" in out

@@ -109,11 +109,7 @@ def mac(
 def seal(
     store: MachineStore, lic: Licence, activation: dict[str, Any], environ: Mapping[str, str]
 ) -> dict[str, Any]:
-    """``activation`` with its seal, for an activation that was just verified, and the time
-    the licence has been activated since (:func:`ospp.machine.status.continued`)."""
-    from ospp.machine.status import continued
-
-    activation = continued(lic, activation)
+    """``activation`` with its seal, for an activation that was just verified."""
     key = require_key(store.home)
     assert key is not None  # created when missing
     tag = mac(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import binascii
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from ospp.core.catalog import Channel
 from ospp.core.errors import (
@@ -108,47 +107,8 @@ def _grace(lic: Licence, now: datetime, problem: Problem | None) -> LicenceStatu
     )
 
 
-FIRST_ACTIVATED = "first_activated_at"  # in a stored activation: see continued()
-
-
-def _time(value: object) -> datetime | None:
-    """An ISO 8601 time with its zone, as stored; None for anything else."""
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
-
-
-def continued(lic: Licence, activation: dict[str, Any]) -> dict[str, Any]:
-    """``activation`` (a new one for ``lic``'s key) with the time the licence has been
-    activated since: the previous activation's, kept across renewals and reactivations, or
-    this one's when there was none (or the clock was moved back before the previous one).
-
-    An activation stored by an older ospp does not say when its first was: an activation
-    continuing it says nothing either, and counts whatever the time (as before)."""
-    made = activation.get("activated_at")
-    previous = lic.activation
-    if not previous:
-        return {**activation, FIRST_ACTIVATED: made}
-    first, this = _time(previous.get(FIRST_ACTIVATED)), _time(made)
-    if first is None or this is None:
-        return activation
-    return {**activation, FIRST_ACTIVATED: made if this < first else previous[FIRST_ACTIVATED]}
-
-
-def not_yet(activation: dict[str, Any], now: datetime) -> bool:
-    """Whether the licence was first activated after ``now``: the lab clock (or OSPP_NOW)
-    was moved back before it, as a trainer rehearsing day 0 again does."""
-    first = _time(activation.get(FIRST_ACTIVATED))
-    return first is not None and now < first
-
-
 def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> LicenceStatus:
-    """The state of ``lic`` at ``now``. Before its first activation (:func:`continued`) a
-    licence is in the grace it was in then; after it, its latest activation decides."""
+    """The state of ``lic`` at ``now``."""
     if lic.product_key is None:
         return LicenceStatus(lic, UNLICENSED, E_KEY_NOT_AVAILABLE, None, None, False, None)
     act = lic.activation
@@ -158,8 +118,6 @@ def evaluate(lic: Licence, now: datetime, check: Checker | None = None) -> Licen
     if problem is not None and problem.since is None:
         # The activation itself is not valid (tampered, untrusted): as if never activated.
         return _grace(lic, now, problem)
-    if not_yet(act, now):  # after the check: an altered activation is reported as altered
-        return _grace(lic, now, None)
     if lic.sku.channel is Channel.KMS_CLIENT:
         valid_until = datetime.fromisoformat(act["valid_until"])
         if now < valid_until:
