@@ -526,3 +526,38 @@ def test_the_slmgr_command_names_itself_when_it_cannot_write(ospp: Ospp, tmp_pat
             )
         assert done.returncode == 3, (args, done.stderr)
         assert done.stderr.startswith("slmgr: cannot write the output"), (args, done.stderr)
+
+
+def test_a_standard_user_may_not_activate_with_ato_or_atp(ospp: Ospp, tmp_path: Path) -> None:
+    """As /act and /actcid refuse them: 0xC004F025, nothing tried and nothing stored (no
+    attempt in the history, no count at the authority); a malformed CID is said first, and
+    a KMS client key before the trust store."""
+    import sqlite3
+
+    ospp.install("ProPlus2021")
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--limit", "3", "--json")
+    assert ospp("slmgr", "/ipk", key.data()["key"]).code == 0
+    iid = ospp("dinstid", "--json").data()["products"][0]["installation_id"]
+    cid = ospp("center", "confirm", iid, "--json").data()["cid"]
+    ospp.install("ProPlus2021", "ws1")  # a KMS client, with no host to reach
+    assert ospp("/sethst:127.0.0.1:9", "ws1").code == 0
+
+    def dump(machine: str) -> list[str]:
+        with sqlite3.connect(ospp.store_file(machine)) as db:
+            return list(db.iterdump())
+
+    before = {m: dump(m) for m in ("localhost", "ws1")}
+    bob = {"OSPP_USER": "bob"}
+    for args in (["/ato"], ["/ato", "ws1"], ["/atp", cid]):
+        ran = ospp("slmgr", *args, env=bob)
+        assert ran.code == 1 and "0xC004F025" in ran.out + ran.err, (args, ran.out)
+    malformed = ospp("slmgr", "/atp", "123", env=bob)
+    assert malformed.code == 1 and "0xC004F02F" in malformed.out + malformed.err, malformed.out
+    assert {m: dump(m) for m in ("localhost", "ws1")} == before
+    assert [k["used"] for k in ospp("center", "keys", "--json").data()["keys"]] == [1]
+    no_trust = {"OSPP_CENTER_HOME": str(tmp_path / "no-authority")}
+    gvlk = ospp("slmgr", "/atp", cid, "ws1", env=no_trust)
+    assert gvlk.code == 1 and "0xC004F056" in gvlk.out + gvlk.err, gvlk.out
+    assert "phone activation needs a MAK or KMS host key" in gvlk.out + gvlk.err
+    assert ospp("slmgr", "/atp", cid).code == 0  # an administrator may
+    assert ospp("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"

@@ -346,7 +346,6 @@ PHONE_NUMBERS = (
 def atp(cid: str, words: tuple[str, ...]) -> Result:
     """Activate with a Confirmation ID from the phone centre."""
     from ospp.machine import slmgr as sl
-
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
@@ -357,6 +356,9 @@ def atp(cid: str, words: tuple[str, ...]) -> Result:
         sku_id = host.apply_cid(cid, os.environ, last5).sku_id
         data: dict[str, Any] = {"activation_id": sku_id, "is_kms_host": True}
     else:
+        from ospp.protocol.phone import parse_cid
+
+        parse_cid(cid)  # a malformed CID is said before anything else, as /actcid says it
         store = open_machine(computer)
         lic = sl.target(store, act_id)
         sl.deposit_cid(store, lic, cid, os.environ)

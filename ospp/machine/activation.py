@@ -165,9 +165,10 @@ def cid_activation(
     store: MachineStore, lic: Licence, cid_text: str, environ: Mapping[str, str]
 ) -> dict[str, Any]:
     """Verify a CID for ``lic``; returns the sealed activation without storing it."""
-    trusted = require_anchors(anchors(store.home, environ))
     r, s = parse_cid(cid_text)
     hw_hex, _ = _hardware_hex(store)
+    installation_id(store, lic, hw_hex)  # no key, or a KMS client key: before the trust store
+    trusted = require_anchors(anchors(store.home, environ))
     if not cid_verifies(store, lic, hw_hex, r, s, trusted):
         raise LicensingError(
             E_MISMATCH,

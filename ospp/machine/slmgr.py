@@ -176,6 +176,7 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> d
     """/ato on one licence, as /act does it for each: MAK online, GVLK with KMS."""
     from ospp.core.clock import iso
 
+    client.check_operation(store)  # a standard user: 0xC004F025 before anything is tried
     if lic.sku.channel is Channel.KMS_HOST:
         raise LicensingError(
             E_SKU_NOT_FOUND,
@@ -225,8 +226,10 @@ def installation_id(store: MachineStore, lic: Licence) -> str:
 
 
 def deposit_cid(store: MachineStore, lic: Licence, cid: str, environ: Mapping[str, str]) -> None:
+    """/atp on one licence, as /actcid does it."""
     from ospp.machine.activation import apply_cid
 
+    client.check_operation(store)
     apply_cid(store, lic, cid, environ)
 
 
