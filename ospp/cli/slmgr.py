@@ -346,6 +346,7 @@ PHONE_NUMBERS = (
 def atp(cid: str, words: tuple[str, ...]) -> Result:
     """Activate with a Confirmation ID from the phone centre."""
     from ospp.machine import slmgr as sl
+
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
