@@ -210,6 +210,15 @@ def test_untrusted_authority_is_refused(ospp: Ospp, tmp_path: Path):
     ospp("/inpkey:" + key)
     cid = other("center", "confirm", iid_of(other), "--json").data()["cid"]
     assert ospp("/actcid:" + cid).code == 1
+    # a standard user may not make this home trust it: every machine here would
+    pub = tmp_path / "other.pub.json"
+    pub.write_text(other("center", "pubkey").out)
+    before = ospp("trust", "list", "--json").data()
+    for extra in ([], ["--json"]):
+        ran = ospp("trust", "add", str(pub), *extra, env={"OSPP_USER": "bob"})
+        assert ran.code == 1 and "0xC004F025" in ran.out, ran.out
+    assert ospp("trust", "list", "--json").data() == before
+    assert ospp("/actcid:" + cid).code == 1
     # and with a remote authority configured, an empty trust store is an error, not a pass
     ran = ospp("/act", env={"OSPP_AUTHORITY": "127.0.0.1:9"})
     assert ran.code == 1 and "0xC004E003" in ran.out and "trust" in ran.out

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ospp.cli import complete, serving
-from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, reports, reports_text
+from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, needs_admin, reports, reports_text
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.cli.slash import Group
 from ospp.core.clock import clock_from_env
@@ -324,6 +324,8 @@ def trust_add(file: Path) -> Result:
     from ospp.core.paths import ospp_home
     from ospp.protocol.trust import add_anchor
 
+    # Every machine of this home believes what it trusts, whatever /puserops allows on one.
+    needs_admin("trusting an activation authority (ospp trust add)")
     bundle = add_anchor(ospp_home(), file)
     return Result(
         [f"Trusted authority {bundle.name} ({bundle.fingerprint})"],
