@@ -236,28 +236,27 @@ class InstallationId:
         cls, product_index: int, serial: int, security: int, key_tag: int
     ) -> InstallationId:
         """The IID of a KMS host key, bound to the host's signing key by ``key_tag``."""
-        hardware = key_tag >> 32  # 40 bits where a machine's IID holds its hardware hash
-        tag = key_tag & ((1 << 32) - 1)  # 32 bits where it holds its machine tag
-        proof = key_proof(
-            security, HOST_IID_VERSION, product_index, IID_CHANNEL_KMS_HOST, serial, hardware, tag
-        )
-        return cls(
-            product_index, IID_CHANNEL_KMS_HOST, serial, proof, hardware, tag, HOST_IID_VERSION
+        return cls.for_key(
+            product_index,
+            IID_CHANNEL_KMS_HOST,
+            serial,
+            security,
+            key_tag >> 32,  # 40 bits where a machine's IID holds its hardware hash
+            key_tag & ((1 << 32) - 1),  # 32 bits where it holds its machine tag
+            HOST_IID_VERSION,
         )
 
     def proves(self, security: int) -> bool:
         """Whether the IID was made with the key whose security value is ``security``."""
-        expected = security
-        if self.version not in (KEY_IID_VERSION, KEY_HOST_IID_VERSION):
-            expected = key_proof(
-                security,
-                self.version,
-                self.product_index,
-                self.channel_code,
-                self.serial,
-                self.hardware,
-                self.machine_tag,
-            )
+        expected = InstallationId.for_key(
+            self.product_index,
+            self.channel_code,
+            self.serial,
+            security,
+            self.hardware,
+            self.machine_tag,
+            self.version,
+        ).key_check
         return hmac.compare_digest(expected.to_bytes(8, "big"), self.key_check.to_bytes(8, "big"))
 
     @property
