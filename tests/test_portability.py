@@ -20,7 +20,8 @@ from ospp.core.db import absolute_path, sqlite_uri
 from ospp.core.errors import UsageError
 from ospp.core.files import write_atomic, write_new
 from ospp.core.paths import machine_name, parent, pathlib_form, windows_name_problem
-from ospp.machine.fleet import create_names, read_csv
+from ospp.machine.fleet import create_names
+from ospp.machine.fleetcsv import read_csv
 from tests.conftest import PRODUCT, Ospp
 
 

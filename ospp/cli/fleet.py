@@ -381,17 +381,17 @@ def import_(file: Path) -> Result:
     """Create the machines listed in FILE.csv ('-' reads standard input); all or nothing (a bad
     row names its line)."""
     from ospp.core.files import read_user_file
-    from ospp.machine import fleet
+    from ospp.machine import fleet, fleetcsv
 
     _needs_admin("import")
     home = ospp_home()
     text = read_user_file(file, "fleet file", IMPORT_LIMIT) if str(file) == "-" else None
-    total = fleet.check_import(home, file, text)
+    total = fleetcsv.check_import(home, file, text)
     clock = clock_from_env()
     templates = fleet.Templates(clock)
     counts: Counter[str] = Counter()
     try:
-        rows = fleet.import_rows(home, file, clock, templates, text)
+        rows = fleetcsv.import_rows(home, file, clock, templates, text)
         with contextlib.closing(rows):  # interrupted, it undoes what it made before it ends
             for done in progress(rows, total, "importing"):
                 counts[done.outcome] += 1

@@ -28,7 +28,8 @@ from ospp.core.digest import compare_digest
 from ospp.core.errors import E_ACCESS_DENIED, OsppError, StoreError
 from ospp.core.paths import StrPath
 from ospp.machine.checks import bound_hardware, make_checker, policy_problem
-from ospp.machine.fleet import CSV_FIELDS, names, require
+from ospp.machine.fleet import names, require
+from ospp.machine.fleetcsv import CSV_FIELDS
 from ospp.machine.seal import mac, seal_key
 from ospp.machine.status import (
     LICENSED,
