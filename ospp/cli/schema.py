@@ -73,7 +73,7 @@ def obj(optional: tuple[str, ...] = (), **fields: Schema) -> Schema:
 
 
 def ref(name: str, description: str = "") -> Schema:
-    """A shape shared by several commands (see ``SHARED`` in :mod:`ospp.cli.reports`), or
+    """A shape shared by several commands (see ``SHARED`` in :mod:`ospp.cli.reports_shared`), or
     ``error``, the one error object."""
     return _described({"$ref": f"#/$defs/{name}"}, description)
 
