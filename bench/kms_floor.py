@@ -2,6 +2,7 @@
 
     python bench/kms_floor.py                  # 6,000 requests per server and client, 3 rounds
     python bench/kms_floor.py --rounds 5 --out floor.json
+    python bench/kms_floor.py --loop uvloop --servers frames +both   # uvloop's floor instead
 
 One client sends the bench's activation requests one after another on one connection (what
 ``bench/kms_load.py --concurrency 1 --mode persistent`` does), first to minimal servers that
@@ -24,8 +25,11 @@ do only part of a KMS host's work, then to a real ``ospp kms serve``:
 
 Each server is driven by two clients in turn: ``asyncio`` (the load generator of
 ``bench/kms_load.py``) and ``blocking`` (one ``sendall`` and two ``recv`` per request, the
-cheapest a Python client gets). It prints p50 and p99 latency and the server's CPU time per
-request (user + system, from /proc), the median over the rounds; rounds alternate the order.
+cheapest a Python client gets). ``--loop uvloop`` runs the minimal servers on uvloop's
+event loop instead of asyncio's (uvloop is not a dependency of ospp: ``pip install uvloop``
+first), to see what a faster event loop takes off the floor. It prints p50 and p99 latency
+and the server's CPU time per request (user + system, from /proc), the median over the
+rounds; rounds alternate the order.
 All traffic stays on 127.0.0.1; every run stops after its request count.
 """
 
@@ -44,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 import uuid
 from pathlib import Path
 
@@ -55,8 +60,9 @@ MODES = ("frames", "+sqlite", "+ed25519", "+both", "+append", "+append+ed25519")
 ANSWER_BYTES = 1400  # about the size of a real batch-signed answer with its certificate
 
 
-def serve(mode: str, directory: str) -> None:
-    """A minimal server doing part of a KMS host's work (see the module docstring)."""
+def serve(mode: str, directory: str, loop: str = "asyncio") -> None:
+    """A minimal server doing part of a KMS host's work (see the module docstring), on
+    asyncio's event loop or on uvloop's."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
@@ -83,8 +89,8 @@ def serve(mode: str, directory: str) -> None:
 
     class Floor(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
-            self.transport = transport
+            # uvloop's transports are not asyncio.Transport instances, but behave as one
+            self.transport = typing.cast(asyncio.Transport, transport)
             self.buffer = bytearray()
 
         def data_received(self, data: bytes) -> None:
@@ -118,8 +124,14 @@ def serve(mode: str, directory: str) -> None:
         print("LISTENING", server.sockets[0].getsockname()[1], flush=True)
         await server.serve_forever()
 
+    factory = None
+    if loop == "uvloop":
+        import importlib  # uvloop is not a dependency of ospp: pip install uvloop to compare
+
+        factory = importlib.import_module("uvloop").new_event_loop
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
     finally:
         if journal is not None:
             os.close(journal)
@@ -161,7 +173,7 @@ def asyncio_client(port: int, frames: list[bytes]) -> list[float]:
 CLIENTS = {"asyncio": asyncio_client, "blocking": blocking_client}
 
 
-def measure(server: str, client: str, requests: int) -> dict[str, float]:
+def measure(server: str, client: str, requests: int, loop: str) -> dict[str, float]:
     """Start ``server``, drive it with ``client`` (after 200 warm-up requests), stop it."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -170,7 +182,7 @@ def measure(server: str, client: str, requests: int) -> dict[str, float]:
             proc, port = kms_load.start_host(env, home)
         else:
             proc = subprocess.Popen(
-                [sys.executable, __file__, "--serve", server, tmp],
+                [sys.executable, __file__, "--serve", server, tmp, "--loop", loop],
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -201,18 +213,32 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=6000, help="requests per run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (the median is shown)")
     parser.add_argument("--out", help="also write the results as JSON to this file")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the minimal servers' event loop (uvloop: pip install uvloop first)",
+    )
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=(*MODES, "ospp"),
+        help="only these servers (by default every one)",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(*args.serve)
+        serve(args.serve[0], args.serve[1], args.loop)
         return
-    servers = [*MODES, "ospp"]
+    servers = args.servers or [*MODES, "ospp"]
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for round_ in range(args.rounds):
         order = servers if round_ % 2 == 0 else servers[::-1]
         for server in order:
             for client in CLIENTS:
-                runs.setdefault((server, client), []).append(measure(server, client, args.requests))
+                runs.setdefault((server, client), []).append(
+                    measure(server, client, args.requests, args.loop)
+                )
         print(f"round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     print(f"{'server':<17}{'client':<10}{'p50 ms':>9}{'p99 ms':>9}{'server CPU ms/req':>19}")
     results = []
@@ -232,7 +258,10 @@ def main() -> None:
             )
     if args.out:
         Path(args.out).write_text(
-            json.dumps({"kind": "kms-floor", "cpus": os.cpu_count(), "rows": results}, indent=2)
+            json.dumps(
+                {"kind": "kms-floor", "loop": args.loop, "cpus": os.cpu_count(), "rows": results},
+                indent=2,
+            )
             + "\n"
         )
         print(f"results written to {args.out}")
