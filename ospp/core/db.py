@@ -12,6 +12,10 @@ later, the read-write connection is closed first, and SQLite skips its closing c
 because another connection still has the file open. A store that can be read but not written
 (a read-only directory or file system) still answers reads; writes say why they can't happen.
 Symbolic links in place of a store or its ``-wal``/``-shm`` files are refused.
+
+This module opens a store and runs its transactions. What the file must be before it is used,
+and the migration of its schema, are :mod:`ospp.core.dbcheck`; how a failure of SQLite or of
+the file system is reported is :mod:`ospp.core.dbfail`.
 """
 
 from __future__ import annotations
@@ -20,53 +24,22 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
-from ospp.core.errors import (
-    E_ACCESS_DENIED,
-    E_DISK_FULL,
-    E_INVALID_DATA,
-    N_,
-    Message,
-    StoreError,
-    os_error_code,
-)
-from ospp.core.paths import StrPath, exists, parent
+from ospp.core.dbcheck import StoreChecks
+from ospp.core.dbfail import BUSY, CANTOPEN, DAMAGED, end_transaction, primary
+from ospp.core.errors import E_ACCESS_DENIED, N_, StoreError
+from ospp.core.paths import StrPath, parent
 
 if TYPE_CHECKING:
     from pathlib import PurePath
 
 
-APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
-
 # Stores opened by this process and not yet closed. Held strongly so that closing never waits
 # for the garbage collector: a connection left to it keeps its WAL files open.
 _OPEN: set[Database] = set()
 
-# What the messages call each kind of store (marked for the wizard's translations).
-_STORE_NAMES = {
-    "licence": N_("licence store"),
-    "authority": N_("authority store"),
-    "KMS host": N_("KMS host store"),
-}
-
-# Where each kind of store lives: the variable that moves it.
-_STORE_VARIABLES = {
-    "licence": "OSPP_HOME",
-    "authority": "OSPP_CENTER_HOME",
-    "KMS host": "OSPP_KMS_HOME",
-}
-
-# SQLite's primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF).
-_FULL = 13
-_DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
-_ERROR = 1  # SQL error: a bug in ospp, or a schema that was damaged or edited by hand
-_BUSY = 5
 _BUSY_SECONDS = 30.0  # how long a store another process is writing is waited for
-_IOERR = 10
-_CANTOPEN = 14
-_LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken as a full disk
-_ACCESS = frozenset({3, 5, 6, 8, 10, _CANTOPEN, 23})  # PERM BUSY LOCKED READONLY IOERR AUTH
 
 
 class StoreMissing(StoreError):
@@ -121,11 +94,7 @@ def close_all() -> None:
         db.close()
 
 
-def _primary(exc: sqlite3.Error) -> int:
-    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-
-
-class Database:
+class Database(StoreChecks):
     """One SQLite store. ``migrations[i]`` is the SQL script that moves schema i to i+1.
 
     ``create=False`` opens a store that must exist already: when it (or its directory) is not
@@ -165,195 +134,7 @@ class Database:
         self._conn = self._connect(migrations, synchronous)
         _OPEN.add(self)
 
-    # -- errors --------------------------------------------------------------------------------
-
-    @property
-    def _name(self) -> str | Message:
-        return _STORE_NAMES.get(self.kind) or f"{self.kind} store"
-
-    @property
-    def _variable(self) -> str:
-        return _STORE_VARIABLES.get(self.kind, "OSPP_HOME")
-
-    def _fail_unreadable(self, exc: Exception) -> StoreError:
-        return StoreError(
-            E_INVALID_DATA,
-            N_(
-                "the {store} {path} cannot be read: {why}",
-                store=self._name,
-                path=str(self.path),
-                why=str(exc),
-            ),
-            N_(
-                "The file was left exactly as it is. Restore it from a backup, or move it aside "
-                "to start an empty store."
-            )
-            if self._may_create or self._remake is None
-            else N_(
-                "The file was left exactly as it is. Restore it from a backup, or move it aside "
-                "and make the store again: {command}",
-                command=self._remake,
-            ),
-        )
-
-    def _fail_access(self, exc: BaseException) -> StoreError:
-        detail = getattr(exc, "strerror", None) or str(exc)
-        if os_error_code(exc) == E_DISK_FULL or (
-            isinstance(exc, sqlite3.Error) and self._out_of_space(exc)
-        ):
-            return StoreError(
-                E_DISK_FULL,
-                N_(
-                    "the {store} {path} cannot be written: the disk is full ({why})",
-                    store=self._name,
-                    path=str(self.path),
-                    why=detail,
-                ),
-                N_(
-                    "Free some space on the disk holding {directory} and try again; the change "
-                    "was not made.",
-                    directory=str(parent(self.path)),
-                ),
-            )
-        return StoreError(
-            E_ACCESS_DENIED,
-            N_(
-                "the {store} {path} cannot be opened for writing: {why}",
-                store=self._name,
-                path=str(self.path),
-                why=detail,
-            ),
-            N_(
-                "Check that the directory exists, is a directory and is writable, or point "
-                "{variable} somewhere else.",
-                variable=self._variable,
-            ),
-        )
-
-    def _out_of_space(self, exc: sqlite3.Error) -> bool:
-        """SQLite says SQLITE_FULL for its data, but only "disk I/O error" when the -shm index
-        or the -wal cannot grow: then a nearly empty disk is the likely cause."""
-        code = _primary(exc)
-        if code == _FULL:
-            return True
-        if code not in (_IOERR, _CANTOPEN):
-            return False
-        import shutil
-
-        try:
-            return shutil.disk_usage(parent(self.path)).free < _LOW_SPACE
-        except OSError:
-            return False
-
-    def _fail_read_only(self) -> StoreError:
-        return StoreError(
-            E_ACCESS_DENIED,
-            N_(
-                "the {store} {path} can be read but not changed: {why}",
-                store=self._name,
-                path=str(self.path),
-                why=str(self._read_only),
-            ),
-            N_(
-                "Make {directory} and the files in it writable, or copy the store somewhere "
-                "writable and point {variable} there.",
-                directory=str(parent(self.path)),
-                variable=self._variable,
-            ),
-        )
-
-    def _wrap(self, exc: sqlite3.Error) -> StoreError | None:
-        """The StoreError for a failure of SQLite itself; None for a bug in our SQL."""
-        code = _primary(exc)
-        if code in _DAMAGED or _undecodable(exc) or (code == _ERROR and self._schema_damaged()):
-            self._refused = True
-            return self._fail_unreadable(exc)
-        if code == _FULL or code in _ACCESS:
-            return self._fail_access(exc)
-        return None
-
-    def _schema_damaged(self) -> bool:
-        """Whether the store's tables differ from what the migrations make: then an SQL
-        error ("no such column") comes from a damaged or hand-edited file, not from ospp."""
-        query = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
-        expected = sqlite3.connect(":memory:")
-        try:
-            for step in self._migrations[: self.schema_version]:
-                for statement in step.split(";"):
-                    if statement.strip():
-                        expected.execute(statement)
-            want = expected.execute(query).fetchall()
-        finally:
-            expected.close()
-        try:
-            return (self._ro or self._conn).execute(query).fetchall() != want
-        except (sqlite3.Error, UnicodeDecodeError):
-            return True
-
-    def _reraise(self, exc: sqlite3.Error) -> NoReturn:
-        wrapped = self._wrap(exc)
-        if wrapped is None:
-            raise exc
-        raise wrapped from exc
-
     # -- opening -------------------------------------------------------------------------------
-
-    def _refuse_links(self) -> None:
-        """A symbolic link or a directory in place of the store or its -wal or -shm file is
-        refused before SQLite sees it (it would say only "disk I/O error")."""
-        import stat
-
-        for path in (self.path, self.path + "-wal", self.path + "-shm"):
-            try:
-                mode = os.lstat(path).st_mode
-            except FileNotFoundError:
-                continue
-            except OSError as exc:  # a directory on the way that may not be entered
-                raise self._fail_access(exc) from exc
-            linked = stat.S_ISLNK(mode)
-            directory = stat.S_ISDIR(mode)
-            if not (linked or directory or stat.S_ISREG(mode)):  # a FIFO would never answer
-                raise StoreError(
-                    E_INVALID_DATA,
-                    N_(
-                        "{path} is not a regular file where the {store} should be",
-                        path=str(path),
-                        store=self._name,
-                    ),
-                    N_(
-                        "It was left as it is. Move it aside to start an empty store, or put "
-                        "the store's file back in its place."
-                    ),
-                )
-            if directory:
-                raise StoreError(
-                    E_INVALID_DATA,
-                    N_(
-                        "{path} is a directory where the {store} should be a file",
-                        path=str(path),
-                        store=self._name,
-                    ),
-                    N_(
-                        "It was left as it is. Move it aside to start an empty store, or put "
-                        "the store's file back in its place."
-                    ),
-                )
-            if linked:
-                raise StoreError(
-                    E_ACCESS_DENIED,
-                    N_(
-                        "{path} is a symbolic link (to {target}); ospp does not follow links in "
-                        "place of its {store}",
-                        path=str(path),
-                        target=os.readlink(path),
-                        store=self._name,
-                    ),
-                    N_(
-                        "Replace the link with the file itself, or point OSPP_HOME "
-                        "(OSPP_CENTER_HOME, OSPP_KMS_HOME) at the directory that holds it. "
-                        "Nothing was changed."
-                    ),
-                )
 
     def _create(self) -> None:
         try:
@@ -377,73 +158,16 @@ class Database:
                 return conn
             except sqlite3.OperationalError as exc:
                 conn.close()
-                if _primary(exc) != _CANTOPEN or os.access(parent(self.path), os.W_OK):
+                if primary(exc) != CANTOPEN or os.access(parent(self.path), os.W_OK):
                     raise
             # A WAL store in a directory where the -shm index cannot be created: nobody can
             # write it either, so reading it as immutable sees a settled file.
             self._read_only = f"its directory {parent(self.path)} cannot be written"
             return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
         except sqlite3.DatabaseError as exc:
-            if _primary(exc) in _DAMAGED:
+            if primary(exc) in DAMAGED:
                 raise self._fail_unreadable(exc) from exc
             raise self._fail_access(exc) from exc
-
-    def _inspect(self, conn: sqlite3.Connection) -> int:
-        """Check, without writing, that the file is an ospp store we can read; its version."""
-        try:
-            # One read transaction: the version and the table list from one snapshot, so that
-            # a store another process is creating right now is seen before or after, never
-            # half (tables already there, version still 0: "not an ospp store").
-            conn.execute("BEGIN")
-            try:
-                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-                # Reading the table list parses the schema: a damaged one is found here,
-                # before anything can write.
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                self._check(conn, version)
-            finally:
-                _end(conn)
-        except sqlite3.DatabaseError as exc:
-            raise self._wrap(exc) or self._fail_unreadable(exc) from exc
-        except UnicodeDecodeError as exc:  # SQLite's message quotes undecodable schema text
-            raise self._fail_unreadable(exc) from exc
-        return version
-
-    def _check(self, conn: sqlite3.Connection, version: int) -> None:
-        """Refuse a file that is not an ospp store, or is one from a newer schema."""
-        if version == 0:
-            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                raise self._fail_unreadable(
-                    ValueError("it is an SQLite database, but not an ospp store")
-                )
-            return
-        self._check_ours(conn)
-        if version > self.schema_version:
-            raise StoreError(
-                E_INVALID_DATA,
-                N_(
-                    "the {store} {path} has schema version {version}, newer than this ospp "
-                    "understands ({known})",
-                    store=self._name,
-                    path=str(self.path),
-                    version=version,
-                    known=self.schema_version,
-                ),
-                N_("Upgrade ospp to read it; the file was left as it is."),
-            )
-
-    def _refuse_emptied(self) -> None:
-        """An empty store file beside a file made after the store held data: truncated."""
-        try:
-            if os.stat(self.path).st_size:
-                return
-        except OSError:
-            return  # not there (yet): created or reported below
-        for witness in self._witnesses:
-            if exists(witness):
-                raise self._fail_unreadable(
-                    ValueError(f"the file is empty, but {witness} shows that it held a store")
-                )
 
     def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         self._refuse_links()
@@ -521,35 +245,9 @@ class Database:
                 conn.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if _primary(exc) != _BUSY or time.monotonic() > deadline:
+                if primary(exc) != BUSY or time.monotonic() > deadline:
                     raise
             time.sleep(0.005)
-
-    def _migrate(self, conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == self.schema_version:
-            self._check_ours(conn)
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]  # settled under lock
-            self._check(conn, version)
-            if version == 0:
-                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            for step in range(version, self.schema_version):
-                for statement in migrations[step].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={self.schema_version}")
-            conn.execute("COMMIT")
-        except BaseException:
-            _end(conn)
-            raise
-
-    def _check_ours(self, conn: sqlite3.Connection) -> None:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id != APPLICATION_ID:
-            raise self._fail_unreadable(ValueError("it is an SQLite database, not an ospp store"))
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -566,15 +264,15 @@ class Database:
         try:
             yield conn
         except sqlite3.Error as exc:
-            _end(conn)
+            end_transaction(conn)
             self._reraise(exc)
         except BaseException:
-            _end(conn)
+            end_transaction(conn)
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            _end(conn)
+            end_transaction(conn)
             raise self._wrap(exc) or self._fail_access(exc) from exc
 
     @contextlib.contextmanager
@@ -592,15 +290,15 @@ class Database:
         try:
             yield conn
         except sqlite3.Error as exc:
-            _end(conn)
+            end_transaction(conn)
             self._reraise(exc)
         except BaseException:
-            _end(conn)
+            end_transaction(conn)
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            _end(conn)
+            end_transaction(conn)
             self._reraise(exc)
 
     def execute_pragma(self, pragma: str) -> None:
@@ -626,19 +324,3 @@ class Database:
                 seen.add(id(conn))
                 conn.close()
         _OPEN.discard(self)
-
-
-def _undecodable(exc: sqlite3.Error) -> bool:
-    """A text value that is not UTF-8: Python's sqlite3 says so without an SQLite code."""
-    return getattr(exc, "sqlite_errorcode", None) is None and "decode" in str(exc)
-
-
-def _end(conn: sqlite3.Connection) -> None:
-    """Roll back what is left of a transaction, keeping the error that ended it.
-
-    SQLite rolls back by itself after some failures (a full disk, a failed COMMIT); a second
-    ROLLBACK would then fail with "no transaction is active" and hide the real error.
-    """
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
