@@ -982,3 +982,70 @@ def test_output_that_cannot_be_written_is_a_file_error_not_a_bug(
     assert done.stderr.rstrip().endswith(f"ERROR CODE: {code}"), done.stderr
     assert "cannot write the output" in done.stderr
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+@pytest.mark.skipif(os.name == "nt", reason="closes a descriptor in the child (POSIX)")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["/dstatus"],
+        ["--json", "/dstatus"],
+        ["kms", "clients"],
+        ["kms", "clients", "--csv"],
+        ["kms", "clients", "--json"],
+        ["fleet", "status", "--json"],
+        ["service", "--all"],
+    ],
+)
+def test_output_closed_from_the_start_is_a_file_error_not_silence(
+    ospp: Ospp, args: list[str]
+) -> None:
+    """Started with standard output closed (``>&-``): exit 3, said on standard error, as for
+    any output that cannot be written; not exit 0 with the report lost, nor a traceback."""
+    ospp("install-product", "ProPlus2021")
+    done = subprocess.run(
+        [sys.executable, "-m", "ospp", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **ospp.env},
+        preexec_fn=lambda: os.close(1),
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "cannot write the output: standard output is closed" in done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+@pytest.mark.skipif(os.name == "nt", reason="closes a descriptor in the child (POSIX)")
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        (["trust", "add", "-"], 2, "is not an authority public key file"),
+        (["fleet", "import", "-"], 2, "expected the header"),
+        (["center", "phone"], 1, "input ended"),
+        (["wizard"], 1, "input ended"),
+    ],
+)
+def test_input_closed_from_the_start_reads_as_empty(
+    ospp: Ospp, args: list[str], code: int, said: str
+) -> None:
+    """Started with standard input closed (``<&-``), a command that reads it meets the end of
+    input at once and says what it lacked: no internal error, nothing changed."""
+
+    def status() -> object:
+        return {k: v for k, v in ospp("--json", "/dstatus").data().items() if k != "now_at"}
+
+    ospp("install-product", "ProPlus2021")
+    before = status()
+    done = subprocess.run(
+        [sys.executable, "-m", "ospp", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ospp.env},
+        preexec_fn=lambda: os.close(0),
+        timeout=120,
+    )
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert said in done.stdout + done.stderr
+    assert "internal error" not in done.stdout + done.stderr
+    assert status() == before

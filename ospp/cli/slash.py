@@ -6,7 +6,9 @@ option uses.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -150,6 +152,7 @@ class ReportingGroup(click.Group):
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         program = prog_name or "ospp"  # as its messages name it: ospp, or slmgr
+        _stand_in_for_closed_streams()
         if any(param.name == "quiet" for param in self.params):
             argv = _quiet_first(argv)
         if not standalone_mode:
@@ -334,6 +337,28 @@ def _emit_json(result: Result, command: str, program: str) -> int:
         if not output_broken(exc):
             raise
         _output_failed(exc, program)
+
+
+class _ClosedOutput(io.TextIOBase):
+    """Standard output the process was started without (``ospp ... >&-``): each write fails
+    as one to a closed descriptor does, so the output is reported as output that cannot be
+    written (exit 3) instead of being lost in silence."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+def _stand_in_for_closed_streams() -> None:
+    """A process started with standard input or output closed (``<&-``, ``>&-``) has None
+    for them. Input reads as empty (end of input at once, which every reader handles);
+    output fails at its first write (see _ClosedOutput)."""
+    if sys.stdin is None:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
 
 
 def _output_failed(exc: OSError, program: str = "ospp") -> NoReturn:
