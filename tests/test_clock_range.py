@@ -69,3 +69,26 @@ def test_an_offset_past_the_end_of_a_lab_clock_is_a_usage_error(ospp: Ospp):
     assert ospp("/dstatus", env={"OSPP_NOW": "+5d"}).code == 0
     ran = ospp("clock", "advance", "-3000000d")
     assert ran.code == 2 and "by -3000000 days" in ran.out, ran.out
+
+
+@pytest.mark.parametrize("at", ["9998-12-31T23:59:59Z", "1970-01-01T00:00:00Z"])
+def test_a_running_lab_clock_stops_at_the_ends_of_the_range(ospp: Ospp, at: str):
+    """Set to an edge of the range and running, the clock stays there as real time moves on
+    (or back): every command works, instead of the whole home failing once the clock has run
+    past the edge. The clock file is dated an hour earlier (later) to stand for that hour."""
+    import json
+    from datetime import timedelta
+    from pathlib import Path
+
+    assert ospp("clock", "set", at).code == 0
+    clock_file = Path(ospp("--json", "clock", "show").data()["clock_file"])
+    state = json.loads(clock_file.read_text())
+    hour = timedelta(hours=1) if at.startswith("9998") else -timedelta(hours=1)
+    state["set_at_real_time"] = (parse_time(state["set_at_real_time"]) - hour).isoformat()
+    clock_file.write_text(json.dumps(state))
+    shown = ospp("--json", "clock", "show")
+    assert shown.code == 0, shown.out
+    assert shown.data()["now_at"] == at
+    for args in (["install-product", "ProPlus2021"], ["/inpkey:" + GVLK_2021], ["/dstatus"]):
+        ran = ospp(*args)
+        assert ran.code == 0, (args, ran.out, ran.err)
