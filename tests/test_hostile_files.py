@@ -790,8 +790,9 @@ def test_a_seal_key_that_cannot_be_made_is_a_store_error(ospp: Ospp):
     [
         (b"\xff\xfe\x00\x01", "is not UTF-8 text"),
         (b"machine,product,key,kms_host\nws1,ProPlus2021," + b"K" * 200_000 + b",\n", "line 2"),
+        (b"machine,product,key,kms_host\n" + b"x" * 3_000_000, "line 2: longer than 65536"),
     ],
-    ids=["not UTF-8", "a field over 128 KiB"],
+    ids=["not UTF-8", "a field over 128 KiB", "no line end for 3 MB"],
 )
 def test_fleet_import_of_a_file_that_is_not_an_export_is_a_usage_error(
     ospp: Ospp, tmp_path: Path, content: bytes, said: str
@@ -801,6 +802,14 @@ def test_fleet_import_of_a_file_that_is_not_an_export_is_a_usage_error(
     ran = ospp("fleet", "import", str(path))
     assert ran.code == 2 and "0x80070057" in ran.out and said in ran.out, ran.out
     assert ospp("machines", "--json").data()["machines"] == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero here")
+def test_fleet_import_of_an_endless_line_stops_at_the_line_limit(ospp: Ospp) -> None:
+    """A file with no line end at all (/dev/zero) is refused at its first line; it used to be
+    read whole, until memory ran out."""
+    done = ospp.proc("fleet", "import", "/dev/zero", timeout=60)
+    assert done.code == 2 and "line 1: longer than 65536 characters" in done.out, done.out
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,22 @@ from ospp.machine.store import STORE_FILE
 CSV_FIELDS = ("machine", "product", "key", "kms_host", "kms_domain")
 # Files written before the KMS lookup domain was exported have the first four columns only.
 _OLD_FIELDS = CSV_FIELDS[:4]
+# The longest line read, in characters: a row ospp writes is under 200, and a line is read
+# whole, so a file with no line ends (/dev/zero) is refused instead of filling memory.
+MAX_LINE = 64 * 1024
+
+
+def _lines(f: TextIO, path: Path) -> Iterator[str]:
+    """The lines of ``f``, each at most MAX_LINE characters, else UsageError naming it."""
+    number = 0
+    while line := f.readline(MAX_LINE + 1):
+        number += 1
+        if len(line) > MAX_LINE:
+            raise UsageError(
+                f"{path} line {number}: longer than {MAX_LINE} characters",
+                "Use a file written by 'ospp fleet export'; nothing was imported.",
+            )
+        yield line
 
 
 def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str], int]]:
@@ -38,7 +54,7 @@ def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str],
         except OSError as exc:
             raise UsageError(f"{path} cannot be read: {exc.strerror or exc}") from exc
     with f:
-        rows = csv.reader(f)
+        rows = csv.reader(_lines(f, path))
         try:
             header = next(rows, None)
             given = [h.strip().lower() for h in header or []]
