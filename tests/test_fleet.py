@@ -848,3 +848,14 @@ def test_service_all_on_a_fleet_prints_its_failures_and_counts_not_every_machine
     report = ospp("service", "--all", "--json", env={"OSPP_NOW": "+2h"}).data()
     assert len(report["services"]) == len(report["actions"]) == 120
     assert report["summary"] == {"failed 0xC004F074": 120} and "reminders" not in report
+
+
+@pytest.mark.parametrize("args", [["fleet", "status", "--csv"], ["fleet", "status"]])
+def test_status_with_a_bad_clock_prints_no_header_before_its_error(ospp: Ospp, args: list[str]):
+    """A script redirecting 'fleet status --csv' to a file gets the error alone, not a header
+    line followed by it: the clock is read before any row is printed."""
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    ran = ospp(*args, env={"OSPP_NOW": "+1x"})
+    assert ran.code == 2 and "OSPP_NOW" in ran.out, ran.out
+    assert ran.out.startswith("---Processing"), ran.out  # the error block, and nothing before
+    assert "machine,product" not in ran.out and "MACHINE " not in ran.out, ran.out

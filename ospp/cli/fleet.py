@@ -190,11 +190,13 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
             f"--status {wanted!r} is not a licence status",
             f"Use one of {', '.join(fleetview.ROW_STATES)} (in any case).",
         )
+    clock = clock_from_env()
+    clock.now()  # a bad OSPP_NOW or a damaged lab clock is said before any row is printed
     counts: Counter[str] = Counter()
     first_error: list[dict[str, Any]] = []  # the first ERROR row (a damaged store)
 
     def counted() -> Iterator[dict[str, Any]]:
-        for values in fleetview.rows(ospp_home(), glob, os.environ, clock_from_env(), wanted):
+        for values in fleetview.rows(ospp_home(), glob, os.environ, clock, wanted):
             counts[values["status"]] += 1
             if values["status"] == "ERROR" and not first_error:
                 first_error.append(values)
