@@ -139,12 +139,12 @@ def create(
             interrupted=True,
             kept=N_(
                 "{done} of the {count} machines were created ({first} .. {last}); remove "
-                "them with 'ospp fleet remove {glob}' before creating them again",
+                "them with ospp fleet remove '{glob}' before creating them again",
                 done=len(kept),
                 count=count,
                 first=kept[0] if kept else names[0],
                 last=kept[-1] if kept else names[0],
-                glob=f"{names.base}*",
+                glob=names.base + "[0-9]" * names.width,  # theirs alone: not labsrv for lab
             )
             if kept
             else None,
