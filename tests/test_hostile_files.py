@@ -185,6 +185,38 @@ def test_a_damaged_schema_or_value_is_a_store_error(ospp: Ospp, damage: str, com
     assert path.read_bytes() == damaged
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("generation", "x"), ("generation", "9" * 23), ("kms_port", "x"), ("actype", "12")],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("/unpkey:6F7TH",),
+        ("/puserops",),
+        ("/osppsvcrestart",),
+        ("/cachst:FALSE",),
+        ("/kms-policy:any",),
+        ("install-product", "ProPlus2019"),
+        ("slmgr", "/upk"),
+        ("slmgr", "/ckms-domain"),
+    ],
+)
+def test_a_write_to_a_store_with_a_damaged_setting_is_refused_and_writes_nothing(
+    ospp: Ospp, name: str, value: str, command: tuple[str, ...]
+):
+    """Every write checks the settings as /dstatus reads them, in its own transaction: the
+    same error as /dstatus gives, and the store is left exactly as it was."""
+    path = _store_with_licences(ospp)
+    damaged = _edit(path, f"INSERT OR REPLACE INTO meta VALUES ('{name}', '{value}')")
+    status = ospp("/dstatus")
+    assert status.code == 3 and f"damaged setting {name}: '{value}'" in status.out, status.out
+    ran = ospp(*command)
+    assert ran.code == 3 and "0x8007000D" in ran.out, (ran.out, ran.err)
+    assert f"damaged setting {name}: '{value}'" in ran.out, ran.out
+    assert path.read_bytes() == damaged
+
+
 @pytest.mark.parametrize("command", [("fleet", "status"), ("fleet", "export", "OUT")])
 def test_fleet_reads_check_settings_as_every_other_read(
     ospp: Ospp, tmp_path: Path, command: tuple[str, ...]

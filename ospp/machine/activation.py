@@ -100,7 +100,7 @@ def activate_mak(store: MachineStore, lic: Licence, environ: Mapping[str, str]) 
 
 
 def _store(store: MachineStore, lic: Licence, activation: dict[str, Any]) -> None:
-    with store.db.write() as conn:
+    with store.write() as conn:
         store.set_activation(conn, lic.sku, activation)
         store.bump(conn)
 

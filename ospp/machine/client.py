@@ -226,7 +226,7 @@ def _install(
 
     check_operation(store, environ)
     key = keys.parse(product.gvlk) if with_gvlk else None
-    with store.db.write() as conn:
+    with store.write() as conn:
         added = store.ensure_product(conn, product)
         if key is not None and not any(
             lic.product_key for lic in store.licences(conn) if lic.sku.product is product
@@ -267,7 +267,7 @@ def install_key(store: MachineStore, raw: str) -> ProductKey:
     key = keys.parse(raw)
     check_operation(store)
     check_key_fits(store, key)
-    with store.db.write() as conn:
+    with store.write() as conn:
         store.install_key(conn, key)
         store.bump(conn)
     return key
@@ -275,7 +275,7 @@ def install_key(store: MachineStore, raw: str) -> ProductKey:
 
 def uninstall_key(store: MachineStore, last5: str) -> list[Sku]:
     check_operation(store)
-    with store.db.write() as conn:
+    with store.write() as conn:
         removed = store.uninstall_key(conn, last5)
         if not removed:
             raise LicensingError(
@@ -319,7 +319,7 @@ def rearm(
     from ospp.machine.checks import make_checker
 
     check = make_checker(store, environ)
-    with store.db.write() as conn:
+    with store.write() as conn:
         used = int(store.settings(conn)["rearms_used"])
         if used >= MAX_REARMS:
             raise LicensingError(
@@ -358,7 +358,7 @@ def cmid(store: MachineStore) -> str:
 def _save(store: MachineStore, check: bool = True, **values: str) -> None:
     if check:
         check_operation(store)
-    with store.db.write() as conn:
+    with store.write() as conn:
         for name, value in values.items():
             store.set_setting(conn, name, value)
         store.bump(conn)

@@ -314,7 +314,7 @@ def install_key(
             return
         try:
             client.check_key_fits(store, parsed)
-            with store.db.write() as conn:
+            with store.write() as conn:
                 store.install_key(conn, parsed)
                 store.bump(conn)
             yield Done(name, "installed")

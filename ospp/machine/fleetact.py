@@ -91,7 +91,7 @@ def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Ite
                 )
         except OsppError as exc:
             if lic.sku.channel is Channel.MAK:  # KMS attempts are recorded by the KMS client
-                with store.db.write() as conn:
+                with store.write() as conn:
                     store.record(conn, "acterr", exc.code, exc.message, lic.sku)
             yield Action(base.machine, base.product, base.status, "activate", error=exc)
 

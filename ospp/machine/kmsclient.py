@@ -367,7 +367,7 @@ def activate(
             },
             environ,
         )
-        with store.db.write() as conn_:
+        with store.write() as conn_:
             for name, value in adopted.items():
                 store.set_setting(conn_, name, value)
             store.set_activation(conn_, lic.sku, activation)
@@ -401,7 +401,7 @@ def _record(
     host: str | None,
     settings: Mapping[str, str] | None = None,
 ) -> None:
-    with store.db.write() as conn:
+    with store.write() as conn:
         for name, value in (settings or {}).items():
             store.set_setting(conn, name, value)
         store.record(conn, "kms", code, detail, lic.sku, host)
@@ -427,5 +427,5 @@ def _adopted(
 
 def _forget_cached(store: MachineStore, how: str) -> None:
     if how == "cached host":
-        with store.db.write() as conn:
+        with store.write() as conn:
             store.set_setting(conn, "kms_cached_host", "")

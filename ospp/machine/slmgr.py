@@ -199,7 +199,7 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> d
         outcome = kmsclient.activate(store, lic, environ, status)
     except OsppError as exc:
         if lic.sku.channel is Channel.MAK:  # KMS attempts are recorded by the KMS client
-            with store.db.write() as conn:
+            with store.write() as conn:
                 store.record(conn, "acterr", exc.code, exc.message, lic.sku)
         if exc.code == E_NO_KMS and exc.hint is None:
             exc.hint = "Run 'ospp /dhistorykms' to see each attempt."
@@ -214,7 +214,7 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> d
 def uninstall(store: MachineStore, lic: Licence) -> None:
     """/upk: remove the key of this licence only (slmgr.vbs would remove the primary key)."""
     client.check_operation(store)
-    with store.db.write() as conn:
+    with store.write() as conn:
         store.clear_key(conn, lic.sku)
         store.bump(conn)
 

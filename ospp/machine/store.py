@@ -7,9 +7,10 @@ see that no update was lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +126,15 @@ _NUMBERS = {
 }
 
 
+def _valid_setting(name: str, value: object) -> bool:
+    """Whether a stored setting is one ospp can have written: text, and a whole number of
+    at most so many digits for a number."""
+    if not isinstance(value, str):
+        return False
+    digits = _NUMBERS.get(name)
+    return digits is None or (value.isascii() and value.isdigit() and len(value) <= digits)
+
+
 class NoMachine(UsageError):
     """No simulated machine has this name: never made, or removed meanwhile. Commands over
     many machines pass over it (a directory holding no store is not a machine)."""
@@ -212,7 +222,7 @@ class MachineStore:
         if known is None:
             import uuid
 
-            with db.write() as conn:
+            with store.write() as conn:
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('cmid', ?)", (str(uuid.uuid4()),))
                 conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (iso(clock.now()),)
@@ -230,11 +240,7 @@ class MachineStore:
             values = dict(DEFAULTS)
             values.update(dict(c.execute("SELECT name, value FROM meta").fetchall()))
             for name, value in values.items():
-                digits = _NUMBERS.get(name)
-                if not isinstance(value, str) or (
-                    digits is not None
-                    and not (value.isascii() and value.isdigit() and len(value) <= digits)
-                ):
+                if not _valid_setting(name, value):
                     raise self._damaged_setting(name, value)
             return values
 
@@ -353,10 +359,21 @@ class MachineStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    @staticmethod
-    def bump(conn: sqlite3.Connection) -> int:
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this store, the only way it is written. Its settings are
+        checked first, as reading them checks them, inside the transaction (no other process
+        can damage them between the check and the write): a damaged store is refused with
+        the error /dstatus gives, and nothing is written."""
+        with self.db.write() as conn:
+            self.settings(conn)
+            yield conn
+
+    def bump(self, conn: sqlite3.Connection) -> int:
         """Count one mutation (a read-modify-write, safe under BEGIN IMMEDIATE)."""
         row = conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()
+        if row is not None and not _valid_setting("generation", row[0]):
+            raise self._damaged_setting("generation", row[0])
         generation = int(row[0]) + 1 if row else 1
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
         return generation

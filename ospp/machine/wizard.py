@@ -137,7 +137,7 @@ def installation_id(store: MachineStore, plan: Plan) -> InstallationId:
 def _commit(store: MachineStore, plan: Plan, act: dict[str, Any] | None) -> None:
     from ospp.protocol import keys
 
-    with store.db.write() as conn:
+    with store.write() as conn:
         if plan.new_key is not None:
             store.install_key(conn, keys.parse(plan.new_key))
         if act is not None:
@@ -153,7 +153,7 @@ def activate_online(store: MachineStore, plan: Plan, environ: Mapping[str, str])
     try:
         _commit(store, plan, activation.mak_activation(store, plan.licence, environ))
     except OsppError as exc:
-        with store.db.write() as conn:
+        with store.write() as conn:
             store.record(conn, "acterr", exc.code, exc.message, plan.licence.sku)
         raise
 
