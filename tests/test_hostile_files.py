@@ -217,6 +217,50 @@ def test_a_write_to_a_store_with_a_damaged_setting_is_refused_and_writes_nothing
     assert path.read_bytes() == damaged
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("kms_host", "h" * 300),  # a label over 63 characters: no resolver can take it
+        ("kms_host", "a..example.com"),
+        ("kms_host", "1688"),
+        ("kms_cached_host", "junk::"),
+        ("kms_cached_host", "host:99999"),
+        ("kms_cached_host", "h" * 64 + ".example.com:1688"),
+        ("kms_domain", "a..example.com"),
+        ("kms_domain", "example.com:53"),
+    ],
+)
+@pytest.mark.parametrize("command", [("/dstatus",), ("/act",), ("service",), ("slmgr", "/ato")])
+def test_a_host_setting_edited_by_hand_is_a_damaged_setting(
+    ospp: Ospp, name: str, value: str, command: tuple[str, ...]
+):
+    """Stored hosts are checked when read by the rules /sethst, /skms-domain apply: a bad one
+    is the store's damaged setting (exit 3), never tried, and the store is left as it was."""
+    path = _store_with_licences(ospp)
+    damaged = _edit(path, f"INSERT OR REPLACE INTO meta VALUES ('{name}', '{value}')")
+    ran = ospp(*command)
+    assert ran.code == 3 and "0x8007000D" in ran.out, (ran.out, ran.err)
+    assert f"damaged setting {name}: {value!r}"[:60] in ran.out, ran.out
+    assert path.read_bytes() == damaged
+
+
+def test_host_settings_as_ospp_writes_them_are_read(ospp: Ospp):
+    path = _store_with_licences(ospp)
+    for name, value in (
+        ("kms_host", "192.0.2.10"),
+        ("kms_host", "2001:db8::10"),
+        ("kms_host", "fe80::1%eth0"),
+        ("kms_host", "kms1.example.com"),
+        ("kms_cached_host", "[2001:db8::10]:1688"),
+        ("kms_cached_host", "192.0.2.10:1688"),
+        ("kms_cached_host", "kms1.example.com:1688"),
+        ("kms_domain", "example.com"),
+    ):
+        _edit(path, f"INSERT OR REPLACE INTO meta VALUES ('{name}', '{value}')")
+        ran = ospp("/dstatus")
+        assert ran.code == 0, (name, value, ran.out)
+
+
 @pytest.mark.parametrize("command", [("fleet", "status"), ("fleet", "export", "OUT")])
 def test_fleet_reads_check_settings_as_every_other_read(
     ospp: Ospp, tmp_path: Path, command: tuple[str, ...]

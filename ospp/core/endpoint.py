@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import re
 from dataclasses import dataclass
 
 from ospp.core.errors import (
@@ -14,9 +13,18 @@ from ospp.core.errors import (
     E_NO_CONNECTION,
     UsageError,
 )
+from ospp.core.hostname import parse_port, split_host, valid_host
 
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+__all__ = [
+    "Endpoint",
+    "listen_failure",
+    "listen_set",
+    "parse_address",
+    "parse_host",
+    "parse_listen",
+    "parse_port",
+    "valid_host",
+]
 
 
 @dataclass(frozen=True)
@@ -28,29 +36,6 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def parse_port(text: str, what: str = "port", allow_zero: bool = False) -> int:
-    low = 0 if allow_zero else 1
-    # at most 5 digits: int() refuses strings of more than 4,300 digits with a ValueError
-    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not low <= int(text) < 65536:
-        raise UsageError(f"{what} {text!r} is not a TCP port", f"Use a number from {low} to 65535.")
-    return int(text)
-
-
-def valid_host(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:  # an IPv6 zone (fe80::1%eth0) is an interface name or number, nothing else
-        zone = getattr(address, "scope_id", None)
-        return zone is None or bool(_ZONE.fullmatch(zone))
-    name = host[:-1] if host.endswith(".") else host
-    labels = name.split(".")
-    if all(label.isdigit() for label in labels):
-        return False  # 999.1.1.1 is a bad IPv4 address, not a host name (RFC 1123 2.1)
-    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in labels)
-
-
 def parse_host(
     text: str, default_port: int | None, what: str = "host", listen: bool = False
 ) -> Endpoint:
@@ -58,29 +43,7 @@ def parse_host(
 
     ``default_port`` is used when no port is given; None makes the port mandatory.
     """
-    value = text.strip()
-    port_text: str | None = None
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise UsageError(f"{what} {text!r} is not valid", "Write IPv6 as [2001:db8::1]:1688.")
-        port_text = rest[1:] if rest else None
-    elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
-    else:
-        host = value
-    if not valid_host(host) or ("." not in host and ":" not in host and host.isdigit()):
-        raise UsageError(
-            f"{what} {text!r} is not a host name, IPv4 address or [IPv6] address",
-            "Examples: kms1.example.com, 192.0.2.10, [2001:db8::10], kms1:1688.",
-        )
-    if port_text is not None:
-        port = parse_port(port_text, f"port of {what}", allow_zero=listen)
-    elif default_port is None:
-        raise UsageError(f"{what} {text!r} has no port", "Write it as HOST:PORT.")
-    else:
-        port = default_port
-    return Endpoint(host, port)
+    return Endpoint(*split_host(text, default_port, what, listen))
 
 
 def parse_address(text: str, default_port: int, what: str) -> Endpoint:

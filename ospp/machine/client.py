@@ -390,10 +390,10 @@ def set_kms_caching(store: MachineStore, text: str) -> None:
 
 
 def set_kms_domain(store: MachineStore, text: str) -> None:
-    from ospp.core.endpoint import valid_host
+    from ospp.core.hostname import valid_domain
 
     domain = text.strip().rstrip(".").lower()
-    if not domain or not valid_host(domain) or ":" in domain:
+    if not valid_domain(domain):
         raise UsageError(f"/skms-domain value {text!r} is not a DNS domain name")
     _save(store, kms_domain=domain, kms_cached_host="")
 

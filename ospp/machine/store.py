@@ -25,6 +25,7 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
+from ospp.core.hostname import split_host, valid_domain, valid_target
 from ospp.core.paths import StrPath, machine_dir
 from ospp.core.record import Record
 
@@ -126,13 +127,34 @@ _NUMBERS = {
 }
 
 
+def _valid_cached_host(value: str) -> bool:
+    try:
+        split_host(value, 1688)
+    except UsageError:
+        return False
+    return True
+
+
+# Settings that name a host or domain, stored as /sethst, /skms-domain and discovery write
+# them, and what they must be: checked by the same rules, so that a host edited into the store
+# is reported as a damaged setting rather than tried (/sethst keeps the port apart).
+_HOSTS = {
+    "kms_host": valid_target,
+    "kms_cached_host": _valid_cached_host,  # host:port, [IPv6]:port
+    "kms_domain": valid_domain,
+}
+
+
 def _valid_setting(name: str, value: object) -> bool:
-    """Whether a stored setting is one ospp can have written: text, and a whole number of
-    at most so many digits for a number."""
+    """Whether a stored setting is one ospp can have written: text; a whole number of at most
+    so many digits for a number; a valid host (or none) for a host."""
     if not isinstance(value, str):
         return False
     digits = _NUMBERS.get(name)
-    return digits is None or (value.isascii() and value.isdigit() and len(value) <= digits)
+    if digits is not None:
+        return value.isascii() and value.isdigit() and len(value) <= digits
+    check = _HOSTS.get(name)
+    return check is None or not value or check(value)
 
 
 class NoMachine(UsageError):
