@@ -259,6 +259,20 @@ def test_target_dot_means_no_service(ospp: Ospp, bind: Bind, sub: str):
     assert ran.code == 4 and "ERROR CODE: 0x8007232B" in ran.out and '"."' in ran.out
 
 
+def test_an_srv_target_no_resolver_can_encode_is_a_host_that_cannot_be_reached(
+    ospp: Ospp, bind: Bind, sub: str
+):
+    """A nameserver may name a target whose label, written as text, is over 63 characters
+    (bytes escaped as \\DDD): connecting to it is a network error, not an internal one."""
+    target = "\\255" * 20 + f".{sub}."
+    bind.update(("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 1688 {target}"))
+    ospp("install-product", "ProPlus2021", "odd")
+    ospp(f"/skms-domain:{sub}", "odd")
+    ran = ospp("/act", "odd", env=dns_env(bind))
+    assert ran.code == 4 and "ERROR CODE: 0xC004F074" in ran.out, (ran.out, ran.err)
+    assert "internal error" not in ran.out + ran.err
+
+
 def test_cname_target(ospp: Ospp, bind: Bind, sub: str, host: Host):
     bind.update(
         ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {host.port} alias.{sub}."),

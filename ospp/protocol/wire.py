@@ -122,14 +122,17 @@ class Connection:
         self.timeout = timeout
         try:
             self.sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
+            # UnicodeError: a name the resolver cannot even encode (a label over 63 characters,
+            # an empty one), as an SRV target a nameserver sent may be
+            why = exc.strerror if isinstance(exc, OSError) else None
             raise NetworkError(
                 E_NO_CONNECTION,
                 N_(
                     "cannot reach the {what} at {endpoint}: {why}",
                     what=what,
                     endpoint=str(endpoint),
-                    why=str(exc.strerror or exc),
+                    why=str(why or exc),
                 ),
                 N_("Check the address and that the server runs."),
             ) from exc
