@@ -24,7 +24,7 @@ from ospp.core.errors import (
     UsageError,
 )
 from ospp.machine.seal import require_key, seal
-from ospp.machine.store import Licence, MachineStore
+from ospp.machine.store import Licence, MachineStore, cacheable_host
 from ospp.protocol import kms, merkle
 from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors
@@ -418,7 +418,9 @@ def _adopted(
         name: str(min(high, max(low, int(response[name]))))
         for name in ("activation_interval", "renewal_interval")
     }
-    if discovered and store.kms().caching:
+    # A target only the system's resolver knows is tried by its name as DNS gave it; one the
+    # store would read as damaged (kms_1.example, say) is used, not cached.
+    if discovered and store.kms().caching and cacheable_host(discovered):
         values["kms_cached_host"] = discovered
     if dns_name:
         values["kms_dns_host"] = dns_name

@@ -127,7 +127,9 @@ _NUMBERS = {
 }
 
 
-def _valid_cached_host(value: str) -> bool:
+def cacheable_host(value: str) -> bool:
+    """Whether ``value`` (``host:port``, ``[IPv6]:port``) may be kept as the cached KMS host:
+    what reading the store accepts for it."""
     try:
         split_host(value, 1688)
     except UsageError:
@@ -140,7 +142,7 @@ def _valid_cached_host(value: str) -> bool:
 # is reported as a damaged setting rather than tried (/sethst keeps the port apart).
 _HOSTS = {
     "kms_host": valid_target,
-    "kms_cached_host": _valid_cached_host,  # host:port, [IPv6]:port
+    "kms_cached_host": cacheable_host,  # host:port, [IPv6]:port
     "kms_domain": valid_domain,
 }
 
