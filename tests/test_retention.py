@@ -258,3 +258,29 @@ def test_a_lab_clock_moved_back_keeps_every_client_that_counts_at_its_time(ospp:
     finally:
         host.stop()
     assert sum(pruned_in_log(host)) == 5
+
+
+def test_the_wal_is_started_over_under_steady_load(ospp: Ospp):
+    """One client after another with no pause: the WAL used to grow by every page written
+    (about 17 KB per request) for as long as the load lasted, since a checkpoint running
+    beside the writes never caught up. Requests worth three times WAL_LIMIT of pages leave a
+    WAL no larger than the limit once the host had a moment to catch up."""
+    from pathlib import Path
+
+    from ospp.kmshost.retention import WAL_LIMIT
+
+    make_host(ospp)
+    host = Host(ospp)
+    wal = Path(f"{path_of(ospp)}-wal")
+    requests = 3 * WAL_LIMIT // 16_384  # a lone request writes at least four 4 KiB pages
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            for i in range(requests):
+                ask(conn, f"w{i}")
+            time.sleep(1.0)  # the background thread looks every 0.1 s
+            ask(conn, "after")  # the write that starts the WAL over, and truncates it
+            size = wal.stat().st_size
+    finally:
+        host.stop()
+    assert size <= WAL_LIMIT, f"WAL of {size / 1e6:.1f} MB after {requests} requests"
+    assert stored(ospp)[0] == requests + 1

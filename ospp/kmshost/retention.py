@@ -18,12 +18,22 @@ SQLite's busy handler waiting for the pruner), so a client waits at most one sho
 transaction. The ``clients`` statistic (what ``kms status`` shows as stored client
 machines) goes down in the same transaction as the rows: it stays exact. Each round that
 removed clients logs one line saying how many.
+
+The same thread keeps the WAL small. A checkpoint that runs while the server writes never
+catches up with it, and SQLite starts the WAL over only once every frame in it has been
+copied to the database: under steady load the file grew by every page written (about 17 KB
+per lone request, 100 MB a minute). So once the WAL passes WAL_LIMIT, the thread copies
+what it holds without stopping the server, then takes the write lock for the few frames
+written meanwhile (about a millisecond, :func:`catch_up_wal`); the server's next write starts
+the WAL over and truncates it to WAL_LIMIT (``journal_size_limit``, set with
+``wal_autocheckpoint=0`` by :meth:`ospp.kmshost.state.KmsHost.start_checkpointer`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -51,6 +61,13 @@ FIRST_CHUNK = 50
 MAX_CHUNK = 2000
 PAUSE = 0.002  # seconds at least between two transactions of a round
 ROUND = 1.0  # seconds a round lasts at most; the next one starts at once if work is left
+BUSY_TIMEOUT = 5.0  # seconds the thread's connection waits for another process's lock
+
+# The WAL is started over once it is larger than this, and truncated to it (SQLite's own
+# automatic checkpoint, which the serving connection does not run, starts at about this size:
+# 1000 pages). Its size is looked at every WAL_CHECK seconds: one stat call.
+WAL_LIMIT = 32 * 1024 * 1024
+WAL_CHECK = 0.1
 
 log = logging.getLogger("ospp.kms")
 
@@ -182,24 +199,62 @@ def prune_round(
             )
 
 
+def catch_up_wal(conn: sqlite3.Connection, lock: threading.Lock) -> bool:
+    """Copy every frame of the WAL into the database: first without the write lock (most of
+    them, while the server goes on), then under it (those written meanwhile), so that the
+    checkpoint completes with no frame added. The server's next write then starts the WAL
+    over, and truncates it to WAL_LIMIT (``journal_size_limit``). A reader still using the
+    WAL (the status page, ``kms status`` in another process) is not waited for. Returns
+    whether every frame was copied."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    with lock:
+        conn.execute("PRAGMA busy_timeout=0")  # never hold the server's lock waiting
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+    return not busy and frames == copied
+
+
+def _wal_file(path: Path) -> tuple[int, int]:
+    """The WAL's size and modification time; (0, 0) when there is none."""
+    try:
+        st = os.stat(f"{path}-wal")
+    except OSError:
+        return 0, 0
+    return st.st_size, st.st_mtime_ns
+
+
 def start_background(
     path: Path, lock: threading.Lock, now: Callable[[], datetime], every: float = 1.0
 ) -> threading.Event:
     """The KMS host's background thread: every ``every`` seconds, a pruning round
     (:func:`prune_round`, at the time ``now`` reads), then a PASSIVE WAL checkpoint, which
-    never blocks the writer; both on a connection of its own. ``lock`` is held by the serving
-    thread while it writes. Returns the threading.Event that stops the thread."""
+    never blocks the writer; and every WAL_CHECK seconds, a look at the WAL's size: past
+    WAL_LIMIT, :func:`catch_up_wal` lets the server start it over. All on a connection of its
+    own. ``lock`` is held by the serving thread while it writes. Returns the
+    threading.Event that stops the thread."""
     from ospp.core.logs import Once
 
     stop = threading.Event()
     once = Once(log)
 
     def work() -> None:
-        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
         more = False
+        next_round = time.monotonic() + every
+        caught_up = (0, 0)  # the WAL as it was when every frame had been copied
         try:
             conn.execute("PRAGMA synchronous=NORMAL")  # as the serving connection writes
-            while not stop.wait(0 if more else every):
+            while not stop.wait(0 if more else min(WAL_CHECK, every)):
+                wal = _wal_file(path)
+                if wal[0] > WAL_LIMIT and wal != caught_up:
+                    with contextlib.suppress(sqlite3.Error):  # busy: tried again soon
+                        if catch_up_wal(conn, lock):
+                            caught_up = _wal_file(path)
+                if not more and time.monotonic() < next_round:
+                    continue
+                next_round = time.monotonic() + every
                 try:
                     more = prune_round(conn, lock, stop, now)[1]
                     once.ok("prune", "pruning stored clients works again")

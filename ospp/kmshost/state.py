@@ -40,7 +40,7 @@ from ospp.kmshost.batchsign import sign_batch
 from ospp.kmshost.identity import SIGNING_KEY, HostIdentity, interval_settings
 from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, pack_for
 from ospp.kmshost.request import Request, parse_item
-from ospp.kmshost.retention import SETTING, check_max_clients, start_background
+from ospp.kmshost.retention import SETTING, WAL_LIMIT, check_max_clients, start_background
 from ospp.kmshost.schema import SCHEMA
 from ospp.kmshost.status import DEFAULT_SETTINGS, current_counts, status_of
 from ospp.protocol.kms import (
@@ -171,6 +171,7 @@ class KmsHost(HostIdentity):
         own, and :func:`ospp.kmshost.retention.start_background` does both in a thread.
         Returns the threading.Event that stops it."""
         self.db.execute_pragma("wal_autocheckpoint=0")
+        self.db.execute_pragma(f"journal_size_limit={WAL_LIMIT}")  # when the WAL starts over
         return start_background(Path(self.db.path), self.writing, self.clock.now, every)
 
     def configure(
