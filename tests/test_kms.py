@@ -580,6 +580,64 @@ def test_request_log_line_is_the_json_it_always_was(
     assert log.lines == [json.dumps(expected)]
 
 
+def test_request_lines_that_cannot_be_written_are_dropped_counted_and_said_once() -> None:
+    """A request log whose writes fail (a full disk) keeps no more lines than one batch, never
+    raises, and is reported once when it starts failing and once when it works again."""
+    import io
+    import logging
+
+    from ospp.kmshost.server import RequestLog
+
+    records: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    class Full(io.StringIO):
+        failing = True
+
+        def write(self, text: str) -> int:
+            if self.failing:
+                raise OSError(28, "No space left on device")
+            return super().write(text)
+
+    stream = Full()
+    log = RequestLog(stream)
+    logger = logging.getLogger("ospp.kms")
+    catch, level = Catch(), logger.level
+    logger.addHandler(catch)
+    logger.setLevel(logging.INFO)
+    try:
+        for _ in range(50):
+            for _ in range(10):
+                log.add("2026-06-01T09:30:05Z", {"cmid": "c", "sku_id": "s"}, b"", 0.001)
+            assert len(log.lines) == 10
+            log.write_out()  # as the loop's timer calls it: it must not raise
+            assert log.lines == []
+        assert log.lost == 500
+        stream.failing = False
+        log.add("2026-06-01T09:30:06Z", {"cmid": "c", "sku_id": "s"}, b"", 0.001)
+        log.write_out()
+    finally:
+        logger.removeHandler(catch)
+        logger.setLevel(level)
+    assert len(stream.getvalue().splitlines()) == 1
+    said = [(r.levelname, r.getMessage()) for r in records]
+    assert said == [
+        (
+            "WARNING",
+            "cannot write the request log: No space left on device; its lines are dropped "
+            "until it can be written again (the answers are recorded in the store)",
+        ),
+        ("INFO", "the request log is written again"),
+    ]
+    assert [getattr(r, "fields", None) for r in records] == [
+        {"lost_lines": 10},
+        {"lost_lines": 500},
+    ]
+
+
 def test_a_host_that_never_answers_delays_each_thread_once_not_one_after_another(monkeypatch):
     """The fleet's shared connection: once the host has not answered, the threads queued
     behind the first try it at once, each on its own, rather than one timeout after another."""

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,41 @@ def test_sighup_reopens_the_request_log_after_logrotate(ospp: Ospp):
     finally:
         if host.alive():
             host.stop(signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_a_request_log_that_cannot_be_written_is_said_once_and_the_host_serves_and_stops(
+    ospp: Ospp,
+):
+    """A full disk under the request log: the host answers on (the answers are in the
+    store), says once that lines are dropped, and stops cleanly though its last write fails."""
+    make_host(ospp)
+    extra = ("--log", "/dev/full", "--log-format", "json", "--http", "127.0.0.1:0")
+    host = Host(ospp, extra=extra)  # of the two --log, the last wins
+    try:
+        assert host.proc is not None and host.proc.stdout is not None
+        http = host.proc.stdout.readline().split()[1]
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            for _ in range(3):  # a batch of lines is written out every 0.2 s
+                for _ in range(20):
+                    assert conn.call(raw_request())["ok"] is True
+                time.sleep(0.5)
+            with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as resp:
+                metrics = resp.read().decode()
+            assert "\nospp_kms_request_log_lost_lines_total 60\n" in metrics
+            assert conn.call(raw_request())["ok"] is True  # its line is still unwritten
+        assert host.stop() == 0
+    finally:
+        if host.alive():
+            host.stop(signal.SIGKILL)
+    records = [json.loads(line) for line in host.stderr_lines]
+    dropped = [r for r in records if "cannot write the request log" in r["msg"]]
+    assert len(dropped) == 1, host.stderr_lines
+    assert dropped[0]["level"] == "warning" and "No space left on device" in dropped[0]["msg"]
+    assert dropped[0]["lost_lines"] >= 1
+    assert records[-1]["msg"] == "KMS host stopping" and records[-1]["requests"] == 61
+    assert not any("Traceback" in line or "Exception" in line for line in host.stderr_lines)
+    assert ospp("kms", "status", "--json").data()["requests_total"] == 61
 
 
 def test_operational_log_is_json_lines_off_a_terminal(ospp: Ospp):

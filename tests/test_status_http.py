@@ -73,6 +73,7 @@ def test_metrics_parse_and_count_what_the_host_answered(ospp: Ospp, served):
     assert got[("ospp_kms_request_seconds_bucket", (("le", "+Inf"),))] == 5
     assert got[("ospp_kms_batch_size_sum", ())] == 5
     assert got[("ospp_kms_host_activated", ())] == 1
+    assert got[("ospp_kms_request_log_lost_lines_total", ())] == 0
 
 
 def test_healthz_is_200_when_activated_and_503_when_not(ospp: Ospp, served, tmp_path):

@@ -27,6 +27,10 @@ class ServingMetrics:
         self.codes: dict[str, int] = {}
         self.latency = Histogram(LATENCY_BOUNDS)
         self.batches = Histogram(BATCH_BOUNDS)
+        self.log_lines_dropped = 0  # request log lines that could not be written
+
+    def log_lines_lost(self, lines: int) -> None:
+        self.log_lines_dropped += lines
 
     @property
     def requests(self) -> int:
@@ -67,6 +71,12 @@ def render(metrics: ServingMetrics, gauges: Mapping[str, Any]) -> str:
         "ospp_kms_request_seconds",
         "Time from a request's arrival to its answer (including the group commit).",
         metrics.latency,
+    )
+    page.family(
+        "ospp_kms_request_log_lost_lines_total",
+        "counter",
+        "Request log lines dropped since the host started because the log could not be written.",
+        [({}, metrics.log_lines_dropped)],
     )
     page.histogram("ospp_kms_batch_size", "Requests per group-commit transaction.", metrics.batches)
     page.family(

@@ -135,15 +135,24 @@ class RequestLog:
     """One JSON line per request, written in batches a few times a second.
 
     Writing every line as it happens cost a quarter of the host's throughput; the state that
-    matters (counts, activations) is committed to SQLite before any answer is sent.
+    matters (counts, activations) is committed to SQLite before any answer is sent. A batch
+    that cannot be written (a full disk) is dropped and counted in :attr:`lost`: the host goes
+    on serving, and says so once in the operational log, and again once writes work again.
     """
 
     PERIOD = 0.2
 
-    def __init__(self, stream: TextIO | None) -> None:
+    def __init__(self, stream: TextIO | None, dropped: Callable[[int], None] | None = None) -> None:
+        """``dropped(n)`` is told of each batch of ``n`` lines that could not be written."""
+        from ospp.core.logs import Once
+
         self.stream = stream
+        self.dropped = dropped
         self.lines: list[str] = []
         self.scheduled = False
+        self.lost = 0  # lines dropped because the log could not be written
+        self.lost_lately = 0  # of them, since writes last worked
+        self.once = Once(log)
 
     def add(
         self, now: str, message: Mapping[str, Any], answer: serving.Reply, seconds: float
@@ -170,11 +179,31 @@ class RequestLog:
             loop.call_later(self.PERIOD, self.write_out)
 
     def write_out(self) -> None:
+        """Write the lines gathered so far. Never raises: lines that cannot be written are
+        dropped and counted (the answers they tell of are in the store already)."""
         self.scheduled = False
-        if self.stream is not None and self.lines:
-            self.stream.write("\n".join(self.lines) + "\n")
+        if self.stream is None or not self.lines:
+            return
+        lines, self.lines = self.lines, []
+        try:
+            self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
-            self.lines.clear()
+        except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+            self.lost += len(lines)
+            self.lost_lately += len(lines)
+            if self.dropped is not None:
+                self.dropped(len(lines))
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.once.fail(
+                "write",
+                f"cannot write the request log: {why}; its lines are dropped until it can be "
+                "written again (the answers are recorded in the store)",
+                lost_lines=len(lines),
+            )
+            return
+        if self.lost_lately:
+            self.once.ok("write", "the request log is written again", lost_lines=self.lost_lately)
+            self.lost_lately = 0
 
     def reopen(self) -> None:
         """Write out, then reopen the log file by name (after logrotate moved it away).
@@ -191,7 +220,8 @@ class RequestLog:
             return
         fresh = Path(name).open("a", encoding="utf-8")  # noqa: SIM115 (kept open, like open_log)
         self.stream = fresh
-        stream.close()
+        with contextlib.suppress(OSError):  # what it still held could not be written: dropped
+            stream.close()
 
 
 def _short(value: object) -> str:
@@ -331,7 +361,7 @@ async def _serve(
     if live.state.activated:
         host.signer()  # a damaged signing key stops the host here, not at each request
     checkpointer = host.start_checkpointer()
-    log = RequestLog(log_stream)
+    log = RequestLog(log_stream, ops.metrics.log_lines_lost if ops is not None else None)
     pending: list[tuple[dict[str, Any], Request | OsppError, asyncio.Future[serving.Reply], float]]
     pending = []
     loop = asyncio.get_running_loop()
