@@ -219,6 +219,8 @@ def test_nxdomain(ospp: Ospp, bind: Bind, sub: str):
     ran = ospp("/act", "n1", env=dns_env(bind))
     assert ran.code == 4 and "ERROR CODE: 0x8007232B" in ran.out
     assert f"_vlmcs._tcp.missing.{sub}" in ran.out and "NXDOMAIN" in ran.out
+    assert "(ospp kms dns records prints it)" in ran.out  # a command there is
+    assert ospp("kms", "dns", "records", "--help").code == 0
     diag = ospp("dnsdiag", "n1", "--json", env=dns_env(bind))
     assert diag.code == 4
     assert diag.data()["domains"][0]["outcome"] == "nxdomain"

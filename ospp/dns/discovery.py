@@ -236,7 +236,7 @@ def failure(found: Search) -> NetworkError:
         E_DNS_NAME,
         f"no {SERVICE} SRV record in any domain searched ({found.source}; nameserver "
         f"{servers}): {tried}",
-        "Publish the record (ospp kms dns-records prints it), set /skms-domain:FQDN, or set a "
+        "Publish the record (ospp kms dns records prints it), set /skms-domain:FQDN, or set a "
         "host with /sethst:HOST. 'ospp dnsdiag' shows each step.",
     )
 
