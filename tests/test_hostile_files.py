@@ -1134,3 +1134,70 @@ def test_input_closed_from_the_start_reads_as_empty(
     assert said in done.stdout + done.stderr
     assert "internal error" not in done.stdout + done.stderr
     assert status() == before
+
+
+# -- the KMS host's settings, damaged by hand ------------------------------------------------
+
+
+def _host_with_setting(ospp: Ospp, name: str, value: str) -> tuple[Path, bytes]:
+    """An activated host with DNS publishing set, then ``name`` set to ``value`` by hand: the
+    store's path and its bytes (every change checkpointed into the file)."""
+    from tests.kmsutil import make_host
+
+    make_host(ospp)
+    dns = ("--domain", "corp.example", "--hostname", "kms1.corp.example", "--no-publish")
+    assert ospp("kms", "dns", "set", *dns).code == 0
+    path = ospp.home / "kms" / "kms.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+        conn.commit()
+    assert not path.with_name(path.name + "-wal").exists()
+    return path, path.read_bytes()
+
+
+def _refused(ospp: Ospp, path: Path, kept: bytes, name: str, *args: str) -> None:
+    ran = ospp(*args)
+    assert ran.code == 3, (args, ran.code, ran.out)
+    assert "0x8007000D" in ran.out, (args, ran.out)
+    if args[0] != "slmgr":  # slmgr's text shows the code and its description only
+        assert f"{path} has a damaged setting {name}: " in ran.out, (args, ran.out)
+    assert path.read_bytes() == kept, f"{args} changed a store it refused"
+
+
+SETTING_WRITES = [
+    ("kms", "set", "--activation-interval", "60"),
+    ("kms", "set", "--renewal-interval", "100"),
+    ("kms", "set", "--max-clients", "5000"),
+    ("slmgr", "/sai", "60"),
+    ("slmgr", "/sri", "100"),
+    ("slmgr", "/cpri"),
+    ("slmgr", "/cdns"),
+    ("kms", "dns", "disable"),
+    ("kms", "dns", "set", "--domain", "other.example", "--hostname", "h.other.example",
+     "--no-publish"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("activation_interval", "x"), ("renewal_interval", "-5"), ("port", "99999")],
+)
+def test_a_setting_is_not_written_over_a_damaged_one(ospp: Ospp, name: str, value: str):
+    """Reads report a setting damaged by hand; writes refuse it too, whatever setting they
+    change, and leave the store as it is."""
+    path, kept = _host_with_setting(ospp, name, value)
+    _refused(ospp, path, kept, name, "kms", "status")
+    for args in SETTING_WRITES:
+        _refused(ospp, path, kept, name, *args)
+
+
+def test_slmgr_sprt_mends_a_damaged_port_as_its_hint_says(ospp: Ospp):
+    path, kept = _host_with_setting(ospp, "port", "x")
+    ran = ospp("kms", "status")
+    assert ran.code == 3 and "Set it again with: slmgr /sprt PORT" in ran.out
+    assert ospp("slmgr", "/sprt", "1700").code == 0
+    assert ospp("kms", "status", "--json").data()["configured_port"] == 1700
+    assert ospp("kms", "set", "--renewal-interval", "100").code == 0
+    # but not over another damaged setting
+    path, kept = _host_with_setting(ospp, "activation_interval", "x")
+    _refused(ospp, path, kept, "activation_interval", "slmgr", "/sprt", "1800")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,18 +75,39 @@ _KIND = {
 
 # Settings stored as whole numbers, and how many digits they may have.
 _NUMBERS = {"activation_interval": 9, "renewal_interval": 9, "port": 5, "listening_port": 5}
-_PORTS = ("port", "listening_port")  # and they are TCP ports: 1 to 65535
+PORT_SETTINGS = ("port", "listening_port")  # and they are TCP ports: 1 to 65535
 
 
-def _valid_setting(name: str, value: object) -> bool:
-    digits = _NUMBERS.get(name)
+def _damage(name: str, value: object) -> str | None:
+    """What is wrong with a setting as stored: None if nothing, "" if it is simply not a
+    value of its kind, else the reason (for the settings stored as JSON)."""
     if not isinstance(value, str):
-        return False
+        return ""
+    digits = _NUMBERS.get(name)
     if digits is None:
-        return True
+        return None
     if not (value.isascii() and value.isdigit() and len(value) <= digits):
-        return False
-    return name not in _PORTS or 1 <= int(value) <= 65535
+        return ""
+    return None if name not in PORT_SETTINGS or 1 <= int(value) <= 65535 else ""
+
+
+def check_settings(
+    path: object, values: Mapping[str, object], replaced: Collection[str] = ()
+) -> None:
+    """Refuse (StoreError 0x8007000D) settings of the store at ``path`` damaged by hand, but
+    for those in ``replaced`` (a command about to write them anew, where that is how they
+    are repaired: slmgr /sprt for the ports)."""
+    for name, value in values.items():
+        why = None if name in replaced else _damage(name, value)
+        if why is not None:
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the KMS host store {path} has a damaged setting {name}: {repr(value)[:60]}"
+                + (f" ({why})" if why else ""),
+                "Set it again with: slmgr /sprt PORT; it was left as it is."
+                if name in PORT_SETTINGS
+                else "Restore the file from a backup; it was left as it is.",
+            )
 
 
 class HostIdentity:
@@ -104,20 +125,18 @@ class HostIdentity:
             with self.db.read() as c:
                 return self.meta(c)
         values = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-        for name, value in values.items():
-            if not _valid_setting(name, value):
-                raise StoreError(
-                    E_INVALID_DATA,
-                    f"the KMS host store {self.db.path} has a damaged setting {name}: "
-                    f"{repr(value)[:60]}",
-                    "Set it again with: slmgr /sprt PORT; it was left as it is."
-                    if name in _PORTS
-                    else "Restore the file from a backup; it was left as it is.",
-                )
+        check_settings(self.db.path, values)
         return values
 
     def _set(self, **values: str | None) -> None:
+        self._store(values)
+
+    def _store(self, values: Mapping[str, str | None], repairs: Collection[str] = ()) -> None:
+        """Store settings in one transaction; refused, nothing changed, if the store holds a
+        damaged setting, unless it is one of ``repairs``, which this write replaces."""
         with self.db.write() as conn:
+            stored = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+            check_settings(self.db.path, stored, repairs)
             for name, value in values.items():
                 if value is None:
                     conn.execute("DELETE FROM meta WHERE name=?", (name,))

@@ -317,7 +317,12 @@ async def _publish_forever(host: KmsHost, port: int, events: EventSink) -> None:
         if failures:
             event["retry_in_s"] = delay
         published, due = settings, loop.time() + delay
-        host.record_publish(outcome)
+        try:
+            host.record_publish(outcome)
+        except OsppError as exc:  # the store was damaged meanwhile: said, and published on
+            once.fail("record", f"the DNS publish cannot be recorded: {exc.message}")
+        else:
+            once.ok("record", "DNS publishes are recorded again")
         events({"ts": iso(host.clock.now()), **event})
 
 

@@ -37,7 +37,7 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import kms_home
 from ospp.kmshost.batchsign import sign_batch
-from ospp.kmshost.identity import SIGNING_KEY, HostIdentity, interval_settings
+from ospp.kmshost.identity import PORT_SETTINGS, SIGNING_KEY, HostIdentity, interval_settings
 from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, pack_for
 from ospp.kmshost.request import Request, parse_item
 from ospp.kmshost.retention import SETTING, WAL_LIMIT, check_max_clients, start_background
@@ -138,7 +138,8 @@ class KmsHost(HostIdentity):
     def set_port(self, port: int) -> None:
         """slmgr /sprt: the port ``kms serve`` listens on from its next start, where --listen
         names none; shown from now on."""
-        self._set(port=str(port), listening_port=None)
+        # The one repair of a damaged setting there is: /sprt gives the port again.
+        self._store({"port": str(port), "listening_port": None}, PORT_SETTINGS)
 
     def configured_port(self) -> int:
         return int(self.meta().get("port", DEFAULT_PORT))
@@ -154,8 +155,7 @@ class KmsHost(HostIdentity):
         from ospp.dns.publish import Publishing
 
         with self.db.write() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE name='dns'").fetchone()
-            pub = Publishing.from_json(row[0] if row else None)
+            pub = Publishing.from_json(self.meta(conn).get("dns"))  # damaged: refused
             change(pub)
             if pub.enabled:
                 pub.check()
