@@ -1179,6 +1179,53 @@ SETTING_WRITES = [
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        "[]",
+        "garbage",
+        '{"ttl": "x"}',
+        '{"enabled": 1}',
+        '{"interval_hours": NaN}',
+        '{"interval_hours": "24"}',
+        '{"addresses": "192.0.2.1"}',
+    ],
+)
+def test_a_damaged_dns_setting_is_reported_by_every_command_and_kept(ospp: Ospp, value: str):
+    path, kept = _host_with_setting(ospp, "dns", value)
+    for args in [
+        ("kms", "status"),
+        ("kms", "status", "--json"),
+        ("kms", "dns", "records"),
+        ("kms", "dns", "enable"),
+        ("kms", "dns", "publish"),
+        *SETTING_WRITES,
+    ]:
+        _refused(ospp, path, kept, "dns", *args)
+
+
+def test_fields_of_the_dns_setting_a_newer_ospp_wrote_are_ignored(ospp: Ospp):
+    newer = {
+        "domain": "corp.example",
+        "hostname": "kms1.corp.example",
+        "ttl": 600,
+        "interval_hours": 12,
+        "future": {"x": [1]},
+    }
+    _host_with_setting(ospp, "dns", json.dumps(newer))
+    records = ospp("kms", "dns", "records", "--port", "1688", "--json")
+    assert records.code == 0, records.out
+    assert any("600" in line and "kms1.corp.example" in line for line in records.data()["records"])
+    assert ospp("kms", "status", "--json").data()["dns_publishing"] is False
+
+
+@pytest.mark.parametrize("value", ["garbage", "5", "[]", '{"at": 5, "result": "ok"}'])
+def test_a_damaged_record_of_the_last_dns_publish_is_reported_and_kept(ospp: Ospp, value: str):
+    path, kept = _host_with_setting(ospp, "dns_last", value)
+    for args in [("kms", "status"), ("kms", "status", "--json"), *SETTING_WRITES]:
+        _refused(ospp, path, kept, "dns_last", *args)
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [("activation_interval", "x"), ("renewal_interval", "-5"), ("port", "99999")],
 )

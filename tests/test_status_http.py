@@ -275,3 +275,26 @@ def test_a_lab_clock_run_past_the_end_makes_the_pages_unavailable_not_broken(osp
         assert get(f"{base}/healthz")[0] == 200
     finally:
         host.stop()
+
+
+@pytest.mark.parametrize(("name", "value"), [("dns", "[]"), ("dns_last", "garbage")])
+def test_a_dns_setting_damaged_while_serving_makes_the_page_say_so_and_the_host_serves_on(
+    ospp: Ospp, name: str, value: str
+):
+    import contextlib
+    import sqlite3
+
+    host, base = http_host(ospp)
+    try:
+        with contextlib.closing(sqlite3.connect(ospp.home / "kms" / "kms.db")) as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+            conn.commit()
+        status, _, body = get(f"{base}/")
+        assert status == 503 and "0x8007000D" in body, (status, body)
+        assert f"has a damaged setting {name}: " in body
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            assert conn.call(raw_request())["ok"] is True
+        assert host.alive()
+    finally:
+        assert host.stop() == 0
+    assert "Traceback" not in "\n".join(host.stderr_lines)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,7 +60,28 @@ class Publishing:
 
     @classmethod
     def from_json(cls, text: str | None) -> Publishing:
-        return cls(**json.loads(text)) if text else cls()
+        """The settings as :meth:`to_json` stored them (the defaults for none): the one
+        reader of the stored form. ValueError, saying what is wrong, for anything else: not a
+        JSON object, a known field of the wrong type. Fields this version does not know (a
+        newer ospp's) are ignored."""
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            raise ValueError("it is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("it is not a JSON object")
+        defaults = asdict(cls())
+        values: dict[str, Any] = {}
+        for name, default in defaults.items():
+            if name not in data:
+                continue
+            value = data[name]
+            if not _same_type(value, default):
+                raise ValueError(f"{name} is {json.dumps(value)[:40]}, not {_KINDS[type(default)]}")
+            values[name] = float(value) if isinstance(default, float) else value
+        return cls(**values)
 
     def shown(self) -> dict[str, Any]:
         """The settings for ``--json``: the secret hidden, the TTL's unit in its name."""
@@ -147,6 +169,28 @@ class Publishing:
                 self.tsig_name
             ):
                 raise UsageError(f"the TSIG key name {self.tsig_name!r} is not a DNS name")
+
+
+_KINDS = {bool: "true or false", str: "text", int: "a whole number", float: "a number",
+          list: "a list of text"}  # fmt: skip
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON has")
+
+
+def _same_type(value: object, default: object) -> bool:
+    """Whether a stored field's ``value`` has the type of its ``default``."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        try:
+            return isinstance(value, int | float) and math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            return False
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return type(value) is type(default)
 
 
 def _dns_name(text: str) -> bool:

@@ -31,6 +31,7 @@ from ospp.core.errors import (
     UsageError,
 )
 from ospp.kmshost.packs import Pack, choose, read_packs
+from ospp.kmshost.status import last_publish
 from ospp.protocol.kms import INTERVAL_RANGE, PHONE_CERTIFICATE_FORMAT, check_certificate
 
 if TYPE_CHECKING:
@@ -83,6 +84,15 @@ def _damage(name: str, value: object) -> str | None:
     value of its kind, else the reason (for the settings stored as JSON)."""
     if not isinstance(value, str):
         return ""
+    try:
+        if name == "dns":
+            from ospp.dns.publish import Publishing
+
+            Publishing.from_json(value)
+        elif name == "dns_last":
+            last_publish(value)
+    except ValueError as exc:
+        return str(exc)
     digits = _NUMBERS.get(name)
     if digits is None:
         return None

@@ -7,7 +7,6 @@ never waits for a page; the HTTP side calls it from a worker thread, never on th
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
 from ospp.core.db import sqlite_uri
 from ospp.core.errors import E_INVALID_DATA, StoreError
+from ospp.kmshost.identity import check_settings
 from ospp.kmshost.packs import read_packs
-from ospp.kmshost.status import current_counts
+from ospp.kmshost.status import current_counts, dns_publishing, last_publish
 from ospp.protocol.kms import WINDOW
 
 PAGE_SIZE = 50
@@ -89,6 +89,7 @@ class Reader:
             stats = dict(c.execute("SELECT name, value FROM stats").fetchall())
         finally:
             c.execute("COMMIT")
+        check_settings(self.path, meta)  # damaged: a StoreError, which the page shows
         gauges = self.gauges()
         first = gauges["packs"][0] if gauges["packs"] else {}
         days = []
@@ -112,8 +113,8 @@ class Reader:
                 k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("failed.")
             },
             "per_day": days,
-            "dns_publishing": bool(meta.get("dns")) and json.loads(meta["dns"]).get("enabled"),
-            "dns_last_publish": json.loads(meta["dns_last"]) if meta.get("dns_last") else None,
+            "dns_publishing": dns_publishing(meta),
+            "dns_last_publish": last_publish(meta.get("dns_last")),
             "now": iso(now),
         }
 

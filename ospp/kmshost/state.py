@@ -11,7 +11,6 @@ counted twice. The rules themselves (threshold, window, certificate check) are i
 from __future__ import annotations
 
 import binascii
-import json
 import os
 import secrets
 import sqlite3
@@ -42,7 +41,7 @@ from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, pack_for
 from ospp.kmshost.request import Request, parse_item
 from ospp.kmshost.retention import SETTING, WAL_LIMIT, check_max_clients, start_background
 from ospp.kmshost.schema import SCHEMA
-from ospp.kmshost.status import DEFAULT_SETTINGS, current_counts, status_of
+from ospp.kmshost.status import DEFAULT_SETTINGS, current_counts, last_publish_json, status_of
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_PORT,
@@ -163,7 +162,7 @@ class KmsHost(HostIdentity):
         return pub
 
     def record_publish(self, outcome: str) -> None:
-        self._set(dns_last=json.dumps({"at": iso(self.clock.now()), "result": outcome}))
+        self._set(dns_last=last_publish_json(iso(self.clock.now()), outcome))
 
     def start_checkpointer(self, every: float = 1.0) -> threading.Event:
         """Move WAL checkpoints (and their fsync), and the pruning of stored clients beyond

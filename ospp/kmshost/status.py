@@ -5,6 +5,7 @@ and the status page share."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,31 @@ DEFAULT_SETTINGS = {
     "activation_interval": str(DEFAULT_ACTIVATION_INTERVAL),
     "renewal_interval": str(DEFAULT_RENEWAL_INTERVAL),
 }
+
+
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
+def last_publish(text: str | None) -> dict[str, str] | None:
+    """The setting ``dns_last`` (:func:`last_publish_json`): when the host last published its
+    DNS records and the outcome; None if it never did. The one reader of the stored form:
+    ValueError, saying what is wrong, for anything else (other fields are ignored)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError("it is not JSON") from None
+    at = data.get("at") if isinstance(data, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    if not (isinstance(at, str) and _ISO.fullmatch(at) and isinstance(result, str)):
+        raise ValueError('it is not {"at": "YYYY-MM-DDTHH:MM:SSZ", "result": TEXT}')
+    return {"at": at, "result": result}
+
+
+def last_publish_json(at: str, result: str) -> str:
+    """The setting ``dns_last`` for a publish at ``at`` (ISO 8601, UTC) with ``result``."""
+    return json.dumps({"at": at, "result": result})
 
 
 def empty_status() -> dict[str, Any]:
@@ -58,10 +84,8 @@ def status_of(
         "port": int(meta.get("listening_port", meta.get("port", str(DEFAULT_PORT)))),
         "configured_port": int(meta.get("port", DEFAULT_PORT)),
         "priority": meta.get("priority", PRIORITY_NORMAL),
-        "dns_publishing": json.loads(meta["dns"]).get("enabled", False)
-        if meta.get("dns")
-        else False,
-        "dns_last_publish": json.loads(meta["dns_last"]) if meta.get("dns_last") else None,
+        "dns_publishing": dns_publishing(meta),
+        "dns_last_publish": last_publish(meta.get("dns_last")),
         "activation_interval": int(meta["activation_interval"]),
         "renewal_interval": int(meta["renewal_interval"]),
         "requests_total": stats.get("total", 0),
@@ -70,6 +94,13 @@ def status_of(
             k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("requests.")
         },
     }
+
+
+def dns_publishing(meta: Mapping[str, str]) -> bool:
+    """Whether the settings (checked: see HostIdentity.meta) have DNS publishing on."""
+    from ospp.dns.publish import Publishing
+
+    return Publishing.from_json(meta.get("dns")).enabled
 
 
 def current_counts(conn: sqlite3.Connection, since: int, now: int) -> dict[str, int]:
