@@ -353,6 +353,82 @@ def test_confirm_batch_writes_csv_and_json(ospp: Ospp, tmp_path: Path):
     assert ran.code == 0 and "1 of 1 installation IDs confirmed" in ran.out, ran.out
 
 
+def test_confirm_batch_reads_its_csv_as_csv(ospp: Ospp, tmp_path: Path):
+    """A spreadsheet's export: a header row is not a failed line, quoted fields and a ``#``
+    inside a field are read as CSV reads them, a comment after the IID is dropped, and a row
+    whose last column is empty is a failed line, not passed over in silence."""
+    import csv
+
+    key = issue(ospp, limit=5)
+    iids = []
+    for machine in ("c1", "c2", "c3"):
+        ospp.install("ProPlus2021", machine)
+        ospp("/inpkey:" + key, machine)
+        iids.append(iid_of(ospp, machine))
+    src = tmp_path / "iids.csv"
+    src.write_text(
+        "computer,installation id\n"
+        f'"c1","{iids[0]}"\n'
+        f"LAB#3,{iids[1]} # second floor\n"
+        "c9,\n"
+        f'"c3, the last","{iids[2]}"\n'
+    )
+    ran = ospp("center", "confirm-batch", str(src), str(tmp_path / "out.csv"))
+    assert ran.code == 1 and "3 of 4 installation IDs confirmed" in ran.out, ran.out
+    assert "on line 4" in ran.out and "has 0 digits" in ran.out, ran.out
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert [r["line"] for r in rows] == ["2", "3", "4", "5"]
+    assert [r["iid"] for r in rows] == [iids[0], iids[1], "", iids[2]]
+    assert [bool(r["cid"]) for r in rows] == [True, True, False, True]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Ctrl+C is not a signal there")
+def test_an_interrupted_confirm_batch_writes_what_it_confirmed(ospp: Ospp, tmp_path: Path):
+    """Ctrl+C during a batch: the IIDs confirmed so far used activations, so their answers are
+    written and the message says so (it used to say nothing was changed and write nothing)."""
+    import csv
+    import signal
+    import time
+
+    key = issue(ospp, limit=5)
+    ospp.install("ProPlus2021", "i1")
+    ospp("/inpkey:" + key, "i1")
+    iid = iid_of(ospp, "i1")
+    src = tmp_path / "iids.txt"
+    src.write_text(f"{iid}\n" * 15_000)  # the same IID again and again: one activation
+    out = tmp_path / "out.csv"
+
+    def activations() -> int:  # by the authority's own report, whatever its backend
+        keys = ospp("center", "keys", "--json").data()["keys"]
+        return sum(int(k["used"]) for k in keys)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ospp", "center", "confirm-batch", str(src), str(out)],
+        env={**os.environ, **ospp.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while activations() == 0:
+            assert proc.poll() is None, "finished before it could be interrupted"
+            assert time.monotonic() < deadline, "never got going"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "nothing was changed" not in stdout and f"are in {out}" in stdout, stdout
+    rows = list(csv.DictReader(out.open()))
+    assert 1 <= len(rows) < 15_000 and all(r["cid"] for r in rows)
+    assert f"the answers to the first {len(rows)} installation IDs" in stdout, stdout
+    assert ospp("/actcid:" + rows[0]["cid"], "i1").code == 0
+
+
 def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):
     ospp.install()
     ospp("inpkey", issue(ospp), "--act")

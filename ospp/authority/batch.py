@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ospp.authority.state import Authority
@@ -15,23 +15,40 @@ from ospp.core.printable import csv_cell
 FIELDS = ["line", "iid", "cid", "error"]
 
 
-def confirm_lines(
+def iid_of(line: str, first: bool) -> str | None:
+    """The installation ID a line of the file holds: the whole line, or the last field of a
+    CSV line (quoted fields, commas and ``#`` inside them are read as CSV reads them), without
+    a ``# comment`` after it. None for a blank line, a comment line (``#`` first) and, when
+    ``first`` (no line with an IID came before it), a CSV header: a last field without a
+    digit, such as ``iid``. A CSV line whose last field is empty holds the empty IID, which
+    fails as one (it is not passed over in silence)."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    if "," not in text and '"' not in text:
+        return text.split("#")[0].strip()
+    fields = next(csv.reader([text]), None) or [""]
+    iid = fields[-1].split("#")[0].strip()
+    if first and not any(c.isdigit() for c in iid):
+        return None
+    return iid
+
+
+def confirm_rows(
     authority: Authority, lines: Iterable[str]
-) -> tuple[list[dict[str, Any]], list[OsppError]]:
-    """One row per IID line (``#`` starts a comment; a CSV line's last field is the IID), and
-    the errors of the lines that could not be confirmed, in order."""
-    rows: list[dict[str, Any]] = []
-    errors: list[OsppError] = []
+) -> Iterator[tuple[dict[str, Any], OsppError | None]]:
+    """One row per line holding an installation ID (:func:`iid_of`), confirmed as it is
+    read, with the error of a line that could not be."""
+    first = True
     for number, line in enumerate(lines, 1):
-        iid = line.split("#")[0].strip().split(",")[-1].strip()
-        if not iid:
+        iid = iid_of(line, first)
+        if iid is None:
             continue
+        first = False
         try:
-            rows.append({"line": number, "iid": iid, "cid": authority.confirm(iid), "error": None})
+            yield {"line": number, "iid": iid, "cid": authority.confirm(iid), "error": None}, None
         except OsppError as exc:
-            errors.append(exc)
-            rows.append({"line": number, "iid": iid, "cid": None, "error": exc.to_json()})
-    return rows, errors
+            yield {"line": number, "iid": iid, "cid": None, "error": exc.to_json()}, exc
 
 
 def render(rows: list[dict[str, Any]], kind: str) -> str:

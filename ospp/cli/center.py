@@ -15,7 +15,7 @@ from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, needs_admin, r
 from ospp.cli.serving import HTTP_OPTION, LOG_FORMAT_OPTION, LOG_LEVEL_OPTION
 from ospp.cli.slash import Group
 from ospp.core.clock import clock_from_env
-from ospp.core.errors import OsppError, StoreError, UsageError, os_error_code
+from ospp.core.errors import N_, Cancelled, OsppError, StoreError, UsageError, os_error_code
 from ospp.core.files import atomic_writer, read_user_file
 from ospp.core.paths import center_home
 
@@ -242,13 +242,34 @@ def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
             out = stack.enter_context(atomic_writer(outfile))
         except OSError as exc:
             raise unwritable(exc) from exc
-        rows, errors = batch.confirm_lines(_open(), lines)
+        rows: list[dict[str, Any]] = []
+        errors: list[OsppError] = []
+        interrupted = False
+        try:
+            for row, error in batch.confirm_rows(_open(), lines):
+                rows.append(row)
+                errors += [error] if error else []
+        except KeyboardInterrupt:  # the answers so far are written: activations were used
+            interrupted = True
+        if interrupted and not rows:
+            raise Cancelled(interrupted=True)  # OUTFILE is not made; nothing was changed
         try:
             out.write(batch.render(rows, kind))
             stack.close()  # flushed, synced and renamed into place
         except OSError as exc:
             raise unwritable(exc) from exc
     ok = len(rows) - len(errors)
+    if interrupted:
+        raise Cancelled(
+            interrupted=True,
+            kept=N_(
+                "the answers to the first {answered} installation IDs ({ok} confirmed) are in "
+                "{outfile}; confirming one again uses no further activation",
+                answered=len(rows),
+                ok=ok,
+                outfile=str(outfile),
+            ),
+        )
     problem = None
     if errors:  # OUTFILE holds every line's answer; the exit status says not all were confirmed
         first = next(r for r in rows if r["error"])
