@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ospp.core.clock import iso
 from ospp.core.errors import (
-    E_ACCESS_DENIED,
     E_INVALID_ARG,
     OsppError,
     StoreError,
     UsageError,
     hex_code,
+    os_error_code,
 )
 from ospp.dns.publish import publish
 from ospp.kmshost.ping import ping_reply
@@ -247,9 +247,11 @@ def open_log(target: str) -> TextIO | None:
     except OSError as exc:
         why = f"cannot open the request log {target}: {exc.strerror or exc}"
         hint = "Give a writable file path, '-' for stderr, or 'none'."
-        if isinstance(exc, PermissionError):
-            raise StoreError(E_ACCESS_DENIED, why, hint) from exc
-        raise UsageError(why, hint) from exc  # a directory, a missing directory: the argument
+        if isinstance(exc, IsADirectoryError):  # the argument names no file, as click says
+            raise UsageError(why, hint) from exc
+        # a file that cannot be made or written (a missing directory, no permission, a full
+        # disk), as for every other file ospp writes
+        raise StoreError(os_error_code(exc), why, hint) from exc
 
 
 def publish_retry_delay(failures: int, interval: float) -> float:
