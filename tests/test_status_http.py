@@ -123,6 +123,10 @@ def test_status_page_paginates_newest_first(ospp: Ospp, served):
     assert first.count('class="client"') == 50 and second.count('class="client"') == 5
     assert "page 1 of 2, 55 client(s)" in first and "older" in first
     assert "newer" in second
+    # Past the last page: that page, empty, said as it is, with the way back to the last.
+    _, _, past = get(f"{base}/?page=200")
+    assert past.count('class="client"') == 0 and "page 200 of 2, 55 client(s)" in past, past
+    assert "page=2" in past and "last page" in past
 
 
 def test_authority_metrics_count_activations_and_mak_remaining(ospp: Ospp):

@@ -182,14 +182,16 @@ def _clients(rows: Sequence[Mapping[str, Any]], total: int, query: ClientQuery) 
     if not body:
         body.append('<tr><td colspan="7">No client matches.</td></tr>')
     pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(query.page, 1), pages)
+    page = max(query.page, 1)  # the page shown: past the last one, it lists nobody
 
     def link(n: int, label: str) -> str:
         params = {k: v for k, v in (("product", query.product), ("status", query.status)) if v}
         return f'<a href="/?{e(urlencode({**params, "page": n}))}">{label}</a>'
 
     nav = [f'<span id="page-info">page {page} of {pages}, {total} client(s)</span> ']
-    if page > 1:
+    if page > pages:
+        nav.insert(0, link(pages, "&larr; last page"))
+    elif page > 1:
         nav.insert(0, link(page - 1, "&larr; newer"))
     if page < pages:
         nav.append(link(page + 1, "older &rarr;"))
