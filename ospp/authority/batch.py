@@ -19,9 +19,9 @@ def iid_of(line: str, first: bool) -> str | None:
     """The installation ID a line of the file holds: the whole line, or the last field of a
     CSV line (quoted fields, commas and ``#`` inside them are read as CSV reads them), without
     a ``# comment`` after it. None for a blank line, a comment line (``#`` first) and, when
-    ``first`` (no line with an IID came before it), a CSV header: a last field without a
-    digit, such as ``iid``. A CSV line whose last field is empty holds the empty IID, which
-    fails as one (it is not passed over in silence)."""
+    ``first`` (no line with an IID came before it), a CSV header: a last field of letters,
+    such as ``iid`` or ``Installation ID``. A CSV line whose last field is empty holds the
+    empty IID, which fails as one (it is not passed over in silence)."""
     text = line.strip()
     if not text or text.startswith("#"):
         return None
@@ -29,8 +29,8 @@ def iid_of(line: str, first: bool) -> str | None:
         return text.split("#")[0].strip()
     fields = next(csv.reader([text]), None) or [""]
     iid = fields[-1].split("#")[0].strip()
-    if first and not any(c.isdigit() for c in iid):
-        return None
+    if first and len(fields) > 1 and all(c.isascii() and (c.isalpha() or c in " _-") for c in iid):
+        return None  # a header row: column names
     return iid
 
 
