@@ -262,16 +262,21 @@ def test_failed_dns_publish_is_on_the_page_and_logged_once(ospp: Ospp):
     assert len(warnings) == 1 and "Traceback" not in "\n".join(host.stderr_lines)
 
 
-def test_a_lab_clock_run_past_the_end_makes_the_pages_unavailable_not_broken(ospp: Ospp):
-    """The lab clock runs past the last time ospp simulates while the host serves: its pages
-    answer 503 (the host cannot tell the time), not 500, and work again after a reset."""
+def test_a_lab_clock_the_host_cannot_read_makes_the_pages_unavailable_not_broken(ospp: Ospp):
+    """The lab clock file is damaged while the host serves: its pages answer 503 (the host
+    cannot tell the time), not 500, and work again after a reset. A running clock that gets
+    to the last time ospp simulates stops there: the pages go on working."""
     import time
+    from pathlib import Path
 
     host, base = http_host(ospp)
     try:
         assert get(f"{base}/healthz")[0] == 200
         assert ospp("clock", "set", "9998-12-31T23:59:58Z").code == 0
-        time.sleep(2.5)  # the running lab clock is now past 9998-12-31T23:59:59
+        time.sleep(2.5)  # the running lab clock would now be past 9998-12-31T23:59:59
+        assert get(f"{base}/healthz")[0] == 200
+        assert "9998-12-31T23:59:59Z" in ospp("clock", "show").out
+        (Path(ospp.env["OSPP_HOME"]) / "clock.json").write_text("{not json")
         for path in ("/healthz", "/metrics", "/"):
             status, _, body = get(f"{base}{path}")
             assert status == 503 and "0x8007000D" in body, (path, status, body)
