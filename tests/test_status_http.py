@@ -229,6 +229,10 @@ def test_http_side_refuses_junk_and_a_stalled_browser_does_not_block_kms(ospp: O
         for raw, status in (
             (b"NONSENSE\r\n\r\n", b" 400 "),
             (b"POST / HTTP/1.1\r\n\r\n", b" 405 "),
+            # a head over 8 KiB is said to be, not dropped without a word
+            (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", b" 431 "),
+            # lines ended by a bare LF (RFC 9112 2.2), after an empty line
+            (b"\r\nGET /healthz HTTP/1.1\nHost: x\n\n", b" 200 "),
         ):
             with socket.create_connection((http_host, int(http_port)), timeout=5) as s:
                 s.sendall(raw)

@@ -46,6 +46,7 @@ REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -74,10 +75,28 @@ def text(status: int, body: str) -> Response:
     return Response(status, body.encode("utf-8"))
 
 
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """A request head, up to its empty line: lines end with CRLF, or with a bare LF, which
+    RFC 9112 (2.2) lets a server take as a line end. Over MAX_HEAD bytes: LimitOverrunError
+    (or ValueError, which StreamReader raises for a line longer than its limit)."""
+    head = bytearray()
+    read = 0
+    while True:
+        line = await reader.readuntil(b"\n")
+        read += len(line)
+        if read > MAX_HEAD:
+            raise asyncio.LimitOverrunError("request head too large", read)
+        if line in (b"\r\n", b"\n"):
+            if head:
+                return bytes(head)
+            continue  # empty lines before the request line are passed over (RFC 9112, 2.2)
+        head += line
+
+
 def parse_head(head: bytes) -> Request | None:
     """The request line of a head; None if it is not HTTP/1.x."""
     try:
-        line = head.split(b"\r\n", 1)[0].decode("ascii")
+        line = head.split(b"\n", 1)[0].removesuffix(b"\r").decode("ascii")
         method, target, version = line.split(" ")
     except (UnicodeDecodeError, ValueError):
         return None
@@ -148,15 +167,20 @@ async def _handle(
 ) -> None:
     _admit(held, writer)
     try:
+        too_large = False
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            head = await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT)
+        except (asyncio.LimitOverrunError, ValueError):  # said, then closed
+            head, too_large = b"", True
+        except (asyncio.IncompleteReadError, TimeoutError):
             writer.close()  # nothing to send: closed at once
             return
         finally:
             held.waiting.pop(writer, None)
-        request = parse_head(head)
-        if request is None:
+        request = None if too_large else parse_head(head)
+        if too_large:
+            response = text(431, f"the request head is over {MAX_HEAD} bytes\n")
+        elif request is None:
             response = text(400, "bad request\n")
         elif request.method not in ("GET", "HEAD"):
             response = text(405, "only GET and HEAD\n")
