@@ -15,16 +15,17 @@ activation requests from ``--procs`` load processes, each an asyncio loop holdin
 of the concurrent clients. ``--mode new`` opens a connection per activation; ``--mode
 persistent`` keeps one connection per client. Each request has a fresh CMID, so every one is
 an insert into the host's store. Reports requests/s, p50/p99 latency, the host's CPU time
-(user + system, from /proc) per acknowledged activation, and the host's peak RSS. After each
-run it checks, reading kms.db read-only, that the host stored exactly one new client per
-acknowledged activation. All traffic stays on 127.0.0.1 and every run stops after its request
-count (and each load process after --timeout seconds).
+(user + system, from /proc) per acknowledged activation, the host's peak RSS and the largest
+its WAL file grew. After each run it checks, reading kms.db read-only, that the host stored
+exactly one new client per acknowledged activation. All traffic stays on 127.0.0.1 and every
+run stops after its request count (and each load process after --timeout seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -312,6 +313,29 @@ def start_host(
     return start_server(args, env, subprocess.DEVNULL)
 
 
+class WalWatch:
+    """The largest the host's WAL file (kms.db-wal) grew, looked at every 10 ms."""
+
+    def __init__(self, home: Path) -> None:
+        import threading
+
+        self.path = home / "kms" / "kms.db-wal"
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self) -> None:
+        while not self.done.wait(0.01):
+            with contextlib.suppress(OSError):  # none yet
+                self.peak = max(self.peak, self.path.stat().st_size)
+
+    def finish(self) -> float:
+        self.done.set()
+        self.thread.join()
+        return self.peak / 1e6
+
+
 class Scraper:
     """Fetches the status page and /metrics, alternately, ``rate`` times a second."""
 
@@ -365,6 +389,7 @@ def table(args: argparse.Namespace) -> None:
             f"{'host CPU ms/act':>17}"
         )
         rows = []
+        wal = WalWatch(home)
         try:
             for mode in args.mode:
                 for conc in args.concurrency:
@@ -380,11 +405,17 @@ def table(args: argparse.Namespace) -> None:
                         flush=True,
                     )
             rss = peak_rss_mb(host.pid)
-            print(f"host peak RSS: {rss:.1f} MB")
+            wal_mb = wal.finish()
+            print(f"host peak RSS: {rss:.1f} MB; largest WAL (kms.db-wal): {wal_mb:.1f} MB")
             print("every run: stored clients = acknowledged activations")
             if scraper is not None:
                 print(f"status page and /metrics meanwhile: {scraper.finish()}")
-            write_out(args.out, "table", args, {"rows": rows, "host_peak_rss_mb": round(rss, 1)})
+            write_out(
+                args.out,
+                "table",
+                args,
+                {"rows": rows, "host_peak_rss_mb": round(rss, 1), "peak_wal_mb": round(wal_mb, 1)},
+            )
         finally:
             host.terminate()
             host.wait(timeout=30)
