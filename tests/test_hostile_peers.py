@@ -297,6 +297,9 @@ def test_the_phone_console_refuses_digits_that_are_not_ascii(ospp: Ospp, typed: 
     ran = ospp("center", "phone", input=typed + "\n")
     assert ran.code == 1, (ran.code, ran.out)
     assert "Group 1 is wrong" in ran.out and "cancelled" in ran.out, ran.out
+    # which character is not a digit 0-9, not that a group has 7 digits (it has)
+    first = next(c for c in typed if not (c.isascii() and c.isdigit()))
+    assert f"{first!r} is not a digit from 0 to 9" in ran.out, ran.out
     from ospp.protocol.phone import iid_entry
 
     wrong = iid_entry().feed(typed)

@@ -95,18 +95,22 @@ class Dialogue:
                         "Group {n} is wrong ({code}): {why}. Type it again.",
                         n=entry.index,
                         code=hex_code(wrong.code),
-                        why=self.problem(wrong, entry.size),
+                        why=self.problem(wrong, entry.size, typed),
                     )
                 )
         return entry.text()
 
-    def problem(self, exc: OsppError, size: int) -> str:
-        """A short translated reason for a group-entry failure."""
+    def problem(self, exc: OsppError, size: int, typed: str = "") -> str:
+        """A short translated reason for a group-entry failure (``typed``: the line)."""
         _ = self._
         if exc.code == E_CHECK_DIGIT:
             return _("its check digit does not match")
         if isinstance(exc, TooManyGroups):
             return _("the line holds more digits than the ID has left")
+        # another script's digits (Arabic-Indic, fullwidth) count as digits to the eye
+        bad = [c for c in typed if not ((c.isascii() and c.isdigit()) or c == "-" or c.isspace())]
+        if bad:
+            return _("{char} is not a digit from 0 to 9", char=repr(bad[0]))
         return _("a group is {size} digits", size=size)
 
     def cancelled(self, interrupted: bool, recorded: bool = False) -> Cancelled:
