@@ -1227,7 +1227,13 @@ def test_a_damaged_record_of_the_last_dns_publish_is_reported_and_kept(ospp: Osp
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("activation_interval", "x"), ("renewal_interval", "-5"), ("port", "99999")],
+    [
+        ("activation_interval", "x"),
+        ("renewal_interval", "-5"),
+        ("port", "99999"),
+        ("max_clients", "lots"),
+        ("max_clients", "5"),  # below the least 'kms set --max-clients' takes
+    ],
 )
 def test_a_setting_is_not_written_over_a_damaged_one(ospp: Ospp, name: str, value: str):
     """Reads report a setting damaged by hand; writes refuse it too, whatever setting they

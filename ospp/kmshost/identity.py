@@ -31,6 +31,8 @@ from ospp.core.errors import (
     UsageError,
 )
 from ospp.kmshost.packs import Pack, choose, read_packs
+from ospp.kmshost.retention import MAX_MAX_CLIENTS, MIN_MAX_CLIENTS
+from ospp.kmshost.retention import SETTING as MAX_CLIENTS
 from ospp.kmshost.status import last_publish
 from ospp.protocol.kms import INTERVAL_RANGE, PHONE_CERTIFICATE_FORMAT, check_certificate
 
@@ -75,7 +77,13 @@ _KIND = {
 }
 
 # Settings stored as whole numbers, and how many digits they may have.
-_NUMBERS = {"activation_interval": 9, "renewal_interval": 9, "port": 5, "listening_port": 5}
+_NUMBERS = {
+    "activation_interval": 9,
+    "renewal_interval": 9,
+    "port": 5,
+    "listening_port": 5,
+    MAX_CLIENTS: 10,
+}
 PORT_SETTINGS = ("port", "listening_port")  # and they are TCP ports: 1 to 65535
 
 
@@ -98,6 +106,8 @@ def _damage(name: str, value: object) -> str | None:
         return None
     if not (value.isascii() and value.isdigit() and len(value) <= digits):
         return ""
+    if name == MAX_CLIENTS:  # what 'kms set --max-clients' accepts
+        return None if MIN_MAX_CLIENTS <= int(value) <= MAX_MAX_CLIENTS else ""
     return None if name not in PORT_SETTINGS or 1 <= int(value) <= 65535 else ""
 
 
