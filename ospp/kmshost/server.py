@@ -90,12 +90,12 @@ class LiveState:
         except OsppError as exc:
             self.once.fail(
                 "packs",
-                f"the licence packs changed but cannot be read: {hex_code(exc.code)} "
-                f"{exc.message}; still serving the packs read before",
+                "the store changed but its packs or settings cannot be read: "
+                f"{hex_code(exc.code)} {exc.message}; still serving what was read before",
             )
             return self.state
         self.version = version
-        self.once.ok("packs", "the licence packs can be read again")
+        self.once.ok("packs", "the licence packs and settings can be read again")
         if fresh != self.state:
             self.state = fresh
             log.info(
