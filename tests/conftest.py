@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,3 +174,30 @@ def center(request: pytest.FixtureRequest, tmp_path: Path) -> Ospp:
     if request.param == "postgresql":
         ospp.env["OSPP_CENTER_DB"] = request.getfixturevalue("pg_url")
     return ospp
+
+
+def interrupt_when(ospp: Ospp, args: tuple[str, ...], ready: Callable[[], bool]) -> Ran:
+    """Run ospp with ``args`` and press Ctrl+C (SIGINT) once ``ready()`` holds."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ospp", *args],
+        env={**os.environ, **ospp.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert proc.poll() is None, "finished before it could be interrupted"
+            assert time.monotonic() < deadline, "never got going"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Ran(proc.returncode, out, err)

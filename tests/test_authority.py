@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ospp.core.errors import LicensingError
 from ospp.protocol import phone
-from tests.conftest import Ospp
+from tests.conftest import Ospp, interrupt_when
 
 
 @pytest.fixture
@@ -387,8 +387,6 @@ def test_an_interrupted_confirm_batch_writes_what_it_confirmed(ospp: Ospp, tmp_p
     """Ctrl+C during a batch: the IIDs confirmed so far used activations, so their answers are
     written and the message says so (it used to say nothing was changed and write nothing)."""
     import csv
-    import signal
-    import time
 
     key = issue(ospp, limit=5)
     ospp.install("ProPlus2021", "i1")
@@ -402,30 +400,14 @@ def test_an_interrupted_confirm_batch_writes_what_it_confirmed(ospp: Ospp, tmp_p
         keys = ospp("center", "keys", "--json").data()["keys"]
         return sum(int(k["used"]) for k in keys)
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ospp", "center", "confirm-batch", str(src), str(out)],
-        env={**os.environ, **ospp.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    ran = interrupt_when(
+        ospp, ("center", "confirm-batch", str(src), str(out)), lambda: activations() > 0
     )
-    try:
-        deadline = time.monotonic() + 60
-        while activations() == 0:
-            assert proc.poll() is None, "finished before it could be interrupted"
-            assert time.monotonic() < deadline, "never got going"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, (stdout, stderr)
-    assert "nothing was changed" not in stdout and f"are in {out}" in stdout, stdout
+    assert ran.code == 130, (ran.out, ran.err)
+    assert "nothing was changed" not in ran.out and f"are in {out}" in ran.out, ran.out
     rows = list(csv.DictReader(out.open()))
     assert 1 <= len(rows) < 15_000 and all(r["cid"] for r in rows)
-    assert f"the answers to the first {len(rows)} installation IDs" in stdout, stdout
+    assert f"the answers to the first {len(rows)} installation IDs" in ran.out, ran.out
     assert ospp("/actcid:" + rows[0]["cid"], "i1").code == 0
 
 

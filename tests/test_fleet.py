@@ -13,13 +13,12 @@ import sqlite3
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ospp.core.errors import OsppError
-from tests.conftest import GVLK_2016, GVLK_2021, Ospp, Ran
+from tests.conftest import GVLK_2016, GVLK_2021, Ospp, interrupt_when
 from tests.kmsutil import Host, make_host
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -711,33 +710,6 @@ def test_remove_keeps_this_machine(ospp: Ospp) -> None:
     assert key[-5:] in ospp("/dstatus").out
 
 
-def _interrupt_when(ospp: Ospp, args: tuple[str, ...], ready: Callable[[], bool]) -> Ran:
-    """Run ospp with ``args`` and press Ctrl+C (SIGINT) once ``ready()`` holds."""
-    import signal
-    import time
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ospp", *args],
-        env={**os.environ, **ospp.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not ready():
-            assert proc.poll() is None, "finished before it could be interrupted"
-            assert time.monotonic() < deadline, "never got going"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return Ran(proc.returncode, out, err)
-
-
 @pytest.mark.skipif(os.name == "nt", reason="Ctrl+C is not a signal there")
 def test_an_interrupted_create_says_what_it_created_and_an_import_undoes_it(
     ospp: Ospp, tmp_path: Path
@@ -748,7 +720,7 @@ def test_an_interrupted_create_says_what_it_created_and_an_import_undoes_it(
     def made() -> int:
         return len([p for p in root.glob("*/licenses.db") if p.parent.name != "labsrv"])
 
-    ran = _interrupt_when(
+    ran = interrupt_when(
         ospp, ("fleet", "create", "lab", "20000", "--product", "ProPlus2021"), lambda: made() > 50
     )
     assert ran.code == 130, (ran.out, ran.err)
@@ -768,7 +740,7 @@ def test_an_interrupted_create_says_what_it_created_and_an_import_undoes_it(
     rows = "".join(f"imp{n:05d},ProPlus2021,,\n" for n in range(1, 8001))
     csv_file = tmp_path / "fleet.csv"
     csv_file.write_text("machine,product,key,kms_host\n" + rows)
-    ran = _interrupt_when(ospp, ("fleet", "import", str(csv_file)), lambda: made() > 50)
+    ran = interrupt_when(ospp, ("fleet", "import", str(csv_file)), lambda: made() > 50)
     assert ran.code == 130 and "nothing was changed" in ran.out, (ran.out, ran.err)
     assert made() == 0 and ospp("machines", "--json").data()["machines"] == ["labsrv"]
 
