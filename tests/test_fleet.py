@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ospp.core.errors import OsppError
-from tests.conftest import GVLK_2016, GVLK_2021, Ospp, interrupt_when
+from tests.conftest import GVLK_2016, GVLK_2021, Ospp, Ran, interrupt_when
 from tests.kmsutil import Host, make_host
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -839,3 +839,48 @@ def test_status_with_a_bad_clock_prints_no_header_before_its_error(ospp: Ospp, a
     assert ran.code == 2 and "OSPP_NOW" in ran.out, ran.out
     assert ran.out.startswith("---Processing"), ran.out  # the error block, and nothing before
     assert "machine,product" not in ran.out and "MACHINE " not in ran.out, ran.out
+
+
+def _stopped_after(ran: Ran, total: int) -> int:
+    """How many machines the interrupted command says it did at least."""
+    found = re.search(rf"at least (\d+) of the {total} machines were done \(", ran.out)
+    assert ran.code == 130 and found is not None, (ran.code, ran.out, ran.err)
+    assert "nothing was changed" not in ran.out and "running it again does the rest" in ran.out
+    return int(found.group(1))
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Ctrl+C is not a signal there")
+def test_an_interrupted_remove_says_how_many_machines_it_removed(ospp: Ospp) -> None:
+    """Ctrl+C during 'fleet remove': the machines removed stay removed, and the message says
+    so (it said that nothing was changed)."""
+    ospp("fleet", "create", "r", "3000", "--product", "ProPlus2021")
+    root = ospp.home / "client" / "machines"
+
+    def left() -> int:
+        return sum(1 for p in root.iterdir() if p.name.startswith("r"))
+
+    ran = interrupt_when(ospp, ("fleet", "remove", "r*"), lambda: left() < 2900)
+    said = _stopped_after(ran, 3000)
+    assert 0 < said <= 3000 - left() < 3000
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Ctrl+C is not a signal there")
+def test_an_interrupted_fleet_act_says_how_many_machines_it_activated(ospp: Ospp) -> None:
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        ospp("fleet", "create", "a", "1500", "--product", "ProPlus2021", "--sethst", host.address)
+        kms_db = ospp.home / "kms" / "kms.db"
+
+        def counted() -> int:
+            db = sqlite3.connect(f"file:{kms_db}?mode=ro", uri=True)
+            try:
+                return int(db.execute("SELECT count(*) FROM clients").fetchone()[0])
+            finally:
+                db.close()
+
+        ran = interrupt_when(ospp, ("fleet", "act"), lambda: counted() > 100)
+    finally:
+        host.stop()
+    said = _stopped_after(ran, 1500)
+    assert 0 < said <= counted() < 1500  # the host answered every machine it counts

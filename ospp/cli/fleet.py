@@ -85,6 +85,24 @@ def summary(counts: Counter[str]) -> str:
     return "Summary: " + (", ".join(parts) if parts else "nothing done")
 
 
+def stopped(counts: Counter[str], total: int) -> Cancelled:
+    """Ctrl+C during a pass over machines: what was done stays done, and the message says how
+    much (machines in flight when it came may finish too: "at least")."""
+    done = sum(counts.values())
+    if not done:
+        return Cancelled(interrupted=True)
+    return Cancelled(
+        interrupted=True,
+        kept=N_(
+            "at least {done} of the {total} machines were done ({summary}); running it again "
+            "does the rest",
+            done=done,
+            total=total,
+            summary=summary(counts).removeprefix("Summary: "),
+        ),
+    )
+
+
 @click.group("fleet")
 def fleet_group() -> None:
     """Many simulated machines at once (VAMT style): create, key, activate, report, plot."""
@@ -267,13 +285,16 @@ def act(glob: str | None) -> Result:
     first: list[OsppError] = []  # the first failure, as it came
 
     def failures(done: Iterable[Any]) -> Iterator[dict[str, Any]]:
-        for action in progress(done, total, "activating"):
-            counts[fleetact.outcome(action)] += 1
-            if action.error is not None:
-                if not first:
-                    first.append(action.error)
-                yield {"machine": action.machine, "product_id": action.product,
-                       "action": action.action, "error": action.error.to_json()}  # fmt: skip
+        try:
+            for action in progress(done, total, "activating"):
+                counts[fleetact.outcome(action)] += 1
+                if action.error is not None:
+                    if not first:
+                        first.append(action.error)
+                    yield {"machine": action.machine, "product_id": action.product,
+                           "action": action.action, "error": action.error.to_json()}  # fmt: skip
+        except KeyboardInterrupt:
+            raise stopped(counts, total) from None
 
     def failed() -> int:
         return sum(n for what, n in counts.items() if what.startswith("failed"))
@@ -327,12 +348,15 @@ def _counted(done: Iterable[Any], total: int, label: str) -> Result:
     counts: Counter[str] = Counter()
     first: OsppError | None = None
     lines: list[str] = []
-    for d in progress(done, total, label):
-        counts[d.outcome] += 1
-        if d.error is not None:
-            first = first or d.error
-            if len(lines) < MAX_SHOWN:
-                lines.append(f"{d.machine}: {hex_code(d.error.code)} {d.error.message}")
+    try:
+        for d in progress(done, total, label):
+            counts[d.outcome] += 1
+            if d.error is not None:
+                first = first or d.error
+                if len(lines) < MAX_SHOWN:
+                    lines.append(f"{d.machine}: {hex_code(d.error.code)} {d.error.message}")
+    except KeyboardInterrupt:
+        raise stopped(counts, total) from None
     lines.append(summary(counts))
     return Result(lines, {"summary": counts}, banners=False, failed=first)
 

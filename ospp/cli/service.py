@@ -57,7 +57,7 @@ def service(
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     if notify:
         return _notify_all(names, lang, listed=all_machines)
-    from ospp.cli.fleet import MAX_SHOWN, progress, summary
+    from ospp.cli.fleet import MAX_SHOWN, progress, stopped, summary
     from ospp.machine import fleetact
 
     ctx = click.get_current_context()
@@ -85,11 +85,14 @@ def service(
         done = progress(done_all, len(names), "service")
         if not all_machines:  # machines named on the command line: reported by name
             done = iter(sorted(done, key=lambda a: a.machine))
-        for action in done:
-            counts[fleetact.outcome(action)] += 1
-            if action.error is not None and not first:
-                first.append(action.error)
-            yield action_row(action)
+        try:
+            for action in done:
+                counts[fleetact.outcome(action)] += 1
+                if action.error is not None and not first:
+                    first.append(action.error)
+                yield action_row(action)
+        except KeyboardInterrupt:
+            raise stopped(counts, len(names)) from None
 
     def failure() -> OsppError | None:
         return first[0] if first else None
