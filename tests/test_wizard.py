@@ -292,6 +292,13 @@ def test_not_now_installs_the_key_and_the_reminder_follows(ospp: Ospp) -> None:
     assert ospp("/dstatus", "--json").data()["reminders"][0]["kind"] == "pending"
 
 
+def test_not_now_in_json_has_no_method_and_matches_the_schema(ospp: Ospp) -> None:
+    key = _ready(ospp)
+    ran = ospp.proc("wizard", "--json", input=f"{key}\n3\n")  # checked against docs/schema
+    assert ran.code == 0, (ran.out, ran.err)
+    assert ran.data()["method"] is None and ran.data()["activated"] is False
+
+
 def test_no_product_installed_says_how(ospp: Ospp) -> None:
     ran = ospp.proc("wizard", "--json", input="")
     assert ran.code == 1
