@@ -288,3 +288,23 @@ def test_an_idle_timeout_that_is_no_timeout_is_refused(ospp: Ospp, seconds: str)
         "kms", "serve", "--listen", "127.0.0.1:0", "--idle-timeout", seconds, timeout=30
     )
     assert ran.code == 2 and "--idle-timeout" in ran.out + ran.err, (ran.out, ran.err)
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-5"])
+@pytest.mark.parametrize("command", ["records", "publish"])
+def test_a_port_to_publish_outside_1_to_65535_is_a_usage_error(
+    ospp: Ospp, command: str, port: str
+) -> None:
+    """It used to be printed into a zone line as it was (records) or sent to the DNS server,
+    whose refusal came back as a network error (publish); 0 published the host's own port."""
+    ran = ospp(
+        "kms", "dns", "set", "--domain", "test.example", "--hostname", "kms1.test.example",
+        "--server", "127.0.0.1:9", "--no-publish",
+    )  # fmt: skip
+    assert ran.code == 0, ran.out
+    store = ospp.home / "kms" / "kms.db"
+    before = store.read_bytes()
+    ran = ospp("kms", "dns", command, "--port", port)
+    assert ran.code == 2 and "0x80070057" in ran.out + ran.err, (ran.out, ran.err)
+    assert "--port" in ran.out + ran.err and "SRV" not in ran.out
+    assert store.read_bytes() == before

@@ -161,7 +161,12 @@ def dns_enable() -> Result:
 
 
 @dns_group.command("publish")
-@click.option("--port", type=int, help="Port to publish (default: the port the host serves).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Port to publish, 1-65535 (default: the port the host serves).",
+)
 @JSON_OPTION
 @reports
 def dns_publish(port: int | None) -> Result:
@@ -177,13 +182,18 @@ def dns_publish(port: int | None) -> Result:
         raise UsageError("set DNS publishing up first: ospp kms dns set ...")
     pub = host.publishing()
     pub.check()
-    done = publish(pub, port or host.status()["port"])
+    done = publish(pub, host.status()["port"] if port is None else port)
     host.record_publish("; ".join(done))
     return Result(done, {"published": done}, banners=False)
 
 
 @dns_group.command("records")
-@click.option("--port", type=int, help="Port to publish (default: the port the host serves).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Port to publish, 1-65535 (default: the port the host serves).",
+)
 @JSON_OPTION
 @reports
 def dns_records(port: int | None) -> Result:
@@ -197,5 +207,5 @@ def dns_records(port: int | None) -> Result:
         from ospp.core.errors import UsageError
 
         raise UsageError("set --domain and --hostname first: ospp kms dns set ...")
-    lines = zone_lines(pub, port or host.status()["port"])
+    lines = zone_lines(pub, host.status()["port"] if port is None else port)
     return Result(lines, {"records": lines}, banners=False)
