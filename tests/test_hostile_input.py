@@ -308,3 +308,20 @@ def test_a_port_to_publish_outside_1_to_65535_is_a_usage_error(
     assert ran.code == 2 and "0x80070057" in ran.out + ran.err, (ran.out, ran.err)
     assert "--port" in ran.out + ran.err and "SRV" not in ran.out
     assert store.read_bytes() == before
+
+
+def test_extra_domains_and_addresses_can_be_forgotten(ospp: Ospp) -> None:
+    """A mistyped --extra domain made every publish fail for good: nothing removed it."""
+    base = ("kms", "dns", "set", "--domain", "test.example", "--hostname", "kms1.test.example")
+    ran = ospp(*base, "--no-publish", "--extra", "typo.example,5,10", "--address", "192.0.2.1")
+    assert ran.code == 0, ran.out
+    records = ospp("kms", "dns", "records").out
+    assert "typo.example" in records and "192.0.2.1" in records
+    store = ospp.home / "kms" / "kms.db"
+    before = store.read_bytes()
+    ran = ospp("kms", "dns", "set", "--extra", "a.example", "--no-extra")
+    assert ran.code == 2 and "exclude each other" in ran.out and store.read_bytes() == before
+    assert ospp("kms", "dns", "set", "--no-extra", "--no-address", "--no-publish").code == 0
+    records = ospp("kms", "dns", "records").out
+    assert "typo.example" not in records and "192.0.2.1" not in records
+    assert "_vlmcs._tcp.test.example." in records

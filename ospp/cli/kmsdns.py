@@ -64,6 +64,15 @@ def dns_group() -> None:
     help="Also publish in this domain (repeatable).",
 )
 @click.option(
+    "--no-address",
+    "no_addresses",
+    is_flag=True,
+    help="Publish no A/AAAA address any more (forget every --address).",
+)
+@click.option(
+    "--no-extra", is_flag=True, help="Publish in no other domain any more (forget every --extra)."
+)
+@click.option(
     "--interval-hours", type=float, help="Re-publish interval, 0.1-720 hours (default 24)."
 )
 @click.option(
@@ -88,13 +97,20 @@ def dns_set(
     priority: int | None,
     weight: int | None,
     extra: tuple[str, ...],
+    no_addresses: bool,
+    no_extra: bool,
     interval_hours: float | None,
     tsig_keyfile: Path | None,
     no_publish: bool,
 ) -> Result:
     """Configure and enable DNS publishing (options not given keep their value)."""
+    from ospp.core.errors import UsageError
     from ospp.dns.publish import read_key_file
 
+    if addresses and no_addresses:
+        raise UsageError("--address and --no-address exclude each other", "Give one of them.")
+    if extra and no_extra:
+        raise UsageError("--extra and --no-extra exclude each other", "Give one of them.")
     needs_admin("ospp kms dns set")
     tsig = read_key_file(tsig_keyfile) if tsig_keyfile is not None else None
 
@@ -110,9 +126,9 @@ def dns_set(
         ):
             if value is not None:
                 setattr(pub, name, value.rstrip(".") if isinstance(value, str) else value)
-        if addresses:
+        if addresses or no_addresses:
             pub.addresses = list(addresses)
-        if extra:
+        if extra or no_extra:
             pub.extra = list(extra)
         if tsig is not None:
             pub.tsig_name, pub.tsig_algorithm, pub.tsig_secret = tsig
