@@ -306,3 +306,37 @@ def test_log_formatters_never_print_tracebacks():
         "publishing failed: timeout",
         "publishing works again",
     ]
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+
+def test_the_postgresql_drivers_warnings_reach_the_log_as_one_json_line_each():
+    """psycopg says a lost connection in a message of several lines; on a server it used to
+    reach stderr raw, among the JSON lines of the operational log."""
+    done = _python(
+        "import io, logging; from ospp.core import logs; buf = io.StringIO(); "
+        "logs.setup('info', 'json', buf); driver = logging.getLogger('psycopg'); "
+        "driver.warning('error ignored terminating %s: the connection is lost\\n"
+        "server closed the connection unexpectedly', 'pipeline'); driver.info('chatty'); "
+        "print(buf.getvalue(), end='')"
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1 and done.stderr == "", (done.stdout, done.stderr)
+    record = json.loads(lines[0])
+    assert record["logger"] == "psycopg" and record["level"] == "warning"
+    assert "server closed the connection unexpectedly" in record["msg"]
+
+
+def test_a_command_on_postgresql_keeps_the_drivers_warnings_off_its_output():
+    """A CLI command reports a lost database itself (exit 4): the driver's own warning is not
+    printed raw among its lines."""
+    done = _python(
+        "import logging; from ospp.authority import pg_store\n"
+        "try:\n    pg_store._driver()\nexcept Exception:\n    pass\n"
+        "logging.getLogger('psycopg').warning('error ignored terminating: connection lost')"
+    )
+    assert done.stderr == "", done.stderr

@@ -56,6 +56,9 @@ _REFUSALS = (
 
 
 def _driver() -> None:
+    from ospp.core.logs import quiet_library
+
+    quiet_library("psycopg")  # a command reports a lost database itself
     try:
         import psycopg
     except ImportError as exc:

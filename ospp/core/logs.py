@@ -20,6 +20,9 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 LOGGER = "ospp"
+# Libraries whose own warnings reach the operational log, in its format: the PostgreSQL driver
+# says there that a connection was lost (a message of several lines, one JSON line here).
+LIBRARY_LOGGERS = ("psycopg",)
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("auto", "human", "json")
 NOTE_INTERVAL = 10.0  # seconds between two log lines about the same condition
@@ -75,11 +78,19 @@ class HumanFormatter(logging.Formatter):
 
 
 def setup(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> logging.Logger:
-    """Send the ``ospp`` logger's records to ``stream`` (stderr) at ``level`` and above."""
+    """Send the ``ospp`` logger's records to ``stream`` (stderr) at ``level`` and above, and
+    those of LIBRARY_LOGGERS at warning and above."""
     out = stream or sys.stderr
     human = fmt == "human" or (fmt == "auto" and out.isatty())
     handler = logging.StreamHandler(out)
     handler.setFormatter(HumanFormatter() if human else JsonFormatter())
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for old in list(library.handlers):
+            library.removeHandler(old)
+        library.addHandler(handler)
+        library.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+        library.propagate = False
     logger = logging.getLogger(LOGGER)
     for old in list(logger.handlers):
         logger.removeHandler(old)
@@ -87,6 +98,16 @@ def setup(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) 
     logger.setLevel(level.upper())
     logger.propagate = False
     return logger
+
+
+def quiet_library(name: str) -> None:
+    """Keep a library's log records off a command's output: Python would print each raw on
+    standard error (its last-resort handler) among the command's own lines, while the command
+    reports the failure itself. A server's :func:`setup` routes them to its log instead."""
+    library = logging.getLogger(name)
+    if not library.handlers:
+        library.addHandler(logging.NullHandler())
+        library.propagate = False
 
 
 class Once:
