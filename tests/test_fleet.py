@@ -884,3 +884,13 @@ def test_an_interrupted_fleet_act_says_how_many_machines_it_activated(ospp: Ospp
         host.stop()
     said = _stopped_after(ran, 1500)
     assert 0 < said <= counted() < 1500  # the host answered every machine it counts
+
+
+def test_fleet_act_says_a_store_it_cannot_read_on_its_own_line(ospp: Ospp) -> None:
+    """A damaged store among the machines is said as 'cannot be read', as 'service --all'
+    says it, not as an activation of a product with no name ('ws2: : activate failed')."""
+    ospp("fleet", "create", "ws", "3", "--product", "ProPlus2021")
+    ospp.store_file("ws2").write_bytes(b"garbage")
+    ran = ospp("fleet", "act")
+    assert ran.code != 0 and "ws2: cannot be read: 0x8007000D" in ran.out, ran.out
+    assert "ws2: :" not in ran.out

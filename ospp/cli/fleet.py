@@ -318,7 +318,9 @@ def act(glob: str | None) -> Result:
     lines = [
         f"{r['machine']}: {r['product_id']}: {r['action']} failed: {r['error']['code']} "
         f"{r['error']['message']}"
-        for r in shown
+        if r["product_id"]
+        else f"{r['machine']}: cannot be read: {r['error']['code']} {r['error']['message']}"
+        for r in shown  # no product: the machine's store could not be opened
     ]
     if failed() > len(shown):
         lines.append(f"... and {failed() - len(shown)} more failures (--json lists them all)")
