@@ -25,7 +25,6 @@ from ospp.core.errors import (
     StoreError,
     UsageError,
 )
-from ospp.core.hostname import split_host, valid_domain, valid_target
 from ospp.core.paths import StrPath, machine_dir
 from ospp.core.record import Record
 
@@ -130,6 +129,8 @@ _NUMBERS = {
 def cacheable_host(value: str) -> bool:
     """Whether ``value`` (``host:port``, ``[IPv6]:port``) may be kept as the cached KMS host:
     what reading the store accepts for it."""
+    from ospp.core.hostname import split_host
+
     try:
         split_host(value, 1688)
     except UsageError:
@@ -138,13 +139,20 @@ def cacheable_host(value: str) -> bool:
 
 
 # Settings that name a host or domain, stored as /sethst, /skms-domain and discovery write
-# them, and what they must be: checked by the same rules, so that a host edited into the store
-# is reported as a damaged setting rather than tried (/sethst keeps the port apart).
-_HOSTS = {
-    "kms_host": valid_target,
-    "kms_cached_host": cacheable_host,  # host:port, [IPv6]:port
-    "kms_domain": valid_domain,
-}
+# them: checked by the same rules, so that a host edited into the store is reported as a
+# damaged setting rather than tried (/sethst keeps the port apart). The rules are imported
+# only for a store that holds one: /dstatus of a machine with none does without them.
+_HOSTS = frozenset({"kms_host", "kms_cached_host", "kms_domain"})
+
+
+def _valid_host_setting(name: str, value: str) -> bool:
+    from ospp.core.hostname import valid_domain, valid_target
+
+    if name == "kms_host":
+        return valid_target(value)
+    if name == "kms_domain":
+        return valid_domain(value)
+    return cacheable_host(value)  # host:port, [IPv6]:port
 
 
 def _valid_setting(name: str, value: object) -> bool:
@@ -155,8 +163,7 @@ def _valid_setting(name: str, value: object) -> bool:
     digits = _NUMBERS.get(name)
     if digits is not None:
         return value.isascii() and value.isdigit() and len(value) <= digits
-    check = _HOSTS.get(name)
-    return check is None or not value or check(value)
+    return name not in _HOSTS or not value or _valid_host_setting(name, value)
 
 
 class NoMachine(UsageError):
