@@ -327,3 +327,20 @@ def test_a_standard_user_is_refused_as_by_act_unless_the_machine_allows_it(ospp:
     assert ospp("/puserops").code == 0
     allowed = ospp.proc("wizard", "--json", input=f"{key}\n1\n", env=alice)
     assert allowed.code == 0, allowed.err
+
+
+def test_the_key_a_product_is_activated_with_changes_nothing(ospp: Ospp) -> None:
+    """Typed again into the wizard, the MAK the product is activated with used to be
+    installed anew, which undoes the activation ('Not now' then left it in grace)."""
+    key = _ready(ospp)
+    assert ospp("/inpkey:" + key, "--act").code == 0
+    before = ospp("/dstatus", "--json").data()["products"][0]
+    assert before["status"] == "LICENSED"
+    ran = ospp.proc("wizard", "--json", input=f"{key}\n3\n")  # checked against docs/schema
+    assert ran.code == 0, (ran.out, ran.err)
+    assert "It is activated with this key already: nothing was changed." in ran.err
+    assert "How do you want to activate?" not in ran.err
+    assert ran.data()["activated"] is True and ran.data()["method"] is None
+    after = ospp("/dstatus", "--json").data()["products"][0]
+    assert after["status"] == "LICENSED"
+    assert after["activated_at"] == before["activated_at"]

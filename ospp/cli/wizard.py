@@ -65,6 +65,7 @@ class Wizard:
         self._ = d._
         self.data: dict[str, Any] = {"machine": store.name, "lang": d._.lang}
         self.recorded = False  # a failed Internet activation is in the history
+        self.already = False  # the key typed is the one the product is activated with
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -80,7 +81,8 @@ class Wizard:
         if found is not None:
             d.say(_("Product: {name}", name=found.licence.sku.license_name))
             return found
-        for lic in steps.activated(self.store, os.environ):
+        done = steps.activated(self.store, os.environ)
+        for lic in done:
             d.say(_("{name} is already activated.", name=lic.sku.license_name))
         while True:
             typed = d.ask(_("Type your product key (25 characters):"))
@@ -92,6 +94,10 @@ class Wizard:
                     d.say("  " + printable(_.message(exc.hint)))
                 continue
             d.say(_("Product: {name}", name=plan.licence.sku.license_name))
+            # the key it is activated with already: installing it again would undo that
+            self.already = any(
+                lic.sku.sku_id == plan.sku and lic.product_key == plan.new_key for lic in done
+            )
             return plan
 
     def run(self) -> Result:
@@ -100,6 +106,10 @@ class Wizard:
         d.say("=" * len(_("Activation wizard")))
         plan = self.plan()
         self.data.update(product_id=plan.licence.sku.product.id, sku_id=plan.sku)
+        if self.already:
+            d.say(_("It is activated with this key already: nothing was changed."))
+            self.data.update(method=None, activated=True)
+            return Result([], self.data, banners=False)
         d.say()
         d.say(_("How do you want to activate?"))
         d.say("  1. " + _("Activate via the Internet"))
