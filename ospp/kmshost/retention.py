@@ -22,7 +22,7 @@ removed clients logs one line saying how many.
 The same thread keeps the WAL small. A checkpoint that runs while the server writes never
 catches up with it, and SQLite starts the WAL over only once every frame in it has been
 copied to the database: under steady load the file grew by every page written (about 17 KB
-per lone request, 100 MB a minute). So once the WAL passes WAL_LIMIT, the thread copies
+per lone request, 100 MB in 6,000). So once the WAL passes WAL_LIMIT, the thread copies
 what it holds without stopping the server, then takes the write lock for the few frames
 written meanwhile (about a millisecond, :func:`catch_up_wal`); the server's next write starts
 the WAL over and truncates it to WAL_LIMIT (``journal_size_limit``, set with
