@@ -78,7 +78,7 @@ def text(status: int, body: str) -> Response:
 async def _read_head(reader: asyncio.StreamReader) -> bytes:
     """A request head, up to its empty line: lines end with CRLF, or with a bare LF, which
     RFC 9112 (2.2) lets a server take as a line end. Over MAX_HEAD bytes: LimitOverrunError
-    (or ValueError, which StreamReader raises for a line longer than its limit)."""
+    (from here, or from the reader for a line longer than its limit)."""
     head = bytearray()
     read = 0
     while True:
@@ -170,14 +170,14 @@ async def _handle(
         too_large = False
         try:
             head = await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT)
-        except (asyncio.LimitOverrunError, ValueError):  # said, then closed
+        except asyncio.LimitOverrunError:  # said, then closed
             head, too_large = b"", True
         except (asyncio.IncompleteReadError, TimeoutError):
             writer.close()  # nothing to send: closed at once
             return
         finally:
             held.waiting.pop(writer, None)
-        request = None if too_large else parse_head(head)
+        request = parse_head(head)  # None when too large: no head was kept
         if too_large:
             response = text(431, f"the request head is over {MAX_HEAD} bytes\n")
         elif request is None:
