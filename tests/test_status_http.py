@@ -281,11 +281,24 @@ def test_a_lab_clock_the_host_cannot_read_makes_the_pages_unavailable_not_broken
         assert get(f"{base}/healthz")[0] == 200
         assert "9998-12-31T23:59:59Z" in ospp("clock", "show").out
         (Path(ospp.env["OSPP_HOME"]) / "clock.json").write_text("{not json")
-        for path in ("/healthz", "/metrics", "/"):
+        for path in ("/healthz", "/"):
             status, _, body = get(f"{base}{path}")
             assert status == 503 and "0x8007000D" in body, (path, status, body)
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            assert conn.call(raw_request())["code"] == 0x8007000D
+        # /metrics still serves what the host counted (the failure above among it), says
+        # that the store's gauges cannot be read, and leaves them out
+        status, _, text = get(f"{base}/metrics")
+        got = samples(text)
+        assert status == 200
+        assert got[("ospp_kms_store_readable", ())] == 0
+        assert got[("ospp_kms_request_failures_total", (("code", "0x8007000D"),))] == 1
+        assert not [key for key in got if key[0] == "ospp_kms_stored_clients"]
         assert ospp("clock", "reset").code == 0
         assert get(f"{base}/healthz")[0] == 200
+        got = samples(get(f"{base}/metrics")[2])
+        assert got[("ospp_kms_store_readable", ())] == 1
+        assert got[("ospp_kms_stored_clients", ())] == 0
     finally:
         host.stop()
 

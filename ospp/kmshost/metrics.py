@@ -52,8 +52,9 @@ class ServingMetrics:
         self.codes[name] = self.codes.get(name, 0) + 1
 
 
-def render(metrics: ServingMetrics, gauges: Mapping[str, Any]) -> str:
-    """The ``/metrics`` page; ``gauges`` is :func:`ospp.kmshost.report.gauges`."""
+def render(metrics: ServingMetrics, gauges: Mapping[str, Any] | None) -> str:
+    """The ``/metrics`` page; ``gauges`` is what :meth:`ospp.kmshost.report.Reader.gauges`
+    read, None when the store or the clock could not be read for this scrape."""
     page = Page()
     page.family(
         "ospp_kms_requests_total",
@@ -80,17 +81,37 @@ def render(metrics: ServingMetrics, gauges: Mapping[str, Any]) -> str:
     )
     page.histogram("ospp_kms_batch_size", "Requests per group-commit transaction.", metrics.batches)
     page.family(
+        "ospp_kms_threshold",
+        "gauge",
+        "The count clients need before the host activates them.",
+        [({}, THRESHOLD)],
+    )
+    page.family(
+        "ospp_kms_store_readable",
+        "gauge",
+        "1 if this scrape could read the host's store and clock; while 0, the gauges read "
+        "from them (current count, stored clients, activation) are left out.",
+        [({}, 0 if gauges is None else 1)],
+    )
+    if gauges is not None:
+        _store_gauges(page, gauges)
+    page.family(
+        "ospp_kms_start_time_seconds",
+        "gauge",
+        "When the host process started, in seconds since the epoch.",
+        [({}, int(metrics.started))],
+    )
+    return page.text()
+
+
+def _store_gauges(page: Page, gauges: Mapping[str, Any]) -> None:
+    """The gauges read from the store (:meth:`ospp.kmshost.report.Reader.gauges`)."""
+    page.family(
         "ospp_kms_current_count",
         "gauge",
         "Unique clients seen in the last 30 days per application group (capped at twice "
         "the threshold).",
         [({"app": app}, n) for app, n in sorted(gauges["current_count"].items())],
-    )
-    page.family(
-        "ospp_kms_threshold",
-        "gauge",
-        "The count clients need before the host activates them.",
-        [({}, THRESHOLD)],
     )
     page.family(
         "ospp_kms_stored_clients",
@@ -120,10 +141,3 @@ def render(metrics: ServingMetrics, gauges: Mapping[str, Any]) -> str:
             for p in gauges.get("packs", [])
         ],
     )
-    page.family(
-        "ospp_kms_start_time_seconds",
-        "gauge",
-        "When the host process started, in seconds since the epoch.",
-        [({}, int(metrics.started))],
-    )
-    return page.text()

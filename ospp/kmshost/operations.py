@@ -165,14 +165,27 @@ class Operations:
             if request.path == "/healthz":
                 return await self.healthz()
             if request.path == "/metrics":
-                gauges = await self._in_thread(self.reader.gauges)
-                body = kms_metrics.render(self.metrics, gauges)
-                return httpd.Response(200, body.encode(), promtext.CONTENT_TYPE)
+                return await self.metrics_page()
             if request.path == "/":
                 return await self.page(request.query)
         except OsppError as exc:  # the store or the lab clock cannot be read now: it may pass
             return httpd.text(503, f"{hex_code(exc.code)} {exc.message}\n")
+        except sqlite3.Error as exc:  # the store does not answer (locked for long, gone)
+            return httpd.text(503, f"the store does not answer: {exc}\n")
         return httpd.text(404, "not found\n")
+
+    async def metrics_page(self) -> httpd.Response:
+        """``/metrics``: what this process counted is always served; the gauges read from
+        the store are left out while the store or the lab clock cannot be read, and
+        ``ospp_kms_store_readable`` says so. (A 503 would hide the failure counters exactly
+        when requests fail for the same reason.)"""
+        gauges: Mapping[str, Any] | None
+        try:
+            gauges = await self._in_thread(self.reader.gauges)
+        except (OsppError, sqlite3.Error):
+            gauges = None
+        body = kms_metrics.render(self.metrics, gauges)
+        return httpd.Response(200, body.encode(), promtext.CONTENT_TYPE)
 
     async def healthz(self) -> httpd.Response:
         try:
