@@ -127,6 +127,28 @@ def test_status_page_paginates_newest_first(ospp: Ospp, served):
     _, _, past = get(f"{base}/?page=200")
     assert past.count('class="client"') == 0 and "page 200 of 2, 55 client(s)" in past, past
     assert "page=2" in past and "last page" in past
+    # However many digits: past the last page all the same (eight digits were page 1).
+    for far in ("99999999", "99999999999999999999"):
+        _, _, past = get(f"{base}/?page={far}")
+        assert past.count('class="client"') == 0 and "last page" in past, (far, past)
+    _, _, padded = get(f"{base}/?page=0002")
+    assert "page 2 of 2" in padded
+
+
+def test_paths_are_percent_decoded_and_not_taken_for_hosts(ospp: Ospp, served):
+    """A path is read as RFC 3986 writes it: percent escapes decoded (a client may escape any
+    character), and '//metrics' is a path of its own, not the host 'metrics' and the page '/'.
+    The absolute form proxies send is read too."""
+    from tests.test_hostile_peers import http_get
+
+    _, base = served
+    hostport = base.removeprefix("http://")
+    assert get(f"{base}/%6detrics")[0] == 200
+    assert "ospp_kms_requests_total" in get(f"{base}/%6detrics")[2]
+    assert get(f"{base}//metrics")[0] == 404
+    assert get(f"{base}//")[0] == 404
+    absolute = http_get(hostport, f"http://{hostport}/healthz".encode())
+    assert absolute.startswith(b"HTTP/1.1 200 ") and absolute.endswith(b"ok\n")
 
 
 def test_authority_metrics_count_activations_and_mak_remaining(ospp: Ospp):

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ospp.core.endpoint import Endpoint, listen_failure
 from ospp.core.errors import NetworkError
@@ -51,6 +52,8 @@ REASONS = {
     503: "Service Unavailable",
 }
 log = logging.getLogger("ospp.http")
+# A request target's path: segments of RFC 3986's pchar (percent escapes are decoded after).
+_PATH = re.compile(r"(?:/[A-Za-z0-9\-._~!$&'()*+,;=:@%]*)+")
 
 
 @dataclass
@@ -102,12 +105,18 @@ def parse_head(head: bytes) -> Request | None:
         return None
     if not version.startswith("HTTP/1."):
         return None
-    try:
-        parts = urlsplit(target)
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    except ValueError:  # "//[x": an IPv6 literal left open, or a target urllib cannot split
-        return None
-    return Request(method, parts.path or "/", query)
+    if target.startswith("/"):  # origin-form, what browsers and scrapers send
+        path, _, raw_query = target.partition("?")
+        if not _PATH.fullmatch(path):  # "//[x": not a path (RFC 3986 3.3)
+            return None
+    else:  # absolute-form ("http://host/path"), which a server must accept too (RFC 9112 3.2.2)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # "http://[::1/": an IPv6 literal left open
+            return None
+        path, raw_query = parts.path or "/", parts.query
+    query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+    return Request(method, unquote(path), query)
 
 
 class Held:

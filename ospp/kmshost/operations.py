@@ -197,14 +197,10 @@ class Operations:
         return httpd.text(200, "ok\n")
 
     async def page(self, query: Mapping[str, str]) -> httpd.Response:
-        page_text = query.get("page", "1")
         wanted = ClientQuery(
             product=query.get("product", "")[:40],
             status=query.get("status", "")[:32].lower(),
-            # ASCII digits only: "²" is a digit to str.isdigit, but not to int()
-            page=int(page_text)
-            if page_text.isascii() and page_text.isdigit() and 0 < len(page_text) < 8
-            else 1,
+            page=_page_number(query.get("page", "1")),
         )
 
         since_start = {"requests": self.metrics.requests, "failed": self.metrics.results["failed"]}
@@ -219,3 +215,18 @@ class Operations:
             return html.encode("utf-8")
 
         return httpd.Response(200, await self._in_thread(build), "text/html; charset=utf-8")
+
+
+MAX_PAGE = 999_999_999  # a larger page number is past the last page all the same
+
+
+def _page_number(text: str) -> int:
+    """The page a query asks for: a whole number (a larger one than MAX_PAGE is past the
+    last page as MAX_PAGE is); anything else is the first page. ASCII digits only: "²" is a
+    digit to str.isdigit, but not to int()."""
+    if not (text.isascii() and text.isdigit()):
+        return 1
+    digits = text.lstrip("0")
+    if len(digits) > len(str(MAX_PAGE)):
+        return MAX_PAGE
+    return max(1, min(int(digits or "0"), MAX_PAGE))
