@@ -227,6 +227,23 @@ def test_units_pass_systemd_analyze_verify(unit: str, tmp_path: Path):
         assert needed in text
 
 
+@pytest.mark.parametrize("unit", ["ospp-kms.service", "ospp-center.service"])
+def test_the_set_up_a_unit_describes_can_be_followed(unit: str):
+    """The commands in a unit's header run before its first start: the state directory
+    exists then only if they make it (StateDirectory= makes it at the start), and the
+    variables reach the command through env (sudo drops 'VAR=value' given before the
+    command unless the user may SETENV)."""
+    import re
+
+    text = (ROOT / "contrib" / "systemd" / unit).read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    (state,) = re.findall(r"^StateDirectory=(\S+)$", text, re.MULTILINE)
+    made = f"install -d -o ospp -g ospp -m 700 /var/lib/{state}"
+    assert made in header
+    assert header.index(made) < header.index("sudo -u ospp")
+    assert re.findall(r"sudo -u ospp (\S+)", header) == ["env"] * header.count("sudo -u ospp")
+
+
 def test_running_out_of_file_descriptors_is_logged_once_without_a_traceback(ospp: Ospp):
     resource = pytest.importorskip("resource")
     make_host(ospp)
