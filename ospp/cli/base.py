@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import errno
 import functools
+import io
 import os
 import sys
 import threading
@@ -208,6 +209,25 @@ def internal_error(exc: BaseException, as_json: bool, command: str) -> NoReturn:
         click.echo(printable(f"ospp: internal error: {type(exc).__name__}: {exc}"), err=True)
         click.echo("ospp: this is a bug; rerun with OSPP_DEBUG=1 to see where.", err=True)
     sys.exit(INTERNAL_ERROR)
+
+
+def tolerant_output() -> None:
+    """Standard output in an encoding that cannot hold every character (cp1252, as Windows
+    writes output redirected to a file or a pipe; a Latin-1 locale) writes a character it
+    lacks as a backslash escape (``\\u6771``), as Python writes standard error, instead of
+    failing the command half way, after it acted. (An ASCII one is written as UTF-8, as
+    click does.)"""
+    import codecs
+
+    out = sys.stdout
+    if not isinstance(out, io.TextIOWrapper) or out.errors != "strict":
+        return
+    try:
+        utf8 = codecs.lookup(out.encoding).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    if not utf8:
+        out.reconfigure(errors="backslashreplace")
 
 
 def console(main: Callable[[], object]) -> NoReturn:

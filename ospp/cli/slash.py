@@ -28,6 +28,7 @@ from ospp.cli.base import (
     json_in_argv,
     output_broken,
     quiet,
+    tolerant_output,
 )
 from ospp.core.errors import (
     E_INVALID_ARG,
@@ -153,6 +154,7 @@ class ReportingGroup(click.Group):
         argv = list(sys.argv[1:] if args is None else args)
         program = prog_name or "ospp"  # as its messages name it: ospp, or slmgr
         _stand_in_for_closed_streams()
+        tolerant_output()
         if any(param.name == "quiet" for param in self.params):
             argv = _quiet_first(argv)
         if not standalone_mode:
