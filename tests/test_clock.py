@@ -26,8 +26,13 @@ def test_durations() -> None:
     assert parse_duration("180d") == timedelta(days=180)
     # digits are ASCII: "٣h" (an Arabic-Indic three) is no duration, as "³h" is not
     for bad in ("-5x", "7", "d", "7 d", "1.5d", "", "7dd", "\u0663h", "\u00b3h"):
-        with pytest.raises(UsageError):
+        with pytest.raises(UsageError, match="is not a duration"):
             parse_duration(bad)
+    # a duration too long for any time ospp simulates is said as such, however many digits
+    for far in ("99999999999d", "9" * 40 + "s", "-9999999999w"):
+        with pytest.raises(UsageError, match="longer than any time ospp simulates"):
+            parse_duration(far)
+    assert parse_duration("0000000000000000000007d") == timedelta(days=7)
 
 
 def test_set_advance_freeze_run_reset(ospp: Ospp) -> None:

@@ -30,7 +30,7 @@ CLOCK_FILE = "clock.json"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = r"^([+-]?)([0-9]{1,7})([smhdw])$"  # compiled on first use: not at every start
+_DURATION = r"^([+-]?)([0-9]+)([smhdw])$"  # compiled on first use: not at every start
 
 
 class Clock(Protocol):
@@ -89,14 +89,17 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
             "Use a whole number and one unit: s, m, h, d or w (7d, 3h, 90m, -2h).",
         )
     sign, amount, unit = found.groups()
+    too_long = UsageError(
+        f"{what} {text!r} is longer than any time ospp simulates",
+        "Stay between 1970-01-01 and 9998-12-31.",
+    )
+    if len(amount.lstrip("0")) > 12:  # more seconds than 10,000 years hold, in any unit
+        raise too_long
     seconds = int(amount) * _UNITS[unit]
     try:
         return timedelta(seconds=-seconds if sign == "-" else seconds)
     except OverflowError:
-        raise UsageError(
-            f"{what} {text!r} is longer than any time ospp simulates",
-            "Stay between 1970-01-01 and 9998-12-31.",
-        ) from None
+        raise too_long from None
 
 
 def shifted(start: datetime, by: timedelta, what: str) -> datetime:
