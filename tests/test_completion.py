@@ -177,6 +177,25 @@ def test_bash_gets_the_part_it_replaces(ospp: Ospp) -> None:
     assert _bash_answer(ospp, "ospp install-product ü pb", ":") == (["plain,pb1"], "")
 
 
+def test_help_and_hardware_change_complete_what_they_take(ospp: Ospp) -> None:
+    """'ospp help' takes command names, a group's commands after the group; 'hardware
+    change' takes components, then a machine."""
+
+    def offered(line: str) -> list[str]:
+        answer, err = _bash_answer(ospp, line, " \t\n")
+        assert err == ""
+        return [item.removeprefix("plain,") for item in answer]
+
+    assert {"kms", "kms-policy"} == set(offered("ospp help k"))
+    assert "serve" in offered("ospp help kms ") and "publish" in offered("ospp help kms dns ")
+    assert offered("ospp help /dst") == ["/dstatus", "/dstatusall"]
+    assert offered("ospp help nope ") == [] and offered("ospp help kms serve ") == []
+    assert ospp("install-product", "ProPlus2021", "pc01").code == 0
+    assert offered("ospp hardware change n") == ["nic_mac"]
+    assert "disk" in offered("ospp hardware change nic_mac ")
+    assert offered("ospp hardware change disk p") == ["pc01"]
+
+
 def test_a_failing_completion_offers_nothing_quietly(ospp: Ospp) -> None:
     # 'nope' is no command: the completion cannot go on, and must not print over the prompt
     assert _bash_answer(ospp, "ospp nope ", ":") == ([], "")

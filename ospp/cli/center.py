@@ -406,7 +406,13 @@ def hardware_show(computer: str | None) -> Result:
 
 
 @hardware_group.command("change")
-@click.argument("words", nargs=-1, required=True, metavar="COMPONENT... [COMPUTERNAME]")
+@click.argument(
+    "words",
+    nargs=-1,
+    required=True,
+    metavar="COMPONENT... [COMPUTERNAME]",
+    shell_complete=complete.components_or_machines,
+)
 @click.option(
     "--machine",
     "machine",

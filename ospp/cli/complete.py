@@ -77,3 +77,45 @@ def fixed(*values: tuple[str, str]) -> Completer:
         ]
 
     return complete
+
+
+def components_or_machines(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """``hardware change``: the hardware components, then the machine the change is made on."""
+    from click.shell_completion import CompletionItem
+
+    from ospp.protocol.tolerance import COMPONENTS, VOTES
+
+    prefix = incomplete.lower()
+    found = [
+        CompletionItem(name, help=f"{VOTES[name]} vote{'s' if VOTES[name] > 1 else ''}")
+        for name in COMPONENTS
+        if name.startswith(prefix)
+    ]
+    return found + machines(ctx, param, incomplete)
+
+
+def commands(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """``help``: the commands of ospp, then those of the group named so far."""
+    from click.shell_completion import CompletionItem
+
+    current = ctx.find_root()
+    command: click.Command = current.command
+    for word in ctx.params.get(param.name or "") or ():
+        name = word.lstrip("/").split(":")[0].lower()
+        found = command.get_command(current, name) if isinstance(command, click.Group) else None
+        if found is None:
+            return []
+        current = click.Context(found, info_name=name, parent=current)
+        command = found
+    if not isinstance(command, click.Group):
+        return []
+    lead = "/" if incomplete.startswith("/") else ""  # 'help /dst' offers /dstatus
+    prefix = incomplete.lower().removeprefix("/")
+    items = []
+    for name in command.list_commands(current):
+        sub = command.get_command(current, name)
+        if sub is not None and not sub.hidden and name.startswith(prefix):
+            items.append(CompletionItem(lead + name, help=sub.get_short_help_str(limit=200)))
+    return items

@@ -122,7 +122,7 @@ def demo(keep: Path | None) -> None:
 
 
 @click.command("help")
-@click.argument("words", nargs=-1, metavar="[COMMAND]...")
+@click.argument("words", nargs=-1, metavar="[COMMAND]...", shell_complete=complete.commands)
 @click.pass_context
 def help_(ctx: click.Context, words: tuple[str, ...]) -> None:
     """Show the help of ospp, or of a command (ospp help kms serve, ospp help /dstatus)."""
