@@ -12,7 +12,13 @@ import click
 import pytest
 
 from ospp.cli import cli
-from ospp.cli.docs import COMPLETION_FILES, SLMGR_COMPLETION_FILES, completion, manpage
+from ospp.cli.docs import (
+    COMPLETION_FILES,
+    SLMGR_COMPLETION_FILES,
+    completion,
+    manpage,
+    slmgr_manpage,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 REGENERATE = "run: python -m ospp.cli.docs ."
@@ -28,6 +34,18 @@ def test_json_schemas_are_current():
 
 def test_man_page_is_current():
     assert (ROOT / "man" / "ospp.1").read_text() == manpage(cli), REGENERATE
+
+
+def test_slmgr_man_page_is_current_and_lists_every_option():
+    from ospp.cli.slmgr import COMMANDS
+
+    page = (ROOT / "man" / "slmgr.1").read_text()
+    assert page == slmgr_manpage(COMMANDS[0]), REGENERATE
+    assert ".TH SLMGR 1 " in page and ".BR ospp (1)" in page
+    group = COMMANDS[0]
+    ctx = click.Context(group, info_name="slmgr")
+    for name in group.list_commands(ctx):
+        assert "\\fB/" + name.replace("-", "\\-") in page, name  # '-' as roff writes it
 
 
 @pytest.mark.parametrize("shell", sorted(COMPLETION_FILES))
@@ -70,7 +88,9 @@ def test_slmgr_completion_offers_slash_options():
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
 def test_man_page_lints_with_groff():
     done = subprocess.run(
-        ["groff", "-man", "-ww", "-z", str(ROOT / "man" / "ospp.1")], capture_output=True, text=True
+        ["groff", "-man", "-ww", "-z", str(ROOT / "man" / "ospp.1"), str(ROOT / "man" / "slmgr.1")],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
@@ -79,7 +99,7 @@ def test_man_page_lints_with_groff():
 def test_man_page_lints_with_mandoc():
     # -Wall: style messages too (a source line over 80 columns is one)
     done = subprocess.run(
-        ["mandoc", "-Tlint", "-Wall", str(ROOT / "man" / "ospp.1")],
+        ["mandoc", "-Tlint", "-Wall", str(ROOT / "man" / "ospp.1"), str(ROOT / "man" / "slmgr.1")],
         capture_output=True,
         text=True,
     )

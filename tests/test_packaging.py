@@ -24,6 +24,7 @@ from ospp import __version__
 ROOT = Path(__file__).resolve().parent.parent
 DATA_FILES = {
     "share/man/man1/ospp.1": "man/ospp.1",
+    "share/man/man1/slmgr.1": "man/slmgr.1",
     "share/bash-completion/completions/ospp": "completions/bash/ospp",
     "share/zsh/site-functions/_ospp": "completions/zsh/_ospp",
     "share/fish/vendor_completions.d/ospp.fish": "completions/fish/ospp.fish",
@@ -179,3 +180,10 @@ def test_fresh_venv_install_puts_man_page_and_completions_under_share(dists, tmp
         text=True,
     )
     assert found.stdout.strip() == str(target / "share" / "man" / "man1" / "ospp.1")
+    found = subprocess.run(
+        ["man", "-w", "slmgr"],
+        env={**os.environ, "MANPATH": str(target / "share" / "man")},
+        capture_output=True,
+        text=True,
+    )
+    assert found.stdout.strip() == str(target / "share" / "man" / "man1" / "slmgr.1")

@@ -125,17 +125,29 @@ def _command_sections(group: click.Group, ctx: click.Context, prefix: str) -> li
 
 def _slmgr_section(group: SlmgrGroup, ctx: click.Context, prefix: str) -> list[str]:
     """slmgr.vbs's options, as 'ospp slmgr /option' and the 'slmgr' command take them."""
-    out = [
-        ".SH SLMGR.VBS OPTIONS",
+    return [".SH SLMGR.VBS OPTIONS", _slmgr_intro(prefix), *_slmgr_options(group, ctx)]
+
+
+def _slmgr_intro(prefix: str) -> str:
+    return (
         f"\\fB{_roff(prefix)} slmgr /option\\fR [\\fIvalue\\fR ...] [\\fIActID\\fR] "
         "[\\fICOMPUTERNAME\\fR] [\\fB\\-\\-json\\fR], or the \\fBslmgr\\fR command "
-        "installed with ospp, take slmgr.vbs's options with space\\-separated values, in any "
-        "case, with / or \\-. An ActID is the SKU id of a catalog licence; a word that is a "
-        "GUID is the ActID, any other the computer name. Without one an option acts on the "
-        "licence whose key was installed last, or on this machine's KMS host once a KMS host "
-        "key is installed. The formats are in docs/SLMGR.md. slmgr.vbs exits with the "
-        "HRESULT; these exit with the statuses below and print the HRESULT on the Error: line.",
-    ]
+        f"installed with ospp, take {SLMGR_RULES}"
+    )
+
+
+SLMGR_RULES = (
+    "slmgr.vbs's options with space\\-separated values, in any "
+    "case, with / or \\-. An ActID is the SKU id of a catalog licence; a word that is a "
+    "GUID is the ActID, any other the computer name. Without one an option acts on the "
+    "licence whose key was installed last, or on this machine's KMS host once a KMS host "
+    "key is installed. The formats are in docs/SLMGR.md. slmgr.vbs exits with the "
+    "HRESULT; these exit with the statuses below and print the HRESULT on the Error: line."
+)
+
+
+def _slmgr_options(group: SlmgrGroup, ctx: click.Context) -> list[str]:
+    out = []
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
         if cmd is None:
@@ -336,7 +348,8 @@ ospp /dstatus \-\-verify
 ospp /kms\-policy:online\-only
 .fi
 .SH SEE ALSO
-The README of ospp; docs/THREAT\-MODEL.md (what is authenticated, against whom, and what a
+.BR slmgr (1);
+the README of ospp; docs/THREAT\-MODEL.md (what is authenticated, against whom, and what a
 store's owner can always do) and docs/PHONE.md; Microsoft's documentation of ospp.vbs and
 slmgr.vbs.
 """
@@ -378,6 +391,50 @@ def manpage(cli: click.Group) -> str:
     return "\n".join(_wrap("\n".join(body).split("\n"))) + "\n"
 
 
+SLMGR_HEAD = r""".TH SLMGR 1 "{date}" "ospp {version}" "User Commands"
+.SH NAME
+slmgr \- slmgr.vbs's options against ospp's simulated licence store
+.SH SYNOPSIS
+.B slmgr
+.BI / option
+.RI [ value " ...] [" ActID "] [" COMPUTERNAME ]
+.RB [ \-\-json ]
+.SH DESCRIPTION
+.B slmgr
+is installed with
+.BR ospp (1)
+and is the same as \fBospp slmgr\fR: the options of Microsoft's slmgr.vbs,
+against the simulated licence store and KMS host of ospp. It never touches real
+Microsoft licensing.
+.PP
+.B slmgr
+takes
+"""
+
+SLMGR_TAIL = r""".SH ENVIRONMENT
+The variables of
+.BR ospp (1)
+apply: OSPP_HOME, OSPP_KMS_HOME, OSPP_NOW, OSPP_LANG and the rest.
+.SH SEE ALSO
+.BR ospp (1);
+docs/SLMGR.md; Microsoft's documentation of slmgr.vbs.
+"""
+
+
+def slmgr_manpage(group: SlmgrGroup) -> str:
+    """The page of the ``slmgr`` command: its synopsis, the options, the exit statuses."""
+    ctx = click.Context(group, info_name="slmgr")
+    head = SLMGR_HEAD.replace("{version}", __version__).replace("{date}", MAN_DATE)
+    body = [
+        head.rstrip("\n"),
+        SLMGR_RULES,
+    ]
+    body += [".SH OPTIONS", *_slmgr_options(group, ctx)]
+    body.append(EXIT_STATUS.rstrip("\n"))
+    body.append(SLMGR_TAIL.rstrip("\n"))
+    return "\n".join(_wrap("\n".join(body).split("\n"))) + "\n"
+
+
 def completion(cli: click.Group, shell: str, prog: str = "ospp") -> str:
     cls = SHELLS[shell]
     return cls(cli, {}, prog, f"_{prog.upper()}_COMPLETE").source()
@@ -393,6 +450,7 @@ def write_all(root: Path) -> None:
         (root / "completions" / name).write_text(completion(cli, shell), encoding="utf-8")
     from ospp.cli.slmgr import COMMANDS as SLMGR
 
+    (root / "man" / "slmgr.1").write_text(slmgr_manpage(SLMGR[0]), encoding="utf-8")
     for shell, name in SLMGR_COMPLETION_FILES.items():
         text = completion(SLMGR[0], shell, "slmgr")
         (root / "completions" / name).write_text(text, encoding="utf-8")
