@@ -438,3 +438,45 @@ def test_extra_domains_with_priority_and_weight(ospp: Ospp, bind: Bind, sub: str
     assert [(r.port, r.target) for r in main] == [(1701, f"kms.main.{sub}")]
     assert ospp("kms", "dns", "disable").code == 0
     assert "DNS publishing disabled" in ospp("kms", "status").out
+
+
+def _srv_records(bind: Bind, domain: str) -> list[str]:
+    """The SRV records BIND holds for KMS in ``domain`` (asked directly, no resolver)."""
+    import dns.message
+    import dns.query
+
+    query = dns.message.make_query(f"_vlmcs._tcp.{domain}", "SRV")
+    answer = dns.query.tcp(query, "127.0.0.1", port=bind.port, timeout=5).answer
+    return [rdata.to_text() for rrset in answer for rdata in rrset]
+
+
+def _store_bytes(ospp: Ospp) -> dict[str, bytes]:
+    home = ospp.home / "kms"
+    return {p.name: p.read_bytes() for p in sorted(home.glob("kms.db*")) if p.suffix != ".db-shm"}
+
+
+@pytest.mark.parametrize("how", [("kms", "dns", "disable"), ("slmgr", "/cdns")])
+def test_publish_is_refused_while_publishing_is_disabled(
+    ospp: Ospp, bind: Bind, sub: str, how: tuple[str, ...]
+):
+    """An admin who turned publishing off gets no update sent by 'kms dns publish' either, as
+    the running host sends none: refused with the code of refused settings, the store kept."""
+    make_host(ospp)
+    args = ["--server", bind.address, "--domain", sub, "--hostname", f"kms.{sub}"]
+    assert ospp("kms", "dns", "set", *args, "--tsig-keyfile", str(bind.keyfile)).code == 0
+    assert ospp(*how).code == 0
+    before = _store_bytes(ospp)
+    ran = ospp("kms", "dns", "publish", "--port", "1688")
+    assert ran.code == 2, ran.out
+    assert "ERROR CODE: 0x80070057" in ran.out
+    assert "DNS publishing is disabled" in ran.out
+    assert "HINT: Enable it again with: ospp kms dns enable" in ran.out
+    data = ospp("kms", "dns", "publish", "--port", "1688", "--json").json()
+    assert data["ok"] is False and data["error"]["code"] == "0x80070057"
+    assert _srv_records(bind, sub) == []  # no update reached the server
+    assert _store_bytes(ospp) == before
+    assert ospp("kms", "status", "--json").data()["dns_last_publish"] is None
+    # enabled again, it publishes
+    assert ospp("kms", "dns", "enable").code == 0
+    assert ospp("kms", "dns", "publish", "--port", "1688").code == 0
+    assert _srv_records(bind, sub) == [f"0 100 1688 kms.{sub}."]

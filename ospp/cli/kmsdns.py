@@ -186,7 +186,9 @@ def dns_enable() -> Result:
 @JSON_OPTION
 @reports
 def dns_publish(port: int | None) -> Result:
-    """Publish now, once (the running host also publishes at start and every interval)."""
+    """Publish now, once (the running host also publishes at start and every interval).
+
+    Refused while publishing is disabled ('ospp kms dns enable' turns it on again)."""
     from ospp.core.errors import UsageError
     from ospp.dns.publish import Publishing, publish
     from ospp.kmshost.state import KmsHost
@@ -197,6 +199,7 @@ def dns_publish(port: int | None) -> Result:
         Publishing().check()
         raise UsageError("set DNS publishing up first: ospp kms dns set ...")
     pub = host.publishing()
+    pub.require_enabled()  # as the running host, which publishes only enabled settings
     pub.check()
     done = publish(pub, host.status()["port"] if port is None else port)
     host.record_publish("; ".join(done))

@@ -99,6 +99,17 @@ class Publishing:
             out.append((domain.strip().rstrip("."), prio, weight))
         return out
 
+    def require_enabled(self) -> None:
+        """Refuse to publish settings that publishing was turned off in ('kms dns disable',
+        'kms dns set --no-publish', slmgr /cdns), as the running host does not publish them."""
+        if not self.enabled:
+            raise UsageError(
+                "DNS publishing is disabled on this KMS host ('ospp kms dns disable', "
+                "'ospp kms dns set --no-publish' or slmgr /cdns): nothing was published",
+                "Enable it again with: ospp kms dns enable (or slmgr /sdns); to publish the "
+                "records by hand instead, print them with: ospp kms dns records",
+            )
+
     def check(self, updates: bool = True) -> None:
         """Refuse settings that cannot be published: ``updates`` (publishing by dynamic
         update) needs a server too; records published by hand do not."""
