@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -480,3 +481,94 @@ def test_publish_is_refused_while_publishing_is_disabled(
     assert ospp("kms", "dns", "enable").code == 0
     assert ospp("kms", "dns", "publish", "--port", "1688").code == 0
     assert _srv_records(bind, sub) == [f"0 100 1688 kms.{sub}."]
+
+
+class _ClosingServer:
+    """A TCP server on 127.0.0.1 that accepts each connection and closes it unanswered."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def _publish_to(ospp: Ospp, server: str) -> str:
+    """'kms dns publish' to ``server``: its output, which must be a network failure."""
+    assert ospp("kms", "dns", "set", "--server", server).code == 0
+    ran = ospp("kms", "dns", "publish", "--port", "1688")
+    assert ran.code == 4, ran.out
+    return ran.out
+
+
+UPDATE_POLICY = "HINT: Check the zone's update-policy and the TSIG key"
+ADDRESS_AND_PORT = "HINT: Check the DNS server's address and port"
+
+
+def test_the_hint_of_a_failed_publish_matches_the_failure(
+    ospp: Ospp, bind: Bind, sub: str, tmp_path: Path
+):
+    """A server that cannot be reached gets a hint about its address, port and whether it
+    runs; one that answered and refused the update, a hint about its policy and the key."""
+    make_host(ospp)
+    args = ["--server", bind.address, "--domain", sub, "--hostname", f"kms.{sub}"]
+    assert ospp("kms", "dns", "set", *args, "--tsig-keyfile", str(bind.keyfile)).code == 0
+    # nothing listens on the port: the connection is refused
+    out = _publish_to(ospp, f"127.0.0.1:{closed_port()}")
+    assert "ERROR CODE: 0x8007232A" in out and "could not be reached" in out, out
+    assert "the connection was refused" in out and ADDRESS_AND_PORT in out, out
+    assert "update-policy" not in out
+    # a server that never answers: the publish times out
+    silent = SilentServer()
+    try:
+        out = _publish_to(ospp, f"127.0.0.1:{silent.port}")
+    finally:
+        silent.stop()
+    assert "ERROR CODE: 0x8007232A" in out and "no answer within 5 s" in out, out
+    assert ADDRESS_AND_PORT in out and "update-policy" not in out
+    # one that closes the connection unanswered (not a DNS server)
+    closing = _ClosingServer()
+    try:
+        out = _publish_to(ospp, f"127.0.0.1:{closing.port}")
+    finally:
+        closing.stop()
+    assert "closed the connection" in out and ADDRESS_AND_PORT in out, out
+    # BIND answers, and refuses an update signed with a key it does not know
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text(bind.keyfile.read_text().replace(bind.secret, "d3Jvbmcgc2VjcmV0"))
+    assert ospp("kms", "dns", "set", "--tsig-keyfile", str(bad_key)).code == 0
+    out = _publish_to(ospp, bind.address)
+    assert "0x80072339" in out or "0x80072331" in out, out
+    assert UPDATE_POLICY in out and "address and port" not in out, out
+    # ... and an unsigned one: REFUSED by the zone's update-policy
+    from ospp.core.clock import SystemClock
+    from ospp.dns.publish import Publishing
+    from ospp.kmshost.state import KmsHost
+
+    def unsigned(pub: Publishing) -> None:
+        pub.tsig_name = pub.tsig_secret = ""
+
+    kms_host = KmsHost.open(ospp.home / "kms", SystemClock())
+    kms_host.change_publishing(unsigned)
+    kms_host.db.close()
+    ran = ospp("kms", "dns", "publish", "--port", "1688")
+    assert ran.code == 4 and "ERROR CODE: 0x8007232D" in ran.out, ran.out
+    assert UPDATE_POLICY in ran.out and "address and port" not in ran.out
+    assert _srv_records(bind, sub) == []

@@ -253,13 +253,41 @@ def zone_lines(pub: Publishing, port: int) -> list[str]:
     return lines
 
 
+_RETRIES = "a running host keeps serving and tries again later."
+
+
 def _fail(code: int, server: str, domain: str, why: str) -> NetworkError:
+    """The server answered, and did not take the update: its policy or the key said no."""
     return NetworkError(
         code,
         f"the DNS server {server} did not take the update for {domain}: {why}",
-        "Check the zone's update-policy and the TSIG key (name, algorithm, secret); the host "
-        "keeps serving and retries at the next publishing interval.",
+        "Check the zone's update-policy and the TSIG key (name, algorithm, secret); " + _RETRIES,
     )
+
+
+def _unreachable(server: str, domain: str, why: str) -> NetworkError:
+    """No usable answer came: the server's address or port is wrong, or it is not running."""
+    return NetworkError(
+        E_DNS_FAILURE,
+        f"the DNS server {server} could not be reached to update {domain}: {why}",
+        "Check the DNS server's address and port (ospp kms dns set --server ADDR[:PORT]) and "
+        "that it is running and answers DNS over TCP; " + _RETRIES,
+    )
+
+
+def _transport_failure(exc: BaseException) -> str:
+    """What went wrong on the way to the server, in words."""
+    import dns.exception
+
+    if isinstance(exc, dns.exception.Timeout):
+        return f"no answer within {TIMEOUT:g} s"
+    if isinstance(exc, EOFError | ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return "it closed the connection without answering"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the connection was refused (nothing listens on that port)"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return f"its answer is not a DNS message ({type(exc).__name__}: {exc})"
 
 
 def _zone_of(name: dns.name.Name, host: str, port: int) -> dns.name.Name:
@@ -318,10 +346,12 @@ def publish(pub: Publishing, port: int) -> list[str]:
             response = dns.query.tcp(update, endpoint.host, port=endpoint.port, timeout=TIMEOUT)
         except dns.tsig.PeerError as exc:
             raise _fail(E_DNS_BAD_KEY, str(endpoint), domain, f"TSIG error ({exc})") from exc
-        except (dns.exception.DNSException, OSError) as exc:
-            raise _fail(
-                E_DNS_FAILURE, str(endpoint), domain, f"{type(exc).__name__}: {exc}"
-            ) from exc
+        except (dns.tsig.BadSignature, dns.tsig.BadKey, dns.tsig.BadTime) as exc:
+            why = f"its answer's TSIG signature does not verify ({type(exc).__name__})"
+            raise _fail(E_DNS_FAILURE, str(endpoint), domain, why) from exc
+        except (dns.exception.DNSException, OSError, EOFError) as exc:
+            # dnspython reports a connection closed before the answer as EOFError
+            raise _unreachable(str(endpoint), domain, _transport_failure(exc)) from exc
         rcode = response.rcode()
         if rcode == dns.rcode.REFUSED:
             raise _fail(E_DNS_REFUSED, str(endpoint), domain, "REFUSED")
