@@ -1188,6 +1188,7 @@ SETTING_WRITES = [
         '{"interval_hours": NaN}',
         '{"interval_hours": "24"}',
         '{"addresses": "192.0.2.1"}',
+        '{"future": 1e999}',  # stored again, it would be Infinity, which JSON has not
     ],
 )
 def test_a_damaged_dns_setting_is_reported_by_every_command_and_kept(ospp: Ospp, value: str):
@@ -1216,6 +1217,38 @@ def test_fields_of_the_dns_setting_a_newer_ospp_wrote_are_ignored(ospp: Ospp):
     assert records.code == 0, records.out
     assert any("600" in line and "kms1.corp.example" in line for line in records.data()["records"])
     assert ospp("kms", "status", "--json").data()["dns_publishing"] is False
+
+
+def test_changing_the_dns_setting_keeps_the_fields_a_newer_ospp_wrote(ospp: Ospp):
+    """'kms dns set', 'disable', 'enable' and slmgr /cdns, /sdns rewrite the setting with the
+    fields they know changed and those of a newer ospp as they were."""
+    future = {"future": {"x": [1, 2.5, None]}, "zz_policy": "strict", "retries": 3, "f": 1.5}
+    newer = {"domain": "corp.example", "hostname": "kms1.corp.example", "ttl": 600, **future}
+    path, _ = _host_with_setting(ospp, "dns", json.dumps(newer))
+
+    def stored() -> dict[str, object]:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            (text,) = conn.execute("SELECT value FROM meta WHERE name='dns'").fetchone()
+        value: dict[str, object] = json.loads(text)
+        return value
+
+    for args in [
+        ("kms", "dns", "set", "--weight", "7", "--no-publish"),
+        ("kms", "dns", "disable"),
+        ("slmgr", "/cdns"),
+        ("kms", "dns", "set", "--server", "127.0.0.1:53", "--ttl", "900"),
+        ("slmgr", "/sdns"),
+        ("kms", "dns", "enable"),
+    ]:
+        ran = ospp(*args)
+        assert ran.code == 0, (args, ran.out)
+        data = stored()
+        assert {k: data.get(k) for k in future} == future, (args, data)
+    assert data["weight"] == 7 and data["ttl"] == 900 and data["enabled"] is True
+    assert data["server"] == "127.0.0.1:53" and data["domain"] == "corp.example"
+    shown = ospp("kms", "dns", "set", "--priority", "3", "--json").data()
+    assert shown["priority"] == 3 and "future" not in shown  # shown: the fields it knows
+    assert {k: stored().get(k) for k in future} == future
 
 
 @pytest.mark.parametrize("value", ["garbage", "5", "[]", '{"at": 5, "result": "ok"}'])

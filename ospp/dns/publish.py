@@ -55,19 +55,26 @@ class Publishing:
     tsig_algorithm: str = "hmac-sha256"
     tsig_secret: str = ""
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+    def to_json(self, over: str | None = None) -> str:
+        """The settings as stored. ``over``: the stored text they replace, whose fields this
+        version does not know (a newer ospp's) are kept as they were."""
+        data = asdict(self)
+        if over:
+            kept = json.loads(over, parse_constant=_no_constant, parse_float=_finite)
+            if isinstance(kept, dict):
+                data = {**{k: v for k, v in kept.items() if k not in data}, **data}
+        return json.dumps(data, sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str | None) -> Publishing:
         """The settings as :meth:`to_json` stored them (the defaults for none): the one
         reader of the stored form. ValueError, saying what is wrong, for anything else: not a
-        JSON object, a known field of the wrong type. Fields this version does not know (a
-        newer ospp's) are ignored."""
+        JSON object, a known field of the wrong type, a number beyond a float's range. Fields this
+        version does not know (a newer ospp's) are ignored here, and kept by :meth:`to_json`."""
         if not text:
             return cls()
         try:
-            data = json.loads(text, parse_constant=_no_constant)
+            data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
         except (ValueError, RecursionError):
             raise ValueError("it is not JSON") from None
         if not isinstance(data, dict):
@@ -188,6 +195,13 @@ _KINDS = {bool: "true or false", str: "text", int: "a whole number", float: "a n
 
 def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON has")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: stored again, it would be Infinity
+        raise ValueError(f"{text[:40]} is beyond the numbers a setting may hold")
+    return value
 
 
 def _same_type(value: object, default: object) -> bool:

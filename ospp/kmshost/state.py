@@ -154,11 +154,13 @@ class KmsHost(HostIdentity):
         from ospp.dns.publish import Publishing
 
         with self.db.write() as conn:
-            pub = Publishing.from_json(self.meta(conn).get("dns"))  # damaged: refused
+            stored = self.meta(conn).get("dns")
+            pub = Publishing.from_json(stored)  # damaged: refused
             change(pub)
             if pub.enabled:
                 pub.check()
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('dns', ?)", (pub.to_json(),))
+            # the fields a newer ospp stored, unknown here, are kept as they were
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('dns', ?)", (pub.to_json(stored),))
         return pub
 
     def record_publish(self, outcome: str) -> None:
