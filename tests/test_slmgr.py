@@ -179,6 +179,38 @@ def test_dlv_on_the_host_after_25_clients_shows_the_counts_of_kms_status(ospp: O
     assert labels(dli) == labels(reference("dli-host"))
 
 
+def test_dlv_on_the_host_shows_the_rearm_count_as_slmgr_vbs_does(ospp: Ospp):
+    """slmgr.vbs prints the rearm counts and trusted time of every licence in detail, a KMS
+    host's too: the count of this machine, which /rearm lowers."""
+    make_host(ospp)
+    now = {"OSPP_NOW": at()}
+
+    def host_block(*args: str) -> list[str]:
+        ran = ospp("slmgr", *args, env=now)
+        assert ran.code == 0, ran.out
+        lines = ran.out.rstrip("\n").split("\n")
+        return lines[: lines.index("Key Management Service is enabled on this machine") + 1]
+
+    ref = reference("dlv-host")
+    dlv = host_block("/dlv")
+    assert labels(dlv) == labels(ref)
+    status = dlv.index("License Status: Licensed")
+    assert dlv[status + 1 : status + 5] == [
+        "Remaining App rearm count: 5",
+        "Remaining SKU rearm count: 5",
+        "Trusted time: 3/1/2027 9:00:00 AM",
+        "",
+    ]
+    assert not any("rearm" in line for line in host_block("/dli"))
+    # the machine's Office licences share the count with the host's: /rearm lowers both
+    assert ospp("install-product", "ProPlus2021", env=now).code == 0
+    assert ospp("slmgr", "/rearm", env=now).code == 0
+    assert "Remaining App rearm count: 4" in host_block("/dlv")
+    everything = ospp("slmgr", "/dlv", "all", env=now).out.splitlines()
+    assert everything.count("Remaining App rearm count: 4") == 3  # host, GVLK, MAK licences
+    assert everything.count("Remaining SKU rearm count: 4") == 3
+
+
 # -- an ospp.vbs command and its slmgr twin leave the same state ---------------------------------
 
 _VOLATILE = {"installed_at", "grace_started_at", "expires_at", "activated_at", "now"}

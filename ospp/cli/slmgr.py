@@ -110,6 +110,16 @@ def _display(words: tuple[str, ...], verbose: bool) -> Result:
     lines: list[str] = []
     products: list[dict[str, Any]] = []
     host = local_host(computer, which)
+    everything = which is not None and which.lower() == "all"
+    store = open_machine(computer)
+    settings = store.settings() if verbose or host is None or everything else {}
+    # What slmgr shows of the licensing service for every licence: the host's licence is on
+    # this machine, in its Office application, so it shares the machine's rearm count.
+    rearms = (
+        {"rearms_left": MAX_REARMS - int(settings["rearms_used"]), "now": store.clock.now()}
+        if verbose
+        else None
+    )
     if verbose:
         from ospp import __version__
 
@@ -117,26 +127,18 @@ def _display(words: tuple[str, ...], verbose: bool) -> Result:
     if host is not None:
         from ospp.kmshost.settings import host_pack
 
-        everyone = which is not None and which.lower() == "all"
-        for pack in host.packs() if everyone else [host_pack(host, which)]:
+        for pack in host.packs() if everything else [host_pack(host, which)]:
             view = _host_view(host, verbose, pack.sku_id)
-            lines += host_lines(view, verbose)
+            lines += host_lines(view, rearms)
             products.append(view)
-    everything = which is not None and which.lower() == "all"
-    store = open_machine(computer)
     if host is None or everything:
-        settings = store.settings()
         kms = store.kms()
         extra = None
         for st in sl.selected(store, which, os.environ):
             reading = sl.read(st)
             info = sl.kms_client_info(st.licence)
-            if verbose:
-                extra = {
-                    "rearms_left": MAX_REARMS - int(settings["rearms_used"]),
-                    "now": store.clock.now(),
-                    "installation_id": _iid(store, st.licence),
-                }
+            if rearms is not None:
+                extra = {**rearms, "installation_id": _iid(store, st.licence)}
             lines += licence_lines(reading, kms, settings["cmid"], info, extra)
             products.append(reading_json(reading, kms, settings["cmid"], info))
     return Result(lines, {"machine": store.name, "products": products})

@@ -133,11 +133,7 @@ def licence_lines(
         lines.append("This license is not in use.")
     lines += status_lines(reading)
     if verbose is not None:
-        lines += [
-            f"Remaining App rearm count: {verbose['rearms_left']}",
-            f"Remaining SKU rearm count: {verbose['rearms_left']}",
-            f"Trusted time: {us_date(verbose['now'])}",
-        ]
+        lines += rearm_lines(verbose)
     if sku.channel is Channel.KMS_CLIENT:
         lines.append(f"Configured Activation Type: {ACTIVATION_TYPE[kms.actype]}")
         if reading.license_status != LS_LICENSED:
@@ -145,6 +141,16 @@ def licence_lines(
         else:
             lines += kms_client_lines(kms, cmid, info)
     return lines
+
+
+def rearm_lines(verbose: dict[str, Any]) -> list[str]:
+    """What /dlv prints after any licence's status (an Office licence's application, not
+    Windows: 'Remaining App rearm count', as slmgr.vbs words it)."""
+    return [
+        f"Remaining App rearm count: {verbose['rearms_left']}",
+        f"Remaining SKU rearm count: {verbose['rearms_left']}",
+        f"Trusted time: {us_date(verbose['now'])}",
+    ]
 
 
 def kms_client_lines(kms: KmsSettings, cmid: str, info: KmsClientInfo) -> list[str]:
@@ -223,10 +229,11 @@ def reading_json(
 # -- /dli, /dlv: the KMS host --------------------------------------------------------------------
 
 
-def host_lines(view: dict[str, Any], verbose: bool) -> list[str]:
-    """The host's own licence and the 'Key Management Service is enabled' block."""
+def host_lines(view: dict[str, Any], verbose: dict[str, Any] | None) -> list[str]:
+    """The host's own licence and the 'Key Management Service is enabled' block, as /dli
+    (``verbose`` None) or /dlv (``verbose``: the rearm count and the time) prints them."""
     lines = ["", f"Name: {view['name']}", f"Description: {view['description']}"]
-    if verbose:
+    if verbose is not None:
         lines += [
             f"Activation ID: {view['activation_id']}",
             f"Application ID: {view['application_id']}",
@@ -238,6 +245,8 @@ def host_lines(view: dict[str, Any], verbose: bool) -> list[str]:
     lines.append(f"Partial Product Key: {view['partial_product_key']}")
     ls = LS_LICENSED if view["activated"] else LS_UNLICENSED
     lines.append(f"License Status: {STATUS_TEXT[ls]}")
+    if verbose is not None:
+        lines += rearm_lines(verbose)
     if not view["activated"]:
         return lines
     lines += [
