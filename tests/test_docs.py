@@ -85,6 +85,33 @@ def test_slmgr_completion_offers_slash_options():
     assert offered == ["/dli", "/dlv"], done.stdout + done.stderr
 
 
+def test_slmgr_completion_offers_dash_forms_machines_and_all(ospp):
+    """slmgr.vbs takes -dlv as it takes /dlv; after an option, the machines (and 'all' where
+    the option takes it)."""
+    assert ospp("install-product", "ProPlus2021", "pc01").code == 0
+
+    def offered(*words: str) -> list[str]:
+        env = {
+            **os.environ,
+            **ospp.env,
+            "_SLMGR_COMPLETE": "bash_complete",
+            "COMP_WORDS": " ".join(["slmgr", *words]),
+            "COMP_CWORD": str(len(words)),  # the last word, the one being completed
+        }
+        code = "from ospp.cli.slmgr import main; main()"
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+        )
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines() if "," in line]
+
+    assert offered("-dl") == ["-dli", "-dlv"]
+    assert "--json" in offered("-") and "-ipk" in offered("-")
+    assert offered("/dlv", "") == ["all", "pc01"]
+    assert offered("/dli", "a") == ["all"]
+    assert offered("/ipk", "KEY", "") == ["pc01"]
+    assert offered("/ato", "p") == ["pc01"]
+
+
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
 def test_man_page_lints_with_groff():
     done = subprocess.run(

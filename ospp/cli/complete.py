@@ -119,3 +119,15 @@ def commands(ctx: click.Context, param: click.Parameter, incomplete: str) -> lis
         if sub is not None and not sub.hidden and name.startswith(prefix):
             items.append(CompletionItem(lead + name, help=sub.get_short_help_str(limit=200)))
     return items
+
+
+def all_or_machines(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """slmgr's /dli and /dlv: ``all`` (every installed licence), or a machine."""
+    from click.shell_completion import CompletionItem
+
+    found = [CompletionItem("all", help="every installed licence")]
+    return [i for i in found if i.value.startswith(incomplete.lower())] + machines(
+        ctx, param, incomplete
+    )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ospp.cli import complete
 from ospp.cli.base import EXIT_STATUS_HELP, JSON_OPTION, Result, reports, root_flags
 from ospp.cli.slash import ReportingGroup
 from ospp.cli.slmgr_render import error_lines
@@ -115,13 +116,17 @@ class SlmgrGroup(ReportingGroup):
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         from click.shell_completion import CompletionItem
 
-        if incomplete.startswith("/"):
-            return [
-                CompletionItem(f"/{name}", help=cmd.get_short_help_str())
+        if incomplete.startswith(("/", "-")) and not incomplete.startswith("--"):
+            lead = incomplete[0]  # slmgr.vbs takes -dlv as it takes /dlv
+            offered = [
+                CompletionItem(f"{lead}{name}", help=cmd.get_short_help_str())
                 for name in self.list_commands(ctx)
                 if (cmd := self.get_command(ctx, name)) is not None
-                and f"/{name}".startswith(incomplete.lower())
+                and f"{lead}{name}".startswith(incomplete.lower())
             ]
+            if lead == "-":  # and the group's own options (-h)
+                offered += super().shell_complete(ctx, incomplete)
+            return offered
         return super().shell_complete(ctx, incomplete)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -175,7 +180,10 @@ def option(
 
 
 def words_argument(metavar: str = ACT_WORDS) -> Callable[[Any], Any]:
-    return click.argument("words", nargs=-1, metavar=metavar)
+    """The optional words after an option (an ActID, a computer name...): TAB offers the
+    machines, and ``all`` where the option takes it."""
+    offered = complete.all_or_machines if "|all]" in metavar else complete.machines
+    return click.argument("words", nargs=-1, metavar=metavar, shell_complete=offered)
 
 
 def split_words(
