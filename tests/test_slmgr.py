@@ -450,8 +450,8 @@ def test_error_text_from_outside_is_escaped():
 
 def test_client_block_names_the_host_dns_found_and_escapes_it():
     from ospp.cli.slmgr_render import kms_client_lines
+    from ospp.machine.settings import DEFAULTS, kms_settings
     from ospp.machine.slmgr import KmsClientInfo
-    from ospp.machine.store import DEFAULTS, kms_settings
 
     found = kms_settings({**DEFAULTS, "kms_dns_host": "kms1.corp.example:1688", "kms_cache": "0"})
     info = KmsClientInfo("kms1.corp.example:1688", None, "06401-00206-\x1b]0;x\x07")

@@ -49,6 +49,8 @@ NOT_ON_THE_PATH = {
     "ospp.kmshost": "the KMS host",
     "ospp.dns": "DNS discovery and publishing",
     "ospp.machine.kmsclient": "the KMS client speaks to hosts on /act",
+    "ospp.machine.store_changes": "the changes to a store's licences: /dstatus only reads",
+    "ospp.machine.history": "/dhistorykms and /dhistoryacterr, and the entries /act records",
     "ospp.cli.activate": "another command module",
     "ospp.cli.admin": "another command module",
     "ospp.cli.extra": "another command module",

@@ -22,7 +22,8 @@ from ospp.core.errors import (
 )
 from ospp.core.printable import printable
 from ospp.machine import client
-from ospp.machine.store import HistoryEntry, Licence, MachineStore
+from ospp.machine.history import HistoryEntry
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.phone import CID_GROUPS, cid_entry, parse_cid
 
 

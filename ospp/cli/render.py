@@ -8,8 +8,8 @@ from ospp.cli.base import DASHES
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, INFORMATIONAL, hex_code
+from ospp.machine.settings import KmsSettings
 from ospp.machine.status import LICENSED, LicenceStatus
-from ospp.machine.store import KmsSettings
 
 ACTYPE_NAMES = {0: "ALL", 1: "AD", 2: "KMS", 3: "TOKEN"}
 

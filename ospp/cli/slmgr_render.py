@@ -14,6 +14,7 @@ from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import DESCRIPTIONS, E_GRACE_EXPIRED, OsppError, hex_code
 from ospp.core.printable import escaped
+from ospp.machine.settings import KmsSettings
 from ospp.machine.slmgr import (
     LS_LICENSED,
     LS_NOTIFICATION,
@@ -24,7 +25,6 @@ from ospp.machine.slmgr import (
     Reading,
     days_from_minutes,
 )
-from ospp.machine.store import KmsSettings
 
 INDENT = "    "
 STATUS_TEXT = {

@@ -366,3 +366,16 @@ def _unremovable(path: StrPath, exc: OSError) -> StoreError:
 def iso(value: datetime) -> str:
     """The ISO 8601 form used in the store and in --json: UTC, seconds, trailing Z."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stored_time(text: object) -> datetime | None:
+    """A time read back from a store (what :func:`iso` wrote): ISO 8601 text with its zone,
+    within the times ospp works with; None for none. Raises ValueError for anything else."""
+    if not text:
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"a time stored as {type(text).__name__}, not text")
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None or not EARLIEST <= value <= LATEST:
+        raise ValueError(f"the time {text!r} is outside the times ospp works with")
+    return value

@@ -23,8 +23,9 @@ from ospp.core.digest import compare_digest
 from ospp.core.errors import E_HARDWARE, E_UNTRUSTED
 from ospp.machine import hardware
 from ospp.machine.seal import mac, seal_key
+from ospp.machine.settings import kms_settings
 from ospp.machine.status import Checker, Problem
-from ospp.machine.store import Licence, MachineStore, kms_settings
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol.trust import Anchors, trusted_fingerprints
 
 

@@ -31,6 +31,7 @@ from ospp.machine.checks import bound_hardware, make_checker, policy_problem
 from ospp.machine.fleet import names, require
 from ospp.machine.fleetcsv import CSV_FIELDS
 from ospp.machine.seal import mac, seal_key
+from ospp.machine.settings import kms_settings
 from ospp.machine.status import (
     LICENSED,
     NOTIFICATIONS,
@@ -47,7 +48,6 @@ from ospp.machine.store import (
     Licence,
     MachineStore,
     NoMachine,
-    kms_settings,
 )
 from ospp.protocol.trust import trusted_fingerprints
 

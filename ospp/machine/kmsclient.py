@@ -24,7 +24,8 @@ from ospp.core.errors import (
     UsageError,
 )
 from ospp.machine.seal import require_key, seal
-from ospp.machine.store import Licence, MachineStore, cacheable_host
+from ospp.machine.settings import cacheable_host
+from ospp.machine.store import Licence, MachineStore
 from ospp.protocol import kms, merkle
 from ospp.protocol.crypto import unb64, verify_ed25519
 from ospp.protocol.trust import Anchors, anchors, require_anchors

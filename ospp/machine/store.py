@@ -1,8 +1,11 @@
-"""A simulated machine's licence store: installed licences and keys, settings, history.
+"""A simulated machine's licence store: the file, opening it, reading its licences and
+settings, and the write transaction every change is made in.
 
 One SQLite file per simulated machine, ``<OSPP_HOME>/machines/<name>/licenses.db``. Every
 mutation bumps ``generation`` inside its transaction, so scripts (and the concurrency test) can
-see that no update was lost.
+see that no update was lost. What a setting may be is ospp.machine.settings; the changes to
+licences and the history are ospp.machine.store_changes and ospp.machine.history, imported at
+the first change, so that a command that only reads (/dstatus) does without them.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.catalog import Channel, Product, Sku, catalog
-from ospp.core.clock import EARLIEST, LATEST, Clock, iso
+from ospp.core.clock import Clock, iso, stored_time
 from ospp.core.db import Database, StoreMissing
 from ospp.core.errors import (
     E_ACCESS_DENIED,
@@ -27,8 +30,10 @@ from ospp.core.errors import (
 )
 from ospp.core.paths import StrPath, machine_dir
 from ospp.core.record import Record
+from ospp.machine.settings import DEFAULTS, KmsSettings, kms_settings, valid_setting
 
 if TYPE_CHECKING:
+    from ospp.machine.history import HistoryEntry
     from ospp.protocol.keys import ProductKey
 
 _SCHEMA = [
@@ -59,25 +64,6 @@ _SCHEMA = [
 MAX_REARMS = 5
 STORE_FILE = "licenses.db"  # one per machine, under <OSPP_HOME>/machines/<name>/
 
-# Settings kept in ``meta`` with their defaults (ospp.vbs / REFERENCE 4).
-DEFAULTS: dict[str, str] = {
-    "kms_host": "",
-    "kms_port": "1688",
-    "kms_cache": "1",
-    "kms_domain": "",
-    "kms_cached_host": "",
-    "kms_dns_host": "",
-    "kms_policy": "any",  # which KMS host certificates to accept: any, online-only
-    "actype": "0",
-    "activation_interval": "120",
-    "renewal_interval": "10080",
-    "rearms_used": "0",
-    "user_operations": "0",  # 1: standard users may change licensing (/puserops), 0: denied
-    "osppsvc_start_mode": "manual",  # the simulated licensing service: manual or auto
-    "osppsvc_started_at": "",  # when /osppsvcrestart last (re)started it; "" = never
-    "generation": "0",
-}
-
 
 class Licence(Record):
     """One installed licence (a SKU) and, if any, its key and activation record."""
@@ -92,78 +78,6 @@ class Licence(Record):
     @property
     def last5(self) -> str | None:
         return self.product_key[-5:] if self.product_key else None
-
-
-class HistoryEntry(Record):
-    at: datetime
-    kind: str  # "kms" or "acterr"
-    sku_id: str | None
-    target: str | None
-    code: int
-    detail: str
-
-
-def _dt(text: object) -> datetime | None:
-    """A stored time: ISO 8601 text with its zone, within the times ospp works with."""
-    if not text:
-        return None
-    if not isinstance(text, str):
-        raise ValueError(f"a time stored as {type(text).__name__}, not text")
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None or not EARLIEST <= value <= LATEST:
-        raise ValueError(f"the time {text!r} is outside the times ospp works with")
-    return value
-
-
-# Settings stored as whole numbers, and how many digits they may have.
-_NUMBERS = {
-    "kms_port": 5,
-    "actype": 1,
-    "activation_interval": 9,
-    "renewal_interval": 9,
-    "rearms_used": 9,
-    "generation": 18,
-}
-
-
-def cacheable_host(value: str) -> bool:
-    """Whether ``value`` (``host:port``, ``[IPv6]:port``) may be kept as the cached KMS host:
-    what reading the store accepts for it."""
-    from ospp.core.hostname import split_host
-
-    try:
-        split_host(value, 1688)
-    except UsageError:
-        return False
-    return True
-
-
-# Settings that name a host or domain, stored as /sethst, /skms-domain and discovery write
-# them: checked by the same rules, so that a host edited into the store is reported as a
-# damaged setting rather than tried (/sethst keeps the port apart). The rules are imported
-# only for a store that holds one: /dstatus of a machine with none does without them.
-_HOSTS = frozenset({"kms_host", "kms_cached_host", "kms_domain"})
-
-
-def _valid_host_setting(name: str, value: str) -> bool:
-    from ospp.core.hostname import valid_domain, valid_target
-
-    if name == "kms_host":
-        return valid_target(value)
-    if name == "kms_domain":
-        return valid_domain(value)
-    return cacheable_host(value)  # host:port, [IPv6]:port
-
-
-def _valid_setting(name: str, value: object) -> bool:
-    """Whether a stored setting is one ospp can have written: text; a whole number of at most
-    so many digits for a number; a valid host (or none) for a host."""
-    if not isinstance(value, str):
-        return False
-    digits = _NUMBERS.get(name)
-    if digits is not None:
-        return value.isascii() and value.isdigit() and len(value) <= digits
-    return name not in _HOSTS or not value or _valid_host_setting(name, value)
 
 
 class NoMachine(UsageError):
@@ -271,7 +185,7 @@ class MachineStore:
             values = dict(DEFAULTS)
             values.update(dict(c.execute("SELECT name, value FROM meta").fetchall()))
             for name, value in values.items():
-                if not _valid_setting(name, value):
+                if not valid_setting(name, value):
                     raise self._damaged_setting(name, value)
             return values
 
@@ -337,12 +251,12 @@ class MachineStore:
                 # that they are times): a KMS activation's expiry and when it was made.
                 kms = sku.channel is Channel.KMS_CLIENT or activation.get("kind") == "kms"
                 for name in ("valid_until", "activated_at"):
-                    if (kms or name in activation) and _dt(activation.get(name)) is None:
+                    if (kms or name in activation) and stored_time(activation.get(name)) is None:
                         raise ValueError(f"the activation has no {name} time")
             if row[3] is not None and not isinstance(row[3], str):
                 raise ValueError("the product key is not text")
-            installed, grace = _dt(row[1]), _dt(row[2])
-            key_at = _dt(row[4])
+            installed, grace = stored_time(row[1]), stored_time(row[2])
+            key_at = stored_time(row[4])
             if installed is None or grace is None:
                 raise ValueError("no installation or grace time")
         except (ValueError, TypeError) as exc:
@@ -359,34 +273,11 @@ class MachineStore:
         return Licence(sku, installed, grace, row[3], key_at, activation)
 
     def history(self, kind: str) -> list[HistoryEntry]:
+        """The history entries of one kind ("kms", "acterr"), oldest first."""
+        from ospp.machine import history
+
         with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT at, kind, sku_id, target, code, detail FROM history WHERE kind=? "
-                "ORDER BY id",
-                (kind,),
-            ).fetchall()
-        entries = []
-        for r in rows:
-            try:
-                at = _dt(r[0])
-                if (
-                    at is None
-                    or type(r[4]) is not int
-                    or not all(v is None or isinstance(v, str) for v in (r[1], r[2], r[3], r[5]))
-                ):
-                    raise ValueError("a value of the wrong type")
-            except (ValueError, TypeError) as exc:
-                raise StoreError(
-                    E_INVALID_DATA,
-                    N_(
-                        "the licence store {path} has a damaged history entry: {why}",
-                        path=str(self.db.path),
-                        why=str(exc),
-                    ),
-                    N_("Restore the file from a backup; it was left as it is."),
-                ) from exc
-            entries.append(HistoryEntry(at, *r[1:]))
-        return entries
+            return history.entries(conn, str(self.db.path), kind)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -403,7 +294,7 @@ class MachineStore:
     def bump(self, conn: sqlite3.Connection) -> int:
         """Count one mutation (a read-modify-write, safe under BEGIN IMMEDIATE)."""
         row = conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()
-        if row is not None and not _valid_setting("generation", row[0]):
+        if row is not None and not valid_setting("generation", row[0]):
             raise self._damaged_setting("generation", row[0])
         generation = int(row[0]) + 1 if row else 1
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
@@ -415,79 +306,47 @@ class MachineStore:
             raise KeyError(name)
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
+    # The changes themselves (ospp.machine.store_changes, ospp.machine.history) are imported
+    # at the first one: /dstatus only reads.
+
     def ensure_product(self, conn: sqlite3.Connection, product: Product) -> list[Sku]:
         """Install the licences of a volume product (all its channels); keep existing ones."""
-        now = iso(self.clock.now())
-        added = []
-        for channel in (Channel.KMS_CLIENT, Channel.MAK):
-            sku = product.sku(channel)
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO licenses (sku_id, product_id, channel, installed_at, "
-                "grace_start) VALUES (?, ?, ?, ?, ?)",
-                (sku.sku_id, product.id, channel.value, now, now),
-            )
-            if cur.rowcount:
-                added.append(sku)
-        return added
+        from ospp.machine import store_changes
+
+        return store_changes.ensure_product(conn, product, self.clock)
 
     def install_key(self, conn: sqlite3.Connection, key: ProductKey) -> Sku:
         """Install ``key``: it replaces whatever key the product had, in any channel."""
-        self.ensure_product(conn, key.product)
-        sku = key.product.sku(key.channel)
-        now = iso(self.clock.now())
-        if key.channel is Channel.KMS_HOST:
-            conn.execute(
-                "INSERT OR IGNORE INTO licenses (sku_id, product_id, channel, installed_at, "
-                "grace_start) VALUES (?, ?, ?, ?, ?)",
-                (sku.sku_id, key.product.id, key.channel.value, now, now),
-            )
-        conn.execute(
-            "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, activation=NULL "
-            "WHERE product_id=? AND sku_id<>?",
-            (key.product.id, sku.sku_id),
-        )
-        conn.execute(
-            "UPDATE licenses SET product_key=?, key_installed_at=?, activation=NULL WHERE sku_id=?",
-            (key.compact, now, sku.sku_id),
-        )
-        return sku
+        from ospp.machine import store_changes
+
+        return store_changes.install_key(conn, key, self.clock)
 
     def uninstall_key(self, conn: sqlite3.Connection, last5: str) -> list[Sku]:
         """Remove every installed key ending in ``last5``; returns the SKUs that lost one."""
         skus = []
         for lic in self.licences(conn):
             if lic.last5 and lic.last5 == last5.upper():
-                conn.execute(
-                    "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, "
-                    "activation=NULL WHERE sku_id=?",
-                    (lic.sku.sku_id,),
-                )
+                self.clear_key(conn, lic.sku)
                 skus.append(lic.sku)
         return skus
 
     def clear_key(self, conn: sqlite3.Connection, sku: Sku) -> None:
         """Remove the key (and so the activation) of one licence."""
-        conn.execute(
-            "UPDATE licenses SET product_key=NULL, key_installed_at=NULL, activation=NULL "
-            "WHERE sku_id=?",
-            (sku.sku_id,),
-        )
+        from ospp.machine import store_changes
+
+        store_changes.clear_key(conn, sku)
 
     def set_activation(
         self, conn: sqlite3.Connection, sku: Sku, activation: dict[str, Any] | None
     ) -> None:
-        import json
+        from ospp.machine import store_changes
 
-        conn.execute(
-            "UPDATE licenses SET activation=? WHERE sku_id=?",
-            (json.dumps(activation, sort_keys=True) if activation else None, sku.sku_id),
-        )
+        store_changes.set_activation(conn, sku, activation)
 
     def restart_grace(self, conn: sqlite3.Connection, sku: Sku) -> None:
-        conn.execute(
-            "UPDATE licenses SET grace_start=? WHERE sku_id=?",
-            (iso(self.clock.now()), sku.sku_id),
-        )
+        from ospp.machine import store_changes
+
+        store_changes.restart_grace(conn, sku, self.clock)
 
     def record(
         self,
@@ -498,36 +357,7 @@ class MachineStore:
         sku: Sku | None = None,
         target: str | None = None,
     ) -> None:
-        conn.execute(
-            "INSERT INTO history (at, kind, sku_id, target, code, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (iso(self.clock.now()), kind, sku.sku_id if sku else None, target, code, detail),
-        )
+        """Add a history entry (ospp.machine.history)."""
+        from ospp.machine import history
 
-
-class KmsSettings(Record):
-    host: str | None
-    port: int
-    caching: bool
-    lookup_domain: str | None
-    actype: int
-    activation_interval: int
-    renewal_interval: int
-    discovered: str | None  # host:port DNS named first at the last discovery
-    cached: str | None  # host:port that last answered, reused while host caching is on
-    online_only: bool = False  # accept only hosts certified online (/kms-policy:online-only)
-
-
-def kms_settings(values: Mapping[str, str]) -> KmsSettings:
-    return KmsSettings(
-        host=values["kms_host"] or None,
-        port=int(values["kms_port"]),
-        caching=values["kms_cache"] == "1",
-        lookup_domain=values["kms_domain"] or None,
-        actype=int(values["actype"]),
-        activation_interval=int(values["activation_interval"]),
-        renewal_interval=int(values["renewal_interval"]),
-        discovered=values["kms_dns_host"] or None,
-        cached=values["kms_cached_host"] or None,
-        online_only=values.get("kms_policy") == "online-only",
-    )
+        history.record(conn, iso(self.clock.now()), kind, code, detail, sku, target)
