@@ -51,6 +51,7 @@ NOT_ON_THE_PATH = {
     "ospp.machine.kmsclient": "the KMS client speaks to hosts on /act",
     "ospp.machine.store_changes": "the changes to a store's licences: /dstatus only reads",
     "ospp.machine.history": "/dhistorykms and /dhistoryacterr, and the entries /act records",
+    "ospp.cli.failures": "what fails outside a command: usage errors, output not written",
     "ospp.cli.activate": "another command module",
     "ospp.cli.admin": "another command module",
     "ospp.cli.extra": "another command module",

@@ -169,7 +169,7 @@ def run(command: str, as_json: bool, body: Callable[[], Result]) -> None:
         raise  # click ends quietly with status 1, as for a pipe closed while printing
     except OSError as exc:
         # Output printed as it is read (fleet status) that cannot be written (a full disk, a
-        # failing device): reported as such at the top (cli.slash), not as a bug. Files of
+        # failing device): reported as such at the top (cli.failures), not as a bug. Files of
         # ospp's own are never met here: their failures are StoreErrors.
         if output_broken(exc):
             raise

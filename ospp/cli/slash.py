@@ -1,18 +1,17 @@
 """The ospp.vbs command language on click: ``/name[:value]`` verbs, ``/?`` for help, whole help
 summaries, TAB completion of the slash forms, and the ``verb`` declaration every ospp.vbs
-option uses.
+option uses. What fails outside a command (click's usage errors, output that cannot be
+written) is reported by cli.failures, imported only then.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import functools
 import io
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,22 +20,11 @@ from ospp.cli.base import (
     EXIT_STATUS_HELP,
     JSON_OPTION,
     Callback,
-    Result,
-    command_name,
-    emit,
     internal_error,
     json_in_argv,
     output_broken,
     quiet,
     tolerant_output,
-)
-from ospp.core.errors import (
-    E_INVALID_ARG,
-    Cancelled,
-    ExitStatus,
-    UsageError,
-    hex_code,
-    os_error_code,
 )
 
 if TYPE_CHECKING:
@@ -163,18 +151,9 @@ class ReportingGroup(click.Group):
             try:
                 rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
             except click.ClickException as exc:  # what click prints, and the licensing code
-                from ospp.core.printable import printable
+                from ospp.cli.failures import click_error
 
-                if isinstance(exc, click.exceptions.NoArgsIsHelpError):
-                    exc.show()  # a group with no command: its help, as click prints it
-                elif isinstance(exc, click.UsageError):
-                    # the message quotes what was typed: escape sequences are shown, not obeyed
-                    click.UsageError(printable(exc.format_message()), exc.ctx).show()
-                else:
-                    click.ClickException(printable(exc.format_message())).show()
-                if isinstance(exc, click.UsageError):
-                    click.echo(f"ERROR CODE: 0x{E_INVALID_ARG:08X}", err=True)
-                sys.exit(exc.exit_code)
+                click_error(exc)
             except click.exceptions.Abort:
                 click.echo("Aborted!", err=True)
                 sys.exit(1)
@@ -183,23 +162,27 @@ class ReportingGroup(click.Group):
             except OSError as exc:  # every other failure of a command is caught in run()
                 if not output_broken(exc):
                     raise
-                _output_failed(exc, program)
+                from ospp.cli.failures import output_failed
+
+                output_failed(exc, program)
             sys.exit(rv if isinstance(rv, int) else 0)
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
-            command = _command_of(getattr(exc, "ctx", None))
-            error = UsageError(_json_message(exc), _usage_hint(exc))
-            if not isinstance(exc, click.UsageError):  # click's other errors exit 1
-                error.exit_status = ExitStatus.LICENSING
-            sys.exit(_emit_json(Result(error=error), command, program))
+            from ospp.cli.failures import json_click_error
+
+            json_click_error(exc, program)
         except click.exceptions.Abort:
-            sys.exit(_emit_json(Result(error=Cancelled(interrupted=True)), "", program))
+            from ospp.cli.failures import json_cancelled
+
+            json_cancelled(program)
         except BrokenPipeError:
             raise
         except Exception as exc:  # output that cannot be written, or a bug met outside run()
             if isinstance(exc, OSError) and output_broken(exc):
-                _output_failed(exc, program)
+                from ospp.cli.failures import output_failed
+
+                output_failed(exc, program)
             internal_error(exc, True, "")
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -330,78 +313,16 @@ def _quiet_first(argv: list[str]) -> list[str]:
     return [*flags, *(word for word in argv[:end] if word not in QUIET_WORDS), *argv[end:]]
 
 
-def _emit_json(result: Result, command: str, program: str) -> int:
-    """``emit`` of an error met outside any command; output that cannot be written is said as
-    it is for a command's."""
-    try:
-        return emit(result, True, command)
-    except OSError as exc:
-        if not output_broken(exc):
-            raise
-        _output_failed(exc, program)
-
-
-class _ClosedOutput(io.TextIOBase):
-    """Standard output the process was started without (``ospp ... >&-``): each write fails
-    as one to a closed descriptor does, so the output is reported as output that cannot be
-    written (exit 3) instead of being lost in silence."""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        raise OSError(errno.EBADF, "standard output is closed")
-
-
 def _stand_in_for_closed_streams() -> None:
     """A process started with standard input or output closed (``<&-``, ``>&-``) has None
     for them. Input reads as empty (end of input at once, which every reader handles);
-    output fails at its first write (see _ClosedOutput)."""
+    output fails at its first write (cli.failures.ClosedOutput)."""
     if sys.stdin is None:
         sys.stdin = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     if sys.stdout is None:
-        sys.stdout = _ClosedOutput()
+        from ospp.cli.failures import ClosedOutput
 
-
-def _output_failed(exc: OSError, program: str = "ospp") -> NoReturn:
-    """Standard output could not be written (a full disk, ``> /dev/full``): said on standard
-    error with the code of a file that cannot be written, exit 3. What is still waiting in
-    the output's buffer goes to the null device, so that ending the process does not fail
-    again over it."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    with contextlib.suppress(OSError, ValueError):
-        click.echo(f"{program}: cannot write the output: {exc.strerror or exc}", err=True)
-        click.echo(f"ERROR CODE: {hex_code(os_error_code(exc))}", err=True)
-    sys.exit(int(ExitStatus.STORE))
-
-
-def _command_of(ctx: click.Context | None) -> str:
-    """The command a usage error belongs to; ``""`` before one was chosen (an unknown name,
-    or a group such as ``kms`` given none), as docs/JSON.md says."""
-    if ctx is None or ctx.parent is None or isinstance(ctx.command, click.Group):
-        return ""
-    return command_name(ctx)
-
-
-def _json_message(exc: click.ClickException) -> str:
-    """Click's message for ``--json``; for a group given no command (whose message is the
-    whole help text), which commands it has."""
-    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
-        group = exc.ctx.command
-        names = group.list_commands(exc.ctx) if isinstance(group, click.Group) else []
-        return f"'{exc.ctx.command_path}' needs a command: one of {', '.join(names)}"
-    return exc.format_message()
-
-
-def _usage_hint(exc: click.ClickException) -> str:
-    ctx = getattr(exc, "ctx", None)
-    if ctx is not None and ctx.parent is not None:
-        return f"Run '{ctx.command_path} --help' for its options."
-    program = ctx.find_root().info_name if ctx is not None else None
-    return f"Run '{program or 'ospp'} /?' for the list of commands."
+        sys.stdout = ClosedOutput()
 
 
 def slash_form(name: str, cmd: SlashCommand) -> str:
