@@ -563,7 +563,7 @@ def test_request_log_line_is_the_json_it_always_was(
     """The request log formats its lines directly: the text must stay what json.dumps wrote."""
     import io
 
-    from ospp.kmshost.server import RequestLog
+    from ospp.kmshost.requestlog import RequestLog
 
     log = RequestLog(io.StringIO())
     answer: bytes | dict[str, Any] = b"{}" if ok else {"v": 1, "ok": False, "code": code}
@@ -586,7 +586,7 @@ def test_request_lines_that_cannot_be_written_are_dropped_counted_and_said_once(
     import io
     import logging
 
-    from ospp.kmshost.server import RequestLog
+    from ospp.kmshost.requestlog import RequestLog
 
     records: list[logging.LogRecord] = []
 
@@ -708,7 +708,7 @@ def test_a_lone_surrogate_a_peer_sent_leaves_the_request_log_strict_json() -> No
     request log writes such a character as text, so every line stays readable by any parser."""
     import io
 
-    from ospp.kmshost.server import RequestLog
+    from ospp.kmshost.requestlog import RequestLog
 
     log = RequestLog(io.StringIO())
     log.add("2026-06-01T09:30:05Z", {"cmid": "\ud800a", "sku_id": "b\udfff"}, b"", 0.001)

@@ -20,7 +20,7 @@ import pytest
 
 from ospp.core.background import start_server
 from ospp.core.endpoint import Endpoint
-from ospp.kmshost.server import PUBLISH_RETRY_MAX, publish_retry_delay
+from ospp.kmshost.publishing import PUBLISH_RETRY_MAX, publish_retry_delay
 from ospp.protocol.wire import Connection
 from tests.conftest import Ospp
 from tests.kmsutil import Host, make_host, raw_request

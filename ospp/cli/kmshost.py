@@ -383,6 +383,7 @@ def serve(
     from ospp.core.endpoint import listen_set, parse_host, parse_listen
     from ospp.kmshost import server
     from ospp.kmshost.operations import Operations
+    from ospp.kmshost.requestlog import open_log
 
     given = [parse_listen(text, NO_PORT) for text in listen or ("0.0.0.0",)]
     named = [e for e in given if e.port != NO_PORT]
@@ -390,7 +391,7 @@ def serve(
         listen_set(named)
     http_at = parse_host(http, 8080, "--http", listen=True) if http else None
     logs.setup(serving.log_level(log_level), log_format)
-    log = server.open_log(log_to)
+    log = open_log(log_to)
     host = _host()
     hosts, port = [e.host for e in given], named[0].port if named else host.configured_port()
     ops = Operations(host, http_at)

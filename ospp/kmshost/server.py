@@ -1,38 +1,28 @@
-"""The KMS host's server runtime: group commit, the request log, the DNS publishing loop and
-the serve loop behind ``ospp kms serve``.
+"""The KMS host's server runtime: group commit and the serve loop behind ``ospp kms serve``.
 
 Requests share one SQLite transaction (group commit): a batch closes when every connected
 client is waiting in it, or GROUP_COMMIT_WINDOW after it opened. Answers are sent only after
-the batch commits. Log lines are written in batches a few times a second. The licence packs
-and intervals are read again when another process changes the store (:class:`LiveState`).
+the batch commits. The licence packs and intervals are read again when another process
+changes the store (:class:`LiveState`). The request log is ospp.kmshost.requestlog, the DNS
+publishing loop ospp.kmshost.publishing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii as _js
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ospp.core.clock import iso
-from ospp.core.errors import (
-    E_INVALID_ARG,
-    OsppError,
-    StoreError,
-    UsageError,
-    hex_code,
-    os_error_code,
-)
-from ospp.dns.publish import publish
+from ospp.core.errors import E_INVALID_ARG, OsppError, hex_code
 from ospp.kmshost.ping import ping_reply
+from ospp.kmshost.publishing import EventSink, publish_forever
 from ospp.kmshost.request import Request, parse_item
+from ospp.kmshost.requestlog import RequestLog
 from ospp.kmshost.state import KmsHost, ServingState
 from ospp.protocol import serving, wire
 
@@ -40,12 +30,8 @@ if TYPE_CHECKING:
     from ospp.kmshost.operations import Operations
 
 GROUP_COMMIT_WINDOW = 0.002  # seconds; the price in latency of fewer, larger transactions
-PUBLISH_RETRY_FIRST = 60.0  # seconds before the first retry of a failed DNS publish
-PUBLISH_RETRY_MAX = 3600.0  # retries back off exponentially up to this (or the interval)
-SETTINGS_POLL = 2.0  # seconds between reads of the DNS publishing settings while serving
 
 Ready = Callable[[str, int, ServingState], None]
-EventSink = Callable[[dict[str, Any]], None]
 log = logging.getLogger("ospp.kms")
 
 
@@ -129,203 +115,6 @@ class _BatchTimer:
         if self.handle is not None:
             self.handle.cancel()
         self.reset()
-
-
-class RequestLog:
-    """One JSON line per request, written in batches a few times a second.
-
-    Writing every line as it happens cost a quarter of the host's throughput; the state that
-    matters (counts, activations) is committed to SQLite before any answer is sent. A batch
-    that cannot be written (a full disk) is dropped and counted in :attr:`lost`: the host goes
-    on serving, and says so once in the operational log, and again once writes work again.
-    """
-
-    PERIOD = 0.2
-
-    def __init__(self, stream: TextIO | None, dropped: Callable[[int], None] | None = None) -> None:
-        """``dropped(n)`` is told of each batch of ``n`` lines that could not be written."""
-        from ospp.core.logs import Once
-
-        self.stream = stream
-        self.dropped = dropped
-        self.lines: list[str] = []
-        self.scheduled = False
-        self.lost = 0  # lines dropped because the log could not be written
-        self.lost_lately = 0  # of them, since writes last worked
-        self.once = Once(log)
-
-    def add(
-        self, now: str, message: Mapping[str, Any], answer: serving.Reply, seconds: float
-    ) -> None:
-        """Add one request's line: the text ``json.dumps`` gives for ``{"ts": now, "op":
-        "kms-activate", "cmid": ..., "sku_id": ..., "ok": ..., "code": ..., "ms": ...}``,
-        formatted directly (cmid and sku_id as sent when strings, escaped and cut short;
-        else null)."""
-        if self.stream is None:
-            return
-        if isinstance(answer, bytes):
-            result = 'true, "code": 0'
-        else:
-            result = f'false, "code": {json.dumps(answer.get("code"))}'
-        self.lines.append(
-            f'{{"ts": "{now}", "op": "kms-activate", "cmid": {_short(message.get("cmid"))}, '
-            f'"sku_id": {_short(message.get("sku_id"))}, "ok": {result}, '
-            f'"ms": {round(seconds * 1000, 3)!r}}}'
-        )
-
-    def schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.lines and not self.scheduled:
-            self.scheduled = True
-            loop.call_later(self.PERIOD, self.write_out)
-
-    def write_out(self) -> None:
-        """Write the lines gathered so far. Never raises: lines that cannot be written are
-        dropped and counted (the answers they tell of are in the store already)."""
-        self.scheduled = False
-        if self.stream is None or not self.lines:
-            return
-        lines, self.lines = self.lines, []
-        try:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
-        except (OSError, ValueError) as exc:  # ValueError: the stream was closed
-            self.lost += len(lines)
-            self.lost_lately += len(lines)
-            if self.dropped is not None:
-                self.dropped(len(lines))
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.once.fail(
-                "write",
-                f"cannot write the request log: {why}; its lines are dropped until it can be "
-                "written again (the answers are recorded in the store)",
-                lost_lines=len(lines),
-            )
-            return
-        if self.lost_lately:
-            self.once.ok("write", "the request log is written again", lost_lines=self.lost_lately)
-            self.lost_lately = 0
-
-    def reopen(self) -> None:
-        """Write out, then reopen the log file by name (after logrotate moved it away).
-
-        The standard streams are left alone. If the file cannot be opened again the old
-        stream is kept and OSError is raised for the caller to log.
-        """
-        self.write_out()
-        stream = self.stream
-        if stream is None or stream in (sys.stderr, sys.stdout):
-            return
-        name = getattr(stream, "name", None)
-        if not isinstance(name, str):
-            return
-        fresh = Path(name).open("a", encoding="utf-8")  # noqa: SIM115 (kept open, like open_log)
-        self.stream = fresh
-        with contextlib.suppress(OSError):  # what it still held could not be written: dropped
-            stream.close()
-
-
-def _short(value: object) -> str:
-    """A peer's string as a JSON value, cut short; null for anything else. A lone surrogate
-    (``"\\ud800"`` in the request) is written as the text ``\\ud800``: the line stays JSON
-    that strict parsers (which refuse unpaired surrogates) read too."""
-    if not isinstance(value, str):
-        return "null"
-    text = value[:64]
-    if not text.isascii():
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _js(text)
-
-
-def open_log(target: str) -> TextIO | None:
-    """The request log's stream: ``none``, ``-`` (stderr) or a file opened for appending."""
-    if target == "none":
-        return None
-    if target == "-":
-        return sys.stderr
-    try:
-        return Path(target).open("a", encoding="utf-8")
-    except OSError as exc:
-        why = f"cannot open the request log {target}: {exc.strerror or exc}"
-        hint = "Give a writable file path, '-' for stderr, or 'none'."
-        if isinstance(exc, IsADirectoryError):  # the argument names no file, as click says
-            raise UsageError(why, hint) from exc
-        # a file that cannot be made or written (a missing directory, no permission, a full
-        # disk), as for every other file ospp writes
-        raise StoreError(os_error_code(exc), why, hint) from exc
-
-
-def publish_retry_delay(failures: int, interval: float) -> float:
-    """Seconds until the next publish after ``failures`` failures in a row (0: all is well)."""
-    if failures == 0:
-        return interval
-    return min(PUBLISH_RETRY_FIRST * 2.0 ** (failures - 1), PUBLISH_RETRY_MAX, interval)
-
-
-async def _publish_forever(host: KmsHost, port: int, events: EventSink) -> None:
-    """Publish at start and every interval; after a failure retry sooner, backing off.
-
-    The settings are read again every few seconds, so that 'kms dns set', 'enable' and
-    'disable' (slmgr /sdns, /cdns) reach a running host: changed settings are published at
-    once, and disabled ones no longer. The outcome is recorded in the store ('kms status',
-    the status page) and logged once per condition: the first failure of a kind, then the
-    recovery.
-    """
-    import logging
-
-    from ospp.core.logs import Once
-
-    once = Once(logging.getLogger("ospp.kms.dns"))
-    loop = asyncio.get_running_loop()
-    failures = 0
-    published: str | None = None  # the settings last published with
-    due = 0.0  # the loop's time when they are to be published again
-    while True:
-        try:
-            pub = host.publishing()
-        except OsppError as exc:
-            once.fail("settings", f"DNS publishing settings cannot be read: {exc.message}")
-            await asyncio.sleep(SETTINGS_POLL)
-            continue
-        settings = pub.to_json()
-        if not pub.enabled:
-            published = None  # enabled again, it publishes at once
-        if not pub.enabled or (settings == published and loop.time() < due):
-            await asyncio.sleep(SETTINGS_POLL)
-            continue
-        event: dict[str, Any]
-        try:
-            pub.check()  # settings stored by an older ospp are checked as new ones are
-            done = await loop.run_in_executor(None, publish, pub, port)
-            outcome = "; ".join(done)
-            event = {"event": "dns-publish", "ok": True, "result": outcome}
-            failures = 0
-            once.ok("publish", "DNS publishing works again", result=outcome)
-        except OsppError as exc:
-            outcome = f"failed: {hex_code(exc.code)} {exc.message}"
-            event = {
-                "event": "dns-publish",
-                "ok": False,
-                "code": hex_code(exc.code),
-                "error": exc.message,
-            }
-            failures += 1
-            once.fail("publish", f"DNS publishing failed: {hex_code(exc.code)} {exc.message}")
-        except Exception as exc:  # a bug: logged, and retried like any failure
-            outcome = f"failed: internal error ({type(exc).__name__})"
-            event = {"event": "dns-publish", "ok": False, "error": outcome}
-            failures += 1
-            once.fail("publish", f"DNS publishing {outcome}: {exc!r}")
-        delay = publish_retry_delay(failures, pub.interval_hours * 3600)
-        if failures:
-            event["retry_in_s"] = delay
-        published, due = settings, loop.time() + delay
-        try:
-            host.record_publish(outcome)
-        except OsppError as exc:  # the store was damaged meanwhile: said, and published on
-            once.fail("record", f"the DNS publish cannot be recorded: {exc.message}")
-        else:
-            once.ok("record", "DNS publishes are recorded again")
-        events({"ts": iso(host.clock.now()), **event})
 
 
 def serve(
@@ -466,7 +255,7 @@ async def _serve(
                 waiting if state.activated else [],
             )
         ready(shown, bound, state)
-        tasks.append(loop.create_task(_publish_forever(host, bound, events)))
+        tasks.append(loop.create_task(publish_forever(host, bound, events)))
 
     served: list[int] = []
     try:
