@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ospp.core.errors import E_BAD_FORMAT
-from ospp.protocol import serving, wire
+from ospp.protocol import connection, serving, wire
 from tests.conftest import Ospp, Ran
 from tests.kmsutil import Host, make_host, raw_request
 
@@ -363,7 +363,7 @@ def test_a_connection_sending_thousands_at_once_lets_the_others_in() -> None:
 
     asyncio.run(scenario())
     assert len(handled) == 201
-    assert handled.index("other") <= serving.ANSWERS_PER_TURN, handled.index("other")
+    assert handled.index("other") <= connection.ANSWERS_PER_TURN, handled.index("other")
 
 
 def test_a_flood_of_requests_answered_at_once_cannot_grow_the_servers_buffer() -> None:

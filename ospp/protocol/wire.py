@@ -4,9 +4,9 @@ client side of it.
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON, at most
 MAX_FRAME bytes. Every request carries ``"v": 1`` and an ``"op"``; every response carries
 ``"v": 1`` and ``"ok"``, and on failure ``"code"`` (the licensing code) and ``"message"``.
-A connection may carry any number of requests, answered in order. The server side (a
-connection per client, the idle timeout, the cap on open connections) is
-:mod:`ospp.protocol.serving`.
+A connection may carry any number of requests, answered in order. The server side is
+:mod:`ospp.protocol.serving` (listening), :mod:`ospp.protocol.connection` (a connection per
+client, the idle timeout) and :mod:`ospp.protocol.capacity` (the cap on open connections).
 """
 
 from __future__ import annotations
