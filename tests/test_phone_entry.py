@@ -95,7 +95,8 @@ def test_a_malformed_cid_is_reported_before_the_choice_of_product(ospp: Ospp) ->
 def test_a_line_with_more_digits_than_the_id_has_left_is_typed_again(ospp: Ospp) -> None:
     """An extra group (or a CID pasted after some groups were typed) is refused as a whole,
     never cut off silently: only the digits the ID holds are ever used."""
-    from ospp.protocol.phone import TooManyGroups, cid_entry, iid_entry
+    from ospp.protocol.digit_groups import TooManyGroups
+    from ospp.protocol.phone import cid_entry, iid_entry
 
     cid = _cid(ospp)
     groups = [cid[i : i + 6] for i in range(0, 120, 6)]

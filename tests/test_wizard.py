@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ospp.protocol.phone import damm
+from ospp.protocol.digit_groups import damm
 from tests.conftest import PRODUCT, Ospp
 from tests.test_authority import issue
 

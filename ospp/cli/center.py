@@ -186,7 +186,7 @@ def extend(key: str, by: int) -> Result:
 @reports
 def confirm(iid: tuple[str, ...]) -> Result:
     """The phone operator's tool: turn an installation ID into a confirmation ID."""
-    from ospp.protocol.phone import format_groups
+    from ospp.protocol.digit_groups import format_groups
 
     cid = _open().confirm(" ".join(iid))
     return Result(

@@ -19,7 +19,7 @@ from ospp.cli.base import DASHES, Result
 from ospp.cli.i18n import Text
 from ospp.core.errors import E_CHECK_DIGIT, N_, Cancelled, OsppError, hex_code
 from ospp.core.printable import escaped
-from ospp.protocol.phone import GroupEntry, TooManyGroups
+from ospp.protocol.digit_groups import GroupEntry, TooManyGroups
 
 LANG_OPTION = click.option(
     "--lang",

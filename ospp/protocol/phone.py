@@ -1,8 +1,9 @@
 """Installation IDs (IID) and confirmation IDs (CID): the digits read over the phone.
 
 IID: 9 groups of 7 digits. Each group is 6 data digits and a Damm check digit, which catches
-every single mistyped digit and every swap of two adjacent digits in the group. The 54 data
-digits hold a 177-bit number:
+every single mistyped digit and every swap of two adjacent digits in the group (the groups and
+their check digits are :mod:`ospp.protocol.digit_groups`). The 54 data digits hold a 177-bit
+number:
 
     version (3) | product (8) | channel (2) | key serial (32) | key proof (60)
     | hardware hash (40) | machine tag (32, from the CMID)
@@ -32,12 +33,12 @@ from dataclasses import dataclass
 from ospp.core.catalog import Channel
 from ospp.core.errors import (
     E_BAD_FORMAT,
-    E_CHECK_DIGIT,
     E_CID_LENGTH,
     E_MISMATCH,
     N_,
     LicensingError,
 )
+from ospp.protocol.digit_groups import GroupEntry, split_checked, with_check_digits
 
 IID_GROUPS, IID_GROUP_DATA = 9, 6
 CID_GROUPS, CID_GROUP_DATA = 20, 5
@@ -59,20 +60,6 @@ IID_CHANNELS = {Channel.MAK: IID_CHANNEL_MAK, Channel.KMS_HOST: IID_CHANNEL_KMS_
 def iid_channel(code: int) -> Channel | None:
     """The channel an IID's channel field names, or None for a code no key has."""
     return next((channel for channel, c in IID_CHANNELS.items() if c == code), None)
-
-
-_DAMM = (
-    (0, 3, 1, 7, 5, 9, 8, 6, 4, 2),
-    (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
-    (4, 2, 0, 6, 8, 7, 1, 3, 5, 9),
-    (1, 7, 5, 0, 9, 8, 3, 4, 2, 6),
-    (6, 1, 2, 3, 0, 4, 5, 9, 7, 8),
-    (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
-    (5, 8, 6, 9, 7, 2, 0, 1, 3, 4),
-    (8, 9, 4, 5, 3, 6, 2, 0, 1, 7),
-    (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
-    (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
-)
 
 
 def machine_tag(source: str) -> int:
@@ -113,89 +100,9 @@ def host_certificate_message(product_index: int, serial: int, key_tag: int) -> b
     return f"ospp-cid-kms-host-v2:{product_index}:2:{serial}:{key_tag:018x}".encode("ascii")
 
 
-def damm(digits: str) -> int:
-    interim = 0
-    for d in digits:
-        interim = _DAMM[interim][ord(d) - 48]
-    return interim
-
-
-def _group(data: str, per_group: int) -> list[str]:
-    chunks = [data[i : i + per_group] for i in range(0, len(data), per_group)]
-    return [chunk + str(damm(chunk)) for chunk in chunks]
-
-
 # What the messages call the two IDs ("the {what} has 12 digits").
 _IID = N_("installation ID")
 _CID = N_("confirmation ID")
-
-
-def _digits(text: str, what: str) -> str:
-    compact = "".join(text.split()).replace("-", "")
-    if compact and not (compact.isdigit() and compact.isascii()):  # empty: its length says
-        bad = next((c for c in compact if not ("0" <= c <= "9")), "")
-        raise LicensingError(
-            E_BAD_FORMAT,
-            N_(
-                "the {what} may hold only digits, spaces and dashes; found {bad!r}",
-                what=what,
-                bad=bad,
-            ),
-        )
-    return compact
-
-
-def check_group(group: str, index: int, what: str, size: int) -> None:
-    """Raise 0xC004F04D naming group ``index`` (1-based) if its check digit is wrong."""
-    if len(group) != size or not (group.isascii() and group.isdigit()):
-        raise LicensingError(
-            E_CID_LENGTH if what == "confirmation ID" else E_BAD_FORMAT,
-            N_(
-                "group {index} of the {what} must be {size} digits, not {group!r}",
-                index=index,
-                what=what,
-                size=size,
-                group=group,
-            ),
-        )
-    if damm(group) != 0:
-        raise LicensingError(
-            E_CHECK_DIGIT,
-            N_(
-                "group {index} of the {what} is wrong (its check digit does not match)",
-                index=index,
-                what=what,
-            ),
-            N_("Read group {index} again, digit by digit.", index=index),
-        )
-
-
-def _split_checked(text: str, groups: int, per_group: int, what: str, length_code: int) -> str:
-    compact = _digits(text, what)
-    size = per_group + 1
-    if len(compact) != groups * size:
-        typed = text.replace("-", " ").split()
-        if len(typed) == groups:  # typed group by group: name the group that is not whole
-            for i, group in enumerate(typed):
-                if len(group) != size:
-                    check_group(group, i + 1, what, size)
-        raise LicensingError(
-            length_code,
-            N_(
-                "the {what} has {count} digits; it must have {length} ({groups} groups of {size})",
-                what=what,
-                count=len(compact),
-                length=groups * size,
-                groups=groups,
-                size=size,
-            ),
-        )
-    data = []
-    for i in range(groups):
-        group = compact[i * size : (i + 1) * size]
-        check_group(group, i + 1, what, size)
-        data.append(group[:per_group])
-    return "".join(data)
 
 
 @dataclass(frozen=True)
@@ -282,7 +189,7 @@ class InstallationId:
         return str(self.number()).zfill(IID_GROUPS * IID_GROUP_DATA)
 
     def groups(self) -> list[str]:
-        return _group(self.data_digits(), IID_GROUP_DATA)
+        return with_check_digits(self.data_digits(), IID_GROUP_DATA)
 
     def text(self) -> str:
         return "".join(self.groups())
@@ -295,7 +202,7 @@ class InstallationId:
 
     @classmethod
     def parse(cls, text: str) -> InstallationId:
-        data = _split_checked(text, IID_GROUPS, IID_GROUP_DATA, _IID, E_BAD_FORMAT)
+        data = split_checked(text, IID_GROUPS, IID_GROUP_DATA, _IID, E_BAD_FORMAT)
         n = int(data)
         fields = []
         for bits in (32, 40, 60, 32, 2, 8):
@@ -323,11 +230,11 @@ def encode_cid(r: int, s: int) -> str:
     if not (0 < r < 1 << 160 and 0 < s < 1 << 160):
         raise ValueError("signature out of range")
     data = str(r << 160 | s).zfill(CID_GROUPS * CID_GROUP_DATA)
-    return "".join(_group(data, CID_GROUP_DATA))
+    return "".join(with_check_digits(data, CID_GROUP_DATA))
 
 
 def parse_cid(text: str) -> tuple[int, int]:
-    data = _split_checked(text, CID_GROUPS, CID_GROUP_DATA, _CID, E_CID_LENGTH)
+    data = split_checked(text, CID_GROUPS, CID_GROUP_DATA, _CID, E_CID_LENGTH)
     n = int(data)
     r, s = n >> 160, n & ((1 << 160) - 1)
     if r >> 160 or not r or not s:
@@ -343,102 +250,6 @@ def parse_cid(text: str) -> tuple[int, int]:
 CID_ORDER_HINT = N_(
     "Check that the confirmation ID's groups were typed in the order they were read."
 )
-
-
-def format_groups(text: str, size: int) -> str:
-    """Digits as groups separated by dashes, for reading aloud."""
-    return "-".join(text[i : i + size] for i in range(0, len(text), size))
-
-
-class TooManyGroups(LicensingError):
-    """A line typed into a :class:`GroupEntry` holds more digits than the ID has left."""
-
-
-class GroupEntry:
-    """Digits typed group by group, as a person reads them over the phone.
-
-    Each :meth:`feed` takes whatever was typed at one prompt: one group, several, or a whole
-    pasted ID (spaces and dashes ignored). Groups are checked as they come; good ones are kept,
-    and the first wrong one is reported (the rest of that line is dropped), so only a wrong
-    group is asked for again. Used by ``actcid --interactive``, the wizard and the operator's
-    console alike.
-    """
-
-    def __init__(self, groups: int, per_group: int, what: str) -> None:
-        self.total = groups
-        self.size = per_group + 1
-        self.what = what
-        self.groups: list[str] = []
-
-    @property
-    def done(self) -> bool:
-        return len(self.groups) >= self.total
-
-    @property
-    def index(self) -> int:
-        """The 1-based number of the group asked for next."""
-        return len(self.groups) + 1
-
-    def feed(self, typed: str) -> LicensingError | None:
-        """Take one line; returns the error for a wrong group (None if all were good)."""
-        compact = "".join(typed.split()).replace("-", "")
-        if not compact:
-            return LicensingError(
-                E_CID_LENGTH if self.what == "confirmation ID" else E_BAD_FORMAT,
-                N_("group {index} of the {what} is empty", index=self.index, what=self.what),
-            )
-        chunks = [compact[i : i + self.size] for i in range(0, len(compact), self.size)]
-        left = self.total - len(self.groups)
-        if len(chunks) > left:  # an extra group, or an ID pasted twice: nothing of it is kept
-            return TooManyGroups(
-                E_CID_LENGTH if self.what == "confirmation ID" else E_BAD_FORMAT,
-                N_(
-                    "the {what} has {left} group(s) left from group {index}, and this line "
-                    "holds {typed} characters, more than {most}",
-                    what=self.what,
-                    left=left,
-                    index=self.index,
-                    typed=len(compact),
-                    most=left * self.size,
-                ),
-                N_("Type the line again without the extra digits."),
-            )
-        first = self.index
-        for chunk in chunks:
-            try:
-                check_group(chunk, self.index, self.what, self.size)
-            except LicensingError as exc:
-                return self._short_group(typed, first) or exc
-            self.groups.append(chunk)
-        return None
-
-    def _short_group(self, typed: str, first: int) -> LicensingError | None:
-        """When a line typed with separators went wrong, a group among them left a digit
-        short explains it better than the check digit that fails after it: every later digit
-        moved. That group is the last part to begin where a group begins, when the digits
-        typed are not whole groups; what the line added from it on is dropped (a moved chunk
-        may pass its check digit by chance)."""
-        parts = typed.replace("-", " ").split()
-        if len(parts) < 2 or not all(p.isascii() and p.isdigit() for p in parts):
-            return None
-        typed_digits, start, short = 0, 0, ""
-        for part in parts:
-            if typed_digits % self.size == 0:
-                start, short = typed_digits, part
-            typed_digits += len(part)
-        if typed_digits % self.size == 0 or len(short) >= self.size:
-            return None  # whole groups: a wrong digit, not a missing one
-        index = first + start // self.size
-        del self.groups[index - 1 :]
-        try:
-            check_group(short, index, self.what, self.size)
-        except LicensingError as exc:
-            return exc
-        return None  # unreachable: the group is short
-
-    def text(self) -> str:
-        """The groups so far, dash-separated."""
-        return "-".join(self.groups)
 
 
 def cid_entry() -> GroupEntry:
