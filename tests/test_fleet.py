@@ -103,7 +103,8 @@ def test_status_csv_filters_inpkey_and_remove_stay_in_the_glob(ospp: Ospp) -> No
     assert rows[0]["key_last5"] == "6F7TH" and rows[0]["remaining_days"] in ("29", "30")
     # a key needs its product: ProPlus2016 is installed nowhere, so no machine takes its key
     refused = ospp("fleet", "inpkey", GVLK_2016, "--machines", "b*")
-    assert refused.code == 1 and refused.out.count("0xC004F069") == 2
+    assert refused.code == 1 and refused.out.count(": 0xC004F069 ProPlus2016 is not") == 2
+    assert refused.out.splitlines()[-1] == "Summary: 2 failed 0xC004F069"
     mak = ospp("center", "issue-key", "--product", "ProPlus2019", "--json").data()["key"]
     assert ospp("fleet", "inpkey", mak, "--machines", "b*").code == 0
     keys = {r["machine"]: r for r in ospp("fleet", "status", "--json").data()["rows"]}
@@ -894,3 +895,20 @@ def test_fleet_act_says_a_store_it_cannot_read_on_its_own_line(ospp: Ospp) -> No
     ran = ospp("fleet", "act")
     assert ran.code != 0 and "ws2: cannot be read: 0x8007000D" in ran.out, ran.out
     assert "ws2: :" not in ran.out
+
+
+def test_inpkey_counts_its_failures_by_code_and_json_lists_them(ospp: Ospp) -> None:
+    ospp("fleet", "create", "k", "3", "--product", "ProPlus2021")
+    ospp.install("ProPlus2016", "k2")
+    text = ospp("fleet", "inpkey", GVLK_2016, "--machines", "k*")
+    assert text.code == 1, text.out
+    assert "Summary: 2 failed 0xC004F069, 1 installed" in text.out.splitlines()
+    ran = ospp("fleet", "inpkey", GVLK_2016, "--machines", "k*", "--json")
+    assert ran.code == 1 and ran.json()["error"]["code"] == "0xC004F069"
+    report = ran.data()
+    assert report["summary"] == {"failed 0xC004F069": 2, "installed": 1}
+    failures = sorted(report["failures"], key=lambda f: f["machine"])
+    assert [f["machine"] for f in failures] == ["k1", "k3"]
+    assert {f["error"]["code"] for f in failures} == {"0xC004F069"}
+    done = ospp("fleet", "inpkey", GVLK_2021, "--machines", "k*", "--json")
+    assert done.code == 0 and done.data() == {"summary": {"installed": 3}, "failures": []}

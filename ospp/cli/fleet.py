@@ -343,24 +343,44 @@ def inpkey(key: str, glob: str) -> Result:
     home = ospp_home()
     total = len(fleet.require(home, glob))
     done = fleet.install_key(home, glob, key, os.environ, clock_from_env())
-    return _counted(done, total, "installing")
+    return _counted(done, total, "installing", coded=True)
 
 
-def _counted(done: Iterable[Any], total: int, label: str) -> Result:
+def _counted(done: Iterable[Any], total: int, label: str, coded: bool = False) -> Result:
+    """Count what was done to each machine and list the first failures. ``coded``: a failure
+    is counted under its licensing code ("failed 0xC004F069", as fleet act counts them), and
+    --json lists every failure with its error."""
     counts: Counter[str] = Counter()
-    first: OsppError | None = None
+    first: list[OsppError] = []
     lines: list[str] = []
-    try:
-        for d in progress(done, total, label):
-            counts[d.outcome] += 1
-            if d.error is not None:
-                first = first or d.error
-                if len(lines) < MAX_SHOWN:
-                    lines.append(f"{d.machine}: {hex_code(d.error.code)} {d.error.message}")
-    except KeyboardInterrupt:
-        raise stopped(counts, total) from None
+
+    def failures() -> Iterator[dict[str, Any]]:
+        try:
+            for d in progress(done, total, label):
+                coded_ = coded and d.error is not None
+                counts[f"failed {hex_code(d.error.code)}" if coded_ else d.outcome] += 1
+                if d.error is not None:
+                    if not first:
+                        first.append(d.error)
+                    if len(lines) < MAX_SHOWN:
+                        lines.append(f"{d.machine}: {hex_code(d.error.code)} {d.error.message}")
+                    yield {"machine": d.machine, "error": d.error.to_json()}
+        except KeyboardInterrupt:
+            raise stopped(counts, total) from None
+
+    def problem() -> OsppError | None:
+        return first[0] if first else None
+
+    if coded and _as_json():  # every failure, streamed: memory does not grow with the fleet
+        from ospp.cli import stream
+
+        fields = [("summary", counts), ("failures", failures())]
+        stream.json_report(command_name(click.get_current_context()), fields, problem)
+        return Result(banners=False, failed=problem(), printed=True)
+    for _ in failures():
+        pass
     lines.append(summary(counts))
-    return Result(lines, {"summary": counts}, banners=False, failed=first)
+    return Result(lines, {"summary": counts}, banners=False, failed=problem())
 
 
 @fleet_group.command("remove")

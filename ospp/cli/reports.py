@@ -163,7 +163,9 @@ DATA: dict[str, Schema] = {
     ),
     "fleet export": obj(machines=integer(), file=string()),
     "fleet import": obj(summary=mapping(integer())),
-    "fleet inpkey": obj(summary=mapping(integer())),
+    "fleet inpkey": obj(
+        summary=mapping(integer()), failures=array(obj(machine=string(), error=ref("error")))
+    ),
     "fleet remove": obj(summary=mapping(integer())),
     "fleet status": obj(
         rows=array(
