@@ -912,3 +912,106 @@ def test_inpkey_counts_its_failures_by_code_and_json_lists_them(ospp: Ospp) -> N
     assert {f["error"]["code"] for f in failures} == {"0xC004F069"}
     done = ospp("fleet", "inpkey", GVLK_2021, "--machines", "k*", "--json")
     assert done.code == 0 and done.data() == {"summary": {"installed": 3}, "failures": []}
+
+
+def _meta(ospp: Ospp, name: str) -> dict[str, str]:
+    path = Path(ospp.env["OSPP_HOME"]) / "machines" / name / "licenses.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return dict(db.execute("SELECT name, value FROM meta").fetchall())
+
+
+def test_import_of_an_export_fills_this_machine_when_it_holds_nothing(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """An export lists localhost; in a new home almost any command has made an empty
+    localhost, which fleet remove cannot remove: the import fills it (keeping its CMID)."""
+    ospp.install("ProPlus2021")
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021", "--sethst", "10.0.0.5:1688")
+    site = tmp_path / "site.csv"
+    assert ospp("fleet", "export", str(site)).code == 0
+    assert site.read_text().splitlines()[1].startswith("localhost,ProPlus2021,")
+    new = Ospp(tmp_path / "new")
+    assert new("/dstatus").code == 0  # makes this machine's store, holding nothing
+    cmid = new("dcmid", "--json").data()["cmid"]
+    ran = new("fleet", "import", str(site), "--json")
+    assert ran.code == 0, ran.out
+    assert ran.data() == {"summary": {"created": 3}}
+    rows = {r["machine"]: r for r in new("fleet", "status", "--json").data()["rows"]}
+    assert sorted(rows) == ["localhost", "ws1", "ws2"]
+    assert rows["localhost"]["product_id"] == "ProPlus2021"
+    assert rows["localhost"]["key_last5"] == "6F7TH"
+    assert new("dcmid", "--json").data()["cmid"] == cmid  # still this machine
+    again = tmp_path / "again.csv"
+    assert new("fleet", "export", str(again)).code == 0
+    assert again.read_text() == site.read_text()
+
+
+@pytest.mark.parametrize("held", [["install-product", "ProPlus2019"], ["/puserops"]])
+def test_import_refuses_a_localhost_that_holds_anything_with_a_hint_that_works(
+    ospp: Ospp, tmp_path: Path, held: list[str]
+) -> None:
+    ospp.install("ProPlus2021")
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    site = tmp_path / "site.csv"
+    assert ospp("fleet", "export", str(site)).code == 0
+    new = Ospp(tmp_path / "new")
+    assert new(*held).code == 0
+    before = _meta(new, "localhost")
+    ran = new("fleet", "import", str(site), "--json")
+    assert ran.code == 2 and ran.json()["error"]["code"] == "0x80070057", ran.out
+    error = ran.json()["error"]
+    assert "line 2: localhost, this machine, exists and holds " in error["message"]
+    assert ("ProPlus2019" if held[0] == "install-product" else "user_operations") in (
+        error["message"]
+    )
+    assert _meta(new, "localhost") == before  # unchanged
+    assert machines(new) == ["localhost"]  # nothing imported
+    # the hint's way: the file without the localhost rows, from standard input
+    hint = error["hint"]
+    assert f"grep -v '^localhost,' {site} | ospp fleet import -" in hint, hint
+    rest = "".join(line for line in site.read_text().splitlines(True)
+                   if not line.startswith("localhost,"))  # fmt: skip
+    done = new("fleet", "import", "-", input=rest)
+    assert done.code == 0, done.out
+    assert machines(new) == ["localhost", "ws1", "ws2"] and _meta(new, "localhost") == before
+
+
+def test_an_undone_import_leaves_a_filled_empty_store_as_it_was(tmp_path: Path) -> None:
+    """Stopped after it filled one empty store, an import empties it again (same CMID)."""
+    from ospp.core.clock import SystemClock
+    from ospp.machine import fleet, fleetcsv
+    from ospp.machine.store import MachineStore
+
+    home, clock = tmp_path / "home", SystemClock()
+    for name in ("e1", "e2"):
+        MachineStore.open(home, name, clock, create=True).db.close()
+    meta = {name: _meta_of(home, name) for name in ("e1", "e2")}
+    site = tmp_path / "site.csv"
+    site.write_text(
+        "machine,product,key,kms_host\ne1,ProPlus2021,,\ne2,ProPlus2021,,\nn1,ProPlus2021,,\n"
+    )
+    assert fleetcsv.check_import(home, site, None, clock) == 3
+    templates = fleet.Templates(clock)
+    try:
+        rows = fleetcsv.import_rows(home, site, clock, templates)
+        assert next(rows).machine == "n1"  # new machines first, then the empty stores
+        assert next(rows).machine == "e1"
+        assert _meta_of(home, "e1")["cmid"] == meta["e1"]["cmid"]
+        assert _licences_of(home, "e1") == 1
+        rows.close()  # as an interrupt would
+    finally:
+        templates.close()
+    assert not (home / "machines" / "n1").exists()
+    for name in ("e1", "e2"):
+        assert _meta_of(home, name) == meta[name]
+        assert _licences_of(home, name) == 0
+
+
+def _meta_of(home: Path, name: str) -> dict[str, str]:
+    with contextlib.closing(sqlite3.connect(home / "machines" / name / "licenses.db")) as db:
+        return dict(db.execute("SELECT name, value FROM meta").fetchall())
+
+
+def _licences_of(home: Path, name: str) -> int:
+    with contextlib.closing(sqlite3.connect(home / "machines" / name / "licenses.db")) as db:
+        return int(db.execute("SELECT count(DISTINCT product_id) FROM licenses").fetchone()[0])

@@ -427,15 +427,16 @@ IMPORT_LIMIT = 64 * 1024 * 1024  # a fleet file from standard input: 10,000 mach
 @reports
 def import_(file: Path) -> Result:
     """Create the machines listed in FILE.csv ('-' reads standard input); all or nothing (a bad
-    row names its line)."""
+    row names its line). One that exists is refused unless it holds nothing (as the localhost
+    most commands make): that one is filled."""
     from ospp.core.files import read_user_file
     from ospp.machine import fleet, fleetcsv
 
     _needs_admin("import")
     home = ospp_home()
     text = read_user_file(file, "fleet file", IMPORT_LIMIT) if str(file) == "-" else None
-    total = fleetcsv.check_import(home, file, text)
     clock = clock_from_env()
+    total = fleetcsv.check_import(home, file, text, clock)
     templates = fleet.Templates(clock)
     counts: Counter[str] = Counter()
     try:

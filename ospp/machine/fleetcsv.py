@@ -3,6 +3,11 @@
 One row per installed product (machine, product, key, KMS host, KMS lookup domain); a
 machine's rows are consecutive. An import checks the whole file before it creates anything,
 and undoes what it made when it fails or is interrupted.
+
+A machine of the file whose store exists but holds nothing (no product, no activation
+history, every setting at its default), as the ``localhost`` store almost any command makes,
+is filled from the file in one transaction of that store, keeping its CMID; one that holds
+anything is refused, and nothing is imported.
 """
 
 from __future__ import annotations
@@ -10,15 +15,16 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+import sqlite3
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ospp.core.clock import Clock, iso
 from ospp.core.errors import OsppError, UsageError
-from ospp.core.paths import StrPath, machine_dir, machine_name
+from ospp.core.paths import LOCAL_MACHINE, StrPath, machine_dir, machine_name
 from ospp.machine.fleet import Created, Spec, Templates, check_spec, place, stamped
-from ospp.machine.store import STORE_FILE
+from ospp.machine.store import DEFAULTS, STORE_FILE, MachineStore, NoMachine
 
 CSV_FIELDS = ("machine", "product", "key", "kms_host", "kms_domain")
 # Files written before the KMS lookup domain was exported have the first four columns only.
@@ -116,8 +122,51 @@ def read_csv(path: Path, text: str | None = None) -> Iterator[tuple[int, str, Sp
         yield current
 
 
-def check_import(home: StrPath, path: Path, text: str | None = None) -> int:
-    """Validate a whole file first: every row, no machine twice, none that exists already."""
+# The meta rows every store has, which say nothing about what it holds: its identity (kept
+# when it is filled) and its count of mutations.
+_IDENTITY = ("cmid", "created_at")
+_BOOKKEEPING = (*_IDENTITY, "generation")
+# The tables of a store, as an import fills them (the template's rows).
+_TABLES = ("meta", "licenses", "history")
+
+
+def holdings(conn: sqlite3.Connection) -> list[str]:
+    """What a machine's store holds that an import would lose, in words; [] when nothing:
+    no licence, no activation history, every setting at its default."""
+    held = []
+    products = sorted({r[0] for r in conn.execute("SELECT product_id FROM licenses")})
+    if products:
+        held.append("product(s) " + ", ".join(products))
+    (events,) = conn.execute("SELECT count(*) FROM history").fetchone()
+    if events:
+        held.append(f"{events} activation event(s)")
+    changed = sorted(
+        name
+        for name, value in conn.execute("SELECT name, value FROM meta")
+        if name not in _BOOKKEEPING and DEFAULTS.get(name) != value
+    )
+    if changed:
+        held.append("setting(s) " + ", ".join(changed))
+    return held
+
+
+def _refused(path: Path, line: int, name: str, held: list[str]) -> UsageError:
+    if name.lower() == LOCAL_MACHINE:  # this machine: fleet remove keeps it
+        return UsageError(
+            f"{path} line {line}: {name}, this machine, exists and holds {'; '.join(held)}: "
+            "an import fills only a machine that holds nothing",
+            f"Nothing was imported. Import the file without its {name} rows (e.g. grep -v "
+            f"'^{name},' {'FILE' if str(path) == '-' else path} | ospp fleet import -).",
+        )
+    return UsageError(
+        f"{path} line {line}: machine {name} already exists and holds {'; '.join(held)}",
+        "Nothing was imported; remove it first ('ospp fleet remove') or leave it out.",
+    )
+
+
+def check_import(home: StrPath, path: Path, text: str | None, clock: Clock) -> int:
+    """Validate a whole file first: every row, no machine twice, none that exists already
+    and holds anything (:func:`holdings`)."""
     seen: set[str] = set()
     for line, name, _ in read_csv(path, text):
         if name in seen:
@@ -126,32 +175,142 @@ def check_import(home: StrPath, path: Path, text: str | None = None) -> int:
                 "Nothing was imported; a machine's rows must be consecutive.",
             )
         if (Path(machine_dir(home, name)) / STORE_FILE).exists():
-            raise UsageError(
-                f"{path} line {line}: machine {name} already exists",
-                "Nothing was imported; remove it first ('ospp fleet remove') or leave it out.",
-            )
+            held = _held(home, name, clock)
+            if held:
+                raise _refused(path, line, name, held)
         seen.add(name)
     return len(seen)
+
+
+def _held(home: StrPath, name: str, clock: Clock) -> list[str]:
+    """What the existing store of ``name`` holds ([] when removed meanwhile: then it is
+    created as any other); a store that cannot be read raises its error."""
+    try:
+        store = MachineStore.open(home, name, clock)
+    except NoMachine:
+        return []
+    try:
+        with store.db.read() as conn:
+            return holdings(conn)
+    finally:
+        store.db.close()
+
+
+def _rows_of(data: bytes) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+    """The columns and rows of each table of a template store (:class:`Templates`)."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.deserialize(data)
+        found = {}
+        for table in _TABLES:
+            cur = mem.execute(f"SELECT * FROM {table}")
+            found[table] = ([d[0] for d in cur.description], cur.fetchall())
+        return found
+    finally:
+        mem.close()
+
+
+def _fill(
+    home: StrPath, path: Path, line: int, name: str, data: bytes, clock: Clock
+) -> tuple[list[tuple[str, str]], int] | None:
+    """Fill the existing, empty store of ``name`` with the rows of the template ``data``, in
+    one of its write transactions, keeping its CMID and creation time. Returns its meta rows as they
+    were (to put back if the import is undone) and the generation it now has; None when the
+    store is gone (removed meanwhile: it is then placed as a new one). Raises when it holds
+    anything by now."""
+    rows = _rows_of(data)
+    try:
+        store = MachineStore.open(home, name, clock)
+    except NoMachine:
+        return None
+    try:
+        with store.write() as conn:
+            held = holdings(conn)
+            if held:  # changed since the file was checked
+                raise _refused(path, line, name, held)
+            before = conn.execute("SELECT name, value FROM meta").fetchall()
+            kept = {n: v for n, v in before if n in _IDENTITY}
+            generation = 1 + max(
+                (int(v) for n, v in [*before, *rows["meta"][1]] if n == "generation"), default=0
+            )
+            for table in _TABLES:
+                columns, values = rows[table]
+                if table == "meta":
+                    values = [(n, v) for n, v in values if n not in (*kept, "generation")]
+                    values += [*kept.items(), ("generation", str(generation))]
+                conn.execute(f"DELETE FROM {table}")
+                marks = ", ".join("?" * len(columns))
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                    values,
+                )
+            return [(str(n), str(v)) for n, v in before], generation
+    finally:
+        store.db.close()
+
+
+def _empty_again(
+    home: StrPath, name: str, filled: tuple[list[tuple[str, str]], int], clock: Clock
+) -> None:
+    """Undo :func:`_fill`: the store as it was, unless another command changed it since."""
+    before, generation = filled
+    try:
+        store = MachineStore.open(home, name, clock)
+    except OsppError:
+        return
+    try:
+        with store.write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()
+            if row is None or row[0] != str(generation):
+                return  # written since: what was built on the import stays
+            for table in _TABLES:
+                conn.execute(f"DELETE FROM {table}")
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", before)
+    except OsppError:
+        return
+    finally:
+        store.db.close()
 
 
 def import_rows(
     home: StrPath, path: Path, clock: Clock, templates: Templates, text: str | None = None
 ) -> Generator[Created, None, None]:
     """Create the machines of a checked file; if one appeared meanwhile, or the import is
-    interrupted (Ctrl+C), undo them all."""
+    interrupted (Ctrl+C), undo them all. The empty stores it fills come last, so that an
+    import that fails before them leaves them untouched."""
     made: list[str] = []
+    filled: list[tuple[str, tuple[list[tuple[str, str]], int]]] = []
+    empty: list[tuple[int, str, Spec]] = []  # existing stores that hold nothing
     created_at = iso(clock.now())
     try:
         for line, name, spec in read_csv(path, text):
             made.append(name)  # before it exists: an interrupt may come as it is written
             if not place(home, name, stamped(templates.get(spec), created_at)):
-                made.pop()  # someone else's
-                raise UsageError(
-                    f"{path} line {line}: machine {name} was created by someone else meanwhile",
-                    "Nothing was imported.",
-                )
+                made.pop()  # an existing store: filled at the end, if it holds nothing
+                if _held(home, name, clock):
+                    raise UsageError(
+                        f"{path} line {line}: machine {name} was created by someone else meanwhile",
+                        "Nothing was imported.",
+                    )
+                empty.append((line, name, spec))
+                continue
+            yield Created(name, "created")
+        for line, name, spec in empty:
+            was = _fill(home, path, line, name, templates.get(spec), clock)
+            if was is None:  # removed meanwhile
+                made.append(name)
+                if not place(home, name, stamped(templates.get(spec), created_at)):
+                    made.pop()
+                    raise UsageError(
+                        f"{path} line {line}: machine {name} was created by someone else meanwhile",
+                        "Nothing was imported.",
+                    )
+            else:
+                filled.append((name, was))
             yield Created(name, "created")
     except BaseException:  # the error above, an interrupt, the caller closing this early
         for undo in made:
             shutil.rmtree(machine_dir(home, undo), ignore_errors=True)
+        for name, was in filled:
+            _empty_again(home, name, was, clock)
         raise
