@@ -652,7 +652,10 @@ def test_service_all_reports_an_unreadable_store_and_serves_the_others(ospp: Osp
     damaged.write_bytes(b"garbage")
     env = {"OSPP_NOW": "+6h"}
     ran = ospp("service", "--all", "--json", env=env)
-    assert ran.code == 4 and ran.json()["ok"] is False, ran.out  # the first failure: ws1's
+    # ws1 and ws3 find no KMS host (exit 4), ws2 cannot be read: a store that cannot be used
+    # comes first, whichever machine failed first (as with --notify below)
+    assert ran.code == 3 and ran.json()["ok"] is False, ran.out
+    assert ran.json()["error"]["code"] == "0x8007000D"
     rows = {a["machine"]: a for a in ran.data()["actions"]}
     assert rows["ws2"]["action"] == "read" and rows["ws2"]["product_id"] is None
     assert rows["ws2"]["error"]["code"] == "0x8007000D"
@@ -1015,3 +1018,42 @@ def _meta_of(home: Path, name: str) -> dict[str, str]:
 def _licences_of(home: Path, name: str) -> int:
     with contextlib.closing(sqlite3.connect(home / "machines" / name / "licenses.db")) as db:
         return int(db.execute("SELECT count(DISTINCT product_id) FROM licenses").fetchone()[0])
+
+
+def test_service_all_exit_status_follows_what_failed_not_which_machine_failed_first(
+    ospp: Ospp,
+) -> None:
+    """One machine's host counts too few (0xC004F038, exit 1), another finds no KMS host in
+    DNS (0x8007232B, exit 4): whichever sorts first, the pass exits 4 with 0x8007232B."""
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        ospp("fleet", "create", "lic", "1", "--product", "ProPlus2021", "--sethst", host.address)
+        for nohost in ("zz", "aa"):  # after lic1 by name, then before it
+            ospp("fleet", "create", nohost, "1", "--product", "ProPlus2021")
+            for args in (["service", "--all"], ["service", "--all", "--json"]):
+                ran = ospp(*args, env={"OSPP_NOW": "+3h"} if args[-1] == "--json" else None)
+                assert ran.code == 4, (nohost, ran.out)
+                if args[-1] == "--json":
+                    assert ran.json()["error"]["code"] == "0x8007232B"
+                    assert ran.data()["summary"] == {"failed 0x8007232B": 1,
+                                                     "failed 0xC004F038": 1}  # fmt: skip
+                else:
+                    assert f"{nohost}1: ProPlus2021: activate failed: 0x8007232B" in ran.out
+                    assert "lic1: ProPlus2021: activate failed: 0xC004F038" in ran.out
+            ospp("fleet", "remove", f"{nohost}*")
+            ospp("clock", "advance", "6h")
+        alone = ospp("service", "--all", "--json")  # the licensing check's no alone: exit 1
+        assert alone.code == 1 and alone.json()["error"]["code"] == "0xC004F038", alone.out
+    finally:
+        host.stop()
+
+
+def test_the_failure_reported_for_many_comes_by_kind_then_by_machine() -> None:
+    from ospp.core.errors import LicensingError, NetworkError, StoreError, UsageError, reported
+
+    lic, net, net2 = LicensingError(1, "a"), NetworkError(2, "b"), NetworkError(3, "c")
+    assert reported([]) is None
+    assert reported([lic, net, net2]) is net and reported([net2, lic, net]) is net2
+    store, usage = StoreError(4, "d"), UsageError("e")
+    assert reported([lic, net, store]) is store and reported([store, usage, lic]) is usage

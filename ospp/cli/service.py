@@ -14,7 +14,7 @@ import click
 
 from ospp.cli import complete, stream
 from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, quiet, reports
-from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, OsppError, hex_code
+from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, OsppError, hex_code, reported
 
 if TYPE_CHECKING:
     from ospp.machine.service import Action
@@ -62,7 +62,7 @@ def service(
 
     ctx = click.get_current_context()
     counts: Counter[str] = Counter()
-    first: list[OsppError] = []  # the first failure
+    first: list[OsppError] = []  # the first failure of each kind (exit status), in machine order
 
     unreadable: set[str | None] = set()  # with --all: reported by the pass, machine by machine
 
@@ -88,14 +88,15 @@ def service(
         try:
             for action in done:
                 counts[fleetact.outcome(action)] += 1
-                if action.error is not None and not first:
-                    first.append(action.error)
+                error = action.error
+                if error is not None and all(e.exit_status != error.exit_status for e in first):
+                    first.append(error)
                 yield action_row(action)
         except KeyboardInterrupt:
             raise stopped(counts, len(names)) from None
 
-    def failure() -> OsppError | None:
-        return first[0] if first else None
+    def failure() -> OsppError | None:  # what failed decides the exit status, not where
+        return reported(first)
 
     def readable() -> list[str | None]:
         return [n for n in names if n not in unreadable]

@@ -13,6 +13,7 @@ that ``ospp.cli.i18n`` can word it in the dialogue's language. Nothing below the
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -48,6 +49,14 @@ class ExitStatus(enum.IntEnum):
     NETWORK = 4  # a server (authority, KMS host, DNS) could not be reached
     INTERRUPTED = 130  # Ctrl+C (128 + SIGINT), as shells report it
     INTERNAL = 70  # a bug in ospp (EX_SOFTWARE)
+
+
+# Which failure a command over many machines reports when they failed in different ways: the
+# first kind here that any machine met (a command line or environment that is wrong for every
+# machine, then a store that cannot be used, then a server that could not be reached, then the
+# licensing check's no), so its exit status follows from what failed, never from which
+# machine failed first. README "Exit status" documents it.
+PRECEDENCE = (ExitStatus.USAGE, ExitStatus.STORE, ExitStatus.NETWORK, ExitStatus.LICENSING)
 
 
 # -- the licensing codes -------------------------------------------------------------------
@@ -227,6 +236,16 @@ class OsppError(Exception):
             "hint": self.hint,
             "exit_status": int(self.exit_status),
         }
+
+
+def reported(errors: Iterable[OsppError]) -> OsppError | None:
+    """The failure that stands for ``errors`` (each machine's, in machine order): the first of
+    the kind that comes first in :data:`PRECEDENCE`; None when there is none."""
+    first: dict[int, OsppError] = {}
+    for error in errors:
+        first.setdefault(int(error.exit_status), error)
+    rank = {int(status): n for n, status in enumerate(PRECEDENCE)}
+    return min(first.values(), key=lambda e: rank.get(int(e.exit_status), len(rank)), default=None)
 
 
 class LicensingError(OsppError):
