@@ -1057,3 +1057,73 @@ def test_the_failure_reported_for_many_comes_by_kind_then_by_machine() -> None:
     assert reported([lic, net, net2]) is net and reported([net2, lic, net]) is net2
     store, usage = StoreError(4, "d"), UsageError("e")
     assert reported([lic, net, store]) is store and reported([store, usage, lic]) is usage
+
+
+class SilentHost:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.1)
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                self.accepted.append(self.server.accept()[0])  # read nothing, answer nothing
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        self.server.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_fleet_act_waits_once_for_a_host_that_never_answers(
+    ospp: Ospp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KMS host that accepts and never answers costs the pass one timeout, not one per
+    machine: the machines after it are reported not tried (0xC004F074, the host named, a
+    hint) and left as they are; the next pass, once the host answers, tries them."""
+    from ospp.machine import kmspool
+
+    monkeypatch.setattr(kmspool, "REQUEST_TIMEOUT", 1.0)
+    silent = SilentHost()
+    try:
+        ospp("fleet", "create", "q", "30", "--product", "ProPlus2021", "--sethst", silent.address)
+        ran = ospp("fleet", "act", "--json")
+        accepted = len(silent.accepted)
+        # only the machine that asked has an attempt in its history; the others are as they were
+        histories = [
+            len(ospp("/dhistorykms", f"q{n:02d}", "--json").data()["entries"]) for n in range(1, 31)
+        ]
+        again = ospp("fleet", "act", "--machines", "q0*")  # the next pass asks it again, once
+        accepted_again = len(silent.accepted) - accepted
+    finally:
+        silent.stop()
+    assert ran.code == 1, ran.out
+    assert accepted == 1 and accepted_again == 1  # one request per pass, which waited
+    assert sorted(histories) == [0] * 29 + [1]
+    assert ran.data()["summary"] == {"failed 0xC004F074": 1, "not tried 0xC004F074": 29}
+    failures = ran.data()["failures"]
+    assert len(failures) == 30 and {f["error"]["code"] for f in failures} == {"0xC004F074"}
+    waited = [f for f in failures if not f["error"]["message"].startswith("not tried: ")]
+    assert len(waited) == 1 and "TimeoutError" in waited[0]["error"]["message"]
+    skipped = next(f for f in failures if f is not waited[0])["error"]
+    assert skipped["message"] == (
+        f"not tried: the KMS host at {silent.address} did not answer a request within 1 s "
+        "earlier in this run"
+    )
+    assert skipped["hint"].startswith("Nothing was sent from this machine and it was left as")
+    assert f"ospp kms ping {silent.address}" in skipped["hint"]
+    assert ran.json()["error"]["message"].startswith("30 activation(s) failed; the first: ")
+    assert again.code == 1
+    assert again.out.splitlines()[-1] == "Summary: 8 not tried 0xC004F074, 1 failed 0xC004F074"
+    assert "q01: ProPlus2021: activate failed: 0xC004F074 " in again.out

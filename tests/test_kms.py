@@ -638,52 +638,62 @@ def test_request_lines_that_cannot_be_written_are_dropped_counted_and_said_once(
     ]
 
 
-def test_a_host_that_never_answers_delays_each_thread_once_not_one_after_another(monkeypatch):
-    """The fleet's shared connection: once the host has not answered, the threads queued
-    behind the first try it at once, each on its own, rather than one timeout after another."""
+def test_a_host_that_never_answers_is_asked_once_per_pass_not_by_every_thread(monkeypatch):
+    """The fleet's shared connections: once a request to a host timed out, the threads queued
+    behind it, and every later request, are not sent to it: each fails at once with NotTried
+    (0xC004F074, naming the host), rather than waiting its own timeout."""
     from ospp.core.endpoint import Endpoint
     from ospp.core.errors import NetworkError
-    from ospp.machine import kmsclient
+    from ospp.machine import kmspool
 
     timeout = 1.0
-    monkeypatch.setattr(kmsclient, "REQUEST_TIMEOUT", timeout)
+    monkeypatch.setattr(kmspool, "REQUEST_TIMEOUT", timeout)
     silent = socket.create_server(("127.0.0.1", 0))
-    accepted: list[float] = []
-    held: list[socket.socket] = []
+    silent.settimeout(0.1)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
 
     def accept() -> None:
-        silent.settimeout(10 * timeout)
-        with contextlib.suppress(OSError):
-            while len(held) < 6:
-                conn, _ = silent.accept()
-                accepted.append(time.monotonic())
-                held.append(conn)  # read nothing, answer nothing
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(silent.accept()[0])  # read nothing, answer nothing
 
     listener = threading.Thread(target=accept)
     listener.start()
-    pool = kmsclient.Pool()
+    pool = kmspool.Pool()
     endpoint = Endpoint("127.0.0.1", silent.getsockname()[1])
-    failed: list[bool] = []
+    errors: list[NetworkError] = []
 
     def ask() -> None:
         try:
             pool.call(endpoint, {"op": "kms-ping"})
-        except NetworkError:
-            failed.append(True)
+        except NetworkError as exc:
+            errors.append(exc)
 
-    threads = [threading.Thread(target=ask) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    silent.close()
-    listener.join(timeout=30)
-    for conn in held:
-        conn.close()
-    assert len(failed) == 6 and len(accepted) == 6
-    # the first connection waited its timeout; the five others came together right after it
-    assert accepted[1] - accepted[0] >= timeout * 0.9
-    assert accepted[-1] - accepted[1] < timeout
+    try:
+        threads = [threading.Thread(target=ask) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        ask()  # a later request of the same pass
+    finally:
+        stop.set()
+        listener.join(timeout=30)
+        silent.close()
+        for conn in accepted:
+            conn.close()
+    assert len(errors) == 7 and len(accepted) == 1  # one request waited; no other was sent
+    waited = [e for e in errors if not isinstance(e, kmspool.NotTried)]
+    assert len(waited) == 1 and "did not answer properly: TimeoutError" in waited[0].message
+    for exc in errors:
+        assert exc.code == 0xC004F074 or exc is waited[0]
+        if exc is not waited[0]:
+            assert exc.message == (
+                f"not tried: the KMS host at {endpoint} did not answer a request within 1 s "
+                "earlier in this run"
+            )
+            assert exc.hint and f"ospp kms ping {endpoint}" in exc.hint
 
 
 def test_one_machine_is_counted_once_however_it_spells_its_cmid(ospp: Ospp, host: Host):

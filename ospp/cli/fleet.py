@@ -297,7 +297,7 @@ def act(glob: str | None) -> Result:
             raise stopped(counts, total) from None
 
     def failed() -> int:
-        return sum(n for what, n in counts.items() if what.startswith("failed"))
+        return sum(n for what, n in counts.items() if what.startswith(("failed", "not tried")))
 
     def problem() -> OsppError | None:
         if not first:

@@ -15,7 +15,7 @@ from ospp.core.errors import OsppError
 from ospp.core.paths import StrPath, ospp_home
 from ospp.machine import client
 from ospp.machine.fleet import require
-from ospp.machine.kmsclient import Pool
+from ospp.machine.kmspool import NotTried, Pool
 from ospp.machine.service import READ, Action
 from ospp.machine.store import MachineStore, NoMachine
 from ospp.machine.workers import parallel
@@ -27,6 +27,8 @@ def outcome(done: Action) -> str:
         return "nothing due"
     if done.error is None:
         return {"activate": "activated", "renew": "renewed"}.get(done.action, done.action)
+    if isinstance(done.error, NotTried):  # its host did not answer earlier in the pass
+        return f"not tried 0x{done.error.code:08X}"
     return f"failed 0x{done.error.code:08X}"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from ospp.core.errors import (
     OsppError,
     UsageError,
 )
+from ospp.machine.kmspool import REQUEST_TIMEOUT, NotTried, Pool
 from ospp.machine.seal import require_key, seal
 from ospp.machine.settings import cacheable_host
 from ospp.machine.store import Licence, MachineStore
@@ -32,9 +32,7 @@ from ospp.protocol.trust import Anchors, anchors, require_anchors
 
 if TYPE_CHECKING:
     from ospp.core.catalog import Product
-    from ospp.protocol.wire import Connection
 
-REQUEST_TIMEOUT = 5.0
 SKEW_HINT = N_(
     "A KMS host and its clients must agree on the time within 4 hours: set the clocks right, "
     "or move both together with the lab clock ('ospp clock'); OSPP_NOW moves one process only."
@@ -44,77 +42,6 @@ _UNSIGNED = frozenset({"v", "ok", "signature", "certificate", "proof"})
 # The largest count or interval (minutes) an answer may carry: a 32-bit signed integer, as
 # the Software Licensing Service keeps them.
 _MAX_NUMBER = 2**31 - 1
-
-
-class Pool:
-    """Open connections by host:port, kept for the next activations: one per KMS host, shared
-    by a fleet's worker threads, each request in turn (a host answers a connection's requests
-    one at a time anyway). Once a host has not answered, each thread tries it on its own until
-    it answers again, so a host that is down delays each thread once rather than all of them
-    one after another."""
-
-    def __init__(self) -> None:
-        self._open: dict[str, Connection] = {}
-        self._turns: dict[str, threading.Lock] = {}
-        self._failing: set[str] = set()
-        self._guard = threading.Lock()  # over the three above
-
-    def call(self, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
-        where = str(endpoint)
-        with self._guard:
-            turn = self._turns.setdefault(where, threading.Lock())
-            failing = where in self._failing
-        if not failing:
-            with turn:
-                with self._guard:  # again: it may have stopped answering while we waited
-                    failing = where in self._failing
-                    kept = None if failing else self._open.pop(where, None)
-                if kept is not None:
-                    try:
-                        response = kept.call(request)
-                    except NetworkError:
-                        kept.close()  # the host closed an idle connection: one fresh try below
-                    except BaseException:
-                        kept.close()
-                        raise
-                    else:
-                        self._keep(where, kept)
-                        return response
-                if not failing:
-                    return self._fresh(where, endpoint, request)
-        return self._fresh(where, endpoint, request)  # each thread on its own, at once
-
-    def _fresh(self, where: str, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
-        from ospp.protocol.wire import Connection
-
-        try:
-            conn = Connection(endpoint, "KMS host", REQUEST_TIMEOUT)
-            try:
-                response = conn.call(request)
-            except BaseException:
-                conn.close()
-                raise
-        except NetworkError:
-            with self._guard:
-                self._failing.add(where)
-            raise
-        with self._guard:
-            self._failing.discard(where)
-        self._keep(where, conn)
-        return response
-
-    def _keep(self, where: str, conn: Connection) -> None:
-        with self._guard:
-            if where not in self._open:
-                self._open[where] = conn
-                return
-        conn.close()  # another thread's connection is kept
-
-    def close(self) -> None:
-        with self._guard:
-            for conn in self._open.values():
-                conn.close()
-            self._open.clear()
 
 
 @dataclass(frozen=True)
@@ -237,15 +164,16 @@ def verify_stored(act: Mapping[str, Any], lic: Licence, cmid: str, trusted: Anch
 
 
 def _hosts(
-    store: MachineStore, environ: Mapping[str, str]
+    store: MachineStore, environ: Mapping[str, str], cached: bool = True
 ) -> tuple[list[Endpoint], str, dict[str, str]]:
-    """Hosts to try in order, how they were chosen, and the DNS name of each (by address)."""
+    """Hosts to try in order, how they were chosen, and the DNS name of each (by address).
+    ``cached``: False passes over the cached host (discovery, as if there were none)."""
     settings = store.kms()
     if settings.host:
         return [Endpoint(settings.host, settings.port)], "KMS machine registry override", {}
-    if settings.caching and settings.cached:
-        cached = parse_host(settings.cached, kms.DEFAULT_PORT, "cached KMS host")
-        return [cached], "cached host", {}
+    if cached and settings.caching and settings.cached:
+        host = parse_host(settings.cached, kms.DEFAULT_PORT, "cached KMS host")
+        return [host], "cached host", {}
     from ospp.dns import discovery
 
     hosts, names = discovery.find_hosts(settings.lookup_domain, environ)
@@ -268,22 +196,26 @@ def activate(
     environ: Mapping[str, str],
     status: str,
     pool: Pool | None = None,
+    cached: bool = True,
 ) -> Outcome:
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms.
 
-    With a ``pool``, connections are kept open and reused for the next activation."""
+    With a ``pool``, connections are kept open and reused for the next activation, and a host
+    that did not answer within this pass is not tried again (:class:`NotTried`: nothing is
+    sent or recorded for it). ``cached``: False passes over the cached host."""
     # a damaged seal key stops it before the host counts this machine
     require_key(store.home, create=False)
     settings = store.settings()
     cmid = settings["cmid"]
     try:
-        hosts, how, dns_names = _hosts(store, environ)
+        hosts, how, dns_names = _hosts(store, environ, cached)
     except UsageError:  # the environment is malformed (OSPP_DNS, OSPP_RESOLV_CONF): bad input
         raise  # changes nothing, not even the history of attempts
     except OsppError as exc:
         _record(store, lic, exc.code, exc.message, None)
         raise
     tried: list[str] = []
+    not_tried: list[NotTried] = []
     last_error: OsppError | None = None
     for endpoint in hosts:
         where = str(endpoint)
@@ -303,6 +235,9 @@ def activate(
         }
         try:
             response = _call(endpoint, request, pool)
+        except NotTried as exc:  # nothing sent: nothing to record, the cache stays
+            not_tried.append(exc)
+            continue
         except NetworkError as exc:
             tried.append(f"{where} ({exc.message.split(': ', 1)[-1]})")
             _record(store, lic, E_NO_KMS, exc.message, where)
@@ -383,11 +318,15 @@ def activate(
             store.bump(conn_)
         return Outcome(where, count, valid_until, renewed)
     if how == "cached host":
-        # The host that worked last time did not answer: forget it and discover again.
-        return activate(store, lic, environ, status, pool)
+        # The host that worked last time did not answer: forget it and discover again (not
+        # tried in this pass: discover again, and keep it for the next).
+        return activate(store, lic, environ, status, pool, cached=not not_tried)
+    if not_tried and not tried:
+        raise not_tried[0]
+    skipped = [f"not tried: {n.where}, silent earlier in this run" for n in not_tried]
     raise NetworkError(
         E_NO_KMS,
-        "no KMS host could be contacted; tried " + "; ".join(tried)
+        "no KMS host could be contacted; tried " + "; ".join(tried + skipped)
         if tried
         else "no KMS host could be contacted",
         "Run /dhistorykms for each attempt; check /sethst, the port, and the host.",

@@ -19,7 +19,7 @@ from ospp.machine.status import LICENSED
 from ospp.machine.store import Licence, MachineStore
 
 if TYPE_CHECKING:
-    from ospp.machine.kmsclient import Pool
+    from ospp.machine.kmspool import Pool
 
 
 # The action of a machine whose store could not be read: its error says why.
