@@ -57,7 +57,7 @@ def service(
         raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
     if notify:
         return _notify_all(names, lang, listed=all_machines)
-    from ospp.cli.fleet import MAX_SHOWN, progress, stopped, summary
+    from ospp.cli.fleetbase import MAX_SHOWN, progress, stopped, summary
     from ospp.machine import fleetact
 
     ctx = click.get_current_context()
