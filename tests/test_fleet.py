@@ -1127,3 +1127,19 @@ def test_fleet_act_waits_once_for_a_host_that_never_answers(
     assert again.code == 1
     assert again.out.splitlines()[-1] == "Summary: 8 not tried 0xC004F074, 1 failed 0xC004F074"
     assert "q01: ProPlus2021: activate failed: 0xC004F074 " in again.out
+
+
+def test_inpkey_exit_status_follows_what_failed_not_which_machine_finished_first(
+    ospp: Ospp,
+) -> None:
+    """20 machines refuse the key (0xC004F069, exit 1), one store cannot be read (exit 3):
+    the workers finish in any order, and the pass exits 3 with the store's code."""
+    ospp("fleet", "create", "k", "20", "--product", "ProPlus2021")
+    ospp("fleet", "create", "zz", "1", "--product", "ProPlus2021")
+    ospp.store_file("zz1").write_bytes(b"garbage")
+    for _ in range(2):
+        text = ospp("fleet", "inpkey", GVLK_2016, "--machines", "*")
+        assert text.code == 3, text.out
+        assert "Summary: 20 failed 0xC004F069, 1 failed 0x8007000D" in text.out, text.out
+        ran = ospp("fleet", "inpkey", GVLK_2016, "--machines", "*", "--json")
+        assert ran.code == 3 and ran.json()["error"]["code"] == "0x8007000D", ran.out

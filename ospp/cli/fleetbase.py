@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from ospp.cli.base import Result, command_name, json_wanted, needs_admin
-from ospp.core.errors import N_, Cancelled, OsppError, hex_code
+from ospp.core.errors import N_, Cancelled, OsppError, hex_code, reported
 
 T = TypeVar("T")
 MAX_SHOWN = 20  # failures listed in text output; --json lists them all
@@ -93,16 +93,16 @@ def counted(done: Iterable[Any], total: int, label: str, coded: bool = False) ->
                 coded_ = coded and d.error is not None
                 counts[f"failed {hex_code(d.error.code)}" if coded_ else d.outcome] += 1
                 if d.error is not None:
-                    if not first:
-                        first.append(d.error)
+                    if all(e.exit_status != d.error.exit_status for e in first):
+                        first.append(d.error)  # the first of each kind (exit status)
                     if len(lines) < MAX_SHOWN:
                         lines.append(f"{d.machine}: {hex_code(d.error.code)} {d.error.message}")
                     yield {"machine": d.machine, "error": d.error.to_json()}
         except KeyboardInterrupt:
             raise stopped(counts, total) from None
 
-    def problem() -> OsppError | None:
-        return first[0] if first else None
+    def problem() -> OsppError | None:  # what failed decides the exit status, not when
+        return reported(first)
 
     if coded and wants_json():  # every failure, streamed: memory does not grow with the fleet
         from ospp.cli import stream
