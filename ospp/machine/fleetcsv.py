@@ -210,19 +210,22 @@ def _rows_of(data: bytes) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
         mem.close()
 
 
+Filled = tuple[str, list[tuple[str, str]], int]  # a machine, its meta rows before, generation
+
+
 def _fill(
-    home: StrPath, path: Path, line: int, name: str, data: bytes, clock: Clock
-) -> tuple[list[tuple[str, str]], int] | None:
+    home: StrPath, path: Path, line: int, name: str, data: bytes, clock: Clock, filled: list[Filled]
+) -> bool:
     """Fill the existing, empty store of ``name`` with the rows of the template ``data``, in
-    one of its write transactions, keeping its CMID and creation time. Returns its meta rows as they
-    were (to put back if the import is undone) and the generation it now has; None when the
-    store is gone (removed meanwhile: it is then placed as a new one). Raises when it holds
-    anything by now."""
+    one of its write transactions, keeping its CMID and creation time; its meta rows as they
+    were and the generation it gets are added to ``filled`` before the transaction commits
+    (to put back if the import is undone). False when the store is gone (removed meanwhile:
+    it is then placed as a new one). Raises when it holds anything by now."""
     rows = _rows_of(data)
     try:
         store = MachineStore.open(home, name, clock)
     except NoMachine:
-        return None
+        return False
     try:
         with store.write() as conn:
             held = holdings(conn)
@@ -244,16 +247,16 @@ def _fill(
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
                     values,
                 )
-            return [(str(n), str(v)) for n, v in before], generation
+            filled.append((name, [(str(n), str(v)) for n, v in before], generation))
+        return True
     finally:
         store.db.close()
 
 
-def _empty_again(
-    home: StrPath, name: str, filled: tuple[list[tuple[str, str]], int], clock: Clock
-) -> None:
-    """Undo :func:`_fill`: the store as it was, unless another command changed it since."""
-    before, generation = filled
+def _empty_again(home: StrPath, filled: Filled, clock: Clock) -> None:
+    """Undo :func:`_fill`: the store as it was, unless another command changed it since (or
+    the fill did not commit)."""
+    name, before, generation = filled
     try:
         store = MachineStore.open(home, name, clock)
     except OsppError:
@@ -279,7 +282,7 @@ def import_rows(
     interrupted (Ctrl+C), undo them all. The empty stores it fills come last, so that an
     import that fails before them leaves them untouched."""
     made: list[str] = []
-    filled: list[tuple[str, tuple[list[tuple[str, str]], int]]] = []
+    filled: list[Filled] = []
     empty: list[tuple[int, str, Spec]] = []  # existing stores that hold nothing
     created_at = iso(clock.now())
     try:
@@ -296,8 +299,7 @@ def import_rows(
                 continue
             yield Created(name, "created")
         for line, name, spec in empty:
-            was = _fill(home, path, line, name, templates.get(spec), clock)
-            if was is None:  # removed meanwhile
+            if not _fill(home, path, line, name, templates.get(spec), clock, filled):  # gone
                 made.append(name)
                 if not place(home, name, stamped(templates.get(spec), created_at)):
                     made.pop()
@@ -305,12 +307,10 @@ def import_rows(
                         f"{path} line {line}: machine {name} was created by someone else meanwhile",
                         "Nothing was imported.",
                     )
-            else:
-                filled.append((name, was))
             yield Created(name, "created")
     except BaseException:  # the error above, an interrupt, the caller closing this early
         for undo in made:
             shutil.rmtree(machine_dir(home, undo), ignore_errors=True)
-        for name, was in filled:
-            _empty_again(home, name, was, clock)
+        for was in filled:
+            _empty_again(home, was, clock)
         raise
