@@ -24,7 +24,8 @@ from ospp.core.clock import Clock, iso
 from ospp.core.errors import OsppError, UsageError
 from ospp.core.paths import LOCAL_MACHINE, StrPath, machine_dir, machine_name
 from ospp.machine.fleet import Created, Spec, Templates, check_spec, place, stamped
-from ospp.machine.store import DEFAULTS, STORE_FILE, MachineStore, NoMachine
+from ospp.machine.settings import DEFAULTS
+from ospp.machine.store import STORE_FILE, MachineStore, NoMachine
 
 CSV_FIELDS = ("machine", "product", "key", "kms_host", "kms_domain")
 # Files written before the KMS lookup domain was exported have the first four columns only.
