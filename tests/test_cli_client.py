@@ -92,6 +92,20 @@ def test_usage_errors_exit_2_and_name_the_option(ospp: Ospp, args, needle):
     assert "Traceback" not in ran.err + ran.out
 
 
+@pytest.mark.parametrize(
+    ("word", "command"),
+    [("/inpkey:", "inpkey"), ("/SETHST", "sethst"), ("/dstatus:x", "dstatus"), ("/foo", "")],
+)
+def test_a_slash_words_usage_error_belongs_to_its_command(ospp: Ospp, word: str, command: str):
+    """A usage error of a slash command that is known belongs to it, under --json as in the
+    usage line printed; an unknown one belongs to none (docs/JSON.md)."""
+    said = ospp.proc(word, "--json").json()
+    assert said["command"] == command and said["error"]["exit_status"] == 2
+    ran = ospp.proc(word)
+    if command:
+        assert ran.err.startswith(f"Usage: ospp {command} [OPTIONS]"), ran.err
+
+
 @pytest.mark.parametrize("group", [[], ["kms"], ["fleet"], ["kms", "dns"]], ids=" ".join)
 def test_a_group_given_no_command_prints_its_help(ospp: Ospp, group: list[str]):
     """``ospp`` alone (or ``ospp kms``) shows the help as click prints it, one line per line

@@ -222,13 +222,19 @@ class SlashGroup(ReportingGroup):
             value = word[1:].partition(":")[2]
         if cmd.slash_value is None:
             if sep:
-                raise click.UsageError(f"/{name} takes no value, but ':{value}' was given", ctx)
+                raise click.UsageError(
+                    f"/{name} takes no value, but ':{value}' was given", _of(cmd, name, ctx)
+                )
             return [name, *rest]
         if not value:
             if cmd.value_required:
-                raise click.UsageError(f"/{name} needs a value: /{name}:{value_metavar(cmd)}", ctx)
+                raise click.UsageError(
+                    f"/{name} needs a value: /{name}:{value_metavar(cmd)}", _of(cmd, name, ctx)
+                )
             if sep:
-                raise click.UsageError(f"/{name}: the value after ':' is empty", ctx)
+                raise click.UsageError(
+                    f"/{name}: the value after ':' is empty", _of(cmd, name, ctx)
+                )
             return [name, *rest]
         if cmd.slash_value != "argument":
             return [name, f"{cmd.slash_value}={value}", *rest]
@@ -311,6 +317,12 @@ def _quiet_first(argv: list[str]) -> list[str]:
     if not flags:
         return argv
     return [*flags, *(word for word in argv[:end] if word not in QUIET_WORDS), *argv[end:]]
+
+
+def _of(cmd: click.Command, name: str, ctx: click.Context) -> click.Context:
+    """The context of the command a slash word named, for its usage errors: they belong to it
+    (``"command": "inpkey"`` under ``--json``), though it never started."""
+    return click.Context(cmd, info_name=name, parent=ctx)
 
 
 def _stand_in_for_closed_streams() -> None:
