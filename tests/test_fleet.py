@@ -348,6 +348,47 @@ def test_a_chart_that_cannot_be_written_is_named(ospp: Ospp, tmp_path: Path) -> 
     assert "0x80070057" in ran.out and "directory that exists" in ran.out
 
 
+def test_timeline_files_are_named_files_and_not_one_file_twice(
+    ospp: Ospp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--svg and --html naming one file (the page silently replaced the chart), '-' (a file
+    named '-' was written) and '' are refused before anything is written."""
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # the relative names below are written here, if at all
+    for args, said in (
+        (["--svg", "a.svg", "--html", "./a.svg"], "--svg and --html both name a.svg"),
+        (["--svg", "-"], "'-' is no file here"),
+        (["--html", ""], "is empty; give a file name"),
+    ):
+        ran = ospp("fleet", "timeline", *args)
+        assert ran.code == 2 and said in ran.out + ran.err, (args, ran.out, ran.err)
+        assert "0x80070057" in ran.out + ran.err
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["fleet", "status"], ["fleet", "timeline"]])
+def test_a_glob_that_matches_nothing_is_said_by_the_reports_too(
+    ospp: Ospp, command: list[str]
+) -> None:
+    """As for 'fleet act': a mistyped --machines glob is an error (0x800706BA, exit 2), not an
+    empty report (a timeline of zeros)."""
+    ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
+    ran = ospp(*command, "--machines", "nomatch*")
+    assert ran.code == 2 and "no simulated machine matches 'nomatch*'" in ran.out + ran.err
+    assert "0x800706BA" in ran.out + ran.err
+    assert ospp(*command, "--machines", "ws*").code == 0
+
+
+def test_service_all_in_a_home_without_machines_says_so_as_fleet_act_does(ospp: Ospp) -> None:
+    for command in (["service", "--all"], ["service", "--all", "--notify"], ["fleet", "act"]):
+        ran = ospp(*command, "--json")
+        assert ran.code == 2, command
+        error = ran.json()["error"]
+        assert error["code"] == "0x800706BA" and "no simulated machines" in error["message"]
+
+
 def test_status_in_worker_processes_matches_and_reports_a_damaged_store(
     ospp: Ospp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -447,8 +488,8 @@ def test_status_json_is_streamed_whole_with_a_damaged_store_among_others(
     healthy = ospp("fleet", "status", "--json", "--machines", "b*")
     assert healthy.code == 0 and healthy.json()["ok"] is True
     assert healthy.json()["error"] is None and len(healthy.data()["rows"]) == 3
-    none = ospp("fleet", "status", "--json", "--machines", "zz*")
-    assert none.code == 0 and none.data()["rows"] == [] and none.data()["summary"] == {}
+    none = ospp("fleet", "status", "--json", "--machines", "zz*")  # as for 'fleet act'
+    assert none.code == 2 and none.json()["error"]["code"] == "0x800706BA"
 
 
 def test_service_all_reports_every_machine_in_order_with_counts(

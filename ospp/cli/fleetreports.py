@@ -39,7 +39,7 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     import csv
 
     from ospp.cli import stream
-    from ospp.machine import fleetview
+    from ospp.machine import fleet, fleetview
 
     as_json = wants_json()
     if as_csv and as_json:
@@ -51,6 +51,8 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
         )
     clock = clock_from_env()
     clock.now()  # a bad OSPP_NOW or a damaged lab clock is said before any row is printed
+    if glob is not None:  # one that matches nothing is a mistake, as for 'fleet act'
+        fleet.require(ospp_home(), glob)
     counts: Counter[str] = Counter()
     first_error: list[dict[str, Any]] = []  # the first ERROR row (a damaged store)
 
@@ -107,15 +109,30 @@ def status(as_csv: bool, wanted: str | None, glob: str | None) -> Result:
     return Result([summary(counts)] if shown and not as_csv else [], banners=False, failed=failed)
 
 
+def _chart_file(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """A file to write a chart to: named, and not standard output (where the table goes)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("is empty; give a file name", ctx, param)
+    if value == "-":
+        raise click.BadParameter(
+            "'-' is no file here: the table goes to standard output; give a file name",
+            ctx,
+            param,
+        )
+    return Path(value)
+
+
 @click.command("timeline")
 @click.option("--from", "start", metavar="TIME", help="First day (default: now).")
 @click.option("--to", "end", metavar="TIME", help="Last day (default: 210 days after --from).")
 @click.option(
     "--step", default="1d", show_default=True, metavar="DURATION", help="Between points: 1d, 12h."
 )
-@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--svg", "svg_file", metavar="FILE", callback=_chart_file,
               help="Write the chart as SVG.")  # fmt: skip
-@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--html", "html_file", metavar="FILE", callback=_chart_file,
               help="Write the chart and the counts as an HTML page.")  # fmt: skip
 @MACHINES_OPTION
 @JSON_OPTION
@@ -131,8 +148,13 @@ def timeline(
     """Machines in each licence state on each simulated day, as stored now (no renewals)."""
     from ospp.cli import fleetplot
     from ospp.core.files import write_atomic
-    from ospp.machine import fleetview
+    from ospp.machine import fleet, fleetview
 
+    if svg_file and html_file and os.path.abspath(svg_file) == os.path.abspath(html_file):
+        raise UsageError(
+            f"--svg and --html both name {svg_file}: the page would replace the chart",
+            "Give each its own file.",
+        )
     clock = clock_from_env()
     first = parse_time(start, "--from") if start else clock.now()
     last = parse_time(end, "--to") if end else first + timedelta(days=210)
@@ -142,6 +164,8 @@ def timeline(
             "--from, --to and --step must give 1 to 10,000 points forward in time",
             "For example: --from 2027-01-01 --to 2027-07-30 --step 1d.",
         )
+    if glob is not None:
+        fleet.require(ospp_home(), glob)
     points = fleetview.timeline(ospp_home(), glob, first, last, by, os.environ, clock)
     states = fleetview.STATES
     when = "%Y-%m-%d" if by >= timedelta(days=1) else "%Y-%m-%d %H:%M"  # points within a day

@@ -14,7 +14,7 @@ import click
 
 from ospp.cli import complete, stream
 from ospp.cli.base import JSON_OPTION, Result, command_name, json_wanted, quiet, reports
-from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError, OsppError, hex_code, reported
+from ospp.core.errors import OsppError, hex_code, reported
 
 if TYPE_CHECKING:
     from ospp.machine.service import Action
@@ -48,13 +48,11 @@ def service(
     printed; beyond that, the first 20 failures and the counts (--json lists everything)."""
     from ospp.core.paths import ospp_home
     from ospp.machine import client
-    from ospp.machine import service as licensing
+    from ospp.machine.fleet import require
 
     names: list[str | None] = list(computers) or [None]
-    if all_machines:
-        names = list(licensing.machine_names(ospp_home()))
-    if not names:
-        raise LicensingError(E_KEY_NOT_AVAILABLE, "there are no simulated machines yet")
+    if all_machines:  # none: 0x800706BA, as for 'fleet act' and a computer name that names none
+        names = list(require(ospp_home(), None))
     if notify:
         return _notify_all(names, lang, listed=all_machines)
     from ospp.cli.fleetbase import MAX_SHOWN, progress, stopped, summary
