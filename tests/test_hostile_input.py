@@ -109,8 +109,8 @@ def test_no_hostile_value_reaches_an_internal_error(
 
 @pytest.mark.parametrize(
     ("value", "code", "said"),
-    [("/", 2, "0x80070057"), ("/nonexistent/dir/x.log", 3, "0x80070005")],
-    ids=["a directory", "in a missing directory"],
+    [("/", 2, "0x80070057"), ("/nonexistent/dir/x.log", 3, "0x80070005"), ("", 2, "is empty")],
+    ids=["a directory", "in a missing directory", "no name"],
 )
 def test_a_request_log_that_cannot_be_opened_is_a_clear_error(
     ospp: Ospp, value: str, code: int, said: str

@@ -131,11 +131,13 @@ def open_log(target: str) -> TextIO | None:
         return None
     if target == "-":
         return sys.stderr
+    hint = "Give a writable file path, '-' for stderr, or 'none'."
+    if not target.strip():  # Path("") is the current directory
+        raise UsageError("the request log needs a file name; --log is empty", hint)
     try:
         return Path(target).open("a", encoding="utf-8")
     except OSError as exc:
         why = f"cannot open the request log {target}: {exc.strerror or exc}"
-        hint = "Give a writable file path, '-' for stderr, or 'none'."
         if isinstance(exc, IsADirectoryError):  # the argument names no file, as click says
             raise UsageError(why, hint) from exc
         # a file that cannot be made or written (a missing directory, no permission, a full
