@@ -183,7 +183,7 @@ def test_kms_clients_limit_refuses_negative_and_0_means_all(ospp: Ospp):
 def test_click_usage_errors_are_one_json_object_with_json(ospp: Ospp):
     for args, command in [
         (["/foo", "--json"], ""),
-        (["--json", "/inpkey"], ""),
+        (["--json", "/inpkey"], "inpkey"),  # a known command, given no value
         (["dstatus", "--bogus", "--json"], "dstatus"),
         (["kms", "clients", "--limit", "-1", "--json"], "kms clients"),
     ]:
