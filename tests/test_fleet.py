@@ -1051,6 +1051,32 @@ def test_an_undone_import_leaves_a_filled_empty_store_as_it_was(tmp_path: Path) 
         assert _licences_of(home, name) == 0
 
 
+def test_an_undone_import_keeps_what_it_did_not_bring(tmp_path: Path) -> None:
+    """A machine directory that held someone's file (and no store) before the import: undone,
+    the import takes away the store it placed there, not the directory and the file."""
+    from ospp.core.clock import SystemClock
+    from ospp.machine import fleet, fleetcsv
+
+    home, clock = tmp_path / "home", SystemClock()
+    kept = home / "machines" / "ws1" / "notes.txt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("rack 4, shelf 2\n")
+    site = tmp_path / "site.csv"
+    site.write_text("machine,product,key,kms_host\nws1,ProPlus2021,,\nws2,ProPlus2021,,\n")
+    assert fleetcsv.check_import(home, site, None, clock) == 2
+    templates = fleet.Templates(clock)
+    try:
+        rows = fleetcsv.import_rows(home, site, clock, templates)
+        assert next(rows).machine == "ws1"
+        assert (home / "machines" / "ws1" / "licenses.db").exists()
+        rows.close()  # as an interrupt would
+    finally:
+        templates.close()
+    assert kept.read_text() == "rack 4, shelf 2\n"
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["notes.txt"]
+    assert not (home / "machines" / "ws2").exists()
+
+
 def _meta_of(home: Path, name: str) -> dict[str, str]:
     with contextlib.closing(sqlite3.connect(home / "machines" / name / "licenses.db")) as db:
         return dict(db.execute("SELECT name, value FROM meta").fetchall())

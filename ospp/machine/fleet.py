@@ -10,6 +10,7 @@ existing one is never overwritten. Everything streams: memory does not grow with
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import shutil
@@ -77,12 +78,15 @@ def names(home: StrPath, glob: str | None = None) -> list[str]:
     return sorted(entries)
 
 
+# What ospp puts in a machine's directory: its store (with SQLite's files beside it), its
+# hardware profile, and their temporary files.
+_OURS = (STORE_FILE, f".{STORE_FILE}.", HARDWARE_FILE, f".{HARDWARE_FILE}.")
+
+
 def _foreign(directory: Path) -> list[str]:
-    """What a machine's directory holds that ospp does not write there: its store (with
-    SQLite's files beside it), its hardware profile, and their temporary files."""
-    ours = (STORE_FILE, f".{STORE_FILE}.", HARDWARE_FILE, f".{HARDWARE_FILE}.")
+    """What a machine's directory holds that ospp does not write there (``_OURS``)."""
     try:
-        return sorted(e.name for e in os.scandir(directory) if not e.name.startswith(ours))
+        return sorted(e.name for e in os.scandir(directory) if not e.name.startswith(_OURS))
     except FileNotFoundError:
         return []
 
@@ -223,6 +227,21 @@ def place(home: StrPath, name: str, data: bytes) -> bool:
             f"the store of machine {name} cannot be written in {directory}: {exc.strerror or exc}",
             "Check that OSPP_HOME is writable.",
         ) from exc
+
+
+def unplace(home: StrPath, name: str) -> None:
+    """Undo :func:`place` (an import interrupted or refused): the machine's directory goes, or,
+    when it also holds what ospp did not put there, only ospp's files in it (``fleet remove``
+    leaves such a directory alone; an import never takes what it did not bring)."""
+    directory = Path(machine_dir(home, name))
+    if not _foreign(directory):
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(_OURS):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 @dataclass(frozen=True)

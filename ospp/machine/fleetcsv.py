@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import sqlite3
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, TextIO
 from ospp.core.clock import Clock, iso
 from ospp.core.errors import OsppError, UsageError
 from ospp.core.paths import LOCAL_MACHINE, StrPath, machine_dir, machine_name
-from ospp.machine.fleet import Created, Spec, Templates, check_spec, place, stamped
+from ospp.machine.fleet import Created, Spec, Templates, check_spec, place, stamped, unplace
 from ospp.machine.settings import DEFAULTS
 from ospp.machine.store import STORE_FILE, MachineStore, NoMachine
 
@@ -311,7 +310,7 @@ def import_rows(
             yield Created(name, "created")
     except BaseException:  # the error above, an interrupt, the caller closing this early
         for undo in made:
-            shutil.rmtree(machine_dir(home, undo), ignore_errors=True)
+            unplace(home, undo)
         for was in filled:
             _empty_again(home, was, clock)
         raise
