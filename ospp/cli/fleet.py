@@ -128,17 +128,19 @@ def act(glob: str | None) -> Result:
     home = ospp_home()
     total = len(fleet.require(home, glob))
     counts: Counter[str] = Counter()
-    first: list[OsppError] = []  # the first failure, as it came
+    first: list[OsppError] = []  # the first failure tried, as it came (else the first)
 
     def failures(done: Iterable[Any]) -> Iterator[dict[str, Any]]:
         try:
             for action in progress(done, total, "activating"):
                 counts[fleetact.outcome(action)] += 1
                 if action.error is not None:
-                    if not first:
-                        first.append(action.error)
+                    tried = not fleetact.not_tried(action)
+                    if not first or (tried and fleetact.not_tried_error(first[0])):
+                        first[:] = [action.error]
                     yield {"machine": action.machine, "product_id": action.product,
-                           "action": action.action, "error": action.error.to_json()}  # fmt: skip
+                           "action": action.action, "tried": tried,
+                           "error": action.error.to_json()}  # fmt: skip
         except KeyboardInterrupt:
             raise stopped(counts, total) from None
 
@@ -162,8 +164,8 @@ def act(glob: str | None) -> Result:
     finally:
         pools.close()
     lines = [
-        f"{r['machine']}: {r['product_id']}: {r['action']} failed: {r['error']['code']} "
-        f"{r['error']['message']}"
+        f"{r['machine']}: {r['product_id']}: {r['action']} "
+        f"{'failed' if r['tried'] else 'not tried'}: {r['error']['code']} {r['error']['message']}"
         if r["product_id"]
         else f"{r['machine']}: cannot be read: {r['error']['code']} {r['error']['message']}"
         for r in shown  # no product: the machine's store could not be opened

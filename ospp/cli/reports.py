@@ -155,7 +155,16 @@ DATA: dict[str, Schema] = {
     "fleet act": obj(
         summary=mapping(integer()),
         failures=array(
-            obj(machine=string(), product_id=string(), action=string(), error=ref("error"))
+            obj(
+                machine=string(),
+                product_id=string(),
+                action=string(),
+                tried=boolean(
+                    "False when nothing was sent: the machine's KMS host had stopped answering "
+                    "earlier in the pass (its store was left as it was)."
+                ),
+                error=ref("error"),
+            )
         ),
     ),
     "fleet create": obj(
@@ -252,7 +261,7 @@ DATA: dict[str, Schema] = {
         ),
         actions=array(
             obj(
-                optional=("ok", "kms_host", "count", "error"),
+                optional=("ok", "kms_host", "count", "tried", "error"),
                 machine=string(),
                 product_id=nullable(
                     string("Null when the machine's store could not be read (see error).")
@@ -267,6 +276,10 @@ DATA: dict[str, Schema] = {
                 ok=boolean(),
                 kms_host=string("The KMS host that answered."),
                 count=integer(),
+                tried=boolean(
+                    "With error: false when nothing was sent (the KMS host had stopped "
+                    "answering earlier in the pass; the store was left as it was)."
+                ),
                 error=ref("error"),
             )
         ),

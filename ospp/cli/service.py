@@ -87,8 +87,13 @@ def service(
             for action in done:
                 counts[fleetact.outcome(action)] += 1
                 error = action.error
-                if error is not None and all(e.exit_status != error.exit_status for e in first):
-                    first.append(error)
+                if error is not None:  # the first of its kind; one tried before one not sent
+                    same = [n for n, e in enumerate(first) if e.exit_status == error.exit_status]
+                    sent = not fleetact.not_tried(action)
+                    if not same:
+                        first.append(error)
+                    elif sent and fleetact.not_tried_error(first[same[0]]):
+                        first[same[0]] = error
                 yield action_row(action)
         except KeyboardInterrupt:
             raise stopped(counts, len(names)) from None
@@ -151,7 +156,9 @@ def action_row(done: Action) -> dict[str, Any]:
     if done.action is not None and done.error is None:
         row.update(ok=True, kms_host=done.host, count=done.count)
     elif done.action is not None and done.error is not None:
-        row.update(ok=False, error=done.error.to_json())
+        from ospp.machine.fleetact import not_tried
+
+        row.update(ok=False, tried=not not_tried(done), error=done.error.to_json())
     return row
 
 
@@ -165,7 +172,8 @@ def action_line(row: dict[str, Any]) -> str:
     if row["ok"]:
         return f"{where}: {row['action']} succeeded at {row['kms_host']} (count {row['count']})"
     error = row["error"]
-    return f"{where}: {row['action']} failed: {error['code']} {error['message']}"
+    failed = "failed" if row.get("tried", True) else "not tried"
+    return f"{where}: {row['action']} {failed}: {error['code']} {error['message']}"
 
 
 REMINDERS_UP_TO = 100  # a fleet-sized pass reports counts; 'service --notify' tells each user

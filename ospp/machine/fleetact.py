@@ -21,6 +21,15 @@ from ospp.machine.store import MachineStore, NoMachine
 from ospp.machine.workers import parallel
 
 
+def not_tried_error(error: BaseException | None) -> bool:
+    """Whether a failure is a request not sent (its host stopped answering earlier)."""
+    return isinstance(error, NotTried)
+
+
+def not_tried(done: Action) -> bool:
+    return not_tried_error(done.error)
+
+
 def outcome(done: Action) -> str:
     """The name an action is counted under in a summary."""
     if done.action is None:

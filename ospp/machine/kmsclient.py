@@ -197,12 +197,15 @@ def activate(
     status: str,
     pool: Pool | None = None,
     cached: bool = True,
+    skipped: NotTried | None = None,
 ) -> Outcome:
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms.
 
     With a ``pool``, connections are kept open and reused for the next activation, and a host
-    that did not answer within this pass is not tried again (:class:`NotTried`: nothing is
-    sent or recorded for it). ``cached``: False passes over the cached host."""
+    that stopped answering within this pass is not tried again for a while (:class:`NotTried`:
+    nothing is sent or recorded for it). ``cached``: False passes over the cached host;
+    ``skipped``: the cached host was not tried, so a discovery that finds no host is that, not
+    this machine's failure (nothing recorded either)."""
     # a damaged seal key stops it before the host counts this machine
     require_key(store.home, create=False)
     settings = store.settings()
@@ -212,6 +215,8 @@ def activate(
     except UsageError:  # the environment is malformed (OSPP_DNS, OSPP_RESOLV_CONF): bad input
         raise  # changes nothing, not even the history of attempts
     except OsppError as exc:
+        if skipped is not None:  # nothing was sent from this machine: nothing to record
+            raise skipped from exc
         _record(store, lic, exc.code, exc.message, None)
         raise
     tried: list[str] = []
@@ -320,13 +325,14 @@ def activate(
     if how == "cached host":
         # The host that worked last time did not answer: forget it and discover again (not
         # tried in this pass: discover again, and keep it for the next).
-        return activate(store, lic, environ, status, pool, cached=not not_tried)
+        skipped_now = not_tried[0] if not_tried else None
+        return activate(store, lic, environ, status, pool, not skipped_now, skipped_now)
     if not_tried and not tried:
         raise not_tried[0]
-    skipped = [f"not tried: {n.where}, silent earlier in this run" for n in not_tried]
+    silent = [f"not tried: {n.where}, silent earlier in this run" for n in not_tried]
     raise NetworkError(
         E_NO_KMS,
-        "no KMS host could be contacted; tried " + "; ".join(tried + skipped)
+        "no KMS host could be contacted; tried " + "; ".join(tried + silent)
         if tried
         else "no KMS host could be contacted",
         "Run /dhistorykms for each attempt; check /sethst, the port, and the host.",

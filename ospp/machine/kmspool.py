@@ -1,17 +1,22 @@
 """The KMS connections of one fleet pass (``fleet act``, ``service`` over many machines): one
-kept connection per KMS host, shared by the worker threads, and the hosts that did not answer.
+kept connection per KMS host, shared by the worker threads, and the hosts that stopped
+answering.
 
-A host that accepts connections and never answers costs each request its whole timeout. A
-fleet pass asks it once: when a request to it times out, the machines that would use it later
-in the pass are not sent anything; their request fails at once with :class:`NotTried`
-(0xC004F074, naming the host and what it did), and their stores are left as they are, so that
-running the pass again once the host answers tries them. A host that refuses connections
-fails fast, and each thread keeps trying it on its own.
+A host that accepts connections and never answers costs each request its whole timeout. When a
+request to a host times out, the next request looks at it again while the others wait for that
+one; if it times out too, the host is given up on for SILENT_FOR seconds: the machines that
+would use it meanwhile are not sent anything, their request fails at once with
+:class:`NotTried` (0xC004F074, naming the host), and their stores are left as they are, so
+that running the pass again once the host answers tries them. Then one request looks again.
+So a host that stalled once (one answer late) costs one machine, as it would without a pool,
+and a dead one costs a pass two timeouts every SILENT_FOR seconds, not one per machine. A host
+that refuses connections fails fast, and each thread keeps trying it on its own.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.endpoint import Endpoint
@@ -21,19 +26,21 @@ if TYPE_CHECKING:
     from ospp.protocol.wire import Connection
 
 REQUEST_TIMEOUT = 5.0  # seconds for one KMS request, connecting included
+SILENT_FOR = 30.0  # seconds a host that missed two answers in a row is not tried
 
 
 class NotTried(NetworkError):
-    """A request not sent: its KMS host did not answer an earlier request of this pass within
-    the timeout. Nothing was sent from the machine, and nothing was recorded in its store."""
+    """A request not sent: its KMS host did not answer two requests in a row earlier in this
+    pass. Nothing was sent from the machine, and nothing was recorded in its store."""
 
     def __init__(self, where: str) -> None:
         super().__init__(
             E_NO_KMS,
-            f"not tried: the KMS host at {where} did not answer a request within "
-            f"{REQUEST_TIMEOUT:.0f} s earlier in this run",
-            f"Nothing was sent from this machine and it was left as it is. Check that the host "
-            f"at {where} runs and answers (ospp kms ping {where}), then run the command again.",
+            f"the KMS host at {where} did not answer two requests in a row within "
+            f"{REQUEST_TIMEOUT:.0f} s each, earlier in this run: not sent, nothing recorded "
+            f"(it is looked at again {SILENT_FOR:.0f} s after the last)",
+            f"Check that the host at {where} runs and answers (ospp kms ping {where}), then "
+            "run the command again: it tries these machines.",
         )
         self.where = where
 
@@ -48,15 +55,16 @@ class Pool:
     """Open connections by host:port, kept for the next activations: one per KMS host, shared
     by a fleet's worker threads, each request in turn (a host answers a connection's requests
     one at a time anyway). Once a host has refused or dropped a request, each thread tries it on
-    its own until it answers again; once a request to it timed out, it is not tried again by
-    this pool (:class:`NotTried`)."""
+    its own until it answers again; once requests to it time out, see the module's rule."""
 
     def __init__(self) -> None:
         self._open: dict[str, Connection] = {}
         self._turns: dict[str, threading.Lock] = {}
         self._failing: set[str] = set()
-        self._silent: set[str] = set()  # timed out: not tried again
-        self._guard = threading.Lock()  # over the four above
+        self._missed: dict[str, int] = {}  # requests in a row that timed out
+        self._given_up: dict[str, float] = {}  # not tried until this time.monotonic()
+        self._looking: dict[str, threading.Event] = {}  # the request looking at a host again
+        self._guard = threading.Lock()  # over the six above
 
     def call(self, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
         where = str(endpoint)
@@ -86,25 +94,47 @@ class Pool:
                     return self._fresh(where, endpoint, request)
         return self._fresh(where, endpoint, request)  # each thread on its own, at once
 
+    def _look_again(self, where: str) -> threading.Event | None:
+        """Before a request on a new connection: None for a host that answers; for one whose
+        last request timed out, the event of this request if it is the one to look at the
+        host again (the others wait for it, then go on by what it found); NotTried while the
+        host is given up on."""
+        while True:
+            with self._guard:
+                if not self._missed.get(where):
+                    return None
+                if time.monotonic() < self._given_up.get(where, 0.0):
+                    raise NotTried(where)
+                looking = self._looking.get(where)
+                if looking is None:
+                    looking = self._looking[where] = threading.Event()
+                    return looking
+            looking.wait(REQUEST_TIMEOUT + 1.0)  # the look is over within its own deadline
+
     def _fresh(self, where: str, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
         from ospp.protocol.wire import Connection
 
-        with self._guard:
-            if where in self._silent:
-                raise NotTried(where)
+        looking = self._look_again(where)
         try:
-            conn = Connection(endpoint, "KMS host", REQUEST_TIMEOUT)
             try:
-                response = conn.call(request)
-            except BaseException:
-                conn.close()
+                conn = Connection(endpoint, "KMS host", REQUEST_TIMEOUT)
+                try:
+                    response = conn.call(request)
+                except BaseException:
+                    conn.close()
+                    raise
+            except NetworkError as exc:
+                self._fail(where, silent=_timed_out(exc))
                 raise
-        except NetworkError as exc:
-            self._fail(where, silent=_timed_out(exc))
-            raise
-        with self._guard:  # it answered: tried again by every thread
-            self._failing.discard(where)
-            self._silent.discard(where)
+            with self._guard:  # it answered: tried again by every thread
+                self._failing.discard(where)
+                self._missed.pop(where, None)
+                self._given_up.pop(where, None)
+        finally:
+            if looking is not None:  # what it found is recorded: the waiting requests go on
+                with self._guard:
+                    self._looking.pop(where, None)
+                looking.set()
         self._keep(where, conn)
         return response
 
@@ -112,7 +142,9 @@ class Pool:
         with self._guard:
             self._failing.add(where)
             if silent:
-                self._silent.add(where)
+                missed = self._missed[where] = self._missed.get(where, 0) + 1
+                if missed >= 2:
+                    self._given_up[where] = time.monotonic() + SILENT_FOR
 
     def _keep(self, where: str, conn: Connection) -> None:
         with self._guard:
