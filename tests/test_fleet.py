@@ -996,7 +996,8 @@ def test_import_refuses_a_localhost_that_holds_anything_with_a_hint_that_works(
 ) -> None:
     ospp.install("ProPlus2021")
     ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")
-    site = tmp_path / "site.csv"
+    site = tmp_path / "my site" / "site.csv"  # a space: the hint quotes the path
+    site.parent.mkdir()
     assert ospp("fleet", "export", str(site)).code == 0
     new = Ospp(tmp_path / "new")
     assert new(*held).code == 0
@@ -1012,12 +1013,35 @@ def test_import_refuses_a_localhost_that_holds_anything_with_a_hint_that_works(
     assert machines(new) == ["localhost"]  # nothing imported
     # the hint's way: the file without the localhost rows, from standard input
     hint = error["hint"]
-    assert f"grep -v '^localhost,' {site} | ospp fleet import -" in hint, hint
-    rest = "".join(line for line in site.read_text().splitlines(True)
-                   if not line.startswith("localhost,"))  # fmt: skip
+    command = hint.partition("(e.g. ")[2].partition(" | ospp fleet import -)")[0]
+    assert command == f"grep -vi '^localhost,' '{site}'", hint
+    rest = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    assert "localhost," not in rest and "ws1," in rest
     done = new("fleet", "import", "-", input=rest)
     assert done.code == 0, done.out
     assert machines(new) == ["localhost", "ws1", "ws2"] and _meta(new, "localhost") == before
+
+
+def test_import_over_a_localhost_with_a_damaged_setting_reports_a_damaged_store(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """A setting no ospp writes (kms_port 99999999) is a damaged store, as /dstatus says
+    (exit 3, the file kept), not a setting the machine 'holds'."""
+    ospp.install("ProPlus2021")  # the export lists localhost
+    ospp("fleet", "create", "ws", "1", "--product", "ProPlus2021")
+    site = tmp_path / "site.csv"
+    assert ospp("fleet", "export", str(site)).code == 0
+    new = Ospp(tmp_path / "new")
+    assert new("/dstatus").code == 0  # makes the empty localhost
+    with contextlib.closing(sqlite3.connect(new.store_file("localhost"))) as db:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('kms_port', '99999999')")
+        db.commit()
+    stored = new.store_file("localhost").read_bytes()
+    ran = new("fleet", "import", str(site), "--json")
+    assert ran.code == 3 and ran.json()["error"]["code"] == "0x8007000D", ran.out
+    assert "damaged setting kms_port" in ran.json()["error"]["message"]
+    assert new.store_file("localhost").read_bytes() == stored
+    assert new("/dstatus").code == 3  # what /dstatus says of it too
 
 
 def test_an_undone_import_leaves_a_filled_empty_store_as_it_was(tmp_path: Path) -> None:

@@ -155,13 +155,20 @@ def _refused(path: Path, line: int, name: str, held: list[str]) -> UsageError:
         return UsageError(
             f"{path} line {line}: {name}, this machine, exists and holds {'; '.join(held)}: "
             "an import fills only a machine that holds nothing",
-            f"Nothing was imported. Import the file without its {name} rows (e.g. grep -v "
-            f"'^{name},' {'FILE' if str(path) == '-' else path} | ospp fleet import -).",
+            f"Nothing was imported. Import the file without its {name} rows (e.g. grep -vi "
+            f"'^{name},' {'FILE' if str(path) == '-' else _quoted(path)} | ospp fleet import -).",
         )
     return UsageError(
         f"{path} line {line}: machine {name} already exists and holds {'; '.join(held)}",
         "Nothing was imported; remove it first ('ospp fleet remove') or leave it out.",
     )
+
+
+def _quoted(path: Path) -> str:
+    """A path as a shell command takes it (quoted when it has spaces or the like)."""
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def check_import(home: StrPath, path: Path, text: str | None, clock: Clock) -> int:
@@ -191,6 +198,7 @@ def _held(home: StrPath, name: str, clock: Clock) -> list[str]:
         return []
     try:
         with store.db.read() as conn:
+            store.settings(conn)  # a damaged setting is a damaged store (exit 3), not a holding
             return holdings(conn)
     finally:
         store.db.close()
