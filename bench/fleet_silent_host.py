@@ -4,8 +4,10 @@
 
 Creates the machines in a throw-away home, each with /sethst pointing at a TCP listener on
 127.0.0.1 that accepts and never reads or answers, runs the real CLI once, and prints its wall
-time and summary. The pass should cost about one request timeout (5 s), whatever the number
-of machines: one machine waits for the host, the others are reported 'not tried'.
+time, summary and the connections the host got. The pass should cost about two request
+timeouts (5 s each), whatever the number of machines (one more every 30 s of a longer pass):
+the first machine waits for the host, a second looks at it again, and the others are reported
+'not tried'.
 """
 
 from __future__ import annotations

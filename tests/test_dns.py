@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -274,6 +275,42 @@ def test_an_srv_target_no_resolver_can_encode_is_a_host_that_cannot_be_reached(
     ran = ospp("/act", "odd", env=dns_env(bind))
     assert ran.code == 4 and "ERROR CODE: 0xC004F074" in ran.out, (ran.out, ran.err)
     assert "internal error" not in ran.out + ran.err
+
+
+def test_a_machine_that_sent_its_request_is_never_reported_not_tried(
+    ospp: Ospp, bind: Bind, sub: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Machines whose cached host is silent, and whose DNS names that same host: a machine
+    reported not tried ("tried": false) has nothing in its history, and one that sent a
+    request (to its cached host) is reported as having tried, with its attempt recorded."""
+    import sqlite3
+
+    from ospp.machine import kmspool
+    from tests.test_fleet import SilentHost
+
+    monkeypatch.setattr(kmspool, "REQUEST_TIMEOUT", 1.0)
+    silent = SilentHost()
+    port = int(silent.address.rsplit(":", 1)[1])
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {port} quiet.{sub}."),
+        ("add", f"quiet.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    try:
+        ospp("fleet", "create", "c", "8", "--product", "ProPlus2021", "--skms-domain", sub)
+        for n in range(1, 9):
+            with contextlib.closing(sqlite3.connect(ospp.store_file(f"c{n}"))) as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('kms_cached_host', ?)", (silent.address,)
+                )
+                db.commit()
+        ran = ospp("fleet", "act", "--json", env=dns_env(bind))
+    finally:
+        silent.stop()
+    failures = ran.data()["failures"]
+    assert len(failures) == 8 and any(f["tried"] for f in failures), failures
+    for failure in failures:
+        entries = ospp("/dhistorykms", failure["machine"], "--json").data()["entries"]
+        assert bool(entries) == failure["tried"], (failure, entries)
 
 
 def test_cname_target(ospp: Ospp, bind: Bind, sub: str, host: Host):

@@ -432,6 +432,39 @@ def test_parallel_yields_every_result_and_raises_the_first_failure() -> None:
         list(parallel(range(10_000), fail_at_7, ordered=True))
 
 
+def test_parallel_tells_the_work_in_hand_to_give_up_before_waiting_for_it() -> None:
+    """A caller that stops early (an interrupt) or a failure: ``stopping`` runs before the
+    items in hand are waited for, so that their work (a request waiting on a silent KMS host)
+    can give up; a pass that completes never calls it."""
+    import threading
+    from collections.abc import Generator, Iterator
+
+    from ospp.machine.workers import parallel
+
+    told, waiting = threading.Event(), threading.Event()
+    waited = []
+
+    def waits(n: int) -> Iterator[int]:
+        if n > 0:
+            waiting.set()
+            waited.append(told.wait(10))  # gives up at once once told
+        yield n
+
+    stops: list[int] = []
+
+    def stopping() -> None:
+        stops.append(1)
+        told.set()
+
+    results = parallel(range(4), waits, workers=4, stopping=stopping)
+    assert next(results) == 0 and waiting.wait(10)
+    assert isinstance(results, Generator)
+    results.close()  # as an interrupt would
+    assert stops == [1] and waited and all(waited)
+    done = list(parallel(range(4), lambda n: iter([n]), stopping=lambda: stops.append(2)))
+    assert sorted(done) == [0, 1, 2, 3] and stops == [1]
+
+
 def test_parallel_in_order_keeps_few_items_waiting_behind_a_slow_one() -> None:
     import threading
     import time
@@ -1085,8 +1118,8 @@ def test_an_undone_import_leaves_a_filled_empty_store_as_it_was(tmp_path: Path) 
 
 
 def test_an_undone_import_keeps_what_it_did_not_bring(tmp_path: Path) -> None:
-    """A machine directory that held someone's file (and no store) before the import: undone,
-    the import takes away the store it placed there, not the directory and the file."""
+    """A machine directory that held someone's files (and no store) before the import: undone,
+    the import takes away the store it placed there, not the directory and the files."""
     from ospp.core.clock import SystemClock
     from ospp.machine import fleet, fleetcsv
 
@@ -1094,6 +1127,8 @@ def test_an_undone_import_keeps_what_it_did_not_bring(tmp_path: Path) -> None:
     kept = home / "machines" / "ws1" / "notes.txt"
     kept.parent.mkdir(parents=True)
     kept.write_text("rack 4, shelf 2\n")
+    profile = kept.with_name("hardware.json")  # a profile the admin wrote, for the tolerance
+    profile.write_text('{"disk": 7}\n')
     site = tmp_path / "site.csv"
     site.write_text("machine,product,key,kms_host\nws1,ProPlus2021,,\nws2,ProPlus2021,,\n")
     assert fleetcsv.check_import(home, site, None, clock) == 2
@@ -1105,8 +1140,8 @@ def test_an_undone_import_keeps_what_it_did_not_bring(tmp_path: Path) -> None:
         rows.close()  # as an interrupt would
     finally:
         templates.close()
-    assert kept.read_text() == "rack 4, shelf 2\n"
-    assert sorted(p.name for p in kept.parent.iterdir()) == ["notes.txt"]
+    assert kept.read_text() == "rack 4, shelf 2\n" and profile.read_text() == '{"disk": 7}\n'
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["hardware.json", "notes.txt"]
     assert not (home / "machines" / "ws2").exists()
 
 

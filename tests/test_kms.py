@@ -697,6 +697,115 @@ def test_a_host_that_never_answers_is_asked_twice_per_pass_not_by_every_thread(m
             assert exc.hint and f"ospp kms ping {endpoint}" in exc.hint
 
 
+class Stalls:
+    """A peer on 127.0.0.1 that speaks the wire's framing and answers every request with
+    ``{"v": 1, "ok": true}``, except the requests whose numbers (1, 2, ... over all its
+    connections) are in ``stall``: those it never answers."""
+
+    def __init__(self, stall: set[int]) -> None:
+        self.stall = stall
+        self.requests = 0
+        self.connections = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.1)
+        self.endpoint = Endpoint("127.0.0.1", self.server.getsockname()[1])
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn = self.server.accept()[0]
+                self.connections += 1
+                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        answer = json.dumps({"v": 1, "ok": True}).encode()
+        with contextlib.suppress(OSError), conn:
+            while head := conn.recv(4, socket.MSG_WAITALL):
+                (length,) = struct.unpack(">I", head)
+                conn.recv(length, socket.MSG_WAITALL)
+                with self.lock:
+                    self.requests += 1
+                    number = self.requests
+                if number in self.stall:
+                    self.stopping.wait(30)  # holds this connection, answering nothing
+                    return
+                conn.sendall(struct.pack(">I", len(answer)) + answer)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        self.server.close()
+
+
+@pytest.fixture
+def quick_pool(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from ospp.machine import kmspool
+
+    monkeypatch.setattr(kmspool, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(kmspool, "SILENT_FOR", 1.0)
+    return kmspool
+
+
+def _outcomes(pool: Any, endpoint: Endpoint, n: int) -> list[str]:
+    """What each of ``n`` requests in turn came to: ok, timeout or not tried."""
+    from ospp.core.errors import NetworkError
+
+    out = []
+    for _ in range(n):
+        try:
+            pool.call(endpoint, {"op": "kms-ping"})
+            out.append("ok")
+        except NetworkError as exc:
+            out.append("not tried" if type(exc).__name__ == "NotTried" else "timeout")
+    return out
+
+
+def test_a_host_that_stalls_now_and_then_is_never_given_up_on(quick_pool: Any) -> None:
+    """An answer starts the count of timeouts over: two single stalls, on a new connection and
+    on a kept one, far apart in a pass, cost one request each."""
+    peer = Stalls({1, 4})
+    try:
+        got = _outcomes(quick_pool.Pool(), peer.endpoint, 6)
+    finally:
+        peer.stop()
+    assert got == ["timeout", "ok", "ok", "timeout", "ok", "ok"]
+
+
+def test_a_host_that_stops_answering_is_given_up_on_then_looked_at_again(quick_pool: Any):
+    """A host that answered, then stopped (its kept connection timed out, then the look on a
+    new one): given up on, not sent anything, and looked at again SILENT_FOR later."""
+    peer = Stalls(set(range(2, 100)))
+    pool = quick_pool.Pool()
+    try:
+        first = _outcomes(pool, peer.endpoint, 5)
+        sent = peer.requests
+        time.sleep(1.1)  # SILENT_FOR
+        again = _outcomes(pool, peer.endpoint, 2)
+        sent_again = peer.requests - sent
+    finally:
+        peer.stop()
+    assert first == ["ok", "timeout", "timeout", "not tried", "not tried"]
+    assert sent == 3 and sent_again == 1 and again == ["timeout", "not tried"]
+
+
+def test_a_closed_pool_sends_nothing_more(quick_pool: Any) -> None:
+    """An interrupted pass closes its pool: a request after that is not sent, and says why."""
+    peer = Stalls(set())
+    pool = quick_pool.Pool()
+    try:
+        assert _outcomes(pool, peer.endpoint, 1) == ["ok"]
+        pool.close()
+        with pytest.raises(quick_pool.NotTried, match="the run was stopped first"):
+            pool.call(peer.endpoint, {"op": "kms-ping"})
+    finally:
+        peer.stop()
+    assert peer.requests == 1
+
+
 def test_one_machine_is_counted_once_however_it_spells_its_cmid(ospp: Ospp, host: Host):
     """A CMID is a GUID: in either case, with or without braces, it names one machine, and
     the answer echoes it as the client sent it. Anything else is refused (0xC004F056)."""

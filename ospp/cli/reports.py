@@ -160,8 +160,9 @@ DATA: dict[str, Schema] = {
                 product_id=string(),
                 action=string(),
                 tried=boolean(
-                    "False when nothing was sent: the machine's KMS host had stopped answering "
-                    "earlier in the pass (its store was left as it was)."
+                    "False when the request was kept back: the machine's KMS host had stopped "
+                    "answering earlier in the pass, or the pass was stopped (its store was "
+                    "left as it was)."
                 ),
                 error=ref("error"),
             )
@@ -277,8 +278,9 @@ DATA: dict[str, Schema] = {
                 kms_host=string("The KMS host that answered."),
                 count=integer(),
                 tried=boolean(
-                    "With error: false when nothing was sent (the KMS host had stopped "
-                    "answering earlier in the pass; the store was left as it was)."
+                    "With error: false when the request was kept back (the KMS host had "
+                    "stopped answering earlier in the pass, or the pass was stopped; the store "
+                    "was left as it was)."
                 ),
                 error=ref("error"),
             )

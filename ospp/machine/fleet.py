@@ -230,18 +230,17 @@ def place(home: StrPath, name: str, data: bytes) -> bool:
 
 
 def unplace(home: StrPath, name: str) -> None:
-    """Undo :func:`place` (an import interrupted or refused): the machine's directory goes, or,
-    when it also holds what ospp did not put there, only ospp's files in it (``fleet remove``
-    leaves such a directory alone; an import never takes what it did not bring)."""
+    """Undo :func:`place` (an import interrupted or refused): the store it wrote (with SQLite's
+    files beside it) goes, and the directory with it when nothing else is left in it; what
+    someone else put there (notes, a hardware profile) stays, as ``fleet remove`` leaves it."""
     directory = Path(machine_dir(home, name))
-    if not _foreign(directory):
-        shutil.rmtree(directory, ignore_errors=True)
-        return
     with contextlib.suppress(OSError), os.scandir(directory) as entries:
         for entry in entries:
-            if entry.name.startswith(_OURS):
+            if entry.name.startswith((STORE_FILE, f".{STORE_FILE}.")):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
+    with contextlib.suppress(OSError):  # not empty: it holds what the import did not bring
+        directory.rmdir()
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def act(
         finally:
             store.db.close()
 
-    yield from parallel(require(home, glob), one)
+    yield from parallel(require(home, glob), one, stopping=pools.close)
 
 
 def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Iterator[Action]:
@@ -142,4 +142,4 @@ def service(
         finally:
             store.db.close()
 
-    yield from parallel(names, one, ordered=ordered)
+    yield from parallel(names, one, ordered=ordered, stopping=pools.close)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -198,6 +198,7 @@ def activate(
     pool: Pool | None = None,
     cached: bool = True,
     skipped: NotTried | None = None,
+    tried_before: Sequence[str] = (),
 ) -> Outcome:
     """One KMS activation or renewal of ``lic``; records every attempt in /dhistorykms.
 
@@ -205,7 +206,8 @@ def activate(
     that stopped answering within this pass is not tried again for a while (:class:`NotTried`:
     nothing is sent or recorded for it). ``cached``: False passes over the cached host;
     ``skipped``: the cached host was not tried, so a discovery that finds no host is that, not
-    this machine's failure (nothing recorded either)."""
+    this machine's failure (nothing recorded either); ``tried_before``: the cached host was
+    tried and failed (said with the hosts tried after it)."""
     # a damaged seal key stops it before the host counts this machine
     require_key(store.home, create=False)
     settings = store.settings()
@@ -326,8 +328,9 @@ def activate(
         # The host that worked last time did not answer: forget it and discover again (not
         # tried in this pass: discover again, and keep it for the next).
         skipped_now = not_tried[0] if not_tried else None
-        return activate(store, lic, environ, status, pool, not skipped_now, skipped_now)
-    if not_tried and not tried:
+        return activate(store, lic, environ, status, pool, not skipped_now, skipped_now, tried)
+    tried = [*tried_before, *tried]
+    if not_tried and not tried:  # nothing was sent from this machine
         raise not_tried[0]
     silent = [f"not tried: {n.where}, silent earlier in this run" for n in not_tried]
     raise NetworkError(

@@ -7,10 +7,13 @@ request to a host times out, the next request looks at it again while the others
 one; if it times out too, the host is given up on for SILENT_FOR seconds: the machines that
 would use it meanwhile are not sent anything, their request fails at once with
 :class:`NotTried` (0xC004F074, naming the host), and their stores are left as they are, so
-that running the pass again once the host answers tries them. Then one request looks again.
-So a host that stalled once (one answer late) costs one machine, as it would without a pool,
-and a dead one costs a pass two timeouts every SILENT_FOR seconds, not one per machine. A host
-that refuses connections fails fast, and each thread keeps trying it on its own.
+that running the pass again once the host answers tries them. Then one request looks again
+(the others are still not sent while it does). So a host that stalled once (one answer late)
+costs one machine, as it would without a pool, and a dead one costs a pass two timeouts, then
+one every SILENT_FOR seconds, not one per machine. An answer, or a refusal (the host is up),
+starts the count of timeouts over. A host that refuses connections fails fast, and each thread
+keeps trying it on its own. Once the pass is closed (it ends, or was interrupted), nothing
+more is sent.
 """
 
 from __future__ import annotations
@@ -33,15 +36,22 @@ class NotTried(NetworkError):
     """A request not sent: its KMS host did not answer two requests in a row earlier in this
     pass. Nothing was sent from the machine, and nothing was recorded in its store."""
 
-    def __init__(self, where: str) -> None:
-        super().__init__(
-            E_NO_KMS,
-            f"the KMS host at {where} did not answer two requests in a row within "
-            f"{REQUEST_TIMEOUT:.0f} s each, earlier in this run: not sent, nothing recorded "
-            f"(it is looked at again {SILENT_FOR:.0f} s after the last)",
-            f"Check that the host at {where} runs and answers (ospp kms ping {where}), then "
-            "run the command again: it tries these machines.",
-        )
+    def __init__(self, where: str, stopped: bool = False) -> None:
+        if stopped:  # the pass was interrupted before this request was sent
+            super().__init__(
+                E_NO_KMS,
+                f"not sent to the KMS host at {where}: the run was stopped first",
+                "Run the command again: it tries this machine.",
+            )
+        else:
+            super().__init__(
+                E_NO_KMS,
+                f"the KMS host at {where} did not answer two requests in a row within "
+                f"{REQUEST_TIMEOUT:.0f} s each, earlier in this run: not sent, nothing recorded "
+                f"(it is looked at again {SILENT_FOR:.0f} s after the last)",
+                f"Check that the host at {where} runs and answers (ospp kms ping {where}), "
+                "then run the command again: it tries these machines.",
+            )
         self.where = where
 
 
@@ -64,11 +74,14 @@ class Pool:
         self._missed: dict[str, int] = {}  # requests in a row that timed out
         self._given_up: dict[str, float] = {}  # not tried until this time.monotonic()
         self._looking: dict[str, threading.Event] = {}  # the request looking at a host again
-        self._guard = threading.Lock()  # over the six above
+        self._closed = False  # the pass is over (or interrupted): nothing more is sent
+        self._guard = threading.Lock()  # over the seven above
 
     def call(self, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
         where = str(endpoint)
         with self._guard:
+            if self._closed:
+                raise NotTried(where, stopped=True)
             turn = self._turns.setdefault(where, threading.Lock())
             failing = where in self._failing
         if not failing:
@@ -101,7 +114,10 @@ class Pool:
         host is given up on."""
         while True:
             with self._guard:
-                if not self._missed.get(where):
+                if self._closed:
+                    raise NotTried(where, stopped=True)
+                missed = self._missed.get(where, 0)
+                if not missed:
                     return None
                 if time.monotonic() < self._given_up.get(where, 0.0):
                     raise NotTried(where)
@@ -109,6 +125,8 @@ class Pool:
                 if looking is None:
                     looking = self._looking[where] = threading.Event()
                     return looking
+                if missed >= 2:  # given up on already: not sent while one request looks
+                    raise NotTried(where)
             looking.wait(REQUEST_TIMEOUT + 1.0)  # the look is over within its own deadline
 
     def _fresh(self, where: str, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
@@ -141,10 +159,13 @@ class Pool:
     def _fail(self, where: str, silent: bool) -> None:
         with self._guard:
             self._failing.add(where)
-            if silent:
-                missed = self._missed[where] = self._missed.get(where, 0) + 1
-                if missed >= 2:
-                    self._given_up[where] = time.monotonic() + SILENT_FOR
+            if not silent:  # it refused: the host is up, and its timeouts are counted anew
+                self._missed.pop(where, None)
+                self._given_up.pop(where, None)
+                return
+            missed = self._missed[where] = self._missed.get(where, 0) + 1
+            if missed >= 2:
+                self._given_up[where] = time.monotonic() + SILENT_FOR
 
     def _keep(self, where: str, conn: Connection) -> None:
         with self._guard:
@@ -154,7 +175,13 @@ class Pool:
         conn.close()  # another thread's connection is kept
 
     def close(self) -> None:
+        """End the pass: kept connections are closed, and nothing more is sent (requests
+        waiting for a look at a host stop waiting)."""
         with self._guard:
+            self._closed = True
             for conn in self._open.values():
                 conn.close()
             self._open.clear()
+            looking = list(self._looking.values())
+        for event in looking:
+            event.set()

@@ -24,6 +24,7 @@ def parallel(
     work: Callable[[T], Iterable[R]],
     workers: int = WORKERS,
     ordered: bool = False,
+    stopping: Callable[[], None] | None = None,
 ) -> Iterator[R]:
     """``work(item)`` for every item in ``workers`` threads; results as they come, or, when
     ``ordered``, in the order of the items (an item's results together).
@@ -31,6 +32,8 @@ def parallel(
     At most a few items per worker are in flight, so memory does not grow with the fleet (in
     order, an item's results wait until those of every earlier item are out). The first
     exception stops the feeding of new items and is raised once the workers are done.
+    ``stopping`` is called when the caller stops early (an interrupt) or an exception stops
+    the pass, before the items in hand are waited for (to tell their work to give up).
     """
     window = workers * 4
     todo: queue.Queue[Any] = queue.Queue(maxsize=window)
@@ -73,6 +76,7 @@ def parallel(
     finished, failure = 0, None
     waiting: dict[int, list[Any]] = {}  # results of items ahead of the next one, when ordered
     after = 0  # the index of the next item to hand out, when ordered
+    completed = False
     try:
         while finished < workers:
             result, exc = done.get()
@@ -90,8 +94,11 @@ def parallel(
                     yield from waiting.pop(after)
                     after += 1
                     room.release()
+        completed = failure is None
     finally:
         abort.set()  # the caller stopped early, or a failure: feed nothing more
+        if not completed and stopping is not None:
+            stopping()
         # Workers finish the item in hand (and skip the rest): once this returns, or an
         # interrupt leaves it, nothing more is done behind the caller's back.
         for t in threads[1:]:
