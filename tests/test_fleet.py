@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -463,6 +464,61 @@ def test_parallel_tells_the_work_in_hand_to_give_up_before_waiting_for_it() -> N
     assert stops == [1] and waited and all(waited)
     done = list(parallel(range(4), lambda n: iter([n]), stopping=lambda: stops.append(2)))
     assert sorted(done) == [0, 1, 2, 3] and stops == [1]
+
+
+def test_parallel_tells_the_work_in_hand_at_the_first_failure() -> None:
+    """A failure stops the pass: the work still in hand is told at once, not after it has
+    waited for whatever it was waiting for."""
+    import threading
+    from collections.abc import Iterator
+
+    from ospp.machine.workers import parallel
+
+    told, waiting = threading.Event(), threading.Event()
+    waited = []
+
+    def work(n: int) -> Iterator[int]:
+        if n == 0:
+            waiting.wait(10)
+            raise ValueError("zero")
+        waiting.set()
+        waited.append(told.wait(10))
+        yield n
+
+    with pytest.raises(ValueError, match="zero"):
+        list(parallel(range(2), work, workers=2, stopping=told.set))
+    assert waited == [True]
+
+
+@pytest.mark.parametrize("command", ["act", "service"])
+def test_a_stopped_fleet_pass_closes_its_kms_connections(ospp: Ospp, command: str) -> None:
+    """fleet act and service --all hand the pass's connections to the workers to close when
+    the pass is stopped (an interrupt closes the generator)."""
+    import os
+
+    from ospp.core.clock import clock_from_env
+    from ospp.core.paths import ospp_home
+    from ospp.machine import fleetact
+
+    ospp("fleet", "create", "w", "20", "--product", "ProPlus2021", "--sethst", "127.0.0.1:9")
+    environ = {**os.environ, **ospp.env}
+    home = ospp_home(environ)
+    pools = fleetact.Pools()
+    if command == "act":
+        passes = fleetact.act(home, None, environ, clock_from_env(environ), pools)
+    else:
+        names: list[str | None] = [f"w{n:02d}" for n in range(1, 21)]
+        passes = fleetact.service(names, environ, pools, listed=True)
+    assert isinstance(passes, Generator)
+    next(passes)
+    assert not pools.get().closed
+    passes.close()
+    assert pools.get().closed
+    # and a machine's work sends nothing more once its pass is stopped, to any server
+    if command == "act":
+        assert list(fleetact.act(home, None, environ, clock_from_env(environ), pools)) == []
+    else:
+        assert list(fleetact.service(names, environ, pools, listed=True)) == []
 
 
 def test_parallel_in_order_keeps_few_items_waiting_behind_a_slow_one() -> None:
@@ -1129,6 +1185,8 @@ def test_an_undone_import_keeps_what_it_did_not_bring(tmp_path: Path) -> None:
     kept.write_text("rack 4, shelf 2\n")
     profile = kept.with_name("hardware.json")  # a profile the admin wrote, for the tolerance
     profile.write_text('{"disk": 7}\n')
+    backup = kept.with_name("licenses.db.bak")  # a copy of a store, kept by hand
+    backup.write_bytes(b"an old store")
     site = tmp_path / "site.csv"
     site.write_text("machine,product,key,kms_host\nws1,ProPlus2021,,\nws2,ProPlus2021,,\n")
     assert fleetcsv.check_import(home, site, None, clock) == 2
@@ -1141,7 +1199,11 @@ def test_an_undone_import_keeps_what_it_did_not_bring(tmp_path: Path) -> None:
     finally:
         templates.close()
     assert kept.read_text() == "rack 4, shelf 2\n" and profile.read_text() == '{"disk": 7}\n'
-    assert sorted(p.name for p in kept.parent.iterdir()) == ["hardware.json", "notes.txt"]
+    assert sorted(p.name for p in kept.parent.iterdir()) == [
+        "hardware.json",
+        "licenses.db.bak",
+        "notes.txt",
+    ]
     assert not (home / "machines" / "ws2").exists()
 
 

@@ -700,10 +700,12 @@ def test_a_host_that_never_answers_is_asked_twice_per_pass_not_by_every_thread(m
 class Stalls:
     """A peer on 127.0.0.1 that speaks the wire's framing and answers every request with
     ``{"v": 1, "ok": true}``, except the requests whose numbers (1, 2, ... over all its
-    connections) are in ``stall``: those it never answers."""
+    connections) are in ``stall``: those it never answers; and those in ``drop``, whose
+    connection it closes."""
 
-    def __init__(self, stall: set[int]) -> None:
+    def __init__(self, stall: set[int], drop: frozenset[int] = frozenset()) -> None:
         self.stall = stall
+        self.drop = drop  # requests whose connection it closes instead of answering
         self.requests = 0
         self.connections = 0
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -732,6 +734,8 @@ class Stalls:
                     number = self.requests
                 if number in self.stall:
                     self.stopping.wait(30)  # holds this connection, answering nothing
+                    return
+                if number in self.drop:
                     return
                 conn.sendall(struct.pack(">I", len(answer)) + answer)
 
@@ -790,6 +794,87 @@ def test_a_host_that_stops_answering_is_given_up_on_then_looked_at_again(quick_p
         peer.stop()
     assert first == ["ok", "timeout", "timeout", "not tried", "not tried"]
     assert sent == 3 and sent_again == 1 and again == ["timeout", "not tried"]
+
+
+def _at_once(pool: Any, endpoint: Endpoint, n: int) -> list[tuple[float, str]]:
+    """``n`` requests sent together: when each ended (seconds from the start) and how."""
+    from ospp.core.errors import NetworkError
+
+    began = time.monotonic()
+    ended: list[tuple[float, str]] = []
+
+    def one() -> None:
+        try:
+            pool.call(endpoint, {"op": "kms-ping"})
+            how = "ok"
+        except NetworkError as exc:
+            how = exc.message
+        ended.append((time.monotonic() - began, how))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return sorted(ended)
+
+
+def test_requests_waiting_through_one_pause_count_it_once(quick_pool: Any) -> None:
+    """Once a host dropped a connection every thread sends on its own: three requests that all
+    time out in one pause are one timeout, not three, and the next request finds the host
+    answering (three would have given it up)."""
+    peer = Stalls({2, 3, 4}, drop=frozenset({1}))
+    pool = quick_pool.Pool()
+    try:
+        # dropped: a NetworkError ('timeout' to _outcomes), but no timeout to the pool
+        assert _outcomes(pool, peer.endpoint, 1) == ["timeout"]
+        ended = _at_once(pool, peer.endpoint, 3)
+        after = _outcomes(pool, peer.endpoint, 2)
+    finally:
+        peer.stop()
+    assert len(ended) == 3 and all("TimeoutError" in how for _, how in ended), ended
+    assert after == ["ok", "ok"]
+
+
+def test_while_a_given_up_host_is_looked_at_again_the_others_are_not_held(
+    quick_pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look after SILENT_FOR is one request; the others are told at once that the host
+    is not tried, not held until the look ends."""
+    peer = Stalls(set(range(1, 100)))
+    pool = quick_pool.Pool()
+    try:
+        assert _outcomes(pool, peer.endpoint, 2) == ["timeout", "timeout"]
+        time.sleep(1.1)  # SILENT_FOR
+        monkeypatch.setattr(quick_pool, "REQUEST_TIMEOUT", 2.0)  # a long look
+        ended = _at_once(pool, peer.endpoint, 4)
+    finally:
+        peer.stop()
+    assert peer.requests == 3  # the two, then the one look
+    looked = [at for at, how in ended if "TimeoutError" in how]
+    kept_back = [at for at, how in ended if "did not answer two requests" in how]
+    assert len(looked) == 1 and len(kept_back) == 3
+    assert max(kept_back) < looked[0]  # told before the look ended
+
+
+def test_closing_the_pool_during_a_look_lets_the_waiting_requests_go(
+    quick_pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt during the look at a host that timed out once: the requests waiting for
+    the look end at once ('stopped first'), before the look does."""
+    peer = Stalls(set(range(1, 100)))
+    pool = quick_pool.Pool()
+    try:
+        assert _outcomes(pool, peer.endpoint, 1) == ["timeout"]
+        monkeypatch.setattr(quick_pool, "REQUEST_TIMEOUT", 2.0)  # a long look
+        threading.Timer(0.3, pool.close).start()
+        ended = _at_once(pool, peer.endpoint, 4)
+    finally:
+        peer.stop()
+    looked = [at for at, how in ended if "TimeoutError" in how]
+    stopped = [at for at, how in ended if "the run was stopped first" in how]
+    assert len(looked) == 1 and len(stopped) == 3, ended
+    assert max(stopped) < looked[0] and peer.requests == 2
 
 
 def test_a_closed_pool_sends_nothing_more(quick_pool: Any) -> None:

@@ -234,9 +234,11 @@ def unplace(home: StrPath, name: str) -> None:
     files beside it) goes, and the directory with it when nothing else is left in it; what
     someone else put there (notes, a hardware profile) stays, as ``fleet remove`` leaves it."""
     directory = Path(machine_dir(home, name))
+    written = {STORE_FILE, *(f"{STORE_FILE}-{side}" for side in ("wal", "shm", "journal"))}
     with contextlib.suppress(OSError), os.scandir(directory) as entries:
         for entry in entries:
-            if entry.name.startswith((STORE_FILE, f".{STORE_FILE}.")):
+            name = entry.name
+            if name in written or (name.startswith(f".{STORE_FILE}.") and name.endswith(".new")):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
     with contextlib.suppress(OSError):  # not empty: it holds what the import did not bring

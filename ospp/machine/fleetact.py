@@ -87,6 +87,8 @@ def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Ite
     from ospp.machine import activation, kmsclient
 
     for st in client.statuses(store, environ=environ):
+        if pool.closed:  # the pass was stopped: no request more, to any server
+            return
         lic = st.licence
         if lic.sku.channel is Channel.KMS_HOST:
             continue

@@ -328,6 +328,8 @@ def activate(
         # The host that worked last time did not answer: forget it and discover again (not
         # tried in this pass: discover again, and keep it for the next).
         skipped_now = not_tried[0] if not_tried else None
+        if skipped_now is not None and pool is not None and pool.closed:
+            raise skipped_now  # the pass was stopped: no DNS query either
         return activate(store, lic, environ, status, pool, not skipped_now, skipped_now, tried)
     tried = [*tried_before, *tried]
     if not_tried and not tried:  # nothing was sent from this machine

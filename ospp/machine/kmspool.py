@@ -10,8 +10,9 @@ would use it meanwhile are not sent anything, their request fails at once with
 that running the pass again once the host answers tries them. Then one request looks again
 (the others are still not sent while it does). So a host that stalled once (one answer late)
 costs one machine, as it would without a pool, and a dead one costs a pass two timeouts, then
-one every SILENT_FOR seconds, not one per machine. An answer, or a refusal (the host is up),
-starts the count of timeouts over. A host that refuses connections fails fast, and each thread
+one every SILENT_FOR seconds, not one per machine. Requests that were all waiting through one
+pause of the host count as one timeout; an answer, or a refusal (the host is up), starts the
+count over. A host that refuses connections fails fast, and each thread
 keeps trying it on its own. Once the pass is closed (it ends, or was interrupted), nothing
 more is sent.
 """
@@ -71,11 +72,17 @@ class Pool:
         self._open: dict[str, Connection] = {}
         self._turns: dict[str, threading.Lock] = {}
         self._failing: set[str] = set()
-        self._missed: dict[str, int] = {}  # requests in a row that timed out
+        self._missed: dict[str, int] = {}  # pauses in a row (requests that timed out)
+        self._missed_at: dict[str, float] = {}  # when the last one was counted
         self._given_up: dict[str, float] = {}  # not tried until this time.monotonic()
         self._looking: dict[str, threading.Event] = {}  # the request looking at a host again
         self._closed = False  # the pass is over (or interrupted): nothing more is sent
-        self._guard = threading.Lock()  # over the seven above
+        self._guard = threading.Lock()  # over the eight above
+
+    @property
+    def closed(self) -> bool:
+        """The pass is over or was interrupted: nothing more is to be sent, to any server."""
+        return self._closed
 
     def call(self, endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
         where = str(endpoint)
@@ -90,12 +97,13 @@ class Pool:
                     failing = where in self._failing
                     kept = None if failing else self._open.pop(where, None)
                 if kept is not None:
+                    started = time.monotonic()
                     try:
                         response = kept.call(request)
                     except NetworkError as exc:
                         kept.close()  # the host closed an idle connection: one fresh try below
                         if _timed_out(exc):  # connected, and it did not answer
-                            self._fail(where, silent=True)
+                            self._fail(where, True, started)
                             raise
                     except BaseException:
                         kept.close()
@@ -133,6 +141,7 @@ class Pool:
         from ospp.protocol.wire import Connection
 
         looking = self._look_again(where)
+        started = time.monotonic()
         try:
             try:
                 conn = Connection(endpoint, "KMS host", REQUEST_TIMEOUT)
@@ -142,11 +151,12 @@ class Pool:
                     conn.close()
                     raise
             except NetworkError as exc:
-                self._fail(where, silent=_timed_out(exc))
+                self._fail(where, _timed_out(exc), started)
                 raise
             with self._guard:  # it answered: tried again by every thread
                 self._failing.discard(where)
                 self._missed.pop(where, None)
+                self._missed_at.pop(where, None)
                 self._given_up.pop(where, None)
         finally:
             if looking is not None:  # what it found is recorded: the waiting requests go on
@@ -156,16 +166,23 @@ class Pool:
         self._keep(where, conn)
         return response
 
-    def _fail(self, where: str, silent: bool) -> None:
+    def _fail(self, where: str, silent: bool, started: float) -> None:
+        """A request begun at ``started`` failed; ``silent``: it timed out. Requests that were
+        all waiting through one pause of the host count as one timeout, not one each."""
         with self._guard:
             self._failing.add(where)
             if not silent:  # it refused: the host is up, and its timeouts are counted anew
                 self._missed.pop(where, None)
+                self._missed_at.pop(where, None)
                 self._given_up.pop(where, None)
                 return
+            if started <= self._missed_at.get(where, float("-inf")):
+                return  # this pause is counted already
+            now = time.monotonic()
+            self._missed_at[where] = now
             missed = self._missed[where] = self._missed.get(where, 0) + 1
             if missed >= 2:
-                self._given_up[where] = time.monotonic() + SILENT_FOR
+                self._given_up[where] = now + SILENT_FOR
 
     def _keep(self, where: str, conn: Connection) -> None:
         with self._guard:

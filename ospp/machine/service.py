@@ -101,6 +101,8 @@ def run_one(store: MachineStore, environ: Mapping[str, str], pool: Pool | None) 
     settings = store.settings()
     history = store.history("kms")
     for st in client.statuses(store, environ=environ):
+        if pool is not None and pool.closed:  # the pass was stopped: no request more
+            return
         lic = st.licence
         attempts = [h.at for h in history if h.sku_id == lic.sku.sku_id]
         action = due(lic, st.status, now, settings, max(attempts) if attempts else None)

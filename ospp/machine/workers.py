@@ -76,12 +76,15 @@ def parallel(
     finished, failure = 0, None
     waiting: dict[int, list[Any]] = {}  # results of items ahead of the next one, when ordered
     after = 0  # the index of the next item to hand out, when ordered
-    completed = False
+    completed = told = False
     try:
         while finished < workers:
             result, exc = done.get()
             if exc is not None:
                 failure = failure or exc
+                if stopping is not None and not told:  # the work in hand gives up now
+                    told = True
+                    stopping()
             elif result is _STOP:
                 finished += 1
             elif failure is not None:
@@ -97,7 +100,7 @@ def parallel(
         completed = failure is None
     finally:
         abort.set()  # the caller stopped early, or a failure: feed nothing more
-        if not completed and stopping is not None:
+        if not completed and not told and stopping is not None:
             stopping()
         # Workers finish the item in hand (and skip the rest): once this returns, or an
         # interrupt leaves it, nothing more is done behind the caller's back.
