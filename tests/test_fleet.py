@@ -993,6 +993,23 @@ def _stopped_after(ran: Ran, total: int) -> int:
 
 
 @pytest.mark.skipif(os.name == "nt", reason="Ctrl+C is not a signal there")
+def test_a_pass_interrupted_before_any_machine_was_done_does_not_say_nothing_changed(
+    ospp: Ospp,
+) -> None:
+    """Ctrl+C while the first machines wait for a KMS host: none is reported done, but their
+    requests were sent and recorded; the message does not claim that nothing was changed."""
+    silent = SilentHost()
+    try:
+        ospp("fleet", "create", "i", "20", "--product", "ProPlus2021", "--sethst", silent.address)
+        ran = interrupt_when(ospp, ("fleet", "act"), lambda: len(silent.accepted) > 0)
+    finally:
+        silent.stop()
+    assert ran.code == 130, (ran.out, ran.err)
+    assert "nothing was changed" not in ran.out
+    assert "none of the 20 machines was reported done, but those in hand" in ran.out, ran.out
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Ctrl+C is not a signal there")
 def test_an_interrupted_remove_says_how_many_machines_it_removed(ospp: Ospp) -> None:
     """Ctrl+C during 'fleet remove': the machines removed stay removed, and the message says
     so (it said that nothing was changed)."""

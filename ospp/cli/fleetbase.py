@@ -65,8 +65,15 @@ def stopped(counts: Counter[str], total: int) -> Cancelled:
     """Ctrl+C during a pass over machines: what was done stays done, and the message says how
     much (machines in flight when it came may finish too: "at least")."""
     done = sum(counts.values())
-    if not done:
-        return Cancelled(interrupted=True)
+    if not done:  # none reported yet; those in hand may still have sent their requests
+        return Cancelled(
+            interrupted=True,
+            kept=N_(
+                "none of the {total} machines was reported done, but those in hand when it "
+                "came may have been; running it again does the rest",
+                total=total,
+            ),
+        )
     return Cancelled(
         interrupted=True,
         kept=N_(
