@@ -442,6 +442,23 @@ def test_a_port_in_use_is_named_as_windows_names_it(ospp: Ospp):
             assert "ERROR CODE: 0x80072740" in ran.out and "Traceback" not in ran.err
 
 
+def test_a_second_host_on_one_store_is_refused_until_the_first_stops(ospp: Ospp, host: Host):
+    """One 'kms serve' per host directory: a second is refused before it listens (exit 3,
+    the first one's port named), the first serves on; once it is gone, even by SIGKILL,
+    a new one starts."""
+    before = ospp("kms", "status", "--json").data()
+    ran = ospp.proc("kms", "serve", "--listen", "127.0.0.1:0", "--log", "none", timeout=30)
+    assert ran.code == 3, ran.out + ran.err
+    assert "ERROR CODE: 0x80070420" in ran.out and "LISTENING" not in ran.out
+    assert f"listening on port {host.port}" in ran.out and "Traceback" not in ran.err
+    assert ospp("kms", "status", "--json").data()["port"] == before["port"] == host.port
+    client(ospp, "one", host)
+    assert ospp("/act", "one").code == 1  # counted by the first host: 1 of 5, below threshold
+    host.stop(signal.SIGKILL)
+    host.start()
+    assert host.alive() and ospp("kms", "status", "--json").data()["port"] == host.port
+
+
 def test_many_requests_share_one_connection(ospp: Ospp, host: Host):
     with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
         answers = [conn.call(raw_request()) for _ in range(200)]

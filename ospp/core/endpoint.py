@@ -78,7 +78,7 @@ def listen_set(endpoints: list[Endpoint], what: str = "--listen") -> tuple[list[
     if len(ports) != 1:
         raise UsageError(
             f"the {what} addresses use different ports ({', '.join(map(str, sorted(ports)))})",
-            "Give every address the same port; run a second server for a second port.",
+            "Give every address the same port: a server listens on one port.",
         )
     return [e.host for e in endpoints], ports.pop()
 

@@ -110,6 +110,7 @@ E_DISK_FULL = 0x80070070  # a store or state file cannot be written: no space le
 E_NO_CONNECTION = 0x80072EFD  # a server could not be reached (WinINet's wording)
 E_ADDRESS_IN_USE = 0x80072740  # WSAEADDRINUSE: a port to listen on is taken on this machine
 E_ADDRESS_NOT_AVAILABLE = 0x80072741  # WSAEADDRNOTAVAIL: no such address on this machine
+E_ALREADY_RUNNING = 0x80070420  # ERROR_SERVICE_ALREADY_RUNNING: a server already serves a store
 E_UNEXPECTED = 0x8000FFFF  # a server failed on a request (a bug on its side)
 # information (bit 31 clear): printed as the status of a licence, not as a failure
 I_OOB = 0x4004F00C
@@ -177,6 +178,7 @@ DESCRIPTIONS: dict[int, str] = {
     E_ADDRESS_IN_USE: "Only one usage of each socket address (protocol/network address/port) "
     "is normally permitted.",
     E_ADDRESS_NOT_AVAILABLE: "The requested address is not valid in its context.",
+    E_ALREADY_RUNNING: "An instance of the service is already running.",
     E_UNEXPECTED: "Catastrophic failure",
     I_OOB: "The Software Licensing Service reported that the application is running "
     "within the valid grace period.",

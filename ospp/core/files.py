@@ -258,18 +258,53 @@ def _sync_directory(directory: StrPath) -> None:
 LOCK_WAIT = 10.0
 
 
+class LockHeld(StoreError):
+    """The lock is held by another process (:func:`locked` with ``wait=0``)."""
+
+
 @contextlib.contextmanager
-def locked(path: StrPath) -> Iterator[None]:
+def locked(path: StrPath, wait: float | None = None) -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created if need be) for the block.
 
     For a read-modify-write of a small state file that ``os.replace`` swaps whole: the lock
     lives in its own file, which is never replaced, so every writer waits on the same one.
-    ``flock`` on POSIX, ``msvcrt.locking`` on Windows, each waited for about ``LOCK_WAIT``
-    seconds; the system drops the lock when the process ends, so a killed writer never
-    leaves it held, and anyone may open the lock file (a lab clock shared by several users).
-    A lock that cannot be taken, or a symbolic link in place of the lock file, is a
-    StoreError naming the file.
+    ``flock`` on POSIX, ``msvcrt.locking`` on Windows, each waited for about ``wait`` seconds
+    (``LOCK_WAIT``; with 0, tried once: :class:`LockHeld` when another process holds it);
+    the system drops the lock when the process ends, so a killed writer never leaves it
+    held, and anyone may open the lock file (a lab clock shared by several users). A lock
+    that cannot be taken, or a symbolic link in place of the lock file, is a StoreError
+    naming the file.
     """
+    fd = _open_lock(path)
+    try:
+        try:
+            _lock(fd, LOCK_WAIT if wait is None else wait)
+        except BlockingIOError as exc:
+            raise LockHeld(
+                E_ACCESS_DENIED,
+                f"the lock file {path} is held by another process",
+                "Another ospp command holds it; try again.",
+            ) from exc
+        except OSError as exc:
+            raise StoreError(
+                E_ACCESS_DENIED,
+                f"the lock file {path} cannot be locked: {exc.strerror or exc}",
+                "Another ospp command holds it; try again.",
+            ) from exc
+        try:
+            yield
+        finally:
+            if sys.platform == "win32":
+                import msvcrt
+
+                with contextlib.suppress(OSError):
+                    msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    finally:
+        os.close(fd)
+
+
+def _open_lock(path: StrPath) -> int:
+    """The lock file ``path`` opened (made if need be): a regular file, not a link."""
     # Read-only where flock needs no more: a lock file another user made (a shared lab clock)
     # can still be opened. Anyone may read it; it holds nothing.
     access = os.O_RDWR if sys.platform == "win32" else os.O_RDONLY
@@ -292,39 +327,35 @@ def locked(path: StrPath) -> Iterator[None]:
             f"the lock file {path} is not a regular file; ospp locks only a file it made there",
             "It was left as it is. Remove it; ospp makes it again.",
         )
-    try:
-        try:
-            if sys.platform == "win32":
-                import msvcrt
+    return fd
 
-                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # tries for 10 seconds, then OSError
-            else:
-                import fcntl
 
-                # waited for at most LOCK_WAIT: a writer that hangs (suspended, say) makes the
-                # others fail with a message, not hang with it
-                deadline = time.monotonic() + LOCK_WAIT
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise OSError(
-                                errno.EWOULDBLOCK, f"still held after {LOCK_WAIT:g} s"
-                            ) from None
-                        time.sleep(0.01)
-        except OSError as exc:
-            raise StoreError(
-                E_ACCESS_DENIED,
-                f"the lock file {path} cannot be locked: {exc.strerror or exc}",
-                "Another ospp command holds it; try again.",
-            ) from exc
+def _lock(fd: int, wait: float) -> None:
+    """Lock the open file ``fd``, waiting about ``wait`` seconds: BlockingIOError when another
+    process holds it then, OSError when it cannot be locked at all."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        if wait <= 0:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            except PermissionError as exc:  # what Windows says for a byte another one holds
+                raise BlockingIOError(errno.EWOULDBLOCK, "held by another process") from exc
+        else:
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # tries for 10 seconds, then OSError
+        return
+    import fcntl
+
+    # waited for at most ``wait``: a writer that hangs (suspended, say) makes the others fail
+    # with a message, not hang with it
+    deadline = time.monotonic() + wait
+    while True:
         try:
-            yield
-        finally:
-            if sys.platform == "win32":
-                with contextlib.suppress(OSError):
-                    msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-    finally:
-        os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if wait <= 0:
+                raise
+            if time.monotonic() >= deadline:
+                raise TimeoutError(errno.ETIMEDOUT, f"still held after {wait:g} s") from None
+            time.sleep(0.01)

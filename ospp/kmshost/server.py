@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ospp.core import files
 from ospp.core.clock import iso
-from ospp.core.errors import E_INVALID_ARG, OsppError, hex_code
+from ospp.core.errors import E_ALREADY_RUNNING, E_INVALID_ARG, OsppError, StoreError, hex_code
 from ospp.kmshost.ping import ping_reply
 from ospp.kmshost.publishing import EventSink, publish_forever
 from ospp.kmshost.request import Request, parse_item
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from ospp.kmshost.operations import Operations
 
 GROUP_COMMIT_WINDOW = 0.002  # seconds; the price in latency of fewer, larger transactions
+SERVING_LOCK = "serving.lock"  # held by the one 'kms serve' of a host's directory
 
 Ready = Callable[[str, int, ServingState], None]
 log = logging.getLogger("ospp.kms")
@@ -137,9 +139,37 @@ def serve(
     longest-idle one. ``ops`` adds what a service needs (sd_notify, SIGHUP, metrics, the
     status page): see :mod:`ospp.kmshost.operations`.
     """
-    asyncio.run(
-        _serve(host, listen_host, port, idle_timeout, log, ready, events, max_connections, ops)
-    )
+    with only_host(host):
+        asyncio.run(
+            _serve(host, listen_host, port, idle_timeout, log, ready, events, max_connections, ops)
+        )
+
+
+@contextlib.contextmanager
+def only_host(host: KmsHost) -> Iterator[None]:
+    """Serve ``host``'s store from this process alone, for the block.
+
+    A second ``kms serve`` on one store (the service running, and one started by hand) would
+    answer clients as well, counts being shared, but status, /dlv and DNS publishing would
+    show whichever started last, and stopping one would leave clients on the other. The lock
+    (SERVING_LOCK in the host's directory) is the system's, so a host killed with SIGKILL
+    leaves nothing to clean up."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(files.locked(host.home / SERVING_LOCK, wait=0))
+    except files.LockHeld as exc:
+        port = None
+        with contextlib.suppress(OsppError):  # a store that cannot be read: said without it
+            port = host.meta().get("listening_port")
+        where = f", listening on port {port}" if port else ""
+        raise StoreError(
+            E_ALREADY_RUNNING,
+            f"another 'ospp kms serve' is serving the KMS host in {host.home}{where}",
+            "Stop it first (systemctl stop ospp-kms, or end its process), or give this one "
+            "a host of its own with OSPP_KMS_HOME.",
+        ) from exc
+    with stack:
+        yield
 
 
 async def _serve(
