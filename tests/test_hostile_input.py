@@ -122,6 +122,20 @@ def test_a_request_log_that_cannot_be_opened_is_a_clear_error(
     assert "request log" in ran.out and "Traceback" not in ran.err
 
 
+@pytest.mark.parametrize("command", [("kms", "serve"), ("center", "serve")], ids=" ".join)
+def test_an_empty_http_address_is_refused_not_taken_for_no_status_page(
+    ospp: Ospp, command: tuple[str, ...]
+) -> None:
+    """``--http ''`` (an unset variable in a unit file, say) is a usage error, as an empty
+    ``--listen`` is: the server does not start without the status page it was asked for."""
+    if command[0] == "center":
+        assert ospp("center", "init").code == 0
+    ran = ospp.proc(*command, "--listen", "127.0.0.1:0", "--http", "", timeout=20)
+    assert ran.code == 2, (ran.out, ran.err)
+    assert "0x80070057" in ran.out and "--http ''" in ran.out
+    assert "LISTENING" not in ran.out and "Traceback" not in ran.err
+
+
 def test_a_bad_trust_file_does_not_break_the_others(ospp: Ospp) -> None:
     trust = Path(ospp.env["OSPP_HOME"]) / "trust"
     trust.mkdir(parents=True)

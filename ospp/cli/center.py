@@ -312,7 +312,7 @@ def serve(listen: tuple[str, ...], http: str | None, log_level: str, log_format:
     from ospp.core.endpoint import listen_set, parse_host, parse_listen
 
     hosts, port = listen_set([parse_listen(text, 1689) for text in listen])
-    http_at = parse_host(http, 8080, "--http", listen=True) if http else None
+    http_at = parse_host(http, 8080, "--http", listen=True) if http is not None else None
     logs.setup(serving.log_level(log_level), log_format)
     authority = _open()
     home = Path(center_home())

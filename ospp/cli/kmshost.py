@@ -389,7 +389,7 @@ def serve(
     named = [e for e in given if e.port != NO_PORT]
     if named:  # one port for all, refused before anything is opened
         listen_set(named)
-    http_at = parse_host(http, 8080, "--http", listen=True) if http else None
+    http_at = parse_host(http, 8080, "--http", listen=True) if http is not None else None
     logs.setup(serving.log_level(log_level), log_format)
     log = open_log(log_to)
     host = _host()
