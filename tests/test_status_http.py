@@ -222,6 +222,29 @@ def test_kms_ping_of_an_unactivated_host_exits_4(ospp: Ospp):
         host.stop()
 
 
+def test_kms_ping_refused_by_the_host_says_the_host_s_code_and_reason(ospp: Ospp, tmp_path):
+    """A host that answers the ping with a refusal (here: it cannot read its lab clock) was
+    reached: the caller sees the host's licensing code and reason, not 'a connection with
+    the server could not be established'."""
+    from pathlib import Path
+
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        Path(ospp.env["OSPP_HOME"]).mkdir(parents=True, exist_ok=True)
+        (Path(ospp.env["OSPP_HOME"]) / "clock.json").write_text("{not json")
+        # the caller's own lab clock is another file: only the host's is damaged
+        mine = {"OSPP_CLOCK_FILE": str(tmp_path / "caller-clock.json")}
+        ran = ospp("kms", "ping", f"127.0.0.1:{host.port}", env=mine)
+        assert ran.code == 4, ran.out
+        assert "ERROR CODE: 0x8007000D" in ran.out and "0x80072EFD" not in ran.out, ran.out
+        assert "refused the ping: the KMS host cannot read its clock\n" in ran.out, ran.out
+        error = ospp("kms", "ping", f"127.0.0.1:{host.port}", "--json", env=mine).json()
+        assert error["error"]["code"] == "0x8007000D" and error["error"]["exit_status"] == 4
+    finally:
+        host.stop()
+
+
 def test_kms_ping_of_something_else_exits_4(ospp: Ospp):
     """A server that answers the ospp protocol but signs nothing (the authority) fails."""
     assert ospp("center", "init").code == 0

@@ -60,7 +60,10 @@ def ping(endpoint: Endpoint, environ: Mapping[str, str]) -> Pong:
         reply = conn.call({"op": "kms-ping", "nonce": nonce})
     seconds = time.perf_counter() - started
     if not reply.get("ok"):
-        raise bad(f"refused the ping: {reply.get('message')!r}")
+        # The host was reached and said why not: its code (the wire checked that it is an
+        # error code) and its reason, as for a refused activation.
+        code = reply.get("code", E_NO_CONNECTION)
+        raise bad(f"refused the ping: {reply.get('message') or 'no reason given'}", code)
     if reply.get("activated") is not True:
         raise bad("answered, but its host key is not activated", E_HOST_NOT_ACTIVATED)
     if reply.get("nonce") != nonce or reply.get("op") != "kms-ping":
