@@ -180,6 +180,25 @@ def test_a_client_tries_at_most_16_srv_records_of_a_domain(ospp: Ospp, bind: Bin
     assert order == [f"h{n}.{sub}:{dead}" for n in range(16)]
 
 
+def test_a_client_tries_at_most_16_addresses_of_one_target(ospp: Ospp, bind: Bind, sub: str):
+    """One SRV target with 40 A records is 40 connections, each worth a timeout when the
+    addresses do not answer: a client tries the first 16 addresses in all, and so does
+    dnsdiag."""
+    dead = closed_port()
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {dead} pool.{sub}."),
+        *[("add", f"pool.{sub}.", "A", 60, f"127.0.0.{n}") for n in range(1, 41)],
+    )
+    ospp("install-product", "ProPlus2021", "p1")
+    ospp(f"/skms-domain:{sub}", "p1")
+    ran = ospp("/act", "p1", env=dns_env(bind))
+    assert ran.code == 4 and "ERROR CODE: 0xC004F074" in ran.out, ran.out
+    entries = ospp("dhistorykms", "p1", "--json").data()["entries"]
+    assert len(entries) == 16, [e["target"] for e in entries]
+    contacted = ospp("dnsdiag", "p1", "--json", env=dns_env(bind)).data()["contacted"]
+    assert len(contacted) == 16 and {c["target"] for c in contacted} == {f"pool.{sub}"}
+
+
 def test_all_hosts_dead_lists_each_one(ospp: Ospp, bind: Bind, sub: str):
     a, b = closed_port(), closed_port()
     bind.update(

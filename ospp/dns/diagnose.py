@@ -86,7 +86,10 @@ def diagnose(machine: str, lookup_domain: str | None, environ: Mapping[str, str]
     order = found.ordered()
     data["order"] = [f"{r.target}:{r.port}" for _, r in order]
     answered = None
+    pinged = 0  # addresses asked, at most discovery.MAX_HOSTS in all, as a client tries
     for _, record in order:
+        if pinged >= discovery.MAX_HOSTS:
+            break
         targets = discovery.addresses(res, record.target, record.port)
         if not targets:
             fix = f"Add an A or AAAA record for {record.target}."
@@ -94,7 +97,8 @@ def diagnose(machine: str, lookup_domain: str | None, environ: Mapping[str, str]
                 {"target": record.target, "address": None, "result": "no A/AAAA record", "fix": fix}
             )
             continue
-        for endpoint in targets:
+        for endpoint in targets[: discovery.MAX_HOSTS - pinged]:
+            pinged += 1
             entry, ok = _ping(record, endpoint)
             data["contacted"].append(entry)
             if ok:

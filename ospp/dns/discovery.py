@@ -36,6 +36,9 @@ LIFETIME = 3.0
 # A client tries at most this many of a domain's SRV records (in RFC 2782 order): an answer
 # can carry a thousand, each costing two address lookups.
 MAX_RECORDS = 16
+# A client tries at most this many addresses in all: one target can have a hundred A and AAAA
+# records (a round-robin pool, or a zone that means harm), each a connection and its timeout.
+MAX_HOSTS = 16
 # Seconds spent resolving SRV targets before trying the hosts found so far.
 ADDRESS_BUDGET = 10.0
 
@@ -244,8 +247,9 @@ def failure(found: Search) -> NetworkError:
 def find_hosts(
     lookup_domain: str | None, environ: Mapping[str, str]
 ) -> tuple[list[Endpoint], dict[str, str]]:
-    """Every address to try, in order, and for each (as ``str(endpoint)``) the SRV target
-    that named it (``target:port``, what /dstatus shows as the KMS machine name from DNS).
+    """Every address to try, in order (the first MAX_HOSTS), and for each (as
+    ``str(endpoint)``) the SRV target that named it (``target:port``, what /dstatus shows as
+    the KMS machine name from DNS).
 
     Raises 0x8007232B / 0x8007232A when there is none.
     """
@@ -259,8 +263,11 @@ def find_hosts(
     for _, record in found.ordered():
         if hosts and time.monotonic() > deadline:
             break  # enough time spent on names that do not resolve: try what was found
+        if len(hosts) >= MAX_HOSTS:
+            break
         resolved = addresses(res, record.target, record.port)
         resolved = resolved or [Endpoint(record.target, record.port)]  # let connect say why
+        resolved = resolved[: MAX_HOSTS - len(hosts)]
         for endpoint in resolved:
             names.setdefault(str(endpoint), f"{record.target}:{record.port}")
         hosts += resolved
