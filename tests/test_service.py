@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -200,6 +200,49 @@ def test_publish_retries_back_off_and_are_capped():
     assert delays[:4] == [60, 120, 240, 480]
     assert delays == sorted(delays) and max(delays) == PUBLISH_RETRY_MAX
     assert publish_retry_delay(5, 300.0) == 300.0  # never later than the normal interval
+
+
+def test_dns_publishing_goes_on_after_a_publish_while_the_lab_clock_was_damaged(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """A publish made while the lab clock file is damaged cannot be recorded (said once); the
+    publishing loop goes on: once the clock is repaired, changed settings are published."""
+
+    def closed_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def last() -> str:
+        return str(ospp("kms", "status", "--json").data()["dns_last_publish"])
+
+    def wait_for(what: str, ok: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 15
+        while not ok():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+    make_host(ospp)
+    first, second = closed_port(), closed_port()
+    where = ["--domain", "example.test", "--hostname", "kms1.example.test"]
+    assert ospp("kms", "dns", "set", "--server", f"127.0.0.1:{first}", *where).code == 0
+    host = Host(ospp)
+    try:
+        wait_for("the host did not publish", lambda: f"127.0.0.1:{first}" in last())
+        clock = Path(ospp.env["OSPP_HOME"]) / "clock.json"
+        clock.parent.mkdir(parents=True, exist_ok=True)
+        clock.write_text("{not json")
+        # this command's own lab clock is another file: only the host's is damaged
+        mine = {"OSPP_CLOCK_FILE": str(tmp_path / "own-clock.json")}
+        assert ospp("kms", "dns", "set", "--ttl", "120", env=mine).code == 0
+        time.sleep(3)  # longer than the host takes to read its settings again
+        clock.unlink()
+        assert ospp("kms", "dns", "set", "--server", f"127.0.0.1:{second}").code == 0
+        wait_for("publishing stopped", lambda: f"127.0.0.1:{second}" in last())
+    finally:
+        host.stop()
+    said = [line for line in host.stderr_lines if "cannot be recorded" in line]
+    assert len(said) == 1 and "Traceback" not in "\n".join(host.stderr_lines)
 
 
 @pytest.mark.parametrize("unit", ["ospp-kms.service", "ospp-center.service"])
