@@ -94,6 +94,38 @@ def test_kms_host_tells_systemd_ready_status_and_stopping(ospp: Ospp, notify: No
             proc.wait()
 
 
+def test_kms_host_status_to_systemd_goes_on_while_the_lab_clock_is_damaged(ospp: Ospp):
+    """The counts cannot be read while the lab clock file is damaged, but what the process
+    counted can: STATUS= says it (without the counts), and nothing is logged as an error
+    nobody handled."""
+    notify = NotifySocket(abstract=False)
+    make_host(ospp)
+    env = {**os.environ, **ospp.env, "NOTIFY_SOCKET": notify.env}
+    proc, port = start_server(
+        ["kms", "serve", "--listen", "127.0.0.1:0", "--log", "none"], env, subprocess.PIPE
+    )
+    try:
+        notify.wait_for("READY", "1")
+        clock = Path(ospp.env["OSPP_HOME"]) / "clock.json"
+        clock.parent.mkdir(parents=True, exist_ok=True)
+        clock.write_text("{not json")
+        with Connection(Endpoint("127.0.0.1", port), "KMS host") as conn:
+            for _ in range(2):
+                assert conn.call(raw_request())["code"] == 0x8007000D
+        status = notify.wait_for("STATUS", "2 requests answered, 2 failed", timeout=5)
+        assert status["STATUS"] == "2 requests answered, 2 failed"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert proc.stderr is not None
+        log = proc.stderr.read()
+        assert "never retrieved" not in log and "Traceback" not in log, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+
+
 def test_authority_tells_systemd_ready_and_stopping(ospp: Ospp, notify: NotifySocket):
     assert ospp("center", "init", "--name", "Lab").code == 0
     env = {**os.environ, **ospp.env, "NOTIFY_SOCKET": notify.env}

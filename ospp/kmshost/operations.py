@@ -151,7 +151,7 @@ class Operations:
         self._status_due = False
         try:
             gauges = await self._in_thread(self.reader.gauges)
-        except sqlite3.Error:
+        except (OsppError, sqlite3.Error):  # the store or the lab clock cannot be read now
             gauges = {"current_count": None}
         self.notifier.status(self._status_line(gauges["current_count"]))
 
