@@ -380,3 +380,24 @@ def test_records_published_by_hand_need_no_update_server(ospp: Ospp) -> None:
     records = ospp("kms", "dns", "records", "--json").data()["records"]
     assert any("_vlmcs._tcp.corp.example." in r and "kms1.corp.example." in r for r in records)
     assert any("kms1.corp.example." in r and "192.0.2.10" in r for r in records)
+
+
+@pytest.mark.parametrize(
+    ("args", "missing"),
+    [
+        (["--server", "192.0.2.53", "--hostname", "kms1.corp.example"], "--domain"),
+        (["--server", "192.0.2.53", "--domain", "corp.example"], "--hostname"),
+        (["--domain", "corp.example", "--no-publish"], "--hostname"),
+        (["--domain", ".", "--hostname", "kms1.corp.example", "--no-publish"], "--domain"),
+    ],
+    ids=["no domain", "no hostname", "no hostname, by hand", "the root for a domain"],
+)
+def test_dns_settings_without_a_domain_or_hostname_say_which_is_missing(
+    ospp: Ospp, args: list[str], missing: str
+) -> None:
+    """A first 'kms dns set' that leaves out --domain or --hostname is told to give it, not
+    that the empty name it never typed ('') is not a DNS name."""
+    ran = ospp("kms", "dns", "set", *args)
+    assert ran.code == 2 and "ERROR CODE: 0x80070057" in ran.out, ran.out
+    assert f"{missing} ''" not in ran.out and f"give {missing}" in ran.out, ran.out
+    assert ospp("kms", "dns", "records").code == 2  # nothing was stored

@@ -120,9 +120,18 @@ class Publishing:
     def check(self, updates: bool = True) -> None:
         """Refuse settings that cannot be published: ``updates`` (publishing by dynamic
         update) needs a server too; records published by hand do not."""
-        if not self.domain or not valid_host(self.domain):
+        if not self.domain:
+            raise UsageError(
+                "no domain to publish in: give --domain, e.g. --domain corp.example.com"
+            )
+        if not valid_host(self.domain):
             raise UsageError(f"--domain {self.domain!r} is not a DNS domain name")
-        if not self.hostname or not valid_host(self.hostname):
+        if not self.hostname:
+            raise UsageError(
+                "no host name for the SRV record to name: give --hostname, this host's DNS "
+                "name, e.g. --hostname kms1.corp.example.com"
+            )
+        if not valid_host(self.hostname):
             raise UsageError(f"--hostname {self.hostname!r} is not a host name")
         if updates and not self.server:
             raise UsageError(
