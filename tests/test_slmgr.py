@@ -277,6 +277,10 @@ def test_ospp_vbs_commands_and_their_slmgr_twins_leave_the_same_state(tmp_path: 
         (["/dli", "11111111-2222-3333-4444-555555555555"], "0xC004F069", 1),
         (["/sai", "60"], "0xC004F041", 1),  # no KMS host here
         (["/sprt", "1700"], "0xC004F041", 1),
+        # a value that starts with '-' is the value, not an unknown option
+        (["/sai", "-1"], "0x80070057", 2),
+        (["/sri", "-5"], "0x80070057", 2),
+        (["/sprt", "-5"], "0x80070057", 2),
         (["/cpri"], "0xC004F041", 1),
     ],
 )

@@ -156,9 +156,13 @@ def slmgr(as_json: bool, quiet: bool) -> None:
 
 
 def option(
-    name: str, *params: Callable[[Any], Any]
+    name: str, *params: Callable[[Any], Any], values: bool = False
 ) -> Callable[[Callable[..., Result]], click.Command]:
-    """Declare an slmgr option whose body returns a Result; errors print as slmgr's."""
+    """Declare an slmgr option whose body returns a Result; errors print as slmgr's.
+
+    ``values``: its arguments are values that may start with '-' (a port, minutes, an
+    activation type): '-5' is taken as the value, for the option to say what is wrong with
+    it, rather than as an unknown option."""
 
     def deco(fn: Callable[..., Result]) -> click.Command:
         @functools.wraps(fn)
@@ -174,7 +178,8 @@ def option(
         f = JSON_OPTION(f)
         for param in reversed(params):
             f = param(f)
-        return slmgr.command(name, epilog=EXIT_HELP)(f)
+        settings = {"ignore_unknown_options": True} if values else {}
+        return slmgr.command(name, epilog=EXIT_HELP, context_settings=settings)(f)
 
     return deco
 

@@ -134,7 +134,7 @@ def _no_act(words: tuple[str, ...]) -> tuple[str, ...]:
     return (computer,) if computer else ()
 
 
-@option("act-type", words_argument("[0|1|2|3] [ActID] [COMPUTERNAME]"))
+@option("act-type", words_argument("[0|1|2|3] [ActID] [COMPUTERNAME]"), values=True)
 def act_type(words: tuple[str, ...]) -> Result:
     """Set the activation type: 0 all (default), 2 KMS.
 
@@ -185,7 +185,7 @@ def _minutes(text: str, what: str) -> int:
     return int(text)
 
 
-@option("sprt", click.argument("port"))
+@option("sprt", click.argument("port"), values=True)
 def sprt(port: str) -> Result:
     """Set the TCP port of the KMS host."""
     from ospp.core.endpoint import parse_port
@@ -199,7 +199,7 @@ def sprt(port: str) -> Result:
     )
 
 
-@option("sai", click.argument("minutes", metavar="MINUTES"))
+@option("sai", click.argument("minutes", metavar="MINUTES"), values=True)
 def sai(minutes: str) -> Result:
     """Set the activation interval (15-43200 minutes).
 
@@ -214,7 +214,7 @@ def sai(minutes: str) -> Result:
     )
 
 
-@option("sri", click.argument("minutes", metavar="MINUTES"))
+@option("sri", click.argument("minutes", metavar="MINUTES"), values=True)
 def sri(minutes: str) -> Result:
     """Set the renewal interval (15-43200 minutes).
 
