@@ -348,6 +348,57 @@ def test_a_lab_clock_the_host_cannot_read_makes_the_pages_unavailable_not_broken
         host.stop()
 
 
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ("UPDATE stats SET value='x' WHERE name='total'", "damaged statistic 'total'"),
+        ("UPDATE stats SET value=1e30 WHERE name='clients'", "damaged statistic 'clients'"),
+        ("UPDATE clients SET first_seen='abc'", "damaged client record"),
+        ("UPDATE clients SET first_seen=9000000000000000000", "damaged client record"),
+        ("UPDATE clients SET workstation=X'1b5b326a'", "damaged client record"),
+    ],
+    ids=[
+        "a count as text",
+        "a count as a float",
+        "a time as text",
+        "a time out of range",
+        "a name as a blob",
+    ],
+)
+def test_a_store_damaged_by_hand_makes_the_page_say_so_and_the_host_serves_on(
+    ospp: Ospp, damage: str, said: str
+):
+    """A statistic or a client record edited by hand: the status page answers 503 with the
+    store's error (0x8007000D), as 'kms status' and 'kms clients' report it (exit 3), never
+    500 'internal error', a text count, or the repr of a blob; the host serves on."""
+    import sqlite3
+
+    from tests.kmsutil import path_of
+
+    host, base = http_host(ospp)
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            assert conn.call(raw_request())["ok"]
+        with sqlite3.connect(path_of(ospp)) as db:
+            db.execute(damage)
+        db.close()
+        status, _, body = get(f"{base}/")
+        assert status == 503 and "0x8007000D" in body and said in body, (status, body)
+        command = ("kms", "clients") if "client record" in said else ("kms", "status")
+        for args in (command, (*command, "--json")):
+            ran = ospp(*args)
+            assert ran.code == 3 and "0x8007000D" in ran.out and said in ran.out, ran.out
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            assert conn.call(raw_request())["ok"]  # what is damaged is what it shows
+        status, _, text = get(f"{base}/metrics")
+        assert status == 200
+        readable = 0 if "'clients'" in said else 1
+        assert samples(text)[("ospp_kms_store_readable", ())] == readable
+    finally:
+        host.stop()
+    assert not [line for line in host.stderr_lines if "status page failed" in line]
+
+
 @pytest.mark.parametrize(("name", "value"), [("dns", "[]"), ("dns_last", "garbage")])
 def test_a_dns_setting_damaged_while_serving_makes_the_page_say_so_and_the_host_serves_on(
     ospp: Ospp, name: str, value: str

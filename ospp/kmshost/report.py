@@ -20,7 +20,13 @@ from ospp.core.db import sqlite_uri
 from ospp.core.errors import E_INVALID_DATA, StoreError
 from ospp.kmshost.identity import check_settings
 from ospp.kmshost.packs import read_packs
-from ospp.kmshost.status import current_counts, dns_publishing, last_publish
+from ospp.kmshost.status import (
+    current_counts,
+    damaged_statistic,
+    dns_publishing,
+    last_publish,
+    read_stats,
+)
 from ospp.protocol.kms import WINDOW
 
 PAGE_SIZE = 50
@@ -72,6 +78,8 @@ class Reader:
             packs = read_packs(c)
         finally:
             c.execute("COMMIT")
+        if stored is not None and type(stored[0]) is not int:
+            raise damaged_statistic(self.path, "clients", stored[0])
         return {
             "activated": activated is not None,
             "current_count": counts,
@@ -86,7 +94,7 @@ class Reader:
         c.execute("BEGIN")
         try:
             meta = dict(c.execute("SELECT name, value FROM meta").fetchall())
-            stats = dict(c.execute("SELECT name, value FROM stats").fetchall())
+            stats = read_stats(c, self.path)
         finally:
             c.execute("COMMIT")
         check_settings(self.path, meta)  # damaged: a StoreError, which the page shows
@@ -95,7 +103,7 @@ class Reader:
         days = []
         for back in range(29, -1, -1):
             day = (now - timedelta(days=back)).date().isoformat()
-            days.append((day, int(stats.get(f"day.{day}", 0))))
+            days.append((day, stats.get(f"day.{day}", 0)))
         return {
             "key_last5": first.get("key_last5"),
             "epid": first.get("epid"),
@@ -104,8 +112,8 @@ class Reader:
             "packs": gauges["packs"],
             "current_count": gauges["current_count"],
             "stored_clients": gauges["stored_clients"],
-            "requests_total": int(stats.get("total", 0)),
-            "requests_failed": int(stats.get("failed", 0)),
+            "requests_total": stats.get("total", 0),
+            "requests_failed": stats.get("failed", 0),
             "requests_by_status": {
                 k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("requests.")
             },
@@ -151,19 +159,33 @@ class Reader:
 
         out = []
         for cmid, sku_id, workstation, first, last, requests, status in rows:
-            sku = catalog().sku(sku_id)
-            out.append(
-                {
-                    "cmid": cmid,
-                    "product": sku.product.id if sku else sku_id,
-                    "workstation": workstation,
-                    "first_seen_at": t(first),
-                    "last_seen_at": t(last),
-                    "requests": requests,
-                    "status": status,
-                }
-            )
+            try:
+                if not all(isinstance(v, str) for v in (cmid, sku_id, workstation, status)):
+                    raise ValueError("a value of the wrong type")
+                if type(requests) is not int:
+                    raise ValueError("a value of the wrong type")
+                sku = catalog().sku(sku_id)
+                out.append(
+                    {
+                        "cmid": cmid,
+                        "product": sku.product.id if sku else sku_id,
+                        "workstation": workstation,
+                        "first_seen_at": t(first),
+                        "last_seen_at": t(last),
+                        "requests": requests,
+                        "status": status,
+                    }
+                )
+            except (ValueError, TypeError, OverflowError, OSError) as exc:
+                raise self._damaged_client(cmid, exc) from exc
         return out, total
+
+    def _damaged_client(self, cmid: object, exc: Exception) -> StoreError:
+        return StoreError(
+            E_INVALID_DATA,
+            f"the KMS host store {self.path} has a damaged client record ({cmid!r:.60}): {exc}",
+            "It was left as it is. Restore it from a backup, or remove the record.",
+        )
 
     def iter_clients(self, limit: int = 0) -> Iterator[dict[str, Any]]:
         """Every stored client (at most ``limit``; 0 for all), most recent first, read as the
@@ -193,12 +215,7 @@ class Reader:
                         "requests": r[6],
                     }
                 except (ValueError, TypeError, OverflowError, OSError) as exc:
-                    raise StoreError(
-                        E_INVALID_DATA,
-                        f"the KMS host store {self.path} has a damaged client record "
-                        f"({r[1]!r:.60}): {exc}",
-                        "It was left as it is. Restore it from a backup, or remove the record.",
-                    ) from exc
+                    raise self._damaged_client(r[1], exc) from exc
 
     def statuses(self) -> list[str]:
         """The licence statuses clients reported, for the filter's choices."""

@@ -41,7 +41,13 @@ from ospp.kmshost.packs import NOT_ACTIVATED, ServingPack, pack_for
 from ospp.kmshost.request import Request, parse_item
 from ospp.kmshost.retention import SETTING, WAL_LIMIT, check_max_clients, start_background
 from ospp.kmshost.schema import SCHEMA
-from ospp.kmshost.status import DEFAULT_SETTINGS, current_counts, last_publish_json, status_of
+from ospp.kmshost.status import (
+    DEFAULT_SETTINGS,
+    current_counts,
+    last_publish_json,
+    read_stats,
+    status_of,
+)
 from ospp.protocol.kms import (
     CAP,
     DEFAULT_PORT,
@@ -366,7 +372,7 @@ class KmsHost(HostIdentity):
         since = now_s - int(WINDOW.total_seconds())
         with self.db.read() as conn:
             meta = self.meta(conn)
-            stats = dict(conn.execute("SELECT name, value FROM stats").fetchall())
+            stats = read_stats(conn, self.db.path)
             groups = current_counts(conn, since, now_s)
             packs = self.packs(conn)
         return status_of(meta, stats, groups, packs)

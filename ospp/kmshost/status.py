@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from ospp.core.errors import E_INVALID_DATA, StoreError
 from ospp.kmshost.packs import Pack, known_groups
 from ospp.kmshost.retention import max_clients
 from ospp.protocol.kms import (
@@ -94,6 +95,28 @@ def status_of(
             k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("requests.")
         },
     }
+
+
+def damaged_statistic(path: object, name: object, value: object) -> StoreError:
+    """The error for a statistic of the store at ``path`` that is not a whole number."""
+    return StoreError(
+        E_INVALID_DATA,
+        f"the KMS host store {path} has a damaged statistic {repr(name)[:60]}: "
+        f"{repr(value)[:60]} (not a whole number)",
+        "Restore the file from a backup; it was left as it is.",
+    )
+
+
+def read_stats(conn: sqlite3.Connection, path: object) -> dict[str, int]:
+    """The host's statistics (requests by licence status, failures by code, answers per day,
+    stored clients); one edited by hand into anything but a whole number is a StoreError
+    (0x8007000D), never shown as it is."""
+    stats = {}
+    for name, value in conn.execute("SELECT name, value FROM stats"):
+        if not isinstance(name, str) or type(value) is not int:
+            raise damaged_statistic(path, name, value)
+        stats[name] = value
+    return stats
 
 
 def dns_publishing(meta: Mapping[str, str]) -> bool:
