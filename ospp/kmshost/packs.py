@@ -146,6 +146,9 @@ def read_packs(conn: sqlite3.Connection) -> list[Pack]:
                 raise _damaged(f"the certificate of *****-{key.last5} is not JSON") from exc
             if not isinstance(cert, dict) or not isinstance(cert.get("kind"), str):
                 raise _damaged(f"the certificate of *****-{key.last5} is not a certificate")
+        for name, value in (("ePID", epid), ("activation time", activated_at)):
+            if value is not None and not isinstance(value, str):  # a blob, put there by hand
+                raise _damaged(f"the {name} of *****-{key.last5} is not text ({value!r:.40})")
         packs.append(Pack(key, cert, epid, activated_at))
     groups = [p.app for p in packs]
     if len(set(groups)) != len(groups):
