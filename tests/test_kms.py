@@ -950,6 +950,20 @@ def test_a_ping_with_a_nonce_a_terminal_would_act_on_is_not_signed(host: Host) -
     assert odd["ok"] is True and "signature" not in odd and "nonce" not in odd
 
 
+def test_kms_ping_of_a_host_that_answers_unsigned_says_it_cannot_be_used(ospp: Ospp) -> None:
+    """A server that answers the ping as an activated host but without its nonce and
+    signature (a host too old to sign pings, or something else on its port) was reached:
+    0xC004F042, as for a reply its key did not sign, not 'a connection with the server could
+    not be established'."""
+    plain = RogueHost(lambda msg: {"v": 1, "ok": True, "epid": "x", "activated": True})
+    try:
+        ran = ospp("kms", "ping", plain.address)
+    finally:
+        plain.close()
+    assert ran.code == 4 and "ERROR CODE: 0xC004F042" in ran.out, ran.out
+    assert "answered another request (or is too old to sign pings)" in ran.out
+
+
 def test_a_home_with_no_host_key_says_so_and_a_file_for_a_home_is_a_store_error(
     ospp: Ospp, tmp_path: Path
 ):

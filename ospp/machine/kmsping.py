@@ -67,7 +67,7 @@ def ping(endpoint: Endpoint, environ: Mapping[str, str]) -> Pong:
     if reply.get("activated") is not True:
         raise bad("answered, but its host key is not activated", E_HOST_NOT_ACTIVATED)
     if reply.get("nonce") != nonce or reply.get("op") != "kms-ping":
-        raise bad("answered another request (or is too old to sign pings)")
+        raise bad("answered another request (or is too old to sign pings)", E_CANNOT_USE)
     trusted = anchors(ospp_home(environ), environ)
     product = None
     if trusted:
