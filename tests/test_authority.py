@@ -646,3 +646,44 @@ def test_an_installation_id_proves_the_key_without_disclosing_it(ospp: Ospp):
     ran = ospp("/actcid:" + cid)
     assert ran.code == 0 and "<Offline product activation successful>" in ran.out, ran.out
     assert ospp("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"
+
+
+def test_actcid_activates_the_product_whose_installation_id_the_cid_answers(ospp: Ospp):
+    """With two products keyed by MAKs, each reads out its own installation ID: /actcid
+    activates the one its CID answers, without --sku; a --sku that names no installed
+    licence says so (0xC004F069), and neither changes anything else."""
+    ospp.install("ProPlus2021")
+    ospp.install("VisioPro2021")
+    assert ospp("/inpkey:" + issue(ospp, "ProPlus2021")).code == 0
+    assert ospp("/inpkey:" + issue(ospp, "VisioPro2021")).code == 0
+    products = ospp("dinstid", "--json").data()["products"]
+    iids = {p["product_id"]: p["installation_id"] for p in products}
+    cids = {
+        product: ospp("center", "confirm", iid, "--json").data()["cid"]
+        for product, iid in iids.items()
+    }
+
+    def statuses() -> dict[str, str]:
+        rows = ospp("dstatus", "--json").data()["products"]
+        return {r["product_id"]: r["status"] for r in rows if r["channel"] == "mak"}
+
+    wrong = ospp("actcid", cids["VisioPro2021"], "--sku", "ProPlus2021", "--json").json()
+    assert wrong["error"]["code"] == "0xC004F069" and "ProPlus2021" in wrong["error"]["message"]
+    assert wrong["error"]["exit_status"] == 1
+    assert statuses() == {"ProPlus2021": "OOB_GRACE", "VisioPro2021": "OOB_GRACE"}
+    ospp.install("ProPlus2021", "other")
+    ospp("/inpkey:" + issue(ospp, "ProPlus2021"), "other")
+    other = ospp("center", "confirm", iid_of(ospp, "other"), "--json").data()["cid"]
+    ran = ospp("/actcid:" + other)  # a CID for another machine answers neither product
+    assert ran.code == 1 and "ERROR CODE: 0xC004F031" in ran.out, ran.out
+    assert statuses() == {"ProPlus2021": "OOB_GRACE", "VisioPro2021": "OOB_GRACE"}
+
+    ran = ospp("/actcid:" + cids["VisioPro2021"])
+    assert ran.code == 0, ran.out
+    assert "Office21VisioPro2021VL_MAK_AE edition\n<Offline product activation successful>" in (
+        ran.out
+    )
+    assert statuses() == {"ProPlus2021": "OOB_GRACE", "VisioPro2021": "LICENSED"}
+    ran = ospp("actcid", cids["ProPlus2021"], "--json")
+    assert ran.code == 0 and ran.data()["product_id"] == "ProPlus2021", ran.out
+    assert statuses() == {"ProPlus2021": "LICENSED", "VisioPro2021": "LICENSED"}

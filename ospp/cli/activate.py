@@ -15,6 +15,7 @@ from ospp.core.errors import (
     E_CID_LENGTH,
     E_KEY_NOT_AVAILABLE,
     E_NO_KMS,
+    E_SKU_NOT_FOUND,
     Cancelled,
     LicensingError,
     OsppError,
@@ -140,23 +141,26 @@ def dinstid(computer: str | None) -> Result:
     return Result(lines, {"machine": store.name, "products": rows})
 
 
-def _phone_target(store: MachineStore, sku: str | None) -> Licence:
-    candidates = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_CLIENT]
+def _phone_targets(store: MachineStore, sku: str | None) -> list[Licence]:
+    """The licences a CID may be for: the one ``--sku`` names, else every one with a MAK."""
     if sku:
-        candidates = [lic for lic in candidates if lic.sku.sku_id == sku.strip("{}").lower()]
+        wanted = sku.strip().strip("{}").lower()
+        named = [lic for lic in store.licences() if lic.sku.sku_id == wanted]
+        if not named:
+            raise LicensingError(
+                E_SKU_NOT_FOUND,
+                f"no licence with SKU ID {sku.strip()} is installed on {store.name}",
+                "Run /dstatus for the SKU IDs of the installed products.",
+            )
+        return named  # its lack of a key, or a KMS client key, is said when it is checked
+    candidates = [lic for lic in _keyed(store) if lic.sku.channel is not Channel.KMS_CLIENT]
     if not candidates:
         raise LicensingError(
             E_KEY_NOT_AVAILABLE,
             "no MAK or KMS host key is installed to activate",
             "Install a MAK first: ospp /inpkey:KEY, or slmgr /ipk KEY.",
         )
-    if len(candidates) > 1:
-        raise LicensingError(
-            E_KEY_NOT_AVAILABLE,
-            "several products could take this CID",
-            "Name one with --sku SKUID (see /dinstid).",
-        )
-    return candidates[0]
+    return candidates
 
 
 @verb(
@@ -165,7 +169,12 @@ def _phone_target(store: MachineStore, sku: str | None) -> Licence:
     value_required=False,
     params=[
         click.argument("cid", required=False),
-        click.option("--sku", metavar="SKUID", help="The product to activate."),
+        click.option(
+            "--sku",
+            metavar="SKUID",
+            help="The product to activate (default: the one whose installation ID the CID "
+            "answers).",
+        ),
         click.option(
             "--interactive",
             "-i",
@@ -199,8 +208,12 @@ def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | 
             raise
     store = client.open_machine(computer)
     client.check_operation(store)
-    lic = _phone_target(store, sku)
+    candidates = _phone_targets(store, sku)
     text = cid if cid is not None else _ask_groups()
+    # Several products each read out their own installation ID: the CID says which it answers.
+    lic = candidates[0]
+    if len(candidates) > 1:
+        lic = activation.cid_licence(store, candidates, text, os.environ)
     activation.apply_cid(store, lic, text, os.environ)
     return Result(
         [

@@ -161,6 +161,38 @@ def apply_cid(store: MachineStore, lic: Licence, cid_text: str, environ: Mapping
     _store(store, lic, cid_activation(store, lic, cid_text, environ))
 
 
+def _mismatch() -> LicensingError:
+    return LicensingError(
+        E_MISMATCH,
+        N_(
+            "the confirmation ID does not match this installation ID (it was made for "
+            "another installation ID, machine or key)"
+        ),
+        N_(
+            "Check that the confirmation ID's groups were typed in the order they were "
+            "read; if they were, read the installation ID again with /dinstid and ask for "
+            "a new confirmation ID."
+        ),
+    )
+
+
+def cid_licence(
+    store: MachineStore, licences: list[Licence], cid_text: str, environ: Mapping[str, str]
+) -> Licence:
+    """The licence among ``licences`` (each with a MAK installed) whose installation ID the
+    CID answers: a machine with several products reads out one IID per product, and the CID
+    that comes back names which one it confirms. None of them: 0xC004F031."""
+    r, s = parse_cid(cid_text)
+    hw_hex, _ = _hardware_hex(store)
+    for lic in licences:
+        installation_id(store, lic, hw_hex)  # no key, or a KMS client key: before the trust
+    trusted = require_anchors(anchors(store.home, environ))
+    for lic in licences:
+        if cid_verifies(store, lic, hw_hex, r, s, trusted):
+            return lic
+    raise _mismatch()
+
+
 def cid_activation(
     store: MachineStore, lic: Licence, cid_text: str, environ: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -170,18 +202,7 @@ def cid_activation(
     installation_id(store, lic, hw_hex)  # no key, or a KMS client key: before the trust store
     trusted = require_anchors(anchors(store.home, environ))
     if not cid_verifies(store, lic, hw_hex, r, s, trusted):
-        raise LicensingError(
-            E_MISMATCH,
-            N_(
-                "the confirmation ID does not match this installation ID (it was made for "
-                "another installation ID, machine or key)"
-            ),
-            N_(
-                "Check that the confirmation ID's groups were typed in the order they were "
-                "read; if they were, read the installation ID again with /dinstid and ask for "
-                "a new confirmation ID."
-            ),
-        )
+        raise _mismatch()
     return seal(
         store,
         lic,
