@@ -687,3 +687,24 @@ def test_actcid_activates_the_product_whose_installation_id_the_cid_answers(ospp
     ran = ospp("actcid", cids["ProPlus2021"], "--json")
     assert ran.code == 0 and ran.data()["product_id"] == "ProPlus2021", ran.out
     assert statuses() == {"ProPlus2021": "LICENSED", "VisioPro2021": "LICENSED"}
+
+
+def test_a_call_log_that_cannot_be_written_stops_the_call_before_anything_is_confirmed(
+    ospp: Ospp,
+):
+    """The agent's console opens its call log before it confirms: a log it cannot write
+    (here a directory in its place) uses no activation, rather than one whose CID the agent
+    never sees."""
+    ospp.install()
+    ospp("/inpkey:" + issue(ospp, limit=1))
+    (ospp.home / "center" / "phone-calls.jsonl").mkdir()
+    ran = ospp.proc("center", "phone", "--json", input=iid_of(ospp) + "\n")
+    error = ran.json()["error"]
+    assert ran.code == 3 and error["code"] == "0x80070005", ran.out + ran.err
+    assert "phone-calls.jsonl" in error["message"] and "no activation was used" in error["hint"]
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 0
+    (ospp.home / "center" / "phone-calls.jsonl").rmdir()
+    answers = "\n" * 20
+    ran = ospp.proc("center", "phone", "--json", input=iid_of(ospp) + "\n" + answers)
+    assert ran.code == 0 and len(ran.json()["data"]["confirmation_id"]) == 120, ran.out
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 1
