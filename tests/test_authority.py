@@ -557,6 +557,25 @@ def test_an_emptied_authority_store_beside_its_keys_is_refused_and_kept(ospp: Os
     assert path.read_bytes() == b""
 
 
+@pytest.mark.parametrize("args", [["center", "keys"], ["center", "migrate"], ["center", "init"]])
+def test_a_lost_authority_store_beside_its_keys_is_refused_and_not_made_anew(
+    ospp: Ospp, args: list[str]
+):
+    """center.db gone while its key files stay: every command refuses (exit 3) and leaves
+    no new, empty store in its place, so what is restored there is the only store."""
+    if ospp.env.get("OSPP_CENTER_DB"):
+        pytest.skip("the file is SQLite's")
+    issue(ospp)
+    home = Path(ospp.env["OSPP_CENTER_HOME"])
+    for path in home.glob("center.db*"):
+        path.unlink()
+    for _ in range(2):
+        ran = ospp(*args, "--json").json()
+        assert ran["error"]["exit_status"] == 3 and ran["error"]["code"] == "0x8007000D", ran
+        assert "holds authority key files but no authority store" in ran["error"]["message"]
+        assert sorted(p.name for p in home.glob("center.db*")) == []
+
+
 def test_confirm_batch_checks_its_outfile_before_confirming_anything(ospp: Ospp, tmp_path: Path):
     """An OUTFILE that cannot be written stops the batch before any activation is used (exit
     3, as for any file that cannot be written); '-' is refused, not written to a file named
@@ -708,3 +727,4 @@ def test_a_call_log_that_cannot_be_written_stops_the_call_before_anything_is_con
     ran = ospp.proc("center", "phone", "--json", input=iid_of(ospp) + "\n" + answers)
     assert ran.code == 0 and len(ran.json()["data"]["confirmation_id"]) == 120, ran.out
     assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 1
+

@@ -32,12 +32,7 @@ def create(home: Path, ed_path: Path, dsa_path: Path, ed_pem: bytes, dsa_pem: by
     found no secret in it. Raises StoreError, leaving nothing a later run cannot undo."""
     marker = home / PENDING
     finals = (ed_path, dsa_path)
-    if not marker.exists() and any(p.exists() or p.is_symlink() for p in finals):
-        raise StoreError(
-            E_INVALID_DATA,
-            f"{home} holds authority key files but no authority store",
-            "Restore center.db from a backup; nothing was changed.",
-        )
+    refuse_orphans(home, finals)
     temps: list[Path] = []
     try:
         if marker.exists():
@@ -61,6 +56,18 @@ def create(home: Path, ed_path: Path, dsa_path: Path, ed_pem: bytes, dsa_pem: by
             "Free some space or make the directory writable, then run 'ospp center init' "
             "again; nothing was kept.",
         ) from exc
+
+
+def refuse_orphans(home: Path, finals: tuple[Path, ...] | None = None) -> None:
+    """Refuse key files that no unfinished first use left: the store they belong with was
+    lost, and a new one would hold another secret (every key issued so far unknown)."""
+    finals = finals or (home / "authority-ed25519.pem", home / "authority-dsa.pem")
+    if not (home / PENDING).exists() and any(p.exists() or p.is_symlink() for p in finals):
+        raise StoreError(
+            E_INVALID_DATA,
+            f"{home} holds authority key files but no authority store",
+            "Restore center.db from a backup; nothing was changed.",
+        )
 
 
 def _unfinished(marker: Path, finals: tuple[Path, ...]) -> None:

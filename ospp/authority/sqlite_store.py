@@ -7,11 +7,13 @@ processes on one machine count exactly; several machines need :mod:`ospp.authori
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from ospp.authority import keyfiles
 from ospp.authority.storage import KeyRecord
 from ospp.core.db import Database, sqlite_uri
 from ospp.core.errors import E_INVALID_DATA, StoreError
@@ -159,6 +161,8 @@ class SqliteStore:
     threads = 1  # one connection, used by one thread; writers queue in SQLite anyway
 
     def __init__(self, path: Path) -> None:
+        if not os.path.lexists(path):  # lost beside its key files: no new store in its place
+            keyfiles.refuse_orphans(path.parent)
         self.migrated_from = _version_on_disk(path)
         # The key pair is made once the store is (Authority._open): beside it, an empty
         # center.db is a truncated store, never a new one.
