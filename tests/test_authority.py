@@ -728,3 +728,11 @@ def test_a_call_log_that_cannot_be_written_stops_the_call_before_anything_is_con
     assert ran.code == 0 and len(ran.json()["data"]["confirmation_id"]) == 120, ran.out
     assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 1
 
+
+def test_issue_key_reports_the_catalog_product_id_however_it_was_typed(ospp: Ospp):
+    """Product ids are matched in any case; the report names the catalog's id, the one
+    'center keys' lists."""
+    ran = ospp("center", "issue-key", "--product", "proplus2021", "--json")
+    assert ran.code == 0 and ran.data()["product_id"] == "ProPlus2021", ran.out
+    listed = ospp("center", "keys", "--json").data()["keys"]
+    assert [k["product_id"] for k in listed] == ["ProPlus2021"]

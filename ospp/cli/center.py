@@ -132,8 +132,11 @@ def pubkey() -> Result:
 @reports
 def issue_key(product: str, channel: str, limit: int | None) -> Result:
     """Mint a new MAK or KMS host key and print it."""
+    from ospp.protocol import keys
+
     key = _open().issue_key(product, channel, limit)
-    return Result([key], {"key": key, "product_id": product, "channel": channel}, banners=False)
+    product_id = keys.parse(key).product.id  # the catalog's spelling, as 'center keys' shows it
+    return Result([key], {"key": key, "product_id": product_id, "channel": channel}, banners=False)
 
 
 @center.command("keys")
