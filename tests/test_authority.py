@@ -736,3 +736,19 @@ def test_issue_key_reports_the_catalog_product_id_however_it_was_typed(ospp: Osp
     assert ran.code == 0 and ran.data()["product_id"] == "ProPlus2021", ran.out
     listed = ospp("center", "keys", "--json").data()["keys"]
     assert [k["product_id"] for k in listed] == ["ProPlus2021"]
+
+
+def test_init_with_another_name_is_refused_once_the_authority_exists(ospp: Ospp):
+    """--name names a new authority: given again with another name it is refused (exit 2)
+    rather than passed over, and the authority keeps its name and keys; the same name (a
+    second node's 'center init') is fine."""
+    first = ospp("center", "init", "--name", "Lab", "--json")
+    assert first.code == 0, first.out
+    pub = (Path(ospp.env["OSPP_CENTER_HOME"]) / "authority.pub.json").read_bytes()
+    ran = ospp("center", "init", "--name", "Contoso", "--json").json()
+    assert ran["error"]["exit_status"] == 2 and ran["error"]["code"] == "0x80070057", ran
+    assert "'Lab'" in ran["error"]["message"]
+    again = ospp("center", "init", "--name", "Lab", "--json")
+    assert again.code == 0 and again.data() == first.data()
+    assert ospp("center", "init", "--json").data() == first.data()
+    assert (Path(ospp.env["OSPP_CENTER_HOME"]) / "authority.pub.json").read_bytes() == pub

@@ -145,6 +145,13 @@ class Authority(Issuer):
                 conn.put("created_at", iso(clock.now()))
             meta = conn.all()
         keyfiles.settle(home)
+        if name is not None and meta["name"] != name:  # made before, under its own name
+            raise UsageError(
+                f"this authority is named {meta['name']!r} already; --name names a new "
+                "authority, and nothing was changed",
+                "Leave out --name, or point OSPP_CENTER_HOME at a new directory for another "
+                "authority.",
+            )
         try:
             keys_ = AuthorityKeys(
                 meta["name"],
