@@ -752,3 +752,26 @@ def test_init_with_another_name_is_refused_once_the_authority_exists(ospp: Ospp)
     assert again.code == 0 and again.data() == first.data()
     assert ospp("center", "init", "--json").data() == first.data()
     assert (Path(ospp.env["OSPP_CENTER_HOME"]) / "authority.pub.json").read_bytes() == pub
+
+
+def test_center_keys_text_keeps_large_counts_apart(ospp: Ospp):
+    """A MAK of 100,000 activations, extended past a billion: each count stays a field of
+    its own in the text, under its heading, as with small counts."""
+    key = issue(ospp, limit=100_000)
+    other = issue(ospp, limit=3)
+
+    def rows() -> dict[str, str]:
+        lines = ospp("center", "keys").out.splitlines()
+        assert lines[0].split()[-4:] == ["USED", "LIMIT", "LEFT", "STATE"]
+        return {"header": lines[0]} | {
+            k[-5:]: line for k in (key, other) for line in lines if f"*****-{k[-5:]}" in line
+        }
+
+    shown = rows()
+    assert shown[key[-5:]].split()[-4:] == ["0", "100000", "100000", "active"], shown
+    assert shown[other[-5:]].split()[-4:] == ["0", "3", "3", "active"], shown
+    limit_ends = shown["header"].index("LIMIT") + len("LIMIT")
+    assert shown[other[-5:]][limit_ends - 1] == "3"  # right-aligned under LIMIT
+    assert ospp("center", "extend", key, "--by", "1000000000").code == 0
+    row = rows()[key[-5:]]
+    assert row.split()[-4:] == ["0", "1000100000", "1000100000", "active"], row

@@ -145,14 +145,16 @@ def issue_key(product: str, channel: str, limit: int | None) -> Result:
 def keys_() -> Result:
     """List issued keys with used and remaining activations."""
     records = _open().key_records()
+    # A space before each count, however many digits it has: a limit of a million or more
+    # never runs into its neighbours.
     lines = [
-        f"{'KEY ID':<12}{'KEY':<12}{'PRODUCT':<16}{'CHANNEL':<10}{'USED':>6}{'LIMIT':>7}"
-        f"{'LEFT':>6}  STATE"
+        f"{'KEY ID':<12}{'KEY':<12}{'PRODUCT':<16}{'CHANNEL':<10}{'USED':>6} {'LIMIT':>6}"
+        f" {'LEFT':>5}  STATE"
     ]
     for r in records:
         lines.append(
             f"{r.serial:<12}*****-{r.last5:<6}{r.product_id:<16}{r.channel:<10}{r.used:>6}"
-            f"{r.limit:>7}{r.remaining:>6}  {'blocked' if r.blocked else 'active'}"
+            f" {r.limit:>6} {r.remaining:>5}  {'blocked' if r.blocked else 'active'}"
         )
     return Result(lines, {"keys": [_record_json(r) for r in records]}, banners=False)
 
