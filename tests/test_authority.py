@@ -775,3 +775,15 @@ def test_center_keys_text_keeps_large_counts_apart(ospp: Ospp):
     assert ospp("center", "extend", key, "--by", "1000000000").code == 0
     row = rows()[key[-5:]]
     assert row.split()[-4:] == ["0", "1000100000", "1000100000", "active"], row
+
+
+@pytest.mark.parametrize("url", ["", "  ", "mysql://ospp@db.example/ospp", "postgresql://h:port/x"])
+def test_init_refuses_a_db_option_that_names_no_postgresql_database(ospp: Ospp, url: str):
+    """--db is a usage error (exit 2) when it is not a postgresql:// URL, empty included (an
+    unset variable in a script), and nothing is made: an empty one made an authority on
+    SQLite."""
+    ran = ospp("center", "init", "--db", url, "--json").json()
+    assert ran["error"]["exit_status"] == 2 and ran["error"]["code"] == "0x80070057", ran
+    assert ran["error"]["message"].startswith("--db must be a postgresql://")
+    home = Path(ospp.env["OSPP_CENTER_HOME"])
+    assert not home.exists() or list(home.iterdir()) == []

@@ -64,6 +64,8 @@ def init(name: str | None, db_url: str | None) -> Result:
     """Create the authority's key pair and store (done on first use otherwise)."""
     from ospp.authority.state import Authority
 
+    if db_url is not None:
+        _check_db_option(db_url)
     authority = Authority.open(Path(center_home()), clock_from_env(), name, db_url=db_url)
     pub = authority.home / "authority.pub.json"
     result = Result(
@@ -85,6 +87,21 @@ def init(name: str | None, db_url: str | None) -> Result:
         result.lines.append(f"Records: {authority.store.where}")
         result.data["database"] = authority.store.where
     return result
+
+
+def _check_db_option(url: str) -> None:
+    """--db must name a PostgreSQL database: an empty value (an unset variable in a script)
+    would otherwise make an authority on SQLite. The URL is not shown: it may hold a
+    password."""
+    from ospp.authority.storage import parse_url
+
+    hint = "Leave out --db for an authority on SQLite in OSPP_CENTER_HOME."
+    if not url.strip():
+        raise UsageError("--db must be a postgresql://user@host:port/database URL, not empty", hint)
+    try:
+        parse_url(url)
+    except StoreError as exc:
+        raise UsageError("--db must be a postgresql://user@host:port/database URL", hint) from exc
 
 
 @center.command("migrate")
