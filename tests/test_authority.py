@@ -787,3 +787,79 @@ def test_init_refuses_a_db_option_that_names_no_postgresql_database(ospp: Ospp, 
     assert ran["error"]["message"].startswith("--db must be a postgresql://")
     home = Path(ospp.env["OSPP_CENTER_HOME"])
     assert not home.exists() or list(home.iterdir()) == []
+
+
+class _GatedRelay:
+    """A TCP relay on 127.0.0.1 to a real authority that reads the first request and sends
+    it on only once ``release`` is set: an activation held while the authority is asked."""
+
+    def __init__(self, target: str) -> None:
+        import socket
+
+        host, _, port = target.rpartition(":")
+        self.target = (host, int(port))
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        self.server.settimeout(30)
+        try:
+            client, _ = self.server.accept()
+        except TimeoutError:
+            return
+        with client, socket.create_connection(self.target, timeout=60) as upstream:
+            client.settimeout(60)
+            request = client.recv(65536)
+            self.asked.set()
+            self.release.wait(60)
+            upstream.sendall(request)
+            upstream.shutdown(socket.SHUT_WR)
+            while data := upstream.recv(65536):
+                client.sendall(data)
+
+    def stop(self) -> None:
+        self.release.set()
+        self.thread.join(timeout=10)
+        self.server.close()
+
+
+def test_a_key_changed_while_it_is_activated_does_not_get_its_activation(
+    ospp: Ospp, served: str, tmp_path: Path
+):
+    """/act asks the authority outside the store's lock; a key installed meanwhile (another
+    window, a script) must not end up beside the activation of the key it replaced, which
+    reads as altered: /act says what happened and stores nothing."""
+    first, second = issue(ospp), issue(ospp)
+    pub = tmp_path / "authority.pub.json"
+    pub.write_text(ospp("center", "pubkey").out)
+    assert ospp("trust", "add", str(pub)).code == 0  # as a client of a remote authority
+    ospp.install()
+    assert ospp("/inpkey:" + first).code == 0
+    relay = _GatedRelay(served)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ospp", "/act", "--json"],
+            env={**os.environ, **ospp.env, "OSPP_AUTHORITY": f"127.0.0.1:{relay.port}"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert relay.asked.wait(30), proc.communicate(timeout=30)
+        assert ospp("/inpkey:" + second).code == 0
+        relay.release.set()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        relay.stop()
+    [product] = json.loads(out)["data"]["products"]
+    assert proc.returncode == 1 and product["error"]["code"] == "0xC004F014", out + err
+    assert "was changed by another command" in product["error"]["message"]
+    st = ospp("dstatus", "--json").data()["products"][0]
+    assert st["key_last5"] == second[-5:] and st["status"] == "OOB_GRACE", st
+    assert ospp("/act").code == 0  # the key installed now activates as usual
+    assert ospp("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"
