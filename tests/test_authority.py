@@ -863,3 +863,24 @@ def test_a_key_changed_while_it_is_activated_does_not_get_its_activation(
     assert st["key_last5"] == second[-5:] and st["status"] == "OOB_GRACE", st
     assert ospp("/act").code == 0  # the key installed now activates as usual
     assert ospp("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"
+
+
+def test_a_store_kept_locked_by_another_process_says_so(ospp: Ospp, monkeypatch):
+    """A store another process holds past the wait is reported as busy (exit 3), with a hint
+    to try again, not as a directory that may not be written; nothing is issued."""
+    if ospp.env.get("OSPP_CENTER_DB"):
+        pytest.skip("SQLite's lock")
+    from ospp.core import db as core_db
+
+    issue(ospp)
+    monkeypatch.setattr(core_db, "_BUSY_SECONDS", 0.3)  # the wait, not what follows it
+    holder = sqlite3.connect(Path(ospp.env["OSPP_CENTER_HOME"]) / "center.db")
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        ran = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").json()
+    finally:
+        holder.close()
+    assert ran["error"]["exit_status"] == 3 and ran["error"]["code"] == "0x80070005", ran
+    assert "is kept busy by another process" in ran["error"]["message"]
+    assert ran["error"]["hint"].startswith("Another command")
+    assert len(ospp("center", "keys", "--json").data()["keys"]) == 1

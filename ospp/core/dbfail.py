@@ -46,6 +46,7 @@ _FULL = 13
 DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 _ERROR = 1  # SQL error: a bug in ospp, or a schema that was damaged or edited by hand
 BUSY = 5
+_LOCKED = 6
 _IOERR = 10
 CANTOPEN = 14
 _LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken as a full disk
@@ -117,6 +118,20 @@ class StoreFailures:
                     "Free some space on the disk holding {directory} and try again; the change "
                     "was not made.",
                     directory=str(parent(self.path)),
+                ),
+            )
+        if isinstance(exc, sqlite3.Error) and primary(exc) in (BUSY, _LOCKED):
+            return StoreError(
+                E_ACCESS_DENIED,
+                N_(
+                    "the {store} {path} is kept busy by another process: {why}",
+                    store=self._name,
+                    path=str(self.path),
+                    why=detail,
+                ),
+                N_(
+                    "Another command (or a program that has the file open) is writing it. Try "
+                    "again once it has finished; nothing was changed."
                 ),
             )
         return StoreError(
