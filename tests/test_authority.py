@@ -884,3 +884,17 @@ def test_a_store_kept_locked_by_another_process_says_so(ospp: Ospp, monkeypatch)
     assert "is kept busy by another process" in ran["error"]["message"]
     assert ran["error"]["hint"].startswith("Another command")
     assert len(ospp("center", "keys", "--json").data()["keys"]) == 1
+
+
+def test_confirm_batch_says_an_installation_id_file_is_utf16(ospp: Ospp, tmp_path: Path):
+    """A file of IIDs saved as UTF-16 (what '>' writes in Windows PowerShell 5) is named as
+    such, with how to save it as UTF-8, before anything is confirmed or written."""
+    infile, outfile = tmp_path / "iids.txt", tmp_path / "cids.csv"
+    infile.write_bytes("0723310 5941016\r\n".encode("utf-16"))
+    ran = ospp("center", "confirm-batch", str(infile), str(outfile), "--json").json()
+    assert ran["error"]["exit_status"] == 2 and ran["error"]["code"] == "0x80070057", ran
+    assert "is UTF-16 text" in ran["error"]["message"]
+    assert (
+        "Set-Content -Encoding utf8" in ran["error"]["hint"] and str(infile) in ran["error"]["hint"]
+    )
+    assert not outfile.exists()

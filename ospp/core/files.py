@@ -62,6 +62,17 @@ def read_user_file(path: StrPath, what: str, limit: int = USER_FILE_LIMIT) -> st
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # what '>' writes in Windows PowerShell 5
+            how = "Save it as UTF-8"
+            if os.fspath(path) != "-":
+                how += (
+                    f", e.g. in PowerShell: Get-Content '{path}' | Set-Content -Encoding utf8 NEW"
+                )
+            raise UsageError(
+                f"the {what} {path} is UTF-16 text (it starts with a UTF-16 byte order mark); "
+                "ospp reads UTF-8",
+                f"{how}.",
+            ) from exc
         raise UsageError(f"the {what} {path} is not UTF-8 text: {exc.reason}") from exc
 
 
