@@ -455,6 +455,24 @@ def test_a_new_node_without_the_key_files_is_told_what_is_missing(pg_ospp: Ospp,
     assert bare.code == 3 and "authority key files" in bare.out and "newnode" in bare.out
 
 
+def test_an_authority_on_sqlite_given_a_database_is_told_to_start_in_a_new_home(
+    pg_ospp: Ospp, pg_url: str
+):
+    """A home whose authority is on SQLite, pointed at an empty database: refused (exit 3),
+    saying the records are not moved and where to start; never 'restore center.db', which
+    is right there, untouched."""
+    sqlite_env = {"OSPP_CENTER_DB": ""}
+    assert pg_ospp("center", "init", "--name", "Lab", env=sqlite_env).code == 0
+    center = Path(pg_ospp.env["OSPP_CENTER_HOME"])
+    before = {p.name: p.read_bytes() for p in center.iterdir()}
+    ran = pg_ospp("center", "init", "--db", pg_url, "--json", env=sqlite_env).json()
+    assert ran["error"]["exit_status"] == 3 and ran["error"]["code"] == "0x8007000D", ran
+    assert "whose records are not in postgresql://" in ran["error"]["message"]
+    assert "new OSPP_CENTER_HOME" in ran["error"]["hint"] and "restore center.db" not in str(ran)
+    assert {p.name: p.read_bytes() for p in center.iterdir()} == before
+    assert pg_ospp("center", "keys", env=sqlite_env).code == 0  # still the SQLite authority
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

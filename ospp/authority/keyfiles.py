@@ -27,12 +27,20 @@ from ospp.core.files import write_fd
 PENDING = "authority-keys.pending"
 
 
-def create(home: Path, ed_path: Path, dsa_path: Path, ed_pem: bytes, dsa_pem: bytes) -> None:
+def create(
+    home: Path,
+    ed_path: Path,
+    dsa_path: Path,
+    ed_pem: bytes,
+    dsa_pem: bytes,
+    database: str | None = None,
+) -> None:
     """Create both key files (steps 1-3); the caller holds the store's write lock and has
-    found no secret in it. Raises StoreError, leaving nothing a later run cannot undo."""
+    found no secret in it (``database``: a PostgreSQL store, as shown). Raises StoreError,
+    leaving nothing a later run cannot undo."""
     marker = home / PENDING
     finals = (ed_path, dsa_path)
-    refuse_orphans(home, finals)
+    refuse_orphans(home, finals, database)
     temps: list[Path] = []
     try:
         if marker.exists():
@@ -58,11 +66,24 @@ def create(home: Path, ed_path: Path, dsa_path: Path, ed_pem: bytes, dsa_pem: by
         ) from exc
 
 
-def refuse_orphans(home: Path, finals: tuple[Path, ...] | None = None) -> None:
+def refuse_orphans(
+    home: Path, finals: tuple[Path, ...] | None = None, database: str | None = None
+) -> None:
     """Refuse key files that no unfinished first use left: the store they belong with was
-    lost, and a new one would hold another secret (every key issued so far unknown)."""
+    lost, and a new one would hold another secret (every key issued so far unknown). With
+    ``database`` (a PostgreSQL store found empty), they may as well be an authority on
+    SQLite, which is not moved into PostgreSQL."""
     finals = finals or (home / "authority-ed25519.pem", home / "authority-dsa.pem")
     if not (home / PENDING).exists() and any(p.exists() or p.is_symlink() for p in finals):
+        if database is not None:
+            raise StoreError(
+                E_INVALID_DATA,
+                f"{home} holds the key files of an authority whose records are not in "
+                f"{database} (the database holds no authority yet)",
+                "Give the PostgreSQL authority a new OSPP_CENTER_HOME (ospp does not move an "
+                "authority on SQLite, center.db, into PostgreSQL); if this home's records were "
+                f"in {database}, restore them from a backup. Nothing was changed.",
+            )
         raise StoreError(
             E_INVALID_DATA,
             f"{home} holds authority key files but no authority store",

@@ -137,7 +137,8 @@ class Authority(Issuer):
         with store.setup() as conn:  # the lock also serialises first-use key creation
             row = conn.get("secret")
             if row is None:
-                keyfiles.create(home, ed_path, dsa_path, *AuthorityKeys.generate())
+                database = store.where if store.backend != "sqlite" else None
+                keyfiles.create(home, ed_path, dsa_path, *AuthorityKeys.generate(), database)
                 secret = secrets.token_hex(32)
                 conn.put("secret", secret)
                 default = f"ospp-authority@{home.name}"
