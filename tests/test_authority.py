@@ -713,13 +713,14 @@ def test_a_call_log_that_cannot_be_written_stops_the_call_before_anything_is_con
 ):
     """The agent's console opens its call log before it confirms: a log it cannot write
     (here a directory in its place) uses no activation, rather than one whose CID the agent
-    never sees."""
+    never sees; and it says so before the caller reads out the installation ID."""
     ospp.install()
     ospp("/inpkey:" + issue(ospp, limit=1))
     (ospp.home / "center" / "phone-calls.jsonl").mkdir()
     ran = ospp.proc("center", "phone", "--json", input=iid_of(ospp) + "\n")
     error = ran.json()["error"]
     assert ran.code == 3 and error["code"] == "0x80070005", ran.out + ran.err
+    assert "Installation ID, group 1" not in ran.err, ran.err
     assert "phone-calls.jsonl" in error["message"] and "no activation was used" in error["hint"]
     assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 0
     (ospp.home / "center" / "phone-calls.jsonl").rmdir()

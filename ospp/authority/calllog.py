@@ -6,8 +6,10 @@ consoles never interleave or lose lines; a line is never rewritten.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +23,29 @@ def log_path(home: Path) -> Path:
 
 
 class CallLog:
-    """The call log, open for appending for one call. Opened before the call is answered, so
-    a log that cannot be written (a directory in its place, no permission) stops the call
-    before the centre confirms anything and uses an activation."""
+    """The call log of one call, checked before the call is answered: a log that cannot be
+    written (a directory in its place, no permission) stops the call before the centre
+    confirms anything and uses an activation. The check creates nothing."""
 
     def __init__(self, home: Path) -> None:
         self.path = log_path(home)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
-        try:
-            home.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, flags, 0o600)
-        except OSError as exc:
-            raise _unwritable(self.path, exc, _NOTHING_CONFIRMED) from exc
+        why = _why_unwritable(home, self.path)
+        if why is not None:
+            raise _unwritable(self.path, why, _NOTHING_CONFIRMED)
 
     def append(self, entry: dict[str, Any]) -> None:
-        """Append one call, with a single ``write``."""
+        """Append one call, with a single ``write`` on a file opened for appending."""
         line = (json.dumps(entry, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         try:
-            os.write(self._fd, line)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise _unwritable(self.path, exc) from exc
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-    def __enter__(self) -> CallLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            raise _unwritable(self.path, str(exc.strerror or exc)) from exc
 
 
 _NOTHING_CONFIRMED = N_(
@@ -58,23 +54,38 @@ _NOTHING_CONFIRMED = N_(
 )
 
 
-def _unwritable(path: Path, exc: OSError, hint: str | None = None) -> StoreError:
+def _why_unwritable(home: Path, path: Path) -> str | None:
+    """Why appending to the call log would fail, found without creating anything."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:  # made by the first call; a new home is made with the authority
+        if home.exists() and not os.access(home, os.W_OK):
+            return os.strerror(errno.EACCES)
+        return None
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    if stat.S_ISDIR(mode):
+        return os.strerror(errno.EISDIR)
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    if not os.access(path, os.W_OK):
+        return os.strerror(errno.EACCES)
+    return None
+
+
+def _unwritable(path: Path, why: str, hint: str | None = None) -> StoreError:
     return StoreError(
         E_ACCESS_DENIED,
-        N_(
-            "cannot append to the call log {path}: {why}",
-            path=str(path),
-            why=str(exc.strerror),
-        ),
+        N_("cannot append to the call log {path}: {why}", path=str(path), why=why),
         hint,
     )
 
 
 def append(home: Path, entry: dict[str, Any]) -> Path:
     """Append one call to the log, atomically."""
-    with CallLog(home) as log:
-        log.append(entry)
-        return log.path
+    log = CallLog(home)
+    log.append(entry)
+    return log.path
 
 
 def read(home: Path) -> list[dict[str, Any]]:

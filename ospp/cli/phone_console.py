@@ -47,25 +47,26 @@ def _call(_: Text, d: Dialogue) -> Result:
     try:
         d.say(_("Activation centre: telephone activation"))
         d.say(_("Ask the caller to read the installation ID shown in the wizard, group by group."))
+        calllog.CallLog(home)  # one that cannot be written is said before anything is read
         iid = d.groups(iid_entry(), _("Installation ID"))
         authority = Authority.open(home, clock)
         entry = {"at": iso(clock.now()), "installation_id": iid.replace("-", "")}
-        with calllog.CallLog(home) as log:  # a log that cannot be written confirms nothing
-            try:
-                cid = authority.confirm(iid)
-            except LicensingError as exc:
-                if exc.code in PHONE_WARNING_CODES:
-                    d.say(_("It is no longer possible to activate this product by telephone."))
-                d.say(
-                    _(
-                        "Refused ({code}): {message}",
-                        code=hex_code(exc.code),
-                        message=printable(_.message(exc.message)),
-                    )
+        log = calllog.CallLog(home)  # checked again, before confirming: it confirms nothing
+        try:
+            cid = authority.confirm(iid)
+        except LicensingError as exc:
+            if exc.code in PHONE_WARNING_CODES:
+                d.say(_("It is no longer possible to activate this product by telephone."))
+            d.say(
+                _(
+                    "Refused ({code}): {message}",
+                    code=hex_code(exc.code),
+                    message=printable(_.message(exc.message)),
                 )
-                log.append({**entry, "outcome": "refused", "code": hex_code(exc.code)})
-                raise
-            log.append({**entry, "outcome": "confirmed", "confirmation_id": cid})
+            )
+            log.append({**entry, "outcome": "refused", "code": hex_code(exc.code)})
+            raise
+        log.append({**entry, "outcome": "confirmed", "confirmation_id": cid})
         size = CID_GROUP_DATA + 1
         groups = [cid[i : i + size] for i in range(0, len(cid), size)]
         d.say()
