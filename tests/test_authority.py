@@ -899,3 +899,30 @@ def test_confirm_batch_says_an_installation_id_file_is_utf16(ospp: Ospp, tmp_pat
         "Set-Content -Encoding utf8" in ran["error"]["hint"] and str(infile) in ran["error"]["hint"]
     )
     assert not outfile.exists()
+
+
+def test_an_authority_address_that_is_not_one_is_not_an_activation_failure(
+    ospp: Ospp, tmp_path: Path
+):
+    """OSPP_AUTHORITY that is not an address is a usage error (exit 2) that attempted
+    nothing: /act, slmgr /ato and fleet act leave the store as it was, with no event in
+    /dhistoryacterr; an authority that cannot be reached (exit 4) is an attempt, and is."""
+    ospp.install()
+    ospp("/inpkey:" + issue(ospp))
+    pub = tmp_path / "authority.pub.json"
+    pub.write_text(ospp("center", "pubkey").out)
+    assert ospp("trust", "add", str(pub)).code == 0
+    bad = {"OSPP_AUTHORITY": "127.0.0.1:99999"}
+    before = ospp.store_file().read_bytes()
+    for args in (["/act"], ["slmgr", "ato"]):
+        ran = ospp(*args, "--json", env=bad).json()
+        assert ran["error"]["exit_status"] == 2, (args, ran)
+        assert "OSPP_AUTHORITY" in ran["error"]["message"], (args, ran)
+    fleet = ospp("fleet", "act", "--json", env=bad).json()  # exits 1 when any machine failed
+    assert fleet["data"]["summary"] == {"failed 0x80070057": 1}, fleet
+    assert ospp("dhistoryacterr", "--json").data()["entries"] == []
+    assert ospp.store_file().read_bytes() == before
+    ran = ospp("/act", env={"OSPP_AUTHORITY": "127.0.0.1:1"})
+    assert ran.code == 4
+    [event] = ospp("dhistoryacterr", "--json").data()["entries"]
+    assert event["code"] == "0x80072EFD"

@@ -77,8 +77,7 @@ def activate_licences(
             )
         except OsppError as exc:
             if lic.sku.channel is Channel.MAK:  # KMS attempts are recorded by the KMS client
-                with store.write() as conn:
-                    store.record(conn, "acterr", exc.code, exc.message, lic.sku)
+                activation.record_failure(store, lic, exc)
             if exc.code == E_NO_KMS and exc.hint is None:
                 exc.hint = "Run /dhistorykms to see each attempt."
             lines += error_lines(exc)

@@ -135,6 +135,8 @@ class Wizard:
                         "The product is not activated; nothing else was changed. The failed "
                         "activation is in the history: ospp /dhistoryacterr"
                     )
+                    if self.recorded
+                    else _("The product is not activated; nothing was changed.")
                 )
                 return Result([], {**self.data, "activated": False}, banners=False, failed=failure)
         self.phone(plan)
@@ -146,7 +148,9 @@ class Wizard:
         try:
             steps.activate_online(self.store, plan, os.environ)
         except OsppError as exc:
-            self.recorded = True
+            from ospp.machine.activation import kept_in_history
+
+            self.recorded = kept_in_history(exc)
             d.say(plain_words(_, exc))
             return exc
         return None

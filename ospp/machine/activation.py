@@ -21,7 +21,9 @@ from ospp.core.errors import (
     E_MISMATCH,
     E_UNTRUSTED,
     N_,
+    ExitStatus,
     LicensingError,
+    OsppError,
 )
 from ospp.machine import hardware
 from ospp.machine.seal import require_key, seal
@@ -92,6 +94,20 @@ def cid_verifies(
 
 
 # -- the flows ----------------------------------------------------------------------------------
+
+
+def kept_in_history(exc: OsppError) -> bool:
+    """Whether a failed MAK activation goes into the history (/dhistoryacterr): not when the
+    command line or environment was wrong (exit 2, such as an OSPP_AUTHORITY that is not an
+    address), which attempted nothing and changes nothing."""
+    return exc.exit_status != ExitStatus.USAGE
+
+
+def record_failure(store: MachineStore, lic: Licence, exc: OsppError) -> None:
+    """Put a failed MAK activation in the history, if it goes there (:func:`kept_in_history`)."""
+    if kept_in_history(exc):
+        with store.write() as conn:
+            store.record(conn, "acterr", exc.code, exc.message, lic.sku)
 
 
 def activate_mak(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> None:

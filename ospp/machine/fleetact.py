@@ -104,8 +104,7 @@ def _act_one(store: MachineStore, environ: Mapping[str, str], pool: Pool) -> Ite
                 )
         except OsppError as exc:
             if lic.sku.channel is Channel.MAK:  # KMS attempts are recorded by the KMS client
-                with store.write() as conn:
-                    store.record(conn, "acterr", exc.code, exc.message, lic.sku)
+                activation.record_failure(store, lic, exc)
             yield Action(base.machine, base.product, base.status, "activate", error=exc)
 
 

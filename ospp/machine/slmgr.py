@@ -199,8 +199,9 @@ def activate(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> d
         outcome = kmsclient.activate(store, lic, environ, status)
     except OsppError as exc:
         if lic.sku.channel is Channel.MAK:  # KMS attempts are recorded by the KMS client
-            with store.write() as conn:
-                store.record(conn, "acterr", exc.code, exc.message, lic.sku)
+            from ospp.machine.activation import record_failure
+
+            record_failure(store, lic, exc)
         if exc.code == E_NO_KMS and exc.hint is None:
             exc.hint = "Run 'ospp /dhistorykms' to see each attempt."
         raise

@@ -153,8 +153,7 @@ def activate_online(store: MachineStore, plan: Plan, environ: Mapping[str, str])
     try:
         _commit(store, plan, activation.mak_activation(store, plan.licence, environ))
     except OsppError as exc:
-        with store.write() as conn:
-            store.record(conn, "acterr", exc.code, exc.message, plan.licence.sku)
+        activation.record_failure(store, plan.licence, exc)
         raise
 
 
