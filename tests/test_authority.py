@@ -695,6 +695,7 @@ def test_actcid_activates_the_product_whose_installation_id_the_cid_answers(ospp
     other = ospp("center", "confirm", iid_of(ospp, "other"), "--json").data()["cid"]
     ran = ospp("/actcid:" + other)  # a CID for another machine answers neither product
     assert ran.code == 1 and "ERROR CODE: 0xC004F031" in ran.out, ran.out
+    assert "none of the products with a key to activate by phone (ProPlus2021, VisioPro" in ran.out
     assert statuses() == {"ProPlus2021": "OOB_GRACE", "VisioPro2021": "OOB_GRACE"}
 
     ran = ospp("/actcid:" + cids["VisioPro2021"])

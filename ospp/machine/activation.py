@@ -192,10 +192,11 @@ def apply_cid(store: MachineStore, lic: Licence, cid_text: str, environ: Mapping
     _store(store, lic, cid_activation(store, lic, cid_text, environ))
 
 
-def _mismatch() -> LicensingError:
+def _mismatch(message: str | None = None) -> LicensingError:
     return LicensingError(
         E_MISMATCH,
-        N_(
+        message
+        or N_(
             "the confirmation ID does not match this installation ID (it was made for "
             "another installation ID, machine or key)"
         ),
@@ -221,6 +222,15 @@ def cid_licence(
     for lic in licences:
         if cid_verifies(store, lic, hw_hex, r, s, trusted):
             return lic
+    if len(licences) > 1:
+        raise _mismatch(
+            N_(
+                "the confirmation ID matches the installation ID of none of the products with a "
+                "key to activate by phone ({products}): it was made for another installation "
+                "ID, machine or key",
+                products=", ".join(lic.sku.product.id for lic in licences),
+            )
+        )
     raise _mismatch()
 
 
