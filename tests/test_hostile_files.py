@@ -567,6 +567,8 @@ def _damaged(path: Path, how: str) -> bytes:
         data = whole[:100]
     elif how == "zero-filled":
         data = bytes(len(whole))
+    elif how == "first byte":  # SQLite alone takes a one-byte file for an empty database
+        data = whole[:1]
     else:  # "newer schema"
         with contextlib.closing(sqlite3.connect(path)) as conn:
             conn.execute("PRAGMA user_version=99")
@@ -596,7 +598,9 @@ ROLE_COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("how", ["truncated", "header only", "zero-filled", "newer schema"])
+@pytest.mark.parametrize(
+    "how", ["truncated", "header only", "first byte", "zero-filled", "newer schema"]
+)
 @pytest.mark.parametrize("role", ["kms", "center"])
 def test_a_damaged_host_or_authority_store_is_reported_and_kept(ospp: Ospp, role: str, how: str):
     path = _kms_and_center_stores(ospp)[role]

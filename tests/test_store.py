@@ -16,10 +16,16 @@ from ospp.machine import client
 from tests.conftest import GVLK_2021, PRODUCT, Ospp
 
 
-def test_garbage_store_is_reported_and_kept(ospp: Ospp):
+@pytest.mark.parametrize(
+    "garbage",
+    [os.urandom(4096), b"x", b"SQLite format", b"not a licence store\n"],
+    ids=["a page", "one byte", "a header cut short", "a line of text"],
+)
+def test_garbage_store_is_reported_and_kept(ospp: Ospp, garbage: bytes):
+    """However short: SQLite alone takes a one-byte file for an empty database, and would
+    write a new store over it."""
     ospp("/dcmid")
     path = ospp.store_file()
-    garbage = os.urandom(4096)
     path.write_bytes(garbage)
     for wal in path.parent.glob("licenses.db-*"):
         wal.unlink()

@@ -2,11 +2,12 @@
 
 Before SQLite opens a store, a symbolic link, a directory or anything but a regular file in
 place of it or its ``-wal``/``-shm`` files is refused, and so is an empty file beside one made
-only once the store held data (it was truncated). Through the read-only connection, the file
-must then be an ospp store (its ``application_id``) of a schema this ospp knows; a newer one is
-refused, not downgraded. The migration runs under ``BEGIN IMMEDIATE`` so that processes opening
-the same new store at once make it only once. :class:`StoreChecks` is the part of
-:class:`ospp.core.db.Database` that does this.
+only once the store held data (it was truncated), and a file that does not start with SQLite's
+header (SQLite would take one shorter than a page for empty). Through the read-only connection,
+the file must then be an ospp store (its ``application_id``) of a schema this ospp knows; a
+newer one is refused, not downgraded. The migration runs under ``BEGIN IMMEDIATE`` so that
+processes opening the same new store at once make it only once. :class:`StoreChecks` is the
+part of :class:`ospp.core.db.Database` that does this.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
 from ospp.core.paths import StrPath, exists
 
 APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
+SQLITE_HEADER = b"SQLite format 3\x00"  # how every SQLite database file begins
 
 
 class StoreChecks(StoreFailures):
@@ -85,12 +87,19 @@ class StoreChecks(StoreFailures):
                 )
 
     def _refuse_emptied(self) -> None:
-        """An empty store file beside a file made after the store held data: truncated."""
+        """An empty store file beside a file made after the store held data: truncated. A
+        file that is not empty must start with SQLite's header: SQLite itself takes a file
+        shorter than a page for an empty database, and would write a new store over it."""
         try:
             if os.stat(self.path).st_size:
+                with open(self.path, "rb") as f:
+                    head = f.read(len(SQLITE_HEADER))
+                if head != SQLITE_HEADER:
+                    # what SQLite says of a longer file without its header
+                    raise self._fail_unreadable(ValueError("file is not a database"))
                 return
         except OSError:
-            return  # not there (yet): created or reported below
+            return  # not there (yet), or not readable: created or reported below
         for witness in self._witnesses:
             if exists(witness):
                 raise self._fail_unreadable(
