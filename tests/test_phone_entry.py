@@ -42,6 +42,18 @@ def test_a_pasted_cid_or_several_groups_at_one_prompt_are_split(ospp: Ospp) -> N
     assert lines[success - 1].startswith("LICENSE NAME: Office 21, ")
 
 
+def test_an_empty_line_asks_for_the_same_group_again_keeping_those_typed(ospp: Ospp) -> None:
+    """Enter pressed twice while the agent reads: the groups typed so far are kept."""
+    cid = _cid(ospp)
+    groups = [cid[i : i + 6] for i in range(0, 120, 6)]
+    answers = [" ".join(groups[:4]), "", "  ", "-", " ".join(groups[4:])]
+    ran = ospp.proc("actcid", "--interactive", input="\n".join(answers) + "\n")
+    assert ran.code == 0, ran.out + ran.err
+    asked = [p.split(" of ")[0] for p in ran.err.split("Group ")[1:]]
+    assert asked == ["1", "5", "5", "5", "5"]
+    assert ospp("dstatus", "--json").data()["products"][0]["status"] == "LICENSED"
+
+
 def test_interactive_takes_a_lone_argument_as_the_computer_name(ospp: Ospp) -> None:
     cid = _cid(ospp, "ph1")
     ran = ospp.proc("actcid", "--interactive", "PH1", input=cid + "\n")

@@ -12,7 +12,6 @@ from ospp.cli.slash import verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import (
-    E_CID_LENGTH,
     E_KEY_NOT_AVAILABLE,
     E_NO_KMS,
     E_SKU_NOT_FOUND,
@@ -237,13 +236,13 @@ def _read_line(prompt: str) -> str:
 def _ask_groups() -> str:
     """The CID, asked group by group as the phone wizard does. A person may type one group,
     several, or paste the whole CID: each group is checked as it comes, and only a wrong
-    group is asked for again."""
+    group is asked for again. An empty line (Enter pressed twice while listening) asks for
+    the same group again, keeping those typed; the end of input cancels."""
     entry = cid_entry()
     while not entry.done:
-        index = entry.index
-        typed = _read_line(f"Group {index} of {CID_GROUPS}")
+        typed = _read_line(f"Group {entry.index} of {CID_GROUPS}")
         if not "".join(typed.split()).replace("-", ""):
-            raise LicensingError(E_CID_LENGTH, f"the confirmation ID stopped at group {index}")
+            continue
         wrong = entry.feed(typed)
         if wrong is not None:
             click.echo(printable(f"  {wrong.message}; type it again."), err=True)
