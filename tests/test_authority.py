@@ -619,6 +619,50 @@ def test_an_iid_with_two_groups_swapped_is_refused_with_a_hint_to_check_their_or
     assert "order they were read" in said["hint"]
 
 
+def test_confirm_where_no_authority_issued_the_key_says_so_and_makes_none(
+    ospp: Ospp, tmp_path: Path
+):
+    """The phone centre run with the wrong OSPP_CENTER_HOME: an ID mistyped, or one of a key
+    issued elsewhere, makes no authority there; an authority that has issued no key says that
+    rather than to check the order of the groups."""
+    ospp.install()
+    assert ospp("/inpkey:" + issue(ospp)).code == 0
+    iid = iid_of(ospp)
+    elsewhere = {"OSPP_CENTER_HOME": str(tmp_path / "elsewhere"), "OSPP_CENTER_DB": ""}
+    mistyped = ospp("center", "confirm", iid[:-1], "--json", env=elsewhere)
+    assert mistyped.code == 1 and mistyped.json()["error"]["code"] == "0xC004F02C"
+    none = ospp("center", "confirm", iid, "--json", env=elsewhere)
+    assert none.code == 1 and none.json()["error"]["code"] == "0xC004C001"
+    assert "has issued none" in none.json()["error"]["message"]
+    assert "OSPP_CENTER_HOME" in none.json()["error"]["hint"]
+    src, out = tmp_path / "iids.txt", tmp_path / "cids.csv"
+    src.write_text(iid + "\n")
+    assert ospp("center", "confirm-batch", str(src), str(out), env=elsewhere).code == 1
+    assert not (tmp_path / "elsewhere").exists() and not out.exists()
+    assert ospp("center", "init", env=elsewhere).code == 0
+    empty = ospp("center", "confirm", iid, "--json", env=elsewhere).json()["error"]
+    assert empty["code"] == "0xC004C001" and "has issued no keys" in empty["hint"]
+    assert "order they were read" not in empty["hint"]
+    assert ospp("center", "confirm", iid).code == 0  # where the key was issued
+
+
+def test_an_emptied_database_setting_is_damage_not_a_new_authority_on_sqlite(ospp: Ospp):
+    """database.url names the PostgreSQL database the authority's records are in: emptied,
+    it was read as no setting, and every command made a new authority in center.db, with a
+    new secret that knows none of the keys issued."""
+    if ospp.env.get("OSPP_CENTER_DB"):
+        pytest.skip("OSPP_CENTER_DB set: the file is not read")
+    home = ospp.home / "center"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "database.url").write_text("")
+    for args in (["center", "keys"], ["center", "init"], ["center", "pubkey"]):
+        ran = ospp(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out + ran.err, (args, ran.out, ran.err)
+        assert "database.url" in ran.out + ran.err and "is empty" in ran.out + ran.err
+    assert sorted(p.name for p in home.iterdir()) == ["database.url"]
+    assert (home / "database.url").read_text() == ""
+
+
 def test_an_installation_id_proves_the_key_without_disclosing_it(ospp: Ospp):
     """What is read over the phone (and so what the centre's call log keeps) no longer
     rebuilds the MAK; a proof made without the key names no key the centre issued, and counts

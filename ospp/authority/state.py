@@ -349,6 +349,16 @@ class Authority(Issuer):
             del licence["key_last5"]
         return {"licence": licence, "signature": b64(self.keys.sign(canonical(licence)))}
 
+    def _issued_none(self) -> str:
+        """The hint for an installation ID shown to an authority that has issued no key: the
+        phone centre is not running where the key's authority keeps its files."""
+        return N_(
+            "This authority ({where}) has issued no keys: the key was issued by another one. "
+            "Confirm the installation ID where that authority keeps its files (set "
+            "OSPP_CENTER_HOME, or OSPP_CENTER_DB, to them).",
+            where=self.store.where,
+        )
+
     def confirm(self, iid_text: str) -> str:
         """The phone centre: check an installation ID, count it, return the CID.
 
@@ -378,7 +388,7 @@ class Authority(Issuer):
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
                 N_("the installation ID names no product key this authority knows"),
-                _READ_AGAIN,
+                _READ_AGAIN if self.key_records() else self._issued_none(),
             )
         key = keys.ProductKey(
             keys.encode(product, channel, iid.serial, security),

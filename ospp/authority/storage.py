@@ -130,7 +130,14 @@ def database_url(home: Path, environ: Mapping[str, str]) -> str | None:
             f"the authority's database setting {path} cannot be read: {exc}",
             f"Fix or remove the file, or set {DB_ENV}.",
         ) from exc
-    return text or None
+    if not text:  # emptied: on SQLite instead, the authority would be a new one, keys unknown
+        raise StoreError(
+            E_INVALID_DATA,
+            f"the authority's database setting {path} is empty",
+            "It was left as it is. Write the authority's postgresql:// URL back into it, or "
+            f"set {DB_ENV}; remove it only if the authority's records are in center.db.",
+        )
+    return text
 
 
 @dataclass(frozen=True)

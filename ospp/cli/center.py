@@ -30,6 +30,23 @@ def _open() -> Authority:
     return Authority.open(Path(center_home()), clock_from_env())
 
 
+def _issuer() -> Authority:
+    """The authority that is to know the keys it is shown (the phone centre's commands): one
+    that does not exist yet is not made, since it could know none of them."""
+    from ospp.authority.storage import database_url
+    from ospp.core.errors import E_SERVER_INVALID_KEY, LicensingError
+
+    home = Path(center_home())
+    if not (home / "authority-ed25519.pem").exists() and database_url(home, os.environ) is None:
+        raise LicensingError(
+            E_SERVER_INVALID_KEY,
+            f"there is no activation authority in {home} to know the key: it has issued none",
+            "Confirm installation IDs where the authority that issued the keys keeps its files "
+            "(set OSPP_CENTER_HOME, or OSPP_CENTER_DB, to them). Nothing was made.",
+        )
+    return _open()
+
+
 def _record_json(r: KeyRecord) -> dict[str, Any]:
     return {
         "serial": r.serial,
@@ -209,8 +226,11 @@ def extend(key: str, by: int) -> Result:
 def confirm(iid: tuple[str, ...]) -> Result:
     """The phone operator's tool: turn an installation ID into a confirmation ID."""
     from ospp.protocol.digit_groups import format_groups
+    from ospp.protocol.phone import InstallationId
 
-    cid = _open().confirm(" ".join(iid))
+    text = " ".join(iid)
+    InstallationId.parse(text)  # a mistyped ID is said before any authority is opened
+    cid = _issuer().confirm(text)
     return Result(
         [format_groups(cid, 6)],
         {"cid": cid, "groups": format_groups(cid, 6).split("-")},
@@ -268,7 +288,7 @@ def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
         errors: list[OsppError] = []
         interrupted = False
         try:
-            for row, error in batch.confirm_rows(_open(), lines):
+            for row, error in batch.confirm_rows(_issuer(), lines):
                 rows.append(row)
                 errors += [error] if error else []
         except KeyboardInterrupt:  # the answers so far are written: activations were used
