@@ -400,15 +400,47 @@ def test_an_interrupted_confirm_batch_writes_what_it_confirmed(ospp: Ospp, tmp_p
         keys = ospp("center", "keys", "--json").data()["keys"]
         return sum(int(k["used"]) for k in keys)
 
-    ran = interrupt_when(
-        ospp, ("center", "confirm-batch", str(src), str(out)), lambda: activations() > 0
-    )
+    seen: list[int] = []
+
+    def going() -> bool:  # counted on two looks in a row: its answer is in hand by now
+        seen.append(activations())
+        return seen[-2:] == [1, 1]
+
+    ran = interrupt_when(ospp, ("center", "confirm-batch", str(src), str(out)), going)
     assert ran.code == 130, (ran.out, ran.err)
     assert "nothing was changed" not in ran.out and f"are in {out}" in ran.out, ran.out
     rows = list(csv.DictReader(out.open()))
     assert 1 <= len(rows) < 15_000 and all(r["cid"] for r in rows)
     assert f"the answers to the first {len(rows)} installation IDs" in ran.out, ran.out
     assert ospp("/actcid:" + rows[0]["cid"], "i1").code == 0
+
+
+def test_confirm_batch_interrupted_as_its_first_id_is_counted_does_not_say_nothing_changed(
+    ospp: Ospp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Ctrl+C between the authority counting the first ID and its answer reaching the batch
+    (an instant no signal can be timed to hit, hence in-process): an activation was used,
+    and no answer written, which the message says."""
+    from ospp.authority.state import Authority
+
+    key = issue(ospp, limit=5)
+    ospp.install("ProPlus2021", "i1")
+    ospp("/inpkey:" + key, "i1")
+    src, out = tmp_path / "iids.txt", tmp_path / "out.csv"
+    src.write_text(iid_of(ospp, "i1") + "\n")
+    confirm = Authority.confirm
+
+    def counted_then_interrupted(self: Authority, iid: str) -> str:
+        confirm(self, iid)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Authority, "confirm", counted_then_interrupted)
+    ran = ospp("center", "confirm-batch", str(src), str(out))
+    assert ran.code == 130 and "0x800704C7" in ran.out, ran.out
+    assert "nothing was changed" not in ran.out and "may have used an activation" in ran.out
+    assert not out.exists()
+    monkeypatch.undo()
+    assert sum(k["used"] for k in ospp("center", "keys", "--json").data()["keys"]) == 1
 
 
 def test_status_reuses_the_seal_and_rechecks_when_trust_changes(ospp: Ospp):

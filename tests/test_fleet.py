@@ -1331,7 +1331,7 @@ def test_fleet_act_waits_twice_for_a_host_that_never_answers(
     failures = ran.data()["failures"]
     assert len(failures) == 30 and {f["error"]["code"] for f in failures} == {"0xC004F074"}
     waited = [f for f in failures if f["tried"]]
-    assert len(waited) == 2 and all("TimeoutError" in f["error"]["message"] for f in waited)
+    assert len(waited) == 2 and all("no answer within" in f["error"]["message"] for f in waited)
     skipped = next(f for f in failures if not f["tried"])["error"]
     assert skipped["message"] == (
         f"the KMS host at {silent.address} did not answer two requests in a row within 1 s "
@@ -1341,7 +1341,7 @@ def test_fleet_act_waits_twice_for_a_host_that_never_answers(
     assert f"ospp kms ping {silent.address}" in skipped["hint"]
     # the command's error is a request that was sent, not one of those it kept back
     said = ran.json()["error"]["message"]
-    assert said.startswith("30 activation(s) failed; the first: ") and "TimeoutError" in said
+    assert said.startswith("30 activation(s) failed; the first: ") and "no answer within" in said
     assert again.code == 1
     assert again.out.splitlines()[-1] == "Summary: 7 not tried 0xC004F074, 2 failed 0xC004F074"
     # which two machines were sent their request depends on the threads' order

@@ -704,7 +704,7 @@ def test_a_host_that_never_answers_is_asked_twice_per_pass_not_by_every_thread(m
     assert len(errors) == 7 and len(accepted) == 2  # two requests waited; no other was sent
     waited = [e for e in errors if not isinstance(e, kmspool.NotTried)]
     assert len(waited) == 2
-    assert all("did not answer properly: TimeoutError" in e.message for e in waited)
+    assert all("did not answer properly: no answer within" in e.message for e in waited)
     for exc in errors:
         assert exc.code == 0xC004F074 or exc in waited
         if exc not in waited:
@@ -849,7 +849,7 @@ def test_requests_waiting_through_one_pause_count_it_once(quick_pool: Any) -> No
         after = _outcomes(pool, peer.endpoint, 2)
     finally:
         peer.stop()
-    assert len(ended) == 3 and all("TimeoutError" in how for _, how in ended), ended
+    assert len(ended) == 3 and all("no answer within" in how for _, how in ended), ended
     assert after == ["ok", "ok"]
 
 
@@ -868,7 +868,7 @@ def test_while_a_given_up_host_is_looked_at_again_the_others_are_not_held(
     finally:
         peer.stop()
     assert peer.requests == 3  # the two, then the one look
-    looked = [at for at, how in ended if "TimeoutError" in how]
+    looked = [at for at, how in ended if "no answer within" in how]
     kept_back = [at for at, how in ended if "did not answer two requests" in how]
     assert len(looked) == 1 and len(kept_back) == 3
     assert max(kept_back) < looked[0]  # told before the look ended
@@ -888,7 +888,7 @@ def test_closing_the_pool_during_a_look_lets_the_waiting_requests_go(
         ended = _at_once(pool, peer.endpoint, 4)
     finally:
         peer.stop()
-    looked = [at for at, how in ended if "TimeoutError" in how]
+    looked = [at for at, how in ended if "no answer within" in how]
     stopped = [at for at, how in ended if "the run was stopped first" in how]
     assert len(looked) == 1 and len(stopped) == 3, ended
     assert max(stopped) < looked[0] and peer.requests == 2

@@ -293,8 +293,16 @@ def confirm_batch(infile: Path, outfile: Path, fmt: str | None) -> Result:
                 errors += [error] if error else []
         except KeyboardInterrupt:  # the answers so far are written: activations were used
             interrupted = True
-        if interrupted and not rows:
-            raise Cancelled(interrupted=True)  # OUTFILE is not made; nothing was changed
+        if interrupted and not rows:  # OUTFILE is not made
+            # The first ID may have been counted just before the interrupt, its answer not
+            # yet in hand: "nothing was changed" cannot be said.
+            raise Cancelled(
+                interrupted=True,
+                kept=N_(
+                    "no answer was written, but the first installation ID may have used an "
+                    "activation (confirming it again uses no further one)"
+                ),
+            )
         try:
             out.write(batch.render(rows, kind))
             stack.close()  # flushed, synced and renamed into place

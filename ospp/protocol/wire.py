@@ -169,10 +169,20 @@ class Connection:
                     "the {what} at {endpoint} did not answer properly: {why}",
                     what=self.what,
                     endpoint=str(self.endpoint),
-                    why=f"{type(exc).__name__} {exc}",
+                    why=self._why(exc),
                 ),
             ) from exc
         return response
+
+    def _why(self, exc: BaseException) -> str:
+        """What went wrong with a request, in words rather than an exception's class name."""
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.timeout:g} seconds"
+        if isinstance(exc, FrameError):
+            return str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            return exc.strerror.lower()  # "Connection reset by peer", as errno names it
+        return str(exc) or type(exc).__name__
 
     def close(self) -> None:
         self.sock.close()
