@@ -42,6 +42,33 @@ def test_limit_zero_lists_every_client_and_json_keeps_its_layout(ospp: Ospp):
     assert len(text.out.splitlines()) == 130 and "pc-000" in text.out
 
 
+def test_text_columns_stay_aligned_after_wide_and_combining_characters(ospp: Ospp):
+    """A workstation named in CJK (two columns a character) or with combining accents (none):
+    the request count still starts in the same terminal column on every line."""
+    import unicodedata
+
+    make_host(ospp)
+    host = Host(ospp)
+    names = ["pc-plain", "東京-会議室", "cafe\u0301-3", "ＦＵＬＬ"]
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            for name in names:
+                assert conn.call(raw_request(workstation=name))["ok"]
+    finally:
+        host.stop()
+
+    def columns(text: str) -> int:
+        return sum(
+            0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+            for c in text
+        )
+
+    lines = ospp("kms", "clients").out.splitlines()
+    assert len(lines) == len(names)
+    starts = {columns(line[: line.index("    1 request(s)")]) for line in lines}
+    assert len(starts) == 1, lines
+
+
 def test_csv_has_a_header_and_one_row_per_client(ospp: Ospp):
     served(ospp, 3)
     ran = ospp("kms", "clients", "--csv", "--limit", "0")

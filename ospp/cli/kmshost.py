@@ -279,7 +279,8 @@ def _print_clients(rows: Guarded, as_csv: bool, wanted_json: bool) -> None:
             rows,
             lambda r: (
                 f"{r['last_seen_at']}  {stream.printable(r['cmid'])}  "
-                f"{stream.printable(r['workstation']) or '-':<16} {r['requests']:>5} request(s)"
+                f"{stream.pad(stream.printable(r['workstation']) or '-', 16)} "
+                f"{r['requests']:>5} request(s)"
             ),
             "<No clients>",
         )

@@ -62,6 +62,18 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+def pad(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns: a wide character (CJK, a
+    full-width letter) takes two, a combining mark none, so columns after it stay aligned."""
+    import unicodedata
+
+    used = sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
+    return text + " " * (width - used)
+
+
 CHUNK = 1000  # rows per write: one write per row costs more than the formatting
 SPOOL = 1024 * 1024  # bytes of a streamed JSON list kept in memory before going to a file
 
