@@ -295,6 +295,37 @@ def test_json_nested_too_deeply_in_a_state_file_is_damage_not_a_crash(
     assert path.read_text() == DEEP
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("changed_at", "2027-01-01T00:00:00"),  # no zone: not comparable with any time
+        ("changed_at", "9999-12-31T23:59:59+00:00"),  # 30 days of grace past datetime's end
+        ("changed_at", 20270101),
+        ("dockable", "false"),  # a string, which would be taken as true
+    ],
+)
+def test_a_hand_edited_hardware_profile_time_is_damage_not_a_crash(
+    ospp: Ospp, field: str, value: object
+) -> None:
+    """A status read of a machine whose hardware changed beyond tolerance computes with the
+    time of the change: one ospp could not compute with is reported like any other damage."""
+    ospp.install(PRODUCT)
+    _key, cid = _mak_machine(ospp)
+    assert ospp("/actcid:" + cid, "PC01").code == 0
+    parts = ["nic_mac", "disk", "cpu_serial", "cpu_model", "ram_size", "display_adapter"]
+    assert ospp("hardware", "change", *parts, "PC01").code == 0
+    path = ospp.home / "client/machines/pc01/hardware.json"
+    profile = json.loads(path.read_text())
+    profile[field] = value
+    path.write_text(json.dumps(profile))
+    for args in (["/dstatus", "PC01"], ["service", "PC01"]):
+        _refused(ospp, args, 3, "0x8007000D", str(path), field)
+    listed = ospp.proc("fleet", "status")  # the other machines are listed
+    assert listed.code == 3 and "internal error" not in listed.err, listed
+    assert "0x8007000D" in listed.out and f"'{field}'" in listed.err, listed
+    assert json.loads(path.read_text()) == profile
+
+
 def test_a_trust_anchor_nested_too_deeply_is_reported_as_unreadable(ospp: Ospp) -> None:
     _key, cid = _mak_machine(ospp)
     trust = Path(ospp.env["OSPP_HOME"]) / "trust"

@@ -376,6 +376,8 @@ def stored_time(text: object) -> datetime | None:
     if not isinstance(text, str):
         raise ValueError(f"a time stored as {type(text).__name__}, not text")
     value = datetime.fromisoformat(text)
-    if value.tzinfo is None or not EARLIEST <= value <= LATEST:
+    if value.tzinfo is None:
+        raise ValueError(f"the time {text!r} has no time zone")
+    if not EARLIEST <= value <= LATEST:
         raise ValueError(f"the time {text!r} is outside the times ospp works with")
     return value

@@ -13,7 +13,7 @@ import os
 from datetime import datetime
 
 from ospp.core.canonical import load_json
-from ospp.core.clock import iso
+from ospp.core.clock import iso, stored_time
 from ospp.core.digest import sha256
 from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
 from ospp.core.files import locked, read_state_file, write_atomic, write_new
@@ -110,12 +110,15 @@ def load(directory: StrPath) -> Hardware:
     try:
         data = load_json(read_state_file(path).decode("utf-8"))
         components = {name: str(data["components"][name]) for name in COMPONENTS}
-        changed = data.get("changed_at")
-        return Hardware(
-            components,
-            bool(data.get("dockable", False)),
-            datetime.fromisoformat(changed) if changed else None,
-        )
+        dockable = data.get("dockable", False)
+        if not isinstance(dockable, bool):
+            raise ValueError(f"'dockable' is {dockable!r}, not true or false")
+        # A time with its zone, within the times ospp works with: status reads compute with it
+        try:
+            changed = stored_time(data.get("changed_at"))
+        except ValueError as exc:
+            raise ValueError(f"'changed_at': {exc}") from None
+        return Hardware(components, dockable, changed)
     except OSError as exc:  # not a regular file, or one that may not be read
         why = str(exc.strerror or exc)
         raise StoreError(
@@ -128,7 +131,9 @@ def load(directory: StrPath) -> Hardware:
             E_INVALID_DATA,
             N_("the hardware profile {path} cannot be read: {why}", path=str(path), why=repr(exc)),
             N_(
-                "It needs a 'components' object with {components}; it was left as it is.",
+                "It needs a 'components' object with {components}, 'dockable' true or false "
+                "and 'changed_at' null or a time such as 2027-01-04T09:00:00Z; it was left as it "
+                "is.",
                 components=", ".join(COMPONENTS),
             ),
         ) from exc
