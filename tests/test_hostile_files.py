@@ -962,6 +962,52 @@ def test_a_fifo_in_place_of_a_state_file_is_never_waited_on(ospp: Ospp, where: s
     assert stat.S_ISFIFO(os.lstat(path).st_mode)  # left as it is
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize(
+    ("where", "args"),
+    [
+        ("kms/host-ed25519.pem", ["kms", "dinstid"]),
+        ("kms/host-ed25519.pem", ["kms", "activate"]),
+        ("center/authority-ed25519.pem", ["center", "keys"]),
+        ("center/authority-dsa.pem", ["center", "issue-key", "--product", "ProPlus2021"]),
+        ("center/authority.pub.json", ["center", "pubkey"]),
+        ("center/database.url", ["center", "keys"]),
+    ],
+)
+def test_a_fifo_in_place_of_a_key_file_is_reported_not_waited_on(
+    ospp: Ospp, where: str, args: list[str]
+):
+    """The host's signing key, the authority's key files and its public key file are read
+    whole when a command opens the role: a FIFO in place of one would be read until a
+    writer came and went, so the command would hang."""
+    _kms_and_center_stores(ospp)
+    path = ospp.home / where
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    ran = ospp.proc(*args, timeout=30)  # it would hang, and time out, if it read the FIFO
+    assert ran.code == 3 and "ERROR CODE: 0x8007" in ran.out, ran  # damaged, or access denied
+    assert "not a regular file" in ran.out and str(path) in ran.out, ran
+    assert "internal error" not in ran.err, ran
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)  # left as it is
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_the_call_log_is_reported_not_waited_on(ospp: Ospp):
+    """The phone console appends each call to its log: a FIFO there that nobody reads would
+    block the open for ever."""
+    ospp.install("ProPlus2021", "ph1")
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021").out.strip()
+    assert ospp("/inpkey:" + mak, "ph1").code == 0
+    iid = ospp("dinstid", "ph1", "--json").data()["products"][0]["installation_id"]
+    log = ospp.home / "center" / "phone-calls.jsonl"
+    os.mkfifo(log)
+    groups = "\n".join(iid[i : i + 7] for i in range(0, len(iid), 7))
+    ran = ospp.proc("center", "phone", input=groups + "\n", timeout=30)
+    assert ran.code == 3 and "not a regular file" in ran.out + ran.err, ran
+    assert str(log) in ran.out + ran.err and "internal error" not in ran.err, ran
+    assert stat.S_ISFIFO(os.lstat(log).st_mode)  # left as it is
+
+
 @needs_modes
 def test_a_trust_store_that_may_not_be_listed_is_said_once(ospp: Ospp) -> None:
     assert ospp("center", "init").code == 0

@@ -37,10 +37,18 @@ class CallLog:
         """Append one call, with a single ``write`` on a file opened for appending."""
         line = (json.dumps(entry, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        flags |= getattr(os, "O_NONBLOCK", 0)  # a FIFO in its place would block the open
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, flags, 0o600)
             try:
+                fd = os.open(self.path, flags, 0o600)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # a FIFO no one reads, a device with no driver
+                    raise
+                raise OSError(errno.EINVAL, "not a regular file", str(self.path)) from exc
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file", str(self.path))
                 os.write(fd, line)
             finally:
                 os.close(fd)

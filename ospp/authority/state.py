@@ -40,7 +40,7 @@ from ospp.core.errors import (
     UsageError,
     os_error_code,
 )
-from ospp.core.files import write_atomic
+from ospp.core.files import read_state_file, write_atomic
 from ospp.protocol import keys, tolerance
 from ospp.protocol.cmid import canonical_cmid
 from ospp.protocol.crypto import (
@@ -156,8 +156,8 @@ class Authority(Issuer):
         try:
             keys_ = AuthorityKeys(
                 meta["name"],
-                ed_path.read_bytes(),
-                dsa_path.read_bytes(),
+                read_state_file(ed_path),  # a FIFO in their place is never waited on
+                read_state_file(dsa_path),
                 bytes.fromhex(meta["secret"]),
             )
         except (OSError, ValueError) as exc:
@@ -183,7 +183,7 @@ class Authority(Issuer):
                 N_("It was left as it is. Move it aside, and the next command writes the file."),
             )
         try:
-            current: bytes | None = pub.read_bytes()
+            current: bytes | None = read_state_file(pub)
         except FileNotFoundError:
             current = None
         except OSError as exc:

@@ -120,8 +120,10 @@ def database_url(home: Path, environ: Mapping[str, str]) -> str | None:
     if value:
         return value
     path = home / URL_FILE
+    from ospp.core.files import read_state_file  # a FIFO in its place is never waited on
+
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text = read_state_file(path).decode("utf-8").strip()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:

@@ -186,8 +186,10 @@ class HostIdentity:
                 write_new(path, HostKey.generate(), private=True)
             except OSError as exc:
                 raise StoreError(E_ACCESS_DENIED, f"cannot write {path}: {exc}") from exc
+        from ospp.core.files import read_state_file  # a FIFO in its place is never waited on
+
         try:
-            return HostKey(path.read_bytes())
+            return HostKey(read_state_file(path))
         except (OSError, ValueError) as exc:
             why = (
                 exc.strerror
