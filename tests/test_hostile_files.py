@@ -660,6 +660,27 @@ def test_a_licence_store_emptied_beside_its_hardware_profile_is_refused_not_rese
         assert path.read_bytes() == b"", args
 
 
+def test_another_machines_store_emptied_is_refused_not_made_anew(ospp: Ospp):
+    """A machine's store that must exist already (any machine but this one) and is found
+    empty was truncated, even with no hardware profile beside it: no command, not even one
+    that only reads, fills it as a new store with a new CMID."""
+    assert ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021").code == 0
+    path = ospp.store_file("ws1")
+    assert not (path.parent / "hardware.json").exists()
+    path.write_bytes(b"")
+    for args in (["/dstatus", "ws1"], ["/dcmid", "ws1"], ["/sethst:kms1", "ws1"]):
+        ran = ospp.proc(*args)
+        assert ran.code == 3 and "0x8007000D" in ran.out and "is empty" in ran.out, (args, ran)
+        assert "install-product PRODUCT ws1" in ran.out, ran.out  # the hint that works
+        assert path.read_bytes() == b"", args
+    listed = ospp.proc("fleet", "status")
+    assert listed.code == 3 and "is empty" in listed.err, listed
+    assert "ws2" in listed.out and path.read_bytes() == b""
+    path.unlink()  # moved aside, as the hint says, and made again
+    assert ospp("install-product", "ProPlus2021", "ws1").code == 0
+    assert ospp("/dstatus", "ws1").code == 0
+
+
 # -- keys made on first use, found damaged -------------------------------------------------
 
 

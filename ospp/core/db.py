@@ -179,6 +179,8 @@ class Database(StoreChecks):
                 E_ACCESS_DENIED,
                 N_("the {store} {path} does not exist", store=self._name, path=str(self.path)),
             )
+        else:
+            self._refuse_never_filled()
         self._ro = ro = self._open_read_only()
         try:
             version = self._inspect(ro)

@@ -22,6 +22,9 @@ from ospp.core.paths import StrPath, exists
 
 APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
 SQLITE_HEADER = b"SQLite format 3\x00"  # how every SQLite database file begins
+# How long an empty store that must exist already is given to be filled by the process making
+# it (about a millisecond; far longer on a loaded machine) before it is taken as truncated.
+FILL_WAIT = 2.0
 
 
 class StoreChecks(StoreFailures):
@@ -105,6 +108,32 @@ class StoreChecks(StoreFailures):
                 raise self._fail_unreadable(
                     ValueError(f"the file is empty, but {witness} shows that it held a store")
                 )
+
+    def _refuse_never_filled(self) -> None:
+        """An empty file where a store must exist already (opened with ``create=False``).
+
+        The process making a store creates its file empty and gives it its schema a few
+        milliseconds later, so an empty file is waited on for up to ``FILL_WAIT`` seconds.
+        One that stays empty was truncated (or its making was cut short): it is refused as
+        damaged, never filled as a new store with a new identity (a machine's CMID).
+        """
+        import time
+
+        deadline = time.monotonic() + FILL_WAIT
+        while True:
+            try:
+                if os.stat(self.path).st_size:
+                    return
+            except OSError:
+                return  # gone meanwhile, or not to be looked at: reported when opened
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        raise self._fail_unreadable(
+            ValueError(
+                "the file is empty: it was truncated, since every store ospp made holds its tables"
+            )
+        )
 
     def _inspect(self, conn: sqlite3.Connection) -> int:
         """Check, without writing, that the file is an ospp store we can read; its version."""
