@@ -350,6 +350,22 @@ def test_a_stored_activation_nested_too_deeply_is_damage_not_a_crash(ospp: Ospp)
     _refused(ospp, ["/dstatus"], 3, "0x8007000D", str(store))
 
 
+@pytest.mark.parametrize("sku_id", [None, b"\xff\x00"])
+def test_a_licence_whose_sku_id_is_not_text_is_damage_not_a_crash(
+    ospp: Ospp, sku_id: object
+) -> None:
+    """SQLite lets a TEXT PRIMARY KEY hold NULL or bytes: a hand-edited store that does is
+    reported like any other damaged record."""
+    ospp.install(PRODUCT)
+    store = ospp.store_file()
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute("UPDATE licenses SET sku_id=? WHERE channel='kms-client'", (sku_id,))
+    conn.close()
+    for args in (["/dstatus"], ["/sethst:kms1"], ["/rearm"]):
+        _refused(ospp, args, 3, "0x8007000D", str(store), "the SKU id is not text")
+
+
 def test_fleet_status_names_a_store_it_could_not_read(ospp: Ospp) -> None:
     """The table marks the machine ERROR; what was wrong, and where, follows on stderr (as
     with --csv) and in the --json error."""

@@ -228,6 +228,17 @@ class MachineStore:
     licenses = licences  # the name of the table it reads; scripts written against it keep working
 
     def _licence(self, row: tuple[Any, ...]) -> Licence:
+        if not isinstance(row[0], str):  # SQLite lets a TEXT PRIMARY KEY hold NULL, or bytes
+            raise StoreError(
+                E_INVALID_DATA,
+                N_(
+                    "the licence store {path} has a damaged record for SKU {sku}: {why}",
+                    path=str(self.db.path),
+                    sku=repr(row[0])[:60],
+                    why="the SKU id is not text",
+                ),
+                N_("Restore the file from a backup; it was left as it is."),
+            )
         sku = catalog().sku(row[0])
         if sku is None:
             raise StoreError(
