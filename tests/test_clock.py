@@ -118,6 +118,20 @@ def test_a_damaged_clock_file_creates_no_store(ospp: Ospp) -> None:
     assert made == []
 
 
+def test_a_clock_file_time_without_a_zone_is_utc_in_every_time_zone(ospp: Ospp) -> None:
+    """A clock file edited by hand to a time without a zone means UTC, as 'clock set' takes
+    it: processes in different time zones (a host, its clients) still see one time."""
+    path = clock_path(ospp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '{"version": 1, "at": "2027-01-04T09:00:00", '
+        '"set_at_real_time": "2026-11-29T13:00:00", "frozen": true}'
+    )
+    for zone in ("UTC", "Europe/Stockholm", "America/New_York"):
+        shown = ospp.proc("clock", "show", "--json", env={"TZ": zone}).data()
+        assert shown["now_at"] == "2027-01-04T09:00:00Z", (zone, shown)
+
+
 def test_a_lab_clock_object_follows_the_file(tmp_path: Path) -> None:
     path = tmp_path / "clock.json"
     clock = clock_from_env({"OSPP_CLOCK_FILE": str(path)})

@@ -191,8 +191,7 @@ def read_state(path: StrPath) -> LabState | None:
         if len(raw) > MAX_CLOCK_FILE:
             raise ValueError(f"it is larger than {MAX_CLOCK_FILE} bytes")
         data = load_json(raw.decode("utf-8"))  # UnicodeDecodeError is a ValueError
-        at = datetime.fromisoformat(data["at"]).astimezone(UTC)
-        real = datetime.fromisoformat(data["set_at_real_time"]).astimezone(UTC)
+        at, real = _utc(data["at"]), _utc(data["set_at_real_time"])
         frozen = data["frozen"]
         if not isinstance(frozen, bool) or data.get("version") != 1:
             raise ValueError("unexpected version or 'frozen' value")
@@ -206,6 +205,13 @@ def read_state(path: StrPath) -> LabState | None:
             "'ospp clock set TIME' then starts a new one.",
         ) from exc
     return LabState(at, real, frozen)
+
+
+def _utc(text: str) -> datetime:
+    """A time in the clock file; one without a zone (edited by hand) is UTC, as for 'clock
+    set', never the local time of whichever process reads it: every role sees one time."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class LabClock:
