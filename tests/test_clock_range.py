@@ -92,3 +92,32 @@ def test_a_running_lab_clock_stops_at_the_ends_of_the_range(ospp: Ospp, at: str)
     for args in (["install-product", "ProPlus2021"], ["/inpkey:" + GVLK_2021], ["/dstatus"]):
         ran = ospp(*args)
         assert ran.code == 0, (args, ran.out, ran.err)
+
+
+@pytest.mark.parametrize("name", ["activation_interval", "renewal_interval"])
+def test_an_interval_that_would_end_past_the_years_ospp_holds_is_never_due(ospp: Ospp, name: str):
+    """An interval edited into the store (nine digits of minutes, about 1,900 years) near
+    the end of the range: the service finds nothing due, rather than an internal error."""
+    import sqlite3
+
+    from tests.kmsutil import Host, client, make_host
+
+    assert ospp("clock", "set", "9990-01-01T00:00Z").code == 0
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        for n in range(1, 6):
+            client(ospp, f"c{n}", host)
+            ospp("/act", f"c{n}")
+    finally:
+        host.stop()
+    # c1 failed below the threshold (the retry counts from then); c5 activated (its renewal)
+    machine = "c1" if name == "activation_interval" else "c5"
+    status = ospp("dstatus", machine, "--json").data()["products"][0]["status"]
+    assert status == ("OOB_GRACE" if machine == "c1" else "LICENSED"), status
+    with sqlite3.connect(ospp.store_file(machine)) as conn:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '999999999')", (name,))
+    conn.close()
+    ran = ospp.proc("service", machine)
+    assert ran.code == 0 and "internal error" not in ran.err, ran
+    assert "nothing due" in ran.out, ran.out

@@ -55,14 +55,21 @@ def due(
         return None
     act = lic.activation or {}
     if status == LICENSED and act.get("kind") == "kms":
-        renew_at = datetime.fromisoformat(
-            str(act["activated_at"]).replace("Z", "+00:00")
-        ) + timedelta(minutes=int(settings["renewal_interval"]))
-        return "renew" if now >= renew_at else None
+        activated = datetime.fromisoformat(str(act["activated_at"]).replace("Z", "+00:00"))
+        return "renew" if _reached(now, activated, settings["renewal_interval"]) else None
     if last_attempt is None:
         return "activate"
-    retry_at = last_attempt + timedelta(minutes=int(settings["activation_interval"]))
-    return "activate" if now >= retry_at else None
+    return "activate" if _reached(now, last_attempt, settings["activation_interval"]) else None
+
+
+def _reached(now: datetime, since: datetime, minutes: str) -> bool:
+    """Whether ``minutes`` have passed since ``since``. An interval edited into the store
+    that would end after the last time datetime holds (a lab clock near the year 9999) has
+    not passed: it is never due, rather than an internal error."""
+    try:
+        return now >= since + timedelta(minutes=int(minutes))
+    except OverflowError:
+        return False
 
 
 def machine_names(home: StrPath) -> list[str]:
