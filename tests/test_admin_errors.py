@@ -366,6 +366,24 @@ def test_a_licence_whose_sku_id_is_not_text_is_damage_not_a_crash(
         _refused(ospp, args, 3, "0x8007000D", str(store), "the SKU id is not text")
 
 
+def test_a_store_that_lost_its_cmid_is_damage_not_a_new_machine(ospp: Ospp) -> None:
+    """A store holding licences but no CMID lost it: a new one would make it another machine,
+    whose activation no longer matches, so it is refused, not given one."""
+    _key, cid = _mak_machine(ospp)
+    assert ospp("/actcid:" + cid, "PC01").code == 0
+    store = ospp.store_file("pc01")
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute("DELETE FROM meta WHERE name='cmid'")
+    conn.close()
+    for args in (["/dstatus", "PC01"], ["/dcmid", "PC01"], ["/sethst:kms1", "PC01"]):
+        _refused(ospp, args, 3, "0x8007000D", str(store), "has no CMID")
+    conn = sqlite3.connect(store)
+    with conn:
+        assert conn.execute("SELECT value FROM meta WHERE name='cmid'").fetchone() is None
+    conn.close()
+
+
 def test_fleet_status_names_a_store_it_could_not_read(ospp: Ospp) -> None:
     """The table marks the machine ERROR; what was wrong, and where, follows on stderr (as
     with --csv) and in the --json error."""

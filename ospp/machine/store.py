@@ -165,14 +165,35 @@ class MachineStore:
         with db.read() as conn:
             known = conn.execute("SELECT 1 FROM meta WHERE name='cmid'").fetchone()
         if known is None:
-            import uuid
-
-            with store.write() as conn:
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('cmid', ?)", (str(uuid.uuid4()),))
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (iso(clock.now()),)
-                )
+            store._identify()
         return store
+
+    def _identify(self) -> None:
+        """Give a new store its CMID. Only a store that holds nothing yet is new (its maker
+        gives it one right after its schema); one that holds anything else without a CMID
+        lost it, and is refused as damaged: a new CMID would silently make it another
+        machine, whose activations no longer match it."""
+        import uuid
+
+        with self.write() as conn:
+            if conn.execute("SELECT 1 FROM meta WHERE name='cmid'").fetchone():
+                return  # another process gave it one meanwhile
+            held = conn.execute(
+                "SELECT (SELECT count(*) FROM meta) + (SELECT count(*) FROM licenses) "
+                "+ (SELECT count(*) FROM history)"
+            ).fetchone()[0]
+            if held:
+                raise StoreError(
+                    E_INVALID_DATA,
+                    N_(
+                        "the licence store {path} has no CMID, but holds licences, history or "
+                        "settings",
+                        path=str(self.db.path),
+                    ),
+                    N_("Restore the file from a backup; it was left as it is."),
+                )
+            conn.execute("INSERT INTO meta VALUES ('cmid', ?)", (str(uuid.uuid4()),))
+            conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (iso(self.clock.now()),))
 
     # -- reading -------------------------------------------------------------------------------
 
