@@ -646,6 +646,30 @@ def test_a_host_store_emptied_beside_its_signing_key_is_refused_not_reset(ospp: 
     assert ospp("kms", "status").code == 0
 
 
+@pytest.mark.parametrize("name", ["host_id", "hardware", "activation_interval", "renewal_interval"])
+def test_a_host_store_that_lost_a_setting_it_starts_with_is_reported_and_kept(
+    ospp: Ospp, name: str
+):
+    """Every host's store holds its identity, hardware and intervals from the start: one
+    that lost one is damaged. It is neither an internal error nor given a new identity (its
+    certificate names the old one)."""
+    path = _kms_and_center_stores(ospp)["kms"]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("DELETE FROM meta WHERE name=?", (name,))
+        conn.commit()
+        before = sorted(conn.execute("SELECT name, value FROM meta"))
+    for args in (
+        ["kms", "status"],
+        ["kms", "activate"],
+        ["kms", "set", "--renewal-interval", "60"],
+    ):
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3 and "0x8007000D" in ran.out, (args, ran)
+        assert name in ran.out and "internal error" not in ran.err, (args, ran)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert sorted(conn.execute("SELECT name, value FROM meta")) == before
+
+
 def test_a_licence_store_emptied_beside_its_hardware_profile_is_refused_not_reset(ospp: Ospp):
     ospp.install("ProPlus2021")
     path = ospp.store_file()

@@ -85,6 +85,9 @@ _NUMBERS = {
     MAX_CLIENTS: 10,
 }
 PORT_SETTINGS = ("port", "listening_port")  # and they are TCP ports: 1 to 65535
+# What a host's store holds from the moment it is made (KmsHost.open): its identity, the
+# hardware its certificate binds, and the intervals it tells clients.
+REQUIRED_SETTINGS = ("host_id", "hardware", "activation_interval", "renewal_interval")
 
 
 def _damage(name: str, value: object) -> str | None:
@@ -117,6 +120,14 @@ def check_settings(
     """Refuse (StoreError 0x8007000D) settings of the store at ``path`` damaged by hand, but
     for those in ``replaced`` (a command about to write them anew, where that is how they
     are repaired: slmgr /sprt for the ports)."""
+    for name in REQUIRED_SETTINGS:
+        if name not in values and name not in replaced:
+            raise StoreError(
+                E_INVALID_DATA,
+                f"the KMS host store {path} has no setting {name}, which every host's store "
+                "holds from the start",
+                "Restore the file from a backup; it was left as it is.",
+            )
     for name, value in values.items():
         why = None if name in replaced else _damage(name, value)
         if why is not None:

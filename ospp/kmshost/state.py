@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 from ospp.core.clock import Clock, clock_from_env, iso
 from ospp.core.db import Database
 from ospp.core.errors import (
+    E_INVALID_DATA,
     E_SKEW,
     E_UNEXPECTED,
     LicensingError,
     OsppError,
+    StoreError,
     hex_code,
 )
 from ospp.core.paths import kms_home
@@ -119,6 +121,23 @@ class KmsHost(HostIdentity):
             import uuid
 
             with db.write() as conn:
+                if conn.execute("SELECT 1 FROM meta WHERE name='host_id'").fetchone():
+                    return host  # another process made it meanwhile
+                # Only a store that holds nothing yet is new: one that holds anything else
+                # lost its identity, which a new one would silently replace (its certificate
+                # names the old one)
+                held = conn.execute(
+                    "SELECT (SELECT count(*) FROM meta) + (SELECT count(*) FROM packs) "
+                    "+ (SELECT count(*) FROM clients) "
+                    "+ (SELECT count(*) FROM stats WHERE name != 'clients' OR value != 0)"
+                ).fetchone()[0]  # the schema starts the count of clients at 0
+                if held:
+                    raise StoreError(
+                        E_INVALID_DATA,
+                        f"the KMS host store {db.path} has no host_id, but holds settings, "
+                        "licence packs, clients or counts",
+                        "Restore the file from a backup; it was left as it is.",
+                    )
                 for name, value in (
                     ("host_id", str(uuid.uuid4())),
                     ("hardware", secrets.token_hex(5)),
