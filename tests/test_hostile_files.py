@@ -670,6 +670,47 @@ def test_a_host_store_that_lost_a_setting_it_starts_with_is_reported_and_kept(
         assert sorted(conn.execute("SELECT name, value FROM meta")) == before
 
 
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        ("UPDATE stats SET value='garbage' WHERE name='clients'", "damaged statistic 'clients'"),
+        ("INSERT INTO stats VALUES (NULL, 1)", "damaged statistic None"),
+        ("UPDATE packs SET epid=x'ff00'", "ePID of *****-"),
+        ("UPDATE packs SET activated_at=x'00'", "activation time of *****-"),
+    ],
+)
+def test_a_host_store_row_edited_into_another_type_is_reported_and_kept(
+    ospp: Ospp, edit: str, said: str
+):
+    """SQLite keeps text in an INTEGER column and bytes or numbers in a TEXT one: a row
+    edited so is damage, which 'kms status' and slmgr /dlv report, never an internal error."""
+    path = _kms_and_center_stores(ospp)["kms"]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(edit)
+        conn.commit()
+    kept = path.read_bytes()
+    for args in (["kms", "status"], ["kms", "status", "--json"]):
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3 and "0x8007000D" in ran.out and said in ran.out, (args, ran)
+        assert "internal error" not in ran.err, (args, ran)
+    ran = ospp.proc("slmgr", "/dlv", timeout=30)
+    assert ran.code == 3 and "0x8007000D" in ran.out + ran.err, ran
+    assert path.read_bytes() == kept
+
+
+def test_an_authority_store_that_lost_its_name_is_reported_and_kept(ospp: Ospp):
+    path = _kms_and_center_stores(ospp)["center"]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("DELETE FROM meta WHERE name='name'")
+        conn.commit()
+    kept = path.read_bytes()
+    for args in (["center", "keys"], ["center", "issue-key", "--product", "ProPlus2021"]):
+        ran = ospp.proc(*args, timeout=30)
+        assert ran.code == 3 and "0x8007000D" in ran.out and "have no name" in ran.out, ran
+        assert "internal error" not in ran.err, (args, ran)
+    assert path.read_bytes() == kept
+
+
 def test_a_licence_store_emptied_beside_its_hardware_profile_is_refused_not_reset(ospp: Ospp):
     ospp.install("ProPlus2021")
     path = ospp.store_file()

@@ -146,6 +146,17 @@ class Authority(Issuer):
                 conn.put("created_at", iso(clock.now()))
             meta = conn.all()
         keyfiles.settle(home)
+        for needed in ("name", "secret"):  # written with the key files, in one transaction
+            if not isinstance(meta.get(needed), str):
+                raise StoreError(
+                    E_INVALID_DATA,
+                    N_(
+                        "the authority's records have no {name} beside its key files in {home}",
+                        name=needed,
+                        home=str(home),
+                    ),
+                    N_("Restore them from a backup; nothing was changed."),
+                )
         if name is not None and meta["name"] != name:  # made before, under its own name
             raise UsageError(
                 f"this authority is named {meta['name']!r} already; --name names a new "
