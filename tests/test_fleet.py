@@ -951,6 +951,18 @@ def test_a_timeline_within_a_day_labels_each_point_with_its_time(ospp: Ospp) -> 
     assert daily.out.splitlines()[1].startswith("2027-01-11  ")  # a day: the date alone
 
 
+def test_a_timeline_step_past_the_last_time_ends_the_points(ospp: Ospp) -> None:
+    """A step that would go past the last time datetime holds ends the points there: one
+    point, not an internal error."""
+    ospp("fleet", "create", "t", "2", "--product", "ProPlus2021")
+    ran = ospp("fleet", "timeline", "--from", "9998-12-01", "--to", "9998-12-31",
+               "--step", "1000w", "--json")  # fmt: skip
+    assert ran.code == 0, ran.out
+    points = ran.data()["points"]
+    assert [p["counted_at"] for p in points] == ["9998-12-01T00:00:00Z"], points
+    assert points[0]["NOTIFICATIONS"] == 2
+
+
 def test_service_all_on_a_fleet_prints_its_failures_and_counts_not_every_machine(
     ospp: Ospp,
 ) -> None:

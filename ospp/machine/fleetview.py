@@ -306,7 +306,10 @@ def timeline(
     at = start
     while at <= end:
         days.append(at)
-        at += step
+        try:
+            at += step
+        except OverflowError:  # a step past the last time datetime holds: no more points
+            break
     counts: list[Counter[str]] = [Counter() for _ in days]
     checks = HomeChecks(home, environ)
     for name in names(home, glob):
