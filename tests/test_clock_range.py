@@ -121,3 +121,25 @@ def test_an_interval_that_would_end_past_the_years_ospp_holds_is_never_due(ospp:
     ran = ospp.proc("service", machine)
     assert ran.code == 0 and "internal error" not in ran.err, ran
     assert "nothing due" in ran.out, ran.out
+
+
+def test_a_kms_activation_at_the_end_of_the_range_reads_back(ospp: Ospp) -> None:
+    """Activated on the last day ospp works with, a KMS client stores an expiry 180 days
+    later, past that day: its store is read back as written, not refused as damaged."""
+    from tests.kmsutil import Host, client, make_host
+
+    assert ospp("clock", "set", "9998-12-31T23:00Z").code == 0
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        for n in range(1, 6):
+            client(ospp, f"c{n}", host)
+            ospp("/act", f"c{n}")
+    finally:
+        host.stop()
+    for args in (("dstatus", "c5", "--json"), ("fleet", "status", "--json")):
+        ran = ospp.proc(*args)
+        assert ran.code == 0 and "internal error" not in ran.err, (args, ran)
+    status = ospp("dstatus", "c5", "--json").data()["products"][0]
+    assert status["status"] == "LICENSED", status
+    assert ospp("fleet", "timeline", "--json").code == 0

@@ -374,9 +374,11 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def stored_time(text: object) -> datetime | None:
+def stored_time(text: object, ahead: timedelta = timedelta(0)) -> datetime | None:
     """A time read back from a store (what :func:`iso` wrote): ISO 8601 text with its zone,
-    within the times ospp works with; None for none. Raises ValueError for anything else."""
+    within the times ospp works with, or up to ``ahead`` after them for a time computed
+    ahead of one (a KMS activation's expiry); None for none. Raises ValueError for anything
+    else."""
     if not text:
         return None
     if not isinstance(text, str):
@@ -384,6 +386,6 @@ def stored_time(text: object) -> datetime | None:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError(f"the time {text!r} has no time zone")
-    if not EARLIEST <= value <= LATEST:
+    if not EARLIEST <= value <= LATEST + ahead:
         raise ValueError(f"the time {text!r} is outside the times ospp works with")
     return value

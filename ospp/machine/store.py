@@ -14,7 +14,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ospp.core.catalog import Channel, Product, Sku, catalog
@@ -62,6 +62,9 @@ _SCHEMA = [
 ]
 
 MAX_REARMS = 5
+# How long a KMS activation is valid (ospp.protocol.kms.VALIDITY, which reading a store does
+# without): its expiry is stored that far after a time ospp works with.
+KMS_VALIDITY = timedelta(days=180)
 STORE_FILE = "licenses.db"  # one per machine, under <OSPP_HOME>/machines/<name>/
 
 
@@ -282,8 +285,8 @@ class MachineStore:
                 # The times status reads compute with (the seal says who wrote them, not
                 # that they are times): a KMS activation's expiry and when it was made.
                 kms = sku.channel is Channel.KMS_CLIENT or activation.get("kind") == "kms"
-                for name in ("valid_until", "activated_at"):
-                    if (kms or name in activation) and stored_time(activation.get(name)) is None:
+                for name, ahead in (("valid_until", KMS_VALIDITY), ("activated_at", timedelta(0))):
+                    if (kms or name in activation) and not stored_time(activation.get(name), ahead):
                         raise ValueError(f"the activation has no {name} time")
             if row[3] is not None and not isinstance(row[3], str):
                 raise ValueError("the product key is not text")
