@@ -689,7 +689,11 @@ def test_a_host_store_row_edited_into_another_type_is_reported_and_kept(
         conn.execute(edit)
         conn.commit()
     kept = path.read_bytes()
-    for args in (["kms", "status"], ["kms", "status", "--json"]):
+    for args in (
+        ["kms", "status"],
+        ["kms", "status", "--json"],
+        ["kms", "set", "--max-clients", "200"],
+    ):
         ran = ospp.proc(*args, timeout=30)
         assert ran.code == 3 and "0x8007000D" in ran.out and said in ran.out, (args, ran)
         assert "internal error" not in ran.err, (args, ran)

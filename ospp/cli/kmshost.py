@@ -84,6 +84,7 @@ def set_(
     if max_clients is not None:
         check_max_clients(max_clients)
     host = _host()
+    host.status()  # what it shows after the change is read first: damaged, nothing is changed
     host.configure(activation_interval, renewal_interval, max_clients)
     st = host.status()
     return Result(
