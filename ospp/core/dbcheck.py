@@ -2,8 +2,8 @@
 
 Before SQLite opens a store, a symbolic link, a directory or anything but a regular file in
 place of it or its ``-wal``/``-shm`` files is refused, and so is an empty file beside one made
-only once the store held data (it was truncated), and a file that does not start with SQLite's
-header (SQLite would take one shorter than a page for empty). Through the read-only connection,
+only once the store held data (it was truncated), and a file shorter than a page (SQLite
+would take one of a single byte for empty). Through the read-only connection,
 the file must then be an ospp store (its ``application_id``) of a schema this ospp knows; a
 newer one is refused, not downgraded. The migration runs under ``BEGIN IMMEDIATE`` so that
 processes opening the same new store at once make it only once. :class:`StoreChecks` is the
@@ -21,7 +21,7 @@ from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError
 from ospp.core.paths import StrPath, exists
 
 APPLICATION_ID = 0x4F535050  # "OSPP": marks a file as an ospp store
-SQLITE_HEADER = b"SQLite format 3\x00"  # how every SQLite database file begins
+MIN_PAGE = 512  # bytes: a database file holds whole pages, none smaller than this
 # How long an empty store that must exist already is given to be filled by the process making
 # it (about a millisecond; far longer on a loaded machine) before it is taken as truncated.
 FILL_WAIT = 2.0
@@ -91,18 +91,18 @@ class StoreChecks(StoreFailures):
 
     def _refuse_emptied(self) -> None:
         """An empty store file beside a file made after the store held data: truncated. A
-        file that is not empty must start with SQLite's header: SQLite itself takes a file
-        shorter than a page for an empty database, and would write a new store over it."""
+        file shorter than SQLite's smallest page is no database either, though SQLite takes
+        one of a single byte for an empty one, and would write a new store over it. (Found
+        by its size alone: opening and closing the file here would drop the locks SQLite
+        holds on it for this process's other connections.)"""
         try:
-            if os.stat(self.path).st_size:
-                with open(self.path, "rb") as f:
-                    head = f.read(len(SQLITE_HEADER))
-                if head != SQLITE_HEADER:
-                    # what SQLite says of a longer file without its header
-                    raise self._fail_unreadable(ValueError("file is not a database"))
-                return
+            size = os.stat(self.path).st_size
         except OSError:
-            return  # not there (yet), or not readable: created or reported below
+            return  # not there (yet): created or reported below
+        if 0 < size < MIN_PAGE:  # what SQLite says of such a file longer than a byte
+            raise self._fail_unreadable(ValueError("file is not a database"))
+        if size:
+            return
         for witness in self._witnesses:
             if exists(witness):
                 raise self._fail_unreadable(
