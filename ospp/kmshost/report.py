@@ -75,8 +75,6 @@ class Reader:
             ).fetchone()
             counts = current_counts(c, since, now_s)
             stored = c.execute("SELECT value FROM stats WHERE name='clients'").fetchone()
-            if stored is not None and type(stored[0]) is not int:
-                read_stats(c, self.path)  # says what is damaged
             packs = read_packs(c)
         finally:
             c.execute("COMMIT")
