@@ -284,3 +284,33 @@ def test_the_wal_is_started_over_under_steady_load(ospp: Ospp):
         host.stop()
     assert size <= WAL_LIMIT, f"WAL of {size / 1e6:.1f} MB after {requests} requests"
     assert stored(ospp)[0] == requests + 1
+
+
+def test_a_damaged_clients_statistic_stops_pruning_and_stays_damaged(ospp: Ospp):
+    """The number of stored clients edited by hand (a float, text): the pruner would take it
+    for a store far over its limit and delete every client but the 10 most recent of each
+    group. It prunes nothing and says why; and a request does not write over the damage
+    (SQLite adds 1 to text as to 0), which every reader keeps reporting."""
+    make_host(ospp)
+    assert ospp("kms", "set", "--max-clients", str(LIMIT)).code == 0
+    host = Host(ospp)
+    try:
+        with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
+            for i in range(40):
+                ask(conn, f"p-{i:02d}")
+            with sqlite3.connect(path_of(ospp)) as db:
+                db.execute("UPDATE stats SET value=1e30 WHERE name='clients'")
+                db.execute("UPDATE stats SET value='x' WHERE name='total'")
+            deadline = time.monotonic() + 4  # the pruner looks every second
+            while time.monotonic() < deadline and stored(ospp)[0] == 40:
+                time.sleep(0.2)
+            ask(conn, "after")
+    finally:
+        host.stop()
+    assert stored(ospp)[0] == 41
+    said = "\n".join(host.stderr_lines)
+    assert "pruning stored clients failed" in said and "'clients'" in said, said
+    with sqlite3.connect(f"file:{path_of(ospp)}?mode=ro", uri=True) as db:
+        assert db.execute("SELECT value FROM stats WHERE name='total'").fetchone() == ("x",)
+    ran = ospp("kms", "status")
+    assert ran.code == 3 and "damaged statistic" in ran.out, ran.out

@@ -111,7 +111,7 @@ def prune_chunk(conn: sqlite3.Connection, chunk: int, now_s: int) -> tuple[int, 
         (stored,) = conn.execute(
             "SELECT coalesce((SELECT value FROM stats WHERE name='clients'), 0)"
         ).fetchone()
-        excess = min(int(stored) - limit, chunk)
+        excess = min(_stored_clients(stored) - limit, chunk)
         if excess <= 0:
             return 0, limit
         arms: list[str] = []
@@ -155,7 +155,19 @@ def excess(conn: sqlite3.Connection) -> int:
         "coalesce((SELECT value FROM stats WHERE name='clients'), 0)",
         (SETTING,),
     ).fetchone()
-    return int(row[1]) - max_clients({SETTING: row[0]} if row[0] is not None else {})
+    return _stored_clients(row[1]) - max_clients({SETTING: row[0]} if row[0] is not None else {})
+
+
+def _stored_clients(value: object) -> int:
+    """The ``clients`` statistic, which says how many to prune: one edited by hand into
+    anything but a whole number stops pruning (a ValueError, logged once a failure), since
+    taken as a number it could delete every client that does not count now."""
+    if type(value) is not int:
+        raise ValueError(
+            f"the 'clients' statistic is damaged ({value!r:.40}, not a whole number): "
+            "nothing is pruned while it is"
+        )
+    return value
 
 
 def prune_round(

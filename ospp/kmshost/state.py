@@ -318,8 +318,10 @@ class KmsHost(HostIdentity):
                     stats[code] = stats.get(code, 0) + 1
             stats["total"] = len(items)
             conn.executemany(
+                # A statistic damaged by hand stays as it is, to be reported: SQLite would
+                # add to text as to 0.
                 "INSERT INTO stats VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
-                "SET value=value+excluded.value",
+                "SET value=value+excluded.value WHERE typeof(stats.value)='integer'",
                 list(stats.items()),
             )
         return counted
