@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from ospp.core.errors import LicensingError
 from ospp.protocol import phone
 from tests.conftest import Ospp, interrupt_when
+from tests.relay import GatedRelay
 
 
 @pytest.fixture
@@ -867,46 +868,6 @@ def test_init_refuses_a_db_option_that_names_no_postgresql_database(ospp: Ospp, 
     assert not home.exists() or list(home.iterdir()) == []
 
 
-class _GatedRelay:
-    """A TCP relay on 127.0.0.1 to a real authority that reads the first request and sends
-    it on only once ``release`` is set: an activation held while the authority is asked."""
-
-    def __init__(self, target: str) -> None:
-        import socket
-
-        host, _, port = target.rpartition(":")
-        self.target = (host, int(port))
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.asked = threading.Event()
-        self.release = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        import socket
-
-        self.server.settimeout(30)
-        try:
-            client, _ = self.server.accept()
-        except TimeoutError:
-            return
-        with client, socket.create_connection(self.target, timeout=60) as upstream:
-            client.settimeout(60)
-            request = client.recv(65536)
-            self.asked.set()
-            self.release.wait(60)
-            upstream.sendall(request)
-            upstream.shutdown(socket.SHUT_WR)
-            while data := upstream.recv(65536):
-                client.sendall(data)
-
-    def stop(self) -> None:
-        self.release.set()
-        self.thread.join(timeout=10)
-        self.server.close()
-
-
 def test_a_key_changed_while_it_is_activated_does_not_get_its_activation(
     ospp: Ospp, served: str, tmp_path: Path
 ):
@@ -919,7 +880,7 @@ def test_a_key_changed_while_it_is_activated_does_not_get_its_activation(
     assert ospp("trust", "add", str(pub)).code == 0  # as a client of a remote authority
     ospp.install()
     assert ospp("/inpkey:" + first).code == 0
-    relay = _GatedRelay(served)
+    relay = GatedRelay(served)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ospp", "/act", "--json"],

@@ -459,6 +459,43 @@ def test_a_second_host_on_one_store_is_refused_until_the_first_stops(ospp: Ospp,
     assert host.alive() and ospp("kms", "status", "--json").data()["port"] == host.port
 
 
+def test_a_key_changed_while_kms_activates_it_does_not_get_its_activation(ospp: Ospp, host: Host):
+    """/act asks the KMS host outside the store's lock; a MAK installed meanwhile must not be
+    reported activated, nor end up beside the KMS activation of the GVLK it replaced."""
+    import subprocess
+    import sys
+
+    from tests.relay import GatedRelay
+
+    for n in range(4):  # the host's count reaches 5 with the machine held below
+        client(ospp, f"c{n}", host)
+        ospp("/act", f"c{n}")
+    mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
+    relay = GatedRelay(host.address)
+    try:
+        assert ospp("install-product", "ProPlus2021", "x").code == 0
+        assert ospp(f"/sethst:127.0.0.1:{relay.port}", "x").code == 0
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ospp", "/act", "x", "--json"],
+            env={**os.environ, **ospp.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert relay.asked.wait(30), proc.communicate(timeout=30)
+        assert ospp("/inpkey:" + mak.data()["key"], "x").code == 0
+        relay.release.set()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        relay.stop()
+    [product] = json.loads(out)["data"]["products"]
+    assert proc.returncode == 1 and product["error"]["code"] == "0xC004F014", out + err
+    assert "was changed by another command" in product["error"]["message"]
+    st = ospp("dstatus", "x", "--json").data()["products"][0]
+    assert st["key_last5"] == mak.data()["key"][-5:] and st["status"] == "OOB_GRACE", st
+    assert ospp("/act", "x").code == 0  # the MAK installed now activates as usual
+
+
 def test_many_requests_share_one_connection(ospp: Ospp, host: Host):
     with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn:
         answers = [conn.call(raw_request()) for _ in range(200)]

@@ -116,23 +116,8 @@ def activate_mak(store: MachineStore, lic: Licence, environ: Mapping[str, str]) 
 
 
 def _store(store: MachineStore, lic: Licence, activation: dict[str, Any]) -> None:
-    """Store the activation of ``lic``'s key, unless another command changed that key while
-    it was being activated (the authority was being asked): it would sit beside a key it does
-    not belong to, and read as altered."""
     with store.write() as conn:
-        now = next((n for n in store.licences(conn) if n.sku.sku_id == lic.sku.sku_id), None)
-        if now is None or now.product_key != lic.product_key:
-            raise LicensingError(
-                E_KEY_NOT_AVAILABLE,
-                N_(
-                    "the product key of {product} was changed by another command while the key "
-                    "ending {last5} was being activated; its activation was not stored",
-                    product=lic.sku.product.id,
-                    last5=lic.last5 or "",
-                ),
-                N_("Activate the key installed now: ospp /act."),
-            )
-        store.set_activation(conn, lic.sku, activation)
+        store.set_activation_of(conn, lic, activation)
         store.bump(conn)
 
 

@@ -310,19 +310,23 @@ def activate(
             },
             environ,
         )
-        with store.write() as conn_:
-            for name, value in adopted.items():
-                store.set_setting(conn_, name, value)
-            store.set_activation(conn_, lic.sku, activation)
-            store.record(
-                conn_,
-                "kms",
-                0,
-                f"{'renewed' if renewed else 'activated'}, count {count}",
-                lic.sku,
-                where,
-            )
-            store.bump(conn_)
+        try:
+            with store.write() as conn_:
+                for name, value in adopted.items():
+                    store.set_setting(conn_, name, value)
+                store.set_activation_of(conn_, lic, activation)  # the key not changed meanwhile
+                store.record(
+                    conn_,
+                    "kms",
+                    0,
+                    f"{'renewed' if renewed else 'activated'}, count {count}",
+                    lic.sku,
+                    where,
+                )
+                store.bump(conn_)
+        except LicensingError as exc:  # the key changed while the host was asked: said too
+            _record(store, lic, exc.code, exc.message, where, adopted)
+            raise
         return Outcome(where, count, valid_until, renewed)
     if how == "cached host":
         # The host that worked last time did not answer: forget it and discover again (not

@@ -378,6 +378,29 @@ class MachineStore:
 
         store_changes.set_activation(conn, sku, activation)
 
+    def set_activation_of(
+        self, conn: sqlite3.Connection, lic: Licence, activation: dict[str, Any]
+    ) -> None:
+        """Store the activation of ``lic``'s key, unless another command changed that key
+        while it was being activated (the authority or a KMS host was being asked, outside
+        the store's lock): it would sit beside a key it does not belong to, and read as
+        altered. Then 0xC004F014, and nothing is stored."""
+        now = next((n for n in self.licences(conn) if n.sku.sku_id == lic.sku.sku_id), None)
+        if now is None or now.product_key != lic.product_key:
+            from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError
+
+            raise LicensingError(
+                E_KEY_NOT_AVAILABLE,
+                N_(
+                    "the product key of {product} was changed by another command while the key "
+                    "ending {last5} was being activated; its activation was not stored",
+                    product=lic.sku.product.id,
+                    last5=lic.last5 or "",
+                ),
+                N_("Activate the key installed now: ospp /act (or by phone: ospp /dinstid)."),
+            )
+        self.set_activation(conn, lic.sku, activation)
+
     def restart_grace(self, conn: sqlite3.Connection, sku: Sku) -> None:
         from ospp.machine import store_changes
 
