@@ -672,10 +672,18 @@ def test_confirm_where_no_authority_issued_the_key_says_so_and_makes_none(
     src.write_text(iid + "\n")
     assert ospp("center", "confirm-batch", str(src), str(out), env=elsewhere).code == 1
     assert not (tmp_path / "elsewhere").exists() and not out.exists()
+    if ospp.env.get("OSPP_CENTER_DB"):  # an empty home, though the database is set
+        only_home = {"OSPP_CENTER_HOME": elsewhere["OSPP_CENTER_HOME"]}
+        ran = ospp("center", "confirm", iid, "--json", env=only_home)
+        assert ran.code == 1 and "has issued none" in ran.json()["error"]["message"]
+        assert not (tmp_path / "elsewhere").exists()
     assert ospp("center", "init", env=elsewhere).code == 0
     empty = ospp("center", "confirm", iid, "--json", env=elsewhere).json()["error"]
     assert empty["code"] == "0xC004C001" and "has issued no keys" in empty["hint"]
     assert "order they were read" not in empty["hint"]
+    (tmp_path / "elsewhere" / "authority-ed25519.pem").unlink()  # an authority, damaged
+    lost = ospp("center", "confirm", iid, "--json", env=elsewhere).json()["error"]
+    assert lost["exit_status"] == 3 and lost["code"] == "0x8007000D", lost
     assert ospp("center", "confirm", iid).code == 0  # where the key was issued
 
 
@@ -806,6 +814,35 @@ def test_a_call_log_that_cannot_be_written_stops_the_call_before_anything_is_con
     ran = ospp.proc("center", "phone", "--json", input=iid_of(ospp) + "\n" + answers)
     assert ran.code == 0 and len(ran.json()["data"]["confirmation_id"]) == 120, ran.out
     assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 1
+
+
+def test_a_call_log_the_check_cannot_see_through_stops_the_call_before_confirming(
+    ospp: Ospp, tmp_path: Path
+):
+    """A link to a file in a directory that is not there passes every look that opens
+    nothing; the log is opened before the centre confirms, so the call still stops with no
+    activation used, and no ID read out to the caller that could not be kept."""
+    ospp.install()
+    ospp("/inpkey:" + issue(ospp, limit=1))
+    log = ospp.home / "center" / "phone-calls.jsonl"
+    log.symlink_to(tmp_path / "missing" / "calls.jsonl")
+    ran = ospp.proc("center", "phone", "--json", input=iid_of(ospp) + "\n" + "\n" * 20)
+    error = ran.json()["error"]
+    assert ran.code == 3 and error["code"] == "0x80070005", ran.out + ran.err
+    assert "no activation was used" in error["hint"] and "Group 1 of 20" not in ran.err
+    assert ospp("center", "keys", "--json").data()["keys"][0]["used"] == 0
+
+
+def test_the_phone_console_makes_no_authority(ospp: Ospp, tmp_path: Path):
+    """Run where no authority is (OSPP_CENTER_HOME not set to the one that issued the keys),
+    the console takes the ID and says so, making none there."""
+    ospp.install()
+    ospp("/inpkey:" + issue(ospp))
+    elsewhere = {"OSPP_CENTER_HOME": str(tmp_path / "elsewhere")}
+    ran = ospp.proc("center", "phone", "--json", input=iid_of(ospp) + "\n", env=elsewhere)
+    error = ran.json()["error"]
+    assert ran.code == 1 and error["code"] == "0xC004C001", ran.out + ran.err
+    assert "has issued none" in error["message"] and not (tmp_path / "elsewhere").exists()
 
 
 def test_issue_key_reports_the_catalog_product_id_however_it_was_typed(ospp: Ospp):

@@ -23,19 +23,21 @@ def log_path(home: Path) -> Path:
 
 
 class CallLog:
-    """The call log of one call, checked before the call is answered: a log that cannot be
-    written (a directory in its place, no permission) stops the call before the centre
-    confirms anything and uses an activation. The check creates nothing."""
+    """The call log of one call. Checked when the call starts, creating nothing (a log that
+    cannot be written, such as a directory in its place, is said before the caller reads
+    anything); then opened, made if need be, just before the centre confirms (:meth:`open`):
+    a log that cannot be opened stops the call before an activation is used, whatever the
+    reason (a link to a directory that is not there, an ACL the check cannot see)."""
 
     def __init__(self, home: Path) -> None:
         self.path = log_path(home)
+        self.fd: int | None = None
         why = _why_unwritable(home, self.path)
         if why is not None:
             raise _unwritable(self.path, why, _NOTHING_CONFIRMED)
 
-    def append(self, entry: dict[str, Any]) -> None:
-        """Append one call, with a single ``write`` on a file opened for appending."""
-        line = (json.dumps(entry, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+    def open(self) -> None:
+        """Open the log for appending, before anything is confirmed."""
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         flags |= getattr(os, "O_NONBLOCK", 0)  # a FIFO in its place would block the open
         try:
@@ -46,14 +48,28 @@ class CallLog:
                 if exc.errno != errno.ENXIO:  # a FIFO no one reads, a device with no driver
                     raise
                 raise OSError(errno.EINVAL, "not a regular file", str(self.path)) from exc
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise OSError(errno.EINVAL, "not a regular file", str(self.path))
-                os.write(fd, line)
-            finally:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
+                raise OSError(errno.EINVAL, "not a regular file", str(self.path))
+        except OSError as exc:
+            raise _unwritable(self.path, str(exc.strerror or exc), _NOTHING_CONFIRMED) from exc
+        self.fd = fd
+
+    def append(self, entry: dict[str, Any]) -> None:
+        """Append one call, with a single ``write`` on the file opened for appending."""
+        line = (json.dumps(entry, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+        if self.fd is None:
+            self.open()
+        assert self.fd is not None
+        try:
+            os.write(self.fd, line)
         except OSError as exc:
             raise _unwritable(self.path, str(exc.strerror or exc)) from exc
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 _NOTHING_CONFIRMED = N_(
@@ -92,7 +108,10 @@ def _unwritable(path: Path, why: str, hint: str | None = None) -> StoreError:
 def append(home: Path, entry: dict[str, Any]) -> Path:
     """Append one call to the log, atomically."""
     log = CallLog(home)
-    log.append(entry)
+    try:
+        log.append(entry)
+    finally:
+        log.close()
     return log.path
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from ospp.authority import keyfiles
 from ospp.authority.backend import open_store
 from ospp.authority.issuing import KMS_HOST_REACTIVATIONS, Issuer
-from ospp.authority.storage import CountTx, Store
+from ospp.authority.storage import URL_FILE, CountTx, Store
 from ospp.core.canonical import canonical
 from ospp.core.catalog import Channel, catalog
 from ospp.core.clock import Clock, iso
@@ -89,6 +89,17 @@ _READ_AGAIN = N_(
 )
 
 
+# The files an authority keeps in its OSPP_CENTER_HOME (its records may be in PostgreSQL).
+AUTHORITY_FILES = (
+    "center.db",
+    "authority-ed25519.pem",
+    "authority-dsa.pem",
+    "authority.pub.json",
+    keyfiles.PENDING,
+    URL_FILE,
+)
+
+
 class Authority(Issuer):
     """The activation authority of one ``OSPP_CENTER_HOME``. Construct with :meth:`open`."""
 
@@ -130,6 +141,26 @@ class Authority(Issuer):
         except BaseException:
             store.close()
             raise
+
+    @classmethod
+    def existing(cls, home: Path, clock: Clock) -> Authority:
+        """The authority of ``home`` for the phone centre, which must know the keys it is
+        shown: one that does not exist yet is not made, since it would know none. Any of its
+        files there means it exists; opening it then says what is wrong with it."""
+        if not any(os.path.lexists(home / name) for name in AUTHORITY_FILES):
+            raise LicensingError(
+                E_SERVER_INVALID_KEY,
+                N_(
+                    "there is no activation authority in {home} to know the key: it has issued "
+                    "none",
+                    home=str(home),
+                ),
+                N_(
+                    "Confirm installation IDs where the authority that issued the keys keeps its "
+                    "files (set OSPP_CENTER_HOME to them). Nothing was made."
+                ),
+            )
+        return cls.open(home, clock)
 
     @classmethod
     def _open(cls, home: Path, clock: Clock, name: str | None, store: Store) -> Authority:

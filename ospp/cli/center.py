@@ -31,20 +31,11 @@ def _open() -> Authority:
 
 
 def _issuer() -> Authority:
-    """The authority that is to know the keys it is shown (the phone centre's commands): one
-    that does not exist yet is not made, since it could know none of them."""
-    from ospp.authority.storage import database_url
-    from ospp.core.errors import E_SERVER_INVALID_KEY, LicensingError
+    """The authority that is to know the keys it is shown: none is made (see
+    Authority.existing)."""
+    from ospp.authority.state import Authority
 
-    home = Path(center_home())
-    if not (home / "authority-ed25519.pem").exists() and database_url(home, os.environ) is None:
-        raise LicensingError(
-            E_SERVER_INVALID_KEY,
-            f"there is no activation authority in {home} to know the key: it has issued none",
-            "Confirm installation IDs where the authority that issued the keys keeps its files "
-            "(set OSPP_CENTER_HOME, or OSPP_CENTER_DB, to them). Nothing was made.",
-        )
-    return _open()
+    return Authority.existing(Path(center_home()), clock_from_env())
 
 
 def _record_json(r: KeyRecord) -> dict[str, Any]:

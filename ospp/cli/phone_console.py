@@ -44,14 +44,16 @@ def _call(_: Text, d: Dialogue) -> Result:
     home = Path(center_home())
     clock = clock_from_env()
     cid = ""
+    log: calllog.CallLog | None = None
     try:
         d.say(_("Activation centre: telephone activation"))
         d.say(_("Ask the caller to read the installation ID shown in the wizard, group by group."))
         calllog.CallLog(home)  # one that cannot be written is said before anything is read
         iid = d.groups(iid_entry(), _("Installation ID"))
-        authority = Authority.open(home, clock)
+        authority = Authority.existing(home, clock)  # none is made: it would know no key
         entry = {"at": iso(clock.now()), "installation_id": iid.replace("-", "")}
-        log = calllog.CallLog(home)  # checked again, before confirming: it confirms nothing
+        log = calllog.CallLog(home)
+        log.open()  # before confirming: a log that cannot be written confirms nothing
         try:
             cid = authority.confirm(iid)
         except LicensingError as exc:
@@ -66,7 +68,16 @@ def _call(_: Text, d: Dialogue) -> Result:
             )
             log.append({**entry, "outcome": "refused", "code": hex_code(exc.code)})
             raise
-        log.append({**entry, "outcome": "confirmed", "confirmation_id": cid})
+        try:
+            log.append({**entry, "outcome": "confirmed", "confirmation_id": cid})
+        except OsppError as exc:  # confirmed (an activation used): the caller still gets it
+            d.say(
+                _(
+                    "The call could not be logged ({message}); read the confirmation ID to "
+                    "the caller all the same.",
+                    message=printable(_.message(exc.message)),
+                )
+            )
         size = CID_GROUP_DATA + 1
         groups = [cid[i : i + size] for i in range(0, len(cid), size)]
         d.say()
@@ -93,6 +104,9 @@ def _call(_: Text, d: Dialogue) -> Result:
         d.say()
         d.say(_("Call ended early. The confirmation ID was issued and logged: {cid}", cid=cid))
         raise Cancelled(interrupted, N_("the confirmation ID was issued and logged")) from None
+    finally:
+        if log is not None:
+            log.close()
     return Result(
         [],
         {
