@@ -464,5 +464,5 @@ def test_dns_settings_without_a_domain_or_hostname_say_which_is_missing(
     that the empty name it never typed ('') is not a DNS name."""
     ran = ospp("kms", "dns", "set", *args)
     assert ran.code == 2 and "ERROR CODE: 0x80070057" in ran.out, ran.out
-    assert f"{missing} ''" not in ran.out and f"give {missing}" in ran.out, ran.out
+    assert f"{missing} ''" not in ran.out and f"kms dns set {missing} " in ran.out, ran.out
     assert ospp("kms", "dns", "records").code == 2  # nothing was stored

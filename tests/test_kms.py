@@ -1001,6 +1001,18 @@ def test_kms_ping_of_a_host_that_answers_unsigned_says_it_cannot_be_used(ospp: O
     assert "answered another request (or is too old to sign pings)" in ran.out
 
 
+def test_kms_ping_refused_with_no_code_is_not_called_unreachable(ospp: Ospp) -> None:
+    """A refusal with neither code nor reason came from something that was reached: it cannot
+    be used (0xC004F042), which 'could not be established' would contradict."""
+    bare = RogueHost(lambda msg: {"v": 1, "ok": False})
+    try:
+        ran = ospp("kms", "ping", bare.address)
+    finally:
+        bare.close()
+    assert ran.code == 4 and "ERROR CODE: 0xC004F042" in ran.out, ran.out
+    assert "refused the ping: no reason given" in ran.out
+
+
 def test_a_home_with_no_host_key_says_so_and_a_file_for_a_home_is_a_store_error(
     ospp: Ospp, tmp_path: Path
 ):

@@ -122,14 +122,15 @@ class Publishing:
         update) needs a server too; records published by hand do not."""
         if not self.domain:
             raise UsageError(
-                "no domain to publish in: give --domain, e.g. --domain corp.example.com"
+                "no domain to publish in",
+                "Set it: ospp kms dns set --domain corp.example.com (or slmgr /sdns after it).",
             )
         if not valid_host(self.domain):
             raise UsageError(f"--domain {self.domain!r} is not a DNS domain name")
         if not self.hostname:
             raise UsageError(
-                "no host name for the SRV record to name: give --hostname, this host's DNS "
-                "name, e.g. --hostname kms1.corp.example.com"
+                "no host name for the SRV record to name",
+                "Set this host's DNS name: ospp kms dns set --hostname kms1.corp.example.com.",
             )
         if not valid_host(self.hostname):
             raise UsageError(f"--hostname {self.hostname!r} is not a host name")

@@ -62,7 +62,7 @@ def ping(endpoint: Endpoint, environ: Mapping[str, str]) -> Pong:
     if not reply.get("ok"):
         # The host was reached and said why not: its code (the wire checked that it is an
         # error code) and its reason, as for a refused activation.
-        code = reply.get("code", E_NO_CONNECTION)
+        code = reply.get("code", E_CANNOT_USE)  # a refusal with no code: unusable, not absent
         raise bad(f"refused the ping: {reply.get('message') or 'no reason given'}", code)
     if reply.get("activated") is not True:
         raise bad("answered, but its host key is not activated", E_HOST_NOT_ACTIVATED)
