@@ -918,6 +918,21 @@ def test_import_takes_a_file_saved_with_a_byte_order_mark(
     assert ospp("machines", "--json").data()["machines"] == ["bom1"]
 
 
+def test_import_names_a_utf16_file_with_a_hint_that_quotes_its_name(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """An export re-saved by Windows PowerShell 5 ('>' writes UTF-16): said as such, with a
+    PowerShell command whose quoting holds for a name with a quote in it."""
+    path = tmp_path / "o'brien.csv"
+    path.write_bytes("machine,product,key,kms_host\nu1,ProPlus2021,,\n".encode("utf-16"))
+    ran = ospp("fleet", "import", str(path), "--json")
+    error = ran.json()["error"]
+    assert ran.code == 2 and "is UTF-16 text" in error["message"], ran.out
+    assert "Get-Content '" + str(path).replace("'", "''") + "'" in error["hint"], error
+    assert "Nothing was imported." in error["hint"]
+    assert ospp("machines", "--json").data()["machines"] == []
+
+
 def test_an_export_of_no_machine_is_refused_and_keeps_the_file(ospp: Ospp, tmp_path: Path):
     """A mistyped --machines would have replaced a good export with a header alone."""
     ospp("fleet", "create", "ws", "2", "--product", "ProPlus2021")

@@ -62,18 +62,23 @@ def read_user_file(path: StrPath, what: str, limit: int = USER_FILE_LIMIT) -> st
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # what '>' writes in Windows PowerShell 5
-            how = "Save it as UTF-8"
-            if os.fspath(path) != "-":
-                how += (
-                    f", e.g. in PowerShell: Get-Content '{path}' | Set-Content -Encoding utf8 NEW"
-                )
-            raise UsageError(
-                f"the {what} {path} is UTF-16 text (it starts with a UTF-16 byte order mark); "
-                "ospp reads UTF-8",
-                f"{how}.",
-            ) from exc
-        raise UsageError(f"the {what} {path} is not UTF-8 text: {exc.reason}") from exc
+        raise not_utf8(f"the {what} {path}", path, data[:2], exc) from exc
+
+
+def not_utf8(named: str, path: StrPath, head: bytes, exc: UnicodeDecodeError) -> UsageError:
+    """The error for a file a user gave that is not UTF-8 (``named`` says which, ``head`` is
+    its first two bytes): a UTF-16 one, as '>' writes it in Windows PowerShell 5, is named as
+    such, with how to convert it."""
+    if head not in (b"\xff\xfe", b"\xfe\xff"):
+        return UsageError(f"{named} is not UTF-8 text: {exc.reason}")
+    how = "Save it as UTF-8"
+    if os.fspath(path) != "-":
+        quoted = "'" + os.fspath(path).replace("'", "''") + "'"  # PowerShell's single quotes
+        how += f", e.g. in PowerShell: Get-Content {quoted} | Set-Content -Encoding utf8 NEW"
+    return UsageError(
+        f"{named} is UTF-16 text (it starts with a UTF-16 byte order mark); ospp reads UTF-8",
+        f"{how}.",
+    )
 
 
 def write_atomic(path: StrPath, text: str, *, private: bool = False) -> None:

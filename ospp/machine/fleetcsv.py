@@ -12,6 +12,7 @@ anything is refused, and nothing is imported.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sqlite3
@@ -73,10 +74,16 @@ def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str],
                 if any(cell.strip() for cell in row):
                     yield rows.line_num, row, len(given)
         except UnicodeDecodeError as exc:
-            raise UsageError(
-                f"{path} is not UTF-8 text: {exc.reason}",
-                "Use a file written by 'ospp fleet export'; nothing was imported.",
-            ) from exc
+            from ospp.core.files import not_utf8
+
+            head = b""
+            with contextlib.suppress(OSError), open(path, "rb") as raw:
+                head = raw.read(2)
+            error = not_utf8(str(path), path, head, exc)
+            error.hint = (error.hint or "Use a file written by 'ospp fleet export'.") + (
+                " Nothing was imported."
+            )
+            raise error from exc
         except csv.Error as exc:  # a field over csv's limit (128 KiB), a NUL byte
             raise UsageError(
                 f"{path} line {rows.line_num}: {exc}",
