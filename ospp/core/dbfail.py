@@ -131,7 +131,7 @@ class StoreFailures:
                 ),
                 N_(
                     "Another command (or a program that has the file open) is writing it. Try "
-                    "again once it has finished; nothing was changed."
+                    "again once it has finished."
                 ),
             )
         return StoreError(
