@@ -299,6 +299,13 @@ def test_bad_input_is_refused_with_its_code_and_changes_nothing(
     assert not (ospp.home / "kms" / "kms.db").exists()
 
 
+def test_a_negative_activation_type_is_named_as_one(ospp: Ospp):
+    """'-1' is the value /act-type was given, not a computer name."""
+    ospp("install-product", "ProPlus2021")
+    ran = ospp("slmgr", "/act-type", "-1")
+    assert ran.code == 2 and "/actype takes 0 (all)" in ran.out and "'-1'" in ran.out, ran.out
+
+
 def test_unknown_option_and_extra_words_are_usage_errors(ospp: Ospp):
     ran = ospp("slmgr", "/bogus")
     assert ran.code == 2 and "Unrecognized option: /bogus" in ran.err

@@ -143,7 +143,7 @@ def act_type(words: tuple[str, ...]) -> Result:
 
     value = "0"
     rest = words
-    if words and words[0].isdigit():
+    if words and (words[0].isdigit() or words[0].lstrip("-+").isdigit()):  # -1: said below
         value, rest = words[0], words[1:]
     return _client_setting(
         rest,
