@@ -957,7 +957,7 @@ def test_a_seal_key_that_cannot_be_made_is_a_store_error(ospp: Ospp):
 @pytest.mark.parametrize(
     ("content", "said"),
     [
-        (b"\xff\xfe\x00\x01", "is not UTF-8 text"),
+        (b"\x80\x81\x00\x01", "is not UTF-8 text"),
         (b"machine,product,key,kms_host\nws1,ProPlus2021," + b"K" * 200_000 + b",\n", "line 2"),
         (b"machine,product,key,kms_host\n" + b"x" * 3_000_000, "line 2: longer than 65536"),
     ],
