@@ -893,7 +893,10 @@ def test_center_keys_text_keeps_large_counts_apart(ospp: Ospp):
     assert row.split()[-4:] == ["0", "1000100000", "1000100000", "active"], row
 
 
-@pytest.mark.parametrize("url", ["", "  ", "mysql://ospp@db.example/ospp", "postgresql://h:port/x"])
+@pytest.mark.parametrize(
+    "url",
+    ["", "  ", "mysql://ospp@db.example/ospp", "postgresql://h:port/x", "postgresql://h:99999/x"],
+)
 def test_init_refuses_a_db_option_that_names_no_postgresql_database(ospp: Ospp, url: str):
     """--db is a usage error (exit 2) when it is not a postgresql:// URL, empty included (an
     unset variable in a script), and nothing is made: an empty one made an authority on

@@ -177,7 +177,7 @@ def parse_url(url: str) -> PgTarget:
         name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
         if not name:
             name, port = host, ""
-        if port and not port.isdigit():
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             addresses = []
             break
         addresses.append(f"{name}:{port or 5432}")
