@@ -745,6 +745,19 @@ def test_another_machines_store_emptied_is_refused_not_made_anew(ospp: Ospp):
     listed = ospp.proc("fleet", "status")
     assert listed.code == 3 and "is empty" in listed.err, listed
     assert "ws2" in listed.out and path.read_bytes() == b""
+    # nor by the commands that may make a store: install-product there, any on this machine
+    ran = ospp.proc("install-product", "VisioPro2021", "ws1")
+    assert ran.code == 3 and "is empty" in ran.out and path.read_bytes() == b"", ran
+    assert ospp("install-product", "ProPlus2021").code == 0
+    here = ospp.store_file()
+    cmid = ospp("/dcmid", "--json").data()
+    here.write_bytes(b"")
+    for extra in here.parent.glob("licenses.db-*"):
+        extra.unlink()
+    ran = ospp.proc("/dcmid")
+    assert ran.code == 3 and "is empty" in ran.out and here.read_bytes() == b"", ran
+    here.unlink()  # moved aside: this machine starts again, with a new CMID
+    assert ospp("/dcmid", "--json").data() != cmid
     path.unlink()  # moved aside, as the hint says, and made again
     assert ospp("install-product", "ProPlus2021", "ws1").code == 0
     assert ospp("/dstatus", "ws1").code == 0

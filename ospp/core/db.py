@@ -136,7 +136,8 @@ class Database(StoreChecks):
 
     # -- opening -------------------------------------------------------------------------------
 
-    def _create(self) -> None:
+    def _create(self) -> bool:
+        """Make the store's file if there is none; whether this process made it."""
         try:
             os.makedirs(parent(self.path), mode=0o700, exist_ok=True)
             if not os.path.lexists(self.path):
@@ -145,8 +146,10 @@ class Database(StoreChecks):
                 flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
                 with contextlib.suppress(FileExistsError):
                     os.close(os.open(self.path, flags, 0o600))
+                    return True
         except OSError as exc:
             raise self._fail_access(exc) from exc
+        return False
 
     def _open_read_only(self) -> sqlite3.Connection:
         """A connection that can never write the file, even when the directory is read-only."""
@@ -172,8 +175,11 @@ class Database(StoreChecks):
     def _connect(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         self._refuse_links()
         self._refuse_emptied()
+        made = False
         if self._may_create:
-            self._create()
+            made = self._create()
+            if not made:  # there already: if empty, it is being made, or was truncated
+                self._refuse_never_filled()
         elif not os.path.lexists(self.path):
             raise StoreMissing(
                 E_ACCESS_DENIED,
@@ -181,6 +187,21 @@ class Database(StoreChecks):
             )
         else:
             self._refuse_never_filled()
+        try:
+            return self._connect_checked(migrations, synchronous)
+        except BaseException:
+            if made:
+                self._unmake()
+            raise
+
+    def _unmake(self) -> None:
+        """Remove the file this process made for a new store that it could not write (a full
+        disk): left empty, it would read as a truncated store. One that holds anything stays."""
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_size == 0:
+                os.remove(self.path)  # (SQLite itself drops a journal beside an empty file)
+
+    def _connect_checked(self, migrations: Sequence[str], synchronous: str) -> sqlite3.Connection:
         self._ro = ro = self._open_read_only()
         try:
             version = self._inspect(ro)

@@ -110,7 +110,8 @@ class StoreChecks(StoreFailures):
                 )
 
     def _refuse_never_filled(self) -> None:
-        """An empty file where a store must exist already (opened with ``create=False``).
+        """An empty file where a store must exist already (opened with ``create=False``), or
+        that a command which may make the store found there, made by another process.
 
         The process making a store creates its file empty and gives it its schema a few
         milliseconds later, so an empty file is waited on for up to ``FILL_WAIT`` seconds.
