@@ -1013,6 +1013,20 @@ def test_kms_ping_refused_with_no_code_is_not_called_unreachable(ospp: Ospp) -> 
     assert "refused the ping: no reason given" in ran.out
 
 
+def test_act_refused_with_no_code_is_not_no_kms(ospp: Ospp) -> None:
+    """/act against a host that refuses with neither code nor reason: 0xC004F042 (it was
+    reached, and cannot be used), not 0xC004F074 ("no KMS could be contacted")."""
+    bare = RogueHost(lambda msg: {"v": 1, "ok": False})
+    try:
+        client_of = ospp("install-product", "ProPlus2021", "b1")
+        assert client_of.code == 0 and ospp(f"/sethst:{bare.address}", "b1").code == 0
+        ran = ospp("/act", "b1")
+    finally:
+        bare.close()
+    assert ran.code == 1 and "ERROR CODE: 0xC004F042" in ran.out, ran.out
+    assert "refused: no reason given" in ran.out
+
+
 def test_a_home_with_no_host_key_says_so_and_a_file_for_a_home_is_a_store_error(
     ospp: Ospp, tmp_path: Path
 ):

@@ -254,7 +254,7 @@ def activate(
         adopted: dict[str, str] = {}
         try:
             if response.get("ok") is not True:
-                code = int(response.get("code", E_NO_KMS))
+                code = int(response.get("code", E_CANNOT_USE))  # reached: not "no KMS"
                 raise LicensingError(
                     code,
                     f"the KMS host at {where} refused: "
