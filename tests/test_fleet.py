@@ -928,7 +928,7 @@ def test_import_names_a_utf16_file_with_a_hint_that_quotes_its_name(
     ran = ospp("fleet", "import", str(path), "--json")
     error = ran.json()["error"]
     assert ran.code == 2 and "is UTF-16 text" in error["message"], ran.out
-    assert "Get-Content '" + str(path).replace("'", "''") + "'" in error["hint"], error
+    assert "Get-Content -LiteralPath '" + str(path).replace("'", "''") + "'" in error["hint"], error
     assert "Nothing was imported." in error["hint"]
     assert ospp("machines", "--json").data()["machines"] == []
 

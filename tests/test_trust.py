@@ -714,6 +714,16 @@ def test_a_public_key_file_whose_name_is_not_one_is_refused(ospp: Ospp, tmp_path
     assert ospp("trust", "list", "--json").data()["anchors"] == before
 
 
+def test_a_public_key_file_saved_with_a_byte_order_mark_is_added(ospp: Ospp, tmp_path):
+    """What Notepad or PowerShell 5 (Set-Content -Encoding utf8) writes: UTF-8 after a byte
+    order mark, which is not part of the JSON."""
+    path = tmp_path / "authority.pub.json"
+    path.write_bytes(b"\xef\xbb\xbf" + ospp("center", "pubkey").out.encode())
+    ran = ospp("trust", "add", str(path))
+    assert ran.code == 0, ran.out + ran.err
+    assert len(ospp("trust", "list", "--json").data()["anchors"]) >= 1
+
+
 def test_an_authority_name_must_be_printable(ospp: Ospp):
     ran = ospp("center", "init", "--name", "Lab\x1b[2J")
     assert ran.code == 2 and "--name" in ran.out + ran.err, ran.out

@@ -60,7 +60,9 @@ def read_user_file(path: StrPath, what: str, limit: int = USER_FILE_LIMIT) -> st
             f"Give the {what} itself; ospp reads at most {limit} bytes of it.",
         )
     try:
-        return data.decode("utf-8")
+        # A byte order mark, as Notepad, Excel and PowerShell 5's -Encoding utf8 write one,
+        # is not part of the text.
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise not_utf8(f"the {what} {path}", path, data[:2], exc) from exc
 
@@ -74,7 +76,10 @@ def not_utf8(named: str, path: StrPath, head: bytes, exc: UnicodeDecodeError) ->
     how = "Save it as UTF-8"
     if os.fspath(path) != "-":
         quoted = "'" + os.fspath(path).replace("'", "''") + "'"  # PowerShell's single quotes
-        how += f", e.g. in PowerShell: Get-Content {quoted} | Set-Content -Encoding utf8 NEW"
+        how += (
+            f", e.g. in PowerShell: Get-Content -LiteralPath {quoted} | Set-Content -Encoding "
+            "utf8 NEW"
+        )
     return UsageError(
         f"{named} is UTF-16 text (it starts with a UTF-16 byte order mark); ospp reads UTF-8",
         f"{how}.",

@@ -12,7 +12,6 @@ anything is refused, and nothing is imported.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import sqlite3
@@ -76,9 +75,8 @@ def _rows(path: Path, text: str | None = None) -> Iterator[tuple[int, list[str],
         except UnicodeDecodeError as exc:
             from ospp.core.files import not_utf8
 
-            head = b""
-            with contextlib.suppress(OSError), open(path, "rb") as raw:
-                head = raw.read(2)
+            # A UTF-16 byte order mark fails the first bytes decoded: the file's first two.
+            head = bytes(exc.object[:2]) if exc.start == 0 else b""
             error = not_utf8(str(path), path, head, exc)
             error.hint = (error.hint or "Use a file written by 'ospp fleet export'.") + (
                 " Nothing was imported."
