@@ -843,6 +843,7 @@ def test_the_phone_console_makes_no_authority(ospp: Ospp, tmp_path: Path):
     error = ran.json()["error"]
     assert ran.code == 1 and error["code"] == "0xC004C001", ran.out + ran.err
     assert "has issued none" in error["message"] and not (tmp_path / "elsewhere").exists()
+    assert "Installation ID, group 1" not in ran.err  # said before the caller reads anything
 
 
 def test_issue_key_reports_the_catalog_product_id_however_it_was_typed(ospp: Ospp):

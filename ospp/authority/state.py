@@ -147,6 +147,12 @@ class Authority(Issuer):
         """The authority of ``home`` for the phone centre, which must know the keys it is
         shown: one that does not exist yet is not made, since it would know none. Any of its
         files there means it exists; opening it then says what is wrong with it."""
+        cls.require_here(home)
+        return cls.open(home, clock)
+
+    @staticmethod
+    def require_here(home: Path) -> None:
+        """Refuse a ``home`` that holds no file of an authority (see :meth:`existing`)."""
         if not any(os.path.lexists(home / name) for name in AUTHORITY_FILES):
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
@@ -160,7 +166,6 @@ class Authority(Issuer):
                     "files (set OSPP_CENTER_HOME to them). Nothing was made."
                 ),
             )
-        return cls.open(home, clock)
 
     @classmethod
     def _open(cls, home: Path, clock: Clock, name: str | None, store: Store) -> Authority:

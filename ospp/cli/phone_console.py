@@ -45,10 +45,12 @@ def _call(_: Text, d: Dialogue) -> Result:
     clock = clock_from_env()
     cid = ""
     log: calllog.CallLog | None = None
+    unlogged: OsppError | None = None  # the call confirmed, but its line not written
     try:
         d.say(_("Activation centre: telephone activation"))
         d.say(_("Ask the caller to read the installation ID shown in the wizard, group by group."))
-        calllog.CallLog(home)  # one that cannot be written is said before anything is read
+        Authority.require_here(home)  # no authority here: said before anything is read
+        calllog.CallLog(home)  # nor a log that cannot be written
         iid = d.groups(iid_entry(), _("Installation ID"))
         authority = Authority.existing(home, clock)  # none is made: it would know no key
         entry = {"at": iso(clock.now()), "installation_id": iid.replace("-", "")}
@@ -71,6 +73,7 @@ def _call(_: Text, d: Dialogue) -> Result:
         try:
             log.append({**entry, "outcome": "confirmed", "confirmation_id": cid})
         except OsppError as exc:  # confirmed (an activation used): the caller still gets it
+            unlogged = exc
             d.say(
                 _(
                     "The call could not be logged ({message}); read the confirmation ID to "
@@ -102,6 +105,9 @@ def _call(_: Text, d: Dialogue) -> Result:
         if not cid:
             raise d.cancelled(interrupted) from None
         d.say()
+        if unlogged is not None:
+            d.say(_("Call ended early. The confirmation ID was issued, not logged: {cid}", cid=cid))
+            raise Cancelled(interrupted, N_("the confirmation ID was issued, not logged")) from None
         d.say(_("Call ended early. The confirmation ID was issued and logged: {cid}", cid=cid))
         raise Cancelled(interrupted, N_("the confirmation ID was issued and logged")) from None
     finally:
@@ -115,4 +121,5 @@ def _call(_: Text, d: Dialogue) -> Result:
             "call_log": str(calllog.log_path(home)),
         },
         banners=False,
+        error=unlogged,  # exit 3 once the caller has the ID: the call is not in the log
     )
