@@ -666,7 +666,7 @@ def test_confirm_where_no_authority_issued_the_key_says_so_and_makes_none(
     assert mistyped.code == 1 and mistyped.json()["error"]["code"] == "0xC004F02C"
     none = ospp("center", "confirm", iid, "--json", env=elsewhere)
     assert none.code == 1 and none.json()["error"]["code"] == "0xC004C001"
-    assert "has issued none" in none.json()["error"]["message"]
+    assert "none of its files is there" in none.json()["error"]["message"]
     assert "OSPP_CENTER_HOME" in none.json()["error"]["hint"]
     src, out = tmp_path / "iids.txt", tmp_path / "cids.csv"
     src.write_text(iid + "\n")
@@ -675,7 +675,7 @@ def test_confirm_where_no_authority_issued_the_key_says_so_and_makes_none(
     if ospp.env.get("OSPP_CENTER_DB"):  # an empty home, though the database is set
         only_home = {"OSPP_CENTER_HOME": elsewhere["OSPP_CENTER_HOME"]}
         ran = ospp("center", "confirm", iid, "--json", env=only_home)
-        assert ran.code == 1 and "has issued none" in ran.json()["error"]["message"]
+        assert ran.code == 1 and "none of its files is there" in ran.json()["error"]["message"]
         assert not (tmp_path / "elsewhere").exists()
     assert ospp("center", "init", env=elsewhere).code == 0
     empty = ospp("center", "confirm", iid, "--json", env=elsewhere).json()["error"]
@@ -842,7 +842,9 @@ def test_the_phone_console_makes_no_authority(ospp: Ospp, tmp_path: Path):
     ran = ospp.proc("center", "phone", "--json", input=iid_of(ospp) + "\n", env=elsewhere)
     error = ran.json()["error"]
     assert ran.code == 1 and error["code"] == "0xC004C001", ran.out + ran.err
-    assert "has issued none" in error["message"] and not (tmp_path / "elsewhere").exists()
+    assert (
+        "none of its files is there" in error["message"] and not (tmp_path / "elsewhere").exists()
+    )
     assert "Installation ID, group 1" not in ran.err  # said before the caller reads anything
 
 

@@ -157,13 +157,14 @@ class Authority(Issuer):
             raise LicensingError(
                 E_SERVER_INVALID_KEY,
                 N_(
-                    "there is no activation authority in {home} to know the key: it has issued "
-                    "none",
+                    "there is no activation authority in {home} to know the key: none of its "
+                    "files is there",
                     home=str(home),
                 ),
                 N_(
                     "Confirm installation IDs where the authority that issued the keys keeps its "
-                    "files (set OSPP_CENTER_HOME to them). Nothing was made."
+                    "files (set OSPP_CENTER_HOME to them; a node of an authority on PostgreSQL "
+                    "gets them with 'ospp center init --db URL'). Nothing was made."
                 ),
             )
 
