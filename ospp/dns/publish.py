@@ -123,7 +123,7 @@ class Publishing:
         if not self.domain:
             raise UsageError(
                 "no domain to publish in",
-                "Set it: ospp kms dns set --domain corp.example.com (or slmgr /sdns after it).",
+                "Set it: ospp kms dns set --domain corp.example.com.",
             )
         if not valid_host(self.domain):
             raise UsageError(f"--domain {self.domain!r} is not a DNS domain name")
