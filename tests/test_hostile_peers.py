@@ -294,6 +294,7 @@ def test_a_licence_status_is_one_of_the_names_not_a_lookalike(ospp: Ospp) -> Non
 def test_the_phone_console_refuses_digits_that_are_not_ascii(ospp: Ospp, typed: str) -> None:
     """Arabic-Indic or full-width digits (a caller's ID pasted from a document), superscripts:
     str.isdigit() accepts them, the check digit cannot be computed over them."""
+    assert ospp("center", "init").code == 0
     ran = ospp("center", "phone", input=typed + "\n")
     assert ran.code == 1, (ran.code, ran.out)
     assert "Group 1 is wrong" in ran.out and "cancelled" in ran.out, ran.out

@@ -211,6 +211,7 @@ def test_ctrl_c_at_the_agents_console_logs_nothing(ospp: Ospp, lang: str) -> Non
     from tests.ptyutil import Terminal
 
     w = WORDS[lang]
+    assert ospp("center", "init").code == 0
     agent = Terminal(["center", "phone"], _env(ospp, lang))
     try:
         agent.expect(w["iid_prompt"].format(n=1))
