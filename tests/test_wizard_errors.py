@@ -5,6 +5,8 @@ ospp.vbs-format output of ordinary commands stays English."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.conftest import PRODUCT, Ospp
@@ -271,6 +273,7 @@ def test_ctrl_c_while_the_agent_reads_back_says_the_id_was_issued(
         agent.expect(WORDS[lang]["iid_prompt"])
         agent.type(iid)
         agent.expect(readback)
+        time.sleep(0.3)  # as a person would: the console is reading the key press by then
         agent.ctrl_c()
         agent.expect(said)
         assert agent.wait() == 130
