@@ -3,8 +3,12 @@ an activation is in flight can then be tested."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
 
 
 class GatedRelay:
@@ -42,3 +46,28 @@ class GatedRelay:
         self.release.set()
         self.thread.join(timeout=10)
         self.server.close()
+
+
+def held(
+    relay: GatedRelay, args: list[str], env: dict[str, str], meanwhile: Callable[[], None]
+) -> tuple[int, str, str]:
+    """Run ``python -m ospp ARGS`` whose request ``relay`` holds, do ``meanwhile`` while it is
+    held, then let it go; the command's exit status, output and errors."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ospp", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert relay.asked.wait(30), proc.communicate(timeout=30)
+        meanwhile()
+        relay.release.set()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        relay.stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err

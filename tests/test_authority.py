@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ospp.core.errors import LicensingError
 from ospp.protocol import phone
 from tests.conftest import Ospp, interrupt_when
-from tests.relay import GatedRelay
+from tests.relay import GatedRelay, held
 
 
 @pytest.fixture
@@ -924,22 +924,14 @@ def test_a_key_changed_while_it_is_activated_does_not_get_its_activation(
     ospp.install()
     assert ospp("/inpkey:" + first).code == 0
     relay = GatedRelay(served)
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ospp", "/act", "--json"],
-            env={**os.environ, **ospp.env, "OSPP_AUTHORITY": f"127.0.0.1:{relay.port}"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert relay.asked.wait(30), proc.communicate(timeout=30)
+
+    def install_second() -> None:
         assert ospp("/inpkey:" + second).code == 0
-        relay.release.set()
-        out, err = proc.communicate(timeout=60)
-    finally:
-        relay.stop()
+
+    env = {**ospp.env, "OSPP_AUTHORITY": f"127.0.0.1:{relay.port}"}
+    code, out, err = held(relay, ["/act", "--json"], env, install_second)
     [product] = json.loads(out)["data"]["products"]
-    assert proc.returncode == 1 and product["error"]["code"] == "0xC004F014", out + err
+    assert code == 1 and product["error"]["code"] == "0xC004F014", out + err
     assert "was changed by another command" in product["error"]["message"]
     st = ospp("dstatus", "--json").data()["products"][0]
     assert st["key_last5"] == second[-5:] and st["status"] == "OOB_GRACE", st

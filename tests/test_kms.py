@@ -462,34 +462,22 @@ def test_a_second_host_on_one_store_is_refused_until_the_first_stops(ospp: Ospp,
 def test_a_key_changed_while_kms_activates_it_does_not_get_its_activation(ospp: Ospp, host: Host):
     """/act asks the KMS host outside the store's lock; a MAK installed meanwhile must not be
     reported activated, nor end up beside the KMS activation of the GVLK it replaced."""
-    import subprocess
-    import sys
-
-    from tests.relay import GatedRelay
+    from tests.relay import GatedRelay, held
 
     for n in range(4):  # the host's count reaches 5 with the machine held below
         client(ospp, f"c{n}", host)
         ospp("/act", f"c{n}")
     mak = ospp("center", "issue-key", "--product", "ProPlus2021", "--channel", "mak", "--json")
     relay = GatedRelay(host.address)
-    try:
-        assert ospp("install-product", "ProPlus2021", "x").code == 0
-        assert ospp(f"/sethst:127.0.0.1:{relay.port}", "x").code == 0
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ospp", "/act", "x", "--json"],
-            env={**os.environ, **ospp.env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert relay.asked.wait(30), proc.communicate(timeout=30)
+    assert ospp("install-product", "ProPlus2021", "x").code == 0
+    assert ospp(f"/sethst:127.0.0.1:{relay.port}", "x").code == 0
+
+    def install_mak() -> None:
         assert ospp("/inpkey:" + mak.data()["key"], "x").code == 0
-        relay.release.set()
-        out, err = proc.communicate(timeout=60)
-    finally:
-        relay.stop()
+
+    code, out, err = held(relay, ["/act", "x", "--json"], ospp.env, install_mak)
     [product] = json.loads(out)["data"]["products"]
-    assert proc.returncode == 1 and product["error"]["code"] == "0xC004F014", out + err
+    assert code == 1 and product["error"]["code"] == "0xC004F014", out + err
     assert "was changed by another command" in product["error"]["message"]
     st = ospp("dstatus", "x", "--json").data()["products"][0]
     assert st["key_last5"] == mak.data()["key"][-5:] and st["status"] == "OOB_GRACE", st
