@@ -911,6 +911,24 @@ def test_init_refuses_a_db_option_that_names_no_postgresql_database(ospp: Ospp, 
     assert not home.exists() or list(home.iterdir()) == []
 
 
+@pytest.mark.parametrize("password", ["%zz", "50%", "%2"])
+def test_a_database_url_with_a_stray_percent_is_named_as_such(ospp: Ospp, password: str):
+    """A '%' not followed by two hex digits (a password with a literal %) is a malformed URL,
+    said as such with how to write it: not 'the database is unavailable' with a hint to check
+    that PostgreSQL runs (exit 4), which is what the driver's refusal of it read as."""
+    url = f"postgresql://ospp:{password}@127.0.0.1:1/ospp"
+    ran = ospp("center", "init", "--db", url, "--json").json()
+    assert ran["error"]["exit_status"] == 2, ran
+    assert "not followed by two hexadecimal digits" in ran["error"]["message"], ran
+    assert "%25" in ran["error"]["hint"]
+    assert f":{password}@" not in json.dumps(ran)  # the password is never shown
+    home = Path(ospp.env["OSPP_CENTER_HOME"])
+    assert not home.exists() or list(home.iterdir()) == []
+    ran = ospp("center", "keys", "--json", env={"OSPP_CENTER_DB": url}).json()
+    assert ran["error"]["exit_status"] == 3 and ran["error"]["code"] == "0x8007000D", ran
+    assert "not followed by two hexadecimal digits" in ran["error"]["message"], ran
+
+
 def test_a_key_changed_while_it_is_activated_does_not_get_its_activation(
     ospp: Ospp, served: str, tmp_path: Path
 ):

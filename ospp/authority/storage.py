@@ -9,6 +9,7 @@ PostgreSQL URL is configured. The signing keys are files in ``OSPP_CENTER_HOME``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -164,6 +165,10 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+PERCENT_HINT = "Write a '%' in a user name or password as %25."
+
+
 def parse_url(url: str) -> PgTarget:
     """Check that ``url`` is a postgresql:// URL and split out what may be shown of it."""
     try:
@@ -187,6 +192,13 @@ def parse_url(url: str) -> PgTarget:
             f"the authority database setting ({DB_ENV} or {URL_FILE}) is not a "
             "postgresql://user@host:port/database URL",
             f"Unset {DB_ENV} to use SQLite in OSPP_CENTER_HOME, or give a postgresql:// URL.",
+        )
+    if _BAD_PERCENT.search(url):  # unquote() would pass it on as it is; libpq refuses it
+        raise StoreError(
+            E_INVALID_DATA,
+            f"the authority database setting ({DB_ENV} or {URL_FILE}) is not a valid URL: "
+            "a '%' in it is not followed by two hexadecimal digits",
+            PERCENT_HINT,
         )
     database = unquote(parts.path.lstrip("/")) or unquote(user) or "postgres"
     return PgTarget(

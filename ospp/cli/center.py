@@ -101,7 +101,7 @@ def _check_db_option(url: str) -> None:
     """--db must name a PostgreSQL database: an empty value (an unset variable in a script)
     would otherwise make an authority on SQLite. The URL is not shown: it may hold a
     password."""
-    from ospp.authority.storage import parse_url
+    from ospp.authority.storage import PERCENT_HINT, parse_url
 
     hint = "Leave out --db for an authority on SQLite in OSPP_CENTER_HOME."
     if not url.strip():
@@ -109,6 +109,12 @@ def _check_db_option(url: str) -> None:
     try:
         parse_url(url)
     except StoreError as exc:
+        if exc.hint == PERCENT_HINT:
+            raise UsageError(
+                "--db must be a postgresql://user@host:port/database URL: a '%' in it is not "
+                "followed by two hexadecimal digits",
+                PERCENT_HINT,
+            ) from exc
         raise UsageError("--db must be a postgresql://user@host:port/database URL", hint) from exc
 
 
