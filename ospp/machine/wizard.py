@@ -9,6 +9,7 @@ was. Only "not now" installs the key alone (the product then stays unactivated a
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from ospp.core.catalog import Channel
 from ospp.core.errors import (
     E_INVALID_KEY,
+    E_KEY_NOT_AVAILABLE,
     E_MAK_LIMIT,
     E_SERVER_BLOCKED,
     E_SKU_NOT_FOUND,
@@ -64,10 +66,13 @@ def centres() -> list[Centre]:
 
 @dataclass(frozen=True)
 class Plan:
-    """The licence the wizard activates, and the key to install with it (None: installed)."""
+    """The licence the wizard activates, and the key to install with it (None: installed).
+    ``found_key`` is the key the licence held when the plan was made: the wizard stores
+    nothing if another command changed it meanwhile."""
 
     licence: Licence
     new_key: str | None = None
+    found_key: str | None = None
 
     @property
     def sku(self) -> str:
@@ -84,7 +89,7 @@ def pending(store: MachineStore, environ: Mapping[str, str]) -> Plan | None:
     with ``ospp kms``, a KMS client key by a KMS host.)"""
     for st in client.statuses(store, environ=environ):
         if st.licence.sku.channel is Channel.MAK and st.status != LICENSED:
-            return Plan(st.licence)
+            return Plan(st.licence, found_key=st.licence.product_key)
     return None
 
 
@@ -127,17 +132,37 @@ def plan_for_key(store: MachineStore, text: str) -> Plan:
             ),
             N_("Install it first: ospp install-product {product}", product=key.product.id),
         )
-    return Plan(found._replace(product_key=key.compact, activation=None), key.compact)
+    return Plan(
+        found._replace(product_key=key.compact, activation=None), key.compact, found.product_key
+    )
 
 
 def installation_id(store: MachineStore, plan: Plan) -> InstallationId:
     return activation.installation_id(store, plan.licence)
 
 
+def _unchanged(store: MachineStore, conn: sqlite3.Connection, plan: Plan) -> None:
+    """Refuse (0xC004F014) when another command changed the product's key while the wizard
+    waited at a prompt: an activation stored beside another key reads as altered, and a typed
+    key would replace, unseen, a key (and its activation) installed meanwhile."""
+    now = next((lic for lic in store.licences(conn) if lic.sku.sku_id == plan.sku), None)
+    if now is None or now.product_key != plan.found_key:
+        raise LicensingError(
+            E_KEY_NOT_AVAILABLE,
+            N_(
+                "the product key of {product} was changed by another command while the "
+                "wizard was waiting; nothing was stored",
+                product=plan.licence.sku.product.id,
+            ),
+            N_("See what is installed now (ospp /dstatus), then run the wizard again."),
+        )
+
+
 def _commit(store: MachineStore, plan: Plan, act: dict[str, Any] | None) -> None:
     from ospp.protocol import keys
 
     with store.write() as conn:
+        _unchanged(store, conn, plan)
         if plan.new_key is not None:
             store.install_key(conn, keys.parse(plan.new_key))
         if act is not None:

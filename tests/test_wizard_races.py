@@ -1,0 +1,99 @@
+"""The store changes while the wizard waits at a prompt: another ospp process installs a key or
+activates. What the wizard stores at the end must still belong to the key the store holds, and
+what another command stored meanwhile is not overwritten unseen."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Ospp
+from tests.test_authority import issue
+from tests.test_wizard import _dump, _env, _ready, _without_history, needs_pty
+
+
+def _cid_for(ospp: Ospp) -> str:
+    iid = ospp("dinstid", "--json").data()["products"][0]["installation_id"]
+    return str(ospp("center", "confirm", iid, "--json").data()["cid"])
+
+
+@needs_pty
+def test_a_key_installed_while_the_wizard_waits_for_the_cid_is_not_given_its_activation(
+    ospp: Ospp,
+) -> None:
+    """The wizard used to store the confirmation ID's activation beside the key installed
+    meanwhile, say 'Licensed product' and exit 0, while /dstatus showed 0xC004E003."""
+    from tests.ptyutil import Terminal
+
+    key = _ready(ospp)
+    assert ospp("/inpkey:" + key).code == 0  # installed: the wizard asks for no key
+    cid = _cid_for(ospp)
+    other = issue(ospp, limit=5)
+    caller = Terminal(["wizard"], _env(ospp, "en"))
+    try:
+        caller.expect(r"Choose 1, 2 or 3:")
+        caller.type("2")
+        caller.expect(r"Country or region \(number\):")
+        caller.type("1")
+        caller.expect(r"Confirmation ID, group 1 of 20:")
+        assert ospp.proc("/inpkey:" + other).code == 0  # another admin, another shell
+        before = _dump(ospp)
+        caller.type(cid)
+        caller.expect(r"0xC004F014")
+        status = caller.wait()
+    finally:
+        caller.close()
+    assert status == 1, caller.seen
+    assert "Licensed product" not in caller.seen
+    assert _without_history(_dump(ospp)) == _without_history(before)
+    product = ospp("/dstatus", "--json").data()["products"][0]
+    assert product["status"] == "OOB_GRACE" and product["error_code"] == "0x4004F00C", product
+    assert product["key_last5"] == other[-5:]
+
+
+@pytest.mark.parametrize("choice", ["2", "3"])
+@needs_pty
+def test_a_key_typed_into_the_wizard_does_not_replace_one_activated_meanwhile(
+    ospp: Ospp, choice: str
+) -> None:
+    """Another admin installs and activates a MAK while the wizard, given another key, waits:
+    the wizard's key used to replace it (and its activation) without a word."""
+    from tests.ptyutil import Terminal
+
+    key = _ready(ospp)
+    other = issue(ospp, limit=5)
+    caller = Terminal(["wizard"], _env(ospp, "en"))
+    try:
+        caller.expect(r"Type your product key \(25 characters\):")
+        caller.type(key)
+        caller.expect(r"Choose 1, 2 or 3:")
+        assert ospp.proc("/inpkey:" + other, "--act").code == 0
+        before = _dump(ospp)
+        if choice == "2":
+            cid_for_key = _cid_for_typed(ospp, key)
+            caller.type("2")
+            caller.expect(r"Country or region \(number\):")
+            caller.type("1")
+            caller.expect(r"Confirmation ID, group 1 of 20:")
+            caller.type(cid_for_key)
+        else:
+            caller.type("3")
+        caller.expect(r"0xC004F014")
+        status = caller.wait()
+    finally:
+        caller.close()
+    assert status == 1, caller.seen
+    assert _without_history(_dump(ospp)) == _without_history(before)
+    product = ospp("/dstatus", "--json").data()["products"][0]
+    assert product["status"] == "LICENSED" and product["key_last5"] == other[-5:]
+
+
+def _cid_for_typed(ospp: Ospp, key: str) -> str:
+    """The CID for ``key`` on this machine, as the wizard would show its IID (the key is not
+    installed: a copy of the home is used to read the IID)."""
+    import shutil
+
+    copy = Ospp(ospp.home.parent / (ospp.home.name + "-copy"))
+    shutil.copytree(ospp.home / "client", copy.home / "client")
+    copy.env["OSPP_CENTER_HOME"] = ospp.env["OSPP_CENTER_HOME"]
+    assert copy("/inpkey:" + key).code == 0
+    return _cid_for(copy)
