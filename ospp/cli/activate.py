@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ospp.cli.base import DASHES, Result, error_lines, reports
+from ospp.cli.base import DASHES, Result, error_lines, reports, tolerant_input
 from ospp.cli.slash import verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
@@ -226,7 +226,7 @@ def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | 
 def _read_line(prompt: str) -> str:
     """One line typed at the prompt; the end of input cancels (Ctrl+C raises as usual)."""
     click.echo(f"{prompt}: ", nl=False, err=True)
-    line = sys.stdin.readline()
+    line = tolerant_input(sys.stdin).readline()
     if not line:
         click.echo("", err=True)
         raise Cancelled(interrupted=False)

@@ -8,6 +8,7 @@ status.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import functools
 import io
@@ -15,7 +16,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import click
 
@@ -228,6 +229,17 @@ def tolerant_output() -> None:
         utf8 = False
     if not utf8:
         out.reconfigure(errors="backslashreplace")
+
+
+def tolerant_input(stream: TextIO) -> TextIO:
+    """``stream``, reading what its encoding cannot decode (a Latin-1 terminal typing under
+    a UTF-8 locale) as U+FFFD, which a prompt then refuses as it refuses any other wrong
+    character, instead of failing the command with an internal error. For the dialogues'
+    prompts only: a file read from standard input still reports text that is not UTF-8."""
+    if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+        with contextlib.suppress(io.UnsupportedOperation, ValueError):  # read from already
+            stream.reconfigure(errors="replace")
+    return stream
 
 
 def console(main: Callable[[], object]) -> NoReturn:

@@ -15,7 +15,7 @@ from typing import TextIO
 
 import click
 
-from ospp.cli.base import DASHES, Result
+from ospp.cli.base import DASHES, Result, tolerant_input
 from ospp.cli.i18n import Text
 from ospp.core.errors import E_CHECK_DIGIT, N_, Cancelled, OsppError, hex_code
 from ospp.core.printable import escaped
@@ -38,7 +38,7 @@ class Dialogue:
     def __init__(self, text: Text, to_stderr: bool, stdin: TextIO | None = None) -> None:
         self._ = text
         self.err = to_stderr
-        self.stdin = stdin or sys.stdin
+        self.stdin = tolerant_input(stdin or sys.stdin)
 
     def say(self, line: str = "") -> None:
         click.echo(line, err=self.err)
