@@ -99,6 +99,30 @@ def test_language_comes_from_lang_option_then_environment() -> None:
     assert i18n.choose(None, {}) == "en"
 
 
+def test_language_list_and_the_c_locale_are_read_as_gettext_reads_them(ospp: Ospp) -> None:
+    """LANGUAGE is a list of languages in order of preference, and is ignored when the locale
+    is C or POSIX (LC_ALL=C, what scripts set to get English): it used to take only the first
+    entry, and to win over LC_ALL=C."""
+    ospp("install-product", PRODUCT)
+    clean = {k: "" for k in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    cases = [
+        ({"LANGUAGE": "nb:sv", "LANG": "nb_NO.UTF-8"}, "sv"),  # no Norwegian: Swedish next
+        ({"LANGUAGE": "fi_FI:sv_FI:en", "LANG": "fi_FI.UTF-8"}, "sv"),
+        ({"LANGUAGE": ":sv", "LANG": "sv_SE.UTF-8"}, "sv"),
+        ({"LANGUAGE": "sv", "LC_ALL": "C"}, "en"),
+        ({"LANGUAGE": "sv:en", "LC_ALL": "POSIX", "LANG": "sv_SE.UTF-8"}, "en"),
+        ({"LANGUAGE": "sv", "LC_MESSAGES": "C", "LANG": "sv_SE.UTF-8"}, "en"),
+        ({"LANGUAGE": "en:sv", "LANG": "sv_SE.UTF-8"}, "en"),
+        ({"LANGUAGE": "sv", "LANG": "en_US.UTF-8"}, "sv"),
+        ({"LANGUAGE": "fr", "LANG": "sv_SE.UTF-8"}, "en"),  # as gettext: no catalogue named
+    ]
+    for env, lang in cases:
+        ran = ospp.proc("service", "--notify", env={**clean, **env})
+        assert ran.code == 0, (env, ran.err)
+        swedish = "inte aktiverad ännu" in ran.out
+        assert swedish == (lang == "sv"), (env, ran.out)
+
+
 def test_ospp_vbs_output_stays_english_in_swedish(ospp: Ospp) -> None:
     ospp("install-product", PRODUCT)
     en = ospp.proc("/dstatus", env={"LANG": "en_US.UTF-8", "OSPP_NOW": "2030-01-01T00:00:00Z"})

@@ -35,14 +35,22 @@ DOMAIN = "ospp"
 
 
 def choose(explicit: str | None, environ: Mapping[str, str] = os.environ) -> str:
-    """``--lang`` if given, else the first of LANGUAGE, LC_ALL, LC_MESSAGES, LANG that is set."""
+    """``--lang`` if given, else from the environment as gettext reads it: LANGUAGE, a list of
+    languages in order of preference (the first one ospp has; English if none), unless the
+    locale (the first of LC_ALL, LC_MESSAGES, LANG that is set) is C or POSIX, which scripts
+    set to get English; else that locale."""
     if explicit:
         return explicit
-    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
-        value = environ.get(name, "")
-        if value:
-            first = value.split(":")[0].lower()
-            return "sv" if first.startswith("sv") else "en"
+    locale = next((environ[n] for n in ("LC_ALL", "LC_MESSAGES", "LANG") if environ.get(n)), "")
+    wanted = environ.get("LANGUAGE", "")
+    if not wanted or locale in ("C", "POSIX"):
+        wanted = locale
+    for entry in wanted.split(":"):
+        name = entry.lower()
+        if name.startswith("sv"):
+            return "sv"
+        if name.startswith("en") or name in ("c", "posix"):
+            return "en"
     return "en"
 
 
