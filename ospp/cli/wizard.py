@@ -18,6 +18,7 @@ from ospp.cli.i18n import Text, choose
 from ospp.core.errors import (
     E_INVALID_KEY,
     E_KEY_BLOCKED,
+    E_KEY_NOT_AVAILABLE,
     E_MAK_LIMIT,
     E_MISMATCH,
     E_SERVER_BLOCKED,
@@ -125,6 +126,8 @@ class Wizard:
             failure = self.internet(plan)
             if failure is None:
                 return self.licensed("internet")
+            if failure.code == E_KEY_NOT_AVAILABLE:  # another command changed the key meanwhile
+                raise failure
             self.data["internet_error"] = failure.to_json()
             if failure.code in steps.PHONE_WARNING_CODES:
                 d.say(_("It is no longer possible to activate this product by telephone."))
