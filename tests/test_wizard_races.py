@@ -98,3 +98,20 @@ def _cid_for_typed(ospp: Ospp, key: str) -> str:
     copy.env["OSPP_CENTER_HOME"] = ospp.env["OSPP_CENTER_HOME"]
     assert copy("/inpkey:" + key).code == 0
     return _cid_for(copy)
+
+
+def test_an_empty_trust_store_is_said_before_the_call_not_after_the_cid_is_typed(
+    ospp: Ospp,
+) -> None:
+    """Without a trusted authority a confirmation ID cannot be checked: the wizard used to show
+    the installation ID, let the call be made and all 20 groups be typed, and only then say
+    so, the typed confirmation ID gone with the error."""
+    key = _ready(ospp)
+    assert ospp("/inpkey:" + key).code == 0
+    elsewhere = {"OSPP_CENTER_HOME": str(ospp.home / "no-authority-here")}
+    ran = ospp.proc("wizard", "--json", input="2\n1\n", env=elsewhere)
+    assert ran.code == 1 and ran.json()["error"]["code"] == "0xC004E003", (ran.out, ran.err)
+    assert "Step 1" not in ran.err and "ospp trust add" in ran.json()["error"]["hint"]
+    typed = ospp.proc("actcid", "--interactive", "--json", input="", env=elsewhere)
+    assert typed.code == 1 and typed.json()["error"]["code"] == "0xC004E003", typed.out
+    assert "Group 1 of 20" not in typed.err

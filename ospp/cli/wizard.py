@@ -160,6 +160,7 @@ class Wizard:
 
     def phone(self, plan: steps.Plan) -> None:
         _, d = self._, self.d
+        steps.check_trust(self.store, os.environ)  # said before the call, not after it
         centres = steps.centres()
         d.say()
         d.say(_("Step 1: choose your country or region."))

@@ -137,6 +137,14 @@ def plan_for_key(store: MachineStore, text: str) -> Plan:
     )
 
 
+def check_trust(store: MachineStore, environ: Mapping[str, str]) -> None:
+    """0xC004E003 when no authority is trusted, before a call is made: the confirmation ID
+    could not be checked when it is typed."""
+    from ospp.protocol.trust import anchors, require_anchors
+
+    require_anchors(anchors(store.home, environ))
+
+
 def installation_id(store: MachineStore, plan: Plan) -> InstallationId:
     return activation.installation_id(store, plan.licence)
 
