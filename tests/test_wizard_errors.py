@@ -280,3 +280,21 @@ def test_ctrl_c_while_the_agent_reads_back_says_the_id_was_issued(
     finally:
         agent.close()
     assert '"outcome": "confirmed"' in (ospp.home / "center" / "phone-calls.jsonl").read_text()
+
+
+def test_a_bad_computer_name_or_time_is_worded_in_the_dialogues_language(ospp: Ospp) -> None:
+    """The wizard's closing block said FELDETALJER and TIPS in English for these."""
+    for args, env in (
+        (("wizard", "Kontor-Ö1"), {}),
+        (("wizard", "CON"), {}),
+        (("center", "phone"), {"OSPP_NOW": "2027-13-01"}),
+        (("wizard",), {"OSPP_NOW": "0001-01-01T00:00:00+01:00"}),
+    ):
+        ran = ospp.proc(*args, "--lang", "sv", env=env, input="")
+        assert ran.code == 2, (args, ran.out, ran.err)
+        detail = next(line for line in ran.out.splitlines() if line.startswith("FELDETALJER: "))
+        hint = next(line for line in ran.out.splitlines() if line.startswith("TIPS: "))
+        for english in (" is not ", " is outside ", "Use ", "Choose "):
+            assert english not in detail + hint, (args, detail, hint)
+        # the JSON error stays English, for scripts
+        assert " is " in ospp.proc(*args, "--json", env=env, input="").json()["error"]["message"]

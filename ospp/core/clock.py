@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, StoreError, UsageError
+from ospp.core.errors import E_ACCESS_DENIED, E_INVALID_DATA, N_, StoreError, UsageError
 from ospp.core.paths import StrPath, ospp_home, parent, pathlib_form
 from ospp.core.record import Record
 
@@ -57,8 +57,14 @@ def _in_range(value: datetime, text: str, what: str) -> datetime:
 
 def _out_of_range(text: str, what: str) -> UsageError:
     return UsageError(
-        f"{what}={text!r} is outside the times ospp works with ({iso(EARLIEST)} to {iso(LATEST)})",
-        "Use a time between those; ospp computes dates a year or more ahead of it.",
+        N_(
+            "{what}={text!r} is outside the times ospp works with ({earliest} to {latest})",
+            what=what,
+            text=text,
+            earliest=iso(EARLIEST),
+            latest=iso(LATEST),
+        ),
+        N_("Use a time between those; ospp computes dates a year or more ahead of it."),
     )
 
 
@@ -72,8 +78,8 @@ def parse_time(text: str, what: str = "OSPP_NOW") -> datetime:
         value = value.astimezone(UTC)
     except ValueError:
         raise UsageError(
-            f"{what}={text!r} is not an ISO 8601 time",
-            "Use a form such as 2026-06-01T09:00:00Z or 2026-06-01.",
+            N_("{what}={text!r} is not an ISO 8601 time", what=what, text=text),
+            N_("Use a form such as 2026-06-01T09:00:00Z or 2026-06-01."),
         ) from None
     except OverflowError:  # the zone offset moves it outside the years datetime can hold
         raise _out_of_range(text, what) from None

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import TypeAlias
 
-from ospp.core.errors import E_INVALID_DATA, StoreError, UsageError
+from ospp.core.errors import E_INVALID_DATA, N_, StoreError, UsageError
 
 StrPath: TypeAlias = "str | os.PathLike[str]"
 
@@ -78,16 +78,20 @@ def machine_name(raw: str | None) -> str:
     name = raw.strip().lower()
     if not re.match(_MACHINE_NAME, name):
         raise UsageError(
-            f"computer name {raw!r} is not valid",
-            "Use 1-63 letters, digits, '.', '-' or '_', starting with a letter or digit.",
+            N_("computer name {raw!r} is not valid", raw=raw),
+            N_("Use 1-63 letters, digits, '.', '-' or '_', starting with a letter or digit."),
         )
     # Each machine is a directory named after it: a name Windows cannot hold is refused on
     # every system, so that a fleet rehearsed here can be exported to a Windows machine.
     why = windows_name_problem(name)
     if why is not None:
         raise UsageError(
-            f"computer name {raw!r} is not valid: {why}, and each machine is a directory",
-            "Choose another name.",
+            N_(
+                "computer name {raw!r} is not valid: {why}, and each machine is a directory",
+                raw=raw,
+                why=why,
+            ),
+            N_("Choose another name."),
         )
     return name
 
@@ -106,9 +110,11 @@ def windows_name_problem(name: str) -> str | None:
     ``pc``. Names differing only in case cannot collide: machine names are lower case.
     """
     if name.split(".", 1)[0] in _WINDOWS_DEVICES:
-        return f"{name.split('.', 1)[0].upper()} is a device name Windows reserves"
+        return N_(
+            "{device} is a device name Windows reserves", device=name.split(".", 1)[0].upper()
+        )
     if name.endswith("."):
-        return "Windows drops a trailing dot from a file name"
+        return N_("Windows drops a trailing dot from a file name")
     return None
 
 
