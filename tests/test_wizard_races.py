@@ -115,3 +115,25 @@ def test_an_empty_trust_store_is_said_before_the_call_not_after_the_cid_is_typed
     typed = ospp.proc("actcid", "--interactive", "--json", input="", env=elsewhere)
     assert typed.code == 1 and typed.json()["error"]["code"] == "0xC004E003", typed.out
     assert "Group 1 of 20" not in typed.err
+
+
+@needs_pty
+def test_the_key_activated_meanwhile_typed_into_the_wizard_changes_nothing(ospp: Ospp) -> None:
+    """Another admin installs and activates the very key the wizard is then given: 'Not now'
+    used to install it anew, which undid that activation."""
+    from tests.ptyutil import Terminal
+
+    key = _ready(ospp)
+    caller = Terminal(["wizard"], _env(ospp, "en"))
+    try:
+        caller.expect(r"Type your product key \(25 characters\):")
+        assert ospp.proc("/inpkey:" + key, "--act").code == 0
+        before = _dump(ospp)
+        caller.type(key)
+        caller.expect(r"It is activated with this key already: nothing was changed\.")
+        status = caller.wait()
+    finally:
+        caller.close()
+    assert status == 0, caller.seen
+    assert "How do you want to activate?" not in caller.seen
+    assert _dump(ospp) == before

@@ -95,7 +95,9 @@ class Wizard:
                     d.say("  " + printable(_.message(exc.hint)))
                 continue
             d.say(_("Product: {name}", name=plan.licence.sku.license_name))
-            # the key it is activated with already: installing it again would undo that
+            # the key it is activated with already (by another command meanwhile, too):
+            # installing it again would undo that
+            done = steps.activated(self.store, os.environ)
             self.already = any(
                 lic.sku.sku_id == plan.sku and lic.product_key == plan.new_key for lic in done
             )
