@@ -163,3 +163,19 @@ def test_a_pasted_id_with_a_short_group_names_that_group(ospp: Ospp) -> None:
     assert ran.code == 0, ran.out + ran.err
     assert f"group 2 of the confirmation ID must be 6 digits, not '{groups[1][:5]}'" in ran.err
     assert "check digit" not in ran.err
+
+
+def test_a_cid_pasted_with_en_dashes_names_the_character_not_extra_digits(ospp: Ospp) -> None:
+    """A confirmation ID copied from a mail or a document often has its dashes turned into
+    en dashes: the wizard and actcid --interactive said the line held more digits than the
+    ID has left (the 120 digits were right), and no group was kept."""
+    cid = _cid(ospp)
+    groups = [cid[i : i + 6] for i in range(0, 120, 6)]
+    pasted = "\u2013".join(groups)
+    typed = ospp.proc("actcid", "--interactive", input=pasted + "\n")
+    assert typed.code == 1 and "0x800704C7" in typed.out  # input ended: cancelled
+    assert "more than 120" not in typed.err and "group 2 of the confirmation ID" in typed.err
+    ran = ospp.proc("wizard", input=f"2\n1\n{pasted}\n{' '.join(groups[1:])}\n")
+    assert ran.code == 0, ran.out + ran.err
+    assert "Group 2 is wrong (0xC004F02F): '\u2013' is not a digit from 0 to 9." in ran.out
+    assert "more digits" not in ran.out

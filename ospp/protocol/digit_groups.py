@@ -158,7 +158,11 @@ class GroupEntry:
             )
         chunks = [compact[i : i + self.size] for i in range(0, len(compact), self.size)]
         left = self.total - len(self.groups)
-        if len(chunks) > left:  # an extra group, or an ID pasted twice: nothing of it is kept
+        # a character that is not a digit within the ID's length (an en dash from a mail) is
+        # what is wrong there, not the length: the group that holds it is named below
+        bad = next((i for i, c in enumerate(compact) if not "0" <= c <= "9"), len(compact))
+        if len(chunks) > left and bad >= left * self.size:
+            # an extra group, or an ID pasted twice: nothing of it is kept
             return TooManyGroups(
                 E_CID_LENGTH if self.what == "confirmation ID" else E_BAD_FORMAT,
                 N_(
