@@ -179,3 +179,41 @@ def test_a_cid_pasted_with_en_dashes_names_the_character_not_extra_digits(ospp: 
     assert ran.code == 0, ran.out + ran.err
     assert "Group 2 is wrong (0xC004F02F): '\u2013' is not a digit from 0 to 9." in ran.out
     assert "more digits" not in ran.out
+
+
+def test_a_cid_typed_with_spaces_and_no_quotes_is_named_as_one(ospp: Ospp) -> None:
+    """A CID read out on the phone and typed with spaces, unquoted, comes as several words:
+    /actcid took its first group for the whole ID and the next for a computer name, USER and
+    PASSWORD (or refused them as extra arguments); slmgr /atp took them for an ActID and a
+    computer. Each says the ID must be one argument, and nothing changes."""
+    cid = _cid(ospp)
+    groups = [cid[i : i + 6] for i in range(0, 120, 6)]
+    before = _dump(ospp)
+    for words in (groups[:2], groups[:4], groups):
+        for command in (["/actcid:" + words[0]], ["actcid", words[0]], ["slmgr", "/atp", words[0]]):
+            ran = ospp(*command, *words[1:], "--json").json()
+            assert ran["error"]["exit_status"] == 2, (command, ran)
+            assert ran["error"]["code"] == "0x80070057"
+            message = ran["error"]["message"]
+            assert f"it came as {len(words)} separate words: put it in quotes" in message
+            assert "USER and PASSWORD" not in ospp(*command, *words[1:]).err
+    assert _dump(ospp) == before
+    ran = ospp("/actcid:" + " ".join(groups))  # the same groups, quoted: one argument
+    assert ran.code == 0, ran.out + ran.err
+
+
+def test_a_whole_cid_before_a_computer_named_in_digits_is_not_taken_for_a_split_one(
+    ospp: Ospp,
+) -> None:
+    """A computer name may be all digits: after a whole CID it is the computer's."""
+    cid = _cid(ospp, "123456")
+    ran = ospp("/actcid:" + cid, "123456")
+    assert ran.code == 0, ran.out + ran.err
+    assert ospp("slmgr", "/atp", cid, "123456").code == 0
+
+
+def test_the_cli_counts_a_cids_digits_as_the_phone_centre_does() -> None:
+    from ospp.cli.slash import CID_DIGITS
+    from ospp.protocol.phone import CID_GROUP_DATA, CID_GROUPS
+
+    assert CID_DIGITS == CID_GROUPS * (CID_GROUP_DATA + 1)  # a check digit per group

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ospp.cli.base import DASHES, Result, error_lines, reports, tolerant_input
-from ospp.cli.slash import verb
+from ospp.cli.slash import CID_DIGITS, verb
 from ospp.core.catalog import Channel
 from ospp.core.clock import iso
 from ospp.core.errors import (
@@ -165,6 +165,7 @@ def _phone_targets(store: MachineStore, sku: str | None) -> list[Licence]:
     "actcid",
     slash_value="argument",
     value_required=False,
+    digit_groups=("confirmation ID", CID_DIGITS),
     params=[
         click.argument("cid", required=False),
         click.option(

@@ -45,15 +45,64 @@ class SlashCommand(click.Command):
         slash_value: str | None = None,
         value_required: bool = True,
         keep_case: bool = False,
+        digit_groups: tuple[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.slash_value = slash_value
         self.value_required = value_required
         self.keep_case = keep_case
+        self.digit_groups = digit_groups
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _credentials_as_words(self, ctx, args))
+        args = _credentials_as_words(self, ctx, args)
+        if self.digit_groups is not None:
+            _refuse_split_groups(ctx, *self.digit_groups, args)
+        return super().parse_args(ctx, args)
+
+
+def _refuse_split_groups(ctx: click.Context, name: str, digits: int, args: list[str]) -> None:
+    """A confirmation ID typed with spaces and no quotes reaches ``ospp /actcid`` as several
+    words: the first would be taken for the whole ID and the next for a computer name, USER
+    and PASSWORD, or refused as extra arguments. It is said as what it is."""
+    if "--" not in args:
+        return
+    at = args.index("--")
+    if any(a in ("-i", "--interactive") for a in args[:at]):  # the ID is asked for instead
+        return
+    words = args[at + 1 :]
+    split = split_groups(words, digits)
+    if split:
+        raise click.UsageError(split_groups_message(name, words, split), ctx)
+
+
+CID_DIGITS = 120  # a confirmation ID typed: 20 groups of 6 (ospp.protocol.phone)
+
+
+def split_groups(words: Sequence[str], digits: int) -> int:
+    """How many of ``words`` are one value of ``digits`` digits read out in groups (a
+    confirmation ID) and typed as separate words; 0 when they are not. A computer name may
+    be all digits, so only a first word short of the digits followed by a word of digits is
+    taken for one split."""
+
+    def is_digits(word: str, also: str = "") -> bool:
+        return word.isascii() and bool(word) and all(c.isdigit() or c in also for c in word)
+
+    if len(words) < 2 or not is_digits(words[0], "- ") or not is_digits(words[1]):
+        return 0
+    if sum(c.isdigit() for c in words[0]) >= digits:
+        return 0
+    split = 1
+    while split < len(words) and is_digits(words[split]):
+        split += 1
+    return split
+
+
+def split_groups_message(name: str, words: Sequence[str], split: int) -> str:
+    return (
+        f"the {name} is one argument, and it came as {split} separate words: put it in "
+        f"quotes, or join its groups with dashes ({words[0]}-{words[1]}-...)"
+    )
 
 
 def _paths(prefix: str, most: int = 1000) -> list[str]:
@@ -371,10 +420,13 @@ def verb(
     slash_value: str | None = None,
     value_required: bool = True,
     keep_case: bool = False,
+    digit_groups: tuple[str, int] | None = None,
     params: Sequence[Callable[[Callback], Callback]] = (),
 ) -> Callable[[Callback], SlashCommand]:
     """Declare an ospp.vbs verb: ``/name[:value]`` and ``ospp name [value] [COMPUTERNAME]``,
-    with ospp.vbs's USER and PASSWORD after the computer name, accepted and ignored."""
+    with ospp.vbs's USER and PASSWORD after the computer name, accepted and ignored.
+    ``digit_groups``: the value is (what it is called, how many digits) read out in groups,
+    whose groups given as separate words are refused as such."""
 
     def deco(fn: Callback) -> SlashCommand:
         @functools.wraps(fn)
@@ -403,6 +455,7 @@ def verb(
             slash_value=slash_value,
             value_required=value_required,
             keep_case=keep_case,
+            digit_groups=digit_groups,
             epilog=f"{CREDENTIALS_HELP}\n\n{EXIT_STATUS_HELP}",
         )(f)
 

@@ -347,8 +347,12 @@ PHONE_NUMBERS = (
 @option("atp", click.argument("cid"), words_argument())
 def atp(cid: str, words: tuple[str, ...]) -> Result:
     """Activate with a Confirmation ID from the phone centre."""
+    from ospp.cli.slash import CID_DIGITS, split_groups, split_groups_message
     from ospp.machine import slmgr as sl
 
+    split = split_groups((cid, *words), CID_DIGITS)
+    if split:  # typed with spaces and no quotes: not an ActID and a computer name
+        raise UsageError(split_groups_message("confirmation ID", (cid, *words), split))
     act_id, computer = split_words(words)
     host = local_host(computer, act_id)
     if host is not None:
