@@ -219,6 +219,25 @@ def test_a_write_to_a_store_with_a_damaged_setting_is_refused_and_writes_nothing
 
 @pytest.mark.parametrize(
     ("name", "value"),
+    [("actype", "4"), ("actype", "9"), ("kms_port", "0"), ("kms_port", "99999")],
+)
+def test_a_number_out_of_its_range_is_a_damaged_setting(ospp: Ospp, name: str, value: str):
+    """A stored number that /actype or /setprt would refuse is the store's damaged setting
+    (exit 3, in text and JSON), never shown, tried or reported as a bug; the store is kept."""
+    path = _store_with_licences(ospp)
+    damaged = _edit(path, f"INSERT OR REPLACE INTO meta VALUES ('{name}', '{value}')")
+    for command in (("/dstatus",), ("slmgr", "/dli"), ("/act",), ("/sethst:kms1",)):
+        ran = ospp.proc(*command)
+        assert ran.code == 3 and "0x8007000D" in ran.out, (command, ran.out, ran.err)
+        assert f"damaged setting {name}: '{value}'" in ran.out, (command, ran.out)
+        as_json = ospp.proc(*command, "--json")
+        assert as_json.code == 3, (command, as_json.out)
+        assert as_json.json()["error"]["code"] == "0x8007000D", as_json.out
+    assert path.read_bytes() == damaged
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
     [
         ("kms_host", "h" * 300),  # a label over 63 characters: no resolver can take it
         ("kms_host", "a..example.com"),

@@ -39,6 +39,9 @@ _NUMBERS = {
     "rearms_used": 9,
     "generation": 18,
 }
+# Numbers of which only some values make sense: those /setprt and /actype accept. Any other is
+# a damaged setting, not a port to try or an activation type to name.
+_RANGES = {"kms_port": range(1, 65536), "actype": range(4)}
 
 
 def cacheable_host(value: str) -> bool:
@@ -72,12 +75,15 @@ def _valid_host_setting(name: str, value: str) -> bool:
 
 def valid_setting(name: str, value: object) -> bool:
     """Whether a stored setting is one ospp can have written: text; a whole number of at most
-    so many digits for a number; a valid host (or none) for a host."""
+    so many digits for a number, within its range for a port or an activation type; a valid
+    host (or none) for a host."""
     if not isinstance(value, str):
         return False
     digits = _NUMBERS.get(name)
     if digits is not None:
-        return value.isascii() and value.isdigit() and len(value) <= digits
+        if not (value.isascii() and value.isdigit() and len(value) <= digits):
+            return False
+        return name not in _RANGES or int(value) in _RANGES[name]
     return name not in _HOSTS or not value or _valid_host_setting(name, value)
 
 
