@@ -358,6 +358,24 @@ def test_help_of_one_command(ospp: Ospp, args: list[str]) -> None:
     assert not ospp.store_file().exists()  # asking for help runs nothing
 
 
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        (["/inpkey", "/?"], "Usage: ospp inpkey [OPTIONS] KEY [COMPUTERNAME]"),
+        (["/SETHST", "-?"], "Usage: ospp sethst [OPTIONS] HOST [COMPUTERNAME]"),
+        (["/unpkey", "--help"], "Usage: ospp unpkey [OPTIONS] XXXXX [COMPUTERNAME]"),
+        (["/actcid", "-h"], "Usage: ospp actcid [OPTIONS]"),
+        (["--json", "/ddescr", "/?"], "Usage: ospp ddescr [OPTIONS] 0xCODE [COMPUTERNAME]"),
+    ],
+)
+def test_help_of_a_verb_that_takes_a_value(ospp: Ospp, args: list[str], usage: str) -> None:
+    """'/inpkey /?' asks for the help of /inpkey, as '/dstatus /?' does: no value is missing."""
+    ran = ospp.proc(*args)
+    assert ran.code == 0, (ran.out, ran.err)
+    assert ran.out.startswith(usage), ran.out
+    assert not ospp.store_file().exists()  # asking for help runs nothing
+
+
 def test_help_of_a_nested_command_and_of_none(ospp: Ospp) -> None:
     assert ospp("help", "kms", "serve").out.startswith("Usage: ospp kms serve")
     ran = ospp("help", "kms", "nope")

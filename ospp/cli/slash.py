@@ -276,6 +276,8 @@ class SlashGroup(ReportingGroup):
                 )
             return [name, *rest]
         if not value:
+            if not sep and _asks_help(ctx, rest):
+                return [name, *rest]  # '/inpkey /?': its help, for which no value is missing
             if cmd.value_required:
                 raise click.UsageError(
                     f"/{name} needs a value: /{name}:{value_metavar(cmd)}", _of(cmd, name, ctx)
@@ -366,6 +368,13 @@ def _quiet_first(argv: list[str]) -> list[str]:
     if not flags:
         return argv
     return [*flags, *(word for word in argv[:end] if word not in QUIET_WORDS), *argv[end:]]
+
+
+def _asks_help(ctx: click.Context, words: list[str]) -> bool:
+    """Whether ``words`` (after the slash word, ``/?`` already made ``--help``) ask for help
+    before any ``--``."""
+    end = words.index("--") if "--" in words else len(words)
+    return any(word.lower() in ctx.help_option_names for word in words[:end])
 
 
 def _of(cmd: click.Command, name: str, ctx: click.Context) -> click.Context:
