@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,19 @@ def test_slmgr_man_page_is_current_and_lists_every_option():
     ctx = click.Context(group, info_name="slmgr")
     for name in group.list_commands(ctx):
         assert "\\fB/" + name.replace("-", "\\-") in page, name  # '-' as roff writes it
+
+
+def test_slmgr_man_page_has_the_options_of_slmgr_itself_and_real_variables():
+    """slmgr takes --json and -q/--quiet as ospp does: its page says so, and it names only
+    the environment variables ospp(1) documents."""
+    from ospp.cli.slmgr import COMMANDS
+
+    page = slmgr_manpage(COMMANDS[0])
+    for names in ("\\-\\-json", "\\-\\-quiet, \\-q", "\\-\\-help, \\-h"):
+        assert f"\\fB{names}\\fR" in page, names
+    ospp_page = manpage(cli)
+    for variable in set(re.findall(r"OSPP_[A-Z_]+", page)):
+        assert f".B {variable}\n" in ospp_page, variable
 
 
 @pytest.mark.parametrize("shell", sorted(COMPLETION_FILES))

@@ -215,13 +215,15 @@ def manpage(cli: click.Group) -> str:
 
 def slmgr_manpage(group: SlmgrGroup) -> str:
     """The page of the ``slmgr`` command: its synopsis, the options, the exit statuses."""
-    ctx = click.Context(group, info_name="slmgr")
+    ctx = click.Context(group, info_name="slmgr", **group.context_settings)
     head = SLMGR_HEAD.replace("{version}", __version__).replace("{date}", MAN_DATE)
     body = [
         head.rstrip("\n"),
         SLMGR_RULES,
     ]
-    body += [".SH OPTIONS", *_slmgr_options(group, ctx)]
+    body += [".SH OPTIONS", "Options of \\fBslmgr\\fR itself, anywhere on the command line:"]
+    body += _params(group, ctx=ctx)
+    body += [".SH SLMGR.VBS OPTIONS", *_slmgr_options(group, ctx)]
     body.append(EXIT_STATUS.rstrip("\n"))
     body.append(SLMGR_TAIL.rstrip("\n"))
     return "\n".join(_wrap("\n".join(body).split("\n"))) + "\n"

@@ -201,7 +201,7 @@ takes
 SLMGR_TAIL = r""".SH ENVIRONMENT
 The variables of
 .BR ospp (1)
-apply: OSPP_HOME, OSPP_KMS_HOME, OSPP_NOW, OSPP_LANG and the rest.
+apply: OSPP_HOME, OSPP_KMS_HOME, OSPP_NOW, OSPP_USER and the rest.
 .SH SEE ALSO
 .BR ospp (1);
 docs/SLMGR.md; Microsoft's documentation of slmgr.vbs.
