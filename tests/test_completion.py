@@ -66,6 +66,9 @@ def _listed(term: Terminal, typed: str, shown: list[str]) -> str:
         ("ospp center issue-key --product VisioPro2016", "--product VisioPro2016 @"),
         ("ospp /sethst:k", "ospp /sethst:k@"),  # a host name: nothing to offer
         ("ospp /sethst:", "ospp /sethst:@"),
+        # a word in quotes: bash replaces all of it after the quote, ':' or not
+        ('ospp "/cachst:T', 'ospp "/cachst:TRUE" @'),
+        ("ospp '/kms-policy:on", "ospp '/kms-policy:online-only' @"),
     ],
 )
 def test_tab_completes_the_word(term: Terminal, typed: str, line: str) -> None:
@@ -226,6 +229,22 @@ def test_a_path_after_a_slash_name_is_completed(ospp: Ospp, tmp_path: Path) -> N
         [f"file,{folder}/P"],
         "",
     )
+
+
+def test_tab_completes_a_path_with_a_space_behind_inslic(term: Terminal, tmp_path: Path) -> None:
+    """The shell gets the path as one word: escaped, or inside the quotes typed before it."""
+    folder = tmp_path / "Office 16" / "root"
+    folder.mkdir(parents=True)
+    (folder / "ProPlus2021VL_MAK_AE-pl.xrm-ms").write_text("<x/>")
+    typed = f"ospp /inslic:{tmp_path}/Office\\ 16/root/Pro"
+    screen = term.complete(typed)
+    whole = f"/inslic:{tmp_path}/Office\\ 16/root/ProPlus2021VL_MAK_AE-pl.xrm-ms @"
+    assert term.line().endswith(whole), screen
+    term.type("\x03")
+    term.wait_for(lambda _: term.line().rstrip().endswith(">"), "a fresh prompt")
+    screen = term.complete(f'ospp "/inslic:{tmp_path}/Office 16/root/Pro')
+    whole = f'"/inslic:{tmp_path}/Office 16/root/ProPlus2021VL_MAK_AE-pl.xrm-ms" @'
+    assert term.line().endswith(whole), screen
 
 
 def test_tab_completes_a_licence_file_behind_inslic(term: Terminal, tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ click's own bash, zsh and fish support, changed where it breaks on ospp's words:
   as three words and replaces only what follows the last ':'. The script also sends the line
   itself (COMP_LINE, COMP_POINT) and COMP_WORDBREAKS; ospp completes the whole ``/cachst:T``
   and answers with only the part bash replaces, as bash-completion's __ltrim_colon_completions
-  does.
+  does. In a quotation the user opened, bash replaces all that follows the quote instead,
+  and outside one it inserts the answer as it is: ospp escapes what the shell would split
+  (a space in a path behind ``/inslic:``).
 - a value that ends with ':' (``/inpkey:``) waits for its value: no space is added after it.
 - fish split each answer at every comma, cutting descriptions short; it splits at the first.
 - a completion that fails offers nothing instead of a traceback over the prompt (rerun with
@@ -19,6 +21,7 @@ are generated, so that ordinary commands do not pay for it.
 from __future__ import annotations
 
 import os
+import re
 
 from click.shell_completion import (
     BashComplete,
@@ -159,6 +162,7 @@ class _Quiet(ShellComplete):
 class Bash(_Quiet, BashComplete):
     source_template = BASH_SOURCE
     _cut = ""  # the start of the word being completed that bash does not replace (to a ':')
+    _quoted = False  # the word being completed is inside a quotation the user opened
 
     def get_completion_args(self) -> tuple[list[str], str]:
         line = os.environ.get("COMP_LINE")
@@ -172,22 +176,50 @@ class Bash(_Quiet, BashComplete):
             incomplete = ""
         else:
             incomplete = words.pop()
-        if ":" in os.environ.get("COMP_WORDBREAKS", ":"):
+        quote = _open_quote(before)
+        if quote >= 0:
+            # bash replaces what follows the quote the user opened, ':' or not
+            inside = split_arg_string(before[quote:])[-1] if before[quote + 1 :] else ""
+            self._cut = incomplete[: len(incomplete) - len(inside)]
+            self._quoted = True
+        elif ":" in os.environ.get("COMP_WORDBREAKS", ":"):
             self._cut = incomplete[: incomplete.rfind(":") + 1]
         return words[1:], incomplete
 
     def get_completions(self, args: list[str], incomplete: str) -> list[CompletionItem]:
         items = super().get_completions(args, incomplete)
-        if not self._cut:
-            return items
         kept: list[CompletionItem] = []
         for item in items:
             if item.type != "plain":  # a file or directory: bash completes it itself
                 kept.append(item)
             elif str(item.value).startswith(self._cut):
                 value = str(item.value)[len(self._cut) :]
+                if not self._quoted:  # bash inserts it as it is: a space must not split it
+                    value = _UNSAFE.sub(r"\\\g<0>", value)
                 kept.append(CompletionItem(value, type=item.type, help=item.help))
         return kept
+
+
+# What bash would take for something other than a character of the word (printf %q's set).
+_UNSAFE = re.compile(r"[^\w@%+=:,./~-]", re.ASCII)
+
+
+def _open_quote(line: str) -> int:
+    """Where the quotation that ``line`` ends inside opens (bash then inserts a completion
+    inside it, after that quote), or -1."""
+    opened = -1
+    escaped = False
+    for at, char in enumerate(line):
+        quote = line[opened] if opened >= 0 else ""
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif char == quote:
+            opened = -1
+        elif not quote and char in "'\"":
+            opened = at
+    return opened
 
 
 class Zsh(_Quiet, ZshComplete):
