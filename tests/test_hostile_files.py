@@ -217,6 +217,19 @@ def test_a_write_to_a_store_with_a_damaged_setting_is_refused_and_writes_nothing
     assert path.read_bytes() == damaged
 
 
+def test_a_history_entry_without_its_licence_is_a_damaged_entry(ospp: Ospp):
+    """ospp records every event with the SKU it was for; one edited to have none would be a
+    null sku_id, which the documented JSON never holds: it is reported as damaged."""
+    path = _store_with_licences(ospp)
+    assert ospp.proc("/act").code == 4  # a line in the KMS history: no host to ask
+    damaged = _edit(path, "UPDATE history SET sku_id=NULL")
+    ran = ospp.proc("/dhistorykms")
+    assert ran.code == 3 and "damaged history entry" in ran.out, (ran.out, ran.err)
+    as_json = ospp.proc("dhistorykms", "--json")  # checked against docs/schema
+    assert as_json.code == 3 and as_json.json()["error"]["code"] == "0x8007000D", as_json.out
+    assert path.read_bytes() == damaged
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("actype", "4"), ("actype", "9"), ("kms_port", "0"), ("kms_port", "99999")],

@@ -20,7 +20,7 @@ from ospp.core.record import Record
 class HistoryEntry(Record):
     at: datetime
     kind: str  # "kms" or "acterr"
-    sku_id: str | None
+    sku_id: str
     target: str | None
     code: int
     detail: str
@@ -56,8 +56,10 @@ def entries(conn: sqlite3.Connection, path: str, kind: str) -> list[HistoryEntry
             if (
                 at is None
                 or type(r[4]) is not int
-                or not all(v is None or isinstance(v, str) for v in (r[1], r[2], r[3], r[5]))
+                or not all(isinstance(v, str) for v in (r[1], r[2], r[5]))
+                or not (r[3] is None or isinstance(r[3], str))
             ):
+                # ospp records every event with its licence; only the host may be missing
                 raise ValueError("a value of the wrong type")
         except (ValueError, TypeError) as exc:
             raise StoreError(
