@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GVLK_2016, GVLK_2021, Ospp, check_json
+from tests.conftest import GVLK_2016, GVLK_2021, Ospp, Ran, check_json
 from tests.kmsutil import Host, client, make_host
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -408,6 +408,39 @@ def test_slmgr_own_order_machine_name_first(ospp: Ospp):
     assert (
         first.code == 0 and first.out == ospp("slmgr", "/dli", "pc02", env={"OSPP_NOW": at()}).out
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("slmgr", "pc02", "/ato", "-q"),
+        ("slmgr", "-q", "PC02", "/ato"),
+        ("slmgr", "pc02", "/ato", "--quiet"),
+        ("slmgr", "--json", "pc02", "/xpr"),
+        ("slmgr", "pc02", "/xpr", "--json"),
+        ("slmgr", "-ATO", "pc02", "-q"),  # the dash form too
+        ("slmgr", "--json", "-xpr", "pc02"),
+    ],
+)
+def test_slmgr_own_order_with_json_or_quiet(ospp: Ospp, args: tuple[str, ...]):
+    """--json and -q may come anywhere, also with the machine name first or an option
+    written -option: as the slmgr command and as 'ospp slmgr'."""
+    ospp.install("ProPlus2021", "pc02")
+    code = "from ospp.cli.slmgr import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args[1:]],
+        env={**os.environ, **ospp.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    check_json(done.stdout)
+    for ran in (Ran(done.returncode, done.stdout, done.stderr), ospp.proc(*args)):
+        assert ran.code in (0, 4) and "Unrecognized option" not in ran.out + ran.err, ran
+        if "--json" in args:
+            assert ran.json()["data"]["machine"] == "pc02", ran.out
+        else:  # /ato finds no KMS host (no DNS domain): it tried, and says so despite -q
+            assert ran.code == 4 and "Error: 0x8007232B" in ran.out, ran
 
 
 # -- MAK, phone, hardware -----------------------------------------------------------------------

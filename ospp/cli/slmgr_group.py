@@ -47,6 +47,7 @@ the licence whose key was installed last, or on this machine's KMS host once it 
 COMPUTER_WORD = "[COMPUTERNAME]"
 ACT_WORDS = "[ActID] [COMPUTERNAME]"
 _HELP_WORDS = ("/?", "/help", "-?", "/h", "-help")
+_FLAG_WORDS = ("-q", "--quiet", "--json")
 # slmgr.vbs's order: global, advanced, KMS client, KMS host options.
 ORDER = (
     "ipk",
@@ -86,6 +87,12 @@ class SlmgrGroup(ReportingGroup):
     json_name = "slmgr"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # slmgr's own flags (-q, --json) may come first (-q is moved there), before the
+        # machine name or the option: the forms below are read after them
+        lead = 0
+        while lead < len(args) and args[lead].lower() in _FLAG_WORDS:
+            lead += 1
+        flags, args = args[:lead], args[lead:]
         if (
             len(args) > 1
             and args[1].startswith(("/", "-"))
@@ -100,6 +107,7 @@ class SlmgrGroup(ReportingGroup):
             name = args[0][1:].lower()
             if self.get_command(ctx, name) is not None:
                 args = [name, *args[1:]]
+        args = [*flags, *args]
         return super().parse_args(ctx, args)
 
     def resolve_command(
