@@ -410,6 +410,20 @@ def test_slmgr_own_order_machine_name_first(ospp: Ospp):
     )
 
 
+def test_slmgr_own_order_with_user_and_password(ospp: Ospp):
+    """slmgr.vbs [MachineName [User Password]] [Option]: scripts that manage remote
+    computers pass credentials; they are accepted and ignored, as ospp's verbs do."""
+    ospp.install("ProPlus2021", "pc02")
+    plain = ospp.proc("slmgr", "/dli", "pc02", env={"OSPP_NOW": at()})
+    ran = ospp.proc("slmgr", "PC02", "admin", "-Hunter2", "/dli", env={"OSPP_NOW": at()})
+    assert (ran.code, ran.out) == (0, plain.out), ran
+    assert "USER and PASSWORD" in ran.err and "Hunter2" not in ran.err + ran.out
+    as_json = ospp.proc("slmgr", "pc02", "admin", "secret", "-DLI", "--json")
+    assert as_json.code == 0 and as_json.data()["machine"] == "pc02", as_json
+    quiet = ospp.proc("slmgr", "pc02", "admin", "secret", "/skhc", "-q")
+    assert (quiet.code, quiet.out, quiet.err) == (0, "", ""), quiet
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -416,6 +416,10 @@ def value_metavar(cmd: click.Command) -> str:
 # remote computers pass credentials for WMI. The simulated machines need none.
 USER_ARGUMENT = click.argument("user", required=False, metavar="[USER]")
 PASSWORD_ARGUMENT = click.argument("password", required=False, metavar="[PASSWORD]")
+CREDENTIALS_NOTE = (
+    "ospp: the USER and PASSWORD after the computer name are ignored "
+    "(simulated machines need no login)"
+)
 CREDENTIALS_HELP = (
     "USER and PASSWORD, which ospp.vbs uses to reach a remote computer, are accepted and "
     "ignored, with a note on stderr: simulated machines need no login (OSPP_USER runs a "
@@ -445,11 +449,7 @@ def verb(
             # A simulated machine needs no login: never used nor shown. Said, so that a second
             # computer name ('ospp dstatus pc1 pc2') does not pass unnoticed.
             if user is not None and not quiet():
-                click.echo(
-                    "ospp: the USER and PASSWORD after the computer name are ignored "
-                    "(simulated machines need no login)",
-                    err=True,
-                )
+                click.echo(CREDENTIALS_NOTE, err=True)
             fn(*args, **kwargs)
 
         f: Callback = JSON_OPTION(without_credentials)

@@ -21,7 +21,7 @@ import click
 
 from ospp.cli import complete
 from ospp.cli.base import EXIT_STATUS_HELP, JSON_OPTION, Result, reports, root_flags
-from ospp.cli.slash import ReportingGroup
+from ospp.cli.slash import CREDENTIALS_NOTE, ReportingGroup
 from ospp.cli.slmgr_render import error_lines
 from ospp.core.errors import OsppError, UsageError
 
@@ -94,6 +94,19 @@ class SlmgrGroup(ReportingGroup):
             lead += 1
         flags, args = args[:lead], args[lead:]
         if (
+            len(args) > 3
+            and not args[0].startswith(("/", "-"))
+            and not args[1].startswith(("/", "-"))
+            and args[3].startswith(("/", "-"))
+            and self.get_command(ctx, args[3][1:].lower()) is not None
+            and self.get_command(ctx, args[0].lower()) is None
+        ):
+            # 'slmgr MACHINE USER PASSWORD /option': the credentials slmgr.vbs takes for a
+            # remote computer are accepted and ignored, as ospp's verbs do
+            if not _quiet(ctx, flags):
+                click.echo(CREDENTIALS_NOTE, err=True)
+            args = [args[0], *args[3:]]
+        if (
             len(args) > 1
             and args[1].startswith(("/", "-"))
             and not args[0].startswith(("/", "-"))
@@ -150,6 +163,18 @@ class SlmgrGroup(ReportingGroup):
                 rows.append((" ".join([f"/{name}", *pieces]), cmd.get_short_help_str(60)))
         with formatter.section("slmgr.vbs options"):
             formatter.write_dl(rows)
+
+
+def _quiet(ctx: click.Context, flags: list[str]) -> bool:
+    """Whether -q was given to slmgr (``flags``, not parsed yet) or to ``ospp`` above it."""
+    if any(flag.lower() in ("-q", "--quiet") for flag in flags):
+        return True
+    at = ctx.parent
+    while at is not None:
+        if at.params.get("quiet"):
+            return True
+        at = at.parent
+    return False
 
 
 @click.group(
