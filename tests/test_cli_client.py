@@ -253,6 +253,20 @@ def test_rearm_resets_grace_five_times_then_refuses(ospp: Ospp):
     assert sixth.code == 1 and "0xC004D307" in sixth.out
 
 
+@pytest.mark.parametrize("command", [("/rearm",), ("slmgr", "/rearm")])
+def test_a_rearm_that_rearms_nothing_uses_no_rearm(ospp: Ospp, command: tuple[str, ...]):
+    """With no licence to rearm the machine's 5 rearms are kept for when one is needed."""
+    for _ in range(6):
+        ran = ospp.proc(*command, "--json")
+        assert ran.code == 0 and ran.data()["rearmed"] == [], ran.out
+        assert ran.data()["rearms_left"] == 5, ran.out
+    assert "<No licences needed a rearm>" in ospp.proc("/rearm").out
+    ospp.install(PRODUCT)
+    ran = ospp.proc(*command, "--json")
+    assert ran.code == 0 and ran.data()["rearms_left"] == 4, ran.out
+    assert "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984" in ran.data()["rearmed"], ran.out
+
+
 def test_rearm_one_sku(ospp: Ospp):
     ospp("install-product", PRODUCT, env={"OSPP_NOW": "2026-03-01"})
     ospp("install-product", "VisioPro2021", env={"OSPP_NOW": "2026-03-01"})

@@ -312,7 +312,7 @@ def rearm(
     store: MachineStore, sku_id: str | None = None, environ: Mapping[str, str] = os.environ
 ) -> list[Sku]:
     """Restart the grace period (of every licence not licensed, as /dstatus judges it, or of
-    one SKU)."""
+    one SKU), using one of the machine's rearms; none when no licence needs it."""
     if sku_id is not None and not re.match(_GUID, sku_id):
         raise UsageError(f"SKU id {sku_id!r} is not a GUID", "Copy the SKU ID line of /dstatus.")
     check_operation(store)
@@ -341,6 +341,8 @@ def rearm(
                 f"no licence with SKU id {sku_id} is installed",
                 "Run /dstatusall to list the installed SKU ids.",
             )
+        if not targets:  # nothing to rearm: the machine keeps its rearms for when one is
+            return targets
         for sku in targets:
             store.restart_grace(conn, sku)
         store.set_setting(conn, "rearms_used", str(used + 1))
