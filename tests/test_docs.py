@@ -123,6 +123,9 @@ def test_slmgr_completion_offers_dash_forms_machines_and_all(ospp):
     assert offered("/dlv", "") == ["all", "pc01"]
     assert offered("/dli", "a") == ["all"]
     assert offered("/ipk", "KEY", "") == ["pc01"]
+    # slmgr.vbs's own order: the machine (and its user and password) before the option
+    assert offered("pc01", "/dl") == ["/dli", "/dlv"]
+    assert offered("PC01", "admin", "secret", "-dl") == ["-dli", "-dlv"]
     assert offered("/ato", "p") == ["pc01"]
 
 

@@ -94,6 +94,15 @@ class SlmgrGroup(ReportingGroup):
             lead += 1
         flags, args = args[:lead], args[lead:]
         if (
+            ctx.resilient_parsing
+            and len(args) in (1, 3)
+            and not any(word.startswith(("/", "-")) for word in args[:2])
+            and self.get_command(ctx, args[0].lower()) is None
+        ):
+            # TAB after 'slmgr MACHINE [USER PASSWORD]': the option comes next, offered as
+            # after 'slmgr'
+            args = []
+        if (
             len(args) > 3
             and not args[0].startswith(("/", "-"))
             and not args[1].startswith(("/", "-"))
