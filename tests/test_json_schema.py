@@ -275,3 +275,14 @@ def test_published_schemas_are_valid_and_accept_fields_a_later_version_1_adds():
         jsonschema.validate(whole, strict(schema))
     with pytest.raises(jsonschema.ValidationError):  # a failure must carry the error object
         jsonschema.validate({**whole, "ok": False}, schema)
+
+
+@pytest.mark.parametrize("command", ["dstatus", "dstatusall"])
+def test_status_of_a_machine_with_no_licence_has_every_field(ospp: Ospp, command: str):
+    """A machine with nothing installed reports the same fields as any other: scripts read
+    now_at and reminders without checking first (checked against docs/schema by ospp.proc)."""
+    ran = ospp.proc(command, "--json")
+    assert ran.code == 0, ran.out
+    data = ran.data()
+    assert data["products"] == [] and data["reminders"] == [], data
+    assert data["now_at"].endswith("Z"), data

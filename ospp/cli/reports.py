@@ -135,7 +135,6 @@ DATA: dict[str, Schema] = {
         answered=nullable(string()),
     ),
     "dstatus": obj(
-        optional=("now_at", "reminders"),
         machine=string(),
         user_operations=string(),
         service=ref("service"),

@@ -107,16 +107,14 @@ def _status(computer: str | None, all_: bool, verify: bool) -> Result:
         "user_operations": "allowed" if client.user_operations_allowed(store) else "denied",
         "service": client.service_state(store),
     }
-    if not found:
-        return Result(["<No installed product keys detected>", DASHES], {**machine, "products": []})
+    data: dict[str, object] = {**machine, "now_at": iso(store.clock.now())}
+    if not found:  # the same fields as any machine's, for scripts that read them
+        data.update(products=[], reminders=[])
+        return Result(["<No installed product keys detected>", DASHES], data)
     lines: list[str] = []
     for st in found:
         lines += status_lines(st, kms)
-    data = {
-        **machine,
-        "now_at": iso(store.clock.now()),
-        "products": [status_json(st, kms) for st in found],
-    }
+    data["products"] = [status_json(st, kms) for st in found]
     _remind(found, data)
     return Result(lines, data)  # each block keeps its closing dashes; the banner adds its own
 
