@@ -16,6 +16,17 @@ def test_quiet_success_prints_nothing_and_failure_still_does(ospp: Ospp):
     assert as_json.code == 0 and as_json.json()["ok"] is True
 
 
+def test_quiet_status_prints_no_reminder(ospp: Ospp):
+    """/dstatus's reminder of a product not yet activated goes to stderr, but --quiet
+    prints nothing when the command succeeds: not that either."""
+    ospp.install("ProPlus2021")
+    loud = ospp.proc("/dstatus")
+    assert "not activated yet" in loud.err, loud.err
+    for args in (("-q", "/dstatus"), ("/dstatusall", "--quiet")):
+        done = ospp.proc(*args)
+        assert (done.code, done.out, done.err) == (0, "", ""), (args, done)
+
+
 def test_quiet_server_logs_only_warnings(ospp: Ospp):
     make_host(ospp, activate=False)
     # Host passes its extra arguments after 'kms serve'; --quiet belongs before the command.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ospp.cli import complete
-from ospp.cli.base import DASHES, Result, json_wanted, reports
+from ospp.cli.base import DASHES, Result, json_wanted, quiet, reports
 from ospp.cli.render import kms_json, status_json, status_lines
 from ospp.cli.slash import verb
 from ospp.core.catalog import Channel
@@ -128,7 +128,7 @@ def _remind(found: list[LicenceStatus], data: dict[str, object]) -> None:
     ctx = click.get_current_context()
     if json_wanted(ctx, bool(ctx.params.get("as_json"))):
         data["reminders"] = [n.to_json() for n in pending]
-    elif pending:
+    elif pending and not quiet():  # --quiet: nothing printed on success, on stderr neither
         from ospp.cli.reminders import echo_to_stderr
 
         echo_to_stderr(pending)
