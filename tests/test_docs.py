@@ -306,3 +306,18 @@ def test_dstatus_does_not_import_the_servers():
             timeout=60,
         )
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
+
+
+def test_man_pages_give_every_meaning_of_an_exit_status_the_readme_gives():
+    """A script's author reading the page learns that 3 may be the output, not the store,
+    and that 1 may be a reader that went away, as the README's table says."""
+    from ospp.cli.slmgr import COMMANDS
+
+    readme = (ROOT / "README.md").read_text()
+    assert "cannot be written (`> /dev/full`, or closed: `>&-`)" in readme
+    assert "a reader that went away before the output ended" in readme
+    for page in (manpage(cli), slmgr_manpage(COMMANDS[0])):
+        section = page.split(".SH EXIT STATUS", 1)[1].split(".SH ", 1)[0]
+        text = " ".join(section.replace("\\-", "-").replace("\\fB", "").replace("\\fR", "").split())
+        assert "standard output that cannot be written (> /dev/full, or closed: >&-)" in text
+        assert "a reader that went away before the output ended" in text

@@ -41,14 +41,18 @@ Success.
 .TP
 .B 1
 The licensing check said no: an invalid key, a refused activation, a mismatched confirmation
-ID. The licensing code is printed (ERROR CODE) and in the JSON (error.code).
+ID. The licensing code is printed (ERROR CODE) and in the JSON (error.code). Also a reader
+that went away before the output ended (\fBospp products | head \-c 10\fR), as for any
+click program.
 .TP
 .B 2
 Usage error: an unknown option, a missing or malformed value.
 .TP
 .B 3
 The licence store (or another local state file) cannot be used: unreadable, damaged, from a
-newer ospp, or in a directory that cannot be written. The file is never overwritten.
+newer ospp, or in a directory that cannot be written. The file is never overwritten. Also
+standard output that cannot be written (\fB> /dev/full\fR, or closed: \fB>&\-\fR), with
+ERROR CODE 0x80070070 (disk full) or 0x80070005 on standard error.
 .TP
 .B 4
 A server (activation authority, KMS host, DNS server) could not be reached.
