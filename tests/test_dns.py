@@ -628,3 +628,32 @@ def test_the_hint_of_a_failed_publish_matches_the_failure(
     assert ran.code == 4 and "ERROR CODE: 0x8007232D" in ran.out, ran.out
     assert UPDATE_POLICY in ran.out and "address and port" not in ran.out
     assert _srv_records(bind, sub) == []
+
+
+def test_a_domain_too_long_for_an_srv_name_is_refused_not_blamed_on_the_server(
+    ospp: Ospp, bind: Bind, sub: str, tmp_path: Path
+):
+    """A domain of 250 characters is a host name, but "_vlmcs._tcp." before it makes a name
+    over the 255 bytes DNS allows: publishing there is refused when it is set (exit 2,
+    nothing stored; it was an internal error at publish), /skms-domain refuses it, and one
+    on the search list holds no record, rather than being the nameserver's failure."""
+    long = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 58])
+    make_host(ospp)
+    for args in (["--domain", long], ["--domain", sub, "--extra", f"{long},5,5"]):
+        ran = ospp.proc(
+            "kms", "dns", "set", "--server", bind.address, *args, "--hostname", f"kms1.{sub}"
+        )
+        assert ran.code == 2 and "255 bytes" in ran.out, (ran.out, ran.err)
+        assert "internal error" not in ran.out + ran.err
+        assert ospp.proc("kms", "dns", "records").code == 2  # nothing was stored
+    ospp("install-product", "ProPlus2021", "lg")
+    ran = ospp.proc(f"/skms-domain:{long}", "lg")
+    assert ran.code == 2 and "255 bytes" in ran.out, ran.out
+    conf = tmp_path / "long-resolv.conf"
+    conf.write_text(f"nameserver 127.0.0.1\nsearch {long}\n")
+    env = dns_env(bind, OSPP_RESOLV_CONF=str(conf))
+    ran = ospp.proc("/act", "lg", env=env)
+    assert ran.code == 4 and "ERROR CODE: 0x8007232B" in ran.out, ran.out
+    assert "255 bytes" in ran.out and "0x8007232A" not in ran.out
+    diag = ospp.proc("dnsdiag", "lg", "--json", env=env)
+    assert diag.code == 4 and diag.data()["domains"][0]["outcome"] == "nxdomain"

@@ -138,6 +138,26 @@ def _check_resolv_conf(conf: str) -> None:
         raise UsageError(f"OSPP_RESOLV_CONF names {conf!r}, which is {kind}", _RESOLV_HINT)
 
 
+def searchable(domain: str) -> bool:
+    """Whether ``_vlmcs._tcp.<domain>`` is a name DNS can hold (255 bytes at most, no label
+    over 63): a longer domain can hold no KMS record, whatever its nameserver says."""
+    import dns.exception
+    import dns.name
+
+    try:
+        dns.name.from_text(f"{SERVICE}.{domain}.")
+    except dns.exception.DNSException:
+        return False
+    return True
+
+
+def _too_long(domain: str) -> str:
+    return (
+        f"{SERVICE}.{domain} is longer than the 255 bytes a DNS name may have: no record can "
+        "be published there"
+    )
+
+
 def _nameservers(res: Resolver) -> list[str]:
     return [f"{ns}:{res.port}" if res.port != 53 else str(ns) for ns in res.nameservers]
 
@@ -160,6 +180,9 @@ def lookup(res: Resolver, domain: str) -> DomainResult:
     import dns.resolver
 
     result = DomainResult(domain)
+    if not searchable(domain):  # asked of no nameserver: none is to blame
+        result.outcome, result.detail = "nxdomain", _too_long(domain)
+        return result
     try:
         answer = res.resolve(f"{SERVICE}.{domain}.", "SRV", search=False)
     except dns.resolver.NXDOMAIN:

@@ -174,6 +174,13 @@ class Publishing:
                 raise UsageError(
                     f"--extra {item!r} is not domain[,priority,weight] (each 0-{SRV_NUMBER_MAX})"
                 )
+        for domain, _prio, _weight in self.targets():
+            if not _dns_name(f"{SERVICE}.{domain}"):
+                raise UsageError(
+                    f"the domain {domain!r} is too long: {SERVICE}.{domain} would be over the "
+                    "255 bytes a DNS name may have",
+                    "Use a domain of at most 241 characters.",
+                )
         if not 1 <= self.ttl <= 604800:
             raise UsageError(f"--ttl must be 1-604800 seconds, not {self.ttl}")
         if not MIN_INTERVAL_HOURS <= self.interval_hours <= 24 * 30:

@@ -397,6 +397,14 @@ def set_kms_domain(store: MachineStore, text: str) -> None:
     domain = text.strip().rstrip(".").lower()
     if not valid_domain(domain):
         raise UsageError(f"/skms-domain value {text!r} is not a DNS domain name")
+    from ospp.dns.discovery import SERVICE, searchable
+
+    if not searchable(domain):
+        raise UsageError(
+            f"/skms-domain value {text!r} is too long: {SERVICE}.{domain} would be over the "
+            "255 bytes a DNS name may have",
+            "Use the domain that holds the KMS SRV record (at most 241 characters).",
+        )
     _save(store, kms_domain=domain, kms_cached_host="")
 
 
