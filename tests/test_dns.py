@@ -657,3 +657,21 @@ def test_a_domain_too_long_for_an_srv_name_is_refused_not_blamed_on_the_server(
     assert "255 bytes" in ran.out and "0x8007232A" not in ran.out
     diag = ospp.proc("dnsdiag", "lg", "--json", env=env)
     assert diag.code == 4 and diag.data()["domains"][0]["outcome"] == "nxdomain"
+
+
+def test_dnsdiag_json_of_a_target_without_an_address(ospp: Ospp, bind: Bind, sub: str):
+    """A target with no A/AAAA record is listed with no address ("address": null), and the
+    documented schema (docs/schema/dnsdiag.json) allows it: checked by check_json."""
+    bind.update(("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 1688 gone.{sub}."))
+    ospp("install-product", "ProPlus2021", "na")
+    ospp(f"/skms-domain:{sub}", "na")
+    diag = ospp.proc("dnsdiag", "na", "--json", env=dns_env(bind))
+    assert diag.code == 4, diag.out
+    assert diag.data()["contacted"] == [
+        {
+            "target": f"gone.{sub}",
+            "address": None,
+            "result": "no A/AAAA record",
+            "fix": f"Add an A or AAAA record for gone.{sub}.",
+        }
+    ]

@@ -130,7 +130,13 @@ DATA: dict[str, Schema] = {
         ),
         order=array(string()),
         contacted=array(
-            obj(target=string(), address=string(), result=string(), fix=nullable(string()))
+            obj(
+                target=string(),
+                # null: the target has no A/AAAA record, so no address was contacted
+                address=nullable(string()),
+                result=string(),
+                fix=nullable(string()),
+            )
         ),
         answered=nullable(string()),
     ),
