@@ -177,3 +177,40 @@ class SilentServer:
     def stop(self) -> None:
         self.udp.close()
         self.tcp.close()
+
+
+class _AddressDroppingHandler(socketserver.BaseRequestHandler):
+    """Passes every query on to BIND, except A and AAAA queries, which go unanswered."""
+
+    def handle(self) -> None:
+        import dns.message
+        import dns.query
+        import dns.rdatatype
+
+        data, sock = self.request
+        query = dns.message.from_wire(data)
+        if query.question and query.question[0].rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            return
+        server: SilentAddresses = self.server.owner  # type: ignore[attr-defined]
+        reply = dns.query.tcp(query, "127.0.0.1", port=server.upstream, timeout=5)
+        sock.sendto(reply.to_wire(), self.client_address)
+
+
+class SilentAddresses:
+    """A nameserver in front of BIND that answers SRV queries and never A or AAAA: every SRV
+    target takes its resolver's whole timeout (UDP only; answers come whole over UDP)."""
+
+    def __init__(self, bind: Bind) -> None:
+        self.upstream = bind.port
+        self.server = socketserver.ThreadingUDPServer(("127.0.0.1", 0), _AddressDroppingHandler)
+        self.server.owner = self  # type: ignore[attr-defined]
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -675,3 +675,29 @@ def test_dnsdiag_json_of_a_target_without_an_address(ospp: Ospp, bind: Bind, sub
             "fix": f"Add an A or AAAA record for gone.{sub}.",
         }
     ]
+
+
+def test_dnsdiag_stops_resolving_targets_when_a_client_would(ospp: Ospp, bind: Bind, sub: str):
+    """Targets whose addresses never come cost a resolver timeout each (A and AAAA): a client
+    stops resolving after 10 seconds, and so does dnsdiag, saying where it stopped, rather
+    than spending a minute and a half on 16 targets."""
+    from tests.dnsutil import SilentAddresses
+
+    bind.update(
+        *[("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"{n} 100 1688 s{n}.{sub}.") for n in range(16)]
+    )
+    proxy = SilentAddresses(bind)
+    try:
+        ospp("install-product", "ProPlus2021", "sa")
+        ospp(f"/skms-domain:{sub}", "sa")
+        started = time.monotonic()
+        diag = ospp.proc("dnsdiag", "sa", "--json", env={"OSPP_DNS": proxy.address})
+        took = time.monotonic() - started
+    finally:
+        proxy.stop()
+    assert diag.code == 4, diag.out
+    contacted = diag.data()["contacted"]
+    assert took < 30, (took, contacted)
+    assert 2 <= len(contacted) < 16
+    assert contacted[-1]["result"].startswith("not looked up"), contacted[-1]
+    assert all(c["address"] is None for c in contacted)

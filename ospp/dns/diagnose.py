@@ -4,6 +4,7 @@ each failure. ``ospp dnsdiag`` prints what :func:`diagnose` finds.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -87,10 +88,25 @@ def diagnose(machine: str, lookup_domain: str | None, environ: Mapping[str, str]
     data["order"] = [f"{r.target}:{r.port}" for _, r in order]
     answered = None
     pinged = 0  # addresses asked, at most discovery.MAX_HOSTS in all, as a client tries
+    resolving = 0.0  # seconds spent resolving targets: at most ADDRESS_BUDGET, as a client
     for _, record in order:
         if pinged >= discovery.MAX_HOSTS:
             break
+        if data["contacted"] and resolving > discovery.ADDRESS_BUDGET:
+            data["contacted"].append(
+                {
+                    "target": record.target,
+                    "address": None,
+                    "result": "not looked up: a client stops resolving targets after "
+                    f"{discovery.ADDRESS_BUDGET:.0f} s and tries the hosts found by then",
+                    "fix": "Make the targets' A/AAAA records answer promptly, or list fewer "
+                    "SRV records.",
+                }
+            )
+            break
+        started = time.monotonic()
         targets = discovery.addresses(res, record.target, record.port)
+        resolving += time.monotonic() - started
         if not targets:
             fix = f"Add an A or AAAA record for {record.target}."
             data["contacted"].append(
