@@ -12,6 +12,15 @@ import time
 from pathlib import Path
 
 KEY_NAME = "ospp-test-key"
+# What tsig-keygen makes and ospp publishes with (ospp.dns.publish.TSIG_ALGORITHMS).
+TSIG_ALGORITHMS = (
+    "hmac-md5",
+    "hmac-sha1",
+    "hmac-sha224",
+    "hmac-sha256",
+    "hmac-sha384",
+    "hmac-sha512",
+)
 ZONE = "test.example"
 
 
@@ -46,13 +55,32 @@ class Bind:
         self.keyfile = self.dir / "tsig.key"
         self.keyfile.write_text(keygen)
         self.secret = keygen.split('secret "')[1].split('"')[0]
+        # one more key per algorithm tsig-keygen makes, each allowed to update the zone
+        self.keyfiles = {"hmac-sha256": self.keyfile}
+        for algorithm in TSIG_ALGORITHMS:
+            if algorithm != "hmac-sha256":
+                path = self.dir / f"tsig-{algorithm}.key"
+                path.write_text(
+                    subprocess.run(
+                        ["tsig-keygen", "-a", algorithm, f"{KEY_NAME}-{algorithm}"],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
+                )
+                self.keyfiles[algorithm] = path
+        includes = "".join(f'include "{path}";\n' for path in self.keyfiles.values())
+        grants = "".join(
+            f"grant {KEY_NAME}{'' if a == 'hmac-sha256' else '-' + a} zonesub ANY; "
+            for a in self.keyfiles
+        )
         (self.dir / f"{ZONE}.zone").write_text(
             f"$TTL 60\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 60 60 600 60\n"
             f"@ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n"
         )
         self.querylog = self.dir / "queries.log"
         (self.dir / "named.conf").write_text(f"""
-include "{self.keyfile}";
+{includes}
 options {{
     directory "{self.dir}";
     listen-on port {self.port} {{ 127.0.0.1; }};
@@ -71,7 +99,7 @@ logging {{
 zone "{ZONE}" {{
     type primary;
     file "{ZONE}.zone";
-    update-policy {{ grant {KEY_NAME} zonesub ANY; }};
+    update-policy {{ {grants}}};
     check-names ignore;  // a nameserver on the Internet may serve any name: tests add some
 }};
 """)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Ospp
-from tests.dnsutil import ZONE, Bind, ServfailServer, SilentServer
+from tests.dnsutil import TSIG_ALGORITHMS, ZONE, Bind, ServfailServer, SilentServer
 from tests.kmsutil import Host, ipv6_host, make_host
 
 pytestmark = pytest.mark.skipif(
@@ -701,3 +701,28 @@ def test_dnsdiag_stops_resolving_targets_when_a_client_would(ospp: Ospp, bind: B
     assert 2 <= len(contacted) < 16
     assert contacted[-1]["result"].startswith("not looked up"), contacted[-1]
     assert all(c["address"] is None for c in contacted)
+
+
+@pytest.mark.parametrize("algorithm", TSIG_ALGORITHMS)
+def test_every_tsig_algorithm_ospp_takes_publishes(
+    ospp: Ospp, bind: Bind, sub: str, algorithm: str
+):
+    """Each algorithm 'kms dns set' accepts from a tsig-keygen file signs an update BIND
+    takes: hmac-md5 (for old servers) was an internal error, being HMAC-MD5.SIG-ALG.REG.INT
+    on the wire."""
+    import dns.message
+    import dns.query
+
+    make_host(ospp)
+    keyfile = str(bind.keyfiles[algorithm])
+    target = f"kms-{algorithm}.{sub}"
+    ran = ospp.proc(
+        "kms", "dns", "set", "--server", bind.address, "--domain", sub, "--hostname", target,
+        "--tsig-keyfile", keyfile,
+    )  # fmt: skip
+    assert ran.code == 0, ran.out
+    ran = ospp.proc("kms", "dns", "publish", "--port", "1688")
+    assert ran.code == 0, (ran.out, ran.err)
+    query = dns.message.make_query(f"_vlmcs._tcp.{sub}.", "SRV")
+    answer = dns.query.tcp(query, "127.0.0.1", port=bind.port, timeout=5).answer
+    assert [r.to_text() for rrset in answer for r in rrset] == [f"0 100 1688 {target}."]

@@ -354,7 +354,12 @@ def publish(pub: Publishing, port: int) -> list[str]:
     endpoint = parse_address(pub.server, 53, "DNS server")
     keyring = None
     if pub.tsig_name:
-        keyring = dns.tsigkeyring.from_text({pub.tsig_name: (pub.tsig_algorithm, pub.tsig_secret)})
+        # tsig-keygen and BIND say hmac-md5; on the wire, and to dnspython, it is
+        # HMAC-MD5.SIG-ALG.REG.INT (RFC 8945): the others are named as written
+        algorithm = pub.tsig_algorithm
+        if algorithm.lower() == "hmac-md5":
+            algorithm = dns.tsig.HMAC_MD5.to_text()
+        keyring = dns.tsigkeyring.from_text({pub.tsig_name: (algorithm, pub.tsig_secret)})
     target = dns.name.from_text(pub.hostname)
     done = []
     for domain, prio, weight in pub.targets():
