@@ -726,3 +726,45 @@ def test_every_tsig_algorithm_ospp_takes_publishes(
     query = dns.message.make_query(f"_vlmcs._tcp.{sub}.", "SRV")
     answer = dns.query.tcp(query, "127.0.0.1", port=bind.port, timeout=5).answer
     assert [r.to_text() for rrset in answer for r in rrset] == [f"0 100 1688 {target}."]
+
+
+def test_a_fleet_pass_asks_dns_once_and_still_spreads_by_weight(
+    ospp: Ospp, bind: Bind, sub: str, host: Host
+):
+    """The machines of one 'fleet act' share DNS answers, as behind a caching resolver: one
+    SRV query for the pass, not one per machine; each machine still picks its host by weight
+    (two targets of equal weight: both are used)."""
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {host.port} a.{sub}."),
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {host.port} b.{sub}."),
+        ("add", f"a.{sub}.", "A", 60, "127.0.0.1"),
+        ("add", f"b.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    made = ospp("fleet", "create", "w", "16", "--product", "ProPlus2021", "--skms-domain", sub)
+    assert made.code == 0, made.out
+    name = f"_vlmcs._tcp.{sub}"
+    ran = ospp.proc("fleet", "act", env=dns_env(bind))
+    assert "Summary:" in ran.out and "0x8007232" not in ran.out, ran.out
+    time.sleep(0.3)  # let BIND write its query log
+    assert bind.srv_queries(name) == 1
+    named = set()
+    for n in range(1, 17):
+        out = ospp("/dstatus", f"w{n:02d}").out
+        named |= {line.split(": ", 1)[1] for line in out.splitlines() if "from DNS:" in line}
+    assert named == {f"a.{sub}:{host.port}", f"b.{sub}:{host.port}"}
+
+
+def test_a_fleet_pass_waits_for_a_silent_nameserver_once_not_per_machine(ospp: Ospp, sub: str):
+    """A nameserver that never answers costs a pass one timeout (3 s), not one per machine
+    (40 machines in 8 threads: 15 s)."""
+    silent = SilentServer()
+    try:
+        made = ospp("fleet", "create", "q", "40", "--product", "ProPlus2021", "--skms-domain", sub)
+        assert made.code == 0, made.out
+        started = time.monotonic()
+        ran = ospp.proc("fleet", "act", env={"OSPP_DNS": f"127.0.0.1:{silent.port}"})
+        took = time.monotonic() - started
+    finally:
+        silent.stop()
+    assert ran.code == 1 and "Summary: 40 failed 0x8007232A" in ran.out, ran.out
+    assert took < 10, took

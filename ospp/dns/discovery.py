@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ospp.core.endpoint import Endpoint, parse_address
 from ospp.core.errors import (
@@ -30,6 +30,8 @@ from ospp.core.errors import (
 
 if TYPE_CHECKING:
     from dns.resolver import Resolver
+
+T = TypeVar("T")
 
 SERVICE = "_vlmcs._tcp"
 LIFETIME = 3.0
@@ -173,40 +175,25 @@ def domains(lookup_domain: str | None, res: Resolver) -> tuple[list[str], str]:
     return [n for n in names if n and n != "."], "search list"
 
 
-def lookup(res: Resolver, domain: str) -> DomainResult:
-    """One SRV query, its records in RFC 2782 processing order."""
-    import dns.exception
-    import dns.rdatatype
-    import dns.resolver
-
+def lookup(res: Resolver, domain: str, answers: Answers | None = None) -> DomainResult:
+    """One SRV query (or its answer kept in ``answers``), its records in RFC 2782 processing
+    order: chosen afresh at every call, so that machines sharing an answer spread by weight."""
     result = DomainResult(domain)
     if not searchable(domain):  # asked of no nameserver: none is to blame
         result.outcome, result.detail = "nxdomain", _too_long(domain)
         return result
-    try:
-        answer = res.resolve(f"{SERVICE}.{domain}.", "SRV", search=False)
-    except dns.resolver.NXDOMAIN:
-        result.outcome, result.detail = "nxdomain", "the name does not exist (NXDOMAIN)"
-        return result
-    except dns.resolver.NoAnswer:
-        result.outcome, result.detail = "no-answer", "the name exists but has no SRV record"
-        return result
-    except dns.resolver.NoNameservers as exc:
-        result.outcome = "servfail"
-        result.detail = f"the nameserver failed to answer (SERVFAIL or refused): {exc}"
-        return result
-    except dns.exception.Timeout:
-        result.outcome, result.detail = "timeout", f"no answer within {LIFETIME:.0f} s"
-        return result
-    except dns.exception.DNSException as exc:
-        result.outcome, result.detail = "servfail", f"{type(exc).__name__}: {exc}"
+    if answers is None:
+        outcome, detail, rrset = _query_srv(res, domain)
+    else:
+        outcome, detail, rrset = answers.get(("SRV", domain), lambda: _query_srv(res, domain))
+    if rrset is None:
+        result.outcome, result.detail = outcome, detail
         return result
     from dns.rdtypes.IN.SRV import SRV
 
-    assert answer.rrset is not None
     records = [
         SrvRecord(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))
-        for r in answer.rrset.processing_order()
+        for r in rrset.processing_order()
         if isinstance(r, SRV)
     ]
     records = [r for r in records if r.target not in ("", ".")][:MAX_RECORDS]
@@ -217,25 +204,90 @@ def lookup(res: Resolver, domain: str) -> DomainResult:
     return result
 
 
-def search(lookup_domain: str | None, environ: Mapping[str, str]) -> Search:
-    """Query every domain to search (``lookup_domain`` alone when set, as /skms-domain)."""
-    res = resolver(environ)
-    names, source = domains(lookup_domain, res)
-    return Search(_nameservers(res), source, [lookup(res, d) for d in names])
-
-
-def addresses(res: Resolver, target: str, port: int) -> list[Endpoint]:
-    """The A and AAAA addresses of an SRV target (CNAMEs are followed)."""
+def _query_srv(res: Resolver, domain: str) -> tuple[str, str, Any]:
+    """(outcome, detail, the SRV rrset or None) of the query for ``domain``'s record."""
     import dns.exception
     import dns.resolver
 
-    found: list[Endpoint] = []
+    try:
+        answer = res.resolve(f"{SERVICE}.{domain}.", "SRV", search=False)
+    except dns.resolver.NXDOMAIN:
+        return "nxdomain", "the name does not exist (NXDOMAIN)", None
+    except dns.resolver.NoAnswer:
+        return "no-answer", "the name exists but has no SRV record", None
+    except dns.resolver.NoNameservers as exc:
+        return "servfail", f"the nameserver failed to answer (SERVFAIL or refused): {exc}", None
+    except dns.exception.Timeout:
+        return "timeout", f"no answer within {LIFETIME:.0f} s", None
+    except dns.exception.DNSException as exc:
+        return "servfail", f"{type(exc).__name__}: {exc}", None
+    assert answer.rrset is not None
+    return "found", "", answer.rrset
+
+
+class Answers:
+    """DNS answers shared by the machines of one pass (``fleet act``, ``service --all``), as a
+    caching resolver shares them: each name is asked once every KEEP seconds, by one thread
+    while the others wait for its answer, and a failure (a timeout, SERVFAIL) is kept as an
+    answer is. So a nameserver that does not answer costs a pass one timeout every KEEP
+    seconds, not one per machine."""
+
+    KEEP = 30.0
+
+    def __init__(self) -> None:
+        import threading
+
+        self._guard = threading.Lock()
+        self._turns: dict[tuple[str, str], threading.Lock] = {}
+        self._kept: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, str], ask: Callable[[], T]) -> T:
+        import threading
+        import time
+
+        with self._guard:
+            turn = self._turns.setdefault(key, threading.Lock())
+        with turn:
+            with self._guard:
+                kept = self._kept.get(key)
+            if kept is not None and time.monotonic() < kept[0]:
+                return cast(T, kept[1])
+            value = ask()
+            with self._guard:
+                self._kept[key] = (time.monotonic() + self.KEEP, value)
+            return value
+
+
+def search(
+    lookup_domain: str | None, environ: Mapping[str, str], answers: Answers | None = None
+) -> Search:
+    """Query every domain to search (``lookup_domain`` alone when set, as /skms-domain)."""
+    res = resolver(environ)
+    names, source = domains(lookup_domain, res)
+    return Search(_nameservers(res), source, [lookup(res, d, answers) for d in names])
+
+
+def addresses(
+    res: Resolver, target: str, port: int, answers: Answers | None = None
+) -> list[Endpoint]:
+    """The A and AAAA addresses of an SRV target (CNAMEs are followed)."""
+    if answers is None:
+        found = _query_addresses(res, target)
+    else:
+        found = answers.get(("A/AAAA", target), lambda: _query_addresses(res, target))
+    return [Endpoint(address, port) for address in found]
+
+
+def _query_addresses(res: Resolver, target: str) -> list[str]:
+    import dns.exception
+
+    found: list[str] = []
     for rdtype in ("A", "AAAA"):
         try:
             answer = res.resolve(target + ".", rdtype, search=False)
         except dns.exception.DNSException:
             continue
-        found += [Endpoint(r.address, port) for r in answer]
+        found += [r.address for r in answer]
     return found
 
 
@@ -268,17 +320,18 @@ def failure(found: Search) -> NetworkError:
 
 
 def find_hosts(
-    lookup_domain: str | None, environ: Mapping[str, str]
+    lookup_domain: str | None, environ: Mapping[str, str], answers: Answers | None = None
 ) -> tuple[list[Endpoint], dict[str, str]]:
     """Every address to try, in order (the first MAX_HOSTS), and for each (as
     ``str(endpoint)``) the SRV target that named it (``target:port``, what /dstatus shows as
     the KMS machine name from DNS).
 
-    Raises 0x8007232B / 0x8007232A when there is none.
+    Raises 0x8007232B / 0x8007232A when there is none. ``answers``: those of the pass this
+    search is part of (:class:`Answers`).
     """
     import time
 
-    found = search(lookup_domain, environ)
+    found = search(lookup_domain, environ, answers)
     res = resolver(environ)
     hosts: list[Endpoint] = []
     names: dict[str, str] = {}
@@ -288,7 +341,7 @@ def find_hosts(
             break  # enough time spent on names that do not resolve: try what was found
         if len(hosts) >= MAX_HOSTS:
             break
-        resolved = addresses(res, record.target, record.port)
+        resolved = addresses(res, record.target, record.port, answers)
         resolved = resolved or [Endpoint(record.target, record.port)]  # let connect say why
         resolved = resolved[: MAX_HOSTS - len(hosts)]
         for endpoint in resolved:

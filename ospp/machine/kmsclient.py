@@ -164,10 +164,11 @@ def verify_stored(act: Mapping[str, Any], lic: Licence, cmid: str, trusted: Anch
 
 
 def _hosts(
-    store: MachineStore, environ: Mapping[str, str], cached: bool = True
+    store: MachineStore, environ: Mapping[str, str], cached: bool = True, pool: Pool | None = None
 ) -> tuple[list[Endpoint], str, dict[str, str]]:
     """Hosts to try in order, how they were chosen, and the DNS name of each (by address).
-    ``cached``: False passes over the cached host (discovery, as if there were none)."""
+    ``cached``: False passes over the cached host (discovery, as if there were none); with a
+    ``pool``, DNS answers are shared with the other machines of its pass."""
     settings = store.kms()
     if settings.host:
         return [Endpoint(settings.host, settings.port)], "KMS machine registry override", {}
@@ -176,7 +177,8 @@ def _hosts(
         return [host], "cached host", {}
     from ospp.dns import discovery
 
-    hosts, names = discovery.find_hosts(settings.lookup_domain, environ)
+    answers = pool.answers() if pool is not None else None
+    hosts, names = discovery.find_hosts(settings.lookup_domain, environ, answers)
     return hosts, "DNS", names
 
 
@@ -213,7 +215,7 @@ def activate(
     settings = store.settings()
     cmid = settings["cmid"]
     try:
-        hosts, how, dns_names = _hosts(store, environ, cached)
+        hosts, how, dns_names = _hosts(store, environ, cached, pool)
     except UsageError:  # the environment is malformed (OSPP_DNS, OSPP_RESOLV_CONF): bad input
         raise  # changes nothing, not even the history of attempts
     except OsppError as exc:

@@ -27,6 +27,7 @@ from ospp.core.endpoint import Endpoint
 from ospp.core.errors import E_NO_KMS, NetworkError
 
 if TYPE_CHECKING:
+    from ospp.dns.discovery import Answers
     from ospp.protocol.wire import Connection
 
 REQUEST_TIMEOUT = 5.0  # seconds for one KMS request, connecting included
@@ -78,6 +79,16 @@ class Pool:
         self._looking: dict[str, threading.Event] = {}  # the request looking at a host again
         self._closed = False  # the pass is over (or interrupted): nothing more is sent
         self._guard = threading.Lock()  # over the eight above
+        self._answers: Answers | None = None  # the pass's DNS answers, made on first use
+
+    def answers(self) -> Answers:
+        """The DNS answers the machines of this pass share (KMS discovery)."""
+        from ospp.dns.discovery import Answers
+
+        with self._guard:
+            if self._answers is None:
+                self._answers = Answers()
+            return self._answers
 
     @property
     def closed(self) -> bool:
