@@ -659,22 +659,34 @@ def test_a_domain_too_long_for_an_srv_name_is_refused_not_blamed_on_the_server(
     assert diag.code == 4 and diag.data()["domains"][0]["outcome"] == "nxdomain"
 
 
-def test_dnsdiag_json_of_a_target_without_an_address(ospp: Ospp, bind: Bind, sub: str):
-    """A target with no A/AAAA record is listed with no address ("address": null), and the
-    documented schema (docs/schema/dnsdiag.json) allows it: checked by check_json."""
-    bind.update(("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 1688 gone.{sub}."))
+def test_dnsdiag_tries_a_target_without_an_address_by_name_as_a_client_does(
+    ospp: Ospp, bind: Bind, sub: str, host: Host
+):
+    """A target DNS has no A/AAAA record for is tried by name through the system's resolver
+    (localhost: the hosts file), by /act and by dnsdiag alike: dnsdiag said no host answered
+    and asked for an A record while /act reached the host."""
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {host.port} localhost."),
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"5 100 {closed_port()} gone.{sub}."),
+    )
     ospp("install-product", "ProPlus2021", "na")
     ospp(f"/skms-domain:{sub}", "na")
-    diag = ospp.proc("dnsdiag", "na", "--json", env=dns_env(bind))
+    env = dns_env(bind)
+    ran = ospp.proc("/act", "na", env=env)
+    assert "ERROR CODE: 0xC004F038" in ran.out, ran.out  # the host answered
+    diag = ospp.proc("dnsdiag", "na", "--json", env=env)
+    assert diag.code == 0, diag.out
+    contacted = diag.data()["contacted"]
+    assert [c["address"] for c in contacted] == [f"localhost:{host.port}"]
+    assert contacted[0]["result"].startswith("no A/AAAA record; tried by name")
+    assert "answered, ePID" in contacted[0]["result"] and contacted[0]["fix"] is None
+    assert diag.data()["answered"] == f"localhost:{host.port}"
+    host.stop()
+    diag = ospp.proc("dnsdiag", "na", "--json", env=env)
     assert diag.code == 4, diag.out
-    assert diag.data()["contacted"] == [
-        {
-            "target": f"gone.{sub}",
-            "address": None,
-            "result": "no A/AAAA record",
-            "fix": f"Add an A or AAAA record for gone.{sub}.",
-        }
-    ]
+    contacted = diag.data()["contacted"]
+    assert [c["target"] for c in contacted] == ["localhost", f"gone.{sub}"]
+    assert contacted[1]["fix"] == f"Add an A or AAAA record for gone.{sub}."
 
 
 def test_dnsdiag_stops_resolving_targets_when_a_client_would(ospp: Ospp, bind: Bind, sub: str):
@@ -700,7 +712,8 @@ def test_dnsdiag_stops_resolving_targets_when_a_client_would(ospp: Ospp, bind: B
     assert took < 30, (took, contacted)
     assert 2 <= len(contacted) < 16
     assert contacted[-1]["result"].startswith("not looked up"), contacted[-1]
-    assert all(c["address"] is None for c in contacted)
+    assert contacted[-1]["address"] is None  # the schema allows it (check_json)
+    assert all(c["result"].startswith("no A/AAAA record") for c in contacted[:-1])
 
 
 @pytest.mark.parametrize("algorithm", TSIG_ALGORITHMS)

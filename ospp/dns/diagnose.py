@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ospp.core.endpoint import Endpoint
 from ospp.core.errors import E_NO_KMS, NetworkError, OsppError
 from ospp.dns import discovery
 
@@ -107,15 +108,18 @@ def diagnose(machine: str, lookup_domain: str | None, environ: Mapping[str, str]
         started = time.monotonic()
         targets = discovery.addresses(res, record.target, record.port)
         resolving += time.monotonic() - started
-        if not targets:
-            fix = f"Add an A or AAAA record for {record.target}."
-            data["contacted"].append(
-                {"target": record.target, "address": None, "result": "no A/AAAA record", "fix": fix}
-            )
-            continue
+        by_name = not targets  # a client tries the name itself, through the system's resolver
+        if by_name:
+            targets = [Endpoint(record.target, record.port)]
         for endpoint in targets[: discovery.MAX_HOSTS - pinged]:
             pinged += 1
             entry, ok = _ping(record, endpoint)
+            if by_name:
+                entry["result"] = (
+                    "no A/AAAA record; tried by name through the system's resolver, as a "
+                    f"client does: {entry['result']}"
+                )
+                entry["fix"] = None if ok else f"Add an A or AAAA record for {record.target}."
             data["contacted"].append(entry)
             if ok:
                 answered = f"{record.target}:{endpoint.port}"
