@@ -168,7 +168,7 @@ def test_a_client_tries_at_most_16_srv_records_of_a_domain(ospp: Ospp, bind: Bin
             ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"{n} 100 {dead} h{n}.{sub}.")
             for n in range(40)
         ],
-        *[("add", f"h{n}.{sub}.", "A", 60, "127.0.0.1") for n in range(40)],
+        *[("add", f"h{n}.{sub}.", "A", 60, f"127.0.0.{n + 1}") for n in range(40)],
     )
     ospp("install-product", "ProPlus2021", "m1")
     ospp(f"/skms-domain:{sub}", "m1")
@@ -781,3 +781,34 @@ def test_a_fleet_pass_waits_for_a_silent_nameserver_once_not_per_machine(ospp: O
         silent.stop()
     assert ran.code == 1 and "Summary: 40 failed 0x8007232A" in ran.out, ran.out
     assert took < 10, took
+
+
+def test_an_address_named_by_several_records_is_tried_once(ospp: Ospp, bind: Bind, sub: str):
+    """Four SRV records whose targets all resolve to one address and port: a host that
+    accepts and never answers costs /act one request timeout (5 s), not four, and dnsdiag
+    asks it once."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        bind.update(
+            *[
+                ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"{n} 100 {port} t{n}.{sub}.")
+                for n in range(4)
+            ],
+            *[("add", f"t{n}.{sub}.", "A", 60, "127.0.0.1") for n in range(4)],
+        )
+        ospp("install-product", "ProPlus2021", "once")
+        ospp(f"/skms-domain:{sub}", "once")
+        started = time.monotonic()
+        ran = ospp.proc("/act", "once", env=dns_env(bind))
+        took = time.monotonic() - started
+        assert ran.code == 4 and "ERROR CODE: 0xC004F074" in ran.out, ran.out
+        entries = ospp("dhistorykms", "once", "--json").data()["entries"]
+        assert [e["target"] for e in entries] == [f"127.0.0.1:{port}"]
+        assert took < 12, took
+        diag = ospp.proc("dnsdiag", "once", "--json", env=dns_env(bind)).data()
+        assert [c["address"] for c in diag["contacted"]] == [f"127.0.0.1:{port}"]
+    finally:
+        silent.close()

@@ -89,6 +89,7 @@ def diagnose(machine: str, lookup_domain: str | None, environ: Mapping[str, str]
     data["order"] = [f"{r.target}:{r.port}" for _, r in order]
     answered = None
     pinged = 0  # addresses asked, at most discovery.MAX_HOSTS in all, as a client tries
+    asked: set[str] = set()  # the addresses asked (host:port)
     resolving = 0.0  # seconds spent resolving targets: at most ADDRESS_BUDGET, as a client
     for _, record in order:
         if pinged >= discovery.MAX_HOSTS:
@@ -111,8 +112,10 @@ def diagnose(machine: str, lookup_domain: str | None, environ: Mapping[str, str]
         by_name = not targets  # a client tries the name itself, through the system's resolver
         if by_name:
             targets = [Endpoint(record.target, record.port)]
+        targets = [e for e in targets if str(e) not in asked]  # tried once, as by a client
         for endpoint in targets[: discovery.MAX_HOSTS - pinged]:
             pinged += 1
+            asked.add(str(endpoint))
             entry, ok = _ping(record, endpoint)
             if by_name:
                 entry["result"] = (

@@ -343,10 +343,11 @@ def find_hosts(
             break
         resolved = addresses(res, record.target, record.port, answers)
         resolved = resolved or [Endpoint(record.target, record.port)]  # let connect say why
-        resolved = resolved[: MAX_HOSTS - len(hosts)]
         for endpoint in resolved:
-            names.setdefault(str(endpoint), f"{record.target}:{record.port}")
-        hosts += resolved
+            if str(endpoint) in names or len(hosts) >= MAX_HOSTS:
+                continue  # an address named again (another target, another domain): tried once
+            names[str(endpoint)] = f"{record.target}:{record.port}"
+            hosts.append(endpoint)
     if not hosts:
         raise failure(found)
     return hosts, names
