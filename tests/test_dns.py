@@ -812,3 +812,23 @@ def test_an_address_named_by_several_records_is_tried_once(ospp: Ospp, bind: Bin
         assert [c["address"] for c in diag["contacted"]] == [f"127.0.0.1:{port}"]
     finally:
         silent.close()
+
+
+def test_publish_says_whether_the_addresses_were_published(ospp: Ospp, bind: Bind, sub: str):
+    """--address records can be added only in a zone that holds --hostname: published, they
+    are said; for a host name outside every zone updated, publishing says they were not
+    (the SRV record alone names a target clients cannot resolve)."""
+    make_host(ospp)
+    common = ["--server", bind.address, "--domain", sub, "--tsig-keyfile", str(bind.keyfile)]
+    ospp("kms", "dns", "set", *common, "--hostname", f"kms1.{sub}", "--address", "127.0.0.1")
+    ran = ospp.proc("kms", "dns", "publish", "--port", "1688")
+    assert ran.code == 0 and f"published kms1.{sub}. A/AAAA 127.0.0.1" in ran.out, ran.out
+    ospp("kms", "dns", "set", "--hostname", "kms1.elsewhere.example")
+    ran = ospp.proc("kms", "dns", "publish", "--port", "1688", "--json")
+    assert ran.code == 0, ran.out
+    lines = ran.data()["published"]
+    assert lines[0] == f"published _vlmcs._tcp.{sub}. SRV 0 100 1688 kms1.elsewhere.example."
+    assert lines[1].startswith(
+        "not published: the addresses of kms1.elsewhere.example. (127.0.0.1), which is outside "
+        f"the zones updated ({ZONE}.)"
+    ), lines

@@ -362,6 +362,8 @@ def publish(pub: Publishing, port: int) -> list[str]:
         keyring = dns.tsigkeyring.from_text({pub.tsig_name: (algorithm, pub.tsig_secret)})
     target = dns.name.from_text(pub.hostname)
     done = []
+    zones: list[str] = []  # the zones updated
+    addressed = False  # the A/AAAA records were published (in a zone holding the target)
     for domain, prio, weight in pub.targets():
         owner = dns.name.from_text(f"{SERVICE}.{domain}")
         try:
@@ -374,7 +376,8 @@ def publish(pub: Publishing, port: int) -> list[str]:
                     if getattr(rdata, "target", None) == target:
                         update.delete(owner, rdata)  # our earlier record, whatever it said
             update.add(owner, pub.ttl, "SRV", f"{prio} {weight} {port} {target}")
-            if target.is_subdomain(zone) and pub.addresses:
+            with_addresses = target.is_subdomain(zone) and bool(pub.addresses)
+            if with_addresses:
                 for kind in ("A", "AAAA"):
                     values = [a for a in pub.addresses if (":" in a) == (kind == "AAAA")]
                     if values:
@@ -401,4 +404,16 @@ def publish(pub: Publishing, port: int) -> list[str]:
         if rcode != dns.rcode.NOERROR:
             raise _fail(E_DNS_FAILURE, str(endpoint), domain, dns.rcode.to_text(rcode))
         done.append(f"published {SERVICE}.{domain}. SRV {prio} {weight} {port} {target}")
+        zones.append(zone.to_text())
+        if with_addresses and not addressed:
+            addressed = True
+            done.append(f"published {target} A/AAAA {', '.join(pub.addresses)}")
+    if pub.addresses and not addressed:
+        # only a zone's own names can be updated in it: said, or clients find a target
+        # without an address and the admin who set --address would not know why
+        done.append(
+            f"not published: the addresses of {target} ({', '.join(pub.addresses)}), which is "
+            f"outside the zones updated ({', '.join(zones)}); add them in the zone that holds "
+            f"{target}, or set --hostname to a name inside one of these zones"
+        )
     return done
