@@ -242,3 +242,55 @@ class SilentAddresses:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _SlowTcpHandler(socketserver.BaseRequestHandler):
+    """Passes each DNS-over-TCP message on to BIND and its answer back, late."""
+
+    def handle(self) -> None:
+        server: SlowAnswers = self.server.owner  # type: ignore[attr-defined]
+        conn: socket.socket = self.request
+        with socket.create_connection(("127.0.0.1", server.upstream), timeout=10) as up:
+            while True:
+                query = _read_frame(conn)
+                if query is None:
+                    return
+                up.sendall(query)
+                answer = _read_frame(up)
+                if answer is None:
+                    return
+                time.sleep(server.delay)
+                conn.sendall(answer)
+
+
+def _read_frame(sock: socket.socket) -> bytes | None:
+    """One length-prefixed DNS message over TCP (its two length bytes included)."""
+    data = b""
+    while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+        chunk = sock.recv(65537)
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+class SlowAnswers:
+    """A DNS server over TCP in front of BIND that answers every message ``delay`` seconds
+    late: within a client's timeout, so each query is slow and none fails."""
+
+    def __init__(self, bind: Bind, delay: float) -> None:
+        self.upstream = bind.port
+        self.delay = delay
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SlowTcpHandler)
+        self.server.daemon_threads = True
+        self.server.owner = self  # type: ignore[attr-defined]
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -832,3 +832,30 @@ def test_publish_says_whether_the_addresses_were_published(ospp: Ospp, bind: Bin
         "not published: the addresses of kms1.elsewhere.example. (127.0.0.1), which is outside "
         f"the zones updated ({ZONE}.)"
     ), lines
+
+
+def test_a_host_stops_at_once_while_it_publishes_to_a_slow_dns_server(
+    ospp: Ospp, bind: Bind, sub: str
+):
+    """Publishing to a server that answers each query 3 s late takes a while (12 queries
+    here): a host asked to stop meanwhile stops at once, rather than when publishing ends
+    (systemd kills a host that takes over 20 s)."""
+    from tests.dnsutil import SlowAnswers
+
+    make_host(ospp)
+    slow = SlowAnswers(bind, 3.0)
+    try:
+        ran = ospp(
+            "kms", "dns", "set", "--server", slow.address, "--domain", sub,
+            "--hostname", f"kms1.{sub}", "--tsig-keyfile", str(bind.keyfile),
+            "--extra", f"e1.{sub}", "--extra", f"e2.{sub}",
+        )  # fmt: skip
+        assert ran.code == 0, ran.out
+        h = Host(ospp)
+        time.sleep(1.0)  # publishing has begun
+        started = time.monotonic()
+        assert h.stop() == 0
+        took = time.monotonic() - started
+    finally:
+        slow.stop()
+    assert took < 5, took

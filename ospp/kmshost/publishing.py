@@ -7,9 +7,11 @@ in the store and logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ospp.core.clock import iso
 from ospp.core.errors import OsppError, hex_code
@@ -21,6 +23,7 @@ PUBLISH_RETRY_MAX = 3600.0  # retries back off exponentially up to this (or the 
 SETTINGS_POLL = 2.0  # seconds between reads of the DNS publishing settings while serving
 
 EventSink = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
 
 
 def publish_retry_delay(failures: int, interval: float) -> float:
@@ -28,6 +31,37 @@ def publish_retry_delay(failures: int, interval: float) -> float:
     if failures == 0:
         return interval
     return min(PUBLISH_RETRY_FIRST * 2.0 ** (failures - 1), PUBLISH_RETRY_MAX, interval)
+
+
+async def _in_own_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread of its own, which a stopping host does not wait for.
+
+    Publishing can take many DNS queries, each allowed its timeout: on a server that answers
+    slowly it outlasts the host's stop (the default executor is waited for, and systemd kills
+    a host that takes over 20 s to stop). What it was doing is forgotten with the process;
+    the next start publishes again."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        def call() -> None:
+            if not future.done():  # not cancelled meanwhile (the host is stopping)
+                outcome()
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the host has stopped
+            loop.call_soon_threadsafe(call)
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            error = exc  # 'exc' is unbound once the except clause ends: kept for the loop
+            settle(lambda: future.set_exception(error))
+        else:
+            settle(lambda: future.set_result(result))
+
+    threading.Thread(target=work, name="ospp-dns-publish", daemon=True).start()
+    return await future
 
 
 async def publish_forever(host: KmsHost, port: int, events: EventSink) -> None:
@@ -64,7 +98,7 @@ async def publish_forever(host: KmsHost, port: int, events: EventSink) -> None:
         event: dict[str, Any]
         try:
             pub.check()  # settings stored by an older ospp are checked as new ones are
-            done = await loop.run_in_executor(None, publish, pub, port)
+            done = await _in_own_thread(publish, pub, port)
             outcome = "; ".join(done)
             event = {"event": "dns-publish", "ok": True, "result": outcome}
             failures = 0
