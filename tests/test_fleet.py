@@ -1447,3 +1447,37 @@ def test_inpkey_exit_status_follows_what_failed_not_which_machine_finished_first
         assert "Summary: 20 failed 0xC004F069, 1 failed 0x8007000D" in text.out, text.out
         ran = ospp("fleet", "inpkey", GVLK_2016, "--machines", "*", "--json")
         assert ran.code == 3 and ran.json()["error"]["code"] == "0x8007000D", ran.out
+
+
+def test_a_failed_renewal_is_retried_every_activation_interval_not_at_every_pass(
+    ospp: Ospp,
+) -> None:
+    """A KMS client renews every renewal interval (7 days); when a renewal fails it tries
+    again every activation interval (2 hours), as an activation is retried: a service pass
+    10 minutes after a failed renewal has nothing due, one 2 hours after it renews."""
+    assert ospp("clock", "set", "2027-01-04T09:00Z").code == 0
+    assert ospp("clock", "freeze").code == 0
+    make_host(ospp)
+    host = Host(ospp)
+    try:
+        made = ospp(
+            "fleet", "create", "ws", "5", "--product", "ProPlus2021", "--sethst", host.address
+        )
+        assert made.code == 0, made.out
+        ospp("fleet", "act")
+        assert ospp.proc("fleet", "act").code == 0
+        host.stop()
+        assert ospp("clock", "advance", "7d").code == 0
+        ran = ospp.proc("service", "--all", "--json")
+        assert ran.data()["summary"] == {"failed 0xC004F074": 5}, ran.out
+        assert ospp("clock", "advance", "10m").code == 0
+        ran = ospp.proc("service", "--all", "--json")
+        assert ran.code == 0 and ran.data()["summary"] == {"nothing due": 5}, ran.out
+        assert len(ospp("dhistorykms", "ws1", "--json").data()["entries"]) == 3
+        host.start()
+        assert ospp("clock", "advance", "110m").code == 0
+        ran = ospp.proc("service", "--all", "--json")
+        assert ran.code == 0 and ran.data()["summary"] == {"renewed": 5}, ran.out
+    finally:
+        if host.alive():
+            host.stop()

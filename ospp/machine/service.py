@@ -1,7 +1,8 @@
 """The licensing service of a simulated machine: what it would do now, and doing it.
 
 Unactivated KMS products are retried every activation interval; activated ones renew every
-renewal interval (both adopted from the KMS host). ``ospp service`` runs one pass at the
+renewal interval, and a failed renewal is retried every activation interval (both intervals
+adopted from the KMS host). ``ospp service`` runs one pass at the
 simulated time; :func:`run` yields one :class:`Action` per KMS licence it looked at.
 """
 
@@ -49,14 +50,27 @@ def due(
     now: datetime,
     settings: Mapping[str, str],
     last_attempt: datetime | None,
+    last_failure: datetime | None = None,
 ) -> str | None:
-    """What the licensing service would do for ``lic`` now: 'activate', 'renew' or None."""
+    """What the licensing service would do for ``lic`` now: 'activate', 'renew' or None.
+
+    ``last_attempt``, ``last_failure``: when the last KMS request for it was made, and the last
+    that failed. A renewal that failed is tried again every activation interval, as an
+    activation is, not at every pass."""
     if lic.sku.channel is not Channel.KMS_CLIENT or not lic.product_key:
         return None
     act = lic.activation or {}
     if status == LICENSED and act.get("kind") == "kms":
         activated = datetime.fromisoformat(str(act["activated_at"]).replace("Z", "+00:00"))
-        return "renew" if _reached(now, activated, settings["renewal_interval"]) else None
+        if not _reached(now, activated, settings["renewal_interval"]):
+            return None
+        if (
+            last_failure is not None
+            and last_failure > activated
+            and not _reached(now, last_failure, settings["activation_interval"])
+        ):
+            return None
+        return "renew"
     if last_attempt is None:
         return "activate"
     return "activate" if _reached(now, last_attempt, settings["activation_interval"]) else None
@@ -111,8 +125,10 @@ def run_one(store: MachineStore, environ: Mapping[str, str], pool: Pool | None) 
         if pool is not None and pool.closed:  # the pass was stopped: no request more
             return
         lic = st.licence
-        attempts = [h.at for h in history if h.sku_id == lic.sku.sku_id]
-        action = due(lic, st.status, now, settings, max(attempts) if attempts else None)
+        attempts = [h for h in history if h.sku_id == lic.sku.sku_id]
+        last = max((h.at for h in attempts), default=None)
+        failed = max((h.at for h in attempts if h.code != 0), default=None)
+        action = due(lic, st.status, now, settings, last, failed)
         base = Action(store.name, lic.sku.product.id, st.status, action)
         if action is None:
             if lic.sku.channel is Channel.KMS_CLIENT:
