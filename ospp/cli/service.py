@@ -106,7 +106,7 @@ def service(
 
     def reminders() -> Iterator[tuple[str, Any]]:
         if len(names) <= REMINDERS_UP_TO:
-            yield from _notify(readable(), lang).data.items()
+            yield from _notify(readable(), lang, listed=all_machines).data.items()
 
     pools = fleetact.Pools()  # one connection per KMS host, shared by the worker threads
     try:
@@ -137,7 +137,7 @@ def service(
             if len(names) > 1:
                 out.line(summary(counts))
             if not fleet_sized:
-                for line in _notify(readable(), lang).lines:
+                for line in _notify(readable(), lang, listed=all_machines).lines:
                     out.line(line)
             out.go()  # after a progress bar, every line now
             out.release = bool(first)  # with --quiet, the lines are printed only on failure
@@ -179,11 +179,12 @@ def action_line(row: dict[str, Any]) -> str:
 REMINDERS_UP_TO = 100  # a fleet-sized pass reports counts; 'service --notify' tells each user
 
 
-def _notify(names: list[str | None], lang: str | None) -> Result:
-    """What each machine's user would be told now: reminders and notices, translated."""
+def _notify(names: list[str | None], lang: str | None, listed: bool = False) -> Result:
+    """What each machine's user would be told now: reminders and notices, translated.
+    ``listed`` (--all): a machine removed meanwhile is passed over."""
     lines: list[str] = []
     rows: list[dict[str, Any]] = []
-    for said, told in _told(names, lang):
+    for said, told in _told(names, lang, listed=listed):
         lines += said
         rows += told
     return Result(lines, {"reminders": rows}, banners=False)
@@ -194,7 +195,7 @@ def _notify_all(names: list[str | None], lang: str | None, listed: bool = False)
     a store that cannot be read is said on its machine's line, and the others are told; the
     first such error is the command's."""
     first: list[OsppError] = []
-    told = _told(names, lang, first if listed else None)
+    told = _told(names, lang, first if listed else None, listed)
     ctx = click.get_current_context()
     if json_wanted(ctx, bool(ctx.params.get("as_json"))):
         rows = (row for _, rows in told for row in rows)
@@ -212,13 +213,20 @@ def _notify_all(names: list[str | None], lang: str | None, listed: bool = False)
 
 
 def _told(
-    names: list[str | None], lang: str | None, unreadable: list[OsppError] | None = None
+    names: list[str | None],
+    lang: str | None,
+    unreadable: list[OsppError] | None = None,
+    listed: bool = False,
 ) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
     """Each machine's reminders: (lines, JSON rows). With ``unreadable``, a store that cannot
-    be read is one line, its error kept there; else its error ends the list."""
+    be read is one line, its error kept there; else its error ends the list. ``listed``: the
+    names come from the list of machines (--all), so one removed since ('fleet remove' at the
+    same time) is passed over, as the pass passes over it."""
     from ospp.cli.reminders import lines as words
-    from ospp.machine import client
+    from ospp.core.paths import ospp_home
+    from ospp.machine import client, fleetact
     from ospp.machine.reminders import notices
+    from ospp.machine.store import NoMachine
 
     for name in names:
         try:
@@ -227,7 +235,13 @@ def _told(
                 found = notices(client.statuses(store, environ=os.environ))
             finally:
                 store.db.close()
+        except NoMachine:
+            if listed:
+                continue
+            raise
         except OsppError as exc:
+            if listed and name is not None and fleetact.removed(ospp_home(), name):
+                continue  # removed while it was read
             if unreadable is None:
                 raise
             unreadable.append(exc)

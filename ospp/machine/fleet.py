@@ -403,15 +403,26 @@ def _remove_dir(directory: Path) -> bool:
     is never re-created), so a few more passes finish.
     """
     import errno
+    import secrets
     import time
 
     if not os.path.lexists(directory):
         return False
+    # Out of the machines in one step first: a command opening the machine meanwhile finds
+    # none (as after the removal), rather than a store half deleted, and one that has it open
+    # can tell that it was removed (fleetact.removed).
+    doomed = directory.with_name(f".removing-{directory.name}-{secrets.token_hex(4)}")
+    try:
+        os.rename(directory, doomed)
+    except FileNotFoundError:
+        return False  # removed by someone else meanwhile
+    except OSError:
+        doomed = directory  # it cannot be moved (Windows, a file open in it): removed in place
     for attempt in range(20):
         try:
-            shutil.rmtree(directory)
+            shutil.rmtree(doomed)
         except OSError as exc:
-            if not os.path.lexists(directory):
+            if not os.path.lexists(doomed):
                 return True
             settling = isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOTEMPTY
             if not settling or attempt == 19:

@@ -54,6 +54,15 @@ class Pools:
         self._pool.close()
 
 
+def removed(home: StrPath, name: str) -> bool:
+    """Whether machine ``name`` is gone: removed ('fleet remove') while a pass had it open,
+    whose failures then (a store that cannot be written any more) are not the machine's."""
+    from ospp.core.paths import machine_dir
+    from ospp.machine.store import holds_store
+
+    return not holds_store(machine_dir(home, name))
+
+
 def prepare(home: StrPath) -> None:
     """Create what every store shares before the threads start (the seal key)."""
     from ospp.machine.seal import require_key
@@ -73,10 +82,17 @@ def act(
         except NoMachine:
             return  # a directory that holds no machine, or one removed meanwhile
         except OsppError as exc:
-            yield Action(name, "", "", "activate", error=exc)
+            if not removed(home, name):
+                yield Action(name, "", "", "activate", error=exc)
             return
         try:
-            yield from _act_one(store, environ, pools.get())
+            for done in _act_one(store, environ, pools.get()):
+                if done.error is not None and removed(home, name):
+                    return  # removed meanwhile: passed over, as one removed before
+                yield done
+        except OsppError:
+            if not removed(home, name):
+                raise
         finally:
             store.db.close()
 
@@ -123,7 +139,8 @@ def service(
     from ospp.machine.service import run_one
 
     clock = clock_from_env(environ)
-    prepare(ospp_home(environ))
+    home = ospp_home(environ)
+    prepare(home)
 
     def one(name: str | None) -> Iterator[Action]:
         try:
@@ -135,11 +152,19 @@ def service(
         except OsppError as exc:  # a store that cannot be read
             if not listed:
                 raise
+            if removed(home, str(name)):
+                return  # removed meanwhile, as above
             # one machine of many: reported with the others', the pass goes on
             yield Action(str(name), None, "ERROR", READ, error=exc)
             return
         try:
-            yield from run_one(store, environ, pools.get())
+            for done in run_one(store, environ, pools.get()):
+                if listed and done.error is not None and removed(home, str(name)):
+                    return  # removed meanwhile: passed over, as one removed before
+                yield done
+        except OsppError:
+            if not (listed and removed(home, str(name))):
+                raise
         finally:
             store.db.close()
 
