@@ -1516,3 +1516,23 @@ def test_a_pass_racing_fleet_remove_passes_over_the_machines_it_removes(
             assert not any(m.startswith(prefix) for m in machines(ospp))
     finally:
         host.stop()
+
+
+def test_inpkey_racing_fleet_remove_passes_over_the_machines_it_removes(ospp: Ospp) -> None:
+    """'fleet inpkey' and 'fleet remove' at once: a machine removed while its key was being
+    installed is passed over, never a failure to write its store (0x80070005)."""
+    env = {**os.environ, **ospp.env}
+    for round_ in range(3):
+        prefix = f"k{round_}x"
+        assert ospp("fleet", "create", prefix, "300", "--product", "ProPlus2021").code == 0
+        args = ["fleet", "inpkey", GVLK_2021, "--machines", f"{prefix}*"]
+        keying = subprocess.Popen(
+            [sys.executable, "-m", "ospp", *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        removing = ospp.proc("fleet", "remove", f"{prefix}*")
+        out, err = keying.communicate(timeout=120)
+        assert removing.code == 0 and "Summary: 300 removed" in removing.out, removing.out
+        none_left = "no simulated machine matches" in out  # removed before it listed them
+        assert keying.returncode == 0 or none_left, (out, err)
+        assert "0x80070005" not in out, out

@@ -224,7 +224,7 @@ def _told(
     same time) is passed over, as the pass passes over it."""
     from ospp.cli.reminders import lines as words
     from ospp.core.paths import ospp_home
-    from ospp.machine import client, fleetact
+    from ospp.machine import client, fleet
     from ospp.machine.reminders import notices
     from ospp.machine.store import NoMachine
 
@@ -240,7 +240,7 @@ def _told(
                 continue
             raise
         except OsppError as exc:
-            if listed and name is not None and fleetact.removed(ospp_home(), name):
+            if listed and name is not None and fleet.removed(ospp_home(), name):
                 continue  # removed while it was read
             if unreadable is None:
                 raise

@@ -316,6 +316,12 @@ class Done:
     error: OsppError | None = None
 
 
+def removed(home: StrPath, name: str) -> bool:
+    """Whether machine ``name`` is gone: removed ('fleet remove') while a pass had it open,
+    whose failures then (a store that cannot be written any more) are not the machine's."""
+    return not holds_store(machine_dir(home, name))
+
+
 def install_key(
     home: StrPath, glob: str, key: str, environ: Mapping[str, str], clock: Clock
 ) -> Iterator[Done]:
@@ -330,7 +336,8 @@ def install_key(
         except NoMachine:
             return  # a directory that holds no machine, or one removed meanwhile
         except OsppError as exc:
-            yield Done(name, "failed", exc)
+            if not removed(home, name):  # else removed meanwhile: passed over, as above
+                yield Done(name, "failed", exc)
             return
         try:
             client.check_key_fits(store, parsed)
@@ -339,7 +346,8 @@ def install_key(
                 store.bump(conn)
             yield Done(name, "installed")
         except OsppError as exc:
-            yield Done(name, "failed", exc)
+            if not removed(home, name):
+                yield Done(name, "failed", exc)
         finally:
             store.db.close()
 

@@ -14,7 +14,7 @@ from ospp.core.clock import Clock
 from ospp.core.errors import OsppError
 from ospp.core.paths import StrPath, ospp_home
 from ospp.machine import client
-from ospp.machine.fleet import require
+from ospp.machine.fleet import removed, require
 from ospp.machine.kmspool import NotTried, Pool
 from ospp.machine.service import READ, Action
 from ospp.machine.store import MachineStore, NoMachine
@@ -52,15 +52,6 @@ class Pools:
 
     def close(self) -> None:
         self._pool.close()
-
-
-def removed(home: StrPath, name: str) -> bool:
-    """Whether machine ``name`` is gone: removed ('fleet remove') while a pass had it open,
-    whose failures then (a store that cannot be written any more) are not the machine's."""
-    from ospp.core.paths import machine_dir
-    from ospp.machine.store import holds_store
-
-    return not holds_store(machine_dir(home, name))
 
 
 def prepare(home: StrPath) -> None:
