@@ -859,3 +859,26 @@ def test_a_host_stops_at_once_while_it_publishes_to_a_slow_dns_server(
     finally:
         slow.stop()
     assert took < 5, took
+
+
+def test_dnsdiag_says_when_the_machine_uses_its_cached_host_rather_than_dns(
+    ospp: Ospp, bind: Bind, sub: str, host: Host
+):
+    """With host caching on, a machine goes on using the host that answered it last and asks
+    DNS only once that host fails: dnsdiag says so, so that an admin who changed the records
+    knows why /act does not follow them yet."""
+    bind.update(
+        ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {host.port} c.{sub}."),
+        ("add", f"c.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    env = dns_env(bind)
+    ospp("install-product", "ProPlus2021", "cd")
+    ospp(f"/skms-domain:{sub}", "cd")
+    out = ospp.proc("dnsdiag", "cd", env=env).out
+    assert "host caching is on" not in out and "/act would use it." in out, out
+    ospp("/act", "cd", env=env)  # the host answers (below the threshold): it is cached
+    out = ospp.proc("dnsdiag", "cd", env=env).out
+    assert f"Note: host caching is on and this machine uses 127.0.0.1:{host.port}" in out, out
+    assert "/act would use it when it looks in DNS." in out
+    ospp("/cachst:FALSE", "cd")
+    assert "host caching is on" not in ospp.proc("dnsdiag", "cd", env=env).out

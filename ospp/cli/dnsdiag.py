@@ -10,7 +10,7 @@ import click
 from ospp.cli.base import COMPUTER_ARGUMENT, JSON_OPTION, Result, error_lines, reports
 
 
-def _lines(data: dict[str, Any], override: str | None) -> list[str]:
+def _lines(data: dict[str, Any], override: str | None, cached: str | None = None) -> list[str]:
     from ospp.dns.discovery import SERVICE
 
     lines = [f"DNS servers: {', '.join(data['nameservers']) or '(none configured)'}"]
@@ -18,6 +18,12 @@ def _lines(data: dict[str, Any], override: str | None) -> list[str]:
         lines.append(
             f"Note: /sethst is set ({override}); activation uses "
             "it and does not look in DNS. Shown below is what DNS would give."
+        )
+    elif cached:
+        lines.append(
+            f"Note: host caching is on and this machine uses {cached}, the host that answered "
+            "it last; it looks in DNS again only when that host fails (/cachst:FALSE turns "
+            "caching off). Shown below is what DNS would give."
         )
     names = ", ".join(d["domain"] for d in data["domains"]) or "(none)"
     lines.append(f"Domains searched ({data['source']}): {names}")
@@ -43,7 +49,8 @@ def _lines(data: dict[str, Any], override: str | None) -> list[str]:
         if c["fix"]:
             lines.append(f"    Fix: {c['fix']}")
     if data["answered"]:
-        lines.append(f"Result: the KMS host {data['answered']} answered; /act would use it.")
+        later = " when it looks in DNS" if cached and not override else ""
+        lines.append(f"Result: the KMS host {data['answered']} answered; /act would use it{later}.")
     return lines
 
 
@@ -55,7 +62,8 @@ def _diagnose(computer: str | None) -> Result:
     settings = store.kms()
     found = diagnose(store.name, settings.lookup_domain, os.environ)
     override = f"{settings.host}:{settings.port}" if settings.host else None
-    lines = _lines(found.data, override)
+    cached = settings.cached if settings.caching else None
+    lines = _lines(found.data, override, cached)
     if found.error is None:
         return Result(lines, found.data, banners=False)
     return Result(
