@@ -1536,3 +1536,20 @@ def test_inpkey_racing_fleet_remove_passes_over_the_machines_it_removes(ospp: Os
         none_left = "no simulated machine matches" in out  # removed before it listed them
         assert keying.returncode == 0 or none_left, (out, err)
         assert "0x80070005" not in out, out
+
+
+def test_import_names_the_line_of_a_kms_domain_too_long_for_its_srv_name(
+    ospp: Ospp, tmp_path: Path
+) -> None:
+    """A kms_domain whose _vlmcs._tcp name would be over DNS's 255 bytes is a bad row, found
+    when the file is checked: named by its line, and nothing is created."""
+    long = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 58])
+    site = tmp_path / "site.csv"
+    site.write_text(
+        "machine,product,key,kms_host,kms_domain\n"
+        "q1,ProPlus2021,,,ok.example\n"
+        f"q2,ProPlus2021,,,{long}\n"
+    )
+    ran = ospp.proc("fleet", "import", str(site))
+    assert ran.code == 2 and "site.csv line 3:" in ran.out and "255 bytes" in ran.out, ran.out
+    assert not any(m.startswith("q") for m in machines(ospp))

@@ -397,6 +397,13 @@ def set_kms_domain(store: MachineStore, text: str) -> None:
     domain = text.strip().rstrip(".").lower()
     if not valid_domain(domain):
         raise UsageError(f"/skms-domain value {text!r} is not a DNS domain name")
+    check_kms_domain(domain, text)
+    _save(store, kms_domain=domain, kms_cached_host="")
+
+
+def check_kms_domain(domain: str, text: str) -> None:
+    """Refuse a domain (a host name: ``valid_domain``) whose SRV name would be longer than a
+    DNS name may be: no record can be published there."""
     from ospp.dns.discovery import SERVICE, searchable
 
     if not searchable(domain):
@@ -405,7 +412,6 @@ def set_kms_domain(store: MachineStore, text: str) -> None:
             "255 bytes a DNS name may have",
             "Use the domain that holds the KMS SRV record (at most 241 characters).",
         )
-    _save(store, kms_domain=domain, kms_cached_host="")
 
 
 def clear_kms_domain(store: MachineStore) -> None:

@@ -133,6 +133,8 @@ def check_spec(spec: Spec) -> None:
         not valid_host(spec.kms_domain.strip().rstrip(".")) or ":" in spec.kms_domain
     ):
         raise UsageError(f"--skms-domain value {spec.kms_domain!r} is not a DNS domain name")
+    if spec.kms_domain:
+        client.check_kms_domain(spec.kms_domain.strip().rstrip(".").lower(), spec.kms_domain)
     seen: set[str] = set()
     for product_id, key in spec.products:
         product = client.find_product(product_id)
