@@ -882,3 +882,23 @@ def test_dnsdiag_says_when_the_machine_uses_its_cached_host_rather_than_dns(
     assert "/act would use it when it looks in DNS." in out
     ospp("/cachst:FALSE", "cd")
     assert "host caching is on" not in ospp.proc("dnsdiag", "cd", env=env).out
+
+
+def test_no_nameserver_configured_is_said_not_blamed_on_a_server(ospp: Ospp, tmp_path: Path):
+    """A resolver configuration that names no nameserver: no server failed, none was asked.
+    /act and dnsdiag say so (0x8007232A) and how to give one, rather than reporting SERVFAIL
+    or a refusal from 'the DNS server no nameserver configured'."""
+    conf = tmp_path / "no-nameserver.conf"
+    conf.write_text("options ndots:1\n")
+    env = {"OSPP_RESOLV_CONF": str(conf)}
+    ospp("install-product", "ProPlus2021", "nn")
+    ospp("/skms-domain:corp.example", "nn")
+    ran = ospp.proc("/act", "nn", env=env)
+    assert ran.code == 4 and "ERROR CODE: 0x8007232A" in ran.out, ran.out
+    assert "no DNS server is configured" in ran.out and "SERVFAIL" not in ran.out, ran.out
+    assert "OSPP_DNS=ADDR[:PORT]" in ran.out
+    diag = ospp.proc("dnsdiag", "nn", "--json", env=env)
+    assert diag.code == 4
+    domain = diag.data()["domains"][0]
+    assert domain["detail"] == "no nameserver is configured, so none was asked"
+    assert "OSPP_DNS=ADDR[:PORT]" in domain["fix"]

@@ -84,6 +84,8 @@ def diagnose(machine: str, lookup_domain: str | None, environ: Mapping[str, str]
     for d in found.domains:
         entry = d.to_json()
         entry["fix"] = FIXES.get(d.outcome) if d.outcome != "found" else None
+        if d.detail == discovery.NO_NAMESERVER:
+            entry["fix"] = discovery.NO_NAMESERVER_FIX
         data["domains"].append(entry)
     order = found.ordered()
     data["order"] = [f"{r.target}:{r.port}" for _, r in order]

@@ -182,6 +182,9 @@ def lookup(res: Resolver, domain: str, answers: Answers | None = None) -> Domain
     if not searchable(domain):  # asked of no nameserver: none is to blame
         result.outcome, result.detail = "nxdomain", _too_long(domain)
         return result
+    if not res.nameservers:  # the resolver's configuration names none: nothing is asked
+        result.outcome, result.detail = "servfail", NO_NAMESERVER
+        return result
     if answers is None:
         outcome, detail, rrset = _query_srv(res, domain)
     else:
@@ -291,9 +294,24 @@ def _query_addresses(res: Resolver, target: str) -> list[str]:
     return found
 
 
+NO_NAMESERVER = "no nameserver is configured, so none was asked"
+NO_NAMESERVER_FIX = (
+    "Add a nameserver to the resolver's configuration (resolv.conf; OSPP_RESOLV_CONF names "
+    "another), point OSPP_DNS=ADDR[:PORT] at one, or set a host with /sethst."
+)
+
+
 def failure(found: Search) -> NetworkError:
     """The error for a search that yielded no host to try."""
     tried = ", ".join(f"{SERVICE}.{d.domain}: {d.detail}" for d in found.domains) or "none"
+    if found.domains and not found.nameservers:
+        return NetworkError(
+            E_DNS_FAILURE,
+            "no DNS server is configured: the resolver's configuration names none, so no "
+            f"{SERVICE} SRV record could be looked up ({found.source}: "
+            f"{', '.join(d.domain for d in found.domains)})",
+            NO_NAMESERVER_FIX,
+        )
     servers = ", ".join(found.nameservers) or "no nameserver configured"
     broken = [d for d in found.domains if d.outcome in ("servfail", "timeout")]
     if broken and len(broken) == len(found.domains):
