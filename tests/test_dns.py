@@ -902,3 +902,20 @@ def test_no_nameserver_configured_is_said_not_blamed_on_a_server(ospp: Ospp, tmp
     domain = diag.data()["domains"][0]
     assert domain["detail"] == "no nameserver is configured, so none was asked"
     assert "OSPP_DNS=ADDR[:PORT]" in domain["fix"]
+
+
+def test_a_named_resolv_conf_with_a_search_entry_that_is_no_dns_name_is_named(
+    ospp: Ospp, tmp_path: Path
+):
+    """A search entry that is no DNS name (a label over 63 characters) made the resolver
+    drop the whole file, its nameserver too, and discovery said no nameserver is configured:
+    the file named by OSPP_RESOLV_CONF is refused, saying why (exit 2), nothing recorded."""
+    conf = tmp_path / "bad-search.conf"
+    conf.write_text(f"nameserver 127.0.0.1\nsearch {'a' * 64}.example\n")
+    env = {"OSPP_RESOLV_CONF": str(conf)}
+    ospp("install-product", "ProPlus2021", "bs")
+    ospp("/skms-domain:corp.example", "bs")
+    for args in (["/act", "bs"], ["dnsdiag", "bs"]):
+        ran = ospp.proc(*args, env=env)
+        assert ran.code == 2 and str(conf) in ran.out and "is not a DNS name" in ran.out, ran.out
+    assert ospp("dhistorykms", "bs", "--json").data()["entries"] == []

@@ -100,6 +100,18 @@ def resolver(environ: Mapping[str, str]) -> Resolver:
                 f"OSPP_RESOLV_CONF names {conf!r}, which cannot be read as text: {exc.reason}",
                 _RESOLV_HINT,
             ) from exc
+        if (
+            conf
+            and isinstance(exc, dns.exception.DNSException)
+            and not isinstance(exc, dns.resolver.NoResolverConfiguration)
+        ):
+            # a domain or search entry that is no DNS name: the whole file would be unused,
+            # its nameservers too, and discovery would say that none is configured
+            raise UsageError(
+                f"OSPP_RESOLV_CONF names {conf!r}, which cannot be used: a domain or search "
+                f"entry in it is not a DNS name ({exc})",
+                "Correct or remove that entry (labels of 1-63 characters, no empty label).",
+            ) from exc
         # The system's resolv.conf missing or not text, or a domain that is no DNS name (an
         # empty label, one over 63 bytes): no nameservers.
         res = dns.resolver.Resolver(configure=False)
@@ -307,8 +319,8 @@ def failure(found: Search) -> NetworkError:
     if found.domains and not found.nameservers:
         return NetworkError(
             E_DNS_FAILURE,
-            "no DNS server is configured: the resolver's configuration names none, so no "
-            f"{SERVICE} SRV record could be looked up ({found.source}: "
+            "no DNS server is configured: the resolver's configuration names none (or "
+            f"cannot be used), so no {SERVICE} SRV record could be looked up ({found.source}: "
             f"{', '.join(d.domain for d in found.domains)})",
             NO_NAMESERVER_FIX,
         )
