@@ -274,6 +274,31 @@ def test_unresponsive_nameserver(ospp: Ospp, sub: str):
         silent.stop()
 
 
+def test_a_silent_nameserver_costs_a_long_search_list_ten_seconds_not_three_per_domain(
+    ospp: Ospp, tmp_path: Path
+):
+    """Each domain of the search list is asked in turn, up to 3 s each: with eight of them and
+    a nameserver that never answers, /act waited 24 s before saying so. The search now stops
+    asking after 10 s, and says which domains it left out."""
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(
+        "nameserver 127.0.0.1\nsearch " + " ".join(f"d{n}.example" for n in range(8)) + "\n"
+    )
+    silent = SilentServer()
+    try:
+        ospp("install-product", "ProPlus2021", "sl")
+        env = {"OSPP_RESOLV_CONF": str(conf), "OSPP_DNS": f"127.0.0.1:{silent.port}"}
+        start = time.monotonic()
+        ran = ospp.proc("/act", "sl", env=env)
+        took = time.monotonic() - start
+    finally:
+        silent.stop()
+    assert ran.code == 4 and "ERROR CODE: 0x8007232A" in ran.out, ran.out
+    assert took < 18, took  # 10 s, and the query under way then (3 s at most)
+    assert "_vlmcs._tcp.d0.example: no answer within 3 s" in ran.out
+    assert "_vlmcs._tcp.d7.example: not asked: the search had taken 10 s already" in ran.out
+
+
 def test_target_dot_means_no_service(ospp: Ospp, bind: Bind, sub: str):
     bind.update(("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, "0 0 0 ."))
     ospp("install-product", "ProPlus2021", "dot")

@@ -43,6 +43,9 @@ MAX_RECORDS = 16
 MAX_HOSTS = 16
 # Seconds spent resolving SRV targets before trying the hosts found so far.
 ADDRESS_BUDGET = 10.0
+# Seconds spent on SRV queries across the search list: a domain not asked by then is left
+# out. A nameserver that does not answer would otherwise cost LIFETIME per domain searched.
+SEARCH_BUDGET = 10.0
 
 
 @dataclass(frozen=True)
@@ -277,9 +280,21 @@ def search(
     lookup_domain: str | None, environ: Mapping[str, str], answers: Answers | None = None
 ) -> Search:
     """Query every domain to search (``lookup_domain`` alone when set, as /skms-domain)."""
+    import time
+
     res = resolver(environ)
     names, source = domains(lookup_domain, res)
-    return Search(_nameservers(res), source, [lookup(res, d, answers) for d in names])
+    deadline = time.monotonic() + SEARCH_BUDGET
+    results: list[DomainResult] = []
+    for domain in names:
+        if results and time.monotonic() >= deadline:
+            left = DomainResult(domain)
+            left.outcome = "timeout"
+            left.detail = f"not asked: the search had taken {SEARCH_BUDGET:.0f} s already"
+            results.append(left)
+            continue
+        results.append(lookup(res, domain, answers))
+    return Search(_nameservers(res), source, results)
 
 
 def addresses(
