@@ -1035,18 +1035,20 @@ def test_fleet_import_of_an_endless_line_stops_at_the_line_limit(ospp: Ospp) -> 
     ],
     ids=["an empty label", "one bad name in the search list", "a label over 63"],
 )
-def test_a_resolv_conf_naming_no_dns_name_is_like_none(
+def test_a_resolv_conf_naming_no_dns_name_is_refused_naming_it(
     ospp: Ospp, tmp_path: Path, content: bytes
 ) -> None:
-    """OSPP_RESOLV_CONF naming a file whose domain names are no DNS names: no domain to
-    search, as without one (never an internal error). A file that is not text is a usage
-    error naming it (tests/test_environment.py)."""
+    """OSPP_RESOLV_CONF naming a file whose domain names are no DNS names: the resolver would
+    drop the whole file, nameservers too, so it is a usage error naming the file and the kind
+    of entry (never an internal error), for /act and dnsdiag alike. A file that is not text
+    is one too (tests/test_environment.py)."""
     conf = tmp_path / "resolv.conf"
     conf.write_bytes(content)
     ospp("install-product", "ProPlus2021")
     for args in (("dnsdiag",), ("/act",)):
         ran = ospp(*args, env={"OSPP_RESOLV_CONF": str(conf)})
-        assert ran.code in (1, 4) and "0x8007232B" in ran.out, ran.out + ran.err
+        assert ran.code == 2 and "0x80070057" in ran.out, ran.out + ran.err
+        assert str(conf) in ran.out and "is not a DNS name" in ran.out, ran.out
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
