@@ -83,6 +83,12 @@ def test_a_key_typed_into_the_wizard_does_not_replace_one_activated_meanwhile(
         caller.close()
     assert status == 1, caller.seen
     assert "Activate via telephone instead?" not in caller.seen
+    if choice == "1":  # the change is seen before the authority is asked: nothing is spent
+        assert _dump(ospp) == before
+        [typed] = [
+            k for k in ospp("center", "keys", "--json").data()["keys"] if k["key_last5"] == key[-5:]
+        ]
+        assert typed["used"] == 0, typed
     assert _without_history(_dump(ospp)) == _without_history(before)
     product = ospp("/dstatus", "--json").data()["products"][0]
     assert product["status"] == "LICENSED" and product["key_last5"] == other[-5:]
@@ -137,3 +143,14 @@ def test_the_key_activated_meanwhile_typed_into_the_wizard_changes_nothing(ospp:
     assert status == 0, caller.seen
     assert "How do you want to activate?" not in caller.seen
     assert _dump(ospp) == before
+
+
+def test_no_telephone_is_offered_when_no_authority_is_trusted(ospp: Ospp) -> None:
+    """Internet activation fails with 0xC004E003 when no authority is trusted; a telephone
+    call would fail the same way at once, so the wizard ends there instead of offering it."""
+    key = _ready(ospp)
+    assert ospp("/inpkey:" + key).code == 0
+    elsewhere = {"OSPP_CENTER_HOME": str(ospp.home / "no-authority-here")}
+    ran = ospp.proc("wizard", "--json", input="1\ny\n", env=elsewhere)
+    assert ran.code == 1 and ran.json()["error"]["code"] == "0xC004E003", (ran.out, ran.err)
+    assert "Activate via telephone instead?" not in ran.err, ran.err

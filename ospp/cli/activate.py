@@ -209,9 +209,7 @@ def actcid(cid: str | None, sku: str | None, interactive: bool, computer: str | 
     client.check_operation(store)
     candidates = _phone_targets(store, sku)
     if cid is None:  # no trusted authority: said before the CID is typed, not after
-        from ospp.protocol.trust import anchors, require_anchors
-
-        require_anchors(anchors(store.home, os.environ))
+        activation.check_trust(store, os.environ)
     text = cid if cid is not None else _ask_groups()
     # Several products each read out their own installation ID: the CID says which it answers.
     lic = candidates[0]

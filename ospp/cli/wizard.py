@@ -25,13 +25,14 @@ from ospp.core.errors import (
     E_SERVER_INVALID_KEY,
     E_SKU_NOT_FOUND,
     E_UNLOCK_LIMIT,
+    E_UNTRUSTED,
     Cancelled,
     ExitStatus,
     LicensingError,
     OsppError,
     hex_code,
 )
-from ospp.machine import client
+from ospp.machine import activation, client
 from ospp.machine import wizard as steps
 from ospp.machine.store import MachineStore
 from ospp.protocol.phone import cid_entry
@@ -130,6 +131,8 @@ class Wizard:
                 return self.licensed("internet")
             if failure.code == E_KEY_NOT_AVAILABLE:  # another command changed the key meanwhile
                 raise failure
+            if failure.code == E_UNTRUSTED and not self.trusted():
+                raise failure  # no authority is trusted: a telephone call would end the same
             self.data["internet_error"] = failure.to_json()
             if failure.code in steps.PHONE_WARNING_CODES:
                 d.say(_("It is no longer possible to activate this product by telephone."))
@@ -147,6 +150,13 @@ class Wizard:
         self.phone(plan)
         return self.licensed("telephone")
 
+    def trusted(self) -> bool:
+        try:
+            activation.check_trust(self.store, os.environ)
+        except OsppError:
+            return False
+        return True
+
     def internet(self, plan: steps.Plan) -> OsppError | None:
         _, d = self._, self.d
         d.say(_("Contacting the activation server..."))
@@ -162,7 +172,7 @@ class Wizard:
 
     def phone(self, plan: steps.Plan) -> None:
         _, d = self._, self.d
-        steps.check_trust(self.store, os.environ)  # said before the call, not after it
+        activation.check_trust(self.store, os.environ)  # said before the call, not after it
         centres = steps.centres()
         d.say()
         d.say(_("Step 1: choose your country or region."))

@@ -121,6 +121,12 @@ def _store(store: MachineStore, lic: Licence, activation: dict[str, Any]) -> Non
         store.bump(conn)
 
 
+def check_trust(store: MachineStore, environ: Mapping[str, str]) -> None:
+    """0xC004E003 when no authority is trusted, before a call is made: the confirmation ID
+    could not be checked when it is typed."""
+    require_anchors(anchors(store.home, environ))
+
+
 def mak_activation(store: MachineStore, lic: Licence, environ: Mapping[str, str]) -> dict[str, Any]:
     """Ask the authority to activate ``lic`` online; returns the verified, sealed activation
     without storing it (``lic`` may carry a key not installed yet)."""

@@ -385,21 +385,31 @@ class MachineStore:
         while it was being activated (the authority or a KMS host was being asked, outside
         the store's lock): it would sit beside a key it does not belong to, and read as
         altered. Then 0xC004F014, and nothing is stored."""
-        now = next((n for n in self.licences(conn) if n.sku.sku_id == lic.sku.sku_id), None)
-        if now is None or now.product_key != lic.product_key:
+        self.require_key(
+            conn,
+            lic.sku,
+            lic.product_key,
+            N_(
+                "the product key of {product} was changed by another command while the key "
+                "ending {last5} was being activated; its activation was not stored",
+                product=lic.sku.product.id,
+                last5=lic.last5 or "",
+            ),
+            N_("Activate the key installed now: ospp /act (or by phone: ospp /dinstid)."),
+        )
+        self.set_activation(conn, lic.sku, activation)
+
+    def require_key(
+        self, conn: sqlite3.Connection | None, sku: Sku, key: str | None, changed: str, hint: str
+    ) -> None:
+        """0xC004F014 (``changed``, ``hint``) unless ``sku``'s licence still holds ``key``
+        (None: no key): what a command read before asking someone, outside the store's lock,
+        may have been changed by another command meanwhile."""
+        now = next((n for n in self.licences(conn) if n.sku.sku_id == sku.sku_id), None)
+        if now is None or now.product_key != key:
             from ospp.core.errors import E_KEY_NOT_AVAILABLE, LicensingError
 
-            raise LicensingError(
-                E_KEY_NOT_AVAILABLE,
-                N_(
-                    "the product key of {product} was changed by another command while the key "
-                    "ending {last5} was being activated; its activation was not stored",
-                    product=lic.sku.product.id,
-                    last5=lic.last5 or "",
-                ),
-                N_("Activate the key installed now: ospp /act (or by phone: ospp /dinstid)."),
-            )
-        self.set_activation(conn, lic.sku, activation)
+            raise LicensingError(E_KEY_NOT_AVAILABLE, changed, hint)
 
     def restart_grace(self, conn: sqlite3.Connection, sku: Sku) -> None:
         from ospp.machine import store_changes

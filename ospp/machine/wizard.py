@@ -18,7 +18,6 @@ from typing import Any
 from ospp.core.catalog import Channel
 from ospp.core.errors import (
     E_INVALID_KEY,
-    E_KEY_NOT_AVAILABLE,
     E_MAK_LIMIT,
     E_SERVER_BLOCKED,
     E_SKU_NOT_FOUND,
@@ -137,33 +136,25 @@ def plan_for_key(store: MachineStore, text: str) -> Plan:
     )
 
 
-def check_trust(store: MachineStore, environ: Mapping[str, str]) -> None:
-    """0xC004E003 when no authority is trusted, before a call is made: the confirmation ID
-    could not be checked when it is typed."""
-    from ospp.protocol.trust import anchors, require_anchors
-
-    require_anchors(anchors(store.home, environ))
-
-
 def installation_id(store: MachineStore, plan: Plan) -> InstallationId:
     return activation.installation_id(store, plan.licence)
 
 
-def _unchanged(store: MachineStore, conn: sqlite3.Connection, plan: Plan) -> None:
+def _unchanged(store: MachineStore, conn: sqlite3.Connection | None, plan: Plan) -> None:
     """Refuse (0xC004F014) when another command changed the product's key while the wizard
     waited at a prompt: an activation stored beside another key reads as altered, and a typed
     key would replace, unseen, a key (and its activation) installed meanwhile."""
-    now = next((lic for lic in store.licences(conn) if lic.sku.sku_id == plan.sku), None)
-    if now is None or now.product_key != plan.found_key:
-        raise LicensingError(
-            E_KEY_NOT_AVAILABLE,
-            N_(
-                "the product key of {product} was changed by another command while the "
-                "wizard was waiting; nothing was stored",
-                product=plan.licence.sku.product.id,
-            ),
-            N_("See what is installed now (ospp /dstatus), then run the wizard again."),
-        )
+    store.require_key(
+        conn,
+        plan.licence.sku,
+        plan.found_key,
+        N_(
+            "the product key of {product} was changed by another command while the "
+            "wizard was waiting; nothing was stored",
+            product=plan.licence.sku.product.id,
+        ),
+        N_("See what is installed now (ospp /dstatus), then run the wizard again."),
+    )
 
 
 def _commit(store: MachineStore, plan: Plan, act: dict[str, Any] | None) -> None:
@@ -183,6 +174,7 @@ def activate_online(store: MachineStore, plan: Plan, environ: Mapping[str, str])
     failure is written to the activation-failure history (/dhistoryacterr), as /act writes it;
     the typed key is still not installed."""
     client.check_operation(store, environ)
+    _unchanged(store, None, plan)  # changed while the wizard waited: the authority is not asked
     try:
         _commit(store, plan, activation.mak_activation(store, plan.licence, environ))
     except OsppError as exc:
