@@ -38,12 +38,13 @@ def choose(explicit: str | None, environ: Mapping[str, str] = os.environ) -> str
     """``--lang`` if given, else from the environment as gettext reads it: LANGUAGE, a list of
     languages in order of preference (the first one ospp has; English if none), unless the
     locale (the first of LC_ALL, LC_MESSAGES, LANG that is set) is C or POSIX, which scripts
-    set to get English; else that locale."""
+    set to get English, or none is set (the C locale, as under cron or ``env -i``; not on
+    Windows, which sets none of them); else that locale."""
     if explicit:
         return explicit
     locale = next((environ[n] for n in ("LC_ALL", "LC_MESSAGES", "LANG") if environ.get(n)), "")
     wanted = environ.get("LANGUAGE", "")
-    if not wanted or locale in ("C", "POSIX"):
+    if not wanted or locale in ("C", "POSIX") or (not locale and os.name != "nt"):
         wanted = locale
     for entry in wanted.split(":"):
         name = entry.lower()
