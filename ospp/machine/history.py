@@ -32,13 +32,14 @@ def record(
     kind: str,
     code: int,
     detail: str,
-    sku: Sku | None = None,
+    sku: Sku,
     target: str | None = None,
 ) -> None:
-    """Add an entry, at ``at`` (ISO 8601), inside the caller's write transaction."""
+    """Add an entry about ``sku``'s licence (an entry without one reads as damaged), at ``at``
+    (ISO 8601), inside the caller's write transaction."""
     conn.execute(
         "INSERT INTO history (at, kind, sku_id, target, code, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (at, kind, sku.sku_id if sku else None, target, code, detail),
+        (at, kind, sku.sku_id, target, code, detail),
     )
 
 

@@ -422,7 +422,7 @@ class MachineStore:
         kind: str,
         code: int,
         detail: str,
-        sku: Sku | None = None,
+        sku: Sku,
         target: str | None = None,
     ) -> None:
         """Add a history entry (ospp.machine.history)."""
