@@ -166,7 +166,21 @@ def _printable(text: str) -> str:
 
 
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-PERCENT_HINT = "Write a '%' in a user name or password as %25."
+
+
+class UrlError(StoreError):
+    """A database setting that is not a postgresql:// URL; ``reason``, when set, says what
+    in it is wrong (``ospp center init --db`` words it as a usage error)."""
+
+    def __init__(self, reason: str = "", hint: str | None = None) -> None:
+        self.reason = reason
+        what = f"a valid URL: {reason}" if reason else "a postgresql://user@host:port/database URL"
+        super().__init__(
+            E_INVALID_DATA,
+            f"the authority database setting ({DB_ENV} or {URL_FILE}) is not {what}",
+            hint
+            or f"Unset {DB_ENV} to use SQLite in OSPP_CENTER_HOME, or give a postgresql:// URL.",
+        )
 
 
 def parse_url(url: str) -> PgTarget:
@@ -187,18 +201,11 @@ def parse_url(url: str) -> PgTarget:
             break
         addresses.append(f"{name}:{port or 5432}")
     if parts.scheme not in ("postgresql", "postgres") or (hosts and not addresses):
-        raise StoreError(
-            E_INVALID_DATA,
-            f"the authority database setting ({DB_ENV} or {URL_FILE}) is not a "
-            "postgresql://user@host:port/database URL",
-            f"Unset {DB_ENV} to use SQLite in OSPP_CENTER_HOME, or give a postgresql:// URL.",
-        )
+        raise UrlError()
     if _BAD_PERCENT.search(url):  # unquote() would pass it on as it is; libpq refuses it
-        raise StoreError(
-            E_INVALID_DATA,
-            f"the authority database setting ({DB_ENV} or {URL_FILE}) is not a valid URL: "
+        raise UrlError(
             "a '%' in it is not followed by two hexadecimal digits",
-            PERCENT_HINT,
+            "Write a '%' in a user name or password as %25.",
         )
     database = unquote(parts.path.lstrip("/")) or unquote(user) or "postgres"
     return PgTarget(

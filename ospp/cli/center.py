@@ -101,21 +101,18 @@ def _check_db_option(url: str) -> None:
     """--db must name a PostgreSQL database: an empty value (an unset variable in a script)
     would otherwise make an authority on SQLite. The URL is not shown: it may hold a
     password."""
-    from ospp.authority.storage import PERCENT_HINT, parse_url
+    from ospp.authority.storage import UrlError, parse_url
 
     hint = "Leave out --db for an authority on SQLite in OSPP_CENTER_HOME."
     if not url.strip():
         raise UsageError("--db must be a postgresql://user@host:port/database URL, not empty", hint)
     try:
         parse_url(url)
-    except StoreError as exc:
-        if exc.hint == PERCENT_HINT:
-            raise UsageError(
-                "--db must be a postgresql://user@host:port/database URL: a '%' in it is not "
-                "followed by two hexadecimal digits",
-                PERCENT_HINT,
-            ) from exc
-        raise UsageError("--db must be a postgresql://user@host:port/database URL", hint) from exc
+    except UrlError as exc:
+        what = "--db must be a postgresql://user@host:port/database URL"
+        if exc.reason:
+            raise UsageError(f"{what}: {exc.reason}", exc.hint) from exc
+        raise UsageError(what, hint) from exc
 
 
 @center.command("migrate")
