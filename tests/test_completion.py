@@ -253,3 +253,32 @@ def test_tab_completes_a_licence_file_behind_inslic(term: Terminal, tmp_path: Pa
     (folder / "ProPlus2021VL_MAK_AE-pl.xrm-ms").write_text("<x/>")
     screen = term.complete(f"ospp /inslic:{folder}/ProPlus")
     assert term.line().endswith(f"ospp /inslic:{folder}/ProPlus2021VL_MAK_AE-pl.xrm-ms @"), screen
+
+
+def test_completing_after_user_and_password_prints_no_note(ospp: Ospp) -> None:
+    """'slmgr MACHINE USER PASSWORD /option': the note that USER and PASSWORD are ignored is
+    for a command that runs, never for TAB, which would print it over the prompt."""
+    assert ospp("install-product", "ProPlus2021", "pc01").code == 0
+    for prog, words in (
+        ("slmgr", ["slmgr", "pc01", "admin", "secret", "/dli", ""]),
+        ("slmgr", ["slmgr", "-q", "pc01", "admin", "secret", "/dli", ""]),
+        ("ospp", ["ospp", "slmgr", "pc01", "admin", "secret", "/dli", ""]),
+        ("ospp", ["ospp", "/dstatus", "pc01", "admin", "secret", ""]),
+        ("ospp", ["ospp", "dstatus", "pc01", "admin", ""]),
+    ):
+        env = {
+            **os.environ,
+            **ospp.env,
+            f"_{prog.upper()}_COMPLETE": "bash_complete",
+            "COMP_WORDS": " ".join(words),
+            "COMP_CWORD": str(len(words) - 1),
+        }
+        env.pop("OSPP_DEBUG", None)
+        module = "ospp.cli.slmgr" if prog == "slmgr" else "ospp.cli"
+        code = f"from {module} import main; main()"
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert (done.returncode, done.stderr) == (0, ""), (words, done)
+        if "/dli" in words:
+            assert "plain,all" in done.stdout.splitlines(), (words, done.stdout)

@@ -111,8 +111,9 @@ class SlmgrGroup(ReportingGroup):
             and self.get_command(ctx, args[0].lower()) is None
         ):
             # 'slmgr MACHINE USER PASSWORD /option': the credentials slmgr.vbs takes for a
-            # remote computer are accepted and ignored, as ospp's verbs do
-            if not _quiet(ctx, flags):
+            # remote computer are accepted and ignored, as ospp's verbs do (said when the
+            # command runs, never while the shell completes it)
+            if not ctx.resilient_parsing and not _quiet(ctx, flags):
                 click.echo(CREDENTIALS_NOTE, err=True)
             args = [args[0], *args[3:]]
         if (
