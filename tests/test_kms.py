@@ -202,6 +202,24 @@ def test_kms_host_activated_by_phone(ospp: Ospp):
     for args in (["kms", "actcid", "-".join(groups)], ["slmgr", "/atp", "-".join(groups)]):
         swapped = ospp(*args, "--json").json()["error"]
         assert swapped["code"] == "0xC004F031" and "order" in swapped["hint"], swapped
+    kms_db = Path(ospp.env["OSPP_KMS_HOME"]) / "kms.db"
+
+    def dump() -> list[str]:
+        with contextlib.closing(sqlite3.connect(kms_db)) as conn:
+            return list(conn.iterdump())
+
+    before = dump()
+    pairs = ["-".join(groups[i : i + 2]) for i in range(0, 20, 2)]
+    for split in (groups[:2], groups, pairs, [groups[0], "-".join(groups[1:])]):
+        # typed with spaces and no quotes: said as one ID in several words, nothing changes
+        for args in (
+            ["kms", "actcid", *split],
+            ["kms", "actcid", split[0], "--key", "XXXXX", *split[1:]],
+        ):
+            ran = ospp(*args, "--json").json()["error"]
+            assert ran["code"] == "0x80070057" and ran["exit_status"] == 2, (args, ran)
+            assert f"it came as {len(split)} separate words: put it in quotes" in ran["message"]
+    assert dump() == before
     assert ospp("kms", "actcid", cid).code == 0
     h = Host(ospp)
     try:

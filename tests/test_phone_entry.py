@@ -189,7 +189,16 @@ def test_a_cid_typed_with_spaces_and_no_quotes_is_named_as_one(ospp: Ospp) -> No
     cid = _cid(ospp)
     groups = [cid[i : i + 6] for i in range(0, 120, 6)]
     before = _dump(ospp)
-    for words in (groups[:2], groups[:4], groups):
+    pairs = ["-".join(groups[i : i + 2]) for i in range(0, 20, 2)]
+    for words in (
+        groups[:2],
+        groups[:4],
+        groups,
+        pairs,  # the groups joined in pairs: the later words have dashes too
+        pairs[:4],
+        [groups[0], "-".join(groups[1:3])],
+        ["-".join(groups[:2]), "-".join(groups[2:])],
+    ):
         for command in (["/actcid:" + words[0]], ["actcid", words[0]], ["slmgr", "/atp", words[0]]):
             ran = ospp(*command, *words[1:], "--json").json()
             assert ran["error"]["exit_status"] == 2, (command, ran)
@@ -205,11 +214,13 @@ def test_a_cid_typed_with_spaces_and_no_quotes_is_named_as_one(ospp: Ospp) -> No
 def test_a_whole_cid_before_a_computer_named_in_digits_is_not_taken_for_a_split_one(
     ospp: Ospp,
 ) -> None:
-    """A computer name may be all digits: after a whole CID it is the computer's."""
-    cid = _cid(ospp, "123456")
-    ran = ospp("/actcid:" + cid, "123456")
-    assert ran.code == 0, ran.out + ran.err
-    assert ospp("slmgr", "/atp", cid, "123456").code == 0
+    """A computer name may be all digits (and dashes): after a whole CID it is the
+    computer's."""
+    for machine in ("123456", "10-20"):
+        cid = _cid(ospp, machine)
+        ran = ospp("/actcid:" + cid, machine)
+        assert ran.code == 0, ran.out + ran.err
+        assert ospp("slmgr", "/atp", cid, machine).code == 0
 
 
 def test_the_cli_counts_a_cids_digits_as_the_phone_centre_does() -> None:

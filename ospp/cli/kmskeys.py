@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ospp.cli.base import JSON_OPTION, Result, needs_admin, reports
+from ospp.cli.slash import CID_DIGITS, GroupedValueCommand
 
 if TYPE_CHECKING:
     from ospp.kmshost.state import KmsHost
@@ -211,7 +212,7 @@ def dinstid(last5: str | None) -> Result:
     )
 
 
-@click.command("actcid")
+@click.command("actcid", cls=GroupedValueCommand, digit_groups=("confirmation ID", CID_DIGITS))
 @click.argument("cid")
 @KEY_OPTION
 @JSON_OPTION

@@ -31,7 +31,24 @@ if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
 
-class SlashCommand(click.Command):
+class GroupedValueCommand(click.Command):
+    """A command whose first argument may be a value read out in digit groups (a
+    confirmation ID): ``digit_groups`` is (what it is called, how many digits), and its
+    groups given as separate words are refused as such."""
+
+    def __init__(
+        self, *args: Any, digit_groups: tuple[str, int] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.digit_groups = digit_groups
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if self.digit_groups is not None:
+            _refuse_split_groups(self, ctx, *self.digit_groups, args)
+        return super().parse_args(ctx, args)
+
+
+class SlashCommand(GroupedValueCommand):
     """A command usable as ``/name[:value]``; ``slash_value`` says where the value goes.
 
     None: the command takes no value; "argument": the first argument; "--opt": that option.
@@ -45,35 +62,69 @@ class SlashCommand(click.Command):
         slash_value: str | None = None,
         value_required: bool = True,
         keep_case: bool = False,
-        digit_groups: tuple[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.slash_value = slash_value
         self.value_required = value_required
         self.keep_case = keep_case
-        self.digit_groups = digit_groups
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        args = _credentials_as_words(self, ctx, args)
-        if self.digit_groups is not None:
-            _refuse_split_groups(ctx, *self.digit_groups, args)
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, _credentials_as_words(self, ctx, args))
 
 
-def _refuse_split_groups(ctx: click.Context, name: str, digits: int, args: list[str]) -> None:
-    """A confirmation ID typed with spaces and no quotes reaches ``ospp /actcid`` as several
-    words: the first would be taken for the whole ID and the next for a computer name, USER
-    and PASSWORD, or refused as extra arguments. It is said as what it is."""
-    if "--" not in args:
+def _refuse_split_groups(
+    cmd: click.Command, ctx: click.Context, name: str, digits: int, args: list[str]
+) -> None:
+    """A confirmation ID typed with spaces and no quotes reaches ``ospp /actcid`` or ``ospp
+    kms actcid`` as several words: the first would be taken for the whole ID and the next for
+    a computer name, USER and PASSWORD, or refused as extra arguments. It is said as what it
+    is."""
+    options, words = _options_and_words(cmd, ctx, args)
+    if any(a in ("-i", "--interactive") for a in options):  # the ID is asked for instead
         return
-    at = args.index("--")
-    if any(a in ("-i", "--interactive") for a in args[:at]):  # the ID is asked for instead
-        return
-    words = args[at + 1 :]
     split = split_groups(words, digits)
     if split:
         raise click.UsageError(split_groups_message(name, words, split), ctx)
+
+
+def _options_and_words(
+    cmd: click.Command, ctx: click.Context, args: list[str]
+) -> tuple[list[str], list[str]]:
+    """``args`` parted into the command's options (with their values) and its positional
+    words: every word after ``--``, and before it each that is no option nor an option's
+    value. An unknown option is left with the options, for click to judge."""
+    takes_value = _option_words(cmd, ctx)
+    options: list[str] = []
+    words: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            words += args[i + 1 :]
+            break
+        head = word.split("=", 1)[0]
+        if word.startswith("-") and len(word) > 1:
+            options.append(word)
+            if takes_value.get(head) and "=" not in word and i + 1 < len(args):
+                i += 1
+                options.append(args[i])
+        else:
+            words.append(word)
+        i += 1
+    return options, words
+
+
+def _option_words(cmd: click.Command, ctx: click.Context) -> dict[str, bool]:
+    """Each of the command's option words, and whether it takes a value."""
+    takes_value: dict[str, bool] = {}
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            for opt in (*param.opts, *param.secondary_opts):
+                takes_value[opt] = not (param.is_flag or param.count)
+    for opt in ctx.help_option_names:
+        takes_value[opt] = False
+    return takes_value
 
 
 CID_DIGITS = 120  # a confirmation ID typed: 20 groups of 6 (ospp.protocol.phone)
@@ -81,19 +132,24 @@ CID_DIGITS = 120  # a confirmation ID typed: 20 groups of 6 (ospp.protocol.phone
 
 def split_groups(words: Sequence[str], digits: int) -> int:
     """How many of ``words`` are one value of ``digits`` digits read out in groups (a
-    confirmation ID) and typed as separate words; 0 when they are not. A computer name may
-    be all digits, so only a first word short of the digits followed by a word of digits is
-    taken for one split."""
+    confirmation ID) and typed as separate words; 0 when they are not. A word of groups is
+    digits, with dashes between groups (``123456-234567``). A computer name may be all
+    digits, so only a first word short of the digits followed by a word of groups is taken
+    for one split."""
 
-    def is_digits(word: str, also: str = "") -> bool:
-        return word.isascii() and bool(word) and all(c.isdigit() or c in also for c in word)
+    def is_groups(word: str, also: str = "-") -> bool:
+        return (
+            word.isascii()
+            and any(c.isdigit() for c in word)
+            and all(c.isdigit() or c in also for c in word)
+        )
 
-    if len(words) < 2 or not is_digits(words[0], "- ") or not is_digits(words[1]):
+    if len(words) < 2 or not is_groups(words[0], "- ") or not is_groups(words[1]):
         return 0
     if sum(c.isdigit() for c in words[0]) >= digits:
         return 0
     split = 1
-    while split < len(words) and is_digits(words[split]):
+    while split < len(words) and is_groups(words[split]):
         split += 1
     return split
 
@@ -127,13 +183,7 @@ def _credentials_as_words(cmd: click.Command, ctx: click.Context, args: list[str
     if "user" not in names:
         return args
     before_user = names.index("user")
-    takes_value: dict[str, bool] = {}
-    for param in cmd.params:
-        if isinstance(param, click.Option):
-            for opt in (*param.opts, *param.secondary_opts):
-                takes_value[opt] = not (param.is_flag or param.count)
-    for opt in ctx.help_option_names:
-        takes_value[opt] = False
+    takes_value = _option_words(cmd, ctx)
     options: list[str] = []
     positional: list[str] = []
     i = 0
