@@ -424,6 +424,19 @@ def test_slmgr_own_order_with_user_and_password(ospp: Ospp):
     assert (quiet.code, quiet.out, quiet.err) == (0, "", ""), quiet
 
 
+def test_slmgr_help_and_man_pages_show_the_machine_first_order(ospp: Ospp):
+    """slmgr.vbs's order, the machine (and its USER and PASSWORD) before the option, is
+    documented where the trailing COMPUTERNAME is: 'slmgr /?', its man page's SYNOPSIS and
+    DESCRIPTION, and the slmgr section of ospp's."""
+    form = "slmgr COMPUTERNAME [USER PASSWORD] /option"
+    assert form in " ".join(ospp.proc("slmgr", "/?").out.split())
+    for page in ("slmgr.1", "ospp.1"):
+        text = " ".join((ROOT / "man" / page).read_text(encoding="utf-8").split())
+        assert form in text, page
+    synopsis = (ROOT / "man" / "slmgr.1").read_text(encoding="utf-8").split(".SH")[2]
+    assert '.I COMPUTERNAME .RI [ USER " " PASSWORD ]' in " ".join(synopsis.split())
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -434,6 +447,12 @@ def test_slmgr_own_order_with_user_and_password(ospp: Ospp):
         ("slmgr", "pc02", "/xpr", "--json"),
         ("slmgr", "-ATO", "pc02", "-q"),  # the dash form too
         ("slmgr", "--json", "-xpr", "pc02"),
+        # between the machine name, the credentials and the option
+        ("slmgr", "pc02", "admin", "secret", "--json", "/xpr"),
+        ("slmgr", "pc02", "--JSON", "admin", "secret", "/xpr"),
+        ("slmgr", "pc02", "admin", "--json", "secret", "/xpr"),
+        ("slmgr", "pc02", "admin", "secret", "-q", "/ato"),
+        ("slmgr", "pc02", "--json", "/xpr"),
     ],
 )
 def test_slmgr_own_order_with_json_or_quiet(ospp: Ospp, args: tuple[str, ...]):
@@ -451,7 +470,7 @@ def test_slmgr_own_order_with_json_or_quiet(ospp: Ospp, args: tuple[str, ...]):
     check_json(done.stdout)
     for ran in (Ran(done.returncode, done.stdout, done.stderr), ospp.proc(*args)):
         assert ran.code in (0, 4) and "Unrecognized option" not in ran.out + ran.err, ran
-        if "--json" in args:
+        if "--json" in map(str.lower, args):
             assert ran.json()["data"]["machine"] == "pc02", ran.out
         else:  # /ato finds no KMS host (no DNS domain): it tried, and says so despite -q
             assert ran.code == 4 and "Error: 0x8007232B" in ran.out, ran

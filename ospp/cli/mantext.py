@@ -190,6 +190,13 @@ slmgr \- slmgr.vbs's options against ospp's simulated licence store
 .BI / option
 .RI [ value " ...] [" ActID "] [" COMPUTERNAME ]
 .RB [ \-\-json ]
+.br
+.B slmgr
+.I COMPUTERNAME
+.RI [ USER " " PASSWORD ]
+.BI / option
+.RI [ value " ...] [" ActID ]
+.RB [ \-\-json ]
 .SH DESCRIPTION
 .B slmgr
 is installed with
@@ -213,8 +220,11 @@ docs/SLMGR.md; Microsoft's documentation of slmgr.vbs.
 
 SLMGR_RULES = (
     "slmgr.vbs's options with space\\-separated values, in any "
-    "case, with / or \\-. An ActID is the SKU id of a catalog licence; a word that is a "
-    "GUID is the ActID, any other the computer name. Without one an option acts on the "
+    "case, with / or \\-. The computer name comes last, or first as in slmgr.vbs: slmgr "
+    "COMPUTERNAME [USER PASSWORD] /option ...; USER and PASSWORD are accepted and ignored, "
+    "with a note on stderr (simulated machines need no login). An ActID is the SKU id of "
+    "a catalog licence; a word that is a GUID is the ActID, any other the computer name. "
+    "Without one an option acts on the "
     "licence whose key was installed last, or on this machine's KMS host once a KMS host "
     "key is installed. The formats are in docs/SLMGR.md. slmgr.vbs exits with the "
     "HRESULT; these exit with the statuses below and print the HRESULT on the Error: line."

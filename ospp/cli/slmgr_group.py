@@ -2,8 +2,10 @@
 
 slmgr.vbs takes space-separated values (``slmgr /ipk KEY``, ``/skms host:port``, ``/sai 60``)
 and option names in any case, with ``/`` or ``-``. A trailing COMPUTERNAME selects another
-simulated machine, as with ospp. An Activation ID is a GUID, so a word that is one is taken
-as the Activation ID and any other word as the computer name.
+simulated machine, as with ospp; so does slmgr.vbs's own order, ``slmgr COMPUTERNAME [USER
+PASSWORD] /option``, whose USER and PASSWORD are accepted and ignored. An Activation ID is a
+GUID, so a word that is one is taken as the Activation ID and any other word as the computer
+name.
 
 On this machine (no computer name), the KMS host in OSPP_KMS_HOME is a licence too: once a
 host key (CSVLK) is installed it is the primary licence, as on a Windows KMS host, so /ato,
@@ -38,9 +40,12 @@ EXIT_HELP = (
 HELP = f"""slmgr.vbs's options on the simulated machines and the KMS host.
 
 Options work as in slmgr.vbs: slmgr /ipk KEY, slmgr /dli, slmgr /skms host:port, slmgr /sai 60
-(names in any case, with / or -). A trailing COMPUTERNAME selects another simulated machine.
-Activation IDs are the SKU ids of the catalog (ospp products); without one a command acts on
-the licence whose key was installed last, or on this machine's KMS host once it has a key.
+(names in any case, with / or -). A trailing COMPUTERNAME selects another simulated machine,
+as does slmgr.vbs's order, the computer name first: slmgr COMPUTERNAME [USER PASSWORD] /option
+(USER and PASSWORD are accepted and ignored, with a note on stderr: simulated machines need no
+login). Activation IDs are the SKU ids of the catalog (ospp products); without one a command
+acts on the licence whose key was installed last, or on this machine's KMS host once it has a
+key.
 
 {EXIT_HELP}
 """
@@ -87,12 +92,12 @@ class SlmgrGroup(ReportingGroup):
     json_name = "slmgr"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        # slmgr's own flags (-q, --json) may come first (-q is moved there), before the
-        # machine name or the option: the forms below are read after them
-        lead = 0
-        while lead < len(args) and args[lead].lower() in _FLAG_WORDS:
-            lead += 1
-        flags, args = args[:lead], args[lead:]
+        # slmgr's own flags (-q, --json) may come anywhere before a '--': between the
+        # machine name, USER, PASSWORD and the option too. They are read first, and the
+        # forms below without them.
+        end = args.index("--") if "--" in args else len(args)
+        flags = [word for word in args[:end] if word.lower() in _FLAG_WORDS]
+        args = [word for word in args[:end] if word.lower() not in _FLAG_WORDS] + args[end:]
         if (
             ctx.resilient_parsing
             and len(args) in (1, 3)
