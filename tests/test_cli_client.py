@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import pytest
@@ -265,6 +266,24 @@ def test_a_rearm_that_rearms_nothing_uses_no_rearm(ospp: Ospp, command: tuple[st
     ran = ospp.proc(*command, "--json")
     assert ran.code == 0 and ran.data()["rearms_left"] == 4, ran.out
     assert "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984" in ran.data()["rearmed"], ran.out
+
+
+@pytest.mark.parametrize("command", [("/rearm",), ("slmgr", "/rearm")])
+def test_a_rearm_that_rearms_nothing_succeeds_after_the_last_rearm_too(
+    ospp: Ospp, command: tuple[str, ...]
+):
+    """A machine whose 5 rearms are used and that holds no licence to rearm (its store
+    carried over from one that used them): a rearm uses none and succeeds, as before the
+    limit; once a licence needs one, it is refused."""
+    assert ospp("/dcmid").code == 0  # the machine's store, with no licence in it
+    with contextlib.closing(sqlite3.connect(ospp.store_file())) as conn, conn:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('rearms_used', '5')")
+    ran = ospp(*command, "--json")
+    assert ran.code == 0, ran.out
+    assert (ran.data()["rearmed"], ran.data()["rearms_left"]) == ([], 0), ran.out
+    ospp.install(PRODUCT)
+    refused = ospp(*command)
+    assert refused.code == 1 and "0xC004D307" in refused.out, refused.out
 
 
 def test_rearm_one_sku(ospp: Ospp):
