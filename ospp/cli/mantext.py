@@ -42,7 +42,7 @@ Success.
 .B 1
 The licensing check said no: an invalid key, a refused activation, a mismatched confirmation
 ID. The licensing code is printed (ERROR CODE) and in the JSON (error.code). Also a reader
-that went away before the output ended (\fBospp products | head \-c 10\fR), as for any
+that went away before the output ended (\fBospp products | true\fR), as for any
 click program.
 .TP
 .B 2
