@@ -899,3 +899,53 @@ def test_a_resealed_mak_activation_time_that_is_not_a_time_is_a_store_error(ospp
     for args in (("/dstatus", "mt1"), ("fleet", "status", "--json")):
         ran = ospp(*args)
         assert ran.code == 3 and "0x8007000D" in ran.out + ran.err, (args, ran.out)
+
+
+def test_an_answer_below_the_threshold_kept_as_an_activation_is_not_licensed(
+    ospp: Ospp, host: Host
+):
+    """A host answers a client below its threshold with a signed count under 5: genuine, and
+    not an activation. Whoever keeps that answer and stores it as one (the store's owner, or
+    a copy of the store) must not get it past a full check or ``--verify``."""
+    from datetime import datetime
+
+    from ospp.core.clock import iso
+    from ospp.core.endpoint import Endpoint
+    from ospp.protocol.kms import VALIDITY
+    from ospp.protocol.wire import Connection
+    from tests.kmsutil import raw_request
+
+    client(ospp, "low", host)
+    ran = ospp("/act", "low")
+    assert ran.code == 1 and "0xC004F038" in ran.out, ran.out
+    with sqlite3.connect(ospp.store_file("low")) as conn:
+        (cmid,) = conn.execute("SELECT value FROM meta WHERE name='cmid'").fetchone()
+    request = raw_request(cmid, batch_signatures=True)
+    with Connection(Endpoint("127.0.0.1", host.port), "KMS host") as conn_:
+        response = conn_.call(request)
+    assert response["ok"] and response["count"] < 5, response
+    when = datetime.fromisoformat(request["client_time"].replace("Z", "+00:00"))
+    act = {
+        "kind": "kms",
+        "host": host.address,
+        "count": response["count"],
+        "activated_at": request["client_time"],
+        "valid_until": iso(when + VALIDITY),
+        "request": {n: request[n] for n in ("nonce", "client_time")},
+        "response": response,
+    }
+    sku = _sku("ProPlus2021")
+    put_activation(ospp, "low", "ProPlus2021", json.dumps(act))  # not sealed: checked in full
+    st = product_status(ospp, "low", "ProPlus2021")
+    assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+    assert "threshold" in st["detail"], st
+    from ospp.core.paths import ospp_home
+    from ospp.machine.seal import seal_key
+
+    seal_key(ospp_home(ospp.env), create=True)  # the owner's key: none was needed until now
+    reseal(ospp, "low", sku, act)  # sealed: --verify checks it in full regardless
+    assert product_status(ospp, "low", "ProPlus2021")["status"] == "LICENSED"  # the seal's limit
+    st = product_status(ospp, "low", "ProPlus2021", "--verify")
+    assert st["status"] != "LICENSED" and st["error_code"] == UNTRUSTED, st
+    text = ospp("/dstatus", "low", "--verify").out
+    assert UNTRUSTED in text and "---LICENSED---" not in text

@@ -158,6 +158,12 @@ def verify_stored(act: Mapping[str, Any], lic: Licence, cmid: str, trusted: Anch
         return "the stored KMS activation was altered (validity does not match the signed time)"
     if act.get("count") != response.get("count"):
         return "the stored KMS activation was altered (count does not match the signed one)"
+    if response["count"] < kms.THRESHOLD:  # a whole number: checked by _verify
+        # a genuine answer, but one that activated nothing: the client never stores it
+        return (
+            f"the stored KMS activation is not one: the host counted {response['count']} "
+            f"machine(s), below its threshold of {kms.THRESHOLD}"
+        )
     if act.get("activated_at") != response.get("client_time"):
         return "the stored KMS activation was altered (its time does not match the signed one)"
     return None
