@@ -600,3 +600,72 @@ def test_a_refusal_message_that_is_not_text_is_stored_and_shown_escaped(ospp: Os
         assert ospp("service", "--all").code != 70
     finally:
         rogue.close()
+
+
+ODD_AUTHORITY = "\ud800 \x1b[2J" + "f" * 5000
+
+
+def test_a_certificate_naming_an_authority_that_is_not_text_is_refused_and_recorded(
+    ospp: Ospp,
+) -> None:
+    """A host's certificate whose licence names as its authority a lone surrogate (JSON
+    "\\ud800"), an escape sequence and thousands of characters: the client refuses the host
+    (0xC004F042) saying so escaped and cut short, and records the attempt, never an internal
+    error."""
+    from tests.test_kms import RogueHost
+
+    signer, cert = certified_rogue(ospp)
+    odd = {**cert, "licence": {**cert["licence"], "authority": ODD_AUTHORITY}}
+    rogue = RogueHost(lambda m: {**signed_answer(signer, cert, m), "certificate": odd})
+    try:
+        ospp.install("ProPlus2021", "oa")
+        assert ospp(f"/sethst:127.0.0.1:{rogue.port}", "oa").code == 0
+        before = licences_and_settings(ospp, "oa")
+        ran = ospp.proc("/act", "oa")
+    finally:
+        rogue.close()
+    assert ran.code == 1 and "0xC004F042" in ran.out, (ran.code, ran.out, ran.err)
+    assert "\\ud800 \\x1b[2J" in ran.out and "\x1b" not in ran.out, ran.out
+    assert "Traceback" not in ran.err and "internal error" not in ran.err, ran.err
+    entry = ospp("dhistorykms", "oa", "--json").data()["entries"][-1]
+    assert entry["code"] == "0xC004F042" and "\\ud800" in entry["detail"], entry
+    assert len(entry["detail"]) < 1200, entry  # the peer's text is cut short
+    assert licences_and_settings(ospp, "oa") == before
+
+
+def test_a_licence_naming_an_authority_that_is_not_text_is_refused_and_recorded(
+    ospp: Ospp,
+) -> None:
+    """The same from an authority (or whoever answers at OSPP_AUTHORITY): a MAK licence whose
+    authority is not text is refused (0xC004E003), the failure recorded, nothing stored."""
+    from tests.kmsutil import ThreadedServer
+
+    key = ospp("center", "issue-key", "--product", "ProPlus2021", "--json").data()["key"]
+    pub = ospp.home / "authority.pub.json"
+    pub.write_text(ospp("center", "pubkey").out)
+    assert ospp("trust", "add", str(pub)).code == 0  # trusted also with OSPP_AUTHORITY set
+
+    async def handle(msg: dict[str, Any]) -> dict[str, Any]:
+        licence = {k: msg.get(k) for k in ("nonce", "cmid", "hardware", "sku_id")}
+        return {
+            "v": 1,
+            "ok": True,
+            "licence": {**licence, "authority": ODD_AUTHORITY},
+            "signature": "AAAA",
+        }
+
+    rogue = ThreadedServer(handle)
+    try:
+        ospp.install("ProPlus2021", "ma")
+        assert ospp(f"/inpkey:{key}", "ma").code == 0
+        before = licences_and_settings(ospp, "ma")
+        ran = ospp.proc("/act", "ma", env={"OSPP_AUTHORITY": rogue.address})
+    finally:
+        rogue.close()
+    assert ran.code == 1 and "0xC004E003" in ran.out, (ran.code, ran.out, ran.err)
+    assert "\\ud800 \\x1b[2J" in ran.out and "\x1b" not in ran.out, ran.out
+    assert "Traceback" not in ran.err and "internal error" not in ran.err, ran.err
+    entry = ospp("dhistoryacterr", "ma", "--json").data()["entries"][-1]
+    assert entry["code"] == "0xC004E003" and "\\ud800" in entry["detail"], entry
+    assert len(entry["detail"]) < 1200, entry
+    assert licences_and_settings(ospp, "ma") == before

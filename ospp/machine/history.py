@@ -36,7 +36,9 @@ def record(
     target: str | None = None,
 ) -> None:
     """Add an entry about ``sku``'s licence (an entry without one reads as damaged), at ``at``
-    (ISO 8601), inside the caller's write transaction."""
+    (ISO 8601), inside the caller's write transaction. ``detail`` may quote what a peer sent:
+    a lone surrogate in it, which SQLite cannot take, is kept as its escape (``\\ud800``)."""
+    detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
     conn.execute(
         "INSERT INTO history (at, kind, sku_id, target, code, detail) VALUES (?, ?, ?, ?, ?, ?)",
         (at, kind, sku.sku_id, target, code, detail),

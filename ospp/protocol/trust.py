@@ -171,12 +171,11 @@ def verify_licence(lic_payload: Mapping[str, Any], signature: str, trusted: Anch
     """Return why a signed licence is not acceptable, or None."""
     from ospp.protocol.crypto import unb64
 
-    bundle = trusted.get(str(lic_payload.get("authority")))
+    authority = lic_payload.get("authority")
+    bundle = trusted.get(authority) if isinstance(authority, str) else None
     if bundle is None:  # 1. issued by an authority we trust
-        return (
-            f"the licence was issued by authority {lic_payload.get('authority')}, which is "
-            "not trusted"
-        )
+        # what the peer named, escaped and cut short: it is shown, and kept in the history
+        return f"the licence was issued by authority {_named(authority)}, which is not trusted"
     try:
         sig = unb64(signature)
     except ValueError:
@@ -184,3 +183,12 @@ def verify_licence(lic_payload: Mapping[str, Any], signature: str, trusted: Anch
     if not bundle.verify(canonical(lic_payload), sig):  # 2. signed by it, unchanged
         return "the licence signature does not verify: the licence was altered"
     return None
+
+
+def _named(value: object, limit: int = 40) -> str:
+    """A fingerprint a peer sent, as a message shows it: as it is when it is one (16 hex
+    digits), else its repr (lone surrogates and control characters escaped), cut short."""
+    if isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdef" for c in value):
+        return value
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
