@@ -669,3 +669,69 @@ def test_a_licence_naming_an_authority_that_is_not_text_is_refused_and_recorded(
     assert entry["code"] == "0xC004E003" and "\\ud800" in entry["detail"], entry
     assert len(entry["detail"]) < 1200, entry
     assert licences_and_settings(ospp, "ma") == before
+
+
+class EchoingTwice:
+    """A certified host (a buggy one, or a man in the middle replaying its frames) that sends
+    every signed answer twice: a kept connection then holds an answer nobody asked for."""
+
+    def __init__(self, signer: HostKey, cert: dict[str, Any]) -> None:
+        import socket
+        import threading
+
+        self.signer, self.cert = signer, cert
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Any) -> None:
+        import json
+        import socket
+        import struct
+
+        with conn:
+            for _ in range(100):  # bounded: a pass sends a handful
+                try:
+                    head = conn.recv(4, socket.MSG_WAITALL)
+                    if len(head) < 4:
+                        return
+                    body = conn.recv(struct.unpack(">I", head)[0], socket.MSG_WAITALL)
+                    answer = json.dumps(signed_answer(self.signer, self.cert, json.loads(body)))
+                    frame = struct.pack(">I", len(answer)) + answer.encode()
+                    conn.sendall(frame + frame)
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_kept_connection_holding_an_answer_nobody_asked_for_is_not_used_again(
+    ospp: Ospp,
+) -> None:
+    """fleet act keeps one connection per host: an answer that arrived unasked (the host
+    answered twice) must not be read as the next machine's, which would fail every machine
+    after the first with 0xC004F042 ("answered another request")."""
+    signer, cert = certified_rogue(ospp)
+    rogue = EchoingTwice(signer, cert)
+    try:
+        for n in range(4):
+            ospp.install("ProPlus2021", f"tw{n}")
+            assert ospp(f"/sethst:127.0.0.1:{rogue.port}", f"tw{n}").code == 0
+        ran = ospp.proc("fleet", "act", "--machines", "tw*")
+    finally:
+        rogue.close()
+    assert ran.code == 0, ran.out + ran.err
+    assert "another request" not in ran.out, ran.out
+    for n in range(4):
+        assert status_of(ospp, f"tw{n}")["status"] == "LICENSED"

@@ -107,6 +107,9 @@ class Pool:
                 with self._guard:  # again: it may have stopped answering while we waited
                     failing = where in self._failing
                     kept = None if failing else self._open.pop(where, None)
+                if kept is not None and not kept.quiet():
+                    kept.close()  # closed by the host, or holding an answer nobody asked for
+                    kept = None
                 if kept is not None:
                     started = time.monotonic()
                     try:

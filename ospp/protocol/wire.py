@@ -184,6 +184,19 @@ class Connection:
             return exc.strerror.lower()  # "Connection reset by peer", as errno names it
         return str(exc) or type(exc).__name__
 
+    def quiet(self) -> bool:
+        """Whether nothing has arrived since the last answer was read: a kept connection may
+        carry the next request only then. Something waiting is either the server's end of
+        the connection (it closed it) or a frame nobody asked for, which the next request
+        would read as its answer."""
+        import select
+
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile
+            return False
+        return not readable
+
     def close(self) -> None:
         self.sock.close()
 
