@@ -192,7 +192,11 @@ class Connection:
         import select
 
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            if hasattr(select, "poll"):  # select() cannot watch a descriptor past FD_SETSIZE
+                poller = select.poll()
+                poller.register(self.sock, select.POLLIN)
+                return not poller.poll(0)
+            readable, _, _ = select.select([self.sock], [], [], 0)  # Windows
         except (OSError, ValueError):  # closed meanwhile
             return False
         return not readable
