@@ -89,11 +89,13 @@ def _refuse_split_groups(
 
 
 def _options_and_words(
-    cmd: click.Command, ctx: click.Context, args: list[str]
+    cmd: click.Command, ctx: click.Context, args: list[str], words_from: int | None = None
 ) -> tuple[list[str], list[str]]:
     """``args`` parted into the command's options (with their values) and its positional
     words: every word after ``--``, and before it each that is no option nor an option's
-    value. An unknown option is left with the options, for click to judge."""
+    value. A word starting with '-' that is none of the command's options is left with the
+    options, for click to judge, unless ``words_from`` words came before it: it is a word
+    then."""
     takes_value = _option_words(cmd, ctx)
     options: list[str] = []
     words: list[str] = []
@@ -104,7 +106,8 @@ def _options_and_words(
             words += args[i + 1 :]
             break
         head = word.split("=", 1)[0]
-        if word.startswith("-") and len(word) > 1:
+        dashed = word.startswith("-") and len(word) > 1
+        if dashed and (head in takes_value or words_from is None or len(words) < words_from):
             options.append(word)
             if takes_value.get(head) and "=" not in word and i + 1 < len(args):
                 i += 1
@@ -182,28 +185,8 @@ def _credentials_as_words(cmd: click.Command, ctx: click.Context, args: list[str
     names = [p.name for p in cmd.params if isinstance(p, click.Argument)]
     if "user" not in names:
         return args
-    before_user = names.index("user")
-    takes_value = _option_words(cmd, ctx)
-    options: list[str] = []
-    positional: list[str] = []
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if word == "--":
-            positional += args[i + 1 :]
-            break
-        head = word.split("=", 1)[0]
-        if word.startswith("-") and len(word) > 1 and head in takes_value:
-            options.append(word)
-            if takes_value[head] and "=" not in word and i + 1 < len(args):
-                i += 1
-                options.append(args[i])
-        elif word.startswith("-") and len(word) > 1 and len(positional) < before_user:
-            options.append(word)  # not where a credential goes: click says what is wrong
-        else:
-            positional.append(word)
-        i += 1
-    return [*options, "--", *positional]
+    options, words = _options_and_words(cmd, ctx, args, words_from=names.index("user"))
+    return [*options, "--", *words]
 
 
 HELP_WORDS = ("/?", "/help", "-?", "/h")
