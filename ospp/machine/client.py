@@ -320,6 +320,15 @@ def rearm(
 
     check = make_checker(store, environ)
     with store.write() as conn:
+        # As the licensing service: once the rearms are used, a rearm is refused whatever
+        # the licences' state.
+        used = int(store.settings(conn)["rearms_used"])
+        if used >= MAX_REARMS:
+            raise LicensingError(
+                E_REARM_LIMIT,
+                f"this machine has been rearmed {used} times, the most allowed is {MAX_REARMS}",
+                "Activate the products instead (/act, or phone activation with /dinstid).",
+            )
         now = store.clock.now()
         targets = []
         for lic in store.licences(conn):
@@ -334,15 +343,8 @@ def rearm(
                 f"no licence with SKU id {sku_id} is installed",
                 "Run /dstatusall to list the installed SKU ids.",
             )
-        if not targets:  # nothing to rearm: the machine keeps its rearms for when one is,
-            return targets  # and has used none, at the limit as before it
-        used = int(store.settings(conn)["rearms_used"])
-        if used >= MAX_REARMS:
-            raise LicensingError(
-                E_REARM_LIMIT,
-                f"this machine has been rearmed {used} times, the most allowed is {MAX_REARMS}",
-                "Activate the products instead (/act, or phone activation with /dinstid).",
-            )
+        if not targets:  # nothing to rearm: the machine keeps its rearms for when one is
+            return targets
         for sku in targets:
             store.restart_grace(conn, sku)
         store.set_setting(conn, "rearms_used", str(used + 1))
