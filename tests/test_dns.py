@@ -412,6 +412,28 @@ def test_skms_domain_overrides_the_search_list(
     )
 
 
+def test_a_resolv_conf_with_a_search_list_and_no_nameserver_keeps_its_search_list(
+    ospp: Ospp, bind: Bind, sub: str, host: Host, tmp_path: Path
+):
+    """A resolv.conf that gives only the search list (the nameserver from OSPP_DNS): dnspython
+    refuses the file for want of a nameserver, and the search list was dropped with it, so
+    discovery searched no domain and blamed the domains."""
+    bind.update(
+        ("add", f"_vlmcs._tcp.b.{sub}.", "SRV", 60, f"0 100 {host.port} k.{sub}."),
+        ("add", f"k.{sub}.", "A", 60, "127.0.0.1"),
+    )
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"search a.{sub} b.{sub}\n")
+    ospp("install-product", "ProPlus2021", "sl")
+    env = dns_env(bind, OSPP_RESOLV_CONF=str(conf))
+    found = ospp("act", "sl", "--json", env=env).data()
+    assert found["products"][0]["error"]["code"] == "0xC004F038", found  # the host answered
+    ospp("install-product", "ProPlus2021", "s2")  # no host cached, and no nameserver at all
+    ran = ospp("/act", "s2", env={"OSPP_RESOLV_CONF": str(conf)})
+    assert ran.code == 4 and "0x8007232A" in ran.out, ran.out
+    assert "no DNS server is configured" in ran.out and f"b.{sub}" in ran.out, ran.out
+
+
 def test_host_caching_skips_dns_until_the_host_fails(ospp: Ospp, bind: Bind, sub: str, host: Host):
     bind.update(
         ("add", f"_vlmcs._tcp.{sub}.", "SRV", 60, f"0 100 {host.port} c.{sub}."),

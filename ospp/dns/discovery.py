@@ -12,6 +12,7 @@ record. Each target's A and AAAA addresses are tried with the record's port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -118,6 +119,11 @@ def resolver(environ: Mapping[str, str]) -> Resolver:
         # The system's resolv.conf missing or not text, or a domain that is no DNS name (an
         # empty label, one over 63 bytes): no nameservers.
         res = dns.resolver.Resolver(configure=False)
+        if isinstance(exc, dns.resolver.NoResolverConfiguration) and (conf or os.name != "nt"):
+            # No nameserver in it: its domain and search list still hold (OSPP_DNS may give
+            # the nameserver), and dnspython keeps them when it refuses the file.
+            with contextlib.suppress(OSError, ValueError, dns.exception.DNSException):
+                res.read_resolv_conf(conf or "/etc/resolv.conf")
     server = environ.get("OSPP_DNS")
     if server:
         endpoint = parse_address(server, 53, "OSPP_DNS")
