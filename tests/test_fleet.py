@@ -833,6 +833,28 @@ def test_remove_deletes_machines_only(ospp: Ospp) -> None:
     assert (root / "ws 9" / "notes.txt").read_text() == "mine"
 
 
+def test_a_remove_that_fails_part_way_leaves_the_machine_listed(ospp: Ospp) -> None:
+    """A machine's directory is moved out of the machines before it is deleted; a file that
+    may not be deleted (immutable here) stopped the removal there, and the machine vanished
+    from every list, with no way to remove it again. It is put back under its name."""
+    import shutil
+
+    chattr = shutil.which("chattr")
+    ospp("fleet", "create", "y", "2", "--product", "ProPlus2021")
+    locked = ospp.home / "client" / "machines" / "y1" / "licenses.db"
+    if chattr is None or subprocess.run([chattr, "+i", str(locked)]).returncode != 0:
+        pytest.skip("no chattr +i on this file system")
+    try:
+        ran = ospp("fleet", "remove", "y*")
+        assert ran.code == 3 and "0x80070005" in ran.out, ran.out
+        assert "licenses.db" in ran.out, ran.out
+        assert ospp("machines", "--json").data()["machines"] == ["y1"]
+    finally:
+        subprocess.run([chattr, "-i", str(locked)], check=True)
+    assert ospp("fleet", "remove", "y*").code == 0
+    assert ospp("machines", "--json").data()["machines"] == []
+
+
 def test_remove_keeps_this_machine(ospp: Ospp) -> None:
     """localhost is in every home: a glob that reaches it removes the others and keeps it,
     keys and all; naming only it is refused, with nothing removed."""

@@ -436,8 +436,18 @@ def _remove_dir(directory: Path) -> bool:
                 return True
             settling = isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOTEMPTY
             if not settling or attempt == 19:
+                _put_back(doomed, directory)
                 raise
             time.sleep(0.01 * (attempt + 1))
         else:
             return True
     raise AssertionError("unreachable")
+
+
+def _put_back(doomed: Path, directory: Path) -> None:
+    """What is left of a machine whose removal failed part way (a file that may not be
+    deleted) goes back under its name: still listed, and removed by the next 'fleet remove'
+    once the cause is gone, instead of hidden."""
+    if doomed != directory and not os.path.lexists(directory):
+        with contextlib.suppress(OSError):
+            os.rename(doomed, directory)
