@@ -52,7 +52,8 @@ def dns_group() -> None:
     "addresses",
     multiple=True,
     metavar="IP",
-    help="Also publish this A/AAAA address for --hostname (repeatable).",
+    help="Also publish this A/AAAA address for --hostname (repeatable), in the zone updated "
+    "that holds it; one outside every zone updated is said not published.",
 )
 @click.option("--ttl", type=int, help="Record TTL in seconds (default 3600).")
 @click.option("--priority", type=int, help="SRV priority in the own domain (default 0).")
@@ -202,8 +203,10 @@ def dns_publish(port: int | None) -> Result:
     pub.require_enabled()  # as the running host, which publishes only enabled settings
     pub.check()
     done = publish(pub, host.status()["port"] if port is None else port)
-    host.record_publish("; ".join(done))
-    return Result(done, {"published": done}, banners=False)
+    host.record_publish("; ".join(done.lines))
+    return Result(
+        done.lines, {"published": done.done, "not_published": done.left_out}, banners=False
+    )
 
 
 @dns_group.command("records")

@@ -53,7 +53,15 @@ KMS: dict[str, Schema] = {
     ),
     "kms dns disable": ref("dns_publishing"),
     "kms dns enable": ref("dns_publishing"),
-    "kms dns publish": obj(published=array(string("What was published, in words."))),
+    "kms dns publish": obj(
+        published=array(string("What was published, in words: a record set a line.")),
+        not_published=array(
+            string(
+                "What could not be published, and why: the addresses of a host name outside "
+                "every zone updated."
+            )
+        ),
+    ),
     "kms actcid": obj(product_id=string(), epid=string(), key_last5=string()),
     "kms dns records": obj(records=array(string())),
     "kms dns set": ref("dns_publishing"),

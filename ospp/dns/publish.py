@@ -339,8 +339,22 @@ def _zone_of(name: dns.name.Name, host: str, port: int) -> dns.name.Name:
         candidate = candidate.parent()
 
 
-def publish(pub: Publishing, port: int) -> list[str]:
-    """Send the updates now; returns one line per zone done. Raises NetworkError."""
+@dataclass(frozen=True)
+class Published:
+    """What a publish did, in words: a line per record set published, and a line per one that
+    could not be (``left_out``: the addresses of a host name outside every zone updated)."""
+
+    done: list[str]
+    left_out: list[str]
+
+    @property
+    def lines(self) -> list[str]:
+        return self.done + self.left_out
+
+
+def publish(pub: Publishing, port: int) -> Published:
+    """Send the updates now; says what was published and what was left out. Raises
+    NetworkError."""
     import dns.exception
     import dns.message
     import dns.name
@@ -408,12 +422,13 @@ def publish(pub: Publishing, port: int) -> list[str]:
         if with_addresses and not addressed:
             addressed = True
             done.append(f"published {target} A/AAAA {', '.join(pub.addresses)}")
+    left_out = []
     if pub.addresses and not addressed:
         # only a zone's own names can be updated in it: said, or clients find a target
         # without an address and the admin who set --address would not know why
-        done.append(
+        left_out.append(
             f"not published: the addresses of {target} ({', '.join(pub.addresses)}), which is "
             f"outside the zones updated ({', '.join(zones)}); add them in the zone that holds "
             f"{target}, or set --hostname to a name inside one of these zones"
         )
-    return done
+    return Published(done, left_out)

@@ -99,7 +99,7 @@ async def publish_forever(host: KmsHost, port: int, events: EventSink) -> None:
         try:
             pub.check()  # settings stored by an older ospp are checked as new ones are
             done = await _in_own_thread(publish, pub, port)
-            outcome = "; ".join(done)
+            outcome = "; ".join(done.lines)
             event = {"event": "dns-publish", "ok": True, "result": outcome}
             failures = 0
             once.ok("publish", "DNS publishing works again", result=outcome)
