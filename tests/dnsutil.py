@@ -158,6 +158,20 @@ zone "{ZONE}" {{
         text = self.querylog.read_text().lower()
         return sum(1 for line in text.splitlines() if f"{name.lower()} in srv" in line)
 
+    def srv_queries_settled(self, name: str, at_least: int = 1) -> int:
+        """srv_queries once at least ``at_least`` are logged and the log has stopped growing
+        for 0.3 s (BIND writes its query log a little after it answers); 5 s at most."""
+        deadline = time.monotonic() + 5
+        last, since = self.srv_queries(name), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.srv_queries(name)
+            if now != last:
+                last, since = now, time.monotonic()
+            elif last >= at_least and time.monotonic() - since >= 0.3:
+                break
+        return last
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
