@@ -238,15 +238,15 @@ class _AddressDroppingHandler(socketserver.BaseRequestHandler):
         sock.sendto(reply.to_wire(), self.client_address)
 
 
-class SilentAddresses:
-    """A nameserver in front of BIND that answers SRV queries and never A or AAAA: every SRV
-    target takes its resolver's whole timeout (UDP only; answers come whole over UDP)."""
+class _InFrontOfBind:
+    """A server on 127.0.0.1 that passes DNS messages on to BIND, in a thread of its own; its
+    handler reaches it as ``self.server.owner``."""
 
-    def __init__(self, bind: Bind) -> None:
+    def __init__(self, bind: Bind, server: socketserver.BaseServer) -> None:
         self.upstream = bind.port
-        self.server = socketserver.ThreadingUDPServer(("127.0.0.1", 0), _AddressDroppingHandler)
+        self.server = server
         self.server.owner = self  # type: ignore[attr-defined]
-        self.port = self.server.server_address[1]
+        self.port = int(self.server.server_address[1])  # type: ignore[index]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -256,6 +256,15 @@ class SilentAddresses:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SilentAddresses(_InFrontOfBind):
+    """A nameserver in front of BIND that answers SRV queries and never A or AAAA: every SRV
+    target takes its resolver's whole timeout (UDP only; answers come whole over UDP)."""
+
+    def __init__(self, bind: Bind) -> None:
+        server = socketserver.ThreadingUDPServer(("127.0.0.1", 0), _AddressDroppingHandler)
+        super().__init__(bind, server)
 
 
 class _SlowTcpHandler(socketserver.BaseRequestHandler):
@@ -288,23 +297,12 @@ def _read_frame(sock: socket.socket) -> bytes | None:
     return data
 
 
-class SlowAnswers:
+class SlowAnswers(_InFrontOfBind):
     """A DNS server over TCP in front of BIND that answers every message ``delay`` seconds
     late: within a client's timeout, so each query is slow and none fails."""
 
     def __init__(self, bind: Bind, delay: float) -> None:
-        self.upstream = bind.port
         self.delay = delay
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SlowTcpHandler)
-        self.server.daemon_threads = True
-        self.server.owner = self  # type: ignore[attr-defined]
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SlowTcpHandler)
+        server.daemon_threads = True
+        super().__init__(bind, server)
