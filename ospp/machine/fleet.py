@@ -396,12 +396,36 @@ def remove(home: StrPath, glob: str) -> Iterator[Done]:
                     ),
                 )
                 continue
-            removed = _remove_dir(directory)
+            with _ctrl_c_after():
+                removed = _remove_dir(directory)
         except OSError as exc:
             yield Done(name, "failed", StoreError(E_ACCESS_DENIED, f"{name}: {exc}"))
         else:
             if removed:
                 yield Done(name, "removed")
+
+
+@contextlib.contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """Ctrl+C while a machine's directory is being deleted takes effect once it is: a
+    KeyboardInterrupt inside the deletion would leave half a machine, or surface as the
+    failure of a file operation it cut short (a descriptor closed under it)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[object] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pressed and callable(previous):
+            previous(signal.SIGINT, None)  # Python's own raises KeyboardInterrupt
+        elif pressed and previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
 
 
 def _remove_dir(directory: Path) -> bool:
