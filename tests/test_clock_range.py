@@ -94,15 +94,11 @@ def test_a_running_lab_clock_stops_at_the_ends_of_the_range(ospp: Ospp, at: str)
         assert ran.code == 0, (args, ran.out, ran.err)
 
 
-@pytest.mark.parametrize("name", ["activation_interval", "renewal_interval"])
-def test_an_interval_that_would_end_past_the_years_ospp_holds_is_never_due(ospp: Ospp, name: str):
-    """An interval edited into the store (nine digits of minutes, about 1,900 years) near
-    the end of the range: the service finds nothing due, rather than an internal error."""
-    import sqlite3
-
+def _five_clients_act(ospp: Ospp) -> None:
+    """Machines c1 to c5 ask a real KMS host, in turn: c1 to c4 below the threshold, c5 (the
+    fifth) activated."""
     from tests.kmsutil import Host, client, make_host
 
-    assert ospp("clock", "set", "9990-01-01T00:00Z").code == 0
     make_host(ospp)
     host = Host(ospp)
     try:
@@ -111,6 +107,16 @@ def test_an_interval_that_would_end_past_the_years_ospp_holds_is_never_due(ospp:
             ospp("/act", f"c{n}")
     finally:
         host.stop()
+
+
+@pytest.mark.parametrize("name", ["activation_interval", "renewal_interval"])
+def test_an_interval_that_would_end_past_the_years_ospp_holds_is_never_due(ospp: Ospp, name: str):
+    """An interval edited into the store (nine digits of minutes, about 1,900 years) near
+    the end of the range: the service finds nothing due, rather than an internal error."""
+    import sqlite3
+
+    assert ospp("clock", "set", "9990-01-01T00:00Z").code == 0
+    _five_clients_act(ospp)
     # c1 failed below the threshold (the retry counts from then); c5 activated (its renewal)
     machine = "c1" if name == "activation_interval" else "c5"
     status = ospp("dstatus", machine, "--json").data()["products"][0]["status"]
@@ -126,17 +132,8 @@ def test_an_interval_that_would_end_past_the_years_ospp_holds_is_never_due(ospp:
 def test_a_kms_activation_at_the_end_of_the_range_reads_back(ospp: Ospp) -> None:
     """Activated on the last day ospp works with, a KMS client stores an expiry 180 days
     later, past that day: its store is read back as written, not refused as damaged."""
-    from tests.kmsutil import Host, client, make_host
-
     assert ospp("clock", "set", "9998-12-31T23:00Z").code == 0
-    make_host(ospp)
-    host = Host(ospp)
-    try:
-        for n in range(1, 6):
-            client(ospp, f"c{n}", host)
-            ospp("/act", f"c{n}")
-    finally:
-        host.stop()
+    _five_clients_act(ospp)
     for args in (("dstatus", "c5", "--json"), ("fleet", "status", "--json")):
         ran = ospp.proc(*args)
         assert ran.code == 0 and "internal error" not in ran.err, (args, ran)

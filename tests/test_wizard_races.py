@@ -4,16 +4,30 @@ what another command stored meanwhile is not overwritten unseen."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from tests.conftest import Ospp
 from tests.test_authority import issue
 from tests.test_wizard import _dump, _env, _ready, _without_history, needs_pty
 
+if TYPE_CHECKING:
+    from tests.ptyutil import Terminal
+
 
 def _cid_for(ospp: Ospp) -> str:
     iid = ospp("dinstid", "--json").data()["products"][0]["installation_id"]
     return str(ospp("center", "confirm", iid, "--json").data()["cid"])
+
+
+def _to_the_cid(caller: Terminal) -> None:
+    """At 'How do you want to activate?': by telephone, the first country, up to the prompt
+    for the confirmation ID's first group."""
+    caller.type("2")
+    caller.expect(r"Country or region \(number\):")
+    caller.type("1")
+    caller.expect(r"Confirmation ID, group 1 of 20:")
 
 
 @needs_pty
@@ -31,10 +45,7 @@ def test_a_key_installed_while_the_wizard_waits_for_the_cid_is_not_given_its_act
     caller = Terminal(["wizard"], _env(ospp, "en"))
     try:
         caller.expect(r"Choose 1, 2 or 3:")
-        caller.type("2")
-        caller.expect(r"Country or region \(number\):")
-        caller.type("1")
-        caller.expect(r"Confirmation ID, group 1 of 20:")
+        _to_the_cid(caller)
         assert ospp.proc("/inpkey:" + other).code == 0  # another admin, another shell
         before = _dump(ospp)
         caller.type(cid)
@@ -70,10 +81,7 @@ def test_a_key_typed_into_the_wizard_does_not_replace_one_activated_meanwhile(
         before = _dump(ospp)
         if choice == "2":
             cid_for_key = _cid_for_typed(ospp, key)
-            caller.type("2")
-            caller.expect(r"Country or region \(number\):")
-            caller.type("1")
-            caller.expect(r"Confirmation ID, group 1 of 20:")
+            _to_the_cid(caller)
             caller.type(cid_for_key)
         else:  # Internet (nothing else is offered: a telephone call would end the same), not now
             caller.type(choice)
